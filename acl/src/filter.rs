@@ -1,0 +1,221 @@
+//! The compiled packet filter a node enforces on inbound traffic.
+//!
+//! Sources are kept symbolic (a user, a tag, `autogroup:member`...) rather than
+//! expanded to addresses: every node a source names is, by construction, one of
+//! the receiving node's peers, so the receiver resolves them against its peer
+//! list. A node joining therefore never changes anybody's filter; only policy
+//! changes and changes to the receiver's own identity do.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// IANA protocol numbers used in filters.
+pub mod proto {
+    /// ICMP for IPv4.
+    pub const ICMP: u8 = 1;
+    /// IGMP.
+    pub const IGMP: u8 = 2;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMP for IPv6.
+    pub const ICMPV6: u8 = 58;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+    /// What a rule without `proto` allows: TCP, UDP and ICMP (both families).
+    pub const DEFAULT: [u8; 4] = [TCP, UDP, ICMP, ICMPV6];
+    /// Whether packets of this protocol carry ports that a rule can restrict.
+    pub fn has_ports(protocol: u8) -> bool {
+        matches!(protocol, TCP | UDP | SCTP)
+    }
+}
+
+/// The whole inbound filter of one node: a packet is accepted when any rule accepts it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Accept rules; there are no deny rules.
+    pub rules: Vec<FilterRule>,
+}
+
+/// One accept rule: traffic from any of `src` to any of `dst` over any of `protocols`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterRule {
+    /// Who may send.
+    pub src: Vec<Source>,
+    /// Where to, and on which ports.
+    pub dst: Vec<Destination>,
+    /// IANA protocol numbers; never empty.
+    pub protocols: Vec<u8>,
+}
+
+/// A symbolic traffic source, resolved by the receiver against its peers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Source {
+    /// Any address at all.
+    Any,
+    /// Untagged devices of this user (by login).
+    User(String),
+    /// Devices carrying this tag.
+    Tag(String),
+    /// Every untagged device (`autogroup:member`).
+    Member,
+    /// Every tagged device (`autogroup:tagged`).
+    Tagged,
+    /// Packets whose source address lies in this prefix.
+    Prefix(IpNet),
+}
+
+/// A destination of a rule and the ports it opens.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Destination {
+    /// Which destination addresses.
+    pub target: Target,
+    /// Inclusive port range; `0..=65535` for all ports.
+    pub ports: PortRange,
+}
+
+/// The destination addresses a rule applies to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Target {
+    /// Any destination address the node receives traffic for.
+    Any,
+    /// The node's own mesh addresses.
+    SelfAddresses,
+    /// Addresses inside this prefix (subnet routes, hosts, exit traffic).
+    Prefix(IpNet),
+}
+
+/// An inclusive range of ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortRange {
+    /// First port, inclusive.
+    pub first: u16,
+    /// Last port, inclusive.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Every port.
+    pub const ALL: PortRange = PortRange {
+        first: 0,
+        last: u16::MAX,
+    };
+
+    /// A single port.
+    pub fn single(port: u16) -> PortRange {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        self.first <= port && port <= self.last
+    }
+}
+
+/// What a receiver knows about a peer when resolving symbolic sources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity<'a> {
+    /// The owning user's login (ignored for tagged peers).
+    pub user: &'a str,
+    /// The peer's tags; empty for a user-owned device.
+    pub tags: &'a BTreeSet<String>,
+}
+
+impl Source {
+    /// Whether a peer with this identity is named by the source (prefix sources
+    /// are matched on addresses instead, see [`Source::matches_address`]).
+    pub fn matches_peer(&self, peer: &PeerIdentity<'_>) -> bool {
+        match self {
+            Source::Any => true,
+            Source::User(login) => peer.tags.is_empty() && peer.user == login,
+            Source::Tag(tag) => peer.tags.contains(tag),
+            Source::Member => peer.tags.is_empty(),
+            Source::Tagged => !peer.tags.is_empty(),
+            Source::Prefix(_) => false,
+        }
+    }
+
+    /// Whether a packet from `address` is named by the source on address alone.
+    pub fn matches_address(&self, address: IpAddr) -> bool {
+        match self {
+            Source::Any => true,
+            Source::Prefix(prefix) => prefix.contains(&address),
+            _ => false,
+        }
+    }
+}
+
+impl Target {
+    /// Whether a packet to `address` is named by the target on a node whose
+    /// own mesh addresses are `own`.
+    pub fn matches(&self, address: IpAddr, own: &[IpAddr]) -> bool {
+        match self {
+            Target::Any => true,
+            Target::SelfAddresses => own.contains(&address),
+            Target::Prefix(prefix) => prefix.contains(&address),
+        }
+    }
+}
+
+/// One inbound packet's identifying fields, as a filter sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Destination port; ignored for protocols without ports.
+    pub port: u16,
+}
+
+impl Filter {
+    /// Whether the filter accepts `packet`, given the sending peer's identity
+    /// (None when the source address is not a peer's) and the node's own addresses.
+    pub fn accepts(
+        &self,
+        packet: &Packet,
+        sender: Option<&PeerIdentity<'_>>,
+        own: &[IpAddr],
+    ) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.accepts(packet, sender, own))
+    }
+}
+
+impl FilterRule {
+    /// Whether this one rule accepts `packet`; see [`Filter::accepts`].
+    pub fn accepts(
+        &self,
+        packet: &Packet,
+        sender: Option<&PeerIdentity<'_>>,
+        own: &[IpAddr],
+    ) -> bool {
+        if !self.protocols.contains(&packet.protocol) {
+            return false;
+        }
+        let source_named = self.src.iter().any(|source| {
+            source.matches_address(packet.src)
+                || sender.is_some_and(|peer| source.matches_peer(peer))
+        });
+        if !source_named {
+            return false;
+        }
+        let ports_matter = proto::has_ports(packet.protocol);
+        self.dst.iter().any(|destination| {
+            destination.target.matches(packet.dst, own)
+                && (!ports_matter || destination.ports.contains(packet.port))
+        })
+    }
+}

@@ -1,0 +1,434 @@
+//! A validated policy: the document, its names resolved, compiled to rules.
+//!
+//! Validation follows what Tailscale's control plane refuses: `deny` rules,
+//! tags missing from `tagOwners`, unknown groups and hosts, named ports,
+//! `autogroup:self` as a source or with sources other than users and groups,
+//! and a failing `tests` block (checked against a topology, see
+//! [`Policy::check_tests`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+
+use crate::alias::{Alias, AutoGroup, parse_ports, parse_prefix, split_destination};
+use crate::compiled::{CompiledPolicy, Principal, Rule, RuleDestination};
+use crate::document::{Document, ParseError, Protocol};
+use crate::filter::{PortRange, proto};
+use crate::node::NodeIdentity;
+use crate::policytests;
+
+/// Why a policy was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not a policy document.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The document means something Hearth (and Tailscale) refuses.
+    #[error("{0}")]
+    Invalid(String),
+    /// Entries of the `tests` block failed.
+    #[error("test(s) failed:\n  {}", .0.join("\n  "))]
+    TestsFailed(Vec<String>),
+}
+
+fn invalid(message: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid(message.into())
+}
+
+/// The nodes and users a policy's `tests` are checked against.
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    /// Logins of every user.
+    pub users: Vec<String>,
+    /// Every node.
+    pub nodes: Vec<NodeIdentity>,
+}
+
+/// A validated policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The document as written.
+    pub document: Document,
+    /// What the engine evaluates.
+    pub compiled: CompiledPolicy,
+    names: Names,
+}
+
+/// The policy's own names, resolved.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Names {
+    /// Group -> normalized user logins.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Host alias -> prefix.
+    pub hosts: BTreeMap<String, IpNet>,
+    /// Tags declared in `tagOwners`.
+    pub tags: BTreeSet<String>,
+}
+
+/// Where an alias appears, for resolution and error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Source,
+    Destination,
+}
+
+/// A user login as the engine compares it: `alice@` (Headscale's form for a
+/// user without a domain) means the user named `alice`.
+pub fn normalize_login(login: &str) -> String {
+    login.strip_suffix('@').unwrap_or(login).to_owned()
+}
+
+impl Names {
+    fn from_document(document: &Document) -> Result<Names, PolicyError> {
+        let mut names = Names::default();
+        for tag in document.tag_owners.keys() {
+            if !tag.starts_with("tag:") || tag.len() == 4 {
+                return Err(invalid(format!(
+                    "tagOwners: {tag:?} is not a tag (tags look like tag:name)"
+                )));
+            }
+            names.tags.insert(tag.clone());
+        }
+        for (group, members) in &document.groups {
+            if !group.starts_with("group:") || group.len() == 6 {
+                return Err(invalid(format!(
+                    "groups: {group:?} is not a group name (groups look like group:name)"
+                )));
+            }
+            let mut logins = Vec::new();
+            for member in members {
+                match Alias::parse(member) {
+                    Ok(Alias::User(login)) => logins.push(normalize_login(&login)),
+                    _ => {
+                        return Err(invalid(format!(
+                            "groups: {group}: {member:?} is not a user login (groups hold users like alice@example.com or alice@)"
+                        )));
+                    }
+                }
+            }
+            names.groups.insert(group.clone(), logins);
+        }
+        for (host, address) in &document.hosts {
+            if host.is_empty() || host.contains('@') || host.contains(':') || host == "*" {
+                return Err(invalid(format!("hosts: {host:?} cannot be a host name")));
+            }
+            let prefix = parse_prefix(address).ok().flatten().ok_or_else(|| {
+                invalid(format!(
+                    "hosts: {host}: {address:?} is not an IP address or prefix"
+                ))
+            })?;
+            names.hosts.insert(host.clone(), prefix);
+        }
+        for (tag, owners) in &document.tag_owners {
+            for owner in owners {
+                names
+                    .check_owner(owner)
+                    .map_err(|reason| invalid(format!("tagOwners: {tag}: {reason}")))?;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Checks a tag owner or auto-approver: a user, a group, a tag.
+    fn check_owner(&self, owner: &str) -> Result<(), String> {
+        match Alias::parse(owner) {
+            Ok(Alias::User(_)) => Ok(()),
+            Ok(Alias::Group(group)) if self.groups.contains_key(&group) => Ok(()),
+            Ok(Alias::Group(group)) => Err(format!("group not found: {group:?}")),
+            Ok(Alias::Tag(tag)) if self.tags.contains(&tag) => Ok(()),
+            Ok(Alias::Tag(tag)) => Err(format!("tag not found: {tag:?}")),
+            Ok(Alias::AutoGroup(AutoGroup::Member | AutoGroup::Tagged)) => Ok(()),
+            _ => Err(format!("{owner:?} must be a user, a group or a tag")),
+        }
+    }
+
+    /// Resolves an alias to the principals it names.
+    pub(crate) fn resolve(&self, alias: &Alias, side: Side) -> Result<Vec<Principal>, String> {
+        Ok(match alias {
+            Alias::Wildcard => vec![Principal::Any],
+            Alias::User(login) => vec![Principal::User(normalize_login(login))],
+            Alias::Group(group) => self
+                .groups
+                .get(group)
+                .ok_or_else(|| format!("group not found: {group:?}"))?
+                .iter()
+                .map(|login| Principal::User(login.clone()))
+                .collect(),
+            Alias::Tag(tag) if self.tags.contains(tag) => vec![Principal::Tag(tag.clone())],
+            Alias::Tag(tag) => {
+                return Err(format!("tag not found: {tag:?} (declare it in tagOwners)"));
+            }
+            Alias::Host(host) => {
+                vec![Principal::Prefix(*self.hosts.get(host).ok_or_else(
+                    || format!("host not found: {host:?} (declare it in hosts)"),
+                )?)]
+            }
+            Alias::Prefix(prefix) => vec![Principal::Prefix(*prefix)],
+            Alias::AutoGroup(group) => match (group, side) {
+                (AutoGroup::Member, _) => vec![Principal::Member],
+                (AutoGroup::Tagged, _) => vec![Principal::Tagged],
+                (AutoGroup::DangerAll, _) => vec![Principal::Any],
+                (AutoGroup::SelfDevices, Side::Destination) => vec![Principal::SelfDevices],
+                (AutoGroup::Internet, Side::Destination) => vec![Principal::Internet],
+                (AutoGroup::SelfDevices, Side::Source) => {
+                    return Err("\"autogroup:self\" not valid on the src side of a rule".into());
+                }
+                (AutoGroup::Internet, Side::Source) => {
+                    return Err("\"autogroup:internet\" not valid on the src side of a rule".into());
+                }
+            },
+        })
+    }
+}
+
+/// Resolves a protocol name or number to IANA numbers.
+pub(crate) fn protocols(protocol: Option<&Protocol>) -> Result<Vec<u8>, String> {
+    let Some(protocol) = protocol else {
+        return Ok(proto::DEFAULT.to_vec());
+    };
+    let text = match protocol {
+        Protocol::Number(number) => number.to_string(),
+        Protocol::Text(text) => text.to_ascii_lowercase(),
+    };
+    let number = match text.as_str() {
+        "icmp" => proto::ICMP,
+        "igmp" => proto::IGMP,
+        "ipv4" | "ip-in-ip" => 4,
+        "tcp" => proto::TCP,
+        "egp" => 8,
+        "igp" => 9,
+        "udp" => proto::UDP,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "ipv6-icmp" | "icmpv6" => proto::ICMPV6,
+        "sctp" => proto::SCTP,
+        number => number.parse::<u8>().map_err(|_| {
+            format!("proto {text:?} is not a protocol name or a number from 0 to 255")
+        })?,
+    };
+    Ok(vec![number])
+}
+
+impl Policy {
+    /// Parses and validates policy text (the `tests` block is checked separately,
+    /// against a topology, by [`Policy::check_tests`]).
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_document(Document::parse(text)?)
+    }
+
+    /// Validates a parsed document.
+    pub fn from_document(document: Document) -> Result<Policy, PolicyError> {
+        let names = Names::from_document(&document)?;
+        let mut rules = Vec::new();
+        for (index, acl) in document.acls.iter().enumerate() {
+            let context = |message: String| invalid(format!("acls[{index}]: {message}"));
+            if acl.action != "accept" {
+                return Err(context(format!(
+                    "action={:?} is not supported (only \"accept\")",
+                    acl.action
+                )));
+            }
+            let protocols = protocols(acl.proto.as_ref()).map_err(context)?;
+            let (src, src_aliases) = sources(&names, &acl.src).map_err(context)?;
+            let mut dst = Vec::new();
+            for entry in &acl.dst {
+                let (alias, ports) = split_destination(entry)
+                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                let ports = parse_ports(ports)
+                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                let alias = Alias::parse(alias)
+                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                for principal in names.resolve(&alias, Side::Destination).map_err(|error| {
+                    context(format!("dst={alias_text:?}: {error}", alias_text = entry))
+                })? {
+                    dst.push(RuleDestination {
+                        principal,
+                        ports: ports.clone(),
+                    });
+                }
+            }
+            check_self_sources(&dst, &src_aliases).map_err(context)?;
+            rules.push(Rule {
+                src,
+                dst,
+                protocols,
+            });
+        }
+        for (index, grant) in document.grants.iter().enumerate() {
+            let context = |message: String| invalid(format!("grants[{index}]: {message}"));
+            let (src, src_aliases) = sources(&names, &grant.src).map_err(context)?;
+            let capabilities = grant
+                .ip
+                .iter()
+                .map(|capability| parse_capability(capability))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(context)?;
+            let mut destinations = Vec::new();
+            for entry in &grant.dst {
+                let alias = Alias::parse(entry)
+                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                destinations.extend(
+                    names
+                        .resolve(&alias, Side::Destination)
+                        .map_err(|error| context(format!("dst={entry:?}: {error}")))?,
+                );
+            }
+            for (protocols, ports) in capabilities {
+                let dst: Vec<RuleDestination> = destinations
+                    .iter()
+                    .map(|principal| RuleDestination {
+                        principal: principal.clone(),
+                        ports: ports.clone(),
+                    })
+                    .collect();
+                check_self_sources(&dst, &src_aliases).map_err(context)?;
+                rules.push(Rule {
+                    src: src.clone(),
+                    dst,
+                    protocols,
+                });
+            }
+        }
+        for (prefix, approvers) in &document.auto_approvers.routes {
+            if parse_prefix(prefix).ok().flatten().is_none() {
+                return Err(invalid(format!(
+                    "autoApprovers.routes: {prefix:?} is not an IP prefix"
+                )));
+            }
+            for approver in approvers {
+                names.check_owner(approver).map_err(|reason| {
+                    invalid(format!("autoApprovers.routes[{prefix}]: {reason}"))
+                })?;
+            }
+        }
+        for approver in &document.auto_approvers.exit_node {
+            names
+                .check_owner(approver)
+                .map_err(|reason| invalid(format!("autoApprovers.exitNode: {reason}")))?;
+        }
+        policytests::validate(&document.tests, &names)?;
+        Ok(Policy {
+            document,
+            compiled: CompiledPolicy { rules },
+            names,
+        })
+    }
+
+    /// Runs the policy's `tests` block against `topology`.
+    pub fn check_tests(&self, topology: &Topology) -> Result<(), PolicyError> {
+        let failures =
+            policytests::run(&self.document.tests, &self.names, &self.compiled, topology);
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::TestsFailed(failures))
+        }
+    }
+
+    /// Which of `advertised` routes `autoApprovers` approves for a node with
+    /// this user and these tags (exit routes `0.0.0.0/0` and `::/0` through `exitNode`).
+    pub fn auto_approved_routes(
+        &self,
+        user: &str,
+        tags: &BTreeSet<String>,
+        advertised: &[IpNet],
+    ) -> Vec<IpNet> {
+        let approvers = &self.document.auto_approvers;
+        let names_node = |approver: &String| self.approver_names(approver, user, tags);
+        advertised
+            .iter()
+            .copied()
+            .filter(|route| {
+                if route.prefix_len() == 0 {
+                    approvers.exit_node.iter().any(names_node)
+                        || approvers.routes.iter().any(|(prefix, list)| {
+                            parse_prefix(prefix).ok().flatten() == Some(*route)
+                                && list.iter().any(names_node)
+                        })
+                } else {
+                    approvers.routes.iter().any(|(prefix, list)| {
+                        parse_prefix(prefix)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|prefix| prefix.contains(route))
+                            && list.iter().any(names_node)
+                    })
+                }
+            })
+            .collect()
+    }
+
+    fn approver_names(&self, approver: &str, user: &str, tags: &BTreeSet<String>) -> bool {
+        let tagged = !tags.is_empty();
+        match Alias::parse(approver) {
+            Ok(Alias::User(login)) => !tagged && normalize_login(&login) == user,
+            Ok(Alias::Group(group)) => {
+                !tagged
+                    && self
+                        .names
+                        .groups
+                        .get(&group)
+                        .is_some_and(|members| members.iter().any(|member| member == user))
+            }
+            Ok(Alias::Tag(tag)) => tags.contains(&tag),
+            Ok(Alias::AutoGroup(AutoGroup::Member)) => !tagged,
+            Ok(Alias::AutoGroup(AutoGroup::Tagged)) => tagged,
+            _ => false,
+        }
+    }
+}
+
+/// Resolves a rule's sources; also returns the aliases (for the `autogroup:self` check).
+fn sources(names: &Names, entries: &[String]) -> Result<(Vec<Principal>, Vec<Alias>), String> {
+    let mut principals = Vec::new();
+    let mut aliases = Vec::new();
+    for entry in entries {
+        let alias = Alias::parse(entry).map_err(|error| format!("src={entry:?}: {error}"))?;
+        principals.extend(
+            names
+                .resolve(&alias, Side::Source)
+                .map_err(|error| format!("src={entry:?}: {error}"))?,
+        );
+        aliases.push(alias);
+    }
+    Ok((principals, aliases))
+}
+
+/// `autogroup:self` means "the source user's own devices", so every source of
+/// such a rule must be a user: users, groups, `autogroup:member` or `*`.
+fn check_self_sources(dst: &[RuleDestination], sources: &[Alias]) -> Result<(), String> {
+    let has_self = dst
+        .iter()
+        .any(|destination| destination.principal == Principal::SelfDevices);
+    let user_like = |alias: &Alias| {
+        matches!(
+            alias,
+            Alias::Wildcard
+                | Alias::User(_)
+                | Alias::Group(_)
+                | Alias::AutoGroup(AutoGroup::Member)
+        )
+    };
+    if has_self && !sources.iter().all(user_like) {
+        return Err(
+            "autogroup:self can only be used with users, groups, or supported autogroups".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Parses one grant `ip` capability: `*`, `PORTS` or `PROTO:PORTS`.
+fn parse_capability(capability: &str) -> Result<(Vec<u8>, Vec<PortRange>), String> {
+    if capability == "*" {
+        return Ok((proto::DEFAULT.to_vec(), vec![PortRange::ALL]));
+    }
+    let (protocol, ports) = match capability.split_once(':') {
+        Some((protocol, ports)) => (Some(Protocol::Text(protocol.to_owned())), ports),
+        None => (None, capability),
+    };
+    let protocols =
+        protocols(protocol.as_ref()).map_err(|error| format!("ip={capability:?}: {error}"))?;
+    let ports = parse_ports(ports).map_err(|error| format!("ip={capability:?}: {error}"))?;
+    Ok((protocols, ports))
+}

@@ -1,0 +1,598 @@
+//! What the encrypted gateway costs, measured against talking to the model
+//! server directly in the same run:
+//!
+//! 1. per chunk: the gateway's work on each token (event, JSON, seal, SSE
+//!    framing) beside a direct client's (decode the backend's SSE event);
+//! 2. time to first token: a real llama-server with the tiny model, asked
+//!    directly and through the gateway (a separate process), interleaved;
+//! 3. 1,000 concurrent encrypted streams: aggregate tokens per second through
+//!    the gateway versus directly, from a paced backend that stands in for a
+//!    model (llama.cpp cannot serve 1,000 streams at once here: it has 4
+//!    slots on 2 cores), 50 tokens 20 ms apart per stream.
+//!
+//! `cargo bench -p hearth-gateway --bench gateway` (needs the cached
+//! llama-server build and the Python env: scripts/build-llama-server.sh,
+//! scripts/python-env.sh).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::convert::Infallible;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use axum::routing::post;
+use base64::Engine as _;
+use futures_util::StreamExt;
+use hearth_e2ee::chunks::ResponseSecrets;
+use hearth_e2ee::envelope::seal_request;
+use hearth_e2ee::{
+    ChatPayload, ChunkOpener, ChunkSealer, KeyPair, PublishedKey, ReplyEvent, SealedChunk,
+};
+use hearth_llm::endpoint::Endpoint;
+use hearth_llm::sse::SseDecoder;
+use hearth_llm::{Api, ChatRequest, Message, StreamEvent, openai};
+use hearth_testkit::llama::{LlamaServer, free_port};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+const TOKEN_EVENT: &str = r#"data: {"choices":[{"finish_reason":null,"index":0,"delta":{"content":" home"}}],"created":1795340169,"id":"chatcmpl-MeHUIcgPgmACoKYFB2xkQCbaiLJZvUOv","model":"/tmp/tiny.gguf","system_fingerprint":"b1-0c1e570","object":"chat.completion.chunk"}
+
+"#;
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [f64], fraction: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * fraction).round() as usize]
+}
+
+/// Nanoseconds per call of `work`, the median of 7 runs of `count` calls.
+fn per_call(count: u32, mut work: impl FnMut(u32)) -> f64 {
+    let mut runs: Vec<f64> = (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            for index in 0..count {
+                work(index);
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(count)
+        })
+        .collect();
+    median(&mut runs)
+}
+
+fn secrets() -> ResponseSecrets {
+    ResponseSecrets {
+        key: Zeroizing::new([7; 32]),
+        nonce: Zeroizing::new([9; 12]),
+    }
+}
+
+fn chunk_cost() {
+    println!("## per chunk");
+    const COUNT: u32 = 200_000;
+    // What a client of llama-server does per token (and the gateway too):
+    // decode the SSE event, here with hearth-llm's decoder, 1,000 events a batch.
+    let batch: Bytes = Bytes::from(TOKEN_EVENT.repeat(1000) + "data: [DONE]\n\n");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let direct = per_call(COUNT / 1000, |_| {
+        let events = openai::decode(futures_util::stream::iter([Ok::<Bytes, reqwest::Error>(
+            batch.clone(),
+        )]));
+        std::hint::black_box(runtime.block_on(events.count()));
+    }) / 1001.0;
+    // What the gateway adds per token: the reply event, its JSON, the seal, the SSE line.
+    let mut sealer = ChunkSealer::new(secrets(), "bench-request-000000");
+    let seal = per_call(COUNT, |_| {
+        let event = ReplyEvent::Delta {
+            text: " home".into(),
+        };
+        let text = Zeroizing::new(serde_json::to_vec(&event).unwrap());
+        let chunk = sealer.seal(&text, false);
+        let line = format!(
+            "event: chunk\ndata: {}\n\n",
+            serde_json::to_string(&chunk).unwrap()
+        );
+        std::hint::black_box(line.len());
+    });
+    // What an encrypted client adds per token: parse the chunk, open it, parse the event.
+    let mut sealer = ChunkSealer::new(secrets(), "bench-request-000000");
+    let chunks: Vec<String> = (0..COUNT * 7)
+        .map(|_| {
+            serde_json::to_string(&sealer.seal(br#"{"type":"delta","text":" home"}"#, false))
+                .unwrap()
+        })
+        .collect();
+    let mut opener = ChunkOpener::new(secrets(), "bench-request-000000");
+    let mut next = 0usize;
+    let open = per_call(COUNT, |_| {
+        let chunk: SealedChunk = serde_json::from_str(&chunks[next]).unwrap();
+        next += 1;
+        let plaintext = opener.open(&chunk).unwrap();
+        let event: ReplyEvent = serde_json::from_slice(&plaintext).unwrap();
+        std::hint::black_box(event);
+    });
+    println!(
+        "| direct client: decode one llama-server token event | {:.0} ns |",
+        direct
+    );
+    println!(
+        "| gateway: event + JSON + seal + SSE line (target <= 2 us) | {:.0} ns |",
+        seal
+    );
+    println!(
+        "| encrypted client: parse + open + decode one chunk | {:.0} ns |",
+        open
+    );
+    println!(
+        "| ratio gateway seal / direct decode | {:.2} |",
+        seal / direct
+    );
+}
+
+/// The gateway binary, running with `config`; killed on drop.
+struct GatewayProcess {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    fn start(providers: Value, primary: &str) -> GatewayProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = json!({
+            "gateway": {"port": port},
+            "models": {"providers": providers},
+            "agents": {"defaults": {"model": {"primary": primary}}},
+            "hearth": {"dataDir": dir.path().join("data"),
+                       "limits": {"requestsPerMinutePerDevice": 1_000_000, "requestsPerMinutePerIp": 1_000_000,
+                                  "maxConcurrentStreams": 4096}},
+        });
+        let path = dir.path().join("gateway.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hearth-gateway"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env(
+                "HEARTH_LOG",
+                std::env::var("HEARTH_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the gateway did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GatewayProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    async fn current_key(&self, http: &reqwest::Client) -> (Vec<u8>, String) {
+        let keys: Value = http
+            .get(format!("{}/api/pubkey", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let keys: Vec<PublishedKey> = serde_json::from_value(keys["keys"].clone()).unwrap();
+        let current = keys
+            .into_iter()
+            .find(|key| key.status == "current")
+            .unwrap();
+        (
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&current.public_key)
+                .unwrap(),
+            current.id,
+        )
+    }
+}
+
+impl GatewayProcess {
+    /// CPU seconds (user + system) the gateway process has used.
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
+    }
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |times| {
+        times
+            .iter()
+            .filter_map(|field| field.parse::<f64>().ok())
+            .sum()
+    });
+    ticks / 100.0
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// One encrypted exchange: the time to the first text and the number of
+/// text chunks. The envelope is sealed before the clock starts (that is the
+/// device's work, measured apart).
+async fn encrypted(
+    http: &reqwest::Client,
+    url: &str,
+    key: &(Vec<u8>, String),
+    device: &KeyPair,
+    message: &str,
+    max_tokens: u32,
+) -> (Duration, usize) {
+    let (envelope, opener) = seal(key, device, message, max_tokens);
+    send_sealed(http, url, envelope, opener).await
+}
+
+/// What a device does before it sends: seal the request to the gateway's key.
+fn seal(
+    key: &(Vec<u8>, String),
+    device: &KeyPair,
+    message: &str,
+    max_tokens: u32,
+) -> (hearth_e2ee::envelope::ChatEnvelope, ChunkOpener) {
+    let payload = ChatPayload {
+        message: message.into(),
+        channel: Some(format!("bench-{}", rand::random::<u64>())),
+        max_tokens: Some(max_tokens),
+        temperature: None,
+    };
+    seal_request(
+        &key.0,
+        &key.1,
+        device,
+        &serde_json::to_vec(&payload).unwrap(),
+        now(),
+    )
+    .unwrap()
+}
+
+/// Sends a sealed request and reads the sealed reply: the time to the first
+/// text and the number of text chunks.
+async fn send_sealed(
+    http: &reqwest::Client,
+    url: &str,
+    envelope: hearth_e2ee::envelope::ChatEnvelope,
+    mut opener: ChunkOpener,
+) -> (Duration, usize) {
+    let start = Instant::now();
+    let response = http
+        .post(format!("{url}/api/chat"))
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut bytes = response.bytes_stream();
+    let mut decoder = SseDecoder::new();
+    let mut first = None;
+    let mut deltas = 0;
+    while let Some(piece) = bytes.next().await {
+        for event in decoder.push(&piece.unwrap()).unwrap() {
+            let chunk: SealedChunk = serde_json::from_str(&event.data).unwrap();
+            let event: ReplyEvent = serde_json::from_slice(&opener.open(&chunk).unwrap()).unwrap();
+            match event {
+                ReplyEvent::Delta { .. } => {
+                    first.get_or_insert_with(|| start.elapsed());
+                    deltas += 1;
+                }
+                ReplyEvent::Error { code, message } => panic!("{code}: {message}"),
+                _ => {}
+            }
+        }
+    }
+    opener.finish().unwrap();
+    (first.unwrap_or_default(), deltas)
+}
+
+/// One direct exchange with the backend: the time to the first text and the number of text chunks.
+async fn direct(endpoint: &Endpoint, message: &str, max_tokens: u32) -> (Duration, usize) {
+    let request = ChatRequest {
+        messages: vec![Message::new("user", message)],
+        max_tokens: Some(max_tokens),
+        temperature: None,
+    };
+    let start = Instant::now();
+    let mut events = openai::stream_chat(endpoint, "tiny", &request)
+        .await
+        .unwrap();
+    let mut first = None;
+    let mut deltas = 0;
+    while let Some(event) = events.next().await {
+        if let StreamEvent::Delta(_) = event.unwrap() {
+            first.get_or_insert_with(|| start.elapsed());
+            deltas += 1;
+        }
+    }
+    (first.unwrap_or_default(), deltas)
+}
+
+async fn time_to_first_token() {
+    const SAMPLES: usize = 600;
+    println!(
+        "## time to first token, real llama-server (tiny model), {SAMPLES} samples each, interleaved"
+    );
+    let Some(llama) = LlamaServer::start_tcp() else {
+        println!("skipped: llama-server is not built");
+        return;
+    };
+    let gateway = GatewayProcess::start(
+        json!({"local": {"baseUrl": llama.base_url, "api": "openai-completions",
+                         "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 64}]}}),
+        "local/tiny",
+    );
+    let endpoint = Endpoint::parse(
+        &llama.base_url,
+        Api::OpenAiCompletions,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let key = gateway.current_key(&http).await;
+    let device = KeyPair::generate();
+    for _ in 0..20 {
+        direct(&endpoint, "hello", 2).await;
+        encrypted(&http, &gateway.url, &key, &device, "hello", 2).await;
+    }
+    let (mut plain, mut sealed, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gateway_hop, mut llama_hop) = (Vec::new(), Vec::new());
+    for _ in 0..SAMPLES {
+        let one = direct(&endpoint, "hello", 2).await.0.as_secs_f64() * 1e6;
+        let other = encrypted(&http, &gateway.url, &key, &device, "hello", 2)
+            .await
+            .0
+            .as_secs_f64()
+            * 1e6;
+        plain.push(one);
+        sealed.push(other);
+        added.push(other - one);
+        // A bare HTTP exchange with each, for scale: what one more hop costs here.
+        let start = Instant::now();
+        http.get(format!("{}/api/pubkey", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        gateway_hop.push(start.elapsed().as_secs_f64() * 1e6);
+        let start = Instant::now();
+        http.get(format!("{}/models", llama.base_url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        llama_hop.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let seal_cost = per_call(200, |_| {
+        std::hint::black_box(
+            seal_request(&key.0, &key.1, &device, br#"{"message":"hello"}"#, 0).unwrap(),
+        );
+    });
+    // The gateway's share of the request's cryptography: one X25519 (AWS-LC)
+    // with the request's ephemeral key, the key schedule, the open. The
+    // device's seal above is the `hpke` crate (x25519-dalek): three X25519.
+    let gateway_key = KeyPair::generate();
+    let receiver = gateway_key.receiver();
+    let envelopes: Vec<_> = (0..200)
+        .map(|_| {
+            seal_request(
+                &gateway_key.public_bytes(),
+                "k",
+                &device,
+                br#"{"message":"hello"}"#,
+                0,
+            )
+            .unwrap()
+            .0
+        })
+        .collect();
+    // Every device's static DH is remembered after its first request.
+    hearth_e2ee::envelope::open_request_with(&envelopes[0], &receiver).unwrap();
+    let open_cost = per_call(200, |index| {
+        std::hint::black_box(
+            hearth_e2ee::envelope::open_request_with(&envelopes[index as usize], &receiver)
+                .unwrap(),
+        );
+    });
+    let (p50_direct, p50_gateway) = (median(&mut plain), median(&mut sealed));
+    println!(
+        "| direct to llama-server, p50 / p90 | {:.0} us / {:.0} us |",
+        p50_direct,
+        percentile(&mut plain, 0.9)
+    );
+    println!(
+        "| through the gateway, encrypted, p50 / p90 | {:.0} us / {:.0} us |",
+        p50_gateway,
+        percentile(&mut sealed, 0.9)
+    );
+    println!(
+        "| added: difference of the p50s | {:.0} us |",
+        p50_gateway - p50_direct
+    );
+    println!(
+        "| added: p50 of the paired differences (target <= 250 us) | {:.0} us |",
+        median(&mut added)
+    );
+    println!(
+        "| for scale: a bare HTTP exchange with the gateway / with llama-server, p50 | {:.0} us / {:.0} us |",
+        median(&mut gateway_hop),
+        median(&mut llama_hop)
+    );
+    println!(
+        "| sealing the request on the device (not included above) | {:.0} us |",
+        seal_cost / 1000.0
+    );
+    println!(
+        "| opening it in the gateway (included above) | {:.0} us |",
+        open_cost / 1000.0
+    );
+}
+
+/// The stand-in model server: `tokens` tokens `gap` apart per request, in llama-server's SSE format.
+async fn paced_backend(tokens: usize, gap: Duration) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move {
+            let stream = futures_util::stream::unfold(0usize, move |sent| async move {
+                if sent > tokens + 1 {
+                    return None;
+                }
+                let event = if sent < tokens {
+                    tokio::time::sleep(gap).await;
+                    TOKEN_EVENT.to_owned()
+                } else if sent == tokens {
+                    "data: {\"choices\":[{\"finish_reason\":\"length\",\"index\":0,\"delta\":{}}]}\n\n".to_owned()
+                } else {
+                    "data: [DONE]\n\n".to_owned()
+                };
+                Some((Ok::<Bytes, Infallible>(Bytes::from(event)), sent + 1))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let listener =
+        axum::serve::ListenerExt::tap_io(listener, |stream| stream.set_nodelay(true).unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}/v1")
+}
+
+async fn concurrent_streams(gap: Duration) {
+    const STREAMS: usize = 1000;
+    const TOKENS: usize = 50;
+    println!(
+        "## {STREAMS} concurrent streams, {TOKENS} tokens each, {} ms apart (paced stand-in backend)",
+        gap.as_millis()
+    );
+    let backend = paced_backend(TOKENS, gap).await;
+    let gateway = GatewayProcess::start(
+        json!({"paced": {"baseUrl": backend, "api": "openai-completions",
+                         "models": [{"id": "tiny", "contextWindow": 8192, "maxTokens": 1024}]}}),
+        "paced/tiny",
+    );
+    let endpoint = Arc::new(
+        Endpoint::parse(&backend, Api::OpenAiCompletions, Duration::from_secs(30)).unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(STREAMS)
+        .build()
+        .unwrap();
+    let key = Arc::new(gateway.current_key(&http).await);
+    let devices: Arc<Vec<KeyPair>> = Arc::new((0..STREAMS).map(|_| KeyPair::generate()).collect());
+
+    let mut rounds = Vec::new();
+    // Round 0 warms up (1,000 connections each way, 1,000 new devices); it is shown, not counted.
+    for round in 0..4 {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..STREAMS)
+            .map(|_| {
+                let endpoint = Arc::clone(&endpoint);
+                tokio::spawn(async move { direct(&endpoint, "hello", TOKENS as u32).await.1 })
+            })
+            .collect();
+        let mut tokens = 0;
+        for task in tasks {
+            tokens += task.await.unwrap();
+        }
+        let direct_rate = tokens as f64 / start.elapsed().as_secs_f64();
+
+        // Each device seals its own request on its own processor; here the
+        // 1,000 devices share this machine, so they seal before the clock
+        // starts (the cost is printed, not counted against the gateway).
+        let sealing = Instant::now();
+        let sealed: Vec<_> = devices
+            .iter()
+            .map(|device| seal(&key, device, "hello", TOKENS as u32))
+            .collect();
+        let sealing = sealing.elapsed();
+        let cpu_before = gateway.cpu_seconds();
+        let start = Instant::now();
+        let tasks: Vec<_> = sealed
+            .into_iter()
+            .map(|(envelope, opener)| {
+                let (http, url) = (http.clone(), gateway.url.clone());
+                tokio::spawn(async move { send_sealed(&http, &url, envelope, opener).await.1 })
+            })
+            .collect();
+        let mut sealed_tokens = 0;
+        for task in tasks {
+            sealed_tokens += task.await.unwrap();
+        }
+        let gateway_rate = sealed_tokens as f64 / start.elapsed().as_secs_f64();
+        let cpu_per_token = (gateway.cpu_seconds() - cpu_before) / sealed_tokens as f64 * 1e6;
+        assert_eq!(tokens, STREAMS * TOKENS);
+        assert_eq!(sealed_tokens, STREAMS * TOKENS);
+        println!(
+            "| round {round}: direct / encrypted through the gateway | {direct_rate:.0} / {gateway_rate:.0} tokens/s (gateway CPU {cpu_per_token:.1} us per token; the devices' sealing, before: {} ms) |",
+            sealing.as_millis()
+        );
+        if round > 0 {
+            rounds.push(1.0 - gateway_rate / direct_rate);
+        }
+    }
+    println!(
+        "| throughput loss, median of rounds 1-3 (target < 5 %) | {:.1} % |",
+        median(&mut rounds) * 100.0
+    );
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    // `HEARTH_BENCH=chunk,ttft,streams` runs only some parts.
+    let parts = std::env::var("HEARTH_BENCH").unwrap_or_else(|_| "chunk,ttft,streams".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if parts.contains("chunk") {
+        chunk_cost();
+    }
+    if parts.contains("ttft") {
+        runtime.block_on(time_to_first_token());
+    }
+    if parts.contains("streams") {
+        // 20 tokens/s per stream (reading pace), then 50 (the machine saturates).
+        runtime.block_on(concurrent_streams(Duration::from_millis(50)));
+        runtime.block_on(concurrent_streams(Duration::from_millis(20)));
+    }
+}

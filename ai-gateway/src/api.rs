@@ -1,0 +1,352 @@
+//! The HTTP edge: routes, caller authentication, and the mapping of each
+//! outcome to a status and a body.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use hearth_e2ee::{ChatEnvelope, ReplyEvent};
+use hearth_llm::Message;
+use serde::Deserialize;
+use serde_json::json;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+
+use crate::gateway::{Gateway, Refusal, unix_now};
+
+/// Who may call.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// The bearer token, when configured.
+    pub token: Option<String>,
+    /// The node agent's socket, to accept mesh nodes by their tunnel address.
+    pub agent_socket: Option<PathBuf>,
+    /// Whether the gateway listens on loopback only (local callers are trusted without a token).
+    pub loopback: bool,
+}
+
+/// Who called, once authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The source address.
+    pub address: IpAddr,
+    /// The mesh user, when the agent knew the address.
+    pub user: Option<String>,
+}
+
+fn error_body(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
+    let status = match &refusal {
+        Refusal::Replay(hearth_e2ee::Rejection::Replayed) => StatusCode::CONFLICT,
+        Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::Busy(_) | Refusal::Replay(hearth_e2ee::Rejection::Full) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    gateway.metrics.outcome("chat", refusal.code());
+    tracing::debug!(code = refusal.code(), "request refused");
+    error_body(status, refusal.code(), refusal.to_string())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Constant-time comparison of secrets.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn authenticate(
+    State(auth): State<Arc<Auth>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let address = peer.ip().to_canonical();
+    let mut caller = Caller {
+        address,
+        user: None,
+    };
+    let token_ok = match (&auth.token, bearer(request.headers())) {
+        (Some(expected), Some(given)) => same(expected, given),
+        _ => false,
+    };
+    let allowed = if token_ok {
+        true
+    } else if let Some(socket) = &auth.agent_socket
+        && let Ok(Some(who)) = hearth_control::agent_api::whois(socket, address).await
+    {
+        caller.user = Some(who.user);
+        true
+    } else {
+        auth.token.is_none() && auth.loopback && address.is_loopback()
+    };
+    if !allowed {
+        return error_body(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "this gateway needs `Authorization: Bearer <token>` or a caller inside the mesh".into(),
+        );
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
+    // Requests that reach a model are limited per source address.
+    let per_ip = gateway
+        .config
+        .hearth
+        .limits
+        .requests_per_minute_per_ip
+        .max(1);
+    let governor = GovernorConfigBuilder::default()
+        .key_extractor(PeerIpKeyExtractor)
+        .period(Duration::from_millis((60_000 / u64::from(per_ip)).max(1)))
+        .burst_size(per_ip)
+        .finish()
+        .expect("period and burst are non-zero");
+    let limited_gateway = Arc::clone(&gateway);
+    let limiter = GovernorLayer::new(governor).error_handler(move |_| {
+        limited_gateway.metrics.outcome("http", "rate_limited");
+        error_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from this address; slow down".into(),
+        )
+    });
+    let limited = Router::new()
+        .route("/api/chat", post(chat))
+        .route("/v1/chat/completions", post(completions))
+        .layer(limiter);
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/api/pubkey",
+            get(|State(gateway): State<Arc<Gateway>>| async move { Json(gateway.pubkeys()) }),
+        )
+        .route("/v1/models", get(models))
+        .merge(limited)
+        .layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
+        .with_state(gateway)
+}
+
+async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
+    let ready = gateway.router.ready();
+    let backends: Vec<_> = gateway
+        .router
+        .status()
+        .into_iter()
+        .map(|status| json!({"provider": status.provider, "endpoint": status.endpoint, "healthy": status.healthy, "cooldown_seconds": status.cooldown_seconds}))
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ready { "ready" } else { "unavailable" }, "backends": backends})),
+    )
+        .into_response()
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let text = gateway.metrics.render(&gateway.router.status());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// An SSE response of `lines`, with a keep-alive comment whenever it is idle.
+fn sse(lines: BoxStream<'static, Bytes>, keepalive: std::time::Duration) -> Response {
+    let ticks = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let stream =
+        futures_util::stream::unfold((lines, ticks), |(mut lines, mut ticks)| async move {
+            let line = tokio::select! {
+                line = lines.next() => line?,
+                _ = ticks.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            ticks.reset();
+            Some((Ok::<_, Infallible>(line), (lines, ticks)))
+        });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(stream))
+        .expect("static headers are valid")
+}
+
+async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let envelope: ChatEnvelope = match serde_json::from_slice(&body) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            return refusal(
+                &gateway,
+                Refusal::Malformed(format!("not a chat envelope: {error}")),
+            );
+        }
+    };
+    match gateway.admit(&envelope) {
+        Ok(admitted) => {
+            let keepalive = gateway.keepalive();
+            sse(gateway.reply(admitted).await, keepalive)
+        }
+        Err(refused) => refusal(&gateway, refused),
+    }
+}
+
+async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
+    let data: Vec<_> = gateway
+        .models()
+        .into_iter()
+        .map(|model| json!({"id": model.to_string(), "object": "model", "created": 0, "owned_by": "hearth"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// An OpenAI chat completion request (other OpenAI fields are accepted and ignored).
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    messages: Vec<Message>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+}
+
+async fn completions(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let arrived = Instant::now();
+
+    let request: CompletionRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("not a chat completion request: {error}"),
+            );
+        }
+    };
+    let Some((last, history)) = request.messages.split_last() else {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "`messages` is empty".into(),
+        );
+    };
+    let has_system = history.iter().any(|message| message.role == "system");
+    let mut backend_request =
+        gateway.request(&[], last.clone(), request.max_tokens, request.temperature);
+    // The caller manages its own history; the persona is added only when it brought no system prompt.
+    let persona = backend_request
+        .messages
+        .first()
+        .filter(|message| message.role == "system" && !has_system)
+        .cloned();
+    backend_request.messages = persona
+        .into_iter()
+        .chain(history.iter().cloned())
+        .chain(std::iter::once(last.clone()))
+        .collect();
+    let id = format!(
+        "chatcmpl-{}",
+        hearth_e2ee::envelope::b64(&rand::random::<[u8; 9]>())
+    );
+    let created = unix_now();
+
+    let mut events = gateway
+        .open_turn(&backend_request, arrived, "completions", None, None)
+        .await;
+
+    if !request.stream {
+        let (mut model, mut text, mut finish, mut usage) =
+            (String::new(), String::new(), None, None);
+        while let Some(event) = events.next().await {
+            match event {
+                ReplyEvent::Meta {
+                    model: answering, ..
+                } => model = answering,
+                ReplyEvent::Delta { text: more } => text.push_str(&more),
+                ReplyEvent::Done {
+                    finish_reason,
+                    usage: counts,
+                } => {
+                    finish = Some(finish_reason);
+                    usage = counts;
+                }
+                ReplyEvent::Error { code, message } => {
+                    return error_body(StatusCode::BAD_GATEWAY, &code, message);
+                }
+                ReplyEvent::Notice { .. } => {}
+            }
+        }
+        let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+
+    let mut model = String::new();
+    let lines = events
+        .flat_map(move |event| {
+            let chunk = |model: &str, delta: serde_json::Value, finish: Option<&str>| {
+                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            };
+            let lines = match event {
+                ReplyEvent::Meta { model: answering, .. } => {
+                    model = answering;
+                    vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)]
+                }
+                ReplyEvent::Delta { text } => vec![chunk(&model, json!({"content": text}), None)],
+                // `[DONE]` only after a complete reply: an error ends the stream without it.
+                ReplyEvent::Done { finish_reason, .. } => vec![chunk(&model, json!({}), Some(&finish_reason)), json!("[DONE]")],
+                ReplyEvent::Error { code, message } => vec![json!({"error": {"code": code, "message": message}})],
+                ReplyEvent::Notice { .. } => Vec::new(),
+            };
+            futures_util::stream::iter(lines.into_iter().map(|line| match line {
+                serde_json::Value::String(done) => Bytes::from(format!("data: {done}\n\n")),
+                line => Bytes::from(format!("data: {line}\n\n")),
+            }))
+        })
+        .boxed();
+    sse(lines, gateway.keepalive())
+}

@@ -1,0 +1,190 @@
+//! A client of the encrypted API (`hearth-gateway chat`, and the messaging
+//! service): fetches the gateway's key, seals the request, opens the reply
+//! chunk by chunk, and notices a reply cut short.
+
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
+use hearth_e2ee::envelope::seal_request;
+use hearth_e2ee::{ChatPayload, ChunkError, KeyPair, PublishedKey, ReplyEvent, SealedChunk};
+use hearth_llm::sse::SseDecoder;
+use zeroize::Zeroizing;
+
+/// What can go wrong for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The gateway could not be reached.
+    #[error("cannot reach the gateway: {0}")]
+    Transport(String),
+    /// The gateway refused the request.
+    #[error("the gateway refused ({status}, {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+    /// The gateway has no current key.
+    #[error("the gateway published no current key")]
+    NoKey,
+    /// The reply could not be opened, or was cut short.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    /// Something else than the protocol came back.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+/// Loads the device key at `path`, creating it (0600) on first use.
+pub fn device_key(path: &Path) -> std::io::Result<KeyPair> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a device key", path.display()),
+                )
+            })?);
+            KeyPair::from_private(&bytes).map_err(|error| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())
+            })
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let pair = KeyPair::generate();
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let text = Zeroizing::new(URL_SAFE_NO_PAD.encode(pair.private_bytes().as_ref()));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            Ok(pair)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A client of one gateway.
+#[derive(Clone)]
+pub struct ChatClient {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+    device: KeyPair,
+}
+
+#[derive(serde::Deserialize)]
+struct Keys {
+    keys: Vec<PublishedKey>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+impl ChatClient {
+    /// A client of the gateway at `base` (`http://127.0.0.1:18789`), as `device`.
+    pub fn new(base: &str, token: Option<String>, device: KeyPair) -> ChatClient {
+        ChatClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            token,
+            device,
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn refused(response: reqwest::Response) -> ClientError {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        ClientError::Refused {
+            status,
+            code: body["error"]["code"]
+                .as_str()
+                .unwrap_or("http_error")
+                .to_owned(),
+            message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
+        }
+    }
+
+    /// The gateway's current key.
+    pub async fn current_key(&self) -> Result<PublishedKey, ClientError> {
+        let response = self
+            .authorize(self.http.get(format!("{}/api/pubkey", self.base)))
+            .send()
+            .await
+            .map_err(|error| ClientError::Transport(error.to_string()))?;
+        if !response.status().is_success() {
+            return Err(ChatClient::refused(response).await);
+        }
+        let keys: Keys = response
+            .json()
+            .await
+            .map_err(|error| ClientError::Protocol(error.to_string()))?;
+        keys.keys
+            .into_iter()
+            .find(|key| key.status == "current")
+            .ok_or(ClientError::NoKey)
+    }
+
+    /// Sends `payload` and calls `on_event` for each reply event; fails if
+    /// the reply is altered or cut short.
+    pub async fn chat(
+        &self,
+        payload: &ChatPayload,
+        mut on_event: impl FnMut(&ReplyEvent),
+    ) -> Result<(), ClientError> {
+        let key = self.current_key().await?;
+        let public = URL_SAFE_NO_PAD
+            .decode(&key.public_key)
+            .map_err(|_| ClientError::Protocol("the published key is not base64url".into()))?;
+        let plaintext = Zeroizing::new(serde_json::to_vec(payload).expect("payloads serialize"));
+        let (envelope, mut opener) =
+            seal_request(&public, &key.id, &self.device, &plaintext, now())
+                .map_err(|error| ClientError::Protocol(error.to_string()))?;
+        let response = self
+            .authorize(self.http.post(format!("{}/api/chat", self.base)))
+            .json(&envelope)
+            .send()
+            .await
+            .map_err(|error| ClientError::Transport(error.to_string()))?;
+        if !response.status().is_success() {
+            return Err(ChatClient::refused(response).await);
+        }
+        let mut bytes = response.bytes_stream();
+        let mut decoder = SseDecoder::new();
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|error| ClientError::Transport(error.to_string()))?;
+            for event in decoder
+                .push(&chunk)
+                .map_err(|error| ClientError::Protocol(error.to_string()))?
+            {
+                let sealed: SealedChunk = serde_json::from_str(&event.data)
+                    .map_err(|error| ClientError::Protocol(error.to_string()))?;
+                let plaintext = opener.open(&sealed)?;
+                let event: ReplyEvent = serde_json::from_slice(&plaintext)
+                    .map_err(|error| ClientError::Protocol(error.to_string()))?;
+                on_event(&event);
+            }
+        }
+        opener.finish()?;
+        Ok(())
+    }
+}

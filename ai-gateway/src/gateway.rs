@@ -1,0 +1,522 @@
+//! The gateway's use cases: admitting an encrypted request (every check
+//! before any backend is called), and streaming the reply, sealed chunk by
+//! chunk; the same conversation flow serves the OpenAI-compatible API.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hearth_e2ee::envelope::{SUITE, b64, check_shape, open_request_with};
+use hearth_e2ee::{
+    ChatEnvelope, ChatPayload, ChunkSealer, EnvelopeError, PublishedKey, Rejection, ReplayWindow,
+    ReplyEvent, ReplyUsage,
+};
+use hearth_llm::{ChatRequest, Message, ModelRef, RouteError, Router, StreamEvent};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Config;
+use crate::context;
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Why a request was refused before any backend call.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The body is not an envelope.
+    #[error("{0}")]
+    Malformed(String),
+    /// The key id is unknown or retired.
+    #[error("key `{0}` is not accepted (unknown or retired); fetch /api/pubkey again")]
+    UnknownKey(String),
+    /// Outside the time window, or replayed.
+    #[error(transparent)]
+    Replay(#[from] Rejection),
+    /// The envelope does not decrypt or was altered.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Too many requests from this device or address.
+    #[error("too many requests; slow down")]
+    RateLimited,
+    /// Too many replies streaming.
+    #[error("the gateway is busy ({0} replies streaming); retry shortly")]
+    Busy(usize),
+}
+
+impl Refusal {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::UnknownKey(_) => "unknown_key",
+            Refusal::Replay(Rejection::Stale { .. }) => "stale_request",
+            Refusal::Replay(Rejection::Future { .. }) => "future_request",
+            Refusal::Replay(Rejection::Replayed) => "replayed_request",
+            Refusal::Replay(Rejection::Full) => "busy",
+            Refusal::Envelope(EnvelopeError::Malformed(_)) => "malformed",
+            Refusal::Envelope(EnvelopeError::AadMismatch) => "tampered",
+            Refusal::Envelope(EnvelopeError::Decryption) => "decryption_failed",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::Busy(_) => "busy",
+        }
+    }
+}
+
+/// `GET /api/pubkey`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PubkeyAnswer {
+    /// The HPKE suite and mode.
+    pub suite: &'static str,
+    /// The current key and the next one.
+    pub keys: Vec<PublishedKey>,
+}
+
+/// A request that passed every check; the reply may start.
+pub struct Admitted {
+    plaintext: zeroize::Zeroizing<Vec<u8>>,
+    peer: String,
+    sealer: ChunkSealer,
+    permit: OwnedSemaphorePermit,
+    arrived: Instant,
+}
+
+/// One event, as a stream.
+fn single(event: ReplyEvent) -> BoxStream<'static, ReplyEvent> {
+    futures_util::stream::once(async move { event }).boxed()
+}
+
+/// A reply being streamed: pulls the model's events and turns them into
+/// reply events, keeping the metrics and, at the end, the session.
+struct Turn {
+    gateway: Arc<Gateway>,
+    events: hearth_llm::EventStream,
+    model: String,
+    reply: String,
+    save: Option<(String, Message)>,
+    tokens: u64,
+    first: bool,
+    arrived: Instant,
+    endpoint: &'static str,
+    finished: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Turn {
+    async fn next(&mut self) -> Option<ReplyEvent> {
+        if self.finished {
+            return None;
+        }
+        let metrics = &self.gateway.metrics;
+        let event = match self.events.next().await {
+            Some(Ok(StreamEvent::Delta(text))) => {
+                if self.first {
+                    metrics.first_token(self.arrived.elapsed());
+                    self.first = false;
+                }
+                self.tokens += 1;
+                if self.save.is_some() {
+                    self.reply.push_str(&text);
+                }
+                return Some(ReplyEvent::Delta { text });
+            }
+            Some(Ok(StreamEvent::Done {
+                finish_reason,
+                usage,
+            })) => {
+                let usage = usage.map(|usage| ReplyUsage {
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                });
+                if let Some(usage) = usage {
+                    self.tokens = usage.completion_tokens.max(self.tokens);
+                }
+                metrics.finished(self.tokens, self.arrived.elapsed());
+                metrics.outcome(self.endpoint, "ok");
+                if let Some((session, user)) = self.save.take() {
+                    let reply = std::mem::take(&mut self.reply);
+                    self.gateway
+                        .sessions
+                        .append(&session, vec![user, Message::new("assistant", reply)]);
+                }
+                ReplyEvent::Done {
+                    finish_reason,
+                    usage,
+                }
+            }
+            Some(Err(error)) => {
+                // Output may already have reached the user: no failover now.
+                tracing::warn!(model = %self.model, error = %error.summary(), "reply failed mid-stream");
+                metrics.outcome(self.endpoint, "backend_failed");
+                ReplyEvent::Error {
+                    code: "backend_failed".into(),
+                    message: error.to_string(),
+                }
+            }
+            None => {
+                metrics.outcome(self.endpoint, "backend_failed");
+                ReplyEvent::Error {
+                    code: "backend_failed".into(),
+                    message: "the model's reply ended without its end".into(),
+                }
+            }
+        };
+        self.finished = true;
+        Some(event)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The client went away: no failover, no error to anyone.
+            self.gateway.metrics.outcome(self.endpoint, "client_gone");
+        }
+        self.gateway.metrics.stream_ended();
+    }
+}
+
+/// The running gateway.
+pub struct Gateway {
+    /// The configuration.
+    pub config: Config,
+    /// The model router.
+    pub router: Arc<Router>,
+    /// Metrics.
+    pub metrics: Metrics,
+    keys: KeyStore,
+    replay: Mutex<ReplayWindow>,
+    sessions: Sessions,
+    persona: Option<String>,
+    device_limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+    streams: Arc<Semaphore>,
+}
+
+fn per_minute(count: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(count.max(1)).expect("at least one"))
+}
+
+impl Gateway {
+    /// Builds the gateway from its configuration (keys, sessions, persona, router).
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
+        use anyhow::Context as _;
+        let data_dir = &config.hearth.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        std::fs::set_permissions(
+            data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
+        let now = unix_now();
+        let keys = KeyStore::open(
+            data_dir,
+            config.hearth.key_rotation_hours,
+            config.hearth.key_overlap_hours,
+            now,
+        )
+        .with_context(|| "cannot load the gateway keys")?;
+        let sessions = Sessions::open(data_dir)
+            .await
+            .with_context(|| "cannot open the session store")?;
+        let persona = match &config.agents.defaults.workspace {
+            Some(workspace) => crate::persona::load(workspace)
+                .with_context(|| format!("cannot read the workspace {}", workspace.display()))?,
+            None => None,
+        };
+        let router = Arc::new(crate::build_router(&config).map_err(anyhow::Error::msg)?);
+        let limits = &config.hearth.limits;
+        Ok(Arc::new(Gateway {
+            device_limiter: RateLimiter::keyed(per_minute(limits.requests_per_minute_per_device)),
+            streams: Arc::new(Semaphore::new(limits.max_concurrent_streams.max(1))),
+            replay: Mutex::new(ReplayWindow::new(
+                config.hearth.request_skew_seconds,
+                now,
+                1_000_000,
+            )),
+            metrics: Metrics::default(),
+            router,
+            keys,
+            sessions,
+            persona,
+            config,
+        }))
+    }
+
+    /// The keys to publish now.
+    pub fn pubkeys(&self) -> PubkeyAnswer {
+        PubkeyAnswer {
+            suite: SUITE,
+            keys: self.keys.published(unix_now()),
+        }
+    }
+
+    /// Rotates keys as due (called periodically).
+    pub fn maintain_keys(&self) -> std::io::Result<()> {
+        self.keys.maintain(unix_now())
+    }
+
+    /// Every check of an encrypted request, in order: shape, key, freshness,
+    /// decryption (which authenticates the device), replay, device rate,
+    /// capacity. No backend is called before all pass.
+    pub fn admit(&self, envelope: &ChatEnvelope) -> Result<Admitted, Refusal> {
+        let arrived = Instant::now();
+        check_shape(envelope)?;
+        let now = unix_now();
+        let skew = self.config.hearth.request_skew_seconds;
+        if (envelope.timestamp - now).abs() > skew {
+            // Checked again (with memory) below; this spares the decryption.
+            return Err(if envelope.timestamp < now {
+                Refusal::Replay(Rejection::Stale {
+                    age: now - envelope.timestamp,
+                    window: skew,
+                })
+            } else {
+                Refusal::Replay(Rejection::Future {
+                    ahead: envelope.timestamp - now,
+                    window: skew,
+                })
+            });
+        }
+        let key = self
+            .keys
+            .accepted(&envelope.key_id, now)
+            .ok_or_else(|| Refusal::UnknownKey(envelope.key_id.clone()))?;
+        let opened = open_request_with(envelope, &key)?;
+        self.replay
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .check(&envelope.request_id, envelope.timestamp, now)?;
+        self.device_limiter
+            .check_key(&opened.device_key)
+            .map_err(|_| Refusal::RateLimited)?;
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy(self.config.hearth.limits.max_concurrent_streams))?;
+        Ok(Admitted {
+            plaintext: opened.plaintext,
+            peer: b64(&opened.device_key),
+            sealer: opened.sealer,
+            permit,
+            arrived,
+        })
+    }
+
+    /// The sealed reply to an admitted request, as SSE lines. The model is
+    /// asked, and its first token awaited, before this returns; the rest is
+    /// pulled through by the response body as the client reads it, so a
+    /// client that goes away drops the backend request with it.
+    pub async fn reply(self: &Arc<Self>, admitted: Admitted) -> BoxStream<'static, Bytes> {
+        let Admitted {
+            plaintext,
+            peer,
+            mut sealer,
+            permit,
+            arrived,
+        } = admitted;
+        let events = match serde_json::from_slice::<ChatPayload>(&plaintext) {
+            Ok(payload) => {
+                drop(plaintext);
+                self.begin(payload, &peer, arrived, "chat", Some(permit))
+                    .await
+            }
+            Err(error) => {
+                self.metrics.outcome("chat", "bad_request");
+                let event = ReplyEvent::Error {
+                    code: "bad_request".into(),
+                    message: format!("the request is not a chat request: {error}"),
+                };
+                futures_util::stream::once(async move { event }).boxed()
+            }
+        };
+        events
+            .map(move |event| {
+                let text =
+                    zeroize::Zeroizing::new(serde_json::to_vec(&event).expect("events serialize"));
+                let chunk = sealer.seal(&text, event.is_final());
+                let json = serde_json::to_string(&chunk).expect("chunks serialize");
+                Bytes::from(format!("event: chunk\ndata: {json}\n\n"))
+            })
+            .boxed()
+    }
+
+    /// One conversation turn of `peer` on the encrypted API: `/new`, or the
+    /// session's history under the persona, fitted to the context, sent to
+    /// the first model that answers. The exchange is saved when it completes.
+    pub async fn begin(
+        self: &Arc<Self>,
+        payload: ChatPayload,
+        peer: &str,
+        arrived: Instant,
+        endpoint: &'static str,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> BoxStream<'static, ReplyEvent> {
+        let channel = payload.channel.clone().unwrap_or_else(|| "default".into());
+        if channel.is_empty() || channel.len() > 200 {
+            self.metrics.outcome(endpoint, "bad_request");
+            return single(ReplyEvent::Error {
+                code: "bad_request".into(),
+                message: "channel must be 1 to 200 characters".into(),
+            });
+        }
+        if payload.message.trim() == "/new" {
+            let session = self.sessions.start(&channel, peer);
+            self.metrics.outcome(endpoint, "new_session");
+            let events = [
+                ReplyEvent::Notice {
+                    text: format!("New session {session} started."),
+                },
+                ReplyEvent::Done {
+                    finish_reason: "new_session".into(),
+                    usage: None,
+                },
+            ];
+            return futures_util::stream::iter(events).boxed();
+        }
+        let (session, history) = match self.sessions.current(&channel, peer).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, "session store failed");
+                self.metrics.outcome(endpoint, "internal");
+                return single(ReplyEvent::Error {
+                    code: "internal".into(),
+                    message: "the session store failed".into(),
+                });
+            }
+        };
+        let user = Message::new("user", payload.message);
+        let request = self.request(
+            &history,
+            user.clone(),
+            payload.max_tokens,
+            payload.temperature,
+        );
+        self.open_turn(&request, arrived, endpoint, Some((session, user)), permit)
+            .await
+    }
+
+    /// The backend request: persona, history fitted to the primary model's
+    /// context, the new message, capped generation length.
+    pub fn request(
+        &self,
+        history: &[Message],
+        new: Message,
+        max_tokens: Option<u32>,
+        temperature: Option<f32>,
+    ) -> ChatRequest {
+        let (context_window, model_max) = self
+            .router
+            .chain()
+            .first()
+            .and_then(|model| self.config.model(&model.provider, &model.model))
+            .map_or((8192, 1024), |model| {
+                (model.context_window, model.max_tokens)
+            });
+        let max_tokens = max_tokens
+            .unwrap_or(model_max)
+            .min(model_max)
+            .min(self.config.hearth.limits.max_tokens);
+        let budget = context_window.saturating_sub(max_tokens) as usize;
+        ChatRequest {
+            messages: context::fit(self.persona.as_deref(), history, new, budget),
+            max_tokens: Some(max_tokens),
+            temperature,
+        }
+    }
+
+    /// Asks the models for `request` and returns the reply's events: `meta`
+    /// (once the first token is in), `delta`s, then `done` or `error`. With
+    /// `save`, the exchange is appended to that session when it completes.
+    pub async fn open_turn(
+        self: &Arc<Self>,
+        request: &ChatRequest,
+        arrived: Instant,
+        endpoint: &'static str,
+        save: Option<(String, Message)>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> BoxStream<'static, ReplyEvent> {
+        let opened = match self.router.open(request).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                let code = match &error {
+                    RouteError::Stopped {
+                        error: hearth_llm::BackendError::ContextOverflow(_),
+                        ..
+                    } => "context_overflow",
+                    RouteError::Stopped { .. } => "backend_refused",
+                    RouteError::Exhausted(_) => "no_model",
+                };
+                self.metrics.outcome(endpoint, code);
+                return single(ReplyEvent::Error {
+                    code: code.into(),
+                    message: error.to_string(),
+                });
+            }
+        };
+        let meta = ReplyEvent::Meta {
+            model: opened.model.to_string(),
+            session: save
+                .as_ref()
+                .map(|(session, _)| session.clone())
+                .unwrap_or_default(),
+        };
+        self.metrics.stream_started();
+        let turn = Turn {
+            gateway: Arc::clone(self),
+            events: opened.events,
+            model: opened.model.to_string(),
+            reply: String::new(),
+            save,
+            tokens: 0,
+            first: true,
+            arrived,
+            endpoint,
+            finished: false,
+            _permit: permit,
+        };
+        let rest = futures_util::stream::unfold(turn, |mut turn| async move {
+            let event = turn.next().await?;
+            Some((event, turn))
+        });
+        futures_util::stream::once(async move { meta })
+            .chain(rest)
+            .boxed()
+    }
+
+    /// The configured models (`provider/model`).
+    pub fn models(&self) -> Vec<ModelRef> {
+        self.config
+            .models
+            .providers
+            .iter()
+            .flat_map(|(provider, section)| {
+                section.models.iter().map(move |model| ModelRef {
+                    provider: provider.clone(),
+                    model: model.id.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes the session store.
+    pub async fn close(&self) {
+        self.sessions.close().await;
+    }
+
+    /// How long an idle SSE connection waits between keep-alive comments.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+}

@@ -1,0 +1,103 @@
+//! The agent's local API as its clients see it: services on a node (the AI
+//! gateway, the messaging service) ask the agent who is behind a tunnel
+//! address, over the agent's UNIX socket.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Path of `whois` on the agent's socket (`?ip=ADDRESS`).
+pub const WHOIS_PATH: &str = "/v1/whois";
+
+/// Who holds a mesh address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoIs {
+    /// Node id.
+    pub id: u64,
+    /// Node name.
+    pub name: String,
+    /// Owning user.
+    pub user: String,
+    /// Tags (a tagged node acts as its tags, not its user).
+    pub tags: Vec<String>,
+    /// Its mesh addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Whether it is the node the agent runs on.
+    pub is_self: bool,
+}
+
+/// Whether `address` is in the mesh's IPv4 range, 100.64.0.0/10.
+pub fn is_mesh_ipv4(address: std::net::Ipv4Addr) -> bool {
+    let [first, second, ..] = address.octets();
+    first == 100 && (64..128).contains(&second)
+}
+
+/// The local addresses listed in `fib_trie` (the text of
+/// `/proc/net/fib_trie`, which shows each as a "/32 host LOCAL" entry).
+pub fn local_ipv4_addresses(fib_trie: &str) -> Vec<std::net::Ipv4Addr> {
+    let lines: Vec<&str> = fib_trie.lines().collect();
+    let mut found: Vec<std::net::Ipv4Addr> = lines
+        .windows(2)
+        .filter(|pair| pair[1].contains("/32 host LOCAL"))
+        .filter_map(|pair| pair[0].split_whitespace().last()?.parse().ok())
+        .collect();
+    found.dedup();
+    found
+}
+
+/// This node's mesh address: the local IPv4 address in 100.64.0.0/10 (the
+/// agent puts it on the mesh interface), if the agent is up.
+pub fn mesh_address() -> Option<IpAddr> {
+    let text = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
+    local_ipv4_addresses(&text)
+        .into_iter()
+        .find(|address| is_mesh_ipv4(*address))
+        .map(IpAddr::V4)
+}
+
+/// Asks the agent listening on `socket` who holds `address`: `Ok(None)` when
+/// no node of the mesh does, `Err` when the agent cannot be asked.
+pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, String> {
+    let http = reqwest::Client::builder()
+        .unix_socket(socket)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|error| error.to_string())?;
+    let response = http
+        .get(format!("http://agent{WHOIS_PATH}"))
+        .query(&[("ip", address.to_string())])
+        .send()
+        .await
+        .map_err(|error| format!("cannot reach the agent at {}: {error}", socket.display()))?;
+    match response.status().as_u16() {
+        200 => response
+            .json()
+            .await
+            .map(Some)
+            .map_err(|error| error.to_string()),
+        404 => Ok(None),
+        status => Err(format!("the agent answered {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_are_read_from_fib_trie() {
+        let text = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.77.0.2\n        /32 host LOCAL\n     |-- 100.64.0.7\n        /32 host LOCAL\n     |-- 10.77.0.255\n        /32 link BROADCAST\n";
+        let found = local_ipv4_addresses(text);
+        assert_eq!(
+            found,
+            [
+                std::net::Ipv4Addr::new(10, 77, 0, 2),
+                std::net::Ipv4Addr::new(100, 64, 0, 7)
+            ]
+        );
+        assert!(is_mesh_ipv4(found[1]) && !is_mesh_ipv4(found[0]));
+        assert!(!is_mesh_ipv4(std::net::Ipv4Addr::new(100, 128, 0, 1)));
+    }
+}

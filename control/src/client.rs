@@ -1,0 +1,226 @@
+//! The HTTPS client agents (and tests) use to talk to the coordinator.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+
+use crate::fingerprint::Fingerprint;
+use crate::tls::{ClientIdentity, TlsSetupError, client_config};
+use crate::wire::{
+    APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, EndpointReport, ErrorBody, MAP_PATH,
+    MapMessage, REGISTER_PATH, ROUTES_PATH, RegisterRequest, RegisterResponse, RoutesReport,
+};
+
+/// Largest single line accepted on a stream (a full map of many thousand peers fits).
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// What can go wrong talking to the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinator answered with an error.
+    #[error("coordinator refused ({status}): {}", body.message)]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Its explanation.
+        body: ErrorBody,
+    },
+    /// The coordinator could not be reached or the connection broke.
+    #[error("cannot reach the coordinator: {0}")]
+    Transport(String),
+    /// The coordinator sent something that is not the protocol.
+    #[error("unexpected answer from the coordinator: {0}")]
+    Protocol(String),
+    /// TLS could not be set up locally.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+impl ClientError {
+    /// The machine-readable error code when the coordinator refused.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { body, .. } => Some(&body.error),
+            _ => None,
+        }
+    }
+}
+
+fn transport(error: reqwest::Error) -> ClientError {
+    // reqwest hides the TLS cause (e.g. a fingerprint mismatch) in the source chain.
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError::Transport(text)
+}
+
+/// A connection to one coordinator.
+#[derive(Clone, Debug)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    /// A client for `base_url` (`https://host:port`) trusting only the certificate
+    /// with `fingerprint`, authenticating with `identity` when given.
+    pub fn new(
+        base_url: &str,
+        fingerprint: Fingerprint,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<ControlClient, ClientError> {
+        let tls = client_config(fingerprint, identity)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_keepalive(Duration::from_secs(30))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .build()
+            .map_err(transport)?;
+        Ok(ControlClient {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Registers a device with a pre-auth key.
+    pub async fn register(
+        &self,
+        request: &RegisterRequest,
+    ) -> Result<RegisterResponse, ClientError> {
+        let response = self
+            .http
+            .post(self.url(REGISTER_PATH))
+            .timeout(Duration::from_secs(30))
+            .json(request)
+            .send()
+            .await
+            .map_err(transport)?;
+        let response = check(response).await?;
+        response
+            .json()
+            .await
+            .map_err(|error| ClientError::Protocol(error.to_string()))
+    }
+
+    /// Reports the node's endpoints.
+    pub async fn report_endpoints(&self, report: &EndpointReport) -> Result<(), ClientError> {
+        let response = self
+            .http
+            .post(self.url(ENDPOINTS_PATH))
+            .timeout(Duration::from_secs(30))
+            .json(report)
+            .send()
+            .await
+            .map_err(transport)?;
+        check(response).await.map(|_| ())
+    }
+
+    /// Reports the routes the node advertises.
+    pub async fn report_routes(&self, report: &RoutesReport) -> Result<(), ClientError> {
+        let response = self
+            .http
+            .post(self.url(ROUTES_PATH))
+            .timeout(Duration::from_secs(30))
+            .json(report)
+            .send()
+            .await
+            .map_err(transport)?;
+        check(response).await.map(|_| ())
+    }
+
+    /// Opens the streamed network map: a full map, then deltas and keep-alives.
+    pub async fn map_stream(&self) -> Result<MessageStream<MapMessage>, ClientError> {
+        self.stream(MAP_PATH).await
+    }
+
+    /// Opens the approval stream a pending node waits on.
+    pub async fn approval_stream(&self) -> Result<MessageStream<ApprovalMessage>, ClientError> {
+        self.stream(APPROVAL_PATH).await
+    }
+
+    async fn stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<MessageStream<T>, ClientError> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(transport)?;
+        let response = check(response).await?;
+        Ok(MessageStream {
+            body: Box::pin(response.bytes_stream()),
+            buffer: BytesMut::new(),
+            kind: PhantomData,
+        })
+    }
+}
+
+async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
+        error: "http_error".into(),
+        message: if text.is_empty() {
+            status.to_string()
+        } else {
+            text
+        },
+    });
+    Err(ClientError::Refused {
+        status: status.as_u16(),
+        body,
+    })
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A stream of newline-delimited JSON messages.
+pub struct MessageStream<T> {
+    body: ByteStream,
+    buffer: BytesMut,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> MessageStream<T> {
+    /// The next message; `None` when the coordinator closed the stream.
+    pub async fn next(&mut self) -> Option<Result<T, ClientError>> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|byte| *byte == b'\n') {
+                let line = self.buffer.split_to(end + 1);
+                let line = &line[..end];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some(
+                    serde_json::from_slice(line)
+                        .map_err(|error| ClientError::Protocol(error.to_string())),
+                );
+            }
+            if self.buffer.len() > MAX_LINE {
+                return Some(Err(ClientError::Protocol("stream line too long".into())));
+            }
+            match self.body.next().await? {
+                Ok(chunk) => self.buffer.extend_from_slice(&chunk),
+                Err(error) => return Some(Err(transport(error))),
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The control protocol between Hearth's coordinator and its agents.
+//!
+//! - [`wire`]: the JSON messages and endpoint paths,
+//! - [`token`]: the one-line join token,
+//! - [`client`]: the HTTPS client with certificate pinning and mutual TLS,
+//! - [`tls`]: key generation and TLS configuration for that client.
+
+pub mod agent_api;
+pub mod client;
+pub mod fingerprint;
+pub mod secret;
+pub mod stun;
+pub mod tls;
+pub mod token;
+pub mod wire;
+
+pub use client::{ClientError, ControlClient, MessageStream};
+pub use fingerprint::Fingerprint;
+pub use secret::SecretString;
+pub use token::{JoinToken, TokenError};

@@ -1,0 +1,367 @@
+//! The messages coordinator and agents exchange, as JSON.
+//!
+//! Every endpoint lives under [`API_PREFIX`]. Requests other than
+//! registration are made over mutual TLS with the client certificate the
+//! coordinator issued at registration; the coordinator identifies the node by
+//! that certificate, never by anything in the body.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hearth_acl::Filter;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretString;
+
+/// Path prefix of the node API.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Path of the registration endpoint.
+pub const REGISTER_PATH: &str = "/api/v1/register";
+/// Path of the streamed network map.
+pub const MAP_PATH: &str = "/api/v1/map";
+/// Path of the approval stream a pending node waits on.
+pub const APPROVAL_PATH: &str = "/api/v1/approval";
+/// Path where a node reports its endpoints.
+pub const ENDPOINTS_PATH: &str = "/api/v1/endpoints";
+/// Path where a node reports the routes it advertises.
+pub const ROUTES_PATH: &str = "/api/v1/routes";
+
+/// A node id.
+pub type NodeId = u64;
+
+/// A WireGuard public key (Curve25519), written in base64 as `wg` prints it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WireGuardKey(pub [u8; 32]);
+
+impl fmt::Display for WireGuardKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for WireGuardKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "WireGuardKey({self})")
+    }
+}
+
+/// Why a WireGuard key could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a WireGuard key is 32 bytes in base64 (44 characters ending in `=`)")]
+pub struct KeyFormatError;
+
+impl FromStr for WireGuardKey {
+    type Err = KeyFormatError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| KeyFormatError)?;
+        Ok(WireGuardKey(bytes.try_into().map_err(|_| KeyFormatError)?))
+    }
+}
+
+impl Serialize for WireGuardKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireGuardKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a node stands with the coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Registered, waiting for an admin.
+    Pending,
+    /// Admitted: it gets peers.
+    Approved,
+    /// Refused by an admin.
+    Rejected,
+    /// Its admission ran out (`nodes expire`).
+    Expired,
+}
+
+impl NodeState {
+    /// The word the CLI prints.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeState::Pending => "pending",
+            NodeState::Approved => "approved",
+            NodeState::Rejected => "rejected",
+            NodeState::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NodeState {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "pending" => Ok(NodeState::Pending),
+            "approved" => Ok(NodeState::Approved),
+            "rejected" => Ok(NodeState::Rejected),
+            "expired" => Ok(NodeState::Expired),
+            other => Err(format!("unknown node state `{other}`")),
+        }
+    }
+}
+
+/// A new device asks to join.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The pre-auth key from the join token.
+    pub auth_key: SecretString,
+    /// The device's WireGuard public key.
+    pub wireguard_key: WireGuardKey,
+    /// The name the device calls itself.
+    pub hostname: String,
+    /// Operating system, for display.
+    pub os: String,
+    /// A PKCS#10 certificate request (DER, base64) for the device's control-plane TLS key.
+    pub csr_der: String,
+}
+
+impl RegisterRequest {
+    /// The CSR bytes, when the base64 is valid.
+    pub fn csr_bytes(&self) -> Option<Vec<u8>> {
+        STANDARD.decode(&self.csr_der).ok()
+    }
+}
+
+/// Encodes DER bytes for [`RegisterRequest::csr_der`].
+pub fn encode_der(der: &[u8]) -> String {
+    STANDARD.encode(der)
+}
+
+/// What the coordinator says about one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: NodeId,
+    /// Unique name in the tailnet.
+    pub name: String,
+    /// Owning user's name.
+    pub user: String,
+    /// Tags (empty for a user-owned device).
+    pub tags: Vec<String>,
+    /// Admission state.
+    pub state: NodeState,
+    /// Mesh IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// Mesh IPv6 address.
+    pub ipv6: Ipv6Addr,
+    /// Whether the node disappears after a period offline.
+    pub ephemeral: bool,
+}
+
+impl NodeInfo {
+    /// The admin command that approves this node.
+    pub fn approve_command(&self) -> String {
+        format!("hearth-coordinator nodes approve {}", self.id)
+    }
+}
+
+/// The registration answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The node as registered.
+    pub node: NodeInfo,
+    /// The client certificate (PEM) to present on every later call.
+    pub client_certificate_pem: String,
+}
+
+/// A peer as a node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Node id.
+    pub id: NodeId,
+    /// Name.
+    pub name: String,
+    /// Owning user's login, which the filter's user sources refer to.
+    pub user: String,
+    /// Tags.
+    pub tags: BTreeSet<String>,
+    /// WireGuard public key.
+    pub wireguard_key: WireGuardKey,
+    /// Mesh addresses.
+    pub addresses: Vec<IpAddr>,
+    /// What to route to this peer: its addresses plus approved routes.
+    pub allowed_ips: Vec<IpNet>,
+    /// Candidate UDP endpoints, best first.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// A node's complete view of the tailnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkMap {
+    /// The node itself.
+    pub node: NodeInfo,
+    /// Its peers, by id.
+    pub peers: Vec<Peer>,
+    /// The inbound filter it enforces.
+    pub filter: Filter,
+}
+
+/// One change to a network map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum MapChange {
+    /// A new peer.
+    PeerAdded {
+        /// The peer.
+        peer: Peer,
+    },
+    /// A peer's details changed (endpoints, name, key).
+    PeerChanged {
+        /// The peer as it is now.
+        peer: Peer,
+    },
+    /// A peer left the view.
+    PeerRemoved {
+        /// Its id.
+        id: NodeId,
+    },
+    /// The filter changed.
+    FilterChanged {
+        /// The whole new filter.
+        filter: Filter,
+    },
+    /// The node's own record changed.
+    SelfChanged {
+        /// The node as it is now.
+        node: NodeInfo,
+    },
+}
+
+/// One line of the map stream (newline-delimited JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MapMessage {
+    /// The whole map; always the first message.
+    Full {
+        /// The map.
+        map: NetworkMap,
+    },
+    /// Changes to apply in order.
+    Delta {
+        /// The changes.
+        changes: Vec<MapChange>,
+    },
+    /// Nothing changed; the connection is alive.
+    KeepAlive,
+    /// The node lost its admission; the stream ends after this.
+    Revoked {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// One line of the approval stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApprovalMessage {
+    /// The node's current state; sent first and on every change.
+    State {
+        /// The state.
+        state: NodeState,
+    },
+    /// Nothing changed; the connection is alive.
+    KeepAlive,
+}
+
+/// A node's report of where it can be reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointReport {
+    /// The WireGuard UDP port.
+    pub listen_port: u16,
+    /// Local interface addresses with that port.
+    pub local: Vec<SocketAddr>,
+    /// The address a STUN server saw, if the node asked one.
+    pub stun: Option<SocketAddr>,
+}
+
+/// The subnet routes (and `0.0.0.0/0`, `::/0` for an exit node) a node offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesReport {
+    /// Advertised routes; an admin or `autoApprovers` approves them.
+    pub advertised: Vec<IpNet>,
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `key_expired`.
+    pub error: String,
+    /// What happened and what to do, for people.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wireguard_keys_read_what_wg_prints() {
+        let key: WireGuardKey = "YAnz6vFQHYNzJSEJ1IOsRQ9NCR0aNsDVcv7z3cXXSHY="
+            .parse()
+            .unwrap();
+        assert_eq!(
+            key.to_string(),
+            "YAnz6vFQHYNzJSEJ1IOsRQ9NCR0aNsDVcv7z3cXXSHY="
+        );
+        assert_eq!("short".parse::<WireGuardKey>(), Err(KeyFormatError));
+        assert_eq!("AAAA".parse::<WireGuardKey>(), Err(KeyFormatError));
+    }
+
+    #[test]
+    fn map_messages_are_tagged_json_lines() {
+        let line = serde_json::to_string(&MapMessage::Delta {
+            changes: vec![MapChange::PeerRemoved { id: 4 }],
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"delta","changes":[{"change":"peer_removed","id":4}]}"#
+        );
+        let back: MapMessage = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            back,
+            MapMessage::Delta {
+                changes: vec![MapChange::PeerRemoved { id: 4 }]
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&MapMessage::KeepAlive).unwrap(),
+            r#"{"type":"keep_alive"}"#
+        );
+    }
+
+    #[test]
+    fn registration_refuses_unknown_fields() {
+        let body = r#"{"auth_key":"k","wireguard_key":"YAnz6vFQHYNzJSEJ1IOsRQ9NCR0aNsDVcv7z3cXXSHY=","hostname":"h","os":"linux","csr_der":"","admin":true}"#;
+        let error = serde_json::from_str::<RegisterRequest>(body).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `admin`"),
+            "{error}"
+        );
+    }
+}

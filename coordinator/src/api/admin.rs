@@ -1,0 +1,244 @@
+//! The admin API, served on the state dir's UNIX socket to the CLI.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::parse_json;
+use crate::coordinator::{Coordinator, KeyOptions};
+use crate::error::Error;
+
+/// Body naming something.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameBody {
+    /// The name.
+    pub name: String,
+}
+
+/// Body carrying tags.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    /// The tags.
+    pub tags: Vec<String>,
+}
+
+/// Body of `devices add`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceBody {
+    /// Owning user.
+    pub user: String,
+    /// Node name.
+    pub name: String,
+}
+
+/// Answer of `devices add`: the node, and its wg-quick configuration (shown once).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeviceAdded {
+    /// The node.
+    pub node: crate::coordinator::NodeView,
+    /// The wg-quick configuration, with the device's private key.
+    pub config: String,
+}
+
+/// Body carrying routes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesBody {
+    /// The routes.
+    pub routes: Vec<ipnet::IpNet>,
+}
+
+/// Body carrying policy text.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    /// HuJSON text; `None` on `GET` when no policy is stored.
+    pub policy: Option<String>,
+}
+
+/// Query of `GET /v1/preauthkeys`.
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    user: Option<String>,
+}
+
+type Shared = State<Arc<Coordinator>>;
+
+/// The admin routes.
+pub fn router(coordinator: Arc<Coordinator>) -> Router {
+    Router::new()
+        .route("/v1/users", get(list_users).post(create_user))
+        .route("/v1/users/{name}", delete(delete_user))
+        .route("/v1/users/{name}/rename", post(rename_user))
+        .route("/v1/preauthkeys", get(list_keys).post(create_key))
+        .route("/v1/preauthkeys/{id}/expire", post(expire_key))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{id}", delete(delete_node))
+        .route("/v1/nodes/{id}/approve", post(approve_node))
+        .route("/v1/nodes/{id}/reject", post(reject_node))
+        .route("/v1/nodes/{id}/expire", post(expire_node))
+        .route("/v1/nodes/{id}/rename", post(rename_node))
+        .route("/v1/nodes/{id}/tags", post(tag_node))
+        .route("/v1/nodes/{id}/routes", post(approve_routes))
+        .route("/v1/devices", post(add_device))
+        .route("/v1/policy", get(get_policy).put(set_policy))
+        .route("/v1/policy/check", post(check_policy))
+        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
+        .with_state(coordinator)
+}
+
+async fn list_users(State(coordinator): Shared) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.list_users().await?))
+}
+
+async fn create_user(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
+    let body: NameBody = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(coordinator.create_user(&body.name).await?),
+    ))
+}
+
+async fn rename_user(
+    State(coordinator): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: NameBody = parse_json(&body)?;
+    Ok(Json(coordinator.rename_user(&name, &body.name).await?))
+}
+
+async fn delete_user(
+    State(coordinator): Shared,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    coordinator.delete_user(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_keys(
+    State(coordinator): Shared,
+    Query(query): Query<KeyQuery>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.list_keys(query.user.as_deref()).await?))
+}
+
+async fn create_key(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
+    let options: KeyOptions = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(coordinator.create_key(&options).await?),
+    ))
+}
+
+async fn expire_key(
+    State(coordinator): Shared,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.expire_key(id).await?))
+}
+
+async fn list_nodes(State(coordinator): Shared) -> impl IntoResponse {
+    Json(coordinator.list_nodes().await)
+}
+
+async fn approve_node(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.approve_node(id).await?))
+}
+
+async fn reject_node(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.reject_node(id).await?))
+}
+
+async fn expire_node(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.expire_node(id).await?))
+}
+
+async fn rename_node(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: NameBody = parse_json(&body)?;
+    Ok(Json(coordinator.rename_node(id, &body.name).await?))
+}
+
+async fn tag_node(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: TagsBody = parse_json(&body)?;
+    Ok(Json(coordinator.tag_node(id, &body.tags).await?))
+}
+
+async fn approve_routes(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: RoutesBody = parse_json(&body)?;
+    Ok(Json(coordinator.approve_routes(id, &body.routes).await?))
+}
+
+async fn delete_node(
+    State(coordinator): Shared,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, Error> {
+    coordinator.delete_node(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_device(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
+    let body: DeviceBody = parse_json(&body)?;
+    let (node, config) = coordinator
+        .add_static_device(&body.user, &body.name)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DeviceAdded {
+            node,
+            config: config.to_string(),
+        }),
+    ))
+}
+
+async fn get_policy(State(coordinator): Shared) -> impl IntoResponse {
+    Json(PolicyBody {
+        policy: coordinator.policy_text().await,
+    })
+}
+
+fn policy_text(body: &[u8]) -> Result<String, Error> {
+    let body: PolicyBody = parse_json(body)?;
+    body.policy
+        .ok_or_else(|| Error::BadRequest("`policy` must hold the policy text".into()))
+}
+
+async fn set_policy(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
+    coordinator.set_policy(&policy_text(&body)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn check_policy(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
+    coordinator.check_policy(&policy_text(&body)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

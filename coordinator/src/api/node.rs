@@ -1,0 +1,154 @@
+//! The node API, served over HTTPS to agents.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hearth_control::wire::{
+    APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, MAP_PATH, MapMessage, REGISTER_PATH,
+    ROUTES_PATH, RoutesReport,
+};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+
+use super::{PeerInfo, parse_json};
+use crate::coordinator::Coordinator;
+use crate::error::Error;
+use crate::streams::{Subscription, encode_line};
+
+/// How many registrations one address may make: a burst, then one per period.
+#[derive(Clone, Copy, Debug)]
+pub struct RegisterLimit {
+    /// Registrations allowed at once.
+    pub burst: u32,
+    /// Time to earn one more.
+    pub period: Duration,
+}
+
+/// The node API routes.
+pub fn router(coordinator: Arc<Coordinator>, limit: RegisterLimit) -> Router {
+    let governor = GovernorConfigBuilder::default()
+        .key_extractor(PeerIpKeyExtractor)
+        .period(limit.period)
+        .burst_size(limit.burst.max(1))
+        .finish()
+        .expect("period and burst are non-zero");
+    let limiter = GovernorLayer::new(governor).error_handler(|_| {
+        let body = hearth_control::wire::ErrorBody {
+            error: "rate_limited".into(),
+            message: "too many registrations from this address; wait and retry".into(),
+        };
+        (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
+    });
+    let register = Router::new()
+        .route(REGISTER_PATH, post(register))
+        .layer(limiter)
+        .layer(DefaultBodyLimit::max(64 * 1024));
+    Router::new()
+        .route(MAP_PATH, get(map))
+        .route(APPROVAL_PATH, get(approval))
+        .route(ENDPOINTS_PATH, post(endpoints))
+        .route(ROUTES_PATH, post(routes))
+        .route("/health", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .merge(register)
+        .with_state(coordinator)
+}
+
+async fn register(
+    State(coordinator): State<Arc<Coordinator>>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let request = parse_json(&body)?;
+    let response = coordinator.register(request).await?;
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+async fn endpoints(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let report = parse_json(&body)?;
+    coordinator
+        .report_endpoints(peer.fingerprint, report, Some(peer.remote))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn routes(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let report: RoutesReport = parse_json(&body)?;
+    coordinator
+        .report_routes(peer.fingerprint, report.advertised)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn map(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+) -> Result<Response, Error> {
+    let subscription = coordinator.open_map(peer.fingerprint).await?;
+    let keepalive = coordinator.settings().keepalive;
+    Ok(stream_response(
+        subscription,
+        keepalive,
+        encode_line(&MapMessage::KeepAlive),
+    ))
+}
+
+async fn approval(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+) -> Result<Response, Error> {
+    let (_, subscription) = coordinator.open_approval(peer.fingerprint).await?;
+    let keepalive = coordinator.settings().keepalive;
+    Ok(stream_response(
+        subscription,
+        keepalive,
+        encode_line(&ApprovalMessage::KeepAlive),
+    ))
+}
+
+/// A newline-delimited JSON response fed by `subscription`, with a keep-alive
+/// line whenever nothing was sent for `keepalive`. It ends when the
+/// coordinator closes the subscription; the guard unregisters it when the
+/// client goes away.
+fn stream_response(
+    subscription: Subscription,
+    keepalive: Duration,
+    keepalive_line: Bytes,
+) -> Response {
+    let Subscription { receiver, guard } = subscription;
+    let ticks = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let lines = futures_util::stream::unfold(
+        (receiver, ticks, guard),
+        move |(mut receiver, mut ticks, guard)| {
+            let keepalive_line = keepalive_line.clone();
+            async move {
+                let line = tokio::select! {
+                    line = receiver.recv() => line?,
+                    _ = ticks.tick() => keepalive_line,
+                };
+                ticks.reset();
+                Some((Ok::<_, Infallible>(line), (receiver, ticks, guard)))
+            }
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(lines))
+        .expect("static headers are valid")
+}

@@ -1,0 +1,30 @@
+//! Hearth's coordinator: the control server of the mesh.
+//!
+//! It keeps users, pre-auth keys and nodes in SQLite ([`db`]), admits devices
+//! ([`coordinator`]), allocates their addresses ([`ipam`]), evaluates the
+//! policy over them and streams each node its network map as deltas
+//! ([`netmap`], [`streams`]). The node API is HTTPS with mutual TLS
+//! ([`api::node`], [`tls`]); admins use the CLI over a UNIX socket
+//! ([`api::admin`], [`admin_client`]).
+
+pub mod admin_client;
+pub mod api;
+pub mod authkey;
+pub mod coordinator;
+pub mod db;
+pub mod demo;
+pub mod duration;
+pub mod error;
+pub mod ipam;
+pub mod names;
+pub mod netmap;
+pub mod output;
+pub mod policy;
+pub mod server;
+pub mod state_dir;
+pub mod streams;
+pub mod tls;
+pub mod wgquick;
+
+pub use coordinator::Coordinator;
+pub use error::Error;

@@ -1,0 +1,538 @@
+//! The network map core: every node's record, the policy engine over the
+//! admitted ones, and what each change means for each connected node.
+//!
+//! Pure: it takes changes and returns [`Delivery`]s (a message and the nodes
+//! that must receive it); sending them is the caller's job. A change to one
+//! node costs work proportional to the nodes that see it, never to all pairs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
+use hearth_control::Fingerprint;
+use hearth_control::wire::{
+    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, WireGuardKey,
+};
+use ipnet::IpNet;
+
+/// Everything the coordinator knows about a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Node id.
+    pub id: NodeId,
+    /// Owning user's id.
+    pub user_id: i64,
+    /// Owning user's name (the login the policy refers to).
+    pub user: String,
+    /// Unique name.
+    pub name: String,
+    /// The hostname the device reported.
+    pub hostname: String,
+    /// Operating system it reported.
+    pub os: String,
+    /// WireGuard public key.
+    pub wireguard_key: WireGuardKey,
+    /// Admission state.
+    pub state: NodeState,
+    /// Mesh IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// Mesh IPv6 address.
+    pub ipv6: Ipv6Addr,
+    /// Tags.
+    pub tags: BTreeSet<String>,
+    /// Removed after a period offline.
+    pub ephemeral: bool,
+    /// A device without an agent (configured from a wg-quick file).
+    pub static_device: bool,
+    /// Fingerprint of its control-plane client certificate.
+    pub cert_fingerprint: Option<Fingerprint>,
+    /// Where it can be reached.
+    pub endpoints: Vec<SocketAddr>,
+    /// Routes it advertises.
+    pub advertised_routes: Vec<IpNet>,
+    /// Routes approved for it.
+    pub approved_routes: Vec<IpNet>,
+    /// Registration time (Unix seconds).
+    pub created_at: i64,
+    /// Last time it was connected (Unix seconds).
+    pub last_seen: Option<i64>,
+}
+
+impl NodeRecord {
+    /// Whether the node takes part in the mesh.
+    pub fn is_admitted(&self) -> bool {
+        self.state == NodeState::Approved
+    }
+
+    /// Its mesh addresses.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        vec![IpAddr::V4(self.ipv4), IpAddr::V6(self.ipv6)]
+    }
+
+    /// What the coordinator tells about the node itself.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.id,
+            name: self.name.clone(),
+            user: self.user.clone(),
+            tags: self.tags.iter().cloned().collect(),
+            state: self.state,
+            ipv4: self.ipv4,
+            ipv6: self.ipv6,
+            ephemeral: self.ephemeral,
+        }
+    }
+
+    /// The node as its peers see it.
+    pub fn as_peer(&self) -> Peer {
+        let mut allowed_ips = vec![
+            IpNet::from(IpAddr::V4(self.ipv4)),
+            IpNet::from(IpAddr::V6(self.ipv6)),
+        ];
+        allowed_ips.extend(self.approved_routes.iter().copied());
+        Peer {
+            id: self.id,
+            name: self.name.clone(),
+            user: self.user.clone(),
+            tags: self.tags.clone(),
+            wireguard_key: self.wireguard_key,
+            addresses: self.addresses(),
+            allowed_ips,
+            endpoints: self.endpoints.clone(),
+        }
+    }
+
+    /// The node as the policy sees it.
+    pub fn identity(&self) -> NodeIdentity {
+        NodeIdentity {
+            id: self.id,
+            user: self.user.clone(),
+            tags: self.tags.clone(),
+            addresses: self.addresses(),
+            advertised_routes: self.advertised_routes.clone(),
+            approved_routes: self.approved_routes.clone(),
+        }
+    }
+}
+
+/// One message and the nodes that must receive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Receiving nodes.
+    pub recipients: Vec<NodeId>,
+    /// The message.
+    pub message: MapMessage,
+}
+
+/// All nodes and the policy evaluated over the admitted ones.
+#[derive(Debug)]
+pub struct Network {
+    nodes: HashMap<NodeId, NodeRecord>,
+    engine: Engine,
+}
+
+impl Network {
+    /// An empty network under `policy`.
+    pub fn new(policy: Arc<CompiledPolicy>) -> Network {
+        Network {
+            nodes: HashMap::new(),
+            engine: Engine::new(policy),
+        }
+    }
+
+    /// A network holding `records` (as loaded at start-up).
+    pub fn with_nodes(policy: Arc<CompiledPolicy>, records: Vec<NodeRecord>) -> Network {
+        let mut network = Network::new(policy);
+        network.engine.load(
+            records
+                .iter()
+                .filter(|record| record.is_admitted())
+                .map(NodeRecord::identity),
+        );
+        network.nodes = records
+            .into_iter()
+            .map(|record| (record.id, record))
+            .collect();
+        network
+    }
+
+    /// The record of `node`.
+    pub fn node(&self, node: NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(&node)
+    }
+
+    /// Every record, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values()
+    }
+
+    /// The policy engine (for diagnostics and previews).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The ids of `node`'s peers.
+    pub fn peers_of(&self, node: NodeId) -> Vec<NodeId> {
+        self.engine.peers_of(node)
+    }
+
+    /// The whole map of an admitted node; `None` for unknown or unadmitted nodes.
+    pub fn full_map(&self, node: NodeId) -> Option<NetworkMap> {
+        let record = self
+            .nodes
+            .get(&node)
+            .filter(|record| record.is_admitted())?;
+        let peers = self
+            .engine
+            .peers_of(node)
+            .into_iter()
+            .filter_map(|peer| self.nodes.get(&peer))
+            .map(NodeRecord::as_peer)
+            .collect();
+        Some(NetworkMap {
+            node: record.info(),
+            peers,
+            filter: self
+                .engine
+                .filter_of(node)
+                .as_deref()
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Stores `record` (new or changed) and returns what each affected node must hear.
+    pub fn upsert(&mut self, record: NodeRecord) -> Vec<Delivery> {
+        let node = record.id;
+        let previous = self.nodes.insert(node, record.clone());
+        let was_admitted = previous.as_ref().is_some_and(NodeRecord::is_admitted);
+
+        if !record.is_admitted() {
+            if !was_admitted {
+                return Vec::new();
+            }
+            let mut deliveries = self.removal_deliveries(node);
+            deliveries.push(Delivery {
+                recipients: vec![node],
+                message: MapMessage::Revoked {
+                    reason: format!("this node is now {}", record.state),
+                },
+            });
+            return deliveries;
+        }
+
+        let change = self.engine.upsert(record.identity());
+        let mut deliveries = Vec::new();
+        let peer = record.as_peer();
+        if !change.peers_added.is_empty() {
+            deliveries.push(Delivery {
+                recipients: change.peers_added.clone(),
+                message: MapMessage::Delta {
+                    changes: vec![MapChange::PeerAdded { peer: peer.clone() }],
+                },
+            });
+        }
+        if !change.peers_removed.is_empty() {
+            deliveries.push(Delivery {
+                recipients: change.peers_removed.clone(),
+                message: MapMessage::Delta {
+                    changes: vec![MapChange::PeerRemoved { id: node }],
+                },
+            });
+        }
+        // A node that was not admitted has no open stream: it fetches a full map on connect.
+        let Some(previous) = previous.filter(|_| was_admitted) else {
+            return deliveries;
+        };
+
+        if previous.as_peer() != peer {
+            let still: Vec<NodeId> = if change.peers_added.is_empty() {
+                self.engine.peers_of(node)
+            } else {
+                let added: BTreeSet<NodeId> = change.peers_added.iter().copied().collect();
+                self.engine
+                    .peers_of(node)
+                    .into_iter()
+                    .filter(|peer| !added.contains(peer))
+                    .collect()
+            };
+            if !still.is_empty() {
+                deliveries.push(Delivery {
+                    recipients: still,
+                    message: MapMessage::Delta {
+                        changes: vec![MapChange::PeerChanged { peer }],
+                    },
+                });
+            }
+        }
+        let mut own = self.changes_for(NodeUpdate {
+            node,
+            peers_added: change.peers_added,
+            peers_removed: change.peers_removed,
+            filter: change.filter,
+        });
+        if previous.info() != record.info() {
+            own.push(MapChange::SelfChanged {
+                node: record.info(),
+            });
+        }
+        if !own.is_empty() {
+            deliveries.push(Delivery {
+                recipients: vec![node],
+                message: MapMessage::Delta { changes: own },
+            });
+        }
+        deliveries
+    }
+
+    /// Forgets `node` and returns what each affected node must hear.
+    pub fn remove(&mut self, node: NodeId) -> Vec<Delivery> {
+        let Some(record) = self.nodes.get(&node) else {
+            return Vec::new();
+        };
+        let deliveries = if record.is_admitted() {
+            let mut deliveries = self.removal_deliveries(node);
+            deliveries.push(Delivery {
+                recipients: vec![node],
+                message: MapMessage::Revoked {
+                    reason: "this node was deleted".into(),
+                },
+            });
+            deliveries
+        } else {
+            Vec::new()
+        };
+        self.nodes.remove(&node);
+        deliveries
+    }
+
+    /// Replaces the policy and returns each node's resulting changes.
+    pub fn set_policy(&mut self, policy: Arc<CompiledPolicy>) -> Vec<Delivery> {
+        let updates = self.engine.set_policy(policy);
+        updates
+            .into_iter()
+            .filter_map(|update| {
+                let node = update.node;
+                let changes = self.changes_for(update);
+                (!changes.is_empty()).then(|| Delivery {
+                    recipients: vec![node],
+                    message: MapMessage::Delta { changes },
+                })
+            })
+            .collect()
+    }
+
+    fn removal_deliveries(&mut self, node: NodeId) -> Vec<Delivery> {
+        let peers = self.engine.remove(node);
+        if peers.is_empty() {
+            return Vec::new();
+        }
+        vec![Delivery {
+            recipients: peers,
+            message: MapMessage::Delta {
+                changes: vec![MapChange::PeerRemoved { id: node }],
+            },
+        }]
+    }
+
+    fn changes_for(&self, update: NodeUpdate) -> Vec<MapChange> {
+        let mut changes: Vec<MapChange> = update
+            .peers_removed
+            .into_iter()
+            .map(|id| MapChange::PeerRemoved { id })
+            .collect();
+        changes.extend(
+            update
+                .peers_added
+                .into_iter()
+                .filter_map(|id| self.nodes.get(&id))
+                .map(|record| MapChange::PeerAdded {
+                    peer: record.as_peer(),
+                }),
+        );
+        if let Some(filter) = update.filter {
+            changes.push(MapChange::FilterChanged {
+                filter: (*filter).clone(),
+            });
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_acl::{PortRange, Principal, Rule, RuleDestination};
+
+    fn record(id: NodeId, user: &str, state: NodeState) -> NodeRecord {
+        let ipv4 = Ipv4Addr::new(100, 64, 0, id as u8);
+        NodeRecord {
+            id,
+            user_id: 1,
+            user: user.into(),
+            name: format!("node{id}"),
+            hostname: format!("node{id}"),
+            os: "linux".into(),
+            wireguard_key: WireGuardKey([id as u8; 32]),
+            state,
+            ipv4,
+            ipv6: crate::ipam::ipv6_for(ipv4),
+            tags: BTreeSet::new(),
+            ephemeral: false,
+            static_device: false,
+            cert_fingerprint: None,
+            endpoints: Vec::new(),
+            advertised_routes: Vec::new(),
+            approved_routes: Vec::new(),
+            created_at: 0,
+            last_seen: None,
+        }
+    }
+
+    fn allow_all() -> Arc<CompiledPolicy> {
+        Arc::new(CompiledPolicy::allow_all())
+    }
+
+    fn peer_ids(network: &Network, node: NodeId) -> Vec<NodeId> {
+        network
+            .full_map(node)
+            .map(|map| map.peers.iter().map(|peer| peer.id).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn pending_nodes_neither_see_nor_are_seen() {
+        let mut network = Network::new(allow_all());
+        assert!(
+            network
+                .upsert(record(1, "alice", NodeState::Approved))
+                .is_empty()
+        );
+        assert!(
+            network
+                .upsert(record(2, "bob", NodeState::Pending))
+                .is_empty()
+        );
+        assert_eq!(network.full_map(2), None);
+        assert_eq!(peer_ids(&network, 1), Vec::<NodeId>::new());
+    }
+
+    #[test]
+    fn approval_tells_every_existing_peer_with_one_shared_message() {
+        let mut network = Network::new(allow_all());
+        for id in 1..=3 {
+            network.upsert(record(id, "alice", NodeState::Approved));
+        }
+        network.upsert(record(4, "bob", NodeState::Pending));
+        let deliveries = network.upsert(record(4, "bob", NodeState::Approved));
+        let shared = deliveries
+            .iter()
+            .find(|delivery| delivery.recipients.len() == 3)
+            .expect("one message for the three existing nodes");
+        assert_eq!(shared.recipients, vec![1, 2, 3]);
+        assert!(matches!(
+            &shared.message,
+            MapMessage::Delta { changes } if matches!(&changes[..], [MapChange::PeerAdded { peer }] if peer.id == 4)
+        ));
+        assert_eq!(peer_ids(&network, 4), vec![1, 2, 3]);
+        assert_eq!(peer_ids(&network, 1), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn removal_and_rejection_drop_the_node_from_every_map_and_revoke_it() {
+        let mut network = Network::new(allow_all());
+        for id in 1..=3 {
+            network.upsert(record(id, "alice", NodeState::Approved));
+        }
+        let deliveries = network.remove(2);
+        assert_eq!(deliveries[0].recipients, vec![1, 3]);
+        assert_eq!(
+            deliveries[0].message,
+            MapMessage::Delta {
+                changes: vec![MapChange::PeerRemoved { id: 2 }]
+            }
+        );
+        assert!(matches!(deliveries[1].message, MapMessage::Revoked { .. }));
+        assert_eq!(peer_ids(&network, 1), vec![3]);
+
+        let deliveries = network.upsert(record(3, "alice", NodeState::Rejected));
+        assert_eq!(deliveries[0].recipients, vec![1]);
+        assert_eq!(deliveries[1].recipients, vec![3]);
+        assert_eq!(network.full_map(3), None);
+    }
+
+    #[test]
+    fn an_endpoint_change_reaches_peers_as_peer_changed() {
+        let mut network = Network::new(allow_all());
+        network.upsert(record(1, "alice", NodeState::Approved));
+        network.upsert(record(2, "alice", NodeState::Approved));
+        let mut moved = record(2, "alice", NodeState::Approved);
+        moved.endpoints = vec!["192.0.2.7:41641".parse().unwrap()];
+        let deliveries = network.upsert(moved.clone());
+        assert_eq!(deliveries.len(), 1);
+        assert_eq!(deliveries[0].recipients, vec![1]);
+        assert_eq!(
+            deliveries[0].message,
+            MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged {
+                    peer: moved.as_peer()
+                }]
+            }
+        );
+        // Writing the same record again tells nobody anything.
+        assert!(network.upsert(moved).is_empty());
+    }
+
+    #[test]
+    fn a_renamed_node_hears_about_itself() {
+        let mut network = Network::new(allow_all());
+        network.upsert(record(1, "alice", NodeState::Approved));
+        let mut renamed = record(1, "alice", NodeState::Approved);
+        renamed.name = "kitchen".into();
+        let deliveries = network.upsert(renamed.clone());
+        assert_eq!(
+            deliveries,
+            vec![Delivery {
+                recipients: vec![1],
+                message: MapMessage::Delta {
+                    changes: vec![MapChange::SelfChanged {
+                        node: renamed.info()
+                    }]
+                },
+            }]
+        );
+    }
+
+    #[test]
+    fn a_policy_change_sends_filter_and_peer_deltas() {
+        let mut network = Network::new(allow_all());
+        network.upsert(record(1, "alice", NodeState::Approved));
+        network.upsert(record(2, "bob", NodeState::Approved));
+        // alice may reach bob's port 22 and nothing else is allowed.
+        let policy = CompiledPolicy {
+            rules: vec![Rule {
+                src: vec![Principal::User("alice".into())],
+                dst: vec![RuleDestination {
+                    principal: Principal::User("bob".into()),
+                    ports: vec![PortRange::single(22)],
+                }],
+                protocols: hearth_acl::filter::proto::DEFAULT.to_vec(),
+            }],
+        };
+        let deliveries = network.set_policy(Arc::new(policy));
+        let for_bob = deliveries
+            .iter()
+            .find(|d| d.recipients == [2])
+            .expect("bob's filter changed");
+        assert!(
+            matches!(&for_bob.message, MapMessage::Delta { changes } if matches!(changes[..], [MapChange::FilterChanged { .. }]))
+        );
+        assert_eq!(peer_ids(&network, 1), vec![2]);
+
+        // Nobody may reach anybody: both lose each other.
+        let deliveries = network.set_policy(Arc::new(CompiledPolicy { rules: Vec::new() }));
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(peer_ids(&network, 1), Vec::<NodeId>::new());
+    }
+}

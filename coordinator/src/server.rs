@@ -1,0 +1,364 @@
+//! `hearth-coordinator serve`: the HTTPS node API, the admin socket, the STUN
+//! responder and the housekeeping task, with a clean stop on SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hearth_control::Fingerprint;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::node::RegisterLimit;
+use crate::api::{self, PeerInfo};
+use crate::coordinator::{Coordinator, Settings};
+use crate::db::Db;
+use crate::state_dir::{StateDir, restrict};
+use crate::tls::{NodeAuthority, ServerCertificate, server_config};
+
+/// Everything `serve` can be told.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// Address of the HTTPS node API.
+    pub listen: SocketAddr,
+    /// URL put in join tokens (default: derived from the listen address or hostname).
+    pub public_url: Option<String>,
+    /// A certificate chain to use instead of the self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// Its key.
+    pub tls_key: Option<PathBuf>,
+    /// Address of the STUN responder; `None` disables it.
+    pub stun_listen: Option<SocketAddr>,
+    /// Keep-alive period of map streams.
+    pub keepalive: Duration,
+    /// Inactivity after which ephemeral nodes are removed.
+    pub ephemeral_timeout: Duration,
+    /// Registration rate limit per source address.
+    pub register_limit: RegisterLimit,
+}
+
+impl ServeOptions {
+    /// Defaults for a state dir: HTTPS on :443, STUN on :3478.
+    pub fn new(state_dir: PathBuf) -> ServeOptions {
+        ServeOptions {
+            state_dir,
+            listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            stun_listen: Some(SocketAddr::from(([0, 0, 0, 0], 3478))),
+            keepalive: Duration::from_secs(30),
+            ephemeral_timeout: Duration::from_secs(30 * 60),
+            register_limit: RegisterLimit {
+                burst: 20,
+                period: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+/// A bound, ready-to-run coordinator.
+pub struct Server {
+    coordinator: Arc<Coordinator>,
+    acceptor: TlsAcceptor,
+    listener: TcpListener,
+    admin: UnixListener,
+    admin_path: PathBuf,
+    stun: Option<UdpSocket>,
+    node_routes: Router,
+    admin_routes: Router,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Server {
+    /// Prepares the state dir, opens the database, loads or creates the
+    /// certificates and binds every socket.
+    pub async fn bind(options: ServeOptions) -> anyhow::Result<Server> {
+        let state = StateDir::new(&options.state_dir);
+        state
+            .prepare()
+            .with_context(|| format!("cannot prepare state dir {}", state.root().display()))?;
+
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", options.listen))?;
+        let local = listener.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            hostname()
+        } else {
+            match local.ip() {
+                std::net::IpAddr::V6(address) => format!("[{address}]"),
+                address => address.to_string(),
+            }
+        };
+        let public_url = options
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{host}:{}", local.port()));
+        if !public_url.starts_with("https://") {
+            bail!("--public-url must be an https:// URL, got `{public_url}`");
+        }
+
+        let certificate = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => ServerCertificate::load(cert, key)?,
+            (None, None) => {
+                let mut names = vec![hostname(), "localhost".to_owned()];
+                if !local.ip().is_unspecified() {
+                    names.push(local.ip().to_string());
+                }
+                ServerCertificate::load_or_create_self_signed(&state, &names)?
+            }
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        let fingerprint: Fingerprint = certificate.fingerprint;
+        let authority = NodeAuthority::load_or_create(&state)?;
+        let tls = server_config(certificate, &authority)?;
+
+        let database = state.database();
+        if !database.exists() {
+            crate::state_dir::write_private(&database, b"")
+                .with_context(|| format!("cannot create {}", database.display()))?;
+        }
+        let db = Db::open_sqlite(&database)
+            .await
+            .with_context(|| format!("cannot open {}", database.display()))?;
+        for suffix in ["", "-wal", "-shm"] {
+            restrict(&PathBuf::from(format!("{}{suffix}", database.display())))?;
+        }
+
+        let settings = Settings {
+            public_url,
+            fingerprint,
+            keepalive: options.keepalive,
+            ephemeral_timeout: options.ephemeral_timeout,
+        };
+        let coordinator = Coordinator::start(db, authority, settings).await?;
+
+        let admin_path = state.admin_socket();
+        match std::fs::remove_file(&admin_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).context("cannot remove a stale admin socket");
+            }
+            _ => {}
+        }
+        let admin = UnixListener::bind(&admin_path)
+            .with_context(|| format!("cannot bind {}", admin_path.display()))?;
+        restrict(&admin_path)?;
+
+        let stun = match options.stun_listen {
+            Some(address) => Some(
+                UdpSocket::bind(address)
+                    .await
+                    .with_context(|| format!("cannot bind the STUN responder on {address}"))?,
+            ),
+            None => None,
+        };
+
+        Ok(Server {
+            node_routes: api::node::router(Arc::clone(&coordinator), options.register_limit),
+            admin_routes: api::admin::router(Arc::clone(&coordinator)),
+            coordinator,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            listener,
+            admin,
+            admin_path,
+            stun,
+        })
+    }
+
+    /// The address the node API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The address the STUN responder listens on.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun
+            .as_ref()
+            .and_then(|socket| socket.local_addr().ok())
+    }
+
+    /// The coordinator behind the server.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    /// Serves until `shutdown` completes, then stops cleanly: no new
+    /// connections, streams ended, requests in flight finished (up to 10 s),
+    /// database checkpointed and closed, admin socket removed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_sender, stop) = watch::channel(false);
+        let settings = self.coordinator.settings().clone();
+        tracing::info!(
+            listen = %self.local_addr(),
+            url = %settings.public_url,
+            fingerprint = %settings.fingerprint,
+            "coordinator serving"
+        );
+
+        let admin_task = tokio::spawn({
+            let mut stop = stop.clone();
+            let routes = self.admin_routes;
+            let admin = self.admin;
+            async move {
+                axum::serve(admin, routes)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    })
+                    .await
+            }
+        });
+        let stun_task = self
+            .stun
+            .map(|socket| tokio::spawn(run_stun(socket, stop.clone())));
+        let janitor_task = tokio::spawn(run_janitor(Arc::clone(&self.coordinator), stop.clone()));
+
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, remote) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let acceptor = self.acceptor.clone();
+            let routes = self.node_routes.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%remote, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let fingerprint = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| Fingerprint::of(leaf));
+                let peer = PeerInfo {
+                    remote,
+                    fingerprint,
+                };
+                let service =
+                    routes.map_request(move |mut request: axum::http::Request<Incoming>| {
+                        request.extensions_mut().insert(peer);
+                        request.extensions_mut().insert(ConnectInfo(remote));
+                        request
+                    });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let connection =
+                    builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+                if let Err(error) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(%remote, %error, "connection ended with an error");
+                }
+            });
+        }
+
+        tracing::info!("shutting down");
+        drop(self.listener);
+        let _ = stop_sender.send(true);
+        self.coordinator.close_streams();
+        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within 10 s");
+        }
+        let _ = admin_task.await;
+        if let Some(task) = stun_task {
+            let _ = task.await;
+        }
+        let _ = janitor_task.await;
+        self.coordinator.db().close().await;
+        let _ = std::fs::remove_file(&self.admin_path);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Answers STUN Binding requests with the address they came from.
+async fn run_stun(socket: UdpSocket, mut stop: watch::Receiver<bool>) {
+    let mut buffer = [0u8; 1500];
+    loop {
+        let (length, source) = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    tracing::debug!(%error, "STUN receive failed");
+                    continue;
+                }
+            },
+        };
+        let Some(transaction) = hearth_control::stun::parse_binding_request(&buffer[..length])
+        else {
+            continue;
+        };
+        let response = hearth_control::stun::binding_response(transaction, source);
+        if let Err(error) = socket.send_to(&response, source).await {
+            tracing::debug!(%error, %source, "STUN reply failed");
+        }
+    }
+}
+
+/// Periodic housekeeping: removes idle ephemeral nodes.
+async fn run_janitor(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
+    let period = (coordinator.settings().ephemeral_timeout / 4)
+        .clamp(Duration::from_millis(250), Duration::from_secs(30));
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = coordinator.collect_ephemeral().await {
+            tracing::warn!(%error, "ephemeral node cleanup failed");
+        }
+    }
+}
+
+/// Runs `serve` until SIGTERM or SIGINT.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    Server::bind(options)
+        .await?
+        .run(hearth_logging::shutdown_signal())
+        .await
+}

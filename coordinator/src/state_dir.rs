@@ -1,0 +1,98 @@
+//! The coordinator's state directory and the files in it.
+//!
+//! ```text
+//! STATE_DIR/            0700
+//!   coordinator.db      SQLite database (+ -wal, -shm), 0600
+//!   admin.sock          admin API, 0600
+//!   tls/server.crt      HTTPS certificate (self-signed unless configured)
+//!   tls/server.key      its key, 0600
+//!   tls/node-ca.crt     CA issuing node client certificates
+//!   tls/node-ca.key     its key, 0600
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the state dir is when nothing says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hearth";
+
+/// The coordinator's state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state dir at `root` (not created yet).
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    /// Creates the directories (0700) if missing.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        for dir in [self.root.clone(), self.root.join("tls")] {
+            fs::create_dir_all(&dir)?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("coordinator.db")
+    }
+
+    /// The admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("admin.sock")
+    }
+
+    /// The self-signed HTTPS certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("tls/server.crt")
+    }
+
+    /// Its key.
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("tls/server.key")
+    }
+
+    /// The node CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("tls/node-ca.crt")
+    }
+
+    /// Its key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("tls/node-ca.key")
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600, atomically (temp file + rename).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)
+}
+
+/// Sets mode 0600 on `path` if it exists (for files others create, like SQLite's).
+pub fn restrict(path: &Path) -> std::io::Result<()> {
+    match fs::set_permissions(path, fs::Permissions::from_mode(0o600)) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

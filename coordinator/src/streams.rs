@@ -1,0 +1,220 @@
+//! Open map and approval streams, and delivery of messages to them.
+//!
+//! Each stream is a bounded channel of ready-to-send JSON lines. A message for
+//! many nodes is serialized once and the same bytes are queued for each. A
+//! node whose queue is full is disconnected rather than allowed to hold
+//! memory: on reconnect it gets a fresh full map, so nothing is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use hearth_control::wire::{ApprovalMessage, MapMessage, NodeId, NodeState};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::netmap::Delivery;
+
+/// Messages queued per stream before a slow reader is cut off.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Serializes a message as one newline-terminated JSON line.
+pub fn encode_line<T: Serialize>(message: &T) -> Bytes {
+    let mut line = serde_json::to_vec(message).expect("wire messages serialize");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Map,
+    Approval,
+}
+
+struct Subscriber {
+    id: u64,
+    sender: mpsc::Sender<Bytes>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Activity {
+    open_maps: usize,
+    last_seen: Option<i64>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    subscribers: HashMap<(Kind, NodeId), Vec<Subscriber>>,
+    activity: HashMap<NodeId, Activity>,
+}
+
+/// All open streams.
+#[derive(Default)]
+pub struct Streams {
+    registry: Mutex<Registry>,
+}
+
+/// An open stream: its queue, and a guard that unregisters it when dropped.
+pub struct Subscription {
+    /// Lines to send, in order; closed when the coordinator ends the stream.
+    pub receiver: mpsc::Receiver<Bytes>,
+    /// Unregisters on drop.
+    pub guard: StreamGuard,
+}
+
+/// Unregisters a stream when the connection goes away.
+pub struct StreamGuard {
+    streams: Arc<Streams>,
+    kind: Kind,
+    node: NodeId,
+    id: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut registry = self.streams.lock();
+        if let Some(list) = registry.subscribers.get_mut(&(self.kind, self.node)) {
+            list.retain(|subscriber| subscriber.id != self.id);
+        }
+        if self.kind == Kind::Map {
+            let activity = registry.activity.entry(self.node).or_default();
+            activity.open_maps = activity.open_maps.saturating_sub(1);
+            activity.last_seen = Some(unix_now());
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+impl Streams {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding this lock cannot leave the registry inconsistent
+        // in a way that matters more than losing every stream, so recover.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn subscribe(self: &Arc<Self>, kind: Kind, node: NodeId, first: Bytes) -> Subscription {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        sender
+            .try_send(first)
+            .expect("a new channel has room for one message");
+        let mut registry = self.lock();
+        registry.next_id += 1;
+        let id = registry.next_id;
+        registry
+            .subscribers
+            .entry((kind, node))
+            .or_default()
+            .push(Subscriber { id, sender });
+        if kind == Kind::Map {
+            let activity = registry.activity.entry(node).or_default();
+            activity.open_maps += 1;
+            activity.last_seen = Some(unix_now());
+        }
+        Subscription {
+            receiver,
+            guard: StreamGuard {
+                streams: Arc::clone(self),
+                kind,
+                node,
+                id,
+            },
+        }
+    }
+
+    /// Opens a map stream whose first line is `full`.
+    pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: &MapMessage) -> Subscription {
+        self.subscribe(Kind::Map, node, encode_line(full))
+    }
+
+    /// Opens an approval stream whose first line is the node's current state.
+    pub fn subscribe_approval(self: &Arc<Self>, node: NodeId, state: NodeState) -> Subscription {
+        self.subscribe(
+            Kind::Approval,
+            node,
+            encode_line(&ApprovalMessage::State { state }),
+        )
+    }
+
+    /// Queues each delivery for its recipients' map streams. A `Revoked`
+    /// message ends the recipient's streams once it is sent.
+    pub fn deliver(&self, deliveries: &[Delivery]) {
+        let mut registry = self.lock();
+        for delivery in deliveries {
+            let line = encode_line(&delivery.message);
+            let closes = matches!(delivery.message, MapMessage::Revoked { .. });
+            for node in &delivery.recipients {
+                let key = (Kind::Map, *node);
+                let Some(list) = registry.subscribers.get_mut(&key) else {
+                    continue;
+                };
+                list.retain(
+                    |subscriber| match subscriber.sender.try_send(line.clone()) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::warn!(node, "map stream fell behind; disconnecting it");
+                            false
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    },
+                );
+                if closes {
+                    registry.subscribers.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Tells a node's approval streams its new state, then ends them.
+    pub fn notify_state(&self, node: NodeId, state: NodeState) {
+        let mut registry = self.lock();
+        if let Some(list) = registry.subscribers.remove(&(Kind::Approval, node)) {
+            let line = encode_line(&ApprovalMessage::State { state });
+            for subscriber in list {
+                let _ = subscriber.sender.try_send(line.clone());
+            }
+        }
+    }
+
+    /// Ends every stream of `node`.
+    pub fn close_node(&self, node: NodeId) {
+        let mut registry = self.lock();
+        registry.subscribers.remove(&(Kind::Map, node));
+        registry.subscribers.remove(&(Kind::Approval, node));
+        registry.activity.remove(&node);
+    }
+
+    /// Ends every stream (shutdown).
+    pub fn close_all(&self) {
+        self.lock().subscribers.clear();
+    }
+
+    /// Whether `node` has a map stream open.
+    pub fn is_online(&self, node: NodeId) -> bool {
+        self.lock()
+            .activity
+            .get(&node)
+            .is_some_and(|activity| activity.open_maps > 0)
+    }
+
+    /// When `node` was last connected: `None` if it never connected since start,
+    /// `Some(i64::MAX)` while it is connected.
+    pub fn last_seen(&self, node: NodeId) -> Option<i64> {
+        let registry = self.lock();
+        let activity = registry.activity.get(&node)?;
+        if activity.open_maps > 0 {
+            Some(i64::MAX)
+        } else {
+            activity.last_seen
+        }
+    }
+}

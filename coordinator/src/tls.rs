@@ -1,0 +1,232 @@
+//! The coordinator's certificates: its HTTPS certificate (configured, or
+//! self-signed on first start), and the private CA that issues each node its
+//! client certificate.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hearth_control::Fingerprint;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use time::{Duration, OffsetDateTime};
+
+use crate::state_dir::StateDir;
+
+/// A certificate problem, with the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A file does not hold what it should.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Generating or signing failed.
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("client verifier: {0}")]
+    Verifier(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    crate::state_dir::write_private(path, contents).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid(path: &Path, reason: impl ToString) -> TlsError {
+    TlsError::Invalid {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The HTTPS certificate chain and key.
+pub struct ServerCertificate {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Private key.
+    pub key: PrivateKeyDer<'static>,
+    /// SHA-256 of the leaf, which join tokens carry.
+    pub fingerprint: Fingerprint,
+}
+
+impl ServerCertificate {
+    /// Loads a configured certificate chain and key (PEM).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerCertificate, TlsError> {
+        let cert_pem = read(cert_path)?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|error| invalid(cert_path, error))?;
+        let Some(leaf) = chain.first() else {
+            return Err(invalid(cert_path, "no certificate in the file"));
+        };
+        let fingerprint = Fingerprint::of(leaf);
+        let key_pem = zeroize::Zeroizing::new(read(key_path)?);
+        let key =
+            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| invalid(key_path, error))?;
+        Ok(ServerCertificate {
+            chain,
+            key,
+            fingerprint,
+        })
+    }
+
+    /// Loads the self-signed certificate kept in the state dir, creating it on first start.
+    pub fn load_or_create_self_signed(
+        state: &StateDir,
+        names: &[String],
+    ) -> Result<ServerCertificate, TlsError> {
+        let (cert_path, key_path) = (state.server_cert(), state.server_key());
+        if !cert_path.exists() {
+            let key_pair = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "Hearth coordinator");
+            params.subject_alt_names = names
+                .iter()
+                .filter_map(|name| match name.parse::<IpAddr>() {
+                    Ok(address) => Some(rcgen::SanType::IpAddress(address)),
+                    Err(_) => name.clone().try_into().ok().map(rcgen::SanType::DnsName),
+                })
+                .collect();
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+            params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+            let certificate = params.self_signed(&key_pair)?;
+            write_private(&key_path, key_pair.serialize_pem().as_bytes())?;
+            write_private(&cert_path, certificate.pem().as_bytes())?;
+        }
+        ServerCertificate::load(&cert_path, &key_path)
+    }
+}
+
+/// The private CA that issues node client certificates.
+pub struct NodeAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    certificate: CertificateDer<'static>,
+}
+
+/// Why a node's certificate request was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("certificate request refused: {0}")]
+pub struct CsrError(String);
+
+impl NodeAuthority {
+    /// Loads the CA from the state dir, creating it on first start.
+    pub fn load_or_create(state: &StateDir) -> Result<NodeAuthority, TlsError> {
+        let (cert_path, key_path) = (state.ca_cert(), state.ca_key());
+        if !cert_path.exists() {
+            let key_pair = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "Hearth node CA");
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+            params.not_after = OffsetDateTime::now_utc() + Duration::days(7300);
+            let certificate = params.self_signed(&key_pair)?;
+            write_private(&key_path, key_pair.serialize_pem().as_bytes())?;
+            write_private(&cert_path, certificate.pem().as_bytes())?;
+        }
+        let cert_pem = read(&cert_path)?;
+        let certificate = CertificateDer::from_pem_slice(&cert_pem)
+            .map_err(|error| invalid(&cert_path, error))?;
+        let key_pem = zeroize::Zeroizing::new(read(&key_path)?);
+        let key_text = std::str::from_utf8(&key_pem).map_err(|error| invalid(&key_path, error))?;
+        let key_pair = KeyPair::from_pem(key_text).map_err(|error| invalid(&key_path, error))?;
+        let issuer = Issuer::from_ca_cert_der(&certificate, key_pair)
+            .map_err(|error| invalid(&cert_path, error))?;
+        Ok(NodeAuthority {
+            issuer,
+            certificate,
+        })
+    }
+
+    /// Issues a client certificate for the key in `csr_der` (whose signature
+    /// proves the node holds it). Returns the PEM and its fingerprint.
+    pub fn issue(
+        &self,
+        csr_der: &[u8],
+        node_name: &str,
+    ) -> Result<(String, Fingerprint), CsrError> {
+        let request =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(|error| CsrError(error.to_string()))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())
+            .map_err(|error| CsrError(error.to_string()))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, node_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        let certificate = params
+            .signed_by(&request.public_key, &self.issuer)
+            .map_err(|error| CsrError(error.to_string()))?;
+        Ok((certificate.pem(), Fingerprint::of(certificate.der())))
+    }
+
+    /// The CA certificate.
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.certificate
+    }
+}
+
+/// The rustls server configuration: the HTTPS certificate, and client
+/// certificates from the node CA accepted but not required (registration
+/// happens before a node has one).
+pub fn server_config(
+    certificate: ServerCertificate,
+    authority: &NodeAuthority,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = hearth_control::tls::provider();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(authority.certificate().clone())
+        .map_err(|error| TlsError::Verifier(error.to_string()))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|error| TlsError::Verifier(error.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificate.chain, certificate.key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

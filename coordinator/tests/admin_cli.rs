@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! The admin CLI's verbs, as an admin types them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MapView, Server, cli, register};
+use hearth_control::wire::EndpointReport;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn users_are_created_listed_renamed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    server.cli_ok(&["users", "create", "bob"]);
+    let duplicate = server.cli(&["users", "create", "alice"]);
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    let invalid = server.cli(&["users", "create", "tag:x"]);
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("must be 1 to 64 characters"));
+
+    server.cli_ok(&["users", "rename", "bob", "robert"]);
+    let table = server.cli_ok(&["users", "list"]);
+    assert!(table.starts_with("ID  NAME"), "{table}");
+    assert!(
+        table.contains("robert") && !table.contains("bob"),
+        "{table}"
+    );
+
+    let token = server.token(&["--user", "alice"]);
+    register(&token, "laptop").await;
+    let refused = server.cli(&["users", "delete", "alice"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("still owns 1 node"));
+    server.cli_ok(&["users", "delete", "robert"]);
+    let users: Vec<serde_json::Value> =
+        serde_json::from_str(&server.cli_ok(&["users", "list", "--output", "json"])).unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["name"], "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_list_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    server.cli_ok(&["users", "create", "bob"]);
+    let token_line = server.cli_ok(&[
+        "preauthkeys",
+        "create",
+        "--user",
+        "alice",
+        "--reusable",
+        "--expiration",
+        "1h",
+    ]);
+    assert_eq!(token_line.lines().count(), 1, "create prints one line");
+    assert!(token_line.starts_with("hearth-join-v1:"));
+    server.token(&["--user", "bob", "--tags", "tag:server"]);
+    let bad_tag = server.cli(&["preauthkeys", "create", "--user", "bob", "--tags", "server"]);
+    assert!(String::from_utf8_lossy(&bad_tag.stderr).contains("tag:name"));
+    let missing = server.cli(&["preauthkeys", "create", "--user", "nobody"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("user `nobody` not found"));
+
+    let alice_keys: Vec<serde_json::Value> = serde_json::from_str(&server.cli_ok(&[
+        "preauthkeys",
+        "list",
+        "--user",
+        "alice",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(alice_keys.len(), 1);
+    assert_eq!(alice_keys[0]["usable"], true);
+    assert!(alice_keys[0].get("secret_hash").is_none());
+    let table = server.cli_ok(&["preauthkeys", "list"]);
+    assert!(
+        !table.contains(token_line.trim().split('-').next_back().unwrap()),
+        "list never shows secrets"
+    );
+
+    server.cli_ok(&["preauthkeys", "expire", &alice_keys[0]["id"].to_string()]);
+    let keys = server.keys_json();
+    assert_eq!(keys[0]["usable"], false);
+    assert!(
+        !server
+            .cli(&["preauthkeys", "expire", "999"])
+            .status
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_verbs_change_what_peers_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let laptop = register(&token, "Laptop").await;
+    let phone = register(&token, "phone").await;
+    let mut laptop_view = MapView::open(&laptop).await;
+    let phone_id = phone.id();
+    assert!(laptop_view.has_peer(phone_id));
+
+    let renamed = server.cli_ok(&["nodes", "rename", &phone_id.to_string(), "kitchen-phone"]);
+    assert!(renamed.contains("kitchen-phone"));
+    let clash = server.cli(&["nodes", "rename", &phone_id.to_string(), "laptop"]);
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("already called"));
+
+    server.cli_ok(&["nodes", "tag", &phone_id.to_string(), "--tags", "tag:iot"]);
+    let nodes = server.nodes_json();
+    assert_eq!(nodes[1]["tags"][0], "tag:iot");
+    assert_eq!(nodes[0]["name"], "laptop", "hostnames become DNS labels");
+
+    server.cli_ok(&["nodes", "expire", &phone_id.to_string()]);
+    laptop_view
+        .wait_until(Duration::from_secs(1), |view| !view.has_peer(phone_id))
+        .await;
+    server.cli_ok(&["nodes", "approve", &phone_id.to_string()]);
+    laptop_view
+        .wait_until(Duration::from_secs(1), |view| view.has_peer(phone_id))
+        .await;
+    server.cli_ok(&["nodes", "reject", &phone_id.to_string()]);
+    laptop_view
+        .wait_until(Duration::from_secs(1), |view| !view.has_peer(phone_id))
+        .await;
+    assert_eq!(server.nodes_json()[1]["state"], "rejected");
+    let error = phone.client.map_stream().await.err().unwrap();
+    assert_eq!(error.code(), Some("node_not_admitted"));
+
+    let missing = server.cli(&["nodes", "approve", "99"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("node 99 not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endpoint_reports_reach_peers_and_stun_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let laptop = register(&token, "laptop").await;
+    let phone = register(&token, "phone").await;
+    let mut stream = laptop.client.map_stream().await.unwrap();
+    stream.next().await.unwrap().unwrap();
+
+    phone
+        .client
+        .report_endpoints(&EndpointReport {
+            listen_port: 41641,
+            local: vec!["192.0.2.10:41641".parse().unwrap()],
+            stun: Some("198.51.100.7:41641".parse().unwrap()),
+        })
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(1), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let hearth_control::wire::MapMessage::Delta { changes } = message else {
+        panic!("{message:?}")
+    };
+    let hearth_control::wire::MapChange::PeerChanged { peer } = &changes[0] else {
+        panic!("{changes:?}")
+    };
+    let endpoints: Vec<String> = peer.endpoints.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        endpoints,
+        ["192.0.2.10:41641", "127.0.0.1:41641", "198.51.100.7:41641"]
+    );
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let transaction = [7u8; 12];
+    socket
+        .send_to(
+            &hearth_control::stun::binding_request(transaction),
+            server.stun,
+        )
+        .unwrap();
+    let mut buffer = [0u8; 128];
+    let (length, _) = socket.recv_from(&mut buffer).unwrap();
+    let observed = hearth_control::stun::parse_binding_response(&buffer[..length], transaction);
+    assert_eq!(observed, Some(socket.local_addr().unwrap()));
+}
+
+#[test]
+fn cli_without_a_running_server_says_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli(dir.path(), &["nodes", "list"]);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("cannot reach the coordinator") && text.contains("--state-dir"),
+        "{text}"
+    );
+}

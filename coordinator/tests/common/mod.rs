@@ -1,0 +1,395 @@
+//! Helpers for the coordinator's integration tests: a real `hearth-coordinator`
+//! process on loopback with its state in a temporary directory, the real CLI,
+//! and devices registering through the agent's client library.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_control::tls::{ClientIdentity, generate_key_request};
+use hearth_control::wire::{
+    MapChange, MapMessage, RegisterRequest, RegisterResponse, WireGuardKey, encode_der,
+};
+use hearth_control::{ClientError, ControlClient, JoinToken, MessageStream, SecretString};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_hearth-coordinator");
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free loopback UDP port (bound then released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+enum Ready {
+    Yes,
+    AddressInUse,
+}
+
+/// A running coordinator process.
+pub struct Server {
+    pub state: PathBuf,
+    pub address: SocketAddr,
+    pub stun: SocketAddr,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+pub struct ServerBuilder {
+    state: PathBuf,
+    extra: Vec<String>,
+    address: Option<SocketAddr>,
+}
+
+impl ServerBuilder {
+    /// Listen on `address` (to restart a server where its tokens point).
+    pub fn address(mut self, address: SocketAddr) -> Self {
+        self.address = Some(address);
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_owned());
+        self
+    }
+
+    pub fn start(self) -> Server {
+        Server::launch(&self.state, &self.extra, self.address)
+    }
+}
+
+impl Server {
+    pub fn builder(state: &Path) -> ServerBuilder {
+        ServerBuilder {
+            state: state.to_owned(),
+            extra: Vec::new(),
+            address: None,
+        }
+    }
+
+    pub fn start(state: &Path) -> Server {
+        Server::start_with(state, &[])
+    }
+
+    /// Starts again on the same state dir and address.
+    pub fn restart(&self) -> Server {
+        Server::launch(&self.state, &[], Some(self.address))
+    }
+
+    pub fn start_with(state: &Path, extra: &[String]) -> Server {
+        Server::launch(state, extra, None)
+    }
+
+    /// Starts a coordinator. Ports are picked free just before the launch, so
+    /// another process can still take one in between; when the server exits
+    /// because an address is in use, it is launched again on fresh ports
+    /// (the HTTPS address stays fixed when the caller chose it).
+    fn launch(state: &Path, extra: &[String], address: Option<SocketAddr>) -> Server {
+        std::fs::create_dir_all(state).unwrap();
+        let log = state.with_extension("log");
+        for _attempt in 0..5 {
+            let listen =
+                address.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+            let stun: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            let child = Command::new(BINARY)
+                .arg("--state-dir")
+                .arg(state)
+                .arg("serve")
+                .arg("--listen")
+                .arg(listen.to_string())
+                .arg("--stun-listen")
+                .arg(stun.to_string())
+                .args(extra)
+                .env("HEARTH_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .expect("coordinator starts");
+            let mut server = Server {
+                state: state.to_owned(),
+                address: listen,
+                stun,
+                child,
+                log: log.clone(),
+            };
+            match server.wait_ready() {
+                Ready::Yes => return server,
+                Ready::AddressInUse => continue,
+            }
+        }
+        panic!("coordinator found no free port in five attempts");
+    }
+
+    fn wait_ready(&mut self) -> Ready {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let admin_ready = self.state.join("admin.sock").exists();
+            if admin_ready && std::net::TcpStream::connect(self.address).is_ok() {
+                return Ready::Yes;
+            }
+            if let Ok(Some(_status)) = self.child.try_wait() {
+                if self.log_text().contains("Address already in use") {
+                    return Ready::AddressInUse;
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "coordinator did not become ready; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this server's state dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.state, args)
+    }
+
+    /// Runs the CLI and returns stdout, failing the test on a non-zero exit.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "`hearth-coordinator {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Creates a key with the CLI and returns its join token.
+    pub fn token(&self, args: &[&str]) -> JoinToken {
+        let mut all = vec!["preauthkeys", "create"];
+        all.extend_from_slice(args);
+        JoinToken::decode(self.cli_ok(&all).trim()).unwrap()
+    }
+
+    pub fn nodes_json(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.cli_ok(&["nodes", "list", "--output", "json"])).unwrap()
+    }
+
+    pub fn keys_json(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.cli_ok(&["preauthkeys", "list", "--output", "json"])).unwrap()
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "coordinator did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cli(state: &Path, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("CLI runs")
+}
+
+pub fn wireguard_key() -> WireGuardKey {
+    let secret = x25519_dalek::StaticSecret::random();
+    WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
+}
+
+/// A device registered through the agent's client library.
+pub struct Device {
+    pub response: RegisterResponse,
+    pub client: ControlClient,
+}
+
+impl Device {
+    pub fn id(&self) -> u64 {
+        self.response.node.id
+    }
+}
+
+pub fn request(token: &JoinToken, hostname: &str) -> (RegisterRequest, SecretString) {
+    let key_request = generate_key_request(hostname).unwrap();
+    let request = RegisterRequest {
+        auth_key: token.key.clone(),
+        wireguard_key: wireguard_key(),
+        hostname: hostname.into(),
+        os: "linux".into(),
+        csr_der: encode_der(&key_request.csr_der),
+    };
+    (request, key_request.key_pem)
+}
+
+pub async fn try_register(token: &JoinToken, hostname: &str) -> Result<Device, ClientError> {
+    let anonymous = ControlClient::new(&token.url, token.fingerprint, None)?;
+    let (request, key_pem) = request(token, hostname);
+    let response = anonymous.register(&request).await?;
+    let identity = ClientIdentity {
+        certificate_pem: response.client_certificate_pem.clone(),
+        key_pem,
+    };
+    let client = ControlClient::new(&token.url, token.fingerprint, Some(&identity))?;
+    Ok(Device { response, client })
+}
+
+pub async fn register(token: &JoinToken, hostname: &str) -> Device {
+    try_register(token, hostname)
+        .await
+        .expect("registration succeeds")
+}
+
+/// A node's view, kept up to date from its map stream.
+pub struct MapView {
+    pub stream: MessageStream<MapMessage>,
+    pub peers: Vec<(u64, String)>,
+    pub details: std::collections::BTreeMap<u64, hearth_control::wire::Peer>,
+    pub filter: hearth_acl::Filter,
+    pub filter_changes: usize,
+    pub revoked: bool,
+}
+
+impl MapView {
+    pub async fn open(device: &Device) -> MapView {
+        let stream = device.client.map_stream().await.expect("map stream opens");
+        let mut view = MapView {
+            stream,
+            peers: Vec::new(),
+            details: Default::default(),
+            filter: Default::default(),
+            filter_changes: 0,
+            revoked: false,
+        };
+        view.next().await;
+        view
+    }
+
+    /// Applies the next message; false when the stream ended.
+    pub async fn next(&mut self) -> bool {
+        let Some(message) = self.stream.next().await else {
+            return false;
+        };
+        match message.expect("well-formed map message") {
+            MapMessage::Full { map } => {
+                self.peers = map
+                    .peers
+                    .iter()
+                    .map(|peer| (peer.id, peer.name.clone()))
+                    .collect();
+                self.details = map.peers.into_iter().map(|peer| (peer.id, peer)).collect();
+                self.filter = map.filter;
+            }
+            MapMessage::Delta { changes } => {
+                for change in changes {
+                    match change {
+                        MapChange::PeerAdded { peer } => {
+                            self.peers.push((peer.id, peer.name.clone()));
+                            self.details.insert(peer.id, peer);
+                        }
+                        MapChange::PeerRemoved { id } => {
+                            self.peers.retain(|(peer, _)| *peer != id);
+                            self.details.remove(&id);
+                        }
+                        MapChange::PeerChanged { peer } => {
+                            self.details.insert(peer.id, peer);
+                        }
+                        MapChange::SelfChanged { .. } => {}
+                        MapChange::FilterChanged { filter } => {
+                            self.filter = filter;
+                            self.filter_changes += 1;
+                        }
+                    }
+                }
+            }
+            MapMessage::KeepAlive => {}
+            MapMessage::Revoked { .. } => self.revoked = true,
+        }
+        true
+    }
+
+    pub fn has_peer(&self, id: u64) -> bool {
+        self.peers.iter().any(|(peer, _)| *peer == id)
+    }
+
+    /// Reads messages until `done(self)` holds; fails after `limit`.
+    pub async fn wait_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&MapView) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(self) {
+            let more = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "condition not reached within {limit:?}; peers: {:?}",
+                        self.peers
+                    )
+                });
+            assert!(more || done(self), "map stream ended early");
+            if !more {
+                break;
+            }
+        }
+        start.elapsed()
+    }
+}
+
+/// `PRAGMA integrity_check` on the database, through sqlite3's own library (via sqlx).
+pub async fn integrity_check(state: &Path) -> String {
+    let db = hearth_coordinator::db::Db::open_sqlite(&state.join("coordinator.db"))
+        .await
+        .unwrap();
+    let result = db.integrity_check().await.unwrap();
+    db.close().await;
+    result
+}

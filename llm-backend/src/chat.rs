@@ -1,0 +1,213 @@
+//! What every backend speaks: a chat request in, a stream of events out, and
+//! the errors that decide failover.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with `role` and `content`.
+    pub fn new(role: &str, content: impl Into<String>) -> Message {
+        Message {
+            role: role.to_owned(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A chat request, backend-neutral.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation so far, oldest first.
+    pub messages: Vec<Message>,
+    /// Most tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+}
+
+/// Token counts of a finished reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+}
+
+/// One event of a reply stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// More text.
+    Delta(String),
+    /// The reply is complete.
+    Done {
+        /// Why generation stopped (`stop`, `length`...).
+        finish_reason: String,
+        /// Token counts, when the backend gave them.
+        usage: Option<Usage>,
+    },
+}
+
+/// What went wrong talking to a backend.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// Nothing listens there.
+    #[error("connection refused by {0}")]
+    Refused(String),
+    /// The connection could not be made in time.
+    #[error("no connection to {0} in time")]
+    ConnectTimeout(String),
+    /// Connected, but no first token came in time.
+    #[error("no first token within {0} s")]
+    FirstTokenTimeout(u64),
+    /// The stream went silent.
+    #[error("the stream was silent for {0} s")]
+    IdleTimeout(u64),
+    /// The backend answered with a server error.
+    #[error("the backend answered {status}: {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The backend asked to slow down.
+    #[error("the backend is rate limiting (429): {0}")]
+    RateLimited(String),
+    /// The conversation does not fit the model's context.
+    #[error("the conversation is longer than the model's context: {0}")]
+    ContextOverflow(String),
+    /// The backend refused the request itself (a 4xx other than 429).
+    #[error("the backend refused the request ({status}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The stream ended without its final message.
+    #[error("the stream ended without its final message")]
+    EndedEarly,
+    /// The stream reported an error in the middle.
+    #[error("the backend reported an error mid-stream: {0}")]
+    MidStream(String),
+    /// The backend sent something unexpected.
+    #[error("unexpected answer from the backend: {0}")]
+    Protocol(String),
+    /// The connection broke.
+    #[error("the connection broke: {0}")]
+    Transport(String),
+}
+
+impl BackendError {
+    /// The error without anything the backend wrote, for logs: a backend's
+    /// message may quote the conversation, which is never logged.
+    pub fn summary(&self) -> String {
+        match self {
+            BackendError::Refused(_)
+            | BackendError::ConnectTimeout(_)
+            | BackendError::FirstTokenTimeout(_)
+            | BackendError::IdleTimeout(_)
+            | BackendError::EndedEarly
+            | BackendError::Transport(_) => self.to_string(),
+            BackendError::Server { status, .. } => format!("the backend answered {status}"),
+            BackendError::RateLimited(_) => "the backend is rate limiting (429)".into(),
+            BackendError::ContextOverflow(_) => {
+                "the conversation is longer than the model's context".into()
+            }
+            BackendError::Rejected { status, .. } => {
+                format!("the backend refused the request ({status})")
+            }
+            BackendError::MidStream(_) => "the backend reported an error mid-stream".into(),
+            BackendError::Protocol(_) => "unexpected answer from the backend".into(),
+        }
+    }
+}
+
+/// A reply stream.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, BackendError>> + Send>>;
+
+/// Whether an error message names a context overflow (llama.cpp's
+/// `exceed_context_size_error`, OpenAI's `context_length_exceeded`, Ollama's
+/// wording).
+pub fn mentions_context_overflow(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("exceed_context_size")
+        || lower.contains("context_length_exceeded")
+        || lower.contains("exceeds the available context")
+        || (lower.contains("context") && (lower.contains("exceed") || lower.contains("too long")))
+}
+
+/// Classifies a non-success HTTP answer.
+pub fn status_error(status: u16, body: &str) -> BackendError {
+    let message: String = body.chars().take(300).collect();
+    match status {
+        429 => BackendError::RateLimited(message),
+        400 | 413 if mentions_context_overflow(body) => BackendError::ContextOverflow(message),
+        500..=599 => BackendError::Server { status, message },
+        _ => BackendError::Rejected { status, message },
+    }
+}
+
+/// Classifies a reqwest failure to send.
+pub fn send_error(error: &reqwest::Error, endpoint: &str) -> BackendError {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if error.is_timeout() {
+        BackendError::ConnectTimeout(endpoint.to_owned())
+    } else if error.is_connect() {
+        if text.contains("refused") || text.contains("No such file") || text.contains("not found") {
+            BackendError::Refused(endpoint.to_owned())
+        } else {
+            BackendError::Transport(text)
+        }
+    } else {
+        BackendError::Transport(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        assert!(matches!(
+            status_error(429, "slow down"),
+            BackendError::RateLimited(_)
+        ));
+        assert!(matches!(
+            status_error(503, "Loading model"),
+            BackendError::Server { status: 503, .. }
+        ));
+        let overflow = r#"{"error":{"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}}"#;
+        assert!(matches!(
+            status_error(400, overflow),
+            BackendError::ContextOverflow(_)
+        ));
+        assert!(matches!(
+            status_error(400, "bad json"),
+            BackendError::Rejected { status: 400, .. }
+        ));
+        assert!(matches!(
+            status_error(404, "no model"),
+            BackendError::Rejected { status: 404, .. }
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! Ollama's `/api/chat`: requests built with ollama-rs's types, the NDJSON
+//! reply decoded here from bytes.
+//!
+//! ollama-rs 0.3.6 decodes each network chunk with `String::from_utf8`, so a
+//! character split across chunks drops both chunks, and it treats a mid-stream
+//! `{"error": ...}` line as the end of the reply. The stream is therefore
+//! parsed as bytes by [`crate::ndjson`], each whole line into ollama-rs's
+//! response type, and error lines are errors.
+
+use bytes::Bytes;
+use futures_util::Stream;
+use ollama_rs::generation::chat::request::ChatMessageRequest;
+use ollama_rs::generation::chat::{ChatMessage, ChatMessageResponse, MessageRole};
+use ollama_rs::models::ModelOptions;
+use serde_json::Value;
+
+use crate::chat::{
+    BackendError, ChatRequest, EventStream, StreamEvent, Usage, mentions_context_overflow,
+    send_error, status_error,
+};
+use crate::decoding::{Events, Format};
+use crate::endpoint::Endpoint;
+use crate::ndjson::LineSplitter;
+
+fn role(role: &str) -> MessageRole {
+    match role {
+        "system" => MessageRole::System,
+        "assistant" => MessageRole::Assistant,
+        "tool" => MessageRole::Tool,
+        _ => MessageRole::User,
+    }
+}
+
+/// The JSON body of a streamed `/api/chat` request.
+pub fn request_body(model: &str, request: &ChatRequest) -> Value {
+    let messages = request
+        .messages
+        .iter()
+        .map(|message| ChatMessage::new(role(&message.role), message.content.clone()))
+        .collect();
+    let mut options = ModelOptions::default();
+    if let Some(max_tokens) = request.max_tokens {
+        options = options.num_predict(i32::try_from(max_tokens).unwrap_or(i32::MAX));
+    }
+    if let Some(temperature) = request.temperature {
+        options = options.temperature(temperature);
+    }
+    let request = ChatMessageRequest::new(model.to_owned(), messages).options(options);
+    let mut body = serde_json::to_value(&request).expect("ollama-rs requests serialize");
+    body["stream"] = Value::Bool(true);
+    body
+}
+
+/// Starts a streamed chat with `model` on `endpoint`.
+pub async fn stream_chat(
+    endpoint: &Endpoint,
+    model: &str,
+    request: &ChatRequest,
+) -> Result<EventStream, BackendError> {
+    let response = endpoint
+        .http
+        .post(endpoint.url("/api/chat"))
+        .json(&request_body(model, request))
+        .send()
+        .await
+        .map_err(|error| send_error(&error, &endpoint.label))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(status_error(status.as_u16(), &text));
+    }
+    Ok(decode(response.bytes_stream()))
+}
+
+/// Whether `endpoint` answers (ollama-rs's model listing, `/api/tags`).
+pub async fn probe(endpoint: &Endpoint) -> bool {
+    let Ok(url) = reqwest::Url::parse(&endpoint.url("/")) else {
+        return false;
+    };
+    let client = ollama_rs::Ollama::builder()
+        .url(url)
+        .reqwest_client(endpoint.http.clone())
+        .build();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.list_local_models(),
+    )
+    .await
+    .is_ok_and(|answer| answer.is_ok())
+}
+
+/// Ollama's format: one JSON object per line.
+#[derive(Default)]
+struct Ndjson {
+    lines: LineSplitter,
+}
+
+impl Format for Ndjson {
+    fn chunk(&mut self, bytes: &[u8], events: &mut Events) {
+        match self.lines.push(bytes) {
+            Ok(lines) => lines.iter().for_each(|line| Ndjson::line(line, events)),
+            Err(error) => events.fail(BackendError::Protocol(error.to_string())),
+        }
+    }
+
+    fn end(&mut self, events: &mut Events) {
+        match std::mem::take(&mut self.lines).finish() {
+            Ok(Some(line)) => Ndjson::line(&line, events),
+            Ok(None) => {}
+            Err(error) => events.fail(BackendError::Protocol(error.to_string())),
+        }
+    }
+}
+
+impl Ndjson {
+    fn line(line: &str, events: &mut Events) {
+        if events.ended() {
+            return;
+        }
+        let value: Value = match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(error) => {
+                return events.fail(BackendError::Protocol(format!(
+                    "a line is not JSON: {error}"
+                )));
+            }
+        };
+        if let Some(error) = value.get("error") {
+            let message = error
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| error.to_string());
+            let failure = if mentions_context_overflow(&message) {
+                BackendError::ContextOverflow(message)
+            } else {
+                BackendError::MidStream(message)
+            };
+            return events.fail(failure);
+        }
+        let reason = value
+            .get("done_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let response: ChatMessageResponse = match serde_json::from_value(value) {
+            Ok(response) => response,
+            Err(error) => {
+                return events.fail(BackendError::Protocol(format!("unexpected line: {error}")));
+            }
+        };
+        if !response.message.content.is_empty() {
+            events.push(StreamEvent::Delta(response.message.content));
+        }
+        if response.done {
+            let usage = response.final_data.map(|data| Usage {
+                prompt_tokens: data.prompt_eval_count,
+                completion_tokens: data.eval_count,
+            });
+            events.finish(StreamEvent::Done {
+                finish_reason: reason.unwrap_or_else(|| "stop".into()),
+                usage,
+            });
+        }
+    }
+}
+
+/// Decodes an Ollama NDJSON byte stream into events. A stream that ends
+/// before a `"done": true` line yields [`BackendError::EndedEarly`].
+pub fn decode<S>(bytes: S) -> EventStream
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+{
+    crate::decoding::decode(bytes, Ndjson::default())
+}

@@ -1,0 +1,206 @@
+//! OpenAI-compatible chat completions over SSE (llama.cpp's `llama-server`).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::chat::{
+    BackendError, ChatRequest, EventStream, StreamEvent, Usage, mentions_context_overflow,
+    send_error, status_error,
+};
+use crate::decoding::{Events, Format};
+use crate::endpoint::Endpoint;
+use crate::sse::{SseDecoder, SseEvent};
+
+/// Starts a streamed chat completion with `model` on `endpoint`.
+pub async fn stream_chat(
+    endpoint: &Endpoint,
+    model: &str,
+    request: &ChatRequest,
+) -> Result<EventStream, BackendError> {
+    let mut body = json!({
+        "model": model,
+        "messages": request.messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if let Some(max_tokens) = request.max_tokens {
+        body["max_tokens"] = json!(max_tokens);
+    }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    let response = endpoint
+        .http
+        .post(endpoint.url("/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|error| send_error(&error, &endpoint.label))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(status_error(status.as_u16(), &text));
+    }
+    Ok(decode(response.bytes_stream()))
+}
+
+/// Whether `endpoint` answers (`GET /models`, which llama-server answers 503 while loading).
+pub async fn probe(endpoint: &Endpoint) -> bool {
+    match endpoint
+        .http
+        .get(endpoint.url("/models"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().is_success(),
+        Err(_) => false,
+    }
+}
+
+/// One chunk of a streamed completion; other fields are ignored.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<UsageIn>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UsageIn {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// The error a mid-stream error object describes.
+fn error_of(error: &Value) -> BackendError {
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| error.to_string());
+    if mentions_context_overflow(&error.to_string()) {
+        BackendError::ContextOverflow(message)
+    } else {
+        BackendError::MidStream(message)
+    }
+}
+
+/// The OpenAI-style format: server-sent events, `[DONE]` or a
+/// `finish_reason` at the end.
+#[derive(Default)]
+struct Sse {
+    decoder: SseDecoder,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl Format for Sse {
+    fn chunk(&mut self, bytes: &[u8], events: &mut Events) {
+        match self.decoder.push(bytes) {
+            Ok(decoded) => decoded.iter().for_each(|event| self.event(event, events)),
+            Err(error) => events.fail(BackendError::Protocol(error.to_string())),
+        }
+    }
+
+    fn end(&mut self, events: &mut Events) {
+        if self.finish_reason.is_some() {
+            self.finish(events);
+        }
+    }
+}
+
+impl Sse {
+    /// Turns one SSE event into stream events.
+    fn event(&mut self, event: &SseEvent, events: &mut Events) {
+        if events.ended() {
+            // Nothing counts after the end or an error, even in the same network chunk.
+            return;
+        }
+        let data = event.data.as_str();
+        if data.trim() == "[DONE]" {
+            self.finish(events);
+            return;
+        }
+        if event.event.as_deref() == Some("error") {
+            // llama.cpp's `error: {json}` line: the whole object is the error.
+            match serde_json::from_str::<Value>(data) {
+                Ok(error) => events.fail(error_of(&error)),
+                Err(error) => events.fail(BackendError::Protocol(format!(
+                    "an event is not JSON: {error}"
+                ))),
+            }
+            return;
+        }
+        // Typed and borrowing: this runs for every token of every reply.
+        let chunk: Chunk<'_> = match serde_json::from_str(data) {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                events.fail(BackendError::Protocol(format!(
+                    "an event is not a completion chunk: {error}"
+                )));
+                return;
+            }
+        };
+        if let Some(error) = chunk.error {
+            events.fail(error_of(&error));
+            return;
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(Usage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+            });
+        }
+        let Some(choice) = chunk.choices.and_then(|choices| choices.into_iter().next()) else {
+            return;
+        };
+        if let Some(text) = choice.delta.and_then(|delta| delta.content)
+            && !text.is_empty()
+        {
+            events.push(StreamEvent::Delta(text.into_owned()));
+        }
+        if let Some(reason) = choice.finish_reason {
+            self.finish_reason = Some(reason.into_owned());
+        }
+    }
+
+    fn finish(&mut self, events: &mut Events) {
+        events.finish(StreamEvent::Done {
+            finish_reason: self.finish_reason.take().unwrap_or_else(|| "stop".into()),
+            usage: self.usage.take(),
+        });
+    }
+}
+
+/// Decodes an OpenAI-style SSE byte stream into events. A stream that ends
+/// before `[DONE]` or a `finish_reason` yields [`BackendError::EndedEarly`].
+pub fn decode<S>(bytes: S) -> EventStream
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+{
+    crate::decoding::decode(bytes, Sse::default())
+}

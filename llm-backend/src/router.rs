@@ -1,0 +1,419 @@
+//! The model router: a primary model and ordered fallbacks, each served by a
+//! provider with one or more endpoints in rotation.
+//!
+//! [`Router::open`] tries models in order (resting backends last) until one
+//! produces its first event, applying the connect, first-token and idle
+//! timeouts; the decision to move on is [`crate::failover::verdict`]'s. A
+//! background task probes endpoints so that an unhealthy one rejoins the
+//! rotation when it answers again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::chat::{BackendError, ChatRequest, EventStream, StreamEvent};
+use crate::endpoint::{Api, Endpoint};
+use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
+use crate::{ollama, openai};
+
+/// `provider/model`, split at the first `/`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    /// Provider id.
+    pub provider: String,
+    /// Model id at that provider.
+    pub model: String,
+}
+
+impl ModelRef {
+    /// Parses `provider/model`.
+    pub fn parse(text: &str) -> Result<ModelRef, String> {
+        match text.split_once('/') {
+            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(ModelRef {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+            }),
+            _ => Err(format!("model `{text}` must be written provider/model")),
+        }
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}/{}", self.provider, self.model)
+    }
+}
+
+/// A provider as configured.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Its id (the part before `/` in model refs).
+    pub id: String,
+    /// The API it speaks.
+    pub api: Api,
+    /// Its endpoints, tried in rotation.
+    pub endpoints: Vec<String>,
+    /// How long to wait for the first token, and between tokens.
+    pub timeout: Duration,
+    /// How long to wait for a connection.
+    pub connect_timeout: Duration,
+}
+
+struct EndpointState {
+    endpoint: Endpoint,
+    healthy: AtomicBool,
+}
+
+struct Provider {
+    config: ProviderConfig,
+    endpoints: Vec<EndpointState>,
+    next: AtomicUsize,
+}
+
+impl Provider {
+    /// Endpoint indices in the order to try: healthy ones from the rotation
+    /// point; if none is healthy, all of them (health may be stale).
+    fn rotation(&self) -> Vec<usize> {
+        let count = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let all: Vec<usize> = (0..count).map(|offset| (start + offset) % count).collect();
+        let healthy: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|index| self.endpoints[*index].healthy.load(Ordering::Relaxed))
+            .collect();
+        if healthy.is_empty() { all } else { healthy }
+    }
+}
+
+/// One failed try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The model tried.
+    pub model: String,
+    /// The endpoint tried.
+    pub endpoint: String,
+    /// What went wrong.
+    pub error: BackendError,
+}
+
+/// Why no model answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// An error that failing over cannot help (e.g. a context overflow).
+    #[error("{error}")]
+    Stopped {
+        /// The error.
+        error: BackendError,
+        /// Tries before it.
+        attempts: Vec<Attempt>,
+    },
+    /// Every model failed.
+    #[error("no model could answer: {}", describe(.0))]
+    Exhausted(Vec<Attempt>),
+}
+
+fn describe(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|attempt| format!("{} ({})", attempt.model, attempt.error))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A reply that has started: the model that answered and its events (the
+/// first one included).
+pub struct Opened {
+    /// The model answering.
+    pub model: ModelRef,
+    /// Its events; idle gaps longer than the provider timeout end it with [`BackendError::IdleTimeout`].
+    pub events: EventStream,
+    /// Failed tries before it.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Health and rest of one endpoint, for `/health` and `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointStatus {
+    /// Provider id.
+    pub provider: String,
+    /// Endpoint as configured.
+    pub endpoint: String,
+    /// Whether it answered its last probe or request.
+    pub healthy: bool,
+    /// Seconds its provider still rests after failures.
+    pub cooldown_seconds: u64,
+}
+
+/// The router.
+pub struct Router {
+    providers: HashMap<String, Provider>,
+    chain: Vec<ModelRef>,
+    cooldowns: Mutex<Cooldowns>,
+    origin: Instant,
+}
+
+impl Router {
+    /// A router over `providers`, trying `chain` (primary first).
+    pub fn new(providers: Vec<ProviderConfig>, chain: Vec<ModelRef>) -> Result<Router, String> {
+        let mut built = HashMap::new();
+        for config in providers {
+            if config.endpoints.is_empty() {
+                return Err(format!("provider `{}` has no baseUrl", config.id));
+            }
+            let endpoints = config
+                .endpoints
+                .iter()
+                .map(|text| {
+                    Ok(EndpointState {
+                        endpoint: Endpoint::parse(text, config.api, config.connect_timeout)?,
+                        healthy: AtomicBool::new(true),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            built.insert(
+                config.id.clone(),
+                Provider {
+                    config,
+                    endpoints,
+                    next: AtomicUsize::new(0),
+                },
+            );
+        }
+        if chain.is_empty() {
+            return Err("no model is configured (agents.defaults.model.primary)".into());
+        }
+        for model in &chain {
+            if !built.contains_key(&model.provider) {
+                return Err(format!(
+                    "model `{model}` names provider `{}`, which is not configured",
+                    model.provider
+                ));
+            }
+        }
+        Ok(Router {
+            providers: built,
+            chain,
+            cooldowns: Mutex::new(Cooldowns::default()),
+            origin: Instant::now(),
+        })
+    }
+
+    /// The configured chain, primary first.
+    pub fn chain(&self) -> &[ModelRef] {
+        &self.chain
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn cooldowns(&self) -> std::sync::MutexGuard<'_, Cooldowns> {
+        self.cooldowns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a reply to `request` from the first model that can give one.
+    pub async fn open(&self, request: &ChatRequest) -> Result<Opened, RouteError> {
+        let order = {
+            let providers: Vec<&str> = self
+                .chain
+                .iter()
+                .map(|model| model.provider.as_str())
+                .collect();
+            self.cooldowns().order(&providers, self.now())
+        };
+        let mut attempts = Vec::new();
+        for index in order {
+            let model = &self.chain[index];
+            let provider = &self.providers[&model.provider];
+            let mut rest_backend = false;
+            for endpoint_index in provider.rotation() {
+                let state = &provider.endpoints[endpoint_index];
+                match attempt(provider, &state.endpoint, &model.model, request).await {
+                    Ok(events) => {
+                        self.cooldowns().succeed(&model.provider);
+                        state.healthy.store(true, Ordering::Relaxed);
+                        return Ok(Opened {
+                            model: model.clone(),
+                            events,
+                            attempts,
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(model = %model, endpoint = %state.endpoint.label, error = %error.summary(), "model attempt failed");
+                        if endpoint_unhealthy(&error) {
+                            state.healthy.store(false, Ordering::Relaxed);
+                        }
+                        let decision = verdict(&error, false);
+                        attempts.push(Attempt {
+                            model: model.to_string(),
+                            endpoint: state.endpoint.label.clone(),
+                            error: error.clone(),
+                        });
+                        match decision {
+                            Verdict::Stop => return Err(RouteError::Stopped { error, attempts }),
+                            Verdict::FailOver { cool_down } => rest_backend |= cool_down,
+                        }
+                    }
+                }
+            }
+            if rest_backend {
+                let rest = self.cooldowns().fail(&model.provider, self.now());
+                tracing::info!(provider = %model.provider, seconds = rest.as_secs(), "backend rests after failures");
+            }
+        }
+        Err(RouteError::Exhausted(attempts))
+    }
+
+    /// Probes every endpoint once; returns how many answered.
+    pub async fn probe_all(&self) -> usize {
+        let mut answered = 0;
+        for provider in self.providers.values() {
+            for state in &provider.endpoints {
+                let alive = match provider.config.api {
+                    Api::OpenAiCompletions => openai::probe(&state.endpoint).await,
+                    Api::Ollama => ollama::probe(&state.endpoint).await,
+                };
+                if alive != state.healthy.swap(alive, Ordering::Relaxed) {
+                    tracing::info!(provider = %provider.config.id, endpoint = %state.endpoint.label, healthy = alive, "endpoint health changed");
+                }
+                answered += usize::from(alive);
+            }
+        }
+        answered
+    }
+
+    /// Probes endpoints every `period` until the router is dropped.
+    pub fn spawn_health_checks(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let router = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                router.probe_all().await;
+                drop(router);
+                tokio::time::sleep(period).await;
+            }
+        })
+    }
+
+    /// Whether some endpoint of some model in the chain is healthy.
+    pub fn ready(&self) -> bool {
+        self.chain.iter().any(|model| {
+            self.providers[&model.provider]
+                .endpoints
+                .iter()
+                .any(|state| state.healthy.load(Ordering::Relaxed))
+        })
+    }
+
+    /// Health and rest of every endpoint.
+    pub fn status(&self) -> Vec<EndpointStatus> {
+        let now = self.now();
+        let cooldowns = self.cooldowns();
+        let mut status: Vec<EndpointStatus> = self
+            .providers
+            .values()
+            .flat_map(|provider| {
+                let rest = cooldowns
+                    .remaining(&provider.config.id, now)
+                    .map_or(0, |left| left.as_secs());
+                provider.endpoints.iter().map(move |state| EndpointStatus {
+                    provider: provider.config.id.clone(),
+                    endpoint: state.endpoint.label.clone(),
+                    healthy: state.healthy.load(Ordering::Relaxed),
+                    cooldown_seconds: rest,
+                })
+            })
+            .collect();
+        status.sort_by(|a, b| (&a.provider, &a.endpoint).cmp(&(&b.provider, &b.endpoint)));
+        status
+    }
+}
+
+/// One try: connect and wait for the first event, within the provider timeout.
+async fn attempt(
+    provider: &Provider,
+    endpoint: &Endpoint,
+    model: &str,
+    request: &ChatRequest,
+) -> Result<EventStream, BackendError> {
+    let budget = provider.config.timeout;
+    let started = Instant::now();
+    let opening = async {
+        match provider.config.api {
+            Api::OpenAiCompletions => openai::stream_chat(endpoint, model, request).await,
+            Api::Ollama => ollama::stream_chat(endpoint, model, request).await,
+        }
+    };
+    let mut events = tokio::time::timeout(budget, opening)
+        .await
+        .map_err(|_| BackendError::FirstTokenTimeout(budget.as_secs()))??;
+    let left = budget.saturating_sub(started.elapsed());
+    let first = tokio::time::timeout(left, events.next())
+        .await
+        .map_err(|_| BackendError::FirstTokenTimeout(budget.as_secs()))?
+        .ok_or(BackendError::EndedEarly)??;
+    let rest = with_idle_timeout(events, budget);
+    Ok(Box::pin(
+        futures_util::stream::once(async move { Ok::<StreamEvent, BackendError>(first) })
+            .chain(rest),
+    ))
+}
+
+/// Ends `events` with an [`BackendError::IdleTimeout`] when it stays silent for `idle`.
+fn with_idle_timeout(events: EventStream, idle: Duration) -> EventStream {
+    Box::pin(futures_util::stream::unfold(
+        Some(events),
+        move |state| async move {
+            let mut events = state?;
+            match tokio::time::timeout(idle, events.next()).await {
+                Ok(Some(item)) => Some((item, Some(events))),
+                Ok(None) => None,
+                Err(_) => Some((Err(BackendError::IdleTimeout(idle.as_secs())), None)),
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_refs_split_at_the_first_slash() {
+        let reference = ModelRef::parse("openrouter/meta/llama-3").unwrap();
+        assert_eq!(
+            (reference.provider.as_str(), reference.model.as_str()),
+            ("openrouter", "meta/llama-3")
+        );
+        assert!(ModelRef::parse("llama").is_err());
+        assert!(ModelRef::parse("/x").is_err());
+    }
+
+    #[test]
+    fn a_chain_must_name_configured_providers() {
+        let provider = ProviderConfig {
+            id: "local".into(),
+            api: Api::OpenAiCompletions,
+            endpoints: vec!["http://127.0.0.1:1/v1".into()],
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let error = Router::new(
+            vec![provider.clone()],
+            vec![ModelRef::parse("cloud/x").unwrap()],
+        )
+        .err()
+        .unwrap();
+        assert!(error.contains("provider `cloud`"), "{error}");
+        assert!(Router::new(vec![provider], Vec::new()).is_err());
+    }
+}

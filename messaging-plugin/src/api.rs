@@ -1,0 +1,417 @@
+//! The HTTP edge: the web page, the JSON API and the WebSocket. Every
+//! request is identified by its tunnel address first.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::identity::{Caller, Identities, Refusal};
+use crate::protocol::{
+    ClientMessage, MAX_FRAME, ServerEvent, check_room, decode, dm_room, may_access, valid_user,
+};
+use crate::service::{Messaging, ServiceError};
+
+const INDEX: &str = include_str!("../web/index.html");
+const SCRIPT: &str = include_str!("../web/app.js");
+const STYLE: &str = include_str!("../web/style.css");
+
+/// What the handlers share.
+pub struct Shared {
+    /// The service.
+    pub messaging: Arc<Messaging>,
+    /// Caller identification.
+    pub identities: Identities,
+    /// Becomes `true` when the service stops: live connections close.
+    pub closing: tokio::sync::watch::Receiver<bool>,
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServiceError::NotYours(_) => StatusCode::FORBIDDEN,
+            ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "request failed");
+        }
+        error(status, self.to_string())
+    }
+}
+
+async fn identify(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match shared.identities.identify(peer.ip()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            let status = match refusal {
+                Refusal::AgentDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            tracing::debug!(address = %peer.ip(), %refusal, "caller refused");
+            error(status, refusal.to_string())
+        }
+    }
+}
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+        .route("/api/me", get(me))
+        .route("/api/users", get(users))
+        .route("/api/rooms", get(rooms).post(create_room))
+        .route("/api/dm", post(open_dm))
+        .route("/api/rooms/{room}/messages", get(history).post(send))
+        .route("/api/rooms/{room}/read", post(read))
+        .route("/ws", get(websocket))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            identify,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FRAME))
+        .with_state(shared)
+}
+
+async fn me(Extension(caller): Extension<Caller>) -> Response {
+    Json(json!({"user": caller.user, "node": caller.node})).into_response()
+}
+
+async fn users(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ServiceError> {
+    let store = &shared.messaging.store;
+    store.seen(&caller.user).await?;
+    let mut users = store.users().await?;
+    if shared.messaging.assistant.is_some() {
+        users.push(crate::protocol::ASSISTANT.into());
+    }
+    Ok(Json(json!({"users": users})).into_response())
+}
+
+async fn rooms(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ServiceError> {
+    Ok(Json(json!({"rooms": shared.messaging.store.rooms(&caller.user).await?})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    name: String,
+}
+
+async fn create_room(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(room): Json<NewRoom>,
+) -> Result<Response, ServiceError> {
+    check_room(&room.name)?;
+    if room.name.starts_with("dm:") {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "open a direct conversation with POST /api/dm".into(),
+        ));
+    }
+    shared
+        .messaging
+        .store
+        .ensure_room(&room.name, &caller.user)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"room": room.name}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDm {
+    user: String,
+}
+
+async fn open_dm(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Json(dm): Json<NewDm>,
+) -> Result<Response, ServiceError> {
+    if !valid_user(&dm.user) || dm.user == caller.user {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not someone to write to", dm.user),
+        ));
+    }
+    let room = dm_room(&caller.user, &dm.user);
+    shared
+        .messaging
+        .store
+        .ensure_room(&room, &caller.user)
+        .await?;
+    Ok(Json(json!({"room": room})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(room): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Response, ServiceError> {
+    Messaging::check_access(&caller, &room)?;
+    let store = &shared.messaging.store;
+    let (messages, more) = store
+        .history(&room, page.before, page.limit.unwrap_or(50).clamp(1, 200))
+        .await?;
+    let read: Vec<_> = store
+        .read_markers(&room)
+        .await?
+        .into_iter()
+        .map(|(user, id)| json!({"user": user, "id": id}))
+        .collect();
+    Ok(
+        Json(json!({"room": room, "messages": messages, "more": more, "read": read}))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Post {
+    body: String,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+async fn send(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(room): Path<String>,
+    Json(post): Json<Post>,
+) -> Result<Response, ServiceError> {
+    shared.messaging.store.seen(&caller.user).await?;
+    let message = shared
+        .messaging
+        .post(&caller, &room, &post.body, post.client_id.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(message)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Read {
+    id: i64,
+}
+
+async fn read(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(room): Path<String>,
+    Json(read): Json<Read>,
+) -> Result<Response, ServiceError> {
+    shared.messaging.read(&caller, &room, read.id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Connect {
+    since: Option<i64>,
+}
+
+async fn websocket(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Query(connect): Query<Connect>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| connection(shared, caller, connect.since, socket))
+}
+
+/// Sends every message after `since` that `caller` may see; returns the last id sent.
+async fn replay(
+    shared: &Shared,
+    caller: &Caller,
+    since: i64,
+    socket: &mut futures_util::stream::SplitSink<WebSocket, Frame>,
+) -> Result<i64, ()> {
+    let mut delivered = since;
+    loop {
+        let messages = shared
+            .messaging
+            .store
+            .since(&caller.user, delivered, 500)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot read the backlog");
+            })?;
+        let Some(last) = messages.last().map(|message| message.id) else {
+            return Ok(delivered);
+        };
+        for message in messages {
+            let text =
+                serde_json::to_string(&ServerEvent::Message { message }).expect("events serialize");
+            socket
+                .send(Frame::Text(text.into()))
+                .await
+                .map_err(|_| ())?;
+        }
+        delivered = last;
+    }
+}
+
+/// One live connection: the backlog since the device's cursor (or `since`),
+/// then live events, and the client's sends, typing and read markers.
+async fn connection(shared: Arc<Shared>, caller: Caller, since: Option<i64>, socket: WebSocket) {
+    let messaging = &shared.messaging;
+    let _ = messaging.store.seen(&caller.user).await;
+    let mut deliveries = messaging.hub.subscribe();
+    let (mut sink, mut frames) = socket.split();
+    let last_id = messaging.store.last_id().await.unwrap_or(0);
+    let hello = ServerEvent::Hello {
+        user: caller.user.clone(),
+        node: caller.node.clone(),
+        last_id,
+    };
+    if sink
+        .send(Frame::Text(
+            serde_json::to_string(&hello)
+                .expect("events serialize")
+                .into(),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // A device that was here before gets what it missed; a new one starts now.
+    let start = match since {
+        Some(since) => since,
+        None => messaging
+            .store
+            .cursor(&caller.node)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(last_id),
+    };
+    let Ok(mut delivered) = replay(&shared, &caller, start, &mut sink).await else {
+        return;
+    };
+    let mut saved = delivered;
+    let mut save_ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut closing = shared.closing.clone();
+    loop {
+        tokio::select! {
+            _ = closing.changed() => {
+                let _ = sink.send(Frame::Close(None)).await;
+                break;
+            }
+            frame = frames.next() => {
+                let text = match frame {
+                    Some(Ok(Frame::Text(text))) => text,
+                    Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let outcome = match decode(text.as_str()) {
+                    Ok(ClientMessage::Send { room, body, client_id }) => {
+                        messaging.post(&caller, &room, &body, client_id.as_deref()).await.map(|_| ())
+                    }
+                    Ok(ClientMessage::Typing { room }) => messaging.typing(&caller, &room),
+                    Ok(ClientMessage::Read { room, id }) => messaging.read(&caller, &room, id).await,
+                    Ok(ClientMessage::Sync { since }) => match replay(&shared, &caller, since, &mut sink).await {
+                        Ok(last) => {
+                            delivered = delivered.max(last);
+                            Ok(())
+                        }
+                        Err(()) => break,
+                    },
+                    Err(error) => Err(ServiceError::Invalid(error)),
+                };
+                if let Err(failure) = outcome {
+                    let event = ServerEvent::Error { message: failure.to_string() };
+                    if sink.send(Frame::Text(serde_json::to_string(&event).expect("events serialize").into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            delivery = deliveries.recv() => match delivery {
+                Ok(delivery) => {
+                    if !may_access(&caller.user, &delivery.room) {
+                        continue;
+                    }
+                    if let Some(id) = delivery.message_id {
+                        if id <= delivered {
+                            continue; // already sent with the backlog
+                        }
+                        delivered = id;
+                    }
+                    if sink.send(Frame::Text(delivery.json.as_ref().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "a slow connection resynchronizes");
+                    match replay(&shared, &caller, delivered, &mut sink).await {
+                        Ok(last) => delivered = last,
+                        Err(()) => break,
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = save_ticks.tick() => {
+                if delivered > saved && messaging.store.set_cursor(&caller.node, delivered).await.is_ok() {
+                    saved = delivered;
+                }
+            }
+        }
+    }
+    if delivered > saved {
+        let _ = messaging.store.set_cursor(&caller.node, delivered).await;
+    }
+}

@@ -1,0 +1,160 @@
+//! The assistant as a member of the household's chat: a message for it goes
+//! to the gateway through the encrypted API (as OpenClaw's channel plugins
+//! do), one gateway session per (room, user); the answer streams into the
+//! room as one message that grows, with a typing indicator, and a failure
+//! shows as a short readable message instead of silence.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_e2ee::{ChatPayload, ReplyEvent};
+use hearth_gateway::client::{ChatClient, ClientError};
+
+use crate::protocol::{ASSISTANT, Message, ServerEvent};
+use crate::service::Messaging;
+
+/// How often a growing answer is sent to the room.
+const UPDATE_EVERY: Duration = Duration::from_millis(50);
+
+/// The assistant's link to the gateway.
+#[derive(Clone)]
+pub struct Assistant {
+    client: ChatClient,
+    max_tokens: Option<u32>,
+}
+
+/// The gateway session of `user` in `room`.
+pub fn channel_of(room: &str, user: &str) -> String {
+    format!("messaging:{room}:{user}")
+}
+
+/// What the room sees when the gateway could not answer.
+pub fn failure_text(code: &str) -> String {
+    let why = match code {
+        "no_model" => "no model is answering right now",
+        "context_overflow" => {
+            "this conversation is too long for the model; send /new to start afresh"
+        }
+        "rate_limited" | "busy" => "too many questions at once; try again in a minute",
+        "unreachable" => "the gateway cannot be reached",
+        "cut_short" => "the answer was cut short",
+        _ => "something went wrong",
+    };
+    format!("The assistant could not answer: {why}.")
+}
+
+fn code_of(error: &ClientError) -> String {
+    match error {
+        ClientError::Transport(_) => "unreachable".into(),
+        ClientError::Refused { code, .. } => code.clone(),
+        ClientError::Chunk(_) => "cut_short".into(),
+        ClientError::NoKey | ClientError::Protocol(_) => "protocol".into(),
+    }
+}
+
+impl Assistant {
+    /// An assistant asking the gateway at `client`.
+    pub fn new(client: ChatClient, max_tokens: Option<u32>) -> Assistant {
+        Assistant { client, max_tokens }
+    }
+
+    /// Answers `question` of `user` in `room`.
+    pub async fn answer(
+        self,
+        messaging: Arc<Messaging>,
+        room: String,
+        user: String,
+        question: String,
+    ) {
+        let mut message = match messaging
+            .store
+            .post(&room, ASSISTANT, "", "streaming", None)
+            .await
+        {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%error, "cannot store the assistant's answer");
+                return;
+            }
+        };
+        let hub = &messaging.hub;
+        hub.publish(
+            &room,
+            &ServerEvent::Message {
+                message: message.clone(),
+            },
+        );
+        let typing = |active: bool| ServerEvent::Typing {
+            room: room.clone(),
+            user: ASSISTANT.into(),
+            active,
+        };
+        hub.publish(&room, &typing(true));
+        let payload = ChatPayload {
+            message: question,
+            channel: Some(channel_of(&room, &user)),
+            max_tokens: self.max_tokens,
+            temperature: None,
+        };
+        let mut failure: Option<String> = None;
+        // The first words show at once; after that, updates come at most every UPDATE_EVERY.
+        let mut last_sent: Option<Instant> = None;
+        let outcome = self
+            .client
+            .chat(&payload, |event| match event {
+                ReplyEvent::Delta { text } | ReplyEvent::Notice { text } => {
+                    message.body.push_str(text);
+                    if last_sent.is_none_or(|sent| sent.elapsed() >= UPDATE_EVERY) {
+                        last_sent = Some(Instant::now());
+                        hub.publish(&room, &update(&message));
+                    }
+                }
+                ReplyEvent::Error { code, .. } => failure = Some(code.clone()),
+                ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } => {}
+            })
+            .await;
+        if let Err(error) = &outcome {
+            tracing::warn!(code = %code_of(error), "the gateway could not answer");
+            failure.get_or_insert_with(|| code_of(error));
+        }
+        match failure {
+            Some(code) => {
+                if !message.body.is_empty() {
+                    message.body.push_str("\n\n");
+                }
+                message.body.push_str(&failure_text(&code));
+                message.status = "error".into();
+            }
+            None => message.status = "done".into(),
+        }
+        if let Err(error) = messaging.store.update(&message).await {
+            tracing::error!(%error, "cannot store the assistant's answer");
+        }
+        hub.publish(&room, &update(&message));
+        hub.publish(&room, &typing(false));
+    }
+}
+
+fn update(message: &Message) -> ServerEvent {
+    ServerEvent::Update {
+        id: message.id,
+        room: message.room.clone(),
+        body: message.body.clone(),
+        status: message.status.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_sentences() {
+        assert_eq!(
+            failure_text("no_model"),
+            "The assistant could not answer: no model is answering right now."
+        );
+        assert!(failure_text("weird").ends_with("something went wrong."));
+        assert_eq!(channel_of("household", "ada"), "messaging:household:ada");
+    }
+}

@@ -1,0 +1,413 @@
+//! `hearth-messaging`: the service, and a command-line client.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use hearth_messaging::config::Config;
+use hearth_messaging::protocol::{Message, ServerEvent};
+use serde_json::{Value, json};
+
+/// Household messaging over the Hearth mesh, with the assistant as a member.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// JSON5 configuration.
+        #[arg(long, env = "HEARTH_MESSAGING_CONFIG")]
+        config: PathBuf,
+    },
+    /// Send a message.
+    Send {
+        #[command(flatten)]
+        conversation: Conversation,
+        /// The text.
+        text: String,
+    },
+    /// Print a room's recent messages, then new ones as they arrive.
+    Tail {
+        #[command(flatten)]
+        conversation: Conversation,
+        /// How many past messages to show first.
+        #[arg(long, default_value_t = 20)]
+        history: u32,
+        /// Stop after this many new messages.
+        #[arg(long)]
+        count: Option<u32>,
+        /// Instead of recent history, what this device missed since it was
+        /// last connected (the service remembers each device's place).
+        #[arg(long)]
+        missed: bool,
+        /// Print every live event as JSON (typing, streaming updates...).
+        #[arg(long)]
+        events: bool,
+    },
+    /// Ask the assistant and print its answer as it streams in.
+    Ask {
+        /// The service.
+        #[arg(long, env = "HEARTH_MESSAGING_URL")]
+        url: String,
+        /// Ask in this room (as an `@assistant` message everyone there sees);
+        /// by default in your direct conversation with the assistant.
+        #[arg(long)]
+        room: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// The question.
+        question: String,
+    },
+}
+
+/// What a streamed answer adds to what is already printed: the new tail
+/// when the text grew, or the whole text (on a line of its own) when it was
+/// rewritten.
+fn growth<'a>(printed: &str, body: &'a str) -> (bool, &'a str) {
+    match body.strip_prefix(printed) {
+        Some(tail) => (false, tail),
+        None => (true, body),
+    }
+}
+
+/// The message that asks the assistant `question` in `room`.
+fn question_body(room: &str, question: &str) -> String {
+    let direct = hearth_messaging::protocol::dm_members(room).is_some();
+    if direct || hearth_messaging::protocol::calls_assistant(room, "someone", question) {
+        question.to_owned()
+    } else {
+        format!("@{} {question}", hearth_messaging::protocol::ASSISTANT)
+    }
+}
+
+/// Where a client command talks: the service, and a room or a DM.
+#[derive(clap::Args)]
+struct Conversation {
+    /// The service (`http://HUB-MESH-ADDRESS:18790`).
+    #[arg(long, env = "HEARTH_MESSAGING_URL")]
+    url: String,
+    /// The room.
+    #[arg(long, conflicts_with = "dm", required_unless_present = "dm")]
+    room: Option<String>,
+    /// Or the direct conversation with this user (`assistant` for the assistant).
+    #[arg(long)]
+    dm: Option<String>,
+}
+
+impl Conversation {
+    /// The service's base URL, a client, and the room id.
+    async fn open(self) -> anyhow::Result<(String, reqwest::Client, String)> {
+        let url = self.url.trim_end_matches('/').to_owned();
+        let http = client()?;
+        let room = room_of(&http, &url, self.room, self.dm).await?;
+        Ok((url, http, room))
+    }
+}
+
+async fn check(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body["error"].as_str().unwrap_or("no explanation");
+        bail!("the messaging service refused ({status}): {message}");
+    }
+    Ok(body)
+}
+
+async fn room_of(
+    http: &reqwest::Client,
+    url: &str,
+    room: Option<String>,
+    dm: Option<String>,
+) -> anyhow::Result<String> {
+    match (room, dm) {
+        (Some(room), _) => Ok(room),
+        (None, Some(user)) => {
+            let answer = check(
+                http.post(format!("{url}/api/dm"))
+                    .json(&json!({"user": user}))
+                    .send()
+                    .await?,
+            )
+            .await?;
+            answer["room"]
+                .as_str()
+                .map(str::to_owned)
+                .context("no room in the answer")
+        }
+        (None, None) => bail!("--room or --dm"),
+    }
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
+
+fn print(message: &Message) {
+    let time = time_of(message.created_at);
+    println!("[{time}] {}: {}", message.sender, message.body);
+    let _ = std::io::stdout().flush();
+}
+
+fn time_of(millis: i64) -> String {
+    let seconds = millis.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+fn path(room: &str) -> String {
+    room.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('#', "%23")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            hearth_logging::init("info");
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
+            let config = Config::parse(&text)
+                .with_context(|| format!("{} is not a valid configuration", config.display()))?;
+            hearth_messaging::server::serve(config, hearth_logging::shutdown_signal()).await
+        }
+        Command::Send { conversation, text } => {
+            let (url, http, room) = conversation.open().await?;
+            let sent = check(
+                http.post(format!("{url}/api/rooms/{}/messages", path(&room)))
+                    .json(&json!({"body": text}))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?,
+            )
+            .await?;
+            println!("sent #{} to {room}", sent["id"]);
+            Ok(())
+        }
+        Command::Tail {
+            conversation,
+            history,
+            count,
+            missed,
+            events,
+        } => {
+            let (url, http, room) = conversation.open().await?;
+            let query = if missed {
+                String::new()
+            } else {
+                let page = check(
+                    http.get(format!(
+                        "{url}/api/rooms/{}/messages?limit={}",
+                        path(&room),
+                        history.max(1)
+                    ))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?,
+                )
+                .await?;
+                let messages: Vec<Message> =
+                    serde_json::from_value(page["messages"].clone()).unwrap_or_default();
+                for message in messages
+                    .iter()
+                    .filter(|message| message.status != "streaming")
+                {
+                    print(message);
+                }
+                format!("?since={}", messages.last().map_or(0, |message| message.id))
+            };
+            let websocket = url.replacen("http", "ws", 1);
+            let (mut socket, _) =
+                tokio_tungstenite::connect_async(format!("{websocket}/ws{query}"))
+                    .await
+                    .with_context(|| format!("cannot open the live connection to {url}"))?;
+            let mut left = count;
+            while left != Some(0) {
+                let Some(frame) = socket.next().await else {
+                    bail!("the service closed the connection")
+                };
+                let tokio_tungstenite::tungstenite::Message::Text(text) = frame? else {
+                    continue;
+                };
+                if events {
+                    println!("{text}");
+                }
+                let shown = match serde_json::from_str::<ServerEvent>(&text) {
+                    Ok(ServerEvent::Message { message })
+                        if message.room == room && message.status != "streaming" =>
+                    {
+                        print(&message);
+                        true
+                    }
+                    Ok(ServerEvent::Update {
+                        id,
+                        room: in_room,
+                        body,
+                        status,
+                    }) if in_room == room && status != "streaming" => {
+                        print(&Message {
+                            id,
+                            room: in_room,
+                            sender: hearth_messaging::protocol::ASSISTANT.into(),
+                            body,
+                            created_at: std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|elapsed| elapsed.as_millis() as i64)
+                                .unwrap_or_default(),
+                            status,
+                            client_id: None,
+                        });
+                        true
+                    }
+                    _ => false,
+                };
+                if shown {
+                    left = left.map(|left| left - 1);
+                }
+            }
+            Ok(())
+        }
+        Command::Ask {
+            url,
+            room,
+            timeout,
+            question,
+        } => ask(url.trim_end_matches('/'), room, &question, timeout).await,
+    }
+}
+
+/// `ask`: posts the question, then follows the assistant's reply to it.
+async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> anyhow::Result<()> {
+    let http = client()?;
+    let asked_in_room = room.is_some();
+    let dm = (!asked_in_room).then(|| hearth_messaging::protocol::ASSISTANT.to_owned());
+    let room = room_of(&http, url, room, dm).await?;
+    // Listen from the room's latest message on, then ask.
+    let page = check(
+        http.get(format!("{url}/api/rooms/{}/messages?limit=1", path(&room)))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?,
+    )
+    .await?;
+    let latest = page["messages"]
+        .as_array()
+        .and_then(|messages| messages.last())
+        .and_then(|message| message["id"].as_i64())
+        .unwrap_or(0);
+    let websocket = url.replacen("http", "ws", 1);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{websocket}/ws?since={latest}"))
+            .await
+            .with_context(|| format!("cannot open the live connection to {url}"))?;
+    let sent = check(
+        http.post(format!("{url}/api/rooms/{}/messages", path(&room)))
+            .json(&json!({"body": question_body(&room, question)}))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?,
+    )
+    .await?;
+    let asked = sent["id"].as_i64().context("no message id in the answer")?;
+    let mut reply: Option<i64> = None;
+    let mut printed = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(limit);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no complete answer within {limit} s"))?;
+        let Some(frame) = frame else {
+            bail!("the service closed the connection")
+        };
+        let tokio_tungstenite::tungstenite::Message::Text(text) = frame? else {
+            continue;
+        };
+        let (id, body, status) = match serde_json::from_str::<ServerEvent>(&text) {
+            Ok(ServerEvent::Message { message })
+                if reply.is_none()
+                    && message.room == room
+                    && message.id > asked
+                    && message.sender == hearth_messaging::protocol::ASSISTANT =>
+            {
+                (message.id, message.body, message.status)
+            }
+            Ok(ServerEvent::Update {
+                id, body, status, ..
+            }) if Some(id) == reply => (id, body, status),
+            _ => continue,
+        };
+        reply = Some(id);
+        if status == "error" {
+            bail!("{body}");
+        }
+        let (restart, new) = growth(&printed, &body);
+        let mut stdout = std::io::stdout().lock();
+        if restart && !printed.is_empty() {
+            writeln!(stdout)?;
+        }
+        write!(stdout, "{new}")?;
+        stdout.flush()?;
+        printed = body;
+        if status == "done" {
+            writeln!(stdout)?;
+            return Ok(());
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_growing_answer_prints_only_what_is_new() {
+        assert_eq!(growth("", "Hello"), (false, "Hello"));
+        assert_eq!(growth("Hello", "Hello there"), (false, " there"));
+        assert_eq!(growth("Hello there", "Hi"), (true, "Hi"));
+    }
+
+    #[test]
+    fn a_question_in_a_room_mentions_the_assistant_once() {
+        assert_eq!(
+            question_body("household", "what's for dinner?"),
+            "@assistant what's for dinner?"
+        );
+        assert_eq!(question_body("household", "@assistant hi"), "@assistant hi");
+        assert_eq!(question_body("dm:ada,assistant", "hi"), "hi");
+    }
+}

@@ -1,0 +1,354 @@
+//! What travels over the WebSocket and the HTTP API: client messages
+//! (decoded and validated here, from untrusted text) and server events.
+//! Pure: no IO.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest message body, in characters.
+pub const MAX_BODY: usize = 8_000;
+/// Longest WebSocket frame accepted, in bytes.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// The assistant's user name (reserved: no person can have it).
+pub const ASSISTANT: &str = "assistant";
+
+/// A message as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Increasing across all rooms; the cursor of history and sync.
+    pub id: i64,
+    /// The room.
+    pub room: String,
+    /// Who wrote it (a user name, or `assistant`).
+    pub sender: String,
+    /// The text.
+    pub body: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// `sent`; for the assistant's replies `streaming`, then `done` or `error`.
+    pub status: String,
+    /// The sender's own id for it, echoed so the sender can match its copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// What a client sends on the WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Post a message.
+    Send {
+        /// The room.
+        room: String,
+        /// The text.
+        body: String,
+        /// The client's id for it.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// The user is typing in a room.
+    Typing {
+        /// The room.
+        room: String,
+    },
+    /// The user has read a room up to a message.
+    Read {
+        /// The room.
+        room: String,
+        /// The last message read.
+        id: i64,
+    },
+    /// Send every message after `since` (after a reconnect).
+    Sync {
+        /// The last message id the client has.
+        since: i64,
+    },
+}
+
+/// What the server sends on the WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First event of a connection.
+    Hello {
+        /// Who the server knows the caller as.
+        user: String,
+        /// The caller's node.
+        node: String,
+        /// The latest message id.
+        last_id: i64,
+    },
+    /// A new message.
+    Message {
+        /// The message.
+        message: Message,
+    },
+    /// A message changed (the assistant's streaming reply).
+    Update {
+        /// Its id.
+        id: i64,
+        /// Its room.
+        room: String,
+        /// The whole text so far.
+        body: String,
+        /// Its status.
+        status: String,
+    },
+    /// Someone is typing (or stopped).
+    Typing {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// Whether they are typing now.
+        active: bool,
+    },
+    /// Someone read a room up to a message.
+    Read {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// Up to which message.
+        id: i64,
+    },
+    /// A request of this client failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a client message was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Too large.
+    #[error("a message may be at most {MAX_FRAME} bytes")]
+    TooLarge,
+    /// Not one of the messages above.
+    #[error("not a valid message: {0}")]
+    Invalid(String),
+    /// A room name that cannot exist.
+    #[error("`{0}` is not a room name")]
+    BadRoom(String),
+    /// A body that is empty or too long.
+    #[error("a message must have 1 to {MAX_BODY} characters")]
+    BadBody,
+}
+
+/// Decodes and validates one WebSocket text frame.
+pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+    if text.len() > MAX_FRAME {
+        return Err(DecodeError::TooLarge);
+    }
+    let message: ClientMessage =
+        serde_json::from_str(text).map_err(|error| DecodeError::Invalid(error.to_string()))?;
+    match &message {
+        ClientMessage::Send {
+            room,
+            body,
+            client_id,
+        } => {
+            check_room(room)?;
+            check_body(body)?;
+            if client_id.as_ref().is_some_and(|id| id.len() > 64) {
+                return Err(DecodeError::Invalid(
+                    "client_id is longer than 64 bytes".into(),
+                ));
+            }
+        }
+        ClientMessage::Typing { room } | ClientMessage::Read { room, .. } => check_room(room)?,
+        ClientMessage::Sync { .. } => {}
+    }
+    Ok(message)
+}
+
+/// Checks a body: 1 to [`MAX_BODY`] characters, not only whitespace.
+pub fn check_body(body: &str) -> Result<(), DecodeError> {
+    let length = body.chars().count();
+    if body.trim().is_empty() || length > MAX_BODY {
+        return Err(DecodeError::BadBody);
+    }
+    Ok(())
+}
+
+/// Whether `name` can be a user name (the coordinator's rule: 1 to 64 of
+/// letters, digits and `._@+-`).
+pub fn valid_user(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|byte| {
+            byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'@' | b'+' | b'-')
+        })
+}
+
+/// Checks a room id: a named room (`[a-z0-9-]`, 1 to 40) or a DM
+/// (`dm:USER,USER`, the two names sorted and different; `,` is never in a
+/// user name).
+pub fn check_room(room: &str) -> Result<(), DecodeError> {
+    let bad = || DecodeError::BadRoom(room.chars().take(80).collect());
+    if let Some(pair) = room.strip_prefix("dm:") {
+        let (first, second) = pair.split_once(',').ok_or_else(bad)?;
+        if valid_user(first) && valid_user(second) && first < second {
+            return Ok(());
+        }
+        return Err(bad());
+    }
+    let named = (1..=40).contains(&room.len())
+        && room
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if named { Ok(()) } else { Err(bad()) }
+}
+
+/// The DM room of two users.
+pub fn dm_room(one: &str, other: &str) -> String {
+    let (first, second) = if one < other {
+        (one, other)
+    } else {
+        (other, one)
+    };
+    format!("dm:{first},{second}")
+}
+
+/// The two members of a DM room, or `None` for a named room.
+pub fn dm_members(room: &str) -> Option<(&str, &str)> {
+    room.strip_prefix("dm:")?.split_once(',')
+}
+
+/// Whether `user` may see and post in `room`: named rooms are the
+/// household's; a DM belongs to its two members.
+pub fn may_access(user: &str, room: &str) -> bool {
+    match dm_members(room) {
+        Some((first, second)) => user == first || user == second,
+        None => true,
+    }
+}
+
+/// Whether a message calls the assistant: any message in a DM with it, or
+/// `@assistant` as a word in a room.
+pub fn calls_assistant(room: &str, sender: &str, body: &str) -> bool {
+    if sender == ASSISTANT {
+        return false;
+    }
+    if let Some((first, second)) = dm_members(room) {
+        return first == ASSISTANT || second == ASSISTANT;
+    }
+    mentions_assistant(body)
+}
+
+fn mentions_assistant(body: &str) -> bool {
+    let lower = body.to_lowercase();
+    let mention = format!("@{ASSISTANT}");
+    lower.match_indices(&mention).any(|(start, _)| {
+        let before = lower[..start].chars().next_back();
+        let after = lower[start + mention.len()..].chars().next();
+        let boundary =
+            |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-'));
+        boundary(before) && boundary(after)
+    })
+}
+
+/// The question for the assistant: the body without the `@assistant` mention.
+pub fn question_for_assistant(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    let mention = format!("@{ASSISTANT}");
+    let find = |text: &str| {
+        text.as_bytes()
+            .windows(mention.len())
+            .position(|window| window.eq_ignore_ascii_case(mention.as_bytes()))
+    };
+    while let Some(start) = find(rest) {
+        out.push_str(&rest[..start]);
+        rest = &rest[start + mention.len()..];
+        rest = rest.strip_prefix([',', ':']).unwrap_or(rest);
+    }
+    out.push_str(rest);
+    let question = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if question.is_empty() {
+        body.trim().to_owned()
+    } else {
+        question
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_decode_and_are_validated() {
+        assert_eq!(
+            decode(r#"{"type":"send","room":"household","body":"hi","client_id":"c1"}"#),
+            Ok(ClientMessage::Send {
+                room: "household".into(),
+                body: "hi".into(),
+                client_id: Some("c1".into())
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"sync","since":5}"#),
+            Ok(ClientMessage::Sync { since: 5 })
+        );
+        assert!(matches!(
+            decode(r#"{"type":"send","room":"Household","body":"hi"}"#),
+            Err(DecodeError::BadRoom(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"send","room":"x","body":"   "}"#),
+            Err(DecodeError::BadBody)
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"send","room":"x","body":"hi","admin":true}"#),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"shout"}"#),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            decode(&"x".repeat(MAX_FRAME + 1)),
+            Err(DecodeError::TooLarge)
+        ));
+        let long = format!(
+            r#"{{"type":"send","room":"x","body":"{}"}}"#,
+            "\u{e9}".repeat(MAX_BODY + 1)
+        );
+        assert!(matches!(decode(&long), Err(DecodeError::BadBody)));
+    }
+
+    #[test]
+    fn rooms_and_dms() {
+        assert_eq!(dm_room("ben", "ada"), "dm:ada,ben");
+        assert!(check_room("dm:ada,ben").is_ok());
+        assert!(check_room("dm:ben,ada").is_err(), "DM names are sorted");
+        assert!(check_room("dm:ada,ada").is_err());
+        assert!(
+            may_access("ada", "dm:ada,ben")
+                && !may_access("cy", "dm:ada,ben")
+                && may_access("cy", "household")
+        );
+    }
+
+    #[test]
+    fn the_assistant_is_called_by_dm_or_mention() {
+        assert!(calls_assistant("dm:ada,assistant", "ada", "hello"));
+        assert!(!calls_assistant("dm:ada,assistant", ASSISTANT, "hello"));
+        assert!(calls_assistant(
+            "household",
+            "ada",
+            "@assistant what is for dinner?"
+        ));
+        assert!(calls_assistant("household", "ada", "hey @Assistant, help"));
+        assert!(!calls_assistant(
+            "household",
+            "ada",
+            "mail me at x@assistants.org"
+        ));
+        assert!(!calls_assistant("household", "ada", "no mention"));
+        assert_eq!(
+            question_for_assistant("@assistant, what is for dinner?"),
+            "what is for dinner?"
+        );
+        assert_eq!(question_for_assistant("hey @Assistant: help"), "hey help");
+    }
+}

@@ -1,0 +1,477 @@
+//! Rooms, messages, read markers and delivery cursors in SQLite
+//! (`DATA_DIR/messages.db`, 0600). Bodies are sealed with the at-rest key
+//! when one is configured.
+
+use std::path::Path;
+
+use sqlx::{Row, SqlitePool};
+
+use crate::atrest::{AtRestError, AtRestKey};
+use crate::protocol::{Message, may_access};
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("the message store failed: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("the message store could not be upgraded: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The at-rest key does not fit the stored messages.
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
+    /// The store's file could not be created.
+    #[error("cannot create {path}: {error}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// A room as listed to one user.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RoomSummary {
+    /// Its id.
+    pub id: String,
+    /// Messages from others after the user's read marker.
+    pub unread: i64,
+    /// The latest message id (0 when empty).
+    pub last_id: i64,
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    key: Option<std::sync::Arc<AtRestKey>>,
+}
+
+const KEY_CHECK: &str = "key_check";
+const KEY_CHECK_TEXT: &str = "hearth messaging at-rest key check";
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating) the store in `data_dir`, with an optional at-rest
+    /// key. Refuses a key that differs from the one the store was sealed
+    /// with, and a missing key when messages are sealed.
+    pub async fn open(data_dir: &Path, key: Option<AtRestKey>) -> Result<Store, StoreError> {
+        let path = data_dir.join("messages.db");
+        hearth_gateway::sqlite::create_private(&path).map_err(|error| StoreError::Create {
+            path: path.display().to_string(),
+            error,
+        })?;
+        let pool = hearth_gateway::sqlite::connect(&path).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let store = Store {
+            pool,
+            key: key.map(std::sync::Arc::new),
+        };
+        store.check_key().await?;
+        Ok(store)
+    }
+
+    async fn check_key(&self) -> Result<(), StoreError> {
+        let check: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(KEY_CHECK)
+            .fetch_optional(&self.pool)
+            .await?;
+        let sealed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sealed = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        match (&self.key, check) {
+            (Some(key), Some(check)) => {
+                key.open("meta", KEY_CHECK, &check).map_err(|_| {
+                    AtRestError::BadKey(
+                        "the at-rest key is not the one these messages were sealed with".into(),
+                    )
+                })?;
+            }
+            (Some(key), None) => {
+                sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
+                    .bind(KEY_CHECK)
+                    .bind(key.seal("meta", KEY_CHECK, KEY_CHECK_TEXT))
+                    .execute(&self.pool)
+                    .await?;
+            }
+            (None, _) if sealed > 0 => {
+                return Err(AtRestError::BadKey(format!(
+                    "{sealed} stored messages are sealed: configure `encryptionKeyFile` to read them"
+                ))
+                .into());
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+
+    fn seal(&self, room: &str, sender: &str, body: &str) -> (Vec<u8>, bool) {
+        match &self.key {
+            Some(key) => (key.seal(room, sender, body), true),
+            None => (body.as_bytes().to_vec(), false),
+        }
+    }
+
+    fn open_body(
+        &self,
+        room: &str,
+        sender: &str,
+        body: &[u8],
+        sealed: bool,
+    ) -> Result<String, StoreError> {
+        if sealed {
+            let key = self
+                .key
+                .as_ref()
+                .ok_or_else(|| AtRestError::BadKey("a sealed message and no key".into()))?;
+            Ok(key.open(room, sender, body)?)
+        } else {
+            Ok(String::from_utf8_lossy(body).into_owned())
+        }
+    }
+
+    /// Makes sure `room` exists.
+    pub async fn ensure_room(&self, room: &str, by: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO rooms (id, created_by, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING")
+            .bind(room)
+            .bind(by)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a message; returns it with its id.
+    pub async fn post(
+        &self,
+        room: &str,
+        sender: &str,
+        body: &str,
+        status: &str,
+        client_id: Option<&str>,
+    ) -> Result<Message, StoreError> {
+        self.ensure_room(room, sender).await?;
+        let (stored, sealed) = self.seal(room, sender, body);
+        let created_at = now_millis();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (room, sender, body, sealed, status, client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(room)
+        .bind(sender)
+        .bind(stored)
+        .bind(sealed)
+        .bind(status)
+        .bind(client_id)
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Message {
+            id,
+            room: room.to_owned(),
+            sender: sender.to_owned(),
+            body: body.to_owned(),
+            created_at,
+            status: status.to_owned(),
+            client_id: client_id.map(str::to_owned),
+        })
+    }
+
+    /// Replaces a message's body and status (the assistant's streaming reply).
+    pub async fn update(&self, message: &Message) -> Result<(), StoreError> {
+        let (stored, sealed) = self.seal(&message.room, &message.sender, &message.body);
+        sqlx::query("UPDATE messages SET body = ?, sealed = ?, status = ? WHERE id = ?")
+            .bind(stored)
+            .bind(sealed)
+            .bind(&message.status)
+            .bind(message.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn message_of(&self, row: &sqlx::sqlite::SqliteRow) -> Result<Message, StoreError> {
+        let room: String = row.try_get("room")?;
+        let sender: String = row.try_get("sender")?;
+        let body: Vec<u8> = row.try_get("body")?;
+        let sealed: bool = row.try_get("sealed")?;
+        Ok(Message {
+            id: row.try_get("id")?,
+            body: self.open_body(&room, &sender, &body, sealed)?,
+            room,
+            sender,
+            created_at: row.try_get("created_at")?,
+            status: row.try_get("status")?,
+            client_id: row.try_get("client_id")?,
+        })
+    }
+
+    /// A page of `room`'s history: up to `limit` messages before `before`
+    /// (the newest when `None`), oldest first; and whether older ones exist.
+    pub async fn history(
+        &self,
+        room: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(room)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let mut messages = rows
+            .iter()
+            .take(limit as usize)
+            .map(|row| self.message_of(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok((messages, more))
+    }
+
+    /// Every message `user` may see after `since`, oldest first (at most `limit`).
+    pub async fn since(
+        &self,
+        user: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            // LIKE narrows (`_` in a name is a wildcard there); may_access decides.
+            "SELECT * FROM messages WHERE id > ? AND (room NOT LIKE 'dm:%' OR room LIKE ? OR room LIKE ?) ORDER BY id LIMIT ?",
+        )
+        .bind(since)
+        .bind(format!("dm:{user},%"))
+        .bind(format!("dm:%,{user}"))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| self.message_of(row))
+            .filter(|message| {
+                message
+                    .as_ref()
+                    .map_or(true, |message| may_access(user, &message.room))
+            })
+            .collect()
+    }
+
+    /// The latest message id.
+    pub async fn last_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The rooms `user` may see, with unread counts.
+    pub async fn rooms(&self, user: &str) -> Result<Vec<RoomSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id AS id, \
+                    COALESCE((SELECT MAX(id) FROM messages m WHERE m.room = r.id), 0) AS last_id, \
+                    (SELECT COUNT(*) FROM messages m WHERE m.room = r.id AND m.sender != ? \
+                       AND m.id > COALESCE((SELECT last_read FROM read_markers k WHERE k.room = r.id AND k.user = ?), 0)) AS unread \
+             FROM rooms r ORDER BY r.id",
+        )
+        .bind(user)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rooms = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            if may_access(user, &id) {
+                rooms.push(RoomSummary {
+                    id,
+                    unread: row.try_get("unread")?,
+                    last_id: row.try_get("last_id")?,
+                });
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// Moves `user`'s read marker in `room` forward to `id`.
+    pub async fn mark_read(&self, room: &str, user: &str, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO read_markers (room, user, last_read) VALUES (?, ?, ?) \
+             ON CONFLICT(room, user) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)",
+        )
+        .bind(room)
+        .bind(user)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The read markers of `room`: (user, last read).
+    pub async fn read_markers(&self, room: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT user, last_read FROM read_markers WHERE room = ? ORDER BY user")
+                .bind(room)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The last message delivered to `node`.
+    pub async fn cursor(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT delivered FROM cursors WHERE node = ?")
+                .bind(node)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records that `node` has everything up to `id`.
+    pub async fn set_cursor(&self, node: &str, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cursors (node, delivered) VALUES (?, ?) \
+             ON CONFLICT(node) DO UPDATE SET delivered = MAX(delivered, excluded.delivered)",
+        )
+        .bind(node)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that `user` was seen now.
+    pub async fn seen(&self, user: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO users (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen")
+            .bind(user)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every user seen, by name.
+    pub async fn users(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT name FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Closes the store.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &Path, key: Option<[u8; 32]>) -> Result<Store, StoreError> {
+        Store::open(dir, key.map(|bytes| AtRestKey::new(&bytes))).await
+    }
+
+    #[tokio::test]
+    async fn history_pages_and_dm_privacy() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|error| StoreError::Create {
+            path: "tmp".into(),
+            error,
+        })?;
+        let store = store(dir.path(), None).await?;
+        for index in 0..5 {
+            store
+                .post("household", "ada", &format!("m{index}"), "sent", None)
+                .await?;
+        }
+        store
+            .post("dm:ada,ben", "ada", "secret", "sent", None)
+            .await?;
+        let (page, more) = store.history("household", None, 2).await?;
+        assert_eq!(
+            page.iter()
+                .map(|message| message.body.as_str())
+                .collect::<Vec<_>>(),
+            ["m3", "m4"]
+        );
+        assert!(more);
+        let (older, more) = store.history("household", Some(page[0].id), 10).await?;
+        assert_eq!(older.len(), 3);
+        assert!(!more);
+        assert_eq!(
+            store.since("cy", 0, 100).await?.len(),
+            5,
+            "cy does not see the DM"
+        );
+        assert_eq!(store.since("ben", 0, 100).await?.len(), 6);
+        let rooms = store.rooms("cy").await?;
+        assert_eq!(
+            rooms
+                .iter()
+                .map(|room| room.id.as_str())
+                .collect::<Vec<_>>(),
+            ["household"]
+        );
+        assert_eq!(rooms[0].unread, 5);
+        store.mark_read("household", "cy", 4).await?;
+        store.mark_read("household", "cy", 2).await?;
+        assert_eq!(
+            store.rooms("cy").await?[0].unread,
+            1,
+            "markers only move forward"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sealed_bodies_need_their_key() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|error| StoreError::Create {
+            path: "tmp".into(),
+            error,
+        })?;
+        let sealed = store(dir.path(), Some([1; 32])).await?;
+        sealed
+            .post(
+                "household",
+                "ada",
+                "the spare key is under the pot",
+                "sent",
+                None,
+            )
+            .await?;
+        sealed.close().await;
+        let file = std::fs::read(dir.path().join("messages.db")).unwrap_or_default();
+        let wal = std::fs::read(dir.path().join("messages.db-wal")).unwrap_or_default();
+        assert!(
+            ![file, wal]
+                .concat()
+                .windows(9)
+                .any(|window| window == b"spare key")
+        );
+        assert!(
+            matches!(
+                store(dir.path(), Some([2; 32])).await,
+                Err(StoreError::AtRest(_))
+            ),
+            "wrong key"
+        );
+        assert!(
+            matches!(store(dir.path(), None).await, Err(StoreError::AtRest(_))),
+            "no key"
+        );
+        let again = store(dir.path(), Some([1; 32])).await?;
+        assert_eq!(
+            again.history("household", None, 10).await?.0[0].body,
+            "the spare key is under the pot"
+        );
+        Ok(())
+    }
+}

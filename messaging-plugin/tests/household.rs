@@ -1,0 +1,283 @@
+//! The household end to end, between network namespaces (see
+//! `common/mod.rs`). Needs root; outside CI it skips without.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Instant;
+
+use common::{SECOND, assistant_answer, household, lines};
+use hearth_testkit::wait_until;
+use serde_json::{Value, json};
+
+#[test]
+fn a_household_chats_with_each_other_and_the_assistant_over_the_mesh() {
+    let Some(mut household) = household() else {
+        return;
+    };
+    let (laptop, phone) = (household.laptop.clone(), household.phone.clone());
+
+    // A room: ada writes, ben reads (history), and live.
+    household.cli_ok(&laptop, &["send", "--room", "household", "hello from ada"]);
+    let seen = household.cli_ok(&phone, &["tail", "--room", "household", "--count", "0"]);
+    assert!(seen.contains("ada: hello from ada"), "{seen}");
+    let live = household.spawn_cli(
+        &phone,
+        "ben-live",
+        &["tail", "--room", "household", "--count", "1"],
+    );
+    std::thread::sleep(SECOND / 2);
+    household.cli_ok(&laptop, &["send", "--room", "household", "dinner at seven"]);
+    let mut live = live;
+    assert!(
+        live.wait(10 * SECOND)
+            .is_some_and(|status| status.success()),
+        "{}",
+        live.log_text()
+    );
+    assert!(
+        live.log_text().contains("ada: dinner at seven"),
+        "{}",
+        live.log_text()
+    );
+
+    // A DM between the two, private to them.
+    household.cli_ok(
+        &laptop,
+        &["send", "--dm", "ben", "psst, the cake is in the oven"],
+    );
+    let dm = household.cli_ok(&phone, &["tail", "--dm", "ada", "--count", "0"]);
+    assert!(dm.contains("ada: psst, the cake is in the oven"), "{dm}");
+    let other = household.cli(&laptop, &["tail", "--room", "dm:ben,zed", "--count", "0"]);
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+
+    // The assistant in a DM, streaming its answer from llama-server.
+    let events = household.spawn_cli(
+        &laptop,
+        "ada-assistant-events",
+        &["tail", "--dm", "assistant", "--count", "2", "--events"],
+    );
+    std::thread::sleep(SECOND / 2);
+    household.cli_ok(
+        &laptop,
+        &["send", "--dm", "assistant", "hello, who are you?"],
+    );
+    let answer = assistant_answer(&household, &laptop, &["--dm", "assistant"], 0);
+    assert!(!answer.contains("could not answer"), "{answer}");
+    let mut events = events;
+    assert!(events.wait(30 * SECOND).is_some(), "{}", events.log_text());
+    let log = events.log_text();
+    let streaming = log
+        .lines()
+        .filter(|line| {
+            line.contains(r#""type":"update""#) && line.contains(r#""status":"streaming""#)
+        })
+        .count();
+    assert!(
+        log.contains(r#""type":"typing""#) && log.contains(r#""user":"assistant""#),
+        "a typing indicator: {log}"
+    );
+    assert!(log.contains(r#""status":"done""#), "{log}");
+    assert!(
+        streaming >= 1,
+        "the answer grew in place before it was done: {log}"
+    );
+
+    // The assistant called by name in a room.
+    household.cli_ok(
+        &phone,
+        &[
+            "send",
+            "--room",
+            "household",
+            "@assistant what is for dinner?",
+        ],
+    );
+    let answer = assistant_answer(&household, &phone, &["--room", "household"], 0);
+    assert!(!answer.contains("could not answer"), "{answer}");
+
+    // A message for a device that is away arrives when it comes back.
+    let first = household.spawn_cli(
+        &phone,
+        "ben-missed-1",
+        &["tail", "--room", "garden", "--missed", "--count", "1"],
+    );
+    std::thread::sleep(SECOND / 2);
+    household.cli_ok(&laptop, &["send", "--room", "garden", "the roses are out"]);
+    let mut first = first;
+    assert!(
+        first
+            .wait(10 * SECOND)
+            .is_some_and(|status| status.success()),
+        "{}",
+        first.log_text()
+    );
+    std::thread::sleep(SECOND / 2); // the phone is away now
+    household.cli_ok(&laptop, &["send", "--room", "garden", "and the tomatoes"]);
+    household.cli_ok(&laptop, &["send", "--room", "garden", "water them please"]);
+    let back = household.cli_ok(
+        &phone,
+        &["tail", "--room", "garden", "--missed", "--count", "2"],
+    );
+    assert_eq!(
+        lines(&back)
+            .iter()
+            .map(|line| line.split_once("] ").unwrap().1)
+            .collect::<Vec<_>>(),
+        ["ada: and the tomatoes", "ada: water them please"],
+        "exactly what was missed"
+    );
+
+    // `ask` prints the answer as it streams, and it is the answer the room keeps.
+    let streamed = household.cli_ok(
+        &phone,
+        &["ask", "--room", "garden", "when do we plant beans?"],
+    );
+    let kept = household.cli_ok(
+        &laptop,
+        &["tail", "--room", "garden", "--count", "0", "--history", "2"],
+    );
+    let kept_answer = kept
+        .lines()
+        .find_map(|line| line.split_once("] assistant: ").map(|(_, body)| body))
+        .unwrap_or_else(|| panic!("no answer in the garden: {kept}"));
+    assert!(!kept_answer.trim().is_empty(), "{kept}");
+    assert_eq!(
+        streamed.trim_end(),
+        kept_answer.trim_end(),
+        "what `ask` printed is the final answer"
+    );
+    assert!(
+        kept.contains("ben: @assistant when do we plant beans?"),
+        "{kept}"
+    );
+
+    // A gateway failure reads as a sentence in the chat, and `ask` fails with it.
+    household.llama.as_mut().unwrap().kill();
+    household.cli_ok(&laptop, &["send", "--dm", "assistant", "are you there?"]);
+    let failure = assistant_answer(&household, &laptop, &["--dm", "assistant"], 1);
+    assert!(
+        failure.contains("The assistant could not answer: no model is answering right now."),
+        "{failure}"
+    );
+    let refused = household.cli(&phone, &["ask", "are you there?"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("could not answer"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A restart keeps everything.
+    household
+        .messaging
+        .as_mut()
+        .unwrap()
+        .terminate(10 * SECOND)
+        .expect("SIGTERM stops the service");
+    household.start_messaging();
+    let after = household.cli_ok(
+        &phone,
+        &[
+            "tail",
+            "--room",
+            "household",
+            "--count",
+            "0",
+            "--history",
+            "50",
+        ],
+    );
+    assert!(
+        after.contains("ada: hello from ada")
+            && after.contains("ben: @assistant what is for dinner?"),
+        "{after}"
+    );
+}
+
+#[test]
+fn callers_outside_the_mesh_or_the_policy_are_refused() {
+    let Some(mut household) = household() else {
+        return;
+    };
+    let (guest, stranger, laptop) = (
+        household.guest.clone().unwrap(),
+        household.stranger.clone().unwrap(),
+        household.laptop.clone(),
+    );
+
+    // The guest's node is in the mesh, but the policy lets it reach only
+    // port 22 of the hub: its packets to the messaging port are dropped.
+    let started = Instant::now();
+    let refused = household.cli(&guest, &["send", "--room", "household", "let me in"]);
+    assert!(!refused.status.success(), "the guest got in");
+    assert!(started.elapsed() < 20 * SECOND);
+
+    // A second instance listening on every address: a host outside the mesh
+    // reaches it over the LAN and is told why it may not chat.
+    let dir = household.lab.dir.path().to_owned();
+    let config = dir.join("open.json");
+    std::fs::write(
+        &config,
+        json!({"listen": "0.0.0.0", "port": 18791, "agentSocket": household.hub_agent.state.join("agent.sock"),
+               "dataDir": dir.join("open-data")})
+        .to_string(),
+    )
+    .unwrap();
+    let mut command = household
+        .lab
+        .command(&household.hub, env!("CARGO_BIN_EXE_hearth-messaging"));
+    command.args(["serve", "--config"]).arg(&config);
+    let hub = household.hub.clone();
+    let _open = household.lab.spawn(&hub, "messaging-open", command);
+    let lan_url = format!("http://{}:18791", household.hub.address);
+    let mesh_url = format!("http://{}:18791", household.hub_mesh);
+    let mut answer = Value::Null;
+    let up = wait_until(10 * SECOND, || {
+        let output = household
+            .lab
+            .command(&stranger, "curl")
+            .args(["-s", &format!("{lan_url}/api/me")])
+            .output()
+            .unwrap();
+        answer = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        !answer.is_null()
+    });
+    assert!(up.is_some());
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a device of this household's network"),
+        "{answer}"
+    );
+    // The laptop over the LAN is a stranger too: identity is the tunnel address.
+    let output = household
+        .lab
+        .command(&laptop, "curl")
+        .args(["-s", &format!("{lan_url}/api/me")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("is not a device"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // Over the mesh it is ada.
+    let output = household
+        .lab
+        .command(&laptop, "curl")
+        .args(["-s", &format!("{mesh_url}/api/me")])
+        .output()
+        .unwrap();
+    let me: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (me["user"].as_str(), me["node"].as_str()),
+        (Some("ada"), Some("laptop"))
+    );
+}

@@ -1,0 +1,103 @@
+//! The web chat in a real browser: headless Chromium (Debian's, driven over
+//! WebDriver by chromedriver) runs on the laptop node, opens the page over
+//! the WireGuard tunnel, sends a message to the assistant and sees the
+//! answer stream in from the real llama-server. Screenshots are kept in
+//! target/hearth-test-artifacts/. Needs root; outside CI it skips without.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SECOND, household};
+use hearth_testkit::webdriver::{self, Session};
+use hearth_testkit::{require_tools, target_dir, wait_until};
+
+#[test]
+fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
+    if require_tools(&["chromium", "chromedriver"]).is_none() {
+        return;
+    }
+    let Some(mut household) = household() else {
+        return;
+    };
+    let laptop = household.laptop.clone();
+
+    // chromedriver and the browser live on the laptop node: everything the
+    // browser does happens inside its namespace, over its tunnel.
+    let mut command = household.lab.command(&laptop, "chromedriver");
+    command.args(["--port=9515", "--allowed-ips=127.0.0.1"]);
+    let driver = household.lab.spawn(&laptop, "chromedriver", command);
+    let forward = household
+        .lab
+        .forward(&laptop, "127.0.0.1:9515".parse().unwrap());
+    let status_ok = wait_until(15 * SECOND, || webdriver::ready(forward.port));
+    assert!(
+        status_ok.is_some(),
+        "chromedriver did not start:\n{}",
+        driver.log_text()
+    );
+
+    let artifacts = target_dir().join("hearth-test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let profile = household.lab.dir.path().join("chromium-profile");
+    for (name, width, height) in [("desktop", 1100, 760), ("phone", 390, 780)] {
+        let browser = Session::chromium(forward.port, &profile.join(name), width, height).unwrap();
+        browser.open(&household.url()).unwrap();
+        browser
+            .wait_for(
+                "return document.getElementById('status').textContent === 'connected'",
+                20 * SECOND,
+            )
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{error}; messaging log:\n{}",
+                    household.messaging.as_ref().unwrap().log_text()
+                )
+            });
+        let me = browser
+            .script("return document.getElementById('me').textContent")
+            .unwrap();
+        assert_eq!(
+            me, "ada on laptop",
+            "the page knows who is holding the laptop"
+        );
+
+        let question = format!("@assistant hello from the {name} browser");
+        browser.type_into("#text", &question).unwrap();
+        browser.click("#send").unwrap();
+        browser
+            .wait_for(
+                &format!("return [...document.querySelectorAll('li.mine .body')].some(b => b.textContent === {question:?})"),
+                10 * SECOND,
+            )
+            .unwrap();
+        // The answer appears, grows, and settles.
+        let answer = browser
+            .wait_for(
+                "const done = [...document.querySelectorAll('li.assistant[data-status=\"done\"] .body')]; \
+                 return done.length ? done[done.length - 1].textContent : null",
+                30 * SECOND,
+            )
+            .unwrap_or_else(|error| panic!("{error}; messaging log:\n{}", household.messaging.as_ref().unwrap().log_text()));
+        let answer = answer.as_str().unwrap().to_owned();
+        assert!(
+            !answer.trim().is_empty() && !answer.contains("could not answer"),
+            "{answer}"
+        );
+        browser
+            .wait_for(
+                "return document.getElementById('typing').textContent === ''",
+                10 * SECOND,
+            )
+            .unwrap();
+
+        let png = browser.screenshot().unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+            "a real screenshot"
+        );
+        std::fs::write(artifacts.join(format!("web-chat-{name}.png")), png).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,556 @@
+//! `hearth-agent up`: join, then keep WireGuard and the firewall in step with
+//! the coordinator's map until stopped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use hearth_acl::Filter;
+use hearth_control::wire::{MapMessage, NodeId, RoutesReport};
+use hearth_control::{ControlClient, JoinToken};
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use crate::control::{FollowEnd, follow_map, register, wait_for_approval};
+use crate::dataplane::{BackendChoice, DataPlane, PeerConfig};
+use crate::discovery::{local_endpoints, stun_query};
+use crate::endpoint::EndpointChoice;
+use crate::error::AgentError;
+use crate::firewall::Firewall;
+use crate::local_api::{CoordinatorStatus, Shared};
+use crate::mesh::{Applied, MeshChanges};
+use crate::netcfg;
+use crate::state::StateDir;
+
+/// Keep-alive interval set on every peer, seconds.
+const PEER_KEEPALIVE: u16 = 25;
+
+/// Where to ask which address this node is seen at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StunChoice {
+    /// Port 3478 of the coordinator's host.
+    Coordinator,
+    /// This server.
+    Server(SocketAddr),
+    /// Do not ask.
+    Off,
+}
+
+/// Everything `up` can be told.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The join token (only needed the first time).
+    pub token: Option<Zeroizing<String>>,
+    /// The name to register with (default: the machine's hostname).
+    pub hostname: Option<String>,
+    /// The mesh interface name.
+    pub interface: String,
+    /// Kernel or userspace WireGuard.
+    pub backend: BackendChoice,
+    /// WireGuard UDP port.
+    pub port: u16,
+    /// MTU of the mesh interface.
+    pub mtu: u32,
+    /// Subnet routes to offer.
+    pub advertise_routes: Vec<IpNet>,
+    /// Offer this node as an exit node.
+    pub advertise_exit_node: bool,
+    /// STUN server choice.
+    pub stun: StunChoice,
+    /// A second socket that answers only `whois`, mode 0660 with this group
+    /// (for services in containers that run as another user).
+    pub whois_socket: Option<(PathBuf, u32)>,
+}
+
+/// The machine's hostname.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// Runs the agent until `shutdown` completes or a fatal error occurs, then
+/// removes the interface and the firewall table.
+pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let state = StateDir::open(&options.state_dir)?;
+    let (private_key, public_key) = state.wireguard_key()?;
+    let identity = match state.load_identity()? {
+        Some(identity) => {
+            if options.token.is_some() {
+                println!(
+                    "Already registered as node {} ({}); the token is not needed.",
+                    identity.node_id, identity.name
+                );
+            }
+            identity
+        }
+        None => {
+            let text = options.token.as_ref().ok_or(AgentError::NoToken)?;
+            let token = JoinToken::decode(text)?;
+            let hostname = options.hostname.clone().unwrap_or_else(hostname);
+            register(&state, &token, &hostname, public_key).await?
+        }
+    };
+    let fingerprint = identity.fingerprint().map_err(AgentError::Setup)?;
+    let client = ControlClient::new(&identity.url, fingerprint, Some(&state.tls()?))?;
+
+    let plane = {
+        let (interface, backend, port) = (options.interface.clone(), options.backend, options.port);
+        let key = private_key.clone();
+        tokio::task::spawn_blocking(move || DataPlane::create(&interface, backend, &key, port))
+            .await
+            .map_err(|error| AgentError::Setup(error.to_string()))??
+    };
+    drop(private_key);
+    let plane = Arc::new(plane);
+    let result = run_with_plane(
+        &options,
+        &state,
+        &client,
+        &identity,
+        Arc::clone(&plane),
+        shutdown,
+    )
+    .await;
+    if let Ok(plane) = Arc::try_unwrap(plane) {
+        let _ = tokio::task::spawn_blocking(move || plane.destroy()).await;
+    }
+    result
+}
+
+async fn run_with_plane(
+    options: &UpOptions,
+    state: &StateDir,
+    client: &ControlClient,
+    identity: &crate::state::Identity,
+    plane: Arc<DataPlane>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    netcfg::bring_up(&options.interface, options.mtu).await?;
+    let mut firewall = Firewall::new(&options.interface);
+    // Nothing from the mesh is accepted until the first map says otherwise.
+    firewall
+        .apply(&Filter::default(), &[], std::iter::empty())
+        .await?;
+    tracing::info!(interface = %options.interface, backend = ?plane.backend(), port = plane.listen_port(), "mesh interface up");
+
+    let shared = Arc::new(Shared {
+        mesh: RwLock::default(),
+        stats: RwLock::default(),
+        coordinator: RwLock::new(CoordinatorStatus {
+            url: identity.url.clone(),
+            ..CoordinatorStatus::default()
+        }),
+        backend: plane.backend(),
+        interface: options.interface.clone(),
+        listen_port: plane.listen_port(),
+    });
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn({
+        let socket = state.socket();
+        let shared = Arc::clone(&shared);
+        async move {
+            if let Err(error) = crate::local_api::serve(&socket, shared, async {
+                let _ = api_stopped.await;
+            })
+            .await
+            {
+                tracing::error!(%error, "local API stopped");
+            }
+        }
+    });
+
+    let whois_api = options.whois_socket.clone().map(|(socket, group)| {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            if let Err(error) = crate::local_api::serve_whois(&socket, group, shared).await {
+                tracing::error!(%error, socket = %socket.display(), "whois socket stopped");
+            }
+        })
+    });
+
+    let mut sync = Sync {
+        shared: Arc::clone(&shared),
+        plane,
+        firewall,
+        choices: HashMap::new(),
+        routes: BTreeSet::new(),
+        addresses: None,
+    };
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        result = run(options, client, identity, &shared, &mut sync) => result,
+    };
+    if let Some(whois_api) = whois_api {
+        whois_api.abort();
+    }
+    tracing::info!("stopping");
+    let _ = stop_api.send(());
+    let _ = api.await;
+    let _ = std::fs::remove_file(state.socket());
+    if let Err(error) = sync.firewall.remove().await {
+        tracing::warn!(%error, "could not remove the firewall table");
+    }
+    outcome
+}
+
+/// Approval, then the map, again after every loss of admission.
+async fn run(
+    options: &UpOptions,
+    client: &ControlClient,
+    identity: &crate::state::Identity,
+    shared: &Arc<Shared>,
+    sync: &mut Sync,
+) -> Result<(), AgentError> {
+    loop {
+        wait_for_approval(client, identity, shared).await?;
+        let mut advertised = options.advertise_routes.clone();
+        if options.advertise_exit_node {
+            advertised.extend(
+                ["0.0.0.0/0", "::/0"]
+                    .iter()
+                    .filter_map(|route| route.parse::<IpNet>().ok()),
+            );
+        }
+        if !advertised.is_empty() {
+            enable_forwarding();
+            client.report_routes(&RoutesReport { advertised }).await?;
+        }
+
+        let (messages, mut received) = mpsc::channel(1024);
+        let (connected, connections) = mpsc::channel(4);
+        let follower = tokio::spawn({
+            let client = client.clone();
+            let shared = Arc::clone(shared);
+            async move {
+                follow_map(
+                    &client,
+                    &messages,
+                    &shared,
+                    Duration::from_secs(90),
+                    &connected,
+                )
+                .await
+            }
+        });
+        let reporter = tokio::spawn(report_endpoints(
+            client.clone(),
+            options.interface.clone(),
+            sync.plane.listen_port(),
+            stun_server(&options.stun, &identity.url).await,
+            connections,
+        ));
+        let synced = sync.run(&mut received).await;
+        reporter.abort();
+        let ended = follower
+            .await
+            .map_err(|error| AgentError::Setup(error.to_string()))?;
+        synced?;
+        match ended? {
+            FollowEnd::NotAdmitted => {
+                tracing::warn!("this node lost its admission; waiting for approval again");
+                continue;
+            }
+            FollowEnd::Closed => return Ok(()),
+        }
+    }
+}
+
+/// Lets the kernel forward packets (for subnet routers and exit nodes).
+fn enable_forwarding() {
+    for path in [
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/net/ipv6/conf/all/forwarding",
+    ] {
+        if let Err(error) = std::fs::write(path, "1") {
+            tracing::warn!(%error, path, "cannot enable forwarding; advertised routes will not carry traffic");
+        }
+    }
+}
+
+async fn stun_server(choice: &StunChoice, coordinator_url: &str) -> Option<SocketAddr> {
+    match choice {
+        StunChoice::Off => None,
+        StunChoice::Server(server) => Some(*server),
+        StunChoice::Coordinator => {
+            let rest = coordinator_url.strip_prefix("https://")?;
+            let authority = rest.split('/').next()?;
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+                _ => authority,
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            tokio::net::lookup_host((host, 3478)).await.ok()?.next()
+        }
+    }
+}
+
+/// Reports this node's endpoints on every (re)connection and when they change.
+async fn report_endpoints(
+    client: ControlClient,
+    interface: String,
+    port: u16,
+    stun: Option<SocketAddr>,
+    mut connections: mpsc::Receiver<()>,
+) {
+    let mut last: Option<(Vec<SocketAddr>, Option<SocketAddr>)> = None;
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        let reconnected = tokio::select! {
+            signal = connections.recv() => {
+                if signal.is_none() {
+                    return;
+                }
+                true
+            }
+            _ = every.tick() => false,
+        };
+        let local = local_endpoints(port, &interface);
+        let observed = match stun {
+            Some(server) => stun_query(server, Duration::from_secs(1))
+                .await
+                .map(|seen| SocketAddr::new(seen.ip(), port)),
+            None => None,
+        };
+        let current = (local.clone(), observed);
+        if !reconnected && last.as_ref() == Some(&current) {
+            continue;
+        }
+        let report = hearth_control::wire::EndpointReport {
+            listen_port: port,
+            local,
+            stun: observed,
+        };
+        match client.report_endpoints(&report).await {
+            Ok(()) => last = Some(current),
+            Err(error) => tracing::debug!(%error, "endpoint report failed"),
+        }
+    }
+}
+
+/// Keeps the data plane, routes and firewall in step with the mesh view.
+struct Sync {
+    shared: Arc<Shared>,
+    plane: Arc<DataPlane>,
+    firewall: Firewall,
+    choices: HashMap<NodeId, EndpointChoice>,
+    routes: BTreeSet<IpNet>,
+    addresses: Option<(Ipv4Addr, Ipv6Addr)>,
+}
+
+fn now_since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+enum Operation {
+    Set(PeerConfig),
+    Remove(hearth_control::wire::WireGuardKey),
+}
+
+impl Sync {
+    /// Applies map messages as they come, and every second reads the data
+    /// plane's counters and moves peers to better endpoints. Returns when the
+    /// message channel closes.
+    async fn run(&mut self, messages: &mut mpsc::Receiver<MapMessage>) -> Result<(), AgentError> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                message = messages.recv() => {
+                    let Some(message) = message else { return Ok(()) };
+                    let mut batch = vec![message];
+                    while let Ok(more) = messages.try_recv() {
+                        batch.push(more);
+                    }
+                    self.apply(batch).await?;
+                }
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+    }
+
+    async fn apply(&mut self, batch: Vec<MapMessage>) -> Result<(), AgentError> {
+        let mut changes = MeshChanges::default();
+        {
+            let mut mesh = self
+                .shared
+                .mesh
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for message in batch {
+                match mesh.apply(message) {
+                    Applied::Changed(more) => changes.merge(more),
+                    Applied::Revoked {
+                        reason,
+                        changes: more,
+                    } => {
+                        tracing::warn!(%reason, "admission revoked; dropping every peer");
+                        changes.merge(more);
+                    }
+                }
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (node, peers, filter) = {
+            let mesh = self
+                .shared
+                .mesh
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            (mesh.node.clone(), mesh.peers.clone(), mesh.filter.clone())
+        };
+        if let Some(node) = &node
+            && self.addresses != Some((node.ipv4, node.ipv6))
+        {
+            netcfg::set_addresses(self.plane.interface(), node.ipv4, node.ipv6).await?;
+            self.addresses = Some((node.ipv4, node.ipv6));
+        }
+
+        let removals: Vec<Operation> = changes
+            .removed
+            .iter()
+            .map(|peer| {
+                self.choices.remove(&peer.id);
+                Operation::Remove(peer.wireguard_key)
+            })
+            .collect();
+        self.execute(removals).await;
+
+        let own: Vec<IpAddr> = node
+            .as_ref()
+            .map(|node| vec![IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)])
+            .unwrap_or_default();
+        if let Err(error) = self.firewall.apply(&filter, &own, peers.values()).await {
+            tracing::error!(%error, "could not update the firewall");
+        }
+
+        let now = now_since_epoch();
+        let mut upserts = Vec::new();
+        for id in &changes.upserted {
+            let Some(peer) = peers.get(id) else { continue };
+            let choice = self
+                .choices
+                .entry(*id)
+                .or_insert_with(|| EndpointChoice::new(Vec::new()));
+            choice.update(peer.endpoints.clone());
+            let endpoint = choice.next(now, None);
+            upserts.push(Operation::Set(PeerConfig {
+                key: peer.wireguard_key,
+                endpoint,
+                allowed_ips: peer
+                    .allowed_ips
+                    .iter()
+                    .copied()
+                    .filter(|prefix| prefix.prefix_len() != 0)
+                    .collect(),
+                keepalive: Some(PEER_KEEPALIVE),
+            }));
+        }
+        self.execute(upserts).await;
+
+        let wanted: BTreeSet<IpNet> = peers
+            .values()
+            .flat_map(|peer| {
+                peer.allowed_ips.iter().copied().filter(|prefix| {
+                    prefix.prefix_len() != 0 && !peer.addresses.contains(&prefix.addr())
+                })
+            })
+            .collect();
+        for route in wanted.difference(&self.routes) {
+            if let Err(error) = netcfg::add_route(self.plane.interface(), *route).await {
+                tracing::warn!(%error, "cannot add a subnet route");
+            }
+        }
+        for route in self.routes.difference(&wanted) {
+            let _ = netcfg::remove_route(self.plane.interface(), *route).await;
+        }
+        self.routes = wanted;
+        tracing::debug!(
+            upserted = changes.upserted.len(),
+            removed = changes.removed.len(),
+            filter = changes.filter_changed,
+            "mesh updated"
+        );
+        Ok(())
+    }
+
+    /// Runs data-plane operations off the async runtime; failures are logged.
+    async fn execute(&self, operations: Vec<Operation>) {
+        if operations.is_empty() {
+            return;
+        }
+        let plane = Arc::clone(&self.plane);
+        let result = tokio::task::spawn_blocking(move || {
+            for operation in operations {
+                let outcome = match &operation {
+                    Operation::Set(peer) => plane.set_peer(peer),
+                    Operation::Remove(key) => plane.remove_peer(key),
+                };
+                if let Err(error) = outcome {
+                    tracing::error!(%error, "WireGuard peer update failed");
+                }
+            }
+        })
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "WireGuard update task failed");
+        }
+    }
+
+    async fn tick(&mut self) {
+        let plane = Arc::clone(&self.plane);
+        let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || plane.stats()).await else {
+            return;
+        };
+        let by_key: HashMap<_, _> = stats.into_iter().map(|peer| (peer.key, peer)).collect();
+        let now = now_since_epoch();
+        let mut moves = Vec::new();
+        {
+            let mesh = self
+                .shared
+                .mesh
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (id, choice) in &mut self.choices {
+                let Some(peer) = mesh.peers.get(id) else {
+                    continue;
+                };
+                let handshake = by_key
+                    .get(&peer.wireguard_key)
+                    .and_then(|stats| stats.last_handshake)
+                    .and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok());
+                if let Some(endpoint) = choice.next(now, handshake) {
+                    tracing::debug!(peer = %peer.name, %endpoint, "trying another endpoint");
+                    moves.push(Operation::Set(PeerConfig {
+                        key: peer.wireguard_key,
+                        endpoint: Some(endpoint),
+                        allowed_ips: peer
+                            .allowed_ips
+                            .iter()
+                            .copied()
+                            .filter(|prefix| prefix.prefix_len() != 0)
+                            .collect(),
+                        keepalive: Some(PEER_KEEPALIVE),
+                    }));
+                }
+            }
+        }
+        *self
+            .shared
+            .stats
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = by_key;
+        self.execute(moves).await;
+    }
+}

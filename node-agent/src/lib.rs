@@ -1,0 +1,26 @@
+//! Hearth's node agent.
+//!
+//! `hearth-agent up` registers the device with a join token (once), waits for
+//! an admin's approval, then follows the coordinator's streamed map and keeps
+//! the WireGuard interface ([`dataplane`]), its addresses and routes
+//! ([`netcfg`]) and the ACL firewall ([`firewall`]) in step. The view itself
+//! ([`mesh`]) and endpoint selection ([`endpoint`]) are pure. A local API
+//! ([`local_api`]) answers `status`, `ping` and `whois`.
+
+pub mod agent;
+pub mod backoff;
+pub mod control;
+pub mod dataplane;
+pub mod discovery;
+pub mod endpoint;
+pub mod error;
+pub mod firewall;
+pub mod local_api;
+pub mod mesh;
+pub mod netcfg;
+pub mod ping;
+pub mod state;
+pub mod userspace;
+
+pub use agent::{UpOptions, up};
+pub use error::AgentError;

@@ -1,0 +1,275 @@
+//! `hearth-agent`: parses the command line and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hearth_agent::agent::{StunChoice, UpOptions};
+use hearth_agent::dataplane::BackendChoice;
+use hearth_agent::local_api::Client;
+use hearth_agent::state::{DEFAULT_STATE_DIR, StateDir};
+use ipnet::IpNet;
+use zeroize::Zeroizing;
+
+/// Hearth's node agent: joins this device to the mesh.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// State directory (keys, identity, local API socket).
+    #[arg(long, global = true, env = "HEARTH_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join the mesh (the first time with a token) and stay in it until stopped.
+    Up(UpArgs),
+    /// Show this node, its peers, handshakes and traffic.
+    Status {
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Ping a peer over the tunnel.
+    Ping {
+        /// Peer name or mesh address.
+        peer: String,
+        /// Number of echo requests.
+        #[arg(long, short, default_value_t = 3)]
+        count: u16,
+    },
+    /// Tell which node, user and tags a mesh address belongs to.
+    Whois {
+        /// A mesh address.
+        ip: String,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Join token (prefer --token-file or HEARTH_JOIN_TOKEN: arguments are visible to other users).
+    #[arg(long, env = "HEARTH_JOIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the join token.
+    #[arg(long, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Name to register with [default: this machine's hostname].
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Mesh interface name.
+    #[arg(long, default_value = "hearth0")]
+    interface: String,
+    /// WireGuard implementation.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// WireGuard UDP port.
+    #[arg(long, default_value_t = 41641)]
+    port: u16,
+    /// MTU of the mesh interface.
+    #[arg(long, default_value_t = 1420)]
+    mtu: u32,
+    /// Subnets to offer to the mesh, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    advertise_routes: Vec<IpNet>,
+    /// Offer this node as an exit node.
+    #[arg(long)]
+    advertise_exit_node: bool,
+    /// STUN server (ADDR:PORT), `coordinator` (port 3478 of its host) or `off`.
+    #[arg(long, default_value = "coordinator")]
+    stun: String,
+    /// Also answer `whois` (and nothing else) on this socket, for services
+    /// running as another user (in containers); needs --whois-group.
+    #[arg(long, requires = "whois_group")]
+    whois_socket: Option<PathBuf>,
+    /// The group (name or id) allowed to use --whois-socket (mode 0660).
+    #[arg(long, requires = "whois_socket")]
+    whois_group: Option<String>,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
+enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// JSON.
+    Json,
+}
+
+fn unix_age(time: Option<u64>) -> String {
+    let Some(time) = time else {
+        return "never".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(time);
+    format!("{}s ago", now.saturating_sub(time))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || Client::new(&StateDir::at(&cli.state_dir).socket());
+    match cli.command {
+        Command::Up(args) => {
+            hearth_logging::init("info,defguard_wireguard_rs=warn,defguard_boringtun=warn");
+            let token = match (args.token, args.token_file) {
+                (Some(token), _) => Some(Zeroizing::new(token)),
+                (None, Some(file)) => Some(Zeroizing::new(
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                )),
+                (None, None) => None,
+            };
+            let whois_socket = match (args.whois_socket, args.whois_group) {
+                (Some(socket), Some(group)) => {
+                    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+                    let id = hearth_agent::local_api::group_id(&group, &groups)
+                        .with_context(|| format!("--whois-group: no group {group:?}"))?;
+                    Some((socket, id))
+                }
+                _ => None,
+            };
+            let stun = match args.stun.as_str() {
+                "off" => StunChoice::Off,
+                "coordinator" => StunChoice::Coordinator,
+                address => StunChoice::Server(
+                    address
+                        .parse::<SocketAddr>()
+                        .context("--stun takes ADDR:PORT, coordinator or off")?,
+                ),
+            };
+            let options = UpOptions {
+                state_dir: cli.state_dir.clone(),
+                token,
+                hostname: args.hostname,
+                interface: args.interface,
+                backend: args.backend,
+                port: args.port,
+                mtu: args.mtu,
+                advertise_routes: args.advertise_routes,
+                advertise_exit_node: args.advertise_exit_node,
+                stun,
+                whois_socket,
+            };
+            hearth_agent::up(options, hearth_logging::shutdown_signal()).await?;
+        }
+        Command::Status { output } => {
+            let status = client().status().await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+                Output::Text => {
+                    match &status.node {
+                        Some(node) => println!(
+                            "{} (node {}, user {}) {} {}  [{} on {}, port {}]",
+                            node.name,
+                            node.id,
+                            node.user,
+                            node.ipv4,
+                            node.ipv6,
+                            serde_json::to_value(status.backend)?
+                                .as_str()
+                                .unwrap_or_default(),
+                            status.interface,
+                            status.listen_port
+                        ),
+                        None => println!(
+                            "waiting for the first network map  [{} port {}]",
+                            status.interface, status.listen_port
+                        ),
+                    }
+                    let coordinator = &status.coordinator;
+                    if coordinator.connected {
+                        println!("coordinator {} connected", coordinator.url);
+                    } else {
+                        println!(
+                            "coordinator {} unreachable ({}); tunnels stay up",
+                            coordinator.url,
+                            coordinator
+                                .last_error
+                                .as_deref()
+                                .unwrap_or("not connected yet")
+                        );
+                    }
+                    for peer in &status.peers {
+                        let addresses: Vec<String> =
+                            peer.addresses.iter().map(ToString::to_string).collect();
+                        println!(
+                            "  {:<16} {:<36} {:<22} handshake {:<10} rx {} tx {}",
+                            peer.name,
+                            addresses.join(" "),
+                            peer.endpoint
+                                .map(|endpoint| endpoint.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            unix_age(peer.last_handshake),
+                            peer.rx_bytes,
+                            peer.tx_bytes
+                        );
+                    }
+                }
+            }
+        }
+        Command::Ping { peer, count } => {
+            let result = client().ping(&peer, count).await?;
+            let mut answered = 0;
+            for (sequence, reply) in result.replies.iter().enumerate() {
+                match reply {
+                    Some(milliseconds) => {
+                        answered += 1;
+                        println!(
+                            "reply from {} ({}): seq={sequence} time={milliseconds:.2} ms",
+                            result.peer, result.target
+                        );
+                    }
+                    None => println!(
+                        "no reply from {} ({}): seq={sequence}",
+                        result.peer, result.target
+                    ),
+                }
+            }
+            anyhow::ensure!(answered > 0, "{} did not answer", result.peer);
+        }
+        Command::Whois { ip, output } => {
+            let who = client().whois(&ip).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&who)?),
+                Output::Text => {
+                    let tags = if who.tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" tags {}", who.tags.join(","))
+                    };
+                    println!(
+                        "{ip}: node {} ({}), user {}{tags}{}",
+                        who.id,
+                        who.name,
+                        who.user,
+                        if who.is_self { " (this node)" } else { "" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

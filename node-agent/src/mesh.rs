@@ -1,0 +1,359 @@
+//! The node's view of the mesh, kept from the coordinator's map stream.
+//!
+//! Pure: [`Mesh::apply`] takes one map message and says what changed, so the
+//! data plane and the firewall can be brought in step. Nothing here touches
+//! an interface.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use hearth_acl::Filter;
+use hearth_control::agent_api::WhoIs;
+use hearth_control::wire::{MapChange, MapMessage, NodeId, NodeInfo, Peer};
+
+/// What one message changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeshChanges {
+    /// Peers that are new or whose details changed (current values in the mesh).
+    pub upserted: Vec<NodeId>,
+    /// Peers that left, as they were.
+    pub removed: Vec<Peer>,
+    /// The filter changed.
+    pub filter_changed: bool,
+    /// The node's own record changed.
+    pub self_changed: bool,
+}
+
+impl MeshChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.upserted.is_empty()
+            && self.removed.is_empty()
+            && !self.filter_changed
+            && !self.self_changed
+    }
+
+    /// Folds `later` into `self` (for batches of messages).
+    pub fn merge(&mut self, later: MeshChanges) {
+        for peer in later.removed {
+            self.upserted.retain(|id| *id != peer.id);
+            self.removed.push(peer);
+        }
+        for id in later.upserted {
+            self.removed.retain(|peer| peer.id != id);
+            if !self.upserted.contains(&id) {
+                self.upserted.push(id);
+            }
+        }
+        self.filter_changed |= later.filter_changed;
+        self.self_changed |= later.self_changed;
+    }
+}
+
+/// The outcome of applying one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The view changed (possibly not at all).
+    Changed(MeshChanges),
+    /// The node lost its admission: every peer was dropped.
+    Revoked {
+        /// The coordinator's reason.
+        reason: String,
+        /// What dropping the peers changed.
+        changes: MeshChanges,
+    },
+}
+
+/// The current view.
+#[derive(Clone, Debug, Default)]
+pub struct Mesh {
+    /// The node itself, once a map arrived.
+    pub node: Option<NodeInfo>,
+    /// Peers by id.
+    pub peers: BTreeMap<NodeId, Peer>,
+    /// The inbound filter.
+    pub filter: Filter,
+    /// Peers by mesh address, for `whois`.
+    by_address: BTreeMap<IpAddr, NodeId>,
+}
+
+impl Mesh {
+    /// Applies one map message.
+    pub fn apply(&mut self, message: MapMessage) -> Applied {
+        match message {
+            MapMessage::KeepAlive => Applied::Changed(MeshChanges::default()),
+            MapMessage::Full { map } => {
+                let mut changes = MeshChanges::default();
+                let incoming: BTreeMap<NodeId, Peer> =
+                    map.peers.into_iter().map(|peer| (peer.id, peer)).collect();
+                let gone: Vec<NodeId> = self
+                    .peers
+                    .keys()
+                    .filter(|id| !incoming.contains_key(id))
+                    .copied()
+                    .collect();
+                for id in gone {
+                    if let Some(peer) = self.remove_peer(id) {
+                        changes.removed.push(peer);
+                    }
+                }
+                for (id, peer) in incoming {
+                    if self.peers.get(&id) != Some(&peer) {
+                        self.insert_peer(peer);
+                        changes.upserted.push(id);
+                    }
+                }
+                changes.filter_changed = self.filter != map.filter;
+                self.filter = map.filter;
+                changes.self_changed = self.node.as_ref() != Some(&map.node);
+                self.node = Some(map.node);
+                Applied::Changed(changes)
+            }
+            MapMessage::Delta { changes: list } => {
+                let mut changes = MeshChanges::default();
+                for change in list {
+                    let mut one = MeshChanges::default();
+                    match change {
+                        MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
+                            one.upserted.push(peer.id);
+                            self.insert_peer(peer);
+                        }
+                        MapChange::PeerRemoved { id } => {
+                            if let Some(peer) = self.remove_peer(id) {
+                                one.removed.push(peer);
+                            }
+                        }
+                        MapChange::FilterChanged { filter } => {
+                            one.filter_changed = self.filter != filter;
+                            self.filter = filter;
+                        }
+                        MapChange::SelfChanged { node } => {
+                            one.self_changed = true;
+                            self.node = Some(node);
+                        }
+                    }
+                    changes.merge(one);
+                }
+                Applied::Changed(changes)
+            }
+            MapMessage::Revoked { reason } => {
+                let mut changes = MeshChanges::default();
+                let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+                for id in ids {
+                    if let Some(peer) = self.remove_peer(id) {
+                        changes.removed.push(peer);
+                    }
+                }
+                changes.filter_changed = !self.filter.rules.is_empty();
+                self.filter = Filter::default();
+                Applied::Revoked { reason, changes }
+            }
+        }
+    }
+
+    fn insert_peer(&mut self, peer: Peer) {
+        if let Some(old) = self.peers.get(&peer.id) {
+            for address in &old.addresses {
+                self.by_address.remove(address);
+            }
+        }
+        for address in &peer.addresses {
+            self.by_address.insert(*address, peer.id);
+        }
+        self.peers.insert(peer.id, peer);
+    }
+
+    fn remove_peer(&mut self, id: NodeId) -> Option<Peer> {
+        let peer = self.peers.remove(&id)?;
+        for address in &peer.addresses {
+            self.by_address.remove(address);
+        }
+        Some(peer)
+    }
+
+    /// The node's own mesh addresses.
+    pub fn own_addresses(&self) -> Vec<IpAddr> {
+        self.node
+            .as_ref()
+            .map(|node| vec![IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)])
+            .unwrap_or_default()
+    }
+
+    /// Who holds mesh address `address` (a peer or this node).
+    pub fn whois(&self, address: IpAddr) -> Option<WhoIs> {
+        if let Some(node) = &self.node
+            && (IpAddr::V4(node.ipv4) == address || IpAddr::V6(node.ipv6) == address)
+        {
+            return Some(WhoIs {
+                id: node.id,
+                name: node.name.clone(),
+                user: node.user.clone(),
+                tags: node.tags.clone(),
+                addresses: self.own_addresses(),
+                is_self: true,
+            });
+        }
+        let peer = self.peers.get(self.by_address.get(&address)?)?;
+        Some(WhoIs {
+            id: peer.id,
+            name: peer.name.clone(),
+            user: peer.user.clone(),
+            tags: peer.tags.iter().cloned().collect(),
+            addresses: peer.addresses.clone(),
+            is_self: false,
+        })
+    }
+
+    /// A peer named `name` or holding address `name`.
+    pub fn find_peer(&self, name: &str) -> Option<&Peer> {
+        if let Ok(address) = name.parse::<IpAddr>() {
+            return self
+                .by_address
+                .get(&address)
+                .and_then(|id| self.peers.get(id));
+        }
+        self.peers.values().find(|peer| peer.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_control::wire::{NetworkMap, NodeState, WireGuardKey};
+    use std::collections::BTreeSet;
+
+    fn node() -> NodeInfo {
+        NodeInfo {
+            id: 1,
+            name: "laptop".into(),
+            user: "alice".into(),
+            tags: Vec::new(),
+            state: NodeState::Approved,
+            ipv4: "100.64.0.1".parse().unwrap(),
+            ipv6: "fd7a:115c:a1e0::6440:1".parse().unwrap(),
+            ephemeral: false,
+        }
+    }
+
+    fn peer(id: NodeId, name: &str) -> Peer {
+        Peer {
+            id,
+            name: name.into(),
+            user: "bob".into(),
+            tags: BTreeSet::new(),
+            wireguard_key: WireGuardKey([id as u8; 32]),
+            addresses: vec![format!("100.64.0.{id}").parse().unwrap()],
+            allowed_ips: vec![format!("100.64.0.{id}/32").parse().unwrap()],
+            endpoints: Vec::new(),
+        }
+    }
+
+    fn full(peers: Vec<Peer>) -> MapMessage {
+        MapMessage::Full {
+            map: NetworkMap {
+                node: node(),
+                peers,
+                filter: Filter::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_map_after_a_reconnect_is_diffed_against_the_old_view() {
+        let mut mesh = Mesh::default();
+        let Applied::Changed(first) = mesh.apply(full(vec![peer(2, "tv"), peer(3, "nas")])) else {
+            panic!()
+        };
+        assert_eq!(first.upserted, vec![2, 3]);
+        assert!(first.self_changed);
+        let mut moved = peer(3, "nas");
+        moved.endpoints = vec!["192.0.2.3:41641".parse().unwrap()];
+        let Applied::Changed(second) = mesh.apply(full(vec![moved, peer(4, "phone")])) else {
+            panic!()
+        };
+        assert_eq!(second.upserted, vec![3, 4]);
+        assert_eq!(
+            second
+                .removed
+                .iter()
+                .map(|peer| peer.id)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert!(!second.self_changed && !second.filter_changed);
+        assert_eq!(mesh.whois("100.64.0.2".parse().unwrap()), None);
+        assert_eq!(
+            mesh.whois("100.64.0.4".parse().unwrap()).unwrap().name,
+            "phone"
+        );
+    }
+
+    #[test]
+    fn deltas_add_change_and_remove_peers() {
+        let mut mesh = Mesh::default();
+        mesh.apply(full(vec![peer(2, "tv")]));
+        let message = MapMessage::Delta {
+            changes: vec![
+                MapChange::PeerAdded {
+                    peer: peer(3, "nas"),
+                },
+                MapChange::PeerRemoved { id: 2 },
+                MapChange::PeerRemoved { id: 99 },
+            ],
+        };
+        let Applied::Changed(changes) = mesh.apply(message) else {
+            panic!()
+        };
+        assert_eq!(changes.upserted, vec![3]);
+        assert_eq!(changes.removed.len(), 1);
+        assert_eq!(mesh.peers.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(mesh.find_peer("nas").unwrap().id, 3);
+        assert_eq!(mesh.find_peer("100.64.0.3").unwrap().id, 3);
+    }
+
+    #[test]
+    fn whois_answers_for_peers_and_for_the_node_itself() {
+        let mut mesh = Mesh::default();
+        mesh.apply(full(vec![peer(2, "tv")]));
+        let me = mesh
+            .whois("fd7a:115c:a1e0::6440:1".parse().unwrap())
+            .unwrap();
+        assert!(me.is_self && me.name == "laptop" && me.user == "alice");
+        let tv = mesh.whois("100.64.0.2".parse().unwrap()).unwrap();
+        assert_eq!((tv.id, tv.user.as_str(), tv.is_self), (2, "bob", false));
+        assert_eq!(mesh.whois("192.0.2.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn revocation_drops_every_peer_and_the_filter() {
+        let mut mesh = Mesh::default();
+        mesh.apply(full(vec![peer(2, "tv"), peer(3, "nas")]));
+        let Applied::Revoked { changes, .. } = mesh.apply(MapMessage::Revoked {
+            reason: "expired".into(),
+        }) else {
+            panic!()
+        };
+        assert_eq!(changes.removed.len(), 2);
+        assert!(mesh.peers.is_empty());
+    }
+
+    #[test]
+    fn merged_changes_keep_the_last_word_per_peer() {
+        let mut batch = MeshChanges {
+            upserted: vec![2],
+            ..MeshChanges::default()
+        };
+        batch.merge(MeshChanges {
+            removed: vec![peer(2, "tv")],
+            ..MeshChanges::default()
+        });
+        assert!(batch.upserted.is_empty() && batch.removed.len() == 1);
+        batch.merge(MeshChanges {
+            upserted: vec![2],
+            filter_changed: true,
+            ..MeshChanges::default()
+        });
+        assert_eq!(batch.upserted, vec![2]);
+        assert!(batch.removed.is_empty() && batch.filter_changed);
+    }
+}

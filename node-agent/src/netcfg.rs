@@ -1,0 +1,85 @@
+//! Addresses, link state and routes of the mesh interface, through iproute2.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+/// An `ip` command failed.
+#[derive(Debug, thiserror::Error)]
+#[error("`ip {command}` failed: {reason}")]
+pub struct NetError {
+    command: String,
+    reason: String,
+}
+
+async fn ip(args: &[&str]) -> Result<(), NetError> {
+    let command = args.join(" ");
+    let output = tokio::process::Command::new("ip")
+        .args(args)
+        .output()
+        .await
+        .map_err(|error| NetError {
+            command: command.clone(),
+            reason: error.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(NetError {
+            command,
+            reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// Sets the MTU and brings the interface up.
+pub async fn bring_up(interface: &str, mtu: u32) -> Result<(), NetError> {
+    ip(&[
+        "link",
+        "set",
+        "dev",
+        interface,
+        "mtu",
+        &mtu.to_string(),
+        "up",
+    ])
+    .await
+}
+
+/// Gives the interface the node's mesh addresses, with the whole mesh
+/// prefixes (100.64.0.0/10, fd7a:115c:a1e0::/48) routed through it.
+pub async fn set_addresses(
+    interface: &str,
+    ipv4: Ipv4Addr,
+    ipv6: Ipv6Addr,
+) -> Result<(), NetError> {
+    ip(&[
+        "-4",
+        "addr",
+        "replace",
+        &format!("{ipv4}/10"),
+        "dev",
+        interface,
+    ])
+    .await?;
+    ip(&[
+        "-6",
+        "addr",
+        "replace",
+        &format!("{ipv6}/48"),
+        "dev",
+        interface,
+        "nodad",
+    ])
+    .await
+}
+
+/// Routes a peer's subnet through the interface.
+pub async fn add_route(interface: &str, prefix: IpNet) -> Result<(), NetError> {
+    ip(&["route", "replace", &prefix.to_string(), "dev", interface]).await
+}
+
+/// Removes a subnet route.
+pub async fn remove_route(interface: &str, prefix: IpNet) -> Result<(), NetError> {
+    ip(&["route", "del", &prefix.to_string(), "dev", interface]).await
+}

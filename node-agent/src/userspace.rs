@@ -1,0 +1,471 @@
+//! Userspace WireGuard: BoringTun's protocol core (`noise::Tunn`, from
+//! defguard's fork, the one WireGuard implementation in the dependency tree)
+//! driven by our own TUN and UDP loops.
+//!
+//! Three threads: TUN → encrypt → UDP, UDP → decrypt → TUN, and the protocol
+//! timers (handshakes, keep-alives, re-keying). Peers can be changed in place
+//! (endpoint, allowed IPs, keep-alive) without losing their session, and
+//! removed or added at any time. Cryptokey routing is enforced both ways: a
+//! packet goes to the peer whose allowed IPs hold its destination, and a
+//! decrypted packet is delivered only if its source is among the sender's
+//! allowed IPs.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use defguard_boringtun::device::allowed_ips::AllowedIps;
+use defguard_boringtun::device::tun::TunSocket;
+use defguard_boringtun::noise::handshake::parse_handshake_anon;
+use defguard_boringtun::noise::{Packet, Tunn, TunnResult};
+use defguard_boringtun::x25519::{PublicKey, StaticSecret};
+use ipnet::IpNet;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::dataplane::{DataPlaneError, PeerConfig, PeerStats};
+use hearth_control::wire::WireGuardKey;
+
+/// Largest datagram or packet handled.
+const BUFFER: usize = 65_536;
+/// How often the protocol timers run.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+/// How long the UDP loop blocks before checking for shutdown.
+const UDP_POLL: Duration = Duration::from_millis(200);
+
+struct PeerState {
+    index: u32,
+    tunnel: Mutex<Tunn>,
+    endpoint: RwLock<Option<SocketAddr>>,
+    allowed: RwLock<Vec<IpNet>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    *lock
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
+}
+
+struct PeerTable {
+    by_key: HashMap<[u8; 32], Arc<PeerState>>,
+    by_index: HashMap<u32, Arc<PeerState>>,
+    by_address: AllowedIps<Arc<PeerState>>,
+    next_index: u32,
+}
+
+impl PeerTable {
+    fn rebuild_routes(&mut self) {
+        self.by_address.clear();
+        for peer in self.by_key.values() {
+            for prefix in read(&peer.allowed) {
+                self.by_address.insert(
+                    prefix.addr(),
+                    u32::from(prefix.prefix_len()),
+                    Arc::clone(peer),
+                );
+            }
+        }
+    }
+}
+
+struct Shared {
+    tun: TunSocket,
+    udp: UdpSocket,
+    /// Whether `udp` is a dual-stack IPv6 socket (IPv4 peers are then
+    /// addressed as IPv4-mapped IPv6).
+    dual_stack: bool,
+    private: StaticSecret,
+    public: PublicKey,
+    peers: RwLock<PeerTable>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn peers(&self) -> std::sync::RwLockReadGuard<'_, PeerTable> {
+        self.peers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn send(&self, datagram: &[u8], to: SocketAddr) {
+        let to = match to {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            _ => to,
+        };
+        if let Err(error) = self.udp.send_to(datagram, to) {
+            tracing::trace!(%error, %to, "UDP send failed");
+        }
+    }
+}
+
+/// A running userspace WireGuard device.
+pub struct Device {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    listen_port: u16,
+}
+
+fn bind_udp(port: u16) -> std::io::Result<UdpSocket> {
+    let dual = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).and_then(|socket| {
+        socket.set_only_v6(false)?;
+        socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
+        Ok(socket)
+    });
+    let socket = match dual {
+        Ok(socket) => socket,
+        Err(_) => {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+            socket
+        }
+    };
+    // Room for bursts at high throughput; the kernel caps these at rmem_max/wmem_max.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(UDP_POLL))?;
+    Ok(socket)
+}
+
+fn device_error(error: impl std::fmt::Display) -> DataPlaneError {
+    DataPlaneError::Device(error.to_string())
+}
+
+impl Device {
+    /// Creates TUN interface `name` and starts the device with `private_key` on `port`.
+    pub fn start(name: &str, private_key: [u8; 32], port: u16) -> Result<Device, DataPlaneError> {
+        let tun = TunSocket::new(name)
+            .and_then(TunSocket::set_non_blocking)
+            .map_err(|error| device_error(format!("cannot create TUN device {name}: {error:?}")))?;
+        let udp = bind_udp(port)
+            .map_err(|error| device_error(format!("cannot bind UDP port {port}: {error}")))?;
+        let local = udp.local_addr().map_err(device_error)?;
+        let (listen_port, dual_stack) = (local.port(), local.is_ipv6());
+        let private = StaticSecret::from(private_key);
+        let public = PublicKey::from(&private);
+        let shared = Arc::new(Shared {
+            tun,
+            udp,
+            dual_stack,
+            private,
+            public,
+            peers: RwLock::new(PeerTable {
+                by_key: HashMap::new(),
+                by_index: HashMap::new(),
+                by_address: AllowedIps::new(),
+                next_index: rand::random::<u32>() & 0x00ff_ffff,
+            }),
+            stop: AtomicBool::new(false),
+        });
+        let mut threads = Vec::new();
+        for (label, body) in [
+            ("wg-tun", run_tun as fn(Arc<Shared>)),
+            ("wg-udp", run_udp as fn(Arc<Shared>)),
+            ("wg-timers", run_timers as fn(Arc<Shared>)),
+        ] {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(label.into())
+                    .spawn(move || body(shared))
+                    .map_err(device_error)?,
+            );
+        }
+        Ok(Device {
+            shared,
+            threads,
+            listen_port,
+        })
+    }
+
+    /// The UDP port in use.
+    pub fn listen_port(&self) -> u16 {
+        self.listen_port
+    }
+
+    /// Adds a peer or changes it in place (its session survives).
+    pub fn set_peer(&self, config: &PeerConfig) -> Result<(), DataPlaneError> {
+        let mut table = self
+            .shared
+            .peers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(peer) = table.by_key.get(&config.key.0).cloned() {
+            if let Some(endpoint) = config.endpoint {
+                write(&peer.endpoint, Some(endpoint));
+            }
+            if read(&peer.allowed) != config.allowed_ips {
+                write(&peer.allowed, config.allowed_ips.clone());
+                table.rebuild_routes();
+            }
+            // The keep-alive interval is fixed when a peer is added (BoringTun has no setter).
+            return Ok(());
+        }
+        let index = table.next_index;
+        table.next_index = (index + 1) & 0x00ff_ffff;
+        let tunnel = Tunn::new(
+            self.shared.private.clone(),
+            PublicKey::from(config.key.0),
+            None,
+            config.keepalive,
+            index,
+            None,
+        );
+        let peer = Arc::new(PeerState {
+            index,
+            tunnel: Mutex::new(tunnel),
+            endpoint: RwLock::new(config.endpoint),
+            allowed: RwLock::new(config.allowed_ips.clone()),
+        });
+        for prefix in &config.allowed_ips {
+            table.by_address.insert(
+                prefix.addr(),
+                u32::from(prefix.prefix_len()),
+                Arc::clone(&peer),
+            );
+        }
+        table.by_index.insert(index, Arc::clone(&peer));
+        table.by_key.insert(config.key.0, peer);
+        Ok(())
+    }
+
+    /// Removes a peer.
+    pub fn remove_peer(&self, key: &WireGuardKey) -> Result<(), DataPlaneError> {
+        let mut table = self
+            .shared
+            .peers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(peer) = table.by_key.remove(&key.0) {
+            table.by_index.remove(&peer.index);
+            table.rebuild_routes();
+        }
+        Ok(())
+    }
+
+    /// Every peer's counters.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        let now = SystemTime::now();
+        self.shared
+            .peers()
+            .by_key
+            .iter()
+            .map(|(key, peer)| {
+                let (since_handshake, tx_bytes, rx_bytes, _, _) = lock(&peer.tunnel).stats();
+                PeerStats {
+                    key: WireGuardKey(*key),
+                    endpoint: read(&peer.endpoint),
+                    last_handshake: since_handshake.and_then(|since| now.checked_sub(since)),
+                    rx_bytes: rx_bytes as u64,
+                    tx_bytes: tx_bytes as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// This device's public key.
+    pub fn public_key(&self) -> WireGuardKey {
+        WireGuardKey(self.shared.public.to_bytes())
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads packets from the TUN device, encrypts them for the peer owning
+/// their destination, sends them. The TUN fd is non-blocking; readiness
+/// comes from a small tokio reactor on this thread.
+fn run_tun(shared: Arc<Shared>) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    else {
+        tracing::error!("cannot start the TUN reactor");
+        return;
+    };
+    runtime.block_on(async move {
+        let descriptor = std::os::fd::AsRawFd::as_raw_fd(&shared.tun);
+        // SAFETY: the descriptor belongs to `shared.tun`, which this thread
+        // keeps alive (through `shared`) for as long as the registration
+        // exists, and nothing closes or replaces it meanwhile. A `RawFd` has no
+        // destructor, so dropping the registration leaves the descriptor open.
+        #[allow(unsafe_code)]
+        let registered = unsafe { tokio::io::unix::AsyncFd::register(descriptor) };
+        let Ok(readiness) = registered else {
+            tracing::error!("cannot watch the TUN device");
+            return;
+        };
+        let mut packet = vec![0u8; BUFFER];
+        let mut out = vec![0u8; BUFFER + 64];
+        while !shared.stop.load(Ordering::Relaxed) {
+            let Ok(Ok(mut guard)) = tokio::time::timeout(UDP_POLL, readiness.readable()).await
+            else {
+                continue;
+            };
+            loop {
+                match shared.tun.read(&mut packet) {
+                    Ok(read) => {
+                        let length = read.len();
+                        encrypt_and_send(&shared, &packet[..length], &mut out);
+                    }
+                    Err(defguard_boringtun::device::Error::IfaceRead(error))
+                        if error.kind() == ErrorKind::WouldBlock =>
+                    {
+                        guard.clear_ready();
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(?error, "TUN read failed");
+                        guard.clear_ready();
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn encrypt_and_send(shared: &Shared, packet: &[u8], out: &mut [u8]) {
+    let Some(destination) = Tunn::dst_address(packet) else {
+        return;
+    };
+    let Some(peer) = shared.peers().by_address.find(destination).cloned() else {
+        return;
+    };
+    let Some(endpoint) = read(&peer.endpoint) else {
+        return;
+    };
+    let mut tunnel = lock(&peer.tunnel);
+    if let TunnResult::WriteToNetwork(datagram) = tunnel.encapsulate(packet, out) {
+        shared.send(datagram, endpoint);
+    }
+}
+
+/// Receives datagrams, decrypts them with the right peer's session and
+/// writes allowed packets to the TUN device.
+fn run_udp(shared: Arc<Shared>) {
+    let mut datagram = vec![0u8; BUFFER];
+    let mut out = vec![0u8; BUFFER];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (length, source) = match shared.udp.recv_from(&mut datagram) {
+            Ok(received) => received,
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "UDP receive failed");
+                continue;
+            }
+        };
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        decrypt_and_deliver(&shared, &datagram[..length], source, &mut out);
+    }
+}
+
+fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out: &mut [u8]) {
+    let Ok(parsed) = Tunn::parse_incoming_packet(datagram) else {
+        return;
+    };
+    let peer = {
+        let table = shared.peers();
+        match parsed {
+            Packet::HandshakeInit(init) => {
+                parse_handshake_anon(&shared.private, &shared.public, &init)
+                    .ok()
+                    .and_then(|half| table.by_key.get(&half.peer_static_public).cloned())
+            }
+            Packet::HandshakeResponse(response) => {
+                table.by_index.get(&(response.receiver_idx >> 8)).cloned()
+            }
+            Packet::PacketCookieReply(cookie) => {
+                table.by_index.get(&(cookie.receiver_idx >> 8)).cloned()
+            }
+            Packet::PacketData(data) => table.by_index.get(&(data.receiver_idx >> 8)).cloned(),
+        }
+    };
+    let Some(peer) = peer else {
+        return;
+    };
+    let mut tunnel = lock(&peer.tunnel);
+    match tunnel.decapsulate(Some(source.ip()), datagram, out) {
+        TunnResult::WriteToNetwork(reply) => {
+            shared.send(reply, source);
+            // Packets queued while the handshake was in flight go out now.
+            let mut flush = vec![0u8; BUFFER];
+            while let TunnResult::WriteToNetwork(queued) = tunnel.decapsulate(None, &[], &mut flush)
+            {
+                shared.send(queued, source);
+            }
+        }
+        TunnResult::WriteToTunnelV4(packet, from) => {
+            if permitted(&peer, IpAddr::V4(from)) {
+                let _ = shared.tun.write4(packet);
+            }
+        }
+        TunnResult::WriteToTunnelV6(packet, from) => {
+            if permitted(&peer, IpAddr::V6(from)) {
+                let _ = shared.tun.write6(packet);
+            }
+        }
+        TunnResult::Done => {}
+        TunnResult::Err(error) => {
+            tracing::trace!(?error, "packet rejected");
+            return;
+        }
+    }
+    // An authenticated packet: the peer is reachable where it came from (roaming).
+    if read(&peer.endpoint) != Some(source) {
+        write(&peer.endpoint, Some(source));
+    }
+}
+
+/// Whether a decrypted packet's source is one the peer may send from.
+fn permitted(peer: &PeerState, source: IpAddr) -> bool {
+    peer.allowed
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .any(|prefix| prefix.contains(&source))
+}
+
+/// Runs the protocol timers of every peer.
+fn run_timers(shared: Arc<Shared>) {
+    let mut out = vec![0u8; BUFFER];
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(TIMER_TICK);
+        let peers: Vec<Arc<PeerState>> = shared.peers().by_key.values().cloned().collect();
+        for peer in peers {
+            let endpoint = read(&peer.endpoint);
+            let mut tunnel = lock(&peer.tunnel);
+            if let TunnResult::WriteToNetwork(datagram) = tunnel.update_timers(&mut out)
+                && let Some(endpoint) = endpoint
+            {
+                shared.send(datagram, endpoint);
+            }
+        }
+    }
+}

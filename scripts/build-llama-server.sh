@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's `llama-server` from the sources vendored in PyPI's
+# llama-cpp-python sdist and caches the binary outside the repository, keyed
+# by version. Prints the path of the cached binary on stdout.
+#
+#   scripts/build-llama-server.sh            # build if missing, print path
+#   LLAMA_CPP_PYTHON_VERSION=0.3.36 scripts/build-llama-server.sh
+#
+# The default version is in scripts/llama-cpp-python.version, which the test
+# harness (testkit/src/llama.rs) reads too.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+version="${LLAMA_CPP_PYTHON_VERSION:-$(cat "$here/llama-cpp-python.version")}"
+cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
+dest="$cache_root/llama-server-$version"
+binary="$dest/llama-server"
+
+if [[ -x "$binary" ]]; then
+    echo "$binary"
+    exit 0
+fi
+
+for tool in cmake ninja python3 cc c++; do
+    command -v "$tool" >/dev/null || { echo "build-llama-server: $tool is missing" >&2; exit 1; }
+done
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "build-llama-server: fetching llama-cpp-python==$version sdist" >&2
+python3 -m pip download --quiet --no-binary :all: --no-deps --dest "$work" \
+    "llama-cpp-python==$version" >&2
+tar -xzf "$work"/llama_cpp_python-"$version".tar.gz -C "$work"
+src="$work/llama_cpp_python-$version/vendor/llama.cpp"
+
+echo "build-llama-server: configuring (this takes 10-25 minutes on 2 cores)" >&2
+cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF >&2
+cmake --build "$work/build" --target llama-server -j"$(nproc)" >&2
+
+mkdir -p "$dest"
+install -m 0755 "$work/build/bin/llama-server" "$binary.tmp"
+mv "$binary.tmp" "$binary"
+echo "$binary"

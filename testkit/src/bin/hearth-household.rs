@@ -1,0 +1,109 @@
+//! `hearth-household`: the whole household on one machine, in network
+//! namespaces (needs root): a coordinator, a hub node running llama-server
+//! with a generated tiny model, the AI gateway and the messaging service, a
+//! "laptop" (user ada) and a "phone" (user ben), all joined by the WireGuard
+//! mesh. It asks the assistant a question from the phone and prints the
+//! answer as it streams, tells you how to open the web chat as the laptop,
+//! and tears everything down on Ctrl-C.
+//!
+//! `scripts/household.sh` installs what it needs and runs it.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use hearth_testkit::household::{Household, MESSAGING_PORT, Options};
+use hearth_testkit::{is_root, lab::binary};
+
+const QUESTION: &str = "What should we cook tonight?";
+
+fn main() -> ExitCode {
+    if !is_root() {
+        eprintln!("hearth-household needs root (it creates network namespaces): run it with sudo");
+        return ExitCode::FAILURE;
+    }
+    let (stop, stopped) = mpsc::channel();
+    if let Err(error) = ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    }) {
+        eprintln!("cannot handle Ctrl-C: {error}");
+        return ExitCode::FAILURE;
+    }
+    let question = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| QUESTION.to_owned());
+    let started = Instant::now();
+    println!("Starting the household in network namespaces:");
+    println!(
+        "  coordinator, hub (agent, llama-server + tiny model, gateway, messaging), laptop (ada), phone (ben)"
+    );
+    let options = Options {
+        outsiders: false,
+        rooms: vec!["household".into()],
+        max_tokens: 48,
+        ..Options::default()
+    };
+    let Some(household) = Household::start(options) else {
+        eprintln!(
+            "the household cannot run here (see above); scripts/household.sh installs what it needs"
+        );
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "Up in {:.1} s. Devices the coordinator admitted:",
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", household.coordinator.cli_ok(&["nodes", "list"]));
+    println!();
+    println!("ben asks from the phone, in #household: @assistant {question}");
+    print!("assistant: ");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let asked = household
+        .lab
+        .command(&household.phone, binary("hearth-messaging"))
+        .args(["ask", "--room", "household", &question])
+        .env("HEARTH_MESSAGING_URL", household.url())
+        .status();
+    if !asked.is_ok_and(|status| status.success()) {
+        eprintln!(
+            "the question got no answer; messaging log:\n{}",
+            household.messaging_log()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "(llama-server runs a tiny model with random weights here: the words are noise, the path is real."
+    );
+    println!(" Point the gateway at a real GGUF model for real answers: docs/gateway.md.)");
+    println!();
+    let forward = household.lab.forward(
+        &household.laptop,
+        std::net::SocketAddr::from((household.hub_mesh, MESSAGING_PORT)),
+    );
+    println!(
+        "Web chat: open http://127.0.0.1:{}/ in a browser on this machine.",
+        forward.port
+    );
+    println!(
+        "  You are ada on the laptop: the page is reached from inside the laptop's namespace,"
+    );
+    println!(
+        "  over its WireGuard tunnel to the hub at {}.",
+        household.url()
+    );
+    println!("From a shell as the phone (ben):");
+    println!(
+        "  ip netns exec {} env HEARTH_MESSAGING_URL={} {} tail --room household",
+        household.phone.namespace,
+        household.url(),
+        binary("hearth-messaging").display()
+    );
+    println!();
+    println!("Ctrl-C stops everything and removes the namespaces.");
+    let _ = stopped.recv();
+    println!("\nStopping...");
+    drop(household);
+    println!("Done.");
+    ExitCode::SUCCESS
+}

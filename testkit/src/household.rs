@@ -1,0 +1,321 @@
+//! A household between network namespaces, as the messaging tests and the
+//! `hearth-household` demo use it: a coordinator and a hub node (agent, a real
+//! llama-server with the tiny model, the AI gateway, the messaging service), a
+//! laptop (user ada) and a phone (user ben); for the tests also a guest whose
+//! node the policy keeps away from the messaging port and a stranger outside
+//! the mesh.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::lab::{Agent, Coordinator, Host, Lab, Process, binary, wait_until};
+use crate::llama::{llama_server_binary, tiny_model};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The messaging service's port on the hub.
+pub const MESSAGING_PORT: u16 = 18790;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Add the guest (in the mesh, kept off the messaging port by the
+    /// policy) and the stranger (outside the mesh).
+    pub outsiders: bool,
+    /// Rooms that exist from the start.
+    pub rooms: Vec<String>,
+    /// Most tokens per assistant answer.
+    pub max_tokens: u32,
+    /// Start the gateway and the messaging service as processes on the hub
+    /// (otherwise the test brings them, e.g. in a pod).
+    pub services: bool,
+    /// For services in containers: the group that may use llama-server's
+    /// socket (then at `inference/inference.sock` in the lab dir instead of
+    /// TCP) and the hub agent's whois-only socket (`whois/whois.sock`).
+    pub container_group: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            outsiders: true,
+            rooms: vec!["household".into(), "garden".into()],
+            max_tokens: 24,
+            services: true,
+            container_group: None,
+        }
+    }
+}
+
+/// A running household; everything stops and the namespaces go on drop.
+pub struct Household {
+    /// The network (dropped last: fields drop in order).
+    pub hub: Host,
+    /// ada's laptop.
+    pub laptop: Host,
+    /// ben's phone.
+    pub phone: Host,
+    /// The guest (with [`Options::outsiders`]).
+    pub guest: Option<Host>,
+    /// The stranger (with [`Options::outsiders`]).
+    pub stranger: Option<Host>,
+    /// The coordinator (on the hub's namespace).
+    pub coordinator: Coordinator,
+    /// The hub's mesh address.
+    pub hub_mesh: Ipv4Addr,
+    /// The hub's agent.
+    pub hub_agent: Agent,
+    /// The messaging service, when running.
+    pub messaging: Option<Process>,
+    /// llama-server, when running.
+    pub llama: Option<Process>,
+    /// The AI gateway (with [`Options::services`]).
+    pub gateway: Option<Process>,
+    /// The other agents.
+    pub agents: Vec<Agent>,
+    /// With [`Options::container_group`]: the directory of llama-server's socket.
+    pub inference_dir: Option<PathBuf>,
+    /// With [`Options::container_group`]: the directory of the hub agent's whois-only socket.
+    pub whois_dir: Option<PathBuf>,
+    /// The options it was built with.
+    pub options: Options,
+    /// The lab (last, so the processes above stop before it tears down).
+    pub lab: Lab,
+}
+
+/// The policy: the family reaches everything; the guest only the hub's SSH.
+const POLICY: &str = r#"{"groups": {"group:family": ["ada@", "ben@", "home@"]},
+    "acls": [{"action": "accept", "src": ["group:family"], "dst": ["*:*"]},
+             {"action": "accept", "src": ["guest@"], "dst": ["home@:22"]}]}"#;
+
+impl Household {
+    /// Builds and starts everything; `None` when it cannot run here (a skip
+    /// outside CI: no root, or llama-server or the model generator missing).
+    pub fn start(options: Options) -> Option<Household> {
+        let mut lab = Lab::new()?;
+        llama_server_binary()?;
+        tiny_model()?;
+        let hub = lab.host("hub");
+        let laptop = lab.host("laptop");
+        let phone = lab.host("phone");
+        let (guest, stranger) = if options.outsiders {
+            (Some(lab.host("guest")), Some(lab.host("stranger")))
+        } else {
+            (None, None)
+        };
+        let coordinator = lab.start_coordinator(&hub);
+        let dir = lab.dir.path().to_owned();
+        let policy = dir.join("policy.json");
+        std::fs::write(&policy, POLICY).expect("policy file");
+        coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
+        let mut members = vec![("home", &hub), ("ada", &laptop), ("ben", &phone)];
+        if let Some(guest) = &guest {
+            members.push(("guest", guest));
+        }
+        // Sockets for services in containers, in directories of their group.
+        let (inference_dir, whois_dir) = match options.container_group {
+            Some(group) => (
+                Some(group_dir(&dir.join("inference"), group)),
+                Some(group_dir(&dir.join("whois"), group)),
+            ),
+            None => (None, None),
+        };
+        let whois_args = whois_dir
+            .as_ref()
+            .zip(options.container_group)
+            .map(|(whois, group)| {
+                vec![
+                    "--whois-socket".to_owned(),
+                    whois.join("whois.sock").to_string_lossy().into_owned(),
+                    "--whois-group".to_owned(),
+                    group.to_string(),
+                ]
+            });
+        let mut agents = Vec::new();
+        for (user, host) in members {
+            coordinator.cli_ok(&["users", "create", user]);
+            let token = coordinator.token_file(
+                &dir,
+                &format!("{user}.token"),
+                &["--user", user, "--pre-approved"],
+            );
+            let mut extra = vec!["--backend".to_owned(), "userspace".to_owned()];
+            if user == "home" {
+                extra.extend(whois_args.iter().flatten().cloned());
+            }
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            agents.push(lab.start_agent(host, &token, &extra));
+        }
+        let hub_agent = agents.remove(0);
+        let hub_mesh = hub_agent.wait_mesh_ipv4(15 * SECOND);
+        for agent in &agents {
+            agent.wait_mesh_ipv4(15 * SECOND);
+        }
+
+        // The model and the gateway, on the hub's loopback.
+        let gateway_config = dir.join("gateway.json");
+        std::fs::write(
+            &gateway_config,
+            json!({
+                "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 5,
+                                                   "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 64}]}}},
+                "agents": {"defaults": {"model": {"primary": "local/tiny"}}},
+                "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1},
+            })
+            .to_string(),
+        )
+        .expect("gateway config");
+        let gateway = options.services.then(|| {
+            let mut command = lab.command(&hub, binary("hearth-gateway"));
+            command.args(["serve", "--config"]).arg(&gateway_config);
+            lab.spawn(&hub, "gateway", command)
+        });
+        let mut household = Household {
+            hub,
+            laptop,
+            phone,
+            guest,
+            stranger,
+            coordinator,
+            hub_mesh,
+            hub_agent,
+            messaging: None,
+            llama: None,
+            gateway,
+            agents,
+            inference_dir,
+            whois_dir,
+            options,
+            lab,
+        };
+        household.start_llama();
+        if household.options.services {
+            household.start_messaging();
+        }
+        Some(household)
+    }
+
+    /// The messaging service's URL as mesh devices reach it.
+    pub fn url(&self) -> String {
+        format!("http://{}:{MESSAGING_PORT}", self.hub_mesh)
+    }
+
+    /// The messaging service's log so far.
+    pub fn messaging_log(&self) -> String {
+        self.messaging
+            .as_ref()
+            .map(Process::log_text)
+            .unwrap_or_default()
+    }
+
+    /// Runs `hearth-messaging ARGS` on `host` against the hub.
+    pub fn cli(&self, host: &Host, args: &[&str]) -> Output {
+        let mut command = self.lab.command(host, binary("hearth-messaging"));
+        command.args(args).env("HEARTH_MESSAGING_URL", self.url());
+        command.output().expect("hearth-messaging runs")
+    }
+
+    /// Like [`Household::cli`], failing (with the service's log) unless it succeeds; its stdout.
+    pub fn cli_ok(&self, host: &Host, args: &[&str]) -> String {
+        let output = self.cli(host, args);
+        assert!(
+            output.status.success(),
+            "hearth-messaging {} on {} failed: {}\nmessaging log:\n{}",
+            args.join(" "),
+            host.name,
+            String::from_utf8_lossy(&output.stderr),
+            self.messaging_log()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts `hearth-messaging ARGS` on `host` in the background, logging to the lab.
+    pub fn spawn_cli(&mut self, host: &Host, label: &str, args: &[&str]) -> Process {
+        let mut command = self.lab.command(host, binary("hearth-messaging"));
+        command.args(args).env("HEARTH_MESSAGING_URL", self.url());
+        let host = host.clone();
+        self.lab.spawn(&host, label, command)
+    }
+
+    /// Starts the messaging service on the hub and waits until the laptop reaches it.
+    pub fn start_messaging(&mut self) {
+        let dir = self.lab.dir.path();
+        let config = json!({
+            "agentSocket": self.hub_agent.state.join("agent.sock"),
+            "dataDir": dir.join("messaging-data"),
+            "rooms": self.options.rooms,
+            "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "maxTokens": self.options.max_tokens},
+        });
+        let path = dir.join("messaging.json");
+        std::fs::write(&path, config.to_string()).expect("messaging config");
+        let mut command = self.lab.command(&self.hub, binary("hearth-messaging"));
+        command
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("HEARTH_LOG", "debug");
+        let hub = self.hub.clone();
+        self.messaging = Some(self.lab.spawn(&hub, "messaging", command));
+        let url = format!("{}/api/me", self.url());
+        let laptop = self.laptop.clone();
+        let ready = wait_until(10 * SECOND, || {
+            self.lab
+                .command(&laptop, "curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+                .output()
+                .is_ok_and(|output| output.stdout == b"200")
+        });
+        assert!(
+            ready.is_some(),
+            "messaging did not come up: {}",
+            self.messaging_log()
+        );
+    }
+
+    /// Starts llama-server with the tiny model on the hub's loopback, port 18090.
+    pub fn start_llama(&mut self) {
+        let (Some(llama), Some(model)) = (llama_server_binary(), tiny_model()) else {
+            panic!("llama-server and the tiny model were checked at the start")
+        };
+        let mut command = self.lab.command(&self.hub, &llama);
+        command.arg("-m").arg(&model);
+        let socket = self
+            .inference_dir
+            .as_ref()
+            .map(|dir| dir.join("inference.sock"));
+        match &socket {
+            Some(socket) => command.arg("--host").arg(socket),
+            None => command.args(["--host", "127.0.0.1", "--port", "18090"]),
+        };
+        command.args(["-c", "2048", "-t", "1", "--no-webui"]);
+        let hub = self.hub.clone();
+        self.llama = Some(self.lab.spawn(&hub, "llama-server", command));
+        if let (Some(socket), Some(group)) = (socket, self.options.container_group) {
+            let made = wait_until(30 * SECOND, || socket.exists());
+            assert!(
+                made.is_some(),
+                "llama-server made no socket: {}",
+                self.llama
+                    .as_ref()
+                    .map(Process::log_text)
+                    .unwrap_or_default()
+            );
+            std::os::unix::fs::chown(&socket, Some(0), Some(group)).expect("socket group");
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
+                .expect("socket mode");
+        }
+    }
+}
+
+/// `dir`, created if needed, owned by root and `group`, mode 0750.
+fn group_dir(dir: &std::path::Path, group: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("socket directory");
+    std::os::unix::fs::chown(dir, Some(0), Some(group)).expect("socket directory group");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+        .expect("socket directory mode");
+    dir.to_owned()
+}

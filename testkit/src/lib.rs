@@ -1,0 +1,20 @@
+//! Hearth's shared test harness.
+//!
+//! - [`lab`]: hosts in Linux network namespaces joined by a bridge, for
+//!   end-to-end mesh tests that never touch the machine's own network.
+//! - [`llama`]: a real `llama-server` (built from the llama.cpp sources
+//!   vendored in `llama-cpp-python`) serving a tiny generated model, over TCP
+//!   or a UNIX socket.
+//! - [`standins`]: servers that stand in for things that cannot run here
+//!   (Ollama, whose binary cannot be fetched), and scripted byte-level
+//!   streams for edge cases no real server produces on demand. Every test
+//!   using one says so by name.
+
+pub mod household;
+pub mod lab;
+pub mod llama;
+pub mod podman;
+pub mod standins;
+pub mod webdriver;
+
+pub use lab::*;

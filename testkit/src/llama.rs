@@ -1,0 +1,293 @@
+//! A real llama.cpp `llama-server` serving a tiny generated model.
+//!
+//! The binary is built by `scripts/build-llama-server.sh` (which `.ci/run`
+//! calls) and cached outside the repository, keyed by the llama-cpp-python
+//! version in `scripts/llama-cpp-python.version`; `HEARTH_LLAMA_SERVER` points
+//! at another build. The model is written by `scripts/make-tiny-model.py`
+//! (PyPI's `gguf`) once per script version into the target directory.
+//! Without either, tests skip with the reason outside CI and fail in CI.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::lab::{skip, target_dir};
+
+static MODEL: Mutex<()> = Mutex::new(());
+
+/// The workspace root (where `scripts/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .expect("testkit sits in the workspace")
+}
+
+/// The cache directory shared with the scripts (`HEARTH_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/hearth`, else `~/.cache/hearth`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("HEARTH_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|dir| PathBuf::from(dir).join("hearth")))
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/hearth")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hearth"))
+}
+
+/// The Python interpreter for the tests: `HEARTH_PYTHON`, else the
+/// environment `scripts/python-env.sh` made, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("HEARTH_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = cache_dir().join("venv/bin/python");
+    if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Where `scripts/build-llama-server.sh` caches its build.
+fn cached_binary() -> PathBuf {
+    let version = std::env::var("LLAMA_CPP_PYTHON_VERSION").unwrap_or_else(|_| {
+        std::fs::read_to_string(workspace_root().join("scripts/llama-cpp-python.version"))
+            .expect("scripts/llama-cpp-python.version")
+            .trim()
+            .to_owned()
+    });
+    cache_dir()
+        .join(format!("llama-server-{version}"))
+        .join("llama-server")
+}
+
+/// The `llama-server` binary, or a skip.
+pub fn llama_server_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("HEARTH_LLAMA_SERVER") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Some(path);
+        }
+        return skip(&format!(
+            "HEARTH_LLAMA_SERVER={} does not exist",
+            path.display()
+        ));
+    }
+    let path = cached_binary();
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip(&format!(
+            "llama-server is not built ({} is missing): run scripts/build-llama-server.sh",
+            path.display()
+        ))
+    }
+}
+
+/// The tiny model, generated on first use, or a skip when Python's `gguf` is missing.
+pub fn tiny_model() -> Option<PathBuf> {
+    let _guard = MODEL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let script = workspace_root().join("scripts/make-tiny-model.py");
+    let source = std::fs::read(&script).expect("scripts/make-tiny-model.py");
+    let dir = target_dir().join("hearth-test-data");
+    std::fs::create_dir_all(&dir).expect("test data directory");
+    let path = dir.join(format!("tiny-{:016x}.gguf", fnv1a(&source)));
+    if path.is_file() {
+        return Some(path);
+    }
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    let output = Command::new(python()).arg(&script).arg(&partial).output();
+    match output {
+        Ok(output) if output.status.success() => {
+            std::fs::rename(&partial, &path).expect("model in place");
+            Some(path)
+        }
+        Ok(output) => skip(&format!(
+            "scripts/make-tiny-model.py failed (run scripts/python-env.sh for PyPI's gguf): {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(error) => skip(&format!("python3 cannot run: {error}")),
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A free TCP port on loopback (free when asked; taken by whoever binds first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// A running `llama-server`; killed on drop.
+pub struct LlamaServer {
+    child: Child,
+    /// The base URL as Hearth's config takes it: `http://127.0.0.1:PORT/v1`
+    /// or `unix:/path/llama.sock`.
+    pub base_url: String,
+    /// The UNIX socket, when it listens on one.
+    pub socket: Option<PathBuf>,
+    /// The TCP port, when it listens on one.
+    pub port: Option<u16>,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl LlamaServer {
+    /// Starts one on a loopback port and waits until it has loaded the model.
+    pub fn start_tcp() -> Option<LlamaServer> {
+        let port = free_port();
+        LlamaServer::start(
+            &["--host", "127.0.0.1", "--port", &port.to_string()],
+            Some(port),
+            None,
+        )
+    }
+
+    /// Starts one on a UNIX socket created with mode 0660 (as a service
+    /// with `UMask=0117` would), and waits until it has loaded the model.
+    pub fn start_unix() -> Option<LlamaServer> {
+        let dir = tempfile::tempdir().expect("socket directory");
+        let socket = dir.path().join("inference.sock");
+        let socket_text = socket.to_string_lossy().into_owned();
+        LlamaServer::start_in(dir, &["--host", &socket_text], None, Some(socket))
+    }
+
+    fn start(listen: &[&str], port: Option<u16>, socket: Option<PathBuf>) -> Option<LlamaServer> {
+        LlamaServer::start_in(
+            tempfile::tempdir().expect("log directory"),
+            listen,
+            port,
+            socket,
+        )
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        listen: &[&str],
+        port: Option<u16>,
+        socket: Option<PathBuf>,
+    ) -> Option<LlamaServer> {
+        let binary = llama_server_binary()?;
+        let model = tiny_model()?;
+        let log = dir.path().join("llama-server.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        // `sh` sets the umask that gives the socket its mode, then becomes the server.
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "umask 0117 && exec \"$@\"", "llama-server"])
+            .arg(&binary)
+            .arg("-m")
+            .arg(&model)
+            .args(listen)
+            .args(["-c", "2048", "-np", "4", "-t", "1", "--no-webui"])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        let child = command.spawn().expect("llama-server starts");
+        let base_url = match (&socket, port) {
+            (Some(path), _) => format!("unix:{}", path.display()),
+            (None, Some(port)) => format!("http://127.0.0.1:{port}/v1"),
+            (None, None) => unreachable!("a server listens somewhere"),
+        };
+        let mut server = LlamaServer {
+            child,
+            base_url,
+            socket,
+            port,
+            log,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("llama-server exited ({status}): {}", server.log_text());
+            }
+            if server
+                .get("/health")
+                .is_some_and(|(status, _)| status == 200)
+            {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "llama-server did not become ready in 60 s: {}",
+            server.log_text()
+        );
+    }
+
+    /// Its output so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A scratch directory that lives as long as the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `GET path` over plain HTTP/1.1; the status and body, or `None` when
+    /// nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut response = Vec::new();
+        if let Some(socket) = &self.socket {
+            let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            stream.write_all(request.as_bytes()).ok()?;
+            stream.read_to_end(&mut response).ok()?;
+        } else {
+            let port = self.port?;
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            stream.write_all(request.as_bytes()).ok()?;
+            stream.read_to_end(&mut response).ok()?;
+        }
+        let text = String::from_utf8_lossy(&response);
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .to_owned();
+        Some((status, body))
+    }
+
+    /// Stops it with SIGKILL (a crash, as far as clients can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGSTOP: it keeps its socket but answers nothing (a hang).
+    pub fn freeze(&self) {
+        let _ = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Resumes it after [`LlamaServer::freeze`].
+    pub fn thaw(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.thaw();
+        }
+        self.kill();
+    }
+}

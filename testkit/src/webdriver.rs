@@ -1,0 +1,236 @@
+//! A minimal W3C WebDriver client (enough to open a page, type, click, read
+//! and take screenshots), speaking HTTP/1.1 to chromedriver on loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The key WebDriver uses for element references.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A browser session.
+pub struct Session {
+    port: u16,
+    id: String,
+}
+
+fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|error| format!("chromedriver: {error}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|error| error.to_string())?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()))
+        .map_err(|error| error.to_string())?;
+    let body = read_body(&mut stream).map_err(|error| format!("chromedriver: {error}"))?;
+    let value: Value = serde_json::from_str(&body).map_err(|error| format!("{error}: {body}"))?;
+    if let Some(error) = value["value"]["error"].as_str() {
+        return Err(format!(
+            "{error}: {}",
+            value["value"]["message"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(value["value"].clone())
+}
+
+/// Reads one HTTP/1.1 response's body. chromedriver keeps the connection
+/// open after answering, so the body ends by its length, not by EOF.
+fn read_body(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 16384];
+    let malformed = || std::io::Error::new(std::io::ErrorKind::InvalidData, "a malformed answer");
+    loop {
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+            let body_start = end + 4;
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map(|value| value.trim().parse::<usize>().map_err(|_| malformed()))
+                .transpose()?;
+            let chunked = head.contains("transfer-encoding: chunked")
+                || head.contains("transfer-encoding:chunked");
+            let complete = match length {
+                Some(length) => received.len() >= body_start + length,
+                None if chunked => received[body_start..]
+                    .windows(5)
+                    .any(|window| window == b"0\r\n\r\n"),
+                None => false,
+            };
+            if complete {
+                let body = &received
+                    [body_start..body_start + length.unwrap_or(received.len() - body_start)];
+                let body = String::from_utf8_lossy(body);
+                return Ok(if chunked {
+                    unchunk(&body)
+                } else {
+                    body.into_owned()
+                });
+            }
+        }
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            return Err(malformed());
+        }
+        received.extend_from_slice(&buffer[..read]);
+    }
+}
+
+/// Whether the chromedriver at `port` is ready for sessions.
+pub fn ready(port: u16) -> bool {
+    request(port, "GET", "/status", None).is_ok_and(|value| value["ready"] == json!(true))
+}
+
+fn unchunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Session {
+    /// Starts headless Chromium through the chromedriver at `port`.
+    pub fn chromium(
+        port: u16,
+        profile: &std::path::Path,
+        width: u32,
+        height: u32,
+    ) -> Result<Session, String> {
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
+                         "--disable-dev-shm-usage", format!("--window-size={width},{height}"),
+                         format!("--user-data-dir={}", profile.display())],
+            },
+        }}});
+        let value = request(port, "POST", "/session", Some(&capabilities))?;
+        let id = value["sessionId"]
+            .as_str()
+            .ok_or("no session id")?
+            .to_owned();
+        Ok(Session { port, id })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        request(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.id),
+            body.as_ref(),
+        )
+    }
+
+    /// Opens `url`.
+    pub fn open(&self, url: &str) -> Result<(), String> {
+        self.call("POST", "/url", Some(json!({"url": url})))
+            .map(|_| ())
+    }
+
+    /// Runs `script` in the page and returns its result.
+    pub fn script(&self, script: &str) -> Result<Value, String> {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Polls `script` until it returns something truthy (not null, false, "" or 0).
+    pub fn wait_for(&self, script: &str, limit: Duration) -> Result<Value, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.script(script)?;
+            let truthy = !(value.is_null()
+                || value == json!(false)
+                || value == json!("")
+                || value == json!(0));
+            if truthy {
+                return Ok(value);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("`{script}` stayed falsy for {limit:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn element(&self, css: &str) -> Result<String, String> {
+        let value = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        )?;
+        value[ELEMENT]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no element {css}"))
+    }
+
+    /// Types `text` into the element `css`.
+    pub fn type_into(&self, css: &str, text: &str) -> Result<(), String> {
+        let element = self.element(css)?;
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .map(|_| ())
+    }
+
+    /// Clicks the element `css`.
+    pub fn click(&self, css: &str) -> Result<(), String> {
+        let element = self.element(css)?;
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .map(|_| ())
+    }
+
+    /// A PNG of the viewport.
+    pub fn screenshot(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        let value = self.call("GET", "/screenshot", None)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().ok_or("no screenshot")?)
+            .map_err(|error| error.to_string())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = request(self.port, "DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(unchunk("4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"), "{\"a\":1}");
+    }
+}
