@@ -105,6 +105,8 @@ impl Server {
             let listen =
                 address.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
             let stun: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+            // Where this attempt's lines start in the shared log.
+            let log_start = std::fs::metadata(&log).map_or(0, |meta| meta.len() as usize);
             let log_file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -131,15 +133,20 @@ impl Server {
                 child,
                 log: log.clone(),
             };
-            match server.wait_ready() {
+            match server.wait_ready(log_start) {
                 Ready::Yes => return server,
                 Ready::AddressInUse => continue,
             }
         }
-        panic!("coordinator found no free port in five attempts");
+        panic!(
+            "coordinator found no free port in five attempts; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
-    fn wait_ready(&mut self) -> Ready {
+    /// Waits until the server answers; `log_start` is where this launch's
+    /// lines begin in the log.
+    fn wait_ready(&mut self, log_start: usize) -> Ready {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let admin_ready = self.state.join("admin.sock").exists();
@@ -147,7 +154,11 @@ impl Server {
                 return Ready::Yes;
             }
             if let Ok(Some(_status)) = self.child.try_wait() {
-                if self.log_text().contains("Address already in use") {
+                if self
+                    .log_text()
+                    .get(log_start..)
+                    .is_some_and(|lines| lines.contains("Address already in use"))
+                {
                     return Ready::AddressInUse;
                 }
                 break;
