@@ -367,13 +367,16 @@ async fn time_to_first_token() {
     }
     let (mut plain, mut sealed, mut added) = (Vec::new(), Vec::new(), Vec::new());
     let (mut gateway_hop, mut llama_hop) = (Vec::new(), Vec::new());
+    let mut gateway_cpu = 0.0;
     for _ in 0..SAMPLES {
         let one = direct(&endpoint, "hello", 2).await.0.as_secs_f64() * 1e6;
+        let cpu_before = gateway.cpu_seconds();
         let other = encrypted(&http, &gateway.url, &key, &device, "hello", 2)
             .await
             .0
             .as_secs_f64()
             * 1e6;
+        gateway_cpu += gateway.cpu_seconds() - cpu_before;
         plain.push(one);
         sealed.push(other);
         added.push(other - one);
@@ -451,6 +454,10 @@ async fn time_to_first_token() {
         "| for scale: a bare HTTP exchange with the gateway / with llama-server, p50 | {:.0} us / {:.0} us |",
         median(&mut gateway_hop),
         median(&mut llama_hop)
+    );
+    println!(
+        "| the gateway's CPU per encrypted request, whole reply | {:.0} us |",
+        gateway_cpu / SAMPLES as f64 * 1e6
     );
     println!(
         "| sealing the request on the device (not included above) | {:.0} us |",

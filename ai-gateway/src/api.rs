@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -219,10 +220,38 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
             );
         }
     };
-    match gateway.admit(&envelope) {
+    let plausible = match gateway.precheck(&envelope) {
+        Ok(plausible) => plausible,
+        Err(refused) => return refusal(&gateway, refused),
+    };
+    // Connect to the model while the request is decrypted: the yield lets
+    // the connecting task start before this one spends its time on the
+    // cryptography, and the model server accepts meanwhile.
+    let ahead = gateway.router.open_ahead();
+    if ahead.is_some() {
+        tokio::task::yield_now().await;
+    }
+    match gateway.admit_checked(&envelope, plausible, ahead) {
         Ok(admitted) => {
             let keepalive = gateway.keepalive();
-            sse(gateway.reply(admitted).await, keepalive)
+            let mut reply = Box::pin(async move { gateway.reply(admitted).await });
+            // Ask the model before answering the head: the connection opened
+            // ahead completes on the next turn of the event loop, and the
+            // request is written by the connection's own task on the turn
+            // after that.
+            for _ in 0..2 {
+                if let Poll::Ready(lines) = futures_util::poll!(reply.as_mut()) {
+                    return sse(lines, keepalive);
+                }
+                tokio::task::yield_now().await;
+            }
+            // Then the head goes out while the model works, so that the
+            // first token travels alone. Failures after admission are
+            // sealed error events: the status is 200 either way.
+            sse(
+                futures_util::stream::once(reply).flatten().boxed(),
+                keepalive,
+            )
         }
         Err(refused) => refusal(&gateway, refused),
     }
@@ -290,7 +319,7 @@ async fn completions(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Respon
     let created = unix_now();
 
     let mut events = gateway
-        .open_turn(&backend_request, arrived, "completions", None, None)
+        .open_turn(&backend_request, arrived, "completions", None, None, None)
         .await;
 
     if !request.stream {

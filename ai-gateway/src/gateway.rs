@@ -15,7 +15,7 @@ use hearth_e2ee::{
     ChatEnvelope, ChatPayload, ChunkSealer, EnvelopeError, PublishedKey, Rejection, ReplayWindow,
     ReplyEvent, ReplyUsage,
 };
-use hearth_llm::{ChatRequest, Message, ModelRef, RouteError, Router, StreamEvent};
+use hearth_llm::{Ahead, ChatRequest, Message, ModelRef, RouteError, Router, StreamEvent};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -90,6 +90,13 @@ pub struct Admitted {
     peer: String,
     sealer: ChunkSealer,
     permit: OwnedSemaphorePermit,
+    arrived: Instant,
+    ahead: Option<Ahead>,
+}
+
+/// An encrypted request whose cheap checks passed: the one to decrypt it with.
+pub struct Plausible {
+    key: Arc<hearth_e2ee::receiver::Receiver>,
     arrived: Instant,
 }
 
@@ -272,6 +279,12 @@ impl Gateway {
     /// decryption (which authenticates the device), replay, device rate,
     /// capacity. No backend is called before all pass.
     pub fn admit(&self, envelope: &ChatEnvelope) -> Result<Admitted, Refusal> {
+        let plausible = self.precheck(envelope)?;
+        self.admit_checked(envelope, plausible, None)
+    }
+
+    /// The checks that cost no cryptography: shape, freshness, key id.
+    pub fn precheck(&self, envelope: &ChatEnvelope) -> Result<Plausible, Refusal> {
         let arrived = Instant::now();
         check_shape(envelope)?;
         let now = unix_now();
@@ -294,6 +307,20 @@ impl Gateway {
             .keys
             .accepted(&envelope.key_id, now)
             .ok_or_else(|| Refusal::UnknownKey(envelope.key_id.clone()))?;
+        Ok(Plausible { key, arrived })
+    }
+
+    /// The rest of [`Gateway::admit`] after [`Gateway::precheck`]. A
+    /// connection opened `ahead` to the model (while this decrypts) rides
+    /// along to the reply; on a refusal it is closed unused.
+    pub fn admit_checked(
+        &self,
+        envelope: &ChatEnvelope,
+        plausible: Plausible,
+        ahead: Option<Ahead>,
+    ) -> Result<Admitted, Refusal> {
+        let Plausible { key, arrived } = plausible;
+        let now = unix_now();
         let opened = open_request_with(envelope, &key)?;
         self.replay
             .lock()
@@ -311,6 +338,7 @@ impl Gateway {
             sealer: opened.sealer,
             permit,
             arrived,
+            ahead,
         })
     }
 
@@ -325,11 +353,12 @@ impl Gateway {
             mut sealer,
             permit,
             arrived,
+            ahead,
         } = admitted;
         let events = match serde_json::from_slice::<ChatPayload>(&plaintext) {
             Ok(payload) => {
                 drop(plaintext);
-                self.begin(payload, &peer, arrived, "chat", Some(permit))
+                self.begin(payload, &peer, arrived, Some(permit), ahead)
                     .await
             }
             Err(error) => {
@@ -360,9 +389,10 @@ impl Gateway {
         payload: ChatPayload,
         peer: &str,
         arrived: Instant,
-        endpoint: &'static str,
         permit: Option<OwnedSemaphorePermit>,
+        ahead: Option<Ahead>,
     ) -> BoxStream<'static, ReplyEvent> {
+        let endpoint = "chat";
         let channel = payload.channel.clone().unwrap_or_else(|| "default".into());
         if channel.is_empty() || channel.len() > 200 {
             self.metrics.outcome(endpoint, "bad_request");
@@ -403,8 +433,15 @@ impl Gateway {
             payload.max_tokens,
             payload.temperature,
         );
-        self.open_turn(&request, arrived, endpoint, Some((session, user)), permit)
-            .await
+        self.open_turn(
+            &request,
+            arrived,
+            endpoint,
+            Some((session, user)),
+            permit,
+            ahead,
+        )
+        .await
     }
 
     /// The backend request: persona, history fitted to the primary model's
@@ -446,8 +483,9 @@ impl Gateway {
         endpoint: &'static str,
         save: Option<(String, Message)>,
         permit: Option<OwnedSemaphorePermit>,
+        ahead: Option<Ahead>,
     ) -> BoxStream<'static, ReplyEvent> {
-        let opened = match self.router.open(request).await {
+        let opened = match self.router.open_with(request, ahead).await {
             Ok(opened) => opened,
             Err(error) => {
                 let code = match &error {

@@ -55,9 +55,10 @@ pub(crate) trait Format: Send + 'static {
 }
 
 /// Decodes `bytes` with `format` into a reply stream.
-pub(crate) fn decode<S, F>(bytes: S, format: F) -> EventStream
+pub(crate) fn decode<S, E, F>(bytes: S, format: F) -> EventStream
 where
-    S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::fmt::Display,
     F: Format,
 {
     let state = (bytes, format, Events::default());

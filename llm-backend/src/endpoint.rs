@@ -1,6 +1,9 @@
-//! Where a backend listens: `http(s)://host:port[/prefix]`, or `unix:/path.sock`.
+//! Where a backend listens: `http://host:port[/prefix]`, or `unix:/path.sock`.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::link::{Idle, Opening, Place, Target};
 
 /// The API a provider speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -19,42 +22,82 @@ pub struct Endpoint {
     /// How it was configured, for messages.
     pub label: String,
     base: String,
+    /// Where to connect, for requests made on [`crate::link`].
+    target: Target,
+    /// The `Host` header.
+    authority: String,
+    /// The path before the API's own paths (`/v1` for OpenAI-style servers).
+    prefix: String,
+    /// Connections kept for the next request (shared by clones).
+    idle: Arc<Idle>,
     /// The HTTP client bound to it.
     pub http: reqwest::Client,
 }
 
 impl Endpoint {
     /// Parses `text`. For OpenAI-style providers an HTTP base URL includes
-    /// its `/v1`; on a UNIX socket the OpenAI API is at `/v1`.
+    /// its `/v1`; on a UNIX socket the OpenAI API is at `/v1`. HTTPS is
+    /// refused: a model elsewhere is reached over the mesh, which encrypts.
     pub fn parse(text: &str, api: Api, connect_timeout: Duration) -> Result<Endpoint, String> {
         let builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30));
+        let target = |place| Target {
+            place,
+            timeout: connect_timeout,
+            label: text.to_owned(),
+        };
         if let Some(path) = text.strip_prefix("unix:") {
             let path = format!("/{}", path.trim_start_matches('/'));
             let http = builder
                 .unix_socket(path.as_str())
                 .build()
                 .map_err(|error| format!("{text}: {error}"))?;
-            let base = match api {
-                Api::OpenAiCompletions => "http://localhost/v1",
-                Api::Ollama => "http://localhost",
+            let prefix = match api {
+                Api::OpenAiCompletions => "/v1",
+                Api::Ollama => "",
             };
             return Ok(Endpoint {
                 label: text.to_owned(),
-                base: base.to_owned(),
+                base: format!("http://localhost{prefix}"),
+                target: target(Place::Unix(path.into())),
+                authority: "localhost".into(),
+                prefix: prefix.into(),
+                idle: Arc::default(),
                 http,
             });
         }
-        if !(text.starts_with("http://") || text.starts_with("https://")) {
-            return Err(format!("`{text}` is not an http(s):// URL or unix:/path"));
+        if text.starts_with("https://") {
+            return Err(format!(
+                "`{text}`: https is not supported; reach a model on another machine over the mesh with http:// (WireGuard encrypts it)"
+            ));
         }
+        if !text.starts_with("http://") {
+            return Err(format!("`{text}` is not an http:// URL or unix:/path"));
+        }
+        let url = reqwest::Url::parse(text).map_err(|error| format!("`{text}`: {error}"))?;
+        let (Some(named), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Err(format!("`{text}` names no host"));
+        };
+        // An IPv6 address is bracketed in URLs and Host headers, not in connect().
+        let host = named
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let authority = match url.port() {
+            Some(port) => format!("{named}:{port}"),
+            None => named.to_owned(),
+        };
         let http = builder
             .build()
             .map_err(|error| format!("{text}: {error}"))?;
         Ok(Endpoint {
             label: text.to_owned(),
             base: text.trim_end_matches('/').to_owned(),
+            target: target(Place::Tcp { host, port }),
+            authority,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+            idle: Arc::default(),
             http,
         })
     }
@@ -62,6 +105,32 @@ impl Endpoint {
     /// The URL of `path` (which starts with `/`) on this endpoint.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The request path of `path` (which starts with `/`) on this endpoint.
+    pub(crate) fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
+    /// The `Host` header for this endpoint.
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Where and how to connect.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Connections kept for the next request.
+    pub(crate) fn idle(&self) -> &Idle {
+        &self.idle
+    }
+
+    /// Starts connecting now, for a request that will follow (see
+    /// [`crate::link`]); `None` when a kept connection is ready for it.
+    pub fn open_ahead(&self) -> Option<Opening> {
+        (!self.idle.any_ready()).then(|| Opening::start(self.target.clone()))
     }
 }
 
@@ -96,5 +165,54 @@ mod tests {
         .unwrap();
         assert_eq!(ollama.url("/api/chat"), "http://localhost/api/chat");
         assert!(Endpoint::parse("ftp://x", Api::Ollama, Duration::from_secs(1)).is_err());
+        let https = Endpoint::parse("https://x/v1", Api::Ollama, Duration::from_secs(1));
+        assert!(https.unwrap_err().contains("mesh"));
+    }
+
+    #[test]
+    fn requests_go_to_the_configured_place_and_path() {
+        let tcp = Endpoint::parse(
+            "http://[::1]:8080/v1/",
+            Api::OpenAiCompletions,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            tcp.target().place,
+            Place::Tcp {
+                host: "::1".into(),
+                port: 8080
+            }
+        );
+        assert_eq!(tcp.authority(), "[::1]:8080");
+        assert_eq!(tcp.path("/chat/completions"), "/v1/chat/completions");
+        let bare =
+            Endpoint::parse("http://models.home", Api::Ollama, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            (
+                bare.target().place.clone(),
+                bare.authority(),
+                bare.path("/api/chat")
+            ),
+            (
+                Place::Tcp {
+                    host: "models.home".into(),
+                    port: 80
+                },
+                "models.home",
+                "/api/chat".to_owned()
+            )
+        );
+        let socket = Endpoint::parse(
+            "unix:/run/inference.sock",
+            Api::OpenAiCompletions,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            socket.target().place,
+            Place::Unix("/run/inference.sock".into())
+        );
+        assert_eq!(socket.path("/chat/completions"), "/v1/chat/completions");
     }
 }

@@ -14,6 +14,7 @@ pub mod chat;
 mod decoding;
 pub mod endpoint;
 pub mod failover;
+pub mod link;
 pub mod ndjson;
 pub mod ollama;
 pub mod openai;
@@ -22,4 +23,4 @@ pub mod sse;
 
 pub use chat::{BackendError, ChatRequest, EventStream, Message, StreamEvent, Usage};
 pub use endpoint::Api;
-pub use router::{ModelRef, Opened, ProviderConfig, RouteError, Router};
+pub use router::{Ahead, ModelRef, Opened, ProviderConfig, RouteError, Router};

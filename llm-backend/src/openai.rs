@@ -9,15 +9,27 @@ use serde_json::{Value, json};
 
 use crate::chat::{
     BackendError, ChatRequest, EventStream, StreamEvent, Usage, mentions_context_overflow,
-    send_error, status_error,
+    status_error,
 };
 use crate::decoding::{Events, Format};
 use crate::endpoint::Endpoint;
+use crate::link::{self, Opening};
 use crate::sse::{SseDecoder, SseEvent};
 
 /// Starts a streamed chat completion with `model` on `endpoint`.
 pub async fn stream_chat(
     endpoint: &Endpoint,
+    model: &str,
+    request: &ChatRequest,
+) -> Result<EventStream, BackendError> {
+    stream_chat_on(endpoint, None, model, request).await
+}
+
+/// [`stream_chat`] over `opening` when the connection was opened ahead
+/// ([`Endpoint::open_ahead`]), else over a new connection.
+pub async fn stream_chat_on(
+    endpoint: &Endpoint,
+    opening: Option<Opening>,
     model: &str,
     request: &ChatRequest,
 ) -> Result<EventStream, BackendError> {
@@ -33,19 +45,24 @@ pub async fn stream_chat(
     if let Some(temperature) = request.temperature {
         body["temperature"] = json!(temperature);
     }
-    let response = endpoint
-        .http
-        .post(endpoint.url("/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|error| send_error(&error, &endpoint.label))?;
+    let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+    let response = link::post_json(
+        endpoint.target(),
+        endpoint.idle(),
+        opening,
+        endpoint.authority(),
+        &endpoint.path("/chat/completions"),
+        body,
+    )
+    .await?;
     let status = response.status();
     if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
+        let text = link::error_text(response).await;
         return Err(status_error(status.as_u16(), &text));
     }
-    Ok(decode(response.bytes_stream()))
+    Ok(decode(http_body_util::BodyDataStream::new(
+        response.into_body(),
+    )))
 }
 
 /// Whether `endpoint` answers (`GET /models`, which llama-server answers 503 while loading).
@@ -198,9 +215,10 @@ impl Sse {
 
 /// Decodes an OpenAI-style SSE byte stream into events. A stream that ends
 /// before `[DONE]` or a `finish_reason` yields [`BackendError::EndedEarly`].
-pub fn decode<S>(bytes: S) -> EventStream
+pub fn decode<S, E>(bytes: S) -> EventStream
 where
-    S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::fmt::Display,
 {
     crate::decoding::decode(bytes, Sse::default())
 }

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use crate::chat::{BackendError, ChatRequest, EventStream, StreamEvent};
 use crate::endpoint::{Api, Endpoint};
 use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
+use crate::link::Opening;
 use crate::{ollama, openai};
 
 /// `provider/model`, split at the first `/`.
@@ -78,8 +79,18 @@ impl Provider {
     /// Endpoint indices in the order to try: healthy ones from the rotation
     /// point; if none is healthy, all of them (health may be stale).
     fn rotation(&self) -> Vec<usize> {
+        self.rotation_from(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The endpoint the next [`Provider::rotation`] will start with.
+    fn next_in_rotation(&self) -> Option<usize> {
+        self.rotation_from(self.next.load(Ordering::Relaxed))
+            .first()
+            .copied()
+    }
+
+    fn rotation_from(&self, start: usize) -> Vec<usize> {
         let count = self.endpoints.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let all: Vec<usize> = (0..count).map(|offset| (start + offset) % count).collect();
         let healthy: Vec<usize> = all
             .iter()
@@ -134,6 +145,15 @@ pub struct Opened {
     pub events: EventStream,
     /// Failed tries before it.
     pub attempts: Vec<Attempt>,
+}
+
+/// A connection opened ahead to the endpoint a request would try first
+/// ([`Router::open_ahead`]).
+#[derive(Debug)]
+pub struct Ahead {
+    provider: String,
+    endpoint: usize,
+    opening: Opening,
 }
 
 /// Health and rest of one endpoint, for `/health` and `/metrics`.
@@ -218,16 +238,49 @@ impl Router {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Models in the order to try: resting backends last.
+    fn order(&self) -> Vec<usize> {
+        let providers: Vec<&str> = self
+            .chain
+            .iter()
+            .map(|model| model.provider.as_str())
+            .collect();
+        self.cooldowns().order(&providers, self.now())
+    }
+
+    /// Starts connecting to the endpoint that [`Router::open_with`] would
+    /// try first, so that the connection is made while the caller still
+    /// prepares the request. Only OpenAI-style providers (the local
+    /// llama-server), and only when no kept connection is ready; `None`
+    /// otherwise. Unused, it is closed when dropped.
+    pub fn open_ahead(&self) -> Option<Ahead> {
+        let first = *self.order().first()?;
+        let model = &self.chain[first];
+        let provider = &self.providers[&model.provider];
+        if provider.config.api != Api::OpenAiCompletions {
+            return None;
+        }
+        let endpoint = provider.next_in_rotation()?;
+        Some(Ahead {
+            provider: model.provider.clone(),
+            endpoint,
+            opening: provider.endpoints[endpoint].endpoint.open_ahead()?,
+        })
+    }
+
     /// Starts a reply to `request` from the first model that can give one.
     pub async fn open(&self, request: &ChatRequest) -> Result<Opened, RouteError> {
-        let order = {
-            let providers: Vec<&str> = self
-                .chain
-                .iter()
-                .map(|model| model.provider.as_str())
-                .collect();
-            self.cooldowns().order(&providers, self.now())
-        };
+        self.open_with(request, None).await
+    }
+
+    /// [`Router::open`], using the connection opened `ahead` if the first
+    /// try goes where it went (rests or rotation may have moved since).
+    pub async fn open_with(
+        &self,
+        request: &ChatRequest,
+        mut ahead: Option<Ahead>,
+    ) -> Result<Opened, RouteError> {
+        let order = self.order();
         let mut attempts = Vec::new();
         for index in order {
             let model = &self.chain[index];
@@ -235,7 +288,12 @@ impl Router {
             let mut rest_backend = false;
             for endpoint_index in provider.rotation() {
                 let state = &provider.endpoints[endpoint_index];
-                match attempt(provider, &state.endpoint, &model.model, request).await {
+                let opening = ahead
+                    .take_if(|ahead| {
+                        ahead.provider == model.provider && ahead.endpoint == endpoint_index
+                    })
+                    .map(|ahead| ahead.opening);
+                match attempt(provider, &state.endpoint, &model.model, request, opening).await {
                     Ok(events) => {
                         self.cooldowns().succeed(&model.provider);
                         state.healthy.store(true, Ordering::Relaxed);
@@ -344,16 +402,19 @@ async fn attempt(
     endpoint: &Endpoint,
     model: &str,
     request: &ChatRequest,
+    opening: Option<Opening>,
 ) -> Result<EventStream, BackendError> {
     let budget = provider.config.timeout;
     let started = Instant::now();
-    let opening = async {
+    let starting = async {
         match provider.config.api {
-            Api::OpenAiCompletions => openai::stream_chat(endpoint, model, request).await,
+            Api::OpenAiCompletions => {
+                openai::stream_chat_on(endpoint, opening, model, request).await
+            }
             Api::Ollama => ollama::stream_chat(endpoint, model, request).await,
         }
     };
-    let mut events = tokio::time::timeout(budget, opening)
+    let mut events = tokio::time::timeout(budget, starting)
         .await
         .map_err(|_| BackendError::FirstTokenTimeout(budget.as_secs()))??;
     let left = budget.saturating_sub(started.elapsed());
