@@ -275,15 +275,8 @@ impl Gateway {
         self.keys.maintain(unix_now())
     }
 
-    /// Every check of an encrypted request, in order: shape, key, freshness,
-    /// decryption (which authenticates the device), replay, device rate,
-    /// capacity. No backend is called before all pass.
-    pub fn admit(&self, envelope: &ChatEnvelope) -> Result<Admitted, Refusal> {
-        let plausible = self.precheck(envelope)?;
-        self.admit_checked(envelope, plausible, None)
-    }
-
-    /// The checks that cost no cryptography: shape, freshness, key id.
+    /// Admission, part one: the checks that cost no cryptography (shape,
+    /// freshness, key id). No backend is called before both parts pass.
     pub fn precheck(&self, envelope: &ChatEnvelope) -> Result<Plausible, Refusal> {
         let arrived = Instant::now();
         check_shape(envelope)?;
@@ -310,7 +303,8 @@ impl Gateway {
         Ok(Plausible { key, arrived })
     }
 
-    /// The rest of [`Gateway::admit`] after [`Gateway::precheck`]. A
+    /// Admission, part two, after [`Gateway::precheck`]: decryption (which
+    /// authenticates the device), replay, device rate, capacity. A
     /// connection opened `ahead` to the model (while this decrypts) rides
     /// along to the reply; on a refusal it is closed unused.
     pub fn admit_checked(

@@ -2,8 +2,8 @@
 //!
 //! Chat requests arrive sealed with HPKE to the gateway's rotating key
 //! ([`keys`], `hearth-e2ee`); every check happens before any model is called
-//! ([`gateway::Gateway::admit`]); the reply streams back as SSE, each chunk
-//! sealed on its own. Sessions keep each (channel, device) conversation in
+//! ([`gateway::Gateway::precheck`], [`gateway::Gateway::admit_checked`]);
+//! the reply streams back as SSE, each chunk sealed on its own. Sessions keep each (channel, device) conversation in
 //! SQLite ([`sessions`]), fitted to the model's context ([`context`]) under a
 //! persona from the workspace ([`persona`]). Models are reached through
 //! `hearth-llm`'s router with failover. An OpenAI-compatible API serves
