@@ -16,6 +16,12 @@
 #   HEARTH_GROUP                 [gid of hearth-inference] may use both sockets
 #   HEARTH_RENDERED              [/etc/hearth/POD-pod.yaml] the filled-in YAML
 #                                (systemd/hearth-pod.service plays /etc/hearth/hearth-pod.yaml)
+#
+# The messaging service proves itself to the gateway with a bearer token:
+# gateway.token in the gateway's config dir (made here if missing, 0640, the
+# group's), copied to the messaging config dir. Both configs name it
+# /etc/hearth/gateway.token (gateway: auth.tokenFile; messaging:
+# assistant.gatewayTokenFile).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 pod="${HEARTH_POD_NAME:-hearth}"
@@ -33,6 +39,19 @@ for image in hearth-gateway hearth-messaging; do
     podman image exists "localhost/$image:latest" ||
         { echo "deploy-pod: no image $image: run podman/build-images.sh first" >&2; exit 2; }
 done
+gateway_dir="${HEARTH_GATEWAY_CONFIG_DIR:-/etc/hearth/gateway}"
+messaging_dir="${HEARTH_MESSAGING_CONFIG_DIR:-/etc/hearth/messaging}"
+umask 077
+if [[ ! -s "$gateway_dir/gateway.token" ]]; then
+    head -c 32 /dev/urandom | base64 | tr -d '=+/\n' >"$gateway_dir/gateway.token.partial"
+    mv "$gateway_dir/gateway.token.partial" "$gateway_dir/gateway.token"
+fi
+cp "$gateway_dir/gateway.token" "$messaging_dir/gateway.token"
+for copy in "$gateway_dir/gateway.token" "$messaging_dir/gateway.token"; do
+    chgrp "$group" "$copy"
+    chmod 0640 "$copy"
+done
+umask 022
 host_path() { printf 's#^\\([[:space:]]*hostPath: { path: \\)%s,#\\1%s,#\n' "$1" "$2"; }
 mkdir -p "$(dirname "$rendered")"
 sed -e "$(host_path /etc/hearth/gateway "${HEARTH_GATEWAY_CONFIG_DIR:-/etc/hearth/gateway}")" \

@@ -22,74 +22,27 @@ done
 cargo build --release -q -p hearth-coordinator -p hearth-agent
 bin="$PWD/target/release"
 
-prefix="hb$$"
-work="$(mktemp -d)"
-namespaces=("$prefix-sw" "$prefix-c" "$prefix-a" "$prefix-b")
-cleanup() {
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    done
-    sleep 0.2
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -f /var/run/wireguard/"$prefix"*.sock
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-ip netns add "$prefix-sw"
-ip -n "$prefix-sw" link add br0 type bridge
-ip -n "$prefix-sw" link set br0 up
-index=1
-for host in c a b; do
-    ns="$prefix-$host"
-    ip netns add "$ns"
-    ip link add name eth0 netns "$ns" type veth peer name "p$index" netns "$prefix-sw"
-    ip -n "$prefix-sw" link set "p$index" master br0
-    ip -n "$prefix-sw" link set "p$index" up
-    ip -n "$ns" addr add "10.77.0.$((index + 1))/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" link set lo up
-    index=$((index + 1))
-done
-run_in() { local ns="$prefix-$1"; shift; ip netns exec "$ns" "$@"; }
+source scripts/lab.sh
+lab_up "hb$$" c a b
 
 # Coordinator and a pre-approved key.
-run_in c "$bin/hearth-coordinator" --state-dir "$work/coordinator" serve \
-    --listen 10.77.0.2:8443 --stun-listen 10.77.0.2:3478 >"$work/coordinator.log" 2>&1 &
-for _ in $(seq 100); do [[ -S "$work/coordinator/admin.sock" ]] && break; sleep 0.05; done
-"$bin/hearth-coordinator" --state-dir "$work/coordinator" users create bench >/dev/null
-"$bin/hearth-coordinator" --state-dir "$work/coordinator" preauthkeys create --user bench \
-    --reusable --pre-approved >"$work/token"
+lab_coordinator c 10.77.0.2
 
 # Agent b first, then time agent a from `up` to its first ping reply to b.
 run_in b "$bin/hearth-agent" --state-dir "$work/b" up --token-file "$work/token" --hostname b \
-    --interface "${prefix}b" >"$work/b.log" 2>&1 &
-for _ in $(seq 200); do run_in b ip -4 addr show "${prefix}b" 2>/dev/null | grep -q 100.64 && break; sleep 0.05; done
+    --interface "${lab_prefix}b" >"$work/b.log" 2>&1 &
+for _ in $(seq 200); do run_in b ip -4 addr show "${lab_prefix}b" 2>/dev/null | grep -q 100.64 && break; sleep 0.05; done
 start=$(date +%s%N)
 run_in a "$bin/hearth-agent" --state-dir "$work/a" up --token-file "$work/token" --hostname a \
-    --interface "${prefix}a" >"$work/a.log" 2>&1 &
-b_address=$(run_in b ip -4 -o addr show "${prefix}b" | awk '{print $4}' | cut -d/ -f1)
+    --interface "${lab_prefix}a" >"$work/a.log" 2>&1 &
+b_address=$(run_in b ip -4 -o addr show "${lab_prefix}b" | awk '{print $4}' | cut -d/ -f1)
 until run_in a ping -c 1 -W 0.05 -i 0.01 "$b_address" >/dev/null 2>&1; do
     if (( ($(date +%s%N) - start) > 20000000000 )); then echo "bench-mesh: no ping reply within 20 s" >&2; exit 1; fi
 done
 join_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
 # The wireguard-go pair on the same underlay, its own port and addresses.
-for side in a b; do
-    wg genkey >"$work/wg-$side.key"
-    wg pubkey <"$work/wg-$side.key" >"$work/wg-$side.pub"
-    run_in "$side" wireguard-go -f "${prefix}g$side" >"$work/wg-$side.log" 2>&1 &
-done
-for _ in $(seq 100); do [[ -S "/var/run/wireguard/${prefix}ga.sock" && -S "/var/run/wireguard/${prefix}gb.sock" ]] && break; sleep 0.05; done
-run_in a wg set "${prefix}ga" private-key "$work/wg-a.key" listen-port 51820 \
-    peer "$(cat "$work/wg-b.pub")" endpoint 10.77.0.4:51820 allowed-ips 10.99.0.2/32
-run_in b wg set "${prefix}gb" private-key "$work/wg-b.key" listen-port 51820 \
-    peer "$(cat "$work/wg-a.pub")" endpoint 10.77.0.3:51820 allowed-ips 10.99.0.1/32
-run_in a ip addr add 10.99.0.1/24 dev "${prefix}ga"
-run_in b ip addr add 10.99.0.2/24 dev "${prefix}gb"
-run_in a ip link set "${prefix}ga" mtu 1420 up
-run_in b ip link set "${prefix}gb" mtu 1420 up
-run_in a ping -c 2 -W 1 10.99.0.2 >/dev/null
+wg_pair a b 10.77.0.3 10.77.0.4
 
 measure() { # target
     run_in b iperf3 -s -1 >/dev/null 2>&1 &

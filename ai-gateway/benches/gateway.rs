@@ -140,6 +140,8 @@ fn chunk_cost() {
 struct GatewayProcess {
     child: Child,
     url: String,
+    /// The bearer token it wrote to its data directory.
+    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -173,11 +175,26 @@ impl GatewayProcess {
             assert!(Instant::now() < deadline, "the gateway did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        let token = std::fs::read_to_string(dir.path().join("data/gateway.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
         GatewayProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            token,
             _dir: dir,
         }
+    }
+
+    /// An HTTP client builder that sends the token with every request.
+    fn http(&self) -> reqwest::ClientBuilder {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        reqwest::Client::builder().default_headers(headers)
     }
 
     async fn current_key(&self, http: &reqwest::Client) -> (Vec<u8>, String) {
@@ -358,7 +375,7 @@ async fn time_to_first_token() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let http = reqwest::Client::new();
+    let http = gateway.http().build().unwrap();
     let key = gateway.current_key(&http).await;
     let device = KeyPair::generate();
     for _ in 0..20 {
@@ -518,7 +535,8 @@ async fn concurrent_streams(gap: Duration) {
     let endpoint = Arc::new(
         Endpoint::parse(&backend, Api::OpenAiCompletions, Duration::from_secs(30)).unwrap(),
     );
-    let http = reqwest::Client::builder()
+    let http = gateway
+        .http()
         .pool_max_idle_per_host(STREAMS)
         .build()
         .unwrap();

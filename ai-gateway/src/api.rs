@@ -1,5 +1,6 @@
-//! The HTTP edge: routes, caller authentication, and the mapping of each
-//! outcome to a status and a body.
+//! The HTTP edge: routes, caller authentication, the same-origin rule for
+//! browsers, and the mapping of each outcome to a status and a body. Every
+//! error, 404 and 405 included, is `{"error": {"code", "message"}}`.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -25,17 +26,21 @@ use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
-use crate::gateway::{Gateway, Refusal, unix_now};
+use crate::gateway::{Gateway, Refusal, Route, failure_message, unix_now};
+use hearth_http::SameOrigin;
 
 /// Who may call.
 #[derive(Clone, Debug)]
 pub struct Auth {
-    /// The bearer token, when configured.
-    pub token: Option<String>,
+    /// The bearer token; `None` only with `auth.mode: "none"`.
+    pub token: Option<zeroize::Zeroizing<String>>,
     /// The node agent's socket, to accept mesh nodes by their tunnel address.
     pub agent_socket: Option<PathBuf>,
-    /// Whether the gateway listens on loopback only (local callers are trusted without a token).
+    /// Whether the gateway listens on loopback only (with `auth.mode:
+    /// "none"`, local callers are then trusted without a token).
     pub loopback: bool,
+    /// The names and origins browsers may use.
+    pub same_origin: SameOrigin,
 }
 
 /// Who called, once authenticated.
@@ -101,10 +106,13 @@ async fn authenticate(
         (Some(expected), Some(given)) => same(expected, given),
         _ => false,
     };
+    // A mesh device is named by its tunnel address; this host's own address
+    // is any local process, which only the token tells apart.
     let allowed = if token_ok {
         true
     } else if let Some(socket) = &auth.agent_socket
         && let Ok(Some(who)) = hearth_control::agent_api::whois(socket, address).await
+        && !who.is_self
     {
         caller.user = Some(who.user);
         true
@@ -122,8 +130,39 @@ async fn authenticate(
     next.run(request).await
 }
 
+/// Refuses a request naming a host the gateway does not answer to (DNS
+/// rebinding) or sent by a web page of another origin (a cross-site POST of
+/// `text/plain` included).
+async fn same_origin(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    match auth.same_origin.check_request(&request) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => error_body(StatusCode::FORBIDDEN, "cross_site", refusal.to_string()),
+    }
+}
+
+/// Requests with a body must say it is JSON: a browser cannot send that
+/// across sites without asking first (CORS), and the gateway never says yes.
+async fn json_only(request: Request, next: Next) -> Response {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        next.run(request).await
+    } else {
+        error_body(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`".into(),
+        )
+    }
+}
+
 /// The gateway's routes.
 pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
+    let auth = Arc::new(auth);
     // Requests that reach a model are limited per source address.
     let per_ip = gateway
         .config
@@ -149,6 +188,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     let limited = Router::new()
         .route("/api/chat", post(chat))
         .route("/v1/chat/completions", post(completions))
+        .layer(middleware::from_fn(json_only))
         .layer(limiter);
     let protected = Router::new()
         .route("/metrics", get(metrics))
@@ -158,22 +198,39 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         )
         .route("/v1/models", get(models))
         .merge(limited)
-        .layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&auth),
+            authenticate,
+        ));
     Router::new()
         .route("/health", get(health))
         .merge(protected)
+        .fallback(|| async {
+            error_body(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see docs/gateway.md".into(),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method".into(),
+            )
+        })
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
+        .layer(middleware::from_fn_with_state(auth, same_origin))
         .with_state(gateway)
 }
 
+/// Anyone may ask whether the gateway can answer, and how many backends
+/// are up: nothing about where they are (that is in the authenticated
+/// `/metrics`).
 async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     let ready = gateway.router.ready();
-    let backends: Vec<_> = gateway
-        .router
-        .status()
-        .into_iter()
-        .map(|status| json!({"provider": status.provider, "endpoint": status.endpoint, "healthy": status.healthy, "cooldown_seconds": status.cooldown_seconds}))
-        .collect();
+    let endpoints = gateway.router.status();
+    let healthy = endpoints.iter().filter(|status| status.healthy).count();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -181,7 +238,10 @@ async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     };
     (
         status,
-        Json(json!({"status": if ready { "ready" } else { "unavailable" }, "backends": backends})),
+        Json(json!({
+            "status": if ready { "ready" } else { "unavailable" },
+            "backends": {"healthy": healthy, "total": endpoints.len()},
+        })),
     )
         .into_response()
 }
@@ -211,14 +271,9 @@ fn sse(lines: BoxStream<'static, Bytes>, keepalive: std::time::Duration) -> Resp
 }
 
 async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
-    let envelope: ChatEnvelope = match serde_json::from_slice(&body) {
+    let envelope: ChatEnvelope = match hearth_e2ee::envelope::parse_envelope(&body) {
         Ok(envelope) => envelope,
-        Err(error) => {
-            return refusal(
-                &gateway,
-                Refusal::Malformed(format!("not a chat envelope: {error}")),
-            );
-        }
+        Err(error) => return refusal(&gateway, Refusal::Envelope(error)),
     };
     let plausible = match gateway.precheck(&envelope) {
         Ok(plausible) => plausible,
@@ -269,6 +324,8 @@ async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
 /// An OpenAI chat completion request (other OpenAI fields are accepted and ignored).
 #[derive(Debug, Deserialize)]
 struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
     messages: Vec<Message>,
     #[serde(default)]
     stream: bool,
@@ -278,7 +335,20 @@ struct CompletionRequest {
     temperature: Option<f32>,
 }
 
-async fn completions(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
+/// The HTTP status of a failed reply on the OpenAI API.
+fn failure_status(code: &str) -> StatusCode {
+    match code {
+        "context_overflow" | "bad_request" => StatusCode::BAD_REQUEST,
+        "no_model" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+async fn completions(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
     let arrived = Instant::now();
 
     let request: CompletionRequest = match serde_json::from_slice(&body) {
@@ -297,6 +367,28 @@ async fn completions(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Respon
             "invalid_request_error",
             "`messages` is empty".into(),
         );
+    };
+    let route = match request.model.as_deref() {
+        None | Some("") => Route::Chain(None),
+        Some(name) => match gateway.model_named(name) {
+            Some(model) => Route::StartingWith(model),
+            None => {
+                let known: Vec<String> = gateway.models().iter().map(ToString::to_string).collect();
+                return error_body(
+                    StatusCode::NOT_FOUND,
+                    "model_not_found",
+                    format!(
+                        "no model is called {name:?}; GET /v1/models lists them: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        },
+    };
+    // The same admission as the encrypted API: the caller's rate and a reply slot.
+    let permit = match gateway.admit_plain(peer.ip()) {
+        Ok(permit) => permit,
+        Err(refused) => return refusal(&gateway, refused),
     };
     let has_system = history.iter().any(|message| message.role == "system");
     let mut backend_request =
@@ -319,7 +411,14 @@ async fn completions(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Respon
     let created = unix_now();
 
     let mut events = gateway
-        .open_turn(&backend_request, arrived, "completions", None, None, None)
+        .open_turn(
+            &backend_request,
+            arrived,
+            "completions",
+            None,
+            Some(permit),
+            route,
+        )
         .await;
 
     if !request.stream {
@@ -338,8 +437,8 @@ async fn completions(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Respon
                     finish = Some(finish_reason);
                     usage = counts;
                 }
-                ReplyEvent::Error { code, message } => {
-                    return error_body(StatusCode::BAD_GATEWAY, &code, message);
+                ReplyEvent::Error { code, .. } => {
+                    return error_body(failure_status(&code), &code, failure_message(&code).into());
                 }
                 ReplyEvent::Notice { .. } => {}
             }

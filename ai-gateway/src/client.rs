@@ -83,6 +83,7 @@ pub struct ChatClient {
 
 #[derive(serde::Deserialize)]
 struct Keys {
+    suite: String,
     keys: Vec<PublishedKey>,
 }
 
@@ -138,6 +139,12 @@ impl ChatClient {
             .json()
             .await
             .map_err(|error| ClientError::Protocol(error.to_string()))?;
+        if keys.suite != hearth_e2ee::envelope::SUITE {
+            return Err(ClientError::Protocol(format!(
+                "the gateway uses another suite: {}",
+                keys.suite
+            )));
+        }
         keys.keys
             .into_iter()
             .find(|key| key.status == "current")
@@ -176,11 +183,21 @@ impl ChatClient {
                 .push(&chunk)
                 .map_err(|error| ClientError::Protocol(error.to_string()))?
             {
+                // Other event types are for later versions: skipped.
+                if event.event.as_deref() != Some("chunk") {
+                    continue;
+                }
                 let sealed: SealedChunk = serde_json::from_str(&event.data)
                     .map_err(|error| ClientError::Protocol(error.to_string()))?;
                 let plaintext = opener.open(&sealed)?;
                 let event: ReplyEvent = serde_json::from_slice(&plaintext)
                     .map_err(|error| ClientError::Protocol(error.to_string()))?;
+                if event.is_final() != sealed.last {
+                    return Err(ClientError::Protocol(
+                        "`done` or `error` outside the final chunk, or a final chunk without one"
+                            .into(),
+                    ));
+                }
                 on_event(&event);
             }
         }

@@ -16,6 +16,12 @@
 //! }
 //! ```
 //!
+//! Callers prove themselves with the bearer token (`gateway.auth`): the one
+//! configured, or the one in `gateway.auth.tokenFile`, or by default the one
+//! the gateway writes to `DATA_DIR/gateway.token` (0600) on first start.
+//! Mesh devices may instead be named by the agent (`hearth.agentSocket`).
+//! `auth.mode: "none"` trusts every process on the machine (loopback only).
+//!
 //! Unknown keys are refused with their path; `${VAR}` in any string is
 //! replaced by the environment variable (a missing variable is an error).
 
@@ -109,12 +115,27 @@ fn default_bind() -> String {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
-    /// `token` or `none`.
+    /// `token` (the default) or `none`.
     #[serde(default)]
     pub mode: Option<String>,
     /// The bearer token for `mode: token`.
     #[serde(default)]
     pub token: Option<String>,
+    /// A file holding the bearer token (a Hearth extension); created (0600)
+    /// if missing. Default, when no `token` is given: `DATA_DIR/gateway.token`.
+    #[serde(default, rename = "tokenFile")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where the bearer token comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Written in the configuration (usually as `${VAR}`).
+    Given(String),
+    /// Read from this file, which is created if missing.
+    File(PathBuf),
+    /// No token: `auth.mode: "none"`.
+    Off,
 }
 
 /// `models`.
@@ -252,6 +273,11 @@ pub struct HearthSection {
     /// Seconds between backend health probes.
     #[serde(default = "default_health")]
     pub health_check_seconds: u64,
+    /// DNS names browsers may reach the gateway by, besides its IP
+    /// addresses and `localhost`; requests naming another host, or coming
+    /// from a web page of another origin, are refused.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -412,18 +438,20 @@ impl Config {
             ));
         }
         match self.gateway.auth.mode.as_deref() {
-            None | Some("none") => {}
-            Some("token") => {
-                if self
-                    .gateway
-                    .auth
-                    .token
-                    .as_deref()
-                    .is_none_or(|token| token.trim().len() < 16)
+            Some("none") => {}
+            None | Some("token") => {
+                if let Some(token) = &self.gateway.auth.token
+                    && token.trim().len() < 16
                 {
                     return Err(schema(
                         "gateway.auth.token",
-                        "mode \"token\" needs a token of at least 16 characters".into(),
+                        "a token must have at least 16 characters".into(),
+                    ));
+                }
+                if self.gateway.auth.token.is_some() && self.gateway.auth.token_file.is_some() {
+                    return Err(schema(
+                        "gateway.auth",
+                        "give `token` or `tokenFile`, not both".into(),
                     ));
                 }
             }
@@ -448,14 +476,19 @@ impl Config {
         Ok(())
     }
 
-    /// The bearer token callers must present, if any. Whitespace around it
-    /// is not part of it (a token read from a file or a podman secret often
-    /// ends with a newline).
-    pub fn token(&self) -> Option<&str> {
-        (self.gateway.auth.mode.as_deref() == Some("token"))
-            .then_some(self.gateway.auth.token.as_deref())
-            .flatten()
-            .map(str::trim)
+    /// Where the bearer token callers must present comes from. Whitespace
+    /// around a token is not part of it (a token read from a file or a
+    /// podman secret often ends with a newline).
+    pub fn token_source(&self) -> TokenSource {
+        let auth = &self.gateway.auth;
+        if auth.mode.as_deref() == Some("none") {
+            return TokenSource::Off;
+        }
+        match (&auth.token, &auth.token_file) {
+            (Some(token), _) => TokenSource::Given(token.trim().to_owned()),
+            (None, Some(file)) => TokenSource::File(file.clone()),
+            (None, None) => TokenSource::File(self.hearth.data_dir.join("gateway.token")),
+        }
     }
 
     /// The model chain, primary first.
@@ -526,7 +559,10 @@ mod tests {
             r#"{ gateway: { bind: "0.0.0.0", auth: { mode: "token", token: "${TOKEN}" } } }"#;
         let from_file = |name: &str| (name == "TOKEN").then(|| "0123456789abcdef0123\n".into());
         let config = Config::parse_with(text, &from_file).unwrap();
-        assert_eq!(config.token(), Some("0123456789abcdef0123"));
+        assert_eq!(
+            config.token_source(),
+            TokenSource::Given("0123456789abcdef0123".into())
+        );
         let short = |name: &str| (name == "TOKEN").then(|| "short          \n".into());
         assert!(
             Config::parse_with(text, &short).is_err(),
@@ -540,6 +576,30 @@ mod tests {
         assert_eq!(
             (config.gateway.port, config.gateway.bind.as_str()),
             (18789, "loopback")
+        );
+        assert_eq!(
+            config.token_source(),
+            TokenSource::File(PathBuf::from("/var/lib/hearth-gateway/gateway.token")),
+            "local callers need the token the gateway writes"
+        );
+        let open =
+            Config::parse_with(r#"{ gateway: { auth: { mode: "none" } } }"#, &lookup).unwrap();
+        assert_eq!(open.token_source(), TokenSource::Off);
+        let filed = Config::parse_with(
+            r#"{ gateway: { auth: { tokenFile: "/etc/hearth/token" } } }"#,
+            &lookup,
+        )
+        .unwrap();
+        assert_eq!(
+            filed.token_source(),
+            TokenSource::File("/etc/hearth/token".into())
+        );
+        assert!(
+            Config::parse_with(
+                r#"{ gateway: { auth: { token: "0123456789abcdef", tokenFile: "/x" } } }"#,
+                &lookup
+            )
+            .is_err()
         );
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::context;
+use crate::journal::Journal;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
@@ -36,9 +37,6 @@ pub fn unix_now() -> i64 {
 /// Why a request was refused before any backend call.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    /// The body is not an envelope.
-    #[error("{0}")]
-    Malformed(String),
     /// The key id is unknown or retired.
     #[error("key `{0}` is not accepted (unknown or retired); fetch /api/pubkey again")]
     UnknownKey(String),
@@ -60,15 +58,12 @@ impl Refusal {
     /// The stable error code.
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::Malformed(_) => "malformed",
             Refusal::UnknownKey(_) => "unknown_key",
             Refusal::Replay(Rejection::Stale { .. }) => "stale_request",
             Refusal::Replay(Rejection::Future { .. }) => "future_request",
             Refusal::Replay(Rejection::Replayed) => "replayed_request",
             Refusal::Replay(Rejection::Full) => "busy",
-            Refusal::Envelope(EnvelopeError::Malformed(_)) => "malformed",
-            Refusal::Envelope(EnvelopeError::AadMismatch) => "tampered",
-            Refusal::Envelope(EnvelopeError::Decryption) => "decryption_failed",
+            Refusal::Envelope(error) => error.code(),
             Refusal::RateLimited => "rate_limited",
             Refusal::Busy(_) => "busy",
         }
@@ -82,6 +77,14 @@ pub struct PubkeyAnswer {
     pub suite: &'static str,
     /// The current key and the next one.
     pub keys: Vec<PublishedKey>,
+}
+
+/// Which models a turn tries.
+pub enum Route {
+    /// The configured chain, primary first (with a connection opened ahead).
+    Chain(Option<Ahead>),
+    /// This model of the chain first, then the rest (an OpenAI client named it).
+    StartingWith(ModelRef),
 }
 
 /// A request that passed every check; the reply may start.
@@ -169,14 +172,15 @@ impl Turn {
                 metrics.outcome(self.endpoint, "backend_failed");
                 ReplyEvent::Error {
                     code: "backend_failed".into(),
-                    message: error.to_string(),
+                    message: failure_message("backend_failed").into(),
                 }
             }
             None => {
+                tracing::warn!(model = %self.model, "the model's reply ended without its end");
                 metrics.outcome(self.endpoint, "backend_failed");
                 ReplyEvent::Error {
                     code: "backend_failed".into(),
-                    message: "the model's reply ended without its end".into(),
+                    message: failure_message("backend_failed").into(),
                 }
             }
         };
@@ -195,6 +199,33 @@ impl Drop for Turn {
     }
 }
 
+/// Request ids remembered at most (about 16,000 a second for the ±60 s
+/// window); past that, requests are refused as `busy` rather than forgetting
+/// an id that could still be replayed.
+pub const REPLAY_CAPACITY: usize = 1_000_000;
+
+/// The replay window and the journal that carries it across restarts.
+struct Replay {
+    window: ReplayWindow,
+    journal: Journal,
+}
+
+/// What the room, the device or the OpenAI client is told when a reply
+/// fails: a class and a fixed sentence, never a backend's own words (which
+/// can quote the request, persona included).
+pub fn failure_message(code: &str) -> &'static str {
+    match code {
+        "no_model" => "no model could answer; try again shortly",
+        "context_overflow" => {
+            "the conversation is longer than the model's context; start a new session with /new"
+        }
+        "backend_refused" => "the model refused the request",
+        "backend_failed" => "the model's reply failed before it was complete",
+        "bad_request" => "the request is not a chat request",
+        _ => "the gateway failed; see its log",
+    }
+}
+
 /// The running gateway.
 pub struct Gateway {
     /// The configuration.
@@ -204,10 +235,11 @@ pub struct Gateway {
     /// Metrics.
     pub metrics: Metrics,
     keys: KeyStore,
-    replay: Mutex<ReplayWindow>,
+    replay: Mutex<Replay>,
     sessions: Sessions,
     persona: Option<String>,
     device_limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+    caller_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
     streams: Arc<Semaphore>,
 }
 
@@ -244,15 +276,19 @@ impl Gateway {
             None => None,
         };
         let router = Arc::new(crate::build_router(&config).map_err(anyhow::Error::msg)?);
+        let (journal, window) = Journal::open(
+            &data_dir.join("replay.journal"),
+            config.hearth.request_skew_seconds,
+            REPLAY_CAPACITY,
+            now,
+        )
+        .with_context(|| "cannot open the replay journal")?;
         let limits = &config.hearth.limits;
         Ok(Arc::new(Gateway {
             device_limiter: RateLimiter::keyed(per_minute(limits.requests_per_minute_per_device)),
+            caller_limiter: RateLimiter::keyed(per_minute(limits.requests_per_minute_per_device)),
             streams: Arc::new(Semaphore::new(limits.max_concurrent_streams.max(1))),
-            replay: Mutex::new(ReplayWindow::new(
-                config.hearth.request_skew_seconds,
-                now,
-                1_000_000,
-            )),
+            replay: Mutex::new(Replay { window, journal }),
             metrics: Metrics::default(),
             router,
             keys,
@@ -316,10 +352,16 @@ impl Gateway {
         let Plausible { key, arrived } = plausible;
         let now = unix_now();
         let opened = open_request_with(envelope, &key)?;
-        self.replay
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .check(&envelope.request_id, envelope.timestamp, now)?;
+        {
+            let mut replay = self
+                .replay
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Replay { window, journal } = &mut *replay;
+            window.check(&envelope.request_id, envelope.timestamp, now)?;
+            let forget_at = ReplayWindow::forget_at(envelope.timestamp, now);
+            journal.accepted(&envelope.request_id, forget_at, window);
+        }
         self.device_limiter
             .check_key(&opened.device_key)
             .map_err(|_| Refusal::RateLimited)?;
@@ -334,6 +376,18 @@ impl Gateway {
             arrived,
             ahead,
         })
+    }
+
+    /// Admission on the OpenAI-compatible API, which has no device key: the
+    /// caller's address within the same per-device rate, and a reply slot
+    /// like any encrypted request.
+    pub fn admit_plain(&self, caller: std::net::IpAddr) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.caller_limiter
+            .check_key(&caller.to_canonical())
+            .map_err(|_| Refusal::RateLimited)?;
+        Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy(self.config.hearth.limits.max_concurrent_streams))
     }
 
     /// The sealed reply to an admitted request, as SSE lines. The model is
@@ -357,9 +411,10 @@ impl Gateway {
             }
             Err(error) => {
                 self.metrics.outcome("chat", "bad_request");
+                tracing::debug!(%error, "an admitted request's plaintext is not a chat request");
                 let event = ReplyEvent::Error {
                     code: "bad_request".into(),
-                    message: format!("the request is not a chat request: {error}"),
+                    message: failure_message("bad_request").into(),
                 };
                 futures_util::stream::once(async move { event }).boxed()
             }
@@ -433,7 +488,7 @@ impl Gateway {
             endpoint,
             Some((session, user)),
             permit,
-            ahead,
+            Route::Chain(ahead),
         )
         .await
     }
@@ -477,9 +532,13 @@ impl Gateway {
         endpoint: &'static str,
         save: Option<(String, Message)>,
         permit: Option<OwnedSemaphorePermit>,
-        ahead: Option<Ahead>,
+        route: Route,
     ) -> BoxStream<'static, ReplyEvent> {
-        let opened = match self.router.open_with(request, ahead).await {
+        let opened = match route {
+            Route::Chain(ahead) => self.router.open_with(request, ahead).await,
+            Route::StartingWith(model) => self.router.open_starting_with(request, &model).await,
+        };
+        let opened = match opened {
             Ok(opened) => opened,
             Err(error) => {
                 let code = match &error {
@@ -493,7 +552,7 @@ impl Gateway {
                 self.metrics.outcome(endpoint, code);
                 return single(ReplyEvent::Error {
                     code: code.into(),
-                    message: error.to_string(),
+                    message: failure_message(code).into(),
                 });
             }
         };
@@ -527,19 +586,26 @@ impl Gateway {
             .boxed()
     }
 
-    /// The configured models (`provider/model`).
+    /// The models that can answer (those of the chain), by name.
     pub fn models(&self) -> Vec<ModelRef> {
-        self.config
-            .models
-            .providers
-            .iter()
-            .flat_map(|(provider, section)| {
-                section.models.iter().map(move |model| ModelRef {
-                    provider: provider.clone(),
-                    model: model.id.clone(),
-                })
-            })
-            .collect()
+        let mut models = self.router.chain().to_vec();
+        models.sort_by_key(ToString::to_string);
+        models.dedup();
+        models
+    }
+
+    /// The model an OpenAI client named: a `provider/model` id of
+    /// `/v1/models`, or a bare model id that names exactly one of them.
+    pub fn model_named(&self, name: &str) -> Option<ModelRef> {
+        let models = self.models();
+        if let Some(found) = models.iter().find(|model| model.to_string() == name) {
+            return Some(found.clone());
+        }
+        let mut bare = models.iter().filter(|model| model.model == name);
+        match (bare.next(), bare.next()) {
+            (Some(only), None) => Some(only.clone()),
+            _ => None,
+        }
     }
 
     /// Closes the session store.

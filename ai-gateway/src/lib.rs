@@ -16,12 +16,14 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod gateway;
+pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod persona;
 pub mod server;
 pub mod sessions;
 pub mod sqlite;
+pub mod token;
 
 /// The model router for `config`.
 pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, String> {

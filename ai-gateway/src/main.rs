@@ -36,9 +36,12 @@ enum Command {
         /// The conversation to continue.
         #[arg(long, default_value = "cli")]
         channel: String,
-        /// Bearer token (when the gateway requires one).
+        /// Bearer token [default: read from --token-file].
         #[arg(long, env = "HEARTH_GATEWAY_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// File holding the bearer token (the gateway writes DATA_DIR/gateway.token).
+        #[arg(long, default_value = "/var/lib/hearth-gateway/gateway.token")]
+        token_file: PathBuf,
         /// This device's key (created on first use) [default: ~/.config/hearth/device.key].
         #[arg(long)]
         device_key: Option<PathBuf>,
@@ -63,9 +66,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             url,
             channel,
             token,
+            token_file,
             device_key: key_path,
             max_tokens,
         } => {
+            let token = match token {
+                Some(token) => Some(token),
+                None => match std::fs::read_to_string(&token_file) {
+                    Ok(text) => Some(text.trim().to_owned()),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(error) => {
+                        return Err(anyhow::Error::new(error)
+                            .context(format!("cannot read the token {}", token_file.display())));
+                    }
+                },
+            };
             let key_path = match key_path {
                 Some(path) => path,
                 None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into()))

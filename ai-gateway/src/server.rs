@@ -1,5 +1,7 @@
 //! `hearth-gateway serve`: binds, refuses an unauthenticated non-loopback
-//! bind, serves until SIGTERM, rotates keys and probes backends meanwhile.
+//! bind, serves until SIGTERM within connection limits (a slow or
+//! flooding client cannot starve the others), rotates keys and probes
+//! backends meanwhile.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -7,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt as _;
-use tokio::net::{TcpListener, TcpStream};
+use hearth_http::SameOrigin;
+use tokio::net::TcpListener;
 
 use crate::api::{Auth, router};
-use crate::config::Config;
+use crate::config::{Config, TokenSource};
 use crate::gateway::Gateway;
 
 /// Where to listen for `config`, and whether that is loopback only.
@@ -27,35 +29,25 @@ pub fn bind_address(config: &Config) -> anyhow::Result<(SocketAddr, bool)> {
     Ok((SocketAddr::new(ip, port), ip.is_loopback()))
 }
 
-/// Listens on `address` with TCP_NODELAY on every connection. Replies and
-/// chat events are streams of small writes: without it, Nagle's algorithm
-/// holds each one back until the previous is acknowledged, which the client
-/// delays by up to 40 ms.
-pub async fn listen(address: SocketAddr) -> anyhow::Result<NoDelayListener> {
-    fn no_delay(stream: &mut TcpStream) {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    }
-    Ok(TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?
-        .tap_io(no_delay))
-}
-
-/// What [`listen`] returns.
-pub type NoDelayListener = axum::serve::TapIo<TcpListener, fn(&mut TcpStream)>;
-
 /// Serves `config` until `shutdown` completes.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (address, loopback) = bind_address(&config)?;
+    let token = match config.token_source() {
+        TokenSource::Given(token) => Some(zeroize::Zeroizing::new(token)),
+        TokenSource::File(path) => Some(crate::token::load_or_create(&path)?),
+        TokenSource::Off => None,
+    };
     let auth = Auth {
-        token: config.token().map(str::to_owned),
+        token,
         agent_socket: config.hearth.agent_socket.clone(),
         loopback,
+        same_origin: SameOrigin::new(
+            std::iter::once("localhost")
+                .chain(config.hearth.allowed_hosts.iter().map(String::as_str)),
+        ),
     };
     if !loopback && auth.token.is_none() && auth.agent_socket.is_none() {
         bail!(
@@ -63,8 +55,16 @@ pub async fn serve(
              or hearth.agentSocket (callers identified through the mesh), or bind loopback"
         );
     }
+    if auth.token.is_none() && loopback {
+        tracing::warn!(
+            "gateway.auth.mode is \"none\": every user of this machine can use the gateway"
+        );
+    }
     let gateway = Gateway::start(config).await?;
-    let listener = listen(address).await?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4_096, 256));
     tracing::info!(%address, "gateway serving");
     let health = gateway.router.spawn_health_checks(Duration::from_secs(
         gateway.config.hearth.health_check_seconds.max(1),
@@ -81,10 +81,7 @@ pub async fn serve(
             }
         }
     });
-    let app =
-        router(Arc::clone(&gateway), auth).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    hearth_http::serve::serve_tcp(listener, gate, router(Arc::clone(&gateway), auth), shutdown)
         .await?;
     rotation.abort();
     health.abort();

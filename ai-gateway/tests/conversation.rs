@@ -221,7 +221,7 @@ async fn the_openai_compatible_api_serves_mesh_clients() {
         ("local", "openai-completions", &llama.base_url),
         ("home", "ollama", &backend.url()),
     ]));
-    let http = reqwest::Client::new();
+    let http = gateway.http();
 
     let models: Value = http
         .get(format!("{}/v1/models", gateway.url))
@@ -307,6 +307,7 @@ async fn the_openai_compatible_api_serves_mesh_clients() {
     assert_eq!(empty.status(), 400);
     let garbage = http
         .post(format!("{}/v1/chat/completions", gateway.url))
+        .header("content-type", "application/json")
         .body("{")
         .send()
         .await
@@ -326,10 +327,13 @@ async fn the_chat_command_prints_the_streamed_answer() {
     let home = tempfile::tempdir().unwrap();
     let key = home.path().join("device.key");
     let url = gateway.url.clone();
+    let token_file = gateway.data_dir.join("gateway.token");
     let run = |question: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_hearth-gateway"))
             .args(["chat", "--url", &url, "--device-key"])
             .arg(&key)
+            .arg("--token-file")
+            .arg(&token_file)
             .arg(question)
             .output()
             .unwrap()

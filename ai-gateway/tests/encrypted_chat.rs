@@ -22,7 +22,7 @@ async fn a_sealed_question_gets_a_sealed_streamed_answer_from_llama_server() {
     let key = gateway.current_key().await;
     let device = KeyPair::generate();
     let (envelope, mut opener) = seal(&key, &device, "hello hearth", now());
-    let answer = post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap()).await;
+    let answer = post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap()).await;
     assert_eq!(
         answer.status,
         200,
@@ -81,8 +81,8 @@ async fn every_refusal_is_clear_and_never_reaches_the_backend() {
     let device = KeyPair::generate();
     let post = |envelope: &hearth_e2ee::ChatEnvelope| {
         let body = serde_json::to_vec(envelope).unwrap();
-        let url = gateway.url.clone();
-        async move { post_chat(&url, body).await }
+        let target = gateway.target();
+        async move { post_chat(&target, body).await }
     };
 
     let (stale, _) = seal(&key, &device, "hi", now() - 61);
@@ -147,13 +147,13 @@ async fn every_refusal_is_clear_and_never_reaches_the_backend() {
         ),
         (
             "not json",
-            post_chat(&gateway.url, "hello").await,
+            post_chat(&gateway.target(), "hello").await,
             400,
             "malformed",
         ),
         (
             "unknown field",
-            post_chat(&gateway.url, r#"{"v":1,"admin":true}"#).await,
+            post_chat(&gateway.target(), r#"{"v":1,"admin":true}"#).await,
             400,
             "malformed",
         ),
@@ -192,7 +192,10 @@ async fn every_refusal_is_clear_and_never_reaches_the_backend() {
     assert_eq!(backend.count("/api/chat"), 1);
 
     // The refusals are counted by code.
-    let metrics = reqwest::get(format!("{}/metrics", gateway.url))
+    let metrics = gateway
+        .http()
+        .get(format!("{}/metrics", gateway.url))
+        .send()
         .await
         .unwrap()
         .text()
@@ -217,10 +220,10 @@ async fn a_cut_or_altered_reply_is_detected_by_the_client() {
 
     let reply = |message: &'static str| {
         let (envelope, opener) = seal(&key, &device, message, now());
-        let url = gateway.url.clone();
+        let target = gateway.target();
         async move {
             (
-                post_chat(&url, serde_json::to_vec(&envelope).unwrap()).await,
+                post_chat(&target, serde_json::to_vec(&envelope).unwrap()).await,
                 opener,
             )
         }

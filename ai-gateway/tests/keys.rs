@@ -39,7 +39,7 @@ fn published(key: &StoredKey) -> PublishedKey {
 /// Sends one sealed question to `key`; the HTTP status and error code.
 async fn try_key(gateway: &Gateway, key: &PublishedKey) -> (u16, Option<String>) {
     let (envelope, mut opener) = seal(key, &KeyPair::generate(), "is the kettle on", now());
-    let answer = post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap()).await;
+    let answer = post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap()).await;
     if answer.status == 200 {
         let events = open_all(&mut opener, &common::chunks(&answer.body)).unwrap();
         assert_eq!(text_of(&events), "echo: is the kettle on");

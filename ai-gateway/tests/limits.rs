@@ -23,14 +23,14 @@ async fn each_device_is_limited_on_its_own() {
     for _ in 0..3 {
         let (envelope, _) = seal(&key, &busy, "hi", now());
         assert_eq!(
-            post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap())
+            post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap())
                 .await
                 .status,
             200
         );
     }
     let (envelope, _) = seal(&key, &busy, "hi", now());
-    let answer = post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap()).await;
+    let answer = post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap()).await;
     assert_eq!(
         (answer.status, answer.code.as_deref()),
         (429, Some("rate_limited"))
@@ -42,7 +42,7 @@ async fn each_device_is_limited_on_its_own() {
     );
     let (envelope, _) = seal(&key, &calm, "hi", now());
     assert_eq!(
-        post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap())
+        post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap())
             .await
             .status,
         200,
@@ -60,17 +60,18 @@ async fn each_address_is_limited_across_devices_and_apis() {
     for _ in 0..3 {
         let (envelope, _) = seal(&key, &KeyPair::generate(), "hi", now());
         assert_eq!(
-            post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap())
+            post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap())
                 .await
                 .status,
             200
         );
     }
     let completion = |body: Value| {
-        let url = gateway.url.clone();
+        let target = gateway.target();
         async move {
-            reqwest::Client::new()
-                .post(format!("{url}/v1/chat/completions"))
+            target
+                .http()
+                .post(format!("{}/v1/chat/completions", target.url))
                 .json(&body)
                 .send()
                 .await
@@ -87,7 +88,7 @@ async fn each_address_is_limited_across_devices_and_apis() {
     );
     let (envelope, _) = seal(&key, &KeyPair::generate(), "hi", now());
     assert_eq!(
-        post_chat(&gateway.url, serde_json::to_vec(&envelope).unwrap())
+        post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap())
             .await
             .status,
         429
@@ -164,7 +165,10 @@ async fn max_tokens_is_capped_by_the_gateway() {
 async fn health_follows_the_backends_and_metrics_count_without_payloads() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
     let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
-    let health = reqwest::get(format!("{}/health", gateway.url))
+    let health = gateway
+        .http()
+        .get(format!("{}/health", gateway.url))
+        .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
@@ -172,7 +176,10 @@ async fn health_follows_the_backends_and_metrics_count_without_payloads() {
 
     let events = ask(&gateway.client(KeyPair::generate()), "c", "count me").await;
     assert_eq!(text_of(&events), "echo: count me");
-    let metrics = reqwest::get(format!("{}/metrics", gateway.url))
+    let metrics = gateway
+        .http()
+        .get(format!("{}/metrics", gateway.url))
+        .send()
         .await
         .unwrap()
         .text()
@@ -211,13 +218,20 @@ async fn health_follows_the_backends_and_metrics_count_without_payloads() {
         "health turns unavailable within a few probe periods"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
-    let health: Value = reqwest::get(format!("{}/health", gateway.url))
+    let health: Value = gateway
+        .http()
+        .get(format!("{}/health", gateway.url))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(health["backends"][0]["healthy"], false);
+    assert_eq!(health["backends"], json!({"healthy": 0, "total": 1}));
+    assert!(
+        !health.to_string().contains("127.0.0.1"),
+        "health tells nobody where the backends are: {health}"
+    );
 }
 
 #[tokio::test]
@@ -225,6 +239,7 @@ async fn listening_beyond_loopback_needs_authentication() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
     let mut open = config(&[("home", "ollama", &backend.url())]);
     open["gateway"]["bind"] = json!("lan");
+    open["gateway"]["auth"] = json!({"mode": "none"});
     let gateway = Gateway::prepare(open.clone());
     let (status, output) = gateway.refuse();
     assert!(!status.success());
@@ -240,7 +255,10 @@ async fn listening_beyond_loopback_needs_authentication() {
         .env
         .push(("TEST_GATEWAY_TOKEN".into(), token.into()));
     gateway.launch();
-    let anonymous = reqwest::get(format!("{}/api/pubkey", gateway.url))
+    let anonymous = gateway
+        .http()
+        .get(format!("{}/api/pubkey", gateway.url))
+        .send()
         .await
         .unwrap();
     assert_eq!(
@@ -248,7 +266,10 @@ async fn listening_beyond_loopback_needs_authentication() {
         401,
         "even from loopback, once a token is set"
     );
-    let health = reqwest::get(format!("{}/health", gateway.url))
+    let health = gateway
+        .http()
+        .get(format!("{}/health", gateway.url))
+        .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "health answers anyone");

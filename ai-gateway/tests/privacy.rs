@@ -89,7 +89,7 @@ async fn a_canary_prompt_never_reaches_logs_or_files_outside_the_session_store()
     let events = ask(&client, "kitchen", &format!("and {canary} again")).await;
     assert!(text_of(&events).contains(&canary));
     // The OpenAI-compatible API, not streaming and streaming.
-    let http = reqwest::Client::new();
+    let http = gateway.http();
     for stream in [false, true] {
         let body = json!({"model": "home/tiny", "stream": stream, "messages": [{"role": "user", "content": format!("say {canary}")}]});
         let answer = http

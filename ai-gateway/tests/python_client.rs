@@ -71,6 +71,8 @@ async fn the_python_client_chats_through_the_gateway() {
             "chat",
             "--url",
             &gateway.url,
+            "--token",
+            &gateway.token(),
             "--device-key",
             key,
             "hello from python \u{2615}",
@@ -82,7 +84,16 @@ async fn the_python_client_chats_through_the_gateway() {
     // Same device key, same channel: the second turn carries the first.
     let output = run(
         &script,
-        &["chat", "--url", &gateway.url, "--device-key", key, "again"],
+        &[
+            "chat",
+            "--url",
+            &gateway.url,
+            "--token",
+            &gateway.token(),
+            "--device-key",
+            key,
+            "again",
+        ],
     );
     assert!(output.status.success());
     let last = echo.requests().last().unwrap().json();
@@ -96,6 +107,8 @@ async fn the_python_client_chats_through_the_gateway() {
             "chat",
             "--url",
             &gateway.url,
+            "--token",
+            &gateway.token(),
             "--device-key",
             key,
             "--max-tokens",
@@ -115,6 +128,8 @@ async fn the_python_client_chats_through_the_gateway() {
             "chat",
             "--url",
             &gateway.url,
+            "--token",
+            &gateway.token(),
             "--device-key",
             key,
             "anyone there",

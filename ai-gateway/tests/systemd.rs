@@ -2,7 +2,9 @@
 //! Podman container whose root is an overlay of this machine's own Debian
 //! system (`--rootfs /:O`, no image to download) boots systemd, with the
 //! units, Hearth's binaries, llama-server and the tiny model mounted in, and
-//! no network but loopback. The gateway answers an encrypted chat through
+//! no network but loopback. The machine's own state is masked (empty
+//! `/var/lib` and `/etc/systemd/system`), so what ran here before does not
+//! change the outcome. The gateway answers an encrypted chat through
 //! llama-server, which systemd starts on the first connection to the 0660
 //! inference socket. Then the probe runs under each unit's own sandbox
 //! (the unit with only its command swapped) and shows that writes outside
@@ -182,6 +184,13 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
         "/run:rw,notmpcopyup",
         "--tmpfs",
         "/var/tmp:rw,notmpcopyup",
+        // Hermetic: none of this machine's own state (a /var/lib/hearth-gateway
+        // left by a gateway that ran here, units it has installed and enabled)
+        // is seen inside; only what the test mounts.
+        "--tmpfs",
+        "/var/lib:rw,notmpcopyup",
+        "--tmpfs",
+        "/etc/systemd/system:rw,notmpcopyup",
     ])
     .args(["--volume", &mount(&bin, "/usr/local/bin")])
     .args([

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
 SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
+SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305; mode auth"
 INFO = b"hearth chat v1"
 EXPORT_KEY = b"hearth response key"
 EXPORT_NONCE = b"hearth response nonce"
@@ -132,7 +133,10 @@ class ReplyOpener:
             raise ReplyBroken("a chunk was altered") from error
         self.next += 1
         self.finished = final
-        return json.loads(plaintext.decode("utf-8"))
+        event = json.loads(plaintext.decode("utf-8"))
+        if (event.get("type") in ("done", "error")) != final:
+            raise ReplyBroken("`done` or `error` outside the final chunk, or a final chunk without one")
+        return event
 
     def finish(self):
         if not self.finished:
@@ -140,23 +144,27 @@ class ReplyOpener:
 
 
 def sse_events(response):
-    """Yields the data of each server-sent event of a streaming response."""
-    data = []
+    """Yields the data of each `chunk` event of a streaming response (other
+    event types, `id:` and `retry:` fields and comments are ignored)."""
+    data, kind = [], "message"
     while True:
         line = response.readline()
         if not line:
             return
         line = line.decode("utf-8").rstrip("\r\n")
         if line == "":
-            if data:
+            if data and kind == "chunk":
                 yield "\n".join(data)
-            data = []
+            data, kind = [], "message"
         elif line.startswith(":"):
             continue
         else:
             field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
             if field == "data":
-                data.append(value[1:] if value.startswith(" ") else value)
+                data.append(value)
+            elif field == "event":
+                kind = value
 
 
 def http(method: str, url: str, token, body=None):
@@ -182,7 +190,11 @@ def chat(arguments) -> int:
     device_private = load_device_key(arguments.device_key)
     try:
         with http("GET", f"{base}/api/pubkey", arguments.token) as response:
-            keys = json.load(response)["keys"]
+            published = json.load(response)
+        if published.get("suite") != SUITE_NAME:
+            print(f"the gateway uses another suite: {published.get('suite')}", file=sys.stderr)
+            return 2
+        keys = published["keys"]
     except urllib.error.HTTPError as error:
         print(refused(error), file=sys.stderr)
         return 2
@@ -243,6 +255,19 @@ def verify_vectors(path: str) -> int:
     nonce = context.export(EXPORT_NONCE, 12)
     assert key.hex() == vectors["response_key_hex"], "exported key"
     assert nonce.hex() == vectors["response_base_nonce_hex"], "exported nonce"
+
+    # The sender, bit for bit: with the published ephemeral key, sealing
+    # the plaintext gives the vector's enc and ciphertext exactly.
+    ephemeral = SUITE.kem.derive_key_pair(bytes.fromhex(vectors["ephemeral_ikm_hex"]))
+    assert b64(ephemeral.private_key.to_private_bytes()) == vectors["ephemeral_private_key"], "ephemeral private key"
+    enc, sender = SUITE.create_sender_context(
+        SUITE.kem.deserialize_public_key(unb64(vectors["gateway_public_key"])),
+        INFO,
+        sks=SUITE.kem.deserialize_private_key(device_private),
+        eks=ephemeral,
+    )
+    assert b64(enc) == envelope["enc"], "enc"
+    assert b64(sender.seal(vectors["request_plaintext"].encode("utf-8"), aad=aad)) == envelope["ciphertext"], "ciphertext"
 
     # A forged sender (mode auth) must not open.
     stranger = X25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

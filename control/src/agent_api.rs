@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Path of `whois` on the agent's socket (`?ip=ADDRESS`).
 pub const WHOIS_PATH: &str = "/v1/whois";
+/// Path of the change feed on the agent's socket: JSON lines
+/// `{"generation": N}`, one at once and one whenever the mesh view changes.
+pub const WATCH_PATH: &str = "/v1/watch";
 
 /// Who holds a mesh address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,41 @@ pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, Stri
         404 => Ok(None),
         status => Err(format!("the agent answered {status}")),
     }
+}
+
+/// Follows the agent's change feed on `socket`, calling `changed` with each
+/// generation (the first at once); returns when the feed ends or fails (the
+/// caller then stops trusting what it remembered, and calls again).
+pub async fn watch(socket: &Path, mut changed: impl FnMut(u64)) -> Result<(), String> {
+    use futures_util::StreamExt as _;
+    let http = reqwest::Client::builder()
+        .unix_socket(socket)
+        .build()
+        .map_err(|error| error.to_string())?;
+    let response = http
+        .get(format!("http://agent{WATCH_PATH}"))
+        .send()
+        .await
+        .map_err(|error| format!("cannot reach the agent at {}: {error}", socket.display()))?;
+    if !response.status().is_success() {
+        return Err(format!("the agent answered {}", response.status()));
+    }
+    let mut body = response.bytes_stream();
+    let mut pending = Vec::new();
+    // A line comes at least every 30 s; silence for longer is a dead feed.
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(45), body.next()).await {
+        let chunk = chunk.map_err(|error| error.to_string())?;
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let generation = serde_json::from_slice::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|value| value["generation"].as_u64())
+                .ok_or_else(|| "the agent's change feed is not JSON lines".to_owned())?;
+            changed(generation);
+        }
+    }
+    Err("the agent's change feed ended".into())
 }
 
 #[cfg(test)]

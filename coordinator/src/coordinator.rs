@@ -22,9 +22,10 @@ use crate::db::users::UserRow;
 use crate::db::{Db, nodes::insert_node};
 use crate::error::{Error, Result};
 use crate::ipam::AddressPool;
-use crate::names;
+use crate::names::{self, NameIndex};
 use crate::netmap::{Delivery, Network, NodeRecord};
 use crate::policy;
+use crate::registration::{self, NewNode};
 use crate::streams::{Streams, Subscription, unix_now};
 use crate::tls::NodeAuthority;
 
@@ -44,8 +45,10 @@ pub struct Settings {
 struct State {
     network: Network,
     addresses: AddressPool,
+    names: NameIndex,
     next_node_id: NodeId,
     by_fingerprint: HashMap<Fingerprint, NodeId>,
+    by_wireguard_key: HashMap<WireGuardKey, NodeId>,
     policy_text: Option<String>,
     /// The stored policy (`None`: no policy, everything allowed).
     policy: Option<Policy>,
@@ -58,7 +61,12 @@ pub struct Coordinator {
     settings: Settings,
     streams: Arc<Streams>,
     state: Mutex<State>,
+    /// Endpoint and route reports per node: a burst, then a steady trickle.
+    reports: governor::DefaultKeyedRateLimiter<NodeId>,
 }
+
+/// Endpoint and route reports one node may send at once, then one per second.
+const REPORT_BURST: u32 = 10;
 
 /// Options of `preauthkeys create`.
 #[derive(Clone, Debug, Default, serde::Deserialize, Serialize)]
@@ -211,9 +219,16 @@ impl Coordinator {
         let compiled = effective_rules(policy.as_ref());
         let records = db.list_nodes().await?;
         let mut addresses = AddressPool::new();
+        for (address, when) in db.released_addresses().await? {
+            addresses.mark_released(address, when);
+        }
+        let mut names = NameIndex::default();
         let mut by_fingerprint = HashMap::new();
+        let mut by_wireguard_key = HashMap::new();
         for record in &records {
             addresses.mark_used(record.ipv4);
+            names.insert(&record.name);
+            by_wireguard_key.insert(record.wireguard_key, record.id);
             if let Some(fingerprint) = record.cert_fingerprint {
                 by_fingerprint.insert(fingerprint, record.id);
             }
@@ -228,11 +243,17 @@ impl Coordinator {
             state: Mutex::new(State {
                 network,
                 addresses,
+                names,
                 next_node_id,
                 by_fingerprint,
+                by_wireguard_key,
                 policy_text,
                 policy,
             }),
+            reports: governor::RateLimiter::keyed(
+                governor::Quota::per_second(std::num::NonZeroU32::MIN)
+                    .allow_burst(std::num::NonZeroU32::new(REPORT_BURST).expect("non-zero")),
+            ),
         }))
     }
 
@@ -404,15 +425,7 @@ impl Coordinator {
 
     /// Registers a device with a pre-auth key.
     pub async fn register(&self, request: RegisterRequest) -> Result<RegisterResponse> {
-        let hostname = request.hostname.trim();
-        if hostname.is_empty() || hostname.len() > 255 {
-            return Err(Error::BadRequest(
-                "hostname must be 1 to 255 characters".into(),
-            ));
-        }
-        if request.os.len() > 64 {
-            return Err(Error::BadRequest("os must be at most 64 characters".into()));
-        }
+        let hostname = registration::check_request(&request)?;
         let csr = request
             .csr_bytes()
             .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
@@ -432,24 +445,20 @@ impl Coordinator {
             KeyRefusal::Expired => Error::KeyExpired,
             KeyRefusal::AlreadyUsed => Error::KeyUsed,
         })?;
-        if let Some(existing) = state
-            .network
-            .nodes()
-            .find(|record| record.wireguard_key == request.wireguard_key)
-        {
-            return Err(Error::AlreadyRegistered(existing.id));
+        if let Some(existing) = state.by_wireguard_key.get(&request.wireguard_key) {
+            return Err(Error::AlreadyRegistered(*existing));
         }
+        let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
+        registration::check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
 
         let id = state.next_node_id;
-        let name = names::unique_node_name(hostname, |candidate| {
-            state.network.nodes().any(|record| record.name == candidate)
-        });
+        let name = state.names.unique(hostname);
         let (certificate_pem, fingerprint) = self
             .authority
             .issue(&csr, &format!("hearth-node-{id}"))
             .map_err(|error| Error::BadRequest(error.to_string()))?;
-        let (ipv4, ipv6) = state.addresses.allocate()?;
-        let record = NodeRecord {
+        let addresses = state.addresses.allocate(now)?;
+        let record = NewNode {
             id,
             user_id: key.user_id,
             user: key.user.clone(),
@@ -462,19 +471,13 @@ impl Coordinator {
             } else {
                 NodeState::Pending
             },
-            ipv4,
-            ipv6,
+            addresses,
             tags: key.tags.iter().cloned().collect(),
             ephemeral: key.ephemeral,
-            static_device: false,
             cert_fingerprint: Some(fingerprint),
-            endpoints: Vec::new(),
-            advertised_routes: Vec::new(),
-            approved_routes: Vec::new(),
-            created_at: now,
-            last_seen: None,
-        };
-
+            now,
+        }
+        .into_record();
         let stored = async {
             let mut transaction = self.db.begin().await?;
             if !consume_preauth_key(&mut transaction, key.id, now).await? {
@@ -488,23 +491,68 @@ impl Coordinator {
         match stored {
             Ok(true) => {}
             Ok(false) => {
-                state.addresses.release(ipv4);
+                state.addresses.unallocate(record.ipv4);
                 return Err(Error::KeyUsed);
             }
             Err(error) => {
-                state.addresses.release(ipv4);
+                state.addresses.unallocate(record.ipv4);
                 return Err(error.into());
             }
         }
-        state.next_node_id += 1;
-        state.by_fingerprint.insert(fingerprint, id);
-        let deliveries = state.network.upsert(record.clone());
-        self.deliver(&deliveries);
+        self.admitted(&mut state, &record);
         tracing::info!(node = id, name = %record.name, user = %record.user, state = %record.state, "node registered");
         Ok(RegisterResponse {
             node: record.info(),
             client_certificate_pem: certificate_pem,
         })
+    }
+
+    /// Indexes a stored new node and delivers it to its peers.
+    fn admitted(&self, state: &mut State, record: &NodeRecord) {
+        state.next_node_id = state.next_node_id.max(record.id + 1);
+        state.names.insert(&record.name);
+        state
+            .by_wireguard_key
+            .insert(record.wireguard_key, record.id);
+        if let Some(fingerprint) = record.cert_fingerprint {
+            state.by_fingerprint.insert(fingerprint, record.id);
+        }
+        let deliveries = state.network.upsert(record.clone());
+        self.deliver(&deliveries);
+    }
+
+    /// The admitted node presenting `fingerprint`, for a report it sends;
+    /// refused when it is not approved or reports too often.
+    fn reporting_node(
+        &self,
+        state: &State,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<NodeRecord> {
+        let fingerprint = fingerprint.ok_or(Error::Unauthenticated)?;
+        let record = state
+            .by_fingerprint
+            .get(&fingerprint)
+            .and_then(|id| state.network.node(*id))
+            .ok_or(Error::UnknownNode)?;
+        match record.state {
+            NodeState::Approved => {}
+            NodeState::Pending => {
+                return Err(Error::NodePending {
+                    id: record.id,
+                    name: record.name.clone(),
+                });
+            }
+            other => {
+                return Err(Error::NodeNotAdmitted {
+                    id: record.id,
+                    state: other.as_str(),
+                });
+            }
+        }
+        self.reports
+            .check_key(&record.id)
+            .map_err(|_| Error::RateLimited)?;
+        Ok(record.clone())
     }
 
     /// The node presenting the client certificate with `fingerprint`.
@@ -572,36 +620,9 @@ impl Coordinator {
         report: EndpointReport,
         observed: Option<SocketAddr>,
     ) -> Result<()> {
-        const MAX_ENDPOINTS: usize = 16;
-        let fingerprint = fingerprint.ok_or(Error::Unauthenticated)?;
-        if report.local.len() > MAX_ENDPOINTS {
-            return Err(Error::BadRequest(format!(
-                "at most {MAX_ENDPOINTS} local endpoints"
-            )));
-        }
+        let endpoints = crate::endpoints::from_report(&report, observed)?;
         let mut state = self.state.lock().await;
-        let mut record = state
-            .by_fingerprint
-            .get(&fingerprint)
-            .and_then(|id| state.network.node(*id))
-            .cloned()
-            .ok_or(Error::UnknownNode)?;
-        let observed = observed.map(|address| SocketAddr::new(address.ip(), report.listen_port));
-        let mut endpoints = Vec::new();
-        for candidate in report
-            .local
-            .iter()
-            .copied()
-            .chain(observed)
-            .chain(report.stun)
-        {
-            if candidate.port() != 0
-                && !candidate.ip().is_unspecified()
-                && !endpoints.contains(&candidate)
-            {
-                endpoints.push(candidate);
-            }
-        }
+        let mut record = self.reporting_node(&state, fingerprint)?;
         if record.endpoints == endpoints {
             return Ok(());
         }
@@ -626,7 +647,7 @@ impl Coordinator {
         names::check_node_name(name).map_err(Error::BadRequest)?;
         let user = self.user(user).await?;
         let mut state = self.state.lock().await;
-        if state.network.nodes().any(|record| record.name == name) {
+        if state.names.contains(name) {
             return Err(Error::Conflict(format!(
                 "a node is already called `{name}`"
             )));
@@ -634,9 +655,9 @@ impl Coordinator {
         let secret = x25519_dalek::StaticSecret::random();
         let public = WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
         let id = state.next_node_id;
-        let (ipv4, ipv6) = state.addresses.allocate()?;
         let now = unix_now();
-        let record = NodeRecord {
+        let addresses = state.addresses.allocate(now)?;
+        let record = NewNode {
             id,
             user_id: user.id,
             user: user.name.clone(),
@@ -645,18 +666,13 @@ impl Coordinator {
             os: "wireguard".into(),
             wireguard_key: public,
             state: NodeState::Approved,
-            ipv4,
-            ipv6,
+            addresses,
             tags: BTreeSet::new(),
             ephemeral: false,
-            static_device: true,
             cert_fingerprint: None,
-            endpoints: Vec::new(),
-            advertised_routes: Vec::new(),
-            approved_routes: Vec::new(),
-            created_at: now,
-            last_seen: None,
-        };
+            now,
+        }
+        .into_record();
         let stored = async {
             let mut transaction = self.db.begin().await?;
             insert_node(&mut transaction, &record, None).await?;
@@ -665,12 +681,10 @@ impl Coordinator {
         }
         .await;
         if let Err(error) = stored {
-            state.addresses.release(ipv4);
+            state.addresses.unallocate(record.ipv4);
             return Err(error.into());
         }
-        state.next_node_id += 1;
-        let deliveries = state.network.upsert(record.clone());
-        self.deliver(&deliveries);
+        self.admitted(&mut state, &record);
         let peers: Vec<NodeRecord> = state
             .network
             .peers_of(id)
@@ -740,7 +754,7 @@ impl Coordinator {
     async fn change_node(
         &self,
         id: NodeId,
-        change: impl FnOnce(&mut NodeRecord) -> Result<()>,
+        change: impl FnOnce(&State, &mut NodeRecord) -> Result<()>,
     ) -> Result<NodeView> {
         let mut state = self.state.lock().await;
         let mut record = state
@@ -749,12 +763,16 @@ impl Coordinator {
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
         let before = record.clone();
-        change(&mut record)?;
+        change(&state, &mut record)?;
         if record == before {
             return Ok(self.view(&record));
         }
         if !self.db.update_node(&record).await? {
             return Err(Error::NotFound(format!("node {id}")));
+        }
+        if record.name != before.name {
+            state.names.remove(&before.name);
+            state.names.insert(&record.name);
         }
         let deliveries = state.network.upsert(record.clone());
         self.deliver(&deliveries);
@@ -767,7 +785,7 @@ impl Coordinator {
 
     /// Approves a pending (or rejected, or expired) node.
     pub async fn approve_node(&self, id: NodeId) -> Result<NodeView> {
-        self.change_node(id, |record| {
+        self.change_node(id, |_, record| {
             record.state = NodeState::Approved;
             Ok(())
         })
@@ -776,7 +794,7 @@ impl Coordinator {
 
     /// Rejects a node: it keeps its record but gets no peers.
     pub async fn reject_node(&self, id: NodeId) -> Result<NodeView> {
-        self.change_node(id, |record| {
+        self.change_node(id, |_, record| {
             record.state = NodeState::Rejected;
             Ok(())
         })
@@ -785,7 +803,7 @@ impl Coordinator {
 
     /// Expires a node: it leaves every map until approved again.
     pub async fn expire_node(&self, id: NodeId) -> Result<NodeView> {
-        self.change_node(id, |record| {
+        self.change_node(id, |_, record| {
             record.state = NodeState::Expired;
             Ok(())
         })
@@ -795,19 +813,13 @@ impl Coordinator {
     /// Renames a node.
     pub async fn rename_node(&self, id: NodeId, name: &str) -> Result<NodeView> {
         names::check_node_name(name).map_err(Error::BadRequest)?;
-        let taken = {
-            let state = self.state.lock().await;
-            state
-                .network
-                .nodes()
-                .any(|record| record.name == name && record.id != id)
-        };
-        if taken {
-            return Err(Error::Conflict(format!(
-                "a node is already called `{name}`"
-            )));
-        }
-        self.change_node(id, |record| {
+        // Checked and written under one lock: two renames cannot both take a name.
+        self.change_node(id, |state, record| {
+            if record.name != name && state.names.contains(name) {
+                return Err(Error::Conflict(format!(
+                    "a node is already called `{name}`"
+                )));
+            }
             record.name = name.to_owned();
             Ok(())
         })
@@ -820,7 +832,7 @@ impl Coordinator {
             names::check_tag(tag).map_err(Error::BadRequest)?;
         }
         let tags: BTreeSet<String> = tags.iter().cloned().collect();
-        self.change_node(id, |record| {
+        self.change_node(id, |_, record| {
             record.tags = tags;
             Ok(())
         })
@@ -835,11 +847,14 @@ impl Coordinator {
             .node(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
-        self.db.delete_node(id).await?;
+        let now = unix_now();
+        self.db.delete_node(id, now).await?;
         let deliveries = state.network.remove(id);
         self.deliver(&deliveries);
         self.streams.close_node(id);
-        state.addresses.release(record.ipv4);
+        state.addresses.release(record.ipv4, now);
+        state.names.remove(&record.name);
+        state.by_wireguard_key.remove(&record.wireguard_key);
         if let Some(fingerprint) = record.cert_fingerprint {
             state.by_fingerprint.remove(&fingerprint);
         }
@@ -960,22 +975,9 @@ impl Coordinator {
         fingerprint: Option<Fingerprint>,
         advertised: Vec<ipnet::IpNet>,
     ) -> Result<()> {
-        const MAX_ROUTES: usize = 256;
-        let fingerprint = fingerprint.ok_or(Error::Unauthenticated)?;
-        if advertised.len() > MAX_ROUTES {
-            return Err(Error::BadRequest(format!("at most {MAX_ROUTES} routes")));
-        }
+        let advertised = crate::routes::check_advertised(advertised)?;
         let mut state = self.state.lock().await;
-        let mut record = state
-            .by_fingerprint
-            .get(&fingerprint)
-            .and_then(|id| state.network.node(*id))
-            .cloned()
-            .ok_or(Error::UnknownNode)?;
-        let mut advertised: Vec<ipnet::IpNet> =
-            advertised.into_iter().map(|route| route.trunc()).collect();
-        advertised.sort();
-        advertised.dedup();
+        let mut record = self.reporting_node(&state, fingerprint)?;
         record.advertised_routes = advertised;
         record.approved_routes =
             approved_routes(state.policy.as_ref(), &record, &record.approved_routes);
@@ -988,8 +990,7 @@ impl Coordinator {
     /// Sets which of a node's advertised routes an admin approves (those
     /// `autoApprovers` allow stay approved).
     pub async fn approve_routes(&self, id: NodeId, routes: &[ipnet::IpNet]) -> Result<NodeView> {
-        let policy = self.state.lock().await.policy.clone();
-        self.change_node(id, |record| {
+        self.change_node(id, |state, record| {
             if let Some(route) = routes
                 .iter()
                 .find(|route| !record.advertised_routes.contains(route))
@@ -1004,7 +1005,7 @@ impl Coordinator {
                         .join(", ")
                 )));
             }
-            record.approved_routes = approved_routes(policy.as_ref(), record, routes);
+            record.approved_routes = approved_routes(state.policy.as_ref(), record, routes);
             Ok(())
         })
         .await
@@ -1016,8 +1017,7 @@ fn effective_rules(policy: Option<&Policy>) -> CompiledPolicy {
     policy.map_or_else(CompiledPolicy::allow_all, |policy| policy.compiled.clone())
 }
 
-/// A node's approved routes: those of `chosen` it still advertises, plus the
-/// advertised ones `autoApprovers` allows.
+/// A node's approved routes under `policy` (see [`crate::routes::approved`]).
 fn approved_routes(
     policy: Option<&Policy>,
     record: &NodeRecord,
@@ -1028,13 +1028,5 @@ fn approved_routes(
             policy.auto_approved_routes(&record.user, &record.tags, &record.advertised_routes)
         })
         .unwrap_or_default();
-    let mut approved: Vec<ipnet::IpNet> = record
-        .advertised_routes
-        .iter()
-        .copied()
-        .filter(|route| chosen.contains(route) || automatic.contains(route))
-        .collect();
-    approved.sort();
-    approved.dedup();
-    approved
+    crate::routes::approved(record, chosen, &automatic)
 }

@@ -49,6 +49,12 @@ pub enum Error {
         /// Its state.
         state: &'static str,
     },
+    /// Too many nodes wait for approval under this key or user.
+    #[error("{0}")]
+    TooManyPending(String),
+    /// A node reports too often.
+    #[error("too many updates from this node; slow down")]
+    RateLimited,
     /// Something named does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -82,6 +88,8 @@ impl Error {
             Error::UnknownNode => "unknown_node",
             Error::NodePending { .. } => "node_pending",
             Error::NodeNotAdmitted { .. } => "node_not_admitted",
+            Error::TooManyPending(_) => "too_many_pending",
+            Error::RateLimited => "rate_limited",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::PolicyInvalid(_) => "policy_invalid",

@@ -78,6 +78,18 @@ struct ServeArgs {
     /// Time for one more registration to be allowed.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     register_period: Duration,
+    /// Connections held at once (lowered to fit the open-file limit).
+    #[arg(long, default_value_t = 16_384)]
+    max_connections: usize,
+    /// Connections one source address may hold at once (at most a quarter of --max-connections).
+    #[arg(long, default_value_t = 1_024)]
+    max_connections_per_source: usize,
+    /// Time a client has to send a whole request head (or the TLS handshake).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// STUN answers per second to one source address.
+    #[arg(long, default_value_t = 10)]
+    stun_per_source: u32,
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -252,6 +264,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 burst: args.register_burst,
                 period: args.register_period,
             };
+            let mut connections = hearth_http::Limits::for_this_process(
+                args.max_connections,
+                args.max_connections_per_source,
+            );
+            connections.header_timeout = args.header_timeout;
+            connections.handshake_timeout = args.header_timeout;
+            options.connections = connections;
+            options.stun_per_source = args.stun_per_source;
             serve(options).await?;
         }
         Command::Demo => {

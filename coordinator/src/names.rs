@@ -48,9 +48,9 @@ pub fn check_node_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Turns a reported hostname into a node name no other node has: lower-cased,
-/// other characters replaced by `-`, and `-2`, `-3`... appended when taken.
-pub fn unique_node_name(hostname: &str, taken: impl Fn(&str) -> bool) -> String {
+/// A hostname as a node name: lower-cased, other characters replaced by
+/// `-`, trimmed to 55 characters so that a `-N` suffix still fits a label.
+fn base_name(hostname: &str) -> String {
     let mut base: String = hostname
         .chars()
         .map(|c| {
@@ -65,14 +65,55 @@ pub fn unique_node_name(hostname: &str, taken: impl Fn(&str) -> bool) -> String 
     base = base.trim_matches('-').to_owned();
     base.truncate(55);
     let base = base.trim_end_matches('-');
-    let base = if base.is_empty() { "node" } else { base };
-    if !taken(base) {
-        return base.to_owned();
+    if base.is_empty() {
+        "node".to_owned()
+    } else {
+        base.to_owned()
     }
-    (2u64..)
-        .map(|suffix| format!("{base}-{suffix}"))
-        .find(|candidate| !taken(candidate))
-        .expect("some suffix is free")
+}
+
+/// The node names in use, and for each base name the next suffix to try,
+/// so that naming the thousandth `laptop` costs no more than the first.
+#[derive(Clone, Debug, Default)]
+pub struct NameIndex {
+    taken: std::collections::HashSet<String>,
+    next_suffix: std::collections::HashMap<String, u64>,
+}
+
+impl NameIndex {
+    /// Whether a node is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.taken.contains(name)
+    }
+
+    /// Records that a node is called `name`.
+    pub fn insert(&mut self, name: &str) {
+        self.taken.insert(name.to_owned());
+    }
+
+    /// Records that no node is called `name` any more.
+    pub fn remove(&mut self, name: &str) {
+        self.taken.remove(name);
+    }
+
+    /// A name no node has, made from `hostname`: its base name, or with
+    /// `-2`, `-3`... appended when that is taken. Suffixes are not handed
+    /// out twice for a base, so a deleted `laptop-3` is not reused for the
+    /// next `laptop`. Not recorded until [`NameIndex::insert`].
+    pub fn unique(&mut self, hostname: &str) -> String {
+        let base = base_name(hostname);
+        if !self.taken.contains(&base) {
+            return base;
+        }
+        let next = self.next_suffix.entry(base.clone()).or_insert(2);
+        loop {
+            let candidate = format!("{base}-{next}");
+            *next += 1;
+            if !self.taken.contains(&candidate) {
+                return candidate;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,11 +148,33 @@ mod tests {
 
     #[test]
     fn hostnames_become_unique_labels() {
-        let taken = ["laptop", "laptop-2"];
-        let is_taken = |name: &str| taken.contains(&name);
-        assert_eq!(unique_node_name("Laptop", is_taken), "laptop-3");
-        assert_eq!(unique_node_name("Bob's Phone", is_taken), "bob-s-phone");
-        assert_eq!(unique_node_name("***", is_taken), "node");
-        assert_eq!(unique_node_name(&"x".repeat(100), is_taken).len(), 55);
+        let mut names = NameIndex::default();
+        names.insert("laptop");
+        names.insert("laptop-2");
+        assert_eq!(names.unique("Laptop"), "laptop-3");
+        assert_eq!(names.unique("Bob's Phone"), "bob-s-phone");
+        assert_eq!(names.unique("***"), "node");
+        assert_eq!(names.unique(&"x".repeat(100)).len(), 55);
+        assert!(check_node_name(&names.unique(&"x".repeat(100))).is_ok());
+    }
+
+    #[test]
+    fn naming_the_thousandth_twin_costs_what_the_first_did() {
+        let mut names = NameIndex::default();
+        for expected in std::iter::once("laptop".to_owned())
+            .chain((2..=1000).map(|suffix| format!("laptop-{suffix}")))
+        {
+            let name = names.unique("laptop");
+            assert_eq!(name, expected);
+            names.insert(&name);
+        }
+        names.remove("laptop-7");
+        assert_eq!(
+            names.unique("laptop"),
+            "laptop-1001",
+            "a freed suffix is not reused"
+        );
+        names.remove("laptop");
+        assert_eq!(names.unique("laptop"), "laptop", "the base name is");
     }
 }

@@ -12,14 +12,16 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hearth_control::Fingerprint;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use hearth_http::serve::{Held, Refusals};
+use hearth_http::{Gate, Limits};
 
 use crate::api::node::RegisterLimit;
 use crate::api::{self, PeerInfo};
@@ -49,6 +51,11 @@ pub struct ServeOptions {
     pub ephemeral_timeout: Duration,
     /// Registration rate limit per source address.
     pub register_limit: RegisterLimit,
+    /// Connections held at once, in all and per source address, and the
+    /// time to send a request head (fitted to the descriptor limit at start).
+    pub connections: Limits,
+    /// STUN answers per second to one source address (after a burst of as many).
+    pub stun_per_source: u32,
 }
 
 impl ServeOptions {
@@ -67,6 +74,8 @@ impl ServeOptions {
                 burst: 20,
                 period: Duration::from_secs(1),
             },
+            connections: Limits::for_this_process(16_384, 1_024),
+            stun_per_source: 10,
         }
     }
 }
@@ -79,6 +88,8 @@ pub struct Server {
     admin: UnixListener,
     admin_path: PathBuf,
     stun: Option<UdpSocket>,
+    stun_per_source: u32,
+    gate: Gate,
     node_routes: Router,
     admin_routes: Router,
 }
@@ -184,6 +195,8 @@ impl Server {
             admin,
             admin_path,
             stun,
+            stun_per_source: options.stun_per_source,
+            gate: Gate::new(options.connections),
         })
     }
 
@@ -231,11 +244,20 @@ impl Server {
                     .await
             }
         });
+        let stun_per_source = self.stun_per_source;
         let stun_task = self
             .stun
-            .map(|socket| tokio::spawn(run_stun(socket, stop.clone())));
+            .map(|socket| tokio::spawn(run_stun(socket, stun_per_source, stop.clone())));
         let janitor_task = tokio::spawn(run_janitor(Arc::clone(&self.coordinator), stop.clone()));
 
+        let limits = *self.gate.limits();
+        tracing::info!(
+            max_connections = limits.max_connections,
+            max_per_source = limits.max_per_source,
+            "connection limits"
+        );
+        let builder = hearth_http::serve::connection_builder(&limits);
+        let refusals = Arc::new(Refusals::default());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -244,19 +266,26 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        tracing::warn!(%error, "accept failed");
+                        refusals.accept_failed(&error);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
             };
+            let ticket = match self.gate.admit(remote.ip()) {
+                Ok(ticket) => ticket,
+                Err(why) => {
+                    refusals.full(remote, why);
+                    continue;
+                }
+            };
             let acceptor = self.acceptor.clone();
             let routes = self.node_routes.clone();
             let watcher = graceful.watcher();
+            let builder = builder.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
+                let handshake = acceptor.accept(Held::new(tcp, ticket));
+                let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(error)) => {
                         tracing::debug!(%remote, %error, "TLS handshake failed");
@@ -283,7 +312,6 @@ impl Server {
                         request.extensions_mut().insert(ConnectInfo(remote));
                         request
                     });
-                let builder = auto::Builder::new(TokioExecutor::new());
                 let connection =
                     builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
                 if let Err(error) = watcher.watch(connection.into_owned()).await {
@@ -314,12 +342,23 @@ impl Server {
     }
 }
 
-/// Answers STUN Binding requests with the address they came from.
-async fn run_stun(socket: UdpSocket, mut stop: watch::Receiver<bool>) {
+/// Answers STUN Binding requests with the address they came from, at most
+/// `per_source` a second to one address (after a burst of as many): an
+/// answer is larger than a request, so unlimited answers to a forged source
+/// address would amplify a flood at it.
+async fn run_stun(socket: UdpSocket, per_source: u32, mut stop: watch::Receiver<bool>) {
+    let rate = std::num::NonZeroU32::new(per_source.max(1)).expect("at least one");
+    let limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr> =
+        governor::RateLimiter::keyed(governor::Quota::per_second(rate));
+    let mut forget = tokio::time::interval(Duration::from_secs(60));
     let mut buffer = [0u8; 1500];
     loop {
         let (length, source) = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = forget.tick() => {
+                limiter.retain_recent();
+                continue;
+            }
             received = socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 Err(error) => {
@@ -332,6 +371,9 @@ async fn run_stun(socket: UdpSocket, mut stop: watch::Receiver<bool>) {
         else {
             continue;
         };
+        if limiter.check_key(&source.ip().to_canonical()).is_err() {
+            continue;
+        }
         let response = hearth_control::stun::binding_response(transaction, source);
         if let Err(error) = socket.send_to(&response, source).await {
             tracing::debug!(%error, %source, "STUN reply failed");

@@ -53,6 +53,18 @@ pub enum ChunkError {
     Truncated,
 }
 
+impl ChunkError {
+    /// A short stable name for the failure (as the test vectors name it).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChunkError::OutOfOrder { .. } => "out_of_order",
+            ChunkError::AfterFinal => "after_final",
+            ChunkError::Tampered => "tampered",
+            ChunkError::Truncated => "truncated",
+        }
+    }
+}
+
 fn nonce_for(base: &[u8; 12], seq: u64) -> [u8; 12] {
     let mut nonce = *base;
     for (slot, byte) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {

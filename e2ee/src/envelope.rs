@@ -152,6 +152,25 @@ pub enum EnvelopeError {
     Decryption,
 }
 
+impl EnvelopeError {
+    /// The stable error code the gateway answers with (docs/e2ee-protocol.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnvelopeError::Malformed(_) => "malformed",
+            EnvelopeError::AadMismatch => "tampered",
+            EnvelopeError::Decryption => "decryption_failed",
+        }
+    }
+}
+
+/// Reads an envelope from a request body: JSON with exactly the envelope's
+/// fields, once each (a duplicate or unknown key, a float where an integer
+/// goes, are all `malformed`).
+pub fn parse_envelope(body: &[u8]) -> Result<ChatEnvelope, EnvelopeError> {
+    serde_json::from_slice(body)
+        .map_err(|error| EnvelopeError::Malformed(format!("not a chat envelope: {error}")))
+}
+
 /// The authenticated data binding an envelope's clear fields.
 pub fn request_aad(key_id: &str, timestamp: i64, request_id: &str, device_key: &str) -> Vec<u8> {
     format!("hearth-chat-v1\n{key_id}\n{timestamp}\n{request_id}\n{device_key}").into_bytes()

@@ -3,8 +3,10 @@
 //! Pure: the caller passes the time. A request id is remembered for as long
 //! as its timestamp could still pass the freshness check, so memory stays
 //! bounded by the request rate times the window. Requests stamped before
-//! `not_before` (the gateway's start) are refused, so a request captured
-//! before a restart cannot be replayed after it.
+//! `not_before` are refused: that is the time from which the window knows
+//! every accepted id (the gateway's start, or earlier when it kept a journal
+//! of the ids it accepted before a restart: [`ReplayWindow::restore`]), so a
+//! request captured before a restart cannot be replayed after it.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -94,15 +96,46 @@ impl ReplayWindow {
         if self.seen.len() >= self.capacity {
             return Err(Rejection::Full);
         }
+        self.remember(request_id, timestamp.max(now));
+        Ok(())
+    }
+
+    /// Keeps `request_id` until `forget_at` has passed by the window.
+    fn remember(&mut self, request_id: &str, forget_at: i64) {
         self.seen.insert(request_id.to_owned());
         // Keep the queue ordered by the time the id may be forgotten.
-        let forget_at = timestamp.max(now);
         let position = self
             .order
             .partition_point(|(stamped, _)| *stamped <= forget_at);
         self.order
             .insert(position, (forget_at, request_id.to_owned()));
-        Ok(())
+    }
+
+    /// The time from which every accepted id is known.
+    pub fn not_before(&self) -> i64 {
+        self.not_before
+    }
+
+    /// Takes back an id accepted before a restart (from a journal), with the
+    /// `forget_at` that [`ReplayWindow::accepted`] gave it; ids that can no
+    /// longer pass at `now` are skipped.
+    pub fn restore(&mut self, request_id: &str, forget_at: i64, now: i64) {
+        if forget_at >= now - self.window && !self.seen.contains(request_id) {
+            self.remember(request_id, forget_at);
+        }
+    }
+
+    /// When an id accepted at `now` with `timestamp` may be forgotten (what
+    /// a journal keeps to [`ReplayWindow::restore`] it).
+    pub fn forget_at(timestamp: i64, now: i64) -> i64 {
+        timestamp.max(now)
+    }
+
+    /// Every remembered id with its `forget_at`, oldest first (to rewrite a journal).
+    pub fn accepted(&self) -> impl Iterator<Item = (i64, &str)> {
+        self.order
+            .iter()
+            .map(|(forget_at, id)| (*forget_at, id.as_str()))
     }
 
     /// How many ids are remembered.
@@ -157,6 +190,37 @@ mod tests {
             Err(Rejection::Stale { .. })
         ));
         assert_eq!(window.check("a", 1001, 1005), Ok(()));
+    }
+
+    #[test]
+    fn ids_restored_after_a_restart_are_still_refused() {
+        // Accepted before the restart, at 1000.
+        let mut before = ReplayWindow::new(60, 900, 100);
+        before.check("a", 995, 1000).unwrap();
+        let journal: Vec<(i64, String)> = before
+            .accepted()
+            .map(|(forget_at, id)| (forget_at, id.to_owned()))
+            .collect();
+        assert_eq!(
+            journal,
+            [(ReplayWindow::forget_at(995, 1000), "a".to_owned())]
+        );
+        // Restarted at 1010, knowing every id since 900 from the journal.
+        let mut after = ReplayWindow::new(60, before.not_before(), 100);
+        for (forget_at, id) in &journal {
+            after.restore(id, *forget_at, 1010);
+        }
+        assert_eq!(after.check("a", 995, 1010), Err(Rejection::Replayed));
+        assert_eq!(
+            after.check("b", 990, 1010),
+            Ok(()),
+            "a device whose clock is behind is not refused after the restart"
+        );
+        after.restore("old", 900, 1010);
+        assert!(
+            !after.accepted().any(|(_, id)| id == "old"),
+            "too old to matter"
+        );
     }
 
     #[test]

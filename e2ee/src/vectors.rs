@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 use crate::chat::{ReplyEvent, ReplyUsage};
 use crate::chunks::{ChunkSealer, chunk_aad};
 use crate::envelope::{
-    EXPORT_KEY, EXPORT_NONCE, INFO, KeyPair, SUITE, b64, request_aad, seal_request_with,
+    ChatEnvelope, EXPORT_KEY, EXPORT_NONCE, INFO, KeyPair, SUITE, b64, check_shape, open_request,
+    parse_envelope, request_aad, seal_request_with,
 };
 
 const SEED: u64 = 0x4845_4152_5448; // "HEARTH"
@@ -44,6 +45,12 @@ pub fn generate() -> Value {
     let timestamp = 1_795_000_000;
     let plaintext =
         r#"{"message":"What is for dinner? \u00e9","channel":"kitchen","max_tokens":64}"#;
+    // HPKE's ephemeral key is DeriveKeyPair of the next 32 bytes the sender's
+    // random source gives: published so that a sender can be checked bit for bit.
+    let mut ephemeral_ikm = [0u8; 32];
+    rng.clone().fill_bytes(&mut ephemeral_ikm);
+    let (ephemeral_private, ephemeral_public) =
+        <crate::envelope::Kem as hpke::Kem>::derive_keypair(&ephemeral_ikm);
     let (envelope, secrets) = seal_request_with(
         &mut rng,
         &request_id,
@@ -108,11 +115,153 @@ pub fn generate() -> Value {
         "request_id": request_id,
         "request_aad_text": String::from_utf8_lossy(&request_aad(key_id, timestamp, &request_id, &envelope.device_key)),
         "request_plaintext": plaintext,
+        "ephemeral_ikm_hex": hex(&ephemeral_ikm),
+        "ephemeral_private_key": b64(&hpke::Serializable::to_bytes(&ephemeral_private)),
+        "ephemeral_public_key": b64(&hpke::Serializable::to_bytes(&ephemeral_public)),
         "envelope": envelope,
+        "negative_envelopes": negative_envelopes(&envelope, &gateway, &device),
+        "negative_chunks": negative_chunks(&chunks),
         "response_key_hex": hex(&key),
         "response_base_nonce_hex": hex(&base_nonce),
         "chunks": chunks,
     })
+}
+
+/// What a gateway's receiving side (without its clock, keys list and
+/// replay memory) answers to `body`: `ok`, or the refusal code.
+pub fn receive(body: &[u8], gateway: &KeyPair) -> &'static str {
+    let outcome = parse_envelope(body)
+        .and_then(|envelope| check_shape(&envelope).map(|()| envelope))
+        .and_then(|envelope| open_request(&envelope, gateway).map(|_| ()));
+    match outcome {
+        Ok(()) => "ok",
+        Err(error) => error.code(),
+    }
+}
+
+/// Envelopes a gateway must refuse, each with the code it answers. The
+/// checks of time, key id and replay depend on the gateway's state and are
+/// described in the protocol instead.
+fn negative_envelopes(good: &ChatEnvelope, gateway: &KeyPair, device: &KeyPair) -> Vec<Value> {
+    let text = serde_json::to_value(good).expect("envelopes serialize");
+    let with = |field: &str, value: Value| {
+        let mut changed = text.clone();
+        changed[field] = value;
+        changed.to_string()
+    };
+    let flip_last = |field: &str| {
+        let mut bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            good_field(good, field),
+        )
+        .expect("the vector's fields are b64");
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 0x01;
+        }
+        with(field, Value::String(b64(&bytes)))
+    };
+    let other_device = {
+        // A sender claiming another device key, with an aad that binds it.
+        let mut changed = text.clone();
+        let claimed = b64(&[7u8; 32]);
+        changed["aad"] = Value::String(b64(&request_aad(
+            &good.key_id,
+            good.timestamp,
+            &good.request_id,
+            &claimed,
+        )));
+        changed["device_key"] = Value::String(claimed);
+        changed.to_string()
+    };
+    let raw = serde_json::to_string(good).expect("envelopes serialize");
+    let cases = [
+        ("v is 2", with("v", json!(2))),
+        ("v is a string", with("v", json!("1"))),
+        (
+            "timestamp is a float",
+            with("timestamp", json!(good.timestamp as f64 + 0.5)),
+        ),
+        ("request_id is too short", with("request_id", json!("abc"))),
+        (
+            "request_id has a character outside base64url",
+            with("request_id", json!("AAAAAAAAAAAAAAAAAAAA+A")),
+        ),
+        ("enc is 31 bytes", with("enc", json!(b64(&[1u8; 31])))),
+        ("an unknown field", {
+            let mut changed = text.clone();
+            changed["admin"] = json!(true);
+            changed.to_string()
+        }),
+        (
+            "a field twice",
+            raw.replacen('{', &format!("{{\"v\":{},", good.v), 1),
+        ),
+        ("a field missing", {
+            let mut changed = text.clone();
+            changed.as_object_mut().expect("an object").remove("aad");
+            changed.to_string()
+        }),
+        (
+            "padding in a b64 field",
+            with("ciphertext", json!(format!("{}==", good.ciphertext))),
+        ),
+        (
+            "the aad does not bind the fields",
+            with("timestamp", json!(good.timestamp + 1)),
+        ),
+        ("a flipped bit in the ciphertext", flip_last("ciphertext")),
+        ("a flipped bit in enc", flip_last("enc")),
+        ("another device key, aad rebuilt to match", other_device),
+    ];
+    let _ = device;
+    cases
+        .into_iter()
+        .map(|(description, body)| {
+            json!({"description": description, "body": body, "code": receive(body.as_bytes(), gateway)})
+        })
+        .collect()
+}
+
+fn good_field<'a>(good: &'a ChatEnvelope, field: &str) -> &'a str {
+    match field {
+        "ciphertext" => &good.ciphertext,
+        "enc" => &good.enc,
+        "aad" => &good.aad,
+        _ => &good.device_key,
+    }
+}
+
+/// Reply streams a client must refuse, with why.
+fn negative_chunks(chunks: &[Value]) -> Vec<Value> {
+    let sealed: Vec<Value> = chunks.iter().map(|chunk| chunk["sealed"].clone()).collect();
+    let mut flipped = sealed.clone();
+    if let Some(text) = flipped[1]["ct"].as_str() {
+        let mut bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+                .expect("the vector's chunks are b64");
+        bytes[0] ^= 0x01;
+        flipped[1]["ct"] = Value::String(b64(&bytes));
+    }
+    let mut relabelled = sealed[..2].to_vec();
+    relabelled[1]["final"] = Value::Bool(true);
+    let swapped = vec![
+        sealed[0].clone(),
+        sealed[2].clone(),
+        sealed[1].clone(),
+        sealed[3].clone(),
+    ];
+    let mut after_final = sealed.clone();
+    after_final.push(sealed[3].clone());
+    [
+        ("a chunk altered", flipped, "tampered"),
+        ("the stream cut before its final chunk", sealed[..3].to_vec(), "truncated"),
+        ("a chunk relabelled as final", relabelled, "tampered"),
+        ("two chunks swapped", swapped, "out_of_order"),
+        ("a chunk after the final one", after_final, "after_final"),
+    ]
+    .into_iter()
+    .map(|(description, chunks, error)| json!({"description": description, "chunks": chunks, "error": error}))
+    .collect()
 }
 
 #[cfg(test)]
@@ -141,5 +290,91 @@ mod tests {
                 .as_bytes()
         );
         assert_eq!(generate(), vectors, "deterministic");
+        assert_eq!(vectors["ephemeral_public_key"], vectors["envelope"]["enc"]);
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn every_negative_reply_stream_is_refused_as_named() {
+        let vectors = generate();
+        let secrets = || crate::chunks::ResponseSecrets {
+            key: Zeroizing::new(
+                unhex(vectors["response_key_hex"].as_str().unwrap_or_default())
+                    .try_into()
+                    .unwrap_or_default(),
+            ),
+            nonce: Zeroizing::new(
+                unhex(
+                    vectors["response_base_nonce_hex"]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
+                .try_into()
+                .unwrap_or_default(),
+            ),
+        };
+        let request_id = vectors["request_id"].as_str().unwrap_or_default();
+        let empty = Vec::new();
+        let cases = vectors["negative_chunks"].as_array().unwrap_or(&empty);
+        assert_eq!(cases.len(), 5);
+        for case in cases {
+            let mut opener = crate::ChunkOpener::new(secrets(), request_id);
+            let chunks: Vec<crate::SealedChunk> =
+                serde_json::from_value(case["chunks"].clone()).unwrap_or_default();
+            let outcome = chunks
+                .iter()
+                .try_for_each(|chunk| opener.open(chunk).map(|_| ()))
+                .and_then(|()| opener.finish());
+            assert_eq!(
+                outcome.err().map(|error| error.code()),
+                case["error"].as_str(),
+                "{}",
+                case["description"]
+            );
+        }
+    }
+
+    #[test]
+    fn every_negative_envelope_is_refused_with_its_code() {
+        let vectors = generate();
+        let empty = Vec::new();
+        let codes: Vec<(&str, &str)> = vectors["negative_envelopes"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|case| {
+                (
+                    case["description"].as_str().unwrap_or_default(),
+                    case["code"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(codes.len(), 14);
+        for (description, code) in &codes {
+            assert_ne!(*code, "ok", "{description} was accepted");
+        }
+        let code_of = |wanted: &str| {
+            codes
+                .iter()
+                .find(|(description, _)| *description == wanted)
+                .map(|(_, code)| *code)
+        };
+        assert_eq!(
+            code_of("the aad does not bind the fields"),
+            Some("tampered")
+        );
+        assert_eq!(code_of("a flipped bit in enc"), Some("decryption_failed"));
+        assert_eq!(
+            code_of("another device key, aad rebuilt to match"),
+            Some("decryption_failed")
+        );
+        assert_eq!(code_of("a field twice"), Some("malformed"));
+        assert_eq!(code_of("timestamp is a float"), Some("malformed"));
     }
 }

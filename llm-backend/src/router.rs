@@ -238,14 +238,22 @@ impl Router {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Models in the order to try: resting backends last.
-    fn order(&self) -> Vec<usize> {
+    /// Models in the order to try: resting backends last; `first` (an index
+    /// of the chain a caller asked for by name) before all.
+    fn order(&self, first: Option<usize>) -> Vec<usize> {
         let providers: Vec<&str> = self
             .chain
             .iter()
             .map(|model| model.provider.as_str())
             .collect();
-        self.cooldowns().order(&providers, self.now())
+        let mut order = self.cooldowns().order(&providers, self.now());
+        if let Some(first) = first
+            && let Some(position) = order.iter().position(|index| *index == first)
+        {
+            order.remove(position);
+            order.insert(0, first);
+        }
+        order
     }
 
     /// Starts connecting to the endpoint that [`Router::open_with`] would
@@ -254,7 +262,7 @@ impl Router {
     /// llama-server), and only when no kept connection is ready; `None`
     /// otherwise. Unused, it is closed when dropped.
     pub fn open_ahead(&self) -> Option<Ahead> {
-        let first = *self.order().first()?;
+        let first = *self.order(None).first()?;
         let model = &self.chain[first];
         let provider = &self.providers[&model.provider];
         if provider.config.api != Api::OpenAiCompletions {
@@ -278,9 +286,29 @@ impl Router {
     pub async fn open_with(
         &self,
         request: &ChatRequest,
+        ahead: Option<Ahead>,
+    ) -> Result<Opened, RouteError> {
+        self.open_in(request, None, ahead).await
+    }
+
+    /// [`Router::open`], trying `model` (a model of the chain) first, then
+    /// the rest of the chain as usual.
+    pub async fn open_starting_with(
+        &self,
+        request: &ChatRequest,
+        model: &ModelRef,
+    ) -> Result<Opened, RouteError> {
+        let first = self.chain.iter().position(|chained| chained == model);
+        self.open_in(request, first, None).await
+    }
+
+    async fn open_in(
+        &self,
+        request: &ChatRequest,
+        first: Option<usize>,
         mut ahead: Option<Ahead>,
     ) -> Result<Opened, RouteError> {
-        let order = self.order();
+        let order = self.order(first);
         let mut attempts = Vec::new();
         for index in order {
             let model = &self.chain[index];

@@ -22,6 +22,7 @@ use crate::protocol::{
     ClientMessage, MAX_FRAME, ServerEvent, check_room, decode, dm_room, may_access, valid_user,
 };
 use crate::service::{Messaging, ServiceError};
+use hearth_http::SameOrigin;
 
 const INDEX: &str = include_str!("../web/index.html");
 const SCRIPT: &str = include_str!("../web/app.js");
@@ -35,6 +36,8 @@ pub struct Shared {
     pub identities: Identities,
     /// Becomes `true` when the service stops: live connections close.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The names and origin browsers may use.
+    pub same_origin: SameOrigin,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -45,13 +48,27 @@ impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let status = match &self {
             ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ServiceError::NotYours(_) => StatusCode::FORBIDDEN,
+            ServiceError::NotYours(_) | ServiceError::NotCreator(_) => StatusCode::FORBIDDEN,
+            ServiceError::TooFast | ServiceError::TooManyRooms(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::NoSuchRoom(_) => StatusCode::NOT_FOUND,
             ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         }
         error(status, self.to_string())
+    }
+}
+
+/// Refuses requests naming a host the service does not answer to (DNS
+/// rebinding) or coming from a web page of another origin.
+async fn same_origin(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    match shared.same_origin.check_request(&request) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::debug!(%refusal, "cross-site request refused");
+            error(StatusCode::FORBIDDEN, refusal.to_string())
+        }
     }
 }
 
@@ -100,6 +117,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/me", get(me))
         .route("/api/users", get(users))
         .route("/api/rooms", get(rooms).post(create_room))
+        .route("/api/rooms/{room}", axum::routing::delete(delete_room))
         .route("/api/dm", post(open_dm))
         .route("/api/rooms/{room}/messages", get(history).post(send))
         .route("/api/rooms/{room}/read", post(read))
@@ -107,6 +125,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             identify,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            same_origin,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FRAME))
         .with_state(shared)
@@ -154,12 +176,17 @@ async fn create_room(
             "open a direct conversation with POST /api/dm".into(),
         ));
     }
-    shared
-        .messaging
-        .store
-        .ensure_room(&room.name, &caller.user)
-        .await?;
+    shared.messaging.open_room(&caller, &room.name).await?;
     Ok((StatusCode::CREATED, Json(json!({"room": room.name}))).into_response())
+}
+
+async fn delete_room(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(room): Path<String>,
+) -> Result<Response, ServiceError> {
+    shared.messaging.delete_room(&caller, &room).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -180,11 +207,7 @@ async fn open_dm(
         ));
     }
     let room = dm_room(&caller.user, &dm.user);
-    shared
-        .messaging
-        .store
-        .ensure_room(&room, &caller.user)
-        .await?;
+    shared.messaging.open_room(&caller, &room).await?;
     Ok(Json(json!({"room": room})).into_response())
 }
 
@@ -265,12 +288,13 @@ struct Connect {
 async fn websocket(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(connect): Query<Connect>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade
         .max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| connection(shared, caller, connect.since, socket))
+        .on_upgrade(move |socket| connection(shared, caller, peer, connect.since, socket))
 }
 
 /// Sends every message after `since` that `caller` may see; returns the last id sent.
@@ -307,8 +331,15 @@ async fn replay(
 
 /// One live connection: the backlog since the device's cursor (or `since`),
 /// then live events, and the client's sends, typing and read markers.
-async fn connection(shared: Arc<Shared>, caller: Caller, since: Option<i64>, socket: WebSocket) {
+async fn connection(
+    shared: Arc<Shared>,
+    caller: Caller,
+    peer: SocketAddr,
+    since: Option<i64>,
+    socket: WebSocket,
+) {
     let messaging = &shared.messaging;
+    let mut mesh_changes = shared.identities.changes();
     let _ = messaging.store.seen(&caller.user).await;
     let mut deliveries = messaging.hub.subscribe();
     let (mut sink, mut frames) = socket.split();
@@ -351,6 +382,18 @@ async fn connection(shared: Arc<Shared>, caller: Caller, since: Option<i64>, soc
             _ = closing.changed() => {
                 let _ = sink.send(Frame::Close(None)).await;
                 break;
+            }
+            _ = mesh_changes.changed() => {
+                // The mesh changed: is the same device still behind this address?
+                if shared.identities.identify(peer.ip()).await.as_ref() != Ok(&caller) {
+                    tracing::debug!(address = %peer.ip(), "the device behind a connection changed; closing it");
+                    let close = axum::extract::ws::CloseFrame {
+                        code: axum::extract::ws::close_code::POLICY,
+                        reason: "the device behind this address changed".into(),
+                    };
+                    let _ = sink.send(Frame::Close(Some(close))).await;
+                    break;
+                }
             }
             frame = frames.next() => {
                 let text = match frame {

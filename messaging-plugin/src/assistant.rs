@@ -2,16 +2,26 @@
 //! to the gateway through the encrypted API (as OpenClaw's channel plugins
 //! do), one gateway session per (room, user); the answer streams into the
 //! room as one message that grows, with a typing indicator, and a failure
-//! shows as a short readable message instead of silence.
+//! shows as a short readable message instead of silence. Questions wait
+//! their turn in a fair queue ([`crate::questions`]): one person cannot
+//! keep the others from the assistant.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_e2ee::{ChatPayload, ReplyEvent};
 use hearth_gateway::client::{ChatClient, ClientError};
 
 use crate::protocol::{ASSISTANT, Message, ServerEvent};
+use crate::questions::{FairQueue, Limits, TooMany};
 use crate::service::Messaging;
+
+/// A question waiting for the assistant.
+#[derive(Debug)]
+struct Question {
+    room: String,
+    text: String,
+}
 
 /// How often a growing answer is sent to the room.
 const UPDATE_EVERY: Duration = Duration::from_millis(50);
@@ -21,6 +31,7 @@ const UPDATE_EVERY: Duration = Duration::from_millis(50);
 pub struct Assistant {
     client: ChatClient,
     max_tokens: Option<u32>,
+    queue: Arc<Mutex<FairQueue<Question>>>,
 }
 
 /// The gateway session of `user` in `room`.
@@ -53,9 +64,62 @@ fn code_of(error: &ClientError) -> String {
 }
 
 impl Assistant {
-    /// An assistant asking the gateway at `client`.
-    pub fn new(client: ChatClient, max_tokens: Option<u32>) -> Assistant {
-        Assistant { client, max_tokens }
+    /// An assistant asking the gateway at `client`, taking questions in turn within `limits`.
+    pub fn new(client: ChatClient, max_tokens: Option<u32>, limits: Limits) -> Assistant {
+        Assistant {
+            client,
+            max_tokens,
+            queue: Arc::new(Mutex::new(FairQueue::new(limits))),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, FairQueue<Question>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `question` of `user` in `room`; it is answered in its turn.
+    pub fn ask(
+        &self,
+        messaging: Arc<Messaging>,
+        room: String,
+        user: String,
+        question: String,
+    ) -> Result<(), TooMany> {
+        self.queue().push(
+            &user,
+            Question {
+                room,
+                text: question,
+            },
+        )?;
+        self.start_turns(&messaging);
+        Ok(())
+    }
+
+    /// Starts answering every question whose turn has come.
+    fn start_turns(&self, messaging: &Arc<Messaging>) {
+        loop {
+            let Some((user, question)) = self.queue().take_turn() else {
+                return;
+            };
+            let assistant = self.clone();
+            let messaging = Arc::clone(messaging);
+            tokio::spawn(async move {
+                assistant
+                    .clone()
+                    .answer(
+                        Arc::clone(&messaging),
+                        question.room,
+                        user.clone(),
+                        question.text,
+                    )
+                    .await;
+                assistant.queue().done(&user);
+                assistant.start_turns(&messaging);
+            });
+        }
     }
 
     /// Answers `question` of `user` in `room`.

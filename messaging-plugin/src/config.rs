@@ -9,7 +9,10 @@
 //!   dataDir: "/var/lib/hearth-messaging",
 //!   encryptionKeyFile: "/etc/hearth/messages.key",     // optional: seal bodies at rest
 //!   rooms: ["household"],              // created at start
-//!   assistant: { gatewayUrl: "http://127.0.0.1:18789", maxTokens: 512 },   // optional
+//!   admins: ["home"],                  // may delete any room
+//!   allowedHosts: ["hub.example.home"],   // names browsers may use (IP literals and localhost always)
+//!   limits: { postsPerMinute: 60, postBurst: 20, roomsPerUser: 20, questionsAtOnce: 4, questionsWaitingPerUser: 4 },
+//!   assistant: { gatewayUrl: "http://127.0.0.1:18789", gatewayTokenFile: "/var/lib/hearth-gateway/gateway.token", maxTokens: 512 },   // optional
 //! }
 //! ```
 
@@ -41,6 +44,18 @@ pub struct Config {
     /// Rooms that exist from the start.
     #[serde(default = "default_rooms")]
     pub rooms: Vec<String>,
+    /// Users who may delete any room (everyone may delete the rooms they created).
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// DNS names browsers may reach the service by, besides its IP
+    /// addresses and `localhost` (e.g. the hub's MagicDNS-style name, or a
+    /// TLS terminator's). Requests naming any other host, or coming from a
+    /// web page of another origin, are refused.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Per-person limits.
+    #[serde(default)]
+    pub limits: crate::quota::Limits,
     /// The assistant, when there is a gateway to ask.
     #[serde(default)]
     pub assistant: Option<AssistantConfig>,
@@ -56,6 +71,10 @@ pub struct AssistantConfig {
     /// Its bearer token, if it needs one (use `${VAR}`).
     #[serde(default)]
     pub gateway_token: Option<String>,
+    /// A file holding the bearer token (the gateway writes one, readable
+    /// only by its owner and the group the admin gives it); read at start.
+    #[serde(default)]
+    pub gateway_token_file: Option<PathBuf>,
     /// This service's device key for the gateway (default `DATA_DIR/gateway-device.key`).
     #[serde(default)]
     pub device_key_file: Option<PathBuf>,

@@ -2,16 +2,25 @@
 //! (`whois`). No passwords: being an admitted mesh node of a user is the
 //! credential, and the ACL (enforced by the agent on inbound packets) has
 //! already decided whether the node may reach this port at all.
+//!
+//! An address names a node only while the mesh says so: answers are
+//! remembered only while the agent's change feed is followed, and are
+//! forgotten the moment the mesh changes (a node deleted, another added);
+//! live connections then check their caller again ([`Identities::changes`]).
+//! A caller on the hub itself (the hub's own mesh address) is a local
+//! process, which the address cannot tell apart from any other local user:
+//! it is refused.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{ASSISTANT, valid_user};
 
-/// How long a `whois` answer is reused.
+/// How long a `whois` answer is reused, at most, while the change feed is followed.
 const REMEMBER: Duration = Duration::from_secs(5);
 
 /// An identified caller.
@@ -37,6 +46,11 @@ pub enum Refusal {
     /// The user name cannot be used here.
     #[error("the user name {0:?} cannot be used for messaging")]
     BadUser(String),
+    /// A process on the hub itself.
+    #[error(
+        "callers on the hub itself cannot be told apart by their address; use messaging from a device of the mesh"
+    )]
+    OnTheHub,
     /// The agent did not answer.
     #[error("cannot identify callers right now: {0}")]
     AgentDown(String),
@@ -49,6 +63,30 @@ type Answer = (Instant, Result<Caller, Refusal>);
 pub struct Identities {
     socket: PathBuf,
     known: Mutex<HashMap<IpAddr, Answer>>,
+    /// Whether the agent's change feed is followed right now (answers are
+    /// remembered only then).
+    watching: AtomicBool,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// What an agent's `whois` answer means for messaging. Pure.
+pub fn caller_of(
+    address: IpAddr,
+    answer: Option<hearth_control::agent_api::WhoIs>,
+) -> Result<Caller, Refusal> {
+    match answer {
+        None => Err(Refusal::NotInMesh(address)),
+        Some(who) if who.is_self => Err(Refusal::OnTheHub),
+        Some(who) if !who.tags.is_empty() => Err(Refusal::Tagged(who.name)),
+        Some(who) if !valid_user(&who.user) || who.user == ASSISTANT => {
+            Err(Refusal::BadUser(who.user))
+        }
+        Some(who) => Ok(Caller {
+            user: who.user,
+            node: who.name,
+            node_id: who.id,
+        }),
+    }
 }
 
 impl Identities {
@@ -57,42 +95,109 @@ impl Identities {
         Identities {
             socket,
             known: Mutex::new(HashMap::new()),
+            watching: AtomicBool::new(false),
+            changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Answer>> {
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Who is behind `address`.
     pub async fn identify(&self, address: IpAddr) -> Result<Caller, Refusal> {
         let address = address.to_canonical();
-        if let Some((when, answer)) = self
-            .known
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&address)
+        if self.watching.load(Ordering::Acquire)
+            && let Some((when, answer)) = self.known().get(&address)
             && when.elapsed() < REMEMBER
         {
             return answer.clone();
         }
         let answer = match hearth_control::agent_api::whois(&self.socket, address).await {
             Err(error) => return Err(Refusal::AgentDown(error)),
-            Ok(None) => Err(Refusal::NotInMesh(address)),
-            Ok(Some(who)) if !who.tags.is_empty() => Err(Refusal::Tagged(who.name)),
-            Ok(Some(who)) if !valid_user(&who.user) || who.user == ASSISTANT => {
-                Err(Refusal::BadUser(who.user))
-            }
-            Ok(Some(who)) => Ok(Caller {
-                user: who.user,
-                node: who.name,
-                node_id: who.id,
-            }),
+            Ok(answer) => caller_of(address, answer),
         };
-        let mut known = self
-            .known
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut known = self.known();
         if known.len() > 4096 {
             known.clear();
         }
         known.insert(address, (Instant::now(), answer.clone()));
         answer
+    }
+
+    /// Changes whenever the mesh changed (or the feed was lost): callers
+    /// identified before must be identified again.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn forget(&self) {
+        self.known().clear();
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Follows the agent's change feed until the task is dropped: each
+    /// change forgets every answer; while the feed is down nothing is
+    /// remembered and the feed is asked for again every second.
+    pub async fn follow_changes(&self) {
+        loop {
+            let ended = hearth_control::agent_api::watch(&self.socket, |_| {
+                self.forget();
+                self.watching.store(true, Ordering::Release);
+            })
+            .await;
+            self.watching.store(false, Ordering::Release);
+            self.forget();
+            if let Err(error) = ended {
+                tracing::debug!(%error, "the agent's change feed is down; not remembering callers");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_control::agent_api::WhoIs;
+
+    fn who(user: &str, is_self: bool, tags: &[&str]) -> WhoIs {
+        WhoIs {
+            id: 7,
+            name: "laptop".into(),
+            user: user.into(),
+            tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            addresses: vec!["100.64.0.7".parse().unwrap()],
+            is_self,
+        }
+    }
+
+    #[test]
+    fn only_peoples_devices_elsewhere_on_the_mesh_are_callers() {
+        let address: IpAddr = "100.64.0.7".parse().unwrap();
+        assert_eq!(
+            caller_of(address, Some(who("ada", false, &[]))),
+            Ok(Caller {
+                user: "ada".into(),
+                node: "laptop".into(),
+                node_id: 7
+            })
+        );
+        assert_eq!(caller_of(address, None), Err(Refusal::NotInMesh(address)));
+        assert_eq!(
+            caller_of(address, Some(who("home", true, &[]))),
+            Err(Refusal::OnTheHub),
+            "a local user connecting to the hub's own mesh address is not the hub's user"
+        );
+        assert!(matches!(
+            caller_of(address, Some(who("ada", false, &["tag:server"]))),
+            Err(Refusal::Tagged(_))
+        ));
+        assert!(matches!(
+            caller_of(address, Some(who(ASSISTANT, false, &[]))),
+            Err(Refusal::BadUser(_))
+        ));
     }
 }

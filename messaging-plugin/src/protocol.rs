@@ -111,6 +111,11 @@ pub enum ServerEvent {
         /// Up to which message.
         id: i64,
     },
+    /// A room was deleted.
+    RoomDeleted {
+        /// The room.
+        room: String,
+    },
     /// A request of this client failed.
     Error {
         /// Why.

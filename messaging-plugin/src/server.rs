@@ -11,7 +11,6 @@ use crate::api::{Shared, router};
 use crate::assistant::Assistant;
 use crate::atrest::AtRestKey;
 use crate::config::Config;
-use crate::hub::Hub;
 use crate::identity::Identities;
 use crate::service::Messaging;
 use crate::store::Store;
@@ -26,6 +25,13 @@ pub fn listen_address(config: &Config) -> anyhow::Result<SocketAddr> {
         literal => literal.parse().context("listen")?,
     };
     Ok(SocketAddr::new(ip, config.port))
+}
+
+/// The names browsers may reach the service by: `localhost` and the configured ones.
+pub fn same_origin(config: &Config) -> hearth_http::SameOrigin {
+    hearth_http::SameOrigin::new(
+        std::iter::once("localhost").chain(config.allowed_hosts.iter().map(String::as_str)),
+    )
 }
 
 /// Builds the service from `config`.
@@ -47,26 +53,41 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Messaging>> {
     }
     let assistant = match (&config.assistant, config.device_key_file()) {
         (Some(settings), Some(key_file)) => {
+            let token = match (&settings.gateway_token, &settings.gateway_token_file) {
+                (Some(token), _) => Some(token.trim().to_owned()),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(file)
+                        .with_context(|| {
+                            format!("cannot read the gateway token {}", file.display())
+                        })?
+                        .trim()
+                        .to_owned(),
+                ),
+                (None, None) => None,
+            };
             let device = hearth_gateway::client::device_key(&key_file).with_context(|| {
                 format!(
                     "cannot load the assistant's device key {}",
                     key_file.display()
                 )
             })?;
-            let client = hearth_gateway::client::ChatClient::new(
-                &settings.gateway_url,
-                settings.gateway_token.clone(),
-                device,
-            );
-            Some(Assistant::new(client, settings.max_tokens))
+            let client =
+                hearth_gateway::client::ChatClient::new(&settings.gateway_url, token, device);
+            let limits = crate::questions::Limits {
+                in_flight: config.limits.questions_at_once.max(1),
+                in_flight_per_user: 1,
+                queued_per_user: config.limits.questions_waiting_per_user.max(1),
+            };
+            Some(Assistant::new(client, settings.max_tokens, limits))
         }
         _ => None,
     };
-    Ok(Arc::new(Messaging {
+    Ok(Arc::new(Messaging::new(
         store,
-        hub: Hub::default(),
         assistant,
-    }))
+        config.limits,
+        config.admins.clone(),
+    )))
 }
 
 /// Serves `config` until `shutdown` completes.
@@ -81,17 +102,24 @@ pub async fn serve(
         messaging: Arc::clone(&messaging),
         identities: Identities::new(config.agent_socket.clone()),
         closing: closing_receiver,
+        same_origin: same_origin(&config),
     });
-    let listener = hearth_gateway::server::listen(address).await?;
+    let watcher = tokio::spawn({
+        let shared = Arc::clone(&shared);
+        async move { shared.identities.follow_changes().await }
+    });
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4_096, 256));
     tracing::info!(%address, assistant = messaging.assistant.is_some(), "messaging serving");
-    let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Live WebSockets would hold the graceful shutdown open: close them.
-            let _ = closing.send(true);
-        })
-        .await?;
+    hearth_http::serve::serve_tcp(listener, gate, router(shared), async move {
+        shutdown.await;
+        // Live WebSockets would hold the graceful shutdown open: close them.
+        let _ = closing.send(true);
+    })
+    .await?;
+    watcher.abort();
     messaging.store.close().await;
     tracing::info!("messaging stopped");
     Ok(())

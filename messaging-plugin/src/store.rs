@@ -149,6 +149,48 @@ impl Store {
         Ok(())
     }
 
+    /// Who created `room`, if it exists.
+    pub async fn room_creator(&self, room: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT created_by FROM rooms WHERE id = ?")
+                .bind(room)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// How many rooms (not direct conversations) `user` created.
+    pub async fn rooms_created_by(&self, user: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM rooms WHERE created_by = ? AND id NOT LIKE 'dm:%'",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Deletes `room` with its messages and read markers; false when absent.
+    pub async fn delete_room(&self, room: &str) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM messages WHERE room = ?",
+            "DELETE FROM read_markers WHERE room = ?",
+        ] {
+            sqlx::query(statement)
+                .bind(room)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM rooms WHERE id = ?")
+            .bind(room)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected()
+            == 1;
+        transaction.commit().await?;
+        Ok(deleted)
+    }
+
     /// Stores a message; returns it with its id.
     pub async fn post(
         &self,

@@ -49,7 +49,7 @@ fn the_pod_serves_the_household_from_containers() {
     std::fs::write(
         gateway_config.join("gateway.json5"),
         json!({
-            "gateway": {"port": 18789, "bind": "loopback"},
+            "gateway": {"port": 18789, "bind": "loopback", "auth": {"tokenFile": "/etc/hearth/gateway.token"}},
             "models": {"providers": {"llamacpp": {"baseUrl": "unix:/run/hearth-inference/inference.sock", "api": "openai-completions",
                 "timeoutSeconds": 20, "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 24}]}}},
             "agents": {"defaults": {"model": {"primary": "llamacpp/tiny"}, "workspace": "/workspace"}},
@@ -65,7 +65,7 @@ fn the_pod_serves_the_household_from_containers() {
             "agentSocket": "/run/hearth-whois/whois.sock",
             "dataDir": "/var/lib/hearth-messaging",
             "rooms": ["household"],
-            "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "maxTokens": 24},
+            "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "gatewayTokenFile": "/etc/hearth/gateway.token", "maxTokens": 24},
         })
         .to_string(),
     )

@@ -152,6 +152,7 @@ async fn run_with_plane(
         backend: plane.backend(),
         interface: options.interface.clone(),
         listen_port: plane.listen_port(),
+        generation: tokio::sync::watch::channel(0).0,
     });
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn({
@@ -402,6 +403,8 @@ impl Sync {
         if changes.is_empty() {
             return Ok(());
         }
+        // Services forget who they thought held an address, at once.
+        self.shared.changed();
         let (node, peers, filter) = {
             let mesh = self
                 .shared

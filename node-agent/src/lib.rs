@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod endpoint;
 pub mod error;
 pub mod firewall;
+pub mod handshakes;
 pub mod local_api;
 pub mod mesh;
 pub mod netcfg;

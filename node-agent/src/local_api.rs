@@ -105,6 +105,9 @@ pub struct Shared {
     pub interface: String,
     /// The WireGuard port.
     pub listen_port: u16,
+    /// Counts changes of the mesh view: services that remember who holds an
+    /// address watch it and forget when it moves.
+    pub generation: tokio::sync::watch::Sender<u64>,
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -153,6 +156,11 @@ impl Shared {
         }
     }
 
+    /// Notes that the mesh view changed (peers came, went or changed).
+    pub fn changed(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
     /// Who holds `address`.
     pub fn whois(&self, address: IpAddr) -> Option<WhoIs> {
         self.mesh
@@ -187,6 +195,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(|State(shared): State<Arc<Shared>>| async move { Json(shared.status()) }),
         )
         .route(hearth_control::agent_api::WHOIS_PATH, get(whois))
+        .route(hearth_control::agent_api::WATCH_PATH, get(watch))
         .route("/v1/ping", post(ping))
         .with_state(shared)
 }
@@ -205,6 +214,31 @@ async fn whois(State(shared): State<Arc<Shared>>, Query(query): Query<WhoisQuery
             format!("no node of this mesh has address {address}"),
         ),
     }
+}
+
+/// The mesh view's generation as a stream of JSON lines: the current one at
+/// once, then one line per change, and the same again every 30 s while
+/// nothing changes (so a client notices a dead connection).
+async fn watch(State(shared): State<Arc<Shared>>) -> Response {
+    let receiver = shared.generation.subscribe();
+    let lines =
+        futures_util::stream::unfold((receiver, true), |(mut receiver, first)| async move {
+            if !first {
+                let changed =
+                    tokio::time::timeout(Duration::from_secs(30), receiver.changed()).await;
+                if let Ok(Err(_)) = changed {
+                    return None; // the agent is stopping
+                }
+            }
+            let generation = *receiver.borrow_and_update();
+            let line = format!("{}\n", serde_json::json!({ "generation": generation }));
+            Some((Ok::<_, std::convert::Infallible>(line), (receiver, false)))
+        });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 async fn ping(State(shared): State<Arc<Shared>>, Json(request): Json<PingRequest>) -> Response {
@@ -286,6 +320,7 @@ pub async fn serve_whois(socket: &Path, group: u32, shared: Arc<Shared>) -> std:
     std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))?;
     let router = Router::new()
         .route(hearth_control::agent_api::WHOIS_PATH, get(whois))
+        .route(hearth_control::agent_api::WATCH_PATH, get(watch))
         .with_state(shared);
     axum::serve(listener, router).await
 }

@@ -7,8 +7,16 @@
 //! (endpoint, allowed IPs, keep-alive) without losing their session, and
 //! removed or added at any time. Cryptokey routing is enforced both ways: a
 //! packet goes to the peer whose allowed IPs hold its destination, and a
-//! decrypted packet is delivered only if its source is among the sender's
-//! allowed IPs.
+//! decrypted packet is delivered only if the sender is the peer whose allowed
+//! IPs hold its source most specifically (longest prefix), as kernel
+//! WireGuard does: a peer with a wide route cannot send as another member.
+//!
+//! Handshakes cost an X25519 each, so nothing of a handshake is computed
+//! before its MAC1 (a keyed BLAKE2s only holders of our public key can make)
+//! is checked: random packets cost a hash. Past a device-wide rate, initiators
+//! must also echo a cookie bound to their address (WireGuard's cookie reply,
+//! which the kernel and wireguard-go implement), and each source address has
+//! its own handshake budget ([`crate::handshakes`]).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -21,12 +29,14 @@ use std::time::{Duration, SystemTime};
 use defguard_boringtun::device::allowed_ips::AllowedIps;
 use defguard_boringtun::device::tun::TunSocket;
 use defguard_boringtun::noise::handshake::parse_handshake_anon;
+use defguard_boringtun::noise::rate_limiter::RateLimiter;
 use defguard_boringtun::noise::{Packet, Tunn, TunnResult};
 use defguard_boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::dataplane::{DataPlaneError, PeerConfig, PeerStats};
+use crate::handshakes::SourceBudget;
 use hearth_control::wire::WireGuardKey;
 
 /// Largest datagram or packet handled.
@@ -35,6 +45,9 @@ const BUFFER: usize = 65_536;
 const TIMER_TICK: Duration = Duration::from_millis(100);
 /// How long the UDP loop blocks before checking for shutdown.
 const UDP_POLL: Duration = Duration::from_millis(200);
+/// Handshake messages per second (with a valid MAC1) the device takes before
+/// it asks initiators for cookies (boringtun's and wireguard-go's choice).
+const HANDSHAKES_BEFORE_COOKIES: u64 = 100;
 
 struct PeerState {
     index: u32,
@@ -92,6 +105,10 @@ struct Shared {
     private: StaticSecret,
     public: PublicKey,
     peers: RwLock<PeerTable>,
+    /// MAC1 and cookie checks of every handshake message, before any DH.
+    handshakes: RateLimiter,
+    /// Handshake initiations per source address.
+    budget: Mutex<SourceBudget>,
     stop: AtomicBool,
 }
 
@@ -172,6 +189,8 @@ impl Device {
                 by_address: AllowedIps::new(),
                 next_index: rand::random::<u32>() & 0x00ff_ffff,
             }),
+            handshakes: RateLimiter::new(&public, HANDSHAKES_BEFORE_COOKIES),
+            budget: Mutex::new(SourceBudget::default()),
             stop: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
@@ -387,9 +406,23 @@ fn run_udp(shared: Arc<Shared>) {
 }
 
 fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out: &mut [u8]) {
-    let Ok(parsed) = Tunn::parse_incoming_packet(datagram) else {
-        return;
+    // MAC1 first (and a cookie under load): a forged handshake costs a hash.
+    let parsed = match shared
+        .handshakes
+        .verify_packet(Some(source.ip()), datagram, out)
+    {
+        Ok(parsed) => parsed,
+        Err(TunnResult::WriteToNetwork(cookie_reply)) => {
+            shared.send(cookie_reply, source);
+            return;
+        }
+        Err(_) => return,
     };
+    if matches!(parsed, Packet::HandshakeInit(_))
+        && !lock(&shared.budget).allow(source.ip(), std::time::Instant::now())
+    {
+        return;
+    }
     let peer = {
         let table = shared.peers();
         match parsed {
@@ -422,12 +455,12 @@ fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out
             }
         }
         TunnResult::WriteToTunnelV4(packet, from) => {
-            if permitted(&peer, IpAddr::V4(from)) {
+            if owns_source(&shared.peers().by_address, &peer, IpAddr::V4(from)) {
                 let _ = shared.tun.write4(packet);
             }
         }
         TunnResult::WriteToTunnelV6(packet, from) => {
-            if permitted(&peer, IpAddr::V6(from)) {
+            if owns_source(&shared.peers().by_address, &peer, IpAddr::V6(from)) {
                 let _ = shared.tun.write6(packet);
             }
         }
@@ -443,13 +476,12 @@ fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out
     }
 }
 
-/// Whether a decrypted packet's source is one the peer may send from.
-fn permitted(peer: &PeerState, source: IpAddr) -> bool {
-    peer.allowed
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .iter()
-        .any(|prefix| prefix.contains(&source))
+/// Whether `peer` may send a packet from `source`: it must be the peer whose
+/// allowed IPs hold `source` most specifically.
+fn owns_source<T>(routes: &AllowedIps<Arc<T>>, peer: &Arc<T>, source: IpAddr) -> bool {
+    routes
+        .find(source)
+        .is_some_and(|owner| Arc::ptr_eq(owner, peer))
 }
 
 /// Runs the protocol timers of every peer.
@@ -457,6 +489,9 @@ fn run_timers(shared: Arc<Shared>) {
     let mut out = vec![0u8; BUFFER];
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(TIMER_TICK);
+        // Both count per second; each resets itself once a second has passed.
+        shared.handshakes.reset_count();
+        lock(&shared.budget).forget_idle(std::time::Instant::now());
         let peers: Vec<Arc<PeerState>> = shared.peers().by_key.values().cloned().collect();
         for peer in peers {
             let endpoint = read(&peer.endpoint);
@@ -467,5 +502,28 @@ fn run_timers(shared: Arc<Shared>) {
                 shared.send(datagram, endpoint);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_route_cannot_send_as_the_owner_of_a_narrower_one() {
+        let router = Arc::new("router");
+        let member = Arc::new("member");
+        let mut routes = AllowedIps::new();
+        // The router claims the whole mesh /24; the member owns one /32 in it.
+        routes.insert("100.64.0.0".parse().unwrap(), 24, Arc::clone(&router));
+        routes.insert("100.64.0.2".parse().unwrap(), 32, Arc::clone(&member));
+        let spoofed: IpAddr = "100.64.0.2".parse().unwrap();
+        assert!(
+            !owns_source(&routes, &router, spoofed),
+            "the member's address is the member's"
+        );
+        assert!(owns_source(&routes, &member, spoofed));
+        assert!(owns_source(&routes, &router, "100.64.0.9".parse().unwrap()));
+        assert!(!owns_source(&routes, &member, "10.0.0.1".parse().unwrap()));
     }
 }

@@ -38,6 +38,8 @@ pub struct Options {
     /// socket (then at `inference/inference.sock` in the lab dir instead of
     /// TCP) and the hub agent's whois-only socket (`whois/whois.sock`).
     pub container_group: Option<u32>,
+    /// Replies the gateway streams at once (`hearth.limits.maxConcurrentStreams`).
+    pub gateway_streams: usize,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             max_tokens: 24,
             services: true,
             container_group: None,
+            gateway_streams: 64,
         }
     }
 }
@@ -165,7 +168,8 @@ impl Household {
                 "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 5,
                                                    "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 64}]}}},
                 "agents": {"defaults": {"model": {"primary": "local/tiny"}}},
-                "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1},
+                "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1,
+                           "limits": {"maxConcurrentStreams": options.gateway_streams}},
             })
             .to_string(),
         )
@@ -249,8 +253,13 @@ impl Household {
             "agentSocket": self.hub_agent.state.join("agent.sock"),
             "dataDir": dir.join("messaging-data"),
             "rooms": self.options.rooms,
-            "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "maxTokens": self.options.max_tokens},
+            "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "maxTokens": self.options.max_tokens,
+                          "gatewayTokenFile": dir.join("gateway-data/gateway.token")},
         });
+        // The gateway writes its token on its first start.
+        let token = dir.join("gateway-data/gateway.token");
+        let written = wait_until(10 * SECOND, || token.exists());
+        assert!(written.is_some(), "the gateway wrote no token");
         let path = dir.join("messaging.json");
         std::fs::write(&path, config.to_string()).expect("messaging config");
         let mut command = self.lab.command(&self.hub, binary("hearth-messaging"));

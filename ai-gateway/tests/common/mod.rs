@@ -37,6 +37,30 @@ pub fn config(providers: &[(&str, &str, &str)]) -> Value {
     })
 }
 
+/// Where a gateway listens and the bearer token it wants.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The token (the one the gateway wrote to its data directory, unless configured).
+    pub token: String,
+}
+
+impl Target {
+    /// A client that sends the token with every request.
+    pub fn http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+}
+
 /// A running gateway; stopped (SIGKILL) on drop.
 pub struct Gateway {
     child: Option<Child>,
@@ -179,14 +203,49 @@ impl Gateway {
         self.dir.path()
     }
 
+    /// The bearer token local callers need: the one the gateway wrote to
+    /// its data directory on its first start (or the configured one).
+    pub fn token(&self) -> String {
+        let configured = std::fs::read_to_string(&self.config_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|config| {
+                config["gateway"]["auth"]["token"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .filter(|token| !token.starts_with("${"));
+        configured.unwrap_or_else(|| {
+            std::fs::read_to_string(self.data_dir.join("gateway.token"))
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Where it listens, with its token.
+    pub fn target(&self) -> Target {
+        Target {
+            url: self.url.clone(),
+            token: self.token(),
+        }
+    }
+
+    /// An HTTP client that sends the token.
+    pub fn http(&self) -> reqwest::Client {
+        self.target().http()
+    }
+
     /// A client as `device`.
     pub fn client(&self, device: KeyPair) -> ChatClient {
-        ChatClient::new(&self.url, None, device)
+        ChatClient::new(&self.url, Some(self.token()), device)
     }
 
     /// The published keys.
     pub async fn keys(&self) -> Vec<PublishedKey> {
-        let answer: Value = reqwest::get(format!("{}/api/pubkey", self.url))
+        let answer: Value = self
+            .http()
+            .get(format!("{}/api/pubkey", self.url))
+            .send()
             .await
             .unwrap()
             .json()
@@ -257,9 +316,10 @@ pub struct Answer {
 }
 
 /// Posts `body` to `/api/chat` and reads the whole answer.
-pub async fn post_chat(url: &str, body: impl Into<reqwest::Body>) -> Answer {
-    let response = reqwest::Client::new()
-        .post(format!("{url}/api/chat"))
+pub async fn post_chat(target: &Target, body: impl Into<reqwest::Body>) -> Answer {
+    let response = target
+        .http()
+        .post(format!("{}/api/chat", target.url))
         .header("content-type", "application/json")
         .body(body)
         .send()

@@ -33,6 +33,7 @@ impl Error {
             Error::NodePending { .. } | Error::NodeNotAdmitted { .. } => StatusCode::FORBIDDEN,
             Error::BadRequest(_) | Error::PolicyInvalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::TooManyPending(_) | Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::AlreadyRegistered(_) | Error::Conflict(_) | Error::Db(DbError::Conflict(_)) => {
                 StatusCode::CONFLICT
             }

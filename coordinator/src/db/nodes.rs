@@ -110,13 +110,63 @@ impl Db {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Deletes a node; false when absent.
-    pub async fn delete_node(&self, id: u64) -> Result<bool, DbError> {
-        let result = sqlx::query("DELETE FROM nodes WHERE id = ?")
+    /// Deletes a node and records its address as freed at `now`; false when absent.
+    pub async fn delete_node(&self, id: u64, now: i64) -> Result<bool, DbError> {
+        let mut transaction = self.begin().await?;
+        let address: Option<(String,)> = sqlx::query_as("SELECT ipv4 FROM nodes WHERE id = ?")
             .bind(id as i64)
-            .execute(self.pool())
+            .fetch_optional(&mut *transaction)
             .await?;
-        Ok(result.rows_affected() == 1)
+        let Some((ipv4,)) = address else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM nodes WHERE id = ?")
+            .bind(id as i64)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(
+            "INSERT INTO released_addresses (ipv4, released_at) VALUES (?, ?) \
+             ON CONFLICT (ipv4) DO UPDATE SET released_at = excluded.released_at",
+        )
+        .bind(&ipv4)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Every freed address and when it was freed.
+    pub async fn released_addresses(&self) -> Result<Vec<(std::net::Ipv4Addr, i64)>, DbError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT ipv4, released_at FROM released_addresses")
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter()
+            .map(|(ipv4, when)| {
+                ipv4.parse()
+                    .map(|address| (address, when))
+                    .map_err(|_| DbError::Corrupt(format!("released_addresses.ipv4: `{ipv4}`")))
+            })
+            .collect()
+    }
+
+    /// How many nodes wait for approval under pre-auth key `key_id`, and
+    /// how many of user `user_id`.
+    pub async fn pending_counts(
+        &self,
+        key_id: i64,
+        user_id: i64,
+    ) -> Result<(usize, usize), DbError> {
+        let (of_key, of_user): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM nodes WHERE preauth_key_id = ? AND state = 'pending'), \
+                    (SELECT COUNT(*) FROM nodes WHERE user_id = ? AND state = 'pending')",
+        )
+        .bind(key_id)
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((of_key.max(0) as usize, of_user.max(0) as usize))
     }
 
     /// The largest node id ever used (ids are never reused).

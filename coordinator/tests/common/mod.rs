@@ -53,6 +53,7 @@ pub struct ServerBuilder {
     state: PathBuf,
     extra: Vec<String>,
     address: Option<SocketAddr>,
+    descriptors: Option<u64>,
 }
 
 impl ServerBuilder {
@@ -67,8 +68,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Run with this open-file limit (soft and hard), through `prlimit`.
+    pub fn descriptor_limit(mut self, limit: u64) -> Self {
+        self.descriptors = Some(limit);
+        self
+    }
+
     pub fn start(self) -> Server {
-        Server::launch(&self.state, &self.extra, self.address)
+        Server::launch_limited(&self.state, &self.extra, self.address, self.descriptors)
     }
 }
 
@@ -78,6 +85,7 @@ impl Server {
             state: state.to_owned(),
             extra: Vec::new(),
             address: None,
+            descriptors: None,
         }
     }
 
@@ -99,6 +107,15 @@ impl Server {
     /// because an address is in use, it is launched again on fresh ports
     /// (the HTTPS address stays fixed when the caller chose it).
     fn launch(state: &Path, extra: &[String], address: Option<SocketAddr>) -> Server {
+        Server::launch_limited(state, extra, address, None)
+    }
+
+    fn launch_limited(
+        state: &Path,
+        extra: &[String],
+        address: Option<SocketAddr>,
+        descriptors: Option<u64>,
+    ) -> Server {
         std::fs::create_dir_all(state).unwrap();
         let log = state.with_extension("log");
         for _attempt in 0..5 {
@@ -112,7 +129,15 @@ impl Server {
                 .append(true)
                 .open(&log)
                 .unwrap();
-            let child = Command::new(BINARY)
+            let mut command = match descriptors {
+                Some(limit) => {
+                    let mut command = Command::new("prlimit");
+                    command.arg(format!("--nofile={limit}:{limit}")).arg(BINARY);
+                    command
+                }
+                None => Command::new(BINARY),
+            };
+            let child = command
                 .arg("--state-dir")
                 .arg(state)
                 .arg("serve")

@@ -8,6 +8,10 @@
 //! - `hearth-probe pipe ADDRESS PORT`: connects and copies stdin to the
 //!   connection and the connection to stdout (how `Lab::forward` reaches
 //!   into a namespace).
+//! - `hearth-probe flood ADDRESS PORT RATE SECONDS`: sends RATE datagrams a
+//!   second for SECONDS, each shaped like a WireGuard handshake initiation
+//!   (type 1, 148 bytes) with random contents, as an attacker on the LAN
+//!   who does not know the target's public key would; prints how many.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -93,6 +97,45 @@ fn pipe(address: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sends forged handshake initiations to `target` at `rate` a second for `seconds`.
+fn flood(target: SocketAddr, rate: u64, seconds: u64) -> std::io::Result<u64> {
+    let socket = std::net::UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })?;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let mut next = || {
+        // xorshift64: random enough to defeat any caching, and cheap.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut packet = [0u8; 148];
+    for byte in packet.iter_mut() {
+        *byte = next() as u8;
+    }
+    packet[..4].copy_from_slice(&[1, 0, 0, 0]);
+    let start = std::time::Instant::now();
+    let limit = Duration::from_secs(seconds);
+    let mut sent: u64 = 0;
+    while start.elapsed() < limit {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            // New sender index and ephemeral key bytes in every packet.
+            for word in packet[4..44].chunks_exact_mut(8) {
+                word.copy_from_slice(&next().to_le_bytes());
+            }
+            // A full socket buffer drops the packet, as a real flood would.
+            let _ = socket.send_to(&packet, target);
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(sent)
+}
+
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match arguments
@@ -127,6 +170,27 @@ fn main() -> ExitCode {
                 Err((code, error)) => {
                     eprintln!("{error}");
                     ExitCode::from(code)
+                }
+            }
+        }
+        ["flood", address, port, rate, seconds] => {
+            let (Ok(address), Ok(port), Ok(rate), Ok(seconds)) = (
+                address.parse::<std::net::IpAddr>(),
+                port.parse::<u16>(),
+                rate.parse::<u64>(),
+                seconds.parse::<u64>(),
+            ) else {
+                eprintln!("usage: hearth-probe flood ADDRESS PORT RATE SECONDS");
+                return ExitCode::FAILURE;
+            };
+            match flood(SocketAddr::new(address, port), rate, seconds) {
+                Ok(sent) => {
+                    println!("{sent}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("{error}");
+                    ExitCode::FAILURE
                 }
             }
         }

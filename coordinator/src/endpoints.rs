@@ -1,0 +1,76 @@
+//! Where a node can be reached: the candidates it reports, checked and
+//! ordered. Pure.
+
+use std::net::SocketAddr;
+
+use hearth_control::wire::EndpointReport;
+
+use crate::error::{Error, Result};
+
+/// Most local endpoints one report may list.
+pub const MAX_LOCAL: usize = 16;
+
+/// The node's endpoints from its `report` and the address its report came
+/// from (`observed`, with the node's WireGuard port): local ones first, then
+/// the observed one, then what STUN saw; no duplicates, no port 0, no
+/// unspecified address.
+pub fn from_report(
+    report: &EndpointReport,
+    observed: Option<SocketAddr>,
+) -> Result<Vec<SocketAddr>> {
+    if report.local.len() > MAX_LOCAL {
+        return Err(Error::BadRequest(format!(
+            "at most {MAX_LOCAL} local endpoints"
+        )));
+    }
+    let observed = observed.map(|address| SocketAddr::new(address.ip(), report.listen_port));
+    let mut endpoints = Vec::new();
+    for candidate in report
+        .local
+        .iter()
+        .copied()
+        .chain(observed)
+        .chain(report.stun)
+    {
+        if candidate.port() != 0
+            && !candidate.ip().is_unspecified()
+            && !endpoints.contains(&candidate)
+        {
+            endpoints.push(candidate);
+        }
+    }
+    Ok(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_come_in_order_without_duplicates() {
+        let report = EndpointReport {
+            listen_port: 41641,
+            local: vec![
+                "10.0.0.2:41641".parse().unwrap(),
+                "0.0.0.0:41641".parse().unwrap(),
+                "10.0.0.2:41641".parse().unwrap(),
+                "10.0.0.3:0".parse().unwrap(),
+            ],
+            stun: Some("198.51.100.7:41641".parse().unwrap()),
+        };
+        let found = from_report(&report, Some("198.51.100.7:5555".parse().unwrap())).unwrap();
+        assert_eq!(
+            found,
+            [
+                "10.0.0.2:41641".parse::<SocketAddr>().unwrap(),
+                "198.51.100.7:41641".parse().unwrap()
+            ]
+        );
+        let flood = EndpointReport {
+            listen_port: 1,
+            local: vec!["10.0.0.2:1".parse().unwrap(); MAX_LOCAL + 1],
+            stun: None,
+        };
+        assert!(from_report(&flood, None).is_err());
+    }
+}
