@@ -14,7 +14,7 @@ pub mod filter;
 pub mod hujson;
 pub mod node;
 pub mod policy;
-mod policytests;
+mod principals;
 
 pub use compiled::{CompiledPolicy, Principal, Rule, RuleDestination};
 pub use engine::{Change, Engine, NodeUpdate};

@@ -31,8 +31,8 @@ use hearth_e2ee::{
     ChatPayload, ChunkOpener, ChunkSealer, KeyPair, PublishedKey, ReplyEvent, SealedChunk,
 };
 use hearth_llm::endpoint::Endpoint;
-use hearth_llm::sse::SseDecoder;
 use hearth_llm::{Api, ChatRequest, Message, StreamEvent, openai};
+use hearth_sse::SseDecoder;
 use hearth_testkit::llama::{LlamaServer, free_port};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
-use hearth_e2ee::{ChatEnvelope, ReplyEvent};
+use hearth_e2ee::{ChatEnvelope, ErrorCode, ReplyEvent};
 use hearth_llm::Message;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,8 +26,9 @@ use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
-use crate::gateway::{Gateway, Refusal, Route, failure_message, unix_now};
+use crate::gateway::{Gateway, Refusal, Route, failure_message};
 use hearth_http::SameOrigin;
+use hearth_runtime::clock::unix_seconds;
 
 /// Who may call.
 #[derive(Clone, Debug)]
@@ -52,7 +53,7 @@ pub struct Caller {
     pub user: Option<String>,
 }
 
-fn error_body(status: StatusCode, code: &str, message: String) -> Response {
+fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message}})),
@@ -69,8 +70,8 @@ fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
         }
         _ => StatusCode::BAD_REQUEST,
     };
-    gateway.metrics.outcome("chat", refusal.code());
-    tracing::debug!(code = refusal.code(), "request refused");
+    gateway.metrics.outcome("chat", refusal.code().as_str());
+    tracing::debug!(code = %refusal.code(), "request refused");
     error_body(status, refusal.code(), refusal.to_string())
 }
 
@@ -122,7 +123,7 @@ async fn authenticate(
     if !allowed {
         return error_body(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "this gateway needs `Authorization: Bearer <token>` or a caller inside the mesh".into(),
         );
     }
@@ -136,7 +137,11 @@ async fn authenticate(
 async fn same_origin(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     match auth.same_origin.check_request(&request) {
         Ok(()) => next.run(request).await,
-        Err(refusal) => error_body(StatusCode::FORBIDDEN, "cross_site", refusal.to_string()),
+        Err(refusal) => error_body(
+            StatusCode::FORBIDDEN,
+            ErrorCode::CrossSite,
+            refusal.to_string(),
+        ),
     }
 }
 
@@ -154,7 +159,7 @@ async fn json_only(request: Request, next: Next) -> Response {
     } else {
         error_body(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as `Content-Type: application/json`".into(),
         )
     }
@@ -181,7 +186,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         limited_gateway.metrics.outcome("http", "rate_limited");
         error_body(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             "too many requests from this address; slow down".into(),
         )
     });
@@ -194,7 +199,9 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .route("/metrics", get(metrics))
         .route(
             "/api/pubkey",
-            get(|State(gateway): State<Arc<Gateway>>| async move { Json(gateway.pubkeys()) }),
+            get(|State(gateway): State<Arc<Gateway>>| async move {
+                Json(gateway.pubkeys(unix_seconds()))
+            }),
         )
         .route("/v1/models", get(models))
         .merge(limited)
@@ -208,14 +215,14 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .fallback(|| async {
             error_body(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "no such endpoint; see docs/gateway.md".into(),
             )
         })
         .method_not_allowed_fallback(|| async {
             error_body(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this endpoint does not take that method".into(),
             )
         })
@@ -275,7 +282,8 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
         Ok(envelope) => envelope,
         Err(error) => return refusal(&gateway, Refusal::Envelope(error)),
     };
-    let plausible = match gateway.precheck(&envelope) {
+    let now = unix_seconds();
+    let plausible = match gateway.precheck(&envelope, now, Instant::now()) {
         Ok(plausible) => plausible,
         Err(refused) => return refusal(&gateway, refused),
     };
@@ -286,7 +294,7 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
     if ahead.is_some() {
         tokio::task::yield_now().await;
     }
-    match gateway.admit_checked(&envelope, plausible, ahead) {
+    match gateway.admit_checked(&envelope, plausible, ahead, now) {
         Ok(admitted) => {
             let keepalive = gateway.keepalive();
             let mut reply = Box::pin(async move { gateway.reply(admitted).await });
@@ -336,10 +344,10 @@ struct CompletionRequest {
 }
 
 /// The HTTP status of a failed reply on the OpenAI API.
-fn failure_status(code: &str) -> StatusCode {
+fn failure_status(code: ErrorCode) -> StatusCode {
     match code {
-        "context_overflow" | "bad_request" => StatusCode::BAD_REQUEST,
-        "no_model" => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ContextOverflow | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::NoModel => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     }
 }
@@ -356,7 +364,7 @@ async fn completions(
         Err(error) => {
             return error_body(
                 StatusCode::BAD_REQUEST,
-                "invalid_request_error",
+                ErrorCode::InvalidRequestError,
                 format!("not a chat completion request: {error}"),
             );
         }
@@ -364,7 +372,7 @@ async fn completions(
     let Some((last, history)) = request.messages.split_last() else {
         return error_body(
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
+            ErrorCode::InvalidRequestError,
             "`messages` is empty".into(),
         );
     };
@@ -376,7 +384,7 @@ async fn completions(
                 let known: Vec<String> = gateway.models().iter().map(ToString::to_string).collect();
                 return error_body(
                     StatusCode::NOT_FOUND,
-                    "model_not_found",
+                    ErrorCode::ModelNotFound,
                     format!(
                         "no model is called {name:?}; GET /v1/models lists them: {}",
                         known.join(", ")
@@ -408,7 +416,7 @@ async fn completions(
         "chatcmpl-{}",
         hearth_e2ee::envelope::b64(&rand::random::<[u8; 9]>())
     );
-    let created = unix_now();
+    let created = unix_seconds();
 
     let mut events = gateway
         .open_turn(
@@ -438,7 +446,7 @@ async fn completions(
                     usage = counts;
                 }
                 ReplyEvent::Error { code, .. } => {
-                    return error_body(failure_status(&code), &code, failure_message(&code).into());
+                    return error_body(failure_status(code), code, failure_message(code).into());
                 }
                 ReplyEvent::Notice { .. } => {}
             }

@@ -12,8 +12,8 @@ use futures_util::stream::BoxStream;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hearth_e2ee::envelope::{SUITE, b64, check_shape, open_request_with};
 use hearth_e2ee::{
-    ChatEnvelope, ChatPayload, ChunkSealer, EnvelopeError, PublishedKey, Rejection, ReplayWindow,
-    ReplyEvent, ReplyUsage,
+    ChatEnvelope, ChatPayload, ChunkSealer, EnvelopeError, ErrorCode, PublishedKey, Rejection,
+    ReplayWindow, ReplyEvent, ReplyUsage,
 };
 use hearth_llm::{Ahead, ChatRequest, Message, ModelRef, RouteError, Router, StreamEvent};
 use serde::Serialize;
@@ -25,14 +25,6 @@ use crate::journal::Journal;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
-}
 
 /// Why a request was refused before any backend call.
 #[derive(Debug, thiserror::Error)]
@@ -56,16 +48,16 @@ pub enum Refusal {
 
 impl Refusal {
     /// The stable error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::UnknownKey(_) => "unknown_key",
-            Refusal::Replay(Rejection::Stale { .. }) => "stale_request",
-            Refusal::Replay(Rejection::Future { .. }) => "future_request",
-            Refusal::Replay(Rejection::Replayed) => "replayed_request",
-            Refusal::Replay(Rejection::Full) => "busy",
+            Refusal::UnknownKey(_) => ErrorCode::UnknownKey,
+            Refusal::Replay(Rejection::Stale { .. }) => ErrorCode::StaleRequest,
+            Refusal::Replay(Rejection::Future { .. }) => ErrorCode::FutureRequest,
+            Refusal::Replay(Rejection::Replayed) => ErrorCode::ReplayedRequest,
+            Refusal::Replay(Rejection::Full) => ErrorCode::Busy,
             Refusal::Envelope(error) => error.code(),
-            Refusal::RateLimited => "rate_limited",
-            Refusal::Busy(_) => "busy",
+            Refusal::RateLimited => ErrorCode::RateLimited,
+            Refusal::Busy(_) => ErrorCode::Busy,
         }
     }
 }
@@ -166,22 +158,16 @@ impl Turn {
                     usage,
                 }
             }
-            Some(Err(error)) => {
-                // Output may already have reached the user: no failover now.
-                tracing::warn!(model = %self.model, error = %error.summary(), "reply failed mid-stream");
+            Some(Err(_)) => {
+                // The router judged it (failover.rs, output sent) and ended
+                // the stream; the user is told the class, not the text.
                 metrics.outcome(self.endpoint, "backend_failed");
-                ReplyEvent::Error {
-                    code: "backend_failed".into(),
-                    message: failure_message("backend_failed").into(),
-                }
+                failure(ErrorCode::BackendFailed)
             }
             None => {
                 tracing::warn!(model = %self.model, "the model's reply ended without its end");
                 metrics.outcome(self.endpoint, "backend_failed");
-                ReplyEvent::Error {
-                    code: "backend_failed".into(),
-                    message: failure_message("backend_failed").into(),
-                }
+                failure(ErrorCode::BackendFailed)
             }
         };
         self.finished = true;
@@ -199,11 +185,6 @@ impl Drop for Turn {
     }
 }
 
-/// Request ids remembered at most (about 16,000 a second for the ±60 s
-/// window); past that, requests are refused as `busy` rather than forgetting
-/// an id that could still be replayed.
-pub const REPLAY_CAPACITY: usize = 1_000_000;
-
 /// The replay window and the journal that carries it across restarts.
 struct Replay {
     window: ReplayWindow,
@@ -213,16 +194,24 @@ struct Replay {
 /// What the room, the device or the OpenAI client is told when a reply
 /// fails: a class and a fixed sentence, never a backend's own words (which
 /// can quote the request, persona included).
-pub fn failure_message(code: &str) -> &'static str {
+pub fn failure_message(code: ErrorCode) -> &'static str {
     match code {
-        "no_model" => "no model could answer; try again shortly",
-        "context_overflow" => {
+        ErrorCode::NoModel => "no model could answer; try again shortly",
+        ErrorCode::ContextOverflow => {
             "the conversation is longer than the model's context; start a new session with /new"
         }
-        "backend_refused" => "the model refused the request",
-        "backend_failed" => "the model's reply failed before it was complete",
-        "bad_request" => "the request is not a chat request",
+        ErrorCode::BackendRefused => "the model refused the request",
+        ErrorCode::BackendFailed => "the model's reply failed before it was complete",
+        ErrorCode::BadRequest => "the request is not a chat request",
         _ => "the gateway failed; see its log",
+    }
+}
+
+/// A reply that failed with `code`, as its final event.
+pub fn failure(code: ErrorCode) -> ReplyEvent {
+    ReplyEvent::Error {
+        code,
+        message: failure_message(code).into(),
     }
 }
 
@@ -248,18 +237,11 @@ fn per_minute(count: u32) -> Quota {
 }
 
 impl Gateway {
-    /// Builds the gateway from its configuration (keys, sessions, persona, router).
-    pub async fn start(config: Config) -> anyhow::Result<Arc<Gateway>> {
+    /// Builds the gateway from its configuration (keys, sessions, persona,
+    /// router) at `now`; its data directory exists already (the shell makes it).
+    pub async fn start(config: Config, now: i64) -> anyhow::Result<Arc<Gateway>> {
         use anyhow::Context as _;
         let data_dir = &config.hearth.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        std::fs::set_permissions(
-            data_dir,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
-        let now = unix_now();
         let keys = KeyStore::open(
             data_dir,
             config.hearth.key_rotation_hours,
@@ -275,11 +257,11 @@ impl Gateway {
                 .with_context(|| format!("cannot read the workspace {}", workspace.display()))?,
             None => None,
         };
-        let router = Arc::new(crate::build_router(&config).map_err(anyhow::Error::msg)?);
+        let router = Arc::new(crate::build_router(&config)?);
         let (journal, window) = Journal::open(
             &data_dir.join("replay.journal"),
             config.hearth.request_skew_seconds,
-            REPLAY_CAPACITY,
+            hearth_e2ee::REPLAY_CAPACITY,
             now,
         )
         .with_context(|| "cannot open the replay journal")?;
@@ -298,40 +280,33 @@ impl Gateway {
         }))
     }
 
-    /// The keys to publish now.
-    pub fn pubkeys(&self) -> PubkeyAnswer {
+    /// The keys to publish at `now`.
+    pub fn pubkeys(&self, now: i64) -> PubkeyAnswer {
         PubkeyAnswer {
             suite: SUITE,
-            keys: self.keys.published(unix_now()),
+            keys: self.keys.published(now),
         }
     }
 
-    /// Rotates keys as due (called periodically).
-    pub fn maintain_keys(&self) -> std::io::Result<()> {
-        self.keys.maintain(unix_now())
+    /// Rotates keys as due at `now` (called periodically).
+    pub fn maintain_keys(&self, now: i64) -> std::io::Result<()> {
+        self.keys.maintain(now)
     }
 
-    /// Admission, part one: the checks that cost no cryptography (shape,
+    /// Admission, part one, at `now` (Unix seconds) for a request that
+    /// `arrived` then: the checks that cost no cryptography (shape,
     /// freshness, key id). No backend is called before both parts pass.
-    pub fn precheck(&self, envelope: &ChatEnvelope) -> Result<Plausible, Refusal> {
-        let arrived = Instant::now();
+    pub fn precheck(
+        &self,
+        envelope: &ChatEnvelope,
+        now: i64,
+        arrived: Instant,
+    ) -> Result<Plausible, Refusal> {
         check_shape(envelope)?;
-        let now = unix_now();
-        let skew = self.config.hearth.request_skew_seconds;
-        if (envelope.timestamp - now).abs() > skew {
-            // Checked again (with memory) below; this spares the decryption.
-            return Err(if envelope.timestamp < now {
-                Refusal::Replay(Rejection::Stale {
-                    age: now - envelope.timestamp,
-                    window: skew,
-                })
-            } else {
-                Refusal::Replay(Rejection::Future {
-                    ahead: envelope.timestamp - now,
-                    window: skew,
-                })
-            });
-        }
+        // Checked again, with memory, in part two; this spares the decryption.
+        hearth_runtime::lock(&self.replay)
+            .window
+            .check_skew(envelope.timestamp, now)?;
         let key = self
             .keys
             .accepted(&envelope.key_id, now)
@@ -348,15 +323,12 @@ impl Gateway {
         envelope: &ChatEnvelope,
         plausible: Plausible,
         ahead: Option<Ahead>,
+        now: i64,
     ) -> Result<Admitted, Refusal> {
         let Plausible { key, arrived } = plausible;
-        let now = unix_now();
         let opened = open_request_with(envelope, &key)?;
         {
-            let mut replay = self
-                .replay
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut replay = hearth_runtime::lock(&self.replay);
             let Replay { window, journal } = &mut *replay;
             window.check(&envelope.request_id, envelope.timestamp, now)?;
             let forget_at = ReplayWindow::forget_at(envelope.timestamp, now);
@@ -412,10 +384,7 @@ impl Gateway {
             Err(error) => {
                 self.metrics.outcome("chat", "bad_request");
                 tracing::debug!(%error, "an admitted request's plaintext is not a chat request");
-                let event = ReplyEvent::Error {
-                    code: "bad_request".into(),
-                    message: failure_message("bad_request").into(),
-                };
+                let event = failure(ErrorCode::BadRequest);
                 futures_util::stream::once(async move { event }).boxed()
             }
         };
@@ -446,7 +415,7 @@ impl Gateway {
         if channel.is_empty() || channel.len() > 200 {
             self.metrics.outcome(endpoint, "bad_request");
             return single(ReplyEvent::Error {
-                code: "bad_request".into(),
+                code: ErrorCode::BadRequest,
                 message: "channel must be 1 to 200 characters".into(),
             });
         }
@@ -470,7 +439,7 @@ impl Gateway {
                 tracing::error!(%error, "session store failed");
                 self.metrics.outcome(endpoint, "internal");
                 return single(ReplyEvent::Error {
-                    code: "internal".into(),
+                    code: ErrorCode::Internal,
                     message: "the session store failed".into(),
                 });
             }
@@ -545,15 +514,12 @@ impl Gateway {
                     RouteError::Stopped {
                         error: hearth_llm::BackendError::ContextOverflow(_),
                         ..
-                    } => "context_overflow",
-                    RouteError::Stopped { .. } => "backend_refused",
-                    RouteError::Exhausted(_) => "no_model",
+                    } => ErrorCode::ContextOverflow,
+                    RouteError::Stopped { .. } => ErrorCode::BackendRefused,
+                    RouteError::Exhausted(_) => ErrorCode::NoModel,
                 };
-                self.metrics.outcome(endpoint, code);
-                return single(ReplyEvent::Error {
-                    code: code.into(),
-                    message: failure_message(code).into(),
-                });
+                self.metrics.outcome(endpoint, code.as_str());
+                return single(failure(code));
             }
         };
         let meta = ReplyEvent::Meta {

@@ -1,7 +1,6 @@
 //! The gateway's HPKE keys on disk (`DATA_DIR/keys.json`, 0600) and in memory.
 
 use std::collections::HashMap;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -18,20 +17,6 @@ pub struct KeyStore {
     overlap: i64,
     ring: RwLock<KeyRing>,
     receivers: RwLock<HashMap<String, Arc<Receiver>>>,
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 fn receivers_of(ring: &KeyRing) -> HashMap<String, Arc<Receiver>> {
@@ -82,18 +67,12 @@ impl KeyStore {
 
     /// Rotates keys as due at `now`, saving when anything changed.
     pub fn maintain(&self, now: i64) -> std::io::Result<()> {
-        let mut ring = self
-            .ring
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ring = hearth_runtime::write(&self.ring);
         if ring.maintain(now, self.rotation, self.overlap) {
             let text =
                 Zeroizing::new(serde_json::to_vec_pretty(&*ring).expect("the key ring serializes"));
-            write_private(&self.path, &text)?;
-            *self
-                .receivers
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = receivers_of(&ring);
+            hearth_files::private::write_private(&self.path, &text)?;
+            *hearth_runtime::write(&self.receivers) = receivers_of(&ring);
             tracing::info!(keys = ring.keys.len(), "gateway keys rotated");
         }
         Ok(())
@@ -101,23 +80,13 @@ impl KeyStore {
 
     /// The keys to publish at `now`.
     pub fn published(&self, now: i64) -> Vec<PublishedKey> {
-        self.ring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .published(now)
+        hearth_runtime::read(&self.ring).published(now)
     }
 
     /// The receiver of key `id` if it is accepted at `now`.
     pub fn accepted(&self, id: &str, now: i64) -> Option<Arc<Receiver>> {
-        let ring = self
-            .ring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ring = hearth_runtime::read(&self.ring);
         ring.accepted(id, now)?;
-        self.receivers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(id)
-            .cloned()
+        hearth_runtime::read(&self.receivers).get(id).cloned()
     }
 }

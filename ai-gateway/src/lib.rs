@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 pub mod api;
-pub mod client;
 pub mod config;
 pub mod context;
 pub mod gateway;
@@ -22,11 +21,10 @@ pub mod metrics;
 pub mod persona;
 pub mod server;
 pub mod sessions;
-pub mod sqlite;
 pub mod token;
 
 /// The model router for `config`.
-pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, String> {
+pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, hearth_llm::SetupError> {
     let providers = config
         .models
         .providers

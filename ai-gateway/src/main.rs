@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use hearth_chat_client::{ChatClient, device_key};
 use hearth_e2ee::{ChatPayload, ReplyEvent};
-use hearth_gateway::client::{ChatClient, device_key};
-use hearth_gateway::config::Config;
+use hearth_gateway::config::{Config, FileConfig};
 
 /// Hearth's AI gateway: end-to-end encrypted chat with local models.
 #[derive(Parser)]
@@ -22,9 +22,11 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve {
-        /// JSON5 configuration (OpenClaw's openclaw.json subset).
+        /// JSON5 configuration (OpenClaw's openclaw.json subset) [default:
+        /// $OPENCLAW_CONFIG_PATH, then ~/.openclaw/openclaw.json, then
+        /// /etc/hearth/openclaw.json, the first that exists].
         #[arg(long, env = "HEARTH_GATEWAY_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Ask a question through the encrypted API and print the streamed answer.
     Chat {
@@ -54,12 +56,32 @@ enum Command {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
-            hearth_logging::init("info");
+            hearth_runtime::init("info");
+            let candidates = hearth_gateway::config::config_candidates(
+                config,
+                std::env::var_os("OPENCLAW_CONFIG_PATH").map(PathBuf::from),
+                std::env::var_os("HOME").map(PathBuf::from),
+            );
+            let config = candidates
+                .iter()
+                .find(|path| path.exists())
+                .cloned()
+                .with_context(|| {
+                    format!(
+                        "no configuration: give --config, or create one of {}",
+                        candidates
+                            .iter()
+                            .map(|path| path.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+            tracing::info!(path = %config.display(), "configuration read");
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("cannot read {}", config.display()))?;
             let config = Config::parse(&text)
                 .with_context(|| format!("{} is not a valid configuration", config.display()))?;
-            hearth_gateway::server::serve(config, hearth_logging::shutdown_signal()).await
+            hearth_gateway::server::serve(config, hearth_runtime::shutdown_signal()).await
         }
         Command::Chat {
             question,
@@ -123,21 +145,5 @@ fn main() -> ExitCode {
     // and keeping its tasks on one thread spares a cross-core wake-up per
     // hop (measured: lower time to first token and 25 % less CPU per token
     // than two workers, docs/benchmarks.md). SQLite runs on its own threads.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_runtime::run(hearth_runtime::Threads::One, run(cli))
 }

@@ -79,10 +79,7 @@ impl Drop for ActiveStream<'_> {
 impl Metrics {
     /// Counts one request to `endpoint` ending with `outcome` (a status or error code).
     pub fn outcome(&self, endpoint: &'static str, outcome: &str) {
-        let mut outcomes = self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut outcomes = hearth_runtime::lock(&self.outcomes);
         *outcomes.entry((endpoint, outcome.to_owned())).or_default() += 1;
     }
 
@@ -125,12 +122,7 @@ impl Metrics {
             out,
             "# HELP hearth_gateway_requests_total Requests by endpoint and outcome.\n# TYPE hearth_gateway_requests_total counter"
         );
-        for ((endpoint, outcome), count) in self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-        {
+        for ((endpoint, outcome), count) in hearth_runtime::lock(&self.outcomes).iter() {
             let _ = writeln!(
                 out,
                 "hearth_gateway_requests_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {count}"

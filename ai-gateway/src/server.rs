@@ -60,7 +60,10 @@ pub async fn serve(
             "gateway.auth.mode is \"none\": every user of this machine can use the gateway"
         );
     }
-    let gateway = Gateway::start(config).await?;
+    let data_dir = &config.hearth.data_dir;
+    hearth_files::private::private_dir(data_dir)
+        .with_context(|| format!("cannot make the data directory {}", data_dir.display()))?;
+    let gateway = Gateway::start(config, hearth_runtime::clock::unix_seconds()).await?;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -75,7 +78,7 @@ pub async fn serve(
             let mut ticks = tokio::time::interval(Duration::from_secs(60));
             loop {
                 ticks.tick().await;
-                if let Err(error) = gateway.maintain_keys() {
+                if let Err(error) = gateway.maintain_keys(hearth_runtime::clock::unix_seconds()) {
                     tracing::error!(%error, "key rotation failed");
                 }
             }

@@ -25,13 +25,6 @@ const BATCH: usize = 512;
 /// How long the writer gathers writes before it commits them.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 fn new_id() -> String {
     hearth_e2ee::envelope::b64(&rand::random::<[u8; 12]>())
 }
@@ -80,8 +73,8 @@ impl Sessions {
     /// Opens (creating) the store in `data_dir`.
     pub async fn open(data_dir: &Path) -> Result<Sessions, sqlx::Error> {
         let path = data_dir.join("sessions.db");
-        crate::sqlite::create_private(&path).map_err(sqlx::Error::Io)?;
-        let pool = crate::sqlite::connect(&path).await?;
+        hearth_files::private::create_private(&path).map_err(sqlx::Error::Io)?;
+        let pool = hearth_files::sqlite::connect(&path).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let rows: Vec<(String, String, String)> =
             sqlx::query_as("SELECT channel, peer, session_id FROM sessions")
@@ -105,17 +98,11 @@ impl Sessions {
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.memory
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        hearth_runtime::lock(&self.memory)
     }
 
     fn queue(&self, write: Write) {
-        if let Some(sender) = self
-            .writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
+        if let Some(sender) = hearth_runtime::lock(&self.writes).as_ref()
             && sender.send(write).is_err()
         {
             tracing::error!("the session writer stopped; an exchange was not saved");
@@ -171,7 +158,7 @@ impl Sessions {
             channel: channel.to_owned(),
             peer: peer.to_owned(),
             session: session.clone(),
-            at: now(),
+            at: hearth_runtime::clock::unix_seconds(),
         });
         session
     }
@@ -191,23 +178,14 @@ impl Sessions {
         self.queue(Write::Append {
             session: session.to_owned(),
             messages,
-            at: now(),
+            at: hearth_runtime::clock::unix_seconds(),
         });
     }
 
     /// Writes everything queued and closes the store.
     pub async fn close(&self) {
-        drop(
-            self.writes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take(),
-        );
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        drop(hearth_runtime::lock(&self.writes).take());
+        let writer = hearth_runtime::lock(&self.writer).take();
         if let Some(writer) = writer {
             let _ = writer.await;
         }
@@ -373,7 +351,7 @@ mod tests {
         }
         // Another connection, as after a crash: the rows are committed
         // within the writer's linger, without any stop.
-        let reader = crate::sqlite::connect(&dir.path().join("sessions.db"))
+        let reader = hearth_files::sqlite::connect(&dir.path().join("sessions.db"))
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -7,12 +7,10 @@
 //! server that quotes its request in errors).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, ask, config};
 use hearth_e2ee::{KeyPair, ReplyEvent};
+use hearth_testkit::gateway_process::{Gateway, ask, config};
 use hearth_testkit::standins::{Script, ScriptedServer, ollama_stand_in};
 use serde_json::{Value, json};
 
@@ -111,22 +109,12 @@ async fn a_local_user_without_the_token_is_refused() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
     let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
     // `nobody` runs curl against the loopback gateway, as in the review.
-    let output = std::process::Command::new("runuser")
-        .args([
-            "-u",
-            "nobody",
-            "--",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("{}/v1/models", gateway.url))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "401");
+    let status = hearth_testkit::http_status_as(
+        std::process::Command::new("runuser"),
+        "nobody",
+        &format!("{}/v1/models", gateway.url),
+    );
+    assert_eq!(status, "401");
     // Nor can it read the token.
     let read = std::process::Command::new("runuser")
         .args(["-u", "nobody", "--", "cat"])

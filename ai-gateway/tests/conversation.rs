@@ -1,13 +1,11 @@
 //! Sessions, persona, context budget, and the OpenAI-compatible API.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Gateway, ask, config};
 use hearth_e2ee::{KeyPair, ReplyEvent};
+use hearth_testkit::gateway_process::{Gateway, ask, config};
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::standins::{ScriptedServer, ollama_stand_in};
 use serde_json::{Value, json};
@@ -223,14 +221,7 @@ async fn the_openai_compatible_api_serves_mesh_clients() {
     ]));
     let http = gateway.http();
 
-    let models: Value = http
-        .get(format!("{}/v1/models", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = gateway.get_json("/v1/models").await;
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()

@@ -3,13 +3,13 @@
 //! backend's calls).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, ask, chunks, config, now, open_all, post_chat, seal, text_of};
 use hearth_e2ee::envelope::{b64, request_aad};
 use hearth_e2ee::{ChunkError, KeyPair, ReplyEvent};
+use hearth_testkit::gateway_process::{
+    Gateway, ask, chunks, config, now, open_all, post_chat, seal, text_of,
+};
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::standins::{Ending, Script, ScriptedServer, ollama_stand_in};
 
@@ -192,15 +192,7 @@ async fn every_refusal_is_clear_and_never_reaches_the_backend() {
     assert_eq!(backend.count("/api/chat"), 1);
 
     // The refusals are counted by code.
-    let metrics = gateway
-        .http()
-        .get(format!("{}/metrics", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"outcome="replayed_request"} 1"#),
         "{metrics}"

@@ -2,14 +2,12 @@
 //! overlap so that a client holding the previous key keeps working.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Gateway, config, now, open_all, post_chat, seal, text_of};
 use hearth_e2ee::envelope::b64;
 use hearth_e2ee::{KeyPair, KeyRing, PublishedKey, StoredKey};
+use hearth_testkit::gateway_process::{Gateway, config, now, open_all, post_chat, seal, text_of};
 use hearth_testkit::standins::ollama_stand_in;
 
 const HOUR: i64 = 3600;
@@ -41,7 +39,11 @@ async fn try_key(gateway: &Gateway, key: &PublishedKey) -> (u16, Option<String>)
     let (envelope, mut opener) = seal(key, &KeyPair::generate(), "is the kettle on", now());
     let answer = post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap()).await;
     if answer.status == 200 {
-        let events = open_all(&mut opener, &common::chunks(&answer.body)).unwrap();
+        let events = open_all(
+            &mut opener,
+            &hearth_testkit::gateway_process::chunks(&answer.body),
+        )
+        .unwrap();
         assert_eq!(text_of(&events), "echo: is the kettle on");
     }
     (answer.status, answer.code)

@@ -2,13 +2,11 @@
 //! metrics, and the refusal to listen beyond loopback without authentication.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Gateway, ask, config, now, post_chat, seal, text_of};
+use hearth_chat_client::{ChatClient, ClientError};
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
-use hearth_gateway::client::{ChatClient, ClientError};
+use hearth_testkit::gateway_process::{Gateway, ask, config, now, post_chat, seal, text_of};
 use hearth_testkit::standins::ollama_stand_in;
 use serde_json::{Value, json};
 
@@ -176,15 +174,7 @@ async fn health_follows_the_backends_and_metrics_count_without_payloads() {
 
     let events = ask(&gateway.client(KeyPair::generate()), "c", "count me").await;
     assert_eq!(text_of(&events), "echo: count me");
-    let metrics = gateway
-        .http()
-        .get(format!("{}/metrics", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.get_text("/metrics").await;
     for expected in [
         r#"hearth_gateway_requests_total{endpoint="chat",outcome="ok"} 1"#,
         "hearth_gateway_active_streams 0",
@@ -218,15 +208,7 @@ async fn health_follows_the_backends_and_metrics_count_without_payloads() {
         "health turns unavailable within a few probe periods"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
-    let health: Value = gateway
-        .http()
-        .get(format!("{}/health", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = gateway.get_json("/health").await;
     assert_eq!(health["backends"], json!({"healthy": 0, "total": 1}));
     assert!(
         !health.to_string().contains("127.0.0.1"),

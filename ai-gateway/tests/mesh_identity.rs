@@ -124,25 +124,10 @@ fn mesh_nodes_are_let_in_by_tunnel_address_and_strangers_are_not() {
 
     // A local user on the gateway's own host, through its own mesh address:
     // the agent names that address as the host itself, which is anyone local.
-    let local = lab
-        .command(&home, "runuser")
-        .args([
-            "-u",
-            "nobody",
-            "--",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("http://{home_mesh}:18789/v1/models"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&local.stdout),
-        "401",
-        "a local user is not the hub's user"
+    let status = hearth_testkit::http_status_as(
+        lab.command(&home, "runuser"),
+        "nobody",
+        &format!("http://{home_mesh}:18789/v1/models"),
     );
+    assert_eq!(status, "401", "a local user is not the hub's user");
 }

@@ -5,13 +5,11 @@
 //! data directory outside the session store.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Gateway, ask, config, text_of};
 use hearth_e2ee::{KeyPair, ReplyEvent};
+use hearth_testkit::gateway_process::{Gateway, ask, config, text_of};
 use hearth_testkit::standins::{Ending, Script, ScriptedServer, ollama_stand_in};
 use serde_json::{Value, json};
 
@@ -104,14 +102,7 @@ async fn a_canary_prompt_never_reaches_logs_or_files_outside_the_session_store()
             "the reply itself carries the canary"
         );
     }
-    let metrics = http
-        .get(format!("{}/metrics", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.get_text("/metrics").await;
     assert!(!metrics.contains(&canary));
     assert!(gateway.stop().success());
 

@@ -4,13 +4,11 @@
 //! with the real gateway.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Gateway, config};
+use hearth_testkit::gateway_process::{Gateway, config};
 use hearth_testkit::llama::{LlamaServer, python, workspace_root};
 use hearth_testkit::skip;
 use hearth_testkit::standins::ollama_stand_in;
@@ -32,6 +30,22 @@ fn run(script: &PathBuf, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Runs the Python client's `chat` against `gateway` as the device in `key`.
+fn chat(script: &PathBuf, gateway: &Gateway, key: &str, rest: &[&str]) -> Output {
+    let token = gateway.token();
+    let mut args = vec![
+        "chat",
+        "--url",
+        &gateway.url,
+        "--token",
+        &token,
+        "--device-key",
+        key,
+    ];
+    args.extend_from_slice(rest);
+    run(script, &args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -65,56 +79,23 @@ async fn the_python_client_chats_through_the_gateway() {
 
     // Exact text through the Ollama stand-in, multi-byte characters included.
     let gateway = Gateway::start(config(&[("home", "ollama", &echo.url())]));
-    let output = run(
-        &script,
-        &[
-            "chat",
-            "--url",
-            &gateway.url,
-            "--token",
-            &gateway.token(),
-            "--device-key",
-            key,
-            "hello from python \u{2615}",
-        ],
-    );
+    let output = chat(&script, &gateway, key, &["hello from python \u{2615}"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "echo: hello from python \u{2615}\n");
     assert!(text(&output.stderr).contains("[home/tiny]"));
     // Same device key, same channel: the second turn carries the first.
-    let output = run(
-        &script,
-        &[
-            "chat",
-            "--url",
-            &gateway.url,
-            "--token",
-            &gateway.token(),
-            "--device-key",
-            key,
-            "again",
-        ],
-    );
+    let output = chat(&script, &gateway, key, &["again"]);
     assert!(output.status.success());
     let last = echo.requests().last().unwrap().json();
     assert_eq!(last["messages"].as_array().unwrap().len(), 3, "{last}");
 
     // Real tokens from llama-server.
     let gateway = Gateway::start(config(&[("local", "openai-completions", &llama.base_url)]));
-    let output = run(
+    let output = chat(
         &script,
-        &[
-            "chat",
-            "--url",
-            &gateway.url,
-            "--token",
-            &gateway.token(),
-            "--device-key",
-            key,
-            "--max-tokens",
-            "6",
-            "tell me a story",
-        ],
+        &gateway,
+        key,
+        &["--max-tokens", "6", "tell me a story"],
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(!text(&output.stdout).trim().is_empty());
@@ -122,19 +103,7 @@ async fn the_python_client_chats_through_the_gateway() {
 
     // A refusal is reported as such.
     drop(llama);
-    let output = run(
-        &script,
-        &[
-            "chat",
-            "--url",
-            &gateway.url,
-            "--token",
-            &gateway.token(),
-            "--device-key",
-            key,
-            "anyone there",
-        ],
-    );
+    let output = chat(&script, &gateway, key, &["anyone there"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).contains("no_model"),

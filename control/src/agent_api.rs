@@ -60,64 +60,95 @@ pub fn mesh_address() -> Option<IpAddr> {
         .map(IpAddr::V4)
 }
 
+/// Why the agent could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentApiError {
+    /// The socket is not there or nothing answers on it.
+    #[error("cannot reach the agent at {socket}: {reason}")]
+    Unreachable {
+        /// The socket.
+        socket: String,
+        /// Why.
+        reason: String,
+    },
+    /// The agent answered with an unexpected status.
+    #[error("the agent answered {0}")]
+    Status(u16),
+    /// The agent's answer is not what the API says.
+    #[error("the agent's answer is not readable: {0}")]
+    Unreadable(String),
+    /// The change feed ended (the agent stopped) or fell silent.
+    #[error("the agent's change feed ended")]
+    FeedEnded,
+}
+
+fn unreachable(socket: &Path, error: impl std::fmt::Display) -> AgentApiError {
+    AgentApiError::Unreachable {
+        socket: socket.display().to_string(),
+        reason: error.to_string(),
+    }
+}
+
 /// Asks the agent listening on `socket` who holds `address`: `Ok(None)` when
 /// no node of the mesh does, `Err` when the agent cannot be asked.
-pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, String> {
+pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, AgentApiError> {
     let http = reqwest::Client::builder()
         .unix_socket(socket)
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| unreachable(socket, error))?;
     let response = http
         .get(format!("http://agent{WHOIS_PATH}"))
         .query(&[("ip", address.to_string())])
         .send()
         .await
-        .map_err(|error| format!("cannot reach the agent at {}: {error}", socket.display()))?;
+        .map_err(|error| unreachable(socket, error))?;
     match response.status().as_u16() {
         200 => response
             .json()
             .await
             .map(Some)
-            .map_err(|error| error.to_string()),
+            .map_err(|error| AgentApiError::Unreadable(error.to_string())),
         404 => Ok(None),
-        status => Err(format!("the agent answered {status}")),
+        status => Err(AgentApiError::Status(status)),
     }
 }
 
 /// Follows the agent's change feed on `socket`, calling `changed` with each
 /// generation (the first at once); returns when the feed ends or fails (the
 /// caller then stops trusting what it remembered, and calls again).
-pub async fn watch(socket: &Path, mut changed: impl FnMut(u64)) -> Result<(), String> {
+pub async fn watch(socket: &Path, mut changed: impl FnMut(u64)) -> Result<(), AgentApiError> {
     use futures_util::StreamExt as _;
     let http = reqwest::Client::builder()
         .unix_socket(socket)
         .build()
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| unreachable(socket, error))?;
     let response = http
         .get(format!("http://agent{WATCH_PATH}"))
         .send()
         .await
-        .map_err(|error| format!("cannot reach the agent at {}: {error}", socket.display()))?;
+        .map_err(|error| unreachable(socket, error))?;
     if !response.status().is_success() {
-        return Err(format!("the agent answered {}", response.status()));
+        return Err(AgentApiError::Status(response.status().as_u16()));
     }
     let mut body = response.bytes_stream();
     let mut pending = Vec::new();
     // A line comes at least every 30 s; silence for longer is a dead feed.
     while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(45), body.next()).await {
-        let chunk = chunk.map_err(|error| error.to_string())?;
+        let chunk = chunk.map_err(|error| unreachable(socket, error))?;
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
             let generation = serde_json::from_slice::<serde_json::Value>(&line)
                 .ok()
                 .and_then(|value| value["generation"].as_u64())
-                .ok_or_else(|| "the agent's change feed is not JSON lines".to_owned())?;
+                .ok_or_else(|| {
+                    AgentApiError::Unreadable("the change feed is not JSON lines".into())
+                })?;
             changed(generation);
         }
     }
-    Err("the agent's change feed ended".into())
+    Err(AgentApiError::FeedEnded)
 }
 
 #[cfg(test)]

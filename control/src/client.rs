@@ -115,11 +115,11 @@ impl ControlClient {
             .map_err(|error| ClientError::Protocol(error.to_string()))
     }
 
-    /// Reports the node's endpoints.
-    pub async fn report_endpoints(&self, report: &EndpointReport) -> Result<(), ClientError> {
+    /// Posts a report (JSON) to `path`.
+    async fn report(&self, path: &str, report: &impl serde::Serialize) -> Result<(), ClientError> {
         let response = self
             .http
-            .post(self.url(ENDPOINTS_PATH))
+            .post(self.url(path))
             .timeout(Duration::from_secs(30))
             .json(report)
             .send()
@@ -128,17 +128,14 @@ impl ControlClient {
         check(response).await.map(|_| ())
     }
 
+    /// Reports the node's endpoints.
+    pub async fn report_endpoints(&self, report: &EndpointReport) -> Result<(), ClientError> {
+        self.report(ENDPOINTS_PATH, report).await
+    }
+
     /// Reports the routes the node advertises.
     pub async fn report_routes(&self, report: &RoutesReport) -> Result<(), ClientError> {
-        let response = self
-            .http
-            .post(self.url(ROUTES_PATH))
-            .timeout(Duration::from_secs(30))
-            .json(report)
-            .send()
-            .await
-            .map_err(transport)?;
-        check(response).await.map(|_| ())
+        self.report(ROUTES_PATH, report).await
     }
 
     /// Opens the streamed network map: a full map, then deltas and keep-alives.

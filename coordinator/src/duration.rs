@@ -2,9 +2,14 @@
 
 use std::time::Duration;
 
+/// A text that is not a duration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration like 90s, 30m, 1h, 7d or 1h30m")]
+pub struct NotADuration(pub String);
+
 /// Parses a duration made of `<number><unit>` parts (units `s`, `m`, `h`, `d`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("`{text}` is not a duration like 90s, 30m, 1h, 7d or 1h30m");
+pub fn parse_duration(text: &str) -> Result<Duration, NotADuration> {
+    let invalid = || NotADuration(text.to_owned());
     let mut total: u64 = 0;
     let mut digits = String::new();
     let mut saw_part = false;

@@ -1,10 +1,12 @@
 //! Where a node can be reached: the candidates it reports, checked and
-//! ordered. Pure.
+//! ordered ([`from_report`], pure), then stored and delivered to its peers.
 
 use std::net::SocketAddr;
 
+use hearth_control::Fingerprint;
 use hearth_control::wire::EndpointReport;
 
+use crate::coordinator::Coordinator;
 use crate::error::{Error, Result};
 
 /// Most local endpoints one report may list.
@@ -40,6 +42,26 @@ pub fn from_report(
         }
     }
     Ok(endpoints)
+}
+
+impl Coordinator {
+    /// Records where the node with `fingerprint` can be reached.
+    pub async fn report_endpoints(
+        &self,
+        fingerprint: Option<Fingerprint>,
+        report: EndpointReport,
+        observed: Option<SocketAddr>,
+    ) -> Result<()> {
+        let endpoints = from_report(&report, observed)?;
+        let mut state = self.state.lock().await;
+        let mut record = self.reporting_node(&state, fingerprint)?;
+        if record.endpoints == endpoints {
+            return Ok(());
+        }
+        record.endpoints = endpoints;
+        self.store_changed(&mut state, record).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

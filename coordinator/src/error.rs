@@ -25,6 +25,9 @@ pub enum Error {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A name breaks its rule.
+    #[error(transparent)]
+    BadName(#[from] crate::names::NameError),
     /// A node endpoint was called without a client certificate.
     #[error("this endpoint needs the client certificate issued at registration")]
     Unauthenticated,
@@ -63,7 +66,7 @@ pub enum Error {
     Conflict(String),
     /// A policy failed validation.
     #[error("policy rejected: {0}")]
-    PolicyInvalid(String),
+    PolicyInvalid(#[from] hearth_acl::PolicyError),
     /// No mesh address is left.
     #[error(transparent)]
     Exhausted(#[from] Exhausted),
@@ -83,7 +86,7 @@ impl Error {
             Error::KeyExpired => "key_expired",
             Error::KeyUsed => "key_used",
             Error::AlreadyRegistered(_) => "already_registered",
-            Error::BadRequest(_) => "bad_request",
+            Error::BadRequest(_) | Error::BadName(_) => "bad_request",
             Error::Unauthenticated => "unauthenticated",
             Error::UnknownNode => "unknown_node",
             Error::NodePending { .. } => "node_pending",

@@ -5,29 +5,29 @@
 //! policy over them and streams each node its network map as deltas
 //! ([`netmap`], [`streams`]). The node API is HTTPS with mutual TLS
 //! ([`api::node`], [`tls`]); admins use the CLI over a UNIX socket
-//! ([`api::admin`], [`admin_client`]).
+//! ([`api::admin`]).
 
-pub mod admin_client;
+pub mod accounts;
+pub mod admission;
 pub mod api;
 pub mod authkey;
 pub mod coordinator;
 pub mod db;
-pub mod demo;
 pub mod duration;
 pub mod endpoints;
 pub mod error;
 pub mod ipam;
 pub mod names;
 pub mod netmap;
-pub mod output;
 pub mod policy;
+pub mod presence;
 pub mod registration;
 pub mod routes;
 pub mod server;
 pub mod state_dir;
 pub mod streams;
 pub mod tls;
-pub mod wgquick;
+pub(crate) mod wgquick;
 
 pub use coordinator::Coordinator;
 pub use error::Error;

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hearth_coordinator::admin_client::AdminClient;
+use cli::admin_client::AdminClient;
+use hearth_coordinator::accounts::KeyOptions;
+use hearth_coordinator::admission::NodeAction;
 use hearth_coordinator::api::node::RegisterLimit;
-use hearth_coordinator::coordinator::KeyOptions;
 use hearth_coordinator::duration::parse_duration;
+use hearth_coordinator::policy;
 use hearth_coordinator::server::{ServeOptions, serve};
 use hearth_coordinator::state_dir::{DEFAULT_STATE_DIR, StateDir};
-use hearth_coordinator::{demo, output, policy};
+
+mod cli;
+use cli::{demo, output};
 
 /// Hearth's coordinator: the control server of a private WireGuard mesh.
 #[derive(Parser)]
@@ -244,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let admin = || AdminClient::new(&StateDir::new(&cli.state_dir).admin_socket());
     match cli.command {
         Command::Serve(args) => {
-            hearth_logging::init("info");
+            hearth_runtime::init("info");
             let mut options = ServeOptions::new(cli.state_dir.clone());
             options.listen = args.listen;
             options.public_url = args.public_url;
@@ -275,7 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(options).await?;
         }
         Command::Demo => {
-            hearth_logging::init("warn");
+            hearth_runtime::init("warn");
             demo::run().await?;
         }
         Command::Users(command) => match command {
@@ -343,9 +347,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Output::Json => print_json(&nodes)?,
                 }
             }
-            NodesCommand::Approve { id } => report(admin()?.node_action(id, "approve").await?),
-            NodesCommand::Reject { id } => report(admin()?.node_action(id, "reject").await?),
-            NodesCommand::Expire { id } => report(admin()?.node_action(id, "expire").await?),
+            NodesCommand::Approve { id } => {
+                report(admin()?.node_action(id, NodeAction::Approve).await?)
+            }
+            NodesCommand::Reject { id } => {
+                report(admin()?.node_action(id, NodeAction::Reject).await?)
+            }
+            NodesCommand::Expire { id } => {
+                report(admin()?.node_action(id, NodeAction::Expire).await?)
+            }
             NodesCommand::Rename { id, name } => report(admin()?.rename_node(id, &name).await?),
             NodesCommand::Tag { id, tags } => report(admin()?.tag_node(id, &tags).await?),
             NodesCommand::ApproveRoutes { id, routes } => {
@@ -365,8 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::Add { user, name, output }) => {
             let added = admin()?.add_device(&user, &name).await?;
             let config = zeroize::Zeroizing::new(added.config);
-            let qr =
-                || hearth_coordinator::wgquick::qr(&config).map_err(|error| anyhow::anyhow!(error));
+            let qr = || output::qr(&config).map_err(|error| anyhow::anyhow!(error));
             match output {
                 DeviceOutput::Config => print!("{}", *config),
                 DeviceOutput::Qr => println!("{}", qr()?),
@@ -411,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(node: hearth_coordinator::coordinator::NodeView) {
+fn report(node: hearth_coordinator::admission::NodeView) {
     let tags = if node.tags.is_empty() {
         String::new()
     } else {
@@ -422,18 +431,5 @@ fn report(node: hearth_coordinator::coordinator::NodeView) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_runtime::run(hearth_runtime::Threads::PerCore, run(cli))
 }

@@ -1,19 +1,33 @@
 //! Rules for user names, node names and tags.
 
+/// A name that breaks its rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// A user name.
+    #[error("user name `{0}` must be 1 to 64 characters of letters, digits and . _ @ + -")]
+    User(String),
+    /// A tag.
+    #[error("tag `{0}` must look like `tag:name` (a letter, then letters, digits, - or _)")]
+    Tag(String),
+    /// A node name.
+    #[error(
+        "node name `{0}` must be 1 to 63 lower-case letters, digits or -, not starting or ending with -"
+    )]
+    Node(String),
+}
+
 /// Checks a user name: 1 to 64 characters from letters, digits and `._@+-`,
 /// and not shaped like a policy alias.
-pub fn check_user_name(name: &str) -> Result<(), String> {
+pub fn check_user_name(name: &str) -> Result<(), NameError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._@+-".contains(c);
     if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
-        return Err(format!(
-            "user name `{name}` must be 1 to 64 characters of letters, digits and . _ @ + -"
-        ));
+        return Err(NameError::User(name.to_owned()));
     }
     Ok(())
 }
 
 /// Checks a tag: `tag:` then a letter, then letters, digits, `-` or `_`.
-pub fn check_tag(tag: &str) -> Result<(), String> {
+pub fn check_tag(tag: &str) -> Result<(), NameError> {
     let valid = tag.strip_prefix("tag:").is_some_and(|rest| {
         rest.len() <= 63
             && rest.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -24,14 +38,12 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "tag `{tag}` must look like `tag:name` (a letter, then letters, digits, - or _)"
-        ))
+        Err(NameError::Tag(tag.to_owned()))
     }
 }
 
 /// Checks a node name: a DNS label (1 to 63 of `a-z`, `0-9`, `-`, not at either end).
-pub fn check_node_name(name: &str) -> Result<(), String> {
+pub fn check_node_name(name: &str) -> Result<(), NameError> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && !name.starts_with('-')
@@ -42,9 +54,7 @@ pub fn check_node_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "node name `{name}` must be 1 to 63 lower-case letters, digits or -, not starting or ending with -"
-        ))
+        Err(NameError::Node(name.to_owned()))
     }
 }
 

@@ -1,19 +1,78 @@
 //! The coordinator's side of policy: validating text against the tailnet,
-//! and previewing what a policy does to a given topology.
+//! storing it and delivering what changes, and previewing what a policy
+//! does to a given topology.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hearth_acl::{Engine, Filter, NodeIdentity, Policy, Topology};
+use hearth_acl::{CompiledPolicy, Engine, Filter, NodeIdentity, Policy, PolicyError, Topology};
 use serde::{Deserialize, Serialize};
 
+use crate::coordinator::{Coordinator, State};
+use crate::error::{Error, Result as ServiceResult};
+use crate::netmap::NodeRecord;
+use hearth_runtime::clock::unix_seconds as unix_now;
+
 /// Parses `text` and runs its `tests` block against `topology`.
-pub fn validate(text: &str, topology: &Topology) -> Result<Policy, String> {
-    let policy = Policy::parse(text).map_err(|error| error.to_string())?;
-    policy
-        .check_tests(topology)
-        .map_err(|error| error.to_string())?;
+pub fn validate(text: &str, topology: &Topology) -> Result<Policy, PolicyError> {
+    let policy = Policy::parse(text)?;
+    policy.check_tests(topology)?;
     Ok(policy)
+}
+
+/// The rules the engine evaluates: the policy's, or allow-all without one.
+pub(crate) fn effective_rules(policy: Option<&Policy>) -> CompiledPolicy {
+    policy.map_or_else(CompiledPolicy::allow_all, |policy| policy.compiled.clone())
+}
+
+impl Coordinator {
+    /// The stored policy text (`None`: no policy, everything allowed).
+    pub async fn policy_text(&self) -> Option<String> {
+        self.state.lock().await.policy_text.clone()
+    }
+
+    /// The users and admitted nodes a policy's `tests` are checked against.
+    async fn topology(&self, state: &State) -> ServiceResult<Topology> {
+        let users = self
+            .db
+            .list_users()
+            .await?
+            .into_iter()
+            .map(|user| user.name)
+            .collect();
+        let nodes = state
+            .network
+            .nodes()
+            .filter(|record| record.is_admitted())
+            .map(NodeRecord::identity)
+            .collect();
+        Ok(Topology { users, nodes })
+    }
+
+    /// Validates `text`, including its `tests` against the current tailnet, without storing it.
+    pub async fn check_policy(&self, text: &str) -> ServiceResult<()> {
+        let state = self.state.lock().await;
+        let topology = self.topology(&state).await?;
+        validate(text, &topology).map_err(Error::PolicyInvalid)?;
+        Ok(())
+    }
+
+    /// Validates and stores `text`, then delivers each node's changes. A
+    /// refused policy changes nothing.
+    pub async fn set_policy(&self, text: &str) -> ServiceResult<()> {
+        let mut state = self.state.lock().await;
+        let topology = self.topology(&state).await?;
+        let policy = validate(text, &topology).map_err(Error::PolicyInvalid)?;
+        self.db.store_policy(text, unix_now()).await?;
+        let compiled = effective_rules(Some(&policy));
+        state.policy_text = Some(text.to_owned());
+        state.policy = Some(policy);
+        let deliveries = state.network.set_policy(Arc::new(compiled));
+        self.deliver(&deliveries);
+        tracing::info!(changed_nodes = deliveries.len(), "policy updated");
+        self.apply_auto_approvals(&mut state).await?;
+        Ok(())
+    }
 }
 
 /// A topology as the conformance captures write it: users, and nodes by name.
@@ -65,17 +124,31 @@ pub struct NodePreview {
     pub peers: Vec<String>,
 }
 
+/// Why a preview could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    /// A node names a user the topology does not list.
+    #[error("node owner `{0}` is not in users")]
+    UnknownOwner(String),
+    /// A node has neither a user nor tags.
+    #[error("node `{0}` has neither a user nor tags")]
+    Ownerless(String),
+    /// The policy is invalid (or its `tests` fail) for this topology.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
 /// Each node's filter and peers under the policy in `text`.
 pub fn preview(
     text: &str,
     topology: &PreviewTopology,
-) -> Result<BTreeMap<String, NodePreview>, String> {
-    let login_of = |name: &str| -> Result<String, String> {
+) -> Result<BTreeMap<String, NodePreview>, PreviewError> {
+    let login_of = |name: &str| -> Result<String, PreviewError> {
         let user = topology
             .users
             .iter()
             .find(|user| user.name == name)
-            .ok_or_else(|| format!("node owner `{name}` is not in users"))?;
+            .ok_or_else(|| PreviewError::UnknownOwner(name.to_owned()))?;
         Ok(user.email.clone().unwrap_or_else(|| user.name.clone()))
     };
     let mut names = BTreeMap::new();
@@ -86,7 +159,7 @@ pub fn preview(
         let user = match &node.user {
             Some(user) => login_of(user)?,
             None if node.tags.is_empty() => {
-                return Err(format!("node `{name}` has neither a user nor tags"));
+                return Err(PreviewError::Ownerless(name.clone()));
             }
             None => String::new(),
         };
@@ -165,6 +238,9 @@ mod tests {
         let failing =
             r#"{"acls": [], "tests": [{"src": "bob@example.com", "accept": ["100.64.0.1:22"]}]}"#;
         let error = preview(failing, &topology()).unwrap_err();
-        assert!(error.contains("bob@example.com cannot reach"), "{error}");
+        assert!(
+            error.to_string().contains("bob@example.com cannot reach"),
+            "{error}"
+        );
     }
 }

@@ -1,14 +1,23 @@
-//! Who may register, and what the new node record is. Pure: the service
-//! shell (`coordinator`) looks up the key and the counts, then asks here.
+//! Who may register, and what the new node record is: the decisions are
+//! pure ([`check_request`], [`check_pending`], [`new_record`]); the shell looks
+//! up the key and the counts, asks them, then stores and delivers the node.
+//! Devices without an agent (a phone with the official WireGuard app) are
+//! registered here too ([`Coordinator::add_static_device`]).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hearth_control::Fingerprint;
-use hearth_control::wire::{NodeId, NodeState, RegisterRequest, WireGuardKey};
+use hearth_control::wire::{NodeId, NodeState, RegisterRequest, RegisterResponse, WireGuardKey};
 
+use crate::accounts::usage;
+use crate::admission::NodeView;
+use crate::authkey::{self, KeyRefusal};
+use crate::coordinator::Coordinator;
 use crate::error::{Error, Result};
+use crate::names;
 use crate::netmap::NodeRecord;
+use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// Nodes one pre-auth key may have waiting for approval at once. A leaked
 /// reusable key can then hold at most this many addresses and names.
@@ -66,61 +75,184 @@ pub fn check_pending(pre_approved: bool, of_key: usize, of_user: usize) -> Resul
     Ok(())
 }
 
-/// What a new node is made of.
+/// Whose a new node is and how it is admitted.
 #[derive(Clone, Debug)]
-pub struct NewNode {
-    /// Its id.
-    pub id: NodeId,
-    /// Owning user's id.
+pub struct Owner {
+    /// The user's id.
     pub user_id: i64,
-    /// Owning user's name.
+    /// The user's name.
     pub user: String,
-    /// Its (unique) name.
+    /// Tags it carries from its key (it then acts as them).
+    pub tags: BTreeSet<String>,
+    /// Removed after a time offline.
+    pub ephemeral: bool,
+    /// Approved at once, or waiting.
+    pub state: NodeState,
+}
+
+/// The device as it registers.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// Its (unique) node name.
     pub name: String,
     /// The hostname it reported.
     pub hostname: String,
     /// Its operating system.
     pub os: String,
     /// Its WireGuard public key.
-    pub wireguard_key: WireGuardKey,
-    /// Approved at once, or waiting.
-    pub state: NodeState,
-    /// Its mesh addresses.
-    pub addresses: (Ipv4Addr, Ipv6Addr),
-    /// Its tags.
-    pub tags: BTreeSet<String>,
-    /// Removed after a time offline.
-    pub ephemeral: bool,
-    /// The client certificate it was issued; `None` for a static device without an agent.
-    pub cert_fingerprint: Option<Fingerprint>,
-    /// Registration time.
-    pub now: i64,
+    pub key: WireGuardKey,
+    /// The client certificate it was issued; `None` for a device without an agent.
+    pub certificate: Option<Fingerprint>,
 }
 
-impl NewNode {
-    /// The node's record.
-    pub fn into_record(self) -> NodeRecord {
-        NodeRecord {
-            id: self.id,
-            user_id: self.user_id,
-            user: self.user,
-            name: self.name,
-            hostname: self.hostname,
-            os: self.os,
-            wireguard_key: self.wireguard_key,
-            state: self.state,
-            ipv4: self.addresses.0,
-            ipv6: self.addresses.1,
-            tags: self.tags,
-            ephemeral: self.ephemeral,
-            static_device: self.cert_fingerprint.is_none(),
-            cert_fingerprint: self.cert_fingerprint,
-            endpoints: Vec::new(),
-            advertised_routes: Vec::new(),
-            approved_routes: Vec::new(),
-            created_at: self.now,
-            last_seen: None,
+/// A new node's record: node `id` of `owner`, made from `device`, with
+/// `addresses`, registered at `now`. Nothing is known yet of where it is
+/// or what it routes.
+pub fn new_record(
+    id: NodeId,
+    owner: Owner,
+    device: Device,
+    addresses: (Ipv4Addr, Ipv6Addr),
+    now: i64,
+) -> NodeRecord {
+    NodeRecord {
+        id,
+        user_id: owner.user_id,
+        user: owner.user,
+        tags: owner.tags,
+        ephemeral: owner.ephemeral,
+        state: owner.state,
+        name: device.name,
+        hostname: device.hostname,
+        os: device.os,
+        wireguard_key: device.key,
+        static_device: device.certificate.is_none(),
+        cert_fingerprint: device.certificate,
+        ipv4: addresses.0,
+        ipv6: addresses.1,
+        endpoints: Vec::new(),
+        advertised_routes: Vec::new(),
+        approved_routes: Vec::new(),
+        created_at: now,
+        last_seen: None,
+    }
+}
+
+impl Coordinator {
+    /// Registers a device with a pre-auth key.
+    pub async fn register(&self, request: RegisterRequest) -> Result<RegisterResponse> {
+        let hostname = check_request(&request)?;
+        let csr = request
+            .csr_bytes()
+            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
+        let presented = authkey::parse(request.auth_key.expose()).ok_or(Error::InvalidKey)?;
+
+        let mut state = self.state.lock().await;
+        let key = self
+            .db
+            .find_preauth_key(presented.prefix)
+            .await?
+            .ok_or(Error::InvalidKey)?;
+        if !presented.matches(&key.secret_hash) {
+            return Err(Error::InvalidKey);
         }
+        let now = unix_now();
+        authkey::admits(usage(&key), now).map_err(|refusal| match refusal {
+            KeyRefusal::Expired => Error::KeyExpired,
+            KeyRefusal::AlreadyUsed => Error::KeyUsed,
+        })?;
+        if let Some(existing) = state.by_wireguard_key.get(&request.wireguard_key) {
+            return Err(Error::AlreadyRegistered(*existing));
+        }
+        let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
+        check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
+
+        let id = state.next_node_id;
+        let name = state.names.unique(hostname);
+        let (certificate_pem, fingerprint) = self
+            .authority
+            .issue(&csr, &format!("hearth-node-{id}"))
+            .map_err(|error| Error::BadRequest(error.to_string()))?;
+        let addresses = state.addresses.allocate(now)?;
+        let owner = Owner {
+            user_id: key.user_id,
+            user: key.user.clone(),
+            tags: key.tags.iter().cloned().collect(),
+            ephemeral: key.ephemeral,
+            state: if key.pre_approved {
+                NodeState::Approved
+            } else {
+                NodeState::Pending
+            },
+        };
+        let device = Device {
+            name,
+            hostname: hostname.to_owned(),
+            os: request.os.clone(),
+            key: request.wireguard_key,
+            certificate: Some(fingerprint),
+        };
+        let record = new_record(id, owner, device, addresses, now);
+        self.store_new_node(&mut state, &record, Some(key.id), now)
+            .await?;
+        tracing::info!(node = id, name = %record.name, user = %record.user, state = %record.state, "node registered");
+        Ok(RegisterResponse {
+            node: record.info(),
+            client_certificate_pem: certificate_pem,
+        })
+    }
+
+    /// Registers a device without an agent (a phone with the official
+    /// WireGuard app): a key pair is made here, the node is approved at once,
+    /// and the returned wg-quick configuration (holding the private key,
+    /// which is not kept) lists the peers the policy lets it see.
+    pub async fn add_static_device(
+        &self,
+        user: &str,
+        name: &str,
+    ) -> Result<(NodeView, zeroize::Zeroizing<String>)> {
+        names::check_node_name(name)?;
+        let user = self.user(user).await?;
+        let mut state = self.state.lock().await;
+        if state.names.contains(name) {
+            return Err(Error::Conflict(format!(
+                "a node is already called `{name}`"
+            )));
+        }
+        let secret = x25519_dalek::StaticSecret::random();
+        let public = WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        let id = state.next_node_id;
+        let now = unix_now();
+        let addresses = state.addresses.allocate(now)?;
+        let owner = Owner {
+            user_id: user.id,
+            user: user.name.clone(),
+            tags: BTreeSet::new(),
+            ephemeral: false,
+            state: NodeState::Approved,
+        };
+        let device = Device {
+            name: name.to_owned(),
+            hostname: name.to_owned(),
+            os: "wireguard".into(),
+            key: public,
+            certificate: None,
+        };
+        let record = new_record(id, owner, device, addresses, now);
+        self.store_new_node(&mut state, &record, None, now).await?;
+        let peers: Vec<NodeRecord> = state
+            .network
+            .peers_of(id)
+            .into_iter()
+            .filter_map(|peer| state.network.node(peer).cloned())
+            .collect();
+        let private = zeroize::Zeroizing::new(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            secret.to_bytes(),
+        ));
+        let config = crate::wgquick::render(&private, &record, &peers);
+        tracing::info!(node = id, name, user = %user.name, "static WireGuard device added");
+        Ok((self.view(&record), config))
     }
 }
 

@@ -1,8 +1,14 @@
-//! Subnet routes and exit nodes: which advertised routes a node may claim,
-//! and which of them are approved. Pure.
+//! Subnet routes and exit nodes: which advertised routes a node may claim
+//! and which of them are approved ([`check_advertised`], [`approved`],
+//! pure), and the shell that records reports and admins' approvals.
 
+use hearth_acl::Policy;
+use hearth_control::Fingerprint;
+use hearth_control::wire::NodeId;
 use ipnet::IpNet;
 
+use crate::admission::NodeView;
+use crate::coordinator::{Coordinator, State};
 use crate::error::{Error, Result};
 use crate::ipam::mesh_prefixes;
 use crate::netmap::NodeRecord;
@@ -48,6 +54,84 @@ pub fn approved(record: &NodeRecord, chosen: &[IpNet], auto: &[IpNet]) -> Vec<Ip
     approved.sort();
     approved.dedup();
     approved
+}
+
+/// A node's approved routes under `policy`: [`approved`] with the routes
+/// the policy's `autoApprovers` allow.
+pub(crate) fn approved_under(
+    policy: Option<&Policy>,
+    record: &NodeRecord,
+    chosen: &[IpNet],
+) -> Vec<IpNet> {
+    let automatic = policy
+        .map(|policy| {
+            policy.auto_approved_routes(&record.user, &record.tags, &record.advertised_routes)
+        })
+        .unwrap_or_default();
+    approved(record, chosen, &automatic)
+}
+
+impl Coordinator {
+    /// Records the routes the node with `fingerprint` advertises; those the
+    /// policy's `autoApprovers` allow are approved at once.
+    pub async fn report_routes(
+        &self,
+        fingerprint: Option<Fingerprint>,
+        advertised: Vec<IpNet>,
+    ) -> Result<()> {
+        let advertised = check_advertised(advertised)?;
+        let mut state = self.state.lock().await;
+        let mut record = self.reporting_node(&state, fingerprint)?;
+        record.advertised_routes = advertised;
+        record.approved_routes =
+            approved_under(state.policy.as_ref(), &record, &record.approved_routes);
+        self.store_changed(&mut state, record).await?;
+        Ok(())
+    }
+
+    /// Sets which of a node's advertised routes an admin approves (those
+    /// `autoApprovers` allow stay approved).
+    pub async fn approve_routes(&self, id: NodeId, routes: &[IpNet]) -> Result<NodeView> {
+        self.change_node(id, |state, record| {
+            if let Some(route) = routes
+                .iter()
+                .find(|route| !record.advertised_routes.contains(route))
+            {
+                return Err(Error::BadRequest(format!(
+                    "node {id} does not advertise {route}; it advertises [{}]",
+                    record
+                        .advertised_routes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            record.approved_routes = approved_under(state.policy.as_ref(), record, routes);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Approves, on every node, the advertised routes the policy's `autoApprovers` allow.
+    pub(crate) async fn apply_auto_approvals(&self, state: &mut State) -> Result<()> {
+        let updates: Vec<NodeRecord> = state
+            .network
+            .nodes()
+            .filter_map(|record| {
+                let approved =
+                    approved_under(state.policy.as_ref(), record, &record.approved_routes);
+                (approved != record.approved_routes).then(|| NodeRecord {
+                    approved_routes: approved,
+                    ..record.clone()
+                })
+            })
+            .collect();
+        for record in updates {
+            self.store_changed(state, record).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -401,6 +401,6 @@ async fn run_janitor(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bo
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Server::bind(options)
         .await?
-        .run(hearth_logging::shutdown_signal())
+        .run(hearth_runtime::shutdown_signal())
         .await
 }

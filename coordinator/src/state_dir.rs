@@ -10,9 +10,8 @@
 //!   tls/node-ca.key     its key, 0600
 //! ```
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the state dir is when nothing says otherwise.
@@ -75,24 +74,4 @@ impl StateDir {
     }
 }
 
-/// Writes `contents` to `path` with mode 0600, atomically (temp file + rename).
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)
-}
-
-/// Sets mode 0600 on `path` if it exists (for files others create, like SQLite's).
-pub fn restrict(path: &Path) -> std::io::Result<()> {
-    match fs::set_permissions(path, fs::Permissions::from_mode(0o600)) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
+pub use hearth_files::private::{restrict, write_private};

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::netmap::Delivery;
+use crate::presence::Presence;
 
 /// Messages queued per stream before a slow reader is cut off.
 const QUEUE_DEPTH: usize = 4096;
@@ -80,26 +81,16 @@ impl Drop for StreamGuard {
         if self.kind == Kind::Map {
             let activity = registry.activity.entry(self.node).or_default();
             activity.open_maps = activity.open_maps.saturating_sub(1);
-            activity.last_seen = Some(unix_now());
+            activity.last_seen = Some(hearth_runtime::clock::unix_seconds());
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 impl Streams {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding this lock cannot leave the registry inconsistent
         // in a way that matters more than losing every stream, so recover.
-        self.registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        hearth_runtime::lock(&self.registry)
     }
 
     fn subscribe(self: &Arc<Self>, kind: Kind, node: NodeId, first: Bytes) -> Subscription {
@@ -118,7 +109,7 @@ impl Streams {
         if kind == Kind::Map {
             let activity = registry.activity.entry(node).or_default();
             activity.open_maps += 1;
-            activity.last_seen = Some(unix_now());
+            activity.last_seen = Some(hearth_runtime::clock::unix_seconds());
         }
         Subscription {
             receiver,
@@ -198,23 +189,17 @@ impl Streams {
         self.lock().subscribers.clear();
     }
 
-    /// Whether `node` has a map stream open.
-    pub fn is_online(&self, node: NodeId) -> bool {
-        self.lock()
-            .activity
-            .get(&node)
-            .is_some_and(|activity| activity.open_maps > 0)
-    }
-
-    /// When `node` was last connected: `None` if it never connected since start,
-    /// `Some(i64::MAX)` while it is connected.
-    pub fn last_seen(&self, node: NodeId) -> Option<i64> {
+    /// Whether `node` is connected now, or when it last was (since this
+    /// process started).
+    pub fn presence(&self, node: NodeId) -> Presence {
         let registry = self.lock();
-        let activity = registry.activity.get(&node)?;
-        if activity.open_maps > 0 {
-            Some(i64::MAX)
-        } else {
-            activity.last_seen
+        match registry.activity.get(&node) {
+            Some(activity) if activity.open_maps > 0 => Presence::Online,
+            Some(Activity {
+                last_seen: Some(when),
+                ..
+            }) => Presence::Seen(*when),
+            _ => Presence::Unknown,
         }
     }
 }

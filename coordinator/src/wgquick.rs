@@ -42,18 +42,6 @@ pub fn render(private_key: &str, device: &NodeRecord, peers: &[NodeRecord]) -> Z
     text
 }
 
-/// `config` as a QR code drawn with Unicode half blocks, for a terminal.
-pub fn qr(config: &str) -> Result<String, String> {
-    let code = qrcode::QrCode::with_error_correction_level(config.as_bytes(), qrcode::EcLevel::L)
-        .map_err(|error| format!("cannot encode the configuration as a QR code: {error}"))?;
-    Ok(code
-        .render::<qrcode::render::unicode::Dense1x2>()
-        .dark_color(qrcode::render::unicode::Dense1x2::Light)
-        .light_color(qrcode::render::unicode::Dense1x2::Dark)
-        .quiet_zone(true)
-        .build())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +94,5 @@ mod tests {
             "exit routes are not taken"
         );
         assert!(text.contains("Endpoint = 192.0.2.1:41641"));
-        assert!(qr(&text).unwrap().lines().count() > 20);
     }
 }

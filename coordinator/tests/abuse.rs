@@ -5,16 +5,14 @@
 //! routes over other members' addresses, and an address handed to a new
 //! node right after its owner was deleted.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, register, request, try_register};
 use hearth_control::tls::client_config;
 use hearth_control::wire::{EndpointReport, RoutesReport, WireGuardKey};
 use hearth_control::{ClientError, JoinToken};
+use hearth_testkit::control_plane::{Server, register, request, try_register};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TCP connection from `source` that completes TLS and sends half a

@@ -1,12 +1,10 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 //! The admin CLI's verbs, as an admin types them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{MapView, Server, cli, register};
 use hearth_control::wire::EndpointReport;
+use hearth_testkit::control_plane::{MapView, Server, cli, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn users_are_created_listed_renamed_and_deleted() {

@@ -2,13 +2,11 @@
 //! Device admission end to end: a real coordinator process, the real CLI, and
 //! devices registering through the agent's client library.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{MapView, Server, register, try_register};
 use hearth_control::tls::client_config;
 use hearth_control::{ControlClient, JoinToken, SecretString};
+use hearth_testkit::control_plane::{MapView, Server, register, try_register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn approved_nodes_see_each_other_within_a_second_and_deletion_removes_them() {
@@ -250,7 +248,7 @@ async fn a_wireguard_key_registers_only_once() {
     let server = Server::start(&dir.path().join("state"));
     server.cli_ok(&["users", "create", "alice"]);
     let token = server.token(&["--user", "alice", "--reusable"]);
-    let (request, _) = common::request(&token, "laptop");
+    let (request, _) = hearth_testkit::control_plane::request(&token, "laptop");
     let client = ControlClient::new(&token.url, token.fingerprint, None).unwrap();
     client.register(&request).await.unwrap();
     let error = client.register(&request).await.err().unwrap();

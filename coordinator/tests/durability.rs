@@ -1,13 +1,11 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 //! What survives a crash and a clean stop.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{MapView, Server, integrity_check, register, try_register};
+use hearth_testkit::control_plane::{MapView, Server, integrity_check, register, try_register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_during_registrations_loses_no_committed_state() {

@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
 use std::time::Duration;
 
-use common::{MapView, Server, register};
 use hearth_control::wire::RoutesReport;
+use hearth_testkit::control_plane::{MapView, Server, register};
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -235,7 +233,7 @@ fn preview_prints_each_nodes_filter_and_peers_without_a_server() {
                       "tv": {"user": "bob", "ipv4": "100.64.0.2", "ipv6": "fd7a:115c:a1e0::2"},
                       "nas": {"tags": ["tag:nas"], "ipv4": "100.64.0.3", "ipv6": "fd7a:115c:a1e0::3"}}}"#,
     );
-    let output = common::cli(
+    let output = hearth_testkit::control_plane::cli(
         &dir.path().join("no-server"),
         &["policy", "preview", &policy, "--nodes", &nodes],
     );
@@ -257,7 +255,7 @@ fn preview_prints_each_nodes_filter_and_peers_without_a_server() {
         "bad.json",
         r#"{"acls": [{"action": "accept", "src": ["tag:nas"], "dst": ["*:*"]}]}"#,
     );
-    let output = common::cli(
+    let output = hearth_testkit::control_plane::cli(
         &dir.path().join("no-server"),
         &["policy", "preview", &bad, "--nodes", &nodes],
     );

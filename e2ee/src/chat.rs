@@ -61,7 +61,7 @@ pub enum ReplyEvent {
     /// The reply failed (final chunk).
     Error {
         /// Stable code.
-        code: String,
+        code: crate::ErrorCode,
         /// For people.
         message: String,
     },
@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(text, r#"{"type":"delta","text":"hi"}"#);
         assert!(
             ReplyEvent::Error {
-                code: "x".into(),
+                code: crate::ErrorCode::Internal,
                 message: "y".into()
             }
             .is_final()

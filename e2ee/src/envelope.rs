@@ -29,8 +29,12 @@ pub type Aead = ChaCha20Poly1305;
 pub const SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305; mode auth";
 /// Envelope format version.
 pub const VERSION: u8 = 1;
-/// The HPKE `info` string.
+/// The HPKE `info` string of requests to a gateway.
 pub const INFO: &[u8] = b"hearth chat v1";
+/// The HPKE `info` string of requests to a compute node's request key
+/// (docs/private-compute.md): the same envelope, another domain, so a
+/// request sealed for one can never be opened as the other.
+pub const COMPUTE_INFO: &[u8] = b"hearth compute v1";
 /// Exporter context of the response key (32 bytes).
 pub const EXPORT_KEY: &[u8] = b"hearth response key";
 /// Exporter context of the response base nonce (12 bytes).
@@ -100,6 +104,12 @@ impl KeyPair {
         Receiver::new(&self.private, INFO)
     }
 
+    /// A receiver of requests sealed to this key with `info` (a compute
+    /// node passes [`COMPUTE_INFO`]).
+    pub fn receiver_for(&self, info: &[u8]) -> Receiver {
+        Receiver::new(&self.private, info)
+    }
+
     /// The public key bytes.
     pub fn public_bytes(&self) -> [u8; 32] {
         self.public
@@ -154,11 +164,11 @@ pub enum EnvelopeError {
 
 impl EnvelopeError {
     /// The stable error code the gateway answers with (docs/e2ee-protocol.md).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::ErrorCode {
         match self {
-            EnvelopeError::Malformed(_) => "malformed",
-            EnvelopeError::AadMismatch => "tampered",
-            EnvelopeError::Decryption => "decryption_failed",
+            EnvelopeError::Malformed(_) => crate::ErrorCode::Malformed,
+            EnvelopeError::AadMismatch => crate::ErrorCode::Tampered,
+            EnvelopeError::Decryption => crate::ErrorCode::DecryptionFailed,
         }
     }
 }
@@ -205,9 +215,23 @@ pub fn seal_request(
     plaintext: &[u8],
     timestamp: i64,
 ) -> Result<(ChatEnvelope, ChunkOpener), EnvelopeError> {
+    seal_request_to(INFO, gateway_public, key_id, device, plaintext, timestamp)
+}
+
+/// [`seal_request`] with the HPKE `info` given: [`COMPUTE_INFO`] seals to a
+/// compute node's request key.
+pub fn seal_request_to(
+    info: &[u8],
+    gateway_public: &[u8],
+    key_id: &str,
+    device: &KeyPair,
+    plaintext: &[u8],
+    timestamp: i64,
+) -> Result<(ChatEnvelope, ChunkOpener), EnvelopeError> {
     let request_id = b64(&rand::random::<[u8; 16]>());
     let sealed = seal_request_with(
         &mut rand::rng(),
+        info,
         &request_id,
         gateway_public,
         key_id,
@@ -222,8 +246,10 @@ pub fn seal_request(
 /// [`seal_request`] with the randomness given: the ephemeral key comes from
 /// `rng` and the request id is `request_id`. Returns the response secrets
 /// themselves (for test vectors; clients use [`seal_request`]).
+#[allow(clippy::too_many_arguments)] // the sealing inputs, each given for vectors
 pub fn seal_request_with<R: rand::CryptoRng + rand::RngCore>(
     rng: &mut R,
+    info: &[u8],
     request_id: &str,
     gateway_public: &[u8],
     key_id: &str,
@@ -238,7 +264,7 @@ pub fn seal_request_with<R: rand::CryptoRng + rand::RngCore>(
     let aad = request_aad(key_id, timestamp, &request_id, &device_key);
     let sender = (device.hpke_private()?, device.hpke_public()?);
     let (encapped, mut context) =
-        hpke::setup_sender::<Aead, Kdf, Kem, _>(&OpModeS::Auth(sender), &recipient, INFO, rng)
+        hpke::setup_sender::<Aead, Kdf, Kem, _>(&OpModeS::Auth(sender), &recipient, info, rng)
             .map_err(|_| EnvelopeError::Decryption)?;
     let ciphertext = context
         .seal(plaintext, &aad)

@@ -10,6 +10,7 @@
 
 pub mod chat;
 pub mod chunks;
+pub mod codes;
 pub mod envelope;
 pub mod keyring;
 pub mod receiver;
@@ -18,8 +19,9 @@ pub mod vectors;
 
 pub use chat::{ChatPayload, ReplyEvent, ReplyUsage};
 pub use chunks::{ChunkError, ChunkOpener, ChunkSealer, SealedChunk};
+pub use codes::ErrorCode;
 pub use envelope::{
     ChatEnvelope, EnvelopeError, KeyPair, OpenedRequest, open_request, seal_request,
 };
 pub use keyring::{KeyRing, PublishedKey, StoredKey};
-pub use replay::{Rejection, ReplayWindow};
+pub use replay::{DEFAULT_CAPACITY as REPLAY_CAPACITY, Rejection, ReplayWindow};

@@ -39,6 +39,11 @@ pub enum Rejection {
     Full,
 }
 
+/// Request ids a window remembers at most by default: about 16,000 a second
+/// for a ±60 s window. A full window refuses new requests ([`Rejection::Full`])
+/// rather than forget an id that could still be replayed.
+pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
 /// Remembers recent request ids.
 #[derive(Debug)]
 pub struct ReplayWindow {
@@ -62,6 +67,38 @@ impl ReplayWindow {
         }
     }
 
+    /// Whether a request stamped `timestamp` is within the window of the
+    /// clock at `now`: the cheapest part of [`ReplayWindow::check`], without
+    /// memory (a gateway asks it before it spends any cryptography).
+    pub fn check_skew(&self, timestamp: i64, now: i64) -> Result<(), Rejection> {
+        if timestamp < now - self.window {
+            return Err(Rejection::Stale {
+                age: now - timestamp,
+                window: self.window,
+            });
+        }
+        if timestamp > now + self.window {
+            return Err(Rejection::Future {
+                ahead: timestamp - now,
+                window: self.window,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a request stamped `timestamp` is fresh at `now`: within the
+    /// window of the clock, and not before `not_before`.
+    pub fn check_fresh(&self, timestamp: i64, now: i64) -> Result<(), Rejection> {
+        self.check_skew(timestamp, now)?;
+        if timestamp < self.not_before {
+            return Err(Rejection::Stale {
+                age: now - timestamp,
+                window: now - self.not_before,
+            });
+        }
+        Ok(())
+    }
+
     /// Accepts `request_id` stamped `timestamp` at time `now`, or says why not.
     pub fn check(&mut self, request_id: &str, timestamp: i64, now: i64) -> Result<(), Rejection> {
         while let Some((stamped, _)) = self.order.front() {
@@ -72,24 +109,7 @@ impl ReplayWindow {
                 self.seen.remove(&id);
             }
         }
-        if timestamp < now - self.window {
-            return Err(Rejection::Stale {
-                age: now - timestamp,
-                window: self.window,
-            });
-        }
-        if timestamp < self.not_before {
-            return Err(Rejection::Stale {
-                age: now - timestamp,
-                window: now - self.not_before,
-            });
-        }
-        if timestamp > now + self.window {
-            return Err(Rejection::Future {
-                ahead: timestamp - now,
-                window: self.window,
-            });
-        }
+        self.check_fresh(timestamp, now)?;
         if self.seen.contains(request_id) {
             return Err(Rejection::Replayed);
         }

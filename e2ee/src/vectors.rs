@@ -53,6 +53,7 @@ pub fn generate() -> Value {
         <crate::envelope::Kem as hpke::Kem>::derive_keypair(&ephemeral_ikm);
     let (envelope, secrets) = seal_request_with(
         &mut rng,
+        INFO,
         &request_id,
         &gateway.public_bytes(),
         key_id,
@@ -135,7 +136,7 @@ pub fn receive(body: &[u8], gateway: &KeyPair) -> &'static str {
         .and_then(|envelope| open_request(&envelope, gateway).map(|_| ()));
     match outcome {
         Ok(()) => "ok",
-        Err(error) => error.code(),
+        Err(error) => error.code().as_str(),
     }
 }
 
@@ -147,7 +148,7 @@ fn negative_envelopes(good: &ChatEnvelope, gateway: &KeyPair, device: &KeyPair) 
     let with = |field: &str, value: Value| {
         let mut changed = text.clone();
         changed[field] = value;
-        changed.to_string()
+        canonical(&changed)
     };
     let flip_last = |field: &str| {
         let mut bytes = base64::Engine::decode(
@@ -171,7 +172,7 @@ fn negative_envelopes(good: &ChatEnvelope, gateway: &KeyPair, device: &KeyPair) 
             &claimed,
         )));
         changed["device_key"] = Value::String(claimed);
-        changed.to_string()
+        canonical(&changed)
     };
     let raw = serde_json::to_string(good).expect("envelopes serialize");
     let cases = [
@@ -190,7 +191,7 @@ fn negative_envelopes(good: &ChatEnvelope, gateway: &KeyPair, device: &KeyPair) 
         ("an unknown field", {
             let mut changed = text.clone();
             changed["admin"] = json!(true);
-            changed.to_string()
+            canonical(&changed)
         }),
         (
             "a field twice",
@@ -199,7 +200,7 @@ fn negative_envelopes(good: &ChatEnvelope, gateway: &KeyPair, device: &KeyPair) 
         ("a field missing", {
             let mut changed = text.clone();
             changed.as_object_mut().expect("an object").remove("aad");
-            changed.to_string()
+            canonical(&changed)
         }),
         (
             "padding in a b64 field",
@@ -220,6 +221,27 @@ fn negative_envelopes(good: &ChatEnvelope, gateway: &KeyPair, device: &KeyPair) 
             json!({"description": description, "body": body, "code": receive(body.as_bytes(), gateway)})
         })
         .collect()
+}
+
+/// JSON text with object keys sorted, whichever way `serde_json` keeps maps
+/// in this build (another crate may turn on its `preserve_order`).
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|left, right| left.0.cmp(right.0));
+            let fields: Vec<String> = entries
+                .into_iter()
+                .map(|(key, value)| format!("{}:{}", Value::String(key.clone()), canonical(value)))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 fn good_field<'a>(good: &'a ChatEnvelope, field: &str) -> &'a str {

@@ -135,10 +135,7 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.count
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .release(self.source);
+        hearth_runtime::lock(&self.count).release(self.source);
     }
 }
 
@@ -158,10 +155,7 @@ impl Gate {
 
     /// A slot for a connection from `source`, or why there is none.
     pub fn admit(&self, source: IpAddr) -> Result<Ticket, Full> {
-        self.count
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .admit(source.to_canonical(), &self.limits)?;
+        hearth_runtime::lock(&self.count).admit(source.to_canonical(), &self.limits)?;
         Ok(Ticket {
             source: source.to_canonical(),
             count: Arc::clone(&self.count),
@@ -170,10 +164,7 @@ impl Gate {
 
     /// Connections held now.
     pub fn held(&self) -> usize {
-        self.count
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .total()
+        hearth_runtime::lock(&self.count).total()
     }
 }
 

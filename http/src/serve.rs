@@ -124,11 +124,7 @@ impl Default for Refusals {
 impl Refusals {
     /// A connection from `remote` found no slot.
     pub fn full(&self, remote: SocketAddr, why: Full) {
-        let allowed = self
-            .full
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .allow(Instant::now());
+        let allowed = hearth_runtime::lock(&self.full).allow(Instant::now());
         if let Some(suppressed) = allowed {
             tracing::warn!(%remote, %why, suppressed, "connection refused");
         }
@@ -136,11 +132,7 @@ impl Refusals {
 
     /// `accept` failed (out of descriptors, usually).
     pub fn accept_failed(&self, error: &io::Error) {
-        let allowed = self
-            .accept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .allow(Instant::now());
+        let allowed = hearth_runtime::lock(&self.accept).allow(Instant::now());
         if let Some(suppressed) = allowed {
             tracing::warn!(%error, suppressed, "accept failed");
         }

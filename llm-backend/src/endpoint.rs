@@ -1,5 +1,6 @@
 //! Where a backend listens: `http://host:port[/prefix]`, or `unix:/path.sock`.
 
+use crate::chat::SetupError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ impl Endpoint {
     /// Parses `text`. For OpenAI-style providers an HTTP base URL includes
     /// its `/v1`; on a UNIX socket the OpenAI API is at `/v1`. HTTPS is
     /// refused: a model elsewhere is reached over the mesh, which encrypts.
-    pub fn parse(text: &str, api: Api, connect_timeout: Duration) -> Result<Endpoint, String> {
+    pub fn parse(text: &str, api: Api, connect_timeout: Duration) -> Result<Endpoint, SetupError> {
         let builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30));
@@ -52,7 +53,10 @@ impl Endpoint {
             let http = builder
                 .unix_socket(path.as_str())
                 .build()
-                .map_err(|error| format!("{text}: {error}"))?;
+                .map_err(|error| SetupError::BadUrl {
+                    url: text.to_owned(),
+                    reason: error.to_string(),
+                })?;
             let prefix = match api {
                 Api::OpenAiCompletions => "/v1",
                 Api::Ollama => "",
@@ -68,16 +72,17 @@ impl Endpoint {
             });
         }
         if text.starts_with("https://") {
-            return Err(format!(
-                "`{text}`: https is not supported; reach a model on another machine over the mesh with http:// (WireGuard encrypts it)"
-            ));
+            return Err(SetupError::Https(text.to_owned()));
         }
         if !text.starts_with("http://") {
-            return Err(format!("`{text}` is not an http:// URL or unix:/path"));
+            return Err(SetupError::NotAUrl(text.to_owned()));
         }
-        let url = reqwest::Url::parse(text).map_err(|error| format!("`{text}`: {error}"))?;
+        let url = reqwest::Url::parse(text).map_err(|error| SetupError::BadUrl {
+            url: text.to_owned(),
+            reason: error.to_string(),
+        })?;
         let (Some(named), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return Err(format!("`{text}` names no host"));
+            return Err(SetupError::NoHost(text.to_owned()));
         };
         // An IPv6 address is bracketed in URLs and Host headers, not in connect().
         let host = named
@@ -88,9 +93,10 @@ impl Endpoint {
             Some(port) => format!("{named}:{port}"),
             None => named.to_owned(),
         };
-        let http = builder
-            .build()
-            .map_err(|error| format!("{text}: {error}"))?;
+        let http = builder.build().map_err(|error| SetupError::BadUrl {
+            url: text.to_owned(),
+            reason: error.to_string(),
+        })?;
         Ok(Endpoint {
             label: text.to_owned(),
             base: text.trim_end_matches('/').to_owned(),
@@ -166,7 +172,7 @@ mod tests {
         assert_eq!(ollama.url("/api/chat"), "http://localhost/api/chat");
         assert!(Endpoint::parse("ftp://x", Api::Ollama, Duration::from_secs(1)).is_err());
         let https = Endpoint::parse("https://x/v1", Api::Ollama, Duration::from_secs(1));
-        assert!(https.unwrap_err().contains("mesh"));
+        assert!(https.unwrap_err().to_string().contains("mesh"));
     }
 
     #[test]

@@ -19,8 +19,7 @@ pub mod ndjson;
 pub mod ollama;
 pub mod openai;
 pub mod router;
-pub mod sse;
 
-pub use chat::{BackendError, ChatRequest, EventStream, Message, StreamEvent, Usage};
+pub use chat::{BackendError, ChatRequest, EventStream, Message, SetupError, StreamEvent, Usage};
 pub use endpoint::Api;
 pub use router::{Ahead, ModelRef, Opened, ProviderConfig, RouteError, Router};

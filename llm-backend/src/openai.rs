@@ -14,7 +14,7 @@ use crate::chat::{
 use crate::decoding::{Events, Format};
 use crate::endpoint::Endpoint;
 use crate::link::{self, Opening};
-use crate::sse::{SseDecoder, SseEvent};
+use hearth_sse::{SseDecoder, SseEvent};
 
 /// Starts a streamed chat completion with `model` on `endpoint`.
 pub async fn stream_chat(

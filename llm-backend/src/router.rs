@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::chat::{BackendError, ChatRequest, EventStream, StreamEvent};
+use crate::chat::{BackendError, ChatRequest, EventStream, SetupError, StreamEvent};
 use crate::endpoint::{Api, Endpoint};
 use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
 use crate::link::Opening;
@@ -32,13 +32,13 @@ pub struct ModelRef {
 
 impl ModelRef {
     /// Parses `provider/model`.
-    pub fn parse(text: &str) -> Result<ModelRef, String> {
+    pub fn parse(text: &str) -> Result<ModelRef, SetupError> {
         match text.split_once('/') {
             Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(ModelRef {
                 provider: provider.to_owned(),
                 model: model.to_owned(),
             }),
-            _ => Err(format!("model `{text}` must be written provider/model")),
+            _ => Err(SetupError::BadModelRef(text.to_owned())),
         }
     }
 }
@@ -141,7 +141,10 @@ fn describe(attempts: &[Attempt]) -> String {
 pub struct Opened {
     /// The model answering.
     pub model: ModelRef,
-    /// Its events; idle gaps longer than the provider timeout end it with [`BackendError::IdleTimeout`].
+    /// Its events; idle gaps longer than the provider timeout end it with
+    /// [`BackendError::IdleTimeout`]. A failure after the first event ends
+    /// the stream: output has reached the user, so no other model takes over
+    /// ([`crate::failover::verdict`]).
     pub events: EventStream,
     /// Failed tries before it.
     pub attempts: Vec<Attempt>,
@@ -179,11 +182,11 @@ pub struct Router {
 
 impl Router {
     /// A router over `providers`, trying `chain` (primary first).
-    pub fn new(providers: Vec<ProviderConfig>, chain: Vec<ModelRef>) -> Result<Router, String> {
+    pub fn new(providers: Vec<ProviderConfig>, chain: Vec<ModelRef>) -> Result<Router, SetupError> {
         let mut built = HashMap::new();
         for config in providers {
             if config.endpoints.is_empty() {
-                return Err(format!("provider `{}` has no baseUrl", config.id));
+                return Err(SetupError::NoBaseUrl(config.id.clone()));
             }
             let endpoints = config
                 .endpoints
@@ -194,7 +197,7 @@ impl Router {
                         healthy: AtomicBool::new(true),
                     })
                 })
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<Result<Vec<_>, SetupError>>()?;
             built.insert(
                 config.id.clone(),
                 Provider {
@@ -205,14 +208,14 @@ impl Router {
             );
         }
         if chain.is_empty() {
-            return Err("no model is configured (agents.defaults.model.primary)".into());
+            return Err(SetupError::NoModel);
         }
         for model in &chain {
             if !built.contains_key(&model.provider) {
-                return Err(format!(
-                    "model `{model}` names provider `{}`, which is not configured",
-                    model.provider
-                ));
+                return Err(SetupError::UnknownProvider {
+                    model: model.to_string(),
+                    provider: model.provider.clone(),
+                });
             }
         }
         Ok(Router {
@@ -233,9 +236,7 @@ impl Router {
     }
 
     fn cooldowns(&self) -> std::sync::MutexGuard<'_, Cooldowns> {
-        self.cooldowns
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        hearth_runtime::lock(&self.cooldowns)
     }
 
     /// Models in the order to try: resting backends last; `first` (an index
@@ -327,7 +328,7 @@ impl Router {
                         state.healthy.store(true, Ordering::Relaxed);
                         return Ok(Opened {
                             model: model.clone(),
-                            events,
+                            events: after_output(events, model.clone()),
                             attempts,
                         });
                     }
@@ -457,6 +458,26 @@ async fn attempt(
     ))
 }
 
+/// The events of a reply whose first event is on its way to the user: a
+/// failure now is judged with output sent, which ends the reply with the
+/// error (nothing after it is read).
+fn after_output(events: EventStream, model: ModelRef) -> EventStream {
+    Box::pin(futures_util::stream::unfold(Some(events), move |state| {
+        let model = model.clone();
+        async move {
+            let mut events = state?;
+            match events.next().await? {
+                Ok(event) => Some((Ok(event), Some(events))),
+                Err(error) => {
+                    let decision = verdict(&error, true);
+                    tracing::warn!(model = %model, error = %error.summary(), ?decision, "reply failed mid-stream");
+                    Some((Err(error), None))
+                }
+            }
+        }
+    }))
+}
+
 /// Ends `events` with an [`BackendError::IdleTimeout`] when it stays silent for `idle`.
 fn with_idle_timeout(events: EventStream, idle: Duration) -> EventStream {
     Box::pin(futures_util::stream::unfold(
@@ -502,7 +523,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(error.contains("provider `cloud`"), "{error}");
+        assert!(error.to_string().contains("provider `cloud`"), "{error}");
         assert!(Router::new(vec![provider], Vec::new()).is_err());
     }
 }

@@ -28,8 +28,9 @@ const INDEX: &str = include_str!("../web/index.html");
 const SCRIPT: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
 
-/// What the handlers share.
-pub struct Shared {
+/// What the HTTP handlers need: the service, caller identification, the
+/// stop signal and the same-origin rule.
+pub struct ApiState {
     /// The service.
     pub messaging: Arc<Messaging>,
     /// Caller identification.
@@ -62,7 +63,11 @@ impl IntoResponse for ServiceError {
 
 /// Refuses requests naming a host the service does not answer to (DNS
 /// rebinding) or coming from a web page of another origin.
-async fn same_origin(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn same_origin(
+    State(shared): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     match shared.same_origin.check_request(&request) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
@@ -73,7 +78,7 @@ async fn same_origin(State(shared): State<Arc<Shared>>, request: Request, next: 
 }
 
 async fn identify(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
     next: Next,
@@ -95,7 +100,7 @@ async fn identify(
 }
 
 /// The routes.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<ApiState>) -> Router {
     Router::new()
         .route(
             "/",
@@ -139,7 +144,7 @@ async fn me(Extension(caller): Extension<Caller>) -> Response {
 }
 
 async fn users(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ServiceError> {
     let store = &shared.messaging.store;
@@ -152,7 +157,7 @@ async fn users(
 }
 
 async fn rooms(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ServiceError> {
     Ok(Json(json!({"rooms": shared.messaging.store.rooms(&caller.user).await?})).into_response())
@@ -165,7 +170,7 @@ struct NewRoom {
 }
 
 async fn create_room(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Json(room): Json<NewRoom>,
 ) -> Result<Response, ServiceError> {
@@ -181,7 +186,7 @@ async fn create_room(
 }
 
 async fn delete_room(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
 ) -> Result<Response, ServiceError> {
@@ -196,7 +201,7 @@ struct NewDm {
 }
 
 async fn open_dm(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Json(dm): Json<NewDm>,
 ) -> Result<Response, ServiceError> {
@@ -219,7 +224,7 @@ struct Page {
 }
 
 async fn history(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
     Query(page): Query<Page>,
@@ -250,7 +255,7 @@ struct Post {
 }
 
 async fn send(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
     Json(post): Json<Post>,
@@ -270,7 +275,7 @@ struct Read {
 }
 
 async fn read(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
     Json(read): Json<Read>,
@@ -286,7 +291,7 @@ struct Connect {
 }
 
 async fn websocket(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(connect): Query<Connect>,
@@ -299,7 +304,7 @@ async fn websocket(
 
 /// Sends every message after `since` that `caller` may see; returns the last id sent.
 async fn replay(
-    shared: &Shared,
+    shared: &ApiState,
     caller: &Caller,
     since: i64,
     socket: &mut futures_util::stream::SplitSink<WebSocket, Frame>,
@@ -332,7 +337,7 @@ async fn replay(
 /// One live connection: the backlog since the device's cursor (or `since`),
 /// then live events, and the client's sends, typing and read markers.
 async fn connection(
-    shared: Arc<Shared>,
+    shared: Arc<ApiState>,
     caller: Caller,
     peer: SocketAddr,
     since: Option<i64>,

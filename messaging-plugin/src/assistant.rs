@@ -9,10 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hearth_e2ee::{ChatPayload, ReplyEvent};
-use hearth_gateway::client::{ChatClient, ClientError};
+use hearth_chat_client::{ChatClient, ClientError};
+use hearth_e2ee::{ChatPayload, ErrorCode, ReplyEvent};
 
-use crate::protocol::{ASSISTANT, Message, ServerEvent};
+use crate::protocol::{ASSISTANT, Message, MessageStatus, ServerEvent};
 use crate::questions::{FairQueue, Limits, TooMany};
 use crate::service::Messaging;
 
@@ -39,28 +39,45 @@ pub fn channel_of(room: &str, user: &str) -> String {
     format!("messaging:{room}:{user}")
 }
 
-/// What the room sees when the gateway could not answer.
-pub fn failure_text(code: &str) -> String {
-    let why = match code {
-        "no_model" => "no model is answering right now",
-        "context_overflow" => {
-            "this conversation is too long for the model; send /new to start afresh"
-        }
-        "rate_limited" | "busy" => "too many questions at once; try again in a minute",
-        "unreachable" => "the gateway cannot be reached",
-        "cut_short" => "the answer was cut short",
-        _ => "something went wrong",
-    };
-    format!("The assistant could not answer: {why}.")
+/// Why the assistant could not answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The gateway answered with this code.
+    Gateway(ErrorCode),
+    /// The gateway could not be reached.
+    Unreachable,
+    /// The reply was cut short or altered on the way.
+    CutShort,
+    /// Something else than the protocol came back.
+    Protocol,
 }
 
-fn code_of(error: &ClientError) -> String {
-    match error {
-        ClientError::Transport(_) => "unreachable".into(),
-        ClientError::Refused { code, .. } => code.clone(),
-        ClientError::Chunk(_) => "cut_short".into(),
-        ClientError::NoKey | ClientError::Protocol(_) => "protocol".into(),
+impl From<&ClientError> for Failure {
+    fn from(error: &ClientError) -> Failure {
+        match error {
+            ClientError::Transport(_) => Failure::Unreachable,
+            ClientError::Refused { code, .. } => Failure::Gateway(*code),
+            ClientError::Chunk(_) => Failure::CutShort,
+            ClientError::NoKey | ClientError::Protocol(_) => Failure::Protocol,
+        }
     }
+}
+
+/// What the room sees when the gateway could not answer.
+pub fn failure_text(failure: Failure) -> String {
+    let why = match failure {
+        Failure::Gateway(ErrorCode::NoModel) => "no model is answering right now",
+        Failure::Gateway(ErrorCode::ContextOverflow) => {
+            "this conversation is too long for the model; send /new to start afresh"
+        }
+        Failure::Gateway(ErrorCode::RateLimited | ErrorCode::Busy) => {
+            "too many questions at once; try again in a minute"
+        }
+        Failure::Unreachable => "the gateway cannot be reached",
+        Failure::CutShort => "the answer was cut short",
+        Failure::Gateway(_) | Failure::Protocol => "something went wrong",
+    };
+    format!("The assistant could not answer: {why}.")
 }
 
 impl Assistant {
@@ -74,9 +91,7 @@ impl Assistant {
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, FairQueue<Question>> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        hearth_runtime::lock(&self.queue)
     }
 
     /// Queues `question` of `user` in `room`; it is answered in its turn.
@@ -132,7 +147,7 @@ impl Assistant {
     ) {
         let mut message = match messaging
             .store
-            .post(&room, ASSISTANT, "", "streaming", None)
+            .post(&room, ASSISTANT, "", MessageStatus::Streaming, None)
             .await
         {
             Ok(message) => message,
@@ -160,7 +175,7 @@ impl Assistant {
             max_tokens: self.max_tokens,
             temperature: None,
         };
-        let mut failure: Option<String> = None;
+        let mut failure: Option<Failure> = None;
         // The first words show at once; after that, updates come at most every UPDATE_EVERY.
         let mut last_sent: Option<Instant> = None;
         let outcome = self
@@ -173,23 +188,24 @@ impl Assistant {
                         hub.publish(&room, &update(&message));
                     }
                 }
-                ReplyEvent::Error { code, .. } => failure = Some(code.clone()),
+                ReplyEvent::Error { code, .. } => failure = Some(Failure::Gateway(*code)),
                 ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } => {}
             })
             .await;
         if let Err(error) = &outcome {
-            tracing::warn!(code = %code_of(error), "the gateway could not answer");
-            failure.get_or_insert_with(|| code_of(error));
+            let class = Failure::from(error);
+            tracing::warn!(failure = ?class, "the gateway could not answer");
+            failure.get_or_insert(class);
         }
         match failure {
             Some(code) => {
                 if !message.body.is_empty() {
                     message.body.push_str("\n\n");
                 }
-                message.body.push_str(&failure_text(&code));
-                message.status = "error".into();
+                message.body.push_str(&failure_text(code));
+                message.status = MessageStatus::Error;
             }
-            None => message.status = "done".into(),
+            None => message.status = MessageStatus::Done,
         }
         if let Err(error) = messaging.store.update(&message).await {
             tracing::error!(%error, "cannot store the assistant's answer");
@@ -204,7 +220,7 @@ fn update(message: &Message) -> ServerEvent {
         id: message.id,
         room: message.room.clone(),
         body: message.body.clone(),
-        status: message.status.clone(),
+        status: message.status,
     }
 }
 
@@ -215,10 +231,12 @@ mod tests {
     #[test]
     fn failures_read_as_sentences() {
         assert_eq!(
-            failure_text("no_model"),
+            failure_text(Failure::Gateway(ErrorCode::NoModel)),
             "The assistant could not answer: no model is answering right now."
         );
-        assert!(failure_text("weird").ends_with("something went wrong."));
+        assert!(
+            failure_text(Failure::Gateway(ErrorCode::Unknown)).ends_with("something went wrong.")
+        );
         assert_eq!(channel_of("household", "ada"), "messaging:household:ada");
     }
 }

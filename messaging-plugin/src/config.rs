@@ -18,7 +18,7 @@
 
 use std::path::PathBuf;
 
-use hearth_gateway::config::{ConfigError, parse_json5};
+pub use hearth_files::config::{ConfigError, FileConfig};
 use serde::Deserialize;
 
 use crate::protocol::check_room;
@@ -99,18 +99,9 @@ fn default_gateway() -> String {
     "http://127.0.0.1:18789".into()
 }
 
-impl Config {
-    /// Parses JSON5 `text`, substituting variables from the environment.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse_with(text, &|name| std::env::var(name).ok())
-    }
-
-    /// Parses JSON5 `text`, substituting variables from `lookup`.
-    pub fn parse_with(
-        text: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let config: Config = parse_json5(text, lookup)?;
+impl FileConfig for Config {
+    fn check(&self) -> Result<(), ConfigError> {
+        let config = self;
         for (index, room) in config.rooms.iter().enumerate() {
             if check_room(room).is_err() || room.starts_with("dm:") {
                 return Err(ConfigError::Schema {
@@ -132,9 +123,11 @@ impl Config {
                 ),
             });
         }
-        Ok(config)
+        Ok(())
     }
+}
 
+impl Config {
     /// The assistant's device key file.
     pub fn device_key_file(&self) -> Option<PathBuf> {
         let assistant = self.assistant.as_ref()?;

@@ -101,9 +101,7 @@ impl Identities {
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Answer>> {
-        self.known
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        hearth_runtime::lock(&self.known)
     }
 
     /// Who is behind `address`.
@@ -116,7 +114,7 @@ impl Identities {
             return answer.clone();
         }
         let answer = match hearth_control::agent_api::whois(&self.socket, address).await {
-            Err(error) => return Err(Refusal::AgentDown(error)),
+            Err(error) => return Err(Refusal::AgentDown(error.to_string())),
             Ok(answer) => caller_of(address, answer),
         };
         let mut known = self.known();

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
-use hearth_messaging::config::Config;
-use hearth_messaging::protocol::{Message, ServerEvent};
+use hearth_messaging::config::{Config, FileConfig};
+use hearth_messaging::protocol::{Message, MessageStatus, ServerEvent};
 use serde_json::{Value, json};
 
 /// Household messaging over the Hearth mesh, with the assistant as a member.
@@ -181,12 +181,12 @@ fn path(room: &str) -> String {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
-            hearth_logging::init("info");
+            hearth_runtime::init("info");
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("cannot read {}", config.display()))?;
             let config = Config::parse(&text)
                 .with_context(|| format!("{} is not a valid configuration", config.display()))?;
-            hearth_messaging::server::serve(config, hearth_logging::shutdown_signal()).await
+            hearth_messaging::server::serve(config, hearth_runtime::shutdown_signal()).await
         }
         Command::Send { conversation, text } => {
             let (url, http, room) = conversation.open().await?;
@@ -227,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::from_value(page["messages"].clone()).unwrap_or_default();
                 for message in messages
                     .iter()
-                    .filter(|message| message.status != "streaming")
+                    .filter(|message| message.status != MessageStatus::Streaming)
                 {
                     print(message);
                 }
@@ -251,7 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let shown = match serde_json::from_str::<ServerEvent>(&text) {
                     Ok(ServerEvent::Message { message })
-                        if message.room == room && message.status != "streaming" =>
+                        if message.room == room && message.status != MessageStatus::Streaming =>
                     {
                         print(&message);
                         true
@@ -261,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         room: in_room,
                         body,
                         status,
-                    }) if in_room == room && status != "streaming" => {
+                    }) if in_room == room && status != MessageStatus::Streaming => {
                         print(&Message {
                             id,
                             room: in_room,
@@ -354,7 +354,7 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
             _ => continue,
         };
         reply = Some(id);
-        if status == "error" {
+        if status == MessageStatus::Error {
             bail!("{body}");
         }
         let (restart, new) = growth(&printed, &body);
@@ -365,7 +365,7 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
         write!(stdout, "{new}")?;
         stdout.flush()?;
         printed = body;
-        if status == "done" {
+        if status == MessageStatus::Done {
             writeln!(stdout)?;
             return Ok(());
         }
@@ -374,20 +374,7 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_runtime::run(hearth_runtime::Threads::PerCore, run(cli))
 }
 
 #[cfg(test)]

@@ -11,6 +11,52 @@ pub const MAX_FRAME: usize = 64 * 1024;
 /// The assistant's user name (reserved: no person can have it).
 pub const ASSISTANT: &str = "assistant";
 
+/// Where a message stands: every person's message is `sent`; the
+/// assistant's reply is `streaming` while it grows, then `done` or `error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Posted (and final).
+    Sent,
+    /// The assistant's reply, still growing.
+    Streaming,
+    /// The assistant's reply, complete.
+    Done,
+    /// The assistant's reply, ended by a failure (its text says which).
+    Error,
+}
+
+impl MessageStatus {
+    /// As stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Sent => "sent",
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Done => "done",
+            MessageStatus::Error => "error",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Option<MessageStatus> {
+        [
+            MessageStatus::Sent,
+            MessageStatus::Streaming,
+            MessageStatus::Done,
+            MessageStatus::Error,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+/// A status compares equal to the string it travels as.
+impl PartialEq<&str> for MessageStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A message as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -25,7 +71,7 @@ pub struct Message {
     /// Unix milliseconds.
     pub created_at: i64,
     /// `sent`; for the assistant's replies `streaming`, then `done` or `error`.
-    pub status: String,
+    pub status: MessageStatus,
     /// The sender's own id for it, echoed so the sender can match its copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -91,7 +137,7 @@ pub enum ServerEvent {
         /// The whole text so far.
         body: String,
         /// Its status.
-        status: String,
+        status: MessageStatus,
     },
     /// Someone is typing (or stopped).
     Typing {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::api::{Shared, router};
+use crate::api::{ApiState, router};
 use crate::assistant::Assistant;
 use crate::atrest::AtRestKey;
 use crate::config::Config;
@@ -65,14 +65,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Messaging>> {
                 ),
                 (None, None) => None,
             };
-            let device = hearth_gateway::client::device_key(&key_file).with_context(|| {
+            let device = hearth_chat_client::device_key(&key_file).with_context(|| {
                 format!(
                     "cannot load the assistant's device key {}",
                     key_file.display()
                 )
             })?;
-            let client =
-                hearth_gateway::client::ChatClient::new(&settings.gateway_url, token, device);
+            let client = hearth_chat_client::ChatClient::new(&settings.gateway_url, token, device);
             let limits = crate::questions::Limits {
                 in_flight: config.limits.questions_at_once.max(1),
                 in_flight_per_user: 1,
@@ -98,7 +97,7 @@ pub async fn serve(
     let address = listen_address(&config)?;
     let messaging = build(&config).await?;
     let (closing, closing_receiver) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ApiState {
         messaging: Arc::clone(&messaging),
         identities: Identities::new(config.agent_socket.clone()),
         closing: closing_receiver,

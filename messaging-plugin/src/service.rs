@@ -9,8 +9,8 @@ use crate::assistant::Assistant;
 use crate::hub::Hub;
 use crate::identity::Caller;
 use crate::protocol::{
-    ASSISTANT, DecodeError, Message, ServerEvent, calls_assistant, check_body, check_room,
-    may_access, question_for_assistant,
+    ASSISTANT, DecodeError, Message, MessageStatus, ServerEvent, calls_assistant, check_body,
+    check_room, may_access, question_for_assistant,
 };
 use crate::quota::{Limits, PostBudget};
 use crate::store::{Store, StoreError};
@@ -112,18 +112,15 @@ impl Messaging {
     ) -> Result<Message, ServiceError> {
         Messaging::check_access(caller, room)?;
         check_body(body)?;
-        let allowed = self
-            .posts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .allow(&caller.user, Instant::now(), &self.limits);
+        let allowed =
+            hearth_runtime::lock(&self.posts).allow(&caller.user, Instant::now(), &self.limits);
         if !allowed {
             return Err(ServiceError::TooFast);
         }
         self.open_room(caller, room).await?;
         let message = self
             .store
-            .post(room, &caller.user, body, "sent", client_id)
+            .post(room, &caller.user, body, MessageStatus::Sent, client_id)
             .await?;
         self.hub.publish(
             room,
@@ -152,7 +149,7 @@ impl Messaging {
             if let Some(notice) = refusal {
                 let notice = self
                     .store
-                    .post(room, ASSISTANT, &notice, "error", None)
+                    .post(room, ASSISTANT, &notice, MessageStatus::Error, None)
                     .await?;
                 self.hub
                     .publish(room, &ServerEvent::Message { message: notice });

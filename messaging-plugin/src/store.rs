@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::{Row, SqlitePool};
 
 use crate::atrest::{AtRestError, AtRestKey};
-use crate::protocol::{Message, may_access};
+use crate::protocol::{Message, MessageStatus, may_access};
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,9 @@ pub enum StoreError {
         /// Why.
         error: std::io::Error,
     },
+    /// A stored value could not be read back.
+    #[error("the message store holds an unreadable value: {0}")]
+    Corrupt(String),
 }
 
 /// A room as listed to one user.
@@ -52,24 +55,17 @@ pub struct Store {
 const KEY_CHECK: &str = "key_check";
 const KEY_CHECK_TEXT: &str = "hearth messaging at-rest key check";
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 impl Store {
     /// Opens (creating) the store in `data_dir`, with an optional at-rest
     /// key. Refuses a key that differs from the one the store was sealed
     /// with, and a missing key when messages are sealed.
     pub async fn open(data_dir: &Path, key: Option<AtRestKey>) -> Result<Store, StoreError> {
         let path = data_dir.join("messages.db");
-        hearth_gateway::sqlite::create_private(&path).map_err(|error| StoreError::Create {
+        hearth_files::private::create_private(&path).map_err(|error| StoreError::Create {
             path: path.display().to_string(),
             error,
         })?;
-        let pool = hearth_gateway::sqlite::connect(&path).await?;
+        let pool = hearth_files::sqlite::connect(&path).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let store = Store {
             pool,
@@ -143,7 +139,7 @@ impl Store {
         sqlx::query("INSERT INTO rooms (id, created_by, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING")
             .bind(room)
             .bind(by)
-            .bind(now_millis())
+            .bind(hearth_runtime::clock::unix_millis())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -197,12 +193,12 @@ impl Store {
         room: &str,
         sender: &str,
         body: &str,
-        status: &str,
+        status: MessageStatus,
         client_id: Option<&str>,
     ) -> Result<Message, StoreError> {
         self.ensure_room(room, sender).await?;
         let (stored, sealed) = self.seal(room, sender, body);
-        let created_at = now_millis();
+        let created_at = hearth_runtime::clock::unix_millis();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (room, sender, body, sealed, status, client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -210,7 +206,7 @@ impl Store {
         .bind(sender)
         .bind(stored)
         .bind(sealed)
-        .bind(status)
+        .bind(status.as_str())
         .bind(client_id)
         .bind(created_at)
         .fetch_one(&self.pool)
@@ -221,7 +217,7 @@ impl Store {
             sender: sender.to_owned(),
             body: body.to_owned(),
             created_at,
-            status: status.to_owned(),
+            status,
             client_id: client_id.map(str::to_owned),
         })
     }
@@ -232,7 +228,7 @@ impl Store {
         sqlx::query("UPDATE messages SET body = ?, sealed = ?, status = ? WHERE id = ?")
             .bind(stored)
             .bind(sealed)
-            .bind(&message.status)
+            .bind(message.status.as_str())
             .bind(message.id)
             .execute(&self.pool)
             .await?;
@@ -250,7 +246,11 @@ impl Store {
             room,
             sender,
             created_at: row.try_get("created_at")?,
-            status: row.try_get("status")?,
+            status: {
+                let text: String = row.try_get("status")?;
+                MessageStatus::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("messages.status: `{text}`")))?
+            },
             client_id: row.try_get("client_id")?,
         })
     }
@@ -395,7 +395,7 @@ impl Store {
     pub async fn seen(&self, user: &str) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO users (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen")
             .bind(user)
-            .bind(now_millis())
+            .bind(hearth_runtime::clock::unix_millis())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -431,11 +431,17 @@ mod tests {
         let store = store(dir.path(), None).await?;
         for index in 0..5 {
             store
-                .post("household", "ada", &format!("m{index}"), "sent", None)
+                .post(
+                    "household",
+                    "ada",
+                    &format!("m{index}"),
+                    MessageStatus::Sent,
+                    None,
+                )
                 .await?;
         }
         store
-            .post("dm:ada,ben", "ada", "secret", "sent", None)
+            .post("dm:ada,ben", "ada", "secret", MessageStatus::Sent, None)
             .await?;
         let (page, more) = store.history("household", None, 2).await?;
         assert_eq!(
@@ -485,7 +491,7 @@ mod tests {
                 "household",
                 "ada",
                 "the spare key is under the pot",
-                "sent",
+                MessageStatus::Sent,
                 None,
             )
             .await?;

@@ -7,11 +7,9 @@
 //! Needs root; outside CI it skips without.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{SECOND, assistant_answer};
 use hearth_testkit::Host;
 use hearth_testkit::household::{Household, Options};
+use hearth_testkit::household::{SECOND, assistant_answer};
 use hearth_testkit::wait_until;
 use serde_json::{Value, json};
 
@@ -116,18 +114,7 @@ fn web_pages_local_users_and_floods_do_not_get_through() {
         &["-H", "Origin: https://evil.example"],
     );
     assert_eq!(status, 403);
-    let history = household.cli_ok(
-        &phone,
-        &[
-            "tail",
-            "--room",
-            "household",
-            "--count",
-            "0",
-            "--history",
-            "50",
-        ],
-    );
+    let history = household.history(&phone, "household", 50);
     assert!(!history.contains("sent by a web page"), "{history}");
 
     // A local user on the hub connecting to the hub's own mesh address:
@@ -267,18 +254,7 @@ fn one_member_cannot_hold_the_assistant_and_a_deleted_device_is_let_go() {
         !answer.contains("could not answer"),
         "ben was served: {answer}"
     );
-    let garden = household.cli_ok(
-        &laptop,
-        &[
-            "tail",
-            "--room",
-            "garden",
-            "--count",
-            "0",
-            "--history",
-            "50",
-        ],
-    );
+    let garden = household.history(&laptop, "garden", 50);
     assert!(
         garden.contains("earlier questions of yours; ask again once they are answered"),
         "ada is told to wait: {garden}"

@@ -2,11 +2,9 @@
 //! `common/mod.rs`). Needs root; outside CI it skips without.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Instant;
 
-use common::{SECOND, assistant_answer, household, lines};
+use hearth_testkit::household::{SECOND, assistant_answer, household, lines};
 use hearth_testkit::wait_until;
 use serde_json::{Value, json};
 
@@ -138,10 +136,7 @@ fn a_household_chats_with_each_other_and_the_assistant_over_the_mesh() {
         &phone,
         &["ask", "--room", "garden", "when do we plant beans?"],
     );
-    let kept = household.cli_ok(
-        &laptop,
-        &["tail", "--room", "garden", "--count", "0", "--history", "2"],
-    );
+    let kept = household.history(&laptop, "garden", 2);
     let kept_answer = kept
         .lines()
         .find_map(|line| line.split_once("] assistant: ").map(|(_, body)| body))
@@ -181,18 +176,7 @@ fn a_household_chats_with_each_other_and_the_assistant_over_the_mesh() {
         .terminate(10 * SECOND)
         .expect("SIGTERM stops the service");
     household.start_messaging();
-    let after = household.cli_ok(
-        &phone,
-        &[
-            "tail",
-            "--room",
-            "household",
-            "--count",
-            "0",
-            "--history",
-            "50",
-        ],
-    );
+    let after = household.history(&phone, "household", 50);
     assert!(
         after.contains("ada: hello from ada")
             && after.contains("ben: @assistant what is for dinner?"),

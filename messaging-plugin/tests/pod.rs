@@ -8,11 +8,9 @@
 //! llama-server. Needs root, podman and the musl target; outside CI it skips.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::Command;
 
-use common::SECOND;
+use hearth_testkit::household::SECOND;
 use hearth_testkit::household::{Household, Options};
 use hearth_testkit::llama::workspace_root;
 use hearth_testkit::podman::{self, Cleanup, podman_ok};

@@ -5,11 +5,9 @@
 //! target/hearth-test-artifacts/. Needs root; outside CI it skips without.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{SECOND, household};
+use hearth_testkit::household::{SECOND, household};
 use hearth_testkit::webdriver::{self, Session};
 use hearth_testkit::{require_tools, target_dir, wait_until};
 

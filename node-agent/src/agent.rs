@@ -21,13 +21,11 @@ use crate::discovery::{local_endpoints, stun_query};
 use crate::endpoint::EndpointChoice;
 use crate::error::AgentError;
 use crate::firewall::Firewall;
-use crate::local_api::{CoordinatorStatus, Shared};
+use crate::local_api::{AgentState, CoordinatorStatus};
 use crate::mesh::{Applied, MeshChanges};
 use crate::netcfg;
+use crate::plan::{endpoint_moves, plan};
 use crate::state::StateDir;
-
-/// Keep-alive interval set on every peer, seconds.
-const PEER_KEEPALIVE: u16 = 25;
 
 /// Where to ask which address this node is seen at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +97,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
             register(&state, &token, &hostname, public_key).await?
         }
     };
-    let fingerprint = identity.fingerprint().map_err(AgentError::Setup)?;
+    let fingerprint = identity.fingerprint()?;
     let client = ControlClient::new(&identity.url, fingerprint, Some(&state.tls()?))?;
 
     let plane = {
@@ -142,7 +140,7 @@ async fn run_with_plane(
         .await?;
     tracing::info!(interface = %options.interface, backend = ?plane.backend(), port = plane.listen_port(), "mesh interface up");
 
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(AgentState {
         mesh: RwLock::default(),
         stats: RwLock::default(),
         coordinator: RwLock::new(CoordinatorStatus {
@@ -208,7 +206,7 @@ async fn run(
     options: &UpOptions,
     client: &ControlClient,
     identity: &crate::state::Identity,
-    shared: &Arc<Shared>,
+    shared: &Arc<AgentState>,
     sync: &mut Sync,
 ) -> Result<(), AgentError> {
     loop {
@@ -339,18 +337,12 @@ async fn report_endpoints(
 
 /// Keeps the data plane, routes and firewall in step with the mesh view.
 struct Sync {
-    shared: Arc<Shared>,
+    shared: Arc<AgentState>,
     plane: Arc<DataPlane>,
     firewall: Firewall,
     choices: HashMap<NodeId, EndpointChoice>,
     routes: BTreeSet<IpNet>,
     addresses: Option<(Ipv4Addr, Ipv6Addr)>,
-}
-
-fn now_since_epoch() -> Duration {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 enum Operation {
@@ -382,11 +374,7 @@ impl Sync {
     async fn apply(&mut self, batch: Vec<MapMessage>) -> Result<(), AgentError> {
         let mut changes = MeshChanges::default();
         {
-            let mut mesh = self
-                .shared
-                .mesh
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut mesh = hearth_runtime::write(&self.shared.mesh);
             for message in batch {
                 match mesh.apply(message) {
                     Applied::Changed(more) => changes.merge(more),
@@ -406,79 +394,45 @@ impl Sync {
         // Services forget who they thought held an address, at once.
         self.shared.changed();
         let (node, peers, filter) = {
-            let mesh = self
-                .shared
-                .mesh
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mesh = hearth_runtime::read(&self.shared.mesh);
             (mesh.node.clone(), mesh.peers.clone(), mesh.filter.clone())
         };
-        if let Some(node) = &node
-            && self.addresses != Some((node.ipv4, node.ipv6))
-        {
-            netcfg::set_addresses(self.plane.interface(), node.ipv4, node.ipv6).await?;
-            self.addresses = Some((node.ipv4, node.ipv6));
+        let planned = plan(
+            &changes,
+            node.as_ref(),
+            &peers,
+            self.addresses,
+            &self.routes,
+            &mut self.choices,
+            hearth_runtime::clock::since_epoch(),
+        );
+        if let Some((ipv4, ipv6)) = planned.addresses {
+            netcfg::set_addresses(self.plane.interface(), ipv4, ipv6).await?;
+            self.addresses = Some((ipv4, ipv6));
         }
-
-        let removals: Vec<Operation> = changes
-            .removed
-            .iter()
-            .map(|peer| {
-                self.choices.remove(&peer.id);
-                Operation::Remove(peer.wireguard_key)
-            })
-            .collect();
-        self.execute(removals).await;
-
-        let own: Vec<IpAddr> = node
-            .as_ref()
-            .map(|node| vec![IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)])
-            .unwrap_or_default();
-        if let Err(error) = self.firewall.apply(&filter, &own, peers.values()).await {
-            tracing::error!(%error, "could not update the firewall");
+        self.execute(planned.remove.into_iter().map(Operation::Remove).collect())
+            .await;
+        if planned.filter {
+            let own: Vec<IpAddr> = node
+                .as_ref()
+                .map(|node| vec![IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)])
+                .unwrap_or_default();
+            if let Err(error) = self.firewall.apply(&filter, &own, peers.values()).await {
+                tracing::error!(%error, "could not update the firewall");
+            }
         }
-
-        let now = now_since_epoch();
-        let mut upserts = Vec::new();
-        for id in &changes.upserted {
-            let Some(peer) = peers.get(id) else { continue };
-            let choice = self
-                .choices
-                .entry(*id)
-                .or_insert_with(|| EndpointChoice::new(Vec::new()));
-            choice.update(peer.endpoints.clone());
-            let endpoint = choice.next(now, None);
-            upserts.push(Operation::Set(PeerConfig {
-                key: peer.wireguard_key,
-                endpoint,
-                allowed_ips: peer
-                    .allowed_ips
-                    .iter()
-                    .copied()
-                    .filter(|prefix| prefix.prefix_len() != 0)
-                    .collect(),
-                keepalive: Some(PEER_KEEPALIVE),
-            }));
-        }
-        self.execute(upserts).await;
-
-        let wanted: BTreeSet<IpNet> = peers
-            .values()
-            .flat_map(|peer| {
-                peer.allowed_ips.iter().copied().filter(|prefix| {
-                    prefix.prefix_len() != 0 && !peer.addresses.contains(&prefix.addr())
-                })
-            })
-            .collect();
-        for route in wanted.difference(&self.routes) {
+        self.execute(planned.set.into_iter().map(Operation::Set).collect())
+            .await;
+        for route in &planned.add_routes {
             if let Err(error) = netcfg::add_route(self.plane.interface(), *route).await {
                 tracing::warn!(%error, "cannot add a subnet route");
             }
+            self.routes.insert(*route);
         }
-        for route in self.routes.difference(&wanted) {
+        for route in &planned.remove_routes {
             let _ = netcfg::remove_route(self.plane.interface(), *route).await;
+            self.routes.remove(route);
         }
-        self.routes = wanted;
         tracing::debug!(
             upserted = changes.upserted.len(),
             removed = changes.removed.len(),
@@ -517,43 +471,27 @@ impl Sync {
             return;
         };
         let by_key: HashMap<_, _> = stats.into_iter().map(|peer| (peer.key, peer)).collect();
-        let now = now_since_epoch();
-        let mut moves = Vec::new();
-        {
-            let mesh = self
-                .shared
-                .mesh
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (id, choice) in &mut self.choices {
-                let Some(peer) = mesh.peers.get(id) else {
-                    continue;
-                };
-                let handshake = by_key
-                    .get(&peer.wireguard_key)
-                    .and_then(|stats| stats.last_handshake)
-                    .and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok());
-                if let Some(endpoint) = choice.next(now, handshake) {
-                    tracing::debug!(peer = %peer.name, %endpoint, "trying another endpoint");
-                    moves.push(Operation::Set(PeerConfig {
-                        key: peer.wireguard_key,
-                        endpoint: Some(endpoint),
-                        allowed_ips: peer
-                            .allowed_ips
-                            .iter()
-                            .copied()
-                            .filter(|prefix| prefix.prefix_len() != 0)
-                            .collect(),
-                        keepalive: Some(PEER_KEEPALIVE),
-                    }));
-                }
-            }
-        }
-        *self
-            .shared
-            .stats
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = by_key;
-        self.execute(moves).await;
+        let handshakes = by_key
+            .iter()
+            .filter_map(|(key, stats)| {
+                let since = stats
+                    .last_handshake?
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()?;
+                Some((*key, since))
+            })
+            .collect();
+        let moves = {
+            let mesh = hearth_runtime::read(&self.shared.mesh);
+            endpoint_moves(
+                &mesh.peers,
+                &mut self.choices,
+                &handshakes,
+                hearth_runtime::clock::since_epoch(),
+            )
+        };
+        *hearth_runtime::write(&self.shared.stats) = by_key;
+        self.execute(moves.into_iter().map(Operation::Set).collect())
+            .await;
     }
 }

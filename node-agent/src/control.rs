@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
 use crate::error::AgentError;
-use crate::local_api::Shared;
+use crate::local_api::AgentState;
 use crate::state::{Identity, StateDir};
 
 /// Registers this device with the join token and saves the identity.
@@ -59,7 +59,7 @@ pub async fn register(
 pub async fn wait_for_approval(
     client: &ControlClient,
     identity: &Identity,
-    shared: &Arc<Shared>,
+    shared: &Arc<AgentState>,
 ) -> Result<(), AgentError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut told = false;
@@ -112,12 +112,9 @@ fn fatal_refusal(error: &ClientError) -> Result<(), AgentError> {
     }
 }
 
-fn note_disconnected(shared: &Arc<Shared>, error: &ClientError) {
+fn note_disconnected(shared: &Arc<AgentState>, error: &ClientError) {
     tracing::warn!(%error, "coordinator unreachable; keeping the current tunnels");
-    let mut status = shared
-        .coordinator
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut status = hearth_runtime::write(&shared.coordinator);
     status.connected = false;
     status.last_error = Some(error.to_string());
 }
@@ -137,7 +134,7 @@ pub enum FollowEnd {
 pub async fn follow_map(
     client: &ControlClient,
     messages: &mpsc::Sender<MapMessage>,
-    shared: &Arc<Shared>,
+    shared: &Arc<AgentState>,
     silence: Duration,
     connected: &mpsc::Sender<()>,
 ) -> Result<FollowEnd, AgentError> {
@@ -147,10 +144,7 @@ pub async fn follow_map(
             Ok(mut stream) => {
                 backoff.reset();
                 {
-                    let mut status = shared
-                        .coordinator
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let mut status = hearth_runtime::write(&shared.coordinator);
                     status.connected = true;
                     status.last_error = None;
                 }

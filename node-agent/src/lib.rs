@@ -20,6 +20,7 @@ pub mod local_api;
 pub mod mesh;
 pub mod netcfg;
 pub mod ping;
+pub mod plan;
 pub mod state;
 pub mod userspace;
 

@@ -91,8 +91,10 @@ pub struct PingResult {
     pub replies: Vec<Option<f64>>,
 }
 
-/// What the agent's tasks share with the API.
-pub struct Shared {
+/// What the agent knows and its tasks share with the local API: the mesh
+/// view, the data plane's counters, the coordinator connection, the change
+/// feed's generation.
+pub struct AgentState {
     /// The mesh view.
     pub mesh: RwLock<Mesh>,
     /// Latest data-plane counters by peer key.
@@ -110,17 +112,11 @@ pub struct Shared {
     pub generation: tokio::sync::watch::Sender<u64>,
 }
 
-fn read<T: Clone>(lock: &RwLock<T>) -> T {
-    lock.read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone()
-}
-
-impl Shared {
+impl AgentState {
     /// The current status.
     pub fn status(&self) -> Status {
-        let mesh = read(&self.mesh);
-        let stats = read(&self.stats);
+        let mesh = hearth_runtime::read(&self.mesh).clone();
+        let stats = hearth_runtime::read(&self.stats).clone();
         let unix = |time: SystemTime| {
             time.duration_since(SystemTime::UNIX_EPOCH)
                 .ok()
@@ -151,7 +147,7 @@ impl Shared {
             backend: self.backend,
             interface: self.interface.clone(),
             listen_port: self.listen_port,
-            coordinator: read(&self.coordinator),
+            coordinator: hearth_runtime::read(&self.coordinator).clone(),
             peers,
         }
     }
@@ -163,10 +159,7 @@ impl Shared {
 
     /// Who holds `address`.
     pub fn whois(&self, address: IpAddr) -> Option<WhoIs> {
-        self.mesh
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .whois(address)
+        hearth_runtime::read(&self.mesh).whois(address)
     }
 }
 
@@ -188,11 +181,11 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 /// The API routes.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<AgentState>) -> Router {
     Router::new()
         .route(
             "/v1/status",
-            get(|State(shared): State<Arc<Shared>>| async move { Json(shared.status()) }),
+            get(|State(shared): State<Arc<AgentState>>| async move { Json(shared.status()) }),
         )
         .route(hearth_control::agent_api::WHOIS_PATH, get(whois))
         .route(hearth_control::agent_api::WATCH_PATH, get(watch))
@@ -200,7 +193,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn whois(State(shared): State<Arc<Shared>>, Query(query): Query<WhoisQuery>) -> Response {
+async fn whois(State(shared): State<Arc<AgentState>>, Query(query): Query<WhoisQuery>) -> Response {
     let Ok(address) = query.ip.parse::<IpAddr>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -219,7 +212,7 @@ async fn whois(State(shared): State<Arc<Shared>>, Query(query): Query<WhoisQuery
 /// The mesh view's generation as a stream of JSON lines: the current one at
 /// once, then one line per change, and the same again every 30 s while
 /// nothing changes (so a client notices a dead connection).
-async fn watch(State(shared): State<Arc<Shared>>) -> Response {
+async fn watch(State(shared): State<Arc<AgentState>>) -> Response {
     let receiver = shared.generation.subscribe();
     let lines =
         futures_util::stream::unfold((receiver, true), |(mut receiver, first)| async move {
@@ -241,12 +234,9 @@ async fn watch(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn ping(State(shared): State<Arc<Shared>>, Json(request): Json<PingRequest>) -> Response {
+async fn ping(State(shared): State<Arc<AgentState>>, Json(request): Json<PingRequest>) -> Response {
     let found = {
-        let mesh = shared
-            .mesh
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mesh = hearth_runtime::read(&shared.mesh);
         mesh.find_peer(&request.peer).map(|peer| {
             let target = peer.addresses.iter().find_map(|address| match address {
                 IpAddr::V4(v4) => Some(*v4),
@@ -292,7 +282,7 @@ async fn ping(State(shared): State<Arc<Shared>>, Json(request): Json<PingRequest
 /// Serves the API on `socket` until `stop` completes.
 pub async fn serve(
     socket: &Path,
-    shared: Arc<Shared>,
+    shared: Arc<AgentState>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match std::fs::remove_file(socket) {
@@ -310,7 +300,11 @@ pub async fn serve(
 /// that identify callers (the gateway, messaging) can use it from a
 /// container as another user, without the rest of the API. Runs until the
 /// task is aborted.
-pub async fn serve_whois(socket: &Path, group: u32, shared: Arc<Shared>) -> std::io::Result<()> {
+pub async fn serve_whois(
+    socket: &Path,
+    group: u32,
+    shared: Arc<AgentState>,
+) -> std::io::Result<()> {
     match std::fs::remove_file(socket) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
         _ => {}

@@ -115,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || Client::new(&StateDir::at(&cli.state_dir).socket());
     match cli.command {
         Command::Up(args) => {
-            hearth_logging::init("info,defguard_wireguard_rs=warn,defguard_boringtun=warn");
+            hearth_runtime::init("info,defguard_wireguard_rs=warn,defguard_boringtun=warn");
             let token = match (args.token, args.token_file) {
                 (Some(token), _) => Some(Zeroizing::new(token)),
                 (None, Some(file)) => Some(Zeroizing::new(
@@ -155,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stun,
                 whois_socket,
             };
-            hearth_agent::up(options, hearth_logging::shutdown_signal()).await?;
+            hearth_agent::up(options, hearth_runtime::shutdown_signal()).await?;
         }
         Command::Status { output } => {
             let status = client().status().await?;
@@ -258,18 +258,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_runtime::run(hearth_runtime::Threads::PerCore, run(cli))
 }

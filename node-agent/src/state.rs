@@ -10,9 +10,7 @@
 //!   agent.sock        local API, 0600
 //! ```
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -69,9 +67,11 @@ pub struct Identity {
 
 impl Identity {
     /// The pinned fingerprint.
-    pub fn fingerprint(&self) -> Result<Fingerprint, String> {
-        Fingerprint::from_hex(&self.fingerprint)
-            .ok_or_else(|| "identity.json: bad fingerprint".to_owned())
+    pub fn fingerprint(&self) -> Result<Fingerprint, StateError> {
+        Fingerprint::from_hex(&self.fingerprint).ok_or_else(|| StateError::Invalid {
+            path: PathBuf::from("identity.json"),
+            reason: "bad fingerprint".into(),
+        })
     }
 }
 
@@ -83,25 +83,14 @@ pub struct StateDir {
 
 /// Writes a private file (0600) atomically.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
-    let temporary = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io_error(&temporary))?;
-    file.write_all(contents).map_err(io_error(&temporary))?;
-    file.sync_all().map_err(io_error(&temporary))?;
-    fs::rename(&temporary, path).map_err(io_error(path))
+    hearth_files::private::write_private(path, contents).map_err(io_error(path))
 }
 
 impl StateDir {
     /// The state dir at `root`, created (0700) if missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<StateDir, StateError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(io_error(&root))?;
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).map_err(io_error(&root))?;
+        hearth_files::private::private_dir(&root).map_err(io_error(&root))?;
         Ok(StateDir { root })
     }
 
@@ -216,6 +205,7 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn the_wireguard_key_is_made_once_kept_private_and_reused() {

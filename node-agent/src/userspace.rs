@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -56,24 +56,6 @@ struct PeerState {
     allowed: RwLock<Vec<IpNet>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn read<T: Clone>(lock: &RwLock<T>) -> T {
-    lock.read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone()
-}
-
-fn write<T>(lock: &RwLock<T>, value: T) {
-    *lock
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
-}
-
 struct PeerTable {
     by_key: HashMap<[u8; 32], Arc<PeerState>>,
     by_index: HashMap<u32, Arc<PeerState>>,
@@ -85,7 +67,7 @@ impl PeerTable {
     fn rebuild_routes(&mut self) {
         self.by_address.clear();
         for peer in self.by_key.values() {
-            for prefix in read(&peer.allowed) {
+            for prefix in hearth_runtime::read(&peer.allowed).clone() {
                 self.by_address.insert(
                     prefix.addr(),
                     u32::from(prefix.prefix_len()),
@@ -96,7 +78,8 @@ impl PeerTable {
     }
 }
 
-struct Shared {
+/// What the device's three threads share: sockets, keys, peers, limiters.
+struct DeviceState {
     tun: TunSocket,
     udp: UdpSocket,
     /// Whether `udp` is a dual-stack IPv6 socket (IPv4 peers are then
@@ -112,11 +95,9 @@ struct Shared {
     stop: AtomicBool,
 }
 
-impl Shared {
+impl DeviceState {
     fn peers(&self) -> std::sync::RwLockReadGuard<'_, PeerTable> {
-        self.peers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        hearth_runtime::read(&self.peers)
     }
 
     fn send(&self, datagram: &[u8], to: SocketAddr) {
@@ -134,7 +115,7 @@ impl Shared {
 
 /// A running userspace WireGuard device.
 pub struct Device {
-    shared: Arc<Shared>,
+    shared: Arc<DeviceState>,
     threads: Vec<JoinHandle<()>>,
     listen_port: u16,
 }
@@ -177,7 +158,7 @@ impl Device {
         let (listen_port, dual_stack) = (local.port(), local.is_ipv6());
         let private = StaticSecret::from(private_key);
         let public = PublicKey::from(&private);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(DeviceState {
             tun,
             udp,
             dual_stack,
@@ -195,9 +176,9 @@ impl Device {
         });
         let mut threads = Vec::new();
         for (label, body) in [
-            ("wg-tun", run_tun as fn(Arc<Shared>)),
-            ("wg-udp", run_udp as fn(Arc<Shared>)),
-            ("wg-timers", run_timers as fn(Arc<Shared>)),
+            ("wg-tun", run_tun as fn(Arc<DeviceState>)),
+            ("wg-udp", run_udp as fn(Arc<DeviceState>)),
+            ("wg-timers", run_timers as fn(Arc<DeviceState>)),
         ] {
             let shared = Arc::clone(&shared);
             threads.push(
@@ -221,17 +202,13 @@ impl Device {
 
     /// Adds a peer or changes it in place (its session survives).
     pub fn set_peer(&self, config: &PeerConfig) -> Result<(), DataPlaneError> {
-        let mut table = self
-            .shared
-            .peers
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut table = hearth_runtime::write(&self.shared.peers);
         if let Some(peer) = table.by_key.get(&config.key.0).cloned() {
             if let Some(endpoint) = config.endpoint {
-                write(&peer.endpoint, Some(endpoint));
+                *hearth_runtime::write(&peer.endpoint) = Some(endpoint);
             }
-            if read(&peer.allowed) != config.allowed_ips {
-                write(&peer.allowed, config.allowed_ips.clone());
+            if hearth_runtime::read(&peer.allowed).clone() != config.allowed_ips {
+                *hearth_runtime::write(&peer.allowed) = config.allowed_ips.clone();
                 table.rebuild_routes();
             }
             // The keep-alive interval is fixed when a peer is added (BoringTun has no setter).
@@ -267,11 +244,7 @@ impl Device {
 
     /// Removes a peer.
     pub fn remove_peer(&self, key: &WireGuardKey) -> Result<(), DataPlaneError> {
-        let mut table = self
-            .shared
-            .peers
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut table = hearth_runtime::write(&self.shared.peers);
         if let Some(peer) = table.by_key.remove(&key.0) {
             table.by_index.remove(&peer.index);
             table.rebuild_routes();
@@ -287,10 +260,11 @@ impl Device {
             .by_key
             .iter()
             .map(|(key, peer)| {
-                let (since_handshake, tx_bytes, rx_bytes, _, _) = lock(&peer.tunnel).stats();
+                let (since_handshake, tx_bytes, rx_bytes, _, _) =
+                    hearth_runtime::lock(&peer.tunnel).stats();
                 PeerStats {
                     key: WireGuardKey(*key),
-                    endpoint: read(&peer.endpoint),
+                    endpoint: *hearth_runtime::read(&peer.endpoint),
                     last_handshake: since_handshake.and_then(|since| now.checked_sub(since)),
                     rx_bytes: rx_bytes as u64,
                     tx_bytes: tx_bytes as u64,
@@ -317,7 +291,7 @@ impl Drop for Device {
 /// Reads packets from the TUN device, encrypts them for the peer owning
 /// their destination, sends them. The TUN fd is non-blocking; readiness
 /// comes from a small tokio reactor on this thread.
-fn run_tun(shared: Arc<Shared>) {
+fn run_tun(shared: Arc<DeviceState>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -368,17 +342,17 @@ fn run_tun(shared: Arc<Shared>) {
     });
 }
 
-fn encrypt_and_send(shared: &Shared, packet: &[u8], out: &mut [u8]) {
+fn encrypt_and_send(shared: &DeviceState, packet: &[u8], out: &mut [u8]) {
     let Some(destination) = Tunn::dst_address(packet) else {
         return;
     };
     let Some(peer) = shared.peers().by_address.find(destination).cloned() else {
         return;
     };
-    let Some(endpoint) = read(&peer.endpoint) else {
+    let Some(endpoint) = *hearth_runtime::read(&peer.endpoint) else {
         return;
     };
-    let mut tunnel = lock(&peer.tunnel);
+    let mut tunnel = hearth_runtime::lock(&peer.tunnel);
     if let TunnResult::WriteToNetwork(datagram) = tunnel.encapsulate(packet, out) {
         shared.send(datagram, endpoint);
     }
@@ -386,7 +360,7 @@ fn encrypt_and_send(shared: &Shared, packet: &[u8], out: &mut [u8]) {
 
 /// Receives datagrams, decrypts them with the right peer's session and
 /// writes allowed packets to the TUN device.
-fn run_udp(shared: Arc<Shared>) {
+fn run_udp(shared: Arc<DeviceState>) {
     let mut datagram = vec![0u8; BUFFER];
     let mut out = vec![0u8; BUFFER];
     while !shared.stop.load(Ordering::Relaxed) {
@@ -405,7 +379,7 @@ fn run_udp(shared: Arc<Shared>) {
     }
 }
 
-fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out: &mut [u8]) {
+fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: SocketAddr, out: &mut [u8]) {
     // MAC1 first (and a cookie under load): a forged handshake costs a hash.
     let parsed = match shared
         .handshakes
@@ -419,7 +393,7 @@ fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out
         Err(_) => return,
     };
     if matches!(parsed, Packet::HandshakeInit(_))
-        && !lock(&shared.budget).allow(source.ip(), std::time::Instant::now())
+        && !hearth_runtime::lock(&shared.budget).allow(source.ip(), std::time::Instant::now())
     {
         return;
     }
@@ -443,7 +417,7 @@ fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out
     let Some(peer) = peer else {
         return;
     };
-    let mut tunnel = lock(&peer.tunnel);
+    let mut tunnel = hearth_runtime::lock(&peer.tunnel);
     match tunnel.decapsulate(Some(source.ip()), datagram, out) {
         TunnResult::WriteToNetwork(reply) => {
             shared.send(reply, source);
@@ -471,8 +445,8 @@ fn decrypt_and_deliver(shared: &Shared, datagram: &[u8], source: SocketAddr, out
         }
     }
     // An authenticated packet: the peer is reachable where it came from (roaming).
-    if read(&peer.endpoint) != Some(source) {
-        write(&peer.endpoint, Some(source));
+    if *hearth_runtime::read(&peer.endpoint) != Some(source) {
+        *hearth_runtime::write(&peer.endpoint) = Some(source);
     }
 }
 
@@ -485,17 +459,17 @@ fn owns_source<T>(routes: &AllowedIps<Arc<T>>, peer: &Arc<T>, source: IpAddr) ->
 }
 
 /// Runs the protocol timers of every peer.
-fn run_timers(shared: Arc<Shared>) {
+fn run_timers(shared: Arc<DeviceState>) {
     let mut out = vec![0u8; BUFFER];
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(TIMER_TICK);
         // Both count per second; each resets itself once a second has passed.
         shared.handshakes.reset_count();
-        lock(&shared.budget).forget_idle(std::time::Instant::now());
+        hearth_runtime::lock(&shared.budget).forget_idle(std::time::Instant::now());
         let peers: Vec<Arc<PeerState>> = shared.peers().by_key.values().cloned().collect();
         for peer in peers {
-            let endpoint = read(&peer.endpoint);
-            let mut tunnel = lock(&peer.tunnel);
+            let endpoint = *hearth_runtime::read(&peer.endpoint);
+            let mut tunnel = hearth_runtime::lock(&peer.tunnel);
             if let TunnResult::WriteToNetwork(datagram) = tunnel.update_timers(&mut out)
                 && let Some(endpoint) = endpoint
             {

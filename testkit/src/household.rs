@@ -16,7 +16,8 @@ use serde_json::json;
 use crate::lab::{Agent, Coordinator, Host, Lab, Process, binary, wait_until};
 use crate::llama::{llama_server_binary, tiny_model};
 
-const SECOND: Duration = Duration::from_secs(1);
+/// One second.
+pub const SECOND: Duration = Duration::from_secs(1);
 
 /// The messaging service's port on the hub.
 pub const MESSAGING_PORT: u16 = 18790;
@@ -238,6 +239,22 @@ impl Household {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The last `count` messages of `room` as `host` sees them, one a line.
+    pub fn history(&self, host: &Host, room: &str, count: u32) -> String {
+        self.cli_ok(
+            host,
+            &[
+                "tail",
+                "--room",
+                room,
+                "--count",
+                "0",
+                "--history",
+                &count.to_string(),
+            ],
+        )
+    }
+
     /// Starts `hearth-messaging ARGS` on `host` in the background, logging to the lab.
     pub fn spawn_cli(&mut self, host: &Host, label: &str, args: &[&str]) -> Process {
         let mut command = self.lab.command(host, binary("hearth-messaging"));
@@ -327,4 +344,48 @@ fn group_dir(dir: &std::path::Path, group: u32) -> PathBuf {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
         .expect("socket directory mode");
     dir.to_owned()
+}
+
+/// Builds the household with the guest and the stranger; `None` when it
+/// cannot run here (skipped outside CI).
+pub fn household() -> Option<Household> {
+    Household::start(Options::default())
+}
+
+/// `text`'s lines.
+pub fn lines(text: &str) -> Vec<&str> {
+    text.lines().collect()
+}
+
+/// Polls `room`'s history on `host` until a message from the assistant that
+/// is no longer streaming appears after `after`; returns it.
+pub fn assistant_answer(
+    household: &Household,
+    host: &Host,
+    room_args: &[&str],
+    after: usize,
+) -> String {
+    let mut answer = String::new();
+    let found = wait_until(30 * SECOND, || {
+        let mut args = vec!["tail", "--count", "0", "--history", "50"];
+        args.extend_from_slice(room_args);
+        let output = household.cli_ok(host, &args);
+        let replies: Vec<String> = output
+            .lines()
+            .filter(|line| line.contains("] assistant: "))
+            .map(str::to_owned)
+            .collect();
+        if replies.len() > after {
+            answer = replies[after].clone();
+            true
+        } else {
+            false
+        }
+    });
+    assert!(
+        found.is_some(),
+        "no answer from the assistant; messaging log:\n{}",
+        household.messaging_log()
+    );
+    answer
 }

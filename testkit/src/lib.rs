@@ -5,11 +5,19 @@
 //! - [`llama`]: a real `llama-server` (built from the llama.cpp sources
 //!   vendored in `llama-cpp-python`) serving a tiny generated model, over TCP
 //!   or a UNIX socket.
+//! - [`control_plane`]: a coordinator process on loopback, its CLI, and
+//!   devices registering and following their map (the coordinator's tests).
+//! - [`gateway_process`]: the AI gateway on loopback, sealing, posting and
+//!   opening replies (the gateway's tests).
+//! - [`household`]: the whole household between namespaces (messaging's
+//!   tests and the `hearth-household` demo).
 //! - [`standins`]: servers that stand in for things that cannot run here
 //!   (Ollama, whose binary cannot be fetched), and scripted byte-level
 //!   streams for edge cases no real server produces on demand. Every test
 //!   using one says so by name.
 
+pub mod control_plane;
+pub mod gateway_process;
 pub mod household;
 pub mod lab;
 pub mod llama;

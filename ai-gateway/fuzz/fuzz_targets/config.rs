@@ -3,7 +3,7 @@
 //! an error naming where, never a panic.
 #![no_main]
 
-use hearth_gateway::config::{Config, ConfigError};
+use hearth_gateway::config::{Config, ConfigError, FileConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

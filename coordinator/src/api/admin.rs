@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::parse_json;
-use crate::coordinator::{Coordinator, KeyOptions};
+use crate::accounts::KeyOptions;
+use crate::admission::NodeAction;
+use crate::coordinator::Coordinator;
 use crate::error::Error;
 
 /// Body naming something.
@@ -44,7 +46,7 @@ pub struct DeviceBody {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceAdded {
     /// The node.
-    pub node: crate::coordinator::NodeView,
+    pub node: crate::admission::NodeView,
     /// The wg-quick configuration, with the device's private key.
     pub config: String,
 }
@@ -83,9 +85,7 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/preauthkeys/{id}/expire", post(expire_key))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}", delete(delete_node))
-        .route("/v1/nodes/{id}/approve", post(approve_node))
-        .route("/v1/nodes/{id}/reject", post(reject_node))
-        .route("/v1/nodes/{id}/expire", post(expire_node))
+        .route("/v1/nodes/{id}/{action}", post(act_on_node))
         .route("/v1/nodes/{id}/rename", post(rename_node))
         .route("/v1/nodes/{id}/tags", post(tag_node))
         .route("/v1/nodes/{id}/routes", post(approve_routes))
@@ -151,25 +151,15 @@ async fn list_nodes(State(coordinator): Shared) -> impl IntoResponse {
     Json(coordinator.list_nodes().await)
 }
 
-async fn approve_node(
+/// `POST /v1/nodes/{id}/{action}` with an action of [`NodeAction`] (the
+/// other node routes are matched first: `rename`, `tags`, `routes`).
+async fn act_on_node(
     State(coordinator): Shared,
-    Path(id): Path<u64>,
+    Path((id, action)): Path<(u64, String)>,
 ) -> Result<impl IntoResponse, Error> {
-    Ok(Json(coordinator.approve_node(id).await?))
-}
-
-async fn reject_node(
-    State(coordinator): Shared,
-    Path(id): Path<u64>,
-) -> Result<impl IntoResponse, Error> {
-    Ok(Json(coordinator.reject_node(id).await?))
-}
-
-async fn expire_node(
-    State(coordinator): Shared,
-    Path(id): Path<u64>,
-) -> Result<impl IntoResponse, Error> {
-    Ok(Json(coordinator.expire_node(id).await?))
+    let action = NodeAction::parse(&action)
+        .ok_or_else(|| Error::NotFound(format!("node action `{action}`")))?;
+    Ok(Json(coordinator.act_on_node(id, action).await?))
 }
 
 async fn rename_node(

@@ -31,7 +31,9 @@ impl Error {
             Error::InvalidKey | Error::KeyExpired | Error::KeyUsed => StatusCode::UNAUTHORIZED,
             Error::Unauthenticated | Error::UnknownNode => StatusCode::UNAUTHORIZED,
             Error::NodePending { .. } | Error::NodeNotAdmitted { .. } => StatusCode::FORBIDDEN,
-            Error::BadRequest(_) | Error::PolicyInvalid(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::BadName(_) | Error::PolicyInvalid(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::TooManyPending(_) | Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::AlreadyRegistered(_) | Error::Conflict(_) | Error::Db(DbError::Conflict(_)) => {

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use hearth_llm::ndjson::LineSplitter;
-use hearth_llm::sse::SseDecoder;
+use hearth_sse::SseDecoder;
 use hearth_llm::{EventStream, ollama, openai};
 use libfuzzer_sys::fuzz_target;
 

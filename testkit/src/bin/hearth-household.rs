@@ -13,12 +13,26 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use clap::Parser;
+
 use hearth_testkit::household::{Household, MESSAGING_PORT, Options};
 use hearth_testkit::{is_root, lab::binary};
 
-const QUESTION: &str = "What should we cook tonight?";
+/// The whole household on one machine, in network namespaces (needs root):
+/// a coordinator, a hub (agent, llama-server with a tiny model, the AI
+/// gateway, messaging), a laptop (ada) and a phone (ben). Asks the assistant
+/// a question from the phone and prints the answer as it streams; Ctrl-C
+/// tears everything down.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// The question ben asks the assistant from the phone.
+    #[arg(default_value = "What should we cook tonight?")]
+    question: String,
+}
 
 fn main() -> ExitCode {
+    let Cli { question } = Cli::parse();
     if !is_root() {
         eprintln!("hearth-household needs root (it creates network namespaces): run it with sudo");
         return ExitCode::FAILURE;
@@ -30,9 +44,6 @@ fn main() -> ExitCode {
         eprintln!("cannot handle Ctrl-C: {error}");
         return ExitCode::FAILURE;
     }
-    let question = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| QUESTION.to_owned());
     let started = Instant::now();
     println!("Starting the household in network namespaces:");
     println!(

@@ -136,84 +136,96 @@ fn flood(target: SocketAddr, rate: u64, seconds: u64) -> std::io::Result<u64> {
     Ok(sent)
 }
 
+/// A small TCP and UDP helper run inside test namespaces.
+#[derive(clap::Parser)]
+#[command(version)]
+enum Cli {
+    /// Accept connections forever; answer each with the number of bytes it sent.
+    Serve {
+        /// TCP port.
+        port: u16,
+    },
+    /// Send BYTES of a recognizable pattern; print the count the server confirmed.
+    Send {
+        /// Server address.
+        address: std::net::IpAddr,
+        /// Server port.
+        port: u16,
+        /// How many bytes.
+        bytes: u64,
+        /// Connect timeout, milliseconds.
+        #[arg(default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Send forged WireGuard handshake initiations at RATE a second for SECONDS.
+    Flood {
+        /// Target address.
+        address: std::net::IpAddr,
+        /// Target UDP port.
+        port: u16,
+        /// Datagrams a second.
+        rate: u64,
+        /// For how long.
+        seconds: u64,
+    },
+    /// Copy stdin to a connection and the connection to stdout.
+    Pipe {
+        /// Server address.
+        address: std::net::IpAddr,
+        /// Server port.
+        port: u16,
+    },
+}
+
 fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
-    match arguments
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["serve", port] => match port.parse().map(serve) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            _ => ExitCode::FAILURE,
+    match <Cli as clap::Parser>::parse() {
+        Cli::Serve { port } => match serve(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
         },
-        ["send", address, port, bytes, rest @ ..] => {
-            let timeout = rest.first().and_then(|ms| ms.parse().ok()).unwrap_or(2000);
-            let (Ok(address), Ok(port), Ok(bytes)) = (
-                address.parse::<std::net::IpAddr>(),
-                port.parse::<u16>(),
-                bytes.parse::<u64>(),
-            ) else {
-                eprintln!("usage: hearth-probe send ADDRESS PORT BYTES [TIMEOUT_MS]");
-                return ExitCode::FAILURE;
-            };
-            match send(
-                SocketAddr::new(address, port),
-                bytes,
-                Duration::from_millis(timeout),
-            ) {
-                Ok(count) => {
-                    println!("{count}");
-                    ExitCode::SUCCESS
-                }
-                Err((code, error)) => {
-                    eprintln!("{error}");
-                    ExitCode::from(code)
-                }
+        Cli::Send {
+            address,
+            port,
+            bytes,
+            timeout_ms,
+        } => match send(
+            SocketAddr::new(address, port),
+            bytes,
+            Duration::from_millis(timeout_ms),
+        ) {
+            Ok(count) => {
+                println!("{count}");
+                ExitCode::SUCCESS
             }
-        }
-        ["flood", address, port, rate, seconds] => {
-            let (Ok(address), Ok(port), Ok(rate), Ok(seconds)) = (
-                address.parse::<std::net::IpAddr>(),
-                port.parse::<u16>(),
-                rate.parse::<u64>(),
-                seconds.parse::<u64>(),
-            ) else {
-                eprintln!("usage: hearth-probe flood ADDRESS PORT RATE SECONDS");
-                return ExitCode::FAILURE;
-            };
-            match flood(SocketAddr::new(address, port), rate, seconds) {
-                Ok(sent) => {
-                    println!("{sent}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("{error}");
-                    ExitCode::FAILURE
-                }
+            Err((code, error)) => {
+                eprintln!("{error}");
+                ExitCode::from(code)
             }
-        }
-        ["pipe", address, port] => {
-            let (Ok(address), Ok(port)) =
-                (address.parse::<std::net::IpAddr>(), port.parse::<u16>())
-            else {
-                eprintln!("usage: hearth-probe pipe ADDRESS PORT");
-                return ExitCode::FAILURE;
-            };
-            match pipe(SocketAddr::new(address, port)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("{error}");
-                    ExitCode::from(2)
-                }
+        },
+        Cli::Flood {
+            address,
+            port,
+            rate,
+            seconds,
+        } => match flood(SocketAddr::new(address, port), rate, seconds) {
+            Ok(sent) => {
+                println!("{sent}");
+                ExitCode::SUCCESS
             }
-        }
-        _ => {
-            eprintln!(
-                "usage: hearth-probe serve PORT | send ADDRESS PORT BYTES [TIMEOUT_MS] | pipe ADDRESS PORT"
-            );
-            ExitCode::FAILURE
-        }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
+        Cli::Pipe { address, port } => match pipe(SocketAddr::new(address, port)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

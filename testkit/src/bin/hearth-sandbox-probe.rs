@@ -80,21 +80,22 @@ fn netlink() -> String {
     "ok".into()
 }
 
+/// Reports what the sandbox it runs in allows, as JSON on stdout.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Try to write a file in this directory (may repeat).
+    #[arg(long = "write", value_name = "PATH")]
+    writes: Vec<String>,
+}
+
 fn main() {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let mut writes = BTreeMap::new();
-    let mut rest = arguments.iter();
-    while let Some(argument) = rest.next() {
-        match (argument.as_str(), rest.next()) {
-            ("--write", Some(path)) => {
-                writes.insert(path.clone(), try_write(path));
-            }
-            _ => {
-                eprintln!("usage: hearth-sandbox-probe [--write PATH]...");
-                std::process::exit(2);
-            }
-        }
-    }
+    let cli = <Cli as clap::Parser>::parse();
+    let writes: BTreeMap<String, String> = cli
+        .writes
+        .iter()
+        .map(|path| (path.clone(), try_write(path)))
+        .collect();
     let report = json!({
         "uid": status_field("self", "Uid"),
         "cap_eff": status_field("self", "CapEff"),

@@ -6,6 +6,8 @@
 //! and a failing `tests` block (checked against a topology, see
 //! [`Policy::check_tests`]).
 
+mod assertions;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
@@ -15,7 +17,6 @@ use crate::compiled::{CompiledPolicy, Principal, Rule, RuleDestination};
 use crate::document::{Document, ParseError, Protocol};
 use crate::filter::{PortRange, proto};
 use crate::node::NodeIdentity;
-use crate::policytests;
 
 /// Why a policy was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -307,7 +308,7 @@ impl Policy {
                 .check_owner(approver)
                 .map_err(|reason| invalid(format!("autoApprovers.exitNode: {reason}")))?;
         }
-        policytests::validate(&document.tests, &names)?;
+        assertions::validate(&document.tests, &names)?;
         Ok(Policy {
             document,
             compiled: CompiledPolicy { rules },
@@ -317,8 +318,7 @@ impl Policy {
 
     /// Runs the policy's `tests` block against `topology`.
     pub fn check_tests(&self, topology: &Topology) -> Result<(), PolicyError> {
-        let failures =
-            policytests::run(&self.document.tests, &self.names, &self.compiled, topology);
+        let failures = assertions::run(&self.document.tests, &self.names, &self.compiled, topology);
         if failures.is_empty() {
             Ok(())
         } else {

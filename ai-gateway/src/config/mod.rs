@@ -29,32 +29,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+pub use hearth_files::config::{ConfigError, FileConfig};
 use serde::Deserialize;
 use serde_json::Value;
-
-/// Why the configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Not JSON5.
-    #[error("{0}")]
-    Syntax(String),
-    /// A `${VAR}` names an unset variable.
-    #[error("{path}: environment variable `{name}` is not set")]
-    MissingVariable {
-        /// Where.
-        path: String,
-        /// Which variable.
-        name: String,
-    },
-    /// A key or value does not fit the schema.
-    #[error("{path}: {message}")]
-    Schema {
-        /// Where (dotted path).
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -344,86 +321,7 @@ fn default_streams() -> usize {
     64
 }
 
-/// Replaces `${NAME}` in every string of `value` (`path` names where, for
-/// errors), looking names up with `lookup`. Shared with the messaging
-/// service's configuration.
-pub fn substitute(
-    value: &mut Value,
-    path: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    match value {
-        Value::String(text) => {
-            let mut result = String::new();
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find("${") {
-                let Some(length) = rest[start + 2..].find('}') else {
-                    break;
-                };
-                let name = &rest[start + 2..start + 2 + length];
-                let replacement = lookup(name).ok_or_else(|| ConfigError::MissingVariable {
-                    path: path.to_owned(),
-                    name: name.to_owned(),
-                })?;
-                result.push_str(&rest[..start]);
-                result.push_str(&replacement);
-                rest = &rest[start + 3 + length..];
-            }
-            result.push_str(rest);
-            *text = result;
-        }
-        Value::Array(items) => {
-            for (index, item) in items.iter_mut().enumerate() {
-                substitute(item, &format!("{path}[{index}]"), lookup)?;
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map.iter_mut() {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                substitute(item, &child, lookup)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Reads a JSON5 configuration into `T`: syntax, then `${VAR}` from
-/// `lookup`, then the schema, each failure naming where it is. Shared by
-/// Hearth's services that take an OpenClaw-style file.
-pub fn parse_json5<T: serde::de::DeserializeOwned>(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<T, ConfigError> {
-    let mut value: Value =
-        json5::from_str(text).map_err(|error| ConfigError::Syntax(error.to_string()))?;
-    substitute(&mut value, "", lookup)?;
-    serde_path_to_error::deserialize(value).map_err(|error| ConfigError::Schema {
-        path: error.path().to_string(),
-        message: error.inner().to_string(),
-    })
-}
-
-impl Config {
-    /// Parses JSON5 `text`, substituting variables from the environment.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse_with(text, &|name| std::env::var(name).ok())
-    }
-
-    /// Parses JSON5 `text`, substituting variables from `lookup`.
-    pub fn parse_with(
-        text: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let config: Config = parse_json5(text, lookup)?;
-        config.check()?;
-        Ok(config)
-    }
-
+impl FileConfig for Config {
     fn check(&self) -> Result<(), ConfigError> {
         let schema = |path: &str, message: String| ConfigError::Schema {
             path: path.to_owned(),
@@ -475,7 +373,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     /// Where the bearer token callers must present comes from. Whitespace
     /// around a token is not part of it (a token read from a file or a
     /// podman secret often ends with a newline).
@@ -513,155 +413,23 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = r#"{
-      // OpenClaw-style
-      gateway: { port: 18789, bind: "loopback" },
-      models: { providers: {
-        llamacpp: { baseUrl: "unix:/run/inference.sock", api: "openai-completions", timeoutSeconds: 20,
-                    models: [{ id: "tiny", name: "Tiny", contextWindow: 2048, maxTokens: 128 }] },
-        ollama: { baseUrl: ["http://127.0.0.1:11434", "http://127.0.0.2:11434"], api: "ollama", apiKey: "${OLLAMA_KEY}",
-                  models: [{ id: "llama3.2" }] },
-      } },
-      agents: { defaults: { model: { primary: "llamacpp/tiny", fallbacks: ["ollama/llama3.2"] }, workspace: "/ws" } },
-      hearth: { dataDir: "/tmp/gw", limits: { maxConcurrentStreams: 8 } },
-    }"#;
-
-    fn lookup(name: &str) -> Option<String> {
-        (name == "OLLAMA_KEY").then(|| "secret".into())
+/// Where `hearth-gateway serve` looks for its configuration, in order:
+/// the one given (`--config`), or else OpenClaw's places: `$OPENCLAW_CONFIG_PATH`,
+/// `~/.openclaw/openclaw.json`, then `/etc/hearth/openclaw.json`.
+pub fn config_candidates(
+    given: Option<PathBuf>,
+    openclaw_env: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> Vec<PathBuf> {
+    if let Some(given) = given {
+        return vec![given];
     }
-
-    #[test]
-    fn an_openclaw_style_config_parses() {
-        let config = Config::parse_with(EXAMPLE, &lookup).unwrap();
-        assert_eq!(config.gateway.port, 18789);
-        assert_eq!(config.chain(), ["llamacpp/tiny", "ollama/llama3.2"]);
-        assert_eq!(config.models.providers["ollama"].base_url.list().len(), 2);
-        assert_eq!(
-            config.models.providers["ollama"].api_key.as_deref(),
-            Some("secret")
-        );
-        assert_eq!(config.model("llamacpp", "tiny").unwrap().max_tokens, 128);
-        assert_eq!(config.hearth.limits.max_concurrent_streams, 8);
-        assert_eq!(
-            config.hearth.limits.max_tokens, 1024,
-            "defaults fill the rest"
-        );
-        assert_eq!(config.hearth.key_rotation_hours, 24);
-    }
-
-    #[test]
-    fn a_token_from_a_file_loses_its_newline() {
-        let text =
-            r#"{ gateway: { bind: "0.0.0.0", auth: { mode: "token", token: "${TOKEN}" } } }"#;
-        let from_file = |name: &str| (name == "TOKEN").then(|| "0123456789abcdef0123\n".into());
-        let config = Config::parse_with(text, &from_file).unwrap();
-        assert_eq!(
-            config.token_source(),
-            TokenSource::Given("0123456789abcdef0123".into())
-        );
-        let short = |name: &str| (name == "TOKEN").then(|| "short          \n".into());
-        assert!(
-            Config::parse_with(text, &short).is_err(),
-            "padding does not make a token long enough"
-        );
-    }
-
-    #[test]
-    fn an_empty_config_has_openclaw_defaults() {
-        let config = Config::parse_with("{}", &lookup).unwrap();
-        assert_eq!(
-            (config.gateway.port, config.gateway.bind.as_str()),
-            (18789, "loopback")
-        );
-        assert_eq!(
-            config.token_source(),
-            TokenSource::File(PathBuf::from("/var/lib/hearth-gateway/gateway.token")),
-            "local callers need the token the gateway writes"
-        );
-        let open =
-            Config::parse_with(r#"{ gateway: { auth: { mode: "none" } } }"#, &lookup).unwrap();
-        assert_eq!(open.token_source(), TokenSource::Off);
-        let filed = Config::parse_with(
-            r#"{ gateway: { auth: { tokenFile: "/etc/hearth/token" } } }"#,
-            &lookup,
-        )
-        .unwrap();
-        assert_eq!(
-            filed.token_source(),
-            TokenSource::File("/etc/hearth/token".into())
-        );
-        assert!(
-            Config::parse_with(
-                r#"{ gateway: { auth: { token: "0123456789abcdef", tokenFile: "/x" } } }"#,
-                &lookup
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn unknown_keys_are_named_with_their_path() {
-        let error =
-            Config::parse_with("{ gateway: { port: 1, bnd: \"lan\" } }", &lookup).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("gateway.bnd: unknown field `bnd`"),
-            "{error}"
-        );
-        let error = Config::parse_with("{ models: { providers: { x: { baseUrl: \"http://a\", api: \"ollama\", model: [] } } } }", &lookup)
-            .unwrap_err();
-        assert!(
-            error.to_string().contains("models.providers.x")
-                && error.to_string().contains("`model`"),
-            "{error}"
-        );
-        let error = Config::parse_with(
-            "{ models: { providers: { x: { baseUrl: \"http://a\", api: \"anthropic\" } } } }",
-            &lookup,
-        )
-        .unwrap_err();
-        assert!(
-            error.to_string().contains("models.providers.x.api"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn variables_are_substituted_and_missing_ones_named() {
-        let error = Config::parse_with(
-            r#"{ gateway: { auth: { mode: "token", token: "${NOPE}" } } }"#,
-            &lookup,
-        )
-        .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "gateway.auth.token: environment variable `NOPE` is not set"
-        );
-        let config =
-            Config::parse_with(r#"{ hearth: { dataDir: "/x/${OLLAMA_KEY}/y" } }"#, &lookup)
-                .unwrap();
-        assert_eq!(config.hearth.data_dir, PathBuf::from("/x/secret/y"));
-    }
-
-    #[test]
-    fn bad_values_are_explained() {
-        assert!(Config::parse_with("{ gateway: { bind: \"everywhere\" } }", &lookup).is_err());
-        assert!(
-            Config::parse_with(
-                "{ gateway: { auth: { mode: \"token\", token: \"short\" } } }",
-                &lookup
-            )
-            .is_err()
-        );
-        assert!(Config::parse_with("{ gateway: { port: 99999 } }", &lookup).is_err());
-        assert!(matches!(
-            Config::parse_with("{ gateway: ", &lookup),
-            Err(ConfigError::Syntax(_))
-        ));
-    }
+    openclaw_env
+        .into_iter()
+        .chain(home.map(|home| home.join(".openclaw/openclaw.json")))
+        .chain(std::iter::once(PathBuf::from("/etc/hearth/openclaw.json")))
+        .collect()
 }
+
+#[cfg(test)]
+mod tests;

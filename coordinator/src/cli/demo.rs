@@ -10,11 +10,11 @@ use hearth_control::tls::{ClientIdentity, generate_key_request};
 use hearth_control::wire::{MapChange, MapMessage, RegisterRequest, WireGuardKey, encode_der};
 use hearth_control::{ControlClient, JoinToken, MessageStream};
 
-use crate::admin_client::AdminClient;
-use crate::api::node::RegisterLimit;
-use crate::coordinator::KeyOptions;
-use crate::output;
-use crate::server::{ServeOptions, Server};
+use crate::cli::admin_client::AdminClient;
+use crate::cli::output;
+use hearth_coordinator::accounts::KeyOptions;
+use hearth_coordinator::api::node::RegisterLimit;
+use hearth_coordinator::server::{ServeOptions, Server};
 
 struct Device {
     name: &'static str,
@@ -163,12 +163,22 @@ async fn script(state_dir: &std::path::Path) -> anyhow::Result<()> {
     println!("{}", output::nodes(&admin.list_nodes().await?));
     println!();
     println!("$ hearth-coordinator nodes approve {}", laptop.node_id);
-    admin.node_action(laptop.node_id, "approve").await?;
+    admin
+        .node_action(
+            laptop.node_id,
+            hearth_coordinator::admission::NodeAction::Approve,
+        )
+        .await?;
     let mut laptop_map = laptop.client.map_stream().await?;
     let mut laptop_peers = Vec::new();
     println!("$ hearth-coordinator nodes approve {}", phone.node_id);
     let approved_at = std::time::Instant::now();
-    admin.node_action(phone.node_id, "approve").await?;
+    admin
+        .node_action(
+            phone.node_id,
+            hearth_coordinator::admission::NodeAction::Approve,
+        )
+        .await?;
     wait_for_peer(&mut laptop_map, &mut laptop_peers, "phone").await?;
     println!(
         "  laptop's streamed map gained `phone` {:.1} ms after approval",

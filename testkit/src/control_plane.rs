@@ -1,8 +1,8 @@
-//! Helpers for the coordinator's integration tests: a real `hearth-coordinator`
-//! process on loopback with its state in a temporary directory, the real CLI,
-//! and devices registering through the agent's client library.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! A real `hearth-coordinator` process on loopback with its state in a
+//! temporary directory, the real CLI, and devices registering through the
+//! agent's client library: the coordinator's integration tests.
+// A test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,10 @@ use hearth_control::wire::{
 };
 use hearth_control::{ClientError, ControlClient, JoinToken, MessageStream, SecretString};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_hearth-coordinator");
+/// The coordinator binary (built if missing).
+pub fn coordinator_binary() -> PathBuf {
+    crate::lab::binary("hearth-coordinator")
+}
 
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
@@ -42,13 +45,19 @@ enum Ready {
 
 /// A running coordinator process.
 pub struct Server {
+    /// Its state directory.
     pub state: PathBuf,
+    /// Its HTTPS address.
     pub address: SocketAddr,
+    /// Its STUN address.
     pub stun: SocketAddr,
+    /// The process.
     pub child: Child,
+    /// Where its stderr goes.
     pub log: PathBuf,
 }
 
+/// A coordinator to start, with extra flags.
 pub struct ServerBuilder {
     state: PathBuf,
     extra: Vec<String>,
@@ -63,6 +72,7 @@ impl ServerBuilder {
         self
     }
 
+    /// Passes one more argument to `serve`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_owned());
         self
@@ -74,12 +84,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts it (on fresh ports unless [`ServerBuilder::address`] fixed one).
     pub fn start(self) -> Server {
         Server::launch_limited(&self.state, &self.extra, self.address, self.descriptors)
     }
 }
 
 impl Server {
+    /// A builder for a coordinator on `state`.
     pub fn builder(state: &Path) -> ServerBuilder {
         ServerBuilder {
             state: state.to_owned(),
@@ -89,6 +101,7 @@ impl Server {
         }
     }
 
+    /// Starts a coordinator on `state` with the defaults.
     pub fn start(state: &Path) -> Server {
         Server::start_with(state, &[])
     }
@@ -98,6 +111,7 @@ impl Server {
         Server::launch(&self.state, &[], Some(self.address))
     }
 
+    /// Starts a coordinator on `state` with `extra` arguments to `serve`.
     pub fn start_with(state: &Path, extra: &[String]) -> Server {
         Server::launch(state, extra, None)
     }
@@ -132,10 +146,12 @@ impl Server {
             let mut command = match descriptors {
                 Some(limit) => {
                     let mut command = Command::new("prlimit");
-                    command.arg(format!("--nofile={limit}:{limit}")).arg(BINARY);
+                    command
+                        .arg(format!("--nofile={limit}:{limit}"))
+                        .arg(coordinator_binary());
                     command
                 }
-                None => Command::new(BINARY),
+                None => Command::new(coordinator_binary()),
             };
             let child = command
                 .arg("--state-dir")
@@ -174,7 +190,9 @@ impl Server {
     fn wait_ready(&mut self, log_start: usize) -> Ready {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let admin_ready = self.state.join("admin.sock").exists();
+            // The socket file of a killed server stays behind: ready means it answers.
+            let admin_ready =
+                std::os::unix::net::UnixStream::connect(self.state.join("admin.sock")).is_ok();
             if admin_ready && std::net::TcpStream::connect(self.address).is_ok() {
                 return Ready::Yes;
             }
@@ -196,6 +214,7 @@ impl Server {
         );
     }
 
+    /// Everything it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -224,25 +243,30 @@ impl Server {
         JoinToken::decode(self.cli_ok(&all).trim()).unwrap()
     }
 
+    /// `nodes list --output json`, parsed.
     pub fn nodes_json(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.cli_ok(&["nodes", "list", "--output", "json"])).unwrap()
     }
 
+    /// `preauthkeys list --output json`, parsed.
     pub fn keys_json(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.cli_ok(&["preauthkeys", "list", "--output", "json"])).unwrap()
     }
 
+    /// SIGTERM, and its exit status.
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         self.wait_exit(Duration::from_secs(20))
     }
 
+    /// SIGKILL.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
+    /// Waits up to `limit` for the exit.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
@@ -266,8 +290,9 @@ impl Drop for Server {
     }
 }
 
+/// Runs the CLI against the state dir `state`.
 pub fn cli(state: &Path, args: &[&str]) -> Output {
-    Command::new(BINARY)
+    Command::new(coordinator_binary())
         .arg("--state-dir")
         .arg(state)
         .args(args)
@@ -275,6 +300,7 @@ pub fn cli(state: &Path, args: &[&str]) -> Output {
         .expect("CLI runs")
 }
 
+/// A fresh X25519 public key.
 pub fn wireguard_key() -> WireGuardKey {
     let secret = x25519_dalek::StaticSecret::random();
     WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
@@ -282,16 +308,20 @@ pub fn wireguard_key() -> WireGuardKey {
 
 /// A device registered through the agent's client library.
 pub struct Device {
+    /// What the coordinator answered.
     pub response: RegisterResponse,
+    /// A client with the certificate it issued.
     pub client: ControlClient,
 }
 
 impl Device {
+    /// Its node id.
     pub fn id(&self) -> u64 {
         self.response.node.id
     }
 }
 
+/// A registration request for `hostname` with `token`, and the key of its certificate request.
 pub fn request(token: &JoinToken, hostname: &str) -> (RegisterRequest, SecretString) {
     let key_request = generate_key_request(hostname).unwrap();
     let request = RegisterRequest {
@@ -304,6 +334,7 @@ pub fn request(token: &JoinToken, hostname: &str) -> (RegisterRequest, SecretStr
     (request, key_request.key_pem)
 }
 
+/// Registers `hostname` with `token`; the device, or why not.
 pub async fn try_register(token: &JoinToken, hostname: &str) -> Result<Device, ClientError> {
     let anonymous = ControlClient::new(&token.url, token.fingerprint, None)?;
     let (request, key_pem) = request(token, hostname);
@@ -316,6 +347,7 @@ pub async fn try_register(token: &JoinToken, hostname: &str) -> Result<Device, C
     Ok(Device { response, client })
 }
 
+/// Registers `hostname` with `token`, failing the test if refused.
 pub async fn register(token: &JoinToken, hostname: &str) -> Device {
     try_register(token, hostname)
         .await
@@ -324,15 +356,22 @@ pub async fn register(token: &JoinToken, hostname: &str) -> Device {
 
 /// A node's view, kept up to date from its map stream.
 pub struct MapView {
+    /// The stream.
     pub stream: MessageStream<MapMessage>,
+    /// Peers by id and name.
     pub peers: Vec<(u64, String)>,
+    /// Peers by id.
     pub details: std::collections::BTreeMap<u64, hearth_control::wire::Peer>,
+    /// The inbound filter.
     pub filter: hearth_acl::Filter,
+    /// How many filter changes arrived.
     pub filter_changes: usize,
+    /// Whether the node was told it lost admission.
     pub revoked: bool,
 }
 
 impl MapView {
+    /// Opens `device`'s map stream and reads its first (full) map.
     pub async fn open(device: &Device) -> MapView {
         let stream = device.client.map_stream().await.expect("map stream opens");
         let mut view = MapView {
@@ -390,6 +429,7 @@ impl MapView {
         true
     }
 
+    /// Whether peer `id` is in the view.
     pub fn has_peer(&self, id: u64) -> bool {
         self.peers.iter().any(|(peer, _)| *peer == id)
     }

@@ -1,6 +1,4 @@
-//! Set-up shared by Hearth's daemons: logging, and [`shutdown_signal`].
-//!
-//! Under systemd (when stderr is connected to the journal) events go to
+//! Logging. Under systemd (when stderr is connected to the journal) events go to
 //! journald with their level as priority and their fields as `KEY=VALUE`
 //! entries, through `systemd-journal-logger`. Anywhere else they go to stderr.
 //! The filter comes from `HEARTH_LOG`, then `RUST_LOG`, then the default.
@@ -38,22 +36,6 @@ pub fn init(default: &str) {
         // Colours only for a person at a terminal, not in files or `podman logs`.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-}
-
-/// Completes on SIGTERM or SIGINT: what every daemon's graceful shutdown waits for.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
-    }
 }
 
 /// Sends each event to journald.

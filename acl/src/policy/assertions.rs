@@ -1,6 +1,6 @@
-//! The policy's own `tests` block: assertions that a source can (`accept`) or
-//! cannot (`deny`) reach `destination:port`. A policy whose tests fail is
-//! refused.
+//! The policy's own `tests` block (production code, not this crate's
+//! tests): assertions that a source can (`accept`) or cannot (`deny`)
+//! reach `destination:port`. A policy whose assertions fail is refused.
 //!
 //! As in Tailscale, a test names one port (not `*`, a list or a range), and its
 //! destinations are nodes or single addresses, not prefixes. Users, tags,
@@ -9,11 +9,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use super::{Names, PolicyError, Side, Topology, normalize_login, protocols};
 use crate::alias::{Alias, AutoGroup, parse_ports, split_destination};
 use crate::compiled::{CompiledPolicy, Principal, Rule};
 use crate::document::PolicyTest;
 use crate::filter::proto;
-use crate::policy::{Names, PolicyError, Side, Topology, normalize_login, protocols};
 
 /// One concrete sender or receiver a test is evaluated for.
 #[derive(Clone, Debug)]

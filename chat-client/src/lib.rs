@@ -1,6 +1,7 @@
-//! A client of the encrypted API (`hearth-gateway chat`, and the messaging
-//! service): fetches the gateway's key, seals the request, opens the reply
-//! chunk by chunk, and notices a reply cut short.
+//! A client of the gateway's encrypted chat (`hearth-gateway chat`, the
+//! messaging service): fetches the gateway's key, seals the request, opens
+//! the reply chunk by chunk, and notices a reply cut short or altered
+//! (docs/e2ee-protocol.md).
 
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
@@ -8,9 +9,12 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
+use hearth_e2ee::ErrorCode;
 use hearth_e2ee::envelope::seal_request;
-use hearth_e2ee::{ChatPayload, ChunkError, KeyPair, PublishedKey, ReplyEvent, SealedChunk};
-use hearth_llm::sse::SseDecoder;
+use hearth_e2ee::{
+    ChatPayload, ChunkError, ChunkOpener, KeyPair, PublishedKey, ReplyEvent, SealedChunk,
+};
+use hearth_sse::SseDecoder;
 use zeroize::Zeroizing;
 
 /// What can go wrong for a client.
@@ -25,7 +29,7 @@ pub enum ClientError {
         /// HTTP status.
         status: u16,
         /// Error code.
-        code: String,
+        code: ErrorCode,
         /// Explanation.
         message: String,
     },
@@ -87,13 +91,6 @@ struct Keys {
     keys: Vec<PublishedKey>,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 impl ChatClient {
     /// A client of the gateway at `base` (`http://127.0.0.1:18789`), as `device`.
     pub fn new(base: &str, token: Option<String>, device: KeyPair) -> ChatClient {
@@ -117,10 +114,8 @@ impl ChatClient {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         ClientError::Refused {
             status,
-            code: body["error"]["code"]
-                .as_str()
-                .unwrap_or("http_error")
-                .to_owned(),
+            code: serde_json::from_value(body["error"]["code"].clone())
+                .unwrap_or(ErrorCode::Unknown),
             message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
         }
     }
@@ -163,9 +158,14 @@ impl ChatClient {
             .decode(&key.public_key)
             .map_err(|_| ClientError::Protocol("the published key is not base64url".into()))?;
         let plaintext = Zeroizing::new(serde_json::to_vec(payload).expect("payloads serialize"));
-        let (envelope, mut opener) =
-            seal_request(&public, &key.id, &self.device, &plaintext, now())
-                .map_err(|error| ClientError::Protocol(error.to_string()))?;
+        let (envelope, opener) = seal_request(
+            &public,
+            &key.id,
+            &self.device,
+            &plaintext,
+            hearth_runtime::clock::unix_seconds(),
+        )
+        .map_err(|error| ClientError::Protocol(error.to_string()))?;
         let response = self
             .authorize(self.http.post(format!("{}/api/chat", self.base)))
             .json(&envelope)
@@ -176,32 +176,78 @@ impl ChatClient {
             return Err(ChatClient::refused(response).await);
         }
         let mut bytes = response.bytes_stream();
-        let mut decoder = SseDecoder::new();
+        let mut reply = SealedReply::new(opener);
         while let Some(chunk) = bytes.next().await {
             let chunk = chunk.map_err(|error| ClientError::Transport(error.to_string()))?;
-            for event in decoder
-                .push(&chunk)
-                .map_err(|error| ClientError::Protocol(error.to_string()))?
-            {
-                // Other event types are for later versions: skipped.
-                if event.event.as_deref() != Some("chunk") {
-                    continue;
-                }
-                let sealed: SealedChunk = serde_json::from_str(&event.data)
-                    .map_err(|error| ClientError::Protocol(error.to_string()))?;
-                let plaintext = opener.open(&sealed)?;
-                let event: ReplyEvent = serde_json::from_slice(&plaintext)
-                    .map_err(|error| ClientError::Protocol(error.to_string()))?;
-                if event.is_final() != sealed.last {
-                    return Err(ClientError::Protocol(
-                        "`done` or `error` outside the final chunk, or a final chunk without one"
-                            .into(),
-                    ));
-                }
+            for event in reply.push(&chunk)? {
                 on_event(&event);
             }
         }
-        opener.finish()?;
-        Ok(())
+        reply.finish()
+    }
+}
+
+/// A sealed reply opened as its bytes arrive: SSE framing, chunks opened in
+/// order, and the rule that `done` or `error` comes in the final chunk and
+/// only there. Pure: the caller feeds bytes from wherever they come.
+pub struct SealedReply {
+    decoder: SseDecoder,
+    opener: ChunkOpener,
+    unsealed_error: Option<String>,
+}
+
+impl SealedReply {
+    /// A reply to be opened with `opener` (from sealing the request).
+    pub fn new(opener: ChunkOpener) -> SealedReply {
+        SealedReply {
+            decoder: SseDecoder::new(),
+            opener,
+            unsealed_error: None,
+        }
+    }
+
+    /// Feeds bytes; returns the reply events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ReplyEvent>, ClientError> {
+        let mut events = Vec::new();
+        for event in self
+            .decoder
+            .push(bytes)
+            .map_err(|error| ClientError::Protocol(error.to_string()))?
+        {
+            match event.event.as_deref() {
+                Some("chunk") => {}
+                // A relay that cannot seal (the router) says why it stopped.
+                Some("error") => {
+                    self.unsealed_error = Some(event.data.clone());
+                    continue;
+                }
+                // Other event types are for later versions: skipped.
+                _ => continue,
+            }
+            let sealed: SealedChunk = serde_json::from_str(&event.data)
+                .map_err(|error| ClientError::Protocol(error.to_string()))?;
+            let plaintext = self.opener.open(&sealed)?;
+            let event: ReplyEvent = serde_json::from_slice(&plaintext)
+                .map_err(|error| ClientError::Protocol(error.to_string()))?;
+            if event.is_final() != sealed.last {
+                return Err(ClientError::Protocol(
+                    "`done` or `error` outside the final chunk, or a final chunk without one"
+                        .into(),
+                ));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// Checks that the reply ended with its final chunk.
+    pub fn finish(&self) -> Result<(), ClientError> {
+        self.opener.finish().map_err(ClientError::from)
+    }
+
+    /// An unsealed `error` event's data, if a relay sent one (it cannot be
+    /// authenticated; it only explains a reply cut short).
+    pub fn unsealed_error(&self) -> Option<&str> {
+        self.unsealed_error.as_deref()
     }
 }

@@ -1,19 +1,21 @@
-//! Runs the real `hearth-gateway` binary on a loopback port with a config
-//! written for the test, and talks to it over HTTP.
-#![allow(dead_code, clippy::unwrap_used)]
+//! The real `hearth-gateway` binary on a loopback port with a configuration
+//! written for the test, and helpers to talk to it over HTTP and the
+//! encrypted API: the gateway's integration tests.
+// A test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::llama::free_port;
+use hearth_chat_client::ChatClient;
 use hearth_e2ee::envelope::seal_request;
 use hearth_e2ee::{
     ChatEnvelope, ChatPayload, ChunkOpener, KeyPair, PublishedKey, ReplyEvent, SealedChunk,
 };
-use hearth_gateway::client::ChatClient;
-use hearth_llm::sse::SseDecoder;
-use hearth_testkit::llama::free_port;
+use hearth_sse::SseDecoder;
 use serde_json::{Value, json};
 
 /// A config with one provider per `(id, api, url)` and the chain in that order.
@@ -108,7 +110,7 @@ impl Gateway {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hearth-gateway"));
+        let mut command = Command::new(crate::lab::binary("hearth-gateway"));
         command
             .arg("serve")
             .arg("--config")
@@ -235,6 +237,23 @@ impl Gateway {
         self.target().http()
     }
 
+    /// `GET path` with the token; the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` with the token; the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
+    }
+
     /// A client as `device`.
     pub fn client(&self, device: KeyPair) -> ChatClient {
         ChatClient::new(&self.url, Some(self.token()), device)
@@ -242,15 +261,7 @@ impl Gateway {
 
     /// The published keys.
     pub async fn keys(&self) -> Vec<PublishedKey> {
-        let answer: Value = self
-            .http()
-            .get(format!("{}/api/pubkey", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = self.get_json("/api/pubkey").await;
         serde_json::from_value(answer["keys"].clone()).unwrap()
     }
 
@@ -310,8 +321,11 @@ pub fn seal(
 
 /// What `POST /api/chat` answered: status, the error code if refused, and the raw body.
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// The error code, if refused.
     pub code: Option<String>,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 

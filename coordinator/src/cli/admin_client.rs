@@ -7,9 +7,12 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::admin::{DeviceAdded, DeviceBody, NameBody, PolicyBody, RoutesBody, TagsBody};
-use crate::coordinator::{CreatedKey, KeyOptions, KeyView, NodeView};
-use crate::db::users::UserRow;
+use hearth_coordinator::accounts::{CreatedKey, KeyOptions, KeyView};
+use hearth_coordinator::admission::{NodeAction, NodeView};
+use hearth_coordinator::api::admin::{
+    DeviceAdded, DeviceBody, NameBody, PolicyBody, RoutesBody, TagsBody,
+};
+use hearth_coordinator::db::users::UserRow;
 
 /// An admin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,10 +184,10 @@ impl AdminClient {
     }
 
     /// `nodes approve|reject|expire`.
-    pub async fn node_action(&self, id: u64, action: &str) -> Result<NodeView, AdminError> {
+    pub async fn node_action(&self, id: u64, action: NodeAction) -> Result<NodeView, AdminError> {
         self.fetch(
             Method::POST,
-            &format!("/v1/nodes/{id}/{action}"),
+            &format!("/v1/nodes/{id}/{}", action.as_str()),
             None::<&()>,
         )
         .await

@@ -2,27 +2,12 @@
 //! messaging store): private to the service, WAL, a small pool. Migrations
 //! stay with each crate (`sqlx::migrate!` is per crate).
 
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-
-/// Creates `path` with mode 0600 unless it exists, before SQLite opens it
-/// (its journal files inherit the mode).
-pub fn create_private(path: &Path) -> std::io::Result<()> {
-    if !path.exists() {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-    }
-    Ok(())
-}
 
 /// A pool on the database at `path`: WAL, `synchronous=NORMAL`, 10 s busy
 /// timeout, no liveness ping before each use.

@@ -1,0 +1,7 @@
+//! What a Hearth service keeps on disk: its JSON5 configuration
+//! ([`config`]), its private files ([`private`]: keys, tokens, identities,
+//! 0600 and written whole) and its SQLite database ([`sqlite`]).
+
+pub mod config;
+pub mod private;
+pub mod sqlite;
