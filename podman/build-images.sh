@@ -2,7 +2,15 @@
 # Builds Hearth's container images from static (musl) binaries. Builds only:
 # deploying is podman/deploy-*.sh, which never builds.
 #
-#   podman/build-images.sh [gateway] [messaging] [coordinator]   (default: all three)
+#   podman/build-images.sh [gateway] [messaging] [coordinator] [router] [compute]
+#                          [ohttp-gateway] [relay] [auth]
+#                                            (default: gateway, messaging, coordinator)
+#
+# `compute` is the private-compute node's image: hearth-enclave, llama-server
+# (HEARTH_LLAMA_SERVER, default the one scripts/build-llama-server.sh cached)
+# with the shared libraries it links, and the model HEARTH_COMPUTE_MODEL
+# (a GGUF file; required). The model is part of the image, and so of an
+# enclave's measurements.
 #
 # Needs the Rust target x86_64-unknown-linux-musl (`rustup target add`) and
 # musl-gcc (Debian: musl-tools) for the C parts (SQLite, ring). Images are
@@ -17,8 +25,17 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 packages=()
 for component in "${components[@]}"; do
     case "$component" in
-        gateway | messaging | coordinator) packages+=(-p "hearth-$component") ;;
-        *) echo "build-images: unknown component $component (gateway, messaging, coordinator)" >&2; exit 2 ;;
+        gateway | messaging | coordinator | router) packages+=(-p "hearth-$component") ;;
+        ohttp-gateway | relay | auth) packages+=(-p hearth-oblivious) ;;
+        compute)
+            packages+=(-p hearth-enclave)
+            [[ -f "${HEARTH_COMPUTE_MODEL:-}" ]] ||
+                { echo "build-images: set HEARTH_COMPUTE_MODEL to the GGUF model the compute image serves" >&2; exit 2; }
+            llama="${HEARTH_LLAMA_SERVER:-${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}/llama-server-$(cat scripts/llama-cpp-python.version)/llama-server}"
+            [[ -x "$llama" ]] ||
+                { echo "build-images: no llama-server at $llama: run scripts/build-llama-server.sh or set HEARTH_LLAMA_SERVER" >&2; exit 2; }
+            ;;
+        *) echo "build-images: unknown component $component (gateway, messaging, coordinator, router, compute, ohttp-gateway, relay, auth)" >&2; exit 2 ;;
     esac
 done
 rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
@@ -29,11 +46,28 @@ for component in "${components[@]}"; do
     context="$(mktemp -d)"
     trap 'rm -rf "$context"' EXIT
     mkdir -p "$context/bin" "$context/data"
+    case "$component" in
+        compute) binary=hearth-enclave ;;
+        ohttp-gateway) binary=hearth-ohttp-gateway ;;
+        relay) binary=hearth-ohttp-relay ;;
+        auth) binary=hearth-pcc-auth ;;
+        *) binary="hearth-$component" ;;
+    esac
     # Static, and without debug info: the image is the binary.
-    objcopy --strip-debug "target/$target/release/hearth-$component" "$context/bin/hearth-$component"
-    if ! file "$context/bin/hearth-$component" | grep -q "static"; then
-        echo "build-images: hearth-$component is not statically linked" >&2
+    objcopy --strip-debug "target/$target/release/$binary" "$context/bin/$binary"
+    if ! file "$context/bin/$binary" | grep -q "static"; then
+        echo "build-images: $binary is not statically linked" >&2
         exit 1
+    fi
+    if [[ "$component" == compute ]]; then
+        mkdir -p "$context/lib" "$context/lib64" "$context/models"
+        objcopy --strip-debug "$llama" "$context/bin/llama-server"
+        # Exactly the libraries it links (ldd's resolved paths), and the loader.
+        ldd "$llama" | awk '$3 ~ /^\// { print $3 }' | while read -r library; do
+            cp -L "$library" "$context/lib/"
+        done
+        cp -L /lib64/ld-linux-x86-64.so.2 "$context/lib64/"
+        cp "$HEARTH_COMPUTE_MODEL" "$context/models/model.gguf"
     fi
     podman build --quiet --file "podman/Containerfile.$component" \
         --tag "localhost/hearth-$component:$version" --tag "localhost/hearth-$component:latest" "$context"

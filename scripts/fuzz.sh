@@ -20,5 +20,11 @@ for path in glob.glob('../shared/conformance/tailscale-policy/*/*.json'):
         open(name, 'w').write(json.dumps(json.load(open(path))['policy']))
 PY
 fi
+# The real attestation documents from ../shared (read there, never committed).
+if [[ "$target" == evidence && -d ../shared/research/attestation-fixtures ]]; then
+    find ../shared/research/attestation-fixtures -type f \( -name '*.b64' -o -name '*.report' \
+        -o -name '*.cbor' -o -name '*attestation*' -o -name '*-doc-*' \) \
+        -exec sh -c 'cp -n "$1" "$2/fixture-$(basename "$1")"' _ {} "$corpus" \;
+fi
 cd "$crate/fuzz"
 exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=65536

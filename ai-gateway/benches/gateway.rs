@@ -33,6 +33,7 @@ use hearth_e2ee::{
 use hearth_llm::endpoint::Endpoint;
 use hearth_llm::{Api, ChatRequest, Message, StreamEvent, openai};
 use hearth_sse::SseDecoder;
+use hearth_testkit::bench::{cpu_seconds, median, per_call, percentile};
 use hearth_testkit::llama::{LlamaServer, free_port};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -40,30 +41,6 @@ use zeroize::Zeroizing;
 const TOKEN_EVENT: &str = r#"data: {"choices":[{"finish_reason":null,"index":0,"delta":{"content":" home"}}],"created":1795340169,"id":"chatcmpl-MeHUIcgPgmACoKYFB2xkQCbaiLJZvUOv","model":"/tmp/tiny.gguf","system_fingerprint":"b1-0c1e570","object":"chat.completion.chunk"}
 
 "#;
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn percentile(values: &mut [f64], fraction: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * fraction).round() as usize]
-}
-
-/// Nanoseconds per call of `work`, the median of 7 runs of `count` calls.
-fn per_call(count: u32, mut work: impl FnMut(u32)) -> f64 {
-    let mut runs: Vec<f64> = (0..7)
-        .map(|_| {
-            let start = Instant::now();
-            for index in 0..count {
-                work(index);
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(count)
-        })
-        .collect();
-    median(&mut runs)
-}
 
 fn secrets() -> ResponseSecrets {
     ResponseSecrets {
@@ -225,22 +202,6 @@ impl GatewayProcess {
     fn cpu_seconds(&self) -> f64 {
         cpu_seconds(self.child.id())
     }
-}
-
-/// CPU seconds (user + system) process `pid` has used, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |times| {
-        times
-            .iter()
-            .filter_map(|field| field.parse::<f64>().ok())
-            .sum()
-    });
-    ticks / 100.0
 }
 
 impl Drop for GatewayProcess {

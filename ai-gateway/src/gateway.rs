@@ -389,13 +389,7 @@ impl Gateway {
             }
         };
         events
-            .map(move |event| {
-                let text =
-                    zeroize::Zeroizing::new(serde_json::to_vec(&event).expect("events serialize"));
-                let chunk = sealer.seal(&text, event.is_final());
-                let json = serde_json::to_string(&chunk).expect("chunks serialize");
-                Bytes::from(format!("event: chunk\ndata: {json}\n\n"))
-            })
+            .map(move |event| Bytes::from(hearth_e2ee::chunks::sse_chunk(&mut sealer, &event)))
             .boxed()
     }
 

@@ -21,26 +21,41 @@ pub mod metrics;
 pub mod persona;
 pub mod server;
 pub mod sessions;
-pub mod token;
 
-/// The model router for `config`.
+/// The model router for `config`; reads the attestation policies of
+/// `hearth-enclave` providers.
 pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, hearth_llm::SetupError> {
-    let providers = config
-        .models
-        .providers
-        .iter()
-        .map(|(id, provider)| hearth_llm::ProviderConfig {
+    let mut providers = Vec::new();
+    for (id, provider) in &config.models.providers {
+        let attestation = match &provider.attestation_policy {
+            Some(path) => Some(read_policy(id, path)?),
+            None => None,
+        };
+        providers.push(hearth_llm::ProviderConfig {
             id: id.clone(),
             api: provider.api,
             endpoints: provider.base_url.list(),
             timeout: Duration::from_secs(provider.timeout_seconds.max(1)),
             connect_timeout: Duration::from_secs(config.hearth.connect_timeout_seconds.max(1)),
-        })
-        .collect();
+            attestation,
+        });
+    }
     let chain = config
         .chain()
         .iter()
         .map(|text| hearth_llm::ModelRef::parse(text))
         .collect::<Result<Vec<_>, _>>()?;
     hearth_llm::Router::new(providers, chain)
+}
+
+fn read_policy(
+    provider: &str,
+    path: &std::path::Path,
+) -> Result<hearth_attest::Policy, hearth_llm::SetupError> {
+    let failed = |reason: String| hearth_llm::SetupError::Policy {
+        provider: provider.to_owned(),
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| failed(error.to_string()))?;
+    hearth_attest::Policy::parse(&text).map_err(|error| failed(error.to_string()))
 }

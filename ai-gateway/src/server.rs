@@ -37,7 +37,7 @@ pub async fn serve(
     let (address, loopback) = bind_address(&config)?;
     let token = match config.token_source() {
         TokenSource::Given(token) => Some(zeroize::Zeroizing::new(token)),
-        TokenSource::File(path) => Some(crate::token::load_or_create(&path)?),
+        TokenSource::File(path) => Some(hearth_files::token::load_or_create(&path)?),
         TokenSource::Off => None,
     };
     let auth = Auth {

@@ -136,6 +136,16 @@ impl ChunkSealer {
     }
 }
 
+/// Seals `event` as the next chunk of a reply and frames it as one SSE
+/// event (`event: chunk`), the final chunk when the event ends the reply.
+/// The gateway and compute nodes both answer this way.
+pub fn sse_chunk(sealer: &mut ChunkSealer, event: &crate::ReplyEvent) -> String {
+    let text = Zeroizing::new(serde_json::to_vec(event).expect("events serialize"));
+    let chunk = sealer.seal(&text, event.is_final());
+    let json = serde_json::to_string(&chunk).expect("chunks serialize");
+    format!("event: chunk\ndata: {json}\n\n")
+}
+
 /// Opens the chunks of one reply, in order (client side).
 pub struct ChunkOpener {
     cipher: LessSafeKey,

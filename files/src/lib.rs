@@ -1,7 +1,9 @@
 //! What a Hearth service keeps on disk: its JSON5 configuration
 //! ([`config`]), its private files ([`private`]: keys, tokens, identities,
-//! 0600 and written whole) and its SQLite database ([`sqlite`]).
+//! 0600 and written whole), its bearer tokens ([`token`]) and its SQLite
+//! database ([`sqlite`]).
 
 pub mod config;
 pub mod private;
 pub mod sqlite;
+pub mod token;

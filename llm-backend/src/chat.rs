@@ -108,6 +108,10 @@ pub enum BackendError {
     /// The connection broke.
     #[error("the connection broke: {0}")]
     Transport(String),
+    /// No remote node's attestation evidence passed the policy: nothing
+    /// was sent.
+    #[error("no attested node could be verified: {0}")]
+    Unverified(String),
 }
 
 impl BackendError {
@@ -120,7 +124,8 @@ impl BackendError {
             | BackendError::FirstTokenTimeout(_)
             | BackendError::IdleTimeout(_)
             | BackendError::EndedEarly
-            | BackendError::Transport(_) => self.to_string(),
+            | BackendError::Transport(_)
+            | BackendError::Unverified(_) => self.to_string(),
             BackendError::Server { status, .. } => format!("the backend answered {status}"),
             BackendError::RateLimited(_) => "the backend is rate limiting (429)".into(),
             BackendError::ContextOverflow(_) => {
@@ -174,6 +179,17 @@ pub enum SetupError {
     /// A URL without a host.
     #[error("`{0}` names no host")]
     NoHost(String),
+    /// A `hearth-enclave` provider without an attestation policy.
+    #[error("provider `{0}` (api hearth-enclave) needs an attestation policy")]
+    NoPolicy(String),
+    /// Its attestation policy cannot be read or used.
+    #[error("provider `{provider}`: the attestation policy {reason}")]
+    Policy {
+        /// The provider.
+        provider: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A reply stream.

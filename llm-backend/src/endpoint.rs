@@ -15,6 +15,11 @@ pub enum Api {
     /// OpenAI's chat completions (`/chat/completions`, SSE), as llama.cpp's `llama-server` serves it.
     #[serde(rename = "openai-completions")]
     OpenAiCompletions,
+    /// A Hearth private-compute router: remote nodes whose attestation
+    /// evidence is verified before any request is sealed to them
+    /// (docs/private-compute.md).
+    #[serde(rename = "hearth-enclave")]
+    HearthEnclave,
 }
 
 /// One reachable instance of a backend.
@@ -59,7 +64,7 @@ impl Endpoint {
                 })?;
             let prefix = match api {
                 Api::OpenAiCompletions => "/v1",
-                Api::Ollama => "",
+                Api::Ollama | Api::HearthEnclave => "",
             };
             return Ok(Endpoint {
                 label: text.to_owned(),

@@ -52,7 +52,8 @@ pub fn verdict(error: &BackendError, output_sent: bool) -> Verdict {
         | BackendError::EndedEarly
         | BackendError::MidStream(_)
         | BackendError::Protocol(_)
-        | BackendError::Transport(_) => Verdict::FailOver { cool_down: true },
+        | BackendError::Transport(_)
+        | BackendError::Unverified(_) => Verdict::FailOver { cool_down: true },
     }
 }
 
@@ -142,6 +143,7 @@ mod tests {
             BackendError::RateLimited(String::new()),
             BackendError::EndedEarly,
             BackendError::MidStream("boom".into()),
+            BackendError::Unverified("no node passed".into()),
         ] {
             assert_eq!(verdict(&error, false), fail_over, "{error}");
             assert_eq!(

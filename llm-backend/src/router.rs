@@ -62,11 +62,15 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// How long to wait for a connection.
     pub connect_timeout: Duration,
+    /// What remote evidence must show (`hearth-enclave` providers only).
+    pub attestation: Option<hearth_attest::Policy>,
 }
 
 struct EndpointState {
     endpoint: Endpoint,
     healthy: AtomicBool,
+    /// The private-compute client of a `hearth-enclave` endpoint.
+    compute: Option<crate::enclave::Remote>,
 }
 
 struct Provider {
@@ -192,9 +196,18 @@ impl Router {
                 .endpoints
                 .iter()
                 .map(|text| {
+                    let compute = match config.api {
+                        Api::HearthEnclave => Some(crate::enclave::client(text, &config)?),
+                        Api::Ollama | Api::OpenAiCompletions => None,
+                    };
+                    // Through a config server's relay: health is the config server's.
+                    let reached = text
+                        .strip_prefix(crate::enclave::OBLIVIOUS_PREFIX)
+                        .unwrap_or(text);
                     Ok(EndpointState {
-                        endpoint: Endpoint::parse(text, config.api, config.connect_timeout)?,
+                        endpoint: Endpoint::parse(reached, config.api, config.connect_timeout)?,
                         healthy: AtomicBool::new(true),
+                        compute,
                     })
                 })
                 .collect::<Result<Vec<_>, SetupError>>()?;
@@ -322,7 +335,7 @@ impl Router {
                         ahead.provider == model.provider && ahead.endpoint == endpoint_index
                     })
                     .map(|ahead| ahead.opening);
-                match attempt(provider, &state.endpoint, &model.model, request, opening).await {
+                match attempt(provider, state, &model.model, request, opening).await {
                     Ok(events) => {
                         self.cooldowns().succeed(&model.provider);
                         state.healthy.store(true, Ordering::Relaxed);
@@ -366,6 +379,7 @@ impl Router {
                 let alive = match provider.config.api {
                     Api::OpenAiCompletions => openai::probe(&state.endpoint).await,
                     Api::Ollama => ollama::probe(&state.endpoint).await,
+                    Api::HearthEnclave => crate::enclave::probe(&state.endpoint).await,
                 };
                 if alive != state.healthy.swap(alive, Ordering::Relaxed) {
                     tracing::info!(provider = %provider.config.id, endpoint = %state.endpoint.label, healthy = alive, "endpoint health changed");
@@ -428,19 +442,24 @@ impl Router {
 /// One try: connect and wait for the first event, within the provider timeout.
 async fn attempt(
     provider: &Provider,
-    endpoint: &Endpoint,
+    state: &EndpointState,
     model: &str,
     request: &ChatRequest,
     opening: Option<Opening>,
 ) -> Result<EventStream, BackendError> {
     let budget = provider.config.timeout;
     let started = Instant::now();
+    let endpoint = &state.endpoint;
     let starting = async {
-        match provider.config.api {
-            Api::OpenAiCompletions => {
+        match (provider.config.api, &state.compute) {
+            (Api::OpenAiCompletions, _) => {
                 openai::stream_chat_on(endpoint, opening, model, request).await
             }
-            Api::Ollama => ollama::stream_chat(endpoint, model, request).await,
+            (Api::Ollama, _) => ollama::stream_chat(endpoint, model, request).await,
+            (Api::HearthEnclave, Some(remote)) => {
+                crate::enclave::stream_chat(remote, endpoint, model, request).await
+            }
+            (Api::HearthEnclave, None) => Err(BackendError::Unverified("no client".into())),
         }
     };
     let mut events = tokio::time::timeout(budget, starting)
@@ -516,6 +535,7 @@ mod tests {
             endpoints: vec!["http://127.0.0.1:1/v1".into()],
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
+            attestation: None,
         };
         let error = Router::new(
             vec![provider.clone()],

@@ -41,6 +41,7 @@ fn provider(id: &str, api: Api, endpoints: &[&str]) -> ProviderConfig {
             .collect(),
         timeout: TIMEOUT,
         connect_timeout: Duration::from_secs(1),
+        attestation: None,
     }
 }
 

@@ -200,27 +200,6 @@ fn tunnels_survive_the_coordinator_and_agents_resync_when_it_returns() {
     });
 }
 
-/// Reads a classic pcap file (Ethernet link type) and returns each frame.
-fn pcap_frames(bytes: &[u8]) -> Vec<&[u8]> {
-    assert!(
-        bytes.len() >= 24 && bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1],
-        "a little-endian pcap file"
-    );
-    let mut frames = Vec::new();
-    let mut offset = 24;
-    while offset + 16 <= bytes.len() {
-        let captured =
-            u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().unwrap()) as usize;
-        let start = offset + 16;
-        let Some(frame) = bytes.get(start..start + captured) else {
-            break;
-        };
-        frames.push(frame);
-        offset = start + captured;
-    }
-    frames
-}
-
 #[test]
 fn the_underlay_carries_only_wireguard_never_the_payload() {
     let Some(mut lab) = Lab::new() else { return };
@@ -243,43 +222,19 @@ fn the_underlay_carries_only_wireguard_never_the_payload() {
     within(5 * SECOND, "first ping", || lab.ping(&a, b_address, SECOND));
 
     // Capture a's wire (its switch port) while 4 MiB of marked payload cross the tunnel.
-    let capture = lab.dir.path().join("underlay.pcap");
-    let port = lab.port_of(&a);
-    let mut tcpdump = std::process::Command::new("ip");
-    tcpdump
-        .args([
-            "netns",
-            "exec",
-            lab.switch(),
-            "tcpdump",
-            "-i",
-            &port,
-            "-U",
-            "-n",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(&capture);
-    let mut tcpdump = lab.spawn(&hub, "tcpdump", tcpdump);
-    within(5 * SECOND, "tcpdump to start", || {
-        tcpdump.log_text().contains("listening on")
-    });
+    let capture = lab.capture(&a, "underlay", &[]);
     assert_eq!(
         lab.send_tcp(&a, b_address, 7000, 4 << 20, 2 * SECOND),
         Ok(4 << 20)
     );
-    std::thread::sleep(Duration::from_millis(300));
-    tcpdump.terminate(5 * SECOND);
-
-    let bytes = std::fs::read(&capture).unwrap();
+    let bytes = capture.stop();
     let marker = b"HEARTH-PAYLOAD-MARKER-";
     assert!(
         !bytes.windows(marker.len()).any(|window| window == marker),
         "the payload appeared in clear on the underlay"
     );
     let (mut wireguard, mut control, mut other) = (0, 0, Vec::new());
-    for frame in pcap_frames(&bytes) {
+    for frame in hearth_testkit::pcap_frames(&bytes) {
         let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
         if ethertype != 0x0800 {
             continue; // ARP and IPv6 neighbor discovery of the underlay itself

@@ -9,6 +9,12 @@
 //!   devices registering and following their map (the coordinator's tests).
 //! - [`gateway_process`]: the AI gateway on loopback, sealing, posting and
 //!   opening replies (the gateway's tests).
+//! - [`bench`]: order statistics and process usage for the benchmarks.
+//! - [`research`]: the real data in `../shared/research` (read there, never
+//!   copied into the project).
+//! - [`compute`]: private compute between namespaces: a router, compute
+//!   nodes with dev evidence and their own llama-servers, the policy.
+//! - [`oblivious`]: the OHTTP gateway, relay and config server in a lab.
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
 //! - [`standins`]: servers that stand in for things that cannot run here
@@ -16,12 +22,16 @@
 //!   streams for edge cases no real server produces on demand. Every test
 //!   using one says so by name.
 
+pub mod bench;
+pub mod compute;
 pub mod control_plane;
 pub mod gateway_process;
 pub mod household;
 pub mod lab;
 pub mod llama;
+pub mod oblivious;
 pub mod podman;
+pub mod research;
 pub mod standins;
 pub mod webdriver;
 

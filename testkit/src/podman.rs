@@ -50,6 +50,12 @@ pub fn available() -> Option<()> {
 
 /// Builds the images of `components` with podman/build-images.sh.
 pub fn build_images(components: &[&str]) {
+    build_images_with(components, &[]);
+}
+
+/// Builds the images of `components` with podman/build-images.sh and
+/// `env` added to its environment (`HEARTH_COMPUTE_MODEL` for `compute`).
+pub fn build_images_with(components: &[&str], env: &[(&str, &std::path::Path)]) {
     let _guard = crate::lab::build_lock();
     let conf = std::env::var_os("CONTAINERS_CONF")
         .unwrap_or_else(|| workspace_root().join("podman/test/containers.conf").into());
@@ -57,6 +63,7 @@ pub fn build_images(components: &[&str]) {
         Command::new(workspace_root().join("podman/build-images.sh"))
             .args(components)
             .env("CONTAINERS_CONF", conf)
+            .envs(env.iter().copied())
             .current_dir(workspace_root()),
     );
 }

@@ -161,6 +161,10 @@ pub struct ProviderSection {
     /// The models it serves.
     #[serde(default)]
     pub models: Vec<ModelSection>,
+    /// For `api: "hearth-enclave"`: the attestation policy (JSON) remote
+    /// nodes' evidence must pass before anything is sealed to them.
+    #[serde(default)]
+    pub attestation_policy: Option<PathBuf>,
 }
 
 fn default_timeout() -> u64 {
@@ -370,6 +374,20 @@ impl FileConfig for Config {
                     self.gateway.bind
                 ),
             ));
+        }
+        for (id, provider) in &self.models.providers {
+            let enclave = provider.api == hearth_llm::Api::HearthEnclave;
+            if enclave != provider.attestation_policy.is_some() {
+                return Err(schema(
+                    &format!("models.providers.{id}.attestationPolicy"),
+                    if enclave {
+                        "a hearth-enclave provider needs the attestation policy its nodes must pass"
+                            .into()
+                    } else {
+                        "only a hearth-enclave provider takes an attestation policy".into()
+                    },
+                ));
+            }
         }
         Ok(())
     }

@@ -16,7 +16,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod capture;
 mod nodes;
+pub use capture::*;
 pub use nodes::*;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -332,6 +334,28 @@ impl Lab {
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {label} in {}: {error}", host.name));
         Process { child, log }
+    }
+
+    /// Every log of the lab's processes, each under its file name.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths
+            .iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let body = std::fs::read_to_string(path).unwrap_or_default();
+            text.push_str(&format!("--- {name}\n{body}\n"));
+        }
+        text
     }
 
     /// Every namespace of the lab, hosts first.

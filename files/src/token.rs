@@ -1,8 +1,9 @@
-//! The bearer token local callers prove themselves with: a file the gateway
-//! writes on first start (0600), which the admin may share with a group
-//! (0640) but never with everyone. Who can read the file is decided by the
-//! kernel's file permissions, not by where a connection comes from: a local
-//! user who cannot read it cannot use the gateway.
+//! A bearer token kept in a file: the gateway's for its local callers, the
+//! router's for its compute nodes. The service writes it on first start
+//! (0600); the admin may share it with a group (0640) but never with
+//! everyone. Who can read the file is decided by the kernel's file
+//! permissions, not by where a connection comes from: a local user who
+//! cannot read it cannot present it.
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -36,6 +37,31 @@ pub fn private_enough(mode: u32) -> bool {
     mode & 0o007 == 0
 }
 
+/// The token in `path`, which must exist, keep it from other users and
+/// hold at least 16 characters (a client's copy of a service's token).
+pub fn read(path: &Path) -> Result<Zeroizing<String>, TokenError> {
+    let shown = path.display().to_string();
+    let metadata = std::fs::metadata(path).map_err(|error| TokenError::Io {
+        path: shown.clone(),
+        error,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if !private_enough(mode) {
+        return Err(TokenError::OpenToAll(shown, mode));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|error| TokenError::Io {
+            path: shown.clone(),
+            error,
+        })?,
+    );
+    let token = Zeroizing::new(text.trim().to_owned());
+    if token.len() < 16 {
+        return Err(TokenError::TooShort(shown));
+    }
+    Ok(token)
+}
+
 /// The token in `path`, created (0600, 32 random bytes as base64url) when
 /// the file does not exist.
 pub fn load_or_create(path: &Path) -> Result<Zeroizing<String>, TokenError> {
@@ -45,18 +71,7 @@ pub fn load_or_create(path: &Path) -> Result<Zeroizing<String>, TokenError> {
         error,
     };
     match std::fs::metadata(path) {
-        Ok(metadata) => {
-            let mode = metadata.permissions().mode() & 0o777;
-            if !private_enough(mode) {
-                return Err(TokenError::OpenToAll(shown, mode));
-            }
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
-            let token = Zeroizing::new(text.trim().to_owned());
-            if token.len() < 16 {
-                return Err(TokenError::TooShort(shown));
-            }
-            Ok(token)
-        }
+        Ok(_) => read(path),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
             let token = Zeroizing::new(
@@ -109,6 +124,11 @@ mod tests {
             load_or_create(&path),
             Err(TokenError::TooShort(_))
         ));
+        assert!(matches!(
+            read(&dir.path().join("absent")),
+            Err(TokenError::Io { .. })
+        ));
+        assert!(!dir.path().join("absent").exists(), "read never creates");
     }
 
     #[test]

@@ -1,0 +1,34 @@
+//! Fuzzes what a verifier is handed: evidence files (bundle JSON, base64 or
+//! raw CBOR), COSE_Sign1 documents and their payloads, and policies. Every
+//! input gives a report or an error, never a panic; nothing the fuzzer makes
+//! passes verification (it cannot sign for AWS's chain).
+#![no_main]
+
+use std::time::Duration;
+
+use hearth_attest::document::Document;
+use hearth_attest::{Expected, Input, Policy, cose, read_input, verify_bundle, verify_nitro};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let now = Duration::from_secs(1_725_719_900);
+    match read_input(data) {
+        Ok(Input::Document(document)) => {
+            let report = verify_nitro(&document, Some(&Policy::default()), Expected::at(now));
+            assert!(!report.passed, "a document passed the default policy, which trusts no image");
+        }
+        Ok(Input::Bundle(bundle)) => {
+            let report = verify_bundle(&bundle, Some(&Policy::default()), now, None);
+            assert!(!report.passed, "a fuzzed bundle passed the default policy");
+        }
+        Err(_) => {}
+    }
+    if let Ok(signed) = cose::parse(data) {
+        let _ = Document::parse(&signed.payload);
+        let _ = signed.der_signature();
+    }
+    let _ = Document::parse(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Policy::parse(text);
+    }
+});

@@ -1,0 +1,170 @@
+//! `hearth-enclave`: the private-compute node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use hearth_enclave::evidence::{EvidenceSource, dev_pcrs};
+use hearth_enclave::model::SpawnedModel;
+use hearth_enclave::node::{ComputeNode, PROVIDER};
+use hearth_enclave::server::{Registration, serve};
+use hearth_llm::{Api, ModelRef, ProviderConfig};
+
+/// Answers requests sealed to a key bound into attestation evidence.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Evidence {
+    /// Inside an AWS Nitro Enclave: documents from /dev/nsm.
+    Nitro,
+    /// Anywhere else: signed by a key made at start, refused by default
+    /// client policies (tests and labs).
+    Dev,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node.
+    Serve {
+        /// This node's id at the router.
+        #[arg(long)]
+        node_id: String,
+        /// Where to listen for the router.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The URL the router reaches this node at [default: http://LISTEN].
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The router.
+        #[arg(long)]
+        router: String,
+        /// The router's node token.
+        #[arg(long)]
+        router_token_file: PathBuf,
+        /// Where evidence comes from.
+        #[arg(long, value_enum)]
+        evidence: Evidence,
+        /// With dev evidence, the label whose SHA-384 is stated as PCR2.
+        #[arg(long, default_value = "hearth-enclave")]
+        dev_image_label: String,
+        /// The model server inside the trust boundary (llama-server's
+        /// OpenAI API: http://127.0.0.1:8080/v1, or unix:/path.sock).
+        #[arg(long, required_unless_present = "llama_server")]
+        backend: Option<String>,
+        /// Start this llama-server inside the node instead (on a private
+        /// UNIX socket, stopped with the node): the compute image's way.
+        #[arg(long, conflicts_with = "backend", requires = "llama_model")]
+        llama_server: Option<PathBuf>,
+        /// The GGUF model for --llama-server.
+        #[arg(long, requires = "llama_server")]
+        llama_model: Option<PathBuf>,
+        /// A model it serves (repeat for more).
+        #[arg(long = "model", required = true)]
+        models: Vec<String>,
+        /// Replies at once.
+        #[arg(long, default_value_t = 4)]
+        capacity: u32,
+        /// Most tokens one reply may generate.
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: u32,
+        /// Seconds to wait for the model's first token.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let Command::Serve {
+        node_id,
+        listen,
+        advertise,
+        router,
+        router_token_file,
+        evidence,
+        dev_image_label,
+        backend,
+        llama_server,
+        llama_model,
+        models,
+        capacity,
+        max_tokens,
+        timeout_seconds,
+    } = Cli::parse().command;
+    hearth_runtime::init("info");
+    hearth_runtime::run(hearth_runtime::Threads::PerCore, async move {
+        if !hearth_attest::evidence::valid_node_id(&node_id) {
+            anyhow::bail!("--node-id must be 1 to 64 letters, digits, '-' or '_'");
+        }
+        let token = hearth_files::token::read(&router_token_file)
+            .with_context(|| format!("the router token {}", router_token_file.display()))?;
+        let evidence = match evidence {
+            Evidence::Nitro => EvidenceSource::nitro()?,
+            Evidence::Dev => {
+                let executable = std::fs::read("/proc/self/exe")
+                    .context("reading this executable to measure it")?;
+                tracing::warn!("dev evidence: no hardware stands behind this node's attestation");
+                EvidenceSource::dev(&node_id, dev_pcrs(&executable, &dev_image_label))?
+            }
+        };
+        // Kept until the node stops; dropping it stops the model server.
+        let spawned = match (&llama_server, &llama_model) {
+            (Some(server), Some(model)) => {
+                Some(SpawnedModel::start(server, model, capacity).await?)
+            }
+            _ => None,
+        };
+        let backend = match (&spawned, backend) {
+            (Some(spawned), _) => spawned.backend(),
+            (None, Some(backend)) => backend,
+            (None, None) => anyhow::bail!("give --backend or --llama-server"),
+        };
+        let provider = ProviderConfig {
+            id: PROVIDER.into(),
+            api: Api::OpenAiCompletions,
+            endpoints: vec![backend],
+            timeout: Duration::from_secs(timeout_seconds.max(1)),
+            connect_timeout: Duration::from_secs(5),
+            attestation: None,
+        };
+        let chain = models
+            .iter()
+            .map(|model| ModelRef {
+                provider: PROVIDER.into(),
+                model: model.clone(),
+            })
+            .collect();
+        let llm = hearth_llm::Router::new(vec![provider], chain)?;
+        let node = Arc::new(ComputeNode::new(
+            &node_id,
+            evidence,
+            llm,
+            models,
+            capacity.max(1),
+            max_tokens.max(1),
+            hearth_runtime::clock::unix_seconds(),
+        ));
+        let registration = Registration {
+            router: router.trim_end_matches('/').to_owned(),
+            token,
+            advertise: advertise.unwrap_or_else(|| format!("http://{listen}")),
+        };
+        let served = serve(
+            node,
+            listen,
+            registration,
+            hearth_runtime::shutdown_signal(),
+        )
+        .await;
+        drop(spawned);
+        served
+    })
+}

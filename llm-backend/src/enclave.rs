@@ -1,0 +1,217 @@
+//! The `hearth-enclave` backend: a private-compute router's attested nodes.
+//! The client ([`hearth_pcc::ComputeClient`]) verifies each node's evidence
+//! against the provider's attestation policy and seals the conversation to
+//! verified nodes only; this module maps its reply onto the [`crate::chat`]
+//! stream and its failures onto the errors failover judges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use hearth_attest::Policy;
+use hearth_e2ee::{ErrorCode, KeyPair, ReplyEvent};
+use hearth_pcc::oblivious::{ApiConfig, ObliviousLink};
+use hearth_pcc::{ComputeClient, ComputeMessage, ComputeRequest, PccError};
+
+use crate::chat::{BackendError, ChatRequest, EventStream, SetupError, StreamEvent, Usage};
+use crate::endpoint::Endpoint;
+use crate::router::ProviderConfig;
+
+/// The prefix of a base URL that names a config server: the provider then
+/// reaches the router through its OHTTP relay (`ohttp+http://auth:8080`).
+pub const OBLIVIOUS_PREFIX: &str = "ohttp+";
+
+/// How long a fetched config document (relays, keys) is used.
+const CONFIG_TTL: Duration = Duration::from_secs(60);
+
+/// A remote provider's client: straight to the router, or through the
+/// relay and OHTTP gateway a config server names (refetched every minute,
+/// so rotated keys are picked up).
+pub enum Remote {
+    /// `http://router:3600`.
+    Direct(Box<ComputeClient>),
+    /// `ohttp+http://auth:8080`.
+    Oblivious {
+        /// The config server.
+        config_url: String,
+        /// The provider's policy; the config server's must be the same.
+        policy: Policy,
+        /// The client built from the last document, and when.
+        current: tokio::sync::Mutex<Option<(Duration, Arc<ComputeClient>)>>,
+    },
+}
+
+/// The client for the endpoint `url` under the provider's policy; its
+/// device key is made here and lives as long as the gateway (or the
+/// config document).
+pub fn client(url: &str, config: &ProviderConfig) -> Result<Remote, SetupError> {
+    let policy = config
+        .attestation
+        .clone()
+        .ok_or_else(|| SetupError::NoPolicy(config.id.clone()))?;
+    Ok(match url.strip_prefix(OBLIVIOUS_PREFIX) {
+        Some(config_url) => Remote::Oblivious {
+            config_url: config_url.trim_end_matches('/').to_owned(),
+            policy,
+            current: tokio::sync::Mutex::new(None),
+        },
+        None => Remote::Direct(Box::new(ComputeClient::new(
+            url,
+            policy,
+            KeyPair::generate(),
+        ))),
+    })
+}
+
+/// The oblivious client from the config server's current document.
+async fn oblivious_client(
+    config_url: &str,
+    policy: &Policy,
+    current: &tokio::sync::Mutex<Option<(Duration, Arc<ComputeClient>)>>,
+    http: &reqwest::Client,
+) -> Result<Arc<ComputeClient>, BackendError> {
+    let now = hearth_runtime::clock::since_epoch();
+    let mut current = current.lock().await;
+    if let Some((fetched, client)) = current.as_ref()
+        && now.saturating_sub(*fetched) < CONFIG_TTL
+    {
+        return Ok(Arc::clone(client));
+    }
+    let url = format!("{config_url}/api/config");
+    let document: ApiConfig = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|error| BackendError::Refused(format!("the config server: {error}")))?
+        .json()
+        .await
+        .map_err(|error| BackendError::Protocol(format!("the config document: {error}")))?;
+    if document.attestation.policy != *policy {
+        return Err(BackendError::Unverified(
+            "the config server applies another attestation policy than this provider's".into(),
+        ));
+    }
+    let link = ObliviousLink::from_config(&document, now).map_err(backend_error)?;
+    let client = Arc::new(ComputeClient::oblivious(
+        link,
+        policy.clone(),
+        KeyPair::generate(),
+    ));
+    *current = Some((now, Arc::clone(&client)));
+    Ok(client)
+}
+
+/// Whether the router answers its health check.
+pub async fn probe(endpoint: &Endpoint) -> bool {
+    endpoint
+        .http
+        .get(endpoint.url("/health"))
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+}
+
+fn backend_error(error: PccError) -> BackendError {
+    match error {
+        PccError::Transport(message) => BackendError::Refused(message),
+        PccError::NoVerifiedNode { .. } => BackendError::Unverified(error.to_string()),
+        PccError::Refused {
+            status: 429,
+            message,
+            ..
+        } => BackendError::RateLimited(message),
+        PccError::Refused {
+            status, message, ..
+        } if status >= 500 => BackendError::Server { status, message },
+        PccError::Refused {
+            status, message, ..
+        } => BackendError::Rejected { status, message },
+        PccError::Reply(message) => BackendError::MidStream(message),
+        PccError::Protocol(message) => BackendError::Protocol(message),
+    }
+}
+
+/// Asks a verified node behind the router for `model`'s reply.
+pub async fn stream_chat(
+    remote: &Remote,
+    endpoint: &Endpoint,
+    model: &str,
+    request: &ChatRequest,
+) -> Result<EventStream, BackendError> {
+    let shared;
+    let client = match remote {
+        Remote::Direct(client) => client,
+        Remote::Oblivious {
+            config_url,
+            policy,
+            current,
+        } => {
+            shared = oblivious_client(config_url, policy, current, &endpoint.http).await?;
+            &*shared
+        }
+    };
+    let compute = ComputeRequest {
+        model: model.to_owned(),
+        messages: request
+            .messages
+            .iter()
+            .map(|message| ComputeMessage {
+                role: message.role.clone(),
+                content: message.content.clone(),
+            })
+            .collect(),
+        max_tokens: request.max_tokens,
+        temperature: request.temperature,
+    };
+    let reply = client
+        .open(&compute, hearth_runtime::clock::since_epoch())
+        .await
+        .map_err(backend_error)?;
+    tracing::debug!(node = %reply.node, "an attested node answers");
+    let events = futures_util::stream::unfold(Some(reply), |state| async move {
+        let mut reply = state?;
+        loop {
+            let event = match reply.next().await? {
+                Ok(event) => event,
+                Err(error) => return Some((Err(backend_error(error)), None)),
+            };
+            let mapped = match event {
+                ReplyEvent::Meta { .. } | ReplyEvent::Notice { .. } => continue,
+                ReplyEvent::Delta { text } => Ok(StreamEvent::Delta(text)),
+                ReplyEvent::Done {
+                    finish_reason,
+                    usage,
+                } => Ok(StreamEvent::Done {
+                    finish_reason,
+                    usage: usage.map(|usage| Usage {
+                        prompt_tokens: usage.prompt_tokens,
+                        completion_tokens: usage.completion_tokens,
+                    }),
+                }),
+                ReplyEvent::Error { code, message } => Err(node_error(code, message)),
+            };
+            return Some((mapped, Some(reply)));
+        }
+    });
+    Ok(events.boxed())
+}
+
+/// A node's sealed error as a backend error: a context overflow is the
+/// caller's to fix, a refusal of the request is a refusal, anything else
+/// is the node failing.
+fn node_error(code: ErrorCode, message: String) -> BackendError {
+    match code {
+        ErrorCode::ContextOverflow => BackendError::ContextOverflow(message),
+        ErrorCode::BadRequest | ErrorCode::ModelNotFound | ErrorCode::BackendRefused => {
+            BackendError::Rejected {
+                status: 400,
+                message,
+            }
+        }
+        _ => BackendError::Server {
+            status: 502,
+            message: format!("{code}: {message}"),
+        },
+    }
+}

@@ -1,0 +1,383 @@
+//! Private compute through Oblivious HTTP: the config server's document
+//! (`GET /api/config`), and the client's link to the router through a relay
+//! and the OHTTP gateway, so that the router never sees the device's
+//! address and the relay never sees what is asked.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use hearth_attest::policy::Policy;
+use hearth_ohttp::bhttp::{self, ResponseStream, StreamEvent};
+use hearth_ohttp::{KeyConfig, Mode};
+use serde::{Deserialize, Serialize};
+
+use crate::client::PccError;
+
+/// The version of the config document this client reads.
+pub const CONFIG_VERSION: &str = "0.002";
+/// The config server's default port.
+pub const CONFIG_PORT: u16 = 8080;
+/// The relay's default port.
+pub const RELAY_PORT: u16 = 3100;
+/// The OHTTP gateway's default port.
+pub const GATEWAY_PORT: u16 = 3200;
+
+/// What the deployment offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    /// Requests go through a relay and the OHTTP gateway.
+    pub ohttp: bool,
+    /// Compute nodes attest with hardware (false: dev evidence).
+    pub real_attestation: bool,
+}
+
+/// When one OHTTP key is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationPeriod {
+    /// The key configuration's id.
+    pub key_id: u8,
+    /// RFC 3339.
+    pub active_from: String,
+    /// RFC 3339.
+    pub active_until: String,
+}
+
+/// What the client must apply to node evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationConfig {
+    /// SHA-256 (hex) of the policy file's bytes.
+    pub policy_id: String,
+    /// PCR0 values allowed (one per image, hex).
+    pub allowed_pcr0: Vec<String>,
+    /// PCR1 values allowed.
+    pub allowed_pcr1: Vec<String>,
+    /// PCR2 values allowed.
+    pub allowed_pcr2: Vec<String>,
+    /// The policy itself, which the allowed values summarize.
+    pub policy: Policy,
+    /// Where a verifier finds what it needs (the AWS Nitro root's SHA-256).
+    pub verifier_hints: Vec<String>,
+}
+
+/// The config server's document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiConfig {
+    /// [`CONFIG_VERSION`].
+    pub version: String,
+    /// What is offered.
+    pub features: Features,
+    /// Relays clients may use.
+    pub relay_urls: Vec<String>,
+    /// The OHTTP gateway (the relays' target; clients never call it).
+    pub gateway_url: String,
+    /// The router, as the OHTTP gateway reaches it (the inner target).
+    pub router_url: String,
+    /// Base64 of an `application/ohttp-keys` body: the active keys.
+    pub ohttp_key_configs_bundle: String,
+    /// When each listed key is accepted.
+    pub ohttp_key_rotation_periods: Vec<RotationPeriod>,
+    /// What evidence clients accept.
+    pub attestation: AttestationConfig,
+}
+
+impl AttestationConfig {
+    /// The section for `policy`, whose file bytes were `text`.
+    pub fn for_policy(policy: &Policy, text: &[u8]) -> AttestationConfig {
+        use sha2::Digest as _;
+        let values = |index: u8| -> Vec<String> {
+            policy
+                .images
+                .iter()
+                .filter_map(|image| image.pcrs.get(&index).cloned())
+                .collect()
+        };
+        AttestationConfig {
+            policy_id: hex::encode(sha2::Sha256::digest(text)),
+            allowed_pcr0: values(0),
+            allowed_pcr1: values(1),
+            allowed_pcr2: values(2),
+            policy: policy.clone(),
+            verifier_hints: vec![format!("aws-nitro-root-sha256:{}", policy.root_sha256)],
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Checks the document and picks the key to use at `now`: the newest
+    /// active one. Refuses other versions, a deployment without OHTTP, and
+    /// a bundle without an active key.
+    pub fn choose_key(&self, now: Duration) -> Result<KeyConfig, PccError> {
+        if self.version != CONFIG_VERSION {
+            return Err(PccError::Protocol(format!(
+                "config version {} (this client reads {CONFIG_VERSION})",
+                self.version
+            )));
+        }
+        if !self.features.ohttp || self.relay_urls.is_empty() {
+            return Err(PccError::Protocol(
+                "the deployment offers no OHTTP relay".into(),
+            ));
+        }
+        let bundle = STANDARD
+            .decode(&self.ohttp_key_configs_bundle)
+            .map_err(|_| PccError::Protocol("the key bundle is not base64".into()))?;
+        let configs = hearth_ohttp::decode_keys(&bundle)
+            .map_err(|error| PccError::Protocol(error.to_string()))?;
+        let mut newest: Option<(Duration, KeyConfig)> = None;
+        for period in &self.ohttp_key_rotation_periods {
+            let (Some(from), Some(until)) = (
+                hearth_attest::report::parse_rfc3339(&period.active_from),
+                hearth_attest::report::parse_rfc3339(&period.active_until),
+            ) else {
+                continue;
+            };
+            let Some(config) = configs.iter().find(|config| config.key_id == period.key_id) else {
+                continue;
+            };
+            if from <= now && now < until && newest.as_ref().is_none_or(|(best, _)| from > *best) {
+                newest = Some((from, config.clone()));
+            }
+        }
+        newest
+            .map(|(_, config)| config)
+            .ok_or_else(|| PccError::Protocol("no OHTTP key is active now".into()))
+    }
+
+    /// The policy the client applies: the document's, or `own` when given,
+    /// which must then be the same policy.
+    pub fn policy(&self, own: Option<&Policy>) -> Result<Policy, PccError> {
+        match own {
+            None => Ok(self.attestation.policy.clone()),
+            Some(policy) if *policy == self.attestation.policy => Ok(policy.clone()),
+            Some(_) => Err(PccError::Protocol(format!(
+                "the config server applies policy {} and yours differs: refusing to guess which to trust",
+                self.attestation.policy_id
+            ))),
+        }
+    }
+}
+
+/// A response through a link: status, headers and the streamed content.
+pub struct LinkResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// Header fields (names lowercase).
+    pub headers: Vec<(String, String)>,
+    /// The content as it arrives; an `Err` when it breaks off.
+    pub body: BodyStream,
+}
+
+/// Content as it arrives.
+pub type BodyStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, String>> + Send>>;
+
+impl LinkResponse {
+    /// The value of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// All the content (for small answers).
+    pub async fn collect(mut self, limit: usize) -> Result<Vec<u8>, PccError> {
+        let mut out = Vec::new();
+        while let Some(piece) = self.body.next().await {
+            out.extend_from_slice(&piece.map_err(PccError::Transport)?);
+            if out.len() > limit {
+                return Err(PccError::Protocol(
+                    "the answer is larger than expected".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The path to the router through a relay and the OHTTP gateway.
+#[derive(Clone, Debug)]
+pub struct ObliviousLink {
+    relay: String,
+    key: KeyConfig,
+    router: String,
+    authority: String,
+}
+
+impl ObliviousLink {
+    /// A link through `relay` with the gateway's `key` to the inner target
+    /// `router` (`http://HOST:PORT`).
+    pub fn new(relay: &str, key: KeyConfig, router: &str) -> Result<ObliviousLink, PccError> {
+        let router = router.trim_end_matches('/').to_owned();
+        let authority = router
+            .strip_prefix("http://")
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .ok_or_else(|| {
+                PccError::Protocol(format!("router_url {router} is not http://HOST:PORT"))
+            })?
+            .to_owned();
+        Ok(ObliviousLink {
+            relay: relay.to_owned(),
+            key,
+            router,
+            authority,
+        })
+    }
+
+    /// The link the config document describes, at `now`.
+    pub fn from_config(config: &ApiConfig, now: Duration) -> Result<ObliviousLink, PccError> {
+        let key = config.choose_key(now)?;
+        let relay =
+            config.relay_urls[usize::from(rand::random::<u8>()) % config.relay_urls.len()].clone();
+        ObliviousLink::new(&relay, key, &config.router_url)
+    }
+
+    /// The router this link reaches.
+    pub fn router(&self) -> &str {
+        &self.router
+    }
+
+    /// Sends `method path` with `headers` and `body` to the router, sealed
+    /// for the gateway, through the relay; the response streams back.
+    pub async fn send(
+        &self,
+        http: &reqwest::Client,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<LinkResponse, PccError> {
+        let mut request = bhttp::Request::new(method, "http", &self.authority, path);
+        request.headers = headers
+            .iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect();
+        request.content = body.to_vec();
+        let encoded = zeroize::Zeroizing::new(request.encode());
+        let (sealed, keys) = hearth_ohttp::encapsulate(&self.key, Mode::Chunked, &[&encoded])
+            .map_err(|error| PccError::Protocol(error.to_string()))?;
+        let response = http
+            .post(&self.relay)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                Mode::Chunked.request_media_type(),
+            )
+            .body(sealed)
+            .send()
+            .await
+            .map_err(|error| PccError::Transport(format!("the relay: {error}")))?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let problem: serde_json::Value = response.json().await.unwrap_or_default();
+            return Err(PccError::Refused {
+                status,
+                code: "ohttp".into(),
+                message: problem["title"]
+                    .as_str()
+                    .unwrap_or("the relay or the OHTTP gateway refused")
+                    .to_owned(),
+            });
+        }
+        let mut reader = Opening {
+            body: Box::pin(response.bytes_stream()),
+            chunks: keys.chunked(),
+            inner: ResponseStream::new(),
+            pending: VecDeque::new(),
+            ended: false,
+        };
+        // The inner head comes first.
+        let (status, headers) = match reader.next_event().await {
+            Some(Ok(StreamEvent::Head { status, headers })) => (status, headers),
+            Some(Ok(StreamEvent::Content(_))) => {
+                return Err(PccError::Protocol(
+                    "content before the response head".into(),
+                ));
+            }
+            Some(Err(error)) => return Err(PccError::Transport(error)),
+            None => {
+                return Err(PccError::Transport(
+                    "the response ended before its head".into(),
+                ));
+            }
+        };
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| {
+                (
+                    String::from_utf8_lossy(&name).to_ascii_lowercase(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                )
+            })
+            .collect();
+        let body = futures_util::stream::unfold(reader, |mut reader| async move {
+            let item = match reader.next_event().await? {
+                Ok(StreamEvent::Content(bytes)) => Ok(Bytes::from(bytes)),
+                Ok(StreamEvent::Head { .. }) => Err("a second response head".to_owned()),
+                Err(error) => Err(error),
+            };
+            Some((item, reader))
+        });
+        Ok(LinkResponse {
+            status,
+            headers,
+            body: Box::pin(body),
+        })
+    }
+}
+
+/// The relay's bytes opened as chunked OHTTP, then read as a streamed
+/// Binary HTTP response.
+struct Opening {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    chunks: hearth_ohttp::ChunkedResponse,
+    inner: ResponseStream,
+    pending: VecDeque<StreamEvent>,
+    ended: bool,
+}
+
+impl Opening {
+    async fn next_event(&mut self) -> Option<Result<StreamEvent, String>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.ended {
+                return None;
+            }
+            let plaintext = match self.body.next().await {
+                Some(Ok(bytes)) => self.chunks.push(&bytes).map_err(|error| error.to_string()),
+                Some(Err(error)) => Err(format!("the relay's response broke off: {error}")),
+                None => {
+                    self.ended = true;
+                    match self.chunks.finish() {
+                        Ok(last) => Ok(vec![last]),
+                        Err(error) => Err(format!("the response was cut ({error})")),
+                    }
+                }
+            };
+            let result = plaintext.and_then(|chunks| {
+                let mut events = Vec::new();
+                for chunk in chunks {
+                    events.extend(self.inner.push(&chunk).map_err(|error| error.to_string())?);
+                }
+                if self.ended {
+                    self.inner
+                        .finish()
+                        .map_err(|error| format!("the response was cut ({error})"))?;
+                }
+                Ok(events)
+            });
+            match result {
+                Ok(events) => self.pending.extend(events),
+                Err(error) => {
+                    self.ended = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+}
