@@ -12,6 +12,7 @@ pub mod secret;
 pub mod stun;
 pub mod tls;
 pub mod token;
+pub mod ts2021;
 pub mod wire;
 
 pub use client::{ClientError, ControlClient, MessageStream};
