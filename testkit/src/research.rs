@@ -8,11 +8,11 @@ use crate::lab::skip;
 use crate::llama::workspace_root;
 
 /// `name` inside the attestation fixtures (`HEARTH_ATTESTATION_FIXTURES`,
-/// else `../shared/research/attestation-fixtures` beside the workspace), or
-/// a skip (a failure under `CI=true`) when they are not there.
+/// else `attestation-fixtures` in the research data), or a skip (a failure
+/// under `CI=true`) when they are not there.
 pub fn attestation_fixture(name: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("HEARTH_ATTESTATION_FIXTURES").map_or_else(
-        || workspace_root().join("../shared/research/attestation-fixtures"),
+        || research_dir().join("attestation-fixtures"),
         PathBuf::from,
     );
     if dir.is_dir() {
@@ -40,4 +40,13 @@ pub fn research_file(path: &str) -> Option<PathBuf> {
         "{} not found (set HEARTH_RESEARCH_DIR)",
         file.display()
     ))
+}
+
+/// The research data: `HEARTH_RESEARCH_DIR`, else `../shared/research`
+/// beside the workspace.
+fn research_dir() -> PathBuf {
+    std::env::var_os("HEARTH_RESEARCH_DIR").map_or_else(
+        || workspace_root().join("../shared/research"),
+        PathBuf::from,
+    )
 }
