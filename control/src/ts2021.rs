@@ -18,6 +18,41 @@ const PROTOCOL_NAME: &[u8] = b"Noise_IK_25519_ChaChaPoly_BLAKE2s";
 /// The prologue's prefix; the client's version follows in decimal.
 const PROLOGUE_PREFIX: &str = "Tailscale Control Protocol v";
 
+/// The oldest capability version accepted: what current clients send
+/// (1.66 and later) and this coordinator's map encoding serves.
+pub const MIN_CAPABILITY: u16 = 113;
+
+/// Whether a client stating capability version `version` is served; the
+/// refusal names the minimum.
+pub fn check_capability(version: u16) -> Result<(), String> {
+    if version >= MIN_CAPABILITY {
+        Ok(())
+    } else {
+        Err(format!(
+            "this coordinator serves Tailscale clients of capability version {MIN_CAPABILITY} or later (1.66+); this client states {version}: update it"
+        ))
+    }
+}
+
+/// A machine public key as Tailscale writes it: `mkey:` and 64 hex digits.
+pub fn machine_key_text(key: &[u8; 32]) -> String {
+    let mut text = String::with_capacity(69);
+    text.push_str("mkey:");
+    for byte in key {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+/// The answer to `GET /key?v=N`: the control key for the Noise transport,
+/// and a zero legacy key (clients this new use only the Noise transport).
+pub fn key_response(control_public: &[u8; 32]) -> serde_json::Value {
+    serde_json::json!({
+        "legacyPublicKey": machine_key_text(&[0; 32]),
+        "publicKey": machine_key_text(control_public),
+    })
+}
+
 /// A handshake initiation's type.
 pub const TYPE_INITIATION: u8 = 1;
 /// A handshake response's type.

@@ -145,6 +145,9 @@ impl Server {
         let fingerprint: Fingerprint = certificate.fingerprint;
         let authority = NodeAuthority::load_or_create(&state)?;
         let tls = server_config(certificate, &authority)?;
+        let control_key = Arc::new(api::tailscale::ControlKey::load_or_create(
+            &state.control_key(),
+        )?);
 
         let database = state.database();
         if !database.exists() {
@@ -187,7 +190,8 @@ impl Server {
         };
 
         Ok(Server {
-            node_routes: api::node::router(Arc::clone(&coordinator), options.register_limit),
+            node_routes: api::node::router(Arc::clone(&coordinator), options.register_limit)
+                .merge(api::tailscale::router(control_key)),
             admin_routes: api::admin::router(Arc::clone(&coordinator)),
             coordinator,
             acceptor: TlsAcceptor::from(Arc::new(tls)),

@@ -53,6 +53,11 @@ impl StateDir {
         self.root.join("admin.sock")
     }
 
+    /// The control key of the Tailscale control protocol (X25519, hex, 0600).
+    pub fn control_key(&self) -> PathBuf {
+        self.root.join("control.key")
+    }
+
     /// The self-signed HTTPS certificate.
     pub fn server_cert(&self) -> PathBuf {
         self.root.join("tls/server.crt")
