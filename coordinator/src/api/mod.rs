@@ -14,6 +14,7 @@ use crate::error::Error;
 
 pub mod admin;
 pub mod node;
+pub mod noise_stream;
 pub mod tailscale;
 
 /// What the TLS layer learned about the connection a request came on.
