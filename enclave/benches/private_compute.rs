@@ -97,6 +97,38 @@ fn verification() {
     println!("| ratio Nitro cold / cached | {:.0}x |", nitro / cached);
 }
 
+/// The router the benchmarks use: quick heartbeats, no per-source limit.
+fn bench_router() -> LoopbackRouter {
+    LoopbackRouter::start(&[
+        "--heartbeat-seconds",
+        "1",
+        "--node-timeout-seconds",
+        "30",
+        "--per-source-rate",
+        "0",
+    ])
+}
+
+/// A compute node (dev evidence) answering from `backend`, registered with
+/// `router`; killed on drop. Its port too.
+fn bench_node(router: &LoopbackRouter, backend: &str) -> (Killed, u16) {
+    let port = free_port();
+    let node = Killed(
+        router
+            .node_command("bench-node", port)
+            .args(["--backend", backend, "--timeout-seconds", "10"])
+            .env("HEARTH_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    hearth_testkit::wait_until(Duration::from_secs(30), || {
+        router.log_text().contains("bench-node")
+    })
+    .expect("the node registered");
+    (node, port)
+}
+
 /// A process killed on drop.
 struct Killed(Child);
 
@@ -104,14 +136,6 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -165,47 +189,11 @@ async fn time_to_first_token() {
         println!("skipped: llama-server is not built (scripts/build-llama-server.sh)");
         return;
     };
-    let router = LoopbackRouter::start(&[
-        "--heartbeat-seconds",
-        "1",
-        "--node-timeout-seconds",
-        "30",
-        "--per-source-rate",
-        "0",
-    ]);
-    let node_port = free_port();
-    let node = Killed(
-        router
-            .node_command("bench-node", node_port)
-            .args(["--backend", &llama.base_url, "--timeout-seconds", "10"])
-            .env("HEARTH_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(node_port);
+    let router = bench_router();
+    let (node, node_port) = bench_node(&router, &llama.base_url);
     let dir = tempfile::tempdir().unwrap();
     let policy = dev_policy(dir.path(), "policy.json", "hearth-enclave");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed: Value = http
-            .get(format!("{}/v1/nodes", router.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if listed["nodes"]
-            .as_array()
-            .is_some_and(|nodes| !nodes.is_empty())
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the node did not register");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let local = gateway(&[("local", "openai-completions", &llama.base_url)], None);
     let remote = gateway(&[("remote", "hearth-enclave", &router.url)], Some(&policy));
     let (local_client, remote_client) = (
@@ -342,14 +330,7 @@ async fn concurrent_streams(gap: Duration) {
         gap.as_millis()
     );
     let node = stand_in_node(TOKENS, gap).await;
-    let router = LoopbackRouter::start(&[
-        "--heartbeat-seconds",
-        "1",
-        "--node-timeout-seconds",
-        "30",
-        "--per-source-rate",
-        "0",
-    ]);
+    let router = bench_router();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(STREAMS)
         .build()
@@ -501,20 +482,8 @@ async fn oblivious() {
         println!("skipped: llama-server is not built (scripts/build-llama-server.sh)");
         return;
     };
-    let router = LoopbackRouter::start(&["--heartbeat-seconds", "1"]);
-    let _node = Killed(
-        router
-            .node_command("bench-node", free_port())
-            .args(["--backend", &llama.base_url, "--timeout-seconds", "10"])
-            .env("HEARTH_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    hearth_testkit::wait_until(Duration::from_secs(30), || {
-        router.log_text().contains("bench-node")
-    })
-    .expect("the node registered");
+    let router = bench_router();
+    let (_node, _) = bench_node(&router, &llama.base_url);
     let now = hearth_runtime::clock::since_epoch();
     let hour = Duration::from_secs(3600);
     let seeds = hearth_testkit::oblivious::seeds_json(&[(1, now - hour, now + hour)]);
