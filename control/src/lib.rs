@@ -3,13 +3,17 @@
 //! - [`wire`]: the JSON messages and endpoint paths,
 //! - [`token`]: the one-line join token,
 //! - [`client`]: the HTTPS client with certificate pinning and mutual TLS,
-//! - [`tls`]: key generation and TLS configuration for that client.
+//! - [`tls`]: key generation and TLS configuration for that client,
+//! - [`ts2021`] and [`tailcfg`]: the Tailscale control protocol the
+//!   coordinator also serves, for the official Tailscale clients.
 
 pub mod agent_api;
 pub mod client;
+pub mod derp;
 pub mod fingerprint;
 pub mod secret;
 pub mod stun;
+pub mod tailcfg;
 pub mod tls;
 pub mod token;
 pub mod ts2021;

@@ -169,6 +169,9 @@ pub struct NodeInfo {
     pub ipv6: Ipv6Addr,
     /// Whether the node disappears after a period offline.
     pub ephemeral: bool,
+    /// Owning user's id.
+    #[serde(default)]
+    pub user_id: i64,
 }
 
 impl NodeInfo {
@@ -206,6 +209,17 @@ pub struct Peer {
     pub allowed_ips: Vec<IpNet>,
     /// Candidate UDP endpoints, best first.
     pub endpoints: Vec<SocketAddr>,
+    /// Owning user's id.
+    #[serde(default)]
+    pub user_id: i64,
+    /// Operating system it reported.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os: String,
+    /// For a peer running the official Tailscale client: its current disco
+    /// key (Tailscale peers find paths to it with disco). `None` for
+    /// `hearth-agent` nodes and static devices, which speak plain WireGuard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disco_key: Option<WireGuardKey>,
 }
 
 /// A node's complete view of the tailnet.

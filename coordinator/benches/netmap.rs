@@ -6,6 +6,10 @@
 //! Headscale does on a change: recompute every node's peer list. Both run here,
 //! on the same data, in the same process.
 //!
+//! It also encodes the same node's map as an official Tailscale client
+//! gets it (Tailscale's JSON in a zstd frame) next to `hearth-agent`'s JSON
+//! line: full map and one endpoint delta.
+//!
 //! Run: `cargo bench -p hearth-coordinator --bench netmap`
 
 use std::collections::BTreeSet;
@@ -16,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use hearth_acl::filter::proto;
 use hearth_acl::{CompiledPolicy, PortRange, Principal, Rule, RuleDestination};
-use hearth_control::wire::{NodeState, WireGuardKey};
+use hearth_control::tailcfg;
+use hearth_control::wire::{MapMessage, NodeState, WireGuardKey};
 use hearth_coordinator::ipam::ipv6_for;
 use hearth_coordinator::netmap::{Delivery, Network, NodeRecord};
 use hearth_coordinator::streams::encode_line;
+use hearth_coordinator::tsmap::{DEFAULT_BASE_DOMAIN, SelfKeys, TsMapView, relay_map};
 
 const NODES: u64 = 10_000;
 const USERS: u64 = 1_000;
@@ -49,6 +55,9 @@ fn record(id: u64) -> NodeRecord {
         ephemeral: false,
         static_device: false,
         cert_fingerprint: None,
+        machine_key: None,
+        disco_key: None,
+        client: String::new(),
         endpoints: vec![SocketAddr::from(([192, 0, 2, (id % 250) as u8], 41641))],
         advertised_routes: Vec::new(),
         approved_routes: Vec::new(),
@@ -186,6 +195,8 @@ fn report(policy_name: &str, policy: CompiledPolicy) {
         })
     });
 
+    let tailscale = tailscale_encoding(&mut network, &records, subject);
+
     let ratio = |slow: Duration, fast: Duration| slow.as_secs_f64() / fast.as_secs_f64().max(1e-9);
     println!(
         "policy: {policy_name} ({} identity classes; the measured node has {peers} peers)",
@@ -221,6 +232,123 @@ fn report(policy_name: &str, policy: CompiledPolicy) {
         ratio(recompute_all, approve_delta),
         ratio(recompute_all, retag_delta)
     );
+    tailscale.print();
+}
+
+/// The same node's map for an official Tailscale client (Tailscale's JSON,
+/// zstd-framed) against `hearth-agent`'s (a JSON line): full map and one
+/// endpoint delta, time and bytes, in the same run.
+struct TailscaleEncoding {
+    hearth_full: (Duration, usize),
+    tailscale_full: (Duration, usize, usize),
+    hearth_delta: (Duration, usize),
+    tailscale_delta: (Duration, usize, usize),
+}
+
+fn tailscale_encoding(
+    network: &mut Network,
+    records: &[NodeRecord],
+    subject: u64,
+) -> TailscaleEncoding {
+    let view = || {
+        TsMapView::new(
+            DEFAULT_BASE_DOMAIN,
+            relay_map("https://10.0.0.1:8443", Some(3478), "00"),
+            SelfKeys::default(),
+        )
+    };
+    let encode = |response: &hearth_control::tailcfg::MapResponse| {
+        let json = serde_json::to_vec(response).expect("serializes");
+        let framed = tailcfg::frame(&json, true).expect("fits a frame");
+        (json.len(), framed.len())
+    };
+    let mut sizes = (0, 0, 0);
+    let hearth_full = median(11, || {
+        timed(|| {
+            let map = network.full_map(subject).expect("admitted");
+            sizes.0 = black_box(encode_line(&MapMessage::Full { map })).len();
+        })
+    });
+    let tailscale_full = median(11, || {
+        timed(|| {
+            let map = network.full_map(subject).expect("admitted");
+            let response = view().apply(MapMessage::Full { map }).expect("a full map");
+            (sizes.1, sizes.2) = black_box(encode(&response));
+        })
+    });
+
+    // One endpoint change of a peer, as the subject receives it.
+    let peer = network.peers_of(subject)[0];
+    let mut recipient = view();
+    recipient.apply(MapMessage::Full {
+        map: network.full_map(subject).expect("admitted"),
+    });
+    let mut delta_sizes = (0, 0, 0);
+    let mut port = 1u16;
+    let mut hearth_delta = Vec::new();
+    let mut tailscale_delta = Vec::new();
+    for _ in 0..201 {
+        let mut moved = records[(peer - 1) as usize].clone();
+        port = port.wrapping_add(1);
+        moved.endpoints = vec![SocketAddr::from(([198, 51, 100, 2], port))];
+        let deliveries = network.upsert(moved);
+        let message = deliveries
+            .iter()
+            .find(|delivery| delivery.recipients.contains(&subject))
+            .expect("the subject sees its peer move")
+            .message
+            .clone();
+        hearth_delta.push(timed(|| {
+            delta_sizes.0 = black_box(encode_line(&message)).len();
+        }));
+        tailscale_delta.push(timed(|| {
+            let response = recipient.apply(message).expect("a delta");
+            (delta_sizes.1, delta_sizes.2) = black_box(encode(&response));
+        }));
+    }
+    hearth_delta.sort();
+    tailscale_delta.sort();
+    TailscaleEncoding {
+        hearth_full: (hearth_full, sizes.0),
+        tailscale_full: (tailscale_full, sizes.1, sizes.2),
+        hearth_delta: (hearth_delta[100], delta_sizes.0),
+        tailscale_delta: (tailscale_delta[100], delta_sizes.1, delta_sizes.2),
+    }
+}
+
+impl TailscaleEncoding {
+    fn print(&self) {
+        let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+        println!(
+            "  full map, hearth-agent JSON line        {:>10.2} ms {:>10} bytes",
+            ms(self.hearth_full.0),
+            self.hearth_full.1
+        );
+        println!(
+            "  full map, Tailscale JSON + zstd frame   {:>10.2} ms {:>10} bytes ({} bytes JSON)",
+            ms(self.tailscale_full.0),
+            self.tailscale_full.2,
+            self.tailscale_full.1
+        );
+        println!(
+            "  delta, hearth-agent JSON line           {:>10.3} ms {:>10} bytes",
+            ms(self.hearth_delta.0),
+            self.hearth_delta.1
+        );
+        println!(
+            "  delta, Tailscale JSON + zstd frame      {:>10.3} ms {:>10} bytes ({} bytes JSON)",
+            ms(self.tailscale_delta.0),
+            self.tailscale_delta.2,
+            self.tailscale_delta.1
+        );
+        println!(
+            "  ratio Tailscale / hearth-agent: full map time {:.2}x bytes {:.2}x; delta time {:.2}x bytes {:.2}x",
+            self.tailscale_full.0.as_secs_f64() / self.hearth_full.0.as_secs_f64().max(1e-9),
+            self.tailscale_full.2 as f64 / self.hearth_full.1 as f64,
+            self.tailscale_delta.0.as_secs_f64() / self.hearth_delta.0.as_secs_f64().max(1e-9),
+            self.tailscale_delta.2 as f64 / self.hearth_delta.1 as f64,
+        );
+    }
 }
 
 fn main() {

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use hearth_control::Fingerprint;
 use hearth_control::wire::{MapMessage, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::{Coordinator, State};
+use crate::coordinator::{Coordinator, Credential, State};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::netmap::NodeRecord;
@@ -94,6 +93,10 @@ pub struct NodeView {
     pub ipv6: String,
     /// Operating system.
     pub os: String,
+    /// The client software: `hearth-agent`, `wireguard` (a static device) or
+    /// `tailscale <version>` (the official Tailscale client).
+    #[serde(default)]
+    pub client: String,
     /// Ephemeral.
     pub ephemeral: bool,
     /// A static WireGuard device without an agent.
@@ -115,16 +118,27 @@ pub struct NodeView {
 }
 
 impl Coordinator {
-    /// The node presenting the client certificate with `fingerprint`.
-    pub async fn identify(&self, fingerprint: Option<Fingerprint>) -> Result<NodeRecord> {
+    /// The node presenting `credential`.
+    pub async fn identify(&self, credential: Option<Credential>) -> Result<NodeRecord> {
         let state = self.state.lock().await;
-        state.node_presenting(fingerprint).cloned()
+        state.node_presenting(credential).cloned()
     }
 
-    /// Opens the map stream of the node with `fingerprint`.
-    pub async fn open_map(&self, fingerprint: Option<Fingerprint>) -> Result<Subscription> {
+    /// Whether `key` is the WireGuard (node) key of an admitted node: who
+    /// may log in to the relay.
+    pub async fn admits_node_key(&self, key: &hearth_control::wire::WireGuardKey) -> bool {
         let state = self.state.lock().await;
-        let record = state.node_presenting(fingerprint)?;
+        state
+            .by_wireguard_key
+            .get(key)
+            .and_then(|id| state.network.node(*id))
+            .is_some_and(NodeRecord::is_admitted)
+    }
+
+    /// Opens the map stream of the node presenting `credential`.
+    pub async fn open_map(&self, credential: Option<Credential>) -> Result<Subscription> {
+        let state = self.state.lock().await;
+        let record = state.node_presenting(credential)?;
         check_admitted(record)?;
         let map = state
             .network
@@ -135,27 +149,27 @@ impl Coordinator {
             .subscribe_map(record.id, &MapMessage::Full { map }))
     }
 
-    /// Opens the approval stream of the node with `fingerprint`.
+    /// Opens the approval stream of the node presenting `credential`.
     pub async fn open_approval(
         &self,
-        fingerprint: Option<Fingerprint>,
+        credential: Option<Credential>,
     ) -> Result<(NodeState, Subscription)> {
         let state = self.state.lock().await;
-        let record = state.node_presenting(fingerprint)?;
+        let record = state.node_presenting(credential)?;
         Ok((
             record.state,
             self.streams.subscribe_approval(record.id, record.state),
         ))
     }
 
-    /// The admitted node presenting `fingerprint`, for a report it sends;
+    /// The admitted node presenting `credential`, for a report it sends;
     /// refused when it is not approved or reports too often.
     pub(crate) fn reporting_node(
         &self,
         state: &State,
-        fingerprint: Option<Fingerprint>,
+        credential: Option<Credential>,
     ) -> Result<NodeRecord> {
-        let record = state.node_presenting(fingerprint)?;
+        let record = state.node_presenting(credential)?;
         check_admitted(record)?;
         self.reports
             .check_key(&record.id)
@@ -189,6 +203,13 @@ impl Coordinator {
             ipv4: record.ipv4.to_string(),
             ipv6: record.ipv6.to_string(),
             os: record.os.clone(),
+            client: if !record.client.is_empty() {
+                record.client.clone()
+            } else if record.static_device {
+                "wireguard".into()
+            } else {
+                "hearth-agent".into()
+            },
             ephemeral: record.ephemeral,
             static_device: record.static_device,
             online,
@@ -263,8 +284,8 @@ impl Coordinator {
         state.addresses.release(record.ipv4, now);
         state.names.remove(&record.name);
         state.by_wireguard_key.remove(&record.wireguard_key);
-        if let Some(fingerprint) = record.cert_fingerprint {
-            state.by_fingerprint.remove(&fingerprint);
+        if let Some(credential) = record.credential() {
+            state.by_credential.remove(&credential);
         }
         tracing::info!(node = id, name = %record.name, "node deleted");
         Ok(())

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use hearth_acl::Policy;
 use hearth_control::Fingerprint;
+use hearth_control::tailcfg::MachineKey;
 use hearth_control::wire::{NodeId, WireGuardKey};
 use tokio::sync::Mutex;
 
@@ -43,6 +44,20 @@ pub struct Settings {
     pub keepalive: Duration,
     /// How long an ephemeral node may stay disconnected before it is removed.
     pub ephemeral_timeout: Duration,
+    /// The MagicDNS domain nodes are named under.
+    pub base_domain: String,
+    /// The relay map Tailscale clients get: the relay embedded in this
+    /// coordinator.
+    pub relay_map: hearth_control::tailcfg::DerpMap,
+}
+
+/// How a node proves who it is on each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// A `hearth-agent`: the client certificate issued at registration.
+    Certificate(Fingerprint),
+    /// An official Tailscale client: the machine key of its ts2021 session.
+    Machine(MachineKey),
 }
 
 /// What the use cases share, under one lock.
@@ -51,7 +66,7 @@ pub(crate) struct State {
     pub(crate) addresses: AddressPool,
     pub(crate) names: NameIndex,
     pub(crate) next_node_id: NodeId,
-    pub(crate) by_fingerprint: HashMap<Fingerprint, NodeId>,
+    pub(crate) by_credential: HashMap<Credential, NodeId>,
     pub(crate) by_wireguard_key: HashMap<WireGuardKey, NodeId>,
     pub(crate) policy_text: Option<String>,
     /// The stored policy (`None`: no policy, everything allowed).
@@ -59,11 +74,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The node presenting the client certificate with `fingerprint`.
-    pub(crate) fn node_presenting(&self, fingerprint: Option<Fingerprint>) -> Result<&NodeRecord> {
-        let fingerprint = fingerprint.ok_or(Error::Unauthenticated)?;
-        self.by_fingerprint
-            .get(&fingerprint)
+    /// The node presenting `credential`.
+    pub(crate) fn node_presenting(&self, credential: Option<Credential>) -> Result<&NodeRecord> {
+        let credential = credential.ok_or(Error::Unauthenticated)?;
+        self.by_credential
+            .get(&credential)
             .and_then(|id| self.network.node(*id))
             .ok_or(Error::UnknownNode)
     }
@@ -111,14 +126,14 @@ impl Coordinator {
             addresses.mark_released(address, when);
         }
         let mut names = NameIndex::default();
-        let mut by_fingerprint = HashMap::new();
+        let mut by_credential = HashMap::new();
         let mut by_wireguard_key = HashMap::new();
         for record in &records {
             addresses.mark_used(record.ipv4);
             names.insert(&record.name);
             by_wireguard_key.insert(record.wireguard_key, record.id);
-            if let Some(fingerprint) = record.cert_fingerprint {
-                by_fingerprint.insert(fingerprint, record.id);
+            if let Some(credential) = record.credential() {
+                by_credential.insert(credential, record.id);
             }
         }
         let next_node_id = db.max_node_id().await? + 1;
@@ -133,7 +148,7 @@ impl Coordinator {
                 addresses,
                 names,
                 next_node_id,
-                by_fingerprint,
+                by_credential,
                 by_wireguard_key,
                 policy_text,
                 policy,
@@ -202,8 +217,8 @@ impl Coordinator {
         state
             .by_wireguard_key
             .insert(record.wireguard_key, record.id);
-        if let Some(fingerprint) = record.cert_fingerprint {
-            state.by_fingerprint.insert(fingerprint, record.id);
+        if let Some(credential) = record.credential() {
+            state.by_credential.insert(credential, record.id);
         }
         let deliveries = state.network.upsert(record.clone());
         self.deliver(&deliveries);

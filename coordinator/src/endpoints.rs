@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use hearth_control::Fingerprint;
+use crate::coordinator::Credential;
 use hearth_control::wire::EndpointReport;
 
 use crate::coordinator::Coordinator;
@@ -45,16 +45,16 @@ pub fn from_report(
 }
 
 impl Coordinator {
-    /// Records where the node with `fingerprint` can be reached.
+    /// Records where the node presenting `credential` can be reached.
     pub async fn report_endpoints(
         &self,
-        fingerprint: Option<Fingerprint>,
+        credential: Option<Credential>,
         report: EndpointReport,
         observed: Option<SocketAddr>,
     ) -> Result<()> {
         let endpoints = from_report(&report, observed)?;
         let mut state = self.state.lock().await;
-        let mut record = self.reporting_node(&state, fingerprint)?;
+        let mut record = self.reporting_node(&state, credential)?;
         if record.endpoints == endpoints {
             return Ok(());
         }

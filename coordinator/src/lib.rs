@@ -26,7 +26,9 @@ pub mod routes;
 pub mod server;
 pub mod state_dir;
 pub mod streams;
+pub mod tailscale;
 pub mod tls;
+pub mod tsmap;
 pub(crate) mod wgquick;
 
 pub use coordinator::Coordinator;

@@ -94,6 +94,13 @@ struct ServeArgs {
     /// STUN answers per second to one source address.
     #[arg(long, default_value_t = 10)]
     stun_per_source: u32,
+    /// Plain HTTP address for the Tailscale control protocol only (clients
+    /// try port 80 first; its Noise session needs no TLS), or `off`.
+    #[arg(long, default_value = "off")]
+    http_listen: String,
+    /// The MagicDNS domain Tailscale clients name nodes under (`<name>.<domain>`).
+    #[arg(long, default_value = hearth_coordinator::tsmap::DEFAULT_BASE_DOMAIN)]
+    base_domain: String,
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -263,6 +270,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             options.keepalive = args.keepalive;
+            options.base_domain = args.base_domain.clone();
+            options.http_listen = match args.http_listen.as_str() {
+                "off" => None,
+                address => Some(
+                    address
+                        .parse()
+                        .context("--http-listen takes ADDR:PORT or `off`")?,
+                ),
+            };
             options.ephemeral_timeout = args.ephemeral_timeout;
             options.register_limit = RegisterLimit {
                 burst: args.register_burst,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
 use hearth_control::Fingerprint;
+use hearth_control::tailcfg::{DiscoKey, MachineKey};
 use hearth_control::wire::{
     MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, WireGuardKey,
 };
@@ -45,8 +46,15 @@ pub struct NodeRecord {
     pub ephemeral: bool,
     /// A device without an agent (configured from a wg-quick file).
     pub static_device: bool,
-    /// Fingerprint of its control-plane client certificate.
+    /// Fingerprint of its control-plane client certificate (`hearth-agent`).
     pub cert_fingerprint: Option<Fingerprint>,
+    /// Machine key of an official Tailscale client.
+    pub machine_key: Option<MachineKey>,
+    /// The Tailscale client's current disco key, from its last map request.
+    pub disco_key: Option<DiscoKey>,
+    /// The client software and version (`tailscale 1.96.4`); empty for
+    /// `hearth-agent` nodes and static devices.
+    pub client: String,
     /// Where it can be reached.
     pub endpoints: Vec<SocketAddr>,
     /// Routes it advertises.
@@ -60,6 +68,15 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
+    /// What the node proves itself with on each request; `None` for a
+    /// static device, which never calls.
+    pub fn credential(&self) -> Option<crate::coordinator::Credential> {
+        use crate::coordinator::Credential;
+        self.cert_fingerprint
+            .map(Credential::Certificate)
+            .or(self.machine_key.map(Credential::Machine))
+    }
+
     /// Whether the node takes part in the mesh.
     pub fn is_admitted(&self) -> bool {
         self.state == NodeState::Approved
@@ -81,6 +98,7 @@ impl NodeRecord {
             ipv4: self.ipv4,
             ipv6: self.ipv6,
             ephemeral: self.ephemeral,
+            user_id: self.user_id,
         }
     }
 
@@ -100,6 +118,13 @@ impl NodeRecord {
             addresses: self.addresses(),
             allowed_ips,
             endpoints: self.endpoints.clone(),
+            user_id: self.user_id,
+            os: self.os.clone(),
+            // A Tailscale client is told apart from a plain WireGuard peer
+            // by having a disco key, zero until its first map request.
+            disco_key: self
+                .machine_key
+                .map(|_| WireGuardKey(self.disco_key.unwrap_or_default().0)),
         }
     }
 
@@ -382,6 +407,9 @@ mod tests {
             ephemeral: false,
             static_device: false,
             cert_fingerprint: None,
+            machine_key: None,
+            disco_key: None,
+            client: String::new(),
             endpoints: Vec::new(),
             advertised_routes: Vec::new(),
             approved_routes: Vec::new(),

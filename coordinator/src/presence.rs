@@ -90,7 +90,8 @@ mod tests {
             hostname: "laptop".into(),
             os: "linux".into(),
             key: hearth_control::wire::WireGuardKey([9; 32]),
-            certificate: None,
+            credential: None,
+            client: String::new(),
         };
         let addresses = crate::ipam::AddressPool::new().allocate(0).unwrap();
         let mut record = new_record(1, owner, device, addresses, created_at);

@@ -7,13 +7,13 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hearth_control::Fingerprint;
 use hearth_control::wire::{NodeId, NodeState, RegisterRequest, RegisterResponse, WireGuardKey};
 
 use crate::accounts::usage;
 use crate::admission::NodeView;
 use crate::authkey::{self, KeyRefusal};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, Credential};
+use crate::db::preauth_keys::PreauthKeyRow;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::netmap::NodeRecord;
@@ -101,8 +101,10 @@ pub struct Device {
     pub os: String,
     /// Its WireGuard public key.
     pub key: WireGuardKey,
-    /// The client certificate it was issued; `None` for a device without an agent.
-    pub certificate: Option<Fingerprint>,
+    /// What it proves itself with later; `None` for a device without an agent.
+    pub credential: Option<Credential>,
+    /// The client software and version, for Tailscale clients.
+    pub client: String,
 }
 
 /// A new node's record: node `id` of `owner`, made from `device`, with
@@ -126,8 +128,17 @@ pub fn new_record(
         hostname: device.hostname,
         os: device.os,
         wireguard_key: device.key,
-        static_device: device.certificate.is_none(),
-        cert_fingerprint: device.certificate,
+        static_device: device.credential.is_none(),
+        cert_fingerprint: match device.credential {
+            Some(Credential::Certificate(fingerprint)) => Some(fingerprint),
+            _ => None,
+        },
+        machine_key: match device.credential {
+            Some(Credential::Machine(key)) => Some(key),
+            _ => None,
+        },
+        disco_key: None,
+        client: device.client,
         ipv4: addresses.0,
         ipv6: addresses.1,
         endpoints: Vec::new(),
@@ -138,16 +149,27 @@ pub fn new_record(
     }
 }
 
-impl Coordinator {
-    /// Registers a device with a pre-auth key.
-    pub async fn register(&self, request: RegisterRequest) -> Result<RegisterResponse> {
-        let hostname = check_request(&request)?;
-        let csr = request
-            .csr_bytes()
-            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
-        let presented = authkey::parse(request.auth_key.expose()).ok_or(Error::InvalidKey)?;
+/// Who owns a node registered with `key`, and whether it waits for approval.
+pub fn owner_from_key(key: &PreauthKeyRow) -> Owner {
+    Owner {
+        user_id: key.user_id,
+        user: key.user.clone(),
+        tags: key.tags.iter().cloned().collect(),
+        ephemeral: key.ephemeral,
+        state: if key.pre_approved {
+            NodeState::Approved
+        } else {
+            NodeState::Pending
+        },
+    }
+}
 
-        let mut state = self.state.lock().await;
+impl Coordinator {
+    /// The stored pre-auth key `presented` names, when it matches and still
+    /// admits a node at `now`. The caller holds the state lock, so the use
+    /// it then consumes cannot be taken by a concurrent registration.
+    pub(crate) async fn usable_key(&self, presented: &str, now: i64) -> Result<PreauthKeyRow> {
+        let presented = authkey::parse(presented).ok_or(Error::InvalidKey)?;
         let key = self
             .db
             .find_preauth_key(presented.prefix)
@@ -156,11 +178,22 @@ impl Coordinator {
         if !presented.matches(&key.secret_hash) {
             return Err(Error::InvalidKey);
         }
-        let now = unix_now();
         authkey::admits(usage(&key), now).map_err(|refusal| match refusal {
             KeyRefusal::Expired => Error::KeyExpired,
             KeyRefusal::AlreadyUsed => Error::KeyUsed,
         })?;
+        Ok(key)
+    }
+
+    /// Registers a device with a pre-auth key.
+    pub async fn register(&self, request: RegisterRequest) -> Result<RegisterResponse> {
+        let hostname = check_request(&request)?;
+        let csr = request
+            .csr_bytes()
+            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
+        let mut state = self.state.lock().await;
+        let now = unix_now();
+        let key = self.usable_key(request.auth_key.expose(), now).await?;
         if let Some(existing) = state.by_wireguard_key.get(&request.wireguard_key) {
             return Err(Error::AlreadyRegistered(*existing));
         }
@@ -174,23 +207,14 @@ impl Coordinator {
             .issue(&csr, &format!("hearth-node-{id}"))
             .map_err(|error| Error::BadRequest(error.to_string()))?;
         let addresses = state.addresses.allocate(now)?;
-        let owner = Owner {
-            user_id: key.user_id,
-            user: key.user.clone(),
-            tags: key.tags.iter().cloned().collect(),
-            ephemeral: key.ephemeral,
-            state: if key.pre_approved {
-                NodeState::Approved
-            } else {
-                NodeState::Pending
-            },
-        };
+        let owner = owner_from_key(&key);
         let device = Device {
             name,
             hostname: hostname.to_owned(),
             os: request.os.clone(),
             key: request.wireguard_key,
-            certificate: Some(fingerprint),
+            credential: Some(Credential::Certificate(fingerprint)),
+            client: String::new(),
         };
         let record = new_record(id, owner, device, addresses, now);
         self.store_new_node(&mut state, &record, Some(key.id), now)
@@ -236,7 +260,8 @@ impl Coordinator {
             hostname: name.to_owned(),
             os: "wireguard".into(),
             key: public,
-            certificate: None,
+            credential: None,
+            client: String::new(),
         };
         let record = new_record(id, owner, device, addresses, now);
         self.store_new_node(&mut state, &record, None, now).await?;

@@ -2,8 +2,8 @@
 //! and which of them are approved ([`check_advertised`], [`approved`],
 //! pure), and the shell that records reports and admins' approvals.
 
+use crate::coordinator::Credential;
 use hearth_acl::Policy;
-use hearth_control::Fingerprint;
 use hearth_control::wire::NodeId;
 use ipnet::IpNet;
 
@@ -72,16 +72,16 @@ pub(crate) fn approved_under(
 }
 
 impl Coordinator {
-    /// Records the routes the node with `fingerprint` advertises; those the
+    /// Records the routes the node presenting `credential` advertises; those the
     /// policy's `autoApprovers` allow are approved at once.
     pub async fn report_routes(
         &self,
-        fingerprint: Option<Fingerprint>,
+        credential: Option<Credential>,
         advertised: Vec<IpNet>,
     ) -> Result<()> {
         let advertised = check_advertised(advertised)?;
         let mut state = self.state.lock().await;
-        let mut record = self.reporting_node(&state, fingerprint)?;
+        let mut record = self.reporting_node(&state, credential)?;
         record.advertised_routes = advertised;
         record.approved_routes =
             approved_under(state.policy.as_ref(), &record, &record.approved_routes);

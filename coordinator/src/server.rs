@@ -56,6 +56,12 @@ pub struct ServeOptions {
     pub connections: Limits,
     /// STUN answers per second to one source address (after a burst of as many).
     pub stun_per_source: u32,
+    /// The MagicDNS domain nodes are named under (`<name>.<domain>`).
+    pub base_domain: String,
+    /// A plain HTTP listener (port 80, which Tailscale clients try first)
+    /// serving only `/key` and the `/ts2021` upgrade, whose Noise session
+    /// needs no TLS; `None` (the default) serves none.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -69,6 +75,8 @@ impl ServeOptions {
             tls_key: None,
             stun_listen: Some(SocketAddr::from(([0, 0, 0, 0], 3478))),
             keepalive: Duration::from_secs(30),
+            base_domain: crate::tsmap::DEFAULT_BASE_DOMAIN.to_owned(),
+            http_listen: None,
             ephemeral_timeout: Duration::from_secs(30 * 60),
             register_limit: RegisterLimit {
                 burst: 20,
@@ -92,6 +100,8 @@ pub struct Server {
     gate: Gate,
     node_routes: Router,
     admin_routes: Router,
+    /// Plain HTTP for the Tailscale control protocol only (`--http-listen`).
+    http: Option<(TcpListener, Router)>,
 }
 
 fn hostname() -> String {
@@ -161,11 +171,18 @@ impl Server {
             restrict(&PathBuf::from(format!("{}{suffix}", database.display())))?;
         }
 
+        let relay_map = crate::tsmap::relay_map(
+            &public_url,
+            options.stun_listen.map(|address| address.port()),
+            &fingerprint.to_hex(),
+        );
         let settings = Settings {
             public_url,
             fingerprint,
             keepalive: options.keepalive,
             ephemeral_timeout: options.ephemeral_timeout,
+            base_domain: options.base_domain.clone(),
+            relay_map,
         };
         let coordinator = Coordinator::start(db, authority, settings).await?;
 
@@ -189,9 +206,27 @@ impl Server {
             None => None,
         };
 
+        let http = match options.http_listen {
+            Some(address) => Some((
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (--http-listen)"))?,
+                api::tailscale::router(Arc::clone(&control_key), Arc::clone(&coordinator)),
+            )),
+            None => None,
+        };
+
         Ok(Server {
+            http,
             node_routes: api::node::router(Arc::clone(&coordinator), options.register_limit)
-                .merge(api::tailscale::router(control_key)),
+                .merge(api::tailscale::router(
+                    control_key,
+                    Arc::clone(&coordinator),
+                ))
+                .merge(api::derp::router(
+                    Arc::new(api::derp::Relay::new()),
+                    Arc::clone(&coordinator),
+                )),
             admin_routes: api::admin::router(Arc::clone(&coordinator)),
             coordinator,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
@@ -253,6 +288,19 @@ impl Server {
             .stun
             .map(|socket| tokio::spawn(run_stun(socket, stun_per_source, stop.clone())));
         let janitor_task = tokio::spawn(run_janitor(Arc::clone(&self.coordinator), stop.clone()));
+        let http_task = self.http.map(|(listener, routes)| {
+            let mut stop = stop.clone();
+            let gate = self.gate.clone();
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "Tailscale control protocol on plain HTTP");
+            }
+            tokio::spawn(async move {
+                hearth_http::serve::serve_tcp(listener, gate, routes, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+            })
+        });
 
         let limits = *self.gate.limits();
         tracing::info!(
@@ -341,6 +389,9 @@ impl Server {
             let _ = task.await;
         }
         let _ = janitor_task.await;
+        if let Some(task) = http_task {
+            let _ = task.await;
+        }
         self.coordinator.db().close().await;
         let _ = std::fs::remove_file(&self.admin_path);
         tracing::info!("stopped");

@@ -65,6 +65,9 @@ mod tests {
             ephemeral: false,
             static_device: false,
             cert_fingerprint: None,
+            machine_key: None,
+            disco_key: None,
+            client: String::new(),
             endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
             advertised_routes: Vec::new(),
             approved_routes: vec![

@@ -141,3 +141,139 @@ async fn garbled_handshakes_and_old_clients_are_refused_and_others_still_served(
     assert!(health.status().is_success());
     assert!(!server.nodes_json().iter().any(|node| node.is_null()));
 }
+
+/// A DERP client over raw TLS: logs in with `secret`; the connection after
+/// the login, or what the relay sent before closing it.
+async fn derp_login(
+    token: &hearth_control::JoinToken,
+    secret: [u8; 32],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>> {
+    use hearth_control::derp;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        client_config(token.fingerprint, None).unwrap(),
+    ));
+    let address = token.url.trim_start_matches("https://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("hearth-coordinator").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let request = format!(
+        "GET /derp HTTP/1.1\r\nHost: {address}\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    // The 101 head, then the server's key frame (45 bytes).
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tls.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut greeting = [0u8; derp::HEADER_LEN + 40];
+    tls.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(greeting[0], derp::kind::SERVER_KEY);
+    let server: [u8; 32] = greeting[derp::HEADER_LEN + 8..].try_into().unwrap();
+    let public =
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
+    let sealed = derp::seal(&secret, &server, &rand::random(), br#"{"version":2}"#);
+    tls.write_all(&derp::frame(derp::kind::CLIENT_INFO, &[&public, &sealed]))
+        .await
+        .unwrap();
+    let mut header = [0u8; derp::HEADER_LEN];
+    let mut rest = Vec::new();
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tls.read_exact(&mut header),
+    )
+    .await
+    {
+        Ok(Ok(_)) if header[0] == derp::kind::SERVER_INFO => {
+            let (_, length) = derp::header(&header, derp::MAX_FRAME).unwrap().unwrap();
+            let mut info = vec![0u8; length];
+            tls.read_exact(&mut info).await.unwrap();
+            let opened = derp::open(&secret, &server, &info).unwrap();
+            assert_eq!(opened, br#"{"version":2}"#);
+            Ok(tls)
+        }
+        _ => {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                tls.read_to_end(&mut rest),
+            )
+            .await;
+            Err(rest)
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_relay_serves_admitted_nodes_only_and_carries_packets_between_them() {
+    use hearth_control::derp;
+    use hearth_control::wire::WireGuardKey;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.cli_ok(&["users", "create", "alice"]);
+    let approved = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let pending = server.token(&["--user", "alice"]);
+
+    // Three nodes whose WireGuard secrets the test holds: two admitted, one pending.
+    let mut secrets = Vec::new();
+    for (token, name) in [(&approved, "a"), (&approved, "b"), (&pending, "c")] {
+        let secret: [u8; 32] = rand::random();
+        let (mut request, _) = hearth_testkit::control_plane::request(token, name);
+        request.wireguard_key = WireGuardKey(
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes(),
+        );
+        let anonymous =
+            hearth_control::ControlClient::new(&token.url, token.fingerprint, None).unwrap();
+        anonymous.register(&request).await.unwrap();
+        secrets.push(secret);
+    }
+
+    // The attack: a key of no node, and a pending node's key, get no session.
+    for (who, secret) in [
+        ("an unknown key", rand::random()),
+        ("a pending node", secrets[2]),
+    ] {
+        let refused = derp_login(&approved, secret).await;
+        assert!(refused.is_err(), "{who} was let in to the relay");
+    }
+
+    let mut a = derp_login(&approved, secrets[0]).await.unwrap();
+    let mut b = derp_login(&approved, secrets[1]).await.unwrap();
+    let key_of = |secret: [u8; 32]| {
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes()
+    };
+    let packet = b"a WireGuard packet, opaque to the relay";
+    a.write_all(&derp::frame(
+        derp::kind::SEND_PACKET,
+        &[&key_of(secrets[1]), packet],
+    ))
+    .await
+    .unwrap();
+    let mut header = [0u8; derp::HEADER_LEN];
+    b.read_exact(&mut header).await.unwrap();
+    let (kind, length) = derp::header(&header, derp::MAX_FRAME).unwrap().unwrap();
+    assert_eq!(kind, derp::kind::RECV_PACKET);
+    let mut payload = vec![0u8; length];
+    b.read_exact(&mut payload).await.unwrap();
+    assert_eq!(
+        payload[..32],
+        key_of(secrets[0]),
+        "the sender's key comes first"
+    );
+    assert_eq!(&payload[32..], packet);
+
+    // A packet for a node not connected here: the sender is told it is gone.
+    a.write_all(&derp::frame(
+        derp::kind::SEND_PACKET,
+        &[&key_of(secrets[2]), packet],
+    ))
+    .await
+    .unwrap();
+    a.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[0], derp::kind::PEER_GONE);
+}

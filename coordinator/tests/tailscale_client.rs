@@ -1,86 +1,433 @@
 //! The official Tailscale client (tailscaled 1.96.4, userspace networking,
-//! logs off) against the coordinator in a network namespace: it fetches
-//! `/key`, completes the ts2021 Noise handshake, and speaks HTTP/2 inside
-//! the session up to its registration request, which this coordinator does
-//! not serve yet. Needs root (namespaces) and the cached client
+//! logs off) joining a Hearth coordinator in network namespaces, beside a
+//! `hearth-agent` node: registration with pre-auth keys (pre-approved, and
+//! pending until `nodes approve`), MagicDNS names in `tailscale status`,
+//! paths between the clients and to the agent, the policy enforced on the
+//! Tailscale side, deletion. Needs root (namespaces) and the cached client
 //! (scripts/tailscale-client.sh); outside CI the test skips without them.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearth_testkit::llama::tailscale_client;
 use hearth_testkit::{Lab, wait_until};
 
+fn key(coordinator: &hearth_testkit::Coordinator, args: &[&str]) -> String {
+    let mut all = vec!["preauthkeys", "create", "--user", "alice"];
+    all.extend_from_slice(args);
+    coordinator.cli_ok(&all).trim().to_owned()
+}
+
+/// A lab with a coordinator in host `hub` (plain HTTP on port 80 too when
+/// `http`) and user alice, and the official client; `None` (skipped)
+/// without root or the client.
+fn lab_with_alice(http: bool) -> Option<(Lab, std::path::PathBuf, hearth_testkit::Coordinator)> {
+    let mut lab = Lab::new()?;
+    let client = tailscale_client()?;
+    let hub = lab.host("hub");
+    let listen = format!("{}:80", hub.address);
+    let extra: &[&str] = if http {
+        &["--http-listen", &listen]
+    } else {
+        &[]
+    };
+    let coordinator = lab.start_coordinator_with(&hub, extra);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    Some((lab, client, coordinator))
+}
+
 #[test]
-fn the_official_client_completes_the_ts2021_handshake_and_speaks_http2_inside() {
-    let Some(mut lab) = Lab::new() else { return };
-    let Some(client) = tailscale_client() else {
+fn official_clients_and_an_agent_join_one_mesh() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
         return;
     };
-    let hub = lab.host("hub");
-    let phone = lab.host("phone");
-    let coordinator = lab.start_coordinator(&hub);
-    let certificate = coordinator.state.join("tls/server.crt");
-    let state = lab.dir.path().join("phone-tailscale");
-    std::fs::create_dir_all(&state).unwrap();
-    let socket = state.join("tailscaled.sock");
+    let phone_host = lab.host("phone");
+    let laptop_host = lab.host("laptop");
+    let server_host = lab.host("server");
+    let approved = key(&coordinator, &["--reusable", "--pre-approved"]);
+    let pending = key(&coordinator, &[]);
 
-    let mut daemon = lab.command(&phone, client.join("tailscaled"));
-    daemon
-        .args([
-            "--tun=userspace-networking",
-            "--no-logs-no-support",
-            "--port",
-            "0",
-        ])
-        .arg("--statedir")
-        .arg(&state)
-        .arg("--socket")
-        .arg(&socket)
-        .env("TS_NO_LOGS_NO_SUPPORT", "1")
-        .env("SSL_CERT_FILE", &certificate);
-    let mut daemon = lab.spawn(&phone, "tailscaled", daemon);
-    wait_until(Duration::from_secs(20), || socket.exists()).expect("tailscaled started");
+    // A hearth-agent node with the same kind of key.
+    let token = lab.dir.path().join("server.token");
+    std::fs::write(&token, &approved).unwrap();
+    let agent = lab.start_agent(&server_host, &token, &[]);
+    let agent_ip = agent.wait_mesh_ipv4(Duration::from_secs(30));
 
-    let login = format!("https://{}", coordinator.address);
-    let up = lab
-        .command(&phone, client.join("tailscale"))
-        .arg("--socket")
-        .arg(&socket)
-        .args([
-            "up",
-            "--login-server",
-            &login,
-            "--authkey",
-            "not-served-yet",
+    // A pre-approved key brings the phone up.
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "tailscale up: {}\ncoordinator:\n{}\ntailscaled:\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        coordinator.process.log_text(),
+        phone.daemon.log_text()
+    );
+    assert_eq!(phone.backend_state(&lab), "Running");
+
+    // A normal key leaves the laptop waiting until an admin approves it.
+    let laptop = lab.start_tailscaled(&laptop_host, &coordinator, &client);
+    let waiting = laptop.up(&lab, &coordinator, &pending, &["--timeout", "5s"]);
+    assert!(!waiting.status.success(), "a pending device is not up yet");
+    assert_eq!(laptop.backend_state(&lab), "NeedsMachineAuth");
+    let nodes = coordinator.nodes();
+    let laptop_node = nodes.iter().find(|node| node["name"] == "laptop").unwrap();
+    assert_eq!(laptop_node["state"], "pending");
+    assert_eq!(laptop_node["client"], "tailscale 1.96.4");
+    let laptop_id = laptop_node["id"].as_u64().unwrap().to_string();
+    coordinator.cli_ok(&["nodes", "approve", &laptop_id]);
+    let approved_at = Instant::now();
+    wait_until(Duration::from_secs(10), || {
+        laptop.backend_state(&lab) == "Running"
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the laptop did not come up after approval:\n{}",
+            laptop.daemon.log_text()
+        )
+    });
+    eprintln!("laptop running {:?} after approval", approved_at.elapsed());
+    assert!(approved_at.elapsed() < Duration::from_secs(2));
+
+    // Each client lists the other two by MagicDNS name.
+    let expected_phone = ["laptop.hearth.internal.", "server.hearth.internal."];
+    wait_until(Duration::from_secs(10), || {
+        phone.peer_dns_names(&lab) == expected_phone
+    })
+    .unwrap_or_else(|| panic!("phone peers: {:?}", phone.peer_dns_names(&lab)));
+    let expected_laptop = ["phone.hearth.internal.", "server.hearth.internal."];
+    wait_until(Duration::from_secs(10), || {
+        laptop.peer_dns_names(&lab) == expected_laptop
+    })
+    .unwrap_or_else(|| panic!("laptop peers: {:?}", laptop.peer_dns_names(&lab)));
+    wait_until(Duration::from_secs(10), || agent.peer_names().len() == 2)
+        .unwrap_or_else(|| panic!("agent peers: {:?}", agent.peer_names()));
+
+    // Packets: client to client (disco, direct), client to agent (plain WireGuard).
+    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
+    let ping = phone.cli(&lab, &["ping", "--timeout", "5s", "--c", "10", &laptop_ip]);
+    eprintln!("phone -> laptop: {}", String::from_utf8_lossy(&ping.stdout));
+    assert!(
+        ping.status.success(),
+        "phone -> laptop: {}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    let ping = phone.cli(
+        &lab,
+        &[
+            "ping",
+            "--icmp",
             "--timeout",
-            "15s",
-        ])
-        .env("SSL_CERT_FILE", &certificate)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&up.stderr).into_owned();
+            "5s",
+            "--c",
+            "10",
+            &agent_ip.to_string(),
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "phone -> agent: {}{}\nagent:\n{}\ntailscaled:\n{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr),
+        agent.process.log_text(),
+        phone.daemon.log_text()
+    );
+    eprintln!("phone -> agent: {}", String::from_utf8_lossy(&ping.stdout));
 
-    let log = coordinator.process.log_text();
-    let opened = wait_until(Duration::from_secs(5), || {
+    // The agent reaches both clients: TCP to a listener behind each
+    // client's userspace network stack (inbound connections to a client's
+    // mesh address are handed to the same port on its loopback).
+    let phone_ip: std::net::IpAddr = phone.ipv4(&lab).unwrap().into();
+    let laptop_ip: std::net::IpAddr = laptop_ip.parse().unwrap();
+    let _servers = [
+        lab.serve_tcp(&phone_host, 7000),
+        lab.serve_tcp(&phone_host, 7001),
+        lab.serve_tcp(&laptop_host, 7000),
+    ];
+    for (name, address) in [("phone", phone_ip), ("laptop", laptop_ip)] {
+        let mut sent = Err(String::new());
+        wait_until(Duration::from_secs(10), || {
+            sent = lab.send_tcp(&server_host, address, 7000, 1 << 20, Duration::from_secs(2));
+            sent.is_ok()
+        });
+        assert_eq!(sent, Ok(1 << 20), "agent -> {name}:7000");
+    }
+    assert_eq!(
+        lab.send_tcp(&server_host, phone_ip, 7001, 1024, Duration::from_secs(2)),
+        Ok(1024),
+        "no policy: every port is open"
+    );
+
+    // The policy is enforced on the Tailscale side: only port 7000 of
+    // alice's devices, then only 7001, each in force within a second.
+    let policy = |port: u16| {
+        let path = lab.dir.path().join(format!("policy-{port}.json"));
+        std::fs::write(
+            &path,
+            format!(r#"{{"acls": [{{"action": "accept", "src": ["alice@"], "dst": ["alice@:{port}"]}}]}}"#),
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let reaches = |port: u16| {
+        lab.send_tcp(
+            &server_host,
+            phone_ip,
+            port,
+            1024,
+            Duration::from_millis(300),
+        )
+        .is_ok()
+    };
+    for (open, closed) in [(7000, 7001), (7001, 7000)] {
+        let started = Instant::now();
+        coordinator.cli_ok(&["policy", "set", &policy(open)]);
+        wait_until(Duration::from_secs(5), || reaches(open) && !reaches(closed))
+            .unwrap_or_else(|| panic!("port {open} open and {closed} closed on the phone"));
+        eprintln!(
+            "policy allowing {open} in force on the phone after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    coordinator.cli_ok(&["policy", "set", &{
+        let path = lab.dir.path().join("policy-all.json");
+        std::fs::write(
+            &path,
+            r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#,
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    }]);
+
+    // The agent's `whois` names a Tailscale peer and its user.
+    let who = agent.cli(&["whois", &phone_ip.to_string(), "--output", "json"]);
+    let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(
+        (who["name"].as_str(), who["user"].as_str()),
+        (Some("phone"), Some("alice"))
+    );
+
+    // `nodes list` shows both kinds of client in one mesh.
+    let nodes = coordinator.nodes();
+    let client_of = |name: &str| {
+        nodes
+            .iter()
+            .find(|node| node["name"] == name)
+            .map(|node| node["client"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(client_of("phone"), "tailscale 1.96.4");
+    assert_eq!(client_of("server"), "hearth-agent");
+
+    // Deleting the laptop removes it from everyone's map and refuses it.
+    coordinator.cli_ok(&["nodes", "delete", &laptop_id]);
+    let deleted_at = Instant::now();
+    wait_until(Duration::from_secs(5), || {
+        phone.peer_dns_names(&lab) == ["server.hearth.internal."]
+    })
+    .unwrap_or_else(|| panic!("phone peers after delete: {:?}", phone.peer_dns_names(&lab)));
+    eprintln!(
+        "laptop gone from the phone's map after {:?}",
+        deleted_at.elapsed()
+    );
+    wait_until(Duration::from_secs(5), || agent.peer_names() == ["phone"])
+        .unwrap_or_else(|| panic!("agent peers after delete: {:?}", agent.peer_names()));
+    wait_until(Duration::from_secs(30), || {
         coordinator
             .process
             .log_text()
-            .contains("ts2021 session open")
+            .contains("a Tailscale map request was refused")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the deleted laptop was not refused:\n{}",
+            coordinator.process.log_text()
+        )
     });
-    assert!(
-        opened.is_some(),
-        "no ts2021 session:\n{log}\ntailscale up: {said}\ntailscaled:\n{}",
-        daemon.log_text()
-    );
-    let log = coordinator.process.log_text();
-    for line in log.lines().filter(|line| line.contains("ts2021")) {
-        eprintln!("{line}");
+    drop(agent);
+}
+
+#[test]
+fn a_single_use_key_raced_by_a_tailscale_client_and_an_agent_admits_one() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let phone_host = lab.host("phone");
+    let server_host = lab.host("server");
+    let single = key(&coordinator, &["--pre-approved"]);
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let token = lab.dir.path().join("server.token");
+    std::fs::write(&token, &single).unwrap();
+
+    let racing = {
+        let mut command = phone.command(
+            &lab,
+            &[
+                "up",
+                "--login-server",
+                &format!("https://{}", coordinator.address),
+                "--authkey",
+                &single,
+                "--hostname",
+                "phone",
+                "--timeout",
+                "20s",
+            ],
+        );
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().unwrap()
+    };
+    let agent = lab.start_agent(&server_host, &token, &[]);
+    let up = racing.wait_with_output().unwrap();
+    wait_until(Duration::from_secs(20), || {
+        !agent.process.log_text().is_empty() && coordinator.nodes().len() == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let nodes = coordinator.nodes();
+    assert_eq!(nodes.len(), 1, "exactly one admitted: {nodes:?}");
+    let winner = nodes[0]["client"].as_str().unwrap().to_owned();
+    eprintln!("the single-use key went to {winner}");
+    if winner == "hearth-agent" {
+        assert!(!up.status.success());
+        let said = String::from_utf8_lossy(&up.stderr);
+        assert!(said.contains("already used"), "tailscale up said: {said}");
+    } else {
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        wait_until(Duration::from_secs(10), || {
+            agent.process.log_text().contains("already used")
+        })
+        .unwrap_or_else(|| panic!("the agent was not told:\n{}", agent.process.log_text()));
     }
-    assert!(
-        log.contains("path=/machine/register"),
-        "no registration request inside the session:\n{log}"
+}
+
+#[test]
+fn routes_reauth_and_logout_go_through_the_same_admission() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let router_host = lab.host("router");
+    let reusable = key(&coordinator, &["--reusable", "--pre-approved"]);
+    let router = lab.start_tailscaled(&router_host, &coordinator, &client);
+    // Nothing else in the mesh yet: the client is healthy through the relay.
+    let up = router.up(
+        &lab,
+        &coordinator,
+        &reusable,
+        &["--advertise-routes", "10.99.0.0/24", "--timeout", "30s"],
     );
-    daemon.kill();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let node = |coordinator: &hearth_testkit::Coordinator| {
+        coordinator
+            .nodes()
+            .into_iter()
+            .find(|node| node["name"] == "router")
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(10), || {
+        node(&coordinator)["advertised_routes"] == serde_json::json!(["10.99.0.0/24"])
+    })
+    .unwrap_or_else(|| panic!("routes not advertised: {}", node(&coordinator)));
+    assert_eq!(node(&coordinator)["approved_routes"], serde_json::json!([]));
+    let id = node(&coordinator)["id"].as_u64().unwrap().to_string();
+    coordinator.cli_ok(&["nodes", "approve-routes", &id, "--routes", "10.99.0.0/24"]);
+    assert_eq!(
+        node(&coordinator)["approved_routes"],
+        serde_json::json!(["10.99.0.0/24"])
+    );
+
+    // --force-reauth: a new node key, the same node.
+    let key_before = node(&coordinator)["wireguard_key"].clone();
+    let up = router.up(
+        &lab,
+        &coordinator,
+        &reusable,
+        &[
+            "--advertise-routes",
+            "10.99.0.0/24",
+            "--force-reauth",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let after = node(&coordinator);
+    assert_eq!(after["id"].as_u64().unwrap().to_string(), id);
+    assert_ne!(
+        after["wireguard_key"], key_before,
+        "the node key was replaced"
+    );
+    assert_eq!(after["state"], "approved");
+    assert_eq!(coordinator.nodes().len(), 1);
+
+    // Logout expires the node; a key brings the same node back.
+    let logout = router.cli(&lab, &["logout"]);
+    assert!(
+        logout.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logout.stderr)
+    );
+    wait_until(Duration::from_secs(5), || {
+        node(&coordinator)["state"] == "expired"
+    })
+    .unwrap_or_else(|| panic!("after logout: {}", node(&coordinator)));
+    let up = router.up(&lab, &coordinator, &reusable, &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let back = node(&coordinator);
+    assert_eq!(back["state"], "approved");
+    assert_eq!(back["id"].as_u64().unwrap().to_string(), id);
+}
+
+#[test]
+fn a_client_joins_over_plain_http_on_port_80() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(true) else {
+        return;
+    };
+    let phone_host = lab.host("phone");
+    let http = format!("{}:80", coordinator.host.address);
+    let approved = key(&coordinator, &["--pre-approved"]);
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let up = phone.up_at(
+        &lab,
+        &format!("http://{http}"),
+        &approved,
+        &["--timeout", "30s"],
+    );
+    assert!(
+        up.status.success(),
+        "tailscale up over http: {}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        coordinator.process.log_text()
+    );
+    assert_eq!(phone.backend_state(&lab), "Running");
+    let log = coordinator.process.log_text();
+    assert!(
+        log.contains("Tailscale control protocol on plain HTTP"),
+        "{log}"
+    );
+    assert!(log.contains("Tailscale node registered"), "{log}");
 }

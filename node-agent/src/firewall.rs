@@ -289,6 +289,9 @@ mod tests {
             ],
             allowed_ips: Vec::new(),
             endpoints: Vec::new(),
+            user_id: 2,
+            os: String::new(),
+            disco_key: None,
         }
     }
 

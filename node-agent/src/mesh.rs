@@ -232,6 +232,7 @@ mod tests {
             ipv4: "100.64.0.1".parse().unwrap(),
             ipv6: "fd7a:115c:a1e0::6440:1".parse().unwrap(),
             ephemeral: false,
+            user_id: 1,
         }
     }
 
@@ -245,6 +246,9 @@ mod tests {
             addresses: vec![format!("100.64.0.{id}").parse().unwrap()],
             allowed_ips: vec![format!("100.64.0.{id}/32").parse().unwrap()],
             endpoints: Vec::new(),
+            user_id: 2,
+            os: String::new(),
+            disco_key: None,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::db::DbError;
 use crate::error::Error;
 
 pub mod admin;
+pub mod derp;
 pub mod node;
 pub mod noise_stream;
 pub mod tailscale;

@@ -19,7 +19,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 use super::{PeerInfo, parse_json};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, Credential};
 use crate::error::Error;
 use crate::streams::{Subscription, encode_line};
 
@@ -78,7 +78,11 @@ async fn endpoints(
 ) -> Result<impl IntoResponse, Error> {
     let report = parse_json(&body)?;
     coordinator
-        .report_endpoints(peer.fingerprint, report, Some(peer.remote))
+        .report_endpoints(
+            peer.fingerprint.map(Credential::Certificate),
+            report,
+            Some(peer.remote),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -90,7 +94,10 @@ async fn routes(
 ) -> Result<impl IntoResponse, Error> {
     let report: RoutesReport = parse_json(&body)?;
     coordinator
-        .report_routes(peer.fingerprint, report.advertised)
+        .report_routes(
+            peer.fingerprint.map(Credential::Certificate),
+            report.advertised,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -99,7 +106,9 @@ async fn map(
     State(coordinator): State<Arc<Coordinator>>,
     Extension(peer): Extension<PeerInfo>,
 ) -> Result<Response, Error> {
-    let subscription = coordinator.open_map(peer.fingerprint).await?;
+    let subscription = coordinator
+        .open_map(peer.fingerprint.map(Credential::Certificate))
+        .await?;
     let keepalive = coordinator.settings().keepalive;
     Ok(stream_response(
         subscription,
@@ -112,7 +121,9 @@ async fn approval(
     State(coordinator): State<Arc<Coordinator>>,
     Extension(peer): Extension<PeerInfo>,
 ) -> Result<Response, Error> {
-    let (_, subscription) = coordinator.open_approval(peer.fingerprint).await?;
+    let (_, subscription) = coordinator
+        .open_approval(peer.fingerprint.map(Credential::Certificate))
+        .await?;
     let keepalive = coordinator.settings().keepalive;
     Ok(stream_response(
         subscription,

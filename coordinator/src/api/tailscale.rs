@@ -1,22 +1,34 @@
-//! The Tailscale control protocol's entry on the node listener: `GET
-//! /key?v=N` gives a client the control key it starts its Noise handshake
-//! with (`hearth_control::ts2021`). Clients older than
-//! [`MIN_CAPABILITY`](hearth_control::ts2021::MIN_CAPABILITY) are refused
-//! with a message naming the minimum.
+//! The Tailscale control protocol on the node listener: `GET /key?v=N`
+//! gives a client the control key it starts its Noise handshake with
+//! (`hearth_control::ts2021`); `POST /ts2021` upgrades to that session, in
+//! which HTTP/2 carries `/machine/register` and `/machine/map`
+//! (`hearth_control::tailcfg`, `crate::tailscale`, `crate::tsmap`). Clients
+//! older than [`MIN_CAPABILITY`](hearth_control::ts2021::MIN_CAPABILITY)
+//! are refused with a message naming the minimum.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::extract::{Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use hearth_control::tailcfg::{self, MachineKey};
 use hearth_control::ts2021;
-use hearth_control::wire::ErrorBody;
+use hearth_control::wire::{ErrorBody, MapMessage, NodeState};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::mpsc;
+
+use crate::coordinator::{Coordinator, Credential};
+use crate::error::Error;
+use crate::streams::Subscription;
+use crate::tsmap::{SelfKeys, TsMapView};
 use serde::Deserialize;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -81,17 +93,20 @@ struct KeyQuery {
 }
 
 /// The Tailscale routes of the node listener.
-pub fn router(key: Arc<ControlKey>) -> Router {
+pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>) -> Router {
     Router::new()
         .route("/key", get(control_key))
         .route("/ts2021", post(upgrade))
-        .with_state(key)
+        .with_state((key, coordinator))
 }
 
 /// `POST /ts2021` with `Upgrade: tailscale-control-protocol` and the
 /// handshake initiation in `X-Tailscale-Handshake`: 101, the handshake
 /// response, then HTTP/2 inside the session.
-async fn upgrade(State(key): State<Arc<ControlKey>>, mut request: Request) -> Response {
+async fn upgrade(
+    State((key, coordinator)): State<(Arc<ControlKey>, Arc<Coordinator>)>,
+    mut request: Request,
+) -> Response {
     let header = |name: &str| {
         request
             .headers()
@@ -133,7 +148,7 @@ async fn upgrade(State(key): State<Arc<ControlKey>>, mut request: Request) -> Re
         }
     };
     let upgrading = hyper::upgrade::on(&mut request);
-    tokio::spawn(serve_session(upgrading, accepted));
+    tokio::spawn(serve_session(upgrading, accepted, coordinator));
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("upgrade", "tailscale-control-protocol")
@@ -142,8 +157,13 @@ async fn upgrade(State(key): State<Arc<ControlKey>>, mut request: Request) -> Re
         .expect("a fixed response builds")
 }
 
-/// After the 101: the handshake response, then HTTP/2 inside the session.
-async fn serve_session(upgrading: hyper::upgrade::OnUpgrade, accepted: ts2021::Accepted) {
+/// After the 101: the handshake response, then HTTP/2 inside the session,
+/// served by [`session_router`] for the client's machine key.
+async fn serve_session(
+    upgrading: hyper::upgrade::OnUpgrade,
+    accepted: ts2021::Accepted,
+    coordinator: Arc<Coordinator>,
+) {
     let upgraded = match upgrading.await {
         Ok(upgraded) => upgraded,
         Err(error) => {
@@ -156,24 +176,13 @@ async fn serve_session(upgrading: hyper::upgrade::OnUpgrade, accepted: ts2021::A
         tracing::debug!(%error, "could not send the handshake response");
         return;
     }
-    let machine = ts2021::machine_key_text(&accepted.machine_key);
-    tracing::info!(machine = %machine, version = accepted.version, "ts2021 session open");
+    let session = Session {
+        machine: MachineKey(accepted.machine_key),
+        version: accepted.version,
+    };
+    tracing::info!(machine = %session.machine, version = session.version, "ts2021 session open");
     let stream = super::noise_stream::NoiseStream::new(io, accepted.session);
-    let service = hyper::service::service_fn(
-        move |inner: hyper::Request<hyper::body::Incoming>| {
-            let machine = machine.clone();
-            async move {
-                tracing::info!(machine = %machine, method = %inner.method(), path = %inner.uri().path(), "ts2021 request");
-                let body = serde_json::json!({"error": "not_implemented",
-                "message": "this coordinator does not serve Tailscale registration yet"})
-                .to_string();
-                hyper::Response::builder()
-                    .status(StatusCode::NOT_IMPLEMENTED)
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            }
-        },
-    );
+    let service = TowerToHyperService::new(session_router(coordinator, session));
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), service)
         .await;
@@ -182,8 +191,211 @@ async fn serve_session(upgrading: hyper::upgrade::OnUpgrade, accepted: ts2021::A
     }
 }
 
+/// Who is at the other end of a ts2021 session.
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    machine: MachineKey,
+    version: u16,
+}
+
+/// The routes inside a ts2021 session.
+fn session_router(coordinator: Arc<Coordinator>, session: Session) -> Router {
+    Router::new()
+        .route("/machine/register", post(register))
+        .route("/machine/map", post(map))
+        .fallback(|request: Request| async move {
+            tracing::info!(path = %request.uri().path(), "ts2021 request for a path not served");
+            (StatusCode::NOT_FOUND, "not served by this coordinator")
+        })
+        .layer(DefaultBodyLimit::max(tailcfg::MAX_REQUEST))
+        .layer(Extension(session))
+        .with_state(coordinator)
+}
+
+/// `/machine/register`. Refusals a person must act on (a bad, used or
+/// expired key) go back in the answer's `Error`, which `tailscale up` prints.
+async fn register(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(session): Extension<Session>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: tailcfg::RegisterRequest = match super::parse_json(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    match coordinator
+        .register_tailscale(session.machine, request)
+        .await
+    {
+        Ok(response) => Json(response).into_response(),
+        Err(error @ (Error::Db(_) | Error::Tls(_))) => error.into_response(),
+        Err(error) => {
+            tracing::info!(machine = %session.machine, %error, "a Tailscale registration was refused");
+            Json(crate::tailscale::refusal(&error)).into_response()
+        }
+    }
+}
+
+/// `/machine/map`: stores what the request reports; then, for a streaming
+/// request, the map as length-prefixed (zstd) frames: the full map, its
+/// changes, keep-alives.
+async fn map(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(session): Extension<Session>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: tailcfg::MapRequest = match super::parse_json(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let record = match coordinator
+        .tailscale_map_request(session.machine, &request)
+        .await
+    {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::info!(machine = %session.machine, %error, "a Tailscale map request was refused");
+            return error.into_response();
+        }
+    };
+    if request.omit_peers && !request.stream {
+        return StatusCode::OK.into_response();
+    }
+    let keys = SelfKeys {
+        node: request.node_key,
+        machine: session.machine,
+        disco: request.disco_key,
+        hostinfo: request.hostinfo.clone().unwrap_or_default(),
+        version: request.version,
+    };
+    let settings = coordinator.settings();
+    let view = TsMapView::new(&settings.base_domain, settings.relay_map.clone(), keys);
+    let (sender, receiver) = mpsc::channel::<Bytes>(16);
+    let compress = request.compress == "zstd";
+    tokio::spawn(stream_map(
+        coordinator,
+        Credential::Machine(session.machine),
+        record.id,
+        view,
+        MapFeed {
+            sender,
+            compress,
+            stream: request.stream,
+        },
+    ));
+    let frames = tokio_stream::wrappers::ReceiverStream::new(receiver)
+        .map(Ok::<_, std::convert::Infallible>);
+    Response::builder()
+        .header("content-type", "application/octet-stream")
+        .body(axum::body::Body::from_stream(frames))
+        .expect("static headers are valid")
+}
+
+/// Where a map stream's frames go.
+struct MapFeed {
+    sender: mpsc::Sender<Bytes>,
+    compress: bool,
+    stream: bool,
+}
+
+impl MapFeed {
+    /// Sends one response; false when the client is gone or the stream is done.
+    async fn send(&self, response: &tailcfg::MapResponse) -> bool {
+        let json = serde_json::to_vec(response).expect("map responses serialize");
+        let frame = match tailcfg::frame(&json, self.compress) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::warn!(%error, "a map message could not be framed");
+                return false;
+            }
+        };
+        self.sender.send(Bytes::from(frame)).await.is_ok() && self.stream
+    }
+}
+
+/// Feeds one Tailscale client's map: while its node waits for approval, its
+/// own entry (not authorized) and keep-alives; once approved, the same map
+/// stream `hearth-agent` nodes get, translated. Ends when the client goes,
+/// its node is deleted or loses admission.
+async fn stream_map(
+    coordinator: Arc<Coordinator>,
+    credential: Credential,
+    id: hearth_control::wire::NodeId,
+    mut view: TsMapView,
+    feed: MapFeed,
+) {
+    let keepalive = coordinator.settings().keepalive;
+    let keepalive_response = tailcfg::MapResponse {
+        keep_alive: true,
+        ..tailcfg::MapResponse::default()
+    };
+    loop {
+        let Ok(record) = coordinator.identify(Some(credential)).await else {
+            return;
+        };
+        if record.id != id {
+            return;
+        }
+        let subscription = match record.state {
+            NodeState::Approved => match coordinator.open_map(Some(credential)).await {
+                Ok(subscription) => subscription,
+                Err(_) => return,
+            },
+            NodeState::Pending => {
+                if !feed.send(&view.waiting(&record.info())).await {
+                    return;
+                }
+                match coordinator.open_approval(Some(credential)).await {
+                    Ok((_, subscription)) => subscription,
+                    Err(_) => return,
+                }
+            }
+            _ => return,
+        };
+        let approved = record.state == NodeState::Approved;
+        let Subscription {
+            mut receiver,
+            guard,
+        } = subscription;
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        loop {
+            let line = tokio::select! {
+                line = receiver.recv() => line,
+                _ = ticks.tick() => {
+                    if !feed.send(&keepalive_response).await {
+                        return;
+                    }
+                    continue;
+                }
+                _ = feed.sender.closed() => return,
+            };
+            let Some(line) = line else {
+                break; // the coordinator ended this stream
+            };
+            ticks.reset();
+            if approved {
+                let Ok(message) = serde_json::from_slice::<MapMessage>(&line) else {
+                    tracing::warn!(node = id, "an unreadable map line; ending the stream");
+                    return;
+                };
+                let Some(response) = view.apply(message) else {
+                    return; // revoked
+                };
+                if !feed.send(&response).await {
+                    return;
+                }
+            }
+        }
+        drop(guard);
+        if approved {
+            return; // deleted or no longer admitted: the client asks again
+        }
+    }
+}
+
 async fn control_key(
-    State(key): State<Arc<ControlKey>>,
+    State((key, _)): State<(Arc<ControlKey>, Arc<Coordinator>)>,
     Query(query): Query<KeyQuery>,
 ) -> Response {
     let refused = |message: String| {

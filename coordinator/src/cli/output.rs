@@ -115,6 +115,7 @@ pub fn nodes(nodes: &[NodeView]) -> String {
                 },
                 time(node.last_seen),
                 node.tags.join(","),
+                node.client.clone(),
             ]
         })
         .collect();
@@ -129,6 +130,7 @@ pub fn nodes(nodes: &[NodeView]) -> String {
             "CONNECTED",
             "LAST SEEN",
             "TAGS",
+            "CLIENT",
         ],
         &rows,
     )

@@ -24,6 +24,9 @@ struct RawNode {
     ephemeral: bool,
     static_device: bool,
     cert_fingerprint: Option<String>,
+    machine_key: Option<String>,
+    disco_key: Option<String>,
+    client: String,
     endpoints: String,
     advertised_routes: String,
     approved_routes: String,
@@ -44,7 +47,18 @@ impl TryFrom<RawNode> for NodeRecord {
             }
             None => None,
         };
+        let machine_key = match &raw.machine_key {
+            Some(text) => Some(text.parse().map_err(|_| corrupt("machine_key", text))?),
+            None => None,
+        };
+        let disco_key = match &raw.disco_key {
+            Some(text) => Some(text.parse().map_err(|_| corrupt("disco_key", text))?),
+            None => None,
+        };
         Ok(NodeRecord {
+            machine_key,
+            disco_key,
+            client: raw.client,
             id: u64::try_from(raw.id).map_err(|_| corrupt("id", &raw.id.to_string()))?,
             user_id: raw.user_id,
             wireguard_key: raw
@@ -78,7 +92,7 @@ impl TryFrom<RawNode> for NodeRecord {
 
 const SELECT: &str = "SELECT n.id, n.user_id, u.name AS user, n.name, n.hostname, n.os, \
      n.wireguard_key, n.state, n.ipv4, n.ipv6, n.tags, n.ephemeral, n.static_device, \
-     n.cert_fingerprint, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
+     n.cert_fingerprint, n.machine_key, n.disco_key, n.client, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
      n.last_seen FROM nodes n JOIN users u ON u.id = n.user_id";
 
 impl Db {
@@ -91,11 +105,13 @@ impl Db {
     }
 
     /// Writes every mutable field of `record` (state, name, tags, endpoints,
-    /// routes, last seen); false when the node no longer exists.
+    /// routes, last seen, and what a Tailscale client re-reports: node and
+    /// disco keys, client, OS, hostname); false when the node no longer exists.
     pub async fn update_node(&self, record: &NodeRecord) -> Result<bool, DbError> {
         let result = sqlx::query(
             "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
-             approved_routes = ?, last_seen = ? WHERE id = ?",
+             approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, client = ?, \
+             os = ?, hostname = ? WHERE id = ?",
         )
         .bind(&record.name)
         .bind(record.state.as_str())
@@ -104,6 +120,11 @@ impl Db {
         .bind(json_list(&record.advertised_routes))
         .bind(json_list(&record.approved_routes))
         .bind(record.last_seen)
+        .bind(record.wireguard_key.to_string())
+        .bind(record.disco_key.map(|key| key.to_string()))
+        .bind(&record.client)
+        .bind(&record.os)
+        .bind(&record.hostname)
         .bind(record.id as i64)
         .execute(self.pool())
         .await?;
@@ -187,9 +208,9 @@ pub async fn insert_node(
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO nodes (id, user_id, name, hostname, os, wireguard_key, state, ipv4, ipv6, tags, \
-         ephemeral, preauth_key_id, cert_fingerprint, static_device, endpoints, advertised_routes, \
-         approved_routes, created_at, last_seen) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, static_device, \
+         endpoints, advertised_routes, approved_routes, created_at, last_seen) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(record.id as i64)
     .bind(record.user_id)
@@ -204,6 +225,9 @@ pub async fn insert_node(
     .bind(record.ephemeral)
     .bind(preauth_key_id)
     .bind(record.cert_fingerprint.map(|fingerprint| fingerprint.to_hex()))
+    .bind(record.machine_key.map(|key| key.to_string()))
+    .bind(record.disco_key.map(|key| key.to_string()))
+    .bind(&record.client)
     .bind(record.static_device)
     .bind(json_list(&record.endpoints))
     .bind(json_list(&record.advertised_routes))

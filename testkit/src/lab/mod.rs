@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 mod capture;
 mod nodes;
+mod tailscale;
 pub use capture::*;
 pub use nodes::*;
+pub use tailscale::*;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static BUILD: Mutex<()> = Mutex::new(());

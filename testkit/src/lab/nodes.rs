@@ -156,6 +156,11 @@ impl Agent {
 impl Lab {
     /// Starts a coordinator in `host`, listening on the host's underlay address.
     pub fn start_coordinator(&mut self, host: &Host) -> Coordinator {
+        self.start_coordinator_with(host, &[])
+    }
+
+    /// Starts a coordinator in `host` with `extra` arguments to `serve`.
+    pub fn start_coordinator_with(&mut self, host: &Host, extra: &[&str]) -> Coordinator {
         let state = self.dir.path().join(format!("{}-coordinator", host.name));
         let address = std::net::SocketAddr::from((host.address, 8443));
         let mut command = self.command(host, binary("hearth-coordinator"));
@@ -170,6 +175,7 @@ impl Lab {
                 &format!("{}:3478", host.address),
             ])
             .args(["--keepalive", "2s"])
+            .args(extra)
             .env("HEARTH_LOG", "debug");
         let process = self.spawn(host, &format!("{}-coordinator", host.name), command);
         let coordinator = Coordinator {

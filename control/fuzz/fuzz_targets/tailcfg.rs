@@ -1,0 +1,36 @@
+//! Fuzzes what the coordinator reads from an official Tailscale client
+//! inside a ts2021 session: `/machine/register` and `/machine/map` bodies,
+//! and map frames (length-prefixed, zstd or plain) as a client would read
+//! them back. Every input is decoded or refused, never a panic.
+#![no_main]
+
+use hearth_control::tailcfg::{self, MapRequest, RegisterRequest};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(request) = serde_json::from_slice::<RegisterRequest>(data) {
+        let _ = request.is_logout();
+        let _ = request.node_key.to_string();
+    }
+    if let Ok(request) = serde_json::from_slice::<MapRequest>(data) {
+        let _ = request.endpoints.len();
+        let _ = request.disco_key.is_zero();
+    }
+    for compressed in [false, true] {
+        let mut rest = data;
+        while let Ok(Some((message, next))) = tailcfg::read_frame(rest, compressed) {
+            assert!(message.len() <= tailcfg::MAX_FRAME * 8);
+            if next.len() >= rest.len() {
+                break;
+            }
+            rest = next;
+        }
+    }
+    // What the server frames, it can read back.
+    if data.len() <= 4096 {
+        let framed = tailcfg::frame(data, true).unwrap();
+        let (message, rest) = tailcfg::read_frame(&framed, true).unwrap().unwrap();
+        assert_eq!(message, data);
+        assert!(rest.is_empty());
+    }
+});

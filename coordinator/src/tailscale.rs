@@ -1,0 +1,336 @@
+//! Nodes running the official Tailscale client: registration with a
+//! pre-auth key under the same rules as `hearth-agent` nodes, and what their
+//! map requests report (keys, endpoints, routes). A Tailscale node is known
+//! by the machine key of its ts2021 session ([`Credential::Machine`]); the
+//! decisions are pure ([`endpoints_from`], [`client_name`], [`response_for`]).
+
+use std::net::SocketAddr;
+
+use hearth_control::tailcfg::{
+    Hostinfo, Login, MachineKey, MapRequest, RegisterRequest, RegisterResponse, User,
+};
+use hearth_control::wire::{NodeState, WireGuardKey};
+use hearth_control::{JoinToken, SecretString};
+use zeroize::Zeroizing;
+
+use crate::coordinator::{Coordinator, Credential};
+use crate::db::preauth_keys::consume_preauth_key;
+use crate::endpoints::MAX_LOCAL;
+use crate::error::{Error, Result};
+use crate::netmap::NodeRecord;
+use crate::registration::{Device, check_pending, is_low_order, new_record, owner_from_key};
+use crate::routes::check_advertised;
+use hearth_runtime::clock::unix_seconds as unix_now;
+
+/// The endpoints a Tailscale client reports, as stored: no port 0, no
+/// unspecified address, no duplicates, at most a bounded number.
+pub fn endpoints_from(reported: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut endpoints = Vec::new();
+    for candidate in reported {
+        if candidate.port() != 0
+            && !candidate.ip().is_unspecified()
+            && !endpoints.contains(candidate)
+            && endpoints.len() < MAX_LOCAL
+        {
+            endpoints.push(*candidate);
+        }
+    }
+    endpoints
+}
+
+/// How `nodes list` names the client: `tailscale` and its short version.
+pub fn client_name(hostinfo: &Hostinfo) -> String {
+    let version = hostinfo
+        .ipn_version
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .take(32)
+        .collect::<String>();
+    if version.is_empty() {
+        "tailscale".to_owned()
+    } else {
+        format!("tailscale {version}")
+    }
+}
+
+/// What the client is told about its registration.
+pub fn response_for(record: &NodeRecord) -> RegisterResponse {
+    RegisterResponse {
+        user: User {
+            id: record.user_id,
+            display_name: record.user.clone(),
+        },
+        login: Login {
+            id: record.user_id,
+            provider: "hearth".into(),
+            login_name: record.user.clone(),
+            display_name: record.user.clone(),
+        },
+        node_key_expired: false,
+        machine_authorized: record.is_admitted(),
+        auth_url: String::new(),
+        error: String::new(),
+    }
+}
+
+/// A registration refused, as the client shows it (`tailscale up` prints
+/// the `Error` field).
+pub fn refusal(error: &Error) -> RegisterResponse {
+    RegisterResponse {
+        error: error.to_string(),
+        ..RegisterResponse::default()
+    }
+}
+
+/// The pre-auth key in what a client passed as `--authkey`: the key
+/// itself, or the whole join token `preauthkeys create` prints (so an admin
+/// hands out one thing to `hearth-agent` and Tailscale users alike).
+pub fn auth_key_text(presented: &SecretString) -> Zeroizing<String> {
+    match JoinToken::decode(presented.expose().trim()) {
+        Ok(token) => Zeroizing::new(token.key.expose().to_owned()),
+        Err(_) => Zeroizing::new(presented.expose().trim().to_owned()),
+    }
+}
+
+fn os_of(hostinfo: &Hostinfo) -> String {
+    hostinfo.os.chars().take(64).collect()
+}
+
+impl Coordinator {
+    /// Registers (or re-registers, or logs out) the Tailscale client with
+    /// `machine` key.
+    pub async fn register_tailscale(
+        &self,
+        machine: MachineKey,
+        request: RegisterRequest,
+    ) -> Result<RegisterResponse> {
+        let node_key = WireGuardKey(request.node_key.0);
+        if is_low_order(&node_key) {
+            return Err(Error::BadRequest(
+                "the node key is a low-order point; the client must generate a real key".into(),
+            ));
+        }
+        let hostinfo = request.hostinfo.clone().unwrap_or_default();
+        let now = unix_now();
+        let mut state = self.state.lock().await;
+        let existing = state
+            .node_presenting(Some(Credential::Machine(machine)))
+            .ok()
+            .cloned();
+        if let Some(mut record) = existing {
+            if request.is_logout() {
+                drop(state);
+                return self.log_out(record).await;
+            }
+            let auth_key = request
+                .auth
+                .as_ref()
+                .and_then(|auth| auth.auth_key.as_ref());
+            if record.state == NodeState::Rejected {
+                return Err(Error::NodeNotAdmitted {
+                    id: record.id,
+                    state: record.state.as_str(),
+                });
+            }
+            if record.state == NodeState::Expired {
+                // Logged out or expired: only a valid pre-auth key brings it back.
+                let presented = auth_key.ok_or(Error::InvalidKey)?;
+                let key = self.usable_key(&auth_key_text(presented), now).await?;
+                let mut transaction = self.db.begin().await?;
+                if !consume_preauth_key(&mut transaction, key.id, now).await? {
+                    return Err(Error::KeyUsed);
+                }
+                transaction
+                    .commit()
+                    .await
+                    .map_err(crate::db::DbError::from)?;
+                record.state = owner_from_key(&key).state;
+            }
+            if record.wireguard_key != node_key {
+                // `tailscale up --force-reauth` or a key rotation: the
+                // machine key proves it is the same device.
+                if let Some(other) = state.by_wireguard_key.get(&node_key)
+                    && *other != record.id
+                {
+                    return Err(Error::AlreadyRegistered(*other));
+                }
+                state.by_wireguard_key.remove(&record.wireguard_key);
+                state.by_wireguard_key.insert(node_key, record.id);
+                record.wireguard_key = node_key;
+            }
+            record.client = client_name(&hostinfo);
+            if !hostinfo.os.is_empty() {
+                record.os = os_of(&hostinfo);
+            }
+            let before_state = state.network.node(record.id).map(|known| known.state);
+            let response = response_for(&record);
+            self.store_changed(&mut state, record.clone()).await?;
+            if before_state != Some(record.state) {
+                self.streams.notify_state(record.id, record.state);
+            }
+            return Ok(response);
+        }
+
+        let presented = request
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.auth_key.as_ref())
+            .ok_or_else(|| {
+                Error::BadRequest(
+                    "this coordinator admits Tailscale clients with a pre-auth key: \
+                     tailscale up --login-server URL --authkey KEY (an admin makes one with \
+                     hearth-coordinator keys create)"
+                        .into(),
+                )
+            })?;
+        let key = self.usable_key(&auth_key_text(presented), now).await?;
+        if let Some(existing) = state.by_wireguard_key.get(&node_key) {
+            return Err(Error::AlreadyRegistered(*existing));
+        }
+        let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
+        check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
+        let hostname = match hostinfo.hostname.trim() {
+            "" => "tailscale",
+            name => name,
+        };
+        let id = state.next_node_id;
+        let name = state.names.unique(hostname);
+        let addresses = state.addresses.allocate(now)?;
+        let mut owner = owner_from_key(&key);
+        owner.ephemeral |= request.ephemeral;
+        let device = Device {
+            name,
+            hostname: hostname.chars().take(255).collect(),
+            os: os_of(&hostinfo),
+            key: node_key,
+            credential: Some(Credential::Machine(machine)),
+            client: client_name(&hostinfo),
+        };
+        let record = new_record(id, owner, device, addresses, now);
+        self.store_new_node(&mut state, &record, Some(key.id), now)
+            .await?;
+        tracing::info!(node = id, name = %record.name, user = %record.user, state = %record.state, client = %record.client, "Tailscale node registered");
+        Ok(response_for(&record))
+    }
+
+    /// `tailscale logout`: an ephemeral node is deleted, any other expires
+    /// (a pre-auth key brings it back).
+    async fn log_out(&self, record: NodeRecord) -> Result<RegisterResponse> {
+        // Not `NodeKeyExpired`: a client logging out that is told so makes
+        // a new key and registers it again.
+        let response = RegisterResponse {
+            machine_authorized: false,
+            ..response_for(&record)
+        };
+        if record.ephemeral {
+            self.delete_node(record.id).await?;
+        } else {
+            self.act_on_node(record.id, crate::admission::NodeAction::Expire)
+                .await?;
+        }
+        tracing::info!(node = record.id, name = %record.name, "Tailscale node logged out");
+        Ok(response)
+    }
+
+    /// Stores what a map request from the Tailscale client with `machine`
+    /// key reports (disco key, endpoints, version, advertised routes) and
+    /// returns the node as it is now. A request for another node key than
+    /// the registered one is refused: the client registers again.
+    pub async fn tailscale_map_request(
+        &self,
+        machine: MachineKey,
+        request: &MapRequest,
+    ) -> Result<NodeRecord> {
+        let mut state = self.state.lock().await;
+        let record = state
+            .node_presenting(Some(Credential::Machine(machine)))?
+            .clone();
+        if record.wireguard_key.0 != request.node_key.0 {
+            return Err(Error::UnknownNode);
+        }
+        if request.read_only {
+            return Ok(record);
+        }
+        let mut changed = record.clone();
+        if !request.disco_key.is_zero() {
+            changed.disco_key = Some(request.disco_key);
+        }
+        if !request.endpoints.is_empty() {
+            changed.endpoints = endpoints_from(&request.endpoints);
+        }
+        if let Some(hostinfo) = &request.hostinfo {
+            changed.client = client_name(hostinfo);
+            if !hostinfo.os.is_empty() {
+                changed.os = os_of(hostinfo);
+            }
+            if let Ok(advertised) = check_advertised(hostinfo.routable_ips.clone())
+                && advertised != changed.advertised_routes
+            {
+                changed.advertised_routes = advertised;
+                changed.approved_routes = crate::routes::approved_under(
+                    state.policy.as_ref(),
+                    &changed,
+                    &changed.approved_routes,
+                );
+            }
+        }
+        if changed == record {
+            return Ok(record);
+        }
+        if self.reports.check_key(&record.id).is_err() {
+            tracing::debug!(
+                node = record.id,
+                "a Tailscale client reports too often; update skipped"
+            );
+            return Ok(record);
+        }
+        self.store_changed(&mut state, changed.clone()).await?;
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_endpoints_are_cleaned_and_bounded() {
+        let reported: Vec<SocketAddr> = [
+            "10.0.0.2:41641",
+            "0.0.0.0:41641",
+            "10.0.0.2:41641",
+            "10.0.0.3:0",
+            "[fd00::2]:41641",
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+        assert_eq!(
+            endpoints_from(&reported),
+            [reported[0], reported[4]],
+            "no unspecified address, no port 0, no duplicate"
+        );
+        let flood: Vec<SocketAddr> = (1..=100)
+            .map(|port| SocketAddr::from(([10, 0, 0, 2], port)))
+            .collect();
+        assert_eq!(endpoints_from(&flood).len(), MAX_LOCAL);
+    }
+
+    #[test]
+    fn the_client_is_named_with_its_short_version() {
+        let hostinfo = Hostinfo {
+            ipn_version: "1.96.4-tdeadbeef-gcafe".into(),
+            ..Hostinfo::default()
+        };
+        assert_eq!(client_name(&hostinfo), "tailscale 1.96.4");
+        assert_eq!(client_name(&Hostinfo::default()), "tailscale");
+        let hostile = Hostinfo {
+            ipn_version: "1.0\u{1b}[31m;rm".into(),
+            ..Hostinfo::default()
+        };
+        assert_eq!(client_name(&hostile), "tailscale 1.031mrm");
+    }
+}

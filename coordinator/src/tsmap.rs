@@ -1,0 +1,646 @@
+//! The network map in Tailscale's form, for nodes running the official
+//! Tailscale client. Pure: it reads the same [`MapMessage`]s the coordinator
+//! streams to `hearth-agent` nodes and turns each into the
+//! [`MapResponse`] a Tailscale client reads, keeping the client's current
+//! view so that deltas stay deltas.
+//!
+//! Two differences from `hearth-agent`'s map shape what is sent:
+//! - Hearth's filter names sources symbolically (a user, a tag); Tailscale's
+//!   names addresses. Sources are resolved against the recipient's peers,
+//!   so a change to the peer set re-sends the filter.
+//! - `hearth-agent` peers speak plain WireGuard without disco, so they are
+//!   sent as `IsWireGuardOnly` peers, reached at their endpoints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use hearth_acl::{Filter, Source, Target};
+use hearth_control::tailcfg::{
+    DerpMap, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse, NetPortRange,
+    Node, NodeKey, PeerChange, PortRange, UserProfile, host_prefix,
+};
+use hearth_control::wire::{MapChange, MapMessage, NetworkMap, NodeInfo, Peer};
+use ipnet::IpNet;
+
+/// The MagicDNS base domain when none is configured.
+pub const DEFAULT_BASE_DOMAIN: &str = "hearth.internal";
+
+/// What the recipient's own node entry carries beyond Hearth's [`NodeInfo`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SelfKeys {
+    /// Its node (WireGuard) key.
+    pub node: NodeKey,
+    /// Its machine key.
+    pub machine: MachineKey,
+    /// Its disco key.
+    pub disco: DiscoKey,
+    /// What it reported about itself.
+    pub hostinfo: Hostinfo,
+    /// Its capability version.
+    pub version: u16,
+}
+
+/// One Tailscale client's view of the map, and the encoder of what changes.
+#[derive(Clone, Debug)]
+pub struct TsMapView {
+    domain: String,
+    relay: DerpMap,
+    keys: SelfKeys,
+    map: Option<NetworkMap>,
+}
+
+impl TsMapView {
+    /// A view for the client with `keys`, names under `domain`, relayed by `relay`.
+    pub fn new(domain: &str, relay: DerpMap, keys: SelfKeys) -> TsMapView {
+        TsMapView {
+            domain: domain.to_owned(),
+            relay,
+            keys,
+            map: None,
+        }
+    }
+
+    /// What a client waiting for approval is sent: its own node, not yet
+    /// authorized, and nothing else.
+    pub fn waiting(&self, node: &NodeInfo) -> MapResponse {
+        MapResponse {
+            node: Some(self.self_node(node, false)),
+            peers: Some(Vec::new()),
+            derp_map: Some(self.relay.clone()),
+            domain: self.domain.clone(),
+            ..MapResponse::default()
+        }
+    }
+
+    /// The response for one message of the node's map stream; `None` when
+    /// there is nothing to send (a revocation ends the stream instead).
+    pub fn apply(&mut self, message: MapMessage) -> Option<MapResponse> {
+        match message {
+            MapMessage::Full { map } => {
+                let response = self.full(&map);
+                self.map = Some(map);
+                Some(response)
+            }
+            MapMessage::Delta { changes } => self.delta(changes),
+            MapMessage::KeepAlive => Some(MapResponse {
+                keep_alive: true,
+                ..MapResponse::default()
+            }),
+            MapMessage::Revoked { .. } => None,
+        }
+    }
+
+    fn full(&self, map: &NetworkMap) -> MapResponse {
+        MapResponse {
+            node: Some(self.self_node(&map.node, true)),
+            derp_map: Some(self.relay.clone()),
+            peers: Some(map.peers.iter().map(|peer| self.peer_node(peer)).collect()),
+            dns_config: Some(self.dns_config()),
+            domain: self.domain.clone(),
+            collect_services: Some(false),
+            packet_filter: Some(packet_filter(&map.filter, &map.node, &map.peers)),
+            user_profiles: user_profiles(&map.node, &map.peers),
+            ..MapResponse::default()
+        }
+    }
+
+    fn delta(&mut self, changes: Vec<MapChange>) -> Option<MapResponse> {
+        let map = self.map.as_mut()?;
+        let mut response = MapResponse::default();
+        let mut peers_moved = false;
+        let mut filter_changed = false;
+        for change in changes {
+            match change {
+                MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
+                    let id = peer.id as i64;
+                    response.peers_removed.retain(|removed| *removed != id);
+                    let already_full = response.peers_changed.iter().any(|node| node.id == id);
+                    let patch = match map.peers.iter_mut().find(|known| known.id == peer.id) {
+                        Some(known) => {
+                            peers_moved |= identity_changed(known, &peer);
+                            let patch = (!already_full).then(|| patch_of(known, &peer)).flatten();
+                            *known = peer.clone();
+                            patch
+                        }
+                        None => {
+                            peers_moved = true;
+                            map.peers.push(peer.clone());
+                            None
+                        }
+                    };
+                    response
+                        .peers_changed_patch
+                        .retain(|change| change.node_id != id);
+                    match patch {
+                        Some(patch) => response.peers_changed_patch.push(patch),
+                        None => {
+                            response.peers_changed.retain(|node| node.id != id);
+                            response.peers_changed.push(peer_node(&self.domain, &peer));
+                        }
+                    }
+                }
+                MapChange::PeerRemoved { id } => {
+                    map.peers.retain(|peer| peer.id != id);
+                    response.peers_changed.retain(|node| node.id != id as i64);
+                    response
+                        .peers_changed_patch
+                        .retain(|change| change.node_id != id as i64);
+                    response.peers_removed.push(id as i64);
+                    peers_moved = true;
+                }
+                MapChange::FilterChanged { filter } => {
+                    map.filter = filter;
+                    filter_changed = true;
+                }
+                MapChange::SelfChanged { node } => {
+                    filter_changed |= node.ipv4 != map.node.ipv4 || node.ipv6 != map.node.ipv6;
+                    map.node = node;
+                    response.node = Some(self_node(&self.domain, &self.keys, &map.node, true));
+                }
+            }
+        }
+        if peers_moved || filter_changed {
+            response.packet_filter = Some(packet_filter(&map.filter, &map.node, &map.peers));
+        }
+        if peers_moved || response.node.is_some() {
+            response.user_profiles = user_profiles(&map.node, &map.peers);
+        }
+        Some(response)
+    }
+
+    fn self_node(&self, node: &NodeInfo, authorized: bool) -> Node {
+        self_node(&self.domain, &self.keys, node, authorized)
+    }
+
+    fn peer_node(&self, peer: &Peer) -> Node {
+        peer_node(&self.domain, peer)
+    }
+
+    fn dns_config(&self) -> DnsConfig {
+        DnsConfig {
+            resolvers: Vec::new(),
+            routes: BTreeMap::from([(self.domain.clone(), Vec::new())]),
+            domains: vec![self.domain.clone()],
+            proxied: true,
+        }
+    }
+}
+
+/// The change from `before` to `after` as a patch, when only the endpoints
+/// (to a non-empty list: an empty one means "unchanged" in a patch) or the
+/// disco key of a Tailscale peer changed; `None` when the whole node must
+/// be sent.
+fn patch_of(before: &Peer, after: &Peer) -> Option<PeerChange> {
+    let rest_same = Peer {
+        endpoints: after.endpoints.clone(),
+        disco_key: after.disco_key,
+        ..before.clone()
+    } == *after;
+    let kind_same = before.disco_key.is_some() == after.disco_key.is_some();
+    if !rest_same || !kind_same || after.endpoints.is_empty() {
+        return None;
+    }
+    Some(PeerChange {
+        node_id: after.id as i64,
+        endpoints: after.endpoints.clone(),
+        disco_key: (before.disco_key != after.disco_key)
+            .then(|| after.disco_key.map(|key| DiscoKey(key.0)))
+            .flatten(),
+    })
+}
+
+/// Whether a change to a peer changes what the filter resolves to.
+fn identity_changed(before: &Peer, after: &Peer) -> bool {
+    before.user != after.user || before.tags != after.tags || before.addresses != after.addresses
+}
+
+/// The region id of the coordinator's own relay.
+pub const RELAY_REGION: u16 = 900;
+
+/// The relay map pointing at the relay embedded in the coordinator at
+/// `public_url` (with its STUN responder on `stun_port`), its certificate
+/// pinned by SHA-256 so self-signed coordinators work.
+pub fn relay_map(public_url: &str, stun_port: Option<u16>, certificate_sha256: &str) -> DerpMap {
+    let authority = public_url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => {
+            (host.to_owned(), port.parse::<u16>().unwrap_or(443))
+        }
+        _ => (authority.to_owned(), 443),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let mut node = serde_json::json!({
+        "Name": format!("{RELAY_REGION}a"),
+        "RegionID": RELAY_REGION,
+        "HostName": host,
+        "DERPPort": port,
+        "STUNPort": stun_port.map_or(-1, i32::from),
+        "CertName": format!("sha256-raw:{certificate_sha256}"),
+    });
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(address)) => node["IPv4"] = address.to_string().into(),
+        Ok(IpAddr::V6(address)) => node["IPv6"] = address.to_string().into(),
+        Err(_) => {}
+    }
+    let region = serde_json::json!({
+        "RegionID": RELAY_REGION,
+        "RegionCode": "hearth",
+        "RegionName": "Hearth coordinator",
+        "Nodes": [node],
+    });
+    DerpMap {
+        regions: BTreeMap::from([(RELAY_REGION.to_string(), region)]),
+        omit_default_regions: true,
+    }
+}
+
+fn fqdn(name: &str, domain: &str) -> String {
+    format!("{name}.{domain}.")
+}
+
+fn self_node(domain: &str, keys: &SelfKeys, node: &NodeInfo, authorized: bool) -> Node {
+    let addresses = vec![
+        host_prefix(IpAddr::V4(node.ipv4)),
+        host_prefix(IpAddr::V6(node.ipv6)),
+    ];
+    Node {
+        id: node.id as i64,
+        stable_id: node.id.to_string(),
+        name: fqdn(&node.name, domain),
+        user: node.user_id,
+        key: keys.node,
+        machine: keys.machine,
+        disco_key: keys.disco,
+        allowed_ips: addresses.clone(),
+        addresses,
+        hostinfo: keys.hostinfo.clone(),
+        cap: keys.version,
+        tags: node.tags.clone(),
+        machine_authorized: authorized,
+        computed_name: node.name.clone(),
+        computed_name_with_host: node.name.clone(),
+        ..Node::default()
+    }
+}
+
+/// A peer as a Tailscale client sees it.
+pub fn peer_node(domain: &str, peer: &Peer) -> Node {
+    let mesh: BTreeSet<IpNet> = peer
+        .addresses
+        .iter()
+        .map(|address| host_prefix(*address))
+        .collect();
+    Node {
+        id: peer.id as i64,
+        stable_id: peer.id.to_string(),
+        name: fqdn(&peer.name, domain),
+        user: peer.user_id,
+        key: NodeKey(peer.wireguard_key.0),
+        disco_key: peer
+            .disco_key
+            .map(|key| DiscoKey(key.0))
+            .unwrap_or_default(),
+        addresses: mesh.iter().copied().collect(),
+        allowed_ips: peer.allowed_ips.clone(),
+        endpoints: peer.endpoints.clone(),
+        hostinfo: Hostinfo {
+            hostname: peer.name.clone(),
+            os: peer.os.clone(),
+            ..Hostinfo::default()
+        },
+        tags: peer.tags.iter().cloned().collect(),
+        primary_routes: peer
+            .allowed_ips
+            .iter()
+            .filter(|route| !mesh.contains(route))
+            .copied()
+            .collect(),
+        machine_authorized: true,
+        computed_name: peer.name.clone(),
+        computed_name_with_host: peer.name.clone(),
+        is_wireguard_only: peer.disco_key.is_none(),
+        ..Node::default()
+    }
+}
+
+/// The users a map's nodes belong to.
+fn user_profiles(node: &NodeInfo, peers: &[Peer]) -> Vec<UserProfile> {
+    let mut users = BTreeMap::new();
+    users.insert(node.user_id, node.user.clone());
+    for peer in peers {
+        users
+            .entry(peer.user_id)
+            .or_insert_with(|| peer.user.clone());
+    }
+    users
+        .into_iter()
+        .map(|(id, login)| UserProfile {
+            id,
+            display_name: login.clone(),
+            login_name: login,
+        })
+        .collect()
+}
+
+/// Hearth's inbound filter for `node` in Tailscale's form: symbolic sources
+/// become the addresses of the peers they name; rules whose sources name no
+/// peer are left out (they could match nothing).
+pub fn packet_filter(filter: &Filter, node: &NodeInfo, peers: &[Peer]) -> Vec<FilterRule> {
+    let own = [IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)];
+    let mut rules = Vec::new();
+    for rule in &filter.rules {
+        let mut sources = BTreeSet::new();
+        for source in &rule.src {
+            match source {
+                Source::Any => {
+                    sources.insert("*".to_owned());
+                }
+                Source::Prefix(prefix) => {
+                    sources.insert(prefix.to_string());
+                }
+                named => {
+                    for peer in peers.iter().filter(|peer| names(named, peer)) {
+                        sources.extend(peer.addresses.iter().map(ToString::to_string));
+                    }
+                }
+            }
+        }
+        if sources.is_empty() {
+            continue;
+        }
+        let mut destinations = Vec::new();
+        for destination in &rule.dst {
+            let ports = PortRange {
+                first: destination.ports.first,
+                last: destination.ports.last,
+            };
+            let targets: Vec<String> = match &destination.target {
+                Target::Any => vec!["*".to_owned()],
+                Target::SelfAddresses => own.iter().map(ToString::to_string).collect(),
+                Target::Prefix(prefix) => vec![prefix.to_string()],
+            };
+            destinations.extend(targets.into_iter().map(|ip| NetPortRange { ip, ports }));
+        }
+        rules.push(FilterRule {
+            src_ips: sources.into_iter().collect(),
+            dst_ports: destinations,
+            ip_proto: rule.protocols.clone(),
+        });
+    }
+    rules
+}
+
+/// Whether a user, tag or autogroup source names `peer`.
+fn names(source: &Source, peer: &Peer) -> bool {
+    match source {
+        Source::User(login) => peer.tags.is_empty() && &peer.user == login,
+        Source::Tag(tag) => peer.tags.contains(tag),
+        Source::Member => peer.tags.is_empty(),
+        Source::Tagged => !peer.tags.is_empty(),
+        Source::Any | Source::Prefix(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_acl::{Destination, FilterRule as HearthRule, PortRange as HearthPorts};
+    use hearth_control::wire::{NodeState, WireGuardKey};
+
+    fn info(id: u64, name: &str) -> NodeInfo {
+        NodeInfo {
+            id,
+            name: name.into(),
+            user: "alice".into(),
+            tags: Vec::new(),
+            state: NodeState::Approved,
+            ipv4: format!("100.64.0.{id}").parse().unwrap(),
+            ipv6: format!("fd7a:115c:a1e0::{id}").parse().unwrap(),
+            ephemeral: false,
+            user_id: 1,
+        }
+    }
+
+    fn peer(id: u64, user: &str, tags: &[&str], disco: bool) -> Peer {
+        let node = info(id, &format!("node{id}"));
+        Peer {
+            id,
+            name: node.name,
+            user: user.into(),
+            tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            wireguard_key: WireGuardKey([id as u8; 32]),
+            addresses: vec![IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)],
+            allowed_ips: vec![
+                host_prefix(IpAddr::V4(node.ipv4)),
+                host_prefix(IpAddr::V6(node.ipv6)),
+            ],
+            endpoints: vec![format!("10.0.0.{id}:41641").parse().unwrap()],
+            user_id: if user == "alice" { 1 } else { 2 },
+            os: "linux".into(),
+            disco_key: disco.then_some(WireGuardKey([0xd0 + id as u8; 32])),
+        }
+    }
+
+    fn only_alice_to_port_22() -> Filter {
+        Filter {
+            rules: vec![HearthRule {
+                src: vec![Source::User("alice".into()), Source::Tag("tag:ci".into())],
+                dst: vec![Destination {
+                    target: Target::SelfAddresses,
+                    ports: HearthPorts::single(22),
+                }],
+                protocols: vec![6],
+            }],
+        }
+    }
+
+    fn view() -> TsMapView {
+        TsMapView::new(
+            DEFAULT_BASE_DOMAIN,
+            relay_map("https://10.0.0.1:8443", Some(3478), "ab"),
+            SelfKeys {
+                node: NodeKey([9; 32]),
+                version: 133,
+                ..SelfKeys::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_full_map_names_peers_under_the_domain_and_resolves_the_filter_to_addresses() {
+        let map = NetworkMap {
+            node: info(1, "phone"),
+            peers: vec![
+                peer(2, "alice", &[], true),
+                peer(3, "bob", &[], false),
+                peer(4, "bob", &["tag:ci"], false),
+            ],
+            filter: only_alice_to_port_22(),
+        };
+        let response = view().apply(MapMessage::Full { map }).unwrap();
+        let me = response.node.unwrap();
+        assert_eq!(me.name, "phone.hearth.internal.");
+        assert!(me.machine_authorized);
+        assert_eq!(me.key, NodeKey([9; 32]));
+        let peers = response.peers.unwrap();
+        assert_eq!(peers.len(), 3);
+        assert!(!peers[0].is_wireguard_only, "a Tailscale peer uses disco");
+        assert!(
+            peers[1].is_wireguard_only,
+            "a hearth-agent peer is plain WireGuard"
+        );
+        assert_eq!(peers[1].name, "node3.hearth.internal.");
+        let filter = response.packet_filter.unwrap();
+        assert_eq!(filter.len(), 1);
+        assert_eq!(
+            filter[0].src_ips,
+            [
+                "100.64.0.2",
+                "100.64.0.4",
+                "fd7a:115c:a1e0::2",
+                "fd7a:115c:a1e0::4"
+            ],
+            "alice's untagged node and the tag:ci node, not bob's untagged one"
+        );
+        assert_eq!(filter[0].dst_ports.len(), 2);
+        assert_eq!(filter[0].dst_ports[0].ip, "100.64.0.1");
+        assert_eq!(
+            filter[0].dst_ports[0].ports,
+            PortRange {
+                first: 22,
+                last: 22
+            }
+        );
+        assert_eq!(filter[0].ip_proto, [6]);
+        let dns = response.dns_config.unwrap();
+        assert!(dns.proxied);
+        assert_eq!(dns.domains, ["hearth.internal"]);
+        let users: Vec<i64> = response.user_profiles.iter().map(|user| user.id).collect();
+        assert_eq!(users, [1, 2]);
+    }
+
+    #[test]
+    fn deltas_send_only_what_changed_and_refresh_the_filter_when_peers_move() {
+        let mut view = view();
+        let map = NetworkMap {
+            node: info(1, "phone"),
+            peers: vec![peer(2, "alice", &[], true)],
+            filter: only_alice_to_port_22(),
+        };
+        view.apply(MapMessage::Full { map }).unwrap();
+
+        let mut moved = peer(2, "alice", &[], true);
+        moved.endpoints = vec!["10.9.9.9:1".parse().unwrap()];
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged { peer: moved }],
+            })
+            .unwrap();
+        assert!(
+            response.peers_changed.is_empty(),
+            "an endpoint move is a patch"
+        );
+        assert_eq!(response.peers_changed_patch.len(), 1);
+        assert_eq!(response.peers_changed_patch[0].node_id, 2);
+        assert_eq!(
+            response.peers_changed_patch[0].endpoints,
+            ["10.9.9.9:1".parse().unwrap()]
+        );
+        assert_eq!(response.peers_changed_patch[0].disco_key, None);
+        assert!(
+            response.packet_filter.is_none(),
+            "an endpoint move leaves the filter alone"
+        );
+
+        let mut renamed = peer(2, "alice", &[], true);
+        renamed.name = "renamed".into();
+        renamed.endpoints = Vec::new();
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged { peer: renamed }],
+            })
+            .unwrap();
+        assert!(
+            response.peers_changed_patch.is_empty(),
+            "a rename sends the whole node"
+        );
+        assert_eq!(response.peers_changed[0].name, "renamed.hearth.internal.");
+        assert!(response.peers.is_none(), "a delta is not a full map");
+
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerAdded {
+                    peer: peer(5, "alice", &[], false),
+                }],
+            })
+            .unwrap();
+        let filter = response
+            .packet_filter
+            .expect("a new peer named by the filter");
+        assert!(filter[0].src_ips.contains(&"100.64.0.5".to_owned()));
+
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerRemoved { id: 2 }],
+            })
+            .unwrap();
+        assert_eq!(response.peers_removed, [2]);
+        let filter = response.packet_filter.unwrap();
+        assert!(!filter[0].src_ips.contains(&"100.64.0.2".to_owned()));
+
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::FilterChanged {
+                    filter: Filter::default(),
+                }],
+            })
+            .unwrap();
+        assert_eq!(
+            response.packet_filter,
+            Some(Vec::new()),
+            "deny everything is sent as an empty filter"
+        );
+
+        let keepalive = view.apply(MapMessage::KeepAlive).unwrap();
+        assert!(keepalive.keep_alive);
+        assert!(
+            view.apply(MapMessage::Revoked {
+                reason: "deleted".into()
+            })
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn the_relay_map_points_at_the_coordinator_with_its_certificate_pinned() {
+        let map = relay_map("https://10.0.0.1:8443", Some(3478), "abcd");
+        let node = &map.regions["900"]["Nodes"][0];
+        assert_eq!(node["HostName"], "10.0.0.1");
+        assert_eq!(node["IPv4"], "10.0.0.1");
+        assert_eq!(node["DERPPort"], 8443);
+        assert_eq!(node["STUNPort"], 3478);
+        assert_eq!(node["CertName"], "sha256-raw:abcd");
+        assert!(map.omit_default_regions, "never Tailscale's own relays");
+        let named = relay_map("https://hub.example:443", None, "ab");
+        let node = &named.regions["900"]["Nodes"][0];
+        assert_eq!(node["HostName"], "hub.example");
+        assert_eq!(node["STUNPort"], -1);
+        assert!(node.get("IPv4").is_none());
+        let v6 = relay_map("https://[fd00::1]:8443", None, "ab");
+        assert_eq!(v6.regions["900"]["Nodes"][0]["IPv6"], "fd00::1");
+    }
+
+    #[test]
+    fn a_waiting_client_sees_itself_unauthorized_and_no_peers() {
+        let response = view().waiting(&info(1, "phone"));
+        assert!(!response.node.as_ref().unwrap().machine_authorized);
+        assert_eq!(response.peers, Some(Vec::new()));
+    }
+}

@@ -1,0 +1,145 @@
+//! The official Tailscale client (`tailscaled` in userspace-networking
+//! mode, logs off) running in a lab host against a lab coordinator.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use super::{Coordinator, Host, Lab, Process, wait_until};
+
+/// A `tailscaled` in a lab host, and its CLI.
+pub struct TailscaleNode {
+    /// Its host.
+    pub host: Host,
+    /// Its state directory (also holds its socket).
+    pub state: PathBuf,
+    /// Where `tailscaled` and `tailscale` are.
+    pub client: PathBuf,
+    /// The coordinator's certificate, trusted through `SSL_CERT_FILE`.
+    pub certificate: PathBuf,
+    /// The daemon.
+    pub daemon: Process,
+}
+
+impl TailscaleNode {
+    /// Its control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.state.join("tailscaled.sock")
+    }
+
+    /// A `tailscale` command against this daemon, run in its host.
+    pub fn command(&self, lab: &Lab, args: &[&str]) -> std::process::Command {
+        let mut command = lab.command(&self.host, self.client.join("tailscale"));
+        command
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env("SSL_CERT_FILE", &self.certificate)
+            .env("TS_NO_LOGS_NO_SUPPORT", "1");
+        command
+    }
+
+    /// Runs `tailscale ARGS` and returns its output.
+    pub fn cli(&self, lab: &Lab, args: &[&str]) -> Output {
+        self.command(lab, args).output().expect("tailscale runs")
+    }
+
+    /// `tailscale up --login-server URL --authkey KEY --hostname NAME` with
+    /// `extra` arguments.
+    pub fn up(&self, lab: &Lab, coordinator: &Coordinator, key: &str, extra: &[&str]) -> Output {
+        self.up_at(lab, &format!("https://{}", coordinator.address), key, extra)
+    }
+
+    /// `tailscale up` against the login server at `login`.
+    pub fn up_at(&self, lab: &Lab, login: &str, key: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "up",
+            "--login-server",
+            login,
+            "--authkey",
+            key,
+            "--hostname",
+            &self.host.name,
+        ];
+        args.extend_from_slice(extra);
+        self.cli(lab, &args)
+    }
+
+    /// `tailscale status --json`, parsed, if it answers.
+    pub fn status(&self, lab: &Lab) -> Option<serde_json::Value> {
+        let output = self.cli(lab, &["status", "--json"]);
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// Its backend state (`Running`, `NeedsMachineAuth`, ...).
+    pub fn backend_state(&self, lab: &Lab) -> String {
+        self.status(lab)
+            .and_then(|status| status["BackendState"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The MagicDNS names (`name.domain.`) of its peers.
+    pub fn peer_dns_names(&self, lab: &Lab) -> Vec<String> {
+        let Some(status) = self.status(lab) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = status["Peer"]
+            .as_object()
+            .map(|peers| {
+                peers
+                    .values()
+                    .filter_map(|peer| peer["DNSName"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Its own mesh IPv4 address, once it has one.
+    pub fn ipv4(&self, lab: &Lab) -> Option<std::net::Ipv4Addr> {
+        let output = self.cli(lab, &["ip", "-4"]);
+        String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    }
+}
+
+impl Lab {
+    /// Starts `tailscaled` (userspace networking, logs off) in `host`,
+    /// trusting `coordinator`'s certificate; `client` is the directory
+    /// holding the official binaries.
+    pub fn start_tailscaled(
+        &mut self,
+        host: &Host,
+        coordinator: &Coordinator,
+        client: &Path,
+    ) -> TailscaleNode {
+        let state = self.dir.path().join(format!("{}-tailscale", host.name));
+        std::fs::create_dir_all(&state).expect("tailscale state dir");
+        let certificate = coordinator.state.join("tls/server.crt");
+        let mut command = self.command(host, client.join("tailscaled"));
+        command
+            .args([
+                "--tun=userspace-networking",
+                "--no-logs-no-support",
+                "--port",
+                "41641",
+            ])
+            .arg("--statedir")
+            .arg(&state)
+            .arg("--socket")
+            .arg(state.join("tailscaled.sock"))
+            .env("TS_NO_LOGS_NO_SUPPORT", "1")
+            .env("SSL_CERT_FILE", &certificate);
+        let daemon = self.spawn(host, &format!("{}-tailscaled", host.name), command);
+        let node = TailscaleNode {
+            host: host.clone(),
+            state,
+            client: client.to_owned(),
+            certificate,
+            daemon,
+        };
+        wait_until(Duration::from_secs(20), || node.socket().exists())
+            .unwrap_or_else(|| panic!("tailscaled did not start:\n{}", node.daemon.log_text()));
+        node
+    }
+}
