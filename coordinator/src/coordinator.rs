@@ -93,6 +93,10 @@ pub struct Coordinator {
     pub(crate) state: Mutex<State>,
     /// Endpoint and route reports per node: a burst, then a steady trickle.
     pub(crate) reports: governor::DefaultKeyedRateLimiter<NodeId>,
+    /// Tailscale clients without a key, waiting for `nodes register`.
+    pub(crate) logins: std::sync::Mutex<crate::logins::Logins>,
+    /// Wakes follow-up requests when an admin registered a waiting client.
+    pub(crate) login_registered: tokio::sync::Notify,
 }
 
 /// Endpoint and route reports one node may send at once, then one per second.
@@ -153,6 +157,8 @@ impl Coordinator {
                 policy_text,
                 policy,
             }),
+            logins: std::sync::Mutex::default(),
+            login_registered: tokio::sync::Notify::new(),
             reports: governor::RateLimiter::keyed(
                 governor::Quota::per_second(std::num::NonZeroU32::MIN)
                     .allow_burst(std::num::NonZeroU32::new(REPORT_BURST).expect("non-zero")),

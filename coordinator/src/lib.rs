@@ -17,6 +17,7 @@ pub mod duration;
 pub mod endpoints;
 pub mod error;
 pub mod ipam;
+pub mod logins;
 pub mod names;
 pub mod netmap;
 pub mod policy;

@@ -173,6 +173,15 @@ enum NodesCommand {
     },
     /// Admit a pending node.
     Approve { id: u64 },
+    /// Register a Tailscale device that joined without a key (the code its
+    /// login page shows), as USER's.
+    Register {
+        /// The person whose device it is.
+        #[arg(long)]
+        user: String,
+        /// The code from the device's login page.
+        code: String,
+    },
     /// Refuse a node.
     Reject { id: u64 },
     /// Take a node out of the mesh until approved again.
@@ -382,6 +391,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     node.name,
                     node.approved_routes.join(", ")
                 );
+            }
+            NodesCommand::Register { user, code } => {
+                report(admin()?.register_login(&code, &user).await?)
             }
             NodesCommand::Delete { id } => {
                 admin()?.delete_node(id).await?;

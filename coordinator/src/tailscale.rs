@@ -13,12 +13,12 @@ use hearth_control::wire::{NodeState, WireGuardKey};
 use hearth_control::{JoinToken, SecretString};
 use zeroize::Zeroizing;
 
-use crate::coordinator::{Coordinator, Credential};
+use crate::coordinator::{Coordinator, Credential, State};
 use crate::db::preauth_keys::consume_preauth_key;
 use crate::endpoints::MAX_LOCAL;
 use crate::error::{Error, Result};
 use crate::netmap::NodeRecord;
-use crate::registration::{Device, check_pending, is_low_order, new_record, owner_from_key};
+use crate::registration::{Device, Owner, check_pending, is_low_order, new_record, owner_from_key};
 use crate::routes::check_advertised;
 use hearth_runtime::clock::unix_seconds as unix_now;
 
@@ -54,6 +54,16 @@ pub fn client_name(hostinfo: &Hostinfo) -> String {
     } else {
         format!("tailscale {version}")
     }
+}
+
+/// A Tailscale client about to become a node.
+pub struct Joining<'a> {
+    /// Its machine key.
+    pub machine: MachineKey,
+    /// Its node (WireGuard) key.
+    pub node_key: WireGuardKey,
+    /// What it reported about itself.
+    pub hostinfo: &'a Hostinfo,
 }
 
 /// What the client is told about its registration.
@@ -174,46 +184,64 @@ impl Coordinator {
             return Ok(response);
         }
 
-        let presented = request
+        let Some(presented) = request
             .auth
             .as_ref()
             .and_then(|auth| auth.auth_key.as_ref())
-            .ok_or_else(|| {
-                Error::BadRequest(
-                    "this coordinator admits Tailscale clients with a pre-auth key: \
-                     tailscale up --login-server URL --authkey KEY (an admin makes one with \
-                     hearth-coordinator keys create)"
-                        .into(),
-                )
-            })?;
+        else {
+            // No key: a login URL whose page names the admin's command.
+            drop(state);
+            return self.interactive_login(machine, &request).await;
+        };
         let key = self.usable_key(&auth_key_text(presented), now).await?;
         if let Some(existing) = state.by_wireguard_key.get(&node_key) {
             return Err(Error::AlreadyRegistered(*existing));
         }
         let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
         check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
-        let hostname = match hostinfo.hostname.trim() {
+        let mut owner = owner_from_key(&key);
+        owner.ephemeral |= request.ephemeral;
+        let joining = Joining {
+            machine,
+            node_key,
+            hostinfo: &hostinfo,
+        };
+        let record = self
+            .admit_tailscale(&mut state, joining, owner, Some(key.id), now)
+            .await?;
+        tracing::info!(node = record.id, name = %record.name, user = %record.user, state = %record.state, client = %record.client, "Tailscale node registered");
+        Ok(response_for(&record))
+    }
+
+    /// Stores a new Tailscale node for `joining`, owned as `owner` says
+    /// (consuming a use of pre-auth key `key` when it came with one), named
+    /// after its hostname, with fresh addresses.
+    pub(crate) async fn admit_tailscale(
+        &self,
+        state: &mut State,
+        joining: Joining<'_>,
+        owner: Owner,
+        key: Option<i64>,
+        now: i64,
+    ) -> Result<NodeRecord> {
+        let hostname = match joining.hostinfo.hostname.trim() {
             "" => "tailscale",
             name => name,
         };
         let id = state.next_node_id;
         let name = state.names.unique(hostname);
         let addresses = state.addresses.allocate(now)?;
-        let mut owner = owner_from_key(&key);
-        owner.ephemeral |= request.ephemeral;
         let device = Device {
             name,
             hostname: hostname.chars().take(255).collect(),
-            os: os_of(&hostinfo),
-            key: node_key,
-            credential: Some(Credential::Machine(machine)),
-            client: client_name(&hostinfo),
+            os: os_of(joining.hostinfo),
+            key: joining.node_key,
+            credential: Some(Credential::Machine(joining.machine)),
+            client: client_name(joining.hostinfo),
         };
         let record = new_record(id, owner, device, addresses, now);
-        self.store_new_node(&mut state, &record, Some(key.id), now)
-            .await?;
-        tracing::info!(node = id, name = %record.name, user = %record.user, state = %record.state, client = %record.client, "Tailscale node registered");
-        Ok(response_for(&record))
+        self.store_new_node(state, &record, key, now).await?;
+        Ok(record)
     }
 
     /// `tailscale logout`: an ephemeral node is deleted, any other expires

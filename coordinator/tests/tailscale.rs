@@ -276,4 +276,23 @@ async fn the_relay_serves_admitted_nodes_only_and_carries_packets_between_them()
     .unwrap();
     a.read_exact(&mut header).await.unwrap();
     assert_eq!(header[0], derp::kind::PEER_GONE);
+
+    // Deleting node a closes its relay connection within a second.
+    let nodes = server.nodes_json();
+    let a_id = nodes.iter().find(|node| node["name"] == "a").unwrap()["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    server.cli_ok(&["nodes", "delete", &a_id]);
+    let deleted = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(3), a.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the deleted node kept its relay connection");
+    assert!(
+        deleted.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        deleted.elapsed()
+    );
+    let _ = b.write_all(&derp::keep_alive()).await;
 }

@@ -431,3 +431,95 @@ fn a_client_joins_over_plain_http_on_port_80() {
     );
     assert!(log.contains("Tailscale node registered"), "{log}");
 }
+
+#[test]
+fn a_device_without_a_key_waits_on_its_login_page_until_an_admin_registers_it() {
+    use std::io::BufRead as _;
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let phone_host = lab.host("phone");
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let login = format!("https://{}", coordinator.address);
+    let mut up = phone.command(
+        &lab,
+        &[
+            "up",
+            "--login-server",
+            &login,
+            "--hostname",
+            "phone",
+            "--timeout",
+            "60s",
+        ],
+    );
+    up.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = up.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let url = loop {
+        let line = said
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tailscale up printed a login URL");
+        if let Some(at) = line.find("https://") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    let code = url.rsplit('/').next().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{login}/register/")), "{url}");
+
+    // The page names the device and the command; nothing is registered yet.
+    let certificate = coordinator.state.join("tls/server.crt");
+    let page = lab.exec(
+        &phone_host,
+        &[
+            "curl",
+            "-sS",
+            "--cacert",
+            certificate.to_str().unwrap(),
+            &url,
+        ],
+    );
+    let page = String::from_utf8_lossy(&page.stdout).into_owned();
+    assert!(
+        page.contains(&format!(
+            "hearth-coordinator nodes register --user USER {code}"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("phone"), "{page}");
+    assert!(coordinator.nodes().is_empty());
+    assert_eq!(phone.backend_state(&lab), "NeedsLogin");
+
+    // A wrong code is refused; the right one brings the device up at once.
+    let wrong = coordinator.cli(&["nodes", "register", "--user", "alice", &"0".repeat(40)]);
+    assert!(!wrong.status.success());
+    coordinator.cli_ok(&["nodes", "register", "--user", "alice", &code]);
+    let registered_at = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "tailscale up ended with {status}");
+    eprintln!(
+        "tailscale up finished {:?} after `nodes register`",
+        registered_at.elapsed()
+    );
+    assert_eq!(phone.backend_state(&lab), "Running");
+    let nodes = coordinator.nodes();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(
+        (nodes[0]["name"].as_str(), nodes[0]["user"].as_str()),
+        (Some("phone"), Some("alice"))
+    );
+    assert_eq!(nodes[0]["state"], "approved");
+    // The code is spent.
+    let again = coordinator.cli(&["nodes", "register", "--user", "alice", &code]);
+    assert!(!again.status.success());
+}

@@ -90,10 +90,31 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/nodes/{id}/tags", post(tag_node))
         .route("/v1/nodes/{id}/routes", post(approve_routes))
         .route("/v1/devices", post(add_device))
+        .route("/v1/logins/{code}/register", post(register_login))
         .route("/v1/policy", get(get_policy).put(set_policy))
         .route("/v1/policy/check", post(check_policy))
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(coordinator)
+}
+
+/// Body of `nodes register`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    /// The user the device is registered to.
+    pub user: String,
+}
+
+async fn register_login(
+    State(coordinator): Shared,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: UserBody = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(coordinator.register_waiting(&code, &body.user).await?),
+    ))
 }
 
 async fn list_users(State(coordinator): Shared) -> Result<impl IntoResponse, Error> {

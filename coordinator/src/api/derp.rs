@@ -2,7 +2,9 @@
 //! DERP` on the HTTPS listener), as official Tailscale clients speak it:
 //! after the login (`hearth_control::derp`) a client sends packets to node
 //! keys and receives packets sent to its own. Only node keys of admitted
-//! nodes may log in. Each client has a bounded queue; a full queue drops
+//! nodes may log in, and one that loses admission (deleted, expired,
+//! rejected) is disconnected within half a second. Each client has a
+//! bounded queue; a full queue drops
 //! the packet (WireGuard retransmits) rather than slowing the sender.
 //!
 //! Also `/derp/probe`, `/derp/latency-check` and `/generate_204`, which
@@ -35,6 +37,9 @@ const QUEUE_DEPTH: usize = 512;
 const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Time a client has to log in after the upgrade.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connected client's admission is checked again: a node
+/// deleted, expired or rejected loses the relay within this time.
+const RECHECK: Duration = Duration::from_millis(500);
 
 /// Connected clients by node key: the connection's number and its queue.
 type Clients = HashMap<[u8; 32], (u64, mpsc::Sender<Bytes>)>;
@@ -183,8 +188,18 @@ where
     });
 
     let outcome = async {
+        let mut recheck = tokio::time::interval(RECHECK);
         loop {
-            let (kind, payload) = read_frame(&mut reader, derp::MAX_FRAME).await?;
+            let (kind, payload) = tokio::select! {
+                frame = read_frame(&mut reader, derp::MAX_FRAME) => frame?,
+                _ = recheck.tick() => {
+                    if coordinator.admits_node_key(&WireGuardKey(client)).await {
+                        continue;
+                    }
+                    tracing::info!(key = %WireGuardKey(client), "a node lost admission; its relay connection is closed");
+                    return Ok(());
+                }
+            };
             match kind {
                 kind::SEND_PACKET => {
                     let (destination, packet) = derp::split_send(&payload)?;

@@ -97,6 +97,7 @@ pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>) -> Router {
     Router::new()
         .route("/key", get(control_key))
         .route("/ts2021", post(upgrade))
+        .route("/register/{code}", get(login_page))
         .with_state((key, coordinator))
 }
 
@@ -392,6 +393,24 @@ async fn stream_map(
             return; // deleted or no longer admitted: the client asks again
         }
     }
+}
+
+/// The page at a Tailscale client's login URL.
+async fn login_page(
+    State((_, coordinator)): State<(Arc<ControlKey>, Arc<Coordinator>)>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> Response {
+    let (status, page) = coordinator.login_page(&code);
+    (
+        status,
+        [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-store"),
+            ("content-security-policy", "default-src 'none'"),
+        ],
+        page,
+    )
+        .into_response()
 }
 
 async fn control_key(

@@ -237,6 +237,17 @@ impl AdminClient {
             .await
     }
 
+    /// `nodes register`.
+    pub async fn register_login(&self, code: &str, user: &str) -> Result<NodeView, AdminError> {
+        let body = hearth_coordinator::api::admin::UserBody { user: user.into() };
+        self.fetch(
+            Method::POST,
+            &format!("/v1/logins/{code}/register"),
+            Some(&body),
+        )
+        .await
+    }
+
     /// `devices add`.
     pub async fn add_device(&self, user: &str, name: &str) -> Result<DeviceAdded, AdminError> {
         let body = DeviceBody {

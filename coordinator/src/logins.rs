@@ -1,0 +1,347 @@
+//! Tailscale clients that come without a pre-auth key (a phone whose app
+//! has no place to type one): the coordinator answers their registration
+//! with a login URL, whose page tells the person which command an admin
+//! runs (`hearth-coordinator nodes register --user USER CODE`); the
+//! client's follow-up request is held until the admin has run it. The
+//! bookkeeping is pure ([`Logins`], [`login_page`]); the use cases follow.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hearth_control::tailcfg::{Hostinfo, MachineKey, RegisterRequest, RegisterResponse};
+use hearth_control::wire::{NodeState, WireGuardKey};
+
+use crate::admission::NodeView;
+use crate::coordinator::{Coordinator, Credential};
+use crate::error::{Error, Result};
+use crate::registration::Owner;
+use crate::tailscale::{Joining, client_name, response_for};
+use hearth_runtime::clock::unix_seconds as unix_now;
+
+/// How long a device waits for an admin before it must start over (seconds).
+pub const LOGIN_WAIT: i64 = 30 * 60;
+/// Devices waiting at once; more are told to try later.
+pub const MAX_WAITING: usize = 64;
+/// How long a client's follow-up request is held before it is answered
+/// with the same URL (it then asks again).
+pub const FOLLOW_UP_HOLD: Duration = Duration::from_secs(120);
+/// The path of login pages, before the code.
+pub const LOGIN_PATH: &str = "/register/";
+
+/// A device waiting for an admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingLogin {
+    /// Its machine key.
+    pub machine: MachineKey,
+    /// The node key it asked to register.
+    pub node_key: WireGuardKey,
+    /// What it told about itself.
+    pub hostinfo: Hostinfo,
+    /// It asked to be removed when it goes away.
+    pub ephemeral: bool,
+    /// When it first asked (Unix seconds).
+    pub since: i64,
+}
+
+/// Devices waiting for an admin, by login code.
+#[derive(Debug, Default)]
+pub struct Logins {
+    waiting: HashMap<String, WaitingLogin>,
+}
+
+impl Logins {
+    /// The code of `login`: the one it already has if its machine waits, or
+    /// `fresh` as a new one. Expired logins are forgotten first; past
+    /// [`MAX_WAITING`] a new device is refused.
+    pub fn add(&mut self, login: WaitingLogin, fresh: String, now: i64) -> Result<String> {
+        self.waiting
+            .retain(|_, waiting| now - waiting.since < LOGIN_WAIT);
+        if let Some((code, waiting)) = self
+            .waiting
+            .iter_mut()
+            .find(|(_, waiting)| waiting.machine == login.machine)
+        {
+            waiting.node_key = login.node_key;
+            waiting.hostinfo = login.hostinfo;
+            waiting.ephemeral = login.ephemeral;
+            return Ok(code.clone());
+        }
+        if self.waiting.len() >= MAX_WAITING {
+            return Err(Error::TooManyPending(format!(
+                "{MAX_WAITING} devices already wait for an admin; try again later"
+            )));
+        }
+        self.waiting.insert(fresh.clone(), login);
+        Ok(fresh)
+    }
+
+    /// The device waiting with `code`, if it has not expired.
+    pub fn get(&self, code: &str, now: i64) -> Option<&WaitingLogin> {
+        self.waiting
+            .get(code)
+            .filter(|waiting| now - waiting.since < LOGIN_WAIT)
+    }
+
+    /// Takes the device waiting with `code` out of the list.
+    pub fn take(&mut self, code: &str, now: i64) -> Option<WaitingLogin> {
+        let waiting = self.waiting.remove(code)?;
+        (now - waiting.since < LOGIN_WAIT).then_some(waiting)
+    }
+}
+
+/// A new login code: 20 random bytes in hex.
+pub fn new_code() -> String {
+    hex::encode(rand::random::<[u8; 20]>())
+}
+
+/// The code at the end of a login URL, when it is one of ours.
+pub fn code_of(url: &str) -> Option<&str> {
+    let (_, code) = url.rsplit_once(LOGIN_PATH)?;
+    (code.len() == 40 && code.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(code)
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page a person sees at the login URL: which device waits and the
+/// command an admin runs; `None` (the device is not waiting) gives the page
+/// that says to start again.
+pub fn login_page(waiting: Option<(&str, &WaitingLogin)>) -> String {
+    let body = match waiting {
+        Some((code, login)) => format!(
+            "<h1>This device is waiting to join</h1>\n\
+             <p>Device: <code>{}</code> ({})</p>\n\
+             <p>An admin of this Hearth network lets it in by running, on the coordinator:</p>\n\
+             <pre>hearth-coordinator nodes register --user USER {code}</pre>\n\
+             <p>with the name of the person whose device this is. The device joins as soon as \
+             that has run; this page can be closed.</p>",
+            escape(&login.hostinfo.hostname),
+            escape(&client_name(&login.hostinfo)),
+        ),
+        None => "<h1>No device is waiting with this link</h1>\n\
+                 <p>It may have expired (after 30 minutes). Start the login on the device again.</p>"
+            .to_owned(),
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>Hearth: joining a device</title></head>\n<body>\n{body}\n</body></html>\n"
+    )
+}
+
+impl Coordinator {
+    /// A Tailscale client with no pre-auth key and no node yet: its login
+    /// URL, or, when it follows one up, the answer once an admin registered
+    /// it (or the same URL again after [`FOLLOW_UP_HOLD`]).
+    pub(crate) async fn interactive_login(
+        &self,
+        machine: MachineKey,
+        request: &RegisterRequest,
+    ) -> Result<RegisterResponse> {
+        let now = unix_now();
+        if let Some(code) = code_of(&request.followup) {
+            let url = request.followup.clone();
+            let waiting = self.login_waiting(code, now);
+            return self.follow_up(machine, url, waiting).await;
+        }
+        let login = WaitingLogin {
+            machine,
+            node_key: WireGuardKey(request.node_key.0),
+            hostinfo: request.hostinfo.clone().unwrap_or_default(),
+            ephemeral: request.ephemeral,
+            since: now,
+        };
+        let code = self.logins().add(login, new_code(), now)?;
+        tracing::info!(machine = %machine, "a Tailscale client without a key waits for `nodes register`");
+        Ok(RegisterResponse {
+            auth_url: format!("{}{LOGIN_PATH}{code}", self.settings.public_url),
+            ..RegisterResponse::default()
+        })
+    }
+
+    /// The login page for `code`, and its status (404 when nobody waits).
+    pub fn login_page(&self, code: &str) -> (axum::http::StatusCode, String) {
+        let logins = self.logins();
+        match logins.get(code, unix_now()) {
+            Some(waiting) => (
+                axum::http::StatusCode::OK,
+                login_page(Some((code, waiting))),
+            ),
+            None => (axum::http::StatusCode::NOT_FOUND, login_page(None)),
+        }
+    }
+
+    fn logins(&self) -> std::sync::MutexGuard<'_, Logins> {
+        self.logins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn login_waiting(&self, code: &str, now: i64) -> bool {
+        self.logins().get(code, now).is_some()
+    }
+
+    async fn follow_up(
+        &self,
+        machine: MachineKey,
+        url: String,
+        waiting: bool,
+    ) -> Result<RegisterResponse> {
+        let deadline = tokio::time::Instant::now() + FOLLOW_UP_HOLD;
+        let mut waiting = waiting;
+        loop {
+            let registered = self.login_registered.notified();
+            tokio::pin!(registered);
+            registered.as_mut().enable();
+            if let Ok(record) = self.identify(Some(Credential::Machine(machine))).await {
+                return Ok(response_for(&record));
+            }
+            if !waiting {
+                return Err(Error::NotFound(
+                    "a waiting login (it expired or was never made); run `tailscale up` again"
+                        .into(),
+                ));
+            }
+            tokio::select! {
+                () = registered => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(RegisterResponse { auth_url: url, ..RegisterResponse::default() });
+                }
+            }
+            waiting = self
+                .logins()
+                .waiting
+                .values()
+                .any(|login| login.machine == machine);
+        }
+    }
+
+    /// `nodes register --user USER CODE`: admits the device waiting with
+    /// `code` as `user`'s, approved (the admin has just vouched for it).
+    pub async fn register_waiting(&self, code: &str, user: &str) -> Result<NodeView> {
+        let user = self.user(user).await?;
+        let now = unix_now();
+        let login = self
+            .logins()
+            .take(code, now)
+            .ok_or_else(|| Error::NotFound(format!("a device waiting with code {code}")))?;
+        let mut state = self.state.lock().await;
+        if let Some(existing) = state.by_wireguard_key.get(&login.node_key) {
+            return Err(Error::AlreadyRegistered(*existing));
+        }
+        if state
+            .node_presenting(Some(Credential::Machine(login.machine)))
+            .is_ok()
+        {
+            return Err(Error::Conflict("this device is already registered".into()));
+        }
+        let owner = Owner {
+            user_id: user.id,
+            user: user.name.clone(),
+            tags: Default::default(),
+            ephemeral: login.ephemeral,
+            state: NodeState::Approved,
+        };
+        let joining = Joining {
+            machine: login.machine,
+            node_key: login.node_key,
+            hostinfo: &login.hostinfo,
+        };
+        let record = self
+            .admit_tailscale(&mut state, joining, owner, None, now)
+            .await?;
+        drop(state);
+        self.login_registered.notify_waiters();
+        tracing::info!(node = record.id, name = %record.name, user = %record.user, "a waiting Tailscale client was registered by an admin");
+        Ok(self.view(&record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(machine: u8, since: i64) -> WaitingLogin {
+        WaitingLogin {
+            machine: MachineKey([machine; 32]),
+            node_key: WireGuardKey([machine; 32]),
+            hostinfo: Hostinfo {
+                hostname: "phone".into(),
+                ..Hostinfo::default()
+            },
+            ephemeral: false,
+            since,
+        }
+    }
+
+    #[test]
+    fn a_machine_keeps_its_code_and_codes_expire() {
+        let mut logins = Logins::default();
+        let first = logins.add(login(1, 0), "a".repeat(40), 0).unwrap();
+        let again = logins.add(login(1, 10), "b".repeat(40), 10).unwrap();
+        assert_eq!(first, again, "asking again gives the same code");
+        assert!(logins.get(&first, LOGIN_WAIT - 1).is_some());
+        assert!(logins.get(&first, LOGIN_WAIT).is_none(), "expired");
+        assert!(logins.take(&first, LOGIN_WAIT).is_none());
+        let code = logins.add(login(2, 100), "c".repeat(40), 100).unwrap();
+        assert_eq!(
+            logins.take(&code, 101).unwrap().machine,
+            MachineKey([2; 32])
+        );
+        assert!(logins.take(&code, 101).is_none(), "taken once");
+    }
+
+    #[test]
+    fn waiting_devices_are_capped() {
+        let mut logins = Logins::default();
+        for machine in 0..MAX_WAITING {
+            logins
+                .add(login(machine as u8, 0), format!("{machine:040}"), 0)
+                .unwrap();
+        }
+        assert!(matches!(
+            logins.add(login(200, 0), "f".repeat(40), 0),
+            Err(Error::TooManyPending(_))
+        ));
+        assert!(
+            logins
+                .add(login(200, LOGIN_WAIT), "f".repeat(40), LOGIN_WAIT)
+                .is_ok(),
+            "after the old ones expired"
+        );
+    }
+
+    #[test]
+    fn codes_are_read_from_login_urls_only() {
+        let code = new_code();
+        assert_eq!(code.len(), 40);
+        let url = format!("https://hub:8443{LOGIN_PATH}{code}");
+        assert_eq!(code_of(&url), Some(code.as_str()));
+        assert_eq!(code_of("https://hub:8443/register/short"), None);
+        assert_eq!(code_of(""), None);
+    }
+
+    #[test]
+    fn the_page_names_the_command_and_escapes_what_the_device_says() {
+        let mut hostile = login(1, 0);
+        hostile.hostinfo.hostname = "<script>alert(1)</script>".into();
+        let page = login_page(Some(("abc", &hostile)));
+        assert!(page.contains("hearth-coordinator nodes register --user USER abc"));
+        assert!(!page.contains("<script>"));
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(login_page(None).contains("No device is waiting"));
+    }
+}
