@@ -6,6 +6,7 @@
 //! bookkeeping is pure ([`Logins`], [`login_page`]); the use cases follow.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hearth_control::tailcfg::{Hostinfo, MachineKey, RegisterRequest, RegisterResponse};
@@ -22,6 +23,9 @@ use hearth_runtime::clock::unix_seconds as unix_now;
 pub const LOGIN_WAIT: i64 = 30 * 60;
 /// Devices waiting at once; more are told to try later.
 pub const MAX_WAITING: usize = 64;
+/// Devices waiting at once from one address: someone who can reach the
+/// coordinator cannot take every slot with made-up machine keys.
+pub const MAX_WAITING_PER_SOURCE: usize = 4;
 /// How long a client's follow-up request is held before it is answered
 /// with the same URL (it then asks again).
 pub const FOLLOW_UP_HOLD: Duration = Duration::from_secs(120);
@@ -41,6 +45,8 @@ pub struct WaitingLogin {
     pub ephemeral: bool,
     /// When it first asked (Unix seconds).
     pub since: i64,
+    /// The address it asked from.
+    pub source: Option<IpAddr>,
 }
 
 /// Devices waiting for an admin, by login code.
@@ -65,6 +71,17 @@ impl Logins {
             waiting.hostinfo = login.hostinfo;
             waiting.ephemeral = login.ephemeral;
             return Ok(code.clone());
+        }
+        let from_source = self
+            .waiting
+            .values()
+            .filter(|waiting| login.source.is_some() && waiting.source == login.source)
+            .count();
+        if from_source >= MAX_WAITING_PER_SOURCE {
+            return Err(Error::TooManyPending(format!(
+                "{MAX_WAITING_PER_SOURCE} devices from this address already wait for an admin; \
+                 try again later"
+            )));
         }
         if self.waiting.len() >= MAX_WAITING {
             return Err(Error::TooManyPending(format!(
@@ -149,6 +166,7 @@ impl Coordinator {
     pub(crate) async fn interactive_login(
         &self,
         machine: MachineKey,
+        source: Option<IpAddr>,
         request: &RegisterRequest,
     ) -> Result<RegisterResponse> {
         let now = unix_now();
@@ -163,6 +181,7 @@ impl Coordinator {
             hostinfo: request.hostinfo.clone().unwrap_or_default(),
             ephemeral: request.ephemeral,
             since: now,
+            source,
         };
         let code = self.logins().add(login, new_code(), now)?;
         tracing::info!(machine = %machine, "a Tailscale client without a key waits for `nodes register`");
@@ -284,6 +303,7 @@ mod tests {
             },
             ephemeral: false,
             since,
+            source: Some(IpAddr::from([10, 0, 0, machine / 4])),
         }
     }
 
@@ -321,6 +341,31 @@ mod tests {
                 .add(login(200, LOGIN_WAIT), "f".repeat(40), LOGIN_WAIT)
                 .is_ok(),
             "after the old ones expired"
+        );
+    }
+
+    #[test]
+    fn one_address_holds_few_slots() {
+        let mut logins = Logins::default();
+        let mut from = |machine: u8, source: [u8; 4]| {
+            let mut waiting = login(machine, 0);
+            waiting.source = Some(IpAddr::from(source));
+            logins.add(waiting, format!("{machine:040}"), 0)
+        };
+        for machine in 0..MAX_WAITING_PER_SOURCE as u8 {
+            assert!(from(machine, [192, 0, 2, 1]).is_ok());
+        }
+        assert!(matches!(
+            from(50, [192, 0, 2, 1]),
+            Err(Error::TooManyPending(_))
+        ));
+        assert!(
+            from(0, [192, 0, 2, 1]).is_ok(),
+            "a device asking again keeps its slot"
+        );
+        assert!(
+            from(51, [192, 0, 2, 2]).is_ok(),
+            "another address still gets one"
         );
     }
 

@@ -111,10 +111,11 @@ fn os_of(hostinfo: &Hostinfo) -> String {
 
 impl Coordinator {
     /// Registers (or re-registers, or logs out) the Tailscale client with
-    /// `machine` key.
+    /// `machine` key, connected from `source`.
     pub async fn register_tailscale(
         &self,
         machine: MachineKey,
+        source: Option<std::net::IpAddr>,
         request: RegisterRequest,
     ) -> Result<RegisterResponse> {
         let node_key = WireGuardKey(request.node_key.0);
@@ -191,7 +192,7 @@ impl Coordinator {
         else {
             // No key: a login URL whose page names the admin's command.
             drop(state);
-            return self.interactive_login(machine, &request).await;
+            return self.interactive_login(machine, source, &request).await;
         };
         let key = self.usable_key(&auth_key_text(presented), now).await?;
         if let Some(existing) = state.by_wireguard_key.get(&node_key) {

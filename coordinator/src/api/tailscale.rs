@@ -149,7 +149,11 @@ async fn upgrade(
         }
     };
     let upgrading = hyper::upgrade::on(&mut request);
-    tokio::spawn(serve_session(upgrading, accepted, coordinator));
+    let source = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_canonical());
+    tokio::spawn(serve_session(upgrading, accepted, coordinator, source));
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("upgrade", "tailscale-control-protocol")
@@ -164,6 +168,7 @@ async fn serve_session(
     upgrading: hyper::upgrade::OnUpgrade,
     accepted: ts2021::Accepted,
     coordinator: Arc<Coordinator>,
+    source: Option<std::net::IpAddr>,
 ) {
     let upgraded = match upgrading.await {
         Ok(upgraded) => upgraded,
@@ -180,6 +185,7 @@ async fn serve_session(
     let session = Session {
         machine: MachineKey(accepted.machine_key),
         version: accepted.version,
+        source,
     };
     tracing::info!(machine = %session.machine, version = session.version, "ts2021 session open");
     let stream = super::noise_stream::NoiseStream::new(io, accepted.session);
@@ -197,6 +203,7 @@ async fn serve_session(
 struct Session {
     machine: MachineKey,
     version: u16,
+    source: Option<std::net::IpAddr>,
 }
 
 /// The routes inside a ts2021 session.
@@ -225,7 +232,7 @@ async fn register(
         Err(error) => return error.into_response(),
     };
     match coordinator
-        .register_tailscale(session.machine, request)
+        .register_tailscale(session.machine, session.source, request)
         .await
     {
         Ok(response) => Json(response).into_response(),
