@@ -26,14 +26,23 @@ pub fn from_report(
         )));
     }
     let observed = observed.map(|address| SocketAddr::new(address.ip(), report.listen_port));
-    let mut endpoints = Vec::new();
-    for candidate in report
+    let candidates = report
         .local
         .iter()
         .copied()
         .chain(observed)
-        .chain(report.stun)
-    {
+        .chain(report.stun);
+    Ok(usable(candidates, MAX_LOCAL + 2))
+}
+
+/// The first `limit` of `candidates` a peer can try, in order: no
+/// duplicates, no port 0, no unspecified address.
+pub fn usable(candidates: impl IntoIterator<Item = SocketAddr>, limit: usize) -> Vec<SocketAddr> {
+    let mut endpoints = Vec::new();
+    for candidate in candidates {
+        if endpoints.len() == limit {
+            break;
+        }
         if candidate.port() != 0
             && !candidate.ip().is_unspecified()
             && !endpoints.contains(&candidate)
@@ -41,7 +50,7 @@ pub fn from_report(
             endpoints.push(candidate);
         }
     }
-    Ok(endpoints)
+    endpoints
 }
 
 impl Coordinator {

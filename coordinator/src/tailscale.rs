@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::coordinator::{Coordinator, Credential, State};
 use crate::db::preauth_keys::consume_preauth_key;
-use crate::endpoints::MAX_LOCAL;
+use crate::endpoints::{MAX_LOCAL, usable};
 use crate::error::{Error, Result};
 use crate::netmap::NodeRecord;
 use crate::registration::{Device, Owner, check_pending, is_low_order, new_record, owner_from_key};
@@ -25,17 +25,7 @@ use hearth_runtime::clock::unix_seconds as unix_now;
 /// The endpoints a Tailscale client reports, as stored: no port 0, no
 /// unspecified address, no duplicates, at most a bounded number.
 pub fn endpoints_from(reported: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut endpoints = Vec::new();
-    for candidate in reported {
-        if candidate.port() != 0
-            && !candidate.ip().is_unspecified()
-            && !endpoints.contains(candidate)
-            && endpoints.len() < MAX_LOCAL
-        {
-            endpoints.push(*candidate);
-        }
-    }
-    endpoints
+    usable(reported.iter().copied(), MAX_LOCAL)
 }
 
 /// How `nodes list` names the client: `tailscale` and its short version.

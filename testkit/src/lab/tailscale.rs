@@ -129,6 +129,8 @@ impl Lab {
             .arg("--socket")
             .arg(state.join("tailscaled.sock"))
             .env("TS_NO_LOGS_NO_SUPPORT", "1")
+            // Its log configuration goes here, not to /var/lib/tailscale.
+            .env("TS_LOGS_DIR", &state)
             .env("SSL_CERT_FILE", &certificate);
         let daemon = self.spawn(host, &format!("{}-tailscaled", host.name), command);
         let node = TailscaleNode {
