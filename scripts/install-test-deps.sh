@@ -15,6 +15,8 @@ packages=(
     # deployment tests: Podman (rootful, runc), static musl images, systemd units
     podman runc netavark aardvark-dns catatonit iptables
     musl-tools file binutils systemd util-linux
+    # the coordinator's state in PostgreSQL; alert rules checked with promtool
+    postgresql prometheus
 )
 # The Python side of the tests needs python3 with venv (a machine may bring its own).
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)

@@ -17,4 +17,13 @@ fi
 # Tests start workspace binaries (agents, probes, servers) inside network
 # namespaces; build them all first so no test builds one mid-run.
 cargo build --workspace --locked --bins
-exec cargo test --workspace --locked --no-fail-fast "$@"
+status=0
+cargo test --workspace --locked --no-fail-fast "$@" || status=$?
+
+# The coordinator's tests once more with its state in PostgreSQL (a server
+# the tests start in a temporary directory): the same tests, both backends.
+if [[ $# == 0 ]]; then
+    echo "test.sh: the coordinator's tests again, on PostgreSQL" >&2
+    HEARTH_TEST_DATABASE=postgres cargo test -p hearth-coordinator --locked --no-fail-fast || status=$?
+fi
+exit "$status"

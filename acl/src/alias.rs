@@ -91,7 +91,10 @@ impl Alias {
             return Ok(Alias::Prefix(prefix));
         }
         if text.contains('@') {
-            return Ok(Alias::User(text.to_owned()));
+            // `user:alice@example.com` is `alice@example.com`, and
+            // `user:*@example.com` every user of the domain.
+            let login = text.strip_prefix("user:").unwrap_or(text);
+            return Ok(Alias::User(login.to_owned()));
         }
         Ok(Alias::Host(text.to_owned()))
     }

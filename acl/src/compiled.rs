@@ -12,6 +12,12 @@ use crate::filter::{PortRange, proto};
 pub enum Principal {
     /// `*`: every node, every approved route, any address.
     Any,
+    /// `autogroup:danger-all` as a source: any address at all, inside the
+    /// tailnet or not (sources only).
+    All,
+    /// Untagged devices of every user whose login is in this domain
+    /// (`user:*@example.com`).
+    Domain(String),
     /// Untagged devices of a user, by login.
     User(String),
     /// Devices carrying a tag.
@@ -37,15 +43,50 @@ pub struct RuleDestination {
     pub ports: Vec<PortRange>,
 }
 
-/// One accept rule.
+/// Application capabilities: name -> the values granted, as written (a JSON
+/// list; `null` for the companions Tailscale grants back, like drive-sharer).
+pub type Capabilities = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// One accept rule: a network rule (packets of `protocols` to the
+/// destinations' ports) or, with `capabilities`, an application capability
+/// rule (no packets; the destinations learn what the sources may do).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Sources.
     pub src: Vec<Principal>,
     /// Destinations.
     pub dst: Vec<RuleDestination>,
-    /// IANA protocol numbers; never empty.
+    /// IANA protocol numbers; never empty for a network rule, empty for a
+    /// capability rule.
     pub protocols: Vec<u8>,
+    /// For a capability rule: what is granted.
+    pub capabilities: Capabilities,
+    /// Tags of the routers a destination's routes must go through (`via`);
+    /// empty: any router of the route.
+    pub via: Vec<String>,
+    /// Whether it came from `grants`: there a source prefix names a subnet
+    /// router only through its approved routes (in `acls`, as Tailscale
+    /// has it, through advertised ones too).
+    pub grant: bool,
+}
+
+impl Rule {
+    /// A network rule.
+    pub fn network(src: Vec<Principal>, dst: Vec<RuleDestination>, protocols: Vec<u8>) -> Rule {
+        Rule {
+            src,
+            dst,
+            protocols,
+            capabilities: Capabilities::new(),
+            via: Vec::new(),
+            grant: false,
+        }
+    }
+
+    /// Whether this is an application capability rule.
+    pub fn is_capability(&self) -> bool {
+        !self.capabilities.is_empty()
+    }
 }
 
 /// A policy as the engine evaluates it.
@@ -59,14 +100,14 @@ impl CompiledPolicy {
     /// What a tailnet without a policy gets: everyone may reach everyone.
     pub fn allow_all() -> CompiledPolicy {
         CompiledPolicy {
-            rules: vec![Rule {
-                src: vec![Principal::Any],
-                dst: vec![RuleDestination {
+            rules: vec![Rule::network(
+                vec![Principal::Any],
+                vec![RuleDestination {
                     principal: Principal::Any,
                     ports: vec![PortRange::ALL],
                 }],
-                protocols: proto::DEFAULT.to_vec(),
-            }],
+                proto::DEFAULT.to_vec(),
+            )],
         }
     }
 

@@ -16,7 +16,8 @@ pub struct Document {
     /// Access rules.
     #[serde(default)]
     pub acls: Vec<AclRule>,
-    /// Grants (the newer rule syntax); only their network part (`ip`) filters packets.
+    /// Grants (the newer rule syntax): network capabilities (`ip`) filter
+    /// packets, application capabilities (`app`) go to the destinations.
     #[serde(default)]
     pub grants: Vec<Grant>,
     /// `group:name` -> user logins.
@@ -68,9 +69,14 @@ pub struct Grant {
     /// Network capabilities: `*`, `PORTS`, `PROTO:PORTS`.
     #[serde(default)]
     pub ip: Vec<String>,
-    /// Application capabilities: accepted, not enforced by Hearth.
+    /// Application capabilities: capability name -> list of JSON values,
+    /// delivered to the destination nodes for their services to read.
     #[serde(default)]
-    pub app: Option<serde_json::Value>,
+    pub app: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Route steering: the destination's routes are taken only through
+    /// routers (or exit nodes) with one of these tags.
+    #[serde(default)]
+    pub via: Vec<String>,
 }
 
 /// A protocol as written: a name (`"tcp"`) or number (`"6"` or `6`).

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::bitset::BitSet;
-use crate::compiled::{CompiledPolicy, Principal};
-use crate::filter::{Destination, Filter, FilterRule, Source, Target};
+use crate::compiled::{CompiledPolicy, Principal, Rule};
+use crate::filter::{CapabilityRule, Destination, Filter, FilterRule, Source, Target};
 use crate::node::{NodeId, NodeIdentity};
 use crate::principals::{names_user, source_of, targets};
 
@@ -107,6 +107,8 @@ pub struct Engine {
     self_rules: Vec<usize>,
     /// Untagged classes by user.
     user_classes: HashMap<String, BitSet>,
+    /// Whether any rule steers routes (`via`).
+    has_via: bool,
 }
 
 impl Engine {
@@ -130,6 +132,7 @@ impl Engine {
             .map(|(index, _)| index)
             .collect();
         let rule_count = policy.rules.len();
+        let policy_has_via = policy.rules.iter().any(|rule| !rule.via.is_empty());
         Engine {
             policy,
             prefix_index,
@@ -140,6 +143,7 @@ impl Engine {
             rule_dst: vec![BitSet::new(); rule_count],
             self_rules,
             user_classes: HashMap::new(),
+            has_via: policy_has_via,
         }
     }
 
@@ -192,6 +196,58 @@ impl Engine {
             .collect();
         peers.sort_unstable();
         peers
+    }
+
+    /// Whether the policy steers any route (`via`).
+    pub fn has_via(&self) -> bool {
+        self.has_via
+    }
+
+    /// The approved subnet routes of `router` that `viewer` may send through
+    /// it, when `via` decides it: a route that a `via` grant of the viewer's
+    /// covers goes only to routers with one of the grant's tags. `None`:
+    /// no `via` grant of the viewer's covers any of them (every route).
+    pub fn steered_routes(&self, viewer: NodeId, router: &NodeIdentity) -> Option<Vec<IpNet>> {
+        let class = self.nodes.get(&viewer)?.class;
+        let steering: Vec<&crate::compiled::Rule> = self
+            .policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(index, rule)| !rule.via.is_empty() && self.rule_src[*index].contains(class))
+            .map(|(_, rule)| rule)
+            .collect();
+        if steering.is_empty() {
+            return None;
+        }
+        let mut decided = false;
+        let allowed = router
+            .approved_routes
+            .iter()
+            .copied()
+            .filter(|route| route.prefix_len() != 0)
+            .filter(|route| {
+                let covering: Vec<&&crate::compiled::Rule> = steering
+                    .iter()
+                    .filter(|rule| {
+                        rule.dst
+                            .iter()
+                            .any(|destination| match &destination.principal {
+                                Principal::Prefix(prefix) => overlaps(prefix, route),
+                                _ => false,
+                            })
+                    })
+                    .collect();
+                if covering.is_empty() {
+                    return true;
+                }
+                decided = true;
+                covering
+                    .iter()
+                    .any(|rule| rule.via.iter().any(|tag| router.tags.contains(tag)))
+            })
+            .collect();
+        decided.then_some(allowed)
     }
 
     /// Whether `a` and `b` are peers of each other.
@@ -375,18 +431,15 @@ impl Engine {
         }
         let class = self.classes.len();
         for (rule_index, rule) in self.policy.rules.iter().enumerate() {
-            if rule
-                .src
-                .iter()
-                .any(|principal| self.names(principal, &key, Side::Source))
-            {
+            if rule.src.iter().any(|principal| {
+                self.naming(principal, &key, Side::Source, Some(rule)) != Naming::No
+            }) {
                 self.rule_src[rule_index].insert(class);
             }
-            if rule
-                .dst
-                .iter()
-                .any(|destination| self.names(&destination.principal, &key, Side::Destination))
-            {
+            if rule.dst.iter().any(|destination| {
+                self.naming(&destination.principal, &key, Side::Destination, Some(rule))
+                    != Naming::No
+            }) {
                 self.rule_dst[rule_index].insert(class);
             }
         }
@@ -443,14 +496,32 @@ impl Engine {
         visible
     }
 
-    /// Whether `principal` names members of the class with `key` on the given side.
-    fn names(&self, principal: &Principal, key: &ClassKey, side: Side) -> bool {
+    /// How `principal` names members of the class with `key` on the given
+    /// side: by what they are, or as routers of what it names. `via`: the
+    /// tags a router must have to carry a destination's routes (none: any).
+    fn naming(
+        &self,
+        principal: &Principal,
+        key: &ClassKey,
+        side: Side,
+        rule: Option<&Rule>,
+    ) -> Naming {
+        let via: &[String] = rule.map_or(&[], |rule| &rule.via);
+        let approved_only = rule.is_some_and(|rule| rule.grant);
+        let by_identity = |named: bool| if named { Naming::Itself } else { Naming::No };
+        let router_allowed = via.is_empty()
+            || matches!(&key.owner, Owner::Tags(tags) if via.iter().any(|tag| tags.contains(tag)));
         match principal {
-            Principal::Any => true,
-            Principal::User(login) => key.owner == Owner::User(login.clone()),
-            Principal::Tag(tag) => matches!(&key.owner, Owner::Tags(tags) if tags.contains(tag)),
-            Principal::Member => matches!(key.owner, Owner::User(_)),
-            Principal::Tagged => matches!(key.owner, Owner::Tags(_)),
+            Principal::Any | Principal::All => by_identity(true),
+            Principal::User(login) => by_identity(key.owner == Owner::User(login.clone())),
+            Principal::Domain(domain) => by_identity(
+                matches!(&key.owner, Owner::User(user) if crate::filter::in_domain(user, domain)),
+            ),
+            Principal::Tag(tag) => {
+                by_identity(matches!(&key.owner, Owner::Tags(tags) if tags.contains(tag)))
+            }
+            Principal::Member => by_identity(matches!(key.owner, Owner::User(_))),
+            Principal::Tagged => by_identity(matches!(key.owner, Owner::Tags(_))),
             Principal::Prefix(prefix) => {
                 let address_hit = self
                     .prefix_index
@@ -458,36 +529,65 @@ impl Engine {
                     .is_some_and(|index| key.prefix_hits.contains(index));
                 let routed = match side {
                     // Traffic from inside an advertised subnet comes through its router.
-                    Side::Source => key.advertised.iter().any(|route| overlaps(route, prefix)),
-                    // Traffic to an approved subnet goes to its router; an exit
-                    // node's default route only carries `autogroup:internet`.
-                    Side::Destination => key
+                    // (Tailscale counts advertised routes for `acls`,
+                    // approved ones for `grants`.)
+                    Side::Source if approved_only => key
                         .routes
                         .iter()
                         .any(|route| route.prefix_len() != 0 && overlaps(route, prefix)),
+                    Side::Source => key.advertised.iter().any(|route| overlaps(route, prefix)),
+                    // Traffic to an approved subnet goes to its router; an exit
+                    // node's default route only carries `autogroup:internet`.
+                    Side::Destination => {
+                        router_allowed
+                            && key
+                                .routes
+                                .iter()
+                                .any(|route| route.prefix_len() != 0 && overlaps(route, prefix))
+                    }
                 };
-                address_hit || routed
+                if address_hit {
+                    Naming::Itself
+                } else if routed {
+                    Naming::Router
+                } else {
+                    Naming::No
+                }
             }
             Principal::Internet => {
-                side == Side::Destination && key.routes.iter().any(|route| route.prefix_len() == 0)
+                let exit = side == Side::Destination
+                    && router_allowed
+                    && key.routes.iter().any(|route| route.prefix_len() == 0);
+                if exit { Naming::Router } else { Naming::No }
             }
             // Handled per user in `visibility_of` and `filter_for`.
-            Principal::SelfDevices => false,
+            Principal::SelfDevices => Naming::No,
         }
     }
 
     /// The filter members of a class enforce.
     fn filter_for(&self, key: &ClassKey) -> Filter {
-        let mut rules = Vec::new();
+        let mut filter = Filter::default();
         for rule in &self.policy.rules {
             let mut destinations = Vec::new();
+            let mut capability_targets = Vec::new();
             let mut self_ports = Vec::new();
             for destination in &rule.dst {
                 if destination.principal == Principal::SelfDevices {
                     self_ports.extend(destination.ports.iter().copied());
                     continue;
                 }
-                if !self.names(&destination.principal, key, Side::Destination) {
+                let naming =
+                    self.naming(&destination.principal, key, Side::Destination, Some(rule));
+                if naming == Naming::No {
+                    continue;
+                }
+                if rule.is_capability() {
+                    // Capabilities are granted at the node's own addresses,
+                    // not at the routes it carries.
+                    if naming == Naming::Itself {
+                        capability_targets.push(Target::SelfAddresses);
+                    }
                     continue;
                 }
                 for target in targets(&destination.principal) {
@@ -499,19 +599,44 @@ impl Engine {
                     }
                 }
             }
+            let sources: Vec<Source> = rule.src.iter().filter_map(source_of).collect();
+            let own_user = match &key.owner {
+                Owner::User(user)
+                    if !self_ports.is_empty()
+                        && rule.src.iter().any(|principal| names_user(principal, user)) =>
+                {
+                    Some(user.clone())
+                }
+                _ => None,
+            };
+            if rule.is_capability() {
+                capability_targets.dedup();
+                if !capability_targets.is_empty() {
+                    filter.capabilities.push(CapabilityRule {
+                        src: sources,
+                        dst: capability_targets,
+                        capabilities: rule.capabilities.clone(),
+                    });
+                }
+                if let Some(user) = own_user {
+                    filter.capabilities.push(CapabilityRule {
+                        src: vec![Source::User(user)],
+                        dst: vec![Target::SelfAddresses],
+                        capabilities: rule.capabilities.clone(),
+                    });
+                }
+                continue;
+            }
             if !destinations.is_empty() {
-                rules.push(FilterRule {
-                    src: rule.src.iter().filter_map(source_of).collect(),
+                filter.rules.push(FilterRule {
+                    src: sources,
                     dst: dedup(destinations),
                     protocols: rule.protocols.clone(),
                 });
             }
-            if let Owner::User(user) = &key.owner
-                && !self_ports.is_empty()
-                && rule.src.iter().any(|principal| names_user(principal, user))
-            {
-                rules.push(FilterRule {
-                    src: vec![Source::User(user.clone())],
+            if let Some(user) = own_user {
+                filter.rules.push(FilterRule {
+                    src: vec![Source::User(user)],
                     dst: dedup(
                         self_ports
                             .into_iter()
@@ -525,8 +650,19 @@ impl Engine {
                 });
             }
         }
-        Filter { rules }
+        filter
     }
+}
+
+/// How a destination principal names a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Naming {
+    /// Not at all.
+    No,
+    /// By its identity or its own addresses.
+    Itself,
+    /// As the router of a subnet or the internet it names.
+    Router,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

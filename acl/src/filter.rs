@@ -34,11 +34,27 @@ pub mod proto {
     }
 }
 
-/// The whole inbound filter of one node: a packet is accepted when any rule accepts it.
+/// The whole inbound filter of one node: a packet is accepted when any rule
+/// accepts it. It also carries the application capabilities its sources
+/// have at this node (Tailscale's `CapGrant`), which filter no packets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
     /// Accept rules; there are no deny rules.
     pub rules: Vec<FilterRule>,
+    /// Application capabilities granted to sources at this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<CapabilityRule>,
+}
+
+/// Application capabilities `src` has at addresses `dst` of the receiving node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityRule {
+    /// Who holds them.
+    pub src: Vec<Source>,
+    /// At which of the node's addresses (or routes).
+    pub dst: Vec<Target>,
+    /// Capability name -> granted values.
+    pub capabilities: crate::compiled::Capabilities,
 }
 
 /// One accept rule: traffic from any of `src` to any of `dst` over any of `protocols`.
@@ -56,8 +72,12 @@ pub struct FilterRule {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum Source {
-    /// Any address at all.
+    /// Any address at all (a policy's `*`).
     Any,
+    /// Any address at all, inside the tailnet or not (`autogroup:danger-all`).
+    All,
+    /// Untagged devices of users whose login is in this domain.
+    Domain(String),
     /// Untagged devices of this user (by login).
     User(String),
     /// Devices carrying this tag.
@@ -135,8 +155,9 @@ impl Source {
     /// are matched on addresses instead, see [`Source::matches_address`]).
     pub fn matches_peer(&self, peer: &PeerIdentity<'_>) -> bool {
         match self {
-            Source::Any => true,
+            Source::Any | Source::All => true,
             Source::User(login) => peer.tags.is_empty() && peer.user == login,
+            Source::Domain(domain) => peer.tags.is_empty() && in_domain(peer.user, domain),
             Source::Tag(tag) => peer.tags.contains(tag),
             Source::Member => peer.tags.is_empty(),
             Source::Tagged => !peer.tags.is_empty(),
@@ -147,11 +168,18 @@ impl Source {
     /// Whether a packet from `address` is named by the source on address alone.
     pub fn matches_address(&self, address: IpAddr) -> bool {
         match self {
-            Source::Any => true,
+            Source::Any | Source::All => true,
             Source::Prefix(prefix) => prefix.contains(&address),
             _ => false,
         }
     }
+}
+
+/// Whether `login` belongs to `domain` (`alice@example.com` to `example.com`).
+pub fn in_domain(login: &str, domain: &str) -> bool {
+    login
+        .rsplit_once('@')
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(domain))
 }
 
 impl Target {
@@ -180,6 +208,46 @@ pub struct Packet {
 }
 
 impl Filter {
+    /// The capabilities a peer (by identity and address) has at the node's
+    /// address `at` (`own`: the node's mesh addresses), merged by name.
+    pub fn capabilities_of(
+        &self,
+        sender: &PeerIdentity<'_>,
+        from: IpAddr,
+        at: IpAddr,
+        own: &[IpAddr],
+    ) -> crate::compiled::Capabilities {
+        let mut granted = crate::compiled::Capabilities::new();
+        for rule in &self.capabilities {
+            let named = rule
+                .src
+                .iter()
+                .any(|source| source.matches_address(from) || source.matches_peer(sender));
+            if !named || !rule.dst.iter().any(|target| target.matches(at, own)) {
+                continue;
+            }
+            for (name, values) in &rule.capabilities {
+                let entry = granted
+                    .entry(name.clone())
+                    .or_insert(serde_json::Value::Null);
+                // Values from several grants are merged into one list.
+                if let serde_json::Value::Array(more) = values {
+                    if !entry.is_array() {
+                        *entry = serde_json::Value::Array(Vec::new());
+                    }
+                    if let serde_json::Value::Array(list) = entry {
+                        for value in more {
+                            if !list.contains(value) {
+                                list.push(value.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        granted
+    }
+
     /// Whether the filter accepts `packet`, given the sending peer's identity
     /// (None when the source address is not a peer's) and the node's own addresses.
     pub fn accepts(

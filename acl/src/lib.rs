@@ -16,10 +16,11 @@ pub mod node;
 pub mod policy;
 mod principals;
 
-pub use compiled::{CompiledPolicy, Principal, Rule, RuleDestination};
+pub use compiled::{Capabilities, CompiledPolicy, Principal, Rule, RuleDestination};
 pub use engine::{Change, Engine, NodeUpdate};
 pub use filter::{
-    Destination, Filter, FilterRule, Packet, PeerIdentity, PortRange, Source, Target,
+    CapabilityRule, Destination, Filter, FilterRule, Packet, PeerIdentity, PortRange, Source,
+    Target,
 };
 pub use node::{NodeId, NodeIdentity};
 pub use policy::{Policy, PolicyError, Topology};

@@ -10,8 +10,9 @@ use crate::filter::{Source, Target};
 /// Whether a source principal names the untagged devices of `user`.
 pub(crate) fn names_user(principal: &Principal, user: &str) -> bool {
     match principal {
-        Principal::Any | Principal::Member => true,
+        Principal::Any | Principal::All | Principal::Member => true,
         Principal::User(login) => login == user,
+        Principal::Domain(domain) => crate::filter::in_domain(user, domain),
         _ => false,
     }
 }
@@ -19,6 +20,8 @@ pub(crate) fn names_user(principal: &Principal, user: &str) -> bool {
 pub(crate) fn source_of(principal: &Principal) -> Option<Source> {
     match principal {
         Principal::Any => Some(Source::Any),
+        Principal::All => Some(Source::All),
+        Principal::Domain(domain) => Some(Source::Domain(domain.clone())),
         Principal::User(login) => Some(Source::User(login.clone())),
         Principal::Tag(tag) => Some(Source::Tag(tag.clone())),
         Principal::Member => Some(Source::Member),
@@ -31,8 +34,12 @@ pub(crate) fn source_of(principal: &Principal) -> Option<Source> {
 /// The filter targets a destination principal stands for on a node it names.
 pub(crate) fn targets(principal: &Principal) -> Vec<Target> {
     match principal {
-        Principal::Any => vec![Target::Any],
-        Principal::User(_) | Principal::Tag(_) | Principal::Member | Principal::Tagged => {
+        Principal::Any | Principal::All => vec![Target::Any],
+        Principal::User(_)
+        | Principal::Domain(_)
+        | Principal::Tag(_)
+        | Principal::Member
+        | Principal::Tagged => {
             vec![Target::SelfAddresses]
         }
         Principal::Prefix(prefix) => vec![Target::Prefix(*prefix)],

@@ -5,7 +5,9 @@
 //! Tailscale's hosted control plane gave each node: its packet filter and its
 //! peers, or the rejection of the policy. For every node this test compares
 //! the set of (source, destination, port, protocol) our filter accepts with
-//! the set Tailscale's accepts, and the peer lists by name.
+//! the set Tailscale's accepts, the application capabilities granted
+//! (`CapGrant`: per capability, value and destination, the sources), and
+//! the peer lists by name.
 //!
 //! One documented normalization (see docs/acl.md): Tailscale writes a `*`
 //! source as the tailnet's address ranges (minus 100.115.92.0/23) plus every
@@ -99,6 +101,7 @@ fn expected_rules(value: &Value) -> Vec<FlatRule> {
     };
     rules
         .iter()
+        .filter(|rule| rule.get("DstPorts").is_some())
         .map(|rule| FlatRule {
             src: rule["SrcIPs"]
                 .as_array()
@@ -128,6 +131,105 @@ fn expected_rules(value: &Value) -> Vec<FlatRule> {
         .collect()
 }
 
+/// One capability grant flattened: who, to which destination, which
+/// capability with which values (as JSON text).
+type CapCells = BTreeMap<(String, String, Range), Vec<Range>>;
+
+fn add_cap(cells: &mut CapCells, src: &[Range], dst: Range, name: &str, values: &Value) {
+    let entry = cells
+        .entry((name.to_owned(), values.to_string(), dst))
+        .or_default();
+    entry.extend(src.iter().copied());
+}
+
+fn finish_caps(mut cells: CapCells) -> CapCells {
+    for sources in cells.values_mut() {
+        *sources = normalize(std::mem::take(sources));
+    }
+    cells
+}
+
+fn expected_caps(value: &Value) -> CapCells {
+    let mut cells = CapCells::new();
+    for rule in value.as_array().into_iter().flatten() {
+        let Some(grants) = rule.get("CapGrant").and_then(Value::as_array) else {
+            continue;
+        };
+        let src: Vec<Range> = rule["SrcIPs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|ip| parse_ranges(ip.as_str().unwrap()))
+            .collect();
+        for grant in grants {
+            for dst in grant["Dsts"].as_array().unwrap() {
+                for range in parse_ranges(dst.as_str().unwrap()) {
+                    for (name, values) in grant["CapMap"].as_object().unwrap() {
+                        add_cap(&mut cells, &src, range, name, values);
+                    }
+                }
+            }
+        }
+    }
+    finish_caps(cells)
+}
+
+fn our_caps(filter: &Filter, own: &NodeIdentity, nodes: &[NodeIdentity]) -> CapCells {
+    let mut cells = CapCells::new();
+    for rule in &filter.capabilities {
+        let src = source_ranges(&rule.src, nodes);
+        for target in &rule.dst {
+            for range in target_ranges(target, own) {
+                for (name, values) in &rule.capabilities {
+                    add_cap(&mut cells, &src, range, name, values);
+                }
+            }
+        }
+    }
+    finish_caps(cells)
+}
+
+fn source_ranges(sources: &[Source], nodes: &[NodeIdentity]) -> Vec<Range> {
+    let addresses_of = |select: &dyn Fn(&NodeIdentity) -> bool| -> Vec<Range> {
+        nodes
+            .iter()
+            .filter(|node| select(node))
+            .flat_map(|node| {
+                node.addresses
+                    .iter()
+                    .map(|address| prefix_range(IpNet::from(*address)))
+            })
+            .collect()
+    };
+    sources
+        .iter()
+        .flat_map(|source| match source {
+            Source::Any => tailscale_any(nodes),
+            Source::All => everything(),
+            Source::User(login) => addresses_of(&|node| !node.is_tagged() && &node.user == login),
+            Source::Domain(domain) => addresses_of(&|node| {
+                !node.is_tagged() && hearth_acl::filter::in_domain(&node.user, domain)
+            }),
+            Source::Tag(tag) => addresses_of(&|node| node.tags.contains(tag)),
+            Source::Member => addresses_of(&|node| !node.is_tagged()),
+            Source::Tagged => addresses_of(&|node| node.is_tagged()),
+            Source::Prefix(prefix) => vec![prefix_range(*prefix)],
+        })
+        .collect()
+}
+
+fn target_ranges(target: &Target, own: &NodeIdentity) -> Vec<Range> {
+    match target {
+        Target::Any => everything(),
+        Target::SelfAddresses => own
+            .addresses
+            .iter()
+            .map(|address| prefix_range(IpNet::from(*address)))
+            .collect(),
+        Target::Prefix(prefix) => vec![prefix_range(*prefix)],
+    }
+}
+
 /// What Tailscale writes for a `*` source in this topology.
 fn tailscale_any(nodes: &[NodeIdentity]) -> Vec<Range> {
     let mut ranges = parse_ranges("100.64.0.0-100.115.91.255");
@@ -146,49 +248,16 @@ fn tailscale_any(nodes: &[NodeIdentity]) -> Vec<Range> {
 }
 
 fn our_rules(filter: &Filter, own: &NodeIdentity, nodes: &[NodeIdentity]) -> Vec<FlatRule> {
-    let addresses_of = |select: &dyn Fn(&NodeIdentity) -> bool| -> Vec<Range> {
-        nodes
-            .iter()
-            .filter(|node| select(node))
-            .flat_map(|node| {
-                node.addresses
-                    .iter()
-                    .map(|address| prefix_range(IpNet::from(*address)))
-            })
-            .collect()
-    };
     filter
         .rules
         .iter()
         .map(|rule| FlatRule {
-            src: rule
-                .src
-                .iter()
-                .flat_map(|source| match source {
-                    Source::Any => tailscale_any(nodes),
-                    Source::User(login) => {
-                        addresses_of(&|node| !node.is_tagged() && &node.user == login)
-                    }
-                    Source::Tag(tag) => addresses_of(&|node| node.tags.contains(tag)),
-                    Source::Member => addresses_of(&|node| !node.is_tagged()),
-                    Source::Tagged => addresses_of(&|node| node.is_tagged()),
-                    Source::Prefix(prefix) => vec![prefix_range(*prefix)],
-                })
-                .collect(),
+            src: source_ranges(&rule.src, nodes),
             dst: rule
                 .dst
                 .iter()
                 .flat_map(|destination| {
-                    let ranges = match &destination.target {
-                        Target::Any => everything(),
-                        Target::SelfAddresses => own
-                            .addresses
-                            .iter()
-                            .map(|address| prefix_range(IpNet::from(*address)))
-                            .collect(),
-                        Target::Prefix(prefix) => vec![prefix_range(*prefix)],
-                    };
-                    ranges
+                    target_ranges(&destination.target, own)
                         .into_iter()
                         .map(move |range| (range, destination.ports.first, destination.ports.last))
                 })
@@ -411,6 +480,28 @@ fn check_case(case: &Value) -> Result<(), String> {
                 first.unwrap_or_default()
             ));
         }
+        let (want_caps, got_caps) = (
+            expected_caps(&expected["filter_rules"]),
+            our_caps(&filter, node, &nodes),
+        );
+        if want_caps != got_caps {
+            let first = want_caps
+                .iter()
+                .find(|(cell, sources)| got_caps.get(*cell) != Some(*sources))
+                .map(|(cell, sources)| {
+                    format!("{cell:?}: want {sources:?}, got {:?}", got_caps.get(cell))
+                })
+                .or_else(|| {
+                    got_caps
+                        .iter()
+                        .find(|(cell, _)| !want_caps.contains_key(*cell))
+                        .map(|(cell, sources)| format!("{cell:?}: want nothing, got {sources:?}"))
+                });
+            problems.push(format!(
+                "{name}: capability grants differ: {}",
+                first.unwrap_or_default()
+            ));
+        }
     }
     if problems.is_empty() {
         Ok(())
@@ -423,10 +514,8 @@ fn check_case(case: &Value) -> Result<(), String> {
 fn every_tailscale_capture_is_reproduced() {
     let Some(dir) = conformance_dir() else { return };
     let mut failures = Vec::new();
-    // The folders this engine conforms to; `grants/` (Tailscale's grants
-    // with `via` and app capabilities) is the work of its own issue and
-    // joins this list when it lands.
-    let folders: Vec<PathBuf> = ["acl", "policytest", "routes"]
+    // Every folder of captures.
+    let folders: Vec<PathBuf> = ["acl", "policytest", "routes", "grants"]
         .iter()
         .map(|folder| dir.join(folder))
         .collect();

@@ -29,6 +29,10 @@ pub struct WhoIs {
     pub addresses: Vec<IpAddr>,
     /// Whether it is the node the agent runs on.
     pub is_self: bool,
+    /// The application capabilities it has at this node (policy `grants`
+    /// with `app`): capability name -> granted values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Whether `address` is in the mesh's IPv4 range, 100.64.0.0/10.

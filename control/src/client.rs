@@ -9,10 +9,13 @@ use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 use crate::fingerprint::Fingerprint;
+use crate::secret::SecretString;
 use crate::tls::{ClientIdentity, TlsSetupError, client_config};
 use crate::wire::{
     APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, EndpointReport, ErrorBody, MAP_PATH,
-    MapMessage, REGISTER_PATH, ROUTES_PATH, RegisterRequest, RegisterResponse, RoutesReport,
+    MapMessage, REGISTER_PATH, RELAY_HELLO_PATH, RELAY_KEYS_PATH, ROTATE_PATH, ROUTES_PATH,
+    RegisterRequest, RegisterResponse, RelayHello, RelayKeys, RelayRegion, RotateRequest,
+    RotateResponse, RoutesReport,
 };
 
 /// Largest single line accepted on a stream (a full map of many thousand peers fits).
@@ -62,11 +65,29 @@ fn transport(error: reqwest::Error) -> ClientError {
     ClientError::Transport(text)
 }
 
-/// A connection to one coordinator.
+/// A connection to one coordinator. Clones share it: a new identity set
+/// on one ([`ControlClient::set_identity`], after a key rotation) is every
+/// clone's for its next request.
 #[derive(Clone, Debug)]
 pub struct ControlClient {
     base: String,
-    http: reqwest::Client,
+    fingerprint: Fingerprint,
+    http: std::sync::Arc<std::sync::RwLock<reqwest::Client>>,
+}
+
+/// An HTTP client trusting only `fingerprint`, presenting `identity`.
+fn http_client(
+    fingerprint: Fingerprint,
+    identity: Option<&ClientIdentity>,
+) -> Result<reqwest::Client, ClientError> {
+    let tls = client_config(fingerprint, identity)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_keepalive(Duration::from_secs(30))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .build()
+        .map_err(transport)
 }
 
 impl ControlClient {
@@ -77,18 +98,30 @@ impl ControlClient {
         fingerprint: Fingerprint,
         identity: Option<&ClientIdentity>,
     ) -> Result<ControlClient, ClientError> {
-        let tls = client_config(fingerprint, identity)?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_keepalive(Duration::from_secs(30))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .build()
-            .map_err(transport)?;
         Ok(ControlClient {
             base: base_url.trim_end_matches('/').to_owned(),
-            http,
+            fingerprint,
+            http: std::sync::Arc::new(std::sync::RwLock::new(http_client(fingerprint, identity)?)),
         })
+    }
+
+    /// Presents `identity` from now on (every clone); connections already
+    /// open keep the old one until they close.
+    pub fn set_identity(&self, identity: &ClientIdentity) -> Result<(), ClientError> {
+        let http = http_client(self.fingerprint, Some(identity))?;
+        *self
+            .http
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = http;
+        Ok(())
+    }
+
+    /// The HTTP client with the current identity.
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn url(&self, path: &str) -> String {
@@ -100,25 +133,13 @@ impl ControlClient {
         &self,
         request: &RegisterRequest,
     ) -> Result<RegisterResponse, ClientError> {
-        let response = self
-            .http
-            .post(self.url(REGISTER_PATH))
-            .timeout(Duration::from_secs(30))
-            .json(request)
-            .send()
-            .await
-            .map_err(transport)?;
-        let response = check(response).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| ClientError::Protocol(error.to_string()))
+        self.post_json(REGISTER_PATH, request, None).await
     }
 
     /// Posts a report (JSON) to `path`.
     async fn report(&self, path: &str, report: &impl serde::Serialize) -> Result<(), ClientError> {
         let response = self
-            .http
+            .http()
             .post(self.url(path))
             .timeout(Duration::from_secs(30))
             .json(report)
@@ -126,6 +147,12 @@ impl ControlClient {
             .await
             .map_err(transport)?;
         check(response).await.map(|_| ())
+    }
+
+    /// Rotates the node's keys: the new WireGuard key and certificate
+    /// request, sent with the current certificate.
+    pub async fn rotate(&self, request: &RotateRequest) -> Result<RotateResponse, ClientError> {
+        self.post_json(ROTATE_PATH, request, None).await
     }
 
     /// Reports the node's endpoints.
@@ -148,16 +175,66 @@ impl ControlClient {
         self.stream(APPROVAL_PATH).await
     }
 
+    /// A standalone relay's hello, with its secret: the coordinator answers
+    /// with the region it serves.
+    pub async fn relay_hello(
+        &self,
+        secret: &SecretString,
+        hello: &RelayHello,
+    ) -> Result<RelayRegion, ClientError> {
+        self.post_json(RELAY_HELLO_PATH, hello, Some(secret)).await
+    }
+
+    /// Posts `body` (JSON) to `path`, with `bearer` when given, and reads
+    /// the JSON answer.
+    async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        bearer: Option<&SecretString>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http().post(self.url(path));
+        if let Some(secret) = bearer {
+            request = request.bearer_auth(secret.expose());
+        }
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        check(response)
+            .await?
+            .json()
+            .await
+            .map_err(|error| ClientError::Protocol(error.to_string()))
+    }
+
+    /// The stream of admitted node keys a standalone relay follows.
+    pub async fn relay_keys(
+        &self,
+        secret: &SecretString,
+    ) -> Result<MessageStream<RelayKeys>, ClientError> {
+        self.stream_with(RELAY_KEYS_PATH, Some(secret)).await
+    }
+
     async fn stream<T: DeserializeOwned>(
         &self,
         path: &str,
     ) -> Result<MessageStream<T>, ClientError> {
-        let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(transport)?;
+        self.stream_with(path, None).await
+    }
+
+    async fn stream_with<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bearer: Option<&SecretString>,
+    ) -> Result<MessageStream<T>, ClientError> {
+        let mut request = self.http().get(self.url(path));
+        if let Some(secret) = bearer {
+            request = request.bearer_auth(secret.expose());
+        }
+        let response = request.send().await.map_err(transport)?;
         let response = check(response).await?;
         Ok(MessageStream {
             body: Box::pin(response.bytes_stream()),

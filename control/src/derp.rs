@@ -1,8 +1,8 @@
-//! DERP, Tailscale's relay protocol, the server's side of its wire format:
-//! frames of one type byte, a 4-byte big-endian length and a payload; the
-//! login (server key, the client's NaCl-boxed info, the server's boxed
-//! info); packets sent to a node key and received from one. Pure: bytes in,
-//! bytes out; keys and nonces are inputs.
+//! DERP, Tailscale's relay protocol, both sides of its wire format: frames
+//! of one type byte, a 4-byte big-endian length and a payload; the login
+//! (server key, the client's NaCl-boxed info, the server's boxed info);
+//! packets sent to a node key and received from one. Pure: bytes in, bytes
+//! out; keys and nonces are inputs.
 
 use crypto_box::aead::Aead as _;
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
@@ -40,6 +40,8 @@ pub mod kind {
     pub const NOTE_PREFERRED: u8 = 0x07;
     /// Server to client: a peer it sent to is gone.
     pub const PEER_GONE: u8 = 0x08;
+    /// Server to a watching client: a peer connected.
+    pub const PEER_PRESENT: u8 = 0x09;
     /// Either way: 8 bytes to echo.
     pub const PING: u8 = 0x12;
     /// The echo of a ping.
@@ -72,6 +74,12 @@ pub enum DerpError {
     /// A send-packet frame too short to hold its key.
     #[error("a send-packet frame is shorter than its destination key")]
     ShortPacket,
+    /// The server's greeting is not DERP's.
+    #[error("the relay's greeting is not DERP's")]
+    NotServerKey,
+    /// A server frame too short for its type.
+    #[error("a relay frame of type {0:#04x} is too short")]
+    ShortFrame(u8),
 }
 
 /// One frame's type and length, when `bytes` starts with a whole header;
@@ -152,6 +160,85 @@ pub fn keep_alive() -> Vec<u8> {
 /// The answer to a ping carrying `data`.
 pub fn pong(data: &[u8]) -> Vec<u8> {
     frame(kind::PONG, &[data])
+}
+
+/// The client's login: its public key and the JSON of its info, boxed from
+/// its `secret` to the relay's `server` key under `nonce`.
+pub fn client_info(
+    secret: &[u8; 32],
+    public: &[u8; 32],
+    server: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    json: &[u8],
+) -> Vec<u8> {
+    let sealed = seal(secret, server, nonce, json);
+    frame(kind::CLIENT_INFO, &[public, &sealed])
+}
+
+/// A packet for the node with key `destination`.
+pub fn send_packet(destination: &[u8; 32], packet: &[u8]) -> Vec<u8> {
+    frame(kind::SEND_PACKET, &[destination, packet])
+}
+
+/// Tells the relay whether it is this client's home relay.
+pub fn note_preferred(preferred: bool) -> Vec<u8> {
+    frame(kind::NOTE_PREFERRED, &[&[u8::from(preferred)]])
+}
+
+/// A ping the relay echoes with `data`.
+pub fn ping(data: &[u8; 8]) -> Vec<u8> {
+    frame(kind::PING, &[data])
+}
+
+/// The relay's public key from its greeting's payload.
+pub fn parse_server_key(payload: &[u8]) -> Result<[u8; 32], DerpError> {
+    let rest = payload.strip_prefix(MAGIC).ok_or(DerpError::NotServerKey)?;
+    rest.get(..32)
+        .and_then(|key| key.try_into().ok())
+        .ok_or(DerpError::NotServerKey)
+}
+
+/// A frame the relay sends a client, after the login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerFrame<'a> {
+    /// A packet from the node with key `source`.
+    Packet {
+        /// The sender's node key.
+        source: [u8; 32],
+        /// The packet.
+        packet: &'a [u8],
+    },
+    /// A peer we sent to is not (or no longer) connected.
+    PeerGone {
+        /// Its key.
+        peer: [u8; 32],
+    },
+    /// The relay asks for an echo of these bytes.
+    Ping([u8; 8]),
+    /// The echo of our ping.
+    Pong([u8; 8]),
+    /// Keep-alive, or a frame this client has no use for.
+    Other(u8),
+}
+
+/// Reads one frame of `kind` with `payload` from the relay.
+pub fn server_frame(kind: u8, payload: &[u8]) -> Result<ServerFrame<'_>, DerpError> {
+    let short = DerpError::ShortFrame(kind);
+    Ok(match kind {
+        kind::RECV_PACKET => {
+            let (source, packet) = payload.split_first_chunk::<32>().ok_or(short)?;
+            ServerFrame::Packet {
+                source: *source,
+                packet,
+            }
+        }
+        kind::PEER_GONE => ServerFrame::PeerGone {
+            peer: *payload.first_chunk::<32>().ok_or(short)?,
+        },
+        kind::PING => ServerFrame::Ping(*payload.first_chunk::<8>().ok_or(short)?),
+        kind::PONG => ServerFrame::Pong(*payload.first_chunk::<8>().ok_or(short)?),
+        other => ServerFrame::Other(other),
+    })
 }
 
 /// NaCl `box`: `nonce` followed by the tag and ciphertext of `message`.
@@ -275,5 +362,62 @@ mod tests {
         );
         assert_eq!(pong(&[1; 8])[0], kind::PONG);
         assert_eq!(keep_alive(), [kind::KEEP_ALIVE, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_client_side_reads_what_the_server_side_writes() {
+        let (server, client) = ([1u8; 32], [2u8; 32]);
+        let greeting = server_key(&public(&server));
+        assert_eq!(
+            parse_server_key(&greeting[HEADER_LEN..]),
+            Ok(public(&server))
+        );
+        assert_eq!(
+            parse_server_key(b"DERP but not quite"),
+            Err(DerpError::NotServerKey)
+        );
+
+        let login = client_info(
+            &client,
+            &public(&client),
+            &public(&server),
+            &[4; NONCE_LEN],
+            br#"{"version":2}"#,
+        );
+        let (key, json) = open_client_info(&server, &login[HEADER_LEN..]).unwrap();
+        assert_eq!(
+            (key, json.as_slice()),
+            (public(&client), &br#"{"version":2}"#[..])
+        );
+
+        let sent = send_packet(&[6; 32], b"wg");
+        assert_eq!(split_send(&sent[HEADER_LEN..]), Ok(([6; 32], &b"wg"[..])));
+        let received = recv_packet(&[7; 32], b"wg");
+        assert_eq!(
+            server_frame(received[0], &received[HEADER_LEN..]),
+            Ok(ServerFrame::Packet {
+                source: [7; 32],
+                packet: b"wg"
+            })
+        );
+        let gone = peer_gone(&[8; 32], gone::NOT_HERE);
+        assert_eq!(
+            server_frame(gone[0], &gone[HEADER_LEN..]),
+            Ok(ServerFrame::PeerGone { peer: [8; 32] })
+        );
+        assert_eq!(
+            server_frame(kind::PONG, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            Ok(ServerFrame::Pong([1, 2, 3, 4, 5, 6, 7, 8]))
+        );
+        assert_eq!(
+            server_frame(kind::RECV_PACKET, &[0; 31]),
+            Err(DerpError::ShortFrame(kind::RECV_PACKET))
+        );
+        assert_eq!(
+            server_frame(kind::KEEP_ALIVE, &[]),
+            Ok(ServerFrame::Other(kind::KEEP_ALIVE))
+        );
+        assert_eq!(note_preferred(true), [kind::NOTE_PREFERRED, 0, 0, 0, 1, 1]);
+        assert_eq!(ping(&[9; 8])[0], kind::PING);
     }
 }

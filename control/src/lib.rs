@@ -5,12 +5,16 @@
 //! - [`client`]: the HTTPS client with certificate pinning and mutual TLS,
 //! - [`tls`]: key generation and TLS configuration for that client,
 //! - [`ts2021`] and [`tailcfg`]: the Tailscale control protocol the
-//!   coordinator also serves, for the official Tailscale clients.
+//!   coordinator also serves, for the official Tailscale clients;
+//! - [`derp`] and [`disco`]: the relay's frames and the path-discovery
+//!   messages nodes exchange (Tailscale's, spoken by `hearth-agent` too).
 
 pub mod agent_api;
 pub mod client;
 pub mod derp;
+pub mod disco;
 pub mod fingerprint;
+pub mod relay_client;
 pub mod secret;
 pub mod stun;
 pub mod tailcfg;

@@ -122,6 +122,18 @@ pub struct Hostinfo {
     /// Tags it asks for (`--advertise-tags`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_tags: Vec<String>,
+    /// What it found out about its network.
+    #[serde(rename = "NetInfo", skip_serializing_if = "Option::is_none")]
+    pub net_info: Option<NetInfo>,
+}
+
+/// What a client found out about its network (a subset).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetInfo {
+    /// The relay region it chose as home (0: none yet).
+    #[serde(rename = "PreferredDERP")]
+    pub preferred_derp: u16,
 }
 
 /// The pre-auth key part of a registration.
@@ -291,15 +303,25 @@ pub struct Node {
     /// Its name and, if different, its hostname.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub computed_name_with_host: String,
-    /// A plain WireGuard peer (a `hearth-agent` node): no disco, no DERP;
-    /// reached at its endpoints.
+    /// A plain WireGuard peer (a static device, or an agent on kernel
+    /// WireGuard): no disco, no DERP; reached at its endpoints.
     #[serde(
         rename = "IsWireGuardOnly",
         skip_serializing_if = "std::ops::Not::not",
         default
     )]
     pub is_wireguard_only: bool,
+    /// Its home relay region (0: none).
+    #[serde(rename = "HomeDERP", skip_serializing_if = "is_zero_u16", default)]
+    pub home_derp: u16,
+    /// The same, in the form clients before capability version 111 read
+    /// (`127.3.3.40:<region>`).
+    #[serde(rename = "DERP", skip_serializing_if = "String::is_empty", default)]
+    pub legacy_derp: String,
 }
+
+/// The address clients' legacy relay field names regions under.
+pub const DERP_MAGIC_IP: &str = "127.3.3.40";
 
 fn is_zero_u16(value: &u16) -> bool {
     *value == 0
@@ -319,6 +341,9 @@ pub struct PeerChange {
     /// Its disco key now, if it changed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub disco_key: Option<DiscoKey>,
+    /// Its home relay region now, if it changed.
+    #[serde(rename = "DERPRegion", skip_serializing_if = "is_zero_u16", default)]
+    pub derp_region: u16,
 }
 
 /// A DNS resolver.
@@ -384,11 +409,25 @@ pub struct FilterRule {
     /// Source addresses or prefixes, or `*`.
     #[serde(rename = "SrcIPs")]
     pub src_ips: Vec<String>,
-    /// Destinations.
+    /// Destinations (empty for a capability grant).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub dst_ports: Vec<NetPortRange>,
     /// IANA protocol numbers; empty means TCP, UDP and ICMP.
     #[serde(rename = "IPProto", skip_serializing_if = "Vec::is_empty", default)]
     pub ip_proto: Vec<u8>,
+    /// Application capabilities the sources have at the destinations.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cap_grant: Vec<CapGrant>,
+}
+
+/// Application capabilities at some destinations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CapGrant {
+    /// The destination prefixes.
+    pub dsts: Vec<String>,
+    /// Capability name -> values (a JSON list, or null).
+    pub cap_map: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A user as maps name them.

@@ -5,6 +5,9 @@
 //! JSON object `{"url": "...", "fingerprint": "<64 hex digits>", "key": "..."}`.
 //! `fingerprint` is the SHA-256 of the coordinator's TLS certificate (DER);
 //! agents pin it instead of trusting any certificate authority.
+//!
+//! A standalone relay joins the same way with a relay token: the prefix
+//! `hearth-relay-v1:` and the same payload, `key` being the relay's secret.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +18,8 @@ use crate::fingerprint::Fingerprint;
 use crate::secret::SecretString;
 
 const PREFIX: &str = "hearth-join-v1:";
+/// The prefix of a relay token.
+pub const RELAY_PREFIX: &str = "hearth-relay-v1:";
 
 /// A decoded join token.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,8 +55,8 @@ struct Encoded {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     /// The text does not start with the token prefix.
-    #[error("not a Hearth join token: it must start with `{PREFIX}`")]
-    MissingPrefix,
+    #[error("not the token expected here: it must start with `{0}`")]
+    MissingPrefix(&'static str),
     /// The payload is not base64url.
     #[error("join token is damaged: its payload is not base64url")]
     Encoding,
@@ -69,23 +74,41 @@ pub enum TokenError {
 impl JoinToken {
     /// The one-line text form.
     pub fn encode(&self) -> String {
+        self.encode_as(PREFIX)
+    }
+
+    /// The one-line text form of a relay token.
+    pub fn encode_relay(&self) -> String {
+        self.encode_as(RELAY_PREFIX)
+    }
+
+    /// Reads a token from its text form (surrounding whitespace is ignored).
+    pub fn decode(text: &str) -> Result<JoinToken, TokenError> {
+        Self::decode_as(PREFIX, text)
+    }
+
+    /// Reads a relay token.
+    pub fn decode_relay(text: &str) -> Result<JoinToken, TokenError> {
+        Self::decode_as(RELAY_PREFIX, text)
+    }
+
+    fn encode_as(&self, prefix: &str) -> String {
         let encoded = Encoded {
             url: self.url.clone(),
             fingerprint: self.fingerprint.to_hex(),
             key: self.key.expose().to_owned(),
         };
         let mut json = serde_json::to_vec(&encoded).expect("a struct of strings serializes");
-        let text = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&json));
+        let text = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&json));
         json.zeroize();
         text
     }
 
-    /// Reads a token from its text form (surrounding whitespace is ignored).
-    pub fn decode(text: &str) -> Result<JoinToken, TokenError> {
+    fn decode_as(prefix: &'static str, text: &str) -> Result<JoinToken, TokenError> {
         let payload = text
             .trim()
-            .strip_prefix(PREFIX)
-            .ok_or(TokenError::MissingPrefix)?;
+            .strip_prefix(prefix)
+            .ok_or(TokenError::MissingPrefix(prefix))?;
         let mut json = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| TokenError::Encoding)?;
@@ -123,14 +146,26 @@ mod tests {
         let text = token.encode();
         assert!(text.starts_with(PREFIX));
         assert!(!text.contains(' ') && !text.contains('\n'));
-        assert_eq!(JoinToken::decode(&format!("  {text}\n")), Ok(token));
+        assert_eq!(JoinToken::decode(&format!("  {text}\n")), Ok(token.clone()));
+        let relay = token.encode_relay();
+        assert!(relay.starts_with(RELAY_PREFIX));
+        assert_eq!(JoinToken::decode_relay(&relay), Ok(token));
+        assert_eq!(
+            JoinToken::decode(&relay),
+            Err(TokenError::MissingPrefix(PREFIX)),
+            "a relay token is not a join token"
+        );
+        assert_eq!(
+            JoinToken::decode_relay(&text),
+            Err(TokenError::MissingPrefix(RELAY_PREFIX))
+        );
     }
 
     #[test]
     fn damaged_tokens_are_refused_with_a_reason() {
         assert_eq!(
             JoinToken::decode("hskey-7-secret"),
-            Err(TokenError::MissingPrefix)
+            Err(TokenError::MissingPrefix(PREFIX))
         );
         assert_eq!(
             JoinToken::decode("hearth-join-v1:***"),

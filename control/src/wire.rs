@@ -31,6 +31,12 @@ pub const APPROVAL_PATH: &str = "/api/v1/approval";
 pub const ENDPOINTS_PATH: &str = "/api/v1/endpoints";
 /// Path where a node reports the routes it advertises.
 pub const ROUTES_PATH: &str = "/api/v1/routes";
+/// Path where a standalone relay says hello (its certificate, its STUN port).
+pub const RELAY_HELLO_PATH: &str = "/api/v1/relay/hello";
+/// Path of the stream of admitted node keys a standalone relay follows.
+pub const RELAY_KEYS_PATH: &str = "/api/v1/relay/keys";
+/// Node key rotation (POST, client certificate).
+pub const ROTATE_PATH: &str = "/api/v1/rotate";
 
 /// A node id.
 pub type NodeId = u64;
@@ -141,13 +147,18 @@ pub struct RegisterRequest {
 impl RegisterRequest {
     /// The CSR bytes, when the base64 is valid.
     pub fn csr_bytes(&self) -> Option<Vec<u8>> {
-        STANDARD.decode(&self.csr_der).ok()
+        decode_der(&self.csr_der)
     }
 }
 
 /// Encodes DER bytes for [`RegisterRequest::csr_der`].
 pub fn encode_der(der: &[u8]) -> String {
     STANDARD.encode(der)
+}
+
+/// Decodes [`encode_der`]'s text; `None` when it is not base64.
+pub fn decode_der(text: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
 }
 
 /// What the coordinator says about one node.
@@ -172,6 +183,13 @@ pub struct NodeInfo {
     /// Owning user's id.
     #[serde(default)]
     pub user_id: i64,
+    /// When the node's keys stop being accepted (Unix seconds); `None`:
+    /// they never expire. The agent rotates them before then.
+    #[serde(default)]
+    pub key_expiry: Option<i64>,
+    /// How long a fresh key lives (seconds), when keys expire.
+    #[serde(default)]
+    pub key_lifetime: Option<u64>,
 }
 
 impl NodeInfo {
@@ -187,6 +205,34 @@ pub struct RegisterResponse {
     /// The node as registered.
     pub node: NodeInfo,
     /// The client certificate (PEM) to present on every later call.
+    pub client_certificate_pem: String,
+}
+
+/// A node's new keys: a WireGuard public key and a certificate request
+/// for a new TLS key, sent with the current client certificate before the
+/// old keys expire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RotateRequest {
+    /// The new WireGuard public key.
+    pub wireguard_key: WireGuardKey,
+    /// PKCS#10 request for the new client certificate (base64 DER).
+    pub csr_der: String,
+}
+
+impl RotateRequest {
+    /// The decoded certificate request, if the base64 is valid.
+    pub fn csr_bytes(&self) -> Option<Vec<u8>> {
+        decode_der(&self.csr_der)
+    }
+}
+
+/// The answer to a rotation: the node with its new expiry, and the new
+/// certificate (the old one no longer authenticates).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RotateResponse {
+    /// The node after the rotation.
+    pub node: NodeInfo,
+    /// The new client certificate (PEM).
     pub client_certificate_pem: String,
 }
 
@@ -215,11 +261,33 @@ pub struct Peer {
     /// Operating system it reported.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub os: String,
-    /// For a peer running the official Tailscale client: its current disco
-    /// key (Tailscale peers find paths to it with disco). `None` for
-    /// `hearth-agent` nodes and static devices, which speak plain WireGuard.
+    /// Its current disco key, when it finds paths with disco (the official
+    /// Tailscale client, and `hearth-agent` on the userspace data plane):
+    /// such peers are reached through their home relay until disco proves a
+    /// direct path. `None` for static devices and kernel-WireGuard agents,
+    /// which speak plain WireGuard at their endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disco_key: Option<WireGuardKey>,
+    /// The relay region it is connected to (its home relay), where packets
+    /// for it are sent until a direct path works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_relay: Option<u16>,
+}
+
+/// One relay (DERP) region nodes may use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRegion {
+    /// Region id (900 is the relay embedded in the coordinator).
+    pub id: u16,
+    /// A short name, shown in `status` (`relay hub`).
+    pub code: String,
+    /// Where its HTTPS listener is: `https://host:port`.
+    pub url: String,
+    /// SHA-256 of its TLS certificate (hex), pinned by every client.
+    pub fingerprint: String,
+    /// Its STUN port, if it answers STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun_port: Option<u16>,
 }
 
 /// A node's complete view of the tailnet.
@@ -231,6 +299,9 @@ pub struct NetworkMap {
     pub peers: Vec<Peer>,
     /// The inbound filter it enforces.
     pub filter: Filter,
+    /// The relays nodes may use, the coordinator's own first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<RelayRegion>,
 }
 
 /// One change to a network map.
@@ -262,6 +333,11 @@ pub enum MapChange {
         /// The node as it is now.
         node: NodeInfo,
     },
+    /// The relay regions changed (a standalone relay joined or left).
+    RelaysChanged {
+        /// Every region, as it is now.
+        relays: Vec<RelayRegion>,
+    },
 }
 
 /// One line of the map stream (newline-delimited JSON).
@@ -271,7 +347,7 @@ pub enum MapMessage {
     /// The whole map; always the first message.
     Full {
         /// The map.
-        map: NetworkMap,
+        map: Box<NetworkMap>,
     },
     /// Changes to apply in order.
     Delta {
@@ -301,7 +377,7 @@ pub enum ApprovalMessage {
 }
 
 /// A node's report of where it can be reached.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointReport {
     /// The WireGuard UDP port.
@@ -310,6 +386,12 @@ pub struct EndpointReport {
     pub local: Vec<SocketAddr>,
     /// The address a STUN server saw, if the node asked one.
     pub stun: Option<SocketAddr>,
+    /// Its disco key, when it finds paths with disco (new at each start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disco_key: Option<WireGuardKey>,
+    /// The relay region it is connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_relay: Option<u16>,
 }
 
 /// The subnet routes (and `0.0.0.0/0`, `::/0` for an exit node) a node offers.
@@ -318,6 +400,40 @@ pub struct EndpointReport {
 pub struct RoutesReport {
     /// Advertised routes; an admin or `autoApprovers` approves them.
     pub advertised: Vec<IpNet>,
+}
+
+/// What a standalone relay tells the coordinator when it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayHello {
+    /// SHA-256 of its TLS certificate (hex), which clients will pin.
+    pub fingerprint: String,
+    /// Its STUN port, if it answers STUN.
+    pub stun_port: Option<u16>,
+}
+
+/// One line of the admitted-keys stream a standalone relay follows: the
+/// whole set first, then changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayKeys {
+    /// Every admitted node key; always the first message.
+    Full {
+        /// The keys.
+        keys: Vec<WireGuardKey>,
+    },
+    /// Keys of nodes admitted since.
+    Added {
+        /// The keys.
+        keys: Vec<WireGuardKey>,
+    },
+    /// Keys of nodes no longer admitted: their connections close.
+    Removed {
+        /// The keys.
+        keys: Vec<WireGuardKey>,
+    },
+    /// Nothing changed; the connection is alive.
+    KeepAlive,
 }
 
 /// The body of every error answer.

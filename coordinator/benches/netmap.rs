@@ -12,71 +12,35 @@
 //!
 //! Run: `cargo bench -p hearth-coordinator --bench netmap`
 
-use std::collections::BTreeSet;
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hearth_acl::filter::proto;
 use hearth_acl::{CompiledPolicy, PortRange, Principal, Rule, RuleDestination};
 use hearth_control::tailcfg;
-use hearth_control::wire::{MapMessage, NodeState, WireGuardKey};
-use hearth_coordinator::ipam::ipv6_for;
-use hearth_coordinator::netmap::{Delivery, Network, NodeRecord};
+use hearth_control::wire::MapMessage;
+use hearth_coordinator::netmap::{Network, NodeRecord};
 use hearth_coordinator::streams::encode_line;
-use hearth_coordinator::tsmap::{DEFAULT_BASE_DOMAIN, SelfKeys, TsMapView, relay_map};
+use hearth_coordinator::tsmap::{DEFAULT_BASE_DOMAIN, SelfKeys, TsMapView};
 
-const NODES: u64 = 10_000;
-const USERS: u64 = 1_000;
-const TAGGED: u64 = 2_000;
-const TAGS: u64 = 20;
-
-fn record(id: u64) -> NodeRecord {
-    let ipv4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + id as u32);
-    let mut tags = BTreeSet::new();
-    if id <= TAGGED {
-        tags.insert(format!("tag:t{}", id % TAGS));
-    }
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&id.to_le_bytes());
-    NodeRecord {
-        id,
-        user_id: (id % USERS) as i64,
-        user: format!("user{}", id % USERS),
-        name: format!("node{id}"),
-        hostname: format!("node{id}"),
-        os: "linux".into(),
-        wireguard_key: WireGuardKey(key),
-        state: NodeState::Approved,
-        ipv4,
-        ipv6: ipv6_for(ipv4),
-        tags,
-        ephemeral: false,
-        static_device: false,
-        cert_fingerprint: None,
-        machine_key: None,
-        disco_key: None,
-        client: String::new(),
-        endpoints: vec![SocketAddr::from(([192, 0, 2, (id % 250) as u8], 41641))],
-        advertised_routes: Vec::new(),
-        approved_routes: Vec::new(),
-        created_at: 0,
-        last_seen: None,
-    }
-}
+mod common;
+use common::{NODES, TAGGED, TAGS, median, record, serialize, timed};
 
 /// 50 rules of the shapes households and small teams write: user to user,
 /// groups to tags on ports, tags to tags, self access, a few open ports.
 fn fifty_rules() -> CompiledPolicy {
     let mut rules = Vec::new();
-    let rule = |src: Vec<Principal>, dst: Principal, ports: Vec<PortRange>| Rule {
-        src,
-        dst: vec![RuleDestination {
-            principal: dst,
-            ports,
-        }],
-        protocols: proto::DEFAULT.to_vec(),
+    let rule = |src: Vec<Principal>, dst: Principal, ports: Vec<PortRange>| {
+        Rule::network(
+            src,
+            vec![RuleDestination {
+                principal: dst,
+                ports,
+            }],
+            proto::DEFAULT.to_vec(),
+        )
     };
     for index in 0..20 {
         let users = (0..10)
@@ -114,29 +78,74 @@ fn fifty_rules() -> CompiledPolicy {
     CompiledPolicy { rules }
 }
 
-fn serialize(deliveries: &[Delivery]) -> usize {
-    deliveries
-        .iter()
-        .map(|delivery| encode_line(&delivery.message).len())
-        .sum()
+/// 50 grants of the same shapes, with application capabilities and `via`
+/// route steering: 20 network grants from users to tags, 10 capability
+/// grants (a capability to use the assistant), 10 `via` grants steering a
+/// subnet to one of the two routers (of different tags) that offer it, 9
+/// tag-to-tag grants, and self access.
+fn fifty_grants() -> CompiledPolicy {
+    let users = |first: u64| -> String {
+        (0..10)
+            .map(|k| format!("\"user{}@\"", first + k))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut grants = Vec::new();
+    for index in 0..20 {
+        grants.push(format!(
+            r#"{{"src": [{}], "dst": ["tag:t{index}"], "ip": ["tcp:443", "tcp:22"]}}"#,
+            users(index * 10)
+        ));
+    }
+    for index in 0..10 {
+        grants.push(format!(
+            r#"{{"src": [{}], "dst": ["tag:t{index}"], "app": {{"hearth.example/cap/assistant": [{{"models": ["*"]}}]}}}}"#,
+            users(200 + index * 10)
+        ));
+    }
+    for index in 0..10 {
+        grants.push(format!(
+            r#"{{"src": [{}], "dst": ["10.{index}.0.0/16"], "ip": ["*"], "via": ["tag:t{index}"]}}"#,
+            users(300 + index * 10)
+        ));
+    }
+    for index in 0..9 {
+        grants.push(format!(
+            r#"{{"src": ["tag:t{index}"], "dst": ["tag:t{}"], "ip": ["tcp:8000-8999"]}}"#,
+            index + 1
+        ));
+    }
+    grants.push(r#"{"src": ["autogroup:member"], "dst": ["autogroup:self"], "ip": ["*"]}"#.into());
+    assert_eq!(grants.len(), 50);
+    let owners: Vec<String> = (0..TAGS)
+        .map(|index| format!(r#""tag:t{index}": ["user0@"]"#))
+        .collect();
+    let text = format!(
+        r#"{{"tagOwners": {{{}}}, "grants": [{}]}}"#,
+        owners.join(","),
+        grants.join(",")
+    );
+    hearth_acl::compile_text(&text).expect("the benchmark's policy is valid")
 }
 
-/// Median of `runs` timings of `work`.
-fn median(runs: usize, mut work: impl FnMut() -> Duration) -> Duration {
-    let mut times: Vec<Duration> = (0..runs).map(|_| work()).collect();
-    times.sort();
-    times[runs / 2]
+/// The nodes, with routers: node `id` ≤ 40 offers (approved)
+/// 10.(id % 10).0.0/16, so each subnet has routers of two tags.
+fn records_with_routers() -> Vec<NodeRecord> {
+    (1..=NODES)
+        .map(|id| {
+            let mut record = record(id);
+            if id <= 40 {
+                let route = format!("10.{}.0.0/16", id % 10).parse().expect("a prefix");
+                record.advertised_routes = vec![route];
+                record.approved_routes = vec![route];
+            }
+            record
+        })
+        .collect()
 }
 
-fn timed(work: impl FnOnce()) -> Duration {
-    let start = Instant::now();
-    work();
-    start.elapsed()
-}
-
-fn report(policy_name: &str, policy: CompiledPolicy) {
+fn report(policy_name: &str, policy: CompiledPolicy, records: Vec<NodeRecord>) {
     let policy = Arc::new(policy);
-    let records: Vec<NodeRecord> = (1..=NODES).map(record).collect();
 
     let build = median(5, || {
         let records = records.clone();
@@ -151,7 +160,9 @@ fn report(policy_name: &str, policy: CompiledPolicy) {
     let full_map = median(21, || {
         timed(|| {
             let map = network.full_map(subject).expect("admitted");
-            black_box(encode_line(&hearth_control::wire::MapMessage::Full { map }));
+            black_box(encode_line(&hearth_control::wire::MapMessage::Full {
+                map: Box::new(map),
+            }));
         })
     });
 
@@ -253,7 +264,11 @@ fn tailscale_encoding(
     let view = || {
         TsMapView::new(
             DEFAULT_BASE_DOMAIN,
-            relay_map("https://10.0.0.1:8443", Some(3478), "00"),
+            vec![hearth_coordinator::relays::embedded(
+                "https://10.0.0.1:8443",
+                Some(3478),
+                "00",
+            )],
             SelfKeys::default(),
         )
     };
@@ -266,13 +281,15 @@ fn tailscale_encoding(
     let hearth_full = median(11, || {
         timed(|| {
             let map = network.full_map(subject).expect("admitted");
-            sizes.0 = black_box(encode_line(&MapMessage::Full { map })).len();
+            sizes.0 = black_box(encode_line(&MapMessage::Full { map: Box::new(map) })).len();
         })
     });
     let tailscale_full = median(11, || {
         timed(|| {
             let map = network.full_map(subject).expect("admitted");
-            let response = view().apply(MapMessage::Full { map }).expect("a full map");
+            let response = view()
+                .apply(MapMessage::Full { map: Box::new(map) })
+                .expect("a full map");
             (sizes.1, sizes.2) = black_box(encode(&response));
         })
     });
@@ -281,7 +298,7 @@ fn tailscale_encoding(
     let peer = network.peers_of(subject)[0];
     let mut recipient = view();
     recipient.apply(MapMessage::Full {
-        map: network.full_map(subject).expect("admitted"),
+        map: Box::new(network.full_map(subject).expect("admitted")),
     });
     let mut delta_sizes = (0, 0, 0);
     let mut port = 1u16;
@@ -353,6 +370,16 @@ impl TailscaleEncoding {
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing else useful.
-    report("no policy (allow all)", CompiledPolicy::allow_all());
-    report("50 rules", fifty_rules());
+    let plain: Vec<NodeRecord> = (1..=NODES).map(record).collect();
+    report(
+        "no policy (allow all)",
+        CompiledPolicy::allow_all(),
+        plain.clone(),
+    );
+    report("50 rules", fifty_rules(), plain);
+    report(
+        "50 grants (app capabilities, via; 40 subnet routers)",
+        fifty_grants(),
+        records_with_routers(),
+    );
 }

@@ -35,6 +35,10 @@ pub struct KeyOptions {
     /// Nodes it admits need no approval.
     #[serde(default)]
     pub pre_approved: bool,
+    /// Key lifetime of the nodes it admits, seconds (none: the
+    /// coordinator's default; 0: never expiring).
+    #[serde(default)]
+    pub node_key_lifetime_seconds: Option<u64>,
 }
 
 /// A pre-auth key as listed (never with its secret).
@@ -62,6 +66,10 @@ pub struct KeyView {
     pub usable: bool,
     /// Creation time.
     pub created_at: i64,
+    /// Key lifetime of the nodes it admits, seconds (none: the
+    /// coordinator's default; 0: never expiring).
+    #[serde(default)]
+    pub node_key_lifetime: Option<i64>,
 }
 
 impl KeyView {
@@ -79,6 +87,7 @@ impl KeyView {
             use_count: row.use_count,
             usable,
             created_at: row.created_at,
+            node_key_lifetime: row.node_key_lifetime,
         }
     }
 }
@@ -194,6 +203,9 @@ impl Coordinator {
                 tags: &options.tags,
                 expires_at,
                 now,
+                node_key_lifetime: options
+                    .node_key_lifetime_seconds
+                    .map(|seconds| i64::try_from(seconds).unwrap_or(i64::MAX)),
             })
             .await?;
         let row = self

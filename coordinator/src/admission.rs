@@ -115,6 +115,9 @@ pub struct NodeView {
     pub approved_routes: Vec<String>,
     /// Registration time.
     pub created_at: i64,
+    /// When its keys expire, Unix seconds (none: never).
+    #[serde(default)]
+    pub key_expiry: Option<i64>,
 }
 
 impl Coordinator {
@@ -146,7 +149,7 @@ impl Coordinator {
             .ok_or(Error::UnknownNode)?;
         Ok(self
             .streams
-            .subscribe_map(record.id, &MapMessage::Full { map }))
+            .subscribe_map(record.id, &MapMessage::Full { map: Box::new(map) }))
     }
 
     /// Opens the approval stream of the node presenting `credential`.
@@ -227,13 +230,19 @@ impl Coordinator {
                 .map(ToString::to_string)
                 .collect(),
             created_at: record.created_at,
+            key_expiry: record.key_expiry,
         }
     }
 
     /// Carries out an admin's decision about node `id`.
     pub async fn act_on_node(&self, id: NodeId, action: NodeAction) -> Result<NodeView> {
+        let now = hearth_runtime::clock::unix_seconds();
         self.change_node(id, |_, record| {
             record.state = action.outcome();
+            // Approving a node whose keys expired gives them a new lifetime.
+            if action == NodeAction::Approve && record.key_expired(now) {
+                record.key_expiry = crate::keys::expiry_from(now, record.key_lifetime);
+            }
             Ok(())
         })
         .await
@@ -278,15 +287,7 @@ impl Coordinator {
             .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
         let now = unix_now();
         self.db.delete_node(id, now).await?;
-        let deliveries = state.network.remove(id);
-        self.deliver(&deliveries);
-        self.streams.close_node(id);
-        state.addresses.release(record.ipv4, now);
-        state.names.remove(&record.name);
-        state.by_wireguard_key.remove(&record.wireguard_key);
-        if let Some(credential) = record.credential() {
-            state.by_credential.remove(&credential);
-        }
+        self.apply_removal(&mut state, id, now);
         tracing::info!(node = id, name = %record.name, "node deleted");
         Ok(())
     }

@@ -46,9 +46,22 @@ pub struct Settings {
     pub ephemeral_timeout: Duration,
     /// The MagicDNS domain nodes are named under.
     pub base_domain: String,
-    /// The relay map Tailscale clients get: the relay embedded in this
-    /// coordinator.
-    pub relay_map: hearth_control::tailcfg::DerpMap,
+    /// The relay embedded in this coordinator.
+    pub relay: hearth_control::wire::RelayRegion,
+    /// Certificates whose expiry is watched (`health`, `/metrics`): name
+    /// and end of validity (Unix seconds).
+    pub certificates: Vec<(String, i64)>,
+    /// How long node keys live unless their pre-auth key says otherwise
+    /// (`None`: they never expire).
+    pub node_key_lifetime: Option<Duration>,
+}
+
+impl Settings {
+    /// [`Settings::node_key_lifetime`] in seconds.
+    pub fn key_lifetime(&self) -> Option<u64> {
+        self.node_key_lifetime
+            .map(|lifetime| lifetime.as_secs().max(1))
+    }
 }
 
 /// How a node proves who it is on each request.
@@ -141,7 +154,9 @@ impl Coordinator {
             }
         }
         let next_node_id = db.max_node_id().await? + 1;
-        let network = Network::with_nodes(Arc::new(compiled), records);
+        let mut network = Network::with_nodes(Arc::new(compiled), records);
+        let standalone = db.list_relays().await?;
+        let _ = network.set_relays(crate::relays::regions(&settings.relay, &standalone));
         Ok(Arc::new(Coordinator {
             db,
             authority,
@@ -171,6 +186,11 @@ impl Coordinator {
         &self.settings
     }
 
+    /// The relay regions nodes may use now, the embedded one first.
+    pub async fn relays(&self) -> Vec<hearth_control::wire::RelayRegion> {
+        self.state.lock().await.network.relays().to_vec()
+    }
+
     /// The database (for integrity checks and shutdown).
     pub fn db(&self) -> &Db {
         &self.db
@@ -185,39 +205,57 @@ impl Coordinator {
         self.streams.deliver(deliveries);
     }
 
-    /// Stores a new node (consuming one use of pre-auth key `key`, when it
-    /// came with one, in the same transaction), indexes it and delivers it
-    /// to its peers. On failure its address goes back unused.
+    /// Stores the new node `build` makes from the state (its id, name and
+    /// addresses), consuming one use of pre-auth key `key`, when it came
+    /// with one, in the same transaction; indexes it and delivers it to its
+    /// peers. On failure its address goes back unused.
+    ///
+    /// On a shared database another coordinator may have just taken the
+    /// same id, name or address: the database refuses the insert, the state
+    /// is read again and `build` runs again on it.
     pub(crate) async fn store_new_node(
         &self,
         state: &mut State,
-        record: &NodeRecord,
         key: Option<i64>,
         now: i64,
-    ) -> Result<()> {
-        let stored = async {
-            let mut transaction = self.db.begin().await?;
-            if let Some(key) = key
-                && !consume_preauth_key(&mut transaction, key, now).await?
-            {
-                return Ok(false);
+        mut build: impl FnMut(&mut State) -> Result<NodeRecord>,
+    ) -> Result<NodeRecord> {
+        const ATTEMPTS: usize = 8;
+        let mut attempt = 0;
+        let record = loop {
+            attempt += 1;
+            let record = build(state)?;
+            let stored = async {
+                let mut transaction = self.db.begin().await?;
+                if let Some(key) = key
+                    && !consume_preauth_key(&mut transaction, key, now).await?
+                {
+                    return Ok(false);
+                }
+                insert_node(&mut transaction, &record, key).await?;
+                transaction.commit().await?;
+                Ok::<bool, crate::db::DbError>(true)
             }
-            insert_node(&mut transaction, record, key).await?;
-            transaction.commit().await?;
-            Ok::<bool, crate::db::DbError>(true)
-        }
-        .await;
-        match stored {
-            Ok(true) => {}
-            Ok(false) => {
-                state.addresses.unallocate(record.ipv4);
-                return Err(Error::KeyUsed);
+            .await;
+            match stored {
+                Ok(true) => break record,
+                Ok(false) => {
+                    state.addresses.unallocate(record.ipv4);
+                    return Err(Error::KeyUsed);
+                }
+                Err(crate::db::DbError::Conflict(what))
+                    if self.db.is_shared() && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(%what, "another coordinator registered a node at the same moment; reading the database again");
+                    state.addresses.unallocate(record.ipv4);
+                    self.resync_state(state).await?;
+                }
+                Err(error) => {
+                    state.addresses.unallocate(record.ipv4);
+                    return Err(error.into());
+                }
             }
-            Err(error) => {
-                state.addresses.unallocate(record.ipv4);
-                return Err(error.into());
-            }
-        }
+        };
         state.next_node_id = state.next_node_id.max(record.id + 1);
         state.names.insert(&record.name);
         state
@@ -228,7 +266,10 @@ impl Coordinator {
         }
         let deliveries = state.network.upsert(record.clone());
         self.deliver(&deliveries);
-        Ok(())
+        self.db
+            .announce(&crate::db::Announcement::Node { id: record.id })
+            .await;
+        Ok(record)
     }
 
     /// Applies `change` to node `id`, stores it and delivers the consequences.

@@ -39,9 +39,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, NotADuration> {
     Ok(Duration::from_secs(total))
 }
 
+/// A key lifetime as admins write it: a duration, or `never`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Keys never expire.
+    Never,
+    /// Keys expire this long after they are issued.
+    After(Duration),
+}
+
+impl Lifetime {
+    /// As an optional duration (`None`: never).
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Lifetime::Never => None,
+            Lifetime::After(duration) => Some(duration),
+        }
+    }
+}
+
+/// Parses `never`, `off` or a duration (a zero duration is refused: a key
+/// that is expired when issued is a mistake).
+pub fn parse_lifetime(text: &str) -> Result<Lifetime, NotADuration> {
+    match text.trim() {
+        "never" | "off" => Ok(Lifetime::Never),
+        other => match parse_duration(other)? {
+            Duration::ZERO => Err(NotADuration(text.to_owned())),
+            duration => Ok(Lifetime::After(duration)),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_are_durations_or_never() {
+        assert_eq!(parse_lifetime("never"), Ok(Lifetime::Never));
+        assert_eq!(
+            parse_lifetime("180d"),
+            Ok(Lifetime::After(Duration::from_secs(180 * 86_400)))
+        );
+        assert!(parse_lifetime("0s").is_err());
+        assert!(parse_lifetime("soon").is_err());
+    }
 
     #[test]
     fn admin_durations_parse() {

@@ -63,11 +63,26 @@ impl Coordinator {
     ) -> Result<()> {
         let endpoints = from_report(&report, observed)?;
         let mut state = self.state.lock().await;
+        let known: Vec<u16> = state
+            .network
+            .relays()
+            .iter()
+            .map(|relay| relay.id)
+            .collect();
         let mut record = self.reporting_node(&state, credential)?;
-        if record.endpoints == endpoints {
+        let disco_key = report
+            .disco_key
+            .map(|key| hearth_control::tailcfg::DiscoKey(key.0));
+        let home_relay = report.home_relay.filter(|region| known.contains(region));
+        if record.endpoints == endpoints
+            && record.disco_key == disco_key
+            && record.home_relay == home_relay
+        {
             return Ok(());
         }
         record.endpoints = endpoints;
+        record.disco_key = disco_key;
+        record.home_relay = home_relay;
         self.store_changed(&mut state, record).await?;
         Ok(())
     }
@@ -88,6 +103,7 @@ mod tests {
                 "10.0.0.3:0".parse().unwrap(),
             ],
             stun: Some("198.51.100.7:41641".parse().unwrap()),
+            ..EndpointReport::default()
         };
         let found = from_report(&report, Some("198.51.100.7:5555".parse().unwrap())).unwrap();
         assert_eq!(
@@ -101,6 +117,7 @@ mod tests {
             listen_port: 1,
             local: vec!["10.0.0.2:1".parse().unwrap(); MAX_LOCAL + 1],
             stun: None,
+            ..EndpointReport::default()
         };
         assert!(from_report(&flood, None).is_err());
     }

@@ -273,6 +273,7 @@ impl Coordinator {
             tags: Default::default(),
             ephemeral: login.ephemeral,
             state: NodeState::Approved,
+            key_lifetime: self.settings.key_lifetime(),
         };
         let joining = Joining {
             machine: login.machine,

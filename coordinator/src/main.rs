@@ -11,7 +11,7 @@ use cli::admin_client::AdminClient;
 use hearth_coordinator::accounts::KeyOptions;
 use hearth_coordinator::admission::NodeAction;
 use hearth_coordinator::api::node::RegisterLimit;
-use hearth_coordinator::duration::parse_duration;
+use hearth_coordinator::duration::{Lifetime, parse_duration, parse_lifetime};
 use hearth_coordinator::policy;
 use hearth_coordinator::server::{ServeOptions, serve};
 use hearth_coordinator::state_dir::{DEFAULT_STATE_DIR, StateDir};
@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the coordinator.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -51,6 +51,45 @@ enum Command {
     Devices(DevicesCommand),
     /// Run a coordinator in a temporary directory and walk through admitting two devices.
     Demo,
+    /// Manage standalone relays (beside the one inside the coordinator).
+    #[command(subcommand)]
+    Relays(RelaysCommand),
+    /// Run a standalone relay, with a token from `relays add`.
+    Relay(RelayArgs),
+    /// Write the whole state (a snapshot of the database, the certificates
+    /// and keys) to FILE while the coordinator runs; 0600, never overwritten.
+    Backup {
+        file: PathBuf,
+        /// The database `serve` uses (with PostgreSQL only the keys are
+        /// archived: back the database up with pg_dump).
+        #[arg(long, env = "HEARTH_DATABASE", default_value = "sqlite")]
+        database: String,
+    },
+    /// How the running coordinator is doing, for a person: problems first
+    /// (exit status 1 when there are any), then nodes, connections, relay,
+    /// database and certificates.
+    Health {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Restore a backup into a new, empty --state-dir.
+    Restore { file: PathBuf },
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy the SQLite state (the coordinator stopped) into an empty
+    /// PostgreSQL database; then serve with `--database URL`.
+    MigrateTo {
+        /// postgres://user@host/database (password as for `serve --database`).
+        url: String,
+        /// File holding the PostgreSQL password.
+        #[arg(long)]
+        database_password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -101,6 +140,108 @@ struct ServeArgs {
     /// The MagicDNS domain Tailscale clients name nodes under (`<name>.<domain>`).
     #[arg(long, default_value = hearth_coordinator::tsmap::DEFAULT_BASE_DOMAIN)]
     base_domain: String,
+    /// Megabits a second one node may send through the embedded relay (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    relay_client_mbit: u64,
+    /// Plain HTTP address serving `/metrics` (Prometheus), or `off`.
+    #[arg(long, default_value = "off")]
+    metrics_listen: String,
+    /// `sqlite` (hearth.db in the state directory) or a PostgreSQL URL
+    /// (`postgres://hearth@db.internal/hearth`), which several coordinators
+    /// may share. A password goes in --database-password-file or in the
+    /// environment (`postgres://hearth:${PGPASSWORD}@db/hearth`), never in
+    /// the URL itself.
+    #[arg(long, env = "HEARTH_DATABASE", default_value = "sqlite")]
+    database: String,
+    /// File holding the PostgreSQL password (readable by its owner only).
+    #[arg(long)]
+    database_password_file: Option<PathBuf>,
+    /// How long node keys live before they must be rotated (agents do it
+    /// themselves), or `never`; pre-auth keys may set their own. Tagged
+    /// nodes' keys never expire unless their key says so.
+    #[arg(long, default_value = "180d", value_parser = parse_lifetime)]
+    key_expiry: Lifetime,
+}
+
+/// The `--database` choice with its password, from the URL's `${VAR}` or
+/// from `--database-password-file`.
+fn database_choice(
+    text: &str,
+    password_file: Option<&PathBuf>,
+) -> anyhow::Result<hearth_coordinator::db::url::DatabaseChoice> {
+    use hearth_coordinator::db::url::{DatabaseChoice, parse};
+    let mut choice = parse(text, |name| std::env::var(name).ok()).map_err(anyhow::Error::msg)?;
+    if let Some(path) = password_file {
+        let DatabaseChoice::Postgres { password, .. } = &mut choice else {
+            anyhow::bail!("--database-password-file goes with a postgres:// --database");
+        };
+        if password.is_some() {
+            anyhow::bail!(
+                "the password is in the --database URL and in --database-password-file; give it once"
+            );
+        }
+        *password = Some(hearth_files::token::read_secret(path)?);
+    }
+    Ok(choice)
+}
+
+/// `ADDR:PORT` or `off` for an optional listener named by `flag`.
+fn optional_address(value: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
+    match value {
+        "off" => Ok(None),
+        address => {
+            Ok(Some(address.parse().with_context(|| {
+                format!("{flag} takes ADDR:PORT or `off`")
+            })?))
+        }
+    }
+}
+
+/// The relay's per-client limit from megabits a second.
+fn relay_limits(mbit: u64) -> hearth_coordinator::derp::Limits {
+    let bytes_per_second = mbit * 1_000_000 / 8;
+    hearth_coordinator::derp::Limits {
+        bytes_per_second,
+        burst_bytes: (bytes_per_second / 5).max(1 << 20),
+    }
+}
+
+#[derive(Args)]
+struct RelayArgs {
+    /// The file holding the relay token from `relays add` (or set HEARTH_RELAY_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Address of its HTTPS listener (the URL given to `relays add` must lead here).
+    #[arg(long, default_value = "0.0.0.0:443")]
+    listen: SocketAddr,
+    /// Address of its STUN responder, or `off`.
+    #[arg(long, default_value = "0.0.0.0:3478")]
+    stun_listen: String,
+    /// Plain HTTP address serving `/metrics` (Prometheus), or `off`.
+    #[arg(long, default_value = "off")]
+    metrics_listen: String,
+    /// Megabits a second one node may send through it (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    relay_client_mbit: u64,
+}
+
+#[derive(Subcommand)]
+enum RelaysCommand {
+    /// Add a standalone relay and print the token it starts with.
+    Add {
+        /// Its short name (shown as `relay NAME` in `hearth-agent status`).
+        code: String,
+        /// Where nodes reach it: https://host:port.
+        #[arg(long)]
+        url: String,
+    },
+    /// List standalone relays.
+    List {
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Remove a standalone relay; nodes stop using it.
+    Remove { code: String },
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -149,6 +290,11 @@ enum KeysCommand {
         /// Admit nodes without manual approval.
         #[arg(long)]
         pre_approved: bool,
+        /// Lifetime of the keys of the nodes it admits (their agents rotate
+        /// them before the end), or `never` [default: the coordinator's
+        /// --key-expiry; never for tagged nodes].
+        #[arg(long, value_parser = parse_lifetime)]
+        key_expiry: Option<Lifetime>,
         #[arg(long, short, value_enum, default_value_t)]
         output: Output,
     },
@@ -239,8 +385,16 @@ enum PolicyCommand {
     Get,
     /// Validate and store a policy file.
     Set { file: PathBuf },
-    /// Validate a policy file without storing it.
-    Check { file: PathBuf },
+    /// Validate a policy file without storing it: against the running
+    /// coordinator's nodes (its `tests` block included) when one answers,
+    /// against a topology file with --nodes, or on its own (tests not run).
+    Check {
+        file: PathBuf,
+        /// A topology to run the policy's tests against, instead of the
+        /// running coordinator's nodes.
+        #[arg(long)]
+        nodes: Option<PathBuf>,
+    },
     /// Print, as JSON, each node's filter and peers under a policy for a
     /// topology file (`{"users": [...], "nodes": {...}}`); needs no server.
     Preview {
@@ -254,6 +408,12 @@ enum PolicyCommand {
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+fn read_topology(nodes: &PathBuf) -> anyhow::Result<policy::PreviewTopology> {
+    let text = std::fs::read_to_string(nodes)
+        .with_context(|| format!("cannot read {}", nodes.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a topology", nodes.display()))
 }
 
 fn read_policy(file: &PathBuf) -> anyhow::Result<String> {
@@ -270,24 +430,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options.public_url = args.public_url;
             options.tls_cert = args.tls_cert;
             options.tls_key = args.tls_key;
-            options.stun_listen = match args.stun_listen.as_str() {
-                "off" => None,
-                address => Some(
-                    address
-                        .parse()
-                        .context("--stun-listen takes ADDR:PORT or `off`")?,
-                ),
-            };
+            options.stun_listen = optional_address(&args.stun_listen, "--stun-listen")?;
             options.keepalive = args.keepalive;
             options.base_domain = args.base_domain.clone();
-            options.http_listen = match args.http_listen.as_str() {
-                "off" => None,
-                address => Some(
-                    address
-                        .parse()
-                        .context("--http-listen takes ADDR:PORT or `off`")?,
-                ),
-            };
+            options.http_listen = optional_address(&args.http_listen, "--http-listen")?;
+            options.metrics_listen = optional_address(&args.metrics_listen, "--metrics-listen")?;
+            options.relay_limits = relay_limits(args.relay_client_mbit);
+            options.database =
+                database_choice(&args.database, args.database_password_file.as_ref())?;
+            options.node_key_lifetime = args.key_expiry.duration();
             options.ephemeral_timeout = args.ephemeral_timeout;
             options.register_limit = RegisterLimit {
                 burst: args.register_burst,
@@ -303,10 +454,158 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options.stun_per_source = args.stun_per_source;
             serve(options).await?;
         }
+        Command::Backup { file, database } => {
+            let state = StateDir::new(&cli.state_dir);
+            let postgres = !matches!(
+                database_choice(&database, None)?,
+                hearth_coordinator::db::url::DatabaseChoice::Sqlite
+            );
+            let db = if postgres {
+                None
+            } else {
+                let path = state.database();
+                anyhow::ensure!(
+                    path.exists(),
+                    "{} holds no database",
+                    cli.state_dir.display()
+                );
+                Some(hearth_coordinator::db::Db::open_sqlite(&path).await?)
+            };
+            let archived = hearth_coordinator::backup::backup(&state, db.as_ref(), &file).await?;
+            if let Some(db) = db {
+                db.close().await;
+            }
+            eprintln!(
+                "backed up {} to {}",
+                archived.entries.join(", "),
+                file.display()
+            );
+            if postgres {
+                eprintln!(
+                    "the database is in PostgreSQL: back it up with pg_dump (docs/coordinator.md, Backups)"
+                );
+            }
+        }
+        Command::Health { output } => {
+            let health = admin()?.health().await?;
+            let now = hearth_runtime::clock::unix_seconds();
+            match output {
+                Output::Table => print!("{}", health.render_text(now)),
+                Output::Json => print_json(&health)?,
+            }
+            if !health.problems(now).is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::Restore { file } => {
+            let state = StateDir::new(&cli.state_dir);
+            let restored = hearth_coordinator::backup::restore(&state, &file).await?;
+            eprintln!(
+                "restored {} into {}; start it with `hearth-coordinator --state-dir {} serve`",
+                restored.entries.join(", "),
+                cli.state_dir.display(),
+                cli.state_dir.display()
+            );
+        }
+        Command::Db(DbCommand::MigrateTo {
+            url,
+            database_password_file,
+        }) => {
+            use hearth_coordinator::db::url::DatabaseChoice;
+            let DatabaseChoice::Postgres { url, password } =
+                database_choice(&url, database_password_file.as_ref())?
+            else {
+                anyhow::bail!("migrate-to takes a postgres:// URL");
+            };
+            let state = StateDir::new(&cli.state_dir);
+            if std::os::unix::net::UnixStream::connect(state.admin_socket()).is_ok() {
+                anyhow::bail!(
+                    "the coordinator on {} is running; stop it first, so that nothing changes during the copy",
+                    cli.state_dir.display()
+                );
+            }
+            let path = state.database();
+            anyhow::ensure!(
+                path.exists(),
+                "{} holds no database",
+                cli.state_dir.display()
+            );
+            let from = hearth_coordinator::db::Db::open_sqlite(&path).await?;
+            let to = hearth_coordinator::db::Db::open_postgres(
+                &url,
+                password.as_ref().map(|password| password.as_str()),
+            )
+            .await
+            .with_context(|| format!("cannot open {url}"))?;
+            let copied = hearth_coordinator::db::copy::copy_all(&from, &to).await?;
+            from.close().await;
+            to.close().await;
+            for (table, rows) in copied {
+                println!("{table}: {rows} rows");
+            }
+            eprintln!(
+                "copied into {url}; now run `hearth-coordinator serve --database '{url}'` (the state dir keeps the certificates and keys)"
+            );
+        }
         Command::Demo => {
             hearth_runtime::init("warn");
             demo::run().await?;
         }
+        Command::Relay(args) => {
+            hearth_runtime::init("info");
+            let token = match std::env::var("HEARTH_RELAY_TOKEN") {
+                Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+                _ => {
+                    let path = args.token_file.as_ref().context(
+                        "give the relay token from `relays add` with --token-file (or HEARTH_RELAY_TOKEN)",
+                    )?;
+                    hearth_coordinator::derp::standalone::read_token(path)?
+                }
+            };
+            let options = hearth_coordinator::derp::standalone::RelayOptions {
+                state_dir: cli.state_dir.clone(),
+                token,
+                listen: args.listen,
+                stun_listen: optional_address(&args.stun_listen, "--stun-listen")?,
+                metrics_listen: optional_address(&args.metrics_listen, "--metrics-listen")?,
+                limits: relay_limits(args.relay_client_mbit),
+                connections: hearth_http::Limits::for_this_process(16_384, 1_024),
+            };
+            hearth_coordinator::derp::standalone::serve(options, hearth_runtime::shutdown_signal())
+                .await?;
+        }
+        Command::Relays(command) => match command {
+            RelaysCommand::Add { code, url } => {
+                let created = admin()?.add_relay(&code, &url).await?;
+                eprintln!(
+                    "relay `{}` added as region {}; start it with this token (keep it secret):",
+                    created.relay.code, created.relay.id
+                );
+                println!("{}", created.token);
+            }
+            RelaysCommand::List { output } => {
+                let relays = admin()?.list_relays().await?;
+                match output {
+                    Output::Table => {
+                        println!("{:<6} {:<16} {:<32} CERTIFICATE", "REGION", "NAME", "URL");
+                        for relay in &relays {
+                            println!(
+                                "{:<6} {:<16} {:<32} {}",
+                                relay.id,
+                                relay.code,
+                                relay.url,
+                                relay.fingerprint.as_deref().unwrap_or("(not started yet)")
+                            );
+                        }
+                    }
+                    Output::Json => print_json(&relays)?,
+                }
+            }
+            RelaysCommand::Remove { code } => {
+                admin()?.remove_relay(&code).await?;
+                println!("relay `{code}` removed; nodes stop using it");
+            }
+        },
         Command::Users(command) => match command {
             UsersCommand::Create { name } => {
                 let user = admin()?.create_user(&name).await?;
@@ -336,6 +635,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 expiration,
                 tags,
                 pre_approved,
+                key_expiry,
                 output,
             } => {
                 let options = KeyOptions {
@@ -345,6 +645,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     expiration_seconds: expiration.map(|duration| duration.as_secs()),
                     tags,
                     pre_approved,
+                    node_key_lifetime_seconds: key_expiry.map(|lifetime| {
+                        lifetime.duration().map_or(0, |duration| duration.as_secs())
+                    }),
                 };
                 let created = admin()?.create_key(&options).await?;
                 match output {
@@ -431,17 +734,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             PolicyCommand::Preview { file, nodes } => {
                 let text = read_policy(&file)?;
-                let topology_text = std::fs::read_to_string(&nodes)
-                    .with_context(|| format!("cannot read {}", nodes.display()))?;
-                let topology: policy::PreviewTopology = serde_json::from_str(&topology_text)
-                    .with_context(|| format!("{} is not a topology", nodes.display()))?;
-                let preview = policy::preview(&text, &topology)
+                let preview = policy::preview(&text, &read_topology(&nodes)?)
                     .map_err(|error| anyhow::anyhow!("policy rejected: {error}"))?;
                 print_json(&preview)?;
             }
-            PolicyCommand::Check { file } => {
-                admin()?.check_policy(&read_policy(&file)?).await?;
-                println!("policy in {} is valid", file.display());
+            PolicyCommand::Check { file, nodes } => {
+                let text = read_policy(&file)?;
+                if let Some(nodes) = nodes {
+                    policy::preview(&text, &read_topology(&nodes)?)
+                        .map_err(|error| anyhow::anyhow!("policy rejected: {error}"))?;
+                    println!(
+                        "policy in {} is valid, its tests pass for {}",
+                        file.display(),
+                        nodes.display()
+                    );
+                } else {
+                    match admin()?.check_policy(&text).await {
+                        Ok(()) => println!(
+                            "policy in {} is valid for the running coordinator's nodes",
+                            file.display()
+                        ),
+                        Err(cli::admin_client::AdminError::Unreachable { .. }) => {
+                            hearth_acl::Policy::parse(&text)
+                                .map_err(|error| anyhow::anyhow!("policy rejected: {error}"))?;
+                            println!(
+                                "policy in {} is valid (no coordinator answered: its tests were not run; give --nodes TOPOLOGY to run them)",
+                                file.display()
+                            );
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
             }
         },
     }

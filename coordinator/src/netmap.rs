@@ -13,7 +13,7 @@ use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
 use hearth_control::Fingerprint;
 use hearth_control::tailcfg::{DiscoKey, MachineKey};
 use hearth_control::wire::{
-    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, WireGuardKey,
+    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, RelayRegion, WireGuardKey,
 };
 use ipnet::IpNet;
 
@@ -50,8 +50,12 @@ pub struct NodeRecord {
     pub cert_fingerprint: Option<Fingerprint>,
     /// Machine key of an official Tailscale client.
     pub machine_key: Option<MachineKey>,
-    /// The Tailscale client's current disco key, from its last map request.
+    /// Its current disco key (a Tailscale client's from its last map
+    /// request, an agent's from its last endpoint report); `None` for nodes
+    /// that speak plain WireGuard.
     pub disco_key: Option<DiscoKey>,
+    /// The relay region it is connected to, as it last reported.
+    pub home_relay: Option<u16>,
     /// The client software and version (`tailscale 1.96.4`); empty for
     /// `hearth-agent` nodes and static devices.
     pub client: String,
@@ -65,6 +69,10 @@ pub struct NodeRecord {
     pub created_at: i64,
     /// Last time it was connected (Unix seconds).
     pub last_seen: Option<i64>,
+    /// When its keys stop being accepted (Unix seconds); `None`: never.
+    pub key_expiry: Option<i64>,
+    /// How long a fresh key lives (seconds); `None`: keys never expire.
+    pub key_lifetime: Option<u64>,
 }
 
 impl NodeRecord {
@@ -99,7 +107,14 @@ impl NodeRecord {
             ipv6: self.ipv6,
             ephemeral: self.ephemeral,
             user_id: self.user_id,
+            key_expiry: self.key_expiry,
+            key_lifetime: self.key_lifetime,
         }
+    }
+
+    /// Whether its keys have expired at `now`.
+    pub fn key_expired(&self, now: i64) -> bool {
+        self.key_expiry.is_some_and(|expiry| now >= expiry)
     }
 
     /// The node as its peers see it.
@@ -121,10 +136,13 @@ impl NodeRecord {
             user_id: self.user_id,
             os: self.os.clone(),
             // A Tailscale client is told apart from a plain WireGuard peer
-            // by having a disco key, zero until its first map request.
-            disco_key: self
-                .machine_key
-                .map(|_| WireGuardKey(self.disco_key.unwrap_or_default().0)),
+            // by having a disco key, zero until its first map request; an
+            // agent has one when it speaks disco.
+            disco_key: match self.machine_key {
+                Some(_) => Some(WireGuardKey(self.disco_key.unwrap_or_default().0)),
+                None => self.disco_key.map(|key| WireGuardKey(key.0)),
+            },
+            home_relay: self.home_relay,
         }
     }
 
@@ -155,6 +173,7 @@ pub struct Delivery {
 pub struct Network {
     nodes: HashMap<NodeId, NodeRecord>,
     engine: Engine,
+    relays: Vec<RelayRegion>,
 }
 
 impl Network {
@@ -163,7 +182,36 @@ impl Network {
         Network {
             nodes: HashMap::new(),
             engine: Engine::new(policy),
+            relays: Vec::new(),
         }
+    }
+
+    /// The relay regions every map names.
+    pub fn relays(&self) -> &[RelayRegion] {
+        &self.relays
+    }
+
+    /// Replaces the relay regions; every admitted node hears of it.
+    pub fn set_relays(&mut self, relays: Vec<RelayRegion>) -> Vec<Delivery> {
+        if relays == self.relays {
+            return Vec::new();
+        }
+        self.relays = relays.clone();
+        let recipients: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|record| record.is_admitted())
+            .map(|record| record.id)
+            .collect();
+        if recipients.is_empty() {
+            return Vec::new();
+        }
+        vec![Delivery {
+            recipients,
+            message: MapMessage::Delta {
+                changes: vec![MapChange::RelaysChanged { relays }],
+            },
+        }]
     }
 
     /// A network holding `records` (as loaded at start-up).
@@ -197,6 +245,101 @@ impl Network {
         &self.engine
     }
 
+    /// `record` as `viewer` sees it: a subnet router's routes are the ones
+    /// the policy's `via` lets the viewer use through it.
+    fn peer_for(&self, viewer: NodeId, record: &NodeRecord) -> Peer {
+        let mut peer = record.as_peer();
+        if !self.steers(record) {
+            return peer;
+        }
+        if let Some(allowed) = self.engine.steered_routes(viewer, &record.identity()) {
+            peer.allowed_ips.retain(|prefix| {
+                (peer.addresses.contains(&prefix.addr())
+                    && prefix.max_prefix_len() == prefix.prefix_len())
+                    || prefix.prefix_len() == 0
+                    || allowed.contains(prefix)
+            });
+        }
+        peer
+    }
+
+    /// Whether `via` may show `record` differently to different viewers:
+    /// the policy steers routes and it is a subnet router.
+    fn steers(&self, record: &NodeRecord) -> bool {
+        self.engine.has_via()
+            && record
+                .approved_routes
+                .iter()
+                .any(|route| route.prefix_len() != 0)
+    }
+
+    /// One delivery per distinct view of `record` among `recipients` (one
+    /// in all unless `via` steers its routes differently for some).
+    fn peer_deliveries(
+        &self,
+        record: &NodeRecord,
+        recipients: Vec<NodeId>,
+        change: impl Fn(Peer) -> MapChange,
+    ) -> Vec<Delivery> {
+        if !self.steers(record) {
+            return vec![Delivery {
+                recipients,
+                message: MapMessage::Delta {
+                    changes: vec![change(record.as_peer())],
+                },
+            }];
+        }
+        let mut groups: Vec<(Peer, Vec<NodeId>)> = Vec::new();
+        for recipient in recipients {
+            let peer = self.peer_for(recipient, record);
+            match groups.iter_mut().find(|(view, _)| *view == peer) {
+                Some((_, members)) => members.push(recipient),
+                None => groups.push((peer, vec![recipient])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(peer, recipients)| Delivery {
+                recipients,
+                message: MapMessage::Delta {
+                    changes: vec![change(peer)],
+                },
+            })
+            .collect()
+    }
+
+    /// Every subnet router's view for each of its peers again, after
+    /// something that can change how `via` steers (a policy change, or a
+    /// viewer's identity): only when the policy (`had_via`, before) steers.
+    fn steering_deliveries(&self, had_via: bool, viewers: Option<&[NodeId]>) -> Vec<Delivery> {
+        if !had_via && !self.engine.has_via() {
+            return Vec::new();
+        }
+        let mut deliveries = Vec::new();
+        for router in self.nodes.values().filter(|record| {
+            record.is_admitted()
+                && record
+                    .approved_routes
+                    .iter()
+                    .any(|route| route.prefix_len() != 0)
+        }) {
+            let recipients: Vec<NodeId> = self
+                .engine
+                .peers_of(router.id)
+                .into_iter()
+                .filter(|peer| viewers.is_none_or(|viewers| viewers.contains(peer)))
+                .collect();
+            if !recipients.is_empty() {
+                deliveries.extend(
+                    self.peer_deliveries(router, recipients, |peer| MapChange::PeerChanged {
+                        peer,
+                    }),
+                );
+            }
+        }
+        deliveries
+    }
+
     /// The ids of `node`'s peers.
     pub fn peers_of(&self, node: NodeId) -> Vec<NodeId> {
         self.engine.peers_of(node)
@@ -213,7 +356,7 @@ impl Network {
             .peers_of(node)
             .into_iter()
             .filter_map(|peer| self.nodes.get(&peer))
-            .map(NodeRecord::as_peer)
+            .map(|peer| self.peer_for(node, peer))
             .collect();
         Some(NetworkMap {
             node: record.info(),
@@ -224,6 +367,7 @@ impl Network {
                 .as_deref()
                 .cloned()
                 .unwrap_or_default(),
+            relays: self.relays.clone(),
         })
     }
 
@@ -251,12 +395,11 @@ impl Network {
         let mut deliveries = Vec::new();
         let peer = record.as_peer();
         if !change.peers_added.is_empty() {
-            deliveries.push(Delivery {
-                recipients: change.peers_added.clone(),
-                message: MapMessage::Delta {
-                    changes: vec![MapChange::PeerAdded { peer: peer.clone() }],
-                },
-            });
+            deliveries.extend(
+                self.peer_deliveries(&record, change.peers_added.clone(), |peer| {
+                    MapChange::PeerAdded { peer }
+                }),
+            );
         }
         if !change.peers_removed.is_empty() {
             deliveries.push(Delivery {
@@ -283,13 +426,14 @@ impl Network {
                     .collect()
             };
             if !still.is_empty() {
-                deliveries.push(Delivery {
-                    recipients: still,
-                    message: MapMessage::Delta {
-                        changes: vec![MapChange::PeerChanged { peer }],
-                    },
-                });
+                deliveries.extend(
+                    self.peer_deliveries(&record, still, |peer| MapChange::PeerChanged { peer }),
+                );
             }
+        }
+        // Its own identity may steer its routes differently now.
+        if !change.is_empty() {
+            deliveries.extend(self.steering_deliveries(false, Some(&[node])));
         }
         let mut own = self.changes_for(NodeUpdate {
             node,
@@ -334,8 +478,9 @@ impl Network {
 
     /// Replaces the policy and returns each node's resulting changes.
     pub fn set_policy(&mut self, policy: Arc<CompiledPolicy>) -> Vec<Delivery> {
+        let had_via = self.engine.has_via();
         let updates = self.engine.set_policy(policy);
-        updates
+        let mut deliveries: Vec<Delivery> = updates
             .into_iter()
             .filter_map(|update| {
                 let node = update.node;
@@ -345,7 +490,9 @@ impl Network {
                     message: MapMessage::Delta { changes },
                 })
             })
-            .collect()
+            .collect();
+        deliveries.extend(self.steering_deliveries(had_via, None));
+        deliveries
     }
 
     fn removal_deliveries(&mut self, node: NodeId) -> Vec<Delivery> {
@@ -373,7 +520,7 @@ impl Network {
                 .into_iter()
                 .filter_map(|id| self.nodes.get(&id))
                 .map(|record| MapChange::PeerAdded {
-                    peer: record.as_peer(),
+                    peer: self.peer_for(update.node, record),
                 }),
         );
         if let Some(filter) = update.filter {
@@ -409,12 +556,15 @@ mod tests {
             cert_fingerprint: None,
             machine_key: None,
             disco_key: None,
+            home_relay: None,
             client: String::new(),
             endpoints: Vec::new(),
             advertised_routes: Vec::new(),
             approved_routes: Vec::new(),
             created_at: 0,
             last_seen: None,
+            key_expiry: None,
+            key_lifetime: None,
         }
     }
 
@@ -539,14 +689,14 @@ mod tests {
         network.upsert(record(2, "bob", NodeState::Approved));
         // alice may reach bob's port 22 and nothing else is allowed.
         let policy = CompiledPolicy {
-            rules: vec![Rule {
-                src: vec![Principal::User("alice".into())],
-                dst: vec![RuleDestination {
+            rules: vec![Rule::network(
+                vec![Principal::User("alice".into())],
+                vec![RuleDestination {
                     principal: Principal::User("bob".into()),
                     ports: vec![PortRange::single(22)],
                 }],
-                protocols: hearth_acl::filter::proto::DEFAULT.to_vec(),
-            }],
+                hearth_acl::filter::proto::DEFAULT.to_vec(),
+            )],
         };
         let deliveries = network.set_policy(Arc::new(policy));
         let for_bob = deliveries
@@ -562,5 +712,74 @@ mod tests {
         let deliveries = network.set_policy(Arc::new(CompiledPolicy { rules: Vec::new() }));
         assert_eq!(deliveries.len(), 2);
         assert_eq!(peer_ids(&network, 1), Vec::<NodeId>::new());
+    }
+
+    #[test]
+    fn via_steers_a_shared_route_to_the_named_router_for_the_granted_viewer() {
+        let route: IpNet = "10.99.0.0/24".parse().unwrap();
+        let router = |id, tag: &str| {
+            let mut record = record(id, "ops", NodeState::Approved);
+            record.tags = [tag.to_owned()].into();
+            record.advertised_routes = vec![route];
+            record.approved_routes = vec![route];
+            record
+        };
+        let policy = hearth_acl::compile_text(
+            r#"{"tagOwners": {"tag:a": ["ops@"], "tag:b": ["ops@"]},
+                "grants": [
+                  {"src": ["alice@"], "dst": ["10.99.0.0/24"], "ip": ["*"], "via": ["tag:a"]},
+                  {"src": ["*"], "dst": ["*"], "ip": ["*"]}
+                ]}"#,
+        )
+        .unwrap();
+        let mut network = Network::new(Arc::new(policy));
+        network.upsert(router(1, "tag:a"));
+        network.upsert(router(2, "tag:b"));
+        network.upsert(record(3, "alice", NodeState::Approved));
+        network.upsert(record(4, "bob", NodeState::Approved));
+        let routes_seen_by = |network: &Network, viewer: NodeId| -> Vec<(NodeId, bool)> {
+            network
+                .full_map(viewer)
+                .unwrap()
+                .peers
+                .iter()
+                .filter(|peer| peer.id <= 2)
+                .map(|peer| (peer.id, peer.allowed_ips.contains(&route)))
+                .collect()
+        };
+        assert_eq!(
+            routes_seen_by(&network, 3),
+            [(1, true), (2, false)],
+            "alice's grant steers through tag:a"
+        );
+        assert_eq!(
+            routes_seen_by(&network, 4),
+            [(1, true), (2, true)],
+            "bob has no via grant: both routers offer it"
+        );
+
+        // Without via, a policy change gives alice both routers again.
+        let deliveries = network.set_policy(Arc::new(CompiledPolicy::allow_all()));
+        let to_alice: Vec<&Peer> = deliveries
+            .iter()
+            .filter(|delivery| delivery.recipients.contains(&3))
+            .flat_map(|delivery| match &delivery.message {
+                MapMessage::Delta { changes } => changes
+                    .iter()
+                    .filter_map(|change| match change {
+                        MapChange::PeerChanged { peer } => Some(peer),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(
+            to_alice
+                .iter()
+                .any(|peer| peer.id == 2 && peer.allowed_ips.contains(&route)),
+            "{to_alice:?}"
+        );
+        assert_eq!(routes_seen_by(&network, 3), [(1, true), (2, true)]);
     }
 }

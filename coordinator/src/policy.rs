@@ -73,6 +73,38 @@ impl Coordinator {
         self.apply_auto_approvals(&mut state).await?;
         Ok(())
     }
+
+    /// Reads the stored policy again (another coordinator on the same
+    /// database set it) and delivers what changes; a policy that stopped
+    /// parsing denies everything, as at start-up.
+    pub(crate) async fn follow_policy(&self) -> ServiceResult<()> {
+        let text = self.db.load_policy().await?;
+        let mut state = self.state.lock().await;
+        if text == state.policy_text {
+            return Ok(());
+        }
+        let policy = match text.as_deref().map(hearth_acl::Policy::parse) {
+            None => None,
+            Some(Ok(policy)) => Some(policy),
+            Some(Err(error)) => {
+                tracing::error!(%error, "the stored policy is invalid; denying all traffic");
+                None
+            }
+        };
+        let compiled = match (&text, &policy) {
+            (Some(_), None) => hearth_acl::CompiledPolicy { rules: Vec::new() },
+            _ => effective_rules(policy.as_ref()),
+        };
+        state.policy_text = text;
+        state.policy = policy;
+        let deliveries = state.network.set_policy(Arc::new(compiled));
+        self.deliver(&deliveries);
+        tracing::info!(
+            changed_nodes = deliveries.len(),
+            "policy updated by another coordinator"
+        );
+        Ok(())
+    }
 }
 
 /// A topology as the conformance captures write it: users, and nodes by name.
@@ -118,8 +150,12 @@ pub struct PreviewNode {
 /// What one node would get under a previewed policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodePreview {
-    /// Its inbound filter.
+    /// Its inbound filter, symbolic (as `hearth-agent` nodes get it).
     pub filter: Filter,
+    /// The same filter as Tailscale writes it, sources resolved to
+    /// addresses (`SrcIPs`, `DstPorts`, `IPProto`, `CapGrant`): what
+    /// `tailscale debug netmap` shows on an official client.
+    pub tailscale_filter: Vec<hearth_control::tailcfg::FilterRule>,
     /// Its peers, by name.
     pub peers: Vec<String>,
 }
@@ -185,23 +221,42 @@ pub fn preview(
         },
     )?;
     let mut engine = Engine::new(Arc::new(policy.compiled));
-    engine.load(nodes);
-    Ok(names
+    engine.load(nodes.clone());
+    let as_peer = |node: &NodeIdentity| hearth_control::wire::Peer {
+        id: node.id,
+        name: names[&node.id].clone(),
+        user: node.user.clone(),
+        tags: node.tags.clone(),
+        wireguard_key: hearth_control::wire::WireGuardKey([0; 32]),
+        addresses: node.addresses.clone(),
+        allowed_ips: Vec::new(),
+        endpoints: Vec::new(),
+        user_id: 0,
+        os: String::new(),
+        disco_key: None,
+        home_relay: None,
+    };
+    Ok(nodes
         .iter()
-        .map(|(id, name)| {
+        .map(|node| {
+            let filter = engine
+                .filter_of(node.id)
+                .as_deref()
+                .cloned()
+                .unwrap_or_default();
+            let peer_ids = engine.peers_of(node.id);
+            let peers: Vec<hearth_control::wire::Peer> = nodes
+                .iter()
+                .filter(|other| peer_ids.contains(&other.id))
+                .map(as_peer)
+                .collect();
+            let own: Vec<std::net::IpAddr> = node.addresses.clone();
             let preview = NodePreview {
-                filter: engine
-                    .filter_of(*id)
-                    .as_deref()
-                    .cloned()
-                    .unwrap_or_default(),
-                peers: engine
-                    .peers_of(*id)
-                    .iter()
-                    .map(|peer| names[peer].clone())
-                    .collect(),
+                tailscale_filter: crate::tsmap::packet_filter_at(&filter, &own, &peers),
+                filter,
+                peers: peer_ids.iter().map(|peer| names[peer].clone()).collect(),
             };
-            (name.clone(), preview)
+            (names[&node.id].clone(), preview)
         })
         .collect())
 }

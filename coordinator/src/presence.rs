@@ -84,6 +84,7 @@ mod tests {
             tags: Default::default(),
             ephemeral,
             state: hearth_control::wire::NodeState::Approved,
+            key_lifetime: None,
         };
         let device = Device {
             name: "laptop".into(),

@@ -88,6 +88,8 @@ pub struct Owner {
     pub ephemeral: bool,
     /// Approved at once, or waiting.
     pub state: NodeState,
+    /// How long its keys live (seconds); `None`: they never expire.
+    pub key_lifetime: Option<u64>,
 }
 
 /// The device as it registers.
@@ -138,6 +140,7 @@ pub fn new_record(
             _ => None,
         },
         disco_key: None,
+        home_relay: None,
         client: device.client,
         ipv4: addresses.0,
         ipv6: addresses.1,
@@ -146,12 +149,28 @@ pub fn new_record(
         approved_routes: Vec::new(),
         created_at: now,
         last_seen: None,
+        key_expiry: crate::keys::expiry_from(now, owner.key_lifetime),
+        key_lifetime: owner.key_lifetime,
     }
 }
 
-/// Who owns a node registered with `key`, and whether it waits for approval.
-pub fn owner_from_key(key: &PreauthKeyRow) -> Owner {
+/// The key lifetime of a node registered with `key`: the key's own when
+/// it sets one (0: never), else none for tagged nodes (servers, as in
+/// Tailscale) and the coordinator's `default` for the others.
+pub fn key_lifetime(key: &PreauthKeyRow, default: Option<u64>) -> Option<u64> {
+    match key.node_key_lifetime {
+        Some(seconds) if seconds > 0 => Some(seconds as u64),
+        Some(_) => None,
+        None if !key.tags.is_empty() => None,
+        None => default,
+    }
+}
+
+/// Who owns a node registered with `key`, and whether it waits for
+/// approval; `default_lifetime` is the coordinator's key lifetime.
+pub fn owner_from_key(key: &PreauthKeyRow, default_lifetime: Option<u64>) -> Owner {
     Owner {
+        key_lifetime: key_lifetime(key, default_lifetime),
         user_id: key.user_id,
         user: key.user.clone(),
         tags: key.tags.iter().cloned().collect(),
@@ -194,31 +213,36 @@ impl Coordinator {
         let mut state = self.state.lock().await;
         let now = unix_now();
         let key = self.usable_key(request.auth_key.expose(), now).await?;
-        if let Some(existing) = state.by_wireguard_key.get(&request.wireguard_key) {
-            return Err(Error::AlreadyRegistered(*existing));
-        }
         let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
         check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
 
-        let id = state.next_node_id;
-        let name = state.names.unique(hostname);
-        let (certificate_pem, fingerprint) = self
-            .authority
-            .issue(&csr, &format!("hearth-node-{id}"))
-            .map_err(|error| Error::BadRequest(error.to_string()))?;
-        let addresses = state.addresses.allocate(now)?;
-        let owner = owner_from_key(&key);
-        let device = Device {
-            name,
-            hostname: hostname.to_owned(),
-            os: request.os.clone(),
-            key: request.wireguard_key,
-            credential: Some(Credential::Certificate(fingerprint)),
-            client: String::new(),
-        };
-        let record = new_record(id, owner, device, addresses, now);
-        self.store_new_node(&mut state, &record, Some(key.id), now)
+        let mut certificate_pem = String::new();
+        let record = self
+            .store_new_node(&mut state, Some(key.id), now, |state| {
+                if let Some(existing) = state.by_wireguard_key.get(&request.wireguard_key) {
+                    return Err(Error::AlreadyRegistered(*existing));
+                }
+                let id = state.next_node_id;
+                let name = state.names.unique(hostname);
+                let fingerprint;
+                (certificate_pem, fingerprint) = self
+                    .authority
+                    .issue(&csr, &format!("hearth-node-{id}"))
+                    .map_err(|error| Error::BadRequest(error.to_string()))?;
+                let addresses = state.addresses.allocate(now)?;
+                let device = Device {
+                    name,
+                    hostname: hostname.to_owned(),
+                    os: request.os.clone(),
+                    key: request.wireguard_key,
+                    credential: Some(Credential::Certificate(fingerprint)),
+                    client: String::new(),
+                };
+                let owner = owner_from_key(&key, self.settings.key_lifetime());
+                Ok(new_record(id, owner, device, addresses, now))
+            })
             .await?;
+        let id = record.id;
         tracing::info!(node = id, name = %record.name, user = %record.user, state = %record.state, "node registered");
         Ok(RegisterResponse {
             node: record.info(),
@@ -238,33 +262,44 @@ impl Coordinator {
         names::check_node_name(name)?;
         let user = self.user(user).await?;
         let mut state = self.state.lock().await;
-        if state.names.contains(name) {
-            return Err(Error::Conflict(format!(
-                "a node is already called `{name}`"
-            )));
-        }
         let secret = x25519_dalek::StaticSecret::random();
         let public = WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
-        let id = state.next_node_id;
         let now = unix_now();
-        let addresses = state.addresses.allocate(now)?;
-        let owner = Owner {
-            user_id: user.id,
-            user: user.name.clone(),
-            tags: BTreeSet::new(),
-            ephemeral: false,
-            state: NodeState::Approved,
-        };
-        let device = Device {
-            name: name.to_owned(),
-            hostname: name.to_owned(),
-            os: "wireguard".into(),
-            key: public,
-            credential: None,
-            client: String::new(),
-        };
-        let record = new_record(id, owner, device, addresses, now);
-        self.store_new_node(&mut state, &record, None, now).await?;
+        let record = self
+            .store_new_node(&mut state, None, now, |state| {
+                if state.names.contains(name) {
+                    return Err(Error::Conflict(format!(
+                        "a node is already called `{name}`"
+                    )));
+                }
+                let addresses = state.addresses.allocate(now)?;
+                let owner = Owner {
+                    user_id: user.id,
+                    user: user.name.clone(),
+                    tags: BTreeSet::new(),
+                    ephemeral: false,
+                    state: NodeState::Approved,
+                    // Nothing on the device could rotate them.
+                    key_lifetime: None,
+                };
+                let device = Device {
+                    name: name.to_owned(),
+                    hostname: name.to_owned(),
+                    os: "wireguard".into(),
+                    key: public,
+                    credential: None,
+                    client: String::new(),
+                };
+                Ok(new_record(
+                    state.next_node_id,
+                    owner,
+                    device,
+                    addresses,
+                    now,
+                ))
+            })
+            .await?;
+        let id = record.id;
         let peers: Vec<NodeRecord> = state
             .network
             .peers_of(id)

@@ -9,24 +9,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hearth_control::Fingerprint;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use hearth_http::serve::{Held, Refusals};
 use hearth_http::{Gate, Limits};
 
 use crate::api::node::RegisterLimit;
 use crate::api::{self, PeerInfo};
 use crate::coordinator::{Coordinator, Settings};
 use crate::db::Db;
+use crate::db::url::DatabaseChoice;
 use crate::state_dir::{StateDir, restrict};
 use crate::tls::{NodeAuthority, ServerCertificate, server_config};
 
@@ -62,6 +56,14 @@ pub struct ServeOptions {
     /// serving only `/key` and the `/ts2021` upgrade, whose Noise session
     /// needs no TLS; `None` (the default) serves none.
     pub http_listen: Option<SocketAddr>,
+    /// A plain HTTP listener serving only `/metrics`; `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// What one node may send through the embedded relay.
+    pub relay_limits: crate::derp::Limits,
+    /// Where the state is kept: SQLite in the state directory, or PostgreSQL.
+    pub database: DatabaseChoice,
+    /// How long node keys live (`None`: never expire); 180 days by default.
+    pub node_key_lifetime: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -77,6 +79,10 @@ impl ServeOptions {
             keepalive: Duration::from_secs(30),
             base_domain: crate::tsmap::DEFAULT_BASE_DOMAIN.to_owned(),
             http_listen: None,
+            metrics_listen: None,
+            relay_limits: crate::derp::Limits::default(),
+            database: DatabaseChoice::Sqlite,
+            node_key_lifetime: Some(Duration::from_secs(180 * 24 * 3600)),
             ephemeral_timeout: Duration::from_secs(30 * 60),
             register_limit: RegisterLimit {
                 burst: 20,
@@ -84,6 +90,34 @@ impl ServeOptions {
             },
             connections: Limits::for_this_process(16_384, 1_024),
             stun_per_source: 10,
+        }
+    }
+}
+
+/// Opens the database `choice` names, creating the SQLite file private to
+/// its owner.
+async fn open_database(state: &StateDir, choice: &DatabaseChoice) -> anyhow::Result<Db> {
+    match choice {
+        DatabaseChoice::Sqlite => {
+            let database = state.database();
+            if !database.exists() {
+                crate::state_dir::write_private(&database, b"")
+                    .with_context(|| format!("cannot create {}", database.display()))?;
+            }
+            let db = Db::open_sqlite(&database)
+                .await
+                .with_context(|| format!("cannot open {}", database.display()))?;
+            for suffix in ["", "-wal", "-shm"] {
+                restrict(&PathBuf::from(format!("{}{suffix}", database.display())))?;
+            }
+            Ok(db)
+        }
+        DatabaseChoice::Postgres { url, password } => {
+            let db = Db::open_postgres(url, password.as_ref().map(|password| password.as_str()))
+                .await
+                .with_context(|| format!("cannot open the PostgreSQL database {url}"))?;
+            tracing::info!(%url, "state kept in PostgreSQL");
+            Ok(db)
         }
     }
 }
@@ -102,6 +136,8 @@ pub struct Server {
     admin_routes: Router,
     /// Plain HTTP for the Tailscale control protocol only (`--http-listen`).
     http: Option<(TcpListener, Router)>,
+    /// Plain HTTP for `/metrics` only (`--metrics-listen`).
+    metrics: Option<(TcpListener, Router)>,
 }
 
 fn hostname() -> String {
@@ -154,24 +190,21 @@ impl Server {
         };
         let fingerprint: Fingerprint = certificate.fingerprint;
         let authority = NodeAuthority::load_or_create(&state)?;
+        let certificates = [
+            ("server", certificate.not_after()),
+            ("node_ca", authority.not_after()),
+        ]
+        .into_iter()
+        .filter_map(|(name, not_after)| Some((name.to_owned(), not_after?)))
+        .collect();
         let tls = server_config(certificate, &authority)?;
         let control_key = Arc::new(api::tailscale::ControlKey::load_or_create(
             &state.control_key(),
         )?);
 
-        let database = state.database();
-        if !database.exists() {
-            crate::state_dir::write_private(&database, b"")
-                .with_context(|| format!("cannot create {}", database.display()))?;
-        }
-        let db = Db::open_sqlite(&database)
-            .await
-            .with_context(|| format!("cannot open {}", database.display()))?;
-        for suffix in ["", "-wal", "-shm"] {
-            restrict(&PathBuf::from(format!("{}{suffix}", database.display())))?;
-        }
+        let db = open_database(&state, &options.database).await?;
 
-        let relay_map = crate::tsmap::relay_map(
+        let relay = crate::relays::embedded(
             &public_url,
             options.stun_listen.map(|address| address.port()),
             &fingerprint.to_hex(),
@@ -182,9 +215,15 @@ impl Server {
             keepalive: options.keepalive,
             ephemeral_timeout: options.ephemeral_timeout,
             base_domain: options.base_domain.clone(),
-            relay_map,
+            relay,
+            certificates,
+            node_key_lifetime: options.node_key_lifetime,
         };
         let coordinator = Coordinator::start(db, authority, settings).await?;
+        let relay = Arc::new(crate::derp::Relay::new(
+            Arc::clone(&coordinator),
+            options.relay_limits,
+        ));
 
         let admin_path = state.admin_socket();
         match std::fs::remove_file(&admin_path) {
@@ -216,18 +255,39 @@ impl Server {
             None => None,
         };
 
+        let metrics = match options.metrics_listen {
+            Some(address) => Some((
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (--metrics-listen)"))?,
+                {
+                    let (relay, coordinator) = (Arc::clone(&relay), Arc::clone(&coordinator));
+                    metrics_router(move || {
+                        let (relay, coordinator) = (Arc::clone(&relay), Arc::clone(&coordinator));
+                        async move {
+                            let health = coordinator.health(relay.clients(), false).await;
+                            relay.render_metrics() + &health.render_metrics()
+                        }
+                    })
+                },
+            )),
+            None => None,
+        };
+
         Ok(Server {
             http,
+            metrics,
             node_routes: api::node::router(Arc::clone(&coordinator), options.register_limit)
                 .merge(api::tailscale::router(
                     control_key,
                     Arc::clone(&coordinator),
                 ))
-                .merge(api::derp::router(
-                    Arc::new(api::derp::Relay::new()),
-                    Arc::clone(&coordinator),
-                )),
-            admin_routes: api::admin::router(Arc::clone(&coordinator)),
+                .merge(api::derp::router(Arc::clone(&relay)))
+                .merge(api::relay::router(Arc::clone(&coordinator))),
+            admin_routes: api::admin::router(Arc::clone(&coordinator), {
+                let relay = Arc::clone(&relay);
+                Arc::new(move || relay.clients())
+            }),
             coordinator,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
             listener,
@@ -288,6 +348,27 @@ impl Server {
             .stun
             .map(|socket| tokio::spawn(run_stun(socket, stun_per_source, stop.clone())));
         let janitor_task = tokio::spawn(run_janitor(Arc::clone(&self.coordinator), stop.clone()));
+        let expiry_task = tokio::spawn(run_key_expiry(Arc::clone(&self.coordinator), stop.clone()));
+        // On a shared database, the other coordinators' writes are followed.
+        let follow_task = self.coordinator.db().is_shared().then(|| {
+            tokio::spawn(crate::shared::follow(
+                Arc::clone(&self.coordinator),
+                stop.clone(),
+            ))
+        });
+        let metrics_task = self.metrics.map(|(listener, routes)| {
+            let mut stop = stop.clone();
+            let gate = self.gate.clone();
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "metrics on plain HTTP");
+            }
+            tokio::spawn(async move {
+                hearth_http::serve::serve_tcp(listener, gate, routes, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+            })
+        });
         let http_task = self.http.map(|(listener, routes)| {
             let mut stop = stop.clone();
             let gate = self.gate.clone();
@@ -308,88 +389,37 @@ impl Server {
             max_per_source = limits.max_per_source,
             "connection limits"
         );
-        let builder = hearth_http::serve::connection_builder(&limits);
-        let refusals = Arc::new(Refusals::default());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, remote) = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        refusals.accept_failed(&error);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let ticket = match self.gate.admit(remote.ip()) {
-                Ok(ticket) => ticket,
-                Err(why) => {
-                    refusals.full(remote, why);
-                    continue;
+        let peer = |remote, certificate: Option<&[u8]>| PeerInfo {
+            remote,
+            fingerprint: certificate.map(Fingerprint::of),
+        };
+        hearth_http::serve::serve_tls(
+            self.listener,
+            self.acceptor,
+            self.gate,
+            self.node_routes,
+            peer,
+            shutdown,
+            // Map streams end, so that connections can drain.
+            {
+                let coordinator = Arc::clone(&self.coordinator);
+                move || {
+                    let _ = stop_sender.send(true);
+                    coordinator.close_streams();
                 }
-            };
-            let acceptor = self.acceptor.clone();
-            let routes = self.node_routes.clone();
-            let watcher = graceful.watcher();
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                let handshake = acceptor.accept(Held::new(tcp, ticket));
-                let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%remote, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let fingerprint = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| Fingerprint::of(leaf));
-                let peer = PeerInfo {
-                    remote,
-                    fingerprint,
-                };
-                let service =
-                    routes.map_request(move |mut request: axum::http::Request<Incoming>| {
-                        request.extensions_mut().insert(peer);
-                        request.extensions_mut().insert(ConnectInfo(remote));
-                        request
-                    });
-                let connection = builder.serve_connection_with_upgrades(
-                    TokioIo::new(tls),
-                    TowerToHyperService::new(service),
-                );
-                if let Err(error) = watcher.watch(connection.into_owned()).await {
-                    tracing::debug!(%remote, %error, "connection ended with an error");
-                }
-            });
-        }
-
-        tracing::info!("shutting down");
-        drop(self.listener);
-        let _ = stop_sender.send(true);
-        self.coordinator.close_streams();
-        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some connections did not finish within 10 s");
-        }
+            },
+        )
+        .await?;
         let _ = admin_task.await;
         if let Some(task) = stun_task {
             let _ = task.await;
         }
         let _ = janitor_task.await;
-        if let Some(task) = http_task {
+        let _ = expiry_task.await;
+        if let Some(task) = follow_task {
+            let _ = task.await;
+        }
+        for task in [http_task, metrics_task].into_iter().flatten() {
             let _ = task.await;
         }
         self.coordinator.db().close().await;
@@ -403,7 +433,7 @@ impl Server {
 /// `per_source` a second to one address (after a burst of as many): an
 /// answer is larger than a request, so unlimited answers to a forged source
 /// address would amplify a flood at it.
-async fn run_stun(socket: UdpSocket, per_source: u32, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run_stun(socket: UdpSocket, per_source: u32, mut stop: watch::Receiver<bool>) {
     let rate = std::num::NonZeroU32::new(per_source.max(1)).expect("at least one");
     let limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr> =
         governor::RateLimiter::keyed(governor::Quota::per_second(rate));
@@ -438,6 +468,29 @@ async fn run_stun(socket: UdpSocket, per_source: u32, mut stop: watch::Receiver<
     }
 }
 
+/// `/metrics` in Prometheus's text format, as `render` makes it.
+pub fn metrics_router<F, Rendered>(render: F) -> Router
+where
+    F: Fn() -> Rendered + Clone + Send + Sync + 'static,
+    Rendered: Future<Output = String> + Send + 'static,
+{
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = render();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    text.await,
+                )
+            }
+        }),
+    )
+}
+
 /// Periodic housekeeping: removes idle ephemeral nodes.
 async fn run_janitor(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
     let period = (coordinator.settings().ephemeral_timeout / 4)
@@ -450,6 +503,21 @@ async fn run_janitor(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bo
         }
         if let Err(error) = coordinator.collect_ephemeral().await {
             tracing::warn!(%error, "ephemeral node cleanup failed");
+        }
+    }
+}
+
+/// Takes nodes whose keys expired out of the mesh, checking four times a
+/// second (their peers drop them within a second of the expiry).
+async fn run_key_expiry(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = coordinator.expire_keys().await {
+            tracing::warn!(%error, "key expiry failed");
         }
     }
 }

@@ -8,7 +8,13 @@
 //!   tls/server.key      its key, 0600
 //!   tls/node-ca.crt     CA issuing node client certificates
 //!   tls/node-ca.key     its key, 0600
+//!   control.key         the Tailscale control protocol's key, 0600
 //! ```
+//!
+//! The certificates and keys are the coordinator's identity
+//! ([`IDENTITY_FILES`]): join tokens pin the HTTPS certificate and nodes
+//! hold certificates of the node CA. Coordinators sharing one PostgreSQL
+//! database share these files; a backup holds them beside the database.
 
 use std::fs::{self};
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +22,15 @@ use std::path::{Path, PathBuf};
 
 /// Where the state dir is when nothing says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/hearth";
+
+/// The files of the coordinator's identity, relative to the state dir.
+pub const IDENTITY_FILES: &[&str] = &[
+    "tls/server.crt",
+    "tls/server.key",
+    "tls/node-ca.crt",
+    "tls/node-ca.key",
+    "control.key",
+];
 
 /// The coordinator's state directory.
 #[derive(Clone, Debug)]

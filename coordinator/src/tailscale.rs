@@ -144,11 +144,11 @@ impl Coordinator {
                 if !consume_preauth_key(&mut transaction, key.id, now).await? {
                     return Err(Error::KeyUsed);
                 }
-                transaction
-                    .commit()
-                    .await
-                    .map_err(crate::db::DbError::from)?;
-                record.state = owner_from_key(&key).state;
+                transaction.commit().await?;
+                let owner = owner_from_key(&key, self.settings.key_lifetime());
+                record.state = owner.state;
+                record.key_lifetime = owner.key_lifetime;
+                record.key_expiry = crate::keys::expiry_from(now, owner.key_lifetime);
             }
             if record.wireguard_key != node_key {
                 // `tailscale up --force-reauth` or a key rotation: the
@@ -190,7 +190,7 @@ impl Coordinator {
         }
         let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
         check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
-        let mut owner = owner_from_key(&key);
+        let mut owner = owner_from_key(&key, self.settings.key_lifetime());
         owner.ephemeral |= request.ephemeral;
         let joining = Joining {
             machine,
@@ -219,20 +219,25 @@ impl Coordinator {
             "" => "tailscale",
             name => name,
         };
-        let id = state.next_node_id;
-        let name = state.names.unique(hostname);
-        let addresses = state.addresses.allocate(now)?;
-        let device = Device {
-            name,
-            hostname: hostname.chars().take(255).collect(),
-            os: os_of(joining.hostinfo),
-            key: joining.node_key,
-            credential: Some(Credential::Machine(joining.machine)),
-            client: client_name(joining.hostinfo),
-        };
-        let record = new_record(id, owner, device, addresses, now);
-        self.store_new_node(state, &record, key, now).await?;
-        Ok(record)
+        self.store_new_node(state, key, now, |state| {
+            let device = Device {
+                name: state.names.unique(hostname),
+                hostname: hostname.chars().take(255).collect(),
+                os: os_of(joining.hostinfo),
+                key: joining.node_key,
+                credential: Some(Credential::Machine(joining.machine)),
+                client: client_name(joining.hostinfo),
+            };
+            let addresses = state.addresses.allocate(now)?;
+            Ok(new_record(
+                state.next_node_id,
+                owner.clone(),
+                device,
+                addresses,
+                now,
+            ))
+        })
+        .await
     }
 
     /// `tailscale logout`: an ephemeral node is deleted, any other expires
@@ -281,6 +286,15 @@ impl Coordinator {
             changed.endpoints = endpoints_from(&request.endpoints);
         }
         if let Some(hostinfo) = &request.hostinfo {
+            if let Some(net_info) = &hostinfo.net_info {
+                let region = net_info.preferred_derp;
+                changed.home_relay = state
+                    .network
+                    .relays()
+                    .iter()
+                    .any(|relay| relay.id == region)
+                    .then_some(region);
+            }
             changed.client = client_name(hostinfo);
             if !hostinfo.os.is_empty() {
                 changed.os = os_of(hostinfo);

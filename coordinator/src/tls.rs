@@ -131,6 +131,19 @@ impl ServerCertificate {
     }
 }
 
+/// When the DER certificate `der` stops being valid (Unix seconds).
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(certificate.validity().not_after.timestamp())
+}
+
+impl ServerCertificate {
+    /// When the leaf expires (Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        not_after(self.chain.first()?)
+    }
+}
+
 /// The private CA that issues node client certificates.
 pub struct NodeAuthority {
     issuer: Issuer<'static, KeyPair>,
@@ -143,6 +156,11 @@ pub struct NodeAuthority {
 pub struct CsrError(String);
 
 impl NodeAuthority {
+    /// When the CA certificate expires (Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        not_after(&self.certificate)
+    }
+
     /// Loads the CA from the state dir, creating it on first start.
     pub fn load_or_create(state: &StateDir) -> Result<NodeAuthority, TlsError> {
         let (cert_path, key_path) = (state.ca_cert(), state.ca_key());

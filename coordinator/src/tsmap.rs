@@ -8,19 +8,24 @@
 //! - Hearth's filter names sources symbolically (a user, a tag); Tailscale's
 //!   names addresses. Sources are resolved against the recipient's peers,
 //!   so a change to the peer set re-sends the filter.
-//! - `hearth-agent` peers speak plain WireGuard without disco, so they are
-//!   sent as `IsWireGuardOnly` peers, reached at their endpoints.
+//! - Peers without a disco key (static devices, agents on kernel
+//!   WireGuard) speak plain WireGuard, so they are sent as
+//!   `IsWireGuardOnly` peers, reached at their endpoints. Agents on the
+//!   userspace data plane speak disco and use the relays like Tailscale
+//!   clients do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use hearth_acl::{Filter, Source, Target};
 use hearth_control::tailcfg::{
-    DerpMap, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse, NetPortRange,
-    Node, NodeKey, PeerChange, PortRange, UserProfile, host_prefix,
+    CapGrant, DERP_MAGIC_IP, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse,
+    NetPortRange, Node, NodeKey, PeerChange, PortRange, UserProfile, host_prefix,
 };
-use hearth_control::wire::{MapChange, MapMessage, NetworkMap, NodeInfo, Peer};
+use hearth_control::wire::{MapChange, MapMessage, NetworkMap, NodeInfo, Peer, RelayRegion};
 use ipnet::IpNet;
+
+use crate::relays::derp_map;
 
 /// The MagicDNS base domain when none is configured.
 pub const DEFAULT_BASE_DOMAIN: &str = "hearth.internal";
@@ -44,17 +49,18 @@ pub struct SelfKeys {
 #[derive(Clone, Debug)]
 pub struct TsMapView {
     domain: String,
-    relay: DerpMap,
+    relays: Vec<RelayRegion>,
     keys: SelfKeys,
     map: Option<NetworkMap>,
 }
 
 impl TsMapView {
-    /// A view for the client with `keys`, names under `domain`, relayed by `relay`.
-    pub fn new(domain: &str, relay: DerpMap, keys: SelfKeys) -> TsMapView {
+    /// A view for the client with `keys`, names under `domain`; `relays`
+    /// until its first map names them.
+    pub fn new(domain: &str, relays: Vec<RelayRegion>, keys: SelfKeys) -> TsMapView {
         TsMapView {
             domain: domain.to_owned(),
-            relay,
+            relays,
             keys,
             map: None,
         }
@@ -66,7 +72,7 @@ impl TsMapView {
         MapResponse {
             node: Some(self.self_node(node, false)),
             peers: Some(Vec::new()),
-            derp_map: Some(self.relay.clone()),
+            derp_map: Some(derp_map(&self.relays)),
             domain: self.domain.clone(),
             ..MapResponse::default()
         }
@@ -77,8 +83,11 @@ impl TsMapView {
     pub fn apply(&mut self, message: MapMessage) -> Option<MapResponse> {
         match message {
             MapMessage::Full { map } => {
+                if !map.relays.is_empty() {
+                    self.relays = map.relays.clone();
+                }
                 let response = self.full(&map);
-                self.map = Some(map);
+                self.map = Some(*map);
                 Some(response)
             }
             MapMessage::Delta { changes } => self.delta(changes),
@@ -93,7 +102,7 @@ impl TsMapView {
     fn full(&self, map: &NetworkMap) -> MapResponse {
         MapResponse {
             node: Some(self.self_node(&map.node, true)),
-            derp_map: Some(self.relay.clone()),
+            derp_map: Some(derp_map(&self.relays)),
             peers: Some(map.peers.iter().map(|peer| self.peer_node(peer)).collect()),
             dns_config: Some(self.dns_config()),
             domain: self.domain.clone(),
@@ -157,6 +166,11 @@ impl TsMapView {
                     map.node = node;
                     response.node = Some(self_node(&self.domain, &self.keys, &map.node, true));
                 }
+                MapChange::RelaysChanged { relays } => {
+                    response.derp_map = Some(derp_map(&relays));
+                    map.relays = relays.clone();
+                    self.relays = relays;
+                }
             }
         }
         if peers_moved || filter_changed {
@@ -187,17 +201,19 @@ impl TsMapView {
 }
 
 /// The change from `before` to `after` as a patch, when only the endpoints
-/// (to a non-empty list: an empty one means "unchanged" in a patch) or the
-/// disco key of a Tailscale peer changed; `None` when the whole node must
-/// be sent.
+/// (to a non-empty list: an empty one means "unchanged" in a patch), the
+/// disco key or the home relay (to a region: none means "unchanged") of a
+/// disco peer changed; `None` when the whole node must be sent.
 fn patch_of(before: &Peer, after: &Peer) -> Option<PeerChange> {
     let rest_same = Peer {
         endpoints: after.endpoints.clone(),
         disco_key: after.disco_key,
+        home_relay: after.home_relay,
         ..before.clone()
     } == *after;
     let kind_same = before.disco_key.is_some() == after.disco_key.is_some();
-    if !rest_same || !kind_same || after.endpoints.is_empty() {
+    let relay_kept = after.home_relay.is_some() || before.home_relay.is_none();
+    if !rest_same || !kind_same || !relay_kept || after.endpoints.is_empty() {
         return None;
     }
     Some(PeerChange {
@@ -206,59 +222,17 @@ fn patch_of(before: &Peer, after: &Peer) -> Option<PeerChange> {
         disco_key: (before.disco_key != after.disco_key)
             .then(|| after.disco_key.map(|key| DiscoKey(key.0)))
             .flatten(),
+        derp_region: if before.home_relay == after.home_relay {
+            0
+        } else {
+            after.home_relay.unwrap_or(0)
+        },
     })
 }
 
 /// Whether a change to a peer changes what the filter resolves to.
 fn identity_changed(before: &Peer, after: &Peer) -> bool {
     before.user != after.user || before.tags != after.tags || before.addresses != after.addresses
-}
-
-/// The region id of the coordinator's own relay.
-pub const RELAY_REGION: u16 = 900;
-
-/// The relay map pointing at the relay embedded in the coordinator at
-/// `public_url` (with its STUN responder on `stun_port`), its certificate
-/// pinned by SHA-256 so self-signed coordinators work.
-pub fn relay_map(public_url: &str, stun_port: Option<u16>, certificate_sha256: &str) -> DerpMap {
-    let authority = public_url
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') => {
-            (host.to_owned(), port.parse::<u16>().unwrap_or(443))
-        }
-        _ => (authority.to_owned(), 443),
-    };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let mut node = serde_json::json!({
-        "Name": format!("{RELAY_REGION}a"),
-        "RegionID": RELAY_REGION,
-        "HostName": host,
-        "DERPPort": port,
-        "STUNPort": stun_port.map_or(-1, i32::from),
-        "CertName": format!("sha256-raw:{certificate_sha256}"),
-    });
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(address)) => node["IPv4"] = address.to_string().into(),
-        Ok(IpAddr::V6(address)) => node["IPv6"] = address.to_string().into(),
-        Err(_) => {}
-    }
-    let region = serde_json::json!({
-        "RegionID": RELAY_REGION,
-        "RegionCode": "hearth",
-        "RegionName": "Hearth coordinator",
-        "Nodes": [node],
-    });
-    DerpMap {
-        regions: BTreeMap::from([(RELAY_REGION.to_string(), region)]),
-        omit_default_regions: true,
-    }
 }
 
 fn fqdn(name: &str, domain: &str) -> String {
@@ -326,6 +300,11 @@ pub fn peer_node(domain: &str, peer: &Peer) -> Node {
         computed_name: peer.name.clone(),
         computed_name_with_host: peer.name.clone(),
         is_wireguard_only: peer.disco_key.is_none(),
+        home_derp: peer.home_relay.unwrap_or(0),
+        legacy_derp: peer
+            .home_relay
+            .map(|region| format!("{DERP_MAGIC_IP}:{region}"))
+            .unwrap_or_default(),
         ..Node::default()
     }
 }
@@ -353,25 +332,18 @@ fn user_profiles(node: &NodeInfo, peers: &[Peer]) -> Vec<UserProfile> {
 /// become the addresses of the peers they name; rules whose sources name no
 /// peer are left out (they could match nothing).
 pub fn packet_filter(filter: &Filter, node: &NodeInfo, peers: &[Peer]) -> Vec<FilterRule> {
-    let own = [IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)];
+    packet_filter_at(
+        filter,
+        &[IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)],
+        peers,
+    )
+}
+
+/// [`packet_filter`] for a node with mesh addresses `own`.
+pub fn packet_filter_at(filter: &Filter, own: &[IpAddr], peers: &[Peer]) -> Vec<FilterRule> {
     let mut rules = Vec::new();
     for rule in &filter.rules {
-        let mut sources = BTreeSet::new();
-        for source in &rule.src {
-            match source {
-                Source::Any => {
-                    sources.insert("*".to_owned());
-                }
-                Source::Prefix(prefix) => {
-                    sources.insert(prefix.to_string());
-                }
-                named => {
-                    for peer in peers.iter().filter(|peer| names(named, peer)) {
-                        sources.extend(peer.addresses.iter().map(ToString::to_string));
-                    }
-                }
-            }
-        }
+        let sources = resolve_sources(&rule.src, peers);
         if sources.is_empty() {
             continue;
         }
@@ -381,20 +353,72 @@ pub fn packet_filter(filter: &Filter, node: &NodeInfo, peers: &[Peer]) -> Vec<Fi
                 first: destination.ports.first,
                 last: destination.ports.last,
             };
-            let targets: Vec<String> = match &destination.target {
-                Target::Any => vec!["*".to_owned()],
-                Target::SelfAddresses => own.iter().map(ToString::to_string).collect(),
-                Target::Prefix(prefix) => vec![prefix.to_string()],
-            };
-            destinations.extend(targets.into_iter().map(|ip| NetPortRange { ip, ports }));
+            destinations.extend(
+                target_texts(&destination.target, own)
+                    .into_iter()
+                    .map(|ip| NetPortRange { ip, ports }),
+            );
         }
         rules.push(FilterRule {
-            src_ips: sources.into_iter().collect(),
+            src_ips: sources,
             dst_ports: destinations,
             ip_proto: rule.protocols.clone(),
+            cap_grant: Vec::new(),
+        });
+    }
+    for rule in &filter.capabilities {
+        let dsts: Vec<String> = rule
+            .dst
+            .iter()
+            .flat_map(|target| match target {
+                // Capabilities name host prefixes.
+                Target::SelfAddresses => own
+                    .iter()
+                    .map(|address| host_prefix(*address).to_string())
+                    .collect(),
+                other => target_texts(other, own),
+            })
+            .collect();
+        rules.push(FilterRule {
+            src_ips: resolve_sources(&rule.src, peers),
+            dst_ports: Vec::new(),
+            ip_proto: Vec::new(),
+            cap_grant: vec![CapGrant {
+                dsts,
+                cap_map: rule.capabilities.clone(),
+            }],
         });
     }
     rules
+}
+
+/// Symbolic sources as the addresses of the peers they name.
+fn resolve_sources(sources: &[Source], peers: &[Peer]) -> Vec<String> {
+    let mut resolved = BTreeSet::new();
+    for source in sources {
+        match source {
+            Source::Any | Source::All => {
+                resolved.insert("*".to_owned());
+            }
+            Source::Prefix(prefix) => {
+                resolved.insert(prefix.to_string());
+            }
+            named => {
+                for peer in peers.iter().filter(|peer| names(named, peer)) {
+                    resolved.extend(peer.addresses.iter().map(ToString::to_string));
+                }
+            }
+        }
+    }
+    resolved.into_iter().collect()
+}
+
+fn target_texts(target: &Target, own: &[IpAddr]) -> Vec<String> {
+    match target {
+        Target::Any => vec!["*".to_owned()],
+        Target::SelfAddresses => own.iter().map(ToString::to_string).collect(),
+        Target::Prefix(prefix) => vec![prefix.to_string()],
+    }
 }
 
 /// Whether a user, tag or autogroup source names `peer`.
@@ -402,9 +426,12 @@ fn names(source: &Source, peer: &Peer) -> bool {
     match source {
         Source::User(login) => peer.tags.is_empty() && &peer.user == login,
         Source::Tag(tag) => peer.tags.contains(tag),
+        Source::Domain(domain) => {
+            peer.tags.is_empty() && hearth_acl::filter::in_domain(&peer.user, domain)
+        }
         Source::Member => peer.tags.is_empty(),
         Source::Tagged => !peer.tags.is_empty(),
-        Source::Any | Source::Prefix(_) => true,
+        Source::Any | Source::All | Source::Prefix(_) => true,
     }
 }
 
@@ -425,6 +452,8 @@ mod tests {
             ipv6: format!("fd7a:115c:a1e0::{id}").parse().unwrap(),
             ephemeral: false,
             user_id: 1,
+            key_expiry: None,
+            key_lifetime: None,
         }
     }
 
@@ -445,6 +474,7 @@ mod tests {
             user_id: if user == "alice" { 1 } else { 2 },
             os: "linux".into(),
             disco_key: disco.then_some(WireGuardKey([0xd0 + id as u8; 32])),
+            home_relay: disco.then_some(crate::relays::EMBEDDED_REGION),
         }
     }
 
@@ -458,13 +488,18 @@ mod tests {
                 }],
                 protocols: vec![6],
             }],
+            ..Filter::default()
         }
     }
 
     fn view() -> TsMapView {
         TsMapView::new(
             DEFAULT_BASE_DOMAIN,
-            relay_map("https://10.0.0.1:8443", Some(3478), "ab"),
+            vec![crate::relays::embedded(
+                "https://10.0.0.1:8443",
+                Some(3478),
+                "ab",
+            )],
             SelfKeys {
                 node: NodeKey([9; 32]),
                 version: 133,
@@ -483,18 +518,28 @@ mod tests {
                 peer(4, "bob", &["tag:ci"], false),
             ],
             filter: only_alice_to_port_22(),
+            relays: Vec::new(),
         };
-        let response = view().apply(MapMessage::Full { map }).unwrap();
+        let response = view()
+            .apply(MapMessage::Full { map: Box::new(map) })
+            .unwrap();
         let me = response.node.unwrap();
         assert_eq!(me.name, "phone.hearth.internal.");
         assert!(me.machine_authorized);
         assert_eq!(me.key, NodeKey([9; 32]));
         let peers = response.peers.unwrap();
         assert_eq!(peers.len(), 3);
-        assert!(!peers[0].is_wireguard_only, "a Tailscale peer uses disco");
+        assert!(!peers[0].is_wireguard_only, "a disco peer uses disco");
+        assert_eq!(peers[0].home_derp, 900, "and its home relay");
+        assert_eq!(peers[0].legacy_derp, "127.3.3.40:900");
         assert!(
             peers[1].is_wireguard_only,
-            "a hearth-agent peer is plain WireGuard"
+            "a peer without disco is plain WireGuard"
+        );
+        assert_eq!(peers[1].home_derp, 0);
+        assert_eq!(
+            response.derp_map.unwrap().regions["900"]["RegionCode"],
+            "hub"
         );
         assert_eq!(peers[1].name, "node3.hearth.internal.");
         let filter = response.packet_filter.unwrap();
@@ -533,8 +578,9 @@ mod tests {
             node: info(1, "phone"),
             peers: vec![peer(2, "alice", &[], true)],
             filter: only_alice_to_port_22(),
+            relays: Vec::new(),
         };
-        view.apply(MapMessage::Full { map }).unwrap();
+        view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
 
         let mut moved = peer(2, "alice", &[], true);
         moved.endpoints = vec!["10.9.9.9:1".parse().unwrap()];
@@ -554,9 +600,41 @@ mod tests {
             ["10.9.9.9:1".parse().unwrap()]
         );
         assert_eq!(response.peers_changed_patch[0].disco_key, None);
+        assert_eq!(response.peers_changed_patch[0].derp_region, 0);
         assert!(
             response.packet_filter.is_none(),
             "an endpoint move leaves the filter alone"
+        );
+
+        let mut rehomed = peer(2, "alice", &[], true);
+        rehomed.endpoints = vec!["10.9.9.9:1".parse().unwrap()];
+        rehomed.home_relay = Some(901);
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged { peer: rehomed }],
+            })
+            .unwrap();
+        assert_eq!(response.peers_changed_patch[0].derp_region, 901);
+
+        let second = hearth_control::wire::RelayRegion {
+            id: 901,
+            code: "cafe".into(),
+            url: "https://10.0.0.9:443".into(),
+            fingerprint: "cd".into(),
+            stun_port: None,
+        };
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::RelaysChanged {
+                    relays: vec![second],
+                }],
+            })
+            .unwrap();
+        let regions = response.derp_map.unwrap().regions;
+        assert_eq!(
+            regions.keys().collect::<Vec<_>>(),
+            ["901"],
+            "a new relay map"
         );
 
         let mut renamed = peer(2, "alice", &[], true);
@@ -616,25 +694,6 @@ mod tests {
             })
             .is_none()
         );
-    }
-
-    #[test]
-    fn the_relay_map_points_at_the_coordinator_with_its_certificate_pinned() {
-        let map = relay_map("https://10.0.0.1:8443", Some(3478), "abcd");
-        let node = &map.regions["900"]["Nodes"][0];
-        assert_eq!(node["HostName"], "10.0.0.1");
-        assert_eq!(node["IPv4"], "10.0.0.1");
-        assert_eq!(node["DERPPort"], 8443);
-        assert_eq!(node["STUNPort"], 3478);
-        assert_eq!(node["CertName"], "sha256-raw:abcd");
-        assert!(map.omit_default_regions, "never Tailscale's own relays");
-        let named = relay_map("https://hub.example:443", None, "ab");
-        let node = &named.regions["900"]["Nodes"][0];
-        assert_eq!(node["HostName"], "hub.example");
-        assert_eq!(node["STUNPort"], -1);
-        assert!(node.get("IPv4").is_none());
-        let v6 = relay_map("https://[fd00::1]:8443", None, "ab");
-        assert_eq!(v6.regions["900"]["Nodes"][0]["IPv6"], "fd00::1");
     }
 
     #[test]

@@ -67,6 +67,7 @@ mod tests {
             cert_fingerprint: None,
             machine_key: None,
             disco_key: None,
+            home_relay: None,
             client: String::new(),
             endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
             advertised_routes: Vec::new(),
@@ -76,6 +77,8 @@ mod tests {
             ],
             created_at: 0,
             last_seen: None,
+            key_expiry: None,
+            key_lifetime: None,
         }
     }
 

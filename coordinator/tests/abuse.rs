@@ -232,6 +232,7 @@ async fn nodes_not_admitted_cannot_write_endpoints_or_routes() {
         listen_port: 41641,
         local: vec!["10.0.0.7:41641".parse().unwrap()],
         stun: None,
+        ..EndpointReport::default()
     };
     let routes = RoutesReport {
         advertised: vec!["192.168.5.0/24".parse().unwrap()],
@@ -265,6 +266,7 @@ async fn nodes_not_admitted_cannot_write_endpoints_or_routes() {
             listen_port: 41641,
             local: vec![SocketAddr::from(([10, 0, 0, 8], 1000 + port))],
             stun: None,
+            ..EndpointReport::default()
         };
         codes.push(refusal_code(
             admitted.client.report_endpoints(&report).await,

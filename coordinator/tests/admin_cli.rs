@@ -148,6 +148,7 @@ async fn endpoint_reports_reach_peers_and_stun_answers() {
             listen_port: 41641,
             local: vec!["192.0.2.10:41641".parse().unwrap()],
             stun: Some("198.51.100.7:41641".parse().unwrap()),
+            ..EndpointReport::default()
         })
         .await
         .unwrap();
@@ -195,4 +196,75 @@ fn cli_without_a_running_server_says_how_to_fix_it() {
         text.contains("cannot reach the coordinator") && text.contains("--state-dir"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_tells_a_person_what_needs_attention_and_metrics_count_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = hearth_testkit::control_plane::free_port();
+    let server = Server::builder(&dir.path().join("state"))
+        .arg("--metrics-listen")
+        .arg(&format!("127.0.0.1:{metrics_port}"))
+        .start();
+    server.cli_ok(&["users", "create", "alice"]);
+    let servers = server.token(&["--user", "alice", "--pre-approved", "--tags", "tag:server"]);
+    let laptops = server.token(&["--user", "alice"]);
+    let model_box = register(&servers, "model-box").await;
+    register(&laptops, "laptop").await;
+
+    // The tagged server has not connected; a laptop waits for approval.
+    let output = server.cli(&["health"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("needs attention\n"), "{text}");
+    assert!(
+        text.contains("1 of 1 tagged nodes (servers) are not connected"),
+        "{text}"
+    );
+    assert!(text.contains("1 nodes wait for `nodes approve`"), "{text}");
+    assert!(text.contains("nodes       1 approved, 1 pending"), "{text}");
+    assert!(
+        text.contains("certificate server: 3649 days left")
+            || text.contains("certificate server: 3650 days left"),
+        "{text}"
+    );
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "hearth_coordinator_nodes{state=\"pending\"} 1",
+        "hearth_coordinator_tagged_nodes 1",
+        "hearth_coordinator_tagged_nodes_connected 0",
+        "hearth_coordinator_database_ok 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
+    assert!(!metrics.contains("model-box") && !metrics.contains("alice"));
+
+    // The server connects and the laptop is approved (or, here, deleted):
+    // all is well.
+    let _view = MapView::open(&model_box).await;
+    let laptop_id = server
+        .nodes_json()
+        .iter()
+        .find(|node| node["name"] == "laptop")
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    server.cli_ok(&["nodes", "delete", &laptop_id.to_string()]);
+    let output = server.cli(&["health"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{text}");
+    assert!(text.starts_with("healthy\n"), "{text}");
+    assert!(
+        text.contains("connected   1 of 1 agents (1 of 1 tagged)"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["health", "--output", "json"])).unwrap();
+    assert_eq!(json["database_check"], "ok");
 }

@@ -28,10 +28,12 @@ async fn kill_during_registrations_loses_no_committed_state() {
         ]);
     }
     let mut approved = BTreeSet::new();
+    let mut approved_devices = Vec::new();
     for index in 0..5 {
         let device = register(&token, &format!("approved{index}")).await;
         server.cli_ok(&["nodes", "approve", &device.id().to_string()]);
         approved.insert(device.id());
+        approved_devices.push(device);
     }
     let keys_before = server.keys_json().len();
 
@@ -77,6 +79,11 @@ async fn kill_during_registrations_loses_no_committed_state() {
         "every acknowledged registration survives"
     );
     assert_eq!(server.keys_json().len(), keys_before);
+    // A node reconnecting gets its full map: every other approved node.
+    let view = MapView::open(&approved_devices[0]).await;
+    for id in approved.iter().skip(1) {
+        assert!(view.has_peer(*id), "node {id} in the map after the restart");
+    }
     // The restarted coordinator still serves the same identity: old tokens and certificates work.
     register(&token, "after-restart").await;
 }
@@ -91,13 +98,16 @@ async fn sigterm_ends_streams_and_exits_cleanly_and_state_is_private() {
     let device = register(&token, "laptop").await;
     let mut view = MapView::open(&device).await;
 
-    for (path, mode) in [
+    let mut private = vec![
         ("", 0o700),
         ("admin.sock", 0o600),
-        ("coordinator.db", 0o600),
         ("tls/server.key", 0o600),
         ("tls/node-ca.key", 0o600),
-    ] {
+    ];
+    if !hearth_testkit::postgres::selected() {
+        private.push(("coordinator.db", 0o600));
+    }
+    for (path, mode) in private {
         let metadata = std::fs::metadata(state.join(path)).unwrap();
         assert_eq!(metadata.permissions().mode() & 0o777, mode, "{path}");
     }
@@ -121,4 +131,106 @@ async fn sigterm_ends_streams_and_exits_cleanly_and_state_is_private() {
     assert!(view.peers.is_empty());
     drop(server);
     assert!(try_register(&token, "x").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_while_serving_restores_into_a_new_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut server = Server::builder(&state)
+        .arg("--database")
+        .arg("sqlite")
+        .arg("--register-burst")
+        .arg("500")
+        .start();
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let first = register(&token, "first").await;
+    let second = register(&token, "second").await;
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}"#,
+    )
+    .unwrap();
+    server.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+
+    // Registrations keep going while the backup is taken.
+    let busy: Vec<_> = (0..20)
+        .map(|index| {
+            let token = token.clone();
+            tokio::spawn(async move { register(&token, &format!("busy{index}")).await })
+        })
+        .collect();
+    let backup = dir.path().join("hearth.backup");
+    server.cli_ok(&["backup", backup.to_str().unwrap()]);
+    for task in busy {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let refused = server.cli(&["backup", backup.to_str().unwrap()]);
+    assert!(
+        !refused.status.success(),
+        "a backup never overwrites a file"
+    );
+    let in_backup: BTreeSet<u64> = {
+        // What the backup holds is a consistent prefix of what was served.
+        let nodes = server.nodes_json();
+        nodes
+            .iter()
+            .map(|node| node["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert!(server.sigterm().success());
+
+    let restored_state = dir.path().join("restored");
+    let output =
+        hearth_testkit::control_plane::cli(&restored_state, &["restore", backup.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again =
+        hearth_testkit::control_plane::cli(&restored_state, &["restore", backup.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "a restore never writes over a state dir"
+    );
+    assert_eq!(integrity_check_sqlite(&restored_state).await, "ok");
+
+    let server = Server::builder(&restored_state)
+        .address(server.address)
+        .arg("--database")
+        .arg("sqlite")
+        .start();
+    let restored: BTreeSet<u64> = server
+        .nodes_json()
+        .iter()
+        .map(|node| node["id"].as_u64().unwrap())
+        .collect();
+    assert!(restored.contains(&first.id()) && restored.contains(&second.id()));
+    assert!(restored.is_subset(&in_backup));
+    // The same identity: certificates issued before the backup still work,
+    // and so do join tokens; the policy came back too.
+    let view = MapView::open(&first).await;
+    assert!(view.has_peer(second.id()));
+    let filter = serde_json::to_string(&view.filter).unwrap();
+    assert!(
+        filter.contains(r#""first":22,"last":22"#),
+        "the policy (port 22 only) was restored: {filter}"
+    );
+    register(&token, "after-restore").await;
+}
+
+async fn integrity_check_sqlite(state: &std::path::Path) -> String {
+    let db = hearth_coordinator::db::Db::open_sqlite(&state.join("coordinator.db"))
+        .await
+        .unwrap();
+    let result = db.integrity_check().await.unwrap();
+    db.close().await;
+    result
 }

@@ -261,3 +261,77 @@ fn preview_prints_each_nodes_filter_and_peers_without_a_server() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("tag not found"));
 }
+
+#[test]
+fn grants_preview_in_tailscale_s_form_and_check_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "grants.json",
+        r#"{"tagOwners": {"tag:hub": ["alice@"]},
+            "grants": [{"src": ["alice@"], "dst": ["tag:hub"], "ip": ["tcp:18789"],
+                        "app": {"hearth.example/cap/assistant": [{"models": ["*"]}]}}]}"#,
+    );
+    let nodes = write(
+        dir.path(),
+        "nodes.json",
+        r#"{"users": [{"name": "alice"}, {"name": "bob"}],
+            "nodes": {"laptop": {"user": "alice", "ipv4": "100.64.0.1", "ipv6": "fd7a:115c:a1e0::1"},
+                      "tv": {"user": "bob", "ipv4": "100.64.0.2", "ipv6": "fd7a:115c:a1e0::2"},
+                      "hub": {"tags": ["tag:hub"], "ipv4": "100.64.0.3", "ipv6": "fd7a:115c:a1e0::3"}}}"#,
+    );
+    let no_server = dir.path().join("no-server");
+    let output = hearth_testkit::control_plane::cli(
+        &no_server,
+        &["policy", "preview", &policy, "--nodes", &nodes],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let preview: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hub = &preview["hub"]["tailscale_filter"];
+    assert_eq!(
+        hub[0]["SrcIPs"],
+        serde_json::json!(["100.64.0.1", "fd7a:115c:a1e0::1"]),
+        "sources resolved to alice's laptop: {hub}"
+    );
+    assert_eq!(hub[0]["DstPorts"][0]["Ports"]["First"], 18789);
+    assert_eq!(hub[0]["IPProto"], serde_json::json!([6]));
+    assert_eq!(
+        hub[1]["CapGrant"][0]["CapMap"]["hearth.example/cap/assistant"],
+        serde_json::json!([{"models": ["*"]}])
+    );
+    assert_eq!(
+        hub[1]["CapGrant"][0]["Dsts"],
+        serde_json::json!(["100.64.0.3/32", "fd7a:115c:a1e0::3/128"])
+    );
+    assert_eq!(preview["hub"]["peers"], serde_json::json!(["laptop"]));
+
+    // `policy check` needs no server either; a bad grant names its field.
+    let output = hearth_testkit::control_plane::cli(&no_server, &["policy", "check", &policy]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("tests were not run"));
+    let output = hearth_testkit::control_plane::cli(
+        &no_server,
+        &["policy", "check", &policy, "--nodes", &nodes],
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("its tests pass"));
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        r#"{"grants": [{"src": ["*"], "dst": ["*"], "app": {"tailscale.com/cap/funnel": [{}]}}]}"#,
+    );
+    let output = hearth_testkit::control_plane::cli(&no_server, &["policy", "check", &bad]);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("grants[0]") && said.contains("tailscale.com domain"),
+        "{said}"
+    );
+}

@@ -28,7 +28,7 @@ async fn key(token: &hearth_control::JoinToken, query: &str) -> (u16, Value) {
 #[tokio::test]
 async fn clients_fetch_the_control_key_and_old_ones_are_told_the_minimum() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let mut server = Server::start(dir.path());
     server.cli_ok(&["users", "create", "alice"]);
     let token = server.token(&["--user", "alice"]);
 
@@ -63,6 +63,7 @@ async fn clients_fetch_the_control_key_and_old_ones_are_told_the_minimum() {
     assert!(old["message"].as_str().unwrap().contains("113"), "{old}");
 
     // The same key after a restart.
+    assert_eq!(server.sigterm().code(), Some(0));
     let server = server.restart();
     let token = server.token(&["--user", "alice"]);
     let (_, again) = key(&token, "?v=133").await;

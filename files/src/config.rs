@@ -38,23 +38,10 @@ pub fn substitute(
 ) -> Result<(), ConfigError> {
     match value {
         Value::String(text) => {
-            let mut result = String::new();
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find("${") {
-                let Some(length) = rest[start + 2..].find('}') else {
-                    break;
-                };
-                let name = &rest[start + 2..start + 2 + length];
-                let replacement = lookup(name).ok_or_else(|| ConfigError::MissingVariable {
-                    path: path.to_owned(),
-                    name: name.to_owned(),
-                })?;
-                result.push_str(&rest[..start]);
-                result.push_str(&replacement);
-                rest = &rest[start + 3 + length..];
-            }
-            result.push_str(rest);
-            *text = result;
+            *text = expand(text, lookup).map_err(|name| ConfigError::MissingVariable {
+                path: path.to_owned(),
+                name,
+            })?;
         }
         Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
@@ -74,6 +61,25 @@ pub fn substitute(
         _ => {}
     }
     Ok(())
+}
+
+/// `text` with each `${NAME}` replaced by `lookup(NAME)`; the name of the
+/// first unset variable on failure. An unclosed `${` is left as it is.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut result = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(length) = rest[start + 2..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + 2 + length];
+        let replacement = lookup(name).ok_or_else(|| name.to_owned())?;
+        result.push_str(&rest[..start]);
+        result.push_str(&replacement);
+        rest = &rest[start + 3 + length..];
+    }
+    result.push_str(rest);
+    Ok(result)
 }
 
 /// Reads a JSON5 configuration into `T`: syntax, then `${VAR}` from

@@ -29,6 +29,9 @@ pub enum TokenError {
     /// It holds no usable token.
     #[error("the token file {0} holds no token of at least 16 characters")]
     TooShort(String),
+    /// It is empty.
+    #[error("the file {0} is empty")]
+    Empty(String),
 }
 
 /// Whether a file of `mode` keeps its secret from other users: no access
@@ -40,6 +43,16 @@ pub fn private_enough(mode: u32) -> bool {
 /// The token in `path`, which must exist, keep it from other users and
 /// hold at least 16 characters (a client's copy of a service's token).
 pub fn read(path: &Path) -> Result<Zeroizing<String>, TokenError> {
+    let token = read_secret(path)?;
+    if token.len() < 16 {
+        return Err(TokenError::TooShort(path.display().to_string()));
+    }
+    Ok(token)
+}
+
+/// The secret in `path` (a password, say), without surrounding white
+/// space: the file must exist, keep it from other users and not be empty.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<String>, TokenError> {
     let shown = path.display().to_string();
     let metadata = std::fs::metadata(path).map_err(|error| TokenError::Io {
         path: shown.clone(),
@@ -55,11 +68,11 @@ pub fn read(path: &Path) -> Result<Zeroizing<String>, TokenError> {
             error,
         })?,
     );
-    let token = Zeroizing::new(text.trim().to_owned());
-    if token.len() < 16 {
-        return Err(TokenError::TooShort(shown));
+    let secret = Zeroizing::new(text.trim().to_owned());
+    if secret.is_empty() {
+        return Err(TokenError::Empty(shown));
     }
-    Ok(token)
+    Ok(secret)
 }
 
 /// The token in `path`, created (0600, 32 random bytes as base64url) when

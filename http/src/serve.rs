@@ -205,6 +205,100 @@ pub async fn serve_tcp(
     Ok(())
 }
 
+/// Serves `app` over TLS on `listener` until `shutdown` completes, within
+/// `gate`'s limits (the handshake gets the header timeout too). Each
+/// request carries `ConnectInfo<SocketAddr>` and what `peer` makes of the
+/// connection's address and client certificate (DER, when one was
+/// presented). When the accept loop ends, `stopping` runs (to end
+/// long-lived streams), then connections in flight get [`DRAIN`].
+pub async fn serve_tls<E, P>(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    gate: Gate,
+    app: Router,
+    peer: P,
+    shutdown: impl Future<Output = ()>,
+    stopping: impl FnOnce(),
+) -> io::Result<()>
+where
+    E: Clone + Send + Sync + 'static,
+    P: Fn(SocketAddr, Option<&[u8]>) -> E + Clone + Send + Sync + 'static,
+{
+    let limits = *gate.limits();
+    let builder = connection_builder(&limits);
+    let graceful = GracefulShutdown::new();
+    let refusals = std::sync::Arc::new(Refusals::default());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    refusals.accept_failed(&error);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let ticket = match gate.admit(remote.ip()) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                refusals.full(remote, why);
+                continue;
+            }
+        };
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let (acceptor, app, peer) = (acceptor.clone(), app.clone(), peer.clone());
+        let (watcher, builder) = (graceful.watcher(), builder.clone());
+        tokio::spawn(async move {
+            let handshake = acceptor.accept(Held::new(tcp, ticket));
+            let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| leaf.as_ref());
+            let extension = peer(remote, certificate);
+            let service = app.map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(extension.clone());
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            });
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(tls),
+                TowerToHyperService::new(service),
+            );
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%remote, %error, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down");
+    drop(listener);
+    stopping();
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within {DRAIN:?}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

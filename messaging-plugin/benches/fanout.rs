@@ -183,6 +183,7 @@ async fn whois_stand_in(Query(query): Query<WhoisQuery>) -> Response {
                 tags: Vec::new(),
                 addresses: vec![query.ip],
                 is_self: false,
+                capabilities: Default::default(),
             })
             .into_response()
         }

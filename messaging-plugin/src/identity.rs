@@ -169,6 +169,7 @@ mod tests {
             tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
             addresses: vec!["100.64.0.7".parse().unwrap()],
             is_self,
+            capabilities: Default::default(),
         }
     }
 

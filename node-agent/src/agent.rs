@@ -9,10 +9,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use hearth_acl::Filter;
-use hearth_control::wire::{MapMessage, NodeId, RoutesReport};
+use hearth_control::wire::{EndpointReport, MapMessage, NodeId, RelayRegion, RoutesReport};
 use hearth_control::{ControlClient, JoinToken};
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
 use crate::control::{FollowEnd, follow_map, register, wait_for_approval};
@@ -79,6 +79,9 @@ pub fn hostname() -> String {
 /// removes the interface and the firewall table.
 pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let state = StateDir::open(&options.state_dir)?;
+    if state.recover_rotation()? {
+        tracing::info!("completed a key rotation interrupted by the last stop");
+    }
     let (private_key, public_key) = state.wireguard_key()?;
     let identity = match state.load_identity()? {
         Some(identity) => {
@@ -107,6 +110,8 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
             .await
             .map_err(|error| AgentError::Setup(error.to_string()))??
     };
+    // The relay login proves the node key: the relay client keeps a copy.
+    let relay_secret = relay_secret(&private_key);
     drop(private_key);
     let plane = Arc::new(plane);
     let result = run_with_plane(
@@ -115,6 +120,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
         &client,
         &identity,
         Arc::clone(&plane),
+        relay_secret,
         shutdown,
     )
     .await;
@@ -124,12 +130,24 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
     result
 }
 
+/// The private key's 32 bytes, for the relay login.
+pub(crate) fn relay_secret(private_key: &Zeroizing<String>) -> Option<Zeroizing<[u8; 32]>> {
+    use base64::Engine as _;
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(private_key.as_bytes())
+            .ok()?,
+    );
+    Some(Zeroizing::new(bytes.as_slice().try_into().ok()?))
+}
+
 async fn run_with_plane(
     options: &UpOptions,
     state: &StateDir,
     client: &ControlClient,
     identity: &crate::state::Identity,
     plane: Arc<DataPlane>,
+    relay_secret: Option<Zeroizing<[u8; 32]>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     netcfg::bring_up(&options.interface, options.mtu).await?;
@@ -151,7 +169,29 @@ async fn run_with_plane(
         interface: options.interface.clone(),
         listen_port: plane.listen_port(),
         generation: tokio::sync::watch::channel(0).0,
+        relays: Arc::default(),
+        plane: Arc::clone(&plane),
     });
+    // Relays and disco: only the userspace data plane can use them.
+    let (regions, regions_seen) = watch::channel(Vec::new());
+    let (home_sender, home) = watch::channel(None);
+    // The relay login's secret, replaced when the keys rotate.
+    let (secrets, secrets_seen) = watch::channel(relay_secret.clone().unwrap_or_default());
+    let relay_task = match (plane.device(), relay_secret) {
+        (Some(device), Some(_)) => {
+            let (packets, outgoing) = mpsc::channel(4096);
+            device.attach_relay(packets);
+            Some(tokio::spawn(crate::relay::run(
+                Arc::clone(&plane),
+                secrets_seen,
+                regions_seen,
+                outgoing,
+                Arc::clone(&shared.relays),
+                home_sender,
+            )))
+        }
+        _ => None,
+    };
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn({
         let socket = state.socket();
@@ -176,6 +216,16 @@ async fn run_with_plane(
         })
     });
 
+    let rotation_task = tokio::spawn(
+        crate::rotation::Rotator {
+            client: client.clone(),
+            state: state.clone(),
+            plane: Arc::clone(&plane),
+            shared: Arc::clone(&shared),
+            relay_secret: secrets,
+        }
+        .run(),
+    );
     let mut sync = Sync {
         shared: Arc::clone(&shared),
         plane,
@@ -183,14 +233,19 @@ async fn run_with_plane(
         choices: HashMap::new(),
         routes: BTreeSet::new(),
         addresses: None,
+        regions,
     };
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
-        result = run(options, client, identity, &shared, &mut sync) => result,
+        result = run(options, client, identity, &shared, &mut sync, home) => result,
     };
     if let Some(whois_api) = whois_api {
         whois_api.abort();
     }
+    if let Some(relay_task) = relay_task {
+        relay_task.abort();
+    }
+    rotation_task.abort();
     tracing::info!("stopping");
     let _ = stop_api.send(());
     let _ = api.await;
@@ -208,6 +263,7 @@ async fn run(
     identity: &crate::state::Identity,
     shared: &Arc<AgentState>,
     sync: &mut Sync,
+    home: watch::Receiver<Option<u16>>,
 ) -> Result<(), AgentError> {
     loop {
         wait_for_approval(client, identity, shared).await?;
@@ -243,9 +299,10 @@ async fn run(
         let reporter = tokio::spawn(report_endpoints(
             client.clone(),
             options.interface.clone(),
-            sync.plane.listen_port(),
+            Arc::clone(&sync.plane),
             stun_server(&options.stun, &identity.url).await,
             connections,
+            home.clone(),
         ));
         let synced = sync.run(&mut received).await;
         reporter.abort();
@@ -292,44 +349,69 @@ async fn stun_server(choice: &StunChoice, coordinator_url: &str) -> Option<Socke
     }
 }
 
-/// Reports this node's endpoints on every (re)connection and when they change.
+/// The address the STUN server at `server` sees this node's WireGuard port
+/// at: asked from the WireGuard socket itself on the userspace data plane
+/// (so it is the mapping peers meet), from another socket on the same
+/// machine otherwise (assuming the NAT keeps the port).
+async fn observed_address(plane: &Arc<DataPlane>, server: SocketAddr) -> Option<SocketAddr> {
+    let timeout = Duration::from_secs(1);
+    if plane.device().is_some() {
+        let plane = Arc::clone(plane);
+        return tokio::task::spawn_blocking(move || plane.device()?.stun(server, timeout))
+            .await
+            .ok()
+            .flatten();
+    }
+    stun_query(server, timeout)
+        .await
+        .map(|seen| SocketAddr::new(seen.ip(), plane.listen_port()))
+}
+
+/// Reports this node's endpoints, disco key and home relay on every
+/// (re)connection, when the home relay changes and every minute when
+/// something changed.
 async fn report_endpoints(
     client: ControlClient,
     interface: String,
-    port: u16,
+    plane: Arc<DataPlane>,
     stun: Option<SocketAddr>,
     mut connections: mpsc::Receiver<()>,
+    mut home: watch::Receiver<Option<u16>>,
 ) {
-    let mut last: Option<(Vec<SocketAddr>, Option<SocketAddr>)> = None;
+    let port = plane.listen_port();
+    let mut last: Option<EndpointReport> = None;
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
-        let reconnected = tokio::select! {
+        let must = tokio::select! {
             signal = connections.recv() => {
                 if signal.is_none() {
                     return;
                 }
                 true
             }
+            changed = home.changed() => changed.is_ok(),
             _ = every.tick() => false,
         };
         let local = local_endpoints(port, &interface);
         let observed = match stun {
-            Some(server) => stun_query(server, Duration::from_secs(1))
-                .await
-                .map(|seen| SocketAddr::new(seen.ip(), port)),
+            Some(server) => observed_address(&plane, server).await,
             None => None,
         };
-        let current = (local.clone(), observed);
-        if !reconnected && last.as_ref() == Some(&current) {
-            continue;
+        if let Some(device) = plane.device() {
+            device.set_own_endpoints(local.iter().copied().chain(observed).collect());
         }
-        let report = hearth_control::wire::EndpointReport {
+        let report = EndpointReport {
             listen_port: port,
             local,
             stun: observed,
+            disco_key: plane.disco_public(),
+            home_relay: *home.borrow(),
         };
+        if !must && last.as_ref() == Some(&report) {
+            continue;
+        }
         match client.report_endpoints(&report).await {
-            Ok(()) => last = Some(current),
+            Ok(()) => last = Some(report),
             Err(error) => tracing::debug!(%error, "endpoint report failed"),
         }
     }
@@ -343,6 +425,8 @@ struct Sync {
     choices: HashMap<NodeId, EndpointChoice>,
     routes: BTreeSet<IpNet>,
     addresses: Option<(Ipv4Addr, Ipv6Addr)>,
+    /// The relay regions, for the relay client.
+    regions: watch::Sender<Vec<RelayRegion>>,
 }
 
 enum Operation {
@@ -395,6 +479,9 @@ impl Sync {
         self.shared.changed();
         let (node, peers, filter) = {
             let mesh = hearth_runtime::read(&self.shared.mesh);
+            if changes.relays_changed {
+                let _ = self.regions.send(mesh.relays.clone());
+            }
             (mesh.node.clone(), mesh.peers.clone(), mesh.filter.clone())
         };
         let planned = plan(
@@ -405,6 +492,7 @@ impl Sync {
             &self.routes,
             &mut self.choices,
             hearth_runtime::clock::since_epoch(),
+            self.plane.disco_public().is_some(),
         );
         if let Some((ipv4, ipv6)) = planned.addresses {
             netcfg::set_addresses(self.plane.interface(), ipv4, ipv6).await?;

@@ -62,12 +62,42 @@ fn wireguard<E: std::fmt::Display>(error: E) -> DataPlaneError {
 pub struct PeerConfig {
     /// Its public key.
     pub key: WireGuardKey,
-    /// Where to send to; `None` waits for the peer to reach us.
+    /// Where to send to; `None` waits for the peer to reach us. Not used
+    /// for a disco peer on the userspace data plane, which finds its own
+    /// path among `candidates`.
     pub endpoint: Option<SocketAddr>,
     /// What it may send from and what is routed to it.
     pub allowed_ips: Vec<IpNet>,
     /// Keep-alive interval, seconds.
     pub keepalive: Option<u16>,
+    /// Its disco key, when it speaks disco.
+    pub disco: Option<WireGuardKey>,
+    /// Its home relay region.
+    pub home_relay: Option<u16>,
+    /// The endpoints the coordinator lists for it, best first.
+    pub candidates: Vec<SocketAddr>,
+    /// The key this peer had before (it rotated): its session carries on
+    /// until the new key's handshake.
+    pub replaces: Option<WireGuardKey>,
+}
+
+/// The path packets to a peer take now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PathStatus {
+    /// Straight to this UDP address.
+    Direct {
+        /// The address.
+        endpoint: SocketAddr,
+        /// The last disco round trip over it, in microseconds (disco peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_us: Option<u64>,
+    },
+    /// Through the peer's home relay.
+    Relay {
+        /// The region.
+        region: u16,
+    },
 }
 
 /// Live counters of one peer.
@@ -77,6 +107,8 @@ pub struct PeerStats {
     pub key: WireGuardKey,
     /// The endpoint in use (set, or learned from the peer's packets).
     pub endpoint: Option<SocketAddr>,
+    /// The path in use, when there is one.
+    pub path: Option<PathStatus>,
     /// When the last handshake completed.
     pub last_handshake: Option<SystemTime>,
     /// Bytes received.
@@ -178,6 +210,11 @@ impl DataPlane {
         match &self.api {
             Api::Userspace(device) => device.set_peer(peer),
             Api::Kernel(api) => {
+                // The kernel keeps no retiring session: the old key goes,
+                // and the peer handshakes again under the new one.
+                if let Some(old) = peer.replaces.filter(|old| *old != peer.key) {
+                    api.remove_peer(&key(&old)).map_err(wireguard)?;
+                }
                 let mut config = WgPeer::new(key(&peer.key));
                 config.endpoint = peer.endpoint;
                 config.persistent_keepalive_interval = peer.keepalive;
@@ -187,6 +224,52 @@ impl DataPlane {
                     .map(|prefix| IpAddrMask::new(prefix.addr(), prefix.prefix_len()))
                     .collect();
                 api.configure_peer(&config).map_err(wireguard)
+            }
+        }
+    }
+
+    /// Replaces the interface's private key (base64), after a rotation.
+    /// Userspace keeps the old sessions until the new handshakes; kernel
+    /// WireGuard (`wg set ... private-key`, the key on stdin) starts new
+    /// handshakes at once.
+    pub fn set_private_key(&self, private_key: &Zeroizing<String>) -> Result<(), DataPlaneError> {
+        match &self.api {
+            Api::Userspace(device) => {
+                let bytes = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(private_key.as_bytes())
+                        .map_err(|_| {
+                            DataPlaneError::Device("the private key is not base64".into())
+                        })?,
+                );
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    DataPlaneError::Device("the private key is not 32 bytes".into())
+                })?;
+                device.set_private_key(key);
+                Ok(())
+            }
+            Api::Kernel(_) => {
+                use std::io::Write as _;
+                let mut child = std::process::Command::new("wg")
+                    .args(["set", &self.interface, "private-key", "/dev/stdin"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|error| DataPlaneError::Device(format!("cannot run wg: {error}")))?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin
+                        .write_all(private_key.as_bytes())
+                        .map_err(|error| DataPlaneError::Device(error.to_string()))?;
+                }
+                let status = child
+                    .wait()
+                    .map_err(|error| DataPlaneError::Device(error.to_string()))?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(DataPlaneError::Device(format!(
+                        "wg set private-key: {status}"
+                    )))
+                }
             }
         }
     }
@@ -211,6 +294,10 @@ impl DataPlane {
             .map(|peer| PeerStats {
                 key: WireGuardKey(peer.public_key.as_array()),
                 endpoint: peer.endpoint,
+                path: peer.endpoint.map(|endpoint| PathStatus::Direct {
+                    endpoint,
+                    rtt_us: None,
+                }),
                 last_handshake: peer
                     .last_handshake
                     .filter(|time| *time > SystemTime::UNIX_EPOCH + Duration::from_secs(1)),
@@ -218,6 +305,37 @@ impl DataPlane {
                 tx_bytes: peer.tx_bytes,
             })
             .collect())
+    }
+
+    /// The path to `peer` now (kernel WireGuard: its endpoint).
+    pub fn path_of(&self, peer: &WireGuardKey) -> Option<PathStatus> {
+        match &self.api {
+            Api::Userspace(device) => device.path_of(peer),
+            Api::Kernel(_) => {
+                self.stats()
+                    .ok()?
+                    .into_iter()
+                    .find(|stats| stats.key == *peer)?
+                    .path
+            }
+        }
+    }
+
+    /// This node's disco key, when the data plane speaks disco (userspace).
+    pub fn disco_public(&self) -> Option<WireGuardKey> {
+        match &self.api {
+            Api::Userspace(device) => Some(device.disco_public()),
+            Api::Kernel(_) => None,
+        }
+    }
+
+    /// The userspace device, for the relay client and disco (`None` on
+    /// kernel WireGuard, which reaches peers only at their endpoints).
+    pub fn device(&self) -> Option<&Device> {
+        match &self.api {
+            Api::Userspace(device) => Some(device),
+            Api::Kernel(_) => None,
+        }
     }
 
     /// Removes the interface (for userspace: stops the device, which closes the TUN device).

@@ -52,7 +52,7 @@ fn resolve_sources<'a>(
     let mut resolved = Sources::default();
     for source in sources {
         match source {
-            Source::Any => resolved.any = true,
+            Source::Any | Source::All => resolved.any = true,
             Source::Prefix(prefix) => resolved.add(*prefix),
             selector => {
                 for peer in peers.clone() {
@@ -292,6 +292,7 @@ mod tests {
             user_id: 2,
             os: String::new(),
             disco_key: None,
+            home_relay: None,
         }
     }
 
@@ -313,6 +314,7 @@ mod tests {
                 }],
                 protocols: vec![proto::TCP],
             }],
+            ..Filter::default()
         };
         let peers = [
             peer(2, "alice", &[]),
@@ -354,6 +356,7 @@ mod tests {
                 }],
                 protocols: proto::DEFAULT.to_vec(),
             }],
+            ..Filter::default()
         };
         let text = render("hs0", &filter, &own(), std::iter::empty());
         for line in [
@@ -381,6 +384,7 @@ mod tests {
                 }],
                 protocols: vec![proto::TCP],
             }],
+            ..Filter::default()
         };
         let text = render("hs0", &filter, &own(), [peer(2, "alice", &[])].iter());
         assert!(!text.contains(" saddr "), "{text}");
@@ -408,6 +412,7 @@ mod tests {
                 ],
                 protocols: vec![proto::UDP],
             }],
+            ..Filter::default()
         };
         let text = render("hs0", &filter, &own(), std::iter::empty());
         assert!(

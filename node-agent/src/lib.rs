@@ -5,7 +5,8 @@
 //! the WireGuard interface ([`dataplane`]), its addresses and routes
 //! ([`netcfg`]) and the ACL firewall ([`firewall`]) in step. The view itself
 //! ([`mesh`]) and endpoint selection ([`endpoint`]) are pure. A local API
-//! ([`local_api`]) answers `status`, `ping` and `whois`.
+//! ([`local_api`]) answers `status`, `ping` and `whois`. Keys are rotated
+//! before they expire ([`rotation`]).
 
 pub mod agent;
 pub mod backoff;
@@ -19,8 +20,11 @@ pub mod handshakes;
 pub mod local_api;
 pub mod mesh;
 pub mod netcfg;
+pub mod paths;
 pub mod ping;
 pub mod plan;
+pub mod relay;
+pub mod rotation;
 pub mod state;
 pub mod userspace;
 

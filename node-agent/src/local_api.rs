@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use hearth_control::wire::{NodeInfo, WireGuardKey};
 use serde::{Deserialize, Serialize};
 
-use crate::dataplane::{Backend, PeerStats};
+use crate::dataplane::{Backend, PathStatus, PeerStats};
 use crate::mesh::Mesh;
 use hearth_control::agent_api::WhoIs;
 
@@ -46,6 +46,9 @@ pub struct PeerStatus {
     pub addresses: Vec<IpAddr>,
     /// The endpoint in use.
     pub endpoint: Option<SocketAddr>,
+    /// The path in use: direct, or through a relay.
+    #[serde(default)]
+    pub path: Option<PathStatus>,
     /// Last completed handshake, Unix seconds.
     pub last_handshake: Option<u64>,
     /// Bytes received from it.
@@ -69,6 +72,9 @@ pub struct Status {
     pub coordinator: CoordinatorStatus,
     /// Peers, by id.
     pub peers: Vec<PeerStatus>,
+    /// Relay connections (userspace data plane).
+    #[serde(default)]
+    pub relays: Vec<crate::relay::RegionStatus>,
 }
 
 /// Request of `ping`.
@@ -89,6 +95,12 @@ pub struct PingResult {
     pub target: IpAddr,
     /// Round-trip time per request in milliseconds; `None` when it timed out.
     pub replies: Vec<Option<f64>>,
+    /// The path each request went by.
+    #[serde(default)]
+    pub paths: Vec<Option<PathStatus>>,
+    /// Relay region names, for the paths that went through one.
+    #[serde(default)]
+    pub relay_codes: std::collections::BTreeMap<u16, String>,
 }
 
 /// What the agent knows and its tasks share with the local API: the mesh
@@ -110,6 +122,10 @@ pub struct AgentState {
     /// Counts changes of the mesh view: services that remember who holds an
     /// address watch it and forget when it moves.
     pub generation: tokio::sync::watch::Sender<u64>,
+    /// The relay connections.
+    pub relays: Arc<crate::relay::RelayStatus>,
+    /// The data plane, for live paths.
+    pub plane: Arc<crate::dataplane::DataPlane>,
 }
 
 impl AgentState {
@@ -134,6 +150,11 @@ impl AgentState {
                     tags: peer.tags.iter().cloned().collect(),
                     addresses: peer.addresses.clone(),
                     endpoint: counters.and_then(|counters| counters.endpoint),
+                    // The live path (the counters are a second old).
+                    path: self
+                        .plane
+                        .path_of(&peer.wireguard_key)
+                        .or(counters.and_then(|counters| counters.path)),
                     last_handshake: counters
                         .and_then(|counters| counters.last_handshake)
                         .and_then(unix),
@@ -149,6 +170,10 @@ impl AgentState {
             listen_port: self.listen_port,
             coordinator: hearth_runtime::read(&self.coordinator).clone(),
             peers,
+            relays: hearth_runtime::read(&self.relays)
+                .values()
+                .cloned()
+                .collect(),
         }
     }
 
@@ -242,33 +267,41 @@ async fn ping(State(shared): State<Arc<AgentState>>, Json(request): Json<PingReq
                 IpAddr::V4(v4) => Some(*v4),
                 IpAddr::V6(_) => None,
             });
-            (peer.name.clone(), target)
+            (peer.name.clone(), target, peer.wireguard_key)
         })
     };
-    let Some((name, Some(target))) = found else {
+    let Some((name, Some(target), key)) = found else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no peer is called or has address `{}`", request.peer),
         );
     };
     let count = request.count.clamp(1, 100);
+    let plane = Arc::clone(&shared.plane);
     let replies = tokio::task::spawn_blocking(move || {
         (0..count)
             .map(|sequence| {
                 let reply = crate::ping::ping_once(target, sequence, Duration::from_secs(1));
+                let path = plane.path_of(&key);
                 if sequence + 1 < count {
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                reply.map(|rtt| rtt.map(|rtt| rtt.as_secs_f64() * 1000.0))
+                reply.map(|rtt| (rtt.map(|rtt| rtt.as_secs_f64() * 1000.0), path))
             })
             .collect::<Result<Vec<_>, _>>()
     })
     .await;
+    let relay_codes = hearth_runtime::read(&shared.relays)
+        .values()
+        .map(|region| (region.region, region.code.clone()))
+        .collect();
     match replies {
         Ok(Ok(replies)) => Json(PingResult {
             peer: name,
             target: target.into(),
-            replies,
+            paths: replies.iter().map(|(_, path)| *path).collect(),
+            replies: replies.into_iter().map(|(rtt, _)| rtt).collect(),
+            relay_codes,
         })
         .into_response(),
         Ok(Err(io)) => error(

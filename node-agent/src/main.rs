@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hearth_agent::agent::{StunChoice, UpOptions};
-use hearth_agent::dataplane::BackendChoice;
+use hearth_agent::dataplane::{BackendChoice, PathStatus};
 use hearth_agent::local_api::Client;
+use hearth_agent::relay::RegionStatus;
 use hearth_agent::state::{DEFAULT_STATE_DIR, StateDir};
 use ipnet::IpNet;
 use zeroize::Zeroizing;
@@ -181,6 +182,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             status.interface, status.listen_port
                         ),
                     }
+                    if let Some(node) = &status.node {
+                        match node.key_expiry {
+                            Some(expiry) => {
+                                let left = expiry - hearth_runtime::clock::unix_seconds();
+                                println!(
+                                    "keys expire in {} (rotated automatically with a third of their life left)",
+                                    if left > 2 * 86_400 {
+                                        format!("{} days", left / 86_400)
+                                    } else {
+                                        format!("{}s", left.max(0))
+                                    }
+                                );
+                            }
+                            None => println!("keys never expire"),
+                        }
+                    }
                     let coordinator = &status.coordinator;
                     if coordinator.connected {
                         println!("coordinator {} connected", coordinator.url);
@@ -194,16 +211,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .unwrap_or("not connected yet")
                         );
                     }
+                    for relay in &status.relays {
+                        println!(
+                            "relay {} (region {}){} {}",
+                            relay.code,
+                            relay.region,
+                            if relay.home { " home" } else { "" },
+                            if relay.connected {
+                                format!(
+                                    "connected{}",
+                                    relay
+                                        .rtt_us
+                                        .map(|rtt| format!(", {:.1} ms", rtt as f64 / 1000.0))
+                                        .unwrap_or_default()
+                                )
+                            } else {
+                                format!(
+                                    "unreachable ({})",
+                                    relay.last_error.as_deref().unwrap_or("connecting")
+                                )
+                            }
+                        );
+                    }
                     for peer in &status.peers {
                         let addresses: Vec<String> =
                             peer.addresses.iter().map(ToString::to_string).collect();
                         println!(
-                            "  {:<16} {:<36} {:<22} handshake {:<10} rx {} tx {}",
+                            "  {:<16} {:<36} {:<30} handshake {:<10} rx {} tx {}",
                             peer.name,
                             addresses.join(" "),
-                            peer.endpoint
-                                .map(|endpoint| endpoint.to_string())
-                                .unwrap_or_else(|| "-".into()),
+                            path_text(peer.path.as_ref(), &status.relays),
                             unix_age(peer.last_handshake),
                             peer.rx_bytes,
                             peer.tx_bytes
@@ -215,13 +252,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ping { peer, count } => {
             let result = client().ping(&peer, count).await?;
             let mut answered = 0;
+            let relays: Vec<RegionStatus> = result
+                .relay_codes
+                .iter()
+                .map(|(region, code)| RegionStatus {
+                    region: *region,
+                    code: code.clone(),
+                    ..RegionStatus::default()
+                })
+                .collect();
             for (sequence, reply) in result.replies.iter().enumerate() {
                 match reply {
                     Some(milliseconds) => {
                         answered += 1;
+                        let path = result.paths.get(sequence).copied().flatten();
                         println!(
-                            "reply from {} ({}): seq={sequence} time={milliseconds:.2} ms",
-                            result.peer, result.target
+                            "reply from {} ({}) via {}: seq={sequence} time={milliseconds:.2} ms",
+                            result.peer,
+                            result.target,
+                            path_text(path.as_ref(), &relays)
                         );
                     }
                     None => println!(
@@ -254,6 +303,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A path as people read it: `direct 198.18.1.2:41641` or `relay hub (12 ms)`.
+fn path_text(path: Option<&PathStatus>, relays: &[RegionStatus]) -> String {
+    match path {
+        None => "-".into(),
+        Some(PathStatus::Direct { endpoint, .. }) => format!("direct {endpoint}"),
+        Some(PathStatus::Relay { region }) => {
+            let relay = relays.iter().find(|relay| relay.region == *region);
+            let name = relay.map_or_else(|| region.to_string(), |relay| relay.code.clone());
+            match relay.and_then(|relay| relay.rtt_us) {
+                Some(rtt) => format!("relay {name} ({} ms)", rtt.div_ceil(1000)),
+                None => format!("relay {name}"),
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {

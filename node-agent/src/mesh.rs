@@ -9,7 +9,9 @@ use std::net::IpAddr;
 
 use hearth_acl::Filter;
 use hearth_control::agent_api::WhoIs;
-use hearth_control::wire::{MapChange, MapMessage, NodeId, NodeInfo, Peer};
+use hearth_control::wire::{
+    MapChange, MapMessage, NodeId, NodeInfo, Peer, RelayRegion, WireGuardKey,
+};
 
 /// What one message changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +24,11 @@ pub struct MeshChanges {
     pub filter_changed: bool,
     /// The node's own record changed.
     pub self_changed: bool,
+    /// The relay regions changed.
+    pub relays_changed: bool,
+    /// Upserted peers whose WireGuard key changed (they rotated), with the
+    /// key the data plane knows them by.
+    pub rekeyed: BTreeMap<NodeId, WireGuardKey>,
 }
 
 impl MeshChanges {
@@ -31,12 +38,20 @@ impl MeshChanges {
             && self.removed.is_empty()
             && !self.filter_changed
             && !self.self_changed
+            && !self.relays_changed
     }
 
     /// Folds `later` into `self` (for batches of messages).
     pub fn merge(&mut self, later: MeshChanges) {
-        for peer in later.removed {
+        // The first old key is the one the data plane knows.
+        for (id, key) in later.rekeyed {
+            self.rekeyed.entry(id).or_insert(key);
+        }
+        for mut peer in later.removed {
             self.upserted.retain(|id| *id != peer.id);
+            if let Some(key) = self.rekeyed.remove(&peer.id) {
+                peer.wireguard_key = key;
+            }
             self.removed.push(peer);
         }
         for id in later.upserted {
@@ -47,6 +62,7 @@ impl MeshChanges {
         }
         self.filter_changed |= later.filter_changed;
         self.self_changed |= later.self_changed;
+        self.relays_changed |= later.relays_changed;
     }
 }
 
@@ -73,6 +89,8 @@ pub struct Mesh {
     pub peers: BTreeMap<NodeId, Peer>,
     /// The inbound filter.
     pub filter: Filter,
+    /// The relay regions, the coordinator's own first.
+    pub relays: Vec<RelayRegion>,
     /// Peers by mesh address, for `whois`.
     by_address: BTreeMap<IpAddr, NodeId>,
 }
@@ -99,7 +117,9 @@ impl Mesh {
                 }
                 for (id, peer) in incoming {
                     if self.peers.get(&id) != Some(&peer) {
-                        self.insert_peer(peer);
+                        if let Some(old) = self.insert_peer(peer) {
+                            changes.rekeyed.insert(id, old);
+                        }
                         changes.upserted.push(id);
                     }
                 }
@@ -107,6 +127,8 @@ impl Mesh {
                 self.filter = map.filter;
                 changes.self_changed = self.node.as_ref() != Some(&map.node);
                 self.node = Some(map.node);
+                changes.relays_changed = self.relays != map.relays;
+                self.relays = map.relays;
                 Applied::Changed(changes)
             }
             MapMessage::Delta { changes: list } => {
@@ -116,7 +138,10 @@ impl Mesh {
                     match change {
                         MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
                             one.upserted.push(peer.id);
-                            self.insert_peer(peer);
+                            let id = peer.id;
+                            if let Some(old) = self.insert_peer(peer) {
+                                one.rekeyed.insert(id, old);
+                            }
                         }
                         MapChange::PeerRemoved { id } => {
                             if let Some(peer) = self.remove_peer(id) {
@@ -130,6 +155,10 @@ impl Mesh {
                         MapChange::SelfChanged { node } => {
                             one.self_changed = true;
                             self.node = Some(node);
+                        }
+                        MapChange::RelaysChanged { relays } => {
+                            one.relays_changed = self.relays != relays;
+                            self.relays = relays;
                         }
                     }
                     changes.merge(one);
@@ -151,16 +180,21 @@ impl Mesh {
         }
     }
 
-    fn insert_peer(&mut self, peer: Peer) {
+    /// Inserts or replaces `peer`; its previous WireGuard key when that
+    /// changed.
+    fn insert_peer(&mut self, peer: Peer) -> Option<WireGuardKey> {
+        let mut rekeyed = None;
         if let Some(old) = self.peers.get(&peer.id) {
             for address in &old.addresses {
                 self.by_address.remove(address);
             }
+            rekeyed = (old.wireguard_key != peer.wireguard_key).then_some(old.wireguard_key);
         }
         for address in &peer.addresses {
             self.by_address.insert(*address, peer.id);
         }
         self.peers.insert(peer.id, peer);
+        rekeyed
     }
 
     fn remove_peer(&mut self, id: NodeId) -> Option<Peer> {
@@ -191,9 +225,23 @@ impl Mesh {
                 tags: node.tags.clone(),
                 addresses: self.own_addresses(),
                 is_self: true,
+                capabilities: Default::default(),
             });
         }
         let peer = self.peers.get(self.by_address.get(&address)?)?;
+        let own = self.own_addresses();
+        let capabilities = match own.first() {
+            Some(at) => self.filter.capabilities_of(
+                &hearth_acl::PeerIdentity {
+                    user: &peer.user,
+                    tags: &peer.tags,
+                },
+                address,
+                *at,
+                &own,
+            ),
+            None => Default::default(),
+        };
         Some(WhoIs {
             id: peer.id,
             name: peer.name.clone(),
@@ -201,6 +249,7 @@ impl Mesh {
             tags: peer.tags.iter().cloned().collect(),
             addresses: peer.addresses.clone(),
             is_self: false,
+            capabilities,
         })
     }
 
@@ -233,6 +282,8 @@ mod tests {
             ipv6: "fd7a:115c:a1e0::6440:1".parse().unwrap(),
             ephemeral: false,
             user_id: 1,
+            key_expiry: None,
+            key_lifetime: None,
         }
     }
 
@@ -249,16 +300,18 @@ mod tests {
             user_id: 2,
             os: String::new(),
             disco_key: None,
+            home_relay: None,
         }
     }
 
     fn full(peers: Vec<Peer>) -> MapMessage {
         MapMessage::Full {
-            map: NetworkMap {
+            map: Box::new(NetworkMap {
+                relays: Vec::new(),
                 node: node(),
                 peers,
                 filter: Filter::default(),
-            },
+            }),
         }
     }
 
@@ -329,6 +382,29 @@ mod tests {
     }
 
     #[test]
+    fn whois_names_the_capabilities_a_peer_has_here() {
+        let mut mesh = Mesh::default();
+        mesh.apply(full(vec![peer(2, "tv"), peer(3, "nas")]));
+        let granted = serde_json::json!([{"models": ["*"]}]);
+        mesh.filter.capabilities = vec![hearth_acl::CapabilityRule {
+            src: vec![hearth_acl::Source::User("bob".into())],
+            dst: vec![hearth_acl::Target::SelfAddresses],
+            capabilities: [("hearth.example/cap/assistant".to_owned(), granted.clone())].into(),
+        }];
+        let tv = mesh.whois("100.64.0.2".parse().unwrap()).unwrap();
+        assert_eq!(tv.capabilities["hearth.example/cap/assistant"], granted);
+        let json = serde_json::to_value(&tv).unwrap();
+        assert_eq!(
+            json["capabilities"]["hearth.example/cap/assistant"],
+            granted
+        );
+        mesh.filter.capabilities[0].src = vec![hearth_acl::Source::Tag("tag:x".into())];
+        let tv = mesh.whois("100.64.0.2".parse().unwrap()).unwrap();
+        assert!(tv.capabilities.is_empty(), "not granted to bob any more");
+        assert!(!serde_json::to_string(&tv).unwrap().contains("capabilities"));
+    }
+
+    #[test]
     fn revocation_drops_every_peer_and_the_filter() {
         let mut mesh = Mesh::default();
         mesh.apply(full(vec![peer(2, "tv"), peer(3, "nas")]));
@@ -359,5 +435,37 @@ mod tests {
         });
         assert_eq!(batch.upserted, vec![2]);
         assert!(batch.removed.is_empty() && batch.filter_changed);
+    }
+
+    #[test]
+    fn a_rotated_key_is_told_with_the_key_the_data_plane_knows() {
+        let mut mesh = Mesh::default();
+        mesh.apply(full(vec![peer(2, "desk")]));
+        let original = mesh.peers[&2].wireguard_key;
+        let rotated = |byte: u8| {
+            let mut peer = peer(2, "desk");
+            peer.wireguard_key = WireGuardKey([byte; 32]);
+            MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged { peer }],
+            }
+        };
+        let mut batch = MeshChanges::default();
+        for message in [rotated(0x21), rotated(0x22)] {
+            let Applied::Changed(changes) = mesh.apply(message) else {
+                panic!("not revoked")
+            };
+            batch.merge(changes);
+        }
+        assert_eq!(batch.upserted, [2]);
+        assert_eq!(batch.rekeyed[&2], original, "the first old key");
+        // Removed in the same batch: the data plane's key goes.
+        let Applied::Changed(removal) = mesh.apply(MapMessage::Delta {
+            changes: vec![MapChange::PeerRemoved { id: 2 }],
+        }) else {
+            panic!("not revoked")
+        };
+        batch.merge(removal);
+        assert!(batch.upserted.is_empty());
+        assert_eq!(batch.removed[0].wireguard_key, original);
     }
 }

@@ -19,11 +19,14 @@ pub const PEER_KEEPALIVE: u16 = 25;
 
 /// A peer's WireGuard settings: its key, `endpoint`, and the prefixes it may
 /// send from and is routed (exit routes `/0` excluded: they are never taken
-/// automatically).
-pub fn peer_config(peer: &Peer, endpoint: Option<std::net::SocketAddr>) -> PeerConfig {
+/// automatically). With `disco` (the data plane speaks disco and so does
+/// the peer) the data plane finds the path itself among the candidates,
+/// through the peer's home relay until a direct one is proven.
+pub fn peer_config(peer: &Peer, endpoint: Option<std::net::SocketAddr>, disco: bool) -> PeerConfig {
+    let disco = disco.then_some(peer.disco_key).flatten();
     PeerConfig {
         key: peer.wireguard_key,
-        endpoint,
+        endpoint: if disco.is_some() { None } else { endpoint },
         allowed_ips: peer
             .allowed_ips
             .iter()
@@ -31,7 +34,17 @@ pub fn peer_config(peer: &Peer, endpoint: Option<std::net::SocketAddr>) -> PeerC
             .filter(|prefix| prefix.prefix_len() != 0)
             .collect(),
         keepalive: Some(PEER_KEEPALIVE),
+        disco,
+        home_relay: peer.home_relay,
+        candidates: peer.endpoints.clone(),
+        replaces: None,
     }
+}
+
+/// Whether the agent chooses `peer`'s endpoint itself ([`EndpointChoice`]):
+/// for plain WireGuard peers, or when the data plane has no disco.
+fn chooses_endpoint(peer: &Peer, disco: bool) -> bool {
+    !disco || peer.disco_key.is_none()
 }
 
 /// The subnet routes the interface must carry: every peer's allowed prefix
@@ -66,7 +79,9 @@ pub struct Plan {
 
 /// The plan for `changes`, given what the mesh view holds now (`node`,
 /// `peers`), what the interface carries (`addresses`, `routes`), and each
-/// peer's endpoint choice (updated here) at `now` (since the epoch).
+/// peer's endpoint choice (updated here) at `now` (since the epoch);
+/// `disco`: whether the data plane finds paths with disco.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     changes: &MeshChanges,
     node: Option<&NodeInfo>,
@@ -75,6 +90,7 @@ pub fn plan(
     routes: &BTreeSet<IpNet>,
     choices: &mut HashMap<NodeId, EndpointChoice>,
     now: Duration,
+    disco: bool,
 ) -> Plan {
     let wanted_addresses = node.map(|node| (node.ipv4, node.ipv6));
     let remove = changes
@@ -90,11 +106,20 @@ pub fn plan(
         .iter()
         .filter_map(|id| {
             let peer = peers.get(id)?;
-            let choice = choices
-                .entry(*id)
-                .or_insert_with(|| EndpointChoice::new(Vec::new()));
-            choice.update(peer.endpoints.clone());
-            Some(peer_config(peer, choice.next(now, None)))
+            let mut config = if chooses_endpoint(peer, disco) {
+                let choice = choices
+                    .entry(*id)
+                    .or_insert_with(|| EndpointChoice::new(Vec::new()));
+                choice.update(peer.endpoints.clone());
+                peer_config(peer, choice.next(now, None), disco)
+            } else {
+                choices.remove(id);
+                peer_config(peer, None, disco)
+            };
+            // A rotated key replaces the old one (whose session carries on
+            // until the new handshake), rather than adding a second peer.
+            config.replaces = changes.rekeyed.get(id).copied();
+            Some(config)
         })
         .collect();
     let wanted_routes = subnet_routes(peers);
@@ -126,7 +151,8 @@ pub fn endpoint_moves(
             let handshake = handshakes.get(&peer.wireguard_key).copied();
             let endpoint = choice.next(now, handshake)?;
             tracing::debug!(peer = %peer.name, %endpoint, "trying another endpoint");
-            Some(peer_config(peer, Some(endpoint)))
+            // Only plain WireGuard peers have a choice (see `plan`).
+            Some(peer_config(peer, Some(endpoint), false))
         })
         .collect()
 }
@@ -166,6 +192,8 @@ mod tests {
             removed: vec![gone.clone()],
             filter_changed: false,
             self_changed: false,
+            relays_changed: false,
+            rekeyed: BTreeMap::new(),
         };
         let mut choices = HashMap::new();
         choices.insert(4, EndpointChoice::new(Vec::new()));
@@ -178,6 +206,7 @@ mod tests {
             &routes,
             &mut choices,
             Duration::ZERO,
+            false,
         );
         assert_eq!(planned.remove, [gone.wireguard_key]);
         assert!(
@@ -207,5 +236,82 @@ mod tests {
         );
         assert!(planned.filter);
         assert_eq!(planned.addresses, None);
+    }
+
+    #[test]
+    fn a_disco_peer_s_path_is_left_to_the_data_plane_and_a_plain_one_is_chosen_here() {
+        let mut peers = BTreeMap::new();
+        let mut disco_peer = peer(2, "100.64.0.2", &[], "198.18.0.2:41641");
+        disco_peer.disco_key = Some(WireGuardKey([0xd2; 32]));
+        disco_peer.home_relay = Some(900);
+        peers.insert(2, disco_peer);
+        peers.insert(3, peer(3, "100.64.0.3", &[], "10.0.0.3:41641"));
+        let changes = MeshChanges {
+            upserted: vec![2, 3],
+            ..MeshChanges::default()
+        };
+        let mut choices = HashMap::new();
+        let planned = plan(
+            &changes,
+            None,
+            &peers,
+            None,
+            &BTreeSet::new(),
+            &mut choices,
+            Duration::ZERO,
+            true,
+        );
+        let (disco, plain) = (&planned.set[0], &planned.set[1]);
+        assert_eq!(disco.disco, Some(WireGuardKey([0xd2; 32])));
+        assert_eq!(disco.home_relay, Some(900));
+        assert_eq!(disco.endpoint, None, "disco finds the path");
+        assert_eq!(disco.candidates, ["198.18.0.2:41641".parse().unwrap()]);
+        assert_eq!(plain.disco, None);
+        assert_eq!(plain.endpoint, Some("10.0.0.3:41641".parse().unwrap()));
+        assert_eq!(choices.keys().copied().collect::<Vec<_>>(), [3]);
+
+        // Without disco on this node (kernel WireGuard) every peer is plain.
+        let mut choices = HashMap::new();
+        let planned = plan(
+            &changes,
+            None,
+            &peers,
+            None,
+            &BTreeSet::new(),
+            &mut choices,
+            Duration::ZERO,
+            false,
+        );
+        assert_eq!(planned.set[0].disco, None);
+        assert_eq!(
+            planned.set[0].endpoint,
+            Some("198.18.0.2:41641".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_rotated_peer_replaces_its_old_key_instead_of_being_removed() {
+        let mut peers = BTreeMap::new();
+        let mut rotated = peer(2, "100.64.0.2", &[], "10.0.0.2:41641");
+        rotated.wireguard_key = WireGuardKey([0x22; 32]);
+        peers.insert(2, rotated);
+        let changes = MeshChanges {
+            upserted: vec![2],
+            rekeyed: [(2, WireGuardKey([2; 32]))].into(),
+            ..MeshChanges::default()
+        };
+        let planned = plan(
+            &changes,
+            None,
+            &peers,
+            None,
+            &BTreeSet::new(),
+            &mut HashMap::new(),
+            Duration::ZERO,
+            true,
+        );
+        assert!(planned.remove.is_empty(), "the old session must not be cut");
+        assert_eq!(planned.set[0].key, WireGuardKey([0x22; 32]));
+        assert_eq!(planned.set[0].replaces, Some(WireGuardKey([2; 32])));
     }
 }

@@ -9,6 +9,11 @@
 //!   tls.crt           the client certificate the coordinator issued
 //!   agent.sock        local API, 0600
 //! ```
+//!
+//! A key rotation writes the new keys beside the old ones (`*.next`) before
+//! it asks the coordinator, and renames them into place once the new
+//! certificate came back; [`StateDir::recover_rotation`] finishes or drops
+//! an interrupted one at start.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -163,6 +168,58 @@ impl StateDir {
         Ok((Zeroizing::new(STANDARD.encode(secret.to_bytes())), public))
     }
 
+    /// Makes the next WireGuard key and saves it (0600) as
+    /// `wireguard.key.next`; its private key (base64) and public key.
+    pub fn next_wireguard_key(&self) -> Result<(Zeroizing<String>, WireGuardKey), StateError> {
+        let secret = x25519_dalek::StaticSecret::random();
+        let text = Zeroizing::new(STANDARD.encode(secret.to_bytes()));
+        write_private(&self.root.join("wireguard.key.next"), text.as_bytes())?;
+        let public = WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        Ok((text, public))
+    }
+
+    /// Saves the next control-plane TLS key (before asking for its certificate).
+    pub fn save_next_tls_key(&self, key_pem: &SecretString) -> Result<(), StateError> {
+        write_private(&self.root.join("tls.key.next"), key_pem.expose().as_bytes())
+    }
+
+    /// The coordinator took the next keys: saves their certificate and
+    /// puts the three files in place (the certificate last).
+    pub fn commit_rotation(&self, certificate_pem: &str) -> Result<(), StateError> {
+        write_private(&self.root.join("tls.crt.next"), certificate_pem.as_bytes())?;
+        self.promote_next()
+    }
+
+    fn promote_next(&self) -> Result<(), StateError> {
+        for name in ["wireguard.key", "tls.key", "tls.crt"] {
+            let next = self.root.join(format!("{name}.next"));
+            if next.exists() {
+                fs::rename(&next, self.root.join(name)).map_err(io_error(&next))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At start: a rotation whose certificate arrived is completed; one
+    /// that never got an answer is dropped (the old keys stay). True when
+    /// one was completed.
+    pub fn recover_rotation(&self) -> Result<bool, StateError> {
+        if self.root.join("tls.crt.next").exists() {
+            self.promote_next()?;
+            return Ok(true);
+        }
+        for name in ["wireguard.key.next", "tls.key.next"] {
+            let path = self.root.join(name);
+            match fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error(&path)(error));
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
     /// Saves the control-plane TLS key and certificate.
     pub fn save_tls(&self, identity: &ClientIdentity) -> Result<(), StateError> {
         write_private(
@@ -253,5 +310,47 @@ mod tests {
             fs::read_to_string(dir.path().join("wireguard.key")).unwrap(),
             "not a key"
         );
+    }
+
+    #[test]
+    fn a_rotation_is_committed_whole_or_dropped_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let (_, old) = state.wireguard_key().unwrap();
+        state
+            .save_tls(&ClientIdentity {
+                certificate_pem: "old cert".into(),
+                key_pem: SecretString::new("old key".into()),
+            })
+            .unwrap();
+
+        // Interrupted before the coordinator answered: the old keys stay.
+        let (_, next) = state.next_wireguard_key().unwrap();
+        state
+            .save_next_tls_key(&SecretString::new("new key".into()))
+            .unwrap();
+        assert!(!state.recover_rotation().unwrap());
+        assert_eq!(state.wireguard_key().unwrap().1, old);
+        assert_eq!(state.tls().unwrap().certificate_pem, "old cert");
+        assert!(!dir.path().join("wireguard.key.next").exists());
+
+        // Answered: all three new files are in place, private.
+        let (_, next_again) = state.next_wireguard_key().unwrap();
+        assert_ne!(next, next_again);
+        state
+            .save_next_tls_key(&SecretString::new("new key".into()))
+            .unwrap();
+        state.commit_rotation("new cert").unwrap();
+        assert_eq!(state.wireguard_key().unwrap().1, next_again);
+        let tls = state.tls().unwrap();
+        assert_eq!(tls.certificate_pem, "new cert");
+        assert_eq!(tls.key_pem.expose(), "new key");
+        for name in ["wireguard.key", "tls.key", "tls.crt"] {
+            let mode = fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
     }
 }

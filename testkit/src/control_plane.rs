@@ -106,8 +106,13 @@ impl Server {
         Server::start_with(state, &[])
     }
 
-    /// Starts again on the same state dir and address.
-    pub fn restart(&self) -> Server {
+    /// Starts again on the same state dir and address, after this one has
+    /// stopped (a running one would answer in its place).
+    pub fn restart(&mut self) -> Server {
+        assert!(
+            matches!(self.child.try_wait(), Ok(Some(_))),
+            "restart only a coordinator that has stopped (sigterm or kill9 first)"
+        );
         Server::launch(&self.state, &[], Some(self.address))
     }
 
@@ -161,6 +166,7 @@ impl Server {
                 .arg(listen.to_string())
                 .arg("--stun-listen")
                 .arg(stun.to_string())
+                .args(database_args(state, extra))
                 .args(extra)
                 .env("HEARTH_LOG", "debug")
                 .stdout(Stdio::null())
@@ -175,7 +181,17 @@ impl Server {
                 log: log.clone(),
             };
             match server.wait_ready(log_start) {
-                Ready::Yes => return server,
+                Ready::Yes => {
+                    let postgres = !database_args(state, extra).is_empty()
+                        || extra.iter().any(|arg| arg.starts_with("postgres"));
+                    if postgres {
+                        assert!(
+                            server.log_text()[log_start..].contains("state kept in PostgreSQL"),
+                            "the coordinator was meant to run on PostgreSQL"
+                        );
+                    }
+                    return server;
+                }
                 Ready::AddressInUse => continue,
             }
         }
@@ -290,6 +306,20 @@ impl Drop for Server {
     }
 }
 
+/// Gives state dir `to` the identity (certificates, keys) of `from`, as a
+/// second coordinator on the same PostgreSQL database needs.
+pub fn share_identity(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for dir in [to.to_owned(), to.join("tls")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    for name in hearth_coordinator::state_dir::IDENTITY_FILES {
+        let contents = std::fs::read(from.join(name)).unwrap();
+        hearth_coordinator::state_dir::write_private(&to.join(name), &contents).unwrap();
+    }
+}
+
 /// Runs the CLI against the state dir `state`.
 pub fn cli(state: &Path, args: &[&str]) -> Output {
     Command::new(coordinator_binary())
@@ -347,6 +377,22 @@ pub async fn try_register(token: &JoinToken, hostname: &str) -> Result<Device, C
     Ok(Device { response, client })
 }
 
+/// Registers a node whose WireGuard (node) secret the caller holds, as a
+/// relay client logs in with it; failing the test if refused.
+pub async fn register_node_key(token: &JoinToken, hostname: &str) -> zeroize::Zeroizing<[u8; 32]> {
+    let secret = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
+    let (mut request, _) = request(token, hostname);
+    request.wireguard_key = WireGuardKey(
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes(),
+    );
+    ControlClient::new(&token.url, token.fingerprint, None)
+        .expect("a client")
+        .register(&request)
+        .await
+        .expect("registration succeeds");
+    secret
+}
+
 /// Registers `hostname` with `token`, failing the test if refused.
 pub async fn register(token: &JoinToken, hostname: &str) -> Device {
     try_register(token, hostname)
@@ -368,6 +414,8 @@ pub struct MapView {
     pub filter_changes: usize,
     /// Whether the node was told it lost admission.
     pub revoked: bool,
+    /// The relay regions.
+    pub relays: Vec<hearth_control::wire::RelayRegion>,
 }
 
 impl MapView {
@@ -381,6 +429,7 @@ impl MapView {
             filter: Default::default(),
             filter_changes: 0,
             revoked: false,
+            relays: Vec::new(),
         };
         view.next().await;
         view
@@ -400,6 +449,7 @@ impl MapView {
                     .collect();
                 self.details = map.peers.into_iter().map(|peer| (peer.id, peer)).collect();
                 self.filter = map.filter;
+                self.relays = map.relays;
             }
             MapMessage::Delta { changes } => {
                 for change in changes {
@@ -416,6 +466,7 @@ impl MapView {
                             self.details.insert(peer.id, peer);
                         }
                         MapChange::SelfChanged { .. } => {}
+                        MapChange::RelaysChanged { relays } => self.relays = relays,
                         MapChange::FilterChanged { filter } => {
                             self.filter = filter;
                             self.filter_changes += 1;
@@ -460,11 +511,34 @@ impl MapView {
     }
 }
 
-/// `PRAGMA integrity_check` on the database, through sqlite3's own library (via sqlx).
+/// `--database` for a coordinator on `state` when the tests run on
+/// PostgreSQL (`HEARTH_TEST_DATABASE=postgres`) and `extra` names none.
+pub fn database_args(state: &Path, extra: &[impl AsRef<str>]) -> Vec<String> {
+    let chosen = extra
+        .iter()
+        .any(|arg| arg.as_ref().starts_with("--database"));
+    if crate::postgres::selected() && !chosen {
+        vec![
+            "--database".into(),
+            crate::postgres::database_for_state(state),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The database's integrity check: `PRAGMA integrity_check` through
+/// sqlite3's own library (via sqlx), or on PostgreSQL that it answers.
 pub async fn integrity_check(state: &Path) -> String {
-    let db = hearth_coordinator::db::Db::open_sqlite(&state.join("coordinator.db"))
-        .await
-        .unwrap();
+    let db = if crate::postgres::selected() {
+        hearth_coordinator::db::Db::open_postgres(&crate::postgres::database_for_state(state), None)
+            .await
+            .unwrap()
+    } else {
+        hearth_coordinator::db::Db::open_sqlite(&state.join("coordinator.db"))
+            .await
+            .unwrap()
+    };
     let result = db.integrity_check().await.unwrap();
     db.close().await;
     result

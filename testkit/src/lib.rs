@@ -9,6 +9,8 @@
 //!   devices registering and following their map (the coordinator's tests).
 //! - [`gateway_process`]: the AI gateway on loopback, sealing, posting and
 //!   opening replies (the gateway's tests).
+//! - [`postgres`]: a real PostgreSQL server in a temporary directory, for
+//!   the coordinator's tests under `HEARTH_TEST_DATABASE=postgres`.
 //! - [`bench`]: order statistics and process usage for the benchmarks.
 //! - [`research`]: the real data in `../shared/research` (read there, never
 //!   copied into the project).
@@ -31,6 +33,7 @@ pub mod lab;
 pub mod llama;
 pub mod oblivious;
 pub mod podman;
+pub mod postgres;
 pub mod research;
 pub mod standins;
 pub mod webdriver;

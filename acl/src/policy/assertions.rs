@@ -31,8 +31,15 @@ impl Probe {
 
     fn named_by(&self, principal: &Principal) -> bool {
         match principal {
-            Principal::Any => true,
+            Principal::Any | Principal::All => true,
             Principal::User(login) => !self.tagged() && self.user.as_deref() == Some(login),
+            Principal::Domain(domain) => {
+                !self.tagged()
+                    && self
+                        .user
+                        .as_deref()
+                        .is_some_and(|user| crate::filter::in_domain(user, domain))
+            }
             Principal::Tag(tag) => self.tags.contains(tag),
             Principal::Member => !self.tagged() && self.user.is_some(),
             Principal::Tagged => self.tagged(),

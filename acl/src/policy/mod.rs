@@ -7,6 +7,7 @@
 //! [`Policy::check_tests`]).
 
 mod assertions;
+mod grants;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +16,7 @@ use ipnet::IpNet;
 use crate::alias::{Alias, AutoGroup, parse_ports, parse_prefix, split_destination};
 use crate::compiled::{CompiledPolicy, Principal, Rule, RuleDestination};
 use crate::document::{Document, ParseError, Protocol};
-use crate::filter::{PortRange, proto};
+use crate::filter::proto;
 use crate::node::NodeIdentity;
 
 /// Why a policy was refused.
@@ -147,7 +148,11 @@ impl Names {
     pub(crate) fn resolve(&self, alias: &Alias, side: Side) -> Result<Vec<Principal>, String> {
         Ok(match alias {
             Alias::Wildcard => vec![Principal::Any],
-            Alias::User(login) => vec![Principal::User(normalize_login(login))],
+            Alias::User(login) => match login.strip_prefix("*@") {
+                Some(domain) if !domain.is_empty() => vec![Principal::Domain(domain.to_owned())],
+                Some(_) => return Err(format!("{login:?} names no domain")),
+                None => vec![Principal::User(normalize_login(login))],
+            },
             Alias::Group(group) => self
                 .groups
                 .get(group)
@@ -168,7 +173,8 @@ impl Names {
             Alias::AutoGroup(group) => match (group, side) {
                 (AutoGroup::Member, _) => vec![Principal::Member],
                 (AutoGroup::Tagged, _) => vec![Principal::Tagged],
-                (AutoGroup::DangerAll, _) => vec![Principal::Any],
+                (AutoGroup::DangerAll, Side::Source) => vec![Principal::All],
+                (AutoGroup::DangerAll, Side::Destination) => vec![Principal::Any],
                 (AutoGroup::SelfDevices, Side::Destination) => vec![Principal::SelfDevices],
                 (AutoGroup::Internet, Side::Destination) => vec![Principal::Internet],
                 (AutoGroup::SelfDevices, Side::Source) => {
@@ -249,47 +255,14 @@ impl Policy {
                     });
                 }
             }
-            check_self_sources(&dst, &src_aliases).map_err(context)?;
-            rules.push(Rule {
-                src,
-                dst,
-                protocols,
-            });
+            check_self_sources(&dst, &src_aliases, true).map_err(context)?;
+            rules.push(Rule::network(src, dst, protocols));
         }
         for (index, grant) in document.grants.iter().enumerate() {
-            let context = |message: String| invalid(format!("grants[{index}]: {message}"));
-            let (src, src_aliases) = sources(&names, &grant.src).map_err(context)?;
-            let capabilities = grant
-                .ip
-                .iter()
-                .map(|capability| parse_capability(capability))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(context)?;
-            let mut destinations = Vec::new();
-            for entry in &grant.dst {
-                let alias = Alias::parse(entry)
-                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
-                destinations.extend(
-                    names
-                        .resolve(&alias, Side::Destination)
-                        .map_err(|error| context(format!("dst={entry:?}: {error}")))?,
-                );
-            }
-            for (protocols, ports) in capabilities {
-                let dst: Vec<RuleDestination> = destinations
-                    .iter()
-                    .map(|principal| RuleDestination {
-                        principal: principal.clone(),
-                        ports: ports.clone(),
-                    })
-                    .collect();
-                check_self_sources(&dst, &src_aliases).map_err(context)?;
-                rules.push(Rule {
-                    src: src.clone(),
-                    dst,
-                    protocols,
-                });
-            }
+            rules.extend(
+                grants::compile(&names, grant)
+                    .map_err(|message| invalid(format!("grants[{index}]: {message}")))?,
+            );
         }
         for (prefix, approvers) in &document.auto_approvers.routes {
             if parse_prefix(prefix).ok().flatten().is_none() {
@@ -380,7 +353,10 @@ impl Policy {
 }
 
 /// Resolves a rule's sources; also returns the aliases (for the `autogroup:self` check).
-fn sources(names: &Names, entries: &[String]) -> Result<(Vec<Principal>, Vec<Alias>), String> {
+pub(crate) fn sources(
+    names: &Names,
+    entries: &[String],
+) -> Result<(Vec<Principal>, Vec<Alias>), String> {
     let mut principals = Vec::new();
     let mut aliases = Vec::new();
     for entry in entries {
@@ -396,19 +372,21 @@ fn sources(names: &Names, entries: &[String]) -> Result<(Vec<Principal>, Vec<Ali
 }
 
 /// `autogroup:self` means "the source user's own devices", so every source of
-/// such a rule must be a user: users, groups, `autogroup:member` or `*`.
-fn check_self_sources(dst: &[RuleDestination], sources: &[Alias]) -> Result<(), String> {
+/// such a rule must be a user: users, groups, `autogroup:member`, and in
+/// `acls` (not in grants, as Tailscale has it) `*`.
+pub(crate) fn check_self_sources(
+    dst: &[RuleDestination],
+    sources: &[Alias],
+    wildcard_allowed: bool,
+) -> Result<(), String> {
     let has_self = dst
         .iter()
         .any(|destination| destination.principal == Principal::SelfDevices);
     let user_like = |alias: &Alias| {
         matches!(
             alias,
-            Alias::Wildcard
-                | Alias::User(_)
-                | Alias::Group(_)
-                | Alias::AutoGroup(AutoGroup::Member)
-        )
+            Alias::User(_) | Alias::Group(_) | Alias::AutoGroup(AutoGroup::Member)
+        ) || (wildcard_allowed && *alias == Alias::Wildcard)
     };
     if has_self && !sources.iter().all(user_like) {
         return Err(
@@ -416,19 +394,4 @@ fn check_self_sources(dst: &[RuleDestination], sources: &[Alias]) -> Result<(), 
         );
     }
     Ok(())
-}
-
-/// Parses one grant `ip` capability: `*`, `PORTS` or `PROTO:PORTS`.
-fn parse_capability(capability: &str) -> Result<(Vec<u8>, Vec<PortRange>), String> {
-    if capability == "*" {
-        return Ok((proto::DEFAULT.to_vec(), vec![PortRange::ALL]));
-    }
-    let (protocol, ports) = match capability.split_once(':') {
-        Some((protocol, ports)) => (Some(Protocol::Text(protocol.to_owned())), ports),
-        None => (None, capability),
-    };
-    let protocols =
-        protocols(protocol.as_ref()).map_err(|error| format!("ip={capability:?}: {error}"))?;
-    let ports = parse_ports(ports).map_err(|error| format!("ip={capability:?}: {error}"))?;
-    Ok((protocols, ports))
 }

@@ -1,15 +1,20 @@
 //! Fuzzes what arrives from the network or the user on the control plane:
-//! registration bodies, endpoint and route reports, map and approval stream
+//! registration and key-rotation bodies, endpoint and route reports, map and approval stream
 //! lines, and join tokens. Parsing gives a value or an error, never a panic,
 //! and a parsed map message survives re-encoding.
 #![no_main]
 
 use hearth_control::JoinToken;
-use hearth_control::wire::{ApprovalMessage, EndpointReport, MapMessage, RegisterRequest, RoutesReport};
+use hearth_control::wire::{
+    ApprovalMessage, EndpointReport, MapMessage, RegisterRequest, RotateRequest, RotateResponse,
+    RoutesReport,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<RegisterRequest>(data).map(|request| request.csr_bytes());
+    let _ = serde_json::from_slice::<RotateRequest>(data).map(|request| request.csr_bytes());
+    let _ = serde_json::from_slice::<RotateResponse>(data);
     let _ = serde_json::from_slice::<EndpointReport>(data);
     let _ = serde_json::from_slice::<RoutesReport>(data);
     let _ = serde_json::from_slice::<ApprovalMessage>(data);

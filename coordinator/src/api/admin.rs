@@ -75,9 +75,18 @@ struct KeyQuery {
 
 type Shared = State<Arc<Coordinator>>;
 
+/// Counts the embedded relay's clients (for `health`).
+pub type RelayClients = Arc<dyn Fn() -> usize + Send + Sync>;
+
 /// The admin routes.
-pub fn router(coordinator: Arc<Coordinator>) -> Router {
+pub fn router(coordinator: Arc<Coordinator>, relay_clients: RelayClients) -> Router {
     Router::new()
+        .route(
+            "/v1/health",
+            get(move |State(coordinator): Shared| async move {
+                Json(coordinator.health(relay_clients(), true).await)
+            }),
+        )
         .route("/v1/users", get(list_users).post(create_user))
         .route("/v1/users/{name}", delete(delete_user))
         .route("/v1/users/{name}/rename", post(rename_user))
@@ -91,6 +100,8 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/nodes/{id}/routes", post(approve_routes))
         .route("/v1/devices", post(add_device))
         .route("/v1/logins/{code}/register", post(register_login))
+        .route("/v1/relays", get(list_relays).post(add_relay))
+        .route("/v1/relays/{code}", delete(remove_relay))
         .route("/v1/policy", get(get_policy).put(set_policy))
         .route("/v1/policy/check", post(check_policy))
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
@@ -115,6 +126,26 @@ async fn register_login(
         StatusCode::CREATED,
         Json(coordinator.register_waiting(&code, &body.user).await?),
     ))
+}
+
+async fn list_relays(State(coordinator): Shared) -> Result<impl IntoResponse, Error> {
+    Ok(Json(coordinator.list_relays().await?))
+}
+
+async fn add_relay(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
+    let body: crate::relays::NewRelay = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(coordinator.add_relay(&body.code, &body.url).await?),
+    ))
+}
+
+async fn remove_relay(
+    State(coordinator): Shared,
+    Path(code): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    coordinator.remove_relay(&code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_users(State(coordinator): Shared) -> Result<impl IntoResponse, Error> {

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod derp;
 pub mod node;
 pub mod noise_stream;
+pub mod relay;
 pub mod tailscale;
 
 /// What the TLS layer learned about the connection a request came on.

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hearth_control::wire::{
     APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, MAP_PATH, MapMessage, REGISTER_PATH,
-    ROUTES_PATH, RoutesReport,
+    ROTATE_PATH, ROUTES_PATH, RoutesReport,
 };
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -56,6 +56,7 @@ pub fn router(coordinator: Arc<Coordinator>, limit: RegisterLimit) -> Router {
         .route(APPROVAL_PATH, get(approval))
         .route(ENDPOINTS_PATH, post(endpoints))
         .route(ROUTES_PATH, post(routes))
+        .route(ROTATE_PATH, post(rotate))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .merge(register)
@@ -85,6 +86,18 @@ async fn endpoints(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let request = parse_json(&body)?;
+    let response = coordinator
+        .rotate_keys(peer.fingerprint.map(Credential::Certificate), &request)
+        .await?;
+    Ok(Json(response))
 }
 
 async fn routes(

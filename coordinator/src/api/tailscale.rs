@@ -277,7 +277,7 @@ async fn map(
         version: request.version,
     };
     let settings = coordinator.settings();
-    let view = TsMapView::new(&settings.base_domain, settings.relay_map.clone(), keys);
+    let view = TsMapView::new(&settings.base_domain, coordinator.relays().await, keys);
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let compress = request.compress == "zstd";
     tokio::spawn(stream_map(

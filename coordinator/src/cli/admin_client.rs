@@ -131,6 +131,41 @@ impl AdminClient {
         .await
     }
 
+    /// `relays add`.
+    pub async fn add_relay(
+        &self,
+        code: &str,
+        url: &str,
+    ) -> Result<hearth_coordinator::relays::CreatedRelay, AdminError> {
+        let body = hearth_coordinator::relays::NewRelay {
+            code: code.into(),
+            url: url.into(),
+        };
+        self.fetch(Method::POST, "/v1/relays", Some(&body)).await
+    }
+
+    /// `relays list`.
+    pub async fn list_relays(
+        &self,
+    ) -> Result<Vec<hearth_coordinator::db::relays::RelayRow>, AdminError> {
+        self.fetch(Method::GET, "/v1/relays", None::<&()>).await
+    }
+
+    /// `relays remove`.
+    pub async fn remove_relay(&self, code: &str) -> Result<(), AdminError> {
+        self.send(
+            Method::DELETE,
+            &format!("/v1/relays/{}", encode(code)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `health`.
+    pub async fn health(&self) -> Result<hearth_coordinator::health::Health, AdminError> {
+        self.fetch(Method::GET, "/v1/health", None::<&()>).await
+    }
+
     /// `users list`.
     pub async fn list_users(&self) -> Result<Vec<UserRow>, AdminError> {
         self.fetch(Method::GET, "/v1/users", None::<&()>).await

@@ -114,6 +114,10 @@ pub fn nodes(nodes: &[NodeView]) -> String {
                     "offline".into()
                 },
                 time(node.last_seen),
+                match node.key_expiry {
+                    Some(_) => time(node.key_expiry),
+                    None => "never".into(),
+                },
                 node.tags.join(","),
                 node.client.clone(),
             ]
@@ -129,6 +133,7 @@ pub fn nodes(nodes: &[NodeView]) -> String {
             "IPV6",
             "CONNECTED",
             "LAST SEEN",
+            "KEY EXPIRES",
             "TAGS",
             "CLIENT",
         ],

@@ -3,9 +3,8 @@
 use std::collections::BTreeSet;
 
 use hearth_control::Fingerprint;
-use sqlx::{Sqlite, Transaction};
 
-use super::{Db, DbError, json_list, parse_list};
+use super::{Announcement, Db, DbError, Tx, json_list, on_pool, on_transaction, parse_list};
 use crate::netmap::NodeRecord;
 
 #[derive(sqlx::FromRow)]
@@ -26,12 +25,15 @@ struct RawNode {
     cert_fingerprint: Option<String>,
     machine_key: Option<String>,
     disco_key: Option<String>,
+    home_relay: Option<i64>,
     client: String,
     endpoints: String,
     advertised_routes: String,
     approved_routes: String,
     created_at: i64,
     last_seen: Option<i64>,
+    key_expiry: Option<i64>,
+    key_lifetime: Option<i64>,
 }
 
 fn corrupt(column: &str, value: &str) -> DbError {
@@ -58,6 +60,12 @@ impl TryFrom<RawNode> for NodeRecord {
         Ok(NodeRecord {
             machine_key,
             disco_key,
+            home_relay: raw
+                .home_relay
+                .map(|region| {
+                    u16::try_from(region).map_err(|_| corrupt("home_relay", &region.to_string()))
+                })
+                .transpose()?,
             client: raw.client,
             id: u64::try_from(raw.id).map_err(|_| corrupt("id", &raw.id.to_string()))?,
             user_id: raw.user_id,
@@ -86,33 +94,55 @@ impl TryFrom<RawNode> for NodeRecord {
             static_device: raw.static_device,
             created_at: raw.created_at,
             last_seen: raw.last_seen,
+            key_expiry: raw.key_expiry,
+            key_lifetime: raw
+                .key_lifetime
+                .map(|seconds| {
+                    u64::try_from(seconds)
+                        .map_err(|_| corrupt("key_lifetime", &seconds.to_string()))
+                })
+                .transpose()?,
         })
     }
 }
 
 const SELECT: &str = "SELECT n.id, n.user_id, u.name AS user, n.name, n.hostname, n.os, \
      n.wireguard_key, n.state, n.ipv4, n.ipv6, n.tags, n.ephemeral, n.static_device, \
-     n.cert_fingerprint, n.machine_key, n.disco_key, n.client, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
-     n.last_seen FROM nodes n JOIN users u ON u.id = n.user_id";
+     n.cert_fingerprint, n.machine_key, n.disco_key, n.home_relay, n.client, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
+     n.last_seen, n.key_expiry, n.key_lifetime FROM nodes n JOIN users u ON u.id = n.user_id";
 
 impl Db {
     /// Every node, by id.
     pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, DbError> {
-        let rows: Vec<RawNode> = sqlx::query_as(&format!("{SELECT} ORDER BY n.id"))
-            .fetch_all(self.pool())
-            .await?;
+        let query = format!("{SELECT} ORDER BY n.id");
+        let rows: Vec<RawNode> = on_pool!(self, |pool, _dialect| sqlx::query_as(&query)
+            .fetch_all(pool)
+            .await?);
         rows.into_iter().map(NodeRecord::try_from).collect()
+    }
+
+    /// The node with `id`, if it exists.
+    pub async fn get_node(&self, id: u64) -> Result<Option<NodeRecord>, DbError> {
+        let query = format!("{SELECT} WHERE n.id = ?");
+        let row: Option<RawNode> =
+            on_pool!(self, |pool, dialect| sqlx::query_as(&dialect.sql(&query))
+                .bind(id as i64)
+                .fetch_optional(pool)
+                .await?);
+        row.map(NodeRecord::try_from).transpose()
     }
 
     /// Writes every mutable field of `record` (state, name, tags, endpoints,
     /// routes, last seen, and what a Tailscale client re-reports: node and
     /// disco keys, client, OS, hostname); false when the node no longer exists.
     pub async fn update_node(&self, record: &NodeRecord) -> Result<bool, DbError> {
-        let result = sqlx::query(
+        let affected = on_pool!(self, |pool, dialect| {
+            sqlx::query(&dialect.sql(
             "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
-             approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, client = ?, \
-             os = ?, hostname = ? WHERE id = ?",
-        )
+             approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
+             client = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
+             key_lifetime = ? WHERE id = ?",
+        ))
         .bind(&record.name)
         .bind(record.state.as_str())
         .bind(json_list(&record.tags))
@@ -122,47 +152,59 @@ impl Db {
         .bind(record.last_seen)
         .bind(record.wireguard_key.to_string())
         .bind(record.disco_key.map(|key| key.to_string()))
+        .bind(record.home_relay.map(i64::from))
         .bind(&record.client)
         .bind(&record.os)
         .bind(&record.hostname)
+        .bind(record.cert_fingerprint.map(|fingerprint| fingerprint.to_hex()))
+        .bind(record.key_expiry)
+        .bind(record.key_lifetime.map(|seconds| seconds as i64))
         .bind(record.id as i64)
-        .execute(self.pool())
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        });
+        if affected == 1 {
+            self.announce(&Announcement::Node { id: record.id }).await;
+        }
+        Ok(affected == 1)
     }
 
     /// Deletes a node and records its address as freed at `now`; false when absent.
     pub async fn delete_node(&self, id: u64, now: i64) -> Result<bool, DbError> {
         let mut transaction = self.begin().await?;
-        let address: Option<(String,)> = sqlx::query_as("SELECT ipv4 FROM nodes WHERE id = ?")
-            .bind(id as i64)
-            .fetch_optional(&mut *transaction)
-            .await?;
-        let Some((ipv4,)) = address else {
-            return Ok(false);
-        };
-        sqlx::query("DELETE FROM nodes WHERE id = ?")
-            .bind(id as i64)
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query(
-            "INSERT INTO released_addresses (ipv4, released_at) VALUES (?, ?) \
-             ON CONFLICT (ipv4) DO UPDATE SET released_at = excluded.released_at",
-        )
-        .bind(&ipv4)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await?;
+        let deleted = on_transaction!(&mut transaction, |conn, dialect| {
+            let address: Option<(String,)> =
+                sqlx::query_as(&dialect.sql("DELETE FROM nodes WHERE id = ? RETURNING ipv4"))
+                    .bind(id as i64)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some((ipv4,)) = &address {
+                sqlx::query(&dialect.sql(
+                    "INSERT INTO released_addresses (ipv4, released_at) VALUES (?, ?) \
+                     ON CONFLICT (ipv4) DO UPDATE SET released_at = excluded.released_at",
+                ))
+                .bind(ipv4)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            address.is_some()
+        });
         transaction.commit().await?;
-        Ok(true)
+        if deleted {
+            self.announce(&Announcement::Node { id }).await;
+        }
+        Ok(deleted)
     }
 
     /// Every freed address and when it was freed.
     pub async fn released_addresses(&self) -> Result<Vec<(std::net::Ipv4Addr, i64)>, DbError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT ipv4, released_at FROM released_addresses")
-                .fetch_all(self.pool())
-                .await?;
+        let rows: Vec<(String, i64)> = on_pool!(self, |pool, _dialect| sqlx::query_as(
+            "SELECT ipv4, released_at FROM released_addresses"
+        )
+        .fetch_all(pool)
+        .await?);
         rows.into_iter()
             .map(|(ipv4, when)| {
                 ipv4.parse()
@@ -179,22 +221,27 @@ impl Db {
         key_id: i64,
         user_id: i64,
     ) -> Result<(usize, usize), DbError> {
-        let (of_key, of_user): (i64, i64) = sqlx::query_as(
+        let (of_key, of_user): (i64, i64) = on_pool!(self, |pool, dialect| {
+            sqlx::query_as(&dialect.sql(
             "SELECT (SELECT COUNT(*) FROM nodes WHERE preauth_key_id = ? AND state = 'pending'), \
                     (SELECT COUNT(*) FROM nodes WHERE user_id = ? AND state = 'pending')",
-        )
+        ))
         .bind(key_id)
         .bind(user_id)
-        .fetch_one(self.pool())
-        .await?;
+        .fetch_one(pool)
+        .await?
+        });
         Ok((of_key.max(0) as usize, of_user.max(0) as usize))
     }
 
-    /// The largest node id ever used (ids are never reused).
+    /// The largest node id in use (a deleted node's id may be given again
+    /// after a restart; nodes are known by their keys, not their ids).
     pub async fn max_node_id(&self) -> Result<u64, DbError> {
-        let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM nodes")
-            .fetch_one(self.pool())
-            .await?;
+        let (max,): (Option<i64>,) = on_pool!(self, |pool, _dialect| sqlx::query_as(
+            "SELECT MAX(id) FROM nodes"
+        )
+        .fetch_one(pool)
+        .await?);
         Ok(max.unwrap_or(0).max(0) as u64)
     }
 }
@@ -202,16 +249,17 @@ impl Db {
 /// Inserts a new node inside a registration transaction; the record's id is
 /// used as given.
 pub async fn insert_node(
-    transaction: &mut Transaction<'static, Sqlite>,
+    transaction: &mut Tx,
     record: &NodeRecord,
     preauth_key_id: Option<i64>,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    on_transaction!(transaction, |conn, dialect| {
+        sqlx::query(&dialect.sql(
         "INSERT INTO nodes (id, user_id, name, hostname, os, wireguard_key, state, ipv4, ipv6, tags, \
          ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, static_device, \
-         endpoints, advertised_routes, approved_routes, created_at, last_seen) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
+         endpoints, advertised_routes, approved_routes, created_at, last_seen, key_expiry, \
+         key_lifetime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ))
     .bind(record.id as i64)
     .bind(record.user_id)
     .bind(&record.name)
@@ -234,7 +282,11 @@ pub async fn insert_node(
     .bind(json_list(&record.approved_routes))
     .bind(record.created_at)
     .bind(record.last_seen)
-    .execute(&mut **transaction)
-    .await?;
+    .bind(record.key_expiry)
+    .bind(record.key_lifetime.map(|seconds| seconds as i64))
+    .execute(conn)
+    .await?
+    .rows_affected()
+    });
     Ok(())
 }

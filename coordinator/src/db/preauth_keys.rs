@@ -1,8 +1,6 @@
 //! SQL for the `preauth_keys` table.
 
-use sqlx::{Sqlite, Transaction};
-
-use super::{Db, DbError, json_list, parse_list};
+use super::{Db, DbError, Tx, json_list, on_pool, on_transaction, parse_list};
 
 /// A stored pre-auth key (its secret is only a hash here).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +29,9 @@ pub struct PreauthKeyRow {
     pub use_count: i64,
     /// Creation time.
     pub created_at: i64,
+    /// Key lifetime of the nodes it admits, seconds: `None` the
+    /// coordinator's default, `Some(0)` never expiring.
+    pub node_key_lifetime: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,6 +48,7 @@ struct RawKey {
     expires_at: Option<i64>,
     use_count: i64,
     created_at: i64,
+    node_key_lifetime: Option<i64>,
 }
 
 impl TryFrom<RawKey> for PreauthKeyRow {
@@ -65,6 +67,7 @@ impl TryFrom<RawKey> for PreauthKeyRow {
             expires_at: raw.expires_at,
             use_count: raw.use_count,
             created_at: raw.created_at,
+            node_key_lifetime: raw.node_key_lifetime,
         })
     }
 }
@@ -90,30 +93,36 @@ pub struct NewPreauthKey<'a> {
     pub expires_at: Option<i64>,
     /// Creation time.
     pub now: i64,
+    /// Key lifetime of the nodes it admits (see [`PreauthKeyRow`]).
+    pub node_key_lifetime: Option<i64>,
 }
 
 const SELECT: &str = "SELECT k.id, k.user_id, u.name AS user, k.prefix, k.secret_hash, k.reusable, \
-     k.ephemeral, k.pre_approved, k.tags, k.expires_at, k.use_count, k.created_at \
+     k.ephemeral, k.pre_approved, k.tags, k.expires_at, k.use_count, k.created_at, k.node_key_lifetime \
      FROM preauth_keys k JOIN users u ON u.id = k.user_id";
 
 impl Db {
     /// Stores a new key and returns its id.
     pub async fn insert_preauth_key(&self, key: &NewPreauthKey<'_>) -> Result<i64, DbError> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO preauth_keys (user_id, prefix, secret_hash, reusable, ephemeral, \
-             pre_approved, tags, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(key.user_id)
-        .bind(key.prefix)
-        .bind(key.secret_hash)
-        .bind(key.reusable)
-        .bind(key.ephemeral)
-        .bind(key.pre_approved)
-        .bind(json_list(key.tags))
-        .bind(key.expires_at)
-        .bind(key.now)
-        .fetch_one(self.pool())
-        .await?;
+        let (id,): (i64,) = on_pool!(self, |pool, dialect| {
+            sqlx::query_as(&dialect.sql(
+                "INSERT INTO preauth_keys (user_id, prefix, secret_hash, reusable, ephemeral, \
+             pre_approved, tags, expires_at, created_at, node_key_lifetime) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            ))
+            .bind(key.user_id)
+            .bind(key.prefix)
+            .bind(key.secret_hash)
+            .bind(key.reusable)
+            .bind(key.ephemeral)
+            .bind(key.pre_approved)
+            .bind(json_list(key.tags))
+            .bind(key.expires_at)
+            .bind(key.now)
+            .bind(key.node_key_lifetime)
+            .fetch_one(pool)
+            .await?
+        });
         Ok(id)
     }
 
@@ -124,15 +133,17 @@ impl Db {
     ) -> Result<Vec<PreauthKeyRow>, DbError> {
         let rows: Vec<RawKey> = match user_id {
             Some(user_id) => {
-                sqlx::query_as(&format!("{SELECT} WHERE k.user_id = ? ORDER BY k.id"))
+                let query = format!("{SELECT} WHERE k.user_id = ? ORDER BY k.id");
+                on_pool!(self, |pool, dialect| sqlx::query_as(&dialect.sql(&query))
                     .bind(user_id)
-                    .fetch_all(self.pool())
-                    .await?
+                    .fetch_all(pool)
+                    .await?)
             }
             None => {
-                sqlx::query_as(&format!("{SELECT} ORDER BY k.id"))
-                    .fetch_all(self.pool())
-                    .await?
+                let query = format!("{SELECT} ORDER BY k.id");
+                on_pool!(self, |pool, _dialect| sqlx::query_as(&query)
+                    .fetch_all(pool)
+                    .await?)
             }
         };
         rows.into_iter().map(PreauthKeyRow::try_from).collect()
@@ -140,50 +151,58 @@ impl Db {
 
     /// The key with this public prefix.
     pub async fn find_preauth_key(&self, prefix: &str) -> Result<Option<PreauthKeyRow>, DbError> {
-        let row: Option<RawKey> = sqlx::query_as(&format!("{SELECT} WHERE k.prefix = ?"))
-            .bind(prefix)
-            .fetch_optional(self.pool())
-            .await?;
+        let query = format!("{SELECT} WHERE k.prefix = ?");
+        let row: Option<RawKey> =
+            on_pool!(self, |pool, dialect| sqlx::query_as(&dialect.sql(&query))
+                .bind(prefix)
+                .fetch_optional(pool)
+                .await?);
         row.map(PreauthKeyRow::try_from).transpose()
     }
 
     /// The key with this id.
     pub async fn get_preauth_key(&self, id: i64) -> Result<Option<PreauthKeyRow>, DbError> {
-        let row: Option<RawKey> = sqlx::query_as(&format!("{SELECT} WHERE k.id = ?"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let query = format!("{SELECT} WHERE k.id = ?");
+        let row: Option<RawKey> =
+            on_pool!(self, |pool, dialect| sqlx::query_as(&dialect.sql(&query))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?);
         row.map(PreauthKeyRow::try_from).transpose()
     }
 
     /// Makes a key expire at `now` (if it expires later or never); false when absent.
     pub async fn expire_preauth_key(&self, id: i64, now: i64) -> Result<bool, DbError> {
-        let result = sqlx::query(
-            "UPDATE preauth_keys SET expires_at = MIN(COALESCE(expires_at, ?1), ?1) WHERE id = ?2",
-        )
+        let affected = on_pool!(self, |pool, dialect| {
+            sqlx::query(&dialect.sql(
+            "UPDATE preauth_keys SET expires_at = \
+             CASE WHEN expires_at IS NULL OR expires_at > ? THEN ? ELSE expires_at END WHERE id = ?",
+        ))
+        .bind(now)
         .bind(now)
         .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        });
+        Ok(affected == 1)
     }
 }
 
 /// Counts one use of a key inside a registration transaction. Returns false
 /// when the key may not be used again (single-use and already used, or expired
-/// meanwhile): the database itself guards against two racing registrations.
-pub async fn consume_preauth_key(
-    transaction: &mut Transaction<'static, Sqlite>,
-    id: i64,
-    now: i64,
-) -> Result<bool, DbError> {
-    let result = sqlx::query(
+/// meanwhile): the database itself guards against two racing registrations,
+/// in this process or in another coordinator sharing the database (the
+/// update takes the row's lock; the loser sees the winner's count).
+pub async fn consume_preauth_key(transaction: &mut Tx, id: i64, now: i64) -> Result<bool, DbError> {
+    let affected = on_transaction!(transaction, |conn, dialect| sqlx::query(&dialect.sql(
         "UPDATE preauth_keys SET use_count = use_count + 1 \
-         WHERE id = ? AND (reusable = 1 OR use_count = 0) AND (expires_at IS NULL OR expires_at > ?)",
-    )
+         WHERE id = ? AND (reusable OR use_count = 0) AND (expires_at IS NULL OR expires_at > ?)",
+    ))
     .bind(id)
     .bind(now)
-    .execute(&mut **transaction)
-    .await?;
-    Ok(result.rows_affected() == 1)
+    .execute(conn)
+    .await?
+    .rows_affected());
+    Ok(affected == 1)
 }

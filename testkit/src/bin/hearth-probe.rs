@@ -5,6 +5,10 @@
 //! - `hearth-probe send ADDRESS PORT BYTES [TIMEOUT_MS]`: connects, sends BYTES
 //!   bytes of a recognizable pattern, prints the count the server confirmed.
 //!   Exits 2 when the connection cannot be made within the timeout.
+//! - `hearth-probe stream ADDRESS PORT SECONDS KIB_PER_SECOND`: one
+//!   connection that sends the pattern at a steady pace for SECONDS, then
+//!   prints the count the server confirmed (a connection that must survive
+//!   whatever happens to the path meanwhile).
 //! - `hearth-probe pipe ADDRESS PORT`: connects and copies stdin to the
 //!   connection and the connection to stdout (how `Lab::forward` reaches
 //!   into a namespace).
@@ -70,6 +74,49 @@ fn send(address: SocketAddr, bytes: u64, timeout: Duration) -> Result<u64, (u8, 
         .trim()
         .parse()
         .map_err(|_| (1, format!("unexpected answer {answer:?}")))
+}
+
+fn stream(address: SocketAddr, seconds: u64, kib_per_second: u64) -> Result<u64, (u8, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .map_err(|error| (2, error.to_string()))?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(|error| (1, error.to_string()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|error| (1, error.to_string()))?;
+    // Every 10 ms, what the pace allows by then.
+    let per_tick = (kib_per_second * 1024 / 100).max(1) as usize;
+    let chunk: Vec<u8> = PATTERN.iter().copied().cycle().take(per_tick).collect();
+    let start = std::time::Instant::now();
+    let mut sent: u64 = 0;
+    let mut tick: u32 = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        stream
+            .write_all(&chunk)
+            .map_err(|error| (1, format!("after {sent} bytes: {error}")))?;
+        sent += chunk.len() as u64;
+        tick += 1;
+        let next = Duration::from_millis(10) * tick;
+        if let Some(wait) = next.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    stream
+        .shutdown(Shutdown::Write)
+        .map_err(|error| (1, error.to_string()))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|error| (1, error.to_string()))?;
+    let confirmed: u64 = answer
+        .trim()
+        .parse()
+        .map_err(|_| (1, format!("unexpected answer {answer:?}")))?;
+    if confirmed != sent {
+        return Err((1, format!("sent {sent} bytes, the server read {confirmed}")));
+    }
+    Ok(confirmed)
 }
 
 fn pipe(address: SocketAddr) -> std::io::Result<()> {
@@ -168,6 +215,17 @@ enum Cli {
         /// For how long.
         seconds: u64,
     },
+    /// Send the pattern at a steady pace on one connection for SECONDS.
+    Stream {
+        /// Server address.
+        address: std::net::IpAddr,
+        /// Server port.
+        port: u16,
+        /// For how long.
+        seconds: u64,
+        /// Pace, KiB a second.
+        kib_per_second: u64,
+    },
     /// Copy stdin to a connection and the connection to stdout.
     Pipe {
         /// Server address.
@@ -218,6 +276,21 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!("{error}");
                 ExitCode::FAILURE
+            }
+        },
+        Cli::Stream {
+            address,
+            port,
+            seconds,
+            kib_per_second,
+        } => match stream(SocketAddr::new(address, port), seconds, kib_per_second) {
+            Ok(count) => {
+                println!("{count}");
+                ExitCode::SUCCESS
+            }
+            Err((code, error)) => {
+                eprintln!("{error}");
+                ExitCode::from(code)
             }
         },
         Cli::Pipe { address, port } => match pipe(SocketAddr::new(address, port)) {

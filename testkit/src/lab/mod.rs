@@ -17,9 +17,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod capture;
+mod nat;
 mod nodes;
 mod tailscale;
 pub use capture::*;
+pub use nat::*;
 pub use nodes::*;
 pub use tailscale::*;
 
@@ -213,6 +215,8 @@ pub struct Lab {
     prefix: String,
     switch: String,
     hosts: Vec<Host>,
+    /// Namespaces of hosts behind NAT routers ([`Lab::site_host`]).
+    extra: Vec<String>,
     /// A temporary directory for state and logs, removed with the lab.
     pub dir: tempfile::TempDir,
 }
@@ -228,6 +232,7 @@ impl Lab {
             prefix,
             switch,
             hosts: Vec::new(),
+            extra: Vec::new(),
             dir: tempfile::tempdir().expect("a temporary directory"),
         };
         run(Command::new("ip").args(["netns", "add", &lab.switch]));
@@ -360,13 +365,10 @@ impl Lab {
         text
     }
 
-    /// Every namespace of the lab, hosts first.
+    /// Every namespace of the lab: hosts behind NATs, then hosts, then the switch.
     fn namespaces(&self) -> Vec<String> {
-        let mut all: Vec<String> = self
-            .hosts
-            .iter()
-            .map(|host| host.namespace.clone())
-            .collect();
+        let mut all: Vec<String> = self.extra.clone();
+        all.extend(self.hosts.iter().map(|host| host.namespace.clone()));
         all.push(self.switch.clone());
         all
     }

@@ -175,6 +175,7 @@ impl Lab {
                 &format!("{}:3478", host.address),
             ])
             .args(["--keepalive", "2s"])
+            .args(crate::control_plane::database_args(&state, extra))
             .args(extra)
             .env("HEARTH_LOG", "debug");
         let process = self.spawn(host, &format!("{}-coordinator", host.name), command);

@@ -1,0 +1,367 @@
+//! Disco, the path-discovery messages Tailscale's clients exchange (and
+//! `hearth-agent` speaks the same way): pings, pongs and call-me-maybe,
+//! sent over the WireGuard UDP socket or through a relay, each sealed in a
+//! NaCl box between the two nodes' disco keys.
+//!
+//! On the wire: the magic `TS💬` (6 bytes), the sender's disco public key
+//! (32), a nonce (24), then the box of `type (1) | version (1) | body`.
+//! - ping: a 12-byte transaction id, then (optionally) the sender's node key;
+//! - pong: the transaction id, then the address the ping came from as 16
+//!   bytes (IPv4 mapped into IPv6) and a big-endian port;
+//! - call-me-maybe: the sender's candidate endpoints, 18 bytes each.
+//!
+//! Readers ignore bytes past what they know (newer versions may add some)
+//! and unknown message types are reported, not fatal. Pure: keys and nonces
+//! are inputs.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use crypto_box::aead::Aead as _;
+use crypto_box::{PublicKey, SalsaBox, SecretKey};
+
+/// The first six bytes of every disco packet: `TS` and a speech balloon.
+pub const MAGIC: &[u8; 6] = b"TS\xf0\x9f\x92\xac";
+/// A NaCl box nonce.
+pub const NONCE_LEN: usize = 24;
+/// Magic, sender key and nonce.
+pub const HEADER_LEN: usize = MAGIC.len() + 32 + NONCE_LEN;
+/// A ping's transaction id.
+pub const TX_LEN: usize = 12;
+/// One endpoint in a pong or call-me-maybe.
+const ENDPOINT_LEN: usize = 18;
+/// Endpoints read from one call-me-maybe, at most (more are ignored).
+pub const MAX_ENDPOINTS: usize = 64;
+
+/// Message types.
+pub mod kind {
+    /// Are you there, at this address?
+    pub const PING: u8 = 0x01;
+    /// Yes, and this is where your ping came from.
+    pub const PONG: u8 = 0x02;
+    /// Please ping me at these addresses (sent through a relay).
+    pub const CALL_ME_MAYBE: u8 = 0x03;
+}
+
+/// A ping's transaction id.
+pub type TxId = [u8; TX_LEN];
+
+/// One disco message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A ping.
+    Ping {
+        /// Echoed in the pong.
+        tx: TxId,
+        /// The sender's node (WireGuard) key, as it claims.
+        node_key: Option<[u8; 32]>,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The ping's transaction id.
+        tx: TxId,
+        /// Where the ping came from, as its receiver saw it.
+        source: SocketAddr,
+    },
+    /// The sender's endpoints: ping me there.
+    CallMeMaybe {
+        /// Candidate endpoints.
+        endpoints: Vec<SocketAddr>,
+    },
+}
+
+/// What is wrong with a disco packet.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoError {
+    /// Not a disco packet (no magic, or too short for its header).
+    #[error("not a disco packet")]
+    NotDisco,
+    /// The box did not open with the keys at hand.
+    #[error("the disco box did not open")]
+    BadBox,
+    /// The message is shorter than its type needs.
+    #[error("a disco message is too short")]
+    Short,
+    /// A message type this version does not know.
+    #[error("unknown disco message type {0:#04x}")]
+    Unknown(u8),
+}
+
+/// Whether `packet` starts like a disco packet (the magic, and room for the
+/// header). WireGuard messages start with a type byte 1 to 4 and three zero
+/// bytes, so the two never mix.
+pub fn looks_like_disco(packet: &[u8]) -> bool {
+    packet.len() >= HEADER_LEN && packet.starts_with(MAGIC)
+}
+
+/// The sender's disco key of a packet that looks like disco.
+pub fn sender(packet: &[u8]) -> Option<[u8; 32]> {
+    if !looks_like_disco(packet) {
+        return None;
+    }
+    packet[MAGIC.len()..MAGIC.len() + 32].try_into().ok()
+}
+
+fn put_endpoint(out: &mut Vec<u8>, endpoint: &SocketAddr) {
+    let ip = match endpoint.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    out.extend_from_slice(&ip.octets());
+    out.extend_from_slice(&endpoint.port().to_be_bytes());
+}
+
+fn endpoint_at(bytes: &[u8]) -> Option<SocketAddr> {
+    let ip: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+    let port = u16::from_be_bytes(bytes.get(16..18)?.try_into().ok()?);
+    Some(SocketAddr::new(Ipv6Addr::from(ip).to_canonical(), port))
+}
+
+impl Message {
+    /// The plaintext inside the box: type, version 0, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        match self {
+            Message::Ping { tx, node_key } => {
+                out.extend_from_slice(&[kind::PING, 0]);
+                out.extend_from_slice(tx);
+                if let Some(key) = node_key {
+                    out.extend_from_slice(key);
+                }
+            }
+            Message::Pong { tx, source } => {
+                out.extend_from_slice(&[kind::PONG, 0]);
+                out.extend_from_slice(tx);
+                put_endpoint(&mut out, source);
+            }
+            Message::CallMeMaybe { endpoints } => {
+                out.extend_from_slice(&[kind::CALL_ME_MAYBE, 0]);
+                for endpoint in endpoints.iter().take(MAX_ENDPOINTS) {
+                    put_endpoint(&mut out, endpoint);
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads a plaintext made by [`Message::encode`] (or a newer version of
+    /// it: trailing bytes are ignored).
+    pub fn decode(bytes: &[u8]) -> Result<Message, DiscoError> {
+        let [kind, version, body @ ..] = bytes else {
+            return Err(DiscoError::Short);
+        };
+        match *kind {
+            kind::PING => {
+                let tx: TxId = body
+                    .get(..TX_LEN)
+                    .and_then(|tx| tx.try_into().ok())
+                    .ok_or(DiscoError::Short)?;
+                let node_key = body
+                    .get(TX_LEN..TX_LEN + 32)
+                    .and_then(|key| key.try_into().ok());
+                Ok(Message::Ping { tx, node_key })
+            }
+            kind::PONG => {
+                let tx: TxId = body
+                    .get(..TX_LEN)
+                    .and_then(|tx| tx.try_into().ok())
+                    .ok_or(DiscoError::Short)?;
+                let source = endpoint_at(&body[TX_LEN..]).ok_or(DiscoError::Short)?;
+                Ok(Message::Pong { tx, source })
+            }
+            kind::CALL_ME_MAYBE => {
+                // As Tailscale reads it: a body that is not whole endpoints,
+                // or of another version, is an empty list.
+                let endpoints = if *version == 0 && body.len() % ENDPOINT_LEN == 0 {
+                    body.chunks_exact(ENDPOINT_LEN)
+                        .take(MAX_ENDPOINTS)
+                        .filter_map(endpoint_at)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(Message::CallMeMaybe { endpoints })
+            }
+            other => Err(DiscoError::Unknown(other)),
+        }
+    }
+}
+
+/// The box between our disco key and one peer's (its X25519 done once).
+pub struct Boxer {
+    ours: [u8; 32],
+    cipher: SalsaBox,
+}
+
+impl Boxer {
+    /// The box from `secret` (ours) to `peer`'s public disco key.
+    pub fn new(secret: &[u8; 32], peer: &[u8; 32]) -> Boxer {
+        let secret = SecretKey::from(*secret);
+        Boxer {
+            ours: *secret.public_key().as_bytes(),
+            cipher: SalsaBox::new(&PublicKey::from(*peer), &secret),
+        }
+    }
+
+    /// A whole disco packet carrying `message`, sealed under `nonce`.
+    pub fn seal(&self, nonce: &[u8; NONCE_LEN], message: &Message) -> Vec<u8> {
+        let sealed = self
+            .cipher
+            .encrypt(nonce.into(), message.encode().as_slice())
+            .expect("a message of bounded size seals");
+        let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.ours);
+        out.extend_from_slice(nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// The message in `packet`, which the peer sealed to us.
+    pub fn open(&self, packet: &[u8]) -> Result<Message, DiscoError> {
+        if !looks_like_disco(packet) {
+            return Err(DiscoError::NotDisco);
+        }
+        let nonce: [u8; NONCE_LEN] = packet[MAGIC.len() + 32..HEADER_LEN]
+            .try_into()
+            .map_err(|_| DiscoError::NotDisco)?;
+        let plain = self
+            .cipher
+            .decrypt((&nonce).into(), &packet[HEADER_LEN..])
+            .map_err(|_| DiscoError::BadBox)?;
+        Message::decode(&plain)
+    }
+}
+
+/// The public disco key of `secret`.
+pub fn public_key(secret: &[u8; 32]) -> [u8; 32] {
+    *SecretKey::from(*secret).public_key().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Boxer, Boxer) {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        (
+            Boxer::new(&a, &public_key(&b)),
+            Boxer::new(&b, &public_key(&a)),
+        )
+    }
+
+    #[test]
+    fn every_message_round_trips_between_the_two_ends() {
+        let (a, b) = pair();
+        for message in [
+            Message::Ping {
+                tx: [7; TX_LEN],
+                node_key: Some([9; 32]),
+            },
+            Message::Ping {
+                tx: [8; TX_LEN],
+                node_key: None,
+            },
+            Message::Pong {
+                tx: [7; TX_LEN],
+                source: "198.18.1.2:41641".parse().unwrap(),
+            },
+            Message::Pong {
+                tx: [7; TX_LEN],
+                source: "[2001:db8::1]:9".parse().unwrap(),
+            },
+            Message::CallMeMaybe {
+                endpoints: vec![
+                    "10.0.0.2:41641".parse().unwrap(),
+                    "[fd00::2]:41641".parse().unwrap(),
+                ],
+            },
+        ] {
+            let packet = a.seal(&[3; NONCE_LEN], &message);
+            assert!(looks_like_disco(&packet));
+            assert_eq!(sender(&packet), Some(public_key(&[1; 32])));
+            assert_eq!(b.open(&packet), Ok(message));
+        }
+    }
+
+    #[test]
+    fn the_layout_is_tailscale_s() {
+        // Type, version 0, the 12-byte id, then the node key; a pong's
+        // address is IPv4 mapped into IPv6 with a big-endian port.
+        let ping = Message::Ping {
+            tx: [0xaa; TX_LEN],
+            node_key: Some([0xbb; 32]),
+        }
+        .encode();
+        assert_eq!(ping.len(), 2 + 12 + 32);
+        assert_eq!(&ping[..3], &[1, 0, 0xaa]);
+        let pong = Message::Pong {
+            tx: [0; TX_LEN],
+            source: "1.2.3.4:258".parse().unwrap(),
+        }
+        .encode();
+        assert_eq!(pong.len(), 2 + 12 + 18);
+        assert_eq!(
+            &pong[14..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4, 1, 2]
+        );
+        assert_eq!(&MAGIC[..], &[0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac]);
+    }
+
+    #[test]
+    fn tampering_wrong_keys_and_short_messages_are_refused() {
+        let (a, b) = pair();
+        let packet = a.seal(
+            &[3; NONCE_LEN],
+            &Message::Ping {
+                tx: [1; TX_LEN],
+                node_key: None,
+            },
+        );
+        let mut flipped = packet.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(b.open(&flipped), Err(DiscoError::BadBox));
+        let stranger = Boxer::new(&[5; 32], &public_key(&[1; 32]));
+        assert_eq!(stranger.open(&packet), Err(DiscoError::BadBox));
+        assert_eq!(b.open(&packet[..HEADER_LEN - 1]), Err(DiscoError::NotDisco));
+        assert_eq!(
+            b.open(b"\x01\0\0\0 a WireGuard packet"),
+            Err(DiscoError::NotDisco)
+        );
+        assert_eq!(
+            Message::decode(&[kind::PING, 0, 1, 2]),
+            Err(DiscoError::Short)
+        );
+        assert_eq!(Message::decode(&[kind::PONG, 0]), Err(DiscoError::Short));
+        assert_eq!(Message::decode(&[0x7f, 0]), Err(DiscoError::Unknown(0x7f)));
+        assert_eq!(Message::decode(&[]), Err(DiscoError::Short));
+    }
+
+    #[test]
+    fn newer_versions_extra_bytes_are_ignored_and_odd_lists_read_empty() {
+        let mut ping = Message::Ping {
+            tx: [4; TX_LEN],
+            node_key: Some([5; 32]),
+        }
+        .encode();
+        ping.extend_from_slice(&[0; 100]); // padding, as path-MTU probes carry
+        assert_eq!(
+            Message::decode(&ping),
+            Ok(Message::Ping {
+                tx: [4; TX_LEN],
+                node_key: Some([5; 32])
+            })
+        );
+        assert_eq!(
+            Message::decode(&[kind::CALL_ME_MAYBE, 0, 1, 2, 3]),
+            Ok(Message::CallMeMaybe {
+                endpoints: Vec::new()
+            })
+        );
+        assert_eq!(
+            Message::decode(&[kind::CALL_ME_MAYBE, 1]),
+            Ok(Message::CallMeMaybe {
+                endpoints: Vec::new()
+            })
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Node key expiry and rotation.
+//!
+//! A node's keys (its WireGuard key and the TLS client certificate it calls
+//! with) live for its key lifetime: 180 days by default (`serve
+//! --key-expiry`), or what its pre-auth key said; tagged nodes' keys never
+//! expire unless their key says so (Tailscale's defaults). Before the end,
+//! the agent sends new keys with its current certificate
+//! ([`Coordinator::rotate_keys`]): its peers get the new WireGuard key in a
+//! delta and its certificate is replaced. A node whose keys reach their end
+//! is taken out of the mesh ([`Coordinator::expire_keys`], within a second):
+//! its peers drop it and the coordinator refuses it until an admin approves
+//! it again, which gives its keys a fresh lifetime.
+
+use hearth_control::wire::{NodeId, NodeState, RotateRequest, RotateResponse};
+
+use crate::coordinator::{Coordinator, Credential};
+use crate::error::{Error, Result};
+use crate::netmap::NodeRecord;
+use crate::registration::is_low_order;
+use hearth_runtime::clock::unix_seconds as unix_now;
+
+/// When keys issued at `now` with `lifetime` (seconds) expire.
+pub fn expiry_from(now: i64, lifetime: Option<u64>) -> Option<i64> {
+    lifetime.map(|seconds| now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)))
+}
+
+/// Whether `record` is admitted with keys past their end at `now`.
+pub fn must_expire(record: &NodeRecord, now: i64) -> bool {
+    record.state == NodeState::Approved && record.key_expired(now)
+}
+
+impl Coordinator {
+    /// Takes every admitted node whose keys have expired out of the mesh;
+    /// their ids.
+    pub async fn expire_keys(&self) -> Result<Vec<NodeId>> {
+        let now = unix_now();
+        let due: Vec<NodeId> = {
+            let state = self.state.lock().await;
+            state
+                .network
+                .nodes()
+                .filter(|record| must_expire(record, now))
+                .map(|record| record.id)
+                .collect()
+        };
+        for id in &due {
+            let changed = self
+                .change_node(*id, |_, record| {
+                    if must_expire(record, now) {
+                        record.state = NodeState::Expired;
+                    }
+                    Ok(())
+                })
+                .await;
+            match changed {
+                Ok(_) => tracing::warn!(
+                    node = id,
+                    "node keys expired; out of the mesh until approved again"
+                ),
+                Err(Error::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(due)
+    }
+
+    /// Replaces the keys of the node presenting `credential` with those in
+    /// `request`: a new WireGuard key (its peers get it in a delta) and a
+    /// certificate for the new TLS key (the old one stops authenticating).
+    /// The keys get a fresh lifetime.
+    pub async fn rotate_keys(
+        &self,
+        credential: Option<Credential>,
+        request: &RotateRequest,
+    ) -> Result<RotateResponse> {
+        let csr = request
+            .csr_bytes()
+            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
+        if is_low_order(&request.wireguard_key) {
+            return Err(Error::BadRequest(
+                "the WireGuard key is a low-order point".into(),
+            ));
+        }
+        let now = unix_now();
+        let mut state = self.state.lock().await;
+        let old = state.node_presenting(credential)?.clone();
+        crate::admission::check_admitted(&old)?;
+        if old.key_expired(now) {
+            return Err(Error::NodeNotAdmitted {
+                id: old.id,
+                state: NodeState::Expired.as_str(),
+            });
+        }
+        match state.by_wireguard_key.get(&request.wireguard_key) {
+            Some(other) if *other != old.id => return Err(Error::AlreadyRegistered(*other)),
+            Some(_) => {
+                return Err(Error::BadRequest(
+                    "the new WireGuard key is the current one".into(),
+                ));
+            }
+            None => {}
+        }
+        let (certificate_pem, fingerprint) = self
+            .authority
+            .issue(&csr, &format!("hearth-node-{}", old.id))
+            .map_err(|error| Error::BadRequest(error.to_string()))?;
+        let mut record = old.clone();
+        record.wireguard_key = request.wireguard_key;
+        record.cert_fingerprint = Some(fingerprint);
+        record.key_expiry = expiry_from(now, record.key_lifetime);
+        if !self.store_changed(&mut state, record.clone()).await? {
+            return Err(Error::UnknownNode);
+        }
+        state.by_wireguard_key.remove(&old.wireguard_key);
+        state
+            .by_wireguard_key
+            .insert(record.wireguard_key, record.id);
+        if let Some(credential) = old.credential() {
+            state.by_credential.remove(&credential);
+        }
+        if let Some(credential) = record.credential() {
+            state.by_credential.insert(credential, record.id);
+        }
+        tracing::info!(node = record.id, name = %record.name, "node keys rotated");
+        Ok(RotateResponse {
+            node: record.info(),
+            client_certificate_pem: certificate_pem,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_expire_after_their_lifetime_or_never() {
+        assert_eq!(expiry_from(1_000, Some(60)), Some(1_060));
+        assert_eq!(expiry_from(1_000, None), None);
+        assert_eq!(expiry_from(i64::MAX - 1, Some(u64::MAX)), Some(i64::MAX));
+    }
+}

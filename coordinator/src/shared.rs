@@ -1,0 +1,181 @@
+//! Several coordinators on one PostgreSQL database, all serving: the
+//! database is the truth, each coordinator keeps its in-memory network in
+//! step with it, and each streams its own nodes' maps.
+//!
+//! Every write is announced on the database's `hearth` channel
+//! (`Db::announce`, after the commit). Each coordinator listens and, for
+//! announcements from the others, reads what changed back from the database
+//! and applies it to its network as if it had made the change itself: the
+//! nodes streaming from it hear the deltas. When the listening connection
+//! drops, it reads everything again ([`Coordinator::resync`]), so nothing
+//! announced meanwhile is missed.
+//!
+//! Chosen over one active coordinator with a standby: both take
+//! registrations and admin commands, and a node can follow its map from
+//! either; the single-use-key guarantee is the database's (a conditional
+//! update of the key's row). Two registrations racing on two coordinators
+//! may pick the same new id, address or name: the database refuses the
+//! second, whose coordinator reads the other's node and tries again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+use crate::coordinator::{Coordinator, State};
+use crate::db::{Announcement, Backend, CHANNEL};
+use crate::error::Result;
+use crate::netmap::NodeRecord;
+
+/// An announcement as it travels on the channel.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    origin: String,
+    what: Announcement,
+}
+
+impl Coordinator {
+    /// Applies `record`, as the database now has it, to the in-memory state
+    /// (a node another coordinator added or changed).
+    pub(crate) fn apply_record(&self, state: &mut State, record: NodeRecord) {
+        if let Some(old) = state.network.node(record.id).cloned() {
+            if old == record {
+                return;
+            }
+            if old.name != record.name {
+                state.names.remove(&old.name);
+            }
+            state.by_wireguard_key.remove(&old.wireguard_key);
+            if let Some(credential) = old.credential() {
+                state.by_credential.remove(&credential);
+            }
+        } else {
+            state.addresses.mark_used(record.ipv4);
+        }
+        state.names.insert(&record.name);
+        state.next_node_id = state.next_node_id.max(record.id + 1);
+        state
+            .by_wireguard_key
+            .insert(record.wireguard_key, record.id);
+        if let Some(credential) = record.credential() {
+            state.by_credential.insert(credential, record.id);
+        }
+        let admitted = record.is_admitted();
+        let id = record.id;
+        let deliveries = state.network.upsert(record);
+        self.deliver(&deliveries);
+        if !admitted {
+            self.streams.close_node(id);
+        }
+    }
+
+    /// Forgets node `id` (deleted here, or by another coordinator): it
+    /// leaves every map, its streams end, its address, name, key and
+    /// credential are free.
+    pub(crate) fn apply_removal(&self, state: &mut State, id: u64, now: i64) {
+        let Some(record) = state.network.node(id).cloned() else {
+            return;
+        };
+        let deliveries = state.network.remove(id);
+        self.deliver(&deliveries);
+        self.streams.close_node(id);
+        state.addresses.release(record.ipv4, now);
+        state.names.remove(&record.name);
+        state.by_wireguard_key.remove(&record.wireguard_key);
+        if let Some(credential) = record.credential() {
+            state.by_credential.remove(&credential);
+        }
+    }
+
+    /// Reads node `id` back from the database and applies it.
+    pub(crate) async fn follow_node(&self, id: u64) -> Result<()> {
+        let record = self.db.get_node(id).await?;
+        let mut state = self.state.lock().await;
+        match record {
+            Some(record) => self.apply_record(&mut state, record),
+            None => self.apply_removal(&mut state, id, hearth_runtime::clock::unix_seconds()),
+        }
+        Ok(())
+    }
+
+    /// Reads every node back from the database and applies what differs
+    /// (after a lost announcement, or a registration that clashed).
+    pub(crate) async fn resync_state(&self, state: &mut State) -> Result<()> {
+        let records = self.db.list_nodes().await?;
+        let stored: std::collections::BTreeSet<u64> =
+            records.iter().map(|record| record.id).collect();
+        let gone: Vec<u64> = state
+            .network
+            .nodes()
+            .map(|record| record.id)
+            .filter(|id| !stored.contains(id))
+            .collect();
+        let now = hearth_runtime::clock::unix_seconds();
+        for id in gone {
+            self.apply_removal(state, id, now);
+        }
+        for record in records {
+            self.apply_record(state, record);
+        }
+        Ok(())
+    }
+
+    /// [`Coordinator::resync_state`] with the state lock taken, then the
+    /// policy and relays read again.
+    pub async fn resync(&self) -> Result<()> {
+        {
+            let mut state = self.state.lock().await;
+            self.resync_state(&mut state).await?;
+        }
+        self.follow_policy().await?;
+        self.refresh_relays().await
+    }
+}
+
+/// Follows the other coordinators' announcements until `stop` turns true.
+pub async fn follow(coordinator: Arc<Coordinator>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Backend::Postgres(pool) = coordinator.db().backend().clone() else {
+        return;
+    };
+    let origin = coordinator.db().origin().to_string();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            // Whatever was announced before we listened is read now.
+            if let Err(error) = coordinator.resync().await {
+                tracing::warn!(%error, "could not read the shared database again");
+            }
+            loop {
+                let notification = listener.recv().await?;
+                let Ok(envelope) = serde_json::from_str::<Envelope>(notification.payload()) else {
+                    continue;
+                };
+                if envelope.origin == origin {
+                    continue;
+                }
+                let applied = match envelope.what {
+                    Announcement::Node { id } => coordinator.follow_node(id).await,
+                    Announcement::Policy => coordinator.follow_policy().await,
+                    Announcement::Relays => coordinator.refresh_relays().await,
+                };
+                if let Err(error) = applied {
+                    tracing::warn!(%error, "could not apply another coordinator's change");
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            outcome = listening => {
+                if let Err(error) = outcome {
+                    tracing::warn!(%error, "lost the shared database's announcements; listening again");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,142 @@
+//! The mesh across NATs, in network namespaces (the lab of
+//! `tests/nat.rs`): a hub behind a home NAT, a laptop behind a café NAT
+//! (both endpoint-independent: disco finds a direct path) and a phone behind
+//! a symmetric NAT (only the relay works), all `hearth-agent` on the
+//! userspace data plane, release builds, the coordinator's embedded relay.
+//! In the same run, alternating:
+//! - TCP throughput (iperf3, 5 s) laptop → hub (direct) and phone → hub
+//!   (relay);
+//! - ping round trips (50 at 20 ms) over each path;
+//! - the time from starting the laptop's agent (`hearth-agent up`, its
+//!   state kept, a new disco key) to `status` saying `direct`, pinging the
+//!   hub meanwhile: start-up, the map, the relay, then disco.
+//!
+//! Run (root): `cargo bench -p hearth-agent --bench nat`
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hearth_testkit::bench::median;
+use hearth_testkit::{Agent, Host, Lab, Nat, wait_until};
+
+const ROUNDS: usize = 5;
+
+fn path_kind(agent: &Agent, peer: &str) -> Option<String> {
+    let status = agent.status()?;
+    status["peers"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["name"] == peer)
+        .and_then(|entry| entry["path"]["kind"].as_str().map(str::to_owned))
+}
+
+fn iperf(lab: &mut Lab, from: &Host, to: &Host, address: IpAddr) -> f64 {
+    let mut server = lab.command(to, "iperf3");
+    server.args(["-s", "-1"]);
+    let mut server = lab.spawn(to, "iperf3-server", server);
+    std::thread::sleep(Duration::from_millis(300));
+    let output = lab
+        .command(from, "iperf3")
+        .args(["-c", &address.to_string(), "-t", "5", "-J"])
+        .output()
+        .expect("iperf3 runs");
+    let _ = server.wait(Duration::from_secs(5));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("iperf3 prints JSON");
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("a rate")
+        / 1e6
+}
+
+fn pings(lab: &Lab, from: &Host, address: IpAddr) -> Vec<f64> {
+    let output = lab
+        .command(from, "ping")
+        .args(["-c", "50", "-i", "0.02", "-W", "1", &address.to_string()])
+        .output()
+        .expect("ping runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split("time=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|ms| ms.parse().ok())
+        .collect()
+}
+
+fn main() {
+    let mut lab = Lab::new().expect("root and ip(8)");
+    hearth_testkit::require_tools(&["nft", "iperf3", "ping"]).expect("tools");
+    let internet = lab.host("internet");
+    let coordinator = lab.start_coordinator(&internet);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    let key = coordinator.token_file(
+        lab.dir.path(),
+        "key.token",
+        &["--user", "alice", "--reusable", "--pre-approved"],
+    );
+    let home = lab.nat_site("home", 1, Nat::EndpointIndependent);
+    let cafe = lab.nat_site("cafe", 3, Nat::EndpointIndependent);
+    let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
+    let hosts = [
+        lab.site_host(&home, "hub"),
+        lab.site_host(&cafe, "laptop"),
+        lab.site_host(&mobile, "phone"),
+    ];
+    let userspace = ["--backend", "userspace"];
+    let hub = lab.start_agent(&hosts[0], &key, &userspace);
+    let mut laptop = lab.start_agent(&hosts[1], &key, &userspace);
+    let phone = lab.start_agent(&hosts[2], &key, &userspace);
+    let hub_ip = IpAddr::from(hub.wait_mesh_ipv4(Duration::from_secs(30)));
+    laptop.wait_mesh_ipv4(Duration::from_secs(30));
+    phone.wait_mesh_ipv4(Duration::from_secs(30));
+
+    let (mut upgrades, mut direct_mbit, mut relay_mbit) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut direct_rtt, mut relay_rtt) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // A fresh laptop agent (new disco key): from `hearth-agent up` to a
+        // direct path, pinging the hub meanwhile.
+        laptop = lab.restart_agent(laptop, &key);
+        let started = Instant::now();
+        wait_until(Duration::from_secs(20), || {
+            lab.ping(&hosts[1], hub_ip, Duration::from_millis(200));
+            path_kind(&laptop, "hub").as_deref() == Some("direct")
+        })
+        .expect("a direct path");
+        upgrades.push(started.elapsed().as_secs_f64() * 1000.0);
+        wait_until(Duration::from_secs(20), || {
+            lab.ping(&hosts[2], hub_ip, Duration::from_millis(500))
+        })
+        .expect("the phone reaches the hub");
+        assert_eq!(path_kind(&phone, "hub").as_deref(), Some("relay"));
+
+        direct_mbit.push(iperf(&mut lab, &hosts[1], &hosts[0], hub_ip));
+        relay_mbit.push(iperf(&mut lab, &hosts[2], &hosts[0], hub_ip));
+        direct_rtt.extend(pings(&lab, &hosts[1], hub_ip));
+        relay_rtt.extend(pings(&lab, &hosts[2], hub_ip));
+        println!(
+            "round {round}: direct after {:.0} ms; direct {:.0} Mbit/s, relay {:.0} Mbit/s",
+            upgrades[round], direct_mbit[round], relay_mbit[round]
+        );
+    }
+    let (direct, relay) = (median(&mut direct_mbit), median(&mut relay_mbit));
+    let (direct_ms, relay_ms) = (median(&mut direct_rtt), median(&mut relay_rtt));
+    let direct_p99 = hearth_testkit::bench::percentile(&mut direct_rtt, 0.99);
+    let relay_p99 = hearth_testkit::bench::percentile(&mut relay_rtt, 0.99);
+    println!("| | direct (café ↔ home) | relay (mobile ↔ home) | relay / direct |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| TCP, median of {ROUNDS} × 5 s | {direct:.0} Mbit/s | {relay:.0} Mbit/s | {:.2} |",
+        relay / direct
+    );
+    println!(
+        "| ping RTT p50 / p99 | {direct_ms:.2} / {direct_p99:.2} ms | {relay_ms:.2} / {relay_p99:.2} ms | +{:.2} ms (p50) |",
+        relay_ms - direct_ms
+    );
+    let mut sorted = upgrades.clone();
+    println!(
+        "`hearth-agent up` → direct path: median {:.0} ms, max {:.0} ms (rounds: {:?})",
+        median(&mut sorted),
+        sorted.last().copied().unwrap_or_default(),
+        upgrades.iter().map(|ms| ms.round()).collect::<Vec<_>>()
+    );
+}

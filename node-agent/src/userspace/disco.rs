@@ -1,0 +1,302 @@
+//! The device's side of disco: peers' disco keys, the messages that arrive
+//! (over UDP or through a relay) and those [`Paths`] asks to send, and the
+//! route each disco peer's packets take. What to do is [`Paths`]'s
+//! decision; this module seals, sends and keeps the route in step.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hearth_control::disco::{self, Boxer, Message};
+
+use super::{DeviceState, PeerState, PeerTable, Source};
+use crate::dataplane::PeerConfig;
+use crate::paths::{Action, Paths, Route};
+
+/// A packet for a relay: which region, which node, what.
+#[derive(Debug)]
+pub struct RelayPacket {
+    /// The relay region.
+    pub region: u16,
+    /// The receiving node's key.
+    pub to: [u8; 32],
+    /// The packet (WireGuard or disco).
+    pub packet: Vec<u8>,
+}
+
+/// Where a packet for a peer goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Target {
+    Udp(SocketAddr),
+    Relay { region: u16 },
+    Nowhere,
+}
+
+/// A disco peer's key and home relay.
+pub(super) struct DiscoPeer {
+    pub(super) key: [u8; 32],
+    boxer: Arc<Boxer>,
+    home_relay: Option<u16>,
+}
+
+/// The address a pong names for a ping that came through relay `region`
+/// (Tailscale's convention).
+fn relay_address(region: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 3, 3, 40)), region)
+}
+
+fn tx_id() -> disco::TxId {
+    rand::random()
+}
+
+/// Applies a peer's disco settings from `config` (under the table's lock).
+pub(super) fn configure(
+    shared: &DeviceState,
+    table: &mut PeerTable,
+    peer: &Arc<PeerState>,
+    config: &PeerConfig,
+) {
+    let mut current = hearth_runtime::write(&peer.disco);
+    let old_key = current.as_ref().map(|disco| disco.key);
+    match config.disco {
+        Some(key) => {
+            if old_key != Some(key.0) {
+                if let Some(old) = old_key {
+                    table.by_disco.remove(&old);
+                }
+                table.by_disco.insert(key.0, Arc::clone(peer));
+                *current = Some(DiscoPeer {
+                    key: key.0,
+                    boxer: Arc::new(Boxer::new(&shared.disco_secret, &key.0)),
+                    home_relay: config.home_relay,
+                });
+                // A new disco key is a restarted peer: paths start over.
+                *hearth_runtime::lock(&peer.paths) = Paths::default();
+            } else if let Some(disco) = current.as_mut() {
+                disco.home_relay = config.home_relay;
+            }
+            let mut paths = hearth_runtime::lock(&peer.paths);
+            paths.set_candidates(&config.candidates);
+            let route = route_of(shared, current.as_ref(), &paths, shared.now());
+            *hearth_runtime::write(&peer.route) = route;
+        }
+        None => {
+            if let Some(old) = old_key {
+                table.by_disco.remove(&old);
+            }
+            *current = None;
+        }
+    }
+}
+
+/// Where a disco peer's packets go: a proven direct path, else its home
+/// relay, else (no relay) the best guess at a direct one.
+fn route_of(
+    shared: &DeviceState,
+    disco: Option<&DiscoPeer>,
+    paths: &Paths,
+    now: Duration,
+) -> Target {
+    match paths.route(now) {
+        Route::Direct(address) => Target::Udp(address),
+        Route::Relay => match disco.and_then(|disco| disco.home_relay) {
+            Some(region) if shared.relay_attached() => Target::Relay { region },
+            _ => paths
+                .best_guess()
+                .map(Target::Udp)
+                .unwrap_or(Target::Nowhere),
+        },
+    }
+}
+
+/// Seals `message` for `peer` and sends it over `via`.
+fn send(shared: &DeviceState, peer: &PeerState, boxer: &Boxer, message: &Message, via: Source) {
+    let nonce: [u8; disco::NONCE_LEN] = rand::random();
+    let packet = boxer.seal(&nonce, message);
+    tracing::trace!(peer = %hearth_control::wire::WireGuardKey(peer.key), ?message, ?via, "disco sent");
+    match via {
+        Source::Udp(address) => shared.send(&packet, address),
+        Source::Relay { region, .. } => shared.send_relayed(region, peer.key, &packet),
+    }
+}
+
+/// Carries out what [`Paths`] asked for.
+fn perform(shared: &DeviceState, peer: &PeerState, actions: Vec<Action>) {
+    if actions.is_empty() {
+        return;
+    }
+    let (boxer, home) = {
+        let disco = hearth_runtime::read(&peer.disco);
+        let Some(disco) = disco.as_ref() else {
+            return;
+        };
+        (Arc::clone(&disco.boxer), disco.home_relay)
+    };
+    for action in actions {
+        match action {
+            Action::Ping { to, tx } => {
+                let ping = Message::Ping {
+                    tx,
+                    node_key: Some(shared.keys().public.to_bytes()),
+                };
+                send(shared, peer, &boxer, &ping, Source::Udp(to));
+            }
+            Action::CallMeMaybe => {
+                let Some(region) = home.filter(|_| shared.relay_attached()) else {
+                    continue;
+                };
+                let endpoints = hearth_runtime::read(&shared.own_endpoints).clone();
+                if endpoints.is_empty() {
+                    continue;
+                }
+                let message = Message::CallMeMaybe { endpoints };
+                send(
+                    shared,
+                    peer,
+                    &boxer,
+                    &message,
+                    Source::Relay {
+                        region,
+                        key: peer.key,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Keeps `peer`'s route current and sends what its paths ask for; called
+/// every timer tick.
+pub(super) fn tick(shared: &DeviceState, peer: &PeerState) {
+    let now = shared.now();
+    let actions = {
+        let disco = hearth_runtime::read(&peer.disco);
+        if disco.is_none() {
+            return;
+        }
+        let mut paths = hearth_runtime::lock(&peer.paths);
+        let last = peer.last_traffic.load(Ordering::Relaxed);
+        if last > 0 {
+            paths.note_traffic(Duration::from_millis(last - 1));
+        }
+        let actions = paths.tick(now, tx_id);
+        let direct_now = update_route(shared, peer, disco.as_ref(), &paths, now);
+        (actions, direct_now)
+    };
+    let (actions, direct_now) = actions;
+    perform(shared, peer, actions);
+    if direct_now {
+        resend_handshake(shared, peer);
+    }
+}
+
+/// A path just became direct: a handshake started on the old path (through
+/// a relay the peer may not be connected to yet) is sent again on this one
+/// at once, instead of after WireGuard's 5 s retry.
+fn resend_handshake(shared: &DeviceState, peer: &PeerState) {
+    let mut out = [0u8; 256];
+    let mut tunnel = hearth_runtime::lock(&peer.tunnel);
+    if tunnel.stats().0.is_some() {
+        return; // a session exists
+    }
+    if let defguard_boringtun::noise::TunnResult::WriteToNetwork(initiation) =
+        tunnel.format_handshake_initiation(&mut out, true)
+    {
+        shared.send_to_peer(peer, initiation);
+    }
+}
+
+/// Sets `peer`'s route; true when it just became direct.
+fn update_route(
+    shared: &DeviceState,
+    peer: &PeerState,
+    disco: Option<&DiscoPeer>,
+    paths: &Paths,
+    now: Duration,
+) -> bool {
+    let route = route_of(shared, disco, paths, now);
+    let mut current = hearth_runtime::write(&peer.route);
+    let became_direct = matches!(route, Target::Udp(_)) && !matches!(*current, Target::Udp(_));
+    if *current != route {
+        let key = hearth_control::wire::WireGuardKey(peer.key);
+        match route {
+            Target::Udp(address) => tracing::info!(peer = %key, path = %address, "direct path"),
+            Target::Relay { region } => {
+                tracing::info!(peer = %key, region, "path through the relay")
+            }
+            Target::Nowhere => tracing::info!(peer = %key, "no path"),
+        }
+        *current = route;
+    }
+    became_direct
+}
+
+/// A disco packet that arrived from `source`.
+pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
+    let Some(sender) = disco::sender(packet) else {
+        return;
+    };
+    let Some(peer) = shared.peers().by_disco.get(&sender).cloned() else {
+        return;
+    };
+    let boxer = match hearth_runtime::read(&peer.disco).as_ref() {
+        Some(disco) => Arc::clone(&disco.boxer),
+        None => return,
+    };
+    let Ok(message) = boxer.open(packet) else {
+        return;
+    };
+    tracing::trace!(peer = %hearth_control::wire::WireGuardKey(peer.key), ?message, ?source, "disco received");
+    // Through a relay, the relay vouches for the sender's node key.
+    if let Source::Relay { key, .. } = source
+        && !peer.knows_key(&key)
+    {
+        return;
+    }
+    let now = shared.now();
+    match message {
+        Message::Ping { tx, node_key } => {
+            if node_key.is_some_and(|claimed| !peer.knows_key(&claimed)) {
+                return;
+            }
+            let seen = match source {
+                Source::Udp(address) => address,
+                Source::Relay { region, .. } => relay_address(region),
+            };
+            send(
+                shared,
+                &peer,
+                &boxer,
+                &Message::Pong { tx, source: seen },
+                source,
+            );
+            if let Source::Udp(address) = source {
+                let actions = hearth_runtime::lock(&peer.paths).on_ping(address, now, tx_id);
+                perform(shared, &peer, actions);
+            }
+        }
+        Message::Pong { tx, .. } => {
+            let Source::Udp(address) = source else {
+                return;
+            };
+            let direct_now = {
+                let disco = hearth_runtime::read(&peer.disco);
+                let mut paths = hearth_runtime::lock(&peer.paths);
+                paths.on_pong(tx, address, now)
+                    && update_route(shared, &peer, disco.as_ref(), &paths, now)
+            };
+            if direct_now {
+                resend_handshake(shared, &peer);
+            }
+        }
+        Message::CallMeMaybe { endpoints } => {
+            if !matches!(source, Source::Relay { .. }) {
+                return; // only ever sent through a relay
+            }
+            let actions =
+                hearth_runtime::lock(&peer.paths).on_call_me_maybe(&endpoints, now, tx_id);
+            perform(shared, &peer, actions);
+        }
+    }
+}

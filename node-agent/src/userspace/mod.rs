@@ -1,0 +1,1024 @@
+//! Userspace WireGuard: BoringTun's protocol core (`noise::Tunn`, from
+//! defguard's fork, the one WireGuard implementation in the dependency tree)
+//! driven by our own TUN and UDP loops, with relays and disco for peers
+//! behind NATs ([`paths`]).
+//!
+//! Three threads: TUN → encrypt → UDP or relay, UDP → decrypt → TUN, and
+//! the timers (handshakes, keep-alives, re-keying, disco pings). Packets
+//! relayed to us arrive through [`Device::receive_relayed`] from the agent's
+//! relay client, and packets for the relay leave through the channel given
+//! to [`Device::attach_relay`]. Peers can be changed in place (endpoint,
+//! allowed IPs, keep-alive, candidates) without losing their session, and
+//! removed or added at any time. Cryptokey routing is enforced both ways: a
+//! packet goes to the peer whose allowed IPs hold its destination, and a
+//! decrypted packet is delivered only if the sender is the peer whose
+//! allowed IPs hold its source most specifically (longest prefix), as
+//! kernel WireGuard does: a peer with a wide route cannot send as another
+//! member.
+//!
+//! Handshakes cost an X25519 each, so nothing of a handshake is computed
+//! before its MAC1 (a keyed BLAKE2s only holders of our public key can make)
+//! is checked: random packets cost a hash. Past a device-wide rate, initiators
+//! must also echo a cookie bound to their address (WireGuard's cookie reply,
+//! which the kernel and wireguard-go implement), and each source address has
+//! its own handshake budget ([`crate::handshakes`]). Relayed packets come
+//! from keys the relay admitted; they get the MAC1 check and no cookies.
+//!
+//! [`paths`]: crate::paths
+
+mod disco;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use defguard_boringtun::device::allowed_ips::AllowedIps;
+use defguard_boringtun::device::tun::TunSocket;
+use defguard_boringtun::noise::handshake::parse_handshake_anon;
+use defguard_boringtun::noise::rate_limiter::RateLimiter;
+use defguard_boringtun::noise::{Packet, Tunn, TunnResult};
+use defguard_boringtun::x25519::{PublicKey, StaticSecret};
+use hearth_control::stun;
+use ipnet::IpNet;
+use socket2::{Domain, Protocol, Socket, Type};
+use zeroize::Zeroizing;
+
+use crate::dataplane::{DataPlaneError, PathStatus, PeerConfig, PeerStats};
+use crate::handshakes::SourceBudget;
+use crate::paths::Paths;
+use hearth_control::wire::WireGuardKey;
+
+pub use disco::RelayPacket;
+use disco::{DiscoPeer, Target};
+
+/// Largest datagram or packet handled.
+const BUFFER: usize = 65_536;
+/// How often the protocol timers run.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+/// How long the UDP loop blocks before checking for shutdown.
+const UDP_POLL: Duration = Duration::from_millis(200);
+/// Handshake messages per second (with a valid MAC1) the device takes before
+/// it asks initiators for cookies (boringtun's and wireguard-go's choice).
+const HANDSHAKES_BEFORE_COOKIES: u64 = 100;
+
+struct PeerState {
+    key: [u8; 32],
+    /// The receiver index of `tunnel` (a new one after a key change).
+    index: AtomicU32,
+    tunnel: Mutex<Tunn>,
+    /// The tunnel before a key change (ours or the peer's), whose session
+    /// carries traffic until `tunnel` has one; lock after `tunnel`.
+    retiring: Mutex<Option<Retiring>>,
+    keepalive: Option<u16>,
+    /// For a plain WireGuard peer: where to send (set, or roamed to).
+    endpoint: RwLock<Option<SocketAddr>>,
+    allowed: RwLock<Vec<IpNet>>,
+    /// For a disco peer: its key and home relay.
+    disco: RwLock<Option<DiscoPeer>>,
+    /// For a disco peer: which path works.
+    paths: Mutex<Paths>,
+    /// For a disco peer: where packets go now (kept by the timers).
+    route: RwLock<Target>,
+    /// When data last went to or came from the peer (ms since the device
+    /// started, 0: never): disco keeps paths of peers in use.
+    last_traffic: AtomicU64,
+}
+
+/// A peer's previous tunnel after a key change. Sessions do not depend on
+/// the static keys once made, so the old one keeps carrying packets both
+/// ways until the new keys' handshake completes; its timers do not run (it
+/// never re-keys), and it goes when the new session exists or after
+/// WireGuard's session lifetime.
+struct Retiring {
+    tunnel: Tunn,
+    /// Its receiver index.
+    index: u32,
+    /// The peer's key on it (its relay login may still be the old one).
+    key: [u8; 32],
+    since: Instant,
+}
+
+/// How long a retiring session may carry traffic (WireGuard's
+/// REJECT_AFTER_TIME: no session outlives it).
+const RETIRING_FOR: Duration = Duration::from_secs(180);
+
+/// Whether `tunnel` has a session to encrypt with.
+fn has_session(tunnel: &Tunn) -> bool {
+    tunnel
+        .time_since_last_handshake()
+        .is_some_and(|since| since < RETIRING_FOR)
+}
+
+/// This device's static keys and what is derived from them (replaced
+/// together when the node rotates its key).
+struct StaticKeys {
+    private: StaticSecret,
+    public: PublicKey,
+    /// MAC1 and cookie checks of every handshake message, before any DH.
+    handshakes: RateLimiter,
+    /// MAC1 checks of handshakes that came through a relay.
+    relayed_handshakes: RateLimiter,
+}
+
+impl StaticKeys {
+    fn new(private: StaticSecret) -> StaticKeys {
+        let public = PublicKey::from(&private);
+        StaticKeys {
+            handshakes: RateLimiter::new(&public, HANDSHAKES_BEFORE_COOKIES),
+            relayed_handshakes: RateLimiter::new(&public, u64::MAX),
+            private,
+            public,
+        }
+    }
+}
+
+impl PeerState {
+    /// Whether `key` is this peer's: its key, or the one its retiring
+    /// session was made with (it rotated a moment ago; relays and disco
+    /// may still see the old one).
+    fn knows_key(&self, key: &[u8; 32]) -> bool {
+        *key == self.key
+            || hearth_runtime::lock(&self.retiring)
+                .as_ref()
+                .is_some_and(|old| old.key == *key)
+    }
+
+    /// Where a packet for this peer goes now.
+    fn target(&self) -> Target {
+        if hearth_runtime::read(&self.disco).is_some() {
+            return *hearth_runtime::read(&self.route);
+        }
+        match *hearth_runtime::read(&self.endpoint) {
+            Some(endpoint) => Target::Udp(endpoint),
+            None => Target::Nowhere,
+        }
+    }
+}
+
+struct PeerTable {
+    by_key: HashMap<[u8; 32], Arc<PeerState>>,
+    by_index: HashMap<u32, Arc<PeerState>>,
+    by_disco: HashMap<[u8; 32], Arc<PeerState>>,
+    by_address: AllowedIps<Arc<PeerState>>,
+    next_index: u32,
+}
+
+impl PeerTable {
+    fn allocate_index(&mut self) -> u32 {
+        let index = self.next_index;
+        self.next_index = (index + 1) & 0x00ff_ffff;
+        index
+    }
+
+    fn rebuild_routes(&mut self) {
+        self.by_address.clear();
+        for peer in self.by_key.values() {
+            for prefix in hearth_runtime::read(&peer.allowed).clone() {
+                self.by_address.insert(
+                    prefix.addr(),
+                    u32::from(prefix.prefix_len()),
+                    Arc::clone(peer),
+                );
+            }
+        }
+    }
+}
+
+/// A STUN question asked from the WireGuard socket, waiting for its answer.
+type StunWaiter = (stun::TransactionId, std::sync::mpsc::SyncSender<SocketAddr>);
+
+/// What the device's threads share: sockets, keys, peers, limiters.
+struct DeviceState {
+    tun: TunSocket,
+    udp: UdpSocket,
+    /// Whether `udp` is a dual-stack IPv6 socket (IPv4 peers are then
+    /// addressed as IPv4-mapped IPv6).
+    dual_stack: bool,
+    keys: RwLock<Arc<StaticKeys>>,
+    peers: RwLock<PeerTable>,
+    /// Handshake initiations per source address.
+    budget: Mutex<SourceBudget>,
+    stop: AtomicBool,
+    /// When the device started: disco's clock.
+    origin: Instant,
+    /// This node's disco key, new at each start.
+    disco_secret: Zeroizing<[u8; 32]>,
+    disco_public: [u8; 32],
+    /// Where packets for a relay go (the agent's relay client), once attached.
+    relay: RwLock<Option<tokio::sync::mpsc::Sender<RelayPacket>>>,
+    /// Packets for the relay dropped because its queue was full.
+    relay_drops: AtomicU64,
+    /// This node's endpoints, told to peers in call-me-maybe.
+    own_endpoints: RwLock<Vec<SocketAddr>>,
+    /// A STUN question waiting for its answer on the WireGuard socket.
+    stun: Mutex<Option<StunWaiter>>,
+}
+
+impl DeviceState {
+    fn peers(&self) -> std::sync::RwLockReadGuard<'_, PeerTable> {
+        hearth_runtime::read(&self.peers)
+    }
+
+    fn keys(&self) -> Arc<StaticKeys> {
+        Arc::clone(&hearth_runtime::read(&self.keys))
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn send(&self, datagram: &[u8], to: SocketAddr) {
+        let to = match to {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            _ => to,
+        };
+        if let Err(error) = self.udp.send_to(datagram, to) {
+            tracing::trace!(%error, %to, "UDP send failed");
+        }
+    }
+
+    /// Sends `packet` to the node with `key` through relay `region`.
+    fn send_relayed(&self, region: u16, key: [u8; 32], packet: &[u8]) {
+        let relay = hearth_runtime::read(&self.relay);
+        let Some(relay) = relay.as_ref() else {
+            return;
+        };
+        let queued = relay.try_send(RelayPacket {
+            region,
+            to: key,
+            packet: packet.to_vec(),
+        });
+        if queued.is_err() {
+            self.relay_drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a WireGuard datagram for `peer` where its path leads.
+    fn send_to_peer(&self, peer: &PeerState, datagram: &[u8]) {
+        match peer.target() {
+            Target::Udp(endpoint) => self.send(datagram, endpoint),
+            Target::Relay { region } => self.send_relayed(region, peer.key, datagram),
+            Target::Nowhere => {}
+        }
+    }
+
+    fn relay_attached(&self) -> bool {
+        hearth_runtime::read(&self.relay).is_some()
+    }
+
+    fn note_traffic(&self, peer: &PeerState) {
+        // +1 so that traffic in the first millisecond is not "never".
+        let now = self.now().as_millis() as u64 + 1;
+        peer.last_traffic.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Where a datagram came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A UDP address.
+    Udp(SocketAddr),
+    /// A relay region, from the node with this key.
+    Relay { region: u16, key: [u8; 32] },
+}
+
+/// A running userspace WireGuard device.
+pub struct Device {
+    shared: Arc<DeviceState>,
+    threads: Vec<JoinHandle<()>>,
+    listen_port: u16,
+}
+
+fn bind_udp(port: u16) -> std::io::Result<UdpSocket> {
+    let dual = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).and_then(|socket| {
+        socket.set_only_v6(false)?;
+        socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
+        Ok(socket)
+    });
+    let socket = match dual {
+        Ok(socket) => socket,
+        Err(_) => {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+            socket
+        }
+    };
+    // Room for bursts at high throughput; the kernel caps these at rmem_max/wmem_max.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(UDP_POLL))?;
+    Ok(socket)
+}
+
+fn device_error(error: impl std::fmt::Display) -> DataPlaneError {
+    DataPlaneError::Device(error.to_string())
+}
+
+impl Device {
+    /// Creates TUN interface `name` and starts the device with `private_key` on `port`.
+    pub fn start(name: &str, private_key: [u8; 32], port: u16) -> Result<Device, DataPlaneError> {
+        let tun = TunSocket::new(name)
+            .and_then(TunSocket::set_non_blocking)
+            .map_err(|error| device_error(format!("cannot create TUN device {name}: {error:?}")))?;
+        let udp = bind_udp(port)
+            .map_err(|error| device_error(format!("cannot bind UDP port {port}: {error}")))?;
+        let local = udp.local_addr().map_err(device_error)?;
+        let (listen_port, dual_stack) = (local.port(), local.is_ipv6());
+        let keys = StaticKeys::new(StaticSecret::from(private_key));
+        let disco_secret = Zeroizing::new(rand::random::<[u8; 32]>());
+        let disco_public = hearth_control::disco::public_key(&disco_secret);
+        let shared = Arc::new(DeviceState {
+            tun,
+            udp,
+            dual_stack,
+            keys: RwLock::new(Arc::new(keys)),
+            peers: RwLock::new(PeerTable {
+                by_key: HashMap::new(),
+                by_index: HashMap::new(),
+                by_disco: HashMap::new(),
+                by_address: AllowedIps::new(),
+                next_index: rand::random::<u32>() & 0x00ff_ffff,
+            }),
+            budget: Mutex::new(SourceBudget::default()),
+            stop: AtomicBool::new(false),
+            origin: Instant::now(),
+            disco_secret,
+            disco_public,
+            relay: RwLock::new(None),
+            relay_drops: AtomicU64::new(0),
+            own_endpoints: RwLock::new(Vec::new()),
+            stun: Mutex::new(None),
+        });
+        let mut threads = Vec::new();
+        for (label, body) in [
+            ("wg-tun", run_tun as fn(Arc<DeviceState>)),
+            ("wg-udp", run_udp as fn(Arc<DeviceState>)),
+            ("wg-timers", run_timers as fn(Arc<DeviceState>)),
+        ] {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(label.into())
+                    .spawn(move || body(shared))
+                    .map_err(device_error)?,
+            );
+        }
+        Ok(Device {
+            shared,
+            threads,
+            listen_port,
+        })
+    }
+
+    /// The UDP port in use.
+    pub fn listen_port(&self) -> u16 {
+        self.listen_port
+    }
+
+    /// Adds a peer or changes it in place (its session survives).
+    pub fn set_peer(&self, config: &PeerConfig) -> Result<(), DataPlaneError> {
+        let replaced = self.take_replaced(config);
+        let mut table = hearth_runtime::write(&self.shared.peers);
+        let peer = match table.by_key.get(&config.key.0).cloned() {
+            Some(peer) => {
+                if let Some(endpoint) = config.endpoint {
+                    *hearth_runtime::write(&peer.endpoint) = Some(endpoint);
+                }
+                if hearth_runtime::read(&peer.allowed).clone() != config.allowed_ips {
+                    *hearth_runtime::write(&peer.allowed) = config.allowed_ips.clone();
+                    table.rebuild_routes();
+                }
+                // The keep-alive interval is fixed when a peer is added (BoringTun has no setter).
+                peer
+            }
+            None => {
+                let index = table.allocate_index();
+                let keys = self.shared.keys();
+                let tunnel = Tunn::new(
+                    keys.private.clone(),
+                    PublicKey::from(config.key.0),
+                    None,
+                    config.keepalive,
+                    index,
+                    None,
+                );
+                // A peer whose key changed: its old session carries on
+                // until the new key's handshake.
+                let mut endpoint = config.endpoint;
+                let retiring = replaced.map(|(old, retiring)| {
+                    table.by_key.remove(&old.key);
+                    if endpoint.is_none() {
+                        endpoint = *hearth_runtime::read(&old.endpoint);
+                    }
+                    if let Some(disco) = hearth_runtime::read(&old.disco).as_ref() {
+                        table.by_disco.remove(&disco.key);
+                    }
+                    retiring
+                });
+                let peer = Arc::new(PeerState {
+                    key: config.key.0,
+                    index: AtomicU32::new(index),
+                    tunnel: Mutex::new(tunnel),
+                    retiring: Mutex::new(None),
+                    keepalive: config.keepalive,
+                    endpoint: RwLock::new(endpoint),
+                    allowed: RwLock::new(config.allowed_ips.clone()),
+                    disco: RwLock::new(None),
+                    paths: Mutex::new(Paths::default()),
+                    route: RwLock::new(Target::Nowhere),
+                    last_traffic: AtomicU64::new(0),
+                });
+                for prefix in &config.allowed_ips {
+                    table.by_address.insert(
+                        prefix.addr(),
+                        u32::from(prefix.prefix_len()),
+                        Arc::clone(&peer),
+                    );
+                }
+                table.by_index.insert(index, Arc::clone(&peer));
+                table.by_key.insert(config.key.0, Arc::clone(&peer));
+                if let Some(retiring) = retiring {
+                    table.by_index.insert(retiring.index, Arc::clone(&peer));
+                    *hearth_runtime::lock(&peer.retiring) = Some(retiring);
+                    // The old peer's routes go; the new one's stay.
+                    table.rebuild_routes();
+                }
+                peer
+            }
+        };
+        disco::configure(&self.shared, &mut table, &peer, config);
+        Ok(())
+    }
+
+    /// For a peer whose key changed (`config.replaces`), the peer under
+    /// its old key and that one's tunnel, taken out to retire. Done before
+    /// the table's lock is taken: the packet path takes a tunnel, then the
+    /// table.
+    fn take_replaced(&self, config: &PeerConfig) -> Option<(Arc<PeerState>, Retiring)> {
+        let old = config.replaces.filter(|old| *old != config.key)?;
+        let old = {
+            let table = self.shared.peers();
+            if table.by_key.contains_key(&config.key.0) {
+                return None;
+            }
+            table.by_key.get(&old.0).cloned()?
+        };
+        let dead = Tunn::new(
+            StaticSecret::random(),
+            PublicKey::from(old.key),
+            None,
+            None,
+            0,
+            None,
+        );
+        let tunnel = std::mem::replace(&mut *hearth_runtime::lock(&old.tunnel), dead);
+        let retiring = Retiring {
+            tunnel,
+            index: old.index.load(Ordering::Relaxed),
+            key: old.key,
+            since: Instant::now(),
+        };
+        Some((old, retiring))
+    }
+
+    /// Removes a peer.
+    pub fn remove_peer(&self, key: &WireGuardKey) -> Result<(), DataPlaneError> {
+        let mut table = hearth_runtime::write(&self.shared.peers);
+        if let Some(peer) = table.by_key.remove(&key.0) {
+            table.by_index.remove(&peer.index.load(Ordering::Relaxed));
+            if let Some(retiring) = hearth_runtime::lock(&peer.retiring).take() {
+                table.by_index.remove(&retiring.index);
+            }
+            if let Some(disco) = hearth_runtime::read(&peer.disco).as_ref() {
+                table.by_disco.remove(&disco.key);
+            }
+            table.rebuild_routes();
+        }
+        Ok(())
+    }
+
+    /// The path to the peer with `key` now.
+    pub fn path_of(&self, key: &WireGuardKey) -> Option<PathStatus> {
+        let peer = self.shared.peers().by_key.get(&key.0).cloned()?;
+        path_status(&self.shared, &peer)
+    }
+
+    /// Every peer's counters.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        let now = SystemTime::now();
+        self.shared
+            .peers()
+            .by_key
+            .iter()
+            .map(|(key, peer)| {
+                let (since_handshake, tx_bytes, rx_bytes, _, _) =
+                    hearth_runtime::lock(&peer.tunnel).stats();
+                let path = path_status(&self.shared, peer);
+                PeerStats {
+                    key: WireGuardKey(*key),
+                    endpoint: match path {
+                        Some(PathStatus::Direct { endpoint, .. }) => Some(endpoint),
+                        _ => None,
+                    },
+                    path,
+                    last_handshake: since_handshake.and_then(|since| now.checked_sub(since)),
+                    rx_bytes: rx_bytes as u64,
+                    tx_bytes: tx_bytes as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// This device's public key.
+    pub fn public_key(&self) -> WireGuardKey {
+        WireGuardKey(self.shared.keys().public.to_bytes())
+    }
+
+    /// Replaces this device's private key (a rotation). Every peer gets a
+    /// tunnel under the new key and starts its handshake at once; until it
+    /// completes, the session made under the old key carries the traffic.
+    pub fn set_private_key(&self, private_key: [u8; 32]) {
+        let keys = Arc::new(StaticKeys::new(StaticSecret::from(private_key)));
+        *hearth_runtime::write(&self.shared.keys) = Arc::clone(&keys);
+        // New receiver indexes first (under the table's lock), tunnels
+        // after (without it: the packet path takes a tunnel, then the table).
+        let peers: Vec<(Arc<PeerState>, u32)> = {
+            let mut table = hearth_runtime::write(&self.shared.peers);
+            let peers: Vec<Arc<PeerState>> = table.by_key.values().cloned().collect();
+            peers
+                .into_iter()
+                .map(|peer| {
+                    let index = table.allocate_index();
+                    table.by_index.insert(index, Arc::clone(&peer));
+                    (peer, index)
+                })
+                .collect()
+        };
+        let mut out = [0u8; 256];
+        let mut stale = Vec::new();
+        for (peer, index) in peers {
+            let fresh = Tunn::new(
+                keys.private.clone(),
+                PublicKey::from(peer.key),
+                None,
+                peer.keepalive,
+                index,
+                None,
+            );
+            let mut tunnel = hearth_runtime::lock(&peer.tunnel);
+            let old = std::mem::replace(&mut *tunnel, fresh);
+            let old_index = peer.index.swap(index, Ordering::Relaxed);
+            let previous = hearth_runtime::lock(&peer.retiring).replace(Retiring {
+                tunnel: old,
+                index: old_index,
+                key: peer.key,
+                since: Instant::now(),
+            });
+            if let Some(previous) = previous {
+                stale.push(previous.index);
+            }
+            if let TunnResult::WriteToNetwork(initiation) =
+                tunnel.format_handshake_initiation(&mut out, false)
+            {
+                self.shared.send_to_peer(&peer, initiation);
+            }
+        }
+        let mut table = hearth_runtime::write(&self.shared.peers);
+        for index in stale {
+            table.by_index.remove(&index);
+        }
+    }
+
+    /// This device's disco key (new at each start).
+    pub fn disco_public(&self) -> WireGuardKey {
+        WireGuardKey(self.shared.disco_public)
+    }
+
+    /// Sends packets for relays into `relay` from now on.
+    pub fn attach_relay(&self, relay: tokio::sync::mpsc::Sender<RelayPacket>) {
+        *hearth_runtime::write(&self.shared.relay) = Some(relay);
+    }
+
+    /// Packets for the relay dropped because its queue was full.
+    pub fn relay_drops(&self) -> u64 {
+        self.shared.relay_drops.load(Ordering::Relaxed)
+    }
+
+    /// A packet the node with `key` sent us through relay `region`.
+    pub fn receive_relayed(&self, region: u16, key: [u8; 32], packet: &[u8]) {
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; BUFFER]);
+        }
+        let source = Source::Relay { region, key };
+        if hearth_control::disco::looks_like_disco(packet) {
+            disco::receive(&self.shared, packet, source);
+            return;
+        }
+        SCRATCH.with(|scratch| {
+            let mut out = scratch.borrow_mut();
+            decrypt_and_deliver(&self.shared, packet, source, &mut out);
+        });
+    }
+
+    /// This node's endpoints, told to peers asked to call back.
+    pub fn set_own_endpoints(&self, endpoints: Vec<SocketAddr>) {
+        *hearth_runtime::write(&self.shared.own_endpoints) = endpoints;
+    }
+
+    /// Asks the STUN server at `server` from the WireGuard socket itself,
+    /// so the answer is the mapping peers' packets will meet. Blocking.
+    pub fn stun(&self, server: SocketAddr, timeout: Duration) -> Option<SocketAddr> {
+        let transaction: stun::TransactionId = rand::random();
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        *hearth_runtime::lock(&self.shared.stun) = Some((transaction, sender));
+        self.shared
+            .send(&stun::binding_request(transaction), server);
+        let answer = receiver.recv_timeout(timeout).ok();
+        *hearth_runtime::lock(&self.shared.stun) = None;
+        answer
+    }
+}
+
+fn path_status(shared: &DeviceState, peer: &PeerState) -> Option<PathStatus> {
+    match peer.target() {
+        Target::Udp(endpoint) => Some(PathStatus::Direct {
+            endpoint,
+            rtt_us: hearth_runtime::lock(&peer.paths)
+                .direct_rtt(shared.now())
+                .map(|rtt| rtt.as_micros() as u64),
+        }),
+        Target::Relay { region } => Some(PathStatus::Relay { region }),
+        Target::Nowhere => None,
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads packets from the TUN device, encrypts them for the peer owning
+/// their destination, sends them. The TUN fd is non-blocking; readiness
+/// comes from a small tokio reactor on this thread.
+fn run_tun(shared: Arc<DeviceState>) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    else {
+        tracing::error!("cannot start the TUN reactor");
+        return;
+    };
+    runtime.block_on(async move {
+        let descriptor = std::os::fd::AsRawFd::as_raw_fd(&shared.tun);
+        // SAFETY: the descriptor belongs to `shared.tun`, which this thread
+        // keeps alive (through `shared`) for as long as the registration
+        // exists, and nothing closes or replaces it meanwhile. A `RawFd` has no
+        // destructor, so dropping the registration leaves the descriptor open.
+        #[allow(unsafe_code)]
+        let registered = unsafe { tokio::io::unix::AsyncFd::register(descriptor) };
+        let Ok(readiness) = registered else {
+            tracing::error!("cannot watch the TUN device");
+            return;
+        };
+        let mut packet = vec![0u8; BUFFER];
+        let mut out = vec![0u8; BUFFER + 64];
+        while !shared.stop.load(Ordering::Relaxed) {
+            let Ok(Ok(mut guard)) = tokio::time::timeout(UDP_POLL, readiness.readable()).await
+            else {
+                continue;
+            };
+            loop {
+                match shared.tun.read(&mut packet) {
+                    Ok(read) => {
+                        let length = read.len();
+                        encrypt_and_send(&shared, &packet[..length], &mut out);
+                    }
+                    Err(defguard_boringtun::device::Error::IfaceRead(error))
+                        if error.kind() == ErrorKind::WouldBlock =>
+                    {
+                        guard.clear_ready();
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(?error, "TUN read failed");
+                        guard.clear_ready();
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn encrypt_and_send(shared: &DeviceState, packet: &[u8], out: &mut [u8]) {
+    let Some(destination) = Tunn::dst_address(packet) else {
+        return;
+    };
+    let Some(peer) = shared.peers().by_address.find(destination).cloned() else {
+        return;
+    };
+    shared.note_traffic(&peer);
+    let target = peer.target();
+    if target == Target::Nowhere {
+        return;
+    }
+    let send = |datagram: &[u8]| match target {
+        Target::Udp(endpoint) => shared.send(datagram, endpoint),
+        Target::Relay { region } => shared.send_relayed(region, peer.key, datagram),
+        Target::Nowhere => {}
+    };
+    let mut tunnel = hearth_runtime::lock(&peer.tunnel);
+    if !has_session(&tunnel) {
+        // After a key change, the old session carries the packet while the
+        // new handshake is under way.
+        let mut retiring = hearth_runtime::lock(&peer.retiring);
+        if let Some(old) = retiring.as_mut().filter(|old| has_session(&old.tunnel)) {
+            if let TunnResult::WriteToNetwork(datagram) = old.tunnel.encapsulate(packet, out) {
+                send(datagram);
+            }
+            let mut initiation = [0u8; 256];
+            if let TunnResult::WriteToNetwork(datagram) =
+                tunnel.format_handshake_initiation(&mut initiation, false)
+            {
+                send(datagram);
+            }
+            return;
+        }
+    }
+    if let TunnResult::WriteToNetwork(datagram) = tunnel.encapsulate(packet, out) {
+        send(datagram);
+    }
+}
+
+/// Whether `packet` is a STUN binding success (type 0x0101 and STUN's magic
+/// cookie; WireGuard messages have zeros where STUN has its type's low byte).
+fn looks_like_stun_answer(packet: &[u8]) -> bool {
+    packet.len() >= 20 && packet[..2] == [0x01, 0x01] && packet[4..8] == [0x21, 0x12, 0xa4, 0x42]
+}
+
+/// Receives datagrams, decrypts them with the right peer's session and
+/// writes allowed packets to the TUN device; disco messages and STUN
+/// answers that arrive on the same socket go their own way.
+fn run_udp(shared: Arc<DeviceState>) {
+    let mut datagram = vec![0u8; BUFFER];
+    let mut out = vec![0u8; BUFFER];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (length, source) = match shared.udp.recv_from(&mut datagram) {
+            Ok(received) => received,
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "UDP receive failed");
+                continue;
+            }
+        };
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        let packet = &datagram[..length];
+        if hearth_control::disco::looks_like_disco(packet) {
+            disco::receive(&shared, packet, Source::Udp(source));
+        } else if looks_like_stun_answer(packet) {
+            answer_stun(&shared, packet);
+        } else {
+            decrypt_and_deliver(&shared, packet, Source::Udp(source), &mut out);
+        }
+    }
+}
+
+fn answer_stun(shared: &DeviceState, packet: &[u8]) {
+    let waiting = hearth_runtime::lock(&shared.stun);
+    if let Some((transaction, sender)) = waiting.as_ref()
+        && let Some(observed) = stun::parse_binding_response(packet, *transaction)
+    {
+        let _ = sender.try_send(observed);
+    }
+}
+
+fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]) {
+    let address = match source {
+        Source::Udp(address) => Some(address.ip()),
+        Source::Relay { .. } => None,
+    };
+    // MAC1 first (and a cookie under load): a forged handshake costs a hash.
+    let keys = shared.keys();
+    let limiter = match source {
+        Source::Udp(_) => &keys.handshakes,
+        Source::Relay { .. } => &keys.relayed_handshakes,
+    };
+    let parsed = match limiter.verify_packet(address, datagram, out) {
+        Ok(parsed) => parsed,
+        Err(TunnResult::WriteToNetwork(cookie_reply)) => {
+            if let Source::Udp(address) = source {
+                shared.send(cookie_reply, address);
+            }
+            return;
+        }
+        Err(_) => return,
+    };
+    if let (Packet::HandshakeInit(_), Some(ip)) = (&parsed, address)
+        && !hearth_runtime::lock(&shared.budget).allow(ip, Instant::now())
+    {
+        return;
+    }
+    // The peer, and the receiver index the packet is for (none: a new
+    // handshake, always for the current tunnel).
+    let (peer, index) = {
+        let table = shared.peers();
+        let by_index = |index: u32| {
+            table
+                .by_index
+                .get(&(index >> 8))
+                .cloned()
+                .map(|peer| (peer, Some(index >> 8)))
+        };
+        match parsed {
+            Packet::HandshakeInit(init) => parse_handshake_anon(&keys.private, &keys.public, &init)
+                .ok()
+                .and_then(|half| table.by_key.get(&half.peer_static_public).cloned())
+                .map(|peer| (peer, None)),
+            Packet::HandshakeResponse(response) => by_index(response.receiver_idx),
+            Packet::PacketCookieReply(cookie) => by_index(cookie.receiver_idx),
+            Packet::PacketData(data) => by_index(data.receiver_idx),
+        }
+        .map_or((None, None), |(peer, index)| (Some(peer), index))
+    };
+    let Some(peer) = peer else {
+        return;
+    };
+    let current = index.is_none_or(|index| index == peer.index.load(Ordering::Relaxed));
+    // A relay vouches for the sender's key: it must be this peer's (or, on
+    // the retiring session, its old key's).
+    if let Source::Relay { key, .. } = source
+        && !peer.knows_key(&key)
+    {
+        return;
+    }
+    if !current {
+        decrypt_retiring(shared, &peer, index, datagram, address, out);
+        return;
+    }
+    let reply_to = |datagram: &[u8]| match source {
+        Source::Udp(address) => shared.send(datagram, address),
+        Source::Relay { region, key } => shared.send_relayed(region, key, datagram),
+    };
+    let mut tunnel = hearth_runtime::lock(&peer.tunnel);
+    match tunnel.decapsulate(address, datagram, out) {
+        TunnResult::WriteToNetwork(reply) => {
+            reply_to(reply);
+            // Packets queued while the handshake was in flight go out now,
+            // on the peer's path.
+            let mut flush = vec![0u8; BUFFER];
+            while let TunnResult::WriteToNetwork(queued) = tunnel.decapsulate(None, &[], &mut flush)
+            {
+                shared.send_to_peer(&peer, queued);
+            }
+        }
+        TunnResult::WriteToTunnelV4(packet, from) => {
+            if owns_source(&shared.peers().by_address, &peer, IpAddr::V4(from)) {
+                shared.note_traffic(&peer);
+                let _ = shared.tun.write4(packet);
+            }
+        }
+        TunnResult::WriteToTunnelV6(packet, from) => {
+            if owns_source(&shared.peers().by_address, &peer, IpAddr::V6(from)) {
+                shared.note_traffic(&peer);
+                let _ = shared.tun.write6(packet);
+            }
+        }
+        TunnResult::Done => {}
+        TunnResult::Err(error) => {
+            tracing::trace!(?error, "packet rejected");
+            return;
+        }
+    }
+    drop(tunnel);
+    // An authenticated packet: a plain WireGuard peer is reachable where it
+    // came from (roaming). Disco peers' paths are disco's to choose.
+    if let Source::Udp(address) = source
+        && hearth_runtime::read(&peer.disco).is_none()
+        && *hearth_runtime::read(&peer.endpoint) != Some(address)
+    {
+        *hearth_runtime::write(&peer.endpoint) = Some(address);
+    }
+}
+
+/// Decrypts a packet for `peer`'s retiring session (receiver `index`) and
+/// delivers it as the current one would.
+fn decrypt_retiring(
+    shared: &DeviceState,
+    peer: &Arc<PeerState>,
+    index: Option<u32>,
+    datagram: &[u8],
+    address: Option<IpAddr>,
+    out: &mut [u8],
+) {
+    let mut retiring = hearth_runtime::lock(&peer.retiring);
+    let Some(old) = retiring.as_mut().filter(|old| Some(old.index) == index) else {
+        return;
+    };
+    // Rare (only around a key change): the packet is copied out of `out`.
+    let decrypted = match old.tunnel.decapsulate(address, datagram, out) {
+        TunnResult::WriteToTunnelV4(packet, from) => Some((packet.to_vec(), IpAddr::V4(from))),
+        TunnResult::WriteToTunnelV6(packet, from) => Some((packet.to_vec(), IpAddr::V6(from))),
+        _ => None,
+    };
+    drop(retiring);
+    if let Some((packet, from)) = decrypted
+        && owns_source(&shared.peers().by_address, peer, from)
+    {
+        shared.note_traffic(peer);
+        let _ = match from {
+            IpAddr::V4(_) => shared.tun.write4(&packet),
+            IpAddr::V6(_) => shared.tun.write6(&packet),
+        };
+    }
+}
+
+/// Whether `peer` may send a packet from `source`: it must be the peer whose
+/// allowed IPs hold `source` most specifically.
+fn owns_source<T>(routes: &AllowedIps<Arc<T>>, peer: &Arc<T>, source: IpAddr) -> bool {
+    routes
+        .find(source)
+        .is_some_and(|owner| Arc::ptr_eq(owner, peer))
+}
+
+/// Runs the protocol timers and disco of every peer.
+fn run_timers(shared: Arc<DeviceState>) {
+    let mut out = vec![0u8; BUFFER];
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(TIMER_TICK);
+        // Both count per second; each resets itself once a second has passed.
+        shared.keys().handshakes.reset_count();
+        hearth_runtime::lock(&shared.budget).forget_idle(Instant::now());
+        let peers: Vec<Arc<PeerState>> = shared.peers().by_key.values().cloned().collect();
+        let mut retired = Vec::new();
+        for peer in peers {
+            disco::tick(&shared, &peer);
+            let mut tunnel = hearth_runtime::lock(&peer.tunnel);
+            if let TunnResult::WriteToNetwork(datagram) = tunnel.update_timers(&mut out) {
+                shared.send_to_peer(&peer, datagram);
+            }
+            // A retiring session goes once the new one exists.
+            let mut retiring = hearth_runtime::lock(&peer.retiring);
+            if retiring
+                .as_ref()
+                .is_some_and(|old| has_session(&tunnel) || old.since.elapsed() > RETIRING_FOR)
+                && let Some(old) = retiring.take()
+            {
+                retired.push(old.index);
+            }
+        }
+        if !retired.is_empty() {
+            let mut table = hearth_runtime::write(&shared.peers);
+            for index in retired {
+                table.by_index.remove(&index);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_route_cannot_send_as_the_owner_of_a_narrower_one() {
+        let router = Arc::new("router");
+        let member = Arc::new("member");
+        let mut routes = AllowedIps::new();
+        // The router claims the whole mesh /24; the member owns one /32 in it.
+        routes.insert("100.64.0.0".parse().unwrap(), 24, Arc::clone(&router));
+        routes.insert("100.64.0.2".parse().unwrap(), 32, Arc::clone(&member));
+        let spoofed: IpAddr = "100.64.0.2".parse().unwrap();
+        assert!(
+            !owns_source(&routes, &router, spoofed),
+            "the member's address is the member's"
+        );
+        assert!(owns_source(&routes, &member, spoofed));
+        assert!(owns_source(&routes, &router, "100.64.0.9".parse().unwrap()));
+        assert!(!owns_source(&routes, &member, "10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn stun_answers_and_wireguard_messages_are_told_apart() {
+        let answer = stun::binding_response([7; 12], "198.18.0.1:41641".parse().unwrap());
+        assert!(looks_like_stun_answer(&answer));
+        let mut wireguard = [0u8; 148];
+        wireguard[0] = 1;
+        assert!(!looks_like_stun_answer(&wireguard));
+        assert!(!looks_like_stun_answer(&stun::binding_request([7; 12])));
+    }
+}

@@ -1,0 +1,312 @@
+//! Nodes behind NATs meeting each other, in network namespaces: a "home"
+//! LAN and a "café" LAN behind endpoint-independent NATs, a "mobile" LAN
+//! behind a symmetric NAT, joined by an "internet" bridge on which only the
+//! coordinator (with its relay) is reachable; no port forwarding anywhere.
+//! - Across the symmetric NAT no direct path exists: agents and the
+//!   official Tailscale client reach each other through the relay, and the
+//!   mobile site's wire carries only TLS to the relay, never the payload.
+//! - Across two endpoint-independent NATs disco finds the direct path
+//!   within 5 s; the relay then carries none of the pair's traffic; when
+//!   the direct path is cut, traffic goes through the relay within 3 s and
+//!   returns when it heals, and a TCP connection streaming meanwhile loses
+//!   nothing.
+//!
+//! Needs root, `nft` and `tcpdump` (and the cached Tailscale client for the
+//! first test); outside CI the tests skip without them.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hearth_testkit::{Agent, Lab, Nat, Site, pcap_frames, wait_until};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The path `agent` reports to the peer called `peer`: `relay` or `direct`.
+fn path_kind(agent: &Agent, peer: &str) -> Option<String> {
+    let status = agent.status()?;
+    status["peers"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["name"] == peer)
+        .and_then(|entry| entry["path"]["kind"].as_str().map(str::to_owned))
+}
+
+/// What crossed one wire: TLS bytes to and from the coordinator's port,
+/// WireGuard data messages, disco messages, and whether the payload
+/// pattern appeared in clear.
+#[derive(Debug, Default)]
+struct Wire {
+    tls_bytes: usize,
+    wireguard_data: usize,
+    disco: usize,
+    clear_payload: bool,
+}
+
+fn wire(pcap: &[u8]) -> Wire {
+    let marker = b"HEARTH-PAYLOAD-MARKER-";
+    let mut seen = Wire {
+        clear_payload: pcap.windows(marker.len()).any(|window| window == marker),
+        ..Wire::default()
+    };
+    for frame in pcap_frames(pcap) {
+        if u16::from_be_bytes([frame[12], frame[13]]) != 0x0800 {
+            continue;
+        }
+        let ip = &frame[14..];
+        let header = usize::from(ip[0] & 0x0f) * 4;
+        let payload = &ip[header..];
+        let ports = (
+            u16::from_be_bytes([payload[0], payload[1]]),
+            u16::from_be_bytes([payload[2], payload[3]]),
+        );
+        match ip[9] {
+            6 if ports.0 == 8443 || ports.1 == 8443 => {
+                let offset = usize::from(payload[12] >> 4) * 4;
+                seen.tls_bytes += payload.len().saturating_sub(offset);
+            }
+            17 => {
+                let message = &payload[8..];
+                if hearth_control::disco::looks_like_disco(message) {
+                    seen.disco += 1;
+                } else if message.first() == Some(&4) && message.get(1..4) == Some(&[0, 0, 0]) {
+                    seen.wireguard_data += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// A lab with a coordinator on the internet bridge and user alice; the key
+/// file for pre-approved devices.
+fn internet() -> Option<(Lab, hearth_testkit::Coordinator, std::path::PathBuf)> {
+    let mut lab = Lab::new()?;
+    hearth_testkit::require_tools(&["nft", "tcpdump"])?;
+    let internet = lab.host("internet");
+    let coordinator = lab.start_coordinator(&internet);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    let key = coordinator.token_file(
+        lab.dir.path(),
+        "key.token",
+        &["--user", "alice", "--reusable", "--pre-approved"],
+    );
+    Some((lab, coordinator, key))
+}
+
+fn start(lab: &mut Lab, site: &Site, name: &str, key: &std::path::Path) -> (Agent, IpAddr) {
+    let host = lab.site_host(site, name);
+    let agent = lab.start_agent(&host, key, &["--backend", "userspace"]);
+    let address = IpAddr::from(agent.wait_mesh_ipv4(20 * SECOND));
+    (agent, address)
+}
+
+#[test]
+fn across_a_symmetric_nat_agents_and_tailscale_clients_meet_through_the_relay() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let Some(client) = hearth_testkit::llama::tailscale_client() else {
+        return;
+    };
+    let home = lab.nat_site("home", 1, Nat::EndpointIndependent);
+    let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
+    let (hub, hub_ip) = start(&mut lab, &home, "hub", &key);
+    let (phone, _) = start(&mut lab, &mobile, "phone", &key);
+    let laptop_host = lab.site_host(&home, "laptop");
+    let laptop = lab.start_tailscaled(&laptop_host, &coordinator, &client);
+    let token = std::fs::read_to_string(&key).unwrap();
+    let up = laptop.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let laptop_ip: IpAddr = laptop.ipv4(&lab).unwrap().into();
+
+    // Agent to agent, phone (symmetric NAT) to hub (home): through the relay.
+    let _server = lab.serve_tcp(&hub.host, 7000);
+    wait_until(20 * SECOND, || lab.ping(&phone.host, hub_ip, SECOND))
+        .unwrap_or_else(|| panic!("phone -> hub\n{}", lab.logs()));
+    // Discovery gets its chance (pings every 2 s), and still no direct path.
+    std::thread::sleep(5 * SECOND);
+    assert_eq!(path_kind(&phone, "hub").as_deref(), Some("relay"));
+    assert_eq!(path_kind(&hub, "phone").as_deref(), Some("relay"));
+
+    // The mobile site's wire while 1 MiB crosses: TLS to the relay only.
+    let capture = lab.capture(&mobile.router, "mobile-wan", &[]);
+    assert_eq!(
+        lab.send_tcp(&phone.host, hub_ip, 7000, 1 << 20, 5 * SECOND),
+        Ok(1 << 20)
+    );
+    let seen = wire(&capture.stop());
+    eprintln!("mobile site's wire: {seen:?}");
+    assert!(!seen.clear_payload, "the payload appeared in clear");
+    // (A capture may miss some frames under load: half is plenty to tell.)
+    assert!(
+        seen.tls_bytes > 512 << 10,
+        "the transfer went through the relay's TLS: {seen:?}"
+    );
+    assert_eq!(seen.wireguard_data, 0, "no direct WireGuard: {seen:?}");
+
+    // The official client and the agent behind the symmetric NAT, both ways.
+    let _laptop_server = lab.serve_tcp(&laptop_host, 7000);
+    let mut sent = Err(String::new());
+    wait_until(20 * SECOND, || {
+        sent = lab.send_tcp(&phone.host, laptop_ip, 7000, 256 << 10, 3 * SECOND);
+        sent.is_ok()
+    });
+    assert_eq!(
+        sent,
+        Ok(256 << 10),
+        "phone -> laptop\n{}",
+        laptop.daemon.log_text()
+    );
+    let phone_ip = phone.wait_mesh_ipv4(SECOND).to_string();
+    let ping = laptop.cli(&lab, &["ping", "--timeout", "5s", "--c", "5", &phone_ip]);
+    let said = String::from_utf8_lossy(&ping.stdout);
+    eprintln!("laptop -> phone: {said}");
+    assert!(
+        said.contains("via DERP(hub)"),
+        "a disco pong from the agent, through the relay: {said}{}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    assert_eq!(path_kind(&phone, "laptop").as_deref(), Some("relay"));
+}
+
+#[test]
+fn across_two_endpoint_independent_nats_the_path_goes_direct_and_falls_back_to_the_relay() {
+    let Some((mut lab, _coordinator, key)) = internet() else {
+        return;
+    };
+    let home = lab.nat_site("home", 1, Nat::EndpointIndependent);
+    let cafe = lab.nat_site("cafe", 3, Nat::EndpointIndependent);
+    let (hub, hub_ip) = start(&mut lab, &home, "hub", &key);
+    let (laptop, _) = start(&mut lab, &cafe, "laptop", &key);
+    let _server = lab.serve_tcp(&hub.host, 7000);
+
+    // The first packet goes through the relay; disco finds the direct path.
+    let started = Instant::now();
+    wait_until(20 * SECOND, || lab.ping(&laptop.host, hub_ip, SECOND))
+        .unwrap_or_else(|| panic!("laptop -> hub\n{}", lab.logs()));
+    let direct = wait_until(10 * SECOND, || {
+        lab.ping(&laptop.host, hub_ip, Duration::from_millis(300));
+        path_kind(&laptop, "hub").as_deref() == Some("direct")
+            && path_kind(&hub, "laptop").as_deref() == Some("direct")
+    })
+    .map(|_| started.elapsed())
+    .unwrap_or_else(|| {
+        panic!(
+            "no direct path: {:?} / {:?}\n{}",
+            path_kind(&laptop, "hub"),
+            path_kind(&hub, "laptop"),
+            lab.logs()
+        )
+    });
+    eprintln!("direct after {direct:?} from the first ping");
+    assert!(direct < 5 * SECOND, "direct after {direct:?}");
+
+    // On the direct path the relay carries none of the pair's data.
+    let capture = lab.capture(&cafe.router, "cafe-wan", &[]);
+    assert_eq!(
+        lab.send_tcp(&laptop.host, hub_ip, 7000, 1 << 20, 5 * SECOND),
+        Ok(1 << 20)
+    );
+    let seen = wire(&capture.stop());
+    eprintln!("café wire, direct: {seen:?}");
+    assert!(!seen.clear_payload);
+    assert!(seen.wireguard_data > 100, "{seen:?}");
+    assert!(
+        seen.tls_bytes < 64 << 10,
+        "the relay carried the transfer: {seen:?}"
+    );
+
+    // A TCP connection streams while the direct path is cut and heals.
+    let mut command = lab.command(&laptop.host, hearth_testkit::binary("hearth-probe"));
+    command.args(["stream", &hub_ip.to_string(), "7000", "16", "64"]);
+    let mut stream = lab.spawn(&laptop.host, "stream", command);
+    std::thread::sleep(2 * SECOND);
+    lab.cut_udp_between(&cafe, &home, true);
+    let cut = Instant::now();
+    let relayed = wait_until(10 * SECOND, || {
+        path_kind(&laptop, "hub").as_deref() == Some("relay")
+    })
+    .unwrap_or_else(|| panic!("still {:?} after the cut", path_kind(&laptop, "hub")));
+    // Traffic flows again through the relay: a ping is answered.
+    wait_until(5 * SECOND, || {
+        lab.ping(&laptop.host, hub_ip, Duration::from_millis(500))
+    })
+    .unwrap_or_else(|| panic!("no traffic through the relay\n{}", lab.logs()));
+    let flowing = cut.elapsed();
+    eprintln!("relay path {relayed:?} after the cut, traffic through it after {flowing:?}");
+    assert!(
+        flowing < 3 * SECOND + Duration::from_millis(500),
+        "{flowing:?}"
+    );
+
+    std::thread::sleep(3 * SECOND);
+    lab.cut_udp_between(&cafe, &home, false);
+    let healed = wait_until(10 * SECOND, || {
+        path_kind(&laptop, "hub").as_deref() == Some("direct")
+    })
+    .unwrap_or_else(|| panic!("not direct again: {:?}", path_kind(&laptop, "hub")));
+    eprintln!("direct again {healed:?} after the path healed");
+
+    let status = stream.wait(30 * SECOND).expect("the stream ends");
+    assert!(
+        status.success(),
+        "the streaming connection broke: {}",
+        stream.log_text()
+    );
+    eprintln!(
+        "streamed {} bytes across the switches",
+        stream.log_text().trim()
+    );
+}
+
+#[test]
+fn an_official_client_and_an_agent_find_a_direct_path_across_two_nats() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let Some(client) = hearth_testkit::llama::tailscale_client() else {
+        return;
+    };
+    let home = lab.nat_site("home", 1, Nat::EndpointIndependent);
+    let cafe = lab.nat_site("cafe", 3, Nat::EndpointIndependent);
+    let (hub, hub_ip) = start(&mut lab, &home, "hub", &key);
+    let laptop_host = lab.site_host(&cafe, "laptop");
+    let laptop = lab.start_tailscaled(&laptop_host, &coordinator, &client);
+    let token = std::fs::read_to_string(&key).unwrap();
+    let up = laptop.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // Tailscale's disco and the agent's find the direct path between them:
+    // `tailscale ping` goes on until a pong comes over it.
+    let ping = laptop.cli(
+        &lab,
+        &["ping", "--timeout", "5s", "--c", "20", &hub_ip.to_string()],
+    );
+    let said = String::from_utf8_lossy(&ping.stdout);
+    eprintln!("laptop -> hub: {said}");
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("via 10.77.0."),
+        "the last pong came over a direct path: {said}{}\n{}",
+        String::from_utf8_lossy(&ping.stderr),
+        hub.process.log_text()
+    );
+    assert!(
+        wait_until(5 * SECOND, || path_kind(&hub, "laptop").as_deref()
+            == Some("direct"))
+        .is_some(),
+        "the agent's side is direct too: {:?}",
+        path_kind(&hub, "laptop")
+    );
+}
