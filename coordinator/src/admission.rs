@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use hearth_control::wire::{MapMessage, NodeId, NodeState};
+use hearth_control::wire::{NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 
 use crate::coordinator::{Coordinator, Credential, State};
@@ -143,13 +143,11 @@ impl Coordinator {
         let state = self.state.lock().await;
         let record = state.node_presenting(credential)?;
         check_admitted(record)?;
-        let map = state
+        let line = state
             .network
-            .full_map(record.id)
+            .full_map_line(record.id)
             .ok_or(Error::UnknownNode)?;
-        Ok(self
-            .streams
-            .subscribe_map(record.id, &MapMessage::Full { map: Box::new(map) }))
+        Ok(self.streams.subscribe_map(record.id, line))
     }
 
     /// Opens the approval stream of the node presenting `credential`.

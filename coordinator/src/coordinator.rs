@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::admission::NodeView;
 use crate::db::Db;
-use crate::db::nodes::insert_node;
+use crate::db::nodes::{insert_node, lock_registrations};
 use crate::db::preauth_keys::consume_preauth_key;
 use crate::error::{Error, Result};
 use crate::ipam::AddressPool;
@@ -224,9 +224,17 @@ impl Coordinator {
         let mut attempt = 0;
         let record = loop {
             attempt += 1;
+            // On a shared database, registrations take turns, and one that
+            // finds the database ahead of what it has heard reads it first.
+            let mut transaction = self.db.begin().await?;
+            if self.db.is_shared() {
+                lock_registrations(&mut transaction).await?;
+                if self.db.max_node_id().await? >= state.next_node_id {
+                    self.resync_state(state).await?;
+                }
+            }
             let record = build(state)?;
             let stored = async {
-                let mut transaction = self.db.begin().await?;
                 if let Some(key) = key
                     && !consume_preauth_key(&mut transaction, key, now).await?
                 {

@@ -109,8 +109,9 @@ struct ServeArgs {
     /// Address of the STUN responder, or `off`.
     #[arg(long, default_value = "0.0.0.0:3478")]
     stun_listen: String,
-    /// Keep-alive period of map streams.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Keep-alive period of map streams (Headscale's 50 s: well inside the
+    /// two minutes a Tailscale client waits before it calls a stream dead).
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
     keepalive: Duration,
     /// Remove ephemeral nodes disconnected for this long.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]

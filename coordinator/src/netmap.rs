@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
 use hearth_control::Fingerprint;
 use hearth_control::tailcfg::{DiscoKey, MachineKey};
@@ -172,6 +173,10 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct Network {
     nodes: HashMap<NodeId, NodeRecord>,
+    /// Each node's JSON as a peer (`as_peer`), kept with `nodes`: a full map
+    /// of thousands of peers is assembled from these instead of serialized
+    /// anew for every node that connects.
+    peer_json: HashMap<NodeId, Bytes>,
     engine: Engine,
     relays: Vec<RelayRegion>,
 }
@@ -181,6 +186,7 @@ impl Network {
     pub fn new(policy: Arc<CompiledPolicy>) -> Network {
         Network {
             nodes: HashMap::new(),
+            peer_json: HashMap::new(),
             engine: Engine::new(policy),
             relays: Vec::new(),
         }
@@ -223,6 +229,10 @@ impl Network {
                 .filter(|record| record.is_admitted())
                 .map(NodeRecord::identity),
         );
+        network.peer_json = records
+            .iter()
+            .map(|record| (record.id, peer_json(&record.as_peer())))
+            .collect();
         network.nodes = records
             .into_iter()
             .map(|record| (record.id, record))
@@ -371,10 +381,39 @@ impl Network {
         })
     }
 
+    /// [`Network::full_map`] as the stream line that carries it (a
+    /// `MapMessage::Full`, newline-terminated), the same bytes, assembled
+    /// from each peer's JSON kept since it last changed.
+    pub fn full_map_line(&self, node: NodeId) -> Option<Bytes> {
+        let record = self
+            .nodes
+            .get(&node)
+            .filter(|record| record.is_admitted())?;
+        let peers: Vec<Bytes> = self
+            .engine
+            .peers_of(node)
+            .into_iter()
+            .filter_map(|peer| self.nodes.get(&peer))
+            .map(|peer| match self.peer_json.get(&peer.id) {
+                Some(json) if !self.steers(peer) => json.clone(),
+                _ => peer_json(&self.peer_for(node, peer)),
+            })
+            .collect();
+        let filter = self.engine.filter_of(node);
+        let empty = hearth_acl::Filter::default();
+        Some(full_map_line(
+            &record.info(),
+            &peers,
+            filter.as_deref().unwrap_or(&empty),
+            &self.relays,
+        ))
+    }
+
     /// Stores `record` (new or changed) and returns what each affected node must hear.
     pub fn upsert(&mut self, record: NodeRecord) -> Vec<Delivery> {
         let node = record.id;
         let previous = self.nodes.insert(node, record.clone());
+        self.peer_json.insert(node, peer_json(&record.as_peer()));
         let was_admitted = previous.as_ref().is_some_and(NodeRecord::is_admitted);
 
         if !record.is_admitted() {
@@ -473,6 +512,7 @@ impl Network {
             Vec::new()
         };
         self.nodes.remove(&node);
+        self.peer_json.remove(&node);
         deliveries
     }
 
@@ -530,6 +570,42 @@ impl Network {
         }
         changes
     }
+}
+
+/// `peer` as JSON, as it appears in a map.
+fn peer_json(peer: &Peer) -> Bytes {
+    Bytes::from(serde_json::to_vec(peer).expect("peers serialize"))
+}
+
+/// The line `encode_line(&MapMessage::Full { map })` would make for a map of
+/// `node`, `peers` (each already JSON), `filter` and `relays`, byte for byte.
+fn full_map_line(
+    node: &NodeInfo,
+    peers: &[Bytes],
+    filter: &hearth_acl::Filter,
+    relays: &[RelayRegion],
+) -> Bytes {
+    let node = serde_json::to_vec(node).expect("nodes serialize");
+    let filter = serde_json::to_vec(filter).expect("filters serialize");
+    let peers_len: usize = peers.iter().map(|peer| peer.len() + 1).sum();
+    let mut line = Vec::with_capacity(64 + node.len() + peers_len + filter.len());
+    line.extend_from_slice(br#"{"type":"full","map":{"node":"#);
+    line.extend_from_slice(&node);
+    line.extend_from_slice(br#","peers":["#);
+    for (index, peer) in peers.iter().enumerate() {
+        if index > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(peer);
+    }
+    line.extend_from_slice(br#"],"filter":"#);
+    line.extend_from_slice(&filter);
+    if !relays.is_empty() {
+        line.extend_from_slice(br#","relays":"#);
+        serde_json::to_writer(&mut line, relays).expect("relays serialize");
+    }
+    line.extend_from_slice(b"}}\n");
+    Bytes::from(line)
 }
 
 #[cfg(test)]
@@ -712,6 +788,72 @@ mod tests {
         let deliveries = network.set_policy(Arc::new(CompiledPolicy { rules: Vec::new() }));
         assert_eq!(deliveries.len(), 2);
         assert_eq!(peer_ids(&network, 1), Vec::<NodeId>::new());
+    }
+
+    /// Every admitted node's assembled line against its map serialized whole.
+    fn assert_lines_match(network: &Network) {
+        for record in network.nodes() {
+            let expected = network
+                .full_map(record.id)
+                .map(|map| crate::streams::encode_line(&MapMessage::Full { map: Box::new(map) }));
+            assert_eq!(
+                network.full_map_line(record.id),
+                expected,
+                "node {}",
+                record.id
+            );
+        }
+    }
+
+    #[test]
+    fn the_full_map_line_is_the_full_map_serialized_through_every_change() {
+        let route: IpNet = "10.99.0.0/24".parse().unwrap();
+        let mut router = record(1, "ops", NodeState::Approved);
+        router.tags = ["tag:a".to_owned()].into();
+        router.advertised_routes = vec![route];
+        router.approved_routes = vec![route];
+        let steering = hearth_acl::compile_text(
+            r#"{"tagOwners": {"tag:a": ["ops@"]},
+                "grants": [
+                  {"src": ["alice@"], "dst": ["10.99.0.0/24"], "ip": ["*"], "via": ["tag:a"]},
+                  {"src": ["alice@"], "dst": ["*"], "ip": ["tcp:22"]}
+                ]}"#,
+        )
+        .unwrap();
+        let mut network = Network::with_nodes(
+            Arc::new(steering),
+            vec![
+                router,
+                record(2, "alice", NodeState::Approved),
+                record(3, "bob", NodeState::Pending),
+            ],
+        );
+        assert_lines_match(&network);
+        assert_eq!(network.full_map_line(3), None, "pending: no map");
+
+        network.upsert(record(3, "bob", NodeState::Approved));
+        let mut moved = record(2, "alice", NodeState::Approved);
+        moved.endpoints = vec!["192.0.2.7:41641".parse().unwrap()];
+        moved.name = "alice \"laptop\"".into();
+        network.upsert(moved);
+        assert_lines_match(&network);
+
+        network.set_relays(vec![RelayRegion {
+            id: 900,
+            code: "hub".into(),
+            url: "https://hub:443".into(),
+            fingerprint: "ab".repeat(32),
+            stun_port: Some(3478),
+        }]);
+        network.set_policy(allow_all());
+        assert_lines_match(&network);
+
+        network.remove(2);
+        assert_lines_match(&network);
+        assert!(
+            !network.peer_json.contains_key(&2),
+            "nothing kept of a deleted node"
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl ServeOptions {
             tls_cert: None,
             tls_key: None,
             stun_listen: Some(SocketAddr::from(([0, 0, 0, 0], 3478))),
-            keepalive: Duration::from_secs(30),
+            keepalive: Duration::from_secs(50),
             base_domain: crate::tsmap::DEFAULT_BASE_DOMAIN.to_owned(),
             http_listen: None,
             metrics_listen: None,

@@ -123,8 +123,8 @@ impl Streams {
     }
 
     /// Opens a map stream whose first line is `full`.
-    pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: &MapMessage) -> Subscription {
-        self.subscribe(Kind::Map, node, encode_line(full))
+    pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: Bytes) -> Subscription {
+        self.subscribe(Kind::Map, node, full)
     }
 
     /// Opens an approval stream whose first line is the node's current state.

@@ -246,6 +246,22 @@ impl Db {
     }
 }
 
+/// Makes registrations on a shared database take turns: a PostgreSQL lock
+/// held until `transaction` ends, so coordinators sharing the database never
+/// pick the same new id or address at once. Nothing on SQLite (one
+/// coordinator, and its write transactions are serialized anyway).
+pub async fn lock_registrations(transaction: &mut Tx) -> Result<(), DbError> {
+    /// The advisory lock's key: "hearthrg" in ASCII.
+    const REGISTRATIONS: i64 = 0x6865_6172_7468_7267;
+    if let Tx::Postgres(transaction) = transaction {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(REGISTRATIONS)
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Inserts a new node inside a registration transaction; the record's id is
 /// used as given.
 pub async fn insert_node(
