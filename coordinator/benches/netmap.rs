@@ -166,6 +166,14 @@ fn report(policy_name: &str, policy: CompiledPolicy, records: Vec<NodeRecord>) {
         })
     });
 
+    // What a connecting node costs: the same line assembled from each
+    // peer's kept JSON.
+    let full_line = median(21, || {
+        timed(|| {
+            black_box(network.full_map_line(subject).expect("admitted"));
+        })
+    });
+
     let mut port = 1u16;
     let endpoint_delta = median(201, || {
         let mut moved = records[(subject - 1) as usize].clone();
@@ -220,6 +228,11 @@ fn report(policy_name: &str, policy: CompiledPolicy, records: Vec<NodeRecord>) {
     println!(
         "  full map of one node (with JSON)        {:>10.2} ms   target < 100 ms",
         full_map.as_secs_f64() * 1e3
+    );
+    println!(
+        "  the same line assembled (on connect)    {:>10.2} ms   {:.1}x faster",
+        full_line.as_secs_f64() * 1e3,
+        ratio(full_map, full_line)
     );
     println!(
         "  delta: endpoint change                  {:>10.3} ms   target < 5 ms",
