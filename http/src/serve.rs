@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
 use crate::limits::{Full, Gate, Limits, Ticket};
@@ -139,6 +139,40 @@ impl Refusals {
     }
 }
 
+/// The next connection `gate` admits, with TCP_NODELAY set; `None` once
+/// `shutdown` completes. Refused and failed accepts are logged (rate
+/// limited) through `refusals`.
+async fn next_admitted<S: Future<Output = ()>>(
+    listener: &TcpListener,
+    gate: &Gate,
+    refusals: &Refusals,
+    shutdown: &mut Pin<&mut S>,
+) -> Option<(TcpStream, SocketAddr, Ticket)> {
+    loop {
+        let (tcp, remote) = tokio::select! {
+            () = shutdown.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    refusals.accept_failed(&error);
+                    // Out of descriptors: give connections in flight time to end.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match gate.admit(remote.ip()) {
+            Ok(ticket) => {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+                return Some((tcp, remote, ticket));
+            }
+            Err(why) => refusals.full(remote, why),
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, within `gate`'s
 /// limits; requests carry `ConnectInfo<SocketAddr>`. Replies go out with
 /// TCP_NODELAY: they are streams of small writes (chat events, tokens) that
@@ -153,29 +187,9 @@ pub async fn serve_tcp(
     let graceful = GracefulShutdown::new();
     let refusals = Refusals::default();
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    refusals.accept_failed(&error);
-                    // Out of descriptors: give connections in flight time to end.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let ticket = match gate.admit(remote.ip()) {
-            Ok(ticket) => ticket,
-            Err(why) => {
-                refusals.full(remote, why);
-                continue;
-            }
-        };
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
+    while let Some((tcp, remote, ticket)) =
+        next_admitted(&listener, &gate, &refusals, &mut shutdown).await
+    {
         let service = app
             .clone()
             .map_request(move |mut request: axum::http::Request<Incoming>| {
@@ -229,28 +243,9 @@ where
     let graceful = GracefulShutdown::new();
     let refusals = std::sync::Arc::new(Refusals::default());
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    refusals.accept_failed(&error);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let ticket = match gate.admit(remote.ip()) {
-            Ok(ticket) => ticket,
-            Err(why) => {
-                refusals.full(remote, why);
-                continue;
-            }
-        };
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
+    while let Some((tcp, remote, ticket)) =
+        next_admitted(&listener, &gate, &refusals, &mut shutdown).await
+    {
         let (acceptor, app, peer) = (acceptor.clone(), app.clone(), peer.clone());
         let (watcher, builder) = (graceful.watcher(), builder.clone());
         tokio::spawn(async move {
