@@ -17,18 +17,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hearth_testkit::bench::median;
-use hearth_testkit::{Agent, Host, Lab, Nat, wait_until};
+use hearth_testkit::{Host, Lab, Nat, wait_until};
 
 const ROUNDS: usize = 5;
-
-fn path_kind(agent: &Agent, peer: &str) -> Option<String> {
-    let status = agent.status()?;
-    status["peers"]
-        .as_array()?
-        .iter()
-        .find(|entry| entry["name"] == peer)
-        .and_then(|entry| entry["path"]["kind"].as_str().map(str::to_owned))
-}
 
 fn iperf(lab: &mut Lab, from: &Host, to: &Host, address: IpAddr) -> f64 {
     let mut server = lab.command(to, "iperf3");
@@ -99,7 +90,7 @@ fn main() {
         let started = Instant::now();
         wait_until(Duration::from_secs(20), || {
             lab.ping(&hosts[1], hub_ip, Duration::from_millis(200));
-            path_kind(&laptop, "hub").as_deref() == Some("direct")
+            laptop.path_kind("hub").as_deref() == Some("direct")
         })
         .expect("a direct path");
         upgrades.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -107,7 +98,7 @@ fn main() {
             lab.ping(&hosts[2], hub_ip, Duration::from_millis(500))
         })
         .expect("the phone reaches the hub");
-        assert_eq!(path_kind(&phone, "hub").as_deref(), Some("relay"));
+        assert_eq!(phone.path_kind("hub").as_deref(), Some("relay"));
 
         direct_mbit.push(iperf(&mut lab, &hosts[1], &hosts[0], hub_ip));
         relay_mbit.push(iperf(&mut lab, &hosts[2], &hosts[0], hub_ip));

@@ -23,16 +23,6 @@ use hearth_testkit::{Agent, Lab, Nat, Site, pcap_frames, wait_until};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The path `agent` reports to the peer called `peer`: `relay` or `direct`.
-fn path_kind(agent: &Agent, peer: &str) -> Option<String> {
-    let status = agent.status()?;
-    status["peers"]
-        .as_array()?
-        .iter()
-        .find(|entry| entry["name"] == peer)
-        .and_then(|entry| entry["path"]["kind"].as_str().map(str::to_owned))
-}
-
 /// What crossed one wire: TLS bytes to and from the coordinator's port,
 /// WireGuard data messages, disco messages, and whether the payload
 /// pattern appeared in clear.
@@ -132,8 +122,8 @@ fn across_a_symmetric_nat_agents_and_tailscale_clients_meet_through_the_relay() 
         .unwrap_or_else(|| panic!("phone -> hub\n{}", lab.logs()));
     // Discovery gets its chance (pings every 2 s), and still no direct path.
     std::thread::sleep(5 * SECOND);
-    assert_eq!(path_kind(&phone, "hub").as_deref(), Some("relay"));
-    assert_eq!(path_kind(&hub, "phone").as_deref(), Some("relay"));
+    assert_eq!(phone.path_kind("hub").as_deref(), Some("relay"));
+    assert_eq!(hub.path_kind("phone").as_deref(), Some("relay"));
 
     // The mobile site's wire while 1 MiB crosses: TLS to the relay only.
     let capture = lab.capture(&mobile.router, "mobile-wan", &[]);
@@ -173,7 +163,7 @@ fn across_a_symmetric_nat_agents_and_tailscale_clients_meet_through_the_relay() 
         "a disco pong from the agent, through the relay: {said}{}",
         String::from_utf8_lossy(&ping.stderr)
     );
-    assert_eq!(path_kind(&phone, "laptop").as_deref(), Some("relay"));
+    assert_eq!(phone.path_kind("laptop").as_deref(), Some("relay"));
 }
 
 #[test]
@@ -193,15 +183,15 @@ fn across_two_endpoint_independent_nats_the_path_goes_direct_and_falls_back_to_t
         .unwrap_or_else(|| panic!("laptop -> hub\n{}", lab.logs()));
     let direct = wait_until(10 * SECOND, || {
         lab.ping(&laptop.host, hub_ip, Duration::from_millis(300));
-        path_kind(&laptop, "hub").as_deref() == Some("direct")
-            && path_kind(&hub, "laptop").as_deref() == Some("direct")
+        laptop.path_kind("hub").as_deref() == Some("direct")
+            && hub.path_kind("laptop").as_deref() == Some("direct")
     })
     .map(|_| started.elapsed())
     .unwrap_or_else(|| {
         panic!(
             "no direct path: {:?} / {:?}\n{}",
-            path_kind(&laptop, "hub"),
-            path_kind(&hub, "laptop"),
+            laptop.path_kind("hub"),
+            hub.path_kind("laptop"),
             lab.logs()
         )
     });
@@ -231,9 +221,9 @@ fn across_two_endpoint_independent_nats_the_path_goes_direct_and_falls_back_to_t
     lab.cut_udp_between(&cafe, &home, true);
     let cut = Instant::now();
     let relayed = wait_until(10 * SECOND, || {
-        path_kind(&laptop, "hub").as_deref() == Some("relay")
+        laptop.path_kind("hub").as_deref() == Some("relay")
     })
-    .unwrap_or_else(|| panic!("still {:?} after the cut", path_kind(&laptop, "hub")));
+    .unwrap_or_else(|| panic!("still {:?} after the cut", laptop.path_kind("hub")));
     // Traffic flows again through the relay: a ping is answered.
     wait_until(5 * SECOND, || {
         lab.ping(&laptop.host, hub_ip, Duration::from_millis(500))
@@ -249,9 +239,9 @@ fn across_two_endpoint_independent_nats_the_path_goes_direct_and_falls_back_to_t
     std::thread::sleep(3 * SECOND);
     lab.cut_udp_between(&cafe, &home, false);
     let healed = wait_until(10 * SECOND, || {
-        path_kind(&laptop, "hub").as_deref() == Some("direct")
+        laptop.path_kind("hub").as_deref() == Some("direct")
     })
-    .unwrap_or_else(|| panic!("not direct again: {:?}", path_kind(&laptop, "hub")));
+    .unwrap_or_else(|| panic!("not direct again: {:?}", laptop.path_kind("hub")));
     eprintln!("direct again {healed:?} after the path healed");
 
     let status = stream.wait(30 * SECOND).expect("the stream ends");
@@ -303,10 +293,10 @@ fn an_official_client_and_an_agent_find_a_direct_path_across_two_nats() {
         hub.process.log_text()
     );
     assert!(
-        wait_until(5 * SECOND, || path_kind(&hub, "laptop").as_deref()
+        wait_until(5 * SECOND, || hub.path_kind("laptop").as_deref()
             == Some("direct"))
         .is_some(),
         "the agent's side is direct too: {:?}",
-        path_kind(&hub, "laptop")
+        hub.path_kind("laptop")
     );
 }

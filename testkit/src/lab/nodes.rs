@@ -106,6 +106,16 @@ impl Agent {
         serde_json::from_slice(&output.stdout).ok()
     }
 
+    /// The path `status` reports to the peer called `peer`: `relay` or `direct`.
+    pub fn path_kind(&self, peer: &str) -> Option<String> {
+        let status = self.status()?;
+        status["peers"]
+            .as_array()?
+            .iter()
+            .find(|entry| entry["name"] == peer)
+            .and_then(|entry| entry["path"]["kind"].as_str().map(str::to_owned))
+    }
+
     /// Runs an agent CLI verb.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(binary("hearth-agent"))
