@@ -26,4 +26,14 @@ if [[ $# == 0 ]]; then
     echo "test.sh: the coordinator's tests again, on PostgreSQL" >&2
     HEARTH_TEST_DATABASE=postgres cargo test -p hearth-coordinator --locked --no-fail-fast || status=$?
 fi
+
+# The data-plane tests once more on the userspace data plane's fallback
+# path (no TUN offloads, no UDP GSO/GRO: as on a kernel without them):
+# namespaces, wireguard-go interop, ACL enforcement, path and endpoint
+# changes and key rotation without dropping a session.
+if [[ $# == 0 ]]; then
+    echo "test.sh: the data-plane tests again, with the kernel offloads off" >&2
+    HEARTH_OFFLOADS=off cargo test -p hearth-agent --locked --no-fail-fast \
+        --test mesh --test nat --test keys --test grants || status=$?
+fi
 exit "$status"

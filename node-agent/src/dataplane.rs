@@ -195,6 +195,15 @@ impl DataPlane {
         self.backend
     }
 
+    /// For the userspace data plane, the kernel offloads it uses ("none"
+    /// on the fallback path); the kernel module has its own.
+    pub fn offloads(&self) -> Option<String> {
+        match &self.api {
+            Api::Userspace(device) => Some(device.offloads().describe()),
+            Api::Kernel(_) => None,
+        }
+    }
+
     /// The interface name.
     pub fn interface(&self) -> &str {
         &self.interface

@@ -64,6 +64,10 @@ pub struct Status {
     pub node: Option<NodeInfo>,
     /// The WireGuard implementation in use.
     pub backend: Backend,
+    /// The userspace data plane's kernel offloads ("tun-tso udp-gso ...",
+    /// or "none" on the fallback path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offloads: Option<String>,
     /// The mesh interface.
     pub interface: String,
     /// The WireGuard port.
@@ -166,6 +170,7 @@ impl AgentState {
         Status {
             node: mesh.node.clone(),
             backend: self.backend,
+            offloads: self.plane.offloads(),
             interface: self.interface.clone(),
             listen_port: self.listen_port,
             coordinator: hearth_runtime::read(&self.coordinator).clone(),

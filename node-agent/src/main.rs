@@ -182,6 +182,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             status.interface, status.listen_port
                         ),
                     }
+                    if let Some(offloads) = &status.offloads {
+                        println!("data plane offloads: {offloads}");
+                    }
                     if let Some(node) = &status.node {
                         match node.key_expiry {
                             Some(expiry) => {

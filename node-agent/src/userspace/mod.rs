@@ -3,8 +3,12 @@
 //! driven by our own TUN and UDP loops, with relays and disco for peers
 //! behind NATs ([`paths`]).
 //!
-//! Three threads: TUN → encrypt → UDP or relay, UDP → decrypt → TUN, and
-//! the timers (handshakes, keep-alives, re-keying, disco pings). Packets
+//! Threads: one per TUN queue (TUN → cut super-packets → encrypt → UDP
+//! batches or relay), one for UDP → decrypt → coalesce → TUN, and the
+//! timers (handshakes, keep-alives, re-keying, disco pings). The kernel
+//! offloads that make this fast (virtio-net headers and TSO on the TUN,
+//! UDP GSO and GRO, `sendmmsg`/`recvmmsg`) are probed at start and each
+//! falls back on its own ([`io`], [`offload`]). Packets
 //! relayed to us arrive through [`Device::receive_relayed`] from the agent's
 //! relay client, and packets for the relay leave through the channel given
 //! to [`Device::attach_relay`]. Peers can be changed in place (endpoint,
@@ -27,6 +31,8 @@
 //! [`paths`]: crate::paths
 
 mod disco;
+mod io;
+pub mod offload;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -38,7 +44,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use defguard_boringtun::device::allowed_ips::AllowedIps;
-use defguard_boringtun::device::tun::TunSocket;
 use defguard_boringtun::noise::handshake::parse_handshake_anon;
 use defguard_boringtun::noise::rate_limiter::RateLimiter;
 use defguard_boringtun::noise::{Packet, Tunn, TunnResult};
@@ -55,9 +60,31 @@ use hearth_control::wire::WireGuardKey;
 
 pub use disco::RelayPacket;
 use disco::{DiscoPeer, Target};
+pub use io::Offloads;
+use io::{ReceiveBatch, SendBatch, Tun};
+use offload::{GroPlan, MAX_PACKET, OffloadError, VNET_HDR_LEN, VnetHeader, Write};
 
 /// Largest datagram or packet handled.
 const BUFFER: usize = 65_536;
+/// TUN queues (reader threads): one per core, at most four, unless
+/// `HEARTH_TUN_QUEUES` says otherwise.
+fn tun_queues() -> usize {
+    std::env::var("HEARTH_TUN_QUEUES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .clamp(1, 4)
+}
+
+/// Bytes of encrypted datagrams gathered before a send (room for a whole
+/// cut-up super-packet and more).
+const SEND_ARENA: usize = 512 * 1024;
+/// Packets read from the TUN device before the batch is sent.
+const TUN_READS_PER_FLUSH: usize = 32;
+/// Messages per `recvmmsg` (each up to [`BUFFER`] bytes with UDP GRO).
+const RECEIVE_MESSAGES: usize = 32;
+/// Bytes of decrypted packets gathered before they are written.
+const DELIVER_ARENA: usize = 1024 * 1024;
 /// How often the protocol timers run.
 const TIMER_TICK: Duration = Duration::from_millis(100);
 /// How long the UDP loop blocks before checking for shutdown.
@@ -194,7 +221,11 @@ type StunWaiter = (stun::TransactionId, std::sync::mpsc::SyncSender<SocketAddr>)
 
 /// What the device's threads share: sockets, keys, peers, limiters.
 struct DeviceState {
-    tun: TunSocket,
+    /// The TUN device's queues: one reader thread each (the kernel keeps
+    /// each flow on one queue, so a flow's packets stay in order).
+    tuns: Vec<Tun>,
+    /// What the kernel offered at start (and the user allowed).
+    offloads: Offloads,
     udp: UdpSocket,
     /// Whether `udp` is a dual-stack IPv6 socket (IPv4 peers are then
     /// addressed as IPv4-mapped IPv6).
@@ -220,6 +251,13 @@ struct DeviceState {
 }
 
 impl DeviceState {
+    /// The queue to write `packet` through: always the same one for a
+    /// flow, so that the kernel, which remembers the queue a flow last
+    /// came in on, sends the flow's replies to that queue's reader.
+    fn tun_for(&self, packet: &[u8]) -> &Tun {
+        &self.tuns[offload::flow_hash(packet) as usize % self.tuns.len()]
+    }
+
     fn peers(&self) -> std::sync::RwLockReadGuard<'_, PeerTable> {
         hearth_runtime::read(&self.peers)
     }
@@ -262,7 +300,12 @@ impl DeviceState {
 
     /// Sends a WireGuard datagram for `peer` where its path leads.
     fn send_to_peer(&self, peer: &PeerState, datagram: &[u8]) {
-        match peer.target() {
+        self.send_to_target(peer, peer.target(), datagram);
+    }
+
+    /// Sends a WireGuard datagram for `peer` to `target`.
+    fn send_to_target(&self, peer: &PeerState, target: Target, datagram: &[u8]) {
+        match target {
             Target::Udp(endpoint) => self.send(datagram, endpoint),
             Target::Relay { region } => self.send_relayed(region, peer.key, datagram),
             Target::Nowhere => {}
@@ -325,18 +368,49 @@ fn device_error(error: impl std::fmt::Display) -> DataPlaneError {
 impl Device {
     /// Creates TUN interface `name` and starts the device with `private_key` on `port`.
     pub fn start(name: &str, private_key: [u8; 32], port: u16) -> Result<Device, DataPlaneError> {
-        let tun = TunSocket::new(name)
-            .and_then(TunSocket::set_non_blocking)
-            .map_err(|error| device_error(format!("cannot create TUN device {name}: {error:?}")))?;
+        let wanted = !Offloads::disabled_by_environment();
+        let open = |offloads: bool| {
+            Tun::open(name, offloads)
+                .map_err(|error| device_error(format!("cannot create TUN device {name}: {error}")))
+        };
+        // A kernel without virtio-net headers on TUN: plain packets.
+        let (tun, tun_tso, tun_uso) = match open(wanted) {
+            Ok(opened) => opened,
+            Err(error) if wanted => {
+                tracing::warn!(%error, "TUN offloads unavailable; packets go one by one");
+                open(false)?
+            }
+            Err(error) => return Err(error),
+        };
+        let vnet = tun.vnet();
+        let mut tuns = vec![tun];
+        for _ in 1..tun_queues() {
+            match Tun::open_queue(name, vnet) {
+                Ok(queue) => tuns.push(queue),
+                Err(error) => {
+                    tracing::debug!(%error, "no further TUN queue");
+                    break;
+                }
+            }
+        }
         let udp = bind_udp(port)
             .map_err(|error| device_error(format!("cannot bind UDP port {port}: {error}")))?;
+        let (udp_gso, udp_gro) = io::udp_offloads(&udp, wanted);
+        let offloads = Offloads {
+            tun_tso,
+            tun_uso,
+            udp_gso,
+            udp_gro,
+        };
+        tracing::info!(offloads = %offloads.describe(), tun_queues = tuns.len(), "userspace data plane");
         let local = udp.local_addr().map_err(device_error)?;
         let (listen_port, dual_stack) = (local.port(), local.is_ipv6());
         let keys = StaticKeys::new(StaticSecret::from(private_key));
         let disco_secret = Zeroizing::new(rand::random::<[u8; 32]>());
         let disco_public = hearth_control::disco::public_key(&disco_secret);
         let shared = Arc::new(DeviceState {
-            tun,
+            tuns,
+            offloads,
             udp,
             dual_stack,
             keys: RwLock::new(Arc::new(keys)),
@@ -358,8 +432,16 @@ impl Device {
             stun: Mutex::new(None),
         });
         let mut threads = Vec::new();
+        for queue in 0..shared.tuns.len() {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("wg-tun-{queue}"))
+                    .spawn(move || run_tun(shared, queue))
+                    .map_err(device_error)?,
+            );
+        }
         for (label, body) in [
-            ("wg-tun", run_tun as fn(Arc<DeviceState>)),
             ("wg-udp", run_udp as fn(Arc<DeviceState>)),
             ("wg-timers", run_timers as fn(Arc<DeviceState>)),
         ] {
@@ -376,6 +458,11 @@ impl Device {
             threads,
             listen_port,
         })
+    }
+
+    /// The kernel offloads in use.
+    pub fn offloads(&self) -> Offloads {
+        self.shared.offloads
     }
 
     /// The UDP port in use.
@@ -615,7 +702,7 @@ impl Device {
     /// A packet the node with `key` sent us through relay `region`.
     pub fn receive_relayed(&self, region: u16, key: [u8; 32], packet: &[u8]) {
         thread_local! {
-            static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; BUFFER]);
+            static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; VNET_HDR_LEN + BUFFER]);
         }
         let source = Source::Relay { region, key };
         if hearth_control::disco::looks_like_disco(packet) {
@@ -623,8 +710,15 @@ impl Device {
             return;
         }
         SCRATCH.with(|scratch| {
-            let mut out = scratch.borrow_mut();
-            decrypt_and_deliver(&self.shared, packet, source, &mut out);
+            let mut frame = scratch.borrow_mut();
+            if let Some(length) = decrypt(&self.shared, packet, source, &mut frame)
+                && let Err(error) = self
+                    .shared
+                    .tun_for(&frame[VNET_HDR_LEN..VNET_HDR_LEN + length])
+                    .write_single(&mut frame[..VNET_HDR_LEN + length])
+            {
+                tracing::trace!(%error, "TUN write failed");
+            }
         });
     }
 
@@ -669,98 +763,132 @@ impl Drop for Device {
     }
 }
 
-/// Reads packets from the TUN device, encrypts them for the peer owning
-/// their destination, sends them. The TUN fd is non-blocking; readiness
-/// comes from a small tokio reactor on this thread.
-fn run_tun(shared: Arc<DeviceState>) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    else {
-        tracing::error!("cannot start the TUN reactor");
-        return;
-    };
-    runtime.block_on(async move {
-        let descriptor = std::os::fd::AsRawFd::as_raw_fd(&shared.tun);
-        // SAFETY: the descriptor belongs to `shared.tun`, which this thread
-        // keeps alive (through `shared`) for as long as the registration
-        // exists, and nothing closes or replaces it meanwhile. A `RawFd` has no
-        // destructor, so dropping the registration leaves the descriptor open.
-        #[allow(unsafe_code)]
-        let registered = unsafe { tokio::io::unix::AsyncFd::register(descriptor) };
-        let Ok(readiness) = registered else {
-            tracing::error!("cannot watch the TUN device");
-            return;
-        };
-        let mut packet = vec![0u8; BUFFER];
-        let mut out = vec![0u8; BUFFER + 64];
-        while !shared.stop.load(Ordering::Relaxed) {
-            let Ok(Ok(mut guard)) = tokio::time::timeout(UDP_POLL, readiness.readable()).await
-            else {
+/// Reads packets from the TUN device (cutting offloaded super-packets into
+/// segments), encrypts them for the peer owning their destination, and
+/// sends them in batches.
+fn run_tun(shared: Arc<DeviceState>, queue: usize) {
+    let tun = &shared.tuns[queue];
+    let mut frame = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
+    let mut scratch = vec![0u8; MAX_PACKET];
+    let mut batch = SendBatch::new(SEND_ARENA, shared.offloads.udp_gso);
+    let mut warned = false;
+    while !shared.stop.load(Ordering::Relaxed) {
+        match tun.wait_readable(UDP_POLL) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "TUN poll failed");
+                std::thread::sleep(UDP_POLL);
                 continue;
-            };
-            loop {
-                match shared.tun.read(&mut packet) {
-                    Ok(read) => {
-                        let length = read.len();
-                        encrypt_and_send(&shared, &packet[..length], &mut out);
-                    }
-                    Err(defguard_boringtun::device::Error::IfaceRead(error))
-                        if error.kind() == ErrorKind::WouldBlock =>
-                    {
-                        guard.clear_ready();
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::debug!(?error, "TUN read failed");
-                        guard.clear_ready();
-                        break;
-                    }
-                }
             }
         }
-    });
+        for _ in 0..TUN_READS_PER_FLUSH {
+            let (header, packet) = match read_packet(tun, &mut frame) {
+                Ok(Some(read)) => read,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "TUN read failed");
+                    break;
+                }
+            };
+            if let Err(error) = encrypt_and_send(&shared, &header, packet, &mut scratch, &mut batch)
+                && !warned
+            {
+                warned = true;
+                tracing::warn!(%error, "a packet from the TUN device was dropped");
+            }
+        }
+        batch.flush(&shared.udp, shared.dual_stack);
+    }
 }
 
-fn encrypt_and_send(shared: &DeviceState, packet: &[u8], out: &mut [u8]) {
+/// Reads one packet and its virtio-net header (a plain one when the
+/// device has none); `None` when nothing is waiting.
+fn read_packet<'a>(
+    tun: &Tun,
+    frame: &'a mut [u8],
+) -> std::io::Result<Option<(VnetHeader, &'a mut [u8])>> {
+    let vnet = tun.vnet();
+    let into = if vnet {
+        &mut frame[..]
+    } else {
+        &mut frame[VNET_HDR_LEN..]
+    };
+    let read = match tun.read(into) {
+        Ok(read) => read,
+        Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(None),
+        Err(error) if error.kind() == ErrorKind::Interrupted => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    if !vnet {
+        return Ok(Some((
+            VnetHeader::default(),
+            &mut frame[VNET_HDR_LEN..VNET_HDR_LEN + read],
+        )));
+    }
+    let header = VnetHeader::parse(&frame[..read]).map_err(std::io::Error::other)?;
+    Ok(Some((header, &mut frame[VNET_HDR_LEN..read])))
+}
+
+/// Encrypts `packet` (cut into segments first if `header` asks) for the
+/// peer owning its destination, into `batch` (or to the relay).
+fn encrypt_and_send(
+    shared: &DeviceState,
+    header: &VnetHeader,
+    packet: &mut [u8],
+    scratch: &mut [u8],
+    batch: &mut SendBatch,
+) -> Result<(), OffloadError> {
     let Some(destination) = Tunn::dst_address(packet) else {
-        return;
+        return Ok(());
     };
     let Some(peer) = shared.peers().by_address.find(destination).cloned() else {
-        return;
+        return Ok(());
     };
     shared.note_traffic(&peer);
     let target = peer.target();
     if target == Target::Nowhere {
-        return;
+        return Ok(());
     }
-    let send = |datagram: &[u8]| match target {
-        Target::Udp(endpoint) => shared.send(datagram, endpoint),
-        Target::Relay { region } => shared.send_relayed(region, peer.key, datagram),
-        Target::Nowhere => {}
-    };
     let mut tunnel = hearth_runtime::lock(&peer.tunnel);
     if !has_session(&tunnel) {
         // After a key change, the old session carries the packet while the
-        // new handshake is under way.
+        // new handshake is under way (rare: sent one by one).
         let mut retiring = hearth_runtime::lock(&peer.retiring);
         if let Some(old) = retiring.as_mut().filter(|old| has_session(&old.tunnel)) {
-            if let TunnResult::WriteToNetwork(datagram) = old.tunnel.encapsulate(packet, out) {
-                send(datagram);
-            }
+            let mut out = vec![0u8; MAX_PACKET + 64];
+            offload::segment(header, packet, scratch, |segment| {
+                if let TunnResult::WriteToNetwork(datagram) =
+                    old.tunnel.encapsulate(segment, &mut out)
+                {
+                    shared.send_to_target(&peer, target, datagram);
+                }
+            })?;
             let mut initiation = [0u8; 256];
             if let TunnResult::WriteToNetwork(datagram) =
                 tunnel.format_handshake_initiation(&mut initiation, false)
             {
-                send(datagram);
+                shared.send_to_target(&peer, target, datagram);
             }
-            return;
+            return Ok(());
         }
     }
-    if let TunnResult::WriteToNetwork(datagram) = tunnel.encapsulate(packet, out) {
-        send(datagram);
-    }
+    offload::segment(header, packet, scratch, |segment| {
+        if batch.needs_flush(segment.len() + 64) {
+            batch.flush(&shared.udp, shared.dual_stack);
+        }
+        if let TunnResult::WriteToNetwork(datagram) = tunnel.encapsulate(segment, batch.room()) {
+            match target {
+                Target::Udp(endpoint) => {
+                    let length = datagram.len();
+                    batch.commit(length, endpoint);
+                }
+                Target::Relay { region } => shared.send_relayed(region, peer.key, datagram),
+                Target::Nowhere => {}
+            }
+        }
+    })?;
+    Ok(())
 }
 
 /// Whether `packet` is a STUN binding success (type 0x0101 and STUN's magic
@@ -769,16 +897,23 @@ fn looks_like_stun_answer(packet: &[u8]) -> bool {
     packet.len() >= 20 && packet[..2] == [0x01, 0x01] && packet[4..8] == [0x21, 0x12, 0xa4, 0x42]
 }
 
-/// Receives datagrams, decrypts them with the right peer's session and
-/// writes allowed packets to the TUN device; disco messages and STUN
-/// answers that arrive on the same socket go their own way.
+/// Receives datagrams in batches (runs of them when UDP GRO is on),
+/// decrypts them with the right peer's session and writes allowed packets
+/// to the TUN device, coalescing TCP segments when the device takes them;
+/// disco messages and STUN answers that arrive on the same socket go their
+/// own way.
 fn run_udp(shared: Arc<DeviceState>) {
-    let mut datagram = vec![0u8; BUFFER];
-    let mut out = vec![0u8; BUFFER];
+    let mut receive = ReceiveBatch::new(RECEIVE_MESSAGES, BUFFER);
+    let mut deliver = Deliver::new(shared.offloads.tun_tso);
     while !shared.stop.load(Ordering::Relaxed) {
-        let (length, source) = match shared.udp.recv_from(&mut datagram) {
-            Ok(received) => received,
-            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+        let count = match receive.receive(&shared.udp) {
+            Ok(count) => count,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 continue;
             }
             Err(error) => {
@@ -786,15 +921,131 @@ fn run_udp(shared: Arc<DeviceState>) {
                 continue;
             }
         };
-        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
-        let packet = &datagram[..length];
-        if hearth_control::disco::looks_like_disco(packet) {
-            disco::receive(&shared, packet, Source::Udp(source));
-        } else if looks_like_stun_answer(packet) {
-            answer_stun(&shared, packet);
-        } else {
-            decrypt_and_deliver(&shared, packet, Source::Udp(source), &mut out);
+        for index in 0..count {
+            let Some((bytes, source, segment)) = receive.message(index) else {
+                continue;
+            };
+            let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+            let size = if segment == 0 {
+                bytes.len().max(1)
+            } else {
+                segment
+            };
+            for datagram in bytes.chunks(size) {
+                if hearth_control::disco::looks_like_disco(datagram) {
+                    disco::receive(&shared, datagram, Source::Udp(source));
+                } else if looks_like_stun_answer(datagram) {
+                    answer_stun(&shared, datagram);
+                } else {
+                    if deliver.needs_flush(datagram.len()) {
+                        deliver.flush(&shared);
+                    }
+                    let frame = deliver.room();
+                    if let Some(length) = decrypt(&shared, datagram, Source::Udp(source), frame) {
+                        deliver.commit(length);
+                    }
+                }
+            }
         }
+        deliver.flush(&shared);
+    }
+}
+
+/// Decrypted packets of one receive batch, waiting to be written to the
+/// TUN device: each has [`VNET_HDR_LEN`] bytes of headroom before it.
+struct Deliver {
+    arena: Vec<u8>,
+    used: usize,
+    /// Where each packet's headroom starts, and the packet's length.
+    frames: Vec<(usize, usize)>,
+    /// Whether TCP segments may be written coalesced (the device takes TSO).
+    coalesce: bool,
+    plan: GroPlan,
+    out: Vec<u8>,
+}
+
+impl Deliver {
+    fn new(coalesce: bool) -> Deliver {
+        Deliver {
+            arena: vec![0u8; DELIVER_ARENA],
+            used: 0,
+            frames: Vec::with_capacity(1024),
+            coalesce,
+            plan: GroPlan::default(),
+            out: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
+        }
+    }
+
+    /// Whether a datagram of `length` bytes might not fit.
+    fn needs_flush(&self, length: usize) -> bool {
+        self.arena.len() - self.used < VNET_HDR_LEN + length + 64
+    }
+
+    /// Room for the next packet (headroom first).
+    fn room(&mut self) -> &mut [u8] {
+        &mut self.arena[self.used..]
+    }
+
+    /// Keeps the packet of `length` bytes written after the headroom.
+    fn commit(&mut self, length: usize) {
+        self.frames.push((self.used, length));
+        // Keep the next frame's packet 8-byte aligned.
+        self.used += (VNET_HDR_LEN + length).next_multiple_of(8);
+    }
+
+    /// Writes every packet kept, coalesced where possible.
+    fn flush(&mut self, shared: &DeviceState) {
+        let Deliver {
+            arena,
+            used,
+            frames,
+            coalesce,
+            plan,
+            out,
+        } = self;
+        if !frames.is_empty() {
+            let packet = |index: usize| {
+                let (start, length) = frames[index];
+                &arena[start + VNET_HDR_LEN..start + VNET_HDR_LEN + length]
+            };
+            if *coalesce {
+                plan.plan(frames.len(), packet);
+                for write in plan.writes() {
+                    let written = match write {
+                        Write::Single(index) => {
+                            let (start, length) = frames[index as usize];
+                            let frame = &mut arena[start..start + VNET_HDR_LEN + length];
+                            shared.tun_for(&frame[VNET_HDR_LEN..]).write_single(frame)
+                        }
+                        Write::Group(group) => {
+                            let length = plan.assemble(
+                                group,
+                                |index: usize| {
+                                    let (start, length) = frames[index];
+                                    &arena[start + VNET_HDR_LEN..start + VNET_HDR_LEN + length]
+                                },
+                                out,
+                            );
+                            shared
+                                .tun_for(&out[VNET_HDR_LEN..length])
+                                .write(&out[..length])
+                        }
+                    };
+                    if let Err(error) = written {
+                        tracing::trace!(%error, "TUN write failed");
+                    }
+                }
+            } else {
+                for &(start, length) in frames.iter() {
+                    let frame = &mut arena[start..start + VNET_HDR_LEN + length];
+                    if let Err(error) = shared.tun_for(&frame[VNET_HDR_LEN..]).write_single(frame) {
+                        tracing::trace!(%error, "TUN write failed");
+                    }
+                }
+            }
+        }
+        frames.clear();
+        *used = 0;
     }
 }
 
@@ -807,7 +1058,16 @@ fn answer_stun(shared: &DeviceState, packet: &[u8]) {
     }
 }
 
-fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]) {
+/// Decrypts `datagram` from `source` with the right peer's session and
+/// answers handshakes. A packet to deliver is left at
+/// `frame[VNET_HDR_LEN..]` and its length returned.
+fn decrypt(
+    shared: &DeviceState,
+    datagram: &[u8],
+    source: Source,
+    frame: &mut [u8],
+) -> Option<usize> {
+    let out = &mut frame[VNET_HDR_LEN..];
     let address = match source {
         Source::Udp(address) => Some(address.ip()),
         Source::Relay { .. } => None,
@@ -824,14 +1084,14 @@ fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: Source, ou
             if let Source::Udp(address) = source {
                 shared.send(cookie_reply, address);
             }
-            return;
+            return None;
         }
-        Err(_) => return,
+        Err(_) => return None,
     };
     if let (Packet::HandshakeInit(_), Some(ip)) = (&parsed, address)
         && !hearth_runtime::lock(&shared.budget).allow(ip, Instant::now())
     {
-        return;
+        return None;
     }
     // The peer, and the receiver index the packet is for (none: a new
     // handshake, always for the current tunnel).
@@ -855,27 +1115,24 @@ fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: Source, ou
         }
         .map_or((None, None), |(peer, index)| (Some(peer), index))
     };
-    let Some(peer) = peer else {
-        return;
-    };
+    let peer = peer?;
     let current = index.is_none_or(|index| index == peer.index.load(Ordering::Relaxed));
     // A relay vouches for the sender's key: it must be this peer's (or, on
     // the retiring session, its old key's).
     if let Source::Relay { key, .. } = source
         && !peer.knows_key(&key)
     {
-        return;
+        return None;
     }
     if !current {
-        decrypt_retiring(shared, &peer, index, datagram, address, out);
-        return;
+        return decrypt_retiring(shared, &peer, index, datagram, address, out);
     }
     let reply_to = |datagram: &[u8]| match source {
         Source::Udp(address) => shared.send(datagram, address),
         Source::Relay { region, key } => shared.send_relayed(region, key, datagram),
     };
     let mut tunnel = hearth_runtime::lock(&peer.tunnel);
-    match tunnel.decapsulate(address, datagram, out) {
+    let delivered = match tunnel.decapsulate(address, datagram, out) {
         TunnResult::WriteToNetwork(reply) => {
             reply_to(reply);
             // Packets queued while the handshake was in flight go out now,
@@ -885,25 +1142,16 @@ fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: Source, ou
             {
                 shared.send_to_peer(&peer, queued);
             }
+            None
         }
-        TunnResult::WriteToTunnelV4(packet, from) => {
-            if owns_source(&shared.peers().by_address, &peer, IpAddr::V4(from)) {
-                shared.note_traffic(&peer);
-                let _ = shared.tun.write4(packet);
-            }
-        }
-        TunnResult::WriteToTunnelV6(packet, from) => {
-            if owns_source(&shared.peers().by_address, &peer, IpAddr::V6(from)) {
-                shared.note_traffic(&peer);
-                let _ = shared.tun.write6(packet);
-            }
-        }
-        TunnResult::Done => {}
+        TunnResult::WriteToTunnelV4(packet, from) => Some((packet.len(), IpAddr::V4(from))),
+        TunnResult::WriteToTunnelV6(packet, from) => Some((packet.len(), IpAddr::V6(from))),
+        TunnResult::Done => None,
         TunnResult::Err(error) => {
             tracing::trace!(?error, "packet rejected");
-            return;
+            return None;
         }
-    }
+    };
     drop(tunnel);
     // An authenticated packet: a plain WireGuard peer is reachable where it
     // came from (roaming). Disco peers' paths are disco's to choose.
@@ -913,10 +1161,16 @@ fn decrypt_and_deliver(shared: &DeviceState, datagram: &[u8], source: Source, ou
     {
         *hearth_runtime::write(&peer.endpoint) = Some(address);
     }
+    let (length, from) = delivered?;
+    if !owns_source(&shared.peers().by_address, &peer, from) {
+        return None;
+    }
+    shared.note_traffic(&peer);
+    Some(length)
 }
 
-/// Decrypts a packet for `peer`'s retiring session (receiver `index`) and
-/// delivers it as the current one would.
+/// Decrypts a packet for `peer`'s retiring session (receiver `index`) into
+/// `out`; returns its length if it is to be delivered.
 fn decrypt_retiring(
     shared: &DeviceState,
     peer: &Arc<PeerState>,
@@ -924,27 +1178,20 @@ fn decrypt_retiring(
     datagram: &[u8],
     address: Option<IpAddr>,
     out: &mut [u8],
-) {
+) -> Option<usize> {
     let mut retiring = hearth_runtime::lock(&peer.retiring);
-    let Some(old) = retiring.as_mut().filter(|old| Some(old.index) == index) else {
-        return;
-    };
-    // Rare (only around a key change): the packet is copied out of `out`.
-    let decrypted = match old.tunnel.decapsulate(address, datagram, out) {
-        TunnResult::WriteToTunnelV4(packet, from) => Some((packet.to_vec(), IpAddr::V4(from))),
-        TunnResult::WriteToTunnelV6(packet, from) => Some((packet.to_vec(), IpAddr::V6(from))),
-        _ => None,
+    let old = retiring.as_mut().filter(|old| Some(old.index) == index)?;
+    let (length, from) = match old.tunnel.decapsulate(address, datagram, out) {
+        TunnResult::WriteToTunnelV4(packet, from) => (packet.len(), IpAddr::V4(from)),
+        TunnResult::WriteToTunnelV6(packet, from) => (packet.len(), IpAddr::V6(from)),
+        _ => return None,
     };
     drop(retiring);
-    if let Some((packet, from)) = decrypted
-        && owns_source(&shared.peers().by_address, peer, from)
-    {
-        shared.note_traffic(peer);
-        let _ = match from {
-            IpAddr::V4(_) => shared.tun.write4(&packet),
-            IpAddr::V6(_) => shared.tun.write6(&packet),
-        };
+    if !owns_source(&shared.peers().by_address, peer, from) {
+        return None;
     }
+    shared.note_traffic(peer);
+    Some(length)
 }
 
 /// Whether `peer` may send a packet from `source`: it must be the peer whose

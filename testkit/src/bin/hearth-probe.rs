@@ -1,7 +1,10 @@
 //! A small TCP helper run inside test namespaces.
 //!
 //! - `hearth-probe serve PORT`: accepts connections forever; for each, reads
-//!   until the peer closes its side, then answers with the number of bytes read.
+//!   until the peer closes its side, then answers with the number of bytes
+//!   read, or `corrupt at N` if byte N is not the pattern's (senders send
+//!   the pattern without a break, so a data plane that damages payload and
+//!   still passes it is caught).
 //! - `hearth-probe send ADDRESS PORT BYTES [TIMEOUT_MS]`: connects, sends BYTES
 //!   bytes of a recognizable pattern, prints the count the server confirmed.
 //!   Exits 2 when the connection cannot be made within the timeout.
@@ -25,6 +28,12 @@ use std::time::Duration;
 /// The payload pattern; captures look for it on the underlay.
 const PATTERN: &[u8] = b"HEARTH-PAYLOAD-MARKER-";
 
+/// The pattern repeated to at least `bytes`, in whole repetitions.
+fn pattern(bytes: usize) -> Vec<u8> {
+    let whole = bytes.div_ceil(PATTERN.len()) * PATTERN.len();
+    PATTERN.iter().copied().cycle().take(whole).collect()
+}
+
 fn serve(port: u16) -> std::io::Result<()> {
     let listener =
         TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port)))?;
@@ -33,13 +42,28 @@ fn serve(port: u16) -> std::io::Result<()> {
         std::thread::spawn(move || {
             let mut buffer = [0u8; 65536];
             let mut total: u64 = 0;
+            let mut corrupt = None;
             while let Ok(read) = stream.read(&mut buffer) {
                 if read == 0 {
                     break;
                 }
+                if corrupt.is_none() {
+                    corrupt = buffer[..read]
+                        .iter()
+                        .enumerate()
+                        .find(|(at, byte)| {
+                            **byte
+                                != PATTERN[((total + *at as u64) % PATTERN.len() as u64) as usize]
+                        })
+                        .map(|(at, _)| total + at as u64);
+                }
                 total += read as u64;
             }
-            let _ = stream.write_all(total.to_string().as_bytes());
+            let answer = match corrupt {
+                Some(at) => format!("corrupt at {at}"),
+                None => total.to_string(),
+            };
+            let _ = stream.write_all(answer.as_bytes());
         });
     }
     Ok(())
@@ -54,7 +78,8 @@ fn send(address: SocketAddr, bytes: u64, timeout: Duration) -> Result<u64, (u8, 
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|error| (1, error.to_string()))?;
-    let chunk: Vec<u8> = PATTERN.iter().copied().cycle().take(64 * 1024).collect();
+    // Whole patterns, so that chunk after chunk the pattern runs unbroken.
+    let chunk = pattern(64 * 1024);
     let mut left = bytes;
     while left > 0 {
         let now = left.min(chunk.len() as u64) as usize;
@@ -87,7 +112,7 @@ fn stream(address: SocketAddr, seconds: u64, kib_per_second: u64) -> Result<u64,
         .map_err(|error| (1, error.to_string()))?;
     // Every 10 ms, what the pace allows by then.
     let per_tick = (kib_per_second * 1024 / 100).max(1) as usize;
-    let chunk: Vec<u8> = PATTERN.iter().copied().cycle().take(per_tick).collect();
+    let chunk = pattern(per_tick);
     let start = std::time::Instant::now();
     let mut sent: u64 = 0;
     let mut tick: u32 = 0;

@@ -106,6 +106,12 @@ impl Agent {
         serde_json::from_slice(&output.stdout).ok()
     }
 
+    /// The kernel offloads its userspace data plane reports ("none" on
+    /// the fallback path).
+    pub fn offloads(&self) -> Option<String> {
+        Some(self.status()?["offloads"].as_str()?.to_owned())
+    }
+
     /// The path `status` reports to the peer called `peer`: `relay` or `direct`.
     pub fn path_kind(&self, peer: &str) -> Option<String> {
         let status = self.status()?;
@@ -218,6 +224,17 @@ impl Lab {
 
     /// Starts `hearth-agent up` in `host` with the token in `token_file`.
     pub fn start_agent(&mut self, host: &Host, token_file: &Path, extra: &[&str]) -> Agent {
+        self.start_agent_with_env(host, token_file, extra, &[])
+    }
+
+    /// [`Lab::start_agent`] with extra environment variables for the agent.
+    pub fn start_agent_with_env(
+        &mut self,
+        host: &Host,
+        token_file: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let state = self.dir.path().join(format!("{}-agent", host.name));
         let interface = unique_interface();
         let mut command = self.command(host, binary("hearth-agent"));
@@ -234,7 +251,8 @@ impl Lab {
             ])
             .arg(token_file)
             .args(extra)
-            .env("HEARTH_LOG", "debug");
+            .env("HEARTH_LOG", "debug")
+            .envs(env.iter().copied());
         let process = self.spawn(host, &format!("{}-agent", host.name), command);
         Agent {
             host: host.clone(),
