@@ -19,6 +19,12 @@ use zeroize::Zeroizing;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The tests here run one at a time: the flood test loads both cores on
+/// purpose and measures round trips, and a sibling running beside it
+/// would be slowed past its timeouts and would skew the measurement (a CI
+/// run saw both).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn public(secret: &[u8; 32]) -> [u8; 32] {
     x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes()
 }
@@ -134,6 +140,7 @@ async fn relay_fingerprint(server: &Server, code: &str) -> Option<Fingerprint> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standalone_relay_lets_in_exactly_the_nodes_the_coordinator_admits() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     server.cli_ok(&["users", "create", "alice"]);
@@ -335,6 +342,7 @@ impl WebSocketRelay {
 
 #[tokio::test]
 async fn derp_over_a_websocket_reaches_clients_of_plain_derp() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     server.cli_ok(&["users", "create", "alice"]);
@@ -428,6 +436,7 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_client_does_not_hold_up_the_others() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     server.cli_ok(&["users", "create", "alice"]);
@@ -519,17 +528,24 @@ async fn a_flooding_client_does_not_hold_up_the_others() {
         percentile(&flooded, 0.99),
     );
     eprintln!("{metrics}");
-    // The bound: the relay reads a flooder at its rate (25 MB/s by
-    // default), so the others' median moves by under 1.5 ms and their 99th
-    // percentile by under 10 ms. (Without the limit the flooder offered
-    // 120-130 MB/s and the median rose by 2.4-2.8 ms, the 99th percentile
-    // to 18-20 ms, on this 2-core machine.)
+    // The mechanism: the relay reads a flooder at its per-client rate
+    // (200 Mbit/s, 25 MB/s, by default) however fast it offers. Without
+    // the limit the flooder got 120-130 MB/s through on this 2-core
+    // machine and the others' median rose by 2.4-2.8 ms, their 99th
+    // percentile to 18-20 ms; with it the median moves by 0.2-1 ms on a
+    // quiet machine. A shared machine (CI) adds noise of its own to both
+    // phases, so the round-trip bounds below catch only a stall (others
+    // waiting behind the flood), and the rate catches a missing limit.
     assert!(
-        percentile(&flooded, 0.5) < percentile(&quiet, 0.5) + 1.5,
+        rate < 25.0 * 1.25,
+        "the flooder was not held to its rate: {metrics}"
+    );
+    assert!(
+        percentile(&flooded, 0.5) < percentile(&quiet, 0.5) + 5.0,
         "{metrics}"
     );
     assert!(
-        percentile(&flooded, 0.99) < percentile(&quiet, 0.99) + 10.0,
+        percentile(&flooded, 0.99) < percentile(&quiet, 0.99) + 40.0,
         "{metrics}"
     );
 }

@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth_testkit::{Lab, wait_until};
+use hearth_testkit::{Coordinator, Host, Lab, wait_until};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -200,6 +201,19 @@ fn tunnels_survive_the_coordinator_and_agents_resync_when_it_returns() {
     });
 }
 
+/// A lab with a coordinator on host "hub", user alice, hosts "a" and "b",
+/// and a key file for alice with `flags`.
+fn alice_pair(flags: &[&str]) -> Option<(Lab, Coordinator, Host, Host, PathBuf)> {
+    let mut lab = Lab::new()?;
+    let (hub, a, b) = (lab.host("hub"), lab.host("a"), lab.host("b"));
+    let coordinator = lab.start_coordinator(&hub);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    let mut args = vec!["--user", "alice"];
+    args.extend_from_slice(flags);
+    let key = coordinator.token_file(lab.dir.path(), "key.token", &args);
+    Some((lab, coordinator, a, b, key))
+}
+
 /// Whether this run forces the data plane's fallback path.
 fn fallback_forced() -> bool {
     std::env::var("HEARTH_OFFLOADS").is_ok_and(|value| value == "off")
@@ -207,15 +221,10 @@ fn fallback_forced() -> bool {
 
 #[test]
 fn an_offloading_agent_and_a_plain_one_move_bulk_data_both_ways() {
-    let Some(mut lab) = Lab::new() else { return };
-    let (hub, a, b) = (lab.host("hub"), lab.host("a"), lab.host("b"));
-    let coordinator = lab.start_coordinator(&hub);
-    coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--reusable", "--pre-approved"],
-    );
+    let Some((mut lab, _coordinator, a, b, key)) = alice_pair(&["--reusable", "--pre-approved"])
+    else {
+        return;
+    };
     // a cuts TSO super-packets and sends UDP GSO runs; b reads and writes
     // packet by packet and sends one datagram per packet, which a receives
     // with GRO and writes to its TUN coalesced.
@@ -257,18 +266,13 @@ fn an_offloading_agent_and_a_plain_one_move_bulk_data_both_ways() {
 
 #[test]
 fn the_underlay_carries_only_wireguard_never_the_payload() {
-    let Some(mut lab) = Lab::new() else { return };
+    let Some((mut lab, _coordinator, a, b, key)) = alice_pair(&["--reusable", "--pre-approved"])
+    else {
+        return;
+    };
     if hearth_testkit::require_tools(&["tcpdump"]).is_none() {
         return;
     }
-    let (hub, a, b) = (lab.host("hub"), lab.host("a"), lab.host("b"));
-    let coordinator = lab.start_coordinator(&hub);
-    coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--reusable", "--pre-approved"],
-    );
     let agent_a = lab.start_agent(&a, &key, &["--backend", "userspace"]);
     let agent_b = lab.start_agent(&b, &key, &["--backend", "userspace"]);
     agent_a.wait_mesh_ipv4(10 * SECOND);
@@ -465,15 +469,9 @@ fn a_stock_wireguard_go_device_joins_with_devices_add_and_the_policy_applies() {
 
 #[test]
 fn a_restarted_agent_keeps_its_identity_and_a_stopped_one_cleans_up() {
-    let Some(mut lab) = Lab::new() else { return };
-    let (hub, a, b) = (lab.host("hub"), lab.host("a"), lab.host("b"));
-    let coordinator = lab.start_coordinator(&hub);
-    coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--pre-approved"],
-    );
+    let Some((mut lab, coordinator, a, b, key)) = alice_pair(&["--pre-approved"]) else {
+        return;
+    };
     let agent_a = lab.start_agent(&a, &key, &["--backend", "userspace"]);
     let first = agent_a.wait_mesh_ipv4(10 * SECOND);
     // The key was single-use: a second registration would be refused.

@@ -34,10 +34,8 @@ const UDP_GRO: libc::c_int = 104;
 pub const BATCH: usize = 64;
 /// Most segments the kernel takes in one UDP GSO send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
-/// Most datagrams gathered before a send: TUN queues encrypt for the same
-/// peer side by side, and what one holds back must stay well inside the
-/// receiver's replay window (1,024 counters in BoringTun, 8,192 in the
-/// kernel and wireguard-go) when the other sends first.
+/// Most datagrams gathered before a send (a bound on the memory and the
+/// latency a batch adds).
 pub const MAX_HELD: usize = 256;
 /// Most bytes in one UDP GSO send (under the 64 KiB IP limit with headers).
 pub const MAX_GSO_BYTES: usize = 65_000;

@@ -384,7 +384,11 @@ impl Device {
         };
         let vnet = tun.vnet();
         let mut tuns = vec![tun];
-        for _ in 1..tun_queues() {
+        // Queues spread the work of cutting and encrypting super-packets;
+        // without TSO the packets come one by one and batching them on one
+        // queue saves more.
+        let queues = if tun_tso { tun_queues() } else { 1 };
+        for _ in 1..queues {
             match Tun::open_queue(name, vnet) {
                 Ok(queue) => tuns.push(queue),
                 Err(error) => {
@@ -888,6 +892,14 @@ fn encrypt_and_send(
             }
         }
     })?;
+    // With several queues encrypting for the same peer, what one holds
+    // back could leave after another's later counters: sending before the
+    // peer's tunnel is released keeps each peer's datagrams in counter
+    // order on the wire (a GSO run or two per super-packet, so little is
+    // lost of the batching).
+    if shared.tuns.len() > 1 {
+        batch.flush(&shared.udp, shared.dual_stack);
+    }
     Ok(())
 }
 

@@ -795,30 +795,36 @@ mod tests {
     fn bad_segmentation_requests_are_refused() {
         let (header, mut packet) = super_packet(4, &payload(3000), 1348, TCP_ACK);
         let mut scratch = vec![0u8; 2048];
-        let zero = VnetHeader {
-            gso_size: 0,
-            ..header
-        };
-        assert_eq!(
-            segment(&zero, &mut packet, &mut scratch, |_| {}),
-            Err(OffloadError::ZeroSegment)
-        );
-        let udp = VnetHeader {
-            gso_type: GSO_UDP_L4,
-            ..header
-        };
-        assert_eq!(
-            segment(&udp, &mut packet, &mut scratch, |_| {}),
-            Err(OffloadError::Unsupported)
-        );
-        let v6 = VnetHeader {
-            gso_type: GSO_TCPV6,
-            ..header
-        };
-        assert_eq!(
-            segment(&v6, &mut packet, &mut scratch, |_| {}),
-            Err(OffloadError::Unsupported)
-        );
+        let refused = [
+            (
+                VnetHeader {
+                    gso_size: 0,
+                    ..header
+                },
+                OffloadError::ZeroSegment,
+            ),
+            (
+                VnetHeader {
+                    gso_type: GSO_UDP_L4,
+                    ..header
+                },
+                OffloadError::Unsupported,
+            ),
+            (
+                VnetHeader {
+                    gso_type: GSO_TCPV6,
+                    ..header
+                },
+                OffloadError::Unsupported,
+            ),
+        ];
+        for (asked, error) in refused {
+            assert_eq!(
+                segment(&asked, &mut packet, &mut scratch, |_| {}),
+                Err(error),
+                "{asked:?}"
+            );
+        }
         assert_eq!(
             segment(&header, &mut packet[..30], &mut scratch, |_| {}),
             Err(OffloadError::Truncated)
