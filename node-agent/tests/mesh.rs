@@ -216,7 +216,7 @@ fn alice_pair(flags: &[&str]) -> Option<(Lab, Coordinator, Host, Host, PathBuf)>
 
 /// Whether this run forces the data plane's fallback path.
 fn fallback_forced() -> bool {
-    std::env::var("HEARTH_OFFLOADS").is_ok_and(|value| value == "off")
+    std::env::var("HEARTH_OFFLOADS").is_ok_and(|value| value == "off" || value == "0")
 }
 
 #[test]

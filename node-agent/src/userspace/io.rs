@@ -11,10 +11,10 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use socket2::SockAddr;
+use socket2::{SockAddr, SockAddrStorage};
 
 use super::offload::VNET_HDR_LEN;
 
@@ -220,14 +220,30 @@ impl Tun {
         }
     }
 
-    /// Writes the packet at `frame[VNET_HDR_LEN..]` alone: `frame`'s
-    /// first bytes are the headroom for a header saying "no offload".
-    pub fn write_single(&self, frame: &mut [u8]) -> io::Result<usize> {
-        if self.vnet {
-            frame[..VNET_HDR_LEN].fill(0);
-            self.write(frame)
+    /// Writes one plain packet (behind a header saying "no offload" when
+    /// the device takes headers).
+    pub fn write_packet(&self, packet: &[u8]) -> io::Result<usize> {
+        if !self.vnet {
+            return self.write(packet);
+        }
+        const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+        let parts = [
+            libc::iovec {
+                iov_base: PLAIN.as_ptr() as *mut libc::c_void,
+                iov_len: PLAIN.len(),
+            },
+            libc::iovec {
+                iov_base: packet.as_ptr() as *mut libc::c_void,
+                iov_len: packet.len(),
+            },
+        ];
+        // SAFETY: both buffers are valid for reads of their lengths, and
+        // the kernel only reads them.
+        let written = unsafe { libc::writev(self.fd.as_raw_fd(), parts.as_ptr(), 2) };
+        if written < 0 {
+            Err(io::Error::last_os_error())
         } else {
-            self.write(&frame[VNET_HDR_LEN..])
+            Ok(written as usize)
         }
     }
 }
@@ -270,17 +286,41 @@ pub fn udp_offloads(socket: &UdpSocket, enable: bool) -> (bool, bool) {
     (gso, gro)
 }
 
-/// Control-message room for one u16 or int option.
-const CONTROL: usize = 32;
+/// The address to give a socket for `to`: on a dual-stack IPv6 socket an
+/// IPv4 peer is addressed as IPv4-mapped IPv6.
+pub fn socket_address_for(to: SocketAddr, dual_stack: bool) -> SocketAddr {
+    match to {
+        SocketAddr::V4(v4) if dual_stack => {
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        to => to,
+    }
+}
+
+/// Control-message room for one u16 or int option, aligned as a
+/// `cmsghdr` must be.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; 32]);
+
+const CONTROL_ZERO: Control = Control([0; 32]);
 
 /// One datagram (or GSO run of equal datagrams) waiting to be sent.
 #[derive(Clone, Copy)]
 struct Pending {
     start: usize,
     end: usize,
-    /// Bytes per segment (0: a single datagram).
+    /// Bytes per datagram (every one but the last of a run; a single
+    /// datagram's own length).
     segment: usize,
     to: SocketAddr,
+}
+
+impl Pending {
+    /// Whether this is a run of several datagrams (a GSO send).
+    fn is_run(&self) -> bool {
+        self.end - self.start > self.segment
+    }
 }
 
 /// Datagrams gathered into one buffer and sent with one `sendmmsg`,
@@ -294,7 +334,7 @@ pub struct SendBatch {
     gso: bool,
     names: Vec<SockAddr>,
     iovecs: Vec<libc::iovec>,
-    controls: Vec<[u8; CONTROL]>,
+    controls: Vec<Control>,
     headers: Vec<libc::mmsghdr>,
 }
 
@@ -314,7 +354,7 @@ impl SendBatch {
             gso,
             names: Vec::with_capacity(BATCH),
             iovecs: Vec::with_capacity(BATCH),
-            controls: vec![[0u8; CONTROL]; BATCH],
+            controls: vec![CONTROL_ZERO; BATCH],
             headers: Vec::with_capacity(BATCH),
         }
     }
@@ -344,29 +384,22 @@ impl SendBatch {
             && last.to == to
             && last.end == start
         {
-            let size = if last.segment == 0 {
-                last.end - last.start
-            } else {
-                last.segment
-            };
-            let run = last.end - last.start;
+            let (size, run) = (last.segment, last.end - last.start);
             // A run continues while every segment but the last is `size`
             // long: a shorter one ends it.
-            let whole = last.segment == 0 || run % size == 0;
-            if whole
+            if run % size == 0
                 && length <= size
-                && (run + length) <= MAX_GSO_BYTES
-                && (run / size) < MAX_GSO_SEGMENTS
+                && run + length <= MAX_GSO_BYTES
+                && run / size < MAX_GSO_SEGMENTS
             {
                 last.end += length;
-                last.segment = size;
                 return;
             }
         }
         self.pending.push(Pending {
             start,
             end: start + length,
-            segment: 0,
+            segment: length,
             to,
         });
     }
@@ -385,18 +418,13 @@ impl SendBatch {
             let runs: Vec<Pending> = self.pending.drain(failed..).collect();
             self.pending.clear();
             for run in runs {
-                let size = if run.segment == 0 {
-                    run.end - run.start
-                } else {
-                    run.segment
-                };
                 let mut at = run.start;
                 while at < run.end {
-                    let end = (at + size).min(run.end);
+                    let end = (at + run.segment).min(run.end);
                     self.pending.push(Pending {
                         start: at,
                         end,
-                        segment: 0,
+                        segment: end - at,
                         to: run.to,
                     });
                     at = end;
@@ -420,13 +448,8 @@ impl SendBatch {
         self.iovecs.clear();
         self.headers.clear();
         for pending in &self.pending {
-            let to = match pending.to {
-                SocketAddr::V4(v4) if dual_stack => {
-                    SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
-                }
-                to => to,
-            };
-            self.names.push(SockAddr::from(to));
+            self.names
+                .push(SockAddr::from(socket_address_for(pending.to, dual_stack)));
             self.iovecs.push(libc::iovec {
                 iov_base: self.arena[pending.start..].as_mut_ptr().cast(),
                 iov_len: pending.end - pending.start,
@@ -439,14 +462,14 @@ impl SendBatch {
             header.msg_namelen = self.names[index].len();
             header.msg_iov = &mut self.iovecs[index];
             header.msg_iovlen = 1;
-            if pending.segment != 0 && pending.end - pending.start > pending.segment {
-                let control = &mut self.controls[index];
-                header.msg_control = control.as_mut_ptr().cast();
+            if pending.is_run() {
+                header.msg_control = (&raw mut self.controls[index]).cast();
                 // SAFETY: CMSG_SPACE is a pure size computation.
                 header.msg_controllen =
                     unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
-                // SAFETY: the control buffer has room for one cmsg of a u16
-                // (CONTROL >= CMSG_SPACE(2)), and `header` points to it.
+                // SAFETY: the control buffer is aligned for a cmsghdr and has
+                // room for one cmsg of a u16 (32 >= CMSG_SPACE(2)), and
+                // `header` points to it.
                 unsafe {
                     let message = libc::CMSG_FIRSTHDR(&header);
                     (*message).cmsg_level = SOL_UDP;
@@ -483,7 +506,7 @@ impl SendBatch {
                     io::ErrorKind::Interrupted => continue,
                     io::ErrorKind::WouldBlock => return Ok(()),
                     _ => {
-                        if self.pending[sent].segment != 0
+                        if self.pending[sent].is_run()
                             && matches!(error.raw_os_error(), Some(libc::EIO | libc::EINVAL))
                         {
                             return Err((sent, error));
@@ -508,7 +531,7 @@ pub struct ReceiveBatch {
     size: usize,
     names: Vec<libc::sockaddr_storage>,
     iovecs: Vec<libc::iovec>,
-    controls: Vec<[u8; CONTROL]>,
+    controls: Vec<Control>,
     headers: Vec<libc::mmsghdr>,
     received: usize,
 }
@@ -525,7 +548,7 @@ impl ReceiveBatch {
             // SAFETY: all-zero sockaddr_storage is valid.
             names: vec![unsafe { zeroed() }; count],
             iovecs: Vec::with_capacity(count),
-            controls: vec![[0u8; CONTROL]; count],
+            controls: vec![CONTROL_ZERO; count],
             headers: Vec::with_capacity(count),
             received: 0,
         }
@@ -550,8 +573,8 @@ impl ReceiveBatch {
             header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_iov = &mut self.iovecs[index];
             header.msg_iovlen = 1;
-            header.msg_control = self.controls[index].as_mut_ptr().cast();
-            header.msg_controllen = CONTROL;
+            header.msg_control = (&raw mut self.controls[index]).cast();
+            header.msg_controllen = size_of::<Control>();
             self.headers.push(libc::mmsghdr {
                 msg_hdr: header,
                 msg_len: 0,
@@ -584,7 +607,14 @@ impl ReceiveBatch {
         let header = &self.headers[index];
         let length = (header.msg_len as usize).min(self.size);
         let bytes = &self.buffers[index * self.size..index * self.size + length];
-        let from = socket_address(&self.names[index])?;
+        let mut storage = SockAddrStorage::zeroed();
+        // SAFETY: `sockaddr_storage` is this platform's type for the view,
+        // and the kernel wrote a socket address of `msg_namelen` bytes.
+        let from = unsafe {
+            *storage.view_as::<libc::sockaddr_storage>() = self.names[index];
+            SockAddr::new(storage, header.msg_hdr.msg_namelen)
+        }
+        .as_socket()?;
         let mut segment = 0;
         // SAFETY: the kernel filled the control buffer and set its length;
         // the CMSG macros walk only within it.
@@ -600,31 +630,5 @@ impl ReceiveBatch {
             }
         }
         Some((bytes, from, segment))
-    }
-}
-
-fn socket_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says it is a sockaddr_in, which fits.
-            let v4: &libc::sockaddr_in =
-                unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
-                u16::from_be(v4.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says it is a sockaddr_in6, which fits.
-            let v6: &libc::sockaddr_in6 =
-                unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(v6.sin6_addr.s6_addr),
-                u16::from_be(v6.sin6_port),
-                v6.sin6_flowinfo,
-                v6.sin6_scope_id,
-            )))
-        }
-        _ => None,
     }
 }

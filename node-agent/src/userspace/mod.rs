@@ -271,12 +271,7 @@ impl DeviceState {
     }
 
     fn send(&self, datagram: &[u8], to: SocketAddr) {
-        let to = match to {
-            SocketAddr::V4(v4) if self.dual_stack => {
-                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
-            }
-            _ => to,
-        };
+        let to = io::socket_address_for(to, self.dual_stack);
         if let Err(error) = self.udp.send_to(datagram, to) {
             tracing::trace!(%error, %to, "UDP send failed");
         }
@@ -706,7 +701,7 @@ impl Device {
     /// A packet the node with `key` sent us through relay `region`.
     pub fn receive_relayed(&self, region: u16, key: [u8; 32], packet: &[u8]) {
         thread_local! {
-            static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; VNET_HDR_LEN + BUFFER]);
+            static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; BUFFER]);
         }
         let source = Source::Relay { region, key };
         if hearth_control::disco::looks_like_disco(packet) {
@@ -714,12 +709,12 @@ impl Device {
             return;
         }
         SCRATCH.with(|scratch| {
-            let mut frame = scratch.borrow_mut();
-            if let Some(length) = decrypt(&self.shared, packet, source, &mut frame)
+            let mut out = scratch.borrow_mut();
+            if let Some(length) = decrypt(&self.shared, packet, source, &mut out)
                 && let Err(error) = self
                     .shared
-                    .tun_for(&frame[VNET_HDR_LEN..VNET_HDR_LEN + length])
-                    .write_single(&mut frame[..VNET_HDR_LEN + length])
+                    .tun_for(&out[..length])
+                    .write_packet(&out[..length])
             {
                 tracing::trace!(%error, "TUN write failed");
             }
@@ -860,10 +855,11 @@ fn encrypt_and_send(
         // new handshake is under way (rare: sent one by one).
         let mut retiring = hearth_runtime::lock(&peer.retiring);
         if let Some(old) = retiring.as_mut().filter(|old| has_session(&old.tunnel)) {
-            let mut out = vec![0u8; MAX_PACKET + 64];
+            // Encrypted into the batch's free room and sent at once.
+            batch.flush(&shared.udp, shared.dual_stack);
             offload::segment(header, packet, scratch, |segment| {
                 if let TunnResult::WriteToNetwork(datagram) =
-                    old.tunnel.encapsulate(segment, &mut out)
+                    old.tunnel.encapsulate(segment, batch.room())
                 {
                     shared.send_to_target(&peer, target, datagram);
                 }
@@ -952,8 +948,8 @@ fn run_udp(shared: Arc<DeviceState>) {
                     if deliver.needs_flush(datagram.len()) {
                         deliver.flush(&shared);
                     }
-                    let frame = deliver.room();
-                    if let Some(length) = decrypt(&shared, datagram, Source::Udp(source), frame) {
+                    let room = deliver.room();
+                    if let Some(length) = decrypt(&shared, datagram, Source::Udp(source), room) {
                         deliver.commit(length);
                     }
                 }
@@ -964,12 +960,12 @@ fn run_udp(shared: Arc<DeviceState>) {
 }
 
 /// Decrypted packets of one receive batch, waiting to be written to the
-/// TUN device: each has [`VNET_HDR_LEN`] bytes of headroom before it.
+/// TUN device.
 struct Deliver {
     arena: Vec<u8>,
     used: usize,
-    /// Where each packet's headroom starts, and the packet's length.
-    frames: Vec<(usize, usize)>,
+    /// Where each packet starts in `arena`, and its length.
+    packets: Vec<(usize, usize)>,
     /// Whether TCP segments may be written coalesced (the device takes TSO).
     coalesce: bool,
     plan: GroPlan,
@@ -981,7 +977,7 @@ impl Deliver {
         Deliver {
             arena: vec![0u8; DELIVER_ARENA],
             used: 0,
-            frames: Vec::with_capacity(1024),
+            packets: Vec::with_capacity(1024),
             coalesce,
             plan: GroPlan::default(),
             out: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
@@ -990,74 +986,61 @@ impl Deliver {
 
     /// Whether a datagram of `length` bytes might not fit.
     fn needs_flush(&self, length: usize) -> bool {
-        self.arena.len() - self.used < VNET_HDR_LEN + length + 64
+        self.arena.len() - self.used < length + 64
     }
 
-    /// Room for the next packet (headroom first).
+    /// Room for the next packet.
     fn room(&mut self) -> &mut [u8] {
         &mut self.arena[self.used..]
     }
 
-    /// Keeps the packet of `length` bytes written after the headroom.
+    /// Keeps the packet of `length` bytes written at the start of the room.
     fn commit(&mut self, length: usize) {
-        self.frames.push((self.used, length));
-        // Keep the next frame's packet 8-byte aligned.
-        self.used += (VNET_HDR_LEN + length).next_multiple_of(8);
+        self.packets.push((self.used, length));
+        // Keep the next packet 8-byte aligned.
+        self.used += length.next_multiple_of(8);
     }
 
     /// Writes every packet kept, coalesced where possible.
     fn flush(&mut self, shared: &DeviceState) {
         let Deliver {
             arena,
-            used,
-            frames,
+            packets,
             coalesce,
             plan,
             out,
+            ..
         } = self;
-        if !frames.is_empty() {
-            let packet = |index: usize| {
-                let (start, length) = frames[index];
-                &arena[start + VNET_HDR_LEN..start + VNET_HDR_LEN + length]
-            };
-            if *coalesce {
-                plan.plan(frames.len(), packet);
-                for write in plan.writes() {
-                    let written = match write {
-                        Write::Single(index) => {
-                            let (start, length) = frames[index as usize];
-                            let frame = &mut arena[start..start + VNET_HDR_LEN + length];
-                            shared.tun_for(&frame[VNET_HDR_LEN..]).write_single(frame)
-                        }
-                        Write::Group(group) => {
-                            let length = plan.assemble(
-                                group,
-                                |index: usize| {
-                                    let (start, length) = frames[index];
-                                    &arena[start + VNET_HDR_LEN..start + VNET_HDR_LEN + length]
-                                },
-                                out,
-                            );
-                            shared
-                                .tun_for(&out[VNET_HDR_LEN..length])
-                                .write(&out[..length])
-                        }
-                    };
-                    if let Err(error) = written {
-                        tracing::trace!(%error, "TUN write failed");
+        let packet = |index: usize| {
+            let (start, length) = packets[index];
+            &arena[start..start + length]
+        };
+        let write = |bytes: &[u8]| shared.tun_for(bytes).write_packet(bytes);
+        let report = |written: std::io::Result<usize>| {
+            if let Err(error) = written {
+                tracing::trace!(%error, "TUN write failed");
+            }
+        };
+        if *coalesce {
+            plan.plan(packets.len(), packet);
+            for next in plan.writes() {
+                report(match next {
+                    Write::Single(index) => write(packet(index as usize)),
+                    Write::Group(group) => {
+                        let length = plan.assemble(group, packet, out);
+                        shared
+                            .tun_for(&out[VNET_HDR_LEN..length])
+                            .write(&out[..length])
                     }
-                }
-            } else {
-                for &(start, length) in frames.iter() {
-                    let frame = &mut arena[start..start + VNET_HDR_LEN + length];
-                    if let Err(error) = shared.tun_for(&frame[VNET_HDR_LEN..]).write_single(frame) {
-                        tracing::trace!(%error, "TUN write failed");
-                    }
-                }
+                });
+            }
+        } else {
+            for index in 0..packets.len() {
+                report(write(packet(index)));
             }
         }
-        frames.clear();
-        *used = 0;
+        packets.clear();
+        self.used = 0;
     }
 }
 
@@ -1071,15 +1054,9 @@ fn answer_stun(shared: &DeviceState, packet: &[u8]) {
 }
 
 /// Decrypts `datagram` from `source` with the right peer's session and
-/// answers handshakes. A packet to deliver is left at
-/// `frame[VNET_HDR_LEN..]` and its length returned.
-fn decrypt(
-    shared: &DeviceState,
-    datagram: &[u8],
-    source: Source,
-    frame: &mut [u8],
-) -> Option<usize> {
-    let out = &mut frame[VNET_HDR_LEN..];
+/// answers handshakes. A packet to deliver is left at the start of `out`
+/// and its length returned.
+fn decrypt(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]) -> Option<usize> {
     let address = match source {
         Source::Udp(address) => Some(address.ip()),
         Source::Relay { .. } => None,
