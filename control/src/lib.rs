@@ -4,8 +4,9 @@
 //! - [`token`]: the one-line join token,
 //! - [`client`]: the HTTPS client with certificate pinning and mutual TLS,
 //! - [`tls`]: key generation and TLS configuration for that client,
-//! - [`ts2021`] and [`tailcfg`]: the Tailscale control protocol the
-//!   coordinator also serves, for the official Tailscale clients;
+//! - [`ts2021`], [`noise_stream`] and [`tailcfg`]: the Tailscale control
+//!   protocol the coordinator also serves, for the official Tailscale
+//!   clients;
 //! - [`derp`] and [`disco`]: the relay's frames and the path-discovery
 //!   messages nodes exchange (Tailscale's, spoken by `hearth-agent` too).
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod derp;
 pub mod disco;
 pub mod fingerprint;
+pub mod noise_stream;
 pub mod relay_client;
 pub mod secret;
 pub mod stun;

@@ -6,7 +6,10 @@
 //! that follow: a 3-byte header (type 4, big-endian length), at most 4096
 //! bytes each, ChaCha20-Poly1305 with the nonce counter big-endian (plain
 //! Noise puts it little-endian, so a stock Noise transport cannot be used).
-//! Pure: bytes in, bytes out; keys and the ephemeral key are inputs.
+//! Pure: bytes in, bytes out; keys and the ephemeral key are inputs. The
+//! client's side ([`initiate`]) is here too, for tests and tools that
+//! speak to a control server; [`NoiseStream`] carries a session over any
+//! byte stream, for either side.
 
 use blake2::Digest as _;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
@@ -274,6 +277,73 @@ pub fn accept(
     })
 }
 
+/// A client's handshake under way: its initiation went out, the server's
+/// response finishes it.
+pub struct Initiator {
+    state: Symmetric,
+    ephemeral: StaticSecret,
+    machine: StaticSecret,
+}
+
+/// Starts a handshake as the client with `machine` key and the fresh
+/// `ephemeral` key, to the control server whose public key is `control`,
+/// stating capability `version`: the initiation to send (base64 in the
+/// `X-Tailscale-Handshake` header), and the state that opens the response.
+pub fn initiate(
+    control: &[u8; 32],
+    machine: StaticSecret,
+    ephemeral: StaticSecret,
+    version: u16,
+) -> Result<([u8; INITIATION_LEN], Initiator), Ts2021Error> {
+    let mut state = Symmetric::new(version);
+    state.mix_hash(control);
+    let mut initiation = [0u8; INITIATION_LEN];
+    initiation[..2].copy_from_slice(&version.to_be_bytes());
+    initiation[2] = TYPE_INITIATION;
+    initiation[3..5].copy_from_slice(&((INITIATION_LEN - 5) as u16).to_be_bytes());
+    // -> e, es, s, ss
+    let ours = PublicKey::from(&ephemeral).to_bytes();
+    initiation[5..37].copy_from_slice(&ours);
+    state.mix_hash(&ours);
+    let key = state.mix_dh(&ephemeral, control)?;
+    let machine_public = PublicKey::from(&machine).to_bytes();
+    let sealed = state.encrypt_and_hash(&key, &machine_public);
+    initiation[37..85].copy_from_slice(&sealed);
+    let key = state.mix_dh(&machine, control)?;
+    let tag = state.encrypt_and_hash(&key, &[]);
+    initiation[85..].copy_from_slice(&tag);
+    Ok((
+        initiation,
+        Initiator {
+            state,
+            ephemeral,
+            machine,
+        },
+    ))
+}
+
+impl Initiator {
+    /// Opens the server's `response`: the session, seen from the client.
+    pub fn finish(mut self, response: &[u8]) -> Result<Session, Ts2021Error> {
+        if response.len() != RESPONSE_LEN
+            || response[0] != TYPE_RESPONSE
+            || usize::from(u16::from_be_bytes([response[1], response[2]]))
+                != RESPONSE_LEN - HEADER_LEN
+        {
+            return Err(Ts2021Error::Handshake);
+        }
+        // <- e, ee, se
+        let mut theirs = [0u8; 32];
+        theirs.copy_from_slice(&response[3..35]);
+        self.state.mix_hash(&theirs);
+        self.state.mix_dh(&self.ephemeral, &theirs)?;
+        let key = self.state.mix_dh(&self.machine, &theirs)?;
+        self.state.decrypt_and_hash(&key, &response[35..])?;
+        let (client_to_server, server_to_client) = self.state.split();
+        Ok(Session::from_keys(&client_to_server, &server_to_client))
+    }
+}
+
 /// An unauthenticated error frame, sent instead of a response (a hint for
 /// the client's log: not encrypted, so never anything secret).
 pub fn error_frame(message: &str) -> Vec<u8> {
@@ -296,8 +366,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session with given keys (the server's sending key, then its
-    /// receiving key): for tests and fuzzing, which have no client.
+    /// A session with given keys: this side's sending key, then its
+    /// receiving key.
     pub fn from_keys(send: &[u8; 32], receive: &[u8; 32]) -> Session {
         Session {
             send: cipher(send),

@@ -206,3 +206,57 @@ fn tampering_wrong_keys_and_garbage_are_refused() {
     assert_eq!(fresh.open(&[4, 0x10, 0x00]), Err(Ts2021Error::NotARecord));
     assert_eq!(ts2021::error_frame("too old")[..3], [3, 0, 7]);
 }
+
+#[test]
+fn the_initiator_completes_the_handshake_with_a_snow_responder() {
+    let control = StaticSecret::random();
+    let control_public = PublicKey::from(&control).to_bytes();
+    let machine = StaticSecret::random();
+    let machine_public = PublicKey::from(&machine).to_bytes();
+    let (initiation, initiator) =
+        ts2021::initiate(&control_public, machine, StaticSecret::random(), VERSION).unwrap();
+    assert_eq!(ts2021::initiation_version(&initiation), Ok(VERSION));
+
+    // snow as the control server: the same prologue, our initiation's body.
+    let prologue = format!("Tailscale Control Protocol v{VERSION}");
+    let mut responder = snow::Builder::new("Noise_IK_25519_ChaChaPoly_BLAKE2s".parse().unwrap())
+        .local_private_key(&control.to_bytes())
+        .unwrap()
+        .prologue(prologue.as_bytes())
+        .unwrap()
+        .build_responder()
+        .unwrap();
+    let mut payload = [0u8; 0];
+    responder
+        .read_message(&initiation[5..], &mut payload)
+        .unwrap();
+    assert_eq!(responder.get_remote_static().unwrap(), machine_public);
+    let mut message = [0u8; 48];
+    assert_eq!(responder.write_message(&[], &mut message).unwrap(), 48);
+    let mut response = vec![ts2021::TYPE_RESPONSE];
+    response.extend_from_slice(&48u16.to_be_bytes());
+    response.extend_from_slice(&message);
+    let mut session = initiator.finish(&response).unwrap();
+
+    // Records both ways with the keys snow derived.
+    let (initiator_to_responder, responder_to_initiator) = responder.dangerously_get_raw_split();
+    let mut server = Client {
+        send: ChaCha20Poly1305::new(&responder_to_initiator.into()),
+        receive: ChaCha20Poly1305::new(&initiator_to_responder.into()),
+        sent: 0,
+        received: 0,
+    };
+    let sealed = session.seal(b"POST /machine/map").unwrap();
+    assert_eq!(server.read(&sealed), b"POST /machine/map");
+    assert_eq!(session.open(&server.record(b"200 OK")).unwrap(), b"200 OK");
+
+    // A response for another handshake does not finish this one.
+    let (_, other) = ts2021::initiate(
+        &control_public,
+        StaticSecret::random(),
+        StaticSecret::random(),
+        VERSION,
+    )
+    .unwrap();
+    assert!(other.finish(&response).is_err());
+}

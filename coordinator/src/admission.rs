@@ -138,11 +138,15 @@ impl Coordinator {
             .is_some_and(NodeRecord::is_admitted)
     }
 
-    /// Opens the map stream of the node presenting `credential`.
+    /// Opens the map stream of the node presenting `credential`; refused
+    /// when it opens them too often.
     pub async fn open_map(&self, credential: Option<Credential>) -> Result<Subscription> {
         let state = self.state.lock().await;
         let record = state.node_presenting(credential)?;
         check_admitted(record)?;
+        if self.map_opens.check_key(&record.id).is_err() {
+            return Err(Error::RateLimited);
+        }
         let line = state
             .network
             .full_map_line(record.id)
@@ -235,15 +239,20 @@ impl Coordinator {
     /// Carries out an admin's decision about node `id`.
     pub async fn act_on_node(&self, id: NodeId, action: NodeAction) -> Result<NodeView> {
         let now = hearth_runtime::clock::unix_seconds();
-        self.change_node(id, |_, record| {
-            record.state = action.outcome();
-            // Approving a node whose keys expired gives them a new lifetime.
-            if action == NodeAction::Approve && record.key_expired(now) {
-                record.key_expiry = crate::keys::expiry_from(now, record.key_lifetime);
-            }
-            Ok(())
-        })
-        .await
+        let view = self
+            .change_node(id, |_, record| {
+                record.state = action.outcome();
+                // Approving a node whose keys expired gives them a new lifetime.
+                if action == NodeAction::Approve && record.key_expired(now) {
+                    record.key_expiry = crate::keys::expiry_from(now, record.key_lifetime);
+                }
+                Ok(())
+            })
+            .await?;
+        if action == NodeAction::Approve {
+            self.apply_held_report(id).await?;
+        }
+        Ok(view)
     }
 
     /// Renames a node.
@@ -283,10 +292,16 @@ impl Coordinator {
             .node(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
-        let now = unix_now();
-        self.db.delete_node(id, now).await?;
-        self.apply_removal(&mut state, id, now);
+        self.remove_node(&mut state, id, unix_now()).await?;
         tracing::info!(node = id, name = %record.name, "node deleted");
+        Ok(())
+    }
+
+    /// Deletes node `id` at `now` under the held state lock: from the
+    /// database, then from every map and index.
+    pub(crate) async fn remove_node(&self, state: &mut State, id: NodeId, now: i64) -> Result<()> {
+        self.db.delete_node(id, now).await?;
+        self.apply_removal(state, id, now);
         Ok(())
     }
 }

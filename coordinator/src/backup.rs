@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 
 use crate::db::Db;
 use crate::state_dir::{IDENTITY_FILES, StateDir, write_private};
+use hearth_files::private::PrivateFile;
 
 /// The database's name inside an archive.
 const DATABASE_ENTRY: &str = "coordinator.db";
@@ -34,9 +35,12 @@ pub struct Archived {
 }
 
 /// Writes a backup of `state` (whose database is `db`, SQLite or not) to
-/// `file`, which must not exist yet. The file appears whole or not at all.
+/// `file`, which must not exist yet (not even as a link). The file appears
+/// whole or not at all, 0600: it is written to a new temporary file of a
+/// random name beside it (never one found there: the directory may be
+/// writable by others) and linked into place only if nothing took the name.
 pub async fn backup(state: &StateDir, db: Option<&Db>, file: &Path) -> anyhow::Result<Archived> {
-    if file.exists() {
+    if file.symlink_metadata().is_ok() {
         bail!(
             "{} exists; a backup never overwrites a file",
             file.display()
@@ -45,7 +49,6 @@ pub async fn backup(state: &StateDir, db: Option<&Db>, file: &Path) -> anyhow::R
     let snapshot = state
         .root()
         .join(format!("backup-{:016x}.db", rand::random::<u64>()));
-    let partial = partial_path(file);
     let result = async {
         let mut entries: Vec<(String, PathBuf)> = Vec::new();
         if let Some(db) = db {
@@ -61,30 +64,29 @@ pub async fn backup(state: &StateDir, db: Option<&Db>, file: &Path) -> anyhow::R
                 entries.push(((*name).to_owned(), path));
             }
         }
-        write_private(&partial, b"")?;
-        let output = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&partial)?;
-        let mut archive = tar::Builder::new(output);
+        let mut output = PrivateFile::create(file)
+            .with_context(|| format!("cannot write beside {}", file.display()))?;
+        let mut archive = tar::Builder::new(output.as_file_mut());
         archive.mode(tar::HeaderMode::Deterministic);
         for (name, path) in &entries {
             archive
                 .append_path_with_name(path, name)
                 .with_context(|| format!("cannot archive {}", path.display()))?;
         }
-        archive.into_inner()?.sync_all()?;
-        std::fs::rename(&partial, file)
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        archive.finish()?;
+        drop(archive);
+        output.finish(file).with_context(|| {
+            format!(
+                "cannot write {} (a backup never overwrites a file)",
+                file.display()
+            )
+        })?;
         Ok(Archived {
             entries: entries.into_iter().map(|(name, _)| name).collect(),
         })
     }
     .await;
     let _ = std::fs::remove_file(&snapshot);
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
     result
 }
 
@@ -135,11 +137,4 @@ pub async fn restore(state: &StateDir, file: &Path) -> anyhow::Result<Archived> 
         }
     }
     Ok(Archived { entries })
-}
-
-/// Where a file is written before it is renamed into place.
-fn partial_path(file: &Path) -> PathBuf {
-    let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    file.with_file_name(name)
 }

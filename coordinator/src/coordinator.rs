@@ -106,14 +106,24 @@ pub struct Coordinator {
     pub(crate) state: Mutex<State>,
     /// Endpoint and route reports per node: a burst, then a steady trickle.
     pub(crate) reports: governor::DefaultKeyedRateLimiter<NodeId>,
+    /// Map streams opened per node: a burst, then one every two seconds
+    /// (each costs a full map).
+    pub(crate) map_opens: governor::DefaultKeyedRateLimiter<NodeId>,
+    /// Key rotations per node ([`crate::keys::Rotations`]).
+    pub(crate) rotations: std::sync::Mutex<crate::keys::Rotations>,
     /// Tailscale clients without a key, waiting for `nodes register`.
     pub(crate) logins: std::sync::Mutex<crate::logins::Logins>,
     /// Wakes follow-up requests when an admin registered a waiting client.
     pub(crate) login_registered: tokio::sync::Notify,
+    /// What Tailscale nodes waiting for approval last reported (held, not
+    /// stored, until an admin approves them).
+    pub(crate) held_reports: std::sync::Mutex<HashMap<NodeId, hearth_control::tailcfg::MapRequest>>,
 }
 
 /// Endpoint and route reports one node may send at once, then one per second.
 const REPORT_BURST: u32 = 10;
+/// Map streams one node may open at once, then one every two seconds.
+const MAP_OPEN_BURST: u32 = 10;
 
 impl Coordinator {
     /// Loads users, nodes and policy from `db` and gets ready to serve.
@@ -174,6 +184,13 @@ impl Coordinator {
             }),
             logins: std::sync::Mutex::default(),
             login_registered: tokio::sync::Notify::new(),
+            held_reports: std::sync::Mutex::default(),
+            map_opens: governor::RateLimiter::keyed(
+                governor::Quota::with_period(Duration::from_secs(2))
+                    .expect("a non-zero period")
+                    .allow_burst(std::num::NonZeroU32::new(MAP_OPEN_BURST).expect("non-zero")),
+            ),
+            rotations: std::sync::Mutex::default(),
             reports: governor::RateLimiter::keyed(
                 governor::Quota::per_second(std::num::NonZeroU32::MIN)
                     .allow_burst(std::num::NonZeroU32::new(REPORT_BURST).expect("non-zero")),

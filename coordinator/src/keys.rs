@@ -11,6 +11,9 @@
 //! its peers drop it and the coordinator refuses it until an admin approves
 //! it again, which gives its keys a fresh lifetime.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use hearth_control::wire::{NodeId, NodeState, RotateRequest, RotateResponse};
 
 use crate::coordinator::{Coordinator, Credential};
@@ -22,6 +25,46 @@ use hearth_runtime::clock::unix_seconds as unix_now;
 /// When keys issued at `now` with `lifetime` (seconds) expire.
 pub fn expiry_from(now: i64, lifetime: Option<u64>) -> Option<i64> {
     lifetime.map(|seconds| now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)))
+}
+
+/// Rotations a node may make at once before [`rotation_interval`] applies.
+pub const ROTATION_BURST: u32 = 3;
+
+/// How often a node whose keys live `lifetime` seconds may rotate them
+/// after its burst: a tenth of the lifetime, between a second and an hour
+/// (an hour for keys that never expire). Agents rotate once per lifetime;
+/// a member rotating in a loop would send every peer a change each time.
+pub fn rotation_interval(lifetime: Option<u64>) -> Duration {
+    match lifetime {
+        Some(seconds) => Duration::from_secs(seconds / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        None => Duration::from_secs(3600),
+    }
+}
+
+/// When each node may rotate next (a generic cell rate: the theoretical
+/// time of its next rotation). Pure: times are arguments.
+#[derive(Debug, Default)]
+pub struct Rotations {
+    next: HashMap<NodeId, Duration>,
+}
+
+impl Rotations {
+    /// Whether `node` may rotate at `now` with `interval` between
+    /// rotations after a burst of [`ROTATION_BURST`]; counts it if so.
+    pub fn allow(&mut self, node: NodeId, interval: Duration, now: Duration) -> bool {
+        let due = self.next.get(&node).copied().unwrap_or(now).max(now);
+        if due.saturating_sub(now) > interval * (ROTATION_BURST - 1) {
+            return false;
+        }
+        self.next.insert(node, due + interval);
+        true
+    }
+
+    /// Forgets `node` (deleted).
+    pub fn forget(&mut self, node: NodeId) {
+        self.next.remove(&node);
+    }
 }
 
 /// Whether `record` is admitted with keys past their end at `now`.
@@ -100,6 +143,15 @@ impl Coordinator {
             }
             None => {}
         }
+        let allowed = hearth_runtime::lock(&self.rotations).allow(
+            old.id,
+            rotation_interval(old.key_lifetime),
+            hearth_runtime::clock::since_epoch(),
+        );
+        if !allowed {
+            tracing::warn!(node = old.id, "a node rotates its keys too often; refused");
+            return Err(Error::RateLimited);
+        }
         let (certificate_pem, fingerprint) = self
             .authority
             .issue(&csr, &format!("hearth-node-{}", old.id))
@@ -132,6 +184,29 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_rotates_a_few_times_at_once_then_once_per_tenth_of_its_lifetime() {
+        let interval = rotation_interval(Some(180 * 24 * 3600));
+        assert_eq!(interval, Duration::from_secs(3600), "capped at an hour");
+        assert_eq!(rotation_interval(Some(30)), Duration::from_secs(3));
+        assert_eq!(rotation_interval(Some(2)), Duration::from_secs(1));
+        assert_eq!(rotation_interval(None), Duration::from_secs(3600));
+        let mut rotations = Rotations::default();
+        let start = Duration::from_secs(1_000_000);
+        let allowed = (0..1_000)
+            .filter(|_| rotations.allow(7, interval, start))
+            .count();
+        assert_eq!(allowed, ROTATION_BURST as usize, "a loop gets its burst");
+        assert!(!rotations.allow(7, interval, start + interval / 2));
+        assert!(rotations.allow(7, interval, start + interval));
+        assert!(
+            rotations.allow(8, interval, start),
+            "another node has its own"
+        );
+        rotations.forget(7);
+        assert!(rotations.allow(7, interval, start + interval));
+    }
 
     #[test]
     fn keys_expire_after_their_lifetime_or_never() {

@@ -21,11 +21,19 @@ use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// How long a device waits for an admin before it must start over (seconds).
 pub const LOGIN_WAIT: i64 = 30 * 60;
+/// A waiting device that has not asked again for this long (seconds) has
+/// gone away: a live one follows its login URL up at least every
+/// [`FOLLOW_UP_HOLD`], so made-up logins that are not kept asking free
+/// their slot within minutes, not after [`LOGIN_WAIT`].
+pub const ABANDONED_AFTER: i64 = 5 * 60;
 /// Devices waiting at once; more are told to try later.
-pub const MAX_WAITING: usize = 64;
+pub const MAX_WAITING: usize = 256;
 /// Devices waiting at once from one address: someone who can reach the
 /// coordinator cannot take every slot with made-up machine keys.
 pub const MAX_WAITING_PER_SOURCE: usize = 4;
+/// Devices waiting at once from one network (an IPv4 /24, an IPv6 /56):
+/// many addresses of one provider count together.
+pub const MAX_WAITING_PER_NETWORK: usize = 16;
 /// How long a client's follow-up request is held before it is answered
 /// with the same URL (it then asks again).
 pub const FOLLOW_UP_HOLD: Duration = Duration::from_secs(120);
@@ -45,6 +53,8 @@ pub struct WaitingLogin {
     pub ephemeral: bool,
     /// When it first asked (Unix seconds).
     pub since: i64,
+    /// When it last asked (Unix seconds).
+    pub last_asked: i64,
     /// The address it asked from.
     pub source: Option<IpAddr>,
 }
@@ -55,13 +65,44 @@ pub struct Logins {
     waiting: HashMap<String, WaitingLogin>,
 }
 
+/// The network `address` belongs to, for counting waiting devices: its
+/// /24 (IPv4) or /56 (IPv6).
+fn network_of(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[7..].fill(0);
+            IpAddr::from(octets)
+        }
+    }
+}
+
+/// What is kept of what a waiting device says about itself: its name, OS
+/// and version, each bounded (the page shows them; nothing else is used).
+fn kept(hostinfo: Hostinfo) -> Hostinfo {
+    let bounded = |text: String, limit: usize| text.chars().take(limit).collect();
+    Hostinfo {
+        hostname: bounded(hostinfo.hostname, 255),
+        os: bounded(hostinfo.os, 64),
+        ipn_version: bounded(hostinfo.ipn_version, 64),
+        ..Hostinfo::default()
+    }
+}
+
 impl Logins {
     /// The code of `login`: the one it already has if its machine waits, or
-    /// `fresh` as a new one. Expired logins are forgotten first; past
-    /// [`MAX_WAITING`] a new device is refused.
-    pub fn add(&mut self, login: WaitingLogin, fresh: String, now: i64) -> Result<String> {
-        self.waiting
-            .retain(|_, waiting| now - waiting.since < LOGIN_WAIT);
+    /// `fresh` as a new one. Expired and abandoned logins are forgotten
+    /// first; past [`MAX_WAITING`] in all, [`MAX_WAITING_PER_SOURCE`] from
+    /// its address or [`MAX_WAITING_PER_NETWORK`] from its network, a new
+    /// device is refused.
+    pub fn add(&mut self, mut login: WaitingLogin, fresh: String, now: i64) -> Result<String> {
+        self.forget_old(now);
+        login.hostinfo = kept(login.hostinfo);
+        login.last_asked = now;
         if let Some((code, waiting)) = self
             .waiting
             .iter_mut()
@@ -70,18 +111,33 @@ impl Logins {
             waiting.node_key = login.node_key;
             waiting.hostinfo = login.hostinfo;
             waiting.ephemeral = login.ephemeral;
+            waiting.last_asked = now;
             return Ok(code.clone());
         }
-        let from_source = self
-            .waiting
-            .values()
-            .filter(|waiting| login.source.is_some() && waiting.source == login.source)
-            .count();
-        if from_source >= MAX_WAITING_PER_SOURCE {
-            return Err(Error::TooManyPending(format!(
-                "{MAX_WAITING_PER_SOURCE} devices from this address already wait for an admin; \
-                 try again later"
-            )));
+        if let Some(source) = login.source {
+            let from_source = self
+                .waiting
+                .values()
+                .filter(|waiting| waiting.source == Some(source))
+                .count();
+            if from_source >= MAX_WAITING_PER_SOURCE {
+                return Err(Error::TooManyPending(format!(
+                    "{MAX_WAITING_PER_SOURCE} devices from this address already wait for an admin; \
+                     try again later"
+                )));
+            }
+            let network = network_of(source);
+            let from_network = self
+                .waiting
+                .values()
+                .filter(|waiting| waiting.source.map(network_of) == Some(network))
+                .count();
+            if from_network >= MAX_WAITING_PER_NETWORK {
+                return Err(Error::TooManyPending(format!(
+                    "{MAX_WAITING_PER_NETWORK} devices from this network already wait for an admin; \
+                     try again later"
+                )));
+            }
         }
         if self.waiting.len() >= MAX_WAITING {
             return Err(Error::TooManyPending(format!(
@@ -92,18 +148,43 @@ impl Logins {
         Ok(fresh)
     }
 
-    /// The device waiting with `code`, if it has not expired.
+    fn forget_old(&mut self, now: i64) {
+        self.waiting.retain(|_, waiting| live(waiting, now));
+    }
+
+    /// The device waiting with `code`, if it has not expired or gone away.
     pub fn get(&self, code: &str, now: i64) -> Option<&WaitingLogin> {
-        self.waiting
-            .get(code)
-            .filter(|waiting| now - waiting.since < LOGIN_WAIT)
+        self.waiting.get(code).filter(|waiting| live(waiting, now))
+    }
+
+    /// The device with `machine` key asked again (following its URL up) at
+    /// `now`; whether it still waits.
+    pub fn asked_again(&mut self, machine: &MachineKey, now: i64) -> bool {
+        self.forget_old(now);
+        match self
+            .waiting
+            .values_mut()
+            .find(|waiting| waiting.machine == *machine)
+        {
+            Some(waiting) => {
+                waiting.last_asked = now;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes the device waiting with `code` out of the list.
     pub fn take(&mut self, code: &str, now: i64) -> Option<WaitingLogin> {
         let waiting = self.waiting.remove(code)?;
-        (now - waiting.since < LOGIN_WAIT).then_some(waiting)
+        live(&waiting, now).then_some(waiting)
     }
+}
+
+/// Whether `waiting` still waits at `now`: not expired, and asked again
+/// recently enough.
+fn live(waiting: &WaitingLogin, now: i64) -> bool {
+    now - waiting.since < LOGIN_WAIT && now - waiting.last_asked < ABANDONED_AFTER
 }
 
 /// A new login code: 20 random bytes in hex.
@@ -172,7 +253,7 @@ impl Coordinator {
         let now = unix_now();
         if let Some(code) = code_of(&request.followup) {
             let url = request.followup.clone();
-            let waiting = self.login_waiting(code, now);
+            let waiting = self.login_waiting(code, &machine, now);
             return self.follow_up(machine, url, waiting).await;
         }
         let login = WaitingLogin {
@@ -181,6 +262,7 @@ impl Coordinator {
             hostinfo: request.hostinfo.clone().unwrap_or_default(),
             ephemeral: request.ephemeral,
             since: now,
+            last_asked: now,
             source,
         };
         let code = self.logins().add(login, new_code(), now)?;
@@ -209,8 +291,12 @@ impl Coordinator {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn login_waiting(&self, code: &str, now: i64) -> bool {
-        self.logins().get(code, now).is_some()
+    fn login_waiting(&self, code: &str, machine: &MachineKey, now: i64) -> bool {
+        let mut logins = self.logins();
+        logins
+            .get(code, now)
+            .is_some_and(|waiting| waiting.machine == *machine)
+            && logins.asked_again(machine, now)
     }
 
     async fn follow_up(
@@ -240,11 +326,7 @@ impl Coordinator {
                     return Ok(RegisterResponse { auth_url: url, ..RegisterResponse::default() });
                 }
             }
-            waiting = self
-                .logins()
-                .waiting
-                .values()
-                .any(|login| login.machine == machine);
+            waiting = self.logins().asked_again(&machine, unix_now());
         }
     }
 
@@ -304,7 +386,8 @@ mod tests {
             },
             ephemeral: false,
             since,
-            source: Some(IpAddr::from([10, 0, 0, machine / 4])),
+            last_asked: since,
+            source: Some(IpAddr::from([10, machine, 0, 1])),
         }
     }
 
@@ -314,6 +397,9 @@ mod tests {
         let first = logins.add(login(1, 0), "a".repeat(40), 0).unwrap();
         let again = logins.add(login(1, 10), "b".repeat(40), 10).unwrap();
         assert_eq!(first, again, "asking again gives the same code");
+        for at in (120..LOGIN_WAIT).step_by(120) {
+            assert!(logins.asked_again(&MachineKey([1; 32]), at));
+        }
         assert!(logins.get(&first, LOGIN_WAIT - 1).is_some());
         assert!(logins.get(&first, LOGIN_WAIT).is_none(), "expired");
         assert!(logins.take(&first, LOGIN_WAIT).is_none());
@@ -328,10 +414,13 @@ mod tests {
     #[test]
     fn waiting_devices_are_capped() {
         let mut logins = Logins::default();
-        for machine in 0..MAX_WAITING {
-            logins
-                .add(login(machine as u8, 0), format!("{machine:040}"), 0)
-                .unwrap();
+        for index in 0..MAX_WAITING {
+            let mut waiting = login(0, 0);
+            let mut machine = [1u8; 32];
+            machine[..2].copy_from_slice(&(index as u16).to_le_bytes());
+            waiting.machine = MachineKey(machine);
+            waiting.source = Some(IpAddr::from([10, (index >> 8) as u8, index as u8, 1]));
+            logins.add(waiting, format!("{index:040}"), 0).unwrap();
         }
         assert!(matches!(
             logins.add(login(200, 0), "f".repeat(40), 0),
@@ -339,9 +428,55 @@ mod tests {
         ));
         assert!(
             logins
-                .add(login(200, LOGIN_WAIT), "f".repeat(40), LOGIN_WAIT)
+                .add(login(200, ABANDONED_AFTER), "f".repeat(40), ABANDONED_AFTER)
                 .is_ok(),
-            "after the old ones expired"
+            "after the old ones stopped asking"
+        );
+    }
+
+    #[test]
+    fn a_login_kept_asking_for_waits_and_one_left_alone_goes() {
+        let mut logins = Logins::default();
+        let kept = logins.add(login(1, 0), "a".repeat(40), 0).unwrap();
+        let left = logins.add(login(2, 0), "b".repeat(40), 0).unwrap();
+        // Device 1 follows its URL up every two minutes; device 2 never does.
+        for minute in (2..30).step_by(2) {
+            assert!(logins.asked_again(&MachineKey([1; 32]), minute * 60));
+        }
+        assert!(logins.get(&kept, 29 * 60).is_some());
+        assert!(logins.get(&left, ABANDONED_AFTER).is_none(), "abandoned");
+        assert!(!logins.asked_again(&MachineKey([2; 32]), ABANDONED_AFTER));
+        assert!(
+            logins.get(&kept, LOGIN_WAIT).is_none(),
+            "still expires after the whole wait"
+        );
+    }
+
+    #[test]
+    fn one_network_holds_few_slots_and_what_is_kept_is_bounded() {
+        let mut logins = Logins::default();
+        let mut taken = 0;
+        for host in 1..=40u8 {
+            let mut waiting = login(host, 0);
+            waiting.source = Some(IpAddr::from([203, 0, 113, host]));
+            waiting.hostinfo.hostname = "x".repeat(10_000);
+            if logins.add(waiting, format!("{host:040}"), 0).is_ok() {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, MAX_WAITING_PER_NETWORK);
+        assert!(
+            logins
+                .waiting
+                .values()
+                .all(|waiting| waiting.hostinfo.hostname.len() == 255)
+        );
+        let mut elsewhere = login(99, 0);
+        elsewhere.source = Some(IpAddr::from([198, 51, 100, 1]));
+        assert!(logins.add(elsewhere, "e".repeat(40), 0).is_ok());
+        assert_eq!(
+            network_of("2001:db8:1:2ff:1::7".parse().unwrap()),
+            "2001:db8:1:200::".parse::<IpAddr>().unwrap()
         );
     }
 

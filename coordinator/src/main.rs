@@ -228,13 +228,17 @@ struct RelayArgs {
 
 #[derive(Subcommand)]
 enum RelaysCommand {
-    /// Add a standalone relay and print the token it starts with.
+    /// Add a standalone relay and print the token it starts with (or
+    /// write it to a new 0600 file with --token-file).
     Add {
         /// Its short name (shown as `relay NAME` in `hearth-agent status`).
         code: String,
         /// Where nodes reach it: https://host:port.
         #[arg(long)]
         url: String,
+        /// Write the token to this new file (0600) instead of printing it.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// List standalone relays.
     List {
@@ -555,7 +559,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay(args) => {
             hearth_runtime::init("info");
             let token = match std::env::var("HEARTH_RELAY_TOKEN") {
-                Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+                Ok(token) if !token.trim().is_empty() => {
+                    zeroize::Zeroizing::new(token.trim().to_owned())
+                }
                 _ => {
                     let path = args.token_file.as_ref().context(
                         "give the relay token from `relays add` with --token-file (or HEARTH_RELAY_TOKEN)",
@@ -576,13 +582,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
         }
         Command::Relays(command) => match command {
-            RelaysCommand::Add { code, url } => {
+            RelaysCommand::Add {
+                code,
+                url,
+                token_file,
+            } => {
                 let created = admin()?.add_relay(&code, &url).await?;
-                eprintln!(
-                    "relay `{}` added as region {}; start it with this token (keep it secret):",
-                    created.relay.code, created.relay.id
-                );
-                println!("{}", created.token);
+                let token = zeroize::Zeroizing::new(format!("{}\n", created.token));
+                match token_file {
+                    Some(path) => {
+                        let mut file = hearth_files::private::PrivateFile::create(&path)
+                            .with_context(|| format!("cannot write beside {}", path.display()))?;
+                        std::io::Write::write_all(file.as_file_mut(), token.as_bytes())?;
+                        file.finish(&path).with_context(|| {
+                            format!("cannot write {} (it must not exist yet)", path.display())
+                        })?;
+                        eprintln!(
+                            "relay `{}` added as region {}; its token is in {} (0600): start it with --token-file {}",
+                            created.relay.code,
+                            created.relay.id,
+                            path.display(),
+                            path.display()
+                        );
+                    }
+                    None => {
+                        eprintln!(
+                            "relay `{}` added as region {}; start it with this token (keep it secret):",
+                            created.relay.code, created.relay.id
+                        );
+                        print!("{}", token.as_str());
+                    }
+                }
             }
             RelaysCommand::List { output } => {
                 let relays = admin()?.list_relays().await?;

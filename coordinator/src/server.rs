@@ -138,6 +138,9 @@ pub struct Server {
     http: Option<(TcpListener, Router)>,
     /// Plain HTTP for `/metrics` only (`--metrics-listen`).
     metrics: Option<(TcpListener, Router)>,
+    /// Turns true when the server stops (tasks and ts2021 sessions end).
+    stop_sender: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
 }
 
 fn hostname() -> String {
@@ -245,12 +248,24 @@ impl Server {
             None => None,
         };
 
+        let gate = Gate::new(options.connections);
+        let (stop_sender, stop) = watch::channel(false);
+        let register_limiter = api::node::register_limiter(options.register_limit);
+        let sessions = api::tailscale::Sessions {
+            gate: gate.clone(),
+            stop: stop.clone(),
+            register_limiter: register_limiter.clone(),
+        };
         let http = match options.http_listen {
             Some(address) => Some((
                 TcpListener::bind(address)
                     .await
                     .with_context(|| format!("cannot listen on {address} (--http-listen)"))?,
-                api::tailscale::router(Arc::clone(&control_key), Arc::clone(&coordinator)),
+                api::tailscale::router(
+                    Arc::clone(&control_key),
+                    Arc::clone(&coordinator),
+                    sessions.clone(),
+                ),
             )),
             None => None,
         };
@@ -277,10 +292,11 @@ impl Server {
         Ok(Server {
             http,
             metrics,
-            node_routes: api::node::router(Arc::clone(&coordinator), options.register_limit)
+            node_routes: api::node::router(Arc::clone(&coordinator), register_limiter)
                 .merge(api::tailscale::router(
                     control_key,
                     Arc::clone(&coordinator),
+                    sessions,
                 ))
                 .merge(api::derp::router(Arc::clone(&relay)))
                 .merge(api::relay::router(Arc::clone(&coordinator))),
@@ -295,7 +311,9 @@ impl Server {
             admin_path,
             stun,
             stun_per_source: options.stun_per_source,
-            gate: Gate::new(options.connections),
+            gate,
+            stop_sender,
+            stop,
         })
     }
 
@@ -322,7 +340,7 @@ impl Server {
     /// connections, streams ended, requests in flight finished (up to 10 s),
     /// database checkpointed and closed, admin socket removed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_sender, stop) = watch::channel(false);
+        let (stop_sender, stop) = (self.stop_sender.clone(), self.stop.clone());
         let settings = self.coordinator.settings().clone();
         tracing::info!(
             listen = %self.local_addr(),

@@ -79,6 +79,8 @@ impl Coordinator {
         let deliveries = state.network.remove(id);
         self.deliver(&deliveries);
         self.streams.close_node(id);
+        hearth_runtime::lock(&self.held_reports).remove(&id);
+        hearth_runtime::lock(&self.rotations).forget(id);
         state.addresses.release(record.ipv4, now);
         state.names.remove(&record.name);
         state.by_wireguard_key.remove(&record.wireguard_key);

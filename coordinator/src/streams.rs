@@ -18,6 +18,10 @@ use crate::presence::Presence;
 
 /// Messages queued per stream before a slow reader is cut off.
 const QUEUE_DEPTH: usize = 4096;
+/// Map streams one node holds at once: a new one beyond ends the oldest (a
+/// reconnecting agent's old stream may not have noticed its end yet; a
+/// node opening streams in a loop holds no more).
+pub const MAX_MAP_STREAMS_PER_NODE: usize = 4;
 
 /// Serializes a message as one newline-terminated JSON line.
 pub fn encode_line<T: Serialize>(message: &T) -> Bytes {
@@ -101,11 +105,12 @@ impl Streams {
         let mut registry = self.lock();
         registry.next_id += 1;
         let id = registry.next_id;
-        registry
-            .subscribers
-            .entry((kind, node))
-            .or_default()
-            .push(Subscriber { id, sender });
+        let list = registry.subscribers.entry((kind, node)).or_default();
+        if kind == Kind::Map && list.len() >= MAX_MAP_STREAMS_PER_NODE {
+            // Dropping its sender ends the oldest stream.
+            list.remove(0);
+        }
+        list.push(Subscriber { id, sender });
         if kind == Kind::Map {
             let activity = registry.activity.entry(node).or_default();
             activity.open_maps += 1;

@@ -56,6 +56,16 @@ pub struct Joining<'a> {
     pub hostinfo: &'a Hostinfo,
 }
 
+/// Whether a pre-auth key making `owner` may bring back the expired node
+/// `record` as it was (address, name, history): only when it gives the
+/// same owner, the same user and the same tags. A key of anyone else
+/// makes a new node, exactly as a first registration with it would (the
+/// stolen-laptop case: the thief's key does not inherit the owner's
+/// identity, address or approval).
+pub fn revives(record: &NodeRecord, owner: &Owner) -> bool {
+    record.user_id == owner.user_id && record.tags == owner.tags
+}
+
 /// What the client is told about its registration.
 pub fn response_for(record: &NodeRecord) -> RegisterResponse {
     RegisterResponse {
@@ -140,12 +150,35 @@ impl Coordinator {
                 // Logged out or expired: only a valid pre-auth key brings it back.
                 let presented = auth_key.ok_or(Error::InvalidKey)?;
                 let key = self.usable_key(&auth_key_text(presented), now).await?;
+                let mut owner = owner_from_key(&key, self.settings.key_lifetime());
+                if !revives(&record, &owner) {
+                    if let Some(other) = state.by_wireguard_key.get(&node_key)
+                        && *other != record.id
+                    {
+                        return Err(Error::AlreadyRegistered(*other));
+                    }
+                    let (pending_of_key, pending_of_user) =
+                        self.db.pending_counts(key.id, key.user_id).await?;
+                    check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
+                    self.remove_node(&mut state, record.id, now).await?;
+                    owner.ephemeral |= request.ephemeral;
+                    let joining = Joining {
+                        machine,
+                        node_key,
+                        hostinfo: &hostinfo,
+                    };
+                    let new = self
+                        .admit_tailscale(&mut state, joining, owner, Some(key.id), now)
+                        .await?;
+                    tracing::info!(old = record.id, node = new.id, user = %new.user, state = %new.state,
+                        "an expired Tailscale node logged in with another owner's key: a new node replaces it");
+                    return Ok(response_for(&new));
+                }
                 let mut transaction = self.db.begin().await?;
                 if !consume_preauth_key(&mut transaction, key.id, now).await? {
                     return Err(Error::KeyUsed);
                 }
                 transaction.commit().await?;
-                let owner = owner_from_key(&key, self.settings.key_lifetime());
                 record.state = owner.state;
                 record.key_lifetime = owner.key_lifetime;
                 record.key_expiry = crate::keys::expiry_from(now, owner.key_lifetime);
@@ -262,7 +295,10 @@ impl Coordinator {
     /// Stores what a map request from the Tailscale client with `machine`
     /// key reports (disco key, endpoints, version, advertised routes) and
     /// returns the node as it is now. A request for another node key than
-    /// the registered one is refused: the client registers again.
+    /// the registered one is refused: the client registers again. What a
+    /// node waiting for approval reports is held, not stored, and applied
+    /// if an admin approves it ([`Coordinator::apply_held_report`]); what
+    /// an expired or rejected node reports is dropped.
     pub async fn tailscale_map_request(
         &self,
         machine: MachineKey,
@@ -278,38 +314,24 @@ impl Coordinator {
         if request.read_only {
             return Ok(record);
         }
-        let mut changed = record.clone();
-        if !request.disco_key.is_zero() {
-            changed.disco_key = Some(request.disco_key);
-        }
-        if !request.endpoints.is_empty() {
-            changed.endpoints = endpoints_from(&request.endpoints);
-        }
-        if let Some(hostinfo) = &request.hostinfo {
-            if let Some(net_info) = &hostinfo.net_info {
-                let region = net_info.preferred_derp;
-                changed.home_relay = state
-                    .network
-                    .relays()
-                    .iter()
-                    .any(|relay| relay.id == region)
-                    .then_some(region);
+        if !record.is_admitted() {
+            if record.state == NodeState::Pending {
+                self.held_reports().insert(record.id, held_report(request));
             }
-            changed.client = client_name(hostinfo);
-            if !hostinfo.os.is_empty() {
-                changed.os = os_of(hostinfo);
-            }
-            if let Ok(advertised) = check_advertised(hostinfo.routable_ips.clone())
-                && advertised != changed.advertised_routes
-            {
-                changed.advertised_routes = advertised;
-                changed.approved_routes = crate::routes::approved_under(
-                    state.policy.as_ref(),
-                    &changed,
-                    &changed.approved_routes,
-                );
-            }
+            return Ok(record);
         }
+        self.store_report(&mut state, record, request).await
+    }
+
+    /// Stores what `request` reports about `record`'s node, unless the
+    /// node reports too often.
+    async fn store_report(
+        &self,
+        state: &mut State,
+        record: NodeRecord,
+        request: &MapRequest,
+    ) -> Result<NodeRecord> {
+        let changed = reported(&record, request, state);
         if changed == record {
             return Ok(record);
         }
@@ -320,9 +342,92 @@ impl Coordinator {
             );
             return Ok(record);
         }
-        self.store_changed(&mut state, changed.clone()).await?;
+        self.store_changed(state, changed.clone()).await?;
         Ok(changed)
     }
+
+    /// Stores what node `id` reported while it waited for approval, now
+    /// that it is admitted.
+    pub(crate) async fn apply_held_report(&self, id: hearth_control::wire::NodeId) -> Result<()> {
+        let Some(request) = self.held_reports().remove(&id) else {
+            return Ok(());
+        };
+        let mut state = self.state.lock().await;
+        let Some(record) = state.network.node(id).cloned() else {
+            return Ok(());
+        };
+        if record.is_admitted() {
+            self.store_report(&mut state, record, &request).await?;
+        }
+        Ok(())
+    }
+
+    fn held_reports(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<hearth_control::wire::NodeId, MapRequest>,
+    > {
+        hearth_runtime::lock(&self.held_reports)
+    }
+}
+
+/// What is kept of a waiting node's report: the fields a report changes,
+/// bounded as they are when stored.
+fn held_report(request: &MapRequest) -> MapRequest {
+    let hostinfo = request.hostinfo.as_ref().map(|hostinfo| Hostinfo {
+        os: hostinfo.os.chars().take(64).collect(),
+        ipn_version: hostinfo.ipn_version.chars().take(64).collect(),
+        routable_ips: hostinfo.routable_ips.iter().take(256).copied().collect(),
+        net_info: hostinfo.net_info.clone(),
+        ..Hostinfo::default()
+    });
+    MapRequest {
+        node_key: request.node_key,
+        disco_key: request.disco_key,
+        endpoints: endpoints_from(&request.endpoints),
+        hostinfo,
+        ..MapRequest::default()
+    }
+}
+
+/// `record` as `request` reports it: disco key, endpoints, home relay
+/// (one `state` knows), client version, OS and advertised routes (approved
+/// as the policy's autoApprovers say). Pure.
+fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRecord {
+    let mut changed = record.clone();
+    if !request.disco_key.is_zero() {
+        changed.disco_key = Some(request.disco_key);
+    }
+    if !request.endpoints.is_empty() {
+        changed.endpoints = endpoints_from(&request.endpoints);
+    }
+    if let Some(hostinfo) = &request.hostinfo {
+        if let Some(net_info) = &hostinfo.net_info {
+            let region = net_info.preferred_derp;
+            changed.home_relay = state
+                .network
+                .relays()
+                .iter()
+                .any(|relay| relay.id == region)
+                .then_some(region);
+        }
+        changed.client = client_name(hostinfo);
+        if !hostinfo.os.is_empty() {
+            changed.os = os_of(hostinfo);
+        }
+        if let Ok(advertised) = check_advertised(hostinfo.routable_ips.clone())
+            && advertised != changed.advertised_routes
+        {
+            changed.advertised_routes = advertised;
+            changed.approved_routes = crate::routes::approved_under(
+                state.policy.as_ref(),
+                &changed,
+                &changed.approved_routes,
+            );
+        }
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -350,6 +455,40 @@ mod tests {
             .map(|port| SocketAddr::from(([10, 0, 0, 2], port)))
             .collect();
         assert_eq!(endpoints_from(&flood).len(), MAX_LOCAL);
+    }
+
+    #[test]
+    fn only_the_same_owner_and_tags_revive_an_expired_node() {
+        let owner = |user_id: i64, tags: &[&str]| Owner {
+            user_id,
+            user: String::new(),
+            tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            ephemeral: false,
+            state: NodeState::Pending,
+            key_lifetime: None,
+        };
+        let device = Device {
+            name: "laptop".into(),
+            hostname: "laptop".into(),
+            os: "linux".into(),
+            key: WireGuardKey([9; 32]),
+            credential: Some(Credential::Machine(MachineKey([8; 32]))),
+            client: "tailscale".into(),
+        };
+        let addresses = (
+            "100.64.0.3".parse().unwrap(),
+            "fd7a:115c:a1e0::3".parse().unwrap(),
+        );
+        let record = new_record(3, owner(7, &[]), device, addresses, 0);
+        assert!(revives(&record, &owner(record.user_id, &[])));
+        assert!(
+            !revives(&record, &owner(record.user_id + 1, &[])),
+            "another user"
+        );
+        assert!(
+            !revives(&record, &owner(record.user_id, &["tag:server"])),
+            "the same user's tagged key makes a tagged node, not this one"
+        );
     }
 
     #[test]

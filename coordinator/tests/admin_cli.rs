@@ -268,3 +268,33 @@ async fn health_tells_a_person_what_needs_attention_and_metrics_count_the_same()
         serde_json::from_str(&server.cli_ok(&["health", "--output", "json"])).unwrap();
     assert_eq!(json["database_check"], "ok");
 }
+
+/// The second review: a password in the PostgreSQL URL's query
+/// (`?password=`) got past the check for passwords in the URL (which any
+/// user reads in the process list) and was echoed in the error line.
+#[test]
+fn a_password_in_the_database_urls_query_is_refused_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(hearth_testkit::control_plane::coordinator_binary())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--stun-listen",
+            "off",
+            "--database",
+            "postgres://hearth@127.0.0.1:1/hearth?sslmode=disable&password=hunter2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("--database-password-file"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+}

@@ -234,3 +234,54 @@ async fn integrity_check_sqlite(state: &std::path::Path) -> String {
     db.close().await;
     result
 }
+
+/// The second review: `backup FILE` wrote through a planted `FILE.tmp`
+/// (and reused a planted partial file), so in a directory others can write
+/// to, the coordinator's keys went into a file of the attacker's choosing
+/// (or root overwrote another file with the archive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_never_writes_through_files_planted_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    // A directory anyone may write to, and the attacker's plants in it.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let attackers = dir.path().join("attackers-file");
+    std::fs::write(&attackers, b"untouched").unwrap();
+    std::fs::set_permissions(&attackers, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let backup = shared.join("hearth.backup");
+    for planted in ["hearth.tmp", "hearth.backup.tmp", "hearth.backup.partial"] {
+        std::os::unix::fs::symlink(&attackers, shared.join(planted)).unwrap();
+    }
+    server.cli_ok(&["backup", backup.to_str().unwrap()]);
+    let found = std::fs::read(&attackers).unwrap();
+    assert!(
+        found == b"untouched",
+        "the keys went into the attacker's file ({} bytes)",
+        found.len()
+    );
+    let written = std::fs::symlink_metadata(&backup).unwrap();
+    assert!(
+        written.file_type().is_file(),
+        "the backup is a file of its own"
+    );
+    assert_eq!(written.permissions().mode() & 0o777, 0o600);
+    // A link planted at the backup's own name is not written through either.
+    let other = shared.join("second.backup");
+    std::os::unix::fs::symlink(&attackers, &other).unwrap();
+    assert!(
+        !server
+            .cli(&["backup", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(std::fs::read(&attackers).unwrap() == b"untouched");
+    let leftovers: Vec<String> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -88,11 +88,25 @@ impl Drop for StandaloneRelay {
     }
 }
 
+/// Writes `token` to a new file of `mode`.
+fn write_token(path: &std::path::Path, token: &str, mode: u32) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+}
+
 /// Starts `hearth-coordinator relay` with `token`, listening on `port`.
 fn start_relay(token: &str, port: u16) -> StandaloneRelay {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("relay.token");
-    std::fs::write(&token_file, token).unwrap();
+    write_token(&token_file, token, 0o600);
     let metrics = free_port();
     let child = std::process::Command::new(coordinator_binary())
         .arg("--state-dir")
@@ -548,4 +562,50 @@ async fn a_flooding_client_does_not_hold_up_the_others() {
         percentile(&flooded, 0.99) < percentile(&quiet, 0.99) + 40.0,
         "{metrics}"
     );
+}
+
+/// The second review: the documented `relays add ... > relay.token` made
+/// the token file readable by every local user, and `relay` took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_token_others_can_read_is_refused_and_add_writes_it_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    let written = dir.path().join("relay.token");
+    let added = server.cli(&[
+        "relays",
+        "add",
+        "cafe",
+        "--url",
+        "https://127.0.0.1:9443",
+        "--token-file",
+        written.to_str().unwrap(),
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(added.stdout.is_empty(), "the token is not printed as well");
+    let metadata = std::fs::metadata(&written).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&written).unwrap();
+    assert!(token.trim().len() > 16);
+
+    // The same token in a file anyone may read: the relay does not start.
+    let open = dir.path().join("open.token");
+    write_token(&open, &token, 0o644);
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = std::process::Command::new(coordinator_binary())
+        .arg("--state-dir")
+        .arg(dir.path().join("relay-state"))
+        .args(["relay", "--token-file"])
+        .arg(&open)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("open to every user"), "{stderr}");
+    assert!(!stderr.contains(token.trim()), "the token is not echoed");
 }

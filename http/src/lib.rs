@@ -4,15 +4,22 @@
 //! - [`limits`]: how many connections are accepted, in all and per source
 //!   address, and how long a client may take to send a request head, so
 //!   that a slow or flooding client cannot starve the others.
-//! - [`serve`]: the accept loop that applies them, for plain TCP and for
-//!   any stream a caller hands in (the coordinator's TLS).
+//! - [`connection`]: one connection's deadlines (first request head, idle,
+//!   body) and its bodies' memory budget, and the driver that applies them.
+//! - [`serve`]: the accept loops that apply them, for plain TCP and TLS,
+//!   and for HTTP/2 carried inside another protocol (ts2021).
 //! - [`origin`]: the same-origin rule that keeps web pages of other sites
 //!   (and DNS-rebinding names) away from services a browser can reach.
 //! - [`throttle`]: at most one log line per period for floods of the same
 //!   event.
+//! - `probe` (feature `probe`): clients that misbehave on purpose, for the
+//!   tests of every server built on this edge.
 
+pub mod connection;
 pub mod limits;
 pub mod origin;
+#[cfg(any(test, feature = "probe"))]
+pub mod probe;
 pub mod serve;
 pub mod throttle;
 

@@ -1,11 +1,13 @@
-//! How many connections a server holds, in all and per source address, and
-//! how long a client may take before its request head is complete.
+//! How many connections a server holds, in all and per source address; how
+//! long a client may take before its first request head is complete, stay
+//! idle, or take to send a body; and how many bytes of unfinished request
+//! bodies one source may make the server hold.
 //!
-//! Without these, a client that opens connections and sends half a header
-//! (slowloris) holds a file descriptor each forever, and a few thousand of
-//! them starve every other client. With them, one source can hold at most
-//! its share, and a connection that does not send a whole request head in
-//! time is closed.
+//! Without these, a client that opens connections and sends nothing, half a
+//! header (slowloris), or half a body holds a file descriptor (and memory)
+//! each forever, and a few of them starve every other client. With them,
+//! one source can hold at most its share, and a connection that does not
+//! make progress in time is closed.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,12 +25,35 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections held at once from one source address.
     pub max_per_source: usize,
-    /// Time to send a whole request head (also the longest idle time
-    /// between two requests on a kept-alive HTTP/1 connection).
+    /// Time from accepting a connection to its first whole request head
+    /// (TLS handshake and HTTP/2 preface included); for HTTP/1 also the
+    /// time to send each later head.
     pub header_timeout: Duration,
     /// Time to finish a TLS handshake, where there is one.
     pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/1 keep-alive and HTTP/2 alike, whatever PINGs it answers).
+    pub idle_timeout: Duration,
+    /// Time from a request's head to the end of its body.
+    pub body_timeout: Duration,
+    /// Bytes of request bodies still arriving that one source may have
+    /// the server hold at once.
+    pub body_bytes_per_source: usize,
+    /// The same, from everyone.
+    pub body_bytes: usize,
 }
+
+/// The default time to send a request head (and, from accept, the first).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default idle time after which a connection is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default time to send a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default bytes of unfinished bodies per source (four of the largest
+/// body any Hearth server takes).
+pub const BODY_BYTES_PER_SOURCE: usize = 16 << 20;
+/// The default bytes of unfinished bodies in all.
+pub const BODY_BYTES: usize = 256 << 20;
 
 impl Limits {
     /// `max_connections` in all and `max_per_source` per address, each
@@ -43,8 +68,12 @@ impl Limits {
         Limits {
             max_connections,
             max_per_source,
-            header_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
+            header_timeout: HEADER_TIMEOUT,
+            handshake_timeout: HEADER_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
+            body_bytes_per_source: BODY_BYTES_PER_SOURCE,
+            body_bytes: BODY_BYTES,
         }
     }
 
@@ -119,11 +148,104 @@ impl Count {
     }
 }
 
-/// The connection slots of one listener.
+/// Why a request body was refused part-way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyFull {
+    /// Bodies in progress from everyone fill the server's budget.
+    #[error(
+        "the server holds its maximum of {0} bytes of unfinished request bodies; retry shortly"
+    )]
+    Total(usize),
+    /// This source's bodies in progress fill its share.
+    #[error("this address has {0} bytes of unfinished request bodies; finish those first")]
+    Source(usize),
+}
+
+/// Bytes of request bodies still arriving, in all and per source. Pure:
+/// the shell ([`Gate`]) holds it under a lock.
+#[derive(Debug, Default)]
+pub struct BodyBytes {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+impl BodyBytes {
+    /// Takes `bytes` more for `source` within `limits`, or says which
+    /// budget they would exceed (and takes nothing).
+    pub fn take(&mut self, source: IpAddr, bytes: usize, limits: &Limits) -> Result<(), BodyFull> {
+        if self.total.saturating_add(bytes) > limits.body_bytes {
+            return Err(BodyFull::Total(limits.body_bytes));
+        }
+        let held = self.by_source.entry(source).or_default();
+        if held.saturating_add(bytes) > limits.body_bytes_per_source {
+            if *held == 0 {
+                self.by_source.remove(&source);
+            }
+            return Err(BodyFull::Source(limits.body_bytes_per_source));
+        }
+        *held += bytes;
+        self.total += bytes;
+        Ok(())
+    }
+
+    /// Gives back `bytes` of `source` (at most what it holds).
+    pub fn give_back(&mut self, source: IpAddr, bytes: usize) {
+        let Some(held) = self.by_source.get_mut(&source) else {
+            return;
+        };
+        let bytes = bytes.min(*held);
+        *held -= bytes;
+        self.total -= bytes;
+        if *held == 0 {
+            self.by_source.remove(&source);
+        }
+    }
+
+    /// Bytes held now, in all.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+/// The connection slots and body budget of one listener.
 #[derive(Clone, Debug)]
 pub struct Gate {
     limits: Limits,
     count: Arc<Mutex<Count>>,
+    bodies: Arc<Mutex<BodyBytes>>,
+}
+
+/// What one request body holds of its source's budget; dropping it gives
+/// the bytes back.
+#[derive(Debug)]
+pub struct BodyCharge {
+    source: IpAddr,
+    held: usize,
+    limits: Limits,
+    bodies: Arc<Mutex<BodyBytes>>,
+}
+
+impl BodyCharge {
+    /// Takes `bytes` more, or says why not.
+    pub fn take(&mut self, bytes: usize) -> Result<(), BodyFull> {
+        hearth_runtime::lock(&self.bodies).take(self.source, bytes, &self.limits)?;
+        self.held += bytes;
+        Ok(())
+    }
+
+    /// Gives back everything taken (the body is whole).
+    pub fn release(&mut self) {
+        if self.held > 0 {
+            hearth_runtime::lock(&self.bodies).give_back(self.source, self.held);
+            self.held = 0;
+        }
+    }
+}
+
+impl Drop for BodyCharge {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// A taken slot; dropping it gives the slot back.
@@ -145,6 +267,7 @@ impl Gate {
         Gate {
             limits,
             count: Arc::default(),
+            bodies: Arc::default(),
         }
     }
 
@@ -166,6 +289,21 @@ impl Gate {
     pub fn held(&self) -> usize {
         hearth_runtime::lock(&self.count).total()
     }
+
+    /// A charge against `source`'s body budget, empty to begin with.
+    pub fn body_charge(&self, source: IpAddr) -> BodyCharge {
+        BodyCharge {
+            source: source.to_canonical(),
+            held: 0,
+            limits: self.limits,
+            bodies: Arc::clone(&self.bodies),
+        }
+    }
+
+    /// Bytes of unfinished request bodies held now.
+    pub fn body_bytes_held(&self) -> usize {
+        hearth_runtime::lock(&self.bodies).total()
+    }
 }
 
 #[cfg(test)]
@@ -176,8 +314,7 @@ mod tests {
         Limits {
             max_connections: total,
             max_per_source: per_source,
-            header_timeout: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(1),
+            ..Limits::fitted(total, per_source, 1 << 20)
         }
     }
 
@@ -217,6 +354,44 @@ mod tests {
         );
         let tiny = Limits::fitted(10, 10, 0);
         assert!(tiny.max_connections >= 1 && tiny.max_per_source >= 1);
+    }
+
+    #[test]
+    fn one_source_cannot_hold_more_than_its_share_of_unfinished_bodies() {
+        let limits = Limits {
+            body_bytes_per_source: 100,
+            body_bytes: 150,
+            ..limits(4, 4)
+        };
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut bytes = BodyBytes::default();
+        assert_eq!(bytes.take(a, 60, &limits), Ok(()));
+        assert_eq!(bytes.take(a, 41, &limits), Err(BodyFull::Source(100)));
+        assert_eq!(bytes.take(a, 40, &limits), Ok(()));
+        assert_eq!(bytes.take(b, 51, &limits), Err(BodyFull::Total(150)));
+        assert_eq!(bytes.take(b, 50, &limits), Ok(()));
+        bytes.give_back(a, 1_000);
+        assert_eq!(bytes.total(), 50, "no more than it held comes back");
+        bytes.give_back("10.0.0.9".parse().unwrap(), 10);
+        assert_eq!(bytes.total(), 50);
+    }
+
+    #[test]
+    fn body_charges_give_their_bytes_back() {
+        let gate = Gate::new(Limits {
+            body_bytes_per_source: 10,
+            ..limits(4, 4)
+        });
+        let source: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut first = gate.body_charge(source);
+        first.take(6).unwrap();
+        let mut second = gate.body_charge("::ffff:10.0.0.1".parse().unwrap());
+        assert_eq!(second.take(5), Err(BodyFull::Source(10)));
+        second.take(4).unwrap();
+        first.release();
+        assert_eq!(gate.body_bytes_held(), 4);
+        drop(second);
+        assert_eq!(gate.body_bytes_held(), 0);
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - [`oblivious`]: the OHTTP gateway, relay and config server in a lab.
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
+//! - [`ts2021`]: sessions of the Tailscale control protocol opened as the
+//!   official client does, for tests that speak (or misbehave) inside them.
 //! - [`standins`]: servers that stand in for things that cannot run here
 //!   (Ollama, whose binary cannot be fetched), and scripted byte-level
 //!   streams for edge cases no real server produces on demand. Every test
@@ -36,6 +38,7 @@ pub mod podman;
 pub mod postgres;
 pub mod research;
 pub mod standins;
+pub mod ts2021;
 pub mod webdriver;
 
 pub use lab::*;

@@ -15,7 +15,6 @@ use crate::error::Error;
 pub mod admin;
 pub mod derp;
 pub mod node;
-pub mod noise_stream;
 pub mod relay;
 pub mod tailscale;
 

@@ -32,35 +32,75 @@ pub struct RegisterLimit {
     pub period: Duration,
 }
 
-/// The node API routes.
-pub fn router(coordinator: Arc<Coordinator>, limit: RegisterLimit) -> Router {
+/// The limit on registrations per source address. One limiter serves
+/// `hearth-agent` registrations and the Tailscale control protocol's
+/// `/machine/register` alike: an address's budget is the same whichever
+/// protocol it uses.
+pub type RegisterLimiter = GovernorLayer<
+    PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+    Body,
+>;
+
+/// The limiter for `limit`.
+pub fn register_limiter(limit: RegisterLimit) -> RegisterLimiter {
     let governor = GovernorConfigBuilder::default()
         .key_extractor(PeerIpKeyExtractor)
         .period(limit.period)
         .burst_size(limit.burst.max(1))
         .finish()
         .expect("period and burst are non-zero");
-    let limiter = GovernorLayer::new(governor).error_handler(|_| {
+    GovernorLayer::new(governor).error_handler(|_| {
         let body = hearth_control::wire::ErrorBody {
             error: "rate_limited".into(),
             message: "too many registrations from this address; wait and retry".into(),
         };
         (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
-    });
+    })
+}
+
+/// The node API routes; registrations within `limiter`.
+pub fn router(coordinator: Arc<Coordinator>, limiter: RegisterLimiter) -> Router {
     let register = Router::new()
         .route(REGISTER_PATH, post(register))
         .layer(limiter)
         .layer(DefaultBodyLimit::max(64 * 1024));
-    Router::new()
-        .route(MAP_PATH, get(map))
-        .route(APPROVAL_PATH, get(approval))
+    // Reports and rotation read a body: only from a known node's certificate,
+    // checked before a byte of it is read.
+    let reports = Router::new()
         .route(ENDPOINTS_PATH, post(endpoints))
         .route(ROUTES_PATH, post(routes))
         .route(ROTATE_PATH, post(rotate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&coordinator),
+            known_node,
+        ));
+    Router::new()
+        .route(MAP_PATH, get(map))
+        .route(APPROVAL_PATH, get(approval))
         .route("/health", get(|| async { "ok" }))
+        .merge(reports)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .merge(register)
         .with_state(coordinator)
+}
+
+/// Lets a request through only when it came with the certificate of a
+/// node the coordinator knows; answers the refusal otherwise, without
+/// reading the body.
+async fn known_node(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match coordinator
+        .identify(peer.fingerprint.map(Credential::Certificate))
+        .await
+    {
+        Ok(_) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn register(

@@ -21,8 +21,7 @@ use futures_util::StreamExt as _;
 use hearth_control::tailcfg::{self, MachineKey};
 use hearth_control::ts2021;
 use hearth_control::wire::{ErrorBody, MapMessage, NodeState};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 use crate::coordinator::{Coordinator, Credential};
@@ -92,20 +91,35 @@ struct KeyQuery {
     v: Option<u16>,
 }
 
+/// Where ts2021 sessions are served from: the limits of the listener they
+/// arrived on (their HTTP/2 gets the same deadlines and body budget as any
+/// connection) and the signal that the coordinator is stopping.
+#[derive(Clone)]
+pub struct Sessions {
+    /// The listener's gate.
+    pub gate: hearth_http::Gate,
+    /// Turns true when the coordinator stops.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Registrations per source address (shared with the node API).
+    pub register_limiter: super::node::RegisterLimiter,
+}
+
+type Shared = (Arc<ControlKey>, Arc<Coordinator>, Sessions);
+
 /// The Tailscale routes of the node listener.
-pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>) -> Router {
+pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>, sessions: Sessions) -> Router {
     Router::new()
         .route("/key", get(control_key))
         .route("/ts2021", post(upgrade))
         .route("/register/{code}", get(login_page))
-        .with_state((key, coordinator))
+        .with_state((key, coordinator, sessions))
 }
 
 /// `POST /ts2021` with `Upgrade: tailscale-control-protocol` and the
 /// handshake initiation in `X-Tailscale-Handshake`: 101, the handshake
 /// response, then HTTP/2 inside the session.
 async fn upgrade(
-    State((key, coordinator)): State<(Arc<ControlKey>, Arc<Coordinator>)>,
+    State((key, coordinator, sessions)): State<Shared>,
     mut request: Request,
 ) -> Response {
     let header = |name: &str| {
@@ -153,7 +167,13 @@ async fn upgrade(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip().to_canonical());
-    tokio::spawn(serve_session(upgrading, accepted, coordinator, source));
+    tokio::spawn(serve_session(
+        upgrading,
+        accepted,
+        coordinator,
+        source,
+        sessions,
+    ));
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("upgrade", "tailscale-control-protocol")
@@ -163,12 +183,15 @@ async fn upgrade(
 }
 
 /// After the 101: the handshake response, then HTTP/2 inside the session,
-/// served by [`session_router`] for the client's machine key.
+/// served by [`session_router`] for the client's machine key under the
+/// edge's rules (a first request within the header timeout, closed once
+/// idle, bodies within their deadline and the source's budget).
 async fn serve_session(
     upgrading: hyper::upgrade::OnUpgrade,
     accepted: ts2021::Accepted,
     coordinator: Arc<Coordinator>,
     source: Option<std::net::IpAddr>,
+    sessions: Sessions,
 ) {
     let upgraded = match upgrading.await {
         Ok(upgraded) => upgraded,
@@ -188,14 +211,16 @@ async fn serve_session(
         source,
     };
     tracing::info!(machine = %session.machine, version = session.version, "ts2021 session open");
-    let stream = super::noise_stream::NoiseStream::new(io, accepted.session);
-    let service = TowerToHyperService::new(session_router(coordinator, session));
-    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(error) = served {
-        tracing::debug!(%error, "a ts2021 session ended with an error");
-    }
+    let stream = hearth_control::noise_stream::NoiseStream::new(io, accepted.session);
+    hearth_http::serve::serve_http2(
+        stream,
+        session_router(coordinator, session, sessions.register_limiter),
+        sessions.gate,
+        source.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        sessions.stop,
+    )
+    .await;
+    tracing::debug!(machine = %session.machine, "ts2021 session closed");
 }
 
 /// Who is at the other end of a ts2021 session.
@@ -206,10 +231,14 @@ struct Session {
     source: Option<std::net::IpAddr>,
 }
 
-/// The routes inside a ts2021 session.
-fn session_router(coordinator: Arc<Coordinator>, session: Session) -> Router {
+/// The routes inside a ts2021 session; registrations within `limiter`.
+fn session_router(
+    coordinator: Arc<Coordinator>,
+    session: Session,
+    limiter: super::node::RegisterLimiter,
+) -> Router {
     Router::new()
-        .route("/machine/register", post(register))
+        .route("/machine/register", post(register).layer(limiter))
         .route("/machine/map", post(map))
         .fallback(|request: Request| async move {
             tracing::info!(path = %request.uri().path(), "ts2021 request for a path not served");
@@ -404,7 +433,7 @@ async fn stream_map(
 
 /// The page at a Tailscale client's login URL.
 async fn login_page(
-    State((_, coordinator)): State<(Arc<ControlKey>, Arc<Coordinator>)>,
+    State((_, coordinator, _)): State<Shared>,
     axum::extract::Path(code): axum::extract::Path<String>,
 ) -> Response {
     let (status, page) = coordinator.login_page(&code);
@@ -420,10 +449,7 @@ async fn login_page(
         .into_response()
 }
 
-async fn control_key(
-    State((key, _)): State<(Arc<ControlKey>, Arc<Coordinator>)>,
-    Query(query): Query<KeyQuery>,
-) -> Response {
+async fn control_key(State((key, _, _)): State<Shared>, Query(query): Query<KeyQuery>) -> Response {
     let refused = |message: String| {
         let body = ErrorBody {
             error: "unsupported_client".into(),

@@ -58,6 +58,20 @@ pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Databas
     }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
+    if let Some((_, query)) = path.split_once('?') {
+        for parameter in query.split('&') {
+            let name = parameter
+                .split_once('=')
+                .map_or(parameter, |(name, _)| name);
+            if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "the --database URL holds a secret in `{name}=`, which any user could read in \
+                     the process list (and which would be logged with the URL): give the password \
+                     with --database-password-file, or as ${{VARIABLE}} in the URL's user part"
+                ));
+            }
+        }
+    }
     let (userinfo, host) = match authority.rsplit_once('@') {
         Some((userinfo, host)) => (Some(userinfo), host),
         None => (None, authority),
@@ -92,6 +106,9 @@ pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Databas
     url.push_str(&expand(path, &env)?);
     Ok(DatabaseChoice::Postgres { url, password })
 }
+
+/// Query parameters of a PostgreSQL URL that carry a secret.
+const SECRET_PARAMETERS: &[&str] = &["password", "sslpassword"];
 
 /// `NAME` when `text` is exactly `${NAME}`.
 fn reference(text: &str) -> Option<&str> {
@@ -151,6 +168,24 @@ mod tests {
         let error = parse("postgres://hearth:hunter2@localhost/hearth", env).unwrap_err();
         assert!(error.contains("--database-password-file"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_refused_and_not_echoed() {
+        for url in [
+            "postgres://hearth@localhost/hearth?password=hunter2",
+            "postgres://hearth@localhost/hearth?sslmode=require&PassWord=hunter2",
+            "postgresql:///hearth?host=/run/postgresql&sslpassword=hunter2",
+            "postgres://hearth@localhost/hearth?password=${PGPASSWORD}",
+        ] {
+            let error = parse(url, env).unwrap_err();
+            assert!(error.contains("--database-password-file"), "{error}");
+            assert!(
+                !error.contains("hunter2") && !error.contains("s3cret"),
+                "{error}"
+            );
+        }
+        assert!(parse("postgres://hearth@localhost/hearth?passwordless=1", env).is_ok());
     }
 
     #[test]

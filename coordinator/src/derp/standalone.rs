@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use hearth_control::wire::{RelayHello, RelayKeys, RelayRegion};
 use hearth_control::{ControlClient, JoinToken, SecretString};
 use tokio::net::{TcpListener, UdpSocket};
@@ -78,7 +78,7 @@ pub struct RelayOptions {
     /// Its state directory (certificate and key).
     pub state_dir: PathBuf,
     /// The relay token from `relays add`.
-    pub token: String,
+    pub token: zeroize::Zeroizing<String>,
     /// The HTTPS listener.
     pub listen: SocketAddr,
     /// The STUN responder, if any.
@@ -221,15 +221,10 @@ async fn follow(
     }
 }
 
-/// Reads the relay token from `path` (0600 is expected; it is a secret).
-pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the relay token in {}", path.display()))?;
-    let text = text.trim().to_owned();
-    if text.is_empty() {
-        bail!("{} is empty", path.display());
-    }
-    Ok(text)
+/// Reads the relay token from `path`, which must keep it from other users
+/// (`relays add --token-file` writes it 0600).
+pub fn read_token(path: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    hearth_files::token::read_secret(path).context("the relay token")
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! A ts2021 session over a byte stream, as a byte stream: what is written
 //! is sealed into records, what is read is opened from them. HTTP/2 runs on
-//! top of it.
+//! top of it (the control server's side and a client's alike).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use hearth_control::ts2021::Session;
+use crate::ts2021::Session;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `inner` carrying `session`'s records.

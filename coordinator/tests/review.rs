@@ -1,0 +1,375 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! Attacks on the coordinator from the second adversarial review, each
+//! performed as described and shown to fail now: bodies sent to the node
+//! API without a node's certificate, an expired Tailscale node revived by
+//! another user's key, registrations over ts2021 past the burst, pending
+//! Tailscale nodes storing endpoints and routes, key-less logins filling
+//! every waiting slot, and a member rotating keys and opening map streams
+//! without limit. (The attacks on `backup`, the database URL and the relay
+//! token are in `admin_cli.rs` and `relay.rs`.)
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_control::tls::client_config;
+use hearth_testkit::control_plane::{Server, free_port};
+use hearth_testkit::ts2021;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+/// A coordinator with the plain Tailscale listener; its address.
+fn start_with_tailscale(dir: &std::path::Path, extra: &[&str]) -> (Server, SocketAddr) {
+    let plain = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut builder = Server::builder(dir)
+        .arg("--http-listen")
+        .arg(&plain.to_string());
+    for arg in extra {
+        builder = builder.arg(arg);
+    }
+    let server = builder.start();
+    hearth_testkit::wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(plain).is_ok()
+    })
+    .expect("the plain listener answers");
+    (server, plain)
+}
+
+fn node_key_text(key: &[u8; 32]) -> String {
+    format!("nodekey:{}", hex::encode(key))
+}
+
+/// A device speaking the Tailscale control protocol from `from`.
+struct Device {
+    sender: hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    node_key: [u8; 32],
+}
+
+impl Device {
+    async fn connect(plain: SocketAddr, from: IpAddr) -> Device {
+        let control = ts2021::control_key(plain).await;
+        let session = ts2021::open(from, plain, &control, StaticSecret::random())
+            .await
+            .unwrap();
+        Device {
+            sender: ts2021::http2(session).await,
+            node_key: PublicKey::from(&StaticSecret::random()).to_bytes(),
+        }
+    }
+
+    /// `/machine/register` with `auth_key` (none: the key-less login).
+    async fn register(&mut self, auth_key: Option<&str>) -> (u16, Value) {
+        let mut request = json!({
+            "Version": ts2021::VERSION,
+            "NodeKey": node_key_text(&self.node_key),
+            "Hostinfo": {"Hostname": "laptop", "OS": "linux"},
+        });
+        if let Some(key) = auth_key {
+            request["Auth"] = json!({"AuthKey": key});
+        }
+        let (status, body) = ts2021::post_json(&mut self.sender, "/machine/register", &request)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// A map request that only reports (endpoints, routes), not streamed.
+    async fn report(&mut self) -> u16 {
+        let request = json!({
+            "Version": ts2021::VERSION,
+            "NodeKey": node_key_text(&self.node_key),
+            "DiscoKey": format!("discokey:{}", hex::encode([7u8; 32])),
+            "Endpoints": ["198.51.100.7:41641"],
+            "Hostinfo": {"Hostname": "laptop", "OS": "linux", "RoutableIPs": ["192.168.77.0/24"]},
+            "OmitPeers": true,
+            "Stream": false,
+        });
+        ts2021::post_json(&mut self.sender, "/machine/map", &request)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+fn node_named<'a>(nodes: &'a [Value], key: &[u8; 32]) -> Option<&'a Value> {
+    let text = node_key_text(key);
+    let short = text.trim_start_matches("nodekey:");
+    nodes.iter().find(|node| {
+        node["wireguard_key"]
+            .as_str()
+            .is_some_and(|key| key == text || key.contains(short) || hex_of_base64(key) == short)
+    })
+}
+
+fn hex_of_base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map(hex::encode)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reports_without_a_nodes_certificate_are_refused_before_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice"]);
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(client_config(token.fingerprint, None).unwrap()));
+    for path in [
+        hearth_control::wire::ENDPOINTS_PATH,
+        hearth_control::wire::ROTATE_PATH,
+        hearth_control::wire::ROUTES_PATH,
+    ] {
+        let tcp = tokio::net::TcpStream::connect(server.address)
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // A body of 60 KiB is announced and never sent: the refusal must
+        // come without waiting for it.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: coordinator\r\nContent-Type: application/json\r\nContent-Length: 61440\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(3), tls.read_exact(&mut answer)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "{path}: no answer before the body"
+        );
+        assert_eq!(&answer, b"HTTP/1.1 401", "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_tailscale_node_is_not_revived_under_its_owner_by_another_users_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, plain) = start_with_tailscale(dir.path(), &[]);
+    server.cli_ok(&["users", "create", "alice"]);
+    server.cli_ok(&["users", "create", "mallory"]);
+    let alice = server.token(&["--user", "alice", "--pre-approved"]);
+    let mallory = server.token(&["--user", "mallory", "--reusable"]);
+
+    let mut laptop = Device::connect(plain, IpAddr::from([127, 0, 0, 1])).await;
+    let (status, answer) = laptop.register(Some(alice.key.expose())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["MachineAuthorized"], true, "{answer}");
+    let nodes = server.nodes_json();
+    let stolen = node_named(&nodes, &laptop.node_key).unwrap().clone();
+    assert_eq!(stolen["user"], "alice");
+    let id = stolen["id"].as_u64().unwrap().to_string();
+    server.cli_ok(&["nodes", "expire", &id]);
+
+    // The thief logs the stolen laptop in again with their own key.
+    let (status, answer) = laptop.register(Some(mallory.key.expose())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_ne!(
+        answer["User"]["DisplayName"], "alice",
+        "answered as alice's node: {answer}"
+    );
+    assert_eq!(answer["MachineAuthorized"], false, "{answer}");
+    let nodes = server.nodes_json();
+    let now = node_named(&nodes, &laptop.node_key).unwrap();
+    assert_eq!(now["user"], "mallory", "{now}");
+    assert_eq!(now["state"], "pending", "mallory's key is not pre-approved");
+    assert_ne!(
+        now["ipv4"], stolen["ipv4"],
+        "alice's address is not handed over"
+    );
+    assert!(
+        nodes.iter().all(|node| node["user"] != "alice"),
+        "alice's expired node went with the machine: {nodes:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registrations_over_ts2021_keep_to_the_register_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, plain) = start_with_tailscale(
+        dir.path(),
+        &["--register-burst", "5", "--register-period", "1h"],
+    );
+    server.cli_ok(&["users", "create", "alice"]);
+    let key = server.token(&["--user", "alice", "--reusable"]);
+    let from = IpAddr::from([127, 0, 0, 3]);
+    let mut outcomes = Vec::new();
+    for _ in 0..8 {
+        let mut device = Device::connect(plain, from).await;
+        outcomes.push(device.register(Some(key.key.expose())).await.0);
+    }
+    assert_eq!(outcomes[..5], [200; 5], "{outcomes:?}");
+    assert_eq!(outcomes[5..], [429; 3], "{outcomes:?}");
+    // Another address is not held up.
+    let mut other = Device::connect(plain, IpAddr::from([127, 0, 0, 4])).await;
+    assert_eq!(other.register(Some(key.key.expose())).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_tailscale_nodes_store_no_endpoints_or_routes_until_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, plain) = start_with_tailscale(dir.path(), &[]);
+    server.cli_ok(&["users", "create", "alice"]);
+    let key = server.token(&["--user", "alice"]);
+    let mut device = Device::connect(plain, IpAddr::from([127, 0, 0, 1])).await;
+    let (_, answer) = device.register(Some(key.key.expose())).await;
+    assert_eq!(answer["MachineAuthorized"], false);
+    assert_eq!(device.report().await, 200);
+    let nodes = server.nodes_json();
+    let node = node_named(&nodes, &device.node_key).unwrap();
+    assert_eq!(node["endpoints"], json!([]), "{node}");
+    assert_eq!(node["advertised_routes"], json!([]), "{node}");
+    // Approved, what it reported while waiting takes effect (the client
+    // does not report again just because it was let in).
+    let id = node["id"].as_u64().unwrap().to_string();
+    server.cli_ok(&["nodes", "approve", &id]);
+    let nodes = server.nodes_json();
+    let node = node_named(&nodes, &device.node_key).unwrap();
+    assert_eq!(node["endpoints"], json!(["198.51.100.7:41641"]), "{node}");
+    assert_eq!(
+        node["advertised_routes"],
+        json!(["192.168.77.0/24"]),
+        "{node}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_few_addresses_cannot_take_every_keyless_login_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, plain) = start_with_tailscale(dir.path(), &[]);
+    // The review's attack: sixteen addresses, four waiting devices each.
+    let mut waiting = Vec::new();
+    for network in 20..36u8 {
+        for _ in 0..4 {
+            let mut device = Device::connect(plain, IpAddr::from([127, 0, network, 1])).await;
+            let (_, answer) = device.register(None).await;
+            assert!(
+                answer["AuthURL"]
+                    .as_str()
+                    .is_some_and(|url| !url.is_empty())
+            );
+            waiting.push(device);
+        }
+    }
+    // A household's phone still gets its login page.
+    let mut phone = Device::connect(plain, IpAddr::from([127, 0, 50, 1])).await;
+    let (_, answer) = phone.register(None).await;
+    assert!(
+        answer["AuthURL"]
+            .as_str()
+            .is_some_and(|url| url.contains("/register/")),
+        "the phone got no login URL: {answer}"
+    );
+    // Many addresses of one network count together.
+    let mut from_one_network = 0;
+    for host in 1..=32u8 {
+        let mut device = Device::connect(plain, IpAddr::from([127, 0, 60, host])).await;
+        let (_, answer) = device.register(None).await;
+        if answer["AuthURL"]
+            .as_str()
+            .is_some_and(|url| !url.is_empty())
+        {
+            from_one_network += 1;
+            waiting.push(device);
+        }
+    }
+    assert!(
+        from_one_network <= 16,
+        "one /24 holds {from_one_network} waiting logins"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_member_cannot_rotate_keys_or_open_map_streams_without_limit() {
+    use hearth_control::tls::{ClientIdentity, generate_key_request};
+    use hearth_control::wire::RotateRequest;
+    use hearth_testkit::control_plane::{register, wireguard_key};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--pre-approved", "--reusable"]);
+    let member = register(&token, "looping").await;
+    let watcher = register(&token, "watcher").await;
+    let mut watching = watcher.client.map_stream().await.unwrap();
+    watching.next().await.unwrap().unwrap(); // the full map
+
+    // Rotating in a loop, as the review did (1,234 times in 15 s).
+    let mut rotated = 0;
+    let mut refused = 0;
+    for _ in 0..50 {
+        let request = generate_key_request("looping").unwrap();
+        let answer = member
+            .client
+            .rotate(&RotateRequest {
+                wireguard_key: wireguard_key(),
+                csr_der: hearth_control::wire::encode_der(&request.csr_der),
+            })
+            .await;
+        match answer {
+            Ok(response) => {
+                rotated += 1;
+                member
+                    .client
+                    .set_identity(&ClientIdentity {
+                        certificate_pem: response.client_certificate_pem,
+                        key_pem: request.key_pem,
+                    })
+                    .unwrap();
+            }
+            Err(error) => {
+                assert_eq!(error.code(), Some("rate_limited"), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (rotated, refused),
+        (3, 47),
+        "a burst of three, then once per tenth of the key lifetime"
+    );
+    // The watcher heard three key changes, not fifty.
+    let mut changes = 0;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(500), watching.next()).await
+    {
+        if let hearth_control::wire::MapMessage::Delta { changes: delta } = message {
+            changes += delta.len();
+        }
+    }
+    assert!(
+        (1..=3).contains(&changes),
+        "{changes} changes reached the peer"
+    );
+
+    // Opening map streams in a loop: the burst, then refusals; no more
+    // than four held at once.
+    let mut streams = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        match member.client.map_stream().await {
+            Ok(stream) => streams.push(stream),
+            Err(error) => {
+                assert_eq!(error.code(), Some("rate_limited"), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(streams.len(), 10, "the burst");
+    assert_eq!(refused, 10);
+    let mut ended = 0;
+    for stream in &mut streams {
+        // Each begins with its full map; the ones the coordinator let go
+        // end right after it.
+        stream.next().await.unwrap().unwrap();
+        if tokio::time::timeout(Duration::from_millis(300), stream.next())
+            .await
+            .is_ok_and(|next| next.is_none())
+        {
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, 6, "only the four newest streams are held");
+}
