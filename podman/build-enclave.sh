@@ -14,7 +14,8 @@
 #   HEARTH_MODEL_NAME     [model] the name clients ask for
 #   HEARTH_ROUTER_URL     the router as the enclave reaches it (required)
 #   HEARTH_ADVERTISE      the node as the router reaches it (required)
-#   HEARTH_ROUTER_TOKEN   a file with the router's node token (required; it
+#   HEARTH_ROUTER_TOKEN   a file with this node's credential, from
+#                         `hearth-router node-token NODE_ID` (required; it
 #                         becomes part of the image, and so of PCR2)
 #   HEARTH_CAPACITY       [4]
 #   HEARTH_IMAGE          [localhost/hearth-compute:latest]

@@ -10,7 +10,9 @@
 #   HEARTH_NODE_ID       [hearth-compute-1]
 #   HEARTH_IMAGE         [localhost/hearth-compute:latest]
 #   HEARTH_NAME          [the node id] the container
-#   HEARTH_TOKEN_SECRET  [hearth-router-token] the router's node token (a podman secret)
+#   HEARTH_TOKEN_SECRET  [hearth-router-token] this node's credential (a podman secret
+#                        made from `hearth-router node-token NODE_ID`: it speaks for
+#                        this node id only)
 #   HEARTH_POD           a pod to join, else HEARTH_NETWORK [hearth-compute]
 #   HEARTH_MODEL_NAME    [model] the name clients ask for
 #   HEARTH_CAPACITY      [4] replies at once (llama-server slots)
@@ -31,7 +33,7 @@ advertise="${HEARTH_ADVERTISE:-}"
     { echo "deploy-compute: set HEARTH_ADVERTISE=http://IP:PORT (this node as the router reaches it)" >&2; exit 2; }
 podman image exists "$image" || { echo "deploy-compute: no image $image: run podman/build-images.sh compute first" >&2; exit 2; }
 podman secret inspect "$secret" >/dev/null 2>&1 ||
-    { echo "deploy-compute: no podman secret $secret: podman secret create $secret TOKEN_FILE" >&2; exit 2; }
+    { echo "deploy-compute: no podman secret $secret: hearth-router node-token $node --output FILE; podman secret create $secret FILE" >&2; exit 2; }
 if [[ -n "${HEARTH_POD:-}" ]]; then
     placement=(--pod "$HEARTH_POD")
 else

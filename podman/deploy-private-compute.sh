@@ -13,7 +13,9 @@
 #   OHTTP_SEEDS_FILE        the seeds (a list of {key_id, seed_hex, active_from,
 #                           active_until}); stored as the podman secret below
 #   HEARTH_SEEDS_SECRET     [hearth-ohttp-seeds]
-#   HEARTH_TOKEN_SECRET     [hearth-router-token] the nodes' token (made if missing)
+#   HEARTH_TOKEN_SECRET     [hearth-router-token] the router's node key (made if
+#                           missing); the node's own credential, made from it,
+#                           is the secret HEARTH_TOKEN_SECRET-NODE_ID
 #   HEARTH_POLICY_FILE      the attestation policy the config server publishes
 #   HEARTH_PUBLIC_RELAY_URL the relay as devices reach it (required)
 #   HEARTH_POD              run every stage in this pod (one host; the pod
@@ -59,7 +61,14 @@ here_url() {
 }
 
 if [[ "$stages" == *" 1 "* ]]; then
-    env "${pod[@]}" HEARTH_NAME="$prefix-router" HEARTH_TOKEN_SECRET="$token_secret" "$here/deploy-router.sh" >/dev/null
+    router_env=()
+    if [[ -n "${HEARTH_POD:-}" ]]; then
+        # In one pod the node is on the pod's loopback, and every client
+        # request comes through the OHTTP gateway beside the router.
+        router_env=(HEARTH_NODE_NETWORKS=127.0.0.0/8 HEARTH_FORWARDERS=127.0.0.1)
+    fi
+    env "${pod[@]}" "${router_env[@]}" HEARTH_NAME="$prefix-router" HEARTH_TOKEN_SECRET="$token_secret" \
+        "$here/deploy-router.sh" >/dev/null
     SERVER1_ROUTER_URL="${SERVER1_ROUTER_URL:-$(here_url 3600 SERVER1_ROUTER_URL)}"
     env "${pod[@]}" HEARTH_NAME="$prefix-ohttp-gateway" HEARTH_SEEDS_SECRET="$seeds_secret" \
         "$here/deploy-oblivious.sh" ohttp-gateway --allow "$SERVER1_ROUTER_URL/v1/" >/dev/null
@@ -82,8 +91,18 @@ if [[ "$stages" == *" 3 "* ]]; then
 fi
 if [[ "$stages" == *" 4 "* ]]; then
     : "${SERVER1_ROUTER_URL:?stage 4 needs SERVER1_ROUTER_URL}"
-    env "${pod[@]}" HEARTH_NAME="$prefix-compute" HEARTH_NODE_ID="$prefix-compute-1" HEARTH_TOKEN_SECRET="$token_secret" \
+    node="$prefix-compute-1"
+    credential_secret="$token_secret-$node"
+    if ! podman secret inspect "$credential_secret" >/dev/null 2>&1; then
+        # The node's own credential, made from the router's key by the
+        # router's image (the key never leaves podman's secrets).
+        podman run --rm --network none \
+            --secret "$token_secret,type=mount,target=/run/secrets/node.token,mode=0400" \
+            localhost/hearth-router:latest node-token "$node" --node-token-file /run/secrets/node.token |
+            podman secret create "$credential_secret" - >/dev/null
+    fi
+    env "${pod[@]}" HEARTH_NAME="$prefix-compute" HEARTH_NODE_ID="$node" HEARTH_TOKEN_SECRET="$credential_secret" \
         HEARTH_MODEL_NAME="${HEARTH_MODEL_NAME:-model}" HEARTH_ROUTER_URL="$SERVER1_ROUTER_URL" \
         HEARTH_ADVERTISE="${HEARTH_ADVERTISE:-http://127.0.0.1:7000}" "$here/deploy-compute.sh" >/dev/null
-    echo "compute node $prefix-compute-1 joins $SERVER1_ROUTER_URL"
+    echo "compute node $node joins $SERVER1_ROUTER_URL"
 fi

@@ -5,9 +5,15 @@
 #
 #   HEARTH_IMAGE         [localhost/hearth-router:latest]
 #   HEARTH_NAME          [hearth-router] the container
-#   HEARTH_TOKEN_SECRET  [hearth-router-token] a podman secret holding the token
-#                        compute nodes present (podman secret create NAME FILE);
-#                        the nodes' deploy uses the same secret
+#   HEARTH_TOKEN_SECRET  [hearth-router-token] a podman secret holding the
+#                        router's node key (podman secret create NAME FILE);
+#                        each node gets its own credential made from it with
+#                        `hearth-router node-token NODE --node-token-file FILE`
+#   HEARTH_NODE_NETWORKS [the router's default: private networks] where
+#                        compute nodes may be reached (comma-separated CIDRs;
+#                        127.0.0.0/8 when they share the router's pod)
+#   HEARTH_FORWARDERS    OHTTP gateways' addresses (comma-separated), not
+#                        held to one client's rate
 #   HEARTH_POD           a pod to join (then the pod publishes ports), else:
 #   HEARTH_NETWORK       [hearth-compute] a bridge of its own (created if missing)
 #   HEARTH_PUBLISH       [127.0.0.1:3600] loopback or a mesh address, never 0.0.0.0
@@ -35,6 +41,12 @@ else
     podman network exists "$network" || podman network create "$network" >/dev/null
     placement=(--network "$network" --publish "$publish:3600")
 fi
+arguments=(serve --listen 0.0.0.0:3600 --node-token-file /run/secrets/node.token)
+[[ -n "${HEARTH_NODE_NETWORKS:-}" ]] && arguments+=(--node-networks "$HEARTH_NODE_NETWORKS")
+IFS=, read -r -a forwarders <<<"${HEARTH_FORWARDERS:-}"
+for forwarder in "${forwarders[@]}"; do
+    arguments+=(--forwarder "$forwarder")
+done
 # shellcheck disable=SC2086 # HEARTH_PODMAN_ARGS is a list of words
 exec podman run --detach --replace --name "$name" "${placement[@]}" \
     --cap-drop=ALL --security-opt=no-new-privileges \
@@ -45,4 +57,4 @@ exec podman run --detach --replace --name "$name" "${placement[@]}" \
     --secret "$secret,type=mount,target=/run/secrets/node.token,uid=65532,gid=65532,mode=0400" \
     --stop-timeout 15 \
     ${HEARTH_PODMAN_ARGS:-} \
-    "$image"
+    "$image" "${arguments[@]}"

@@ -20,7 +20,11 @@ use zeroize::Zeroizing;
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The gateway could not be reached.
+    /// Nothing listens where the gateway should (not started yet, or
+    /// restarting): nothing was sent.
+    #[error("the gateway is not answering: {0}")]
+    Unreachable(String),
+    /// The connection to the gateway failed.
     #[error("cannot reach the gateway: {0}")]
     Transport(String),
     /// The gateway refused the request.
@@ -91,6 +95,16 @@ struct Keys {
     keys: Vec<PublishedKey>,
 }
 
+/// A failed request: `Unreachable` when it never connected (nothing was
+/// sent), `Transport` otherwise.
+fn send_failed(error: reqwest::Error) -> ClientError {
+    if error.is_connect() {
+        ClientError::Unreachable(error.to_string())
+    } else {
+        ClientError::Transport(error.to_string())
+    }
+}
+
 impl ChatClient {
     /// A client of the gateway at `base` (`http://127.0.0.1:18789`), as `device`.
     pub fn new(base: &str, token: Option<String>, device: KeyPair) -> ChatClient {
@@ -126,7 +140,7 @@ impl ChatClient {
             .authorize(self.http.get(format!("{}/api/pubkey", self.base)))
             .send()
             .await
-            .map_err(|error| ClientError::Transport(error.to_string()))?;
+            .map_err(send_failed)?;
         if !response.status().is_success() {
             return Err(ChatClient::refused(response).await);
         }
@@ -144,6 +158,26 @@ impl ChatClient {
             .into_iter()
             .find(|key| key.status == "current")
             .ok_or(ClientError::NoKey)
+    }
+
+    /// Waits, for at most `limit`, until the gateway answers at all (its
+    /// key, or a refusal): after a restart, or while its container starts,
+    /// nothing may listen yet. Whether it answered in time.
+    pub async fn wait_until_up(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match self.current_key().await {
+                Err(ClientError::Unreachable(_) | ClientError::Transport(_)) => {}
+                _ => return true,
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
     }
 
     /// Sends `payload` and calls `on_event` for each reply event; fails if
@@ -171,7 +205,7 @@ impl ChatClient {
             .json(&envelope)
             .send()
             .await
-            .map_err(|error| ClientError::Transport(error.to_string()))?;
+            .map_err(send_failed)?;
         if !response.status().is_success() {
             return Err(ChatClient::refused(response).await);
         }

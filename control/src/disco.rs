@@ -11,10 +11,13 @@
 //! - call-me-maybe: the sender's candidate endpoints, 18 bytes each.
 //!
 //! Readers ignore bytes past what they know (newer versions may add some)
-//! and unknown message types are reported, not fatal. Pure: keys and nonces
-//! are inputs.
+//! and unknown message types are reported, not fatal. A captured message
+//! sent again is refused by its box's nonce ([`Replays`]). Pure: keys,
+//! nonces and times are inputs.
 
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use crypto_box::aead::Aead as _;
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
@@ -218,6 +221,12 @@ impl Boxer {
 
     /// The message in `packet`, which the peer sealed to us.
     pub fn open(&self, packet: &[u8]) -> Result<Message, DiscoError> {
+        self.open_with_nonce(packet).map(|(message, _)| message)
+    }
+
+    /// The message in `packet`, which the peer sealed to us, and the nonce
+    /// it was sealed under (for [`Replays`]).
+    pub fn open_with_nonce(&self, packet: &[u8]) -> Result<(Message, [u8; NONCE_LEN]), DiscoError> {
         if !looks_like_disco(packet) {
             return Err(DiscoError::NotDisco);
         }
@@ -228,7 +237,45 @@ impl Boxer {
             .cipher
             .decrypt((&nonce).into(), &packet[HEADER_LEN..])
             .map_err(|_| DiscoError::BadBox)?;
-        Message::decode(&plain)
+        Ok((Message::decode(&plain)?, nonce))
+    }
+}
+
+/// How long a message's nonce is remembered.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Most nonces remembered per peer (a peer sends a few messages a second).
+pub const REPLAY_MEMORY: usize = 8192;
+
+/// The nonces of one peer's messages seen recently: a message whose nonce
+/// was seen is a copy someone sent again (a peer picks a fresh random
+/// nonce for each message), and is dropped. Without this, one captured
+/// ping replayed from an attacker's address made the receiver ping that
+/// address back and, with the pongs relayed, take it as the direct path.
+/// Only messages that opened are recorded, so only the peer fills it.
+/// Older copies than [`REPLAY_WINDOW`] are not caught here: a path is
+/// trusted only when WireGuard traffic flows over it too.
+#[derive(Debug, Default)]
+pub struct Replays {
+    order: VecDeque<([u8; NONCE_LEN], Duration)>,
+    seen: HashSet<[u8; NONCE_LEN]>,
+}
+
+impl Replays {
+    /// Whether a message sealed under `nonce`, opened at `now`, is new;
+    /// records it if so.
+    pub fn fresh(&mut self, nonce: [u8; NONCE_LEN], now: Duration) -> bool {
+        while let Some((old, at)) = self.order.front().copied() {
+            if now.saturating_sub(at) < REPLAY_WINDOW && self.order.len() < REPLAY_MEMORY {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&old);
+        }
+        if !self.seen.insert(nonce) {
+            return false;
+        }
+        self.order.push_back((nonce, now));
+        true
     }
 }
 
@@ -240,6 +287,27 @@ pub fn public_key(secret: &[u8; 32]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_sent_again_is_refused_within_the_window() {
+        let mut replays = Replays::default();
+        let at = |seconds| Duration::from_secs(seconds);
+        assert!(replays.fresh([1; NONCE_LEN], at(0)));
+        assert!(replays.fresh([2; NONCE_LEN], at(1)));
+        assert!(!replays.fresh([1; NONCE_LEN], at(5)), "a replay");
+        assert!(!replays.fresh([2; NONCE_LEN], at(300)));
+        // Long after, the memory has moved on (WireGuard proof covers it).
+        assert!(replays.fresh([1; NONCE_LEN], at(700)));
+        // Bounded: the oldest go first.
+        for index in 0..REPLAY_MEMORY as u32 + 10 {
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce[..4].copy_from_slice(&index.to_le_bytes());
+            nonce[23] = 9;
+            replays.fresh(nonce, at(800));
+        }
+        assert!(replays.order.len() <= REPLAY_MEMORY);
+        assert_eq!(replays.order.len(), replays.seen.len());
+    }
 
     fn pair() -> (Boxer, Boxer) {
         let (a, b) = ([1u8; 32], [2u8; 32]);

@@ -340,7 +340,7 @@ async fn concurrent_streams(gap: Duration) {
         let (http, url, token) = (
             http.clone(),
             format!("{}/v1/nodes/heartbeat", router.url),
-            router.token.clone(),
+            router.credential("bench-node"),
         );
         tokio::spawn(async move {
             loop {

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 use std::time::Duration;
 
@@ -53,24 +54,37 @@ fn the_router_and_compute_images_run_locked_down_and_answer_end_to_end() {
 
     let id = std::process::id();
     let base = format!("hearth-test-compute-{id}");
-    let (pod, router, node, secret) = (
+    let (pod, router, node, secret, credential) = (
         format!("{base}-pod"),
         format!("{base}-router"),
         format!("{base}-node"),
         format!("{base}-token"),
+        format!("{base}-credential"),
     );
     let mut cleanup = Cleanup::default();
     cleanup
         .containers
         .extend([router.clone(), node.clone(), format!("{base}-copy")]);
     cleanup.pods.push(pod.clone());
-    cleanup.secrets.push(secret.clone());
+    cleanup.secrets.extend([secret.clone(), credential.clone()]);
 
+    // The router's node key, and the node's own credential made from it
+    // (as an admin does with `hearth-router node-token`).
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{:032x}\n", rand::random::<u128>())).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let credential_file =
+        hearth_testkit::compute::node_credential_file(&token_file, dir.path(), "pod-node");
     podman_ok(&["secret", "create", &secret, token_file.to_str().unwrap()]);
+    podman_ok(&[
+        "secret",
+        "create",
+        &credential,
+        credential_file.to_str().unwrap(),
+    ]);
     std::fs::remove_file(&token_file).unwrap();
+    std::fs::remove_file(&credential_file).unwrap();
     let port = free_port();
     podman_ok(&[
         "pod",
@@ -88,6 +102,8 @@ fn the_router_and_compute_images_run_locked_down_and_answer_end_to_end() {
             ("HEARTH_NAME", router.clone()),
             ("HEARTH_POD", pod.clone()),
             ("HEARTH_TOKEN_SECRET", secret.clone()),
+            // The node shares the pod's network: the router reaches it on loopback.
+            ("HEARTH_NODE_NETWORKS", "127.0.0.0/8".into()),
             ("HEARTH_PODMAN_ARGS", probe_mount.clone()),
         ],
     );
@@ -98,7 +114,7 @@ fn the_router_and_compute_images_run_locked_down_and_answer_end_to_end() {
             ("HEARTH_NODE_ID", "pod-node".into()),
             ("HEARTH_MODEL_NAME", "tiny".into()),
             ("HEARTH_POD", pod.clone()),
-            ("HEARTH_TOKEN_SECRET", secret.clone()),
+            ("HEARTH_TOKEN_SECRET", credential.clone()),
             ("HEARTH_ROUTER_URL", "http://127.0.0.1:3600".into()),
             ("HEARTH_ADVERTISE", "http://127.0.0.1:7000".into()),
             ("HEARTH_MEMORY", "1g".into()),

@@ -241,6 +241,33 @@ async fn serve_connection<I, X>(
     }
 }
 
+/// Accepts connections on `listener` within `listening`'s gate until
+/// `shutdown` completes, handing each (from accept, with its slot) to
+/// `serve`, spawned; the tasks, to drain.
+async fn accept_all<F>(
+    listener: TcpListener,
+    listening: &Listening,
+    shutdown: impl Future<Output = ()>,
+    mut serve: impl FnMut(TcpStream, SocketAddr, Ticket) -> F,
+) -> TaskTracker
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let tasks = TaskTracker::new();
+    tokio::pin!(shutdown);
+    while let Some((tcp, remote, ticket)) = next_admitted(
+        &listener,
+        &listening.gate,
+        &listening.refusals,
+        &mut shutdown,
+    )
+    .await
+    {
+        tasks.spawn(serve(tcp, remote, ticket));
+    }
+    tasks
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, within `gate`'s
 /// limits; requests carry `ConnectInfo<SocketAddr>`. Replies go out with
 /// TCP_NODELAY: they are streams of small writes (chat events, tokens) that
@@ -252,35 +279,25 @@ pub async fn serve_tcp(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (stop, stopped) = watch::channel(false);
-    let tasks = TaskTracker::new();
     let listening = Listening {
         app,
         gate,
         refusals: std::sync::Arc::default(),
         stop: stopped,
     };
-    tokio::pin!(shutdown);
-    while let Some((tcp, remote, ticket)) = next_admitted(
-        &listener,
-        &listening.gate,
-        &listening.refusals,
-        &mut shutdown,
-    )
-    .await
-    {
-        let activity = Activity::new();
+    let tasks = accept_all(listener, &listening, shutdown, |tcp, remote, ticket| {
         let extend = move |extensions: &mut axum::http::Extensions| {
             extensions.insert(ConnectInfo(remote));
         };
-        tasks.spawn(serve_connection(
+        serve_connection(
             Held::new(tcp, ticket),
             extend,
-            activity,
+            Activity::new(),
             remote,
             listening.clone(),
-        ));
-    }
-    drop(listener);
+        )
+    })
+    .await;
     drain(stop, tasks).await;
     Ok(())
 }
@@ -316,25 +333,16 @@ where
 {
     let limits = *gate.limits();
     let (stop, stopped) = watch::channel(false);
-    let tasks = TaskTracker::new();
     let listening = Listening {
         app,
         gate,
         refusals: std::sync::Arc::default(),
         stop: stopped,
     };
-    tokio::pin!(shutdown);
-    while let Some((tcp, remote, ticket)) = next_admitted(
-        &listener,
-        &listening.gate,
-        &listening.refusals,
-        &mut shutdown,
-    )
-    .await
-    {
+    let tasks = accept_all(listener, &listening, shutdown, |tcp, remote, ticket| {
         let activity = Activity::new();
         let (acceptor, peer, listening) = (acceptor.clone(), peer.clone(), listening.clone());
-        tasks.spawn(async move {
+        async move {
             // The handshake gets its own timeout, and the deadline for the
             // first request head counts from accept, the handshake included.
             let within = limits.handshake_timeout.min(limits.header_timeout);
@@ -362,10 +370,10 @@ where
                 extensions.insert(ConnectInfo(remote));
             };
             serve_connection(tls, extend, activity, remote, listening).await;
-        });
-    }
+        }
+    })
+    .await;
     tracing::info!("shutting down");
-    drop(listener);
     stopping();
     drain(stop, tasks).await;
     Ok(())

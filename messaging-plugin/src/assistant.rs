@@ -25,6 +25,9 @@ struct Question {
 
 /// How often a growing answer is sent to the room.
 const UPDATE_EVERY: Duration = Duration::from_millis(50);
+/// How long a question waits for a gateway that is not answering yet (it
+/// restarts, or its container is still starting) before the room is told.
+pub const GATEWAY_WAIT: Duration = Duration::from_secs(60);
 
 /// The assistant's link to the gateway.
 #[derive(Clone)]
@@ -46,6 +49,8 @@ pub enum Failure {
     Gateway(ErrorCode),
     /// The gateway could not be reached.
     Unreachable,
+    /// Nothing answered where the gateway should, for [`GATEWAY_WAIT`].
+    NotUp,
     /// The reply was cut short or altered on the way.
     CutShort,
     /// Something else than the protocol came back.
@@ -56,6 +61,7 @@ impl From<&ClientError> for Failure {
     fn from(error: &ClientError) -> Failure {
         match error {
             ClientError::Transport(_) => Failure::Unreachable,
+            ClientError::Unreachable(_) => Failure::NotUp,
             ClientError::Refused { code, .. } => Failure::Gateway(*code),
             ClientError::Chunk(_) => Failure::CutShort,
             ClientError::NoKey | ClientError::Protocol(_) => Failure::Protocol,
@@ -74,6 +80,7 @@ pub fn failure_text(failure: Failure) -> String {
             "too many questions at once; try again in a minute"
         }
         Failure::Unreachable => "the gateway cannot be reached",
+        Failure::NotUp => "the gateway did not come up within a minute; is it running?",
         Failure::CutShort => "the answer was cut short",
         Failure::Gateway(_) | Failure::Protocol => "something went wrong",
     };
@@ -178,20 +185,29 @@ impl Assistant {
         let mut failure: Option<Failure> = None;
         // The first words show at once; after that, updates come at most every UPDATE_EVERY.
         let mut last_sent: Option<Instant> = None;
-        let outcome = self
-            .client
-            .chat(&payload, |event| match event {
-                ReplyEvent::Delta { text } | ReplyEvent::Notice { text } => {
-                    message.body.push_str(text);
-                    if last_sent.is_none_or(|sent| sent.elapsed() >= UPDATE_EVERY) {
-                        last_sent = Some(Instant::now());
-                        hub.publish(&room, &update(&message));
-                    }
+        let mut on_event = |event: &ReplyEvent| match event {
+            ReplyEvent::Delta { text } | ReplyEvent::Notice { text } => {
+                message.body.push_str(text);
+                if last_sent.is_none_or(|sent| sent.elapsed() >= UPDATE_EVERY) {
+                    last_sent = Some(Instant::now());
+                    hub.publish(&room, &update(&message));
                 }
-                ReplyEvent::Error { code, .. } => failure = Some(Failure::Gateway(*code)),
-                ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } => {}
-            })
-            .await;
+            }
+            ReplyEvent::Error { code, .. } => failure = Some(Failure::Gateway(*code)),
+            ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } => {}
+        };
+        let mut outcome = self.client.chat(&payload, &mut on_event).await;
+        if matches!(outcome, Err(ClientError::Unreachable(_))) {
+            // Nothing was sent: the gateway is not up yet (a restart, a pod
+            // starting). The question waits for it, the room sees typing.
+            tracing::info!(
+                "the gateway is not answering yet; the question waits for it (at most {GATEWAY_WAIT:?})"
+            );
+            if self.client.wait_until_up(GATEWAY_WAIT).await {
+                tracing::info!("the gateway answers; asking it");
+                outcome = self.client.chat(&payload, &mut on_event).await;
+            }
+        }
         if let Err(error) = &outcome {
             let class = Failure::from(error);
             tracing::warn!(failure = ?class, "the gateway could not answer");
@@ -238,5 +254,6 @@ mod tests {
             failure_text(Failure::Gateway(ErrorCode::Unknown)).ends_with("something went wrong.")
         );
         assert_eq!(channel_of("household", "ada"), "messaging:household:ada");
+        assert!(failure_text(Failure::NotUp).contains("did not come up"));
     }
 }

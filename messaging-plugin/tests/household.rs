@@ -152,6 +152,36 @@ fn a_household_chats_with_each_other_and_the_assistant_over_the_mesh() {
         "{kept}"
     );
 
+    // A question asked while the gateway is down (restarting, or its
+    // container still starting: the fresh-machine CI run asked 70 ms before
+    // it listened) waits for it instead of failing, and is answered.
+    household.stop_gateway();
+    let mut waiting = household.spawn_cli(
+        &phone,
+        "ben-asks-early",
+        &["ask", "--room", "garden", "is the gateway up?"],
+    );
+    wait_until(20 * SECOND, || {
+        household
+            .messaging_log()
+            .contains("the question waits for it")
+    })
+    .unwrap_or_else(|| panic!("the question did not wait: {}", household.messaging_log()));
+    household.start_gateway();
+    assert!(
+        waiting
+            .wait(60 * SECOND)
+            .is_some_and(|status| status.success()),
+        "ask failed: {}\n{}",
+        waiting.log_text(),
+        household.messaging_log()
+    );
+    assert!(
+        !waiting.log_text().contains("could not answer") && !waiting.log_text().trim().is_empty(),
+        "{}",
+        waiting.log_text()
+    );
+
     // A gateway failure reads as a sentence in the chat, and `ask` fails with it.
     household.llama.as_mut().unwrap().kill();
     household.cli_ok(&laptop, &["send", "--dm", "assistant", "are you there?"]);

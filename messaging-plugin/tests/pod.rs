@@ -133,6 +133,21 @@ fn the_pod_serves_the_household_from_containers() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
 
+    // Both containers serve before anyone asks (the test waits on their
+    // own readiness lines, never on time; the assistant would wait for a
+    // gateway still starting anyway, see household.rs).
+    for (container, ready) in [
+        ("gateway", "gateway serving"),
+        ("messaging", "messaging serving"),
+    ] {
+        wait_until(60 * SECOND, || logs(container).contains(ready)).unwrap_or_else(|| {
+            panic!(
+                "the {container} container did not start: {}",
+                logs(container)
+            )
+        });
+    }
+
     // The laptop reaches the messaging service over the mesh and is known as ada.
     let url = household.url();
     let mut me = String::new();

@@ -16,6 +16,15 @@
 //!   in case a better one appeared.
 //! - Candidates are the endpoints the coordinator lists, those the peer
 //!   names in a call-me-maybe, and addresses its pings come from.
+//! - A direct path is trusted only while WireGuard flows over it both
+//!   ways: when data sent on it has had no authenticated WireGuard packet
+//!   back from that address for [`WIREGUARD_SILENCE`] (or for
+//!   [`ANSWERED_ELSEWHERE`] while the peer's WireGuard comes through the
+//!   relay instead), packets go through the relay again and the address is
+//!   passed over for [`DISTRUST_FOR`] (doubling at each repeat, up to an
+//!   hour), whatever its pongs say. A middlebox that relays disco but drops
+//!   WireGuard (one that got into the path by replaying a captured ping,
+//!   say) cannot keep a path that loses everything looking alive.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,6 +55,21 @@ const MAX_PENDING: usize = 64;
 /// A ping back to an address whose ping we just answered waits this long
 /// after the last one to the same address.
 const PING_BACK_EVERY: Duration = Duration::from_millis(500);
+/// How long data sent on a direct path may go without any authenticated
+/// WireGuard packet coming back from that address: longer than WireGuard's
+/// passive keepalive (10 s), which answers even one-way traffic.
+pub const WIREGUARD_SILENCE: Duration = Duration::from_secs(12);
+/// How long data sent on a direct path may go unanswered on it while the
+/// peer's WireGuard arrives through the relay: the peer is not using the
+/// path our way, so it does not carry our packets either.
+pub const ANSWERED_ELSEWHERE: Duration = Duration::from_secs(2);
+/// How long an address that carried no WireGuard back is passed over the
+/// first time (then twice as long each time, up to [`DISTRUST_AT_MOST`]).
+pub const DISTRUST_FOR: Duration = Duration::from_secs(60);
+/// The longest an address is passed over.
+pub const DISTRUST_AT_MOST: Duration = Duration::from_secs(3600);
+/// Addresses remembered as passed over, at most.
+const MAX_DISTRUSTED: usize = 16;
 
 /// Where a packet for the peer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +108,27 @@ struct Pending {
     sent: Duration,
 }
 
+/// An address that carried no WireGuard back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Distrusted {
+    address: SocketAddr,
+    until: Duration,
+    strikes: u32,
+}
+
+/// What the data plane counted of WireGuard with the peer: datagrams sent
+/// on the direct path, authenticated ones received from its address, and
+/// authenticated ones received through the relay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireguardCounts {
+    /// Data sent on the direct path.
+    pub sent: u64,
+    /// Authenticated WireGuard packets received from the direct path's address.
+    pub heard: u64,
+    /// Authenticated WireGuard packets received through the relay.
+    pub relayed: u64,
+}
+
 /// The path state of one peer. Times are durations since any fixed origin.
 #[derive(Clone, Debug, Default)]
 pub struct Paths {
@@ -98,6 +143,13 @@ pub struct Paths {
     active_until: Option<Duration>,
     /// Addresses pinged back after their ping, and when.
     pinged_back: Vec<(SocketAddr, Duration)>,
+    /// The counts last seen, and since when data on the direct path has
+    /// gone unanswered.
+    counts: WireguardCounts,
+    unanswered_since: Option<Duration>,
+    /// The relayed count when the direct path's data went unanswered.
+    relayed_when_unanswered: u64,
+    distrusted: Vec<Distrusted>,
 }
 
 impl Paths {
@@ -109,9 +161,76 @@ impl Paths {
     /// Where packets go now.
     pub fn route(&self, now: Duration) -> Route {
         match self.best {
-            Some(best) if now < best.confirmed + TRUST => Route::Direct(best.address),
+            Some(best) if now < best.confirmed + TRUST && !self.silent(now) => {
+                Route::Direct(best.address)
+            }
             _ => Route::Relay,
         }
+    }
+
+    /// Whether data on the direct path has gone unanswered too long.
+    fn silent(&self, now: Duration) -> bool {
+        self.unanswered_since.is_some_and(|since| {
+            let waited = now.saturating_sub(since);
+            waited >= WIREGUARD_SILENCE
+                || (waited >= ANSWERED_ELSEWHERE
+                    && self.counts.relayed > self.relayed_when_unanswered)
+        })
+    }
+
+    fn distrusts(&self, address: SocketAddr, now: Duration) -> bool {
+        self.distrusted
+            .iter()
+            .any(|entry| entry.address == address && now < entry.until)
+    }
+
+    /// The data plane's WireGuard counts at `now` (see [`WireguardCounts`]):
+    /// a packet heard from the direct path answers what was sent; data
+    /// sent with nothing heard since starts the silence.
+    pub fn note_wireguard(&mut self, counts: WireguardCounts, now: Duration) {
+        if counts.heard != self.counts.heard {
+            self.unanswered_since = None;
+            if let Some(best) = self.best {
+                // A path that answers earns back its standing.
+                self.distrusted
+                    .retain(|entry| entry.address != best.address);
+            }
+        }
+        if counts.sent != self.counts.sent
+            && self.unanswered_since.is_none()
+            && matches!(self.route(now), Route::Direct(_))
+        {
+            self.unanswered_since = Some(now);
+            self.relayed_when_unanswered = counts.relayed;
+        }
+        self.counts = counts;
+    }
+
+    /// Passes over the direct path's address: it carried no WireGuard back.
+    fn distrust_best(&mut self, now: Duration) {
+        let Some(best) = self.best.take() else {
+            return;
+        };
+        self.unanswered_since = None;
+        let strikes = self
+            .distrusted
+            .iter()
+            .find(|entry| entry.address == best.address)
+            .map_or(0, |entry| entry.strikes)
+            + 1;
+        self.distrusted
+            .retain(|entry| entry.address != best.address);
+        if self.distrusted.len() == MAX_DISTRUSTED {
+            self.distrusted.remove(0);
+        }
+        let penalty = DISTRUST_FOR
+            .saturating_mul(1 << (strikes - 1).min(6))
+            .min(DISTRUST_AT_MOST);
+        self.distrusted.push(Distrusted {
+            address: best.address,
+            until: now + penalty,
+            strikes,
+        });
     }
 
     /// The address to try when there is no relay: the last direct path, or
@@ -176,6 +295,15 @@ impl Paths {
     /// What to send at `now` (called every tick); `next_tx` makes
     /// transaction ids.
     pub fn tick(&mut self, now: Duration, mut next_tx: impl FnMut() -> TxId) -> Vec<Action> {
+        if self.silent(now) {
+            match self.best {
+                // Disco says the path is alive while WireGuard on it is
+                // not: someone on it passes the one and drops the other.
+                Some(best) if now < best.confirmed + TRUST => self.distrust_best(now),
+                // Both stopped: the peer went away; nothing to hold against the path.
+                _ => self.unanswered_since = None,
+            }
+        }
         self.pending
             .retain(|ping| now.saturating_sub(ping.sent) < PING_TIMEOUT);
         self.learned
@@ -226,6 +354,9 @@ impl Paths {
             return false;
         };
         let ping = self.pending.remove(index);
+        if self.distrusts(from, now) {
+            return false;
+        }
         let rtt = now.saturating_sub(ping.sent);
         let before = self.route(now);
         let replace = match self.best {
@@ -236,6 +367,10 @@ impl Paths {
             Some(best) => rtt * 3 / 2 < best.rtt,
         };
         if replace {
+            if self.best.is_none_or(|best| best.address != from) {
+                // Another address: nothing has gone unanswered on it yet.
+                self.unanswered_since = None;
+            }
             self.best = Some(Best {
                 address: from,
                 rtt,
@@ -472,6 +607,136 @@ mod tests {
             paths.on_pong(id, to, base + rtt);
         }
         assert_eq!(paths.route(base + ms(25)), Route::Direct(fast));
+    }
+
+    /// A peer in use with a direct path to `direct` confirmed at 0 ms.
+    fn direct_to(direct: SocketAddr) -> (Paths, impl FnMut() -> TxId) {
+        let mut paths = in_use(&[&direct.to_string()]);
+        let mut tx = ids();
+        let sent = pings(&paths.tick(ms(0), &mut tx));
+        assert!(paths.on_pong(sent[0].1, direct, ms(1)));
+        (paths, tx)
+    }
+
+    /// Runs `paths` from `from` to `until` by 100 ms ticks: traffic sent
+    /// every tick, pongs answered, WireGuard heard back when `answers` says.
+    fn run(
+        paths: &mut Paths,
+        tx: &mut impl FnMut() -> TxId,
+        (from, until): (u64, u64),
+        counts: &mut WireguardCounts,
+        answers: impl Fn(u64) -> bool,
+    ) {
+        let mut now = from;
+        while now < until {
+            now += 100;
+            paths.note_traffic(ms(now));
+            counts.sent += 1;
+            if answers(now) {
+                counts.heard += 1;
+            }
+            paths.note_wireguard(*counts, ms(now));
+            for (to, id) in pings(&paths.tick(ms(now), &mut *tx)) {
+                paths.on_pong(id, to, ms(now + 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_path_whose_pongs_come_but_no_wireguard_is_left_and_passed_over() {
+        let mallory = address("198.18.0.66:41641");
+        let (mut paths, mut tx) = direct_to(mallory);
+        let mut counts = WireguardCounts::default();
+        // Disco answers every ping (the middlebox relays it); WireGuard
+        // sent on the path never comes back.
+        run(&mut paths, &mut tx, (0, 11_900), &mut counts, |_| false);
+        assert_eq!(
+            paths.route(ms(11_900)),
+            Route::Direct(mallory),
+            "silence is allowed briefly"
+        );
+        run(&mut paths, &mut tx, (11_900, 12_500), &mut counts, |_| {
+            false
+        });
+        assert_eq!(
+            paths.route(ms(12_500)),
+            Route::Relay,
+            "no WireGuard back for 12 s"
+        );
+        // Its pongs keep coming, but it is passed over for a minute...
+        run(&mut paths, &mut tx, (12_500, 60_000), &mut counts, |_| {
+            false
+        });
+        assert_eq!(paths.route(ms(60_000)), Route::Relay);
+        // ...then tried again, and passed over twice as long.
+        run(&mut paths, &mut tx, (60_000, 90_000), &mut counts, |_| {
+            false
+        });
+        let relayed = paths
+            .distrusted
+            .iter()
+            .find(|entry| entry.address == mallory)
+            .unwrap();
+        assert_eq!(relayed.strikes, 2);
+        assert!(relayed.until >= ms(72_600) + 2 * DISTRUST_FOR - ms(1_000));
+    }
+
+    #[test]
+    fn a_path_that_carries_wireguard_both_ways_stays_even_with_one_way_traffic() {
+        let direct = address("198.18.0.5:41641");
+        let (mut paths, mut tx) = direct_to(direct);
+        let mut counts = WireguardCounts::default();
+        // Data flows one way; the peer's passive keepalive answers every 10 s.
+        run(&mut paths, &mut tx, (0, 120_000), &mut counts, |now| {
+            now % 10_000 == 0
+        });
+        assert_eq!(paths.route(ms(120_000)), Route::Direct(direct));
+        assert!(paths.distrusted.is_empty());
+    }
+
+    #[test]
+    fn a_path_the_peer_answers_around_is_left_sooner() {
+        let mallory = address("198.18.0.66:41641");
+        let (mut paths, mut tx) = direct_to(mallory);
+        let mut counts = WireguardCounts::default();
+        // Our data goes to the path; the peer's comes through the relay.
+        let mut now = 0;
+        while paths.route(ms(now)) == Route::Direct(mallory) && now < 12_000 {
+            now += 100;
+            paths.note_traffic(ms(now));
+            counts.sent += 1;
+            counts.relayed += 1;
+            paths.note_wireguard(counts, ms(now));
+            for (to, id) in pings(&paths.tick(ms(now), &mut tx)) {
+                paths.on_pong(id, to, ms(now + 1));
+            }
+        }
+        assert!(
+            now <= ANSWERED_ELSEWHERE.as_millis() as u64 + 200,
+            "left after {now} ms"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_goes_away_is_not_held_against_its_path() {
+        let direct = address("198.18.0.5:41641");
+        let (mut paths, mut tx) = direct_to(direct);
+        let mut counts = WireguardCounts::default();
+        run(&mut paths, &mut tx, (0, 5_000), &mut counts, |_| true);
+        // The peer stops answering anything: no pongs, no WireGuard.
+        let mut now = 5_000;
+        while now < 20_000 {
+            now += 100;
+            paths.note_traffic(ms(now));
+            counts.sent += 1;
+            paths.note_wireguard(counts, ms(now));
+            paths.tick(ms(now), &mut tx);
+        }
+        assert_eq!(paths.route(ms(now)), Route::Relay);
+        assert!(paths.distrusted.is_empty());
+        // It comes back: direct again at the next discovery.
+        run(&mut paths, &mut tx, (20_000, 23_000), &mut counts, |_| true);
+        assert_eq!(paths.route(ms(23_000)), Route::Direct(direct));
     }
 
     #[test]

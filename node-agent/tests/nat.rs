@@ -11,6 +11,13 @@
 //!   returns when it heals, and a TCP connection streaming meanwhile loses
 //!   nothing.
 //!
+//! - The second review's disco path hijack: an attacker who can reach two
+//!   nodes that cannot reach each other replays a captured disco ping and
+//!   relays their disco while dropping WireGuard. Disco alone made it the
+//!   "direct" path and kept it alive while it black-holed their traffic;
+//!   a direct path is now trusted only while WireGuard flows over it, so
+//!   traffic is back through the relay within seconds and stays there.
+//!
 //! Needs root, `nft` and `tcpdump` (and the cached Tailscale client for the
 //! first test); outside CI the tests skip without them.
 
@@ -305,4 +312,132 @@ fn an_official_client_and_an_agent_find_a_direct_path_across_two_nats() {
         "the agent's side is direct too: {:?}",
         hub.path_kind("laptop")
     );
+}
+
+/// The UDP endpoint `coordinator` lists for node `name` on the lab bridge
+/// (`10.77.x.y:port`).
+fn bridge_endpoint(coordinator: &hearth_testkit::Coordinator, name: &str) -> std::net::SocketAddr {
+    let nodes = coordinator.nodes();
+    let node = nodes.iter().find(|node| node["name"] == name).unwrap();
+    node["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|endpoint| endpoint.as_str()?.parse().ok())
+        .find(|endpoint: &std::net::SocketAddr| endpoint.to_string().starts_with("10.77."))
+        .unwrap_or_else(|| panic!("no bridge endpoint for {name}: {node}"))
+}
+
+/// The UDP payloads of `pcap` that are disco packets.
+fn disco_packets(pcap: &[u8]) -> Vec<Vec<u8>> {
+    pcap_frames(pcap)
+        .into_iter()
+        .filter(|frame| frame.len() > 42 && u16::from_be_bytes([frame[12], frame[13]]) == 0x0800)
+        .filter_map(|frame| {
+            let ip = &frame[14..];
+            let header = usize::from(ip[0] & 0x0f) * 4;
+            (ip[9] == 17).then(|| ip[header + 8..].to_vec())
+        })
+        .filter(|payload| hearth_control::disco::looks_like_disco(payload))
+        .collect()
+}
+
+#[test]
+fn a_middlebox_that_relays_disco_but_drops_wireguard_does_not_keep_the_path() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    // A and B on the internet, each refusing UDP from the other (as NATs
+    // that never open for each other do): they meet through the relay.
+    let (a_host, b_host) = (lab.host("a"), lab.host("b"));
+    for (host, other) in [(&a_host, &b_host), (&b_host, &a_host)] {
+        let rules = format!(
+            "table inet lab_block {{\n chain input {{\n type filter hook input priority -10; policy accept;\n \
+             ip saddr {} meta l4proto udp drop\n }}\n}}\n",
+            other.address
+        );
+        let mut command = lab.command(host, "nft");
+        command
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+    }
+    let a = lab.start_agent(&a_host, &key, &["--backend", "userspace"]);
+    a.wait_mesh_ipv4(20 * SECOND);
+    let b = lab.start_agent(&b_host, &key, &["--backend", "userspace"]);
+    let b_ip = IpAddr::from(b.wait_mesh_ipv4(20 * SECOND));
+    wait_until(20 * SECOND, || lab.ping(&a.host, b_ip, SECOND))
+        .unwrap_or_else(|| panic!("a -> b through the relay\n{}", lab.logs()));
+    assert_eq!(a.path_kind("b").as_deref(), Some("relay"));
+
+    // The attacker captures one of B's disco pings to A (A never got it).
+    let a_endpoint = bridge_endpoint(&coordinator, "a");
+    let b_endpoint = bridge_endpoint(&coordinator, "b");
+    let capture = lab.capture(
+        &b_host,
+        "b-to-a",
+        &["udp", "and", "dst", "host", &a_host.address.to_string()],
+    );
+    let mut captured = Vec::new();
+    wait_until(15 * SECOND, || {
+        lab.ping(&a.host, b_ip, Duration::from_millis(300));
+        if let Ok(pcap) = std::fs::read(capture.path())
+            && pcap.len() >= 24
+        {
+            captured = disco_packets(&pcap);
+        }
+        !captured.is_empty()
+    })
+    .unwrap_or_else(|| panic!("B sent A no disco ping to capture\n{}", lab.logs()));
+    capture.stop();
+
+    // It replays the ping to A and relays the two nodes' disco, dropping
+    // their WireGuard.
+    let mallory = lab.host("mallory");
+    let mallory_endpoint = format!("{}:41641", mallory.address);
+    let mut command = lab.command(&mallory, hearth_testkit::binary("hearth-probe"));
+    command.args([
+        "disco-mitm",
+        "41641",
+        &a_endpoint.to_string(),
+        &b_endpoint.to_string(),
+        &hex::encode(&captured[0]),
+    ]);
+    let attack = lab.spawn(&mallory, "mallory", command);
+    let started = Instant::now();
+
+    // Traffic from A to B, pinged every 200 ms for 30 s: whenever the path
+    // went to the attacker, it is back through the relay within the
+    // WireGuard silence allowed (12 s) and a few seconds, and stays there.
+    let mut last_lost: Option<Duration> = None;
+    let mut hijacked_at: Option<Duration> = None;
+    while started.elapsed() < 30 * SECOND {
+        let answered = lab.ping(&a.host, b_ip, Duration::from_millis(200));
+        let status = a.status().unwrap_or_default();
+        let on_mallory = status["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|peer| peer["path"]["endpoint"] == mallory_endpoint.as_str());
+        if on_mallory && hijacked_at.is_none() {
+            hijacked_at = Some(started.elapsed());
+        }
+        if !answered {
+            last_lost = Some(started.elapsed());
+        }
+    }
+    eprintln!(
+        "path to the attacker at {hijacked_at:?}; last ping lost at {last_lost:?}; attacker: {}",
+        attack.log_text().lines().last().unwrap_or_default()
+    );
+    let last_lost = last_lost.unwrap_or_default();
+    assert!(
+        last_lost < 20 * SECOND,
+        "A's traffic to B was still black-holed at {last_lost:?}\n{}",
+        lab.logs()
+    );
+    assert_eq!(a.path_kind("b").as_deref(), Some("relay"));
 }

@@ -49,14 +49,22 @@ impl AllowList {
 
     /// The URL to send `request` to, or why it is refused. Refused: a
     /// scheme other than http, an authority or path not listed, a path with
-    /// `..` or a query smuggling another target, a method other than GET and
-    /// POST.
+    /// `..` or a query smuggling another target, a byte a URL parser would
+    /// drop or rewrite (white space, controls, `%`, `\\`, non-ASCII: a TAB
+    /// inside `..` was dropped into a path escape), a method other than GET
+    /// and POST; and, last, any URL that does not parse back to exactly the
+    /// checked authority and path.
     pub fn check(&self, request: &bhttp::Request) -> Result<String, &'static str> {
         if request.scheme != b"http" {
             return Err("only http inner targets are forwarded");
         }
         if !METHODS.contains(&request.method.as_slice()) {
             return Err("only GET and POST are forwarded");
+        }
+        if !request.path.iter().copied().all(plain_url_byte)
+            || !request.authority.iter().copied().all(plain_url_byte)
+        {
+            return Err("the target holds a byte a URL may not");
         }
         let authority =
             std::str::from_utf8(&request.authority).map_err(|_| "the authority is not text")?;
@@ -72,14 +80,31 @@ impl AllowList {
         {
             return Err("the path is not a plain absolute path");
         }
-        self.targets
+        let url = self
+            .targets
             .iter()
             .find(|target| {
                 target.authority.eq_ignore_ascii_case(authority) && path.starts_with(&target.prefix)
             })
             .map(|target| format!("http://{}{path}", target.authority))
-            .ok_or("the inner target is not on the allow-list")
+            .ok_or("the inner target is not on the allow-list")?;
+        // What the HTTP client will send is what was checked.
+        let parsed = reqwest::Url::parse(&url).map_err(|_| "the target is not a URL")?;
+        let sent = match parsed.query() {
+            Some(query) => format!("{}?{query}", parsed.path()),
+            None => parsed.path().to_owned(),
+        };
+        if sent != path {
+            return Err("the target does not read back as checked");
+        }
+        Ok(url)
     }
+}
+
+/// A byte allowed as it is in an inner target's authority or path: RFC
+/// 3986's unreserved and sub-delimiter characters, `:`, `@`, `/`, `?`.
+fn plain_url_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?[]".contains(&byte)
 }
 
 #[cfg(test)]
@@ -106,6 +131,12 @@ mod tests {
             ("POST", "http", "10.0.0.2:3600", "/v1/%2e%2e/admin"),
             ("DELETE", "http", "10.0.0.2:3600", "/v1/compute"),
             ("POST", "http", "169.254.169.254:80", "/v1/latest/meta-data"),
+            ("POST", "http", "10.0.0.2:3600", "/v1/.\t./admin"),
+            ("POST", "http", "10.0.0.2:3600", "/v1/.\r\n./admin"),
+            ("POST", "http", "10.0.0.2:3600", "/v1/\u{a0}../admin"),
+            ("POST", "http", "10.0.0.2:3600", "/v1/ compute"),
+            ("POST", "http", "10.0.0.2:3600\t", "/v1/compute"),
+            ("POST", "http", "10.0.0.2:3600", "/v1/compute\u{0}"),
         ] {
             assert!(
                 list.check(&request(method, scheme, authority, path))

@@ -64,6 +64,8 @@ fn the_one_shot_deploy_checks_the_seeds_and_serves_a_device_through_the_relay() 
         format!("{prefix}-seeds"),
         format!("{prefix}-bad-seeds"),
         format!("{prefix}-token"),
+        // The compute node's own credential, which the deploy makes.
+        format!("{prefix}-token-{prefix}-compute-1"),
     ]);
 
     let dir = tempfile::tempdir().unwrap();

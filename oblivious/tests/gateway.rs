@@ -244,11 +244,18 @@ async fn targets_off_the_list_unknown_keys_and_cut_requests_are_refused_and_noth
         .unwrap()
         .remove(0);
 
-    // Another target, another path on the allowed one, another scheme.
+    // Another target, another path on the allowed one, another scheme;
+    // and (the second review) `..` with a TAB, CR or LF inside, which URL
+    // parsers drop, so `/v1/.\t./admin` became `/admin`.
     for (authority, path) in [
         (format!("127.0.0.1:{other_port}"), "/v1/compute"),
         (format!("127.0.0.1:{port}"), "/admin"),
         (format!("127.0.0.1:{port}"), "/v1/../admin"),
+        (format!("127.0.0.1:{port}"), "/v1/.\t./admin"),
+        (format!("127.0.0.1:{port}"), "/v1/.\r./admin"),
+        (format!("127.0.0.1:{port}"), "/v1/\n../admin"),
+        (format!("127.0.0.1:{port}"), "/v1/ ../admin"),
+        (format!("127.0.0.1:{port}\t"), "/v1/compute"),
     ] {
         let (status, inner) = ask(&gateway, &key, &authority, path).await;
         let inner = inner.expect("the refusal is sealed to the client");

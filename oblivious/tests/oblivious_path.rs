@@ -71,6 +71,27 @@ fn a_device_reaches_a_node_through_the_relay_and_no_one_sees_both_who_and_what()
     let router_wire = lab.capture(&router_host, "router-wire", &["tcp"]);
 
     let secret = format!("CANARY-oblivious-{:016x}", rand::random::<u64>());
+    // The config server publishes a policy that accepts dev evidence: a
+    // client without a policy of its own does not take that on its word
+    // (the second review), and sends nothing.
+    let refused = lab
+        .command(&device, binary("hearth-pcc"))
+        .args([
+            "chat",
+            "--config",
+            &format!("http://{}:{AUTH_PORT}", auth_host.address),
+        ])
+        .args(["--model", "tiny", "--max-tokens", "8"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("dev evidence") && said.contains("--policy"),
+        "{said}"
+    );
+    // With its own policy (the same one), the client goes ahead.
     let output = lab
         .command(&device, binary("hearth-pcc"))
         .args([
@@ -78,6 +99,8 @@ fn a_device_reaches_a_node_through_the_relay_and_no_one_sees_both_who_and_what()
             "--config",
             &format!("http://{}:{AUTH_PORT}", auth_host.address),
         ])
+        .arg("--policy")
+        .arg(&policy)
         .args(["--model", "tiny", "--max-tokens", "8"])
         .arg(&secret)
         .output()

@@ -25,7 +25,8 @@ use crate::protocol::{
 };
 
 /// The largest node list or evidence answer read.
-const MAX_NODE_LIST: usize = 8 * 1024 * 1024;
+/// The largest node list a client reads (the router keeps its list below).
+pub const MAX_NODE_LIST: usize = 8 * 1024 * 1024;
 
 /// How long a fetched node list is used before it is fetched again.
 pub const NODE_LIST_TTL: Duration = Duration::from_secs(5);

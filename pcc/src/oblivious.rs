@@ -148,10 +148,28 @@ impl ApiConfig {
     }
 
     /// The policy the client applies: the document's, or `own` when given,
-    /// which must then be the same policy.
+    /// which must then be the same policy. A policy that accepts dev
+    /// evidence or debug enclaves (which prove nothing about what runs) is
+    /// taken only from the client's own file, never on the config server's
+    /// word alone: the server could otherwise weaken a client that has no
+    /// policy of its own.
     pub fn policy(&self, own: Option<&Policy>) -> Result<Policy, PccError> {
+        let published = &self.attestation.policy;
         match own {
-            None => Ok(self.attestation.policy.clone()),
+            None if published.allow_dev_evidence || published.allow_debug => {
+                Err(PccError::Protocol(format!(
+                    "the config server's policy {} accepts {}, which proves nothing about what \
+                     runs on the node: this client takes such a policy only from its own file \
+                     (--policy)",
+                    self.attestation.policy_id,
+                    if published.allow_dev_evidence {
+                        "dev evidence"
+                    } else {
+                        "debug enclaves"
+                    }
+                )))
+            }
+            None => Ok(published.clone()),
             Some(policy) if *policy == self.attestation.policy => Ok(policy.clone()),
             Some(_) => Err(PccError::Protocol(format!(
                 "the config server applies policy {} and yours differs: refusing to guess which to trust",
@@ -379,5 +397,51 @@ impl Opening {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(policy: &Policy) -> ApiConfig {
+        ApiConfig {
+            version: CONFIG_VERSION.into(),
+            features: Features {
+                ohttp: true,
+                real_attestation: !policy.allow_dev_evidence,
+            },
+            relay_urls: vec!["http://10.0.0.4:3100/".into()],
+            gateway_url: "http://10.0.0.3:3200/gateway".into(),
+            router_url: "http://10.0.0.2:3600".into(),
+            ohttp_key_configs_bundle: String::new(),
+            ohttp_key_rotation_periods: Vec::new(),
+            attestation: AttestationConfig::for_policy(policy, b"{}"),
+        }
+    }
+
+    #[test]
+    fn a_weak_policy_is_never_taken_on_the_servers_word() {
+        let strict = Policy::default();
+        assert_eq!(document(&strict).policy(None).unwrap(), strict);
+        for weak in [
+            Policy {
+                allow_dev_evidence: true,
+                ..Policy::default()
+            },
+            Policy {
+                allow_debug: true,
+                ..Policy::default()
+            },
+        ] {
+            let refused = document(&weak).policy(None).unwrap_err().to_string();
+            assert!(refused.contains("--policy"), "{refused}");
+            // The client's own file may say so.
+            assert_eq!(document(&weak).policy(Some(&weak)).unwrap(), weak);
+        }
+        // A client's own policy still has to match the server's.
+        let mut other = strict.clone();
+        other.max_age_seconds += 1;
+        assert!(document(&strict).policy(Some(&other)).is_err());
     }
 }

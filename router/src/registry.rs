@@ -5,18 +5,28 @@
 //! A node is in rotation while its heartbeats keep coming (within the
 //! timeout) and no forward to it failed since its last heartbeat. The
 //! router never judges evidence: clients do, and seal only for nodes whose
-//! evidence passed. It keeps the bundle as the node gave it.
+//! evidence passed. It keeps the bundle as the node gave it, within bounds:
+//! a bundle of at most [`MAX_BUNDLE`] bytes, a list clients can read whole
+//! (at most [`MAX_NODES`] nodes and [`MAX_LIST_BYTES`] bytes, below the
+//! clients' limit), at a URL in the allowed networks.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hearth_attest::evidence::MAX_BUNDLE;
 use hearth_pcc::NodeEntry;
 use hearth_pcc::protocol::{Forward, Heartbeat, Load};
 
+use crate::reach::{NodeNetworks, Unreachable};
+
 /// Most nodes a router keeps.
-pub const MAX_NODES: usize = 1024;
+pub const MAX_NODES: usize = 256;
 /// Most models a node may list.
 pub const MAX_MODELS: usize = 32;
+/// Most bytes the node list clients fetch may have: well below what they
+/// read ([`hearth_pcc::client::MAX_NODE_LIST`]), so that one more node can
+/// never make the whole list unreadable (an outage of private compute).
+pub const MAX_LIST_BYTES: usize = hearth_pcc::client::MAX_NODE_LIST * 3 / 4;
 
 /// Why a heartbeat is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,14 +34,17 @@ pub enum HeartbeatError {
     /// The bundle breaks its rules.
     #[error("{0}")]
     Bundle(String),
-    /// The URL is not `http://IP:port`.
-    #[error("`url` must be http://IP:port (an address, not a name): {0}")]
-    Url(String),
+    /// The URL is not one the router may send to.
+    #[error(transparent)]
+    Url(#[from] Unreachable),
     /// A model name is empty, long, or there are too many.
     #[error("`models` must list 1 to {MAX_MODELS} names of 1 to 128 characters")]
     Models,
+    /// The bundle is larger than clients take.
+    #[error("the evidence bundle is {0} bytes; at most {MAX_BUNDLE}")]
+    BundleTooLarge(usize),
     /// The registry is full.
-    #[error("the router keeps at most {MAX_NODES} nodes")]
+    #[error("the router keeps at most {MAX_NODES} nodes and {MAX_LIST_BYTES} bytes of them")]
     Full,
 }
 
@@ -41,6 +54,8 @@ struct Registered {
     last_heartbeat: Duration,
     failed: bool,
     forwarded: u32,
+    /// Bytes it takes in the node list.
+    size: usize,
 }
 
 /// The nodes the router knows.
@@ -48,15 +63,27 @@ struct Registered {
 pub struct Registry {
     nodes: BTreeMap<String, Registered>,
     timeout: Duration,
+    networks: NodeNetworks,
+    listed_bytes: usize,
+}
+
+/// Bytes `heartbeat` takes in the node list (its bundle, models and load,
+/// as clients receive them).
+fn listed_size(heartbeat: &Heartbeat) -> usize {
+    let bundle = serde_json::to_vec(&heartbeat.bundle).map_or(usize::MAX, |json| json.len());
+    let models: usize = heartbeat.models.iter().map(|model| model.len() + 3).sum();
+    bundle.saturating_add(models).saturating_add(128)
 }
 
 impl Registry {
     /// A registry that drops a node from rotation `timeout` after its last
-    /// heartbeat.
-    pub fn new(timeout: Duration) -> Registry {
+    /// heartbeat and takes nodes reachable in `networks` only.
+    pub fn new(timeout: Duration, networks: NodeNetworks) -> Registry {
         Registry {
             nodes: BTreeMap::new(),
             timeout,
+            networks,
+            listed_bytes: 0,
         }
     }
 
@@ -66,7 +93,12 @@ impl Registry {
             .bundle
             .check()
             .map_err(|error| HeartbeatError::Bundle(error.to_string()))?;
-        check_url(&heartbeat.url)?;
+        let bundle_bytes =
+            serde_json::to_vec(&heartbeat.bundle).map_or(usize::MAX, |json| json.len());
+        if bundle_bytes > MAX_BUNDLE {
+            return Err(HeartbeatError::BundleTooLarge(bundle_bytes));
+        }
+        self.networks.check(&heartbeat.url)?;
         if heartbeat.models.is_empty()
             || heartbeat.models.len() > MAX_MODELS
             || heartbeat
@@ -77,23 +109,38 @@ impl Registry {
             return Err(HeartbeatError::Models);
         }
         let id = heartbeat.bundle.node.clone();
-        if !self.nodes.contains_key(&id) && self.nodes.len() >= MAX_NODES {
+        let size = listed_size(&heartbeat);
+        let fits = |registry: &Registry| {
+            let known = registry.nodes.get(&id);
+            let count = registry.nodes.len() + usize::from(known.is_none());
+            let bytes = registry.listed_bytes - known.map_or(0, |node| node.size) + size;
+            count <= MAX_NODES && bytes <= MAX_LIST_BYTES
+        };
+        if !fits(self) {
             self.forget_silent(now);
-            if self.nodes.len() >= MAX_NODES {
+            if !fits(self) {
                 return Err(HeartbeatError::Full);
             }
         }
         let forwarded = self.nodes.get(&id).map_or(0, |node| node.forwarded);
-        self.nodes.insert(
+        let replaced = self.nodes.insert(
             id,
             Registered {
                 heartbeat,
                 last_heartbeat: now,
                 failed: false,
                 forwarded,
+                size,
             },
         );
+        self.listed_bytes = self.listed_bytes - replaced.map_or(0, |node| node.size) + size;
         Ok(())
+    }
+
+    /// Whether the router may send to `url` (checked again before each
+    /// request).
+    pub fn reachable(&self, url: &str) -> bool {
+        self.networks.check(url).is_ok()
     }
 
     fn in_rotation(&self, node: &Registered, now: Duration) -> bool {
@@ -106,6 +153,7 @@ impl Registry {
         self.nodes.retain(|_, node| {
             now.saturating_sub(node.last_heartbeat) <= limit || node.forwarded > 0
         });
+        self.listed_bytes = self.nodes.values().map(|node| node.size).sum();
     }
 
     fn load(node: &Registered) -> Load {
@@ -190,16 +238,6 @@ impl Registry {
     }
 }
 
-fn check_url(text: &str) -> Result<(), HeartbeatError> {
-    let refuse = || HeartbeatError::Url(text.chars().take(100).collect());
-    let rest = text.strip_prefix("http://").ok_or_else(refuse)?;
-    let address: std::net::SocketAddr = rest.trim_end_matches('/').parse().map_err(|_| refuse())?;
-    if address.port() == 0 || address.ip().is_unspecified() || address.ip().is_multicast() {
-        return Err(refuse());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_node_leaves_rotation_when_its_heartbeats_stop_or_a_forward_fails() {
-        let mut registry = Registry::new(15 * SECOND);
+        let mut registry = Registry::new(15 * SECOND, NodeNetworks::default());
         let start = 1000 * SECOND;
         registry.heartbeat(heartbeat("a", 0), start).unwrap();
         registry.heartbeat(heartbeat("b", 0), start).unwrap();
@@ -274,7 +312,7 @@ mod tests {
 
     #[test]
     fn the_least_loaded_candidate_goes_first_and_unknown_ones_are_skipped() {
-        let mut registry = Registry::new(15 * SECOND);
+        let mut registry = Registry::new(15 * SECOND, NodeNetworks::default());
         registry.heartbeat(heartbeat("a", 3), SECOND).unwrap();
         registry.heartbeat(heartbeat("b", 1), SECOND).unwrap();
         registry.heartbeat(heartbeat("c", 1), SECOND).unwrap();
@@ -296,13 +334,15 @@ mod tests {
 
     #[test]
     fn heartbeats_with_bad_urls_models_or_bundles_are_refused() {
-        let mut registry = Registry::new(15 * SECOND);
+        let mut registry = Registry::new(15 * SECOND, NodeNetworks::default());
         for url in [
             "https://10.0.0.2:7000",
             "http://node.example:7000",
             "http://0.0.0.0:7000",
             "http://10.0.0.2:0",
             "ftp://x",
+            "http://169.254.169.254:80",
+            "http://127.0.0.1:22",
         ] {
             let mut bad = heartbeat("a", 0);
             bad.url = url.into();
@@ -321,5 +361,47 @@ mod tests {
             Err(HeartbeatError::Bundle(_))
         ));
         assert_eq!(registry.count(SECOND), 0);
+    }
+
+    #[test]
+    fn bundles_and_the_list_stay_within_what_clients_read() {
+        let mut registry = Registry::new(15 * SECOND, NodeNetworks::default());
+        let mut huge = heartbeat("big", 0);
+        huge.bundle = EvidenceBundle::new("big", &[1; 32], "hearth-dev", &vec![7; MAX_BUNDLE]);
+        assert!(matches!(
+            registry.heartbeat(huge, SECOND),
+            Err(HeartbeatError::BundleTooLarge(_))
+        ));
+        // Nodes with the largest bundles allowed, until the list is full.
+        let near_limit = MAX_BUNDLE * 3 / 4 - 2048;
+        let mut taken = 0;
+        for index in 0..MAX_NODES {
+            let node = format!("node-{index}");
+            let mut beat = heartbeat(&node, 0);
+            beat.bundle = EvidenceBundle::new(&node, &[1; 32], "hearth-dev", &vec![7; near_limit]);
+            match registry.heartbeat(beat, SECOND) {
+                Ok(()) => taken += 1,
+                Err(HeartbeatError::Full) => break,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(taken > 10 && taken < MAX_NODES, "{taken}");
+        let list = serde_json::to_vec(&hearth_pcc::protocol::NodeList {
+            nodes: registry.list(SECOND),
+        })
+        .unwrap();
+        assert!(list.len() <= MAX_LIST_BYTES, "{}", list.len());
+        // A node already listed keeps heartbeating.
+        let mut again = heartbeat("node-0", 0);
+        again.bundle = EvidenceBundle::new("node-0", &[1; 32], "hearth-dev", &vec![7; near_limit]);
+        assert_eq!(registry.heartbeat(again, 2 * SECOND), Ok(()));
+        // Silent nodes make room.
+        registry
+            .heartbeat(heartbeat("node-0", 0), 200 * SECOND)
+            .unwrap();
+        assert_eq!(
+            registry.heartbeat(heartbeat("fresh", 0), 200 * SECOND),
+            Ok(())
+        );
     }
 }

@@ -1,17 +1,21 @@
 //! `hearth-router serve`: the HTTP edge over the [`Registry`], and the
 //! forwarding of sealed requests and streamed replies. The router holds no
 //! key that opens a request: it reads the candidates' node ids, never the
-//! envelopes, and passes reply bytes through as they come.
+//! envelopes, and passes reply bytes through as they come. Nodes heartbeat
+//! with their own credential ([`crate::credential`]); the router sends only
+//! to node URLs in the allowed networks ([`crate::reach`]), follows no
+//! redirect, and limits each client address, except the OHTTP gateways it
+//! is told of, whose many clients the relay limits one by one.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,14 +28,11 @@ use hearth_pcc::protocol::{
 };
 use hearth_runtime::clock::since_epoch;
 use serde_json::json;
-use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::PeerIpKeyExtractor;
 use zeroize::Zeroizing;
 
+use crate::reach::NodeNetworks;
 use crate::registry::Registry;
 
 /// Largest heartbeat or attestation body (a bundle with four documents).
@@ -42,8 +43,13 @@ const MAX_SMALL_BODY: usize = 512 * 1024;
 pub struct Settings {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// What nodes present in their heartbeats.
-    pub node_token: Zeroizing<String>,
+    /// The key nodes' credentials are made with ([`crate::credential`]).
+    pub node_key: Zeroizing<String>,
+    /// Where compute nodes may be reached.
+    pub networks: NodeNetworks,
+    /// OHTTP gateways: their requests are many clients' (limited one by one
+    /// at the relay), so the per-source limit does not apply to them.
+    pub forwarders: Vec<IpAddr>,
     /// How often nodes are told to heartbeat.
     pub heartbeat: Duration,
     /// How long a silent node stays in rotation.
@@ -61,7 +67,7 @@ pub struct Settings {
 /// What the handlers share.
 pub struct RouterState {
     registry: Mutex<Registry>,
-    node_token: Zeroizing<String>,
+    node_key: Zeroizing<String>,
     heartbeat: Duration,
     http: reqwest::Client,
     streams: Arc<Semaphore>,
@@ -74,11 +80,16 @@ impl RouterState {
             .connect_timeout(Duration::from_secs(3))
             .read_timeout(settings.reply_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            // A node (or what answers at its address) cannot send the router on.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("the HTTP client to the nodes")?;
         Ok(RouterState {
-            registry: Mutex::new(Registry::new(settings.node_timeout)),
-            node_token: settings.node_token.clone(),
+            registry: Mutex::new(Registry::new(
+                settings.node_timeout,
+                settings.networks.clone(),
+            )),
+            node_key: settings.node_key.clone(),
             heartbeat: settings.heartbeat,
             http,
             streams: Arc::new(Semaphore::new(settings.max_streams)),
@@ -120,40 +131,90 @@ fn json_body(headers: &HeaderMap) -> Result<(), Box<Response>> {
     }
 }
 
+/// Requests per second each client address may make (after a burst), and
+/// the addresses that speak for many clients.
+struct PerSource {
+    limiter: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    forwarders: Vec<IpAddr>,
+}
+
+impl PerSource {
+    fn new(settings: &Settings) -> PerSource {
+        let limiter = std::num::NonZeroU32::new(settings.per_source_rate).map(|rate| {
+            let burst =
+                std::num::NonZeroU32::new(settings.per_source_burst.max(1)).expect("at least one");
+            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+        });
+        PerSource {
+            limiter,
+            forwarders: settings
+                .forwarders
+                .iter()
+                .map(|address| address.to_canonical())
+                .collect(),
+        }
+    }
+
+    /// Whether a request from `source` may go on now.
+    fn admit(&self, source: IpAddr) -> bool {
+        let source = source.to_canonical();
+        if self.forwarders.contains(&source) {
+            return true;
+        }
+        self.limiter
+            .as_ref()
+            .is_none_or(|limiter| limiter.check_key(&source).is_ok())
+    }
+}
+
+async fn limit_per_source(
+    State(per_source): State<Arc<PerSource>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if per_source.admit(peer.ip()) {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::TOO_MANY_REQUESTS,
+            RouterCode::RateLimited,
+            "too many requests from this address",
+        )
+    }
+}
+
 /// The routes, with per-source limits on what clients call.
 pub fn app(state: Arc<RouterState>, settings: &Settings) -> Router {
+    let per_source = Arc::new(PerSource::new(settings));
+    // Every minute, forget addresses that are back within their budget.
+    let sweeping = Arc::downgrade(&per_source);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                let Some(per_source) = sweeping.upgrade() else {
+                    return;
+                };
+                if let Some(limiter) = &per_source.limiter {
+                    limiter.retain_recent();
+                }
+            }
+        });
+    }
     let clients = Router::new()
         .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{node}/attest", post(attest))
         .route("/v1/compute", post(compute))
-        .layer(DefaultBodyLimit::max(MAX_FORWARD));
-    let clients = if settings.per_source_rate == 0 {
-        clients
-    } else {
-        let period = Duration::from_secs(1) / settings.per_source_rate;
-        let governor = GovernorConfigBuilder::default()
-            .period(period)
-            .burst_size(settings.per_source_burst.max(1))
-            .key_extractor(PeerIpKeyExtractor)
-            .finish()
-            .map(Arc::new);
-        match governor {
-            Some(config) => clients.layer(GovernorLayer::new(config).error_handler(|_| {
-                error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    RouterCode::RateLimited,
-                    "too many requests from this address",
-                )
-            })),
-            None => clients,
-        }
-    };
+        .layer(DefaultBodyLimit::max(MAX_FORWARD))
+        .route_layer(axum::middleware::from_fn_with_state(
+            per_source,
+            limit_per_source,
+        ));
     Router::new()
         .route("/health", get(health))
-        .route(
-            "/v1/nodes/heartbeat",
-            post(heartbeat).layer(DefaultBodyLimit::max(MAX_SMALL_BODY)),
-        )
+        .route("/v1/nodes/heartbeat", post(heartbeat))
         .merge(clients)
         .fallback(|| async {
             error(
@@ -177,26 +238,38 @@ async fn health(State(state): State<Arc<RouterState>>) -> Response {
     Json(json!({"status": "ok", "nodes": nodes})).into_response()
 }
 
-async fn heartbeat(
-    State(state): State<Arc<RouterState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST /v1/nodes/heartbeat`: the node's credential is checked before its
+/// body is read, and the heartbeat must be for the node it names.
+async fn heartbeat(State(state): State<Arc<RouterState>>, request: Request) -> Response {
+    let headers = request.headers();
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !bool::from(presented.as_bytes().ct_eq(state.node_token.as_bytes())) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            RouterCode::Unauthenticated,
-            "nodes present the router's node token",
-        );
-    }
-    if let Err(refused) = json_body(&headers) {
+    let credited = match crate::credential::verify(state.node_key.as_bytes(), presented) {
+        Ok(node) => node.to_owned(),
+        Err(why) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                RouterCode::Unauthenticated,
+                format!("nodes present their own credential: {why}"),
+            );
+        }
+    };
+    if let Err(refused) = json_body(headers) {
         return *refused;
     }
+    let body = match axum::body::to_bytes(request.into_body(), MAX_SMALL_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RouterCode::TooLarge,
+                format!("a heartbeat is at most {MAX_SMALL_BODY} bytes, sent whole"),
+            );
+        }
+    };
     let beat: Heartbeat = match serde_json::from_slice(&body) {
         Ok(beat) => beat,
         Err(why) => {
@@ -208,6 +281,14 @@ async fn heartbeat(
         }
     };
     let node = beat.bundle.node.clone();
+    if node != credited {
+        tracing::warn!(%credited, claimed = %node, "a node's heartbeat named another node; refused");
+        return error(
+            StatusCode::FORBIDDEN,
+            RouterCode::Unauthenticated,
+            format!("this credential is node {credited}'s; the heartbeat is for {node}"),
+        );
+    }
     let joined = {
         let mut registry = state.registry();
         let known = registry.url(&node).is_some();
@@ -272,7 +353,7 @@ async fn attest(
             .iter()
             .any(|entry| entry.node == node);
         match registry.url(&node) {
-            Some(url) if listed => url.to_owned(),
+            Some(url) if listed && registry.reachable(url) => url.to_owned(),
             _ => {
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -369,7 +450,11 @@ async fn compute(
         };
         let url = {
             let mut registry = state.registry();
-            let Some(url) = registry.url(&candidate.node).map(str::to_owned) else {
+            let Some(url) = registry
+                .url(&candidate.node)
+                .filter(|url| registry.reachable(url))
+                .map(str::to_owned)
+            else {
                 continue;
             };
             registry.started(&candidate.node);

@@ -25,12 +25,40 @@ pub struct Router {
     pub host: Host,
     /// The process.
     pub process: Process,
-    /// The token nodes present.
+    /// The router's node key, which node credentials are made from.
     pub token_file: PathBuf,
     /// `http://ADDRESS:3600`, as seen inside the lab.
     pub url: String,
-    /// Its state directory (the token).
+    /// Its state directory (the key, the nodes' credentials).
     pub state: PathBuf,
+}
+
+/// Makes node `node`'s credential from the router key in `key_file` with
+/// `hearth-router node-token`, as an admin does, into `dir` (0600); its path.
+pub fn node_credential_file(key_file: &Path, dir: &Path, node: &str) -> PathBuf {
+    let path = dir.join(format!("{node}.credential"));
+    if !path.exists() {
+        let output = std::process::Command::new(binary("hearth-router"))
+            .args(["node-token", node, "--node-token-file"])
+            .arg(key_file)
+            .arg("--output")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "node-token {node}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    path
+}
+
+impl Router {
+    /// Node `node`'s credential file (made on first use).
+    pub fn credential_file(&self, node: &str) -> PathBuf {
+        node_credential_file(&self.token_file, &self.state, node)
+    }
 }
 
 /// A running compute node.
@@ -103,7 +131,7 @@ impl Lab {
                 &router.url,
             ])
             .arg("--router-token-file")
-            .arg(&router.token_file)
+            .arg(router.credential_file(id))
             .args([
                 "--evidence",
                 "dev",
@@ -221,17 +249,19 @@ pub struct LoopbackRouter {
     child: std::process::Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    /// The node token it wrote.
+    /// Its node key (what node credentials are made from; no credential
+    /// itself).
     pub token: String,
-    /// Where it wrote the token (0600).
+    /// Where it wrote the key (0600).
     pub token_file: PathBuf,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl LoopbackRouter {
-    /// Starts `hearth-router serve` with `args` added, waits until it
-    /// listens and has written its node token.
+    /// Starts `hearth-router serve` with `args` added (and nodes allowed on
+    /// loopback unless `args` give `--node-networks`), waits until it
+    /// listens and has written its node key.
     pub fn start(args: &[&str]) -> LoopbackRouter {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::llama::free_port();
@@ -240,6 +270,12 @@ impl LoopbackRouter {
         let output = std::fs::File::create(&log).unwrap();
         let child = std::process::Command::new(binary("hearth-router"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            // Its nodes run on loopback too, unless the test says otherwise.
+            .args(if args.contains(&"--node-networks") {
+                &[][..]
+            } else {
+                &["--node-networks", "127.0.0.0/8"][..]
+            })
             .args(args)
             .arg("--node-token-file")
             .arg(&token_file)
@@ -255,7 +291,7 @@ impl LoopbackRouter {
             token: String::new(),
             token_file,
             log,
-            _dir: dir,
+            dir,
         };
         wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -277,6 +313,19 @@ impl LoopbackRouter {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Node `node`'s credential file (made on first use).
+    pub fn credential_file(&self, node: &str) -> PathBuf {
+        node_credential_file(&self.token_file, self.dir.path(), node)
+    }
+
+    /// Node `node`'s credential.
+    pub fn credential(&self, node: &str) -> String {
+        std::fs::read_to_string(self.credential_file(node))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
 }
 
 impl LoopbackRouter {
@@ -295,7 +344,7 @@ impl LoopbackRouter {
             ])
             .args(["--router", &self.url])
             .arg("--router-token-file")
-            .arg(&self.token_file)
+            .arg(self.credential_file(id))
             .args([
                 "--evidence",
                 "dev",

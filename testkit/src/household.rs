@@ -80,6 +80,8 @@ pub struct Household {
     pub llama: Option<Process>,
     /// The AI gateway (with [`Options::services`]).
     pub gateway: Option<Process>,
+    /// Its configuration (with [`Options::services`]).
+    gateway_config: Option<PathBuf>,
     /// The other agents.
     pub agents: Vec<Agent>,
     /// With [`Options::container_group`]: the directory of llama-server's socket.
@@ -180,6 +182,7 @@ impl Household {
             command.args(["serve", "--config"]).arg(&gateway_config);
             lab.spawn(&hub, "gateway", command)
         });
+        let gateway_config = options.services.then_some(gateway_config);
         let mut household = Household {
             hub,
             laptop,
@@ -192,6 +195,7 @@ impl Household {
             messaging: None,
             llama: None,
             gateway,
+            gateway_config,
             agents,
             inference_dir,
             whois_dir,
@@ -261,6 +265,35 @@ impl Household {
         command.args(args).env("HEARTH_MESSAGING_URL", self.url());
         let host = host.clone();
         self.lab.spawn(&host, label, command)
+    }
+
+    /// Stops the gateway (SIGTERM, then waits for it to exit).
+    pub fn stop_gateway(&mut self) {
+        if let Some(mut gateway) = self.gateway.take() {
+            gateway.terminate(10 * SECOND);
+        }
+    }
+
+    /// Starts the gateway again (after [`Household::stop_gateway`]) and
+    /// waits until it serves.
+    pub fn start_gateway(&mut self) {
+        let config = self
+            .gateway_config
+            .clone()
+            .expect("the household runs its services");
+        let mut command = self.lab.command(&self.hub, binary("hearth-gateway"));
+        command.args(["serve", "--config"]).arg(&config);
+        let hub = self.hub.clone();
+        let gateway = self.lab.spawn(&hub, "gateway-again", command);
+        let serving = wait_until(20 * SECOND, || {
+            gateway.log_text().contains("gateway serving")
+        });
+        assert!(
+            serving.is_some(),
+            "the gateway did not start: {}",
+            gateway.log_text()
+        );
+        self.gateway = Some(gateway);
     }
 
     /// Starts the messaging service on the hub and waits until the laptop reaches it.

@@ -105,6 +105,30 @@ fn address_of(url: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// An OHTTP gateway allowed to reach `router` and a relay in front of it,
+/// with a key active now; the seeds.
+fn oblivious_servers(router: &LoopbackRouter) -> (String, LoopbackServer, LoopbackServer) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let seeds = seeds_json(&[(
+        1,
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    )]);
+    let gateway = LoopbackServer::start(
+        "hearth-ohttp-gateway",
+        &["--allow", &format!("{}/v1/", router.url)],
+        &seeds,
+    );
+    let relay = LoopbackServer::start(
+        "hearth-ohttp-relay",
+        &["--gateway", &format!("{}/gateway", gateway.url)],
+        &seeds,
+    );
+    (seeds, gateway, relay)
+}
+
 /// Attacks and how long the server let each hold its connection.
 async fn attack(target: Target, kind: &'static str) -> (String, Option<Duration>) {
     let tcp = tokio::net::TcpStream::connect(target.address)
@@ -186,21 +210,8 @@ async fn connections_that_never_speak_are_closed_on_every_listener() {
     let _node = Started(node, node_dir);
     let node = SocketAddr::from(([127, 0, 0, 1], node_port));
     wait_for_port(node, "the compute node");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let seeds = seeds_json(&[(
-        1,
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(3600),
-    )]);
-    let ohttp_gateway = LoopbackServer::start(
-        "hearth-ohttp-gateway",
-        &["--allow", &format!("{}/v1/", router.url)],
-        &seeds,
-    );
+    let (seeds, ohttp_gateway, relay) = oblivious_servers(&router);
     let relay_gateway = format!("{}/gateway", ohttp_gateway.url);
-    let relay = LoopbackServer::start("hearth-ohttp-relay", &["--gateway", &relay_gateway], &seeds);
     let policy_dir = tempfile::tempdir().unwrap();
     let policy = dev_policy(policy_dir.path(), "edge", "hearth-enclave");
     let auth = LoopbackServer::start(
@@ -320,21 +331,7 @@ async fn unfinished_uploads(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bodies_that_never_finish_hold_at_most_their_sources_share() {
     let router = LoopbackRouter::start(&[]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let seeds = seeds_json(&[(
-        1,
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(3600),
-    )]);
-    let ohttp_gateway = LoopbackServer::start(
-        "hearth-ohttp-gateway",
-        &["--allow", &format!("{}/v1/", router.url)],
-        &seeds,
-    );
-    let relay_gateway = format!("{}/gateway", ohttp_gateway.url);
-    let relay = LoopbackServer::start("hearth-ohttp-relay", &["--gateway", &relay_gateway], &seeds);
+    let (_, ohttp_gateway, relay) = oblivious_servers(&router);
     let attacker = IpAddr::from([127, 0, 0, 1]);
     let neighbour = IpAddr::from([127, 0, 0, 2]);
     let targets = [

@@ -1,8 +1,9 @@
 //! Fuzzes what the coordinator reads on a `/ts2021` connection: the
 //! handshake initiation (as the `X-Tailscale-Handshake` header carries it)
-//! and the record stream after it, cut into pieces where the input says.
-//! Every input is answered or refused, never a panic; a session that
-//! refused a record refuses everything after.
+//! and the record stream after it, cut into pieces where the input says;
+//! and what a client reads back (the handshake response). Every input is
+//! answered or refused, never a panic; a session that refused a record
+//! refuses everything after.
 #![no_main]
 
 use hearth_control::ts2021::{self, Session};
@@ -13,6 +14,15 @@ fuzz_target!(|data: &[u8]| {
     let control = StaticSecret::from([7; 32]);
     let _ = ts2021::initiation_version(data);
     let _ = ts2021::accept(data, &control, &StaticSecret::from([9; 32]));
+    let control_public = x25519_dalek::PublicKey::from(&control).to_bytes();
+    if let Ok((_, initiator)) = ts2021::initiate(
+        &control_public,
+        StaticSecret::from([3; 32]),
+        StaticSecret::from([4; 32]),
+        130,
+    ) {
+        let _ = initiator.finish(data);
+    }
 
     let Some((&cut, records)) = data.split_first() else { return };
     let mut session = Session::from_keys(&[1; 32], &[2; 32]);

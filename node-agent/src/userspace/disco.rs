@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hearth_control::disco::{self, Boxer, Message};
+use hearth_control::disco::{self, Boxer, Message, Replays};
 
 use super::{DeviceState, PeerState, PeerTable, Source};
 use crate::dataplane::PeerConfig;
-use crate::paths::{Action, Paths, Route};
+use crate::paths::{Action, Paths, Route, WireguardCounts};
 
 /// A packet for a relay: which region, which node, what.
 #[derive(Debug)]
@@ -33,11 +33,12 @@ pub(super) enum Target {
     Nowhere,
 }
 
-/// A disco peer's key and home relay.
+/// A disco peer's key and home relay, and the messages it sent lately.
 pub(super) struct DiscoPeer {
     pub(super) key: [u8; 32],
     boxer: Arc<Boxer>,
     home_relay: Option<u16>,
+    replays: std::sync::Mutex<Replays>,
 }
 
 /// The address a pong names for a ping that came through relay `region`
@@ -70,6 +71,7 @@ pub(super) fn configure(
                     key: key.0,
                     boxer: Arc::new(Boxer::new(&shared.disco_secret, &key.0)),
                     home_relay: config.home_relay,
+                    replays: std::sync::Mutex::default(),
                 });
                 // A new disco key is a restarted peer: paths start over.
                 *hearth_runtime::lock(&peer.paths) = Paths::default();
@@ -180,6 +182,14 @@ pub(super) fn tick(shared: &DeviceState, peer: &PeerState) {
         if last > 0 {
             paths.note_traffic(Duration::from_millis(last - 1));
         }
+        paths.note_wireguard(
+            WireguardCounts {
+                sent: peer.direct_sent.load(Ordering::Relaxed),
+                heard: peer.direct_heard.load(Ordering::Relaxed),
+                relayed: peer.relayed_heard.load(Ordering::Relaxed),
+            },
+            now,
+        );
         let actions = paths.tick(now, tx_id);
         let direct_now = update_route(shared, peer, disco.as_ref(), &paths, now);
         (actions, direct_now)
@@ -240,12 +250,26 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
     let Some(peer) = shared.peers().by_disco.get(&sender).cloned() else {
         return;
     };
+    let now = shared.now();
+    let message = {
+        let disco = hearth_runtime::read(&peer.disco);
+        let Some(disco) = disco.as_ref() else {
+            return;
+        };
+        let Ok((message, nonce)) = disco.boxer.open_with_nonce(packet) else {
+            return;
+        };
+        // A copy of a message seen before (a captured ping sent again from
+        // another address, say) is not a message from the peer now.
+        if !hearth_runtime::lock(&disco.replays).fresh(nonce, now) {
+            tracing::debug!(peer = %hearth_control::wire::WireGuardKey(peer.key), ?source, "a disco message seen before was dropped");
+            return;
+        }
+        message
+    };
     let boxer = match hearth_runtime::read(&peer.disco).as_ref() {
         Some(disco) => Arc::clone(&disco.boxer),
         None => return,
-    };
-    let Ok(message) = boxer.open(packet) else {
-        return;
     };
     tracing::trace!(peer = %hearth_control::wire::WireGuardKey(peer.key), ?message, ?source, "disco received");
     // Through a relay, the relay vouches for the sender's node key.
@@ -254,7 +278,6 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
     {
         return;
     }
-    let now = shared.now();
     match message {
         Message::Ping { tx, node_key } => {
             if node_key.is_some_and(|claimed| !peer.knows_key(&claimed)) {

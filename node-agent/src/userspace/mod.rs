@@ -114,6 +114,13 @@ struct PeerState {
     /// When data last went to or came from the peer (ms since the device
     /// started, 0: never): disco keeps paths of peers in use.
     last_traffic: AtomicU64,
+    /// For a disco peer: data sent on a direct path, and authenticated
+    /// WireGuard packets received from the direct path's address (a path is
+    /// trusted only while both move: [`crate::paths`]).
+    direct_sent: AtomicU64,
+    direct_heard: AtomicU64,
+    /// For a disco peer: authenticated WireGuard packets through the relay.
+    relayed_heard: AtomicU64,
 }
 
 /// A peer's previous tunnel after a key change. Sessions do not depend on
@@ -521,6 +528,9 @@ impl Device {
                     paths: Mutex::new(Paths::default()),
                     route: RwLock::new(Target::Nowhere),
                     last_traffic: AtomicU64::new(0),
+                    direct_sent: AtomicU64::new(0),
+                    direct_heard: AtomicU64::new(0),
+                    relayed_heard: AtomicU64::new(0),
                 });
                 for prefix in &config.allowed_ips {
                     table.by_address.insert(
@@ -846,8 +856,12 @@ fn encrypt_and_send(
     };
     shared.note_traffic(&peer);
     let target = peer.target();
-    if target == Target::Nowhere {
-        return Ok(());
+    match target {
+        Target::Nowhere => return Ok(()),
+        Target::Udp(_) => {
+            peer.direct_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Target::Relay { .. } => {}
     }
     let mut tunnel = hearth_runtime::lock(&peer.tunnel);
     if !has_session(&tunnel) {
@@ -1143,12 +1157,21 @@ fn decrypt(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]
     };
     drop(tunnel);
     // An authenticated packet: a plain WireGuard peer is reachable where it
-    // came from (roaming). Disco peers' paths are disco's to choose.
-    if let Source::Udp(address) = source
-        && hearth_runtime::read(&peer.disco).is_none()
-        && *hearth_runtime::read(&peer.endpoint) != Some(address)
-    {
-        *hearth_runtime::write(&peer.endpoint) = Some(address);
+    // came from (roaming). Disco peers' paths are disco's to choose; one
+    // that came over the direct path shows that path carries WireGuard.
+    match source {
+        Source::Udp(address) => {
+            if hearth_runtime::read(&peer.disco).is_none() {
+                if *hearth_runtime::read(&peer.endpoint) != Some(address) {
+                    *hearth_runtime::write(&peer.endpoint) = Some(address);
+                }
+            } else if *hearth_runtime::read(&peer.route) == Target::Udp(address) {
+                peer.direct_heard.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Source::Relay { .. } => {
+            peer.relayed_heard.fetch_add(1, Ordering::Relaxed);
+        }
     }
     let (length, from) = delivered?;
     if !owns_source(&shared.peers().by_address, &peer, from) {

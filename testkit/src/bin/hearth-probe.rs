@@ -19,6 +19,12 @@
 //!   second for SECONDS, each shaped like a WireGuard handshake initiation
 //!   (type 1, 148 bytes) with random contents, as an attacker on the LAN
 //!   who does not know the target's public key would; prints how many.
+//! - `hearth-probe disco-mitm PORT A B REPLAY_HEX`: the second review's
+//!   path hijack, as an attacker between two nodes that cannot reach each
+//!   other: on UDP port PORT, sends the captured disco ping REPLAY_HEX (one
+//!   that B sent to A) to A, then relays disco between A and B (A's
+//!   packets to B, B's to A, from this address) and drops every WireGuard
+//!   packet; prints a line of counts each second.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -208,6 +214,55 @@ fn flood(target: SocketAddr, rate: u64, seconds: u64) -> std::io::Result<u64> {
     Ok(sent)
 }
 
+/// Replays `ping` to `a`, then relays disco between `a` and `b` and drops
+/// WireGuard, printing `relayed disco D dropped wireguard W` each second.
+fn disco_mitm(port: u16, a: SocketAddr, b: SocketAddr, ping: &[u8]) -> std::io::Result<()> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", port))?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    // The replay, a few times over a second (as a real attacker would, in
+    // case one is lost).
+    for _ in 0..3 {
+        socket.send_to(ping, a)?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (mut relayed, mut dropped) = (0u64, 0u64);
+    let mut reported = std::time::Instant::now();
+    let mut buffer = [0u8; 65536];
+    loop {
+        if reported.elapsed() >= Duration::from_secs(1) {
+            println!("relayed disco {relayed} dropped wireguard {dropped}");
+            std::io::stdout().flush()?;
+            reported = std::time::Instant::now();
+        }
+        let (length, from) = match socket.recv_from(&mut buffer) {
+            Ok(received) => received,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let packet = &buffer[..length];
+        let to = if from == a {
+            b
+        } else if from == b {
+            a
+        } else {
+            continue;
+        };
+        if hearth_control::disco::looks_like_disco(packet) {
+            let _ = socket.send_to(packet, to);
+            relayed += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+}
+
 /// A small TCP and UDP helper run inside test namespaces.
 #[derive(clap::Parser)]
 #[command(version)]
@@ -250,6 +305,18 @@ enum Cli {
         seconds: u64,
         /// Pace, KiB a second.
         kib_per_second: u64,
+    },
+    /// Replay a captured disco ping to A, then relay disco between A and B
+    /// and drop WireGuard.
+    DiscoMitm {
+        /// UDP port to use.
+        port: u16,
+        /// Node A's WireGuard endpoint.
+        a: SocketAddr,
+        /// Node B's WireGuard endpoint.
+        b: SocketAddr,
+        /// The captured ping (B to A), in hex.
+        replay_hex: String,
     },
     /// Copy stdin to a connection and the connection to stdout.
     Pipe {
@@ -318,6 +385,24 @@ fn main() -> ExitCode {
                 ExitCode::from(code)
             }
         },
+        Cli::DiscoMitm {
+            port,
+            a,
+            b,
+            replay_hex,
+        } => {
+            let Ok(ping) = hex::decode(replay_hex.trim()) else {
+                eprintln!("the replay is not hex");
+                return ExitCode::from(2);
+            };
+            match disco_mitm(port, a, b, &ping) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("{error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cli::Pipe { address, port } => match pipe(SocketAddr::new(address, port)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

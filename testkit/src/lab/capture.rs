@@ -47,6 +47,11 @@ impl Lab {
 }
 
 impl Capture {
+    /// The pcap file being written (frames are flushed one by one).
+    pub fn path(&self) -> &std::path::Path {
+        &self.file
+    }
+
     /// Stops the capture and returns the pcap file's bytes.
     pub fn stop(mut self) -> Vec<u8> {
         std::thread::sleep(Duration::from_millis(300));
