@@ -97,7 +97,7 @@ if [[ "$stages" == *" 4 "* ]]; then
         # The node's own credential, made from the router's key by the
         # router's image (the key never leaves podman's secrets).
         podman run --rm --network none \
-            --secret "$token_secret,type=mount,target=/run/secrets/node.token,mode=0400" \
+            --secret "$token_secret,type=mount,target=/run/secrets/node.token,uid=65532,gid=65532,mode=0400" \
             localhost/hearth-router:latest node-token "$node" --node-token-file /run/secrets/node.token |
             podman secret create "$credential_secret" - >/dev/null
     fi

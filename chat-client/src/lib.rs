@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 pub enum ClientError {
     /// Nothing listens where the gateway should (not started yet, or
     /// restarting): nothing was sent.
-    #[error("the gateway is not answering: {0}")]
+    #[error("cannot reach the gateway (nothing answers there; is it running?): {0}")]
     Unreachable(String),
     /// The connection to the gateway failed.
     #[error("cannot reach the gateway: {0}")]

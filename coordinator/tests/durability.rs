@@ -242,7 +242,10 @@ async fn integrity_check_sqlite(state: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_never_writes_through_files_planted_beside_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("state"));
+    let server = Server::builder(&dir.path().join("state"))
+        .arg("--database")
+        .arg("sqlite")
+        .start();
     server.cli_ok(&["users", "create", "alice"]);
     // A directory anyone may write to, and the attacker's plants in it.
     let shared = dir.path().join("shared");

@@ -188,7 +188,9 @@ fn the_one_shot_deploy_checks_the_seeds_and_serves_a_device_through_the_relay() 
         );
     }
 
-    // A device on the host: config, relay, OHTTP gateway, router, node.
+    // A device on the host: config, relay, OHTTP gateway, router, node
+    // (with its own copy of the lab policy: one accepting dev evidence is
+    // never taken on the config server's word).
     let config = format!("http://127.0.0.1:{auth_port}");
     let answered = wait_until(Duration::from_secs(90), || {
         Command::new(binary("hearth-pcc"))
@@ -202,6 +204,8 @@ fn the_one_shot_deploy_checks_the_seeds_and_serves_a_device_through_the_relay() 
                 "--max-tokens",
                 "8",
             ])
+            .arg("--policy")
+            .arg(&policy)
             .output()
             .is_ok_and(|output| output.status.success() && !output.stdout.is_empty())
     });
