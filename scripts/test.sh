@@ -20,11 +20,22 @@ cargo build --workspace --locked --bins
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" || status=$?
 
+# The two passes below name test targets across the whole workspace
+# (`--workspace --test NAME`) rather than `-p PACKAGE`: with `-p`, cargo
+# resolves features for that package alone and rebuilds most dependencies a
+# second time, which doubles the disk a fresh machine needs. Test target
+# names are unique in the workspace for this reason.
+
 # The coordinator's tests once more with its state in PostgreSQL (a server
 # the tests start in a temporary directory): the same tests, both backends.
 if [[ $# == 0 ]]; then
     echo "test.sh: the coordinator's tests again, on PostgreSQL" >&2
-    HEARTH_TEST_DATABASE=postgres cargo test -p hearth-coordinator --locked --no-fail-fast || status=$?
+    coordinator_tests=()
+    for file in coordinator/tests/*.rs; do
+        coordinator_tests+=(--test "$(basename "$file" .rs)")
+    done
+    HEARTH_TEST_DATABASE=postgres cargo test --workspace --locked --no-fail-fast \
+        "${coordinator_tests[@]}" || status=$?
 fi
 
 # The data-plane tests once more on the userspace data plane's fallback
@@ -33,7 +44,7 @@ fi
 # changes and key rotation without dropping a session.
 if [[ $# == 0 ]]; then
     echo "test.sh: the data-plane tests again, with the kernel offloads off" >&2
-    HEARTH_OFFLOADS=off cargo test -p hearth-agent --locked --no-fail-fast \
-        --test mesh --test nat --test keys --test grants || status=$?
+    HEARTH_OFFLOADS=off cargo test --workspace --locked --no-fail-fast \
+        --test mesh --test nat --test rotation --test grants || status=$?
 fi
 exit "$status"
