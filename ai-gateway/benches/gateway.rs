@@ -127,7 +127,7 @@ impl GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = json!({
-            "gateway": {"port": port},
+            "gateway": {"port": port, "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
             "models": {"providers": providers},
             "agents": {"defaults": {"model": {"primary": primary}}},
             "hearth": {"dataDir": dir.path().join("data"),
@@ -300,6 +300,7 @@ async fn direct(endpoint: &Endpoint, message: &str, max_tokens: u32) -> (Duratio
         messages: vec![Message::new("user", message)],
         max_tokens: Some(max_tokens),
         temperature: None,
+        ..Default::default()
     };
     let start = Instant::now();
     let mut events = openai::stream_chat(endpoint, "tiny", &request)

@@ -190,11 +190,36 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
             "too many requests from this address; slow down".into(),
         )
     });
-    let limited = Router::new()
-        .route("/api/chat", post(chat))
-        .route("/v1/chat/completions", post(completions))
-        .layer(middleware::from_fn(json_only))
-        .layer(limiter);
+    // The OpenAI-style endpoints are off unless enabled, as in OpenClaw;
+    // either one brings the models and embeddings with it.
+    let endpoints = gateway.config.gateway.http;
+    let either = endpoints.chat_completions || endpoints.responses;
+    let mut limited = Router::new().route("/api/chat", post(chat));
+    limited = limited.route(
+        "/v1/chat/completions",
+        if endpoints.chat_completions {
+            post(completions)
+        } else {
+            post(not_enabled)
+        },
+    );
+    limited = limited.route(
+        "/v1/responses",
+        if endpoints.responses {
+            post(responses)
+        } else {
+            post(not_enabled)
+        },
+    );
+    limited = limited.route(
+        "/v1/embeddings",
+        if either {
+            post(embeddings)
+        } else {
+            post(not_enabled)
+        },
+    );
+    let limited = limited.layer(middleware::from_fn(json_only)).layer(limiter);
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route(
@@ -203,7 +228,18 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
                 Json(gateway.pubkeys(unix_seconds()))
             }),
         )
-        .route("/v1/models", get(models))
+        .route(
+            "/v1/models",
+            if either {
+                get(models)
+            } else {
+                get(not_enabled)
+            },
+        )
+        .route(
+            "/v1/models/{*id}",
+            if either { get(model) } else { get(not_enabled) },
+        )
         .merge(limited)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&auth),
@@ -211,6 +247,10 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/healthz", get(live))
+        .route("/livez", get(live))
+        .route("/readyz", get(ready))
+        .route("/ready", get(ready))
         .merge(protected)
         .fallback(|| async {
             error_body(
@@ -229,6 +269,36 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(auth, same_origin))
         .with_state(gateway)
+}
+
+/// An OpenAI-style endpoint the configuration leaves off.
+async fn not_enabled() -> Response {
+    error_body(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "this endpoint is off: set gateway.http.endpoints.chatCompletions.enabled (or \
+         responses.enabled) to true in the gateway's configuration"
+            .into(),
+    )
+}
+
+/// OpenClaw's liveness probe: the process serves HTTP.
+async fn live() -> Response {
+    Json(json!({"ok": true, "status": "live"})).into_response()
+}
+
+/// OpenClaw's readiness probe: some model can answer (a backend of the
+/// chain answered its last probe).
+async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
+    if gateway.router.ready() {
+        Json(json!({"ok": true, "status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ok": false, "status": "unavailable", "failing": ["models"]})),
+        )
+            .into_response()
+    }
 }
 
 /// Anyone may ask whether the gateway can answer, and how many backends
@@ -320,16 +390,269 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
     }
 }
 
-async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
-    let data: Vec<_> = gateway
-        .models()
+/// A header's text, if present and readable.
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+/// An error answer, before it becomes a response.
+struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_body(self.status, self.code, self.message)
+    }
+}
+
+/// `400 invalid_request_error`.
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: ErrorCode::InvalidRequestError,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Response {
+    bad(message).into_response()
+}
+
+/// Which agent answers and which model it starts with: OpenClaw's agent
+/// targets in `model` (`openclaw`, `openclaw/<id>`, …) or the
+/// `x-openclaw-agent-id` header; a backend model from `x-openclaw-model`,
+/// or (Hearth's own) a `provider/model` id of `/v1/models` in `model`.
+struct Selection {
+    agent: String,
+    route: Route,
+}
+
+fn select(
+    gateway: &Gateway,
+    model: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Selection, ApiError> {
+    let unknown = |name: &str| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: ErrorCode::ModelNotFound,
+        message: format!(
+            "no agent or model is called {name:?}; GET /v1/models lists them: {}",
+            model_ids(gateway).join(", ")
+        ),
+    };
+    let mut agent = gateway.agents.default_id().to_owned();
+    let mut chosen = None;
+    if let Some(name) = model.map(str::trim).filter(|name| !name.is_empty()) {
+        match gateway.agents.target(name) {
+            Some(Ok(id)) => agent = id.to_owned(),
+            Some(Err(())) => return Err(unknown(name)),
+            None => chosen = Some(gateway.model_named(name).ok_or_else(|| unknown(name))?),
+        }
+    }
+    if let Some(id) = header_text(headers, "x-openclaw-agent-id") {
+        if gateway.agents.get(id).is_none() {
+            return Err(unknown(id));
+        }
+        agent = id.to_owned();
+    }
+    if let Some(name) = header_text(headers, "x-openclaw-model") {
+        chosen = Some(gateway.model_named(name).ok_or_else(|| unknown(name))?);
+    }
+    let chosen = chosen.or_else(|| {
+        gateway
+            .agents
+            .get(&agent)
+            .and_then(|found| found.model.clone())
+    });
+    Ok(Selection {
+        agent,
+        route: chosen.map_or(Route::Chain(None), Route::StartingWith),
+    })
+}
+
+/// The session a request continues: `x-openclaw-session-key`, else the
+/// request's `user`; none means stateless. OpenClaw's internal namespaces
+/// are refused.
+fn session_key(user: Option<&str>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let key = header_text(headers, "x-openclaw-session-key")
+        .or(user.map(str::trim).filter(|user| !user.is_empty()));
+    match key {
+        Some(key)
+            if ["subagent:", "cron:", "acp:"]
+                .iter()
+                .any(|reserved| key.starts_with(reserved)) =>
+        {
+            Err(bad(format!(
+                "session keys starting with {:?} are reserved",
+                key.split(':').next().unwrap_or("")
+            )))
+        }
+        Some(key) if key.len() > 200 => Err(bad("a session key has at most 200 characters")),
+        key => Ok(key.map(str::to_owned)),
+    }
+}
+
+/// What every OpenAI-style turn needs besides the conversation.
+struct Turn {
+    selection: Selection,
+    session: Option<String>,
+    /// More system prompt (`instructions`), after the agent's persona.
+    instructions: Option<String>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    tools: Option<serde_json::Value>,
+    tool_choice: Option<serde_json::Value>,
+    sampling: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Admits an OpenAI-style request (the caller's rate and a reply slot, as
+/// for the encrypted API) and opens its reply. Without a session the
+/// caller brings the whole conversation and the agent's persona is added
+/// unless it brought a system prompt; with one, the session's history
+/// comes first and the exchange is kept.
+async fn open_chat(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    mut messages: Vec<Message>,
+    turn: Turn,
+    endpoint: &'static str,
+) -> Result<BoxStream<'static, ReplyEvent>, Response> {
+    let arrived = Instant::now();
+    let Some(last) = messages.pop() else {
+        return Err(invalid("the conversation is empty"));
+    };
+    let permit = gateway
+        .admit_plain(caller.address)
+        .map_err(|refused| refusal(gateway, refused))?;
+    let agent = gateway
+        .agents
+        .get(&turn.selection.agent)
+        .cloned()
+        .unwrap_or_default();
+    let brought_system = messages.iter().any(|message| message.role == "system");
+    let persona = [
+        agent.persona.clone().filter(|_| !brought_system),
+        turn.instructions.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("\n\n");
+    let speaking = crate::agents::Agent {
+        persona: (!persona.is_empty()).then_some(persona),
+        ..agent
+    };
+    let (mut request, save) = match &turn.session {
+        Some(key) => {
+            let peer = caller.user.clone().unwrap_or_else(|| "operator".into());
+            let (session, stored) = gateway
+                .history(&format!("openai:{key}"), &peer)
+                .await
+                .map_err(|_| {
+                    error_body(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::Internal,
+                        "the session store failed".into(),
+                    )
+                })?;
+            let history: Vec<Message> = stored.iter().cloned().chain(messages).collect();
+            let request = gateway.request(
+                &speaking,
+                &history,
+                last.clone(),
+                turn.max_tokens,
+                turn.temperature,
+            );
+            (request, (last.role == "user").then_some((session, last)))
+        }
+        None => {
+            let mut request = gateway.request(
+                &crate::agents::Agent {
+                    persona: None,
+                    ..speaking.clone()
+                },
+                &[],
+                last.clone(),
+                turn.max_tokens,
+                turn.temperature,
+            );
+            request.messages = speaking
+                .persona
+                .iter()
+                .map(|text| Message::new("system", text.clone()))
+                .chain(messages)
+                .chain(std::iter::once(last))
+                .collect();
+            (request, None)
+        }
+    };
+    request.tools = turn.tools;
+    request.tool_choice = turn.tool_choice;
+    request.sampling = turn.sampling;
+    Ok(gateway
+        .open_turn(
+            &request,
+            arrived,
+            endpoint,
+            save,
+            Some(permit),
+            turn.selection.route,
+        )
+        .await)
+}
+
+/// The OpenAI model ids: the agents (as OpenClaw lists them), then the
+/// backend models as `provider/model` (Hearth's own addition).
+fn model_ids(gateway: &Gateway) -> Vec<String> {
+    gateway
+        .agents
+        .model_ids()
         .into_iter()
-        .map(|model| json!({"id": model.to_string(), "object": "model", "created": 0, "owned_by": "hearth"}))
+        .chain(gateway.models().iter().map(ToString::to_string))
+        .collect()
+}
+
+fn model_object(id: &str) -> serde_json::Value {
+    let owner = if id.starts_with("openclaw") {
+        "openclaw"
+    } else {
+        "hearth"
+    };
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+}
+
+async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
+    let data: Vec<_> = model_ids(&gateway)
+        .iter()
+        .map(|id| model_object(id))
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-/// An OpenAI chat completion request (other OpenAI fields are accepted and ignored).
+async fn model(
+    State(gateway): State<Arc<Gateway>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if model_ids(&gateway).contains(&id) {
+        Json(model_object(&id)).into_response()
+    } else {
+        error_body(
+            StatusCode::NOT_FOUND,
+            ErrorCode::ModelNotFound,
+            format!("no model is called {id:?}; GET /v1/models lists them"),
+        )
+    }
+}
+
+/// An OpenAI chat completion request; other OpenAI fields are accepted
+/// and ignored.
 #[derive(Debug, Deserialize)]
 struct CompletionRequest {
     #[serde(default)]
@@ -338,106 +661,140 @@ struct CompletionRequest {
     #[serde(default)]
     stream: bool,
     #[serde(default)]
+    stream_options: Option<serde_json::Value>,
+    #[serde(default)]
     max_tokens: Option<u32>,
     #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
     temperature: Option<f32>,
+    #[serde(default)]
+    tools: Option<serde_json::Value>,
+    #[serde(default)]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The HTTP status of a failed reply on the OpenAI API.
-fn failure_status(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::ContextOverflow | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorCode::NoModel => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_GATEWAY,
+/// The sampling settings of `rest` that pass through, range-checked as
+/// OpenClaw checks them.
+fn sampling(
+    temperature: Option<f32>,
+    rest: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if temperature.is_some_and(|value| !(0.0..=2.0).contains(&value)) {
+        return Err(bad("temperature must be from 0 to 2"));
     }
+    let number = |key: &str, low: f64, high: f64| -> Result<(), ApiError> {
+        match rest.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(()),
+            Some(value)
+                if value
+                    .as_f64()
+                    .is_some_and(|value| (low..=high).contains(&value)) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(bad(format!("{key} must be a number from {low} to {high}"))),
+        }
+    };
+    number("top_p", 0.0, 1.0)?;
+    number("frequency_penalty", -2.0, 2.0)?;
+    number("presence_penalty", -2.0, 2.0)?;
+    match rest.get("seed") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(value) if value.is_i64() || value.is_u64() => {}
+        Some(_) => return Err(bad("seed must be a whole number")),
+    }
+    match rest.get("stop") {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::String(_)) => {}
+        Some(serde_json::Value::Array(stops))
+            if stops.len() <= 4
+                && stops
+                    .iter()
+                    .all(|stop| stop.as_str().is_some_and(|stop| !stop.is_empty())) => {}
+        Some(_) => {
+            return Err(bad("stop must be a string or up to 4 non-empty strings"));
+        }
+    }
+    Ok(hearth_llm::SAMPLING
+        .iter()
+        .filter_map(|key| {
+            rest.get(*key)
+                .filter(|value| !value.is_null())
+                .map(|value| ((*key).to_owned(), value.clone()))
+        })
+        .collect())
 }
 
 async fn completions(
     State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let arrived = Instant::now();
-
     let request: CompletionRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => {
-            return error_body(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidRequestError,
-                format!("not a chat completion request: {error}"),
-            );
-        }
+        Err(error) => return invalid(format!("not a chat completion request: {error}")),
     };
-    let Some((last, history)) = request.messages.split_last() else {
-        return error_body(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidRequestError,
-            "`messages` is empty".into(),
-        );
+    if request.messages.is_empty() {
+        return invalid("`messages` is empty");
+    }
+    if let Err(why) =
+        crate::openai::check_tools(request.tools.as_ref(), request.tool_choice.as_ref())
+    {
+        return invalid(why);
+    }
+    let sampling = match sampling(request.temperature, &request.rest) {
+        Ok(sampling) => sampling,
+        Err(error) => return error.into_response(),
     };
-    let route = match request.model.as_deref() {
-        None | Some("") => Route::Chain(None),
-        Some(name) => match gateway.model_named(name) {
-            Some(model) => Route::StartingWith(model),
-            None => {
-                let known: Vec<String> = gateway.models().iter().map(ToString::to_string).collect();
-                return error_body(
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::ModelNotFound,
-                    format!(
-                        "no model is called {name:?}; GET /v1/models lists them: {}",
-                        known.join(", ")
-                    ),
-                );
-            }
-        },
+    let selection = match select(&gateway, request.model.as_deref(), &headers) {
+        Ok(selection) => selection,
+        Err(error) => return error.into_response(),
     };
-    // The same admission as the encrypted API: the caller's rate and a reply slot.
-    let permit = match gateway.admit_plain(peer.ip()) {
-        Ok(permit) => permit,
-        Err(refused) => return refusal(&gateway, refused),
+    let session = match session_key(request.user.as_deref(), &headers) {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
     };
-    let has_system = history.iter().any(|message| message.role == "system");
-    let mut backend_request =
-        gateway.request(&[], last.clone(), request.max_tokens, request.temperature);
-    // The caller manages its own history; the persona is added only when it brought no system prompt.
-    let persona = backend_request
-        .messages
-        .first()
-        .filter(|message| message.role == "system" && !has_system)
-        .cloned();
-    backend_request.messages = persona
-        .into_iter()
-        .chain(history.iter().cloned())
-        .chain(std::iter::once(last.clone()))
-        .collect();
+    let include_usage = request
+        .stream_options
+        .as_ref()
+        .is_some_and(|options| options["include_usage"] == true);
+    let turn = Turn {
+        selection,
+        session,
+        instructions: None,
+        max_tokens: request.max_completion_tokens.or(request.max_tokens),
+        temperature: request.temperature,
+        tools: request.tools,
+        tool_choice: request.tool_choice,
+        sampling,
+    };
+    let mut events = match open_chat(&gateway, &caller, request.messages, turn, "completions").await
+    {
+        Ok(events) => events,
+        Err(error) => return error.into_response(),
+    };
     let id = format!(
         "chatcmpl-{}",
         hearth_e2ee::envelope::b64(&rand::random::<[u8; 9]>())
     );
     let created = unix_seconds();
 
-    let mut events = gateway
-        .open_turn(
-            &backend_request,
-            arrived,
-            "completions",
-            None,
-            Some(permit),
-            route,
-        )
-        .await;
-
     if !request.stream {
         let (mut model, mut text, mut finish, mut usage) =
             (String::new(), String::new(), None, None);
+        let mut calls = crate::openai::ToolCalls::default();
         while let Some(event) = events.next().await {
             match event {
                 ReplyEvent::Meta {
                     model: answering, ..
                 } => model = answering,
                 ReplyEvent::Delta { text: more } => text.push_str(&more),
+                ReplyEvent::ToolCalls { calls: more } => calls.push(&more),
                 ReplyEvent::Done {
                     finish_reason,
                     usage: counts,
@@ -452,9 +809,14 @@ async fn completions(
             }
         }
         let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
+        let message = if calls.is_empty() {
+            json!({"role": "assistant", "content": text})
+        } else {
+            json!({"role": "assistant", "content": if text.is_empty() { serde_json::Value::Null } else { json!(text) }, "tool_calls": calls.calls()})
+        };
         return Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": usage,
         }))
         .into_response();
@@ -473,8 +835,17 @@ async fn completions(
                     vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)]
                 }
                 ReplyEvent::Delta { text } => vec![chunk(&model, json!({"content": text}), None)],
+                ReplyEvent::ToolCalls { calls } => vec![chunk(&model, json!({"tool_calls": calls}), None)],
                 // `[DONE]` only after a complete reply: an error ends the stream without it.
-                ReplyEvent::Done { finish_reason, .. } => vec![chunk(&model, json!({}), Some(&finish_reason)), json!("[DONE]")],
+                ReplyEvent::Done { finish_reason, usage } => {
+                    let mut lines = vec![chunk(&model, json!({}), Some(&finish_reason))];
+                    if include_usage {
+                        let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
+                        lines.push(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}));
+                    }
+                    lines.push(json!("[DONE]"));
+                    lines
+                }
                 ReplyEvent::Error { code, message } => vec![json!({"error": {"code": code, "message": message}})],
                 ReplyEvent::Notice { .. } => Vec::new(),
             };
@@ -485,4 +856,188 @@ async fn completions(
         })
         .boxed();
     sse(lines, gateway.keepalive())
+}
+
+/// `POST /v1/responses` (OpenResponses): `input` items and `instructions`
+/// read as a chat, the reply as a response object or its SSE events.
+async fn responses(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(error) => return invalid(format!("not a responses request: {error}")),
+    };
+    let chat = match crate::openai::responses_chat(&body) {
+        Ok(chat) => chat,
+        Err(why) => return invalid(why),
+    };
+    let temperature = body
+        .get("temperature")
+        .and_then(serde_json::Value::as_f64)
+        .map(|value| value as f32);
+    let sampling = match sampling(temperature, &body) {
+        Ok(sampling) => sampling
+            .into_iter()
+            .filter(|(key, _)| key == "top_p")
+            .collect(),
+        Err(error) => return error.into_response(),
+    };
+    let selection = match select(
+        &gateway,
+        body.get("model").and_then(serde_json::Value::as_str),
+        &headers,
+    ) {
+        Ok(selection) => selection,
+        Err(error) => return error.into_response(),
+    };
+    let session = match session_key(
+        body.get("user").and_then(serde_json::Value::as_str),
+        &headers,
+    ) {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
+    };
+    let max_tokens = body
+        .get("max_output_tokens")
+        .and_then(serde_json::Value::as_u64)
+        .map(|tokens| u32::try_from(tokens).unwrap_or(u32::MAX));
+    let turn = Turn {
+        selection,
+        session,
+        instructions: chat.system,
+        max_tokens,
+        temperature,
+        tools: chat.tools,
+        tool_choice: chat.tool_choice,
+        sampling,
+    };
+    let mut events = match open_chat(&gateway, &caller, chat.messages, turn, "responses").await {
+        Ok(events) => events,
+        Err(error) => return error.into_response(),
+    };
+    let mut stream =
+        crate::openai::ResponseStream::new(format!("resp_{}", hex_id()), unix_seconds());
+    if body.get("stream") != Some(&serde_json::Value::Bool(true)) {
+        let mut failure = None;
+        while let Some(event) = events.next().await {
+            if let ReplyEvent::Error { code, .. } = &event {
+                failure = Some(*code);
+            }
+            stream.push(&event);
+        }
+        if let Some(code) = failure {
+            return error_body(failure_status(code), code, failure_message(code).into());
+        }
+        return Json(stream.response("completed")).into_response();
+    }
+    let lines = events
+        .flat_map(move |event| {
+            let lines: Vec<Bytes> = stream
+                .push(&event)
+                .into_iter()
+                .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+                .collect();
+            futures_util::stream::iter(lines)
+        })
+        .boxed();
+    sse(lines, gateway.keepalive())
+}
+
+/// A random id for responses.
+fn hex_id() -> String {
+    rand::random::<[u8; 12]>()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The HTTP status of a failed reply on the OpenAI API.
+fn failure_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::ContextOverflow | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::NoModel => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// An OpenAI embeddings request.
+#[derive(Debug, Deserialize)]
+struct EmbeddingRequest {
+    #[serde(default)]
+    model: Option<String>,
+    input: serde_json::Value,
+    #[serde(default)]
+    dimensions: Option<u32>,
+}
+
+/// Most inputs in one embeddings request.
+const MAX_EMBEDDING_INPUTS: usize = 256;
+
+/// `POST /v1/embeddings`: `input` a string or a list of them; `model` an
+/// agent target (its model, or `x-openclaw-model`) or a backend model.
+async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: EmbeddingRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return invalid(format!("not an embeddings request: {error}")),
+    };
+    let inputs: Vec<String> = match &request.input {
+        serde_json::Value::String(text) => vec![text.clone()],
+        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        _ => return invalid("`input` must be a string or a list of strings"),
+    };
+    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+        return invalid(format!(
+            "`input` must hold 1 to {MAX_EMBEDDING_INPUTS} strings"
+        ));
+    }
+    let selection = match select(&gateway, request.model.as_deref(), &headers) {
+        Ok(selection) => selection,
+        Err(error) => return error.into_response(),
+    };
+    let _permit = match gateway.admit_plain(caller.address) {
+        Ok(permit) => permit,
+        Err(refused) => return refusal(&gateway, refused),
+    };
+    let first = match &selection.route {
+        Route::StartingWith(model) => Some(model),
+        Route::Chain(_) => None,
+    };
+    match gateway
+        .router
+        .embed(first, &inputs, request.dimensions)
+        .await
+    {
+        Ok((model, vectors)) => {
+            gateway.metrics.outcome("embeddings", "ok");
+            let data: Vec<_> = vectors
+                .into_iter()
+                .enumerate()
+                .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+                .collect();
+            Json(
+                json!({"object": "list", "model": model.to_string(), "data": data,
+                        "usage": {"prompt_tokens": 0, "total_tokens": 0}}),
+            )
+            .into_response()
+        }
+        Err(_) => {
+            gateway.metrics.outcome("embeddings", "no_model");
+            error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::NoModel,
+                "no model gave embeddings (a llama-server gives them when started with --embeddings --pooling mean)".into(),
+            )
+        }
+    }
 }

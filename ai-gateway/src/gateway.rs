@@ -19,6 +19,7 @@ use hearth_llm::{Ahead, ChatRequest, Message, ModelRef, RouteError, Router, Stre
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::agents::{Agent, Agents};
 use crate::config::Config;
 use crate::context;
 use crate::journal::Journal;
@@ -134,6 +135,13 @@ impl Turn {
                 }
                 return Some(ReplyEvent::Delta { text });
             }
+            Some(Ok(StreamEvent::ToolCalls(calls))) => {
+                if self.first {
+                    metrics.first_token(self.arrived.elapsed());
+                    self.first = false;
+                }
+                return Some(ReplyEvent::ToolCalls { calls });
+            }
             Some(Ok(StreamEvent::Done {
                 finish_reason,
                 usage,
@@ -226,7 +234,8 @@ pub struct Gateway {
     keys: KeyStore,
     replay: Mutex<Replay>,
     sessions: Sessions,
-    persona: Option<String>,
+    /// The agents (personas) callers can address.
+    pub agents: Agents,
     device_limiter: DefaultKeyedRateLimiter<[u8; 32]>,
     caller_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
     streams: Arc<Semaphore>,
@@ -252,11 +261,7 @@ impl Gateway {
         let sessions = Sessions::open(data_dir)
             .await
             .with_context(|| "cannot open the session store")?;
-        let persona = match &config.agents.defaults.workspace {
-            Some(workspace) => crate::persona::load(workspace)
-                .with_context(|| format!("cannot read the workspace {}", workspace.display()))?,
-            None => None,
-        };
+        let agents = load_agents(&config)?;
         let router = Arc::new(crate::build_router(&config)?);
         let (journal, window) = Journal::open(
             &data_dir.join("replay.journal"),
@@ -275,7 +280,7 @@ impl Gateway {
             router,
             keys,
             sessions,
-            persona,
+            agents,
             config,
         }))
     }
@@ -440,6 +445,7 @@ impl Gateway {
         };
         let user = Message::new("user", payload.message);
         let request = self.request(
+            self.agents.default_agent(),
             &history,
             user.clone(),
             payload.max_tokens,
@@ -456,32 +462,39 @@ impl Gateway {
         .await
     }
 
-    /// The backend request: persona, history fitted to the primary model's
-    /// context, the new message, capped generation length.
+    /// The backend request for `agent`: its persona, history fitted to
+    /// the context of the model it starts with, the new message, capped
+    /// generation length.
     pub fn request(
         &self,
+        agent: &Agent,
         history: &[Message],
         new: Message,
         max_tokens: Option<u32>,
         temperature: Option<f32>,
     ) -> ChatRequest {
-        let (context_window, model_max) = self
-            .router
-            .chain()
-            .first()
+        let (context_window, model_max) = agent
+            .model
+            .as_ref()
+            .or_else(|| self.router.chain().first())
             .and_then(|model| self.config.model(&model.provider, &model.model))
-            .map_or((8192, 1024), |model| {
-                (model.context_window, model.max_tokens)
-            });
+            .map_or(
+                (
+                    crate::config::DEFAULT_CONTEXT,
+                    crate::config::DEFAULT_MAX_TOKENS,
+                ),
+                |model| (model.context_window, model.max_tokens),
+            );
         let max_tokens = max_tokens
             .unwrap_or(model_max)
             .min(model_max)
             .min(self.config.hearth.limits.max_tokens);
         let budget = context_window.saturating_sub(max_tokens) as usize;
         ChatRequest {
-            messages: context::fit(self.persona.as_deref(), history, new, budget),
+            messages: context::fit(agent.persona.as_deref(), history, new, budget),
             max_tokens: Some(max_tokens),
             temperature,
+            ..Default::default()
         }
     }
 
@@ -546,6 +559,15 @@ impl Gateway {
             .boxed()
     }
 
+    /// The current session of (channel, peer) and its history.
+    pub async fn history(
+        &self,
+        channel: &str,
+        peer: &str,
+    ) -> Result<(String, Arc<Vec<Message>>), sqlx::Error> {
+        self.sessions.current(channel, peer).await
+    }
+
     /// The models that can answer (those of the chain), by name.
     pub fn models(&self) -> Vec<ModelRef> {
         let mut models = self.router.chain().to_vec();
@@ -577,4 +599,44 @@ impl Gateway {
     pub fn keepalive(&self) -> Duration {
         Duration::from_secs(10)
     }
+}
+
+/// The agents of `config`, their personas read from their workspaces (an
+/// agent without one has the defaults' workspace).
+fn load_agents(config: &Config) -> anyhow::Result<Agents> {
+    use anyhow::Context as _;
+    let persona = |workspace: Option<&std::path::PathBuf>| -> anyhow::Result<Option<String>> {
+        match workspace {
+            Some(workspace) => crate::persona::load(workspace)
+                .with_context(|| format!("cannot read the workspace {}", workspace.display())),
+            None => Ok(None),
+        }
+    };
+    let defaults = &config.agents.defaults;
+    let fallback = Agent {
+        name: None,
+        persona: persona(defaults.workspace.as_ref())?,
+        model: None,
+    };
+    let mut agents = std::collections::BTreeMap::new();
+    let mut default = None;
+    for (id, entry) in &config.agents.entries {
+        let model = entry
+            .model
+            .as_ref()
+            .and_then(|chain| chain.primary.as_deref())
+            .and_then(|text| ModelRef::parse(text).ok());
+        agents.insert(
+            id.clone(),
+            Agent {
+                name: entry.name.clone(),
+                persona: persona(entry.workspace.as_ref().or(defaults.workspace.as_ref()))?,
+                model,
+            },
+        );
+        if entry.default && default.is_none() {
+            default = Some(id.clone());
+        }
+    }
+    Ok(Agents::new(agents, default, fallback))
 }

@@ -11,13 +11,16 @@
 
 use std::time::Duration;
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod context;
+pub mod doctor;
 pub mod gateway;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod openai;
 pub mod persona;
 pub mod server;
 pub mod sessions;
@@ -40,8 +43,17 @@ pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, heart
             attestation,
         });
     }
-    let chain = config
-        .chain()
+    // Agents' own models follow the default chain, so that a request for an
+    // agent can start with its model (and fall back along the chain).
+    let mut names = config.chain();
+    for entry in config.agents.entries.values() {
+        for name in entry.model.iter().flat_map(config::ModelChain::list) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let chain = names
         .iter()
         .map(|text| hearth_llm::ModelRef::parse(text))
         .collect::<Result<Vec<_>, _>>()?;

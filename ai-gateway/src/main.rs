@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hearth_chat_client::{ChatClient, device_key};
 use hearth_e2ee::{ChatPayload, ReplyEvent};
-use hearth_gateway::config::{Config, FileConfig};
+use hearth_gateway::config::{self, Loaded, Overrides, Problems};
+use hearth_gateway::doctor;
 
 /// Hearth's AI gateway: end-to-end encrypted chat with local models.
 #[derive(Parser)]
@@ -22,11 +23,32 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve {
-        /// JSON5 configuration (OpenClaw's openclaw.json subset) [default:
+        /// JSON5 configuration (OpenClaw's openclaw.json) [default:
         /// $OPENCLAW_CONFIG_PATH, then ~/.openclaw/openclaw.json, then
         /// /etc/hearth/openclaw.json, the first that exists].
         #[arg(long, env = "HEARTH_GATEWAY_CONFIG")]
         config: Option<PathBuf>,
+        /// The port, over gateway.port (OpenClaw's variable).
+        #[arg(long, env = "OPENCLAW_GATEWAY_PORT")]
+        port: Option<u16>,
+        /// The data directory, over hearth.dataDir.
+        #[arg(long, env = "HEARTH_GATEWAY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check the running setup: configuration, token file, data directory,
+    /// workspace files, backends.
+    Doctor {
+        /// The configuration [default: as `serve` finds it].
+        #[arg(long, env = "HEARTH_GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data directory, over hearth.dataDir.
+        #[arg(long, env = "HEARTH_GATEWAY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Ask a question through the encrypted API and print the streamed answer.
     Chat {
@@ -53,35 +75,148 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Read each file as `serve` would: exit 1 if any has a problem; list
+    /// every problem with its path, and the keys the gateway ignores.
+    Validate {
+        /// The files [default: as `serve` finds it].
+        files: Vec<PathBuf>,
+        /// `text`, or `json` (one object per file, one per line).
+        #[arg(long, default_value = "text")]
+        output: Output,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// The configuration file `serve` would read.
+fn find_config(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let candidates = config::config_candidates(
+        given,
+        std::env::var_os("OPENCLAW_CONFIG_PATH").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    );
+    candidates
+        .iter()
+        .find(|path| path.exists())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no configuration: give --config, or create one of {}",
+                candidates
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// Reads the configuration at `path`, or says everything wrong with it.
+fn load(path: &std::path::Path, overrides: &Overrides) -> anyhow::Result<Loaded> {
+    config::load(path, &config::System, overrides).map_err(|problems: Problems| {
+        anyhow::anyhow!(
+            "{} is not a valid configuration: {problems}",
+            path.display()
+        )
+    })
+}
+
+/// `config validate`: whether each file is valid; exit code 1 if any is not.
+fn validate(files: Vec<PathBuf>, output: Output) -> anyhow::Result<()> {
+    let files = if files.is_empty() {
+        vec![find_config(None)?]
+    } else {
+        files
+    };
+    let mut invalid = 0;
+    let count = files.len();
+    let mut out = std::io::stdout().lock();
+    for file in files {
+        let result = config::load(&file, &config::System, &Overrides::default());
+        invalid += usize::from(result.is_err());
+        match output {
+            Output::Json => {
+                let (problems, notes) = match &result {
+                    Ok(loaded) => (Vec::new(), loaded.notes.clone()),
+                    Err(problems) => (problems.0.clone(), Vec::new()),
+                };
+                let line = serde_json::json!({
+                    "path": file,
+                    "valid": result.is_ok(),
+                    "problems": problems
+                        .iter()
+                        .map(|problem| serde_json::json!({"path": problem.path, "message": problem.message}))
+                        .collect::<Vec<_>>(),
+                    "notes": notes,
+                });
+                writeln!(out, "{line}")?;
+            }
+            Output::Text => match &result {
+                Ok(loaded) => {
+                    writeln!(out, "{}: valid", file.display())?;
+                    for note in &loaded.notes {
+                        writeln!(out, "  {}: {}", note.path, note.note)?;
+                    }
+                }
+                Err(problems) => writeln!(out, "{}: {problems}", file.display())?,
+            },
+        }
+    }
+    if invalid > 0 {
+        anyhow::bail!("{invalid} of {count} configuration files are not valid");
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            port,
+            data_dir,
+        } => {
             hearth_runtime::init("info");
-            let candidates = hearth_gateway::config::config_candidates(
-                config,
-                std::env::var_os("OPENCLAW_CONFIG_PATH").map(PathBuf::from),
-                std::env::var_os("HOME").map(PathBuf::from),
-            );
-            let config = candidates
-                .iter()
-                .find(|path| path.exists())
-                .cloned()
-                .with_context(|| {
-                    format!(
-                        "no configuration: give --config, or create one of {}",
-                        candidates
-                            .iter()
-                            .map(|path| path.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
-            tracing::info!(path = %config.display(), "configuration read");
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("cannot read {}", config.display()))?;
-            let config = Config::parse(&text)
-                .with_context(|| format!("{} is not a valid configuration", config.display()))?;
-            hearth_gateway::server::serve(config, hearth_runtime::shutdown_signal()).await
+            let path = find_config(config)?;
+            let loaded = load(&path, &Overrides { port, data_dir })?;
+            tracing::info!(path = %path.display(), "configuration read");
+            for note in &loaded.notes {
+                if note.note.starts_with("warning:") {
+                    tracing::warn!(path = %note.path, "{}", note.note);
+                } else {
+                    tracing::info!(path = %note.path, "{}", note.note);
+                }
+            }
+            hearth_gateway::server::serve(loaded.config, hearth_runtime::shutdown_signal()).await
+        }
+        Command::Config {
+            command: ConfigCommand::Validate { files, output },
+        } => validate(files, output),
+        Command::Doctor { config, data_dir } => {
+            let path = find_config(config)?;
+            let loaded = load(
+                &path,
+                &Overrides {
+                    port: None,
+                    data_dir,
+                },
+            )?;
+            let checks = doctor::run(&loaded).await;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "configuration {}: valid", path.display())?;
+            for check in &checks {
+                writeln!(out, "{check}")?;
+            }
+            let failed = checks.iter().filter(|check| check.failed()).count();
+            if failed > 0 {
+                anyhow::bail!("{failed} check(s) failed");
+            }
+            Ok(())
         }
         Command::Chat {
             question,
@@ -129,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         failure = Some(format!("{code}: {message}"))
                     }
                     ReplyEvent::Meta { model, .. } => eprintln!("[{model}]"),
+                    ReplyEvent::ToolCalls { .. } => {}
                 })
                 .await?;
             if let Some(failure) = failure {

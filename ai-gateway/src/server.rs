@@ -13,20 +13,54 @@ use hearth_http::SameOrigin;
 use tokio::net::TcpListener;
 
 use crate::api::{Auth, router};
-use crate::config::{Config, TokenSource};
+use crate::config::{Bind, Config, GatewayMode, TokenSource};
 use crate::gateway::Gateway;
 
-/// Where to listen for `config`, and whether that is loopback only.
+/// Where to listen for `config`, and whether that is loopback only. As in
+/// OpenClaw, `tailnet` on a machine with no mesh address listens on
+/// loopback (and says so).
 pub fn bind_address(config: &Config) -> anyhow::Result<(SocketAddr, bool)> {
     let port = config.gateway.port;
-    let ip: IpAddr = match config.gateway.bind.as_str() {
-        "loopback" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "lan" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        "tailnet" => hearth_control::agent_api::mesh_address()
-            .context("bind \"tailnet\": this node has no mesh address (is hearth-agent up?)")?,
-        literal => literal.parse().context("gateway.bind")?,
+    let ip: IpAddr = match config.gateway.bind {
+        Bind::Loopback => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Bind::Lan => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Bind::Tailnet => match hearth_control::agent_api::mesh_address() {
+            Some(address) => address,
+            None => {
+                tracing::warn!(
+                    "bind \"tailnet\": this machine has no mesh address (is hearth-agent up?); listening on loopback"
+                );
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+        },
+        Bind::Address(address) => address,
     };
     Ok((SocketAddr::new(ip, port), ip.is_loopback()))
+}
+
+/// The secret callers must present: a given secret too short to stand
+/// beyond loopback gives way to the data directory's token file (OpenClaw
+/// would use it; anyone who can reach the port could guess it).
+fn secret(config: &Config, loopback: bool) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    let default = || config.hearth.data_dir.join("gateway.token");
+    Ok(match config.token_source() {
+        TokenSource::Given(token)
+            if !loopback && token.chars().count() < crate::config::MIN_SECRET =>
+        {
+            let path = default();
+            tracing::warn!(
+                path = %path.display(),
+                "gateway.auth: the shared secret has fewer than {} characters, too few beyond loopback; \
+                 callers must present the token in this file instead",
+                crate::config::MIN_SECRET
+            );
+            Some(hearth_files::token::load_or_create(&path)?)
+        }
+        TokenSource::Given(token) => Some(zeroize::Zeroizing::new(token)),
+        TokenSource::File(path) => Some(hearth_files::token::load_or_create(&path)?),
+        TokenSource::DataDir => Some(hearth_files::token::load_or_create(&default())?),
+        TokenSource::Off => None,
+    })
 }
 
 /// Serves `config` until `shutdown` completes.
@@ -34,12 +68,17 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if config.gateway.mode == GatewayMode::Remote {
+        bail!(
+            "gateway.mode is \"remote\": this file configures a client of a gateway on another machine; \
+             set it to \"local\" (or remove it) to run the gateway here"
+        );
+    }
     let (address, loopback) = bind_address(&config)?;
-    let token = match config.token_source() {
-        TokenSource::Given(token) => Some(zeroize::Zeroizing::new(token)),
-        TokenSource::File(path) => Some(hearth_files::token::load_or_create(&path)?),
-        TokenSource::Off => None,
-    };
+    let data_dir = &config.hearth.data_dir;
+    hearth_files::private::private_dir(data_dir)
+        .with_context(|| format!("cannot make the data directory {}", data_dir.display()))?;
+    let token = secret(&config, loopback)?;
     let auth = Auth {
         token,
         agent_socket: config.hearth.agent_socket.clone(),
@@ -60,14 +99,12 @@ pub async fn serve(
             "gateway.auth.mode is \"none\": every user of this machine can use the gateway"
         );
     }
-    let data_dir = &config.hearth.data_dir;
-    hearth_files::private::private_dir(data_dir)
-        .with_context(|| format!("cannot make the data directory {}", data_dir.display()))?;
     let gateway = Gateway::start(config, hearth_runtime::clock::unix_seconds()).await?;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4_096, 256));
+    let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, "gateway serving");
     let health = gateway.router.spawn_health_checks(Duration::from_secs(
         gateway.config.hearth.health_check_seconds.max(1),

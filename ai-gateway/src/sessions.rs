@@ -137,7 +137,7 @@ impl Sessions {
                 .await?;
         let history = Arc::new(
             rows.into_iter()
-                .map(|(role, content)| Message { role, content })
+                .map(|(role, content)| Message::new(&role, content))
                 .collect::<Vec<_>>(),
         );
         self.memory().cache(&session, Arc::clone(&history));

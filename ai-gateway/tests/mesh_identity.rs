@@ -58,7 +58,7 @@ fn mesh_nodes_are_let_in_by_tunnel_address_and_strangers_are_not() {
     ]);
     let _llama = lab.spawn(&home, "llama-server", command);
     let config = json!({
-        "gateway": {"bind": "lan", "port": 18789},
+        "gateway": {"bind": "lan", "port": 18789, "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
         "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions",
                                            "models": [{"id": "tiny", "contextWindow": 1024, "maxTokens": 16}]}}},
         "agents": {"defaults": {"model": {"primary": "local/tiny"}}},

@@ -45,6 +45,13 @@ pub enum ReplyEvent {
         /// The text.
         text: String,
     },
+    /// Tool calls the model makes, or fragments of them, in OpenAI's
+    /// streamed form (`[{index, id?, type?, function: {name?, arguments}}]`).
+    /// Only replies to requests that offered tools carry them.
+    ToolCalls {
+        /// The calls.
+        calls: serde_json::Value,
+    },
     /// A message from the gateway itself (e.g. "new session started").
     Notice {
         /// The text.

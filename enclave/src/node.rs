@@ -250,6 +250,7 @@ impl ComputeNode {
                     .min(self.max_tokens),
             ),
             temperature: request.temperature,
+            ..Default::default()
         };
         let opened = match self.llm.open_starting_with(&chat, &model).await {
             Ok(opened) => opened,
@@ -262,6 +263,7 @@ impl ComputeNode {
         };
         let events = opened.events.map(|event| match event {
             Ok(StreamEvent::Delta(text)) => ReplyEvent::Delta { text },
+            Ok(StreamEvent::ToolCalls(calls)) => ReplyEvent::ToolCalls { calls },
             Ok(StreamEvent::Done {
                 finish_reason,
                 usage,

@@ -5,14 +5,55 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// One message of a conversation.
+/// One message of a conversation. `content` is read from OpenAI's forms
+/// (text, `null`, or a list of parts whose text parts are joined); the tool
+/// fields pass through as the client sent them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text.
+    #[serde(default, deserialize_with = "content_text")]
     pub content: String,
+    /// The calls an assistant message made (OpenAI's `tool_calls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Value>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A tool's or participant's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// OpenAI's `content`: a string, `null`, or parts (`{type: "text", text}`).
+fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(String::new()),
+        Value::String(text) => Ok(text),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text" | "input_text" | "output_text") => {
+                        text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
+                    }
+                    other => {
+                        return Err(D::Error::custom(format!(
+                            "content parts of type {other:?} are not supported (text only)"
+                        )));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(D::Error::custom(
+            "content must be text, null or a list of parts",
+        )),
+    }
 }
 
 impl Message {
@@ -21,12 +62,15 @@ impl Message {
         Message {
             role: role.to_owned(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 }
 
 /// A chat request, backend-neutral.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// The conversation so far, oldest first.
     pub messages: Vec<Message>,
@@ -34,7 +78,26 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     pub temperature: Option<f32>,
+    /// Functions the model may call (OpenAI's `tools`), passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Value>,
+    /// OpenAI's `tool_choice`, passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// Other sampling settings passed through (`top_p`, `stop`, `seed`,
+    /// `frequency_penalty`, `presence_penalty`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub sampling: serde_json::Map<String, Value>,
 }
+
+/// The sampling settings a request may pass through to the model.
+pub const SAMPLING: [&str; 5] = [
+    "top_p",
+    "stop",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+];
 
 /// Token counts of a finished reply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +113,10 @@ pub struct Usage {
 pub enum StreamEvent {
     /// More text.
     Delta(String),
+    /// Tool calls, or fragments of them, in OpenAI's streamed form (a list
+    /// of `{index, id?, type?, function: {name?, arguments}}`): the
+    /// fragments of one call share its `index`.
+    ToolCalls(Value),
     /// The reply is complete.
     Done {
         /// Why generation stopped (`stop`, `length`...).
@@ -149,9 +216,6 @@ pub enum SetupError {
     /// A provider lists no base URL.
     #[error("provider `{0}` has no baseUrl")]
     NoBaseUrl(String),
-    /// The chain is empty.
-    #[error("no model is configured (agents.defaults.model.primary)")]
-    NoModel,
     /// A model of the chain names a provider that is not configured.
     #[error("model `{model}` names provider `{provider}`, which is not configured")]
     UnknownProvider {

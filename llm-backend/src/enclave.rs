@@ -179,6 +179,7 @@ pub async fn stream_chat(
             let mapped = match event {
                 ReplyEvent::Meta { .. } | ReplyEvent::Notice { .. } => continue,
                 ReplyEvent::Delta { text } => Ok(StreamEvent::Delta(text)),
+                ReplyEvent::ToolCalls { calls } => Ok(StreamEvent::ToolCalls(calls)),
                 ReplyEvent::Done {
                     finish_reason,
                     usage,

@@ -12,6 +12,7 @@
 
 pub mod chat;
 mod decoding;
+pub mod embed;
 pub mod enclave;
 pub mod endpoint;
 pub mod failover;
@@ -21,6 +22,8 @@ pub mod ollama;
 pub mod openai;
 pub mod router;
 
-pub use chat::{BackendError, ChatRequest, EventStream, Message, SetupError, StreamEvent, Usage};
+pub use chat::{
+    BackendError, ChatRequest, EventStream, Message, SAMPLING, SetupError, StreamEvent, Usage,
+};
 pub use endpoint::Api;
 pub use router::{Ahead, ModelRef, Opened, ProviderConfig, RouteError, Router};

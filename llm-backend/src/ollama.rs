@@ -45,10 +45,71 @@ pub fn request_body(model: &str, request: &ChatRequest) -> Value {
     if let Some(temperature) = request.temperature {
         options = options.temperature(temperature);
     }
-    let request = ChatMessageRequest::new(model.to_owned(), messages).options(options);
-    let mut body = serde_json::to_value(&request).expect("ollama-rs requests serialize");
+    let built = ChatMessageRequest::new(model.to_owned(), messages).options(options);
+    let mut body = serde_json::to_value(&built).expect("ollama-rs requests serialize");
     body["stream"] = Value::Bool(true);
+    // Tools, the calls assistant messages made and what tools answered, in
+    // Ollama's forms (arguments as objects); `tool_choice` has no equivalent.
+    if let Some(tools) = &request.tools {
+        body["tools"] = tools.clone();
+    }
+    if let Some(sent) = body["messages"].as_array_mut() {
+        for (sent, message) in sent.iter_mut().zip(&request.messages) {
+            if let Some(calls) = &message.tool_calls {
+                sent["tool_calls"] = ollama_calls(calls);
+            }
+            if let Some(name) = &message.name {
+                sent["tool_name"] = Value::String(name.clone());
+            }
+        }
+    }
+    for (key, value) in &request.sampling {
+        body["options"][key] = value.clone();
+    }
     body
+}
+
+/// OpenAI's tool calls (arguments as a JSON string) as Ollama's (an object).
+fn ollama_calls(calls: &Value) -> Value {
+    let calls = calls.as_array().map(Vec::as_slice).unwrap_or_default();
+    Value::Array(
+        calls
+            .iter()
+            .map(|call| {
+                let function = &call["function"];
+                let arguments = function["arguments"]
+                    .as_str()
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .unwrap_or_else(|| function["arguments"].clone());
+                serde_json::json!({"function": {"name": function["name"], "arguments": arguments}})
+            })
+            .collect(),
+    )
+}
+
+/// Ollama's tool calls (whole, arguments as objects) in OpenAI's streamed
+/// form; the `n`th call of the reply is `call_n`.
+pub fn openai_calls(calls: &Value, first: usize) -> Value {
+    let calls = calls.as_array().map(Vec::as_slice).unwrap_or_default();
+    Value::Array(
+        calls
+            .iter()
+            .enumerate()
+            .map(|(offset, call)| {
+                let function = &call["function"];
+                let arguments = match &function["arguments"] {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                serde_json::json!({
+                    "index": first + offset,
+                    "id": format!("call_{}", first + offset),
+                    "type": "function",
+                    "function": {"name": function["name"], "arguments": arguments},
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Starts a streamed chat with `model` on `endpoint`.
@@ -93,19 +154,21 @@ pub async fn probe(endpoint: &Endpoint) -> bool {
 #[derive(Default)]
 struct Ndjson {
     lines: LineSplitter,
+    /// Tool calls so far in this reply.
+    calls: usize,
 }
 
 impl Format for Ndjson {
     fn chunk(&mut self, bytes: &[u8], events: &mut Events) {
         match self.lines.push(bytes) {
-            Ok(lines) => lines.iter().for_each(|line| Ndjson::line(line, events)),
+            Ok(lines) => lines.iter().for_each(|line| self.line(line, events)),
             Err(error) => events.fail(BackendError::Protocol(error.to_string())),
         }
     }
 
     fn end(&mut self, events: &mut Events) {
         match std::mem::take(&mut self.lines).finish() {
-            Ok(Some(line)) => Ndjson::line(&line, events),
+            Ok(Some(line)) => self.line(&line, events),
             Ok(None) => {}
             Err(error) => events.fail(BackendError::Protocol(error.to_string())),
         }
@@ -113,7 +176,7 @@ impl Format for Ndjson {
 }
 
 impl Ndjson {
-    fn line(line: &str, events: &mut Events) {
+    fn line(&mut self, line: &str, events: &mut Events) {
         if events.ended() {
             return;
         }
@@ -141,6 +204,11 @@ impl Ndjson {
             .get("done_reason")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let calls = value
+            .get("message")
+            .and_then(|message| message.get("tool_calls"))
+            .filter(|calls| calls.as_array().is_some_and(|calls| !calls.is_empty()))
+            .map(|calls| openai_calls(calls, self.calls));
         let response: ChatMessageResponse = match serde_json::from_value(value) {
             Ok(response) => response,
             Err(error) => {
@@ -149,6 +217,10 @@ impl Ndjson {
         };
         if !response.message.content.is_empty() {
             events.push(StreamEvent::Delta(response.message.content));
+        }
+        if let Some(calls) = calls {
+            self.calls += calls.as_array().map_or(0, Vec::len);
+            events.push(StreamEvent::ToolCalls(calls));
         }
         if response.done {
             let usage = response.final_data.map(|data| Usage {

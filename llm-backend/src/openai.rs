@@ -45,6 +45,15 @@ pub async fn stream_chat_on(
     if let Some(temperature) = request.temperature {
         body["temperature"] = json!(temperature);
     }
+    if let Some(tools) = &request.tools {
+        body["tools"] = tools.clone();
+    }
+    if let Some(choice) = &request.tool_choice {
+        body["tool_choice"] = choice.clone();
+    }
+    for (key, value) in &request.sampling {
+        body[key] = value.clone();
+    }
     let body = serde_json::to_vec(&body).expect("a JSON value serializes");
     let response = link::post_json(
         endpoint.target(),
@@ -102,6 +111,8 @@ struct Choice<'a> {
 struct Delta<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -195,10 +206,17 @@ impl Sse {
         let Some(choice) = chunk.choices.and_then(|choices| choices.into_iter().next()) else {
             return;
         };
-        if let Some(text) = choice.delta.and_then(|delta| delta.content)
-            && !text.is_empty()
-        {
-            events.push(StreamEvent::Delta(text.into_owned()));
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.content
+                && !text.is_empty()
+            {
+                events.push(StreamEvent::Delta(text.into_owned()));
+            }
+            if let Some(calls) = delta.tool_calls
+                && calls.as_array().is_some_and(|calls| !calls.is_empty())
+            {
+                events.push(StreamEvent::ToolCalls(calls));
+            }
         }
         if let Some(reason) = choice.finish_reason {
             self.finish_reason = Some(reason.into_owned());

@@ -185,7 +185,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router over `providers`, trying `chain` (primary first).
+    /// A router over `providers`, trying `chain` (primary first). An empty
+    /// chain answers nothing and is never ready: a gateway with no model
+    /// configured still starts, and says so.
     pub fn new(providers: Vec<ProviderConfig>, chain: Vec<ModelRef>) -> Result<Router, SetupError> {
         let mut built = HashMap::new();
         for config in providers {
@@ -219,9 +221,6 @@ impl Router {
                     next: AtomicUsize::new(0),
                 },
             );
-        }
-        if chain.is_empty() {
-            return Err(SetupError::NoModel);
         }
         for model in &chain {
             if !built.contains_key(&model.provider) {
@@ -366,6 +365,47 @@ impl Router {
             if rest_backend {
                 let rest = self.cooldowns().fail(&model.provider, self.now());
                 tracing::info!(provider = %model.provider, seconds = rest.as_secs(), "backend rests after failures");
+            }
+        }
+        Err(RouteError::Exhausted(attempts))
+    }
+
+    /// Embeddings of `inputs` from the first model that gives them, trying
+    /// `first` (a model of the chain) before the rest of the chain; the
+    /// model that answered.
+    pub async fn embed(
+        &self,
+        first: Option<&ModelRef>,
+        inputs: &[String],
+        dimensions: Option<u32>,
+    ) -> Result<(ModelRef, Vec<Vec<f64>>), RouteError> {
+        let first = first.and_then(|model| self.chain.iter().position(|chained| chained == model));
+        let mut attempts = Vec::new();
+        for index in self.order(first) {
+            let model = &self.chain[index];
+            let provider = &self.providers[&model.provider];
+            for endpoint_index in provider.rotation() {
+                let state = &provider.endpoints[endpoint_index];
+                match crate::embed::embed(
+                    &state.endpoint,
+                    provider.config.api,
+                    &model.model,
+                    inputs,
+                    dimensions,
+                    provider.config.timeout,
+                )
+                .await
+                {
+                    Ok(vectors) => return Ok((model.clone(), vectors)),
+                    Err(error) => {
+                        tracing::warn!(model = %model, endpoint = %state.endpoint.label, error = %error.summary(), "embedding attempt failed");
+                        attempts.push(Attempt {
+                            model: model.to_string(),
+                            endpoint: state.endpoint.label.clone(),
+                            error,
+                        });
+                    }
+                }
             }
         }
         Err(RouteError::Exhausted(attempts))

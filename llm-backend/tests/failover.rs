@@ -28,6 +28,7 @@ fn request() -> ChatRequest {
         messages: vec![Message::new("user", "where is the tea")],
         max_tokens: Some(6),
         temperature: Some(0.0),
+        ..Default::default()
     }
 }
 
@@ -65,6 +66,7 @@ async fn text_of(mut opened: Opened) -> Result<String, BackendError> {
     while let Some(event) = opened.events.next().await {
         match event? {
             StreamEvent::Delta(delta) => text.push_str(&delta),
+            StreamEvent::ToolCalls(calls) => panic!("no tools were offered: {calls}"),
             StreamEvent::Done { .. } => return Ok(text),
         }
     }

@@ -23,6 +23,7 @@ fn request(text: &str, max_tokens: u32) -> ChatRequest {
         ],
         max_tokens: Some(max_tokens),
         temperature: Some(0.0),
+        ..Default::default()
     }
 }
 
@@ -46,6 +47,7 @@ async fn collect(
                 finish_reason,
                 usage,
             }) => return (text, deltas, Ok((finish_reason, usage))),
+            Ok(StreamEvent::ToolCalls(calls)) => panic!("no tools were offered: {calls}"),
             Err(error) => return (text, deltas, Err(error)),
         }
     }

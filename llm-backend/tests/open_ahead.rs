@@ -71,6 +71,7 @@ async fn the_request_travels_on_the_connection_opened_ahead() {
         messages: vec![Message::new("user", "where is the tea")],
         max_tokens: Some(4),
         temperature: None,
+        ..Default::default()
     };
     let server = tokio::spawn(async move {
         let received = read_request(&mut socket).await;
@@ -162,6 +163,7 @@ async fn a_connection_the_server_keeps_open_carries_the_next_request() {
         messages: vec![Message::new("user", "where is the tea")],
         max_tokens: Some(4),
         temperature: None,
+        ..Default::default()
     };
     for _ in 0..2 {
         let events: Vec<_> = hearth_llm::openai::stream_chat(&endpoint, "tiny", &request)

@@ -34,6 +34,7 @@ async fn collect(mut events: EventStream) -> Outcome {
                 text.push_str(&delta);
                 deltas += 1;
             }
+            Ok(StreamEvent::ToolCalls(calls)) => panic!("no tools were offered: {calls}"),
             Ok(StreamEvent::Done { finish_reason, .. }) => {
                 assert!(events.next().await.is_none(), "nothing follows the end");
                 return Outcome {
@@ -60,6 +61,7 @@ fn request() -> ChatRequest {
         messages: vec![Message::new("user", "hello")],
         max_tokens: Some(6),
         temperature: Some(0.0),
+        ..Default::default()
     }
 }
 

@@ -194,7 +194,7 @@ impl Assistant {
                 }
             }
             ReplyEvent::Error { code, .. } => failure = Some(Failure::Gateway(*code)),
-            ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } => {}
+            ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } | ReplyEvent::ToolCalls { .. } => {}
         };
         let mut outcome = self.client.chat(&payload, &mut on_event).await;
         if matches!(outcome, Err(ClientError::Unreachable(_))) {

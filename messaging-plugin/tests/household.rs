@@ -295,3 +295,35 @@ fn callers_outside_the_mesh_or_the_policy_are_refused() {
         (Some("ada"), Some("laptop"))
     );
 }
+
+#[test]
+fn the_household_demo_answers_in_english_with_a_real_model() {
+    if !hearth_testkit::is_root() {
+        hearth_testkit::lab::skip::<()>("the household demo needs root (network namespaces)");
+        return;
+    }
+    let output = std::process::Command::new(hearth_testkit::lab::binary("hearth-household"))
+        .args(["--once", "What should we cook tonight?"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{shown}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer = shown
+        .split("assistant: ")
+        .nth(1)
+        .and_then(|rest| rest.split("(answered by").next())
+        .unwrap_or_else(|| panic!("no answer in: {shown}"));
+    assert!(
+        hearth_testkit::household::looks_english(answer),
+        "not an English answer: {answer}"
+    );
+    assert!(
+        shown.contains("answered by SmolLM2-135M-Instruct"),
+        "{shown}"
+    );
+}

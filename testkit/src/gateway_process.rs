@@ -32,7 +32,7 @@ pub fn config(providers: &[(&str, &str, &str)]) -> Value {
         .map(|(id, _, _)| format!("{id}/tiny"))
         .collect();
     json!({
-        "gateway": {"bind": "loopback"},
+        "gateway": {"bind": "loopback", "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
         "models": {"providers": section},
         "agents": {"defaults": {"model": {"primary": chain[0], "fallbacks": chain[1..]}}},
         "hearth": {"connectTimeoutSeconds": 1, "healthCheckSeconds": 1},

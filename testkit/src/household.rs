@@ -14,10 +14,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::lab::{Agent, Coordinator, Host, Lab, Process, binary, wait_until};
-use crate::llama::{llama_server_binary, tiny_model};
+use crate::llama::{instruct_model, llama_server_binary, tiny_model};
 
 /// One second.
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The id the gateway gives the instruct model.
+pub const INSTRUCT_MODEL: &str = "SmolLM2-135M-Instruct";
 
 /// The messaging service's port on the hub.
 pub const MESSAGING_PORT: u16 = 18790;
@@ -41,6 +44,9 @@ pub struct Options {
     pub container_group: Option<u32>,
     /// Replies the gateway streams at once (`hearth.limits.maxConcurrentStreams`).
     pub gateway_streams: usize,
+    /// Answer with the small real instruct model (SmolLM2-135M-Instruct,
+    /// [`instruct_model`]) rather than the tiny random one.
+    pub instruct: bool,
 }
 
 impl Default for Options {
@@ -52,6 +58,7 @@ impl Default for Options {
             services: true,
             container_group: None,
             gateway_streams: 64,
+            instruct: false,
         }
     }
 }
@@ -105,7 +112,11 @@ impl Household {
     pub fn start(options: Options) -> Option<Household> {
         let mut lab = Lab::new()?;
         llama_server_binary()?;
-        tiny_model()?;
+        if options.instruct {
+            instruct_model()?;
+        } else {
+            tiny_model()?;
+        }
         let hub = lab.host("hub");
         let laptop = lab.host("laptop");
         let phone = lab.host("phone");
@@ -164,13 +175,18 @@ impl Household {
         }
 
         // The model and the gateway, on the hub's loopback.
+        let model_id = if options.instruct {
+            INSTRUCT_MODEL
+        } else {
+            "tiny"
+        };
         let gateway_config = dir.join("gateway.json");
         std::fs::write(
             &gateway_config,
             json!({
                 "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 5,
-                                                   "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 64}]}}},
-                "agents": {"defaults": {"model": {"primary": "local/tiny"}}},
+                                                   "models": [{"id": model_id, "contextWindow": 2048, "maxTokens": 256}]}}},
+                "agents": {"defaults": {"model": {"primary": format!("local/{model_id}")}}},
                 "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1,
                            "limits": {"maxConcurrentStreams": options.gateway_streams}},
             })
@@ -335,10 +351,15 @@ impl Household {
         );
     }
 
-    /// Starts llama-server with the tiny model on the hub's loopback, port 18090.
+    /// Starts llama-server with the model on the hub's loopback, port 18090.
     pub fn start_llama(&mut self) {
-        let (Some(llama), Some(model)) = (llama_server_binary(), tiny_model()) else {
-            panic!("llama-server and the tiny model were checked at the start")
+        let model = if self.options.instruct {
+            instruct_model()
+        } else {
+            tiny_model()
+        };
+        let (Some(llama), Some(model)) = (llama_server_binary(), model) else {
+            panic!("llama-server and the model were checked at the start")
         };
         let mut command = self.lab.command(&self.hub, &llama);
         command.arg("-m").arg(&model);
@@ -352,7 +373,15 @@ impl Household {
         };
         command.args(["-c", "2048", "-t", "1", "--no-webui"]);
         let hub = self.hub.clone();
-        self.llama = Some(self.lab.spawn(&hub, "llama-server", command));
+        let llama = self.lab.spawn(&hub, "llama-server", command);
+        // Ready once it says so: a real model takes a moment to load.
+        let loaded = wait_until(60 * SECOND, || llama.log_text().contains("model loaded"));
+        assert!(
+            loaded.is_some(),
+            "llama-server did not load its model: {}",
+            llama.log_text()
+        );
+        self.llama = Some(llama);
         if let (Some(socket), Some(group)) = (socket, self.options.container_group) {
             let made = wait_until(30 * SECOND, || socket.exists());
             assert!(
@@ -421,4 +450,41 @@ pub fn assistant_answer(
         household.messaging_log()
     );
     answer
+}
+
+/// Whether `text` reads as English prose rather than a random model's
+/// noise: at least ten words, mostly different, with at least four
+/// different common English function words among them.
+pub fn looks_english(text: &str) -> bool {
+    const COMMON: [&str; 24] = [
+        "the", "a", "an", "and", "or", "of", "to", "in", "for", "with", "you", "your", "is", "are",
+        "it", "this", "that", "on", "can", "be", "we", "our", "as", "from",
+    ];
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphabetic() && c != '\'')
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = words.iter().map(String::as_str).collect();
+    let common = COMMON
+        .iter()
+        .filter(|word| distinct.contains(*word))
+        .count();
+    words.len() >= 10 && distinct.len() * 3 >= words.len() && common >= 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_english;
+
+    #[test]
+    fn english_is_told_from_a_random_models_noise() {
+        assert!(looks_english(
+            "The perfect night's gathering for a culinary journey. You can choose from the comfort of your own kitchen."
+        ));
+        assert!(!looks_english(
+            "3 homee home home home home homee home rain3 home home home home home home rain home home"
+        ));
+        assert!(!looks_english("Yes."));
+    }
 }

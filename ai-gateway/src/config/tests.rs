@@ -1,4 +1,7 @@
-//! The configuration's parsing, defaults and refusals.
+//! The configuration as OpenClaw's files say it: parsing, defaults, what is
+//! ignored and why, and refusals listed all at once.
+
+use std::collections::HashMap;
 
 use super::*;
 
@@ -17,6 +20,73 @@ const EXAMPLE: &str = r#"{
 
 fn lookup(name: &str) -> Option<String> {
     (name == "OLLAMA_KEY").then(|| "secret".into())
+}
+
+fn parse(text: &str) -> Loaded {
+    Config::parse_with(text, &lookup).unwrap()
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    Config::parse_with(text, &lookup).unwrap_err().0
+}
+
+/// The notes at `path`, joined.
+fn note(loaded: &Loaded, path: &str) -> String {
+    let found: Vec<&str> = loaded
+        .notes
+        .iter()
+        .filter(|note| note.path == path)
+        .map(|note| note.note.as_str())
+        .collect();
+    assert!(!found.is_empty(), "no note at {path}: {:?}", loaded.notes);
+    found.join(" | ")
+}
+
+/// Files and variables for one test.
+struct Fake {
+    files: HashMap<PathBuf, String>,
+    vars: HashMap<String, String>,
+}
+
+impl Fake {
+    fn new(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Fake {
+        Fake {
+            files: files
+                .iter()
+                .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
+                .collect(),
+            vars: vars
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn load(&self, text: &str) -> Result<Loaded, Problems> {
+        parse_text(text, self)
+    }
+}
+
+fn parse_text(text: &str, sources: &Fake) -> Result<Loaded, Problems> {
+    super::parse(
+        text,
+        Path::new("/etc/openclaw/openclaw.json"),
+        sources,
+        &Overrides::default(),
+    )
+}
+
+impl Sources for Fake {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
 }
 
 #[test]
@@ -41,7 +111,8 @@ fn the_config_is_looked_for_where_openclaw_keeps_it() {
 
 #[test]
 fn an_openclaw_style_config_parses() {
-    let config = Config::parse_with(EXAMPLE, &lookup).unwrap();
+    let loaded = parse(EXAMPLE);
+    let config = &loaded.config;
     assert_eq!(config.gateway.port, 18789);
     assert_eq!(config.chain(), ["llamacpp/tiny", "ollama/llama3.2"]);
     assert_eq!(config.models.providers["ollama"].base_url.list().len(), 2);
@@ -50,120 +121,302 @@ fn an_openclaw_style_config_parses() {
         Some("secret")
     );
     assert_eq!(config.model("llamacpp", "tiny").unwrap().max_tokens, 128);
+    assert_eq!(config.models.providers["llamacpp"].timeout_seconds, 20);
+    assert!(
+        note(&loaded, "models.providers.llamacpp.timeoutSeconds").contains("whole request"),
+        "the difference from OpenClaw's meaning is said"
+    );
     assert_eq!(config.hearth.limits.max_concurrent_streams, 8);
     assert_eq!(
         config.hearth.limits.max_tokens, 1024,
         "defaults fill the rest"
     );
     assert_eq!(config.hearth.key_rotation_hours, 24);
-}
-
-#[test]
-fn a_token_from_a_file_loses_its_newline() {
-    let text = r#"{ gateway: { bind: "0.0.0.0", auth: { mode: "token", token: "${TOKEN}" } } }"#;
-    let from_file = |name: &str| (name == "TOKEN").then(|| "0123456789abcdef0123\n".into());
-    let config = Config::parse_with(text, &from_file).unwrap();
     assert_eq!(
-        config.token_source(),
-        TokenSource::Given("0123456789abcdef0123".into())
-    );
-    let short = |name: &str| (name == "TOKEN").then(|| "short          \n".into());
-    assert!(
-        Config::parse_with(text, &short).is_err(),
-        "padding does not make a token long enough"
+        config.gateway.http,
+        HttpEndpoints::default(),
+        "off unless enabled"
     );
 }
 
 #[test]
 fn an_empty_config_has_openclaw_defaults() {
-    let config = Config::parse_with("{}", &lookup).unwrap();
+    let loaded = parse("{}");
+    let config = &loaded.config;
     assert_eq!(
-        (config.gateway.port, config.gateway.bind.as_str()),
-        (18789, "loopback")
+        (config.gateway.port, config.gateway.bind),
+        (18789, Bind::Loopback)
     );
     assert_eq!(
         config.token_source(),
         TokenSource::File(PathBuf::from("/var/lib/hearth-gateway/gateway.token")),
         "local callers need the token the gateway writes"
     );
-    let open = Config::parse_with(r#"{ gateway: { auth: { mode: "none" } } }"#, &lookup).unwrap();
-    assert_eq!(open.token_source(), TokenSource::Off);
-    let filed = Config::parse_with(
-        r#"{ gateway: { auth: { tokenFile: "/etc/hearth/token" } } }"#,
-        &lookup,
-    )
-    .unwrap();
+    assert!(config.chain().is_empty());
+    assert!(note(&loaded, "models.providers").starts_with("warning: no model"));
+    let open = parse(r#"{ gateway: { auth: { mode: "none" } } }"#);
+    assert_eq!(open.config.token_source(), TokenSource::Off);
+    let filed = parse(r#"{ gateway: { auth: { tokenFile: "/etc/hearth/token" } } }"#);
     assert_eq!(
-        filed.token_source(),
+        filed.config.token_source(),
         TokenSource::File("/etc/hearth/token".into())
     );
-    assert!(
-        Config::parse_with(
-            r#"{ gateway: { auth: { token: "0123456789abcdef", tokenFile: "/x" } } }"#,
-            &lookup
-        )
-        .is_err()
-    );
 }
 
 #[test]
-fn unknown_keys_are_named_with_their_path() {
-    let error = Config::parse_with("{ gateway: { port: 1, bnd: \"lan\" } }", &lookup).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .starts_with("gateway.bnd: unknown field `bnd`"),
-        "{error}"
-    );
-    let error = Config::parse_with(
-        "{ models: { providers: { x: { baseUrl: \"http://a\", api: \"ollama\", model: [] } } } }",
-        &lookup,
-    )
-    .unwrap_err();
-    assert!(
-        error.to_string().contains("models.providers.x") && error.to_string().contains("`model`"),
-        "{error}"
-    );
-    let error = Config::parse_with(
-        "{ models: { providers: { x: { baseUrl: \"http://a\", api: \"anthropic\" } } } }",
-        &lookup,
-    )
-    .unwrap_err();
-    assert!(
-        error.to_string().contains("models.providers.x.api"),
-        "{error}"
-    );
-}
-
-#[test]
-fn variables_are_substituted_and_missing_ones_named() {
-    let error = Config::parse_with(
-        r#"{ gateway: { auth: { mode: "token", token: "${NOPE}" } } }"#,
-        &lookup,
-    )
-    .unwrap_err();
+fn secrets_come_trimmed_from_the_file_the_environment_or_a_secret_file() {
+    let text = r#"{ gateway: { bind: "0.0.0.0", auth: { mode: "token", token: "${TOKEN}" } } }"#;
+    let from_file = |name: &str| (name == "TOKEN").then(|| "0123456789abcdef0123\n".into());
+    let config = Config::parse_with(text, &from_file).unwrap().config;
     assert_eq!(
-        error.to_string(),
-        "gateway.auth.token: environment variable `NOPE` is not set"
+        config.token_source(),
+        TokenSource::Given("0123456789abcdef0123".into())
     );
-    let config =
-        Config::parse_with(r#"{ hearth: { dataDir: "/x/${OLLAMA_KEY}/y" } }"#, &lookup).unwrap();
-    assert_eq!(config.hearth.data_dir, PathBuf::from("/x/secret/y"));
+    let short = |name: &str| (name == "TOKEN").then(|| "short          \n".into());
+    let loaded = Config::parse_with(text, &short).unwrap();
+    assert_eq!(
+        loaded.config.token_source(),
+        TokenSource::Given("short".into())
+    );
+    assert!(
+        note(&loaded, "gateway.auth").contains("beyond loopback"),
+        "a short secret is a warning here; serve replaces it beyond loopback"
+    );
+
+    let fake = Fake::new(
+        &[
+            (
+                "/run/secrets.json",
+                r#"{"gateway": {"password": "correct horse battery"}}"#,
+            ),
+            ("/run/one", "  from-a-single-value-file \n"),
+        ],
+        &[
+            ("GW_TOKEN", "from-the-environment-0123"),
+            ("OPENCLAW_GATEWAY_TOKEN", "openclaws-own-variable-99"),
+        ],
+    );
+    let providers = r#"secrets: { providers: {
+        vault: { source: "file", path: "/run/secrets.json", mode: "json" },
+        one: { source: "file", path: "/run/one", mode: "singleValue" } } }"#;
+    let secret = |auth: &str| {
+        fake.load(&format!("{{ {providers}, gateway: {{ auth: {auth} }} }}"))
+            .unwrap()
+            .config
+            .token_source()
+    };
+    assert_eq!(
+        secret(r#"{ token: { source: "env", provider: "default", id: "GW_TOKEN" } }"#),
+        TokenSource::Given("from-the-environment-0123".into())
+    );
+    assert_eq!(
+        secret(
+            r#"{ mode: "password", password: { source: "file", provider: "vault", id: "/gateway/password" } }"#
+        ),
+        TokenSource::Given("correct horse battery".into())
+    );
+    assert_eq!(
+        secret(r#"{ token: { source: "file", provider: "one", id: "value" } }"#),
+        TokenSource::Given("from-a-single-value-file".into())
+    );
+    assert_eq!(
+        secret(r#"{ mode: "token" }"#),
+        TokenSource::Given("openclaws-own-variable-99".into()),
+        "OpenClaw's variable stands in for a missing token"
+    );
+    let exec = fake
+        .load(r#"{ gateway: { auth: { mode: "token", token: { source: "exec", provider: "op", id: "x" } } } }"#)
+        .unwrap();
+    assert_eq!(
+        exec.config.token_source(),
+        TokenSource::Given("openclaws-own-variable-99".into())
+    );
+    assert!(note(&exec, "gateway.auth.token").starts_with("warning: not used"));
 }
 
 #[test]
-fn bad_values_are_explained() {
-    assert!(Config::parse_with("{ gateway: { bind: \"everywhere\" } }", &lookup).is_err());
-    assert!(
-        Config::parse_with(
-            "{ gateway: { auth: { mode: \"token\", token: \"short\" } } }",
-            &lookup
-        )
-        .is_err()
+fn a_secret_whose_variable_is_unset_is_not_used_as_written() {
+    let loaded = parse(
+        r#"{ gateway: { auth: { mode: "token", token: "${NOPE}" } }, hearth: { dataDir: "/d" } }"#,
     );
-    assert!(Config::parse_with("{ gateway: { port: 99999 } }", &lookup).is_err());
+    assert_eq!(
+        loaded.config.token_source(),
+        TokenSource::File("/d/gateway.token".into()),
+        "the literal `${{NOPE}}` is not a secret anyone should hold"
+    );
+    assert!(note(&loaded, "gateway.auth.token").contains("not used"));
+    let loaded = parse(
+        r#"{ hearth: { dataDir: "/x/${OLLAMA_KEY}/y" }, agents: { defaults: { workspace: "/w/${NOPE}" } } }"#,
+    );
+    assert_eq!(loaded.config.hearth.data_dir, PathBuf::from("/x/secret/y"));
+    assert_eq!(
+        loaded.config.agents.defaults.workspace,
+        Some(PathBuf::from("/w/${NOPE}")),
+        "as OpenClaw does, the text stays"
+    );
+    assert!(note(&loaded, "agents.defaults.workspace").starts_with("warning: ${NOPE} is not set"));
+}
+
+#[test]
+fn keys_hearth_does_not_use_are_noted_with_why_never_fatal() {
+    let loaded = parse(
+        r#"{
+        $schema: "https://openclaw.ai/schema.json",
+        meta: { lastTouchedVersion: "2026.9.6" },
+        channels: { telegram: { enabled: true } },
+        models: { mode: "merge", providers: {
+          local: { baseUrl: "http://127.0.0.1:8080/v1",
+                   models: [{ id: "m", reasoning: false, input: ["text"], cost: { input: 0 }, contextTokens: 1000, contextWindow: 4096, params: { temperature: 0.2 } }] } } },
+        agents: { defaults: { model: "local/m", thinkingDefault: "low" },
+                  entries: { main: { default: true, workspace: "/ws/main", identity: { emoji: "x" } } } },
+        gateway: { controlUi: { enabled: true }, http: { endpoints: { chatCompletions: { enabled: true } } } },
+    }"#,
+    );
+    let config = &loaded.config;
+    assert_eq!(config.chain(), ["local/m"]);
+    assert_eq!(
+        config.models.providers["local"].api,
+        hearth_llm::Api::OpenAiCompletions,
+        "OpenClaw's default api"
+    );
+    assert_eq!(config.model("local", "m").unwrap().context_window, 1000);
+    assert!(config.gateway.http.chat_completions && !config.gateway.http.responses);
+    assert!(config.agents.entries["main"].default);
+    for (path, why) in [
+        ("$schema", "editor"),
+        ("meta", "bookkeeping"),
+        ("channels", "hearth-messaging"),
+        ("models.mode", "catalog"),
+        ("models.providers.local.models[0].cost", "model setting"),
+        ("agents.defaults.thinkingDefault", "agent setting"),
+        ("agents.entries.main.identity", "agent setting"),
+        ("gateway.controlUi", "Control UI"),
+    ] {
+        let said = note(&loaded, path);
+        assert!(
+            said.starts_with("ignored: ") && said.contains(why),
+            "{path}: {said}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_listed_at_once_with_its_path() {
+    let found = problems(
+        r#"{ gateway: { port: 99999, bind: "everywhere", auth: { mode: "magic" } },
+             models: { providers: { x: { baseUrl: "http://a", models: [{ name: "no id" }] } } },
+             hearth: { dataDri: "/x" },
+             bogus: 1 }"#,
+    );
+    let paths: Vec<&str> = found.iter().map(|problem| problem.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "gateway.port",
+            "gateway.bind",
+            "gateway.auth.mode",
+            "models.providers.x.models[0].id",
+            "hearth.dataDri",
+            "bogus",
+        ],
+        "{found:?}"
+    );
+    let shown = Problems(found).to_string();
+    assert!(
+        shown.starts_with("6 problems:\n  gateway.port: "),
+        "{shown}"
+    );
     assert!(matches!(
-        Config::parse_with("{ gateway: ", &lookup),
-        Err(ConfigError::Syntax(_))
+        Config::parse_with("{ gateway: ", &lookup).unwrap_err().0.as_slice(),
+        [Problem { message, .. }] if message.starts_with("not JSON5")
     ));
+}
+
+#[test]
+fn binds_keep_openclaws_names() {
+    let bind = |text: &str| parse(&format!("{{ gateway: {text} }}"));
+    assert_eq!(bind(r#"{ bind: "lan" }"#).config.gateway.bind, Bind::Lan);
+    assert_eq!(
+        bind(r#"{ bind: "tailnet" }"#).config.gateway.bind,
+        Bind::Tailnet
+    );
+    let auto = bind(r#"{ bind: "auto" }"#);
+    assert_eq!(auto.config.gateway.bind, Bind::Loopback);
+    assert!(note(&auto, "gateway.bind").contains("lan"));
+    assert_eq!(
+        bind(r#"{ bind: "custom", customBindHost: "10.1.2.3" }"#)
+            .config
+            .gateway
+            .bind,
+        Bind::Address("10.1.2.3".parse().unwrap())
+    );
+    let unnamed = bind(r#"{ bind: "custom" }"#);
+    assert_eq!(
+        unnamed.config.gateway.bind,
+        Bind::Loopback,
+        "never every interface by surprise"
+    );
+    assert!(note(&unnamed, "gateway.customBindHost").starts_with("warning:"));
+    assert_eq!(
+        bind(r#"{ bind: "127.0.0.1" }"#).config.gateway.bind,
+        Bind::Address("127.0.0.1".parse().unwrap())
+    );
+    assert_eq!(
+        bind(r#"{ mode: "remote" }"#).config.gateway.mode,
+        GatewayMode::Remote
+    );
+}
+
+#[test]
+fn providers_hearth_cannot_reach_are_left_out_with_their_models() {
+    let loaded = parse(
+        r#"{ models: { providers: {
+            anthropic: { models: [{ id: "claude" }] },
+            bedrock: { baseUrl: "http://127.0.0.1:1", api: "bedrock-converse-stream", models: [{ id: "b" }] },
+            hosted: { baseUrl: "https://api.example.com/v1", models: [{ id: "h" }] },
+            vllm: { baseUrl: "http://127.0.0.1:8000/v1", api: "openai-responses", models: [{ id: "qwen" }] },
+            ollama: { baseUrl: "http://127.0.0.1:11434", api: "ollama", models: [{ id: "llama3.2" }] } } },
+          agents: { defaults: { model: { primary: "anthropic/claude", fallbacks: ["hosted/h", "vllm/qwen", "ollama/llama3.2", "alias"] } },
+                    entries: { coder: { model: "bedrock/b" } } } }"#,
+    );
+    let config = &loaded.config;
+    assert_eq!(
+        config.models.providers.keys().collect::<Vec<_>>(),
+        ["ollama", "vllm"]
+    );
+    assert_eq!(config.chain(), ["vllm/qwen", "ollama/llama3.2"]);
+    assert!(config.agents.entries["coder"].model.is_none());
+    assert!(note(&loaded, "models.providers.anthropic").contains("hosted"));
+    assert!(note(&loaded, "models.providers.hosted").contains("https"));
+    assert!(note(&loaded, "models.providers.bedrock").contains("does not speak"));
+    assert!(note(&loaded, "models.providers.vllm.api").contains("chat completions"));
+    assert!(note(&loaded, "agents.defaults.model").contains("skipped"));
+
+    let first = parse(
+        r#"{ models: { providers: { ollama: { baseUrl: "http://127.0.0.1:11434", api: "ollama", models: [{ id: "llama3.2" }] } } } }"#,
+    );
+    assert_eq!(
+        first.config.chain(),
+        ["ollama/llama3.2"],
+        "no model chosen: the first configured"
+    );
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let loaded = super::parse(
+        "{ gateway: { port: 1 } }",
+        Path::new("openclaw.json"),
+        &Fake::new(&[], &[]),
+        &Overrides {
+            port: Some(4242),
+            data_dir: Some("/tmp/elsewhere".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(loaded.config.gateway.port, 4242);
+    assert_eq!(
+        loaded.config.hearth.data_dir,
+        PathBuf::from("/tmp/elsewhere")
+    );
 }

