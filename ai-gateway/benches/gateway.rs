@@ -10,6 +10,12 @@
 //!    model (llama.cpp cannot serve 1,000 streams at once here: it has 4
 //!    slots on 2 cores), 50 tokens 20 ms apart per stream.
 //!
+//! 4. beside the real OpenClaw (`HEARTH_BENCH=openclaw`): both gateways
+//!    read the same openclaw.json and workspace, in front of one
+//!    llama-server with SmolLM2-135M-Instruct: start-up to ready, memory
+//!    idle and after 50 requests, time to first token of 50 interleaved
+//!    streamed requests against asking llama-server directly, CPU.
+//!
 //! `cargo bench -p hearth-gateway --bench gateway` (needs the cached
 //! llama-server build and the Python env: scripts/build-llama-server.sh,
 //! scripts/python-env.sh).
@@ -577,9 +583,259 @@ fn main() {
     if parts.contains("ttft") {
         runtime.block_on(time_to_first_token());
     }
+    if parts.contains("openclaw") {
+        runtime.block_on(against_openclaw());
+    }
     if parts.contains("streams") {
         // 20 tokens/s per stream (reading pace), then 50 (the machine saturates).
         runtime.block_on(concurrent_streams(Duration::from_millis(50)));
         runtime.block_on(concurrent_streams(Duration::from_millis(20)));
     }
+}
+
+/// Milliseconds from sending a streamed chat completion to its first
+/// non-empty content delta.
+async fn first_token_ms(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> f64 {
+    let started = Instant::now();
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while let Some(chunk) = stream.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        for line in seen.lines() {
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            if let Ok(event) = serde_json::from_str::<Value>(data)
+                && event["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|text| !text.is_empty())
+            {
+                let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+                // Read the rest, so that the next request finds the model free.
+                while stream.next().await.is_some() {}
+                return elapsed;
+            }
+            assert!(!data.contains("\"error\""), "{url}: {data}");
+        }
+    }
+    panic!("{url}: no content in the reply: {seen}");
+}
+
+/// Waits until `url` answers 200; the time it took.
+async fn ready_after(started: Instant, url: &str, child: &mut Child) -> f64 {
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{url}: the gateway exited ({status})");
+        }
+        if http
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+        {
+            return started.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Hearth's gateway and the real OpenClaw, side by side (part 4).
+async fn against_openclaw() {
+    use hearth_testkit::bench::{tree_cpu_seconds, tree_rss_mib};
+    let Some(openclaw) = hearth_testkit::openclaw::install() else {
+        println!("OpenClaw could not be installed (scripts/openclaw.sh): skipped");
+        return;
+    };
+    let Some(model) = hearth_testkit::llama::instruct_model() else {
+        println!("the instruct model could not be fetched (scripts/smollm2.sh): skipped");
+        return;
+    };
+    // Two slots of 32k: OpenClaw's own system prompt is about 8,800 tokens,
+    // and each gateway keeps its prompt cached in a slot of its own.
+    let llama = LlamaServer::start_model(&model, &["-c", "65536", "-np", "2", "-t", "2"]).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let workspace = home.path().join("workspace");
+    std::fs::create_dir(&workspace).unwrap();
+    std::fs::write(
+        workspace.join("SOUL.md"),
+        "You are the household's helpful assistant. Answer briefly.",
+    )
+    .unwrap();
+    std::fs::write(
+        workspace.join("USER.md"),
+        "The Smiths: Ada, Ben and their two children.",
+    )
+    .unwrap();
+    let token = "bench-token-0123456789abcdef0123";
+    let openclaw_port = free_port();
+    let hearth_port = free_port();
+    let config = json!({
+        "gateway": {"mode": "local", "port": openclaw_port, "bind": "loopback", "auth": {"mode": "token", "token": token},
+                    "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
+        "models": {"providers": {"local": {"baseUrl": llama.base_url, "api": "openai-completions", "apiKey": "none",
+                   "models": [{"id": "smollm2", "name": "SmolLM2-135M-Instruct", "contextWindow": 32768, "maxTokens": 64}]}}},
+        "agents": {"defaults": {"model": {"primary": "local/smollm2"}, "workspace": workspace}},
+        "hearth": {"limits": {"requestsPerMinutePerDevice": 100000, "requestsPerMinutePerIp": 100000}},
+    });
+    // OpenClaw refuses Hearth's own section; Hearth reads OpenClaw's file plus it.
+    let mut openclaw_config = config.clone();
+    openclaw_config.as_object_mut().unwrap().remove("hearth");
+    let openclaw_file = home.path().join("openclaw.json");
+    std::fs::write(&openclaw_file, openclaw_config.to_string()).unwrap();
+    let hearth_file = home.path().join("hearth.json");
+    std::fs::write(&hearth_file, config.to_string()).unwrap();
+
+    let started = Instant::now();
+    let mut hearth = Command::new(env!("CARGO_BIN_EXE_hearth-gateway"))
+        .args(["serve", "--config"])
+        .arg(&hearth_file)
+        .args(["--port", &hearth_port.to_string(), "--data-dir"])
+        .arg(home.path().join("hearth-data"))
+        .env("HEARTH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hearth_start = ready_after(
+        started,
+        &format!("http://127.0.0.1:{hearth_port}/readyz"),
+        &mut hearth,
+    )
+    .await;
+    let openclaw_home = home.path().join("openclaw-home");
+    std::fs::create_dir(&openclaw_home).unwrap();
+    let started = Instant::now();
+    let mut claw = openclaw
+        .command(&openclaw_home)
+        .args(["gateway", "run"])
+        .env("OPENCLAW_CONFIG_PATH", &openclaw_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let claw_start = ready_after(
+        started,
+        &format!("http://127.0.0.1:{openclaw_port}/readyz"),
+        &mut claw,
+    )
+    .await;
+    let (hearth_idle, claw_idle) = (tree_rss_mib(hearth.id()), tree_rss_mib(claw.id()));
+
+    let http = reqwest::Client::new();
+    let question = |model: &str| {
+        json!({"model": model, "stream": true, "max_tokens": 16,
+        "messages": [{"role": "user", "content": "What should we cook tonight?"}]})
+    };
+    let direct_url = format!("{}/chat/completions", llama.base_url);
+    let hearth_url = format!("http://127.0.0.1:{hearth_port}/v1/chat/completions");
+    let claw_url = format!("http://127.0.0.1:{openclaw_port}/v1/chat/completions");
+    // A first request each fills the prompt caches.
+    first_token_ms(&http, &direct_url, None, &question("smollm2")).await;
+    first_token_ms(
+        &http,
+        &hearth_url,
+        Some(token),
+        &question("openclaw/default"),
+    )
+    .await;
+    first_token_ms(&http, &claw_url, Some(token), &question("openclaw/default")).await;
+    let (hearth_cpu, claw_cpu) = (tree_cpu_seconds(hearth.id()), tree_cpu_seconds(claw.id()));
+    let (mut direct, mut through_hearth, mut through_claw) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..50 {
+        direct.push(first_token_ms(&http, &direct_url, None, &question("smollm2")).await);
+        through_hearth.push(
+            first_token_ms(
+                &http,
+                &hearth_url,
+                Some(token),
+                &question("openclaw/default"),
+            )
+            .await,
+        );
+        through_claw.push(
+            first_token_ms(&http, &claw_url, Some(token), &question("openclaw/default")).await,
+        );
+    }
+    let hearth_cpu = tree_cpu_seconds(hearth.id()) - hearth_cpu;
+    let claw_cpu = tree_cpu_seconds(claw.id()) - claw_cpu;
+    let (hearth_busy, claw_busy) = (tree_rss_mib(hearth.id()), tree_rss_mib(claw.id()));
+    let _ = hearth.kill();
+    let _ = hearth.wait();
+    for pid in hearth_testkit::bench::process_tree(claw.id())
+        .into_iter()
+        .rev()
+    {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let _ = claw.wait();
+
+    let stats = |values: &mut Vec<f64>| (median(values), percentile(values, 0.9));
+    let (direct_50, direct_90) = stats(&mut direct);
+    let (hearth_50, hearth_90) = stats(&mut through_hearth);
+    let (claw_50, claw_90) = stats(&mut through_claw);
+    println!();
+    println!(
+        "## Hearth's gateway beside OpenClaw 2026.9.6 (same openclaw.json, workspace and llama-server)"
+    );
+    println!();
+    println!("| | Hearth | OpenClaw | ratio |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| start-up to ready (/readyz) | {hearth_start:.2} s | {claw_start:.1} s | {:.0}x |",
+        claw_start / hearth_start
+    );
+    println!(
+        "| resident memory, idle | {hearth_idle:.0} MiB | {claw_idle:.0} MiB | {:.0}x |",
+        claw_idle / hearth_idle
+    );
+    println!(
+        "| resident memory after 51 requests | {hearth_busy:.0} MiB | {claw_busy:.0} MiB | {:.0}x |",
+        claw_busy / hearth_busy
+    );
+    println!(
+        "| time to first token p50 / p90 (direct: {direct_50:.1} / {direct_90:.1} ms) | {hearth_50:.1} / {hearth_90:.1} ms | {claw_50:.1} / {claw_90:.1} ms | |"
+    );
+    let (hearth_over, claw_over) = (hearth_50 - direct_50, claw_50 - direct_50);
+    println!(
+        "| added to the first token, p50 | {hearth_over:.1} ms | {claw_over:.1} ms | {:.0}x |",
+        claw_over / hearth_over.max(0.1)
+    );
+    println!(
+        "| CPU for 50 requests (process tree) | {hearth_cpu:.2} s | {claw_cpu:.2} s | {:.0}x |",
+        claw_cpu / hearth_cpu.max(0.01)
+    );
+    println!();
+    println!(
+        "targets: memory {} (>= 10x), start-up {} (>= 10x), first-token overhead {} (< 1/10 of OpenClaw's)",
+        if claw_busy / hearth_busy >= 10.0 {
+            "met"
+        } else {
+            "MISSED"
+        },
+        if claw_start / hearth_start >= 10.0 {
+            "met"
+        } else {
+            "MISSED"
+        },
+        if hearth_over * 10.0 < claw_over {
+            "met"
+        } else {
+            "MISSED"
+        },
+    );
 }

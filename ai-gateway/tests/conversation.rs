@@ -228,7 +228,17 @@ async fn the_openai_compatible_api_serves_mesh_clients() {
         .iter()
         .map(|model| model["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["home/tiny", "local/tiny"]);
+    assert_eq!(
+        ids,
+        [
+            "openclaw",
+            "openclaw/default",
+            "openclaw/main",
+            "home/tiny",
+            "local/tiny"
+        ],
+        "OpenClaw's agent targets (one agent, main), then the backend models"
+    );
     assert_eq!(models["object"], "list");
 
     let question = json!({"model": "local/tiny", "max_tokens": 6, "temperature": 0,

@@ -106,6 +106,22 @@ fn config(
     })
 }
 
+/// Sending a request and reading its answer, in one step.
+trait Ask {
+    async fn status_code(self) -> reqwest::StatusCode;
+    async fn answer(self) -> Value;
+}
+
+impl Ask for reqwest::RequestBuilder {
+    async fn status_code(self) -> reqwest::StatusCode {
+        self.send().await.unwrap().status()
+    }
+
+    async fn answer(self) -> Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 fn sse_data(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| line.strip_prefix("data: "))
@@ -131,14 +147,7 @@ async fn the_openai_api_answers_as_openclaws_does() {
     let url = &gateway.url;
 
     // Agents are listed as OpenClaw lists them, then the backend models.
-    let listed: Value = http
-        .get(format!("{url}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = http.get(format!("{url}/v1/models")).answer().await;
     let ids: Vec<&str> = listed["data"]
         .as_array()
         .unwrap()
@@ -165,18 +174,14 @@ async fn the_openai_api_answers_as_openclaws_does() {
     assert_eq!(one.json::<Value>().await.unwrap()["id"], "openclaw/default");
     assert_eq!(
         http.get(format!("{url}/v1/models/openclaw/homework"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .status_code()
+            .await,
         200
     );
     assert_eq!(
         http.get(format!("{url}/v1/models/nope"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .status_code()
+            .await,
         404
     );
 
@@ -184,7 +189,7 @@ async fn the_openai_api_answers_as_openclaws_does() {
     let answer: Value = http
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"model": "openclaw/default", "messages": [{"role": "user", "content": "hello"}]}))
-        .send().await.unwrap().json().await.unwrap();
+        .answer().await;
     assert_eq!(answer["choices"][0]["message"]["content"], "echo: hello");
     assert_eq!(answer["model"], "standin/m");
     let sent = chats(&model).pop().unwrap();
@@ -197,7 +202,7 @@ async fn the_openai_api_answers_as_openclaws_does() {
     let answer: Value = http
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"model": "openclaw/homework", "max_tokens": 4, "messages": [{"role": "user", "content": "2+2?"}]}))
-        .send().await.unwrap().json().await.unwrap();
+        .answer().await;
     assert_eq!(answer["model"], "llamacpp/tiny", "{answer}");
     // …unless `x-openclaw-model` says otherwise; and the agent header picks the persona.
     let answer: Value = http
@@ -205,12 +210,8 @@ async fn the_openai_api_answers_as_openclaws_does() {
         .header("x-openclaw-model", "standin/m")
         .header("x-openclaw-agent-id", "homework")
         .json(&json!({"messages": [{"role": "user", "content": "sums"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(answer["model"], "standin/m");
     assert_eq!(
         chats(&model).pop().unwrap()["messages"][0]["content"],
@@ -229,7 +230,7 @@ async fn the_openai_api_answers_as_openclaws_does() {
     let answer: Value = http
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": tools, "tool_choice": "auto", "top_p": 0.5, "stop": ["\n\n"], "seed": 7}))
-        .send().await.unwrap().json().await.unwrap();
+        .answer().await;
     let sent = chats(&model).pop().unwrap();
     assert_eq!(sent["tools"], tools);
     assert_eq!(
@@ -320,12 +321,8 @@ async fn the_openai_api_answers_as_openclaws_does() {
     let response: Value = http
         .post(format!("{url}/v1/responses"))
         .json(&json!({"model": "openclaw", "instructions": "Be brief.", "input": "hi there"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(response["object"], "response");
     assert_eq!(response["status"], "completed");
     assert_eq!(
@@ -408,12 +405,8 @@ async fn embeddings_come_from_a_real_llama_server() {
     let answer: Value = http
         .post(format!("{}/v1/embeddings", gateway.url))
         .json(&json!({"model": "openclaw/default", "input": ["alpha", "beta"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     let data = answer["data"]
         .as_array()
         .unwrap_or_else(|| panic!("{answer}"));
@@ -424,12 +417,8 @@ async fn embeddings_come_from_a_real_llama_server() {
     let one: Value = http
         .post(format!("{}/v1/embeddings", gateway.url))
         .json(&json!({"input": "alpha"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     let vector = |value: &Value| -> Vec<f64> {
         value
             .as_array()

@@ -56,3 +56,63 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
         / 1024.0
 }
+
+/// `pid` and every process descending from it (OpenClaw's gateway runs
+/// workers as child processes).
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|field| field.parse::<u32>().ok());
+            if let Some(parent) = parent {
+                parents.push((child, parent));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, of)| *of == parent)
+                .map(|(child, _)| *child),
+        );
+        index += 1;
+    }
+    tree
+}
+
+/// Resident memory of `pid` and its descendants now, in MiB.
+pub fn tree_rss_mib(pid: u32) -> f64 {
+    process_tree(pid)
+        .into_iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum::<f64>()
+        / 1024.0
+}
+
+/// CPU seconds used by `pid` and its living descendants.
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    process_tree(pid).into_iter().map(cpu_seconds).sum()
+}

@@ -208,14 +208,42 @@ impl LlamaServer {
         )
     }
 
+    /// One serving `model` on a loopback port with llama-server's options
+    /// `extra` (its own `-c`, `-np`, `-t` among them).
+    pub fn start_model(model: &Path, extra: &[&str]) -> Option<LlamaServer> {
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut arguments = vec!["--host", "127.0.0.1", "--port", &port_text];
+        arguments.extend_from_slice(extra);
+        LlamaServer::launch(
+            tempfile::tempdir().expect("log directory"),
+            model,
+            &arguments,
+            Some(port),
+            None,
+        )
+    }
+
     fn start_in(
         dir: tempfile::TempDir,
         listen: &[&str],
         port: Option<u16>,
         socket: Option<PathBuf>,
     ) -> Option<LlamaServer> {
-        let binary = llama_server_binary()?;
         let model = tiny_model()?;
+        let mut arguments = listen.to_vec();
+        arguments.extend_from_slice(&["-c", "2048", "-np", "4", "-t", "1"]);
+        LlamaServer::launch(dir, &model, &arguments, port, socket)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        model: &Path,
+        arguments: &[&str],
+        port: Option<u16>,
+        socket: Option<PathBuf>,
+    ) -> Option<LlamaServer> {
+        let binary = llama_server_binary()?;
         let log = dir.path().join("llama-server.log");
         let file = std::fs::File::create(&log).expect("log file");
         // `sh` sets the umask that gives the socket its mode, then becomes the server.
@@ -224,9 +252,9 @@ impl LlamaServer {
             .args(["-c", "umask 0117 && exec \"$@\"", "llama-server"])
             .arg(&binary)
             .arg("-m")
-            .arg(&model)
-            .args(listen)
-            .args(["-c", "2048", "-np", "4", "-t", "1", "--no-webui"])
+            .arg(model)
+            .args(arguments)
+            .arg("--no-webui")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file);

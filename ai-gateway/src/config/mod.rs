@@ -489,4 +489,6 @@ pub fn config_candidates(
 }
 
 #[cfg(test)]
+mod fake;
+#[cfg(test)]
 mod tests;

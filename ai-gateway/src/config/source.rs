@@ -344,37 +344,10 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (String, V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    struct Fake {
-        files: HashMap<PathBuf, String>,
-        vars: HashMap<String, String>,
-    }
-
-    impl Sources for Fake {
-        fn read(&self, path: &Path) -> std::io::Result<String> {
-            self.files
-                .get(path)
-                .cloned()
-                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
-        }
-
-        fn var(&self, name: &str) -> Option<String> {
-            self.vars.get(name).cloned()
-        }
-    }
+    use crate::config::fake::Fake;
 
     fn fake(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Fake {
-        Fake {
-            files: files
-                .iter()
-                .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
-                .collect(),
-            vars: vars
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-        }
+        Fake::new(files, vars)
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The configuration as OpenClaw's files say it: parsing, defaults, what is
 //! ignored and why, and refusals listed all at once.
 
-use std::collections::HashMap;
-
 use super::*;
 
 const EXAMPLE: &str = r#"{
@@ -42,51 +40,15 @@ fn note(loaded: &Loaded, path: &str) -> String {
     found.join(" | ")
 }
 
-/// Files and variables for one test.
-struct Fake {
-    files: HashMap<PathBuf, String>,
-    vars: HashMap<String, String>,
-}
+use super::fake::Fake;
 
-impl Fake {
-    fn new(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Fake {
-        Fake {
-            files: files
-                .iter()
-                .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
-                .collect(),
-            vars: vars
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-        }
-    }
-
-    fn load(&self, text: &str) -> Result<Loaded, Problems> {
-        parse_text(text, self)
-    }
-}
-
-fn parse_text(text: &str, sources: &Fake) -> Result<Loaded, Problems> {
+fn load(fake: &Fake, text: &str) -> Result<Loaded, Problems> {
     super::parse(
         text,
         Path::new("/etc/openclaw/openclaw.json"),
-        sources,
+        fake,
         &Overrides::default(),
     )
-}
-
-impl Sources for Fake {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
-    }
-
-    fn var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned()
-    }
 }
 
 #[test]
@@ -200,10 +162,13 @@ fn secrets_come_trimmed_from_the_file_the_environment_or_a_secret_file() {
         vault: { source: "file", path: "/run/secrets.json", mode: "json" },
         one: { source: "file", path: "/run/one", mode: "singleValue" } } }"#;
     let secret = |auth: &str| {
-        fake.load(&format!("{{ {providers}, gateway: {{ auth: {auth} }} }}"))
-            .unwrap()
-            .config
-            .token_source()
+        load(
+            &fake,
+            &format!("{{ {providers}, gateway: {{ auth: {auth} }} }}"),
+        )
+        .unwrap()
+        .config
+        .token_source()
     };
     assert_eq!(
         secret(r#"{ token: { source: "env", provider: "default", id: "GW_TOKEN" } }"#),
@@ -224,8 +189,7 @@ fn secrets_come_trimmed_from_the_file_the_environment_or_a_secret_file() {
         TokenSource::Given("openclaws-own-variable-99".into()),
         "OpenClaw's variable stands in for a missing token"
     );
-    let exec = fake
-        .load(r#"{ gateway: { auth: { mode: "token", token: { source: "exec", provider: "op", id: "x" } } } }"#)
+    let exec = load(&fake, r#"{ gateway: { auth: { mode: "token", token: { source: "exec", provider: "op", id: "x" } } } }"#)
         .unwrap();
     assert_eq!(
         exec.config.token_source(),

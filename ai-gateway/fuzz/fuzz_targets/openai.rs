@@ -1,0 +1,29 @@
+//! Fuzzes what the OpenAI-style API reads from a caller: chat messages
+//! (text, parts, tool calls), tool definitions and choices, OpenResponses
+//! input items, and tool-call fragments joined and streamed back as
+//! OpenResponses events. Any bytes give a value or an error, never a panic.
+#![no_main]
+
+use hearth_e2ee::ReplyEvent;
+use hearth_gateway::openai::{ResponseStream, ToolCalls, check_tools, responses_chat};
+use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = serde_json::from_slice::<Vec<hearth_llm::Message>>(data);
+    let Ok(body) = serde_json::from_slice::<Map<String, Value>>(data) else {
+        return;
+    };
+    let _ = check_tools(body.get("tools"), body.get("tool_choice"));
+    let _ = responses_chat(&body);
+    if let Some(fragments) = body.get("tool_calls") {
+        let mut calls = ToolCalls::default();
+        calls.push(fragments);
+        let _ = calls.calls();
+        let mut stream = ResponseStream::new("resp_fuzz".into(), 0);
+        stream.push(&ReplyEvent::Meta { model: "m".into(), session: String::new() });
+        stream.push(&ReplyEvent::ToolCalls { calls: fragments.clone() });
+        stream.push(&ReplyEvent::Delta { text: "x".into() });
+        stream.push(&ReplyEvent::Done { finish_reason: "stop".into(), usage: None });
+    }
+});
