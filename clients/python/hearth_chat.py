@@ -185,8 +185,18 @@ def refused(error: urllib.error.HTTPError) -> str:
         return f"the gateway refused ({error.code})"
 
 
+def gateway_token(arguments):
+    """The bearer token: from --token-file, else $HEARTH_GATEWAY_TOKEN.
+    Never an argument, so other users cannot read it in `ps`."""
+    if arguments.token_file:
+        with open(arguments.token_file, encoding="utf-8") as file:
+            return file.read().strip()
+    return os.environ.get("HEARTH_GATEWAY_TOKEN")
+
+
 def chat(arguments) -> int:
     base = arguments.url.rstrip("/")
+    arguments.token = gateway_token(arguments)
     device_private = load_device_key(arguments.device_key)
     try:
         with http("GET", f"{base}/api/pubkey", arguments.token) as response:
@@ -323,7 +333,7 @@ def main() -> int:
     ask.add_argument("--url", default="http://127.0.0.1:18789")
     ask.add_argument("--channel", default="python")
     ask.add_argument("--max-tokens", type=int)
-    ask.add_argument("--token", default=os.environ.get("HEARTH_GATEWAY_TOKEN"))
+    ask.add_argument("--token-file", help="a file holding the gateway token (default: $HEARTH_GATEWAY_TOKEN)")
     ask.add_argument("--device-key", default=os.path.expanduser("~/.config/hearth/python-device.key"))
     verify = commands.add_parser("verify-vectors", help="check the published test vectors")
     verify.add_argument("path")

@@ -20,11 +20,16 @@
 //!   ways: when data sent on it has had no authenticated WireGuard packet
 //!   back from that address for [`WIREGUARD_SILENCE`] (or for
 //!   [`ANSWERED_ELSEWHERE`] while the peer's WireGuard comes through the
-//!   relay instead), packets go through the relay again and the address is
-//!   passed over for [`DISTRUST_FOR`] (doubling at each repeat, up to an
-//!   hour), whatever its pongs say. A middlebox that relays disco but drops
-//!   WireGuard (one that got into the path by replaying a captured ping,
-//!   say) cannot keep a path that loses everything looking alive.
+//!   relay instead), packets go through the relay again. If disco kept
+//!   answering on the path once the silence was telling (a pong to a ping
+//!   sent after the peer's WireGuard came through the relay instead, or
+//!   after [`PASSIVE_KEEPALIVE`] of silence), the address is also passed
+//!   over for
+//!   [`DISTRUST_FOR`] (doubling at each repeat, up to an hour), whatever
+//!   its pongs say: a middlebox that relays disco but drops WireGuard (one
+//!   that got into the path by replaying a captured ping, say) cannot keep
+//!   a path that loses everything looking alive. A path that lost both at
+//!   once was cut, not hijacked, and comes back as soon as it heals.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,9 +60,13 @@ const MAX_PENDING: usize = 64;
 /// A ping back to an address whose ping we just answered waits this long
 /// after the last one to the same address.
 const PING_BACK_EVERY: Duration = Duration::from_millis(500);
+/// WireGuard's passive keepalive: a peer that receives data and has nothing
+/// to send answers with a keepalive this long after, so even one-way
+/// traffic hears back within it.
+pub const PASSIVE_KEEPALIVE: Duration = Duration::from_secs(10);
 /// How long data sent on a direct path may go without any authenticated
-/// WireGuard packet coming back from that address: longer than WireGuard's
-/// passive keepalive (10 s), which answers even one-way traffic.
+/// WireGuard packet coming back from that address: longer than
+/// [`PASSIVE_KEEPALIVE`].
 pub const WIREGUARD_SILENCE: Duration = Duration::from_secs(12);
 /// How long data sent on a direct path may go unanswered on it while the
 /// peer's WireGuard arrives through the relay: the peer is not using the
@@ -147,8 +156,12 @@ pub struct Paths {
     /// gone unanswered.
     counts: WireguardCounts,
     unanswered_since: Option<Duration>,
-    /// The relayed count when the direct path's data went unanswered.
-    relayed_when_unanswered: u64,
+    /// When the peer's WireGuard first came through the relay while data
+    /// on the direct path went unanswered.
+    answered_elsewhere_since: Option<Duration>,
+    /// Whether a ping sent on the direct path once its silence was telling
+    /// was answered: disco crosses the path while WireGuard does not.
+    disco_answered_in_silence: bool,
     distrusted: Vec<Distrusted>,
 }
 
@@ -173,9 +186,21 @@ impl Paths {
         self.unanswered_since.is_some_and(|since| {
             let waited = now.saturating_sub(since);
             waited >= WIREGUARD_SILENCE
-                || (waited >= ANSWERED_ELSEWHERE
-                    && self.counts.relayed > self.relayed_when_unanswered)
+                || (waited >= ANSWERED_ELSEWHERE && self.answered_elsewhere_since.is_some())
         })
+    }
+
+    /// Since when the direct path's silence says something: the peer's
+    /// WireGuard came another way, or even a passive keepalive is overdue.
+    /// Before that, a pong proves only that the path worked before it was
+    /// cut.
+    fn telling_since(&self) -> Option<Duration> {
+        let since = self.unanswered_since?;
+        let overdue = since + PASSIVE_KEEPALIVE;
+        Some(
+            self.answered_elsewhere_since
+                .map_or(overdue, |elsewhere| elsewhere.min(overdue)),
+        )
     }
 
     fn distrusts(&self, address: SocketAddr, now: Duration) -> bool {
@@ -189,21 +214,33 @@ impl Paths {
     /// sent with nothing heard since starts the silence.
     pub fn note_wireguard(&mut self, counts: WireguardCounts, now: Duration) {
         if counts.heard != self.counts.heard {
-            self.unanswered_since = None;
+            self.answered();
             if let Some(best) = self.best {
                 // A path that answers earns back its standing.
                 self.distrusted
                     .retain(|entry| entry.address != best.address);
             }
         }
+        if self.unanswered_since.is_some()
+            && self.answered_elsewhere_since.is_none()
+            && counts.relayed != self.counts.relayed
+        {
+            self.answered_elsewhere_since = Some(now);
+        }
         if counts.sent != self.counts.sent
             && self.unanswered_since.is_none()
             && matches!(self.route(now), Route::Direct(_))
         {
             self.unanswered_since = Some(now);
-            self.relayed_when_unanswered = counts.relayed;
         }
         self.counts = counts;
+    }
+
+    /// Nothing on the direct path is waiting for an answer (any more).
+    fn answered(&mut self) {
+        self.unanswered_since = None;
+        self.answered_elsewhere_since = None;
+        self.disco_answered_in_silence = false;
     }
 
     /// Passes over the direct path's address: it carried no WireGuard back.
@@ -211,7 +248,7 @@ impl Paths {
         let Some(best) = self.best.take() else {
             return;
         };
-        self.unanswered_since = None;
+        self.answered();
         let strikes = self
             .distrusted
             .iter()
@@ -296,12 +333,15 @@ impl Paths {
     /// transaction ids.
     pub fn tick(&mut self, now: Duration, mut next_tx: impl FnMut() -> TxId) -> Vec<Action> {
         if self.silent(now) {
-            match self.best {
-                // Disco says the path is alive while WireGuard on it is
-                // not: someone on it passes the one and drops the other.
-                Some(best) if now < best.confirmed + TRUST => self.distrust_best(now),
-                // Both stopped: the peer went away; nothing to hold against the path.
-                _ => self.unanswered_since = None,
+            if self.disco_answered_in_silence {
+                // Disco crossed the path while WireGuard on it did not:
+                // someone on it passes the one and drops the other.
+                self.distrust_best(now);
+            } else {
+                // Both stopped at once: the path was cut or the peer went
+                // away. The route leaves the path when its pongs' trust
+                // runs out; nothing to hold against it once it heals.
+                self.answered();
             }
         }
         self.pending
@@ -369,7 +409,12 @@ impl Paths {
         if replace {
             if self.best.is_none_or(|best| best.address != from) {
                 // Another address: nothing has gone unanswered on it yet.
-                self.unanswered_since = None;
+                self.answered();
+            } else if self
+                .telling_since()
+                .is_some_and(|telling| ping.sent >= telling)
+            {
+                self.disco_answered_in_silence = true;
             }
             self.best = Some(Best {
                 address: from,
@@ -737,6 +782,56 @@ mod tests {
         // It comes back: direct again at the next discovery.
         run(&mut paths, &mut tx, (20_000, 23_000), &mut counts, |_| true);
         assert_eq!(paths.route(ms(23_000)), Route::Direct(direct));
+    }
+
+    #[test]
+    fn a_cut_path_whose_peer_moves_to_the_relay_is_not_held_against_it() {
+        // Both ends lose the direct path at once; the peer's own pongs stop
+        // too, so it sends through the relay once its trust runs out, while
+        // our last pong (just before the cut) is still within TRUST. That is
+        // a cut, not a middlebox passing disco and dropping WireGuard: the
+        // path must come back as soon as it heals.
+        let direct = address("198.18.0.5:41641");
+        let phases = (0..1_000).step_by(50);
+        let switches = [500, 1_500, 2_500];
+        for (last_pong_before_cut, peer_switches) in
+            phases.flat_map(|phase| switches.map(|switch| (phase, switch)))
+        {
+            let (mut paths, mut tx) = direct_to(direct);
+            let mut counts = WireguardCounts::default();
+            let cut = 6_000 - last_pong_before_cut;
+            let mut now = 0;
+            while now < 20_000 {
+                now += 50;
+                paths.note_traffic(ms(now));
+                counts.sent += 1;
+                let is_cut = now >= cut && now < 10_000;
+                if !is_cut {
+                    counts.heard += 1;
+                } else if now >= cut + peer_switches {
+                    // The peer's WireGuard comes through the relay now.
+                    counts.relayed += 1;
+                }
+                paths.note_wireguard(counts, ms(now));
+                for (to, id) in pings(&paths.tick(ms(now), &mut tx)) {
+                    if !is_cut {
+                        paths.on_pong(id, to, ms(now + 1));
+                    }
+                }
+                if now >= 10_000 && paths.route(ms(now)) == Route::Direct(direct) {
+                    break;
+                }
+            }
+            assert!(
+                paths.distrusted.is_empty(),
+                "cut {last_pong_before_cut} ms into a heartbeat, peer on the relay {peer_switches} ms later: the cut path was distrusted"
+            );
+            assert!(
+                now - 10_000 <= DISCOVERY_EVERY.as_millis() as u64 + 100,
+                "cut {last_pong_before_cut} ms into a heartbeat: direct again only after {} ms",
+                now - 10_000
+            );
+        }
     }
 
     #[test]

@@ -116,3 +116,28 @@ pub fn tree_rss_mib(pid: u32) -> f64 {
 pub fn tree_cpu_seconds(pid: u32) -> f64 {
     process_tree(pid).into_iter().map(cpu_seconds).sum()
 }
+
+/// A process started by a benchmark together with the children it starts:
+/// stopped (children first, by their ids) when dropped, so that a failed
+/// run leaves nothing behind.
+pub struct Tree(pub std::process::Child);
+
+impl Tree {
+    /// The process's id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        for pid in process_tree(self.0.id()).into_iter().rev() {
+            // The ids are this process's child and its descendants, read
+            // just now.
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = self.0.wait();
+    }
+}

@@ -48,15 +48,54 @@ impl OpenClaw {
     /// `openclaw ARGS…` with its home and state in `home` (OpenClaw keeps
     /// state there), the machine's environment otherwise left out.
     pub fn command(&self, home: &Path) -> Command {
-        let mut command = Command::new(self.node());
+        let mut command = self.confined(home);
+        command.arg(self.package().join("openclaw.mjs"));
         command
-            .arg(self.package().join("openclaw.mjs"))
+    }
+
+    /// Node, confined to `home`: OpenClaw writes its log to `/tmp/openclaw`
+    /// and its lock files to the system temp directory whatever its
+    /// configuration says, so it runs in a mount namespace of its own whose
+    /// `/tmp` is `home/tmp`, with the directory of `/tmp` that holds `home`
+    /// (a test's temp dir) mounted back where it was. Nothing is left in the
+    /// machine's `/tmp`. No update checks.
+    fn confined(&self, home: &Path) -> Command {
+        let private = home.join("tmp");
+        std::fs::create_dir_all(&private).unwrap();
+        // The directory right under /tmp that holds `home`, if any.
+        let top = home
+            .strip_prefix("/tmp")
+            .ok()
+            .and_then(|rest| rest.components().next())
+            .map(|first| Path::new("/tmp").join(first))
+            .unwrap_or_default();
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(CONFINE)
+            .arg("confine")
+            .arg(&top)
+            .arg(&private)
+            .arg(self.node())
             .env_clear()
-            .env("PATH", "/usr/bin:/bin")
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
             .env("HOME", home)
+            .env("TMPDIR", "/tmp")
             .env("OPENCLAW_STATE_DIR", home.join(".openclaw"))
+            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
             .env("NO_COLOR", "1");
         command
+    }
+
+    /// OpenClaw's own log (`/tmp/openclaw/*.log` inside its namespace).
+    pub fn log(&self, home: &Path) -> String {
+        let mut text = String::new();
+        if let Ok(entries) = std::fs::read_dir(home.join("tmp/openclaw")) {
+            for entry in entries.flatten() {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        text
     }
 
     /// The example configurations of the shipped docs: every fenced
@@ -90,14 +129,11 @@ impl OpenClaw {
             .map(|file| file.display().to_string())
             .collect();
         std::fs::write(&list, names.join("\n") + "\n").unwrap();
-        let output = Command::new(self.node())
+        let output = self
+            .confined(home)
             .arg(workspace_root().join("scripts/openclaw-validate.mjs"))
             .arg(self.package())
             .arg(&list)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home)
-            .env("OPENCLAW_STATE_DIR", home.join(".openclaw"))
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
@@ -168,6 +204,18 @@ pub fn json_blocks(markdown: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// `sh -c` for [`OpenClaw::confined`]: `$1` the directory under `/tmp` to
+/// keep visible (or empty), `$2` the private `/tmp`, then the command.
+const CONFINE: &str = r#"set -eu
+top="$1"; private="$2"; shift 2
+if [ -n "$top" ]; then
+    mkdir -p "$private/${top##*/}"
+    mount --bind "$top" "$private/${top##*/}"
+fi
+mount --rbind "$private" /tmp
+exec "$@"
+"#;
 
 #[cfg(test)]
 mod tests {

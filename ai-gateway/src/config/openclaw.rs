@@ -412,8 +412,19 @@ fn api(name: &str) -> Result<(hearth_llm::Api, Option<&'static str>), String> {
     }
 }
 
-/// Why Hearth cannot reach `url`, if it cannot.
-fn unreachable(url: &str) -> Option<String> {
+/// Why Hearth cannot reach `url` with `api`, if it cannot. A
+/// `hearth-enclave` provider may name its config server through an OHTTP
+/// relay (`ohttp+http://…`); the address after the prefix must be reachable.
+fn unreachable(api: hearth_llm::Api, url: &str) -> Option<String> {
+    let url = match url.strip_prefix(hearth_llm::enclave::OBLIVIOUS_PREFIX) {
+        Some(inner) if api == hearth_llm::Api::HearthEnclave => inner,
+        Some(_) => {
+            return Some(format!(
+                "{url:?}: only a hearth-enclave provider is reached through an OHTTP relay"
+            ));
+        }
+        None => url,
+    };
     if let Some(path) = url.strip_prefix("unix:") {
         return path
             .trim_start_matches('/')
@@ -473,7 +484,7 @@ fn provider_section(
         reader.problem(&child(path, "baseUrl"), "names no URL");
         return None;
     }
-    if let Some(why) = urls.iter().find_map(|url| unreachable(url)) {
+    if let Some(why) = urls.iter().find_map(|url| unreachable(api, url)) {
         reader.note(path, format!("ignored: {why}"));
         return None;
     }

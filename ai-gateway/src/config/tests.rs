@@ -367,6 +367,29 @@ fn providers_hearth_cannot_reach_are_left_out_with_their_models() {
 }
 
 #[test]
+fn only_an_enclave_provider_is_reached_through_an_ohttp_relay() {
+    let loaded = parse(
+        r#"{ models: { providers: {
+            remote: { baseUrl: "ohttp+http://127.0.0.1:8080", api: "hearth-enclave",
+                      attestationPolicy: "/etc/hearth/policy.json", models: [{ id: "m" }] },
+            plain: { baseUrl: "ohttp+http://127.0.0.1:8081", models: [{ id: "p" }] },
+            broken: { baseUrl: "ohttp+ftp://127.0.0.1", api: "hearth-enclave",
+                      attestationPolicy: "/etc/hearth/policy.json", models: [{ id: "b" }] } } } }"#,
+    );
+    assert_eq!(
+        loaded.config.models.providers.keys().collect::<Vec<_>>(),
+        ["remote"]
+    );
+    assert_eq!(
+        loaded.config.models.providers["remote"].base_url.0,
+        ["ohttp+http://127.0.0.1:8080"],
+        "the prefix is kept: it tells the provider to go through the relay"
+    );
+    assert!(note(&loaded, "models.providers.plain").contains("only a hearth-enclave"));
+    assert!(note(&loaded, "models.providers.broken").contains("not an http://"));
+}
+
+#[test]
 fn overrides_win_over_the_file() {
     let loaded = super::parse(
         "{ gateway: { port: 1 } }",
