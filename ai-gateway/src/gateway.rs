@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::agents::{Agent, Agents};
+use crate::assistant::{Answerer, Assistant, Said};
 use crate::config::Config;
 use crate::context;
 use crate::journal::Journal;
@@ -236,6 +237,8 @@ pub struct Gateway {
     sessions: Sessions,
     /// The agents (personas) callers can address.
     pub agents: Agents,
+    /// The household assistant (memory, reminders, documents, tools), when on.
+    pub assistant: Option<Arc<Assistant>>,
     device_limiter: DefaultKeyedRateLimiter<[u8; 32]>,
     caller_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
     streams: Arc<Semaphore>,
@@ -263,6 +266,21 @@ impl Gateway {
             .with_context(|| "cannot open the session store")?;
         let agents = load_agents(&config)?;
         let router = Arc::new(crate::build_router(&config)?);
+        let assistant = if config.assistant.enabled {
+            let program = std::env::current_exe()
+                .with_context(|| "cannot find the gateway's own executable")?;
+            Some(
+                Assistant::start(
+                    config.assistant.clone(),
+                    Arc::clone(&router),
+                    data_dir,
+                    program,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let (journal, window) = Journal::open(
             &data_dir.join("replay.journal"),
             config.hearth.request_skew_seconds,
@@ -281,8 +299,23 @@ impl Gateway {
             keys,
             sessions,
             agents,
+            assistant,
             config,
         }))
+    }
+
+    /// Starts the assistant's background work (the scheduler, which asks
+    /// this gateway's models scheduled questions; the document indexer).
+    pub fn spawn_assistant(self: &Arc<Self>) {
+        let Some(assistant) = &self.assistant else {
+            return;
+        };
+        let gateway = Arc::downgrade(self);
+        let answer: Answerer = Arc::new(move |asker, question| {
+            let gateway = gateway.clone();
+            Box::pin(async move { gateway.upgrade()?.answer_for(asker, question).await })
+        });
+        assistant.spawn(answer);
     }
 
     /// The keys to publish at `now`.
@@ -371,7 +404,11 @@ impl Gateway {
     /// asked, and its first token awaited, before this returns; the rest is
     /// pulled through by the response body as the client reads it, so a
     /// client that goes away drops the backend request with it.
-    pub async fn reply(self: &Arc<Self>, admitted: Admitted) -> BoxStream<'static, Bytes> {
+    pub async fn reply(
+        self: &Arc<Self>,
+        admitted: Admitted,
+        caller: &crate::api::Caller,
+    ) -> BoxStream<'static, Bytes> {
         let Admitted {
             plaintext,
             peer,
@@ -383,8 +420,19 @@ impl Gateway {
         let events = match serde_json::from_slice::<ChatPayload>(&plaintext) {
             Ok(payload) => {
                 drop(plaintext);
-                self.begin(payload, &peer, arrived, Some(permit), ahead)
-                    .await
+                match caller.asker(payload.on_behalf_of.as_ref()) {
+                    Ok(asker) => {
+                        self.begin(payload, &peer, arrived, Some(permit), ahead, asker)
+                            .await
+                    }
+                    Err(why) => {
+                        self.metrics.outcome("chat", "bad_request");
+                        single(ReplyEvent::Error {
+                            code: ErrorCode::BadRequest,
+                            message: why.into(),
+                        })
+                    }
+                }
             }
             Err(error) => {
                 self.metrics.outcome("chat", "bad_request");
@@ -398,9 +446,81 @@ impl Gateway {
             .boxed()
     }
 
+    /// The sealed answer to an assistant API request (`POST
+    /// /api/assistant`): deliveries for household messaging, and for a
+    /// member (established as for chat) their memory, reminders and
+    /// documents.
+    pub async fn assistant_reply(
+        self: &Arc<Self>,
+        admitted: Admitted,
+        caller: &crate::api::Caller,
+    ) -> BoxStream<'static, Bytes> {
+        use hearth_assistant::api::{Answer, MAX_WAIT_MS, Op, Request};
+        let Admitted {
+            plaintext,
+            mut sealer,
+            permit,
+            ..
+        } = admitted;
+        let refused = |message: &str| Answer::Refused {
+            message: message.to_owned(),
+        };
+        let answer = match (
+            &self.assistant,
+            serde_json::from_slice::<Request>(&plaintext),
+        ) {
+            (None, _) => {
+                refused("the household assistant is off on this gateway (hearth.assistant.enabled)")
+            }
+            (_, Err(error)) => Answer::Refused {
+                message: format!("not an assistant request: {error}"),
+            },
+            (Some(assistant), Ok(request)) => match request.op {
+                Op::Deliveries { after, wait_ms } => {
+                    if caller.speaks_for_members {
+                        let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
+                        assistant.deliveries(after, wait).await
+                    } else {
+                        refused("only household messaging collects the assistant's deliveries")
+                    }
+                }
+                op => {
+                    let asked = request.asker.map(|asker| hearth_e2ee::OnBehalfOf {
+                        member: asker.member,
+                        room: asker.room,
+                        capabilities: asker.capabilities,
+                    });
+                    match caller.asker(asked.as_ref()) {
+                        Ok(Some(asker)) => assistant.answer(&asker, op).await,
+                        Ok(None) => refused("name the member this is for"),
+                        Err(why) => refused(why),
+                    }
+                }
+            },
+        };
+        drop(plaintext);
+        drop(permit);
+        self.metrics.outcome("assistant", "ok");
+        let events = [
+            ReplyEvent::Data {
+                data: serde_json::to_value(&answer).unwrap_or_default(),
+            },
+            ReplyEvent::Done {
+                finish_reason: "stop".into(),
+                usage: None,
+            },
+        ];
+        futures_util::stream::iter(events)
+            .map(move |event| Bytes::from(hearth_e2ee::chunks::sse_chunk(&mut sealer, &event)))
+            .boxed()
+    }
+
     /// One conversation turn of `peer` on the encrypted API: `/new`, or the
     /// session's history under the persona, fitted to the context, sent to
     /// the first model that answers. The exchange is saved when it completes.
+    /// With the assistant on and a known `asker`, an everyday request is
+    /// carried out at once, and otherwise the turn is given what is
+    /// remembered and what the documents say, and the household's tools.
     pub async fn begin(
         self: &Arc<Self>,
         payload: ChatPayload,
@@ -408,6 +528,7 @@ impl Gateway {
         arrived: Instant,
         permit: Option<OwnedSemaphorePermit>,
         ahead: Option<Ahead>,
+        asker: Option<hearth_assistant::scope::Asker>,
     ) -> BoxStream<'static, ReplyEvent> {
         let endpoint = "chat";
         let channel = payload.channel.clone().unwrap_or_else(|| "default".into());
@@ -444,6 +565,48 @@ impl Gateway {
             }
         };
         let user = Message::new("user", payload.message);
+        if let (Some(assistant), Some(asker)) = (&self.assistant, asker) {
+            if let Some(said) = assistant.intent(&asker, &user.content).await {
+                self.metrics.outcome(endpoint, "ok");
+                return self.say(said, session, user);
+            }
+            let budget = self.context_budget(self.agents.default_agent());
+            let context = assistant.context(&asker, &user.content, budget).await;
+            let (mut request, kept) = self.request_with(
+                self.agents.default_agent(),
+                &history,
+                user.clone(),
+                payload.max_tokens,
+                payload.temperature,
+                context.system.as_deref(),
+            );
+            let dropped = history.len().saturating_sub(kept);
+            if dropped > 0 {
+                let (assistant, asker, session, history) = (
+                    Arc::clone(assistant),
+                    asker.clone(),
+                    session.clone(),
+                    Arc::clone(&history),
+                );
+                tokio::spawn(async move {
+                    assistant
+                        .note_trimmed(&asker, &session, &history, dropped)
+                        .await;
+                });
+            }
+            request.tools = assistant.tool_definitions();
+            return self
+                .assistant_turn(
+                    request,
+                    asker,
+                    context.citations,
+                    Some((session, user)),
+                    permit,
+                    Route::Chain(ahead),
+                    arrived,
+                )
+                .await;
+        }
         let request = self.request(
             self.agents.default_agent(),
             &history,
@@ -473,6 +636,55 @@ impl Gateway {
         max_tokens: Option<u32>,
         temperature: Option<f32>,
     ) -> ChatRequest {
+        self.request_with(agent, history, new, max_tokens, temperature, None)
+            .0
+    }
+
+    /// [`Gateway::request`] with `extra` (the assistant's context) as a
+    /// system message just before the new message, out of the same budget
+    /// (after the persona and history, so that the model server's cache of
+    /// the conversation's start keeps serving); and how many messages of
+    /// `history` fitted.
+    pub fn request_with(
+        &self,
+        agent: &Agent,
+        history: &[Message],
+        new: Message,
+        max_tokens: Option<u32>,
+        temperature: Option<f32>,
+        extra: Option<&str>,
+    ) -> (ChatRequest, usize) {
+        let (context_window, max_tokens) = self.window(agent, max_tokens);
+        let extra = extra.map(|text| Message::new("system", text));
+        let budget = (context_window.saturating_sub(max_tokens) as usize)
+            .saturating_sub(extra.as_ref().map_or(0, context::estimate_tokens));
+        let mut messages = context::fit(agent.persona.as_deref(), history, new, budget);
+        let kept = messages.len() - 1 - usize::from(agent.persona.is_some());
+        if let Some(extra) = extra {
+            messages.insert(messages.len() - 1, extra);
+        }
+        (
+            ChatRequest {
+                messages,
+                max_tokens: Some(max_tokens),
+                temperature,
+                ..Default::default()
+            },
+            kept,
+        )
+    }
+
+    /// Characters of the assistant's context (memory, passages) a turn of
+    /// `agent` may carry: a third of what the model's context leaves after
+    /// its reply (at three characters a token), so history still fits.
+    pub fn context_budget(&self, agent: &Agent) -> usize {
+        let (context_window, max_tokens) = self.window(agent, None);
+        context_window.saturating_sub(max_tokens) as usize
+    }
+
+    /// The context window of the model `agent` starts with, and the most
+    /// tokens a reply gets (`asked`, capped by the model and the limits).
+    fn window(&self, agent: &Agent, asked: Option<u32>) -> (u32, u32) {
         let (context_window, model_max) = agent
             .model
             .as_ref()
@@ -485,17 +697,212 @@ impl Gateway {
                 ),
                 |model| (model.context_window, model.max_tokens),
             );
-        let max_tokens = max_tokens
+        let max_tokens = asked
             .unwrap_or(model_max)
             .min(model_max)
             .min(self.config.hearth.limits.max_tokens);
-        let budget = context_window.saturating_sub(max_tokens) as usize;
-        ChatRequest {
-            messages: context::fit(agent.persona.as_deref(), history, new, budget),
-            max_tokens: Some(max_tokens),
-            temperature,
-            ..Default::default()
+        (context_window, max_tokens)
+    }
+
+    /// The reply to a request the assistant carried out itself: the tool
+    /// it ran, its sentence; the exchange is saved like any other.
+    fn say(&self, said: Said, session: String, user: Message) -> BoxStream<'static, ReplyEvent> {
+        self.sessions.append(
+            &session,
+            vec![user, Message::new("assistant", said.text.clone())],
+        );
+        let events = [ReplyEvent::Meta {
+            model: "hearth/assistant".into(),
+            session,
+        }]
+        .into_iter()
+        .chain(said.tool.map(|name| ReplyEvent::Tool { name: name.into() }))
+        .chain([
+            ReplyEvent::Delta { text: said.text },
+            ReplyEvent::Done {
+                finish_reason: "stop".into(),
+                usage: None,
+            },
+        ]);
+        futures_util::stream::iter(events.collect::<Vec<_>>()).boxed()
+    }
+
+    /// A turn of the household assistant: the model may call the
+    /// household's tools (each run for `asker`, and shown to the chat) for
+    /// up to `MAX_ROUNDS` rounds, then answers; the answer names the
+    /// documents it was given. With `save`, the question and the final
+    /// answer go into that session.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn assistant_turn(
+        self: &Arc<Self>,
+        mut request: ChatRequest,
+        asker: hearth_assistant::scope::Asker,
+        mut citations: Vec<String>,
+        save: Option<(String, Message)>,
+        permit: Option<OwnedSemaphorePermit>,
+        route: Route,
+        arrived: Instant,
+    ) -> BoxStream<'static, ReplyEvent> {
+        use hearth_assistant::tools;
+        let Some(assistant) = self.assistant.clone() else {
+            return single(failure(ErrorCode::Internal));
+        };
+        let gateway = Arc::clone(self);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<ReplyEvent>(64);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut route = Some(route);
+            let mut answer = String::new();
+            let mut meta_sent = false;
+            let session = save.as_ref().map(|(session, _)| session.clone());
+            for round in 0..=tools::MAX_ROUNDS {
+                if round == tools::MAX_ROUNDS {
+                    // The last round answers with what it has.
+                    request.tools = None;
+                    request.tool_choice = None;
+                }
+                let this_route = route.take().unwrap_or(Route::Chain(None));
+                let mut events = gateway
+                    .open_turn(&request, arrived, "chat", None, None, this_route)
+                    .await;
+                let (mut fragments, mut said, mut finished) = (Vec::new(), String::new(), None);
+                while let Some(event) = events.next().await {
+                    let forward = match event {
+                        ReplyEvent::Meta { model, .. } if !meta_sent => {
+                            meta_sent = true;
+                            Some(ReplyEvent::Meta {
+                                model,
+                                session: session.clone().unwrap_or_default(),
+                            })
+                        }
+                        ReplyEvent::Meta { .. } => None,
+                        ReplyEvent::Delta { text } => {
+                            said.push_str(&text);
+                            Some(ReplyEvent::Delta { text })
+                        }
+                        ReplyEvent::ToolCalls { calls } => {
+                            fragments.push(calls);
+                            None
+                        }
+                        ReplyEvent::Done {
+                            finish_reason,
+                            usage,
+                        } => {
+                            finished = Some((finish_reason, usage));
+                            None
+                        }
+                        error @ ReplyEvent::Error { .. } => {
+                            let _ = sender.send(error).await;
+                            return;
+                        }
+                        other => Some(other),
+                    };
+                    if let Some(event) = forward
+                        && sender.send(event).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                let Some((finish_reason, usage)) = finished else {
+                    return;
+                };
+                answer.push_str(&said);
+                let calls = tools::assemble(&fragments);
+                if calls.is_empty() || request.tools.is_none() {
+                    if let Some(footer) = assistant.sources(&citations) {
+                        answer.push_str(&footer);
+                        let _ = sender.send(ReplyEvent::Delta { text: footer }).await;
+                    }
+                    if let Some((session, user)) = save {
+                        gateway
+                            .sessions
+                            .append(&session, vec![user, Message::new("assistant", answer)]);
+                    }
+                    let _ = sender
+                        .send(ReplyEvent::Done {
+                            finish_reason,
+                            usage: usage.map(|usage| ReplyUsage {
+                                prompt_tokens: usage.prompt_tokens,
+                                completion_tokens: usage.completion_tokens,
+                            }),
+                        })
+                        .await;
+                    return;
+                }
+                let mut asked = Message::new("assistant", said);
+                asked.tool_calls = Some(serde_json::Value::Array(
+                    calls
+                        .iter()
+                        .map(|(id, name, arguments)| {
+                            serde_json::json!({"id": id, "type": "function",
+                                "function": {"name": name, "arguments": arguments}})
+                        })
+                        .collect(),
+                ));
+                request.messages.push(asked);
+                for (id, name, arguments) in calls {
+                    let shown: String = name
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .take(64)
+                        .collect();
+                    if sender.send(ReplyEvent::Tool { name: shown }).await.is_err() {
+                        return;
+                    }
+                    let output = assistant
+                        .run_tool(&asker, &name, &arguments, &mut citations)
+                        .await;
+                    let mut result = Message::new("tool", output);
+                    result.tool_call_id = Some(id);
+                    result.name = Some(name);
+                    request.messages.push(result);
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
+    }
+
+    /// The assistant's answer to a scheduled question, asked with
+    /// `asker`'s authority (its memory, documents, tools); `None` when no
+    /// model answered.
+    pub async fn answer_for(
+        self: &Arc<Self>,
+        asker: hearth_assistant::scope::Asker,
+        question: String,
+    ) -> Option<String> {
+        let assistant = self.assistant.clone()?;
+        let budget = self.context_budget(self.agents.default_agent());
+        let context = assistant.context(&asker, &question, budget).await;
+        let (mut request, _) = self.request_with(
+            self.agents.default_agent(),
+            &[],
+            Message::new("user", question),
+            None,
+            None,
+            context.system.as_deref(),
+        );
+        request.tools = assistant.tool_definitions();
+        let mut events = self
+            .assistant_turn(
+                request,
+                asker,
+                context.citations,
+                None,
+                None,
+                Route::Chain(None),
+                Instant::now(),
+            )
+            .await;
+        let mut text = String::new();
+        while let Some(event) = events.next().await {
+            match event {
+                ReplyEvent::Delta { text: more } => text.push_str(&more),
+                ReplyEvent::Error { .. } => return None,
+                ReplyEvent::Done { .. } => return Some(text),
+                _ => {}
+            }
         }
+        None
     }
 
     /// Asks the models for `request` and returns the reply's events: `meta`
@@ -590,9 +997,12 @@ impl Gateway {
         }
     }
 
-    /// Closes the session store.
+    /// Closes the session store and the assistant's.
     pub async fn close(&self) {
         self.sessions.close().await;
+        if let Some(assistant) = &self.assistant {
+            assistant.close().await;
+        }
     }
 
     /// How long an idle SSE connection waits between keep-alive comments.

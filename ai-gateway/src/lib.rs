@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub mod agents;
 pub mod api;
+pub mod assistant;
 pub mod config;
 pub mod context;
 pub mod doctor;

@@ -60,10 +60,9 @@ enum Command {
         /// The conversation to continue.
         #[arg(long, default_value = "cli")]
         channel: String,
-        /// Bearer token [default: read from --token-file].
-        #[arg(long, env = "HEARTH_GATEWAY_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// File holding the bearer token (the gateway writes DATA_DIR/gateway.token).
+        /// File holding the bearer token (the gateway writes
+        /// DATA_DIR/gateway.token); `$HEARTH_GATEWAY_TOKEN` wins. Never an
+        /// argument: other users of the machine can read those.
         #[arg(long, default_value = "/var/lib/hearth-gateway/gateway.token")]
         token_file: PathBuf,
         /// This device's key (created on first use) [default: ~/.config/hearth/device.key].
@@ -72,6 +71,13 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long)]
         max_tokens: Option<u32>,
+    },
+    /// Read a document from standard input and print its text (how the
+    /// gateway reads PDFs: in a process of their own, with limits).
+    #[command(hide = true)]
+    Extract {
+        /// `pdf`, `text` or `markdown`.
+        format: String,
     },
 }
 
@@ -92,6 +98,35 @@ enum ConfigCommand {
 enum Output {
     Text,
     Json,
+}
+
+/// `hearth-gateway extract FORMAT`: limits its own memory and CPU time
+/// first, then reads the document from standard input and prints its text
+/// after a marker line (the parser may print too).
+fn extract(format: &str) -> anyhow::Result<()> {
+    use hearth_assistant::extract::{Format, MAX_FILE_BYTES};
+    use hearth_gateway::assistant::library::{EXTRACT_MEMORY, extract_answer};
+    use std::io::Read as _;
+    let format = match format {
+        "pdf" => Format::Pdf,
+        "text" => Format::Text,
+        "markdown" => Format::Markdown,
+        other => anyhow::bail!("no format {other:?}: pdf, text or markdown"),
+    };
+    rlimit::setrlimit(rlimit::Resource::AS, EXTRACT_MEMORY, EXTRACT_MEMORY)
+        .context("cannot limit the reader's memory")?;
+    rlimit::setrlimit(rlimit::Resource::CPU, 30, 30)
+        .context("cannot limit the reader's CPU time")?;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .context("cannot read the document")?;
+    let answer = extract_answer(format, &bytes);
+    let mut out = std::io::stdout().lock();
+    out.write_all(answer.as_bytes())?;
+    out.flush()?;
+    Ok(())
 }
 
 /// The configuration file `serve` would read.
@@ -197,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Validate { files, output },
         } => validate(files, output),
+        Command::Extract { format } => extract(&format),
         Command::Doctor { config, data_dir } => {
             let path = find_config(config)?;
             let loaded = load(
@@ -222,12 +258,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             question,
             url,
             channel,
-            token,
             token_file,
             device_key: key_path,
             max_tokens,
         } => {
-            let token = match token {
+            let token = match std::env::var("HEARTH_GATEWAY_TOKEN").ok() {
                 Some(token) => Some(token),
                 None => match std::fs::read_to_string(&token_file) {
                     Ok(text) => Some(text.trim().to_owned()),
@@ -251,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 channel: Some(channel),
                 max_tokens,
                 temperature: None,
+                on_behalf_of: None,
             };
             let mut failure = None;
             client
@@ -264,7 +300,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         failure = Some(format!("{code}: {message}"))
                     }
                     ReplyEvent::Meta { model, .. } => eprintln!("[{model}]"),
-                    ReplyEvent::ToolCalls { .. } => {}
+                    ReplyEvent::Tool { name } => eprintln!("[ran {name}]"),
+                    ReplyEvent::ToolCalls { .. } | ReplyEvent::Data { .. } => {}
                 })
                 .await?;
             if let Some(failure) = failure {

@@ -411,7 +411,7 @@ impl ResponseStream {
                 failed["error"] = json!({"code": code, "message": message});
                 out.push(self.event("response.failed", json!({"response": failed})));
             }
-            ReplyEvent::Notice { .. } => {}
+            ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {}
         }
         out
     }

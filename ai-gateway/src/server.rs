@@ -100,6 +100,7 @@ pub async fn serve(
         );
     }
     let gateway = Gateway::start(config, hearth_runtime::clock::unix_seconds()).await?;
+    gateway.spawn_assistant();
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -136,11 +136,17 @@ impl ChatClient {
 
     /// The gateway's current key.
     pub async fn current_key(&self) -> Result<PublishedKey, ClientError> {
-        let response = self
-            .authorize(self.http.get(format!("{}/api/pubkey", self.base)))
-            .send()
-            .await
-            .map_err(send_failed)?;
+        let get = || {
+            self.authorize(self.http.get(format!("{}/api/pubkey", self.base)))
+                .send()
+        };
+        // A kept connection to a gateway that has since restarted fails on
+        // first use; the question is harmless to ask again, on a new one.
+        let response = match get().await {
+            Err(error) if !error.is_connect() => get().await,
+            answer => answer,
+        }
+        .map_err(send_failed)?;
         if !response.status().is_success() {
             return Err(ChatClient::refused(response).await);
         }
@@ -180,28 +186,70 @@ impl ChatClient {
         }
     }
 
-    /// Sends `payload` and calls `on_event` for each reply event; fails if
-    /// the reply is altered or cut short.
+    /// Sends `payload` sealed to the gateway and calls `on_event` with each
+    /// event of the sealed reply as it arrives.
     pub async fn chat(
         &self,
         payload: &ChatPayload,
+        on_event: impl FnMut(&ReplyEvent),
+    ) -> Result<(), ClientError> {
+        let plaintext = Zeroizing::new(serde_json::to_vec(payload).expect("payloads serialize"));
+        self.exchange("/api/chat", &plaintext, on_event).await
+    }
+
+    /// Sends an assistant API `request` (`POST /api/assistant`: deliveries,
+    /// memory, reminders, documents) sealed like a chat request; the
+    /// answer it carries.
+    pub async fn assistant(
+        &self,
+        request: &impl serde::Serialize,
+    ) -> Result<serde_json::Value, ClientError> {
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(request)
+                .map_err(|error| ClientError::Protocol(error.to_string()))?,
+        );
+        let mut answer = None;
+        let mut failure = None;
+        self.exchange("/api/assistant", &plaintext, |event| match event {
+            ReplyEvent::Data { data } => answer = Some(data.clone()),
+            ReplyEvent::Error { code, message } => {
+                failure = Some(ClientError::Refused {
+                    status: 200,
+                    code: *code,
+                    message: message.clone(),
+                });
+            }
+            _ => {}
+        })
+        .await?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        answer.ok_or_else(|| ClientError::Protocol("the gateway's answer held no data".into()))
+    }
+
+    /// Seals `plaintext` to the gateway's current key, posts it to `path`,
+    /// and opens the sealed reply event by event.
+    async fn exchange(
+        &self,
+        path: &str,
+        plaintext: &[u8],
         mut on_event: impl FnMut(&ReplyEvent),
     ) -> Result<(), ClientError> {
         let key = self.current_key().await?;
         let public = URL_SAFE_NO_PAD
             .decode(&key.public_key)
             .map_err(|_| ClientError::Protocol("the published key is not base64url".into()))?;
-        let plaintext = Zeroizing::new(serde_json::to_vec(payload).expect("payloads serialize"));
         let (envelope, opener) = seal_request(
             &public,
             &key.id,
             &self.device,
-            &plaintext,
+            plaintext,
             hearth_runtime::clock::unix_seconds(),
         )
         .map_err(|error| ClientError::Protocol(error.to_string()))?;
         let response = self
-            .authorize(self.http.post(format!("{}/api/chat", self.base)))
+            .authorize(self.http.post(format!("{}{path}", self.base)))
             .json(&envelope)
             .send()
             .await

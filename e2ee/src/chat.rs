@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The sealed request's plaintext.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatPayload {
     /// The user's message; `/new` starts a fresh session instead.
@@ -18,6 +18,26 @@ pub struct ChatPayload {
     /// Sampling temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    /// The member (and room) household messaging asks for. The gateway
+    /// honours it only from a caller it trusts to speak for members (one
+    /// holding its token); a mesh device is the member the mesh names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<OnBehalfOf>,
+}
+
+/// Whom a trusted relay (household messaging) asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnBehalfOf {
+    /// The member, as the mesh named their device.
+    pub member: String,
+    /// The room the question was asked in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The application capabilities the member's device has at this hub
+    /// (the access policy's grants, as the node agent's `whois` gives them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Token counts of a reply.
@@ -51,6 +71,18 @@ pub enum ReplyEvent {
     ToolCalls {
         /// The calls.
         calls: serde_json::Value,
+    },
+    /// The assistant ran a tool (its input and output stay in the gateway;
+    /// the chat shows that it ran).
+    Tool {
+        /// The tool's name (`memory_search`, `reminder_create`, …).
+        name: String,
+    },
+    /// The structured answer of a request that is not a chat (the
+    /// assistant API's lists, deliveries and confirmations).
+    Data {
+        /// The answer.
+        data: serde_json::Value,
     },
     /// A message from the gateway itself (e.g. "new session started").
     Notice {

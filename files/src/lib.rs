@@ -1,9 +1,10 @@
 //! What a Hearth service keeps on disk: its JSON5 configuration
 //! ([`config`]), its private files ([`private`]: keys, tokens, identities,
-//! 0600 and written whole), its bearer tokens ([`token`]) and its SQLite
-//! database ([`sqlite`]).
+//! 0600 and written whole), its bearer tokens ([`token`]), its SQLite
+//! database ([`sqlite`]) and what it seals in it ([`sealed`]).
 
 pub mod config;
 pub mod private;
+pub mod sealed;
 pub mod sqlite;
 pub mod token;

@@ -177,7 +177,12 @@ pub async fn stream_chat(
                 Err(error) => return Some((Err(backend_error(error)), None)),
             };
             let mapped = match event {
-                ReplyEvent::Meta { .. } | ReplyEvent::Notice { .. } => continue,
+                // A compute node runs no tools of the household's and
+                // answers no assistant requests: only its text counts.
+                ReplyEvent::Meta { .. }
+                | ReplyEvent::Notice { .. }
+                | ReplyEvent::Tool { .. }
+                | ReplyEvent::Data { .. } => continue,
                 ReplyEvent::Delta { text } => Ok(StreamEvent::Delta(text)),
                 ReplyEvent::ToolCalls { calls } => Ok(StreamEvent::ToolCalls(calls)),
                 ReplyEvent::Done {

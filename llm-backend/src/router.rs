@@ -411,6 +411,41 @@ impl Router {
         Err(RouteError::Exhausted(attempts))
     }
 
+    /// The vectors of `inputs` from exactly `model` (on any of its
+    /// provider's endpoints), never another: vectors of different models
+    /// cannot be compared, so an index must keep to one.
+    pub async fn embed_with(
+        &self,
+        model: &ModelRef,
+        inputs: &[String],
+    ) -> Result<Vec<Vec<f64>>, RouteError> {
+        let Some(provider) = self.providers.get(&model.provider) else {
+            return Err(RouteError::Exhausted(Vec::new()));
+        };
+        let mut attempts = Vec::new();
+        for endpoint_index in provider.rotation() {
+            let state = &provider.endpoints[endpoint_index];
+            match crate::embed::embed(
+                &state.endpoint,
+                provider.config.api,
+                &model.model,
+                inputs,
+                None,
+                provider.config.timeout,
+            )
+            .await
+            {
+                Ok(vectors) => return Ok(vectors),
+                Err(error) => attempts.push(Attempt {
+                    model: model.to_string(),
+                    endpoint: state.endpoint.label.clone(),
+                    error,
+                }),
+            }
+        }
+        Err(RouteError::Exhausted(attempts))
+    }
+
     /// Probes every endpoint once; returns how many answered.
     pub async fn probe_all(&self) -> usize {
         let mut answered = 0;

@@ -126,6 +126,17 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/api/dm", post(open_dm))
         .route("/api/rooms/{room}/messages", get(history).post(send))
         .route("/api/rooms/{room}/read", post(read))
+        .route("/api/assistant/memory", get(assistant_memory))
+        .route(
+            "/api/assistant/memory/{id}",
+            axum::routing::delete(assistant_forget),
+        )
+        .route("/api/assistant/reminders", get(assistant_reminders))
+        .route(
+            "/api/assistant/reminders/{id}",
+            axum::routing::delete(assistant_cancel),
+        )
+        .route("/api/assistant/documents", get(assistant_documents))
         .route("/ws", get(websocket))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -161,6 +172,92 @@ async fn rooms(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ServiceError> {
     Ok(Json(json!({"rooms": shared.messaging.store.rooms(&caller.user).await?})).into_response())
+}
+
+/// Where an assistant request is about: a room (default: the caller's
+/// own conversation with the assistant).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InRoom {
+    room: Option<String>,
+}
+
+/// Asks the gateway's assistant API, for `caller` in `room`, and answers
+/// with its JSON (`{"type": "memory", "entries": […]}` and so on).
+async fn ask_assistant(
+    shared: &ApiState,
+    caller: &Caller,
+    room: Option<String>,
+    op: hearth_assistant::api::Op,
+) -> Result<Response, ServiceError> {
+    let room = room.unwrap_or_else(|| dm_room(&caller.user, crate::protocol::ASSISTANT));
+    Messaging::check_access(caller, &room)?;
+    let Some(assistant) = &shared.messaging.assistant else {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "no assistant is set up on this hub".into(),
+        ));
+    };
+    let asker = hearth_assistant::scope::Asker {
+        member: caller.user.clone(),
+        room: Some(room),
+        capabilities: caller.capabilities.clone(),
+    };
+    match assistant.manage(asker, op).await {
+        Ok(hearth_assistant::api::Answer::Refused { message }) => {
+            Ok(error(StatusCode::NOT_FOUND, message))
+        }
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(failure) => Ok(error(
+            StatusCode::BAD_GATEWAY,
+            crate::assistant::failure_text(failure),
+        )),
+    }
+}
+
+async fn assistant_memory(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(place): Query<InRoom>,
+) -> Result<Response, ServiceError> {
+    use hearth_assistant::api::Op;
+    ask_assistant(&shared, &caller, place.room, Op::MemoryList {}).await
+}
+
+async fn assistant_forget(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+    Query(place): Query<InRoom>,
+) -> Result<Response, ServiceError> {
+    use hearth_assistant::api::Op;
+    ask_assistant(&shared, &caller, place.room, Op::MemoryForget { id }).await
+}
+
+async fn assistant_reminders(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ServiceError> {
+    use hearth_assistant::api::Op;
+    ask_assistant(&shared, &caller, None, Op::ReminderList {}).await
+}
+
+async fn assistant_cancel(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Result<Response, ServiceError> {
+    use hearth_assistant::api::Op;
+    ask_assistant(&shared, &caller, None, Op::ReminderCancel { id }).await
+}
+
+async fn assistant_documents(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(place): Query<InRoom>,
+) -> Result<Response, ServiceError> {
+    use hearth_assistant::api::Op;
+    ask_assistant(&shared, &caller, place.room, Op::DocumentList {}).await
 }
 
 #[derive(Deserialize)]

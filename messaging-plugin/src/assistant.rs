@@ -9,10 +9,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hearth_assistant::api::{Answer, Op, Request, Target};
+use hearth_assistant::scope::Asker;
 use hearth_chat_client::{ChatClient, ClientError};
-use hearth_e2ee::{ChatPayload, ErrorCode, ReplyEvent};
+use hearth_e2ee::{ChatPayload, ErrorCode, OnBehalfOf, ReplyEvent};
 
-use crate::protocol::{ASSISTANT, Message, MessageStatus, ServerEvent};
+use crate::identity::Caller;
+use crate::protocol::{ASSISTANT, Message, MessageStatus, ServerEvent, dm_room};
 use crate::questions::{FairQueue, Limits, TooMany};
 use crate::service::Messaging;
 
@@ -21,6 +24,7 @@ use crate::service::Messaging;
 struct Question {
     room: String,
     text: String,
+    capabilities: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// How often a growing answer is sent to the room.
@@ -28,6 +32,10 @@ const UPDATE_EVERY: Duration = Duration::from_millis(50);
 /// How long a question waits for a gateway that is not answering yet (it
 /// restarts, or its container is still starting) before the room is told.
 pub const GATEWAY_WAIT: Duration = Duration::from_secs(60);
+/// How long the gateway holds a request for deliveries when none is due.
+const DELIVERY_WAIT: Duration = Duration::from_secs(25);
+/// Where the last delivery posted is kept (the store's meta table).
+const DELIVERED: &str = "assistant-delivered";
 
 /// The assistant's link to the gateway.
 #[derive(Clone)]
@@ -101,19 +109,40 @@ impl Assistant {
         hearth_runtime::lock(&self.queue)
     }
 
-    /// Queues `question` of `user` in `room`; it is answered in its turn.
+    /// Queues `question` of `caller` in `room`; it is answered in its turn.
     pub fn ask(
         &self,
         messaging: Arc<Messaging>,
         room: String,
-        user: String,
+        caller: &Caller,
         question: String,
     ) -> Result<(), TooMany> {
+        if let Some(command) = crate::commands::command(&question) {
+            // What the assistant keeps is listed and changed at once, without the model.
+            let asker = Asker {
+                member: caller.user.clone(),
+                room: Some(room.clone()),
+                capabilities: caller.capabilities.clone(),
+            };
+            let assistant = self.clone();
+            tokio::spawn(async move {
+                let text = match command {
+                    Ok(op) => match assistant.manage(asker, op).await {
+                        Ok(answer) => crate::commands::render(&answer),
+                        Err(failure) => failure_text(failure),
+                    },
+                    Err(sentence) => sentence,
+                };
+                post_as_assistant(&messaging, &room, &text).await;
+            });
+            return Ok(());
+        }
         self.queue().push(
-            &user,
+            &caller.user,
             Question {
                 room,
                 text: question,
+                capabilities: caller.capabilities.clone(),
             },
         )?;
         self.start_turns(&messaging);
@@ -129,14 +158,14 @@ impl Assistant {
             let assistant = self.clone();
             let messaging = Arc::clone(messaging);
             tokio::spawn(async move {
+                let asker = OnBehalfOf {
+                    member: user.clone(),
+                    room: Some(question.room),
+                    capabilities: question.capabilities,
+                };
                 assistant
                     .clone()
-                    .answer(
-                        Arc::clone(&messaging),
-                        question.room,
-                        user.clone(),
-                        question.text,
-                    )
+                    .answer(Arc::clone(&messaging), asker, question.text)
                     .await;
                 assistant.queue().done(&user);
                 assistant.start_turns(&messaging);
@@ -144,14 +173,92 @@ impl Assistant {
         }
     }
 
-    /// Answers `question` of `user` in `room`.
-    pub async fn answer(
-        self,
-        messaging: Arc<Messaging>,
-        room: String,
-        user: String,
-        question: String,
-    ) {
+    /// Asks the gateway's assistant API for `asker` (their memory,
+    /// reminders, documents).
+    pub async fn manage(&self, asker: Asker, op: Op) -> Result<Answer, Failure> {
+        let request = Request {
+            asker: Some(asker),
+            op,
+        };
+        let value = self
+            .client
+            .assistant(&request)
+            .await
+            .map_err(|error| Failure::from(&error))?;
+        serde_json::from_value(value).map_err(|_| Failure::Protocol)
+    }
+
+    /// Posts what the gateway's assistant delivers (reminders, scheduled
+    /// answers) as they come due, into the member's conversation with it
+    /// or the room; runs until the service stops. Each delivery is posted
+    /// before the next is asked for, and the last one posted is kept, so a
+    /// restart of either side loses none.
+    pub async fn deliver(self, messaging: Arc<Messaging>) {
+        loop {
+            let after = match messaging.store.meta_number(DELIVERED).await {
+                Ok(after) => after.unwrap_or(0),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the assistant's deliveries cursor");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            let request = Request {
+                asker: None,
+                op: Op::Deliveries {
+                    after,
+                    wait_ms: u64::try_from(DELIVERY_WAIT.as_millis()).unwrap_or(25_000),
+                },
+            };
+            let answer = match self.client.assistant(&request).await {
+                Ok(value) => serde_json::from_value::<Answer>(value),
+                Err(ClientError::Unreachable(_)) => {
+                    self.client.wait_until_up(GATEWAY_WAIT).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(failure = ?Failure::from(&error), "cannot collect the assistant's deliveries");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            match answer {
+                Ok(Answer::Deliveries { deliveries }) => {
+                    for delivery in deliveries {
+                        let room = match &delivery.target {
+                            Target::Member(member) => dm_room(member, ASSISTANT),
+                            Target::Room(room) => room.clone(),
+                        };
+                        let exists = messaging.store.room_creator(&room).await.ok().flatten();
+                        if exists.is_none() && matches!(delivery.target, Target::Room(_)) {
+                            tracing::info!(
+                                "a delivery for a room that no longer exists is dropped"
+                            );
+                        } else {
+                            post_as_assistant(&messaging, &room, &delivery.text).await;
+                        }
+                        if let Err(error) = messaging
+                            .store
+                            .set_meta_number(DELIVERED, delivery.id)
+                            .await
+                        {
+                            tracing::error!(%error, "cannot record a delivery");
+                        }
+                    }
+                }
+                Ok(Answer::Refused { .. }) | Ok(_) | Err(_) => {
+                    tracing::warn!("the gateway refused to give the assistant's deliveries");
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Answers `question` of a member in a room (`asker`): the gateway
+    /// is told for whom it answers, so it uses their memory, documents and
+    /// reminders and no one else's.
+    pub async fn answer(self, messaging: Arc<Messaging>, asker: OnBehalfOf, question: String) {
+        let room = asker.room.clone().unwrap_or_default();
         let mut message = match messaging
             .store
             .post(&room, ASSISTANT, "", MessageStatus::Streaming, None)
@@ -178,9 +285,10 @@ impl Assistant {
         hub.publish(&room, &typing(true));
         let payload = ChatPayload {
             message: question,
-            channel: Some(channel_of(&room, &user)),
+            channel: Some(channel_of(&room, &asker.member)),
             max_tokens: self.max_tokens,
             temperature: None,
+            on_behalf_of: Some(asker),
         };
         let mut failure: Option<Failure> = None;
         // The first words show at once; after that, updates come at most every UPDATE_EVERY.
@@ -193,8 +301,16 @@ impl Assistant {
                     hub.publish(&room, &update(&message));
                 }
             }
+            ReplyEvent::Tool { name } => {
+                message.body.push_str(&tool_line(name));
+                last_sent = Some(Instant::now());
+                hub.publish(&room, &update(&message));
+            }
             ReplyEvent::Error { code, .. } => failure = Some(Failure::Gateway(*code)),
-            ReplyEvent::Meta { .. } | ReplyEvent::Done { .. } | ReplyEvent::ToolCalls { .. } => {}
+            ReplyEvent::Meta { .. }
+            | ReplyEvent::Done { .. }
+            | ReplyEvent::ToolCalls { .. }
+            | ReplyEvent::Data { .. } => {}
         };
         let mut outcome = self.client.chat(&payload, &mut on_event).await;
         if matches!(outcome, Err(ClientError::Unreachable(_))) {
@@ -229,6 +345,30 @@ impl Assistant {
         hub.publish(&room, &update(&message));
         hub.publish(&room, &typing(false));
     }
+}
+
+/// Posts `text` as the assistant in `room` (made if it is a DM not yet opened).
+async fn post_as_assistant(messaging: &Messaging, room: &str, text: &str) {
+    if let Err(error) = messaging.store.ensure_room(room, ASSISTANT).await {
+        tracing::error!(%error, "cannot open a room for the assistant");
+        return;
+    }
+    match messaging
+        .store
+        .post(room, ASSISTANT, text, MessageStatus::Done, None)
+        .await
+    {
+        Ok(message) => messaging
+            .hub
+            .publish(room, &ServerEvent::Message { message }),
+        Err(error) => tracing::error!(%error, "cannot store the assistant's message"),
+    }
+}
+
+/// How the chat shows that the assistant ran a tool: a line of its own
+/// in the answer, before what the assistant then says.
+pub fn tool_line(name: &str) -> String {
+    format!("\u{1f527} {name}\n")
 }
 
 fn update(message: &Message) -> ServerEvent {

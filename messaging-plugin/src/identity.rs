@@ -32,6 +32,9 @@ pub struct Caller {
     pub node: String,
     /// The node id.
     pub node_id: u64,
+    /// The application capabilities the access policy gives the node at
+    /// this hub (what documents the assistant may show them).
+    pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Why a caller was refused.
@@ -85,6 +88,7 @@ pub fn caller_of(
             user: who.user,
             node: who.name,
             node_id: who.id,
+            capabilities: who.capabilities,
         }),
     }
 }
@@ -181,7 +185,8 @@ mod tests {
             Ok(Caller {
                 user: "ada".into(),
                 node: "laptop".into(),
-                node_id: 7
+                node_id: 7,
+                capabilities: Default::default(),
             })
         );
         assert_eq!(caller_of(address, None), Err(Refusal::NotInMesh(address)));

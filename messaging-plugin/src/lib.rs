@@ -11,6 +11,7 @@
 pub mod api;
 pub mod assistant;
 pub mod atrest;
+pub mod commands;
 pub mod config;
 pub mod hub;
 pub mod identity;

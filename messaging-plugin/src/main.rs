@@ -67,6 +67,38 @@ enum Command {
         /// The question.
         question: String,
     },
+    /// What the assistant remembers in your conversation with it (or in a
+    /// room); `--forget N` forgets entry N.
+    Memory {
+        /// The service.
+        #[arg(long, env = "HEARTH_MESSAGING_URL")]
+        url: String,
+        /// A room's memory instead of your own.
+        #[arg(long)]
+        room: Option<String>,
+        /// Forget this entry.
+        #[arg(long)]
+        forget: Option<i64>,
+    },
+    /// Your reminders; `--cancel N` cancels reminder N.
+    Reminders {
+        /// The service.
+        #[arg(long, env = "HEARTH_MESSAGING_URL")]
+        url: String,
+        /// Cancel this reminder.
+        #[arg(long)]
+        cancel: Option<i64>,
+    },
+    /// The documents the assistant can read for you (or in a room), and
+    /// those it could not read, with why.
+    Documents {
+        /// The service.
+        #[arg(long, env = "HEARTH_MESSAGING_URL")]
+        url: String,
+        /// In this room instead of your own conversation.
+        #[arg(long)]
+        room: Option<String>,
+    },
 }
 
 /// What a streamed answer adds to what is already printed: the new tail
@@ -290,7 +322,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             question,
         } => ask(url.trim_end_matches('/'), room, &question, timeout).await,
+        Command::Memory { url, room, forget } => {
+            let query = room_query(room.as_deref());
+            let (method, path) = match forget {
+                Some(id) => (
+                    reqwest::Method::DELETE,
+                    format!("/api/assistant/memory/{id}{query}"),
+                ),
+                None => (
+                    reqwest::Method::GET,
+                    format!("/api/assistant/memory{query}"),
+                ),
+            };
+            assistant(&url, method, &path).await
+        }
+        Command::Reminders { url, cancel } => {
+            let (method, path) = match cancel {
+                Some(id) => (
+                    reqwest::Method::DELETE,
+                    format!("/api/assistant/reminders/{id}"),
+                ),
+                None => (reqwest::Method::GET, "/api/assistant/reminders".into()),
+            };
+            assistant(&url, method, &path).await
+        }
+        Command::Documents { url, room } => {
+            let path = format!("/api/assistant/documents{}", room_query(room.as_deref()));
+            assistant(&url, reqwest::Method::GET, &path).await
+        }
     }
+}
+
+/// `?room=ROOM` (encoded), or nothing.
+fn room_query(room: Option<&str>) -> String {
+    room.map(|room| {
+        let encoded: String = room
+            .bytes()
+            .map(|byte| match byte {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    char::from(byte).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        format!("?room={encoded}")
+    })
+    .unwrap_or_default()
+}
+
+/// `memory`, `reminders`, `documents`: asks the service and prints the
+/// answer as the assistant says it in the chat.
+async fn assistant(url: &str, method: reqwest::Method, path: &str) -> anyhow::Result<()> {
+    let url = url.trim_end_matches('/');
+    let answer = check(
+        client()?
+            .request(method, format!("{url}{path}"))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?,
+    )
+    .await?;
+    let answer: hearth_assistant::api::Answer =
+        serde_json::from_value(answer).context("the service's answer is not the assistant's")?;
+    println!("{}", hearth_messaging::commands::render(&answer));
+    Ok(())
 }
 
 /// `ask`: posts the question, then follows the assistant's reply to it.

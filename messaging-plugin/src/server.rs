@@ -107,6 +107,10 @@ pub async fn serve(
         let shared = Arc::clone(&shared);
         async move { shared.identities.follow_changes().await }
     });
+    let deliveries = messaging
+        .assistant
+        .clone()
+        .map(|assistant| tokio::spawn(assistant.deliver(Arc::clone(&messaging))));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -119,6 +123,9 @@ pub async fn serve(
     })
     .await?;
     watcher.abort();
+    if let Some(deliveries) = deliveries {
+        deliveries.abort();
+    }
     messaging.store.close().await;
     tracing::info!("messaging stopped");
     Ok(())

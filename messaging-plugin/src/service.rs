@@ -134,7 +134,7 @@ impl Messaging {
                     .ask(
                         Arc::clone(self),
                         room.to_owned(),
-                        caller.user.clone(),
+                        caller,
                         question_for_assistant(body),
                     )
                     .err()

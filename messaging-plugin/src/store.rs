@@ -85,7 +85,7 @@ impl Store {
             .await?;
         match (&self.key, check) {
             (Some(key), Some(check)) => {
-                key.open("meta", KEY_CHECK, &check).map_err(|_| {
+                crate::atrest::open(key, "meta", KEY_CHECK, &check).map_err(|_| {
                     AtRestError::BadKey(
                         "the at-rest key is not the one these messages were sealed with".into(),
                     )
@@ -94,7 +94,7 @@ impl Store {
             (Some(key), None) => {
                 sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
                     .bind(KEY_CHECK)
-                    .bind(key.seal("meta", KEY_CHECK, KEY_CHECK_TEXT))
+                    .bind(crate::atrest::seal(key, "meta", KEY_CHECK, KEY_CHECK_TEXT))
                     .execute(&self.pool)
                     .await?;
             }
@@ -111,7 +111,7 @@ impl Store {
 
     fn seal(&self, room: &str, sender: &str, body: &str) -> (Vec<u8>, bool) {
         match &self.key {
-            Some(key) => (key.seal(room, sender, body), true),
+            Some(key) => (crate::atrest::seal(key, room, sender, body), true),
             None => (body.as_bytes().to_vec(), false),
         }
     }
@@ -128,7 +128,7 @@ impl Store {
                 .key
                 .as_ref()
                 .ok_or_else(|| AtRestError::BadKey("a sealed message and no key".into()))?;
-            Ok(key.open(room, sender, body)?)
+            Ok(crate::atrest::open(key, room, sender, body)?)
         } else {
             Ok(String::from_utf8_lossy(body).into_owned())
         }
@@ -386,6 +386,30 @@ impl Store {
         )
         .bind(node)
         .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A number kept in the store's meta table (the last assistant
+    /// delivery posted).
+    pub async fn meta_number(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let value: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(value
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.parse().ok()))
+    }
+
+    /// Keeps a number in the store's meta table.
+    pub async fn set_meta_number(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value.to_string().into_bytes())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -166,9 +166,66 @@ async function openRoom(room) {
   if (entry) entry.unread = 0;
   renderRooms();
   markRead(messages.length ? messages[messages.length - 1].id : 0);
+  loadKept();
   document.body.classList.remove("menu-open");
   $("menu").setAttribute("aria-expanded", "false");
   $("text").focus();
+}
+
+// ---- what the assistant keeps ---------------------------------------------
+
+function keptItem(text, action, onAction) {
+  const item = document.createElement("li");
+  const words = document.createElement("span");
+  words.textContent = text;
+  item.append(words);
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link";
+    button.textContent = action;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await onAction();
+      } catch (error) {
+        setStatus(error.message);
+      }
+      loadKept();
+    });
+    item.append(" ", button);
+  }
+  return item;
+}
+
+function fill(list, items, empty) {
+  list.replaceChildren(...(items.length ? items : [keptItem(empty)]));
+}
+
+// Memory, reminders and documents of the open room (a DM with the
+// assistant shows the member's own memory), fetched when the panel is open.
+async function loadKept() {
+  if (!$("keeps").open || !state.me) return;
+  const room = encodeURIComponent(state.room);
+  try {
+    const memory = await api(`/api/assistant/memory?room=${room}`);
+    fill($("memory"), memory.entries.map((entry) =>
+      keptItem(`${entry.text} (${entry.file})`, "Forget", () =>
+        api(`/api/assistant/memory/${entry.id}?room=${room}`, {method: "DELETE"}))), "Nothing yet.");
+    const reminders = await api("/api/assistant/reminders");
+    fill($("reminders"), reminders.reminders.map((reminder) =>
+      keptItem(`${reminder.text} \u2013 ${reminder.when}`, "Cancel", () =>
+        api(`/api/assistant/reminders/${reminder.id}`, {method: "DELETE"}))), "None.");
+    const documents = await api(`/api/assistant/documents?room=${room}`);
+    fill($("documents"), [
+      ...documents.documents.map((file) => keptItem(`${file.folder}/${file.path}`)),
+      ...documents.refused.map((file) => keptItem(`${file.folder}/${file.path}: not read (${file.reason})`)),
+    ], "None readable here.");
+  } catch (error) {
+    fill($("memory"), [keptItem(error.message)], "");
+    $("reminders").replaceChildren();
+    $("documents").replaceChildren();
+  }
 }
 
 function markRead(id) {
@@ -282,6 +339,7 @@ $("text").addEventListener("input", () => {
 });
 
 $("older").addEventListener("click", () => loadHistory(state.oldest));
+$("keeps").addEventListener("toggle", loadKept);
 
 $("new-room").addEventListener("submit", async (event) => {
   event.preventDefault();

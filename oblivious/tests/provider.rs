@@ -26,6 +26,7 @@ async fn ask(gateway: &Gateway) -> (String, String) {
         channel: None,
         max_tokens: Some(8),
         temperature: None,
+        on_behalf_of: None,
     };
     gateway
         .client(KeyPair::generate())

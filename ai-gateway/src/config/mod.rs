@@ -58,6 +58,137 @@ pub struct Config {
     pub agents: AgentsSection,
     /// Hearth's own settings.
     pub hearth: HearthSection,
+    /// The household assistant: memory, reminders, documents, tools.
+    pub assistant: AssistantSection,
+}
+
+/// The household assistant (docs/assistant.md), from OpenClaw's `memory`,
+/// `cron` and `agents.defaults.userTimezone`, and `hearth.assistant`.
+#[derive(Clone, Debug)]
+pub struct AssistantSection {
+    /// Whether members get memory, reminders, documents and tools
+    /// (`hearth.assistant.enabled`).
+    pub enabled: bool,
+    /// The household's time zone, for reminders and "today"
+    /// (`hearth.assistant.timezone`, else `agents.defaults.userTimezone`,
+    /// else UTC).
+    pub timezone: String,
+    /// Whether the model is offered tools (`hearth.assistant.tools`; the
+    /// model server must speak OpenAI function calling, llama-server with
+    /// `--jinja`).
+    pub tools: bool,
+    /// `provider/model` giving embeddings for memory and document search
+    /// (`memory.search.provider` naming a `models.providers` entry, and
+    /// `memory.search.model`); without it, search is by keywords alone.
+    pub embeddings: Option<String>,
+    /// Most search results (`memory.search.query.maxResults`).
+    pub max_results: usize,
+    /// Lowest score kept (`memory.search.query.minScore`).
+    pub min_score: f32,
+    /// When answers name their document sources (`memory.citations`).
+    pub citations: Citations,
+    /// Whether reminders and scheduled jobs fire (`cron.enabled`, and not
+    /// `OPENCLAW_SKIP_CRON=1`).
+    pub cron_enabled: bool,
+    /// Whether recurring jobs skip the slots missed while the gateway was
+    /// down instead of firing once for them (`cron.skipMissedJobs`).
+    pub skip_missed: bool,
+    /// Folders of household documents (`hearth.assistant.documents`, and
+    /// `memory.search.extraPaths` as folders for the whole household).
+    pub folders: Vec<DocumentFolder>,
+    /// The key (a file, 0600) memory, reminders, lists and deliveries are
+    /// sealed with at rest (`hearth.assistant.encryptionKeyFile`).
+    pub encryption_key_file: Option<PathBuf>,
+    /// Seconds between looks at the document folders for changes.
+    pub rescan_seconds: u64,
+}
+
+impl Default for AssistantSection {
+    fn default() -> Self {
+        AssistantSection {
+            enabled: true,
+            timezone: "UTC".into(),
+            tools: true,
+            embeddings: None,
+            max_results: 6,
+            min_score: 0.35,
+            citations: Citations::Auto,
+            cron_enabled: true,
+            skip_missed: false,
+            folders: Vec::new(),
+            encryption_key_file: None,
+            rescan_seconds: 60,
+        }
+    }
+}
+
+/// `memory.citations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Citations {
+    /// Name the sources of answers that used documents (the default).
+    Auto,
+    /// The same: sources are always named when documents were used.
+    On,
+    /// Never.
+    Off,
+}
+
+/// A folder of household documents.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DocumentFolder {
+    /// Its name (what the access policy's grants name).
+    pub name: String,
+    /// Where it is (mounted read-only into the gateway's container).
+    pub path: PathBuf,
+    /// Only in this room.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// Only for this member, in their own conversation.
+    #[serde(default)]
+    pub member: Option<String>,
+    /// Only for members the access policy grants it to
+    /// (`hearth.example/cap/documents`).
+    #[serde(default)]
+    pub granted: bool,
+}
+
+/// `hearth.assistant`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HearthAssistant {
+    /// See [`AssistantSection::enabled`].
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// See [`AssistantSection::timezone`].
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// See [`AssistantSection::tools`].
+    #[serde(default = "yes")]
+    pub tools: bool,
+    /// See [`AssistantSection::folders`].
+    #[serde(default)]
+    pub documents: Vec<DocumentFolder>,
+    /// See [`AssistantSection::encryption_key_file`].
+    #[serde(default)]
+    pub encryption_key_file: Option<PathBuf>,
+    /// See [`AssistantSection::rescan_seconds`].
+    #[serde(default = "default_rescan")]
+    pub rescan_seconds: u64,
+}
+
+impl Default for HearthAssistant {
+    fn default() -> Self {
+        serde_json::from_value(Value::Object(Default::default()))
+            .expect("every field has a default")
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_rescan() -> u64 {
+    60
 }
 
 /// `gateway`.
@@ -217,6 +348,8 @@ pub struct AgentDefaults {
     pub model: ModelChain,
     /// The persona folder (SOUL.md, AGENTS.md, IDENTITY.md, USER.md).
     pub workspace: Option<PathBuf>,
+    /// The household's time zone (`userTimezone`).
+    pub user_timezone: Option<String>,
 }
 
 /// `agents.entries.<id>`: a persona with its own workspace and models.
@@ -285,6 +418,9 @@ pub struct HearthSection {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The household assistant's own settings.
+    #[serde(default)]
+    pub assistant: HearthAssistant,
 }
 
 impl Default for HearthSection {

@@ -46,12 +46,18 @@ pub fn read(
         );
     }
     let mut config = Config::default();
+    let mut memory_section = MemorySection::default();
+    if sources.var("OPENCLAW_SKIP_CRON").as_deref() == Some("1") {
+        config.assistant.cron_enabled = false;
+    }
     for (key, value) in root {
         match key.as_str() {
             "gateway" => gateway(&mut reader, &context, value, &mut config),
             "models" => models(&mut reader, &context, value, &mut config),
             "agents" => agents(&mut reader, &context, value, &mut config),
             "hearth" => hearth(&mut reader, value, &mut config),
+            "memory" => memory(&mut reader, context.sources, value, &mut memory_section),
+            "cron" => cron(&mut reader, value, &mut config),
             "env" => {
                 if let Some(env) = reader.object(Some(value), "env") {
                     for key in env.keys().filter(|key| *key == "shellEnv") {
@@ -80,6 +86,7 @@ pub fn read(
         }
     }
     usable_chains(&mut reader, &mut config);
+    assistant(&mut reader, memory_section, &mut config);
     if let Some(port) = overrides.port {
         config.gateway.port = port;
     }
@@ -638,10 +645,12 @@ fn agents(reader: &mut Reader, context: &Context<'_>, value: &Value, config: &mu
         config.agents.defaults.workspace = reader
             .string(defaults.get("workspace"), "agents.defaults.workspace")
             .map(|path| home(&path, context.sources));
+        config.agents.defaults.user_timezone =
+            reader.string(defaults.get("userTimezone"), "agents.defaults.userTimezone");
         reader.rest(
             defaults,
             "agents.defaults",
-            &["model", "workspace"],
+            &["model", "workspace", "userTimezone"],
             ignored::reason,
         );
     }
@@ -764,5 +773,210 @@ fn hearth(reader: &mut Reader, value: &Value, config: &mut Config) {
             };
             reader.problem(&path, error.inner().to_string());
         }
+    }
+}
+
+/// What `memory` says, kept until the providers are known.
+#[derive(Default)]
+struct MemorySection {
+    /// `memory.search.provider` and `model`.
+    provider: Option<(String, Option<String>)>,
+    /// `memory.search.enabled: false`.
+    search_off: bool,
+    /// `memory.search.query.maxResults`.
+    max_results: Option<u64>,
+    /// `memory.search.query.minScore`.
+    min_score: Option<f64>,
+    /// `memory.search.extraPaths`.
+    extra_paths: Vec<PathBuf>,
+    /// `memory.citations`.
+    citations: Option<super::Citations>,
+}
+
+/// OpenClaw's `memory`: the search provider and model, how many results
+/// and how good, extra folders, citations. Hosted embedding services are
+/// not used: the provider must be one of `models.providers`.
+fn memory(reader: &mut Reader, sources: &dyn Sources, value: &Value, section: &mut MemorySection) {
+    let Some(map) = reader.object(Some(value), "memory") else {
+        return;
+    };
+    let unused = |_: &str| "ignored: a memory setting Hearth's assistant does not use".to_owned();
+    if let Some(search) = reader.object(map.get("search"), "memory.search") {
+        if reader.boolean(search.get("enabled"), "memory.search.enabled") == Some(false) {
+            section.search_off = true;
+        }
+        if let Some(provider) = reader.string(search.get("provider"), "memory.search.provider") {
+            let model = reader.string(search.get("model"), "memory.search.model");
+            section.provider = Some((provider, model));
+        }
+        if let Some(query) = reader.object(search.get("query"), "memory.search.query") {
+            section.max_results = reader.integer(
+                query.get("maxResults"),
+                "memory.search.query.maxResults",
+                1,
+                50,
+            );
+            match query.get("minScore") {
+                None | Some(Value::Null) => {}
+                Some(Value::Number(number))
+                    if number
+                        .as_f64()
+                        .is_some_and(|score| (0.0..=1.0).contains(&score)) =>
+                {
+                    section.min_score = number.as_f64();
+                }
+                Some(_) => reader.problem(
+                    "memory.search.query.minScore",
+                    "must be a number from 0 to 1",
+                ),
+            }
+            reader.rest(
+                query,
+                "memory.search.query",
+                &["maxResults", "minScore"],
+                unused,
+            );
+        }
+        match search.get("extraPaths") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(paths)) => {
+                for (index, entry) in paths.iter().enumerate() {
+                    let at = format!("memory.search.extraPaths[{index}]");
+                    let path = match entry {
+                        Value::String(path) => Some(path.clone()),
+                        Value::Object(object) => {
+                            if object.contains_key("pattern") {
+                                reader.note(
+                                    &child(&at, "pattern"),
+                                    "ignored: the whole folder is indexed",
+                                );
+                            }
+                            reader.string(object.get("path"), &child(&at, "path"))
+                        }
+                        _ => {
+                            reader.problem(&at, "must be a path or {path, pattern}");
+                            None
+                        }
+                    };
+                    if let Some(path) = path {
+                        section.extra_paths.push(home(&path, sources));
+                    }
+                }
+            }
+            Some(_) => reader.problem("memory.search.extraPaths", "must be a list"),
+        }
+        reader.rest(
+            search,
+            "memory.search",
+            &["enabled", "provider", "model", "query", "extraPaths"],
+            unused,
+        );
+    }
+    if let Some(citations) = reader.string(map.get("citations"), "memory.citations") {
+        section.citations = match citations.as_str() {
+            "auto" => Some(super::Citations::Auto),
+            "on" => Some(super::Citations::On),
+            "off" => Some(super::Citations::Off),
+            _ => {
+                reader.problem("memory.citations", "must be \"auto\", \"on\" or \"off\"");
+                None
+            }
+        };
+    }
+    reader.rest(map, "memory", &["search", "citations"], unused);
+}
+
+/// OpenClaw's `cron`: whether scheduled jobs run, and whether recurring
+/// ones skip what they missed while the gateway was down.
+fn cron(reader: &mut Reader, value: &Value, config: &mut Config) {
+    let Some(map) = reader.object(Some(value), "cron") else {
+        return;
+    };
+    if reader.boolean(map.get("enabled"), "cron.enabled") == Some(false) {
+        config.assistant.cron_enabled = false;
+    }
+    if let Some(skip) = reader.boolean(map.get("skipMissedJobs"), "cron.skipMissedJobs") {
+        config.assistant.skip_missed = skip;
+    }
+    reader.rest(map, "cron", &["enabled", "skipMissedJobs"], |path| {
+        if path.starts_with("cron.webhook") {
+            "ignored: Hearth's scheduled jobs post to the household's rooms, never to a webhook"
+                .into()
+        } else if path.starts_with("cron.triggers") {
+            "ignored: Hearth's scheduled jobs run no commands".into()
+        } else {
+            "ignored: a scheduler setting Hearth's assistant does not use".into()
+        }
+    });
+}
+
+/// The assistant's settings, once every section is read: `hearth.assistant`
+/// over OpenClaw's keys; the embedding provider must be configured.
+fn assistant(reader: &mut Reader, memory: MemorySection, config: &mut Config) {
+    let own = config.hearth.assistant.clone();
+    let section = &mut config.assistant;
+    section.enabled = own.enabled;
+    section.tools = own.tools;
+    section.encryption_key_file = own.encryption_key_file;
+    section.rescan_seconds = own.rescan_seconds.max(1);
+    if let Some(most) = memory.max_results {
+        section.max_results = usize::try_from(most).unwrap_or(50);
+    }
+    if let Some(score) = memory.min_score {
+        section.min_score = score as f32;
+    }
+    if let Some(citations) = memory.citations {
+        section.citations = citations;
+    }
+    let (zone, path) = match (&own.timezone, &config.agents.defaults.user_timezone) {
+        (Some(zone), _) => (Some(zone.clone()), "hearth.assistant.timezone"),
+        (None, Some(zone)) => (Some(zone.clone()), "agents.defaults.userTimezone"),
+        (None, None) => (None, ""),
+    };
+    if let Some(zone) = zone {
+        match hearth_assistant::schedule::zone(&zone) {
+            Ok(_) => section.timezone = zone,
+            Err(error) => reader.problem(path, error.to_string()),
+        }
+    }
+    if let Some((provider, model)) = memory.provider
+        && !memory.search_off
+    {
+        match (config.models.providers.get(&provider), model) {
+            (Some(_), Some(model)) => section.embeddings = Some(format!("{provider}/{model}")),
+            (Some(_), None) => reader.problem(
+                "memory.search.model",
+                "name the embedding model the provider serves",
+            ),
+            (None, _) => reader.note(
+                "memory.search.provider",
+                format!(
+                    "ignored: {provider:?} is not one of models.providers; Hearth uses no hosted embedding service, so search is by keywords"
+                ),
+            ),
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (index, folder) in own.documents.iter().enumerate() {
+        let at = format!("hearth.assistant.documents[{index}]");
+        let limits = usize::from(folder.room.is_some())
+            + usize::from(folder.member.is_some())
+            + usize::from(folder.granted);
+        if limits > 1 {
+            reader.problem(&at, "give at most one of room, member and granted");
+        }
+        if folder.name.trim().is_empty() || !names.insert(folder.name.clone()) {
+            reader.problem(&child(&at, "name"), "each folder needs a name of its own");
+        }
+    }
+    section.folders = own.documents;
+    for (index, path) in memory.extra_paths.into_iter().enumerate() {
+        section.folders.push(super::DocumentFolder {
+            name: format!("extra-{index}"),
+            path,
+            room: None,
+            member: None,
+            granted: false,
+        });
     }
 }

@@ -1,0 +1,319 @@
+//! The household's documents: folders scanned for text, Markdown and PDF
+//! files (symbolic links are not followed), each changed file extracted,
+//! cut into passages, embedded, and stored whole in one transaction, or
+//! refused with the reason (too large, not text, an unreadable PDF) and
+//! nothing of it indexed. PDFs are read by a child process with memory and
+//! time limits (`hearth-gateway extract pdf`), so a file built to crash or
+//! exhaust a parser costs that child only. Nothing of a document's text or
+//! path is logged.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hearth_assistant::chunk;
+use hearth_assistant::extract::{self, ExtractError, Format};
+use hearth_assistant::search::{Index, Query};
+use tokio::io::AsyncWriteExt as _;
+
+use super::store::{KnownDocument, NewPassage, StoredPassage};
+
+/// Most files looked at in one folder.
+pub const MAX_FILES: usize = 10_000;
+/// Deepest folder nesting looked into.
+const MAX_DEPTH: usize = 16;
+/// Longest a PDF may take to read.
+const EXTRACT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Memory a PDF reader may use.
+pub const EXTRACT_MEMORY: u64 = 1024 * 1024 * 1024;
+/// Passages embedded per request to the embedding model.
+const EMBED_BATCH: usize = 32;
+/// The line before a PDF reader's answer (the parser may print too).
+pub const EXTRACT_MARKER: &str = "HEARTH-EXTRACT-ANSWER";
+
+/// A passage as search finds it.
+#[derive(Clone, Debug)]
+pub struct PassageInfo {
+    /// Its folder.
+    pub folder: String,
+    /// Its document's path within the folder.
+    pub path: String,
+    /// How an answer cites it.
+    pub citation: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// The searchable passages.
+#[derive(Default)]
+pub struct Library {
+    index: Index<i64>,
+    passages: HashMap<i64, PassageInfo>,
+}
+
+impl Library {
+    /// The library of `stored` passages.
+    pub fn load(stored: Vec<StoredPassage>) -> Library {
+        let mut library = Library::default();
+        for passage in stored {
+            library.add(passage);
+        }
+        library
+    }
+
+    /// Adds a passage.
+    pub fn add(&mut self, passage: StoredPassage) {
+        // Its file's name and heading are found by keywords too.
+        let searched = format!("{}\n{}", passage.citation, passage.text);
+        self.index
+            .insert(passage.id, &searched, passage.vector.as_deref(), None);
+        self.passages.insert(
+            passage.id,
+            PassageInfo {
+                folder: passage.folder,
+                path: passage.path,
+                citation: passage.citation,
+                text: passage.text,
+            },
+        );
+    }
+
+    /// Removes passages.
+    pub fn remove(&mut self, ids: &[i64]) {
+        for id in ids {
+            self.index.remove(id);
+            self.passages.remove(id);
+        }
+    }
+
+    /// How many passages it holds.
+    pub fn len(&self) -> usize {
+        self.passages.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.passages.is_empty()
+    }
+
+    /// The best passages for `query` in the folders named `readable`.
+    pub fn search(&self, query: &Query<'_>, readable: &HashSet<String>) -> Vec<(f32, PassageInfo)> {
+        self.index
+            .search(query, |id| {
+                self.passages
+                    .get(id)
+                    .is_some_and(|passage| readable.contains(&passage.folder))
+            })
+            .into_iter()
+            .filter_map(|hit| Some((hit.score, self.passages.get(&hit.key)?.clone())))
+            .collect()
+    }
+}
+
+/// A file found in a folder.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// Its path within the folder (with `/`).
+    pub path: String,
+    /// Where it is.
+    pub full: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// Its modification time, Unix ms.
+    pub modified: i64,
+    /// How it is read.
+    pub format: Format,
+}
+
+/// The readable files under `root`, in path order; symbolic links are
+/// neither followed nor indexed.
+pub fn walk(root: &Path) -> Vec<Found> {
+    let mut found = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if found.len() >= MAX_FILES {
+                return found;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let full = entry.path();
+            if kind.is_symlink() {
+                continue;
+            }
+            if kind.is_dir() {
+                if depth < MAX_DEPTH {
+                    pending.push((full, depth + 1));
+                }
+                continue;
+            }
+            let Some(format) = Format::of(&full) else {
+                continue;
+            };
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            let Ok(relative) = full.strip_prefix(root) else {
+                continue;
+            };
+            let modified = metadata
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| {
+                    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                });
+            found.push(Found {
+                path: relative.to_string_lossy().replace('\\', "/"),
+                full,
+                size: metadata.len(),
+                modified,
+                format,
+            });
+        }
+    }
+    found.sort_by(|one, other| one.path.cmp(&other.path));
+    found
+}
+
+/// Whether `found` is what the store already has for it (indexed or refused).
+pub fn unchanged(found: &Found, known: Option<&KnownDocument>) -> bool {
+    known.is_some_and(|known| {
+        known.size == i64::try_from(found.size).unwrap_or(i64::MAX)
+            && known.modified == found.modified
+    })
+}
+
+/// The text of a found file, page by page: text and Markdown here, PDFs by
+/// a child process (`program extract pdf`).
+pub async fn extract_text(found: &Found, program: &Path) -> Result<Vec<String>, String> {
+    if found.size > extract::MAX_FILE_BYTES {
+        return Err(ExtractError::TooLarge {
+            bytes: found.size,
+            max: extract::MAX_FILE_BYTES,
+        }
+        .to_string());
+    }
+    let bytes = tokio::fs::read(&found.full)
+        .await
+        .map_err(|error| format!("it cannot be read: {}", error.kind()))?;
+    match found.format {
+        Format::Text | Format::Markdown => extract::extract(found.format, &bytes)
+            .map(|extracted| extracted.pages)
+            .map_err(|error| error.to_string()),
+        Format::Pdf => extract_pdf(&bytes, program).await,
+    }
+}
+
+/// A PDF's pages, read by a child process under limits.
+async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, String> {
+    let mut child = tokio::process::Command::new(program)
+        .args(["extract", "pdf"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| format!("the PDF reader could not start: {}", error.kind()))?;
+    let mut stdin = child.stdin.take().ok_or("the PDF reader has no input")?;
+    let input = bytes.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let output = tokio::time::timeout(EXTRACT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| "the PDF took too long to read".to_owned())?
+        .map_err(|error| format!("the PDF reader failed: {}", error.kind()))?;
+    writer.abort();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some((_, answer)) = text.rsplit_once(&format!("{EXTRACT_MARKER}\n")) else {
+        return Err(
+            "the PDF could not be read (the reader stopped: too large or malformed)".into(),
+        );
+    };
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.trim()).map_err(|_| "the PDF reader's answer is damaged")?;
+    if let Some(error) = answer.get("error").and_then(serde_json::Value::as_str) {
+        return Err(error.to_owned());
+    }
+    answer
+        .get("pages")
+        .and_then(serde_json::Value::as_array)
+        .map(|pages| {
+            pages
+                .iter()
+                .map(|page| page.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .ok_or_else(|| "the PDF reader's answer is damaged".into())
+}
+
+/// What `hearth-gateway extract FORMAT` prints for `bytes` (after limiting
+/// its own memory and CPU): the marker line, then `{"pages": […]}` or
+/// `{"error": "…"}`.
+pub fn extract_answer(format: Format, bytes: &[u8]) -> String {
+    let answer = match extract::extract(format, bytes) {
+        Ok(extracted) => serde_json::json!({"pages": extracted.pages}),
+        Err(error) => serde_json::json!({"error": error.to_string()}),
+    };
+    format!("{EXTRACT_MARKER}\n{answer}\n")
+}
+
+/// The passages of a document's pages, ready to store (embeddings added by
+/// the caller).
+pub fn passages_of(path: &str, format: Format, pages: &[String]) -> Vec<NewPassage> {
+    chunk::passages(pages, format == Format::Markdown, format == Format::Pdf)
+        .into_iter()
+        .map(|passage| NewPassage {
+            citation: passage.citation(path),
+            text: passage.text,
+            vector: None,
+        })
+        .collect()
+}
+
+/// Passages per embedding request.
+pub fn batches(texts: &[String]) -> impl Iterator<Item = &[String]> {
+    texts.chunks(EMBED_BATCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_walked_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("kitchen/appliances")).unwrap();
+        std::fs::write(root.join("kitchen/appliances/oven.md"), "# Oven").unwrap();
+        std::fs::write(root.join("notes.txt"), "x").unwrap();
+        std::fs::write(root.join("photo.jpg"), "x").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.md"), "not the household's").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.md"), root.join("link.md")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("elsewhere")).unwrap();
+        let found: Vec<String> = walk(root).into_iter().map(|found| found.path).collect();
+        assert_eq!(found, ["kitchen/appliances/oven.md", "notes.txt"]);
+    }
+
+    #[test]
+    fn passages_carry_their_citations() {
+        let pages = vec!["# Boiler\n\nHold the red button.\n".to_owned()];
+        let passages = passages_of("house/boiler.md", Format::Markdown, &pages);
+        assert_eq!(passages.len(), 1);
+        assert_eq!(passages[0].citation, "house/boiler.md › Boiler, line 3");
+    }
+
+    #[test]
+    fn the_reader_s_answer_is_framed_after_anything_the_parser_printed() {
+        let answer = extract_answer(Format::Text, b"hello");
+        assert!(answer.starts_with(EXTRACT_MARKER));
+        assert!(answer.contains(r#""pages":["hello"]"#));
+        assert!(extract_answer(Format::Text, b"\xff").contains("not UTF-8"));
+    }
+}

@@ -1,0 +1,361 @@
+//! What the assistant remembers, in OpenClaw's two layers: long-term memory
+//! (`MEMORY.md`: facts, preferences, decisions) and daily notes
+//! (`memory/YYYY-MM-DD.md`: running context). Entries are written when a
+//! member says "remember that …" (long-term), when the model calls
+//! `memory_write`, and before old turns are trimmed from a conversation
+//! (a daily note of them, so nothing said is lost to the context window).
+//! The gateway keeps entries in SQLite (sealed at rest when a key is set);
+//! this module is their shape, their Markdown in OpenClaw's layout (what
+//! members read, what `memory export` writes) and the import of an
+//! existing OpenClaw workspace.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use crate::scope::Owner;
+
+/// Longest entry, in characters.
+pub const MAX_ENTRY_CHARS: usize = 2_000;
+/// Most entries one owner keeps (the oldest daily notes go first past it).
+pub const MAX_ENTRIES: usize = 5_000;
+
+/// Which layer an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// `MEMORY.md`: kept until deleted, never fades in search.
+    LongTerm,
+    /// `memory/YYYY-MM-DD.md`: fades in search with a 30-day half-life.
+    Daily(Date),
+}
+
+impl Layer {
+    /// Its file in OpenClaw's workspace layout.
+    pub fn path(&self) -> String {
+        match self {
+            Layer::LongTerm => "MEMORY.md".to_owned(),
+            Layer::Daily(date) => format!("memory/{date}.md"),
+        }
+    }
+
+    /// The layer of an OpenClaw workspace file: `MEMORY.md`,
+    /// `memory/YYYY-MM-DD.md` or `memory/YYYY-MM-DD-slug.md`.
+    pub fn of_path(path: &str) -> Option<Layer> {
+        let path = path.trim_start_matches("./");
+        if path.eq_ignore_ascii_case("MEMORY.md") {
+            return Some(Layer::LongTerm);
+        }
+        let name = path.strip_prefix("memory/")?.strip_suffix(".md")?;
+        let date = name.get(..10)?;
+        if name.len() > 10 && !name[10..].starts_with('-') {
+            return None;
+        }
+        date.parse().ok().map(Layer::Daily)
+    }
+
+    /// The day an entry's relevance fades from, if it fades.
+    pub fn dated(&self) -> Option<Date> {
+        match self {
+            Layer::LongTerm => None,
+            Layer::Daily(date) => Some(*date),
+        }
+    }
+}
+
+/// Why an entry was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The member said "remember that …".
+    Asked,
+    /// The model called `memory_write`.
+    Model,
+    /// Turns trimmed from a conversation.
+    Trimmed,
+    /// Imported from an OpenClaw workspace.
+    Imported,
+}
+
+impl Source {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Asked => "asked",
+            Source::Model => "model",
+            Source::Trimmed => "trimmed",
+            Source::Imported => "imported",
+        }
+    }
+
+    /// The source stored as `text`.
+    pub fn parse(text: &str) -> Option<Source> {
+        [
+            Source::Asked,
+            Source::Model,
+            Source::Trimmed,
+            Source::Imported,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == text)
+    }
+}
+
+/// One remembered thing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its id (what `/forget` takes).
+    pub id: i64,
+    /// Whose it is.
+    pub owner: Owner,
+    /// Its layer.
+    pub layer: Layer,
+    /// What is remembered.
+    pub text: String,
+    /// When it was written.
+    pub written_at: Timestamp,
+    /// Why.
+    pub source: Source,
+}
+
+/// Why an entry was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    /// Nothing to remember.
+    #[error("there is nothing to remember")]
+    Empty,
+    /// Over [`MAX_ENTRY_CHARS`].
+    #[error("a memory may be at most {MAX_ENTRY_CHARS} characters")]
+    TooLong,
+    /// A file that is not in OpenClaw's memory layout.
+    #[error("{0} is not MEMORY.md or memory/YYYY-MM-DD.md")]
+    NotMemory(String),
+}
+
+/// The text to store for `text`: trimmed, control characters other than
+/// line ends removed, within the limit.
+pub fn check(text: &str) -> Result<String, MemoryError> {
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect();
+    if cleaned.is_empty() {
+        return Err(MemoryError::Empty);
+    }
+    if cleaned.chars().count() > MAX_ENTRY_CHARS {
+        return Err(MemoryError::TooLong);
+    }
+    Ok(cleaned)
+}
+
+/// One layer's entries as the Markdown file OpenClaw keeps: a title, then
+/// one list item per entry (later lines indented under it).
+pub fn render(layer: &Layer, entries: &[&Entry]) -> String {
+    let mut text = match layer {
+        Layer::LongTerm => "# Memory\n\n".to_owned(),
+        Layer::Daily(date) => format!("# {date}\n\n"),
+    };
+    for entry in entries {
+        let mut lines = entry.text.lines();
+        text.push_str("- ");
+        text.push_str(lines.next().unwrap_or(""));
+        text.push('\n');
+        for line in lines {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The entries of an OpenClaw memory file at `path` (relative to its
+/// workspace): list items, or paragraphs where there is no list; headings
+/// are not entries.
+pub fn import(path: &str, content: &str) -> Result<Vec<(Layer, String)>, MemoryError> {
+    let layer = Layer::of_path(path).ok_or_else(|| MemoryError::NotMemory(path.to_owned()))?;
+    let mut entries: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    let finish = |current: &mut Option<String>, entries: &mut Vec<String>| {
+        if let Some(text) = current.take()
+            && let Ok(text) = check(&text)
+        {
+            entries.push(text);
+        }
+    };
+    for line in content.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            finish(&mut current, &mut entries);
+            continue;
+        }
+        if let Some(item) = list_item(trimmed)
+            && !line.starts_with("  ")
+        {
+            finish(&mut current, &mut entries);
+            current = Some(item.to_owned());
+            continue;
+        }
+        match &mut current {
+            Some(text) => {
+                text.push('\n');
+                text.push_str(trimmed);
+            }
+            None => current = Some(trimmed.to_owned()),
+        }
+    }
+    finish(&mut current, &mut entries);
+    Ok(entries.into_iter().map(|text| (layer, text)).collect())
+}
+
+/// The text of a Markdown list item (`- x`, `* x`, `1. x`).
+fn list_item(line: &str) -> Option<&str> {
+    if let Some(rest) = line.strip_prefix("- ").or_else(|| line.strip_prefix("* ")) {
+        return Some(rest.trim());
+    }
+    let digits = line.chars().take_while(char::is_ascii_digit).count();
+    if digits > 0 {
+        let rest = &line[digits..];
+        if let Some(rest) = rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")) {
+            return Some(rest.trim());
+        }
+    }
+    None
+}
+
+/// The daily note written for turns trimmed from a conversation: each
+/// question and answer, shortened, so they stay findable.
+pub fn trimmed_note(turns: &[(String, String)]) -> Option<String> {
+    const EACH: usize = 300;
+    let shorten = |text: &str| -> String {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if flat.chars().count() <= EACH {
+            flat
+        } else {
+            flat.chars().take(EACH).collect::<String>() + "…"
+        }
+    };
+    let mut note = String::from("Earlier in a conversation:");
+    for (question, answer) in turns {
+        let line = format!("\nQ: {}\nA: {}", shorten(question), shorten(answer));
+        if note.chars().count() + line.chars().count() > MAX_ENTRY_CHARS {
+            break;
+        }
+        note.push_str(&line);
+    }
+    (note.contains("\nQ: ")).then_some(note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(text: &str, layer: Layer) -> Entry {
+        Entry {
+            id: 1,
+            owner: Owner::Member("ada".into()),
+            layer,
+            text: text.into(),
+            written_at: Timestamp::UNIX_EPOCH,
+            source: Source::Asked,
+        }
+    }
+
+    #[test]
+    fn layers_are_openclaw_s_files() {
+        let day: Date = "2026-11-24".parse().unwrap();
+        assert_eq!(Layer::LongTerm.path(), "MEMORY.md");
+        assert_eq!(Layer::Daily(day).path(), "memory/2026-11-24.md");
+        assert_eq!(
+            Layer::of_path("memory/2026-11-24.md"),
+            Some(Layer::Daily(day))
+        );
+        assert_eq!(
+            Layer::of_path("memory/2026-11-24-session-flush.md"),
+            Some(Layer::Daily(day))
+        );
+        assert_eq!(Layer::of_path("./MEMORY.md"), Some(Layer::LongTerm));
+        assert_eq!(Layer::of_path("memory/2026-11-24x.md"), None);
+        assert_eq!(Layer::of_path("SOUL.md"), None);
+        assert_eq!(Layer::of_path("memory/../../etc/passwd.md"), None);
+    }
+
+    #[test]
+    fn rendered_memory_reads_back_the_same() {
+        let entries = [
+            entry("Ben is allergic to peanuts", Layer::LongTerm),
+            entry(
+                "The bike lock code is 4711\n(the blue bike)",
+                Layer::LongTerm,
+            ),
+        ];
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let text = render(&Layer::LongTerm, &refs);
+        assert_eq!(
+            text,
+            "# Memory\n\n- Ben is allergic to peanuts\n- The bike lock code is 4711\n  (the blue bike)\n"
+        );
+        let back = import("MEMORY.md", &text).unwrap();
+        let texts: Vec<&str> = back.iter().map(|(_, text)| text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Ben is allergic to peanuts",
+                "The bike lock code is 4711\n(the blue bike)"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_openclaw_workspace_file_imports_items_and_paragraphs() {
+        let memory = "# Memory\n\n## People\n\n* Ada likes tea\n1. Ben walks the dog\n\nWe moved in\nin 2019.\n";
+        let items = import("MEMORY.md", memory).unwrap();
+        assert_eq!(
+            items
+                .iter()
+                .map(|(_, text)| text.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "Ada likes tea",
+                "Ben walks the dog",
+                "We moved in\nin 2019."
+            ]
+        );
+        assert!(matches!(
+            import("notes/todo.md", "x"),
+            Err(MemoryError::NotMemory(_))
+        ));
+    }
+
+    #[test]
+    fn entries_are_cleaned_and_bounded() {
+        assert_eq!(
+            check("  tea\u{7}, not coffee \n"),
+            Ok("tea, not coffee".into())
+        );
+        assert_eq!(check(" \n "), Err(MemoryError::Empty));
+        assert_eq!(
+            check(&"x".repeat(MAX_ENTRY_CHARS + 1)),
+            Err(MemoryError::TooLong)
+        );
+    }
+
+    #[test]
+    fn trimmed_turns_become_one_bounded_note() {
+        let turns = vec![
+            (
+                "What is the wifi password?".to_owned(),
+                "It is on the router.".to_owned(),
+            ),
+            ("x".repeat(1_000), "y".repeat(1_000)),
+        ];
+        let note = trimmed_note(&turns).unwrap();
+        assert!(note.starts_with(
+            "Earlier in a conversation:\nQ: What is the wifi password?\nA: It is on the router."
+        ));
+        assert!(note.chars().count() <= MAX_ENTRY_CHARS);
+        assert!(note.contains("…"));
+        assert_eq!(trimmed_note(&[]), None);
+    }
+}

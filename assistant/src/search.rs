@@ -1,0 +1,570 @@
+//! Finding memory entries and document passages again: keyword search
+//! (BM25) and vector search (cosine similarity of embeddings) merged with
+//! OpenClaw's weights (0.7 vector, 0.3 keyword), dated notes fading with a
+//! 30-day half-life, a minimum score that still lets exact keyword matches
+//! through when nothing else passes, and maximal marginal relevance (λ 0.7)
+//! so near-duplicates do not crowd out the rest. Only items the caller's
+//! `visible` filter admits are ever scored: what a member may not see is
+//! not a candidate, whatever the query.
+//!
+//! In memory, built at start from the store and kept in step with it;
+//! brute force over the vectors (10,000 passages of 384 dimensions is
+//! about four million multiply-adds, a few milliseconds).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use jiff::civil::Date;
+
+/// OpenClaw's default number of results.
+pub const MAX_RESULTS: usize = 6;
+/// OpenClaw's default minimum score.
+pub const MIN_SCORE: f32 = 0.35;
+/// Weight of the vector score in the hybrid score.
+pub const VECTOR_WEIGHT: f32 = 0.7;
+/// Weight of the keyword score in the hybrid score.
+pub const TEXT_WEIGHT: f32 = 0.3;
+/// Days over which a dated note's score halves.
+pub const HALF_LIFE_DAYS: f32 = 30.0;
+/// Relevance against diversity in the final ordering.
+pub const MMR_LAMBDA: f32 = 0.7;
+
+const BM25_K1: f32 = 1.2;
+const BM25_B: f32 = 0.75;
+/// Longest term kept; longer runs of letters are not words.
+const MAX_TERM: usize = 48;
+
+/// Words too common to say anything about a passage.
+const STOP_WORDS: [&str; 48] = [
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "does", "for", "from", "has",
+    "have", "how", "i", "if", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or",
+    "our", "so", "that", "the", "their", "there", "this", "to", "was", "we", "what", "when",
+    "where", "which", "who", "why", "will", "with", "you",
+];
+
+/// The search terms of `text`: lower-cased runs of letters and digits,
+/// without stop words, lightly stemmed.
+pub fn terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty() && word.chars().count() <= MAX_TERM)
+        .map(str::to_lowercase)
+        .filter(|word| !STOP_WORDS.contains(&word.as_str()))
+        .map(|word| stem(&word))
+        .collect()
+}
+
+/// English endings taken off, the same for queries and passages, so that
+/// "resetting" finds "reset" and "batteries" "battery": `-ies` becomes
+/// `-y`; `-ing`, `-ed`, `-es` (after s, x, z, ch, sh) and `-s` go, with a
+/// doubled final consonant undone ("stopped", "running"). Words of four
+/// letters or fewer, and words not in plain ASCII, are kept as they are.
+pub fn stem(word: &str) -> String {
+    let length = word.len();
+    if length <= 4 || !word.bytes().all(|byte| byte.is_ascii_lowercase()) {
+        return word.to_owned();
+    }
+    let undouble = |base: &str| -> String {
+        let bytes = base.as_bytes();
+        let doubled = bytes.len() >= 3
+            && bytes[bytes.len() - 1] == bytes[bytes.len() - 2]
+            && !b"aeioulsz".contains(&bytes[bytes.len() - 1]);
+        if doubled {
+            base[..base.len() - 1].to_owned()
+        } else {
+            base.to_owned()
+        }
+    };
+    if let Some(base) = word.strip_suffix("ies") {
+        return format!("{base}y");
+    }
+    if let Some(base) = word.strip_suffix("ing")
+        && base.len() >= 3
+    {
+        return undouble(base);
+    }
+    if let Some(base) = word.strip_suffix("ed")
+        && base.len() >= 3
+    {
+        return undouble(base);
+    }
+    if let Some(base) = word.strip_suffix("es")
+        && ["s", "x", "z", "ch", "sh"]
+            .iter()
+            .any(|end| base.ends_with(end))
+    {
+        return base.to_owned();
+    }
+    if let Some(base) = word.strip_suffix('s')
+        && !base.ends_with('s')
+        && !base.ends_with('u')
+        && !base.ends_with('i')
+    {
+        return base.to_owned();
+    }
+    word.to_owned()
+}
+
+/// `vector` scaled to length one (so a dot product is the cosine);
+/// `None` for an empty or zero vector, or one with a non-finite value.
+pub fn normalized(vector: &[f32]) -> Option<Box<[f32]>> {
+    let length = vector.iter().map(|value| value * value).sum::<f32>().sqrt();
+    if vector.is_empty() || !length.is_finite() || length == 0.0 {
+        return None;
+    }
+    Some(vector.iter().map(|value| value / length).collect())
+}
+
+fn dot(one: &[f32], other: &[f32]) -> f32 {
+    one.iter().zip(other).map(|(a, b)| a * b).sum()
+}
+
+struct Slot<K> {
+    key: K,
+    length: u32,
+    vector: Option<Box<[f32]>>,
+    dated: Option<Date>,
+    alive: bool,
+}
+
+/// The searchable items, keyed by `K` (an entry id, a passage id).
+pub struct Index<K> {
+    slots: Vec<Slot<K>>,
+    at: HashMap<K, usize>,
+    postings: HashMap<String, Vec<(u32, u16)>>,
+    total_length: u64,
+    dead: usize,
+}
+
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Index {
+            slots: Vec::new(),
+            at: HashMap::new(),
+            postings: HashMap::new(),
+            total_length: 0,
+            dead: 0,
+        }
+    }
+}
+
+/// What to search for.
+#[derive(Clone, Debug)]
+pub struct Query<'a> {
+    /// The words.
+    pub text: &'a str,
+    /// The query's embedding, when the embedding model answered.
+    pub vector: Option<&'a [f32]>,
+    /// Today, for the fading of dated notes.
+    pub today: Date,
+    /// Most results.
+    pub limit: usize,
+    /// Lowest hybrid score kept (keyword matches pass when nothing does).
+    pub min_score: f32,
+}
+
+/// One result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit<K> {
+    /// The item.
+    pub key: K,
+    /// Its score (0 to 1).
+    pub score: f32,
+}
+
+impl<K: Clone + Eq + Hash> Index<K> {
+    /// How many items it holds.
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Adds (or replaces) `key` with its text, embedding and date.
+    pub fn insert(&mut self, key: K, text: &str, vector: Option<&[f32]>, dated: Option<Date>) {
+        self.remove(&key);
+        let slot = self.slots.len();
+        let slot_id = u32::try_from(slot).expect("fewer than 4 billion items");
+        let words = terms(text);
+        let mut counts: HashMap<&str, u16> = HashMap::new();
+        for word in &words {
+            let count = counts.entry(word.as_str()).or_insert(0);
+            *count = count.saturating_add(1);
+        }
+        for (word, count) in counts {
+            self.postings
+                .entry(word.to_owned())
+                .or_default()
+                .push((slot_id, count));
+        }
+        let length = u32::try_from(words.len()).unwrap_or(u32::MAX);
+        self.total_length += u64::from(length);
+        self.slots.push(Slot {
+            key: key.clone(),
+            length,
+            vector: vector.and_then(normalized),
+            dated,
+            alive: true,
+        });
+        self.at.insert(key, slot);
+    }
+
+    /// Removes `key`, if present.
+    pub fn remove(&mut self, key: &K) {
+        let Some(slot) = self.at.remove(key) else {
+            return;
+        };
+        let entry = &mut self.slots[slot];
+        entry.alive = false;
+        entry.vector = None;
+        self.total_length -= u64::from(entry.length);
+        self.dead += 1;
+        if self.dead > 64 && self.dead * 2 > self.slots.len() {
+            self.compact();
+        }
+    }
+
+    /// Rebuilds the postings without removed items.
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        let mut renumber = vec![u32::MAX; old.len()];
+        for (index, slot) in old.into_iter().enumerate() {
+            if slot.alive {
+                renumber[index] = u32::try_from(self.slots.len()).expect("fewer slots than before");
+                self.at.insert(slot.key.clone(), self.slots.len());
+                self.slots.push(slot);
+            }
+        }
+        for postings in self.postings.values_mut() {
+            postings.retain_mut(|(slot, _)| {
+                let new = renumber[*slot as usize];
+                *slot = new;
+                new != u32::MAX
+            });
+        }
+        self.postings.retain(|_, postings| !postings.is_empty());
+        self.dead = 0;
+    }
+
+    /// The best items for `query` among those `visible` admits, best first.
+    pub fn search(&self, query: &Query<'_>, visible: impl Fn(&K) -> bool) -> Vec<Hit<K>> {
+        if query.limit == 0 {
+            return Vec::new();
+        }
+        let alive = self.at.len().max(1) as f32;
+        let average = (self.total_length as f32 / alive).max(1.0);
+        let admitted: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|slot| slot.alive && visible(&slot.key))
+            .collect();
+
+        // Keyword scores, and how much of the query each item covers.
+        let mut query_terms = terms(query.text);
+        query_terms.sort();
+        query_terms.dedup();
+        // Postings of removed items stay until the next compaction: count
+        // the live ones.
+        let frequency = |term: &str| {
+            self.postings.get(term).map_or(0, |postings| {
+                postings
+                    .iter()
+                    .filter(|(slot, _)| self.slots[*slot as usize].alive)
+                    .count()
+            })
+        };
+        let idf = |frequency: usize| {
+            let frequency = frequency as f32;
+            (1.0 + (alive - frequency + 0.5) / (frequency + 0.5)).ln()
+        };
+        let weights: HashMap<&str, f32> = query_terms
+            .iter()
+            .map(|term| (term.as_str(), idf(frequency(term))))
+            .collect();
+        let all_weight: f32 = weights.values().sum();
+        let mut text_scores: HashMap<usize, (f32, f32)> = HashMap::new();
+        for term in &query_terms {
+            let Some(postings) = self.postings.get(term) else {
+                continue;
+            };
+            let weight = weights[term.as_str()];
+            for (slot, count) in postings {
+                let slot = *slot as usize;
+                if !admitted[slot] {
+                    continue;
+                }
+                let count = f32::from(*count);
+                let length = self.slots[slot].length as f32;
+                let bm25 = weight * count * (BM25_K1 + 1.0)
+                    / (count + BM25_K1 * (1.0 - BM25_B + BM25_B * length / average));
+                let entry = text_scores.entry(slot).or_insert((0.0, 0.0));
+                entry.0 += bm25;
+                entry.1 += weight;
+            }
+        }
+        let best_bm25 = text_scores
+            .values()
+            .map(|(bm25, _)| *bm25)
+            .fold(0.0_f32, f32::max);
+        let text_score = |slot: usize| -> f32 {
+            match text_scores.get(&slot) {
+                Some((bm25, covered)) if best_bm25 > 0.0 && all_weight > 0.0 => {
+                    (bm25 / best_bm25) * (covered / all_weight)
+                }
+                _ => 0.0,
+            }
+        };
+
+        // Hybrid scores for every admitted item that matched either way.
+        let query_vector = query.vector.and_then(normalized);
+        let mut candidates: Vec<(usize, f32, f32)> = Vec::new();
+        for (slot, item) in self.slots.iter().enumerate() {
+            if !admitted[slot] {
+                continue;
+            }
+            let text = text_score(slot);
+            let score = match (&query_vector, &item.vector) {
+                (Some(query), Some(vector)) => {
+                    let cosine = dot(query, vector).max(0.0);
+                    VECTOR_WEIGHT * cosine + TEXT_WEIGHT * text
+                }
+                // Without embeddings on both sides, keywords alone.
+                _ => text,
+            };
+            if score <= 0.0 {
+                continue;
+            }
+            let faded = match item.dated {
+                Some(date) => {
+                    let age = query
+                        .today
+                        .since(date)
+                        .map_or(0, |span| span.get_days())
+                        .max(0);
+                    score * 0.5_f32.powf(age as f32 / HALF_LIFE_DAYS)
+                }
+                None => score,
+            };
+            candidates.push((slot, faded, text));
+        }
+        // The minimum filters weak meaning matches; without a query
+        // embedding every keyword match counts.
+        let minimum = if query_vector.is_some() {
+            query.min_score
+        } else {
+            0.0
+        };
+        let mut passing: Vec<(usize, f32)> = candidates
+            .iter()
+            .filter(|(_, score, _)| *score >= minimum)
+            .map(|(slot, score, _)| (*slot, *score))
+            .collect();
+        if passing.is_empty() {
+            // Exact words still count when nothing reaches the minimum.
+            passing = candidates
+                .iter()
+                .filter(|(_, _, text)| *text > 0.0)
+                .map(|(slot, _, text)| (*slot, *text))
+                .collect();
+        }
+        passing.sort_by(|one, other| other.1.total_cmp(&one.1).then(one.0.cmp(&other.0)));
+        passing.truncate(query.limit * 4);
+        self.diversify(passing, query.limit)
+    }
+
+    /// Maximal marginal relevance over `ranked` (best first).
+    fn diversify(&self, mut ranked: Vec<(usize, f32)>, limit: usize) -> Vec<Hit<K>> {
+        let mut chosen: Vec<(usize, f32)> = Vec::new();
+        while chosen.len() < limit && !ranked.is_empty() {
+            let mut best = 0;
+            let mut best_value = f32::MIN;
+            for (index, (slot, score)) in ranked.iter().enumerate() {
+                let redundancy = chosen
+                    .iter()
+                    .filter_map(|(other, _)| {
+                        let one = self.slots[*slot].vector.as_deref()?;
+                        let two = self.slots[*other].vector.as_deref()?;
+                        Some(dot(one, two))
+                    })
+                    .fold(0.0_f32, f32::max);
+                let value = MMR_LAMBDA * score - (1.0 - MMR_LAMBDA) * redundancy;
+                if value > best_value {
+                    best_value = value;
+                    best = index;
+                }
+            }
+            chosen.push(ranked.remove(best));
+        }
+        chosen
+            .into_iter()
+            .map(|(slot, score)| Hit {
+                key: self.slots[slot].key.clone(),
+                score,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> Date {
+        "2026-11-24".parse().unwrap()
+    }
+
+    fn query(text: &str) -> Query<'_> {
+        Query {
+            text,
+            vector: None,
+            today: today(),
+            limit: MAX_RESULTS,
+            min_score: MIN_SCORE,
+        }
+    }
+
+    fn keys(hits: &[Hit<u32>]) -> Vec<u32> {
+        hits.iter().map(|hit| hit.key).collect()
+    }
+
+    #[test]
+    fn keywords_find_the_item_that_says_them() {
+        let mut index = Index::default();
+        index.insert(1, "The boiler is in the cellar", None, None);
+        index.insert(2, "Reset the boiler by holding the red button", None, None);
+        index.insert(3, "The cat eats twice a day", None, None);
+        let hits = index.search(&query("how do I reset the boiler?"), |_| true);
+        assert_eq!(keys(&hits)[0], 2);
+        assert!(keys(&hits).contains(&1));
+        assert!(!keys(&hits).contains(&3));
+        assert_eq!(terms("What's the Wi-Fi code?"), ["s", "wi", "fi", "code"]);
+        assert_eq!(
+            terms("Resetting boilers, batteries, boxes, stopped running"),
+            ["reset", "boiler", "battery", "box", "stop", "run"]
+        );
+        assert_eq!(terms("glass status bus"), ["glass", "status", "bus"]);
+    }
+
+    #[test]
+    fn what_is_not_visible_is_never_a_result() {
+        let mut index = Index::default();
+        index.insert(1, "ada's bike lock code is 4711", None, None);
+        index.insert(2, "ben's bike lock code is 1234", None, None);
+        let hits = index.search(&query("bike lock code"), |key| *key == 2);
+        assert_eq!(keys(&hits), [2]);
+        assert!(index.search(&query("4711"), |key| *key == 2).is_empty());
+    }
+
+    #[test]
+    fn meaning_finds_what_words_miss_and_both_together_win() {
+        let mut index = Index::default();
+        // Dimensions stand for topics: [heating, pets, food].
+        index.insert(
+            1,
+            "The boiler is in the cellar",
+            Some(&[1.0, 0.0, 0.1]),
+            None,
+        );
+        index.insert(2, "Feed the cat at six", Some(&[0.0, 1.0, 0.3]), None);
+        index.insert(
+            3,
+            "Radiators need bleeding in autumn",
+            Some(&[0.9, 0.0, 0.0]),
+            None,
+        );
+        let mut warm = query("the house is cold");
+        warm.vector = Some(&[1.0, 0.0, 0.0]);
+        let hits = index.search(&warm, |_| true);
+        let found = keys(&hits);
+        assert!(found.contains(&1) && found.contains(&3), "{hits:?}");
+        assert!(!found.contains(&2));
+        let mut boiler = query("boiler");
+        boiler.vector = Some(&[1.0, 0.0, 0.0]);
+        assert_eq!(
+            keys(&index.search(&boiler, |_| true))[0],
+            1,
+            "words and meaning agree"
+        );
+    }
+
+    #[test]
+    fn daily_notes_fade_and_long_term_memory_does_not() {
+        let mut index = Index::default();
+        let old: Date = "2026-08-26".parse().unwrap(); // 90 days: an eighth
+        index.insert(1, "dentist appointment booked", None, Some(old));
+        index.insert(2, "dentist is Dr Alvarez", None, None);
+        let mut dentist = query("dentist");
+        dentist.min_score = 0.0;
+        let hits = index.search(&dentist, |_| true);
+        assert_eq!(keys(&hits), [2, 1]);
+        assert!(
+            (hits[1].score * 8.0 - hits[0].score).abs() < 0.05,
+            "{hits:?}"
+        );
+    }
+
+    #[test]
+    fn keyword_matches_pass_when_nothing_reaches_the_minimum() {
+        let mut index = Index::default();
+        index.insert(1, "alpha beta gamma delta epsilon", Some(&[0.0, 1.0]), None);
+        let mut weak = query("alpha zeta eta theta");
+        weak.vector = Some(&[1.0, 0.0]);
+        let hits = index.search(&weak, |_| true);
+        assert_eq!(keys(&hits), [1]);
+        let mut none = query("zeta");
+        none.vector = Some(&[1.0, 0.0]);
+        assert!(index.search(&none, |_| true).is_empty());
+    }
+
+    #[test]
+    fn near_duplicates_do_not_crowd_out_the_rest() {
+        let mut index = Index::default();
+        // Two copies of one note, and another note as relevant but about
+        // something else (its embedding is at right angles to theirs).
+        index.insert(1, "bins go out on monday", Some(&[1.0, 0.0]), None);
+        index.insert(2, "bins go out on monday", Some(&[1.0, 0.0]), None);
+        index.insert(
+            3,
+            "bins: recycling goes out monday",
+            Some(&[0.0, 1.0]),
+            None,
+        );
+        let mut bins = query("bins monday");
+        bins.vector = Some(&[1.0, 1.0]);
+        bins.limit = 2;
+        let hits = index.search(&bins, |_| true);
+        assert_eq!(keys(&hits)[0], 1);
+        assert_eq!(
+            keys(&hits)[1],
+            3,
+            "the copy yields to something new: {hits:?}"
+        );
+        bins.limit = 3;
+        assert_eq!(keys(&index.search(&bins, |_| true)), [1, 3, 2]);
+    }
+
+    #[test]
+    fn removed_items_are_gone_and_the_index_compacts() {
+        let mut index = Index::default();
+        for key in 0..200u32 {
+            index.insert(key, &format!("note number {key} about tea"), None, None);
+        }
+        for key in 0..150u32 {
+            index.remove(&key);
+        }
+        assert_eq!(index.len(), 50);
+        assert!(index.slots.len() < 200, "compacted");
+        let mut all = query("tea");
+        all.limit = 100;
+        let hits = index.search(&all, |_| true);
+        assert_eq!(hits.len(), 50);
+        assert!(hits.iter().all(|hit| hit.key >= 150));
+        index.insert(7, "replaced", None, None);
+        index.insert(7, "twice replaced", None, None);
+        assert_eq!(index.len(), 51);
+        assert!(normalized(&[0.0, 0.0]).is_none());
+        assert!(normalized(&[f32::NAN]).is_none());
+    }
+}
