@@ -6,6 +6,7 @@
 #   HEARTH_NAME             hearth-gateway (the container)
 #   HEARTH_CONFIG_DIR       /etc/hearth/gateway      holds gateway.json5; mounted read-only at /etc/hearth
 #   HEARTH_WORKSPACE_DIR    /var/lib/hearth/workspace  persona files; read-only at /workspace
+#   HEARTH_DOCUMENTS_DIR    /var/lib/hearth/documents  the household's documents (may be empty); read-only at /documents
 #   HEARTH_INFERENCE_DIR    /run/hearth-inference    llama-server's socket (0660, group below); read-only at /run/hearth-inference
 #   HEARTH_INFERENCE_GID    gid of the group `hearth-inference` (may connect to the socket)
 #   HEARTH_DATA_VOLUME      hearth-gateway-data      the one writable place, at /var/lib/hearth-gateway
@@ -24,6 +25,7 @@ image="${HEARTH_IMAGE:-localhost/hearth-gateway:latest}"
 name="${HEARTH_NAME:-hearth-gateway}"
 config="${HEARTH_CONFIG_DIR:-/etc/hearth/gateway}"
 workspace="${HEARTH_WORKSPACE_DIR:-/var/lib/hearth/workspace}"
+documents="${HEARTH_DOCUMENTS_DIR:-/var/lib/hearth/documents}"
 inference="${HEARTH_INFERENCE_DIR:-/run/hearth-inference}"
 gid="${HEARTH_INFERENCE_GID:-$( (getent group hearth-inference || true) | cut -d: -f3)}"
 volume="${HEARTH_DATA_VOLUME:-hearth-gateway-data}"
@@ -36,6 +38,7 @@ case "$publish" in
 esac
 [[ -n "$gid" ]] || { echo "deploy-gateway: no group hearth-inference; set HEARTH_INFERENCE_GID" >&2; exit 2; }
 [[ -f "$config/gateway.json5" ]] || { echo "deploy-gateway: $config/gateway.json5 is missing" >&2; exit 2; }
+[[ -d "$documents" ]] || { echo "deploy-gateway: $documents is missing (the household's documents; it may be empty)" >&2; exit 2; }
 podman image exists "$image" || { echo "deploy-gateway: no image $image: run podman/build-images.sh gateway first" >&2; exit 2; }
 podman secret inspect "$secret" >/dev/null 2>&1 ||
     { echo "deploy-gateway: no podman secret $secret: podman secret create $secret TOKEN_FILE" >&2; exit 2; }
@@ -53,6 +56,7 @@ exec podman "${verb[@]}" --replace --name "$name" \
     --memory "${HEARTH_MEMORY:-1g}" --pids-limit "${HEARTH_PIDS:-256}" \
     --volume "$config:/etc/hearth:ro" \
     --volume "$workspace:/workspace:ro" \
+    --volume "$documents:/documents:ro" \
     --volume "$inference:/run/hearth-inference:ro" \
     --volume "$volume:/var/lib/hearth-gateway" \
     --secret "$secret,type=env,target=HEARTH_GATEWAY_TOKEN" \

@@ -11,6 +11,7 @@
 #   HEARTH_GATEWAY_CONFIG_DIR    [/etc/hearth/gateway]    gateway.json5
 #   HEARTH_MESSAGING_CONFIG_DIR  [/etc/hearth/messaging]  messaging.json5
 #   HEARTH_WORKSPACE_DIR         [/var/lib/hearth/workspace]
+#   HEARTH_DOCUMENTS_DIR         [/var/lib/hearth/documents] the household's documents (read-only)
 #   HEARTH_INFERENCE_DIR         [/run/hearth-inference]  llama-server's socket
 #   HEARTH_WHOIS_DIR             [/run/hearth-whois]      the agent's whois-only socket
 #   HEARTH_GROUP                 [gid of hearth-inference] may use both sockets
@@ -57,6 +58,7 @@ mkdir -p "$(dirname "$rendered")"
 sed -e "$(host_path /etc/hearth/gateway "${HEARTH_GATEWAY_CONFIG_DIR:-/etc/hearth/gateway}")" \
     -e "$(host_path /etc/hearth/messaging "${HEARTH_MESSAGING_CONFIG_DIR:-/etc/hearth/messaging}")" \
     -e "$(host_path /var/lib/hearth/workspace "${HEARTH_WORKSPACE_DIR:-/var/lib/hearth/workspace}")" \
+    -e "$(host_path /var/lib/hearth/documents "${HEARTH_DOCUMENTS_DIR:-/var/lib/hearth/documents}")" \
     -e "$(host_path /run/hearth-inference "${HEARTH_INFERENCE_DIR:-/run/hearth-inference}")" \
     -e "$(host_path /run/hearth-whois "${HEARTH_WHOIS_DIR:-/run/hearth-whois}")" \
     -e "s#hostIP: 100.64.0.1,#hostIP: $mesh,#" \

@@ -21,11 +21,12 @@ cleanup() {
     rm -rf "$scratch"
 }
 trap cleanup EXIT
-mkdir -p "$scratch/etc/hearth/gateway" "$scratch/var/lib/hearth/workspace" "$scratch/run/hearth-inference"
+mkdir -p "$scratch/etc/hearth/gateway" "$scratch/var/lib/hearth/workspace" "$scratch/var/lib/hearth/documents" "$scratch/run/hearth-inference"
 touch "$scratch/etc/hearth/gateway/gateway.json5"
 printf 'generate-only-token-0123456789' | podman secret create hearth-gateway-token-generate - >/dev/null
 HEARTH_DEPLOY=create HEARTH_INFERENCE_GID=996 \
     HEARTH_CONFIG_DIR="$scratch/etc/hearth/gateway" HEARTH_WORKSPACE_DIR="$scratch/var/lib/hearth/workspace" \
+    HEARTH_DOCUMENTS_DIR="$scratch/var/lib/hearth/documents" \
     HEARTH_INFERENCE_DIR="$scratch/run/hearth-inference" HEARTH_TOKEN_SECRET=hearth-gateway-token-generate \
     podman/deploy-gateway.sh >/dev/null
 mkdir -p podman/systemd

@@ -101,7 +101,7 @@ enum Output {
 }
 
 /// `hearth-gateway extract FORMAT`: limits its own memory and CPU time
-/// first, then reads the document from standard input and prints its text
+/// and the system calls it may make first, then reads the document from standard input and prints its text
 /// after a marker line (the parser may print too).
 fn extract(format: &str) -> anyhow::Result<()> {
     use hearth_assistant::extract::{Format, MAX_FILE_BYTES};
@@ -117,6 +117,7 @@ fn extract(format: &str) -> anyhow::Result<()> {
         .context("cannot limit the reader's memory")?;
     rlimit::setrlimit(rlimit::Resource::CPU, 30, 30)
         .context("cannot limit the reader's CPU time")?;
+    hearth_gateway::assistant::library::confine_reader().map_err(anyhow::Error::msg)?;
     let mut bytes = Vec::new();
     std::io::stdin()
         .take(MAX_FILE_BYTES + 1)

@@ -41,6 +41,8 @@ fn the_gateway_container_is_locked_down_and_answers_through_the_socket() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = dir.path().join("config");
     let workspace = dir.path().join("workspace");
+    let documents = dir.path().join("documents");
+    std::fs::create_dir(&documents).unwrap();
     std::fs::create_dir_all(&config).unwrap();
     std::fs::create_dir_all(&workspace).unwrap();
     std::fs::write(
@@ -87,6 +89,7 @@ fn the_gateway_container_is_locked_down_and_answers_through_the_socket() {
         .env("HEARTH_NAME", &name)
         .env("HEARTH_CONFIG_DIR", &config)
         .env("HEARTH_WORKSPACE_DIR", &workspace)
+        .env("HEARTH_DOCUMENTS_DIR", &documents)
         .env("HEARTH_INFERENCE_DIR", socket_dir)
         .env("HEARTH_INFERENCE_GID", INFERENCE_GID.to_string())
         .env("HEARTH_DATA_VOLUME", format!("{name}-data"))

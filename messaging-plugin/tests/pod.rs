@@ -36,14 +36,40 @@ fn the_pod_serves_the_household_from_containers() {
         return;
     };
     let dir = household.lab.dir.path().join("pod");
-    let (gateway_config, messaging_config, workspace) = (
+    let (gateway_config, messaging_config, workspace, documents) = (
         dir.join("gateway"),
         dir.join("messaging"),
         dir.join("workspace"),
+        dir.join("documents"),
     );
-    for made in [&gateway_config, &messaging_config, &workspace] {
+    for made in [&gateway_config, &messaging_config, &workspace, &documents] {
         std::fs::create_dir_all(made).unwrap();
     }
+    // A household PDF, read inside the locked-down container by its PDF
+    // reader (a child process of the gateway, under limits).
+    let page = documents.join("boiler.html");
+    std::fs::write(
+        &page,
+        "<h1>The boiler</h1><p>To reset the boiler, hold the red button for ten seconds.</p>",
+    )
+    .unwrap();
+    let printed = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!(
+            "--print-to-pdf={}",
+            documents.join("boiler.pdf").display()
+        ))
+        .arg(&page)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(printed.success(), "chromium printed no PDF");
+    std::fs::remove_file(&page).unwrap();
     std::fs::write(
         gateway_config.join("gateway.json5"),
         json!({
@@ -51,7 +77,8 @@ fn the_pod_serves_the_household_from_containers() {
             "models": {"providers": {"llamacpp": {"baseUrl": "unix:/run/hearth-inference/inference.sock", "api": "openai-completions",
                 "timeoutSeconds": 20, "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 24}]}}},
             "agents": {"defaults": {"model": {"primary": "llamacpp/tiny"}, "workspace": "/workspace"}},
-            "hearth": {"dataDir": "/var/lib/hearth-gateway"},
+            "hearth": {"dataDir": "/var/lib/hearth-gateway",
+                       "assistant": {"documents": [{"name": "house", "path": "/documents"}], "rescanSeconds": 1}},
         })
         .to_string(),
     )
@@ -109,6 +136,7 @@ fn the_pod_serves_the_household_from_containers() {
             .env("HEARTH_GATEWAY_CONFIG_DIR", &gateway_config)
             .env("HEARTH_MESSAGING_CONFIG_DIR", &messaging_config)
             .env("HEARTH_WORKSPACE_DIR", &workspace)
+            .env("HEARTH_DOCUMENTS_DIR", &documents)
             .env(
                 "HEARTH_INFERENCE_DIR",
                 household.inference_dir.clone().unwrap(),
@@ -195,6 +223,25 @@ fn the_pod_serves_the_household_from_containers() {
             && history.contains("] assistant: "),
         "{history}"
     );
+
+    // The gateway read the household's PDF inside its container, and an
+    // answer from it names it.
+    let listed = wait_until(60 * SECOND, || {
+        household
+            .cli_ok(&household.laptop, &["documents", "--room", "household"])
+            .contains("house/boiler.pdf")
+    });
+    assert!(
+        listed.is_some(),
+        "the PDF was not indexed in the container: {}\n{}",
+        household.cli_ok(&household.laptop, &["documents", "--room", "household"]),
+        logs("gateway")
+    );
+    let answer = household.cli_ok(
+        &household.laptop,
+        &["ask", "--room", "household", "how do I reset the boiler?"],
+    );
+    assert!(answer.contains("Sources: boiler.pdf, page 1"), "{answer}");
 
     // Both containers run as the YAML says.
     for container in ["gateway", "messaging"] {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::lab::{Agent, Coordinator, Host, Lab, Process, binary, wait_until};
-use crate::llama::{instruct_model, llama_server_binary, tiny_model};
+use crate::llama::{embedding_model, instruct_model, llama_server_binary, tiny_model};
 
 /// One second.
 pub const SECOND: Duration = Duration::from_secs(1);
@@ -47,7 +47,24 @@ pub struct Options {
     /// Answer with the small real instruct model (SmolLM2-135M-Instruct,
     /// [`instruct_model`]) rather than the tiny random one.
     pub instruct: bool,
+    /// The household assistant's folders, clock and embeddings.
+    pub assistant: AssistantSetup,
 }
+
+/// What the household assistant is given in a test.
+#[derive(Clone, Debug, Default)]
+pub struct AssistantSetup {
+    /// A folder of household documents (everyone's).
+    pub documents: Option<PathBuf>,
+    /// A clock file the gateway goes by (`HEARTH_TEST_CLOCK`).
+    pub clock: Option<PathBuf>,
+    /// Serve embeddings (all-MiniLM-L6-v2, a second llama-server on the
+    /// hub's port 18091) and search memory and documents by them.
+    pub embeddings: bool,
+}
+
+/// The id the gateway gives the embedding model.
+pub const EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
 
 impl Default for Options {
     fn default() -> Options {
@@ -59,6 +76,7 @@ impl Default for Options {
             container_group: None,
             gateway_streams: 64,
             instruct: false,
+            assistant: AssistantSetup::default(),
         }
     }
 }
@@ -85,6 +103,8 @@ pub struct Household {
     pub messaging: Option<Process>,
     /// llama-server, when running.
     pub llama: Option<Process>,
+    /// The embedding llama-server, with [`AssistantSetup::embeddings`].
+    pub embeddings: Option<Process>,
     /// The AI gateway (with [`Options::services`]).
     pub gateway: Option<Process>,
     /// Its configuration (with [`Options::services`]).
@@ -116,6 +136,9 @@ impl Household {
             instruct_model()?;
         } else {
             tiny_model()?;
+        }
+        if options.assistant.embeddings {
+            embedding_model()?;
         }
         let hub = lab.host("hub");
         let laptop = lab.host("laptop");
@@ -181,21 +204,37 @@ impl Household {
             "tiny"
         };
         let gateway_config = dir.join("gateway.json");
-        std::fs::write(
-            &gateway_config,
-            json!({
-                "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 5,
-                                                   "models": [{"id": model_id, "contextWindow": 2048, "maxTokens": 256}]}}},
-                "agents": {"defaults": {"model": {"primary": format!("local/{model_id}")}}},
-                "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1,
-                           "limits": {"maxConcurrentStreams": options.gateway_streams}},
-            })
-            .to_string(),
-        )
-        .expect("gateway config");
+        let mut config = json!({
+            "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 5,
+                                               "models": [{"id": model_id, "contextWindow": 2048, "maxTokens": 256}]}}},
+            "agents": {"defaults": {"model": {"primary": format!("local/{model_id}")}, "userTimezone": "Europe/London"}},
+            "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1,
+                       "limits": {"maxConcurrentStreams": options.gateway_streams},
+                       "assistant": {"rescanSeconds": 1}},
+        });
+        if let Some(documents) = &options.assistant.documents {
+            config["hearth"]["assistant"]["documents"] =
+                json!([{"name": "house", "path": documents}]);
+        }
+        if options.assistant.embeddings {
+            config["models"]["providers"]["vectors"] = json!({
+                "baseUrl": "http://127.0.0.1:18091/v1", "api": "openai-completions", "timeoutSeconds": 10,
+                "models": [{"id": EMBEDDING_MODEL}]});
+            config["memory"] = json!({"search": {"provider": "vectors", "model": EMBEDDING_MODEL}});
+        }
+        std::fs::write(&gateway_config, config.to_string()).expect("gateway config");
+        let gateway_env: Vec<(String, PathBuf)> = options
+            .assistant
+            .clock
+            .iter()
+            .map(|clock| ("HEARTH_TEST_CLOCK".to_owned(), clock.clone()))
+            .collect();
         let gateway = options.services.then(|| {
             let mut command = lab.command(&hub, binary("hearth-gateway"));
-            command.args(["serve", "--config"]).arg(&gateway_config);
+            command
+                .args(["serve", "--config"])
+                .arg(&gateway_config)
+                .envs(gateway_env.iter().map(|(key, value)| (key, value)));
             lab.spawn(&hub, "gateway", command)
         });
         let gateway_config = options.services.then_some(gateway_config);
@@ -210,6 +249,7 @@ impl Household {
             hub_agent,
             messaging: None,
             llama: None,
+            embeddings: None,
             gateway,
             gateway_config,
             agents,
@@ -219,6 +259,9 @@ impl Household {
             lab,
         };
         household.start_llama();
+        if household.options.assistant.embeddings {
+            household.start_embeddings();
+        }
         if household.options.services {
             household.start_messaging();
         }
@@ -299,6 +342,9 @@ impl Household {
             .expect("the household runs its services");
         let mut command = self.lab.command(&self.hub, binary("hearth-gateway"));
         command.args(["serve", "--config"]).arg(&config);
+        if let Some(clock) = &self.options.assistant.clock {
+            command.env("HEARTH_TEST_CLOCK", clock);
+        }
         let hub = self.hub.clone();
         let gateway = self.lab.spawn(&hub, "gateway-again", command);
         let serving = wait_until(20 * SECOND, || {
@@ -351,6 +397,43 @@ impl Household {
         );
     }
 
+    /// Starts the embedding llama-server on the hub's loopback, port 18091.
+    pub fn start_embeddings(&mut self) {
+        let (Some(llama), Some(model)) = (llama_server_binary(), embedding_model()) else {
+            panic!("llama-server and the embedding model were checked at the start")
+        };
+        let mut command = self.lab.command(&self.hub, &llama);
+        command.arg("-m").arg(&model).args([
+            "--embeddings",
+            "--pooling",
+            "mean",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "18091",
+            "-c",
+            "2048",
+            "-b",
+            "512",
+            "-ub",
+            "512",
+            "-t",
+            "1",
+            "--no-webui",
+        ]);
+        let hub = self.hub.clone();
+        let embeddings = self.lab.spawn(&hub, "embeddings", command);
+        let loaded = wait_until(60 * SECOND, || {
+            embeddings.log_text().contains("model loaded")
+        });
+        assert!(
+            loaded.is_some(),
+            "the embedding llama-server did not load: {}",
+            embeddings.log_text()
+        );
+        self.embeddings = Some(embeddings);
+    }
+
     /// Starts llama-server with the model on the hub's loopback, port 18090.
     pub fn start_llama(&mut self) {
         let model = if self.options.instruct {
@@ -372,6 +455,10 @@ impl Household {
             None => command.args(["--host", "127.0.0.1", "--port", "18090"]),
         };
         command.args(["-c", "2048", "-t", "1", "--no-webui"]);
+        if self.options.instruct {
+            // The same question gets the same answer.
+            command.args(["--temp", "0"]);
+        }
         let hub = self.hub.clone();
         let llama = self.lab.spawn(&hub, "llama-server", command);
         // Ready once it says so: a real model takes a moment to load.

@@ -4,8 +4,11 @@
 //! refused with the reason (too large, not text, an unreadable PDF) and
 //! nothing of it indexed. PDFs are read by a child process with memory and
 //! time limits (`hearth-gateway extract pdf`), so a file built to crash or
-//! exhaust a parser costs that child only. Nothing of a document's text or
-//! path is logged.
+//! exhaust a parser costs that child only, and a system call filter takes
+//! from it what a reader never needs (the network, opening or changing
+//! files, starting programs, signalling or tracing other processes), so a
+//! parser bug that gets code running has nothing to reach. Nothing of a
+//! document's text or path is logged.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -252,6 +255,80 @@ async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, String
         .ok_or_else(|| "the PDF reader's answer is damaged".into())
 }
 
+/// The system calls a document reader is refused (with `EPERM`): it reads
+/// standard input, allocates memory and writes standard output, and needs
+/// none of these.
+fn refused_calls() -> Vec<libc::c_long> {
+    let mut calls = vec![
+        libc::SYS_socket,
+        libc::SYS_socketpair,
+        libc::SYS_connect,
+        libc::SYS_bind,
+        libc::SYS_listen,
+        libc::SYS_accept,
+        libc::SYS_accept4,
+        libc::SYS_execve,
+        libc::SYS_execveat,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_kill,
+        libc::SYS_openat,
+        libc::SYS_openat2,
+        libc::SYS_unlinkat,
+        libc::SYS_renameat,
+        libc::SYS_renameat2,
+        libc::SYS_mkdirat,
+        libc::SYS_fchmodat,
+        libc::SYS_fchownat,
+        libc::SYS_truncate,
+        libc::SYS_linkat,
+        libc::SYS_symlinkat,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    calls.extend([
+        libc::SYS_open,
+        libc::SYS_creat,
+        libc::SYS_unlink,
+        libc::SYS_rename,
+        libc::SYS_mkdir,
+        libc::SYS_chmod,
+        libc::SYS_chown,
+        libc::SYS_link,
+        libc::SYS_symlink,
+        libc::SYS_fork,
+        libc::SYS_vfork,
+    ]);
+    calls
+}
+
+/// Confines the calling thread, and anything it starts, to what a document
+/// reader needs: sets `no_new_privs` and installs a seccomp filter refusing
+/// [`refused_calls`]. `hearth-gateway extract` calls it before reading its
+/// input.
+pub fn confine_reader() -> Result<(), String> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|error| format!("no system call filter for this machine: {error}"))?;
+    let rules = refused_calls()
+        .into_iter()
+        .map(|call| (call, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|error| format!("the system call filter is invalid: {error}"))?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|error| format!("the system call filter does not compile: {error}"))?;
+    seccompiler::apply_filter(&program)
+        .map_err(|error| format!("the system call filter cannot be installed: {error}"))
+}
+
 /// What `hearth-gateway extract FORMAT` prints for `bytes` (after limiting
 /// its own memory and CPU): the marker line, then `{"pages": […]}` or
 /// `{"error": "…"}`.
@@ -315,5 +392,47 @@ mod tests {
         assert!(answer.starts_with(EXTRACT_MARKER));
         assert!(answer.contains(r#""pages":["hello"]"#));
         assert!(extract_answer(Format::Text, b"\xff").contains("not UTF-8"));
+    }
+
+    #[test]
+    fn a_confined_reader_reads_a_pdf_and_can_reach_nothing_else() {
+        let boiler = include_bytes!("../../../assistant/fuzz/seeds/boiler.pdf");
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        let secret_path = secret.path().to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        // The filter is the thread's own: the rest of the test process
+        // keeps every system call.
+        let tried = std::thread::spawn(move || {
+            let before = std::fs::File::open(&secret_path).is_ok();
+            confine_reader().unwrap();
+            let answer = extract_answer(Format::Pdf, boiler);
+            let refused = |result: std::io::Result<()>| {
+                result.is_err_and(|error| error.kind() == std::io::ErrorKind::PermissionDenied)
+            };
+            (
+                before,
+                answer,
+                refused(std::fs::File::open(&secret_path).map(drop)),
+                refused(std::fs::write(secret_path.with_extension("new"), "x")),
+                refused(std::net::TcpStream::connect(address).map(drop)),
+                refused(std::net::UdpSocket::bind("127.0.0.1:0").map(drop)),
+                refused(std::process::Command::new("/bin/true").status().map(drop)),
+            )
+        })
+        .join()
+        .unwrap();
+        let (before, answer, open, create, connect, socket, program) = tried;
+        assert!(before, "the file opens before the filter");
+        assert!(answer.contains("boiler"), "the PDF is still read: {answer}");
+        assert!(open, "a confined reader opened a file");
+        assert!(create, "a confined reader created a file");
+        assert!(connect, "a confined reader connected");
+        assert!(socket, "a confined reader opened a socket");
+        assert!(program, "a confined reader started a program");
+        assert!(
+            std::fs::File::open(secret.path()).is_ok(),
+            "other threads are unconfined"
+        );
     }
 }

@@ -520,7 +520,7 @@ impl Assistant {
             }
         };
         let mut system = format!(
-            "Today is {} ({}).",
+            "The date today is {}, {} time.",
             today.strftime("%A %-d %B %Y"),
             self.settings.timezone
         );

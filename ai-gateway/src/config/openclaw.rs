@@ -810,25 +810,31 @@ fn memory(reader: &mut Reader, sources: &dyn Sources, value: &Value, section: &m
             section.provider = Some((provider, model));
         }
         if let Some(query) = reader.object(search.get("query"), "memory.search.query") {
-            section.max_results = reader.integer(
-                query.get("maxResults"),
-                "memory.search.query.maxResults",
-                1,
-                50,
-            );
-            match query.get("minScore") {
-                None | Some(Value::Null) => {}
-                Some(Value::Number(number))
-                    if number
-                        .as_f64()
-                        .is_some_and(|score| (0.0..=1.0).contains(&score)) =>
-                {
-                    section.min_score = number.as_f64();
+            // OpenClaw's values are noted when Hearth cannot use them, never fatal.
+            match query.get("maxResults").map(Value::as_u64) {
+                Some(Some(most)) if (1..=20).contains(&most) => section.max_results = Some(most),
+                Some(Some(_)) => {
+                    section.max_results = Some(20);
+                    reader.note(
+                        "memory.search.query.maxResults",
+                        "Hearth's assistant gives at most 20 results",
+                    );
                 }
-                Some(_) => reader.problem(
-                    "memory.search.query.minScore",
-                    "must be a number from 0 to 1",
+                Some(None) => reader.note(
+                    "memory.search.query.maxResults",
+                    "ignored: not a whole number; 6 results",
                 ),
+                None => {}
+            }
+            match query.get("minScore").map(Value::as_f64) {
+                Some(Some(score)) if (0.0..=1.0).contains(&score) => {
+                    section.min_score = Some(score);
+                }
+                Some(_) => reader.note(
+                    "memory.search.query.minScore",
+                    "ignored: a score is from 0 to 1; 0.35",
+                ),
+                None => {}
             }
             reader.rest(
                 query,
@@ -872,13 +878,16 @@ fn memory(reader: &mut Reader, sources: &dyn Sources, value: &Value, section: &m
             unused,
         );
     }
-    if let Some(citations) = reader.string(map.get("citations"), "memory.citations") {
+    if let Some(citations) = map.get("citations") {
         section.citations = match citations.as_str() {
-            "auto" => Some(super::Citations::Auto),
-            "on" => Some(super::Citations::On),
-            "off" => Some(super::Citations::Off),
+            Some("auto") => Some(super::Citations::Auto),
+            Some("on") => Some(super::Citations::On),
+            Some("off") => Some(super::Citations::Off),
             _ => {
-                reader.problem("memory.citations", "must be \"auto\", \"on\" or \"off\"");
+                reader.note(
+                    "memory.citations",
+                    "ignored: Hearth knows \"auto\", \"on\" and \"off\"; sources are named",
+                );
                 None
             }
         };
@@ -911,7 +920,8 @@ fn cron(reader: &mut Reader, value: &Value, config: &mut Config) {
 }
 
 /// The assistant's settings, once every section is read: `hearth.assistant`
-/// over OpenClaw's keys; the embedding provider must be configured.
+/// over OpenClaw's keys (which are noted, never fatal, when Hearth cannot
+/// use them); the embedding provider must be one of `models.providers`.
 fn assistant(reader: &mut Reader, memory: MemorySection, config: &mut Config) {
     let own = config.hearth.assistant.clone();
     let section = &mut config.assistant;
@@ -928,25 +938,29 @@ fn assistant(reader: &mut Reader, memory: MemorySection, config: &mut Config) {
     if let Some(citations) = memory.citations {
         section.citations = citations;
     }
-    let (zone, path) = match (&own.timezone, &config.agents.defaults.user_timezone) {
-        (Some(zone), _) => (Some(zone.clone()), "hearth.assistant.timezone"),
-        (None, Some(zone)) => (Some(zone.clone()), "agents.defaults.userTimezone"),
-        (None, None) => (None, ""),
-    };
-    if let Some(zone) = zone {
-        match hearth_assistant::schedule::zone(&zone) {
-            Ok(_) => section.timezone = zone,
-            Err(error) => reader.problem(path, error.to_string()),
-        }
+    match (&own.timezone, &config.agents.defaults.user_timezone) {
+        (Some(zone), _) => match hearth_assistant::schedule::zone(zone) {
+            Ok(_) => section.timezone = zone.clone(),
+            Err(error) => reader.problem("hearth.assistant.timezone", error.to_string()),
+        },
+        // OpenClaw's key: noted, never fatal.
+        (None, Some(zone)) => match hearth_assistant::schedule::zone(zone) {
+            Ok(_) => section.timezone = zone.clone(),
+            Err(error) => reader.note(
+                "agents.defaults.userTimezone",
+                format!("ignored: {error}; reminders use UTC"),
+            ),
+        },
+        (None, None) => {}
     }
     if let Some((provider, model)) = memory.provider
         && !memory.search_off
     {
         match (config.models.providers.get(&provider), model) {
             (Some(_), Some(model)) => section.embeddings = Some(format!("{provider}/{model}")),
-            (Some(_), None) => reader.problem(
-                "memory.search.model",
-                "name the embedding model the provider serves",
+            (Some(_), None) => reader.note(
+                "memory.search.provider",
+                "ignored without memory.search.model (the embedding model it serves): search is by keywords",
             ),
             (None, _) => reader.note(
                 "memory.search.provider",

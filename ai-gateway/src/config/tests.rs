@@ -407,3 +407,86 @@ fn overrides_win_over_the_file() {
         PathBuf::from("/tmp/elsewhere")
     );
 }
+
+#[test]
+fn openclaw_s_memory_cron_and_time_zone_keys_set_up_the_assistant() {
+    let loaded = parse(
+        r#"{
+        models: { providers: {
+            chat: { baseUrl: "http://127.0.0.1:8080/v1", api: "openai-completions", models: [{ id: "m" }] },
+            vectors: { baseUrl: "http://127.0.0.1:8081/v1", api: "openai-completions", models: [{ id: "minilm" }] } } },
+        agents: { defaults: { model: "chat/m", userTimezone: "Europe/London" } },
+        memory: { search: { provider: "vectors", model: "minilm", query: { maxResults: 4, minScore: 0.5 },
+                            extraPaths: ["/srv/notes", { path: "/srv/recipes", pattern: "**/*.md" }], sync: { watch: true } },
+                  citations: "off" },
+        cron: { enabled: true, skipMissedJobs: true, webhookToken: "x", sessionRetention: "24h" },
+        hearth: { assistant: { documents: [{ name: "house", path: "/srv/house" },
+                                           { name: "ada", path: "/srv/ada", member: "ada" }] } },
+    }"#,
+    );
+    let assistant = &loaded.config.assistant;
+    assert!(
+        assistant.enabled && assistant.tools && assistant.cron_enabled && assistant.skip_missed
+    );
+    assert_eq!(assistant.timezone, "Europe/London");
+    assert_eq!(assistant.embeddings.as_deref(), Some("vectors/minilm"));
+    assert_eq!((assistant.max_results, assistant.min_score), (4, 0.5));
+    assert_eq!(assistant.citations, Citations::Off);
+    let names: Vec<&str> = assistant
+        .folders
+        .iter()
+        .map(|folder| folder.name.as_str())
+        .collect();
+    assert_eq!(names, ["house", "ada", "extra-0", "extra-1"]);
+    assert!(note(&loaded, "memory.search.extraPaths[1].pattern").contains("whole folder"));
+    assert!(note(&loaded, "memory.search.sync").starts_with("ignored"));
+    assert!(note(&loaded, "cron.webhookToken").contains("never to a webhook"));
+    assert!(note(&loaded, "cron.sessionRetention").starts_with("ignored"));
+}
+
+#[test]
+fn openclaw_values_hearth_cannot_use_are_noted_and_its_own_are_checked() {
+    let loaded = parse(
+        r#"{
+        agents: { defaults: { userTimezone: "Middle/Earth" } },
+        memory: { search: { provider: "openai", query: { maxResults: 100, minScore: 7 } }, citations: "sometimes" },
+        cron: { enabled: false },
+    }"#,
+    );
+    let assistant = &loaded.config.assistant;
+    assert_eq!(assistant.timezone, "UTC");
+    assert!(note(&loaded, "agents.defaults.userTimezone").contains("Middle/Earth"));
+    assert!(note(&loaded, "memory.search.provider").contains("no hosted embedding service"));
+    assert_eq!(assistant.embeddings, None);
+    assert_eq!(assistant.max_results, 20);
+    assert!(note(&loaded, "memory.search.query.minScore").starts_with("ignored"));
+    assert!(note(&loaded, "memory.citations").starts_with("ignored"));
+    assert!(!assistant.cron_enabled);
+    // Hearth's own section is strict, and says every problem.
+    let found = problems(
+        r#"{ hearth: { assistant: { timezone: "Middle/Earth", documents: [
+            { name: "a", path: "/a", room: "kitchen", member: "ada" }, { name: "a", path: "/b" }] } } }"#,
+    );
+    let paths: Vec<&str> = found.iter().map(|problem| problem.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "hearth.assistant.timezone",
+            "hearth.assistant.documents[0]",
+            "hearth.assistant.documents[1].name"
+        ]
+    );
+    assert!(
+        problems(r#"{ hearth: { assistant: { remember: true } } }"#)[0]
+            .to_string()
+            .contains("unknown field `remember`")
+    );
+    let skipped = Config::parse_with(r#"{ cron: { enabled: true } }"#, &|name| {
+        (name == "OPENCLAW_SKIP_CRON").then(|| "1".into())
+    })
+    .unwrap();
+    assert!(
+        !skipped.config.assistant.cron_enabled,
+        "OPENCLAW_SKIP_CRON=1"
+    );
+}

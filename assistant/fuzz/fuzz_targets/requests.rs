@@ -1,0 +1,36 @@
+//! Fuzzes what members and the model send the assistant: a message read for
+//! an everyday request ("remind me at 7 pm to ..."), a time on its own, the
+//! model's tool calls (any tool name, any arguments), arithmetic, and the
+//! assistant API's requests and answers. Any bytes give a value or an
+//! error, never a panic.
+#![no_main]
+
+use hearth_assistant::tools::{Toolset, read};
+use hearth_assistant::{api, arithmetic, phrases};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        let _ = serde_json::from_slice::<api::Request>(data);
+        return;
+    };
+    let now: jiff::Timestamp = "2026-03-29T00:30:00Z".parse().expect("a fixed time");
+    for zone in ["Europe/London", "America/St_Johns", "UTC"] {
+        if let Some(Ok(phrases::Intent::Schedule(scheduled))) = phrases::recognize(text, now, zone) {
+            let _ = scheduled.schedule.next_after(now);
+            let _ = phrases::describe(&scheduled.schedule, zone);
+        }
+        if let Ok(schedule) = phrases::time(text, now, zone) {
+            let _ = schedule.next_after(now);
+        }
+    }
+    if let Ok(value) = arithmetic::evaluate(text) {
+        let _ = arithmetic::format(value);
+    }
+    let (name, arguments) = text.split_once('\n').unwrap_or((text, ""));
+    if let Ok(call) = read(name, arguments, Toolset::ALL) {
+        let _ = call.name();
+    }
+    let _ = serde_json::from_str::<api::Request>(text);
+    let _ = serde_json::from_str::<api::Answer>(text);
+});
