@@ -304,10 +304,12 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// A gateway's configuration in front of the tiny model (llama-server's
+/// 2,048 tokens over 4 slots: 512 a conversation).
 fn config(model_url: &str, embeddings_url: Option<&str>, assistant: Value) -> Value {
     let mut config = json!({
         "models": {"providers": {"local": {"baseUrl": model_url, "api": "openai-completions", "timeoutSeconds": 30,
-                                           "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 8}]}}},
+                                           "models": [{"id": "tiny", "contextWindow": 512, "maxTokens": 8}]}}},
         "agents": {"defaults": {"model": {"primary": "local/tiny"}, "userTimezone": "Europe/London"}},
         "hearth": {"assistant": assistant},
     });
@@ -369,9 +371,11 @@ async fn indexing() {
     };
     let mut random = Lcg(11);
 
-    // With embeddings: 25 documents, 100 passages.
+    // With embeddings: 25 documents, 100 passages (kept beyond the
+    // gateway's own directory, for the peer to read after it).
+    let kept = tempfile::tempdir().unwrap();
+    let documents = kept.path().join("documents");
     let dir = tempfile::tempdir().unwrap();
-    let documents = dir.path().join("documents");
     let passages = write_documents(&documents, 25, &mut random);
     let gateway = GatewayProcess::start(
         config(
@@ -575,28 +579,45 @@ async fn memory() {
             .await
             .unwrap();
     }
+    // The documents are real files, stored as the indexer would have
+    // stored them (same size and time), so its scan finds them unchanged.
+    let documents = dir.path().join("documents");
+    std::fs::create_dir_all(&documents).unwrap();
     for file in 0..PASSAGES / 10 {
-        let passages: Vec<NewPassage> = (0..10)
-            .map(|section| NewPassage {
-                citation: format!("notes-{file}.md › Section {section}"),
-                text: random.text(200),
+        let path = format!("notes-{file:04}.md");
+        let sections: Vec<String> = (0..10).map(|_| random.text(200)).collect();
+        let mut text = String::new();
+        for (section, body) in sections.iter().enumerate() {
+            text.push_str(&format!("## Section {section}\n\n{body}\n\n"));
+        }
+        std::fs::write(documents.join(&path), &text).unwrap();
+        let metadata = std::fs::metadata(documents.join(&path)).unwrap();
+        let modified = metadata
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let passages: Vec<NewPassage> = sections
+            .into_iter()
+            .enumerate()
+            .map(|(section, body)| NewPassage {
+                citation: format!("{path} › Section {section}"),
+                text: body,
                 vector: Some(random.vector(384)),
             })
             .collect();
         let document = KnownDocument {
             folder: "house".into(),
-            path: format!("notes-{file}.md"),
-            size: 0,
-            modified: 0,
+            path,
+            size: i64::try_from(metadata.len()).unwrap(),
+            modified: i64::try_from(modified).unwrap(),
             refused: None,
             passages: 10,
         };
         store.index_document(&document, &passages, 0).await.unwrap();
     }
     store.close().await;
-    // The folder is configured but holds no files: nothing is re-read.
-    let documents = dir.path().join("documents");
-    std::fs::create_dir_all(&documents).unwrap();
     let mut loaded_config = config(
         &model.base_url,
         Some("http://127.0.0.1:9/v1"),
@@ -608,13 +629,18 @@ async fn memory() {
         config(&model.base_url, None, json!({})),
         tempfile::tempdir().unwrap(),
     );
-    // Both answer once before they are measured.
+    // The loaded one has scanned its folder (nothing changed, nothing
+    // forgotten); both answer once before they are measured.
+    documents_indexed(&loaded, PASSAGES / 10, Duration::from_secs(600)).await;
     let question = "what is on the shopping list?";
+    let _ = first_token(&loaded.client(), question).await;
     let _ = first_token(&empty.client(), question).await;
     let (loaded_rss, empty_rss) = (
         tree_rss_mib(loaded.child.id()),
         tree_rss_mib(empty.child.id()),
     );
+    // Still all there: the measurement was of the whole library.
+    documents_indexed(&loaded, PASSAGES / 10, Duration::from_secs(1)).await;
     println!("\n## The gateway's resident memory\n");
     println!("| gateway | RSS |");
     println!("| --- | --- |");

@@ -9,7 +9,9 @@
 //!
 //! In memory, built at start from the store and kept in step with it;
 //! brute force over the vectors (10,000 passages of 384 dimensions is
-//! about four million multiply-adds, a few milliseconds).
+//! about four million multiply-adds, a few milliseconds). Item vectors are
+//! kept as bytes (one scale per vector, [`Quantized`]): a quarter of the
+//! memory, cosines within about 0.01 of the exact ones.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -114,14 +116,55 @@ pub fn normalized(vector: &[f32]) -> Option<Box<[f32]>> {
     Some(vector.iter().map(|value| value / length).collect())
 }
 
-fn dot(one: &[f32], other: &[f32]) -> f32 {
-    one.iter().zip(other).map(|(a, b)| a * b).sum()
+/// A unit vector kept as one signed byte a dimension and a scale.
+pub struct Quantized {
+    scale: f32,
+    values: Box<[i8]>,
+}
+
+impl Quantized {
+    /// `unit` (of length one) in bytes: each value rounded to a step of
+    /// the largest one's 1/127.
+    pub fn of(unit: &[f32]) -> Quantized {
+        let largest = unit
+            .iter()
+            .fold(0.0_f32, |most, value| most.max(value.abs()));
+        let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+        let values = unit
+            .iter()
+            // In -127..=127 by construction.
+            .map(|value| (value / scale).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        Quantized { scale, values }
+    }
+
+    /// The dot product with a vector of floats.
+    pub fn dot(&self, other: &[f32]) -> f32 {
+        let sum: f32 = self
+            .values
+            .iter()
+            .zip(other)
+            .map(|(value, other)| f32::from(*value) * other)
+            .sum();
+        sum * self.scale
+    }
+
+    /// The dot product with another quantized vector.
+    pub fn dot_quantized(&self, other: &Quantized) -> f32 {
+        let sum: i32 = self
+            .values
+            .iter()
+            .zip(other.values.iter())
+            .map(|(one, two)| i32::from(*one) * i32::from(*two))
+            .sum();
+        sum as f32 * self.scale * other.scale
+    }
 }
 
 struct Slot<K> {
     key: K,
     length: u32,
-    vector: Option<Box<[f32]>>,
+    vector: Option<Quantized>,
     dated: Option<Date>,
     alive: bool,
 }
@@ -204,11 +247,22 @@ impl<K: Clone + Eq + Hash> Index<K> {
         self.slots.push(Slot {
             key: key.clone(),
             length,
-            vector: vector.and_then(normalized),
+            vector: vector.and_then(normalized).map(|unit| Quantized::of(&unit)),
             dated,
             alive: true,
         });
         self.at.insert(key, slot);
+    }
+
+    /// Gives back the room kept for growth (after loading many items at
+    /// once: a posting list may hold twice what it needs).
+    pub fn shrink_to_fit(&mut self) {
+        self.slots.shrink_to_fit();
+        self.at.shrink_to_fit();
+        for postings in self.postings.values_mut() {
+            postings.shrink_to_fit();
+        }
+        self.postings.shrink_to_fit();
     }
 
     /// Removes `key`, if present.
@@ -327,7 +381,7 @@ impl<K: Clone + Eq + Hash> Index<K> {
             let text = text_score(slot);
             let score = match (&query_vector, &item.vector) {
                 (Some(query), Some(vector)) => {
-                    let cosine = dot(query, vector).max(0.0);
+                    let cosine = vector.dot(query).max(0.0);
                     VECTOR_WEIGHT * cosine + TEXT_WEIGHT * text
                 }
                 // Without embeddings on both sides, keywords alone.
@@ -384,9 +438,9 @@ impl<K: Clone + Eq + Hash> Index<K> {
                 let redundancy = chosen
                     .iter()
                     .filter_map(|(other, _)| {
-                        let one = self.slots[*slot].vector.as_deref()?;
-                        let two = self.slots[*other].vector.as_deref()?;
-                        Some(dot(one, two))
+                        let one = self.slots[*slot].vector.as_ref()?;
+                        let two = self.slots[*other].vector.as_ref()?;
+                        Some(one.dot_quantized(two))
                     })
                     .fold(0.0_f32, f32::max);
                 let value = MMR_LAMBDA * score - (1.0 - MMR_LAMBDA) * redundancy;
@@ -427,6 +481,32 @@ mod tests {
 
     fn keys(hits: &[Hit<u32>]) -> Vec<u32> {
         hits.iter().map(|hit| hit.key).collect()
+    }
+
+    #[test]
+    fn vectors_kept_as_bytes_give_nearly_the_exact_cosines() {
+        // Deterministic pseudo-random unit vectors of 384 dimensions.
+        let mut state = 7_u64;
+        let mut unit = || {
+            let raw: Vec<f32> = (0..384)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    ((state >> 33) % 2000) as f32 / 1000.0 - 1.0
+                })
+                .collect();
+            normalized(&raw).unwrap()
+        };
+        for _ in 0..50 {
+            let (one, two) = (unit(), unit());
+            let exact: f32 = one.iter().zip(two.iter()).map(|(a, b)| a * b).sum();
+            let (kept_one, kept_two) = (Quantized::of(&one), Quantized::of(&two));
+            assert!((kept_one.dot(&two) - exact).abs() < 0.01);
+            assert!((kept_one.dot_quantized(&kept_two) - exact).abs() < 0.01);
+            assert!((kept_one.dot(&one) - 1.0).abs() < 0.01);
+        }
+        assert_eq!(Quantized::of(&[0.0; 4]).dot(&[1.0; 4]), 0.0);
     }
 
     #[test]

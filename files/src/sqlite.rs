@@ -12,11 +12,26 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// A pool on the database at `path`: WAL, `synchronous=NORMAL`, 10 s busy
 /// timeout, no liveness ping before each use.
 pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
-    let options = SqliteConnectOptions::from_str("sqlite://")?
+    connect_with_cache(path, None).await
+}
+
+/// [`connect`] with each connection's page cache capped at `cache_kib`
+/// KiB (SQLite's default is about 2 MiB a connection): for a database read
+/// whole once at start and then by key, where a large cache only holds on
+/// to what the start read.
+pub async fn connect_with_cache(
+    path: &Path,
+    cache_kib: Option<u32>,
+) -> Result<SqlitePool, sqlx::Error> {
+    let mut options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
+    if let Some(kib) = cache_kib {
+        // A negative cache size is in KiB.
+        options = options.pragma("cache_size", format!("-{kib}"));
+    }
     SqlitePoolOptions::new()
         .max_connections(4)
         // A local file does not go stale between uses: skip the ping (a

@@ -43,11 +43,10 @@ pub struct PassageInfo {
     pub path: String,
     /// How an answer cites it.
     pub citation: String,
-    /// Its text.
-    pub text: String,
 }
 
-/// The searchable passages.
+/// The searchable passages: the index and where each passage comes from;
+/// their texts stay in the store and are read for the passages found.
 #[derive(Default)]
 pub struct Library {
     index: Index<i64>,
@@ -55,15 +54,6 @@ pub struct Library {
 }
 
 impl Library {
-    /// The library of `stored` passages.
-    pub fn load(stored: Vec<StoredPassage>) -> Library {
-        let mut library = Library::default();
-        for passage in stored {
-            library.add(passage);
-        }
-        library
-    }
-
     /// Adds a passage.
     pub fn add(&mut self, passage: StoredPassage) {
         // Its file's name and heading are found by keywords too.
@@ -76,9 +66,14 @@ impl Library {
                 folder: passage.folder,
                 path: passage.path,
                 citation: passage.citation,
-                text: passage.text,
             },
         );
+    }
+
+    /// Gives back the room kept for growth, after the start's loading.
+    pub fn shrink_to_fit(&mut self) {
+        self.index.shrink_to_fit();
+        self.passages.shrink_to_fit();
     }
 
     /// Removes passages.
@@ -99,8 +94,9 @@ impl Library {
         self.passages.is_empty()
     }
 
-    /// The best passages for `query` in the folders named `readable`.
-    pub fn search(&self, query: &Query<'_>, readable: &HashSet<String>) -> Vec<(f32, PassageInfo)> {
+    /// The best passages for `query` in the folders named `readable`, best
+    /// first: their ids and where they come from.
+    pub fn search(&self, query: &Query<'_>, readable: &HashSet<String>) -> Vec<(i64, PassageInfo)> {
         self.index
             .search(query, |id| {
                 self.passages
@@ -108,7 +104,7 @@ impl Library {
                     .is_some_and(|passage| readable.contains(&passage.folder))
             })
             .into_iter()
-            .filter_map(|hit| Some((hit.score, self.passages.get(&hit.key)?.clone())))
+            .filter_map(|hit| Some((hit.key, self.passages.get(&hit.key)?.clone())))
             .collect()
     }
 }

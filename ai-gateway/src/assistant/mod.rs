@@ -36,7 +36,7 @@ use jiff::Timestamp;
 
 use crate::config::{AssistantSection, Citations};
 use clock::Clock;
-use library::Library;
+use library::{Library, PassageInfo};
 use store::{Job, KnownDocument, Store, StoreError};
 
 /// Most reminders and scheduled questions one member keeps.
@@ -124,16 +124,23 @@ impl Assistant {
             index: Index::default(),
             entries: HashMap::new(),
         };
-        for (entry, vector) in store.all_memory().await? {
-            memory.index.insert(
-                entry.id,
-                &entry.text,
-                vector.as_deref(),
-                entry.layer.dated(),
-            );
-            memory.entries.insert(entry.id, entry);
-        }
-        let library = Library::load(store.passages().await?);
+        store
+            .each_memory(false, |entry, vector| {
+                memory.index.insert(
+                    entry.id,
+                    &entry.text,
+                    vector.as_deref(),
+                    entry.layer.dated(),
+                );
+                memory.entries.insert(entry.id, entry);
+            })
+            .await?;
+        let mut library = Library::default();
+        store.passages(|passage| library.add(passage)).await?;
+        memory.index.shrink_to_fit();
+        memory.entries.shrink_to_fit();
+        library.shrink_to_fit();
+        release_freed_memory();
         let folders = settings
             .folders
             .iter()
@@ -319,13 +326,16 @@ impl Assistant {
         if self.embeddings.is_none() {
             return;
         }
-        let Ok(all) = self.store.all_memory().await else {
+        let mut unembedded = Vec::new();
+        if self
+            .store
+            .each_memory(true, |entry, _| unembedded.push(entry))
+            .await
+            .is_err()
+        {
             return;
-        };
-        for (entry, vector) in all {
-            if vector.is_some() {
-                continue;
-            }
+        }
+        for entry in unembedded {
             let Some(vector) = self.embed_one(&entry.text).await else {
                 return;
             };
@@ -511,14 +521,7 @@ impl Assistant {
             min_score: self.settings.min_score,
         };
         let recalled = self.recall(&asker.owner(), &query(RECALLED));
-        let passages = {
-            let readable = self.readable(asker);
-            if readable.is_empty() {
-                Vec::new()
-            } else {
-                hearth_runtime::read(&self.library).search(&query(PASSAGES), &readable)
-            }
-        };
+        let passages = self.find_passages(asker, &query(PASSAGES)).await;
         let mut system = format!(
             "The date today is {}, {} time.",
             today.strftime("%A %-d %B %Y"),
@@ -542,8 +545,8 @@ impl Assistant {
         let mut citations = Vec::new();
         let documents_title =
             "\n\nFrom the household's documents (say which one an answer comes from):";
-        for (_, passage) in &passages {
-            let block = format!("\n\n[{}]\n{}", passage.citation, passage.text);
+        for (passage, text) in &passages {
+            let block = format!("\n\n[{}]\n{text}", passage.citation);
             let title = if citations.is_empty() {
                 documents_title.chars().count()
             } else {
@@ -562,6 +565,25 @@ impl Assistant {
             system: Some(system),
             citations,
         }
+    }
+
+    /// The passages best matching `query` in the folders `asker`'s
+    /// conversation may read, best first, with their texts.
+    async fn find_passages(&self, asker: &Asker, query: &Query<'_>) -> Vec<(PassageInfo, String)> {
+        let readable = self.readable(asker);
+        if readable.is_empty() {
+            return Vec::new();
+        }
+        let found = hearth_runtime::read(&self.library).search(query, &readable);
+        let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+        // A passage taken out since (its file changed) is left out.
+        let Ok(mut texts) = self.store.passage_texts(&ids).await else {
+            return Vec::new();
+        };
+        found
+            .into_iter()
+            .filter_map(|(id, passage)| Some((passage, texts.remove(&id)?)))
+            .collect()
     }
 
     /// The folders `asker`'s conversation may read.
@@ -696,27 +718,28 @@ impl Assistant {
                 Err(error) => format!("error: {}", failed(&error)),
             },
             Call::DocumentSearch { query, max_results } => {
-                let readable = self.readable(asker);
-                if readable.is_empty() {
+                if self.readable(asker).is_empty() {
                     return "No documents are readable here.".into();
                 }
                 let vector = self.embed_one(&query).await;
-                let found = hearth_runtime::read(&self.library).search(
-                    &Query {
-                        text: &query,
-                        vector: vector.as_deref(),
-                        today: self.today(now),
-                        limit: limit(max_results),
-                        min_score: self.settings.min_score,
-                    },
-                    &readable,
-                );
+                let found = self
+                    .find_passages(
+                        asker,
+                        &Query {
+                            text: &query,
+                            vector: vector.as_deref(),
+                            today: self.today(now),
+                            limit: limit(max_results),
+                            min_score: self.settings.min_score,
+                        },
+                    )
+                    .await;
                 if found.is_empty() {
                     return "No passage matches.".into();
                 }
                 let mut text = String::new();
-                for (_, passage) in found {
-                    text.push_str(&format!("[{}]\n{}\n\n", passage.citation, passage.text));
+                for (passage, passage_text) in found {
+                    text.push_str(&format!("[{}]\n{passage_text}\n\n", passage.citation));
                     citations.push(passage.citation);
                 }
                 text.trim_end().to_owned()
@@ -1163,6 +1186,20 @@ impl Assistant {
             });
         }
         Some(true)
+    }
+}
+
+/// Hands the memory freed after the start's loading back to the system:
+/// glibc's allocator keeps freed memory for reuse, so the rows read once at
+/// start would otherwise stay in the gateway's resident size. Other C
+/// libraries (musl, in the container image) are left to their own ways.
+#[allow(unsafe_code)] // libc's malloc_trim: no safe wrapper exists
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it takes
+    // no pointers and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

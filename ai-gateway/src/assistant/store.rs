@@ -4,6 +4,7 @@
 //! bound to its owner so a row moved to another member's place does not
 //! open. The schema is `migrations/assistant/`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,6 +40,9 @@ pub enum StoreError {
 
 const KEY_CHECK: &str = "key-check";
 const EMBEDDING_MODEL: &str = "embedding-model";
+/// Each connection's page cache: the store is read whole at start (into
+/// the search indexes) and then mostly by key.
+const STORE_CACHE_KIB: u32 = 512;
 
 /// A stored reminder or scheduled question.
 #[derive(Clone, Debug)]
@@ -161,7 +165,7 @@ impl Store {
             path: path.display().to_string(),
             error,
         })?;
-        let pool = hearth_files::sqlite::connect(&path).await?;
+        let pool = hearth_files::sqlite::connect_with_cache(&path, Some(STORE_CACHE_KIB)).await?;
         sqlx::migrate!("./migrations/assistant").run(&pool).await?;
         let store = Store {
             pool,
@@ -308,15 +312,30 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Every entry with its embedding, oldest first.
+    /// Every memory entry, opened, with its embedding.
     pub async fn all_memory(&self) -> Result<Vec<(Entry, Option<Vec<f32>>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, owner, layer, text, vector, sealed, source, written_at FROM memory ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut entries = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut entries = Vec::new();
+        self.each_memory(false, |entry, vector| entries.push((entry, vector)))
+            .await?;
+        Ok(entries)
+    }
+
+    /// The memory entries, opened, one at a time to `each` (not all held
+    /// at once): all of them, or only those without an embedding.
+    pub async fn each_memory(
+        &self,
+        unembedded_only: bool,
+        mut each: impl FnMut(Entry, Option<Vec<f32>>),
+    ) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt as _;
+        let query = if unembedded_only {
+            "SELECT id, owner, layer, text, vector, sealed, source, written_at FROM memory \
+             WHERE vector IS NULL ORDER BY id"
+        } else {
+            "SELECT id, owner, layer, text, vector, sealed, source, written_at FROM memory ORDER BY id"
+        };
+        let mut rows = sqlx::query(query).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
             let owner_key: String = row.get("owner");
             let sealed: bool = row.get("sealed");
             let owner = Owner::from_key(&owner_key)
@@ -334,7 +353,7 @@ impl Store {
                 .map_err(|_| StoreError::Damaged("memory time".into()))?;
             let source = Source::parse(row.get("source"))
                 .ok_or_else(|| StoreError::Damaged("memory source".into()))?;
-            entries.push((
+            each(
                 Entry {
                     id: row.get("id"),
                     owner,
@@ -344,9 +363,9 @@ impl Store {
                     source,
                 },
                 vector,
-            ));
+            );
         }
-        Ok(entries)
+        Ok(())
     }
 
     /// Drops embeddings made by another model than `model` (they cannot be
@@ -734,17 +753,17 @@ impl Store {
         .await?)
     }
 
-    /// Every passage.
-    pub async fn passages(&self) -> Result<Vec<StoredPassage>, StoreError> {
-        let rows = sqlx::query(
+    /// Every passage, one at a time to `each` (the texts are not all held
+    /// at once).
+    pub async fn passages(&self, mut each: impl FnMut(StoredPassage)) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut rows = sqlx::query(
             "SELECT passages.id, documents.folder, documents.path, passages.citation, passages.text, passages.vector \
              FROM passages JOIN documents ON documents.id = passages.document ORDER BY passages.id",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| StoredPassage {
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            each(StoredPassage {
                 id: row.get("id"),
                 folder: row.get("folder"),
                 path: row.get("path"),
@@ -753,8 +772,24 @@ impl Store {
                 vector: row
                     .get::<Option<Vec<u8>>, _>("vector")
                     .and_then(|bytes| vector_of(&bytes)),
-            })
-            .collect())
+            });
+        }
+        Ok(())
+    }
+
+    /// The texts of the passages `ids` that are still stored.
+    pub async fn passage_texts(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
+        let mut texts = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let text: Option<String> = sqlx::query_scalar("SELECT text FROM passages WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(text) = text {
+                texts.insert(*id, text);
+            }
+        }
+        Ok(texts)
     }
 
     // Trimmed turns.
