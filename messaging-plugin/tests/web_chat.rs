@@ -90,6 +90,10 @@ fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
             )
             .unwrap();
 
+        if name == "desktop" {
+            what_the_assistant_keeps_is_shown_and_forgotten_on_the_page(&browser, &household);
+        }
+
         let png = browser.screenshot().unwrap();
         assert!(
             png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
@@ -98,4 +102,59 @@ fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
         std::fs::write(artifacts.join(format!("web-chat-{name}.png")), png).unwrap();
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The page's "What the assistant keeps here" panel: a fact told to the
+/// assistant in the room appears under Memory, and its Forget button
+/// forgets it for good (the CLI, asking the same service, no longer lists
+/// it).
+fn what_the_assistant_keeps_is_shown_and_forgotten_on_the_page(
+    browser: &Session,
+    household: &hearth_testkit::household::Household,
+) {
+    let fact = "the spare key is under the blue flowerpot";
+    browser
+        .type_into("#text", &format!("@assistant remember that {fact}"))
+        .unwrap();
+    browser.click("#send").unwrap();
+    browser
+        .wait_for(
+            "return [...document.querySelectorAll('li.assistant .body')].some(b => b.textContent.includes(\"I'll remember that\"))",
+            30 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}; messaging log:\n{}", household.messaging_log()));
+    browser
+        .script("const keeps = document.getElementById('keeps'); keeps.open = true; return true")
+        .unwrap();
+    let shown = format!(
+        "return [...document.querySelectorAll('#memory li')].some(li => li.textContent.includes({fact:?}))"
+    );
+    browser
+        .wait_for(&shown, 10 * SECOND)
+        .unwrap_or_else(|error| panic!("{error}: the panel does not show the fact"));
+    let listed = household.cli_ok(&household.laptop, &["memory", "--room", "household"]);
+    assert!(listed.contains(fact), "{listed}");
+    // Forget it with its button; the panel reloads without it.
+    browser
+        .script(&format!(
+            "const item = [...document.querySelectorAll('#memory li')].find(li => li.textContent.includes({fact:?})); \
+             item.querySelector('button').click(); return true"
+        ))
+        .unwrap();
+    browser
+        .wait_for(
+            &format!(
+                "return ![...document.querySelectorAll('#memory li')].some(li => li.textContent.includes({fact:?}))"
+            ),
+            10 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}: Forget left the fact on the page"));
+    let listed = household.cli_ok(&household.laptop, &["memory", "--room", "household"]);
+    assert!(
+        !listed.contains(fact),
+        "forgotten on the page, still kept: {listed}"
+    );
+    browser
+        .script("document.getElementById('keeps').open = false; return true")
+        .unwrap();
 }
