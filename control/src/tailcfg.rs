@@ -282,6 +282,10 @@ pub struct Node {
     /// When it registered (RFC 3339).
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub created: String,
+    /// When its node key expires (RFC 3339, UTC); absent: never. A client
+    /// whose own key has expired stops and asks its user to log in again.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub key_expiry: String,
     /// Its capability version (Tailscale clients only).
     #[serde(skip_serializing_if = "is_zero_u16", default)]
     pub cap: u16,

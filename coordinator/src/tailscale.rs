@@ -86,6 +86,16 @@ pub fn response_for(record: &NodeRecord) -> RegisterResponse {
     }
 }
 
+/// What a client registering a node key that has expired is told
+/// (`NodeKeyExpired`): not authorized until its user logs in again.
+pub fn key_expired_response(record: &NodeRecord) -> RegisterResponse {
+    RegisterResponse {
+        node_key_expired: true,
+        machine_authorized: false,
+        ..response_for(record)
+    }
+}
+
 /// A registration refused, as the client shows it (`tailscale up` prints
 /// the `Error` field).
 pub fn refusal(error: &Error) -> RegisterResponse {
@@ -147,8 +157,15 @@ impl Coordinator {
                 });
             }
             if record.state == NodeState::Expired {
-                // Logged out or expired: only a valid pre-auth key brings it back.
-                let presented = auth_key.ok_or(Error::InvalidKey)?;
+                // Logged out or expired: only a valid pre-auth key brings it
+                // back. A client still presenting the expired key is told
+                // so: it makes a new one and asks its user to log in.
+                let Some(presented) = auth_key else {
+                    if record.wireguard_key == node_key {
+                        return Ok(key_expired_response(&record));
+                    }
+                    return Err(Error::InvalidKey);
+                };
                 let key = self.usable_key(&auth_key_text(presented), now).await?;
                 let mut owner = owner_from_key(&key, self.settings.key_lifetime());
                 if !revives(&record, &owner) {

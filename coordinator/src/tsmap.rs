@@ -78,6 +78,21 @@ impl TsMapView {
         }
     }
 
+    /// What a client whose node key expired (or that logged out) is sent:
+    /// its own node with the expiry, no later than `now`, and nothing else,
+    /// so that it asks its user to log in again.
+    pub fn key_expired(&self, node: &NodeInfo, now: i64) -> MapResponse {
+        let mut node = node.clone();
+        node.key_expiry = Some(node.key_expiry.map_or(now, |expiry| expiry.min(now)));
+        MapResponse {
+            node: Some(self.self_node(&node, true)),
+            peers: Some(Vec::new()),
+            derp_map: Some(derp_map(&self.relays)),
+            domain: self.domain.clone(),
+            ..MapResponse::default()
+        }
+    }
+
     /// The response for one message of the node's map stream; `None` when
     /// there is nothing to send (a revocation ends the stream instead).
     pub fn apply(&mut self, message: MapMessage) -> Option<MapResponse> {
@@ -257,11 +272,24 @@ fn self_node(domain: &str, keys: &SelfKeys, node: &NodeInfo, authorized: bool) -
         hostinfo: keys.hostinfo.clone(),
         cap: keys.version,
         tags: node.tags.clone(),
+        key_expiry: node.key_expiry.map(go_time).unwrap_or_default(),
         machine_authorized: authorized,
         computed_name: node.name.clone(),
         computed_name_with_host: node.name.clone(),
         ..Node::default()
     }
+}
+
+/// A Unix time as Go's `time.Time` reads it from JSON (RFC 3339, UTC).
+fn go_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|moment| {
+            moment
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// A peer as a Tailscale client sees it.
@@ -693,6 +721,32 @@ mod tests {
                 reason: "deleted".into()
             })
             .is_none()
+        );
+    }
+
+    #[test]
+    fn a_client_is_told_when_its_key_expires_and_when_it_has() {
+        let mut node = info(1, "phone");
+        node.key_expiry = Some(1_795_536_973);
+        let map = NetworkMap {
+            node: node.clone(),
+            peers: Vec::new(),
+            filter: only_alice_to_port_22(),
+            relays: Vec::new(),
+        };
+        let mut view = view();
+        let full = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
+        assert_eq!(full.node.unwrap().key_expiry, "2026-11-24T16:16:13Z");
+        // Once expired: its own node, authorized, expired no later than now.
+        let expired = view.key_expired(&node, 1_795_536_000);
+        let own = expired.node.unwrap();
+        assert_eq!(own.key_expiry, "2026-11-24T16:00:00Z");
+        assert!(own.machine_authorized);
+        assert_eq!(expired.peers, Some(Vec::new()));
+        // A key that never expires is sent as no expiry.
+        assert_eq!(
+            view.waiting(&info(2, "laptop")).node.unwrap().key_expiry,
+            ""
         );
     }
 

@@ -185,6 +185,41 @@ async fn an_expired_tailscale_node_is_not_revived_under_its_owner_by_another_use
     );
 }
 
+/// A device registering the node key that expired is told
+/// `NodeKeyExpired` (Tailscale clients then make a new key and ask their
+/// user to log in), not a bare refusal; a new key without a pre-auth key
+/// is still refused, and nothing is revived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_presenting_its_expired_key_is_told_it_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, plain) = start_with_tailscale(dir.path(), &[]);
+    server.cli_ok(&["users", "create", "alice"]);
+    let alice = server.token(&["--user", "alice", "--pre-approved"]);
+    let mut laptop = Device::connect(plain, IpAddr::from([127, 0, 0, 1])).await;
+    let (status, answer) = laptop.register(Some(alice.key.expose())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["NodeKeyExpired"], false, "{answer}");
+    let nodes = server.nodes_json();
+    let id = node_named(&nodes, &laptop.node_key).unwrap()["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    server.cli_ok(&["nodes", "expire", &id]);
+
+    let (status, answer) = laptop.register(None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["NodeKeyExpired"], true, "{answer}");
+    assert_eq!(answer["MachineAuthorized"], false, "{answer}");
+
+    laptop.node_key = PublicKey::from(&StaticSecret::random()).to_bytes();
+    let (_, answer) = laptop.register(None).await;
+    assert_eq!(answer["MachineAuthorized"], false, "{answer}");
+    assert_ne!(answer["NodeKeyExpired"], true, "{answer}");
+    let nodes = server.nodes_json();
+    assert_eq!(nodes.len(), 1, "{nodes:#?}");
+    assert_eq!(nodes[0]["state"], "expired", "{nodes:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registrations_over_ts2021_keep_to_the_register_burst() {
     let dir = tempfile::tempdir().unwrap();

@@ -523,3 +523,79 @@ fn a_device_without_a_key_waits_on_its_login_page_until_an_admin_registers_it() 
     let again = coordinator.cli(&["nodes", "register", "--user", "alice", &code]);
     assert!(!again.status.success());
 }
+
+/// Key expiry reaches the official client: `tailscale status` shows when
+/// its node key expires, exactly as the coordinator lists it; once it has,
+/// the client stops and asks for a login (NeedsLogin) rather than failing
+/// quietly, and a fresh pre-auth key brings the same node back with a new
+/// expiry.
+#[test]
+fn a_client_sees_its_key_expiry_and_asks_for_a_login_once_it_passes() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let phone_host = lab.host("phone");
+    let short = key(&coordinator, &["--pre-approved", "--key-expiry", "20s"]);
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let up = phone.up(&lab, &coordinator, &short, &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        coordinator.process.log_text()
+    );
+    let node = |coordinator: &hearth_testkit::Coordinator| {
+        coordinator
+            .nodes()
+            .into_iter()
+            .find(|node| node["name"] == "phone")
+            .unwrap()
+    };
+    let listed = node(&coordinator);
+    let expiry = listed["key_expiry"].as_i64().unwrap();
+    let status = phone.status(&lab).unwrap();
+    let shown = status["Self"]["KeyExpiry"].as_str().unwrap_or_default();
+    let shown = time::OffsetDateTime::parse(shown, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|error| panic!("KeyExpiry {shown:?}: {error}; status: {status}"));
+    assert_eq!(
+        shown.unix_timestamp(),
+        expiry,
+        "the expiry the client shows"
+    );
+
+    // Once the key has expired the client asks its user to log in again.
+    wait_until(Duration::from_secs(120), || {
+        phone.backend_state(&lab) == "NeedsLogin"
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "still {:?} after the key expired; coordinator:\n{}",
+            phone.backend_state(&lab),
+            coordinator.process.log_text()
+        )
+    });
+    assert_eq!(node(&coordinator)["state"], "expired");
+
+    // A fresh key: the same node, in the mesh again, with a new expiry.
+    let fresh = key(&coordinator, &["--pre-approved"]);
+    let up = phone.up(
+        &lab,
+        &coordinator,
+        &fresh,
+        &["--force-reauth", "--timeout", "30s"],
+    );
+    assert!(
+        up.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        coordinator.process.log_text()
+    );
+    wait_until(Duration::from_secs(30), || {
+        phone.backend_state(&lab) == "Running"
+    })
+    .unwrap_or_else(|| panic!("not running again: {}", phone.backend_state(&lab)));
+    let back = node(&coordinator);
+    assert_eq!(back["id"], listed["id"], "the same node");
+    assert_eq!(back["state"], "approved");
+    assert!(back["key_expiry"].as_i64().unwrap() > expiry);
+}

@@ -387,6 +387,13 @@ async fn stream_map(
                     Err(_) => return,
                 }
             }
+            NodeState::Expired => {
+                // Told so, the client stops and asks its user to log in
+                // again, instead of retrying a map that never comes.
+                let now = hearth_runtime::clock::unix_seconds();
+                let _ = feed.send(&view.key_expired(&record.info(), now)).await;
+                return;
+            }
             _ => return,
         };
         let approved = record.state == NodeState::Approved;
