@@ -115,6 +115,9 @@ pub struct Coordinator {
     pub(crate) logins: std::sync::Mutex<crate::logins::Logins>,
     /// Wakes follow-up requests when an admin registered a waiting client.
     pub(crate) login_registered: tokio::sync::Notify,
+    /// Wakes the key-expiry task when a node changed (its deadline may
+    /// have moved).
+    pub(crate) nodes_changed: tokio::sync::Notify,
     /// What Tailscale nodes waiting for approval last reported (held, not
     /// stored, until an admin approves them).
     pub(crate) held_reports: std::sync::Mutex<HashMap<NodeId, hearth_control::tailcfg::MapRequest>>,
@@ -184,6 +187,7 @@ impl Coordinator {
             }),
             logins: std::sync::Mutex::default(),
             login_registered: tokio::sync::Notify::new(),
+            nodes_changed: tokio::sync::Notify::new(),
             held_reports: std::sync::Mutex::default(),
             map_opens: governor::RateLimiter::keyed(
                 governor::Quota::with_period(Duration::from_secs(2))
@@ -218,8 +222,12 @@ impl Coordinator {
         self.streams.close_all();
     }
 
+    /// Sends what a change to the network means to each node; every
+    /// change to a node goes through here, so the key-expiry task is woken
+    /// to look at the next deadline again.
     pub(crate) fn deliver(&self, deliveries: &[Delivery]) {
         self.streams.deliver(deliveries);
+        self.nodes_changed.notify_one();
     }
 
     /// Stores the new node `build` makes from the state (its id, name and

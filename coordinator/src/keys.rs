@@ -12,7 +12,7 @@
 //! it again, which gives its keys a fresh lifetime.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_control::wire::{NodeId, NodeState, RotateRequest, RotateResponse};
 
@@ -72,20 +72,24 @@ pub fn must_expire(record: &NodeRecord, now: i64) -> bool {
     record.state == NodeState::Approved && record.key_expired(now)
 }
 
+/// How long from `now` until the Unix second `at` begins; zero once it
+/// has.
+pub fn time_until(at: i64, now: SystemTime) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    at.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
 impl Coordinator {
+    /// The soonest time (Unix seconds) an admitted node's keys expire.
+    pub async fn next_key_expiry(&self) -> Option<i64> {
+        self.state.lock().await.network.next_key_expiry()
+    }
+
     /// Takes every admitted node whose keys have expired out of the mesh;
     /// their ids.
     pub async fn expire_keys(&self) -> Result<Vec<NodeId>> {
         let now = unix_now();
-        let due: Vec<NodeId> = {
-            let state = self.state.lock().await;
-            state
-                .network
-                .nodes()
-                .filter(|record| must_expire(record, now))
-                .map(|record| record.id)
-                .collect()
-        };
+        let due = self.state.lock().await.network.keys_expired_at(now);
         for id in &due {
             let changed = self
                 .change_node(*id, |_, record| {
@@ -184,6 +188,14 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_for_an_expiry_ends_as_its_second_begins() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_000_250);
+        assert_eq!(time_until(1_002, now), Duration::from_millis(1_750));
+        assert_eq!(time_until(1_000, now), Duration::ZERO, "begun already");
+        assert_eq!(time_until(-5, now), Duration::ZERO);
+    }
 
     #[test]
     fn a_node_rotates_a_few_times_at_once_then_once_per_tenth_of_its_lifetime() {

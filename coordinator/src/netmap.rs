@@ -179,6 +179,20 @@ pub struct Network {
     peer_json: HashMap<NodeId, Bytes>,
     engine: Engine,
     relays: Vec<RelayRegion>,
+    /// When each admitted node's keys expire, soonest first, kept in step
+    /// with `nodes`: what the expiry task sleeps until, instead of looking
+    /// at every node.
+    key_deadlines: BTreeSet<(i64, NodeId)>,
+}
+
+/// When `record`'s keys take it out of the mesh, if they ever do: only an
+/// approved node's expiry matters (a pending, rejected or expired one is
+/// out already).
+fn key_deadline(record: &NodeRecord) -> Option<(i64, NodeId)> {
+    (record.state == NodeState::Approved)
+        .then_some(record.key_expiry)
+        .flatten()
+        .map(|expiry| (expiry, record.id))
 }
 
 impl Network {
@@ -189,7 +203,21 @@ impl Network {
             peer_json: HashMap::new(),
             engine: Engine::new(policy),
             relays: Vec::new(),
+            key_deadlines: BTreeSet::new(),
         }
+    }
+
+    /// The soonest time (Unix seconds) an admitted node's keys expire.
+    pub fn next_key_expiry(&self) -> Option<i64> {
+        self.key_deadlines.first().map(|(expiry, _)| *expiry)
+    }
+
+    /// The approved nodes whose keys have expired at `now`.
+    pub fn keys_expired_at(&self, now: i64) -> Vec<NodeId> {
+        self.key_deadlines
+            .range(..=(now, NodeId::MAX))
+            .map(|(_, node)| *node)
+            .collect()
     }
 
     /// The relay regions every map names.
@@ -414,6 +442,12 @@ impl Network {
         let node = record.id;
         let previous = self.nodes.insert(node, record.clone());
         self.peer_json.insert(node, peer_json(&record.as_peer()));
+        if let Some(deadline) = previous.as_ref().and_then(key_deadline) {
+            self.key_deadlines.remove(&deadline);
+        }
+        if let Some(deadline) = key_deadline(&record) {
+            self.key_deadlines.insert(deadline);
+        }
         let was_admitted = previous.as_ref().is_some_and(NodeRecord::is_admitted);
 
         if !record.is_admitted() {
@@ -499,7 +533,11 @@ impl Network {
         let Some(record) = self.nodes.get(&node) else {
             return Vec::new();
         };
-        let deliveries = if record.is_admitted() {
+        let admitted = record.is_admitted();
+        if let Some(deadline) = key_deadline(record) {
+            self.key_deadlines.remove(&deadline);
+        }
+        let deliveries = if admitted {
             let mut deliveries = self.removal_deliveries(node);
             deliveries.push(Delivery {
                 recipients: vec![node],
@@ -653,6 +691,38 @@ mod tests {
             .full_map(node)
             .map(|map| map.peers.iter().map(|peer| peer.id).collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn key_deadlines_follow_every_change_to_a_node() {
+        let mut network = Network::new(allow_all());
+        let expiring = |id, state, expiry| NodeRecord {
+            key_expiry: expiry,
+            ..record(id, "alice", state)
+        };
+        network.upsert(expiring(1, NodeState::Approved, Some(500)));
+        network.upsert(expiring(2, NodeState::Approved, Some(300)));
+        network.upsert(expiring(3, NodeState::Pending, Some(100)));
+        network.upsert(expiring(4, NodeState::Approved, None));
+        assert_eq!(
+            network.next_key_expiry(),
+            Some(300),
+            "pending nodes do not count"
+        );
+        assert_eq!(network.keys_expired_at(299), Vec::<NodeId>::new());
+        assert_eq!(network.keys_expired_at(300), vec![2], "due at its second");
+        // Rotated: a new lifetime replaces the old deadline.
+        network.upsert(expiring(2, NodeState::Approved, Some(900)));
+        assert_eq!(network.next_key_expiry(), Some(500));
+        assert_eq!(network.keys_expired_at(600), vec![1]);
+        // Expired, then deleted: no deadline is left behind.
+        network.upsert(expiring(1, NodeState::Expired, Some(500)));
+        assert_eq!(network.next_key_expiry(), Some(900));
+        network.remove(2);
+        assert_eq!(network.next_key_expiry(), None);
+        // Approved later with a deadline already past: due at once.
+        network.upsert(expiring(3, NodeState::Approved, Some(100)));
+        assert_eq!(network.keys_expired_at(101), vec![3]);
     }
 
     #[test]

@@ -525,17 +525,34 @@ async fn run_janitor(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bo
     }
 }
 
-/// Takes nodes whose keys expired out of the mesh, checking four times a
-/// second (their peers drop them within a second of the expiry).
+/// The longest the key-expiry task sleeps without looking again: its
+/// sleep runs on the monotonic clock, expiries are wall-clock times, and a
+/// wall clock set forward must not leave an expired node in the mesh for
+/// longer than this.
+const LONGEST_EXPIRY_NAP: Duration = Duration::from_secs(60);
+
+/// Takes nodes whose keys expired out of the mesh as each expiry comes:
+/// it sleeps until the soonest one, or until a node changes (its deadline
+/// may be sooner now), instead of scanning every node four times a second.
 async fn run_key_expiry(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(Duration::from_millis(250));
     loop {
+        let wait = match coordinator.expire_keys().await {
+            Ok(_) => coordinator
+                .next_key_expiry()
+                .await
+                .map_or(LONGEST_EXPIRY_NAP, |at| {
+                    crate::keys::time_until(at, std::time::SystemTime::now())
+                })
+                .min(LONGEST_EXPIRY_NAP),
+            Err(error) => {
+                tracing::warn!(%error, "key expiry failed");
+                Duration::from_secs(1)
+            }
+        };
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = ticks.tick() => {}
-        }
-        if let Err(error) = coordinator.expire_keys().await {
-            tracing::warn!(%error, "key expiry failed");
+            () = tokio::time::sleep(wait) => {}
+            () = coordinator.nodes_changed.notified() => {}
         }
     }
 }
