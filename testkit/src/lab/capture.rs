@@ -26,6 +26,11 @@ impl Lab {
                 "exec",
                 self.switch(),
                 "tcpdump",
+                // A kernel buffer that holds a whole test transfer (64 MiB):
+                // with tcpdump's default of 2 MiB, a busy machine dropped
+                // half of a 4 MiB transfer's frames before tcpdump read them.
+                "-B",
+                "65536",
                 "--immediate-mode",
                 "-i",
                 &port,
