@@ -513,13 +513,7 @@ impl Assistant {
         let now = self.now();
         let today = self.today(now);
         let vector = self.embed_one(question).await;
-        let query = |limit| Query {
-            text: question,
-            vector: vector.as_deref(),
-            today,
-            limit,
-            min_score: self.settings.min_score,
-        };
+        let query = |limit| self.query(question, vector.as_deref(), now, limit);
         let recalled = self.recall(&asker.owner(), &query(RECALLED));
         let passages = self.find_passages(asker, &query(PASSAGES)).await;
         let mut system = format!(
@@ -564,6 +558,24 @@ impl Assistant {
         TurnContext {
             system: Some(system),
             citations,
+        }
+    }
+
+    /// A search for `text` (with its embedding, when there is one) as of
+    /// `now`: at most `limit` results above the configured score.
+    fn query<'a>(
+        &self,
+        text: &'a str,
+        vector: Option<&'a [f32]>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Query<'a> {
+        Query {
+            text,
+            vector,
+            today: self.today(now),
+            limit,
+            min_score: self.settings.min_score,
         }
     }
 
@@ -635,13 +647,7 @@ impl Assistant {
                 let vector = self.embed_one(&query).await;
                 let texts = self.recall(
                     &owner,
-                    &Query {
-                        text: &query,
-                        vector: vector.as_deref(),
-                        today: self.today(now),
-                        limit: limit(max_results),
-                        min_score: self.settings.min_score,
-                    },
+                    &self.query(&query, vector.as_deref(), now, limit(max_results)),
                 );
                 if texts.is_empty() {
                     return "Nothing remembered matches.".into();
@@ -725,13 +731,7 @@ impl Assistant {
                 let found = self
                     .find_passages(
                         asker,
-                        &Query {
-                            text: &query,
-                            vector: vector.as_deref(),
-                            today: self.today(now),
-                            limit: limit(max_results),
-                            min_score: self.settings.min_score,
-                        },
+                        &self.query(&query, vector.as_deref(), now, limit(max_results)),
                     )
                     .await;
                 if found.is_empty() {

@@ -312,14 +312,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Every memory entry, opened, with its embedding.
-    pub async fn all_memory(&self) -> Result<Vec<(Entry, Option<Vec<f32>>)>, StoreError> {
-        let mut entries = Vec::new();
-        self.each_memory(false, |entry, vector| entries.push((entry, vector)))
-            .await?;
-        Ok(entries)
-    }
-
     /// The memory entries, opened, one at a time to `each` (not all held
     /// at once): all of them, or only those without an embedding.
     pub async fn each_memory(
@@ -777,19 +769,17 @@ impl Store {
         Ok(())
     }
 
-    /// The texts of the passages `ids` that are still stored.
+    /// The texts of the passages `ids` that are still stored, in one query.
     pub async fn passage_texts(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
-        let mut texts = HashMap::with_capacity(ids.len());
-        for id in ids {
-            let text: Option<String> = sqlx::query_scalar("SELECT text FROM passages WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(text) = text {
-                texts.insert(*id, text);
-            }
-        }
-        Ok(texts)
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let ids = format!("[{}]", ids.join(","));
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, text FROM passages WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     // Trimmed turns.
@@ -822,6 +812,15 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// Every memory entry, opened, with its embedding.
+    async fn all_memory(store: &Store) -> Result<Vec<(Entry, Option<Vec<f32>>)>, StoreError> {
+        let mut entries = Vec::new();
+        store
+            .each_memory(false, |entry, vector| entries.push((entry, vector)))
+            .await?;
+        Ok(entries)
+    }
+
     #[tokio::test]
     async fn sealed_memory_is_bound_to_its_owner_and_needs_its_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -841,7 +840,7 @@ mod tests {
             .unwrap();
         let raw = std::fs::read(dir.path().join("assistant.db")).unwrap();
         assert!(!raw.windows(10).any(|window| window == b"CANARY-loc"));
-        let all = store.all_memory().await.unwrap();
+        let all = all_memory(&store).await.unwrap();
         assert_eq!(all[0].0.text, "CANARY-lock-4711");
         assert_eq!(all[0].1.as_deref(), Some([1.0, 2.0].as_slice()));
         // Moved to ben's place by someone with the database: it does not open.
@@ -850,7 +849,7 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-        assert!(matches!(store.all_memory().await, Err(StoreError::Seal(_))));
+        assert!(matches!(all_memory(&store).await, Err(StoreError::Seal(_))));
         store.close().await;
         // Without the key, or with another, the store does not open.
         assert!(Store::open(dir.path(), None).await.is_err());
