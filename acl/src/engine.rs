@@ -21,7 +21,7 @@ use crate::bitset::BitSet;
 use crate::compiled::{CompiledPolicy, Principal, Rule};
 use crate::filter::{CapabilityRule, Destination, Filter, FilterRule, Source, Target};
 use crate::node::{NodeId, NodeIdentity};
-use crate::principals::{names_user, source_of, targets};
+use crate::principals::{names_identity, names_user, source_of, targets};
 
 type ClassId = usize;
 
@@ -512,16 +512,16 @@ impl Engine {
         let router_allowed = via.is_empty()
             || matches!(&key.owner, Owner::Tags(tags) if via.iter().any(|tag| tags.contains(tag)));
         match principal {
-            Principal::Any | Principal::All => by_identity(true),
-            Principal::User(login) => by_identity(key.owner == Owner::User(login.clone())),
-            Principal::Domain(domain) => by_identity(
-                matches!(&key.owner, Owner::User(user) if crate::filter::in_domain(user, domain)),
-            ),
-            Principal::Tag(tag) => {
-                by_identity(matches!(&key.owner, Owner::Tags(tags) if tags.contains(tag)))
-            }
-            Principal::Member => by_identity(matches!(key.owner, Owner::User(_))),
-            Principal::Tagged => by_identity(matches!(key.owner, Owner::Tags(_))),
+            Principal::Any
+            | Principal::All
+            | Principal::User(_)
+            | Principal::Domain(_)
+            | Principal::Tag(_)
+            | Principal::Member
+            | Principal::Tagged => by_identity(match &key.owner {
+                Owner::User(user) => names_identity(principal, user, &crate::filter::UNTAGGED),
+                Owner::Tags(tags) => names_identity(principal, "", tags),
+            }),
             Principal::Prefix(prefix) => {
                 let address_hit = self
                     .prefix_index

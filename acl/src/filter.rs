@@ -150,19 +150,31 @@ pub struct PeerIdentity<'a> {
     pub tags: &'a BTreeSet<String>,
 }
 
+/// No tags: a user's own device.
+pub(crate) static UNTAGGED: BTreeSet<String> = BTreeSet::new();
+
 impl Source {
-    /// Whether a peer with this identity is named by the source (prefix sources
-    /// are matched on addresses instead, see [`Source::matches_address`]).
-    pub fn matches_peer(&self, peer: &PeerIdentity<'_>) -> bool {
+    /// Whether the source names a node owned by `user` (which counts only
+    /// when it is untagged) carrying `tags`, by who it is. The one answer
+    /// to "which nodes does a source name": the engine, the policy's
+    /// tests, the agent's firewall and the Tailscale translation all ask
+    /// it. Prefix sources name addresses instead
+    /// ([`Source::matches_address`]).
+    pub fn names(&self, user: &str, tags: &BTreeSet<String>) -> bool {
         match self {
             Source::Any | Source::All => true,
-            Source::User(login) => peer.tags.is_empty() && peer.user == login,
-            Source::Domain(domain) => peer.tags.is_empty() && in_domain(peer.user, domain),
-            Source::Tag(tag) => peer.tags.contains(tag),
-            Source::Member => peer.tags.is_empty(),
-            Source::Tagged => !peer.tags.is_empty(),
+            Source::User(login) => tags.is_empty() && user == login,
+            Source::Domain(domain) => tags.is_empty() && in_domain(user, domain),
+            Source::Tag(tag) => tags.contains(tag),
+            Source::Member => tags.is_empty(),
+            Source::Tagged => !tags.is_empty(),
             Source::Prefix(_) => false,
         }
+    }
+
+    /// [`Source::names`] for a peer.
+    pub fn matches_peer(&self, peer: &PeerIdentity<'_>) -> bool {
+        self.names(peer.user, peer.tags)
     }
 
     /// Whether a packet from `address` is named by the source on address alone.

@@ -15,6 +15,7 @@ pub mod hujson;
 pub mod node;
 pub mod policy;
 mod principals;
+pub mod tailscale;
 
 pub use compiled::{Capabilities, CompiledPolicy, Principal, Rule, RuleDestination};
 pub use engine::{Change, Engine, NodeUpdate};

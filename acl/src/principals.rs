@@ -9,14 +9,24 @@ use crate::filter::{Source, Target};
 
 /// Whether a source principal names the untagged devices of `user`.
 pub(crate) fn names_user(principal: &Principal, user: &str) -> bool {
-    match principal {
-        Principal::Any | Principal::All | Principal::Member => true,
-        Principal::User(login) => login == user,
-        Principal::Domain(domain) => crate::filter::in_domain(user, domain),
-        _ => false,
-    }
+    names_identity(principal, user, &crate::filter::UNTAGGED)
 }
 
+/// Whether `principal`, as a source, names a node owned by `user` carrying
+/// `tags` by who it is ([`Source::names`]); prefixes, `autogroup:internet`
+/// and `autogroup:self` name no one this way.
+pub(crate) fn names_identity(
+    principal: &Principal,
+    user: &str,
+    tags: &std::collections::BTreeSet<String>,
+) -> bool {
+    !matches!(principal, Principal::Prefix(_))
+        && source_of(principal).is_some_and(|source| source.names(user, tags))
+}
+
+/// The filter source a principal becomes; `None` for destination-only
+/// principals. `Source` is `Principal`'s source side, and this the one
+/// mapping between them.
 pub(crate) fn source_of(principal: &Principal) -> Option<Source> {
     match principal {
         Principal::Any => Some(Source::Any),

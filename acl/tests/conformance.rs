@@ -9,10 +9,11 @@
 //! (`CapGrant`: per capability, value and destination, the sources), and
 //! the peer lists by name.
 //!
-//! One documented normalization (see docs/acl.md): Tailscale writes a `*`
-//! source as the tailnet's address ranges (minus 100.115.92.0/23) plus every
-//! approved route; Hearth's `Source::Any` accepts any source. The comparison
-//! expands `Source::Any` the way Tailscale does.
+//! Our side is what the coordinator sends an official client: the filter in
+//! Tailscale's form made by `hearth_acl::tailscale::packet_filter` (which
+//! writes a `*` source as Tailscale does: the tailnet's ranges, minus
+//! 100.115.92.0/23, plus every approved route but exit routes), read back
+//! with the same parser as Tailscale's answers.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -21,7 +22,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hearth_acl::{Engine, Filter, NodeIdentity, Policy, Source, Target, Topology};
+use hearth_acl::tailscale::Member;
+use hearth_acl::{Engine, Filter, NodeIdentity, Policy, Topology};
 use ipnet::IpNet;
 use serde_json::Value;
 
@@ -174,97 +176,25 @@ fn expected_caps(value: &Value) -> CapCells {
     finish_caps(cells)
 }
 
-fn our_caps(filter: &Filter, own: &NodeIdentity, nodes: &[NodeIdentity]) -> CapCells {
-    let mut cells = CapCells::new();
-    for rule in &filter.capabilities {
-        let src = source_ranges(&rule.src, nodes);
-        for target in &rule.dst {
-            for range in target_ranges(target, own) {
-                for (name, values) in &rule.capabilities {
-                    add_cap(&mut cells, &src, range, name, values);
-                }
-            }
-        }
-    }
-    finish_caps(cells)
-}
-
-fn source_ranges(sources: &[Source], nodes: &[NodeIdentity]) -> Vec<Range> {
-    let addresses_of = |select: &dyn Fn(&NodeIdentity) -> bool| -> Vec<Range> {
-        nodes
-            .iter()
-            .filter(|node| select(node))
-            .flat_map(|node| {
-                node.addresses
-                    .iter()
-                    .map(|address| prefix_range(IpNet::from(*address)))
-            })
-            .collect()
-    };
-    sources
+/// Our filter for `own` in Tailscale's form, made by the translation the
+/// coordinator sends official clients ([`hearth_acl::tailscale`]), as JSON:
+/// the captures then check that translation, not a copy of it.
+fn translated(filter: &Filter, own: &NodeIdentity, nodes: &[NodeIdentity]) -> Value {
+    let members: Vec<Member<'_>> = nodes
         .iter()
-        .flat_map(|source| match source {
-            Source::Any => tailscale_any(nodes),
-            Source::All => everything(),
-            Source::User(login) => addresses_of(&|node| !node.is_tagged() && &node.user == login),
-            Source::Domain(domain) => addresses_of(&|node| {
-                !node.is_tagged() && hearth_acl::filter::in_domain(&node.user, domain)
-            }),
-            Source::Tag(tag) => addresses_of(&|node| node.tags.contains(tag)),
-            Source::Member => addresses_of(&|node| !node.is_tagged()),
-            Source::Tagged => addresses_of(&|node| node.is_tagged()),
-            Source::Prefix(prefix) => vec![prefix_range(*prefix)],
+        .map(|node| Member {
+            user: &node.user,
+            tags: &node.tags,
+            addresses: &node.addresses,
+            routes: &node.approved_routes,
         })
-        .collect()
-}
-
-fn target_ranges(target: &Target, own: &NodeIdentity) -> Vec<Range> {
-    match target {
-        Target::Any => everything(),
-        Target::SelfAddresses => own
-            .addresses
-            .iter()
-            .map(|address| prefix_range(IpNet::from(*address)))
-            .collect(),
-        Target::Prefix(prefix) => vec![prefix_range(*prefix)],
-    }
-}
-
-/// What Tailscale writes for a `*` source in this topology.
-fn tailscale_any(nodes: &[NodeIdentity]) -> Vec<Range> {
-    let mut ranges = parse_ranges("100.64.0.0-100.115.91.255");
-    ranges.extend(parse_ranges("100.115.94.0-100.127.255.255"));
-    ranges.extend(parse_ranges("fd7a:115c:a1e0::/48"));
-    for node in nodes {
-        // Exit routes are not part of it.
-        ranges.extend(
-            node.approved_routes
-                .iter()
-                .filter(|route| route.prefix_len() != 0)
-                .map(|route| prefix_range(*route)),
-        );
-    }
-    ranges
-}
-
-fn our_rules(filter: &Filter, own: &NodeIdentity, nodes: &[NodeIdentity]) -> Vec<FlatRule> {
-    filter
-        .rules
-        .iter()
-        .map(|rule| FlatRule {
-            src: source_ranges(&rule.src, nodes),
-            dst: rule
-                .dst
-                .iter()
-                .flat_map(|destination| {
-                    target_ranges(&destination.target, own)
-                        .into_iter()
-                        .map(move |range| (range, destination.ports.first, destination.ports.last))
-                })
-                .collect(),
-            protocols: rule.protocols.clone(),
-        })
-        .collect()
+        .collect();
+    serde_json::to_value(hearth_acl::tailscale::packet_filter(
+        filter,
+        &own.addresses,
+        &members,
+    ))
+    .unwrap()
 }
 
 /// Sorted, merged ranges.
@@ -459,8 +389,9 @@ fn check_case(case: &Value) -> Result<(), String> {
             ));
         }
         let filter = engine.filter_of(node.id).unwrap();
+        let ours = translated(&filter, node, &nodes);
         let want = expected_rules(&expected["filter_rules"]);
-        let got = our_rules(&filter, node, &nodes);
+        let got = expected_rules(&ours);
         let (want_cells, got_cells) = (canonical(&want, &got), canonical(&got, &want));
         if want_cells != got_cells {
             let first = want_cells
@@ -482,7 +413,7 @@ fn check_case(case: &Value) -> Result<(), String> {
         }
         let (want_caps, got_caps) = (
             expected_caps(&expected["filter_rules"]),
-            our_caps(&filter, node, &nodes),
+            expected_caps(&ours),
         );
         if want_caps != got_caps {
             let first = want_caps

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openai;
 pub mod persona;
+pub mod remote;
 pub mod server;
 pub mod sessions;
 
@@ -30,18 +31,17 @@ pub mod sessions;
 /// `hearth-enclave` providers.
 pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, hearth_llm::SetupError> {
     let mut providers = Vec::new();
+    let mut policies = std::collections::HashMap::new();
     for (id, provider) in &config.models.providers {
-        let attestation = match &provider.attestation_policy {
-            Some(path) => Some(read_policy(id, path)?),
-            None => None,
-        };
+        if let Some(path) = &provider.attestation_policy {
+            policies.insert(id.clone(), read_policy(id, path)?);
+        }
         providers.push(hearth_llm::ProviderConfig {
             id: id.clone(),
             api: provider.api,
             endpoints: provider.base_url.list(),
             timeout: Duration::from_secs(provider.timeout_seconds.max(1)),
             connect_timeout: Duration::from_secs(config.hearth.connect_timeout_seconds.max(1)),
-            attestation,
         });
     }
     // Agents' own models follow the default chain, so that a request for an
@@ -58,7 +58,9 @@ pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, heart
         .iter()
         .map(|text| hearth_llm::ModelRef::parse(text))
         .collect::<Result<Vec<_>, _>>()?;
-    hearth_llm::Router::new(providers, chain)
+    hearth_llm::Router::with_remote(providers, chain, &|url, provider| {
+        remote::endpoint(url, provider, policies.get(&provider.id))
+    })
 }
 
 fn read_policy(

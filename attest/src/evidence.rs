@@ -30,6 +30,22 @@ pub const AWS_NITRO: &str = "aws-nitro";
 /// made at start; no hardware stands behind it.
 pub const HEARTH_DEV: &str = "hearth-dev";
 
+/// What a dev document states as its measurements: PCR0 the SHA-384 of the
+/// node's executable, PCR1 a fixed marker (no kernel is measured), PCR2 the
+/// SHA-384 of an image label the operator chose.
+pub fn dev_pcrs(executable: &[u8], image_label: &str) -> std::collections::BTreeMap<u8, Vec<u8>> {
+    use sha2::{Digest as _, Sha384};
+
+    std::collections::BTreeMap::from([
+        (0, Sha384::digest(executable).to_vec()),
+        (
+            1,
+            Sha384::digest(b"hearth-dev: no kernel is measured").to_vec(),
+        ),
+        (2, Sha384::digest(image_label.as_bytes()).to_vec()),
+    ])
+}
+
 /// The bytes a document's `public_key` holds for `rek`.
 pub fn rek_binding(rek: &[u8; 32]) -> Vec<u8> {
     [REK_BINDING_PREFIX, rek.as_slice()].concat()

@@ -75,7 +75,7 @@ enum Stored {
 }
 
 fn fixtures() -> Option<PathBuf> {
-    hearth_testkit::research::attestation_fixture("")
+    hearth_testdata::attestation_fixture("")
 }
 
 fn load(dir: &std::path::Path, file: &str, stored: Stored) -> Vec<u8> {

@@ -385,54 +385,8 @@ pub struct DerpMap {
     pub omit_default_regions: bool,
 }
 
-/// An inclusive port range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PortRange {
-    /// First port.
-    pub first: u16,
-    /// Last port.
-    pub last: u16,
-}
-
-/// Destination addresses and ports of a rule.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetPortRange {
-    /// An address, a prefix or `*`.
-    #[serde(rename = "IP")]
-    pub ip: String,
-    /// The ports.
-    pub ports: PortRange,
-}
-
-/// One accept rule of a Tailscale packet filter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct FilterRule {
-    /// Source addresses or prefixes, or `*`.
-    #[serde(rename = "SrcIPs")]
-    pub src_ips: Vec<String>,
-    /// Destinations (empty for a capability grant).
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub dst_ports: Vec<NetPortRange>,
-    /// IANA protocol numbers; empty means TCP, UDP and ICMP.
-    #[serde(rename = "IPProto", skip_serializing_if = "Vec::is_empty", default)]
-    pub ip_proto: Vec<u8>,
-    /// Application capabilities the sources have at the destinations.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub cap_grant: Vec<CapGrant>,
-}
-
-/// Application capabilities at some destinations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CapGrant {
-    /// The destination prefixes.
-    pub dsts: Vec<String>,
-    /// Capability name -> values (a JSON list, or null).
-    pub cap_map: std::collections::BTreeMap<String, serde_json::Value>,
-}
+/// Tailscale's packet filter types (`hearth-acl` makes them).
+pub use hearth_acl::tailscale::{CapGrant, FilterRule, NetPortRange, PortRange};
 
 /// A user as maps name them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

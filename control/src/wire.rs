@@ -272,6 +272,10 @@ pub struct Peer {
     /// for it are sent until a direct path works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_relay: Option<u16>,
+    /// When its keys expire (Unix seconds); `None`: never. A Tailscale
+    /// client shows it for each peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_expiry: Option<i64>,
 }
 
 /// One relay (DERP) region nodes may use.

@@ -137,7 +137,7 @@ impl Coordinator {
     /// Renames a user; their nodes' identity changes with it.
     pub async fn rename_user(&self, old: &str, new: &str) -> Result<UserRow> {
         names::check_user_name(new)?;
-        let mut state = self.state.lock().await;
+        let turn = self.turn().await;
         let user = self.user(old).await?;
         match self.db.rename_user(old, new).await {
             Err(crate::db::DbError::Conflict(_)) => {
@@ -145,16 +145,17 @@ impl Coordinator {
             }
             other => other?,
         };
-        let affected: Vec<NodeRecord> = state
-            .network
+        let affected: Vec<NodeRecord> = self
+            .state()
+            .registry
+            .network()
             .nodes()
             .filter(|record| record.user_id == user.id)
             .cloned()
             .collect();
         for mut record in affected {
             record.user = new.to_owned();
-            let deliveries = state.network.upsert(record);
-            self.deliver(&deliveries);
+            self.apply(&turn, record);
         }
         Ok(UserRow {
             name: new.to_owned(),
@@ -164,10 +165,12 @@ impl Coordinator {
 
     /// Deletes a user who has no nodes left (their keys go with them).
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        let state = self.state.lock().await;
+        let _turn = self.turn().await;
         let user = self.user(name).await?;
-        let nodes = state
-            .network
+        let nodes = self
+            .state()
+            .registry
+            .network()
             .nodes()
             .filter(|record| record.user_id == user.id)
             .count();

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use hearth_control::wire::{NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::{Coordinator, Credential, State};
+use crate::coordinator::{Coordinator, Credential, State, Turn};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::netmap::NodeRecord;
@@ -123,32 +123,32 @@ pub struct NodeView {
 impl Coordinator {
     /// The node presenting `credential`.
     pub async fn identify(&self, credential: Option<Credential>) -> Result<NodeRecord> {
-        let state = self.state.lock().await;
-        state.node_presenting(credential).cloned()
+        self.state().registry.presenting(credential).cloned()
     }
 
     /// Whether `key` is the WireGuard (node) key of an admitted node: who
     /// may log in to the relay.
     pub async fn admits_node_key(&self, key: &hearth_control::wire::WireGuardKey) -> bool {
-        let state = self.state.lock().await;
+        let state = self.state();
         state
-            .by_wireguard_key
-            .get(key)
-            .and_then(|id| state.network.node(*id))
+            .registry
+            .holder_of(key)
+            .and_then(|id| state.registry.node(id))
             .is_some_and(NodeRecord::is_admitted)
     }
 
     /// Opens the map stream of the node presenting `credential`; refused
     /// when it opens them too often.
     pub async fn open_map(&self, credential: Option<Credential>) -> Result<Subscription> {
-        let state = self.state.lock().await;
-        let record = state.node_presenting(credential)?;
+        let state = self.state();
+        let record = state.registry.presenting(credential)?;
         check_admitted(record)?;
         if self.map_opens.check_key(&record.id).is_err() {
             return Err(Error::RateLimited);
         }
         let line = state
-            .network
+            .registry
+            .network()
             .full_map_line(record.id)
             .ok_or(Error::UnknownNode)?;
         Ok(self.streams.subscribe_map(record.id, line))
@@ -159,8 +159,8 @@ impl Coordinator {
         &self,
         credential: Option<Credential>,
     ) -> Result<(NodeState, Subscription)> {
-        let state = self.state.lock().await;
-        let record = state.node_presenting(credential)?;
+        let state = self.state();
+        let record = state.registry.presenting(credential)?;
         Ok((
             record.state,
             self.streams.subscribe_approval(record.id, record.state),
@@ -174,7 +174,7 @@ impl Coordinator {
         state: &State,
         credential: Option<Credential>,
     ) -> Result<NodeRecord> {
-        let record = state.node_presenting(credential)?;
+        let record = state.registry.presenting(credential)?;
         check_admitted(record)?;
         self.reports
             .check_key(&record.id)
@@ -184,9 +184,10 @@ impl Coordinator {
 
     /// Every node.
     pub async fn list_nodes(&self) -> Vec<NodeView> {
-        let state = self.state.lock().await;
+        let state = self.state();
         let mut views: Vec<NodeView> = state
-            .network
+            .registry
+            .network()
             .nodes()
             .map(|record| self.view(record))
             .collect();
@@ -244,7 +245,7 @@ impl Coordinator {
                 record.state = action.outcome();
                 // Approving a node whose keys expired gives them a new lifetime.
                 if action == NodeAction::Approve && record.key_expired(now) {
-                    record.key_expiry = crate::keys::expiry_from(now, record.key_lifetime);
+                    record.renew_keys(now);
                 }
                 Ok(())
             })
@@ -258,9 +259,9 @@ impl Coordinator {
     /// Renames a node.
     pub async fn rename_node(&self, id: NodeId, name: &str) -> Result<NodeView> {
         names::check_node_name(name)?;
-        // Checked and written under one lock: two renames cannot both take a name.
+        // Checked and written in one writer's turn: two renames cannot both take a name.
         self.change_node(id, |state, record| {
-            if record.name != name && state.names.contains(name) {
+            if record.name != name && state.registry.name_taken(name) {
                 return Err(Error::Conflict(format!(
                     "a node is already called `{name}`"
                 )));
@@ -286,22 +287,23 @@ impl Coordinator {
 
     /// Deletes a node: it disappears from every map and its certificate stops working.
     pub async fn delete_node(&self, id: NodeId) -> Result<()> {
-        let mut state = self.state.lock().await;
-        let record = state
-            .network
+        let turn = self.turn().await;
+        let record = self
+            .state()
+            .registry
             .node(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
-        self.remove_node(&mut state, id, unix_now()).await?;
+        self.remove_node(&turn, id, unix_now()).await?;
         tracing::info!(node = id, name = %record.name, "node deleted");
         Ok(())
     }
 
-    /// Deletes node `id` at `now` under the held state lock: from the
-    /// database, then from every map and index.
-    pub(crate) async fn remove_node(&self, state: &mut State, id: NodeId, now: i64) -> Result<()> {
+    /// Deletes node `id` at `now` in a writer's turn: from the database,
+    /// then from every map and index.
+    pub(crate) async fn remove_node(&self, turn: &Turn<'_>, id: NodeId, now: i64) -> Result<()> {
         self.db.delete_node(id, now).await?;
-        self.apply_removal(state, id, now);
+        self.apply_removal(turn, id, now);
         Ok(())
     }
 }

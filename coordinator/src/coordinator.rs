@@ -1,9 +1,10 @@
 //! The coordinator service: the state every use case shares, and the steps
 //! they share (find the node presenting a certificate, store a new node,
-//! change one and deliver the consequences). Each mutation writes the
-//! database first, then updates the in-memory network and delivers the
-//! resulting deltas, all under one lock so that streams see changes in the
-//! order they were committed.
+//! change one and deliver the consequences). Each mutation, in a writer's
+//! turn ([`Coordinator::turn`]), writes the database first, then updates the
+//! [`Registry`] and delivers the resulting deltas, so streams see changes in
+//! the order they were committed. The state itself is held only for
+//! moments, never across IO, so readers never wait for the database.
 //!
 //! The use cases live with their concern, each a pure decision and a short
 //! shell on [`Coordinator`]: [`crate::accounts`] (users and keys),
@@ -18,18 +19,16 @@ use std::time::Duration;
 use hearth_acl::Policy;
 use hearth_control::Fingerprint;
 use hearth_control::tailcfg::MachineKey;
-use hearth_control::wire::{NodeId, WireGuardKey};
-use tokio::sync::Mutex;
+use hearth_control::wire::NodeId;
 
 use crate::admission::NodeView;
 use crate::db::Db;
 use crate::db::nodes::{insert_node, lock_registrations};
 use crate::db::preauth_keys::consume_preauth_key;
 use crate::error::{Error, Result};
-use crate::ipam::AddressPool;
-use crate::names::NameIndex;
-use crate::netmap::{Delivery, Network, NodeRecord};
+use crate::netmap::{Delivery, NodeRecord};
 use crate::policy::effective_rules;
+use crate::registry::Registry;
 use crate::streams::Streams;
 use crate::tls::NodeAuthority;
 
@@ -73,29 +72,20 @@ pub enum Credential {
     Machine(MachineKey),
 }
 
-/// What the use cases share, under one lock.
+/// What the use cases share: the nodes and the policy.
 pub(crate) struct State {
-    pub(crate) network: Network,
-    pub(crate) addresses: AddressPool,
-    pub(crate) names: NameIndex,
-    pub(crate) next_node_id: NodeId,
-    pub(crate) by_credential: HashMap<Credential, NodeId>,
-    pub(crate) by_wireguard_key: HashMap<WireGuardKey, NodeId>,
+    /// Every node and the indexes into them.
+    pub(crate) registry: Registry,
+    /// The stored policy's text (`None`: no policy, everything allowed).
     pub(crate) policy_text: Option<String>,
     /// The stored policy (`None`: no policy, everything allowed).
     pub(crate) policy: Option<Policy>,
 }
 
-impl State {
-    /// The node presenting `credential`.
-    pub(crate) fn node_presenting(&self, credential: Option<Credential>) -> Result<&NodeRecord> {
-        let credential = credential.ok_or(Error::Unauthenticated)?;
-        self.by_credential
-            .get(&credential)
-            .and_then(|id| self.network.node(*id))
-            .ok_or(Error::UnknownNode)
-    }
-}
+/// A writer's turn ([`Coordinator::turn`]): functions that change the
+/// state take one, so only one change is decided, stored and applied at a
+/// time.
+pub(crate) type Turn<'a> = tokio::sync::MutexGuard<'a, ()>;
 
 /// The running coordinator.
 pub struct Coordinator {
@@ -103,7 +93,13 @@ pub struct Coordinator {
     pub(crate) authority: NodeAuthority,
     pub(crate) settings: Settings,
     pub(crate) streams: Arc<Streams>,
-    pub(crate) state: Mutex<State>,
+    /// Writers take turns here; a turn is held across the database IO of
+    /// one change, so streams see changes in the order they were committed.
+    turn: tokio::sync::Mutex<()>,
+    /// The state, held only for moments and never across IO: readers (a
+    /// request naming its node, a map stream opening) never wait for the
+    /// database.
+    state: std::sync::Mutex<State>,
     /// Endpoint and route reports per node: a burst, then a steady trickle.
     pub(crate) reports: governor::DefaultKeyedRateLimiter<NodeId>,
     /// Map streams opened per node: a burst, then one every two seconds
@@ -150,38 +146,22 @@ impl Coordinator {
             None => None,
         };
         let compiled = effective_rules(policy.as_ref());
-        let records = db.list_nodes().await?;
-        let mut addresses = AddressPool::new();
-        for (address, when) in db.released_addresses().await? {
-            addresses.mark_released(address, when);
-        }
-        let mut names = NameIndex::default();
-        let mut by_credential = HashMap::new();
-        let mut by_wireguard_key = HashMap::new();
-        for record in &records {
-            addresses.mark_used(record.ipv4);
-            names.insert(&record.name);
-            by_wireguard_key.insert(record.wireguard_key, record.id);
-            if let Some(credential) = record.credential() {
-                by_credential.insert(credential, record.id);
-            }
-        }
-        let next_node_id = db.max_node_id().await? + 1;
-        let mut network = Network::with_nodes(Arc::new(compiled), records);
+        let mut registry = Registry::load(
+            Arc::new(compiled),
+            db.list_nodes().await?,
+            db.released_addresses().await?,
+            db.max_node_id().await?,
+        );
         let standalone = db.list_relays().await?;
-        let _ = network.set_relays(crate::relays::regions(&settings.relay, &standalone));
+        let _ = registry.set_relays(crate::relays::regions(&settings.relay, &standalone));
         Ok(Arc::new(Coordinator {
             db,
             authority,
             settings,
             streams: Arc::new(Streams::default()),
-            state: Mutex::new(State {
-                network,
-                addresses,
-                names,
-                next_node_id,
-                by_credential,
-                by_wireguard_key,
+            turn: tokio::sync::Mutex::new(()),
+            state: std::sync::Mutex::new(State {
+                registry,
                 policy_text,
                 policy,
             }),
@@ -209,7 +189,7 @@ impl Coordinator {
 
     /// The relay regions nodes may use now, the embedded one first.
     pub async fn relays(&self) -> Vec<hearth_control::wire::RelayRegion> {
-        self.state.lock().await.network.relays().to_vec()
+        self.state().registry.network().relays().to_vec()
     }
 
     /// The database (for integrity checks and shutdown).
@@ -222,12 +202,33 @@ impl Coordinator {
         self.streams.close_all();
     }
 
+    /// The state, for a moment: never hold it across an `.await`.
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        hearth_runtime::lock(&self.state)
+    }
+
+    /// Waits for a writer's turn: whoever changes the state decides,
+    /// stores and applies the change within one turn.
+    pub(crate) async fn turn(&self) -> Turn<'_> {
+        self.turn.lock().await
+    }
+
     /// Sends what a change to the network means to each node; every
     /// change to a node goes through here, so the key-expiry task is woken
-    /// to look at the next deadline again.
+    /// to look at the next deadline again. Called with the state held, so
+    /// a stream opening meanwhile gets the map before the change and then
+    /// the change, or the map after it.
     pub(crate) fn deliver(&self, deliveries: &[Delivery]) {
         self.streams.deliver(deliveries);
         self.nodes_changed.notify_one();
+    }
+
+    /// Puts `record` (stored already) into the registry and delivers what
+    /// changes for its peers.
+    pub(crate) fn apply(&self, _turn: &Turn<'_>, record: NodeRecord) {
+        let mut state = self.state();
+        let deliveries = state.registry.upsert(record);
+        self.deliver(&deliveries);
     }
 
     /// Stores the new node `build` makes from the state (its id, name and
@@ -240,10 +241,10 @@ impl Coordinator {
     /// is read again and `build` runs again on it.
     pub(crate) async fn store_new_node(
         &self,
-        state: &mut State,
+        turn: &Turn<'_>,
         key: Option<i64>,
         now: i64,
-        mut build: impl FnMut(&mut State) -> Result<NodeRecord>,
+        mut build: impl FnMut(&mut Registry) -> Result<NodeRecord>,
     ) -> Result<NodeRecord> {
         const ATTEMPTS: usize = 8;
         let mut attempt = 0;
@@ -254,11 +255,12 @@ impl Coordinator {
             let mut transaction = self.db.begin().await?;
             if self.db.is_shared() {
                 lock_registrations(&mut transaction).await?;
-                if self.db.max_node_id().await? >= state.next_node_id {
-                    self.resync_state(state).await?;
+                let next = self.state().registry.next_id();
+                if self.db.max_node_id().await? >= next {
+                    self.resync_state(turn).await?;
                 }
             }
-            let record = build(state)?;
+            let record = build(&mut self.state().registry)?;
             let stored = async {
                 if let Some(key) = key
                     && !consume_preauth_key(&mut transaction, key, now).await?
@@ -273,81 +275,152 @@ impl Coordinator {
             match stored {
                 Ok(true) => break record,
                 Ok(false) => {
-                    state.addresses.unallocate(record.ipv4);
+                    self.state().registry.unallocate(record.ipv4);
                     return Err(Error::KeyUsed);
                 }
                 Err(crate::db::DbError::Conflict(what))
                     if self.db.is_shared() && attempt < ATTEMPTS =>
                 {
                     tracing::debug!(%what, "another coordinator registered a node at the same moment; reading the database again");
-                    state.addresses.unallocate(record.ipv4);
-                    self.resync_state(state).await?;
+                    self.state().registry.unallocate(record.ipv4);
+                    self.resync_state(turn).await?;
                 }
                 Err(error) => {
-                    state.addresses.unallocate(record.ipv4);
+                    self.state().registry.unallocate(record.ipv4);
                     return Err(error.into());
                 }
             }
         };
-        state.next_node_id = state.next_node_id.max(record.id + 1);
-        state.names.insert(&record.name);
-        state
-            .by_wireguard_key
-            .insert(record.wireguard_key, record.id);
-        if let Some(credential) = record.credential() {
-            state.by_credential.insert(credential, record.id);
-        }
-        let deliveries = state.network.upsert(record.clone());
-        self.deliver(&deliveries);
+        self.apply(turn, record.clone());
         self.db
             .announce(&crate::db::Announcement::Node { id: record.id })
             .await;
         Ok(record)
     }
 
-    /// Applies `change` to node `id`, stores it and delivers the consequences.
     /// Stores a changed `record` of an existing node and delivers what
     /// changes for its peers; false when the node no longer exists.
-    pub(crate) async fn store_changed(
-        &self,
-        state: &mut State,
-        record: NodeRecord,
-    ) -> Result<bool> {
+    pub(crate) async fn store_changed(&self, turn: &Turn<'_>, record: NodeRecord) -> Result<bool> {
         if !self.db.update_node(&record).await? {
             return Ok(false);
         }
-        let deliveries = state.network.upsert(record);
-        self.deliver(&deliveries);
+        self.apply(turn, record);
         Ok(true)
     }
 
+    /// Applies `change` to node `id`, stores it and delivers the consequences.
     pub(crate) async fn change_node(
         &self,
         id: NodeId,
         change: impl FnOnce(&State, &mut NodeRecord) -> Result<()>,
     ) -> Result<NodeView> {
-        let mut state = self.state.lock().await;
-        let mut record = state
-            .network
-            .node(id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
-        let before = record.clone();
-        change(&state, &mut record)?;
+        let turn = self.turn().await;
+        let (before, record) = {
+            let state = self.state();
+            let before = state
+                .registry
+                .node(id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
+            let mut record = before.clone();
+            change(&state, &mut record)?;
+            (before, record)
+        };
         if record == before {
             return Ok(self.view(&record));
         }
-        if !self.store_changed(&mut state, record.clone()).await? {
+        if !self.store_changed(&turn, record.clone()).await? {
             return Err(Error::NotFound(format!("node {id}")));
-        }
-        if record.name != before.name {
-            state.names.remove(&before.name);
-            state.names.insert(&record.name);
         }
         if record.state != before.state {
             self.streams.notify_state(id, record.state);
             tracing::info!(node = id, from = %before.state, to = %record.state, "node state changed");
         }
         Ok(self.view(&record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_control::wire::WireGuardKey;
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::state_dir::StateDir;
+
+    async fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {
+        let state = StateDir::new(dir);
+        state.prepare().expect("state dir");
+        let db = Db::open_sqlite(&state.database()).await.expect("database");
+        let authority = NodeAuthority::load_or_create(&state).expect("node authority");
+        let settings = Settings {
+            public_url: "https://127.0.0.1:1".into(),
+            fingerprint: Fingerprint([7; 32]),
+            keepalive: Duration::from_secs(30),
+            ephemeral_timeout: Duration::from_secs(60),
+            base_domain: "hearth.test".into(),
+            relay: crate::relays::embedded("https://127.0.0.1:1", None, "00"),
+            certificates: Vec::new(),
+            node_key_lifetime: None,
+        };
+        Coordinator::start(db, authority, settings)
+            .await
+            .expect("start")
+    }
+
+    /// A change waiting on a busy database (a backup, a slow disk, another
+    /// writer) holds only the writers' turn: a node that connects meanwhile
+    /// is still found and listed. Before the turn, the state lock was held
+    /// across the write and every request waited for the database.
+    #[tokio::test]
+    async fn readers_answer_while_a_change_waits_on_the_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let coordinator = coordinator(dir.path()).await;
+        coordinator.create_user("alice").await.expect("user");
+        let (phone, _config) = coordinator
+            .add_static_device("alice", "phone")
+            .await
+            .expect("device");
+        let key: WireGuardKey = phone.wireguard_key.parse().expect("key");
+
+        // Another connection holds the database's write lock.
+        let path = StateDir::new(dir.path()).database();
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .expect("write lock");
+
+        let writer = tokio::spawn({
+            let coordinator = Arc::clone(&coordinator);
+            async move { coordinator.rename_node(phone.id, "tablet").await }
+        });
+        // Ready once the rename holds its turn: from then on it is in, or
+        // on its way to, the database, which it cannot finish.
+        while coordinator.turn.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+
+        let bound = Duration::from_secs(5);
+        let listed = tokio::time::timeout(bound, coordinator.list_nodes())
+            .await
+            .expect("nodes are listed while a change waits on the database");
+        assert_eq!(listed.len(), 1);
+        assert!(
+            tokio::time::timeout(bound, coordinator.admits_node_key(&key))
+                .await
+                .expect("a node key is looked up while a change waits"),
+        );
+        assert!(!writer.is_finished(), "the rename is still waiting");
+
+        sqlx::query("ROLLBACK")
+            .execute(&mut blocker)
+            .await
+            .expect("release");
+        let renamed = writer.await.expect("task").expect("the rename lands");
+        assert_eq!(renamed.name, "tablet");
+        assert_eq!(coordinator.list_nodes().await[0].name, "tablet");
     }
 }

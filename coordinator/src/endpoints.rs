@@ -62,14 +62,18 @@ impl Coordinator {
         observed: Option<SocketAddr>,
     ) -> Result<()> {
         let endpoints = from_report(&report, observed)?;
-        let mut state = self.state.lock().await;
-        let known: Vec<u16> = state
-            .network
-            .relays()
-            .iter()
-            .map(|relay| relay.id)
-            .collect();
-        let mut record = self.reporting_node(&state, credential)?;
+        let turn = self.turn().await;
+        let (known, mut record) = {
+            let state = self.state();
+            let known: Vec<u16> = state
+                .registry
+                .network()
+                .relays()
+                .iter()
+                .map(|relay| relay.id)
+                .collect();
+            (known, self.reporting_node(&state, credential)?)
+        };
         let disco_key = report
             .disco_key
             .map(|key| hearth_control::tailcfg::DiscoKey(key.0));
@@ -83,7 +87,7 @@ impl Coordinator {
         record.endpoints = endpoints;
         record.disco_key = disco_key;
         record.home_relay = home_relay;
-        self.store_changed(&mut state, record).await?;
+        self.store_changed(&turn, record).await?;
         Ok(())
     }
 }

@@ -225,18 +225,6 @@ impl Health {
     }
 }
 
-/// Whether `record`'s keys have under a quarter of their lifetime left at
-/// `now` (an agent rotates with a third left).
-pub fn keys_overdue(record: &crate::netmap::NodeRecord, now: i64) -> bool {
-    match (record.key_expiry, record.key_lifetime) {
-        (Some(expiry), Some(lifetime)) => {
-            let quarter = i64::try_from(lifetime / 4).unwrap_or(i64::MAX);
-            expiry.saturating_sub(now) < quarter
-        }
-        _ => false,
-    }
-}
-
 /// `seconds` as days (or hours, under two days).
 fn days(seconds: i64) -> String {
     if seconds < 2 * 24 * 3600 {
@@ -266,17 +254,17 @@ impl Coordinator {
             "sqlite"
         };
         let now = hearth_runtime::clock::unix_seconds();
-        let state = self.state.lock().await;
+        let state = self.state();
         let mut health = Health {
             relay_clients,
-            standalone_relays: state.network.relays().len().saturating_sub(1),
+            standalone_relays: state.registry.network().relays().len().saturating_sub(1),
             policy: state.policy_text.is_some(),
             database: database.into(),
             database_check,
             certificates: self.settings.certificates.clone(),
             ..Health::default()
         };
-        for record in state.network.nodes() {
+        for record in state.registry.network().nodes() {
             use hearth_control::wire::NodeState;
             match record.state {
                 NodeState::Approved => health.nodes.approved += 1,
@@ -287,7 +275,7 @@ impl Coordinator {
             if record.state != NodeState::Approved || record.static_device {
                 continue;
             }
-            health.keys_overdue += usize::from(keys_overdue(record, now));
+            health.keys_overdue += usize::from(crate::keys::overdue(record, now));
             let connected = self.streams.presence(record.id) == Presence::Online;
             health.agents += 1;
             health.connected += usize::from(connected);

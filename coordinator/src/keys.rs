@@ -1,15 +1,25 @@
-//! Node key expiry and rotation.
+//! Node key lifetimes, end to end: how long a node's keys live, when they
+//! are renewed, rotated and overdue, and the task that takes expired nodes
+//! out of the mesh.
 //!
 //! A node's keys (its WireGuard key and the TLS client certificate it calls
-//! with) live for its key lifetime: 180 days by default (`serve
-//! --key-expiry`), or what its pre-auth key said; tagged nodes' keys never
-//! expire unless their key says so (Tailscale's defaults). Before the end,
-//! the agent sends new keys with its current certificate
-//! ([`Coordinator::rotate_keys`]): its peers get the new WireGuard key in a
-//! delta and its certificate is replaced. A node whose keys reach their end
-//! is taken out of the mesh ([`Coordinator::expire_keys`], within a second):
-//! its peers drop it and the coordinator refuses it until an admin approves
-//! it again, which gives its keys a fresh lifetime.
+//! with, or a Tailscale client's node key) live for its key lifetime: 180
+//! days by default (`serve --key-expiry`), or what its pre-auth key said;
+//! tagged nodes' keys never expire unless their key says so (Tailscale's
+//! defaults) ([`lifetime_for`]). Before the end, the agent sends new keys
+//! with its current certificate ([`Coordinator::rotate_keys`]): its peers
+//! get the new WireGuard key in a delta and its certificate is replaced.
+//! `health` counts nodes with under a quarter left ([`overdue`]). A node
+//! whose keys reach their end is taken out of the mesh ([`run_expiry`]
+//! sleeps until the soonest deadline, which the registry keeps, then
+//! [`Coordinator::expire_keys`]): its peers drop it and the coordinator
+//! refuses it until an admin approves it again or, for a Tailscale client,
+//! it logs in again with a pre-auth key ([`NodeRecord::renew_keys`]).
+//!
+//! What the nodes are told lives with their protocol: an official client
+//! gets `KeyExpiry` for itself and its peers in every map, its own expiry
+//! in the past once it passed (`tsmap.rs`), and `NodeKeyExpired` when it
+//! presents the expired key again (`tailscale.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,10 +27,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hearth_control::wire::{NodeId, NodeState, RotateRequest, RotateResponse};
 
 use crate::coordinator::{Coordinator, Credential};
+use crate::db::preauth_keys::PreauthKeyRow;
 use crate::error::{Error, Result};
 use crate::netmap::NodeRecord;
 use crate::registration::is_low_order;
 use hearth_runtime::clock::unix_seconds as unix_now;
+
+/// The key lifetime of a node registered with `key`: the key's own when
+/// it sets one (0: never), else none for tagged nodes (servers, as in
+/// Tailscale) and the coordinator's `default` for the others.
+pub fn lifetime_for(key: &PreauthKeyRow, default: Option<u64>) -> Option<u64> {
+    match key.node_key_lifetime {
+        Some(seconds) if seconds > 0 => Some(seconds as u64),
+        Some(_) => None,
+        None if !key.tags.is_empty() => None,
+        None => default,
+    }
+}
 
 /// When keys issued at `now` with `lifetime` (seconds) expire.
 pub fn expiry_from(now: i64, lifetime: Option<u64>) -> Option<i64> {
@@ -67,6 +90,31 @@ impl Rotations {
     }
 }
 
+impl NodeRecord {
+    /// Whether its keys have expired at `now`.
+    pub fn key_expired(&self, now: i64) -> bool {
+        self.key_expiry.is_some_and(|expiry| now >= expiry)
+    }
+
+    /// Gives the node's keys a fresh lifetime from `now` (approved again
+    /// after they expired, or logged in again with a pre-auth key).
+    pub fn renew_keys(&mut self, now: i64) {
+        self.key_expiry = expiry_from(now, self.key_lifetime);
+    }
+}
+
+/// Whether `record`'s keys have under a quarter of their lifetime left at
+/// `now` (an agent rotates with a third left).
+pub fn overdue(record: &NodeRecord, now: i64) -> bool {
+    match (record.key_expiry, record.key_lifetime) {
+        (Some(expiry), Some(lifetime)) => {
+            let quarter = i64::try_from(lifetime / 4).unwrap_or(i64::MAX);
+            expiry.saturating_sub(now) < quarter
+        }
+        _ => false,
+    }
+}
+
 /// Whether `record` is admitted with keys past their end at `now`.
 pub fn must_expire(record: &NodeRecord, now: i64) -> bool {
     record.state == NodeState::Approved && record.key_expired(now)
@@ -79,17 +127,50 @@ pub fn time_until(at: i64, now: SystemTime) -> Duration {
     at.duration_since(now).unwrap_or(Duration::ZERO)
 }
 
+/// The longest the key-expiry task sleeps without looking again: its
+/// sleep runs on the monotonic clock, expiries are wall-clock times, and a
+/// wall clock set forward must not leave an expired node in the mesh for
+/// longer than this.
+const LONGEST_EXPIRY_NAP: Duration = Duration::from_secs(60);
+
+/// Takes nodes whose keys expired out of the mesh as each expiry comes:
+/// it sleeps until the soonest one, or until a node changes (its deadline
+/// may be sooner now), instead of scanning every node four times a second.
+pub(crate) async fn run_expiry(
+    coordinator: std::sync::Arc<Coordinator>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let wait = match coordinator.expire_keys().await {
+            Ok(_) => coordinator
+                .next_key_expiry()
+                .await
+                .map_or(LONGEST_EXPIRY_NAP, |at| time_until(at, SystemTime::now()))
+                .min(LONGEST_EXPIRY_NAP),
+            Err(error) => {
+                tracing::warn!(%error, "key expiry failed");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = tokio::time::sleep(wait) => {}
+            () = coordinator.nodes_changed.notified() => {}
+        }
+    }
+}
+
 impl Coordinator {
     /// The soonest time (Unix seconds) an admitted node's keys expire.
     pub async fn next_key_expiry(&self) -> Option<i64> {
-        self.state.lock().await.network.next_key_expiry()
+        self.state().registry.network().next_key_expiry()
     }
 
     /// Takes every admitted node whose keys have expired out of the mesh;
     /// their ids.
     pub async fn expire_keys(&self) -> Result<Vec<NodeId>> {
         let now = unix_now();
-        let due = self.state.lock().await.network.keys_expired_at(now);
+        let due = self.state().registry.network().keys_expired_at(now);
         for id in &due {
             let changed = self
                 .change_node(*id, |_, record| {
@@ -129,8 +210,12 @@ impl Coordinator {
             ));
         }
         let now = unix_now();
-        let mut state = self.state.lock().await;
-        let old = state.node_presenting(credential)?.clone();
+        let turn = self.turn().await;
+        let (old, holder) = {
+            let state = self.state();
+            let old = state.registry.presenting(credential)?.clone();
+            (old, state.registry.holder_of(&request.wireguard_key))
+        };
         crate::admission::check_admitted(&old)?;
         if old.key_expired(now) {
             return Err(Error::NodeNotAdmitted {
@@ -138,8 +223,8 @@ impl Coordinator {
                 state: NodeState::Expired.as_str(),
             });
         }
-        match state.by_wireguard_key.get(&request.wireguard_key) {
-            Some(other) if *other != old.id => return Err(Error::AlreadyRegistered(*other)),
+        match holder {
+            Some(other) if other != old.id => return Err(Error::AlreadyRegistered(other)),
             Some(_) => {
                 return Err(Error::BadRequest(
                     "the new WireGuard key is the current one".into(),
@@ -163,19 +248,9 @@ impl Coordinator {
         let mut record = old.clone();
         record.wireguard_key = request.wireguard_key;
         record.cert_fingerprint = Some(fingerprint);
-        record.key_expiry = expiry_from(now, record.key_lifetime);
-        if !self.store_changed(&mut state, record.clone()).await? {
+        record.renew_keys(now);
+        if !self.store_changed(&turn, record.clone()).await? {
             return Err(Error::UnknownNode);
-        }
-        state.by_wireguard_key.remove(&old.wireguard_key);
-        state
-            .by_wireguard_key
-            .insert(record.wireguard_key, record.id);
-        if let Some(credential) = old.credential() {
-            state.by_credential.remove(&credential);
-        }
-        if let Some(credential) = record.credential() {
-            state.by_credential.insert(credential, record.id);
         }
         tracing::info!(node = record.id, name = %record.name, "node keys rotated");
         Ok(RotateResponse {

@@ -28,6 +28,7 @@ pub mod netmap;
 pub mod policy;
 pub mod presence;
 pub mod registration;
+mod registry;
 pub mod relays;
 pub mod routes;
 pub mod server;

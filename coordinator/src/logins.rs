@@ -339,15 +339,19 @@ impl Coordinator {
             .logins()
             .take(code, now)
             .ok_or_else(|| Error::NotFound(format!("a device waiting with code {code}")))?;
-        let mut state = self.state.lock().await;
-        if let Some(existing) = state.by_wireguard_key.get(&login.node_key) {
-            return Err(Error::AlreadyRegistered(*existing));
-        }
-        if state
-            .node_presenting(Some(Credential::Machine(login.machine)))
-            .is_ok()
+        let turn = self.turn().await;
         {
-            return Err(Error::Conflict("this device is already registered".into()));
+            let state = self.state();
+            if let Some(existing) = state.registry.holder_of(&login.node_key) {
+                return Err(Error::AlreadyRegistered(existing));
+            }
+            if state
+                .registry
+                .presenting(Some(Credential::Machine(login.machine)))
+                .is_ok()
+            {
+                return Err(Error::Conflict("this device is already registered".into()));
+            }
         }
         let owner = Owner {
             user_id: user.id,
@@ -363,9 +367,9 @@ impl Coordinator {
             hostinfo: &login.hostinfo,
         };
         let record = self
-            .admit_tailscale(&mut state, joining, owner, None, now)
+            .admit_tailscale(&turn, joining, owner, None, now)
             .await?;
-        drop(state);
+        drop(turn);
         self.login_registered.notify_waiters();
         tracing::info!(node = record.id, name = %record.name, user = %record.user, "a waiting Tailscale client was registered by an admin");
         Ok(self.view(&record))

@@ -113,11 +113,6 @@ impl NodeRecord {
         }
     }
 
-    /// Whether its keys have expired at `now`.
-    pub fn key_expired(&self, now: i64) -> bool {
-        self.key_expiry.is_some_and(|expiry| now >= expiry)
-    }
-
     /// The node as its peers see it.
     pub fn as_peer(&self) -> Peer {
         let mut allowed_ips = vec![
@@ -144,6 +139,7 @@ impl NodeRecord {
                 None => self.disco_key.map(|key| WireGuardKey(key.0)),
             },
             home_relay: self.home_relay,
+            key_expiry: self.key_expiry,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hearth_acl::{CompiledPolicy, Engine, Filter, NodeIdentity, Policy, PolicyError, Topology};
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::{Coordinator, State};
+use crate::coordinator::Coordinator;
 use crate::error::{Error, Result as ServiceResult};
 use crate::netmap::NodeRecord;
 use hearth_runtime::clock::unix_seconds as unix_now;
@@ -28,11 +28,11 @@ pub(crate) fn effective_rules(policy: Option<&Policy>) -> CompiledPolicy {
 impl Coordinator {
     /// The stored policy text (`None`: no policy, everything allowed).
     pub async fn policy_text(&self) -> Option<String> {
-        self.state.lock().await.policy_text.clone()
+        self.state().policy_text.clone()
     }
 
     /// The users and admitted nodes a policy's `tests` are checked against.
-    async fn topology(&self, state: &State) -> ServiceResult<Topology> {
+    async fn topology(&self) -> ServiceResult<Topology> {
         let users = self
             .db
             .list_users()
@@ -40,8 +40,10 @@ impl Coordinator {
             .into_iter()
             .map(|user| user.name)
             .collect();
-        let nodes = state
-            .network
+        let nodes = self
+            .state()
+            .registry
+            .network()
             .nodes()
             .filter(|record| record.is_admitted())
             .map(NodeRecord::identity)
@@ -51,8 +53,7 @@ impl Coordinator {
 
     /// Validates `text`, including its `tests` against the current tailnet, without storing it.
     pub async fn check_policy(&self, text: &str) -> ServiceResult<()> {
-        let state = self.state.lock().await;
-        let topology = self.topology(&state).await?;
+        let topology = self.topology().await?;
         validate(text, &topology).map_err(Error::PolicyInvalid)?;
         Ok(())
     }
@@ -60,17 +61,21 @@ impl Coordinator {
     /// Validates and stores `text`, then delivers each node's changes. A
     /// refused policy changes nothing.
     pub async fn set_policy(&self, text: &str) -> ServiceResult<()> {
-        let mut state = self.state.lock().await;
-        let topology = self.topology(&state).await?;
+        let turn = self.turn().await;
+        let topology = self.topology().await?;
         let policy = validate(text, &topology).map_err(Error::PolicyInvalid)?;
         self.db.store_policy(text, unix_now()).await?;
         let compiled = effective_rules(Some(&policy));
-        state.policy_text = Some(text.to_owned());
-        state.policy = Some(policy);
-        let deliveries = state.network.set_policy(Arc::new(compiled));
-        self.deliver(&deliveries);
-        tracing::info!(changed_nodes = deliveries.len(), "policy updated");
-        self.apply_auto_approvals(&mut state).await?;
+        let changed_nodes = {
+            let mut state = self.state();
+            state.policy_text = Some(text.to_owned());
+            state.policy = Some(policy);
+            let deliveries = state.registry.set_policy(Arc::new(compiled));
+            self.deliver(&deliveries);
+            deliveries.len()
+        };
+        tracing::info!(changed_nodes, "policy updated");
+        self.apply_auto_approvals(&turn).await?;
         Ok(())
     }
 
@@ -78,8 +83,9 @@ impl Coordinator {
     /// database set it) and delivers what changes; a policy that stopped
     /// parsing denies everything, as at start-up.
     pub(crate) async fn follow_policy(&self) -> ServiceResult<()> {
+        let _turn = self.turn().await;
         let text = self.db.load_policy().await?;
-        let mut state = self.state.lock().await;
+        let mut state = self.state();
         if text == state.policy_text {
             return Ok(());
         }
@@ -97,8 +103,9 @@ impl Coordinator {
         };
         state.policy_text = text;
         state.policy = policy;
-        let deliveries = state.network.set_policy(Arc::new(compiled));
+        let deliveries = state.registry.set_policy(Arc::new(compiled));
         self.deliver(&deliveries);
+        drop(state);
         tracing::info!(
             changed_nodes = deliveries.len(),
             "policy updated by another coordinator"
@@ -222,20 +229,15 @@ pub fn preview(
     )?;
     let mut engine = Engine::new(Arc::new(policy.compiled));
     engine.load(nodes.clone());
-    let as_peer = |node: &NodeIdentity| hearth_control::wire::Peer {
-        id: node.id,
-        name: names[&node.id].clone(),
-        user: node.user.clone(),
-        tags: node.tags.clone(),
-        wireguard_key: hearth_control::wire::WireGuardKey([0; 32]),
-        addresses: node.addresses.clone(),
-        allowed_ips: Vec::new(),
-        endpoints: Vec::new(),
-        user_id: 0,
-        os: String::new(),
-        disco_key: None,
-        home_relay: None,
-    };
+    let members: Vec<hearth_acl::tailscale::Member<'_>> = nodes
+        .iter()
+        .map(|node| hearth_acl::tailscale::Member {
+            user: &node.user,
+            tags: &node.tags,
+            addresses: &node.addresses,
+            routes: &node.approved_routes,
+        })
+        .collect();
     Ok(nodes
         .iter()
         .map(|node| {
@@ -245,14 +247,12 @@ pub fn preview(
                 .cloned()
                 .unwrap_or_default();
             let peer_ids = engine.peers_of(node.id);
-            let peers: Vec<hearth_control::wire::Peer> = nodes
-                .iter()
-                .filter(|other| peer_ids.contains(&other.id))
-                .map(as_peer)
-                .collect();
-            let own: Vec<std::net::IpAddr> = node.addresses.clone();
             let preview = NodePreview {
-                tailscale_filter: crate::tsmap::packet_filter_at(&filter, &own, &peers),
+                tailscale_filter: hearth_acl::tailscale::packet_filter(
+                    &filter,
+                    &node.addresses,
+                    &members,
+                ),
                 filter,
                 peers: peer_ids.iter().map(|peer| names[peer].clone()).collect(),
             };

@@ -50,9 +50,10 @@ impl Coordinator {
         let now = unix_now();
         let timeout = i64::try_from(self.settings.ephemeral_timeout.as_secs()).unwrap_or(i64::MAX);
         let idle: Vec<NodeId> = {
-            let state = self.state.lock().await;
+            let state = self.state();
             state
-                .network
+                .registry
+                .network()
                 .nodes()
                 .filter(|record| {
                     idle_too_long(record, self.streams.presence(record.id), now, timeout)

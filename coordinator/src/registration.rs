@@ -154,23 +154,11 @@ pub fn new_record(
     }
 }
 
-/// The key lifetime of a node registered with `key`: the key's own when
-/// it sets one (0: never), else none for tagged nodes (servers, as in
-/// Tailscale) and the coordinator's `default` for the others.
-pub fn key_lifetime(key: &PreauthKeyRow, default: Option<u64>) -> Option<u64> {
-    match key.node_key_lifetime {
-        Some(seconds) if seconds > 0 => Some(seconds as u64),
-        Some(_) => None,
-        None if !key.tags.is_empty() => None,
-        None => default,
-    }
-}
-
 /// Who owns a node registered with `key`, and whether it waits for
 /// approval; `default_lifetime` is the coordinator's key lifetime.
 pub fn owner_from_key(key: &PreauthKeyRow, default_lifetime: Option<u64>) -> Owner {
     Owner {
-        key_lifetime: key_lifetime(key, default_lifetime),
+        key_lifetime: crate::keys::lifetime_for(key, default_lifetime),
         user_id: key.user_id,
         user: key.user.clone(),
         tags: key.tags.iter().cloned().collect(),
@@ -185,7 +173,7 @@ pub fn owner_from_key(key: &PreauthKeyRow, default_lifetime: Option<u64>) -> Own
 
 impl Coordinator {
     /// The stored pre-auth key `presented` names, when it matches and still
-    /// admits a node at `now`. The caller holds the state lock, so the use
+    /// admits a node at `now`. The caller holds a writer's turn, so the use
     /// it then consumes cannot be taken by a concurrent registration.
     pub(crate) async fn usable_key(&self, presented: &str, now: i64) -> Result<PreauthKeyRow> {
         let presented = authkey::parse(presented).ok_or(Error::InvalidKey)?;
@@ -210,7 +198,7 @@ impl Coordinator {
         let csr = request
             .csr_bytes()
             .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
-        let mut state = self.state.lock().await;
+        let turn = self.turn().await;
         let now = unix_now();
         let key = self.usable_key(request.auth_key.expose(), now).await?;
         let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
@@ -218,18 +206,18 @@ impl Coordinator {
 
         let mut certificate_pem = String::new();
         let record = self
-            .store_new_node(&mut state, Some(key.id), now, |state| {
-                if let Some(existing) = state.by_wireguard_key.get(&request.wireguard_key) {
-                    return Err(Error::AlreadyRegistered(*existing));
+            .store_new_node(&turn, Some(key.id), now, |registry| {
+                if let Some(existing) = registry.holder_of(&request.wireguard_key) {
+                    return Err(Error::AlreadyRegistered(existing));
                 }
-                let id = state.next_node_id;
-                let name = state.names.unique(hostname);
+                let id = registry.next_id();
+                let name = registry.unique_name(hostname);
                 let fingerprint;
                 (certificate_pem, fingerprint) = self
                     .authority
                     .issue(&csr, &format!("hearth-node-{id}"))
                     .map_err(|error| Error::BadRequest(error.to_string()))?;
-                let addresses = state.addresses.allocate(now)?;
+                let addresses = registry.allocate(now)?;
                 let device = Device {
                     name,
                     hostname: hostname.to_owned(),
@@ -261,18 +249,18 @@ impl Coordinator {
     ) -> Result<(NodeView, zeroize::Zeroizing<String>)> {
         names::check_node_name(name)?;
         let user = self.user(user).await?;
-        let mut state = self.state.lock().await;
+        let turn = self.turn().await;
         let secret = x25519_dalek::StaticSecret::random();
         let public = WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
         let now = unix_now();
         let record = self
-            .store_new_node(&mut state, None, now, |state| {
-                if state.names.contains(name) {
+            .store_new_node(&turn, None, now, |registry| {
+                if registry.name_taken(name) {
                     return Err(Error::Conflict(format!(
                         "a node is already called `{name}`"
                     )));
                 }
-                let addresses = state.addresses.allocate(now)?;
+                let addresses = registry.allocate(now)?;
                 let owner = Owner {
                     user_id: user.id,
                     user: user.name.clone(),
@@ -291,7 +279,7 @@ impl Coordinator {
                     client: String::new(),
                 };
                 Ok(new_record(
-                    state.next_node_id,
+                    registry.next_id(),
                     owner,
                     device,
                     addresses,
@@ -300,12 +288,16 @@ impl Coordinator {
             })
             .await?;
         let id = record.id;
-        let peers: Vec<NodeRecord> = state
-            .network
-            .peers_of(id)
-            .into_iter()
-            .filter_map(|peer| state.network.node(peer).cloned())
-            .collect();
+        let peers: Vec<NodeRecord> = {
+            let state = self.state();
+            let network = state.registry.network();
+            network
+                .peers_of(id)
+                .into_iter()
+                .filter_map(|peer| network.node(peer).cloned())
+                .collect()
+        };
+        drop(turn);
         let private = zeroize::Zeroizing::new(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             secret.to_bytes(),

@@ -285,9 +285,9 @@ impl crate::Coordinator {
     pub async fn admitted_keys(
         &self,
     ) -> std::collections::BTreeSet<hearth_control::wire::WireGuardKey> {
-        let state = self.state.lock().await;
-        state
-            .network
+        self.state()
+            .registry
+            .network()
             .nodes()
             .filter(|record| record.is_admitted())
             .map(|record| record.wireguard_key)
@@ -296,10 +296,11 @@ impl crate::Coordinator {
 
     /// Reloads the standalone relays and tells every node what changed.
     pub(crate) async fn refresh_relays(&self) -> crate::error::Result<()> {
+        let _turn = self.turn().await;
         let rows = self.db.list_relays().await?;
-        let mut state = self.state.lock().await;
+        let mut state = self.state();
         let deliveries = state
-            .network
+            .registry
             .set_relays(regions(&self.settings.relay, &rows));
         self.deliver(&deliveries);
         Ok(())

@@ -8,7 +8,7 @@ use hearth_control::wire::NodeId;
 use ipnet::IpNet;
 
 use crate::admission::NodeView;
-use crate::coordinator::{Coordinator, State};
+use crate::coordinator::{Coordinator, Turn};
 use crate::error::{Error, Result};
 use crate::ipam::mesh_prefixes;
 use crate::netmap::NodeRecord;
@@ -80,12 +80,16 @@ impl Coordinator {
         advertised: Vec<IpNet>,
     ) -> Result<()> {
         let advertised = check_advertised(advertised)?;
-        let mut state = self.state.lock().await;
-        let mut record = self.reporting_node(&state, credential)?;
-        record.advertised_routes = advertised;
-        record.approved_routes =
-            approved_under(state.policy.as_ref(), &record, &record.approved_routes);
-        self.store_changed(&mut state, record).await?;
+        let turn = self.turn().await;
+        let record = {
+            let state = self.state();
+            let mut record = self.reporting_node(&state, credential)?;
+            record.advertised_routes = advertised;
+            record.approved_routes =
+                approved_under(state.policy.as_ref(), &record, &record.approved_routes);
+            record
+        };
+        self.store_changed(&turn, record).await?;
         Ok(())
     }
 
@@ -114,21 +118,25 @@ impl Coordinator {
     }
 
     /// Approves, on every node, the advertised routes the policy's `autoApprovers` allow.
-    pub(crate) async fn apply_auto_approvals(&self, state: &mut State) -> Result<()> {
-        let updates: Vec<NodeRecord> = state
-            .network
-            .nodes()
-            .filter_map(|record| {
-                let approved =
-                    approved_under(state.policy.as_ref(), record, &record.approved_routes);
-                (approved != record.approved_routes).then(|| NodeRecord {
-                    approved_routes: approved,
-                    ..record.clone()
+    pub(crate) async fn apply_auto_approvals(&self, turn: &Turn<'_>) -> Result<()> {
+        let updates: Vec<NodeRecord> = {
+            let state = self.state();
+            state
+                .registry
+                .network()
+                .nodes()
+                .filter_map(|record| {
+                    let approved =
+                        approved_under(state.policy.as_ref(), record, &record.approved_routes);
+                    (approved != record.approved_routes).then(|| NodeRecord {
+                        approved_routes: approved,
+                        ..record.clone()
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
         for record in updates {
-            self.store_changed(state, record).await?;
+            self.store_changed(turn, record).await?;
         }
         Ok(())
     }

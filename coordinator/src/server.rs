@@ -366,7 +366,10 @@ impl Server {
             .stun
             .map(|socket| tokio::spawn(run_stun(socket, stun_per_source, stop.clone())));
         let janitor_task = tokio::spawn(run_janitor(Arc::clone(&self.coordinator), stop.clone()));
-        let expiry_task = tokio::spawn(run_key_expiry(Arc::clone(&self.coordinator), stop.clone()));
+        let expiry_task = tokio::spawn(crate::keys::run_expiry(
+            Arc::clone(&self.coordinator),
+            stop.clone(),
+        ));
         // On a shared database, the other coordinators' writes are followed.
         let follow_task = self.coordinator.db().is_shared().then(|| {
             tokio::spawn(crate::shared::follow(
@@ -521,38 +524,6 @@ async fn run_janitor(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bo
         }
         if let Err(error) = coordinator.collect_ephemeral().await {
             tracing::warn!(%error, "ephemeral node cleanup failed");
-        }
-    }
-}
-
-/// The longest the key-expiry task sleeps without looking again: its
-/// sleep runs on the monotonic clock, expiries are wall-clock times, and a
-/// wall clock set forward must not leave an expired node in the mesh for
-/// longer than this.
-const LONGEST_EXPIRY_NAP: Duration = Duration::from_secs(60);
-
-/// Takes nodes whose keys expired out of the mesh as each expiry comes:
-/// it sleeps until the soonest one, or until a node changes (its deadline
-/// may be sooner now), instead of scanning every node four times a second.
-async fn run_key_expiry(coordinator: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let wait = match coordinator.expire_keys().await {
-            Ok(_) => coordinator
-                .next_key_expiry()
-                .await
-                .map_or(LONGEST_EXPIRY_NAP, |at| {
-                    crate::keys::time_until(at, std::time::SystemTime::now())
-                })
-                .min(LONGEST_EXPIRY_NAP),
-            Err(error) => {
-                tracing::warn!(%error, "key expiry failed");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            () = tokio::time::sleep(wait) => {}
-            () = coordinator.nodes_changed.notified() => {}
         }
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 
-use crate::coordinator::{Coordinator, State};
+use crate::coordinator::{Coordinator, Turn};
 use crate::db::{Announcement, Backend, CHANNEL};
 use crate::error::Result;
 use crate::netmap::NodeRecord;
@@ -37,33 +37,13 @@ struct Envelope {
 impl Coordinator {
     /// Applies `record`, as the database now has it, to the in-memory state
     /// (a node another coordinator added or changed).
-    pub(crate) fn apply_record(&self, state: &mut State, record: NodeRecord) {
-        if let Some(old) = state.network.node(record.id).cloned() {
-            if old == record {
-                return;
-            }
-            if old.name != record.name {
-                state.names.remove(&old.name);
-            }
-            state.by_wireguard_key.remove(&old.wireguard_key);
-            if let Some(credential) = old.credential() {
-                state.by_credential.remove(&credential);
-            }
-        } else {
-            state.addresses.mark_used(record.ipv4);
-        }
-        state.names.insert(&record.name);
-        state.next_node_id = state.next_node_id.max(record.id + 1);
-        state
-            .by_wireguard_key
-            .insert(record.wireguard_key, record.id);
-        if let Some(credential) = record.credential() {
-            state.by_credential.insert(credential, record.id);
+    pub(crate) fn apply_record(&self, turn: &Turn<'_>, record: NodeRecord) {
+        if self.state().registry.node(record.id) == Some(&record) {
+            return;
         }
         let admitted = record.is_admitted();
         let id = record.id;
-        let deliveries = state.network.upsert(record);
-        self.deliver(&deliveries);
+        self.apply(turn, record);
         if !admitted {
             self.streams.close_node(id);
         }
@@ -72,62 +52,59 @@ impl Coordinator {
     /// Forgets node `id` (deleted here, or by another coordinator): it
     /// leaves every map, its streams end, its address, name, key and
     /// credential are free.
-    pub(crate) fn apply_removal(&self, state: &mut State, id: u64, now: i64) {
-        let Some(record) = state.network.node(id).cloned() else {
-            return;
-        };
-        let deliveries = state.network.remove(id);
-        self.deliver(&deliveries);
+    pub(crate) fn apply_removal(&self, _turn: &Turn<'_>, id: u64, now: i64) {
+        {
+            let mut state = self.state();
+            let Some((_, deliveries)) = state.registry.remove(id, now) else {
+                return;
+            };
+            self.deliver(&deliveries);
+        }
         self.streams.close_node(id);
         hearth_runtime::lock(&self.held_reports).remove(&id);
         hearth_runtime::lock(&self.rotations).forget(id);
-        state.addresses.release(record.ipv4, now);
-        state.names.remove(&record.name);
-        state.by_wireguard_key.remove(&record.wireguard_key);
-        if let Some(credential) = record.credential() {
-            state.by_credential.remove(&credential);
-        }
     }
 
     /// Reads node `id` back from the database and applies it.
     pub(crate) async fn follow_node(&self, id: u64) -> Result<()> {
-        let record = self.db.get_node(id).await?;
-        let mut state = self.state.lock().await;
-        match record {
-            Some(record) => self.apply_record(&mut state, record),
-            None => self.apply_removal(&mut state, id, hearth_runtime::clock::unix_seconds()),
+        let turn = self.turn().await;
+        match self.db.get_node(id).await? {
+            Some(record) => self.apply_record(&turn, record),
+            None => self.apply_removal(&turn, id, hearth_runtime::clock::unix_seconds()),
         }
         Ok(())
     }
 
     /// Reads every node back from the database and applies what differs
     /// (after a lost announcement, or a registration that clashed).
-    pub(crate) async fn resync_state(&self, state: &mut State) -> Result<()> {
+    pub(crate) async fn resync_state(&self, turn: &Turn<'_>) -> Result<()> {
         let records = self.db.list_nodes().await?;
         let stored: std::collections::BTreeSet<u64> =
             records.iter().map(|record| record.id).collect();
-        let gone: Vec<u64> = state
-            .network
+        let gone: Vec<u64> = self
+            .state()
+            .registry
+            .network()
             .nodes()
             .map(|record| record.id)
             .filter(|id| !stored.contains(id))
             .collect();
         let now = hearth_runtime::clock::unix_seconds();
         for id in gone {
-            self.apply_removal(state, id, now);
+            self.apply_removal(turn, id, now);
         }
         for record in records {
-            self.apply_record(state, record);
+            self.apply_record(turn, record);
         }
         Ok(())
     }
 
-    /// [`Coordinator::resync_state`] with the state lock taken, then the
-    /// policy and relays read again.
+    /// [`Coordinator::resync_state`] in a writer's turn, then the policy
+    /// and relays read again.
     pub async fn resync(&self) -> Result<()> {
         {
-            let mut state = self.state.lock().await;
-            self.resync_state(&mut state).await?;
+            let turn = self.turn().await;
+            self.resync_state(&turn).await?;
         }
         self.follow_policy().await?;
         self.refresh_relays().await

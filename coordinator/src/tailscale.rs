@@ -13,7 +13,7 @@ use hearth_control::wire::{NodeState, WireGuardKey};
 use hearth_control::{JoinToken, SecretString};
 use zeroize::Zeroizing;
 
-use crate::coordinator::{Coordinator, Credential, State};
+use crate::coordinator::{Coordinator, Credential, State, Turn};
 use crate::db::preauth_keys::consume_preauth_key;
 use crate::endpoints::{MAX_LOCAL, usable};
 use crate::error::{Error, Result};
@@ -136,14 +136,16 @@ impl Coordinator {
         }
         let hostinfo = request.hostinfo.clone().unwrap_or_default();
         let now = unix_now();
-        let mut state = self.state.lock().await;
-        let existing = state
-            .node_presenting(Some(Credential::Machine(machine)))
+        let turn = self.turn().await;
+        let existing = self
+            .state()
+            .registry
+            .presenting(Some(Credential::Machine(machine)))
             .ok()
             .cloned();
         if let Some(mut record) = existing {
             if request.is_logout() {
-                drop(state);
+                drop(turn);
                 return self.log_out(record).await;
             }
             let auth_key = request
@@ -169,15 +171,15 @@ impl Coordinator {
                 let key = self.usable_key(&auth_key_text(presented), now).await?;
                 let mut owner = owner_from_key(&key, self.settings.key_lifetime());
                 if !revives(&record, &owner) {
-                    if let Some(other) = state.by_wireguard_key.get(&node_key)
-                        && *other != record.id
+                    if let Some(other) = self.state().registry.holder_of(&node_key)
+                        && other != record.id
                     {
-                        return Err(Error::AlreadyRegistered(*other));
+                        return Err(Error::AlreadyRegistered(other));
                     }
                     let (pending_of_key, pending_of_user) =
                         self.db.pending_counts(key.id, key.user_id).await?;
                     check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
-                    self.remove_node(&mut state, record.id, now).await?;
+                    self.remove_node(&turn, record.id, now).await?;
                     owner.ephemeral |= request.ephemeral;
                     let joining = Joining {
                         machine,
@@ -185,7 +187,7 @@ impl Coordinator {
                         hostinfo: &hostinfo,
                     };
                     let new = self
-                        .admit_tailscale(&mut state, joining, owner, Some(key.id), now)
+                        .admit_tailscale(&turn, joining, owner, Some(key.id), now)
                         .await?;
                     tracing::info!(old = record.id, node = new.id, user = %new.user, state = %new.state,
                         "an expired Tailscale node logged in with another owner's key: a new node replaces it");
@@ -198,27 +200,29 @@ impl Coordinator {
                 transaction.commit().await?;
                 record.state = owner.state;
                 record.key_lifetime = owner.key_lifetime;
-                record.key_expiry = crate::keys::expiry_from(now, owner.key_lifetime);
+                record.renew_keys(now);
             }
             if record.wireguard_key != node_key {
                 // `tailscale up --force-reauth` or a key rotation: the
                 // machine key proves it is the same device.
-                if let Some(other) = state.by_wireguard_key.get(&node_key)
-                    && *other != record.id
+                if let Some(other) = self.state().registry.holder_of(&node_key)
+                    && other != record.id
                 {
-                    return Err(Error::AlreadyRegistered(*other));
+                    return Err(Error::AlreadyRegistered(other));
                 }
-                state.by_wireguard_key.remove(&record.wireguard_key);
-                state.by_wireguard_key.insert(node_key, record.id);
                 record.wireguard_key = node_key;
             }
             record.client = client_name(&hostinfo);
             if !hostinfo.os.is_empty() {
                 record.os = os_of(&hostinfo);
             }
-            let before_state = state.network.node(record.id).map(|known| known.state);
+            let before_state = self
+                .state()
+                .registry
+                .node(record.id)
+                .map(|known| known.state);
             let response = response_for(&record);
-            self.store_changed(&mut state, record.clone()).await?;
+            self.store_changed(&turn, record.clone()).await?;
             if before_state != Some(record.state) {
                 self.streams.notify_state(record.id, record.state);
             }
@@ -231,12 +235,12 @@ impl Coordinator {
             .and_then(|auth| auth.auth_key.as_ref())
         else {
             // No key: a login URL whose page names the admin's command.
-            drop(state);
+            drop(turn);
             return self.interactive_login(machine, source, &request).await;
         };
         let key = self.usable_key(&auth_key_text(presented), now).await?;
-        if let Some(existing) = state.by_wireguard_key.get(&node_key) {
-            return Err(Error::AlreadyRegistered(*existing));
+        if let Some(existing) = self.state().registry.holder_of(&node_key) {
+            return Err(Error::AlreadyRegistered(existing));
         }
         let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
         check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
@@ -248,7 +252,7 @@ impl Coordinator {
             hostinfo: &hostinfo,
         };
         let record = self
-            .admit_tailscale(&mut state, joining, owner, Some(key.id), now)
+            .admit_tailscale(&turn, joining, owner, Some(key.id), now)
             .await?;
         tracing::info!(node = record.id, name = %record.name, user = %record.user, state = %record.state, client = %record.client, "Tailscale node registered");
         Ok(response_for(&record))
@@ -259,7 +263,7 @@ impl Coordinator {
     /// after its hostname, with fresh addresses.
     pub(crate) async fn admit_tailscale(
         &self,
-        state: &mut State,
+        turn: &Turn<'_>,
         joining: Joining<'_>,
         owner: Owner,
         key: Option<i64>,
@@ -269,18 +273,18 @@ impl Coordinator {
             "" => "tailscale",
             name => name,
         };
-        self.store_new_node(state, key, now, |state| {
+        self.store_new_node(turn, key, now, |registry| {
             let device = Device {
-                name: state.names.unique(hostname),
+                name: registry.unique_name(hostname),
                 hostname: hostname.chars().take(255).collect(),
                 os: os_of(joining.hostinfo),
                 key: joining.node_key,
                 credential: Some(Credential::Machine(joining.machine)),
                 client: client_name(joining.hostinfo),
             };
-            let addresses = state.addresses.allocate(now)?;
+            let addresses = registry.allocate(now)?;
             Ok(new_record(
-                state.next_node_id,
+                registry.next_id(),
                 owner.clone(),
                 device,
                 addresses,
@@ -321,9 +325,11 @@ impl Coordinator {
         machine: MachineKey,
         request: &MapRequest,
     ) -> Result<NodeRecord> {
-        let mut state = self.state.lock().await;
-        let record = state
-            .node_presenting(Some(Credential::Machine(machine)))?
+        let turn = self.turn().await;
+        let record = self
+            .state()
+            .registry
+            .presenting(Some(Credential::Machine(machine)))?
             .clone();
         if record.wireguard_key.0 != request.node_key.0 {
             return Err(Error::UnknownNode);
@@ -337,18 +343,18 @@ impl Coordinator {
             }
             return Ok(record);
         }
-        self.store_report(&mut state, record, request).await
+        self.store_report(&turn, record, request).await
     }
 
     /// Stores what `request` reports about `record`'s node, unless the
     /// node reports too often.
     async fn store_report(
         &self,
-        state: &mut State,
+        turn: &Turn<'_>,
         record: NodeRecord,
         request: &MapRequest,
     ) -> Result<NodeRecord> {
-        let changed = reported(&record, request, state);
+        let changed = reported(&record, request, &self.state());
         if changed == record {
             return Ok(record);
         }
@@ -359,7 +365,7 @@ impl Coordinator {
             );
             return Ok(record);
         }
-        self.store_changed(state, changed.clone()).await?;
+        self.store_changed(turn, changed.clone()).await?;
         Ok(changed)
     }
 
@@ -369,12 +375,12 @@ impl Coordinator {
         let Some(request) = self.held_reports().remove(&id) else {
             return Ok(());
         };
-        let mut state = self.state.lock().await;
-        let Some(record) = state.network.node(id).cloned() else {
+        let turn = self.turn().await;
+        let Some(record) = self.state().registry.node(id).cloned() else {
             return Ok(());
         };
         if record.is_admitted() {
-            self.store_report(&mut state, record, &request).await?;
+            self.store_report(&turn, record, &request).await?;
         }
         Ok(())
     }
@@ -423,7 +429,8 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
         if let Some(net_info) = &hostinfo.net_info {
             let region = net_info.preferred_derp;
             changed.home_relay = state
-                .network
+                .registry
+                .network()
                 .relays()
                 .iter()
                 .any(|relay| relay.id == region)

@@ -17,10 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use hearth_acl::{Filter, Source, Target};
+use hearth_acl::Filter;
+use hearth_acl::tailscale::Member;
 use hearth_control::tailcfg::{
-    CapGrant, DERP_MAGIC_IP, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse,
-    NetPortRange, Node, NodeKey, PeerChange, PortRange, UserProfile, host_prefix,
+    DERP_MAGIC_IP, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse, Node,
+    NodeKey, PeerChange, UserProfile, host_prefix,
 };
 use hearth_control::wire::{MapChange, MapMessage, NetworkMap, NodeInfo, Peer, RelayRegion};
 use ipnet::IpNet;
@@ -325,6 +326,7 @@ pub fn peer_node(domain: &str, peer: &Peer) -> Node {
             .copied()
             .collect(),
         machine_authorized: true,
+        key_expiry: peer.key_expiry.map(go_time).unwrap_or_default(),
         computed_name: peer.name.clone(),
         computed_name_with_host: peer.name.clone(),
         is_wireguard_only: peer.disco_key.is_none(),
@@ -356,117 +358,47 @@ fn user_profiles(node: &NodeInfo, peers: &[Peer]) -> Vec<UserProfile> {
         .collect()
 }
 
-/// Hearth's inbound filter for `node` in Tailscale's form: symbolic sources
-/// become the addresses of the peers they name; rules whose sources name no
-/// peer are left out (they could match nothing).
+/// Hearth's inbound filter for `node` in Tailscale's form
+/// ([`hearth_acl::tailscale::packet_filter`]): sources resolved among the
+/// node itself and its peers.
 pub fn packet_filter(filter: &Filter, node: &NodeInfo, peers: &[Peer]) -> Vec<FilterRule> {
-    packet_filter_at(
-        filter,
-        &[IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)],
-        peers,
-    )
+    let own = [IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)];
+    let tags: BTreeSet<String> = node.tags.iter().cloned().collect();
+    let routes: Vec<Vec<IpNet>> = peers.iter().map(approved_routes).collect();
+    let mut members = vec![Member {
+        user: &node.user,
+        tags: &tags,
+        addresses: &own,
+        routes: &[],
+    }];
+    members.extend(peers.iter().zip(&routes).map(|(peer, routes)| Member {
+        user: &peer.user,
+        tags: &peer.tags,
+        addresses: &peer.addresses,
+        routes,
+    }));
+    hearth_acl::tailscale::packet_filter(filter, &own, &members)
 }
 
-/// [`packet_filter`] for a node with mesh addresses `own`.
-pub fn packet_filter_at(filter: &Filter, own: &[IpAddr], peers: &[Peer]) -> Vec<FilterRule> {
-    let mut rules = Vec::new();
-    for rule in &filter.rules {
-        let sources = resolve_sources(&rule.src, peers);
-        if sources.is_empty() {
-            continue;
-        }
-        let mut destinations = Vec::new();
-        for destination in &rule.dst {
-            let ports = PortRange {
-                first: destination.ports.first,
-                last: destination.ports.last,
-            };
-            destinations.extend(
-                target_texts(&destination.target, own)
-                    .into_iter()
-                    .map(|ip| NetPortRange { ip, ports }),
-            );
-        }
-        rules.push(FilterRule {
-            src_ips: sources,
-            dst_ports: destinations,
-            ip_proto: rule.protocols.clone(),
-            cap_grant: Vec::new(),
-        });
-    }
-    for rule in &filter.capabilities {
-        let dsts: Vec<String> = rule
-            .dst
-            .iter()
-            .flat_map(|target| match target {
-                // Capabilities name host prefixes.
-                Target::SelfAddresses => own
-                    .iter()
-                    .map(|address| host_prefix(*address).to_string())
-                    .collect(),
-                other => target_texts(other, own),
-            })
-            .collect();
-        rules.push(FilterRule {
-            src_ips: resolve_sources(&rule.src, peers),
-            dst_ports: Vec::new(),
-            ip_proto: Vec::new(),
-            cap_grant: vec![CapGrant {
-                dsts,
-                cap_map: rule.capabilities.clone(),
-            }],
-        });
-    }
-    rules
-}
-
-/// Symbolic sources as the addresses of the peers they name.
-fn resolve_sources(sources: &[Source], peers: &[Peer]) -> Vec<String> {
-    let mut resolved = BTreeSet::new();
-    for source in sources {
-        match source {
-            Source::Any | Source::All => {
-                resolved.insert("*".to_owned());
-            }
-            Source::Prefix(prefix) => {
-                resolved.insert(prefix.to_string());
-            }
-            named => {
-                for peer in peers.iter().filter(|peer| names(named, peer)) {
-                    resolved.extend(peer.addresses.iter().map(ToString::to_string));
-                }
-            }
-        }
-    }
-    resolved.into_iter().collect()
-}
-
-fn target_texts(target: &Target, own: &[IpAddr]) -> Vec<String> {
-    match target {
-        Target::Any => vec!["*".to_owned()],
-        Target::SelfAddresses => own.iter().map(ToString::to_string).collect(),
-        Target::Prefix(prefix) => vec![prefix.to_string()],
-    }
-}
-
-/// Whether a user, tag or autogroup source names `peer`.
-fn names(source: &Source, peer: &Peer) -> bool {
-    match source {
-        Source::User(login) => peer.tags.is_empty() && &peer.user == login,
-        Source::Tag(tag) => peer.tags.contains(tag),
-        Source::Domain(domain) => {
-            peer.tags.is_empty() && hearth_acl::filter::in_domain(&peer.user, domain)
-        }
-        Source::Member => peer.tags.is_empty(),
-        Source::Tagged => !peer.tags.is_empty(),
-        Source::Any | Source::All | Source::Prefix(_) => true,
-    }
+/// A peer's approved routes: its allowed IPs besides its own addresses.
+fn approved_routes(peer: &Peer) -> Vec<IpNet> {
+    peer.allowed_ips
+        .iter()
+        .filter(|prefix| {
+            !(prefix.prefix_len() == prefix.max_prefix_len()
+                && peer.addresses.contains(&prefix.addr()))
+        })
+        .copied()
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_acl::{Destination, FilterRule as HearthRule, PortRange as HearthPorts};
+    use hearth_acl::{
+        Destination, FilterRule as HearthRule, PortRange as HearthPorts, Source, Target,
+    };
+    use hearth_control::tailcfg::PortRange;
     use hearth_control::wire::{NodeState, WireGuardKey};
 
     fn info(id: u64, name: &str) -> NodeInfo {
@@ -503,6 +435,7 @@ mod tests {
             os: "linux".into(),
             disco_key: disco.then_some(WireGuardKey([0xd0 + id as u8; 32])),
             home_relay: disco.then_some(crate::relays::EMBEDDED_REGION),
+            key_expiry: None,
         }
     }
 
@@ -575,12 +508,14 @@ mod tests {
         assert_eq!(
             filter[0].src_ips,
             [
+                "100.64.0.1",
                 "100.64.0.2",
                 "100.64.0.4",
+                "fd7a:115c:a1e0::1",
                 "fd7a:115c:a1e0::2",
                 "fd7a:115c:a1e0::4"
             ],
-            "alice's untagged node and the tag:ci node, not bob's untagged one"
+            "alice's untagged nodes (this one too, as Tailscale writes it) and the tag:ci node, not bob's untagged one"
         );
         assert_eq!(filter[0].dst_ports.len(), 2);
         assert_eq!(filter[0].dst_ports[0].ip, "100.64.0.1");
@@ -728,15 +663,24 @@ mod tests {
     fn a_client_is_told_when_its_key_expires_and_when_it_has() {
         let mut node = info(1, "phone");
         node.key_expiry = Some(1_795_536_973);
+        let laptop = Peer {
+            key_expiry: Some(1_795_540_573),
+            ..peer(2, "alice", &[], true)
+        };
+        let server = peer(3, "alice", &["tag:server"], true);
         let map = NetworkMap {
             node: node.clone(),
-            peers: Vec::new(),
+            peers: vec![laptop, server],
             filter: only_alice_to_port_22(),
             relays: Vec::new(),
         };
         let mut view = view();
         let full = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
         assert_eq!(full.node.unwrap().key_expiry, "2026-11-24T16:16:13Z");
+        // And each peer's, as `tailscale status` shows it.
+        let peers = full.peers.unwrap();
+        assert_eq!(peers[0].key_expiry, "2026-11-24T17:16:13Z");
+        assert_eq!(peers[1].key_expiry, "", "a server's key never expires");
         // Once expired: its own node, authorized, expired no later than now.
         let expired = view.key_expired(&node, 1_795_536_000);
         let own = expired.node.unwrap();

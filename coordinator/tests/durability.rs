@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use hearth_testkit::control_plane::{MapView, Server, integrity_check, register, try_register};
+use hearth_testkit::control_plane::{MapView, Server, register, try_register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_during_registrations_loses_no_committed_state() {
@@ -287,4 +287,24 @@ async fn a_backup_never_writes_through_files_planted_beside_it() {
         .filter(|name| name.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The database's integrity check: `PRAGMA integrity_check` through
+/// sqlite3's own library (via sqlx), or on PostgreSQL that it answers.
+async fn integrity_check(state: &std::path::Path) -> String {
+    let db = if hearth_testkit::postgres::selected() {
+        hearth_coordinator::db::Db::open_postgres(
+            &hearth_testkit::postgres::database_for_state(state),
+            None,
+        )
+        .await
+        .unwrap()
+    } else {
+        hearth_coordinator::db::Db::open_sqlite(&state.join("coordinator.db"))
+            .await
+            .unwrap()
+    };
+    let result = db.integrity_check().await.unwrap();
+    db.close().await;
+    result
 }

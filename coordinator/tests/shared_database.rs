@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hearth_control::JoinToken;
-use hearth_testkit::control_plane::{MapView, Server, register, share_identity, try_register};
+use hearth_testkit::control_plane::{MapView, Server, register, try_register};
 
 /// A coordinator on `state` keeping its state in the database at `url`.
 fn start_on(state: &Path, url: &str) -> Server {
@@ -258,4 +258,18 @@ async fn migrate_to_moves_a_populated_sqlite_state_and_the_same_maps_are_served(
     let carol = server.token(&["--user", "carol"]);
     let newcomer = register(&carol, "newcomer").await;
     assert!(newcomer.id() > pending.id());
+}
+
+/// Gives state dir `to` the identity (certificates, keys) of `from`, as a
+/// second coordinator on the same PostgreSQL database needs.
+fn share_identity(from: &std::path::Path, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for dir in [to.to_owned(), to.join("tls")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    for name in hearth_coordinator::state_dir::IDENTITY_FILES {
+        let contents = std::fs::read(from.join(name)).unwrap();
+        hearth_coordinator::state_dir::write_private(&to.join(name), &contents).unwrap();
+    }
 }

@@ -10,7 +10,6 @@ use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request
 use hearth_attest::dev::{Claims, DevSigner};
 use hearth_attest::evidence::{AWS_NITRO, HEARTH_DEV};
 use hearth_attest::{EvidenceBundle, rek_binding};
-use sha2::{Digest as _, Sha384};
 
 /// The Nitro Secure Module's device.
 pub const NSM_DEVICE: &str = "/dev/nsm";
@@ -31,19 +30,9 @@ pub enum EvidenceError {
     Dev(#[from] hearth_attest::dev::DevError),
 }
 
-/// What a dev document states as its measurements: PCR0 the SHA-384 of the
-/// node's executable, PCR1 a fixed marker (no kernel is measured), PCR2 the
-/// SHA-384 of an image label the operator chose.
-pub fn dev_pcrs(executable: &[u8], image_label: &str) -> BTreeMap<u8, Vec<u8>> {
-    BTreeMap::from([
-        (0, Sha384::digest(executable).to_vec()),
-        (
-            1,
-            Sha384::digest(b"hearth-dev: no kernel is measured").to_vec(),
-        ),
-        (2, Sha384::digest(image_label.as_bytes()).to_vec()),
-    ])
-}
+/// What a dev document states as its measurements
+/// ([`hearth_attest::evidence::dev_pcrs`]).
+pub use hearth_attest::evidence::dev_pcrs;
 
 /// The node's source of evidence.
 pub enum EvidenceSource {

@@ -133,7 +133,6 @@ fn main() -> ExitCode {
             endpoints: vec![backend],
             timeout: Duration::from_secs(timeout_seconds.max(1)),
             connect_timeout: Duration::from_secs(5),
-            attestation: None,
         };
         let chain = models
             .iter()

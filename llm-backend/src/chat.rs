@@ -254,6 +254,14 @@ pub enum SetupError {
         /// What is wrong.
         reason: String,
     },
+    /// A provider whose API this process does not implement.
+    #[error("provider `{provider}`: api {api:?} is not available here")]
+    Unsupported {
+        /// The provider.
+        provider: String,
+        /// Its API.
+        api: crate::endpoint::Api,
+    },
 }
 
 /// A reply stream.

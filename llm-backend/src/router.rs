@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
+use crate::backend::Backend;
 use crate::chat::{BackendError, ChatRequest, EventStream, SetupError, StreamEvent};
 use crate::endpoint::{Api, Endpoint};
 use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
 use crate::link::Opening;
-use crate::{ollama, openai};
 
 /// `provider/model`, split at the first `/`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -62,15 +62,25 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// How long to wait for a connection.
     pub connect_timeout: Duration,
-    /// What remote evidence must show (`hearth-enclave` providers only).
-    pub attestation: Option<hearth_attest::Policy>,
 }
+
+/// An endpoint of a kind this crate does not implement (a remote
+/// provider's): how to ask it, and the address its health is checked at.
+pub struct RemoteEndpoint {
+    /// How to ask it.
+    pub backend: Arc<dyn Backend>,
+    /// Where it is reached (an [`Endpoint`] address).
+    pub address: String,
+}
+
+/// Makes the [`RemoteEndpoint`] for an endpoint address of a provider whose
+/// API this crate does not implement.
+pub type Remotes<'a> = &'a dyn Fn(&str, &ProviderConfig) -> Result<RemoteEndpoint, SetupError>;
 
 struct EndpointState {
     endpoint: Endpoint,
     healthy: AtomicBool,
-    /// The private-compute client of a `hearth-enclave` endpoint.
-    compute: Option<crate::enclave::Remote>,
+    backend: Arc<dyn Backend>,
 }
 
 struct Provider {
@@ -189,6 +199,21 @@ impl Router {
     /// chain answers nothing and is never ready: a gateway with no model
     /// configured still starts, and says so.
     pub fn new(providers: Vec<ProviderConfig>, chain: Vec<ModelRef>) -> Result<Router, SetupError> {
+        Router::with_remote(providers, chain, &|_, config| {
+            Err(SetupError::Unsupported {
+                provider: config.id.clone(),
+                api: config.api,
+            })
+        })
+    }
+
+    /// [`Router::new`], with `remote` making the endpoints of providers
+    /// whose API this crate does not implement (`hearth-enclave`).
+    pub fn with_remote(
+        providers: Vec<ProviderConfig>,
+        chain: Vec<ModelRef>,
+        remote: Remotes<'_>,
+    ) -> Result<Router, SetupError> {
         let mut built = HashMap::new();
         for config in providers {
             if config.endpoints.is_empty() {
@@ -198,18 +223,20 @@ impl Router {
                 .endpoints
                 .iter()
                 .map(|text| {
-                    let compute = match config.api {
-                        Api::HearthEnclave => Some(crate::enclave::client(text, &config)?),
-                        Api::Ollama | Api::OpenAiCompletions => None,
+                    let (backend, reached): (Arc<dyn Backend>, String) = match config.api {
+                        Api::OpenAiCompletions => {
+                            (Arc::new(crate::backend::OpenAiCompletions), text.clone())
+                        }
+                        Api::Ollama => (Arc::new(crate::backend::Ollama), text.clone()),
+                        Api::HearthEnclave => {
+                            let made = remote(text, &config)?;
+                            (made.backend, made.address)
+                        }
                     };
-                    // Through a config server's relay: health is the config server's.
-                    let reached = text
-                        .strip_prefix(crate::enclave::OBLIVIOUS_PREFIX)
-                        .unwrap_or(text);
                     Ok(EndpointState {
-                        endpoint: Endpoint::parse(reached, config.api, config.connect_timeout)?,
+                        endpoint: Endpoint::parse(&reached, config.api, config.connect_timeout)?,
                         healthy: AtomicBool::new(true),
-                        compute,
+                        backend,
                     })
                 })
                 .collect::<Result<Vec<_>, SetupError>>()?;
@@ -271,17 +298,18 @@ impl Router {
 
     /// Starts connecting to the endpoint that [`Router::open_with`] would
     /// try first, so that the connection is made while the caller still
-    /// prepares the request. Only OpenAI-style providers (the local
-    /// llama-server), and only when no kept connection is ready; `None`
-    /// otherwise. Unused, it is closed when dropped.
+    /// prepares the request. Only backends a fresh connection helps
+    /// ([`Backend::opens_ahead`]: the local llama-server), and only when no
+    /// kept connection is ready; `None` otherwise. Unused, it is closed
+    /// when dropped.
     pub fn open_ahead(&self) -> Option<Ahead> {
         let first = *self.order(None).first()?;
         let model = &self.chain[first];
         let provider = &self.providers[&model.provider];
-        if provider.config.api != Api::OpenAiCompletions {
+        let endpoint = provider.next_in_rotation()?;
+        if !provider.endpoints[endpoint].backend.opens_ahead() {
             return None;
         }
-        let endpoint = provider.next_in_rotation()?;
         Some(Ahead {
             provider: model.provider.clone(),
             endpoint,
@@ -451,11 +479,7 @@ impl Router {
         let mut answered = 0;
         for provider in self.providers.values() {
             for state in &provider.endpoints {
-                let alive = match provider.config.api {
-                    Api::OpenAiCompletions => openai::probe(&state.endpoint).await,
-                    Api::Ollama => ollama::probe(&state.endpoint).await,
-                    Api::HearthEnclave => crate::enclave::probe(&state.endpoint).await,
-                };
+                let alive = state.backend.probe(&state.endpoint).await;
                 if alive != state.healthy.swap(alive, Ordering::Relaxed) {
                     tracing::info!(provider = %provider.config.id, endpoint = %state.endpoint.label, healthy = alive, "endpoint health changed");
                 }
@@ -525,18 +549,7 @@ async fn attempt(
     let budget = provider.config.timeout;
     let started = Instant::now();
     let endpoint = &state.endpoint;
-    let starting = async {
-        match (provider.config.api, &state.compute) {
-            (Api::OpenAiCompletions, _) => {
-                openai::stream_chat_on(endpoint, opening, model, request).await
-            }
-            (Api::Ollama, _) => ollama::stream_chat(endpoint, model, request).await,
-            (Api::HearthEnclave, Some(remote)) => {
-                crate::enclave::stream_chat(remote, endpoint, model, request).await
-            }
-            (Api::HearthEnclave, None) => Err(BackendError::Unverified("no client".into())),
-        }
-    };
+    let starting = state.backend.stream_chat(endpoint, opening, model, request);
     let mut events = tokio::time::timeout(budget, starting)
         .await
         .map_err(|_| BackendError::FirstTokenTimeout(budget.as_secs()))??;
@@ -610,7 +623,6 @@ mod tests {
             endpoints: vec!["http://127.0.0.1:1/v1".into()],
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
-            attestation: None,
         };
         let error = Router::new(
             vec![provider.clone()],

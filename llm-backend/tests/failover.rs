@@ -42,7 +42,6 @@ fn provider(id: &str, api: Api, endpoints: &[&str]) -> ProviderConfig {
             .collect(),
         timeout: TIMEOUT,
         connect_timeout: Duration::from_secs(1),
-        attestation: None,
     }
 }
 

@@ -164,7 +164,6 @@ fn provider(id: &str, api: Api, url: &str, timeout: u64) -> ProviderConfig {
         endpoints: vec![url.into()],
         timeout: Duration::from_secs(timeout),
         connect_timeout: Duration::from_secs(2),
-        attestation: None,
     }
 }
 

@@ -20,7 +20,6 @@ fn router(port: u16) -> Router {
             endpoints: vec![format!("http://127.0.0.1:{port}/v1")],
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
-            attestation: None,
         }],
         vec![ModelRef::parse("local/tiny").unwrap()],
     )
@@ -125,7 +124,6 @@ async fn only_openai_style_servers_are_opened_ahead() {
             endpoints: vec!["http://127.0.0.1:9/".into()],
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
-            attestation: None,
         }],
         vec![ModelRef::parse("home/tiny").unwrap()],
     )

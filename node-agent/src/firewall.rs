@@ -293,6 +293,7 @@ mod tests {
             os: String::new(),
             disco_key: None,
             home_relay: None,
+            key_expiry: None,
         }
     }
 

@@ -301,6 +301,7 @@ mod tests {
             os: String::new(),
             disco_key: None,
             home_relay: None,
+            key_expiry: None,
         }
     }
 

@@ -9,7 +9,7 @@
 use hearth_ohttp::bhttp::{Request, Response};
 use hearth_ohttp::hpke::KeyPair;
 use hearth_ohttp::{KeyConfig, Mode, decapsulate, encapsulate_with};
-use hearth_testkit::research::research_file;
+use hearth_testdata::research_file;
 use serde_json::Value;
 
 fn vector(name: &str) -> Option<Value> {

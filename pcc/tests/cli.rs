@@ -7,7 +7,7 @@
 
 use std::process::{Command, Output};
 
-use hearth_testkit::research::attestation_fixture as fixture;
+use hearth_testdata::attestation_fixture as fixture;
 use serde_json::Value;
 
 /// A real, non-debug document issued at 2024-09-07T14:37:39.545Z.

@@ -161,7 +161,7 @@ pub fn dev_policy(dir: &Path, name: &str, image: &str) -> PathBuf {
 /// `executable` stating `image`, written to `dir/name`.
 pub fn dev_policy_for(executable: &Path, dir: &Path, name: &str, image: &str) -> PathBuf {
     let executable = std::fs::read(executable).unwrap();
-    let pcrs = hearth_enclave::evidence::dev_pcrs(&executable, image);
+    let pcrs = hearth_attest::evidence::dev_pcrs(&executable, image);
     let policy = Policy {
         images: vec![Image {
             name: format!("{image} (this build)"),

@@ -306,20 +306,6 @@ impl Drop for Server {
     }
 }
 
-/// Gives state dir `to` the identity (certificates, keys) of `from`, as a
-/// second coordinator on the same PostgreSQL database needs.
-pub fn share_identity(from: &Path, to: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    for dir in [to.to_owned(), to.join("tls")] {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    for name in hearth_coordinator::state_dir::IDENTITY_FILES {
-        let contents = std::fs::read(from.join(name)).unwrap();
-        hearth_coordinator::state_dir::write_private(&to.join(name), &contents).unwrap();
-    }
-}
-
 /// Runs the CLI against the state dir `state`.
 pub fn cli(state: &Path, args: &[&str]) -> Output {
     Command::new(coordinator_binary())
@@ -525,21 +511,4 @@ pub fn database_args(state: &Path, extra: &[impl AsRef<str>]) -> Vec<String> {
     } else {
         Vec::new()
     }
-}
-
-/// The database's integrity check: `PRAGMA integrity_check` through
-/// sqlite3's own library (via sqlx), or on PostgreSQL that it answers.
-pub async fn integrity_check(state: &Path) -> String {
-    let db = if crate::postgres::selected() {
-        hearth_coordinator::db::Db::open_postgres(&crate::postgres::database_for_state(state), None)
-            .await
-            .unwrap()
-    } else {
-        hearth_coordinator::db::Db::open_sqlite(&state.join("coordinator.db"))
-            .await
-            .unwrap()
-    };
-    let result = db.integrity_check().await.unwrap();
-    db.close().await;
-    result
 }

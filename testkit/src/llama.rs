@@ -17,13 +17,7 @@ use crate::lab::{skip, target_dir};
 
 static MODEL: Mutex<()> = Mutex::new(());
 
-/// The workspace root (where `scripts/` lives).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .expect("testkit sits in the workspace")
-}
+pub use hearth_testdata::workspace_root;
 
 /// The cache directory shared with the scripts (`HEARTH_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/hearth`, else `~/.cache/hearth`).

@@ -11,9 +11,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The workspace's crates and, for each, its normal (not dev, not build)
-/// dependencies among them, without the `hearth-` prefix.
-fn workspace_dependencies(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
+/// The workspace's crates and, for each, its dependencies of `kind`
+/// (`None`: normal, not dev or build; `Some("dev")`) among them, without
+/// the `hearth-` prefix.
+fn workspace_dependencies(root: &Path, kind: Option<&str>) -> BTreeMap<String, BTreeSet<String>> {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "metadata",
@@ -46,7 +47,7 @@ fn workspace_dependencies(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|dependency| dependency["kind"].is_null())
+                .filter(|dependency| dependency["kind"].as_str() == kind)
                 .map(|dependency| dependency["name"].as_str().unwrap())
                 .filter(|name| members.contains(*name))
                 .map(short)
@@ -86,7 +87,7 @@ fn the_architecture_crate_table_matches_cargo_metadata() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let text = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
     let rows = table(&text);
-    let actual = workspace_dependencies(root);
+    let actual = workspace_dependencies(root, None);
     let mut wrong = Vec::new();
     for (name, depends) in &actual {
         match rows.get(name) {
@@ -114,5 +115,38 @@ fn the_architecture_crate_table_matches_cargo_metadata() {
         wrong.is_empty(),
         "docs/architecture.md's crate table is out of date:\n{}",
         wrong.join("\n")
+    );
+}
+
+/// The test harness depends on no crate whose tests use it: a crate the
+/// harness is built on would otherwise be compiled twice for its own tests
+/// (once as itself, once under the harness), and its types would not be
+/// the harness's. Crates below the harness test with `hearth-testdata`.
+#[test]
+fn the_test_harness_is_built_on_no_crate_that_tests_with_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let normal = workspace_dependencies(root, None);
+    let dev = workspace_dependencies(root, Some("dev"));
+    let mut below: BTreeSet<String> = BTreeSet::new();
+    let mut next = vec!["hearth-testkit".to_owned()];
+    while let Some(name) = next.pop() {
+        for dependency in &normal[&name] {
+            if below.insert(dependency.clone()) {
+                next.push(format!("hearth-{dependency}"));
+            }
+        }
+    }
+    let cycles: Vec<&String> = dev
+        .iter()
+        .filter(|(name, uses)| uses.contains("testkit") && below.contains(&short(name)))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        cycles.is_empty(),
+        "the harness is built on crates that test with it: {cycles:?}"
+    );
+    assert!(
+        below.contains("attest"),
+        "the walk follows the harness's dependencies"
     );
 }

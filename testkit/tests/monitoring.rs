@@ -309,7 +309,7 @@ async fn prometheus_scraping_a_gateway_whose_backend_died_fires_no_healthy_backe
     let dir = tempfile::tempdir().unwrap();
     // Prometheus reads the gateway's token from a file, as deployed.
     let token = dir.path().join("gateway.token");
-    hearth_coordinator::state_dir::write_private(&token, gateway.token().as_bytes()).unwrap();
+    hearth_files::private::write_private(&token, gateway.token().as_bytes()).unwrap();
     let target = gateway.url.trim_start_matches("http://");
     let prometheus = Prometheus::start(
         dir.path(),

@@ -32,22 +32,17 @@ impl Probe {
     fn named_by(&self, principal: &Principal) -> bool {
         match principal {
             Principal::Any | Principal::All => true,
-            Principal::User(login) => !self.tagged() && self.user.as_deref() == Some(login),
-            Principal::Domain(domain) => {
-                !self.tagged()
-                    && self
-                        .user
-                        .as_deref()
-                        .is_some_and(|user| crate::filter::in_domain(user, domain))
-            }
-            Principal::Tag(tag) => self.tags.contains(tag),
-            Principal::Member => !self.tagged() && self.user.is_some(),
-            Principal::Tagged => self.tagged(),
             Principal::Prefix(prefix) => self
                 .addresses
                 .iter()
                 .any(|address| prefix.contains(address)),
-            Principal::Internet | Principal::SelfDevices => false,
+            // A bare address is no one: only `*` and prefixes name it.
+            _ if self.user.is_none() && !self.tagged() => false,
+            _ => crate::principals::names_identity(
+                principal,
+                self.user.as_deref().unwrap_or_default(),
+                &self.tags,
+            ),
         }
     }
 }

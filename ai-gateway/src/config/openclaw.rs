@@ -423,7 +423,7 @@ fn api(name: &str) -> Result<(hearth_llm::Api, Option<&'static str>), String> {
 /// `hearth-enclave` provider may name its config server through an OHTTP
 /// relay (`ohttp+http://…`); the address after the prefix must be reachable.
 fn unreachable(api: hearth_llm::Api, url: &str) -> Option<String> {
-    let url = match url.strip_prefix(hearth_llm::enclave::OBLIVIOUS_PREFIX) {
+    let url = match url.strip_prefix(crate::remote::OBLIVIOUS_PREFIX) {
         Some(inner) if api == hearth_llm::Api::HearthEnclave => inner,
         Some(_) => {
             return Some(format!(

@@ -28,17 +28,7 @@ pub use tailscale::*;
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static BUILD: Mutex<()> = Mutex::new(());
 
-/// Whether this run is CI (where every skip is a failure).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
-}
-
-/// Skips (outside CI) or fails (in CI) with `reason`; returns `None` to the test.
-pub fn skip<T>(reason: &str) -> Option<T> {
-    assert!(!in_ci(), "CI=true and this test cannot run: {reason}");
-    eprintln!("SKIPPED: {reason}");
-    None
-}
+pub use hearth_testdata::{in_ci, skip};
 
 /// Whether we run as root.
 pub fn is_root() -> bool {

@@ -1,21 +1,26 @@
-//! The `hearth-enclave` backend: a private-compute router's attested nodes.
-//! The client ([`hearth_pcc::ComputeClient`]) verifies each node's evidence
-//! against the provider's attestation policy and seals the conversation to
-//! verified nodes only; this module maps its reply onto the [`crate::chat`]
-//! stream and its failures onto the errors failover judges.
+//! The `hearth-enclave` provider: a private-compute router's attested nodes,
+//! as a [`hearth_llm::Backend`] the model router is given
+//! ([`hearth_llm::Router::with_remote`]). The client
+//! ([`hearth_pcc::ComputeClient`]) verifies each node's evidence against the
+//! provider's attestation policy and seals the conversation to verified
+//! nodes only; this module maps its reply onto `hearth-llm`'s event stream
+//! and its failures onto the errors failover judges.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
 use hearth_attest::Policy;
 use hearth_e2ee::{ErrorCode, KeyPair, ReplyEvent};
+use hearth_llm::endpoint::Endpoint;
+use hearth_llm::link::Opening;
+use hearth_llm::{
+    Backend, BackendError, ChatRequest, EventStream, ProviderConfig, RemoteEndpoint, SetupError,
+    StreamEvent, Usage,
+};
 use hearth_pcc::oblivious::{ApiConfig, ObliviousLink};
 use hearth_pcc::{ComputeClient, ComputeMessage, ComputeRequest, PccError};
-
-use crate::chat::{BackendError, ChatRequest, EventStream, SetupError, StreamEvent, Usage};
-use crate::endpoint::Endpoint;
-use crate::router::ProviderConfig;
 
 /// The prefix of a base URL that names a config server: the provider then
 /// reaches the router through its OHTTP relay (`ohttp+http://auth:8080`).
@@ -41,15 +46,20 @@ pub enum Remote {
     },
 }
 
-/// The client for the endpoint `url` under the provider's policy; its
-/// device key is made here and lives as long as the gateway (or the
-/// config document).
-pub fn client(url: &str, config: &ProviderConfig) -> Result<Remote, SetupError> {
-    let policy = config
-        .attestation
-        .clone()
+/// The endpoint `url` of provider `config` under its attestation `policy`:
+/// its client (whose device key is made here and lives as long as the
+/// gateway, or the config document), and where its health is checked
+/// (through a config server's relay, the config server).
+pub fn endpoint(
+    url: &str,
+    config: &ProviderConfig,
+    policy: Option<&Policy>,
+) -> Result<RemoteEndpoint, SetupError> {
+    let policy = policy
+        .cloned()
         .ok_or_else(|| SetupError::NoPolicy(config.id.clone()))?;
-    Ok(match url.strip_prefix(OBLIVIOUS_PREFIX) {
+    let address = url.strip_prefix(OBLIVIOUS_PREFIX).unwrap_or(url).to_owned();
+    let remote = match url.strip_prefix(OBLIVIOUS_PREFIX) {
         Some(config_url) => Remote::Oblivious {
             config_url: config_url.trim_end_matches('/').to_owned(),
             policy,
@@ -60,7 +70,27 @@ pub fn client(url: &str, config: &ProviderConfig) -> Result<Remote, SetupError> 
             policy,
             KeyPair::generate(),
         ))),
+    };
+    Ok(RemoteEndpoint {
+        backend: Arc::new(remote),
+        address,
     })
+}
+
+impl Backend for Remote {
+    fn stream_chat<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        _opening: Option<Opening>,
+        model: &'a str,
+        request: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<EventStream, BackendError>> {
+        Box::pin(stream_chat(self, endpoint, model, request))
+    }
+
+    fn probe<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, bool> {
+        Box::pin(probe(endpoint))
+    }
 }
 
 /// The oblivious client from the config server's current document.
@@ -103,7 +133,7 @@ async fn oblivious_client(
 }
 
 /// Whether the router answers its health check.
-pub async fn probe(endpoint: &Endpoint) -> bool {
+async fn probe(endpoint: &Endpoint) -> bool {
     endpoint
         .http
         .get(endpoint.url("/health"))
@@ -133,7 +163,7 @@ fn backend_error(error: PccError) -> BackendError {
 }
 
 /// Asks a verified node behind the router for `model`'s reply.
-pub async fn stream_chat(
+async fn stream_chat(
     remote: &Remote,
     endpoint: &Endpoint,
     model: &str,

@@ -1,0 +1,585 @@
+//! The coordinator's nodes in memory, with one owner: the network (maps,
+//! policy, relays) and every index into it (by credential, by WireGuard
+//! key, names, addresses, the next id), kept in step by [`Registry::upsert`]
+//! and [`Registry::remove`] alone. Nothing else can change a field, so a
+//! rename, a key rotation or a deletion cannot leave an index pointing at
+//! the wrong node. Pure: no IO, no clock (callers pass `now`).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use hearth_acl::CompiledPolicy;
+use hearth_control::wire::{NodeId, RelayRegion, WireGuardKey};
+
+use crate::coordinator::Credential;
+use crate::error::{Error, Result};
+use crate::ipam::{AddressPool, Exhausted};
+use crate::names::NameIndex;
+use crate::netmap::{Delivery, Network, NodeRecord};
+
+/// Every node and the indexes into them.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    network: Network,
+    addresses: AddressPool,
+    names: NameIndex,
+    next_node_id: NodeId,
+    by_credential: HashMap<Credential, NodeId>,
+    by_wireguard_key: HashMap<WireGuardKey, NodeId>,
+}
+
+impl Registry {
+    /// The registry of `records` (as stored) under `policy`; `released`
+    /// are addresses freed earlier and when, and ids continue above
+    /// `highest_stored_id` (ids of deleted nodes are not reused).
+    pub(crate) fn load(
+        policy: Arc<CompiledPolicy>,
+        records: Vec<NodeRecord>,
+        released: impl IntoIterator<Item = (Ipv4Addr, i64)>,
+        highest_stored_id: NodeId,
+    ) -> Registry {
+        let mut addresses = AddressPool::new();
+        for (address, when) in released {
+            addresses.mark_released(address, when);
+        }
+        let mut registry = Registry {
+            network: Network::new(policy.clone()),
+            addresses,
+            names: NameIndex::default(),
+            next_node_id: highest_stored_id + 1,
+            by_credential: HashMap::new(),
+            by_wireguard_key: HashMap::new(),
+        };
+        for record in &records {
+            registry.index(record);
+        }
+        registry.network = Network::with_nodes(policy, records);
+        registry
+    }
+
+    /// The network: maps, policy engine, relays.
+    pub(crate) fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Node `id`.
+    pub(crate) fn node(&self, id: NodeId) -> Option<&NodeRecord> {
+        self.network.node(id)
+    }
+
+    /// The node presenting `credential`.
+    pub(crate) fn presenting(&self, credential: Option<Credential>) -> Result<&NodeRecord> {
+        let credential = credential.ok_or(Error::Unauthenticated)?;
+        self.by_credential
+            .get(&credential)
+            .and_then(|id| self.network.node(*id))
+            .ok_or(Error::UnknownNode)
+    }
+
+    /// The node whose WireGuard key is `key`.
+    pub(crate) fn holder_of(&self, key: &WireGuardKey) -> Option<NodeId> {
+        self.by_wireguard_key.get(key).copied()
+    }
+
+    /// Whether a node is called `name`.
+    pub(crate) fn name_taken(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// A name no node has, made from `hostname` (see [`NameIndex::unique`]).
+    pub(crate) fn unique_name(&mut self, hostname: &str) -> String {
+        self.names.unique(hostname)
+    }
+
+    /// The id the next new node gets.
+    pub(crate) fn next_id(&self) -> NodeId {
+        self.next_node_id
+    }
+
+    /// Addresses for a new node at `now`, held until [`Registry::upsert`]
+    /// stores it or [`Registry::unallocate`] gives them back.
+    pub(crate) fn allocate(
+        &mut self,
+        now: i64,
+    ) -> std::result::Result<(Ipv4Addr, Ipv6Addr), Exhausted> {
+        self.addresses.allocate(now)
+    }
+
+    /// Gives back an address a registration allocated but never stored.
+    pub(crate) fn unallocate(&mut self, address: Ipv4Addr) {
+        self.addresses.unallocate(address);
+    }
+
+    /// Stores `record` (a new node or a change to one: renamed, rekeyed,
+    /// approved, moved) with every index moved along, and returns what
+    /// each affected node must hear. An unchanged record changes nothing.
+    pub(crate) fn upsert(&mut self, record: NodeRecord) -> Vec<Delivery> {
+        match self.network.node(record.id) {
+            Some(old) if *old == record => return Vec::new(),
+            Some(old) => {
+                let old = old.clone();
+                self.unindex(&old);
+            }
+            None => {}
+        }
+        self.index(&record);
+        self.network.upsert(record)
+    }
+
+    /// Forgets node `id` at `now`: its address rests before reuse and its
+    /// name, key and credential are free. Returns its record and what its
+    /// peers must hear.
+    pub(crate) fn remove(&mut self, id: NodeId, now: i64) -> Option<(NodeRecord, Vec<Delivery>)> {
+        let record = self.network.node(id)?.clone();
+        let deliveries = self.network.remove(id);
+        self.unindex(&record);
+        self.addresses.release(record.ipv4, now);
+        Some((record, deliveries))
+    }
+
+    /// Replaces the policy; returns each node's changes.
+    pub(crate) fn set_policy(&mut self, policy: Arc<CompiledPolicy>) -> Vec<Delivery> {
+        self.network.set_policy(policy)
+    }
+
+    /// Replaces the relay regions; returns each node's changes.
+    pub(crate) fn set_relays(&mut self, relays: Vec<RelayRegion>) -> Vec<Delivery> {
+        self.network.set_relays(relays)
+    }
+
+    fn index(&mut self, record: &NodeRecord) {
+        self.addresses.mark_used(record.ipv4);
+        self.names.insert(&record.name);
+        self.next_node_id = self.next_node_id.max(record.id + 1);
+        self.by_wireguard_key
+            .insert(record.wireguard_key, record.id);
+        if let Some(credential) = record.credential() {
+            self.by_credential.insert(credential, record.id);
+        }
+    }
+
+    /// Drops `record`'s entries, leaving its address used (a change keeps
+    /// it; [`Registry::remove`] releases it).
+    fn unindex(&mut self, record: &NodeRecord) {
+        self.names.remove(&record.name);
+        if self.by_wireguard_key.get(&record.wireguard_key) == Some(&record.id) {
+            self.by_wireguard_key.remove(&record.wireguard_key);
+        }
+        if let Some(credential) = record.credential()
+            && self.by_credential.get(&credential) == Some(&record.id)
+        {
+            self.by_credential.remove(&credential);
+        }
+    }
+
+    /// Whether every index says what the nodes say (for tests).
+    #[cfg(test)]
+    pub(crate) fn consistent(&self) -> std::result::Result<(), String> {
+        let nodes: Vec<&NodeRecord> = self.network.nodes().collect();
+        let keys: HashMap<WireGuardKey, NodeId> = nodes
+            .iter()
+            .map(|record| (record.wireguard_key, record.id))
+            .collect();
+        if keys != self.by_wireguard_key {
+            return Err(format!("keys {:?} != {:?}", self.by_wireguard_key, keys));
+        }
+        let credentials: HashMap<Credential, NodeId> = nodes
+            .iter()
+            .filter_map(|record| Some((record.credential()?, record.id)))
+            .collect();
+        if credentials != self.by_credential {
+            return Err("credentials differ".into());
+        }
+        for record in &nodes {
+            if !self.names.contains(&record.name) {
+                return Err(format!("name {} not taken", record.name));
+            }
+            if record.id >= self.next_node_id {
+                return Err(format!("id {} not below the next", record.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The registry as a state machine against a reference model: random
+    //! sequences of registrations, approvals, expiries, retags, renames,
+    //! key rotations, deletions and policy changes (shrunk to the shortest
+    //! failing sequence), checked after every step:
+    //! - every index answers what a plain list of the nodes answers;
+    //! - each connected node's map, built from its first full map and every
+    //!   delta delivered since, is the map the registry would send it now
+    //!   (streams never drift);
+    //! - that map is the one a network built from scratch from the same
+    //!   nodes sends (the incremental policy engine never drifts);
+    //! - its peers are the ones the policy's words name, as the model
+    //!   reads them.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use hearth_acl::{Filter, Policy};
+    use hearth_control::Fingerprint;
+    use hearth_control::wire::{MapChange, MapMessage, NodeInfo, NodeState, Peer};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ALICE: &str = "alice@example.com";
+    const BOB: &str = "bob@example.com";
+
+    /// Alice's own devices reach servers; servers reach databases.
+    const LAYERED: &str = r#"{
+        "tagOwners": {"tag:server": ["alice@example.com"], "tag:db": ["alice@example.com"]},
+        "acls": [
+            {"action": "accept", "src": ["alice@example.com"], "dst": ["tag:server:*"]},
+            {"action": "accept", "src": ["tag:server"], "dst": ["tag:db:5432"]}
+        ]
+    }"#;
+    const OPEN: &str = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#;
+
+    /// Whether, under the policy `open` or not, `from` may reach `to`, read
+    /// from the policy's words alone.
+    fn reaches(open: bool, from: &NodeRecord, to: &NodeRecord) -> bool {
+        if open {
+            return true;
+        }
+        let own_device_of_alice = from.tags.is_empty() && from.user == ALICE;
+        (own_device_of_alice && to.tags.contains("tag:server"))
+            || (from.tags.contains("tag:server") && to.tags.contains("tag:db"))
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Register { bob: bool, tags: u8, approved: bool },
+        Approve(usize),
+        Expire(usize),
+        Retag(usize, u8),
+        Rename(usize),
+        Rekey(usize),
+        Remove(usize),
+        Policy { open: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (any::<bool>(), 0u8..4, any::<bool>())
+                .prop_map(|(bob, tags, approved)| Op::Register { bob, tags, approved }),
+            2 => any::<usize>().prop_map(Op::Approve),
+            1 => any::<usize>().prop_map(Op::Expire),
+            2 => (any::<usize>(), 0u8..4).prop_map(|(at, tags)| Op::Retag(at, tags)),
+            1 => any::<usize>().prop_map(Op::Rename),
+            1 => any::<usize>().prop_map(Op::Rekey),
+            1 => any::<usize>().prop_map(Op::Remove),
+            1 => any::<bool>().prop_map(|open| Op::Policy { open }),
+        ]
+    }
+
+    fn tags(bits: u8) -> BTreeSet<String> {
+        [(1, "tag:server"), (2, "tag:db")]
+            .into_iter()
+            .filter(|(bit, _)| bits & bit != 0)
+            .map(|(_, tag)| tag.to_owned())
+            .collect()
+    }
+
+    fn compiled(open: bool) -> Arc<CompiledPolicy> {
+        let text = if open { OPEN } else { LAYERED };
+        Arc::new(
+            Policy::parse(text)
+                .expect("the test policy parses")
+                .compiled,
+        )
+    }
+
+    /// What a connected node knows: its first full map with every delta
+    /// since applied, as a client applies them.
+    #[derive(Debug, PartialEq)]
+    struct View {
+        node: NodeInfo,
+        peers: BTreeMap<NodeId, Peer>,
+        filter: Filter,
+    }
+
+    impl View {
+        fn of(map: hearth_control::wire::NetworkMap) -> View {
+            View {
+                node: map.node,
+                peers: map.peers.into_iter().map(|peer| (peer.id, peer)).collect(),
+                filter: map.filter,
+            }
+        }
+
+        /// False when the node was revoked (its stream ends).
+        fn apply(&mut self, message: &MapMessage) -> bool {
+            match message {
+                MapMessage::Full { map } => *self = View::of((**map).clone()),
+                MapMessage::Delta { changes } => {
+                    for change in changes {
+                        match change {
+                            MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
+                                self.peers.insert(peer.id, peer.clone());
+                            }
+                            MapChange::PeerRemoved { id } => {
+                                self.peers.remove(id);
+                            }
+                            MapChange::FilterChanged { filter } => self.filter = filter.clone(),
+                            MapChange::SelfChanged { node } => self.node = node.clone(),
+                            MapChange::RelaysChanged { .. } => {}
+                        }
+                    }
+                }
+                MapMessage::KeepAlive => {}
+                MapMessage::Revoked { .. } => return false,
+            }
+            true
+        }
+    }
+
+    struct Machine {
+        registry: Registry,
+        open: bool,
+        /// The model: the nodes as a plain map.
+        nodes: BTreeMap<NodeId, NodeRecord>,
+        views: BTreeMap<NodeId, View>,
+        generation: u8,
+        now: i64,
+    }
+
+    impl Machine {
+        fn new() -> Machine {
+            Machine {
+                registry: Registry::load(compiled(false), Vec::new(), Vec::new(), 0),
+                open: false,
+                nodes: BTreeMap::new(),
+                views: BTreeMap::new(),
+                generation: 0,
+                now: 1_000,
+            }
+        }
+
+        fn pick(&self, at: usize) -> Option<NodeRecord> {
+            let ids: Vec<&NodeId> = self.nodes.keys().collect();
+            (!ids.is_empty()).then(|| self.nodes[ids[at % ids.len()]].clone())
+        }
+
+        fn fresh_key(&mut self, id: NodeId) -> (WireGuardKey, Fingerprint) {
+            self.generation = self.generation.wrapping_add(1);
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&id.to_le_bytes());
+            key[8] = self.generation;
+            let mut fingerprint = key;
+            fingerprint[31] = 0xf0;
+            (WireGuardKey(key), Fingerprint(fingerprint))
+        }
+
+        fn deliver(&mut self, deliveries: Vec<Delivery>) {
+            for delivery in deliveries {
+                for recipient in &delivery.recipients {
+                    if let Some(view) = self.views.get_mut(recipient)
+                        && !view.apply(&delivery.message)
+                    {
+                        self.views.remove(recipient);
+                    }
+                }
+            }
+        }
+
+        fn upsert(&mut self, record: NodeRecord) {
+            self.nodes.insert(record.id, record.clone());
+            let deliveries = self.registry.upsert(record);
+            self.deliver(deliveries);
+        }
+
+        fn step(&mut self, op: Op) {
+            self.now += 1;
+            match op {
+                Op::Register {
+                    bob,
+                    tags: bits,
+                    approved,
+                } => {
+                    let id = self.registry.next_id();
+                    let name = self.registry.unique_name("laptop");
+                    let (ipv4, ipv6) = self.registry.allocate(self.now).expect("addresses");
+                    let (key, fingerprint) = self.fresh_key(id);
+                    let user = if bob { BOB } else { ALICE };
+                    let record = NodeRecord {
+                        id,
+                        user_id: i64::from(bob),
+                        user: user.into(),
+                        name: name.clone(),
+                        hostname: name,
+                        os: "linux".into(),
+                        wireguard_key: key,
+                        state: if approved {
+                            NodeState::Approved
+                        } else {
+                            NodeState::Pending
+                        },
+                        ipv4,
+                        ipv6,
+                        tags: tags(bits),
+                        ephemeral: false,
+                        static_device: false,
+                        cert_fingerprint: Some(fingerprint),
+                        machine_key: None,
+                        disco_key: None,
+                        home_relay: None,
+                        client: String::new(),
+                        endpoints: Vec::new(),
+                        advertised_routes: Vec::new(),
+                        approved_routes: Vec::new(),
+                        created_at: self.now,
+                        last_seen: None,
+                        key_expiry: None,
+                        key_lifetime: None,
+                    };
+                    self.upsert(record);
+                }
+                Op::Approve(at)
+                | Op::Expire(at)
+                | Op::Retag(at, _)
+                | Op::Rename(at)
+                | Op::Rekey(at)
+                | Op::Remove(at) => {
+                    let Some(mut record) = self.pick(at) else {
+                        return;
+                    };
+                    match op {
+                        Op::Approve(_) => record.state = NodeState::Approved,
+                        Op::Expire(_) => record.state = NodeState::Expired,
+                        Op::Retag(_, bits) => record.tags = tags(bits),
+                        Op::Rename(_) => record.name = self.registry.unique_name(&record.name),
+                        Op::Rekey(_) => {
+                            let (key, fingerprint) = self.fresh_key(record.id);
+                            record.wireguard_key = key;
+                            record.cert_fingerprint = Some(fingerprint);
+                        }
+                        Op::Remove(_) => {
+                            self.nodes.remove(&record.id);
+                            let (removed, deliveries) = self
+                                .registry
+                                .remove(record.id, self.now)
+                                .expect("a known node is removed");
+                            assert_eq!(removed, record);
+                            self.deliver(deliveries);
+                            self.views.remove(&record.id);
+                            return;
+                        }
+                        _ => unreachable!(),
+                    }
+                    self.upsert(record);
+                }
+                Op::Policy { open } => {
+                    self.open = open;
+                    let deliveries = self.registry.set_policy(compiled(open));
+                    self.deliver(deliveries);
+                }
+            }
+            // Admitted nodes without a stream connect and get a full map.
+            for record in self.nodes.values() {
+                if record.is_admitted() && !self.views.contains_key(&record.id) {
+                    let map = self
+                        .registry
+                        .network()
+                        .full_map(record.id)
+                        .expect("admitted");
+                    self.views.insert(record.id, View::of(map));
+                }
+            }
+        }
+
+        fn check(&self) -> std::result::Result<(), String> {
+            self.registry.consistent()?;
+            for record in self.nodes.values() {
+                let credential = record.credential();
+                if self.registry.presenting(credential).ok() != Some(record) {
+                    return Err(format!("node {} not found by its credential", record.id));
+                }
+                if self.registry.holder_of(&record.wireguard_key) != Some(record.id) {
+                    return Err(format!("node {} not found by its key", record.id));
+                }
+            }
+            let stored: Vec<NodeRecord> = self.nodes.values().cloned().collect();
+            let scratch = Network::with_nodes(compiled(self.open), stored);
+            for (id, view) in &self.views {
+                let Some(record) = self.nodes.get(id).filter(|record| record.is_admitted()) else {
+                    return Err(format!("node {id} streams without being admitted"));
+                };
+                let now = self.registry.network().full_map(*id).expect("admitted");
+                if *view != View::of(now.clone()) {
+                    return Err(format!(
+                        "node {id}'s streamed map drifted:\n{view:#?}\nvs {now:#?}"
+                    ));
+                }
+                let rebuilt = scratch.full_map(*id).expect("admitted");
+                if View::of(rebuilt) != View::of(now) {
+                    return Err(format!(
+                        "node {id}'s map differs from one built from scratch"
+                    ));
+                }
+                let expected: BTreeSet<NodeId> = self
+                    .nodes
+                    .values()
+                    .filter(|other| other.id != *id && other.is_admitted())
+                    .filter(|other| {
+                        reaches(self.open, record, other) || reaches(self.open, other, record)
+                    })
+                    .map(|other| other.id)
+                    .collect();
+                let peers: BTreeSet<NodeId> = view.peers.keys().copied().collect();
+                if peers != expected {
+                    return Err(format!(
+                        "node {id} sees {peers:?}, the policy says {expected:?}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    proptest! {
+        // Failures print their shrunk sequence; nothing is written to the tree.
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn streamed_maps_and_indexes_follow_every_change(ops in prop::collection::vec(op(), 1..40)) {
+            let mut machine = Machine::new();
+            for op in ops {
+                machine.step(op.clone());
+                if let Err(problem) = machine.check() {
+                    return Err(TestCaseError::fail(format!("after {op:?}: {problem}")));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_removed_node_frees_its_name_key_and_credential_and_its_address_rests() {
+        let mut machine = Machine::new();
+        machine.step(Op::Register {
+            bob: false,
+            tags: 0,
+            approved: true,
+        });
+        let record = machine.pick(0).expect("registered");
+        machine.step(Op::Remove(0));
+        assert!(!machine.registry.name_taken(&record.name));
+        assert_eq!(machine.registry.holder_of(&record.wireguard_key), None);
+        assert!(machine.registry.presenting(record.credential()).is_err());
+        let (next, _) = machine.registry.allocate(machine.now).expect("addresses");
+        assert_ne!(next, record.ipv4, "a freed address rests before reuse");
+        assert_eq!(
+            machine.registry.next_id(),
+            record.id + 1,
+            "ids are not reused"
+        );
+    }
+}
