@@ -216,13 +216,21 @@ mod tests {
     //! - that map is the one a network built from scratch from the same
     //!   nodes sends (the incremental policy engine never drifts);
     //! - its peers are the ones the policy's words name, as the model
-    //!   reads them.
+    //!   reads them;
+    //! - an official Tailscale client fed the same stream through
+    //!   [`crate::tsmap::TsMapView`] (full map, then `PeersChanged`,
+    //!   `PeersRemoved`, `PeersChangedPatch`, filters), applying responses as
+    //!   tailscaled's map session does, holds what a client that connected
+    //!   now would be sent.
 
     use std::collections::{BTreeMap, BTreeSet};
 
     use hearth_acl::{Filter, Policy};
     use hearth_control::Fingerprint;
+    use hearth_control::tailcfg::{DERP_MAGIC_IP, DiscoKey, FilterRule, MapResponse, Node};
     use hearth_control::wire::{MapChange, MapMessage, NodeInfo, NodeState, Peer};
+
+    use crate::tsmap::{SelfKeys, TsMapView};
     use proptest::prelude::*;
 
     use super::*;
@@ -253,14 +261,22 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Register { bob: bool, tags: u8, approved: bool },
+        Register {
+            bob: bool,
+            tags: u8,
+            approved: bool,
+        },
         Approve(usize),
         Expire(usize),
         Retag(usize, u8),
         Rename(usize),
         Rekey(usize),
+        /// New endpoints, disco key and home relay (what a client reports).
+        Move(usize, u8),
         Remove(usize),
-        Policy { open: bool },
+        Policy {
+            open: bool,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -272,6 +288,7 @@ mod tests {
             2 => (any::<usize>(), 0u8..4).prop_map(|(at, tags)| Op::Retag(at, tags)),
             1 => any::<usize>().prop_map(Op::Rename),
             1 => any::<usize>().prop_map(Op::Rekey),
+            2 => (any::<usize>(), 1u8..5).prop_map(|(at, to)| Op::Move(at, to)),
             1 => any::<usize>().prop_map(Op::Remove),
             1 => any::<bool>().prop_map(|open| Op::Policy { open }),
         ]
@@ -338,12 +355,84 @@ mod tests {
         }
     }
 
+    /// An official client's state, from the responses it was sent, applied
+    /// as tailscaled's map session applies them.
+    #[derive(Debug, PartialEq)]
+    struct TsClient {
+        node: Option<Node>,
+        peers: BTreeMap<i64, Node>,
+        filter: Vec<FilterRule>,
+    }
+
+    impl TsClient {
+        fn of(response: MapResponse) -> TsClient {
+            let mut client = TsClient {
+                node: None,
+                peers: BTreeMap::new(),
+                filter: Vec::new(),
+            };
+            client.apply(response);
+            client
+        }
+
+        fn apply(&mut self, response: MapResponse) {
+            if let Some(node) = response.node {
+                self.node = Some(node);
+            }
+            if let Some(peers) = response.peers {
+                self.peers = peers.into_iter().map(|node| (node.id, node)).collect();
+            }
+            for node in response.peers_changed {
+                self.peers.insert(node.id, node);
+            }
+            for id in response.peers_removed {
+                self.peers.remove(&id);
+            }
+            for patch in response.peers_changed_patch {
+                let node = self
+                    .peers
+                    .get_mut(&patch.node_id)
+                    .expect("a patch names a known peer");
+                if !patch.endpoints.is_empty() {
+                    node.endpoints = patch.endpoints;
+                }
+                if let Some(disco) = patch.disco_key {
+                    node.disco_key = disco;
+                }
+                if patch.derp_region != 0 {
+                    node.home_derp = patch.derp_region;
+                    node.legacy_derp = format!("{DERP_MAGIC_IP}:{}", patch.derp_region);
+                }
+            }
+            if let Some(filter) = response.packet_filter {
+                self.filter = filter;
+            }
+        }
+    }
+
+    fn ts_view() -> TsMapView {
+        TsMapView::new("hearth.test", Vec::new(), SelfKeys::default())
+    }
+
+    /// A client's state after its first full map.
+    fn ts_connect(map: &hearth_control::wire::NetworkMap) -> (TsMapView, TsClient) {
+        let mut view = ts_view();
+        let response = view
+            .apply(MapMessage::Full {
+                map: Box::new(map.clone()),
+            })
+            .expect("a full map is sent");
+        (view, TsClient::of(response))
+    }
+
     struct Machine {
         registry: Registry,
         open: bool,
         /// The model: the nodes as a plain map.
         nodes: BTreeMap<NodeId, NodeRecord>,
         views: BTreeMap<NodeId, View>,
+        /// The same streams as official clients see them.
+        tailscale: BTreeMap<NodeId, (TsMapView, TsClient)>,
         generation: u8,
         now: i64,
     }
@@ -355,6 +444,7 @@ mod tests {
                 open: false,
                 nodes: BTreeMap::new(),
                 views: BTreeMap::new(),
+                tailscale: BTreeMap::new(),
                 generation: 0,
                 now: 1_000,
             }
@@ -382,6 +472,14 @@ mod tests {
                         && !view.apply(&delivery.message)
                     {
                         self.views.remove(recipient);
+                    }
+                    if let Some((view, client)) = self.tailscale.get_mut(recipient) {
+                        match view.apply(delivery.message.clone()) {
+                            Some(response) => client.apply(response),
+                            None => {
+                                self.tailscale.remove(recipient);
+                            }
+                        }
                     }
                 }
             }
@@ -444,6 +542,7 @@ mod tests {
                 | Op::Retag(at, _)
                 | Op::Rename(at)
                 | Op::Rekey(at)
+                | Op::Move(at, _)
                 | Op::Remove(at) => {
                     let Some(mut record) = self.pick(at) else {
                         return;
@@ -458,6 +557,12 @@ mod tests {
                             record.wireguard_key = key;
                             record.cert_fingerprint = Some(fingerprint);
                         }
+                        Op::Move(_, to) => {
+                            record.endpoints =
+                                vec![std::net::SocketAddr::from(([10, 0, 0, to], 41641))];
+                            record.disco_key = Some(DiscoKey([to; 32]));
+                            record.home_relay = (to % 3 != 0).then_some(900 + u16::from(to % 2));
+                        }
                         Op::Remove(_) => {
                             self.nodes.remove(&record.id);
                             let (removed, deliveries) = self
@@ -467,6 +572,7 @@ mod tests {
                             assert_eq!(removed, record);
                             self.deliver(deliveries);
                             self.views.remove(&record.id);
+                            self.tailscale.remove(&record.id);
                             return;
                         }
                         _ => unreachable!(),
@@ -487,6 +593,7 @@ mod tests {
                         .network()
                         .full_map(record.id)
                         .expect("admitted");
+                    self.tailscale.insert(record.id, ts_connect(&map));
                     self.views.insert(record.id, View::of(map));
                 }
             }
@@ -534,6 +641,16 @@ mod tests {
                 if peers != expected {
                     return Err(format!(
                         "node {id} sees {peers:?}, the policy says {expected:?}"
+                    ));
+                }
+                let Some((_, client)) = self.tailscale.get(id) else {
+                    return Err(format!("node {id} has no Tailscale stream"));
+                };
+                let (_, fresh) =
+                    ts_connect(&self.registry.network().full_map(*id).expect("admitted"));
+                if *client != fresh {
+                    return Err(format!(
+                        "node {id}'s Tailscale client drifted:\n{client:#?}\nvs {fresh:#?}"
                     ));
                 }
             }
