@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -422,33 +421,50 @@ async fn chat(
     // Connect to the model while the request is decrypted: the yield lets
     // the connecting task start before this one spends its time on the
     // cryptography, and the model server accepts meanwhile.
-    let ahead = gateway.router.open_ahead();
-    if ahead.is_some() {
+    if gateway.router.prepare() {
         tokio::task::yield_now().await;
     }
-    match gateway.admit_checked(&envelope, plausible, ahead, now) {
+    match gateway.admit_checked(&envelope, plausible, now) {
         Ok(admitted) => {
             let keepalive = gateway.keepalive();
-            let mut reply = Box::pin(async move { gateway.reply(admitted, &caller).await });
-            // Ask the model before answering the head: the connection opened
-            // ahead completes on the next turn of the event loop, and the
-            // request is written by the connection's own task on the turn
-            // after that.
-            for _ in 0..2 {
-                if let Poll::Ready(lines) = futures_util::poll!(reply.as_mut()) {
-                    return sse(lines, keepalive);
-                }
-                tokio::task::yield_now().await;
-            }
-            // Then the head goes out while the model works, so that the
-            // first token travels alone. Failures after admission are
-            // sealed error events: the status is 200 either way.
-            sse(
-                futures_util::stream::once(reply).flatten().boxed(),
-                keepalive,
-            )
+            // The reply runs in a task of its own from here, so the model is
+            // asked while the head goes out; failures after admission are
+            // sealed error events, the status is 200 either way.
+            let reply = Task(tokio::spawn(async move {
+                gateway.reply(admitted, &caller).await
+            }));
+            let lines = futures_util::stream::once(async move {
+                reply.await.unwrap_or_else(|error| {
+                    tracing::error!(%error, "a reply task failed");
+                    futures_util::stream::empty().boxed()
+                })
+            })
+            .flatten()
+            .boxed();
+            sse(lines, keepalive)
         }
         Err(refused) => refusal(&gateway, refused),
+    }
+}
+
+/// A spawned task, aborted when dropped: a reply whose client went away
+/// stops asking the model.
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for Task<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(context)
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -466,7 +482,7 @@ async fn assistant(
     let now = unix_seconds();
     let admitted = gateway
         .precheck(&envelope, now, Instant::now())
-        .and_then(|plausible| gateway.admit_checked(&envelope, plausible, None, now));
+        .and_then(|plausible| gateway.admit_checked(&envelope, plausible, now));
     match admitted {
         Ok(admitted) => {
             let keepalive = gateway.keepalive();
@@ -563,7 +579,7 @@ fn select(
     });
     Ok(Selection {
         agent,
-        route: chosen.map_or(Route::Chain(None), Route::StartingWith),
+        route: chosen.map_or(Route::Chain, Route::StartingWith),
     })
 }
 
@@ -1101,7 +1117,7 @@ async fn embeddings(
     };
     let first = match &selection.route {
         Route::StartingWith(model) => Some(model),
-        Route::Chain(_) => None,
+        Route::Chain => None,
     };
     match gateway
         .router

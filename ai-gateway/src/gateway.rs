@@ -15,7 +15,7 @@ use hearth_e2ee::{
     ChatEnvelope, ChatPayload, ChunkSealer, EnvelopeError, ErrorCode, PublishedKey, Rejection,
     ReplayWindow, ReplyEvent, ReplyUsage,
 };
-use hearth_llm::{Ahead, ChatRequest, Message, ModelRef, RouteError, Router, StreamEvent};
+use hearth_llm::{ChatRequest, Message, ModelRef, RouteError, Router, StreamEvent};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -75,8 +75,8 @@ pub struct PubkeyAnswer {
 
 /// Which models a turn tries.
 pub enum Route {
-    /// The configured chain, primary first (with a connection opened ahead).
-    Chain(Option<Ahead>),
+    /// The configured chain, primary first.
+    Chain,
     /// This model of the chain first, then the rest (an OpenAI client named it).
     StartingWith(ModelRef),
 }
@@ -88,7 +88,6 @@ pub struct Admitted {
     sealer: ChunkSealer,
     permit: OwnedSemaphorePermit,
     arrived: Instant,
-    ahead: Option<Ahead>,
 }
 
 /// An encrypted request whose cheap checks passed: the one to decrypt it with.
@@ -353,14 +352,11 @@ impl Gateway {
     }
 
     /// Admission, part two, after [`Gateway::precheck`]: decryption (which
-    /// authenticates the device), replay, device rate, capacity. A
-    /// connection opened `ahead` to the model (while this decrypts) rides
-    /// along to the reply; on a refusal it is closed unused.
+    /// authenticates the device), replay, device rate, capacity.
     pub fn admit_checked(
         &self,
         envelope: &ChatEnvelope,
         plausible: Plausible,
-        ahead: Option<Ahead>,
         now: i64,
     ) -> Result<Admitted, Refusal> {
         let Plausible { key, arrived } = plausible;
@@ -384,7 +380,6 @@ impl Gateway {
             sealer: opened.sealer,
             permit,
             arrived,
-            ahead,
         })
     }
 
@@ -415,14 +410,13 @@ impl Gateway {
             mut sealer,
             permit,
             arrived,
-            ahead,
         } = admitted;
         let events = match serde_json::from_slice::<ChatPayload>(&plaintext) {
             Ok(payload) => {
                 drop(plaintext);
                 match caller.asker(payload.on_behalf_of.as_ref()) {
                     Ok(asker) => {
-                        self.begin(payload, &peer, arrived, Some(permit), ahead, asker)
+                        self.begin(payload, &peer, arrived, Some(permit), asker)
                             .await
                     }
                     Err(why) => {
@@ -527,7 +521,6 @@ impl Gateway {
         peer: &str,
         arrived: Instant,
         permit: Option<OwnedSemaphorePermit>,
-        ahead: Option<Ahead>,
         asker: Option<hearth_assistant::scope::Asker>,
     ) -> BoxStream<'static, ReplyEvent> {
         let endpoint = "chat";
@@ -602,7 +595,7 @@ impl Gateway {
                     context.citations,
                     Some((session, user)),
                     permit,
-                    Route::Chain(ahead),
+                    Route::Chain,
                     arrived,
                 )
                 .await;
@@ -620,7 +613,7 @@ impl Gateway {
             endpoint,
             Some((session, user)),
             permit,
-            Route::Chain(ahead),
+            Route::Chain,
         )
         .await
     }
@@ -761,7 +754,7 @@ impl Gateway {
                     request.tools = None;
                     request.tool_choice = None;
                 }
-                let this_route = route.take().unwrap_or(Route::Chain(None));
+                let this_route = route.take().unwrap_or(Route::Chain);
                 let mut events = gateway
                     .open_turn(&request, arrived, "chat", None, None, this_route)
                     .await;
@@ -889,7 +882,7 @@ impl Gateway {
                 context.citations,
                 None,
                 None,
-                Route::Chain(None),
+                Route::Chain,
                 Instant::now(),
             )
             .await;
@@ -918,7 +911,7 @@ impl Gateway {
         route: Route,
     ) -> BoxStream<'static, ReplyEvent> {
         let opened = match route {
-            Route::Chain(ahead) => self.router.open_with(request, ahead).await,
+            Route::Chain => self.router.open(request).await,
             Route::StartingWith(model) => self.router.open_starting_with(request, &model).await,
         };
         let opened = match opened {

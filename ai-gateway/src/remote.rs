@@ -14,7 +14,6 @@ use futures_util::future::BoxFuture;
 use hearth_attest::Policy;
 use hearth_e2ee::{ErrorCode, KeyPair, ReplyEvent};
 use hearth_llm::endpoint::Endpoint;
-use hearth_llm::link::Opening;
 use hearth_llm::{
     Backend, BackendError, ChatRequest, EventStream, ProviderConfig, RemoteEndpoint, SetupError,
     StreamEvent, Usage,
@@ -81,7 +80,6 @@ impl Backend for Remote {
     fn stream_chat<'a>(
         &'a self,
         endpoint: &'a Endpoint,
-        _opening: Option<Opening>,
         model: &'a str,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<EventStream, BackendError>> {

@@ -10,17 +10,15 @@ use futures_util::future::BoxFuture;
 
 use crate::chat::{BackendError, ChatRequest, EventStream};
 use crate::endpoint::Endpoint;
-use crate::link::Opening;
 use crate::{ollama, openai};
 
 /// A kind of backend.
 pub trait Backend: Send + Sync {
-    /// Starts `model`'s reply to `request` on `endpoint`, on the connection
-    /// `opening` when one was opened ahead there.
+    /// Starts `model`'s reply to `request` on `endpoint` (on a connection
+    /// opened ahead there, when the backend [`Backend::opens_ahead`]).
     fn stream_chat<'a>(
         &'a self,
         endpoint: &'a Endpoint,
-        opening: Option<Opening>,
         model: &'a str,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<EventStream, BackendError>>;
@@ -28,7 +26,7 @@ pub trait Backend: Send + Sync {
     /// Whether `endpoint` answers its health check.
     fn probe<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, bool>;
 
-    /// Whether a connection opened ahead ([`crate::Router::open_ahead`])
+    /// Whether a connection opened ahead ([`crate::Router::prepare`])
     /// helps: only where a reply starts with a plain request on a fresh
     /// connection.
     fn opens_ahead(&self) -> bool {
@@ -44,11 +42,10 @@ impl Backend for OpenAiCompletions {
     fn stream_chat<'a>(
         &'a self,
         endpoint: &'a Endpoint,
-        opening: Option<Opening>,
         model: &'a str,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<EventStream, BackendError>> {
-        Box::pin(openai::stream_chat_on(endpoint, opening, model, request))
+        Box::pin(openai::stream_chat(endpoint, model, request))
     }
 
     fn probe<'a>(&'a self, endpoint: &'a Endpoint) -> BoxFuture<'a, bool> {
@@ -68,7 +65,6 @@ impl Backend for Ollama {
     fn stream_chat<'a>(
         &'a self,
         endpoint: &'a Endpoint,
-        _opening: Option<Opening>,
         model: &'a str,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<EventStream, BackendError>> {

@@ -4,7 +4,7 @@ use crate::chat::SetupError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::link::{Idle, Opening, Place, Target};
+use crate::link::{Idle, Opening, Place, Spares, Target};
 
 /// The API a provider speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -36,6 +36,8 @@ pub struct Endpoint {
     prefix: String,
     /// Connections kept for the next request (shared by clones).
     idle: Arc<Idle>,
+    /// Connections opened ahead of requests on their way (shared by clones).
+    spares: Arc<Spares>,
     /// The HTTP client bound to it.
     pub http: reqwest::Client,
 }
@@ -73,6 +75,7 @@ impl Endpoint {
                 authority: "localhost".into(),
                 prefix: prefix.into(),
                 idle: Arc::default(),
+                spares: Arc::default(),
                 http,
             });
         }
@@ -109,6 +112,7 @@ impl Endpoint {
             authority,
             prefix: url.path().trim_end_matches('/').to_owned(),
             idle: Arc::default(),
+            spares: Arc::default(),
             http,
         })
     }
@@ -138,10 +142,33 @@ impl Endpoint {
         &self.idle
     }
 
-    /// Starts connecting now, for a request that will follow (see
-    /// [`crate::link`]); `None` when a kept connection is ready for it.
-    pub fn open_ahead(&self) -> Option<Opening> {
-        (!self.idle.any_ready()).then(|| Opening::start(self.target.clone()))
+    /// Starts connecting now for a request on its way, unless a kept
+    /// connection is ready for it (see [`crate::link`]): the connection
+    /// waits among the endpoint's spares, and the next request here takes
+    /// it. True when one was started.
+    pub fn prepare(&self) -> bool {
+        if self.idle.any_ready() {
+            return false;
+        }
+        self.spares.push(
+            Opening::start(self.target.clone()),
+            std::time::Instant::now(),
+        );
+        true
+    }
+
+    /// A connection opened ahead for this request, unless a kept one is
+    /// ready.
+    pub(crate) fn opening(&self) -> Option<Opening> {
+        if self.idle.any_ready() {
+            return None;
+        }
+        self.spares.take(std::time::Instant::now())
+    }
+
+    /// How many connections opened ahead wait (for tests and `/metrics`).
+    pub fn spares(&self) -> usize {
+        self.spares.len()
     }
 }
 

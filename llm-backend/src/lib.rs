@@ -30,6 +30,4 @@ pub use chat::{
     BackendError, ChatRequest, EventStream, Message, SAMPLING, SetupError, StreamEvent, Usage,
 };
 pub use endpoint::Api;
-pub use router::{
-    Ahead, ModelRef, Opened, ProviderConfig, RemoteEndpoint, Remotes, RouteError, Router,
-};
+pub use router::{ModelRef, Opened, ProviderConfig, RemoteEndpoint, Remotes, RouteError, Router};

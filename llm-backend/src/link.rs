@@ -116,6 +116,48 @@ impl std::fmt::Debug for Opening {
     }
 }
 
+/// Connections opened ahead of requests on their way
+/// ([`crate::endpoint::Endpoint::prepare`]), newest last. The next request
+/// to the endpoint takes one; one unused for [`Spares::FRESH_FOR`] (its
+/// request was refused, or went elsewhere) is closed without a byte.
+#[derive(Debug, Default)]
+pub(crate) struct Spares(Mutex<Vec<(Opening, Instant)>>);
+
+impl Spares {
+    /// At most this many wait at once.
+    const KEPT: usize = 64;
+    /// How long one waits for its request; a server may close a silent
+    /// connection soon after.
+    pub(crate) const FRESH_FOR: Duration = Duration::from_secs(2);
+
+    fn openings(&self) -> std::sync::MutexGuard<'_, Vec<(Opening, Instant)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds `opening`, started at `now`; stale ones are closed.
+    pub(crate) fn push(&self, opening: Opening, now: Instant) {
+        let mut openings = self.openings();
+        openings.retain(|(_, started)| now.duration_since(*started) < Self::FRESH_FOR);
+        if openings.len() < Self::KEPT {
+            openings.push((opening, now));
+        }
+    }
+
+    /// The newest fresh one at `now`; stale ones are closed.
+    pub(crate) fn take(&self, now: Instant) -> Option<Opening> {
+        let mut openings = self.openings();
+        openings.retain(|(_, started)| now.duration_since(*started) < Self::FRESH_FOR);
+        openings.pop().map(|(opening, _)| opening)
+    }
+
+    /// How many wait.
+    pub(crate) fn len(&self) -> usize {
+        self.openings().len()
+    }
+}
+
 /// The sending half of one HTTP/1.1 connection.
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -259,6 +301,27 @@ mod tests {
             timeout: Duration::from_secs(2),
             label: "test".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_spare_waits_a_few_seconds_for_its_request_then_is_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let place = Place::Tcp {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+        };
+        let spares = Spares::default();
+        let start = Instant::now();
+        spares.push(Opening::start(target(place.clone())), start);
+        spares.push(
+            Opening::start(target(place)),
+            start + Duration::from_secs(1),
+        );
+        assert_eq!(spares.len(), 2);
+        let later = start + Spares::FRESH_FOR + Duration::from_millis(500);
+        assert!(spares.take(later).is_some(), "the newer one is still fresh");
+        assert!(spares.take(later).is_none(), "the older one went stale");
+        assert_eq!(spares.len(), 0);
     }
 
     #[tokio::test]

@@ -13,23 +13,14 @@ use crate::chat::{
 };
 use crate::decoding::{Events, Format};
 use crate::endpoint::Endpoint;
-use crate::link::{self, Opening};
+use crate::link;
 use hearth_sse::{SseDecoder, SseEvent};
 
 /// Starts a streamed chat completion with `model` on `endpoint`.
+/// Goes out on a kept connection, else on one opened ahead for it
+/// ([`Endpoint::prepare`]), else on a new one.
 pub async fn stream_chat(
     endpoint: &Endpoint,
-    model: &str,
-    request: &ChatRequest,
-) -> Result<EventStream, BackendError> {
-    stream_chat_on(endpoint, None, model, request).await
-}
-
-/// [`stream_chat`] over `opening` when the connection was opened ahead
-/// ([`Endpoint::open_ahead`]), else over a new connection.
-pub async fn stream_chat_on(
-    endpoint: &Endpoint,
-    opening: Option<Opening>,
     model: &str,
     request: &ChatRequest,
 ) -> Result<EventStream, BackendError> {
@@ -58,7 +49,7 @@ pub async fn stream_chat_on(
     let response = link::post_json(
         endpoint.target(),
         endpoint.idle(),
-        opening,
+        endpoint.opening(),
         endpoint.authority(),
         &endpoint.path("/chat/completions"),
         body,

@@ -19,7 +19,6 @@ use crate::backend::Backend;
 use crate::chat::{BackendError, ChatRequest, EventStream, SetupError, StreamEvent};
 use crate::endpoint::{Api, Endpoint};
 use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
-use crate::link::Opening;
 
 /// `provider/model`, split at the first `/`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -164,15 +163,6 @@ pub struct Opened {
     pub attempts: Vec<Attempt>,
 }
 
-/// A connection opened ahead to the endpoint a request would try first
-/// ([`Router::open_ahead`]).
-#[derive(Debug)]
-pub struct Ahead {
-    provider: String,
-    endpoint: usize,
-    opening: Opening,
-}
-
 /// Health and rest of one endpoint, for `/health` and `/metrics`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointStatus {
@@ -296,40 +286,28 @@ impl Router {
         order
     }
 
-    /// Starts connecting to the endpoint that [`Router::open_with`] would
-    /// try first, so that the connection is made while the caller still
-    /// prepares the request. Only backends a fresh connection helps
-    /// ([`Backend::opens_ahead`]: the local llama-server), and only when no
-    /// kept connection is ready; `None` otherwise. Unused, it is closed
-    /// when dropped.
-    pub fn open_ahead(&self) -> Option<Ahead> {
-        let first = *self.order(None).first()?;
-        let model = &self.chain[first];
-        let provider = &self.providers[&model.provider];
-        let endpoint = provider.next_in_rotation()?;
-        if !provider.endpoints[endpoint].backend.opens_ahead() {
-            return None;
-        }
-        Some(Ahead {
-            provider: model.provider.clone(),
-            endpoint,
-            opening: provider.endpoints[endpoint].endpoint.open_ahead()?,
-        })
+    /// Starts connecting to the endpoint a request would try first, for
+    /// a request on its way: the connection is made while the caller still
+    /// decrypts and checks it, and [`Router::open`] then finds it there.
+    /// Only backends a fresh connection helps ([`Backend::opens_ahead`]: the
+    /// local llama-server), and only when no kept connection is ready. One
+    /// left unused (the request was refused) is closed within a few seconds
+    /// ([`crate::link`]) without a byte sent. True when one was started.
+    pub fn prepare(&self) -> bool {
+        let Some(first) = self.order(None).first().copied() else {
+            return false;
+        };
+        let provider = &self.providers[&self.chain[first].provider];
+        let Some(endpoint) = provider.next_in_rotation() else {
+            return false;
+        };
+        let state = &provider.endpoints[endpoint];
+        state.backend.opens_ahead() && state.endpoint.prepare()
     }
 
     /// Starts a reply to `request` from the first model that can give one.
     pub async fn open(&self, request: &ChatRequest) -> Result<Opened, RouteError> {
-        self.open_with(request, None).await
-    }
-
-    /// [`Router::open`], using the connection opened `ahead` if the first
-    /// try goes where it went (rests or rotation may have moved since).
-    pub async fn open_with(
-        &self,
-        request: &ChatRequest,
-        ahead: Option<Ahead>,
-    ) -> Result<Opened, RouteError> {
-        self.open_in(request, None, ahead).await
+        self.open_in(request, None).await
     }
 
     /// [`Router::open`], trying `model` (a model of the chain) first, then
@@ -340,14 +318,13 @@ impl Router {
         model: &ModelRef,
     ) -> Result<Opened, RouteError> {
         let first = self.chain.iter().position(|chained| chained == model);
-        self.open_in(request, first, None).await
+        self.open_in(request, first).await
     }
 
     async fn open_in(
         &self,
         request: &ChatRequest,
         first: Option<usize>,
-        mut ahead: Option<Ahead>,
     ) -> Result<Opened, RouteError> {
         let order = self.order(first);
         let mut attempts = Vec::new();
@@ -357,12 +334,7 @@ impl Router {
             let mut rest_backend = false;
             for endpoint_index in provider.rotation() {
                 let state = &provider.endpoints[endpoint_index];
-                let opening = ahead
-                    .take_if(|ahead| {
-                        ahead.provider == model.provider && ahead.endpoint == endpoint_index
-                    })
-                    .map(|ahead| ahead.opening);
-                match attempt(provider, state, &model.model, request, opening).await {
+                match attempt(provider, state, &model.model, request).await {
                     Ok(events) => {
                         self.cooldowns().succeed(&model.provider);
                         state.healthy.store(true, Ordering::Relaxed);
@@ -544,12 +516,11 @@ async fn attempt(
     state: &EndpointState,
     model: &str,
     request: &ChatRequest,
-    opening: Option<Opening>,
 ) -> Result<EventStream, BackendError> {
     let budget = provider.config.timeout;
     let started = Instant::now();
     let endpoint = &state.endpoint;
-    let starting = state.backend.stream_chat(endpoint, opening, model, request);
+    let starting = state.backend.stream_chat(endpoint, model, request);
     let mut events = tokio::time::timeout(budget, starting)
         .await
         .map_err(|_| BackendError::FirstTokenTimeout(budget.as_secs()))??;

@@ -1,6 +1,6 @@
-//! Connections to a model server. One opened ahead reaches the server
-//! before the request exists and then carries it (no second connection);
-//! unused, it closes without a byte sent. One the server keeps open carries
+//! Connections to a model server. One opened ahead (`Router::prepare`)
+//! reaches the server before the request exists and then carries it (no
+//! second connection); unused, it closes without a byte sent. One the server keeps open carries
 //! the next request. The server is a bare TCP listener speaking just enough
 //! HTTP, so that connections can be counted.
 #![allow(clippy::unwrap_used)]
@@ -60,7 +60,7 @@ data: [DONE]\n\n";
 async fn the_request_travels_on_the_connection_opened_ahead() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = router(listener.local_addr().unwrap().port());
-    let ahead = router.open_ahead().expect("an OpenAI-style primary");
+    assert!(router.prepare(), "an OpenAI-style primary");
     // The server has the connection before any request exists.
     let (mut socket, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
         .await
@@ -78,7 +78,7 @@ async fn the_request_travels_on_the_connection_opened_ahead() {
         socket.shutdown().await.unwrap();
         received
     });
-    let opened = router.open_with(&request, Some(ahead)).await.unwrap();
+    let opened = router.open(&request).await.unwrap();
     let events: Vec<_> = opened.events.collect().await;
     assert_eq!(
         events.first().cloned().unwrap().unwrap(),
@@ -103,10 +103,10 @@ async fn the_request_travels_on_the_connection_opened_ahead() {
 async fn a_connection_opened_ahead_and_not_used_closes_without_a_byte() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = router(listener.local_addr().unwrap().port());
-    let ahead = router.open_ahead().unwrap();
+    assert!(router.prepare());
     let (mut socket, _) = listener.accept().await.unwrap();
-    // As when the request it was opened for is refused.
-    drop(ahead);
+    // The request it was opened for was refused, and the gateway stops.
+    drop(router);
     let mut received = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut received))
         .await
@@ -128,7 +128,7 @@ async fn only_openai_style_servers_are_opened_ahead() {
         vec![ModelRef::parse("home/tiny").unwrap()],
     )
     .unwrap();
-    assert!(router.open_ahead().is_none());
+    assert!(!router.prepare());
 }
 
 #[tokio::test]
