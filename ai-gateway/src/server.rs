@@ -104,7 +104,9 @@ pub async fn serve(
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4_096, 256));
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
+        hearth_http::Scale::Household,
+    ));
     let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, "gateway serving");
     let health = gateway.router.spawn_health_checks(Duration::from_secs(

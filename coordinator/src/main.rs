@@ -123,10 +123,10 @@ struct ServeArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     register_period: Duration,
     /// Connections held at once (lowered to fit the open-file limit).
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = hearth_http::Scale::ControlPlane.connections().0)]
     max_connections: usize,
     /// Connections one source address may hold at once (at most a quarter of --max-connections).
-    #[arg(long, default_value_t = 1_024)]
+    #[arg(long, default_value_t = hearth_http::Scale::ControlPlane.connections().1)]
     max_connections_per_source: usize,
     /// Time a client has to send a whole request head (or the TLS handshake).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -576,7 +576,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stun_listen: optional_address(&args.stun_listen, "--stun-listen")?,
                 metrics_listen: optional_address(&args.metrics_listen, "--metrics-listen")?,
                 limits: relay_limits(args.relay_client_mbit),
-                connections: hearth_http::Limits::for_this_process(16_384, 1_024),
+                connections: hearth_http::Limits::for_scale(hearth_http::Scale::ControlPlane),
             };
             hearth_coordinator::derp::standalone::serve(options, hearth_runtime::shutdown_signal())
                 .await?;

@@ -88,7 +88,7 @@ impl ServeOptions {
                 burst: 20,
                 period: Duration::from_secs(1),
             },
-            connections: Limits::for_this_process(16_384, 1_024),
+            connections: Limits::for_scale(hearth_http::Scale::ControlPlane),
             stun_per_source: 10,
         }
     }

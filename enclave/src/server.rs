@@ -186,7 +186,9 @@ pub async fn serve(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4096, 4096));
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
+        hearth_http::Scale::COMPUTE_NODE,
+    ));
     tracing::info!(address = %listen, node = node.id(), rek = %hearth_pcc::key_id(&node.rek()), "compute node serving");
     let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
     hearth_http::serve::serve_tcp(listener, gate, app(node), shutdown).await?;

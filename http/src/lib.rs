@@ -23,6 +23,6 @@ pub mod probe;
 pub mod serve;
 pub mod throttle;
 
-pub use limits::{Gate, Limits, Ticket};
+pub use limits::{Gate, Limits, Scale, Ticket};
 pub use origin::{CrossSite, SameOrigin};
 pub use throttle::Throttle;

@@ -55,7 +55,64 @@ pub const BODY_BYTES_PER_SOURCE: usize = 16 << 20;
 /// The default bytes of unfinished bodies in all.
 pub const BODY_BYTES: usize = 256 << 20;
 
+/// What a listener serves, which sets how many connections it may hold:
+/// the one table every Hearth server's listener is sized from (timeouts and
+/// body budgets are the same for all: [`HEADER_TIMEOUT`], [`IDLE_TIMEOUT`],
+/// [`BODY_TIMEOUT`], [`BODY_BYTES_PER_SOURCE`], [`BODY_BYTES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// The coordinator and its relays: a stream from every device of the
+    /// tailnet, many devices behind one NAT. 16,384 in all, 1,024 per
+    /// source (`serve --max-connections`, `--max-connections-per-source`).
+    ControlPlane,
+    /// A household service the members' devices call (the AI gateway,
+    /// messaging, the private-compute config server): 4,096 in all, 256
+    /// per source.
+    Household,
+    /// A service called by a few trusted peers, each carrying many
+    /// requests (a compute node behind the router, the OHTTP gateway
+    /// behind its relay): `total` in all, all of them from one source if
+    /// need be.
+    Backend {
+        /// Connections in all.
+        total: usize,
+    },
+    /// In front of many clients that may share addresses (the private
+    /// compute router, the OHTTP relay): `total` in all, `per_source` each.
+    Front {
+        /// Connections in all.
+        total: usize,
+        /// Connections from one source address.
+        per_source: usize,
+    },
+}
+
+impl Scale {
+    /// The compute node's: as many as the router may open.
+    pub const COMPUTE_NODE: Scale = Scale::Backend { total: 4_096 };
+    /// The OHTTP gateway's: every relayed request.
+    pub const OHTTP_GATEWAY: Scale = Scale::Backend { total: 8_192 };
+
+    /// Connections in all and per source address, before fitting them to
+    /// the process's file descriptors.
+    pub const fn connections(self) -> (usize, usize) {
+        match self {
+            Scale::ControlPlane => (16_384, 1_024),
+            Scale::Household => (4_096, 256),
+            Scale::Backend { total } => (total, total),
+            Scale::Front { total, per_source } => (total, per_source),
+        }
+    }
+}
+
 impl Limits {
+    /// The limits of a listener serving at `scale`, fitted to this
+    /// process's descriptor limit ([`Limits::for_this_process`]).
+    pub fn for_scale(scale: Scale) -> Limits {
+        let (total, per_source) = scale.connections();
+        Limits::for_this_process(total, per_source)
+    }
+
     /// `max_connections` in all and `max_per_source` per address, each
     /// lowered to fit the file descriptors `descriptors` allows (the soft
     /// `RLIMIT_NOFILE`): a quarter of the total per source at most.

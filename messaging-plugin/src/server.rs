@@ -114,7 +114,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4_096, 256));
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
+        hearth_http::Scale::Household,
+    ));
     tracing::info!(%address, assistant = messaging.assistant.is_some(), "messaging serving");
     hearth_http::serve::serve_tcp(listener, gate, router(shared), async move {
         shutdown.await;

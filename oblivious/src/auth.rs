@@ -101,7 +101,9 @@ pub async fn serve(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(4096, 256));
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
+        hearth_http::Scale::Household,
+    ));
     tracing::info!(address = %listen, "config server serving");
     hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await?;
     tracing::info!("config server stopped");

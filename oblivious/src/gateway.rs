@@ -386,7 +386,9 @@ pub async fn serve(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(8192, 8192));
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
+        hearth_http::Scale::OHTTP_GATEWAY,
+    ));
     tracing::info!(address = %listen, keys = state.keys.len(), "OHTTP gateway serving");
     hearth_http::serve::serve_tcp(listener, gate, app(state), shutdown).await?;
     tracing::info!("OHTTP gateway stopped");

@@ -157,10 +157,10 @@ pub async fn serve(
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let gate = hearth_http::Gate::new(hearth_http::Limits::for_this_process(
-        8192,
-        settings.per_source_connections,
-    ));
+    let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(hearth_http::Scale::Front {
+        total: 8192,
+        per_source: settings.per_source_connections,
+    }));
     tracing::info!(address = %settings.listen, "OHTTP relay serving");
     hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await?;
     tracing::info!("OHTTP relay stopped");

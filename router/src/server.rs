@@ -553,7 +553,10 @@ pub async fn serve(
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let limits = hearth_http::Limits::for_this_process(settings.max_streams + 1024, 4096);
+    let limits = hearth_http::Limits::for_scale(hearth_http::Scale::Front {
+        total: settings.max_streams + 1024,
+        per_source: 4096,
+    });
     let gate = hearth_http::Gate::new(limits);
     tracing::info!(address = %settings.listen, "router serving");
     let sweeper = tokio::spawn({
