@@ -429,8 +429,9 @@ async fn chat(
             let keepalive = gateway.keepalive();
             // The reply runs in a task of its own from here, so the model is
             // asked while the head goes out; failures after admission are
-            // sealed error events, the status is 200 either way.
-            let reply = Task(tokio::spawn(async move {
+            // sealed error events, the status is 200 either way. The task
+            // is aborted if the client goes away first.
+            let reply = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 gateway.reply(admitted, &caller).await
             }));
             let lines = futures_util::stream::once(async move {
@@ -444,27 +445,6 @@ async fn chat(
             sse(lines, keepalive)
         }
         Err(refused) => refusal(&gateway, refused),
-    }
-}
-
-/// A spawned task, aborted when dropped: a reply whose client went away
-/// stops asking the model.
-struct Task<T>(tokio::task::JoinHandle<T>);
-
-impl<T> std::future::Future for Task<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(context)
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -57,8 +57,9 @@ pub fn endpoint(
     let policy = policy
         .cloned()
         .ok_or_else(|| SetupError::NoPolicy(config.id.clone()))?;
-    let address = url.strip_prefix(OBLIVIOUS_PREFIX).unwrap_or(url).to_owned();
-    let remote = match url.strip_prefix(OBLIVIOUS_PREFIX) {
+    let oblivious = url.strip_prefix(OBLIVIOUS_PREFIX);
+    let address = oblivious.unwrap_or(url).to_owned();
+    let remote = match oblivious {
         Some(config_url) => Remote::Oblivious {
             config_url: config_url.trim_end_matches('/').to_owned(),
             policy,

@@ -643,11 +643,13 @@ fn full_map_line(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hearth_acl::{PortRange, Principal, Rule, RuleDestination};
 
-    fn record(id: NodeId, user: &str, state: NodeState) -> NodeRecord {
+    /// A plain node for tests: `user`'s Linux machine, its address and
+    /// key made from `id`.
+    pub(crate) fn record(id: NodeId, user: &str, state: NodeState) -> NodeRecord {
         let ipv4 = Ipv4Addr::new(100, 64, 0, id as u8);
         NodeRecord {
             id,

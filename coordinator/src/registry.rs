@@ -504,36 +504,22 @@ mod tests {
                     let (ipv4, ipv6) = self.registry.allocate(self.now).expect("addresses");
                     let (key, fingerprint) = self.fresh_key(id);
                     let user = if bob { BOB } else { ALICE };
+                    let state = if approved {
+                        NodeState::Approved
+                    } else {
+                        NodeState::Pending
+                    };
                     let record = NodeRecord {
-                        id,
                         user_id: i64::from(bob),
-                        user: user.into(),
                         name: name.clone(),
                         hostname: name,
-                        os: "linux".into(),
                         wireguard_key: key,
-                        state: if approved {
-                            NodeState::Approved
-                        } else {
-                            NodeState::Pending
-                        },
                         ipv4,
                         ipv6,
                         tags: tags(bits),
-                        ephemeral: false,
-                        static_device: false,
                         cert_fingerprint: Some(fingerprint),
-                        machine_key: None,
-                        disco_key: None,
-                        home_relay: None,
-                        client: String::new(),
-                        endpoints: Vec::new(),
-                        advertised_routes: Vec::new(),
-                        approved_routes: Vec::new(),
                         created_at: self.now,
-                        last_seen: None,
-                        key_expiry: None,
-                        key_lifetime: None,
+                        ..crate::netmap::tests::record(id, user, state)
                     };
                     self.upsert(record);
                 }

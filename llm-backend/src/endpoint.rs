@@ -165,11 +165,6 @@ impl Endpoint {
         }
         self.spares.take(std::time::Instant::now())
     }
-
-    /// How many connections opened ahead wait (for tests and `/metrics`).
-    pub fn spares(&self) -> usize {
-        self.spares.len()
-    }
 }
 
 #[cfg(test)]

@@ -153,7 +153,8 @@ impl Spares {
     }
 
     /// How many wait.
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.openings().len()
     }
 }
