@@ -188,14 +188,23 @@ impl Engine {
         let Some(placement) = self.nodes.get(&node) else {
             return Vec::new();
         };
-        let mut peers: Vec<NodeId> = self.classes[placement.class]
-            .visible
-            .iter()
-            .flat_map(|class| self.classes[class].members.iter().copied())
-            .filter(|peer| *peer != node)
-            .collect();
-        peers.sort_unstable();
+        let mut peers = self.class_view(placement.class);
+        peers.retain(|peer| *peer != node);
         peers
+    }
+
+    /// The class of `node` (valid until the engine next changes) and how
+    /// many nodes are in it: every member of a class is told the same peers
+    /// (each without itself) and enforces the same filter.
+    pub fn class_of(&self, node: NodeId) -> Option<(usize, usize)> {
+        let class = self.nodes.get(&node)?.class;
+        Some((class, self.classes[class].members.len()))
+    }
+
+    /// Every node the members of `class` ([`Engine::class_of`]) may see, in
+    /// increasing id order, its own members among them when it sees itself.
+    pub fn seen_by_class(&self, class: usize) -> Vec<NodeId> {
+        self.class_view(class)
     }
 
     /// Whether the policy steers any route (`via`).

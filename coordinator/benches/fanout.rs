@@ -41,8 +41,10 @@ enum Seen {
 /// Connections tried again after the coordinator closed them early.
 static RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-const MARKERS: [(&[u8], Seen); 4] = [
-    (br#""type":"full""#, Seen::FullMap),
+/// What starts a full map's line: the map counts as had at the line's end.
+const FULL_MAP: &[u8] = br#""type":"full""#;
+
+const MARKERS: [(&[u8], Seen); 3] = [
     (br#""type":"keep_alive""#, Seen::KeepAlive),
     (br#""change":"filter_changed""#, Seen::FilterChanged),
     (br#""change":"peer_added""#, Seen::PeerAdded),
@@ -112,8 +114,12 @@ async fn follow(
     // answered (its header deadline, in a storm) is tried again after a
     // pause spread over the streams.
     let finders = MARKERS.map(|(marker, seen)| (memchr::memmem::Finder::new(marker), seen));
+    let full_map = memchr::memmem::Finder::new(FULL_MAP);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut tail: Vec<u8> = Vec::new();
+    // Inside a full map's line (3 MB at 10,000 nodes): it counts once its
+    // end has arrived, not when it starts.
+    let mut in_full_map = false;
     let mut tls = None;
     loop {
         let Some(stream) = tls.as_mut() else {
@@ -139,11 +145,26 @@ async fn follow(
         let now = Instant::now();
         // Markers may straddle reads: search the last bytes of the previous
         // read together with this one.
+        let before = tail.len();
         tail.extend_from_slice(&buffer[..read]);
         for (finder, seen) in &finders {
             if finder.find(&tail).is_some() {
                 let _ = events.send((id, *seen, now));
             }
+        }
+        let rest = match full_map.find(&tail) {
+            Some(start) if !in_full_map => {
+                in_full_map = true;
+                &tail[start..]
+            }
+            // The end may straddle reads: from the last bytes kept.
+            _ => &tail[before.saturating_sub(2)..],
+        };
+        // The line's own end (`}}` and its newline), not the `\r\n` that
+        // closes each HTTP chunk the line is sent in.
+        if in_full_map && memchr::memmem::find(rest, b"}}\n").is_some() {
+            in_full_map = false;
+            let _ = events.send((id, Seen::FullMap, now));
         }
         let keep = tail.len().saturating_sub(32);
         tail.drain(..keep);

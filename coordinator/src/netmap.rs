@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
@@ -179,6 +179,55 @@ pub struct Network {
     /// with `nodes`: what the expiry task sleeps until, instead of looking
     /// at every node.
     key_deadlines: BTreeSet<(i64, NodeId)>,
+    /// Each policy class's part of its members' full maps, made when the
+    /// first of them connects and dropped at any change (see [`ClassMap`]).
+    class_maps: Mutex<ClassMaps>,
+}
+
+/// What the members of one policy class share in their full maps: the same
+/// peers (each member's own entry cut out when it is sent) and the same
+/// filter. In a reconnect storm each class's map is assembled once and every
+/// member is sent the same bytes (slices of one buffer), instead of a copy
+/// assembled per node.
+#[derive(Debug)]
+struct ClassMap {
+    /// The JSON of every node the class sees, comma-separated, in id order.
+    peers: Bytes,
+    /// Each of those nodes' id and where its JSON starts and ends in `peers`.
+    spans: Vec<(NodeId, usize, usize)>,
+    /// The line after the peers: the filter, the relays, the closing braces.
+    tail: Bytes,
+}
+
+/// Class maps kept, within a budget: a policy that makes thousands of
+/// small classes shares little, and must not keep a map per node.
+#[derive(Debug, Default)]
+struct ClassMaps {
+    maps: HashMap<usize, Arc<ClassMap>>,
+    bytes: usize,
+}
+
+/// The most class-map bytes kept at once (about a hundred maps of 10,000 peers).
+const CLASS_MAP_BUDGET: usize = 256 * 1024 * 1024;
+
+impl ClassMap {
+    /// `peers` minus the entry of `node` (if it is among them), as at most
+    /// two slices of the shared buffer.
+    fn peers_without(&self, node: NodeId) -> Vec<Bytes> {
+        let Ok(index) = self.spans.binary_search_by_key(&node, |(id, _, _)| *id) else {
+            return vec![self.peers.clone()];
+        };
+        let (_, start, end) = self.spans[index];
+        if self.spans.len() == 1 {
+            Vec::new()
+        } else if index == 0 {
+            // The first entry and the comma after it.
+            vec![self.peers.slice(end + 1..)]
+        } else {
+            // The comma before the entry, and the entry.
+            vec![self.peers.slice(..start - 1), self.peers.slice(end..)]
+        }
+    }
 }
 
 /// When `record`'s keys take it out of the mesh, if they ever do: only an
@@ -200,7 +249,18 @@ impl Network {
             engine: Engine::new(policy),
             relays: Vec::new(),
             key_deadlines: BTreeSet::new(),
+            class_maps: Mutex::default(),
         }
+    }
+
+    /// Drops every class map: called by everything that changes the
+    /// network, before it changes it.
+    fn forget_class_maps(&mut self) {
+        let maps = self
+            .class_maps
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        *maps = ClassMaps::default();
     }
 
     /// The soonest time (Unix seconds) an admitted node's keys expire.
@@ -226,6 +286,7 @@ impl Network {
         if relays == self.relays {
             return Vec::new();
         }
+        self.forget_class_maps();
         self.relays = relays.clone();
         let recipients: Vec<NodeId> = self
             .nodes
@@ -406,35 +467,92 @@ impl Network {
     }
 
     /// [`Network::full_map`] as the stream line that carries it (a
-    /// `MapMessage::Full`, newline-terminated), the same bytes, assembled
-    /// from each peer's JSON kept since it last changed.
-    pub fn full_map_line(&self, node: NodeId) -> Option<Bytes> {
+    /// `MapMessage::Full`, newline-terminated): the same bytes, in pieces
+    /// to be sent one after another. Only the first piece (the node itself)
+    /// is made for this node; the rest are its class's [`ClassMap`], shared
+    /// with every member of the class until the network changes.
+    pub fn full_map_line(&self, node: NodeId) -> Option<Vec<Bytes>> {
         let record = self
             .nodes
             .get(&node)
             .filter(|record| record.is_admitted())?;
-        let peers: Vec<Bytes> = self
+        let (class, members) = self.engine.class_of(node)?;
+        let cached = self.class_maps().maps.get(&class).cloned();
+        let map = match cached {
+            Some(map) => map,
+            None => {
+                let map = Arc::new(self.class_map(node, class));
+                self.keep_class_map(class, members, &map);
+                map
+            }
+        };
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(br#"{"type":"full","map":{"node":"#);
+        serde_json::to_writer(&mut head, &record.info()).expect("nodes serialize");
+        head.extend_from_slice(br#","peers":["#);
+        let mut line = vec![Bytes::from(head)];
+        line.extend(map.peers_without(node));
+        line.push(map.tail.clone());
+        Some(line)
+    }
+
+    fn class_maps(&self) -> std::sync::MutexGuard<'_, ClassMaps> {
+        self.class_maps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The map shared by `class`, of which `viewer` is a member.
+    fn class_map(&self, viewer: NodeId, class: usize) -> ClassMap {
+        let entries: Vec<(NodeId, Bytes)> = self
             .engine
-            .peers_of(node)
+            .seen_by_class(class)
             .into_iter()
-            .filter_map(|peer| self.nodes.get(&peer))
-            .map(|peer| match self.peer_json.get(&peer.id) {
-                Some(json) if !self.steers(peer) => json.clone(),
-                _ => peer_json(&self.peer_for(node, peer)),
+            .filter_map(|id| self.nodes.get(&id))
+            .map(|peer| {
+                // What `via` shows of a router depends on the viewer's
+                // class only, so any member's view is the class's.
+                let json = match self.peer_json.get(&peer.id) {
+                    Some(json) if !self.steers(peer) => json.clone(),
+                    _ => peer_json(&self.peer_for(viewer, peer)),
+                };
+                (peer.id, json)
             })
             .collect();
-        let filter = self.engine.filter_of(node);
+        let length: usize = entries.iter().map(|(_, json)| json.len() + 1).sum();
+        let mut peers = Vec::with_capacity(length);
+        let mut spans = Vec::with_capacity(entries.len());
+        for (index, (id, json)) in entries.iter().enumerate() {
+            if index > 0 {
+                peers.push(b',');
+            }
+            let start = peers.len();
+            peers.extend_from_slice(json);
+            spans.push((*id, start, peers.len()));
+        }
+        let filter = self.engine.filter_of(viewer);
         let empty = hearth_acl::Filter::default();
-        Some(full_map_line(
-            &record.info(),
-            &peers,
-            filter.as_deref().unwrap_or(&empty),
-            &self.relays,
-        ))
+        ClassMap {
+            peers: Bytes::from(peers),
+            spans,
+            tail: full_map_tail(filter.as_deref().unwrap_or(&empty), &self.relays),
+        }
+    }
+
+    /// Keeps `map` for the other members of `class` (of `members` nodes),
+    /// if it has others and the budget allows.
+    fn keep_class_map(&self, class: usize, members: usize, map: &Arc<ClassMap>) {
+        let size = map.peers.len() + map.tail.len();
+        let mut maps = self.class_maps();
+        if members > 1 && maps.bytes + size <= CLASS_MAP_BUDGET {
+            maps.bytes += size;
+            maps.maps.insert(class, Arc::clone(map));
+        }
     }
 
     /// Stores `record` (new or changed) and returns what each affected node must hear.
     pub fn upsert(&mut self, record: NodeRecord) -> Vec<Delivery> {
+        self.forget_class_maps();
         let node = record.id;
         let previous = self.nodes.insert(node, record.clone());
         self.peer_json.insert(node, peer_json(&record.as_peer()));
@@ -526,6 +644,7 @@ impl Network {
 
     /// Forgets `node` and returns what each affected node must hear.
     pub fn remove(&mut self, node: NodeId) -> Vec<Delivery> {
+        self.forget_class_maps();
         let Some(record) = self.nodes.get(&node) else {
             return Vec::new();
         };
@@ -552,6 +671,7 @@ impl Network {
 
     /// Replaces the policy and returns each node's resulting changes.
     pub fn set_policy(&mut self, policy: Arc<CompiledPolicy>) -> Vec<Delivery> {
+        self.forget_class_maps();
         let had_via = self.engine.has_via();
         let updates = self.engine.set_policy(policy);
         let mut deliveries: Vec<Delivery> = updates
@@ -611,35 +731,18 @@ fn peer_json(peer: &Peer) -> Bytes {
     Bytes::from(serde_json::to_vec(peer).expect("peers serialize"))
 }
 
-/// The line `encode_line(&MapMessage::Full { map })` would make for a map of
-/// `node`, `peers` (each already JSON), `filter` and `relays`, byte for byte.
-fn full_map_line(
-    node: &NodeInfo,
-    peers: &[Bytes],
-    filter: &hearth_acl::Filter,
-    relays: &[RelayRegion],
-) -> Bytes {
-    let node = serde_json::to_vec(node).expect("nodes serialize");
-    let filter = serde_json::to_vec(filter).expect("filters serialize");
-    let peers_len: usize = peers.iter().map(|peer| peer.len() + 1).sum();
-    let mut line = Vec::with_capacity(64 + node.len() + peers_len + filter.len());
-    line.extend_from_slice(br#"{"type":"full","map":{"node":"#);
-    line.extend_from_slice(&node);
-    line.extend_from_slice(br#","peers":["#);
-    for (index, peer) in peers.iter().enumerate() {
-        if index > 0 {
-            line.push(b',');
-        }
-        line.extend_from_slice(peer);
-    }
-    line.extend_from_slice(br#"],"filter":"#);
-    line.extend_from_slice(&filter);
+/// The end of a full map's line after its peers (`filter` and `relays`),
+/// as `encode_line(&MapMessage::Full { map })` writes it.
+fn full_map_tail(filter: &hearth_acl::Filter, relays: &[RelayRegion]) -> Bytes {
+    let mut tail = Vec::with_capacity(256);
+    tail.extend_from_slice(br#"],"filter":"#);
+    serde_json::to_writer(&mut tail, filter).expect("filters serialize");
     if !relays.is_empty() {
-        line.extend_from_slice(br#","relays":"#);
-        serde_json::to_writer(&mut line, relays).expect("relays serialize");
+        tail.extend_from_slice(br#","relays":"#);
+        serde_json::to_writer(&mut tail, relays).expect("relays serialize");
     }
-    line.extend_from_slice(b"}}\n");
-    Bytes::from(line)
+    tail.extend_from_slice(b"}}\n");
+    Bytes::from(tail)
 }
 
 #[cfg(test)]
@@ -865,12 +968,60 @@ pub(crate) mod tests {
                 .full_map(record.id)
                 .map(|map| crate::streams::encode_line(&MapMessage::Full { map: Box::new(map) }));
             assert_eq!(
-                network.full_map_line(record.id),
+                network
+                    .full_map_line(record.id)
+                    .map(|pieces| joined(&pieces)),
                 expected,
                 "node {}",
                 record.id
             );
         }
+    }
+
+    fn joined(pieces: &[Bytes]) -> Bytes {
+        Bytes::from(pieces.concat())
+    }
+
+    #[test]
+    fn members_of_one_class_are_sent_one_shared_map_each_without_itself() {
+        let mut network = Network::new(allow_all());
+        network.upsert(record(1, "alice", NodeState::Approved));
+        assert_lines_match(&network);
+        for id in 2..=4 {
+            network.upsert(record(id, "alice", NodeState::Approved));
+        }
+        // First, middle and last cut out of the shared peers; asked twice,
+        // the second time from the kept class map.
+        assert_lines_match(&network);
+        assert_lines_match(&network);
+        let second = network.full_map_line(2).unwrap();
+        let last = network.full_map_line(4).unwrap();
+        assert_eq!(
+            second[1].as_ptr(),
+            last[1].as_ptr(),
+            "both start from the one buffer of the class's peers"
+        );
+        assert_eq!(
+            second.last().unwrap().as_ptr(),
+            last.last().unwrap().as_ptr(),
+            "and end with the class's one filter"
+        );
+
+        // Any change drops the shared map: what follows is the new map.
+        let mut moved = record(3, "alice", NodeState::Approved);
+        moved.endpoints = vec!["192.0.2.9:41641".parse().unwrap()];
+        network.upsert(moved);
+        assert_lines_match(&network);
+        network.upsert(record(5, "bob", NodeState::Approved));
+        network.remove(1);
+        assert_lines_match(&network);
+        network.set_policy(Arc::new(
+            hearth_acl::compile_text(
+                r#"{"acls": [{"action": "accept", "src": ["bob@"], "dst": ["alice@:*"]}]}"#,
+            )
+            .unwrap(),
+        ));
+        assert_lines_match(&network);
     }
 
     #[test]

@@ -230,6 +230,7 @@ mod tests {
     use hearth_control::tailcfg::{DERP_MAGIC_IP, DiscoKey, FilterRule, MapResponse, Node};
     use hearth_control::wire::{MapChange, MapMessage, NodeInfo, NodeState, Peer};
 
+    use crate::streams::encode_line;
     use crate::tsmap::{SelfKeys, TsMapView};
     use proptest::prelude::*;
 
@@ -571,14 +572,20 @@ mod tests {
                     self.deliver(deliveries);
                 }
             }
-            // Admitted nodes without a stream connect and get a full map.
+            // Admitted nodes without a stream connect and get a full map,
+            // as the stream sends it (its class's shared parts included).
             for record in self.nodes.values() {
                 if record.is_admitted() && !self.views.contains_key(&record.id) {
-                    let map = self
+                    let line = self
                         .registry
                         .network()
-                        .full_map(record.id)
-                        .expect("admitted");
+                        .full_map_line(record.id)
+                        .expect("admitted")
+                        .concat();
+                    let Ok(MapMessage::Full { map }) = serde_json::from_slice(&line) else {
+                        panic!("node {}'s first line is not a full map", record.id);
+                    };
+                    let map = *map;
                     self.tailscale.insert(record.id, ts_connect(&map));
                     self.views.insert(record.id, View::of(map));
                 }
@@ -603,6 +610,20 @@ mod tests {
                     return Err(format!("node {id} streams without being admitted"));
                 };
                 let now = self.registry.network().full_map(*id).expect("admitted");
+                let line = self
+                    .registry
+                    .network()
+                    .full_map_line(*id)
+                    .expect("admitted");
+                if line.concat()
+                    != encode_line(&MapMessage::Full {
+                        map: Box::new(now.clone()),
+                    })
+                {
+                    return Err(format!(
+                        "node {id}'s full map line (its class's kept parts) is not its full map"
+                    ));
+                }
                 if *view != View::of(now.clone()) {
                     return Err(format!(
                         "node {id}'s streamed map drifted:\n{view:#?}\nvs {now:#?}"

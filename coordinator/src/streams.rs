@@ -1,7 +1,9 @@
 //! Open map and approval streams, and delivery of messages to them.
 //!
 //! Each stream is a bounded channel of ready-to-send JSON lines. A message for
-//! many nodes is serialized once and the same bytes are queued for each. A
+//! many nodes is serialized once and the same bytes are queued for each; a
+//! full map is the node's own part followed by parts its policy class shares
+//! (see `netmap::ClassMap`). A
 //! node whose queue is full is disconnected rather than allowed to hold
 //! memory: on reconnect it gets a fresh full map, so nothing is lost.
 
@@ -23,6 +25,34 @@ const QUEUE_DEPTH: usize = 4096;
 /// node opening streams in a loop holds no more).
 pub const MAX_MAP_STREAMS_PER_NODE: usize = 4;
 
+/// One line of a stream, ready to send: one buffer, or (a full map) several
+/// to be sent one after another, most of them shared with other streams.
+#[derive(Clone, Debug)]
+pub enum Line {
+    /// The whole line.
+    Whole(Bytes),
+    /// The line's pieces, in order.
+    Pieces(Vec<Bytes>),
+}
+
+impl Line {
+    /// Its pieces, in order.
+    pub fn into_pieces(self) -> Vec<Bytes> {
+        match self {
+            Line::Whole(line) => vec![line],
+            Line::Pieces(pieces) => pieces,
+        }
+    }
+
+    /// The line in one buffer (for a reader that parses it).
+    pub fn joined(&self) -> Bytes {
+        match self {
+            Line::Whole(line) => line.clone(),
+            Line::Pieces(pieces) => Bytes::from(pieces.concat()),
+        }
+    }
+}
+
 /// Serializes a message as one newline-terminated JSON line.
 pub fn encode_line<T: Serialize>(message: &T) -> Bytes {
     let mut line = serde_json::to_vec(message).expect("wire messages serialize");
@@ -38,7 +68,7 @@ enum Kind {
 
 struct Subscriber {
     id: u64,
-    sender: mpsc::Sender<Bytes>,
+    sender: mpsc::Sender<Line>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,7 +93,7 @@ pub struct Streams {
 /// An open stream: its queue, and a guard that unregisters it when dropped.
 pub struct Subscription {
     /// Lines to send, in order; closed when the coordinator ends the stream.
-    pub receiver: mpsc::Receiver<Bytes>,
+    pub receiver: mpsc::Receiver<Line>,
     /// Unregisters on drop.
     pub guard: StreamGuard,
 }
@@ -97,7 +127,7 @@ impl Streams {
         hearth_runtime::lock(&self.registry)
     }
 
-    fn subscribe(self: &Arc<Self>, kind: Kind, node: NodeId, first: Bytes) -> Subscription {
+    fn subscribe(self: &Arc<Self>, kind: Kind, node: NodeId, first: Line) -> Subscription {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         sender
             .try_send(first)
@@ -127,9 +157,9 @@ impl Streams {
         }
     }
 
-    /// Opens a map stream whose first line is `full`.
-    pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: Bytes) -> Subscription {
-        self.subscribe(Kind::Map, node, full)
+    /// Opens a map stream whose first line is `full`, in pieces.
+    pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: Vec<Bytes>) -> Subscription {
+        self.subscribe(Kind::Map, node, Line::Pieces(full))
     }
 
     /// Opens an approval stream whose first line is the node's current state.
@@ -137,7 +167,7 @@ impl Streams {
         self.subscribe(
             Kind::Approval,
             node,
-            encode_line(&ApprovalMessage::State { state }),
+            Line::Whole(encode_line(&ApprovalMessage::State { state })),
         )
     }
 
@@ -146,7 +176,7 @@ impl Streams {
     pub fn deliver(&self, deliveries: &[Delivery]) {
         let mut registry = self.lock();
         for delivery in deliveries {
-            let line = encode_line(&delivery.message);
+            let line = Line::Whole(encode_line(&delivery.message));
             let closes = matches!(delivery.message, MapMessage::Revoked { .. });
             for node in &delivery.recipients {
                 let key = (Kind::Map, *node);
@@ -174,7 +204,7 @@ impl Streams {
     pub fn notify_state(&self, node: NodeId, state: NodeState) {
         let mut registry = self.lock();
         if let Some(list) = registry.subscribers.remove(&(Kind::Approval, node)) {
-            let line = encode_line(&ApprovalMessage::State { state });
+            let line = Line::Whole(encode_line(&ApprovalMessage::State { state }));
             for subscriber in list {
                 let _ = subscriber.sender.try_send(line.clone());
             }

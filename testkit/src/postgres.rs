@@ -69,11 +69,13 @@ impl Cluster {
         let bin = binaries().expect(
             "PostgreSQL is not installed (scripts/install-test-deps.sh installs Debian's `postgresql`)",
         );
-        let root = tempfile::Builder::new()
+        // Removed if the cluster cannot be made (a full disk, say); kept
+        // once it runs, and removed at exit by `stop_at_exit`.
+        let directory = tempfile::Builder::new()
             .prefix("hearth-postgres-")
             .tempdir()
-            .unwrap()
-            .keep();
+            .unwrap();
+        let root = directory.path().to_path_buf();
         let data = root.join("data");
         let socket = root.join("socket");
         std::fs::create_dir(&socket).unwrap();
@@ -92,6 +94,7 @@ impl Cluster {
             ])
             .arg("-D")
             .arg(&data));
+        let root = directory.keep();
         // Started from a thread that lives as long as the process: the
         // parent-death signal (fast shutdown) fires when the process ends,
         // however it ends, and not when the test that started it does.

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use hearth_control::wire::{
     APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, MAP_PATH, MapMessage, REGISTER_PATH,
     ROTATE_PATH, ROUTES_PATH, RoutesReport,
@@ -21,7 +22,7 @@ use tower_governor::key_extractor::PeerIpKeyExtractor;
 use super::{PeerInfo, parse_json};
 use crate::coordinator::{Coordinator, Credential};
 use crate::error::Error;
-use crate::streams::{Subscription, encode_line};
+use crate::streams::{Line, Subscription, encode_line};
 
 /// How many registrations one address may make: a burst, then one per period.
 #[derive(Clone, Copy, Debug)]
@@ -203,13 +204,16 @@ fn stream_response(
             async move {
                 let line = tokio::select! {
                     line = receiver.recv() => line?,
-                    _ = ticks.tick() => keepalive_line,
+                    _ = ticks.tick() => Line::Whole(keepalive_line),
                 };
                 ticks.reset();
-                Some((Ok::<_, Infallible>(line), (receiver, ticks, guard)))
+                Some((line, (receiver, ticks, guard)))
             }
         },
-    );
+    )
+    .flat_map(|line| {
+        futures_util::stream::iter(line.into_pieces().into_iter().map(Ok::<_, Infallible>))
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(header::CACHE_CONTROL, "no-store")

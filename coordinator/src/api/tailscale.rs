@@ -419,7 +419,7 @@ async fn stream_map(
             };
             ticks.reset();
             if approved {
-                let Ok(message) = serde_json::from_slice::<MapMessage>(&line) else {
+                let Ok(message) = serde_json::from_slice::<MapMessage>(&line.joined()) else {
                     tracing::warn!(node = id, "an unreadable map line; ending the stream");
                     return;
                 };
