@@ -188,7 +188,7 @@ impl Engine {
         let Some(placement) = self.nodes.get(&node) else {
             return Vec::new();
         };
-        let mut peers = self.class_view(placement.class);
+        let mut peers = self.seen_by_class(placement.class);
         peers.retain(|peer| *peer != node);
         peers
     }
@@ -199,12 +199,6 @@ impl Engine {
     pub fn class_of(&self, node: NodeId) -> Option<(usize, usize)> {
         let class = self.nodes.get(&node)?.class;
         Some((class, self.classes[class].members.len()))
-    }
-
-    /// Every node the members of `class` ([`Engine::class_of`]) may see, in
-    /// increasing id order, its own members among them when it sees itself.
-    pub fn seen_by_class(&self, class: usize) -> Vec<NodeId> {
-        self.class_view(class)
     }
 
     /// Whether the policy steers any route (`via`).
@@ -346,8 +340,8 @@ impl Engine {
         let mut updates = Vec::new();
         for ((old_class, new_class), mut members) in groups {
             members.sort_unstable();
-            let old_view = self.class_view(old_class);
-            let new_view = next.class_view(new_class);
+            let old_view = self.seen_by_class(old_class);
+            let new_view = next.seen_by_class(new_class);
             let (added, removed) = sorted_difference(&old_view, &new_view);
             let old_filter = &self.classes[old_class].filter;
             let new_filter = &next.classes[new_class].filter;
@@ -385,8 +379,9 @@ impl Engine {
             .insert(identity.id, Placement { class, identity });
     }
 
-    /// Every member of every class visible from `class`, sorted (may include the class's own members).
-    fn class_view(&self, class: ClassId) -> Vec<NodeId> {
+    /// Every node the members of `class` ([`Engine::class_of`]) may see, in
+    /// increasing id order, its own members among them when it sees itself.
+    pub fn seen_by_class(&self, class: ClassId) -> Vec<NodeId> {
         let mut view: Vec<NodeId> = self.classes[class]
             .visible
             .iter()

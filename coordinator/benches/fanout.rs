@@ -235,6 +235,18 @@ async fn collect(
         .collect()
 }
 
+/// p50, p99 and max of how long after `since` each of `count` streams saw
+/// `wanted` (a change's delta: two minutes at most).
+async fn delays(
+    events: &mut mpsc::UnboundedReceiver<(usize, Seen, Instant)>,
+    wanted: Seen,
+    count: usize,
+    since: Instant,
+) -> (f64, f64, f64) {
+    let mut times = collect(events, wanted, count, since, Duration::from_secs(120)).await;
+    spread(&mut times)
+}
+
 /// The policy-change p99 and max, for the scaling ratio.
 async fn measure(streams: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -308,15 +320,7 @@ async fn measure(streams: usize) -> (f64, f64) {
     .expect("policy written");
     let since = Instant::now();
     server.cli_ok(&["policy", "set", policy.to_str().expect("a path")]);
-    let mut policy_delays = collect(
-        &mut seen,
-        Seen::FilterChanged,
-        streams,
-        since,
-        Duration::from_secs(120),
-    )
-    .await;
-    let (p50, p99, max) = spread(&mut policy_delays);
+    let (p50, p99, max) = delays(&mut seen, Seen::FilterChanged, streams, since).await;
     println!(
         "  policy set -> every stream has the delta: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms (target p99 < {} ms)",
         if streams <= 1000 { 1000 } else { 2000 }
@@ -327,15 +331,7 @@ async fn measure(streams: usize) -> (f64, f64) {
     let newcomer = hearth_testkit::control_plane::register(&pending, "newcomer").await;
     let since = Instant::now();
     server.cli_ok(&["nodes", "approve", &newcomer.id().to_string()]);
-    let mut approval_delays = collect(
-        &mut seen,
-        Seen::PeerAdded,
-        streams,
-        since,
-        Duration::from_secs(120),
-    )
-    .await;
-    let (a50, a99, amax) = spread(&mut approval_delays);
+    let (a50, a99, amax) = delays(&mut seen, Seen::PeerAdded, streams, since).await;
     println!(
         "  nodes approve -> every stream has the new peer: p50 {a50:.0} ms, p99 {a99:.0} ms, max {amax:.0} ms"
     );

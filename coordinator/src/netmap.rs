@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
@@ -496,10 +496,8 @@ impl Network {
         Some(line)
     }
 
-    fn class_maps(&self) -> std::sync::MutexGuard<'_, ClassMaps> {
-        self.class_maps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn class_maps(&self) -> MutexGuard<'_, ClassMaps> {
+        hearth_runtime::lock(&self.class_maps)
     }
 
     /// The map shared by `class`, of which `viewer` is a member.
@@ -970,16 +968,12 @@ pub(crate) mod tests {
             assert_eq!(
                 network
                     .full_map_line(record.id)
-                    .map(|pieces| joined(&pieces)),
+                    .map(|pieces| Bytes::from(pieces.concat())),
                 expected,
                 "node {}",
                 record.id
             );
         }
-    }
-
-    fn joined(pieces: &[Bytes]) -> Bytes {
-        Bytes::from(pieces.concat())
     }
 
     #[test]

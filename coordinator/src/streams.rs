@@ -36,12 +36,14 @@ pub enum Line {
 }
 
 impl Line {
-    /// Its pieces, in order.
-    pub fn into_pieces(self) -> Vec<Bytes> {
-        match self {
-            Line::Whole(line) => vec![line],
-            Line::Pieces(pieces) => pieces,
-        }
+    /// Its pieces, in order (a whole line without allocating: most lines
+    /// are deltas and keep-alives queued for many streams).
+    pub fn into_pieces(self) -> impl Iterator<Item = Bytes> {
+        let (whole, pieces) = match self {
+            Line::Whole(line) => (Some(line), Vec::new()),
+            Line::Pieces(pieces) => (None, pieces),
+        };
+        whole.into_iter().chain(pieces)
     }
 
     /// The line in one buffer (for a reader that parses it).

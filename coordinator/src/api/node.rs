@@ -211,9 +211,7 @@ fn stream_response(
             }
         },
     )
-    .flat_map(|line| {
-        futures_util::stream::iter(line.into_pieces().into_iter().map(Ok::<_, Infallible>))
-    });
+    .flat_map(|line| futures_util::stream::iter(line.into_pieces().map(Ok::<_, Infallible>)));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(header::CACHE_CONTROL, "no-store")
