@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
+use crate::compression;
 use crate::fingerprint::Fingerprint;
 use crate::secret::SecretString;
 use crate::tls::{ClientIdentity, TlsSetupError, client_config};
@@ -20,6 +21,8 @@ use crate::wire::{
 
 /// Largest single line accepted on a stream (a full map of many thousand peers fits).
 const MAX_LINE: usize = 64 * 1024 * 1024;
+/// How much of a compressed stream is decompressed before looking for a line again.
+const READ_AHEAD: usize = 256 * 1024;
 
 /// What can go wrong talking to the coordinator.
 #[derive(Debug, thiserror::Error)]
@@ -230,17 +233,33 @@ impl ControlClient {
         path: &str,
         bearer: Option<&SecretString>,
     ) -> Result<MessageStream<T>, ClientError> {
-        let mut request = self.http().get(self.url(path));
+        let mut request = self
+            .http()
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT_ENCODING, compression::ZSTD);
         if let Some(secret) = bearer {
             request = request.bearer_auth(secret.expose());
         }
         let response = request.send().await.map_err(transport)?;
         let response = check(response).await?;
-        Ok(MessageStream {
-            body: Box::pin(response.bytes_stream()),
-            buffer: BytesMut::new(),
-            kind: PhantomData,
-        })
+        let encoding = response.headers().get(reqwest::header::CONTENT_ENCODING);
+        let frames = match encoding.map(|value| value.as_bytes()) {
+            None => None,
+            Some(value) if value == compression::ZSTD.as_bytes() => Some(
+                compression::FrameReader::new()
+                    .map_err(|error| ClientError::Protocol(error.to_string()))?,
+            ),
+            Some(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "a stream in an encoding not asked for: {}",
+                    String::from_utf8_lossy(other)
+                )));
+            }
+        };
+        Ok(MessageStream::new(
+            Box::pin(response.bytes_stream()),
+            frames,
+        ))
     }
 }
 
@@ -266,35 +285,65 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientE
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
-/// A stream of newline-delimited JSON messages.
+/// A stream of newline-delimited JSON messages, plain or in zstd frames.
 pub struct MessageStream<T> {
     body: ByteStream,
+    /// Decompresses the body when it is zstd.
+    frames: Option<compression::FrameReader>,
     buffer: BytesMut,
     kind: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> MessageStream<T> {
+    fn new(body: ByteStream, frames: Option<compression::FrameReader>) -> MessageStream<T> {
+        MessageStream {
+            body,
+            frames,
+            buffer: BytesMut::new(),
+            kind: PhantomData,
+        }
+    }
+
     /// The next message; `None` when the coordinator closed the stream.
     pub async fn next(&mut self) -> Option<Result<T, ClientError>> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|byte| *byte == b'\n') {
-                let line = self.buffer.split_to(end + 1);
-                let line = &line[..end];
+            if let Some(line) = self.next_line() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
                 return Some(
-                    serde_json::from_slice(line)
+                    serde_json::from_slice(&line)
                         .map_err(|error| ClientError::Protocol(error.to_string())),
                 );
             }
             if self.buffer.len() > MAX_LINE {
                 return Some(Err(ClientError::Protocol("stream line too long".into())));
             }
-            match self.body.next().await? {
-                Ok(chunk) => self.buffer.extend_from_slice(&chunk),
-                Err(error) => return Some(Err(transport(error))),
+            match &mut self.frames {
+                // Compressed bytes received and not yet read: read some
+                // (as much as a line may still grow by) before receiving more.
+                Some(frames) if frames.has_more() => {
+                    let room = MAX_LINE + 1 - self.buffer.len();
+                    if let Err(error) = frames.read_into(&mut self.buffer, room.min(READ_AHEAD)) {
+                        return Some(Err(ClientError::Protocol(error.to_string())));
+                    }
+                }
+                _ => match self.body.next().await? {
+                    Ok(chunk) => match &mut self.frames {
+                        Some(frames) => frames.push(chunk),
+                        None => self.buffer.extend_from_slice(&chunk),
+                    },
+                    Err(error) => return Some(Err(transport(error))),
+                },
             }
         }
+    }
+
+    /// The next whole line in the buffer, without its newline.
+    fn next_line(&mut self) -> Option<BytesMut> {
+        let end = self.buffer.iter().position(|byte| *byte == b'\n')?;
+        let mut line = self.buffer.split_to(end + 1);
+        line.truncate(end);
+        Some(line)
     }
 }

@@ -3,6 +3,7 @@
 //! - [`wire`]: the JSON messages and endpoint paths,
 //! - [`token`]: the one-line join token,
 //! - [`client`]: the HTTPS client with certificate pinning and mutual TLS,
+//! - [`compression`]: zstd frames on the map stream,
 //! - [`tls`]: key generation and TLS configuration for that client,
 //! - [`ts2021`], [`noise_stream`] and [`tailcfg`]: the Tailscale control
 //!   protocol the coordinator also serves, for the official Tailscale
@@ -12,6 +13,7 @@
 
 pub mod agent_api;
 pub mod client;
+pub mod compression;
 pub mod derp;
 pub mod disco;
 pub mod fingerprint;

@@ -8,6 +8,10 @@
 //! connection is closed before the coordinator answered (its head deadline,
 //! in a storm) try again, as agents do, and are counted. Measured:
 //!
+//! - a connect storm (every stream opened at once) with uncompressed
+//!   streams, the peer measured in the same run, then with zstd streams as
+//!   agents open them: the coordinator's CPU until every stream has read
+//!   its whole full map, and the ratio;
 //! - `policy set` (a filter change for every node) and `nodes approve` (a
 //!   new peer for every node): the time from the command to the moment each
 //!   stream has the delta, p50 / p99 / max over the streams;
@@ -20,14 +24,19 @@
 //! `cargo bench -p hearth-coordinator --bench fanout` (`-- 1000` for one size)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use hearth_control::JoinToken;
+use hearth_control::compression::{self, Encoding};
 use hearth_control::tls::{ClientIdentity, client_config};
 use hearth_testkit::control_plane::{Server, request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
+use tokio_util::task::AbortOnDropHandle;
 
 /// What a stream saw, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +48,9 @@ enum Seen {
 }
 
 /// Connections tried again after the coordinator closed them early.
-static RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static RETRIES: AtomicUsize = AtomicUsize::new(0);
+/// Body bytes the streams received (compressed, when they are).
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 /// What starts a full map's line: the map counts as had at the line's end.
 const FULL_MAP: &[u8] = br#""type":"full""#;
@@ -85,13 +96,15 @@ async fn register_all(token: &JoinToken, count: usize) -> Vec<Node> {
     nodes
 }
 
-/// Opens `node`'s map stream over HTTP/1.1 and reports what it sees on
-/// `events` until the connection ends.
+/// Opens `node`'s map stream over HTTP/1.1 (in zstd frames when `encoding`
+/// says so, as agents ask for it) and reports what it sees on `events`
+/// until the connection ends or the task is aborted.
 async fn follow(
     address: std::net::SocketAddr,
     fingerprint: hearth_control::Fingerprint,
-    node: Node,
+    node: Arc<Node>,
     id: usize,
+    encoding: Encoding,
     events: mpsc::UnboundedSender<(usize, Seen, Instant)>,
 ) {
     let mut config = client_config(fingerprint, Some(&node.identity)).expect("a TLS config");
@@ -105,69 +118,101 @@ async fn follow(
         socket.bind((source, 0).into())?;
         let tcp = socket.connect(address).await?;
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
-        let mut tls = connector.connect(name, tcp).await?;
-        tls.write_all(b"GET /api/v1/map HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await?;
-        Ok::<_, std::io::Error>(tls)
+        let tls = connector.connect(name, tcp).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(std::io::Error::other)?;
+        let connection = AbortOnDropHandle::new(tokio::spawn(connection));
+        let mut request = hyper::Request::get("/api/v1/map").header("host", "localhost");
+        if encoding == Encoding::Zstd {
+            request = request.header("accept-encoding", compression::ZSTD);
+        }
+        let request = request.body(Empty::<Bytes>::new()).expect("a request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>((response.into_body(), connection))
     };
-    // As an agent does: a connection the coordinator closed before it
-    // answered (its header deadline, in a storm) is tried again after a
-    // pause spread over the streams.
     let finders = MARKERS.map(|(marker, seen)| (memchr::memmem::Finder::new(marker), seen));
     let full_map = memchr::memmem::Finder::new(FULL_MAP);
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut frames = compression::FrameReader::new().expect("a zstd reader");
+    let mut plain = BytesMut::new();
     let mut tail: Vec<u8> = Vec::new();
     // Inside a full map's line (3 MB at 10,000 nodes): it counts once its
     // end has arrived, not when it starts.
     let mut in_full_map = false;
-    let mut tls = None;
+    let mut had_map = false;
+    let mut stream = None;
     loop {
-        let Some(stream) = tls.as_mut() else {
+        let Some((body, _connection)) = stream.as_mut() else {
+            // As an agent does: a connection the coordinator closed before
+            // it answered (its header deadline, in a storm) is tried again
+            // after a pause spread over the streams.
             match open().await {
-                Ok(opened) => tls = Some(opened),
+                Ok(opened) => stream = Some(opened),
                 Err(_) => {
-                    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    RETRIES.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(500 + (id % 1000) as u64)).await;
                 }
             }
             continue;
         };
-        let read = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) if tail.is_empty() => {
-                tls = None;
-                RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let chunk = match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(chunk) => chunk,
+                Err(_) => continue,
+            },
+            _ if !had_map && !in_full_map => {
+                stream = None;
+                RETRIES.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(500 + (id % 1000) as u64)).await;
                 continue;
             }
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
+            _ => return,
         };
         let now = Instant::now();
-        // Markers may straddle reads: search the last bytes of the previous
-        // read together with this one.
-        let before = tail.len();
-        tail.extend_from_slice(&buffer[..read]);
-        for (finder, seen) in &finders {
-            if finder.find(&tail).is_some() {
-                let _ = events.send((id, *seen, now));
-            }
+        RECEIVED.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        match encoding {
+            Encoding::Identity => plain.extend_from_slice(&chunk),
+            Encoding::Zstd => frames.push(chunk),
         }
-        let rest = match full_map.find(&tail) {
-            Some(start) if !in_full_map => {
-                in_full_map = true;
-                &tail[start..]
+        loop {
+            if encoding == Encoding::Zstd {
+                frames
+                    .read_into(&mut plain, 256 * 1024)
+                    .expect("the coordinator's zstd frames");
             }
-            // The end may straddle reads: from the last bytes kept.
-            _ => &tail[before.saturating_sub(2)..],
-        };
-        // The line's own end (`}}` and its newline), not the `\r\n` that
-        // closes each HTTP chunk the line is sent in.
-        if in_full_map && memchr::memmem::find(rest, b"}}\n").is_some() {
-            in_full_map = false;
-            let _ = events.send((id, Seen::FullMap, now));
+            if plain.is_empty() {
+                break;
+            }
+            // Markers may straddle reads: search the last bytes of the
+            // previous read together with this one.
+            let before = tail.len();
+            tail.extend_from_slice(&plain);
+            plain.clear();
+            for (finder, seen) in &finders {
+                if finder.find(&tail).is_some() {
+                    let _ = events.send((id, *seen, now));
+                }
+            }
+            let rest = match full_map.find(&tail) {
+                Some(start) if !in_full_map => {
+                    in_full_map = true;
+                    &tail[start..]
+                }
+                // The end may straddle reads: from the last bytes kept.
+                _ => &tail[before.saturating_sub(2)..],
+            };
+            // The line's own end: `}}` and its newline.
+            if in_full_map && memchr::memmem::find(rest, b"}}\n").is_some() {
+                in_full_map = false;
+                had_map = true;
+                let _ = events.send((id, Seen::FullMap, now));
+            }
+            let keep = tail.len().saturating_sub(32);
+            tail.drain(..keep);
         }
-        let keep = tail.len().saturating_sub(32);
-        tail.drain(..keep);
     }
 }
 
@@ -269,28 +314,17 @@ async fn measure(streams: usize) -> (f64, f64) {
         started.elapsed().as_secs_f64()
     );
 
-    let (events, mut seen) = mpsc::unbounded_channel();
-    let (cpu_start, _) = usage(pid);
-    let started = Instant::now();
-    for (id, node) in nodes.into_iter().enumerate() {
-        tokio::spawn(follow(
-            server.address,
-            token.fingerprint,
-            node,
-            id,
-            events.clone(),
-        ));
-    }
-    // Every full map holds every other node (allow-all): the storm sends
-    // streams² peers, about 30 GB of JSON at 10,000, so it gets time.
-    let storm_patience = Duration::from_secs(120.max(streams as u64 / 10));
-    let mut connect = collect(&mut seen, Seen::FullMap, streams, started, storm_patience).await;
-    let (_, _, all_connected) = spread(&mut connect);
-    let (cpu_connected, _) = usage(pid);
+    // The peer in this run: the same storm with uncompressed streams (as
+    // before agents asked for zstd); then the storm agents make now, whose
+    // streams stay for the rest.
+    let nodes: Vec<Arc<Node>> = nodes.into_iter().map(Arc::new).collect();
+    let (plain_tasks, _, plain_cpu) = storm(&server, &token, &nodes, Encoding::Identity).await;
+    drop(plain_tasks);
+    settle(pid).await;
+    let (_tasks, mut seen, zstd_cpu) = storm(&server, &token, &nodes, Encoding::Zstd).await;
     println!(
-        "  all {streams} streams had their full map {all_connected:.0} ms after the first connect (coordinator CPU {:.1} s, {} connections closed before their request was whole and tried again)",
-        cpu_connected - cpu_start,
-        RETRIES.swap(0, std::sync::atomic::Ordering::Relaxed)
+        "  storm CPU, zstd streams against uncompressed ones in this run: {:.2}x",
+        zstd_cpu / plain_cpu
     );
 
     // Idle: keep-alives only. The window is one whole keep-alive period
@@ -343,6 +377,69 @@ async fn measure(streams: usize) -> (f64, f64) {
     );
     drop(server);
     (p99, max)
+}
+
+/// A connect storm: every node opens its map stream in `encoding` at
+/// once. Returns the streams' tasks (dropping them closes the streams),
+/// what they report, and the coordinator's CPU seconds until every stream
+/// had read its whole full map.
+async fn storm(
+    server: &Server,
+    token: &JoinToken,
+    nodes: &[Arc<Node>],
+    encoding: Encoding,
+) -> (
+    Vec<AbortOnDropHandle<()>>,
+    mpsc::UnboundedReceiver<(usize, Seen, Instant)>,
+    f64,
+) {
+    let streams = nodes.len();
+    let pid = server.child.id();
+    let (events, mut seen) = mpsc::unbounded_channel();
+    RECEIVED.store(0, Ordering::Relaxed);
+    let (cpu_start, _) = usage(pid);
+    let started = Instant::now();
+    let tasks = nodes
+        .iter()
+        .enumerate()
+        .map(|(id, node)| {
+            AbortOnDropHandle::new(tokio::spawn(follow(
+                server.address,
+                token.fingerprint,
+                Arc::clone(node),
+                id,
+                encoding,
+                events.clone(),
+            )))
+        })
+        .collect();
+    // Every full map holds every other node (allow-all): the storm sends
+    // streams² peers, about 30 GB of JSON at 10,000, so it gets time.
+    let patience = Duration::from_secs(120.max(streams as u64 / 10));
+    let mut connect = collect(&mut seen, Seen::FullMap, streams, started, patience).await;
+    let (_, _, all_connected) = spread(&mut connect);
+    let (cpu_connected, _) = usage(pid);
+    let cpu = cpu_connected - cpu_start;
+    println!(
+        "  {encoding:?} streams: all {streams} had their full map {all_connected:.0} ms after the first connect; coordinator CPU {cpu:.1} s ({:.2} ms per stream), {:.2} GB received, {} connections closed before their request was whole and tried again",
+        cpu * 1000.0 / streams as f64,
+        RECEIVED.load(Ordering::Relaxed) as f64 / 1e9,
+        RETRIES.swap(0, Ordering::Relaxed)
+    );
+    (tasks, seen, cpu)
+}
+
+/// Waits until the coordinator is quiet again (under 5 % of a core over a
+/// second) after streams closed.
+async fn settle(pid: u32) {
+    loop {
+        let (before, _) = usage(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (after, _) = usage(pid);
+        if after - before < 0.05 {
+            return;
+        }
+    }
 }
 
 fn main() {

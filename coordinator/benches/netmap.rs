@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hearth_acl::filter::proto;
 use hearth_acl::{CompiledPolicy, PortRange, Principal, Rule, RuleDestination};
+use hearth_control::compression::Encoding;
 use hearth_control::tailcfg;
 use hearth_control::wire::MapMessage;
 use hearth_coordinator::netmap::{Network, NodeRecord};
@@ -173,12 +174,20 @@ fn report(policy_name: &str, policy: CompiledPolicy, records: Vec<NodeRecord>) {
     let full_line = median(21, || {
         network.upsert(records[(subject - 1) as usize].clone());
         timed(|| {
-            black_box(network.full_map_line(subject).expect("admitted"));
+            black_box(
+                network
+                    .full_map_line(subject, Encoding::Identity)
+                    .expect("admitted"),
+            );
         })
     });
     let shared_line = median(21, || {
         timed(|| {
-            black_box(network.full_map_line(subject).expect("admitted"));
+            black_box(
+                network
+                    .full_map_line(subject, Encoding::Identity)
+                    .expect("admitted"),
+            );
         })
     });
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use hearth_control::compression::Encoding;
 use hearth_control::wire::{NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 
@@ -137,9 +138,13 @@ impl Coordinator {
             .is_some_and(NodeRecord::is_admitted)
     }
 
-    /// Opens the map stream of the node presenting `credential`; refused
-    /// when it opens them too often.
-    pub async fn open_map(&self, credential: Option<Credential>) -> Result<Subscription> {
+    /// Opens the map stream of the node presenting `credential`, its full
+    /// map in `encoding`; refused when it opens them too often.
+    pub async fn open_map(
+        &self,
+        credential: Option<Credential>,
+        encoding: Encoding,
+    ) -> Result<Subscription> {
         let state = self.state();
         let record = state.registry.presenting(credential)?;
         check_admitted(record)?;
@@ -149,7 +154,7 @@ impl Coordinator {
         let line = state
             .registry
             .network()
-            .full_map_line(record.id)
+            .full_map_line(record.id, encoding)
             .ok_or(Error::UnknownNode)?;
         Ok(self.streams.subscribe_map(record.id, line))
     }

@@ -7,11 +7,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use hearth_acl::{CompiledPolicy, Engine, NodeIdentity, NodeUpdate};
 use hearth_control::Fingerprint;
+use hearth_control::compression::{self, Encoding};
 use hearth_control::tailcfg::{DiscoKey, MachineKey};
 use hearth_control::wire::{
     MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, RelayRegion, WireGuardKey,
@@ -188,7 +189,8 @@ pub struct Network {
 /// peers (each member's own entry cut out when it is sent) and the same
 /// filter. In a reconnect storm each class's map is assembled once and every
 /// member is sent the same bytes (slices of one buffer), instead of a copy
-/// assembled per node.
+/// assembled per node; a member whose stream is zstd-compressed is sent the
+/// same compressed frames, all but the one its own entry was in.
 #[derive(Debug)]
 struct ClassMap {
     /// The JSON of every node the class sees, comma-separated, in id order.
@@ -197,7 +199,23 @@ struct ClassMap {
     spans: Vec<(NodeId, usize, usize)>,
     /// The line after the peers: the filter, the relays, the closing braces.
     tail: Bytes,
+    /// The same in zstd frames, made when a member first asks for them.
+    zstd: OnceLock<ZstdParts>,
 }
+
+/// A class map in zstd frames: `peers` cut into blocks at entries' ends,
+/// each its own frame, so that a member's map needs only the block holding
+/// its own entry compressed again without it.
+#[derive(Debug)]
+struct ZstdParts {
+    /// Each block's start and end in `peers`, and its frame.
+    blocks: Vec<(usize, usize, Bytes)>,
+    tail: Bytes,
+}
+
+/// About how much of `peers` one frame holds: a member's connect
+/// recompresses one block, and a smaller block compresses less well.
+const ZSTD_BLOCK: usize = 32 * 1024;
 
 /// Class maps kept, within a budget: a policy that makes thousands of
 /// small classes shares little, and must not keep a map per node.
@@ -207,26 +225,99 @@ struct ClassMaps {
     bytes: usize,
 }
 
-/// The most class-map bytes kept at once (about a hundred maps of 10,000 peers).
+/// The most class-map bytes kept at once (about a hundred maps of 10,000
+/// peers), counted uncompressed: a map's zstd frames, when made, add less
+/// than half again.
 const CLASS_MAP_BUDGET: usize = 256 * 1024 * 1024;
 
 impl ClassMap {
+    /// Where in `peers` the entry of `node` is, with the comma that
+    /// separates it from the rest: what its own map leaves out.
+    fn cut(&self, node: NodeId) -> Option<(usize, usize)> {
+        let index = self
+            .spans
+            .binary_search_by_key(&node, |(id, _, _)| *id)
+            .ok()?;
+        let (_, start, end) = self.spans[index];
+        Some(if self.spans.len() == 1 {
+            (start, end)
+        } else if index == 0 {
+            // The first entry and the comma after it.
+            (start, end + 1)
+        } else {
+            // The comma before the entry, and the entry.
+            (start - 1, end)
+        })
+    }
+
     /// `peers` minus the entry of `node` (if it is among them), as at most
     /// two slices of the shared buffer.
     fn peers_without(&self, node: NodeId) -> Vec<Bytes> {
-        let Ok(index) = self.spans.binary_search_by_key(&node, |(id, _, _)| *id) else {
-            return vec![self.peers.clone()];
+        let (start, end) = self
+            .cut(node)
+            .unwrap_or((self.peers.len(), self.peers.len()));
+        [self.peers.slice(..start), self.peers.slice(end..)]
+            .into_iter()
+            .filter(|piece| !piece.is_empty())
+            .collect()
+    }
+
+    fn zstd_parts(&self) -> &ZstdParts {
+        self.zstd.get_or_init(|| {
+            let mut blocks = Vec::new();
+            let mut start = 0;
+            for (_, _, end) in &self.spans {
+                if end - start >= ZSTD_BLOCK {
+                    blocks.push((start, *end, compression::frames(&self.peers[start..*end])));
+                    start = *end;
+                }
+            }
+            if start < self.peers.len() {
+                let end = self.peers.len();
+                blocks.push((start, end, compression::frames(&self.peers[start..end])));
+            }
+            ZstdParts {
+                blocks,
+                tail: compression::frames(&self.tail),
+            }
+        })
+    }
+
+    /// [`ClassMap::peers_without`] as zstd frames: the class's frames, but
+    /// the blocks the cut touches compressed again without it.
+    fn zstd_peers_without(&self, node: NodeId) -> Vec<Bytes> {
+        let blocks = &self.zstd_parts().blocks;
+        let frames = blocks.iter().map(|(_, _, frame)| frame.clone());
+        let Some((cut_start, cut_end)) = self.cut(node) else {
+            return frames.collect();
         };
-        let (_, start, end) = self.spans[index];
-        if self.spans.len() == 1 {
-            Vec::new()
-        } else if index == 0 {
-            // The first entry and the comma after it.
-            vec![self.peers.slice(end + 1..)]
-        } else {
-            // The comma before the entry, and the entry.
-            vec![self.peers.slice(..start - 1), self.peers.slice(end..)]
+        // The blocks overlapping the cut: blocks are contiguous and in order.
+        let first = blocks.partition_point(|(_, end, _)| *end <= cut_start);
+        let last = blocks.partition_point(|(start, _, _)| *start < cut_end);
+        let (redo_start, redo_end) = (blocks[first].0, blocks[last - 1].1);
+        let mut redone = Vec::with_capacity(redo_end - redo_start);
+        redone.extend_from_slice(&self.peers[redo_start..cut_start]);
+        redone.extend_from_slice(&self.peers[cut_end..redo_end]);
+        let mut line: Vec<Bytes> = frames.clone().take(first).collect();
+        if !redone.is_empty() {
+            line.push(compression::frames(&redone));
         }
+        line.extend(frames.skip(last));
+        line
+    }
+
+    /// The pieces after a member's own part of its line: `peers_without`
+    /// and the tail, in `encoding`.
+    fn rest_of_line(&self, node: NodeId, encoding: Encoding) -> Vec<Bytes> {
+        let (mut line, tail) = match encoding {
+            Encoding::Identity => (self.peers_without(node), self.tail.clone()),
+            Encoding::Zstd => (
+                self.zstd_peers_without(node),
+                self.zstd_parts().tail.clone(),
+            ),
+        };
+        line.push(tail);
+        line
     }
 }
 
@@ -467,11 +558,12 @@ impl Network {
     }
 
     /// [`Network::full_map`] as the stream line that carries it (a
-    /// `MapMessage::Full`, newline-terminated): the same bytes, in pieces
-    /// to be sent one after another. Only the first piece (the node itself)
-    /// is made for this node; the rest are its class's [`ClassMap`], shared
+    /// `MapMessage::Full`, newline-terminated) in `encoding`: the same
+    /// bytes, in pieces to be sent one after another. Only the first piece
+    /// (the node itself) is made for this node, and in zstd the frame its
+    /// own peer entry was in; the rest are its class's [`ClassMap`], shared
     /// with every member of the class until the network changes.
-    pub fn full_map_line(&self, node: NodeId) -> Option<Vec<Bytes>> {
+    pub fn full_map_line(&self, node: NodeId, encoding: Encoding) -> Option<Vec<Bytes>> {
         let record = self
             .nodes
             .get(&node)
@@ -490,9 +582,11 @@ impl Network {
         head.extend_from_slice(br#"{"type":"full","map":{"node":"#);
         serde_json::to_writer(&mut head, &record.info()).expect("nodes serialize");
         head.extend_from_slice(br#","peers":["#);
-        let mut line = vec![Bytes::from(head)];
-        line.extend(map.peers_without(node));
-        line.push(map.tail.clone());
+        let mut line = vec![match encoding {
+            Encoding::Identity => Bytes::from(head),
+            Encoding::Zstd => compression::frames(&head),
+        }];
+        line.extend(map.rest_of_line(node, encoding));
         Some(line)
     }
 
@@ -534,6 +628,7 @@ impl Network {
             peers: Bytes::from(peers),
             spans,
             tail: full_map_tail(filter.as_deref().unwrap_or(&empty), &self.relays),
+            zstd: OnceLock::new(),
         }
     }
 
@@ -959,7 +1054,19 @@ pub(crate) mod tests {
         assert_eq!(peer_ids(&network, 1), Vec::<NodeId>::new());
     }
 
-    /// Every admitted node's assembled line against its map serialized whole.
+    /// What zstd frames one after another decompress to.
+    pub(crate) fn unzstd(frames: &[Bytes]) -> Bytes {
+        let mut reader = compression::FrameReader::new().unwrap();
+        let mut out = bytes::BytesMut::new();
+        for frame in frames {
+            reader.push(frame.clone());
+            reader.read_into(&mut out, usize::MAX).unwrap();
+        }
+        out.freeze()
+    }
+
+    /// Every admitted node's assembled line, plain and in zstd frames,
+    /// against its map serialized whole.
     fn assert_lines_match(network: &Network) {
         for record in network.nodes() {
             let expected = network
@@ -967,13 +1074,57 @@ pub(crate) mod tests {
                 .map(|map| crate::streams::encode_line(&MapMessage::Full { map: Box::new(map) }));
             assert_eq!(
                 network
-                    .full_map_line(record.id)
+                    .full_map_line(record.id, Encoding::Identity)
                     .map(|pieces| Bytes::from(pieces.concat())),
                 expected,
                 "node {}",
                 record.id
             );
+            assert_eq!(
+                network
+                    .full_map_line(record.id, Encoding::Zstd)
+                    .map(|frames| unzstd(&frames)),
+                expected,
+                "node {} in zstd",
+                record.id
+            );
         }
+    }
+
+    #[test]
+    fn a_zstd_map_shares_every_frame_but_the_one_its_own_entry_was_in() {
+        // 250 peers of about 500 bytes: several 32 KiB blocks, and members
+        // whose entry is first, last, or at a block's edge.
+        let mut network = Network::new(allow_all());
+        for id in 1..=250 {
+            network.upsert(record(id, "alice", NodeState::Approved));
+        }
+        assert_lines_match(&network);
+        let frames = |id| network.full_map_line(id, Encoding::Zstd).unwrap();
+        let (first, last) = (frames(1), frames(250));
+        let plain: usize = network
+            .full_map_line(250, Encoding::Identity)
+            .unwrap()
+            .iter()
+            .map(Bytes::len)
+            .sum();
+        let compressed: usize = last.iter().map(Bytes::len).sum();
+        assert!(first.len() >= 5, "three blocks or more: {}", first.len());
+        assert!(
+            compressed * 2 < plain,
+            "{compressed} bytes compressed from {plain}"
+        );
+        // Node 1's entry is in the first block, node 250's in the last:
+        // every other frame is the class's (the same buffers).
+        let shared = last
+            .iter()
+            .filter(|frame| first.iter().any(|other| other.as_ptr() == frame.as_ptr()))
+            .count();
+        assert_eq!(
+            shared,
+            last.len() - 3,
+            "all but the two heads and redone blocks"
+        );
     }
 
     #[test]
@@ -988,8 +1139,8 @@ pub(crate) mod tests {
         // the second time from the kept class map.
         assert_lines_match(&network);
         assert_lines_match(&network);
-        let second = network.full_map_line(2).unwrap();
-        let last = network.full_map_line(4).unwrap();
+        let second = network.full_map_line(2, Encoding::Identity).unwrap();
+        let last = network.full_map_line(4, Encoding::Identity).unwrap();
         assert_eq!(
             second[1].as_ptr(),
             last[1].as_ptr(),
@@ -1042,7 +1193,11 @@ pub(crate) mod tests {
             ],
         );
         assert_lines_match(&network);
-        assert_eq!(network.full_map_line(3), None, "pending: no map");
+        assert_eq!(
+            network.full_map_line(3, Encoding::Identity),
+            None,
+            "pending: no map"
+        );
 
         network.upsert(record(3, "bob", NodeState::Approved));
         let mut moved = record(2, "alice", NodeState::Approved);

@@ -230,8 +230,10 @@ mod tests {
     use hearth_control::tailcfg::{DERP_MAGIC_IP, DiscoKey, FilterRule, MapResponse, Node};
     use hearth_control::wire::{MapChange, MapMessage, NodeInfo, NodeState, Peer};
 
+    use crate::netmap::tests::unzstd;
     use crate::streams::encode_line;
     use crate::tsmap::{SelfKeys, TsMapView};
+    use hearth_control::compression::Encoding;
     use proptest::prelude::*;
 
     use super::*;
@@ -579,7 +581,7 @@ mod tests {
                     let line = self
                         .registry
                         .network()
-                        .full_map_line(record.id)
+                        .full_map_line(record.id, Encoding::Identity)
                         .expect("admitted")
                         .concat();
                     let Ok(MapMessage::Full { map }) = serde_json::from_slice(&line) else {
@@ -610,18 +612,23 @@ mod tests {
                     return Err(format!("node {id} streams without being admitted"));
                 };
                 let now = self.registry.network().full_map(*id).expect("admitted");
-                let line = self
-                    .registry
-                    .network()
-                    .full_map_line(*id)
-                    .expect("admitted");
-                if line.concat()
-                    != encode_line(&MapMessage::Full {
-                        map: Box::new(now.clone()),
-                    })
-                {
+                let line = |encoding| {
+                    self.registry
+                        .network()
+                        .full_map_line(*id, encoding)
+                        .expect("admitted")
+                };
+                let whole = encode_line(&MapMessage::Full {
+                    map: Box::new(now.clone()),
+                });
+                if line(Encoding::Identity).concat() != whole {
                     return Err(format!(
                         "node {id}'s full map line (its class's kept parts) is not its full map"
+                    ));
+                }
+                if unzstd(&line(Encoding::Zstd)) != whole {
+                    return Err(format!(
+                        "node {id}'s full map line in zstd frames is not its full map"
                     ));
                 }
                 if *view != View::of(now.clone()) {

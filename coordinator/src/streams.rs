@@ -8,9 +8,10 @@
 //! memory: on reconnect it gets a fresh full map, so nothing is lost.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
+use hearth_control::compression::{self, Encoding};
 use hearth_control::wire::{ApprovalMessage, MapMessage, NodeId, NodeState};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -25,31 +26,57 @@ const QUEUE_DEPTH: usize = 4096;
 /// node opening streams in a loop holds no more).
 pub const MAX_MAP_STREAMS_PER_NODE: usize = 4;
 
-/// One line of a stream, ready to send: one buffer, or (a full map) several
-/// to be sent one after another, most of them shared with other streams.
+/// One line of a stream, ready to send.
 #[derive(Clone, Debug)]
 pub enum Line {
-    /// The whole line.
-    Whole(Bytes),
-    /// The line's pieces, in order.
+    /// A whole line (a delta, a state, a keep-alive), queued for many
+    /// streams and compressed (once) only if one of them is zstd.
+    Whole(Arc<WholeLine>),
+    /// A full map, already in its stream's encoding: several buffers to be
+    /// sent one after another, most of them shared with other streams.
     Pieces(Vec<Bytes>),
 }
 
+/// A whole line, and its zstd frame once a stream has asked for it.
+#[derive(Debug)]
+pub struct WholeLine {
+    plain: Bytes,
+    zstd: OnceLock<Bytes>,
+}
+
 impl Line {
-    /// Its pieces, in order (a whole line without allocating: most lines
-    /// are deltas and keep-alives queued for many streams).
-    pub fn into_pieces(self) -> impl Iterator<Item = Bytes> {
+    /// `line` (one newline-terminated JSON message) as it is.
+    pub fn whole(line: Bytes) -> Line {
+        Line::Whole(Arc::new(WholeLine {
+            plain: line,
+            zstd: OnceLock::new(),
+        }))
+    }
+
+    /// Its pieces in `encoding`, in order (a whole line without allocating
+    /// a list: most lines are deltas and keep-alives queued for many streams).
+    pub fn into_pieces(self, encoding: Encoding) -> impl Iterator<Item = Bytes> {
         let (whole, pieces) = match self {
-            Line::Whole(line) => (Some(line), Vec::new()),
+            Line::Whole(line) => {
+                let bytes = match encoding {
+                    Encoding::Identity => line.plain.clone(),
+                    Encoding::Zstd => line
+                        .zstd
+                        .get_or_init(|| compression::frames(&line.plain))
+                        .clone(),
+                };
+                (Some(bytes), Vec::new())
+            }
             Line::Pieces(pieces) => (None, pieces),
         };
         whole.into_iter().chain(pieces)
     }
 
-    /// The line in one buffer (for a reader that parses it).
+    /// The line in one buffer (for a reader that parses it; a full map's
+    /// line must have been made uncompressed).
     pub fn joined(&self) -> Bytes {
         match self {
-            Line::Whole(line) => line.clone(),
+            Line::Whole(line) => line.plain.clone(),
             Line::Pieces(pieces) => Bytes::from(pieces.concat()),
         }
     }
@@ -159,7 +186,8 @@ impl Streams {
         }
     }
 
-    /// Opens a map stream whose first line is `full`, in pieces.
+    /// Opens a map stream whose first line is `full`, in pieces (in the
+    /// stream's encoding).
     pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: Vec<Bytes>) -> Subscription {
         self.subscribe(Kind::Map, node, Line::Pieces(full))
     }
@@ -169,7 +197,7 @@ impl Streams {
         self.subscribe(
             Kind::Approval,
             node,
-            Line::Whole(encode_line(&ApprovalMessage::State { state })),
+            Line::whole(encode_line(&ApprovalMessage::State { state })),
         )
     }
 
@@ -178,7 +206,7 @@ impl Streams {
     pub fn deliver(&self, deliveries: &[Delivery]) {
         let mut registry = self.lock();
         for delivery in deliveries {
-            let line = Line::Whole(encode_line(&delivery.message));
+            let line = Line::whole(encode_line(&delivery.message));
             let closes = matches!(delivery.message, MapMessage::Revoked { .. });
             for node in &delivery.recipients {
                 let key = (Kind::Map, *node);
@@ -206,7 +234,7 @@ impl Streams {
     pub fn notify_state(&self, node: NodeId, state: NodeState) {
         let mut registry = self.lock();
         if let Some(list) = registry.subscribers.remove(&(Kind::Approval, node)) {
-            let line = Line::Whole(encode_line(&ApprovalMessage::State { state }));
+            let line = Line::whole(encode_line(&ApprovalMessage::State { state }));
             for subscriber in list {
                 let _ = subscriber.sender.try_send(line.clone());
             }

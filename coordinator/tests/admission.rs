@@ -333,3 +333,85 @@ async fn registration_is_rate_limited_per_address() {
     assert_eq!(error.code(), Some("rate_limited"), "{error}");
     assert_eq!(server.nodes_json().len(), 2);
 }
+
+/// Reads `response`'s body up to `lines` newline-terminated lines, through
+/// zstd frames when `zstd`.
+async fn first_lines(mut response: reqwest::Response, zstd: bool, lines: usize) -> Vec<String> {
+    use hearth_control::compression::FrameReader;
+    let mut frames = FrameReader::new().unwrap();
+    let mut text = bytes::BytesMut::new();
+    while text.iter().filter(|byte| **byte == b'\n').count() < lines {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream stays open");
+        if zstd {
+            frames.push(chunk);
+            frames.read_into(&mut text, usize::MAX).unwrap();
+        } else {
+            text.extend_from_slice(&chunk);
+        }
+    }
+    String::from_utf8(text.to_vec())
+        .unwrap()
+        .lines()
+        .take(lines)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_map_stream_is_zstd_frames_for_a_client_that_takes_them_and_plain_json_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::builder(&dir.path().join("state"))
+        .arg("--register-burst")
+        .arg("100")
+        .start();
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    for index in 0..40 {
+        register(&token, &format!("peer{index}")).await;
+    }
+    // A node whose certificate key this test holds, to speak HTTP itself.
+    let (request, key_pem) = hearth_testkit::control_plane::request(&token, "watcher");
+    let anonymous = ControlClient::new(&token.url, token.fingerprint, None).unwrap();
+    let response = anonymous.register(&request).await.unwrap();
+    let identity = hearth_control::tls::ClientIdentity {
+        certificate_pem: response.client_certificate_pem,
+        key_pem,
+    };
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(token.fingerprint, Some(&identity)).unwrap())
+        .build()
+        .unwrap();
+    let open = |accept: Option<&'static str>| {
+        let mut request = http.get(format!("{}/api/v1/map", token.url));
+        if let Some(accept) = accept {
+            request = request.header("accept-encoding", accept);
+        }
+        request.send()
+    };
+    let plain = open(None).await.unwrap();
+    let refused = open(Some("zstd;q=0, gzip")).await.unwrap();
+    let zstd = open(Some("gzip, zstd")).await.unwrap();
+    assert_eq!(plain.headers().get("content-encoding"), None);
+    assert_eq!(refused.headers().get("content-encoding"), None);
+    assert_eq!(zstd.headers()["content-encoding"], "zstd");
+
+    // A change after the full maps: a second line on every stream.
+    let newcomer = register(&token, "newcomer").await;
+    let [plain, refused, zstd] = [(plain, false), (refused, false), (zstd, true)]
+        .map(|(response, compressed)| first_lines(response, compressed, 2));
+    let (plain, refused, zstd) = (plain.await, refused.await, zstd.await);
+    assert_eq!(zstd, plain, "the same lines, compressed or not");
+    assert_eq!(refused, plain);
+    let full: serde_json::Value = serde_json::from_str(&plain[0]).unwrap();
+    assert_eq!(full["type"], "full");
+    assert_eq!(full["map"]["peers"].as_array().unwrap().len(), 40);
+    assert!(
+        plain[1].contains(&format!("\"id\":{}", newcomer.id())),
+        "{}",
+        plain[1]
+    );
+}

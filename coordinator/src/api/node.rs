@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Extension, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use hearth_control::compression::{self, Encoding};
 use hearth_control::wire::{
     APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, MAP_PATH, MapMessage, REGISTER_PATH,
     ROTATE_PATH, ROUTES_PATH, RoutesReport,
@@ -159,15 +160,23 @@ async fn routes(
 async fn map(
     State(coordinator): State<Arc<Coordinator>>,
     Extension(peer): Extension<PeerInfo>,
+    headers: HeaderMap,
 ) -> Result<Response, Error> {
+    // Maps are large and mostly the same for many nodes: zstd when the
+    // client takes it (see `hearth_control::compression`).
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|value| value.to_str().ok());
+    let encoding = Encoding::negotiate(accept);
     let subscription = coordinator
-        .open_map(peer.fingerprint.map(Credential::Certificate))
+        .open_map(peer.fingerprint.map(Credential::Certificate), encoding)
         .await?;
     let keepalive = coordinator.settings().keepalive;
     Ok(stream_response(
         subscription,
         keepalive,
         encode_line(&MapMessage::KeepAlive),
+        encoding,
     ))
 }
 
@@ -183,19 +192,23 @@ async fn approval(
         subscription,
         keepalive,
         encode_line(&ApprovalMessage::KeepAlive),
+        Encoding::Identity,
     ))
 }
 
 /// A newline-delimited JSON response fed by `subscription`, with a keep-alive
-/// line whenever nothing was sent for `keepalive`. It ends when the
+/// line whenever nothing was sent for `keepalive`, in `encoding` (the
+/// subscription's first line must already be in it). It ends when the
 /// coordinator closes the subscription; the guard unregisters it when the
 /// client goes away.
 fn stream_response(
     subscription: Subscription,
     keepalive: Duration,
     keepalive_line: Bytes,
+    encoding: Encoding,
 ) -> Response {
     let Subscription { receiver, guard } = subscription;
+    let keepalive_line = Line::whole(keepalive_line);
     let ticks = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     let lines = futures_util::stream::unfold(
         (receiver, ticks, guard),
@@ -204,17 +217,23 @@ fn stream_response(
             async move {
                 let line = tokio::select! {
                     line = receiver.recv() => line?,
-                    _ = ticks.tick() => Line::Whole(keepalive_line),
+                    _ = ticks.tick() => keepalive_line,
                 };
                 ticks.reset();
                 Some((line, (receiver, ticks, guard)))
             }
         },
     )
-    .flat_map(|line| futures_util::stream::iter(line.into_pieces().map(Ok::<_, Infallible>)));
-    Response::builder()
+    .flat_map(move |line| {
+        futures_util::stream::iter(line.into_pieces(encoding).map(Ok::<_, Infallible>))
+    });
+    let mut response = Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CACHE_CONTROL, "no-store");
+    if encoding == Encoding::Zstd {
+        response = response.header(header::CONTENT_ENCODING, compression::ZSTD);
+    }
+    response
         .body(Body::from_stream(lines))
         .expect("static headers are valid")
 }

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use hearth_control::compression::Encoding;
 use hearth_control::tailcfg::{self, MachineKey};
 use hearth_control::ts2021;
 use hearth_control::wire::{ErrorBody, MapMessage, NodeState};
@@ -374,7 +375,10 @@ async fn stream_map(
             return;
         }
         let subscription = match record.state {
-            NodeState::Approved => match coordinator.open_map(Some(credential)).await {
+            NodeState::Approved => match coordinator
+                .open_map(Some(credential), Encoding::Identity)
+                .await
+            {
                 Ok(subscription) => subscription,
                 Err(_) => return,
             },
