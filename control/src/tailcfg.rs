@@ -125,7 +125,26 @@ pub struct Hostinfo {
     /// What it found out about its network.
     #[serde(rename = "NetInfo", skip_serializing_if = "Option::is_none")]
     pub net_info: Option<NetInfo>,
+    /// Services it offers; peers read its peer API's ports (`peerapi4`,
+    /// `peerapi6`) here, for Taildrop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
 }
+
+/// A service a client offers (a subset of Tailscale's `Service`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Service {
+    /// `tcp`, `udp`, or a meta service: `peerapi4`, `peerapi6`,
+    /// `peerapi-dns-proxy`.
+    pub proto: String,
+    /// Its port.
+    pub port: u16,
+}
+
+/// The node capability that lets a client send and receive files with
+/// Taildrop (in its own node's `CapMap`).
+pub const CAP_FILE_SHARING: &str = "https://tailscale.com/cap/file-sharing";
 
 /// What a client found out about its network (a subset).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +337,10 @@ pub struct Node {
     /// Its home relay region (0: none).
     #[serde(rename = "HomeDERP", skip_serializing_if = "is_zero_u16", default)]
     pub home_derp: u16,
+    /// Its node capabilities (sent in a client's own node): each
+    /// capability's name and its arguments.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub cap_map: BTreeMap<String, Vec<serde_json::Value>>,
     /// The same, in the form clients before capability version 111 read
     /// (`127.3.3.40:<region>`).
     #[serde(rename = "DERP", skip_serializing_if = "String::is_empty", default)]
@@ -348,6 +371,9 @@ pub struct PeerChange {
     /// Its home relay region now, if it changed.
     #[serde(rename = "DERPRegion", skip_serializing_if = "is_zero_u16", default)]
     pub derp_region: u16,
+    /// Whether it is connected to the coordinator now, if that changed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub online: Option<bool>,
 }
 
 /// A DNS resolver.

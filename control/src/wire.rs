@@ -276,6 +276,39 @@ pub struct Peer {
     /// client shows it for each peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_expiry: Option<i64>,
+    /// The ports of its peer API, for Tailscale clients' Taildrop
+    /// (`peerapi4`, `peerapi6`), as it reported them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<PeerService>,
+}
+
+/// A service a peer offers (its peer API's port, for Taildrop).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerService {
+    /// `peerapi4`, `peerapi6` or `peerapi-dns-proxy`.
+    pub proto: String,
+    /// Its port on the peer's mesh address.
+    pub port: u16,
+}
+
+/// A [`PeerService`] as stored: `proto:port`.
+impl std::fmt::Display for PeerService {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}:{}", self.proto, self.port)
+    }
+}
+
+impl std::str::FromStr for PeerService {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (proto, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{text}` is not proto:port"))?;
+        Ok(PeerService {
+            proto: proto.to_owned(),
+            port: port.parse().map_err(|_| format!("`{port}` is not a port"))?,
+        })
+    }
 }
 
 /// One relay (DERP) region nodes may use.

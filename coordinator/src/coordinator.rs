@@ -53,9 +53,20 @@ pub struct Settings {
     /// How long node keys live unless their pre-auth key says otherwise
     /// (`None`: they never expire).
     pub node_key_lifetime: Option<Duration>,
+    /// Whether Tailscale clients may send each other files (Taildrop).
+    pub taildrop: bool,
 }
 
 impl Settings {
+    /// The node capabilities every Tailscale client's own node is given.
+    pub fn node_capabilities(&self) -> Vec<String> {
+        let mut capabilities = Vec::new();
+        if self.taildrop {
+            capabilities.push(hearth_control::tailcfg::CAP_FILE_SHARING.to_owned());
+        }
+        capabilities
+    }
+
     /// [`Settings::node_key_lifetime`] in seconds.
     pub fn key_lifetime(&self) -> Option<u64> {
         self.node_key_lifetime
@@ -348,6 +359,26 @@ mod tests {
     use super::*;
     use crate::state_dir::StateDir;
 
+    #[test]
+    fn taildrop_is_a_capability_every_tailscale_client_gets_unless_turned_off() {
+        let settings = |taildrop| Settings {
+            public_url: String::new(),
+            fingerprint: Fingerprint([7; 32]),
+            keepalive: Duration::from_secs(30),
+            ephemeral_timeout: Duration::from_secs(60),
+            base_domain: "hearth.test".into(),
+            relay: crate::relays::embedded("https://127.0.0.1:1", None, "00"),
+            certificates: Vec::new(),
+            node_key_lifetime: None,
+            taildrop,
+        };
+        assert_eq!(
+            settings(true).node_capabilities(),
+            [hearth_control::tailcfg::CAP_FILE_SHARING]
+        );
+        assert!(settings(false).node_capabilities().is_empty());
+    }
+
     async fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {
         let state = StateDir::new(dir);
         state.prepare().expect("state dir");
@@ -362,6 +393,7 @@ mod tests {
             relay: crate::relays::embedded("https://127.0.0.1:1", None, "00"),
             certificates: Vec::new(),
             node_key_lifetime: None,
+            taildrop: true,
         };
         Coordinator::start(db, authority, settings)
             .await

@@ -162,6 +162,11 @@ struct ServeArgs {
     /// nodes' keys never expire unless their key says so.
     #[arg(long, default_value = "180d", value_parser = parse_lifetime)]
     key_expiry: Lifetime,
+    /// Do not let Tailscale clients send files to each other (Taildrop is
+    /// on by default: between a user's own devices, and where the policy
+    /// grants `tailscale.com/cap/file-sharing-target`).
+    #[arg(long)]
+    no_taildrop: bool,
 }
 
 /// The `--database` choice with its password, from the URL's `${VAR}` or
@@ -444,6 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options.database =
                 database_choice(&args.database, args.database_password_file.as_ref())?;
             options.node_key_lifetime = args.key_expiry.duration();
+            options.taildrop = !args.no_taildrop;
             options.ephemeral_timeout = args.ephemeral_timeout;
             options.register_limit = RegisterLimit {
                 burst: args.register_burst,

@@ -15,7 +15,8 @@ use hearth_control::Fingerprint;
 use hearth_control::compression::{self, Encoding};
 use hearth_control::tailcfg::{DiscoKey, MachineKey};
 use hearth_control::wire::{
-    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, RelayRegion, WireGuardKey,
+    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, PeerService, RelayRegion,
+    WireGuardKey,
 };
 use ipnet::IpNet;
 
@@ -75,6 +76,8 @@ pub struct NodeRecord {
     pub key_expiry: Option<i64>,
     /// How long a fresh key lives (seconds); `None`: keys never expire.
     pub key_lifetime: Option<u64>,
+    /// What a Tailscale client offers its peers (its peer API's ports).
+    pub services: Vec<PeerService>,
 }
 
 impl NodeRecord {
@@ -141,6 +144,7 @@ impl NodeRecord {
             },
             home_relay: self.home_relay,
             key_expiry: self.key_expiry,
+            services: self.services.clone(),
         }
     }
 
@@ -873,6 +877,7 @@ pub(crate) mod tests {
             last_seen: None,
             key_expiry: None,
             key_lifetime: None,
+            services: Vec::new(),
         }
     }
 

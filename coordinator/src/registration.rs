@@ -151,6 +151,7 @@ pub fn new_record(
         last_seen: None,
         key_expiry: crate::keys::expiry_from(now, owner.key_lifetime),
         key_lifetime: owner.key_lifetime,
+        services: Vec::new(),
     }
 }
 

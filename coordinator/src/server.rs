@@ -64,6 +64,9 @@ pub struct ServeOptions {
     pub database: DatabaseChoice,
     /// How long node keys live (`None`: never expire); 180 days by default.
     pub node_key_lifetime: Option<Duration>,
+    /// Whether Tailscale clients may send files to each other's devices
+    /// (Taildrop); on by default, as in Tailscale and Headscale.
+    pub taildrop: bool,
 }
 
 impl ServeOptions {
@@ -90,6 +93,7 @@ impl ServeOptions {
             },
             connections: Limits::for_scale(hearth_http::Scale::ControlPlane),
             stun_per_source: 10,
+            taildrop: true,
         }
     }
 }
@@ -221,6 +225,7 @@ impl Server {
             relay,
             certificates,
             node_key_lifetime: options.node_key_lifetime,
+            taildrop: options.taildrop,
         };
         let coordinator = Coordinator::start(db, authority, settings).await?;
         let relay = Arc::new(crate::derp::Relay::new(

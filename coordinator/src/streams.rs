@@ -114,9 +114,24 @@ struct Registry {
 }
 
 /// All open streams.
-#[derive(Default)]
 pub struct Streams {
     registry: Mutex<Registry>,
+    /// Nodes coming online (their first map stream opened) and going
+    /// offline (their last one closed), for Tailscale clients' maps.
+    presence: tokio::sync::broadcast::Sender<(NodeId, bool)>,
+}
+
+/// Presence changes a slow listener may fall behind by before it must
+/// start over from [`Streams::online_nodes`].
+const PRESENCE_BACKLOG: usize = 1024;
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            registry: Mutex::default(),
+            presence: tokio::sync::broadcast::channel(PRESENCE_BACKLOG).0,
+        }
+    }
 }
 
 /// An open stream: its queue, and a guard that unregisters it when dropped.
@@ -143,8 +158,12 @@ impl Drop for StreamGuard {
         }
         if self.kind == Kind::Map {
             let activity = registry.activity.entry(self.node).or_default();
+            let was_online = activity.open_maps > 0;
             activity.open_maps = activity.open_maps.saturating_sub(1);
             activity.last_seen = Some(hearth_runtime::clock::unix_seconds());
+            if was_online && activity.open_maps == 0 {
+                let _ = self.streams.presence.send((self.node, false));
+            }
         }
     }
 }
@@ -174,6 +193,9 @@ impl Streams {
             let activity = registry.activity.entry(node).or_default();
             activity.open_maps += 1;
             activity.last_seen = Some(hearth_runtime::clock::unix_seconds());
+            if activity.open_maps == 1 {
+                let _ = self.presence.send((node, true));
+            }
         }
         Subscription {
             receiver,
@@ -246,7 +268,29 @@ impl Streams {
         let mut registry = self.lock();
         registry.subscribers.remove(&(Kind::Map, node));
         registry.subscribers.remove(&(Kind::Approval, node));
-        registry.activity.remove(&node);
+        if registry
+            .activity
+            .remove(&node)
+            .is_some_and(|activity| activity.open_maps > 0)
+        {
+            let _ = self.presence.send((node, false));
+        }
+    }
+
+    /// The nodes with a map stream open now.
+    pub fn online_nodes(&self) -> std::collections::BTreeSet<NodeId> {
+        self.lock()
+            .activity
+            .iter()
+            .filter(|(_, activity)| activity.open_maps > 0)
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
+    /// Presence changes from now on: `(node, online)`. Subscribe before
+    /// reading [`Streams::online_nodes`], so that nothing falls between.
+    pub fn presence_changes(&self) -> tokio::sync::broadcast::Receiver<(NodeId, bool)> {
+        self.presence.subscribe()
     }
 
     /// Ends every stream (shutdown).

@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 
 use hearth_control::tailcfg::{
-    Hostinfo, Login, MachineKey, MapRequest, RegisterRequest, RegisterResponse, User,
+    Hostinfo, Login, MachineKey, MapRequest, RegisterRequest, RegisterResponse, Service, User,
 };
-use hearth_control::wire::{NodeState, WireGuardKey};
+use hearth_control::wire::{NodeState, PeerService, WireGuardKey};
 use hearth_control::{JoinToken, SecretString};
 use zeroize::Zeroizing;
 
@@ -417,6 +417,24 @@ fn held_report(request: &MapRequest) -> MapRequest {
 /// `record` as `request` reports it: disco key, endpoints, home relay
 /// (one `state` knows), client version, OS and advertised routes (approved
 /// as the policy's autoApprovers say). Pure.
+/// The services a client reports that its peers are told of: its peer
+/// API's ports (what Taildrop sends to), each kind once; nothing else a
+/// client lists (its open ports) leaves it.
+fn peer_services(services: &[Service]) -> Vec<PeerService> {
+    const SHARED: [&str; 3] = ["peerapi4", "peerapi6", "peerapi-dns-proxy"];
+    let mut kept: Vec<PeerService> = services
+        .iter()
+        .filter(|service| SHARED.contains(&service.proto.as_str()) && service.port != 0)
+        .map(|service| PeerService {
+            proto: service.proto.clone(),
+            port: service.port,
+        })
+        .collect();
+    kept.sort();
+    kept.dedup_by(|a, b| a.proto == b.proto);
+    kept
+}
+
 fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRecord {
     let mut changed = record.clone();
     if !request.disco_key.is_zero() {
@@ -437,6 +455,7 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
                 .then_some(region);
         }
         changed.client = client_name(hostinfo);
+        changed.services = peer_services(&hostinfo.services);
         if !hostinfo.os.is_empty() {
             changed.os = os_of(hostinfo);
         }
@@ -457,6 +476,28 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_peer_api_ports_of_what_a_client_offers_reach_its_peers() {
+        let service = |proto: &str, port| Service {
+            proto: proto.into(),
+            port,
+        };
+        let reported = [
+            service("tcp", 22),
+            service("peerapi6", 41000),
+            service("peerapi4", 40000),
+            service("peerapi4", 40001),
+            service("peerapi-dns-proxy", 1),
+            service("peerapi6", 0),
+            service("udp", 53),
+        ];
+        let kept: Vec<String> = peer_services(&reported)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(kept, ["peerapi-dns-proxy:1", "peerapi4:40000", "peerapi6:41000"]);
+    }
 
     #[test]
     fn reported_endpoints_are_cleaned_and_bounded() {

@@ -21,9 +21,11 @@ use hearth_acl::Filter;
 use hearth_acl::tailscale::Member;
 use hearth_control::tailcfg::{
     DERP_MAGIC_IP, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse, Node,
-    NodeKey, PeerChange, UserProfile, host_prefix,
+    NodeKey, PeerChange, Service, UserProfile, host_prefix,
 };
-use hearth_control::wire::{MapChange, MapMessage, NetworkMap, NodeInfo, Peer, RelayRegion};
+use hearth_control::wire::{
+    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, Peer, RelayRegion,
+};
 use ipnet::IpNet;
 
 use crate::relays::derp_map;
@@ -52,6 +54,11 @@ pub struct TsMapView {
     domain: String,
     relays: Vec<RelayRegion>,
     keys: SelfKeys,
+    /// The node capabilities its own node is given (`CapMap`).
+    capabilities: Vec<String>,
+    /// The nodes connected to the coordinator now, as far as this view
+    /// has been told (see [`TsMapView::presence`]): peers' `Online`.
+    online: BTreeSet<NodeId>,
     map: Option<NetworkMap>,
 }
 
@@ -63,8 +70,49 @@ impl TsMapView {
             domain: domain.to_owned(),
             relays,
             keys,
+            capabilities: Vec::new(),
+            online: BTreeSet::new(),
             map: None,
         }
+    }
+
+    /// The same view, with the nodes connected now.
+    pub fn with_online(mut self, online: BTreeSet<NodeId>) -> TsMapView {
+        self.online = online;
+        self
+    }
+
+    /// The nodes this view takes to be connected now.
+    pub fn online_nodes(&self) -> BTreeSet<NodeId> {
+        self.online.clone()
+    }
+
+    /// `node` connected to the coordinator (`online`) or left it: a patch
+    /// for the client when it is one of its peers and that changes what
+    /// the client was told (Taildrop sends only to online peers, and the
+    /// apps show who is online).
+    pub fn presence(&mut self, node: NodeId, online: bool) -> Option<MapResponse> {
+        let changed = if online {
+            self.online.insert(node)
+        } else {
+            self.online.remove(&node)
+        };
+        let is_peer = self.map.as_ref()?.peers.iter().any(|peer| peer.id == node);
+        (changed && is_peer).then(|| MapResponse {
+            peers_changed_patch: vec![PeerChange {
+                node_id: node as i64,
+                online: Some(online),
+                ..PeerChange::default()
+            }],
+            ..MapResponse::default()
+        })
+    }
+
+    /// The same view, the client's own node given `capabilities` (e.g.
+    /// [`hearth_control::tailcfg::CAP_FILE_SHARING`] for Taildrop).
+    pub fn with_capabilities(mut self, capabilities: Vec<String>) -> TsMapView {
+        self.capabilities = capabilities;
+        self
     }
 
     /// What a client waiting for approval is sent: its own node, not yet
@@ -160,7 +208,10 @@ impl TsMapView {
                         Some(patch) => response.peers_changed_patch.push(patch),
                         None => {
                             response.peers_changed.retain(|node| node.id != id);
-                            response.peers_changed.push(peer_node(&self.domain, &peer));
+                            let online = self.online.contains(&peer.id);
+                            response
+                                .peers_changed
+                                .push(peer_node(&self.domain, &peer, online));
                         }
                     }
                 }
@@ -180,7 +231,13 @@ impl TsMapView {
                 MapChange::SelfChanged { node } => {
                     filter_changed |= node.ipv4 != map.node.ipv4 || node.ipv6 != map.node.ipv6;
                     map.node = node;
-                    response.node = Some(self_node(&self.domain, &self.keys, &map.node, true));
+                    response.node = Some(own_node(
+                        &self.domain,
+                        &self.keys,
+                        &self.capabilities,
+                        &map.node,
+                        true,
+                    ));
                 }
                 MapChange::RelaysChanged { relays } => {
                     response.derp_map = Some(derp_map(&relays));
@@ -199,11 +256,17 @@ impl TsMapView {
     }
 
     fn self_node(&self, node: &NodeInfo, authorized: bool) -> Node {
-        self_node(&self.domain, &self.keys, node, authorized)
+        own_node(
+            &self.domain,
+            &self.keys,
+            &self.capabilities,
+            node,
+            authorized,
+        )
     }
 
     fn peer_node(&self, peer: &Peer) -> Node {
-        peer_node(&self.domain, peer)
+        peer_node(&self.domain, peer, self.online.contains(&peer.id))
     }
 
     fn dns_config(&self) -> DnsConfig {
@@ -243,6 +306,7 @@ fn patch_of(before: &Peer, after: &Peer) -> Option<PeerChange> {
         } else {
             after.home_relay.unwrap_or(0)
         },
+        online: None,
     })
 }
 
@@ -255,7 +319,14 @@ fn fqdn(name: &str, domain: &str) -> String {
     format!("{name}.{domain}.")
 }
 
-fn self_node(domain: &str, keys: &SelfKeys, node: &NodeInfo, authorized: bool) -> Node {
+/// The client's own node, given `capabilities`.
+fn own_node(
+    domain: &str,
+    keys: &SelfKeys,
+    capabilities: &[String],
+    node: &NodeInfo,
+    authorized: bool,
+) -> Node {
     let addresses = vec![
         host_prefix(IpAddr::V4(node.ipv4)),
         host_prefix(IpAddr::V6(node.ipv6)),
@@ -277,6 +348,10 @@ fn self_node(domain: &str, keys: &SelfKeys, node: &NodeInfo, authorized: bool) -
         machine_authorized: authorized,
         computed_name: node.name.clone(),
         computed_name_with_host: node.name.clone(),
+        cap_map: capabilities
+            .iter()
+            .map(|capability| (capability.clone(), Vec::new()))
+            .collect(),
         ..Node::default()
     }
 }
@@ -293,8 +368,9 @@ fn go_time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A peer as a Tailscale client sees it.
-pub fn peer_node(domain: &str, peer: &Peer) -> Node {
+/// A peer as a Tailscale client sees it, connected to the coordinator
+/// now or not (`online`).
+pub fn peer_node(domain: &str, peer: &Peer, online: bool) -> Node {
     let mesh: BTreeSet<IpNet> = peer
         .addresses
         .iter()
@@ -316,6 +392,14 @@ pub fn peer_node(domain: &str, peer: &Peer) -> Node {
         hostinfo: Hostinfo {
             hostname: peer.name.clone(),
             os: peer.os.clone(),
+            services: peer
+                .services
+                .iter()
+                .map(|service| Service {
+                    proto: service.proto.clone(),
+                    port: service.port,
+                })
+                .collect(),
             ..Hostinfo::default()
         },
         tags: peer.tags.iter().cloned().collect(),
@@ -326,6 +410,7 @@ pub fn peer_node(domain: &str, peer: &Peer) -> Node {
             .copied()
             .collect(),
         machine_authorized: true,
+        online: Some(online),
         key_expiry: peer.key_expiry.map(go_time).unwrap_or_default(),
         computed_name: peer.name.clone(),
         computed_name_with_host: peer.name.clone(),
@@ -436,6 +521,7 @@ mod tests {
             disco_key: disco.then_some(WireGuardKey([0xd0 + id as u8; 32])),
             home_relay: disco.then_some(crate::relays::EMBEDDED_REGION),
             key_expiry: None,
+            services: Vec::new(),
         }
     }
 
@@ -532,6 +618,55 @@ mod tests {
         assert_eq!(dns.domains, ["hearth.internal"]);
         let users: Vec<i64> = response.user_profiles.iter().map(|user| user.id).collect();
         assert_eq!(users, [1, 2]);
+    }
+
+    #[test]
+    fn peers_are_online_while_connected_and_the_client_hears_when_that_changes() {
+        let mut laptop = peer(2, "alice", &[], true);
+        laptop.services = vec![hearth_control::wire::PeerService {
+            proto: "peerapi4".into(),
+            port: 40000,
+        }];
+        let map = NetworkMap {
+            node: info(1, "phone"),
+            peers: vec![laptop, peer(3, "alice", &[], true)],
+            filter: only_alice_to_port_22(),
+            relays: Vec::new(),
+        };
+        let mut view = view()
+            .with_capabilities(vec![hearth_control::tailcfg::CAP_FILE_SHARING.into()])
+            .with_online([1, 2].into());
+        let response = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
+        let me = response.node.unwrap();
+        assert!(me.cap_map.contains_key("https://tailscale.com/cap/file-sharing"));
+        let peers = response.peers.unwrap();
+        assert_eq!(peers[0].online, Some(true));
+        assert_eq!(peers[1].online, Some(false));
+        assert_eq!(
+            peers[0].hostinfo.services,
+            [hearth_control::tailcfg::Service {
+                proto: "peerapi4".into(),
+                port: 40000
+            }],
+            "its peer API, where Taildrop sends"
+        );
+
+        let patch = view.presence(3, true).unwrap().peers_changed_patch;
+        assert_eq!((patch[0].node_id, patch[0].online), (3, Some(true)));
+        assert_eq!(view.presence(3, true), None, "told already");
+        let patch = view.presence(2, false).unwrap().peers_changed_patch;
+        assert_eq!((patch[0].node_id, patch[0].online), (2, Some(false)));
+        assert_eq!(view.presence(7, true), None, "not a peer");
+        assert_eq!(view.presence(1, false), None, "itself");
+        // A peer added later is sent as it is now.
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerAdded {
+                    peer: peer(7, "alice", &[], true),
+                }],
+            })
+            .unwrap();
+        assert_eq!(response.peers_changed[0].online, Some(true));
     }
 
     #[test]

@@ -79,6 +79,7 @@ mod tests {
             last_seen: None,
             key_expiry: None,
             key_lifetime: None,
+            services: Vec::new(),
         }
     }
 

@@ -599,3 +599,126 @@ fn a_client_sees_its_key_expiry_and_asks_for_a_login_once_it_passes() {
     assert_eq!(back["state"], "approved");
     assert!(back["key_expiry"].as_i64().unwrap() > expiry);
 }
+
+#[test]
+fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    coordinator.cli_ok(&["users", "create", "bob"]);
+    let alice_key = key(&coordinator, &["--reusable", "--pre-approved"]);
+    let bob_key = coordinator
+        .cli_ok(&["preauthkeys", "create", "--user", "bob", "--pre-approved"])
+        .trim()
+        .to_owned();
+    let mut devices = Vec::new();
+    for (name, key) in [("phone", &alice_key), ("laptop", &alice_key), ("tv", &bob_key)] {
+        let host = lab.host(name);
+        let device = lab.start_tailscaled(&host, &coordinator, &client);
+        let up = device.up(&lab, &coordinator, key, &["--timeout", "30s"]);
+        assert!(
+            up.status.success(),
+            "tailscale up {name}: {}\ntailscaled:\n{}",
+            String::from_utf8_lossy(&up.stderr),
+            device.daemon.log_text()
+        );
+        devices.push(device);
+    }
+    let [phone, laptop, tv] = &devices[..] else {
+        unreachable!("three devices")
+    };
+    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
+    let tv_ip = tv.ipv4(&lab).unwrap().to_string();
+
+    // The laptop is a target once the phone's map has its peer API port;
+    // bob's tv never is.
+    wait_until(Duration::from_secs(20), || {
+        let targets = phone.cli(&lab, &["file", "cp", "--targets"]);
+        String::from_utf8_lossy(&targets.stdout).contains(&laptop_ip)
+    })
+    .unwrap_or_else(|| {
+        let targets = phone.cli(&lab, &["file", "cp", "--targets"]);
+        panic!(
+            "the laptop is no Taildrop target: {}{}\nstatus: {:#}",
+            String::from_utf8_lossy(&targets.stdout),
+            String::from_utf8_lossy(&targets.stderr),
+            phone.status(&lab).unwrap_or_default()
+        )
+    });
+    let targets = phone.cli(&lab, &["file", "cp", "--targets"]);
+    assert!(
+        !String::from_utf8_lossy(&targets.stdout).contains(&tv_ip),
+        "bob's device is not alice's target: {}",
+        String::from_utf8_lossy(&targets.stdout)
+    );
+
+    // A photo, sent and received.
+    let photo: Vec<u8> = (0..300_000u32)
+        .map(|index| (index.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let path = lab.dir.path().join("holiday.jpg");
+    std::fs::write(&path, &photo).unwrap();
+    let sent = phone.cli(
+        &lab,
+        &["file", "cp", path.to_str().unwrap(), &format!("{laptop_ip}:")],
+    );
+    assert!(
+        sent.status.success(),
+        "file cp: {}{}\nphone:\n{}",
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr),
+        phone.daemon.log_text()
+    );
+    let inbox = lab.dir.path().join("laptop-downloads");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let got = laptop.cli(&lab, &["file", "get", "--wait", inbox.to_str().unwrap()]);
+    assert!(
+        got.status.success(),
+        "file get: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        std::fs::read(inbox.join("holiday.jpg")).unwrap(),
+        photo,
+        "the laptop has the photo, byte for byte"
+    );
+
+    // To another user's device: refused, and nothing arrives.
+    let refused = phone.cli(
+        &lab,
+        &["file", "cp", path.to_str().unwrap(), &format!("{tv_ip}:")],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("owned by a different user"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // The apps show who is online: the laptop going down is seen by the
+    // phone (and Taildrop, which sends to online peers only, says so).
+    let online = |status: &serde_json::Value| {
+        status["Peer"].as_object().and_then(|peers| {
+            peers
+                .values()
+                .find(|peer| peer["HostName"] == "laptop")
+                .and_then(|peer| peer["Online"].as_bool())
+        })
+    };
+    assert_eq!(online(&phone.status(&lab).unwrap()), Some(true));
+    let down = laptop.cli(&lab, &["down"]);
+    assert!(down.status.success());
+    wait_until(Duration::from_secs(10), || {
+        online(&phone.status(&lab).unwrap_or_default()) == Some(false)
+    })
+    .unwrap_or_else(|| panic!("the phone still sees the laptop online"));
+    let offline = phone.cli(
+        &lab,
+        &["file", "cp", path.to_str().unwrap(), &format!("{laptop_ip}:")],
+    );
+    assert!(
+        String::from_utf8_lossy(&offline.stderr).contains("offline"),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+}

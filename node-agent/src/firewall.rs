@@ -294,6 +294,7 @@ mod tests {
             disco_key: None,
             home_relay: None,
             key_expiry: None,
+            services: Vec::new(),
         }
     }
 

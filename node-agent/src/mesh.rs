@@ -302,6 +302,7 @@ mod tests {
             disco_key: None,
             home_relay: None,
             key_expiry: None,
+            services: Vec::new(),
         }
     }
 

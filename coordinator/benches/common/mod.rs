@@ -55,6 +55,7 @@ pub fn record(id: u64) -> NodeRecord {
         last_seen: None,
         key_expiry: None,
         key_lifetime: None,
+        services: Vec::new(),
     }
 }
 

@@ -23,7 +23,7 @@ use hearth_control::tailcfg::{self, MachineKey};
 use hearth_control::ts2021;
 use hearth_control::wire::{ErrorBody, MapMessage, NodeState};
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::coordinator::{Coordinator, Credential};
 use crate::error::Error;
@@ -307,7 +307,11 @@ async fn map(
         version: request.version,
     };
     let settings = coordinator.settings();
-    let view = TsMapView::new(&settings.base_domain, coordinator.relays().await, keys);
+    // Presence from here on, then who is online now: nothing falls between.
+    let presence = coordinator.streams.presence_changes();
+    let view = TsMapView::new(&settings.base_domain, coordinator.relays().await, keys)
+        .with_capabilities(settings.node_capabilities())
+        .with_online(coordinator.streams.online_nodes());
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let compress = request.compress == "zstd";
     tokio::spawn(stream_map(
@@ -320,6 +324,7 @@ async fn map(
             compress,
             stream: request.stream,
         },
+        presence,
     ));
     let frames = tokio_stream::wrappers::ReceiverStream::new(receiver)
         .map(Ok::<_, std::convert::Infallible>);
@@ -361,6 +366,7 @@ async fn stream_map(
     id: hearth_control::wire::NodeId,
     mut view: TsMapView,
     feed: MapFeed,
+    mut presence: tokio::sync::broadcast::Receiver<(hearth_control::wire::NodeId, bool)>,
 ) {
     let keepalive = coordinator.settings().keepalive;
     let keepalive_response = tailcfg::MapResponse {
@@ -417,6 +423,21 @@ async fn stream_map(
                     continue;
                 }
                 _ = feed.sender.closed() => return,
+                change = presence.recv() => {
+                    let patch = match change {
+                        Ok((node, online)) => view.presence(node, online),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            catch_up_presence(&mut view, &coordinator.streams.online_nodes())
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if let Some(patch) = patch
+                        && !feed.send(&patch).await
+                    {
+                        return;
+                    }
+                    continue;
+                }
             };
             let Some(line) = line else {
                 break; // the coordinator ended this stream
@@ -440,6 +461,24 @@ async fn stream_map(
             return; // deleted or no longer admitted: the client asks again
         }
     }
+}
+
+/// After presence changes were missed: what `view` must be told so that
+/// its peers' `Online` matches `online` (the nodes connected now), as one
+/// response, if anything differs.
+fn catch_up_presence(
+    view: &mut TsMapView,
+    online: &std::collections::BTreeSet<hearth_control::wire::NodeId>,
+) -> Option<tailcfg::MapResponse> {
+    let known = view.online_nodes();
+    let changed = known.symmetric_difference(online).copied().collect::<Vec<_>>();
+    let mut response = tailcfg::MapResponse::default();
+    for node in changed {
+        if let Some(patch) = view.presence(node, online.contains(&node)) {
+            response.peers_changed_patch.extend(patch.peers_changed_patch);
+        }
+    }
+    (!response.peers_changed_patch.is_empty()).then_some(response)
 }
 
 /// The page at a Tailscale client's login URL.

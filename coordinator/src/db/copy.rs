@@ -78,6 +78,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
                 ("home_relay", OptionalInt),
                 ("key_expiry", OptionalInt),
                 ("key_lifetime", OptionalInt),
+                ("services", Text),
             ],
         ),
         (
@@ -256,6 +257,7 @@ mod tests {
         let schema = [
             include_str!("../../migrations/postgres/0001_initial.sql"),
             include_str!("../../migrations/postgres/0002_key_expiry.sql"),
+            include_str!("../../migrations/postgres/0003_peer_services.sql"),
         ]
         .concat();
         let mut in_schema = Vec::new();

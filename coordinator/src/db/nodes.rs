@@ -34,6 +34,7 @@ struct RawNode {
     last_seen: Option<i64>,
     key_expiry: Option<i64>,
     key_lifetime: Option<i64>,
+    services: String,
 }
 
 fn corrupt(column: &str, value: &str) -> DbError {
@@ -83,6 +84,7 @@ impl TryFrom<RawNode> for NodeRecord {
                 .into_iter()
                 .collect::<BTreeSet<_>>(),
             endpoints: parse_list("nodes.endpoints", &raw.endpoints)?,
+            services: parse_list("nodes.services", &raw.services)?,
             advertised_routes: parse_list("nodes.advertised_routes", &raw.advertised_routes)?,
             approved_routes: parse_list("nodes.approved_routes", &raw.approved_routes)?,
             cert_fingerprint,
@@ -109,7 +111,7 @@ impl TryFrom<RawNode> for NodeRecord {
 const SELECT: &str = "SELECT n.id, n.user_id, u.name AS user, n.name, n.hostname, n.os, \
      n.wireguard_key, n.state, n.ipv4, n.ipv6, n.tags, n.ephemeral, n.static_device, \
      n.cert_fingerprint, n.machine_key, n.disco_key, n.home_relay, n.client, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
-     n.last_seen, n.key_expiry, n.key_lifetime FROM nodes n JOIN users u ON u.id = n.user_id";
+     n.last_seen, n.key_expiry, n.key_lifetime, n.services FROM nodes n JOIN users u ON u.id = n.user_id";
 
 impl Db {
     /// Every node, by id.
@@ -141,7 +143,7 @@ impl Db {
             "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
              approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
              client = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
-             key_lifetime = ? WHERE id = ?",
+             key_lifetime = ?, services = ? WHERE id = ?",
         ))
         .bind(&record.name)
         .bind(record.state.as_str())
@@ -159,6 +161,7 @@ impl Db {
         .bind(record.cert_fingerprint.map(|fingerprint| fingerprint.to_hex()))
         .bind(record.key_expiry)
         .bind(record.key_lifetime.map(|seconds| seconds as i64))
+        .bind(json_list(&record.services))
         .bind(record.id as i64)
         .execute(pool)
         .await?
@@ -274,7 +277,7 @@ pub async fn insert_node(
         "INSERT INTO nodes (id, user_id, name, hostname, os, wireguard_key, state, ipv4, ipv6, tags, \
          ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, static_device, \
          endpoints, advertised_routes, approved_routes, created_at, last_seen, key_expiry, \
-         key_lifetime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         key_lifetime, services) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ))
     .bind(record.id as i64)
     .bind(record.user_id)
@@ -300,6 +303,7 @@ pub async fn insert_node(
     .bind(record.last_seen)
     .bind(record.key_expiry)
     .bind(record.key_lifetime.map(|seconds| seconds as i64))
+    .bind(json_list(&record.services))
     .execute(conn)
     .await?
     .rows_affected()
