@@ -306,7 +306,9 @@ impl std::str::FromStr for PeerService {
             .ok_or_else(|| format!("`{text}` is not proto:port"))?;
         Ok(PeerService {
             proto: proto.to_owned(),
-            port: port.parse().map_err(|_| format!("`{port}` is not a port"))?,
+            port: port
+                .parse()
+                .map_err(|_| format!("`{port}` is not a port"))?,
         })
     }
 }

@@ -496,7 +496,10 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(kept, ["peerapi-dns-proxy:1", "peerapi4:40000", "peerapi6:41000"]);
+        assert_eq!(
+            kept,
+            ["peerapi-dns-proxy:1", "peerapi4:40000", "peerapi6:41000"]
+        );
     }
 
     #[test]

@@ -638,7 +638,10 @@ mod tests {
             .with_online([1, 2].into());
         let response = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
         let me = response.node.unwrap();
-        assert!(me.cap_map.contains_key("https://tailscale.com/cap/file-sharing"));
+        assert!(
+            me.cap_map
+                .contains_key("https://tailscale.com/cap/file-sharing")
+        );
         let peers = response.peers.unwrap();
         assert_eq!(peers[0].online, Some(true));
         assert_eq!(peers[1].online, Some(false));

@@ -612,7 +612,11 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
         .trim()
         .to_owned();
     let mut devices = Vec::new();
-    for (name, key) in [("phone", &alice_key), ("laptop", &alice_key), ("tv", &bob_key)] {
+    for (name, key) in [
+        ("phone", &alice_key),
+        ("laptop", &alice_key),
+        ("tv", &bob_key),
+    ] {
         let host = lab.host(name);
         let device = lab.start_tailscaled(&host, &coordinator, &client);
         let up = device.up(&lab, &coordinator, key, &["--timeout", "30s"]);
@@ -660,7 +664,12 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
     std::fs::write(&path, &photo).unwrap();
     let sent = phone.cli(
         &lab,
-        &["file", "cp", path.to_str().unwrap(), &format!("{laptop_ip}:")],
+        &[
+            "file",
+            "cp",
+            path.to_str().unwrap(),
+            &format!("{laptop_ip}:"),
+        ],
     );
     assert!(
         sent.status.success(),
@@ -714,7 +723,12 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
     .unwrap_or_else(|| panic!("the phone still sees the laptop online"));
     let offline = phone.cli(
         &lab,
-        &["file", "cp", path.to_str().unwrap(), &format!("{laptop_ip}:")],
+        &[
+            "file",
+            "cp",
+            path.to_str().unwrap(),
+            &format!("{laptop_ip}:"),
+        ],
     );
     assert!(
         String::from_utf8_lossy(&offline.stderr).contains("offline"),

@@ -471,11 +471,16 @@ fn catch_up_presence(
     online: &std::collections::BTreeSet<hearth_control::wire::NodeId>,
 ) -> Option<tailcfg::MapResponse> {
     let known = view.online_nodes();
-    let changed = known.symmetric_difference(online).copied().collect::<Vec<_>>();
+    let changed = known
+        .symmetric_difference(online)
+        .copied()
+        .collect::<Vec<_>>();
     let mut response = tailcfg::MapResponse::default();
     for node in changed {
         if let Some(patch) = view.presence(node, online.contains(&node)) {
-            response.peers_changed_patch.extend(patch.peers_changed_patch);
+            response
+                .peers_changed_patch
+                .extend(patch.peers_changed_patch);
         }
     }
     (!response.peers_changed_patch.is_empty()).then_some(response)
