@@ -399,6 +399,22 @@ pub struct DnsConfig {
     pub domains: Vec<String>,
     /// MagicDNS on: names are answered by the client's 100.100.100.100.
     pub proxied: bool,
+    /// Names the client's resolver answers itself, beside the nodes'.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub extra_records: Vec<DnsRecord>,
+}
+
+/// One extra DNS record (`A` or `AAAA`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DnsRecord {
+    /// Its fully qualified name.
+    pub name: String,
+    /// `A` or `AAAA`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The address.
+    pub value: String,
 }
 
 /// The relay map; Hearth sends an empty one until it runs a relay.

@@ -55,6 +55,8 @@ pub struct Settings {
     pub node_key_lifetime: Option<Duration>,
     /// Whether Tailscale clients may send each other files (Taildrop).
     pub taildrop: bool,
+    /// DNS beyond MagicDNS: split domains, search domains, extra records.
+    pub dns: crate::dns::DnsSettings,
 }
 
 impl Settings {
@@ -371,6 +373,7 @@ mod tests {
             certificates: Vec::new(),
             node_key_lifetime: None,
             taildrop,
+            dns: crate::dns::DnsSettings::default(),
         };
         assert_eq!(
             settings(true).node_capabilities(),
@@ -394,6 +397,7 @@ mod tests {
             certificates: Vec::new(),
             node_key_lifetime: None,
             taildrop: true,
+            dns: crate::dns::DnsSettings::default(),
         };
         Coordinator::start(db, authority, settings)
             .await

@@ -15,6 +15,7 @@ pub mod authkey;
 pub mod backup;
 pub mod coordinator;
 pub mod db;
+pub mod dns;
 pub mod derp;
 pub mod duration;
 pub mod endpoints;

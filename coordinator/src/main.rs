@@ -167,6 +167,11 @@ struct ServeArgs {
     /// grants `tailscale.com/cap/file-sharing-target`).
     #[arg(long)]
     no_taildrop: bool,
+    /// DNS for the nodes beyond MagicDNS: a JSON file with split domains
+    /// and their resolvers, global resolvers, search domains and extra
+    /// records (docs/tailscale-clients.md#dns).
+    #[arg(long)]
+    dns_config: Option<PathBuf>,
 }
 
 /// The `--database` choice with its password, from the URL's `${VAR}` or
@@ -450,6 +455,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_choice(&args.database, args.database_password_file.as_ref())?;
             options.node_key_lifetime = args.key_expiry.duration();
             options.taildrop = !args.no_taildrop;
+            if let Some(path) = &args.dns_config {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                options.dns = hearth_coordinator::dns::parse(&text)
+                    .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            }
             options.ephemeral_timeout = args.ephemeral_timeout;
             options.register_limit = RegisterLimit {
                 burst: args.register_burst,

@@ -67,6 +67,8 @@ pub struct ServeOptions {
     /// Whether Tailscale clients may send files to each other's devices
     /// (Taildrop); on by default, as in Tailscale and Headscale.
     pub taildrop: bool,
+    /// DNS beyond MagicDNS (`--dns-config`).
+    pub dns: crate::dns::DnsSettings,
 }
 
 impl ServeOptions {
@@ -94,6 +96,7 @@ impl ServeOptions {
             connections: Limits::for_scale(hearth_http::Scale::ControlPlane),
             stun_per_source: 10,
             taildrop: true,
+            dns: crate::dns::DnsSettings::default(),
         }
     }
 }
@@ -226,6 +229,7 @@ impl Server {
             certificates,
             node_key_lifetime: options.node_key_lifetime,
             taildrop: options.taildrop,
+            dns: options.dns.clone(),
         };
         let coordinator = Coordinator::start(db, authority, settings).await?;
         let relay = Arc::new(crate::derp::Relay::new(

@@ -20,14 +20,15 @@ use std::net::IpAddr;
 use hearth_acl::Filter;
 use hearth_acl::tailscale::Member;
 use hearth_control::tailcfg::{
-    DERP_MAGIC_IP, DiscoKey, DnsConfig, FilterRule, Hostinfo, MachineKey, MapResponse, Node,
-    NodeKey, PeerChange, Service, UserProfile, host_prefix,
+    DERP_MAGIC_IP, DiscoKey, DnsConfig, DnsRecord, FilterRule, Hostinfo, MachineKey, MapResponse,
+    Node, NodeKey, PeerChange, Resolver, Service, UserProfile, host_prefix,
 };
 use hearth_control::wire::{
     MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, Peer, RelayRegion,
 };
 use ipnet::IpNet;
 
+use crate::dns::DnsSettings;
 use crate::relays::derp_map;
 
 /// The MagicDNS base domain when none is configured.
@@ -56,6 +57,9 @@ pub struct TsMapView {
     keys: SelfKeys,
     /// The node capabilities its own node is given (`CapMap`).
     capabilities: Vec<String>,
+    /// The DNS settings beyond MagicDNS (split domains, search domains,
+    /// extra records).
+    dns: DnsSettings,
     /// The nodes connected to the coordinator now, as far as this view
     /// has been told (see [`TsMapView::presence`]): peers' `Online`.
     online: BTreeSet<NodeId>,
@@ -72,8 +76,15 @@ impl TsMapView {
             keys,
             capabilities: Vec::new(),
             online: BTreeSet::new(),
+            dns: DnsSettings::default(),
             map: None,
         }
+    }
+
+    /// The same view, with the coordinator's DNS settings.
+    pub fn with_dns(mut self, dns: DnsSettings) -> TsMapView {
+        self.dns = dns;
+        self
     }
 
     /// The same view, with the nodes connected now.
@@ -269,12 +280,38 @@ impl TsMapView {
         peer_node(&self.domain, peer, self.online.contains(&peer.id))
     }
 
+    /// MagicDNS for the nodes' names (the domain answered from the map,
+    /// and searched first), then the coordinator's settings.
     fn dns_config(&self) -> DnsConfig {
+        let resolvers = |addresses: &[IpAddr]| {
+            addresses
+                .iter()
+                .map(|address| Resolver {
+                    addr: address.to_string(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut routes = BTreeMap::from([(self.domain.clone(), Vec::new())]);
+        for (domain, servers) in &self.dns.split {
+            routes.insert(domain.clone(), resolvers(servers));
+        }
+        let mut domains = vec![self.domain.clone()];
+        domains.extend(self.dns.search_domains.iter().cloned());
         DnsConfig {
-            resolvers: Vec::new(),
-            routes: BTreeMap::from([(self.domain.clone(), Vec::new())]),
-            domains: vec![self.domain.clone()],
+            resolvers: resolvers(&self.dns.global),
+            routes,
+            domains,
             proxied: true,
+            extra_records: self
+                .dns
+                .extra_records
+                .iter()
+                .map(|record| DnsRecord {
+                    name: record.name.clone(),
+                    kind: record.kind().to_owned(),
+                    value: record.address.to_string(),
+                })
+                .collect(),
         }
     }
 }

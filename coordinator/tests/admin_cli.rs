@@ -298,3 +298,28 @@ fn a_password_in_the_database_urls_query_is_refused_and_never_echoed() {
     assert!(said.contains("--database-password-file"), "{said}");
     assert!(!said.contains("hunter2"), "{said}");
 }
+
+#[test]
+fn a_dns_config_with_a_mistake_stops_the_start_saying_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("dns.json");
+    std::fs::write(
+        &settings,
+        r#"{"nameservers": {"split": {"corp.example": ["dns.corp.example"]}}}"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(hearth_testkit::control_plane::coordinator_binary())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--stun-listen", "off"])
+        .arg("--dns-config")
+        .arg(&settings)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("dns.json: nameservers.split.corp.example: `dns.corp.example` is not an IP address"),
+        "{said}"
+    );
+}

@@ -736,3 +736,91 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
         String::from_utf8_lossy(&offline.stderr)
     );
 }
+
+#[test]
+fn split_dns_extra_records_and_search_domains_reach_the_apps() {
+    if hearth_testkit::require_tools(&["dnsmasq"]).is_none() {
+        return;
+    }
+    let Some(mut lab) = Lab::new() else {
+        return;
+    };
+    let Some(client) = tailscale_client() else {
+        return;
+    };
+    let hub = lab.host("hub");
+    // The household's own DNS server for corp.example (a real one: dnsmasq),
+    // beside the coordinator.
+    let mut dnsmasq = lab.command(&hub, "dnsmasq");
+    dnsmasq.args([
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--log-queries",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--port=53",
+        "--address=/corp.example/10.20.30.40",
+    ]);
+    dnsmasq.arg(format!("--listen-address={}", hub.address));
+    let dns_server = lab.spawn(&hub, "dnsmasq", dnsmasq);
+    wait_until(Duration::from_secs(10), || {
+        dns_server.log_text().contains("started, version")
+    })
+    .unwrap_or_else(|| panic!("dnsmasq did not start:\n{}", dns_server.log_text()));
+
+    let settings = lab.dir.path().join("dns.json");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"{{"nameservers": {{"split": {{"corp.example": ["{}"]}}}},
+                "search_domains": ["corp.example"],
+                "extra_records": [{{"name": "nas.home.arpa", "type": "A", "value": "100.64.0.99"}}]}}"#,
+            hub.address
+        ),
+    )
+    .unwrap();
+    let coordinator =
+        lab.start_coordinator_with(&hub, &["--dns-config", settings.to_str().unwrap()]);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    let approved = key(&coordinator, &["--pre-approved"]);
+    let phone_host = lab.host("phone");
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+
+    let query = |name: &str| {
+        let output = phone.cli(&lab, &["dns", "query", name, "A"]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    // Split DNS: the phone's resolver asks the household's server.
+    let answer = query("printer.corp.example");
+    assert!(answer.contains("10.20.30.40"), "{answer}");
+    assert!(
+        dns_server.log_text().contains("printer.corp.example"),
+        "dnsmasq answered it:\n{}",
+        dns_server.log_text()
+    );
+    // An extra record, answered from the map.
+    let answer = query("nas.home.arpa");
+    assert!(answer.contains("100.64.0.99"), "{answer}");
+    assert!(!dns_server.log_text().contains("nas.home.arpa"));
+    // The search domains: MagicDNS's and the household's.
+    let status = phone.cli(&lab, &["dns", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let search = status
+        .split("Search Domains:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default();
+    assert!(
+        search.contains("- hearth.internal") && search.contains("- corp.example"),
+        "{status}"
+    );
+}

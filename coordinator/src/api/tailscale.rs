@@ -311,6 +311,7 @@ async fn map(
     let presence = coordinator.streams.presence_changes();
     let view = TsMapView::new(&settings.base_domain, coordinator.relays().await, keys)
         .with_capabilities(settings.node_capabilities())
+        .with_dns(settings.dns.clone())
         .with_online(coordinator.streams.online_nodes());
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let compress = request.compress == "zstd";
