@@ -3,6 +3,8 @@
 //! Groups and host aliases are already expanded here; what remains are the
 //! identities the engine matches nodes against.
 
+use std::collections::BTreeSet;
+
 use ipnet::IpNet;
 
 use crate::filter::{PortRange, proto};
@@ -90,13 +92,46 @@ impl Rule {
 }
 
 /// A policy as the engine evaluates it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompiledPolicy {
     /// Accept rules, in policy order.
     pub rules: Vec<Rule>,
+    /// `nodeAttrs`, in policy order.
+    pub node_attrs: Vec<NodeAttrs>,
+}
+
+/// One `nodeAttrs` entry: the nodes it names and what they get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAttrs {
+    /// Who: a node named by any of these.
+    pub targets: Vec<crate::filter::Source>,
+    /// The attributes.
+    pub attrs: BTreeSet<String>,
 }
 
 impl CompiledPolicy {
+    /// The node attributes of a node owned by `user` with `tags` at
+    /// `addresses`: every entry whose target names it.
+    pub fn attrs_of(
+        &self,
+        user: &str,
+        tags: &BTreeSet<String>,
+        addresses: &[std::net::IpAddr],
+    ) -> BTreeSet<String> {
+        self.node_attrs
+            .iter()
+            .filter(|entry| {
+                entry.targets.iter().any(|target| {
+                    target.names(user, tags)
+                        || addresses
+                            .iter()
+                            .any(|address| target.matches_address(*address))
+                })
+            })
+            .flat_map(|entry| entry.attrs.iter().cloned())
+            .collect()
+    }
+
     /// What a tailnet without a policy gets: everyone may reach everyone.
     pub fn allow_all() -> CompiledPolicy {
         CompiledPolicy {
@@ -108,6 +143,7 @@ impl CompiledPolicy {
                 }],
                 proto::DEFAULT.to_vec(),
             )],
+            node_attrs: Vec::new(),
         }
     }
 

@@ -38,9 +38,24 @@ pub struct Document {
     /// Tailscale SSH rules: accepted for compatibility, not enforced by Hearth.
     #[serde(default)]
     pub ssh: Vec<serde_json::Value>,
-    /// Tailscale node attributes: accepted for compatibility, not used by Hearth.
+    /// Node attributes: the nodes a target names get the attributes
+    /// (their Tailscale clients read them as node capabilities).
     #[serde(default)]
-    pub node_attrs: Vec<serde_json::Value>,
+    pub node_attrs: Vec<NodeAttrEntry>,
+}
+
+/// One entry of `nodeAttrs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAttrEntry {
+    /// The nodes: users, groups, tags, autogroups, `*`, addresses.
+    pub target: Vec<String>,
+    /// Attribute names (`drive:share`, `magicdns-aaaa`, ...).
+    #[serde(default)]
+    pub attr: Vec<String>,
+    /// Application capabilities for the nodes (app connectors): refused.
+    #[serde(default)]
+    pub app: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One entry of `acls`.

@@ -492,3 +492,59 @@ fn hujson_comments_and_trailing_commas_are_fine() {
     ));
     assert!(world.reaches(ALICE_LAPTOP, SERVER, 22));
 }
+
+#[test]
+fn node_attrs_go_to_the_nodes_their_targets_name_and_funnel_is_refused_saying_why() {
+    let policy = hearth_acl::Policy::parse(
+        r#"{"groups": {"group:family": ["alice@"]},
+            "tagOwners": {"tag:nas": ["alice@"]},
+            "nodeAttrs": [
+              {"target": ["group:family"], "attr": ["drive:share", "drive:access"]},
+              {"target": ["tag:nas"], "attr": ["drive:share"]},
+              {"target": ["100.64.0.7"], "attr": ["magicdns-aaaa"]}
+            ]}"#,
+    )
+    .unwrap();
+    let attrs = |user: &str, tags: &[&str], address: &str| {
+        let tags: BTreeSet<String> = tags.iter().map(|tag| (*tag).to_owned()).collect();
+        let address: std::net::IpAddr = address.parse().unwrap();
+        policy
+            .compiled
+            .attrs_of(user, &tags, &[address])
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        attrs("alice", &[], "100.64.0.2"),
+        ["drive:access", "drive:share"]
+    );
+    assert_eq!(
+        attrs("alice", &["tag:nas"], "100.64.0.3"),
+        ["drive:share"],
+        "a tagged device is its tag's, not its user's"
+    );
+    assert_eq!(attrs("bob", &[], "100.64.0.7"), ["magicdns-aaaa"]);
+    assert!(attrs("bob", &[], "100.64.0.8").is_empty());
+
+    for (text, expected) in [
+        (
+            r#"{"nodeAttrs": [{"target": ["*"], "attr": ["funnel"]}]}"#,
+            "nodeAttrs[0]: attr=\"funnel\" is not offered: Funnel publishes",
+        ),
+        (
+            r#"{"nodeAttrs": [{"target": ["*"], "app": {"tailscale.com/app-connectors": [{}]}}]}"#,
+            "app connectors",
+        ),
+        (
+            r#"{"nodeAttrs": [{"target": ["group:none"], "attr": ["drive:share"]}]}"#,
+            "group not found",
+        ),
+        (
+            r#"{"nodeAttrs": [{"target": ["*"], "attrs": ["drive:share"]}]}"#,
+            "attrs",
+        ),
+    ] {
+        let error = hearth_acl::Policy::parse(text).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+}

@@ -190,6 +190,10 @@ pub struct NodeInfo {
     /// How long a fresh key lives (seconds), when keys expire.
     #[serde(default)]
     pub key_lifetime: Option<u64>,
+    /// Its attributes from the policy's `nodeAttrs` (Tailscale clients
+    /// read them as node capabilities).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub attrs: BTreeSet<String>,
 }
 
 impl NodeInfo {

@@ -76,7 +76,10 @@ fn fifty_rules() -> CompiledPolicy {
         ));
     }
     assert_eq!(rules.len(), 50);
-    CompiledPolicy { rules }
+    CompiledPolicy {
+        rules,
+        ..CompiledPolicy::default()
+    }
 }
 
 /// 50 grants of the same shapes, with application capabilities and `via`

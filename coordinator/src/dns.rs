@@ -189,14 +189,38 @@ mod tests {
     #[test]
     fn mistakes_are_refused_saying_where() {
         for (text, expected) in [
-            (r#"{"nameservers": {"split": {"corp": []}}}"#, "nameservers.split.corp: no resolver"),
-            (r#"{"nameservers": {"split": {"corp": ["dns.corp"]}}}"#, "`dns.corp` is not an IP address"),
-            (r#"{"nameservers": {"split": {"bad..name": ["10.0.0.1"]}}}"#, "not a DNS name"),
-            (r#"{"nameservers": {"split": {"a.b": ["10.0.0.1"], "A.B": ["10.0.0.2"]}}}"#, "twice"),
-            (r#"{"search_domains": ["-x.example"]}"#, "search_domains: `-x.example` is not a DNS name"),
-            (r#"{"extra_records": [{"name": "nas", "type": "AAAA", "value": "10.0.0.9"}]}"#, "extra_records[0]: type `AAAA`"),
-            (r#"{"extra_records": [{"name": "nas", "type": "A", "value": "nas.local"}]}"#, "is not an IP address"),
-            (r#"{"extra_records": [{"name": "nas", "type": "MX", "value": "10.0.0.9"}]}"#, "type `MX`"),
+            (
+                r#"{"nameservers": {"split": {"corp": []}}}"#,
+                "nameservers.split.corp: no resolver",
+            ),
+            (
+                r#"{"nameservers": {"split": {"corp": ["dns.corp"]}}}"#,
+                "`dns.corp` is not an IP address",
+            ),
+            (
+                r#"{"nameservers": {"split": {"bad..name": ["10.0.0.1"]}}}"#,
+                "not a DNS name",
+            ),
+            (
+                r#"{"nameservers": {"split": {"a.b": ["10.0.0.1"], "A.B": ["10.0.0.2"]}}}"#,
+                "twice",
+            ),
+            (
+                r#"{"search_domains": ["-x.example"]}"#,
+                "search_domains: `-x.example` is not a DNS name",
+            ),
+            (
+                r#"{"extra_records": [{"name": "nas", "type": "AAAA", "value": "10.0.0.9"}]}"#,
+                "extra_records[0]: type `AAAA`",
+            ),
+            (
+                r#"{"extra_records": [{"name": "nas", "type": "A", "value": "nas.local"}]}"#,
+                "is not an IP address",
+            ),
+            (
+                r#"{"extra_records": [{"name": "nas", "type": "MX", "value": "10.0.0.9"}]}"#,
+                "type `MX`",
+            ),
             (r#"{"magic_dns": false}"#, "unknown field `magic_dns`"),
         ] {
             let error = parse(text).unwrap_err();

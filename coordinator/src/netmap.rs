@@ -5,7 +5,7 @@
 //! that must receive it); sending them is the caller's job. A change to one
 //! node costs work proportional to the nodes that see it, never to all pairs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -114,6 +114,7 @@ impl NodeRecord {
             user_id: self.user_id,
             key_expiry: self.key_expiry,
             key_lifetime: self.key_lifetime,
+            attrs: BTreeSet::new(),
         }
     }
 
@@ -549,7 +550,7 @@ impl Network {
             .map(|peer| self.peer_for(node, peer))
             .collect();
         Some(NetworkMap {
-            node: record.info(),
+            node: self.node_info(record),
             peers,
             filter: self
                 .engine
@@ -584,7 +585,7 @@ impl Network {
         };
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(br#"{"type":"full","map":{"node":"#);
-        serde_json::to_writer(&mut head, &record.info()).expect("nodes serialize");
+        serde_json::to_writer(&mut head, &self.node_info(record)).expect("nodes serialize");
         head.extend_from_slice(br#","peers":["#);
         let mut line = vec![match encoding {
             Encoding::Identity => Bytes::from(head),
@@ -645,6 +646,21 @@ impl Network {
             maps.bytes += size;
             maps.maps.insert(class, Arc::clone(map));
         }
+    }
+
+    /// What the node is told about itself: its record and its attributes
+    /// under the policy.
+    pub fn node_info(&self, record: &NodeRecord) -> NodeInfo {
+        NodeInfo {
+            attrs: self.attrs_of(record),
+            ..record.info()
+        }
+    }
+
+    fn attrs_of(&self, record: &NodeRecord) -> BTreeSet<String> {
+        self.engine
+            .policy()
+            .attrs_of(&record.user, &record.tags, &record.addresses())
     }
 
     /// Stores `record` (new or changed) and returns what each affected node must hear.
@@ -725,10 +741,9 @@ impl Network {
             peers_removed: change.peers_removed,
             filter: change.filter,
         });
-        if previous.info() != record.info() {
-            own.push(MapChange::SelfChanged {
-                node: record.info(),
-            });
+        let (before, now) = (self.node_info(&previous), self.node_info(&record));
+        if before != now {
+            own.push(MapChange::SelfChanged { node: now });
         }
         if !own.is_empty() {
             deliveries.push(Delivery {
@@ -770,16 +785,35 @@ impl Network {
     pub fn set_policy(&mut self, policy: Arc<CompiledPolicy>) -> Vec<Delivery> {
         self.forget_class_maps();
         let had_via = self.engine.has_via();
+        let attrs_before: HashMap<NodeId, BTreeSet<String>> = self
+            .nodes
+            .values()
+            .filter(|record| record.is_admitted())
+            .map(|record| (record.id, self.attrs_of(record)))
+            .collect();
         let updates = self.engine.set_policy(policy);
-        let mut deliveries: Vec<Delivery> = updates
+        let mut changes: BTreeMap<NodeId, Vec<MapChange>> = updates
             .into_iter()
-            .filter_map(|update| {
-                let node = update.node;
-                let changes = self.changes_for(update);
-                (!changes.is_empty()).then(|| Delivery {
-                    recipients: vec![node],
-                    message: MapMessage::Delta { changes },
-                })
+            .map(|update| (update.node, self.changes_for(update)))
+            .collect();
+        // Nodes whose attributes the new policy changes hear it about themselves.
+        for (node, before) in attrs_before {
+            let record = &self.nodes[&node];
+            if self.attrs_of(record) != before {
+                changes
+                    .entry(node)
+                    .or_default()
+                    .push(MapChange::SelfChanged {
+                        node: self.node_info(record),
+                    });
+            }
+        }
+        let mut deliveries: Vec<Delivery> = changes
+            .into_iter()
+            .filter(|(_, changes)| !changes.is_empty())
+            .map(|(node, changes)| Delivery {
+                recipients: vec![node],
+                message: MapMessage::Delta { changes },
             })
             .collect();
         deliveries.extend(self.steering_deliveries(had_via, None));
@@ -1042,6 +1076,7 @@ pub(crate) mod tests {
                 }],
                 hearth_acl::filter::proto::DEFAULT.to_vec(),
             )],
+            ..CompiledPolicy::default()
         };
         let deliveries = network.set_policy(Arc::new(policy));
         let for_bob = deliveries
@@ -1054,7 +1089,7 @@ pub(crate) mod tests {
         assert_eq!(peer_ids(&network, 1), vec![2]);
 
         // Nobody may reach anybody: both lose each other.
-        let deliveries = network.set_policy(Arc::new(CompiledPolicy { rules: Vec::new() }));
+        let deliveries = network.set_policy(Arc::new(CompiledPolicy::default()));
         assert_eq!(deliveries.len(), 2);
         assert_eq!(peer_ids(&network, 1), Vec::<NodeId>::new());
     }
@@ -1094,6 +1129,39 @@ pub(crate) mod tests {
                 record.id
             );
         }
+    }
+
+    #[test]
+    fn a_policy_that_changes_a_nodes_attributes_tells_that_node() {
+        let mut network = Network::new(allow_all());
+        network.upsert(record(1, "alice", NodeState::Approved));
+        network.upsert(record(2, "bob", NodeState::Approved));
+        let with_attrs = hearth_acl::compile_text(
+            r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+                "nodeAttrs": [{"target": ["alice@"], "attr": ["drive:share"]}]}"#,
+        )
+        .unwrap();
+        let deliveries = network.set_policy(Arc::new(with_attrs));
+        let told: Vec<(Vec<NodeId>, Vec<String>)> = deliveries
+            .iter()
+            .filter_map(|delivery| match &delivery.message {
+                MapMessage::Delta { changes } => changes.iter().find_map(|change| match change {
+                    MapChange::SelfChanged { node } => Some((
+                        delivery.recipients.clone(),
+                        node.attrs.iter().cloned().collect(),
+                    )),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [(vec![1], vec!["drive:share".to_owned()])]);
+        assert_eq!(
+            network.full_map(1).unwrap().node.attrs.len(),
+            1,
+            "and its full map says so"
+        );
+        assert_lines_match(&network);
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Coordinator {
             }
         };
         let compiled = match (&text, &policy) {
-            (Some(_), None) => hearth_acl::CompiledPolicy { rules: Vec::new() },
+            (Some(_), None) => hearth_acl::CompiledPolicy::default(),
             _ => effective_rules(policy.as_ref()),
         };
         state.policy_text = text;

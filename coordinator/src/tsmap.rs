@@ -387,6 +387,7 @@ fn own_node(
         computed_name_with_host: node.name.clone(),
         cap_map: capabilities
             .iter()
+            .chain(&node.attrs)
             .map(|capability| (capability.clone(), Vec::new()))
             .collect(),
         ..Node::default()
@@ -536,6 +537,7 @@ mod tests {
             user_id: 1,
             key_expiry: None,
             key_lifetime: None,
+            attrs: BTreeSet::new(),
         }
     }
 

@@ -319,7 +319,9 @@ fn a_dns_config_with_a_mistake_stops_the_start_saying_where() {
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(
-        said.contains("dns.json: nameservers.split.corp.example: `dns.corp.example` is not an IP address"),
+        said.contains(
+            "dns.json: nameservers.split.corp.example: `dns.corp.example` is not an IP address"
+        ),
         "{said}"
     );
 }

@@ -789,7 +789,11 @@ fn split_dns_extra_records_and_search_domains_reach_the_apps() {
     let phone_host = lab.host("phone");
     let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
     let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
 
     let query = |name: &str| {
         let output = phone.cli(&lab, &["dns", "query", name, "A"]);
@@ -822,5 +826,74 @@ fn split_dns_extra_records_and_search_domains_reach_the_apps() {
     assert!(
         search.contains("- hearth.internal") && search.contains("- corp.example"),
         "{status}"
+    );
+}
+
+#[test]
+fn node_attrs_reach_the_apps_as_capabilities_and_funnel_is_refused() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let approved = key(&coordinator, &["--pre-approved"]);
+    let phone_host = lab.host("phone");
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let capabilities = |lab: &Lab| -> Vec<String> {
+        phone.status(lab).unwrap_or_default()["Self"]["CapMap"]
+            .as_object()
+            .map(|map| map.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let docs = lab.dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let share = |lab: &Lab| phone.cli(lab, &["drive", "share", "docs", docs.to_str().unwrap()]);
+    assert!(!capabilities(&lab).contains(&"drive:share".to_owned()));
+    let refused = share(&lab);
+    assert!(
+        !refused.status.success(),
+        "no Taildrive sharing without the attribute"
+    );
+
+    // A policy change gives alice's devices Taildrive sharing: the running
+    // client hears it and can share.
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+            "nodeAttrs": [{"target": ["alice@"], "attr": ["drive:share", "drive:access"]}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    wait_until(Duration::from_secs(10), || {
+        capabilities(&lab).contains(&"drive:share".to_owned())
+    })
+    .unwrap_or_else(|| panic!("capabilities: {:?}", capabilities(&lab)));
+    let shared = share(&lab);
+    assert!(
+        shared.status.success(),
+        "drive share: {}",
+        String::from_utf8_lossy(&shared.stderr)
+    );
+    let list = phone.cli(&lab, &["drive", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("docs"));
+
+    // Funnel cannot be offered: the policy is refused, saying why.
+    std::fs::write(
+        &policy,
+        r#"{"nodeAttrs": [{"target": ["*"], "attr": ["funnel"]}]}"#,
+    )
+    .unwrap();
+    let refused = coordinator.cli(&["policy", "set", policy.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("Funnel publishes a device on the internet"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }

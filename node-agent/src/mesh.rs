@@ -284,6 +284,7 @@ mod tests {
             user_id: 1,
             key_expiry: None,
             key_lifetime: None,
+            attrs: Default::default(),
         }
     }
 

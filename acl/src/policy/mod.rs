@@ -188,6 +188,48 @@ impl Names {
     }
 }
 
+/// Attributes a self-hosted coordinator cannot honour, and why.
+const REFUSED_ATTRS: &[(&str, &str)] = &[(
+    "funnel",
+    "Funnel publishes a device on the internet through Tailscale's own servers, which a self-hosted coordinator does not have",
+)];
+
+/// One `nodeAttrs` entry: its targets resolved, its attributes checked.
+fn node_attrs(
+    names: &Names,
+    entry: &crate::document::NodeAttrEntry,
+) -> Result<crate::compiled::NodeAttrs, String> {
+    if entry.app.as_ref().is_some_and(|app| !app.is_empty()) {
+        return Err(
+            "app: application capabilities in nodeAttrs (app connectors) are not supported".into(),
+        );
+    }
+    if entry.target.is_empty() {
+        return Err("target: names no node".into());
+    }
+    let mut targets = Vec::new();
+    for target in &entry.target {
+        let alias = Alias::parse(target).map_err(|error| format!("target={target:?}: {error}"))?;
+        for principal in names
+            .resolve(&alias, Side::Source)
+            .map_err(|error| format!("target={target:?}: {error}"))?
+        {
+            targets.extend(crate::principals::source_of(&principal));
+        }
+    }
+    let mut attrs = std::collections::BTreeSet::new();
+    for attr in &entry.attr {
+        if let Some((_, why)) = REFUSED_ATTRS.iter().find(|(name, _)| name == attr) {
+            return Err(format!("attr={attr:?} is not offered: {why}"));
+        }
+        if attr.is_empty() || attr.chars().any(char::is_whitespace) {
+            return Err(format!("attr={attr:?} is not an attribute name"));
+        }
+        attrs.insert(attr.clone());
+    }
+    Ok(crate::compiled::NodeAttrs { targets, attrs })
+}
+
 /// Resolves a protocol name or number to IANA numbers.
 pub(crate) fn protocols(protocol: Option<&Protocol>) -> Result<Vec<u8>, String> {
     let Some(protocol) = protocol else {
@@ -281,10 +323,19 @@ impl Policy {
                 .check_owner(approver)
                 .map_err(|reason| invalid(format!("autoApprovers.exitNode: {reason}")))?;
         }
+        let node_attrs = document
+            .node_attrs
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                node_attrs(&names, entry)
+                    .map_err(|message| invalid(format!("nodeAttrs[{index}]: {message}")))
+            })
+            .collect::<Result<_, _>>()?;
         assertions::validate(&document.tests, &names)?;
         Ok(Policy {
             document,
-            compiled: CompiledPolicy { rules },
+            compiled: CompiledPolicy { rules, node_attrs },
             names,
         })
     }
