@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(
     iproute2 iputils-ping nftables tcpdump iperf3
     wireguard-tools wireguard-go
-    # split DNS answered by a real DNS server (dnsmasq) in the Tailscale tests
-    dnsmasq-base
+    # split DNS answered by a real DNS server (dnsmasq), asked with dig
+    dnsmasq-base bind9-dnsutils
     sqlite3 jq psmisc procps curl ca-certificates
     # llama.cpp's server, built from source
     cmake ninja-build g++

@@ -5,7 +5,7 @@
 //! coordinator issued at registration; the coordinator identifies the node by
 //! that certificate, never by anything in the body.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -345,6 +345,36 @@ pub struct NetworkMap {
     /// The relays nodes may use, the coordinator's own first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relays: Vec<RelayRegion>,
+    /// What the node's own resolver answers (MagicDNS), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<MeshDns>,
+}
+
+/// DNS for the mesh, as the coordinator is configured: the nodes' names
+/// under `domain`, names of the household's own resolvers' domains, extra
+/// records. An agent's resolver at 100.100.100.100 answers from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshDns {
+    /// The MagicDNS domain: `<name>.<domain>` is a node.
+    pub domain: String,
+    /// Domains a short name is tried under, after `domain`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_domains: Vec<String>,
+    /// Domains answered by their own resolvers (split DNS).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub split: BTreeMap<String, Vec<IpAddr>>,
+    /// Names answered as they are, beside the nodes'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_records: Vec<DnsName>,
+}
+
+/// One extra name and its address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsName {
+    /// The name, lower case, without a trailing dot.
+    pub name: String,
+    /// Its address (an `A` record for IPv4, `AAAA` for IPv6).
+    pub address: IpAddr,
 }
 
 /// One change to a network map.

@@ -167,6 +167,7 @@ impl Coordinator {
         );
         let standalone = db.list_relays().await?;
         let _ = registry.set_relays(crate::relays::regions(&settings.relay, &standalone));
+        registry.set_dns(Some(settings.dns.for_mesh(&settings.base_domain)));
         Ok(Arc::new(Coordinator {
             db,
             authority,

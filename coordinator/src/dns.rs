@@ -43,6 +43,26 @@ pub struct ExtraRecord {
     pub address: IpAddr,
 }
 
+impl DnsSettings {
+    /// What agents' resolvers answer: the nodes under `domain`, and these
+    /// settings.
+    pub fn for_mesh(&self, domain: &str) -> hearth_control::wire::MeshDns {
+        hearth_control::wire::MeshDns {
+            domain: domain.to_owned(),
+            search_domains: self.search_domains.clone(),
+            split: self.split.clone(),
+            extra_records: self
+                .extra_records
+                .iter()
+                .map(|record| hearth_control::wire::DnsName {
+                    name: record.name.clone(),
+                    address: record.address,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl ExtraRecord {
     /// `A` or `AAAA`.
     pub fn kind(&self) -> &'static str {

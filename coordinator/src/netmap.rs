@@ -15,8 +15,8 @@ use hearth_control::Fingerprint;
 use hearth_control::compression::{self, Encoding};
 use hearth_control::tailcfg::{DiscoKey, MachineKey};
 use hearth_control::wire::{
-    MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, NodeState, Peer, PeerService, RelayRegion,
-    WireGuardKey,
+    MapChange, MapMessage, MeshDns, NetworkMap, NodeId, NodeInfo, NodeState, Peer, PeerService,
+    RelayRegion, WireGuardKey,
 };
 use ipnet::IpNet;
 
@@ -181,6 +181,8 @@ pub struct Network {
     peer_json: HashMap<NodeId, Bytes>,
     engine: Engine,
     relays: Vec<RelayRegion>,
+    /// What nodes' own resolvers answer (set once, at start).
+    dns: Option<MeshDns>,
     /// When each admitted node's keys expire, soonest first, kept in step
     /// with `nodes`: what the expiry task sleeps until, instead of looking
     /// at every node.
@@ -344,6 +346,7 @@ impl Network {
             peer_json: HashMap::new(),
             engine: Engine::new(policy),
             relays: Vec::new(),
+            dns: None,
             key_deadlines: BTreeSet::new(),
             class_maps: Mutex::default(),
         }
@@ -375,6 +378,13 @@ impl Network {
     /// The relay regions every map names.
     pub fn relays(&self) -> &[RelayRegion] {
         &self.relays
+    }
+
+    /// Sets what nodes' own resolvers answer; maps sent from now on carry
+    /// it (called at start, before any node connects).
+    pub fn set_dns(&mut self, dns: Option<MeshDns>) {
+        self.forget_class_maps();
+        self.dns = dns;
     }
 
     /// Replaces the relay regions; every admitted node hears of it.
@@ -559,6 +569,7 @@ impl Network {
                 .cloned()
                 .unwrap_or_default(),
             relays: self.relays.clone(),
+            dns: self.dns.clone(),
         })
     }
 
@@ -632,7 +643,11 @@ impl Network {
         ClassMap {
             peers: Bytes::from(peers),
             spans,
-            tail: full_map_tail(filter.as_deref().unwrap_or(&empty), &self.relays),
+            tail: full_map_tail(
+                filter.as_deref().unwrap_or(&empty),
+                &self.relays,
+                self.dns.as_ref(),
+            ),
             zstd: OnceLock::new(),
         }
     }
@@ -862,15 +877,23 @@ fn peer_json(peer: &Peer) -> Bytes {
     Bytes::from(serde_json::to_vec(peer).expect("peers serialize"))
 }
 
-/// The end of a full map's line after its peers (`filter` and `relays`),
-/// as `encode_line(&MapMessage::Full { map })` writes it.
-fn full_map_tail(filter: &hearth_acl::Filter, relays: &[RelayRegion]) -> Bytes {
+/// The end of a full map's line after its peers (`filter`, `relays` and
+/// `dns`), as `encode_line(&MapMessage::Full { map })` writes it.
+fn full_map_tail(
+    filter: &hearth_acl::Filter,
+    relays: &[RelayRegion],
+    dns: Option<&MeshDns>,
+) -> Bytes {
     let mut tail = Vec::with_capacity(256);
     tail.extend_from_slice(br#"],"filter":"#);
     serde_json::to_writer(&mut tail, filter).expect("filters serialize");
     if !relays.is_empty() {
         tail.extend_from_slice(br#","relays":"#);
         serde_json::to_writer(&mut tail, relays).expect("relays serialize");
+    }
+    if let Some(dns) = dns {
+        tail.extend_from_slice(br#","dns":"#);
+        serde_json::to_writer(&mut tail, dns).expect("DNS settings serialize");
     }
     tail.extend_from_slice(b"}}\n");
     Bytes::from(tail)

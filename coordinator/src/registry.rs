@@ -143,6 +143,11 @@ impl Registry {
         self.network.set_policy(policy)
     }
 
+    /// Sets what nodes' own resolvers answer (at start).
+    pub(crate) fn set_dns(&mut self, dns: Option<hearth_control::wire::MeshDns>) {
+        self.network.set_dns(dns);
+    }
+
     /// Replaces the relay regions; returns each node's changes.
     pub(crate) fn set_relays(&mut self, relays: Vec<RelayRegion>) -> Vec<Delivery> {
         self.network.set_relays(relays)

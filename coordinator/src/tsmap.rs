@@ -605,6 +605,7 @@ mod tests {
             ],
             filter: only_alice_to_port_22(),
             relays: Vec::new(),
+            dns: None,
         };
         let response = view()
             .apply(MapMessage::Full { map: Box::new(map) })
@@ -671,6 +672,7 @@ mod tests {
             peers: vec![laptop, peer(3, "alice", &[], true)],
             filter: only_alice_to_port_22(),
             relays: Vec::new(),
+            dns: None,
         };
         let mut view = view()
             .with_capabilities(vec![hearth_control::tailcfg::CAP_FILE_SHARING.into()])
@@ -719,6 +721,7 @@ mod tests {
             peers: vec![peer(2, "alice", &[], true)],
             filter: only_alice_to_port_22(),
             relays: Vec::new(),
+            dns: None,
         };
         view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
 
@@ -850,6 +853,7 @@ mod tests {
             peers: vec![laptop, server],
             filter: only_alice_to_port_22(),
             relays: Vec::new(),
+            dns: None,
         };
         let mut view = view();
         let full = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();

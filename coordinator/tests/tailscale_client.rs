@@ -739,7 +739,7 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
 
 #[test]
 fn split_dns_extra_records_and_search_domains_reach_the_apps() {
-    if hearth_testkit::require_tools(&["dnsmasq"]).is_none() {
+    if hearth_testkit::require_tools(&["dnsmasq", "dig"]).is_none() {
         return;
     }
     let Some(mut lab) = Lab::new() else {
@@ -785,7 +785,7 @@ fn split_dns_extra_records_and_search_domains_reach_the_apps() {
     let coordinator =
         lab.start_coordinator_with(&hub, &["--dns-config", settings.to_str().unwrap()]);
     coordinator.cli_ok(&["users", "create", "alice"]);
-    let approved = key(&coordinator, &["--pre-approved"]);
+    let approved = key(&coordinator, &["--pre-approved", "--reusable"]);
     let phone_host = lab.host("phone");
     let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
     let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
@@ -794,6 +794,49 @@ fn split_dns_extra_records_and_search_domains_reach_the_apps() {
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
+    let phone_ip = phone.ipv4(&lab).unwrap().to_string();
+
+    // A hearth-agent device answers the same names at its own
+    // 100.100.100.100, asked by a real DNS client.
+    let server_host = lab.host("server");
+    let token = lab.dir.path().join("server.token");
+    std::fs::write(&token, &approved).unwrap();
+    let agent = lab.start_agent(&server_host, &token, &[]);
+    let server_ip = agent.wait_mesh_ipv4(Duration::from_secs(30)).to_string();
+    let dig = |name: &str, kind: &str| {
+        let output = lab
+            .command(&server_host, "dig")
+            .args([
+                "@100.100.100.100",
+                "+short",
+                "+time=2",
+                "+tries=1",
+                name,
+                kind,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    wait_until(Duration::from_secs(10), || {
+        dig("phone.hearth.internal", "A") == phone_ip
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the agent's MagicDNS: {:?}\nagent:\n{}",
+            dig("phone.hearth.internal", "A"),
+            agent.process.log_text()
+        )
+    });
+    assert_eq!(dig("server.hearth.internal", "A"), server_ip);
+    assert_eq!(dig("nas.home.arpa", "A"), "100.64.0.99");
+    assert_eq!(
+        dig("scanner.corp.example", "A"),
+        "10.20.30.40",
+        "split DNS through dnsmasq"
+    );
+    assert!(dns_server.log_text().contains("scanner.corp.example"));
+    assert_eq!(dig("example.com", "A"), "", "nothing else is answered");
 
     let query = |name: &str| {
         let output = phone.cli(&lab, &["dns", "query", name, "A"]);

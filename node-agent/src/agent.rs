@@ -64,6 +64,9 @@ pub struct UpOptions {
     /// A second socket that answers only `whois`, mode 0660 with this group
     /// (for services in containers that run as another user).
     pub whois_socket: Option<(PathBuf, u32)>,
+    /// Answer the mesh's names at 100.100.100.100 (MagicDNS) and point the
+    /// system resolver at it for the mesh's domains.
+    pub magic_dns: bool,
 }
 
 /// The machine's hostname.
@@ -216,6 +219,12 @@ async fn run_with_plane(
         })
     });
 
+    let dns_task = if options.magic_dns {
+        start_resolver(&options.interface, Arc::clone(&shared)).await
+    } else {
+        None
+    };
+
     let rotation_task = tokio::spawn(
         crate::rotation::Rotator {
             client: client.clone(),
@@ -234,6 +243,8 @@ async fn run_with_plane(
         routes: BTreeSet::new(),
         addresses: None,
         regions,
+        system_dns: None,
+        magic_dns: options.magic_dns,
     };
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
@@ -245,6 +256,9 @@ async fn run_with_plane(
     if let Some(relay_task) = relay_task {
         relay_task.abort();
     }
+    if let Some(dns_task) = dns_task {
+        dns_task.abort();
+    }
     rotation_task.abort();
     tracing::info!("stopping");
     let _ = stop_api.send(());
@@ -254,6 +268,31 @@ async fn run_with_plane(
         tracing::warn!(%error, "could not remove the firewall table");
     }
     outcome
+}
+
+/// Starts MagicDNS: 100.100.100.100 on the mesh interface and the resolver
+/// on its port 53. A failure is logged, not fatal: the mesh works without.
+async fn start_resolver(
+    interface: &str,
+    shared: Arc<AgentState>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if let Err(error) = netcfg::add_local_address(interface, crate::dns::ADDRESS).await {
+        tracing::warn!(%error, "MagicDNS is off: cannot take its address");
+        return None;
+    }
+    let socket = match tokio::net::UdpSocket::bind((crate::dns::ADDRESS, 53)).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!(%error, "MagicDNS is off: cannot listen on 100.100.100.100:53");
+            return None;
+        }
+    };
+    tracing::info!("MagicDNS answering at 100.100.100.100");
+    Some(tokio::spawn(async move {
+        if let Err(error) = crate::dns::serve(socket, shared).await {
+            tracing::error!(%error, "MagicDNS stopped");
+        }
+    }))
 }
 
 /// Approval, then the map, again after every loss of admission.
@@ -427,6 +466,9 @@ struct Sync {
     addresses: Option<(Ipv4Addr, Ipv6Addr)>,
     /// The relay regions, for the relay client.
     regions: watch::Sender<Vec<RelayRegion>>,
+    /// What the system resolver was last told to send to MagicDNS.
+    system_dns: Option<hearth_control::wire::MeshDns>,
+    magic_dns: bool,
 }
 
 enum Operation {
@@ -477,13 +519,29 @@ impl Sync {
         }
         // Services forget who they thought held an address, at once.
         self.shared.changed();
-        let (node, peers, filter) = {
+        let (node, peers, filter, dns) = {
             let mesh = hearth_runtime::read(&self.shared.mesh);
             if changes.relays_changed {
                 let _ = self.regions.send(mesh.relays.clone());
             }
-            (mesh.node.clone(), mesh.peers.clone(), mesh.filter.clone())
+            (
+                mesh.node.clone(),
+                mesh.peers.clone(),
+                mesh.filter.clone(),
+                mesh.dns.clone(),
+            )
         };
+        if self.magic_dns && dns.is_some() && dns != self.system_dns {
+            if let Some(dns) = &dns {
+                netcfg::point_resolver(
+                    self.plane.interface(),
+                    crate::dns::ADDRESS,
+                    &crate::dns::system_domains(dns),
+                )
+                .await;
+            }
+            self.system_dns = dns;
+        }
         let planned = plan(
             &changes,
             node.as_ref(),

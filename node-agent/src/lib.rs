@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod control;
 pub mod dataplane;
 pub mod discovery;
+pub mod dns;
 pub mod endpoint;
 pub mod error;
 pub mod firewall;

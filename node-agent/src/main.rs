@@ -90,6 +90,10 @@ struct UpArgs {
     /// The group (name or id) allowed to use --whois-socket (mode 0660).
     #[arg(long, requires = "whois_socket")]
     whois_group: Option<String>,
+    /// Do not answer the mesh's names at 100.100.100.100 (MagicDNS), nor
+    /// point the system resolver there.
+    #[arg(long)]
+    no_magic_dns: bool,
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -155,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 advertise_exit_node: args.advertise_exit_node,
                 stun,
                 whois_socket,
+                magic_dns: !args.no_magic_dns,
             };
             hearth_agent::up(options, hearth_runtime::shutdown_signal()).await?;
         }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use hearth_acl::Filter;
 use hearth_control::agent_api::WhoIs;
 use hearth_control::wire::{
-    MapChange, MapMessage, NodeId, NodeInfo, Peer, RelayRegion, WireGuardKey,
+    MapChange, MapMessage, MeshDns, NodeId, NodeInfo, Peer, RelayRegion, WireGuardKey,
 };
 
 /// What one message changed.
@@ -91,6 +91,8 @@ pub struct Mesh {
     pub filter: Filter,
     /// The relay regions, the coordinator's own first.
     pub relays: Vec<RelayRegion>,
+    /// What this node's resolver answers, as the coordinator configured it.
+    pub dns: Option<MeshDns>,
     /// Peers by mesh address, for `whois`.
     by_address: BTreeMap<IpAddr, NodeId>,
 }
@@ -129,6 +131,7 @@ impl Mesh {
                 self.node = Some(map.node);
                 changes.relays_changed = self.relays != map.relays;
                 self.relays = map.relays;
+                self.dns = map.dns;
                 Applied::Changed(changes)
             }
             MapMessage::Delta { changes: list } => {
@@ -311,6 +314,7 @@ mod tests {
         MapMessage::Full {
             map: Box::new(NetworkMap {
                 relays: Vec::new(),
+                dns: None,
                 node: node(),
                 peers,
                 filter: Filter::default(),

@@ -83,3 +83,54 @@ pub async fn add_route(interface: &str, prefix: IpNet) -> Result<(), NetError> {
 pub async fn remove_route(interface: &str, prefix: IpNet) -> Result<(), NetError> {
     ip(&["route", "del", &prefix.to_string(), "dev", interface]).await
 }
+
+/// Adds `address` (as a /32) to the interface: a local address for a
+/// service the device answers itself (MagicDNS at 100.100.100.100). Its
+/// scope is the host's, so the kernel never picks it as the source of a
+/// packet into the mesh (which peers would drop: it is not the node's).
+pub async fn add_local_address(interface: &str, address: Ipv4Addr) -> Result<(), NetError> {
+    ip(&[
+        "-4",
+        "addr",
+        "replace",
+        &format!("{address}/32"),
+        "dev",
+        interface,
+        "scope",
+        "host",
+    ])
+    .await
+}
+
+/// Points the system resolver at `resolver` for `domains` on `interface`
+/// (systemd-resolved: `~domain` routes a domain there, a plain one is also
+/// searched). Where there is no systemd-resolved, nothing is changed and
+/// the log says how to ask the resolver directly.
+pub async fn point_resolver(interface: &str, resolver: Ipv4Addr, domains: &[String]) {
+    let resolvectl = |args: Vec<String>| async move {
+        tokio::process::Command::new("resolvectl")
+            .args(&args)
+            .output()
+            .await
+            .map(|output| output.status.success())
+            .unwrap_or(false)
+    };
+    let told = resolvectl(vec!["dns".into(), interface.into(), resolver.to_string()]).await
+        && resolvectl(
+            ["domain".to_owned(), interface.to_owned()]
+                .into_iter()
+                .chain(domains.iter().cloned())
+                .collect(),
+        )
+        .await;
+    if told {
+        tracing::info!(
+            ?domains,
+            "the system resolver asks MagicDNS for the mesh's names"
+        );
+    } else {
+        tracing::warn!(
+            "no systemd-resolved: point the system resolver at {resolver} for {domains:?} by hand"
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! MagicDNS on an agent's device: a resolver at 100.100.100.100 that
+//! answers the mesh's names (`<node>.<domain>`) and the coordinator's extra
+//! records from the map, sends names under split domains to the
+//! household's own resolvers, and refuses the rest (the system asks it
+//! only about the mesh's domains; see [`system_domains`]).
+//!
+//! [`decide`] is pure (bytes and the map in, a reply or where to forward
+//! out); [`serve`] is the thin UDP shell.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_control::wire::MeshDns;
+
+use crate::mesh::Mesh;
+
+mod message;
+
+use message::{
+    NOERROR, NXDOMAIN, REFUSED, SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_ANY, error_reply, reply,
+};
+pub use message::{Query, QueryError, parse_query};
+
+/// Where the resolver listens, as on Tailscale devices.
+pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 100);
+
+/// How long a split domain's resolver has to answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What to do with a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send this reply.
+    Reply(Vec<u8>),
+    /// Ask these resolvers (a split domain's), in order, and relay the answer.
+    Forward(Vec<IpAddr>),
+}
+
+/// Answers `query` from `mesh` (its nodes and its DNS settings).
+pub fn decide(query: &Query, mesh: &Mesh) -> Decision {
+    let Some(dns) = &mesh.dns else {
+        return Decision::Reply(reply(query, REFUSED, false, &[]));
+    };
+    let name = query.name.as_str();
+    if let Some(host) = name
+        .strip_suffix(dns.domain.as_str())
+        .and_then(|rest| rest.strip_suffix('.'))
+    {
+        let addresses = node_addresses(mesh, host);
+        if addresses.is_empty() {
+            return Decision::Reply(reply(query, NXDOMAIN, true, &[]));
+        }
+        return Decision::Reply(reply(query, NOERROR, true, &wanted(query, &addresses)));
+    }
+    let extra: Vec<IpAddr> = dns
+        .extra_records
+        .iter()
+        .filter(|record| record.name == name)
+        .map(|record| record.address)
+        .collect();
+    if !extra.is_empty() {
+        return Decision::Reply(reply(query, NOERROR, true, &wanted(query, &extra)));
+    }
+    let split = dns
+        .split
+        .iter()
+        .filter(|(domain, _)| in_domain(name, domain))
+        .max_by_key(|(domain, _)| domain.len());
+    match split {
+        Some((_, resolvers)) => Decision::Forward(resolvers.clone()),
+        None => Decision::Reply(reply(query, REFUSED, false, &[])),
+    }
+}
+
+/// The domains the system should send to this resolver: the mesh's and
+/// the split ones (routing only, `~`-prefixed for systemd-resolved), then
+/// the search domains.
+pub fn system_domains(dns: &MeshDns) -> Vec<String> {
+    let mut domains = vec![format!("~{}", dns.domain)];
+    domains.extend(dns.split.keys().map(|domain| format!("~{domain}")));
+    domains.extend(dns.search_domains.iter().cloned());
+    domains
+}
+
+fn in_domain(name: &str, domain: &str) -> bool {
+    name == domain
+        || name
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// The mesh addresses of the node named `host` (this one or a peer).
+fn node_addresses(mesh: &Mesh, host: &str) -> Vec<IpAddr> {
+    let own = mesh
+        .node
+        .iter()
+        .filter(|node| node.name.eq_ignore_ascii_case(host))
+        .flat_map(|node| [IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)]);
+    let peers = mesh
+        .peers
+        .values()
+        .filter(|peer| peer.name.eq_ignore_ascii_case(host))
+        .flat_map(|peer| peer.addresses.iter().copied());
+    own.chain(peers).collect()
+}
+
+/// The addresses of the family the query asks for.
+fn wanted(query: &Query, addresses: &[IpAddr]) -> Vec<IpAddr> {
+    addresses
+        .iter()
+        .filter(|address| match query.kind {
+            TYPE_A => address.is_ipv4(),
+            TYPE_AAAA => address.is_ipv6(),
+            TYPE_ANY => true,
+            _ => false,
+        })
+        .copied()
+        .collect()
+}
+
+/// Answers queries on `socket` from the agent's map until the task is
+/// dropped.
+pub async fn serve(
+    socket: tokio::net::UdpSocket,
+    agent: Arc<crate::local_api::AgentState>,
+) -> std::io::Result<()> {
+    let socket = Arc::new(socket);
+    let mut buffer = vec![0u8; 1500];
+    loop {
+        let (size, from) = socket.recv_from(&mut buffer).await?;
+        let query = match parse_query(&buffer[..size]) {
+            Ok(query) => query,
+            Err(QueryError::Refused { id, rcode, .. }) => {
+                let _ = socket.send_to(&error_reply(id, rcode), from).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let decision = decide(&query, &hearth_runtime::read(&agent.mesh));
+        match decision {
+            Decision::Reply(packet) => {
+                let _ = socket.send_to(&packet, from).await;
+            }
+            Decision::Forward(resolvers) => {
+                let socket = Arc::clone(&socket);
+                let packet = buffer[..size].to_vec();
+                tokio::spawn(async move {
+                    let answer = match forward(&packet, query.id, &resolvers).await {
+                        Some(answer) => answer,
+                        None => reply(&query, SERVFAIL, false, &[]),
+                    };
+                    let _ = socket.send_to(&answer, from).await;
+                });
+            }
+        }
+    }
+}
+
+/// Asks each resolver in turn; the first answer with the query's id.
+async fn forward(packet: &[u8], id: u16, resolvers: &[IpAddr]) -> Option<Vec<u8>> {
+    for resolver in resolvers {
+        let local: SocketAddr = match resolver {
+            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let Ok(socket) = tokio::net::UdpSocket::bind(local).await else {
+            continue;
+        };
+        if socket.send_to(packet, (*resolver, 53)).await.is_err() {
+            continue;
+        }
+        let mut buffer = vec![0u8; 4096];
+        let answer = tokio::time::timeout(FORWARD_TIMEOUT, async {
+            loop {
+                let (size, from) = socket.recv_from(&mut buffer).await.ok()?;
+                if from.ip() == *resolver && size >= 2 && buffer[..2] == id.to_be_bytes() {
+                    return Some(buffer[..size].to_vec());
+                }
+            }
+        })
+        .await;
+        if let Ok(Some(answer)) = answer {
+            return Some(answer);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message::{CLASS_IN, FORMERR, NOTIMP};
+    use super::*;
+    use hearth_control::wire::{DnsName, NodeInfo, NodeState, Peer, WireGuardKey};
+
+    /// A query for `name` of `kind`, as a stub resolver sends it.
+    fn query(name: &str, kind: u16) -> Vec<u8> {
+        let mut packet = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            packet.push(label.len() as u8);
+            packet.extend_from_slice(label.as_bytes());
+        }
+        packet.push(0);
+        packet.extend_from_slice(&kind.to_be_bytes());
+        packet.extend_from_slice(&CLASS_IN.to_be_bytes());
+        packet
+    }
+
+    fn mesh() -> Mesh {
+        let node = NodeInfo {
+            id: 1,
+            name: "server".into(),
+            user: "alice".into(),
+            tags: Vec::new(),
+            state: NodeState::Approved,
+            ipv4: "100.64.0.1".parse().unwrap(),
+            ipv6: "fd7a:115c:a1e0::1".parse().unwrap(),
+            ephemeral: false,
+            user_id: 1,
+            key_expiry: None,
+            key_lifetime: None,
+            attrs: Default::default(),
+        };
+        let peer = Peer {
+            id: 2,
+            name: "phone".into(),
+            user: "alice".into(),
+            tags: Default::default(),
+            wireguard_key: WireGuardKey([2; 32]),
+            addresses: vec![
+                "100.64.0.2".parse().unwrap(),
+                "fd7a:115c:a1e0::2".parse().unwrap(),
+            ],
+            allowed_ips: Vec::new(),
+            endpoints: Vec::new(),
+            user_id: 1,
+            os: String::new(),
+            disco_key: None,
+            home_relay: None,
+            key_expiry: None,
+            services: Vec::new(),
+        };
+        let mut mesh = Mesh::default();
+        mesh.node = Some(node);
+        mesh.dns = Some(MeshDns {
+            domain: "hearth.internal".into(),
+            search_domains: vec!["corp.example".into()],
+            split: [(
+                "corp.example".to_owned(),
+                vec!["10.1.0.53".parse().unwrap()],
+            )]
+            .into(),
+            extra_records: vec![DnsName {
+                name: "nas.home.arpa".into(),
+                address: "100.64.0.99".parse().unwrap(),
+            }],
+        });
+        mesh.peers.insert(2, peer);
+        mesh
+    }
+
+    /// The rcode and the answers' addresses of a reply.
+    fn read_reply(packet: &[u8]) -> (u8, Vec<IpAddr>) {
+        let rcode = packet[3] & 0xf;
+        let answers = u16::from_be_bytes([packet[6], packet[7]]) as usize;
+        let question = parse_query(&{
+            let mut as_query = packet.to_vec();
+            as_query[2] &= 0x7f;
+            as_query
+        })
+        .unwrap()
+        .question
+        .len();
+        let mut at = 12 + question;
+        let mut addresses = Vec::new();
+        for _ in 0..answers {
+            let length = u16::from_be_bytes([packet[at + 10], packet[at + 11]]) as usize;
+            let data = &packet[at + 12..at + 12 + length];
+            addresses.push(match length {
+                4 => IpAddr::from(<[u8; 4]>::try_from(data).unwrap()),
+                _ => IpAddr::from(<[u8; 16]>::try_from(data).unwrap()),
+            });
+            at += 12 + length;
+        }
+        (rcode, addresses)
+    }
+
+    fn answer(name: &str, kind: u16) -> (u8, Vec<IpAddr>) {
+        match decide(&parse_query(&query(name, kind)).unwrap(), &mesh()) {
+            Decision::Reply(packet) => read_reply(&packet),
+            Decision::Forward(to) => panic!("{name} forwarded to {to:?}"),
+        }
+    }
+
+    #[test]
+    fn nodes_and_extra_records_are_answered_from_the_map() {
+        assert_eq!(
+            answer("phone.hearth.internal", TYPE_A),
+            (NOERROR, vec!["100.64.0.2".parse().unwrap()])
+        );
+        assert_eq!(
+            answer("Phone.Hearth.Internal", TYPE_AAAA),
+            (NOERROR, vec!["fd7a:115c:a1e0::2".parse().unwrap()]),
+            "names are case-insensitive"
+        );
+        assert_eq!(
+            answer("server.hearth.internal", TYPE_A),
+            (NOERROR, vec!["100.64.0.1".parse().unwrap()]),
+            "the device itself"
+        );
+        assert_eq!(answer("tv.hearth.internal", TYPE_A), (NXDOMAIN, vec![]));
+        assert_eq!(
+            answer("phone.hearth.internal", 16),
+            (NOERROR, vec![]),
+            "a name with no TXT record"
+        );
+        assert_eq!(
+            answer("nas.home.arpa", TYPE_A),
+            (NOERROR, vec!["100.64.0.99".parse().unwrap()])
+        );
+        assert_eq!(answer("example.com", TYPE_A), (REFUSED, vec![]));
+    }
+
+    #[test]
+    fn split_domains_go_to_their_resolvers() {
+        let decision = decide(
+            &parse_query(&query("printer.corp.example", TYPE_A)).unwrap(),
+            &mesh(),
+        );
+        assert_eq!(
+            decision,
+            Decision::Forward(vec!["10.1.0.53".parse().unwrap()])
+        );
+        assert_eq!(
+            answer("xcorp.example", TYPE_A).0,
+            REFUSED,
+            "not a subdomain"
+        );
+        assert_eq!(
+            system_domains(mesh().dns.as_ref().unwrap()),
+            ["~hearth.internal", "~corp.example", "corp.example"]
+        );
+    }
+
+    #[test]
+    fn bad_queries_are_refused_or_dropped_never_a_panic() {
+        assert_eq!(parse_query(&[0; 5]), Err(QueryError::Short));
+        let mut response = query("phone.hearth.internal", TYPE_A);
+        response[2] |= 0x80;
+        assert_eq!(parse_query(&response), Err(QueryError::NotQuery));
+        let mut compressed = query("a", TYPE_A);
+        compressed[12] = 0xc0;
+        assert!(matches!(
+            parse_query(&compressed),
+            Err(QueryError::Refused { rcode: FORMERR, .. })
+        ));
+        let cut = query("phone.hearth.internal", TYPE_A);
+        for end in 12..cut.len() {
+            assert!(parse_query(&cut[..end]).is_err(), "cut at {end}");
+        }
+        let mut chaos = query("version.bind", 16);
+        let end = chaos.len();
+        chaos[end - 1] = 3;
+        assert!(matches!(
+            parse_query(&chaos),
+            Err(QueryError::Refused { rcode: NOTIMP, .. })
+        ));
+        assert_eq!(error_reply(7, FORMERR)[3] & 0xf, FORMERR);
+    }
+}
