@@ -362,33 +362,9 @@ mod tests {
     use super::*;
     use crate::state_dir::StateDir;
 
-    #[test]
-    fn taildrop_is_a_capability_every_tailscale_client_gets_unless_turned_off() {
-        let settings = |taildrop| Settings {
-            public_url: String::new(),
-            fingerprint: Fingerprint([7; 32]),
-            keepalive: Duration::from_secs(30),
-            ephemeral_timeout: Duration::from_secs(60),
-            base_domain: "hearth.test".into(),
-            relay: crate::relays::embedded("https://127.0.0.1:1", None, "00"),
-            certificates: Vec::new(),
-            node_key_lifetime: None,
-            taildrop,
-            dns: crate::dns::DnsSettings::default(),
-        };
-        assert_eq!(
-            settings(true).node_capabilities(),
-            [hearth_control::tailcfg::CAP_FILE_SHARING]
-        );
-        assert!(settings(false).node_capabilities().is_empty());
-    }
-
-    async fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {
-        let state = StateDir::new(dir);
-        state.prepare().expect("state dir");
-        let db = Db::open_sqlite(&state.database()).await.expect("database");
-        let authority = NodeAuthority::load_or_create(&state).expect("node authority");
-        let settings = Settings {
+    /// Settings for a coordinator in a test.
+    fn test_settings() -> Settings {
+        Settings {
             public_url: "https://127.0.0.1:1".into(),
             fingerprint: Fingerprint([7; 32]),
             keepalive: Duration::from_secs(30),
@@ -399,7 +375,28 @@ mod tests {
             node_key_lifetime: None,
             taildrop: true,
             dns: crate::dns::DnsSettings::default(),
+        }
+    }
+
+    #[test]
+    fn taildrop_is_a_capability_every_tailscale_client_gets_unless_turned_off() {
+        assert_eq!(
+            test_settings().node_capabilities(),
+            [hearth_control::tailcfg::CAP_FILE_SHARING]
+        );
+        let off = Settings {
+            taildrop: false,
+            ..test_settings()
         };
+        assert!(off.node_capabilities().is_empty());
+    }
+
+    async fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {
+        let state = StateDir::new(dir);
+        state.prepare().expect("state dir");
+        let db = Db::open_sqlite(&state.database()).await.expect("database");
+        let authority = NodeAuthority::load_or_create(&state).expect("node authority");
+        let settings = test_settings();
         Coordinator::start(db, authority, settings)
             .await
             .expect("start")

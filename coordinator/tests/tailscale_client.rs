@@ -37,6 +37,27 @@ fn lab_with_alice(http: bool) -> Option<(Lab, std::path::PathBuf, hearth_testkit
     Some((lab, client, coordinator))
 }
 
+/// Starts `tailscaled` in a new host `name` and brings it up with `key`,
+/// failing the test if it does not come up.
+fn join(
+    lab: &mut Lab,
+    name: &str,
+    client: &std::path::Path,
+    coordinator: &hearth_testkit::Coordinator,
+    key: &str,
+) -> hearth_testkit::TailscaleNode {
+    let host = lab.host(name);
+    let device = lab.start_tailscaled(&host, coordinator, client);
+    let up = device.up(lab, coordinator, key, &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "tailscale up {name}: {}\ntailscaled:\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        device.daemon.log_text()
+    );
+    device
+}
+
 #[test]
 fn official_clients_and_an_agent_join_one_mesh() {
     let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
@@ -617,16 +638,7 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
         ("laptop", &alice_key),
         ("tv", &bob_key),
     ] {
-        let host = lab.host(name);
-        let device = lab.start_tailscaled(&host, &coordinator, &client);
-        let up = device.up(&lab, &coordinator, key, &["--timeout", "30s"]);
-        assert!(
-            up.status.success(),
-            "tailscale up {name}: {}\ntailscaled:\n{}",
-            String::from_utf8_lossy(&up.stderr),
-            device.daemon.log_text()
-        );
-        devices.push(device);
+        devices.push(join(&mut lab, name, &client, &coordinator, key));
     }
     let [phone, laptop, tv] = &devices[..] else {
         unreachable!("three devices")
@@ -662,15 +674,13 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
         .collect();
     let path = lab.dir.path().join("holiday.jpg");
     std::fs::write(&path, &photo).unwrap();
-    let sent = phone.cli(
-        &lab,
-        &[
-            "file",
-            "cp",
-            path.to_str().unwrap(),
-            &format!("{laptop_ip}:"),
-        ],
-    );
+    let send = |to: &str| {
+        phone.cli(
+            &lab,
+            &["file", "cp", path.to_str().unwrap(), &format!("{to}:")],
+        )
+    };
+    let sent = send(&laptop_ip);
     assert!(
         sent.status.success(),
         "file cp: {}{}\nphone:\n{}",
@@ -693,10 +703,7 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
     );
 
     // To another user's device: refused, and nothing arrives.
-    let refused = phone.cli(
-        &lab,
-        &["file", "cp", path.to_str().unwrap(), &format!("{tv_ip}:")],
-    );
+    let refused = send(&tv_ip);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("owned by a different user"),
@@ -721,15 +728,7 @@ fn taildrop_moves_a_file_between_one_users_devices_and_not_to_another_users() {
         online(&phone.status(&lab).unwrap_or_default()) == Some(false)
     })
     .unwrap_or_else(|| panic!("the phone still sees the laptop online"));
-    let offline = phone.cli(
-        &lab,
-        &[
-            "file",
-            "cp",
-            path.to_str().unwrap(),
-            &format!("{laptop_ip}:"),
-        ],
-    );
+    let offline = send(&laptop_ip);
     assert!(
         String::from_utf8_lossy(&offline.stderr).contains("offline"),
         "{}",
@@ -786,14 +785,7 @@ fn split_dns_extra_records_and_search_domains_reach_the_apps() {
         lab.start_coordinator_with(&hub, &["--dns-config", settings.to_str().unwrap()]);
     coordinator.cli_ok(&["users", "create", "alice"]);
     let approved = key(&coordinator, &["--pre-approved", "--reusable"]);
-    let phone_host = lab.host("phone");
-    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
-    let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    let phone = join(&mut lab, "phone", &client, &coordinator, &approved);
     let phone_ip = phone.ipv4(&lab).unwrap().to_string();
 
     // A hearth-agent device answers the same names at its own
@@ -878,14 +870,7 @@ fn node_attrs_reach_the_apps_as_capabilities_and_funnel_is_refused() {
         return;
     };
     let approved = key(&coordinator, &["--pre-approved"]);
-    let phone_host = lab.host("phone");
-    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
-    let up = phone.up(&lab, &coordinator, &approved, &["--timeout", "30s"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    let phone = join(&mut lab, "phone", &client, &coordinator, &approved);
     let capabilities = |lab: &Lab| -> Vec<String> {
         phone.status(lab).unwrap_or_default()["Self"]["CapMap"]
             .as_object()
