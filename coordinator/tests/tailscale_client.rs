@@ -454,6 +454,81 @@ fn a_client_joins_over_plain_http_on_port_80() {
 }
 
 #[test]
+fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_the_relay() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(true) else {
+        return;
+    };
+    let login = format!("http://{}:80", coordinator.host.address);
+    let approved = key(&coordinator, &["--pre-approved", "--reusable"]);
+    let mut phones = Vec::new();
+    for name in ["phone", "tablet"] {
+        let host = lab.host(name);
+        // Only the system's authorities: the coordinator's self-signed
+        // certificate is not among them.
+        let phone = lab.start_tailscaled_trusting(&host, None, &client);
+        let up = phone.up_at(&lab, &login, &approved, &["--timeout", "30s"]);
+        assert!(
+            up.status.success(),
+            "{name} over http: {}\n{}",
+            String::from_utf8_lossy(&up.stderr),
+            phone.daemon.log_text()
+        );
+        phones.push(phone);
+    }
+    let [phone, tablet] = &phones[..] else {
+        unreachable!("two phones")
+    };
+    // No direct path between them: UDP between the two is dropped, so
+    // their packets can only go through the coordinator's relay (DERP over
+    // HTTPS, its certificate pinned by the map, not trusted by the device).
+    for (from, to) in [(&phone.host, &tablet.host), (&tablet.host, &phone.host)] {
+        let to = to.address.to_string();
+        lab.exec(from, &["nft", "add", "table", "inet", "cut"]);
+        lab.exec(
+            from,
+            &[
+                "nft",
+                "add chain inet cut out { type filter hook output priority 0; }",
+            ],
+        );
+        lab.exec(
+            from,
+            &[
+                "nft", "add", "rule", "inet", "cut", "out", "ip", "daddr", &to, "meta", "l4proto",
+                "udp", "drop",
+            ],
+        );
+    }
+    let tablet_ip = tablet.ipv4(&lab).unwrap().to_string();
+    let ping = |lab: &Lab| {
+        phone.cli(
+            lab,
+            &[
+                "ping",
+                "--until-direct=false",
+                "--timeout",
+                "3s",
+                "--c",
+                "5",
+                &tablet_ip,
+            ],
+        )
+    };
+    wait_until(Duration::from_secs(20), || ping(&lab).status.success()).unwrap_or_else(|| {
+        let last = ping(&lab);
+        panic!(
+            "phone -> tablet through the relay: {}{}\nphone:\n{}",
+            String::from_utf8_lossy(&last.stdout),
+            String::from_utf8_lossy(&last.stderr),
+            phone.daemon.log_text()
+        )
+    });
+    let last = ping(&lab);
+    let said = String::from_utf8_lossy(&last.stdout);
+    assert!(said.contains("via DERP"), "through the relay: {said}");
+}
+
+#[test]
 fn a_device_without_a_key_waits_on_its_login_page_until_an_admin_registers_it() {
     use std::io::BufRead as _;
     let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {

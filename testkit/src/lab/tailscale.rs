@@ -15,8 +15,10 @@ pub struct TailscaleNode {
     pub state: PathBuf,
     /// Where `tailscaled` and `tailscale` are.
     pub client: PathBuf,
-    /// The coordinator's certificate, trusted through `SSL_CERT_FILE`.
-    pub certificate: PathBuf,
+    /// The coordinator's certificate, trusted through `SSL_CERT_FILE`;
+    /// `None`: the device trusts only the system's authorities (as a phone
+    /// that cannot install a certificate).
+    pub certificate: Option<PathBuf>,
     /// The daemon.
     pub daemon: Process,
 }
@@ -34,8 +36,10 @@ impl TailscaleNode {
             .arg("--socket")
             .arg(self.socket())
             .args(args)
-            .env("SSL_CERT_FILE", &self.certificate)
             .env("TS_NO_LOGS_NO_SUPPORT", "1");
+        if let Some(certificate) = &self.certificate {
+            command.env("SSL_CERT_FILE", certificate);
+        }
         command
     }
 
@@ -113,9 +117,20 @@ impl Lab {
         coordinator: &Coordinator,
         client: &Path,
     ) -> TailscaleNode {
+        let certificate = coordinator.state.join("tls/server.crt");
+        self.start_tailscaled_trusting(host, Some(certificate), client)
+    }
+
+    /// Starts `tailscaled` in `host` trusting `certificate` besides the
+    /// system's authorities (`None`: only those, like a phone).
+    pub fn start_tailscaled_trusting(
+        &mut self,
+        host: &Host,
+        certificate: Option<PathBuf>,
+        client: &Path,
+    ) -> TailscaleNode {
         let state = self.dir.path().join(format!("{}-tailscale", host.name));
         std::fs::create_dir_all(&state).expect("tailscale state dir");
-        let certificate = coordinator.state.join("tls/server.crt");
         let mut command = self.command(host, client.join("tailscaled"));
         command
             .args([
@@ -130,8 +145,10 @@ impl Lab {
             .arg(state.join("tailscaled.sock"))
             .env("TS_NO_LOGS_NO_SUPPORT", "1")
             // Its log configuration goes here, not to /var/lib/tailscale.
-            .env("TS_LOGS_DIR", &state)
-            .env("SSL_CERT_FILE", &certificate);
+            .env("TS_LOGS_DIR", &state);
+        if let Some(certificate) = &certificate {
+            command.env("SSL_CERT_FILE", certificate);
+        }
         let daemon = self.spawn(host, &format!("{}-tailscaled", host.name), command);
         let node = TailscaleNode {
             host: host.clone(),
