@@ -98,6 +98,38 @@ pub struct CompiledPolicy {
     pub rules: Vec<Rule>,
     /// `nodeAttrs`, in policy order.
     pub node_attrs: Vec<NodeAttrs>,
+    /// `ssh`, in policy order.
+    pub ssh: Vec<SshRule>,
+}
+
+/// One `ssh` entry, its names resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshRule {
+    /// Who may connect.
+    pub sources: Vec<crate::filter::Source>,
+    /// Which nodes it lets them into.
+    pub destinations: Vec<Principal>,
+    /// The rule as the nodes it names get it.
+    pub grant: NodeSshRule,
+}
+
+/// An `ssh` rule as a destination node gets it: who (resolved by the node
+/// against its peers), as which local users, and how.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeSshRule {
+    /// Who may connect.
+    pub sources: Vec<crate::filter::Source>,
+    /// Only the node's own user's untagged devices (`autogroup:self`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub same_user: bool,
+    /// Local users: names, `root`, `autogroup:nonroot`, `*`.
+    pub users: Vec<String>,
+    /// `check`: how long a confirmation lasts (seconds); `None`: `accept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_period: Option<u64>,
+    /// Environment variables a client may send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_env: Vec<String>,
 }
 
 /// One `nodeAttrs` entry: the nodes it names and what they get.
@@ -110,6 +142,41 @@ pub struct NodeAttrs {
 }
 
 impl CompiledPolicy {
+    /// The `ssh` rules that let users into a node owned by `user` with
+    /// `tags` at `addresses`, in policy order.
+    pub fn ssh_rules_for(
+        &self,
+        user: &str,
+        tags: &BTreeSet<String>,
+        addresses: &[std::net::IpAddr],
+    ) -> Vec<NodeSshRule> {
+        let mut rules = Vec::new();
+        for rule in &self.ssh {
+            let mut named = false;
+            let mut same_user = false;
+            for destination in &rule.destinations {
+                match destination {
+                    Principal::SelfDevices if tags.is_empty() => same_user = true,
+                    Principal::SelfDevices | Principal::Internet => {}
+                    Principal::Prefix(prefix) => {
+                        named |= addresses.iter().any(|address| prefix.contains(address));
+                    }
+                    other => {
+                        named |= crate::principals::source_of(other)
+                            .is_some_and(|source| source.names(user, tags));
+                    }
+                }
+            }
+            if named || same_user {
+                rules.push(NodeSshRule {
+                    same_user: same_user && !named,
+                    ..rule.grant.clone()
+                });
+            }
+        }
+        rules
+    }
+
     /// The node attributes of a node owned by `user` with `tags` at
     /// `addresses`: every entry whose target names it.
     pub fn attrs_of(
@@ -144,6 +211,7 @@ impl CompiledPolicy {
                 proto::DEFAULT.to_vec(),
             )],
             node_attrs: Vec::new(),
+            ssh: Vec::new(),
         }
     }
 

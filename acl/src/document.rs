@@ -35,13 +35,33 @@ pub struct Document {
     /// Assertions the policy must satisfy to be accepted.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,
-    /// Tailscale SSH rules: accepted for compatibility, not enforced by Hearth.
+    /// Tailscale SSH rules: who may log in to which nodes as which users.
     #[serde(default)]
-    pub ssh: Vec<serde_json::Value>,
+    pub ssh: Vec<SshEntry>,
     /// Node attributes: the nodes a target names get the attributes
     /// (their Tailscale clients read them as node capabilities).
     #[serde(default)]
     pub node_attrs: Vec<NodeAttrEntry>,
+}
+
+/// One entry of `ssh`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SshEntry {
+    /// `accept`, or `check` (the user confirms who they are first).
+    pub action: String,
+    /// Who connects: users, groups, tags, autogroups.
+    pub src: Vec<String>,
+    /// Which nodes: tags, users, `autogroup:self`, ...
+    pub dst: Vec<String>,
+    /// Local users: names, `root`, `autogroup:nonroot`, `*`.
+    pub users: Vec<String>,
+    /// How long a `check` stays good (`12h`, `30m`); Tailscale's default 12h.
+    #[serde(default)]
+    pub check_period: Option<String>,
+    /// Environment variables a client may send.
+    #[serde(default)]
+    pub accept_env: Vec<String>,
 }
 
 /// One entry of `nodeAttrs`.

@@ -17,7 +17,9 @@ pub mod policy;
 mod principals;
 pub mod tailscale;
 
-pub use compiled::{Capabilities, CompiledPolicy, Principal, Rule, RuleDestination};
+pub use compiled::{
+    Capabilities, CompiledPolicy, NodeSshRule, Principal, Rule, RuleDestination, SshRule,
+};
 pub use engine::{Change, Engine, NodeUpdate};
 pub use filter::{
     CapabilityRule, Destination, Filter, FilterRule, Packet, PeerIdentity, PortRange, Source,

@@ -129,6 +129,9 @@ pub struct Hostinfo {
     /// `peerapi6`) here, for Taildrop.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
+    /// Its Tailscale SSH server's host keys (OpenSSH public key lines).
+    #[serde(rename = "sshHostKeys", skip_serializing_if = "Vec::is_empty")]
+    pub ssh_host_keys: Vec<String>,
 }
 
 /// A service a client offers (a subset of Tailscale's `Service`).
@@ -141,6 +144,9 @@ pub struct Service {
     /// Its port.
     pub port: u16,
 }
+
+/// The node capability that lets a client run Tailscale SSH's server.
+pub const CAP_SSH: &str = "https://tailscale.com/cap/ssh";
 
 /// The node capability that lets a client send and receive files with
 /// Taildrop (in its own node's `CapMap`).
@@ -483,6 +489,67 @@ pub struct MapResponse {
     /// The users the map's nodes belong to.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub user_profiles: Vec<UserProfile>,
+    /// Who may log in to this node with Tailscale SSH (replaces the last).
+    #[serde(rename = "SSHPolicy", skip_serializing_if = "Option::is_none", default)]
+    pub ssh_policy: Option<SshPolicy>,
+}
+
+/// Tailscale SSH's rules for one node, first match wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshPolicy {
+    /// The rules.
+    pub rules: Vec<SshRule>,
+}
+
+/// One Tailscale SSH rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshRule {
+    /// Who it lets in.
+    pub principals: Vec<SshPrincipal>,
+    /// Requested user -> local user (`=`: the same; `""`: refused); `*` for any other.
+    pub ssh_users: BTreeMap<String, String>,
+    /// What happens.
+    pub action: SshAction,
+    /// Environment variables a client may send.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub accept_env: Vec<String>,
+}
+
+/// Who a rule lets in (here: a peer by its mesh address).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshPrincipal {
+    /// The peer's mesh address.
+    #[serde(rename = "nodeIP", skip_serializing_if = "String::is_empty", default)]
+    pub node_ip: String,
+}
+
+/// What a rule does.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshAction {
+    /// Let the session in.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub accept: bool,
+    /// Turn the session away.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub reject: bool,
+    /// Ask this URL (over the control connection) and do what it says.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub hold_and_delegate: String,
+    /// Shown to the user.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub message: String,
+    /// Agent forwarding allowed.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub allow_agent_forwarding: bool,
+    /// Local port forwarding allowed.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub allow_local_port_forwarding: bool,
+    /// Remote port forwarding allowed.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub allow_remote_port_forwarding: bool,
 }
 
 /// Why a map frame could not be made or read.

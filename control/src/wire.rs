@@ -194,6 +194,10 @@ pub struct NodeInfo {
     /// read them as node capabilities).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub attrs: BTreeSet<String>,
+    /// The policy's `ssh` rules that let users into this node (Tailscale
+    /// clients' SSH server enforces them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<hearth_acl::NodeSshRule>,
 }
 
 impl NodeInfo {
@@ -284,6 +288,10 @@ pub struct Peer {
     /// (`peerapi4`, `peerapi6`), as it reported them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<PeerService>,
+    /// Its SSH host keys (a Tailscale client running Tailscale SSH), for
+    /// the peers' `known_hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_host_keys: Vec<String>,
 }
 
 /// A service a peer offers (its peer API's port, for Taildrop).

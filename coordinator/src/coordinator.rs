@@ -62,7 +62,9 @@ pub struct Settings {
 impl Settings {
     /// The node capabilities every Tailscale client's own node is given.
     pub fn node_capabilities(&self) -> Vec<String> {
-        let mut capabilities = Vec::new();
+        // Tailscale SSH's server may run everywhere; the policy's `ssh`
+        // rules say who gets in.
+        let mut capabilities = vec![hearth_control::tailcfg::CAP_SSH.to_owned()];
         if self.taildrop {
             capabilities.push(hearth_control::tailcfg::CAP_FILE_SHARING.to_owned());
         }
@@ -382,13 +384,16 @@ mod tests {
     fn taildrop_is_a_capability_every_tailscale_client_gets_unless_turned_off() {
         assert_eq!(
             test_settings().node_capabilities(),
-            [hearth_control::tailcfg::CAP_FILE_SHARING]
+            [
+                hearth_control::tailcfg::CAP_SSH,
+                hearth_control::tailcfg::CAP_FILE_SHARING
+            ]
         );
         let off = Settings {
             taildrop: false,
             ..test_settings()
         };
-        assert!(off.node_capabilities().is_empty());
+        assert_eq!(off.node_capabilities(), [hearth_control::tailcfg::CAP_SSH]);
     }
 
     async fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {

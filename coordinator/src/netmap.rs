@@ -78,6 +78,8 @@ pub struct NodeRecord {
     pub key_lifetime: Option<u64>,
     /// What a Tailscale client offers its peers (its peer API's ports).
     pub services: Vec<PeerService>,
+    /// Its Tailscale SSH server's host keys.
+    pub ssh_host_keys: Vec<String>,
 }
 
 impl NodeRecord {
@@ -115,6 +117,7 @@ impl NodeRecord {
             key_expiry: self.key_expiry,
             key_lifetime: self.key_lifetime,
             attrs: BTreeSet::new(),
+            ssh: Vec::new(),
         }
     }
 
@@ -146,6 +149,7 @@ impl NodeRecord {
             home_relay: self.home_relay,
             key_expiry: self.key_expiry,
             services: self.services.clone(),
+            ssh_host_keys: self.ssh_host_keys.clone(),
         }
     }
 
@@ -666,8 +670,10 @@ impl Network {
     /// What the node is told about itself: its record and its attributes
     /// under the policy.
     pub fn node_info(&self, record: &NodeRecord) -> NodeInfo {
+        let policy = self.engine.policy();
         NodeInfo {
             attrs: self.attrs_of(record),
+            ssh: policy.ssh_rules_for(&record.user, &record.tags, &record.addresses()),
             ..record.info()
         }
     }
@@ -800,27 +806,26 @@ impl Network {
     pub fn set_policy(&mut self, policy: Arc<CompiledPolicy>) -> Vec<Delivery> {
         self.forget_class_maps();
         let had_via = self.engine.has_via();
-        let attrs_before: HashMap<NodeId, BTreeSet<String>> = self
+        let told_before: HashMap<NodeId, NodeInfo> = self
             .nodes
             .values()
             .filter(|record| record.is_admitted())
-            .map(|record| (record.id, self.attrs_of(record)))
+            .map(|record| (record.id, self.node_info(record)))
             .collect();
         let updates = self.engine.set_policy(policy);
         let mut changes: BTreeMap<NodeId, Vec<MapChange>> = updates
             .into_iter()
             .map(|update| (update.node, self.changes_for(update)))
             .collect();
-        // Nodes whose attributes the new policy changes hear it about themselves.
-        for (node, before) in attrs_before {
-            let record = &self.nodes[&node];
-            if self.attrs_of(record) != before {
+        // Nodes whose attributes or SSH rules the new policy changes hear
+        // it about themselves.
+        for (node, before) in told_before {
+            let now = self.node_info(&self.nodes[&node]);
+            if now != before {
                 changes
                     .entry(node)
                     .or_default()
-                    .push(MapChange::SelfChanged {
-                        node: self.node_info(record),
-                    });
+                    .push(MapChange::SelfChanged { node: now });
             }
         }
         let mut deliveries: Vec<Delivery> = changes
@@ -935,6 +940,7 @@ pub(crate) mod tests {
             key_expiry: None,
             key_lifetime: None,
             services: Vec::new(),
+            ssh_host_keys: Vec::new(),
         }
     }
 

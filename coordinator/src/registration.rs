@@ -152,6 +152,7 @@ pub fn new_record(
         key_expiry: crate::keys::expiry_from(now, owner.key_lifetime),
         key_lifetime: owner.key_lifetime,
         services: Vec::new(),
+        ssh_host_keys: Vec::new(),
     }
 }
 

@@ -435,6 +435,19 @@ fn peer_services(services: &[Service]) -> Vec<PeerService> {
     kept
 }
 
+/// The SSH host keys a client reports, as its peers' `known_hosts` take
+/// them: OpenSSH public key lines of a known type, at most eight, each
+/// under 2 KiB.
+fn ssh_host_keys(keys: &[String]) -> Vec<String> {
+    const TYPES: [&str; 4] = ["ssh-ed25519 ", "ecdsa-sha2-", "ssh-rsa ", "sk-"];
+    keys.iter()
+        .filter(|key| key.len() < 2048 && !key.contains(['\n', '\r']))
+        .filter(|key| TYPES.iter().any(|kind| key.starts_with(kind)))
+        .take(8)
+        .cloned()
+        .collect()
+}
+
 fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRecord {
     let mut changed = record.clone();
     if !request.disco_key.is_zero() {
@@ -456,6 +469,7 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
         }
         changed.client = client_name(hostinfo);
         changed.services = peer_services(&hostinfo.services);
+        changed.ssh_host_keys = ssh_host_keys(&hostinfo.ssh_host_keys);
         if !hostinfo.os.is_empty() {
             changed.os = os_of(hostinfo);
         }

@@ -21,7 +21,8 @@ use hearth_acl::Filter;
 use hearth_acl::tailscale::Member;
 use hearth_control::tailcfg::{
     DERP_MAGIC_IP, DiscoKey, DnsConfig, DnsRecord, FilterRule, Hostinfo, MachineKey, MapResponse,
-    Node, NodeKey, PeerChange, Resolver, Service, UserProfile, host_prefix,
+    Node, NodeKey, PeerChange, Resolver, Service, SshAction, SshPolicy, SshPrincipal, SshRule,
+    UserProfile, host_prefix,
 };
 use hearth_control::wire::{
     MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, Peer, RelayRegion,
@@ -184,6 +185,7 @@ impl TsMapView {
             collect_services: Some(false),
             packet_filter: Some(packet_filter(&map.filter, &map.node, &map.peers)),
             user_profiles: user_profiles(&map.node, &map.peers),
+            ssh_policy: Some(ssh_policy(&map.node, &map.peers)),
             ..MapResponse::default()
         }
     }
@@ -262,6 +264,7 @@ impl TsMapView {
         }
         if peers_moved || response.node.is_some() {
             response.user_profiles = user_profiles(&map.node, &map.peers);
+            response.ssh_policy = Some(ssh_policy(&map.node, &map.peers));
         }
         Some(response)
     }
@@ -356,6 +359,82 @@ fn fqdn(name: &str, domain: &str) -> String {
     format!("{name}.{domain}.")
 }
 
+/// Who may log in to `node` with Tailscale SSH: its rules from the policy
+/// (`NodeInfo::ssh`), each source resolved to the mesh addresses of the
+/// peers it names (as the packet filter's sources are).
+fn ssh_policy(node: &NodeInfo, peers: &[Peer]) -> SshPolicy {
+    let own_tags: BTreeSet<String> = node.tags.iter().cloned().collect();
+    let rules = node
+        .ssh
+        .iter()
+        .filter_map(|rule| {
+            let principals: Vec<SshPrincipal> = peers
+                .iter()
+                .filter(|peer| {
+                    let named = rule.sources.iter().any(|source| {
+                        source.names(&peer.user, &peer.tags)
+                            || peer
+                                .addresses
+                                .iter()
+                                .any(|address| source.matches_address(*address))
+                    });
+                    let own = !rule.same_user
+                        || (own_tags.is_empty() && peer.tags.is_empty() && peer.user == node.user);
+                    named && own
+                })
+                .flat_map(|peer| &peer.addresses)
+                .map(|address| SshPrincipal {
+                    node_ip: address.to_string(),
+                })
+                .collect();
+            if principals.is_empty() {
+                return None;
+            }
+            let mut ssh_users = BTreeMap::new();
+            for user in &rule.users {
+                match user.as_str() {
+                    "autogroup:nonroot" => {
+                        ssh_users.insert("*".to_owned(), "=".to_owned());
+                        ssh_users
+                            .entry("root".to_owned())
+                            .or_insert_with(String::new);
+                    }
+                    "*" => {
+                        ssh_users.insert("*".to_owned(), "=".to_owned());
+                    }
+                    name => {
+                        ssh_users.insert(name.to_owned(), name.to_owned());
+                    }
+                }
+            }
+            let action = match rule.check_period {
+                // `check` needs its confirmation step, which the coordinator
+                // does not offer yet: such a rule lets nobody in.
+                Some(_) => SshAction {
+                    reject: true,
+                    message: "this rule needs a check, which this coordinator does not offer yet"
+                        .into(),
+                    ..SshAction::default()
+                },
+                None => SshAction {
+                    accept: true,
+                    allow_agent_forwarding: true,
+                    allow_local_port_forwarding: true,
+                    allow_remote_port_forwarding: true,
+                    ..SshAction::default()
+                },
+            };
+            Some(SshRule {
+                principals,
+                ssh_users,
+                action,
+                accept_env: rule.accept_env.clone(),
+            })
+        })
+        .collect();
+    SshPolicy { rules }
+}
+
 /// The client's own node, given `capabilities`.
 fn own_node(
     domain: &str,
@@ -438,6 +517,7 @@ pub fn peer_node(domain: &str, peer: &Peer, online: bool) -> Node {
                     port: service.port,
                 })
                 .collect(),
+            ssh_host_keys: peer.ssh_host_keys.clone(),
             ..Hostinfo::default()
         },
         tags: peer.tags.iter().cloned().collect(),
@@ -538,6 +618,7 @@ mod tests {
             key_expiry: None,
             key_lifetime: None,
             attrs: BTreeSet::new(),
+            ssh: Vec::new(),
         }
     }
 
@@ -561,6 +642,7 @@ mod tests {
             home_relay: disco.then_some(crate::relays::EMBEDDED_REGION),
             key_expiry: None,
             services: Vec::new(),
+            ssh_host_keys: Vec::new(),
         }
     }
 

@@ -80,6 +80,7 @@ mod tests {
             key_expiry: None,
             key_lifetime: None,
             services: Vec::new(),
+            ssh_host_keys: Vec::new(),
         }
     }
 

@@ -1000,3 +1000,75 @@ fn node_attrs_reach_the_apps_as_capabilities_and_funnel_is_refused() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[test]
+fn tailscale_ssh_lets_in_whom_the_policy_names_as_the_users_it_names() {
+    if hearth_testkit::require_tools(&["ssh"]).is_none() {
+        return;
+    }
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    coordinator.cli_ok(&["users", "create", "bob"]);
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+            "ssh": [{"action": "accept", "src": ["alice@"], "dst": ["autogroup:self"], "users": ["root"]}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    let alice_key = key(&coordinator, &["--pre-approved", "--reusable"]);
+    let bob_key = coordinator
+        .cli_ok(&["preauthkeys", "create", "--user", "bob", "--pre-approved"])
+        .trim()
+        .to_owned();
+    let laptop = join(&mut lab, "laptop", &client, &coordinator, &alice_key);
+    let up = laptop.cli(&lab, &["set", "--ssh"]);
+    assert!(
+        up.status.success(),
+        "tailscale set --ssh: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let phone = join(&mut lab, "phone", &client, &coordinator, &alice_key);
+    let tv = join(&mut lab, "tv", &client, &coordinator, &bob_key);
+    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
+    let ssh = |device: &hearth_testkit::TailscaleNode, user: &str| {
+        let output = device
+            .command(
+                &lab,
+                &[
+                    "ssh",
+                    &format!("{user}@{laptop_ip}"),
+                    "echo",
+                    "hello-from-laptop",
+                ],
+            )
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    // The phone (alice's) logs in as root once the laptop's host key has
+    // reached its map.
+    wait_until(Duration::from_secs(20), || ssh(&phone, "root").0).unwrap_or_else(|| {
+        panic!(
+            "alice's phone -> laptop: {}\nlaptop:\n{}",
+            ssh(&phone, "root").1,
+            laptop.daemon.log_text()
+        )
+    });
+    assert!(ssh(&phone, "root").1.contains("hello-from-laptop"));
+    // Not as another local user, and bob's device not at all.
+    let (as_nobody, said) = ssh(&phone, "nobody");
+    assert!(!as_nobody, "{said}");
+    let (from_tv, said) = ssh(&tv, "root");
+    assert!(!from_tv, "{said}");
+}

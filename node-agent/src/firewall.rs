@@ -295,6 +295,7 @@ mod tests {
             home_relay: None,
             key_expiry: None,
             services: Vec::new(),
+            ssh_host_keys: Vec::new(),
         }
     }
 

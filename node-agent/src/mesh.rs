@@ -288,6 +288,7 @@ mod tests {
             key_expiry: None,
             key_lifetime: None,
             attrs: Default::default(),
+            ssh: Vec::new(),
         }
     }
 
@@ -307,6 +308,7 @@ mod tests {
             home_relay: None,
             key_expiry: None,
             services: Vec::new(),
+            ssh_host_keys: Vec::new(),
         }
     }
 

@@ -188,6 +188,95 @@ impl Names {
     }
 }
 
+/// One `ssh` entry: its names resolved, its action and users checked.
+fn ssh_rule(
+    names: &Names,
+    entry: &crate::document::SshEntry,
+) -> Result<crate::compiled::SshRule, String> {
+    let check_period = match entry.action.as_str() {
+        "accept" if entry.check_period.is_some() => {
+            return Err("checkPeriod: only a `check` rule has one".into());
+        }
+        "accept" => None,
+        "check" => Some(match &entry.check_period {
+            None => 12 * 3600,
+            Some(text) => parse_period(text)
+                .ok_or_else(|| format!("checkPeriod={text:?} is not a duration like 12h or 30m"))?,
+        }),
+        other => {
+            return Err(format!(
+                "action={other:?} is not supported (\"accept\" or \"check\")"
+            ));
+        }
+    };
+    if entry.users.is_empty() {
+        return Err("users: names no local user".into());
+    }
+    for user in &entry.users {
+        let valid = user == "*"
+            || user == "autogroup:nonroot"
+            || (!user.is_empty()
+                && !user.contains(':')
+                && user
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"._-$".contains(&byte)));
+        if !valid {
+            return Err(format!("users: {user:?} is not a local user name"));
+        }
+    }
+    let mut sources = Vec::new();
+    for src in &entry.src {
+        let alias = Alias::parse(src).map_err(|error| format!("src={src:?}: {error}"))?;
+        for principal in names
+            .resolve(&alias, Side::Source)
+            .map_err(|error| format!("src={src:?}: {error}"))?
+        {
+            sources.extend(crate::principals::source_of(&principal));
+        }
+    }
+    let mut destinations = Vec::new();
+    for dst in &entry.dst {
+        let alias = Alias::parse(dst).map_err(|error| format!("dst={dst:?}: {error}"))?;
+        if matches!(alias, Alias::Wildcard) {
+            return Err("dst=\"*\": name the nodes (tags, users, autogroup:self)".into());
+        }
+        destinations.extend(
+            names
+                .resolve(&alias, Side::Destination)
+                .map_err(|error| format!("dst={dst:?}: {error}"))?,
+        );
+    }
+    if sources.is_empty() || destinations.is_empty() {
+        return Err("names nobody on one side".into());
+    }
+    Ok(crate::compiled::SshRule {
+        sources: sources.clone(),
+        destinations,
+        grant: crate::compiled::NodeSshRule {
+            sources,
+            same_user: false,
+            users: entry.users.clone(),
+            check_period,
+            accept_env: entry.accept_env.clone(),
+        },
+    })
+}
+
+/// `12h`, `30m`, `90s`, `1d`: seconds.
+fn parse_period(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale).filter(|seconds| *seconds > 0)
+}
+
 /// Attributes a self-hosted coordinator cannot honour, and why.
 const REFUSED_ATTRS: &[(&str, &str)] = &[(
     "funnel",
@@ -332,10 +421,23 @@ impl Policy {
                     .map_err(|message| invalid(format!("nodeAttrs[{index}]: {message}")))
             })
             .collect::<Result<_, _>>()?;
+        let ssh = document
+            .ssh
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                ssh_rule(&names, entry)
+                    .map_err(|message| invalid(format!("ssh[{index}]: {message}")))
+            })
+            .collect::<Result<_, _>>()?;
         assertions::validate(&document.tests, &names)?;
         Ok(Policy {
             document,
-            compiled: CompiledPolicy { rules, node_attrs },
+            compiled: CompiledPolicy {
+                rules,
+                node_attrs,
+                ssh,
+            },
             names,
         })
     }

@@ -56,6 +56,7 @@ pub fn record(id: u64) -> NodeRecord {
         key_expiry: None,
         key_lifetime: None,
         services: Vec::new(),
+        ssh_host_keys: Vec::new(),
     }
 }
 

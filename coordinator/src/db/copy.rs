@@ -79,6 +79,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
                 ("key_expiry", OptionalInt),
                 ("key_lifetime", OptionalInt),
                 ("services", Text),
+                ("ssh_host_keys", Text),
             ],
         ),
         (

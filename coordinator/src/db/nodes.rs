@@ -35,6 +35,7 @@ struct RawNode {
     key_expiry: Option<i64>,
     key_lifetime: Option<i64>,
     services: String,
+    ssh_host_keys: String,
 }
 
 fn corrupt(column: &str, value: &str) -> DbError {
@@ -85,6 +86,7 @@ impl TryFrom<RawNode> for NodeRecord {
                 .collect::<BTreeSet<_>>(),
             endpoints: parse_list("nodes.endpoints", &raw.endpoints)?,
             services: parse_list("nodes.services", &raw.services)?,
+            ssh_host_keys: parse_list("nodes.ssh_host_keys", &raw.ssh_host_keys)?,
             advertised_routes: parse_list("nodes.advertised_routes", &raw.advertised_routes)?,
             approved_routes: parse_list("nodes.approved_routes", &raw.approved_routes)?,
             cert_fingerprint,
@@ -111,7 +113,7 @@ impl TryFrom<RawNode> for NodeRecord {
 const SELECT: &str = "SELECT n.id, n.user_id, u.name AS user, n.name, n.hostname, n.os, \
      n.wireguard_key, n.state, n.ipv4, n.ipv6, n.tags, n.ephemeral, n.static_device, \
      n.cert_fingerprint, n.machine_key, n.disco_key, n.home_relay, n.client, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
-     n.last_seen, n.key_expiry, n.key_lifetime, n.services FROM nodes n JOIN users u ON u.id = n.user_id";
+     n.last_seen, n.key_expiry, n.key_lifetime, n.services, n.ssh_host_keys FROM nodes n JOIN users u ON u.id = n.user_id";
 
 impl Db {
     /// Every node, by id.
@@ -143,7 +145,7 @@ impl Db {
             "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
              approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
              client = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
-             key_lifetime = ?, services = ? WHERE id = ?",
+             key_lifetime = ?, services = ?, ssh_host_keys = ? WHERE id = ?",
         ))
         .bind(&record.name)
         .bind(record.state.as_str())
@@ -162,6 +164,7 @@ impl Db {
         .bind(record.key_expiry)
         .bind(record.key_lifetime.map(|seconds| seconds as i64))
         .bind(json_list(&record.services))
+        .bind(json_list(&record.ssh_host_keys))
         .bind(record.id as i64)
         .execute(pool)
         .await?
@@ -277,7 +280,7 @@ pub async fn insert_node(
         "INSERT INTO nodes (id, user_id, name, hostname, os, wireguard_key, state, ipv4, ipv6, tags, \
          ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, static_device, \
          endpoints, advertised_routes, approved_routes, created_at, last_seen, key_expiry, \
-         key_lifetime, services) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         key_lifetime, services, ssh_host_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ))
     .bind(record.id as i64)
     .bind(record.user_id)
@@ -304,6 +307,7 @@ pub async fn insert_node(
     .bind(record.key_expiry)
     .bind(record.key_lifetime.map(|seconds| seconds as i64))
     .bind(json_list(&record.services))
+    .bind(json_list(&record.ssh_host_keys))
     .execute(conn)
     .await?
     .rows_affected()

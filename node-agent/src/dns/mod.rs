@@ -220,6 +220,7 @@ mod tests {
             key_expiry: None,
             key_lifetime: None,
             attrs: Default::default(),
+            ssh: Vec::new(),
         };
         let peer = Peer {
             id: 2,
@@ -239,6 +240,7 @@ mod tests {
             home_relay: None,
             key_expiry: None,
             services: Vec::new(),
+            ssh_host_keys: Vec::new(),
         };
         let mut mesh = Mesh::default();
         mesh.node = Some(node);
