@@ -38,6 +38,9 @@ pub struct Document {
     /// Tailscale SSH rules: who may log in to which nodes as which users.
     #[serde(default)]
     pub ssh: Vec<SshEntry>,
+    /// Assertions about the `ssh` rules the policy must satisfy.
+    #[serde(default)]
+    pub ssh_tests: Vec<SshTest>,
     /// Node attributes: the nodes a target names get the attributes
     /// (their Tailscale clients read them as node capabilities).
     #[serde(default)]
@@ -150,6 +153,27 @@ pub struct PolicyTest {
     #[serde(default)]
     pub accept: Vec<String>,
     /// Destinations that must not be reachable.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// One entry of `sshTests`: as `src`, logging in to each of `dst` as each
+/// user of `accept` is let in, of `check` is checked first, of `deny` is
+/// refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshTest {
+    /// Who connects (a user, a tag, a host).
+    pub src: String,
+    /// The nodes (users, tags, hosts, addresses).
+    pub dst: Vec<String>,
+    /// Local users let in.
+    #[serde(default)]
+    pub accept: Vec<String>,
+    /// Local users let in after a check.
+    #[serde(default)]
+    pub check: Vec<String>,
+    /// Local users refused.
     #[serde(default)]
     pub deny: Vec<String>,
 }

@@ -548,3 +548,88 @@ fn node_attrs_go_to_the_nodes_their_targets_name_and_funnel_is_refused_saying_wh
         assert!(error.contains(expected), "{text}: {error}");
     }
 }
+
+#[test]
+fn ssh_rules_go_to_the_nodes_they_name_and_ssh_tests_check_them() {
+    let topology = Topology {
+        users: vec!["alice".into(), "bob".into()],
+        nodes: household(),
+    };
+    let policy = Policy::parse(&format!(
+        r#"{{{HEADER}
+            "ssh": [
+              {{"action": "accept", "src": ["alice@"], "dst": ["autogroup:self"], "users": ["autogroup:nonroot"]}},
+              {{"action": "check", "src": ["group:parents"], "dst": ["tag:server"], "users": ["root"], "checkPeriod": "2h"}}
+            ],
+            "sshTests": [
+              {{"src": "alice@", "dst": ["alice@"], "accept": ["alice"], "deny": ["root"]}},
+              {{"src": "alice@", "dst": ["tag:server"], "check": ["root"], "deny": ["alice"]}},
+              {{"src": "bob@", "dst": ["tag:server", "alice@"], "deny": ["root", "bob"]}}
+            ]}}"#
+    ))
+    .unwrap();
+    assert_eq!(policy.check_tests(&topology), Ok(()));
+
+    let server = household()
+        .into_iter()
+        .find(|node| node.id == SERVER)
+        .unwrap();
+    let rules = policy
+        .compiled
+        .ssh_rules_for(&server.user, &server.tags, &server.addresses);
+    assert_eq!(rules.len(), 1, "only the check rule names the server");
+    assert_eq!(rules[0].check_period, Some(7200));
+    let laptop = household()
+        .into_iter()
+        .find(|node| node.id == ALICE_LAPTOP)
+        .unwrap();
+    let rules = policy
+        .compiled
+        .ssh_rules_for(&laptop.user, &laptop.tags, &laptop.addresses);
+    assert_eq!(rules.len(), 1);
+    assert!(
+        rules[0].same_user,
+        "autogroup:self: only alice's own devices"
+    );
+
+    // A test the rules contradict fails, saying which.
+    let wrong = Policy::parse(&format!(
+        r#"{{{HEADER}
+            "ssh": [{{"action": "accept", "src": ["alice@"], "dst": ["autogroup:self"], "users": ["root"]}}],
+            "sshTests": [{{"src": "bob@", "dst": ["alice@"], "accept": ["root"]}}]}}"#
+    ))
+    .unwrap();
+    let Err(PolicyError::TestsFailed(failures)) = wrong.check_tests(&topology) else {
+        panic!("bob is not let in to alice's devices")
+    };
+    assert!(
+        failures[0].contains("as \"root\" is not accept"),
+        "{failures:?}"
+    );
+
+    for (text, expected) in [
+        (
+            r#"{"ssh": [{"action": "allow", "src": ["alice@"], "dst": ["alice@"], "users": ["root"]}]}"#,
+            "action=\"allow\"",
+        ),
+        (
+            r#"{"ssh": [{"action": "accept", "src": ["alice@"], "dst": ["*"], "users": ["root"]}]}"#,
+            "name the nodes",
+        ),
+        (
+            r#"{"ssh": [{"action": "accept", "src": ["alice@"], "dst": ["alice@"], "users": []}]}"#,
+            "no local user",
+        ),
+        (
+            r#"{"ssh": [{"action": "check", "src": ["alice@"], "dst": ["alice@"], "users": ["root"], "checkPeriod": "soon"}]}"#,
+            "checkPeriod",
+        ),
+        (
+            r#"{"sshTests": [{"src": "alice@", "dst": ["alice@"]}]}"#,
+            "accept, check or deny",
+        ),
+    ] {
+        let error = Policy::parse(text).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+}

@@ -124,6 +124,10 @@ pub struct Coordinator {
     pub(crate) rotations: std::sync::Mutex<crate::keys::Rotations>,
     /// Tailscale clients without a key, waiting for `nodes register`.
     pub(crate) logins: std::sync::Mutex<crate::logins::Logins>,
+    /// Tailscale SSH sessions waiting for `ssh approve`, and approvals.
+    pub(crate) ssh_checks: std::sync::Mutex<crate::ssh_checks::SshChecks>,
+    /// Woken when an admin decides a check.
+    pub(crate) ssh_checks_decided: tokio::sync::Notify,
     /// Wakes follow-up requests when an admin registered a waiting client.
     pub(crate) login_registered: tokio::sync::Notify,
     /// Wakes the key-expiry task when a node changed (its deadline may
@@ -182,6 +186,8 @@ impl Coordinator {
                 policy,
             }),
             logins: std::sync::Mutex::default(),
+            ssh_checks: std::sync::Mutex::default(),
+            ssh_checks_decided: tokio::sync::Notify::new(),
             login_registered: tokio::sync::Notify::new(),
             nodes_changed: tokio::sync::Notify::new(),
             held_reports: std::sync::Mutex::default(),

@@ -34,6 +34,7 @@ pub mod relays;
 pub mod routes;
 pub mod server;
 pub mod shared;
+pub mod ssh_checks;
 pub mod state_dir;
 pub mod streams;
 pub mod tailscale;

@@ -54,6 +54,9 @@ enum Command {
     /// Manage standalone relays (beside the one inside the coordinator).
     #[command(subcommand)]
     Relays(RelaysCommand),
+    /// Tailscale SSH sessions a `check` rule holds until an admin decides.
+    #[command(subcommand)]
+    Ssh(SshCommand),
     /// Run a standalone relay, with a token from `relays add`.
     Relay(RelayArgs),
     /// Write the whole state (a snapshot of the database, the certificates
@@ -234,6 +237,20 @@ struct RelayArgs {
     /// Megabits a second one node may send through it (0: no limit).
     #[arg(long, default_value_t = 200)]
     relay_client_mbit: u64,
+}
+
+#[derive(Subcommand)]
+enum SshCommand {
+    /// List the sessions waiting for an admin.
+    Checks {
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Let a waiting session in (and the same person, node and local user
+    /// again for the rule's check period).
+    Approve { id: u64 },
+    /// Turn a waiting session away.
+    Deny { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -598,6 +615,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hearth_coordinator::derp::standalone::serve(options, hearth_runtime::shutdown_signal())
                 .await?;
         }
+        Command::Ssh(command) => match command {
+            SshCommand::Checks { output } => {
+                let checks = admin()?.ssh_checks().await?;
+                match output {
+                    Output::Table => {
+                        println!(
+                            "{:<6} {:<6} {:<6} {:<16} WAITING SINCE",
+                            "ID", "FROM", "TO", "LOCAL USER"
+                        );
+                        for check in &checks {
+                            println!(
+                                "{:<6} {:<6} {:<6} {:<16} {}",
+                                check.id, check.from, check.to, check.local_user, check.since
+                            );
+                        }
+                    }
+                    Output::Json => print_json(&checks)?,
+                }
+            }
+            SshCommand::Approve { id } => {
+                let check = admin()?.decide_ssh_check(id, true).await?;
+                println!(
+                    "SSH check {id} approved: node {} may log in to node {} as {} for {} s",
+                    check.from, check.to, check.local_user, check.period
+                );
+            }
+            SshCommand::Deny { id } => {
+                admin()?.decide_ssh_check(id, false).await?;
+                println!("SSH check {id} denied");
+            }
+        },
         Command::Relays(command) => match command {
             RelaysCommand::Add {
                 code,

@@ -32,6 +32,10 @@ use ipnet::IpNet;
 use crate::dns::DnsSettings;
 use crate::relays::derp_map;
 
+/// Where a node asks about a `check` rule's session, before
+/// `from/SRC/to/DST`.
+pub const SSH_ACTION_PATH: &str = "/machine/ssh/action/";
+
 /// The MagicDNS base domain when none is configured.
 pub const DEFAULT_BASE_DOMAIN: &str = "hearth.internal";
 
@@ -61,6 +65,9 @@ pub struct TsMapView {
     /// The DNS settings beyond MagicDNS (split domains, search domains,
     /// extra records).
     dns: DnsSettings,
+    /// Where the client asks about a `check` rule's session (the
+    /// coordinator's URL; the request goes over the control connection).
+    server_url: String,
     /// The nodes connected to the coordinator now, as far as this view
     /// has been told (see [`TsMapView::presence`]): peers' `Online`.
     online: BTreeSet<NodeId>,
@@ -78,8 +85,15 @@ impl TsMapView {
             capabilities: Vec::new(),
             online: BTreeSet::new(),
             dns: DnsSettings::default(),
+            server_url: String::new(),
             map: None,
         }
+    }
+
+    /// The same view, `check` rules asking the coordinator at `url`.
+    pub fn with_server_url(mut self, url: &str) -> TsMapView {
+        self.server_url = url.trim_end_matches('/').to_owned();
+        self
     }
 
     /// The same view, with the coordinator's DNS settings.
@@ -185,7 +199,7 @@ impl TsMapView {
             collect_services: Some(false),
             packet_filter: Some(packet_filter(&map.filter, &map.node, &map.peers)),
             user_profiles: user_profiles(&map.node, &map.peers),
-            ssh_policy: Some(ssh_policy(&map.node, &map.peers)),
+            ssh_policy: Some(ssh_policy(&map.node, &map.peers, &self.server_url)),
             ..MapResponse::default()
         }
     }
@@ -264,7 +278,7 @@ impl TsMapView {
         }
         if peers_moved || response.node.is_some() {
             response.user_profiles = user_profiles(&map.node, &map.peers);
-            response.ssh_policy = Some(ssh_policy(&map.node, &map.peers));
+            response.ssh_policy = Some(ssh_policy(&map.node, &map.peers, &self.server_url));
         }
         Some(response)
     }
@@ -362,7 +376,7 @@ fn fqdn(name: &str, domain: &str) -> String {
 /// Who may log in to `node` with Tailscale SSH: its rules from the policy
 /// (`NodeInfo::ssh`), each source resolved to the mesh addresses of the
 /// peers it names (as the packet filter's sources are).
-fn ssh_policy(node: &NodeInfo, peers: &[Peer]) -> SshPolicy {
+fn ssh_policy(node: &NodeInfo, peers: &[Peer], server_url: &str) -> SshPolicy {
     let own_tags: BTreeSet<String> = node.tags.iter().cloned().collect();
     let rules = node
         .ssh
@@ -407,21 +421,24 @@ fn ssh_policy(node: &NodeInfo, peers: &[Peer]) -> SshPolicy {
                     }
                 }
             }
+            let forwarding = SshAction {
+                allow_agent_forwarding: true,
+                allow_local_port_forwarding: true,
+                allow_remote_port_forwarding: true,
+                ..SshAction::default()
+            };
             let action = match rule.check_period {
-                // `check` needs its confirmation step, which the coordinator
-                // does not offer yet: such a rule lets nobody in.
-                Some(_) => SshAction {
-                    reject: true,
-                    message: "this rule needs a check, which this coordinator does not offer yet"
-                        .into(),
-                    ..SshAction::default()
+                // The node asks the coordinator, which holds the session
+                // until an admin runs `ssh approve` (see `ssh_checks`).
+                Some(period) => SshAction {
+                    hold_and_delegate: format!(
+                        "{server_url}{SSH_ACTION_PATH}from/$SRC_NODE_ID/to/$DST_NODE_ID?ssh_user=$SSH_USER&local_user=$LOCAL_USER&period={period}"
+                    ),
+                    ..forwarding
                 },
                 None => SshAction {
                     accept: true,
-                    allow_agent_forwarding: true,
-                    allow_local_port_forwarding: true,
-                    allow_remote_port_forwarding: true,
-                    ..SshAction::default()
+                    ..forwarding
                 },
             };
             Some(SshRule {

@@ -1072,3 +1072,102 @@ fn tailscale_ssh_lets_in_whom_the_policy_names_as_the_users_it_names() {
     let (from_tv, said) = ssh(&tv, "root");
     assert!(!from_tv, "{said}");
 }
+
+#[test]
+fn a_check_rule_holds_tailscale_ssh_until_an_admin_approves_it_from_the_cli() {
+    if hearth_testkit::require_tools(&["ssh"]).is_none() {
+        return;
+    }
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+            "ssh": [{"action": "check", "src": ["alice@"], "dst": ["autogroup:self"],
+                     "users": ["root"], "checkPeriod": "1h"}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    let alice_key = key(&coordinator, &["--pre-approved", "--reusable"]);
+    let laptop = join(&mut lab, "laptop", &client, &coordinator, &alice_key);
+    assert!(laptop.cli(&lab, &["set", "--ssh"]).status.success());
+    let phone = join(&mut lab, "phone", &client, &coordinator, &alice_key);
+    let tablet = join(&mut lab, "tablet", &client, &coordinator, &alice_key);
+    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
+    // An SSH session in the background; its output once it ends.
+    let start = |device: &hearth_testkit::TailscaleNode| {
+        let child = device
+            .command(
+                &lab,
+                &["ssh", &format!("root@{laptop_ip}"), "echo", "checked-in"],
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait_with_output());
+        });
+        ended
+    };
+    let waiting = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&coordinator.cli_ok(&["ssh", "checks", "--output", "json"])).unwrap()
+    };
+    let node_id = |name: &str| {
+        coordinator
+            .nodes()
+            .iter()
+            .find(|node| node["name"] == name)
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // The phone's session waits; the admin sees it and approves it.
+    let session = start(&phone);
+    wait_until(Duration::from_secs(30), || !waiting().is_empty())
+        .unwrap_or_else(|| panic!("no check waits\nlaptop:\n{}", laptop.daemon.log_text()));
+    let check = waiting().remove(0);
+    assert_eq!(check["from"], node_id("phone"));
+    assert_eq!(check["to"], node_id("laptop"));
+    assert_eq!(check["local_user"], "root");
+    assert!(
+        session.recv_timeout(Duration::from_secs(2)).is_err(),
+        "held until the admin decides"
+    );
+    let id = check["id"].to_string();
+    coordinator.cli_ok(&["ssh", "approve", &id]);
+    let output = session
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("checked-in"),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Within the check period the phone gets in without asking again.
+    let again = start(&phone)
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(waiting().is_empty());
+
+    // The tablet's session is its own check; denied, it is turned away.
+    let session = start(&tablet);
+    wait_until(Duration::from_secs(30), || !waiting().is_empty()).expect("the tablet's check");
+    let id = waiting()[0]["id"].to_string();
+    coordinator.cli_ok(&["ssh", "deny", &id]);
+    let output = session
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("checked-in"));
+}

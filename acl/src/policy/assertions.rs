@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use super::{Names, PolicyError, Side, Topology, normalize_login, protocols};
 use crate::alias::{Alias, AutoGroup, parse_ports, split_destination};
-use crate::compiled::{CompiledPolicy, Principal, Rule};
-use crate::document::PolicyTest;
+use crate::compiled::{CompiledPolicy, Principal, Rule, SshRule};
+use crate::document::{PolicyTest, SshTest};
 use crate::filter::proto;
 
 /// One concrete sender or receiver a test is evaluated for.
@@ -300,6 +300,129 @@ pub(crate) fn run(
                     "tests[{index}]: {src} {verb} {entry} (expected {})",
                     if expect { "accept" } else { "deny" }
                 ));
+            }
+        }
+    }
+    failures
+}
+
+fn ssh_shape_error(index: usize, message: String) -> PolicyError {
+    PolicyError::TestsFailed(vec![format!("sshTests[{index}]: {message}")])
+}
+
+/// Checks the shape of every `sshTests` entry.
+pub(crate) fn validate_ssh(tests: &[SshTest], names: &Names) -> Result<(), PolicyError> {
+    for (index, test) in tests.iter().enumerate() {
+        let alias = Alias::parse(&test.src)
+            .map_err(|error| ssh_shape_error(index, format!("src={:?}: {error}", test.src)))?;
+        if matches!(alias, Alias::Wildcard | Alias::AutoGroup(_)) {
+            return Err(ssh_shape_error(
+                index,
+                format!("src={:?} cannot be a test source", test.src),
+            ));
+        }
+        names
+            .resolve(&alias, Side::Source)
+            .map_err(|error| ssh_shape_error(index, format!("src={:?}: {error}", test.src)))?;
+        if test.dst.is_empty() {
+            return Err(ssh_shape_error(index, "dst names no node".into()));
+        }
+        for dst in &test.dst {
+            let alias = Alias::parse(dst)
+                .map_err(|error| ssh_shape_error(index, format!("dst={dst:?}: {error}")))?;
+            names
+                .resolve(&alias, Side::Destination)
+                .map_err(|error| ssh_shape_error(index, format!("dst={dst:?}: {error}")))?;
+        }
+        if test.accept.is_empty() && test.check.is_empty() && test.deny.is_empty() {
+            return Err(ssh_shape_error(
+                index,
+                "a test needs accept, check or deny users".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the first `ssh` rule that matches says, as tailscaled's server
+/// decides: `Some(false)` accept, `Some(true)` check, `None` refused.
+fn ssh_outcome(rules: &[SshRule], source: &Probe, target: &Probe, user: &str) -> Option<bool> {
+    rules.iter().find_map(|rule| {
+        let from = rule.sources.iter().any(|src| {
+            src.names(source.user.as_deref().unwrap_or_default(), &source.tags)
+                && (source.user.is_some() || source.tagged())
+                || source
+                    .addresses
+                    .iter()
+                    .any(|address| src.matches_address(*address))
+        });
+        let to = rule
+            .destinations
+            .iter()
+            .any(|destination| match destination {
+                Principal::SelfDevices => {
+                    !target.tagged()
+                        && !source.tagged()
+                        && target.user.is_some()
+                        && target.user == source.user
+                }
+                principal => target.named_by(principal),
+            });
+        let as_user = rule.grant.users.iter().any(|allowed| {
+            allowed == user || allowed == "*" || (allowed == "autogroup:nonroot" && user != "root")
+        });
+        (from && to && as_user).then_some(rule.grant.check_period.is_some())
+    })
+}
+
+/// Runs every `sshTests` entry; one line per failure.
+pub(crate) fn run_ssh(
+    tests: &[SshTest],
+    names: &Names,
+    compiled: &CompiledPolicy,
+    topology: &Topology,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (index, test) in tests.iter().enumerate() {
+        let sources = match Alias::parse(&test.src)
+            .map_err(|error| error.to_string())
+            .and_then(|alias| probes(&alias, names, topology))
+        {
+            Ok(sources) => sources,
+            Err(error) => {
+                failures.push(format!("sshTests[{index}]: src={:?}: {error}", test.src));
+                continue;
+            }
+        };
+        for dst in &test.dst {
+            let targets = match Alias::parse(dst)
+                .map_err(|error| error.to_string())
+                .and_then(|alias| probes(&alias, names, topology))
+            {
+                Ok(targets) => targets,
+                Err(error) => {
+                    failures.push(format!("sshTests[{index}]: dst={dst:?}: {error}"));
+                    continue;
+                }
+            };
+            let expected = test
+                .accept
+                .iter()
+                .map(|user| (user, Some(false), "accept"))
+                .chain(test.check.iter().map(|user| (user, Some(true), "check")))
+                .chain(test.deny.iter().map(|user| (user, None, "deny")));
+            for (user, want, word) in expected {
+                let wrong = sources.iter().any(|source| {
+                    targets
+                        .iter()
+                        .any(|target| ssh_outcome(&compiled.ssh, source, target, user) != want)
+                });
+                if wrong {
+                    failures.push(format!(
+                        "sshTests[{index}]: {} logging in to {dst} as {user:?} is not {word}",
+                        test.src
+                    ));
+                }
             }
         }
     }

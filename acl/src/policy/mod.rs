@@ -431,6 +431,7 @@ impl Policy {
             })
             .collect::<Result<_, _>>()?;
         assertions::validate(&document.tests, &names)?;
+        assertions::validate_ssh(&document.ssh_tests, &names)?;
         Ok(Policy {
             document,
             compiled: CompiledPolicy {
@@ -444,7 +445,14 @@ impl Policy {
 
     /// Runs the policy's `tests` block against `topology`.
     pub fn check_tests(&self, topology: &Topology) -> Result<(), PolicyError> {
-        let failures = assertions::run(&self.document.tests, &self.names, &self.compiled, topology);
+        let mut failures =
+            assertions::run(&self.document.tests, &self.names, &self.compiled, topology);
+        failures.extend(assertions::run_ssh(
+            &self.document.ssh_tests,
+            &self.names,
+            &self.compiled,
+            topology,
+        ));
         if failures.is_empty() {
             Ok(())
         } else {

@@ -104,6 +104,8 @@ pub fn router(coordinator: Arc<Coordinator>, relay_clients: RelayClients) -> Rou
         .route("/v1/relays/{code}", delete(remove_relay))
         .route("/v1/policy", get(get_policy).put(set_policy))
         .route("/v1/policy/check", post(check_policy))
+        .route("/v1/ssh/checks", get(list_ssh_checks))
+        .route("/v1/ssh/checks/{id}/{decision}", post(decide_ssh_check))
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(coordinator)
 }
@@ -126,6 +128,22 @@ async fn register_login(
         StatusCode::CREATED,
         Json(coordinator.register_waiting(&code, &body.user).await?),
     ))
+}
+
+async fn list_ssh_checks(State(coordinator): Shared) -> impl IntoResponse {
+    Json(coordinator.waiting_ssh_checks())
+}
+
+async fn decide_ssh_check(
+    State(coordinator): Shared,
+    Path((id, decision)): Path<(u64, String)>,
+) -> Result<impl IntoResponse, Error> {
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => return Err(Error::BadRequest(format!("{other}: approve or deny"))),
+    };
+    Ok(Json(coordinator.decide_ssh_check(id, approve)?))
 }
 
 async fn list_relays(State(coordinator): Shared) -> Result<impl IntoResponse, Error> {

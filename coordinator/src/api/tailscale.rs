@@ -241,6 +241,7 @@ fn session_router(
     Router::new()
         .route("/machine/register", post(register).layer(limiter))
         .route("/machine/map", post(map))
+        .route("/machine/ssh/action/from/{from}/to/{to}", get(ssh_action))
         .fallback(|request: Request| async move {
             tracing::info!(path = %request.uri().path(), "ts2021 request for a path not served");
             (StatusCode::NOT_FOUND, "not served by this coordinator")
@@ -312,6 +313,7 @@ async fn map(
     let view = TsMapView::new(&settings.base_domain, coordinator.relays().await, keys)
         .with_capabilities(settings.node_capabilities())
         .with_dns(settings.dns.clone())
+        .with_server_url(&settings.public_url)
         .with_online(coordinator.streams.online_nodes());
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let compress = request.compress == "zstd";
@@ -333,6 +335,105 @@ async fn map(
         .header("content-type", "application/octet-stream")
         .body(axum::body::Body::from_stream(frames))
         .expect("static headers are valid")
+}
+
+/// What a node sends when it asks about a `check` rule's session.
+#[derive(Debug, Deserialize)]
+struct SshActionQuery {
+    #[serde(default)]
+    ssh_user: String,
+    local_user: String,
+    period: u64,
+    /// The check it already waits on.
+    check: Option<u64>,
+}
+
+/// A node asks whether a session a `check` rule covers may go on: at once
+/// if an approval covers it; else it is told the check's number (shown to
+/// the person connecting) and asks again, held until an admin decides.
+async fn ssh_action(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(session): Extension<Session>,
+    axum::extract::Path((from, to)): axum::extract::Path<(u64, u64)>,
+    Query(query): Query<SshActionQuery>,
+) -> Response {
+    use crate::ssh_checks::{Asked, CheckState};
+    use hearth_control::tailcfg::SshAction;
+    let accept = || SshAction {
+        accept: true,
+        allow_agent_forwarding: true,
+        allow_local_port_forwarding: true,
+        allow_remote_port_forwarding: true,
+        ..SshAction::default()
+    };
+    let again = |id: u64, message: String| SshAction {
+        hold_and_delegate: format!(
+            "{}{}from/{from}/to/{to}?ssh_user={}&local_user={}&period={}&check={id}",
+            coordinator.settings().public_url.trim_end_matches('/'),
+            crate::tsmap::SSH_ACTION_PATH,
+            urlencoding(&query.ssh_user),
+            urlencoding(&query.local_user),
+            query.period
+        ),
+        message,
+        ..SshAction::default()
+    };
+    // Only the node the session is for may ask about it (or collect its
+    // decision).
+    match coordinator
+        .identify(Some(Credential::Machine(session.machine)))
+        .await
+    {
+        Ok(record) if record.id == to => {}
+        _ => {
+            return Error::BadRequest("a node asks only about sessions to itself".into())
+                .into_response();
+        }
+    }
+    let action = match query.check {
+        None => match coordinator
+            .ask_ssh_check(
+                Credential::Machine(session.machine),
+                from,
+                to,
+                &query.ssh_user,
+                &query.local_user,
+                query.period,
+            )
+            .await
+        {
+            Ok(Asked::Approved) => accept(),
+            Ok(Asked::Waiting(id)) => again(
+                id,
+                format!(
+                    "# This session needs an admin's approval: hearth-coordinator ssh approve {id}\n"
+                ),
+            ),
+            Err(error) => return error.into_response(),
+        },
+        Some(id) => match coordinator.await_ssh_check(id, to).await {
+            CheckState::Approved => accept(),
+            CheckState::Waiting => again(id, String::new()),
+            CheckState::Denied => SshAction {
+                reject: true,
+                message: "# An admin did not approve this session.\n".into(),
+                ..SshAction::default()
+            },
+        },
+    };
+    Json(action).into_response()
+}
+
+/// `text` percent-encoded for a query value.
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// Where a map stream's frames go.

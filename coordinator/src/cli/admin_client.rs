@@ -144,6 +144,28 @@ impl AdminClient {
         self.fetch(Method::POST, "/v1/relays", Some(&body)).await
     }
 
+    /// `ssh checks`.
+    pub async fn ssh_checks(
+        &self,
+    ) -> Result<Vec<hearth_coordinator::ssh_checks::PendingCheck>, AdminError> {
+        self.fetch(Method::GET, "/v1/ssh/checks", None::<&()>).await
+    }
+
+    /// `ssh approve` (`approve`) or `ssh deny`.
+    pub async fn decide_ssh_check(
+        &self,
+        id: u64,
+        approve: bool,
+    ) -> Result<hearth_coordinator::ssh_checks::PendingCheck, AdminError> {
+        let decision = if approve { "approve" } else { "deny" };
+        self.fetch(
+            Method::POST,
+            &format!("/v1/ssh/checks/{id}/{decision}"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `relays list`.
     pub async fn list_relays(
         &self,

@@ -1,0 +1,318 @@
+//! Tailscale SSH's `check` rules: a session a `check` rule would let in
+//! waits until an admin approves it from the CLI (`hearth-coordinator ssh
+//! approve ID`, as Headscale's `auth approve`), and an approval lets the
+//! same person in to the same node as the same local user for the rule's
+//! check period without asking again.
+//!
+//! The node the session is for asks on its user's behalf (the rule's
+//! `holdAndDelegate` URL, over its control connection); [`SshChecks`] is
+//! the pure bookkeeping, the use cases follow it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hearth_control::wire::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::coordinator::{Coordinator, Credential};
+use crate::error::{Error, Result};
+use hearth_runtime::clock::unix_seconds as unix_now;
+
+/// How long a check waits for an admin (seconds), as a client waits for
+/// its action (30 minutes).
+pub const CHECK_WAIT: i64 = 30 * 60;
+/// Checks waiting at once; a node asking for more is refused.
+pub const MAX_PENDING: usize = 64;
+/// How long one request for a decision is held before it is answered
+/// "still waiting" (the client asks again at once).
+pub const DECISION_HOLD: Duration = Duration::from_secs(60);
+
+/// A session waiting for an admin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCheck {
+    /// What the admin approves it by.
+    pub id: u64,
+    /// The node the person connects from.
+    pub from: NodeId,
+    /// The node they log in to.
+    pub to: NodeId,
+    /// The user they asked to log in as.
+    pub ssh_user: String,
+    /// The local user that is, on the node.
+    pub local_user: String,
+    /// How long an approval lasts (seconds).
+    pub period: u64,
+    /// When it started waiting (Unix seconds).
+    pub since: i64,
+}
+
+/// Where a check stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckState {
+    /// Still waiting for an admin.
+    Waiting,
+    /// Approved: let it in.
+    Approved,
+    /// Denied, or gone (expired, unknown): turn it away.
+    Denied,
+}
+
+#[derive(Clone, Debug)]
+struct Approval {
+    from: NodeId,
+    to: NodeId,
+    local_user: String,
+    until: i64,
+}
+
+/// Checks waiting, decisions not yet collected, approvals still good.
+#[derive(Debug, Default)]
+pub struct SshChecks {
+    next_id: u64,
+    pending: BTreeMap<u64, PendingCheck>,
+    decided: BTreeMap<u64, bool>,
+    approvals: Vec<Approval>,
+}
+
+/// What a node asking about a session gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// An approval still covers it.
+    Approved,
+    /// It waits as check `id` (new, or the same one asked again).
+    Waiting(u64),
+}
+
+impl SshChecks {
+    fn forget_old(&mut self, now: i64) {
+        self.approvals.retain(|approval| approval.until > now);
+        let expired: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|check| now - check.since > CHECK_WAIT)
+            .map(|check| check.id)
+            .collect();
+        for id in expired {
+            self.pending.remove(&id);
+        }
+    }
+
+    /// Node `to` asks whether `from` may log in as `local_user` (`ssh_user`
+    /// asked for) under a rule whose approvals last `period` seconds.
+    pub fn ask(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        ssh_user: &str,
+        local_user: &str,
+        period: u64,
+        now: i64,
+    ) -> Result<Asked> {
+        self.forget_old(now);
+        let covered = self.approvals.iter().any(|approval| {
+            approval.from == from && approval.to == to && approval.local_user == local_user
+        });
+        if covered {
+            return Ok(Asked::Approved);
+        }
+        if let Some(waiting) = self
+            .pending
+            .values()
+            .find(|check| check.from == from && check.to == to && check.local_user == local_user)
+        {
+            return Ok(Asked::Waiting(waiting.id));
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Error::RateLimited);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.pending.insert(
+            id,
+            PendingCheck {
+                id,
+                from,
+                to,
+                ssh_user: ssh_user.to_owned(),
+                local_user: local_user.to_owned(),
+                period,
+                since: now,
+            },
+        );
+        Ok(Asked::Waiting(id))
+    }
+
+    /// Where check `id` of node `to` stands; a decision is collected once.
+    pub fn state(&mut self, id: u64, to: NodeId, now: i64) -> CheckState {
+        self.forget_old(now);
+        if self.pending.get(&id).is_some_and(|check| check.to == to) {
+            return CheckState::Waiting;
+        }
+        match self.decided.remove(&id) {
+            Some(true) => CheckState::Approved,
+            _ => CheckState::Denied,
+        }
+    }
+
+    /// An admin approves (or denies) check `id`.
+    pub fn decide(&mut self, id: u64, approve: bool, now: i64) -> Result<PendingCheck> {
+        self.forget_old(now);
+        let check = self
+            .pending
+            .remove(&id)
+            .ok_or_else(|| Error::NotFound(format!("SSH check {id}")))?;
+        if approve {
+            self.approvals.push(Approval {
+                from: check.from,
+                to: check.to,
+                local_user: check.local_user.clone(),
+                until: now.saturating_add(i64::try_from(check.period).unwrap_or(i64::MAX)),
+            });
+        }
+        self.decided.insert(id, approve);
+        Ok(check)
+    }
+
+    /// The checks waiting now.
+    pub fn waiting(&mut self, now: i64) -> Vec<PendingCheck> {
+        self.forget_old(now);
+        self.pending.values().cloned().collect()
+    }
+}
+
+impl Coordinator {
+    fn ssh_checks(&self) -> std::sync::MutexGuard<'_, SshChecks> {
+        hearth_runtime::lock(&self.ssh_checks)
+    }
+
+    /// The node presenting `credential` asks whether `from` may log in to
+    /// it as `local_user`; it must be the node the session is for.
+    pub async fn ask_ssh_check(
+        &self,
+        credential: Credential,
+        from: NodeId,
+        to: NodeId,
+        ssh_user: &str,
+        local_user: &str,
+        period: u64,
+    ) -> Result<Asked> {
+        let asker = self.identify(Some(credential)).await?;
+        if asker.id != to {
+            return Err(Error::BadRequest(
+                "a node asks only about sessions to itself".into(),
+            ));
+        }
+        let asked = self
+            .ssh_checks()
+            .ask(from, to, ssh_user, local_user, period, unix_now())?;
+        if let Asked::Waiting(id) = asked {
+            tracing::info!(
+                id,
+                from,
+                to,
+                local_user,
+                "a Tailscale SSH session waits for `ssh approve`"
+            );
+        }
+        Ok(asked)
+    }
+
+    /// Waits (at most [`DECISION_HOLD`]) for an admin's decision on check
+    /// `id` of node `to`.
+    pub async fn await_ssh_check(&self, id: u64, to: NodeId) -> CheckState {
+        let deadline = tokio::time::Instant::now() + DECISION_HOLD;
+        loop {
+            let decided = self.ssh_checks_decided.notified();
+            let state = self.ssh_checks().state(id, to, unix_now());
+            if state != CheckState::Waiting {
+                return state;
+            }
+            if tokio::time::timeout_at(deadline, decided).await.is_err() {
+                return CheckState::Waiting;
+            }
+        }
+    }
+
+    /// `ssh checks`: the sessions waiting for an admin.
+    pub fn waiting_ssh_checks(&self) -> Vec<PendingCheck> {
+        self.ssh_checks().waiting(unix_now())
+    }
+
+    /// `ssh approve` / `ssh deny`.
+    pub fn decide_ssh_check(&self, id: u64, approve: bool) -> Result<PendingCheck> {
+        let check = self.ssh_checks().decide(id, approve, unix_now())?;
+        self.ssh_checks_decided.notify_waiters();
+        tracing::info!(id, approve, "Tailscale SSH check decided");
+        Ok(check)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_lets_the_same_session_in_for_its_period_only() {
+        let mut checks = SshChecks::default();
+        let Ok(Asked::Waiting(id)) = checks.ask(1, 2, "root", "root", 3600, 1000) else {
+            panic!("a first session waits");
+        };
+        assert_eq!(
+            checks.ask(1, 2, "root", "root", 3600, 1001).unwrap(),
+            Asked::Waiting(id),
+            "asked again: the same check"
+        );
+        assert_eq!(checks.state(id, 2, 1002), CheckState::Waiting);
+        assert_eq!(
+            checks.state(id, 3, 1002),
+            CheckState::Denied,
+            "another node's"
+        );
+        checks.decide(id, true, 1010).unwrap();
+        assert_eq!(checks.state(id, 2, 1011), CheckState::Approved);
+        assert_eq!(
+            checks.ask(1, 2, "root", "root", 3600, 2000).unwrap(),
+            Asked::Approved
+        );
+        assert!(
+            matches!(
+                checks.ask(1, 2, "alice", "alice", 3600, 2000).unwrap(),
+                Asked::Waiting(_)
+            ),
+            "another local user asks again"
+        );
+        assert!(
+            matches!(
+                checks.ask(1, 2, "root", "root", 3600, 4611).unwrap(),
+                Asked::Waiting(_)
+            ),
+            "after the period"
+        );
+        assert!(checks.decide(id, true, 4611).is_err(), "decided once");
+    }
+
+    #[test]
+    fn a_denial_turns_the_session_away_and_old_checks_go() {
+        let mut checks = SshChecks::default();
+        let Ok(Asked::Waiting(id)) = checks.ask(1, 2, "root", "root", 60, 0) else {
+            panic!("waits");
+        };
+        checks.decide(id, false, 5).unwrap();
+        assert_eq!(checks.state(id, 2, 6), CheckState::Denied);
+        let Ok(Asked::Waiting(old)) = checks.ask(3, 2, "root", "root", 60, 0) else {
+            panic!("waits");
+        };
+        assert_eq!(checks.waiting(CHECK_WAIT + 1), Vec::new(), "expired");
+        assert_eq!(checks.state(old, 2, CHECK_WAIT + 1), CheckState::Denied);
+        for from in 0..MAX_PENDING as u64 {
+            checks
+                .ask(from, 9, "root", "root", 60, CHECK_WAIT + 2)
+                .unwrap();
+        }
+        assert!(
+            checks
+                .ask(999, 9, "root", "root", 60, CHECK_WAIT + 2)
+                .is_err()
+        );
+    }
+}
