@@ -269,12 +269,13 @@ impl Mesh {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hearth_control::wire::{NetworkMap, NodeState, WireGuardKey};
     use std::collections::BTreeSet;
 
-    fn node() -> NodeInfo {
+    /// Alice's laptop, node 1 (100.64.0.1).
+    pub(crate) fn node() -> NodeInfo {
         NodeInfo {
             id: 1,
             name: "laptop".into(),
@@ -292,7 +293,8 @@ mod tests {
         }
     }
 
-    fn peer(id: NodeId, name: &str) -> Peer {
+    /// Bob's node `id` named `name` (100.64.0.ID).
+    pub(crate) fn peer(id: NodeId, name: &str) -> Peer {
         Peer {
             id,
             name: name.into(),

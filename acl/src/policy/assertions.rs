@@ -218,6 +218,13 @@ fn probes(alias: &Alias, names: &Names, topology: &Topology) -> Result<Vec<Probe
     })
 }
 
+/// The probes the alias `text` stands for in `topology`.
+fn probes_of(text: &str, names: &Names, topology: &Topology) -> Result<Vec<Probe>, String> {
+    Alias::parse(text)
+        .map_err(|error| error.to_string())
+        .and_then(|alias| probes(&alias, names, topology))
+}
+
 /// Whether some rule lets `source` reach `target` on `port` over `protocol`.
 fn allowed(rules: &[Rule], source: &Probe, target: &Probe, port: u16, protocol: u8) -> bool {
     rules.iter().any(|rule| {
@@ -250,10 +257,7 @@ pub(crate) fn run(
     let mut failures = Vec::new();
     for (index, test) in tests.iter().enumerate() {
         let src = test.src.as_deref().unwrap_or_default();
-        let sources = match Alias::parse(src)
-            .map_err(|error| error.to_string())
-            .and_then(|alias| probes(&alias, names, topology))
-        {
+        let sources = match probes_of(src, names, topology) {
             Ok(sources) => sources,
             Err(error) => {
                 failures.push(format!("tests[{index}]: src={src:?}: {error}"));
@@ -384,10 +388,7 @@ pub(crate) fn run_ssh(
 ) -> Vec<String> {
     let mut failures = Vec::new();
     for (index, test) in tests.iter().enumerate() {
-        let sources = match Alias::parse(&test.src)
-            .map_err(|error| error.to_string())
-            .and_then(|alias| probes(&alias, names, topology))
-        {
+        let sources = match probes_of(&test.src, names, topology) {
             Ok(sources) => sources,
             Err(error) => {
                 failures.push(format!("sshTests[{index}]: src={:?}: {error}", test.src));
@@ -395,10 +396,7 @@ pub(crate) fn run_ssh(
             }
         };
         for dst in &test.dst {
-            let targets = match Alias::parse(dst)
-                .map_err(|error| error.to_string())
-                .and_then(|alias| probes(&alias, names, topology))
-            {
+            let targets = match probes_of(dst, names, topology) {
                 Ok(targets) => targets,
                 Err(error) => {
                     failures.push(format!("sshTests[{index}]: dst={dst:?}: {error}"));

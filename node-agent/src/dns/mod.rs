@@ -191,7 +191,7 @@ async fn forward(packet: &[u8], id: u16, resolvers: &[IpAddr]) -> Option<Vec<u8>
 mod tests {
     use super::message::{CLASS_IN, FORMERR, NOTIMP};
     use super::*;
-    use hearth_control::wire::{DnsName, NodeInfo, NodeState, Peer, WireGuardKey};
+    use hearth_control::wire::DnsName;
 
     /// A query for `name` of `kind`, as a stub resolver sends it.
     fn query(name: &str, kind: u16) -> Vec<u8> {
@@ -206,42 +206,11 @@ mod tests {
         packet
     }
 
+    /// Node 1 (`laptop`, 100.64.0.1 and fd7a:115c:a1e0::6440:1) with peer
+    /// 2 (`phone`, 100.64.0.2), and DNS settings.
     fn mesh() -> Mesh {
-        let node = NodeInfo {
-            id: 1,
-            name: "server".into(),
-            user: "alice".into(),
-            tags: Vec::new(),
-            state: NodeState::Approved,
-            ipv4: "100.64.0.1".parse().unwrap(),
-            ipv6: "fd7a:115c:a1e0::1".parse().unwrap(),
-            ephemeral: false,
-            user_id: 1,
-            key_expiry: None,
-            key_lifetime: None,
-            attrs: Default::default(),
-            ssh: Vec::new(),
-        };
-        let peer = Peer {
-            id: 2,
-            name: "phone".into(),
-            user: "alice".into(),
-            tags: Default::default(),
-            wireguard_key: WireGuardKey([2; 32]),
-            addresses: vec![
-                "100.64.0.2".parse().unwrap(),
-                "fd7a:115c:a1e0::2".parse().unwrap(),
-            ],
-            allowed_ips: Vec::new(),
-            endpoints: Vec::new(),
-            user_id: 1,
-            os: String::new(),
-            disco_key: None,
-            home_relay: None,
-            key_expiry: None,
-            services: Vec::new(),
-            ssh_host_keys: Vec::new(),
-        };
+        let node = crate::mesh::tests::node();
+        let peer = crate::mesh::tests::peer(2, "phone");
         let mut mesh = Mesh::default();
         mesh.node = Some(node);
         mesh.dns = Some(MeshDns {
@@ -301,14 +270,9 @@ mod tests {
             (NOERROR, vec!["100.64.0.2".parse().unwrap()])
         );
         assert_eq!(
-            answer("Phone.Hearth.Internal", TYPE_AAAA),
-            (NOERROR, vec!["fd7a:115c:a1e0::2".parse().unwrap()]),
-            "names are case-insensitive"
-        );
-        assert_eq!(
-            answer("server.hearth.internal", TYPE_A),
-            (NOERROR, vec!["100.64.0.1".parse().unwrap()]),
-            "the device itself"
+            answer("Laptop.Hearth.Internal", TYPE_AAAA),
+            (NOERROR, vec!["fd7a:115c:a1e0::6440:1".parse().unwrap()]),
+            "names are case-insensitive, and the device is one of them"
         );
         assert_eq!(answer("tv.hearth.internal", TYPE_A), (NXDOMAIN, vec![]));
         assert_eq!(
