@@ -225,6 +225,20 @@ fn probes_of(text: &str, names: &Names, topology: &Topology) -> Result<Vec<Probe
         .and_then(|alias| probes(&alias, names, topology))
 }
 
+/// Whether a rule's destination names `target` for `source`
+/// (`autogroup:self`: the source's own user's untagged devices).
+fn destination_names(destination: &Principal, source: &Probe, target: &Probe) -> bool {
+    match destination {
+        Principal::SelfDevices => {
+            !target.tagged()
+                && !source.tagged()
+                && target.user.is_some()
+                && target.user == source.user
+        }
+        principal => target.named_by(principal),
+    }
+}
+
 /// Whether some rule lets `source` reach `target` on `port` over `protocol`.
 fn allowed(rules: &[Rule], source: &Probe, target: &Probe, port: u16, protocol: u8) -> bool {
     rules.iter().any(|rule| {
@@ -233,15 +247,7 @@ fn allowed(rules: &[Rule], source: &Probe, target: &Probe, port: u16, protocol: 
             && rule.dst.iter().any(|destination| {
                 let port_open = !proto::has_ports(protocol)
                     || destination.ports.iter().any(|range| range.contains(port));
-                let named = match &destination.principal {
-                    Principal::SelfDevices => {
-                        !target.tagged()
-                            && !source.tagged()
-                            && target.user.is_some()
-                            && target.user == source.user
-                    }
-                    principal => target.named_by(principal),
-                };
+                let named = destination_names(&destination.principal, source, target);
                 port_open && named
             })
     })
@@ -363,15 +369,7 @@ fn ssh_outcome(rules: &[SshRule], source: &Probe, target: &Probe, user: &str) ->
         let to = rule
             .destinations
             .iter()
-            .any(|destination| match destination {
-                Principal::SelfDevices => {
-                    !target.tagged()
-                        && !source.tagged()
-                        && target.user.is_some()
-                        && target.user == source.user
-                }
-                principal => target.named_by(principal),
-            });
+            .any(|destination| destination_names(destination, source, target));
         let as_user = rule.grant.users.iter().any(|allowed| {
             allowed == user || allowed == "*" || (allowed == "autogroup:nonroot" && user != "root")
         });

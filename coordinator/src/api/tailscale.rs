@@ -371,8 +371,8 @@ async fn ssh_action(
             "{}{}from/{from}/to/{to}?ssh_user={}&local_user={}&period={}&check={id}",
             coordinator.settings().public_url.trim_end_matches('/'),
             crate::tsmap::SSH_ACTION_PATH,
-            urlencoding(&query.ssh_user),
-            urlencoding(&query.local_user),
+            super::percent_encode(&query.ssh_user),
+            super::percent_encode(&query.local_user),
             query.period
         ),
         message,
@@ -422,18 +422,6 @@ async fn ssh_action(
         },
     };
     Json(action).into_response()
-}
-
-/// `text` percent-encoded for a query value.
-fn urlencoding(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// Where a map stream's frames go.
