@@ -522,3 +522,125 @@ fn a_restarted_agent_keeps_its_identity_and_a_stopped_one_cleans_up() {
     );
     assert!(!agent_a.state.join("agent.sock").exists());
 }
+
+/// The agent's MagicDNS at 100.100.100.100 is for programs on its own
+/// device. The attack: a peer (here a stock WireGuard device whose owner
+/// edits its allowed IPs) sends a query for 100.100.100.100 through its
+/// tunnel to the agent, to use it as a resolver (its split domains lead
+/// into the household's own DNS). It must get no answer.
+#[test]
+fn a_peer_cannot_use_an_agents_magicdns_through_the_tunnel() {
+    let Some(mut lab) = Lab::new() else { return };
+    if hearth_testkit::require_tools(&["wireguard-go", "wg", "dig"]).is_none() {
+        return;
+    }
+    let (hub, a, phone) = (lab.host("hub"), lab.host("a"), lab.host("phone"));
+    let coordinator = lab.start_coordinator(&hub);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    let key = coordinator.token_file(
+        lab.dir.path(),
+        "key.token",
+        &["--user", "alice", "--pre-approved"],
+    );
+    let agent = lab.start_agent(&a, &key, &["--backend", "userspace"]);
+    let agent_address = IpAddr::from(agent.wait_mesh_ipv4(10 * SECOND));
+    within(10 * SECOND, "the agent's endpoint report", || {
+        coordinator.nodes().iter().any(|node| {
+            node["name"] == "a"
+                && node["endpoints"]
+                    .as_array()
+                    .is_some_and(|list| !list.is_empty())
+        })
+    });
+    // On the agent's own device, its resolver answers.
+    let dig = |lab: &Lab, host: &Host, name: &str| {
+        let output = lab
+            .command(host, "dig")
+            .args([
+                "@100.100.100.100",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                name,
+                "A",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    within(10 * SECOND, "MagicDNS on the agent's device", || {
+        dig(&lab, &a, "a.hearth.internal") == agent_address.to_string()
+    });
+
+    // A stock WireGuard device of the same user, allowed everywhere by the
+    // default policy, routes 100.100.100.100 to the agent.
+    let config = coordinator.cli_ok(&[
+        "devices", "add", "--user", "alice", "--name", "phone", "--output", "config",
+    ]);
+    let interface = hearth_testkit::unique_interface();
+    let address = config
+        .lines()
+        .find_map(|line| line.strip_prefix("Address = "))
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let wg_config: String = config
+        .lines()
+        .filter(|line| !line.starts_with("Address") && !line.starts_with("MTU"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config_file = lab.dir.path().join("phone.conf");
+    std::fs::write(&config_file, wg_config).unwrap();
+    let mut wireguard_go = lab.command(&phone, "wireguard-go");
+    wireguard_go.args(["-f", &interface]);
+    let _device = lab.spawn(&phone, "wireguard-go", wireguard_go);
+    let socket = PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
+    within(5 * SECOND, "wireguard-go to start", || socket.exists());
+    lab.exec(
+        &phone,
+        &["wg", "setconf", &interface, config_file.to_str().unwrap()],
+    );
+    lab.exec(&phone, &["ip", "addr", "add", &address, "dev", &interface]);
+    lab.exec(
+        &phone,
+        &["ip", "link", "set", &interface, "mtu", "1280", "up"],
+    );
+    lab.exec(
+        &phone,
+        &["ip", "route", "add", "100.64.0.0/10", "dev", &interface],
+    );
+    within(10 * SECOND, "the phone reaching the agent", || {
+        lab.ping(&phone, agent_address, SECOND)
+    });
+    let agent_key = String::from_utf8_lossy(
+        &lab.exec(&phone, &["wg", "show", &interface, "peers"])
+            .stdout,
+    )
+    .lines()
+    .next()
+    .unwrap()
+    .to_owned();
+    lab.exec(
+        &phone,
+        &[
+            "wg",
+            "set",
+            &interface,
+            "peer",
+            &agent_key,
+            "allowed-ips",
+            &format!("{agent_address}/32,100.100.100.100/32"),
+        ],
+    );
+    for _ in 0..3 {
+        let said = dig(&lab, &phone, "a.hearth.internal");
+        assert!(
+            !said.contains(&agent_address.to_string()) && said.contains("timed out"),
+            "a peer got an answer from the agent's MagicDNS: {said}"
+        );
+    }
+    let _ = std::fs::remove_file(socket);
+}

@@ -73,6 +73,18 @@ pub fn decide(query: &Query, mesh: &Mesh) -> Decision {
     }
 }
 
+/// Whether a query from `source` comes from a program on this device: the
+/// resolver's own address, loopback, or this node's mesh addresses (a
+/// peer's packets carry its own address, which WireGuard has checked).
+pub fn from_this_device(source: IpAddr, mesh: &Mesh) -> bool {
+    source == IpAddr::V4(ADDRESS)
+        || source.is_loopback()
+        || mesh
+            .node
+            .as_ref()
+            .is_some_and(|node| source == IpAddr::V4(node.ipv4) || source == IpAddr::V6(node.ipv6))
+}
+
 /// The domains the system should send to this resolver: the mesh's and
 /// the split ones (routing only, `~`-prefixed for systemd-resolved), then
 /// the search domains.
@@ -129,6 +141,11 @@ pub async fn serve(
     let mut buffer = vec![0u8; 1500];
     loop {
         let (size, from) = socket.recv_from(&mut buffer).await?;
+        if !from_this_device(from.ip(), &hearth_runtime::read(&agent.mesh)) {
+            // A peer sending to 100.100.100.100 through its tunnel: not
+            // answered (nor forwarded into the household's DNS).
+            continue;
+        }
         let query = match parse_query(&buffer[..size]) {
             Ok(query) => query,
             Err(QueryError::Refused { id, rcode, .. }) => {
@@ -285,6 +302,22 @@ mod tests {
             (NOERROR, vec!["100.64.0.99".parse().unwrap()])
         );
         assert_eq!(answer("example.com", TYPE_A), (REFUSED, vec![]));
+    }
+
+    #[test]
+    fn only_programs_on_this_device_are_answered() {
+        let mesh = mesh();
+        for local in [
+            "100.100.100.100",
+            "127.0.0.1",
+            "100.64.0.1",
+            "fd7a:115c:a1e0::6440:1",
+        ] {
+            assert!(from_this_device(local.parse().unwrap(), &mesh), "{local}");
+        }
+        for peer in ["100.64.0.2", "10.77.0.5"] {
+            assert!(!from_this_device(peer.parse().unwrap(), &mesh), "{peer}");
+        }
     }
 
     #[test]
