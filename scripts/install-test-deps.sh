@@ -9,6 +9,8 @@ packages=(
     wireguard-tools wireguard-go
     # split DNS answered by a real DNS server (dnsmasq), asked with dig
     dnsmasq-base bind9-dnsutils
+    # Tailscale SSH: `tailscale ssh` runs the system ssh client
+    openssh-client
     sqlite3 jq psmisc procps curl ca-certificates
     # llama.cpp's server, built from source
     cmake ninja-build g++
