@@ -358,6 +358,88 @@ fn the_underlay_carries_only_wireguard_never_the_payload() {
     );
 }
 
+/// Alice's agent on `host` (userspace data plane, pre-approved), once it
+/// has an address and the coordinator has its endpoints.
+fn alices_agent(
+    lab: &mut Lab,
+    coordinator: &Coordinator,
+    host: &Host,
+) -> (hearth_testkit::Agent, IpAddr) {
+    let key = coordinator.token_file(
+        lab.dir.path(),
+        "key.token",
+        &["--user", "alice", "--pre-approved"],
+    );
+    let agent = lab.start_agent(host, &key, &["--backend", "userspace"]);
+    let address = IpAddr::from(agent.wait_mesh_ipv4(10 * SECOND));
+    within(10 * SECOND, "the agent's endpoint report", || {
+        coordinator.nodes().iter().any(|node| {
+            node["name"] == host.name.as_str()
+                && node["endpoints"]
+                    .as_array()
+                    .is_some_and(|list| !list.is_empty())
+        })
+    });
+    (agent, address)
+}
+
+/// A stock WireGuard device (Debian's wireguard-go and `wg`) set up from a
+/// `devices add` config in `host`, as the WireGuard app would be.
+struct StockDevice {
+    interface: String,
+    /// Its mesh address with prefix length, as the config gives it.
+    address: String,
+    /// wireguard-go's control socket.
+    socket: PathBuf,
+    _process: hearth_testkit::Process,
+}
+
+impl StockDevice {
+    fn start(lab: &mut Lab, host: &Host, config: &str) -> StockDevice {
+        let interface = hearth_testkit::unique_interface();
+        let address = config
+            .lines()
+            .find_map(|line| line.strip_prefix("Address = "))
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        let wg_config: String = config
+            .lines()
+            .filter(|line| !line.starts_with("Address") && !line.starts_with("MTU"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config_file = lab.dir.path().join(format!("{}.conf", host.name));
+        std::fs::write(&config_file, wg_config).unwrap();
+        let mut wireguard_go = lab.command(host, "wireguard-go");
+        wireguard_go.args(["-f", &interface]);
+        let process = lab.spawn(host, "wireguard-go", wireguard_go);
+        let socket = PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
+        within(5 * SECOND, "wireguard-go to start", || socket.exists());
+        lab.exec(
+            host,
+            &["wg", "setconf", &interface, config_file.to_str().unwrap()],
+        );
+        lab.exec(host, &["ip", "addr", "add", &address, "dev", &interface]);
+        lab.exec(
+            host,
+            &["ip", "link", "set", &interface, "mtu", "1280", "up"],
+        );
+        lab.exec(
+            host,
+            &["ip", "route", "add", "100.64.0.0/10", "dev", &interface],
+        );
+        StockDevice {
+            interface,
+            address,
+            socket,
+            _process: process,
+        }
+    }
+}
+
 #[test]
 fn a_stock_wireguard_go_device_joins_with_devices_add_and_the_policy_applies() {
     let Some(mut lab) = Lab::new() else { return };
@@ -375,21 +457,7 @@ fn a_stock_wireguard_go_device_joins_with_devices_add_and_the_policy_applies() {
                      {"action": "accept", "src": ["alice@"], "dst": ["*:*"]}]}"#,
     );
     coordinator.cli_ok(&["policy", "set", &policy]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--pre-approved"],
-    );
-    let agent = lab.start_agent(&a, &key, &["--backend", "userspace"]);
-    let agent_address = IpAddr::from(agent.wait_mesh_ipv4(10 * SECOND));
-    within(10 * SECOND, "the agent's endpoint report", || {
-        coordinator.nodes().iter().any(|node| {
-            node["name"] == "a"
-                && node["endpoints"]
-                    .as_array()
-                    .is_some_and(|list| !list.is_empty())
-        })
-    });
+    let (agent, agent_address) = alices_agent(&mut lab, &coordinator, &a);
     let _open = lab.serve_tcp(&a, 7000);
     let _closed = lab.serve_tcp(&a, 7001);
 
@@ -409,41 +477,8 @@ fn a_stock_wireguard_go_device_joins_with_devices_add_and_the_policy_applies() {
     );
 
     // Configure wireguard-go from the printed config, as the WireGuard app would.
-    let interface = hearth_testkit::unique_interface();
-    let address = config
-        .lines()
-        .find_map(|line| line.strip_prefix("Address = "))
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
-    let wg_config: String = config
-        .lines()
-        .filter(|line| !line.starts_with("Address") && !line.starts_with("MTU"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let config_file = lab.dir.path().join("phone.conf");
-    std::fs::write(&config_file, wg_config).unwrap();
-    let mut wireguard_go = lab.command(&phone, "wireguard-go");
-    wireguard_go.args(["-f", &interface]);
-    let _device = lab.spawn(&phone, "wireguard-go", wireguard_go);
-    let socket = std::path::PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
-    within(5 * SECOND, "wireguard-go to start", || socket.exists());
-    lab.exec(
-        &phone,
-        &["wg", "setconf", &interface, config_file.to_str().unwrap()],
-    );
-    lab.exec(&phone, &["ip", "addr", "add", &address, "dev", &interface]);
-    lab.exec(
-        &phone,
-        &["ip", "link", "set", &interface, "mtu", "1280", "up"],
-    );
-    lab.exec(
-        &phone,
-        &["ip", "route", "add", "100.64.0.0/10", "dev", &interface],
-    );
+    let device = StockDevice::start(&mut lab, &phone, &config);
+    let (address, socket) = (device.address.clone(), device.socket.clone());
 
     within(10 * SECOND, "the phone reaching the agent", || {
         lab.ping(&phone, agent_address, SECOND)
@@ -537,21 +572,7 @@ fn a_peer_cannot_use_an_agents_magicdns_through_the_tunnel() {
     let (hub, a, phone) = (lab.host("hub"), lab.host("a"), lab.host("phone"));
     let coordinator = lab.start_coordinator(&hub);
     coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--pre-approved"],
-    );
-    let agent = lab.start_agent(&a, &key, &["--backend", "userspace"]);
-    let agent_address = IpAddr::from(agent.wait_mesh_ipv4(10 * SECOND));
-    within(10 * SECOND, "the agent's endpoint report", || {
-        coordinator.nodes().iter().any(|node| {
-            node["name"] == "a"
-                && node["endpoints"]
-                    .as_array()
-                    .is_some_and(|list| !list.is_empty())
-        })
-    });
+    let (_agent, agent_address) = alices_agent(&mut lab, &coordinator, &a);
     // On the agent's own device, its resolver answers.
     let dig = |lab: &Lab, host: &Host, name: &str| {
         let output = lab
@@ -577,41 +598,8 @@ fn a_peer_cannot_use_an_agents_magicdns_through_the_tunnel() {
     let config = coordinator.cli_ok(&[
         "devices", "add", "--user", "alice", "--name", "phone", "--output", "config",
     ]);
-    let interface = hearth_testkit::unique_interface();
-    let address = config
-        .lines()
-        .find_map(|line| line.strip_prefix("Address = "))
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
-    let wg_config: String = config
-        .lines()
-        .filter(|line| !line.starts_with("Address") && !line.starts_with("MTU"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let config_file = lab.dir.path().join("phone.conf");
-    std::fs::write(&config_file, wg_config).unwrap();
-    let mut wireguard_go = lab.command(&phone, "wireguard-go");
-    wireguard_go.args(["-f", &interface]);
-    let _device = lab.spawn(&phone, "wireguard-go", wireguard_go);
-    let socket = PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
-    within(5 * SECOND, "wireguard-go to start", || socket.exists());
-    lab.exec(
-        &phone,
-        &["wg", "setconf", &interface, config_file.to_str().unwrap()],
-    );
-    lab.exec(&phone, &["ip", "addr", "add", &address, "dev", &interface]);
-    lab.exec(
-        &phone,
-        &["ip", "link", "set", &interface, "mtu", "1280", "up"],
-    );
-    lab.exec(
-        &phone,
-        &["ip", "route", "add", "100.64.0.0/10", "dev", &interface],
-    );
+    let device = StockDevice::start(&mut lab, &phone, &config);
+    let (interface, socket) = (device.interface.clone(), device.socket.clone());
     within(10 * SECOND, "the phone reaching the agent", || {
         lab.ping(&phone, agent_address, SECOND)
     });
