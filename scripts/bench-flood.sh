@@ -35,7 +35,7 @@ hub_underlay=10.77.0.3
 lab_coordinator c 10.77.0.2
 for side in a b; do
     run_in "$side" "$bin/hearth-agent" --state-dir "$work/$side" up --token-file "$work/token" \
-        --hostname "$side" --interface "${lab_prefix}$side" --backend userspace >"$work/$side.log" 2>&1 &
+        --hostname "$side" --interface "${lab_prefix}$side" --backend userspace --no-magic-dns >"$work/$side.log" 2>&1 &
 done
 for _ in $(seq 200); do run_in a ip -4 addr show "${lab_prefix}a" 2>/dev/null | grep -q 100.64 && break; sleep 0.05; done
 a_address=$(run_in a ip -4 -o addr show "${lab_prefix}a" | awk '{print $4}' | cut -d/ -f1)

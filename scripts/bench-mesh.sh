@@ -38,11 +38,11 @@ lab_coordinator c 10.77.0.2
 
 # Agent b first, then time agent a from `up` to its first ping reply to b.
 run_in b "$bin/hearth-agent" --state-dir "$work/b" up --token-file "$work/token" --hostname b \
-    --interface "${lab_prefix}b" >"$work/b.log" 2>&1 &
+    --interface "${lab_prefix}b" --no-magic-dns >"$work/b.log" 2>&1 &
 for _ in $(seq 200); do run_in b ip -4 addr show "${lab_prefix}b" 2>/dev/null | grep -q 100.64 && break; sleep 0.05; done
 start=$(date +%s%N)
 run_in a "$bin/hearth-agent" --state-dir "$work/a" up --token-file "$work/token" --hostname a \
-    --interface "${lab_prefix}a" >"$work/a.log" 2>&1 &
+    --interface "${lab_prefix}a" --no-magic-dns >"$work/a.log" 2>&1 &
 b_address=$(run_in b ip -4 -o addr show "${lab_prefix}b" | awk '{print $4}' | cut -d/ -f1)
 until run_in a ping -c 1 -W 0.05 -i 0.01 "$b_address" >/dev/null 2>&1; do
     if (( ($(date +%s%N) - start) > 20000000000 )); then echo "bench-mesh: no ping reply within 20 s" >&2; exit 1; fi

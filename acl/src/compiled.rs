@@ -158,12 +158,9 @@ impl CompiledPolicy {
                 match destination {
                     Principal::SelfDevices if tags.is_empty() => same_user = true,
                     Principal::SelfDevices | Principal::Internet => {}
-                    Principal::Prefix(prefix) => {
-                        named |= addresses.iter().any(|address| prefix.contains(address));
-                    }
                     other => {
                         named |= crate::principals::source_of(other)
-                            .is_some_and(|source| source.names(user, tags));
+                            .is_some_and(|source| source.names_node(user, tags, addresses));
                     }
                 }
             }
@@ -188,12 +185,10 @@ impl CompiledPolicy {
         self.node_attrs
             .iter()
             .filter(|entry| {
-                entry.targets.iter().any(|target| {
-                    target.names(user, tags)
-                        || addresses
-                            .iter()
-                            .any(|address| target.matches_address(*address))
-                })
+                entry
+                    .targets
+                    .iter()
+                    .any(|target| target.names_node(user, tags, addresses))
             })
             .flat_map(|entry| entry.attrs.iter().cloned())
             .collect()

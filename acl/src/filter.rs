@@ -172,6 +172,15 @@ impl Source {
         }
     }
 
+    /// Whether the source names a node owned by `user` with `tags`, by who
+    /// it is or by one of its `addresses`.
+    pub fn names_node(&self, user: &str, tags: &BTreeSet<String>, addresses: &[IpAddr]) -> bool {
+        self.names(user, tags)
+            || addresses
+                .iter()
+                .any(|address| self.matches_address(*address))
+    }
+
     /// [`Source::names`] for a peer.
     pub fn matches_peer(&self, peer: &PeerIdentity<'_>) -> bool {
         self.names(peer.user, peer.tags)

@@ -94,14 +94,6 @@ impl Encoding {
             Encoding::Identity
         }
     }
-
-    /// `bytes` in this encoding.
-    pub fn encode(self, bytes: &[u8]) -> Bytes {
-        match self {
-            Encoding::Identity => Bytes::copy_from_slice(bytes),
-            Encoding::Zstd => frames(bytes),
-        }
-    }
 }
 
 /// Why a compressed stream could not be read.

@@ -166,8 +166,7 @@ struct ServeArgs {
     #[arg(long, default_value = "180d", value_parser = parse_lifetime)]
     key_expiry: Lifetime,
     /// Do not let Tailscale clients send files to each other (Taildrop is
-    /// on by default: between a user's own devices, and where the policy
-    /// grants `tailscale.com/cap/file-sharing-target`).
+    /// on by default, between a user's own untagged devices).
     #[arg(long)]
     no_taildrop: bool,
     /// DNS for the nodes beyond MagicDNS: a JSON file with split domains

@@ -671,17 +671,12 @@ impl Network {
     /// under the policy.
     pub fn node_info(&self, record: &NodeRecord) -> NodeInfo {
         let policy = self.engine.policy();
+        let addresses = record.addresses();
         NodeInfo {
-            attrs: self.attrs_of(record),
-            ssh: policy.ssh_rules_for(&record.user, &record.tags, &record.addresses()),
+            attrs: policy.attrs_of(&record.user, &record.tags, &addresses),
+            ssh: policy.ssh_rules_for(&record.user, &record.tags, &addresses),
             ..record.info()
         }
-    }
-
-    fn attrs_of(&self, record: &NodeRecord) -> BTreeSet<String> {
-        self.engine
-            .policy()
-            .attrs_of(&record.user, &record.tags, &record.addresses())
     }
 
     /// Stores `record` (new or changed) and returns what each affected node must hear.

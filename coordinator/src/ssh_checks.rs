@@ -196,12 +196,7 @@ impl Coordinator {
         local_user: &str,
         period: u64,
     ) -> Result<Asked> {
-        let asker = self.identify(Some(credential)).await?;
-        if asker.id != to {
-            return Err(Error::BadRequest(
-                "a node asks only about sessions to itself".into(),
-            ));
-        }
+        self.check_session_node(credential, to).await?;
         let asked = self
             .ssh_checks()
             .ask(from, to, ssh_user, local_user, period, unix_now())?;
@@ -217,19 +212,38 @@ impl Coordinator {
         Ok(asked)
     }
 
-    /// Waits (at most [`DECISION_HOLD`]) for an admin's decision on check
-    /// `id` of node `to`.
-    pub async fn await_ssh_check(&self, id: u64, to: NodeId) -> CheckState {
+    /// The node presenting `credential` waits (at most [`DECISION_HOLD`])
+    /// for an admin's decision on its check `id`; it must be node `to`,
+    /// the one the session is for (a decision is collected once).
+    pub async fn await_ssh_check(
+        &self,
+        credential: Credential,
+        id: u64,
+        to: NodeId,
+    ) -> Result<CheckState> {
+        self.check_session_node(credential, to).await?;
         let deadline = tokio::time::Instant::now() + DECISION_HOLD;
         loop {
             let decided = self.ssh_checks_decided.notified();
             let state = self.ssh_checks().state(id, to, unix_now());
             if state != CheckState::Waiting {
-                return state;
+                return Ok(state);
             }
             if tokio::time::timeout_at(deadline, decided).await.is_err() {
-                return CheckState::Waiting;
+                return Ok(CheckState::Waiting);
             }
+        }
+    }
+
+    /// Only the node a session is for may ask about it, or collect its
+    /// decision.
+    async fn check_session_node(&self, credential: Credential, to: NodeId) -> Result<()> {
+        if self.identify(Some(credential)).await?.id == to {
+            Ok(())
+        } else {
+            Err(Error::BadRequest(
+                "a node asks only about sessions to itself".into(),
+            ))
         }
     }
 

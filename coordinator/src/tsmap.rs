@@ -108,9 +108,20 @@ impl TsMapView {
         self
     }
 
-    /// The nodes this view takes to be connected now.
-    pub fn online_nodes(&self) -> BTreeSet<NodeId> {
-        self.online.clone()
+    /// After presence changes were missed: everything the client must be
+    /// told so that its peers' `Online` matches `online` (the nodes
+    /// connected now), as one response, if anything differs.
+    pub fn set_online(&mut self, online: &BTreeSet<NodeId>) -> Option<MapResponse> {
+        let changed: Vec<NodeId> = self.online.symmetric_difference(online).copied().collect();
+        let patches: Vec<PeerChange> = changed
+            .into_iter()
+            .filter_map(|node| self.presence(node, online.contains(&node)))
+            .flat_map(|response| response.peers_changed_patch)
+            .collect();
+        (!patches.is_empty()).then(|| MapResponse {
+            peers_changed_patch: patches,
+            ..MapResponse::default()
+        })
     }
 
     /// `node` connected to the coordinator (`online`) or left it: a patch
@@ -385,13 +396,10 @@ fn ssh_policy(node: &NodeInfo, peers: &[Peer], server_url: &str) -> SshPolicy {
             let principals: Vec<SshPrincipal> = peers
                 .iter()
                 .filter(|peer| {
-                    let named = rule.sources.iter().any(|source| {
-                        source.names(&peer.user, &peer.tags)
-                            || peer
-                                .addresses
-                                .iter()
-                                .any(|address| source.matches_address(*address))
-                    });
+                    let named = rule
+                        .sources
+                        .iter()
+                        .any(|source| source.names_node(&peer.user, &peer.tags, &peer.addresses));
                     let own = !rule.same_user
                         || (own_tags.is_empty() && peer.tags.is_empty() && peer.user == node.user);
                     named && own
@@ -421,12 +429,6 @@ fn ssh_policy(node: &NodeInfo, peers: &[Peer], server_url: &str) -> SshPolicy {
                     }
                 }
             }
-            let forwarding = SshAction {
-                allow_agent_forwarding: true,
-                allow_local_port_forwarding: true,
-                allow_remote_port_forwarding: true,
-                ..SshAction::default()
-            };
             let action = match rule.check_period {
                 // The node asks the coordinator, which holds the session
                 // until an admin runs `ssh approve` (see `ssh_checks`).
@@ -434,12 +436,9 @@ fn ssh_policy(node: &NodeInfo, peers: &[Peer], server_url: &str) -> SshPolicy {
                     hold_and_delegate: format!(
                         "{server_url}{SSH_ACTION_PATH}from/$SRC_NODE_ID/to/$DST_NODE_ID?ssh_user=$SSH_USER&local_user=$LOCAL_USER&period={period}"
                     ),
-                    ..forwarding
+                    ..SshAction::default()
                 },
-                None => SshAction {
-                    accept: true,
-                    ..forwarding
-                },
+                None => ssh_accept(),
             };
             Some(SshRule {
                 principals,
@@ -450,6 +449,18 @@ fn ssh_policy(node: &NodeInfo, peers: &[Peer], server_url: &str) -> SshPolicy {
         })
         .collect();
     SshPolicy { rules }
+}
+
+/// What a session an `ssh` rule lets in may do: log in, with agent and
+/// port forwarding (Tailscale's defaults for an accepted session).
+pub fn ssh_accept() -> SshAction {
+    SshAction {
+        accept: true,
+        allow_agent_forwarding: true,
+        allow_local_port_forwarding: true,
+        allow_remote_port_forwarding: true,
+        ..SshAction::default()
+    }
 }
 
 /// The client's own node, given `capabilities`.
@@ -801,6 +812,17 @@ mod tests {
         assert_eq!((patch[0].node_id, patch[0].online), (2, Some(false)));
         assert_eq!(view.presence(7, true), None, "not a peer");
         assert_eq!(view.presence(1, false), None, "itself");
+        // Changes missed (the client fell behind): caught up in one patch.
+        let caught_up = view
+            .set_online(&[2, 7, 9].into())
+            .unwrap()
+            .peers_changed_patch;
+        let told: Vec<(i64, Option<bool>)> = caught_up
+            .iter()
+            .map(|change| (change.node_id, change.online))
+            .collect();
+        assert_eq!(told, [(2, Some(true)), (3, Some(false))]);
+        assert_eq!(view.set_online(&[2, 7, 9].into()), None, "nothing more");
         // A peer added later is sent as it is now.
         let response = view
             .apply(MapMessage::Delta {

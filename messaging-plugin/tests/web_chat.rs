@@ -25,6 +25,13 @@ fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
     // browser does happens inside its namespace, over its tunnel.
     let mut command = household.lab.command(&laptop, "chromedriver");
     command.args(["--port=9515", "--allowed-ips=127.0.0.1"]);
+    // Chromium keeps crash reports and caches under the user's home; here,
+    // under the test's own directory.
+    let home = household.lab.dir.path().join("browser-home");
+    command
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CACHE_HOME", home.join("cache"));
     let driver = household.lab.spawn(&laptop, "chromedriver", command);
     let forward = household
         .lab

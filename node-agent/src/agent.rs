@@ -64,9 +64,12 @@ pub struct UpOptions {
     /// A second socket that answers only `whois`, mode 0660 with this group
     /// (for services in containers that run as another user).
     pub whois_socket: Option<(PathBuf, u32)>,
-    /// Answer the mesh's names at 100.100.100.100 (MagicDNS) and point the
-    /// system resolver at it for the mesh's domains.
+    /// Answer the mesh's names at 100.100.100.100 (MagicDNS).
     pub magic_dns: bool,
+    /// Also point the system resolver (systemd-resolved) at it for the
+    /// mesh's domains. Off for an agent in a network namespace: the
+    /// system's resolver serves the host's namespace, not the agent's.
+    pub point_system_resolver: bool,
 }
 
 /// The machine's hostname.
@@ -244,7 +247,7 @@ async fn run_with_plane(
         addresses: None,
         regions,
         system_dns: None,
-        magic_dns: options.magic_dns,
+        point_system_resolver: options.magic_dns && options.point_system_resolver,
     };
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
@@ -468,7 +471,8 @@ struct Sync {
     regions: watch::Sender<Vec<RelayRegion>>,
     /// What the system resolver was last told to send to MagicDNS.
     system_dns: Option<hearth_control::wire::MeshDns>,
-    magic_dns: bool,
+    /// Whether to tell it (`UpOptions::point_system_resolver`).
+    point_system_resolver: bool,
 }
 
 enum Operation {
@@ -531,15 +535,16 @@ impl Sync {
                 mesh.dns.clone(),
             )
         };
-        if self.magic_dns && dns.is_some() && dns != self.system_dns {
-            if let Some(dns) = &dns {
-                netcfg::point_resolver(
-                    self.plane.interface(),
-                    crate::dns::ADDRESS,
-                    &crate::dns::system_domains(dns),
-                )
-                .await;
-            }
+        if let Some(settings) = &dns
+            && self.point_system_resolver
+            && dns != self.system_dns
+        {
+            netcfg::point_resolver(
+                self.plane.interface(),
+                crate::dns::ADDRESS,
+                &crate::dns::system_domains(settings),
+            )
+            .await;
             self.system_dns = dns;
         }
         let planned = plan(

@@ -94,6 +94,10 @@ struct UpArgs {
     /// point the system resolver there.
     #[arg(long)]
     no_magic_dns: bool,
+    /// Answer at 100.100.100.100 but leave the system resolver as it is
+    /// (for an agent in a network namespace, or a resolver set by hand).
+    #[arg(long)]
+    leave_system_resolver: bool,
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -160,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stun,
                 whois_socket,
                 magic_dns: !args.no_magic_dns,
+                point_system_resolver: !args.leave_system_resolver,
             };
             hearth_agent::up(options, hearth_runtime::shutdown_signal()).await?;
         }

@@ -1,4 +1,5 @@
-//! Addresses, link state and routes of the mesh interface, through iproute2.
+//! Addresses, link state and routes of the mesh interface, through iproute2,
+//! and the system resolver's view of it (through systemd-resolved).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

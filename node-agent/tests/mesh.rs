@@ -394,6 +394,14 @@ struct StockDevice {
     _process: hearth_testkit::Process,
 }
 
+/// wireguard-go leaves its socket in /run/wireguard: removed with the
+/// device, whether the test passed or not.
+impl Drop for StockDevice {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
 impl StockDevice {
     fn start(lab: &mut Lab, host: &Host, config: &str) -> StockDevice {
         let interface = hearth_testkit::unique_interface();
@@ -478,7 +486,7 @@ fn a_stock_wireguard_go_device_joins_with_devices_add_and_the_policy_applies() {
 
     // Configure wireguard-go from the printed config, as the WireGuard app would.
     let device = StockDevice::start(&mut lab, &phone, &config);
-    let (address, socket) = (device.address.clone(), device.socket.clone());
+    let address = device.address.clone();
 
     within(10 * SECOND, "the phone reaching the agent", || {
         lab.ping(&phone, agent_address, SECOND)
@@ -499,7 +507,6 @@ fn a_stock_wireguard_go_device_joins_with_devices_add_and_the_policy_applies() {
         (who["name"].as_str(), who["user"].as_str()),
         (Some("phone"), Some("kids"))
     );
-    let _ = std::fs::remove_file(socket);
 }
 
 #[test]
@@ -599,7 +606,7 @@ fn a_peer_cannot_use_an_agents_magicdns_through_the_tunnel() {
         "devices", "add", "--user", "alice", "--name", "phone", "--output", "config",
     ]);
     let device = StockDevice::start(&mut lab, &phone, &config);
-    let (interface, socket) = (device.interface.clone(), device.socket.clone());
+    let interface = device.interface.clone();
     within(10 * SECOND, "the phone reaching the agent", || {
         lab.ping(&phone, agent_address, SECOND)
     });
@@ -630,5 +637,4 @@ fn a_peer_cannot_use_an_agents_magicdns_through_the_tunnel() {
             "a peer got an answer from the agent's MagicDNS: {said}"
         );
     }
-    let _ = std::fs::remove_file(socket);
 }

@@ -188,6 +188,26 @@ impl Names {
     }
 }
 
+/// `entries` (the policy's `field`) as the sources a node matches others
+/// against (users, groups, tags, autogroups, addresses).
+fn filter_sources(
+    names: &Names,
+    field: &str,
+    entries: &[String],
+) -> Result<Vec<crate::filter::Source>, String> {
+    let mut sources = Vec::new();
+    for entry in entries {
+        let alias = Alias::parse(entry).map_err(|error| format!("{field}={entry:?}: {error}"))?;
+        for principal in names
+            .resolve(&alias, Side::Source)
+            .map_err(|error| format!("{field}={entry:?}: {error}"))?
+        {
+            sources.extend(crate::principals::source_of(&principal));
+        }
+    }
+    Ok(sources)
+}
+
 /// One `ssh` entry: its names resolved, its action and users checked.
 fn ssh_rule(
     names: &Names,
@@ -224,16 +244,7 @@ fn ssh_rule(
             return Err(format!("users: {user:?} is not a local user name"));
         }
     }
-    let mut sources = Vec::new();
-    for src in &entry.src {
-        let alias = Alias::parse(src).map_err(|error| format!("src={src:?}: {error}"))?;
-        for principal in names
-            .resolve(&alias, Side::Source)
-            .map_err(|error| format!("src={src:?}: {error}"))?
-        {
-            sources.extend(crate::principals::source_of(&principal));
-        }
-    }
+    let sources = filter_sources(names, "src", &entry.src)?;
     let mut destinations = Vec::new();
     for dst in &entry.dst {
         let alias = Alias::parse(dst).map_err(|error| format!("dst={dst:?}: {error}"))?;
@@ -296,16 +307,7 @@ fn node_attrs(
     if entry.target.is_empty() {
         return Err("target: names no node".into());
     }
-    let mut targets = Vec::new();
-    for target in &entry.target {
-        let alias = Alias::parse(target).map_err(|error| format!("target={target:?}: {error}"))?;
-        for principal in names
-            .resolve(&alias, Side::Source)
-            .map_err(|error| format!("target={target:?}: {error}"))?
-        {
-            targets.extend(crate::principals::source_of(&principal));
-        }
-    }
+    let targets = filter_sources(names, "target", &entry.target)?;
     let mut attrs = std::collections::BTreeSet::new();
     for attr in &entry.attr {
         if let Some((_, why)) = REFUSED_ATTRS.iter().find(|(name, _)| name == attr) {

@@ -70,17 +70,3 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Erro
     serde_json::from_slice(body)
         .map_err(|error| Error::BadRequest(format!("malformed JSON body: {error}")))
 }
-
-/// `text` percent-encoded for a URL's path segment or query value (every
-/// byte but RFC 3986's unreserved ones).
-pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                (byte as char).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
-}

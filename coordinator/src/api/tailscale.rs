@@ -350,50 +350,39 @@ struct SshActionQuery {
 
 /// A node asks whether a session a `check` rule covers may go on: at once
 /// if an approval covers it; else it is told the check's number (shown to
-/// the person connecting) and asks again, held until an admin decides.
+/// the person connecting) and asks again, with `check=N` added, held until
+/// an admin decides.
 async fn ssh_action(
     State(coordinator): State<Arc<Coordinator>>,
     Extension(session): Extension<Session>,
     axum::extract::Path((from, to)): axum::extract::Path<(u64, u64)>,
     Query(query): Query<SshActionQuery>,
+    uri: axum::http::Uri,
 ) -> Response {
     use crate::ssh_checks::{Asked, CheckState};
     use hearth_control::tailcfg::SshAction;
-    let accept = || SshAction {
-        accept: true,
-        allow_agent_forwarding: true,
-        allow_local_port_forwarding: true,
-        allow_remote_port_forwarding: true,
-        ..SshAction::default()
-    };
-    let again = |id: u64, message: String| SshAction {
-        hold_and_delegate: format!(
-            "{}{}from/{from}/to/{to}?ssh_user={}&local_user={}&period={}&check={id}",
-            coordinator.settings().public_url.trim_end_matches('/'),
-            crate::tsmap::SSH_ACTION_PATH,
-            super::percent_encode(&query.ssh_user),
-            super::percent_encode(&query.local_user),
-            query.period
-        ),
-        message,
-        ..SshAction::default()
-    };
-    // Only the node the session is for may ask about it (or collect its
-    // decision).
-    match coordinator
-        .identify(Some(Credential::Machine(session.machine)))
-        .await
-    {
-        Ok(record) if record.id == to => {}
-        _ => {
-            return Error::BadRequest("a node asks only about sessions to itself".into())
-                .into_response();
+    let credential = Credential::Machine(session.machine);
+    // The same request again, naming the check it waits on.
+    let again = |id: u64, message: String| {
+        let asked = uri.path_and_query().map_or("", |asked| asked.as_str());
+        let base = coordinator
+            .settings()
+            .public_url
+            .trim_end_matches('/')
+            .to_owned();
+        SshAction {
+            hold_and_delegate: match query.check {
+                Some(_) => format!("{base}{asked}"),
+                None => format!("{base}{asked}&check={id}"),
+            },
+            message,
+            ..SshAction::default()
         }
-    }
+    };
     let action = match query.check {
         None => match coordinator
             .ask_ssh_check(
-                Credential::Machine(session.machine),
+                credential,
                 from,
                 to,
                 &query.ssh_user,
@@ -402,7 +391,7 @@ async fn ssh_action(
             )
             .await
         {
-            Ok(Asked::Approved) => accept(),
+            Ok(Asked::Approved) => crate::tsmap::ssh_accept(),
             Ok(Asked::Waiting(id)) => again(
                 id,
                 format!(
@@ -411,14 +400,15 @@ async fn ssh_action(
             ),
             Err(error) => return error.into_response(),
         },
-        Some(id) => match coordinator.await_ssh_check(id, to).await {
-            CheckState::Approved => accept(),
-            CheckState::Waiting => again(id, String::new()),
-            CheckState::Denied => SshAction {
+        Some(id) => match coordinator.await_ssh_check(credential, id, to).await {
+            Ok(CheckState::Approved) => crate::tsmap::ssh_accept(),
+            Ok(CheckState::Waiting) => again(id, String::new()),
+            Ok(CheckState::Denied) => SshAction {
                 reject: true,
                 message: "# An admin did not approve this session.\n".into(),
                 ..SshAction::default()
             },
+            Err(error) => return error.into_response(),
         },
     };
     Json(action).into_response()
@@ -517,7 +507,7 @@ async fn stream_map(
                     let patch = match change {
                         Ok((node, online)) => view.presence(node, online),
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            catch_up_presence(&mut view, &coordinator.streams.online_nodes())
+                            view.set_online(&coordinator.streams.online_nodes())
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     };
@@ -551,29 +541,6 @@ async fn stream_map(
             return; // deleted or no longer admitted: the client asks again
         }
     }
-}
-
-/// After presence changes were missed: what `view` must be told so that
-/// its peers' `Online` matches `online` (the nodes connected now), as one
-/// response, if anything differs.
-fn catch_up_presence(
-    view: &mut TsMapView,
-    online: &std::collections::BTreeSet<hearth_control::wire::NodeId>,
-) -> Option<tailcfg::MapResponse> {
-    let known = view.online_nodes();
-    let changed = known
-        .symmetric_difference(online)
-        .copied()
-        .collect::<Vec<_>>();
-    let mut response = tailcfg::MapResponse::default();
-    for node in changed {
-        if let Some(patch) = view.presence(node, online.contains(&node)) {
-            response
-                .peers_changed_patch
-                .extend(patch.peers_changed_patch);
-        }
-    }
-    (!response.peers_changed_patch.is_empty()).then_some(response)
 }
 
 /// The page at a Tailscale client's login URL.

@@ -177,10 +177,7 @@ impl AdminClient {
     pub async fn remove_relay(&self, code: &str) -> Result<(), AdminError> {
         self.send(
             Method::DELETE,
-            &format!(
-                "/v1/relays/{}",
-                hearth_coordinator::api::percent_encode(code)
-            ),
+            &format!("/v1/relays/{}", encode(code)),
             None::<&()>,
         )
         .await
@@ -198,10 +195,7 @@ impl AdminClient {
 
     /// `users rename`.
     pub async fn rename_user(&self, old: &str, new: &str) -> Result<UserRow, AdminError> {
-        let path = format!(
-            "/v1/users/{}/rename",
-            hearth_coordinator::api::percent_encode(old)
-        );
+        let path = format!("/v1/users/{}/rename", encode(old));
         self.fetch(Method::POST, &path, Some(&NameBody { name: new.into() }))
             .await
     }
@@ -210,10 +204,7 @@ impl AdminClient {
     pub async fn delete_user(&self, name: &str) -> Result<(), AdminError> {
         self.send(
             Method::DELETE,
-            &format!(
-                "/v1/users/{}",
-                hearth_coordinator::api::percent_encode(name)
-            ),
+            &format!("/v1/users/{}", encode(name)),
             None::<&()>,
         )
         .await
@@ -228,10 +219,7 @@ impl AdminClient {
     /// `preauthkeys list`.
     pub async fn list_keys(&self, user: Option<&str>) -> Result<Vec<KeyView>, AdminError> {
         let path = match user {
-            Some(user) => format!(
-                "/v1/preauthkeys?user={}",
-                hearth_coordinator::api::percent_encode(user)
-            ),
+            Some(user) => format!("/v1/preauthkeys?user={}", encode(user)),
             None => "/v1/preauthkeys".into(),
         };
         self.fetch(Method::GET, &path, None::<&()>).await
@@ -355,4 +343,18 @@ impl AdminClient {
         )
         .await
     }
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~@+".contains(&byte) {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
 }

@@ -37,8 +37,37 @@ pub enum Decision {
     Forward(Vec<IpAddr>),
 }
 
+/// What to do with `packet`, received from `source`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing: not from this device, or not a query.
+    Drop,
+    /// Send this reply.
+    Reply(Vec<u8>),
+    /// Ask these resolvers for `query` and relay the answer.
+    Forward(Query, Vec<IpAddr>),
+}
+
+/// What the resolver does with `packet` from `source`, given `mesh`: only
+/// programs on this device are answered (a peer sending to
+/// 100.100.100.100 through its tunnel gets nothing, not even an error, and
+/// is never forwarded into the household's DNS).
+pub fn handle(packet: &[u8], source: IpAddr, mesh: &Mesh) -> Outcome {
+    if !from_this_device(source, mesh) {
+        return Outcome::Drop;
+    }
+    match parse_query(packet) {
+        Ok(query) => match decide(&query, mesh) {
+            Decision::Reply(reply) => Outcome::Reply(reply),
+            Decision::Forward(resolvers) => Outcome::Forward(query, resolvers),
+        },
+        Err(QueryError::Refused { id, rcode, .. }) => Outcome::Reply(error_reply(id, rcode)),
+        Err(_) => Outcome::Drop,
+    }
+}
+
 /// Answers `query` from `mesh` (its nodes and its DNS settings).
-pub fn decide(query: &Query, mesh: &Mesh) -> Decision {
+fn decide(query: &Query, mesh: &Mesh) -> Decision {
     let Some(dns) = &mesh.dns else {
         return Decision::Reply(reply(query, REFUSED, false, &[]));
     };
@@ -76,7 +105,7 @@ pub fn decide(query: &Query, mesh: &Mesh) -> Decision {
 /// Whether a query from `source` comes from a program on this device: the
 /// resolver's own address, loopback, or this node's mesh addresses (a
 /// peer's packets carry its own address, which WireGuard has checked).
-pub fn from_this_device(source: IpAddr, mesh: &Mesh) -> bool {
+fn from_this_device(source: IpAddr, mesh: &Mesh) -> bool {
     source == IpAddr::V4(ADDRESS)
         || source.is_loopback()
         || mesh
@@ -141,25 +170,17 @@ pub async fn serve(
     let mut buffer = vec![0u8; 1500];
     loop {
         let (size, from) = socket.recv_from(&mut buffer).await?;
-        if !from_this_device(from.ip(), &hearth_runtime::read(&agent.mesh)) {
-            // A peer sending to 100.100.100.100 through its tunnel: not
-            // answered (nor forwarded into the household's DNS).
-            continue;
-        }
-        let query = match parse_query(&buffer[..size]) {
-            Ok(query) => query,
-            Err(QueryError::Refused { id, rcode, .. }) => {
-                let _ = socket.send_to(&error_reply(id, rcode), from).await;
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let decision = decide(&query, &hearth_runtime::read(&agent.mesh));
-        match decision {
-            Decision::Reply(packet) => {
+        let outcome = handle(
+            &buffer[..size],
+            from.ip(),
+            &hearth_runtime::read(&agent.mesh),
+        );
+        match outcome {
+            Outcome::Drop => {}
+            Outcome::Reply(packet) => {
                 let _ = socket.send_to(&packet, from).await;
             }
-            Decision::Forward(resolvers) => {
+            Outcome::Forward(query, resolvers) => {
                 let socket = Arc::clone(&socket);
                 let packet = buffer[..size].to_vec();
                 tokio::spawn(async move {
@@ -318,6 +339,27 @@ mod tests {
         for peer in ["100.64.0.2", "10.77.0.5"] {
             assert!(!from_this_device(peer.parse().unwrap(), &mesh), "{peer}");
         }
+        let packet = query("laptop.hearth.internal", TYPE_A);
+        assert!(matches!(
+            handle(&packet, "127.0.0.1".parse().unwrap(), &mesh),
+            Outcome::Reply(_)
+        ));
+        assert_eq!(
+            handle(&packet, "100.64.0.2".parse().unwrap(), &mesh),
+            Outcome::Drop,
+            "a peer gets nothing"
+        );
+        let mut two_questions = packet.clone();
+        two_questions[5] = 2;
+        assert!(matches!(
+            handle(&two_questions, "127.0.0.1".parse().unwrap(), &mesh),
+            Outcome::Reply(_)
+        ));
+        assert_eq!(
+            handle(&two_questions, "100.64.0.2".parse().unwrap(), &mesh),
+            Outcome::Drop,
+            "not even an error"
+        );
     }
 
     #[test]

@@ -247,6 +247,9 @@ impl Lab {
                 &host.name,
                 "--interface",
                 &interface,
+                // The host's systemd-resolved, where one runs, serves the
+                // host's namespace: a lab agent must not reconfigure it.
+                "--leave-system-resolver",
                 "--token-file",
             ])
             .arg(token_file)
@@ -275,6 +278,7 @@ impl Lab {
                 &old.host.name,
                 "--interface",
                 &old.interface,
+                "--leave-system-resolver",
                 "--token-file",
             ])
             .arg(token_file)

@@ -36,7 +36,10 @@ impl TailscaleNode {
             .arg("--socket")
             .arg(self.socket())
             .args(args)
-            .env("TS_NO_LOGS_NO_SUPPORT", "1");
+            .env("TS_NO_LOGS_NO_SUPPORT", "1")
+            // `tailscale ssh` writes its known_hosts under the user's
+            // configuration directory: the device's own, here.
+            .env("XDG_CONFIG_HOME", &self.state);
         if let Some(certificate) = &self.certificate {
             command.env("SSL_CERT_FILE", certificate);
         }
