@@ -10,7 +10,7 @@
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hearth_assistant::api::{Answer, Op, Request, Target};
@@ -520,31 +520,6 @@ async fn wait_for_documents(
     }
 }
 
-fn pdf(dir: &Path, name: &str, html: &str) -> Option<()> {
-    let chromium = ["chromium", "chromium-browser"].iter().find(|name| {
-        std::process::Command::new(name)
-            .arg("--version")
-            .output()
-            .is_ok_and(|output| output.status.success())
-    })?;
-    let page = dir.join(format!("{name}.html"));
-    std::fs::write(&page, html).unwrap();
-    let status = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-pdf-header-footer",
-        ])
-        .arg(format!("--print-to-pdf={}", dir.join(name).display()))
-        .arg(&page)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .ok()?;
-    std::fs::remove_file(&page).unwrap();
-    status.success().then_some(())
-}
-
 #[tokio::test]
 async fn documents_are_indexed_whole_or_refused_with_why_and_answers_cite_them() {
     let docs = tempfile::tempdir().unwrap();
@@ -559,14 +534,17 @@ async fn documents_are_indexed_whole_or_refused_with_why_and_answers_cite_them()
         "# Boiler\n\nIt is in the cellar.\n\n## Resetting\n\nHold the red button for ten seconds.\nThe light turns green.\n",
     )
     .unwrap();
-    let made = pdf(
-        &house_docs,
-        "warranty.pdf",
+    let made = hearth_testkit::webdriver::print_pdf(
         "<h1>Warranty</h1><p>The dishwasher warranty runs until March 2031.</p>",
+        &house_docs.join("warranty.pdf"),
+        &docs.path().join("chromium"),
     );
-    if made.is_none() && std::env::var_os("CI").is_some() {
-        panic!("chromium is needed to make a PDF (scripts/install-test-deps.sh)");
+    if let Err(error) = &made
+        && std::env::var_os("CI").is_some()
+    {
+        panic!("{error}: chromium is needed to make a PDF (scripts/install-test-deps.sh)");
     }
+    let made = made.ok();
     std::fs::write(house_docs.join("big.txt"), vec![b'a'; 11 * 1024 * 1024]).unwrap();
     std::fs::write(
         house_docs.join("photo.txt"),

@@ -47,29 +47,12 @@ fn the_pod_serves_the_household_from_containers() {
     }
     // A household PDF, read inside the locked-down container by its PDF
     // reader (a child process of the gateway, under limits).
-    let page = documents.join("boiler.html");
-    std::fs::write(
-        &page,
+    hearth_testkit::webdriver::print_pdf(
         "<h1>The boiler</h1><p>To reset the boiler, hold the red button for ten seconds.</p>",
+        &documents.join("boiler.pdf"),
+        &dir.join("chromium"),
     )
     .unwrap();
-    let printed = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-pdf-header-footer",
-        ])
-        .arg(format!(
-            "--print-to-pdf={}",
-            documents.join("boiler.pdf").display()
-        ))
-        .arg(&page)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(printed.success(), "chromium printed no PDF");
-    std::fs::remove_file(&page).unwrap();
     std::fs::write(
         gateway_config.join("gateway.json5"),
         json!({

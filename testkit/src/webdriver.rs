@@ -1,5 +1,6 @@
 //! A minimal W3C WebDriver client (enough to open a page, type, click, read
-//! and take screenshots), speaking HTTP/1.1 to chromedriver on loopback.
+//! and take screenshots), speaking HTTP/1.1 to chromedriver on loopback,
+//! and [`print_pdf`] for tests that need a real PDF.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -104,6 +105,42 @@ fn unchunk(body: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Prints `html` to the PDF `out` with headless Chromium. Everything the
+/// browser keeps (its profile, crash reports, caches, the page itself) goes
+/// under `scratch`, never the user's home.
+pub fn print_pdf(
+    html: &str,
+    out: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(scratch).map_err(|error| error.to_string())?;
+    let page = scratch.join("page.html");
+    std::fs::write(&page, html).map_err(|error| error.to_string())?;
+    let status = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            scratch.join("profile").display()
+        ))
+        .arg(format!("--print-to-pdf={}", out.display()))
+        .arg(&page)
+        .env("HOME", scratch)
+        .env("XDG_CONFIG_HOME", scratch.join("config"))
+        .env("XDG_CACHE_HOME", scratch.join("cache"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|error| format!("chromium: {error}"))?;
+    if !status.success() {
+        return Err(format!("chromium printed no PDF ({status})"));
+    }
+    Ok(())
 }
 
 impl Session {
