@@ -58,3 +58,5 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/embedding-model.sh >/
 # OpenClaw and the Node 24 it needs, from npm, for the compatibility test
 # and the side-by-side benchmark.
 scripts/openclaw.sh >/dev/null
+# npm's oidc-provider (OpenID Certified) for the sign-in test.
+scripts/oidc-provider.sh >/dev/null

@@ -26,7 +26,7 @@ pub use filter::{
     Target,
 };
 pub use node::{NodeId, NodeIdentity};
-pub use policy::{Policy, PolicyError, Topology};
+pub use policy::{Policy, PolicyError, ProviderGroups, Topology};
 
 /// Parses and validates policy text into what the engine evaluates (without
 /// running its `tests`, which need a topology: see [`Policy::check_tests`]).

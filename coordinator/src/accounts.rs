@@ -157,6 +157,7 @@ impl Coordinator {
             record.user = new.to_owned();
             self.apply(&turn, record);
         }
+        self.refresh_provider_groups(&turn).await?;
         Ok(UserRow {
             name: new.to_owned(),
             ..user
@@ -165,7 +166,7 @@ impl Coordinator {
 
     /// Deletes a user who has no nodes left (their keys go with them).
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        let _turn = self.turn().await;
+        let turn = self.turn().await;
         let user = self.user(name).await?;
         let nodes = self
             .state()
@@ -180,6 +181,7 @@ impl Coordinator {
             )));
         }
         self.db.delete_user(user.id).await?;
+        self.refresh_provider_groups(&turn).await?;
         Ok(())
     }
 

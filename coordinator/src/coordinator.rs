@@ -57,6 +57,9 @@ pub struct Settings {
     pub taildrop: bool,
     /// DNS beyond MagicDNS: split domains, search domains, extra records.
     pub dns: crate::dns::DnsSettings,
+    /// The identity provider people sign in with (`None`: devices without
+    /// a pre-auth key wait for `nodes register`).
+    pub sign_in: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl Settings {
@@ -95,6 +98,8 @@ pub(crate) struct State {
     pub(crate) policy_text: Option<String>,
     /// The stored policy (`None`: no policy, everything allowed).
     pub(crate) policy: Option<Policy>,
+    /// The identity provider's groups the policy was compiled with.
+    pub(crate) provider_groups: hearth_acl::ProviderGroups,
 }
 
 /// A writer's turn ([`Coordinator::turn`]): functions that change the
@@ -124,6 +129,9 @@ pub struct Coordinator {
     pub(crate) rotations: std::sync::Mutex<crate::keys::Rotations>,
     /// Tailscale clients without a key, waiting for `nodes register`.
     pub(crate) logins: std::sync::Mutex<crate::logins::Logins>,
+    /// Sign-ins at the identity provider under way, by their state.
+    pub(crate) sign_ins:
+        std::sync::Mutex<crate::sign_in::Pending<Arc<crate::oidc::ProviderClient>>>,
     /// Tailscale SSH sessions waiting for `ssh approve`, and approvals.
     pub(crate) ssh_checks: std::sync::Mutex<crate::ssh_checks::SshChecks>,
     /// Woken when an admin decides a check.
@@ -151,8 +159,12 @@ impl Coordinator {
         settings: Settings,
     ) -> Result<Arc<Coordinator>> {
         let policy_text = db.load_policy().await?;
+        let provider_groups = crate::policy::provider_groups(
+            &db.list_users().await?,
+            &db.list_provider_identities().await?,
+        );
         let policy = match &policy_text {
-            Some(text) => match Policy::parse(text) {
+            Some(text) => match Policy::parse_with_provider_groups(text, &provider_groups) {
                 Ok(policy) => Some(policy),
                 Err(error) => {
                     // Only possible if a stored policy stops parsing after an
@@ -184,8 +196,10 @@ impl Coordinator {
                 registry,
                 policy_text,
                 policy,
+                provider_groups,
             }),
             logins: std::sync::Mutex::default(),
+            sign_ins: std::sync::Mutex::default(),
             ssh_checks: std::sync::Mutex::default(),
             ssh_checks_decided: tokio::sync::Notify::new(),
             login_registered: tokio::sync::Notify::new(),
@@ -383,6 +397,7 @@ mod tests {
             node_key_lifetime: None,
             taildrop: true,
             dns: crate::dns::DnsSettings::default(),
+            sign_in: None,
         }
     }
 

@@ -76,6 +76,9 @@ pub enum Error {
     /// A certificate failure.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Signing in through the identity provider failed or was refused.
+    #[error("sign-in failed: {0}")]
+    SignIn(String),
 }
 
 impl Error {
@@ -99,6 +102,7 @@ impl Error {
             Error::Exhausted(_) => "addresses_exhausted",
             Error::Db(DbError::Conflict(_)) => "conflict",
             Error::Db(_) | Error::Tls(_) => "internal",
+            Error::SignIn(_) => "sign_in_failed",
         }
     }
 }

@@ -198,7 +198,8 @@ pub fn code_of(url: &str) -> Option<&str> {
     (code.len() == 40 && code.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(code)
 }
 
-fn escape(text: &str) -> String {
+/// `text` safe inside HTML.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -214,11 +215,22 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The page a person sees at the login URL: which device waits and the
-/// command an admin runs; `None` (the device is not waiting) gives the page
-/// that says to start again.
-pub fn login_page(waiting: Option<(&str, &WaitingLogin)>) -> String {
+/// The page a person sees at the login URL: which device waits, and how it
+/// joins: signing in at the household's identity provider when there is
+/// one (`sign_in`), else the command an admin runs; `None` (the device is
+/// not waiting) gives the page that says to start again.
+pub fn login_page(waiting: Option<(&str, &WaitingLogin)>, sign_in: bool) -> String {
     let body = match waiting {
+        Some((code, login)) if sign_in => format!(
+            "<h1>Add this device to your household network?</h1>\n\
+             <p>Device: <code>{}</code> ({})</p>\n\
+             <p>If this is your device, sign in with your household account and it joins \
+             as yours.</p>\n\
+             <p><a id=\"sign-in\" href=\"{LOGIN_PATH}{code}/sign-in\">Sign in to add this device</a></p>\n\
+             <p>If you did not just start adding this device, close this page.</p>",
+            escape(&login.hostinfo.hostname),
+            escape(&client_name(&login.hostinfo)),
+        ),
         Some((code, login)) => format!(
             "<h1>This device is waiting to join</h1>\n\
              <p>Device: <code>{}</code> ({})</p>\n\
@@ -279,13 +291,13 @@ impl Coordinator {
         match logins.get(code, unix_now()) {
             Some(waiting) => (
                 axum::http::StatusCode::OK,
-                login_page(Some((code, waiting))),
+                login_page(Some((code, waiting)), self.settings.sign_in.is_some()),
             ),
-            None => (axum::http::StatusCode::NOT_FOUND, login_page(None)),
+            None => (axum::http::StatusCode::NOT_FOUND, login_page(None, false)),
         }
     }
 
-    fn logins(&self) -> std::sync::MutexGuard<'_, Logins> {
+    pub(crate) fn logins(&self) -> std::sync::MutexGuard<'_, Logins> {
         self.logins
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -334,12 +346,23 @@ impl Coordinator {
     /// `code` as `user`'s, approved (the admin has just vouched for it).
     pub async fn register_waiting(&self, code: &str, user: &str) -> Result<NodeView> {
         let user = self.user(user).await?;
+        let turn = self.turn().await;
+        self.register_login(&turn, code, &user).await
+    }
+
+    /// Admits the device waiting with `code` as `user`'s, approved: an
+    /// admin ran `nodes register`, or the person signed in.
+    pub(crate) async fn register_login(
+        &self,
+        turn: &crate::coordinator::Turn<'_>,
+        code: &str,
+        user: &crate::db::users::UserRow,
+    ) -> Result<NodeView> {
         let now = unix_now();
         let login = self
             .logins()
             .take(code, now)
             .ok_or_else(|| Error::NotFound(format!("a device waiting with code {code}")))?;
-        let turn = self.turn().await;
         {
             let state = self.state();
             if let Some(existing) = state.registry.holder_of(&login.node_key) {
@@ -367,11 +390,10 @@ impl Coordinator {
             hostinfo: &login.hostinfo,
         };
         let record = self
-            .admit_tailscale(&turn, joining, owner, None, now)
+            .admit_tailscale(turn, joining, owner, None, now)
             .await?;
-        drop(turn);
         self.login_registered.notify_waiters();
-        tracing::info!(node = record.id, name = %record.name, user = %record.user, "a waiting Tailscale client was registered by an admin");
+        tracing::info!(node = record.id, name = %record.name, user = %record.user, "a waiting Tailscale client was registered");
         Ok(self.view(&record))
     }
 }
@@ -523,10 +545,14 @@ mod tests {
     fn the_page_names_the_command_and_escapes_what_the_device_says() {
         let mut hostile = login(1, 0);
         hostile.hostinfo.hostname = "<script>alert(1)</script>".into();
-        let page = login_page(Some(("abc", &hostile)));
+        let page = login_page(Some(("abc", &hostile)), false);
         assert!(page.contains("hearth-coordinator nodes register --user USER abc"));
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;"));
-        assert!(login_page(None).contains("No device is waiting"));
+        assert!(login_page(None, false).contains("No device is waiting"));
+        let signing_in = login_page(Some(("abc", &hostile)), true);
+        assert!(signing_in.contains("href=\"/register/abc/sign-in\""));
+        assert!(!signing_in.contains("nodes register"));
+        assert!(!signing_in.contains("<script>"));
     }
 }

@@ -174,6 +174,12 @@ struct ServeArgs {
     /// records (docs/tailscale-clients.md#dns).
     #[arg(long)]
     dns_config: Option<PathBuf>,
+    /// Let people add their devices by signing in with the household's
+    /// identity provider (OpenID Connect): a JSON file naming the issuer,
+    /// the client and its secret's file, and whose groups fill the
+    /// policy's (docs/tailscale-clients.md#sign-in).
+    #[arg(long)]
+    oidc_config: Option<PathBuf>,
 }
 
 /// The `--database` choice with its password, from the URL's `${VAR}` or
@@ -196,6 +202,17 @@ fn database_choice(
         *password = Some(hearth_files::token::read_secret(path)?);
     }
     Ok(choice)
+}
+
+/// The identity provider `--oidc-config` names, its client secret read.
+fn sign_in_provider(path: &std::path::Path) -> anyhow::Result<hearth_coordinator::oidc::Provider> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = hearth_coordinator::sign_in::parse_config(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    let secret = hearth_files::token::read_secret(&config.client_secret_file)
+        .with_context(|| format!("{}: client_secret_file", path.display()))?;
+    hearth_coordinator::oidc::Provider::new(config, secret)
 }
 
 /// `ADDR:PORT` or `off` for an optional listener named by `flag`.
@@ -476,6 +493,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 options.dns = hearth_coordinator::dns::parse(&text)
                     .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            }
+            if let Some(path) = &args.oidc_config {
+                options.sign_in = Some(std::sync::Arc::new(sign_in_provider(path)?));
             }
             options.ephemeral_timeout = args.ephemeral_timeout;
             options.register_limit = RegisterLimit {

@@ -5,19 +5,45 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hearth_acl::{CompiledPolicy, Engine, Filter, NodeIdentity, Policy, PolicyError, Topology};
+use hearth_acl::{
+    CompiledPolicy, Engine, Filter, NodeIdentity, Policy, PolicyError, ProviderGroups, Topology,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, Turn};
 use crate::error::{Error, Result as ServiceResult};
 use crate::netmap::NodeRecord;
 use hearth_runtime::clock::unix_seconds as unix_now;
 
-/// Parses `text` and runs its `tests` block against `topology`.
-pub fn validate(text: &str, topology: &Topology) -> Result<Policy, PolicyError> {
-    let policy = Policy::parse(text)?;
+/// Parses `text`, its groups filled from `provider_groups` too, and runs
+/// its `tests` block against `topology`.
+pub fn validate(
+    text: &str,
+    topology: &Topology,
+    provider_groups: &ProviderGroups,
+) -> Result<Policy, PolicyError> {
+    let policy = Policy::parse_with_provider_groups(text, provider_groups)?;
     policy.check_tests(topology)?;
     Ok(policy)
+}
+
+/// Group name -> users, as the identity provider said at each user's last
+/// sign-in (`identities` as stored, `users` to name them).
+pub(crate) fn provider_groups(
+    users: &[crate::db::users::UserRow],
+    identities: &[crate::db::users::ProviderIdentityRow],
+) -> ProviderGroups {
+    let mut groups = ProviderGroups::new();
+    for identity in identities {
+        let Some(user) = users.iter().find(|user| user.id == identity.user_id) else {
+            continue;
+        };
+        let names: Vec<String> = serde_json::from_str(&identity.groups).unwrap_or_default();
+        for name in names {
+            groups.entry(name).or_default().insert(user.name.clone());
+        }
+    }
+    groups
 }
 
 /// The rules the engine evaluates: the policy's, or allow-all without one.
@@ -31,15 +57,12 @@ impl Coordinator {
         self.state().policy_text.clone()
     }
 
-    /// The users and admitted nodes a policy's `tests` are checked against.
-    async fn topology(&self) -> ServiceResult<Topology> {
-        let users = self
-            .db
-            .list_users()
-            .await?
-            .into_iter()
-            .map(|user| user.name)
-            .collect();
+    /// The users and admitted nodes a policy's `tests` are checked
+    /// against, and the groups the identity provider fills.
+    async fn topology(&self) -> ServiceResult<(Topology, ProviderGroups)> {
+        let users = self.db.list_users().await?;
+        let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
+        let users = users.into_iter().map(|user| user.name).collect();
         let nodes = self
             .state()
             .registry
@@ -48,13 +71,13 @@ impl Coordinator {
             .filter(|record| record.is_admitted())
             .map(NodeRecord::identity)
             .collect();
-        Ok(Topology { users, nodes })
+        Ok((Topology { users, nodes }, groups))
     }
 
     /// Validates `text`, including its `tests` against the current tailnet, without storing it.
     pub async fn check_policy(&self, text: &str) -> ServiceResult<()> {
-        let topology = self.topology().await?;
-        validate(text, &topology).map_err(Error::PolicyInvalid)?;
+        let (topology, groups) = self.topology().await?;
+        validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
         Ok(())
     }
 
@@ -62,8 +85,8 @@ impl Coordinator {
     /// refused policy changes nothing.
     pub async fn set_policy(&self, text: &str) -> ServiceResult<()> {
         let turn = self.turn().await;
-        let topology = self.topology().await?;
-        let policy = validate(text, &topology).map_err(Error::PolicyInvalid)?;
+        let (topology, groups) = self.topology().await?;
+        let policy = validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
         self.db.store_policy(text, unix_now()).await?;
         let compiled = effective_rules(Some(&policy));
         let changed_nodes = {
@@ -79,6 +102,41 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The stored policy compiled again with the identity provider's groups
+    /// as they are now (a user signed in with other groups, or was renamed):
+    /// each node's changes are delivered. `tests` are not run again: a
+    /// sign-in is not refused because the policy's tests name old members.
+    pub(crate) async fn refresh_provider_groups(&self, _turn: &Turn<'_>) -> ServiceResult<()> {
+        let users = self.db.list_users().await?;
+        let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
+        let mut state = self.state();
+        if state.provider_groups == groups {
+            return Ok(());
+        }
+        state.provider_groups = groups;
+        let Some(text) = state.policy_text.clone() else {
+            return Ok(());
+        };
+        let policy = Policy::parse_with_provider_groups(&text, &state.provider_groups);
+        let policy = match policy {
+            Ok(policy) => policy,
+            Err(error) => {
+                tracing::error!(%error, "the stored policy does not compile with the provider's groups; it stays as it was");
+                return Ok(());
+            }
+        };
+        let deliveries = state
+            .registry
+            .set_policy(Arc::new(effective_rules(Some(&policy))));
+        state.policy = Some(policy);
+        self.deliver(&deliveries);
+        tracing::info!(
+            changed_nodes = deliveries.len(),
+            "policy groups updated from the identity provider"
+        );
+        Ok(())
+    }
+
     /// Reads the stored policy again (another coordinator on the same
     /// database set it) and delivers what changes; a policy that stopped
     /// parsing denies everything, as at start-up.
@@ -89,7 +147,11 @@ impl Coordinator {
         if text == state.policy_text {
             return Ok(());
         }
-        let policy = match text.as_deref().map(hearth_acl::Policy::parse) {
+        let groups = state.provider_groups.clone();
+        let policy = match text
+            .as_deref()
+            .map(|text| Policy::parse_with_provider_groups(text, &groups))
+        {
             None => None,
             Some(Ok(policy)) => Some(policy),
             Some(Err(error)) => {
@@ -226,6 +288,7 @@ pub fn preview(
             users,
             nodes: nodes.clone(),
         },
+        &ProviderGroups::new(),
     )?;
     let mut engine = Engine::new(Arc::new(policy.compiled));
     engine.load(nodes.clone());

@@ -69,6 +69,8 @@ pub struct ServeOptions {
     pub taildrop: bool,
     /// DNS beyond MagicDNS (`--dns-config`).
     pub dns: crate::dns::DnsSettings,
+    /// The identity provider people sign in with (`--oidc-config`).
+    pub sign_in: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl ServeOptions {
@@ -97,6 +99,7 @@ impl ServeOptions {
             stun_per_source: 10,
             taildrop: true,
             dns: crate::dns::DnsSettings::default(),
+            sign_in: None,
         }
     }
 }
@@ -230,6 +233,7 @@ impl Server {
             node_key_lifetime: options.node_key_lifetime,
             taildrop: options.taildrop,
             dns: options.dns.clone(),
+            sign_in: options.sign_in.clone(),
         };
         let coordinator = Coordinator::start(db, authority, settings).await?;
         let relay = Arc::new(crate::derp::Relay::new(

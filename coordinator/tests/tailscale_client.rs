@@ -528,25 +528,24 @@ fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_th
     assert!(said.contains("via DERP"), "through the relay: {said}");
 }
 
-#[test]
-fn a_device_without_a_key_waits_on_its_login_page_until_an_admin_registers_it() {
+/// Runs `tailscale up` without a key on `device`; the running command and
+/// the login URL it printed.
+fn up_without_a_key(
+    lab: &Lab,
+    device: &hearth_testkit::TailscaleNode,
+    login: &str,
+) -> (std::process::Child, String) {
     use std::io::BufRead as _;
-    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
-        return;
-    };
-    let phone_host = lab.host("phone");
-    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
-    let login = format!("https://{}", coordinator.address);
-    let mut up = phone.command(
-        &lab,
+    let mut up = device.command(
+        lab,
         &[
             "up",
             "--login-server",
-            &login,
+            login,
             "--hostname",
-            "phone",
+            &device.host.name,
             "--timeout",
-            "60s",
+            "120s",
         ],
     );
     up.stdout(std::process::Stdio::piped())
@@ -570,6 +569,18 @@ fn a_device_without_a_key_waits_on_its_login_page_until_an_admin_registers_it() 
             break line[at..].trim().to_owned();
         }
     };
+    (child, url)
+}
+
+#[test]
+fn a_device_without_a_key_waits_on_its_login_page_until_an_admin_registers_it() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    let phone_host = lab.host("phone");
+    let phone = lab.start_tailscaled(&phone_host, &coordinator, &client);
+    let login = format!("https://{}", coordinator.address);
+    let (mut child, url) = up_without_a_key(&lab, &phone, &login);
     let code = url.rsplit('/').next().unwrap().to_owned();
     assert!(url.starts_with(&format!("{login}/register/")), "{url}");
 
@@ -1170,4 +1181,230 @@ fn a_check_rule_holds_tailscale_ssh_until_an_admin_approves_it_from_the_cli() {
         .unwrap();
     assert!(!output.status.success());
     assert!(!String::from_utf8_lossy(&output.stdout).contains("checked-in"));
+}
+
+/// Signs in at `url` (a device's login URL) as `login` in a fresh browser
+/// profile through the driver at `port`: the coordinator's page, the
+/// provider's login and consent pages, and back. The text the coordinator's
+/// last page shows (`#joined` or `#why`).
+fn sign_in_in_a_browser(port: u16, profile: &std::path::Path, url: &str, login: &str) -> String {
+    use hearth_testkit::webdriver::Session;
+    // The hub's and the provider's certificates are self-signed; the
+    // browser stands in for a phone that trusts them.
+    let browser =
+        Session::chromium_with(port, profile, 900, 800, &["--ignore-certificate-errors"]).unwrap();
+    let limit = Duration::from_secs(30);
+    browser.open(url).unwrap();
+    browser
+        .wait_for("return document.getElementById('sign-in') !== null", limit)
+        .unwrap();
+    browser.click("#sign-in").unwrap();
+    browser
+        .wait_for(
+            "return document.querySelector('input[name=login]') !== null",
+            limit,
+        )
+        .unwrap_or_else(|error| panic!("{error}: no login form"));
+    browser.type_into("input[name=login]", login).unwrap();
+    browser.type_into("input[name=password]", "any").unwrap();
+    browser.click("button[type=submit]").unwrap();
+    let consent_or_done = "const consent = document.querySelector('input[name=prompt][value=consent]'); \
+         if (consent) return 'consent'; \
+         const done = document.getElementById('joined') || document.getElementById('why'); \
+         return done ? 'done' : false";
+    if browser.wait_for(consent_or_done, limit).unwrap() == "consent" {
+        browser.click("button[type=submit]").unwrap();
+    }
+    browser
+        .wait_for(
+            "const done = document.getElementById('joined') || document.getElementById('why'); \
+             return done ? done.textContent : false",
+            limit,
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sign-in through the household's identity provider, a real OpenID
+/// Connect provider (npm's `oidc-provider`, OpenID Certified) over HTTPS in
+/// the hub: a phone without a key shows its login URL; in a real Chromium
+/// the person confirms the device, signs in at the provider and consents;
+/// the device joins as their user (made at the first sign-in), approved.
+/// The provider's groups fill the policy's group of the same name: ada (in
+/// `family`) reaches alice's laptop, ben (in `guests`) does not; eve (in
+/// neither allowed group) is refused and her device keeps waiting. A
+/// callback not started in the same browser is refused.
+#[test]
+fn devices_join_by_signing_in_with_the_households_provider_whose_groups_fill_the_policy() {
+    use hearth_testkit::identity_provider::{self, Client};
+    if hearth_testkit::require_tools(&["chromium", "chromedriver"]).is_none() {
+        return;
+    }
+    let Some(mut lab) = Lab::new() else {
+        return;
+    };
+    let Some(client) = tailscale_client() else {
+        return;
+    };
+    let hub = lab.host("hub");
+    let login = format!("https://{}:8443", hub.address);
+    let secret = lab.dir.path().join("oidc-client-secret");
+    std::fs::write(&secret, hex::encode(rand::random::<[u8; 24]>())).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let redirect = format!("{login}/oidc/callback");
+    let accounts = serde_json::json!({
+        "ada": {"groups": ["family", "readers"]},
+        "ben": {"groups": ["guests"]},
+        "eve": {"groups": ["neighbours"]},
+    });
+    let Some(provider) = identity_provider::start(
+        &mut lab,
+        &hub,
+        &Client {
+            id: "hearth",
+            secret_file: &secret,
+            redirect_uri: &redirect,
+        },
+        &accounts,
+    ) else {
+        return;
+    };
+    let config = lab.dir.path().join("oidc.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "issuer": provider.issuer,
+            "client_id": "hearth",
+            "client_secret_file": secret,
+            "scopes": ["profile", "email", "groups"],
+            "groups_claim": "groups",
+            "allowed_groups": ["family", "guests"],
+            "ca_file": provider.certificate,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let coordinator =
+        lab.start_coordinator_with(&hub, &["--oidc-config", config.to_str().unwrap()]);
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    // Only the family may reach alice's laptop; `group:family` lists no
+    // one itself: the provider fills it.
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"groups": {"group:family": []},
+            "acls": [{"action": "accept", "src": ["group:family"], "dst": ["alice@:*"]}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    let laptop_key = key(&coordinator, &["--pre-approved"]);
+    let laptop = join(&mut lab, "laptop", &client, &coordinator, &laptop_key);
+    assert!(laptop.peer_dns_names(&lab).is_empty());
+
+    // A callback this browser did not start is refused (login CSRF).
+    let forged = lab.exec(
+        &hub,
+        &[
+            "curl",
+            "-sk",
+            &format!("{login}/oidc/callback?state=someone-elses&code=abc"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&forged.stdout).contains("not started in this browser"),
+        "{}",
+        String::from_utf8_lossy(&forged.stdout)
+    );
+
+    let phone_host = lab.host("phone");
+    let driver = hearth_testkit::webdriver::start_driver(&mut lab, &phone_host);
+    let profiles = lab.dir.path().join("browser-profiles");
+    let device = |lab: &mut Lab, name: &str| {
+        let host = if name == "phone" {
+            phone_host.clone()
+        } else {
+            lab.host(name)
+        };
+        lab.start_tailscaled(&host, &coordinator, &client)
+    };
+
+    // ada signs in on her phone: it joins as hers, and the family rule
+    // lets it reach alice's laptop.
+    let phone = device(&mut lab, "phone");
+    let (mut up, url) = up_without_a_key(&lab, &phone, &login);
+    let said = sign_in_in_a_browser(driver.forward.port, &profiles.join("ada"), &url, "ada");
+    assert!(
+        said.contains("phone joined the network as ada's device"),
+        "{said}"
+    );
+    assert!(up.wait().unwrap().success(), "tailscale up on the phone");
+    assert_eq!(phone.backend_state(&lab), "Running");
+    let nodes = coordinator.nodes();
+    let phone_node = nodes.iter().find(|node| node["name"] == "phone").unwrap();
+    assert_eq!(phone_node["user"], "ada");
+    assert_eq!(phone_node["state"], "approved");
+    wait_until(Duration::from_secs(20), || {
+        laptop
+            .peer_dns_names(&lab)
+            .iter()
+            .any(|name| name.starts_with("phone."))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the laptop never saw ada's phone: {:?}",
+            laptop.peer_dns_names(&lab)
+        )
+    });
+    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
+    let ping = phone.cli(&lab, &["ping", "--c", "3", "--timeout", "10s", &laptop_ip]);
+    assert!(
+        String::from_utf8_lossy(&ping.stdout).contains("pong"),
+        "ada's phone reaches the laptop: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // ben (a guest) signs in on a tablet: it joins as his, sees nobody and
+    // nobody sees it.
+    let tablet = device(&mut lab, "tablet");
+    let (mut up, url) = up_without_a_key(&lab, &tablet, &login);
+    let said = sign_in_in_a_browser(driver.forward.port, &profiles.join("ben"), &url, "ben");
+    assert!(
+        said.contains("tablet joined the network as ben's device"),
+        "{said}"
+    );
+    assert!(up.wait().unwrap().success(), "tailscale up on the tablet");
+    assert_eq!(tablet.backend_state(&lab), "Running");
+    assert!(
+        tablet.peer_dns_names(&lab).is_empty(),
+        "{:?}",
+        tablet.peer_dns_names(&lab)
+    );
+    assert!(
+        !laptop
+            .peer_dns_names(&lab)
+            .iter()
+            .any(|name| name.starts_with("tablet.")),
+        "{:?}",
+        laptop.peer_dns_names(&lab)
+    );
+
+    // eve is in no allowed group: refused, and her device still waits.
+    let other = device(&mut lab, "other");
+    let (mut up, url) = up_without_a_key(&lab, &other, &login);
+    let said = sign_in_in_a_browser(driver.forward.port, &profiles.join("eve"), &url, "eve");
+    assert!(said.contains("eve is not allowed to add devices"), "{said}");
+    assert_eq!(other.backend_state(&lab), "NeedsLogin");
+    let _ = up.kill();
+    let _ = up.wait();
+
+    let users = coordinator.cli_ok(&["users", "list"]);
+    assert!(users.contains("ada") && users.contains("ben"), "{users}");
+    assert!(
+        !users.contains("eve"),
+        "a refused person gets no user: {users}"
+    );
+    assert_eq!(coordinator.nodes().len(), 3, "laptop, phone, tablet");
+    drop(provider);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hearth_testkit::household::{SECOND, household};
 use hearth_testkit::webdriver::{self, Session};
-use hearth_testkit::{require_tools, target_dir, wait_until};
+use hearth_testkit::{require_tools, target_dir};
 
 #[test]
 fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
@@ -23,25 +23,8 @@ fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
 
     // chromedriver and the browser live on the laptop node: everything the
     // browser does happens inside its namespace, over its tunnel.
-    let mut command = household.lab.command(&laptop, "chromedriver");
-    command.args(["--port=9515", "--allowed-ips=127.0.0.1"]);
-    // Chromium keeps crash reports and caches under the user's home; here,
-    // under the test's own directory.
-    let home = household.lab.dir.path().join("browser-home");
-    command
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_CACHE_HOME", home.join("cache"));
-    let driver = household.lab.spawn(&laptop, "chromedriver", command);
-    let forward = household
-        .lab
-        .forward(&laptop, "127.0.0.1:9515".parse().unwrap());
-    let status_ok = wait_until(15 * SECOND, || webdriver::ready(forward.port));
-    assert!(
-        status_ok.is_some(),
-        "chromedriver did not start:\n{}",
-        driver.log_text()
-    );
+    let driver = webdriver::start_driver(&mut household.lab, &laptop);
+    let forward = &driver.forward;
 
     let artifacts = target_dir().join("hearth-test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

@@ -21,6 +21,8 @@
 //!   configurations, its own verdict on them, its gateway for benchmarks.
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
+//! - [`identity_provider`]: a real OpenID Connect provider (npm's
+//!   `oidc-provider`) in a lab host, for sign-in.
 //! - [`ts2021`]: sessions of the Tailscale control protocol opened as the
 //!   official client does, for tests that speak (or misbehave) inside them.
 //! - [`standins`]: servers that stand in for things that cannot run here
@@ -33,6 +35,7 @@ pub mod compute;
 pub mod control_plane;
 pub mod gateway_process;
 pub mod household;
+pub mod identity_provider;
 pub mod lab;
 pub mod llama;
 pub mod oblivious;

@@ -107,6 +107,37 @@ fn unchunk(body: &str) -> String {
     out
 }
 
+/// chromedriver running in a lab host, reachable from the test through a
+/// forwarded port.
+pub struct Driver {
+    /// The process (stopped with the lab).
+    pub process: crate::lab::Process,
+    /// The forward to its port inside the host.
+    pub forward: crate::lab::Forward,
+}
+
+/// Starts chromedriver in `host` (the browsers it starts live in that
+/// host's namespace); Chromium's home, crash reports and caches go under
+/// the lab's directory.
+pub fn start_driver(lab: &mut crate::lab::Lab, host: &crate::lab::Host) -> Driver {
+    let mut command = lab.command(host, "chromedriver");
+    command.args(["--port=9515", "--allowed-ips=127.0.0.1"]);
+    let home = lab.dir.path().join(format!("{}-browser-home", host.name));
+    command
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CACHE_HOME", home.join("cache"));
+    let process = lab.spawn(host, &format!("{}-chromedriver", host.name), command);
+    let forward = lab.forward(host, "127.0.0.1:9515".parse().expect("an address"));
+    let ready = crate::wait_until(Duration::from_secs(15), || ready(forward.port));
+    assert!(
+        ready.is_some(),
+        "chromedriver did not start:\n{}",
+        process.log_text()
+    );
+    Driver { process, forward }
+}
+
 /// Prints `html` to the PDF `out` with headless Chromium. Everything the
 /// browser keeps (its profile, crash reports, caches, the page itself) goes
 /// under `scratch`, never the user's home.
@@ -151,14 +182,36 @@ impl Session {
         width: u32,
         height: u32,
     ) -> Result<Session, String> {
+        Session::chromium_with(port, profile, width, height, &[])
+    }
+
+    /// [`Session::chromium`] with `extra` command-line switches.
+    pub fn chromium_with(
+        port: u16,
+        profile: &std::path::Path,
+        width: u32,
+        height: u32,
+        extra: &[&str],
+    ) -> Result<Session, String> {
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-default-apps".into(),
+            "--no-first-run".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
-                         "--disable-dev-shm-usage", format!("--window-size={width},{height}"),
-                         format!("--user-data-dir={}", profile.display())],
+                "args": args,
             },
         }}});
         let value = request(port, "POST", "/session", Some(&capabilities))?;

@@ -37,6 +37,10 @@ fn invalid(message: impl Into<String>) -> PolicyError {
     PolicyError::Invalid(message.into())
 }
 
+/// Group name (without `group:`) -> the users an identity provider says
+/// are in it.
+pub type ProviderGroups = BTreeMap<String, BTreeSet<String>>;
+
 /// The nodes and users a policy's `tests` are checked against.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
@@ -357,9 +361,41 @@ impl Policy {
         Policy::from_document(Document::parse(text)?)
     }
 
+    /// Parses `text` with the members an identity provider gives its groups:
+    /// `provider_groups` maps a provider's group name (`family`) to the users
+    /// it holds, and each group the policy declares (`group:family`) holds
+    /// them as well as those it lists. A provider group the policy does not
+    /// declare names no one: a misspelt group stays an error.
+    pub fn parse_with_provider_groups(
+        text: &str,
+        provider_groups: &ProviderGroups,
+    ) -> Result<Policy, PolicyError> {
+        let document = Document::parse(text)?;
+        let mut names = Names::from_document(&document)?;
+        for (group, members) in &mut names.groups {
+            let Some(from_provider) = group
+                .strip_prefix("group:")
+                .and_then(|name| provider_groups.get(name))
+            else {
+                continue;
+            };
+            for login in from_provider {
+                let login = normalize_login(login);
+                if !members.contains(&login) {
+                    members.push(login);
+                }
+            }
+        }
+        Policy::compile(document, names)
+    }
+
     /// Validates a parsed document.
     pub fn from_document(document: Document) -> Result<Policy, PolicyError> {
         let names = Names::from_document(&document)?;
+        Policy::compile(document, names)
+    }
+
+    fn compile(document: Document, names: Names) -> Result<Policy, PolicyError> {
         let mut rules = Vec::new();
         for (index, acl) in document.acls.iter().enumerate() {
             let context = |message: String| invalid(format!("acls[{index}]: {message}"));

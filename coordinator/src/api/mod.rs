@@ -33,7 +33,9 @@ impl Error {
         match self {
             Error::InvalidKey | Error::KeyExpired | Error::KeyUsed => StatusCode::UNAUTHORIZED,
             Error::Unauthenticated | Error::UnknownNode => StatusCode::UNAUTHORIZED,
-            Error::NodePending { .. } | Error::NodeNotAdmitted { .. } => StatusCode::FORBIDDEN,
+            Error::NodePending { .. } | Error::NodeNotAdmitted { .. } | Error::SignIn(_) => {
+                StatusCode::FORBIDDEN
+            }
             Error::BadRequest(_) | Error::BadName(_) | Error::PolicyInvalid(_) => {
                 StatusCode::BAD_REQUEST
             }

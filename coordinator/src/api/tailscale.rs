@@ -113,6 +113,8 @@ pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>, sessions: Ses
         .route("/key", get(control_key))
         .route("/ts2021", post(upgrade))
         .route("/register/{code}", get(login_page))
+        .route("/register/{code}/sign-in", get(begin_sign_in))
+        .route(crate::sign_in::CALLBACK_PATH, get(finish_sign_in))
         .with_state((key, coordinator, sessions))
 }
 
@@ -559,6 +561,110 @@ async fn login_page(
         page,
     )
         .into_response()
+}
+
+/// A page for a person's browser (no scripts, nothing from elsewhere).
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>Hearth: {title}</title></head>\n<body>\n{body}\n</body></html>\n"
+    );
+    (
+        status,
+        [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-store"),
+            ("content-security-policy", "default-src 'none'"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// The sign-in failed: the page says why.
+fn sign_in_failed(error: &crate::error::Error) -> Response {
+    let message = crate::logins::escape(&error.to_string());
+    page(
+        error.status(),
+        "sign-in failed",
+        &format!("<h1>The device was not added</h1>\n<p id=\"why\">{message}</p>"),
+    )
+}
+
+/// `GET /register/{code}/sign-in`: off to the identity provider, with the
+/// sign-in's state in a cookie so only this browser can finish it.
+async fn begin_sign_in(
+    State((_, coordinator, _)): State<Shared>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> Response {
+    match coordinator.begin_sign_in(&code).await {
+        Ok(redirect) => {
+            let secure = if coordinator.settings().public_url.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = format!(
+                "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+                crate::sign_in::COOKIE,
+                redirect.state,
+                crate::sign_in::CALLBACK_PATH,
+                crate::sign_in::SIGN_IN_WAIT,
+            );
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    ("location", redirect.url),
+                    ("set-cookie", cookie),
+                    ("cache-control", "no-store".to_owned()),
+                ],
+            )
+                .into_response()
+        }
+        Err(error) => sign_in_failed(&error),
+    }
+}
+
+/// What the identity provider sends the browser back with.
+#[derive(Deserialize)]
+struct Callback {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /oidc/callback`: the identity provider sent the browser back.
+async fn finish_sign_in(
+    State((_, coordinator, _)): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Query(callback): Query<Callback>,
+) -> Response {
+    let (Some(state), Some(code)) = (callback.state, callback.code) else {
+        let why = callback.error.map_or_else(
+            || "the identity provider sent no code".to_owned(),
+            |error| format!("the identity provider said: {error}"),
+        );
+        return sign_in_failed(&crate::error::Error::SignIn(why));
+    };
+    let cookie = headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|header| crate::sign_in::cookie(header, crate::sign_in::COOKIE));
+    match coordinator.finish_sign_in(&state, cookie, code).await {
+        Ok(joined) => page(
+            StatusCode::OK,
+            "device added",
+            &format!(
+                "<h1>Signed in</h1>\n<p id=\"joined\">{} joined the network as {}'s device.</p>\n\
+                 <p>This page can be closed.</p>",
+                crate::logins::escape(&joined.node.name),
+                crate::logins::escape(&joined.user),
+            ),
+        ),
+        Err(error) => sign_in_failed(&error),
+    }
 }
 
 async fn control_key(State((key, _, _)): State<Shared>, Query(query): Query<KeyQuery>) -> Response {

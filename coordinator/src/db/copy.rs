@@ -34,6 +34,15 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
     &[
         ("users", &[("id", Int), ("name", Text), ("created_at", Int)]),
         (
+            "provider_identities",
+            &[
+                ("user_id", Int),
+                ("subject", Text),
+                ("groups", Text),
+                ("signed_in_at", Int),
+            ],
+        ),
+        (
             "preauth_keys",
             &[
                 ("id", Int),

@@ -69,3 +69,56 @@ impl Db {
         Ok(affected == 1)
     }
 }
+
+/// The identity-provider account a user signs in as.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ProviderIdentityRow {
+    /// The user.
+    pub user_id: i64,
+    /// The account: the provider's issuer and its subject, space-separated.
+    pub subject: String,
+    /// The groups the provider said the user is in at the last sign-in,
+    /// a JSON list.
+    pub groups: String,
+    /// The last sign-in, Unix seconds.
+    pub signed_in_at: i64,
+}
+
+impl Db {
+    /// Every user's provider account.
+    pub async fn list_provider_identities(&self) -> Result<Vec<ProviderIdentityRow>, DbError> {
+        on_pool!(self, |pool, _dialect| {
+            Ok(sqlx::query_as(
+            "SELECT user_id, subject, groups, signed_in_at FROM provider_identities ORDER BY user_id"
+        )
+        .fetch_all(pool)
+        .await?)
+        })
+    }
+
+    /// Records a sign-in: `user_id` is the provider account `subject`, in
+    /// `groups` (a JSON list). Fails (a unique violation) when the account is
+    /// another user's.
+    pub async fn record_sign_in(
+        &self,
+        user_id: i64,
+        subject: &str,
+        groups: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
+        on_pool!(self, |pool, dialect| sqlx::query(&dialect.sql(
+            "INSERT INTO provider_identities (user_id, subject, groups, signed_in_at) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET subject = excluded.subject, \
+             groups = excluded.groups, signed_in_at = excluded.signed_in_at",
+        ))
+        .bind(user_id)
+        .bind(subject)
+        .bind(groups)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+}
