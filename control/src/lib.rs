@@ -16,6 +16,7 @@ pub mod client;
 pub mod compression;
 pub mod derp;
 pub mod disco;
+pub mod dns;
 pub mod fingerprint;
 pub mod noise_stream;
 pub mod relay_client;

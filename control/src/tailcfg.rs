@@ -152,6 +152,56 @@ pub const CAP_SSH: &str = "https://tailscale.com/cap/ssh";
 /// Taildrop (in its own node's `CapMap`).
 pub const CAP_FILE_SHARING: &str = "https://tailscale.com/cap/file-sharing";
 
+/// The node capability that says the network gives certificates
+/// (`tailscale cert`), which `tailscale serve --https` asks for.
+pub const CAP_HTTPS: &str = "https";
+
+/// `/machine/set-dns`: a client asks for a DNS record, the TXT record of an
+/// ACME DNS-01 challenge for one of its `CertDomains` (`tailscale cert`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SetDnsRequest {
+    /// The client's capability version (1 from some clients).
+    #[serde(default)]
+    pub version: u16,
+    /// The node key the request is for.
+    pub node_key: NodeKey,
+    /// The record's name: `_acme-challenge.` and a cert domain.
+    pub name: String,
+    /// The record's type: `TXT`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The record's value.
+    pub value: String,
+}
+
+/// `/machine/feature/query`: a client asks whether a feature (`serve`,
+/// `funnel`) is on for it, before using it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueryFeatureRequest {
+    /// The feature.
+    pub feature: String,
+    /// The node key the request is for.
+    pub node_key: NodeKey,
+}
+
+/// The answer to a [`QueryFeatureRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueryFeatureResponse {
+    /// The feature is on: the client goes ahead.
+    pub complete: bool,
+    /// What the client shows the person otherwise.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub text: String,
+    /// Where the person could turn it on (none here).
+    #[serde(rename = "URL", skip_serializing_if = "String::is_empty", default)]
+    pub url: String,
+    /// Whether the client should wait for it to be turned on.
+    pub should_wait: bool,
+}
+
 /// What a client found out about its network (a subset).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -408,6 +458,10 @@ pub struct DnsConfig {
     /// Names the client's resolver answers itself, beside the nodes'.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub extra_records: Vec<DnsRecord>,
+    /// The names the client may get certificates for (`tailscale cert`):
+    /// its own MagicDNS name, when the coordinator gives certificates.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cert_domains: Vec<String>,
 }
 
 /// One extra DNS record (`A` or `AAAA`).

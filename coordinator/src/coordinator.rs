@@ -60,6 +60,8 @@ pub struct Settings {
     /// The identity provider people sign in with (`None`: devices without
     /// a pre-auth key wait for `nodes register`).
     pub sign_in: Option<Arc<crate::oidc::Provider>>,
+    /// Certificates from an ACME CA (`None`: none are given).
+    pub acme: Option<Arc<crate::acme::Acme>>,
 }
 
 impl Settings {
@@ -71,7 +73,26 @@ impl Settings {
         if self.taildrop {
             capabilities.push(hearth_control::tailcfg::CAP_FILE_SHARING.to_owned());
         }
+        // `tailscale serve --https` asks for this before it gets a
+        // certificate.
+        if self.device_certificates() {
+            capabilities.push(hearth_control::tailcfg::CAP_HTTPS.to_owned());
+        }
         capabilities
+    }
+
+    /// Whether devices get certificates for their MagicDNS names.
+    pub fn device_certificates(&self) -> bool {
+        self.acme
+            .as_ref()
+            .is_some_and(|acme| acme.config.device_certificates)
+    }
+
+    /// The coordinator's name that gets a certificate from a public CA:
+    /// Tailscale clients asking for it are served that certificate, so
+    /// they check it as any other instead of pinning.
+    pub fn public_name(&self) -> Option<String> {
+        self.acme.as_ref()?.config.domain.clone()
     }
 
     /// [`Settings::node_key_lifetime`] in seconds.
@@ -398,6 +419,7 @@ mod tests {
             taildrop: true,
             dns: crate::dns::DnsSettings::default(),
             sign_in: None,
+            acme: None,
         }
     }
 

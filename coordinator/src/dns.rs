@@ -152,7 +152,7 @@ fn resolver(text: &str, place: &str) -> Result<IpAddr, String> {
 
 /// A DNS name: labels of letters, digits and hyphens (not at either end),
 /// at most 63 bytes each and 253 in all; lower-cased, trailing dot dropped.
-fn domain_name(text: &str, place: &str) -> Result<String, String> {
+pub(crate) fn domain_name(text: &str, place: &str) -> Result<String, String> {
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     let label_ok = |label: &str| {
         !label.is_empty()

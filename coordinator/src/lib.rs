@@ -9,6 +9,7 @@
 //! ([`api::admin`]). [`backup`] writes and restores the whole state.
 
 pub mod accounts;
+pub mod acme;
 pub mod admission;
 pub mod api;
 pub mod authkey;

@@ -180,6 +180,12 @@ struct ServeArgs {
     /// policy's (docs/tailscale-clients.md#sign-in).
     #[arg(long)]
     oidc_config: Option<PathBuf>,
+    /// Certificates from an ACME CA (Let's Encrypt): for the coordinator's
+    /// own name and for devices' MagicDNS names (`tailscale cert`), its
+    /// DNS-01 challenges answered by this coordinator's DNS server; a JSON
+    /// file (docs/tailscale-clients.md#certificates).
+    #[arg(long)]
+    acme_config: Option<PathBuf>,
 }
 
 /// The `--database` choice with its password, from the URL's `${VAR}` or
@@ -496,6 +502,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(path) = &args.oidc_config {
                 options.sign_in = Some(std::sync::Arc::new(sign_in_provider(path)?));
+            }
+            if let Some(path) = &args.acme_config {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                options.acme = Some(
+                    hearth_coordinator::acme::config::parse(&text, &options.base_domain)
+                        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
+                );
             }
             options.ephemeral_timeout = args.ephemeral_timeout;
             options.register_limit = RegisterLimit {

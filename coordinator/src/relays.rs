@@ -50,18 +50,21 @@ pub fn embedded(public_url: &str, stun_port: Option<u16>, certificate_sha256: &s
 
 /// The DERP map of `regions`, each with its certificate pinned by SHA-256
 /// (`CertName: sha256-raw:<hex>`) so self-signed relays work, and never
-/// Tailscale's own relays.
-pub fn derp_map(regions: &[RelayRegion]) -> DerpMap {
+/// Tailscale's own relays. A relay at `public_name` (the coordinator's
+/// name with a certificate from a public CA, which clients asking for that
+/// name are served) is not pinned: clients check its certificate as any
+/// other.
+pub fn derp_map(regions: &[RelayRegion], public_name: Option<&str>) -> DerpMap {
     DerpMap {
         regions: regions
             .iter()
-            .map(|region| (region.id.to_string(), derp_region(region)))
+            .map(|region| (region.id.to_string(), derp_region(region, public_name)))
             .collect::<BTreeMap<_, _>>(),
         omit_default_regions: true,
     }
 }
 
-fn derp_region(region: &RelayRegion) -> serde_json::Value {
+fn derp_region(region: &RelayRegion, public_name: Option<&str>) -> serde_json::Value {
     let (host, port) = host_port(&region.url);
     let mut node = serde_json::json!({
         "Name": format!("{}a", region.id),
@@ -69,8 +72,10 @@ fn derp_region(region: &RelayRegion) -> serde_json::Value {
         "HostName": host,
         "DERPPort": port,
         "STUNPort": region.stun_port.map_or(-1, i32::from),
-        "CertName": format!("sha256-raw:{}", region.fingerprint),
     });
+    if !public_name.is_some_and(|name| name.eq_ignore_ascii_case(&host)) {
+        node["CertName"] = format!("sha256-raw:{}", region.fingerprint).into();
+    }
     match host.parse::<IpAddr>() {
         Ok(IpAddr::V4(address)) => node["IPv4"] = address.to_string().into(),
         Ok(IpAddr::V6(address)) => node["IPv6"] = address.to_string().into(),
@@ -90,7 +95,10 @@ mod tests {
 
     #[test]
     fn the_relay_map_points_at_each_relay_with_its_certificate_pinned() {
-        let map = derp_map(&[embedded("https://10.0.0.1:8443", Some(3478), "abcd")]);
+        let map = derp_map(
+            &[embedded("https://10.0.0.1:8443", Some(3478), "abcd")],
+            None,
+        );
         let node = &map.regions["900"]["Nodes"][0];
         assert_eq!(node["HostName"], "10.0.0.1");
         assert_eq!(node["IPv4"], "10.0.0.1");
@@ -99,25 +107,45 @@ mod tests {
         assert_eq!(node["CertName"], "sha256-raw:abcd");
         assert_eq!(map.regions["900"]["RegionCode"], "hub");
         assert!(map.omit_default_regions, "never Tailscale's own relays");
-        let named = derp_map(&[embedded("https://hub.example:443", None, "ab")]);
+        let named = derp_map(&[embedded("https://hub.example:443", None, "ab")], None);
         let node = &named.regions["900"]["Nodes"][0];
         assert_eq!(node["HostName"], "hub.example");
         assert_eq!(node["STUNPort"], -1);
         assert!(node.get("IPv4").is_none());
-        let v6 = derp_map(&[embedded("https://[fd00::1]:8443", None, "ab")]);
+        let v6 = derp_map(&[embedded("https://[fd00::1]:8443", None, "ab")], None);
         assert_eq!(v6.regions["900"]["Nodes"][0]["IPv6"], "fd00::1");
-        let both = derp_map(&[
-            embedded("https://10.0.0.1:8443", None, "ab"),
+        let both = derp_map(
+            &[
+                embedded("https://10.0.0.1:8443", None, "ab"),
+                RelayRegion {
+                    id: 901,
+                    code: "cafe".into(),
+                    url: "https://10.0.0.9".into(),
+                    fingerprint: "cd".into(),
+                    stun_port: None,
+                },
+            ],
+            None,
+        );
+        assert_eq!(both.regions.len(), 2);
+        assert_eq!(both.regions["901"]["Nodes"][0]["DERPPort"], 443);
+    }
+
+    #[test]
+    fn a_relay_at_the_coordinators_public_name_is_checked_not_pinned() {
+        let regions = [
+            embedded("https://Hub.Home.Example:8443", None, "ab"),
             RelayRegion {
                 id: 901,
                 code: "cafe".into(),
-                url: "https://10.0.0.9".into(),
+                url: "https://relay.home.example".into(),
                 fingerprint: "cd".into(),
                 stun_port: None,
             },
-        ]);
-        assert_eq!(both.regions.len(), 2);
-        assert_eq!(both.regions["901"]["Nodes"][0]["DERPPort"], 443);
+        ];
+        let map = derp_map(&regions, Some("hub.home.example"));
+        assert!(map.regions["900"]["Nodes"][0].get("CertName").is_none());
+        assert_eq!(map.regions["901"]["Nodes"][0]["CertName"], "sha256-raw:cd");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::coordinator::{Coordinator, Settings};
 use crate::db::Db;
 use crate::db::url::DatabaseChoice;
 use crate::state_dir::{StateDir, restrict};
-use crate::tls::{NodeAuthority, ServerCertificate, server_config};
+use crate::tls::{CertificateChoice, NodeAuthority, ServerCertificate, server_config};
 
 /// Everything `serve` can be told.
 #[derive(Clone, Debug)]
@@ -71,6 +71,8 @@ pub struct ServeOptions {
     pub dns: crate::dns::DnsSettings,
     /// The identity provider people sign in with (`--oidc-config`).
     pub sign_in: Option<Arc<crate::oidc::Provider>>,
+    /// Certificates from an ACME CA (`--acme-config`).
+    pub acme: Option<crate::acme::AcmeConfig>,
 }
 
 impl ServeOptions {
@@ -100,6 +102,7 @@ impl ServeOptions {
             taildrop: true,
             dns: crate::dns::DnsSettings::default(),
             sign_in: None,
+            acme: None,
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct Server {
     http: Option<(TcpListener, Router)>,
     /// Plain HTTP for `/metrics` only (`--metrics-listen`).
     metrics: Option<(TcpListener, Router)>,
+    /// The DNS server answering ACME challenges (UDP and TCP per address).
+    dns: Vec<(UdpSocket, TcpListener)>,
     /// Turns true when the server stops (tasks and ts2021 sessions end).
     stop_sender: watch::Sender<bool>,
     stop: watch::Receiver<bool>,
@@ -210,7 +215,31 @@ impl Server {
         .into_iter()
         .filter_map(|(name, not_after)| Some((name.to_owned(), not_after?)))
         .collect();
-        let tls = server_config(certificate, &authority)?;
+        let choice = Arc::new(CertificateChoice::new(certificate)?);
+        let tls = server_config(Arc::clone(&choice), &authority)?;
+        let acme = options.acme.clone().map(|config| {
+            Arc::new(crate::acme::Acme::new(
+                config,
+                &options.base_domain,
+                state.acme(),
+                Arc::clone(&choice),
+            ))
+        });
+        if let Some(acme) = &acme
+            && acme.load_kept()
+        {
+            tracing::info!("serving the certificate kept from the ACME CA");
+        }
+        let mut dns = Vec::new();
+        for address in acme.iter().flat_map(|acme| acme.config.dns_listen.iter()) {
+            let udp = UdpSocket::bind(address)
+                .await
+                .with_context(|| format!("cannot bind the ACME DNS server on {address} (UDP)"))?;
+            let tcp = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot bind the ACME DNS server on {address} (TCP)"))?;
+            dns.push((udp, tcp));
+        }
         let control_key = Arc::new(api::tailscale::ControlKey::load_or_create(
             &state.control_key(),
         )?);
@@ -234,6 +263,7 @@ impl Server {
             taildrop: options.taildrop,
             dns: options.dns.clone(),
             sign_in: options.sign_in.clone(),
+            acme: acme.clone(),
         };
         let coordinator = Coordinator::start(db, authority, settings).await?;
         let relay = Arc::new(crate::derp::Relay::new(
@@ -305,6 +335,7 @@ impl Server {
         Ok(Server {
             http,
             metrics,
+            dns,
             node_routes: api::node::router(Arc::clone(&coordinator), register_limiter)
                 .merge(api::tailscale::router(
                     control_key,
@@ -379,6 +410,29 @@ impl Server {
             .stun
             .map(|socket| tokio::spawn(run_stun(socket, stun_per_source, stop.clone())));
         let janitor_task = tokio::spawn(run_janitor(Arc::clone(&self.coordinator), stop.clone()));
+        let mut acme_tasks = Vec::new();
+        if let Some(acme) = &settings.acme {
+            for (udp, tcp) in self.dns {
+                if let Ok(address) = udp.local_addr() {
+                    tracing::info!(%address, "DNS for ACME challenges");
+                }
+                acme_tasks.push(tokio::spawn(crate::acme::serve_udp(
+                    udp,
+                    Arc::clone(acme),
+                    20,
+                    stop.clone(),
+                )));
+                acme_tasks.push(tokio::spawn(crate::acme::serve_tcp(
+                    tcp,
+                    Arc::clone(acme),
+                    stop.clone(),
+                )));
+            }
+            acme_tasks.push(tokio::spawn(crate::acme::run_renewal(
+                Arc::clone(acme),
+                stop.clone(),
+            )));
+        }
         let expiry_task = tokio::spawn(crate::keys::run_expiry(
             Arc::clone(&self.coordinator),
             stop.clone(),
@@ -449,6 +503,9 @@ impl Server {
             let _ = task.await;
         }
         let _ = janitor_task.await;
+        for task in acme_tasks {
+            let _ = task.await;
+        }
         let _ = expiry_task.await;
         if let Some(task) = follow_task {
             let _ = task.await;

@@ -46,7 +46,7 @@ impl StateDir {
 
     /// Creates the directories (0700) if missing.
     pub fn prepare(&self) -> std::io::Result<()> {
-        for dir in [self.root.clone(), self.root.join("tls")] {
+        for dir in [self.root.clone(), self.root.join("tls"), self.acme()] {
             fs::create_dir_all(&dir)?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         }
@@ -56,6 +56,11 @@ impl StateDir {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The ACME account and the certificates a CA issued (files 0600).
+    pub fn acme(&self) -> PathBuf {
+        self.root.join("acme")
     }
 
     /// The SQLite database.

@@ -15,6 +15,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 
 use crate::state_dir::StateDir;
@@ -228,7 +229,7 @@ impl NodeAuthority {
 /// certificates from the node CA accepted but not required (registration
 /// happens before a node has one).
 pub fn server_config(
-    certificate: ServerCertificate,
+    certificates: Arc<CertificateChoice>,
     authority: &NodeAuthority,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = hearth_control::tls::provider();
@@ -244,7 +245,126 @@ pub fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certificate.chain, certificate.key)?;
+        .with_cert_resolver(certificates);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Which certificate each TLS handshake gets: the one an ACME CA issued
+/// for the coordinator's public name, when the client asks for that name
+/// (SNI: browsers, the Tailscale apps); else the coordinator's own, which
+/// join tokens pin (agents pin it and send no name).
+#[derive(Debug)]
+pub struct CertificateChoice {
+    own: Arc<CertifiedKey>,
+    public: std::sync::RwLock<Option<PublicCertificate>>,
+}
+
+#[derive(Debug)]
+struct PublicCertificate {
+    domain: String,
+    key: Arc<CertifiedKey>,
+    validity: (i64, i64),
+}
+
+impl CertificateChoice {
+    /// Serves `own` until a public certificate is installed.
+    pub fn new(own: ServerCertificate) -> Result<CertificateChoice, TlsError> {
+        let provider = hearth_control::tls::provider();
+        let key = CertifiedKey::from_der(own.chain, own.key, &provider)?;
+        Ok(CertificateChoice {
+            own: Arc::new(key),
+            public: std::sync::RwLock::new(None),
+        })
+    }
+
+    /// Serves `chain_pem` with `key_pem` to clients asking for `domain`
+    /// from now on, once it is checked: it names `domain`, its key is its
+    /// own, and it is valid now (`now`, Unix seconds). Its validity
+    /// (not before, not after).
+    pub fn install(
+        &self,
+        domain: &str,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+        now: i64,
+    ) -> Result<(i64, i64), String> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|error| format!("the chain is not PEM: {error}"))?;
+        let leaf = chain.first().ok_or("the chain holds no certificate")?;
+        let validity = public_leaf_validity(leaf, domain)?;
+        if now < validity.0 || now >= validity.1 {
+            return Err(format!("the certificate for {domain} is not valid now"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|error| format!("the key is not PEM: {error}"))?;
+        let provider = hearth_control::tls::provider();
+        let certified = CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|error| format!("the key is not the certificate's: {error}"))?;
+        *hearth_runtime::write(&self.public) = Some(PublicCertificate {
+            domain: domain.to_ascii_lowercase(),
+            key: Arc::new(certified),
+            validity,
+        });
+        Ok(validity)
+    }
+
+    /// The public certificate's validity (not before, not after), once
+    /// there is one.
+    pub fn public_validity(&self) -> Option<(i64, i64)> {
+        hearth_runtime::read(&self.public)
+            .as_ref()
+            .map(|public| public.validity)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertificateChoice {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = hello.server_name() {
+            let public = hearth_runtime::read(&self.public);
+            if let Some(public) = public.as_ref()
+                && public.domain.eq_ignore_ascii_case(name)
+            {
+                return Some(Arc::clone(&public.key));
+            }
+        }
+        Some(Arc::clone(&self.own))
+    }
+}
+
+/// The validity (not before, not after) of `leaf`, if it names `domain`
+/// among its DNS names.
+fn public_leaf_validity(leaf: &[u8], domain: &str) -> Result<(i64, i64), String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|error| format!("the certificate does not parse: {error}"))?;
+    let names: Vec<String> = certificate
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|extension| {
+            extension
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(name) => {
+                        Some(name.to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !names
+        .iter()
+        .any(|name| name == &domain.to_ascii_lowercase())
+    {
+        return Err(format!("the certificate names {names:?}, not {domain}"));
+    }
+    let validity = certificate.validity();
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }

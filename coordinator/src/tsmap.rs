@@ -21,8 +21,8 @@ use hearth_acl::Filter;
 use hearth_acl::tailscale::Member;
 use hearth_control::tailcfg::{
     DERP_MAGIC_IP, DiscoKey, DnsConfig, DnsRecord, FilterRule, Hostinfo, MachineKey, MapResponse,
-    Node, NodeKey, PeerChange, Resolver, Service, SshAction, SshPolicy, SshPrincipal, SshRule,
-    UserProfile, host_prefix,
+    Node, NodeKey, PeerChange, QueryFeatureResponse, Resolver, Service, SshAction, SshPolicy,
+    SshPrincipal, SshRule, UserProfile, host_prefix,
 };
 use hearth_control::wire::{
     MapChange, MapMessage, NetworkMap, NodeId, NodeInfo, Peer, RelayRegion,
@@ -71,6 +71,12 @@ pub struct TsMapView {
     /// The nodes connected to the coordinator now, as far as this view
     /// has been told (see [`TsMapView::presence`]): peers' `Online`.
     online: BTreeSet<NodeId>,
+    /// Whether the client may get a certificate for its MagicDNS name
+    /// (`CertDomains`).
+    certificates: bool,
+    /// The coordinator's name with a certificate from a public CA, whose
+    /// relay is not pinned.
+    public_name: Option<String>,
     map: Option<NetworkMap>,
 }
 
@@ -86,6 +92,8 @@ impl TsMapView {
             online: BTreeSet::new(),
             dns: DnsSettings::default(),
             server_url: String::new(),
+            certificates: false,
+            public_name: None,
             map: None,
         }
     }
@@ -93,6 +101,18 @@ impl TsMapView {
     /// The same view, `check` rules asking the coordinator at `url`.
     pub fn with_server_url(mut self, url: &str) -> TsMapView {
         self.server_url = url.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The same view, telling the client its certificate name
+    /// (`certificates`) and not pinning the relay at `public_name`.
+    pub fn with_certificates(
+        mut self,
+        certificates: bool,
+        public_name: Option<String>,
+    ) -> TsMapView {
+        self.certificates = certificates;
+        self.public_name = public_name;
         self
     }
 
@@ -158,7 +178,7 @@ impl TsMapView {
         MapResponse {
             node: Some(self.self_node(node, false)),
             peers: Some(Vec::new()),
-            derp_map: Some(derp_map(&self.relays)),
+            derp_map: Some(derp_map(&self.relays, self.public_name.as_deref())),
             domain: self.domain.clone(),
             ..MapResponse::default()
         }
@@ -173,7 +193,7 @@ impl TsMapView {
         MapResponse {
             node: Some(self.self_node(&node, true)),
             peers: Some(Vec::new()),
-            derp_map: Some(derp_map(&self.relays)),
+            derp_map: Some(derp_map(&self.relays, self.public_name.as_deref())),
             domain: self.domain.clone(),
             ..MapResponse::default()
         }
@@ -203,9 +223,9 @@ impl TsMapView {
     fn full(&self, map: &NetworkMap) -> MapResponse {
         MapResponse {
             node: Some(self.self_node(&map.node, true)),
-            derp_map: Some(derp_map(&self.relays)),
+            derp_map: Some(derp_map(&self.relays, self.public_name.as_deref())),
             peers: Some(map.peers.iter().map(|peer| self.peer_node(peer)).collect()),
-            dns_config: Some(self.dns_config()),
+            dns_config: Some(self.dns_config(&map.node)),
             domain: self.domain.clone(),
             collect_services: Some(false),
             packet_filter: Some(packet_filter(&map.filter, &map.node, &map.peers)),
@@ -268,7 +288,17 @@ impl TsMapView {
                 }
                 MapChange::SelfChanged { node } => {
                     filter_changed |= node.ipv4 != map.node.ipv4 || node.ipv6 != map.node.ipv6;
+                    let renamed = node.name != map.node.name;
                     map.node = node;
+                    if renamed && self.certificates {
+                        // Its certificate name follows its name.
+                        response.dns_config = Some(dns_config(
+                            &self.domain,
+                            &self.dns,
+                            self.certificates,
+                            &map.node,
+                        ));
+                    }
                     response.node = Some(own_node(
                         &self.domain,
                         &self.keys,
@@ -278,7 +308,7 @@ impl TsMapView {
                     ));
                 }
                 MapChange::RelaysChanged { relays } => {
-                    response.derp_map = Some(derp_map(&relays));
+                    response.derp_map = Some(derp_map(&relays, self.public_name.as_deref()));
                     map.relays = relays.clone();
                     self.relays = relays;
                 }
@@ -308,39 +338,77 @@ impl TsMapView {
         peer_node(&self.domain, peer, self.online.contains(&peer.id))
     }
 
-    /// MagicDNS for the nodes' names (the domain answered from the map,
-    /// and searched first), then the coordinator's settings.
-    fn dns_config(&self) -> DnsConfig {
-        let resolvers = |addresses: &[IpAddr]| {
-            addresses
-                .iter()
-                .map(|address| Resolver {
-                    addr: address.to_string(),
-                })
-                .collect::<Vec<_>>()
-        };
-        let mut routes = BTreeMap::from([(self.domain.clone(), Vec::new())]);
-        for (domain, servers) in &self.dns.split {
-            routes.insert(domain.clone(), resolvers(servers));
-        }
-        let mut domains = vec![self.domain.clone()];
-        domains.extend(self.dns.search_domains.iter().cloned());
-        DnsConfig {
-            resolvers: resolvers(&self.dns.global),
-            routes,
-            domains,
-            proxied: true,
-            extra_records: self
-                .dns
-                .extra_records
-                .iter()
-                .map(|record| DnsRecord {
-                    name: record.name.clone(),
-                    kind: record.kind().to_owned(),
-                    value: record.address.to_string(),
-                })
-                .collect(),
-        }
+    /// MagicDNS and the coordinator's DNS settings, for the client whose
+    /// node is `node`.
+    fn dns_config(&self, node: &NodeInfo) -> DnsConfig {
+        dns_config(&self.domain, &self.dns, self.certificates, node)
+    }
+}
+
+/// MagicDNS for the nodes' names under `domain` (answered from the map,
+/// and searched first), then `dns`, the coordinator's settings; with
+/// `certificates`, the name `node` may get a certificate for.
+fn dns_config(domain: &str, dns: &DnsSettings, certificates: bool, node: &NodeInfo) -> DnsConfig {
+    let resolvers = |addresses: &[IpAddr]| {
+        addresses
+            .iter()
+            .map(|address| Resolver {
+                addr: address.to_string(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut routes = BTreeMap::from([(domain.to_owned(), Vec::new())]);
+    for (split, servers) in &dns.split {
+        routes.insert(split.clone(), resolvers(servers));
+    }
+    let mut domains = vec![domain.to_owned()];
+    domains.extend(dns.search_domains.iter().cloned());
+    DnsConfig {
+        resolvers: resolvers(&dns.global),
+        routes,
+        domains,
+        proxied: true,
+        extra_records: dns
+            .extra_records
+            .iter()
+            .map(|record| DnsRecord {
+                name: record.name.clone(),
+                kind: record.kind().to_owned(),
+                value: record.address.to_string(),
+            })
+            .collect(),
+        cert_domains: if certificates {
+            vec![format!("{}.{domain}", node.name.to_ascii_lowercase())]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// What a client is told when it asks whether `feature` is on
+/// (`/machine/feature/query`): HTTPS for `serve` when devices get
+/// certificates; never Funnel, which needs Tailscale's own servers.
+pub fn feature_answer(feature: &str, certificates: bool) -> QueryFeatureResponse {
+    let refused = |text: &str| QueryFeatureResponse {
+        complete: false,
+        text: text.to_owned(),
+        url: String::new(),
+        should_wait: false,
+    };
+    match feature {
+        "serve" if certificates => QueryFeatureResponse {
+            complete: true,
+            ..QueryFeatureResponse::default()
+        },
+        "serve" => refused(
+            "HTTPS certificates are not turned on for this network: the coordinator's admin \
+             can turn them on with --acme-config (see Hearth's docs/tailscale-clients.md).",
+        ),
+        "funnel" => refused(
+            "Funnel publishes a device on the internet through Tailscale's own servers, \
+             which a Hearth network does not use.",
+        ),
+        other => refused(&format!("{other} is not offered by this network.")),
     }
 }
 
@@ -994,6 +1062,51 @@ mod tests {
             view.waiting(&info(2, "laptop")).node.unwrap().key_expiry,
             ""
         );
+    }
+
+    #[test]
+    fn with_certificates_a_client_is_told_its_certificate_name_which_follows_renames() {
+        let map = NetworkMap {
+            node: info(1, "phone"),
+            peers: vec![peer(2, "alice", &[], true)],
+            filter: only_alice_to_port_22(),
+            relays: Vec::new(),
+            dns: None,
+        };
+        let mut plain = view();
+        let full = plain
+            .apply(MapMessage::Full {
+                map: Box::new(map.clone()),
+            })
+            .unwrap();
+        assert!(full.dns_config.unwrap().cert_domains.is_empty());
+        let mut view = view().with_certificates(true, None);
+        let full = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
+        assert_eq!(
+            full.dns_config.unwrap().cert_domains,
+            ["phone.hearth.internal"]
+        );
+        let renamed = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::SelfChanged {
+                    node: info(1, "tablet"),
+                }],
+            })
+            .unwrap();
+        assert_eq!(
+            renamed.dns_config.unwrap().cert_domains,
+            ["tablet.hearth.internal"]
+        );
+    }
+
+    #[test]
+    fn serve_over_https_is_on_only_with_certificates_and_funnel_never() {
+        assert!(feature_answer("serve", true).complete);
+        let off = feature_answer("serve", false);
+        assert!(!off.complete && !off.should_wait);
+        assert!(off.text.contains("--acme-config"));
+        let funnel = feature_answer("funnel", true);
+        assert!(!funnel.complete && funnel.text.contains("Tailscale's own servers"));
     }
 
     #[test]

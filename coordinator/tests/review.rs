@@ -5,8 +5,9 @@
 //! another user's key, registrations over ts2021 past the burst, pending
 //! Tailscale nodes storing endpoints and routes, key-less logins filling
 //! every waiting slot, and a member rotating keys and opening map streams
-//! without limit. (The attacks on `backup`, the database URL and the relay
-//! token are in `admin_cli.rs` and `relay.rs`.)
+//! without limit; and, from issue 31, a device publishing the ACME
+//! challenge of another device's name. (The attacks on `backup`, the
+//! database URL and the relay token are in `admin_cli.rs` and `relay.rs`.)
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,10 +61,15 @@ impl Device {
 
     /// `/machine/register` with `auth_key` (none: the key-less login).
     async fn register(&mut self, auth_key: Option<&str>) -> (u16, Value) {
+        self.register_as("laptop", auth_key).await
+    }
+
+    /// `/machine/register` as the device called `hostname`.
+    async fn register_as(&mut self, hostname: &str, auth_key: Option<&str>) -> (u16, Value) {
         let mut request = json!({
             "Version": ts2021::VERSION,
             "NodeKey": node_key_text(&self.node_key),
-            "Hostinfo": {"Hostname": "laptop", "OS": "linux"},
+            "Hostinfo": {"Hostname": hostname, "OS": "linux"},
         });
         if let Some(key) = auth_key {
             request["Auth"] = json!({"AuthKey": key});
@@ -407,4 +413,173 @@ async fn one_member_cannot_rotate_keys_or_open_map_streams_without_limit() {
         }
     }
     assert_eq!(ended, 6, "only the four newest streams are held");
+}
+
+/// The TXT values the DNS server at `server` answers for `name` (UDP;
+/// none when it refuses a name outside its zones).
+fn txt_values(server: SocketAddr, name: &str) -> Vec<String> {
+    let mut query = vec![0x51, 0x7e, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 16, 0, 1]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(&query, server).unwrap();
+    let mut buffer = [0u8; 1500];
+    let (size, _) = socket.recv_from(&mut buffer).unwrap();
+    let reply = hearth_control::dns::parse_reply(&buffer[..size]).unwrap();
+    reply
+        .answers
+        .into_iter()
+        .filter_map(|(_, _, data)| match data {
+            hearth_control::dns::Data::Txt(text) => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+/// With device certificates on, a device asks the coordinator over its
+/// control session to publish its ACME DNS-01 challenge (`tailscale
+/// cert`). A device that could publish the challenge of another device's
+/// name would get a certificate for it from a public CA, and could pass
+/// as that device to every other over HTTPS; one that could publish the
+/// coordinator's own would pass as the coordinator to every phone. Each
+/// way of trying is refused, and the coordinator's DNS server answers
+/// only what the owner published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_cannot_publish_the_certificate_challenge_of_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
+    let config = dir.path().join("acme.json");
+    std::fs::write(
+        &config,
+        json!({
+            "directory": "https://127.0.0.1:9/dir",
+            "terms_of_service_agreed": true,
+            "dns_listen": [dns.to_string()],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (server, plain) = start_with_tailscale(
+        &dir.path().join("state"),
+        &[
+            "--base-domain",
+            "ts.home.example",
+            "--acme-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    server.cli_ok(&["users", "create", "alice"]);
+    server.cli_ok(&["users", "create", "mallory"]);
+    let alice = server.token(&["--user", "alice", "--pre-approved"]);
+    let mallory = server.token(&["--user", "mallory", "--pre-approved"]);
+    let waiting = server.token(&["--user", "mallory"]);
+    let from = IpAddr::from([127, 0, 0, 1]);
+    let mut laptop = Device::connect(plain, from).await;
+    assert_eq!(
+        laptop
+            .register_as("laptop", Some(alice.key.expose()))
+            .await
+            .0,
+        200
+    );
+    let mut intruder = Device::connect(plain, from).await;
+    assert_eq!(
+        intruder
+            .register_as("intruder", Some(mallory.key.expose()))
+            .await
+            .0,
+        200
+    );
+
+    let set_dns = |node_key: [u8; 32], name: &str, value: &str| {
+        json!({
+            "Version": 1,
+            "NodeKey": node_key_text(&node_key),
+            "Name": name,
+            "Type": "TXT",
+            "Value": value,
+        })
+    };
+    let laptops = "_acme-challenge.laptop.ts.home.example";
+    let forged = "forged-by-the-intruder-0000000000000000000";
+    let attempts = [
+        // The laptop's name, from the intruder's session and node key.
+        (set_dns(intruder.node_key, laptops, forged), "its own name"),
+        // The same with the laptop's node key, from the intruder's session.
+        (set_dns(laptop.node_key, laptops, forged), "node key"),
+        // A name outside the device names: the coordinator's, or the zone.
+        (
+            set_dns(
+                intruder.node_key,
+                "_acme-challenge.hub.home.example",
+                forged,
+            ),
+            "its own name",
+        ),
+        (
+            set_dns(intruder.node_key, "_acme-challenge.ts.home.example", forged),
+            "its own name",
+        ),
+        // Another record type at its own name.
+        (
+            json!({"Version": 1, "NodeKey": node_key_text(&intruder.node_key),
+                   "Name": "_acme-challenge.intruder.ts.home.example", "Type": "A", "Value": "100.64.0.9"}),
+            "only TXT",
+        ),
+    ];
+    for (request, why) in attempts {
+        let (status, body) = ts2021::post_json(&mut intruder.sender, "/machine/set-dns", &request)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{request}: {body}");
+        assert!(body.contains(why), "{request}: {body}");
+    }
+    assert!(
+        txt_values(dns, laptops).is_empty(),
+        "nothing was published for the laptop"
+    );
+    assert!(txt_values(dns, "_acme-challenge.hub.home.example").is_empty());
+
+    // A device not yet approved publishes nothing, not even for itself.
+    let mut pending = Device::connect(plain, from).await;
+    assert_eq!(
+        pending
+            .register_as("pending", Some(waiting.key.expose()))
+            .await
+            .0,
+        200
+    );
+    let request = set_dns(
+        pending.node_key,
+        "_acme-challenge.pending.ts.home.example",
+        "pending-value",
+    );
+    let (status, _) = ts2021::post_json(&mut pending.sender, "/machine/set-dns", &request)
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    assert!(txt_values(dns, "_acme-challenge.pending.ts.home.example").is_empty());
+
+    // The owner's own challenge is published and answered.
+    let value = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+    let (status, body) = ts2021::post_json(
+        &mut laptop.sender,
+        "/machine/set-dns",
+        &set_dns(
+            laptop.node_key,
+            "_acme-challenge.Laptop.ts.home.example.",
+            value,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(txt_values(dns, laptops), [value]);
 }

@@ -481,24 +481,7 @@ fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_th
     // No direct path between them: UDP between the two is dropped, so
     // their packets can only go through the coordinator's relay (DERP over
     // HTTPS, its certificate pinned by the map, not trusted by the device).
-    for (from, to) in [(&phone.host, &tablet.host), (&tablet.host, &phone.host)] {
-        let to = to.address.to_string();
-        lab.exec(from, &["nft", "add", "table", "inet", "cut"]);
-        lab.exec(
-            from,
-            &[
-                "nft",
-                "add chain inet cut out { type filter hook output priority 0; }",
-            ],
-        );
-        lab.exec(
-            from,
-            &[
-                "nft", "add", "rule", "inet", "cut", "out", "ip", "daddr", &to, "meta", "l4proto",
-                "udp", "drop",
-            ],
-        );
-    }
+    drop_udp_between(&lab, &phone.host, &tablet.host);
     let tablet_ip = tablet.ipv4(&lab).unwrap().to_string();
     let ping = |lab: &Lab| {
         phone.cli(
@@ -526,6 +509,29 @@ fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_th
     let last = ping(&lab);
     let said = String::from_utf8_lossy(&last.stdout);
     assert!(said.contains("via DERP"), "through the relay: {said}");
+}
+
+/// Drops UDP between hosts `a` and `b` both ways: their devices can meet
+/// only through a relay.
+fn drop_udp_between(lab: &Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Host) {
+    for (from, to) in [(a, b), (b, a)] {
+        let to = to.address.to_string();
+        lab.exec(from, &["nft", "add", "table", "inet", "cut"]);
+        lab.exec(
+            from,
+            &[
+                "nft",
+                "add chain inet cut out { type filter hook output priority 0; }",
+            ],
+        );
+        lab.exec(
+            from,
+            &[
+                "nft", "add", "rule", "inet", "cut", "out", "ip", "daddr", &to, "meta", "l4proto",
+                "udp", "drop",
+            ],
+        );
+    }
 }
 
 /// Runs `tailscale up` without a key on `device`; the running command and
@@ -1407,4 +1413,276 @@ fn devices_join_by_signing_in_with_the_households_provider_whose_groups_fill_the
     );
     assert_eq!(coordinator.nodes().len(), 3, "laptop, phone, tablet");
     drop(provider);
+}
+
+/// Certificates from an ACME CA, Let's Encrypt's test server Pebble in its
+/// own host, which checks DNS-01 challenges by asking the coordinator's
+/// DNS server (as Let's Encrypt would through the household's delegation):
+/// the coordinator gets a certificate for its own name and serves it to
+/// whoever asks for that name, so official clients that trust only
+/// Pebble's root (not the coordinator's own certificate) log in at
+/// `https://hub.home.example`, while an agent, which pins the
+/// coordinator's own certificate, still joins by the same name; then
+/// `tailscale cert` gets the laptop a certificate Pebble issued for its
+/// MagicDNS name (the client publishing its challenge through the
+/// coordinator), and `tailscale serve` serves HTTPS with it, which the
+/// phone fetches checking it against Pebble's root.
+#[test]
+fn the_coordinator_and_its_devices_get_certificates_from_an_acme_ca() {
+    if hearth_testkit::require_tools(&["pebble", "curl", "python3"]).is_none() {
+        return;
+    }
+    let Some(mut lab) = Lab::new() else {
+        return;
+    };
+    let Some(client) = tailscale_client() else {
+        return;
+    };
+    let hub = lab.host("hub");
+    let ca = lab.host("ca");
+    // Public DNS, as the household's provider would answer it.
+    lab.name_hosts(&[("hub.home.example", hub.address)]);
+    let dns = std::net::SocketAddr::from((hub.address, 53));
+    let Some(pebble) = hearth_testkit::acme_ca::start(&mut lab, &ca, dns) else {
+        return;
+    };
+    let config = lab.dir.path().join("acme.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "directory": pebble.directory,
+            "terms_of_service_agreed": true,
+            "contact": ["admin@home.example"],
+            "domain": "hub.home.example",
+            "dns_listen": [dns.to_string()],
+            "ca_file": pebble.tls_certificate,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let login = "https://hub.home.example:8443";
+    let coordinator = lab.start_coordinator_with(
+        &hub,
+        &[
+            "--public-url",
+            login,
+            "--base-domain",
+            "ts.home.example",
+            "--acme-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    wait_until(Duration::from_secs(90), || {
+        coordinator
+            .process
+            .log_text()
+            .contains("certificate obtained from the ACME CA")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no certificate for the coordinator:\n{}\nPebble:\n{}",
+            coordinator.process.log_text(),
+            pebble.process.log_text()
+        )
+    });
+    // Trust Pebble's root (made at its start) and its own listeners' certificate.
+    let root = lab.dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root(&lab, &ca)).unwrap();
+    let trust = lab.dir.path().join("trust.pem");
+    std::fs::write(
+        &trust,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&root).unwrap(),
+            std::fs::read_to_string(&pebble.tls_certificate).unwrap()
+        ),
+    )
+    .unwrap();
+    let root_path = root.to_str().unwrap();
+    // Whoever asks for the coordinator's name gets Pebble's certificate.
+    let key_page = lab.try_exec(
+        &ca,
+        &[
+            "curl",
+            "-sS",
+            "--cacert",
+            root_path,
+            &format!("{login}/key?v=133"),
+        ],
+    );
+    assert!(
+        key_page.status.success(),
+        "the coordinator's name is served a certificate from Pebble's root: {}",
+        String::from_utf8_lossy(&key_page.stderr)
+    );
+
+    coordinator.cli_ok(&["users", "create", "alice"]);
+    let alice_key = key(&coordinator, &["--reusable", "--pre-approved"]);
+    // An agent pins the coordinator's own certificate and joins by the
+    // same name.
+    let token = lab.dir.path().join("agent.token");
+    std::fs::write(&token, &alice_key).unwrap();
+    let nas = lab.host("nas");
+    let agent = lab.start_agent(&nas, &token, &[]);
+    agent.wait_mesh_ipv4(Duration::from_secs(30));
+
+    // Official clients trusting Pebble (not the coordinator's own
+    // certificate) log in by name; they ask Pebble for certificates.
+    let acme_directory = pebble.directory.clone();
+    let env = [("TS_DEBUG_ACME_DIRECTORY_URL", acme_directory.as_str())];
+    let mut devices = Vec::new();
+    for (name, extra) in [
+        ("laptop", &[][..]),
+        ("phone", &["--socks5-server=127.0.0.1:1055"][..]),
+    ] {
+        let host = lab.host(name);
+        let device = lab.start_tailscaled_with(&host, Some(trust.clone()), &client, extra, &env);
+        let up = device.up_at(&lab, login, &alice_key, &["--timeout", "30s"]);
+        assert!(
+            up.status.success(),
+            "tailscale up {name}: {}\ntailscaled:\n{}",
+            String::from_utf8_lossy(&up.stderr),
+            device.daemon.log_text()
+        );
+        devices.push(device);
+    }
+    let [laptop, phone] = &devices[..] else {
+        unreachable!("two devices")
+    };
+    // They meet only through the coordinator's relay, at its name: its
+    // certificate, Pebble's, is checked as any other, not pinned.
+    drop_udp_between(&lab, &laptop.host, &phone.host);
+    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
+    let ping = |lab: &Lab| {
+        phone.cli(
+            lab,
+            &[
+                "ping",
+                "--until-direct=false",
+                "--timeout",
+                "3s",
+                "--c",
+                "3",
+                &laptop_ip,
+            ],
+        )
+    };
+    wait_until(Duration::from_secs(30), || ping(&lab).status.success()).unwrap_or_else(|| {
+        let last = ping(&lab);
+        panic!(
+            "phone -> laptop through the relay: {}{}\nphone:\n{}",
+            String::from_utf8_lossy(&last.stdout),
+            String::from_utf8_lossy(&last.stderr),
+            phone.daemon.log_text()
+        )
+    });
+    let said = String::from_utf8_lossy(&ping(&lab).stdout).into_owned();
+    assert!(said.contains("via DERP(hub)"), "through the relay: {said}");
+
+    // `tailscale cert` for the laptop's MagicDNS name.
+    let domain = "laptop.ts.home.example";
+    let cert_file = lab.dir.path().join("laptop.crt");
+    let key_file = lab.dir.path().join("laptop.key");
+    let cert = laptop.cli(
+        &lab,
+        &[
+            "cert",
+            "--cert-file",
+            cert_file.to_str().unwrap(),
+            "--key-file",
+            key_file.to_str().unwrap(),
+            domain,
+        ],
+    );
+    assert!(
+        cert.status.success(),
+        "tailscale cert: {}{}\ntailscaled:\n{}\ncoordinator:\n{}",
+        String::from_utf8_lossy(&cert.stdout),
+        String::from_utf8_lossy(&cert.stderr),
+        laptop.daemon.log_text(),
+        coordinator.process.log_text()
+    );
+    let chain = std::fs::read_to_string(&cert_file).unwrap();
+    assert!(chain.matches("BEGIN CERTIFICATE").count() >= 2, "{chain}");
+    let names = lab.exec(
+        &laptop.host,
+        &[
+            "openssl",
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            cert_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&names.stdout).contains(&format!("DNS:{domain}")),
+        "{}",
+        String::from_utf8_lossy(&names.stdout)
+    );
+    // Another device's name is not the laptop's to ask for.
+    let other = laptop.cli(&lab, &["cert", "phone.ts.home.example"]);
+    assert!(!other.status.success());
+
+    // `tailscale serve` over HTTPS with that certificate; the phone
+    // fetches through the mesh, checking it against Pebble's root.
+    let site = lab.dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), "served by the laptop\n").unwrap();
+    let mut server = lab.command(&laptop.host, "python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&site);
+    let web = lab.spawn(&laptop.host, "laptop-web", server);
+    wait_until(Duration::from_secs(20), || {
+        lab.try_exec(
+            &laptop.host,
+            &["curl", "-sf", "http://127.0.0.1:8080/hello.txt"],
+        )
+        .status
+        .success()
+    })
+    .unwrap_or_else(|| panic!("the laptop's web server did not start:\n{}", web.log_text()));
+    let serve = laptop.cli(&lab, &["serve", "--bg", "http://127.0.0.1:8080"]);
+    assert!(
+        serve.status.success(),
+        "tailscale serve: {}{}",
+        String::from_utf8_lossy(&serve.stdout),
+        String::from_utf8_lossy(&serve.stderr)
+    );
+    let url = format!("https://{domain}/hello.txt");
+    let mut fetched = Vec::new();
+    wait_until(Duration::from_secs(30), || {
+        let output = lab.try_exec(
+            &phone.host,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--socks5-hostname",
+                "127.0.0.1:1055",
+                "--cacert",
+                root_path,
+                &url,
+            ],
+        );
+        fetched = output.stdout;
+        output.status.success()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the phone never fetched {url}:\nlaptop:\n{}",
+            laptop.daemon.log_text()
+        )
+    });
+    assert_eq!(String::from_utf8_lossy(&fetched), "served by the laptop\n");
 }

@@ -21,6 +21,7 @@
 //!   configurations, its own verdict on them, its gateway for benchmarks.
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
+//! - [`acme_ca`]: Let's Encrypt's test CA (Pebble) in a lab host.
 //! - [`identity_provider`]: a real OpenID Connect provider (npm's
 //!   `oidc-provider`) in a lab host, for sign-in.
 //! - [`ts2021`]: sessions of the Tailscale control protocol opened as the
@@ -30,6 +31,7 @@
 //!   streams for edge cases no real server produces on demand. Every test
 //!   using one says so by name.
 
+pub mod acme_ca;
 pub mod bench;
 pub mod compute;
 pub mod control_plane;

@@ -1,10 +1,11 @@
 //! Fuzzes what the coordinator reads from an official Tailscale client
-//! inside a ts2021 session: `/machine/register` and `/machine/map` bodies,
+//! inside a ts2021 session: `/machine/register`, `/machine/map`,
+//! `/machine/set-dns` and `/machine/feature/query` bodies,
 //! and map frames (length-prefixed, zstd or plain) as a client would read
 //! them back. Every input is decoded or refused, never a panic.
 #![no_main]
 
-use hearth_control::tailcfg::{self, MapRequest, RegisterRequest};
+use hearth_control::tailcfg::{self, MapRequest, QueryFeatureRequest, RegisterRequest, SetDnsRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = request.endpoints.len();
         let _ = request.disco_key.is_zero();
     }
+    if let Ok(request) = serde_json::from_slice::<SetDnsRequest>(data) {
+        let _ = request.node_key.to_string();
+    }
+    let _ = serde_json::from_slice::<QueryFeatureRequest>(data);
     for compressed in [false, true] {
         let mut rest = data;
         while let Ok(Some((message, next))) = tailcfg::read_frame(rest, compressed) {

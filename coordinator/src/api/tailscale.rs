@@ -244,6 +244,8 @@ fn session_router(
         .route("/machine/register", post(register).layer(limiter))
         .route("/machine/map", post(map))
         .route("/machine/ssh/action/from/{from}/to/{to}", get(ssh_action))
+        .route("/machine/set-dns", post(set_dns))
+        .route("/machine/feature/query", post(query_feature))
         .fallback(|request: Request| async move {
             tracing::info!(path = %request.uri().path(), "ts2021 request for a path not served");
             (StatusCode::NOT_FOUND, "not served by this coordinator")
@@ -316,6 +318,7 @@ async fn map(
         .with_capabilities(settings.node_capabilities())
         .with_dns(settings.dns.clone())
         .with_server_url(&settings.public_url)
+        .with_certificates(settings.device_certificates(), settings.public_name())
         .with_online(coordinator.streams.online_nodes());
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let compress = request.compress == "zstd";
@@ -337,6 +340,49 @@ async fn map(
         .header("content-type", "application/octet-stream")
         .body(axum::body::Body::from_stream(frames))
         .expect("static headers are valid")
+}
+
+/// `/machine/set-dns`: a client publishes the ACME challenge for its own
+/// name (`tailscale cert`); refusals say why in the body, which the client
+/// prints.
+async fn set_dns(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(session): Extension<Session>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: tailcfg::SetDnsRequest = match super::parse_json(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    match coordinator
+        .set_acme_challenge(Credential::Machine(session.machine), &request)
+        .await
+    {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `/machine/feature/query`: whether a feature a client is about to use
+/// is on (`serve` with HTTPS needs certificates; Funnel needs Tailscale's
+/// own servers): the answer's text says what the person can do.
+async fn query_feature(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(session): Extension<Session>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: tailcfg::QueryFeatureRequest = match super::parse_json(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    if let Err(error) = coordinator
+        .identify(Some(Credential::Machine(session.machine)))
+        .await
+    {
+        return error.into_response();
+    }
+    let certificates = coordinator.settings().device_certificates();
+    Json(crate::tsmap::feature_answer(&request.feature, certificates)).into_response()
 }
 
 /// What a node sends when it asks about a `check` rule's session.

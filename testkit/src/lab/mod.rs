@@ -209,6 +209,8 @@ pub struct Lab {
     extra: Vec<String>,
     /// A temporary directory for state and logs, removed with the lab.
     pub dir: tempfile::TempDir,
+    /// The hosts file every program in the lab sees (see [`Lab::name_hosts`]).
+    hosts_file: Option<PathBuf>,
 }
 
 impl Lab {
@@ -224,6 +226,7 @@ impl Lab {
             hosts: Vec::new(),
             extra: Vec::new(),
             dir: tempfile::tempdir().expect("a temporary directory"),
+            hosts_file: None,
         };
         run(Command::new("ip").args(["netns", "add", &lab.switch]));
         lab.in_switch(&["ip", "link", "add", "br0", "type", "bridge"]);
@@ -296,10 +299,31 @@ impl Lab {
     /// A command that runs `program` inside `host`'s namespace.
     pub fn command(&self, host: &Host, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");
+        command.args(["netns", "exec", &host.namespace]);
+        if let Some(hosts) = &self.hosts_file {
+            // The lab's names, in a mount namespace of the program's own:
+            // /etc/hosts itself is never touched. Every step execs, so the
+            // process started is the program (stopped by its id).
+            command
+                .args(["unshare", "--mount", "--propagation", "private", "--"])
+                .args(["sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+                .arg(hosts);
+        }
+        command.arg(program);
         command
-            .args(["netns", "exec", &host.namespace])
-            .arg(program);
-        command
+    }
+
+    /// Gives every program started in the lab from now on these names
+    /// (`name`, address), as public DNS would (a hosts file of the lab's,
+    /// bound over /etc/hosts in each program's own mount namespace).
+    pub fn name_hosts(&mut self, names: &[(&str, std::net::Ipv4Addr)]) {
+        let path = self.dir.path().join("hosts");
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, address) in names {
+            text.push_str(&format!("{address} {name}\n"));
+        }
+        std::fs::write(&path, text).expect("the lab's hosts file");
+        self.hosts_file = Some(path);
     }
 
     /// Runs a command in `host` and returns its output (failing the test on error).

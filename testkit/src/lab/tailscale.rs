@@ -132,6 +132,19 @@ impl Lab {
         certificate: Option<PathBuf>,
         client: &Path,
     ) -> TailscaleNode {
+        self.start_tailscaled_with(host, certificate, client, &[], &[])
+    }
+
+    /// [`Lab::start_tailscaled_trusting`] with `extra` arguments and
+    /// environment `env` for the daemon.
+    pub fn start_tailscaled_with(
+        &mut self,
+        host: &Host,
+        certificate: Option<PathBuf>,
+        client: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TailscaleNode {
         let state = self.dir.path().join(format!("{}-tailscale", host.name));
         std::fs::create_dir_all(&state).expect("tailscale state dir");
         let mut command = self.command(host, client.join("tailscaled"));
@@ -148,7 +161,9 @@ impl Lab {
             .arg(state.join("tailscaled.sock"))
             .env("TS_NO_LOGS_NO_SUPPORT", "1")
             // Its log configuration goes here, not to /var/lib/tailscale.
-            .env("TS_LOGS_DIR", &state);
+            .env("TS_LOGS_DIR", &state)
+            .args(extra)
+            .envs(env.iter().copied());
         if let Some(certificate) = &certificate {
             command.env("SSL_CERT_FILE", certificate);
         }

@@ -1,0 +1,375 @@
+//! Certificates from a public ACME CA (RFC 8555: Let's Encrypt, ZeroSSL, a
+//! household's own step-ca), by DNS-01 challenges the coordinator answers
+//! itself, for two kinds of name (`--acme-config`, [`config`]):
+//!
+//! - **its own name** (`domain`): the renewal task ([`run_renewal`]) gets a
+//!   certificate at start when none is kept, and again with a third of its
+//!   life left; browsers and the Tailscale apps that ask for that name get
+//!   it, so phones trust the coordinator without installing anything
+//!   ([`crate::tls::CertificateChoice`]);
+//! - **devices' MagicDNS names** (`device_certificates`): Tailscale clients
+//!   are told their `CertDomains` and get certificates themselves
+//!   (`tailscale cert`, `tailscale serve --https`): the client talks to the
+//!   CA, and asks the coordinator, over its control connection
+//!   (`/machine/set-dns`), to publish its challenge, which
+//!   [`zone::check_set_dns`] limits to the device's own name.
+//!
+//! Either way the CA reads `_acme-challenge.<name>` TXT from the
+//! coordinator's authoritative DNS server ([`zone`], served by
+//! [`serve_udp`]/[`serve_tcp`]), to which the household delegates the
+//! MagicDNS domain and `_acme-challenge.<domain>` at its DNS provider.
+
+pub mod config;
+pub mod issue;
+pub mod zone;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use config::AcmeConfig;
+use tokio::sync::watch;
+use zone::{Authority, Challenges, Transport};
+
+use crate::tls::CertificateChoice;
+use hearth_runtime::clock::unix_seconds as unix_now;
+
+/// What the coordinator keeps for ACME.
+pub struct Acme {
+    /// The settings.
+    pub config: AcmeConfig,
+    /// The MagicDNS domain (device certificates are `<node>.<domain>`).
+    base_domain: String,
+    authority: Authority,
+    challenges: Mutex<Challenges>,
+    /// Where the account and the coordinator's certificate are kept.
+    dir: PathBuf,
+    certificates: Arc<CertificateChoice>,
+}
+
+impl std::fmt::Debug for Acme {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Acme")
+            .field("directory", &self.config.directory)
+            .field("domain", &self.config.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Acme {
+    /// ACME as `config` says, for a coordinator whose MagicDNS domain is
+    /// `base_domain`, keeping its files in `dir` and serving its own
+    /// certificate through `certificates`.
+    pub fn new(
+        config: AcmeConfig,
+        base_domain: &str,
+        dir: PathBuf,
+        certificates: Arc<CertificateChoice>,
+    ) -> Acme {
+        let mut zones = Vec::new();
+        if config.device_certificates {
+            zones.push(base_domain.to_ascii_lowercase());
+        }
+        if let Some(domain) = &config.domain {
+            zones.push(zone::challenge_name(domain));
+        }
+        Acme {
+            authority: Authority::new(zones, &config.nameserver),
+            config,
+            base_domain: base_domain.to_ascii_lowercase(),
+            challenges: Mutex::default(),
+            dir,
+            certificates,
+        }
+    }
+
+    /// The certificate name of the node named `node`, when devices get
+    /// certificates.
+    pub fn device_domain(&self, node: &str) -> Option<String> {
+        self.config
+            .device_certificates
+            .then(|| format!("{}.{}", node.to_ascii_lowercase(), self.base_domain))
+    }
+
+    /// Answers `value` for the challenge record `name` from now on.
+    pub fn publish(&self, name: &str, value: &str) {
+        hearth_runtime::lock(&self.challenges).set(name, value, unix_now());
+    }
+
+    /// Stops answering `value` for `name`.
+    pub fn withdraw(&self, name: &str, value: &str) {
+        hearth_runtime::lock(&self.challenges).remove(name, value);
+    }
+
+    /// The reply to a DNS `packet` received over `transport`.
+    pub fn answer(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let challenges = hearth_runtime::lock(&self.challenges);
+        zone::handle(packet, &self.authority, &challenges, unix_now(), transport)
+    }
+
+    /// The coordinator's public certificate's validity, once it has one.
+    pub fn validity(&self) -> Option<(i64, i64)> {
+        self.certificates.public_validity()
+    }
+
+    /// Serves the certificate kept from an earlier run, if it is still
+    /// good; whether one was.
+    pub fn load_kept(&self) -> bool {
+        let Some(domain) = &self.config.domain else {
+            return false;
+        };
+        let (cert, key) = issue::files(&self.dir, domain);
+        let (Ok(chain), Ok(key)) = (std::fs::read(&cert), std::fs::read(&key)) else {
+            return false;
+        };
+        let key = zeroize::Zeroizing::new(key);
+        match self.certificates.install(domain, &chain, &key, unix_now()) {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::info!(%error, file = %cert.display(), "the kept certificate is not used; a new one will be got");
+                false
+            }
+        }
+    }
+
+    /// Gets a certificate for the coordinator's own name and serves it.
+    async fn renew(&self, domain: &str) -> anyhow::Result<(i64, i64)> {
+        std::fs::create_dir_all(&self.dir)?;
+        let publish = |name: &str, value: &str| self.publish(name, value);
+        let withdraw = |name: &str, value: &str| self.withdraw(name, value);
+        let issuer = issue::Issuer::open(&self.config, &self.dir).await?;
+        let issued = match issuer.obtain(domain, &publish, &withdraw).await {
+            Err(error) if issue::account_unknown(&error) => {
+                // The CA forgot the account (a test CA restarted, or the
+                // account was closed): make a new one, once.
+                issue::Issuer::forget(&self.config, &self.dir);
+                let issuer = issue::Issuer::open(&self.config, &self.dir).await?;
+                issuer.obtain(domain, &publish, &withdraw).await?
+            }
+            other => other?,
+        };
+        issue::save(&self.dir, domain, &issued)?;
+        self.certificates
+            .install(
+                domain,
+                issued.chain_pem.as_bytes(),
+                issued.key_pem.as_bytes(),
+                unix_now(),
+            )
+            .map_err(|error| anyhow::anyhow!("the CA's certificate is not usable: {error}"))
+    }
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed:
+/// with a third of its life left (Let's Encrypt's advice).
+pub fn renew_at(validity: (i64, i64)) -> i64 {
+    let (not_before, not_after) = validity;
+    not_after - (not_after - not_before).max(0) / 3
+}
+
+/// How long to wait after the `failures`th failure in a row: a minute,
+/// doubling, at most six hours.
+pub fn retry_after(failures: u32) -> Duration {
+    let minutes = 1u64 << failures.saturating_sub(1).min(9);
+    Duration::from_secs((minutes * 60).min(6 * 3600))
+}
+
+/// Keeps the coordinator's own certificate current until `stop`: gets one
+/// when none is served, renews it when [`renew_at`] says, retries failures
+/// after [`retry_after`].
+pub async fn run_renewal(acme: Arc<Acme>, mut stop: watch::Receiver<bool>) {
+    let Some(domain) = acme.config.domain.clone() else {
+        return;
+    };
+    let mut failures = 0;
+    loop {
+        let now = unix_now();
+        let due = acme.validity().map_or(now, renew_at);
+        let wait = if now < due {
+            // Checked at least twice a day, in case the clock jumped.
+            Duration::from_secs((due - now).clamp(1, 12 * 3600) as u64)
+        } else {
+            match acme.renew(&domain).await {
+                Ok((_, not_after)) => {
+                    failures = 0;
+                    tracing::info!(%domain, not_after, "certificate obtained from the ACME CA");
+                    continue;
+                }
+                Err(error) => {
+                    failures += 1;
+                    let wait = retry_after(failures);
+                    tracing::warn!(%domain, error = format!("{error:#}"), retry_in_seconds = wait.as_secs(), "could not get a certificate from the ACME CA");
+                    wait
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Answers DNS queries on `socket` until `stop`, at most `per_source` a
+/// second to one address (after a burst of as many): a reply is larger
+/// than a query, so answering every forged source would amplify a flood.
+pub async fn serve_udp(
+    socket: tokio::net::UdpSocket,
+    acme: Arc<Acme>,
+    per_source: u32,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rate = std::num::NonZeroU32::new(per_source.max(1)).expect("at least one");
+    let limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr> =
+        governor::RateLimiter::keyed(governor::Quota::per_second(rate));
+    let mut forget = tokio::time::interval(Duration::from_secs(60));
+    let mut buffer = [0u8; 1500];
+    loop {
+        let (length, source) = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = forget.tick() => {
+                limiter.retain_recent();
+                continue;
+            }
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    tracing::debug!(%error, "DNS receive failed");
+                    continue;
+                }
+            },
+        };
+        if limiter.check_key(&source.ip().to_canonical()).is_err() {
+            continue;
+        }
+        if let Some(reply) = acme.answer(&buffer[..length], Transport::Udp)
+            && let Err(error) = socket.send_to(&reply, source).await
+        {
+            tracing::debug!(%error, %source, "DNS reply failed");
+        }
+    }
+}
+
+/// Connections the TCP side holds at once.
+const TCP_CONNECTIONS: usize = 64;
+/// Time a TCP connection may wait between queries.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Answers DNS over TCP (length-prefixed messages, RFC 7766) on
+/// `listener` until `stop`: at most [`TCP_CONNECTIONS`] at once, each
+/// closed after [`TCP_IDLE`] without a whole query.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    acme: Arc<Acme>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(TCP_CONNECTIONS));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "DNS accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let acme = Arc::clone(&acme);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = answer_stream(stream, &acme).await;
+        });
+    }
+}
+
+async fn answer_stream(mut stream: tokio::net::TcpStream, acme: &Acme) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        let mut length = [0u8; 2];
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut length)).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
+        }
+        let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut message))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        let Some(reply) = acme.answer(&message, Transport::Tcp) else {
+            return Ok(());
+        };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&(reply.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        framed.extend_from_slice(&reply);
+        stream.write_all(&framed).await?;
+    }
+}
+
+impl crate::coordinator::Coordinator {
+    /// `/machine/set-dns` from the Tailscale client presenting
+    /// `credential`: publishes its ACME challenge, for its own name only.
+    pub async fn set_acme_challenge(
+        &self,
+        credential: crate::coordinator::Credential,
+        request: &hearth_control::tailcfg::SetDnsRequest,
+    ) -> crate::error::Result<()> {
+        use crate::error::Error;
+        let acme = self
+            .settings()
+            .acme
+            .clone()
+            .filter(|acme| acme.config.device_certificates);
+        let Some(acme) = acme else {
+            return Err(Error::NotFound(
+                "certificates: this coordinator gives none (see --acme-config)".into(),
+            ));
+        };
+        let record = self.identify(Some(credential)).await?;
+        crate::admission::check_admitted(&record)?;
+        if record.wireguard_key.0 != request.node_key.0 {
+            return Err(Error::BadRequest(
+                "set-dns for a node key that is not the session's node's".into(),
+            ));
+        }
+        let own = acme
+            .device_domain(&record.name)
+            .expect("device certificates are on");
+        let (name, value) = zone::check_set_dns(&request.kind, &request.name, &request.value, &own)
+            .map_err(|refusal| {
+                tracing::warn!(node = record.id, %refusal, "a set-dns request was refused");
+                Error::BadRequest(refusal.to_string())
+            })?;
+        acme.publish(&name, &value);
+        tracing::info!(node = record.id, %name, "ACME challenge published");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_renewed_with_a_third_of_its_life_left() {
+        let ninety_days = 90 * 86400;
+        assert_eq!(renew_at((0, ninety_days)), 60 * 86400);
+        assert_eq!(renew_at((1000, 1000 + 6 * 86400)), 1000 + 4 * 86400);
+        // Backwards dates renew at once (not after).
+        assert_eq!(renew_at((100, 50)), 50);
+    }
+
+    #[test]
+    fn failures_back_off_to_six_hours() {
+        assert_eq!(retry_after(1), Duration::from_secs(60));
+        assert_eq!(retry_after(2), Duration::from_secs(120));
+        assert_eq!(retry_after(5), Duration::from_secs(16 * 60));
+        assert_eq!(retry_after(40), Duration::from_secs(6 * 3600));
+    }
+}
