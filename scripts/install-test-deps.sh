@@ -11,6 +11,8 @@ packages=(
     dnsmasq-base bind9-dnsutils
     # Tailscale SSH: `tailscale ssh` runs the system ssh client
     openssh-client
+    # certificates: Let's Encrypt's test CA (Pebble); openssl reads what it issued
+    pebble openssl
     sqlite3 jq psmisc procps curl ca-certificates
     # llama.cpp's server, built from source
     cmake ninja-build g++
