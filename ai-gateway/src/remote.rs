@@ -39,7 +39,7 @@ pub enum Remote {
         /// The config server.
         config_url: String,
         /// The provider's policy; the config server's must be the same.
-        policy: Policy,
+        policy: Box<Policy>,
         /// The client built from the last document, and when.
         current: tokio::sync::Mutex<Option<(Duration, Arc<ComputeClient>)>>,
     },
@@ -62,7 +62,7 @@ pub fn endpoint(
     let remote = match oblivious {
         Some(config_url) => Remote::Oblivious {
             config_url: config_url.trim_end_matches('/').to_owned(),
-            policy,
+            policy: Box::new(policy),
             current: tokio::sync::Mutex::new(None),
         },
         None => Remote::Direct(Box::new(ComputeClient::new(

@@ -29,6 +29,9 @@ pub const AWS_NITRO: &str = "aws-nitro";
 /// Hearth dev evidence: the same document shape, signed by a key the node
 /// made at start; no hardware stands behind it.
 pub const HEARTH_DEV: &str = "hearth-dev";
+/// Evidence from AMD SEV-SNP: an attestation report with its VCEK and
+/// AMD's chain ([`crate::snp`]).
+pub const AMD_SEV_SNP: &str = "amd-sev-snp";
 
 /// What a dev document states as its measurements: PCR0 the SHA-384 of the
 /// node's executable, PCR1 a fixed marker (no kernel is measured), PCR2 the

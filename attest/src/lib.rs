@@ -19,6 +19,7 @@ pub mod document;
 pub mod evidence;
 pub mod policy;
 pub mod report;
+pub mod snp;
 pub mod verify;
 
 pub use cache::{Judgement, VerifiedKeys};

@@ -62,6 +62,9 @@ pub struct Policy {
     /// SHA-256 of the pinned root certificate.
     #[serde(default = "default_root")]
     pub root_sha256: String,
+    /// What AMD SEV-SNP evidence must show.
+    #[serde(default)]
+    pub sev_snp: crate::snp::SnpPolicy,
 }
 
 fn default_max_age() -> u64 {
@@ -83,6 +86,7 @@ impl Default for Policy {
             allow_debug: false,
             allow_dev_evidence: false,
             root_sha256: default_root(),
+            sev_snp: crate::snp::SnpPolicy::default(),
         }
     }
 }
@@ -104,6 +108,9 @@ pub enum PolicyError {
     /// The root fingerprint is not 64 hex digits.
     #[error("`root_sha256` must be 64 hex digits")]
     Root,
+    /// The SEV-SNP part is not usable.
+    #[error("sev_snp: {0}")]
+    SevSnp(String),
 }
 
 impl Policy {
@@ -120,6 +127,7 @@ impl Policy {
         if self.root_sha256.len() != 64 || hex::decode(&self.root_sha256).is_err() {
             return Err(PolicyError::Root);
         }
+        self.sev_snp.check().map_err(PolicyError::SevSnp)?;
         for image in &self.images {
             let problem = |problem: String| PolicyError::Image {
                 image: image.name.clone(),

@@ -33,6 +33,14 @@ pub enum CheckName {
     Nonce,
     /// The request key is bound into the document.
     KeyBinding,
+    /// The platform's firmware (TCB) is what its certificate says, and
+    /// recent enough.
+    Tcb,
+    /// No certificate of the chain is revoked.
+    Revocation,
+    /// The collateral the verdict rests on (Intel's TCB information and
+    /// quoting enclave identity) is signed and current.
+    Collateral,
 }
 
 impl CheckName {
@@ -50,6 +58,9 @@ impl CheckName {
             CheckName::ModuleId => "module_id",
             CheckName::Nonce => "nonce",
             CheckName::KeyBinding => "key_binding",
+            CheckName::Tcb => "tcb",
+            CheckName::Revocation => "revocation",
+            CheckName::Collateral => "collateral",
         }
     }
 }
@@ -95,6 +106,13 @@ pub struct Report {
     /// The bound public key, hex, when present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// Named measurements (SEV-SNP's launch measurement, TDX's MRTD and
+    /// RTMRs), hex.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub measurements: BTreeMap<String, String>,
+    /// The platform's TCB, as its evidence states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcb: Option<String>,
     /// The checks in the order made.
     pub checks: Vec<Check>,
     /// Whether every check made passed.
@@ -173,6 +191,12 @@ impl fmt::Display for Report {
             if [0, 1, 2, 8].contains(index) || value.bytes().any(|digit| digit != b'0') {
                 writeln!(out, "  PCR{index:<2} {value}")?;
             }
+        }
+        for (name, value) in &self.measurements {
+            writeln!(out, "  {name:<12} {value}")?;
+        }
+        if let Some(tcb) = &self.tcb {
+            writeln!(out, "  tcb          {tcb}")?;
         }
         if let Some(key) = &self.public_key {
             let shown = if key.len() > 64 { &key[..64] } else { key };

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::chain::{self, AWS_NITRO_ROOT_SHA256};
 use crate::cose::{self, CoseSign1};
 use crate::document::Document;
-use crate::evidence::{AWS_NITRO, EvidenceBundle, HEARTH_DEV, rek_binding};
+use crate::evidence::{AMD_SEV_SNP, AWS_NITRO, EvidenceBundle, HEARTH_DEV, rek_binding};
 use crate::policy::{CLOCK_SKEW_SECONDS, Policy, short};
 use crate::report::{CheckName, Report, rfc3339};
 
@@ -95,6 +95,7 @@ pub fn verify_typed(
     match kind {
         AWS_NITRO => verify_nitro(document, policy, expected),
         HEARTH_DEV => verify_dev(document, policy, expected),
+        AMD_SEV_SNP => crate::snp::verify(document, policy, expected),
         other => {
             let mut report = start(other, expected.now);
             report.fail(
@@ -106,7 +107,7 @@ pub fn verify_typed(
     }
 }
 
-fn start(kind: &str, now: Duration) -> Report {
+pub(crate) fn start(kind: &str, now: Duration) -> Report {
     Report {
         evidence_type: kind.to_owned(),
         checked_at: rfc3339(now),
@@ -235,6 +236,40 @@ fn check_signature(signed: &CoseSign1, document: &Document, report: &mut Report)
     }
 }
 
+/// Whether evidence issued at `issued` is recent enough at `now`.
+pub(crate) fn check_freshness(
+    issued: Duration,
+    policy: Option<&Policy>,
+    now: Duration,
+    report: &mut Report,
+) {
+    if issued > now + Duration::from_secs(CLOCK_SKEW_SECONDS) {
+        report.fail(
+            CheckName::Freshness,
+            format!("issued {} s in the future", (issued - now).as_secs()),
+        );
+        return;
+    }
+    let age = now.saturating_sub(issued).as_secs();
+    match policy {
+        Some(policy) if age > policy.max_age_seconds => report.fail(
+            CheckName::Freshness,
+            format!(
+                "{age} s old, the policy allows {} s",
+                policy.max_age_seconds
+            ),
+        ),
+        Some(policy) => report.pass(
+            CheckName::Freshness,
+            format!(
+                "{age} s old (the policy allows {} s)",
+                policy.max_age_seconds
+            ),
+        ),
+        None => report.pass(CheckName::Freshness, format!("{age} s old")),
+    }
+}
+
 /// The checks on what the document says: age, debug mode, measurements,
 /// module, nonce, key.
 fn check_claims(
@@ -243,33 +278,12 @@ fn check_claims(
     expected: Expected<'_>,
     report: &mut Report,
 ) {
-    let issued = Duration::from_millis(document.timestamp_ms);
-    let now = expected.now;
-    if issued > now + Duration::from_secs(CLOCK_SKEW_SECONDS) {
-        report.fail(
-            CheckName::Freshness,
-            format!("issued {} s in the future", (issued - now).as_secs()),
-        );
-    } else {
-        let age = now.saturating_sub(issued).as_secs();
-        match policy {
-            Some(policy) if age > policy.max_age_seconds => report.fail(
-                CheckName::Freshness,
-                format!(
-                    "{age} s old, the policy allows {} s",
-                    policy.max_age_seconds
-                ),
-            ),
-            Some(policy) => report.pass(
-                CheckName::Freshness,
-                format!(
-                    "{age} s old (the policy allows {} s)",
-                    policy.max_age_seconds
-                ),
-            ),
-            None => report.pass(CheckName::Freshness, format!("{age} s old")),
-        }
-    }
+    check_freshness(
+        Duration::from_millis(document.timestamp_ms),
+        policy,
+        expected.now,
+        report,
+    );
 
     let debug = document.debug_mode();
     match policy {

@@ -243,11 +243,18 @@ pub fn address_records(addresses: &[IpAddr], ttl: u32) -> Vec<Record> {
 }
 
 /// Writes `name` (dots between labels, no trailing dot; empty: the root)
-/// as labels. Labels over 63 bytes are cut there: names written here come
-/// from questions that were read or from checked settings.
+/// as labels. What could not be a name is cut rather than written: a label
+/// at 63 bytes, the whole at 255 (names written here come from checked
+/// settings, or from questions, whose bytes outside ASCII were read as
+/// longer replacement characters).
 fn encode_name(name: &str, out: &mut Vec<u8>) {
+    let mut length = 0;
     for label in name.split('.').filter(|label| !label.is_empty()) {
         let bytes = &label.as_bytes()[..label.len().min(63)];
+        if length + bytes.len() + 1 > 255 {
+            break;
+        }
+        length += bytes.len() + 1;
         out.push(bytes.len() as u8);
         out.extend_from_slice(bytes);
     }
@@ -581,6 +588,33 @@ mod tests {
             Err(QueryError::Refused { rcode: NOTIMP, .. })
         ));
         assert_eq!(error_reply(7, FORMERR)[3] & 0xf, FORMERR);
+    }
+
+    #[test]
+    fn a_name_that_could_not_be_written_is_cut_to_one_that_can() {
+        // Bytes outside ASCII are read as three-byte replacement characters:
+        // a question of 255 bytes becomes a longer name.
+        let mut packet = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..4 {
+            packet.push(62);
+            packet.extend_from_slice(&[0xff; 62]);
+        }
+        packet.extend_from_slice(&[0, 0, 16, 0, 1]);
+        let asked = parse_query(&packet).unwrap();
+        assert!(asked.name.len() > 255);
+        let written = reply(
+            &asked,
+            NOERROR,
+            true,
+            &[Record {
+                owner: Some(asked.name.clone()),
+                ttl: 1,
+                data: Data::Ns(asked.name.clone()),
+            }],
+            &[],
+        );
+        let read = parse_reply(&written).unwrap();
+        assert!(read.answers[0].0.len() <= 255);
     }
 
     #[test]

@@ -1,0 +1,831 @@
+//! AMD SEV-SNP evidence: an attestation report signed by the chip's VCEK,
+//! the VCEK signed by AMD's ASK, the ASK by the pinned ARK (one per
+//! product: Milan, Genoa, Turin), optionally AMD's CRL for that ARK.
+//!
+//! The evidence document (type [`AMD_SEV_SNP`](crate::evidence::AMD_SEV_SNP))
+//! is a CBOR map:
+//!
+//! ```text
+//! { "report": bstr (the 1184-byte report), "vcek": bstr (DER),
+//!   "ask": bstr (DER), "ark": bstr (DER), ? "crl": bstr (DER),
+//!   "issued_at": uint (Unix seconds) }
+//! ```
+//!
+//! The report's 64 bytes of `report_data` are [`tee_report_data`] of the
+//! node's REK and `issued_at`: the REK is bound, and the chip vouches for
+//! the time the node claims (a report carries no time of its own).
+//!
+//! Reading and checking are pure: the time is an argument. The checks
+//! (root, chain, revocation, signature, TCB, measurement, debug, key)
+//! each land in the [`Report`](crate::Report) by name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The size of an attestation report (versions 2 to 5).
+pub const REPORT_LEN: usize = 0x4A0;
+/// Where the signature starts; everything before it is signed.
+const SIGNED_LEN: usize = 0x2A0;
+/// The report's signature algorithm: ECDSA P-384 with SHA-384.
+const ECDSA_P384_SHA384: u32 = 1;
+/// Guest policy bit: the hypervisor may debug the guest (read its memory).
+pub const POLICY_DEBUG: u64 = 1 << 19;
+/// Largest document accepted.
+pub const MAX_DOCUMENT: usize = 64 * 1024;
+
+/// SHA-256 of the DER of AMD's root keys (ARK), one per product, as AMD's
+/// key distribution service serves them (`/vcek/v1/<product>/cert_chain`).
+pub const AMD_ARKS_SHA256: &[(&str, &str)] = &[
+    (
+        "Milan",
+        "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    ),
+    (
+        "Genoa",
+        "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    ),
+    (
+        "Turin",
+        "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+    ),
+];
+
+/// The evidence document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpDocument {
+    /// The attestation report.
+    #[serde(with = "serde_bytes_compat")]
+    pub report: Vec<u8>,
+    /// The chip's VCEK (DER).
+    #[serde(with = "serde_bytes_compat")]
+    pub vcek: Vec<u8>,
+    /// AMD's signing key for the product (DER).
+    #[serde(with = "serde_bytes_compat")]
+    pub ask: Vec<u8>,
+    /// AMD's root key for the product (DER).
+    #[serde(with = "serde_bytes_compat")]
+    pub ark: Vec<u8>,
+    /// AMD's certificate revocation list for the product (DER).
+    #[serde(
+        default,
+        with = "serde_bytes_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub crl: Option<Vec<u8>>,
+    /// When the node asked for the report (Unix seconds).
+    pub issued_at: u64,
+}
+
+impl SnpDocument {
+    /// Reads a document.
+    pub fn parse(bytes: &[u8]) -> Result<SnpDocument, String> {
+        if bytes.len() > MAX_DOCUMENT {
+            return Err(format!("{} bytes, more than {MAX_DOCUMENT}", bytes.len()));
+        }
+        ciborium::de::from_reader(bytes)
+            .map_err(|error| format!("not an SEV-SNP document: {error}"))
+    }
+
+    /// The document's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(self, &mut out).expect("a document serializes");
+        out
+    }
+}
+
+/// Byte strings as CBOR byte strings.
+mod serde_bytes_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        ciborium::value::Value::deserialize(deserializer)?
+            .into_bytes()
+            .map_err(|_| serde::de::Error::custom("expected a byte string"))
+    }
+}
+
+mod serde_bytes_option {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => serializer.serialize_bytes(bytes),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        super::serde_bytes_compat::deserialize(deserializer).map(Some)
+    }
+}
+
+/// What binds a REK and a time into a TEE report's 64 bytes of report
+/// data: SHA-512 of the REK binding ([`crate::rek_binding`]) and the time
+/// (Unix seconds, big-endian).
+pub fn tee_report_data(rek: &[u8; 32], issued_at: u64) -> [u8; 64] {
+    use sha2::Sha512;
+    let mut hash = Sha512::new();
+    hash.update(crate::rek_binding(rek));
+    hash.update(issued_at.to_be_bytes());
+    hash.finalize().into()
+}
+
+/// A platform's trusted computing base: the security version of each
+/// firmware part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tcb {
+    /// The boot loader.
+    pub bootloader: u8,
+    /// The PSP operating system.
+    pub tee: u8,
+    /// The SNP firmware.
+    pub snp: u8,
+    /// The CPU microcode.
+    pub microcode: u8,
+    /// The firmware's first stage (Turin and later).
+    #[serde(default)]
+    pub fmc: Option<u8>,
+}
+
+impl Tcb {
+    /// Reads the 8-byte TCB version of a report: its layout differs on
+    /// Turin (`turin`).
+    pub fn decode(raw: [u8; 8], turin: bool) -> Tcb {
+        if turin {
+            Tcb {
+                fmc: Some(raw[0]),
+                bootloader: raw[1],
+                tee: raw[2],
+                snp: raw[3],
+                microcode: raw[7],
+            }
+        } else {
+            Tcb {
+                fmc: None,
+                bootloader: raw[0],
+                tee: raw[1],
+                snp: raw[6],
+                microcode: raw[7],
+            }
+        }
+    }
+
+    /// Whether every part is at least `minimum`'s.
+    pub fn at_least(&self, minimum: &Tcb) -> bool {
+        self.bootloader >= minimum.bootloader
+            && self.tee >= minimum.tee
+            && self.snp >= minimum.snp
+            && self.microcode >= minimum.microcode
+            && minimum
+                .fmc
+                .is_none_or(|fmc| self.fmc.is_some_and(|own| own >= fmc))
+    }
+}
+
+impl std::fmt::Display for Tcb {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(fmc) = self.fmc {
+            write!(formatter, "fmc {fmc}, ")?;
+        }
+        write!(
+            formatter,
+            "boot loader {}, tee {}, snp {}, microcode {}",
+            self.bootloader, self.tee, self.snp, self.microcode
+        )
+    }
+}
+
+/// What a report says, read at its fixed offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnpReport {
+    /// The report format's version (2 to 5).
+    pub version: u32,
+    /// The guest's security version.
+    pub guest_svn: u32,
+    /// The guest policy the guest was launched with.
+    pub policy: u64,
+    /// The privilege level that asked for the report.
+    pub vmpl: u32,
+    /// The launch measurement of the guest.
+    pub measurement: [u8; 48],
+    /// What the guest asked to be bound (64 bytes).
+    pub report_data: [u8; 64],
+    /// What the host bound at launch.
+    pub host_data: [u8; 32],
+    /// The TCB the VCEK was derived for.
+    pub reported_tcb: Tcb,
+    /// The chip's id (zeros when the guest policy masks it).
+    pub chip_id: [u8; 64],
+    /// Whether the CPU is a Turin (family 0x1A) or later.
+    pub turin: bool,
+    signed: Vec<u8>,
+    /// r and s, big-endian, 48 bytes each.
+    signature: [u8; 96],
+}
+
+/// Reads a report.
+pub fn parse_report(bytes: &[u8]) -> Result<SnpReport, String> {
+    if bytes.len() != REPORT_LEN {
+        return Err(format!(
+            "a report is {REPORT_LEN} bytes, this one {}",
+            bytes.len()
+        ));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let version = u32_at(0);
+    if !(2..=5).contains(&version) {
+        return Err(format!("report version {version} is not one of 2 to 5"));
+    }
+    let algorithm = u32_at(0x34);
+    if algorithm != ECDSA_P384_SHA384 {
+        return Err(format!(
+            "signature algorithm {algorithm} is not ECDSA P-384 with SHA-384"
+        ));
+    }
+    let array = |at: usize, len: usize| &bytes[at..at + len];
+    // Version 3 and later name the CPU's family; Turin is 0x1A.
+    let turin = version >= 3 && bytes[0x188] >= 0x1A;
+    let mut signature = [0u8; 96];
+    // r and s are 72 bytes little-endian each; P-384 uses the low 48.
+    for (half, at) in [(0, 0x2A0), (48, 0x2E8)] {
+        let little = &bytes[at..at + 72];
+        if little[48..].iter().any(|byte| *byte != 0) {
+            return Err("a signature value is longer than P-384's".into());
+        }
+        for index in 0..48 {
+            signature[half + index] = little[47 - index];
+        }
+    }
+    Ok(SnpReport {
+        version,
+        guest_svn: u32_at(4),
+        policy: u64::from_le_bytes(array(8, 8).try_into().expect("8 bytes")),
+        vmpl: u32_at(0x30),
+        report_data: array(0x50, 64).try_into().expect("64 bytes"),
+        measurement: array(0x90, 48).try_into().expect("48 bytes"),
+        host_data: array(0xC0, 32).try_into().expect("32 bytes"),
+        reported_tcb: Tcb::decode(array(0x180, 8).try_into().expect("8 bytes"), turin),
+        chip_id: array(0x1A0, 64).try_into().expect("64 bytes"),
+        turin,
+        signed: bytes[..SIGNED_LEN].to_vec(),
+        signature,
+    })
+}
+
+impl SnpReport {
+    /// Checks the report's signature with the VCEK's public key (an
+    /// uncompressed P-384 point).
+    pub fn verify_signature(&self, vcek_public_key: &[u8]) -> Result<(), String> {
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P384_SHA384_FIXED,
+            vcek_public_key,
+        )
+        .verify(&self.signed, &self.signature)
+        .map_err(|_| "the report's signature does not verify with the VCEK".into())
+    }
+
+    /// Whether the guest policy lets the hypervisor debug the guest.
+    pub fn debug_allowed(&self) -> bool {
+        self.policy & POLICY_DEBUG != 0
+    }
+}
+
+/// The OID of RSASSA-PSS, AMD's signature algorithm for ARK, ASK and VCEK.
+const RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+/// AMD's extensions of a VCEK.
+const OID_BOOTLOADER: &str = "1.3.6.1.4.1.3704.1.3.1";
+const OID_TEE: &str = "1.3.6.1.4.1.3704.1.3.2";
+const OID_SNP: &str = "1.3.6.1.4.1.3704.1.3.3";
+const OID_MICROCODE: &str = "1.3.6.1.4.1.3704.1.3.8";
+const OID_FMC: &str = "1.3.6.1.4.1.3704.1.3.9";
+const OID_HWID: &str = "1.3.6.1.4.1.3704.1.4";
+
+/// A certificate parsed, and the facts the checks need.
+pub struct Certificate<'a> {
+    parsed: X509Certificate<'a>,
+}
+
+impl<'a> Certificate<'a> {
+    /// Parses DER.
+    pub fn parse(der: &'a [u8], what: &str) -> Result<Certificate<'a>, String> {
+        let (rest, parsed) = X509Certificate::from_der(der)
+            .map_err(|error| format!("the {what} does not parse: {error}"))?;
+        if !rest.is_empty() {
+            return Err(format!("the {what} has bytes after it"));
+        }
+        Ok(Certificate { parsed })
+    }
+
+    /// Its subject's common name.
+    pub fn common_name(&self) -> String {
+        self.parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|name| name.as_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Whether it is valid at `now`.
+    pub fn valid_at(&self, now: Duration) -> bool {
+        let now = now.as_secs() as i64;
+        let validity = self.parsed.validity();
+        validity.not_before.timestamp() <= now && now <= validity.not_after.timestamp()
+    }
+
+    /// Checks that `issuer` signed it with RSASSA-PSS (SHA-384) and that
+    /// its issuer's name is `issuer`'s subject.
+    pub fn signed_by(&self, issuer: &Certificate<'_>) -> Result<(), String> {
+        if self.parsed.issuer() != issuer.parsed.subject() {
+            return Err(format!(
+                "{} is issued by {}, not {}",
+                self.common_name(),
+                self.parsed.issuer(),
+                issuer.common_name()
+            ));
+        }
+        verify_pss(
+            self.parsed.signature_algorithm.algorithm.to_id_string(),
+            issuer,
+            self.parsed.tbs_certificate.as_ref(),
+            &self.parsed.signature_value.data,
+        )
+        .map_err(|why| {
+            format!(
+                "{}'s signature by {}: {why}",
+                self.common_name(),
+                issuer.common_name()
+            )
+        })
+    }
+
+    /// Its serial number, big-endian.
+    pub fn serial(&self) -> &[u8] {
+        self.parsed.raw_serial()
+    }
+
+    /// Its public key's bytes (an EC point, or an RSA key in PKCS#1).
+    pub fn public_key(&self) -> &[u8] {
+        &self.parsed.public_key().subject_public_key.data
+    }
+
+    /// The INTEGER in extension `oid`, if present.
+    fn extension_integer(&self, oid: &str) -> Option<u8> {
+        let extension = self
+            .parsed
+            .extensions()
+            .iter()
+            .find(|extension| extension.oid.to_id_string() == oid)?;
+        let (_, value) = x509_parser::der_parser::der::parse_der_integer(extension.value).ok()?;
+        value
+            .as_u32()
+            .ok()
+            .and_then(|value| u8::try_from(value).ok())
+    }
+
+    /// The VCEK's TCB, from its extensions.
+    pub fn vcek_tcb(&self) -> Result<Tcb, String> {
+        let part = |oid: &str, name: &str| {
+            self.extension_integer(oid)
+                .ok_or_else(|| format!("the VCEK names no {name} version"))
+        };
+        Ok(Tcb {
+            bootloader: part(OID_BOOTLOADER, "boot loader")?,
+            tee: part(OID_TEE, "tee")?,
+            snp: part(OID_SNP, "snp")?,
+            microcode: part(OID_MICROCODE, "microcode")?,
+            fmc: self.extension_integer(OID_FMC),
+        })
+    }
+
+    /// The chip id the VCEK was made for (its hwID extension).
+    pub fn vcek_chip_id(&self) -> Option<Vec<u8>> {
+        let extension = self
+            .parsed
+            .extensions()
+            .iter()
+            .find(|extension| extension.oid.to_id_string() == OID_HWID)?;
+        let (_, value) =
+            x509_parser::der_parser::der::parse_der_octetstring(extension.value).ok()?;
+        value.as_slice().ok().map(<[u8]>::to_vec)
+    }
+}
+
+/// Checks an RSASSA-PSS (SHA-384, salt 48) signature by `issuer`'s key.
+fn verify_pss(
+    algorithm: String,
+    issuer: &Certificate<'_>,
+    signed: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
+    if algorithm != RSASSA_PSS {
+        return Err(format!("algorithm {algorithm} is not RSASSA-PSS"));
+    }
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PSS_2048_8192_SHA384,
+        issuer.public_key(),
+    )
+    .verify(signed, signature)
+    .map_err(|_| "the signature does not verify".to_owned())
+}
+
+/// The revocation list's facts: who signed it, when it holds, which
+/// serials it lists.
+pub struct Revocations {
+    /// Serial numbers revoked, big-endian.
+    pub serials: Vec<Vec<u8>>,
+}
+
+/// Checks AMD's CRL `der`: signed by `ark`, current at `now`; its revoked
+/// serials.
+pub fn read_crl(der: &[u8], ark: &Certificate<'_>, now: Duration) -> Result<Revocations, String> {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|error| format!("the CRL does not parse: {error}"))?;
+    if crl.issuer() != ark.parsed.subject() {
+        return Err(format!(
+            "the CRL is issued by {}, not the ARK",
+            crl.issuer()
+        ));
+    }
+    verify_pss(
+        crl.signature_algorithm.algorithm.to_id_string(),
+        ark,
+        crl.tbs_cert_list.as_ref(),
+        &crl.signature_value.data,
+    )
+    .map_err(|why| format!("the CRL's signature: {why}"))?;
+    let now_seconds = now.as_secs() as i64;
+    let this_update = crl.last_update().timestamp();
+    if now_seconds < this_update {
+        return Err("the CRL is from the future".into());
+    }
+    match crl.next_update() {
+        Some(next) if now_seconds > next.timestamp() => {
+            return Err(format!(
+                "the CRL expired at {}",
+                crate::report::rfc3339(Duration::from_secs(next.timestamp().max(0) as u64))
+            ));
+        }
+        _ => {}
+    }
+    Ok(Revocations {
+        serials: crl
+            .iter_revoked_certificates()
+            .map(|revoked| revoked.raw_serial().to_vec())
+            .collect(),
+    })
+}
+
+/// Which product an ARK fingerprint belongs to, if it is one AMD's.
+pub fn amd_product(ark_sha256: &str) -> Option<&'static str> {
+    AMD_ARKS_SHA256
+        .iter()
+        .find(|(_, pinned)| pinned.eq_ignore_ascii_case(ark_sha256))
+        .map(|(product, _)| *product)
+}
+
+/// SHA-256 of `der`, hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// A launch measurement a client trusts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpImage {
+    /// A name for people.
+    pub name: String,
+    /// The launch measurement, 96 hex digits.
+    pub measurement: String,
+    /// When set, the host data the guest must have been launched with.
+    #[serde(default)]
+    pub host_data: Option<String>,
+}
+
+/// The policy's SEV-SNP part.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpPolicy {
+    /// Measurements trusted.
+    #[serde(default)]
+    pub images: Vec<SnpImage>,
+    /// The least TCB accepted (none: any the chain vouches for).
+    #[serde(default)]
+    pub min_tcb: Option<Tcb>,
+    /// SHA-256 of the ARKs trusted (empty: AMD's, [`AMD_ARKS_SHA256`]).
+    #[serde(default)]
+    pub ark_sha256: Vec<String>,
+    /// Refuse evidence that carries no current CRL.
+    #[serde(default)]
+    pub require_crl: bool,
+}
+
+impl SnpPolicy {
+    /// Whether the ARK with this fingerprint is trusted.
+    pub fn trusts_ark(&self, fingerprint: &str) -> bool {
+        if self.ark_sha256.is_empty() {
+            amd_product(fingerprint).is_some()
+        } else {
+            self.ark_sha256
+                .iter()
+                .any(|pinned| pinned.eq_ignore_ascii_case(fingerprint))
+        }
+    }
+
+    /// The image whose measurement (and host data) the report has.
+    pub fn matching_image(&self, report: &SnpReport) -> Result<&SnpImage, String> {
+        let measurement = hex::encode(report.measurement);
+        let host_data = hex::encode(report.host_data);
+        self.images
+            .iter()
+            .find(|image| {
+                image.measurement.eq_ignore_ascii_case(&measurement)
+                    && image
+                        .host_data
+                        .as_ref()
+                        .is_none_or(|wanted| wanted.eq_ignore_ascii_case(&host_data))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "measurement {} is not one the policy trusts",
+                    crate::policy::short(&measurement)
+                )
+            })
+    }
+
+    /// Checks a policy's values.
+    pub fn check(&self) -> Result<(), String> {
+        for image in &self.images {
+            let bytes = hex::decode(&image.measurement)
+                .map_err(|_| format!("image `{}`: the measurement is not hex", image.name))?;
+            if bytes.len() != 48 {
+                return Err(format!(
+                    "image `{}`: a measurement is 48 bytes, not {}",
+                    image.name,
+                    bytes.len()
+                ));
+            }
+            if let Some(host_data) = &image.host_data
+                && hex::decode(host_data).map(|bytes| bytes.len()) != Ok(32)
+            {
+                return Err(format!(
+                    "image `{}`: host_data is not 32 bytes of hex",
+                    image.name
+                ));
+            }
+        }
+        for pinned in &self.ark_sha256 {
+            if pinned.len() != 64 || hex::decode(pinned).is_err() {
+                return Err("ark_sha256: each entry is 64 hex digits".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Measurements as a report shows them.
+pub fn shown(report: &SnpReport) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("measurement".to_owned(), hex::encode(report.measurement)),
+        ("host_data".to_owned(), hex::encode(report.host_data)),
+        ("report_data".to_owned(), hex::encode(report.report_data)),
+        ("chip_id".to_owned(), hex::encode(report.chip_id)),
+    ])
+}
+
+/// Verifies an SEV-SNP evidence document.
+pub fn verify(
+    bytes: &[u8],
+    policy: Option<&crate::Policy>,
+    expected: crate::Expected<'_>,
+) -> crate::Report {
+    use crate::report::CheckName;
+    let now = expected.now;
+    let mut report = crate::verify::start(crate::evidence::AMD_SEV_SNP, now);
+    let document = match SnpDocument::parse(bytes) {
+        Ok(document) => document,
+        Err(error) => {
+            report.fail(CheckName::Format, error);
+            return report.conclude();
+        }
+    };
+    let parts = parse_report(&document.report).and_then(|snp| {
+        let vcek = Certificate::parse(&document.vcek, "VCEK")?;
+        let ask = Certificate::parse(&document.ask, "ASK")?;
+        let ark = Certificate::parse(&document.ark, "ARK")?;
+        Ok((snp, vcek, ask, ark))
+    });
+    let (snp, vcek, ask, ark) = match parts {
+        Ok(parts) => parts,
+        Err(error) => {
+            report.fail(CheckName::Format, error);
+            return report.conclude();
+        }
+    };
+    report.pass(
+        CheckName::Format,
+        format!(
+            "an SEV-SNP report (version {}) with its VCEK, ASK and ARK",
+            snp.version
+        ),
+    );
+    report.timestamp = Some(crate::report::rfc3339(Duration::from_secs(
+        document.issued_at,
+    )));
+    report.measurements = shown(&snp);
+    report.tcb = Some(snp.reported_tcb.to_string());
+    report.pass(CheckName::EvidenceType, "AMD SEV-SNP attestation report");
+    let snp_policy = policy.map(|policy| &policy.sev_snp);
+    let default_policy = SnpPolicy::default();
+
+    // Root: the ARK is AMD's (or the policy's), and signs itself.
+    let ark_sha256 = fingerprint(&document.ark);
+    let trusted = snp_policy
+        .unwrap_or(&default_policy)
+        .trusts_ark(&ark_sha256);
+    let root_ok = trusted && ark.signed_by(&ark).is_ok();
+    if !trusted {
+        report.fail(
+            CheckName::Root,
+            format!(
+                "the ARK (SHA-256 {}) is not a root the policy trusts",
+                crate::policy::short(&ark_sha256)
+            ),
+        );
+        report.skip(CheckName::Chain, "no trusted root to chain to");
+    } else if let Err(why) = ark.signed_by(&ark) {
+        report.fail(
+            CheckName::Root,
+            format!("the ARK does not sign itself: {why}"),
+        );
+        report.skip(CheckName::Chain, "no trusted root to chain to");
+    } else {
+        let product = amd_product(&ark_sha256).unwrap_or("pinned by the policy");
+        report.pass(
+            CheckName::Root,
+            format!("{} ({product})", ark.common_name()),
+        );
+        let chain = ask
+            .signed_by(&ark)
+            .and_then(|()| vcek.signed_by(&ask))
+            .and_then(|()| {
+                [(&ark, "ARK"), (&ask, "ASK"), (&vcek, "VCEK")]
+                    .into_iter()
+                    .find(|(certificate, _)| !certificate.valid_at(now))
+                    .map_or(Ok(()), |(_, name)| {
+                        Err(format!(
+                            "the {name} is not valid at {}",
+                            crate::report::rfc3339(now)
+                        ))
+                    })
+            });
+        match chain {
+            Ok(()) => report.pass(
+                CheckName::Chain,
+                format!(
+                    "ARK signs ASK signs VCEK, valid at {}",
+                    crate::report::rfc3339(now)
+                ),
+            ),
+            Err(why) => report.fail(CheckName::Chain, why),
+        }
+    }
+
+    // Revocation: AMD's CRL, when the evidence carries one.
+    match (&document.crl, root_ok) {
+        (None, _) if snp_policy.is_some_and(|policy| policy.require_crl) => report.fail(
+            CheckName::Revocation,
+            "the policy requires AMD's CRL; the evidence carries none",
+        ),
+        (None, _) => report.skip(CheckName::Revocation, "the evidence carries no CRL"),
+        (Some(_), false) => report.skip(
+            CheckName::Revocation,
+            "no trusted root to check the CRL with",
+        ),
+        (Some(crl), true) => match read_crl(crl, &ark, now) {
+            Ok(revocations) => {
+                let revoked =
+                    [(&ask, "ASK"), (&vcek, "VCEK")]
+                        .into_iter()
+                        .find(|(certificate, _)| {
+                            revocations
+                                .serials
+                                .iter()
+                                .any(|serial| serial == certificate.serial())
+                        });
+                match revoked {
+                    Some((_, name)) => report.fail(
+                        CheckName::Revocation,
+                        format!("AMD's CRL revokes the {name}"),
+                    ),
+                    None => report.pass(
+                        CheckName::Revocation,
+                        "neither ASK nor VCEK is on AMD's current CRL",
+                    ),
+                }
+            }
+            Err(why) => report.fail(CheckName::Revocation, why),
+        },
+    }
+
+    match snp.verify_signature(vcek.public_key()) {
+        Ok(()) => report.pass(CheckName::Signature, "signed by the VCEK (ECDSA P-384)"),
+        Err(why) => report.fail(CheckName::Signature, why),
+    }
+
+    // TCB: what the report states is what the VCEK was made for, on that
+    // chip, and no older than the policy's least.
+    let tcb = vcek.vcek_tcb().and_then(|certified| {
+        if certified != snp.reported_tcb {
+            return Err(format!(
+                "the report states TCB ({}) but the VCEK is for ({certified})",
+                snp.reported_tcb
+            ));
+        }
+        if snp.chip_id.iter().any(|byte| *byte != 0)
+            && vcek.vcek_chip_id().is_some_and(|hwid| hwid != snp.chip_id)
+        {
+            return Err("the VCEK was made for another chip".into());
+        }
+        match snp_policy.and_then(|policy| policy.min_tcb.as_ref()) {
+            Some(minimum) if !snp.reported_tcb.at_least(minimum) => Err(format!(
+                "TCB ({}) is older than the policy's least ({minimum})",
+                snp.reported_tcb
+            )),
+            _ => Ok(()),
+        }
+    });
+    match tcb {
+        Ok(()) => report.pass(CheckName::Tcb, snp.reported_tcb.to_string()),
+        Err(why) => report.fail(CheckName::Tcb, why),
+    }
+
+    crate::verify::check_freshness(
+        Duration::from_secs(document.issued_at),
+        policy,
+        now,
+        &mut report,
+    );
+
+    match policy {
+        None => report.skip(CheckName::DebugMode, "no policy"),
+        Some(policy) if snp.debug_allowed() && policy.allow_debug => report.pass(
+            CheckName::DebugMode,
+            "debugging allowed, and the policy accepts it",
+        ),
+        Some(_) if snp.debug_allowed() => report.fail(
+            CheckName::DebugMode,
+            "the guest policy lets the hypervisor debug the guest (read its memory)",
+        ),
+        Some(_) => report.pass(CheckName::DebugMode, "the guest policy forbids debugging"),
+    }
+
+    match snp_policy {
+        None => report.skip(
+            CheckName::Measurements,
+            "no policy: the measurement is printed below",
+        ),
+        Some(snp_policy) => match snp_policy.matching_image(&snp) {
+            Ok(image) => report.pass(CheckName::Measurements, format!("image `{}`", image.name)),
+            Err(why) => report.fail(CheckName::Measurements, why),
+        },
+    }
+
+    match expected.nonce {
+        None => report.skip(CheckName::Nonce, "no nonce expected"),
+        Some(_) => report.fail(
+            CheckName::Nonce,
+            "SEV-SNP evidence binds a time, not a nonce",
+        ),
+    }
+
+    match expected.rek {
+        None => report.skip(CheckName::KeyBinding, "no key expected"),
+        Some(rek) if tee_report_data(rek, document.issued_at) == snp.report_data => report.pass(
+            CheckName::KeyBinding,
+            "the report binds the node's request key and its time",
+        ),
+        Some(_) => report.fail(
+            CheckName::KeyBinding,
+            "the report's report_data does not bind the bundle's request key and the document's time",
+        ),
+    }
+    report.conclude()
+}
