@@ -146,7 +146,7 @@ fn a_bundle_passes_when_its_evidence_binds_its_key() {
 
     // An evidence type this verifier does not know is reported, not trusted.
     let mut unknown = bundle;
-    unknown.evidence[0].kind = "amd-sev-snp".into();
+    unknown.evidence[0].kind = "arm-cca".into();
     let report = verify_bundle(&unknown, Some(&dev_policy()), NOW, None);
     assert!(!report.passed);
     assert_eq!(
