@@ -32,6 +32,9 @@ pub const HEARTH_DEV: &str = "hearth-dev";
 /// Evidence from AMD SEV-SNP: an attestation report with its VCEK and
 /// AMD's chain ([`crate::snp`]).
 pub const AMD_SEV_SNP: &str = "amd-sev-snp";
+/// Evidence from Intel TDX: a DCAP quote with its collateral
+/// ([`crate::tdx`]).
+pub const INTEL_TDX: &str = "intel-tdx";
 
 /// What a dev document states as its measurements: PCR0 the SHA-384 of the
 /// node's executable, PCR1 a fixed marker (no kernel is measured), PCR2 the

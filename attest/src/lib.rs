@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod policy;
 pub mod report;
 pub mod snp;
+pub mod tdx;
 pub mod verify;
 
 pub use cache::{Judgement, VerifiedKeys};

@@ -65,6 +65,9 @@ pub struct Policy {
     /// What AMD SEV-SNP evidence must show.
     #[serde(default)]
     pub sev_snp: crate::snp::SnpPolicy,
+    /// What Intel TDX evidence must show.
+    #[serde(default)]
+    pub tdx: crate::tdx::TdxPolicy,
 }
 
 fn default_max_age() -> u64 {
@@ -87,6 +90,7 @@ impl Default for Policy {
             allow_dev_evidence: false,
             root_sha256: default_root(),
             sev_snp: crate::snp::SnpPolicy::default(),
+            tdx: crate::tdx::TdxPolicy::default(),
         }
     }
 }
@@ -111,6 +115,9 @@ pub enum PolicyError {
     /// The SEV-SNP part is not usable.
     #[error("sev_snp: {0}")]
     SevSnp(String),
+    /// The TDX part is not usable.
+    #[error("tdx: {0}")]
+    Tdx(String),
 }
 
 impl Policy {
@@ -128,6 +135,7 @@ impl Policy {
             return Err(PolicyError::Root);
         }
         self.sev_snp.check().map_err(PolicyError::SevSnp)?;
+        self.tdx.check().map_err(PolicyError::Tdx)?;
         for image in &self.images {
             let problem = |problem: String| PolicyError::Image {
                 image: image.name.clone(),

@@ -59,16 +59,16 @@ pub const AMD_ARKS_SHA256: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct SnpDocument {
     /// The attestation report.
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "cbor_bytes")]
     pub report: Vec<u8>,
     /// The chip's VCEK (DER).
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "cbor_bytes")]
     pub vcek: Vec<u8>,
     /// AMD's signing key for the product (DER).
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "cbor_bytes")]
     pub ask: Vec<u8>,
     /// AMD's root key for the product (DER).
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "cbor_bytes")]
     pub ark: Vec<u8>,
     /// AMD's certificate revocation list for the product (DER).
     #[serde(
@@ -100,7 +100,7 @@ impl SnpDocument {
 }
 
 /// Byte strings as CBOR byte strings.
-mod serde_bytes_compat {
+pub(crate) mod cbor_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -130,7 +130,7 @@ mod serde_bytes_option {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Vec<u8>>, D::Error> {
-        super::serde_bytes_compat::deserialize(deserializer).map(Some)
+        super::cbor_bytes::deserialize(deserializer).map(Some)
     }
 }
 

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::chain::{self, AWS_NITRO_ROOT_SHA256};
 use crate::cose::{self, CoseSign1};
 use crate::document::Document;
-use crate::evidence::{AMD_SEV_SNP, AWS_NITRO, EvidenceBundle, HEARTH_DEV, rek_binding};
+use crate::evidence::{AMD_SEV_SNP, AWS_NITRO, EvidenceBundle, HEARTH_DEV, INTEL_TDX, rek_binding};
 use crate::policy::{CLOCK_SKEW_SECONDS, Policy, short};
 use crate::report::{CheckName, Report, rfc3339};
 
@@ -96,6 +96,7 @@ pub fn verify_typed(
         AWS_NITRO => verify_nitro(document, policy, expected),
         HEARTH_DEV => verify_dev(document, policy, expected),
         AMD_SEV_SNP => crate::snp::verify(document, policy, expected),
+        INTEL_TDX => crate::tdx::verify(document, policy, expected),
         other => {
             let mut report = start(other, expected.now);
             report.fail(

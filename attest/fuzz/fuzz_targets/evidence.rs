@@ -1,5 +1,7 @@
 //! Fuzzes what a verifier is handed: evidence files (bundle JSON, base64 or
-//! raw CBOR), COSE_Sign1 documents and their payloads, and policies. Every
+//! raw CBOR), COSE_Sign1 documents and their payloads, SEV-SNP and TDX
+//! documents (CBOR around a report or quote, certificates, CRLs and
+//! collateral), and policies. Every
 //! input gives a report or an error, never a panic; nothing the fuzzer makes
 //! passes verification (it cannot sign for AWS's chain).
 #![no_main]
@@ -7,7 +9,9 @@
 use std::time::Duration;
 
 use hearth_attest::document::Document;
-use hearth_attest::{Expected, Input, Policy, cose, read_input, verify_bundle, verify_nitro};
+use hearth_attest::{
+    Expected, Input, Policy, cose, read_input, snp, tdx, verify_bundle, verify_nitro,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +32,30 @@ fuzz_target!(|data: &[u8]| {
         let _ = signed.der_signature();
     }
     let _ = Document::parse(data);
+    // As TEE evidence: the whole input as a document, and as the report or
+    // quote inside a document (with no certificates that could vouch).
+    for report in [
+        snp::verify(data, Some(&Policy::default()), Expected::at(now)),
+        tdx::verify(data, Some(&Policy::default()), Expected::at(now)),
+    ] {
+        assert!(!report.passed, "fuzzed TEE evidence passed the default policy");
+    }
+    let _ = snp::parse_report(data);
+    let wrapped = snp::SnpDocument {
+        report: data.to_vec(),
+        vcek: data.to_vec(),
+        ask: Vec::new(),
+        ark: Vec::new(),
+        crl: Some(data.to_vec()),
+        issued_at: now.as_secs(),
+    };
+    assert!(!snp::verify(&wrapped.to_bytes(), None, Expected::at(now)).passed);
+    let quote = tdx::TdxDocument {
+        quote: data.to_vec(),
+        collateral: String::from_utf8_lossy(data).into_owned(),
+        issued_at: now.as_secs(),
+    };
+    assert!(!tdx::verify(&quote.to_bytes(), None, Expected::at(now)).passed);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Policy::parse(text);
     }
