@@ -21,6 +21,7 @@ pub mod policy;
 pub mod report;
 pub mod snp;
 pub mod tdx;
+pub mod tee;
 pub mod verify;
 
 pub use cache::{Judgement, VerifiedKeys};

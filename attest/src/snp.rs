@@ -11,9 +11,11 @@
 //!   "issued_at": uint (Unix seconds) }
 //! ```
 //!
-//! The report's 64 bytes of `report_data` are [`tee_report_data`] of the
-//! node's REK and `issued_at`: the REK is bound, and the chip vouches for
-//! the time the node claims (a report carries no time of its own).
+//! The report's 64 bytes of `report_data` are
+//! [`tee::report_data`](crate::tee::report_data) of the node's REK,
+//! `issued_at` and the verifier's nonce: the REK is bound, and the chip
+//! vouches for the time the node claims (a report carries no time of its
+//! own).
 //!
 //! Reading and checking are pure: the time is an argument. The checks
 //! (root, chain, revocation, signature, TCB, measurement, debug, key)
@@ -59,21 +61,21 @@ pub const AMD_ARKS_SHA256: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct SnpDocument {
     /// The attestation report.
-    #[serde(with = "cbor_bytes")]
+    #[serde(with = "crate::tee::cbor_bytes")]
     pub report: Vec<u8>,
     /// The chip's VCEK (DER).
-    #[serde(with = "cbor_bytes")]
+    #[serde(with = "crate::tee::cbor_bytes")]
     pub vcek: Vec<u8>,
     /// AMD's signing key for the product (DER).
-    #[serde(with = "cbor_bytes")]
+    #[serde(with = "crate::tee::cbor_bytes")]
     pub ask: Vec<u8>,
     /// AMD's root key for the product (DER).
-    #[serde(with = "cbor_bytes")]
+    #[serde(with = "crate::tee::cbor_bytes")]
     pub ark: Vec<u8>,
     /// AMD's certificate revocation list for the product (DER).
     #[serde(
         default,
-        with = "serde_bytes_option",
+        with = "crate::tee::cbor_bytes_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub crl: Option<Vec<u8>>,
@@ -97,52 +99,6 @@ impl SnpDocument {
         ciborium::ser::into_writer(self, &mut out).expect("a document serializes");
         out
     }
-}
-
-/// Byte strings as CBOR byte strings.
-pub(crate) mod cbor_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        ciborium::value::Value::deserialize(deserializer)?
-            .into_bytes()
-            .map_err(|_| serde::de::Error::custom("expected a byte string"))
-    }
-}
-
-mod serde_bytes_option {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        bytes: &Option<Vec<u8>>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(bytes) => serializer.serialize_bytes(bytes),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
-        super::cbor_bytes::deserialize(deserializer).map(Some)
-    }
-}
-
-/// What binds a REK and a time into a TEE report's 64 bytes of report
-/// data: SHA-512 of the REK binding ([`crate::rek_binding`]) and the time
-/// (Unix seconds, big-endian).
-pub fn tee_report_data(rek: &[u8; 32], issued_at: u64) -> [u8; 64] {
-    use sha2::Sha512;
-    let mut hash = Sha512::new();
-    hash.update(crate::rek_binding(rek));
-    hash.update(issued_at.to_be_bytes());
-    hash.finalize().into()
 }
 
 /// A platform's trusted computing base: the security version of each
@@ -493,6 +449,92 @@ pub fn read_crl(der: &[u8], ark: &Certificate<'_>, now: Duration) -> Result<Revo
     })
 }
 
+/// The certificates a host hands a guest with its report (the extended
+/// report's certificate table, configfs-tsm's `auxblob`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostCertificates {
+    /// The chip's VCEK (DER).
+    pub vcek: Option<Vec<u8>>,
+    /// The product's ASK (DER).
+    pub ask: Option<Vec<u8>>,
+    /// The product's ARK (DER).
+    pub ark: Option<Vec<u8>>,
+}
+
+/// GUIDs of the certificate table's entries (RFC 4122 byte order, as
+/// AMD's firmware ABI and the Linux kernel write them).
+const GUID_VCEK: [u8; 16] = guid(0x63da758d, 0xe664, 0x4564, 0xadc5, 0xf4b93be8accd);
+const GUID_ASK: [u8; 16] = guid(0x4ab7b379, 0xbbac, 0x4fe4, 0xa02f, 0x05aef327c782);
+const GUID_ARK: [u8; 16] = guid(0xc0b406a4, 0xa803, 0x4952, 0x9743, 0x3fb6014cd0ae);
+
+const fn guid(a: u32, b: u16, c: u16, d: u16, e: u64) -> [u8; 16] {
+    let (a, b, c, d, e) = (
+        a.to_be_bytes(),
+        b.to_be_bytes(),
+        c.to_be_bytes(),
+        d.to_be_bytes(),
+        e.to_be_bytes(),
+    );
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], e[2], e[3], e[4], e[5], e[6],
+        e[7],
+    ]
+}
+
+/// Reads a certificate table: entries of a GUID, an offset and a length
+/// (little-endian, from the table's start), ended by an entry of zeros.
+/// Entries it does not know are skipped; a table that points outside
+/// itself is refused.
+pub fn certificate_table(table: &[u8]) -> Result<HostCertificates, String> {
+    let mut found = HostCertificates::default();
+    let mut at = 0;
+    loop {
+        let entry = table
+            .get(at..at + 24)
+            .ok_or("the certificate table has no end entry")?;
+        if entry.iter().all(|byte| *byte == 0) {
+            return Ok(found);
+        }
+        let offset = u32::from_le_bytes(entry[16..20].try_into().expect("4 bytes")) as usize;
+        let length = u32::from_le_bytes(entry[20..24].try_into().expect("4 bytes")) as usize;
+        let der = table
+            .get(offset..offset.saturating_add(length))
+            .ok_or("a certificate table entry points outside the table")?
+            .to_vec();
+        let slot = match <[u8; 16]>::try_from(&entry[..16]).expect("16 bytes") {
+            GUID_VCEK => Some(&mut found.vcek),
+            GUID_ASK => Some(&mut found.ask),
+            GUID_ARK => Some(&mut found.ark),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            *slot = Some(der);
+        }
+        at += 24;
+    }
+}
+
+/// A certificate table holding `entries` (GUID, DER), as a host writes one.
+pub fn write_certificate_table(entries: &[([u8; 16], &[u8])]) -> Vec<u8> {
+    let header = (entries.len() + 1) * 24;
+    let mut table = Vec::new();
+    let mut offset = header;
+    for (guid, der) in entries {
+        table.extend_from_slice(guid);
+        table.extend_from_slice(&(offset as u32).to_le_bytes());
+        table.extend_from_slice(&(der.len() as u32).to_le_bytes());
+        offset += der.len();
+    }
+    table.extend_from_slice(&[0; 24]);
+    for (_, der) in entries {
+        table.extend_from_slice(der);
+    }
+    table
+}
+
+/// The table's GUIDs for the VCEK, the ASK and the ARK.
+pub const CERTIFICATE_GUIDS: [[u8; 16]; 3] = [GUID_VCEK, GUID_ASK, GUID_ARK];
+
 /// Which product an ARK fingerprint belongs to, if it is one AMD's.
 pub fn amd_product(ark_sha256: &str) -> Option<&'static str> {
     AMD_ARKS_SHA256
@@ -808,24 +850,64 @@ pub fn verify(
         },
     }
 
-    match expected.nonce {
-        None => report.skip(CheckName::Nonce, "no nonce expected"),
-        Some(_) => report.fail(
-            CheckName::Nonce,
-            "SEV-SNP evidence binds a time, not a nonce",
-        ),
+    crate::tee::check_binding(&snp.report_data, document.issued_at, expected, &mut report);
+    report.conclude()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_table_reads_back_and_a_bad_one_is_refused() {
+        let [vcek, ask, ark] = CERTIFICATE_GUIDS;
+        let unknown = [9u8; 16];
+        let table = write_certificate_table(&[
+            (vcek, b"vcek-der"),
+            (unknown, b"vlek"),
+            (ask, b"ask-der"),
+            (ark, b"ark-der"),
+        ]);
+        let read = certificate_table(&table).unwrap();
+        assert_eq!(read.vcek.as_deref(), Some(&b"vcek-der"[..]));
+        assert_eq!(read.ask.as_deref(), Some(&b"ask-der"[..]));
+        assert_eq!(read.ark.as_deref(), Some(&b"ark-der"[..]));
+        // The VCEK's GUID as AMD publishes it.
+        assert_eq!(hex::encode(vcek), "63da758de6644564adc5f4b93be8accd");
+        assert!(certificate_table(&table[..30]).is_err(), "no end entry");
+        let mut outside = table.clone();
+        outside[16] = 0xff;
+        assert!(certificate_table(&outside).is_err());
+        assert_eq!(
+            certificate_table(&[0; 24]).unwrap(),
+            HostCertificates::default()
+        );
     }
 
-    match expected.rek {
-        None => report.skip(CheckName::KeyBinding, "no key expected"),
-        Some(rek) if tee_report_data(rek, document.issued_at) == snp.report_data => report.pass(
-            CheckName::KeyBinding,
-            "the report binds the node's request key and its time",
-        ),
-        Some(_) => report.fail(
-            CheckName::KeyBinding,
-            "the report's report_data does not bind the bundle's request key and the document's time",
-        ),
+    #[test]
+    fn tcb_versions_read_by_generation() {
+        let milan = Tcb::decode([3, 0, 0, 0, 0, 0, 8, 115], false);
+        assert_eq!(
+            (milan.bootloader, milan.tee, milan.snp, milan.microcode),
+            (3, 0, 8, 115)
+        );
+        let turin = Tcb::decode([1, 2, 3, 4, 0, 0, 0, 9], true);
+        assert_eq!(turin.fmc, Some(1));
+        assert_eq!(
+            (turin.bootloader, turin.tee, turin.snp, turin.microcode),
+            (2, 3, 4, 9)
+        );
+        assert!(milan.at_least(&milan));
+        assert!(!milan.at_least(&Tcb {
+            microcode: 116,
+            ..milan
+        }));
+        assert!(
+            !milan.at_least(&Tcb {
+                fmc: Some(0),
+                ..milan
+            }),
+            "no FMC to compare"
+        );
     }
-    report.conclude()
 }

@@ -18,8 +18,8 @@
 //! ```
 //!
 //! The TD report's 64 bytes of report data are
-//! [`tee_report_data`](crate::snp::tee_report_data) of the REK and
-//! `issued_at`, as for SEV-SNP.
+//! [`tee::report_data`](crate::tee::report_data) of the REK, `issued_at`
+//! and the verifier's nonce, as for SEV-SNP.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,7 +42,7 @@ const TD_DEBUG: u8 = 1;
 #[serde(deny_unknown_fields)]
 pub struct TdxDocument {
     /// The DCAP quote.
-    #[serde(with = "crate::snp::cbor_bytes")]
+    #[serde(with = "crate::tee::cbor_bytes")]
     pub quote: Vec<u8>,
     /// The collateral, JSON.
     pub collateral: String,
@@ -446,19 +446,6 @@ pub fn verify(
         },
     }
 
-    match expected.nonce {
-        None => report.skip(CheckName::Nonce, "no nonce expected"),
-        Some(_) => report.fail(CheckName::Nonce, "TDX evidence binds a time, not a nonce"),
-    }
-    match expected.rek {
-        None => report.skip(CheckName::KeyBinding, "no key expected"),
-        Some(rek) if crate::snp::tee_report_data(rek, document.issued_at) == td.report_data => {
-            report.pass(CheckName::KeyBinding, "the quote binds the node's request key and its time")
-        }
-        Some(_) => report.fail(
-            CheckName::KeyBinding,
-            "the quote's report_data does not bind the bundle's request key and the document's time",
-        ),
-    }
+    crate::tee::check_binding(&td.report_data, document.issued_at, expected, &mut report);
     report.conclude()
 }

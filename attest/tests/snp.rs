@@ -323,15 +323,14 @@ fn a_report_that_binds_another_key_is_refused_for_this_one() {
         },
     );
     assert_eq!(failed(&report), [CheckName::KeyBinding], "{report}");
-    // What a node of ours binds: the key and the time, and nothing else.
-    let bound = snp::tee_report_data(&rek, milan.document.issued_at);
+    // What a node of ours binds: the key, the time and the nonce.
+    let at = milan.document.issued_at;
+    let bound = hearth_attest::tee::report_data(&rek, at, None);
+    assert_ne!(bound, hearth_attest::tee::report_data(&[8; 32], at, None));
+    assert_ne!(bound, hearth_attest::tee::report_data(&rek, at + 1, None));
     assert_ne!(
         bound,
-        snp::tee_report_data(&[8; 32], milan.document.issued_at)
-    );
-    assert_ne!(
-        bound,
-        snp::tee_report_data(&rek, milan.document.issued_at + 1)
+        hearth_attest::tee::report_data(&rek, at, Some(b"nonce"))
     );
 }
 

@@ -1,7 +1,9 @@
 //! Where the node's evidence comes from: the Nitro Secure Module inside an
-//! AWS Nitro Enclave, or, anywhere else, dev evidence signed by a key made
-//! at start. Either way the document binds the request key
-//! ([`hearth_attest::rek_binding`]) and the nonce a verifier asked for.
+//! AWS Nitro Enclave, the TEE of an AMD SEV-SNP or Intel TDX confidential
+//! VM through configfs-tsm ([`crate::tsm`]), or, anywhere else, dev
+//! evidence signed by a key made at start. Either way the document binds
+//! the request key ([`hearth_attest::rek_binding`]) and the nonce a
+//! verifier asked for.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +30,9 @@ pub enum EvidenceError {
     /// Dev evidence could not be signed.
     #[error(transparent)]
     Dev(#[from] hearth_attest::dev::DevError),
+    /// A confidential VM's TEE gave no evidence.
+    #[error(transparent)]
+    Tsm(#[from] crate::tsm::TsmError),
 }
 
 /// What a dev document states as its measurements
@@ -45,6 +50,15 @@ pub enum EvidenceSource {
     },
     /// Inside an AWS Nitro Enclave.
     Nitro,
+    /// Inside an AMD SEV-SNP or Intel TDX confidential VM.
+    Tsm {
+        /// Which TEE.
+        provider: crate::tsm::Provider,
+        /// SEV-SNP: where the operator keeps AMD's certificates and CRL.
+        snp_certificates: Option<std::path::PathBuf>,
+        /// TDX: where the operator keeps the quote's collateral.
+        tdx_collateral: Option<std::path::PathBuf>,
+    },
 }
 
 impl EvidenceSource {
@@ -66,11 +80,40 @@ impl EvidenceSource {
         Ok(EvidenceSource::Nitro)
     }
 
+    /// Evidence from the confidential VM's TEE (SEV-SNP or TDX, as
+    /// configfs-tsm says); fails elsewhere. A TDX node needs
+    /// `tdx_collateral`.
+    pub fn tsm(
+        snp_certificates: Option<std::path::PathBuf>,
+        tdx_collateral: Option<std::path::PathBuf>,
+    ) -> Result<EvidenceSource, EvidenceError> {
+        let probe = crate::tsm::request(std::path::Path::new(crate::tsm::TSM_REPORTS), &[0; 64])?;
+        if probe.provider == crate::tsm::Provider::Tdx && tdx_collateral.is_none() {
+            return Err(crate::tsm::TsmError::Document(
+                "a TDX node needs --tdx-collateral (the quote's collateral from Intel's PCS or a PCCS)".into(),
+            )
+            .into());
+        }
+        Ok(EvidenceSource::Tsm {
+            provider: probe.provider,
+            snp_certificates,
+            tdx_collateral,
+        })
+    }
+
     /// The evidence type it produces.
     pub fn kind(&self) -> &'static str {
         match self {
             EvidenceSource::Dev { .. } => HEARTH_DEV,
             EvidenceSource::Nitro => AWS_NITRO,
+            EvidenceSource::Tsm {
+                provider: crate::tsm::Provider::SevSnp,
+                ..
+            } => hearth_attest::evidence::AMD_SEV_SNP,
+            EvidenceSource::Tsm {
+                provider: crate::tsm::Provider::Tdx,
+                ..
+            } => hearth_attest::evidence::INTEL_TDX,
         }
     }
 
@@ -91,9 +134,47 @@ impl EvidenceSource {
                 timestamp_ms: now_ms,
             })?,
             EvidenceSource::Nitro => nitro_document(rek, nonce)?,
+            EvidenceSource::Tsm {
+                snp_certificates,
+                tdx_collateral,
+                ..
+            } => tsm_document(
+                rek,
+                nonce,
+                now_ms / 1000,
+                snp_certificates.as_deref(),
+                tdx_collateral.as_deref(),
+            )?,
         };
         Ok(EvidenceBundle::new(node, rek, self.kind(), &document))
     }
+}
+
+/// Asks the confidential VM's TEE for a report binding `rek`, the time
+/// and `nonce`, and makes the evidence document around it.
+fn tsm_document(
+    rek: &[u8; 32],
+    nonce: Option<&[u8]>,
+    issued_at: u64,
+    snp_certificates: Option<&std::path::Path>,
+    tdx_collateral: Option<&std::path::Path>,
+) -> Result<Vec<u8>, EvidenceError> {
+    use crate::tsm::{Provider, TsmError};
+    let report_data = hearth_attest::tee::report_data(rek, issued_at, nonce);
+    let output = crate::tsm::request(std::path::Path::new(crate::tsm::TSM_REPORTS), &report_data)?;
+    Ok(match output.provider {
+        Provider::SevSnp => {
+            let kept = snp_certificates
+                .map(crate::tsm::certificates_from)
+                .transpose()?;
+            crate::tsm::snp_document(&output, issued_at, kept)?.to_bytes()
+        }
+        Provider::Tdx => {
+            let collateral =
+                tdx_collateral.ok_or_else(|| TsmError::Document("no --tdx-collateral".into()))?;
+            crate::tsm::tdx_document(&output, issued_at, collateral)?.to_bytes()
+        }
+    })
 }
 
 /// Asks the NSM for a document binding `rek` and `nonce` (its own clock

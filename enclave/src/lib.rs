@@ -12,4 +12,5 @@ pub mod evidence;
 pub mod model;
 pub mod node;
 pub mod server;
+pub mod tsm;
 pub mod vectors;

@@ -26,6 +26,9 @@ struct Cli {
 enum Evidence {
     /// Inside an AWS Nitro Enclave: documents from /dev/nsm.
     Nitro,
+    /// Inside an AMD SEV-SNP or Intel TDX confidential VM: reports or
+    /// quotes through configfs-tsm.
+    Tsm,
     /// Anywhere else: signed by a key made at start, refused by default
     /// client policies (tests and labs).
     Dev,
@@ -56,6 +59,15 @@ enum Command {
         /// With dev evidence, the label whose SHA-384 is stated as PCR2.
         #[arg(long, default_value = "hearth-enclave")]
         dev_image_label: String,
+        /// With SEV-SNP evidence, a directory of AMD's certificates
+        /// (vcek.der, ask.der, ark.der, and crl.der) for when the host
+        /// hands none with the report.
+        #[arg(long)]
+        snp_certificates: Option<PathBuf>,
+        /// With TDX evidence, the quote's collateral (JSON from Intel's
+        /// PCS or a PCCS), kept current by the operator.
+        #[arg(long)]
+        tdx_collateral: Option<PathBuf>,
         /// The model server inside the trust boundary (llama-server's
         /// OpenAI API: http://127.0.0.1:8080/v1, or unix:/path.sock).
         #[arg(long, required_unless_present = "llama_server")]
@@ -91,6 +103,8 @@ fn main() -> ExitCode {
         router_token_file,
         evidence,
         dev_image_label,
+        snp_certificates,
+        tdx_collateral,
         backend,
         llama_server,
         llama_model,
@@ -108,6 +122,7 @@ fn main() -> ExitCode {
             .with_context(|| format!("the router token {}", router_token_file.display()))?;
         let evidence = match evidence {
             Evidence::Nitro => EvidenceSource::nitro()?,
+            Evidence::Tsm => EvidenceSource::tsm(snp_certificates, tdx_collateral)?,
             Evidence::Dev => {
                 let executable = std::fs::read("/proc/self/exe")
                     .context("reading this executable to measure it")?;

@@ -41,6 +41,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(!report.passed, "fuzzed TEE evidence passed the default policy");
     }
     let _ = snp::parse_report(data);
+    if let Ok(table) = snp::certificate_table(data) {
+        for der in [table.vcek, table.ask, table.ark].into_iter().flatten() {
+            assert!(der.len() <= data.len());
+        }
+    }
     let wrapped = snp::SnpDocument {
         report: data.to_vec(),
         vcek: data.to_vec(),
