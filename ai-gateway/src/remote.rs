@@ -18,7 +18,7 @@ use hearth_llm::{
     Backend, BackendError, ChatRequest, EventStream, ProviderConfig, RemoteEndpoint, SetupError,
     StreamEvent, Usage,
 };
-use hearth_pcc::oblivious::{ApiConfig, ObliviousLink};
+use hearth_pcc::oblivious::ApiConfig;
 use hearth_pcc::{ComputeClient, ComputeMessage, ComputeRequest, PccError};
 
 /// The prefix of a base URL that names a config server: the provider then
@@ -41,7 +41,7 @@ pub enum Remote {
         /// The provider's policy; the config server's must be the same.
         policy: Box<Policy>,
         /// The client built from the last document, and when.
-        current: tokio::sync::Mutex<Option<(Duration, Arc<ComputeClient>)>>,
+        current: tokio::sync::Mutex<ObliviousState>,
     },
 }
 
@@ -63,7 +63,7 @@ pub fn endpoint(
         Some(config_url) => Remote::Oblivious {
             config_url: config_url.trim_end_matches('/').to_owned(),
             policy: Box::new(policy),
-            current: tokio::sync::Mutex::new(None),
+            current: tokio::sync::Mutex::new(ObliviousState::default()),
         },
         None => Remote::Direct(Box::new(ComputeClient::new(
             url,
@@ -92,16 +92,26 @@ impl Backend for Remote {
     }
 }
 
+/// What an oblivious provider keeps between requests.
+#[derive(Default)]
+pub struct ObliviousState {
+    /// The client made from the last document, and when it was fetched.
+    client: Option<(Duration, Arc<ComputeClient>)>,
+    /// The transparency log's last checkpoint accepted: each new one must
+    /// extend it.
+    witness: hearth_transparency::Witness,
+}
+
 /// The oblivious client from the config server's current document.
 async fn oblivious_client(
     config_url: &str,
     policy: &Policy,
-    current: &tokio::sync::Mutex<Option<(Duration, Arc<ComputeClient>)>>,
+    current: &tokio::sync::Mutex<ObliviousState>,
     http: &reqwest::Client,
 ) -> Result<Arc<ComputeClient>, BackendError> {
     let now = hearth_runtime::clock::since_epoch();
     let mut current = current.lock().await;
-    if let Some((fetched, client)) = current.as_ref()
+    if let Some((fetched, client)) = current.client.as_ref()
         && now.saturating_sub(*fetched) < CONFIG_TTL
     {
         return Ok(Arc::clone(client));
@@ -121,13 +131,28 @@ async fn oblivious_client(
             "the config server applies another attestation policy than this provider's".into(),
         ));
     }
-    let link = ObliviousLink::from_config(&document, now).map_err(backend_error)?;
-    let client = Arc::new(ComputeClient::oblivious(
-        link,
+    let prepared = hearth_pcc::oblivious::prepare(
+        http,
+        config_url,
+        &document,
         policy.clone(),
+        &mut current.witness,
+        now,
+    )
+    .await
+    .map_err(|error| match error {
+        PccError::Protocol(message) => BackendError::Unverified(message),
+        other => backend_error(other),
+    })?;
+    for image in &prepared.unlogged {
+        tracing::warn!(%image, "an image of the policy is not in the transparency log: not trusted");
+    }
+    let client = Arc::new(ComputeClient::oblivious(
+        prepared.link,
+        prepared.policy,
         KeyPair::generate(),
     ));
-    *current = Some((now, Arc::clone(&client)));
+    current.client = Some((now, Arc::clone(&client)));
     Ok(client)
 }
 

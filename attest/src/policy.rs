@@ -68,6 +68,20 @@ pub struct Policy {
     /// What Intel TDX evidence must show.
     #[serde(default)]
     pub tdx: crate::tdx::TdxPolicy,
+    /// When set, the transparency log every trusted image and OHTTP key
+    /// must be in: images and keys without a proof from it are not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<Transparency>,
+}
+
+/// The transparency log a client requires ([`Policy::transparency`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transparency {
+    /// The log's name (its checkpoints' origin line).
+    pub origin: String,
+    /// The log's verifier key (`name+keyid+base64`), pinned here.
+    pub log_key: String,
 }
 
 fn default_max_age() -> u64 {
@@ -91,6 +105,7 @@ impl Default for Policy {
             root_sha256: default_root(),
             sev_snp: crate::snp::SnpPolicy::default(),
             tdx: crate::tdx::TdxPolicy::default(),
+            transparency: None,
         }
     }
 }
@@ -118,6 +133,9 @@ pub enum PolicyError {
     /// The TDX part is not usable.
     #[error("tdx: {0}")]
     Tdx(String),
+    /// The transparency part is not usable.
+    #[error("transparency: {0}")]
+    Transparency(String),
 }
 
 impl Policy {
@@ -136,6 +154,13 @@ impl Policy {
         }
         self.sev_snp.check().map_err(PolicyError::SevSnp)?;
         self.tdx.check().map_err(PolicyError::Tdx)?;
+        if let Some(log) = &self.transparency
+            && (log.origin.is_empty() || log.log_key.splitn(3, '+').count() != 3)
+        {
+            return Err(PolicyError::Transparency(
+                "origin and log_key (name+keyid+base64) are both needed".into(),
+            ));
+        }
         for image in &self.images {
             let problem = |problem: String| PolicyError::Image {
                 image: image.name.clone(),

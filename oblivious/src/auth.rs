@@ -4,12 +4,18 @@
 //! talking), when each key is accepted, the router as the gateway reaches
 //! it, and the attestation policy clients apply.
 //!
-//! Its weakness, as in the design it follows: whoever can change what this
-//! server publishes can point clients at other keys and a weaker policy.
-//! It holds the seeds, and so could derive the gateway's private keys. A
-//! signed bundle (keys and policy signed offline, the client pinning the
-//! signer) is the planned answer; until then deploy it beside the gateway,
-//! under the same administration.
+//! With `--log DIR` it also serves the transparency log
+//! ([`hearth_transparency`]) the operator keeps there: `GET /log/checkpoint`
+//! (the signed checkpoint), `/log/entries?start=&end=` and
+//! `/log/proof/consistency?first=&second=`, and, in the document, the
+//! inclusion proof of each active key and each policy image the log
+//! holds. A client whose policy names the log uses only what is proven,
+//! so this server's word alone can no longer point clients at another key
+//! or image: what it publishes must be in the append-only log, where every
+//! client and auditor sees it, and a log that shows clients different
+//! histories is caught by their kept checkpoints. It still holds the seeds
+//! (and so could derive the gateway's private keys): deploy it beside the
+//! gateway, under the same administration.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +35,7 @@ use hearth_pcc::oblivious::{
     ApiConfig, AttestationConfig, CONFIG_VERSION, Features, RotationPeriod,
 };
 use hearth_runtime::clock::since_epoch;
+use hearth_transparency::store::Snapshot;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -42,10 +49,47 @@ pub struct Published {
     pub router_url: String,
     /// The attestation policy, and its file's bytes.
     pub policy: (Policy, Vec<u8>),
+    /// The transparency log's directory, if it keeps one.
+    pub log: Option<std::path::PathBuf>,
+}
+
+/// The log's proofs for what a document relies on: each active key's
+/// entry and each policy image's, where the log holds them. Pure.
+pub fn log_proofs(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    active: &[&Seed],
+) -> hearth_transparency::proofs::LogProofs {
+    use hearth_pcc::transparency::{image_entries, key_entry};
+    let wanted = active
+        .iter()
+        .map(|seed| key_entry(&seed.config(), seed.active_from, seed.active_until))
+        .chain(image_entries(policy));
+    let entries = wanted
+        .filter_map(|entry| {
+            let line = entry.to_line();
+            let index = snapshot.index_of(&line)?;
+            Some(hearth_transparency::proofs::LoggedEntry {
+                index: index as u64,
+                entry: line,
+                proof: hearth_transparency::proofs::hex_hashes(&snapshot.inclusion(index)?),
+            })
+        })
+        .take(hearth_transparency::proofs::MAX_PROVEN)
+        .collect();
+    hearth_transparency::proofs::LogProofs {
+        checkpoint: snapshot.note.clone(),
+        entries,
+    }
 }
 
 /// The document at `now`: only the keys active then. Pure.
-pub fn document(published: &Published, seeds: &[Seed], now: Duration) -> ApiConfig {
+pub fn document(
+    published: &Published,
+    seeds: &[Seed],
+    log: Option<&Snapshot>,
+    now: Duration,
+) -> ApiConfig {
     let active = active(seeds, now);
     let configs: Vec<_> = active.iter().map(|seed| seed.config()).collect();
     let (policy, text) = &published.policy;
@@ -69,6 +113,7 @@ pub fn document(published: &Published, seeds: &[Seed], now: Duration) -> ApiConf
             })
             .collect(),
         attestation: AttestationConfig::for_policy(policy, text),
+        transparency: log.map(|snapshot| log_proofs(snapshot, policy, &active)),
     }
 }
 
@@ -78,8 +123,114 @@ struct AuthState {
 }
 
 async fn config(State(state): State<Arc<AuthState>>) -> Response {
-    let document = document(&state.published, &state.seeds, since_epoch());
+    let log = match state.snapshot() {
+        Ok(log) => log,
+        Err(unavailable) => return unavailable.into_response(),
+    };
+    let document = document(&state.published, &state.seeds, log.as_ref(), since_epoch());
     ([(header::CACHE_CONTROL, "max-age=30")], Json(document)).into_response()
+}
+
+/// The log is kept but cannot be read now.
+struct LogUnavailable;
+
+impl IntoResponse for LogUnavailable {
+    fn into_response(self) -> Response {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"title": "the transparency log cannot be read"})),
+        )
+            .into_response()
+    }
+}
+
+impl AuthState {
+    /// The log as it is on disk now (`None`: no log kept).
+    fn snapshot(&self) -> Result<Option<Snapshot>, LogUnavailable> {
+        let Some(dir) = &self.published.log else {
+            return Ok(None);
+        };
+        Snapshot::load(dir).map(Some).map_err(|error| {
+            tracing::error!(%error, "the transparency log cannot be read");
+            LogUnavailable
+        })
+    }
+}
+
+/// Entries one `/log/entries` answer holds at most.
+const ENTRIES_PER_PAGE: usize = 1000;
+
+#[derive(serde::Deserialize)]
+struct Range {
+    start: usize,
+    end: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct Sizes {
+    first: u64,
+    second: u64,
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(json!({"title": what})),
+    )
+        .into_response()
+}
+
+/// `GET /log/checkpoint`: the signed checkpoint.
+async fn log_checkpoint(State(state): State<Arc<AuthState>>) -> Response {
+    match state.snapshot() {
+        Ok(Some(log)) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            log.note,
+        )
+            .into_response(),
+        Ok(None) => not_found("this config server keeps no transparency log"),
+        Err(unavailable) => unavailable.into_response(),
+    }
+}
+
+/// `GET /log/entries?start=&end=`: entries `start` to `end` (exclusive),
+/// at most a thousand.
+async fn log_entries(
+    State(state): State<Arc<AuthState>>,
+    axum::extract::Query(range): axum::extract::Query<Range>,
+) -> Response {
+    match state.snapshot() {
+        Ok(Some(log)) => {
+            let end = range
+                .end
+                .min(log.entries.len())
+                .min(range.start.saturating_add(ENTRIES_PER_PAGE));
+            let page = log.entries.get(range.start..end).unwrap_or_default();
+            Json(page).into_response()
+        }
+        Ok(None) => not_found("this config server keeps no transparency log"),
+        Err(unavailable) => unavailable.into_response(),
+    }
+}
+
+/// `GET /log/proof/consistency?first=&second=`.
+async fn log_consistency(
+    State(state): State<Arc<AuthState>>,
+    axum::extract::Query(sizes): axum::extract::Query<Sizes>,
+) -> Response {
+    match state.snapshot() {
+        Ok(Some(log)) => match log.consistency(sizes.first, sizes.second) {
+            Some(proof) => Json(hearth_transparency::proofs::ConsistencyProof {
+                first: sizes.first,
+                second: sizes.second,
+                proof: hearth_transparency::proofs::hex_hashes(&proof),
+            })
+            .into_response(),
+            None => not_found("no such sizes in the log"),
+        },
+        Ok(None) => not_found("this config server keeps no transparency log"),
+        Err(unavailable) => unavailable.into_response(),
+    }
 }
 
 async fn health() -> Response {
@@ -96,6 +247,9 @@ pub async fn serve(
     let state = Arc::new(AuthState { published, seeds });
     let app = Router::new()
         .route("/api/config", get(config))
+        .route("/log/checkpoint", get(log_checkpoint))
+        .route("/log/entries", get(log_entries))
+        .route("/log/proof/consistency", get(log_consistency))
         .route("/health", get(health))
         .with_state(state);
     let listener = TcpListener::bind(listen)

@@ -7,13 +7,16 @@
 //! reply chunk by chunk. The router forwards without being able to read;
 //! the node decrypts inside its enclave. [`protocol`] holds the wire types
 //! shared with `hearth-router` and `hearth-enclave`; docs/private-compute.md
-//! specifies them.
+//! specifies them. [`transparency`] decides what a client takes from the
+//! transparency log: only logged keys and images, only a log that extends
+//! what it saw before.
 
 pub mod choice;
 pub mod client;
 pub mod commands;
 pub mod oblivious;
 pub mod protocol;
+pub mod transparency;
 
 pub use client::{ComputeClient, JudgedNode, PccError, Reply, key_id};
 pub use protocol::{ComputeMessage, ComputeRequest, NodeEntry};

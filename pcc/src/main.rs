@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use hearth_attest::Policy;
 use hearth_e2ee::{KeyPair, ReplyEvent};
 use hearth_pcc::commands::{self, Output};
-use hearth_pcc::oblivious::{ApiConfig, ObliviousLink};
+use hearth_pcc::oblivious::ApiConfig;
 use hearth_pcc::{ComputeClient, ComputeMessage, ComputeRequest};
 
 /// Private compute: attested remote inference for a Hearth household.
@@ -93,6 +93,68 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Where this device keeps the transparency log's last checkpoint
+        /// it accepted (with --config and a policy that names a log): a
+        /// log that does not extend it has forked, and nothing is sent.
+        #[arg(long)]
+        log_state: Option<PathBuf>,
+    },
+    /// The transparency log of private compute: what compute images and
+    /// OHTTP keys clients may trust, append-only, with signed checkpoints.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Make a new log in a directory; prints the verifier key policies pin
+    /// (`transparency.log_key`).
+    Init {
+        /// The log's directory (its signing key is kept there, 0600).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The log's name, its checkpoints' origin line (e.g.
+        /// home.example/hearth-log).
+        #[arg(long)]
+        origin: String,
+    },
+    /// Append the images a policy trusts (those not logged yet).
+    AddImages {
+        /// The log's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The attestation policy (JSON).
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Append the OHTTP key configurations of a seeds file, with their
+    /// periods (those not logged yet).
+    AddKeys {
+        /// The log's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The seeds JSON the OHTTP gateway and config server are given.
+        #[arg(long)]
+        seeds_file: PathBuf,
+    },
+    /// Audit a config server's log: the checkpoint's signature, every
+    /// entry against the root, and that it extends the checkpoint kept in
+    /// --state (which then holds the new one); prints the entries.
+    Audit {
+        /// The config server (http://HOST:8080).
+        #[arg(long)]
+        config: String,
+        /// The log's verifier key.
+        #[arg(long)]
+        log_key: String,
+        /// The log's name.
+        #[arg(long)]
+        origin: String,
+        /// Where the last checkpoint audited is kept.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
 }
 
@@ -138,7 +200,11 @@ fn main() -> ExitCode {
             policy,
             model,
             max_tokens,
-        } => block_on(chat(question, router, config, policy, model, max_tokens)),
+            log_state,
+        } => block_on(chat(
+            question, router, config, policy, model, max_tokens, log_state,
+        )),
+        Command::Log { command } => log(command),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -211,11 +277,13 @@ async fn nodes(
 }
 
 /// The client: direct to `router`, or through the relay the config server
-/// at `config` names (its policy, checked against `policy` when given).
+/// at `config` names (its policy, checked against `policy` when given;
+/// with a transparency log kept in `log_state`).
 async fn client(
     router: &str,
     config: Option<&str>,
     policy: Option<&Path>,
+    log_state: Option<&Path>,
 ) -> anyhow::Result<ComputeClient> {
     let device = KeyPair::generate();
     let Some(config) = config else {
@@ -223,7 +291,10 @@ async fn client(
         return Ok(ComputeClient::new(router, read_policy(policy)?, device));
     };
     let url = format!("{}/api/config", config.trim_end_matches('/'));
-    let document: ApiConfig = reqwest::get(&url)
+    let http = reqwest::Client::new();
+    let document: ApiConfig = http
+        .get(&url)
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .with_context(|| format!("cannot fetch {url}"))?
@@ -232,8 +303,37 @@ async fn client(
         .with_context(|| format!("{url} is not a config document"))?;
     let own = policy.map(read_policy).transpose()?;
     let policy = document.policy(own.as_ref())?;
-    let link = ObliviousLink::from_config(&document, hearth_runtime::clock::since_epoch())?;
-    Ok(ComputeClient::oblivious(link, policy, device))
+    let mut witness = match (&policy.transparency, log_state) {
+        (Some(log), Some(path)) if path.exists() => {
+            let note = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            hearth_transparency::Witness::with(Some(hearth_pcc::transparency::read_kept(
+                &note, log,
+            )?))
+        }
+        _ => hearth_transparency::Witness::default(),
+    };
+    let prepared = hearth_pcc::oblivious::prepare(
+        &http,
+        config,
+        &document,
+        policy,
+        &mut witness,
+        hearth_runtime::clock::since_epoch(),
+    )
+    .await?;
+    for name in &prepared.unlogged {
+        eprintln!("hearth-pcc: image `{name}` is not in the transparency log: not trusted");
+    }
+    if let (Some(path), Some(proofs)) = (log_state, &document.transparency) {
+        std::fs::write(path, &proofs.checkpoint)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ComputeClient::oblivious(
+        prepared.link,
+        prepared.policy,
+        device,
+    ))
 }
 
 async fn chat(
@@ -243,8 +343,15 @@ async fn chat(
     policy: Option<PathBuf>,
     model: String,
     max_tokens: Option<u32>,
+    log_state: Option<PathBuf>,
 ) -> anyhow::Result<bool> {
-    let client = client(&router, config.as_deref(), policy.as_deref()).await?;
+    let client = client(
+        &router,
+        config.as_deref(),
+        policy.as_deref(),
+        log_state.as_deref(),
+    )
+    .await?;
     let question = match question {
         Some(question) if question != "-" => question,
         _ => {
@@ -279,6 +386,147 @@ async fn chat(
             ReplyEvent::Meta { model, .. } => eprintln!("[{model}]"),
             ReplyEvent::ToolCalls { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {}
         }
+    }
+    Ok(true)
+}
+
+fn log(command: LogCommand) -> anyhow::Result<bool> {
+    use hearth_transparency::store;
+    match command {
+        LogCommand::Init { dir, origin } => {
+            let verifier = store::init(&dir, &origin)?;
+            println!("{verifier}");
+            Ok(true)
+        }
+        LogCommand::AddImages { dir, policy } => {
+            let entries = hearth_pcc::transparency::image_entries(&read_policy(&policy)?);
+            let added = store::append(&dir, &entries)?;
+            println!(
+                "{} image(s) added, {} already logged",
+                added.len(),
+                entries.len() - added.len()
+            );
+            Ok(true)
+        }
+        LogCommand::AddKeys { dir, seeds_file } => {
+            let text = std::fs::read_to_string(&seeds_file)
+                .with_context(|| format!("cannot read {}", seeds_file.display()))?;
+            let text = zeroize::Zeroizing::new(text);
+            let seeds = hearth_ohttp::keys::parse_seeds(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", seeds_file.display()))?;
+            let entries: Vec<_> = seeds
+                .iter()
+                .map(|seed| {
+                    hearth_pcc::transparency::key_entry(
+                        &seed.config(),
+                        seed.active_from,
+                        seed.active_until,
+                    )
+                })
+                .collect();
+            let added = store::append(&dir, &entries)?;
+            println!(
+                "{} key(s) added, {} already logged",
+                added.len(),
+                entries.len() - added.len()
+            );
+            Ok(true)
+        }
+        LogCommand::Audit {
+            config,
+            log_key,
+            origin,
+            state,
+        } => block_on(audit(config, log_key, origin, state)),
+    }
+}
+
+/// `log audit`: everything the log holds, checked against its signed
+/// checkpoint and against the checkpoint kept from the last audit.
+async fn audit(
+    config: String,
+    log_key: String,
+    origin: String,
+    state: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    use hearth_transparency::merkle::{leaf_hash, root};
+    let base = config.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::new();
+    let verifier = hearth_transparency::Verifier::parse(&log_key)?;
+    let note = http
+        .get(format!("{base}/log/checkpoint"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)?
+        .text()
+        .await?;
+    let checkpoint = verifier.open(&note, &origin)?;
+    let mut entries: Vec<String> = Vec::new();
+    while (entries.len() as u64) < checkpoint.size {
+        let batch: Vec<String> = http
+            .get(format!(
+                "{base}/log/entries?start={}&end={}",
+                entries.len(),
+                checkpoint.size
+            ))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)?
+            .json()
+            .await?;
+        anyhow::ensure!(
+            !batch.is_empty(),
+            "the log served no entries at {}",
+            entries.len()
+        );
+        entries.extend(batch);
+    }
+    entries.truncate(usize::try_from(checkpoint.size)?);
+    let leaves: Vec<_> = entries
+        .iter()
+        .map(|entry| leaf_hash(entry.as_bytes()))
+        .collect();
+    if root(&leaves) != checkpoint.root {
+        println!("REFUSED: the entries served do not hash to the signed checkpoint's root");
+        return Ok(false);
+    }
+    let log = hearth_attest::policy::Transparency { origin, log_key };
+    let kept = match &state {
+        Some(path) if path.exists() => Some(hearth_pcc::transparency::read_kept(
+            &std::fs::read_to_string(path)?,
+            &log,
+        )?),
+        _ => None,
+    };
+    let mut witness = hearth_transparency::Witness::with(kept);
+    let proof = match witness.proof_needed(&checkpoint) {
+        Some((first, second)) => hearth_transparency::proofs::hashes(
+            &hearth_pcc::oblivious::consistency(&http, &base, first, second)
+                .await?
+                .proof,
+        )?,
+        None => Vec::new(),
+    };
+    if let Err(error) = witness.accept(&checkpoint, &proof) {
+        println!("REFUSED: {error}");
+        return Ok(false);
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        println!("{index:>6}  {entry}");
+    }
+    println!(
+        "log {} at {} entries, root {}: every entry checked, {}",
+        checkpoint.origin,
+        checkpoint.size,
+        hex::encode(checkpoint.root),
+        if witness.kept().is_some() && state.is_some() {
+            "consistent with the checkpoint kept"
+        } else {
+            "no earlier checkpoint kept"
+        }
+    );
+    if let Some(path) = state {
+        std::fs::write(&path, &note)?;
     }
     Ok(true)
 }

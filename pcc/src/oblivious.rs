@@ -82,6 +82,11 @@ pub struct ApiConfig {
     pub ohttp_key_rotation_periods: Vec<RotationPeriod>,
     /// What evidence clients accept.
     pub attestation: AttestationConfig,
+    /// The transparency log's checkpoint and the proofs that the active
+    /// keys and the policy's images are in it (when the server keeps a
+    /// log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<hearth_transparency::proofs::LogProofs>,
 }
 
 impl AttestationConfig {
@@ -108,9 +113,14 @@ impl AttestationConfig {
 
 impl ApiConfig {
     /// Checks the document and picks the key to use at `now`: the newest
-    /// active one. Refuses other versions, a deployment without OHTTP, and
-    /// a bundle without an active key.
-    pub fn choose_key(&self, now: Duration) -> Result<KeyConfig, PccError> {
+    /// active one (with `logged`, the newest active one the transparency
+    /// log proved). Refuses other versions, a deployment without OHTTP,
+    /// and a bundle without an active key.
+    pub fn choose_key(
+        &self,
+        now: Duration,
+        logged: Option<&hearth_transparency::proofs::Proven>,
+    ) -> Result<KeyConfig, PccError> {
         if self.version != CONFIG_VERSION {
             return Err(PccError::Protocol(format!(
                 "config version {} (this client reads {CONFIG_VERSION})",
@@ -138,13 +148,23 @@ impl ApiConfig {
             let Some(config) = configs.iter().find(|config| config.key_id == period.key_id) else {
                 continue;
             };
-            if from <= now && now < until && newest.as_ref().is_none_or(|(best, _)| from > *best) {
+            let in_log = logged
+                .is_none_or(|proven| crate::transparency::key_logged(proven, config, from, until));
+            if from <= now
+                && now < until
+                && in_log
+                && newest.as_ref().is_none_or(|(best, _)| from > *best)
+            {
                 newest = Some((from, config.clone()));
             }
         }
-        newest
-            .map(|(_, config)| config)
-            .ok_or_else(|| PccError::Protocol("no OHTTP key is active now".into()))
+        newest.map(|(_, config)| config).ok_or_else(|| {
+            PccError::Protocol(if logged.is_some() {
+                "no OHTTP key active now is in the transparency log: nothing is sent".into()
+            } else {
+                "no OHTTP key is active now".into()
+            })
+        })
     }
 
     /// The policy the client applies: the document's, or `own` when given,
@@ -246,9 +266,14 @@ impl ObliviousLink {
         })
     }
 
-    /// The link the config document describes, at `now`.
-    pub fn from_config(config: &ApiConfig, now: Duration) -> Result<ObliviousLink, PccError> {
-        let key = config.choose_key(now)?;
+    /// The link the config document describes, at `now` (with `logged`,
+    /// only through a key the transparency log proved).
+    pub fn from_config(
+        config: &ApiConfig,
+        now: Duration,
+        logged: Option<&hearth_transparency::proofs::Proven>,
+    ) -> Result<ObliviousLink, PccError> {
+        let key = config.choose_key(now, logged)?;
         let relay =
             config.relay_urls[usize::from(rand::random::<u8>()) % config.relay_urls.len()].clone();
         ObliviousLink::new(&relay, key, &config.router_url)
@@ -400,6 +425,73 @@ impl Opening {
     }
 }
 
+/// What a client uses from a config document: the link to the router and
+/// the policy, with the transparency log applied when the policy requires
+/// it (only a logged key, only logged images, only a log that extends
+/// what `witness` kept); the names of the images left out for not being
+/// logged.
+pub struct Prepared {
+    /// The link.
+    pub link: ObliviousLink,
+    /// The policy to verify nodes with.
+    pub policy: Policy,
+    /// Images the policy names that the log does not hold.
+    pub unlogged: Vec<String>,
+}
+
+/// Prepares a client from `document`, fetched from the config server at
+/// `config_url` (which also answers consistency proofs), under `policy`.
+pub async fn prepare(
+    http: &reqwest::Client,
+    config_url: &str,
+    document: &ApiConfig,
+    policy: Policy,
+    witness: &mut hearth_transparency::Witness,
+    now: Duration,
+) -> Result<Prepared, PccError> {
+    let Some(log) = policy.transparency.clone() else {
+        let link = ObliviousLink::from_config(document, now, None)?;
+        return Ok(Prepared {
+            link,
+            policy,
+            unlogged: Vec::new(),
+        });
+    };
+    let proven = crate::transparency::verify_document(document, &log, witness, |first, second| {
+        consistency(http, config_url, first, second)
+    })
+    .await?;
+    let (logged, unlogged) = crate::transparency::logged_policy(&policy, &proven)?;
+    let link = ObliviousLink::from_config(document, now, Some(&proven))?;
+    Ok(Prepared {
+        link,
+        policy: logged,
+        unlogged,
+    })
+}
+
+/// Asks the config server at `config_url` for the log's consistency
+/// proof between `first` and `second` entries.
+pub async fn consistency(
+    http: &reqwest::Client,
+    config_url: &str,
+    first: u64,
+    second: u64,
+) -> Result<hearth_transparency::proofs::ConsistencyProof, PccError> {
+    let url = format!(
+        "{}/log/proof/consistency?first={first}&second={second}",
+        config_url.trim_end_matches('/')
+    );
+    http.get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|error| PccError::Transport(format!("the log's consistency proof: {error}")))?
+        .json()
+        .await
+        .map_err(|error| PccError::Protocol(format!("the log's consistency proof: {error}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +509,7 @@ mod tests {
             ohttp_key_configs_bundle: String::new(),
             ohttp_key_rotation_periods: Vec::new(),
             attestation: AttestationConfig::for_policy(policy, b"{}"),
+            transparency: None,
         }
     }
 

@@ -38,6 +38,10 @@ enum Command {
         /// A file (0600) with the seeds JSON, instead of OHTTP_SEEDS_JSON.
         #[arg(long)]
         seeds_file: Option<PathBuf>,
+        /// The transparency log's directory (`hearth-pcc log init`): its
+        /// checkpoint and proofs are served with the document.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
 }
 
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         router_url,
         policy,
         seeds_file,
+        log,
     } = Cli::parse().command;
     hearth_runtime::init("info");
     hearth_runtime::run(hearth_runtime::Threads::PerCore, async move {
@@ -62,7 +67,16 @@ fn main() -> ExitCode {
             gateway_url,
             router_url,
             policy: (parsed, text),
+            log,
         };
+        if let Some(dir) = &published.log {
+            let snapshot = hearth_transparency::store::Snapshot::load(dir)
+                .with_context(|| format!("the transparency log in {}", dir.display()))?;
+            tracing::info!(
+                entries = snapshot.checkpoint.size,
+                "serving the transparency log"
+            );
+        }
         serve(listen, published, seeds, hearth_runtime::shutdown_signal()).await
     })
 }
