@@ -14,3 +14,4 @@ pub mod node;
 pub mod server;
 pub mod tsm;
 pub mod vectors;
+pub mod vsock;

@@ -1,6 +1,5 @@
 //! `hearth-enclave`: the private-compute node.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use hearth_enclave::evidence::{EvidenceSource, dev_pcrs};
 use hearth_enclave::model::SpawnedModel;
 use hearth_enclave::node::{ComputeNode, PROVIDER};
 use hearth_enclave::server::{Registration, serve};
+use hearth_enclave::vsock::Endpoint;
 use hearth_llm::{Api, ModelRef, ProviderConfig};
 
 /// Answers requests sealed to a key bound into attestation evidence.
@@ -34,68 +34,113 @@ enum Evidence {
     Dev,
 }
 
+/// `serve`'s arguments.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// This node's id at the router.
+    #[arg(long)]
+    node_id: String,
+    /// Where to listen for the router: ADDRESS:PORT, or, inside an
+    /// enclave, vsock:PORT behind `hearth-enclave proxy` on the parent
+    /// (unix:PATH likewise, for tests).
+    #[arg(long)]
+    listen: Endpoint,
+    /// The URL the router reaches this node at [default: http://LISTEN;
+    /// needed with vsock or unix, where it is the parent's proxy].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// The router.
+    #[arg(long)]
+    router: String,
+    /// The router's node token.
+    #[arg(long)]
+    router_token_file: PathBuf,
+    /// Where evidence comes from.
+    #[arg(long, value_enum)]
+    evidence: Evidence,
+    /// With dev evidence, the label whose SHA-384 is stated as PCR2.
+    #[arg(long, default_value = "hearth-enclave")]
+    dev_image_label: String,
+    /// With SEV-SNP evidence, a directory of AMD's certificates
+    /// (vcek.der, ask.der, ark.der, and crl.der) for when the host
+    /// hands none with the report.
+    #[arg(long)]
+    snp_certificates: Option<PathBuf>,
+    /// With TDX evidence, the quote's collateral (JSON from Intel's
+    /// PCS or a PCCS), kept current by the operator.
+    #[arg(long)]
+    tdx_collateral: Option<PathBuf>,
+    /// The model server inside the trust boundary (llama-server's
+    /// OpenAI API: http://127.0.0.1:8080/v1, or unix:/path.sock).
+    #[arg(long, required_unless_present = "llama_server")]
+    backend: Option<String>,
+    /// Start this llama-server inside the node instead (on a private
+    /// UNIX socket, stopped with the node): the compute image's way.
+    #[arg(long, conflicts_with = "backend", requires = "llama_model")]
+    llama_server: Option<PathBuf>,
+    /// The GGUF model for --llama-server.
+    #[arg(long, requires = "llama_server")]
+    llama_model: Option<PathBuf>,
+    /// A model it serves (repeat for more).
+    #[arg(long = "model", required = true)]
+    models: Vec<String>,
+    /// Replies at once.
+    #[arg(long, default_value_t = 4)]
+    capacity: u32,
+    /// Most tokens one reply may generate.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: u32,
+    /// Seconds to wait for the model's first token.
+    #[arg(long, default_value_t = 120)]
+    timeout_seconds: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the node.
-    Serve {
-        /// This node's id at the router.
+    /// Forward connections between TCP, vsock and UNIX sockets: on an
+    /// enclave's parent, the router's connections into the enclave
+    /// (--proxy-header) and the enclave's out to the router; inside, its
+    /// loopback TCP out to the parent.
+    Proxy {
+        /// Where to accept: ADDRESS:PORT, vsock:PORT, unix:PATH.
         #[arg(long)]
-        node_id: String,
-        /// Where to listen for the router.
+        listen: Endpoint,
+        /// Where to forward: ADDRESS:PORT, vsock:CID:PORT (the parent is
+        /// CID 3, an enclave its own), unix:PATH.
         #[arg(long)]
-        listen: SocketAddr,
-        /// The URL the router reaches this node at [default: http://LISTEN].
+        to: Endpoint,
+        /// Begin each forwarded connection with a PROXY v2 header naming
+        /// the client (for a node listening on vsock or unix).
         #[arg(long)]
-        advertise: Option<String>,
-        /// The router.
-        #[arg(long)]
-        router: String,
-        /// The router's node token.
-        #[arg(long)]
-        router_token_file: PathBuf,
-        /// Where evidence comes from.
-        #[arg(long, value_enum)]
-        evidence: Evidence,
-        /// With dev evidence, the label whose SHA-384 is stated as PCR2.
-        #[arg(long, default_value = "hearth-enclave")]
-        dev_image_label: String,
-        /// With SEV-SNP evidence, a directory of AMD's certificates
-        /// (vcek.der, ask.der, ark.der, and crl.der) for when the host
-        /// hands none with the report.
-        #[arg(long)]
-        snp_certificates: Option<PathBuf>,
-        /// With TDX evidence, the quote's collateral (JSON from Intel's
-        /// PCS or a PCCS), kept current by the operator.
-        #[arg(long)]
-        tdx_collateral: Option<PathBuf>,
-        /// The model server inside the trust boundary (llama-server's
-        /// OpenAI API: http://127.0.0.1:8080/v1, or unix:/path.sock).
-        #[arg(long, required_unless_present = "llama_server")]
-        backend: Option<String>,
-        /// Start this llama-server inside the node instead (on a private
-        /// UNIX socket, stopped with the node): the compute image's way.
-        #[arg(long, conflicts_with = "backend", requires = "llama_model")]
-        llama_server: Option<PathBuf>,
-        /// The GGUF model for --llama-server.
-        #[arg(long, requires = "llama_server")]
-        llama_model: Option<PathBuf>,
-        /// A model it serves (repeat for more).
-        #[arg(long = "model", required = true)]
-        models: Vec<String>,
-        /// Replies at once.
-        #[arg(long, default_value_t = 4)]
-        capacity: u32,
-        /// Most tokens one reply may generate.
-        #[arg(long, default_value_t = 1024)]
-        max_tokens: u32,
-        /// Seconds to wait for the model's first token.
-        #[arg(long, default_value_t = 120)]
-        timeout_seconds: u64,
+        proxy_header: bool,
     },
+    /// Run the node.
+    Serve(Box<ServeArgs>),
 }
 
 fn main() -> ExitCode {
-    let Command::Serve {
+    let command = Cli::parse().command;
+    if let Command::Proxy {
+        listen,
+        to,
+        proxy_header,
+    } = command
+    {
+        hearth_runtime::init("info");
+        return hearth_runtime::run(hearth_runtime::Threads::PerCore, async move {
+            hearth_enclave::vsock::run_proxy(
+                listen,
+                to,
+                proxy_header,
+                hearth_runtime::shutdown_signal(),
+            )
+            .await
+        });
+    }
+    let Command::Serve(arguments) = command else {
+        unreachable!("proxy returned above");
+    };
+    let ServeArgs {
         node_id,
         listen,
         advertise,
@@ -112,7 +157,7 @@ fn main() -> ExitCode {
         capacity,
         max_tokens,
         timeout_seconds,
-    } = Cli::parse().command;
+    } = *arguments;
     hearth_runtime::init("info");
     hearth_runtime::run(hearth_runtime::Threads::PerCore, async move {
         if !hearth_attest::evidence::valid_node_id(&node_id) {
@@ -169,7 +214,13 @@ fn main() -> ExitCode {
         let registration = Registration {
             router: router.trim_end_matches('/').to_owned(),
             token,
-            advertise: advertise.unwrap_or_else(|| format!("http://{listen}")),
+            advertise: match (advertise, &listen) {
+                (Some(advertise), _) => advertise,
+                (None, Endpoint::Tcp(address)) => format!("http://{address}"),
+                (None, _) => anyhow::bail!(
+                    "--advertise is needed with {listen}: the parent's proxy address the router reaches"
+                ),
+            },
         };
         let served = serve(
             node,

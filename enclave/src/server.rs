@@ -1,7 +1,6 @@
 //! The node's HTTP edge (reached only by the router) and its heartbeats.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,23 +175,60 @@ pub async fn heartbeats(node: Arc<ComputeNode>, registration: Registration) {
     }
 }
 
-/// Serves `node` on `listen` until `shutdown`, heartbeating meanwhile.
+/// Serves `node` on `listen` until `shutdown`, heartbeating meanwhile:
+/// on TCP, or on vsock or a UNIX socket behind a proxy that names each
+/// connection's client ([`crate::vsock`]); the same server either way.
 pub async fn serve(
     node: Arc<ComputeNode>,
-    listen: SocketAddr,
+    listen: crate::vsock::Endpoint,
     registration: Registration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    use crate::vsock::Endpoint;
     let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
         hearth_http::Scale::COMPUTE_NODE,
     ));
-    tracing::info!(address = %listen, node = node.id(), rek = %hearth_pcc::key_id(&node.rek()), "compute node serving");
-    let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
-    hearth_http::serve::serve_tcp(listener, gate, app(node), shutdown).await?;
-    beats.abort();
+    let app = app(Arc::clone(&node));
+    let served = match &listen {
+        Endpoint::Tcp(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            serving(&node, &listen);
+            let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
+            let served = hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await;
+            beats.abort();
+            served
+        }
+        Endpoint::Vsock { cid, port } => {
+            let listener = crate::vsock::VsockListener::bind(*cid, *port)
+                .with_context(|| format!("cannot listen on {listen} (is vsock here?)"))?;
+            let bound = Endpoint::Vsock {
+                cid: *cid,
+                port: listener.port().unwrap_or(*port),
+            };
+            serving(&node, &bound);
+            let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
+            let served = hearth_http::serve::serve_forwarded(listener, gate, app, shutdown).await;
+            beats.abort();
+            served
+        }
+        Endpoint::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            serving(&node, &listen);
+            let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
+            let served = hearth_http::serve::serve_forwarded(listener, gate, app, shutdown).await;
+            beats.abort();
+            served
+        }
+    };
+    served?;
     tracing::info!("compute node stopped");
     Ok(())
+}
+
+fn serving(node: &ComputeNode, listen: &crate::vsock::Endpoint) {
+    tracing::info!(address = %listen, node = node.id(), rek = %hearth_pcc::key_id(&node.rek()), "compute node serving");
 }

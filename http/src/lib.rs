@@ -16,6 +16,7 @@
 //!   tests of every server built on this edge.
 
 pub mod connection;
+pub mod forwarded;
 pub mod limits;
 pub mod origin;
 #[cfg(any(test, feature = "probe"))]

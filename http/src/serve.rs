@@ -302,6 +302,93 @@ pub async fn serve_tcp(
     Ok(())
 }
 
+/// A listener whose connections come through a proxy that begins each with
+/// a PROXY v2 header ([`crate::forwarded`]): a UNIX socket, or vsock.
+pub trait ForwardedListener: Send {
+    /// A connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection.
+    fn accept(&mut self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl ForwardedListener for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&mut self) -> io::Result<tokio::net::UnixStream> {
+        tokio::net::UnixListener::accept(self)
+            .await
+            .map(|(stream, _)| stream)
+    }
+}
+
+/// Serves `app` on `listener`, whose connections a proxy forwards (see
+/// [`ForwardedListener`]), until `shutdown` completes: each connection's
+/// header names its client, whose address takes the `gate`'s slot and is
+/// the request's `ConnectInfo<SocketAddr>`, exactly as [`serve_tcp`] does
+/// with a TCP peer. A connection without a header within the header
+/// timeout is closed.
+pub async fn serve_forwarded<L: ForwardedListener>(
+    mut listener: L,
+    gate: Gate,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let listening = Listening {
+        app,
+        gate,
+        refusals: std::sync::Arc::default(),
+        stop: stopped,
+    };
+    let tasks = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let mut stream = tokio::select! {
+            () = shutdown.as_mut() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => stream,
+                Err(error) => {
+                    listening.refusals.accept_failed(&error);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let listening = listening.clone();
+        tasks.spawn(async move {
+            let activity = Activity::new();
+            let limit = listening.gate.limits().header_timeout;
+            let remote = match crate::forwarded::read_header(&mut stream, limit).await {
+                Ok(header) => header.source(),
+                Err(error) => {
+                    tracing::debug!(%error, "a forwarded connection without its header");
+                    return;
+                }
+            };
+            let ticket = match listening.gate.admit(remote.ip()) {
+                Ok(ticket) => ticket,
+                Err(why) => {
+                    listening.refusals.full(remote, why);
+                    return;
+                }
+            };
+            let extend = move |extensions: &mut axum::http::Extensions| {
+                extensions.insert(ConnectInfo(remote));
+            };
+            serve_connection(
+                Held::new(stream, ticket),
+                extend,
+                activity,
+                remote,
+                listening,
+            )
+            .await;
+        });
+    }
+    drain(stop, tasks).await;
+    Ok(())
+}
+
 /// Tells every connection to close and waits [`DRAIN`] for them.
 async fn drain(stop: watch::Sender<bool>, tasks: TaskTracker) {
     let _ = stop.send(true);
@@ -760,5 +847,53 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let answer = reqwest::get(format!("http://{address}/who")).await.unwrap();
         assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_connection_is_served_as_its_header_names_it_and_one_without_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let limits = Limits {
+            header_timeout: SHORT,
+            ..Limits::for_scale(crate::Scale::Household)
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_forwarded(listener, Gate::new(limits), app(), async {
+            let _ = stopped.await;
+        }));
+        // Through a proxy: the client it names is the request's peer.
+        let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let source: SocketAddr = "203.0.113.9:5555".parse().unwrap();
+        stream
+            .write_all(&crate::forwarded::encode(
+                source,
+                "127.0.0.1:7000".parse().unwrap(),
+            ))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /who HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("203.0.113.9"), "{answer}");
+        // Straight to the socket, no header: closed without an answer.
+        let mut bare = tokio::net::UnixStream::connect(&path).await.unwrap();
+        bare.write_all(b"GET /who HTTP/1.1\r\nHost: node\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(SHORT * 4, bare.read_to_end(&mut answer)).await;
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        // Silent after connecting: closed at the header timeout.
+        let mut silent = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut nothing = Vec::new();
+        let closed = tokio::time::timeout(SHORT * 4, silent.read_to_end(&mut nothing)).await;
+        assert!(closed.is_ok(), "a silent connection is closed");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }

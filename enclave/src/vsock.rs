@@ -1,0 +1,258 @@
+//! The node's link to the world from inside an AWS Nitro Enclave, which
+//! has no network: vsock, to the parent instance. The node listens on a
+//! vsock port (or on a UNIX socket, the tests' stand-in of the same
+//! framing) with the same server as on TCP; on the parent, `hearth-enclave
+//! proxy` accepts the router's TCP connections and forwards each over a
+//! new vsock connection, beginning it with a PROXY v2 header naming the
+//! client ([`hearth_http::forwarded`]), so the node's per-source limits
+//! still see the router. The other way (the node's heartbeats to the
+//! router), a proxy inside the enclave takes loopback TCP to vsock and
+//! one on the parent vsock to the router, as AWS's `vsock-proxy` does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+
+/// The parent instance's vsock address, as an enclave sees it.
+pub const PARENT_CID: u32 = 3;
+
+/// Where a socket is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// TCP: `tcp:ADDRESS:PORT`, or a bare `ADDRESS:PORT`.
+    Tcp(SocketAddr),
+    /// vsock: `vsock:CID:PORT` (`vsock:PORT` to listen on any CID).
+    Vsock {
+        /// The context id (`u32::MAX`: any, to listen).
+        cid: u32,
+        /// The port.
+        port: u32,
+    },
+    /// A UNIX socket: `unix:PATH`.
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return match path {
+                "" => Err("unix: needs a path".into()),
+                path => Ok(Endpoint::Unix(path.into())),
+            };
+        }
+        if let Some(rest) = text.strip_prefix("vsock:") {
+            let number = |part: &str| {
+                part.parse::<u32>()
+                    .map_err(|_| format!("{text}: `{part}` is not a number"))
+            };
+            return match rest.split_once(':') {
+                Some((cid, port)) => Ok(Endpoint::Vsock {
+                    cid: number(cid)?,
+                    port: number(port)?,
+                }),
+                None => Ok(Endpoint::Vsock {
+                    cid: u32::MAX,
+                    port: number(rest)?,
+                }),
+            };
+        }
+        let address = text.strip_prefix("tcp:").unwrap_or(text);
+        address
+            .parse()
+            .map(Endpoint::Tcp)
+            .map_err(|_| format!("{text}: not tcp:ADDRESS:PORT, vsock:CID:PORT or unix:PATH"))
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(address) => write!(formatter, "tcp:{address}"),
+            Endpoint::Vsock { cid, port } if *cid == u32::MAX => write!(formatter, "vsock:{port}"),
+            Endpoint::Vsock { cid, port } => write!(formatter, "vsock:{cid}:{port}"),
+            Endpoint::Unix(path) => write!(formatter, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A vsock listener, whose connections a proxy forwards.
+pub struct VsockListener(tokio_vsock::VsockListener);
+
+impl VsockListener {
+    /// Listens on vsock `port` (any CID when `cid` is `u32::MAX`; any
+    /// free port when `port` is `u32::MAX`).
+    pub fn bind(cid: u32, port: u32) -> std::io::Result<VsockListener> {
+        tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(cid, port)).map(VsockListener)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> Option<u32> {
+        self.0.local_addr().ok().map(|address| address.port())
+    }
+}
+
+impl hearth_http::serve::ForwardedListener for VsockListener {
+    type Stream = tokio_vsock::VsockStream;
+
+    async fn accept(&mut self) -> std::io::Result<tokio_vsock::VsockStream> {
+        self.0.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// A connection to `endpoint`.
+async fn connect(endpoint: &Endpoint) -> std::io::Result<Box<dyn Duplex>> {
+    Ok(match endpoint {
+        Endpoint::Tcp(address) => {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            Box::new(stream)
+        }
+        Endpoint::Vsock { cid, port } => Box::new(
+            tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port)).await?,
+        ),
+        Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+    })
+}
+
+/// A byte stream both ways.
+trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// Something accepting connections on an endpoint.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Vsock(tokio_vsock::VsockListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    async fn bind(endpoint: &Endpoint) -> anyhow::Result<Listener> {
+        Ok(match endpoint {
+            Endpoint::Tcp(address) => Listener::Tcp(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {endpoint}"))?,
+            ),
+            Endpoint::Vsock { cid, port } => Listener::Vsock(
+                tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(*cid, *port))
+                    .with_context(|| format!("cannot listen on {endpoint} (is vsock here?)"))?,
+            ),
+            Endpoint::Unix(path) => {
+                let _ = std::fs::remove_file(path);
+                Listener::Unix(
+                    tokio::net::UnixListener::bind(path)
+                        .with_context(|| format!("cannot listen on {endpoint}"))?,
+                )
+            }
+        })
+    }
+
+    /// The next connection and, for TCP, the client's address.
+    async fn accept(&self) -> std::io::Result<(Box<dyn Duplex>, Option<SocketAddr>)> {
+        Ok(match self {
+            Listener::Tcp(listener) => {
+                let (stream, remote) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                (Box::new(stream), Some(remote))
+            }
+            Listener::Vsock(listener) => (Box::new(listener.accept().await?.0), None),
+            Listener::Unix(listener) => (Box::new(listener.accept().await?.0), None),
+        })
+    }
+}
+
+/// Connections a proxy forwards at once.
+const PROXY_CONNECTIONS: usize = 1024;
+
+/// `hearth-enclave proxy`: accepts on `listen` and forwards each
+/// connection to `to`; with `header`, each forwarded connection begins
+/// with a PROXY v2 header naming the client (TCP clients only; others as
+/// LOCAL). Runs until `shutdown`.
+pub async fn run_proxy(
+    listen: Endpoint,
+    to: Endpoint,
+    header: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = Listener::bind(&listen).await?;
+    let own = match &listen {
+        Endpoint::Tcp(address) => *address,
+        _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROXY_CONNECTIONS));
+    tracing::info!(%listen, %to, header, "proxy forwarding");
+    tokio::pin!(shutdown);
+    loop {
+        let (mut inbound, client) = tokio::select! {
+            () = shutdown.as_mut() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "proxy accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let to = to.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut outbound = match connect(&to).await {
+                Ok(outbound) => outbound,
+                Err(error) => {
+                    tracing::warn!(%error, %to, "proxy cannot reach its target");
+                    return;
+                }
+            };
+            if header {
+                let bytes = match client {
+                    Some(client) => hearth_http::forwarded::encode(client, own),
+                    None => hearth_http::forwarded::encode_local(),
+                };
+                if outbound.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_read_as_written() {
+        for text in [
+            "tcp:127.0.0.1:7000",
+            "vsock:3:8001",
+            "vsock:5000",
+            "unix:/run/node.sock",
+        ] {
+            let endpoint: Endpoint = text.parse().unwrap();
+            assert_eq!(endpoint.to_string(), text);
+        }
+        assert_eq!(
+            "10.0.0.2:7000".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("10.0.0.2:7000".parse().unwrap())
+        );
+        assert_eq!(
+            "vsock:5000".parse::<Endpoint>().unwrap(),
+            Endpoint::Vsock {
+                cid: u32::MAX,
+                port: 5000
+            }
+        );
+        for bad in ["vsock:x:1", "unix:", "somewhere", "vsock:"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
+}
