@@ -12,8 +12,12 @@
 # Settings from the environment:
 #   HEARTH_NODE_ID        [hearth-enclave-1]
 #   HEARTH_MODEL_NAME     [model] the name clients ask for
-#   HEARTH_ROUTER_URL     the router as the enclave reaches it (required)
-#   HEARTH_ADVERTISE      the node as the router reaches it (required)
+#   HEARTH_ROUTER_URL     the router's URL (required; the enclave reaches it
+#                         through the parent's proxy on vsock port
+#                         HEARTH_ROUTER_VSOCK_PORT [8001])
+#   HEARTH_ADVERTISE      the node as the router reaches it: the parent's
+#                         proxy into the enclave (required)
+#   HEARTH_NODE_VSOCK_PORT [7000] where the node listens inside
 #   HEARTH_ROUTER_TOKEN   a file with this node's credential, from
 #                         `hearth-router node-token NODE_ID` (required; it
 #                         becomes part of the image, and so of PCR2)
@@ -25,10 +29,10 @@
 # `attestationPolicy` and `hearth-pcc --policy`). Review the policy, then
 # hand it to every client.
 #
-# The enclave reaches the router and is reached only over vsock: the
-# node's vsock transport is not built yet (docs/private-compute.md, "What
-# is not built"), so an EIF made today verifies and measures, but cannot
-# serve until it is.
+# The enclave reaches the router and is reached only over vsock. On the
+# parent, run two proxies (docs/deploy.md):
+#   hearth-enclave proxy --listen 0.0.0.0:7000 --to vsock:ENCLAVE_CID:7000 --proxy-header
+#   hearth-enclave proxy --listen vsock:8001 --to tcp:ROUTER_ADDRESS:3600
 set -euo pipefail
 out="${1:?usage: podman/build-enclave.sh OUTPUT_DIR}"
 image="${HEARTH_IMAGE:-localhost/hearth-compute:latest}"
@@ -51,7 +55,7 @@ cat >"$context/Containerfile" <<CONTAINERFILE
 FROM $image
 COPY --chown=65532:65532 --chmod=0400 router.token /etc/hearth/router.token
 COPY --chown=65532:65532 tmp/ /tmp/
-CMD ["--node-id", "$node", "--model", "${HEARTH_MODEL_NAME:-model}", "--listen", "127.0.0.1:7000", "--advertise", "$advertise", "--router", "$router", "--router-token-file", "/etc/hearth/router.token", "--evidence", "nitro", "--capacity", "${HEARTH_CAPACITY:-4}"]
+CMD ["--node-id", "$node", "--model", "${HEARTH_MODEL_NAME:-model}", "--listen", "vsock:${HEARTH_NODE_VSOCK_PORT:-7000}", "--advertise", "$advertise", "--router", "$router", "--router-via", "vsock:3:${HEARTH_ROUTER_VSOCK_PORT:-8001}", "--router-token-file", "/etc/hearth/router.token", "--evidence", "nitro", "--capacity", "${HEARTH_CAPACITY:-4}"]
 CONTAINERFILE
 tag="localhost/hearth-compute-enclave:$node"
 podman build --quiet --tag "$tag" "$context" >/dev/null

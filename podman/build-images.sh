@@ -14,7 +14,16 @@
 #
 # Needs the Rust target x86_64-unknown-linux-musl (`rustup target add`) and
 # musl-gcc (Debian: musl-tools) for the C parts (SQLite, ring). Images are
-# tagged localhost/hearth-COMPONENT:VERSION and :latest.
+# tagged localhost/hearth-COMPONENT:VERSION and :latest (HEARTH_IMAGE_TAG:
+# only :HEARTH_IMAGE_TAG).
+#
+# Reproducible: the same sources, toolchain and inputs give the same
+# binaries and the same image (same image id) wherever they are built: the
+# checkout's, Cargo's and the target directory's paths are remapped out of
+# the binaries (Rust and C), and every timestamp in the image is
+# SOURCE_DATE_EPOCH (default 0). So anyone can rebuild the compute image
+# and compare its measurements with the transparency log's
+# (docs/private-compute.md, "Rebuilding the compute image").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 components=("$@")
@@ -39,7 +48,16 @@ for component in "${components[@]}"; do
     esac
 done
 rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
-CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}" \
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+# The last matching remapping wins: the target directory may sit inside
+# the checkout.
+remap="--remap-path-prefix=$PWD=/hearth --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$target_dir=/target"
+c_remap="-ffile-prefix-map=$PWD=/hearth -ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$target_dir=/target"
+epoch="${SOURCE_DATE_EPOCH:-0}"
+RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$remap" \
+    CFLAGS_x86_64_unknown_linux_musl="${CFLAGS_x86_64_unknown_linux_musl:+$CFLAGS_x86_64_unknown_linux_musl }$c_remap" \
+    CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}" \
     cargo build --release --locked --target "$target" "${packages[@]}" --bins
 
 for component in "${components[@]}"; do
@@ -54,7 +72,7 @@ for component in "${components[@]}"; do
         *) binary="hearth-$component" ;;
     esac
     # Static, and without debug info: the image is the binary.
-    objcopy --strip-debug "target/$target/release/$binary" "$context/bin/$binary"
+    objcopy --strip-debug "$target_dir/$target/release/$binary" "$context/bin/$binary"
     if ! file "$context/bin/$binary" | grep -q "static"; then
         echo "build-images: $binary is not statically linked" >&2
         exit 1
@@ -69,8 +87,18 @@ for component in "${components[@]}"; do
         cp -L /lib64/ld-linux-x86-64.so.2 "$context/lib64/"
         cp "$HEARTH_COMPUTE_MODEL" "$context/models/model.gguf"
     fi
-    podman build --quiet --file "podman/Containerfile.$component" \
-        --tag "localhost/hearth-$component:$version" --tag "localhost/hearth-$component:latest" "$context"
+    if [[ -n "${HEARTH_IMAGE_TAG:-}" ]]; then
+        tags=(--tag "localhost/hearth-$component:$HEARTH_IMAGE_TAG")
+    else
+        tags=(--tag "localhost/hearth-$component:$version" --tag "localhost/hearth-$component:latest")
+    fi
+    # Files in the context carry this build's times; the image's are all
+    # the epoch's.
+    podman build --quiet --timestamp "$epoch" --file "podman/Containerfile.$component" \
+        "${tags[@]}" "$context"
+    if [[ "$component" == compute ]]; then
+        echo "build-images: compute measurements: image $(podman image inspect --format '{{.Id}}' "${tags[1]}"), hearth-enclave sha384 $(sha384sum "$context/bin/hearth-enclave" | cut -d' ' -f1)" >&2
+    fi
     rm -rf "$context"
     trap - EXIT
 done

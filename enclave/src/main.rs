@@ -52,6 +52,12 @@ struct ServeArgs {
     /// The router.
     #[arg(long)]
     router: String,
+    /// Reach the router through this endpoint instead of the network
+    /// (inside an enclave: vsock:3:PORT, the parent's `hearth-enclave
+    /// proxy` to the router): --router's host and port are then only what
+    /// the requests name.
+    #[arg(long)]
+    router_via: Option<Endpoint>,
     /// The router's node token.
     #[arg(long)]
     router_token_file: PathBuf,
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
         listen,
         advertise,
         router,
+        router_via,
         router_token_file,
         evidence,
         dev_image_label,
@@ -211,6 +218,25 @@ fn main() -> ExitCode {
             max_tokens.max(1),
             hearth_runtime::clock::unix_seconds(),
         ));
+        // Through the parent: a loopback port of this process forwards to
+        // the endpoint, and requests go there.
+        let router = match router_via {
+            None => router,
+            Some(via) => {
+                let (listener, address) = hearth_enclave::vsock::bind_loopback().await?;
+                tokio::spawn(hearth_enclave::vsock::run_proxy_on(
+                    listener,
+                    via,
+                    false,
+                    std::future::pending(),
+                ));
+                let path = router
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split_once('/'))
+                    .map_or(String::new(), |(_, path)| format!("/{path}"));
+                format!("http://{address}{path}")
+            }
+        };
         let registration = Registration {
             router: router.trim_end_matches('/').to_owned(),
             token,

@@ -123,9 +123,12 @@ trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
 /// Something accepting connections on an endpoint.
-enum Listener {
+pub enum Listener {
+    /// TCP.
     Tcp(tokio::net::TcpListener),
+    /// vsock.
     Vsock(tokio_vsock::VsockListener),
+    /// A UNIX socket.
     Unix(tokio::net::UnixListener),
 }
 
@@ -168,6 +171,15 @@ impl Listener {
 /// Connections a proxy forwards at once.
 const PROXY_CONNECTIONS: usize = 1024;
 
+/// A listener on a free loopback TCP port, and its address.
+pub async fn bind_loopback() -> anyhow::Result<(Listener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on loopback")?;
+    let address = listener.local_addr()?;
+    Ok((Listener::Tcp(listener), address))
+}
+
 /// `hearth-enclave proxy`: accepts on `listen` and forwards each
 /// connection to `to`; with `header`, each forwarded connection begins
 /// with a PROXY v2 header naming the client (TCP clients only; others as
@@ -179,12 +191,24 @@ pub async fn run_proxy(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listener = Listener::bind(&listen).await?;
-    let own = match &listen {
-        Endpoint::Tcp(address) => *address,
+    tracing::info!(%listen, %to, header, "proxy forwarding");
+    run_proxy_on(listener, to, header, shutdown).await
+}
+
+/// [`run_proxy`] on a listener already bound.
+pub async fn run_proxy_on(
+    listener: Listener,
+    to: Endpoint,
+    header: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let own = match &listener {
+        Listener::Tcp(listener) => listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         _ => SocketAddr::from(([0, 0, 0, 0], 0)),
     };
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROXY_CONNECTIONS));
-    tracing::info!(%listen, %to, header, "proxy forwarding");
     tokio::pin!(shutdown);
     loop {
         let (mut inbound, client) = tokio::select! {

@@ -4,8 +4,9 @@
 //! transport to connect through). The rest over UNIX sockets, the stand-in
 //! of the same framing: the router's connections reach the node through
 //! `hearth-enclave proxy` (each begun with a PROXY v2 header naming the
-//! client), and the node's heartbeats reach the router through two proxies
-//! (loopback TCP to a socket, the socket to the router's TCP), as they
+//! client), and the node's heartbeats reach the router through the
+//! parent's proxy (`--router-via`: the node forwards a loopback port of its
+//! own to a socket, the proxy the socket to the router's TCP), as they
 //! would through vsock; a question sealed on this device is answered
 //! through all of it, and a connection straight to the node's socket,
 //! without the proxy's header, gets nothing. Needs the cached llama-server;
@@ -129,11 +130,11 @@ fn a_question_is_answered_through_the_proxies_and_only_proxied_connections_are_s
     let router_address = router.url.trim_start_matches("http://").to_owned();
     let node_socket = path("node.sock");
     let out_socket = path("out.sock");
-    let (inbound, outbound) = (free_port(), free_port());
+    let inbound = free_port();
     let endpoint = |socket: &Path| format!("unix:{}", socket.display());
 
-    // The parent's proxy out to the router, the enclave's loopback proxy
-    // to the parent, the node, and the parent's proxy in to the node.
+    // The parent's proxy out to the router, the node, and the parent's
+    // proxy in to the node.
     let _out_parent = start(
         &[
             "proxy",
@@ -146,19 +147,12 @@ fn a_question_is_answered_through_the_proxies_and_only_proxied_connections_are_s
     );
     wait_until(Duration::from_secs(20), || out_socket.exists())
         .expect("the parent's proxy listens");
-    let _out_inside = start(
-        &[
-            "proxy",
-            "--listen",
-            &format!("tcp:127.0.0.1:{outbound}"),
-            "--to",
-            &endpoint(&out_socket),
-        ],
-        &path("out-inside.log"),
-    );
     let credential = router.credential_file("node-v");
     let listen = endpoint(&node_socket);
-    let inside_router = format!("http://127.0.0.1:{outbound}");
+    // A name only (nothing listens there): the node reaches the router
+    // through the parent's proxy (--router-via), as from inside an enclave.
+    let inside_router = "http://hearth-router.invalid:3600".to_owned();
+    let via = endpoint(&out_socket);
     let advertise = format!("http://127.0.0.1:{inbound}");
     let args = node_args(
         &router,
@@ -167,6 +161,8 @@ fn a_question_is_answered_through_the_proxies_and_only_proxied_connections_are_s
         &[
             "--router",
             &inside_router,
+            "--router-via",
+            &via,
             "--advertise",
             &advertise,
             "--backend",
