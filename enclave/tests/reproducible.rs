@@ -50,7 +50,11 @@ fn the_compute_image_rebuilds_elsewhere_to_the_same_image() {
         .output()
         .unwrap();
     assert!(tracked.status.success());
-    for file in tracked.stdout.split(|byte| *byte == 0).filter(|file| !file.is_empty()) {
+    for file in tracked
+        .stdout
+        .split(|byte| *byte == 0)
+        .filter(|file| !file.is_empty())
+    {
         let file = std::path::Path::new(std::str::from_utf8(file).unwrap());
         let to = sources.join(file);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -73,7 +77,8 @@ fn the_compute_image_rebuilds_elsewhere_to_the_same_image() {
     assert!(output.status.success(), "the rebuild: {said}");
     let second = image_id(&format!("localhost/hearth-compute:{tag}"));
     assert_eq!(
-        first, second,
+        first,
+        second,
         "the rebuild differs; its measurements: {}",
         said.lines()
             .filter(|line| line.contains("measurements"))
