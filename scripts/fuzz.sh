@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs one cargo-fuzz target for a while. Needs the nightly toolchain and
-# cargo-fuzz (`cargo install cargo-fuzz`).
+# Runs one cargo-fuzz target for a while. Needs cargo-fuzz (`cargo install
+# cargo-fuzz`) and a nightly toolchain, or, without one, the stable
+# toolchain with RUSTC_BOOTSTRAP=1 (what cargo-fuzz's flags need).
 #
 #   scripts/fuzz.sh CRATE_DIR TARGET SECONDS
 #   scripts/fuzz.sh acl policy_parse 600
@@ -27,4 +28,7 @@ if [[ "$target" == evidence && -d ../shared/research/attestation-fixtures ]]; th
         -exec sh -c 'cp -n "$1" "$2/fixture-$(basename "$1")"' _ {} "$corpus" \;
 fi
 cd "$crate/fuzz"
-exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=65536
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=65536
+fi
+RUSTC_BOOTSTRAP=1 exec cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=65536
