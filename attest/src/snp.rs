@@ -826,18 +826,12 @@ pub fn verify(
         &mut report,
     );
 
-    match policy {
-        None => report.skip(CheckName::DebugMode, "no policy"),
-        Some(policy) if snp.debug_allowed() && policy.allow_debug => report.pass(
-            CheckName::DebugMode,
-            "debugging allowed, and the policy accepts it",
-        ),
-        Some(_) if snp.debug_allowed() => report.fail(
-            CheckName::DebugMode,
-            "the guest policy lets the hypervisor debug the guest (read its memory)",
-        ),
-        Some(_) => report.pass(CheckName::DebugMode, "the guest policy forbids debugging"),
-    }
+    crate::tee::check_debug(
+        policy,
+        snp.debug_allowed(),
+        "the guest policy lets the hypervisor debug the guest",
+        &mut report,
+    );
 
     match snp_policy {
         None => report.skip(

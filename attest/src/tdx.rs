@@ -422,18 +422,12 @@ pub fn verify(
         &mut report,
     );
 
-    let debug = td.td_attributes[0] & TD_DEBUG != 0;
-    match policy {
-        None => report.skip(CheckName::DebugMode, "no policy"),
-        Some(policy) if debug && policy.allow_debug => {
-            report.pass(CheckName::DebugMode, "debug mode, allowed by the policy")
-        }
-        Some(_) if debug => report.fail(
-            CheckName::DebugMode,
-            "the TD runs in debug mode: its memory can be read from outside",
-        ),
-        Some(_) => report.pass(CheckName::DebugMode, "not in debug mode"),
-    }
+    crate::tee::check_debug(
+        policy,
+        td.td_attributes[0] & TD_DEBUG != 0,
+        "the TD runs in debug mode",
+        &mut report,
+    );
 
     match policy {
         None => report.skip(

@@ -16,6 +16,28 @@ pub fn report_data(rek: &[u8; 32], issued_at: u64, nonce: Option<&[u8]>) -> [u8;
     hash.finalize().into()
 }
 
+/// The debug-mode check of a TEE whose report says debugging is `debug`
+/// (`what`: how its report says so).
+pub(crate) fn check_debug(
+    policy: Option<&crate::Policy>,
+    debug: bool,
+    what: &str,
+    report: &mut Report,
+) {
+    match policy {
+        None => report.skip(CheckName::DebugMode, "no policy"),
+        Some(policy) if debug && policy.allow_debug => report.pass(
+            CheckName::DebugMode,
+            format!("{what}, allowed by the policy"),
+        ),
+        Some(_) if debug => report.fail(
+            CheckName::DebugMode,
+            format!("{what}: its memory can be read from outside"),
+        ),
+        Some(_) => report.pass(CheckName::DebugMode, "not debuggable"),
+    }
+}
+
 /// The key-binding and nonce checks of a report whose report data is
 /// `found`, issued at `issued_at`.
 pub(crate) fn check_binding(

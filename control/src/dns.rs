@@ -137,6 +137,18 @@ pub fn parse_query(packet: &[u8]) -> Result<Query, QueryError> {
     })
 }
 
+/// A query for `name` of `kind` with `id`, as a stub resolver sends it
+/// (one question, recursion desired; labels of at most 63 bytes).
+pub fn query(id: u16, name: &str, kind: u16) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(18 + name.len());
+    packet.extend_from_slice(&id.to_be_bytes());
+    packet.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    encode_name(name, &mut packet);
+    packet.extend_from_slice(&kind.to_be_bytes());
+    packet.extend_from_slice(&CLASS_IN.to_be_bytes());
+    packet
+}
+
 /// A zone's start of authority, as negative answers carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Soa {
@@ -484,17 +496,8 @@ fn read_name(packet: &[u8], mut at: usize) -> Result<(String, usize), ReplyError
 mod tests {
     use super::*;
 
-    /// A query for `name` of `kind`, as a stub resolver sends it.
-    pub(crate) fn query(name: &str, kind: u16) -> Vec<u8> {
-        let mut packet = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.split('.') {
-            packet.push(label.len() as u8);
-            packet.extend_from_slice(label.as_bytes());
-        }
-        packet.push(0);
-        packet.extend_from_slice(&kind.to_be_bytes());
-        packet.extend_from_slice(&CLASS_IN.to_be_bytes());
-        packet
+    fn query(name: &str, kind: u16) -> Vec<u8> {
+        super::query(0x1234, name, kind)
     }
 
     #[test]

@@ -416,11 +416,13 @@ impl Server {
                 if let Ok(address) = udp.local_addr() {
                     tracing::info!(%address, "DNS for ACME challenges");
                 }
-                acme_tasks.push(tokio::spawn(crate::acme::serve_udp(
+                let answering = Arc::clone(acme);
+                acme_tasks.push(tokio::spawn(answer_udp(
                     udp,
-                    Arc::clone(acme),
-                    20,
+                    crate::acme::DNS_PER_SOURCE,
                     stop.clone(),
+                    "ACME DNS",
+                    move |packet, _| answering.answer(packet, crate::acme::zone::Transport::Udp),
                 )));
                 acme_tasks.push(tokio::spawn(crate::acme::serve_tcp(
                     tcp,
@@ -524,7 +526,25 @@ impl Server {
 /// `per_source` a second to one address (after a burst of as many): an
 /// answer is larger than a request, so unlimited answers to a forged source
 /// address would amplify a flood at it.
-pub(crate) async fn run_stun(socket: UdpSocket, per_source: u32, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run_stun(socket: UdpSocket, per_source: u32, stop: watch::Receiver<bool>) {
+    answer_udp(socket, per_source, stop, "STUN", |packet, source| {
+        hearth_control::stun::parse_binding_request(packet)
+            .map(|transaction| hearth_control::stun::binding_response(transaction, source))
+    })
+    .await;
+}
+
+/// Sends what `answer` makes of each datagram on `socket` (nothing for
+/// `None`) back to its source until `stop`, at most `per_source` answers
+/// a second to one address (after a burst of as many): answers larger than
+/// requests, unlimited, would amplify a flood at a forged source address.
+pub(crate) async fn answer_udp(
+    socket: UdpSocket,
+    per_source: u32,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+    answer: impl Fn(&[u8], SocketAddr) -> Option<Vec<u8>>,
+) {
     let rate = std::num::NonZeroU32::new(per_source.max(1)).expect("at least one");
     let limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr> =
         governor::RateLimiter::keyed(governor::Quota::per_second(rate));
@@ -540,21 +560,19 @@ pub(crate) async fn run_stun(socket: UdpSocket, per_source: u32, mut stop: watch
             received = socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 Err(error) => {
-                    tracing::debug!(%error, "STUN receive failed");
+                    tracing::debug!(%error, what, "receive failed");
                     continue;
                 }
             },
         };
-        let Some(transaction) = hearth_control::stun::parse_binding_request(&buffer[..length])
-        else {
+        let Some(reply) = answer(&buffer[..length], source) else {
             continue;
         };
         if limiter.check_key(&source.ip().to_canonical()).is_err() {
             continue;
         }
-        let response = hearth_control::stun::binding_response(transaction, source);
-        if let Err(error) = socket.send_to(&response, source).await {
-            tracing::debug!(%error, %source, "STUN reply failed");
+        if let Err(error) = socket.send_to(&reply, source).await {
+            tracing::debug!(%error, %source, what, "reply failed");
         }
     }
 }

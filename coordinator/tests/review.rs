@@ -418,12 +418,7 @@ async fn one_member_cannot_rotate_keys_or_open_map_streams_without_limit() {
 /// The TXT values the DNS server at `server` answers for `name` (UDP;
 /// none when it refuses a name outside its zones).
 fn txt_values(server: SocketAddr, name: &str) -> Vec<String> {
-    let mut query = vec![0x51, 0x7e, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        query.push(label.len() as u8);
-        query.extend_from_slice(label.as_bytes());
-    }
-    query.extend_from_slice(&[0, 0, 16, 0, 1]);
+    let query = hearth_control::dns::query(0x517e, name, hearth_control::dns::TYPE_TXT);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -482,9 +482,19 @@ fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_th
     // their packets can only go through the coordinator's relay (DERP over
     // HTTPS, its certificate pinned by the map, not trusted by the device).
     drop_udp_between(&lab, &phone.host, &tablet.host);
-    let tablet_ip = tablet.ipv4(&lab).unwrap().to_string();
-    let ping = |lab: &Lab| {
-        phone.cli(
+    pings_through_the_relay(&lab, phone, tablet);
+}
+
+/// Waits until `from` pings `to` (whose direct path is cut) through the
+/// coordinator's relay, and checks it says so.
+fn pings_through_the_relay(
+    lab: &Lab,
+    from: &hearth_testkit::TailscaleNode,
+    to: &hearth_testkit::TailscaleNode,
+) {
+    let to_ip = to.ipv4(lab).unwrap().to_string();
+    let ping = || {
+        from.cli(
             lab,
             &[
                 "ping",
@@ -492,23 +502,25 @@ fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_th
                 "--timeout",
                 "3s",
                 "--c",
-                "5",
-                &tablet_ip,
+                "3",
+                &to_ip,
             ],
         )
     };
-    wait_until(Duration::from_secs(20), || ping(&lab).status.success()).unwrap_or_else(|| {
-        let last = ping(&lab);
+    wait_until(Duration::from_secs(30), || ping().status.success()).unwrap_or_else(|| {
+        let last = ping();
         panic!(
-            "phone -> tablet through the relay: {}{}\nphone:\n{}",
+            "{} -> {} through the relay: {}{}\n{}:\n{}",
+            from.host.name,
+            to.host.name,
             String::from_utf8_lossy(&last.stdout),
             String::from_utf8_lossy(&last.stderr),
-            phone.daemon.log_text()
+            from.host.name,
+            from.daemon.log_text()
         )
     });
-    let last = ping(&lab);
-    let said = String::from_utf8_lossy(&last.stdout);
-    assert!(said.contains("via DERP"), "through the relay: {said}");
+    let said = String::from_utf8_lossy(&ping().stdout).into_owned();
+    assert!(said.contains("via DERP(hub)"), "through the relay: {said}");
 }
 
 /// Drops UDP between hosts `a` and `b` both ways: their devices can meet
@@ -1552,32 +1564,7 @@ fn the_coordinator_and_its_devices_get_certificates_from_an_acme_ca() {
     // They meet only through the coordinator's relay, at its name: its
     // certificate, Pebble's, is checked as any other, not pinned.
     drop_udp_between(&lab, &laptop.host, &phone.host);
-    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
-    let ping = |lab: &Lab| {
-        phone.cli(
-            lab,
-            &[
-                "ping",
-                "--until-direct=false",
-                "--timeout",
-                "3s",
-                "--c",
-                "3",
-                &laptop_ip,
-            ],
-        )
-    };
-    wait_until(Duration::from_secs(30), || ping(&lab).status.success()).unwrap_or_else(|| {
-        let last = ping(&lab);
-        panic!(
-            "phone -> laptop through the relay: {}{}\nphone:\n{}",
-            String::from_utf8_lossy(&last.stdout),
-            String::from_utf8_lossy(&last.stderr),
-            phone.daemon.log_text()
-        )
-    });
-    let said = String::from_utf8_lossy(&ping(&lab).stdout).into_owned();
-    assert!(said.contains("via DERP(hub)"), "through the relay: {said}");
+    pings_through_the_relay(&lab, phone, laptop);
 
     // `tailscale cert` for the laptop's MagicDNS name.
     let domain = "laptop.ts.home.example";

@@ -34,10 +34,16 @@ impl Drop for Running {
 }
 
 fn start(args: &[&str], log: &Path) -> Running {
+    let mut command = Command::new(binary("hearth-enclave"));
+    command.args(args);
+    run(command, log)
+}
+
+/// Runs `command` logging to `log`.
+fn run(mut command: Command, log: &Path) -> Running {
     let output = std::fs::File::create(log).unwrap();
     Running(
-        Command::new(binary("hearth-enclave"))
-            .args(args)
+        command
             .env("HEARTH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(output.try_clone().unwrap())
@@ -47,55 +53,27 @@ fn start(args: &[&str], log: &Path) -> Running {
     )
 }
 
-fn node_args<'a>(
-    router: &'a LoopbackRouter,
-    credential: &'a str,
-    listen: &'a str,
-    rest: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "serve",
-        "--node-id",
-        "node-v",
-        "--listen",
-        listen,
-        "--router-token-file",
-        credential,
-        "--evidence",
-        "dev",
-        "--dev-image-label",
-        IMAGE,
-        "--model",
-        "tiny",
-    ];
-    let _ = router;
-    args.extend_from_slice(rest);
-    args
-}
-
 #[test]
 fn the_node_listens_on_vsock_where_the_kernel_allows_it() {
     let dir = tempfile::tempdir().unwrap();
     let router = LoopbackRouter::start(&[]);
-    let credential = router.credential_file("node-v");
     let log = dir.path().join("node.log");
     // Any free vsock port (the kernel picks; some are reserved by the host).
     let listen = format!("vsock:{}", u32::MAX);
     let advertise = format!("http://127.0.0.1:{}", free_port());
-    let args = node_args(
-        &router,
-        credential.to_str().unwrap(),
-        &listen,
-        &[
-            "--router",
-            &router.url,
-            "--advertise",
-            &advertise,
-            "--backend",
-            "http://127.0.0.1:9/v1",
-        ],
+    let mut node = run(
+        router.node_command_at(
+            "node-v",
+            &listen,
+            &[
+                "--advertise",
+                &advertise,
+                "--backend",
+                "http://127.0.0.1:9/v1",
+            ],
+        ),
+        &log,
     );
-    let mut node = start(&args, &log);
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
     let served = wait_until(Duration::from_secs(20), || {
         text().contains("compute node serving") || node.0.try_wait().unwrap().is_some()
@@ -147,31 +125,31 @@ fn a_question_is_answered_through_the_proxies_and_only_proxied_connections_are_s
     );
     wait_until(Duration::from_secs(20), || out_socket.exists())
         .expect("the parent's proxy listens");
-    let credential = router.credential_file("node-v");
     let listen = endpoint(&node_socket);
     // A name only (nothing listens there): the node reaches the router
     // through the parent's proxy (--router-via), as from inside an enclave.
     let inside_router = "http://hearth-router.invalid:3600".to_owned();
     let via = endpoint(&out_socket);
     let advertise = format!("http://127.0.0.1:{inbound}");
-    let args = node_args(
-        &router,
-        credential.to_str().unwrap(),
-        &listen,
-        &[
-            "--router",
-            &inside_router,
-            "--router-via",
-            &via,
-            "--advertise",
-            &advertise,
-            "--backend",
-            &llama.base_url,
-            "--timeout-seconds",
-            "10",
-        ],
+    let _node = run(
+        router.node_command_at(
+            "node-v",
+            &listen,
+            &[
+                "--router",
+                &inside_router,
+                "--router-via",
+                &via,
+                "--advertise",
+                &advertise,
+                "--backend",
+                &llama.base_url,
+                "--timeout-seconds",
+                "10",
+            ],
+        ),
+        &path("node.log"),
     );
-    let _node = start(&args, &path("node.log"));
     let _in_parent = start(
         &[
             "proxy",

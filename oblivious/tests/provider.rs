@@ -12,9 +12,8 @@ use std::time::Duration;
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
 use hearth_testkit::compute::{IMAGE, LoopbackRouter, dev_policy};
 use hearth_testkit::gateway_process::{Gateway, config};
-use hearth_testkit::llama::{LlamaServer, free_port};
+use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::oblivious::{LoopbackServer, seeds_json};
-use hearth_testkit::wait_until;
 use serde_json::json;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -58,17 +57,7 @@ async fn the_gateway_reaches_a_remote_node_through_the_relay() {
     };
     let dir = tempfile::tempdir().unwrap();
     let router = LoopbackRouter::start(&["--heartbeat-seconds", "1"]);
-    let mut node = router
-        .node_command("node-a", free_port())
-        .args(["--backend", &llama.base_url, "--timeout-seconds", "10"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(30), || {
-        router.log_text().contains("node-a")
-    })
-    .expect("the node registered");
+    let mut node = router.start_node("node-a", &llama.base_url);
 
     let now = hearth_runtime::clock::since_epoch();
     let seeds = seeds_json(&[(1, now - HOUR, now + HOUR)]);

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use hearth_testkit::binary;
 use hearth_testkit::compute::{IMAGE, LoopbackRouter, dev_policy};
-use hearth_testkit::llama::{LlamaServer, free_port};
+use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::oblivious::{LoopbackServer, seeds_json};
-use hearth_testkit::{binary, wait_until};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const ORIGIN: &str = "hearth.test/private-compute-log";
@@ -76,17 +76,7 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     let router = LoopbackRouter::start(&["--heartbeat-seconds", "1"]);
-    let mut node = router
-        .node_command("node-a", free_port())
-        .args(["--backend", &llama.base_url, "--timeout-seconds", "10"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(30), || {
-        router.log_text().contains("node-a")
-    })
-    .expect("the node registered");
+    let mut node = router.start_node("node-a", &llama.base_url);
 
     let now = hearth_runtime::clock::since_epoch();
     // The gateway knows two keys; the operator logs only the first.
@@ -145,7 +135,7 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
     ]);
 
     let relay_url = format!("{}/", relay.url);
-    let auth = |seeds: &str, log: &Path| {
+    let auth_with = |seeds: &str, log: &Path, policy: &Path| {
         LoopbackServer::start(
             "hearth-pcc-auth",
             &[
@@ -163,6 +153,7 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
             seeds,
         )
     };
+    let auth = |seeds: &str, log: &Path| auth_with(seeds, log, &policy);
     let state = path("device-checkpoint");
     let chat = |config: &str, policy: &Path| {
         pcc(&[
@@ -243,22 +234,7 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
         &log_key,
         path("other-policy.json"),
     );
-    let other_auth = LoopbackServer::start(
-        "hearth-pcc-auth",
-        &[
-            "--relay-url",
-            &relay_url,
-            "--gateway-url",
-            &gateway.url,
-            "--router-url",
-            &router.url,
-            "--policy",
-            other_policy.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ],
-        &first,
-    );
+    let other_auth = auth_with(&first, &log, &other_policy);
     refused(
         &chat(&other_auth.url, &other_policy),
         "no image this policy trusts is in the transparency log",

@@ -333,16 +333,21 @@ impl LoopbackRouter {
     /// registers here, with dev evidence stating [`IMAGE`] and model `tiny`;
     /// the caller adds the backend (`--backend` or `--llama-server`).
     pub fn node_command(&self, id: &str, port: u16) -> std::process::Command {
+        self.node_command_at(id, &format!("127.0.0.1:{port}"), &[])
+    }
+
+    /// [`LoopbackRouter::node_command`] listening on `listen` (an address,
+    /// `vsock:PORT` or `unix:PATH`), with `reach` for how the router and
+    /// the node reach each other (`--advertise`, `--router-via`) and, when
+    /// it does not name `--router`, this router's URL.
+    pub fn node_command_at(&self, id: &str, listen: &str, reach: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(binary("hearth-enclave"));
+        command.args(["serve", "--node-id", id, "--listen", listen]);
+        if !reach.contains(&"--router") {
+            command.args(["--router", &self.url]);
+        }
         command
-            .args([
-                "serve",
-                "--node-id",
-                id,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(["--router", &self.url])
+            .args(reach)
             .arg("--router-token-file")
             .arg(self.credential_file(id))
             .args([
@@ -355,6 +360,22 @@ impl LoopbackRouter {
             ])
             .stdin(std::process::Stdio::null());
         command
+    }
+
+    /// Starts node `id` on a free loopback port, answering from the
+    /// llama-server at `backend`, and waits until it has registered; the
+    /// caller stops it.
+    pub fn start_node(&self, id: &str, backend: &str) -> std::process::Child {
+        let node = self
+            .node_command(id, crate::llama::free_port())
+            .args(["--backend", backend, "--timeout-seconds", "10"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(30), || self.log_text().contains(id))
+            .unwrap_or_else(|| panic!("node {id} never registered:\n{}", self.log_text()));
+        node
     }
 }
 

@@ -15,8 +15,9 @@
 //!   [`zone::check_set_dns`] limits to the device's own name.
 //!
 //! Either way the CA reads `_acme-challenge.<name>` TXT from the
-//! coordinator's authoritative DNS server ([`zone`], served by
-//! [`serve_udp`]/[`serve_tcp`]), to which the household delegates the
+//! coordinator's authoritative DNS server ([`zone`], served over UDP by
+//! the server's rate-limited loop and over TCP by [`serve_tcp`]), to which
+//! the household delegates the
 //! MagicDNS domain and `_acme-challenge.<domain>` at its DNS provider.
 
 pub mod config;
@@ -211,45 +212,10 @@ pub async fn run_renewal(acme: Arc<Acme>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Answers DNS queries on `socket` until `stop`, at most `per_source` a
-/// second to one address (after a burst of as many): a reply is larger
-/// than a query, so answering every forged source would amplify a flood.
-pub async fn serve_udp(
-    socket: tokio::net::UdpSocket,
-    acme: Arc<Acme>,
-    per_source: u32,
-    mut stop: watch::Receiver<bool>,
-) {
-    let rate = std::num::NonZeroU32::new(per_source.max(1)).expect("at least one");
-    let limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr> =
-        governor::RateLimiter::keyed(governor::Quota::per_second(rate));
-    let mut forget = tokio::time::interval(Duration::from_secs(60));
-    let mut buffer = [0u8; 1500];
-    loop {
-        let (length, source) = tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = forget.tick() => {
-                limiter.retain_recent();
-                continue;
-            }
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    tracing::debug!(%error, "DNS receive failed");
-                    continue;
-                }
-            },
-        };
-        if limiter.check_key(&source.ip().to_canonical()).is_err() {
-            continue;
-        }
-        if let Some(reply) = acme.answer(&buffer[..length], Transport::Udp)
-            && let Err(error) = socket.send_to(&reply, source).await
-        {
-            tracing::debug!(%error, %source, "DNS reply failed");
-        }
-    }
-}
+/// DNS answers a second to one address (after a burst of as many; see
+/// `server::answer_udp`): a certificate authority asks a few times per
+/// challenge, from several places.
+pub const DNS_PER_SOURCE: u32 = 20;
 
 /// Connections the TCP side holds at once.
 const TCP_CONNECTIONS: usize = 64;

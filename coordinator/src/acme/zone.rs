@@ -255,18 +255,10 @@ pub fn check_set_dns(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_control::dns::{CLASS_IN, NXDOMAIN, TYPE_A, parse_reply};
+    use hearth_control::dns::{NXDOMAIN, TYPE_A, parse_reply};
 
     fn query(name: &str, kind: u16) -> Vec<u8> {
-        let mut packet = vec![0xab, 0xcd, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.split('.') {
-            packet.push(label.len() as u8);
-            packet.extend_from_slice(label.as_bytes());
-        }
-        packet.push(0);
-        packet.extend_from_slice(&kind.to_be_bytes());
-        packet.extend_from_slice(&CLASS_IN.to_be_bytes());
-        packet
+        hearth_control::dns::query(0xabcd, name, kind)
     }
 
     fn authority() -> Authority {

@@ -268,6 +268,7 @@ mod tests {
             include_str!("../../migrations/postgres/0001_initial.sql"),
             include_str!("../../migrations/postgres/0002_key_expiry.sql"),
             include_str!("../../migrations/postgres/0003_peer_services.sql"),
+            include_str!("../../migrations/postgres/0004_sign_in.sql"),
         ]
         .concat();
         let mut in_schema = Vec::new();

@@ -236,20 +236,10 @@ async fn forward(packet: &[u8], id: u16, resolvers: &[IpAddr]) -> Option<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_control::dns::CLASS_IN;
     use hearth_control::wire::DnsName;
 
-    /// A query for `name` of `kind`, as a stub resolver sends it.
     fn query(name: &str, kind: u16) -> Vec<u8> {
-        let mut packet = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.split('.') {
-            packet.push(label.len() as u8);
-            packet.extend_from_slice(label.as_bytes());
-        }
-        packet.push(0);
-        packet.extend_from_slice(&kind.to_be_bytes());
-        packet.extend_from_slice(&CLASS_IN.to_be_bytes());
-        packet
+        hearth_control::dns::query(0x1234, name, kind)
     }
 
     /// Node 1 (`laptop`, 100.64.0.1 and fd7a:115c:a1e0::6440:1) with peer
