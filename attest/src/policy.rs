@@ -63,10 +63,10 @@ pub struct Policy {
     #[serde(default = "default_root")]
     pub root_sha256: String,
     /// What AMD SEV-SNP evidence must show.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub sev_snp: crate::snp::SnpPolicy,
     /// What Intel TDX evidence must show.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub tdx: crate::tdx::TdxPolicy,
     /// When set, the transparency log every trusted image and OHTTP key
     /// must be in: images and keys without a proof from it are not used.
@@ -82,6 +82,12 @@ pub struct Transparency {
     pub origin: String,
     /// The log's verifier key (`name+keyid+base64`), pinned here.
     pub log_key: String,
+}
+
+/// Whether `value` is its type's default (left out when a policy is
+/// written).
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn default_max_age() -> u64 {

@@ -48,14 +48,26 @@ fn join(
 ) -> hearth_testkit::TailscaleNode {
     let host = lab.host(name);
     let device = lab.start_tailscaled(&host, coordinator, client);
-    let up = device.up(lab, coordinator, key, &["--timeout", "30s"]);
+    up_ok(
+        lab,
+        &device,
+        &format!("https://{}", coordinator.address),
+        key,
+    );
+    device
+}
+
+/// `tailscale up` on `device` at `login` with `key`, failing the test if
+/// it does not come up.
+fn up_ok(lab: &Lab, device: &hearth_testkit::TailscaleNode, login: &str, key: &str) {
+    let up = device.up_at(lab, login, key, &["--timeout", "30s"]);
     assert!(
         up.status.success(),
-        "tailscale up {name}: {}\ntailscaled:\n{}",
+        "tailscale up {}: {}\ntailscaled:\n{}",
+        device.host.name,
         String::from_utf8_lossy(&up.stderr),
         device.daemon.log_text()
     );
-    device
 }
 
 #[test]
@@ -466,13 +478,7 @@ fn phones_that_trust_no_installed_certificate_join_over_http_and_meet_through_th
         // Only the system's authorities: the coordinator's self-signed
         // certificate is not among them.
         let phone = lab.start_tailscaled_trusting(&host, None, &client);
-        let up = phone.up_at(&lab, &login, &approved, &["--timeout", "30s"]);
-        assert!(
-            up.status.success(),
-            "{name} over http: {}\n{}",
-            String::from_utf8_lossy(&up.stderr),
-            phone.daemon.log_text()
-        );
+        up_ok(&lab, &phone, &login, &approved);
         phones.push(phone);
     }
     let [phone, tablet] = &phones[..] else {
@@ -1549,13 +1555,7 @@ fn the_coordinator_and_its_devices_get_certificates_from_an_acme_ca() {
     ] {
         let host = lab.host(name);
         let device = lab.start_tailscaled_with(&host, Some(trust.clone()), &client, extra, &env);
-        let up = device.up_at(&lab, login, &alice_key, &["--timeout", "30s"]);
-        assert!(
-            up.status.success(),
-            "tailscale up {name}: {}\ntailscaled:\n{}",
-            String::from_utf8_lossy(&up.stderr),
-            device.daemon.log_text()
-        );
+        up_ok(&lab, &device, login, &alice_key);
         devices.push(device);
     }
     let [laptop, phone] = &devices[..] else {
