@@ -150,7 +150,12 @@ impl Provider {
             IssuerUrl::new(self.config.issuer.clone()).map_err(|error| error.to_string())?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
-            .map_err(|error| format!("cannot discover the identity provider: {}", chain(&error)))?;
+            .map_err(|error| {
+                format!(
+                    "cannot discover the identity provider: {}",
+                    hearth_runtime::error_chain(&error)
+                )
+            })?;
         let client = ProviderClient::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
@@ -195,7 +200,10 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|error| {
-                format!("the identity provider refused the code: {}", chain(&error))
+                format!(
+                    "the identity provider refused the code: {}",
+                    hearth_runtime::error_chain(&error)
+                )
             })?;
         let id_token = tokens
             .extra_fields()
@@ -203,7 +211,12 @@ impl Provider {
             .ok_or("the identity provider sent no ID token")?;
         let verified = id_token
             .claims(&client.id_token_verifier(), nonce)
-            .map_err(|error| format!("the ID token was refused: {}", chain(&error)))?;
+            .map_err(|error| {
+                format!(
+                    "the ID token was refused: {}",
+                    hearth_runtime::error_chain(&error)
+                )
+            })?;
         let mut claims = match serde_json::to_value(verified) {
             Ok(Value::Object(claims)) => claims,
             _ => return Err("the ID token's claims are not an object".into()),
@@ -222,10 +235,13 @@ impl Provider {
                 Some(verified.subject().clone()),
             )
         {
-            let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = request
-                .request_async(&self.http)
-                .await
-                .map_err(|error| format!("the user-info endpoint failed: {}", chain(&error)))?;
+            let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> =
+                request.request_async(&self.http).await.map_err(|error| {
+                    format!(
+                        "the user-info endpoint failed: {}",
+                        hearth_runtime::error_chain(&error)
+                    )
+                })?;
             if let Ok(Value::Object(more)) = serde_json::to_value(&info) {
                 for (name, value) in more {
                     if name != "iss" && name != "sub" && name != "aud" {
@@ -236,16 +252,4 @@ impl Provider {
         }
         Ok(claims)
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

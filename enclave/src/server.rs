@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -16,7 +15,6 @@ use hearth_e2ee::ErrorCode;
 use hearth_pcc::protocol::{AttestRequest, Heartbeat, HeartbeatReply, MAX_ENVELOPE, NONCE_BYTES};
 use hearth_runtime::clock::{since_epoch, unix_seconds};
 use serde_json::json;
-use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 use crate::node::ComputeNode;
@@ -184,46 +182,21 @@ pub async fn serve(
     registration: Registration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use crate::vsock::Endpoint;
+    use crate::vsock::Listener;
+    use hearth_http::serve::{serve_forwarded, serve_tcp};
     let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
         hearth_http::Scale::COMPUTE_NODE,
     ));
     let app = app(Arc::clone(&node));
-    let served = match &listen {
-        Endpoint::Tcp(address) => {
-            let listener = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            serving(&node, &listen);
-            let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
-            let served = hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await;
-            beats.abort();
-            served
-        }
-        Endpoint::Vsock { cid, port } => {
-            let listener = crate::vsock::VsockListener::bind(*cid, *port)
-                .with_context(|| format!("cannot listen on {listen} (is vsock here?)"))?;
-            let bound = Endpoint::Vsock {
-                cid: *cid,
-                port: listener.port().unwrap_or(*port),
-            };
-            serving(&node, &bound);
-            let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
-            let served = hearth_http::serve::serve_forwarded(listener, gate, app, shutdown).await;
-            beats.abort();
-            served
-        }
-        Endpoint::Unix(path) => {
-            let _ = std::fs::remove_file(path);
-            let listener = tokio::net::UnixListener::bind(path)
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            serving(&node, &listen);
-            let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
-            let served = hearth_http::serve::serve_forwarded(listener, gate, app, shutdown).await;
-            beats.abort();
-            served
-        }
+    let listener = Listener::bind(&listen).await?;
+    serving(&node, &listener.bound(&listen));
+    let beats = tokio::spawn(heartbeats(Arc::clone(&node), registration));
+    let served = match listener {
+        Listener::Tcp(listener) => serve_tcp(listener, gate, app, shutdown).await,
+        Listener::Vsock(listener) => serve_forwarded(listener, gate, app, shutdown).await,
+        Listener::Unix(listener) => serve_forwarded(listener, gate, app, shutdown).await,
     };
+    beats.abort();
     served?;
     tracing::info!("compute node stopped");
     Ok(())

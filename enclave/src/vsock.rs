@@ -127,13 +127,14 @@ pub enum Listener {
     /// TCP.
     Tcp(tokio::net::TcpListener),
     /// vsock.
-    Vsock(tokio_vsock::VsockListener),
+    Vsock(VsockListener),
     /// A UNIX socket.
     Unix(tokio::net::UnixListener),
 }
 
 impl Listener {
-    async fn bind(endpoint: &Endpoint) -> anyhow::Result<Listener> {
+    /// Listens on `endpoint`.
+    pub async fn bind(endpoint: &Endpoint) -> anyhow::Result<Listener> {
         Ok(match endpoint {
             Endpoint::Tcp(address) => Listener::Tcp(
                 tokio::net::TcpListener::bind(address)
@@ -141,7 +142,7 @@ impl Listener {
                     .with_context(|| format!("cannot listen on {endpoint}"))?,
             ),
             Endpoint::Vsock { cid, port } => Listener::Vsock(
-                tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(*cid, *port))
+                VsockListener::bind(*cid, *port)
                     .with_context(|| format!("cannot listen on {endpoint} (is vsock here?)"))?,
             ),
             Endpoint::Unix(path) => {
@@ -154,6 +155,21 @@ impl Listener {
         })
     }
 
+    /// Where it listens: `asked` with the port the system chose, where it
+    /// was asked to choose one.
+    pub fn bound(&self, asked: &Endpoint) -> Endpoint {
+        match (self, asked) {
+            (Listener::Tcp(listener), _) => listener
+                .local_addr()
+                .map_or_else(|_| asked.clone(), Endpoint::Tcp),
+            (Listener::Vsock(listener), Endpoint::Vsock { cid, port }) => Endpoint::Vsock {
+                cid: *cid,
+                port: listener.port().unwrap_or(*port),
+            },
+            _ => asked.clone(),
+        }
+    }
+
     /// The next connection and, for TCP, the client's address.
     async fn accept(&self) -> std::io::Result<(Box<dyn Duplex>, Option<SocketAddr>)> {
         Ok(match self {
@@ -162,7 +178,7 @@ impl Listener {
                 stream.set_nodelay(true)?;
                 (Box::new(stream), Some(remote))
             }
-            Listener::Vsock(listener) => (Box::new(listener.accept().await?.0), None),
+            Listener::Vsock(listener) => (Box::new(listener.0.accept().await?.0), None),
             Listener::Unix(listener) => (Box::new(listener.accept().await?.0), None),
         })
     }

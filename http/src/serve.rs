@@ -210,6 +210,21 @@ struct Listening {
     stop: watch::Receiver<bool>,
 }
 
+impl Listening {
+    /// A listener's shared parts, and the sender that tells its
+    /// connections to stop.
+    fn new(app: Router, gate: Gate) -> (watch::Sender<bool>, Listening) {
+        let (stop, stopped) = watch::channel(false);
+        let listening = Listening {
+            app,
+            gate,
+            refusals: std::sync::Arc::default(),
+            stop: stopped,
+        };
+        (stop, listening)
+    }
+}
+
 /// Serves one accepted connection (`io`, from `remote`), whose requests
 /// get what `extend` adds, until it ends or the edge closes it; `activity`
 /// started at accept.
@@ -278,13 +293,7 @@ pub async fn serve_tcp(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let listening = Listening {
-        app,
-        gate,
-        refusals: std::sync::Arc::default(),
-        stop: stopped,
-    };
+    let (stop, listening) = Listening::new(app, gate);
     let tasks = accept_all(listener, &listening, shutdown, |tcp, remote, ticket| {
         let extend = move |extensions: &mut axum::http::Extensions| {
             extensions.insert(ConnectInfo(remote));
@@ -333,13 +342,7 @@ pub async fn serve_forwarded<L: ForwardedListener>(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let listening = Listening {
-        app,
-        gate,
-        refusals: std::sync::Arc::default(),
-        stop: stopped,
-    };
+    let (stop, listening) = Listening::new(app, gate);
     let tasks = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
@@ -419,13 +422,7 @@ where
     P: Fn(SocketAddr, Option<&[u8]>) -> E + Clone + Send + Sync + 'static,
 {
     let limits = *gate.limits();
-    let (stop, stopped) = watch::channel(false);
-    let listening = Listening {
-        app,
-        gate,
-        refusals: std::sync::Arc::default(),
-        stop: stopped,
-    };
+    let (stop, listening) = Listening::new(app, gate);
     let tasks = accept_all(listener, &listening, shutdown, |tcp, remote, ticket| {
         let activity = Activity::new();
         let (acceptor, peer, listening) = (acceptor.clone(), peer.clone(), listening.clone());

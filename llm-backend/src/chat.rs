@@ -291,13 +291,7 @@ pub fn status_error(status: u16, body: &str) -> BackendError {
 
 /// Classifies a reqwest failure to send.
 pub fn send_error(error: &reqwest::Error, endpoint: &str) -> BackendError {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let text = hearth_runtime::error_chain(error);
     if error.is_timeout() {
         BackendError::ConnectTimeout(endpoint.to_owned())
     } else if error.is_connect() {

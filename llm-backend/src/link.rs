@@ -282,14 +282,7 @@ pub(crate) async fn error_text(response: Response<Incoming>) -> String {
 
 /// A transport failure with its causes, for messages.
 fn transport(context: &str, error: &dyn std::error::Error) -> BackendError {
-    let mut text = format!("{context}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    BackendError::Transport(text)
+    BackendError::Transport(format!("{context}: {}", hearth_runtime::error_chain(error)))
 }
 
 #[cfg(test)]

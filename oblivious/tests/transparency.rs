@@ -205,6 +205,7 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
         path("auditor-checkpoint").to_str().unwrap(),
     ]);
     assert!(audit.contains("every entry checked"), "{audit}");
+    assert!(audit.contains("no earlier checkpoint kept"), "{audit}");
     assert!(
         audit.contains(r#""type":"ohttp-key""#) && audit.contains(r#""type":"image""#),
         "{audit}"
@@ -298,6 +299,24 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
         std::fs::read_to_string(&state)
             .unwrap()
             .starts_with(&format!("{ORIGIN}\n3\n"))
+    );
+    // The auditor follows it too, from the checkpoint it kept before the
+    // fork was shown to it.
+    let audit = pcc_ok(&[
+        "log",
+        "audit",
+        "--config",
+        &honest.url,
+        "--log-key",
+        &log_key,
+        "--origin",
+        ORIGIN,
+        "--state",
+        path("auditor-checkpoint").to_str().unwrap(),
+    ]);
+    assert!(
+        audit.contains("at 3 entries") && audit.contains("consistent with the checkpoint kept"),
+        "{audit}"
     );
     let _ = node.kill();
     let _ = node.wait();

@@ -498,18 +498,19 @@ async fn audit(
         )?),
         _ => None,
     };
+    let had_kept = kept.is_some();
     let mut witness = hearth_transparency::Witness::with(kept);
-    let proof = match witness.proof_needed(&checkpoint) {
-        Some((first, second)) => hearth_transparency::proofs::hashes(
-            &hearth_pcc::oblivious::consistency(&http, &base, first, second)
-                .await?
-                .proof,
-        )?,
-        None => Vec::new(),
-    };
-    if let Err(error) = witness.accept(&checkpoint, &proof) {
-        println!("REFUSED: {error}");
-        return Ok(false);
+    let advanced = hearth_pcc::transparency::advance(&mut witness, &checkpoint, |first, second| {
+        hearth_pcc::oblivious::consistency(&http, &base, first, second)
+    })
+    .await;
+    match advanced {
+        Ok(()) => {}
+        Err(hearth_pcc::PccError::Protocol(error)) => {
+            println!("REFUSED: {error}");
+            return Ok(false);
+        }
+        Err(other) => return Err(other.into()),
     }
     for (index, entry) in entries.iter().enumerate() {
         println!("{index:>6}  {entry}");
@@ -519,7 +520,7 @@ async fn audit(
         checkpoint.origin,
         checkpoint.size,
         hex::encode(checkpoint.root),
-        if witness.kept().is_some() && state.is_some() {
+        if had_kept {
             "consistent with the checkpoint kept"
         } else {
             "no earlier checkpoint kept"

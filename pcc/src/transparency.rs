@@ -165,7 +165,29 @@ where
     let proven = proofs
         .verify(&verifier, &log.origin)
         .map_err(|error| PccError::Protocol(format!("{error}: nothing is sent")))?;
-    let proof = match witness.proof_needed(&proven.checkpoint) {
+    advance(witness, &proven.checkpoint, consistency)
+        .await
+        .map_err(|error| match error {
+            PccError::Protocol(why) => PccError::Protocol(format!("{why}: nothing is sent")),
+            other => other,
+        })?;
+    Ok(proven)
+}
+
+/// Moves `witness` on to `checkpoint` if it extends the checkpoint kept
+/// (`consistency` fetches the proof between two sizes when one is
+/// needed); a fork, or a proof that does not hold, is a
+/// [`PccError::Protocol`] and the witness keeps what it had.
+pub async fn advance<F, Fut>(
+    witness: &mut Witness,
+    checkpoint: &Checkpoint,
+    consistency: F,
+) -> Result<(), PccError>
+where
+    F: FnOnce(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<ConsistencyProof, PccError>>,
+{
+    let proof = match witness.proof_needed(checkpoint) {
         None => Vec::new(),
         Some((first, second)) => {
             let answer = consistency(first, second).await?;
@@ -178,9 +200,8 @@ where
         }
     };
     witness
-        .accept(&proven.checkpoint, &proof)
-        .map_err(|error| PccError::Protocol(format!("{error}: nothing is sent")))?;
-    Ok(proven)
+        .accept(checkpoint, &proof)
+        .map_err(|error| PccError::Protocol(error.to_string()))
 }
 
 /// Whether `config` (used from `from` to `until`) is a logged key.

@@ -2,7 +2,8 @@
 //! journald under systemd, stderr otherwise), the stop signal
 //! ([`shutdown_signal`]), the async runtime and exit code ([`run`]), the
 //! wall clock that shells read and pass to pure decisions ([`clock`]), and
-//! locks that survive a panicked holder ([`lock`]).
+//! locks that survive a panicked holder ([`lock`]), and an error with its
+//! causes on one line ([`error_chain`]).
 
 pub mod clock;
 pub mod logging;
@@ -72,9 +73,34 @@ pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// An error and its causes, on one line (`error: cause: cause`): HTTP
+/// clients hide what went wrong (a refused connection, a TLS failure) in
+/// the causes.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_names_every_cause() {
+        let error = anyhow::anyhow!("connection refused")
+            .context("error sending request")
+            .context("cannot reach the provider");
+        assert_eq!(
+            error_chain(error.as_ref()),
+            "cannot reach the provider: error sending request: connection refused"
+        );
+    }
 
     #[test]
     fn a_lock_survives_a_panicked_holder() {

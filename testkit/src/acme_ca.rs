@@ -49,13 +49,7 @@ pub fn start(lab: &mut Lab, host: &Host, dns: SocketAddr) -> Option<Pebble> {
     require_tools(&["pebble", "curl"])?;
     let dir = lab.dir.path().join("pebble");
     std::fs::create_dir_all(&dir).expect("Pebble's directory");
-    let address = host.address.to_string();
-    let certified = rcgen::generate_simple_self_signed(vec![address.clone()])
-        .expect("a certificate for Pebble");
-    let tls_certificate = dir.join("pebble.crt");
-    let key = dir.join("pebble.key");
-    std::fs::write(&tls_certificate, certified.cert.pem()).expect("the certificate");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("the key");
+    let (tls_certificate, key) = host.self_signed_certificate(&dir, "pebble");
     let listen = SocketAddr::from((host.address, 14000));
     let management = SocketAddr::from((host.address, 15000));
     let config = dir.join("pebble-config.json");

