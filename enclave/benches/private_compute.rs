@@ -488,21 +488,8 @@ async fn oblivious() {
     let now = hearth_runtime::clock::since_epoch();
     let hour = Duration::from_secs(3600);
     let seeds = hearth_testkit::oblivious::seeds_json(&[(1, now - hour, now + hour)]);
-    let gateway = LoopbackServer::start(
-        "hearth-ohttp-gateway",
-        &["--allow", &format!("{}/v1/", router.url)],
-        &seeds,
-    );
-    let relay = LoopbackServer::start(
-        "hearth-ohttp-relay",
-        &[
-            "--gateway",
-            &format!("{}/gateway", gateway.url),
-            "--per-source-rate",
-            "0",
-        ],
-        "",
-    );
+    let (gateway, relay) =
+        LoopbackServer::gateway_and_relay(&router.url, &seeds, &["--per-source-rate", "0"]);
     let key = hearth_ohttp::decode_keys(
         &reqwest::get(format!("{}/ohttp-keys", gateway.url))
             .await

@@ -61,16 +61,7 @@ async fn the_gateway_reaches_a_remote_node_through_the_relay() {
 
     let now = hearth_runtime::clock::since_epoch();
     let seeds = seeds_json(&[(1, now - HOUR, now + HOUR)]);
-    let gateway = LoopbackServer::start(
-        "hearth-ohttp-gateway",
-        &["--allow", &format!("{}/v1/", router.url)],
-        &seeds,
-    );
-    let relay = LoopbackServer::start(
-        "hearth-ohttp-relay",
-        &["--gateway", &format!("{}/gateway", gateway.url)],
-        "",
-    );
+    let (gateway, relay) = LoopbackServer::gateway_and_relay(&router.url, &seeds, &[]);
     let policy = dev_policy(dir.path(), "policy.json", IMAGE);
     let relay_url = format!("{}/", relay.url);
     let urls = [

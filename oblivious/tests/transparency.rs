@@ -84,16 +84,7 @@ fn a_device_uses_only_what_the_log_proves_and_catches_a_forked_log() {
     let first = seeds_json(&[(1, now - HOUR, now + HOUR)]);
     let second = seeds_json(&[(2, now - HOUR, now + HOUR)]);
     write_private(&path("seeds-1.json"), &first);
-    let gateway = LoopbackServer::start(
-        "hearth-ohttp-gateway",
-        &["--allow", &format!("{}/v1/", router.url)],
-        &both,
-    );
-    let relay = LoopbackServer::start(
-        "hearth-ohttp-relay",
-        &["--gateway", &format!("{}/gateway", gateway.url)],
-        "",
-    );
+    let (gateway, relay) = LoopbackServer::gateway_and_relay(&router.url, &both, &[]);
 
     // The log: the first key and the policy's image.
     let log = path("log");

@@ -150,6 +150,26 @@ impl LoopbackServer {
         server
     }
 
+    /// An OHTTP gateway with the keys of `seeds` that forwards to the
+    /// router at `router_url`, and a relay in front of it (given
+    /// `relay_args` besides `--gateway`): (gateway, relay).
+    pub fn gateway_and_relay(
+        router_url: &str,
+        seeds: &str,
+        relay_args: &[&str],
+    ) -> (LoopbackServer, LoopbackServer) {
+        let gateway = LoopbackServer::start(
+            "hearth-ohttp-gateway",
+            &["--allow", &format!("{router_url}/v1/")],
+            seeds,
+        );
+        let gateway_url = format!("{}/gateway", gateway.url);
+        let mut args = vec!["--gateway", gateway_url.as_str()];
+        args.extend_from_slice(relay_args);
+        let relay = LoopbackServer::start("hearth-ohttp-relay", &args, "");
+        (gateway, relay)
+    }
+
     /// Its output so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()

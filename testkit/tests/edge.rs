@@ -116,16 +116,7 @@ fn oblivious_servers(router: &LoopbackRouter) -> (String, LoopbackServer, Loopba
         now - Duration::from_secs(60),
         now + Duration::from_secs(3600),
     )]);
-    let gateway = LoopbackServer::start(
-        "hearth-ohttp-gateway",
-        &["--allow", &format!("{}/v1/", router.url)],
-        &seeds,
-    );
-    let relay = LoopbackServer::start(
-        "hearth-ohttp-relay",
-        &["--gateway", &format!("{}/gateway", gateway.url)],
-        &seeds,
-    );
+    let (gateway, relay) = LoopbackServer::gateway_and_relay(&router.url, &seeds, &[]);
     (seeds, gateway, relay)
 }
 
