@@ -181,7 +181,7 @@ async fn endpoint_reports_reach_peers_and_stun_answers() {
         )
         .unwrap();
     let mut buffer = [0u8; 128];
-    let (length, _) = socket.recv_from(&mut buffer).unwrap();
+    let (length, _) = hearth_testkit::through_signals(|| socket.recv_from(&mut buffer)).unwrap();
     let observed = hearth_control::stun::parse_binding_response(&buffer[..length], transaction);
     assert_eq!(observed, Some(socket.local_addr().unwrap()));
 }

@@ -425,7 +425,7 @@ fn txt_values(server: SocketAddr, name: &str) -> Vec<String> {
         .unwrap();
     socket.send_to(&query, server).unwrap();
     let mut buffer = [0u8; 1500];
-    let (size, _) = socket.recv_from(&mut buffer).unwrap();
+    let (size, _) = hearth_testkit::through_signals(|| socket.recv_from(&mut buffer)).unwrap();
     let reply = hearth_control::dns::parse_reply(&buffer[..size]).unwrap();
     reply
         .answers

@@ -78,6 +78,9 @@ pub fn ping_once(
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Ok(None);
             }
+            // A signal handler ran, or the process was stopped and continued:
+            // a read with a timeout is not restarted (signal(7)).
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
         };
         if is_reply(&buffer[..length], target, identifier, sequence) {

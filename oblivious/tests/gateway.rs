@@ -44,7 +44,7 @@ fn target() -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<u8>>>) {
                 .set_read_timeout(Some(Duration::from_secs(2)))
                 .unwrap();
             let mut request = vec![0u8; 65536];
-            let read = stream.read(&mut request).unwrap_or(0);
+            let read = hearth_testkit::through_signals(|| stream.read(&mut request)).unwrap_or(0);
             *kept.lock().unwrap() = request[..read].to_vec();
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",

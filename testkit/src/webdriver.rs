@@ -45,7 +45,7 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<
 
 /// Reads one HTTP/1.1 response's body. chromedriver keeps the connection
 /// open after answering, so the body ends by its length, not by EOF.
-fn read_body(stream: &mut TcpStream) -> std::io::Result<String> {
+fn read_body(stream: &mut impl Read) -> std::io::Result<String> {
     let mut received = Vec::new();
     let mut buffer = [0u8; 16384];
     let malformed = || std::io::Error::new(std::io::ErrorKind::InvalidData, "a malformed answer");
@@ -78,7 +78,7 @@ fn read_body(stream: &mut TcpStream) -> std::io::Result<String> {
                 });
             }
         }
-        let read = stream.read(&mut buffer)?;
+        let read = crate::through_signals(|| stream.read(&mut buffer))?;
         if read == 0 {
             return Err(malformed());
         }
@@ -318,6 +318,41 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hands out its answer a piece at a time, a signal interrupting the
+    /// read before each piece (as chromedriver's slow answers were, once).
+    struct Interrupted {
+        pieces: Vec<&'static [u8]>,
+        interrupt_next: bool,
+    }
+
+    impl Read for Interrupted {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            self.interrupt_next = !self.interrupt_next;
+            if self.interrupt_next {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            if self.pieces.is_empty() {
+                return Ok(0);
+            }
+            let piece = self.pieces.remove(0);
+            buffer[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    #[test]
+    fn an_answer_interrupted_by_signals_is_read_whole() {
+        let mut answer = Interrupted {
+            pieces: vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n",
+                b"\r\n{\"value\":",
+                b"\"done\"}",
+            ],
+            interrupt_next: false,
+        };
+        assert_eq!(read_body(&mut answer).unwrap(), "{\"value\":\"done\"}");
+    }
 
     #[test]
     fn chunked_bodies_are_joined() {

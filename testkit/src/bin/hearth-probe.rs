@@ -239,7 +239,9 @@ fn disco_mitm(port: u16, a: SocketAddr, b: SocketAddr, ping: &[u8]) -> std::io::
             Err(error)
                 if matches!(
                     error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 continue;

@@ -103,12 +103,27 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs `operation` again for as long as a signal interrupts it. A socket
+/// read with a timeout is not restarted after a signal handler runs (even
+/// one installed with `SA_RESTART`), nor after the process was stopped and
+/// continued, as the machine running the tests may do: it fails with
+/// `EINTR` (signal(7)), which is no answer. (One of CI's runs lost a
+/// browser test to it.)
+pub fn through_signals<T>(mut operation: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match operation() {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}
+
 /// Copies until EOF or an error, passing each read on at once. (Not
 /// `std::io::copy`: its splice fast path between a socket and a pipe held
 /// data back in testing.)
 fn pump(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
     let mut buffer = [0u8; 65536];
-    while let Ok(read) = from.read(&mut buffer) {
+    while let Ok(read) = through_signals(|| from.read(&mut buffer)) {
         if read == 0
             || to
                 .write_all(&buffer[..read])
