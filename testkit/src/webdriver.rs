@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// A script returning the page's address and text, for failure messages.
+const PAGE: &str = "return location.href + '\\n' + (document.body ? document.body.innerText : '')";
+
 /// The key WebDriver uses for element references.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -259,7 +262,12 @@ impl Session {
                 return Ok(value);
             }
             if Instant::now() > deadline {
-                return Err(format!("`{script}` stayed falsy for {limit:?}"));
+                let page = self
+                    .script(PAGE)
+                    .map_or_else(|error| error, |page| page.as_str().unwrap_or("").to_owned());
+                return Err(format!(
+                    "`{script}` stayed falsy for {limit:?}; the page:\n{page}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
