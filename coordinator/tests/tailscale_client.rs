@@ -1221,7 +1221,7 @@ fn sign_in_in_a_browser(
     use hearth_testkit::webdriver::Session;
     let step = |what: &'static str| move |error: String| format!("{what}: {error}");
     // The hub's and the provider's certificates are self-signed; the
-    // browser stands in for a phone that trusts them.
+    // browser stands in for one that trusts them.
     let browser = Session::chromium_with(port, profile, 900, 800, &["--ignore-certificate-errors"])
         .map_err(step("no browser"))?;
     let limit = Duration::from_secs(30);
@@ -1263,15 +1263,17 @@ fn sign_in_in_a_browser(
             limit,
         )
         .map_err(step("no last page"))?;
-    Ok(said.as_str().unwrap_or_default().to_owned())
+    said.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("the last page's text is not text: {said}"))
 }
 
 /// Sign-in through the household's identity provider, a real OpenID
 /// Connect provider (npm's `oidc-provider`, OpenID Certified) over HTTPS in
 /// the hub: a phone without a key shows its login URL; the person opens it
 /// in a real Chromium, confirms the device, signs in at the provider and
-/// consents;
-/// the device joins as their user (made at the first sign-in), approved.
+/// consents; the device joins as their user (made at the first sign-in),
+/// approved.
 /// The provider's groups fill the policy's group of the same name: ada (in
 /// `family`) reaches alice's laptop, ben (in `guests`) does not; eve (in
 /// neither allowed group) is refused and her device keeps waiting. A
