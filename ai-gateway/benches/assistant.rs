@@ -344,6 +344,7 @@ async fn documents_indexed(gateway: &GatewayProcess, count: usize, limit: Durati
                     member: "ada".into(),
                     room: Some(assistant_dm("ada")),
                     capabilities: Default::default(),
+                    device: None,
                 }),
                 op: Op::DocumentList {},
             })
@@ -468,6 +469,7 @@ async fn first_token(client: &ChatClient, question: &str) -> f64 {
             member: "ada".into(),
             room: Some(assistant_dm("ada")),
             capabilities: Default::default(),
+            device: None,
         }),
     };
     let started = Instant::now();

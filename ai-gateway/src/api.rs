@@ -59,6 +59,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whose the OpenAI API's sessions are: a mesh member's own
+    /// (`member:NAME`), or the token holder's (`operator`). A session key
+    /// (`user`, `x-openclaw-session-key`) names a session within these
+    /// only, so a member called `operator` (or anything else) never
+    /// continues anyone else's.
+    pub fn session_owner(&self) -> String {
+        match &self.user {
+            Some(user) => format!("member:{user}"),
+            None => "operator".to_owned(),
+        }
+    }
+
     /// Whom a request acts for: a mesh device for its own member (in a
     /// room it may use); a caller that speaks for members for the member
     /// it names. `None`: nobody in particular (the token's holder asking
@@ -67,23 +79,26 @@ impl Caller {
         &self,
         on_behalf_of: Option<&hearth_e2ee::OnBehalfOf>,
     ) -> Result<Option<hearth_assistant::scope::Asker>, &'static str> {
-        use hearth_assistant::scope::{Asker, may_use_room};
+        use hearth_assistant::scope::{ASSISTANT, Asker, may_use_room};
         let asker = match (&self.user, on_behalf_of) {
             (Some(user), None) => Asker {
                 member: user.clone(),
                 room: None,
                 capabilities: self.capabilities.clone(),
+                device: Some(self.address),
             },
             (Some(user), Some(asked)) if asked.member == *user => Asker {
                 member: user.clone(),
                 room: asked.room.clone(),
                 capabilities: self.capabilities.clone(),
+                device: Some(self.address),
             },
             (Some(_), Some(_)) => return Err("a device speaks for its own member only"),
             (None, Some(asked)) if self.speaks_for_members => Asker {
                 member: asked.member.clone(),
                 room: asked.room.clone(),
                 capabilities: asked.capabilities.clone(),
+                device: asked.device,
             },
             (None, Some(_)) => {
                 return Err("only a holder of the gateway's token speaks for members");
@@ -92,6 +107,10 @@ impl Caller {
         };
         if asker.member.is_empty() {
             return Err("a member has a name");
+        }
+        if asker.member == ASSISTANT {
+            // A user of the mesh called so is not the assistant.
+            return Err("the assistant does not ask itself");
         }
         if let Some(room) = &asker.room
             && !may_use_room(&asker.member, room)
@@ -637,9 +656,8 @@ async fn open_chat(
     };
     let (mut request, save) = match &turn.session {
         Some(key) => {
-            let peer = caller.user.clone().unwrap_or_else(|| "operator".into());
             let (session, stored) = gateway
-                .history(&format!("openai:{key}"), &peer)
+                .history(&format!("openai:{key}"), &caller.session_owner())
                 .await
                 .map_err(|_| {
                     error_body(

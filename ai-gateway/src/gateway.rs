@@ -312,9 +312,35 @@ impl Gateway {
         let gateway = Arc::downgrade(self);
         let answer: Answerer = Arc::new(move |asker, question| {
             let gateway = gateway.clone();
-            Box::pin(async move { gateway.upgrade()?.answer_for(asker, question).await })
+            Box::pin(async move {
+                let gateway = gateway.upgrade()?;
+                let asker = gateway.with_current_grants(asker).await;
+                gateway.answer_for(asker, question).await
+            })
         });
         assistant.spawn(answer);
+    }
+
+    /// `asker` (of a question asked again later) with the grants the mesh
+    /// gives their device now ([`hearth_assistant::scope::Asker::regranted`]),
+    /// asked of this node's agent.
+    async fn with_current_grants(
+        &self,
+        asker: hearth_assistant::scope::Asker,
+    ) -> hearth_assistant::scope::Asker {
+        let now = match (&self.config.hearth.agent_socket, asker.device) {
+            (Some(socket), Some(device)) => hearth_control::agent_api::whois(socket, device)
+                .await
+                .ok()
+                .flatten()
+                .map(|who| hearth_assistant::scope::DeviceNow {
+                    member: who.user,
+                    tagged: !who.tags.is_empty(),
+                    capabilities: who.capabilities,
+                }),
+            _ => None,
+        };
+        asker.regranted(now)
     }
 
     /// The keys to publish at `now`.
@@ -483,6 +509,7 @@ impl Gateway {
                         member: asker.member,
                         room: asker.room,
                         capabilities: asker.capabilities,
+                        device: asker.device,
                     });
                     match caller.asker(asked.as_ref()) {
                         Ok(Some(asker)) => assistant.answer(&asker, op).await,

@@ -233,7 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Validate { files, output },
         } => validate(files, output),
-        Command::Extract { format } => extract(&format),
+        Command::Extract { .. } => unreachable!("extract runs before the runtime"),
         Command::Doctor { config, data_dir } => {
             let path = find_config(config)?;
             let loaded = load(
@@ -315,6 +315,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Extract { format } = &cli.command {
+        // Before any runtime: the reader confines a process that has no
+        // other thread.
+        return match extract(format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("hearth-gateway extract: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // One thread: a reply is a relay of small events between two sockets,
     // and keeping its tasks on one thread spares a cross-core wake-up per
     // hop (measured: lower time to first token and 25 % less CPU per token

@@ -263,3 +263,67 @@ async fn the_openai_api_answers_only_for_models_it_serves() {
         assert_eq!(ask_model(known).await.status(), 200, "{known}");
     }
 }
+
+/// `hearth-gateway config validate FILE` in a new process: its exit, and
+/// what it printed; fails if it has not ended within 30 s.
+fn validate(file: &std::path::Path) -> (bool, String) {
+    let mut child = std::process::Command::new(hearth_testkit::binary("hearth-gateway"))
+        .args(["config", "validate"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = hearth_testkit::wait_until(Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("config validate of {} did not end", file.display());
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
+}
+
+/// Issue 41's review: `config validate` followed an `$include` to a FIFO
+/// (and waited forever) or to `/dev/zero` (and ran out of memory), and its
+/// errors quoted an included file's text. Only regular files beneath the
+/// configuration's folder are read, never through a link; a mistake is
+/// placed by line and column, never quoted.
+#[test]
+fn config_validate_reads_only_regular_files_and_quotes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path();
+    let fifo = folder.join("fifo.json5");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", folder.join("zero.json5")).unwrap();
+    std::fs::write(folder.join("secrets.env"), "API_KEY=CANARY-SECRET-TEXT\n").unwrap();
+    for (include, why) in [
+        ("./fifo.json5", "not a regular file"),
+        ("./zero.json5", "symbolic link"),
+        ("./secrets.env", "not JSON5 (line 1"),
+    ] {
+        let file = folder.join(format!("openclaw-{}.json5", why.len()));
+        std::fs::write(&file, format!("{{ agents: {{ $include: '{include}' }} }}")).unwrap();
+        let (valid, said) = validate(&file);
+        assert!(!valid, "{include}: {said}");
+        assert!(said.contains(why), "{include}: {said}");
+        assert!(
+            !said.contains("CANARY-SECRET-TEXT"),
+            "{include} was quoted: {said}"
+        );
+    }
+    // The configuration itself, a FIFO: refused too.
+    let (valid, said) = validate(&fifo);
+    assert!(!valid && said.contains("not a regular file"), "{said}");
+}

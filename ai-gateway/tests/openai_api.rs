@@ -494,3 +494,73 @@ async fn a_password_from_the_environment_is_the_bearer_secret() {
         "the secret is never logged"
     );
 }
+
+/// Issue 41's review: a mesh member called `operator` sending
+/// `user: kitchen-notes` got the token holder's session of that name (the
+/// history was kept per name, and the token holder's name was
+/// `operator`). A session is its caller's: the same key from another
+/// caller is another session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_key_never_opens_another_callers_history() {
+    use hearth_testkit::standins::AgentStandIn;
+    let model = stand_in();
+    let kitchen = workspace("You are the kitchen helper.");
+    let homework = workspace("You help with homework.");
+    let agent = AgentStandIn::start();
+    agent.set(
+        "127.0.0.1",
+        Some(AgentStandIn::member("operator", "127.0.0.1", json!({}))),
+    );
+    let mut settings = config(
+        &model,
+        "http://127.0.0.1:9/v1",
+        kitchen.path(),
+        homework.path(),
+    );
+    settings["hearth"]["agentSocket"] = json!(agent.socket);
+    let gateway = Gateway::start(settings);
+    let url = &gateway.url;
+    let chat = |content: &str| json!({"user": "kitchen-notes", "messages": [{"role": "user", "content": content}]});
+
+    // The token holder keeps notes in its session.
+    gateway
+        .http()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat("the safe code is CANARY-OPERATOR-NOTE"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    // A mesh device whose member is called `operator`, no token.
+    let device = reqwest::Client::new();
+    device
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat("what is the safe code?"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let sent = chats(&model).pop().unwrap();
+    assert!(
+        !sent.to_string().contains("CANARY-OPERATOR-NOTE"),
+        "the member got the token holder's history: {sent}"
+    );
+    // Each caller keeps its own.
+    gateway
+        .http()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat("and again?"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let sent = chats(&model).pop().unwrap();
+    assert!(sent.to_string().contains("CANARY-OPERATOR-NOTE"), "{sent}");
+    assert!(
+        !sent.to_string().contains("what is the safe code?"),
+        "{sent}"
+    );
+}

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod arithmetic;
 pub mod chunk;
+pub mod dispatch;
 pub mod extract;
 pub mod lists;
 pub mod memory;
@@ -17,3 +18,4 @@ pub mod schedule;
 pub mod scope;
 pub mod search;
 pub mod tools;
+pub mod turns;

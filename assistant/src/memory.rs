@@ -130,6 +130,32 @@ pub enum MemoryError {
     /// A file that is not in OpenClaw's memory layout.
     #[error("{0} is not MEMORY.md or memory/YYYY-MM-DD.md")]
     NotMemory(String),
+    /// The owner keeps [`MAX_ENTRIES`] long-term entries already.
+    #[error("this memory is full ({MAX_ENTRIES} entries kept for good); forget some first")]
+    Full,
+}
+
+/// The entries that give way so one more fits where `kept` (each entry's
+/// layer and id) are an owner's, at most `limit`: none while there is room;
+/// else the oldest daily notes (they fade anyway); [`MemoryError::Full`]
+/// when only long-term entries are left to give way.
+pub fn making_room(kept: &[(Layer, i64)], limit: usize) -> Result<Vec<i64>, MemoryError> {
+    let over = (kept.len() + 1).saturating_sub(limit);
+    if over == 0 {
+        return Ok(Vec::new());
+    }
+    let mut daily: Vec<(Date, i64)> = kept
+        .iter()
+        .filter_map(|(layer, id)| match layer {
+            Layer::Daily(date) => Some((*date, *id)),
+            Layer::LongTerm => None,
+        })
+        .collect();
+    if daily.len() < over {
+        return Err(MemoryError::Full);
+    }
+    daily.sort_unstable();
+    Ok(daily.into_iter().take(over).map(|(_, id)| id).collect())
 }
 
 /// The text to store for `text`: trimmed, control characters other than
@@ -357,5 +383,27 @@ mod tests {
         assert!(note.chars().count() <= MAX_ENTRY_CHARS);
         assert!(note.contains("…"));
         assert_eq!(trimmed_note(&[]), None);
+    }
+
+    #[test]
+    fn a_full_memory_gives_way_with_its_oldest_daily_notes_only() {
+        let day = |text: &str| Layer::Daily(text.parse().unwrap());
+        assert_eq!(making_room(&[(Layer::LongTerm, 1)], 3), Ok(vec![]));
+        let kept = [
+            (Layer::LongTerm, 1),
+            (day("2026-11-20"), 2),
+            (day("2026-11-01"), 3),
+        ];
+        assert_eq!(making_room(&kept, 3), Ok(vec![3]), "the oldest note goes");
+        assert_eq!(
+            making_room(&kept, 2),
+            Ok(vec![3, 2]),
+            "back under the limit"
+        );
+        assert_eq!(
+            making_room(&[(Layer::LongTerm, 1), (Layer::LongTerm, 2)], 2),
+            Err(MemoryError::Full),
+            "long-term entries never go by themselves"
+        );
     }
 }

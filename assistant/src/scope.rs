@@ -62,6 +62,11 @@ pub struct Asker {
     /// The application capabilities the member's device has at this hub.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<String, serde_json::Value>,
+    /// The mesh address of the device that asked, when known: what a
+    /// scheduled question asks about again when it runs, so that it uses
+    /// the grants the member has then, not those they had when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<std::net::IpAddr>,
 }
 
 /// The private conversation of `member` with the assistant in messaging.
@@ -76,14 +81,49 @@ pub fn assistant_dm(member: &str) -> String {
 
 /// Whether `member` may talk in `room`: anyone in a household room; only
 /// its two members in a DM (`dm:A,B`, as household messaging names them).
+/// The assistant itself never asks: a member claiming its name (a device
+/// of a user called `assistant`) would otherwise speak in every member's
+/// DM with it, as it.
 pub fn may_use_room(member: &str, room: &str) -> bool {
+    if member == ASSISTANT {
+        return false;
+    }
     match room.strip_prefix("dm:") {
         Some(pair) => pair.split(',').any(|name| name == member),
         None => !room.is_empty(),
     }
 }
 
+/// What the mesh says now of the device a question came from: its member,
+/// whether it is tagged (then it acts as its tags, for no member), and the
+/// application capabilities the policy gives it now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceNow {
+    /// The member who owns it.
+    pub member: String,
+    /// Whether it is tagged.
+    pub tagged: bool,
+    /// Its application capabilities.
+    pub capabilities: BTreeMap<String, serde_json::Value>,
+}
+
 impl Asker {
+    /// The asker of a question asked again later (a scheduled question),
+    /// with the grants the policy gives now instead of those it was made
+    /// with: the device's current ones while it is still the member's,
+    /// else none. A grant revoked since is not used; one never known
+    /// (no device, no answer) is not either.
+    pub fn regranted(self, now: Option<DeviceNow>) -> Asker {
+        let capabilities = match now {
+            Some(device) if device.member == self.member && !device.tagged => device.capabilities,
+            _ => BTreeMap::new(),
+        };
+        Asker {
+            capabilities,
+            ..self
+        }
+    }
+
     /// Whether the answer is read by the member alone.
     pub fn is_private(&self) -> bool {
         match &self.room {
@@ -173,7 +213,56 @@ mod tests {
             member: member.into(),
             room: room.map(Into::into),
             capabilities: BTreeMap::new(),
+            device: None,
         }
+    }
+
+    #[test]
+    fn a_question_asked_later_uses_the_grants_of_then() {
+        let granted = BTreeMap::from([(
+            DOCUMENTS_CAPABILITY.to_owned(),
+            serde_json::json!([{"folders": ["finance"]}]),
+        )]);
+        let made = Asker {
+            capabilities: granted.clone(),
+            device: Some([100, 64, 0, 7].into()),
+            ..asker("ada", None)
+        };
+        let now = |member: &str, tagged, capabilities: &BTreeMap<String, serde_json::Value>| {
+            Some(DeviceNow {
+                member: member.into(),
+                tagged,
+                capabilities: capabilities.clone(),
+            })
+        };
+        assert_eq!(
+            made.clone()
+                .regranted(now("ada", false, &granted))
+                .capabilities,
+            granted
+        );
+        assert!(
+            made.clone()
+                .regranted(now("ada", false, &BTreeMap::new()))
+                .capabilities
+                .is_empty(),
+            "revoked"
+        );
+        assert!(
+            made.clone()
+                .regranted(now("ben", false, &granted))
+                .capabilities
+                .is_empty(),
+            "another's now"
+        );
+        assert!(
+            made.clone()
+                .regranted(now("ada", true, &granted))
+                .capabilities
+                .is_empty(),
+            "tagged"
+        );
+        assert!(made.regranted(None).capabilities.is_empty(), "gone");
     }
 
     fn folder(name: &str, access: Access) -> Folder {
@@ -210,6 +299,11 @@ mod tests {
         assert!(!may_use_room("zoe", "dm:ada,ben"));
         assert!(!may_use_room("ada", "dm:assistant,ben"));
         assert!(!may_use_room("ada", ""));
+        assert!(
+            !may_use_room(ASSISTANT, "dm:ada,assistant"),
+            "the assistant never asks"
+        );
+        assert!(!may_use_room(ASSISTANT, "household"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn stored_record(id: u64) -> NodeRecord {
 
 async fn measure(db: Db) -> Measured {
     for user in 0..USERS {
-        db.insert_user(&format!("user{user}"), 0)
+        db.insert_user(&format!("user{user}"), None, 0)
             .await
             .expect("a user");
     }

@@ -101,6 +101,26 @@ pub struct CreatedKey {
     pub token: String,
 }
 
+/// Checks an email address an admin records: `local@domain`, printable,
+/// at most 254 characters.
+fn check_email(email: &str) -> Result<()> {
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || names::is_hidden_character(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "{:?} is not an email address",
+            names::visible(email)
+        )))
+    }
+}
+
 /// The usage counters of a stored key.
 pub(crate) fn usage(row: &PreauthKeyRow) -> KeyUsage {
     KeyUsage {
@@ -111,15 +131,92 @@ pub(crate) fn usage(row: &PreauthKeyRow) -> KeyUsage {
 }
 
 impl Coordinator {
-    /// Creates a user.
-    pub async fn create_user(&self, name: &str) -> Result<UserRow> {
+    /// Creates a user, with the email address a person who signs in
+    /// through the identity provider must have (verified) to be this user.
+    pub async fn create_user(&self, name: &str, email: Option<&str>) -> Result<UserRow> {
         names::check_user_name(name)?;
-        match self.db.insert_user(name, unix_now()).await {
-            Err(crate::db::DbError::Conflict(_)) => {
-                Err(Error::Conflict(format!("user `{name}` already exists")))
-            }
+        if let Some(email) = email {
+            check_email(email)?;
+        }
+        let _turn = self.turn().await;
+        self.check_name_free(name, None).await?;
+        match self.db.insert_user(name, email, unix_now()).await {
+            Err(crate::db::DbError::Conflict(_)) => Err(Error::Conflict(format!(
+                "user `{name}` or the address {email:?} exists already"
+            ))),
             other => Ok(other?),
         }
+    }
+
+    /// Refuses `name` when another user (not `except`) has it, letter case
+    /// aside: `Alice` beside `alice` would be two people to the database
+    /// and one to everyone reading a list or a policy.
+    async fn check_name_free(&self, name: &str, except: Option<i64>) -> Result<()> {
+        let users = self.db.list_users().await?;
+        match users
+            .iter()
+            .find(|user| Some(user.id) != except && names::same_user_name(&user.name, name))
+        {
+            Some(user) => Err(Error::Conflict(format!(
+                "user `{}` exists already (names differ in letter case only)",
+                user.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Links user `name` to a person at the identity provider: records the
+    /// email address they must sign in with (verified by the provider), or
+    /// names their provider account (`issuer subject`) outright. Until one
+    /// of them, nobody signing in is this user, whatever name the provider
+    /// gives them.
+    pub async fn link_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<UserRow> {
+        let _turn = self.turn().await;
+        let user = self.user(name).await?;
+        if email.is_none() && subject.is_none() {
+            return Err(Error::BadRequest(
+                "name the person's email address or provider account".into(),
+            ));
+        }
+        if let Some(email) = email {
+            check_email(email)?;
+            match self.db.set_user_email(user.id, Some(email)).await {
+                Err(crate::db::DbError::Conflict(_)) => {
+                    return Err(Error::Conflict(format!(
+                        "another user has the address {email}"
+                    )));
+                }
+                other => other?,
+            };
+        }
+        if let Some(subject) = subject {
+            let Some((issuer, sub)) = subject.split_once(' ') else {
+                return Err(Error::BadRequest(
+                    "a provider account is its issuer and subject, space-separated".into(),
+                ));
+            };
+            if issuer.is_empty() || sub.is_empty() || subject.chars().any(char::is_control) {
+                return Err(Error::BadRequest("not a provider account".into()));
+            }
+            match self.db.record_sign_in(user.id, subject, "[]", 0).await {
+                Err(crate::db::DbError::Conflict(_)) => {
+                    return Err(Error::Conflict(
+                        "that provider account is another user's".into(),
+                    ));
+                }
+                other => other?,
+            };
+        }
+        tracing::info!(user = %user.name, "a user was linked to the identity provider");
+        Ok(UserRow {
+            email: email.map(str::to_owned).or(user.email.clone()),
+            ..user
+        })
     }
 
     /// Every user.
@@ -139,6 +236,7 @@ impl Coordinator {
         names::check_user_name(new)?;
         let turn = self.turn().await;
         let user = self.user(old).await?;
+        self.check_name_free(new, Some(user.id)).await?;
         match self.db.rename_user(old, new).await {
             Err(crate::db::DbError::Conflict(_)) => {
                 return Err(Error::Conflict(format!("user `{new}` already exists")));

@@ -95,6 +95,33 @@ impl Settings {
         self.acme.as_ref()?.config.domain.clone()
     }
 
+    /// The coordinator's own names: its public URL's host, and its ACME
+    /// name and DNS server's name when it has them.
+    pub fn own_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if let Some(rest) = self.public_url.split_once("://").map(|(_, rest)| rest) {
+            let authority = rest.split('/').next().unwrap_or_default();
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host);
+            names.push(host.to_owned());
+        }
+        if let Some(acme) = &self.acme {
+            names.extend(acme.config.domain.clone());
+            names.push(acme.config.nameserver.clone());
+        }
+        names
+    }
+
+    /// The node names that would give a device one of the coordinator's
+    /// own names under the MagicDNS domain: no node gets them.
+    pub fn own_node_labels(&self) -> Vec<String> {
+        crate::names::own_labels(
+            self.own_names().iter().map(String::as_str),
+            &self.base_domain,
+        )
+    }
+
     /// [`Settings::node_key_lifetime`] in seconds.
     pub fn key_lifetime(&self) -> Option<u64> {
         self.node_key_lifetime
@@ -207,6 +234,7 @@ impl Coordinator {
         let standalone = db.list_relays().await?;
         let _ = registry.set_relays(crate::relays::regions(&settings.relay, &standalone));
         registry.set_dns(Some(settings.dns.for_mesh(&settings.base_domain)));
+        registry.reserve_names(&settings.own_node_labels());
         Ok(Arc::new(Coordinator {
             db,
             authority,
@@ -458,7 +486,7 @@ mod tests {
     async fn readers_answer_while_a_change_waits_on_the_database() {
         let dir = tempfile::tempdir().expect("temp dir");
         let coordinator = coordinator(dir.path()).await;
-        coordinator.create_user("alice").await.expect("user");
+        coordinator.create_user("alice", None).await.expect("user");
         let (phone, _config) = coordinator
             .add_static_device("alice", "phone")
             .await

@@ -187,6 +187,9 @@ fn live(waiting: &WaitingLogin, now: i64) -> bool {
     now - waiting.since < LOGIN_WAIT && now - waiting.last_asked < ABANDONED_AFTER
 }
 
+/// The login page form's field holding its token.
+pub const FORM_TOKEN: &str = "csrf";
+
 /// A new login code: 20 random bytes in hex.
 pub fn new_code() -> String {
     hex::encode(rand::random::<[u8; 20]>())
@@ -208,7 +211,7 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
+            c if crate::names::is_hidden_character(c) => {}
             c => out.push(c),
         }
     }
@@ -217,21 +220,27 @@ pub(crate) fn escape(text: &str) -> String {
 
 /// The page a person sees at the login URL: which device waits, and how it
 /// joins: signing in at the household's identity provider when there is
-/// one (`sign_in`), else the command an admin runs; `None` (the device is
-/// not waiting) gives the page that says to start again.
-pub fn login_page(waiting: Option<(&str, &WaitingLogin)>, sign_in: bool) -> String {
-    let body = match waiting {
-        Some((code, login)) if sign_in => format!(
+/// one (`sign_in`: the page's form token, also set in its cookie), else the
+/// command an admin runs; `None` (the device is not waiting) gives the page
+/// that says to start again. Signing in is a form this page sends, never a
+/// link: a sign-in begun by opening a URL could be begun by any page that
+/// sends a member's browser there, for a device that is not theirs.
+pub fn login_page(waiting: Option<(&str, &WaitingLogin)>, sign_in: Option<&str>) -> String {
+    let body = match (waiting, sign_in) {
+        (Some((code, login)), Some(token)) => format!(
             "<h1>Add this device to your household network?</h1>\n\
              <p>Device: <code>{}</code> ({})</p>\n\
              <p>If this is your device, sign in with your household account and it joins \
              as yours.</p>\n\
-             <p><a id=\"sign-in\" href=\"{LOGIN_PATH}{code}/sign-in\">Sign in to add this device</a></p>\n\
+             <form method=\"post\" action=\"{LOGIN_PATH}{code}/sign-in\">\
+             <input type=\"hidden\" name=\"{FORM_TOKEN}\" value=\"{}\">\
+             <button id=\"sign-in\" type=\"submit\">Sign in to add this device</button></form>\n\
              <p>If you did not just start adding this device, close this page.</p>",
             escape(&login.hostinfo.hostname),
             escape(&client_name(&login.hostinfo)),
+            escape(token),
         ),
-        Some((code, login)) => format!(
+        (Some((code, login)), None) => format!(
             "<h1>This device is waiting to join</h1>\n\
              <p>Device: <code>{}</code> ({})</p>\n\
              <p>An admin of this Hearth network lets it in by running, on the coordinator:</p>\n\
@@ -241,7 +250,7 @@ pub fn login_page(waiting: Option<(&str, &WaitingLogin)>, sign_in: bool) -> Stri
             escape(&login.hostinfo.hostname),
             escape(&client_name(&login.hostinfo)),
         ),
-        None => "<h1>No device is waiting with this link</h1>\n\
+        (None, _) => "<h1>No device is waiting with this link</h1>\n\
                  <p>It may have expired (after 30 minutes). Start the login on the device again.</p>"
             .to_owned(),
     };
@@ -285,15 +294,17 @@ impl Coordinator {
         })
     }
 
-    /// The login page for `code`, and its status (404 when nobody waits).
-    pub fn login_page(&self, code: &str) -> (axum::http::StatusCode, String) {
+    /// The login page for `code` with the form token `token` (used when
+    /// people sign in here), and its status (404 when nobody waits).
+    pub fn login_page(&self, code: &str, token: &str) -> (axum::http::StatusCode, String) {
         let logins = self.logins();
+        let sign_in = self.settings.sign_in.is_some().then_some(token);
         match logins.get(code, unix_now()) {
             Some(waiting) => (
                 axum::http::StatusCode::OK,
-                login_page(Some((code, waiting)), self.settings.sign_in.is_some()),
+                login_page(Some((code, waiting)), sign_in),
             ),
-            None => (axum::http::StatusCode::NOT_FOUND, login_page(None, false)),
+            None => (axum::http::StatusCode::NOT_FOUND, login_page(None, None)),
         }
     }
 
@@ -545,14 +556,25 @@ mod tests {
     fn the_page_names_the_command_and_escapes_what_the_device_says() {
         let mut hostile = login(1, 0);
         hostile.hostinfo.hostname = "<script>alert(1)</script>".into();
-        let page = login_page(Some(("abc", &hostile)), false);
+        let page = login_page(Some(("abc", &hostile)), None);
         assert!(page.contains("hearth-coordinator nodes register --user USER abc"));
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;"));
-        assert!(login_page(None, false).contains("No device is waiting"));
-        let signing_in = login_page(Some(("abc", &hostile)), true);
-        assert!(signing_in.contains("href=\"/register/abc/sign-in\""));
+        assert!(login_page(None, None).contains("No device is waiting"));
+        let signing_in = login_page(Some(("abc", &hostile)), Some("t0ken"));
+        assert!(signing_in.contains("<form method=\"post\" action=\"/register/abc/sign-in\">"));
+        assert!(signing_in.contains("name=\"csrf\" value=\"t0ken\""));
+        assert!(
+            !signing_in.contains("href=\"/register/abc/sign-in\""),
+            "no link begins it"
+        );
         assert!(!signing_in.contains("nodes register"));
         assert!(!signing_in.contains("<script>"));
+        hostile.hostinfo.hostname = "phone\u{202e}gnp.exe".into();
+        let page = login_page(Some(("abc", &hostile)), None);
+        assert!(
+            page.contains("phonegnp.exe"),
+            "no character turns the text around"
+        );
     }
 }

@@ -310,7 +310,27 @@ enum Output {
 #[derive(Subcommand)]
 enum UsersCommand {
     /// Create a user.
-    Create { name: String },
+    Create {
+        name: String,
+        /// The email address this person signs in with at the household's
+        /// identity provider (verified there): signing in with it is this
+        /// user.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Link a user to a person at the identity provider, who then signs in
+    /// as this user: by the email address the provider verified for them,
+    /// or by their provider account. Without a link, signing in never
+    /// claims an existing user, whatever name the provider gives.
+    Link {
+        name: String,
+        /// Their email address, as the provider verifies it.
+        #[arg(long, required_unless_present = "subject")]
+        email: Option<String>,
+        /// Their provider account: "ISSUER SUBJECT".
+        #[arg(long)]
+        subject: Option<String>,
+    },
     /// List users.
     List {
         #[arg(long, short, value_enum, default_value_t)]
@@ -658,9 +678,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             "ID", "FROM", "TO", "LOCAL USER"
                         );
                         for check in &checks {
+                            // The local user is the asking node's words.
                             println!(
                                 "{:<6} {:<6} {:<6} {:<16} {}",
-                                check.id, check.from, check.to, check.local_user, check.since
+                                check.id,
+                                check.from,
+                                check.to,
+                                hearth_coordinator::names::visible(&check.local_user),
+                                check.since
                             );
                         }
                     }
@@ -671,7 +696,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let check = admin()?.decide_ssh_check(id, true).await?;
                 println!(
                     "SSH check {id} approved: node {} may log in to node {} as {} for {} s",
-                    check.from, check.to, check.local_user, check.period
+                    check.from,
+                    check.to,
+                    hearth_coordinator::names::visible(&check.local_user),
+                    check.period
                 );
             }
             SshCommand::Deny { id } => {
@@ -736,9 +764,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Users(command) => match command {
-            UsersCommand::Create { name } => {
-                let user = admin()?.create_user(&name).await?;
+            UsersCommand::Create { name, email } => {
+                let user = admin()?.create_user(&name, email.as_deref()).await?;
                 println!("user `{}` created (id {})", user.name, user.id);
+            }
+            UsersCommand::Link {
+                name,
+                email,
+                subject,
+            } => {
+                admin()?
+                    .link_user(&name, email.as_deref(), subject.as_deref())
+                    .await?;
+                println!("user `{name}` linked to the identity provider");
             }
             UsersCommand::List { output } => {
                 let users = admin()?.list_users().await?;

@@ -2,7 +2,7 @@
 //! `openidconnect` crate: discovery, the authorization URL (code flow with
 //! PKCE, a nonce and a state), the code exchange, the ID token's checks
 //! (signature against the provider's published keys, issuer, audience,
-//! expiry, nonce) and the user-info endpoint for claims the token lacks.
+//! expiry, issue time, nonce) and the user-info endpoint for claims the token lacks.
 //! Tokens are never logged or kept; only the claims leave this module.
 
 use std::sync::Arc;
@@ -209,14 +209,18 @@ impl Provider {
             .extra_fields()
             .id_token()
             .ok_or("the identity provider sent no ID token")?;
-        let verified = id_token
-            .claims(&client.id_token_verifier(), nonce)
-            .map_err(|error| {
-                format!(
-                    "the ID token was refused: {}",
-                    hearth_runtime::error_chain(&error)
-                )
-            })?;
+        let now = hearth_runtime::clock::unix_seconds();
+        let verifier = client
+            .id_token_verifier()
+            .set_issue_time_verifier_fn(move |issued| {
+                crate::sign_in::issued_in_time(issued.timestamp(), now)
+            });
+        let verified = id_token.claims(&verifier, nonce).map_err(|error| {
+            format!(
+                "the ID token was refused: {}",
+                hearth_runtime::error_chain(&error)
+            )
+        })?;
         let mut claims = match serde_json::to_value(verified) {
             Ok(Value::Object(claims)) => claims,
             _ => return Err("the ID token's claims are not an object".into()),

@@ -87,6 +87,13 @@ impl Registry {
         self.names.contains(name)
     }
 
+    /// Keeps `names` from every node (see [`NameIndex::reserve`]).
+    pub(crate) fn reserve_names(&mut self, names: &[String]) {
+        for name in names {
+            self.names.reserve(name);
+        }
+    }
+
     /// A name no node has, made from `hostname` (see [`NameIndex::unique`]).
     pub(crate) fn unique_name(&mut self, hostname: &str) -> String {
         self.names.unique(hostname)

@@ -27,6 +27,14 @@ pub const COOKIE: &str = "hearth_sign_in";
 pub const SIGN_IN_WAIT: i64 = 10 * 60;
 /// Sign-ins under way at once; more are told to try later.
 pub const MAX_PENDING: usize = 256;
+/// Sign-ins under way at once for one device's login link (a person who
+/// starts again a few times still gets through).
+pub const MAX_PENDING_PER_CODE: usize = 4;
+/// Sign-ins under way at once begun from one address: one address cannot
+/// fill every slot and keep the household from signing in.
+pub const MAX_PENDING_PER_SOURCE: usize = 16;
+/// The cookie that ties the login page to the form sent from it.
+pub const PAGE_COOKIE: &str = "hearth_login";
 /// Groups kept from one sign-in; the rest are ignored.
 pub const MAX_GROUPS: usize = 256;
 
@@ -102,6 +110,23 @@ pub fn parse_config(text: &str) -> Result<SignInConfig, String> {
     Ok(config)
 }
 
+/// How far ahead of this machine's clock a provider's may run.
+pub const CLOCK_SKEW: i64 = 5 * 60;
+
+/// Whether an ID token issued at `issued` (Unix seconds) can have been
+/// issued by `now`: a token from the future was made ahead of its use (by
+/// a provider whose clock is wrong or whose signing key someone holds),
+/// and would stay valid past when a fresh one would have expired.
+pub fn issued_in_time(issued: i64, now: i64) -> Result<(), String> {
+    if issued > now.saturating_add(CLOCK_SKEW) {
+        return Err(format!(
+            "it was issued {} s in the future (the provider's clock, or this machine's, is wrong)",
+            issued - now
+        ));
+    }
+    Ok(())
+}
+
 /// Who signed in, as this coordinator keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -109,6 +134,8 @@ pub struct Identity {
     pub subject: String,
     /// The user name the provider gives the person.
     pub user: String,
+    /// Their email address, when the provider says it verified it.
+    pub email: Option<String>,
     /// The provider's groups the person is in (when `groups_claim` is set).
     pub groups: BTreeSet<String>,
 }
@@ -128,6 +155,12 @@ pub enum Refusal {
     /// The user name is already another provider account's.
     #[error("the user {0} belongs to another account of the identity provider")]
     TakenName(String),
+    /// A user of this name exists, and nothing links it to this account.
+    #[error(
+        "the user {0} exists already and is not linked to this account; an admin links them \
+         (hearth-coordinator users link {0} --email ADDRESS)"
+    )]
+    NotLinked(String),
 }
 
 /// What the verified `claims` (the ID token's, then the user-info
@@ -141,8 +174,13 @@ pub fn identity(config: &SignInConfig, claims: &Map<String, Value>) -> Result<Id
     let user = text(&config.user_claim)
         .ok_or_else(|| Refusal::Missing(format!("the user name ({})", config.user_claim)))?;
     if crate::names::check_user_name(user).is_err() {
-        return Err(Refusal::BadName(user.chars().take(80).collect()));
+        return Err(Refusal::BadName(crate::names::visible(
+            &user.chars().take(80).collect::<String>(),
+        )));
     }
+    let email = text("email")
+        .filter(|_| claims.get("email_verified") == Some(&Value::Bool(true)))
+        .map(str::to_owned);
     // An address the provider has not checked names no one: anyone could
     // have typed it (and so claimed the user of that name).
     if config.user_claim == "email" && claims.get("email_verified") != Some(&Value::Bool(true)) {
@@ -177,6 +215,7 @@ pub fn identity(config: &SignInConfig, claims: &Map<String, Value>) -> Result<Id
     Ok(Identity {
         subject: format!("{issuer} {subject}"),
         user: user.to_owned(),
+        email,
         groups,
     })
 }
@@ -192,31 +231,66 @@ fn usable_group(group: &str) -> bool {
 /// Which user a provider account signs in as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Account {
-    /// The user (by id) this account signed in as before.
+    /// The user (by id) this account is linked to: by an earlier sign-in
+    /// or by an admin.
     Linked(i64),
-    /// An existing user no account has claimed yet, named as the provider
-    /// names the person: from now on this account's.
+    /// An existing user no account has yet, whose email address (recorded
+    /// by an admin) the provider verified for this person: from now on
+    /// this account's.
     Claim(i64),
     /// A new user, named as the provider names the person.
     Create,
 }
 
-/// The user `identity` signs in as: the one its account is linked to (a
-/// later change of name at the provider does not move it); else the user
-/// of its name, unless another account has that user.
-/// `linked_to_subject` is the user linked to this account, `named` the
-/// user with the provider's name for the person and whether an account
-/// holds it.
+/// A user as sign-in weighs it: id, name, the email address an admin
+/// recorded, and whether a provider account is linked to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownUser<'a> {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: &'a str,
+    /// The email address an admin recorded.
+    pub email: Option<&'a str>,
+    /// Whether a provider account is linked to it.
+    pub linked: bool,
+}
+
+/// The user `identity` signs in as. The account's link decides first (a
+/// later change of name at the provider does not move it). Else an
+/// unlinked user whose recorded email address the provider verified for
+/// this person is claimed. A name alone never claims a user: the provider
+/// may let anyone choose `alice`, so a user of that name (in any letter
+/// case) that nothing links to the account refuses the sign-in. Only a
+/// name no user has makes a new user.
+/// `linked_to_subject` is the user linked to this account.
 pub fn account_for(
     identity: &Identity,
     linked_to_subject: Option<i64>,
-    named: Option<(i64, bool)>,
+    users: &[KnownUser<'_>],
 ) -> Result<Account, Refusal> {
-    match (linked_to_subject, named) {
-        (Some(user), _) => Ok(Account::Linked(user)),
-        (None, Some((_, true))) => Err(Refusal::TakenName(identity.user.clone())),
-        (None, Some((user, false))) => Ok(Account::Claim(user)),
-        (None, None) => Ok(Account::Create),
+    if let Some(user) = linked_to_subject {
+        return Ok(Account::Linked(user));
+    }
+    if let Some(email) = &identity.email
+        && let Some(user) = users.iter().find(|user| {
+            user.email
+                .is_some_and(|recorded| recorded.eq_ignore_ascii_case(email))
+        })
+    {
+        return if user.linked {
+            Err(Refusal::TakenName(user.name.to_owned()))
+        } else {
+            Ok(Account::Claim(user.id))
+        };
+    }
+    match users
+        .iter()
+        .find(|user| crate::names::same_user_name(user.name, &identity.user))
+    {
+        Some(user) if user.linked => Err(Refusal::TakenName(user.name.to_owned())),
+        Some(user) => Err(Refusal::NotLinked(user.name.to_owned())),
+        None => Ok(Account::Create),
     }
 }
 
@@ -232,6 +306,24 @@ pub struct PendingSignIn<Client> {
     pub verifier: openidconnect::PkceCodeVerifier,
     /// When it started (Unix seconds).
     pub since: i64,
+    /// The address it was begun from.
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// Why a sign-in could not be begun now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Crowded {
+    /// This device's link has begun too many.
+    #[error(
+        "this link was opened too many times; wait a few minutes, or start again on the device"
+    )]
+    Code,
+    /// This address has begun too many.
+    #[error("too many sign-ins from this address are under way; try again in a few minutes")]
+    Source,
+    /// Every slot is taken.
+    #[error("too many sign-ins are under way; try again in a few minutes")]
+    All,
 }
 
 /// Sign-ins under way, by their `state` parameter.
@@ -248,16 +340,34 @@ impl<Client> Default for Pending<Client> {
 }
 
 impl<Client> Pending<Client> {
-    /// Adds a sign-in started at `now`; past [`MAX_PENDING`] (after the
-    /// expired are forgotten) it is refused.
-    pub fn add(&mut self, state: String, sign_in: PendingSignIn<Client>, now: i64) -> bool {
+    /// Adds a sign-in started at `now`, unless (after the expired are
+    /// forgotten) its link has [`MAX_PENDING_PER_CODE`] under way, its
+    /// address [`MAX_PENDING_PER_SOURCE`], or everyone [`MAX_PENDING`].
+    pub fn add(
+        &mut self,
+        state: String,
+        sign_in: PendingSignIn<Client>,
+        now: i64,
+    ) -> Result<(), Crowded> {
         self.by_state
             .retain(|_, pending| now - pending.since < SIGN_IN_WAIT);
+        let pending = self.by_state.values();
+        let (mut same_code, mut same_source) = (0, 0);
+        for other in pending {
+            same_code += usize::from(other.code == sign_in.code);
+            same_source += usize::from(sign_in.source.is_some() && other.source == sign_in.source);
+        }
+        if same_code >= MAX_PENDING_PER_CODE {
+            return Err(Crowded::Code);
+        }
+        if same_source >= MAX_PENDING_PER_SOURCE {
+            return Err(Crowded::Source);
+        }
         if self.by_state.len() >= MAX_PENDING {
-            return false;
+            return Err(Crowded::All);
         }
         self.by_state.insert(state, sign_in);
-        true
+        Ok(())
     }
 
     /// Takes the sign-in started with `state`, once, if it has not expired.
@@ -265,6 +375,76 @@ impl<Client> Pending<Client> {
         let pending = self.by_state.remove(state)?;
         (now - pending.since < SIGN_IN_WAIT).then_some(pending)
     }
+}
+
+/// Why a form sent to begin a sign-in is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotFromThePage {
+    /// A page of another site sent it (or the browser did not say which).
+    #[error("this sign-in was not asked for from the device's page; open the device's login link")]
+    OtherSite,
+    /// The form's token is not the one this browser's page was given.
+    #[error(
+        "this sign-in form is not the one this browser was shown; open the device's login link again"
+    )]
+    Token,
+}
+
+/// Whether a request to begin a sign-in was sent by the device's page in
+/// this browser: the browser says it comes from this site (`Origin`
+/// naming the `Host` asked, or `Sec-Fetch-Site: same-origin`), and the
+/// form's `token` is the one the page's cookie holds (a page elsewhere can
+/// neither read nor set it). Either alone stops a page of another site
+/// from signing a member's browser in for a device that is not theirs.
+pub fn form_from_the_page(
+    origin: Option<&str>,
+    fetch_site: Option<&str>,
+    host: Option<&str>,
+    cookie: Option<&str>,
+    token: Option<&str>,
+) -> Result<(), NotFromThePage> {
+    // `Origin: null` (a sandboxed frame, a page with no referrer) names no
+    // site; the browser's `Sec-Fetch-Site` still does.
+    let origin = origin.filter(|origin| *origin != "null");
+    let same_site = match (origin, fetch_site) {
+        (Some(origin), _) => host.is_some_and(|host| same_authority(origin, host)),
+        (None, Some(site)) => site == "same-origin",
+        (None, None) => false,
+    };
+    if !same_site {
+        return Err(NotFromThePage::OtherSite);
+    }
+    match (cookie, token) {
+        (Some(cookie), Some(token))
+            if !token.is_empty()
+                && bool::from(subtle::ConstantTimeEq::ct_eq(
+                    cookie.as_bytes(),
+                    token.as_bytes(),
+                )) =>
+        {
+            Ok(())
+        }
+        _ => Err(NotFromThePage::Token),
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the `host` header
+/// (`host[:port]`), default ports either written or left out.
+fn same_authority(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return false,
+    };
+    let bare = |text: &str| {
+        text.strip_suffix(default)
+            .unwrap_or(text)
+            .to_ascii_lowercase()
+    };
+    bare(authority) == bare(host)
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -298,8 +478,13 @@ impl crate::coordinator::Coordinator {
         hearth_runtime::lock(&self.sign_ins)
     }
 
-    /// Begins signing in for the device waiting with login `code`.
-    pub async fn begin_sign_in(&self, code: &str) -> Result<Redirect> {
+    /// Begins signing in for the device waiting with login `code`, asked
+    /// from `source`.
+    pub async fn begin_sign_in(
+        &self,
+        code: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Redirect> {
         let provider = self
             .settings
             .sign_in
@@ -323,11 +508,10 @@ impl crate::coordinator::Coordinator {
             nonce: started.nonce,
             verifier: started.verifier,
             since: now,
+            source,
         };
-        if !self.sign_ins().add(started.state.clone(), pending, now) {
-            return Err(Error::TooManyPending(
-                "too many sign-ins are under way; try again in a few minutes".into(),
-            ));
+        if let Err(crowded) = self.sign_ins().add(started.state.clone(), pending, now) {
+            return Err(Error::TooManyPending(crowded.to_string()));
         }
         Ok(Redirect {
             url: started.url,
@@ -388,19 +572,26 @@ impl crate::coordinator::Coordinator {
             .iter()
             .find(|row| row.subject == person.subject)
             .map(|row| row.user_id);
-        let named = users
+        let known: Vec<KnownUser<'_>> = users
             .iter()
-            .find(|user| user.name == person.user)
-            .map(|user| (user.id, identities.iter().any(|row| row.user_id == user.id)));
-        let user = match account_for(&person, linked, named)
-            .map_err(|refusal| Error::SignIn(refusal.to_string()))?
-        {
+            .map(|user| KnownUser {
+                id: user.id,
+                name: &user.name,
+                email: user.email.as_deref(),
+                linked: identities.iter().any(|row| row.user_id == user.id),
+            })
+            .collect();
+        let account = account_for(&person, linked, &known).map_err(|refusal| {
+            tracing::warn!(%refusal, "a sign-in was refused");
+            Error::SignIn(refusal.to_string())
+        })?;
+        let user = match account {
             Account::Linked(id) | Account::Claim(id) => users
                 .into_iter()
                 .find(|user| user.id == id)
                 .ok_or_else(|| Error::NotFound(format!("user {id}")))?,
             Account::Create => {
-                let user = self.db.insert_user(&person.user, now).await?;
+                let user = self.db.insert_user(&person.user, None, now).await?;
                 tracing::info!(user = %user.name, "a user was made at their first sign-in");
                 user
             }
@@ -537,52 +728,246 @@ mod tests {
         assert_eq!(ada, Err(Refusal::NotAllowed("ada".into())));
     }
 
+    fn user(
+        id: i64,
+        name: &'static str,
+        email: Option<&'static str>,
+        linked: bool,
+    ) -> KnownUser<'static> {
+        KnownUser {
+            id,
+            name,
+            email,
+            linked,
+        }
+    }
+
     #[test]
     fn an_account_keeps_its_user_and_cannot_take_anothers() {
         let person = Identity {
             subject: "i 1".into(),
             user: "ada".into(),
+            email: None,
             groups: BTreeSet::new(),
         };
+        let linked_ada = [user(9, "ada", None, true)];
         assert_eq!(
-            account_for(&person, Some(3), Some((9, true))),
+            account_for(&person, Some(3), &linked_ada),
             Ok(Account::Linked(3))
         );
         assert_eq!(
-            account_for(&person, None, Some((9, true))),
+            account_for(&person, None, &linked_ada),
             Err(Refusal::TakenName("ada".into()))
         );
+        assert_eq!(account_for(&person, None, &[]), Ok(Account::Create));
         assert_eq!(
-            account_for(&person, None, Some((9, false))),
-            Ok(Account::Claim(9))
+            account_for(&person, None, &[user(9, "adam", None, false)]),
+            Ok(Account::Create)
         );
-        assert_eq!(account_for(&person, None, None), Ok(Account::Create));
     }
 
     #[test]
-    fn a_sign_in_is_taken_once_and_expires() {
-        let sign_in = |since| PendingSignIn {
-            code: "c".into(),
+    fn a_name_the_provider_gives_never_claims_an_existing_user() {
+        // Anyone may call themselves alice at many providers.
+        let mallory = Identity {
+            subject: "i mallory".into(),
+            user: "alice".into(),
+            email: Some("mallory@evil.example".into()),
+            groups: BTreeSet::new(),
+        };
+        let admin_made = [user(4, "alice", Some("alice@home.example"), false)];
+        assert_eq!(
+            account_for(&mallory, None, &admin_made),
+            Err(Refusal::NotLinked("alice".into()))
+        );
+        let shouting = Identity {
+            user: "ALICE".into(),
+            ..mallory.clone()
+        };
+        assert_eq!(
+            account_for(&shouting, None, &admin_made),
+            Err(Refusal::NotLinked("alice".into())),
+            "nor in another letter case"
+        );
+        // The real alice: the address the admin recorded, verified.
+        let alice = Identity {
+            subject: "i alice".into(),
+            user: "alice.smith".into(),
+            email: Some("Alice@Home.Example".into()),
+            groups: BTreeSet::new(),
+        };
+        assert_eq!(
+            account_for(&alice, None, &admin_made),
+            Ok(Account::Claim(4))
+        );
+        let claimed = [user(4, "alice", Some("alice@home.example"), true)];
+        assert_eq!(
+            account_for(&alice, None, &claimed),
+            Err(Refusal::TakenName("alice".into())),
+            "once claimed, only its own account signs in as it"
+        );
+    }
+
+    fn sign_in(code: &str, source: [u8; 4], since: i64) -> PendingSignIn<()> {
+        PendingSignIn {
+            code: code.into(),
             client: (),
             nonce: openidconnect::Nonce::new("n".into()),
             verifier: openidconnect::PkceCodeVerifier::new("v".into()),
             since,
-        };
+            source: Some(std::net::IpAddr::from(source)),
+        }
+    }
+
+    #[test]
+    fn a_sign_in_is_taken_once_and_expires() {
         let mut pending = Pending::default();
-        assert!(pending.add("s1".into(), sign_in(0), 0));
+        assert!(
+            pending
+                .add("s1".into(), sign_in("c", [10, 0, 0, 1], 0), 0)
+                .is_ok()
+        );
         assert!(pending.take("s1", 1).is_some());
         assert!(pending.take("s1", 1).is_none(), "only once");
-        assert!(pending.add("s2".into(), sign_in(0), 0));
+        assert!(
+            pending
+                .add("s2".into(), sign_in("c", [10, 0, 0, 1], 0), 0)
+                .is_ok()
+        );
         assert!(pending.take("s2", SIGN_IN_WAIT).is_none(), "expired");
         for index in 0..MAX_PENDING {
-            assert!(pending.add(format!("{index}"), sign_in(100), 100));
+            let source = [10, 1, (index / 256) as u8, (index % 256) as u8];
+            assert!(
+                pending
+                    .add(
+                        format!("{index}"),
+                        sign_in(&format!("code{index}"), source, 100),
+                        100
+                    )
+                    .is_ok()
+            );
         }
-        assert!(!pending.add("full".into(), sign_in(100), 100));
-        assert!(pending.add(
-            "later".into(),
-            sign_in(100 + SIGN_IN_WAIT),
-            100 + SIGN_IN_WAIT
-        ));
+        assert_eq!(
+            pending.add("full".into(), sign_in("c", [10, 0, 0, 9], 100), 100),
+            Err(Crowded::All)
+        );
+        assert!(
+            pending
+                .add(
+                    "later".into(),
+                    sign_in("c", [10, 0, 0, 9], 100 + SIGN_IN_WAIT),
+                    100 + SIGN_IN_WAIT
+                )
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn one_link_or_one_address_cannot_take_every_slot() {
+        let mut pending = Pending::default();
+        let attacker = [203, 0, 113, 7];
+        let mut refused = Vec::new();
+        for index in 0..256 {
+            if let Err(crowded) =
+                pending.add(format!("a{index}"), sign_in("victims-link", attacker, 0), 0)
+            {
+                refused.push(crowded);
+            }
+        }
+        assert_eq!(refused.len(), 256 - MAX_PENDING_PER_CODE);
+        assert!(refused.iter().all(|crowded| *crowded == Crowded::Code));
+        for index in 0..256 {
+            let _ = pending.add(
+                format!("b{index}"),
+                sign_in(&format!("link{index}"), attacker, 0),
+                0,
+            );
+        }
+        assert_eq!(
+            pending.add("c".into(), sign_in("one-more", attacker, 0), 0),
+            Err(Crowded::Source)
+        );
+        assert!(
+            pending
+                .add(
+                    "member".into(),
+                    sign_in("members-link", [192, 168, 1, 20], 0),
+                    0
+                )
+                .is_ok(),
+            "the member still signs in"
+        );
+    }
+
+    #[test]
+    fn only_the_devices_page_in_this_browser_begins_a_sign_in() {
+        let host = Some("hub.home.example:8443");
+        let ok =
+            |origin, site, cookie, token| form_from_the_page(origin, site, host, cookie, token);
+        let page = Some("https://hub.home.example:8443");
+        assert_eq!(ok(page, None, Some("t"), Some("t")), Ok(()));
+        assert_eq!(ok(None, Some("same-origin"), Some("t"), Some("t")), Ok(()));
+        assert_eq!(
+            ok(
+                Some("https://evil.example"),
+                Some("cross-site"),
+                Some("t"),
+                Some("t")
+            ),
+            Err(NotFromThePage::OtherSite)
+        );
+        assert_eq!(
+            ok(Some("null"), None, Some("t"), Some("t")),
+            Err(NotFromThePage::OtherSite)
+        );
+        assert_eq!(
+            ok(None, Some("cross-site"), Some("t"), Some("t")),
+            Err(NotFromThePage::OtherSite)
+        );
+        assert_eq!(
+            ok(None, None, Some("t"), Some("t")),
+            Err(NotFromThePage::OtherSite)
+        );
+        assert_eq!(ok(page, None, None, Some("t")), Err(NotFromThePage::Token));
+        assert_eq!(
+            ok(page, None, Some("t"), Some("u")),
+            Err(NotFromThePage::Token)
+        );
+        assert_eq!(
+            ok(page, None, Some(""), Some("")),
+            Err(NotFromThePage::Token)
+        );
+        assert_eq!(
+            form_from_the_page(
+                Some("https://hub"),
+                None,
+                Some("hub:443"),
+                Some("t"),
+                Some("t")
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            form_from_the_page(
+                Some("http://hub"),
+                None,
+                Some("hub:443"),
+                Some("t"),
+                Some("t")
+            ),
+            Err(NotFromThePage::OtherSite)
+        );
+    }
+
+    #[test]
+    fn a_token_from_the_future_is_refused() {
+        assert!(issued_in_time(1_000, 1_000).is_ok());
+        assert!(
+            issued_in_time(1_000 + CLOCK_SKEW, 1_000).is_ok(),
+            "a clock a little ahead"
+        );
+        assert!(issued_in_time(1_000 + 86_400, 1_000).is_err());
+        assert!(issued_in_time(i64::MAX, 1_000).is_err());
     }
 
     #[test]

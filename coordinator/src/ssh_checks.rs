@@ -21,8 +21,13 @@ use hearth_runtime::clock::unix_seconds as unix_now;
 /// How long a check waits for an admin (seconds), as a client waits for
 /// its action (30 minutes).
 pub const CHECK_WAIT: i64 = 30 * 60;
-/// Checks waiting at once; a node asking for more is refused.
-pub const MAX_PENDING: usize = 64;
+/// Checks waiting at once, for every node together.
+pub const MAX_PENDING: usize = 256;
+/// Checks waiting at once for one node: a node cannot take the slots of
+/// the others (it asks on its own behalf only).
+pub const MAX_PENDING_PER_NODE: usize = 8;
+/// Longest user name a check may name (POSIX allows 32; some systems more).
+pub const MAX_USER_NAME: usize = 64;
 /// How long one request for a decision is held before it is answered
 /// "still waiting" (the client asks again at once).
 pub const DECISION_HOLD: Duration = Duration::from_secs(60);
@@ -70,7 +75,9 @@ struct Approval {
 pub struct SshChecks {
     next_id: u64,
     pending: BTreeMap<u64, PendingCheck>,
-    decided: BTreeMap<u64, bool>,
+    /// Decisions not yet collected: the node they are for, and whether
+    /// it may let the session in.
+    decided: BTreeMap<u64, (NodeId, bool)>,
     approvals: Vec<Approval>,
 }
 
@@ -109,6 +116,9 @@ impl SshChecks {
         now: i64,
     ) -> Result<Asked> {
         self.forget_old(now);
+        for (what, name) in [("SSH user", ssh_user), ("local user", local_user)] {
+            check_user_text(what, name)?;
+        }
         let covered = self.approvals.iter().any(|approval| {
             approval.from == from && approval.to == to && approval.local_user == local_user
         });
@@ -122,7 +132,8 @@ impl SshChecks {
         {
             return Ok(Asked::Waiting(waiting.id));
         }
-        if self.pending.len() >= MAX_PENDING {
+        let of_this_node = self.pending.values().filter(|check| check.to == to).count();
+        if of_this_node >= MAX_PENDING_PER_NODE || self.pending.len() >= MAX_PENDING {
             return Err(Error::RateLimited);
         }
         self.next_id += 1;
@@ -142,14 +153,23 @@ impl SshChecks {
         Ok(Asked::Waiting(id))
     }
 
-    /// Where check `id` of node `to` stands; a decision is collected once.
+    /// Where check `id` of node `to` stands; a decision is collected once,
+    /// by the node it is for (another node asking is told it was denied,
+    /// and the decision stays for its node).
     pub fn state(&mut self, id: u64, to: NodeId, now: i64) -> CheckState {
         self.forget_old(now);
         if self.pending.get(&id).is_some_and(|check| check.to == to) {
             return CheckState::Waiting;
         }
-        match self.decided.remove(&id) {
-            Some(true) => CheckState::Approved,
+        match self.decided.get(&id) {
+            Some(&(node, approved)) if node == to => {
+                self.decided.remove(&id);
+                if approved {
+                    CheckState::Approved
+                } else {
+                    CheckState::Denied
+                }
+            }
             _ => CheckState::Denied,
         }
     }
@@ -169,7 +189,7 @@ impl SshChecks {
                 until: now.saturating_add(i64::try_from(check.period).unwrap_or(i64::MAX)),
             });
         }
-        self.decided.insert(id, approve);
+        self.decided.insert(id, (check.to, approve));
         Ok(check)
     }
 
@@ -178,6 +198,22 @@ impl SshChecks {
         self.forget_old(now);
         self.pending.values().cloned().collect()
     }
+}
+
+/// Refuses a user name a node sent that no system has: empty, too long,
+/// or holding control or formatting characters (which would reach the
+/// admin's terminal through `ssh checks`).
+fn check_user_text(what: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > MAX_USER_NAME
+        || name.chars().any(crate::names::is_hidden_character)
+    {
+        return Err(Error::BadRequest(format!(
+            "{what} {:?} is not a user name",
+            crate::names::visible(name)
+        )));
+    }
+    Ok(())
 }
 
 impl Coordinator {
@@ -318,7 +354,7 @@ mod tests {
         };
         assert_eq!(checks.waiting(CHECK_WAIT + 1), Vec::new(), "expired");
         assert_eq!(checks.state(old, 2, CHECK_WAIT + 1), CheckState::Denied);
-        for from in 0..MAX_PENDING as u64 {
+        for from in 0..MAX_PENDING_PER_NODE as u64 {
             checks
                 .ask(from, 9, "root", "root", 60, CHECK_WAIT + 2)
                 .unwrap();
@@ -328,5 +364,68 @@ mod tests {
                 .ask(999, 9, "root", "root", 60, CHECK_WAIT + 2)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn one_node_cannot_take_the_slots_of_the_others() {
+        let mut checks = SshChecks::default();
+        let mut refused = 0;
+        for from in 0..70 {
+            if checks
+                .ask(from, 9, "root", &format!("user{from}"), 60, 0)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 70 - MAX_PENDING_PER_NODE);
+        assert!(
+            matches!(
+                checks.ask(1, 2, "root", "root", 60, 0),
+                Ok(Asked::Waiting(_))
+            ),
+            "another node's real check still waits for the admin"
+        );
+        for node in 10..10 + (MAX_PENDING / MAX_PENDING_PER_NODE) as u64 {
+            for from in 0..MAX_PENDING_PER_NODE as u64 {
+                let _ = checks.ask(from, node, "root", "root", 60, 0);
+            }
+        }
+        assert!(
+            checks.ask(1, 3, "root", "root", 60, 0).is_err(),
+            "a bound for all"
+        );
+    }
+
+    #[test]
+    fn a_decision_is_collected_only_by_the_node_it_is_for() {
+        let mut checks = SshChecks::default();
+        let Ok(Asked::Waiting(id)) = checks.ask(1, 2, "root", "root", 60, 0) else {
+            panic!("waits");
+        };
+        checks.decide(id, true, 1).unwrap();
+        assert_eq!(checks.state(id, 7, 2), CheckState::Denied, "another node");
+        assert_eq!(
+            checks.state(id, 2, 2),
+            CheckState::Approved,
+            "the decision stayed for the node it is for"
+        );
+        assert_eq!(checks.state(id, 2, 3), CheckState::Denied, "collected once");
+    }
+
+    #[test]
+    fn user_names_with_terminal_controls_are_refused() {
+        let mut checks = SshChecks::default();
+        for bad in [
+            "",
+            "root\u{1b}]0;owned\u{7}",
+            "a\nb",
+            "evil\u{202e}toor",
+            &"a".repeat(65),
+        ] {
+            assert!(checks.ask(1, 2, "root", bad, 60, 0).is_err(), "{bad:?}");
+            assert!(checks.ask(1, 2, bad, "root", 60, 0).is_err(), "{bad:?}");
+        }
+        assert!(checks.ask(1, 2, "alice", "alice.b-c_d", 60, 0).is_ok());
     }
 }

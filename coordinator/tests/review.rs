@@ -578,3 +578,326 @@ async fn a_device_cannot_publish_the_certificate_challenge_of_another_name() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(txt_values(dns, laptops), [value]);
 }
+
+/// Issue 41's review: with the MagicDNS domain `home.example` and the
+/// coordinator's own ACME name `hub.home.example`, a guest's device called
+/// `hub` would be given that name, publish `_acme-challenge.hub.home.example`
+/// through set-dns, and get a certificate for the coordinator's name from
+/// the CA. A device is never given one of the coordinator's names (the
+/// guest's `hub` becomes `hub-2`, and an admin cannot rename a device to
+/// it), and set-dns never publishes the challenge of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_named_as_the_coordinator_gets_neither_its_name_nor_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
+    let config = dir.path().join("acme.json");
+    std::fs::write(
+        &config,
+        json!({
+            "directory": "https://127.0.0.1:9/dir",
+            "terms_of_service_agreed": true,
+            "domain": "hub.home.example",
+            "dns_listen": [dns.to_string()],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (server, plain) = start_with_tailscale(
+        &dir.path().join("state"),
+        &[
+            "--base-domain",
+            "home.example",
+            "--acme-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    server.cli_ok(&["users", "create", "guest"]);
+    let key = server.token(&["--user", "guest", "--pre-approved"]);
+    let mut device = Device::connect(plain, IpAddr::from([127, 0, 0, 1])).await;
+    assert_eq!(
+        device.register_as("hub", Some(key.key.expose())).await.0,
+        200
+    );
+    let nodes = server.nodes_json();
+    let node = node_named(&nodes, &device.node_key).expect("the guest's device");
+    assert_ne!(
+        node["name"], "hub",
+        "the coordinator's name went to a device"
+    );
+    let id = node["id"].to_string();
+    let renamed = server.cli(&["nodes", "rename", &id, "hub"]);
+    assert!(
+        !renamed.status.success(),
+        "an admin renamed a device to the coordinator's name"
+    );
+
+    let challenge = "_acme-challenge.hub.home.example";
+    let request = json!({
+        "Version": 1,
+        "NodeKey": node_key_text(&device.node_key),
+        "Name": challenge,
+        "Type": "TXT",
+        "Value": "the-guests-value-00000000000000000000000000",
+    });
+    let (status, body) = ts2021::post_json(&mut device.sender, "/machine/set-dns", &request)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        txt_values(dns, challenge).is_empty(),
+        "the coordinator's challenge was published for a guest"
+    );
+}
+
+/// The node id of `device`.
+fn id_of(server: &Server, device: &Device) -> u64 {
+    node_named(&server.nodes_json(), &device.node_key).expect("the device is a node")["id"]
+        .as_u64()
+        .expect("an id")
+}
+
+/// `device` asks about a Tailscale SSH session from node `from` to itself
+/// (node `to`) as `local_user` (with `check`: collecting that check's
+/// decision): the status and the answer.
+async fn ssh_action(
+    device: &mut Device,
+    from: u64,
+    to: u64,
+    local_user: &str,
+    check: Option<u64>,
+) -> (u16, Value) {
+    let mut path = format!(
+        "/machine/ssh/action/from/{from}/to/{to}?ssh_user=root&local_user={}&period=3600",
+        percent(local_user)
+    );
+    if let Some(check) = check {
+        path.push_str(&format!("&check={check}"));
+    }
+    let (status, body) = ts2021::get(&mut device.sender, &path).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn percent(text: &str) -> String {
+    text.bytes().map(|byte| format!("%{byte:02X}")).collect()
+}
+
+/// The check number a waiting session was given.
+fn check_number(answer: &Value) -> u64 {
+    let url = answer["holdAndDelegate"].as_str().unwrap_or_default();
+    url.rsplit_once("check=")
+        .and_then(|(_, id)| id.parse().ok())
+        .unwrap_or_else(|| panic!("no check number in {answer}"))
+}
+
+/// Issue 41's review of Tailscale SSH `check` sessions: one node invented
+/// 70 checks and took every waiting slot, so a real check elsewhere was
+/// refused; a node polling another node's check number collected its
+/// approval (and the real node was then told it was denied); and a
+/// device's local user with terminal escapes reached the admin's terminal
+/// through `ssh checks`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ssh_checks_hold_against_a_flood_a_thief_and_terminal_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, plain) = start_with_tailscale(dir.path(), &[]);
+    server.cli_ok(&["users", "create", "alice"]);
+    server.cli_ok(&["users", "create", "mallory"]);
+    let alice = server.token(&["--user", "alice", "--pre-approved", "--reusable"]);
+    let mallory = server.token(&["--user", "mallory", "--pre-approved"]);
+    let from = IpAddr::from([127, 0, 0, 1]);
+    let mut server_node = Device::connect(plain, from).await;
+    assert_eq!(
+        server_node
+            .register_as("nas", Some(alice.key.expose()))
+            .await
+            .0,
+        200
+    );
+    let mut laptop = Device::connect(plain, from).await;
+    assert_eq!(
+        laptop
+            .register_as("laptop", Some(alice.key.expose()))
+            .await
+            .0,
+        200
+    );
+    let mut thief = Device::connect(plain, from).await;
+    assert_eq!(
+        thief
+            .register_as("thief", Some(mallory.key.expose()))
+            .await
+            .0,
+        200
+    );
+    let (nas, laptop_id, thief_id) = (
+        id_of(&server, &server_node),
+        id_of(&server, &laptop),
+        id_of(&server, &thief),
+    );
+
+    // The thief's node invents checks to itself until it is refused.
+    let mut refused = 0;
+    for index in 0..70 {
+        let (status, _) = ssh_action(
+            &mut thief,
+            laptop_id,
+            thief_id,
+            &format!("user{index}"),
+            None,
+        )
+        .await;
+        if status != 200 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "one node kept 70 checks waiting");
+    // A real session to the NAS still waits for the admin.
+    let (status, answer) = ssh_action(&mut server_node, laptop_id, nas, "root", None).await;
+    assert_eq!(status, 200, "{answer}");
+    let real = check_number(&answer);
+
+    // The admin approves it; the thief asks for its decision first.
+    server.cli_ok(&["ssh", "approve", &real.to_string()]);
+    let (status, stolen) = ssh_action(&mut thief, laptop_id, thief_id, "root", Some(real)).await;
+    assert!(
+        status != 200 || stolen["accept"] != true,
+        "the thief collected the approval: {stolen}"
+    );
+    let (status, answer) = ssh_action(&mut server_node, laptop_id, nas, "root", Some(real)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["accept"], true,
+        "the NAS lets the approved session in: {answer}"
+    );
+
+    // A local user that writes to the admin's terminal.
+    let hostile = "root\u{1b}]0;owned\u{7}\u{1b}[2J\nforged line";
+    let (status, _) = ssh_action(&mut thief, laptop_id, thief_id, hostile, None).await;
+    assert_eq!(status, 400, "a local user with terminal controls was taken");
+    let listed = server.cli_ok(&["ssh", "checks"]);
+    assert!(
+        !listed.chars().any(|c| c.is_control() && c != '\n'),
+        "the admin's terminal got control characters: {listed:?}"
+    );
+    assert!(!listed.contains("forged line"), "{listed}");
+}
+
+/// A TCP connection from `from` to `server`.
+async fn connect_from(from: IpAddr, server: SocketAddr) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::new(from, 0)).ok()?;
+    socket.connect(server).await.ok()
+}
+
+/// One DNS query over TCP from `from` to `server`: the TXT values, or
+/// `None` when the server does not answer (closes, or nothing in 5 s).
+async fn txt_over_tcp(from: IpAddr, server: SocketAddr, name: &str) -> Option<Vec<String>> {
+    use std::io::{Read, Write};
+    let mut stream = connect_from(from, server).await?.into_std().ok()?;
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let query = hearth_control::dns::query(0x7c9, name, hearth_control::dns::TYPE_TXT);
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    stream.write_all(&framed).ok()?;
+    let mut length = [0u8; 2];
+    hearth_testkit::through_signals(|| stream.read_exact(&mut length)).ok()?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    hearth_testkit::through_signals(|| stream.read_exact(&mut reply)).ok()?;
+    let reply = hearth_control::dns::parse_reply(&reply).ok()?;
+    Some(
+        reply
+            .answers
+            .into_iter()
+            .filter_map(|(_, _, data)| match data {
+                hearth_control::dns::Data::Txt(text) => Some(text),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Issue 41's review: the ACME zone's TCP side held 64 connections for
+/// everyone, and one address took them all (connections it kept busy, or
+/// never read from), so the CA's own queries over TCP were refused. One
+/// address now holds a few; another is answered; a connection that keeps
+/// asking is closed after its share of queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_hold_every_dns_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
+    let config = dir.path().join("acme.json");
+    std::fs::write(
+        &config,
+        json!({
+            "directory": "https://127.0.0.1:9/dir",
+            "terms_of_service_agreed": true,
+            "domain": "hub.home.example",
+            "dns_listen": [dns.to_string()],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (_server, _plain) = start_with_tailscale(
+        &dir.path().join("state"),
+        &[
+            "--base-domain",
+            "ts.home.example",
+            "--acme-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let name = "_acme-challenge.hub.home.example";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while txt_over_tcp(IpAddr::from([127, 0, 0, 3]), dns, name)
+        .await
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the DNS server never answered over TCP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The attacker opens 64 connections and sends nothing on them.
+    let attacker = IpAddr::from([127, 0, 0, 2]);
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(connect_from(attacker, dns).await.unwrap());
+    }
+    assert!(
+        txt_over_tcp(IpAddr::from([127, 0, 0, 4]), dns, name)
+            .await
+            .is_some(),
+        "the CA's query was refused while one address held the connections"
+    );
+
+    // A connection that keeps asking is closed after its share.
+    use std::io::{Read, Write};
+    let mut busy = std::net::TcpStream::connect(dns).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let query = hearth_control::dns::query(0x7ca, name, hearth_control::dns::TYPE_TXT);
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    let mut answered = 0;
+    for _ in 0..64 {
+        if busy.write_all(&framed).is_err() {
+            break;
+        }
+        let mut length = [0u8; 2];
+        if hearth_testkit::through_signals(|| busy.read_exact(&mut length)).is_err() {
+            break;
+        }
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        if hearth_testkit::through_signals(|| busy.read_exact(&mut reply)).is_err() {
+            break;
+        }
+        answered += 1;
+    }
+    assert!(
+        answered < 64,
+        "one connection was answered {answered} times"
+    );
+    assert!(answered >= 1);
+    drop(held);
+}

@@ -1268,90 +1268,166 @@ fn sign_in_in_a_browser(
         .ok_or_else(|| format!("the last page's text is not text: {said}"))
 }
 
-/// Sign-in through the household's identity provider, a real OpenID
-/// Connect provider (npm's `oidc-provider`, OpenID Certified) over HTTPS in
-/// the hub: a phone without a key shows its login URL; the person opens it
-/// in a real Chromium, confirms the device, signs in at the provider and
-/// consents; the device joins as their user (made at the first sign-in),
-/// approved.
+/// A lab for signing in: a real OpenID Connect provider (npm's
+/// `oidc-provider`, OpenID Certified) over HTTPS in host `hub` with
+/// `accounts` (its clock `ahead` seconds ahead), a coordinator there using
+/// it (`--oidc-config` with `config`'s fields added), and chromedriver on
+/// a host of its own. The person's browser is on a host of its own: on a
+/// host whose tailscaled is configuring its interface and routes, Chromium
+/// aborts the page it is loading with ERR_NETWORK_CHANGED (as a phone's
+/// does when its VPN comes up; a person reloads, a test would not).
+struct SignInLab {
+    lab: Lab,
+    client: std::path::PathBuf,
+    coordinator: hearth_testkit::Coordinator,
+    /// The coordinator's login URL base (`https://HUB:8443`).
+    login: String,
+    driver: hearth_testkit::webdriver::Driver,
+    /// Where each person's browser profile is kept.
+    profiles: std::path::PathBuf,
+    _provider: hearth_testkit::identity_provider::IdentityProvider,
+}
+
+impl SignInLab {
+    fn start(
+        accounts: serde_json::Value,
+        config: serde_json::Value,
+        ahead: u64,
+    ) -> Option<SignInLab> {
+        use hearth_testkit::identity_provider::{self, Client};
+        hearth_testkit::require_tools(&["chromium", "chromedriver"])?;
+        let mut lab = Lab::new()?;
+        let client = tailscale_client()?;
+        let hub = lab.host("hub");
+        let login = format!("https://{}:8443", hub.address);
+        let secret = lab.dir.path().join("oidc-client-secret");
+        std::fs::write(&secret, hex::encode(rand::random::<[u8; 24]>())).unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let redirect = format!("{login}/oidc/callback");
+        let provider = identity_provider::start_with_clock(
+            &mut lab,
+            &hub,
+            &Client {
+                id: "hearth",
+                secret_file: &secret,
+                redirect_uri: &redirect,
+            },
+            &accounts,
+            ahead,
+        )?;
+        let mut settings = serde_json::json!({
+            "issuer": provider.issuer,
+            "client_id": "hearth",
+            "client_secret_file": secret,
+            "scopes": ["profile", "email", "groups"],
+            "groups_claim": "groups",
+            "ca_file": provider.certificate,
+        });
+        for (key, value) in config.as_object().into_iter().flatten() {
+            settings[key] = value.clone();
+        }
+        let path = lab.dir.path().join("oidc.json");
+        std::fs::write(&path, settings.to_string()).unwrap();
+        let coordinator =
+            lab.start_coordinator_with(&hub, &["--oidc-config", path.to_str().unwrap()]);
+        let browser_host = lab.host("browser");
+        let driver = hearth_testkit::webdriver::start_driver(&mut lab, &browser_host);
+        let profiles = lab.dir.path().join("browser-profiles");
+        Some(SignInLab {
+            lab,
+            client,
+            coordinator,
+            login,
+            driver,
+            profiles,
+            _provider: provider,
+        })
+    }
+
+    /// A new device `name` running `tailscale up` without a key: the device,
+    /// the running `up`, and its login URL.
+    fn device_waiting(
+        &mut self,
+        name: &str,
+    ) -> (hearth_testkit::TailscaleNode, std::process::Child, String) {
+        let host = self.lab.host(name);
+        let device = self
+            .lab
+            .start_tailscaled(&host, &self.coordinator, &self.client);
+        let (up, url) = up_without_a_key(&self.lab, &device, &self.login);
+        (device, up, url)
+    }
+
+    /// `login` signs in at `url` in their own browser profile: what the
+    /// coordinator's last page says.
+    fn sign_in(&self, url: &str, login: &str) -> String {
+        sign_in_in_a_browser(
+            self.driver.forward.port,
+            &self.profiles.join(login),
+            url,
+            login,
+        )
+        .unwrap_or_else(|error| panic!("{login} signing in: {error}\n{}", self.lab.logs()))
+    }
+}
+
+/// Sign-in through the household's identity provider ([`SignInLab`]): a
+/// phone without a key shows its login URL; the person opens it in a real
+/// Chromium, confirms the device, signs in at the provider and consents;
+/// the device joins as their user (made at the first sign-in), approved.
 /// The provider's groups fill the policy's group of the same name: ada (in
 /// `family`) reaches alice's laptop, ben (in `guests`) does not; eve (in
 /// neither allowed group) is refused and her device keeps waiting. A
 /// callback not started in the same browser is refused.
 #[test]
 fn devices_join_by_signing_in_with_the_households_provider_whose_groups_fill_the_policy() {
-    use hearth_testkit::identity_provider::{self, Client};
-    if hearth_testkit::require_tools(&["chromium", "chromedriver"]).is_none() {
-        return;
-    }
-    let Some(mut lab) = Lab::new() else {
-        return;
-    };
-    let Some(client) = tailscale_client() else {
-        return;
-    };
-    let hub = lab.host("hub");
-    let login = format!("https://{}:8443", hub.address);
-    let secret = lab.dir.path().join("oidc-client-secret");
-    std::fs::write(&secret, hex::encode(rand::random::<[u8; 24]>())).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let redirect = format!("{login}/oidc/callback");
     let accounts = serde_json::json!({
         "ada": {"groups": ["family", "readers"]},
         "ben": {"groups": ["guests"]},
         "eve": {"groups": ["neighbours"]},
     });
-    let Some(provider) = identity_provider::start(
-        &mut lab,
-        &hub,
-        &Client {
-            id: "hearth",
-            secret_file: &secret,
-            redirect_uri: &redirect,
-        },
-        &accounts,
+    let Some(mut signing) = SignInLab::start(
+        accounts,
+        serde_json::json!({"allowed_groups": ["family", "guests"]}),
+        0,
     ) else {
         return;
     };
-    let config = lab.dir.path().join("oidc.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({
-            "issuer": provider.issuer,
-            "client_id": "hearth",
-            "client_secret_file": secret,
-            "scopes": ["profile", "email", "groups"],
-            "groups_claim": "groups",
-            "allowed_groups": ["family", "guests"],
-            "ca_file": provider.certificate,
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let coordinator =
-        lab.start_coordinator_with(&hub, &["--oidc-config", config.to_str().unwrap()]);
-    coordinator.cli_ok(&["users", "create", "alice"]);
+    signing.coordinator.cli_ok(&["users", "create", "alice"]);
     // Only the family may reach alice's laptop; `group:family` lists no
     // one itself: the provider fills it.
-    let policy = lab.dir.path().join("policy.json");
+    let policy = signing.lab.dir.path().join("policy.json");
     std::fs::write(
         &policy,
         r#"{"groups": {"group:family": []},
             "acls": [{"action": "accept", "src": ["group:family"], "dst": ["alice@:*"]}]}"#,
     )
     .unwrap();
-    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
-    let laptop_key = key(&coordinator, &["--pre-approved"]);
-    let laptop = join(&mut lab, "laptop", &client, &coordinator, &laptop_key);
-    assert!(laptop.peer_dns_names(&lab).is_empty());
+    signing
+        .coordinator
+        .cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    let laptop_key = key(&signing.coordinator, &["--pre-approved"]);
+    let laptop = join(
+        &mut signing.lab,
+        "laptop",
+        &signing.client.clone(),
+        &signing.coordinator,
+        &laptop_key,
+    );
+    let lab = &signing.lab;
+    assert!(laptop.peer_dns_names(lab).is_empty());
 
     // A callback this browser did not start is refused (login CSRF).
     let forged = lab.exec(
-        &hub,
+        &laptop.host,
         &[
             "curl",
             "-sk",
-            &format!("{login}/oidc/callback?state=someone-elses&code=abc"),
+            &format!(
+                "{}/oidc/callback?state=someone-elses&code=abc",
+                signing.login
+            ),
         ],
     );
     assert!(
@@ -1360,51 +1436,35 @@ fn devices_join_by_signing_in_with_the_households_provider_whose_groups_fill_the
         String::from_utf8_lossy(&forged.stdout)
     );
 
-    // The person's browser is on a host of its own: on a host whose
-    // tailscaled is configuring its interface and routes, Chromium aborts
-    // the page it is loading with ERR_NETWORK_CHANGED (as a phone's does
-    // when its VPN comes up; a person reloads, a test would not).
-    let browser_host = lab.host("browser");
-    let driver = hearth_testkit::webdriver::start_driver(&mut lab, &browser_host);
-    let profiles = lab.dir.path().join("browser-profiles");
-    let sign_in = |lab: &Lab, profile: &std::path::Path, url: &str, login: &str| {
-        sign_in_in_a_browser(driver.forward.port, profile, url, login)
-            .unwrap_or_else(|error| panic!("{login} signing in: {error}\n{}", lab.logs()))
-    };
-    let device = |lab: &mut Lab, name: &str| {
-        let host = lab.host(name);
-        lab.start_tailscaled(&host, &coordinator, &client)
-    };
-
     // ada signs in on her phone: it joins as hers, and the family rule
     // lets it reach alice's laptop.
-    let phone = device(&mut lab, "phone");
-    let (mut up, url) = up_without_a_key(&lab, &phone, &login);
-    let said = sign_in(&lab, &profiles.join("ada"), &url, "ada");
+    let (phone, mut up, url) = signing.device_waiting("phone");
+    let said = signing.sign_in(&url, "ada");
+    let lab = &signing.lab;
     assert!(
         said.contains("phone joined the network as ada's device"),
         "{said}"
     );
     assert!(up.wait().unwrap().success(), "tailscale up on the phone");
-    assert_eq!(phone.backend_state(&lab), "Running");
-    let nodes = coordinator.nodes();
+    assert_eq!(phone.backend_state(lab), "Running");
+    let nodes = signing.coordinator.nodes();
     let phone_node = nodes.iter().find(|node| node["name"] == "phone").unwrap();
     assert_eq!(phone_node["user"], "ada");
     assert_eq!(phone_node["state"], "approved");
     wait_until(Duration::from_secs(20), || {
         laptop
-            .peer_dns_names(&lab)
+            .peer_dns_names(lab)
             .iter()
             .any(|name| name.starts_with("phone."))
     })
     .unwrap_or_else(|| {
         panic!(
             "the laptop never saw ada's phone: {:?}",
-            laptop.peer_dns_names(&lab)
+            laptop.peer_dns_names(lab)
         )
     });
-    let laptop_ip = laptop.ipv4(&lab).unwrap().to_string();
-    let ping = phone.cli(&lab, &["ping", "--c", "3", "--timeout", "10s", &laptop_ip]);
+    let laptop_ip = laptop.ipv4(lab).unwrap().to_string();
+    let ping = phone.cli(lab, &["ping", "--c", "3", "--timeout", "10s", &laptop_ip]);
     assert!(
         String::from_utf8_lossy(&ping.stdout).contains("pong"),
         "ada's phone reaches the laptop: {}",
@@ -1413,46 +1473,272 @@ fn devices_join_by_signing_in_with_the_households_provider_whose_groups_fill_the
 
     // ben (a guest) signs in on a tablet: it joins as his, sees nobody and
     // nobody sees it.
-    let tablet = device(&mut lab, "tablet");
-    let (mut up, url) = up_without_a_key(&lab, &tablet, &login);
-    let said = sign_in(&lab, &profiles.join("ben"), &url, "ben");
+    let (tablet, mut up, url) = signing.device_waiting("tablet");
+    let said = signing.sign_in(&url, "ben");
+    let lab = &signing.lab;
     assert!(
         said.contains("tablet joined the network as ben's device"),
         "{said}"
     );
     assert!(up.wait().unwrap().success(), "tailscale up on the tablet");
-    assert_eq!(tablet.backend_state(&lab), "Running");
+    assert_eq!(tablet.backend_state(lab), "Running");
     assert!(
-        tablet.peer_dns_names(&lab).is_empty(),
+        tablet.peer_dns_names(lab).is_empty(),
         "{:?}",
-        tablet.peer_dns_names(&lab)
+        tablet.peer_dns_names(lab)
     );
     assert!(
         !laptop
-            .peer_dns_names(&lab)
+            .peer_dns_names(lab)
             .iter()
             .any(|name| name.starts_with("tablet.")),
         "{:?}",
-        laptop.peer_dns_names(&lab)
+        laptop.peer_dns_names(lab)
     );
 
     // eve is in no allowed group: refused, and her device still waits.
-    let other = device(&mut lab, "other");
-    let (mut up, url) = up_without_a_key(&lab, &other, &login);
-    let said = sign_in(&lab, &profiles.join("eve"), &url, "eve");
+    let (other, mut up, url) = signing.device_waiting("other");
+    let said = signing.sign_in(&url, "eve");
     assert!(said.contains("eve is not allowed to add devices"), "{said}");
-    assert_eq!(other.backend_state(&lab), "NeedsLogin");
+    assert_eq!(other.backend_state(&signing.lab), "NeedsLogin");
     let _ = up.kill();
     let _ = up.wait();
 
-    let users = coordinator.cli_ok(&["users", "list"]);
+    let users = signing.coordinator.cli_ok(&["users", "list"]);
     assert!(users.contains("ada") && users.contains("ben"), "{users}");
     assert!(
         !users.contains("eve"),
         "a refused person gets no user: {users}"
     );
-    assert_eq!(coordinator.nodes().len(), 3, "laptop, phone, tablet");
-    drop(provider);
+    assert_eq!(
+        signing.coordinator.nodes().len(),
+        3,
+        "laptop, phone, tablet"
+    );
+}
+
+/// Serves `pages` (file name -> HTML) over plain HTTP on port 8000 of a
+/// new host `name`: another site, as far as a browser can tell. Its base
+/// URL.
+fn another_site(lab: &mut Lab, name: &str, pages: &[(&str, String)]) -> String {
+    let host = lab.host(name);
+    let dir = lab.dir.path().join(format!("{name}-pages"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, html) in pages {
+        std::fs::write(dir.join(file), html).unwrap();
+    }
+    let address = host.address.to_string();
+    let mut command = lab.command(&host, "python3");
+    command
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            &address,
+            "--directory",
+        ])
+        .arg(&dir);
+    let server = lab.spawn(&host, &format!("{name}-site"), command);
+    wait_until(Duration::from_secs(20), || {
+        server.log_text().contains("Serving HTTP")
+    })
+    .unwrap_or_else(|| panic!("the other site did not start:\n{}", server.log_text()));
+    format!("http://{address}:8000")
+}
+
+/// Whether a device (by name) has joined the network.
+fn joined(coordinator: &hearth_testkit::Coordinator, name: &str) -> bool {
+    coordinator.nodes().iter().any(|node| node["name"] == name)
+}
+
+/// The review's attacks on signing in (issue 41), each failing before its
+/// fix: a page on another site sends ada's browser, signed in at the
+/// provider, to the sign-in of the attacker's device (by a link it opens
+/// for her, and by a form it sends), and the provider's single sign-on
+/// would complete it; an account whose provider name is `alice` would
+/// claim the user an admin made for alice, and one named `assistant`
+/// would become the assistant's name; one address begins the sign-in of
+/// one link 256 times to fill every slot. After them the real alice, whom
+/// the admin linked by her email address, signs in as alice.
+#[test]
+fn signing_in_resists_other_sites_chosen_names_and_a_flood_of_one_link() {
+    let accounts = serde_json::json!({
+        "ada": {"groups": ["family"]},
+        // Anyone may choose their name at many providers.
+        "mallory": {"username": "alice", "email": "mallory@evil.example"},
+        "helper": {"username": "assistant"},
+        "alice-smith": {"username": "alice.smith", "email": "Alice@Home.Example"},
+    });
+    let Some(mut signing) = SignInLab::start(accounts, serde_json::json!({}), 0) else {
+        return;
+    };
+    signing
+        .coordinator
+        .cli_ok(&["users", "create", "alice", "--email", "alice@home.example"]);
+
+    // ada joins her phone, and her browser keeps her provider session.
+    let (_phone, mut up, url) = signing.device_waiting("phone");
+    let said = signing.sign_in(&url, "ada");
+    assert!(
+        said.contains("joined the network as ada's device"),
+        "{said}"
+    );
+    assert!(up.wait().unwrap().success());
+
+    // The attacker's device waits for a sign-in; their site sends ada's
+    // browser to it: a page that moves on to the old sign-in link, and one
+    // that sends the device page's form.
+    let (_evil, mut evil_up, evil_url) = signing.device_waiting("evil");
+    let evil_sign_in = format!("{evil_url}/sign-in");
+    let site = another_site(
+        &mut signing.lab,
+        "evil-site",
+        &[
+            (
+                "link.html",
+                format!(
+                    "<!doctype html><meta http-equiv=\"refresh\" content=\"0;url={evil_sign_in}\">\
+                     <p id=\"lure\">Loading…</p>"
+                ),
+            ),
+            (
+                "form.html",
+                format!(
+                    "<!doctype html><form method=\"post\" action=\"{evil_sign_in}\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"guess\"></form>\
+                     <script>document.forms[0].submit()</script>"
+                ),
+            ),
+        ],
+    );
+    for page in ["link.html", "form.html"] {
+        let browser = hearth_testkit::webdriver::Session::chromium_with(
+            signing.driver.forward.port,
+            &signing.profiles.join("ada"),
+            900,
+            800,
+            &["--ignore-certificate-errors"],
+        )
+        .unwrap();
+        browser.open(&format!("{site}/{page}")).unwrap();
+        // Where the browser ends up: the device's page (its form not sent),
+        // a refusal, or (before the fix) the page saying it joined.
+        let landed = browser
+            .wait_for(
+                "const done = document.getElementById('joined') || document.getElementById('why') \
+                   || document.getElementById('sign-in'); \
+                 return done ? done.id + ': ' + document.body.textContent : false",
+                Duration::from_secs(30),
+            )
+            .unwrap_or_else(|error| panic!("{page}: {error}\n{}", signing.lab.logs()));
+        let landed = landed.as_str().unwrap_or_default().to_owned();
+        drop(browser);
+        assert!(
+            !landed.starts_with("joined"),
+            "{page}: the attacker's device joined as ada's: {landed}"
+        );
+        assert!(
+            !joined(&signing.coordinator, "evil"),
+            "{page}: the attacker's device joined"
+        );
+    }
+
+    // The flood: one address opens the link of one device 256 times (the
+    // link, and the device page's form with a token it got itself).
+    let (_flooded, mut flooded_up, flooded_url) = signing.device_waiting("flooded");
+    let flooder = signing.lab.host("flooder");
+    let jar = signing.lab.dir.path().join("flooder-cookies");
+    let script = format!(
+        "page='{flooded_url}'; jar='{jar}'; \
+         token=$(curl -sk -c \"$jar\" \"$page\" | grep -o 'name=\"csrf\" value=\"[0-9a-f]*\"' | cut -d'\"' -f4); \
+         began=0; for i in $(seq 256); do \
+           curl -sk -o /dev/null \"$page/sign-in\"; \
+           code=$(curl -sk -o /dev/null -w '%{{http_code}}' -b \"$jar\" -H \"Origin: {origin}\" \
+             --data \"csrf=$token\" \"$page/sign-in\"); \
+           [ \"$code\" = 303 ] && began=$((began+1)); \
+         done; echo began=$began",
+        jar = jar.display(),
+        origin = signing.login,
+    );
+    let flood = signing.lab.exec(&flooder, &["sh", "-c", &script]);
+    let said = String::from_utf8_lossy(&flood.stdout).to_string();
+    let began: usize = said
+        .trim()
+        .strip_prefix("began=")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the flood: {said} {}",
+                String::from_utf8_lossy(&flood.stderr)
+            )
+        });
+    assert!(began >= 1, "the device's own page still begins a sign-in");
+    assert!(began <= 4, "one link began {began} sign-ins");
+    let _ = flooded_up.kill();
+    let _ = flooded_up.wait();
+
+    // mallory, whom the provider calls alice, cannot take the user alice
+    // the admin made; an account called `assistant` gets no user.
+    let (_mallorys, mut up, url) = signing.device_waiting("mallorys");
+    let said = signing.sign_in(&url, "mallory");
+    assert!(
+        said.contains("the user alice exists already and is not linked"),
+        "{said}"
+    );
+    let _ = up.kill();
+    let _ = up.wait();
+    let (_helpers, mut up, url) = signing.device_waiting("helpers");
+    let said = signing.sign_in(&url, "helper");
+    assert!(said.contains("cannot be a user name"), "{said}");
+    let _ = up.kill();
+    let _ = up.wait();
+
+    // The real alice signs in with the address the admin recorded, after
+    // the flood: her device joins as alice.
+    let (_alices, mut up, url) = signing.device_waiting("alices");
+    let said = signing.sign_in(&url, "alice-smith");
+    assert!(
+        said.contains("alices joined the network as alice's device"),
+        "{said}"
+    );
+    assert!(up.wait().unwrap().success());
+
+    let users = signing
+        .coordinator
+        .cli_ok(&["users", "list", "--output", "json"]);
+    let users: serde_json::Value = serde_json::from_str(&users).unwrap();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|user| user["name"].as_str())
+        .collect();
+    assert_eq!(names, ["alice", "ada"], "no user for mallory or the helper");
+    assert!(!joined(&signing.coordinator, "evil"));
+    let _ = evil_up.kill();
+    let _ = evil_up.wait();
+}
+
+/// An ID token issued a day ahead (a provider whose clock runs ahead, or
+/// one whose key someone holds, minting tokens for later) is refused.
+#[test]
+fn an_id_token_from_the_future_is_refused() {
+    let accounts = serde_json::json!({"ada": {"groups": []}});
+    let Some(mut signing) = SignInLab::start(accounts, serde_json::json!({}), 86_400) else {
+        return;
+    };
+    let (device, mut up, url) = signing.device_waiting("phone");
+    let said = signing.sign_in(&url, "ada");
+    assert!(
+        said.contains("issued") && said.contains("in the future"),
+        "{said}"
+    );
+    assert_eq!(device.backend_state(&signing.lab), "NeedsLogin");
+    assert!(!joined(&signing.coordinator, "phone"));
+    let _ = up.kill();
+    let _ = up.wait();
 }
 
 /// Certificates from an ACME CA, Let's Encrypt's test server Pebble in its

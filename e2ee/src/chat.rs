@@ -38,6 +38,10 @@ pub struct OnBehalfOf {
     /// (the access policy's grants, as the node agent's `whois` gives them).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The mesh address of the member's device that asked (what a
+    /// scheduled question asks about again when it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<std::net::IpAddr>,
 }
 
 /// Token counts of a reply.

@@ -186,6 +186,14 @@ impl Listener {
 
 /// Connections a proxy forwards at once.
 const PROXY_CONNECTIONS: usize = 1024;
+/// Connections it forwards at once for one client address (TCP clients;
+/// vsock and UNIX clients count as one): the router's concurrency fits,
+/// and one address cannot take every slot.
+const PROXY_PER_SOURCE: usize = 256;
+/// A forwarded connection with no byte either way for this long is closed.
+pub const PROXY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Time to reach the target.
+const PROXY_CONNECT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A listener on a free loopback TCP port, and its address.
 pub async fn bind_loopback() -> anyhow::Result<(Listener, SocketAddr)> {
@@ -211,7 +219,9 @@ pub async fn run_proxy(
     run_proxy_on(listener, to, header, shutdown).await
 }
 
-/// [`run_proxy`] on a listener already bound.
+/// [`run_proxy`] on a listener already bound. At most
+/// [`PROXY_CONNECTIONS`] at once, [`PROXY_PER_SOURCE`] from one client
+/// address; each forwarded as [`splice`] does.
 pub async fn run_proxy_on(
     listener: Listener,
     to: Endpoint,
@@ -224,10 +234,14 @@ pub async fn run_proxy_on(
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         _ => SocketAddr::from(([0, 0, 0, 0], 0)),
     };
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROXY_CONNECTIONS));
+    let gate = hearth_http::Gate::new(hearth_http::Limits {
+        max_connections: PROXY_CONNECTIONS,
+        max_per_source: PROXY_PER_SOURCE,
+        ..hearth_http::Limits::for_scale(hearth_http::Scale::COMPUTE_NODE)
+    });
     tokio::pin!(shutdown);
     loop {
-        let (mut inbound, client) = tokio::select! {
+        let (inbound, client) = tokio::select! {
             () = shutdown.as_mut() => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -238,19 +252,25 @@ pub async fn run_proxy_on(
                 }
             },
         };
-        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+        let source = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |client| client.ip());
+        let Ok(ticket) = gate.admit(source) else {
             continue;
         };
         let to = to.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            let mut outbound = match connect(&to).await {
-                Ok(outbound) => outbound,
-                Err(error) => {
+            let _ticket = ticket;
+            let outbound = match tokio::time::timeout(PROXY_CONNECT, connect(&to)).await {
+                Ok(Ok(outbound)) => outbound,
+                Ok(Err(error)) => {
                     tracing::warn!(%error, %to, "proxy cannot reach its target");
                     return;
                 }
+                Err(_) => {
+                    tracing::warn!(%to, "proxy's target did not answer in time");
+                    return;
+                }
             };
+            let mut outbound = outbound;
             if header {
                 let bytes = match client {
                     Some(client) => hearth_http::forwarded::encode(client, own),
@@ -260,8 +280,55 @@ pub async fn run_proxy_on(
                     return;
                 }
             }
-            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            splice(inbound, outbound, PROXY_IDLE).await;
         });
+    }
+}
+
+/// Forwards bytes both ways between a client and its target until the
+/// target ends the connection (then the client's side is closed at once,
+/// whatever the client does: a client that never speaks cannot hold the
+/// connection after the target gave up on it), either side fails, or
+/// nothing moves either way for `idle`. A client that ends its side (a
+/// half-close) gets the target's last bytes, within the same deadline.
+pub async fn splice<C, T>(client: C, target: T, idle: std::time::Duration)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut target_read, mut target_write) = tokio::io::split(target);
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 16 * 1024];
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            read = client_read.read(&mut up), if client_open => match read {
+                Ok(0) => {
+                    client_open = false;
+                    let _ = target_write.shutdown().await;
+                }
+                Ok(count) => {
+                    if tokio::time::timeout(idle, target_write.write_all(&up[..count])).await.map_or(true, |written| written.is_err()) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
+            read = target_read.read(&mut down) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = client_write.shutdown().await;
+                    return;
+                }
+                Ok(count) => {
+                    if tokio::time::timeout(idle, client_write.write_all(&down[..count])).await.map_or(true, |written| written.is_err()) {
+                        return;
+                    }
+                }
+            },
+            () = tokio::time::sleep(idle) => return,
+        }
     }
 }
 
@@ -294,5 +361,77 @@ mod tests {
         for bad in ["vsock:x:1", "unix:", "somewhere", "vsock:"] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
+    }
+
+    /// Issue 41's review: 1,024 silent connections from one address kept
+    /// every slot of the proxy long after the node had closed its side
+    /// (the node ends a connection that sends no request), and other
+    /// clients were reset. The proxy closes a connection when its target
+    /// does, and one address holds no more than its share.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_connections_from_one_address_neither_linger_nor_crowd_out_others() {
+        use tokio::io::AsyncReadExt as _;
+        // The node's stand-in: it answers `ping` with `pong`, and closes a
+        // connection that says nothing within 300 ms (as the node's header
+        // deadline does, in 10 s).
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node_address = node.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = node.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut asked = [0u8; 5];
+                    let read = tokio::time::timeout(
+                        std::time::Duration::from_millis(300),
+                        stream.read_exact(&mut asked),
+                    )
+                    .await;
+                    if matches!(read, Ok(Ok(_))) && &asked == b"ping\n" {
+                        let _ = stream.write_all(b"pong\n").await;
+                    }
+                });
+            }
+        });
+        let (listener, proxy) = bind_loopback().await.unwrap();
+        tokio::spawn(run_proxy_on(
+            listener,
+            Endpoint::Tcp(node_address),
+            false,
+            std::future::pending(),
+        ));
+        let connect_from = |from: [u8; 4]| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from((from, 0))).unwrap();
+            socket.connect(proxy).await.unwrap()
+        };
+        let mut silent = Vec::new();
+        for _ in 0..PROXY_CONNECTIONS {
+            silent.push(connect_from([127, 0, 0, 2]).await);
+        }
+        // Another client is served.
+        let mut client = connect_from([127, 0, 0, 3]).await;
+        client.write_all(b"ping\n").await.unwrap();
+        let mut answer = String::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.read_to_string(&mut answer),
+        )
+        .await;
+        assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+        assert_eq!(answer, "pong\n", "another client was not served");
+        // The node gave up on the silent ones: so did the proxy.
+        let mut last = silent.remove(0);
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            last.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(
+            matches!(ended, Ok(Ok(0))),
+            "a silent connection outlived its node's side: {ended:?}"
+        );
     }
 }

@@ -202,6 +202,7 @@ async fn ask_assistant(
         member: caller.user.clone(),
         room: Some(room),
         capabilities: caller.capabilities.clone(),
+        device: Some(caller.address),
     };
     match assistant.manage(asker, op).await {
         Ok(hearth_assistant::api::Answer::Refused { message }) => {

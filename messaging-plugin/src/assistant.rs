@@ -3,7 +3,7 @@
 //! do), one gateway session per (room, user); the answer streams into the
 //! room as one message that grows, with a typing indicator, and a failure
 //! shows as a short readable message instead of silence. Questions wait
-//! their turn in a fair queue ([`crate::questions`]): one person cannot
+//! their turn in a fair queue ([`hearth_assistant::turns`]): one person cannot
 //! keep the others from the assistant.
 
 use std::sync::{Arc, Mutex};
@@ -16,8 +16,8 @@ use hearth_e2ee::{ChatPayload, ErrorCode, OnBehalfOf, ReplyEvent};
 
 use crate::identity::Caller;
 use crate::protocol::{ASSISTANT, Message, MessageStatus, ServerEvent, dm_room};
-use crate::questions::{FairQueue, Limits, TooMany};
 use crate::service::Messaging;
+use hearth_assistant::turns::{FairQueue, Limits, TooMany};
 
 /// A question waiting for the assistant.
 #[derive(Debug)]
@@ -25,6 +25,7 @@ struct Question {
     room: String,
     text: String,
     capabilities: std::collections::BTreeMap<String, serde_json::Value>,
+    device: std::net::IpAddr,
 }
 
 /// How often a growing answer is sent to the room.
@@ -123,6 +124,7 @@ impl Assistant {
                 member: caller.user.clone(),
                 room: Some(room.clone()),
                 capabilities: caller.capabilities.clone(),
+                device: Some(caller.address),
             };
             let assistant = self.clone();
             tokio::spawn(async move {
@@ -143,6 +145,7 @@ impl Assistant {
                 room,
                 text: question,
                 capabilities: caller.capabilities.clone(),
+                device: caller.address,
             },
         )?;
         self.start_turns(&messaging);
@@ -162,6 +165,7 @@ impl Assistant {
                     member: user.clone(),
                     room: Some(question.room),
                     capabilities: question.capabilities,
+                    device: Some(question.device),
                 };
                 assistant
                     .clone()

@@ -32,6 +32,8 @@ pub struct Caller {
     pub node: String,
     /// The node id.
     pub node_id: u64,
+    /// The node's mesh address it called from.
+    pub address: IpAddr,
     /// The application capabilities the access policy gives the node at
     /// this hub (what documents the assistant may show them).
     pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
@@ -88,6 +90,7 @@ pub fn caller_of(
             user: who.user,
             node: who.name,
             node_id: who.id,
+            address,
             capabilities: who.capabilities,
         }),
     }
@@ -186,6 +189,7 @@ mod tests {
                 user: "ada".into(),
                 node: "laptop".into(),
                 node_id: 7,
+                address,
                 capabilities: Default::default(),
             })
         );

@@ -16,7 +16,6 @@ pub mod config;
 pub mod hub;
 pub mod identity;
 pub mod protocol;
-pub mod questions;
 pub mod quota;
 pub mod server;
 pub mod service;

@@ -72,7 +72,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Messaging>> {
                 )
             })?;
             let client = hearth_chat_client::ChatClient::new(&settings.gateway_url, token, device);
-            let limits = crate::questions::Limits {
+            let limits = hearth_assistant::turns::Limits {
                 in_flight: config.limits.questions_at_once.max(1),
                 in_flight_per_user: 1,
                 queued_per_user: config.limits.questions_waiting_per_user.max(1),

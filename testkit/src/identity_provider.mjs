@@ -8,7 +8,11 @@
 //
 // Environment: OIDC_PROVIDER_MODULE (the library's lib/index.js), ISSUER,
 // LISTEN_HOST, LISTEN_PORT, TLS_CERT, TLS_KEY (PEM files), CLIENT_ID,
-// CLIENT_SECRET_FILE, REDIRECT_URI, ACCOUNTS (JSON: name -> {groups}).
+// CLIENT_SECRET_FILE, REDIRECT_URI, ACCOUNTS (JSON: login -> {groups, and
+// optionally username, email, email_verified: what the provider says of
+// that person, by default their login, LOGIN@home.example, verified}),
+// and CLOCK_AHEAD_SECONDS (optional: the provider's clock runs that far
+// ahead, as a misconfigured or hostile one would).
 import https from 'node:https';
 import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -18,6 +22,12 @@ const env = (name) => {
   if (!value) throw new Error(`${name} is not set`);
   return value;
 };
+
+const ahead = Number(process.env.CLOCK_AHEAD_SECONDS || 0) * 1000;
+if (ahead) {
+  const realNow = Date.now;
+  Date.now = () => realNow() + ahead;
+}
 
 const { default: Provider } = await import(pathToFileURL(env('OIDC_PROVIDER_MODULE')).href);
 const accounts = JSON.parse(env('ACCOUNTS'));
@@ -51,11 +61,11 @@ const provider = new Provider(env('ISSUER'), {
       async claims() {
         return {
           sub: `account-${id}`,
-          preferred_username: id,
+          preferred_username: account.username ?? id,
           name: id,
-          email: `${id}@home.example`,
-          email_verified: true,
-          groups: account.groups,
+          email: account.email ?? `${id}@home.example`,
+          email_verified: account.email_verified ?? true,
+          groups: account.groups ?? [],
         };
       },
     };

@@ -32,13 +32,26 @@ pub struct Client<'a> {
 }
 
 /// Starts the provider in `host` on port 9443 with `client` and
-/// `accounts` (JSON: login -> `{"groups": [...]}`); `None` (a skip, a
-/// failure under `CI=true`) when it cannot be installed.
+/// `accounts` (JSON: login -> `{"groups": [...]}`, and optionally the
+/// `username` and `email` the provider gives that person); `None` (a skip,
+/// a failure under `CI=true`) when it cannot be installed.
 pub fn start(
     lab: &mut Lab,
     host: &Host,
     client: &Client<'_>,
     accounts: &serde_json::Value,
+) -> Option<IdentityProvider> {
+    start_with_clock(lab, host, client, accounts, 0)
+}
+
+/// [`start`], with the provider's clock `ahead` seconds ahead of the
+/// machine's (every token it issues says so).
+pub fn start_with_clock(
+    lab: &mut Lab,
+    host: &Host,
+    client: &Client<'_>,
+    accounts: &serde_json::Value,
+    ahead: u64,
 ) -> Option<IdentityProvider> {
     let output = Command::new(workspace_root().join("scripts/oidc-provider.sh"))
         .stderr(Stdio::inherit())
@@ -69,6 +82,7 @@ pub fn start(
         .env("CLIENT_SECRET_FILE", client.secret_file)
         .env("REDIRECT_URI", client.redirect_uri)
         .env("ACCOUNTS", accounts.to_string())
+        .env("CLOCK_AHEAD_SECONDS", ahead.to_string())
         .env("HOME", &dir)
         .env("NODE_ENV", "development");
     let process = lab.spawn(host, "identity-provider", command);

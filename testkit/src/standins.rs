@@ -498,3 +498,120 @@ pub fn messages_of(request: &Value) -> Vec<Value> {
         .cloned()
         .unwrap_or_default()
 }
+
+/// The node agent's local API standing in for a real agent (whose
+/// answers come from a coordinator's policy): `GET /v1/whois?ip=ADDRESS`
+/// answers what the test set for that address, else 404. On a UNIX socket
+/// in a directory of its own; stops on drop.
+pub struct AgentStandIn {
+    /// The socket's path (what `hearth.agentSocket` names).
+    pub socket: std::path::PathBuf,
+    answers: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentStandIn {
+    /// Starts one with no node known.
+    pub fn start() -> AgentStandIn {
+        let dir = tempfile::tempdir().expect("a directory for the socket");
+        let socket = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).expect("the socket binds");
+        let answers: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let answers = Arc::clone(&answers);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let answers = Arc::clone(&answers);
+                    std::thread::spawn(move || answer_whois(stream, &answers));
+                }
+            });
+        }
+        AgentStandIn {
+            socket,
+            answers,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// From now on `address` is `who` (a `WhoIs` as JSON); `None`: unknown.
+    pub fn set(&self, address: &str, who: Option<Value>) {
+        let mut answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match who {
+            Some(who) => answers.insert(address.to_owned(), who),
+            None => answers.remove(address),
+        };
+    }
+
+    /// A `WhoIs` answer for a member's untagged device.
+    pub fn member(user: &str, address: &str, capabilities: Value) -> Value {
+        json!({
+            "id": 7,
+            "name": format!("{user}-device"),
+            "user": user,
+            "tags": [],
+            "addresses": [address],
+            "is_self": false,
+            "capabilities": capabilities,
+        })
+    }
+}
+
+impl Drop for AgentStandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+    }
+}
+
+fn answer_whois(
+    stream: std::os::unix::net::UnixStream,
+    answers: &Mutex<std::collections::HashMap<String, Value>>,
+) {
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    // The rest of the head.
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or_default();
+    let address = target
+        .strip_prefix(hearth_control::agent_api::WHOIS_PATH)
+        .and_then(|rest| rest.strip_prefix("?ip="))
+        .map(|address| address.replace("%3A", ":").replace("%3a", ":"));
+    let found = address.and_then(|address| {
+        answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&address)
+            .cloned()
+    });
+    let (status, body) = match found {
+        Some(who) => ("200 OK", who.to_string()),
+        None => ("404 Not Found", "{}".to_owned()),
+    };
+    let mut stream = &stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}

@@ -113,3 +113,17 @@ pub async fn post_json(
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok((status, bytes.to_vec()))
 }
+
+/// GETs `path` over `sender`: the status and the body.
+pub async fn get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    path: &str,
+) -> Result<(u16, Vec<u8>), hyper::Error> {
+    let request = hyper::Request::get(format!("http://control{path}"))
+        .body(Full::new(Bytes::new()))
+        .expect("a request builds");
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes.to_vec()))
+}

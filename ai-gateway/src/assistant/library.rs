@@ -1,22 +1,24 @@
 //! The household's documents: folders scanned for text, Markdown and PDF
-//! files (symbolic links are not followed), each changed file extracted,
+//! files (symbolic links are not followed, at any step of any open), each changed file extracted,
 //! cut into passages, embedded, and stored whole in one transaction, or
 //! refused with the reason (too large, not text, an unreadable PDF) and
 //! nothing of it indexed. PDFs are read by a child process with memory and
 //! time limits (`hearth-gateway extract pdf`), so a file built to crash or
-//! exhaust a parser costs that child only, and a system call filter takes
-//! from it what a reader never needs (the network, opening or changing
-//! files, starting programs, signalling or tracing other processes), so a
-//! parser bug that gets code running has nothing to reach. Nothing of a
+//! exhaust a parser costs that child only, and the child is confined to
+//! what a reader needs ([`confine_reader`]: an allowlist of system calls
+//! that kills at anything else, no new files, no filesystem where
+//! namespaces allow), so a parser bug that gets code running has nothing
+//! to reach. Nothing of a
 //! document's text or path is logged.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use hearth_assistant::chunk;
 use hearth_assistant::extract::{self, ExtractError, Format};
 use hearth_assistant::search::{Index, Query};
+use hearth_files::beneath::{BeneathError, Folder};
 use tokio::io::AsyncWriteExt as _;
 
 use super::store::{KnownDocument, NewPassage, StoredPassage};
@@ -114,8 +116,8 @@ impl Library {
 pub struct Found {
     /// Its path within the folder (with `/`).
     pub path: String,
-    /// Where it is.
-    pub full: PathBuf,
+    /// The folder it is read from (opened once for the walk).
+    pub folder: std::sync::Arc<Folder>,
     /// Its size.
     pub size: u64,
     /// Its modification time, Unix ms.
@@ -124,59 +126,30 @@ pub struct Found {
     pub format: Format,
 }
 
-/// The readable files under `root`, in path order; symbolic links are
-/// neither followed nor indexed.
+/// The readable files under `root`, in path order. The folder is opened
+/// once and everything beneath it is reached one name at a time from its
+/// descriptor, refusing symbolic links at every step
+/// ([`hearth_files::beneath`]): a folder swapped for a link to a member's
+/// private folder while the walk (or a read) is under way is never
+/// followed.
 pub fn walk(root: &Path) -> Vec<Found> {
-    let mut found = Vec::new();
-    let mut pending = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if found.len() >= MAX_FILES {
-                return found;
-            }
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let full = entry.path();
-            if kind.is_symlink() {
-                continue;
-            }
-            if kind.is_dir() {
-                if depth < MAX_DEPTH {
-                    pending.push((full, depth + 1));
-                }
-                continue;
-            }
-            let Some(format) = Format::of(&full) else {
-                continue;
-            };
-            let Ok(metadata) = entry.metadata() else {
-                continue;
-            };
-            let Ok(relative) = full.strip_prefix(root) else {
-                continue;
-            };
-            let modified = metadata
-                .modified()
-                .ok()
-                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |since| {
-                    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-                });
-            found.push(Found {
-                path: relative.to_string_lossy().replace('\\', "/"),
-                full,
-                size: metadata.len(),
-                modified,
-                format,
-            });
-        }
-    }
-    found.sort_by(|one, other| one.path.cmp(&other.path));
-    found
+    let Ok(folder) = Folder::open(root) else {
+        return Vec::new();
+    };
+    let folder = std::sync::Arc::new(folder);
+    folder
+        .walk(MAX_FILES, MAX_DEPTH, |path| Format::of(path).is_some())
+        .into_iter()
+        .filter_map(|entry| {
+            Some(Found {
+                format: Format::of(&entry.path)?,
+                path: entry.path.to_str()?.to_owned(),
+                folder: std::sync::Arc::clone(&folder),
+                size: entry.size,
+                modified: entry.modified_ms,
+            })
+        })
+        .collect()
 }
 
 /// Whether `found` is what the store already has for it (indexed or refused).
@@ -197,9 +170,20 @@ pub async fn extract_text(found: &Found, program: &Path) -> Result<Vec<String>, 
         }
         .to_string());
     }
-    let bytes = tokio::fs::read(&found.full)
-        .await
-        .map_err(|error| format!("it cannot be read: {}", error.kind()))?;
+    let (folder, path) = (std::sync::Arc::clone(&found.folder), found.path.clone());
+    let bytes =
+        tokio::task::spawn_blocking(move || folder.read(Path::new(&path), extract::MAX_FILE_BYTES))
+            .await
+            .map_err(|_| "it cannot be read".to_owned())?
+            .map_err(|error| match error {
+                BeneathError::TooLarge { .. } => ExtractError::TooLarge {
+                    bytes: found.size,
+                    max: extract::MAX_FILE_BYTES,
+                }
+                .to_string(),
+                BeneathError::Io(error) => format!("it cannot be read: {}", error.kind()),
+                other => format!("it cannot be read: {other}"),
+            })?;
     match found.format {
         Format::Text | Format::Markdown => extract::extract(found.format, &bytes)
             .map(|extracted| extracted.pages)
@@ -251,77 +235,171 @@ async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, String
         .ok_or_else(|| "the PDF reader's answer is damaged".into())
 }
 
-/// The system calls a document reader is refused (with `EPERM`): it reads
-/// standard input, allocates memory and writes standard output, and needs
-/// none of these.
-fn refused_calls() -> Vec<libc::c_long> {
-    let mut calls = vec![
-        libc::SYS_socket,
-        libc::SYS_socketpair,
-        libc::SYS_connect,
-        libc::SYS_bind,
-        libc::SYS_listen,
-        libc::SYS_accept,
-        libc::SYS_accept4,
-        libc::SYS_execve,
-        libc::SYS_execveat,
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_kill,
-        libc::SYS_openat,
-        libc::SYS_openat2,
-        libc::SYS_unlinkat,
-        libc::SYS_renameat,
-        libc::SYS_renameat2,
-        libc::SYS_mkdirat,
-        libc::SYS_fchmodat,
-        libc::SYS_fchownat,
-        libc::SYS_truncate,
-        libc::SYS_linkat,
-        libc::SYS_symlinkat,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    calls.extend([
-        libc::SYS_open,
-        libc::SYS_creat,
-        libc::SYS_unlink,
-        libc::SYS_rename,
-        libc::SYS_mkdir,
-        libc::SYS_chmod,
-        libc::SYS_chown,
-        libc::SYS_link,
-        libc::SYS_symlink,
-        libc::SYS_fork,
-        libc::SYS_vfork,
-    ]);
-    calls
+/// The system calls a document reader may make once confined: it reads
+/// standard input, allocates memory (never executable), writes standard
+/// output and error, and exits. Anything else (opening files, sockets,
+/// io_uring, handles, pidfds, signals to others, new processes) ends the
+/// process ([`confine_reader`]). A call listed with conditions is allowed
+/// only when they all hold (a call listed twice: when either set does).
+fn allowed_calls() -> Vec<(libc::c_long, Vec<Condition>)> {
+    use Condition::{Equals, Without};
+    let prot = 2; // mmap and mprotect: the protection argument
+    vec![
+        (libc::SYS_read, vec![Equals(0, 0)]),
+        (libc::SYS_write, vec![Equals(0, 1)]),
+        (libc::SYS_write, vec![Equals(0, 2)]),
+        (libc::SYS_brk, vec![]),
+        (libc::SYS_mmap, vec![Without(prot, libc::PROT_EXEC as u64)]),
+        (
+            libc::SYS_mprotect,
+            vec![Without(prot, libc::PROT_EXEC as u64)],
+        ),
+        (libc::SYS_munmap, vec![]),
+        (libc::SYS_mremap, vec![]),
+        (libc::SYS_madvise, vec![]),
+        (libc::SYS_futex, vec![]),
+        (libc::SYS_getrandom, vec![]),
+        (libc::SYS_clock_gettime, vec![]),
+        (libc::SYS_sched_yield, vec![]),
+        (libc::SYS_sigaltstack, vec![]),
+        (libc::SYS_rt_sigprocmask, vec![]),
+        (libc::SYS_rt_sigreturn, vec![]),
+        (libc::SYS_close, vec![]),
+        (libc::SYS_exit, vec![]),
+        (libc::SYS_exit_group, vec![]),
+    ]
 }
 
-/// Confines the calling thread, and anything it starts, to what a document
-/// reader needs: sets `no_new_privs` and installs a seccomp filter refusing
-/// [`refused_calls`]. `hearth-gateway extract` calls it before reading its
-/// input.
+/// A condition on a system call's argument.
+#[derive(Clone, Copy, Debug)]
+enum Condition {
+    /// Argument `.0` equals `.1`.
+    Equals(u8, u64),
+    /// Argument `.0` has none of the bits of `.1`.
+    Without(u8, u64),
+}
+
+/// Confines the calling process, which must have no other thread, to what
+/// a document reader needs, so that a parser bug that gets code running
+/// reaches nothing: where unprivileged user namespaces are available, an
+/// empty filesystem (a new user and mount namespace whose root is an empty
+/// tmpfs); no new descriptors at all (`RLIMIT_NOFILE` at the three
+/// standard ones), no new processes; `no_new_privs`; and a
+/// system call filter that allows [`allowed_calls`] only and kills the
+/// process at any other. `hearth-gateway extract` calls it before reading
+/// its input.
 pub fn confine_reader() -> Result<(), String> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    // Where user namespaces are off (a container's seccomp profile, a
+    // sysctl) the filter below still holds.
+    let _ = empty_filesystem();
+    let none = rustix::process::Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    let three = rustix::process::Rlimit {
+        current: Some(3),
+        maximum: Some(3),
+    };
+    for (resource, limit) in [
+        (rustix::process::Resource::Nofile, three),
+        (rustix::process::Resource::Nproc, none),
+    ] {
+        rustix::process::setrlimit(resource, limit)
+            .map_err(|error| format!("cannot limit the reader ({resource:?}): {error}"))?;
+    }
+    install_filter()
+}
+
+/// Moves the process (which must have one thread) into new user and mount
+/// namespaces whose root is an empty tmpfs: no file of the machine has a
+/// path any more. Fails where unprivileged user namespaces are off.
+#[allow(unsafe_code)] // unshare(2): rustix's wrapper is unsafe too
+pub fn empty_filesystem() -> Result<(), String> {
+    use rustix::mount::{MountFlags, MountPropagationFlags};
+    fn step(what: &'static str) -> impl Fn(rustix::io::Errno) -> String {
+        move |error| format!("{what}: {error}")
+    }
+    // SAFETY: the reader's process has one thread (`extract` runs before
+    // any runtime), which is what unsharing these namespaces asks; no
+    // state of the process refers to the namespaces it leaves.
+    unsafe {
+        rustix::thread::unshare_unsafe(
+            rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
+        )
+    }
+    .map_err(step("unshare"))?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(step("private mounts"))?;
+    let base = ["/tmp", "/proc", "/dev"]
+        .into_iter()
+        .find(|dir| Path::new(dir).is_dir())
+        .ok_or("no folder to mount on")?;
+    rustix::mount::mount(
+        "none",
+        base,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
+        Some(c"size=4k,mode=0555"),
+    )
+    .map_err(step("tmpfs"))?;
+    rustix::process::chdir(base).map_err(step("chdir"))?;
+    rustix::process::chroot(".").map_err(step("chroot"))?;
+    rustix::process::chdir("/").map_err(step("chdir /"))?;
+    Ok(())
+}
+
+/// Installs the allowlist filter of [`allowed_calls`] (default: kill the
+/// process), on every thread of the process.
+fn install_filter() -> Result<(), String> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|error| format!("no system call filter for this machine: {error}"))?;
-    let rules = refused_calls()
-        .into_iter()
-        .map(|call| (call, Vec::new()))
-        .collect();
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = Default::default();
+    for (call, conditions) in allowed_calls() {
+        let conditions = conditions
+            .into_iter()
+            .map(|condition| match condition {
+                Condition::Equals(argument, value) => SeccompCondition::new(
+                    argument,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::Eq,
+                    value,
+                ),
+                Condition::Without(argument, bits) => SeccompCondition::new(
+                    argument,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(bits),
+                    0,
+                ),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("the system call filter is invalid: {error}"))?;
+        let entry = rules.entry(call).or_default();
+        if !conditions.is_empty() {
+            entry.push(
+                SeccompRule::new(conditions)
+                    .map_err(|error| format!("the system call filter is invalid: {error}"))?,
+            );
+        }
+    }
     let filter = SeccompFilter::new(
         rules,
+        SeccompAction::KillProcess,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )
     .map_err(|error| format!("the system call filter is invalid: {error}"))?;
     let program: BpfProgram = filter
         .try_into()
         .map_err(|error| format!("the system call filter does not compile: {error}"))?;
-    seccompiler::apply_filter(&program)
+    seccompiler::apply_filter_all_threads(&program)
         .map_err(|error| format!("the system call filter cannot be installed: {error}"))
 }
 
@@ -374,6 +452,63 @@ mod tests {
         assert_eq!(found, ["kitchen/appliances/oven.md", "notes.txt"]);
     }
 
+    /// Issue 41's review: a directory in a household folder swapped for a
+    /// link to a member's private folder (a rename exchange, over and over)
+    /// while the indexer walks and reads got that member's diary indexed
+    /// into the household's documents within about a second. Nothing of
+    /// the private folder is ever found or read now.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_folder_swapped_for_a_link_mid_walk_never_lets_a_private_file_in() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("house");
+        std::fs::create_dir_all(root.join("notes")).unwrap();
+        std::fs::write(root.join("notes/shopping.md"), "milk").unwrap();
+        let private = dir.path().join("ada-private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::write(private.join("diary.md"), "CANARY-DIARY").unwrap();
+        std::os::unix::fs::symlink(&private, root.join("swap")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let stop = Arc::clone(&stop);
+            let (notes, swap) = (root.join("notes"), root.join("swap"));
+            std::thread::spawn(move || {
+                let mut swaps = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    rustix::fs::renameat_with(
+                        rustix::fs::CWD,
+                        &notes,
+                        rustix::fs::CWD,
+                        &swap,
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    )
+                    .unwrap();
+                    swaps += 1;
+                }
+                swaps
+            })
+        };
+        let program = Path::new("/nonexistent-pdf-reader");
+        for _ in 0..2_000 {
+            for found in walk(&root) {
+                assert_ne!(
+                    found.path, "notes/diary.md",
+                    "the private folder was walked"
+                );
+                if let Ok(pages) = extract_text(&found, program).await {
+                    assert!(
+                        !pages.concat().contains("CANARY-DIARY"),
+                        "the diary was read as {}",
+                        found.path
+                    );
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(swapper.join().unwrap() > 0);
+    }
+
     #[test]
     fn passages_carry_their_citations() {
         let pages = vec!["# Boiler\n\nHold the red button.\n".to_owned()];
@@ -388,47 +523,5 @@ mod tests {
         assert!(answer.starts_with(EXTRACT_MARKER));
         assert!(answer.contains(r#""pages":["hello"]"#));
         assert!(extract_answer(Format::Text, b"\xff").contains("not UTF-8"));
-    }
-
-    #[test]
-    fn a_confined_reader_reads_a_pdf_and_can_reach_nothing_else() {
-        let boiler = include_bytes!("../../../assistant/fuzz/seeds/boiler.pdf");
-        let secret = tempfile::NamedTempFile::new().unwrap();
-        let secret_path = secret.path().to_owned();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        // The filter is the thread's own: the rest of the test process
-        // keeps every system call.
-        let tried = std::thread::spawn(move || {
-            let before = std::fs::File::open(&secret_path).is_ok();
-            confine_reader().unwrap();
-            let answer = extract_answer(Format::Pdf, boiler);
-            let refused = |result: std::io::Result<()>| {
-                result.is_err_and(|error| error.kind() == std::io::ErrorKind::PermissionDenied)
-            };
-            (
-                before,
-                answer,
-                refused(std::fs::File::open(&secret_path).map(drop)),
-                refused(std::fs::write(secret_path.with_extension("new"), "x")),
-                refused(std::net::TcpStream::connect(address).map(drop)),
-                refused(std::net::UdpSocket::bind("127.0.0.1:0").map(drop)),
-                refused(std::process::Command::new("/bin/true").status().map(drop)),
-            )
-        })
-        .join()
-        .unwrap();
-        let (before, answer, open, create, connect, socket, program) = tried;
-        assert!(before, "the file opens before the filter");
-        assert!(answer.contains("boiler"), "the PDF is still read: {answer}");
-        assert!(open, "a confined reader opened a file");
-        assert!(create, "a confined reader created a file");
-        assert!(connect, "a confined reader connected");
-        assert!(socket, "a confined reader opened a socket");
-        assert!(program, "a confined reader started a program");
-        assert!(
-            std::fs::File::open(secret.path()).is_ok(),
-            "other threads are unconfined"
-        );
     }
 }

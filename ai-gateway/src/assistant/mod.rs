@@ -36,6 +36,7 @@ use jiff::Timestamp;
 
 use crate::config::{AssistantSection, Citations};
 use clock::Clock;
+use hearth_assistant::dispatch::{Dispatcher, DueJob, Limits as DispatchLimits};
 use library::{Library, PassageInfo};
 use store::{Job, KnownDocument, Store, StoreError};
 
@@ -88,6 +89,8 @@ pub struct Assistant {
     program: PathBuf,
     delivered: tokio::sync::Notify,
     jobs_changed: tokio::sync::Notify,
+    /// Held while an entry is written (see [`memory::making_room`]).
+    memory_writes: tokio::sync::Mutex<()>,
 }
 
 impl Assistant {
@@ -178,6 +181,7 @@ impl Assistant {
             program,
             delivered: tokio::sync::Notify::new(),
             jobs_changed: tokio::sync::Notify::new(),
+            memory_writes: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -260,6 +264,28 @@ impl Assistant {
     ) -> Result<i64, String> {
         let text = memory::check(text).map_err(|error| error.to_string())?;
         let vector = self.embed_one(&text).await;
+        // One write at a time: two writers must not both see room for one.
+        let _writing = self.memory_writes.lock().await;
+        let kept: Vec<(Layer, i64)> = {
+            let memory = hearth_runtime::read(&self.memory);
+            memory
+                .entries
+                .values()
+                .filter(|entry| entry.owner == *owner)
+                .map(|entry| (entry.layer, entry.id))
+                .collect()
+        };
+        let giving_way =
+            memory::making_room(&kept, memory::MAX_ENTRIES).map_err(|error| error.to_string())?;
+        for id in giving_way {
+            self.store
+                .forget(owner, id)
+                .await
+                .map_err(|error| failed(&error))?;
+            let mut memory = hearth_runtime::write(&self.memory);
+            memory.index.remove(&id);
+            memory.entries.remove(&id);
+        }
         let now = self.now();
         let id = self
             .store
@@ -980,13 +1006,50 @@ impl Assistant {
 
     // Background work.
 
+    /// Fires due jobs as [`Dispatcher`] says: reminders at once, scheduled
+    /// questions in their turn (each in a task of its own, so none holds up
+    /// the loop), every member within their budget.
     async fn schedule_loop(self: Arc<Self>, answer: Answerer) {
+        let dispatcher = Arc::new(std::sync::Mutex::new(Dispatcher::new(
+            DispatchLimits::default(),
+        )));
+        let finished = Arc::new(tokio::sync::Notify::new());
         loop {
             let now = self.now();
+            let mut wake_at = None;
             match self.store.due_jobs(now.as_millisecond()).await {
                 Ok(jobs) => {
-                    for job in jobs {
-                        self.fire(job, now, &answer).await;
+                    let due: Vec<DueJob> = jobs
+                        .iter()
+                        .map(|job| DueJob {
+                            id: job.id,
+                            member: job.member.clone(),
+                            asks_model: job.action == "ask",
+                        })
+                        .collect();
+                    let plan = hearth_runtime::lock(&dispatcher).plan(&due, now.as_millisecond());
+                    wake_at = plan.wake_at;
+                    let mut jobs: HashMap<i64, Job> =
+                        jobs.into_iter().map(|job| (job.id, job)).collect();
+                    for id in plan.fire {
+                        let Some(job) = jobs.remove(&id) else {
+                            continue;
+                        };
+                        let asks_model = job.action == "ask";
+                        let member = job.member.clone();
+                        if asks_model {
+                            let (assistant, answer) = (Arc::clone(&self), Arc::clone(&answer));
+                            let (dispatcher, finished) =
+                                (Arc::clone(&dispatcher), Arc::clone(&finished));
+                            tokio::spawn(async move {
+                                assistant.fire(job, now, &answer).await;
+                                hearth_runtime::lock(&dispatcher).finished(id, &member, true);
+                                finished.notify_one();
+                            });
+                        } else {
+                            self.fire(job, now, &answer).await;
+                            hearth_runtime::lock(&dispatcher).finished(id, &member, false);
+                        }
                     }
                 }
                 Err(error) => {
@@ -994,12 +1057,22 @@ impl Assistant {
                 }
             }
             let changed = self.jobs_changed.notified();
+            let turn_ended = finished.notified();
             let mut sleep = self.clock.longest_sleep();
-            if let Ok(Some(next)) = self.store.next_due().await {
-                let until = next.saturating_sub(self.now().as_millisecond()).max(0);
+            let now_ms = self.now().as_millisecond();
+            let next = match self.store.next_due_after(now_ms).await {
+                Ok(next) => next,
+                Err(_) => None,
+            };
+            for at in next.into_iter().chain(wake_at) {
+                let until = at.saturating_sub(now_ms).max(0);
                 sleep = sleep.min(Duration::from_millis(u64::try_from(until).unwrap_or(0)));
             }
-            let _ = tokio::time::timeout(sleep, changed).await;
+            tokio::select! {
+                () = changed => {}
+                () = turn_ended => {}
+                () = tokio::time::sleep(sleep) => {}
+            }
         }
     }
 

@@ -43,6 +43,8 @@ const EMBEDDING_MODEL: &str = "embedding-model";
 /// Each connection's page cache: the store is read whole at start (into
 /// the search indexes) and then mostly by key.
 const STORE_CACHE_KIB: u32 = 512;
+/// Due jobs of one member read at once (the rest wait their turn).
+const DUE_PER_MEMBER: i64 = 40;
 
 /// A stored reminder or scheduled question.
 #[derive(Clone, Debug)]
@@ -428,21 +430,30 @@ impl Store {
 
     /// Jobs due at `now_ms`, earliest first.
     pub async fn due_jobs(&self, now_ms: i64) -> Result<Vec<Job>, StoreError> {
+        // At most a few of each member's, so that one member's hundreds of
+        // due jobs never hide another's.
         let rows = sqlx::query(
-            "SELECT id, member, asker, target, schedule, action, text, sealed, next_at FROM jobs \
-             WHERE next_at <= ? ORDER BY next_at, id LIMIT 100",
+            "SELECT id, member, asker, target, schedule, action, text, sealed, next_at FROM \
+             (SELECT *, ROW_NUMBER() OVER (PARTITION BY member ORDER BY next_at, id) AS place \
+              FROM jobs WHERE next_at <= ?) \
+             WHERE place <= ? ORDER BY next_at, id LIMIT 1000",
         )
         .bind(now_ms)
+        .bind(DUE_PER_MEMBER)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| self.job_of(row)).collect()
     }
 
-    /// When the next job is due, Unix ms.
-    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT MIN(next_at) FROM jobs")
-            .fetch_one(&self.pool)
-            .await?)
+    /// When the next job is due after `now_ms` (not counting those due
+    /// already), Unix ms.
+    pub async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(next_at) FROM jobs WHERE next_at > ?")
+                .bind(now_ms)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// `member`'s jobs, soonest first.
@@ -887,7 +898,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(store.next_due().await.unwrap(), None);
+        assert_eq!(store.next_due_after(0).await.unwrap(), None);
         let delivered = store.deliveries(0).await.unwrap();
         assert_eq!(delivered.len(), 1);
         assert_eq!(delivered[0].2, "Reminder: call Grandma");

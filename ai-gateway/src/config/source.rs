@@ -21,16 +21,40 @@ const MAX_INCLUDE_BYTES: usize = 2 << 20;
 pub trait Sources {
     /// The text of `path`.
     fn read(&self, path: &Path) -> std::io::Result<String>;
+    /// The text of the file `relative` beneath the configuration's folder
+    /// `root` (an `$include`).
+    fn read_include(&self, root: &Path, relative: &Path) -> std::io::Result<String> {
+        self.read(&root.join(relative))
+    }
     /// The environment variable `name`.
     fn var(&self, name: &str) -> Option<String>;
 }
 
-/// The machine's files and environment.
+/// The largest file read for the configuration (a workspace's persona
+/// files included).
+const MAX_FILE_BYTES: u64 = 2 << 20;
+
+/// The machine's files and environment. Only regular files are read
+/// (never a FIFO or a device, which would hang or never end), within a
+/// limit; an `$include` is reached beneath the configuration's folder one
+/// name at a time, never through a symbolic link.
 pub struct System;
 
 impl Sources for System {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        let bytes = hearth_files::beneath::read_regular(path, MAX_FILE_BYTES)
+            .map_err(std::io::Error::other)?;
+        String::from_utf8(bytes)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    }
+
+    fn read_include(&self, root: &Path, relative: &Path) -> std::io::Result<String> {
+        let folder = hearth_files::beneath::Folder::open(root).map_err(std::io::Error::other)?;
+        let bytes = folder
+            .read(relative, MAX_INCLUDE_BYTES as u64)
+            .map_err(std::io::Error::other)?;
+        String::from_utf8(bytes)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -91,11 +115,19 @@ pub fn read(text: &str, path: &Path, sources: &dyn Sources) -> Result<Document, 
     Ok(Document { value, unresolved })
 }
 
+/// The JSON5 value of `text` (the file `name`). A mistake is placed by
+/// line and column only: the parser's own message quotes the line, and a
+/// file read for the configuration may hold what must not be shown.
 fn parse(text: &str, name: &str) -> Result<Value, Vec<Problem>> {
     json5::from_str(text).map_err(|error| {
+        let json5::Error::Message { location, .. } = error;
+        let message = match location {
+            Some(at) => format!("not JSON5 (line {}, column {})", at.line, at.column),
+            None => "not JSON5".to_owned(),
+        };
         vec![Problem {
             path: name.to_owned(),
-            message: format!("not JSON5: {error}"),
+            message,
         }]
     })
 }
@@ -190,7 +222,8 @@ fn include_files(
             ));
             continue;
         };
-        let text = match sources.read(&target) {
+        let relative = target.strip_prefix(root).unwrap_or(&target);
+        let text = match sources.read_include(root, relative) {
             Ok(text) if text.len() <= MAX_INCLUDE_BYTES => text,
             Ok(_) => {
                 problems.push(Problem::new(&at, format!("{name:?} is larger than 2 MB")));

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     // first zero byte.
     let text = String::from_utf8_lossy(data);
     let (name, value) = text.split_once('\0').unwrap_or((&text, "v"));
-    if let Ok((published, _)) = check_set_dns("TXT", name, value, "laptop.ts.home.example") {
+    if let Ok((published, _)) = check_set_dns("TXT", name, value, "laptop.ts.home.example", &["hub.home.example".to_owned()]) {
         assert_eq!(published, "_acme-challenge.laptop.ts.home.example");
     }
 });

@@ -219,20 +219,35 @@ pub const DNS_PER_SOURCE: u32 = 20;
 
 /// Connections the TCP side holds at once.
 const TCP_CONNECTIONS: usize = 64;
-/// Time a TCP connection may wait between queries.
+/// Connections one address holds at once: a CA asks from several places,
+/// one query or two each.
+const TCP_PER_SOURCE: usize = 4;
+/// Time a TCP connection may wait between queries, and a reply to be taken.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Time a TCP connection is held at all, however busy.
+const TCP_LIFETIME: Duration = Duration::from_secs(30);
+/// Queries answered on one TCP connection.
+const TCP_QUERIES: usize = 16;
 
 /// Answers DNS over TCP (length-prefixed messages, RFC 7766) on
-/// `listener` until `stop`: at most [`TCP_CONNECTIONS`] at once, each
-/// closed after [`TCP_IDLE`] without a whole query.
+/// `listener` until `stop`: at most [`TCP_CONNECTIONS`] at once and
+/// [`TCP_PER_SOURCE`] from one address, each closed after [`TCP_IDLE`]
+/// without a whole query or with a reply not taken, after
+/// [`TCP_QUERIES`] queries, and after [`TCP_LIFETIME`] in any case: one
+/// address cannot hold the server's slots by keeping connections busy or
+/// never reading.
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     acme: Arc<Acme>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(TCP_CONNECTIONS));
+    let gate = hearth_http::Gate::new(hearth_http::Limits {
+        max_connections: TCP_CONNECTIONS,
+        max_per_source: TCP_PER_SOURCE,
+        ..hearth_http::Limits::for_scale(hearth_http::Scale::ControlPlane)
+    });
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -242,20 +257,20 @@ pub async fn serve_tcp(
                 }
             },
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let Ok(ticket) = gate.admit(peer.ip()) else {
             continue;
         };
         let acme = Arc::clone(&acme);
         tokio::spawn(async move {
-            let _slot = slot;
-            let _ = answer_stream(stream, &acme).await;
+            let _ticket = ticket;
+            let _ = tokio::time::timeout(TCP_LIFETIME, answer_stream(stream, &acme)).await;
         });
     }
 }
 
 async fn answer_stream(mut stream: tokio::net::TcpStream, acme: &Acme) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    loop {
+    for _ in 0..TCP_QUERIES {
         let mut length = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut length)).await {
             Ok(Ok(_)) => {}
@@ -274,8 +289,14 @@ async fn answer_stream(mut stream: tokio::net::TcpStream, acme: &Acme) -> std::i
         let mut framed = Vec::with_capacity(reply.len() + 2);
         framed.extend_from_slice(&(reply.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
         framed.extend_from_slice(&reply);
-        stream.write_all(&framed).await?;
+        if tokio::time::timeout(TCP_IDLE, stream.write_all(&framed))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
     }
+    Ok(())
 }
 
 impl crate::coordinator::Coordinator {
@@ -307,11 +328,13 @@ impl crate::coordinator::Coordinator {
         let own = acme
             .device_domain(&record.name)
             .expect("device certificates are on");
-        let (name, value) = zone::check_set_dns(&request.kind, &request.name, &request.value, &own)
-            .map_err(|refusal| {
-                tracing::warn!(node = record.id, %refusal, "a set-dns request was refused");
-                Error::BadRequest(refusal.to_string())
-            })?;
+        let kept = self.settings().own_names();
+        let (name, value) =
+            zone::check_set_dns(&request.kind, &request.name, &request.value, &own, &kept)
+                .map_err(|refusal| {
+                    tracing::warn!(node = record.id, %refusal, "a set-dns request was refused");
+                    Error::BadRequest(refusal.to_string())
+                })?;
         acme.publish(&name, &value);
         tracing::info!(node = record.id, %name, "ACME challenge published");
         Ok(())

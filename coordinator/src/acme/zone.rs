@@ -206,6 +206,8 @@ pub enum SetDnsRefusal {
     },
     /// A value that is no challenge value.
     BadValue,
+    /// The device's name is one of the coordinator's.
+    CoordinatorsName(String),
 }
 
 impl std::fmt::Display for SetDnsRefusal {
@@ -221,22 +223,37 @@ impl std::fmt::Display for SetDnsRefusal {
             SetDnsRefusal::BadValue => formatter.write_str(
                 "the value is not an ACME challenge value (1 to 255 printable characters)",
             ),
+            SetDnsRefusal::CoordinatorsName(name) => write!(
+                formatter,
+                "{name} is the coordinator's own name; no device gets a certificate for it"
+            ),
         }
     }
 }
 
 /// Checks a client's `set-dns` request (`kind`, `name`, `value`) from the
 /// node whose certificate name is `own_domain`: only the TXT record of the
-/// challenge for its own name. The record's name (lower case, no trailing
+/// challenge for its own name, and never for one of the coordinator's own
+/// names (`coordinators`). The record's name (lower case, no trailing
 /// dot) and value to set.
 pub fn check_set_dns(
     kind: &str,
     name: &str,
     value: &str,
     own_domain: &str,
+    coordinators: &[String],
 ) -> Result<(String, String), SetDnsRefusal> {
     if !kind.eq_ignore_ascii_case("TXT") {
         return Err(SetDnsRefusal::NotTxt(kind.chars().take(16).collect()));
+    }
+    let bare = |domain: &str| domain.trim_end_matches('.').to_ascii_lowercase();
+    if coordinators
+        .iter()
+        .any(|kept| bare(kept) == bare(own_domain))
+    {
+        // A device that got (or was renamed to) one of the coordinator's
+        // names must not get a certificate for it.
+        return Err(SetDnsRefusal::CoordinatorsName(bare(own_domain)));
     }
     let allowed = challenge_name(own_domain);
     let asked = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
@@ -394,22 +411,34 @@ mod tests {
         let own = "laptop.ts.home.example";
         let value = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
         assert_eq!(
-            check_set_dns("TXT", "_acme-challenge.Laptop.ts.home.example.", value, own),
+            check_set_dns(
+                "TXT",
+                "_acme-challenge.Laptop.ts.home.example.",
+                value,
+                own,
+                &[]
+            ),
             Ok((
                 "_acme-challenge.laptop.ts.home.example".into(),
                 value.into()
             ))
         );
         assert!(matches!(
-            check_set_dns("TXT", "_acme-challenge.phone.ts.home.example", value, own),
+            check_set_dns(
+                "TXT",
+                "_acme-challenge.phone.ts.home.example",
+                value,
+                own,
+                &[]
+            ),
             Err(SetDnsRefusal::NotOwnName { .. })
         ));
         assert!(matches!(
-            check_set_dns("TXT", "_acme-challenge.hub.home.example", value, own),
+            check_set_dns("TXT", "_acme-challenge.hub.home.example", value, own, &[]),
             Err(SetDnsRefusal::NotOwnName { .. })
         ));
         assert!(matches!(
-            check_set_dns("TXT", "laptop.ts.home.example", value, own),
+            check_set_dns("TXT", "laptop.ts.home.example", value, own, &[]),
             Err(SetDnsRefusal::NotOwnName { .. })
         ));
         assert!(matches!(
@@ -417,13 +446,34 @@ mod tests {
                 "A",
                 "_acme-challenge.laptop.ts.home.example",
                 "100.64.0.1",
-                own
+                own,
+                &[]
             ),
             Err(SetDnsRefusal::NotTxt(_))
         ));
+        let kept = ["hub.ts.home.example".to_owned()];
+        assert_eq!(
+            check_set_dns(
+                "TXT",
+                "_acme-challenge.hub.ts.home.example",
+                value,
+                "hub.ts.home.example",
+                &kept
+            ),
+            Err(SetDnsRefusal::CoordinatorsName(
+                "hub.ts.home.example".into()
+            )),
+            "a device named as the coordinator"
+        );
         for bad in ["", "has space", &"x".repeat(256), "tab\there"] {
             assert_eq!(
-                check_set_dns("TXT", "_acme-challenge.laptop.ts.home.example", bad, own),
+                check_set_dns(
+                    "TXT",
+                    "_acme-challenge.laptop.ts.home.example",
+                    bad,
+                    own,
+                    &[]
+                ),
                 Err(SetDnsRefusal::BadValue)
             );
         }

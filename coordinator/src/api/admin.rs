@@ -24,6 +24,27 @@ pub struct NameBody {
     pub name: String,
 }
 
+/// Body of `users create`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewUserBody {
+    /// The name.
+    pub name: String,
+    /// The email address the person signs in with at the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Body of `users link`: how a person at the identity provider is known.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LinkBody {
+    /// The email address the provider verified for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Their provider account: issuer and subject, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
 /// Body carrying tags.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +111,7 @@ pub fn router(coordinator: Arc<Coordinator>, relay_clients: RelayClients) -> Rou
         .route("/v1/users", get(list_users).post(create_user))
         .route("/v1/users/{name}", delete(delete_user))
         .route("/v1/users/{name}/rename", post(rename_user))
+        .route("/v1/users/{name}/link", post(link_user))
         .route("/v1/preauthkeys", get(list_keys).post(create_key))
         .route("/v1/preauthkeys/{id}/expire", post(expire_key))
         .route("/v1/nodes", get(list_nodes))
@@ -171,10 +193,27 @@ async fn list_users(State(coordinator): Shared) -> Result<impl IntoResponse, Err
 }
 
 async fn create_user(State(coordinator): Shared, body: Bytes) -> Result<impl IntoResponse, Error> {
-    let body: NameBody = parse_json(&body)?;
+    let body: NewUserBody = parse_json(&body)?;
     Ok((
         StatusCode::CREATED,
-        Json(coordinator.create_user(&body.name).await?),
+        Json(
+            coordinator
+                .create_user(&body.name, body.email.as_deref())
+                .await?,
+        ),
+    ))
+}
+
+async fn link_user(
+    State(coordinator): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: LinkBody = parse_json(&body)?;
+    Ok(Json(
+        coordinator
+            .link_user(&name, body.email.as_deref(), body.subject.as_deref())
+            .await?,
     ))
 }
 

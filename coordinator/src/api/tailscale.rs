@@ -113,7 +113,10 @@ pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>, sessions: Ses
         .route("/key", get(control_key))
         .route("/ts2021", post(upgrade))
         .route("/register/{code}", get(login_page))
-        .route("/register/{code}/sign-in", get(begin_sign_in))
+        .route(
+            "/register/{code}/sign-in",
+            get(back_to_the_page).post(begin_sign_in),
+        )
         .route(crate::sign_in::CALLBACK_PATH, get(finish_sign_in))
         .with_state((key, coordinator, sessions))
 }
@@ -591,20 +594,67 @@ async fn stream_map(
     }
 }
 
-/// The page at a Tailscale client's login URL.
+/// What every page for a person's browser says of itself: no scripts,
+/// nothing from elsewhere, never inside another site's frame (where a
+/// person could be tricked into pressing its buttons), never cached.
+const PAGE_HEADERS: [(&str, &str); 5] = [
+    ("content-type", "text/html; charset=utf-8"),
+    ("cache-control", "no-store"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    // Not `no-referrer`: a form sent from a page with it carries
+    // `Origin: null`, which says nothing about where it came from.
+    ("referrer-policy", "same-origin"),
+];
+
+/// `; Secure` when the coordinator is reached over HTTPS.
+fn secure_attribute(coordinator: &Coordinator) -> &'static str {
+    if coordinator.settings().public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// The page at a Tailscale client's login URL; with sign-in, its form's
+/// token, also set in a cookie only pages of this site send back.
 async fn login_page(
     State((_, coordinator, _)): State<Shared>,
     axum::extract::Path(code): axum::extract::Path<String>,
 ) -> Response {
-    let (status, page) = coordinator.login_page(&code);
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let (status, page) = coordinator.login_page(&code, &token);
+    let cookie = format!(
+        "{}={token}; Path={}{}; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        crate::sign_in::PAGE_COOKIE,
+        crate::logins::LOGIN_PATH,
+        crate::logins::escape(&code),
+        crate::sign_in::SIGN_IN_WAIT,
+        secure_attribute(&coordinator),
+    );
+    let mut response = (status, PAGE_HEADERS, page).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /register/{code}/sign-in` (a link to it, as pages once had): back
+/// to the device's page. Opening a URL never begins a sign-in.
+async fn back_to_the_page(axum::extract::Path(code): axum::extract::Path<String>) -> Response {
+    let page = format!(
+        "{}{}",
+        crate::logins::LOGIN_PATH,
+        crate::logins::escape(&code)
+    );
     (
-        status,
-        [
-            ("content-type", "text/html; charset=utf-8"),
-            ("cache-control", "no-store"),
-            ("content-security-policy", "default-src 'none'"),
-        ],
-        page,
+        StatusCode::SEE_OTHER,
+        [("location", page), ("cache-control", "no-store".to_owned())],
     )
         .into_response()
 }
@@ -616,16 +666,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>Hearth: {title}</title></head>\n<body>\n{body}\n</body></html>\n"
     );
-    (
-        status,
-        [
-            ("content-type", "text/html; charset=utf-8"),
-            ("cache-control", "no-store"),
-            ("content-security-policy", "default-src 'none'"),
-        ],
-        html,
-    )
-        .into_response()
+    (status, PAGE_HEADERS, html).into_response()
 }
 
 /// The sign-in failed: the page says why.
@@ -638,25 +679,71 @@ fn sign_in_failed(error: &crate::error::Error) -> Response {
     )
 }
 
-/// `GET /register/{code}/sign-in`: off to the identity provider, with the
-/// sign-in's state in a cookie so only this browser can finish it.
+/// `POST /register/{code}/sign-in`, the device page's form: off to the
+/// identity provider, with the sign-in's state in a cookie so only this
+/// browser can finish it. Refused unless the device's page in this browser
+/// sent it ([`crate::sign_in::form_from_the_page`]).
 async fn begin_sign_in(
     State((_, coordinator, _)): State<Shared>,
     axum::extract::Path(code): axum::extract::Path<String>,
+    request: Request,
 ) -> Response {
-    match coordinator.begin_sign_in(&code).await {
+    let source = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_canonical());
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let cookie = parts
+        .headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|header| crate::sign_in::cookie(header, crate::sign_in::PAGE_COOKIE));
+    let Ok(form) = axum::body::to_bytes(body, 4096).await else {
+        return sign_in_failed(&crate::error::Error::BadRequest(
+            "the sign-in form is too large".into(),
+        ));
+    };
+    let token = form_urlencoded::parse(&form)
+        .find(|(name, _)| name == crate::logins::FORM_TOKEN)
+        .map(|(_, value)| value.into_owned());
+    // HTTP/2 names the host in the request's authority, HTTP/1 in `Host`.
+    let host = parts
+        .uri
+        .authority()
+        .map(axum::http::uri::Authority::as_str)
+        .or_else(|| header("host"));
+    if let Err(refused) = crate::sign_in::form_from_the_page(
+        header("origin"),
+        header("sec-fetch-site"),
+        host,
+        cookie,
+        token.as_deref(),
+    ) {
+        tracing::warn!(
+            %refused,
+            origin = header("origin").unwrap_or("-"),
+            host = host.unwrap_or("-"),
+            fetch_site = header("sec-fetch-site").unwrap_or("-"),
+            "a sign-in not sent by the device's page was refused"
+        );
+        return sign_in_failed(&crate::error::Error::SignIn(refused.to_string()));
+    }
+    match coordinator.begin_sign_in(&code, source).await {
         Ok(redirect) => {
-            let secure = if coordinator.settings().public_url.starts_with("https://") {
-                "; Secure"
-            } else {
-                ""
-            };
             let cookie = format!(
-                "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+                "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
                 crate::sign_in::COOKIE,
                 redirect.state,
                 crate::sign_in::CALLBACK_PATH,
                 crate::sign_in::SIGN_IN_WAIT,
+                secure_attribute(&coordinator),
             );
             (
                 StatusCode::SEE_OTHER,

@@ -122,11 +122,37 @@ impl AdminClient {
     }
 
     /// `users create`.
-    pub async fn create_user(&self, name: &str) -> Result<UserRow, AdminError> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<UserRow, AdminError> {
         self.fetch(
             Method::POST,
             "/v1/users",
-            Some(&NameBody { name: name.into() }),
+            Some(&hearth_coordinator::api::admin::NewUserBody {
+                name: name.into(),
+                email: email.map(str::to_owned),
+            }),
+        )
+        .await
+    }
+
+    /// `users link`.
+    pub async fn link_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<UserRow, AdminError> {
+        let path = format!("/v1/users/{}/link", encode(name));
+        self.fetch(
+            Method::POST,
+            &path,
+            Some(&hearth_coordinator::api::admin::LinkBody {
+                email: email.map(str::to_owned),
+                subject: subject.map(str::to_owned),
+            }),
         )
         .await
     }

@@ -126,7 +126,7 @@ pub async fn run() -> anyhow::Result<()> {
 async fn script(state_dir: &std::path::Path) -> anyhow::Result<()> {
     let admin = AdminClient::new(&state_dir.join("admin.sock"))?;
     println!("$ hearth-coordinator users create household");
-    admin.create_user("household").await?;
+    admin.create_user("household", None).await?;
     println!("$ hearth-coordinator preauthkeys create --user household --reusable --expiration 1h");
     let created = admin
         .create_key(&KeyOptions {

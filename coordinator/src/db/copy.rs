@@ -32,7 +32,15 @@ enum Value {
 const TABLES: &[(&str, &[(&str, Kind)])] = {
     use Kind::*;
     &[
-        ("users", &[("id", Int), ("name", Text), ("created_at", Int)]),
+        (
+            "users",
+            &[
+                ("id", Int),
+                ("name", Text),
+                ("created_at", Int),
+                ("email", OptionalText),
+            ],
+        ),
         (
             "provider_identities",
             &[
@@ -245,7 +253,10 @@ mod tests {
     async fn a_copy_keeps_every_row_and_refuses_a_full_target() {
         let dir = tempfile::tempdir().unwrap();
         let from = Db::open_sqlite(&dir.path().join("from.db")).await.unwrap();
-        let user = from.insert_user("alice", 1).await.unwrap();
+        let user = from
+            .insert_user("alice", Some("alice@home.example"), 1)
+            .await
+            .unwrap();
         from.store_policy(r#"{"acls": []}"#, 2).await.unwrap();
         let to = Db::open_sqlite(&dir.path().join("to.db")).await.unwrap();
         let copied = copy_all(&from, &to).await.unwrap();
@@ -269,6 +280,7 @@ mod tests {
             include_str!("../../migrations/postgres/0002_key_expiry.sql"),
             include_str!("../../migrations/postgres/0003_peer_services.sql"),
             include_str!("../../migrations/postgres/0004_sign_in.sql"),
+            include_str!("../../migrations/postgres/0005_user_email.sql"),
         ]
         .concat();
         let mut in_schema = Vec::new();

@@ -11,24 +11,48 @@ pub struct UserRow {
     pub name: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// The email address an admin recorded: a person the identity
+    /// provider verified to have it signs in as this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl Db {
-    /// Inserts a user.
-    pub async fn insert_user(&self, name: &str, now: i64) -> Result<UserRow, DbError> {
+    /// Inserts a user (with the email address an admin recorded, if any).
+    pub async fn insert_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        now: i64,
+    ) -> Result<UserRow, DbError> {
         on_pool!(self, |pool, dialect| Ok(sqlx::query_as(&dialect.sql(
-            "INSERT INTO users (name, created_at) VALUES (?, ?) RETURNING id, name, created_at",
+            "INSERT INTO users (name, email, created_at) VALUES (?, ?, ?) \
+             RETURNING id, name, created_at, email",
         ))
         .bind(name)
+        .bind(email)
         .bind(now)
         .fetch_one(pool)
         .await?))
     }
 
+    /// Records `email` (or none) for user `id`; false when absent.
+    pub async fn set_user_email(&self, id: i64, email: Option<&str>) -> Result<bool, DbError> {
+        let affected = on_pool!(self, |pool, dialect| sqlx::query(
+            &dialect.sql("UPDATE users SET email = ? WHERE id = ?")
+        )
+        .bind(email)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
+    }
+
     /// Every user, by id.
     pub async fn list_users(&self) -> Result<Vec<UserRow>, DbError> {
         on_pool!(self, |pool, _dialect| Ok(sqlx::query_as(
-            "SELECT id, name, created_at FROM users ORDER BY id"
+            "SELECT id, name, created_at, email FROM users ORDER BY id"
         )
         .fetch_all(pool)
         .await?))
@@ -36,9 +60,9 @@ impl Db {
 
     /// The user called `name`.
     pub async fn find_user(&self, name: &str) -> Result<Option<UserRow>, DbError> {
-        on_pool!(self, |pool, dialect| Ok(sqlx::query_as(
-            &dialect.sql("SELECT id, name, created_at FROM users WHERE name = ?")
-        )
+        on_pool!(self, |pool, dialect| Ok(sqlx::query_as(&dialect.sql(
+            "SELECT id, name, created_at, email FROM users WHERE name = ?"
+        ))
         .bind(name)
         .fetch_optional(pool)
         .await?))

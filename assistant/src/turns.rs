@@ -1,7 +1,9 @@
 //! Questions for the assistant, taken in turn: at most a few answered at
 //! once, at most one per person at a time, and the next one always from the
 //! person who waited longest for a turn, so that one member asking a dozen
-//! questions does not keep everyone else from the assistant. Pure.
+//! questions does not keep everyone else from the assistant. Household
+//! messaging takes members' questions through it, and the gateway's
+//! scheduler their scheduled ones ([`crate::dispatch`]). Pure.
 
 use std::collections::{HashMap, VecDeque};
 
