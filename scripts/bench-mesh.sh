@@ -90,11 +90,12 @@ cpu_ticks() { # PROCESS HOST...: user + system ticks of PROCESS in those hosts
     done
     echo "$total"
 }
-iperf() { # PLANE STREAMS: prints Mbit/s
+iperf() { # PLANE STREAMS: prints Mbit/s; a run that stalls fails the bench
     local plane="$1" streams="$2"
     run_in "${server[$plane]}" iperf3 -s -1 >/dev/null 2>&1 &
     sleep 0.3
-    run_in "${client[$plane]}" iperf3 -c "${target[$plane]}" -P "$streams" -t "$seconds" -J \
+    run_in "${client[$plane]}" timeout $((seconds + 30)) iperf3 -c "${target[$plane]}" -P "$streams" -t "$seconds" -J \
+        --connect-timeout 10000 \
         | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
 }
 declare -A single four cpu rtt
@@ -110,7 +111,7 @@ for round in $(seq "$rounds"); do
         # Round trips while 4 streams run.
         run_in "${server[$plane]}" iperf3 -s -1 >/dev/null 2>&1 &
         sleep 0.3
-        run_in "${client[$plane]}" iperf3 -c "${target[$plane]}" -P 4 -t "$seconds" >/dev/null 2>&1 &
+        run_in "${client[$plane]}" timeout $((seconds + 30)) iperf3 -c "${target[$plane]}" -P 4 -t "$seconds" >/dev/null 2>&1 &
         load=$!
         sleep 1
         rtt[$plane]+="$(run_in "${client[$plane]}" ping -q -i 0.05 -c $(( (seconds - 2) * 20 )) "${target[$plane]}" \

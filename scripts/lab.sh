@@ -2,7 +2,8 @@
 # namespace holding a bridge and one namespace per host, each host joined by
 # a veth pair and addressed 10.77.0.(N+1)/24 in the order given. Everything
 # (processes, namespaces, wireguard-go sockets of this prefix, the work
-# directory) goes on exit.
+# directory) goes on exit; when the run failed, its logs are copied first
+# into a directory of their own, whose path is printed.
 #
 #   source scripts/lab.sh
 #   lab_up PREFIX HOST...      # sets $work; then `run_in HOST command...`
@@ -32,7 +33,14 @@ lab_up() {
 }
 
 lab_down() {
-    local ns pid
+    local status=$? ns pid kept
+    # A run that failed keeps what its programs said (agents' paths,
+    # coordinator, tailscaled, wireguard-go) for whoever looks into it.
+    if ((status != 0)) && [[ -d "$work" ]]; then
+        kept="$(mktemp -d "${TMPDIR:-/tmp}/hearth-lab-logs.XXXXXX")"
+        find "$work" -maxdepth 2 -name '*.log' -exec cp --parents {} "$kept" \; 2>/dev/null || true
+        echo "lab: the run failed (status $status); its logs are kept in $kept" >&2
+    fi
     for ns in "${lab_namespaces[@]}"; do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     done

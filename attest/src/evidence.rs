@@ -196,6 +196,45 @@ pub fn read_input(bytes: &[u8]) -> Result<Input, BundleError> {
     Ok(Input::Document(bytes.to_vec()))
 }
 
+/// What a raw evidence file is, by its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawEvidence {
+    /// A COSE_Sign1 document, as AWS Nitro's NSM signs.
+    NitroDocument,
+    /// A bare AMD SEV-SNP attestation report (no certificates with it).
+    SevSnpReport,
+    /// A bare Intel TDX quote (no collateral with it).
+    TdxQuote,
+    /// Nothing Hearth recognises.
+    Unknown,
+}
+
+/// Which kind of raw evidence `bytes` are, without verifying anything.
+pub fn raw_kind(bytes: &[u8]) -> RawEvidence {
+    match bytes.first() {
+        // An array of four (COSE_Sign1 untagged), or CBOR tag 18.
+        Some(0x84 | 0xD2) => return RawEvidence::NitroDocument,
+        None => return RawEvidence::Unknown,
+        _ => {}
+    }
+    if crate::snp::parse_report(bytes).is_ok() {
+        return RawEvidence::SevSnpReport;
+    }
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    // A DCAP quote: version 4 or 5, an attestation key of type 2 or 3,
+    // and TDX's TEE type (0x81).
+    if matches!(u16_at(0), Some(4 | 5)) && matches!(u16_at(2), Some(2 | 3)) && u32_at(4) == Some(0x81)
+    {
+        return RawEvidence::TdxQuote;
+    }
+    RawEvidence::Unknown
+}
+
 fn pad(text: &str) -> String {
     let mut padded = text.to_owned();
     while !padded.len().is_multiple_of(4) {

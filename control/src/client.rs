@@ -291,6 +291,9 @@ pub struct MessageStream<T> {
     /// Decompresses the body when it is zstd.
     frames: Option<compression::FrameReader>,
     buffer: BytesMut,
+    /// How much of `buffer` is known to hold no newline: a long line that
+    /// arrives in many pieces is scanned once, not once per piece.
+    scanned: usize,
     kind: PhantomData<fn() -> T>,
 }
 
@@ -300,6 +303,7 @@ impl<T: DeserializeOwned> MessageStream<T> {
             body,
             frames,
             buffer: BytesMut::new(),
+            scanned: 0,
             kind: PhantomData,
         }
     }
@@ -341,9 +345,53 @@ impl<T: DeserializeOwned> MessageStream<T> {
 
     /// The next whole line in the buffer, without its newline.
     fn next_line(&mut self) -> Option<BytesMut> {
-        let end = self.buffer.iter().position(|byte| *byte == b'\n')?;
+        let Some(found) = self.buffer[self.scanned..]
+            .iter()
+            .position(|byte| *byte == b'\n')
+        else {
+            self.scanned = self.buffer.len();
+            return None;
+        };
+        let end = self.scanned + found;
+        self.scanned = 0;
         let mut line = self.buffer.split_to(end + 1);
         line.truncate(end);
         Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_of(chunks: Vec<&'static [u8]>) -> MessageStream<serde_json::Value> {
+        let body: ByteStream = Box::pin(futures_util::stream::iter(
+            chunks.into_iter().map(|chunk| Ok(Bytes::from_static(chunk))),
+        ));
+        MessageStream::new(body, None)
+    }
+
+    #[tokio::test]
+    async fn lines_come_whole_however_their_bytes_arrive() {
+        let mut pieces: Vec<&'static [u8]> = Vec::new();
+        let long: &'static [u8] = b"{\"a\":\"0123456789\"}";
+        for byte in long.chunks(1) {
+            pieces.push(byte);
+        }
+        pieces.push(b"\n{\"b\":1}\n\n{\"c\"");
+        pieces.push(b":2}\n");
+        let mut stream = stream_of(pieces);
+        let mut read = Vec::new();
+        while let Some(message) = stream.next().await {
+            read.push(message.unwrap());
+        }
+        assert_eq!(
+            read,
+            [
+                serde_json::json!({"a": "0123456789"}),
+                serde_json::json!({"b": 1}),
+                serde_json::json!({"c": 2})
+            ]
+        );
     }
 }

@@ -28,6 +28,8 @@ pub const MAGIC: &[u8; 6] = b"TS\xf0\x9f\x92\xac";
 pub const NONCE_LEN: usize = 24;
 /// Magic, sender key and nonce.
 pub const HEADER_LEN: usize = MAGIC.len() + 32 + NONCE_LEN;
+/// The box's authentication tag after the sealed message.
+const TAG_LEN: usize = 16;
 /// A ping's transaction id.
 pub const TX_LEN: usize = 12;
 /// One endpoint in a pong or call-me-maybe.
@@ -207,9 +209,20 @@ impl Boxer {
 
     /// A whole disco packet carrying `message`, sealed under `nonce`.
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], message: &Message) -> Vec<u8> {
+        self.seal_padded(nonce, message, 0)
+    }
+
+    /// [`Boxer::seal`], with zeros after the message inside the box so that
+    /// the packet is at least `size` bytes: a ping the size of the largest
+    /// WireGuard packet proves a path carries packets that large (a reader,
+    /// Tailscale's too, ignores bytes after a message).
+    pub fn seal_padded(&self, nonce: &[u8; NONCE_LEN], message: &Message, size: usize) -> Vec<u8> {
+        let mut plain = message.encode();
+        let overhead = HEADER_LEN + TAG_LEN;
+        plain.resize(plain.len().max(size.saturating_sub(overhead)), 0);
         let sealed = self
             .cipher
-            .encrypt(nonce.into(), message.encode().as_slice())
+            .encrypt(nonce.into(), plain.as_slice())
             .expect("a message of bounded size seals");
         let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
         out.extend_from_slice(MAGIC);
@@ -430,6 +443,29 @@ mod tests {
             Ok(Message::CallMeMaybe {
                 endpoints: Vec::new()
             })
+        );
+    }
+
+    #[test]
+    fn a_padded_ping_is_the_size_asked_and_reads_as_the_ping() {
+        let (ours, theirs) = ([1u8; 32], [2u8; 32]);
+        let their_public = *SecretKey::from(theirs).public_key().as_bytes();
+        let our_public = *SecretKey::from(ours).public_key().as_bytes();
+        let sending = Boxer::new(&ours, &their_public);
+        let receiving = Boxer::new(&theirs, &our_public);
+        let ping = Message::Ping {
+            tx: [7; TX_LEN],
+            node_key: Some([9; 32]),
+        };
+        let packet = sending.seal_padded(&[3; NONCE_LEN], &ping, 1452);
+        assert_eq!(packet.len(), 1452);
+        assert_eq!(receiving.open(&packet).unwrap(), ping);
+        let small = sending.seal(&[4; NONCE_LEN], &ping);
+        assert!(small.len() < 200);
+        assert_eq!(
+            sending.seal_padded(&[4; NONCE_LEN], &ping, 10),
+            small,
+            "never shorter than the message"
         );
     }
 }

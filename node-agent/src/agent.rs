@@ -157,6 +157,7 @@ async fn run_with_plane(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     netcfg::bring_up(&options.interface, options.mtu).await?;
+    plane.set_mtu(options.mtu);
     let mut firewall = Firewall::new(&options.interface);
     // Nothing from the mesh is accepted until the first map says otherwise.
     firewall

@@ -330,6 +330,14 @@ impl DataPlane {
         }
     }
 
+    /// The interface's MTU is `mtu` (the userspace data plane probes paths
+    /// with packets as large as it makes; the kernel module needs nothing).
+    pub fn set_mtu(&self, mtu: u32) {
+        if let Api::Userspace(device) = &self.api {
+            device.set_mtu(mtu);
+        }
+    }
+
     /// This node's disco key, when the data plane speaks disco (userspace).
     pub fn disco_public(&self) -> Option<WireGuardKey> {
         match &self.api {

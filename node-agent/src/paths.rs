@@ -150,6 +150,10 @@ pub struct Paths {
     last_heartbeat: Option<Duration>,
     last_call_me_maybe: Option<Duration>,
     active_until: Option<Duration>,
+    /// When the peer was last put to use after an idle spell: a path kept
+    /// through the idle spell must be confirmed again within [`TRUST`]
+    /// of it.
+    resumed_at: Option<Duration>,
     /// Addresses pinged back after their ping, and when.
     pinged_back: Vec<(SocketAddr, Duration)>,
     /// The counts last seen, and since when data on the direct path has
@@ -171,14 +175,30 @@ impl Paths {
         self.from_map = endpoints.to_vec();
     }
 
-    /// Where packets go now.
+    /// Where packets go now. While the peer is in use, a direct path is
+    /// trusted for [`TRUST`] after its last pong (heartbeats keep it
+    /// fresh). While it is idle nothing is sent and no pong is asked for,
+    /// so the path stays as it was, instead of lapsing to the relay and
+    /// back at every ping the peer sends; once traffic resumes, the path
+    /// must answer within [`TRUST`] again or the relay takes over.
     pub fn route(&self, now: Duration) -> Route {
         match self.best {
-            Some(best) if now < best.confirmed + TRUST && !self.silent(now) => {
+            Some(best) if !self.silent(now) && self.trusted(best, now) => {
                 Route::Direct(best.address)
             }
             _ => Route::Relay,
         }
+    }
+
+    /// Whether `best` is still trusted at `now` (see [`Paths::route`]).
+    fn trusted(&self, best: Best, now: Duration) -> bool {
+        if !self.active(now) {
+            return true;
+        }
+        let since = self
+            .resumed_at
+            .map_or(best.confirmed, |resumed| resumed.max(best.confirmed));
+        now < since + TRUST
     }
 
     /// Whether data on the direct path has gone unanswered too long.
@@ -282,12 +302,15 @@ impl Paths {
     /// The measured round trip of the direct path in use.
     pub fn direct_rtt(&self, now: Duration) -> Option<Duration> {
         self.best
-            .filter(|best| now < best.confirmed + TRUST)
+            .filter(|best| self.trusted(*best, now))
             .map(|best| best.rtt)
     }
 
     /// Traffic to or from the peer at `now`: it is in use.
     pub fn note_traffic(&mut self, now: Duration) {
+        if !self.active(now) {
+            self.resumed_at = Some(now);
+        }
         self.active_until = Some(now + ACTIVE_FOR);
     }
 
@@ -402,7 +425,7 @@ impl Paths {
         let replace = match self.best {
             None => true,
             Some(best) if best.address == from => true,
-            Some(best) if now >= best.confirmed + TRUST => true,
+            Some(best) if !self.trusted(best, now) => true,
             // Another working address: take it only if clearly faster.
             Some(best) => rtt * 3 / 2 < best.rtt,
         };
@@ -579,6 +602,64 @@ mod tests {
             healed <= DISCOVERY_EVERY + ms(100),
             "direct again {healed:?} after the cut healed"
         );
+    }
+
+    /// Issue 41's review: while idle, a direct path lapsed to the relay
+    /// 2.5 s after each pong and came back at the peer's next ping, every
+    /// few seconds (37 switches in four minutes). Idle, it stays.
+    #[test]
+    fn an_idle_direct_path_stays_through_the_peers_pings() {
+        let direct = address("198.18.0.5:41641");
+        let mut paths = in_use(&["198.18.0.5:41641"]);
+        let mut tx = ids();
+        let sent = pings(&paths.tick(ms(0), &mut tx));
+        paths.on_pong(sent[0].1, direct, ms(10));
+        let mut now = ms(10);
+        let mut routes = vec![paths.route(now)];
+        // No traffic from here; the peer pings us every 3 s, as tailscaled
+        // does, and our ping back is answered.
+        while now < ms(240_000) {
+            now += ms(100);
+            for (to, id) in pings(&paths.tick(now, &mut tx)) {
+                paths.on_pong(id, to, now + ms(1));
+            }
+            if now.as_millis() % 3_000 == 0 {
+                for (to, id) in pings(&paths.on_ping(direct, now, &mut tx)) {
+                    paths.on_pong(id, to, now + ms(1));
+                }
+            }
+            let route = paths.route(now);
+            if routes.last() != Some(&route) {
+                routes.push(route);
+            }
+        }
+        assert_eq!(routes, [Route::Direct(direct)], "no switch while idle");
+    }
+
+    #[test]
+    fn a_path_kept_through_an_idle_spell_is_confirmed_again_when_traffic_resumes() {
+        let direct = address("198.18.0.5:41641");
+        let mut paths = in_use(&["198.18.0.5:41641"]);
+        let mut tx = ids();
+        let sent = pings(&paths.tick(ms(0), &mut tx));
+        paths.on_pong(sent[0].1, direct, ms(10));
+        // Idle for two minutes; then traffic again.
+        let resumed = ms(120_000);
+        paths.note_traffic(resumed);
+        assert_eq!(paths.route(resumed), Route::Direct(direct), "at once, no relay detour");
+        let heartbeat = pings(&paths.tick(resumed, &mut tx));
+        assert_eq!(heartbeat.len(), 1, "the path is asked again at once");
+        // It answers: it stays.
+        paths.on_pong(heartbeat[0].1, direct, resumed + ms(5));
+        assert_eq!(paths.route(resumed + TRUST), Route::Direct(direct));
+        // Another idle spell, after which the path is gone: the relay
+        // takes over within TRUST.
+        let resumed = ms(300_000);
+        paths.note_traffic(resumed);
+        let _ = paths.tick(resumed, &mut tx);
+        assert_eq!(paths.route(resumed + TRUST - ms(1)), Route::Direct(direct));
+        paths.note_traffic(resumed + TRUST);
+        assert_eq!(paths.route(resumed + TRUST), Route::Relay);
     }
 
     #[test]

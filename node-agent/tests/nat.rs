@@ -441,3 +441,195 @@ fn a_middlebox_that_relays_disco_but_drops_wireguard_does_not_keep_the_path() {
     );
     assert_eq!(a.path_kind("b").as_deref(), Some("relay"));
 }
+
+/// A WireGuard tunnel of Debian's wireguard-go between `a` (10.99.0.1) and
+/// `b` (10.99.0.2) over the lab's bridge, MTU 1420: another VPN on the same
+/// hosts, as the mesh benchmark's reference pair, or a laptop's work VPN.
+struct OtherTunnel {
+    sockets: Vec<std::path::PathBuf>,
+    _processes: Vec<hearth_testkit::Process>,
+}
+
+/// wireguard-go leaves its socket in /run/wireguard: removed with the
+/// tunnel, whether the test passed or not.
+impl Drop for OtherTunnel {
+    fn drop(&mut self) {
+        for socket in &self.sockets {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
+fn other_tunnel(lab: &mut Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Host) -> OtherTunnel {
+    use std::io::Write as _;
+    let key = || {
+        let private = std::process::Command::new("wg").arg("genkey").output().unwrap();
+        let private = String::from_utf8(private.stdout).unwrap().trim().to_owned();
+        let mut pubkey = std::process::Command::new("wg")
+            .arg("pubkey")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        pubkey.stdin.take().unwrap().write_all(private.as_bytes()).unwrap();
+        let public = String::from_utf8(pubkey.wait_with_output().unwrap().stdout).unwrap();
+        (private, public.trim().to_owned())
+    };
+    let ends = [(a.clone(), "10.99.0.1", key()), (b.clone(), "10.99.0.2", key())];
+    let mut tunnel = OtherTunnel {
+        sockets: Vec::new(),
+        _processes: Vec::new(),
+    };
+    for (index, (host, address, (private, _))) in ends.iter().enumerate() {
+        let (peer_host, peer_address, (_, peer_public)) = &ends[1 - index];
+        let interface = hearth_testkit::unique_interface();
+        let mut wireguard_go = lab.command(host, "wireguard-go");
+        wireguard_go.args(["-f", &interface]);
+        tunnel._processes.push(lab.spawn(host, &format!("{}-wireguard-go", host.name), wireguard_go));
+        let socket = std::path::PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
+        wait_until(5 * SECOND, || socket.exists()).expect("wireguard-go starts");
+        tunnel.sockets.push(socket);
+        let key_file = lab.dir.path().join(format!("{}-other-tunnel.key", host.name));
+        std::fs::write(&key_file, private).unwrap();
+        lab.exec(
+            host,
+            &[
+                "wg", "set", &interface, "private-key", key_file.to_str().unwrap(),
+                "listen-port", "51820", "peer", peer_public,
+                "endpoint", &format!("{}:51820", peer_host.address),
+                "allowed-ips", &format!("{peer_address}/32"),
+                "persistent-keepalive", "1",
+            ],
+        );
+        lab.exec(host, &["ip", "addr", "add", &format!("{address}/24"), "dev", &interface]);
+        lab.exec(host, &["ip", "link", "set", &interface, "mtu", "1420", "up"]);
+    }
+    wait_until(10 * SECOND, || lab.ping(a, "10.99.0.2".parse().unwrap(), SECOND))
+        .expect("the other tunnel carries pings");
+    tunnel
+}
+
+/// A link of its own between `a` (10.98.0.1) and `b` (10.98.0.2) whose MTU
+/// (1400) is smaller than a full WireGuard packet (1480 bytes over IPv4).
+fn narrow_link(lab: &Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Host) {
+    let (near, far) = (hearth_testkit::unique_interface(), hearth_testkit::unique_interface());
+    lab.exec(
+        a,
+        &["ip", "link", "add", &near, "type", "veth", "peer", "name", &far, "netns", &b.namespace],
+    );
+    for (host, interface, address) in [(a, &near, "10.98.0.1/24"), (b, &far, "10.98.0.2/24")] {
+        lab.exec(host, &["ip", "addr", "add", address, "dev", interface]);
+        lab.exec(host, &["ip", "link", "set", interface, "mtu", "1400", "up"]);
+    }
+}
+
+/// Issue 41's review: with a wireguard-go pair on the same hosts, the
+/// agents offered the other tunnel's addresses as endpoints and chose a
+/// path inside it, where full-size packets vanish while small ones (disco,
+/// pings) pass: Hearth's plane moved 1 Mbit/s. Here the agents' own UDP
+/// between a and b is blocked on the bridge, so the only direct paths left
+/// are inside the other tunnel and over a link too narrow for a full
+/// WireGuard packet: neither is offered or chosen (the first is another
+/// tunnel's; a full-size probe never goes on the second), traffic goes
+/// through the relay and moves whole. Once the bridge carries the agents'
+/// UDP again, the path goes direct over it, not the narrow link.
+#[test]
+fn paths_inside_another_tunnel_or_too_narrow_for_full_packets_are_never_used() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    if hearth_testkit::require_tools(&["wireguard-go", "wg"]).is_none() {
+        return;
+    }
+    let (a, b) = (lab.host("a"), lab.host("b"));
+    let _tunnel = other_tunnel(&mut lab, &a, &b);
+    narrow_link(&lab, &a, &b);
+    // The agents' WireGuard between a and b does not cross the bridge.
+    for (host, other) in [(&a, &b), (&b, &a)] {
+        let rules = format!(
+            "table inet hearth_test {{\n chain input {{\n type filter hook input priority 0;\n \
+             iifname \"eth0\" ip saddr {} udp dport 41641 drop\n }}\n}}\n",
+            other.address
+        );
+        let rules_file = lab.dir.path().join(format!("{}-block.nft", host.name));
+        std::fs::write(&rules_file, rules).unwrap();
+        lab.exec(host, &["nft", "-f", rules_file.to_str().unwrap()]);
+    }
+    let agent_a = lab.start_agent(&a, &key, &["--backend", "userspace"]);
+    let agent_b = lab.start_agent(&b, &key, &["--backend", "userspace"]);
+    agent_a.wait_mesh_ipv4(20 * SECOND);
+    let b_mesh = IpAddr::from(agent_b.wait_mesh_ipv4(20 * SECOND));
+
+    // What b offers: its bridge and narrow-link addresses, never the other
+    // tunnel's.
+    let nodes: serde_json::Value =
+        serde_json::from_str(&coordinator.cli_ok(&["nodes", "list", "--output", "json"])).unwrap();
+    let b_node = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["name"] == "b")
+        .unwrap()
+        .clone();
+    let endpoints = b_node["endpoints"].to_string();
+    assert!(
+        !endpoints.contains("10.99.0."),
+        "b offers the other tunnel's address: {endpoints}"
+    );
+
+    // Traffic flows (through the relay); discovery gets its chances.
+    let _server = lab.serve_tcp(&b, 7000);
+    wait_until(20 * SECOND, || lab.ping(&a, b_mesh, SECOND))
+        .unwrap_or_else(|| panic!("a -> b\n{}", lab.logs()));
+    let size = 8 << 20;
+    assert_eq!(
+        lab.send_tcp(&a, b_mesh, 7000, size, 30 * SECOND),
+        Ok(size),
+        "a to b, whole\n{}",
+        lab.logs()
+    );
+    // Discovery runs while the peer is in use; it declined to probe the
+    // narrow link (its log says so), and the path stays through the relay.
+    wait_until(20 * SECOND, || {
+        let _ = lab.send_tcp(&a, b_mesh, 7000, 64 << 10, 10 * SECOND);
+        agent_a.process.log_text().lines().any(|line| {
+            line.contains("10.98.0.2") && (line.contains("not probed") || line.contains("path="))
+        })
+    })
+    .unwrap_or_else(|| panic!("discovery never weighed the narrow link\n{}", lab.logs()));
+    let status = agent_a.status().unwrap();
+    let path = status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|peer| peer["name"] == "b")
+        .map(|peer| peer["path"].clone())
+        .unwrap_or_default();
+    assert_eq!(path["kind"], "relay", "a path that cannot carry full packets: {path}");
+    assert!(
+        !agent_a.process.log_text().contains("path=10.98.0.2")
+            && !agent_a.process.log_text().contains("path=10.99.0.2"),
+        "a narrow or tunnelled path was used\n{}",
+        agent_a.process.log_text()
+    );
+
+    // The bridge carries the agents' UDP again: direct, over the bridge.
+    for host in [&a, &b] {
+        lab.exec(host, &["nft", "delete", "table", "inet", "hearth_test"]);
+    }
+    let direct = wait_until(20 * SECOND, || {
+        let _ = lab.send_tcp(&a, b_mesh, 7000, 64 << 10, 10 * SECOND);
+        agent_a.path_kind("b").as_deref() == Some("direct")
+    });
+    assert!(direct.is_some(), "no direct path over the bridge\n{}", lab.logs());
+    let status = agent_a.status().unwrap();
+    let path = status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|peer| peer["name"] == "b")
+        .map(|peer| peer["path"].to_string())
+        .unwrap_or_default();
+    assert!(path.contains(&b.address.to_string()), "direct, but not over the bridge: {path}");
+    assert_eq!(lab.send_tcp(&a, b_mesh, 7000, size, 30 * SECOND), Ok(size));
+}

@@ -120,6 +120,8 @@ pub fn document(
 struct AuthState {
     published: Published,
     seeds: Vec<Seed>,
+    /// The log as last read, kept while its checkpoint is unchanged.
+    log: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
 
 async fn config(State(state): State<Arc<AuthState>>) -> Response {
@@ -127,7 +129,7 @@ async fn config(State(state): State<Arc<AuthState>>) -> Response {
         Ok(log) => log,
         Err(unavailable) => return unavailable.into_response(),
     };
-    let document = document(&state.published, &state.seeds, log.as_ref(), since_epoch());
+    let document = document(&state.published, &state.seeds, log.as_deref(), since_epoch());
     ([(header::CACHE_CONTROL, "max-age=30")], Json(document)).into_response()
 }
 
@@ -145,15 +147,31 @@ impl IntoResponse for LogUnavailable {
 }
 
 impl AuthState {
-    /// The log as it is on disk now (`None`: no log kept).
-    fn snapshot(&self) -> Result<Option<Snapshot>, LogUnavailable> {
+    /// The log as it is on disk now (`None`: no log kept). Read and hashed
+    /// again only when its signed checkpoint changed: the log only grows,
+    /// and a new checkpoint is written after the entries it covers, so an
+    /// unchanged checkpoint means unchanged entries up to its size (what
+    /// the operator's `add-keys` appends shows at its next checkpoint,
+    /// without a restart).
+    fn snapshot(&self) -> Result<Option<Arc<Snapshot>>, LogUnavailable> {
         let Some(dir) = &self.published.log else {
             return Ok(None);
         };
-        Snapshot::load(dir).map(Some).map_err(|error| {
+        let unavailable = |error: &dyn std::fmt::Display| {
             tracing::error!(%error, "the transparency log cannot be read");
             LogUnavailable
-        })
+        };
+        let note = std::fs::read_to_string(dir.join("checkpoint"))
+            .map_err(|error| unavailable(&error))?;
+        let mut kept = hearth_runtime::lock(&self.log);
+        if let Some(snapshot) = kept.as_ref()
+            && snapshot.note == note
+        {
+            return Ok(Some(Arc::clone(snapshot)));
+        }
+        let snapshot = Arc::new(Snapshot::load(dir).map_err(|error| unavailable(&error))?);
+        *kept = Some(Arc::clone(&snapshot));
+        Ok(Some(snapshot))
     }
 }
 
@@ -185,7 +203,7 @@ async fn log_checkpoint(State(state): State<Arc<AuthState>>) -> Response {
     match state.snapshot() {
         Ok(Some(log)) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            log.note,
+            log.note.clone(),
         )
             .into_response(),
         Ok(None) => not_found("this config server keeps no transparency log"),
@@ -244,7 +262,11 @@ pub async fn serve(
     seeds: Vec<Seed>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(AuthState { published, seeds });
+    let state = Arc::new(AuthState {
+        published,
+        seeds,
+        log: std::sync::Mutex::default(),
+    });
     let app = Router::new()
         .route("/api/config", get(config))
         .route("/log/checkpoint", get(log_checkpoint))

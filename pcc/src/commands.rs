@@ -32,6 +32,28 @@ pub fn verify(
 ) -> Result<(bool, String), String> {
     match read_input(bytes).map_err(|error| error.to_string())? {
         Input::Document(document) => {
+            match hearth_attest::evidence::raw_kind(&document) {
+                hearth_attest::evidence::RawEvidence::SevSnpReport => {
+                    return Err(
+                        "this is a bare AMD SEV-SNP attestation report, not a Nitro document. \
+                         SEV-SNP evidence is verified as an amd-sev-snp document: the report with \
+                         its VCEK, ASK and ARK (and AMD's CRL), as a node sends it with \
+                         `--evidence tsm` in an evidence bundle; see docs/private-compute.md, \
+                         \"What a client checks\""
+                            .into(),
+                    );
+                }
+                hearth_attest::evidence::RawEvidence::TdxQuote => {
+                    return Err(
+                        "this is a bare Intel TDX quote, not a Nitro document. TDX evidence is \
+                         verified as an intel-tdx document: the quote with its PCCS collateral, \
+                         as a node sends it with `--evidence tsm` in an evidence bundle; see \
+                         docs/private-compute.md, \"What a client checks\""
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
             let report = verify_typed(
                 AWS_NITRO,
                 &document,

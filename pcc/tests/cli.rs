@@ -287,3 +287,29 @@ fn a_policy_from_nitro_cli_measurements_admits_the_image_built_from_that_file() 
     );
     assert!(refused.stdout.is_empty());
 }
+
+/// Issue 41's review: a bare SEV-SNP report given to `hearth-pcc verify`
+/// was labelled and judged as an AWS Nitro document. It is named for what
+/// it is, with how to verify it.
+#[test]
+fn a_bare_sev_snp_report_is_named_for_what_it_is() {
+    let Some(hex_file) = hearth_testdata::research_file(
+        "attestation-fixtures/sev-snp/virtee-sev/report_milan.hex",
+    ) else {
+        return;
+    };
+    let text = std::fs::read_to_string(hex_file).unwrap();
+    let report = hex::decode(text.split_whitespace().collect::<String>()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.bin");
+    std::fs::write(&file, &report).unwrap();
+    let said = pcc(&["verify", file.to_str().unwrap()]);
+    let all = format!("{}{}", text_of(&said.stdout), text_of(&said.stderr));
+    assert!(!said.status.success());
+    assert!(all.contains("bare AMD SEV-SNP attestation report"), "{all}");
+    assert!(!all.contains("aws-nitro"), "{all}");
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

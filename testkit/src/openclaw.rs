@@ -56,26 +56,23 @@ impl OpenClaw {
     /// Node, confined to `home`: OpenClaw writes its log to `/tmp/openclaw`
     /// and its lock files to the system temp directory whatever its
     /// configuration says, so it runs in a mount namespace of its own whose
-    /// `/tmp` is `home/tmp`, with the directory of `/tmp` that holds `home`
-    /// (a test's temp dir) mounted back where it was. Nothing is left in the
-    /// machine's `/tmp`. No update checks.
+    /// `/tmp` is `home/tmp`, with every directory of `/tmp` it needs mounted
+    /// back where it was: the one holding `home` (a test's temp dir), and
+    /// those holding the checkout and OpenClaw's installation when they are
+    /// under `/tmp` too (a checkout in /tmp must still find its scripts).
+    /// Nothing is left in the machine's `/tmp`. No update checks.
     fn confined(&self, home: &Path) -> Command {
         let private = home.join("tmp");
         std::fs::create_dir_all(&private).unwrap();
-        // The directory right under /tmp that holds `home`, if any.
-        let top = home
-            .strip_prefix("/tmp")
-            .ok()
-            .and_then(|rest| rest.components().next())
-            .map(|first| Path::new("/tmp").join(first))
-            .unwrap_or_default();
+        let kept = under_tmp(&[home, &workspace_root(), &self.node()]);
         let mut command = Command::new("unshare");
         command
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(CONFINE)
             .arg("confine")
-            .arg(&top)
             .arg(&private)
+            .arg(kept.len().to_string())
+            .args(&kept)
             .arg(self.node())
             .env_clear()
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
@@ -205,14 +202,36 @@ pub fn json_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
-/// `sh -c` for [`OpenClaw::confined`]: `$1` the directory under `/tmp` to
-/// keep visible (or empty), `$2` the private `/tmp`, then the command.
+/// The directories right under `/tmp` that hold `paths` (each once), for
+/// a private `/tmp` to keep visible.
+fn under_tmp(paths: &[&Path]) -> Vec<PathBuf> {
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let Some(first) = path
+            .strip_prefix("/tmp")
+            .ok()
+            .and_then(|rest| rest.components().next())
+        else {
+            continue;
+        };
+        let top = Path::new("/tmp").join(first);
+        if !kept.contains(&top) {
+            kept.push(top);
+        }
+    }
+    kept
+}
+
+/// `sh -c` for [`OpenClaw::confined`]: `$1` the private `/tmp`, `$2` how
+/// many directories under `/tmp` to keep visible, then those, then the
+/// command.
 const CONFINE: &str = r#"set -eu
-top="$1"; private="$2"; shift 2
-if [ -n "$top" ]; then
+private="$1"; count="$2"; shift 2
+while [ "$count" -gt 0 ]; do
+    top="$1"; shift; count=$((count - 1))
     mkdir -p "$private/${top##*/}"
     mount --bind "$top" "$private/${top##*/}"
-fi
+done
 mount --rbind "$private" /tmp
 exec "$@"
 "#;
@@ -220,6 +239,19 @@ exec "$@"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_under_tmp_stays_visible_once_each() {
+        assert_eq!(
+            under_tmp(&[
+                Path::new("/tmp/.tmpA1/home"),
+                Path::new("/tmp/checkout/hearth"),
+                Path::new("/tmp/.tmpA1/other"),
+                Path::new("/root/.cache/hearth"),
+            ]),
+            [PathBuf::from("/tmp/.tmpA1"), PathBuf::from("/tmp/checkout")]
+        );
+    }
 
     #[test]
     fn json_blocks_are_found_and_unindented() {

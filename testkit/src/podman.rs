@@ -68,25 +68,19 @@ pub fn build_images_with(components: &[&str], env: &[(&str, &std::path::Path)]) 
     );
 }
 
-/// The sandbox probe, built static so it runs in a `FROM scratch` image.
+/// The sandbox probe, built static so it runs in a `FROM scratch` image:
+/// by podman/build-images.sh, with the images' binaries (one build for all).
 pub fn static_probe() -> PathBuf {
     let _guard = crate::lab::build_lock();
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                MUSL,
-                "-p",
-                "hearth-testkit",
-                "--bin",
-                "hearth-sandbox-probe",
-            ])
-            .env("CC_x86_64_unknown_linux_musl", "musl-gcc")
-            .current_dir(workspace_root()),
-    );
-    workspace_root().join(format!("target/{MUSL}/release/hearth-sandbox-probe"))
+    run(Command::new(workspace_root().join("podman/build-images.sh"))
+        .arg("--binaries")
+        .current_dir(workspace_root()));
+    // target/<profile>/ for the tests; the static build is beside it.
+    let target = crate::lab::target_dir();
+    target
+        .parent()
+        .expect("target/<profile>")
+        .join(format!("{MUSL}/release/hearth-sandbox-probe"))
 }
 
 /// Removes, when dropped, the podman objects a test created.

@@ -112,15 +112,39 @@ fn route_of(
     }
 }
 
-/// Seals `message` for `peer` and sends it over `via`.
+/// Seals `message` for `peer` and sends it over `via`. A ping goes padded
+/// to the size of the largest WireGuard packet: its pong then proves the
+/// path carries packets that large our way (a path inside another tunnel,
+/// or with a smaller MTU, passes small packets and loses full ones).
 fn send(shared: &DeviceState, peer: &PeerState, boxer: &Boxer, message: &Message, via: Source) {
     let nonce: [u8; disco::NONCE_LEN] = rand::random();
-    let packet = boxer.seal(&nonce, message);
+    let packet = match message {
+        Message::Ping { .. } => {
+            let size = shared.probe_size.load(Ordering::Relaxed);
+            if let Source::Udp(to) = via
+                && !fits_full_size(size, to)
+            {
+                tracing::debug!(peer = %hearth_control::wire::WireGuardKey(peer.key), %to, "not probed: this machine's route there is smaller than a full WireGuard packet");
+                return;
+            }
+            boxer.seal_padded(&nonce, message, size)
+        }
+        _ => boxer.seal(&nonce, message),
+    };
     tracing::trace!(peer = %hearth_control::wire::WireGuardKey(peer.key), ?message, ?via, "disco sent");
     match via {
         Source::Udp(address) => shared.send(&packet, address),
         Source::Relay { region, .. } => shared.send_relayed(region, peer.key, &packet),
     }
+}
+
+/// Whether a datagram of `size` bytes goes to `to` whole: this machine's
+/// route there carries it without fragmenting (a route into another
+/// tunnel, or over a link of a smaller MTU, would cut every full-size
+/// WireGuard packet, and a batch of them sent at once is refused). A
+/// route whose MTU is unknown is left to the probe.
+fn fits_full_size(size: usize, to: std::net::SocketAddr) -> bool {
+    super::io::route_mtu(to).is_none_or(|mtu| size + super::io::udp_overhead(to) <= mtu)
 }
 
 /// Carries out what [`Paths`] asked for.

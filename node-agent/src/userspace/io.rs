@@ -286,6 +286,42 @@ pub fn udp_offloads(socket: &UdpSocket, enable: bool) -> (bool, bool) {
     (gso, gro)
 }
 
+/// The MTU of this machine's route to `to` (its interface's, or what path
+/// MTU discovery learned), as the kernel reports it for a socket connected
+/// there (connecting a UDP socket sends nothing); `None` if unknown.
+pub fn route_mtu(to: SocketAddr) -> Option<usize> {
+    let any: SocketAddr = if to.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let socket = UdpSocket::bind(any).ok()?;
+    socket.connect(to).ok()?;
+    let (level, option) = if to.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    };
+    let mut value: libc::c_int = 0;
+    let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int-sized option read into an int.
+    let read = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&raw mut value).cast(),
+            &mut length,
+        )
+    };
+    (read == 0).then(|| usize::try_from(value).ok()).flatten()
+}
+
+/// The bytes an IP and a UDP header add to a datagram sent to `to`.
+pub fn udp_overhead(to: SocketAddr) -> usize {
+    if to.is_ipv4() { 20 + 8 } else { 40 + 8 }
+}
+
 /// The address to give a socket for `to`: on a dual-stack IPv6 socket an
 /// IPv4 peer is addressed as IPv4-mapped IPv6.
 pub fn socket_address_for(to: SocketAddr, dual_stack: bool) -> SocketAddr {

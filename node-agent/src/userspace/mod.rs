@@ -226,6 +226,15 @@ impl PeerTable {
 /// A STUN question asked from the WireGuard socket, waiting for its answer.
 type StunWaiter = (stun::TransactionId, std::sync::mpsc::SyncSender<SocketAddr>);
 
+/// The MTU a device assumes until told (the agent's default).
+const DEFAULT_MTU: u32 = 1420;
+
+/// The size of the largest WireGuard data packet for an interface of
+/// `mtu`: the packet, its 16-byte header and 16-byte tag.
+fn full_size(mtu: u32) -> usize {
+    usize::try_from(mtu).unwrap_or(1420).min(65_000) + 32
+}
+
 /// What the device's threads share: sockets, keys, peers, limiters.
 struct DeviceState {
     /// The TUN device's queues: one reader thread each (the kernel keeps
@@ -255,6 +264,10 @@ struct DeviceState {
     own_endpoints: RwLock<Vec<SocketAddr>>,
     /// A STUN question waiting for its answer on the WireGuard socket.
     stun: Mutex<Option<StunWaiter>>,
+    /// The size of the largest WireGuard packet this device sends (the
+    /// interface's MTU and WireGuard's 32 bytes): disco pings are padded to
+    /// it, so that a path is used only once it carried one that large.
+    probe_size: std::sync::atomic::AtomicUsize,
 }
 
 impl DeviceState {
@@ -436,6 +449,7 @@ impl Device {
             relay_drops: AtomicU64::new(0),
             own_endpoints: RwLock::new(Vec::new()),
             stun: Mutex::new(None),
+            probe_size: std::sync::atomic::AtomicUsize::new(full_size(DEFAULT_MTU)),
         });
         let mut threads = Vec::new();
         for queue in 0..shared.tuns.len() {
@@ -691,6 +705,14 @@ impl Device {
         for index in stale {
             table.by_index.remove(&index);
         }
+    }
+
+    /// The interface's MTU is `mtu`: paths are probed with packets as
+    /// large as the WireGuard packets it makes.
+    pub fn set_mtu(&self, mtu: u32) {
+        self.shared
+            .probe_size
+            .store(full_size(mtu), Ordering::Relaxed);
     }
 
     /// This device's disco key (new at each start).
