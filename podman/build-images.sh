@@ -30,6 +30,16 @@
 # (docs/private-compute.md, "Rebuilding the compute image").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Run from a test (`cargo test` sets these for the package under test), a
+# build would see another package's values: some build scripts rerun when
+# CARGO_MANIFEST_DIR or CARGO_PKG_NAME changes, and everything after them
+# is compiled again for each test that builds images.
+while IFS='=' read -r name _; do
+    case "$name" in
+        CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_PRIMARY_PACKAGE | CARGO_BIN_NAME | CARGO_TARGET_TMPDIR | OUT_DIR)
+            unset "$name" ;;
+    esac
+done < <(env)
 binaries_only=false
 if [[ "${1:-}" == --binaries ]]; then
     binaries_only=true

@@ -54,19 +54,7 @@ wg_pair a b 10.77.0.3 10.77.0.4
 
 # Two official tailscaled with real TUN devices, joined through the same
 # coordinator (it speaks their control protocol) with the same key.
-for side in d e; do
-    mkdir -p "$work/ts-$side"
-    run_in "$side" env TS_NO_LOGS_NO_SUPPORT=1 TS_LOGS_DIR="$work/ts-$side" \
-        SSL_CERT_FILE="$work/coordinator/tls/server.crt" \
-        "$ts/tailscaled" --tun "${lab_prefix}t$side" --no-logs-no-support --port 41641 \
-        --statedir "$work/ts-$side" --socket "$work/ts-$side/sock" >"$work/ts-$side.log" 2>&1 &
-done
-tsctl() { local side="$1"; shift; run_in "$side" env SSL_CERT_FILE="$work/coordinator/tls/server.crt" "$ts/tailscale" --socket "$work/ts-$side/sock" "$@"; }
-for side in d e; do
-    for _ in $(seq 100); do [[ -S "$work/ts-$side/sock" ]] && break; sleep 0.05; done
-    tsctl "$side" up --login-server https://10.77.0.2:8443 --authkey "$(cat "$work/token")" \
-        --hostname "ts$side" --accept-dns=false --netfilter-mode=off --timeout 30s >/dev/null
-done
+ts_pair d e
 e_address=$(tsctl e ip -4)
 for _ in $(seq 100); do run_in d ping -c 1 -W 0.2 "$e_address" >/dev/null 2>&1 && break; sleep 0.1; done
 tsctl d ping --timeout 10s "$e_address" 2>&1 | tail -1 >&2 || true

@@ -88,3 +88,23 @@ lab_coordinator() {
     "$bin/hearth-coordinator" --state-dir "$work/coordinator" preauthkeys create --user bench \
         --reusable --pre-approved >"$work/token"
 }
+
+# ts_pair HOST...: an official tailscaled (its own TUN, port 41641) in each
+# HOST, up through the lab's coordinator with $work/token as ts<HOST>.
+# Needs $ts (scripts/tailscale-client.sh); defines `tsctl HOST ARGS...`.
+tsctl() { local side="$1"; shift; run_in "$side" env SSL_CERT_FILE="$work/coordinator/tls/server.crt" "$ts/tailscale" --socket "$work/ts-$side/sock" "$@"; }
+ts_pair() {
+    local side
+    for side in "$@"; do
+        mkdir -p "$work/ts-$side"
+        run_in "$side" env TS_NO_LOGS_NO_SUPPORT=1 TS_LOGS_DIR="$work/ts-$side" \
+            SSL_CERT_FILE="$work/coordinator/tls/server.crt" \
+            "$ts/tailscaled" --tun "${lab_prefix}t$side" --no-logs-no-support --port 41641 \
+            --statedir "$work/ts-$side" --socket "$work/ts-$side/sock" >"$work/ts-$side.log" 2>&1 &
+    done
+    for side in "$@"; do
+        for _ in $(seq 100); do [[ -S "$work/ts-$side/sock" ]] && break; sleep 0.05; done
+        tsctl "$side" up --login-server https://10.77.0.2:8443 --authkey "$(cat "$work/token")" \
+            --hostname "ts$side" --accept-dns=false --netfilter-mode=off --timeout 30s >/dev/null
+    done
+}

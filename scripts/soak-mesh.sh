@@ -35,19 +35,7 @@ for side in a b; do
         --token-file "$work/token" --hostname "$side" --interface "${lab_prefix}$side" \
         --no-magic-dns >"$work/$side.log" 2>&1 &
 done
-for side in d e; do
-    mkdir -p "$work/ts-$side"
-    run_in "$side" env TS_NO_LOGS_NO_SUPPORT=1 TS_LOGS_DIR="$work/ts-$side" \
-        SSL_CERT_FILE="$work/coordinator/tls/server.crt" \
-        "$ts/tailscaled" --tun "${lab_prefix}t$side" --no-logs-no-support --port 41641 \
-        --statedir "$work/ts-$side" --socket "$work/ts-$side/sock" >"$work/ts-$side.log" 2>&1 &
-done
-tsctl() { local side="$1"; shift; run_in "$side" env SSL_CERT_FILE="$work/coordinator/tls/server.crt" "$ts/tailscale" --socket "$work/ts-$side/sock" "$@"; }
-for side in d e; do
-    for _ in $(seq 100); do [[ -S "$work/ts-$side/sock" ]] && break; sleep 0.05; done
-    tsctl "$side" up --login-server https://10.77.0.2:8443 --authkey "$(cat "$work/token")" \
-        --hostname "ts$side" --accept-dns=false --netfilter-mode=off --timeout 30s >/dev/null
-done
+ts_pair d e
 for _ in $(seq 200); do run_in b ip -4 addr show "${lab_prefix}b" 2>/dev/null | grep -q 100.64 && break; sleep 0.05; done
 b_address=$(run_in b ip -4 -o addr show "${lab_prefix}b" | awk '{print $4}' | cut -d/ -f1)
 d_address=$(tsctl d ip -4)

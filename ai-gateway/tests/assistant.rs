@@ -102,22 +102,12 @@ impl House {
         room: Option<&str>,
         message: &str,
     ) -> (Vec<ReplyEvent>, String) {
-        self.ask_with(member, room, message, Default::default())
+        self.ask_from(member, room, message, Default::default(), None)
             .await
     }
 
-    async fn ask_with(
-        &self,
-        member: &str,
-        room: Option<&str>,
-        message: &str,
-        capabilities: std::collections::BTreeMap<String, Value>,
-    ) -> (Vec<ReplyEvent>, String) {
-        self.ask_from(member, room, message, capabilities, None)
-            .await
-    }
-
-    /// [`House::ask_with`], naming the member's `device` as messaging does.
+    /// [`House::ask`] with the member's device's `capabilities`, naming
+    /// the `device` as messaging does.
     async fn ask_from(
         &self,
         member: &str,
@@ -681,7 +671,7 @@ async fn documents_are_indexed_whole_or_refused_with_why_and_answers_cite_them()
         json!([{"folders": ["finances"]}]),
     )]);
     house
-        .ask_with("ben", None, "what is the budget?", granted)
+        .ask_from("ben", None, "what is the budget?", granted, None)
         .await;
     assert!(house.last_context().contains("CANARY-BUDGET"));
 

@@ -520,43 +520,32 @@ async fn a_session_key_never_opens_another_callers_history() {
     settings["hearth"]["agentSocket"] = json!(agent.socket);
     let gateway = Gateway::start(settings);
     let url = &gateway.url;
-    let chat = |content: &str| json!({"user": "kitchen-notes", "messages": [{"role": "user", "content": content}]});
+    // One turn of session `kitchen-notes` from `client`.
+    let say = |client: reqwest::Client, content: &'static str| {
+        let url = format!("{url}/v1/chat/completions");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"user": "kitchen-notes", "messages": [{"role": "user", "content": content}]}))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+    };
 
     // The token holder keeps notes in its session.
-    gateway
-        .http()
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&chat("the safe code is CANARY-OPERATOR-NOTE"))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    say(gateway.http(), "the safe code is CANARY-OPERATOR-NOTE").await;
     // A mesh device whose member is called `operator`, no token.
-    let device = reqwest::Client::new();
-    device
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&chat("what is the safe code?"))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    say(reqwest::Client::new(), "what is the safe code?").await;
     let sent = chats(&model).pop().unwrap();
     assert!(
         !sent.to_string().contains("CANARY-OPERATOR-NOTE"),
         "the member got the token holder's history: {sent}"
     );
     // Each caller keeps its own.
-    gateway
-        .http()
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&chat("and again?"))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    say(gateway.http(), "and again?").await;
     let sent = chats(&model).pop().unwrap();
     assert!(sent.to_string().contains("CANARY-OPERATOR-NOTE"), "{sent}");
     assert!(

@@ -220,7 +220,11 @@ pub fn raw_kind(bytes: &[u8]) -> RawEvidence {
     if crate::snp::parse_report(bytes).is_ok() {
         return RawEvidence::SevSnpReport;
     }
-    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u32_at = |at: usize| {
         bytes
             .get(at..at + 4)
@@ -228,7 +232,9 @@ pub fn raw_kind(bytes: &[u8]) -> RawEvidence {
     };
     // A DCAP quote: version 4 or 5, an attestation key of type 2 or 3,
     // and TDX's TEE type (0x81).
-    if matches!(u16_at(0), Some(4 | 5)) && matches!(u16_at(2), Some(2 | 3)) && u32_at(4) == Some(0x81)
+    if matches!(u16_at(0), Some(4 | 5))
+        && matches!(u16_at(2), Some(2 | 3))
+        && u32_at(4) == Some(0x81)
     {
         return RawEvidence::TdxQuote;
     }

@@ -366,7 +366,9 @@ mod tests {
 
     fn stream_of(chunks: Vec<&'static [u8]>) -> MessageStream<serde_json::Value> {
         let body: ByteStream = Box::pin(futures_util::stream::iter(
-            chunks.into_iter().map(|chunk| Ok(Bytes::from_static(chunk))),
+            chunks
+                .into_iter()
+                .map(|chunk| Ok(Bytes::from_static(chunk))),
         ));
         MessageStream::new(body, None)
     }

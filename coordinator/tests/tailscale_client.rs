@@ -1225,19 +1225,37 @@ fn sign_in_in_a_browser(
     let browser = Session::chromium_with(port, profile, 900, 800, &["--ignore-certificate-errors"])
         .map_err(step("no browser"))?;
     let limit = Duration::from_secs(30);
-    browser.open(url).map_err(step("the device's link"))?;
-    browser
-        .wait_for("return document.getElementById('sign-in') !== null", limit)
-        .map_err(step("no sign-in link"))?;
-    browser
-        .click("#sign-in")
-        .map_err(step("the sign-in link"))?;
-    browser
-        .wait_for(
-            "return document.querySelector('input[name=login]') !== null",
-            limit,
-        )
-        .map_err(step("no login form"))?;
+    // Chromium aborts a page it is loading when its network changes
+    // (ERR_NETWORK_CHANGED, which a lab namespace can show as its addresses
+    // settle); a person reloads, and so does this, a few times at most.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        browser.open(url).map_err(step("the device's link"))?;
+        browser
+            .wait_for("return document.getElementById('sign-in') !== null", limit)
+            .map_err(step("no sign-in button"))?;
+        browser
+            .click("#sign-in")
+            .map_err(step("the sign-in button"))?;
+        let landed = browser
+            .wait_for(
+                "if (document.querySelector('input[name=login]')) return 'form'; \
+                 if (document.body && document.body.innerText.includes('ERR_NETWORK_CHANGED')) \
+                   return 'network changed'; \
+                 return false",
+                limit,
+            )
+            .map_err(step("no login form"))?;
+        if landed == "form" {
+            break;
+        }
+        if attempts == 3 {
+            return Err(format!(
+                "no login form: the network changed {attempts} times"
+            ));
+        }
+    }
     browser
         .type_into("input[name=login]", login)
         .and_then(|()| browser.type_into("input[name=password]", "any"))

@@ -142,10 +142,31 @@ mod tests {
             tun: false,
         };
         assert!(is_tunnel(wireguard));
-        assert!(is_tunnel(InterfaceKind { tun: true, ..ethernet }), "a TAP device");
-        assert!(is_tunnel(InterfaceKind { flags: Some(0x1011), ..ethernet }), "point-to-point");
-        assert!(is_tunnel(InterfaceKind { hardware: Some(512), ..ethernet }), "PPP");
-        assert!(!is_tunnel(InterfaceKind::default()), "nothing known: an ordinary link");
+        assert!(
+            is_tunnel(InterfaceKind {
+                tun: true,
+                ..ethernet
+            }),
+            "a TAP device"
+        );
+        assert!(
+            is_tunnel(InterfaceKind {
+                flags: Some(0x1011),
+                ..ethernet
+            }),
+            "point-to-point"
+        );
+        assert!(
+            is_tunnel(InterfaceKind {
+                hardware: Some(512),
+                ..ethernet
+            }),
+            "PPP"
+        );
+        assert!(
+            !is_tunnel(InterfaceKind::default()),
+            "nothing known: an ordinary link"
+        );
     }
 
     #[test]

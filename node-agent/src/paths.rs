@@ -610,10 +610,7 @@ mod tests {
     #[test]
     fn an_idle_direct_path_stays_through_the_peers_pings() {
         let direct = address("198.18.0.5:41641");
-        let mut paths = in_use(&["198.18.0.5:41641"]);
-        let mut tx = ids();
-        let sent = pings(&paths.tick(ms(0), &mut tx));
-        paths.on_pong(sent[0].1, direct, ms(10));
+        let (mut paths, mut tx) = direct_to(direct);
         let mut now = ms(10);
         let mut routes = vec![paths.route(now)];
         // No traffic from here; the peer pings us every 3 s, as tailscaled
@@ -639,14 +636,15 @@ mod tests {
     #[test]
     fn a_path_kept_through_an_idle_spell_is_confirmed_again_when_traffic_resumes() {
         let direct = address("198.18.0.5:41641");
-        let mut paths = in_use(&["198.18.0.5:41641"]);
-        let mut tx = ids();
-        let sent = pings(&paths.tick(ms(0), &mut tx));
-        paths.on_pong(sent[0].1, direct, ms(10));
+        let (mut paths, mut tx) = direct_to(direct);
         // Idle for two minutes; then traffic again.
         let resumed = ms(120_000);
         paths.note_traffic(resumed);
-        assert_eq!(paths.route(resumed), Route::Direct(direct), "at once, no relay detour");
+        assert_eq!(
+            paths.route(resumed),
+            Route::Direct(direct),
+            "at once, no relay detour"
+        );
         let heartbeat = pings(&paths.tick(resumed, &mut tx));
         assert_eq!(heartbeat.len(), 1, "the path is asked again at once");
         // It answers: it stays.

@@ -463,7 +463,10 @@ impl Drop for OtherTunnel {
 fn other_tunnel(lab: &mut Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Host) -> OtherTunnel {
     use std::io::Write as _;
     let key = || {
-        let private = std::process::Command::new("wg").arg("genkey").output().unwrap();
+        let private = std::process::Command::new("wg")
+            .arg("genkey")
+            .output()
+            .unwrap();
         let private = String::from_utf8(private.stdout).unwrap().trim().to_owned();
         let mut pubkey = std::process::Command::new("wg")
             .arg("pubkey")
@@ -471,11 +474,19 @@ fn other_tunnel(lab: &mut Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Hos
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        pubkey.stdin.take().unwrap().write_all(private.as_bytes()).unwrap();
+        pubkey
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(private.as_bytes())
+            .unwrap();
         let public = String::from_utf8(pubkey.wait_with_output().unwrap().stdout).unwrap();
         (private, public.trim().to_owned())
     };
-    let ends = [(a.clone(), "10.99.0.1", key()), (b.clone(), "10.99.0.2", key())];
+    let ends = [
+        (a.clone(), "10.99.0.1", key()),
+        (b.clone(), "10.99.0.2", key()),
+    ];
     let mut tunnel = OtherTunnel {
         sockets: Vec::new(),
         _processes: Vec::new(),
@@ -485,37 +496,84 @@ fn other_tunnel(lab: &mut Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Hos
         let interface = hearth_testkit::unique_interface();
         let mut wireguard_go = lab.command(host, "wireguard-go");
         wireguard_go.args(["-f", &interface]);
-        tunnel._processes.push(lab.spawn(host, &format!("{}-wireguard-go", host.name), wireguard_go));
+        tunnel._processes.push(lab.spawn(
+            host,
+            &format!("{}-wireguard-go", host.name),
+            wireguard_go,
+        ));
         let socket = std::path::PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
         wait_until(5 * SECOND, || socket.exists()).expect("wireguard-go starts");
         tunnel.sockets.push(socket);
-        let key_file = lab.dir.path().join(format!("{}-other-tunnel.key", host.name));
+        let key_file = lab
+            .dir
+            .path()
+            .join(format!("{}-other-tunnel.key", host.name));
         std::fs::write(&key_file, private).unwrap();
         lab.exec(
             host,
             &[
-                "wg", "set", &interface, "private-key", key_file.to_str().unwrap(),
-                "listen-port", "51820", "peer", peer_public,
-                "endpoint", &format!("{}:51820", peer_host.address),
-                "allowed-ips", &format!("{peer_address}/32"),
-                "persistent-keepalive", "1",
+                "wg",
+                "set",
+                &interface,
+                "private-key",
+                key_file.to_str().unwrap(),
+                "listen-port",
+                "51820",
+                "peer",
+                peer_public,
+                "endpoint",
+                &format!("{}:51820", peer_host.address),
+                "allowed-ips",
+                &format!("{peer_address}/32"),
+                "persistent-keepalive",
+                "1",
             ],
         );
-        lab.exec(host, &["ip", "addr", "add", &format!("{address}/24"), "dev", &interface]);
-        lab.exec(host, &["ip", "link", "set", &interface, "mtu", "1420", "up"]);
+        lab.exec(
+            host,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                &interface,
+            ],
+        );
+        lab.exec(
+            host,
+            &["ip", "link", "set", &interface, "mtu", "1420", "up"],
+        );
     }
-    wait_until(10 * SECOND, || lab.ping(a, "10.99.0.2".parse().unwrap(), SECOND))
-        .expect("the other tunnel carries pings");
+    wait_until(10 * SECOND, || {
+        lab.ping(a, "10.99.0.2".parse().unwrap(), SECOND)
+    })
+    .expect("the other tunnel carries pings");
     tunnel
 }
 
 /// A link of its own between `a` (10.98.0.1) and `b` (10.98.0.2) whose MTU
 /// (1400) is smaller than a full WireGuard packet (1480 bytes over IPv4).
 fn narrow_link(lab: &Lab, a: &hearth_testkit::Host, b: &hearth_testkit::Host) {
-    let (near, far) = (hearth_testkit::unique_interface(), hearth_testkit::unique_interface());
+    let (near, far) = (
+        hearth_testkit::unique_interface(),
+        hearth_testkit::unique_interface(),
+    );
     lab.exec(
         a,
-        &["ip", "link", "add", &near, "type", "veth", "peer", "name", &far, "netns", &b.namespace],
+        &[
+            "ip",
+            "link",
+            "add",
+            &near,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &far,
+            "netns",
+            &b.namespace,
+        ],
     );
     for (host, interface, address) in [(a, &near, "10.98.0.1/24"), (b, &far, "10.98.0.2/24")] {
         lab.exec(host, &["ip", "addr", "add", address, "dev", interface]);
@@ -597,15 +655,11 @@ fn paths_inside_another_tunnel_or_too_narrow_for_full_packets_are_never_used() {
         })
     })
     .unwrap_or_else(|| panic!("discovery never weighed the narrow link\n{}", lab.logs()));
-    let status = agent_a.status().unwrap();
-    let path = status["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|peer| peer["name"] == "b")
-        .map(|peer| peer["path"].clone())
-        .unwrap_or_default();
-    assert_eq!(path["kind"], "relay", "a path that cannot carry full packets: {path}");
+    let path = agent_a.path("b").unwrap_or_default();
+    assert_eq!(
+        path["kind"], "relay",
+        "a path that cannot carry full packets: {path}"
+    );
     assert!(
         !agent_a.process.log_text().contains("path=10.98.0.2")
             && !agent_a.process.log_text().contains("path=10.99.0.2"),
@@ -621,15 +675,15 @@ fn paths_inside_another_tunnel_or_too_narrow_for_full_packets_are_never_used() {
         let _ = lab.send_tcp(&a, b_mesh, 7000, 64 << 10, 10 * SECOND);
         agent_a.path_kind("b").as_deref() == Some("direct")
     });
-    assert!(direct.is_some(), "no direct path over the bridge\n{}", lab.logs());
-    let status = agent_a.status().unwrap();
-    let path = status["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|peer| peer["name"] == "b")
-        .map(|peer| peer["path"].to_string())
-        .unwrap_or_default();
-    assert!(path.contains(&b.address.to_string()), "direct, but not over the bridge: {path}");
+    assert!(
+        direct.is_some(),
+        "no direct path over the bridge\n{}",
+        lab.logs()
+    );
+    let path = agent_a.path("b").unwrap_or_default().to_string();
+    assert!(
+        path.contains(&b.address.to_string()),
+        "direct, but not over the bridge: {path}"
+    );
     assert_eq!(lab.send_tcp(&a, b_mesh, 7000, size, 30 * SECOND), Ok(size));
 }

@@ -129,7 +129,12 @@ async fn config(State(state): State<Arc<AuthState>>) -> Response {
         Ok(log) => log,
         Err(unavailable) => return unavailable.into_response(),
     };
-    let document = document(&state.published, &state.seeds, log.as_deref(), since_epoch());
+    let document = document(
+        &state.published,
+        &state.seeds,
+        log.as_deref(),
+        since_epoch(),
+    );
     ([(header::CACHE_CONTROL, "max-age=30")], Json(document)).into_response()
 }
 
@@ -161,8 +166,8 @@ impl AuthState {
             tracing::error!(%error, "the transparency log cannot be read");
             LogUnavailable
         };
-        let note = std::fs::read_to_string(dir.join("checkpoint"))
-            .map_err(|error| unavailable(&error))?;
+        let note =
+            std::fs::read_to_string(dir.join("checkpoint")).map_err(|error| unavailable(&error))?;
         let mut kept = hearth_runtime::lock(&self.log);
         if let Some(snapshot) = kept.as_ref()
             && snapshot.note == note

@@ -293,9 +293,9 @@ fn a_policy_from_nitro_cli_measurements_admits_the_image_built_from_that_file() 
 /// it is, with how to verify it.
 #[test]
 fn a_bare_sev_snp_report_is_named_for_what_it_is() {
-    let Some(hex_file) = hearth_testdata::research_file(
-        "attestation-fixtures/sev-snp/virtee-sev/report_milan.hex",
-    ) else {
+    let Some(hex_file) =
+        hearth_testdata::research_file("attestation-fixtures/sev-snp/virtee-sev/report_milan.hex")
+    else {
         return;
     };
     let text = std::fs::read_to_string(hex_file).unwrap();

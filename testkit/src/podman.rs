@@ -72,9 +72,11 @@ pub fn build_images_with(components: &[&str], env: &[(&str, &std::path::Path)]) 
 /// by podman/build-images.sh, with the images' binaries (one build for all).
 pub fn static_probe() -> PathBuf {
     let _guard = crate::lab::build_lock();
-    run(Command::new(workspace_root().join("podman/build-images.sh"))
-        .arg("--binaries")
-        .current_dir(workspace_root()));
+    run(
+        Command::new(workspace_root().join("podman/build-images.sh"))
+            .arg("--binaries")
+            .current_dir(workspace_root()),
+    );
     // target/<profile>/ for the tests; the static build is beside it.
     let target = crate::lab::target_dir();
     target

@@ -1060,11 +1060,7 @@ impl Assistant {
             let turn_ended = finished.notified();
             let mut sleep = self.clock.longest_sleep();
             let now_ms = self.now().as_millisecond();
-            let next: Option<i64> = self
-                .store
-                .next_due_after(now_ms)
-                .await
-                .unwrap_or_default();
+            let next: Option<i64> = self.store.next_due_after(now_ms).await.unwrap_or_default();
             for at in next.into_iter().chain(wake_at) {
                 let until = at.saturating_sub(now_ms).max(0);
                 sleep = sleep.min(Duration::from_millis(u64::try_from(until).unwrap_or(0)));

@@ -1,7 +1,7 @@
 //! Fuzzes what a verifier is handed: evidence files (bundle JSON, base64 or
 //! raw CBOR), COSE_Sign1 documents and their payloads, SEV-SNP and TDX
 //! documents (CBOR around a report or quote, certificates, CRLs and
-//! collateral), and policies. Every
+//! collateral), bare files told apart by their shape, and policies. Every
 //! input gives a report or an error, never a panic; nothing the fuzzer makes
 //! passes verification (it cannot sign for AWS's chain).
 #![no_main]
@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = signed.der_signature();
     }
     let _ = Document::parse(data);
+    // What a bare file is, by its shape (hearth-pcc verify names it).
+    let _ = hearth_attest::evidence::raw_kind(data);
     // As TEE evidence: the whole input as a document, and as the report or
     // quote inside a document (with no certificates that could vouch).
     for report in [

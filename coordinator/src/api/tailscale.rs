@@ -627,19 +627,20 @@ async fn login_page(
 ) -> Response {
     let token = hex::encode(rand::random::<[u8; 24]>());
     let (status, page) = coordinator.login_page(&code, &token);
-    let cookie = format!(
-        "{}={token}; Path={}{}; Max-Age={}; HttpOnly; SameSite=Strict{}",
-        crate::sign_in::PAGE_COOKIE,
-        crate::logins::LOGIN_PATH,
-        crate::logins::escape(&code),
-        crate::sign_in::SIGN_IN_WAIT,
-        secure_attribute(&coordinator),
-    );
     let mut response = (status, PAGE_HEADERS, page).into_response();
-    if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
-        response
-            .headers_mut()
-            .insert(axum::http::header::SET_COOKIE, value);
+    if crate::logins::is_code(&code) {
+        let cookie = format!(
+            "{}={token}; Path={}{code}; Max-Age={}; HttpOnly; SameSite=Strict{}",
+            crate::sign_in::PAGE_COOKIE,
+            crate::logins::LOGIN_PATH,
+            crate::sign_in::SIGN_IN_WAIT,
+            secure_attribute(&coordinator),
+        );
+        if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::SET_COOKIE, value);
+        }
     }
     response
 }
@@ -647,11 +648,14 @@ async fn login_page(
 /// `GET /register/{code}/sign-in` (a link to it, as pages once had): back
 /// to the device's page. Opening a URL never begins a sign-in.
 async fn back_to_the_page(axum::extract::Path(code): axum::extract::Path<String>) -> Response {
-    let page = format!(
-        "{}{}",
-        crate::logins::LOGIN_PATH,
-        crate::logins::escape(&code)
-    );
+    if !crate::logins::is_code(&code) {
+        return page(
+            StatusCode::NOT_FOUND,
+            "no such device",
+            "<h1>No device is waiting with this link</h1>",
+        );
+    }
+    let page = format!("{}{code}", crate::logins::LOGIN_PATH);
     (
         StatusCode::SEE_OTHER,
         [("location", page), ("cache-control", "no-store".to_owned())],

@@ -94,6 +94,18 @@ pub fn binary(name: &str) -> PathBuf {
         let release = target_dir().ends_with("release");
         let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         command.args(["build", "--workspace", "--bin", name]);
+        // What `cargo test` set for this test's package would make some
+        // build scripts rerun, and most of the tree compile again.
+        for (variable, _) in std::env::vars_os() {
+            let variable = variable.to_string_lossy().into_owned();
+            if variable.starts_with("CARGO_PKG_")
+                || variable.starts_with("CARGO_MANIFEST_")
+                || variable == "CARGO_CRATE_NAME"
+                || variable == "CARGO_PRIMARY_PACKAGE"
+            {
+                command.env_remove(variable);
+            }
+        }
         if release {
             command.arg("--release");
         }

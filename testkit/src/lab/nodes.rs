@@ -112,14 +112,20 @@ impl Agent {
         Some(self.status()?["offloads"].as_str()?.to_owned())
     }
 
-    /// The path `status` reports to the peer called `peer`: `relay` or `direct`.
-    pub fn path_kind(&self, peer: &str) -> Option<String> {
+    /// The path `status` reports to the peer called `peer` (`{"kind":
+    /// "direct", "endpoint": ...}` or `{"kind": "relay", ...}`).
+    pub fn path(&self, peer: &str) -> Option<serde_json::Value> {
         let status = self.status()?;
         status["peers"]
             .as_array()?
             .iter()
             .find(|entry| entry["name"] == peer)
-            .and_then(|entry| entry["path"]["kind"].as_str().map(str::to_owned))
+            .map(|entry| entry["path"].clone())
+    }
+
+    /// The kind of [`Agent::path`]: `relay` or `direct`.
+    pub fn path_kind(&self, peer: &str) -> Option<String> {
+        Some(self.path(peer)?["kind"].as_str()?.to_owned())
     }
 
     /// Runs an agent CLI verb.
