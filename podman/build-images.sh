@@ -5,10 +5,11 @@
 #   podman/build-images.sh [gateway] [messaging] [coordinator] [router] [compute]
 #                          [ohttp-gateway] [relay] [auth]
 #                                            (default: gateway, messaging, coordinator)
-#   podman/build-images.sh --binaries [compute]
-#                                            the static binaries only (every image's
-#                                            but the compute node's, and the sandbox
-#                                            probe; with `compute`, its too)
+#   podman/build-images.sh --binaries [coordinator] [compute]
+#                                            the static binaries only: the pod's and
+#                                            the edge's, and the sandbox probe (and
+#                                            the coordinator's or the compute node's,
+#                                            when named)
 #
 # `compute` is the private-compute node's image: hearth-enclave, llama-server
 # (HEARTH_LLAMA_SERVER, default the one scripts/build-llama-server.sh cached)
@@ -50,21 +51,25 @@ $binaries_only || ((${#components[@]})) || components=(gateway messaging coordin
 target=x86_64-unknown-linux-musl
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 
-# Every image but the compute node's comes from one build of one fixed set
-# of packages, whichever images are asked for: Cargo resolves features for
-# the packages it is given, so another set would compile much of the tree
-# again (the tests build images in turn, and this keeps it to one build).
-# The compute image is built from hearth-enclave alone, so that rebuilding
-# it (docs/private-compute.md) compiles only what it needs.
-hub_packages=(-p hearth-gateway -p hearth-messaging -p hearth-coordinator -p hearth-router
-    -p hearth-oblivious -p hearth-sandbox-probe)
+# The images of the hub's pod and of private compute's edge come from one
+# build of one fixed set of packages, whichever of them are asked for:
+# Cargo resolves features for the packages it is given, so another set
+# would compile much of the tree again (the tests build images in turn,
+# and this keeps it to one build). The coordinator's and the compute
+# node's images are built from their own crate alone, so that building or
+# rebuilding one (docs/private-compute.md) compiles only what it needs.
+hub_packages=(-p hearth-gateway -p hearth-messaging -p hearth-router -p hearth-oblivious
+    -p hearth-sandbox-probe)
 build_hub=$binaries_only
+build_coordinator=false
 build_compute=false
 for component in "${components[@]}"; do
     case "$component" in
-        gateway | messaging | coordinator | router | ohttp-gateway | relay | auth) build_hub=true ;;
+        gateway | messaging | router | ohttp-gateway | relay | auth) build_hub=true ;;
+        coordinator) build_coordinator=true ;;
         compute)
             build_compute=true
+            $binaries_only && continue
             [[ -f "${HEARTH_COMPUTE_MODEL:-}" ]] ||
                 { echo "build-images: set HEARTH_COMPUTE_MODEL to the GGUF model the compute image serves" >&2; exit 2; }
             llama="${HEARTH_LLAMA_SERVER:-${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}/llama-server-$(cat scripts/llama-cpp-python.version)/llama-server}"
@@ -82,13 +87,17 @@ cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 remap="--remap-path-prefix=$PWD=/hearth --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$target_dir=/target"
 c_remap="-ffile-prefix-map=$PWD=/hearth -ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$target_dir=/target"
 epoch="${SOURCE_DATE_EPOCH:-0}"
+# No debug info: the images carry none (it is stripped below), and not
+# making it saves a good part of the build.
 release_build() {
-    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$remap" \
+    CARGO_PROFILE_RELEASE_DEBUG=false \
+        RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$remap" \
         CFLAGS_x86_64_unknown_linux_musl="${CFLAGS_x86_64_unknown_linux_musl:+$CFLAGS_x86_64_unknown_linux_musl }$c_remap" \
         CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}" \
         cargo build --release --locked --target "$target" "$@" --bins
 }
 $build_hub && release_build "${hub_packages[@]}"
+$build_coordinator && release_build -p hearth-coordinator
 $build_compute && release_build -p hearth-enclave
 $binaries_only && exit 0
 

@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # Installs what Hearth's tests need on a Debian bookworm machine (as root).
 # Safe to run again: it only installs what is missing.
+#
+#   scripts/install-test-deps.sh            # all of it
+#   scripts/install-test-deps.sh --system   # Debian packages and the musl
+#                                           # target only (what compiling needs)
+#   scripts/install-test-deps.sh --tools    # the rest (llama-server built from
+#                                           # source, models, the Tailscale
+#                                           # client, npm packages): scripts/test.sh
+#                                           # runs it beside the Rust build
 set -euo pipefail
 cd "$(dirname "$0")/.."
+phase="${1:-all}"
+case "$phase" in
+    all | --system | --tools) ;;
+    *) echo "install-test-deps: unknown option $phase (--system, --tools)" >&2; exit 2 ;;
+esac
 
 packages=(
     iproute2 iputils-ping nftables tcpdump iperf3
@@ -28,21 +41,24 @@ packages=(
 command -v npm >/dev/null || packages+=(npm)
 # The Python side of the tests needs python3 with venv (a machine may bring its own).
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv python3-pip)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    echo "install-test-deps: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-
-# Images are built from static binaries for this target.
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
-    rustup target add x86_64-unknown-linux-musl >&2
-fi
+install_system() {
+    local missing=() package
+    for package in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    if ((${#missing[@]})); then
+        echo "install-test-deps: installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
+    fi
+    # Images are built from static binaries for this target.
+    if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+        rustup target add x86_64-unknown-linux-musl >&2
+    fi
+}
+[[ "$phase" == --tools ]] || install_system
+[[ "$phase" == --system ]] && exit 0
 
 # Python packages (tiny model generator, independent HPKE client) in a venv
 # in the cache, and llama.cpp's server built once per version into the cache.

@@ -8,15 +8,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Debian packages first (compiling needs them); then llama-server's
+# build from source, the models and the npm packages, beside the Rust
+# build (their downloads and llama.cpp's build fill what the Rust build
+# leaves of the machine).
+tools=""
 if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-    scripts/install-test-deps.sh
+    scripts/install-test-deps.sh --system
+    tools_log="$(mktemp)"
+    scripts/install-test-deps.sh --tools >"$tools_log" 2>&1 &
+    tools=$!
 else
     echo "test.sh: not root or not Debian: not installing test dependencies" >&2
 fi
 
 # Tests start workspace binaries (agents, probes, servers) inside network
-# namespaces; build them all first so no test builds one mid-run.
-cargo build --workspace --locked --bins
+# namespaces; build them all, and the tests, first so no test builds one
+# mid-run. The images' static binaries are built once here too (every
+# image test shares them); where the musl toolchain is missing, the image
+# tests say so themselves.
+cargo build --workspace --locked --bins --tests
+if command -v musl-gcc >/dev/null && rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    podman/build-images.sh --binaries compute
+fi
+if [[ -n "$tools" ]]; then
+    if ! wait "$tools"; then
+        cat "$tools_log" >&2
+        echo "test.sh: installing the test tools failed" >&2
+        exit 1
+    fi
+    rm -f "$tools_log"
+fi
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" || status=$?
 
