@@ -5,11 +5,11 @@
 #   podman/build-images.sh [gateway] [messaging] [coordinator] [router] [compute]
 #                          [ohttp-gateway] [relay] [auth]
 #                                            (default: gateway, messaging, coordinator)
-#   podman/build-images.sh --binaries [coordinator] [compute]
-#                                            the static binaries only: the pod's and
-#                                            the edge's, and the sandbox probe (and
-#                                            the coordinator's or the compute node's,
-#                                            when named)
+#   podman/build-images.sh --binaries [COMPONENT...]
+#                                            the static binaries only (the pod's and
+#                                            the edge's come with the sandbox probe;
+#                                            default: every image's but the
+#                                            coordinator's)
 #
 # `compute` is the private-compute node's image: hearth-enclave, llama-server
 # (HEARTH_LLAMA_SERVER, default the one scripts/build-llama-server.sh cached)
@@ -47,7 +47,13 @@ if [[ "${1:-}" == --binaries ]]; then
     shift
 fi
 components=("$@")
-$binaries_only || ((${#components[@]})) || components=(gateway messaging coordinator)
+if ((${#components[@]} == 0)); then
+    if $binaries_only; then
+        components=(gateway compute)
+    else
+        components=(gateway messaging coordinator)
+    fi
+fi
 target=x86_64-unknown-linux-musl
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 
@@ -60,7 +66,7 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 # rebuilding one (docs/private-compute.md) compiles only what it needs.
 hub_packages=(-p hearth-gateway -p hearth-messaging -p hearth-router -p hearth-oblivious
     -p hearth-sandbox-probe)
-build_hub=$binaries_only
+build_hub=false
 build_coordinator=false
 build_compute=false
 for component in "${components[@]}"; do

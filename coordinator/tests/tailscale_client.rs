@@ -1209,9 +1209,13 @@ fn a_check_rule_holds_tailscale_ssh_until_an_admin_approves_it_from_the_cli() {
 
 /// Signs in at `url` (a device's login URL) as `login` in a fresh browser
 /// profile through the driver at `port`: the coordinator's page, the
-/// provider's login and consent pages, and back. The text the coordinator's
-/// last page shows (`#joined` or `#why`), or the step that did not come
-/// with the page the browser shows instead.
+/// provider's login and consent pages (as they come: a browser signed in
+/// at the provider skips its login), and back. The text the coordinator's
+/// last page shows (`#joined` or `#why`), or what the browser showed
+/// instead. Chromium aborts a page it is loading when it sees its network
+/// change (ERR_NETWORK_CHANGED, which a lab namespace can show while its
+/// addresses settle); a person starts again from the device's link, and so
+/// does this, twice at most.
 fn sign_in_in_a_browser(
     port: u16,
     profile: &std::path::Path,
@@ -1225,65 +1229,56 @@ fn sign_in_in_a_browser(
     let browser = Session::chromium_with(port, profile, 900, 800, &["--ignore-certificate-errors"])
         .map_err(step("no browser"))?;
     let limit = Duration::from_secs(30);
-    // Chromium aborts a page it is loading when its network changes
-    // (ERR_NETWORK_CHANGED, which a lab namespace can show as its addresses
-    // settle); a person reloads, and so does this, a few times at most.
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        browser.open(url).map_err(step("the device's link"))?;
-        browser
-            .wait_for("return document.getElementById('sign-in') !== null", limit)
-            .map_err(step("no sign-in button"))?;
-        browser
-            .click("#sign-in")
-            .map_err(step("the sign-in button"))?;
-        let landed = browser
-            .wait_for(
-                "if (document.querySelector('input[name=login]')) return 'form'; \
-                 if (document.body && document.body.innerText.includes('ERR_NETWORK_CHANGED')) \
-                   return 'network changed'; \
-                 return false",
-                limit,
-            )
-            .map_err(step("no login form"))?;
-        if landed == "form" {
-            break;
-        }
-        if attempts == 3 {
-            return Err(format!(
-                "no login form: the network changed {attempts} times"
-            ));
-        }
-    }
-    browser
-        .type_into("input[name=login]", login)
-        .and_then(|()| browser.type_into("input[name=password]", "any"))
-        .and_then(|()| browser.click("button[type=submit]"))
-        .map_err(step("the login form"))?;
-    let consent_or_done = "const consent = document.querySelector('input[name=prompt][value=consent]'); \
-         if (consent) return 'consent'; \
+    let where_now = "if (document.body && document.body.innerText.includes('ERR_NETWORK_CHANGED')) \
+           return 'network changed'; \
          const done = document.getElementById('joined') || document.getElementById('why'); \
-         return done ? 'done' : false";
-    if browser
-        .wait_for(consent_or_done, limit)
-        .map_err(step("no consent or last page"))?
-        == "consent"
-    {
+         if (done) return 'done:' + done.textContent; \
+         if (document.querySelector('input[name=prompt][value=consent]')) return 'consent'; \
+         if (document.querySelector('input[name=login]')) return 'login'; \
+         if (document.getElementById('sign-in')) return 'device'; \
+         return false";
+    let mut restarts = 0;
+    let mut logged_in = false;
+    browser.open(url).map_err(step("the device's link"))?;
+    loop {
+        let page = browser
+            .wait_for(where_now, limit)
+            .map_err(step("no page this sign-in knows"))?;
+        let page = page.as_str().unwrap_or_default().to_owned();
+        match page.as_str() {
+            "network changed" if restarts < 2 => {
+                restarts += 1;
+                browser.open(url).map_err(step("the device's link again"))?;
+            }
+            "network changed" => return Err("the browser's network changed three times".into()),
+            "device" => browser
+                .click("#sign-in")
+                .map_err(step("the sign-in button"))?,
+            "login" if !logged_in => {
+                browser
+                    .type_into("input[name=login]", login)
+                    .and_then(|()| browser.type_into("input[name=password]", "any"))
+                    .and_then(|()| browser.click("button[type=submit]"))
+                    .map_err(step("the login form"))?;
+                logged_in = true;
+            }
+            "login" => return Err("the provider asked for the login again".into()),
+            "consent" => browser
+                .click("button[type=submit]")
+                .map_err(step("the consent form"))?,
+            done => {
+                return done
+                    .strip_prefix("done:")
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("an unknown page: {done}"));
+            }
+        }
+        // The page moves on; wait for it to leave this one.
+        let left = format!("const now = (() => {{ {where_now} }})(); return now !== {page:?}");
         browser
-            .click("button[type=submit]")
-            .map_err(step("the consent form"))?;
+            .wait_for(&left, limit)
+            .map_err(step("the page did not move on"))?;
     }
-    let said = browser
-        .wait_for(
-            "const done = document.getElementById('joined') || document.getElementById('why'); \
-             return done ? done.textContent : false",
-            limit,
-        )
-        .map_err(step("no last page"))?;
-    said.as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("the last page's text is not text: {said}"))
 }
 
 /// A lab for signing in: a real OpenID Connect provider (npm's

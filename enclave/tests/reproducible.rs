@@ -1,6 +1,8 @@
 //! The compute image is reproducible: built once as every test builds it,
 //! then again from a copy of the sources at another path into an empty
-//! target directory (every dependency compiled anew), it is the same image
+//! target directory (every dependency compiled anew, by
+//! `podman/rebuild-elsewhere.sh`; scripts/test.sh starts it beside the
+//! other tests, and this test waits for it), it is the same image
 //! (the same image id, so the same bytes and the same measurements), so
 //! anyone can rebuild it and compare with what the transparency log holds.
 //! Real Podman, the musl target, the cached llama-server. Needs root and
@@ -39,35 +41,42 @@ fn the_compute_image_rebuilds_elsewhere_to_the_same_image() {
     podman::build_images_with(&["compute"], &[("HEARTH_COMPUTE_MODEL", &model)]);
     let first = image_id("localhost/hearth-compute:latest");
 
-    // The same sources (what git tracks) at another path.
-    let dir = tempfile::tempdir().unwrap();
-    let sources = dir.path().join("elsewhere");
-    std::fs::create_dir_all(&sources).unwrap();
-    let root = workspace_root();
-    let tracked = Command::new("git")
-        .args(["ls-files", "-z"])
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(tracked.status.success());
-    for file in tracked
-        .stdout
-        .split(|byte| *byte == 0)
-        .filter(|file| !file.is_empty())
-    {
-        let file = std::path::Path::new(std::str::from_utf8(file).unwrap());
-        let to = sources.join(file);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(file), &to).unwrap();
-    }
+    // The same sources (what git tracks) at another path, compiled into an
+    // empty target directory: by scripts/test.sh beside the other tests
+    // (HEARTH_REBUILD_ELSEWHERE names where), else here.
+    let scratch = tempfile::tempdir().unwrap();
+    let elsewhere = match std::env::var_os("HEARTH_REBUILD_ELSEWHERE") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            let dir = scratch.path().join("elsewhere");
+            // Its outcome is in `done` and `build.log`, read below.
+            let _ = Command::new(workspace_root().join("podman/rebuild-elsewhere.sh"))
+                .arg(&dir)
+                .status()
+                .unwrap();
+            dir
+        }
+    };
+    hearth_testkit::wait_until(std::time::Duration::from_secs(45 * 60), || {
+        elsewhere.join("done").exists()
+    })
+    .expect("the rebuild elsewhere ends");
+    let built = std::fs::read_to_string(elsewhere.join("done")).unwrap();
+    assert_eq!(
+        built.trim(),
+        "0",
+        "the rebuild elsewhere failed:\n{}",
+        std::fs::read_to_string(elsewhere.join("build.log")).unwrap_or_default()
+    );
+    let (sources, target) = (elsewhere.join("sources"), elsewhere.join("target"));
     let tag = format!("rebuild-{}", std::process::id());
     let _untag = Untag(format!("localhost/hearth-compute:{tag}"));
     let conf = std::env::var_os("CONTAINERS_CONF")
-        .unwrap_or_else(|| root.join("podman/test/containers.conf").into());
+        .unwrap_or_else(|| workspace_root().join("podman/test/containers.conf").into());
     let output = Command::new(sources.join("podman/build-images.sh"))
         .arg("compute")
         .current_dir(&sources)
-        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .env("CARGO_TARGET_DIR", &target)
         .env("HEARTH_IMAGE_TAG", &tag)
         .env("HEARTH_COMPUTE_MODEL", &model)
         .env("CONTAINERS_CONF", conf)

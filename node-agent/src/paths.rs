@@ -620,7 +620,7 @@ mod tests {
             for (to, id) in pings(&paths.tick(now, &mut tx)) {
                 paths.on_pong(id, to, now + ms(1));
             }
-            if now.as_millis() % 3_000 == 0 {
+            if now.as_millis().is_multiple_of(3_000) {
                 for (to, id) in pings(&paths.on_ping(direct, now, &mut tx)) {
                     paths.on_pong(id, to, now + ms(1));
                 }
