@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds Hearth's container images from static (musl) binaries. Builds only:
-# deploying is podman/deploy-*.sh, which never builds.
+# deploying is `hearth pod render` and podman/deploy-*.sh, which never build.
 #
 #   podman/build-images.sh [gateway] [messaging] [coordinator] [router] [compute]
 #                          [ohttp-gateway] [relay] [auth]
 #                                            (default: gateway, messaging, coordinator)
 #   podman/build-images.sh --binaries [COMPONENT...]
-#                                            the static binaries only (the pod's and
-#                                            the edge's come with the sandbox probe;
-#                                            default: every image's but the
-#                                            coordinator's)
+#                                            the static binaries only (the hub's and
+#                                            the edge's come with the sandbox probe
+#                                            and the packages' hearth and
+#                                            hearth-agent; default: every image's)
 #
 # `compute` is the private-compute node's image: hearth-enclave, llama-server
 # (HEARTH_LLAMA_SERVER, default the one scripts/build-llama-server.sh cached)
@@ -57,22 +57,22 @@ fi
 target=x86_64-unknown-linux-musl
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 
-# The images of the hub's pod and of private compute's edge come from one
-# build of one fixed set of packages, whichever of them are asked for:
-# Cargo resolves features for the packages it is given, so another set
-# would compile much of the tree again (the tests build images in turn,
-# and this keeps it to one build). The coordinator's and the compute
-# node's images are built from their own crate alone, so that building or
-# rebuilding one (docs/private-compute.md) compiles only what it needs.
+# The images of the hub (the pod, the coordinator) and of private
+# compute's edge, and the hub's Debian packages (packaging/build-debs.sh:
+# hearth, hearth-coordinator, hearth-agent), come from one build of one
+# fixed set of packages, whichever of them are asked for: Cargo resolves
+# features for the packages it is given, so another set would compile much
+# of the tree again (the tests build images and packages in turn, and this
+# keeps it to one build). The compute node's image is built from its own
+# crate alone, so that rebuilding it (docs/private-compute.md) compiles
+# only what it needs.
 hub_packages=(-p hearth-gateway -p hearth-messaging -p hearth-router -p hearth-oblivious
-    -p hearth-sandbox-probe)
+    -p hearth-sandbox-probe -p hearth-coordinator -p hearth-agent -p hearth-hub)
 build_hub=false
-build_coordinator=false
 build_compute=false
 for component in "${components[@]}"; do
     case "$component" in
-        gateway | messaging | router | ohttp-gateway | relay | auth) build_hub=true ;;
-        coordinator) build_coordinator=true ;;
+        gateway | messaging | coordinator | router | ohttp-gateway | relay | auth) build_hub=true ;;
         compute)
             build_compute=true
             $binaries_only && continue
@@ -103,7 +103,6 @@ release_build() {
         cargo build --release --locked --target "$target" "$@" --bins
 }
 $build_hub && release_build "${hub_packages[@]}"
-$build_coordinator && release_build -p hearth-coordinator
 $build_compute && release_build -p hearth-enclave
 $binaries_only && exit 0
 

@@ -57,11 +57,11 @@ impl Machine {
             "-u",
             "hearth-gateway",
             "-u",
-            "llama-server",
+            "hearth-llama-server",
             "-u",
-            "inference-proxy",
+            "hearth-llama-proxy",
             "-u",
-            "inference.socket",
+            "hearth-inference.socket",
         ]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
@@ -81,7 +81,7 @@ fn probe_unit(unit: &str, probe_args: &str, report: &str) -> String {
         let key = line.split('=').next().unwrap_or("");
         match key {
             "ExecStart" => out.push_str(&format!(
-                "ExecStart=/usr/local/bin/hearth-sandbox-probe {probe_args}\n"
+                "ExecStart=/usr/bin/hearth-sandbox-probe {probe_args}\n"
             )),
             "Type" => out.push_str("Type=oneshot\n"),
             "Restart" | "RestartSec" | "StandardOutput" | "StopWhenUnneeded" => {}
@@ -113,27 +113,30 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
     };
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path();
-    // Binaries at /usr/local/bin, as the units name them.
+    // Binaries where the units name them (the packages' paths): each of
+    // /usr/bin's mounted alone, llama-server's folder whole.
     let bin = root.join("bin");
+    let lib = root.join("lib");
     std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
     for name in ["hearth-gateway", "hearth-sandbox-probe"] {
         std::fs::copy(binary(name), bin.join(name)).unwrap();
     }
-    std::fs::copy(&llama, bin.join("llama-server")).unwrap();
+    std::fs::copy(&llama, lib.join("llama-server")).unwrap();
     // The units, and the probe units made from them.
     let units = root.join("units");
     let shipped = workspace_root().join("systemd");
     for name in [
         "hearth-gateway.service",
-        "llama-server.service",
-        "inference.socket",
-        "inference-proxy.service",
+        "hearth-llama-server.service",
+        "hearth-inference.socket",
+        "hearth-llama-proxy.service",
     ] {
         std::fs::create_dir_all(&units).unwrap();
         std::fs::copy(shipped.join(name), units.join(name)).unwrap();
     }
     let gateway_unit = std::fs::read_to_string(shipped.join("hearth-gateway.service")).unwrap();
-    let llama_unit = std::fs::read_to_string(shipped.join("llama-server.service")).unwrap();
+    let llama_unit = std::fs::read_to_string(shipped.join("hearth-llama-server.service")).unwrap();
     let probes = [
         (
             "probe-gateway.service",
@@ -144,7 +147,7 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
     ];
     for (name, unit, own) in probes {
         let args = format!(
-            "--write {own} --write /tmp --write /etc --write /etc/hearth/gateway --write /usr/local/bin --write /var/lib --write /root"
+            "--write {own} --write /tmp --write /etc --write /etc/hearth/gateway --write /usr/lib/hearth --write /var/lib --write /root"
         );
         write(
             &units.join(name),
@@ -192,7 +195,18 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
         "--tmpfs",
         "/etc/systemd/system:rw,notmpcopyup",
     ])
-    .args(["--volume", &mount(&bin, "/usr/local/bin")])
+    .args([
+        "--volume",
+        &mount(&bin.join("hearth-gateway"), "/usr/bin/hearth-gateway"),
+    ])
+    .args([
+        "--volume",
+        &mount(
+            &bin.join("hearth-sandbox-probe"),
+            "/usr/bin/hearth-sandbox-probe",
+        ),
+    ])
+    .args(["--volume", &mount(&lib, "/usr/lib/hearth")])
     .args([
         "--volume",
         &mount(&root.join("config"), "/etc/hearth/gateway"),
@@ -258,7 +272,7 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
         "/var/lib/hearth-llama/model.gguf",
     ]);
     machine.exec_ok(&["systemctl", "daemon-reload"]);
-    machine.exec_ok(&["systemctl", "start", "inference.socket"]);
+    machine.exec_ok(&["systemctl", "start", "hearth-inference.socket"]);
     let socket = machine.exec_ok(&[
         "stat",
         "-c",
@@ -268,7 +282,7 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
     assert_eq!(socket.trim(), "660 root hearth-inference");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        !machine.active("llama-server.service"),
+        !machine.active("hearth-llama-server.service"),
         "llama-server waits for its first connection"
     );
 
@@ -293,7 +307,7 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
     let answer = machine.exec_ok(&[
         "env",
         "HOME=/tmp",
-        "/usr/local/bin/hearth-gateway",
+        "/usr/bin/hearth-gateway",
         "chat",
         "--url",
         "http://127.0.0.1:18789",
@@ -301,7 +315,7 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
     ]);
     assert!(!answer.trim().is_empty(), "an answer from the model");
     assert!(
-        machine.active("llama-server.service"),
+        machine.active("hearth-llama-server.service"),
         "socket activation started llama-server: {}",
         machine.journal()
     );
@@ -329,7 +343,7 @@ fn the_gateway_and_llama_server_units_run_under_systemd() {
         for denied in [
             "/etc",
             "/etc/hearth/gateway",
-            "/usr/local/bin",
+            "/usr/lib/hearth",
             "/var/lib",
             "/root",
         ] {

@@ -98,10 +98,10 @@ enum DbCommand {
 #[derive(Args)]
 struct ServeArgs {
     /// Address of the HTTPS node API.
-    #[arg(long, default_value = "0.0.0.0:443")]
+    #[arg(long, env = "HEARTH_LISTEN", default_value = "0.0.0.0:443")]
     listen: SocketAddr,
     /// URL put in join tokens [default: https://<listen address or hostname>:<port>].
-    #[arg(long)]
+    #[arg(long, env = "HEARTH_PUBLIC_URL")]
     public_url: Option<String>,
     /// PEM certificate chain to serve instead of the self-signed one.
     #[arg(long, requires = "tls_key")]
@@ -110,7 +110,7 @@ struct ServeArgs {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Address of the STUN responder, or `off`.
-    #[arg(long, default_value = "0.0.0.0:3478")]
+    #[arg(long, env = "HEARTH_STUN_LISTEN", default_value = "0.0.0.0:3478")]
     stun_listen: String,
     /// Keep-alive period of map streams (Headscale's 50 s: well inside the
     /// two minutes a Tailscale client waits before it calls a stream dead).
@@ -139,18 +139,18 @@ struct ServeArgs {
     stun_per_source: u32,
     /// Plain HTTP address for the Tailscale control protocol only (clients
     /// try port 80 first; its Noise session needs no TLS), or `off`.
-    #[arg(long, default_value = "off")]
+    #[arg(long, env = "HEARTH_HTTP_LISTEN", default_value = "off")]
     http_listen: String,
     /// The MagicDNS domain Tailscale clients name nodes under (`<name>.<domain>`).
-    #[arg(long, default_value = hearth_coordinator::tsmap::DEFAULT_BASE_DOMAIN)]
+    #[arg(long, env = "HEARTH_BASE_DOMAIN", default_value = hearth_coordinator::tsmap::DEFAULT_BASE_DOMAIN)]
     base_domain: String,
     /// Megabits a second one node may send through the embedded relay (0: no limit).
     #[arg(long, default_value_t = 200)]
     relay_client_mbit: u64,
     /// Plain HTTP address serving `/metrics` (Prometheus), or `off`.
-    #[arg(long, default_value = "off")]
+    #[arg(long, env = "HEARTH_METRICS_LISTEN", default_value = "off")]
     metrics_listen: String,
-    /// `sqlite` (hearth.db in the state directory) or a PostgreSQL URL
+    /// `sqlite` (coordinator.db in the state directory) or a PostgreSQL URL
     /// (`postgres://hearth@db.internal/hearth`), which several coordinators
     /// may share. A password goes in --database-password-file or in the
     /// environment (`postgres://hearth:${PGPASSWORD}@db/hearth`), never in
@@ -172,19 +172,19 @@ struct ServeArgs {
     /// DNS for the nodes beyond MagicDNS: a JSON file with split domains
     /// and their resolvers, global resolvers, search domains and extra
     /// records (docs/tailscale-clients.md#dns).
-    #[arg(long)]
+    #[arg(long, env = "HEARTH_DNS_CONFIG")]
     dns_config: Option<PathBuf>,
     /// Let people add their devices by signing in with the household's
     /// identity provider (OpenID Connect): a JSON file naming the issuer,
     /// the client and its secret's file, and whose groups fill the
     /// policy's (docs/tailscale-clients.md#sign-in).
-    #[arg(long)]
+    #[arg(long, env = "HEARTH_OIDC_CONFIG")]
     oidc_config: Option<PathBuf>,
     /// Certificates from an ACME CA (Let's Encrypt): for the coordinator's
     /// own name and for devices' MagicDNS names (`tailscale cert`), its
     /// DNS-01 challenges answered by this coordinator's DNS server; a JSON
     /// file (docs/tailscale-clients.md#certificates).
-    #[arg(long)]
+    #[arg(long, env = "HEARTH_ACME_CONFIG")]
     acme_config: Option<PathBuf>,
 }
 
@@ -336,6 +336,9 @@ enum UsersCommand {
         #[arg(long, short, value_enum, default_value_t)]
         output: Output,
     },
+    /// Check that NAME may be a user's name (the rules `create` applies),
+    /// without a running coordinator: exit status 1 and the reason if not.
+    Check { name: String },
     /// Rename a user.
     Rename { old: String, new: String },
     /// Delete a user without nodes.
@@ -583,7 +586,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let now = hearth_runtime::clock::unix_seconds();
             match output {
                 Output::Table => print!("{}", health.render_text(now)),
-                Output::Json => print_json(&health)?,
+                Output::Json => {
+                    // What the text form lists first, for scripts (`hearth status`).
+                    let mut value = serde_json::to_value(&health)?;
+                    value["problems"] = serde_json::json!(health.problems(now));
+                    print_json(&value)?;
+                }
             }
             if !health.problems(now).is_empty() {
                 std::process::exit(1);
@@ -785,6 +793,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Output::Json => print_json(&users)?,
                 }
             }
+            UsersCommand::Check { name } => {
+                hearth_coordinator::names::check_user_name(&name)?;
+                println!("`{name}` can be a user's name");
+            }
             UsersCommand::Rename { old, new } => {
                 admin()?.rename_user(&old, &new).await?;
                 println!("user `{old}` renamed to `{new}`");
@@ -873,7 +885,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(DevicesCommand::Add { user, name, output }) => {
             let added = admin()?.add_device(&user, &name).await?;
             let config = zeroize::Zeroizing::new(added.config);
-            let qr = || output::qr(&config).map_err(|error| anyhow::anyhow!(error));
+            let qr = || {
+                hearth_runtime::terminal::qr(&config)
+                    .map_err(|error| anyhow::anyhow!("the configuration: {error}"))
+            };
             match output {
                 DeviceOutput::Config => print!("{}", *config),
                 DeviceOutput::Qr => println!("{}", qr()?),

@@ -1,5 +1,6 @@
-//! The shipped pod (podman/hearth-pod.yaml, deployed by podman/deploy-pod.sh)
-//! on the hub of a household in network namespaces: the gateway and the
+//! The shipped pod (podman/hearth-pod.yaml, filled in by `hearth pod
+//! render` as hearth-pod.service does, played with `podman kube play`) on
+//! the hub of a household in network namespaces: the gateway and the
 //! messaging service run as containers, the messaging port is published on
 //! the hub's mesh address only, the model is llama-server on the hub reached
 //! through its socket, callers are named through the agent's whois-only
@@ -14,7 +15,7 @@ use hearth_testkit::household::SECOND;
 use hearth_testkit::household::{Household, Options};
 use hearth_testkit::llama::workspace_root;
 use hearth_testkit::podman::{self, Cleanup, podman_ok};
-use hearth_testkit::wait_until;
+use hearth_testkit::{binary, wait_until};
 use serde_json::{Value, json};
 
 const GROUP: u32 = 64_124;
@@ -84,15 +85,29 @@ fn the_pod_serves_the_household_from_containers() {
     )
     .unwrap();
 
+    // The bearer token between the two containers, one copy in each
+    // configuration, readable by the containers' user only (as setup makes it).
+    let token = format!("{:032x}", rand::random::<u128>());
+    for folder in [&gateway_config, &messaging_config] {
+        let path = folder.join("gateway.token");
+        std::fs::write(&path, &token).unwrap();
+        std::os::unix::fs::chown(&path, Some(65_532), Some(GROUP)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    let (gateway_data, messaging_data) = (dir.join("gateway-data"), dir.join("messaging-data"));
+    for data in [&gateway_data, &messaging_data] {
+        std::fs::create_dir_all(data).unwrap();
+        std::os::unix::fs::chown(data, Some(65_532), Some(65_532)).unwrap();
+        std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+    }
+
     let pod = format!("hearth-test-{}", std::process::id());
     let rendered = dir.join("pod.yaml");
     let mut cleanup = Cleanup::default();
     cleanup.kube.push(rendered.clone());
     cleanup.pods.push(pod.clone());
-    cleanup.volumes.extend([
-        format!("{pod}-gateway-data"),
-        format!("{pod}-messaging-data"),
-    ]);
     let kube_network = "podman-default-kube-network";
     if !podman::podman()
         .args(["network", "exists", kube_network])
@@ -102,33 +117,60 @@ fn the_pod_serves_the_household_from_containers() {
     {
         cleanup.networks.push(kube_network.to_owned());
     }
+    let render = Command::new(binary("hearth"))
+        .args(["pod", "render", "--output"])
+        .arg(&rendered)
+        .arg("--template")
+        .arg(workspace_root().join("podman/hearth-pod.yaml"))
+        .args([
+            "--pod",
+            &pod,
+            "--group",
+            &GROUP.to_string(),
+            "--admin",
+            "ada",
+        ])
+        .args(["--mesh-address", &household.hub_mesh.to_string()])
+        .args(["--gateway-image", "localhost/hearth-gateway:latest"])
+        .args(["--messaging-image", "localhost/hearth-messaging:latest"])
+        .arg("--gateway-config")
+        .arg(&gateway_config)
+        .arg("--messaging-config")
+        .arg(&messaging_config)
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg("--documents")
+        .arg(&documents)
+        .arg("--inference")
+        .arg(household.inference_dir.clone().unwrap())
+        .arg("--whois")
+        .arg(household.whois_dir.clone().unwrap())
+        .arg("--gateway-data")
+        .arg(&gateway_data)
+        .arg("--messaging-data")
+        .arg(&messaging_data)
+        .output()
+        .unwrap();
+    assert!(
+        render.status.success(),
+        "hearth pod render: {}",
+        String::from_utf8_lossy(&render.stderr)
+    );
     // Podman runs in the hub's network namespace (nsenter, not `ip netns
     // exec`, which would hide the cgroup file system): the pod's bridge and
     // its published port live there, on the hub's mesh address.
     let deploy = |action: &str| {
-        Command::new("nsenter")
+        let mut command = Command::new("nsenter");
+        command
             .arg(format!("--net=/run/netns/{}", household.hub.namespace))
-            .arg(workspace_root().join("podman/deploy-pod.sh"))
-            .arg(action)
+            .arg("podman")
+            .args(["kube", action])
+            .arg(&rendered)
             .env(
                 "CONTAINERS_CONF",
                 workspace_root().join("podman/test/containers.conf"),
-            )
-            .env("HEARTH_MESH_ADDRESS", household.hub_mesh.to_string())
-            .env("HEARTH_POD_NAME", &pod)
-            .env("HEARTH_GATEWAY_CONFIG_DIR", &gateway_config)
-            .env("HEARTH_MESSAGING_CONFIG_DIR", &messaging_config)
-            .env("HEARTH_WORKSPACE_DIR", &workspace)
-            .env("HEARTH_DOCUMENTS_DIR", &documents)
-            .env(
-                "HEARTH_INFERENCE_DIR",
-                household.inference_dir.clone().unwrap(),
-            )
-            .env("HEARTH_WHOIS_DIR", household.whois_dir.clone().unwrap())
-            .env("HEARTH_GROUP", GROUP.to_string())
-            .env("HEARTH_RENDERED", &rendered)
-            .output()
-            .unwrap()
+            );
+        command.output().unwrap()
     };
     let played = deploy("play");
     assert!(

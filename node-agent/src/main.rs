@@ -56,11 +56,11 @@ struct UpArgs {
     /// Join token (prefer --token-file or HEARTH_JOIN_TOKEN: arguments are visible to other users).
     #[arg(long, env = "HEARTH_JOIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the join token.
+    /// File holding the join token (needed until the node has joined).
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// Name to register with [default: this machine's hostname].
-    #[arg(long)]
+    #[arg(long, env = "HEARTH_HOSTNAME")]
     hostname: Option<String>,
     /// Mesh interface name.
     #[arg(long, default_value = "hearth0")]
@@ -127,6 +127,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hearth_runtime::init("info,defguard_wireguard_rs=warn,defguard_boringtun=warn");
             let token = match (args.token, args.token_file) {
                 (Some(token), _) => Some(Zeroizing::new(token)),
+                // A node that joined needs its token no more: a token file
+                // removed since (it is spent) is not an error.
+                (None, Some(file))
+                    if !file.exists() && cli.state_dir.join("identity.json").exists() =>
+                {
+                    None
+                }
                 (None, Some(file)) => Some(Zeroizing::new(
                     std::fs::read_to_string(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?,

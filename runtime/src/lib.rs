@@ -3,11 +3,13 @@
 //! ([`shutdown_signal`]), the async runtime and exit code ([`run`]), the
 //! wall clock that shells read and pass to pure decisions ([`clock`]), and
 //! locks that survive a panicked holder ([`lock`]), and an error with its
-//! causes on one line ([`error_chain`]).
+//! causes on one line ([`error_chain`]), and what a command-line tool
+//! draws at a terminal ([`terminal`]).
 
 pub mod clock;
 pub mod logging;
 mod signal;
+pub mod terminal;
 
 pub use logging::init;
 pub use signal::shutdown_signal;

@@ -22,6 +22,8 @@
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
 //! - [`acme_ca`]: Let's Encrypt's test CA (Pebble) in a lab host.
+//! - [`machine`]: a whole Debian machine, systemd as PID 1 in a container
+//!   over an overlay of this one, for installing Hearth's packages.
 //! - [`identity_provider`]: a real OpenID Connect provider (npm's
 //!   `oidc-provider`) in a lab host, for sign-in.
 //! - [`ts2021`]: sessions of the Tailscale control protocol opened as the
@@ -40,6 +42,7 @@ pub mod household;
 pub mod identity_provider;
 pub mod lab;
 pub mod llama;
+pub mod machine;
 pub mod oblivious;
 pub mod openclaw;
 pub mod podman;

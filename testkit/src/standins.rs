@@ -130,7 +130,15 @@ pub struct ScriptedServer {
 impl ScriptedServer {
     /// Starts a server that answers each request with `handler(request)`.
     pub fn start(handler: impl Fn(&Request) -> Script + Send + Sync + 'static) -> ScriptedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        ScriptedServer::start_at("127.0.0.1:0", handler)
+    }
+
+    /// [`ScriptedServer::start`] listening at `address`.
+    pub fn start_at(
+        address: &str,
+        handler: impl Fn(&Request) -> Script + Send + Sync + 'static,
+    ) -> ScriptedServer {
+        let listener = TcpListener::bind(address).expect("the stand-in's address");
         let address = listener.local_addr().expect("bound address");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -330,8 +338,16 @@ fn tokens(text: &str) -> Vec<String> {
 /// unknown model with 404 `{"error": "model \"x\" not found, try pulling it
 /// first"}`. Tokens are `token_gap` apart.
 pub fn ollama_stand_in(models: &[&str], token_gap: Duration) -> ScriptedServer {
+    ollama_stand_in_at("127.0.0.1:0", models, token_gap)
+}
+
+/// [`ollama_stand_in`] listening at `address` (Ollama's own
+/// `127.0.0.1:11434` inside a test's network namespace).
+pub fn ollama_stand_in_at(address: &str, models: &[&str], token_gap: Duration) -> ScriptedServer {
     let models: Vec<String> = models.iter().map(|model| (*model).to_owned()).collect();
-    ScriptedServer::start(move |request| ollama_answer(&models, token_gap, request))
+    ScriptedServer::start_at(address, move |request| {
+        ollama_answer(&models, token_gap, request)
+    })
 }
 
 const CREATED_AT: &str = "2026-11-22T10:00:00.000000000Z";

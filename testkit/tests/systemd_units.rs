@@ -1,9 +1,10 @@
 //! Every shipped unit (systemd/, podman/systemd/) passes `systemd-analyze
 //! verify` without a single message, and every service stays within the
 //! exposure threshold written in its header under `systemd-analyze security
-//! --offline=true`. The units name their binaries in /usr/local/bin; here
-//! that prefix points at the binaries this workspace built (and the cached
-//! llama-server), so verify checks real executables.
+//! --offline=true`. The units name the packages' paths (/usr/bin/hearth*,
+//! /usr/lib/hearth/llama-server); here those point at the binaries this
+//! workspace built (and the cached llama-server), so verify checks real
+//! executables.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ fn units() -> Vec<PathBuf> {
     found
 }
 
-/// Copies the units into `dir` with /usr/local/bin/ pointing at `bin`.
+/// Copies the units into `dir` with Hearth's binaries' paths pointing at `bin`.
 fn stage(units: &[PathBuf], dir: &Path, bin: &Path) -> Vec<PathBuf> {
     units
         .iter()
@@ -40,7 +41,8 @@ fn stage(units: &[PathBuf], dir: &Path, bin: &Path) -> Vec<PathBuf> {
             let staged = dir.join(unit.file_name().unwrap());
             std::fs::write(
                 &staged,
-                text.replace("/usr/local/bin/", &format!("{}/", bin.display())),
+                text.replace("/usr/bin/hearth", &format!("{}/hearth", bin.display()))
+                    .replace("/usr/lib/hearth/", &format!("{}/", bin.display())),
             )
             .unwrap();
             staged
@@ -69,7 +71,12 @@ fn units_verify_cleanly_and_stay_within_their_thresholds() {
     let staged_dir = scratch.path().join("units");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&staged_dir).unwrap();
-    for name in ["hearth-agent", "hearth-coordinator", "hearth-gateway"] {
+    for name in [
+        "hearth",
+        "hearth-agent",
+        "hearth-coordinator",
+        "hearth-gateway",
+    ] {
         std::os::unix::fs::symlink(binary(name), bin.join(name)).unwrap();
     }
     std::os::unix::fs::symlink(llama, bin.join("llama-server")).unwrap();

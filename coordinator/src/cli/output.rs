@@ -141,18 +141,6 @@ pub fn nodes(nodes: &[NodeView]) -> String {
     )
 }
 
-/// `config` as a QR code drawn with Unicode half blocks, for a terminal.
-pub fn qr(config: &str) -> Result<String, String> {
-    let code = qrcode::QrCode::with_error_correction_level(config.as_bytes(), qrcode::EcLevel::L)
-        .map_err(|error| format!("cannot encode the configuration as a QR code: {error}"))?;
-    Ok(code
-        .render::<qrcode::render::unicode::Dense1x2>()
-        .dark_color(qrcode::render::unicode::Dense1x2::Light)
-        .light_color(qrcode::render::unicode::Dense1x2::Dark)
-        .quiet_zone(true)
-        .build())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,16 +155,5 @@ mod tests {
             ],
         );
         assert_eq!(text, "ID  NAME\n1   alice\n10  b");
-    }
-
-    #[test]
-    fn a_configuration_becomes_a_terminal_qr_code() {
-        // A wg-quick file of a device with one peer, as `devices add` prints it.
-        let text = "[Interface]\nPrivateKey = wLxWxDzwMRXUFIWZb4AvO6hPjQmXCANt8OOhVV2nL2w=\n\
-            Address = 100.64.0.9/32, fd7a:115c:a1e0::6440:9/128\n\n[Peer]\n\
-            PublicKey = 3Ipk7uOwFpSKFTcgKyqGjSE2a3HrrLQSlr8xUjcF5QI=\n\
-            AllowedIPs = 100.64.0.1/32, fd7a:115c:a1e0::6440:1/128, 192.168.1.0/24\n\
-            Endpoint = 192.0.2.1:41641\nPersistentKeepalive = 25\n";
-        assert!(qr(text).unwrap().lines().count() > 20);
     }
 }

@@ -135,14 +135,14 @@ impl Tun {
             request.flags |= IFF_VNET_HDR;
         }
         // SAFETY: TUNSETIFF reads an `ifreq`, which `InterfaceRequest` lays out.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &request) })?;
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &request) })?;
         if !probe {
             return Ok((Tun { fd, vnet }, false, false));
         }
         let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
         // SAFETY: TUNSETOFFLOAD takes its flags by value.
         let set = |flags: libc::c_uint| unsafe {
-            libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, flags as libc::c_ulong) >= 0
+            libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) >= 0
         };
         let (tso_on, uso_on) = if set(tso | TUN_F_USO4 | TUN_F_USO6) {
             (true, true)
@@ -501,8 +501,7 @@ impl SendBatch {
             if pending.is_run() {
                 header.msg_control = (&raw mut self.controls[index]).cast();
                 // SAFETY: CMSG_SPACE is a pure size computation.
-                header.msg_controllen =
-                    unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+                header.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
                 // SAFETY: the control buffer is aligned for a cmsghdr and has
                 // room for one cmsg of a u16 (32 >= CMSG_SPACE(2)), and
                 // `header` points to it.
@@ -510,7 +509,7 @@ impl SendBatch {
                     let message = libc::CMSG_FIRSTHDR(&header);
                     (*message).cmsg_level = SOL_UDP;
                     (*message).cmsg_type = UDP_SEGMENT;
-                    (*message).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                    (*message).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
                     std::ptr::write_unaligned(
                         libc::CMSG_DATA(message).cast::<u16>(),
                         pending.segment as u16,
@@ -610,7 +609,7 @@ impl ReceiveBatch {
             header.msg_iov = &mut self.iovecs[index];
             header.msg_iovlen = 1;
             header.msg_control = (&raw mut self.controls[index]).cast();
-            header.msg_controllen = size_of::<Control>();
+            header.msg_controllen = size_of::<Control>() as _;
             self.headers.push(libc::mmsghdr {
                 msg_hdr: header,
                 msg_len: 0,
@@ -622,7 +621,7 @@ impl ReceiveBatch {
                 socket.as_raw_fd(),
                 self.headers.as_mut_ptr(),
                 count as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                libc::MSG_WAITFORONE as _,
                 std::ptr::null_mut(),
             )
         };

@@ -12,6 +12,9 @@
 //!   connection that sends the pattern at a steady pace for SECONDS, then
 //!   prints the count the server confirmed (a connection that must survive
 //!   whatever happens to the path meanwhile).
+//! - `hearth-probe ollama ADDRESS MODEL...`: the Ollama stand-in of
+//!   `hearth_testkit::standins` (Ollama cannot be installed here) listening
+//!   at ADDRESS, until killed.
 //! - `hearth-probe pipe ADDRESS PORT`: connects and copies stdin to the
 //!   connection and the connection to stdout (how `Lab::forward` reaches
 //!   into a namespace).
@@ -320,6 +323,14 @@ enum Cli {
         /// The captured ping (B to A), in hex.
         replay_hex: String,
     },
+    /// Stand in for Ollama (which cannot be installed here) at ADDRESS,
+    /// listing MODELS, until killed (`hearth_testkit::standins`).
+    Ollama {
+        /// Where to listen (Ollama's is 127.0.0.1:11434).
+        address: String,
+        /// The models it lists.
+        models: Vec<String>,
+    },
     /// Copy stdin to a connection and the connection to stdout.
     Pipe {
         /// Server address.
@@ -403,6 +414,18 @@ fn main() -> ExitCode {
                     eprintln!("{error}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Cli::Ollama { address, models } => {
+            let models: Vec<&str> = models.iter().map(String::as_str).collect();
+            let _server = hearth_testkit::standins::ollama_stand_in_at(
+                &address,
+                &models,
+                Duration::from_millis(5),
+            );
+            println!("listening on {address}");
+            loop {
+                std::thread::park();
             }
         }
         Cli::Pipe { address, port } => match pipe(SocketAddr::new(address, port)) {

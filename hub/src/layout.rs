@@ -1,0 +1,279 @@
+//! Where the hub's parts live: one table of paths and unit names, so that
+//! setup, status, backup and the packages agree. Paths hang under a root
+//! (`/` on a hub; a temporary directory in tests).
+
+use std::path::{Path, PathBuf};
+
+/// The user the containers run as (the images' `USER`).
+pub const CONTAINER_USER: u32 = 65_532;
+
+/// The group whose members may use the model's and the agent's sockets
+/// (the sysusers file creates it; the containers run with it).
+pub const SOCKET_GROUP: &str = "hearth-inference";
+
+/// The pod's name (and its containers' prefix).
+pub const POD: &str = "hearth";
+
+/// The messaging service's port on the hub's mesh address.
+pub const MESSAGING_PORT: u16 = 18_790;
+
+/// The gateway's port on the pod's loopback.
+pub const GATEWAY_PORT: u16 = 18_789;
+
+/// The systemd units of the hub, in the order they start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// The coordinator.
+    Coordinator,
+    /// The hub's own agent.
+    Agent,
+    /// The model's socket (starts the proxy on first use).
+    InferenceSocket,
+    /// llama-server behind the socket.
+    LlamaServer,
+    /// The proxy from the socket to llama-server.
+    LlamaProxy,
+    /// The proxy from the socket to an Ollama on this machine.
+    OllamaProxy,
+    /// The gateway and messaging pod.
+    Pod,
+}
+
+impl Unit {
+    /// Every unit.
+    pub const ALL: [Unit; 7] = [
+        Unit::Coordinator,
+        Unit::Agent,
+        Unit::InferenceSocket,
+        Unit::LlamaServer,
+        Unit::LlamaProxy,
+        Unit::OllamaProxy,
+        Unit::Pod,
+    ];
+
+    /// Its systemd name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Coordinator => "hearth-coordinator.service",
+            Unit::Agent => "hearth-agent.service",
+            Unit::InferenceSocket => "hearth-inference.socket",
+            Unit::LlamaServer => "hearth-llama-server.service",
+            Unit::LlamaProxy => "hearth-llama-proxy.service",
+            Unit::OllamaProxy => "hearth-ollama-proxy.service",
+            Unit::Pod => "hearth-pod.service",
+        }
+    }
+
+    /// Whether it runs all the time once enabled (the model's services
+    /// start on the socket's first connection and stop when idle).
+    pub fn always_on(self) -> bool {
+        matches!(
+            self,
+            Unit::Coordinator | Unit::Agent | Unit::InferenceSocket | Unit::Pod
+        )
+    }
+}
+
+/// The hub's paths under one root.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The machine's own paths.
+    pub fn system() -> Layout {
+        Layout::under(Path::new("/"))
+    }
+
+    /// The same paths beneath `root`.
+    pub fn under(root: &Path) -> Layout {
+        Layout {
+            root: root.to_owned(),
+        }
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// `relative` (a path without its leading `/`) under the root.
+    pub fn beneath(&self, relative: &str) -> PathBuf {
+        self.at(relative)
+    }
+
+    /// A file of the machine's `/etc` (`group`, `passwd`, `timezone`).
+    pub fn etc(&self, name: &str) -> PathBuf {
+        self.at("/etc").join(name)
+    }
+
+    /// `/etc/hearth`: the configuration.
+    pub fn config_dir(&self) -> PathBuf {
+        self.at("/etc/hearth")
+    }
+
+    /// What setup was told (household, URL, admin, model).
+    pub fn setup_file(&self) -> PathBuf {
+        self.at("/etc/hearth/setup.json")
+    }
+
+    /// The coordinator's settings setup chose (its public URL and port).
+    pub fn setup_env(&self) -> PathBuf {
+        self.at("/etc/hearth/setup.env")
+    }
+
+    /// The hub agent's settings (its name in the mesh).
+    pub fn agent_env(&self) -> PathBuf {
+        self.at("/etc/hearth/agent.env")
+    }
+
+    /// The hub agent's join token (0600, root).
+    pub fn join_token(&self) -> PathBuf {
+        self.at("/etc/hearth/join-token")
+    }
+
+    /// The gateway's configuration folder (read-only in its container).
+    pub fn gateway_config(&self) -> PathBuf {
+        self.at("/etc/hearth/gateway")
+    }
+
+    /// The messaging service's configuration folder.
+    pub fn messaging_config(&self) -> PathBuf {
+        self.at("/etc/hearth/messaging")
+    }
+
+    /// The coordinator's state.
+    pub fn coordinator_state(&self) -> PathBuf {
+        self.at("/var/lib/hearth")
+    }
+
+    /// The hub agent's state.
+    pub fn agent_state(&self) -> PathBuf {
+        self.at("/var/lib/hearth-agent")
+    }
+
+    /// llama-server's state (the model file).
+    pub fn llama_state(&self) -> PathBuf {
+        self.at("/var/lib/hearth-llama")
+    }
+
+    /// The gateway's data (keys, sessions, memory, reminders).
+    pub fn gateway_data(&self) -> PathBuf {
+        self.at("/var/lib/hearth-gateway")
+    }
+
+    /// The messaging service's data (history).
+    pub fn messaging_data(&self) -> PathBuf {
+        self.at("/var/lib/hearth-messaging")
+    }
+
+    /// The hub's own records and the assistant's folders.
+    pub fn hub_state(&self) -> PathBuf {
+        self.at("/var/lib/hearth-hub")
+    }
+
+    /// The assistant's persona files (read-only in the pod).
+    pub fn workspace(&self) -> PathBuf {
+        self.at("/var/lib/hearth-hub/workspace")
+    }
+
+    /// The household's documents (read-only in the pod).
+    pub fn documents(&self) -> PathBuf {
+        self.at("/var/lib/hearth-hub/documents")
+    }
+
+    /// The first member's join token, kept to be shown again (0600).
+    pub fn first_member_token(&self) -> PathBuf {
+        self.at("/var/lib/hearth-hub/first-member.token")
+    }
+
+    /// The record of the last backup.
+    pub fn last_backup(&self) -> PathBuf {
+        self.at("/var/lib/hearth-hub/last-backup.json")
+    }
+
+    /// What the packages ship beside the binaries.
+    pub fn share(&self) -> PathBuf {
+        self.at("/usr/share/hearth")
+    }
+
+    /// Which images the installed package loaded (`images.json`).
+    pub fn images_manifest(&self) -> PathBuf {
+        self.at("/usr/share/hearth/images/images.json")
+    }
+
+    /// The pod's template.
+    pub fn pod_template(&self) -> PathBuf {
+        self.at("/usr/share/hearth/hearth-pod.yaml")
+    }
+
+    /// Where the model package puts the small default model.
+    pub fn default_models(&self) -> PathBuf {
+        self.at("/usr/share/hearth/models")
+    }
+
+    /// The packaged llama-server.
+    pub fn llama_server(&self) -> PathBuf {
+        self.at("/usr/lib/hearth/llama-server")
+    }
+
+    /// The model file llama-server serves.
+    pub fn model_file(&self) -> PathBuf {
+        self.at("/var/lib/hearth-llama/model.gguf")
+    }
+
+    /// The model's socket's folder.
+    pub fn inference_dir(&self) -> PathBuf {
+        self.at("/run/hearth-inference")
+    }
+
+    /// The model's socket.
+    pub fn inference_socket(&self) -> PathBuf {
+        self.at("/run/hearth-inference/inference.sock")
+    }
+
+    /// The agent's whois-only socket's folder.
+    pub fn whois_dir(&self) -> PathBuf {
+        self.at("/run/hearth-whois")
+    }
+
+    /// The pod as rendered for this hub.
+    pub fn pod_rendered(&self) -> PathBuf {
+        self.at("/run/hearth/hearth-pod.yaml")
+    }
+
+    /// The drop-in that points the model's socket at Ollama.
+    pub fn ollama_dropin(&self) -> PathBuf {
+        self.at("/etc/systemd/system/hearth-inference.socket.d/ollama.conf")
+    }
+
+    /// The folders of the machine where the hub keeps state (for disk use).
+    pub fn state_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.coordinator_state(),
+            self.agent_state(),
+            self.llama_state(),
+            self.gateway_data(),
+            self.messaging_data(),
+            self.hub_state(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_hang_under_the_root() {
+        let layout = Layout::under(Path::new("/tmp/x"));
+        assert_eq!(
+            layout.join_token(),
+            Path::new("/tmp/x/etc/hearth/join-token")
+        );
+        assert_eq!(
+            Layout::system().model_file(),
+            Path::new("/var/lib/hearth-llama/model.gguf")
+        );
+    }
+}

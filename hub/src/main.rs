@@ -1,0 +1,201 @@
+//! `hearth`: parses the command line and calls the library.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hearth_hub::layout::Layout;
+
+/// Hearth's hub: set it up, see how it is doing, back it up.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up this hub (after `apt install ./hearth_*.deb`): asks what it
+    /// needs (or takes each answer as a flag), then starts everything and
+    /// prints the first member's join key. Running it again changes nothing
+    /// that works.
+    Setup(SetupArgs),
+    /// How the whole hub is doing: services, the model, devices,
+    /// certificates and keys, disk, backups. Exit status 1 when something
+    /// needs the admin.
+    Status {
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+    /// Write the whole hub (coordinator, agent, gateway keys, sessions,
+    /// memory, reminders, messages, configuration) to FILE while it runs;
+    /// 0600, never overwritten.
+    Backup { file: PathBuf },
+    /// Put a backup back: stops the hub, keeps what was here beside its
+    /// place, restores, starts the hub.
+    Restore { file: PathBuf },
+    /// The gateway and messaging pod.
+    #[command(subcommand)]
+    Pod(PodCommand),
+}
+
+#[derive(Args)]
+struct SetupArgs {
+    /// The household's name.
+    #[arg(long)]
+    household: Option<String>,
+    /// Where members' devices reach this hub: https://HOST[:PORT].
+    #[arg(long)]
+    url: Option<String>,
+    /// The first admin's user name (also the first member).
+    #[arg(long)]
+    admin: Option<String>,
+    /// `default` (the hearth-model-smollm2 package's), `ollama` or
+    /// `ollama:NAME` (an Ollama at 127.0.0.1:11434), or a GGUF file.
+    #[arg(long)]
+    model: Option<String>,
+    /// A port for official Tailscale apps that cannot trust the hub's own
+    /// certificate (the control protocol over plain HTTP, inside its own
+    /// encryption), or `off` [default: 80].
+    #[arg(long)]
+    http_port: Option<String>,
+    /// This hub's name in the mesh [default: the machine's].
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Ask nothing: a missing answer is an error.
+    #[arg(long)]
+    non_interactive: bool,
+}
+
+#[derive(Subcommand)]
+enum PodCommand {
+    /// Fill in the pod's template for this hub (what hearth-pod.service plays).
+    Render(Box<RenderArgs>),
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// Where to write it.
+    #[arg(long, default_value = "/run/hearth/hearth-pod.yaml")]
+    output: PathBuf,
+    /// Seconds to wait for the hub agent's mesh address.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
+    /// The template [default: /usr/share/hearth/hearth-pod.yaml].
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// The pod's name [default: hearth].
+    #[arg(long)]
+    pod: Option<String>,
+    /// The mesh address to publish on [default: the hub agent's].
+    #[arg(long)]
+    mesh_address: Option<Ipv4Addr>,
+    /// The sockets' group, a name or an id [default: hearth-inference].
+    #[arg(long)]
+    group: Option<String>,
+    /// An admin of the household's rooms [default: setup's].
+    #[arg(long)]
+    admin: Option<String>,
+    /// The gateway's image [default: the installed package's].
+    #[arg(long)]
+    gateway_image: Option<String>,
+    /// The messaging service's image [default: the installed package's].
+    #[arg(long)]
+    messaging_image: Option<String>,
+    /// The gateway's configuration folder.
+    #[arg(long)]
+    gateway_config: Option<PathBuf>,
+    /// The messaging service's configuration folder.
+    #[arg(long)]
+    messaging_config: Option<PathBuf>,
+    /// The assistant's persona files.
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// The household's documents.
+    #[arg(long)]
+    documents: Option<PathBuf>,
+    /// The model's socket's folder.
+    #[arg(long)]
+    inference: Option<PathBuf>,
+    /// The agent's whois socket's folder.
+    #[arg(long)]
+    whois: Option<PathBuf>,
+    /// The gateway's data folder.
+    #[arg(long)]
+    gateway_data: Option<PathBuf>,
+    /// The messaging service's data folder.
+    #[arg(long)]
+    messaging_data: Option<PathBuf>,
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let layout = Layout::system();
+    match cli.command {
+        Command::Setup(args) => {
+            let flags = hearth_hub::setup::Flags {
+                household: args.household,
+                url: args.url,
+                admin: args.admin,
+                model: args.model,
+                http_port: args.http_port,
+                hostname: args.hostname,
+                non_interactive: args.non_interactive,
+            };
+            hearth_hub::setup::run(&layout, flags)?;
+        }
+        Command::Status { output } => {
+            if !hearth_hub::status::run(&layout, output == "json")? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Backup { file } => {
+            let manifest = hearth_hub::backup::backup(&layout, &file)?;
+            eprintln!(
+                "wrote {} ({} entries; keep it off this machine, it holds the hub's keys)",
+                file.display(),
+                manifest.entries.len() + 1
+            );
+        }
+        Command::Restore { file } => hearth_hub::backup::restore(&layout, &file)?,
+        Command::Pod(PodCommand::Render(args)) => {
+            let overrides = hearth_hub::pod::Overrides {
+                template: args.template,
+                pod: args.pod,
+                mesh_address: args.mesh_address,
+                group: args.group,
+                admin: args.admin,
+                gateway_image: args.gateway_image,
+                messaging_image: args.messaging_image,
+                gateway_config: args.gateway_config,
+                messaging_config: args.messaging_config,
+                workspace: args.workspace,
+                documents: args.documents,
+                inference: args.inference,
+                whois: args.whois,
+                gateway_data: args.gateway_data,
+                messaging_data: args.messaging_data,
+            };
+            hearth_hub::pod::render_file(
+                &layout,
+                overrides,
+                &args.output,
+                Duration::from_secs(args.wait),
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hearth: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The pod on this hub: the values `podman/hearth-pod.yaml`'s placeholders
+//! take, and where they come from (the agent's mesh address, the sockets'
+//! group, the images the package loaded, setup's admin).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::layout::{Layout, POD};
+
+/// The images the installed package loaded (`images.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// The gateway's image reference.
+    pub gateway: String,
+    /// The messaging service's image reference.
+    pub messaging: String,
+}
+
+impl Default for Images {
+    /// What `podman/build-images.sh` tags when no package is installed.
+    fn default() -> Images {
+        Images {
+            gateway: "localhost/hearth-gateway:latest".into(),
+            messaging: "localhost/hearth-messaging:latest".into(),
+        }
+    }
+}
+
+/// Everything the pod's template needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The pod's name.
+    pub pod: String,
+    /// This hub's mesh address (the messaging port is published there).
+    pub mesh_address: Ipv4Addr,
+    /// The group that may use the model's and the agent's sockets.
+    pub group: u32,
+    /// The images.
+    pub images: Images,
+    /// The hub's first admin (an admin of the household's rooms).
+    pub admin: String,
+    /// The gateway's configuration folder.
+    pub gateway_config: PathBuf,
+    /// The messaging service's configuration folder.
+    pub messaging_config: PathBuf,
+    /// The assistant's persona files.
+    pub workspace: PathBuf,
+    /// The household's documents.
+    pub documents: PathBuf,
+    /// The model's socket's folder.
+    pub inference: PathBuf,
+    /// The agent's whois socket's folder.
+    pub whois: PathBuf,
+    /// The gateway's data folder.
+    pub gateway_data: PathBuf,
+    /// The messaging service's data folder.
+    pub messaging_data: PathBuf,
+}
+
+impl Settings {
+    /// The hub's own folders, with the given address, group, images and admin.
+    pub fn for_hub(
+        layout: &Layout,
+        mesh_address: Ipv4Addr,
+        group: u32,
+        images: Images,
+        admin: &str,
+    ) -> Settings {
+        Settings {
+            pod: POD.into(),
+            mesh_address,
+            group,
+            images,
+            admin: admin.into(),
+            gateway_config: layout.gateway_config(),
+            messaging_config: layout.messaging_config(),
+            workspace: layout.workspace(),
+            documents: layout.documents(),
+            inference: layout.inference_dir(),
+            whois: layout.whois_dir(),
+            gateway_data: layout.gateway_data(),
+            messaging_data: layout.messaging_data(),
+        }
+    }
+
+    /// A hub's settings for tests and examples.
+    #[cfg(test)]
+    pub fn example() -> Settings {
+        Settings::for_hub(
+            &Layout::system(),
+            Ipv4Addr::new(100, 64, 0, 1),
+            996,
+            Images {
+                gateway: "localhost/hearth-gateway:0.1.0".into(),
+                messaging: "localhost/hearth-messaging:0.1.0".into(),
+            },
+            "ada",
+        )
+    }
+
+    /// The template's placeholders and their values.
+    pub fn values(&self) -> BTreeMap<&'static str, String> {
+        let path = |path: &PathBuf| path.display().to_string();
+        BTreeMap::from([
+            ("POD", self.pod.clone()),
+            ("MESH_ADDRESS", self.mesh_address.to_string()),
+            ("GROUP", self.group.to_string()),
+            ("GATEWAY_IMAGE", self.images.gateway.clone()),
+            ("MESSAGING_IMAGE", self.images.messaging.clone()),
+            ("ADMIN", self.admin.clone()),
+            ("GATEWAY_CONFIG", path(&self.gateway_config)),
+            ("MESSAGING_CONFIG", path(&self.messaging_config)),
+            ("WORKSPACE", path(&self.workspace)),
+            ("DOCUMENTS", path(&self.documents)),
+            ("INFERENCE", path(&self.inference)),
+            ("WHOIS", path(&self.whois)),
+            ("GATEWAY_DATA", path(&self.gateway_data)),
+            ("MESSAGING_DATA", path(&self.messaging_data)),
+        ])
+    }
+}
+
+/// The group id of `name` in `/etc/group`'s text.
+pub fn group_id(etc_group: &str, name: &str) -> Option<u32> {
+    etc_group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name)
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// The user id of `name` in `/etc/passwd`'s text.
+pub fn user_id(etc_passwd: &str, name: &str) -> Option<u32> {
+    group_id(etc_passwd, name)
+}
+
+/// This node's own mesh address in `hearth-agent status --output json`.
+pub fn agent_address(status: &serde_json::Value) -> Option<Ipv4Addr> {
+    status["node"]["ipv4"].as_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_from_the_account_files() {
+        let group = "root:x:0:\nhearth-inference:x:996:hearth-llama\nhearth:x:997:\n";
+        assert_eq!(group_id(group, "hearth-inference"), Some(996));
+        assert_eq!(group_id(group, "hearth"), Some(997));
+        assert_eq!(group_id(group, "hearth-inf"), None);
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nhearth-coordinator:x:998:998::/var/lib/hearth:/usr/sbin/nologin\n";
+        assert_eq!(user_id(passwd, "hearth-coordinator"), Some(998));
+    }
+
+    #[test]
+    fn the_agents_own_address_is_its_nodes() {
+        let status = serde_json::json!({"node": {"ipv4": "100.64.0.7", "name": "hub"},
+            "peers": [{"ipv4": "100.64.0.9"}]});
+        assert_eq!(agent_address(&status), Some(Ipv4Addr::new(100, 64, 0, 7)));
+        assert_eq!(agent_address(&serde_json::json!({"node": null})), None);
+    }
+
+    #[test]
+    fn images_are_named_by_the_package_or_the_build() {
+        let images: Images = serde_json::from_str(
+            r#"{"gateway": "localhost/hearth-gateway:0.2.0", "messaging": "localhost/hearth-messaging:0.2.0"}"#,
+        )
+        .unwrap();
+        assert_eq!(images.gateway, "localhost/hearth-gateway:0.2.0");
+        assert_eq!(
+            Images::default().messaging,
+            "localhost/hearth-messaging:latest"
+        );
+    }
+}
+
+/// What `hearth pod render` may be told instead of looking it up.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// The template [default: the package's].
+    pub template: Option<PathBuf>,
+    /// The pod's name.
+    pub pod: Option<String>,
+    /// The mesh address [default: the hub agent's].
+    pub mesh_address: Option<Ipv4Addr>,
+    /// The sockets' group, a name or an id [default: hearth-inference].
+    pub group: Option<String>,
+    /// The admin [default: setup's].
+    pub admin: Option<String>,
+    /// The gateway's image [default: images.json's].
+    pub gateway_image: Option<String>,
+    /// The messaging service's image [default: images.json's].
+    pub messaging_image: Option<String>,
+    /// Folders, each over the hub's own.
+    pub gateway_config: Option<PathBuf>,
+    /// See [`Settings::messaging_config`].
+    pub messaging_config: Option<PathBuf>,
+    /// See [`Settings::workspace`].
+    pub workspace: Option<PathBuf>,
+    /// See [`Settings::documents`].
+    pub documents: Option<PathBuf>,
+    /// See [`Settings::inference`].
+    pub inference: Option<PathBuf>,
+    /// See [`Settings::whois`].
+    pub whois: Option<PathBuf>,
+    /// See [`Settings::gateway_data`].
+    pub gateway_data: Option<PathBuf>,
+    /// See [`Settings::messaging_data`].
+    pub messaging_data: Option<PathBuf>,
+}
+
+/// Fills the pod's template for this hub and writes it to `output`
+/// (whole, 0644), waiting up to `wait` for the hub agent's address.
+pub fn render_file(
+    layout: &Layout,
+    overrides: Overrides,
+    output: &std::path::Path,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mesh_address = match overrides.mesh_address {
+        Some(address) => address,
+        None => {
+            let mut found = None;
+            crate::system::wait_for("the hub agent's mesh address", wait, || {
+                found = crate::system::agent_status(layout)
+                    .as_ref()
+                    .and_then(agent_address);
+                found
+                    .map(drop)
+                    .ok_or_else(|| "hearth-agent has no address".to_owned())
+            })?;
+            found.context("the agent has an address")?
+        }
+    };
+    let group = match overrides.group {
+        Some(group) => match group.parse() {
+            Ok(id) => id,
+            Err(_) => crate::system::group(layout, &group)?,
+        },
+        None => crate::system::group(layout, crate::layout::SOCKET_GROUP)?,
+    };
+    let images = match crate::system::read_optional(&layout.images_manifest())? {
+        Some(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged", layout.images_manifest().display()))?,
+        None => Images::default(),
+    };
+    let admin = match overrides.admin {
+        Some(admin) => admin,
+        None => crate::setup::read_record(layout)?
+            .map(|record| record.answers.admin)
+            .context("no admin: run `hearth setup` first (or pass --admin)")?,
+    };
+    let mut settings = Settings::for_hub(layout, mesh_address, group, images, &admin);
+    let replace = |slot: &mut PathBuf, value: Option<PathBuf>| {
+        if let Some(value) = value {
+            *slot = value;
+        }
+    };
+    if let Some(pod) = overrides.pod {
+        settings.pod = pod;
+    }
+    if let Some(image) = overrides.gateway_image {
+        settings.images.gateway = image;
+    }
+    if let Some(image) = overrides.messaging_image {
+        settings.images.messaging = image;
+    }
+    replace(&mut settings.gateway_config, overrides.gateway_config);
+    replace(&mut settings.messaging_config, overrides.messaging_config);
+    replace(&mut settings.workspace, overrides.workspace);
+    replace(&mut settings.documents, overrides.documents);
+    replace(&mut settings.inference, overrides.inference);
+    replace(&mut settings.whois, overrides.whois);
+    replace(&mut settings.gateway_data, overrides.gateway_data);
+    replace(&mut settings.messaging_data, overrides.messaging_data);
+    let template_path = overrides.template.unwrap_or_else(|| layout.pod_template());
+    let template = std::fs::read_to_string(&template_path)
+        .with_context(|| format!("cannot read the pod's template {}", template_path.display()))?;
+    let filled = crate::render::pod(&template, &settings.values())?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    crate::system::write_file(output, filled.as_bytes(), 0o644, crate::system::Owner::ROOT)
+}

@@ -1,0 +1,223 @@
+//! Asking a local service whether it answers: one HTTP/1.0 `GET` over TCP
+//! or a UNIX socket, optionally from inside another network namespace (the
+//! pod's loopback), with a deadline. Only for the hub's own services, on
+//! loopback, sockets and the pod.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The most read of an answer.
+const MAX_ANSWER: u64 = 1 << 20;
+/// How long a probe may take.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Where to ask.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A TCP address in this network namespace.
+    Tcp(SocketAddr),
+    /// A UNIX socket.
+    Unix(PathBuf),
+    /// A TCP address inside the network namespace at this path
+    /// (`/proc/PID/ns/net`).
+    TcpIn(PathBuf, SocketAddr),
+}
+
+/// An answer: its status code and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// `GET path` at `target`.
+pub fn get(target: &Target, path: &str) -> Result<Answer, String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: hearth\r\n\r\n");
+    let raw = match target {
+        Target::Tcp(address) => {
+            let stream = TcpStream::connect_timeout(address, DEADLINE)
+                .map_err(|error| format!("{address}: {error}"))?;
+            exchange(stream, &request)?
+        }
+        Target::Unix(path) => {
+            let stream = UnixStream::connect(path)
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+            stream
+                .set_read_timeout(Some(DEADLINE))
+                .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))
+                .map_err(|error| error.to_string())?;
+            let mut stream = stream;
+            stream
+                .write_all(request.as_bytes())
+                .map_err(|error| error.to_string())?;
+            read_all(&mut stream)?
+        }
+        Target::TcpIn(namespace, address) => {
+            let namespace = namespace.clone();
+            let address = *address;
+            let request = request.clone();
+            // A thread of its own enters the namespace (setns affects only
+            // the calling thread) and is gone with it.
+            std::thread::spawn(move || {
+                let file = std::fs::File::open(&namespace)
+                    .map_err(|error| format!("{}: {error}", namespace.display()))?;
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&file),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|error| format!("cannot enter {}: {error}", namespace.display()))?;
+                let stream = TcpStream::connect_timeout(&address, DEADLINE)
+                    .map_err(|error| format!("{address}: {error}"))?;
+                exchange(stream, &request)
+            })
+            .join()
+            .map_err(|_| "the probe's thread failed".to_owned())??
+        }
+    };
+    parse(&raw)
+}
+
+fn exchange(mut stream: TcpStream, request: &str) -> Result<Vec<u8>, String> {
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))
+        .map_err(|error| error.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|error| error.to_string())?;
+    read_all(&mut stream)
+}
+
+fn read_all(stream: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::new();
+    stream
+        .take(MAX_ANSWER)
+        .read_to_end(&mut raw)
+        .map_err(|error| error.to_string())?;
+    Ok(raw)
+}
+
+/// Splits an HTTP/1.x answer into its status and body.
+pub fn parse(raw: &[u8]) -> Result<Answer, String> {
+    let head_end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .ok_or("no complete HTTP answer")?;
+    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| "an answer that is not text")?;
+    let status_line = head.lines().next().unwrap_or_default();
+    let mut parts = status_line.split(' ');
+    let version = parts.next().unwrap_or_default();
+    let status = parts
+        .next()
+        .and_then(|code| code.parse::<u16>().ok())
+        .filter(|code| (100..600).contains(code));
+    let (true, Some(status)) = (version.starts_with("HTTP/1."), status) else {
+        return Err(format!("not an HTTP answer: {status_line:?}"));
+    };
+    let chunked = head.lines().skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = &raw[head_end + 4..];
+    let body = if chunked {
+        unchunk(body)?
+    } else {
+        body.to_vec()
+    };
+    Ok(Answer { status, body })
+}
+
+/// A chunked body's data (a server may chunk its answer to HTTP/1.0).
+fn unchunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|window| window == b"\r\n")
+            .ok_or("a chunk without its size line")?;
+        let size = std::str::from_utf8(&rest[..line_end])
+            .ok()
+            .and_then(|line| usize::from_str_radix(line.split(';').next()?.trim(), 16).ok())
+            .ok_or("a chunk size that is not a number")?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        let data = rest.get(..size).ok_or("a chunk cut short")?;
+        body.extend_from_slice(data);
+        rest = rest.get(size + 2..).ok_or("a chunk cut short")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_splits_into_status_and_body() {
+        let answer = parse(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n{\"status\":\"loading\"}").unwrap();
+        assert_eq!(answer.status, 503);
+        assert_eq!(answer.body, b"{\"status\":\"loading\"}");
+        assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert!(parse(b"HTTP/1.1 999 Odd\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_chunked_answer_is_read_whole() {
+        let answer = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2;x=1\r\n1}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(answer.body, b"{\"a\":1}");
+        for cut in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(parse(cut).is_err(), "{:?}", String::from_utf8_lossy(cut));
+        }
+    }
+
+    #[test]
+    fn a_local_server_is_asked_over_tcp_and_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        let unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = tcp.local_addr().unwrap();
+        let serve_once = |mut stream: Box<dyn ReadWrite>| {
+            let mut request = [0u8; 512];
+            let read = stream.read(&mut request).unwrap();
+            assert!(request[..read].starts_with(b"GET /health HTTP/1.0\r\n"));
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+        };
+        let server = std::thread::spawn(move || {
+            serve_once(Box::new(tcp.accept().unwrap().0));
+            serve_once(Box::new(unix.accept().unwrap().0));
+        });
+        let over_tcp = get(&Target::Tcp(address), "/health").unwrap();
+        let over_socket = get(&Target::Unix(socket), "/health").unwrap();
+        server.join().unwrap();
+        assert_eq!(
+            over_tcp,
+            Answer {
+                status: 200,
+                body: b"ok".to_vec()
+            }
+        );
+        assert_eq!(over_socket, over_tcp);
+    }
+
+    trait ReadWrite: Read + Write {}
+    impl<T: Read + Write> ReadWrite for T {}
+}

@@ -1,0 +1,294 @@
+//! The files setup writes, made from its answers: the coordinator's
+//! settings, the gateway's model (an `$include` of the gateway's own
+//! configuration, which stays the admin's), the assistant's identity, and
+//! the pod filled in for this hub. Pure: text in, text out.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::answers::{Answers, ModelChoice};
+
+/// The context llama-server is started with (`hearth-llama-server.service`
+/// `--ctx-size`): the gateway must not plan for more.
+pub const LLAMA_CONTEXT: u32 = 4096;
+
+/// The most tokens an answer may take.
+pub const ANSWER_TOKENS: u32 = 512;
+
+/// `setup.env`: the coordinator's settings from the answers (systemd reads
+/// it before the admin's `coordinator.env`, which may override each).
+pub fn setup_env(answers: &Answers) -> String {
+    let http = match answers.http_port {
+        Some(port) => format!("[::]:{port}"),
+        None => "off".into(),
+    };
+    format!(
+        "# Written by `hearth setup` from its answers; change them by running it again.\n\
+         # Settings of your own go in coordinator.env, which is read after this file.\n\
+         HEARTH_PUBLIC_URL={}\n\
+         HEARTH_LISTEN=[::]:{}\n\
+         HEARTH_HTTP_LISTEN={http}\n",
+        answers.url,
+        answers.url.port(),
+    )
+}
+
+/// `gateway/hub.json5`: which model answers, through the model's socket,
+/// and the household's time zone (reminders are read in it).
+pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> String {
+    let provider = match &answers.model {
+        ModelChoice::Ollama { .. } => json!({
+            "baseUrl": "unix:/run/hearth-inference/inference.sock",
+            "api": "ollama",
+            "timeoutSeconds": 300,
+            "models": [{"id": model_id, "contextWindow": LLAMA_CONTEXT, "maxTokens": ANSWER_TOKENS}],
+        }),
+        ModelChoice::Default | ModelChoice::File { .. } => json!({
+            "baseUrl": "unix:/run/hearth-inference/inference.sock",
+            "api": "openai-completions",
+            "timeoutSeconds": 300,
+            "models": [{"id": model_id, "contextWindow": LLAMA_CONTEXT, "maxTokens": ANSWER_TOKENS}],
+        }),
+    };
+    let document = json!({
+        "models": {"providers": {"hub": provider}},
+        "agents": {"defaults": {
+            "model": {"primary": format!("hub/{model_id}")},
+            "userTimezone": timezone,
+        }},
+    });
+    let body = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
+    format!(
+        "// Written by `hearth setup`: which model answers. Run setup again to change\n\
+         // it; gateway.json5 (yours to edit) includes this file.\n{body}\n"
+    )
+}
+
+/// The time zone named in `/etc/timezone`'s text, or UTC.
+pub fn timezone(etc_timezone: Option<&str>) -> String {
+    etc_timezone
+        .map(str::trim)
+        .filter(|zone| {
+            !zone.is_empty()
+                && zone
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+        })
+        .unwrap_or("UTC")
+        .to_owned()
+}
+
+/// `IDENTITY.md` in the assistant's workspace, when there is none yet.
+pub fn identity(household: &str) -> String {
+    format!(
+        "# Identity\n\n\
+         - Name: Hearth\n\
+         - Household: {household}\n\
+         - Role: the {household} household's assistant, running on the household's own hub.\n\
+         \n\
+         You help the members of the {household} household. What they tell you stays in the house.\n"
+    )
+}
+
+/// A placeholder in the pod's template with no value, or a value that
+/// would change the YAML around it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PodError {
+    /// The template names a value nobody gave.
+    #[error("the pod's template needs @{0}@, which has no value")]
+    Missing(String),
+    /// A value is not plain text.
+    #[error("the value of @{0}@ ({1:?}) has characters the pod's YAML cannot hold")]
+    Unsafe(String, String),
+    /// A given value is not in the template (a stale template).
+    #[error("the pod's template has no @{0}@ (an older template?)")]
+    Unused(String),
+}
+
+/// The pod's template (`podman/hearth-pod.yaml`) with every `@NAME@`
+/// replaced by its value. Values are paths, addresses, image names and user
+/// names: anything with a quote, a backslash, a `#`, a bracket or a
+/// control character is refused rather than written into the YAML.
+pub fn pod(template: &str, values: &BTreeMap<&str, String>) -> Result<String, PodError> {
+    for (name, value) in values {
+        let plain = !value.is_empty()
+            && !value
+                .chars()
+                .any(|c| c.is_control() || "\"'\\#{}[]".contains(c));
+        if !plain {
+            return Err(PodError::Unsafe((*name).to_owned(), value.clone()));
+        }
+        if !template.contains(&format!("@{name}@")) {
+            return Err(PodError::Unused((*name).to_owned()));
+        }
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('@') {
+        let after = &rest[start + 1..];
+        let name_length = after
+            .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .unwrap_or(after.len());
+        out.push_str(&rest[..start]);
+        if name_length > 0 && after[name_length..].starts_with('@') {
+            let name = &after[..name_length];
+            let value = values
+                .get(name)
+                .ok_or_else(|| PodError::Missing(name.to_owned()))?;
+            out.push_str(value);
+            rest = &after[name_length + 1..];
+        } else {
+            out.push('@');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answers::PublicUrl;
+
+    fn answers(model: ModelChoice, http_port: Option<u16>) -> Answers {
+        Answers {
+            household: "Parks".into(),
+            url: PublicUrl::parse("https://hub.home.example:8443").unwrap(),
+            admin: "ada".into(),
+            model,
+            http_port,
+            hostname: "hub".into(),
+        }
+    }
+
+    #[test]
+    fn the_coordinator_hears_the_url_and_its_ports() {
+        let env = setup_env(&answers(ModelChoice::Default, Some(80)));
+        assert!(env.contains("HEARTH_PUBLIC_URL=https://hub.home.example:8443\n"));
+        assert!(env.contains("HEARTH_LISTEN=[::]:8443\n"));
+        assert!(env.contains("HEARTH_HTTP_LISTEN=[::]:80\n"));
+        let env = setup_env(&answers(ModelChoice::Default, None));
+        assert!(env.contains("HEARTH_HTTP_LISTEN=off\n"));
+    }
+
+    /// The JSON after the comment lines.
+    fn body(text: &str) -> serde_json::Value {
+        let json: String = text
+            .lines()
+            .filter(|line| !line.starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn the_gateway_asks_the_chosen_model_through_the_socket() {
+        let llama = body(&gateway_model(
+            &answers(ModelChoice::Default, None),
+            "smollm2",
+            "Asia/Seoul",
+        ));
+        let provider = &llama["models"]["providers"]["hub"];
+        assert_eq!(provider["api"], "openai-completions");
+        assert_eq!(
+            provider["baseUrl"],
+            "unix:/run/hearth-inference/inference.sock"
+        );
+        assert_eq!(provider["models"][0]["contextWindow"], LLAMA_CONTEXT);
+        assert_eq!(
+            llama["agents"]["defaults"]["model"]["primary"],
+            "hub/smollm2"
+        );
+        assert_eq!(llama["agents"]["defaults"]["userTimezone"], "Asia/Seoul");
+        let ollama = body(&gateway_model(
+            &answers(
+                ModelChoice::Ollama {
+                    name: "llama3.2".into(),
+                },
+                None,
+            ),
+            "llama3.2",
+            "UTC",
+        ));
+        assert_eq!(ollama["models"]["providers"]["hub"]["api"], "ollama");
+        assert_eq!(
+            ollama["agents"]["defaults"]["model"]["primary"],
+            "hub/llama3.2"
+        );
+    }
+
+    #[test]
+    fn a_time_zone_is_read_or_utc() {
+        assert_eq!(timezone(Some("Europe/London\n")), "Europe/London");
+        assert_eq!(timezone(Some("")), "UTC");
+        assert_eq!(timezone(Some("x\"; rm")), "UTC");
+        assert_eq!(timezone(None), "UTC");
+    }
+
+    fn values(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_placeholder_is_filled_and_nothing_else_changes() {
+        let template = "hostIP: \"@MESH@\"\nrunAsGroup: @GROUP@\nemail: a@b # @ not a name\n";
+        let filled = pod(
+            template,
+            &values(&[("MESH", "100.64.0.1"), ("GROUP", "996")]),
+        )
+        .unwrap();
+        assert_eq!(
+            filled,
+            "hostIP: \"100.64.0.1\"\nrunAsGroup: 996\nemail: a@b # @ not a name\n"
+        );
+        assert_eq!(
+            pod(template, &values(&[("MESH", "100.64.0.1")])),
+            Err(PodError::Missing("GROUP".into()))
+        );
+        assert_eq!(
+            pod(
+                template,
+                &values(&[("MESH", "1"), ("GROUP", "2"), ("OTHER", "3")])
+            ),
+            Err(PodError::Unused("OTHER".into()))
+        );
+    }
+
+    #[test]
+    fn values_that_would_change_the_yaml_are_refused() {
+        let template = "path: \"@P@\"\n";
+        for bad in ["a\"b", "a\nb", "a#b", "", "{x}", "a\\b"] {
+            assert!(
+                matches!(
+                    pod(template, &values(&[("P", bad)])),
+                    Err(PodError::Unsafe(..))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_shipped_template_fills_with_the_hubs_values() {
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../podman/hearth-pod.yaml"),
+        )
+        .unwrap();
+        let filled = pod(&template, &crate::pod::Settings::example().values()).unwrap();
+        assert!(!filled.contains("@"), "{filled}");
+        assert!(filled.contains("hostIP: \"100.64.0.1\""), "{filled}");
+        assert!(
+            filled.contains("localhost/hearth-gateway:0.1.0"),
+            "{filled}"
+        );
+        assert!(
+            filled.contains("path: \"/var/lib/hearth-gateway\""),
+            "{filled}"
+        );
+    }
+}

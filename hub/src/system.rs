@@ -1,0 +1,215 @@
+//! The machine, as setup, status and backup touch it: programs run with
+//! their errors kept, files written whole with their mode and owner,
+//! systemd's units, the coordinator's and the agent's command lines.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::layout::{Layout, Unit};
+
+/// Runs `command`; its stdout if it exits 0, else an error with its stderr.
+pub fn run(command: &mut Command) -> anyhow::Result<String> {
+    let output = output(command)?;
+    if !output.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            describe(command),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `command` and returns what it did, whatever its exit status.
+pub fn output(command: &mut Command) -> anyhow::Result<Output> {
+    command
+        .output()
+        .with_context(|| format!("cannot run `{}`", describe(command)))
+}
+
+fn describe(command: &Command) -> String {
+    let mut words = vec![command.get_program().to_string_lossy().into_owned()];
+    words.extend(
+        command
+            .get_args()
+            .map(|argument| argument.to_string_lossy().into_owned()),
+    );
+    words.join(" ")
+}
+
+/// `hearth-coordinator` against the hub's coordinator.
+pub fn coordinator(layout: &Layout) -> Command {
+    let mut command = Command::new("hearth-coordinator");
+    command.arg("--state-dir").arg(layout.coordinator_state());
+    command
+}
+
+/// `hearth-agent` against the hub's agent.
+pub fn agent(layout: &Layout) -> Command {
+    let mut command = Command::new("hearth-agent");
+    command.arg("--state-dir").arg(layout.agent_state());
+    command
+}
+
+/// The hub agent's status, if it answers.
+pub fn agent_status(layout: &Layout) -> Option<serde_json::Value> {
+    let output = output(agent(layout).args(["status", "--output", "json"])).ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+/// `systemctl ARGS`.
+pub fn systemctl(args: &[&str]) -> anyhow::Result<String> {
+    run(Command::new("systemctl").args(args))
+}
+
+/// A unit's state (`active`, `failed`, ...) and whether it is enabled.
+pub fn unit_state(unit: Unit) -> (String, bool) {
+    let shown = output(Command::new("systemctl").args([
+        "show",
+        "--property=ActiveState",
+        "--property=UnitFileState",
+        unit.name(),
+    ]));
+    let text = shown
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    let mut state = "unknown".to_owned();
+    let mut enabled = false;
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("ActiveState=") {
+            state = value.to_owned();
+        }
+        if let Some(value) = line.strip_prefix("UnitFileState=") {
+            enabled = value == "enabled";
+        }
+    }
+    (state, enabled)
+}
+
+/// The last lines a unit logged, for an error message.
+pub fn journal(unit: Unit) -> String {
+    output(Command::new("journalctl").args(["--no-pager", "-n", "25", "-u", unit.name()]))
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Who owns a file written by [`write_file`].
+#[derive(Clone, Copy, Debug)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl Owner {
+    /// root.
+    pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
+}
+
+/// Writes `contents` to `path` whole or not at all (a new file beside it,
+/// synced, then renamed over), with `mode` and `owner` from its first byte.
+pub fn write_file(path: &Path, contents: &[u8], mode: u32, owner: Owner) -> anyhow::Result<()> {
+    let dir = path.parent().context("a file has a folder")?;
+    let temporary = dir.join(format!(
+        ".{}.{:016x}.partial",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        rand::random::<u64>()
+    ));
+    let result = (|| -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode & 0o700)
+            .open(&temporary)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
+            .with_context(|| format!("cannot give {} its owner", path.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+            .with_context(|| format!("cannot put {} in place", path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Makes the folder `path` (and its parents) with `mode` and `owner`.
+pub fn make_folder(path: &Path, mode: u32, owner: Owner) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("cannot make {}", path.display()))?;
+    std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("cannot give {} its owner", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// A file's text, if it exists.
+pub fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The id of the group `name`.
+pub fn group(layout: &Layout, name: &str) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(layout.etc("group"))?;
+    crate::pod::group_id(&text, name).with_context(|| {
+        format!("there is no group {name}: is the hearth package installed (systemd-sysusers)?")
+    })
+}
+
+/// The id of the user `name`.
+pub fn user(layout: &Layout, name: &str) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(layout.etc("passwd"))?;
+    crate::pod::user_id(&text, name).with_context(|| {
+        format!("there is no user {name}: is the hearth package installed (systemd-sysusers)?")
+    })
+}
+
+/// Waits until `ready` holds, saying what it waits for; the last thing
+/// `ready` saw when it gives up after `limit`.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut ready: impl FnMut() -> Result<(), String>,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let last = match ready() {
+            Ok(()) => {
+                if said {
+                    eprintln!(" ready ({} s)", start.elapsed().as_secs());
+                }
+                return Ok(());
+            }
+            Err(last) => last,
+        };
+        if start.elapsed() > limit {
+            if said {
+                eprintln!();
+            }
+            bail!("{what} was not ready after {} s: {last}", limit.as_secs());
+        }
+        if !said && start.elapsed() > Duration::from_secs(1) {
+            eprint!("  waiting for {what}...");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

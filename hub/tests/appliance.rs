@@ -1,0 +1,667 @@
+//! The hub as an appliance, end to end, as an admin installs it: a Debian
+//! machine (systemd as PID 1 in a privileged container over this machine's
+//! own system, no image downloaded, Hearth's paths of this machine hidden)
+//! in a lab host's network namespace gets the packages this tree builds
+//! with `apt-get install ./*.deb`; `hearth setup` refuses bad answers with
+//! nothing half-made, then sets the hub up; the official Tailscale client on
+//! a phone in its own namespace joins with the key setup printed, reaches
+//! the web chat's service and gets the assistant's answer (llama-server with
+//! SmolLM2 from the packages); `hearth status` is all well; the machine
+//! restarts and everything comes back by itself; packages of a higher
+//! version upgrade it with every device, message, memory and reminder kept;
+//! a backup taken while it runs, `apt-get purge` leaving nothing behind,
+//! and a restore onto a fresh install bring the household back. Real
+//! systemd, Podman, WireGuard, llama.cpp and Tailscale. Needs root, podman,
+//! the musl target, dpkg-deb; outside CI it skips without them.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearth_testkit::bench::Tree;
+use hearth_testkit::lab::{Host, Lab, TailscaleNode, build_lock, require_tools};
+use hearth_testkit::llama::{
+    instruct_model, llama_server_binary, tailscale_client, workspace_root,
+};
+use hearth_testkit::machine::Machine;
+use hearth_testkit::{binary, podman, wait_until};
+use serde_json::Value;
+
+const SOCKS: &str = "127.0.0.1:1055";
+const QUESTION: &str = "What should we cook tonight?";
+
+/// Builds the three packages at `version` into `out`; their paths.
+fn build_debs(version: &str, out: &Path) -> Vec<PathBuf> {
+    let _guard = build_lock();
+    let mut command = Command::new(workspace_root().join("packaging/build-debs.sh"));
+    command
+        .args(["--version", version, "--out"])
+        .arg(out)
+        .current_dir(workspace_root());
+    // What `cargo test` set for this package would make some build
+    // scripts rerun in the release build.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name == "CARGO_CRATE_NAME"
+        {
+            command.env_remove(name);
+        }
+    }
+    let built = command.output().unwrap();
+    assert!(
+        built.status.success(),
+        "build-debs.sh: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// `hearth setup` with `args`, never asking; its output.
+fn setup(machine: &Machine, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["hearth", "setup", "--non-interactive"];
+    all.extend_from_slice(args);
+    machine.exec(&all)
+}
+
+/// The phone's view of the household, through its official client.
+struct Phone<'a> {
+    lab: &'a Lab,
+    machine: &'a Machine,
+    host: Host,
+    node: TailscaleNode,
+    chat: String,
+}
+
+impl Phone<'_> {
+    /// `curl` through the client's SOCKS5 proxy; status and body.
+    fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        let mut command = self.lab.command(&self.host, "curl");
+        command.args([
+            "-sS",
+            "-m",
+            "20",
+            "--socks5",
+            SOCKS,
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ]);
+        if let Some(body) = body {
+            command.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body.to_string(),
+            ]);
+        }
+        command.arg(format!("{}{path}", self.chat));
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        let status = status.trim().parse().unwrap_or(0);
+        if status == 0 {
+            // curl's own failure, for the message.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return (0, format!("curl: {} {stderr}", output.status));
+        }
+        (status, body.to_owned())
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, text) = self.http(method, path, body);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}\nmessaging: {}\ngateway: {}",
+            self.logs("hearth-messaging"),
+            self.logs("hearth-gateway")
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The last lines a container of the hub's pod logged.
+    fn logs(&self, container: &str) -> String {
+        let output = self
+            .machine
+            .exec(&["podman", "logs", "--tail", "30", container]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    /// The DM with the assistant, opened.
+    fn assistant_room(&self) -> String {
+        let opened = self.json(
+            "POST",
+            "/api/dm",
+            Some(&serde_json::json!({"user": "assistant"})),
+        );
+        opened["room"].as_str().unwrap().to_owned()
+    }
+
+    fn messages(&self, room: &str) -> Vec<Value> {
+        let history = self.json(
+            "GET",
+            &format!("/api/rooms/{}/messages?limit=200", encode(room)),
+            None,
+        );
+        history["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Says `text` in `room` and waits for the assistant's finished reply.
+    fn ask(&self, room: &str, text: &str, machine: &Machine) -> String {
+        let before = self
+            .messages(room)
+            .iter()
+            .filter(|message| message["sender"] == "assistant")
+            .count();
+        self.json(
+            "POST",
+            &format!("/api/rooms/{}/messages", encode(room)),
+            Some(&serde_json::json!({"body": text})),
+        );
+        let mut answer = String::new();
+        let answered = wait_until(Duration::from_secs(180), || {
+            let replies: Vec<Value> = self
+                .messages(room)
+                .into_iter()
+                .filter(|message| message["sender"] == "assistant")
+                .collect();
+            match replies.get(before) {
+                Some(reply) if reply["status"] == "done" => {
+                    answer = reply["body"].as_str().unwrap_or_default().to_owned();
+                    true
+                }
+                _ => false,
+            }
+        });
+        assert!(
+            answered.is_some(),
+            "no answer to {text:?}: {:?}\n{}",
+            self.messages(room),
+            machine.journal("hearth*")
+        );
+        answer
+    }
+}
+
+fn encode(room: &str) -> String {
+    room.replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `hearth status --output json`, required all well.
+fn all_well(machine: &Machine) -> Value {
+    let mut report = Value::Null;
+    let well = wait_until(Duration::from_secs(120), || {
+        let output = machine.exec(&["hearth", "status", "--output", "json"]);
+        report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        output.status.success() && report["ok"] == true
+    });
+    assert!(
+        well.is_some(),
+        "hearth status is not all well: {report:#}\n{}\n{}",
+        String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout),
+        machine.journal("hearth*")
+    );
+    report
+}
+
+/// Nothing of a refused setup is left: the package's own configuration
+/// only, no unit enabled, no state.
+fn nothing_half_made(machine: &Machine) {
+    let listed = machine.exec_ok(&["find", "/etc/hearth", "-mindepth", "1"]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "/etc/hearth/coordinator.env",
+            "/etc/hearth/gateway",
+            "/etc/hearth/gateway/gateway.json5",
+            "/etc/hearth/messaging",
+            "/etc/hearth/messaging/messaging.json5",
+        ],
+        "a refused setup wrote into /etc/hearth"
+    );
+    for unit in [
+        "hearth-coordinator.service",
+        "hearth-agent.service",
+        "hearth-pod.service",
+        "hearth-inference.socket",
+    ] {
+        let enabled = machine.exec(&["systemctl", "is-enabled", unit]);
+        assert_ne!(
+            String::from_utf8_lossy(&enabled.stdout).trim(),
+            "enabled",
+            "{unit}"
+        );
+        assert!(
+            !machine
+                .exec(&["systemctl", "is-active", "--quiet", unit])
+                .status
+                .success(),
+            "{unit}"
+        );
+    }
+    let state = machine.shell("ls -A /var/lib/hearth /var/lib/hearth-agent 2>/dev/null");
+    assert!(
+        String::from_utf8_lossy(&state.stdout).trim().is_empty(),
+        "state was begun"
+    );
+}
+
+fn refused(output: &std::process::Output, says: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "setup accepted what it should refuse ({says})"
+    );
+    assert!(
+        stderr.contains(says),
+        "setup's refusal should say {says:?}: {stderr}"
+    );
+}
+
+/// Waits for the phone's official client to be in the mesh and to reach
+/// the household's chat through it, as ada.
+fn running(phone: &Phone<'_>) {
+    let up = wait_until(Duration::from_secs(90), || {
+        phone.node.backend_state(phone.lab) == "Running"
+    });
+    assert!(
+        up.is_some(),
+        "the phone is not in the mesh: {}",
+        phone.node.daemon.log_text()
+    );
+    let mut last = String::new();
+    let reached = wait_until(Duration::from_secs(120), || {
+        let (status, text) = phone.http("GET", "/api/me", None);
+        last = text;
+        status == 200
+    });
+    assert!(
+        reached.is_some(),
+        "the phone does not reach the household's chat: {last}\n{}",
+        phone.node.daemon.log_text()
+    );
+    let me: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(me["user"], "ada", "{me}");
+}
+
+#[test]
+fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_service() {
+    if podman::available().is_none() || require_tools(&["dpkg-deb", "curl", "mknod"]).is_none() {
+        return;
+    }
+    let (Some(_llama), Some(_model), Some(client)) =
+        (llama_server_binary(), instruct_model(), tailscale_client())
+    else {
+        return;
+    };
+    let Some(mut lab) = Lab::new() else {
+        return;
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let newer = format!("{version}+next");
+    let debs = lab.dir.path().join("debs");
+    let (old_debs, new_debs) = (debs.join("1"), debs.join("2"));
+    let built_old = build_debs(version, &old_debs);
+    let built_new = build_debs(&newer, &new_debs);
+    assert_eq!(built_new.len(), 3, "{built_new:?}");
+    for deb in &built_old {
+        println!(
+            "package {}: {} bytes",
+            deb.file_name().unwrap().to_string_lossy(),
+            std::fs::metadata(deb).unwrap().len()
+        );
+    }
+    assert_eq!(built_old.len(), 3, "{built_old:?}");
+    let hub = lab.host("hub");
+    let phone_host = lab.host("phone");
+    let machine = Machine::boot(
+        &lab.dir.path().join("machine"),
+        &format!("hearth-appliance-{}", std::process::id()),
+        Some(&hub.namespace),
+        &[(&old_debs, "/srv/debs-1"), (&new_debs, "/srv/debs-2")],
+    );
+    let install = |folder: &str| {
+        machine.exec_ok(&[
+            "bash",
+            "-c",
+            &format!(
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {folder}/*.deb"
+            ),
+        ])
+    };
+
+    // Installed: nothing runs until setup.
+    let started = Instant::now();
+    install("/srv/debs-1");
+    let images = machine.exec_ok(&["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images.contains(&format!("localhost/hearth-gateway:{version}")),
+        "{images}"
+    );
+    nothing_half_made(&machine);
+
+    // Bad answers are refused, saying why, with nothing half-made.
+    let url = format!("https://{}", hub.address);
+    let good = [
+        "--household",
+        "The Parks",
+        "--admin",
+        "ada",
+        "--hostname",
+        "hub",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = good.to_vec();
+        args.extend_from_slice(extra);
+        setup(&machine, &args)
+    };
+    refused(
+        &with(&["--url", "https://", "--model", "default"]),
+        "has no host",
+    );
+    nothing_half_made(&machine);
+    refused(
+        &with(&["--url", &url, "--model", "/root/nowhere.gguf"]),
+        "cannot read the model file /root/nowhere.gguf",
+    );
+    machine.exec_ok(&["bash", "-c", "echo 'not a model' > /root/notes.gguf"]);
+    refused(
+        &with(&["--url", &url, "--model", "/root/notes.gguf"]),
+        "is not a GGUF model file",
+    );
+    nothing_half_made(&machine);
+    machine.exec_ok(&[
+        "systemd-run",
+        "--unit=squatter",
+        "/usr/bin/systemd-socket-activate",
+        "--listen=443",
+        "/bin/true",
+    ]);
+    let squatting = wait_until(Duration::from_secs(20), || {
+        String::from_utf8_lossy(&machine.exec(&["ss", "-Hltn", "sport = :443"]).stdout)
+            .contains("LISTEN")
+    });
+    assert!(squatting.is_some(), "the squatter never listened");
+    refused(
+        &with(&["--url", &url, "--model", "default"]),
+        "port 443/tcp is taken by another program (\"systemd-socket-",
+    );
+    nothing_half_made(&machine);
+    machine.exec_ok(&["systemctl", "stop", "squatter"]);
+
+    // Set up.
+    let output = with(&["--url", &url, "--model", "default"]);
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "hearth setup failed: {}\n{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        machine.journal("hearth*")
+    );
+    println!("{printed}");
+    let key = printed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("hearth-join-v1:"))
+        .unwrap_or_else(|| panic!("no join key printed: {printed}"))
+        .to_owned();
+    let login = format!("http://{}", hub.address);
+    assert!(
+        printed.contains(&format!("--login-server {login}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains('█') || printed.contains('▀'),
+        "a QR code: {printed}"
+    );
+    let chat = printed
+        .split_whitespace()
+        .find(|word| word.starts_with("http://100."))
+        .unwrap_or_else(|| panic!("no web chat address: {printed}"))
+        .trim_end_matches('/')
+        .to_owned();
+    all_well(&machine);
+    let again = with(&["--url", &url, "--model", "default"]);
+    assert!(
+        again.status.success(),
+        "setup again: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&key),
+        "a second run shows the same unused key"
+    );
+
+    // The phone joins with the printed key and asks the assistant.
+    let node = lab.start_tailscaled_with(
+        &phone_host,
+        None,
+        &client,
+        &[&format!("--socks5-server={SOCKS}")],
+        &[],
+    );
+    let joined = node.up_at(&lab, &login, &key, &[]);
+    assert!(
+        joined.status.success(),
+        "tailscale up: {}{}",
+        String::from_utf8_lossy(&joined.stdout),
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    let phone = Phone {
+        lab: &lab,
+        machine: &machine,
+        host: phone_host.clone(),
+        node,
+        chat,
+    };
+    running(&phone);
+    let (status, page) = phone.http("GET", "/", None);
+    assert_eq!(status, 200, "the web chat: {page}");
+    assert!(
+        page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"),
+        "{page}"
+    );
+    let room = phone.assistant_room();
+    let answer = phone.ask(&room, QUESTION, &machine);
+    assert!(!answer.trim().is_empty());
+    // The model's services started on that question and are up, not
+    // waiting on a readiness they never signal.
+    for unit in ["hearth-llama-proxy.service", "hearth-llama-server.service"] {
+        let state = machine.exec(&["systemctl", "is-active", unit]);
+        assert_eq!(
+            String::from_utf8_lossy(&state.stdout).trim(),
+            "active",
+            "{unit}"
+        );
+    }
+    println!(
+        "install to answer: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    phone.ask(&room, "remember that the bike lock code is 4711", &machine);
+    phone.ask(
+        &room,
+        "remind me tomorrow at 9 to water the plants",
+        &machine,
+    );
+    let kept = |phone: &Phone<'_>, when: &str| {
+        let memory = phone.json(
+            "GET",
+            &format!("/api/assistant/memory?room={}", encode(&room)),
+            None,
+        );
+        assert!(
+            memory.to_string().contains("4711"),
+            "{when}: memory {memory}"
+        );
+        let reminders = phone.json("GET", "/api/assistant/reminders", None);
+        assert!(
+            reminders.to_string().contains("water the plants"),
+            "{when}: reminders {reminders}"
+        );
+        let history = phone.messages(&room);
+        assert!(
+            history
+                .iter()
+                .any(|message| message["body"] == QUESTION && message["sender"] == "ada"),
+            "{when}: history {history:?}"
+        );
+        let nodes = machine.exec_ok(&[
+            "hearth-coordinator",
+            "--state-dir",
+            "/var/lib/hearth",
+            "nodes",
+            "list",
+            "--output",
+            "json",
+        ]);
+        assert!(nodes.contains("\"phone\""), "{when}: devices {nodes}");
+    };
+    kept(&phone, "after setup");
+
+    // The machine restarts: everything comes back by itself.
+    machine.restart();
+    all_well(&machine);
+    running(&phone);
+    kept(&phone, "after a restart");
+    assert!(!phone.ask(&room, QUESTION, &machine).trim().is_empty());
+
+    // A higher version upgrades it with everything kept.
+    install("/srv/debs-2");
+    assert_eq!(
+        machine.exec_ok(&["dpkg-query", "--showformat=${Version}", "--show", "hearth"]),
+        newer
+    );
+    let report = all_well(&machine);
+    assert!(report.to_string().contains(&newer), "{report}");
+    let image = machine.exec_ok(&[
+        "podman",
+        "inspect",
+        "--format",
+        "{{.ImageName}}",
+        "hearth-gateway",
+    ]);
+    assert!(
+        image.trim().ends_with(&newer.replace('+', "-")),
+        "the pod runs the new image: {image}"
+    );
+    running(&phone);
+    kept(&phone, "after the upgrade");
+    assert!(!phone.ask(&room, QUESTION, &machine).trim().is_empty());
+
+    // A backup while it runs, then purge: nothing left behind.
+    machine.exec_ok(&["hearth", "backup", "/root/hub.tar"]);
+    assert_eq!(
+        machine
+            .exec_ok(&["stat", "-c", "%a", "/root/hub.tar"])
+            .trim(),
+        "600"
+    );
+    let backup = lab.dir.path().join("hub.tar");
+    machine.copy_out("/root/hub.tar", &backup);
+    machine.exec_ok(&["rm", "/root/hub.tar"]);
+    let owners: Vec<u32> = ["hearth-coordinator", "hearth-llama"]
+        .iter()
+        .map(|user| machine.exec_ok(&["id", "-u", user]).trim().parse().unwrap())
+        .chain([65_532])
+        .collect();
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-llama-server hearth",
+    ]);
+    let left = machine.written(&owners);
+    assert!(left.is_empty(), "purge left behind: {left:#?}");
+    for (what, args) in [
+        (
+            "images",
+            vec!["podman", "images", "--format", "{{.Repository}}"],
+        ),
+        ("pods", vec!["podman", "pod", "ps", "--format", "{{.Name}}"]),
+        (
+            "containers",
+            vec!["podman", "ps", "--all", "--format", "{{.Names}}"],
+        ),
+        (
+            "volumes",
+            vec!["podman", "volume", "ls", "--format", "{{.Name}}"],
+        ),
+        (
+            "networks",
+            vec!["podman", "network", "ls", "--format", "{{.Name}}"],
+        ),
+    ] {
+        let listed = machine.exec_ok(&args);
+        assert!(
+            !listed.contains("hearth") && !listed.contains("kube"),
+            "purge left {what}: {listed}"
+        );
+    }
+    let run = machine.shell("ls /run | grep -i hearth");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).trim().is_empty(),
+        "purge left /run entries"
+    );
+    let accounts = machine
+        .shell("getent passwd hearth-coordinator hearth-llama; getent group hearth-inference");
+    assert!(
+        String::from_utf8_lossy(&accounts.stdout).trim().is_empty(),
+        "purge left accounts"
+    );
+    let units = machine.exec(&["systemctl", "list-unit-files", "hearth*", "--no-legend"]);
+    let units = String::from_utf8_lossy(&units.stdout);
+    assert!(units.trim().is_empty(), "purge left units: {units}");
+
+    // A fresh install and the backup bring the household back.
+    install("/srv/debs-2");
+    machine.copy_in(&backup, "/root/hub.tar");
+    let restored = machine.exec(&["hearth", "restore", "/root/hub.tar"]);
+    assert!(
+        restored.status.success(),
+        "hearth restore: {}\n{}",
+        String::from_utf8_lossy(&restored.stderr),
+        machine.journal("hearth*")
+    );
+    all_well(&machine);
+    running(&phone);
+    kept(&phone, "after a purge and a restore");
+    assert!(!phone.ask(&room, QUESTION, &machine).trim().is_empty());
+
+    // An Ollama on the hub is used instead when setup is given it. Ollama
+    // cannot be installed here: the test kit's stand-in of its API (named
+    // so, hearth_testkit::standins) listens at Ollama's 127.0.0.1:11434 in
+    // the hub's namespace, and echoes the question.
+    let mut stand_in = lab.command(&hub, binary("hearth-probe"));
+    stand_in.args(["ollama", "127.0.0.1:11434", "llama3.2:latest"]);
+    let _ollama = Tree(stand_in.spawn().unwrap());
+    let listening = wait_until(Duration::from_secs(20), || {
+        lab.try_exec(&hub, &["curl", "-s", "http://127.0.0.1:11434/api/version"])
+            .status
+            .success()
+    });
+    assert!(listening.is_some(), "the Ollama stand-in did not listen");
+    let switched = with(&["--url", &url, "--model", "ollama"]);
+    assert!(
+        switched.status.success(),
+        "setup with Ollama: {}\n{}",
+        String::from_utf8_lossy(&switched.stderr),
+        machine.journal("hearth*")
+    );
+    let report = all_well(&machine);
+    assert_eq!(report["model"]["kind"], "ollama", "{report}");
+    assert_eq!(report["model"]["id"], "llama3.2:latest", "{report}");
+    let answer = phone.ask(&room, "What is in the fridge?", &machine);
+    assert!(answer.contains("echo: "), "answered by Ollama: {answer}");
+}

