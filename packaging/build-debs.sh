@@ -78,9 +78,11 @@ control() {
     } >"$root/DEBIAN/control"
 }
 
-# finish ROOT FILE [dpkg-deb -Z]: md5sums, times, then the package.
+# finish ROOT FILE [dpkg-deb -Z]: md5sums, times, then the package
+# (compressed with HEARTH_DEB_COMPRESSION, default xz; the tests take zstd,
+# 70 times faster and a sixth larger).
 finish() {
-    local root="$1" file="$2" compression="${3:-xz}"
+    local root="$1" file="$2" compression="${3:-${HEARTH_DEB_COMPRESSION:-xz}}"
     (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort |
         xargs -r md5sum >DEBIAN/md5sums)
     find "$root" -exec touch --no-dereference --date="@$epoch" {} +

@@ -536,20 +536,27 @@ mod tests {
         }
     }
 
-    /// An archive of `entries` (name, contents) with `manifest` first.
-    fn archive_of(dir: &Path, manifest: &Manifest, entries: &[(&str, &[u8])]) -> PathBuf {
-        let path = dir.join(format!("{:x}.tar", rand::random::<u32>()));
-        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    /// An archive at `path` with `manifest` written first.
+    fn begun(path: &Path, manifest: &Manifest) -> tar::Builder<std::fs::File> {
+        let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
         let text = serde_json::to_vec(manifest).unwrap();
+        let length = text.len() as u64;
         append(
             &mut builder,
             MANIFEST,
             Kind::File,
             0o600,
             &mut text.as_slice(),
-            text.len() as u64,
+            length,
         )
         .unwrap();
+        builder
+    }
+
+    /// An archive of `entries` (name, contents) with `manifest` first.
+    fn archive_of(dir: &Path, manifest: &Manifest, entries: &[(&str, &[u8])]) -> PathBuf {
+        let path = dir.join(format!("{:x}.tar", rand::random::<u32>()));
+        let mut builder = begun(&path, manifest);
         for (name, contents) in entries {
             let mut data = *contents;
             append(
@@ -644,17 +651,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let manifest = manifest_for(vec![file_entry("etc/hearth/x", b"")]);
         let path = dir.path().join("link.tar");
-        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
-        let text = serde_json::to_vec(&manifest).unwrap();
-        append(
-            &mut builder,
-            MANIFEST,
-            Kind::File,
-            0o600,
-            &mut text.as_slice(),
-            text.len() as u64,
-        )
-        .unwrap();
+        let mut builder = begun(&path, &manifest);
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);

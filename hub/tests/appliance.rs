@@ -15,204 +15,16 @@
 //! the musl target, dpkg-deb; outside CI it skips without them.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_testkit::bench::Tree;
-use hearth_testkit::lab::{Host, Lab, TailscaleNode, build_lock, require_tools};
-use hearth_testkit::llama::{
-    instruct_model, llama_server_binary, tailscale_client, workspace_root,
+use hearth_testkit::appliance::{
+    Phone, Printed, QUESTION, all_well, build_debs, encode, join_phone, running, setup,
 };
+use hearth_testkit::bench::Tree;
+use hearth_testkit::lab::{Lab, require_tools};
+use hearth_testkit::llama::{instruct_model, llama_server_binary, tailscale_client};
 use hearth_testkit::machine::Machine;
 use hearth_testkit::{binary, podman, wait_until};
-use serde_json::Value;
-
-const SOCKS: &str = "127.0.0.1:1055";
-const QUESTION: &str = "What should we cook tonight?";
-
-/// Builds the three packages at `version` into `out`; their paths.
-fn build_debs(version: &str, out: &Path) -> Vec<PathBuf> {
-    let _guard = build_lock();
-    let mut command = Command::new(workspace_root().join("packaging/build-debs.sh"));
-    command
-        .args(["--version", version, "--out"])
-        .arg(out)
-        .current_dir(workspace_root());
-    // What `cargo test` set for this package would make some build
-    // scripts rerun in the release build.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || name == "CARGO_CRATE_NAME"
-        {
-            command.env_remove(name);
-        }
-    }
-    let built = command.output().unwrap();
-    assert!(
-        built.status.success(),
-        "build-debs.sh: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    String::from_utf8_lossy(&built.stdout)
-        .lines()
-        .map(PathBuf::from)
-        .collect()
-}
-
-/// `hearth setup` with `args`, never asking; its output.
-fn setup(machine: &Machine, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["hearth", "setup", "--non-interactive"];
-    all.extend_from_slice(args);
-    machine.exec(&all)
-}
-
-/// The phone's view of the household, through its official client.
-struct Phone<'a> {
-    lab: &'a Lab,
-    machine: &'a Machine,
-    host: Host,
-    node: TailscaleNode,
-    chat: String,
-}
-
-impl Phone<'_> {
-    /// `curl` through the client's SOCKS5 proxy; status and body.
-    fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-        let mut command = self.lab.command(&self.host, "curl");
-        command.args([
-            "-sS",
-            "-m",
-            "20",
-            "--socks5",
-            SOCKS,
-            "-X",
-            method,
-            "-w",
-            "\n%{http_code}",
-        ]);
-        if let Some(body) = body {
-            command.args([
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                &body.to_string(),
-            ]);
-        }
-        command.arg(format!("{}{path}", self.chat));
-        let output = command.output().unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        let status = status.trim().parse().unwrap_or(0);
-        if status == 0 {
-            // curl's own failure, for the message.
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return (0, format!("curl: {} {stderr}", output.status));
-        }
-        (status, body.to_owned())
-    }
-
-    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let (status, text) = self.http(method, path, body);
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {text}\nmessaging: {}\ngateway: {}",
-            self.logs("hearth-messaging"),
-            self.logs("hearth-gateway")
-        );
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// The last lines a container of the hub's pod logged.
-    fn logs(&self, container: &str) -> String {
-        let output = self
-            .machine
-            .exec(&["podman", "logs", "--tail", "30", container]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    }
-
-    /// The DM with the assistant, opened.
-    fn assistant_room(&self) -> String {
-        let opened = self.json(
-            "POST",
-            "/api/dm",
-            Some(&serde_json::json!({"user": "assistant"})),
-        );
-        opened["room"].as_str().unwrap().to_owned()
-    }
-
-    fn messages(&self, room: &str) -> Vec<Value> {
-        let history = self.json(
-            "GET",
-            &format!("/api/rooms/{}/messages?limit=200", encode(room)),
-            None,
-        );
-        history["messages"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Says `text` in `room` and waits for the assistant's finished reply.
-    fn ask(&self, room: &str, text: &str, machine: &Machine) -> String {
-        let before = self
-            .messages(room)
-            .iter()
-            .filter(|message| message["sender"] == "assistant")
-            .count();
-        self.json(
-            "POST",
-            &format!("/api/rooms/{}/messages", encode(room)),
-            Some(&serde_json::json!({"body": text})),
-        );
-        let mut answer = String::new();
-        let answered = wait_until(Duration::from_secs(180), || {
-            let replies: Vec<Value> = self
-                .messages(room)
-                .into_iter()
-                .filter(|message| message["sender"] == "assistant")
-                .collect();
-            match replies.get(before) {
-                Some(reply) if reply["status"] == "done" => {
-                    answer = reply["body"].as_str().unwrap_or_default().to_owned();
-                    true
-                }
-                _ => false,
-            }
-        });
-        assert!(
-            answered.is_some(),
-            "no answer to {text:?}: {:?}\n{}",
-            self.messages(room),
-            machine.journal("hearth*")
-        );
-        answer
-    }
-}
-
-fn encode(room: &str) -> String {
-    room.replace(':', "%3A").replace(',', "%2C")
-}
-
-/// `hearth status --output json`, required all well.
-fn all_well(machine: &Machine) -> Value {
-    let mut report = Value::Null;
-    let well = wait_until(Duration::from_secs(120), || {
-        let output = machine.exec(&["hearth", "status", "--output", "json"]);
-        report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        output.status.success() && report["ok"] == true
-    });
-    assert!(
-        well.is_some(),
-        "hearth status is not all well: {report:#}\n{}\n{}",
-        String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout),
-        machine.journal("hearth*")
-    );
-    report
-}
 
 /// Nothing of a refused setup is left: the package's own configuration
 /// only, no unit enabled, no state.
@@ -270,32 +82,6 @@ fn refused(output: &std::process::Output, says: &str) {
     );
 }
 
-/// Waits for the phone's official client to be in the mesh and to reach
-/// the household's chat through it, as ada.
-fn running(phone: &Phone<'_>) {
-    let up = wait_until(Duration::from_secs(90), || {
-        phone.node.backend_state(phone.lab) == "Running"
-    });
-    assert!(
-        up.is_some(),
-        "the phone is not in the mesh: {}",
-        phone.node.daemon.log_text()
-    );
-    let mut last = String::new();
-    let reached = wait_until(Duration::from_secs(120), || {
-        let (status, text) = phone.http("GET", "/api/me", None);
-        last = text;
-        status == 200
-    });
-    assert!(
-        reached.is_some(),
-        "the phone does not reach the household's chat: {last}\n{}",
-        phone.node.daemon.log_text()
-    );
-    let me: Value = serde_json::from_str(&last).unwrap();
-    assert_eq!(me["user"], "ada", "{me}");
-}
-
 #[test]
 fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_service() {
     if podman::available().is_none() || require_tools(&["dpkg-deb", "curl", "mknod"]).is_none() {
@@ -313,8 +99,13 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     let newer = format!("{version}+next");
     let debs = lab.dir.path().join("debs");
     let (old_debs, new_debs) = (debs.join("1"), debs.join("2"));
-    let built_old = build_debs(version, &old_debs);
-    let built_new = build_debs(&newer, &new_debs);
+    let built_old = build_debs(version, &old_debs, true);
+    let built_new = build_debs(&newer, &new_debs, true);
+    // The newer version's image tags were made for its package only.
+    for image in ["gateway", "messaging"] {
+        let tag = format!("localhost/hearth-{image}:{}", newer.replace('+', "-"));
+        let _ = podman::podman().args(["untag", &tag, &tag]).output();
+    }
     assert_eq!(built_new.len(), 3, "{built_new:?}");
     for deb in &built_old {
         println!(
@@ -411,12 +202,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         machine.journal("hearth*")
     );
     println!("{printed}");
-    let key = printed
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("hearth-join-v1:"))
-        .unwrap_or_else(|| panic!("no join key printed: {printed}"))
-        .to_owned();
+    let Printed { key, chat } = Printed::read(&printed);
     let login = format!("http://{}", hub.address);
     assert!(
         printed.contains(&format!("--login-server {login}")),
@@ -426,12 +212,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         printed.contains('█') || printed.contains('▀'),
         "a QR code: {printed}"
     );
-    let chat = printed
-        .split_whitespace()
-        .find(|word| word.starts_with("http://100."))
-        .unwrap_or_else(|| panic!("no web chat address: {printed}"))
-        .trim_end_matches('/')
-        .to_owned();
+
     all_well(&machine);
     let again = with(&["--url", &url, "--model", "default"]);
     assert!(
@@ -445,20 +226,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     );
 
     // The phone joins with the printed key and asks the assistant.
-    let node = lab.start_tailscaled_with(
-        &phone_host,
-        None,
-        &client,
-        &[&format!("--socks5-server={SOCKS}")],
-        &[],
-    );
-    let joined = node.up_at(&lab, &login, &key, &[]);
-    assert!(
-        joined.status.success(),
-        "tailscale up: {}{}",
-        String::from_utf8_lossy(&joined.stdout),
-        String::from_utf8_lossy(&joined.stderr)
-    );
+    let node = join_phone(&mut lab, &phone_host, &client, &login, &key);
     let phone = Phone {
         lab: &lab,
         machine: &machine,
@@ -474,7 +242,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         "{page}"
     );
     let room = phone.assistant_room();
-    let answer = phone.ask(&room, QUESTION, &machine);
+    let answer = phone.ask(&room, QUESTION);
     assert!(!answer.trim().is_empty());
     // The model's services started on that question and are up, not
     // waiting on a readiness they never signal.
@@ -490,12 +258,8 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         "install to answer: {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    phone.ask(&room, "remember that the bike lock code is 4711", &machine);
-    phone.ask(
-        &room,
-        "remind me tomorrow at 9 to water the plants",
-        &machine,
-    );
+    phone.ask(&room, "remember that the bike lock code is 4711");
+    phone.ask(&room, "remind me tomorrow at 9 to water the plants");
     let kept = |phone: &Phone<'_>, when: &str| {
         let memory = phone.json(
             "GET",
@@ -536,7 +300,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     all_well(&machine);
     running(&phone);
     kept(&phone, "after a restart");
-    assert!(!phone.ask(&room, QUESTION, &machine).trim().is_empty());
+    assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
     // A higher version upgrades it with everything kept.
     install("/srv/debs-2");
@@ -559,7 +323,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     );
     running(&phone);
     kept(&phone, "after the upgrade");
-    assert!(!phone.ask(&room, QUESTION, &machine).trim().is_empty());
+    assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
     // A backup while it runs, then purge: nothing left behind.
     machine.exec_ok(&["hearth", "backup", "/root/hub.tar"]);
@@ -637,7 +401,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     all_well(&machine);
     running(&phone);
     kept(&phone, "after a purge and a restore");
-    assert!(!phone.ask(&room, QUESTION, &machine).trim().is_empty());
+    assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
     // An Ollama on the hub is used instead when setup is given it. Ollama
     // cannot be installed here: the test kit's stand-in of its API (named
@@ -662,6 +426,6 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     let report = all_well(&machine);
     assert_eq!(report["model"]["kind"], "ollama", "{report}");
     assert_eq!(report["model"]["id"], "llama3.2:latest", "{report}");
-    let answer = phone.ask(&room, "What is in the fridge?", &machine);
+    let answer = phone.ask(&room, "What is in the fridge?");
     assert!(answer.contains("echo: "), "answered by Ollama: {answer}");
 }

@@ -22,6 +22,8 @@
 //! - [`household`]: the whole household between namespaces (messaging's
 //!   tests and the `hearth-household` demo).
 //! - [`acme_ca`]: Let's Encrypt's test CA (Pebble) in a lab host.
+//! - [`appliance`]: the hub's Debian packages built from this tree, set up
+//!   in a [`machine`], and a phone reaching it through the mesh.
 //! - [`machine`]: a whole Debian machine, systemd as PID 1 in a container
 //!   over an overlay of this one, for installing Hearth's packages.
 //! - [`identity_provider`]: a real OpenID Connect provider (npm's
@@ -34,6 +36,7 @@
 //!   using one says so by name.
 
 pub mod acme_ca;
+pub mod appliance;
 pub mod bench;
 pub mod compute;
 pub mod control_plane;

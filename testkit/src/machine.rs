@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::lab::run;
-use crate::podman;
+use crate::podman::{self, podman_ok};
 use crate::wait_until;
 
 /// Paths of this machine a test machine must not see (they would be
@@ -190,55 +190,27 @@ impl Machine {
 
     /// Stops the machine (systemd shuts down) and starts it again.
     pub fn restart(&self) {
-        let stopped = podman::podman()
-            .args(["stop", "--time", "60", &self.name])
-            .output()
-            .expect("podman stop runs");
-        assert!(
-            stopped.status.success(),
-            "{}",
-            String::from_utf8_lossy(&stopped.stderr)
-        );
-        let started = podman::podman()
-            .args(["start", &self.name])
-            .output()
-            .expect("podman start runs");
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
+        podman_ok(&["stop", "--time", "60", &self.name]);
+        podman_ok(&["start", &self.name]);
         self.wait_booted();
     }
 
     /// Copies `from` in the machine to `to` on the host.
     pub fn copy_out(&self, from: &str, to: &Path) {
-        let copied = podman::podman()
-            .arg("cp")
-            .arg(format!("{}:{from}", self.name))
-            .arg(to)
-            .output()
-            .expect("podman cp runs");
-        assert!(
-            copied.status.success(),
-            "{}",
-            String::from_utf8_lossy(&copied.stderr)
-        );
+        podman_ok(&[
+            "cp",
+            &format!("{}:{from}", self.name),
+            &to.to_string_lossy(),
+        ]);
     }
 
     /// Copies `from` on the host to `to` in the machine.
     pub fn copy_in(&self, from: &Path, to: &str) {
-        let copied = podman::podman()
-            .arg("cp")
-            .arg(from)
-            .arg(format!("{}:{to}", self.name))
-            .output()
-            .expect("podman cp runs");
-        assert!(
-            copied.status.success(),
-            "{}",
-            String::from_utf8_lossy(&copied.stderr)
-        );
+        podman_ok(&[
+            "cp",
+            &from.to_string_lossy(),
+            &format!("{}:{to}", self.name),
+        ]);
     }
 
     /// What the machine wrote whose path names Hearth, or that belongs to

@@ -1,0 +1,190 @@
+//! The hub as an appliance, measured (docs/benchmarks.md, "The hub as an
+//! appliance"): the packages' sizes as shipped (xz); from `apt-get install`
+//! to the first answer on a phone (install, `hearth setup`, the official
+//! client joining, the assistant answering); and the hub's resident memory
+//! idle, every Hearth service without the model, against OpenClaw's
+//! gateway (npm's `openclaw` on Node 24, run as its docs' daemon runs it,
+//! `openclaw gateway`) idle in the same run.
+//!
+//!   cargo bench -p hearth-hub --bench appliance      # as root
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_testkit::appliance::{Phone, Printed, QUESTION, build_debs, join_phone, running, setup};
+use hearth_testkit::bench::{Tree, tree_rss_mib};
+use hearth_testkit::lab::{Lab, is_root};
+use hearth_testkit::llama::{LlamaServer, free_port, instruct_model, tailscale_client};
+use hearth_testkit::machine::Machine;
+use hearth_testkit::wait_until;
+use serde_json::json;
+
+/// How long a service sits without a request before its memory is read.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// The Hearth processes of a hub (the model's server and its proxy aside).
+const SERVICES: [&str; 4] = [
+    "hearth-coordinator",
+    "hearth-agent",
+    "hearth-gateway",
+    "hearth-messaging",
+];
+
+fn main() {
+    if !is_root() {
+        println!("needs root (network namespaces, a machine in a container): skipped");
+        return;
+    }
+    let (Some(model), Some(client), Some(openclaw)) = (
+        instruct_model(),
+        tailscale_client(),
+        hearth_testkit::openclaw::install(),
+    ) else {
+        println!("the model, the Tailscale client or OpenClaw could not be had: skipped");
+        return;
+    };
+    let mut lab = Lab::new().expect("a lab");
+    let debs = lab.dir.path().join("debs");
+    let version = env!("CARGO_PKG_VERSION");
+    println!("## The hub as an appliance (Hearth {version})\n");
+    println!("| package (xz) | bytes |\n| --- | --- |");
+    for deb in build_debs(version, &debs, false) {
+        let bytes = std::fs::metadata(&deb).expect("a package").len();
+        println!(
+            "| {} | {bytes} ({:.1} MB) |",
+            deb.file_name().unwrap_or_default().to_string_lossy(),
+            bytes as f64 / 1e6
+        );
+    }
+    let hub = lab.host("hub");
+    let phone_host = lab.host("phone");
+    let machine = Machine::boot(
+        &lab.dir.path().join("machine"),
+        &format!("hearth-bench-{}", std::process::id()),
+        Some(&hub.namespace),
+        &[(&debs, "/srv/debs")],
+    );
+    let started = Instant::now();
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /srv/debs/*.deb",
+    ]);
+    let installed = started.elapsed();
+    let url = format!("https://{}", hub.address);
+    let output = setup(
+        &machine,
+        &[
+            "--household",
+            "Bench",
+            "--admin",
+            "ada",
+            "--hostname",
+            "hub",
+            "--url",
+            &url,
+            "--model",
+            "default",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "setup: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let set_up = started.elapsed();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let Printed { key, chat } = Printed::read(&printed);
+    let login = format!("http://{}", hub.address);
+    let node = join_phone(&mut lab, &phone_host, &client, &login, &key);
+    let phone = Phone {
+        lab: &lab,
+        machine: &machine,
+        host: phone_host.clone(),
+        node,
+        chat,
+    };
+    running(&phone);
+    let room = phone.assistant_room();
+    phone.ask(&room, QUESTION);
+    let answered = started.elapsed();
+    println!("\n| from `apt-get install` | seconds |\n| --- | --- |");
+    println!("| packages installed | {:.1} |", installed.as_secs_f64());
+    println!(
+        "| `hearth setup` done (every service answering) | {:.1} |",
+        set_up.as_secs_f64()
+    );
+    println!(
+        "| the phone's first answer (its client joined with the printed key) | {:.1} |",
+        answered.as_secs_f64()
+    );
+
+    // Idle: nothing asked for a while.
+    std::thread::sleep(IDLE);
+    let mut hearth_total = 0.0;
+    let mut rows = Vec::new();
+    for service in SERVICES {
+        let rss = machine.exec_ok(&["ps", "-C", service, "-o", "rss="]);
+        let mib: f64 = rss
+            .lines()
+            .filter_map(|line| line.trim().parse::<f64>().ok())
+            .sum::<f64>()
+            / 1024.0;
+        hearth_total += mib;
+        rows.push((service, mib));
+    }
+
+    // OpenClaw's gateway, as its daemon runs it, with a model to name.
+    let llama = LlamaServer::start_model(&model, &["-c", "4096"]).expect("llama-server");
+    let home = tempfile::tempdir().expect("a folder");
+    let port = free_port();
+    let config = json!({
+        "gateway": {"mode": "local", "port": port, "bind": "loopback",
+                    "auth": {"mode": "token", "token": "bench-token-0123456789abcdef0123"}},
+        "models": {"catalogRefresh": {"enabled": false}, "providers": {"local": {
+            "baseUrl": llama.base_url, "api": "openai-completions", "apiKey": "none",
+            "models": [{"id": "smollm2", "name": "SmolLM2-135M-Instruct", "contextWindow": 4096, "maxTokens": 512}]}}},
+        "agents": {"defaults": {"model": {"primary": "local/smollm2"}}},
+        // Nothing may leave the machine: no hosted catalog, no update check.
+        "update": {"checkOnStart": false},
+    });
+    let file = home.path().join("openclaw.json");
+    std::fs::write(&file, config.to_string()).expect("OpenClaw's configuration");
+    let openclaw_home = home.path().join("home");
+    std::fs::create_dir(&openclaw_home).expect("OpenClaw's home");
+    let claw = Tree(
+        openclaw
+            .command(&openclaw_home)
+            .args(["gateway", "run"])
+            .env("OPENCLAW_CONFIG_PATH", &file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("OpenClaw starts"),
+    );
+    let ready = wait_until(Duration::from_secs(120), || {
+        Command::new("curl")
+            .args(["-sf", "-m", "2", &format!("http://127.0.0.1:{port}/readyz")])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    });
+    assert!(ready.is_some(), "OpenClaw's gateway did not get ready");
+    std::thread::sleep(IDLE);
+    let claw_mib = tree_rss_mib(claw.id());
+    println!(
+        "\n| resident memory, idle {} s | MiB |\n| --- | --- |",
+        IDLE.as_secs()
+    );
+    for (service, mib) in rows {
+        println!("| {service} | {mib:.1} |");
+    }
+    println!("| **the hub, every Hearth service** | **{hearth_total:.1}** |");
+    println!("| OpenClaw's gateway (`openclaw gateway`, process tree) | {claw_mib:.1} |");
+    println!(
+        "| ratio OpenClaw / Hearth | {:.1}x |",
+        claw_mib / hearth_total.max(0.1)
+    );
+    drop(claw);
+    drop(phone);
+    drop(machine);
+}

@@ -1,0 +1,296 @@
+//! The hub as an appliance, for its tests and benchmark: the Debian
+//! packages built from this tree, `hearth setup` in a [`Machine`], and a
+//! phone whose official Tailscale client reaches the household's chat
+//! through the mesh.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::lab::{Host, Lab, TailscaleNode, build_lock};
+use crate::llama::workspace_root;
+use crate::machine::Machine;
+use crate::wait_until;
+
+/// The phone's SOCKS5 proxy (its client runs in userspace).
+pub const SOCKS: &str = "127.0.0.1:1055";
+/// What the phone asks the assistant.
+pub const QUESTION: &str = "What should we cook tonight?";
+
+/// Builds the three packages at `version` into `out`; their paths.
+/// `quick`: compressed with zstd (the tests'), not xz (what is shipped).
+pub fn build_debs(version: &str, out: &Path, quick: bool) -> Vec<PathBuf> {
+    let _guard = build_lock();
+    let mut command = Command::new(workspace_root().join("packaging/build-debs.sh"));
+    command
+        .args(["--version", version, "--out"])
+        .arg(out)
+        .current_dir(workspace_root());
+    if quick {
+        command.env("HEARTH_DEB_COMPRESSION", "zstd");
+    }
+    // What `cargo test` set for this package would make some build
+    // scripts rerun in the release build.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name == "CARGO_CRATE_NAME"
+        {
+            command.env_remove(name);
+        }
+    }
+    let built = command.output().expect("build-debs.sh runs");
+    assert!(
+        built.status.success(),
+        "build-debs.sh: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// `hearth setup` with `args`, never asking; its output.
+pub fn setup(machine: &Machine, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["hearth", "setup", "--non-interactive"];
+    all.extend_from_slice(args);
+    machine.exec(&all)
+}
+
+/// What `hearth setup` printed that a member needs.
+pub struct Printed {
+    /// The first member's join key.
+    pub key: String,
+    /// The household's chat on the mesh (`http://100.x.y.z:18790`).
+    pub chat: String,
+}
+
+impl Printed {
+    /// Reads setup's output.
+    pub fn read(printed: &str) -> Printed {
+        let key = printed
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("hearth-join-v1:"))
+            .unwrap_or_else(|| panic!("no join key printed: {printed}"))
+            .to_owned();
+        let chat = printed
+            .split_whitespace()
+            .find(|word| word.starts_with("http://100."))
+            .unwrap_or_else(|| panic!("no web chat address: {printed}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Printed { key, chat }
+    }
+}
+
+/// A phone's official client in `host`, in userspace with its SOCKS5
+/// proxy at [`SOCKS`], joined at `login` with `key`.
+pub fn join_phone(
+    lab: &mut Lab,
+    host: &Host,
+    client: &Path,
+    login: &str,
+    key: &str,
+) -> TailscaleNode {
+    let node = lab.start_tailscaled_with(
+        host,
+        None,
+        client,
+        &[&format!("--socks5-server={SOCKS}")],
+        &[],
+    );
+    let joined = node.up_at(lab, login, key, &[]);
+    assert!(
+        joined.status.success(),
+        "tailscale up: {}{}",
+        String::from_utf8_lossy(&joined.stdout),
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    node
+}
+
+/// The phone's view of the household, through its official client.
+pub struct Phone<'a> {
+    /// The lab.
+    pub lab: &'a Lab,
+    /// The hub's machine.
+    pub machine: &'a Machine,
+    /// The phone's host.
+    pub host: Host,
+    /// Its official client.
+    pub node: TailscaleNode,
+    /// The household's chat (`http://MESH:18790`).
+    pub chat: String,
+}
+
+impl Phone<'_> {
+    /// `curl` through the client's SOCKS5 proxy; status and body.
+    /// `method path` (JSON `body`) through the client's SOCKS5 proxy: the
+    /// status (0: curl could not, with its error as the text) and the body.
+    pub fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        let mut command = self.lab.command(&self.host, "curl");
+        command.args([
+            "-sS",
+            "-m",
+            "20",
+            "--socks5",
+            SOCKS,
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ]);
+        if let Some(body) = body {
+            command.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body.to_string(),
+            ]);
+        }
+        command.arg(format!("{}{path}", self.chat));
+        let output = command.output().expect("curl runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        let status = status.trim().parse().unwrap_or(0);
+        if status == 0 {
+            // curl's own failure, for the message.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return (0, format!("curl: {} {stderr}", output.status));
+        }
+        (status, body.to_owned())
+    }
+
+    /// `method path` answered with a success: its JSON.
+    pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, text) = self.http(method, path, body);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}\nmessaging: {}\ngateway: {}",
+            self.logs("hearth-messaging"),
+            self.logs("hearth-gateway")
+        );
+        serde_json::from_str(&text).expect("the chat answers JSON")
+    }
+
+    /// The last lines a container of the hub's pod logged.
+    fn logs(&self, container: &str) -> String {
+        let output = self
+            .machine
+            .exec(&["podman", "logs", "--tail", "30", container]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    /// The DM with the assistant, opened.
+    pub fn assistant_room(&self) -> String {
+        let opened = self.json(
+            "POST",
+            "/api/dm",
+            Some(&serde_json::json!({"user": "assistant"})),
+        );
+        opened["room"].as_str().expect("a room").to_owned()
+    }
+
+    /// The room's history, oldest first.
+    pub fn messages(&self, room: &str) -> Vec<Value> {
+        let history = self.json(
+            "GET",
+            &format!("/api/rooms/{}/messages?limit=200", encode(room)),
+            None,
+        );
+        history["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Says `text` in `room` and waits for the assistant's finished reply.
+    pub fn ask(&self, room: &str, text: &str) -> String {
+        let before = self
+            .messages(room)
+            .iter()
+            .filter(|message| message["sender"] == "assistant")
+            .count();
+        self.json(
+            "POST",
+            &format!("/api/rooms/{}/messages", encode(room)),
+            Some(&serde_json::json!({"body": text})),
+        );
+        let mut answer = String::new();
+        let answered = wait_until(Duration::from_secs(180), || {
+            let replies: Vec<Value> = self
+                .messages(room)
+                .into_iter()
+                .filter(|message| message["sender"] == "assistant")
+                .collect();
+            match replies.get(before) {
+                Some(reply) if reply["status"] == "done" => {
+                    answer = reply["body"].as_str().unwrap_or_default().to_owned();
+                    true
+                }
+                _ => false,
+            }
+        });
+        assert!(
+            answered.is_some(),
+            "no answer to {text:?}: {:?}\n{}",
+            self.messages(room),
+            self.machine.journal("hearth*")
+        );
+        answer
+    }
+}
+
+/// A room's id as a path segment (`dm:ada,assistant`).
+pub fn encode(room: &str) -> String {
+    room.replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `hearth status --output json`, required all well.
+pub fn all_well(machine: &Machine) -> Value {
+    let mut report = Value::Null;
+    let well = wait_until(Duration::from_secs(120), || {
+        let output = machine.exec(&["hearth", "status", "--output", "json"]);
+        report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        output.status.success() && report["ok"] == true
+    });
+    assert!(
+        well.is_some(),
+        "hearth status is not all well: {report:#}\n{}\n{}",
+        String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout),
+        machine.journal("hearth*")
+    );
+    report
+}
+
+/// Waits for the phone's official client to be in the mesh and to reach
+/// the household's chat through it, as ada.
+pub fn running(phone: &Phone<'_>) {
+    let up = wait_until(Duration::from_secs(90), || {
+        phone.node.backend_state(phone.lab) == "Running"
+    });
+    assert!(
+        up.is_some(),
+        "the phone is not in the mesh: {}",
+        phone.node.daemon.log_text()
+    );
+    let mut last = String::new();
+    let reached = wait_until(Duration::from_secs(120), || {
+        let (status, text) = phone.http("GET", "/api/me", None);
+        last = text;
+        status == 200
+    });
+    assert!(
+        reached.is_some(),
+        "the phone does not reach the household's chat: {last}\n{}",
+        phone.node.daemon.log_text()
+    );
+    let me: Value = serde_json::from_str(&last).expect("/api/me answers JSON");
+    assert_eq!(me["user"], "ada", "{me}");
+}
