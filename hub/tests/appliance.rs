@@ -9,7 +9,8 @@
 //! SmolLM2 from the packages); `hearth status` is all well; the machine
 //! restarts and everything comes back by itself; packages of a higher
 //! version upgrade it with every device, message, memory and reminder kept;
-//! a backup taken while it runs, `apt-get purge` leaving nothing behind,
+//! a backup taken while it runs, `apt-get remove` stopping the hub and
+//! keeping its data, `apt-get purge` leaving nothing behind,
 //! and a restore onto a fresh install bring the household back. Real
 //! systemd, Podman, WireGuard, llama.cpp and Tailscale. Needs root, podman,
 //! the musl target, dpkg-deb; outside CI it skips without them.
@@ -214,6 +215,11 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     );
 
     all_well(&machine);
+    let pids = || {
+        ["hearth-coordinator", "hearth-agent", "hearth-pod"]
+            .map(|unit| machine.exec_ok(&["systemctl", "show", "--property=MainPID,ExecMainStartTimestamp", unit]))
+    };
+    let before = pids();
     let again = with(&["--url", &url, "--model", "default"]);
     assert!(
         again.status.success(),
@@ -224,6 +230,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         String::from_utf8_lossy(&again.stdout).contains(&key),
         "a second run shows the same unused key"
     );
+    assert_eq!(pids(), before, "a second run restarts nothing that works");
 
     // The phone joins with the printed key and asks the assistant.
     let node = join_phone(&mut lab, &phone_host, &client, &login, &key);
@@ -302,8 +309,32 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     kept(&phone, "after a restart");
     assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
-    // A higher version upgrades it with everything kept.
+    // Something down needs the admin: status says what, and exits 1.
+    machine.exec_ok(&["systemctl", "stop", "hearth-pod"]);
+    let down = machine.exec(&["hearth", "status"]);
+    assert_eq!(down.status.code(), Some(1), "status with the pod down");
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("hearth-pod.service is inactive"),
+        "{}",
+        String::from_utf8_lossy(&down.stdout)
+    );
+    machine.exec_ok(&["systemctl", "start", "hearth-pod"]);
+    all_well(&machine);
+
+    // A higher version upgrades it with everything kept, and what the
+    // admin edited in the configuration stays.
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        "echo 'HEARTH_METRICS_LISTEN=127.0.0.1:9100  # ours' >> /etc/hearth/coordinator.env",
+    ]);
     install("/srv/debs-2");
+    assert!(
+        machine
+            .exec_ok(&["cat", "/etc/hearth/coordinator.env"])
+            .contains("# ours"),
+        "the upgrade kept the admin's edit"
+    );
     assert_eq!(
         machine.exec_ok(&["dpkg-query", "--showformat=${Version}", "--show", "hearth"]),
         newer
@@ -341,6 +372,25 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         .map(|user| machine.exec_ok(&["id", "-u", user]).trim().parse().unwrap())
         .chain([65_532])
         .collect();
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-llama-server hearth",
+    ]);
+    for unit in ["hearth-coordinator", "hearth-agent", "hearth-pod"] {
+        assert!(
+            !machine.exec(&["systemctl", "is-active", "--quiet", unit]).status.success(),
+            "remove stops {unit}"
+        );
+    }
+    for kept in [
+        "/etc/hearth/setup.json",
+        "/var/lib/hearth/coordinator.db",
+        "/var/lib/hearth-gateway/assistant.db",
+        "/var/lib/hearth-messaging/messages.db",
+    ] {
+        machine.exec_ok(&["test", "-s", kept]);
+    }
     machine.exec_ok(&[
         "bash",
         "-c",

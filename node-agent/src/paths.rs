@@ -17,10 +17,11 @@
 //! - Candidates are the endpoints the coordinator lists, those the peer
 //!   names in a call-me-maybe, and addresses its pings come from.
 //! - A direct path is trusted only while WireGuard flows over it both
-//!   ways: when data sent on it has had no authenticated WireGuard packet
-//!   back from that address for [`WIREGUARD_SILENCE`] (or for
-//!   [`ANSWERED_ELSEWHERE`] while the peer's WireGuard comes through the
-//!   relay instead), packets go through the relay again. If disco kept
+//!   ways: when data has kept going out on it for [`WIREGUARD_SILENCE`]
+//!   with no authenticated WireGuard packet back from that address (or
+//!   for [`ANSWERED_ELSEWHERE`] while the peer's WireGuard comes through
+//!   the relay instead), packets go through the relay again. Silence after
+//!   an exchange's last packet is not counted: nothing had to answer it. If disco kept
 //!   answering on the path once the silence was telling (a pong to a ping
 //!   sent after the peer's WireGuard came through the relay instead, or
 //!   after [`PASSIVE_KEEPALIVE`] of silence), the address is also passed
@@ -160,6 +161,8 @@ pub struct Paths {
     /// gone unanswered.
     counts: WireguardCounts,
     unanswered_since: Option<Duration>,
+    /// When data last went out on the direct path (the sent count moved).
+    last_sent: Option<Duration>,
     /// When the peer's WireGuard first came through the relay while data
     /// on the direct path went unanswered.
     answered_elsewhere_since: Option<Duration>,
@@ -201,12 +204,19 @@ impl Paths {
         now < since + TRUST
     }
 
-    /// Whether data on the direct path has gone unanswered too long.
-    fn silent(&self, now: Duration) -> bool {
+    /// Whether data on the direct path has gone unanswered too long: data
+    /// kept going out into the silence for [`WIREGUARD_SILENCE`] (or for
+    /// [`ANSWERED_ELSEWHERE`] once the peer's WireGuard came through the
+    /// relay). Silence after the last packet of an exchange says nothing:
+    /// a final TCP acknowledgement wants no answer, and WireGuard's passive
+    /// keepalive answers only data that came after what it last sent.
+    fn silent(&self, _now: Duration) -> bool {
         self.unanswered_since.is_some_and(|since| {
-            let waited = now.saturating_sub(since);
-            waited >= WIREGUARD_SILENCE
-                || (waited >= ANSWERED_ELSEWHERE && self.answered_elsewhere_since.is_some())
+            let sending_for = self
+                .last_sent
+                .map_or(Duration::ZERO, |last| last.saturating_sub(since));
+            sending_for >= WIREGUARD_SILENCE
+                || (sending_for >= ANSWERED_ELSEWHERE && self.answered_elsewhere_since.is_some())
         })
     }
 
@@ -247,11 +257,11 @@ impl Paths {
         {
             self.answered_elsewhere_since = Some(now);
         }
-        if counts.sent != self.counts.sent
-            && self.unanswered_since.is_none()
-            && matches!(self.route(now), Route::Direct(_))
-        {
-            self.unanswered_since = Some(now);
+        if counts.sent != self.counts.sent && matches!(self.route(now), Route::Direct(_)) {
+            self.last_sent = Some(now);
+            if self.unanswered_since.is_none() {
+                self.unanswered_since = Some(now);
+            }
         }
         self.counts = counts;
     }
@@ -803,6 +813,33 @@ mod tests {
             .unwrap();
         assert_eq!(relayed.strikes, 2);
         assert!(relayed.until >= ms(72_600) + 2 * DISTRUST_FOR - ms(1_000));
+    }
+
+    /// Issue 41's soak: a stream's last packet (a final TCP acknowledgement)
+    /// went out in the same tick as the peer's last, and nothing came back
+    /// after it, nor had to; 12 s later both ends called the path silent
+    /// while its pongs kept coming, passed it over for a minute, and the
+    /// next burst went through the relay at a twentieth of the speed.
+    #[test]
+    fn the_last_packet_of_an_exchange_going_unanswered_is_not_silence() {
+        let direct = address("198.18.0.5:41641");
+        let (mut paths, mut tx) = direct_to(direct);
+        let mut counts = WireguardCounts::default();
+        run(&mut paths, &mut tx, (0, 5_000), &mut counts, |_| true);
+        counts.sent += 1;
+        paths.note_wireguard(counts, ms(5_100));
+        let mut now = 5_100;
+        while now < 40_000 {
+            now += 100;
+            paths.note_wireguard(counts, ms(now));
+            for (to, id) in pings(&paths.tick(ms(now), &mut tx)) {
+                paths.on_pong(id, to, ms(now + 1));
+            }
+            assert_eq!(paths.route(ms(now)), Route::Direct(direct), "at {now} ms");
+        }
+        assert!(paths.distrusted.is_empty());
+        run(&mut paths, &mut tx, (40_000, 45_000), &mut counts, |_| true);
+        assert_eq!(paths.route(ms(45_000)), Route::Direct(direct));
     }
 
     #[test]
