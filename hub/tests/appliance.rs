@@ -125,13 +125,20 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         &[(&old_debs, "/srv/debs-1"), (&new_debs, "/srv/debs-2")],
     );
     let install = |folder: &str| {
-        machine.exec_ok(&[
+        let output = machine.exec(&[
             "bash",
             "-c",
             &format!(
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {folder}/*.deb"
             ),
-        ])
+        ]);
+        assert!(
+            output.status.success(),
+            "apt-get install {folder}: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            machine.journal("hearth*")
+        );
     };
 
     // Installed: nothing runs until setup.
@@ -216,8 +223,14 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
 
     all_well(&machine);
     let pids = || {
-        ["hearth-coordinator", "hearth-agent", "hearth-pod"]
-            .map(|unit| machine.exec_ok(&["systemctl", "show", "--property=MainPID,ExecMainStartTimestamp", unit]))
+        ["hearth-coordinator", "hearth-agent", "hearth-pod"].map(|unit| {
+            machine.exec_ok(&[
+                "systemctl",
+                "show",
+                "--property=MainPID,ExecMainStartTimestamp",
+                unit,
+            ])
+        })
     };
     let before = pids();
     let again = with(&["--url", &url, "--model", "default"]);
@@ -326,7 +339,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "echo 'HEARTH_METRICS_LISTEN=127.0.0.1:9100  # ours' >> /etc/hearth/coordinator.env",
+        "printf '# ours: metrics for the house\\nHEARTH_METRICS_LISTEN=127.0.0.1:9100\\n' >> /etc/hearth/coordinator.env",
     ]);
     install("/srv/debs-2");
     assert!(
@@ -379,7 +392,10 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     ]);
     for unit in ["hearth-coordinator", "hearth-agent", "hearth-pod"] {
         assert!(
-            !machine.exec(&["systemctl", "is-active", "--quiet", unit]).status.success(),
+            !machine
+                .exec(&["systemctl", "is-active", "--quiet", unit])
+                .status
+                .success(),
             "remove stops {unit}"
         );
     }
