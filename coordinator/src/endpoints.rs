@@ -3,10 +3,8 @@
 
 use std::net::SocketAddr;
 
-use crate::coordinator::Credential;
 use hearth_control::wire::EndpointReport;
 
-use crate::coordinator::Coordinator;
 use crate::error::{Error, Result};
 
 /// Most local endpoints one report may list.
@@ -51,45 +49,6 @@ pub fn usable(candidates: impl IntoIterator<Item = SocketAddr>, limit: usize) ->
         }
     }
     endpoints
-}
-
-impl Coordinator {
-    /// Records where the node presenting `credential` can be reached.
-    pub async fn report_endpoints(
-        &self,
-        credential: Option<Credential>,
-        report: EndpointReport,
-        observed: Option<SocketAddr>,
-    ) -> Result<()> {
-        let endpoints = from_report(&report, observed)?;
-        let turn = self.turn().await;
-        let (known, mut record) = {
-            let state = self.state();
-            let known: Vec<u16> = state
-                .registry
-                .network()
-                .relays()
-                .iter()
-                .map(|relay| relay.id)
-                .collect();
-            (known, self.reporting_node(&state, credential)?)
-        };
-        let disco_key = report
-            .disco_key
-            .map(|key| hearth_control::tailcfg::DiscoKey(key.0));
-        let home_relay = report.home_relay.filter(|region| known.contains(region));
-        if record.endpoints == endpoints
-            && record.disco_key == disco_key
-            && record.home_relay == home_relay
-        {
-            return Ok(());
-        }
-        record.endpoints = endpoints;
-        record.disco_key = disco_key;
-        record.home_relay = home_relay;
-        self.store_changed(&turn, record).await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

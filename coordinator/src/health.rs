@@ -8,9 +8,6 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::Coordinator;
-use crate::presence::Presence;
-
 /// Certificates this close to their end are a problem.
 pub const EXPIRY_WARNING_SECONDS: i64 = 14 * 24 * 3600;
 
@@ -231,60 +228,6 @@ fn days(seconds: i64) -> String {
         format!("{} hours", seconds.max(0) / 3600)
     } else {
         format!("{} days", seconds / (24 * 3600))
-    }
-}
-
-impl Coordinator {
-    /// The health snapshot now; `relay_clients` from the embedded relay.
-    /// `thorough` runs the database's integrity check (for a person);
-    /// otherwise it only has to answer (for every metrics scrape).
-    pub async fn health(&self, relay_clients: usize, thorough: bool) -> Health {
-        let check = if thorough {
-            self.db.integrity_check().await
-        } else {
-            self.db.ping().await
-        };
-        let database_check = match check {
-            Ok(result) => result,
-            Err(error) => error.to_string(),
-        };
-        let database = if self.db.is_shared() {
-            "postgres"
-        } else {
-            "sqlite"
-        };
-        let now = hearth_runtime::clock::unix_seconds();
-        let state = self.state();
-        let mut health = Health {
-            relay_clients,
-            standalone_relays: state.registry.network().relays().len().saturating_sub(1),
-            policy: state.policy_text.is_some(),
-            database: database.into(),
-            database_check,
-            certificates: self.settings.certificates.clone(),
-            ..Health::default()
-        };
-        for record in state.registry.network().nodes() {
-            use hearth_control::wire::NodeState;
-            match record.state {
-                NodeState::Approved => health.nodes.approved += 1,
-                NodeState::Pending => health.nodes.pending += 1,
-                NodeState::Rejected => health.nodes.rejected += 1,
-                NodeState::Expired => health.nodes.expired += 1,
-            }
-            if record.state != NodeState::Approved || record.static_device {
-                continue;
-            }
-            health.keys_overdue += usize::from(crate::keys::overdue(record, now));
-            let connected = self.streams.presence(record.id) == Presence::Online;
-            health.agents += 1;
-            health.connected += usize::from(connected);
-            if !record.tags.is_empty() {
-                health.tagged += 1;
-                health.tagged_connected += usize::from(connected);
-            }
-        }
-        health
     }
 }
 

@@ -24,14 +24,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hearth_control::wire::{NodeId, NodeState, RotateRequest, RotateResponse};
+use hearth_control::wire::{NodeId, NodeState};
 
-use crate::coordinator::{Coordinator, Credential};
 use crate::db::preauth_keys::PreauthKeyRow;
-use crate::error::{Error, Result};
 use crate::netmap::NodeRecord;
-use crate::registration::is_low_order;
-use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// The key lifetime of a node registered with `key`: the key's own when
 /// it sets one (0: never), else none for tagged nodes (servers, as in
@@ -131,134 +127,7 @@ pub fn time_until(at: i64, now: SystemTime) -> Duration {
 /// sleep runs on the monotonic clock, expiries are wall-clock times, and a
 /// wall clock set forward must not leave an expired node in the mesh for
 /// longer than this.
-const LONGEST_EXPIRY_NAP: Duration = Duration::from_secs(60);
-
-/// Takes nodes whose keys expired out of the mesh as each expiry comes:
-/// it sleeps until the soonest one, or until a node changes (its deadline
-/// may be sooner now), instead of scanning every node four times a second.
-pub(crate) async fn run_expiry(
-    coordinator: std::sync::Arc<Coordinator>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let wait = match coordinator.expire_keys().await {
-            Ok(_) => coordinator
-                .next_key_expiry()
-                .await
-                .map_or(LONGEST_EXPIRY_NAP, |at| time_until(at, SystemTime::now()))
-                .min(LONGEST_EXPIRY_NAP),
-            Err(error) => {
-                tracing::warn!(%error, "key expiry failed");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            () = tokio::time::sleep(wait) => {}
-            () = coordinator.nodes_changed.notified() => {}
-        }
-    }
-}
-
-impl Coordinator {
-    /// The soonest time (Unix seconds) an admitted node's keys expire.
-    pub async fn next_key_expiry(&self) -> Option<i64> {
-        self.state().registry.network().next_key_expiry()
-    }
-
-    /// Takes every admitted node whose keys have expired out of the mesh;
-    /// their ids.
-    pub async fn expire_keys(&self) -> Result<Vec<NodeId>> {
-        let now = unix_now();
-        let due = self.state().registry.network().keys_expired_at(now);
-        for id in &due {
-            let changed = self
-                .change_node(*id, |_, record| {
-                    if must_expire(record, now) {
-                        record.state = NodeState::Expired;
-                    }
-                    Ok(())
-                })
-                .await;
-            match changed {
-                Ok(_) => tracing::warn!(
-                    node = id,
-                    "node keys expired; out of the mesh until approved again"
-                ),
-                Err(Error::NotFound(_)) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(due)
-    }
-
-    /// Replaces the keys of the node presenting `credential` with those in
-    /// `request`: a new WireGuard key (its peers get it in a delta) and a
-    /// certificate for the new TLS key (the old one stops authenticating).
-    /// The keys get a fresh lifetime.
-    pub async fn rotate_keys(
-        &self,
-        credential: Option<Credential>,
-        request: &RotateRequest,
-    ) -> Result<RotateResponse> {
-        let csr = request
-            .csr_bytes()
-            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
-        if is_low_order(&request.wireguard_key) {
-            return Err(Error::BadRequest(
-                "the WireGuard key is a low-order point".into(),
-            ));
-        }
-        let now = unix_now();
-        let turn = self.turn().await;
-        let (old, holder) = {
-            let state = self.state();
-            let old = state.registry.presenting(credential)?.clone();
-            (old, state.registry.holder_of(&request.wireguard_key))
-        };
-        crate::admission::check_admitted(&old)?;
-        if old.key_expired(now) {
-            return Err(Error::NodeNotAdmitted {
-                id: old.id,
-                state: NodeState::Expired.as_str(),
-            });
-        }
-        match holder {
-            Some(other) if other != old.id => return Err(Error::AlreadyRegistered(other)),
-            Some(_) => {
-                return Err(Error::BadRequest(
-                    "the new WireGuard key is the current one".into(),
-                ));
-            }
-            None => {}
-        }
-        let allowed = hearth_runtime::lock(&self.rotations).allow(
-            old.id,
-            rotation_interval(old.key_lifetime),
-            hearth_runtime::clock::since_epoch(),
-        );
-        if !allowed {
-            tracing::warn!(node = old.id, "a node rotates its keys too often; refused");
-            return Err(Error::RateLimited);
-        }
-        let (certificate_pem, fingerprint) = self
-            .authority
-            .issue(&csr, &format!("hearth-node-{}", old.id))
-            .map_err(|error| Error::BadRequest(error.to_string()))?;
-        let mut record = old.clone();
-        record.wireguard_key = request.wireguard_key;
-        record.cert_fingerprint = Some(fingerprint);
-        record.renew_keys(now);
-        if !self.store_changed(&turn, record.clone()).await? {
-            return Err(Error::UnknownNode);
-        }
-        tracing::info!(node = record.id, name = %record.name, "node keys rotated");
-        Ok(RotateResponse {
-            node: record.info(),
-            client_certificate_pem: certificate_pem,
-        })
-    }
-}
+pub(crate) const LONGEST_EXPIRY_NAP: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

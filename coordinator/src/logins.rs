@@ -9,15 +9,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hearth_control::tailcfg::{Hostinfo, MachineKey, RegisterRequest, RegisterResponse};
-use hearth_control::wire::{NodeState, WireGuardKey};
+use hearth_control::tailcfg::{Hostinfo, MachineKey};
+use hearth_control::wire::WireGuardKey;
 
-use crate::admission::NodeView;
-use crate::coordinator::{Coordinator, Credential};
 use crate::error::{Error, Result};
-use crate::registration::Owner;
-use crate::tailscale::{Joining, client_name, response_for};
-use hearth_runtime::clock::unix_seconds as unix_now;
+use crate::tailscale::client_name;
 
 /// How long a device waits for an admin before it must start over (seconds).
 pub const LOGIN_WAIT: i64 = 30 * 60;
@@ -265,154 +261,6 @@ pub fn login_page(waiting: Option<(&str, &WaitingLogin)>, sign_in: Option<&str>)
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>Hearth: joining a device</title></head>\n<body>\n{body}\n</body></html>\n"
     )
-}
-
-impl Coordinator {
-    /// A Tailscale client with no pre-auth key and no node yet: its login
-    /// URL, or, when it follows one up, the answer once an admin registered
-    /// it (or the same URL again after [`FOLLOW_UP_HOLD`]).
-    pub(crate) async fn interactive_login(
-        &self,
-        machine: MachineKey,
-        source: Option<IpAddr>,
-        request: &RegisterRequest,
-    ) -> Result<RegisterResponse> {
-        let now = unix_now();
-        if let Some(code) = code_of(&request.followup) {
-            let url = request.followup.clone();
-            let waiting = self.login_waiting(code, &machine, now);
-            return self.follow_up(machine, url, waiting).await;
-        }
-        let login = WaitingLogin {
-            machine,
-            node_key: WireGuardKey(request.node_key.0),
-            hostinfo: request.hostinfo.clone().unwrap_or_default(),
-            ephemeral: request.ephemeral,
-            since: now,
-            last_asked: now,
-            source,
-        };
-        let code = self.logins().add(login, new_code(), now)?;
-        tracing::info!(machine = %machine, "a Tailscale client without a key waits for `nodes register`");
-        Ok(RegisterResponse {
-            auth_url: format!("{}{LOGIN_PATH}{code}", self.settings.public_url),
-            ..RegisterResponse::default()
-        })
-    }
-
-    /// The login page for `code` with the form token `token` (used when
-    /// people sign in here), and its status (404 when nobody waits).
-    pub fn login_page(&self, code: &str, token: &str) -> (axum::http::StatusCode, String) {
-        let logins = self.logins();
-        let sign_in = self.settings.sign_in.is_some().then_some(token);
-        match logins.get(code, unix_now()) {
-            Some(waiting) => (
-                axum::http::StatusCode::OK,
-                login_page(Some((code, waiting)), sign_in),
-            ),
-            None => (axum::http::StatusCode::NOT_FOUND, login_page(None, None)),
-        }
-    }
-
-    pub(crate) fn logins(&self) -> std::sync::MutexGuard<'_, Logins> {
-        self.logins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn login_waiting(&self, code: &str, machine: &MachineKey, now: i64) -> bool {
-        let mut logins = self.logins();
-        logins
-            .get(code, now)
-            .is_some_and(|waiting| waiting.machine == *machine)
-            && logins.asked_again(machine, now)
-    }
-
-    async fn follow_up(
-        &self,
-        machine: MachineKey,
-        url: String,
-        waiting: bool,
-    ) -> Result<RegisterResponse> {
-        let deadline = tokio::time::Instant::now() + FOLLOW_UP_HOLD;
-        let mut waiting = waiting;
-        loop {
-            let registered = self.login_registered.notified();
-            tokio::pin!(registered);
-            registered.as_mut().enable();
-            if let Ok(record) = self.identify(Some(Credential::Machine(machine))).await {
-                return Ok(response_for(&record));
-            }
-            if !waiting {
-                return Err(Error::NotFound(
-                    "a waiting login (it expired or was never made); run `tailscale up` again"
-                        .into(),
-                ));
-            }
-            tokio::select! {
-                () = registered => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Ok(RegisterResponse { auth_url: url, ..RegisterResponse::default() });
-                }
-            }
-            waiting = self.logins().asked_again(&machine, unix_now());
-        }
-    }
-
-    /// `nodes register --user USER CODE`: admits the device waiting with
-    /// `code` as `user`'s, approved (the admin has just vouched for it).
-    pub async fn register_waiting(&self, code: &str, user: &str) -> Result<NodeView> {
-        let user = self.user(user).await?;
-        let turn = self.turn().await;
-        self.register_login(&turn, code, &user).await
-    }
-
-    /// Admits the device waiting with `code` as `user`'s, approved: an
-    /// admin ran `nodes register`, or the person signed in.
-    pub(crate) async fn register_login(
-        &self,
-        turn: &crate::coordinator::Turn<'_>,
-        code: &str,
-        user: &crate::db::users::UserRow,
-    ) -> Result<NodeView> {
-        let now = unix_now();
-        let login = self
-            .logins()
-            .take(code, now)
-            .ok_or_else(|| Error::NotFound(format!("a device waiting with code {code}")))?;
-        {
-            let state = self.state();
-            if let Some(existing) = state.registry.holder_of(&login.node_key) {
-                return Err(Error::AlreadyRegistered(existing));
-            }
-            if state
-                .registry
-                .presenting(Some(Credential::Machine(login.machine)))
-                .is_ok()
-            {
-                return Err(Error::Conflict("this device is already registered".into()));
-            }
-        }
-        let owner = Owner {
-            user_id: user.id,
-            user: user.name.clone(),
-            tags: Default::default(),
-            ephemeral: login.ephemeral,
-            state: NodeState::Approved,
-            key_lifetime: self.settings.key_lifetime(),
-        };
-        let joining = Joining {
-            machine: login.machine,
-            node_key: login.node_key,
-            hostinfo: &login.hostinfo,
-        };
-        let record = self
-            .admit_tailscale(turn, joining, owner, None, now)
-            .await?;
-        self.login_registered.notify_waiters();
-        tracing::info!(node = record.id, name = %record.name, user = %record.user, "a waiting Tailscale client was registered");
-        Ok(self.view(&record))
-    }
 }
 
 #[cfg(test)]

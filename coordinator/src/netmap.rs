@@ -20,6 +20,15 @@ use hearth_control::wire::{
 };
 use ipnet::IpNet;
 
+/// How a node proves who it is on each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// A `hearth-agent`: the client certificate issued at registration.
+    Certificate(Fingerprint),
+    /// An official Tailscale client: the machine key of its ts2021 session.
+    Machine(MachineKey),
+}
+
 /// Everything the coordinator knows about a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -85,8 +94,7 @@ pub struct NodeRecord {
 impl NodeRecord {
     /// What the node proves itself with on each request; `None` for a
     /// static device, which never calls.
-    pub fn credential(&self) -> Option<crate::coordinator::Credential> {
-        use crate::coordinator::Credential;
+    pub fn credential(&self) -> Option<Credential> {
         self.cert_fingerprint
             .map(Credential::Certificate)
             .or(self.machine_key.map(Credential::Machine))

@@ -10,11 +10,6 @@ use hearth_acl::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::{Coordinator, Turn};
-use crate::error::{Error, Result as ServiceResult};
-use crate::netmap::NodeRecord;
-use hearth_runtime::clock::unix_seconds as unix_now;
-
 /// Parses `text`, its groups filled from `provider_groups` too, and runs
 /// its `tests` block against `topology`.
 pub fn validate(
@@ -25,6 +20,21 @@ pub fn validate(
     let policy = Policy::parse_with_provider_groups(text, provider_groups)?;
     policy.check_tests(topology)?;
     Ok(policy)
+}
+
+/// The policy stored `text` means, its groups filled from
+/// `provider_groups` too: its `tests` were checked when it was stored.
+pub(crate) fn stored_policy(
+    text: &str,
+    provider_groups: &ProviderGroups,
+) -> Result<Policy, PolicyError> {
+    Policy::parse_with_provider_groups(text, provider_groups)
+}
+
+/// The policy in force while the stored one does not parse: the empty
+/// policy, which allows nothing.
+pub(crate) fn deny_all() -> Policy {
+    Policy::parse(r#"{"acls": []}"#).expect("the empty policy parses")
 }
 
 /// Group name -> users, as the identity provider said at each user's last
@@ -49,131 +59,6 @@ pub(crate) fn provider_groups(
 /// The rules the engine evaluates: the policy's, or allow-all without one.
 pub(crate) fn effective_rules(policy: Option<&Policy>) -> CompiledPolicy {
     policy.map_or_else(CompiledPolicy::allow_all, |policy| policy.compiled.clone())
-}
-
-impl Coordinator {
-    /// The stored policy text (`None`: no policy, everything allowed).
-    pub async fn policy_text(&self) -> Option<String> {
-        self.state().policy_text.clone()
-    }
-
-    /// The users and admitted nodes a policy's `tests` are checked
-    /// against, and the groups the identity provider fills.
-    async fn topology(&self) -> ServiceResult<(Topology, ProviderGroups)> {
-        let users = self.db.list_users().await?;
-        let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
-        let users = users.into_iter().map(|user| user.name).collect();
-        let nodes = self
-            .state()
-            .registry
-            .network()
-            .nodes()
-            .filter(|record| record.is_admitted())
-            .map(NodeRecord::identity)
-            .collect();
-        Ok((Topology { users, nodes }, groups))
-    }
-
-    /// Validates `text`, including its `tests` against the current tailnet, without storing it.
-    pub async fn check_policy(&self, text: &str) -> ServiceResult<()> {
-        let (topology, groups) = self.topology().await?;
-        validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
-        Ok(())
-    }
-
-    /// Validates and stores `text`, then delivers each node's changes. A
-    /// refused policy changes nothing.
-    pub async fn set_policy(&self, text: &str) -> ServiceResult<()> {
-        let turn = self.turn().await;
-        let (topology, groups) = self.topology().await?;
-        let policy = validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
-        self.db.store_policy(text, unix_now()).await?;
-        let compiled = effective_rules(Some(&policy));
-        let changed_nodes = {
-            let mut state = self.state();
-            state.policy_text = Some(text.to_owned());
-            state.policy = Some(policy);
-            let deliveries = state.registry.set_policy(Arc::new(compiled));
-            self.deliver(&deliveries);
-            deliveries.len()
-        };
-        tracing::info!(changed_nodes, "policy updated");
-        self.apply_auto_approvals(&turn).await?;
-        Ok(())
-    }
-
-    /// The stored policy compiled again with the identity provider's groups
-    /// as they are now (a user signed in with other groups, or was renamed):
-    /// each node's changes are delivered. `tests` are not run again: a
-    /// sign-in is not refused because the policy's tests name old members.
-    pub(crate) async fn refresh_provider_groups(&self, _turn: &Turn<'_>) -> ServiceResult<()> {
-        let users = self.db.list_users().await?;
-        let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
-        let mut state = self.state();
-        if state.provider_groups == groups {
-            return Ok(());
-        }
-        state.provider_groups = groups;
-        let Some(text) = state.policy_text.clone() else {
-            return Ok(());
-        };
-        let policy = Policy::parse_with_provider_groups(&text, &state.provider_groups);
-        let policy = match policy {
-            Ok(policy) => policy,
-            Err(error) => {
-                tracing::error!(%error, "the stored policy does not compile with the provider's groups; it stays as it was");
-                return Ok(());
-            }
-        };
-        let deliveries = state
-            .registry
-            .set_policy(Arc::new(effective_rules(Some(&policy))));
-        state.policy = Some(policy);
-        self.deliver(&deliveries);
-        tracing::info!(
-            changed_nodes = deliveries.len(),
-            "policy groups updated from the identity provider"
-        );
-        Ok(())
-    }
-
-    /// Reads the stored policy again (another coordinator on the same
-    /// database set it) and delivers what changes; a policy that stopped
-    /// parsing denies everything, as at start-up.
-    pub(crate) async fn follow_policy(&self) -> ServiceResult<()> {
-        let _turn = self.turn().await;
-        let text = self.db.load_policy().await?;
-        let mut state = self.state();
-        if text == state.policy_text {
-            return Ok(());
-        }
-        let groups = state.provider_groups.clone();
-        let policy = match text
-            .as_deref()
-            .map(|text| Policy::parse_with_provider_groups(text, &groups))
-        {
-            None => None,
-            Some(Ok(policy)) => Some(policy),
-            Some(Err(error)) => {
-                tracing::error!(%error, "the stored policy is invalid; denying all traffic");
-                None
-            }
-        };
-        let compiled = match (&text, &policy) {
-            (Some(_), None) => hearth_acl::CompiledPolicy::default(),
-            _ => effective_rules(policy.as_ref()),
-        };
-        state.policy_text = text;
-        state.policy = policy;
-        let deliveries = state.registry.set_policy(Arc::new(compiled));
-        self.deliver(&deliveries);
-        drop(state);
-        tracing::info!(
-            changed_nodes = deliveries.len(),
-            "policy updated by another coordinator"
-        );
-        Ok(())
-    }
 }
 
 /// A topology as the conformance captures write it: users, and nodes by name.

@@ -2,12 +2,7 @@
 //! have been away long enough to be removed. Pure: the shell passes the time
 //! and what the streams know.
 
-use hearth_control::wire::NodeId;
-
-use crate::coordinator::Coordinator;
-use crate::error::{Error, Result};
 use crate::netmap::NodeRecord;
-use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// What the map streams know of a node since this process started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,35 +37,6 @@ pub fn idle_too_long(record: &NodeRecord, presence: Presence, now: i64, timeout:
         Presence::Unknown => record.last_seen.unwrap_or(record.created_at),
     };
     now.saturating_sub(since) >= timeout
-}
-
-impl Coordinator {
-    /// Deletes ephemeral nodes disconnected for longer than the timeout; returns their ids.
-    pub async fn collect_ephemeral(&self) -> Result<Vec<NodeId>> {
-        let now = unix_now();
-        let timeout = i64::try_from(self.settings.ephemeral_timeout.as_secs()).unwrap_or(i64::MAX);
-        let idle: Vec<NodeId> = {
-            let state = self.state();
-            state
-                .registry
-                .network()
-                .nodes()
-                .filter(|record| {
-                    idle_too_long(record, self.streams.presence(record.id), now, timeout)
-                })
-                .map(|record| record.id)
-                .collect()
-        };
-        for id in &idle {
-            match self.delete_node(*id).await {
-                Ok(()) | Err(Error::NotFound(_)) => {
-                    tracing::info!(node = id, "ephemeral node removed after inactivity");
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(idle)
-    }
 }
 
 #[cfg(test)]

@@ -7,17 +7,12 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hearth_control::wire::{NodeId, NodeState, RegisterRequest, RegisterResponse, WireGuardKey};
+use hearth_control::wire::{NodeId, NodeState, RegisterRequest, WireGuardKey};
 
-use crate::accounts::usage;
-use crate::admission::NodeView;
-use crate::authkey::{self, KeyRefusal};
-use crate::coordinator::{Coordinator, Credential};
 use crate::db::preauth_keys::PreauthKeyRow;
 use crate::error::{Error, Result};
-use crate::names;
+use crate::netmap::Credential;
 use crate::netmap::NodeRecord;
-use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// Nodes one pre-auth key may have waiting for approval at once. A leaked
 /// reusable key can then hold at most this many addresses and names.
@@ -170,143 +165,6 @@ pub fn owner_from_key(key: &PreauthKeyRow, default_lifetime: Option<u64>) -> Own
         } else {
             NodeState::Pending
         },
-    }
-}
-
-impl Coordinator {
-    /// The stored pre-auth key `presented` names, when it matches and still
-    /// admits a node at `now`. The caller holds a writer's turn, so the use
-    /// it then consumes cannot be taken by a concurrent registration.
-    pub(crate) async fn usable_key(&self, presented: &str, now: i64) -> Result<PreauthKeyRow> {
-        let presented = authkey::parse(presented).ok_or(Error::InvalidKey)?;
-        let key = self
-            .db
-            .find_preauth_key(presented.prefix)
-            .await?
-            .ok_or(Error::InvalidKey)?;
-        if !presented.matches(&key.secret_hash) {
-            return Err(Error::InvalidKey);
-        }
-        authkey::admits(usage(&key), now).map_err(|refusal| match refusal {
-            KeyRefusal::Expired => Error::KeyExpired,
-            KeyRefusal::AlreadyUsed => Error::KeyUsed,
-        })?;
-        Ok(key)
-    }
-
-    /// Registers a device with a pre-auth key.
-    pub async fn register(&self, request: RegisterRequest) -> Result<RegisterResponse> {
-        let hostname = check_request(&request)?;
-        let csr = request
-            .csr_bytes()
-            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
-        let turn = self.turn().await;
-        let now = unix_now();
-        let key = self.usable_key(request.auth_key.expose(), now).await?;
-        let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
-        check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
-
-        let mut certificate_pem = String::new();
-        let record = self
-            .store_new_node(&turn, Some(key.id), now, |registry| {
-                if let Some(existing) = registry.holder_of(&request.wireguard_key) {
-                    return Err(Error::AlreadyRegistered(existing));
-                }
-                let id = registry.next_id();
-                let name = registry.unique_name(hostname);
-                let fingerprint;
-                (certificate_pem, fingerprint) = self
-                    .authority
-                    .issue(&csr, &format!("hearth-node-{id}"))
-                    .map_err(|error| Error::BadRequest(error.to_string()))?;
-                let addresses = registry.allocate(now)?;
-                let device = Device {
-                    name,
-                    hostname: hostname.to_owned(),
-                    os: request.os.clone(),
-                    key: request.wireguard_key,
-                    credential: Some(Credential::Certificate(fingerprint)),
-                    client: String::new(),
-                };
-                let owner = owner_from_key(&key, self.settings.key_lifetime());
-                Ok(new_record(id, owner, device, addresses, now))
-            })
-            .await?;
-        let id = record.id;
-        tracing::info!(node = id, name = %record.name, user = %record.user, state = %record.state, "node registered");
-        Ok(RegisterResponse {
-            node: record.info(),
-            client_certificate_pem: certificate_pem,
-        })
-    }
-
-    /// Registers a device without an agent (a phone with the official
-    /// WireGuard app): a key pair is made here, the node is approved at once,
-    /// and the returned wg-quick configuration (holding the private key,
-    /// which is not kept) lists the peers the policy lets it see.
-    pub async fn add_static_device(
-        &self,
-        user: &str,
-        name: &str,
-    ) -> Result<(NodeView, zeroize::Zeroizing<String>)> {
-        names::check_node_name(name)?;
-        let user = self.user(user).await?;
-        let turn = self.turn().await;
-        let secret = x25519_dalek::StaticSecret::random();
-        let public = WireGuardKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
-        let now = unix_now();
-        let record = self
-            .store_new_node(&turn, None, now, |registry| {
-                if registry.name_taken(name) {
-                    return Err(Error::Conflict(format!(
-                        "a node is already called `{name}`"
-                    )));
-                }
-                let addresses = registry.allocate(now)?;
-                let owner = Owner {
-                    user_id: user.id,
-                    user: user.name.clone(),
-                    tags: BTreeSet::new(),
-                    ephemeral: false,
-                    state: NodeState::Approved,
-                    // Nothing on the device could rotate them.
-                    key_lifetime: None,
-                };
-                let device = Device {
-                    name: name.to_owned(),
-                    hostname: name.to_owned(),
-                    os: "wireguard".into(),
-                    key: public,
-                    credential: None,
-                    client: String::new(),
-                };
-                Ok(new_record(
-                    registry.next_id(),
-                    owner,
-                    device,
-                    addresses,
-                    now,
-                ))
-            })
-            .await?;
-        let id = record.id;
-        let peers: Vec<NodeRecord> = {
-            let state = self.state();
-            let network = state.registry.network();
-            network
-                .peers_of(id)
-                .into_iter()
-                .filter_map(|peer| network.node(peer).cloned())
-                .collect()
-        };
-        drop(turn);
-        let private = zeroize::Zeroizing::new(base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            secret.to_bytes(),
-        ));
-        let config = crate::wgquick::render(&private, &record, &peers);
-        tracing::info!(node = id, name, user = %user.name, "static WireGuard device added");
-        Ok((self.view(&record), config))
     }
 }
 

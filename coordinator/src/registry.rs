@@ -12,10 +12,10 @@ use std::sync::Arc;
 use hearth_acl::CompiledPolicy;
 use hearth_control::wire::{NodeId, RelayRegion, WireGuardKey};
 
-use crate::coordinator::Credential;
 use crate::error::{Error, Result};
 use crate::ipam::{AddressPool, Exhausted};
 use crate::names::NameIndex;
+use crate::netmap::Credential;
 use crate::netmap::{Delivery, Network, NodeRecord};
 
 /// Every node and the indexes into them.

@@ -204,7 +204,7 @@ pub fn regions(embedded: &RelayRegion, rows: &[crate::db::relays::RelayRow]) -> 
 }
 
 /// SHA-256 (hex) of a relay's secret, as stored.
-fn secret_hash(secret: &str) -> String {
+pub(crate) fn secret_hash(secret: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
@@ -227,110 +227,4 @@ pub struct NewRelay {
     pub code: String,
     /// Where nodes reach it.
     pub url: String,
-}
-
-impl crate::Coordinator {
-    /// Adds a standalone relay called `code` at `url`; returns it and the
-    /// token it starts with.
-    pub async fn add_relay(&self, code: &str, url: &str) -> crate::error::Result<CreatedRelay> {
-        check_code(code).map_err(crate::Error::BadRequest)?;
-        check_url(url).map_err(crate::Error::BadRequest)?;
-        let secret = hex::encode(rand::random::<[u8; 32]>());
-        let row = self
-            .db
-            .insert_relay(
-                code,
-                url.trim_end_matches('/'),
-                &secret_hash(&secret),
-                hearth_runtime::clock::unix_seconds(),
-            )
-            .await?;
-        tracing::info!(region = row.id, code = %row.code, "standalone relay added");
-        let token = hearth_control::JoinToken {
-            url: self.settings.public_url.clone(),
-            fingerprint: self.settings.fingerprint,
-            key: hearth_control::SecretString::new(secret),
-        };
-        Ok(CreatedRelay {
-            relay: row,
-            token: token.encode_relay(),
-        })
-    }
-
-    /// Every standalone relay.
-    pub async fn list_relays(&self) -> crate::error::Result<Vec<crate::db::relays::RelayRow>> {
-        Ok(self.db.list_relays().await?)
-    }
-
-    /// Removes the relay called `code`; nodes hear that it is gone.
-    pub async fn remove_relay(&self, code: &str) -> crate::error::Result<()> {
-        if !self.db.delete_relay(code).await? {
-            return Err(crate::Error::NotFound(format!("relay `{code}`")));
-        }
-        self.refresh_relays().await
-    }
-
-    /// The relay whose secret is `secret`.
-    pub async fn relay_for_secret(
-        &self,
-        secret: &str,
-    ) -> crate::error::Result<crate::db::relays::RelayRow> {
-        self.db
-            .relay_by_secret(&secret_hash(secret))
-            .await?
-            .ok_or(crate::Error::Unauthenticated)
-    }
-
-    /// A standalone relay's hello: its certificate and STUN port are
-    /// recorded and every node hears of the region.
-    pub async fn relay_hello(
-        &self,
-        secret: &str,
-        hello: &hearth_control::wire::RelayHello,
-    ) -> crate::error::Result<RelayRegion> {
-        let row = self.relay_for_secret(secret).await?;
-        if hearth_control::Fingerprint::from_hex(&hello.fingerprint).is_none() {
-            return Err(crate::Error::BadRequest(
-                "the fingerprint is not 64 hex digits".into(),
-            ));
-        }
-        self.db
-            .set_relay_hello(
-                row.id,
-                &hello.fingerprint.to_ascii_lowercase(),
-                hello.stun_port,
-            )
-            .await?;
-        self.refresh_relays().await?;
-        self.relays()
-            .await
-            .into_iter()
-            .find(|region| i64::from(region.id) == row.id)
-            .ok_or_else(|| crate::Error::NotFound(format!("relay `{}`", row.code)))
-    }
-
-    /// The node keys of every admitted node (what a standalone relay lets in).
-    pub async fn admitted_keys(
-        &self,
-    ) -> std::collections::BTreeSet<hearth_control::wire::WireGuardKey> {
-        self.state()
-            .registry
-            .network()
-            .nodes()
-            .filter(|record| record.is_admitted())
-            .map(|record| record.wireguard_key)
-            .collect()
-    }
-
-    /// Reloads the standalone relays and tells every node what changed.
-    pub(crate) async fn refresh_relays(&self) -> crate::error::Result<()> {
-        let _turn = self.turn().await;
-        let rows = self.db.list_relays().await?;
-        let mut state = self.state();
-        let deliveries = state
-            .registry
-            .set_relays(regions(&self.settings.relay, &rows));
-        self.deliver(&deliveries);
-        Ok(())
-    }
 }

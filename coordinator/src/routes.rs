@@ -2,13 +2,9 @@
 //! and which of them are approved ([`check_advertised`], [`approved`],
 //! pure), and the shell that records reports and admins' approvals.
 
-use crate::coordinator::Credential;
 use hearth_acl::Policy;
-use hearth_control::wire::NodeId;
 use ipnet::IpNet;
 
-use crate::admission::NodeView;
-use crate::coordinator::{Coordinator, Turn};
 use crate::error::{Error, Result};
 use crate::ipam::mesh_prefixes;
 use crate::netmap::NodeRecord;
@@ -69,77 +65,6 @@ pub(crate) fn approved_under(
         })
         .unwrap_or_default();
     approved(record, chosen, &automatic)
-}
-
-impl Coordinator {
-    /// Records the routes the node presenting `credential` advertises; those the
-    /// policy's `autoApprovers` allow are approved at once.
-    pub async fn report_routes(
-        &self,
-        credential: Option<Credential>,
-        advertised: Vec<IpNet>,
-    ) -> Result<()> {
-        let advertised = check_advertised(advertised)?;
-        let turn = self.turn().await;
-        let record = {
-            let state = self.state();
-            let mut record = self.reporting_node(&state, credential)?;
-            record.advertised_routes = advertised;
-            record.approved_routes =
-                approved_under(state.policy.as_ref(), &record, &record.approved_routes);
-            record
-        };
-        self.store_changed(&turn, record).await?;
-        Ok(())
-    }
-
-    /// Sets which of a node's advertised routes an admin approves (those
-    /// `autoApprovers` allow stay approved).
-    pub async fn approve_routes(&self, id: NodeId, routes: &[IpNet]) -> Result<NodeView> {
-        self.change_node(id, |state, record| {
-            if let Some(route) = routes
-                .iter()
-                .find(|route| !record.advertised_routes.contains(route))
-            {
-                return Err(Error::BadRequest(format!(
-                    "node {id} does not advertise {route}; it advertises [{}]",
-                    record
-                        .advertised_routes
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            record.approved_routes = approved_under(state.policy.as_ref(), record, routes);
-            Ok(())
-        })
-        .await
-    }
-
-    /// Approves, on every node, the advertised routes the policy's `autoApprovers` allow.
-    pub(crate) async fn apply_auto_approvals(&self, turn: &Turn<'_>) -> Result<()> {
-        let updates: Vec<NodeRecord> = {
-            let state = self.state();
-            state
-                .registry
-                .network()
-                .nodes()
-                .filter_map(|record| {
-                    let approved =
-                        approved_under(state.policy.as_ref(), record, &record.approved_routes);
-                    (approved != record.approved_routes).then(|| NodeRecord {
-                        approved_routes: approved,
-                        ..record.clone()
-                    })
-                })
-                .collect()
-        };
-        for record in updates {
-            self.store_changed(turn, record).await?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use hearth_http::{Gate, Limits};
 
 use crate::api::node::RegisterLimit;
 use crate::api::{self, PeerInfo};
-use crate::coordinator::{Coordinator, Settings};
+use crate::coordinator::Coordinator;
 use crate::db::Db;
 use crate::db::url::DatabaseChoice;
+use crate::settings::Settings;
 use crate::state_dir::{StateDir, restrict};
 use crate::tls::{CertificateChoice, NodeAuthority, ServerCertificate, server_config};
 
@@ -435,10 +436,7 @@ impl Server {
                 stop.clone(),
             )));
         }
-        let expiry_task = tokio::spawn(crate::keys::run_expiry(
-            Arc::clone(&self.coordinator),
-            stop.clone(),
-        ));
+        let expiry_task = tokio::spawn(Arc::clone(&self.coordinator).run_key_expiry(stop.clone()));
         // On a shared database, the other coordinators' writes are followed.
         let follow_task = self.coordinator.db().is_shared().then(|| {
             tokio::spawn(crate::shared::follow(

@@ -22,93 +22,14 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 
-use crate::coordinator::{Coordinator, Turn};
+use crate::coordinator::Coordinator;
 use crate::db::{Announcement, Backend, CHANNEL};
-use crate::error::Result;
-use crate::netmap::NodeRecord;
 
 /// An announcement as it travels on the channel.
 #[derive(serde::Deserialize)]
 struct Envelope {
     origin: String,
     what: Announcement,
-}
-
-impl Coordinator {
-    /// Applies `record`, as the database now has it, to the in-memory state
-    /// (a node another coordinator added or changed).
-    pub(crate) fn apply_record(&self, turn: &Turn<'_>, record: NodeRecord) {
-        if self.state().registry.node(record.id) == Some(&record) {
-            return;
-        }
-        let admitted = record.is_admitted();
-        let id = record.id;
-        self.apply(turn, record);
-        if !admitted {
-            self.streams.close_node(id);
-        }
-    }
-
-    /// Forgets node `id` (deleted here, or by another coordinator): it
-    /// leaves every map, its streams end, its address, name, key and
-    /// credential are free.
-    pub(crate) fn apply_removal(&self, _turn: &Turn<'_>, id: u64, now: i64) {
-        {
-            let mut state = self.state();
-            let Some((_, deliveries)) = state.registry.remove(id, now) else {
-                return;
-            };
-            self.deliver(&deliveries);
-        }
-        self.streams.close_node(id);
-        hearth_runtime::lock(&self.held_reports).remove(&id);
-        hearth_runtime::lock(&self.rotations).forget(id);
-    }
-
-    /// Reads node `id` back from the database and applies it.
-    pub(crate) async fn follow_node(&self, id: u64) -> Result<()> {
-        let turn = self.turn().await;
-        match self.db.get_node(id).await? {
-            Some(record) => self.apply_record(&turn, record),
-            None => self.apply_removal(&turn, id, hearth_runtime::clock::unix_seconds()),
-        }
-        Ok(())
-    }
-
-    /// Reads every node back from the database and applies what differs
-    /// (after a lost announcement, or a registration that clashed).
-    pub(crate) async fn resync_state(&self, turn: &Turn<'_>) -> Result<()> {
-        let records = self.db.list_nodes().await?;
-        let stored: std::collections::BTreeSet<u64> =
-            records.iter().map(|record| record.id).collect();
-        let gone: Vec<u64> = self
-            .state()
-            .registry
-            .network()
-            .nodes()
-            .map(|record| record.id)
-            .filter(|id| !stored.contains(id))
-            .collect();
-        let now = hearth_runtime::clock::unix_seconds();
-        for id in gone {
-            self.apply_removal(turn, id, now);
-        }
-        for record in records {
-            self.apply_record(turn, record);
-        }
-        Ok(())
-    }
-
-    /// [`Coordinator::resync_state`] in a writer's turn, then the policy
-    /// and relays read again.
-    pub async fn resync(&self) -> Result<()> {
-        {
-            let turn = self.turn().await;
-            self.resync_state(&turn).await?;
-        }
-        self.follow_policy().await?;
-        self.refresh_relays().await
-    }
 }
 
 /// Follows the other coordinators' announcements until `stop` turns true.

@@ -14,9 +14,7 @@ use std::time::Duration;
 use hearth_control::wire::NodeId;
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::{Coordinator, Credential};
 use crate::error::{Error, Result};
-use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// How long a check waits for an admin (seconds), as a client waits for
 /// its action (30 minutes).
@@ -214,87 +212,6 @@ fn check_user_text(what: &str, name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-impl Coordinator {
-    fn ssh_checks(&self) -> std::sync::MutexGuard<'_, SshChecks> {
-        hearth_runtime::lock(&self.ssh_checks)
-    }
-
-    /// The node presenting `credential` asks whether `from` may log in to
-    /// it as `local_user`; it must be the node the session is for.
-    pub async fn ask_ssh_check(
-        &self,
-        credential: Credential,
-        from: NodeId,
-        to: NodeId,
-        ssh_user: &str,
-        local_user: &str,
-        period: u64,
-    ) -> Result<Asked> {
-        self.check_session_node(credential, to).await?;
-        let asked = self
-            .ssh_checks()
-            .ask(from, to, ssh_user, local_user, period, unix_now())?;
-        if let Asked::Waiting(id) = asked {
-            tracing::info!(
-                id,
-                from,
-                to,
-                local_user,
-                "a Tailscale SSH session waits for `ssh approve`"
-            );
-        }
-        Ok(asked)
-    }
-
-    /// The node presenting `credential` waits (at most [`DECISION_HOLD`])
-    /// for an admin's decision on its check `id`; it must be node `to`,
-    /// the one the session is for (a decision is collected once).
-    pub async fn await_ssh_check(
-        &self,
-        credential: Credential,
-        id: u64,
-        to: NodeId,
-    ) -> Result<CheckState> {
-        self.check_session_node(credential, to).await?;
-        let deadline = tokio::time::Instant::now() + DECISION_HOLD;
-        loop {
-            let decided = self.ssh_checks_decided.notified();
-            let state = self.ssh_checks().state(id, to, unix_now());
-            if state != CheckState::Waiting {
-                return Ok(state);
-            }
-            if tokio::time::timeout_at(deadline, decided).await.is_err() {
-                return Ok(CheckState::Waiting);
-            }
-        }
-    }
-
-    /// Only the node a session is for may ask about it, or collect its
-    /// decision.
-    async fn check_session_node(&self, credential: Credential, to: NodeId) -> Result<()> {
-        if self.identify(Some(credential)).await?.id == to {
-            Ok(())
-        } else {
-            Err(Error::BadRequest(
-                "a node asks only about sessions to itself".into(),
-            ))
-        }
-    }
-
-    /// `ssh checks`: the sessions waiting for an admin.
-    pub fn waiting_ssh_checks(&self) -> Vec<PendingCheck> {
-        self.ssh_checks().waiting(unix_now())
-    }
-
-    /// `ssh approve` / `ssh deny`.
-    pub fn decide_ssh_check(&self, id: u64, approve: bool) -> Result<PendingCheck> {
-        let check = self.ssh_checks().decide(id, approve, unix_now())?;
-        self.ssh_checks_decided.notify_waiters();
-        tracing::info!(id, approve, "Tailscale SSH check decided");
-        Ok(check)
-    }
 }
 
 #[cfg(test)]

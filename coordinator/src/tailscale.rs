@@ -6,21 +6,19 @@
 
 use std::net::SocketAddr;
 
+use hearth_acl::Policy;
 use hearth_control::tailcfg::{
-    Hostinfo, Login, MachineKey, MapRequest, RegisterRequest, RegisterResponse, Service, User,
+    Hostinfo, Login, MachineKey, MapRequest, RegisterResponse, Service, User,
 };
-use hearth_control::wire::{NodeState, PeerService, WireGuardKey};
+use hearth_control::wire::{PeerService, RelayRegion, WireGuardKey};
 use hearth_control::{JoinToken, SecretString};
 use zeroize::Zeroizing;
 
-use crate::coordinator::{Coordinator, Credential, State, Turn};
-use crate::db::preauth_keys::consume_preauth_key;
 use crate::endpoints::{MAX_LOCAL, usable};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::netmap::NodeRecord;
-use crate::registration::{Device, Owner, check_pending, is_low_order, new_record, owner_from_key};
+use crate::registration::Owner;
 use crate::routes::check_advertised;
-use hearth_runtime::clock::unix_seconds as unix_now;
 
 /// The endpoints a Tailscale client reports, as stored: no port 0, no
 /// unspecified address, no duplicates, at most a bounded number.
@@ -115,289 +113,13 @@ pub fn auth_key_text(presented: &SecretString) -> Zeroizing<String> {
     }
 }
 
-fn os_of(hostinfo: &Hostinfo) -> String {
+pub(crate) fn os_of(hostinfo: &Hostinfo) -> String {
     hostinfo.os.chars().take(64).collect()
-}
-
-impl Coordinator {
-    /// Registers (or re-registers, or logs out) the Tailscale client with
-    /// `machine` key, connected from `source`.
-    pub async fn register_tailscale(
-        &self,
-        machine: MachineKey,
-        source: Option<std::net::IpAddr>,
-        request: RegisterRequest,
-    ) -> Result<RegisterResponse> {
-        let node_key = WireGuardKey(request.node_key.0);
-        if is_low_order(&node_key) {
-            return Err(Error::BadRequest(
-                "the node key is a low-order point; the client must generate a real key".into(),
-            ));
-        }
-        let hostinfo = request.hostinfo.clone().unwrap_or_default();
-        let now = unix_now();
-        let turn = self.turn().await;
-        let existing = self
-            .state()
-            .registry
-            .presenting(Some(Credential::Machine(machine)))
-            .ok()
-            .cloned();
-        if let Some(mut record) = existing {
-            if request.is_logout() {
-                drop(turn);
-                return self.log_out(record).await;
-            }
-            let auth_key = request
-                .auth
-                .as_ref()
-                .and_then(|auth| auth.auth_key.as_ref());
-            if record.state == NodeState::Rejected {
-                return Err(Error::NodeNotAdmitted {
-                    id: record.id,
-                    state: record.state.as_str(),
-                });
-            }
-            if record.state == NodeState::Expired {
-                // Logged out or expired: only a valid pre-auth key brings it
-                // back. A client still presenting the expired key is told
-                // so: it makes a new one and asks its user to log in.
-                let Some(presented) = auth_key else {
-                    if record.wireguard_key == node_key {
-                        return Ok(key_expired_response(&record));
-                    }
-                    return Err(Error::InvalidKey);
-                };
-                let key = self.usable_key(&auth_key_text(presented), now).await?;
-                let mut owner = owner_from_key(&key, self.settings.key_lifetime());
-                if !revives(&record, &owner) {
-                    if let Some(other) = self.state().registry.holder_of(&node_key)
-                        && other != record.id
-                    {
-                        return Err(Error::AlreadyRegistered(other));
-                    }
-                    let (pending_of_key, pending_of_user) =
-                        self.db.pending_counts(key.id, key.user_id).await?;
-                    check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
-                    self.remove_node(&turn, record.id, now).await?;
-                    owner.ephemeral |= request.ephemeral;
-                    let joining = Joining {
-                        machine,
-                        node_key,
-                        hostinfo: &hostinfo,
-                    };
-                    let new = self
-                        .admit_tailscale(&turn, joining, owner, Some(key.id), now)
-                        .await?;
-                    tracing::info!(old = record.id, node = new.id, user = %new.user, state = %new.state,
-                        "an expired Tailscale node logged in with another owner's key: a new node replaces it");
-                    return Ok(response_for(&new));
-                }
-                let mut transaction = self.db.begin().await?;
-                if !consume_preauth_key(&mut transaction, key.id, now).await? {
-                    return Err(Error::KeyUsed);
-                }
-                transaction.commit().await?;
-                record.state = owner.state;
-                record.key_lifetime = owner.key_lifetime;
-                record.renew_keys(now);
-            }
-            if record.wireguard_key != node_key {
-                // `tailscale up --force-reauth` or a key rotation: the
-                // machine key proves it is the same device.
-                if let Some(other) = self.state().registry.holder_of(&node_key)
-                    && other != record.id
-                {
-                    return Err(Error::AlreadyRegistered(other));
-                }
-                record.wireguard_key = node_key;
-            }
-            record.client = client_name(&hostinfo);
-            if !hostinfo.os.is_empty() {
-                record.os = os_of(&hostinfo);
-            }
-            let before_state = self
-                .state()
-                .registry
-                .node(record.id)
-                .map(|known| known.state);
-            let response = response_for(&record);
-            self.store_changed(&turn, record.clone()).await?;
-            if before_state != Some(record.state) {
-                self.streams.notify_state(record.id, record.state);
-            }
-            return Ok(response);
-        }
-
-        let Some(presented) = request
-            .auth
-            .as_ref()
-            .and_then(|auth| auth.auth_key.as_ref())
-        else {
-            // No key: a login URL whose page names the admin's command.
-            drop(turn);
-            return self.interactive_login(machine, source, &request).await;
-        };
-        let key = self.usable_key(&auth_key_text(presented), now).await?;
-        if let Some(existing) = self.state().registry.holder_of(&node_key) {
-            return Err(Error::AlreadyRegistered(existing));
-        }
-        let (pending_of_key, pending_of_user) = self.db.pending_counts(key.id, key.user_id).await?;
-        check_pending(key.pre_approved, pending_of_key, pending_of_user)?;
-        let mut owner = owner_from_key(&key, self.settings.key_lifetime());
-        owner.ephemeral |= request.ephemeral;
-        let joining = Joining {
-            machine,
-            node_key,
-            hostinfo: &hostinfo,
-        };
-        let record = self
-            .admit_tailscale(&turn, joining, owner, Some(key.id), now)
-            .await?;
-        tracing::info!(node = record.id, name = %record.name, user = %record.user, state = %record.state, client = %record.client, "Tailscale node registered");
-        Ok(response_for(&record))
-    }
-
-    /// Stores a new Tailscale node for `joining`, owned as `owner` says
-    /// (consuming a use of pre-auth key `key` when it came with one), named
-    /// after its hostname, with fresh addresses.
-    pub(crate) async fn admit_tailscale(
-        &self,
-        turn: &Turn<'_>,
-        joining: Joining<'_>,
-        owner: Owner,
-        key: Option<i64>,
-        now: i64,
-    ) -> Result<NodeRecord> {
-        let hostname = match joining.hostinfo.hostname.trim() {
-            "" => "tailscale",
-            name => name,
-        };
-        self.store_new_node(turn, key, now, |registry| {
-            let device = Device {
-                name: registry.unique_name(hostname),
-                hostname: hostname.chars().take(255).collect(),
-                os: os_of(joining.hostinfo),
-                key: joining.node_key,
-                credential: Some(Credential::Machine(joining.machine)),
-                client: client_name(joining.hostinfo),
-            };
-            let addresses = registry.allocate(now)?;
-            Ok(new_record(
-                registry.next_id(),
-                owner.clone(),
-                device,
-                addresses,
-                now,
-            ))
-        })
-        .await
-    }
-
-    /// `tailscale logout`: an ephemeral node is deleted, any other expires
-    /// (a pre-auth key brings it back).
-    async fn log_out(&self, record: NodeRecord) -> Result<RegisterResponse> {
-        // Not `NodeKeyExpired`: a client logging out that is told so makes
-        // a new key and registers it again.
-        let response = RegisterResponse {
-            machine_authorized: false,
-            ..response_for(&record)
-        };
-        if record.ephemeral {
-            self.delete_node(record.id).await?;
-        } else {
-            self.act_on_node(record.id, crate::admission::NodeAction::Expire)
-                .await?;
-        }
-        tracing::info!(node = record.id, name = %record.name, "Tailscale node logged out");
-        Ok(response)
-    }
-
-    /// Stores what a map request from the Tailscale client with `machine`
-    /// key reports (disco key, endpoints, version, advertised routes) and
-    /// returns the node as it is now. A request for another node key than
-    /// the registered one is refused: the client registers again. What a
-    /// node waiting for approval reports is held, not stored, and applied
-    /// if an admin approves it ([`Coordinator::apply_held_report`]); what
-    /// an expired or rejected node reports is dropped.
-    pub async fn tailscale_map_request(
-        &self,
-        machine: MachineKey,
-        request: &MapRequest,
-    ) -> Result<NodeRecord> {
-        let turn = self.turn().await;
-        let record = self
-            .state()
-            .registry
-            .presenting(Some(Credential::Machine(machine)))?
-            .clone();
-        if record.wireguard_key.0 != request.node_key.0 {
-            return Err(Error::UnknownNode);
-        }
-        if request.read_only {
-            return Ok(record);
-        }
-        if !record.is_admitted() {
-            if record.state == NodeState::Pending {
-                self.held_reports().insert(record.id, held_report(request));
-            }
-            return Ok(record);
-        }
-        self.store_report(&turn, record, request).await
-    }
-
-    /// Stores what `request` reports about `record`'s node, unless the
-    /// node reports too often.
-    async fn store_report(
-        &self,
-        turn: &Turn<'_>,
-        record: NodeRecord,
-        request: &MapRequest,
-    ) -> Result<NodeRecord> {
-        let changed = reported(&record, request, &self.state());
-        if changed == record {
-            return Ok(record);
-        }
-        if self.reports.check_key(&record.id).is_err() {
-            tracing::debug!(
-                node = record.id,
-                "a Tailscale client reports too often; update skipped"
-            );
-            return Ok(record);
-        }
-        self.store_changed(turn, changed.clone()).await?;
-        Ok(changed)
-    }
-
-    /// Stores what node `id` reported while it waited for approval, now
-    /// that it is admitted.
-    pub(crate) async fn apply_held_report(&self, id: hearth_control::wire::NodeId) -> Result<()> {
-        let Some(request) = self.held_reports().remove(&id) else {
-            return Ok(());
-        };
-        let turn = self.turn().await;
-        let Some(record) = self.state().registry.node(id).cloned() else {
-            return Ok(());
-        };
-        if record.is_admitted() {
-            self.store_report(&turn, record, &request).await?;
-        }
-        Ok(())
-    }
-
-    fn held_reports(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<hearth_control::wire::NodeId, MapRequest>,
-    > {
-        hearth_runtime::lock(&self.held_reports)
-    }
 }
 
 /// What is kept of a waiting node's report: the fields a report changes,
 /// bounded as they are when stored.
-fn held_report(request: &MapRequest) -> MapRequest {
+pub(crate) fn held_report(request: &MapRequest) -> MapRequest {
     let hostinfo = request.hostinfo.as_ref().map(|hostinfo| Hostinfo {
         os: hostinfo.os.chars().take(64).collect(),
         ipn_version: hostinfo.ipn_version.chars().take(64).collect(),
@@ -448,7 +170,12 @@ fn ssh_host_keys(keys: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRecord {
+pub(crate) fn reported(
+    record: &NodeRecord,
+    request: &MapRequest,
+    relays: &[RelayRegion],
+    policy: Option<&Policy>,
+) -> NodeRecord {
     let mut changed = record.clone();
     if !request.disco_key.is_zero() {
         changed.disco_key = Some(request.disco_key);
@@ -459,10 +186,7 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
     if let Some(hostinfo) = &request.hostinfo {
         if let Some(net_info) = &hostinfo.net_info {
             let region = net_info.preferred_derp;
-            changed.home_relay = state
-                .registry
-                .network()
-                .relays()
+            changed.home_relay = relays
                 .iter()
                 .any(|relay| relay.id == region)
                 .then_some(region);
@@ -477,11 +201,8 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
             && advertised != changed.advertised_routes
         {
             changed.advertised_routes = advertised;
-            changed.approved_routes = crate::routes::approved_under(
-                state.policy.as_ref(),
-                &changed,
-                &changed.approved_routes,
-            );
+            changed.approved_routes =
+                crate::routes::approved_under(policy, &changed, &changed.approved_routes);
         }
     }
     changed
@@ -489,7 +210,11 @@ fn reported(record: &NodeRecord, request: &MapRequest, state: &State) -> NodeRec
 
 #[cfg(test)]
 mod tests {
+    use hearth_control::wire::NodeState;
+
     use super::*;
+    use crate::netmap::Credential;
+    use crate::registration::{Device, new_record};
 
     #[test]
     fn only_the_peer_api_ports_of_what_a_client_offers_reach_its_peers() {

@@ -299,48 +299,6 @@ async fn answer_stream(mut stream: tokio::net::TcpStream, acme: &Acme) -> std::i
     Ok(())
 }
 
-impl crate::coordinator::Coordinator {
-    /// `/machine/set-dns` from the Tailscale client presenting
-    /// `credential`: publishes its ACME challenge, for its own name only.
-    pub async fn set_acme_challenge(
-        &self,
-        credential: crate::coordinator::Credential,
-        request: &hearth_control::tailcfg::SetDnsRequest,
-    ) -> crate::error::Result<()> {
-        use crate::error::Error;
-        let acme = self
-            .settings()
-            .acme
-            .clone()
-            .filter(|acme| acme.config.device_certificates);
-        let Some(acme) = acme else {
-            return Err(Error::NotFound(
-                "certificates: this coordinator gives none (see --acme-config)".into(),
-            ));
-        };
-        let record = self.identify(Some(credential)).await?;
-        crate::admission::check_admitted(&record)?;
-        if record.wireguard_key.0 != request.node_key.0 {
-            return Err(Error::BadRequest(
-                "set-dns for a node key that is not the session's node's".into(),
-            ));
-        }
-        let own = acme
-            .device_domain(&record.name)
-            .expect("device certificates are on");
-        let kept = self.settings().own_names();
-        let (name, value) =
-            zone::check_set_dns(&request.kind, &request.name, &request.value, &own, &kept)
-                .map_err(|refusal| {
-                    tracing::warn!(node = record.id, %refusal, "a set-dns request was refused");
-                    Error::BadRequest(refusal.to_string())
-                })?;
-        acme.publish(&name, &value);
-        tracing::info!(node = record.id, %name, "ACME challenge published");
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,9 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 use super::{PeerInfo, parse_json};
-use crate::coordinator::{Coordinator, Credential};
+use crate::coordinator::Coordinator;
 use crate::error::Error;
+use crate::netmap::Credential;
 use crate::streams::{Line, Subscription, encode_line};
 
 /// How many registrations one address may make: a burst, then one per period.

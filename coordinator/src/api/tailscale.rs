@@ -25,8 +25,9 @@ use hearth_control::wire::{ErrorBody, MapMessage, NodeState};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::coordinator::{Coordinator, Credential};
+use crate::coordinator::Coordinator;
 use crate::error::Error;
+use crate::netmap::Credential;
 use crate::streams::Subscription;
 use crate::tsmap::{SelfKeys, TsMapView};
 use serde::Deserialize;
@@ -316,13 +317,13 @@ async fn map(
     };
     let settings = coordinator.settings();
     // Presence from here on, then who is online now: nothing falls between.
-    let presence = coordinator.streams.presence_changes();
+    let presence = coordinator.presence_changes();
     let view = TsMapView::new(&settings.base_domain, coordinator.relays().await, keys)
         .with_capabilities(settings.node_capabilities())
         .with_dns(settings.dns.clone())
         .with_server_url(&settings.public_url)
         .with_certificates(settings.device_certificates(), settings.public_name())
-        .with_online(coordinator.streams.online_nodes());
+        .with_online(coordinator.online_nodes());
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let compress = request.compress == "zstd";
     tokio::spawn(stream_map(
@@ -558,7 +559,7 @@ async fn stream_map(
                     let patch = match change {
                         Ok((node, online)) => view.presence(node, online),
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            view.set_online(&coordinator.streams.online_nodes())
+                            view.set_online(&coordinator.online_nodes())
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     };

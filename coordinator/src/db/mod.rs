@@ -260,6 +260,15 @@ impl Db {
         })
     }
 
+    /// Commits `transaction` and announces `what` it wrote
+    /// ([`Db::announce`]): every write the other coordinators must hear of
+    /// is announced here, after its commit.
+    pub async fn commit(&self, transaction: Tx, what: &Announcement) -> Result<(), DbError> {
+        transaction.commit().await?;
+        self.announce(what).await;
+        Ok(())
+    }
+
     /// Tells other coordinators on the same database what was written
     /// (nothing to do on SQLite, which one coordinator owns). A failure is
     /// logged, not returned: the write is committed, and the others read

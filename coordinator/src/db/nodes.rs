@@ -140,40 +140,13 @@ impl Db {
     /// routes, last seen, and what a Tailscale client re-reports: node and
     /// disco keys, client, OS, hostname); false when the node no longer exists.
     pub async fn update_node(&self, record: &NodeRecord) -> Result<bool, DbError> {
-        let affected = on_pool!(self, |pool, dialect| {
-            sqlx::query(&dialect.sql(
-            "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
-             approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
-             client = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
-             key_lifetime = ?, services = ?, ssh_host_keys = ? WHERE id = ?",
-        ))
-        .bind(&record.name)
-        .bind(record.state.as_str())
-        .bind(json_list(&record.tags))
-        .bind(json_list(&record.endpoints))
-        .bind(json_list(&record.advertised_routes))
-        .bind(json_list(&record.approved_routes))
-        .bind(record.last_seen)
-        .bind(record.wireguard_key.to_string())
-        .bind(record.disco_key.map(|key| key.to_string()))
-        .bind(record.home_relay.map(i64::from))
-        .bind(&record.client)
-        .bind(&record.os)
-        .bind(&record.hostname)
-        .bind(record.cert_fingerprint.map(|fingerprint| fingerprint.to_hex()))
-        .bind(record.key_expiry)
-        .bind(record.key_lifetime.map(|seconds| seconds as i64))
-        .bind(json_list(&record.services))
-        .bind(json_list(&record.ssh_host_keys))
-        .bind(record.id as i64)
-        .execute(pool)
-        .await?
-        .rows_affected()
-        });
-        if affected == 1 {
-            self.announce(&Announcement::Node { id: record.id }).await;
+        let mut transaction = self.begin().await?;
+        if !update_node(&mut transaction, record).await? {
+            return Ok(false);
         }
-        Ok(affected == 1)
+        self.commit(transaction, &Announcement::Node { id: record.id })
+            .await?;
+        Ok(true)
     }
 
     /// Deletes a node and records its address as freed at `now`; false when absent.
@@ -266,6 +239,43 @@ pub async fn lock_registrations(transaction: &mut Tx) -> Result<(), DbError> {
             .await?;
     }
     Ok(())
+}
+
+/// Writes every mutable field of `record` inside `transaction` (see
+/// [`Db::update_node`]); false when the node no longer exists.
+pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bool, DbError> {
+    let affected =
+        on_transaction!(transaction, |conn, dialect| {
+            sqlx::query(&dialect.sql(
+            "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
+             approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
+             client = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
+             key_lifetime = ?, services = ?, ssh_host_keys = ? WHERE id = ?",
+        ))
+        .bind(&record.name)
+        .bind(record.state.as_str())
+        .bind(json_list(&record.tags))
+        .bind(json_list(&record.endpoints))
+        .bind(json_list(&record.advertised_routes))
+        .bind(json_list(&record.approved_routes))
+        .bind(record.last_seen)
+        .bind(record.wireguard_key.to_string())
+        .bind(record.disco_key.map(|key| key.to_string()))
+        .bind(record.home_relay.map(i64::from))
+        .bind(&record.client)
+        .bind(&record.os)
+        .bind(&record.hostname)
+        .bind(record.cert_fingerprint.map(|fingerprint| fingerprint.to_hex()))
+        .bind(record.key_expiry)
+        .bind(record.key_lifetime.map(|seconds| seconds as i64))
+        .bind(json_list(&record.services))
+        .bind(json_list(&record.ssh_host_keys))
+        .bind(record.id as i64)
+        .execute(conn)
+        .await?
+        .rows_affected()
+        });
+    Ok(affected == 1)
 }
 
 /// Inserts a new node inside a registration transaction; the record's id is

@@ -49,12 +49,6 @@ pub trait Admission: Send + Sync + 'static {
     fn admits(&self, key: &[u8; 32]) -> impl Future<Output = bool> + Send;
 }
 
-impl Admission for crate::Coordinator {
-    async fn admits(&self, key: &[u8; 32]) -> bool {
-        self.admits_node_key(&WireGuardKey(*key)).await
-    }
-}
-
 /// How much one client may send.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {

@@ -1,0 +1,895 @@
+//! The coordinator: the one owner of its state. `Coordinator`'s fields and
+//! its `State` (the registry of nodes, the policy in force) are private
+//! to this module and its two children, which hold every use case:
+//!
+//! - this file: starting, the change path every write goes through, the
+//!   policy, following other coordinators on a shared database, relays,
+//!   health;
+//! - `devices.rs`: what devices ask (registering, agents and Tailscale
+//!   clients; maps; endpoint and route reports; key rotation and expiry;
+//!   ephemeral nodes; certificate challenges; SSH checks);
+//! - `people.rs`: what people and admins do (users and pre-auth keys,
+//!   approving, renaming, tagging and deleting nodes, routes, registering
+//!   waiting clients, signing in, deciding SSH checks).
+//!
+//! Each use case is a pure decision in its own module ([`crate::accounts`],
+//! [`crate::registration`], [`crate::admission`], [`crate::endpoints`],
+//! [`crate::routes`], [`crate::keys`], [`crate::presence`],
+//! [`crate::tailscale`], [`crate::logins`], [`crate::sign_in`],
+//! [`crate::ssh_checks`], [`crate::policy`]), which imports nothing from
+//! here, and a short shell here.
+//!
+//! The change path: in a writer's turn (`Coordinator::turn`) a change is
+//! decided on the state, written in one transaction (with the pre-auth key
+//! use it consumes, announced to other coordinators after the commit:
+//! [`Db::commit`]), then applied to the `Registry`, whose deltas are
+//! delivered, so streams see changes in the order they were committed. The
+//! state itself is held only for moments, never across IO, so readers never
+//! wait for the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_acl::{Policy, ProviderGroups, Topology};
+use hearth_control::wire::{NodeId, RelayRegion};
+use hearth_runtime::clock::unix_seconds as unix_now;
+
+use crate::admission::NodeView;
+use crate::db::Announcement;
+use crate::db::Db;
+use crate::db::nodes::{insert_node, lock_registrations, update_node};
+use crate::db::preauth_keys::consume_preauth_key;
+use crate::error::{Error, Result};
+use crate::health::Health;
+use crate::netmap::{Delivery, NodeRecord};
+use crate::policy::{deny_all, effective_rules, provider_groups, stored_policy, validate};
+use crate::presence::Presence;
+use crate::registry::Registry;
+use crate::relays::{CreatedRelay, check_code, check_url, regions, secret_hash};
+use crate::settings::Settings;
+use crate::streams::Streams;
+use crate::tls::NodeAuthority;
+
+mod devices;
+mod people;
+
+/// What the use cases share: the nodes and the policy.
+struct State {
+    /// Every node and the indexes into them.
+    registry: Registry,
+    /// The stored policy's text (`None`: no policy, everything allowed).
+    policy_text: Option<String>,
+    /// The stored policy (`None`: no policy, everything allowed).
+    policy: Option<Policy>,
+    /// The identity provider's groups the policy was compiled with.
+    provider_groups: hearth_acl::ProviderGroups,
+}
+
+impl State {
+    /// Puts `policy` (parsed from `text` with `groups`; `None`: no policy,
+    /// everything allowed) in force: what changes for each node is returned
+    /// for delivery.
+    fn put_policy(
+        &mut self,
+        text: Option<String>,
+        policy: Option<Policy>,
+        groups: ProviderGroups,
+    ) -> Vec<Delivery> {
+        let deliveries = self
+            .registry
+            .set_policy(Arc::new(effective_rules(policy.as_ref())));
+        self.policy_text = text;
+        self.policy = policy;
+        self.provider_groups = groups;
+        deliveries
+    }
+
+    /// Puts the stored policy `text` in force with the identity provider's
+    /// `groups`: at start-up, when another coordinator stored it, when the
+    /// groups changed. The one place a stored policy that no longer parses
+    /// (stored by a newer coordinator, or before a downgrade) is handled:
+    /// it is in force as the empty policy, which denies everything, until
+    /// `policy set` stores one that parses. Failing closed, loudly.
+    fn adopt_stored_policy(
+        &mut self,
+        text: Option<String>,
+        groups: ProviderGroups,
+    ) -> Vec<Delivery> {
+        let policy = match text.as_deref().map(|text| stored_policy(text, &groups)) {
+            None => None,
+            Some(Ok(policy)) => Some(policy),
+            Some(Err(error)) => {
+                tracing::error!(%error, "the stored policy is invalid; denying all traffic until `policy set` stores a valid one");
+                Some(deny_all())
+            }
+        };
+        self.put_policy(text, policy, groups)
+    }
+}
+
+/// A writer's turn ([`Coordinator::turn`]): functions that change the
+/// state take one, so only one change is decided, stored and applied at a
+/// time.
+type Turn<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+/// The running coordinator.
+pub struct Coordinator {
+    db: Db,
+    authority: NodeAuthority,
+    settings: Settings,
+    streams: Arc<Streams>,
+    /// Writers take turns here; a turn is held across the database IO of
+    /// one change, so streams see changes in the order they were committed.
+    turn: tokio::sync::Mutex<()>,
+    /// The state, held only for moments and never across IO: readers (a
+    /// request naming its node, a map stream opening) never wait for the
+    /// database.
+    state: std::sync::Mutex<State>,
+    /// Endpoint and route reports per node: a burst, then a steady trickle.
+    reports: governor::DefaultKeyedRateLimiter<NodeId>,
+    /// Map streams opened per node: a burst, then one every two seconds
+    /// (each costs a full map).
+    map_opens: governor::DefaultKeyedRateLimiter<NodeId>,
+    /// Key rotations per node ([`crate::keys::Rotations`]).
+    rotations: std::sync::Mutex<crate::keys::Rotations>,
+    /// Tailscale clients without a key, waiting for `nodes register`.
+    logins: std::sync::Mutex<crate::logins::Logins>,
+    /// Sign-ins at the identity provider under way, by their state.
+    sign_ins: std::sync::Mutex<crate::sign_in::Pending<Arc<crate::oidc::ProviderClient>>>,
+    /// Tailscale SSH sessions waiting for `ssh approve`, and approvals.
+    ssh_checks: std::sync::Mutex<crate::ssh_checks::SshChecks>,
+    /// Woken when an admin decides a check.
+    ssh_checks_decided: tokio::sync::Notify,
+    /// Wakes follow-up requests when an admin registered a waiting client.
+    login_registered: tokio::sync::Notify,
+    /// Wakes the key-expiry task when a node changed (its deadline may
+    /// have moved).
+    nodes_changed: tokio::sync::Notify,
+    /// What Tailscale nodes waiting for approval last reported (held, not
+    /// stored, until an admin approves them).
+    held_reports: std::sync::Mutex<HashMap<NodeId, hearth_control::tailcfg::MapRequest>>,
+}
+
+/// Endpoint and route reports one node may send at once, then one per second.
+const REPORT_BURST: u32 = 10;
+/// Map streams one node may open at once, then one every two seconds.
+const MAP_OPEN_BURST: u32 = 10;
+
+impl Coordinator {
+    /// Loads users, nodes and policy from `db` and gets ready to serve.
+    pub async fn start(
+        db: Db,
+        authority: NodeAuthority,
+        settings: Settings,
+    ) -> Result<Arc<Coordinator>> {
+        let mut state = State {
+            registry: Registry::load(
+                Arc::new(effective_rules(None)),
+                db.list_nodes().await?,
+                db.released_addresses().await?,
+                db.max_node_id().await?,
+            ),
+            policy_text: None,
+            policy: None,
+            provider_groups: ProviderGroups::new(),
+        };
+        let groups = provider_groups(
+            &db.list_users().await?,
+            &db.list_provider_identities().await?,
+        );
+        state.adopt_stored_policy(db.load_policy().await?, groups);
+        let registry = &mut state.registry;
+        let standalone = db.list_relays().await?;
+        let _ = registry.set_relays(crate::relays::regions(&settings.relay, &standalone));
+        registry.set_dns(Some(settings.dns.for_mesh(&settings.base_domain)));
+        registry.reserve_names(&settings.own_node_labels());
+        Ok(Arc::new(Coordinator {
+            db,
+            authority,
+            settings,
+            streams: Arc::new(Streams::default()),
+            turn: tokio::sync::Mutex::new(()),
+            state: std::sync::Mutex::new(state),
+            logins: std::sync::Mutex::default(),
+            sign_ins: std::sync::Mutex::default(),
+            ssh_checks: std::sync::Mutex::default(),
+            ssh_checks_decided: tokio::sync::Notify::new(),
+            login_registered: tokio::sync::Notify::new(),
+            nodes_changed: tokio::sync::Notify::new(),
+            held_reports: std::sync::Mutex::default(),
+            map_opens: governor::RateLimiter::keyed(
+                governor::Quota::with_period(Duration::from_secs(2))
+                    .expect("a non-zero period")
+                    .allow_burst(std::num::NonZeroU32::new(MAP_OPEN_BURST).expect("non-zero")),
+            ),
+            rotations: std::sync::Mutex::default(),
+            reports: governor::RateLimiter::keyed(
+                governor::Quota::per_second(std::num::NonZeroU32::MIN)
+                    .allow_burst(std::num::NonZeroU32::new(REPORT_BURST).expect("non-zero")),
+            ),
+        }))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The relay regions nodes may use now, the embedded one first.
+    pub async fn relays(&self) -> Vec<hearth_control::wire::RelayRegion> {
+        self.state().registry.network().relays().to_vec()
+    }
+
+    /// The database (for integrity checks and shutdown).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Presence changes from now on: each node coming online or going
+    /// offline.
+    pub fn presence_changes(&self) -> tokio::sync::broadcast::Receiver<(NodeId, bool)> {
+        self.streams.presence_changes()
+    }
+
+    /// The nodes online now (streaming their map).
+    pub fn online_nodes(&self) -> std::collections::BTreeSet<NodeId> {
+        self.streams.online_nodes()
+    }
+
+    /// Ends every stream; used at shutdown.
+    pub fn close_streams(&self) {
+        self.streams.close_all();
+    }
+
+    /// The state, for a moment: never hold it across an `.await`.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        hearth_runtime::lock(&self.state)
+    }
+
+    /// Waits for a writer's turn: whoever changes the state decides,
+    /// stores and applies the change within one turn.
+    async fn turn(&self) -> Turn<'_> {
+        self.turn.lock().await
+    }
+
+    /// Sends what a change to the network means to each node; every
+    /// change to a node goes through here, so the key-expiry task is woken
+    /// to look at the next deadline again. Called with the state held, so
+    /// a stream opening meanwhile gets the map before the change and then
+    /// the change, or the map after it.
+    pub(crate) fn deliver(&self, deliveries: &[Delivery]) {
+        self.streams.deliver(deliveries);
+        self.nodes_changed.notify_one();
+    }
+
+    /// Puts `record` (stored already) into the registry and delivers what
+    /// changes for its peers.
+    pub(crate) fn apply(&self, _turn: &Turn<'_>, record: NodeRecord) {
+        let mut state = self.state();
+        let deliveries = state.registry.upsert(record);
+        self.deliver(&deliveries);
+    }
+
+    /// Stores the new node `build` makes from the state (its id, name and
+    /// addresses), consuming one use of pre-auth key `key`, when it came
+    /// with one, in the same transaction; indexes it and delivers it to its
+    /// peers. On failure its address goes back unused.
+    ///
+    /// On a shared database another coordinator may have just taken the
+    /// same id, name or address: the database refuses the insert, the state
+    /// is read again and `build` runs again on it.
+    async fn store_new_node(
+        &self,
+        turn: &Turn<'_>,
+        key: Option<i64>,
+        now: i64,
+        mut build: impl FnMut(&mut Registry) -> Result<NodeRecord>,
+    ) -> Result<NodeRecord> {
+        const ATTEMPTS: usize = 8;
+        let mut attempt = 0;
+        let record = loop {
+            attempt += 1;
+            // On a shared database, registrations take turns, and one that
+            // finds the database ahead of what it has heard reads it first.
+            let mut transaction = self.db.begin().await?;
+            if self.db.is_shared() {
+                lock_registrations(&mut transaction).await?;
+                let next = self.state().registry.next_id();
+                if self.db.max_node_id().await? >= next {
+                    self.resync_state(turn).await?;
+                }
+            }
+            let record = build(&mut self.state().registry)?;
+            let stored = async {
+                if let Some(key) = key
+                    && !consume_preauth_key(&mut transaction, key, now).await?
+                {
+                    return Ok(false);
+                }
+                insert_node(&mut transaction, &record, key).await?;
+                self.db
+                    .commit(transaction, &Announcement::Node { id: record.id })
+                    .await?;
+                Ok::<bool, crate::db::DbError>(true)
+            }
+            .await;
+            match stored {
+                Ok(true) => break record,
+                Ok(false) => {
+                    self.state().registry.unallocate(record.ipv4);
+                    return Err(Error::KeyUsed);
+                }
+                Err(crate::db::DbError::Conflict(what))
+                    if self.db.is_shared() && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(%what, "another coordinator registered a node at the same moment; reading the database again");
+                    self.state().registry.unallocate(record.ipv4);
+                    self.resync_state(turn).await?;
+                }
+                Err(error) => {
+                    self.state().registry.unallocate(record.ipv4);
+                    return Err(error.into());
+                }
+            }
+        };
+        self.apply(turn, record.clone());
+        Ok(record)
+    }
+
+    /// Stores a changed `record` of an existing node and delivers what
+    /// changes for its peers; false when the node no longer exists.
+    async fn store_changed(&self, turn: &Turn<'_>, record: NodeRecord) -> Result<bool> {
+        self.store_changed_with_key(turn, record, None, 0).await
+    }
+
+    /// [`Coordinator::store_changed`], consuming one use of pre-auth key
+    /// `key` (a node brought back by a key) in the same transaction: the
+    /// use is consumed only when the node is stored, and the node stored
+    /// only when the use was still there ([`Error::KeyUsed`]).
+    async fn store_changed_with_key(
+        &self,
+        turn: &Turn<'_>,
+        record: NodeRecord,
+        key: Option<i64>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut transaction = self.db.begin().await?;
+        if let Some(key) = key
+            && !consume_preauth_key(&mut transaction, key, now).await?
+        {
+            return Err(Error::KeyUsed);
+        }
+        if !update_node(&mut transaction, &record).await? {
+            return Ok(false);
+        }
+        self.db
+            .commit(transaction, &Announcement::Node { id: record.id })
+            .await?;
+        self.apply(turn, record);
+        Ok(true)
+    }
+
+    /// Applies `change` to node `id`, stores it and delivers the consequences.
+    async fn change_node(
+        &self,
+        id: NodeId,
+        change: impl FnOnce(&State, &mut NodeRecord) -> Result<()>,
+    ) -> Result<NodeView> {
+        let turn = self.turn().await;
+        let (before, record) = {
+            let state = self.state();
+            let before = state
+                .registry
+                .node(id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
+            let mut record = before.clone();
+            change(&state, &mut record)?;
+            (before, record)
+        };
+        if record == before {
+            return Ok(self.view(&record));
+        }
+        if !self.store_changed(&turn, record.clone()).await? {
+            return Err(Error::NotFound(format!("node {id}")));
+        }
+        if record.state != before.state {
+            self.streams.notify_state(id, record.state);
+            tracing::info!(node = id, from = %before.state, to = %record.state, "node state changed");
+        }
+        Ok(self.view(&record))
+    }
+}
+
+impl Coordinator {
+    /// Applies `record`, as the database now has it, to the in-memory state
+    /// (a node another coordinator added or changed).
+    fn apply_record(&self, turn: &Turn<'_>, record: NodeRecord) {
+        if self.state().registry.node(record.id) == Some(&record) {
+            return;
+        }
+        let admitted = record.is_admitted();
+        let id = record.id;
+        self.apply(turn, record);
+        if !admitted {
+            self.streams.close_node(id);
+        }
+    }
+
+    /// Forgets node `id` (deleted here, or by another coordinator): it
+    /// leaves every map, its streams end, its address, name, key and
+    /// credential are free.
+    fn apply_removal(&self, _turn: &Turn<'_>, id: u64, now: i64) {
+        {
+            let mut state = self.state();
+            let Some((_, deliveries)) = state.registry.remove(id, now) else {
+                return;
+            };
+            self.deliver(&deliveries);
+        }
+        self.streams.close_node(id);
+        hearth_runtime::lock(&self.held_reports).remove(&id);
+        hearth_runtime::lock(&self.rotations).forget(id);
+    }
+
+    /// Reads node `id` back from the database and applies it.
+    pub(crate) async fn follow_node(&self, id: u64) -> Result<()> {
+        let turn = self.turn().await;
+        match self.db.get_node(id).await? {
+            Some(record) => self.apply_record(&turn, record),
+            None => self.apply_removal(&turn, id, hearth_runtime::clock::unix_seconds()),
+        }
+        Ok(())
+    }
+
+    /// Reads every node back from the database and applies what differs
+    /// (after a lost announcement, or a registration that clashed).
+    async fn resync_state(&self, turn: &Turn<'_>) -> Result<()> {
+        let records = self.db.list_nodes().await?;
+        let stored: std::collections::BTreeSet<u64> =
+            records.iter().map(|record| record.id).collect();
+        let gone: Vec<u64> = self
+            .state()
+            .registry
+            .network()
+            .nodes()
+            .map(|record| record.id)
+            .filter(|id| !stored.contains(id))
+            .collect();
+        let now = hearth_runtime::clock::unix_seconds();
+        for id in gone {
+            self.apply_removal(turn, id, now);
+        }
+        for record in records {
+            self.apply_record(turn, record);
+        }
+        Ok(())
+    }
+
+    /// `Coordinator::resync_state` in a writer's turn, then the policy
+    /// and relays read again.
+    pub async fn resync(&self) -> Result<()> {
+        {
+            let turn = self.turn().await;
+            self.resync_state(&turn).await?;
+        }
+        self.follow_policy().await?;
+        self.refresh_relays().await
+    }
+}
+
+impl Coordinator {
+    /// The stored policy text (`None`: no policy, everything allowed).
+    pub async fn policy_text(&self) -> Option<String> {
+        self.state().policy_text.clone()
+    }
+
+    /// The users and admitted nodes a policy's `tests` are checked
+    /// against, and the groups the identity provider fills.
+    async fn topology(&self) -> Result<(Topology, ProviderGroups)> {
+        let users = self.db.list_users().await?;
+        let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
+        let users = users.into_iter().map(|user| user.name).collect();
+        let nodes = self
+            .state()
+            .registry
+            .network()
+            .nodes()
+            .filter(|record| record.is_admitted())
+            .map(NodeRecord::identity)
+            .collect();
+        Ok((Topology { users, nodes }, groups))
+    }
+
+    /// Validates `text`, including its `tests` against the current tailnet, without storing it.
+    pub async fn check_policy(&self, text: &str) -> Result<()> {
+        let (topology, groups) = self.topology().await?;
+        validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
+        Ok(())
+    }
+
+    /// Validates and stores `text`, then delivers each node's changes. A
+    /// refused policy changes nothing.
+    pub async fn set_policy(&self, text: &str) -> Result<()> {
+        let turn = self.turn().await;
+        let (topology, groups) = self.topology().await?;
+        let policy = validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
+        self.db.store_policy(text, unix_now()).await?;
+        let changed_nodes = {
+            let mut state = self.state();
+            let deliveries = state.put_policy(Some(text.to_owned()), Some(policy), groups);
+            self.deliver(&deliveries);
+            deliveries.len()
+        };
+        tracing::info!(changed_nodes, "policy updated");
+        self.apply_auto_approvals(&turn).await?;
+        Ok(())
+    }
+
+    /// The stored policy compiled again with the identity provider's groups
+    /// as they are now (a user signed in with other groups, or was renamed):
+    /// each node's changes are delivered. `tests` are not run again: a
+    /// sign-in is not refused because the policy's tests name old members.
+    async fn refresh_provider_groups(&self, _turn: &Turn<'_>) -> Result<()> {
+        let users = self.db.list_users().await?;
+        let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
+        let mut state = self.state();
+        if state.provider_groups == groups {
+            return Ok(());
+        }
+        let text = state.policy_text.clone();
+        let deliveries = state.adopt_stored_policy(text, groups);
+        self.deliver(&deliveries);
+        tracing::info!(
+            changed_nodes = deliveries.len(),
+            "policy groups updated from the identity provider"
+        );
+        Ok(())
+    }
+
+    /// Reads the stored policy again (another coordinator on the same
+    /// database set it) and delivers what changes; a policy that stopped
+    /// parsing denies everything, as at start-up.
+    pub(crate) async fn follow_policy(&self) -> Result<()> {
+        let _turn = self.turn().await;
+        let text = self.db.load_policy().await?;
+        let mut state = self.state();
+        if text == state.policy_text {
+            return Ok(());
+        }
+        let groups = state.provider_groups.clone();
+        let deliveries = state.adopt_stored_policy(text, groups);
+        self.deliver(&deliveries);
+        drop(state);
+        tracing::info!(
+            changed_nodes = deliveries.len(),
+            "policy updated by another coordinator"
+        );
+        Ok(())
+    }
+}
+
+impl Coordinator {
+    /// The health snapshot now; `relay_clients` from the embedded relay.
+    /// `thorough` runs the database's integrity check (for a person);
+    /// otherwise it only has to answer (for every metrics scrape).
+    pub async fn health(&self, relay_clients: usize, thorough: bool) -> Health {
+        let check = if thorough {
+            self.db.integrity_check().await
+        } else {
+            self.db.ping().await
+        };
+        let database_check = match check {
+            Ok(result) => result,
+            Err(error) => error.to_string(),
+        };
+        let database = if self.db.is_shared() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let now = hearth_runtime::clock::unix_seconds();
+        let state = self.state();
+        let mut health = Health {
+            relay_clients,
+            standalone_relays: state.registry.network().relays().len().saturating_sub(1),
+            policy: state.policy_text.is_some(),
+            database: database.into(),
+            database_check,
+            certificates: self.settings.certificates.clone(),
+            ..Health::default()
+        };
+        for record in state.registry.network().nodes() {
+            use hearth_control::wire::NodeState;
+            match record.state {
+                NodeState::Approved => health.nodes.approved += 1,
+                NodeState::Pending => health.nodes.pending += 1,
+                NodeState::Rejected => health.nodes.rejected += 1,
+                NodeState::Expired => health.nodes.expired += 1,
+            }
+            if record.state != NodeState::Approved || record.static_device {
+                continue;
+            }
+            health.keys_overdue += usize::from(crate::keys::overdue(record, now));
+            let connected = self.streams.presence(record.id) == Presence::Online;
+            health.agents += 1;
+            health.connected += usize::from(connected);
+            if !record.tags.is_empty() {
+                health.tagged += 1;
+                health.tagged_connected += usize::from(connected);
+            }
+        }
+        health
+    }
+}
+
+impl Coordinator {
+    /// Adds a standalone relay called `code` at `url`; returns it and the
+    /// token it starts with.
+    pub async fn add_relay(&self, code: &str, url: &str) -> crate::error::Result<CreatedRelay> {
+        check_code(code).map_err(crate::Error::BadRequest)?;
+        check_url(url).map_err(crate::Error::BadRequest)?;
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let row = self
+            .db
+            .insert_relay(
+                code,
+                url.trim_end_matches('/'),
+                &secret_hash(&secret),
+                hearth_runtime::clock::unix_seconds(),
+            )
+            .await?;
+        tracing::info!(region = row.id, code = %row.code, "standalone relay added");
+        let token = hearth_control::JoinToken {
+            url: self.settings.public_url.clone(),
+            fingerprint: self.settings.fingerprint,
+            key: hearth_control::SecretString::new(secret),
+        };
+        Ok(CreatedRelay {
+            relay: row,
+            token: token.encode_relay(),
+        })
+    }
+
+    /// Every standalone relay.
+    pub async fn list_relays(&self) -> crate::error::Result<Vec<crate::db::relays::RelayRow>> {
+        Ok(self.db.list_relays().await?)
+    }
+
+    /// Removes the relay called `code`; nodes hear that it is gone.
+    pub async fn remove_relay(&self, code: &str) -> crate::error::Result<()> {
+        if !self.db.delete_relay(code).await? {
+            return Err(crate::Error::NotFound(format!("relay `{code}`")));
+        }
+        self.refresh_relays().await
+    }
+
+    /// The relay whose secret is `secret`.
+    pub async fn relay_for_secret(
+        &self,
+        secret: &str,
+    ) -> crate::error::Result<crate::db::relays::RelayRow> {
+        self.db
+            .relay_by_secret(&secret_hash(secret))
+            .await?
+            .ok_or(crate::Error::Unauthenticated)
+    }
+
+    /// A standalone relay's hello: its certificate and STUN port are
+    /// recorded and every node hears of the region.
+    pub async fn relay_hello(
+        &self,
+        secret: &str,
+        hello: &hearth_control::wire::RelayHello,
+    ) -> crate::error::Result<RelayRegion> {
+        let row = self.relay_for_secret(secret).await?;
+        if hearth_control::Fingerprint::from_hex(&hello.fingerprint).is_none() {
+            return Err(crate::Error::BadRequest(
+                "the fingerprint is not 64 hex digits".into(),
+            ));
+        }
+        self.db
+            .set_relay_hello(
+                row.id,
+                &hello.fingerprint.to_ascii_lowercase(),
+                hello.stun_port,
+            )
+            .await?;
+        self.refresh_relays().await?;
+        self.relays()
+            .await
+            .into_iter()
+            .find(|region| i64::from(region.id) == row.id)
+            .ok_or_else(|| crate::Error::NotFound(format!("relay `{}`", row.code)))
+    }
+
+    /// The node keys of every admitted node (what a standalone relay lets in).
+    pub async fn admitted_keys(
+        &self,
+    ) -> std::collections::BTreeSet<hearth_control::wire::WireGuardKey> {
+        self.state()
+            .registry
+            .network()
+            .nodes()
+            .filter(|record| record.is_admitted())
+            .map(|record| record.wireguard_key)
+            .collect()
+    }
+
+    /// Reloads the standalone relays and tells every node what changed.
+    pub(crate) async fn refresh_relays(&self) -> crate::error::Result<()> {
+        let _turn = self.turn().await;
+        let rows = self.db.list_relays().await?;
+        let mut state = self.state();
+        let deliveries = state
+            .registry
+            .set_relays(regions(&self.settings.relay, &rows));
+        self.deliver(&deliveries);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_control::Fingerprint;
+    use hearth_control::wire::WireGuardKey;
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::state_dir::StateDir;
+
+    /// Settings for a coordinator in a test.
+    fn test_settings() -> Settings {
+        Settings {
+            public_url: "https://127.0.0.1:1".into(),
+            fingerprint: Fingerprint([7; 32]),
+            keepalive: Duration::from_secs(30),
+            ephemeral_timeout: Duration::from_secs(60),
+            base_domain: "hearth.test".into(),
+            relay: crate::relays::embedded("https://127.0.0.1:1", None, "00"),
+            certificates: Vec::new(),
+            node_key_lifetime: None,
+            taildrop: true,
+            dns: crate::dns::DnsSettings::default(),
+            sign_in: None,
+            acme: None,
+        }
+    }
+
+    #[test]
+    fn taildrop_is_a_capability_every_tailscale_client_gets_unless_turned_off() {
+        assert_eq!(
+            test_settings().node_capabilities(),
+            [
+                hearth_control::tailcfg::CAP_SSH,
+                hearth_control::tailcfg::CAP_FILE_SHARING
+            ]
+        );
+        let off = Settings {
+            taildrop: false,
+            ..test_settings()
+        };
+        assert_eq!(off.node_capabilities(), [hearth_control::tailcfg::CAP_SSH]);
+    }
+
+    async fn coordinator(dir: &std::path::Path) -> Arc<Coordinator> {
+        let state = StateDir::new(dir);
+        state.prepare().expect("state dir");
+        let db = Db::open_sqlite(&state.database()).await.expect("database");
+        let authority = NodeAuthority::load_or_create(&state).expect("node authority");
+        let settings = test_settings();
+        Coordinator::start(db, authority, settings)
+            .await
+            .expect("start")
+    }
+
+    /// A change waiting on a busy database (a backup, a slow disk, another
+    /// writer) holds only the writers' turn: a node that connects meanwhile
+    /// is still found and listed. Before the turn, the state lock was held
+    /// across the write and every request waited for the database.
+    #[tokio::test]
+    async fn readers_answer_while_a_change_waits_on_the_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let coordinator = coordinator(dir.path()).await;
+        coordinator.create_user("alice", None).await.expect("user");
+        let (phone, _config) = coordinator
+            .add_static_device("alice", "phone")
+            .await
+            .expect("device");
+        let key: WireGuardKey = phone.wireguard_key.parse().expect("key");
+
+        // Another connection holds the database's write lock.
+        let path = StateDir::new(dir.path()).database();
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .expect("write lock");
+
+        let writer = tokio::spawn({
+            let coordinator = Arc::clone(&coordinator);
+            async move { coordinator.rename_node(phone.id, "tablet").await }
+        });
+        // Ready once the rename holds its turn: from then on it is in, or
+        // on its way to, the database, which it cannot finish.
+        while coordinator.turn.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+
+        let bound = Duration::from_secs(5);
+        let listed = tokio::time::timeout(bound, coordinator.list_nodes())
+            .await
+            .expect("nodes are listed while a change waits on the database");
+        assert_eq!(listed.len(), 1);
+        assert!(
+            tokio::time::timeout(bound, coordinator.admits_node_key(&key))
+                .await
+                .expect("a node key is looked up while a change waits"),
+        );
+        assert!(!writer.is_finished(), "the rename is still waiting");
+
+        sqlx::query("ROLLBACK")
+            .execute(&mut blocker)
+            .await
+            .expect("release");
+        let renamed = writer.await.expect("task").expect("the rename lands");
+        assert_eq!(renamed.name, "tablet");
+        assert_eq!(coordinator.list_nodes().await[0].name, "tablet");
+    }
+
+    /// A stored policy that no longer parses (a newer coordinator on the
+    /// same database stored it, or the coordinator was downgraded) denies
+    /// everything, read at start-up or followed from the database alike,
+    /// until `policy set` stores one that parses.
+    #[tokio::test]
+    async fn a_stored_policy_that_no_longer_parses_denies_everything_wherever_it_is_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let coordinator = coordinator(dir.path()).await;
+        coordinator.create_user("alice", None).await.expect("user");
+        let (phone, _) = coordinator
+            .add_static_device("alice", "phone")
+            .await
+            .expect("phone");
+        let (laptop, _) = coordinator
+            .add_static_device("alice", "laptop")
+            .await
+            .expect("laptop");
+        let peers =
+            |coordinator: &Coordinator| coordinator.state().registry.network().peers_of(phone.id);
+        assert_eq!(
+            peers(&coordinator),
+            [laptop.id],
+            "no policy: everything allowed"
+        );
+
+        coordinator
+            .db
+            .store_policy(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}], "newerThanThisCoordinator": 1}"#, 1)
+            .await
+            .expect("stored by another coordinator");
+        coordinator.follow_policy().await.expect("followed");
+        assert!(
+            peers(&coordinator).is_empty(),
+            "followed: everything denied"
+        );
+
+        coordinator.db.close().await;
+        let restarted = self::coordinator(dir.path()).await;
+        assert!(
+            peers(&restarted).is_empty(),
+            "at start-up: everything denied"
+        );
+        restarted
+            .set_policy(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#)
+            .await
+            .expect("a policy that parses");
+        assert_eq!(
+            peers(&restarted),
+            [laptop.id],
+            "a valid policy is in force again"
+        );
+    }
+}
