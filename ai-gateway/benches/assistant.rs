@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use hearth_assistant::api::{Answer, Op, Request};
 use hearth_assistant::memory::{Layer, Source};
-use hearth_assistant::scope::{Owner, assistant_dm};
+use hearth_assistant::scope::{Asker, Owner, RoomId};
 use hearth_assistant::search::{Index, Query};
 use hearth_chat_client::ChatClient;
-use hearth_e2ee::{ChatPayload, KeyPair, OnBehalfOf, ReplyEvent};
+use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
 use hearth_gateway::assistant::store::{KnownDocument, NewPassage, Store};
 use hearth_testkit::bench::{median, percentile, tree_rss_mib};
 use hearth_testkit::llama::{LlamaServer, free_port};
@@ -342,7 +342,7 @@ async fn documents_indexed(gateway: &GatewayProcess, count: usize, limit: Durati
             .assistant(&Request {
                 asker: Some(hearth_assistant::scope::Asker {
                     member: "ada".into(),
-                    room: Some(assistant_dm("ada")),
+                    room: Some(RoomId::assistant_dm("ada").expect("a member's DM")),
                     capabilities: Default::default(),
                     device: None,
                 }),
@@ -465,9 +465,9 @@ async fn first_token(client: &ChatClient, question: &str) -> f64 {
         channel: Some(format!("bench-{}", rand::random::<u64>())),
         max_tokens: Some(8),
         temperature: None,
-        on_behalf_of: Some(OnBehalfOf {
+        on_behalf_of: Some(Asker {
             member: "ada".into(),
-            room: Some(assistant_dm("ada")),
+            room: Some(RoomId::assistant_dm("ada").expect("a member's DM")),
             capabilities: Default::default(),
             device: None,
         }),

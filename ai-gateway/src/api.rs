@@ -77,9 +77,9 @@ impl Caller {
     /// for itself). Never a member the caller cannot vouch for.
     pub fn asker(
         &self,
-        on_behalf_of: Option<&hearth_e2ee::OnBehalfOf>,
-    ) -> Result<Option<hearth_assistant::scope::Asker>, &'static str> {
-        use hearth_assistant::scope::{ASSISTANT, Asker, may_use_room};
+        on_behalf_of: Option<&hearth_roster::Asker>,
+    ) -> Result<Option<hearth_roster::Asker>, &'static str> {
+        use hearth_roster::{ASSISTANT, Asker};
         let asker = match (&self.user, on_behalf_of) {
             (Some(user), None) => Asker {
                 member: user.clone(),
@@ -113,7 +113,7 @@ impl Caller {
             return Err("the assistant does not ask itself");
         }
         if let Some(room) = &asker.room
-            && !may_use_room(&asker.member, room)
+            && !room.may_ask(&asker.member)
         {
             return Err("that member cannot talk in that room");
         }

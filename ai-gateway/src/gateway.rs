@@ -504,19 +504,11 @@ impl Gateway {
                         refused("only household messaging collects the assistant's deliveries")
                     }
                 }
-                op => {
-                    let asked = request.asker.map(|asker| hearth_e2ee::OnBehalfOf {
-                        member: asker.member,
-                        room: asker.room,
-                        capabilities: asker.capabilities,
-                        device: asker.device,
-                    });
-                    match caller.asker(asked.as_ref()) {
-                        Ok(Some(asker)) => assistant.answer(&asker, op).await,
-                        Ok(None) => refused("name the member this is for"),
-                        Err(why) => refused(why),
-                    }
-                }
+                op => match caller.asker(request.asker.as_ref()) {
+                    Ok(Some(asker)) => assistant.answer(&asker, op).await,
+                    Ok(None) => refused("name the member this is for"),
+                    Err(why) => refused(why),
+                },
             },
         };
         drop(plaintext);

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use hearth_assistant::api::{Answer, Op, Request, Target};
 use hearth_assistant::scope::{Asker, DOCUMENTS_CAPABILITY};
 use hearth_chat_client::ChatClient;
-use hearth_e2ee::{ChatPayload, KeyPair, OnBehalfOf, ReplyEvent};
+use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
+use hearth_roster::RoomId;
 use hearth_testkit::gateway_process::Gateway;
 use hearth_testkit::standins::{ScriptedServer, Turn, messages_of, tool_model_stand_in};
 use serde_json::{Value, json};
@@ -117,15 +118,15 @@ impl House {
         device: Option<std::net::IpAddr>,
     ) -> (Vec<ReplyEvent>, String) {
         let room = room.map_or_else(
-            || hearth_assistant::scope::assistant_dm(member),
-            str::to_owned,
+            || RoomId::assistant_dm(member).expect("a member's DM"),
+            |room| RoomId::parse(room).expect("a room"),
         );
         let payload = ChatPayload {
             message: message.into(),
             channel: Some(format!("messaging:{room}:{member}")),
             max_tokens: Some(64),
             temperature: None,
-            on_behalf_of: Some(OnBehalfOf {
+            on_behalf_of: Some(Asker {
                 member: member.into(),
                 room: Some(room),
                 capabilities,
@@ -207,8 +208,8 @@ fn asker(member: &str, room: Option<&str>) -> Asker {
     Asker {
         member: member.into(),
         room: Some(room.map_or_else(
-            || hearth_assistant::scope::assistant_dm(member),
-            str::to_owned,
+            || RoomId::assistant_dm(member).expect("a member's DM"),
+            |room| RoomId::parse(room).expect("a room"),
         )),
         capabilities: Default::default(),
         device: None,
@@ -1109,9 +1110,9 @@ async fn a_member_named_assistant_cannot_speak_in_anyones_dm() {
             channel: Some(format!("messaging:{room}:assistant")),
             max_tokens: Some(16),
             temperature: None,
-            on_behalf_of: Some(OnBehalfOf {
+            on_behalf_of: Some(Asker {
                 member: "assistant".into(),
-                room: Some(room.into()),
+                room: Some(RoomId::parse(room).expect("a room")),
                 capabilities: Default::default(),
                 device: None,
             }),

@@ -1,6 +1,7 @@
 //! Node key lifetimes, end to end: how long a node's keys live, when they
-//! are renewed, rotated and overdue, and the task that takes expired nodes
-//! out of the mesh.
+//! are renewed, rotated and overdue, and how long the task that takes
+//! expired nodes out of the mesh sleeps (the task itself is
+//! `Coordinator::run_key_expiry`).
 //!
 //! A node's keys (its WireGuard key and the TLS client certificate it calls
 //! with, or a Tailscale client's node key) live for its key lifetime: 180

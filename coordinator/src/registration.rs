@@ -2,7 +2,7 @@
 //! pure ([`check_request`], [`check_pending`], [`new_record`]); the shell looks
 //! up the key and the counts, asks them, then stores and delivers the node.
 //! Devices without an agent (a phone with the official WireGuard app) are
-//! registered here too ([`Coordinator::add_static_device`]).
+//! registered here too ([`crate::Coordinator::add_static_device`]).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -1,6 +1,7 @@
 //! What travels inside the envelope: the chat request's plaintext, and the
 //! plaintext of each response chunk. Clients and the gateway share these.
 
+use hearth_roster::Asker;
 use serde::{Deserialize, Serialize};
 
 /// The sealed request's plaintext.
@@ -22,26 +23,7 @@ pub struct ChatPayload {
     /// honours it only from a caller it trusts to speak for members (one
     /// holding its token); a mesh device is the member the mesh names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_behalf_of: Option<OnBehalfOf>,
-}
-
-/// Whom a trusted relay (household messaging) asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OnBehalfOf {
-    /// The member, as the mesh named their device.
-    pub member: String,
-    /// The room the question was asked in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    /// The application capabilities the member's device has at this hub
-    /// (the access policy's grants, as the node agent's `whois` gives them).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
-    /// The mesh address of the member's device that asked (what a
-    /// scheduled question asks about again when it runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<std::net::IpAddr>,
+    pub on_behalf_of: Option<Asker>,
 }
 
 /// Token counts of a reply.

@@ -17,7 +17,7 @@ pub mod receiver;
 pub mod replay;
 pub mod vectors;
 
-pub use chat::{ChatPayload, OnBehalfOf, ReplyEvent, ReplyUsage};
+pub use chat::{ChatPayload, ReplyEvent, ReplyUsage};
 pub use chunks::{ChunkError, ChunkOpener, ChunkSealer, SealedChunk};
 pub use codes::ErrorCode;
 pub use envelope::{

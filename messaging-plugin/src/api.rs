@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::identity::{Caller, Identities, Refusal};
 use crate::protocol::{
-    ClientMessage, MAX_FRAME, ServerEvent, check_room, decode, dm_room, may_access, valid_user,
+    ClientMessage, MAX_FRAME, RoomId, ServerEvent, check_room, decode, may_access, valid_member,
 };
 use crate::service::{Messaging, ServiceError};
 use hearth_http::SameOrigin;
@@ -190,7 +190,12 @@ async fn ask_assistant(
     room: Option<String>,
     op: hearth_assistant::api::Op,
 ) -> Result<Response, ServiceError> {
-    let room = room.unwrap_or_else(|| dm_room(&caller.user, crate::protocol::ASSISTANT));
+    let room = match room {
+        Some(room) => room,
+        None => RoomId::assistant_dm(&caller.user)
+            .map_err(|error| ServiceError::Invalid(crate::protocol::DecodeError::BadRoom(error.0)))?
+            .to_string(),
+    };
     Messaging::check_access(caller, &room)?;
     let Some(assistant) = &shared.messaging.assistant else {
         return Ok(error(
@@ -200,7 +205,7 @@ async fn ask_assistant(
     };
     let asker = hearth_assistant::scope::Asker {
         member: caller.user.clone(),
-        room: Some(room),
+        room: Some(check_room(&room)?),
         capabilities: caller.capabilities.clone(),
         device: Some(caller.address),
     };
@@ -272,8 +277,7 @@ async fn create_room(
     Extension(caller): Extension<Caller>,
     Json(room): Json<NewRoom>,
 ) -> Result<Response, ServiceError> {
-    check_room(&room.name)?;
-    if room.name.starts_with("dm:") {
+    if check_room(&room.name)?.is_dm() {
         return Ok(error(
             StatusCode::BAD_REQUEST,
             "open a direct conversation with POST /api/dm".into(),
@@ -303,13 +307,15 @@ async fn open_dm(
     Extension(caller): Extension<Caller>,
     Json(dm): Json<NewDm>,
 ) -> Result<Response, ServiceError> {
-    if !valid_user(&dm.user) || dm.user == caller.user {
-        return Ok(error(
-            StatusCode::BAD_REQUEST,
-            format!("{:?} is not someone to write to", dm.user),
-        ));
-    }
-    let room = dm_room(&caller.user, &dm.user);
+    let room = match RoomId::dm(&caller.user, &dm.user) {
+        Ok(room) if valid_member(&dm.user) => room.to_string(),
+        _ => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                format!("{:?} is not someone to write to", dm.user),
+            ));
+        }
+    };
     shared.messaging.open_room(&caller, &room).await?;
     Ok(Json(json!({"room": room})).into_response())
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use hearth_assistant::api::{Answer, Op, Request, Target};
 use hearth_assistant::scope::Asker;
 use hearth_chat_client::{ChatClient, ClientError};
-use hearth_e2ee::{ChatPayload, ErrorCode, OnBehalfOf, ReplyEvent};
+use hearth_e2ee::{ChatPayload, ErrorCode, ReplyEvent};
 
 use crate::identity::Caller;
-use crate::protocol::{ASSISTANT, Message, MessageStatus, ServerEvent, dm_room};
+use crate::protocol::{ASSISTANT, Message, MessageStatus, RoomId, ServerEvent};
 use crate::service::Messaging;
 use hearth_assistant::turns::{FairQueue, Limits, TooMany};
 
@@ -122,7 +122,7 @@ impl Assistant {
             // What the assistant keeps is listed and changed at once, without the model.
             let asker = Asker {
                 member: caller.user.clone(),
-                room: Some(room.clone()),
+                room: RoomId::parse(&room).ok(),
                 capabilities: caller.capabilities.clone(),
                 device: Some(caller.address),
             };
@@ -161,9 +161,9 @@ impl Assistant {
             let assistant = self.clone();
             let messaging = Arc::clone(messaging);
             tokio::spawn(async move {
-                let asker = OnBehalfOf {
+                let asker = Asker {
                     member: user.clone(),
-                    room: Some(question.room),
+                    room: RoomId::parse(&question.room).ok(),
                     capabilities: question.capabilities,
                     device: Some(question.device),
                 };
@@ -230,7 +230,13 @@ impl Assistant {
                 Ok(Answer::Deliveries { deliveries }) => {
                     for delivery in deliveries {
                         let room = match &delivery.target {
-                            Target::Member(member) => dm_room(member, ASSISTANT),
+                            Target::Member(member) => match RoomId::assistant_dm(member) {
+                                Ok(room) => room.to_string(),
+                                Err(error) => {
+                                    tracing::warn!(%error, "a delivery for no member is dropped");
+                                    continue;
+                                }
+                            },
                             Target::Room(room) => room.clone(),
                         };
                         let exists = messaging.store.room_creator(&room).await.ok().flatten();
@@ -261,8 +267,11 @@ impl Assistant {
     /// Answers `question` of a member in a room (`asker`): the gateway
     /// is told for whom it answers, so it uses their memory, documents and
     /// reminders and no one else's.
-    pub async fn answer(self, messaging: Arc<Messaging>, asker: OnBehalfOf, question: String) {
-        let room = asker.room.clone().unwrap_or_default();
+    pub async fn answer(self, messaging: Arc<Messaging>, asker: Asker, question: String) {
+        let Some(room) = asker.room.as_ref().map(RoomId::to_string) else {
+            tracing::warn!("a question asked in no room is not answered");
+            return;
+        };
         let mut message = match messaging
             .store
             .post(&room, ASSISTANT, "", MessageStatus::Streaming, None)

@@ -103,7 +103,7 @@ impl FileConfig for Config {
     fn check(&self) -> Result<(), ConfigError> {
         let config = self;
         for (index, room) in config.rooms.iter().enumerate() {
-            if check_room(room).is_err() || room.starts_with("dm:") {
+            if !check_room(room).is_ok_and(|room| !room.is_dm()) {
                 return Err(ConfigError::Schema {
                     path: format!("rooms[{index}]"),
                     message: format!(

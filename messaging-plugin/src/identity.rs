@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{ASSISTANT, valid_user};
+use crate::protocol::{ASSISTANT, valid_member};
 
 /// How long a `whois` answer is reused, at most, while the change feed is followed.
 const REMEMBER: Duration = Duration::from_secs(5);
@@ -83,7 +83,7 @@ pub fn caller_of(
         None => Err(Refusal::NotInMesh(address)),
         Some(who) if who.is_self => Err(Refusal::OnTheHub),
         Some(who) if !who.tags.is_empty() => Err(Refusal::Tagged(who.name)),
-        Some(who) if !valid_user(&who.user) || who.user == ASSISTANT => {
+        Some(who) if !valid_member(&who.user) || who.user == ASSISTANT => {
             Err(Refusal::BadUser(who.user))
         }
         Some(who) => Ok(Caller {

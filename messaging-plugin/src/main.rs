@@ -113,7 +113,7 @@ fn growth<'a>(printed: &str, body: &'a str) -> (bool, &'a str) {
 
 /// The message that asks the assistant `question` in `room`.
 fn question_body(room: &str, question: &str) -> String {
-    let direct = hearth_messaging::protocol::dm_members(room).is_some();
+    let direct = hearth_messaging::protocol::RoomId::parse(room).is_ok_and(|room| room.is_dm());
     if direct || hearth_messaging::protocol::calls_assistant(room, "someone", question) {
         question.to_owned()
     } else {

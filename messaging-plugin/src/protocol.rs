@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_BODY: usize = 8_000;
 /// Longest WebSocket frame accepted, in bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
-/// The assistant's user name (reserved: no person can have it).
-pub const ASSISTANT: &str = "assistant";
+pub use hearth_roster::{ASSISTANT, RoomId, valid_member};
 
 /// Where a message stands: every person's message is `sent`; the
 /// assistant's reply is `streaming` while it grows, then `done` or `error`.
@@ -207,7 +206,9 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
                 ));
             }
         }
-        ClientMessage::Typing { room } | ClientMessage::Read { room, .. } => check_room(room)?,
+        ClientMessage::Typing { room } | ClientMessage::Read { room, .. } => {
+            check_room(room)?;
+        }
         ClientMessage::Sync { .. } => {}
     }
     Ok(message)
@@ -222,56 +223,16 @@ pub fn check_body(body: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Whether `name` can be a user name (the coordinator's rule: 1 to 64 of
-/// letters, digits and `._@+-`).
-pub fn valid_user(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|byte| {
-            byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'@' | b'+' | b'-')
-        })
-}
-
-/// Checks a room id: a named room (`[a-z0-9-]`, 1 to 40) or a DM
-/// (`dm:USER,USER`, the two names sorted and different; `,` is never in a
-/// user name).
-pub fn check_room(room: &str) -> Result<(), DecodeError> {
-    let bad = || DecodeError::BadRoom(room.chars().take(80).collect());
-    if let Some(pair) = room.strip_prefix("dm:") {
-        let (first, second) = pair.split_once(',').ok_or_else(bad)?;
-        if valid_user(first) && valid_user(second) && first < second {
-            return Ok(());
-        }
-        return Err(bad());
-    }
-    let named = (1..=40).contains(&room.len())
-        && room
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-    if named { Ok(()) } else { Err(bad()) }
-}
-
-/// The DM room of two users.
-pub fn dm_room(one: &str, other: &str) -> String {
-    let (first, second) = if one < other {
-        (one, other)
-    } else {
-        (other, one)
-    };
-    format!("dm:{first},{second}")
-}
-
-/// The two members of a DM room, or `None` for a named room.
-pub fn dm_members(room: &str) -> Option<(&str, &str)> {
-    room.strip_prefix("dm:")?.split_once(',')
+/// Checks a room id ([`RoomId`]: a named room or the DM of two members).
+pub fn check_room(room: &str) -> Result<RoomId, DecodeError> {
+    RoomId::parse(room).map_err(|error| DecodeError::BadRoom(error.0))
 }
 
 /// Whether `user` may see and post in `room`: named rooms are the
-/// household's; a DM belongs to its two members.
+/// household's; a DM belongs to its two members; an id that is no room is
+/// no one's.
 pub fn may_access(user: &str, room: &str) -> bool {
-    match dm_members(room) {
-        Some((first, second)) => user == first || user == second,
-        None => true,
-    }
+    RoomId::parse(room).is_ok_and(|room| room.admits(user))
 }
 
 /// Whether a message calls the assistant: any message in a DM with it, or
@@ -280,10 +241,10 @@ pub fn calls_assistant(room: &str, sender: &str, body: &str) -> bool {
     if sender == ASSISTANT {
         return false;
     }
-    if let Some((first, second)) = dm_members(room) {
-        return first == ASSISTANT || second == ASSISTANT;
+    match RoomId::parse(room) {
+        Ok(room) if room.is_dm() => room.with_assistant(),
+        _ => mentions_assistant(body),
     }
-    mentions_assistant(body)
 }
 
 fn mentions_assistant(body: &str) -> bool {
@@ -369,7 +330,7 @@ mod tests {
 
     #[test]
     fn rooms_and_dms() {
-        assert_eq!(dm_room("ben", "ada"), "dm:ada,ben");
+        assert_eq!(RoomId::dm("ben", "ada").unwrap().to_string(), "dm:ada,ben");
         assert!(check_room("dm:ada,ben").is_ok());
         assert!(check_room("dm:ben,ada").is_err(), "DM names are sorted");
         assert!(check_room("dm:ada,ada").is_err());

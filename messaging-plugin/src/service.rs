@@ -91,7 +91,7 @@ impl Messaging {
         if self.store.room_creator(room).await?.is_some() {
             return Ok(());
         }
-        if !room.starts_with("dm:") {
+        if !check_room(room)?.is_dm() {
             let created = self.store.rooms_created_by(&caller.user).await?;
             if created >= i64::from(self.limits.rooms_per_user) {
                 return Err(ServiceError::TooManyRooms(created));
@@ -160,8 +160,7 @@ impl Messaging {
 
     /// Deletes `room`, if `caller` created it or is an admin.
     pub async fn delete_room(&self, caller: &Caller, room: &str) -> Result<(), ServiceError> {
-        check_room(room)?;
-        if room.starts_with("dm:") {
+        if check_room(room)?.is_dm() {
             return Err(ServiceError::NotCreator(room.to_owned()));
         }
         let creator = self

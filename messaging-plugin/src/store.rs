@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::{Row, SqlitePool};
 
 use crate::atrest::{AtRestError, AtRestKey};
-use crate::protocol::{Message, MessageStatus, may_access};
+use crate::protocol::{Message, MessageStatus, RoomId, may_access};
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -157,12 +157,13 @@ impl Store {
 
     /// How many rooms (not direct conversations) `user` created.
     pub async fn rooms_created_by(&self, user: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM rooms WHERE created_by = ? AND id NOT LIKE 'dm:%'",
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE created_by = ? AND id NOT LIKE ?")
+                .bind(user)
+                .bind(format!("{}%", RoomId::DM_PREFIX))
+                .fetch_one(&self.pool)
+                .await?,
         )
-        .bind(user)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// Deletes `room` with its messages and read markers; false when absent.
@@ -290,11 +291,12 @@ impl Store {
     ) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(
             // LIKE narrows (`_` in a name is a wildcard there); may_access decides.
-            "SELECT * FROM messages WHERE id > ? AND (room NOT LIKE 'dm:%' OR room LIKE ? OR room LIKE ?) ORDER BY id LIMIT ?",
+            "SELECT * FROM messages WHERE id > ? AND (room NOT LIKE ? OR room LIKE ? OR room LIKE ?) ORDER BY id LIMIT ?",
         )
         .bind(since)
-        .bind(format!("dm:{user},%"))
-        .bind(format!("dm:%,{user}"))
+        .bind(format!("{}%", RoomId::DM_PREFIX))
+        .bind(format!("{}{user},%", RoomId::DM_PREFIX))
+        .bind(format!("{}%,{user}", RoomId::DM_PREFIX))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

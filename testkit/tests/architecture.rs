@@ -1,7 +1,10 @@
-//! docs/architecture.md's crate table against the workspace as `cargo
-//! metadata` reads it: every crate is in the table, and each row's "depends
-//! on" is exactly that crate's normal dependencies among the workspace's
-//! crates. A dependency added without the table, or the table left behind,
+//! docs/architecture.md's tables against the code. The crate table against
+//! the workspace as `cargo metadata` reads it: every crate is in the table,
+//! and each row's "depends on" is exactly that crate's normal dependencies
+//! among the workspace's crates. The "where is X decided" table against the
+//! tree: every file it names exists, and every function or type it names
+//! beside a file is defined in that file. A dependency added without the
+//! table, a module moved or a function renamed with the table left behind,
 //! fails here instead of misleading the next reader.
 #![allow(clippy::unwrap_used)]
 
@@ -149,4 +152,139 @@ fn the_test_harness_is_built_on_no_crate_that_tests_with_it() {
         below.contains("attest"),
         "the walk follows the harness's dependencies"
     );
+}
+
+/// What one cell of the "where is X decided" table names: each file
+/// (a path without `src/`, such as `chunk.rs` or `userspace/mod.rs`, is
+/// beside the file named before it) with the names
+/// given in parentheses after it (`Type::function`, `function`, `Type`).
+fn named_in(cell: &str) -> Vec<(String, Vec<String>)> {
+    let mut named: Vec<(String, Vec<String>)> = Vec::new();
+    let mut depth = 0usize;
+    let mut rest = cell;
+    while let Some(at) = rest.find(['(', ')', '`']) {
+        let (before, after) = rest.split_at(at);
+        let _ = before;
+        match after.as_bytes()[0] {
+            b'(' => {
+                depth += 1;
+                rest = &after[1..];
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                rest = &after[1..];
+            }
+            _ => {
+                let end = after[1..].find('`').unwrap() + 1;
+                let token = &after[1..end];
+                rest = &after[end + 1..];
+                if token.ends_with(".rs") {
+                    let path = match (token.contains("src/"), named.last()) {
+                        (false, Some((previous, _))) => {
+                            let folder = previous.rsplit_once('/').unwrap().0;
+                            format!("{folder}/{token}")
+                        }
+                        _ => token.to_owned(),
+                    };
+                    named.push((path, Vec::new()));
+                } else if depth > 0
+                    && let Some((_, names)) = named.last_mut()
+                {
+                    names.push(token.to_owned());
+                }
+            }
+        }
+    }
+    named
+}
+
+/// Whether `source` defines `name` (a function, type, trait, constant or
+/// module of that name).
+fn defines(source: &str, name: &str) -> bool {
+    [
+        "fn", "struct", "enum", "trait", "type", "const", "static", "mod",
+    ]
+    .iter()
+    .any(|kind| {
+        source
+            .match_indices(&format!("{kind} {name}"))
+            .any(|(at, found)| {
+                let next = source[at + found.len()..].chars().next();
+                let before = source[..at].chars().next_back();
+                !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    && !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+    })
+}
+
+#[test]
+fn the_where_is_x_decided_table_names_files_and_functions_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let text = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let start = text.find("| question | module |").unwrap();
+    let rows: Vec<&str> = text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .collect();
+    assert!(rows.len() > 40, "the table is read: {} rows", rows.len());
+    let mut wrong = Vec::new();
+    let mut names_checked = 0;
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let named = named_in(cells[2]);
+        if named.is_empty() {
+            wrong.push(format!("{:?} names no file", cells[1]));
+        }
+        for (path, names) in named {
+            let Ok(source) = std::fs::read_to_string(root.join(&path)) else {
+                wrong.push(format!("{path} does not exist"));
+                continue;
+            };
+            for name in names {
+                names_checked += 1;
+                let parts: Vec<&str> = name.split("::").collect();
+                let missing: Vec<&&str> = parts
+                    .iter()
+                    .filter(|part| {
+                        !defines(&source, part) && !source.contains(&format!("impl {part}"))
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    wrong.push(format!("{path} does not define {name}"));
+                }
+            }
+        }
+    }
+    assert!(names_checked > 30, "the names are read: {names_checked}");
+    assert!(
+        wrong.is_empty(),
+        "docs/architecture.md's \"where is X decided\" table is out of date:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn a_cell_names_files_beside_each_other_and_the_names_after_them() {
+    assert_eq!(
+        named_in(
+            "`a/src/x.rs` (`T::f`, `g`), from `y.rs` (with `b/src/z.rs`, `w/mod.rs`); `c/src/d.rs` (`h`: note; `K`)"
+        ),
+        [
+            (
+                "a/src/x.rs".to_owned(),
+                vec!["T::f".to_owned(), "g".to_owned()]
+            ),
+            ("a/src/y.rs".to_owned(), vec![]),
+            ("b/src/z.rs".to_owned(), vec![]),
+            ("b/src/w/mod.rs".to_owned(), vec![]),
+            (
+                "c/src/d.rs".to_owned(),
+                vec!["h".to_owned(), "K".to_owned()]
+            ),
+        ]
+    );
+    assert!(defines("pub fn assess(x: u8)", "assess"));
+    assert!(!defines("pub fn assessment()", "assess"));
+    assert!(!defines("let a = reassess();", "assess"));
 }

@@ -628,7 +628,7 @@ impl Assistant {
     fn readable(&self, asker: &Asker) -> HashSet<String> {
         self.folders
             .iter()
-            .filter(|(_, folder)| asker.may_read(folder))
+            .filter(|(_, folder)| folder.readable_by(asker))
             .map(|(_, folder)| folder.name.clone())
             .collect()
     }
