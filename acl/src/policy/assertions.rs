@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{Names, PolicyError, Side, Topology, normalize_login, protocols};
+use super::{Names, PolicyError, Side, Topology, invalid, normalize_login, protocols};
 use crate::alias::{Alias, AutoGroup, parse_ports, split_destination};
 use crate::compiled::{CompiledPolicy, Principal, Rule, SshRule};
 use crate::document::{PolicyTest, SshTest};
@@ -47,33 +47,37 @@ impl Probe {
     }
 }
 
-fn shape_error(index: usize, message: String) -> PolicyError {
+fn shape_error(index: usize, message: impl std::fmt::Display) -> PolicyError {
     PolicyError::TestsFailed(vec![format!("tests[{index}]: {message}")])
 }
 
 /// A test destination: its alias and its single port.
-fn destination(entry: &str) -> Result<(Alias, u16), String> {
-    let (alias, ports) = split_destination(entry).map_err(|error| error.to_string())?;
-    let ports = parse_ports(ports).map_err(|error| error.to_string())?;
+fn destination(entry: &str) -> Result<(Alias, u16), PolicyError> {
+    let (alias, ports) = split_destination(entry).map_err(|error| invalid(error.to_string()))?;
+    let ports = parse_ports(ports).map_err(|error| invalid(error.to_string()))?;
     let [port] = ports.as_slice() else {
-        return Err(format!("{entry:?}: a test names one port, not a list"));
+        return Err(invalid(format!(
+            "{entry:?}: a test names one port, not a list"
+        )));
     };
     if port.first != port.last {
-        return Err(format!(
+        return Err(invalid(format!(
             "{entry:?}: a test names one port, not a range or *"
-        ));
+        )));
     }
-    let alias = Alias::parse(alias).map_err(|error| format!("{entry:?}: {error}"))?;
+    let alias = Alias::parse(alias).map_err(|error| invalid(format!("{entry:?}: {error}")))?;
     match &alias {
-        Alias::Wildcard => Err(format!("{entry:?}: a test destination cannot be *")),
+        Alias::Wildcard => Err(invalid(format!(
+            "{entry:?}: a test destination cannot be *"
+        ))),
         Alias::AutoGroup(AutoGroup::SelfDevices | AutoGroup::Internet | AutoGroup::DangerAll) => {
-            Err(format!(
+            Err(invalid(format!(
                 "{entry:?}: this autogroup cannot be a test destination"
-            ))
+            )))
         }
-        Alias::Prefix(_) if alias_text(entry).contains('/') => Err(format!(
+        Alias::Prefix(_) if alias_text(entry).contains('/') => Err(invalid(format!(
             "{entry:?}: a test destination is an address, not a prefix"
-        )),
+        ))),
         _ => Ok((alias, port.first)),
     }
 }
@@ -88,7 +92,7 @@ fn alias_text(entry: &str) -> &str {
 pub(crate) fn validate(tests: &[PolicyTest], names: &Names) -> Result<(), PolicyError> {
     for (index, test) in tests.iter().enumerate() {
         let Some(src) = test.src.as_deref().filter(|src| !src.is_empty()) else {
-            return Err(shape_error(index, "src is required".into()));
+            return Err(shape_error(index, "src is required"));
         };
         let alias = Alias::parse(src)
             .map_err(|error| shape_error(index, format!("src={src:?}: {error}")))?;
@@ -105,10 +109,7 @@ pub(crate) fn validate(tests: &[PolicyTest], names: &Names) -> Result<(), Policy
             .resolve(&alias, Side::Source)
             .map_err(|error| shape_error(index, format!("src={src:?}: {error}")))?;
         if test.accept.is_empty() && test.deny.is_empty() {
-            return Err(shape_error(
-                index,
-                "a test needs accept or deny entries".into(),
-            ));
+            return Err(shape_error(index, "a test needs accept or deny entries"));
         }
         protocols(test.proto.as_ref()).map_err(|error| shape_error(index, error))?;
         for entry in test.accept.iter().chain(&test.deny) {
@@ -128,19 +129,19 @@ pub(crate) fn validate(tests: &[PolicyTest], names: &Names) -> Result<(), Policy
 }
 
 /// The probes an alias stands for in `topology`.
-fn probes(alias: &Alias, names: &Names, topology: &Topology) -> Result<Vec<Probe>, String> {
+fn probes(alias: &Alias, names: &Names, topology: &Topology) -> Result<Vec<Probe>, PolicyError> {
     let node_probe = |node: &crate::node::NodeIdentity| Probe {
         user: Some(node.user.clone()),
         tags: node.tags.clone(),
         addresses: node.addresses.clone(),
     };
-    let user_probes = |login: &str| -> Result<Vec<Probe>, String> {
+    let user_probes = |login: &str| -> Result<Vec<Probe>, PolicyError> {
         if !topology
             .users
             .iter()
             .any(|user| normalize_login(user) == login)
         {
-            return Err(format!("user not found: {login:?}"));
+            return Err(invalid(format!("user not found: {login:?}")));
         }
         let mut found: Vec<Probe> = topology
             .nodes
@@ -210,18 +211,18 @@ fn probes(alias: &Alias, names: &Names, topology: &Topology) -> Result<Vec<Probe
             let prefix = names
                 .hosts
                 .get(host)
-                .ok_or_else(|| format!("host not found: {host:?}"))?;
+                .ok_or_else(|| invalid(format!("host not found: {host:?}")))?;
             vec![address_probe(prefix.addr())]
         }
         Alias::Prefix(prefix) => vec![address_probe(prefix.addr())],
-        Alias::Wildcard | Alias::AutoGroup(_) => return Err("cannot be used in a test".into()),
+        Alias::Wildcard | Alias::AutoGroup(_) => return Err(invalid("cannot be used in a test")),
     })
 }
 
 /// The probes the alias `text` stands for in `topology`.
-fn probes_of(text: &str, names: &Names, topology: &Topology) -> Result<Vec<Probe>, String> {
+fn probes_of(text: &str, names: &Names, topology: &Topology) -> Result<Vec<Probe>, PolicyError> {
     Alias::parse(text)
-        .map_err(|error| error.to_string())
+        .map_err(|error| invalid(error.to_string()))
         .and_then(|alias| probes(&alias, names, topology))
 }
 
@@ -316,7 +317,7 @@ pub(crate) fn run(
     failures
 }
 
-fn ssh_shape_error(index: usize, message: String) -> PolicyError {
+fn ssh_shape_error(index: usize, message: impl std::fmt::Display) -> PolicyError {
     PolicyError::TestsFailed(vec![format!("sshTests[{index}]: {message}")])
 }
 
@@ -335,7 +336,7 @@ pub(crate) fn validate_ssh(tests: &[SshTest], names: &Names) -> Result<(), Polic
             .resolve(&alias, Side::Source)
             .map_err(|error| ssh_shape_error(index, format!("src={:?}: {error}", test.src)))?;
         if test.dst.is_empty() {
-            return Err(ssh_shape_error(index, "dst names no node".into()));
+            return Err(ssh_shape_error(index, "dst names no node"));
         }
         for dst in &test.dst {
             let alias = Alias::parse(dst)
@@ -347,7 +348,7 @@ pub(crate) fn validate_ssh(tests: &[SshTest], names: &Names) -> Result<(), Polic
         if test.accept.is_empty() && test.check.is_empty() && test.deny.is_empty() {
             return Err(ssh_shape_error(
                 index,
-                "a test needs accept, check or deny users".into(),
+                "a test needs accept, check or deny users",
             ));
         }
     }

@@ -7,7 +7,7 @@ use crate::compiled::{Capabilities, Principal, Rule, RuleDestination};
 use crate::document::{Grant, Protocol};
 use crate::filter::{PortRange, proto};
 
-use super::{Names, Side, check_self_sources, protocols, sources};
+use super::{Names, PolicyError, Side, check_self_sources, invalid, protocols, sources};
 
 /// `tailscale.com` capabilities a policy may grant (Tailscale reserves the
 /// rest of its domain for itself).
@@ -28,10 +28,10 @@ const COMPANIONS: &[(&str, &str)] = &[
 
 /// The rules one grant compiles to: one network rule per `ip` entry and one
 /// capability rule for `app`.
-pub(super) fn compile(names: &Names, grant: &Grant) -> Result<Vec<Rule>, String> {
+pub(super) fn compile(names: &Names, grant: &Grant) -> Result<Vec<Rule>, PolicyError> {
     let app = grant.app.as_ref().filter(|app| !app.is_empty());
     if grant.ip.is_empty() && app.is_none() {
-        return Err("ip and app can not both be empty".into());
+        return Err(invalid("ip and app can not both be empty"));
     }
     let via = via_tags(names, &grant.via)?;
     let (src, src_aliases) = sources(names, &grant.src)?;
@@ -43,25 +43,26 @@ pub(super) fn compile(names: &Names, grant: &Grant) -> Result<Vec<Rule>, String>
         .collect::<Result<Vec<_>, _>>()?;
     let mut destinations = Vec::new();
     for entry in &grant.dst {
-        let alias = Alias::parse(entry).map_err(|error| format!("dst={entry:?}: {error}"))?;
+        let alias =
+            Alias::parse(entry).map_err(|error| invalid(format!("dst={entry:?}: {error}")))?;
         match &alias {
             Alias::AutoGroup(AutoGroup::DangerAll) => {
-                return Err("cannot use autogroup:danger-all as a dst".into());
+                return Err(invalid("cannot use autogroup:danger-all as a dst"));
             }
             Alias::AutoGroup(AutoGroup::Internet) if capabilities.is_some() => {
-                return Err("cannot use app grants with autogroup:internet".into());
+                return Err(invalid("cannot use app grants with autogroup:internet"));
             }
             Alias::Prefix(prefix) if prefix.prefix_len() == 0 => {
-                return Err(format!(
+                return Err(invalid(format!(
                     "dst {entry:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\""
-                ));
+                )));
             }
             _ => {}
         }
         destinations.extend(
             names
                 .resolve(&alias, Side::Destination)
-                .map_err(|error| format!("dst={entry:?}: {error}"))?,
+                .map_err(|error| invalid(format!("dst={entry:?}: {error}")))?,
         );
     }
     let to = |ports: &[PortRange]| -> Vec<RuleDestination> {
@@ -127,12 +128,12 @@ pub(super) fn compile(names: &Names, grant: &Grant) -> Result<Vec<Rule>, String>
 }
 
 /// `via`: tags only, each declared.
-fn via_tags(names: &Names, via: &[String]) -> Result<Vec<String>, String> {
+fn via_tags(names: &Names, via: &[String]) -> Result<Vec<String>, PolicyError> {
     via.iter()
         .map(|entry| match Alias::parse(entry) {
             Ok(Alias::Tag(tag)) if names.tags.contains(&tag) => Ok(tag),
-            Ok(Alias::Tag(tag)) => Err(format!("via: tag {tag:?} not found")),
-            _ => Err(format!("via={entry:?}: via can only be a tag")),
+            Ok(Alias::Tag(tag)) => Err(invalid(format!("via: tag {tag:?} not found"))),
+            _ => Err(invalid(format!("via={entry:?}: via can only be a tag"))),
         })
         .collect()
 }
@@ -140,24 +141,29 @@ fn via_tags(names: &Names, via: &[String]) -> Result<Vec<String>, String> {
 /// `app`: capability names of the form `domain/path` (not Tailscale's own
 /// domain but for the capabilities it lets policies grant), each with a
 /// list of JSON objects.
-fn capabilities(app: &serde_json::Map<String, serde_json::Value>) -> Result<Capabilities, String> {
+fn capabilities(
+    app: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Capabilities, PolicyError> {
     let mut granted = Capabilities::new();
     for (name, values) in app {
-        check_capability_name(name).map_err(|reason| format!("app: {name:?}: {reason}"))?;
-        let values = values
-            .as_array()
-            .ok_or_else(|| format!("app: {name:?}: the values must be a list of objects"))?;
+        check_capability_name(name)
+            .map_err(|reason| invalid(format!("app: {name:?}: {reason}")))?;
+        let values = values.as_array().ok_or_else(|| {
+            invalid(format!(
+                "app: {name:?}: the values must be a list of objects"
+            ))
+        })?;
         if let Some(value) = values.iter().find(|value| !value.is_object()) {
-            return Err(format!(
+            return Err(invalid(format!(
                 "app: {name:?}: the values must be a list of objects, not {value}"
-            ));
+            )));
         }
         granted.insert(name.clone(), serde_json::Value::Array(values.clone()));
     }
     Ok(granted)
 }
 
-fn check_capability_name(name: &str) -> Result<(), String> {
+fn check_capability_name(name: &str) -> Result<(), PolicyError> {
     let shaped = name.split_once('/').is_some_and(|(domain, path)| {
         domain.contains('.')
             && !path.is_empty()
@@ -166,19 +172,23 @@ fn check_capability_name(name: &str) -> Result<(), String> {
                 .all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'-')
     });
     if !shaped {
-        return Err("capability name must have the form {domain}/{path}".into());
+        return Err(invalid(
+            "capability name must have the form {domain}/{path}",
+        ));
     }
     let domain = name.split('/').next().unwrap_or_default();
     if (domain == "tailscale.com" || domain.ends_with(".tailscale.com"))
         && !TAILSCALE_CAPABILITIES.contains(&name)
     {
-        return Err("capability name must not be in the tailscale.com domain".into());
+        return Err(invalid(
+            "capability name must not be in the tailscale.com domain",
+        ));
     }
     Ok(())
 }
 
 /// One `ip` entry: `*`, `PORTS` or `PROTO:PORTS` (ports above 0).
-fn parse_network(capability: &str) -> Result<(Vec<u8>, Vec<PortRange>), String> {
+fn parse_network(capability: &str) -> Result<(Vec<u8>, Vec<PortRange>), PolicyError> {
     if capability == "*" {
         return Ok((proto::DEFAULT.to_vec(), vec![PortRange::ALL]));
     }
@@ -186,17 +196,18 @@ fn parse_network(capability: &str) -> Result<(Vec<u8>, Vec<PortRange>), String> 
         Some((protocol, ports)) => (Some(Protocol::Text(protocol.to_owned())), ports),
         None => (None, capability),
     };
-    let protocols =
-        protocols(protocol.as_ref()).map_err(|error| format!("ip={capability:?}: {error}"))?;
-    let ports = parse_ports(ports).map_err(|error| format!("ip={capability:?}: {error}"))?;
+    let protocols = protocols(protocol.as_ref())
+        .map_err(|error| invalid(format!("ip={capability:?}: {error}")))?;
+    let ports =
+        parse_ports(ports).map_err(|error| invalid(format!("ip={capability:?}: {error}")))?;
     if ports
         .iter()
         .any(|range| range.first == 0 && *range != PortRange::ALL)
     {
-        return Err(format!(
+        return Err(invalid(format!(
             "ip={capability:?}: port range {ports:?}: first port must be >0, or use '*' for wildcard",
             ports = capability.rsplit(':').next().unwrap_or(capability)
-        ));
+        )));
     }
     Ok((protocols, ports))
 }
@@ -213,7 +224,9 @@ mod tests {
         assert!(check_capability_name("https://tailscale.com/cap/ingress").is_err());
         assert!(check_capability_name("example.com").is_err());
         assert!(check_capability_name("localhost/cap").is_err());
-        let reserved = check_capability_name("tailscale.com/cap/funnel").unwrap_err();
+        let reserved = check_capability_name("tailscale.com/cap/funnel")
+            .unwrap_err()
+            .to_string();
         assert!(reserved.contains("tailscale.com domain"), "{reserved}");
     }
 
@@ -274,12 +287,12 @@ mod tests {
             vec![PortRange::single(443)]
         );
         assert_eq!(parse_network("icmp:*").unwrap().0, vec![proto::ICMP]);
-        let bare_protocol = parse_network("icmp").unwrap_err();
+        let bare_protocol = parse_network("icmp").unwrap_err().to_string();
         assert!(
             bare_protocol.contains("invalid first integer"),
             "{bare_protocol}"
         );
-        let zero = parse_network("tcp:0").unwrap_err();
+        let zero = parse_network("tcp:0").unwrap_err().to_string();
         assert!(zero.contains("first port must be >0"), "{zero}");
     }
 }

@@ -33,7 +33,7 @@ pub enum PolicyError {
     TestsFailed(Vec<String>),
 }
 
-fn invalid(message: impl Into<String>) -> PolicyError {
+pub(crate) fn invalid(message: impl Into<String>) -> PolicyError {
     PolicyError::Invalid(message.into())
 }
 
@@ -136,41 +136,45 @@ impl Names {
     }
 
     /// Checks a tag owner or auto-approver: a user, a group, a tag.
-    fn check_owner(&self, owner: &str) -> Result<(), String> {
+    fn check_owner(&self, owner: &str) -> Result<(), PolicyError> {
         match Alias::parse(owner) {
             Ok(Alias::User(_)) => Ok(()),
             Ok(Alias::Group(group)) if self.groups.contains_key(&group) => Ok(()),
-            Ok(Alias::Group(group)) => Err(format!("group not found: {group:?}")),
+            Ok(Alias::Group(group)) => Err(invalid(format!("group not found: {group:?}"))),
             Ok(Alias::Tag(tag)) if self.tags.contains(&tag) => Ok(()),
-            Ok(Alias::Tag(tag)) => Err(format!("tag not found: {tag:?}")),
+            Ok(Alias::Tag(tag)) => Err(invalid(format!("tag not found: {tag:?}"))),
             Ok(Alias::AutoGroup(AutoGroup::Member | AutoGroup::Tagged)) => Ok(()),
-            _ => Err(format!("{owner:?} must be a user, a group or a tag")),
+            _ => Err(invalid(format!(
+                "{owner:?} must be a user, a group or a tag"
+            ))),
         }
     }
 
     /// Resolves an alias to the principals it names.
-    pub(crate) fn resolve(&self, alias: &Alias, side: Side) -> Result<Vec<Principal>, String> {
+    pub(crate) fn resolve(&self, alias: &Alias, side: Side) -> Result<Vec<Principal>, PolicyError> {
         Ok(match alias {
             Alias::Wildcard => vec![Principal::Any],
             Alias::User(login) => match login.strip_prefix("*@") {
                 Some(domain) if !domain.is_empty() => vec![Principal::Domain(domain.to_owned())],
-                Some(_) => return Err(format!("{login:?} names no domain")),
+                Some(_) => return Err(invalid(format!("{login:?} names no domain"))),
                 None => vec![Principal::User(normalize_login(login))],
             },
             Alias::Group(group) => self
                 .groups
                 .get(group)
-                .ok_or_else(|| format!("group not found: {group:?}"))?
+                .ok_or_else(|| invalid(format!("group not found: {group:?}")))?
                 .iter()
                 .map(|login| Principal::User(login.clone()))
                 .collect(),
             Alias::Tag(tag) if self.tags.contains(tag) => vec![Principal::Tag(tag.clone())],
             Alias::Tag(tag) => {
-                return Err(format!("tag not found: {tag:?} (declare it in tagOwners)"));
+                return Err(invalid(format!(
+                    "tag not found: {tag:?} (declare it in tagOwners)"
+                )));
             }
             Alias::Host(host) => {
                 vec![Principal::Prefix(*self.hosts.get(host).ok_or_else(
-                    || format!("host not found: {host:?} (declare it in hosts)"),
+                    || invalid(format!("host not found: {host:?} (declare it in hosts)")),
                 )?)]
             }
             Alias::Prefix(prefix) => vec![Principal::Prefix(*prefix)],
@@ -182,10 +186,14 @@ impl Names {
                 (AutoGroup::SelfDevices, Side::Destination) => vec![Principal::SelfDevices],
                 (AutoGroup::Internet, Side::Destination) => vec![Principal::Internet],
                 (AutoGroup::SelfDevices, Side::Source) => {
-                    return Err("\"autogroup:self\" not valid on the src side of a rule".into());
+                    return Err(invalid(
+                        "\"autogroup:self\" not valid on the src side of a rule",
+                    ));
                 }
                 (AutoGroup::Internet, Side::Source) => {
-                    return Err("\"autogroup:internet\" not valid on the src side of a rule".into());
+                    return Err(invalid(
+                        "\"autogroup:internet\" not valid on the src side of a rule",
+                    ));
                 }
             },
         })
@@ -198,13 +206,14 @@ fn filter_sources(
     names: &Names,
     field: &str,
     entries: &[String],
-) -> Result<Vec<crate::filter::Source>, String> {
+) -> Result<Vec<crate::filter::Source>, PolicyError> {
     let mut sources = Vec::new();
     for entry in entries {
-        let alias = Alias::parse(entry).map_err(|error| format!("{field}={entry:?}: {error}"))?;
+        let alias =
+            Alias::parse(entry).map_err(|error| invalid(format!("{field}={entry:?}: {error}")))?;
         for principal in names
             .resolve(&alias, Side::Source)
-            .map_err(|error| format!("{field}={entry:?}: {error}"))?
+            .map_err(|error| invalid(format!("{field}={entry:?}: {error}")))?
         {
             sources.extend(crate::principals::source_of(&principal));
         }
@@ -216,25 +225,28 @@ fn filter_sources(
 fn ssh_rule(
     names: &Names,
     entry: &crate::document::SshEntry,
-) -> Result<crate::compiled::SshRule, String> {
+) -> Result<crate::compiled::SshRule, PolicyError> {
     let check_period = match entry.action.as_str() {
         "accept" if entry.check_period.is_some() => {
-            return Err("checkPeriod: only a `check` rule has one".into());
+            return Err(invalid("checkPeriod: only a `check` rule has one"));
         }
         "accept" => None,
         "check" => Some(match &entry.check_period {
             None => 12 * 3600,
-            Some(text) => parse_period(text)
-                .ok_or_else(|| format!("checkPeriod={text:?} is not a duration like 12h or 30m"))?,
+            Some(text) => parse_period(text).ok_or_else(|| {
+                invalid(format!(
+                    "checkPeriod={text:?} is not a duration like 12h or 30m"
+                ))
+            })?,
         }),
         other => {
-            return Err(format!(
+            return Err(invalid(format!(
                 "action={other:?} is not supported (\"accept\" or \"check\")"
-            ));
+            )));
         }
     };
     if entry.users.is_empty() {
-        return Err("users: names no local user".into());
+        return Err(invalid("users: names no local user"));
     }
     for user in &entry.users {
         let valid = user == "*"
@@ -245,24 +257,26 @@ fn ssh_rule(
                     .bytes()
                     .all(|byte| byte.is_ascii_alphanumeric() || b"._-$".contains(&byte)));
         if !valid {
-            return Err(format!("users: {user:?} is not a local user name"));
+            return Err(invalid(format!("users: {user:?} is not a local user name")));
         }
     }
     let sources = filter_sources(names, "src", &entry.src)?;
     let mut destinations = Vec::new();
     for dst in &entry.dst {
-        let alias = Alias::parse(dst).map_err(|error| format!("dst={dst:?}: {error}"))?;
+        let alias = Alias::parse(dst).map_err(|error| invalid(format!("dst={dst:?}: {error}")))?;
         if matches!(alias, Alias::Wildcard) {
-            return Err("dst=\"*\": name the nodes (tags, users, autogroup:self)".into());
+            return Err(invalid(
+                "dst=\"*\": name the nodes (tags, users, autogroup:self)",
+            ));
         }
         destinations.extend(
             names
                 .resolve(&alias, Side::Destination)
-                .map_err(|error| format!("dst={dst:?}: {error}"))?,
+                .map_err(|error| invalid(format!("dst={dst:?}: {error}")))?,
         );
     }
     if sources.is_empty() || destinations.is_empty() {
-        return Err("names nobody on one side".into());
+        return Err(invalid("names nobody on one side"));
     }
     Ok(crate::compiled::SshRule {
         sources: sources.clone(),
@@ -302,23 +316,23 @@ const REFUSED_ATTRS: &[(&str, &str)] = &[(
 fn node_attrs(
     names: &Names,
     entry: &crate::document::NodeAttrEntry,
-) -> Result<crate::compiled::NodeAttrs, String> {
+) -> Result<crate::compiled::NodeAttrs, PolicyError> {
     if entry.app.as_ref().is_some_and(|app| !app.is_empty()) {
-        return Err(
-            "app: application capabilities in nodeAttrs (app connectors) are not supported".into(),
-        );
+        return Err(invalid(
+            "app: application capabilities in nodeAttrs (app connectors) are not supported",
+        ));
     }
     if entry.target.is_empty() {
-        return Err("target: names no node".into());
+        return Err(invalid("target: names no node"));
     }
     let targets = filter_sources(names, "target", &entry.target)?;
     let mut attrs = std::collections::BTreeSet::new();
     for attr in &entry.attr {
         if let Some((_, why)) = REFUSED_ATTRS.iter().find(|(name, _)| name == attr) {
-            return Err(format!("attr={attr:?} is not offered: {why}"));
+            return Err(invalid(format!("attr={attr:?} is not offered: {why}")));
         }
         if attr.is_empty() || attr.chars().any(char::is_whitespace) {
-            return Err(format!("attr={attr:?} is not an attribute name"));
+            return Err(invalid(format!("attr={attr:?} is not an attribute name")));
         }
         attrs.insert(attr.clone());
     }
@@ -326,7 +340,7 @@ fn node_attrs(
 }
 
 /// Resolves a protocol name or number to IANA numbers.
-pub(crate) fn protocols(protocol: Option<&Protocol>) -> Result<Vec<u8>, String> {
+pub(crate) fn protocols(protocol: Option<&Protocol>) -> Result<Vec<u8>, PolicyError> {
     let Some(protocol) = protocol else {
         return Ok(proto::DEFAULT.to_vec());
     };
@@ -348,7 +362,9 @@ pub(crate) fn protocols(protocol: Option<&Protocol>) -> Result<Vec<u8>, String> 
         "ipv6-icmp" | "icmpv6" => proto::ICMPV6,
         "sctp" => proto::SCTP,
         number => number.parse::<u8>().map_err(|_| {
-            format!("proto {text:?} is not a protocol name or a number from 0 to 255")
+            invalid(format!(
+                "proto {text:?} is not a protocol name or a number from 0 to 255"
+            ))
         })?,
     };
     Ok(vec![number])
@@ -398,25 +414,26 @@ impl Policy {
     fn compile(document: Document, names: Names) -> Result<Policy, PolicyError> {
         let mut rules = Vec::new();
         for (index, acl) in document.acls.iter().enumerate() {
-            let context = |message: String| invalid(format!("acls[{index}]: {message}"));
+            let context =
+                |message: &dyn std::fmt::Display| invalid(format!("acls[{index}]: {message}"));
             if acl.action != "accept" {
-                return Err(context(format!(
+                return Err(context(&format!(
                     "action={:?} is not supported (only \"accept\")",
                     acl.action
                 )));
             }
-            let protocols = protocols(acl.proto.as_ref()).map_err(context)?;
-            let (src, src_aliases) = sources(&names, &acl.src).map_err(context)?;
+            let protocols = protocols(acl.proto.as_ref()).map_err(|error| context(&error))?;
+            let (src, src_aliases) = sources(&names, &acl.src).map_err(|error| context(&error))?;
             let mut dst = Vec::new();
             for entry in &acl.dst {
                 let (alias, ports) = split_destination(entry)
-                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                    .map_err(|error| context(&format!("dst={entry:?}: {error}")))?;
                 let ports = parse_ports(ports)
-                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                    .map_err(|error| context(&format!("dst={entry:?}: {error}")))?;
                 let alias = Alias::parse(alias)
-                    .map_err(|error| context(format!("dst={entry:?}: {error}")))?;
+                    .map_err(|error| context(&format!("dst={entry:?}: {error}")))?;
                 for principal in names.resolve(&alias, Side::Destination).map_err(|error| {
-                    context(format!("dst={alias_text:?}: {error}", alias_text = entry))
+                    context(&format!("dst={alias_text:?}: {error}", alias_text = entry))
                 })? {
                     dst.push(RuleDestination {
                         principal,
@@ -424,7 +441,7 @@ impl Policy {
                     });
                 }
             }
-            check_self_sources(&dst, &src_aliases, true).map_err(context)?;
+            check_self_sources(&dst, &src_aliases, true).map_err(|error| context(&error))?;
             rules.push(Rule::network(src, dst, protocols));
         }
         for (index, grant) in document.grants.iter().enumerate() {
@@ -555,15 +572,16 @@ impl Policy {
 pub(crate) fn sources(
     names: &Names,
     entries: &[String],
-) -> Result<(Vec<Principal>, Vec<Alias>), String> {
+) -> Result<(Vec<Principal>, Vec<Alias>), PolicyError> {
     let mut principals = Vec::new();
     let mut aliases = Vec::new();
     for entry in entries {
-        let alias = Alias::parse(entry).map_err(|error| format!("src={entry:?}: {error}"))?;
+        let alias =
+            Alias::parse(entry).map_err(|error| invalid(format!("src={entry:?}: {error}")))?;
         principals.extend(
             names
                 .resolve(&alias, Side::Source)
-                .map_err(|error| format!("src={entry:?}: {error}"))?,
+                .map_err(|error| invalid(format!("src={entry:?}: {error}")))?,
         );
         aliases.push(alias);
     }
@@ -577,7 +595,7 @@ pub(crate) fn check_self_sources(
     dst: &[RuleDestination],
     sources: &[Alias],
     wildcard_allowed: bool,
-) -> Result<(), String> {
+) -> Result<(), PolicyError> {
     let has_self = dst
         .iter()
         .any(|destination| destination.principal == Principal::SelfDevices);
@@ -588,9 +606,9 @@ pub(crate) fn check_self_sources(
         ) || (wildcard_allowed && *alias == Alias::Wildcard)
     };
     if has_self && !sources.iter().all(user_like) {
-        return Err(
-            "autogroup:self can only be used with users, groups, or supported autogroups".into(),
-        );
+        return Err(invalid(
+            "autogroup:self can only be used with users, groups, or supported autogroups",
+        ));
     }
     Ok(())
 }
