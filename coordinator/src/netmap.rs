@@ -91,7 +91,43 @@ pub struct NodeRecord {
     pub ssh_host_keys: Vec<String>,
 }
 
+/// Where a node is to be reached, as it last reported: what endpoint reports
+/// change, and the only fields they change. Reports are applied at once and
+/// stored in batches ([`NodeRecord::whereabouts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Whereabouts {
+    /// Its candidate endpoints.
+    pub endpoints: Vec<SocketAddr>,
+    /// Its disco key.
+    pub disco_key: Option<DiscoKey>,
+    /// Its home relay region.
+    pub home_relay: Option<u16>,
+}
+
 impl NodeRecord {
+    /// Where it is to be reached.
+    pub fn whereabouts(&self) -> Whereabouts {
+        Whereabouts {
+            endpoints: self.endpoints.clone(),
+            disco_key: self.disco_key,
+            home_relay: self.home_relay,
+        }
+    }
+
+    /// Sets where it is to be reached.
+    pub fn set_whereabouts(&mut self, whereabouts: Whereabouts) {
+        self.endpoints = whereabouts.endpoints;
+        self.disco_key = whereabouts.disco_key;
+        self.home_relay = whereabouts.home_relay;
+    }
+
+    /// Whether `other` is this record with, at most, other whereabouts.
+    pub fn differs_only_in_whereabouts(&self, other: &NodeRecord) -> bool {
+        let mut same = other.clone();
+        same.set_whereabouts(self.whereabouts());
+        same == *self
+    }
+
     /// What the node proves itself with on each request; `None` for a
     /// static device, which never calls.
     pub fn credential(&self) -> Option<Credential> {

@@ -437,6 +437,8 @@ impl Server {
             )));
         }
         let expiry_task = tokio::spawn(Arc::clone(&self.coordinator).run_key_expiry(stop.clone()));
+        let report_task =
+            tokio::spawn(Arc::clone(&self.coordinator).run_report_writer(stop.clone()));
         // On a shared database, the other coordinators' writes are followed.
         let follow_task = self.coordinator.db().is_shared().then(|| {
             tokio::spawn(crate::shared::follow(
@@ -507,6 +509,8 @@ impl Server {
             let _ = task.await;
         }
         let _ = expiry_task.await;
+        // What was reported last is stored before the database closes.
+        let _ = report_task.await;
         if let Some(task) = follow_task {
             let _ = task.await;
         }

@@ -30,7 +30,7 @@ use crate::derp::Admission;
 use crate::endpoints::from_report;
 use crate::error::{Error, Result};
 use crate::keys::{LONGEST_EXPIRY_NAP, must_expire, rotation_interval, time_until};
-use crate::netmap::{Credential, NodeRecord};
+use crate::netmap::{Credential, NodeRecord, Whereabouts};
 use crate::presence::{Presence, idle_too_long};
 use crate::registration::{
     Device, Owner, check_pending, check_request, is_low_order, new_record, owner_from_key,
@@ -307,32 +307,26 @@ impl Coordinator {
         observed: Option<SocketAddr>,
     ) -> Result<()> {
         let endpoints = from_report(&report, observed)?;
-        let turn = self.turn().await;
-        let (known, mut record) = {
-            let state = self.state();
-            let known: Vec<u16> = state
-                .registry
-                .network()
-                .relays()
-                .iter()
-                .map(|relay| relay.id)
-                .collect();
-            (known, self.reporting_node(&state, credential)?)
+        let mut state = self.state();
+        let known: Vec<u16> = state
+            .registry
+            .network()
+            .relays()
+            .iter()
+            .map(|relay| relay.id)
+            .collect();
+        let mut record = self.reporting_node(&state, credential)?;
+        let whereabouts = Whereabouts {
+            endpoints,
+            disco_key: report
+                .disco_key
+                .map(|key| hearth_control::tailcfg::DiscoKey(key.0)),
+            home_relay: report.home_relay.filter(|region| known.contains(region)),
         };
-        let disco_key = report
-            .disco_key
-            .map(|key| hearth_control::tailcfg::DiscoKey(key.0));
-        let home_relay = report.home_relay.filter(|region| known.contains(region));
-        if record.endpoints == endpoints
-            && record.disco_key == disco_key
-            && record.home_relay == home_relay
-        {
-            return Ok(());
+        if record.whereabouts() != whereabouts {
+            record.set_whereabouts(whereabouts);
+            self.apply_reported(&mut state, record);
         }
-        record.endpoints = endpoints;
-        record.disco_key = disco_key;
-        record.home_relay = home_relay;
-        self.store_changed(&turn, record).await?;
         Ok(())
     }
 }
@@ -723,6 +717,40 @@ impl Coordinator {
         machine: MachineKey,
         request: &MapRequest,
     ) -> Result<NodeRecord> {
+        {
+            // Where the node is (the usual report) is applied at once,
+            // without a writer's turn; anything more is a change.
+            let mut state = self.state();
+            let record = state
+                .registry
+                .presenting(Some(Credential::Machine(machine)))?
+                .clone();
+            if record.is_admitted()
+                && !request.read_only
+                && record.wireguard_key.0 == request.node_key.0
+            {
+                let changed = reported(
+                    &record,
+                    request,
+                    state.registry.network().relays(),
+                    state.policy.as_ref(),
+                );
+                if changed == record {
+                    return Ok(record);
+                }
+                if record.differs_only_in_whereabouts(&changed) {
+                    if self.reports.check_key(&record.id).is_err() {
+                        tracing::debug!(
+                            node = record.id,
+                            "a Tailscale client reports too often; update skipped"
+                        );
+                        return Ok(record);
+                    }
+                    self.apply_reported(&mut state, changed.clone());
+                    return Ok(changed);
+                }
+            }
+        }
         let turn = self.turn().await;
         let record = self
             .state()

@@ -42,7 +42,7 @@ use crate::db::nodes::{insert_node, lock_registrations, update_node};
 use crate::db::preauth_keys::consume_preauth_key;
 use crate::error::{Error, Result};
 use crate::health::Health;
-use crate::netmap::{Delivery, NodeRecord};
+use crate::netmap::{Delivery, NodeRecord, Whereabouts};
 use crate::policy::{deny_all, effective_rules, provider_groups, stored_policy, validate};
 use crate::presence::Presence;
 use crate::registry::Registry;
@@ -149,6 +149,14 @@ pub struct Coordinator {
     /// What Tailscale nodes waiting for approval last reported (held, not
     /// stored, until an admin approves them).
     held_reports: std::sync::Mutex<HashMap<NodeId, hearth_control::tailcfg::MapRequest>>,
+    /// Nodes whose whereabouts were reported since they were last stored:
+    /// a report is applied and delivered at once, and stored by the report
+    /// writer ([`Coordinator::run_report_writer`]) with every other report
+    /// that came meanwhile, so it never waits behind another change's
+    /// write.
+    unstored: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Wakes the report writer.
+    reported: tokio::sync::Notify,
 }
 
 /// Endpoint and route reports one node may send at once, then one per second.
@@ -198,6 +206,8 @@ impl Coordinator {
             login_registered: tokio::sync::Notify::new(),
             nodes_changed: tokio::sync::Notify::new(),
             held_reports: std::sync::Mutex::default(),
+            unstored: std::sync::Mutex::default(),
+            reported: tokio::sync::Notify::new(),
             map_opens: governor::RateLimiter::keyed(
                 governor::Quota::with_period(Duration::from_secs(2))
                     .expect("a non-zero period")
@@ -349,11 +359,16 @@ impl Coordinator {
     /// only when the use was still there ([`Error::KeyUsed`]).
     async fn store_changed_with_key(
         &self,
-        turn: &Turn<'_>,
+        _turn: &Turn<'_>,
         record: NodeRecord,
         key: Option<i64>,
         now: i64,
     ) -> Result<bool> {
+        let before = self
+            .state()
+            .registry
+            .node(record.id)
+            .map(NodeRecord::whereabouts);
         let mut transaction = self.db.begin().await?;
         if let Some(key) = key
             && !consume_preauth_key(&mut transaction, key, now).await?
@@ -366,8 +381,82 @@ impl Coordinator {
         self.db
             .commit(transaction, &Announcement::Node { id: record.id })
             .await?;
-        self.apply(turn, record);
+        let mut record = record;
+        let mut state = self.state();
+        let now = state.registry.node(record.id).map(NodeRecord::whereabouts);
+        if now.is_some() && now != before {
+            // The node reported where it is while this change was stored:
+            // its report is newer than what this change read, and is
+            // stored again after what this change wrote.
+            record.set_whereabouts(now.unwrap_or_default());
+            self.mark_unstored(record.id);
+        }
+        let deliveries = state.registry.upsert(record);
+        self.deliver(&deliveries);
         Ok(true)
+    }
+
+    /// Applies `record`, which differs from the registry's only in where
+    /// the node is to be reached (an endpoint report), and delivers it at
+    /// once, without a writer's turn or the database: the report writer
+    /// stores it.
+    fn apply_reported(&self, state: &mut State, record: NodeRecord) {
+        let id = record.id;
+        let deliveries = state.registry.upsert(record);
+        self.deliver(&deliveries);
+        self.mark_unstored(id);
+    }
+
+    /// Notes that node `id`'s whereabouts are to be stored, and wakes the
+    /// report writer.
+    fn mark_unstored(&self, id: NodeId) {
+        hearth_runtime::lock(&self.unstored).insert(id);
+        self.reported.notify_one();
+    }
+
+    /// Stores the whereabouts of every node reported since the last time,
+    /// in one transaction; on failure they are tried again with the next.
+    async fn store_reported(&self) -> Result<()> {
+        let ids = std::mem::take(&mut *hearth_runtime::lock(&self.unstored));
+        let batch: Vec<(NodeId, Whereabouts)> = {
+            let state = self.state();
+            ids.iter()
+                .filter_map(|id| Some((*id, state.registry.node(*id)?.whereabouts())))
+                .collect()
+        };
+        if let Err(error) = self.db.store_whereabouts(&batch).await {
+            hearth_runtime::lock(&self.unstored).extend(ids);
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Stores reported whereabouts as they come, a batch at a time, until
+    /// `stop`; then stores what is left.
+    pub(crate) async fn run_report_writer(
+        self: Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let stopping = tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => true,
+                () = self.reported.notified() => false,
+            };
+            if let Err(error) = self.store_reported().await {
+                tracing::warn!(%error, "could not store reported endpoints; trying again");
+                if !stopping {
+                    tokio::select! {
+                        _ = stop.wait_for(|stopped| *stopped) => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    self.reported.notify_one();
+                    continue;
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
     }
 
     /// Applies `change` to node `id`, stores it and delivers the consequences.
@@ -405,7 +494,13 @@ impl Coordinator {
 impl Coordinator {
     /// Applies `record`, as the database now has it, to the in-memory state
     /// (a node another coordinator added or changed).
-    fn apply_record(&self, turn: &Turn<'_>, record: NodeRecord) {
+    fn apply_record(&self, turn: &Turn<'_>, mut record: NodeRecord) {
+        if hearth_runtime::lock(&self.unstored).contains(&record.id)
+            && let Some(known) = self.state().registry.node(record.id)
+        {
+            // Reported here and not stored yet: newer than the database's.
+            record.set_whereabouts(known.whereabouts());
+        }
         if self.state().registry.node(record.id) == Some(&record) {
             return;
         }
@@ -890,6 +985,102 @@ mod tests {
             peers(&restarted),
             [laptop.id],
             "a valid policy is in force again"
+        );
+    }
+
+    /// An endpoint report is applied and delivered while another change
+    /// waits on the database (before, it waited for that change's turn and
+    /// write: a busy or slow disk held up every report behind it); the
+    /// change landing after it keeps the reported endpoints, and the report
+    /// writer stores them.
+    #[tokio::test]
+    async fn a_report_never_waits_behind_another_changes_write_and_is_not_lost_to_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let coordinator = coordinator(dir.path()).await;
+        coordinator.create_user("alice", None).await.expect("user");
+        let key = coordinator
+            .create_key(&crate::accounts::KeyOptions {
+                user: "alice".into(),
+                pre_approved: true,
+                ..Default::default()
+            })
+            .await
+            .expect("key");
+        let token = hearth_control::JoinToken::decode(&key.token).expect("token");
+        let (request, _) = hearth_testkit::control_plane::request(&token, "laptop");
+        let id = coordinator
+            .register(request)
+            .await
+            .expect("registered")
+            .node
+            .id;
+        let credential = coordinator
+            .state()
+            .registry
+            .node(id)
+            .and_then(NodeRecord::credential);
+        let reported: std::net::SocketAddr = "198.51.100.7:41641".parse().expect("address");
+
+        let path = StateDir::new(dir.path()).database();
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .expect("write lock");
+        let writer = tokio::spawn({
+            let coordinator = Arc::clone(&coordinator);
+            async move { coordinator.rename_node(id, "desk").await }
+        });
+        while coordinator.turn.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+
+        let report = hearth_control::wire::EndpointReport {
+            listen_port: 41641,
+            local: vec![reported],
+            stun: None,
+            disco_key: None,
+            home_relay: None,
+        };
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            coordinator.report_endpoints(credential, report, None),
+        )
+        .await
+        .expect("the report does not wait for the rename's write")
+        .expect("reported");
+        let endpoints = |coordinator: &Coordinator| {
+            coordinator
+                .state()
+                .registry
+                .node(id)
+                .map(|node| node.endpoints.clone())
+        };
+        assert_eq!(endpoints(&coordinator), Some(vec![reported]));
+        assert!(!writer.is_finished(), "the rename is still waiting");
+
+        sqlx::query("ROLLBACK")
+            .execute(&mut blocker)
+            .await
+            .expect("release");
+        assert_eq!(writer.await.expect("task").expect("renamed").name, "desk");
+        assert_eq!(
+            endpoints(&coordinator),
+            Some(vec![reported]),
+            "the rename decided before the report keeps the report"
+        );
+        coordinator.store_reported().await.expect("stored");
+        let stored = coordinator
+            .db
+            .get_node(id)
+            .await
+            .expect("read")
+            .expect("node");
+        assert_eq!(
+            (stored.name.as_str(), stored.endpoints),
+            ("desk", vec![reported])
         );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use hearth_control::Fingerprint;
 
 use super::{Announcement, Db, DbError, Tx, json_list, on_pool, on_transaction, parse_list};
-use crate::netmap::NodeRecord;
+use crate::netmap::{NodeRecord, Whereabouts};
 
 #[derive(sqlx::FromRow)]
 struct RawNode {
@@ -147,6 +147,33 @@ impl Db {
         self.commit(transaction, &Announcement::Node { id: record.id })
             .await?;
         Ok(true)
+    }
+
+    /// Stores where each of `nodes` is to be reached, in one transaction,
+    /// and announces each; a node deleted meanwhile is skipped.
+    pub async fn store_whereabouts(&self, nodes: &[(u64, Whereabouts)]) -> Result<(), DbError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.begin().await?;
+        for (id, whereabouts) in nodes {
+            on_transaction!(&mut transaction, |conn, dialect| {
+                sqlx::query(&dialect.sql(
+                    "UPDATE nodes SET endpoints = ?, disco_key = ?, home_relay = ? WHERE id = ?",
+                ))
+                .bind(json_list(&whereabouts.endpoints))
+                .bind(whereabouts.disco_key.map(|key| key.to_string()))
+                .bind(whereabouts.home_relay.map(i64::from))
+                .bind(*id as i64)
+                .execute(conn)
+                .await?;
+            });
+        }
+        transaction.commit().await?;
+        for (id, _) in nodes {
+            self.announce(&Announcement::Node { id: *id }).await;
+        }
+        Ok(())
     }
 
     /// Deletes a node and records its address as freed at `now`; false when absent.
