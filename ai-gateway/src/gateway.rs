@@ -23,6 +23,7 @@ use crate::agents::{Agent, Agents};
 use crate::assistant::{Answerer, Assistant, Said};
 use crate::config::Config;
 use crate::context;
+use crate::conversation::{Conversation, RoundEnd, shown_tool_name};
 use crate::journal::Journal;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
@@ -309,16 +310,9 @@ impl Gateway {
         let Some(assistant) = &self.assistant else {
             return;
         };
-        let gateway = Arc::downgrade(self);
-        let answer: Answerer = Arc::new(move |asker, question| {
-            let gateway = gateway.clone();
-            Box::pin(async move {
-                let gateway = gateway.upgrade()?;
-                let asker = gateway.with_current_grants(asker).await;
-                gateway.answer_for(asker, question).await
-            })
-        });
-        assistant.spawn(answer);
+        assistant.spawn(Arc::new(ScheduledQuestions {
+            gateway: Arc::downgrade(self),
+        }));
     }
 
     /// `asker` (of a question asked again later) with the grants the mesh
@@ -428,7 +422,7 @@ impl Gateway {
     pub async fn reply(
         self: &Arc<Self>,
         admitted: Admitted,
-        caller: &crate::api::Caller,
+        caller: &crate::caller::Caller,
     ) -> BoxStream<'static, Bytes> {
         let Admitted {
             plaintext,
@@ -473,7 +467,7 @@ impl Gateway {
     pub async fn assistant_reply(
         self: &Arc<Self>,
         admitted: Admitted,
-        caller: &crate::api::Caller,
+        caller: &crate::caller::Caller,
     ) -> BoxStream<'static, Bytes> {
         use hearth_assistant::api::{Answer, MAX_WAIT_MS, Op, Request};
         let Admitted {
@@ -747,7 +741,7 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     pub async fn assistant_turn(
         self: &Arc<Self>,
-        mut request: ChatRequest,
+        request: ChatRequest,
         asker: hearth_assistant::scope::Asker,
         mut citations: Vec<String>,
         save: Option<(String, Message)>,
@@ -755,7 +749,6 @@ impl Gateway {
         route: Route,
         arrived: Instant,
     ) -> BoxStream<'static, ReplyEvent> {
-        use hearth_assistant::tools;
         let Some(assistant) = self.assistant.clone() else {
             return single(failure(ErrorCode::Internal));
         };
@@ -764,110 +757,60 @@ impl Gateway {
         tokio::spawn(async move {
             let _permit = permit;
             let mut route = Some(route);
-            let mut answer = String::new();
-            let mut meta_sent = false;
             let session = save.as_ref().map(|(session, _)| session.clone());
-            for round in 0..=tools::MAX_ROUNDS {
-                if round == tools::MAX_ROUNDS {
-                    // The last round answers with what it has.
-                    request.tools = None;
-                    request.tool_choice = None;
-                }
+            let mut turn = Conversation::new(request, session);
+            loop {
                 let this_route = route.take().unwrap_or(Route::Chain);
                 let mut events = gateway
-                    .open_turn(&request, arrived, "chat", None, None, this_route)
+                    .open_turn(turn.start_round(), arrived, "chat", None, None, this_route)
                     .await;
-                let (mut fragments, mut said, mut finished) = (Vec::new(), String::new(), None);
                 while let Some(event) = events.next().await {
-                    let forward = match event {
-                        ReplyEvent::Meta { model, .. } if !meta_sent => {
-                            meta_sent = true;
-                            Some(ReplyEvent::Meta {
-                                model,
-                                session: session.clone().unwrap_or_default(),
-                            })
-                        }
-                        ReplyEvent::Meta { .. } => None,
-                        ReplyEvent::Delta { text } => {
-                            said.push_str(&text);
-                            Some(ReplyEvent::Delta { text })
-                        }
-                        ReplyEvent::ToolCalls { calls } => {
-                            fragments.push(calls);
-                            None
-                        }
-                        ReplyEvent::Done {
-                            finish_reason,
-                            usage,
-                        } => {
-                            finished = Some((finish_reason, usage));
-                            None
-                        }
-                        error @ ReplyEvent::Error { .. } => {
-                            let _ = sender.send(error).await;
-                            return;
-                        }
-                        other => Some(other),
+                    let Some(forward) = turn.on_event(event) else {
+                        continue;
                     };
-                    if let Some(event) = forward
-                        && sender.send(event).await.is_err()
-                    {
+                    let last = matches!(forward, ReplyEvent::Error { .. });
+                    if sender.send(forward).await.is_err() || last {
                         return;
                     }
                 }
-                let Some((finish_reason, usage)) = finished else {
-                    return;
-                };
-                answer.push_str(&said);
-                let calls = tools::assemble(&fragments);
-                if calls.is_empty() || request.tools.is_none() {
-                    if let Some(footer) = assistant.sources(&citations) {
-                        answer.push_str(&footer);
-                        let _ = sender.send(ReplyEvent::Delta { text: footer }).await;
-                    }
-                    if let Some((session, user)) = save {
-                        gateway
-                            .sessions
-                            .append(&session, vec![user, Message::new("assistant", answer)]);
-                    }
-                    let _ = sender
-                        .send(ReplyEvent::Done {
-                            finish_reason,
-                            usage: usage.map(|usage| ReplyUsage {
-                                prompt_tokens: usage.prompt_tokens,
-                                completion_tokens: usage.completion_tokens,
-                            }),
-                        })
-                        .await;
-                    return;
-                }
-                let mut asked = Message::new("assistant", said);
-                asked.tool_calls = Some(serde_json::Value::Array(
-                    calls
-                        .iter()
-                        .map(|(id, name, arguments)| {
-                            serde_json::json!({"id": id, "type": "function",
-                                "function": {"name": name, "arguments": arguments}})
-                        })
-                        .collect(),
-                ));
-                request.messages.push(asked);
-                for (id, name, arguments) in calls {
-                    let shown: String = name
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .take(64)
-                        .collect();
-                    if sender.send(ReplyEvent::Tool { name: shown }).await.is_err() {
+                match turn.end_round() {
+                    RoundEnd::Cut => return,
+                    RoundEnd::Answered {
+                        finish_reason,
+                        usage,
+                    } => {
+                        if let Some(footer) = assistant.sources(&citations) {
+                            turn.append(&footer);
+                            let _ = sender.send(ReplyEvent::Delta { text: footer }).await;
+                        }
+                        if let Some((session, user)) = save {
+                            gateway.sessions.append(
+                                &session,
+                                vec![user, Message::new("assistant", turn.answer())],
+                            );
+                        }
+                        let _ = sender
+                            .send(ReplyEvent::Done {
+                                finish_reason,
+                                usage,
+                            })
+                            .await;
                         return;
                     }
-                    let output = assistant
-                        .run_tool(&asker, &name, &arguments, &mut citations)
-                        .await;
-                    let mut result = Message::new("tool", output);
-                    result.tool_call_id = Some(id);
-                    result.name = Some(name);
-                    request.messages.push(result);
+                    RoundEnd::Tools(calls) => {
+                        for (id, name, arguments) in calls {
+                            let shown = ReplyEvent::Tool {
+                                name: shown_tool_name(&name),
+                            };
+                            if sender.send(shown).await.is_err() {
+                                return;
+                            }
+                            let output = assistant
+                                .run_tool(&asker, &name, &arguments, &mut citations)
+                                .await;
+                            turn.tool_result(id, name, output);
+                        }
+                    }
                 }
             }
         });
@@ -1061,4 +1004,27 @@ fn load_agents(config: &Config) -> anyhow::Result<Agents> {
         }
     }
     Ok(Agents::new(agents, default, fallback))
+}
+
+/// The gateway as the scheduler's [`Answerer`]: a scheduled question is
+/// asked with the grants the mesh gives the asker's device when it runs.
+/// It holds the gateway weakly: the assistant it is handed to is the
+/// gateway's.
+struct ScheduledQuestions {
+    gateway: std::sync::Weak<Gateway>,
+}
+
+impl Answerer for ScheduledQuestions {
+    fn answer(
+        &self,
+        asker: hearth_assistant::scope::Asker,
+        question: String,
+    ) -> futures_util::future::BoxFuture<'static, Option<String>> {
+        let gateway = self.gateway.clone();
+        Box::pin(async move {
+            let gateway = gateway.upgrade()?;
+            let asker = gateway.with_current_grants(asker).await;
+            gateway.answer_for(asker, question).await
+        })
+    }
 }

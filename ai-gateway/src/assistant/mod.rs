@@ -66,8 +66,15 @@ pub struct TurnContext {
     pub citations: Vec<String>,
 }
 
-/// Asks the model a scheduled question with an asker's authority; its answer.
-pub type Answerer = Arc<dyn Fn(Asker, String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+/// How the scheduler asks the model a question with an asker's authority:
+/// the gateway's models, with the grants the mesh gives the asker's device
+/// when the question runs. A trait, so the scheduler knows nothing of the
+/// gateway (and its tests ask a stand-in).
+pub trait Answerer: Send + Sync + 'static {
+    /// The model's answer to `question` asked by `asker`; `None` when no
+    /// model answered.
+    fn answer(&self, asker: Asker, question: String) -> BoxFuture<'static, Option<String>>;
+}
 
 /// What is remembered, searchable: the entries themselves (opened from
 /// the store at start) and their index.
@@ -187,7 +194,7 @@ impl Assistant {
 
     /// Starts the scheduler (asking through `answer`), the document
     /// folders' indexer, and the embedding of entries that lack it.
-    pub fn spawn(self: &Arc<Self>, answer: Answerer) {
+    pub fn spawn(self: &Arc<Self>, answer: Arc<dyn Answerer>) {
         tokio::spawn(Arc::clone(self).embed_missing());
         tokio::spawn(Arc::clone(self).index_loop());
         if self.settings.cron_enabled {
@@ -1009,7 +1016,7 @@ impl Assistant {
     /// Fires due jobs as [`Dispatcher`] says: reminders at once, scheduled
     /// questions in their turn (each in a task of its own, so none holds up
     /// the loop), every member within their budget.
-    async fn schedule_loop(self: Arc<Self>, answer: Answerer) {
+    async fn schedule_loop(self: Arc<Self>, answer: Arc<dyn Answerer>) {
         let dispatcher = Arc::new(std::sync::Mutex::new(Dispatcher::new(
             DispatchLimits::default(),
         )));
@@ -1042,12 +1049,12 @@ impl Assistant {
                             let (dispatcher, finished) =
                                 (Arc::clone(&dispatcher), Arc::clone(&finished));
                             tokio::spawn(async move {
-                                assistant.fire(job, now, &answer).await;
+                                assistant.fire(job, now, answer.as_ref()).await;
                                 hearth_runtime::lock(&dispatcher).finished(id, &member, true);
                                 finished.notify_one();
                             });
                         } else {
-                            self.fire(job, now, &answer).await;
+                            self.fire(job, now, answer.as_ref()).await;
                             hearth_runtime::lock(&dispatcher).finished(id, &member, false);
                         }
                     }
@@ -1073,7 +1080,7 @@ impl Assistant {
         }
     }
 
-    async fn fire(&self, job: Job, now: Timestamp, answer: &Answerer) {
+    async fn fire(&self, job: Job, now: Timestamp, answer: &dyn Answerer) {
         let Ok(schedule) = serde_json::from_str::<Schedule>(&job.schedule) else {
             tracing::error!(
                 job = job.id,
@@ -1092,7 +1099,7 @@ impl Assistant {
         } else if job.action == "ask" {
             let asker: Option<Asker> = serde_json::from_str(&job.asker).ok();
             let said = match asker {
-                Some(asker) => answer(asker, job.text.clone()).await,
+                Some(asker) => answer.answer(asker, job.text.clone()).await,
                 None => None,
             };
             Some(said.unwrap_or_else(|| {
@@ -1292,5 +1299,114 @@ pub fn target_of(key: &str) -> Option<Target> {
     match Owner::from_key(key)? {
         Owner::Member(name) => Some(Target::Member(name)),
         Owner::Room(name) => Some(Target::Room(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use hearth_assistant::api::{Answer, Target};
+    use hearth_assistant::scope::RoomId;
+
+    use super::*;
+
+    /// A stand-in for the gateway's models (named so: the scheduler's
+    /// contract is the [`Answerer`] trait): it answers every question with
+    /// who asked it, and keeps what it was asked.
+    #[derive(Default)]
+    struct StandInModel {
+        asked: Mutex<Vec<(Asker, String)>>,
+    }
+
+    impl Answerer for StandInModel {
+        fn answer(&self, asker: Asker, question: String) -> BoxFuture<'static, Option<String>> {
+            let text = format!("an answer for {}", asker.member);
+            hearth_runtime::lock(&self.asked).push((asker, question));
+            Box::pin(async move { Some(text) })
+        }
+    }
+
+    async fn assistant(dir: &Path) -> Arc<Assistant> {
+        let router = Router::new(Vec::new(), Vec::new()).expect("a router with no model");
+        Assistant::start(
+            AssistantSection::default(),
+            Arc::new(router),
+            dir,
+            PathBuf::new(),
+        )
+        .await
+        .expect("the assistant starts")
+    }
+
+    /// A scheduled question is asked, when it is due, of the model with
+    /// the authority of the member who made it, and its answer is delivered
+    /// to them; before it is due nothing is asked.
+    #[tokio::test]
+    async fn a_due_question_is_asked_for_its_member_and_the_answer_delivered() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let assistant = assistant(dir.path()).await;
+        let ada = Asker {
+            member: "ada".into(),
+            room: Some(RoomId::assistant_dm("ada").expect("ada's DM")),
+            ..Asker::default()
+        };
+        let at = assistant.now() + jiff::SignedDuration::from_mins(5);
+        let said = assistant
+            .create_job(
+                &ada,
+                Scheduled {
+                    schedule: Schedule::At { at },
+                    action: Action::Ask("what is for dinner?".into()),
+                    audience: Audience::Me,
+                },
+            )
+            .await
+            .expect("scheduled");
+        assert!(said.contains("what is for dinner?"), "{said}");
+
+        let model = StandInModel::default();
+        let early = assistant.now();
+        assert!(
+            assistant
+                .store
+                .due_jobs(early.as_millisecond())
+                .await
+                .expect("read")
+                .is_empty(),
+            "not due yet"
+        );
+        let due = assistant
+            .store
+            .due_jobs(at.as_millisecond())
+            .await
+            .expect("read");
+        assert_eq!(due.len(), 1);
+        for job in due {
+            assistant.fire(job, at, &model).await;
+        }
+        let asked = hearth_runtime::lock(&model.asked).clone();
+        assert_eq!(asked, [(ada, "what is for dinner?".to_owned())]);
+        let Answer::Deliveries { deliveries } = assistant.deliveries(0, Duration::ZERO).await
+        else {
+            panic!("deliveries");
+        };
+        let delivered: Vec<(Target, String)> = deliveries
+            .into_iter()
+            .map(|delivery| (delivery.target, delivery.text))
+            .collect();
+        assert_eq!(
+            delivered,
+            [(Target::Member("ada".into()), "an answer for ada".to_owned())]
+        );
+        assert!(
+            assistant
+                .store
+                .due_jobs(at.as_millisecond())
+                .await
+                .expect("read")
+                .is_empty(),
+            "a one-off job fires once"
+        );
     }
 }
