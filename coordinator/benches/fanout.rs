@@ -32,6 +32,9 @@ use hearth_control::JoinToken;
 use hearth_control::compression::{self, Encoding};
 use hearth_control::tls::{ClientIdentity, client_config};
 use hearth_testkit::control_plane::{Server, request};
+
+mod common;
+use common::load::{spread, usage};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
@@ -216,43 +219,6 @@ async fn follow(
     }
 }
 
-/// CPU seconds (user + system) and resident KiB of process `pid`.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|times| {
-            times
-                .iter()
-                .filter_map(|time| time.parse::<f64>().ok())
-                .sum()
-        })
-        .unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (ticks / 100.0, rss)
-}
-
-/// p50, p99 and max of `times`, in milliseconds.
-fn spread(times: &mut [Duration]) -> (f64, f64, f64) {
-    times.sort();
-    let at = |quantile: f64| {
-        times[((times.len() as f64 * quantile) as usize).min(times.len() - 1)].as_secs_f64()
-            * 1000.0
-    };
-    (at(0.5), at(0.99), at(1.0))
-}
-
 /// Waits until `count` streams reported `wanted` after `since`, for at most
 /// `patience`; their delays.
 async fn collect(
@@ -295,15 +261,7 @@ async fn delays(
 /// The policy-change p99 and max, for the scaling ratio.
 async fn measure(streams: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = Server::builder(&dir.path().join("state"))
-        .arg("--register-burst")
-        .arg("100000")
-        .arg("--max-connections")
-        .arg("16384")
-        .arg("--max-connections-per-source")
-        .arg("8192")
-        .descriptor_limit(20_000)
-        .start();
+    let server = common::load::coordinator(dir.path());
     let pid = server.child.id();
     server.cli_ok(&["users", "create", "load"]);
     let token = server.token(&["--user", "load", "--reusable", "--pre-approved"]);

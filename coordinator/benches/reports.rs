@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_control::wire::{EndpointReport, MapChange, MapMessage};
-use hearth_testkit::control_plane::{Device, Server, try_register};
+use hearth_testkit::control_plane::{Device, try_register};
+
+mod common;
+use common::load::{spread, usage};
 use tokio::sync::mpsc;
 
 /// Devices reporting.
@@ -36,38 +39,6 @@ const RATE: u64 = 1000;
 const RUN: Duration = Duration::from_secs(12);
 /// When, from the first report, the policy changes.
 const CHANGES: [Duration; 2] = [Duration::from_secs(4), Duration::from_secs(8)];
-
-/// The coordinator's CPU seconds so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    fields
-        .get(11..13)
-        .map(|times| {
-            times
-                .iter()
-                .filter_map(|time| time.parse::<f64>().ok())
-                .sum::<f64>()
-        })
-        .unwrap_or(0.0)
-        / 100.0
-}
-
-/// p50, p99 and max of `times`, in milliseconds.
-fn spread(mut times: Vec<Duration>) -> (f64, f64, f64) {
-    assert!(!times.is_empty(), "nothing was measured");
-    times.sort();
-    let at = |quantile: f64| {
-        times[((times.len() as f64 * quantile) as usize).min(times.len() - 1)].as_secs_f64()
-            * 1000.0
-    };
-    (at(0.5), at(0.99), at(1.0))
-}
 
 /// Registers `count` devices with `token`, 32 at a time.
 async fn register_all(token: &hearth_control::JoinToken, count: usize) -> Vec<Device> {
@@ -132,15 +103,7 @@ async fn every_stream(
 
 async fn run() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = Server::builder(&dir.path().join("state"))
-        .arg("--register-burst")
-        .arg("100000")
-        .arg("--max-connections")
-        .arg("16384")
-        .arg("--max-connections-per-source")
-        .arg("8192")
-        .descriptor_limit(20_000)
-        .start();
+    let server = common::load::coordinator(dir.path());
     let pid = server.child.id();
     server.cli_ok(&["users", "create", "load"]);
     let token = server.token(&["--user", "load", "--reusable", "--pre-approved"]);
@@ -162,7 +125,7 @@ async fn run() {
     // One report every millisecond, each from the next device, each a new
     // endpoint; every answer timed from the moment it was due.
     let started = Instant::now();
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = usage(pid).0;
     let (answers, mut timed) = mpsc::unbounded_channel::<(Duration, Duration)>();
     let sender = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
@@ -219,23 +182,24 @@ async fn run() {
                 .expect("answers"),
         );
     }
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = usage(pid).0 - cpu_before;
     let elapsed = started.elapsed().as_secs_f64();
 
-    let (p50, p99, max) = spread(all.iter().map(|(_, took)| *took).collect());
+    let mut took: Vec<Duration> = all.iter().map(|(_, took)| *took).collect();
+    let (p50, p99, max) = spread(&mut took);
     println!(
         "reports: {} sent at {RATE}/s, answered in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         all.len()
     );
-    for (number, (from, to, delays)) in changes.into_iter().enumerate() {
-        let during: Vec<Duration> = all
+    for (number, (from, to, mut delays)) in changes.into_iter().enumerate() {
+        let mut during: Vec<Duration> = all
             .iter()
             .filter(|(due, _)| *due >= from && *due <= to)
             .map(|(_, took)| *took)
             .collect();
         let count = during.len();
-        let (r50, r99, rmax) = spread(during);
-        let (d50, d99, dmax) = spread(delays);
+        let (r50, r99, rmax) = spread(&mut during);
+        let (d50, d99, dmax) = spread(&mut delays);
         println!(
             "policy change {}: every stream had it in p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; the {count} reports sent meanwhile answered in p50 {r50:.1} ms, p99 {r99:.1} ms, max {rmax:.1} ms",
             number + 1

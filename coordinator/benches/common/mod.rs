@@ -11,6 +11,8 @@ use hearth_coordinator::ipam::ipv6_for;
 use hearth_coordinator::netmap::{Delivery, NodeRecord};
 use hearth_coordinator::streams::encode_line;
 
+pub mod load;
+
 /// Nodes in the network.
 pub const NODES: u64 = 10_000;
 /// Users owning them (node `id` belongs to user `id % USERS`).
