@@ -272,17 +272,6 @@ impl Server {
             options.relay_limits,
         ));
 
-        let admin_path = state.admin_socket();
-        match std::fs::remove_file(&admin_path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(error).context("cannot remove a stale admin socket");
-            }
-            _ => {}
-        }
-        let admin = UnixListener::bind(&admin_path)
-            .with_context(|| format!("cannot bind {}", admin_path.display()))?;
-        restrict(&admin_path)?;
-
         let stun = match options.stun_listen {
             Some(address) => Some(
                 UdpSocket::bind(address)
@@ -332,6 +321,19 @@ impl Server {
             )),
             None => None,
         };
+
+        // The admin socket last: once it answers, every listener is bound
+        // (what `hearth` and the tests take as the coordinator being up).
+        let admin_path = state.admin_socket();
+        match std::fs::remove_file(&admin_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).context("cannot remove a stale admin socket");
+            }
+            _ => {}
+        }
+        let admin = UnixListener::bind(&admin_path)
+            .with_context(|| format!("cannot bind {}", admin_path.display()))?;
+        restrict(&admin_path)?;
 
         Ok(Server {
             http,

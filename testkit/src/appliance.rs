@@ -252,13 +252,25 @@ pub fn encode(room: &str) -> String {
     room.replace(':', "%3A").replace(',', "%2C")
 }
 
-/// `hearth status --output json`, required all well.
+/// `hearth status --output json`, required all well. The machine's disk is
+/// this machine's: when it is really as full as `hearth status` warns of
+/// (under 10 % or 1 GiB free), that one warning is expected and the rest
+/// must be well.
 pub fn all_well(machine: &Machine) -> Value {
+    let disk_low = host_disk_low();
     let mut report = Value::Null;
     let well = wait_until(Duration::from_secs(120), || {
         let output = machine.exec(&["hearth", "status", "--output", "json"]);
         report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        output.status.success() && report["ok"] == true
+        let only_the_disk = disk_low
+            && report["problems"].as_array().is_some_and(|problems| {
+                problems.iter().all(|problem| {
+                    problem
+                        .as_str()
+                        .is_some_and(|text| text.starts_with("the disk holding "))
+                })
+            });
+        (output.status.success() && report["ok"] == true) || only_the_disk
     });
     assert!(
         well.is_some(),
@@ -293,4 +305,25 @@ pub fn running(phone: &Phone<'_>) {
     );
     let me: Value = serde_json::from_str(&last).expect("/api/me answers JSON");
     assert_eq!(me["user"], "ada", "{me}");
+}
+
+/// Whether this machine's disk under `/var/lib` is as full as `hearth
+/// status` warns of: under 10 % or 1 GiB free.
+fn host_disk_low() -> bool {
+    let output = std::process::Command::new("df")
+        .args(["-B1", "--output=avail,size", "/var/lib"])
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let numbers: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let [free, total] = numbers[..] else {
+        panic!("df's answer: {text}");
+    };
+    free < 1 << 30 || free * 100 / total.max(1) < 10
 }
