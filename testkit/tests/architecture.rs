@@ -163,8 +163,7 @@ fn named_in(cell: &str) -> Vec<(String, Vec<String>)> {
     let mut depth = 0usize;
     let mut rest = cell;
     while let Some(at) = rest.find(['(', ')', '`']) {
-        let (before, after) = rest.split_at(at);
-        let _ = before;
+        let after = &rest[at..];
         match after.as_bytes()[0] {
             b'(' => {
                 depth += 1;

@@ -799,7 +799,7 @@ impl Coordinator {
             );
             return Ok(record);
         }
-        self.store_changed(turn, changed.clone()).await?;
+        self.store_full_report(turn, changed.clone()).await?;
         Ok(changed)
     }
 

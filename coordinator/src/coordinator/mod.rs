@@ -86,25 +86,33 @@ impl State {
     }
 
     /// Puts the stored policy `text` in force with the identity provider's
-    /// `groups`: at start-up, when another coordinator stored it, when the
-    /// groups changed. The one place a stored policy that no longer parses
-    /// (stored by a newer coordinator, or before a downgrade) is handled:
-    /// it is in force as the empty policy, which denies everything, until
-    /// `policy set` stores one that parses. Failing closed, loudly.
+    /// `groups` ([`policy_in_force`]): when another coordinator stored it,
+    /// when the groups changed.
     fn adopt_stored_policy(
         &mut self,
         text: Option<String>,
         groups: ProviderGroups,
     ) -> Vec<Delivery> {
-        let policy = match text.as_deref().map(|text| stored_policy(text, &groups)) {
-            None => None,
-            Some(Ok(policy)) => Some(policy),
-            Some(Err(error)) => {
-                tracing::error!(%error, "the stored policy is invalid; denying all traffic until `policy set` stores a valid one");
-                Some(deny_all())
-            }
-        };
+        let policy = policy_in_force(text.as_deref(), &groups);
         self.put_policy(text, policy, groups)
+    }
+}
+
+/// The policy in force for the stored policy `text` (`None`: no policy,
+/// everything allowed) with the identity provider's `groups`: at start-up,
+/// when another coordinator stored it, when the groups changed. The one
+/// place a stored policy that no longer parses (stored by a newer
+/// coordinator, or before a downgrade) is handled: it is in force as the
+/// empty policy, which denies everything, until `policy set` stores one
+/// that parses. Failing closed, loudly.
+fn policy_in_force(text: Option<&str>, groups: &ProviderGroups) -> Option<Policy> {
+    match text.map(|text| stored_policy(text, groups)) {
+        None => None,
+        Some(Ok(policy)) => Some(policy),
+        Some(Err(error)) => {
+            tracing::error!(%error, "the stored policy is invalid; denying all traffic until `policy set` stores a valid one");
+            Some(deny_all())
+        }
     }
 }
 
@@ -171,22 +179,23 @@ impl Coordinator {
         authority: NodeAuthority,
         settings: Settings,
     ) -> Result<Arc<Coordinator>> {
-        let mut state = State {
-            registry: Registry::load(
-                Arc::new(effective_rules(None)),
-                db.list_nodes().await?,
-                db.released_addresses().await?,
-                db.max_node_id().await?,
-            ),
-            policy_text: None,
-            policy: None,
-            provider_groups: ProviderGroups::new(),
-        };
+        let policy_text = db.load_policy().await?;
         let groups = provider_groups(
             &db.list_users().await?,
             &db.list_provider_identities().await?,
         );
-        state.adopt_stored_policy(db.load_policy().await?, groups);
+        let policy = policy_in_force(policy_text.as_deref(), &groups);
+        let mut state = State {
+            registry: Registry::load(
+                Arc::new(effective_rules(policy.as_ref())),
+                db.list_nodes().await?,
+                db.released_addresses().await?,
+                db.max_node_id().await?,
+            ),
+            policy_text,
+            policy,
+            provider_groups: groups,
+        };
         let registry = &mut state.registry;
         let standalone = db.list_relays().await?;
         let _ = registry.set_relays(crate::relays::regions(&settings.relay, &standalone));
@@ -364,11 +373,29 @@ impl Coordinator {
         key: Option<i64>,
         now: i64,
     ) -> Result<bool> {
-        let before = self
-            .state()
-            .registry
-            .node(record.id)
-            .map(NodeRecord::whereabouts);
+        self.write_change(record, key, now, false).await
+    }
+
+    /// [`Coordinator::store_changed`] for what a node reported of itself,
+    /// where it is included (a Tailscale client's map request reporting
+    /// more than that).
+    async fn store_full_report(&self, _turn: &Turn<'_>, record: NodeRecord) -> Result<bool> {
+        self.write_change(record, None, 0, true).await
+    }
+
+    /// Writes `record` (consuming a use of `key` at `now`), then applies
+    /// and delivers it. Where a node is comes only from what it reports,
+    /// and reports take no writer's turn: unless this change is a report
+    /// (`reported`), the registry's whereabouts are newer than the ones
+    /// this change was decided on, so they are kept, and stored again
+    /// after what this change wrote.
+    async fn write_change(
+        &self,
+        record: NodeRecord,
+        key: Option<i64>,
+        now: i64,
+        reported: bool,
+    ) -> Result<bool> {
         let mut transaction = self.db.begin().await?;
         if let Some(key) = key
             && !consume_preauth_key(&mut transaction, key, now).await?
@@ -383,12 +410,11 @@ impl Coordinator {
             .await?;
         let mut record = record;
         let mut state = self.state();
-        let now = state.registry.node(record.id).map(NodeRecord::whereabouts);
-        if now.is_some() && now != before {
-            // The node reported where it is while this change was stored:
-            // its report is newer than what this change read, and is
-            // stored again after what this change wrote.
-            record.set_whereabouts(now.unwrap_or_default());
+        if !reported
+            && let Some(current) = state.registry.node(record.id).map(NodeRecord::whereabouts)
+            && current != record.whereabouts()
+        {
+            record.set_whereabouts(current);
             self.mark_unstored(record.id);
         }
         let deliveries = state.registry.upsert(record);
@@ -879,6 +905,38 @@ mod tests {
             .expect("start")
     }
 
+    /// Another connection takes the database's write lock in `dir` (as a
+    /// backup, a slow disk or another writer would), then node `id` is
+    /// renamed to `name`: returned once the rename holds its writer's turn,
+    /// from when it is in, or on its way to, the database, which it cannot
+    /// finish until the lock is released (`ROLLBACK` on the connection).
+    async fn rename_held_by_the_write_lock(
+        coordinator: &Arc<Coordinator>,
+        dir: &std::path::Path,
+        id: NodeId,
+        name: &'static str,
+    ) -> (
+        sqlx::SqliteConnection,
+        tokio::task::JoinHandle<Result<NodeView>>,
+    ) {
+        let path = StateDir::new(dir).database();
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .expect("write lock");
+        let writer = tokio::spawn({
+            let coordinator = Arc::clone(coordinator);
+            async move { coordinator.rename_node(id, name).await }
+        });
+        while coordinator.turn.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        (blocker, writer)
+    }
+
     /// A change waiting on a busy database (a backup, a slow disk, another
     /// writer) holds only the writers' turn: a node that connects meanwhile
     /// is still found and listed. Before the turn, the state lock was held
@@ -895,24 +953,8 @@ mod tests {
         let key: WireGuardKey = phone.wireguard_key.parse().expect("key");
 
         // Another connection holds the database's write lock.
-        let path = StateDir::new(dir.path()).database();
-        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("second connection");
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut blocker)
-            .await
-            .expect("write lock");
-
-        let writer = tokio::spawn({
-            let coordinator = Arc::clone(&coordinator);
-            async move { coordinator.rename_node(phone.id, "tablet").await }
-        });
-        // Ready once the rename holds its turn: from then on it is in, or
-        // on its way to, the database, which it cannot finish.
-        while coordinator.turn.try_lock().is_ok() {
-            tokio::task::yield_now().await;
-        }
+        let (mut blocker, writer) =
+            rename_held_by_the_write_lock(&coordinator, dir.path(), phone.id, "tablet").await;
 
         let bound = Duration::from_secs(5);
         let listed = tokio::time::timeout(bound, coordinator.list_nodes())
@@ -1021,21 +1063,8 @@ mod tests {
             .and_then(NodeRecord::credential);
         let reported: std::net::SocketAddr = "198.51.100.7:41641".parse().expect("address");
 
-        let path = StateDir::new(dir.path()).database();
-        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("second connection");
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut blocker)
-            .await
-            .expect("write lock");
-        let writer = tokio::spawn({
-            let coordinator = Arc::clone(&coordinator);
-            async move { coordinator.rename_node(id, "desk").await }
-        });
-        while coordinator.turn.try_lock().is_ok() {
-            tokio::task::yield_now().await;
-        }
+        let (mut blocker, writer) =
+            rename_held_by_the_write_lock(&coordinator, dir.path(), id, "desk").await;
 
         let report = hearth_control::wire::EndpointReport {
             listen_port: 41641,
