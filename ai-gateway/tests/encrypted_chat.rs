@@ -85,8 +85,11 @@ async fn every_refusal_is_clear_and_never_reaches_the_backend() {
         async move { post_chat(&target, body).await }
     };
 
-    let (stale, _) = seal(&key, &device, "hi", now() - 61);
-    let (future, _) = seal(&key, &device, "hi", now() + 61);
+    // Far outside the gateway's 60-second window, so that the seconds the
+    // test spends before the gateway reads its clock cannot bring either
+    // back in (a stamp one second past the edge did, once, in CI).
+    let (stale, _) = seal(&key, &device, "hi", now() - 3600);
+    let (future, _) = seal(&key, &device, "hi", now() + 3600);
     let (wrong_key, _) = {
         let mut other = key.clone();
         other.id = "kAAAAAAAA".into();
