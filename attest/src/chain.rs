@@ -114,9 +114,12 @@ pub fn verify(
 }
 
 /// Checks `signature` (ASN.1 DER) over `message` by the key of `leaf`.
-pub fn verify_signature(leaf: &[u8], message: &[u8], signature: &[u8]) -> Result<(), String> {
+pub fn verify_signature(
+    leaf: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), webpki::Error> {
     let leaf = CertificateDer::from(leaf);
-    let leaf = EndEntityCert::try_from(&leaf).map_err(|error| format!("{error:?}"))?;
+    let leaf = EndEntityCert::try_from(&leaf)?;
     leaf.verify_signature(webpki::ring::ECDSA_P384_SHA384, message, signature)
-        .map_err(|error| format!("{error:?}"))
 }

@@ -116,6 +116,26 @@ impl Default for Policy {
     }
 }
 
+/// Why no image of a policy matches the measurements found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageMismatch {
+    /// The policy lists no image.
+    #[error("the policy allows no image")]
+    NoImage,
+    /// The closest image's first PCR that differs.
+    #[error("PCR{index} is {found}, image `{image}` wants {wanted}")]
+    Pcr {
+        /// The PCR.
+        index: u8,
+        /// Its value found, shortened, or `absent`.
+        found: String,
+        /// The closest image.
+        image: String,
+        /// The value it pins, shortened.
+        wanted: String,
+    },
+}
+
 /// Why a policy file is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
@@ -135,10 +155,10 @@ pub enum PolicyError {
     Root,
     /// The SEV-SNP part is not usable.
     #[error("sev_snp: {0}")]
-    SevSnp(String),
+    SevSnp(crate::snp::SnpError),
     /// The TDX part is not usable.
     #[error("tdx: {0}")]
-    Tdx(String),
+    Tdx(crate::tdx::TdxError),
     /// The transparency part is not usable.
     #[error("transparency: {0}")]
     Transparency(String),
@@ -193,8 +213,8 @@ impl Policy {
 
     /// The image whose every pinned PCR equals `pcrs`, or why none matches:
     /// the first differing PCR of the closest image.
-    pub fn matching_image(&self, pcrs: &BTreeMap<u8, Vec<u8>>) -> Result<&Image, String> {
-        let mut closest: Option<(usize, String)> = None;
+    pub fn matching_image(&self, pcrs: &BTreeMap<u8, Vec<u8>>) -> Result<&Image, ImageMismatch> {
+        let mut closest: Option<(usize, ImageMismatch)> = None;
         for image in &self.images {
             let mut matched = 0;
             let mut first_difference = None;
@@ -206,12 +226,12 @@ impl Policy {
                 {
                     matched += 1;
                 } else if first_difference.is_none() {
-                    first_difference = Some(format!(
-                        "PCR{index} is {}, image `{}` wants {}",
-                        found.as_deref().map(short).unwrap_or("absent"),
-                        image.name,
-                        short(wanted)
-                    ));
+                    first_difference = Some(ImageMismatch::Pcr {
+                        index: *index,
+                        found: found.as_deref().map(short).unwrap_or("absent").to_owned(),
+                        image: image.name.clone(),
+                        wanted: short(wanted).to_owned(),
+                    });
                 }
             }
             let Some(difference) = first_difference else {
@@ -221,10 +241,7 @@ impl Policy {
                 closest = Some((matched, difference));
             }
         }
-        Err(closest.map_or_else(
-            || "the policy allows no image".to_owned(),
-            |(_, difference)| difference,
-        ))
+        Err(closest.map_or(ImageMismatch::NoImage, |(_, difference)| difference))
     }
 }
 
@@ -259,7 +276,7 @@ mod tests {
         let policy = Policy::default();
         assert_eq!(
             policy.matching_image(&pcrs(&[(0, 1), (1, 2), (2, 3)])),
-            Err("the policy allows no image".into())
+            Err(ImageMismatch::NoImage)
         );
         assert!(!policy.allow_debug && !policy.allow_dev_evidence);
         assert_eq!(Policy::parse("{}").unwrap(), policy);
@@ -277,7 +294,7 @@ mod tests {
         let found = pcrs(&[(0, 1), (1, 2), (2, 3), (3, 7), (8, 4)]);
         assert_eq!(policy.matching_image(&found).unwrap().name, "new");
         let wrong = pcrs(&[(0, 1), (1, 2), (2, 5), (8, 4)]);
-        let why = policy.matching_image(&wrong).unwrap_err();
+        let why = policy.matching_image(&wrong).unwrap_err().to_string();
         assert!(why.starts_with("PCR2 is 0505"), "{why}");
         assert!(why.contains("image `new` wants 0303"), "{why}");
         let missing = pcrs(&[(0, 1), (1, 2), (2, 3)]);
@@ -285,6 +302,7 @@ mod tests {
             policy
                 .matching_image(&missing)
                 .unwrap_err()
+                .to_string()
                 .contains("PCR8 is absent")
         );
     }

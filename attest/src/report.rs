@@ -126,18 +126,18 @@ impl Report {
     }
 
     /// Records that a check passed.
-    pub fn pass(&mut self, check: CheckName, detail: impl Into<String>) {
-        self.record(check, Outcome::Passed(detail.into()));
+    pub fn pass(&mut self, check: CheckName, detail: impl std::fmt::Display) {
+        self.record(check, Outcome::Passed(detail.to_string()));
     }
 
     /// Records that a check failed.
-    pub fn fail(&mut self, check: CheckName, detail: impl Into<String>) {
-        self.record(check, Outcome::Failed(detail.into()));
+    pub fn fail(&mut self, check: CheckName, detail: impl std::fmt::Display) {
+        self.record(check, Outcome::Failed(detail.to_string()));
     }
 
     /// Records a check not made.
-    pub fn skip(&mut self, check: CheckName, detail: impl Into<String>) {
-        self.record(check, Outcome::Skipped(detail.into()));
+    pub fn skip(&mut self, check: CheckName, detail: impl std::fmt::Display) {
+        self.record(check, Outcome::Skipped(detail.to_string()));
     }
 
     /// The checks that failed.

@@ -39,6 +39,134 @@ pub const POLICY_DEBUG: u64 = 1 << 19;
 /// Largest document accepted.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
 
+/// Why SEV-SNP evidence, or the policy's SEV-SNP part, is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnpError {
+    /// The document is larger than [`MAX_DOCUMENT`].
+    #[error("{0} bytes, more than {MAX_DOCUMENT}")]
+    TooLarge(usize),
+    /// The document is not the CBOR map this module writes.
+    #[error("not an SEV-SNP document: {0}")]
+    NotDocument(String),
+    /// The report is not [`REPORT_LEN`] bytes.
+    #[error("a report is {REPORT_LEN} bytes, this one {0}")]
+    ReportLength(usize),
+    /// The report's version is not one this reads.
+    #[error("report version {0} is not one of 2 to 5")]
+    ReportVersion(u32),
+    /// The report is signed with another algorithm.
+    #[error("signature algorithm {0} is not ECDSA P-384 with SHA-384")]
+    ReportAlgorithm(u32),
+    /// A signature value has bytes beyond P-384's 48.
+    #[error("a signature value is longer than P-384's")]
+    OversizedSignature,
+    /// The VCEK did not sign the report.
+    #[error("the report's signature does not verify with the VCEK")]
+    ReportSignature,
+    /// A certificate is not DER X.509.
+    #[error("the {what} does not parse: {problem}")]
+    Certificate {
+        /// Which certificate (VCEK, ASK, ARK).
+        what: String,
+        /// The parser's words.
+        problem: String,
+    },
+    /// A certificate is followed by other bytes.
+    #[error("the {0} has bytes after it")]
+    TrailingBytes(String),
+    /// A certificate names another issuer.
+    #[error("{subject} is issued by {issuer}, not {expected}")]
+    WrongIssuer {
+        /// The certificate's common name.
+        subject: String,
+        /// The issuer it names.
+        issuer: String,
+        /// The issuer it was checked against.
+        expected: String,
+    },
+    /// A certificate's signature by its issuer does not hold.
+    #[error("{subject}'s signature by {issuer}: {problem}")]
+    CertificateSignature {
+        /// The certificate's common name.
+        subject: String,
+        /// The issuer's common name.
+        issuer: String,
+        /// Why.
+        problem: Box<SnpError>,
+    },
+    /// A certificate is not valid at the time of the check.
+    #[error("the {what} is not valid at {at}")]
+    Expired {
+        /// Which certificate.
+        what: &'static str,
+        /// The time of the check, RFC 3339.
+        at: String,
+    },
+    /// The VCEK lacks a TCB extension.
+    #[error("the VCEK names no {0} version")]
+    VcekTcbMissing(&'static str),
+    /// A signature algorithm other than RSASSA-PSS.
+    #[error("algorithm {0} is not RSASSA-PSS")]
+    NotPss(String),
+    /// An RSASSA-PSS signature does not verify.
+    #[error("the signature does not verify")]
+    BadSignature,
+    /// The CRL is not DER.
+    #[error("the CRL does not parse: {0}")]
+    CrlSyntax(String),
+    /// The CRL is not the ARK's.
+    #[error("the CRL is issued by {0}, not the ARK")]
+    CrlIssuer(String),
+    /// The CRL's signature does not hold.
+    #[error("the CRL's signature: {0}")]
+    CrlSignature(Box<SnpError>),
+    /// The CRL begins after the time of the check.
+    #[error("the CRL is from the future")]
+    CrlFromTheFuture,
+    /// The CRL's next update has passed.
+    #[error("the CRL expired at {0}")]
+    CrlExpired(String),
+    /// The certificate table is not ended by an entry of zeros.
+    #[error("the certificate table has no end entry")]
+    TableUnended,
+    /// A certificate table entry points outside the table.
+    #[error("a certificate table entry points outside the table")]
+    TableOutside,
+    /// The report states another TCB than its VCEK certifies.
+    #[error("the report states TCB ({reported}) but the VCEK is for ({certified})")]
+    TcbMismatch {
+        /// The report's.
+        reported: Tcb,
+        /// The VCEK's.
+        certified: Tcb,
+    },
+    /// The VCEK names another chip than the report.
+    #[error("the VCEK was made for another chip")]
+    OtherChip,
+    /// The TCB is older than the policy accepts.
+    #[error("TCB ({reported}) is older than the policy's least ({minimum})")]
+    TcbTooOld {
+        /// The report's.
+        reported: Tcb,
+        /// The policy's least.
+        minimum: Tcb,
+    },
+    /// No image of the policy has the report's measurement.
+    #[error("measurement {0} is not one the policy trusts")]
+    UntrustedMeasurement(String),
+    /// A policy image's value is not usable.
+    #[error("image `{image}`: {problem}")]
+    Image {
+        /// The image's name.
+        image: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A pinned ARK fingerprint is not 64 hex digits.
+    #[error("ark_sha256: each entry is 64 hex digits")]
+    ArkPin,
+}
+
 /// SHA-256 of the DER of AMD's root keys (ARK), one per product, as AMD's
 /// key distribution service serves them (`/vcek/v1/<product>/cert_chain`).
 pub const AMD_ARKS_SHA256: &[(&str, &str)] = &[
@@ -85,12 +213,11 @@ pub struct SnpDocument {
 
 impl SnpDocument {
     /// Reads a document.
-    pub fn parse(bytes: &[u8]) -> Result<SnpDocument, String> {
+    pub fn parse(bytes: &[u8]) -> Result<SnpDocument, SnpError> {
         if bytes.len() > MAX_DOCUMENT {
-            return Err(format!("{} bytes, more than {MAX_DOCUMENT}", bytes.len()));
+            return Err(SnpError::TooLarge(bytes.len()));
         }
-        ciborium::de::from_reader(bytes)
-            .map_err(|error| format!("not an SEV-SNP document: {error}"))
+        ciborium::de::from_reader(bytes).map_err(|error| SnpError::NotDocument(error.to_string()))
     }
 
     /// The document's bytes.
@@ -196,23 +323,18 @@ pub struct SnpReport {
 }
 
 /// Reads a report.
-pub fn parse_report(bytes: &[u8]) -> Result<SnpReport, String> {
+pub fn parse_report(bytes: &[u8]) -> Result<SnpReport, SnpError> {
     if bytes.len() != REPORT_LEN {
-        return Err(format!(
-            "a report is {REPORT_LEN} bytes, this one {}",
-            bytes.len()
-        ));
+        return Err(SnpError::ReportLength(bytes.len()));
     }
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let version = u32_at(0);
     if !(2..=5).contains(&version) {
-        return Err(format!("report version {version} is not one of 2 to 5"));
+        return Err(SnpError::ReportVersion(version));
     }
     let algorithm = u32_at(0x34);
     if algorithm != ECDSA_P384_SHA384 {
-        return Err(format!(
-            "signature algorithm {algorithm} is not ECDSA P-384 with SHA-384"
-        ));
+        return Err(SnpError::ReportAlgorithm(algorithm));
     }
     let array = |at: usize, len: usize| &bytes[at..at + len];
     // Version 3 and later name the CPU's family; Turin is 0x1A.
@@ -222,7 +344,7 @@ pub fn parse_report(bytes: &[u8]) -> Result<SnpReport, String> {
     for (half, at) in [(0, 0x2A0), (48, 0x2E8)] {
         let little = &bytes[at..at + 72];
         if little[48..].iter().any(|byte| *byte != 0) {
-            return Err("a signature value is longer than P-384's".into());
+            return Err(SnpError::OversizedSignature);
         }
         for index in 0..48 {
             signature[half + index] = little[47 - index];
@@ -247,13 +369,13 @@ pub fn parse_report(bytes: &[u8]) -> Result<SnpReport, String> {
 impl SnpReport {
     /// Checks the report's signature with the VCEK's public key (an
     /// uncompressed P-384 point).
-    pub fn verify_signature(&self, vcek_public_key: &[u8]) -> Result<(), String> {
+    pub fn verify_signature(&self, vcek_public_key: &[u8]) -> Result<(), SnpError> {
         ring::signature::UnparsedPublicKey::new(
             &ring::signature::ECDSA_P384_SHA384_FIXED,
             vcek_public_key,
         )
         .verify(&self.signed, &self.signature)
-        .map_err(|_| "the report's signature does not verify with the VCEK".into())
+        .map_err(|_| SnpError::ReportSignature)
     }
 
     /// Whether the guest policy lets the hypervisor debug the guest.
@@ -279,11 +401,14 @@ pub struct Certificate<'a> {
 
 impl<'a> Certificate<'a> {
     /// Parses DER.
-    pub fn parse(der: &'a [u8], what: &str) -> Result<Certificate<'a>, String> {
-        let (rest, parsed) = X509Certificate::from_der(der)
-            .map_err(|error| format!("the {what} does not parse: {error}"))?;
+    pub fn parse(der: &'a [u8], what: &str) -> Result<Certificate<'a>, SnpError> {
+        let (rest, parsed) =
+            X509Certificate::from_der(der).map_err(|error| SnpError::Certificate {
+                what: what.to_owned(),
+                problem: error.to_string(),
+            })?;
         if !rest.is_empty() {
-            return Err(format!("the {what} has bytes after it"));
+            return Err(SnpError::TrailingBytes(what.to_owned()));
         }
         Ok(Certificate { parsed })
     }
@@ -308,14 +433,13 @@ impl<'a> Certificate<'a> {
 
     /// Checks that `issuer` signed it with RSASSA-PSS (SHA-384) and that
     /// its issuer's name is `issuer`'s subject.
-    pub fn signed_by(&self, issuer: &Certificate<'_>) -> Result<(), String> {
+    pub fn signed_by(&self, issuer: &Certificate<'_>) -> Result<(), SnpError> {
         if self.parsed.issuer() != issuer.parsed.subject() {
-            return Err(format!(
-                "{} is issued by {}, not {}",
-                self.common_name(),
-                self.parsed.issuer(),
-                issuer.common_name()
-            ));
+            return Err(SnpError::WrongIssuer {
+                subject: self.common_name(),
+                issuer: self.parsed.issuer().to_string(),
+                expected: issuer.common_name(),
+            });
         }
         verify_pss(
             self.parsed.signature_algorithm.algorithm.to_id_string(),
@@ -323,12 +447,10 @@ impl<'a> Certificate<'a> {
             self.parsed.tbs_certificate.as_ref(),
             &self.parsed.signature_value.data,
         )
-        .map_err(|why| {
-            format!(
-                "{}'s signature by {}: {why}",
-                self.common_name(),
-                issuer.common_name()
-            )
+        .map_err(|why| SnpError::CertificateSignature {
+            subject: self.common_name(),
+            issuer: issuer.common_name(),
+            problem: Box::new(why),
         })
     }
 
@@ -357,10 +479,10 @@ impl<'a> Certificate<'a> {
     }
 
     /// The VCEK's TCB, from its extensions.
-    pub fn vcek_tcb(&self) -> Result<Tcb, String> {
-        let part = |oid: &str, name: &str| {
+    pub fn vcek_tcb(&self) -> Result<Tcb, SnpError> {
+        let part = |oid: &str, name: &'static str| {
             self.extension_integer(oid)
-                .ok_or_else(|| format!("the VCEK names no {name} version"))
+                .ok_or(SnpError::VcekTcbMissing(name))
         };
         Ok(Tcb {
             bootloader: part(OID_BOOTLOADER, "boot loader")?,
@@ -390,16 +512,16 @@ fn verify_pss(
     issuer: &Certificate<'_>,
     signed: &[u8],
     signature: &[u8],
-) -> Result<(), String> {
+) -> Result<(), SnpError> {
     if algorithm != RSASSA_PSS {
-        return Err(format!("algorithm {algorithm} is not RSASSA-PSS"));
+        return Err(SnpError::NotPss(algorithm));
     }
     ring::signature::UnparsedPublicKey::new(
         &ring::signature::RSA_PSS_2048_8192_SHA384,
         issuer.public_key(),
     )
     .verify(signed, signature)
-    .map_err(|_| "the signature does not verify".to_owned())
+    .map_err(|_| SnpError::BadSignature)
 }
 
 /// The revocation list's facts: who signed it, when it holds, which
@@ -411,14 +533,11 @@ pub struct Revocations {
 
 /// Checks AMD's CRL `der`: signed by `ark`, current at `now`; its revoked
 /// serials.
-pub fn read_crl(der: &[u8], ark: &Certificate<'_>, now: Duration) -> Result<Revocations, String> {
+pub fn read_crl(der: &[u8], ark: &Certificate<'_>, now: Duration) -> Result<Revocations, SnpError> {
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
-        .map_err(|error| format!("the CRL does not parse: {error}"))?;
+        .map_err(|error| SnpError::CrlSyntax(error.to_string()))?;
     if crl.issuer() != ark.parsed.subject() {
-        return Err(format!(
-            "the CRL is issued by {}, not the ARK",
-            crl.issuer()
-        ));
+        return Err(SnpError::CrlIssuer(crl.issuer().to_string()));
     }
     verify_pss(
         crl.signature_algorithm.algorithm.to_id_string(),
@@ -426,18 +545,17 @@ pub fn read_crl(der: &[u8], ark: &Certificate<'_>, now: Duration) -> Result<Revo
         crl.tbs_cert_list.as_ref(),
         &crl.signature_value.data,
     )
-    .map_err(|why| format!("the CRL's signature: {why}"))?;
+    .map_err(|why| SnpError::CrlSignature(Box::new(why)))?;
     let now_seconds = now.as_secs() as i64;
     let this_update = crl.last_update().timestamp();
     if now_seconds < this_update {
-        return Err("the CRL is from the future".into());
+        return Err(SnpError::CrlFromTheFuture);
     }
     match crl.next_update() {
         Some(next) if now_seconds > next.timestamp() => {
-            return Err(format!(
-                "the CRL expired at {}",
-                crate::report::rfc3339(Duration::from_secs(next.timestamp().max(0) as u64))
-            ));
+            return Err(SnpError::CrlExpired(crate::report::rfc3339(
+                Duration::from_secs(next.timestamp().max(0) as u64),
+            )));
         }
         _ => {}
     }
@@ -485,13 +603,11 @@ const fn guid(a: u32, b: u16, c: u16, d: u16, e: u64) -> [u8; 16] {
 /// (little-endian, from the table's start), ended by an entry of zeros.
 /// Entries it does not know are skipped; a table that points outside
 /// itself is refused.
-pub fn certificate_table(table: &[u8]) -> Result<HostCertificates, String> {
+pub fn certificate_table(table: &[u8]) -> Result<HostCertificates, SnpError> {
     let mut found = HostCertificates::default();
     let mut at = 0;
     loop {
-        let entry = table
-            .get(at..at + 24)
-            .ok_or("the certificate table has no end entry")?;
+        let entry = table.get(at..at + 24).ok_or(SnpError::TableUnended)?;
         if entry.iter().all(|byte| *byte == 0) {
             return Ok(found);
         }
@@ -499,7 +615,7 @@ pub fn certificate_table(table: &[u8]) -> Result<HostCertificates, String> {
         let length = u32::from_le_bytes(entry[20..24].try_into().expect("4 bytes")) as usize;
         let der = table
             .get(offset..offset.saturating_add(length))
-            .ok_or("a certificate table entry points outside the table")?
+            .ok_or(SnpError::TableOutside)?
             .to_vec();
         let slot = match <[u8; 16]>::try_from(&entry[..16]).expect("16 bytes") {
             GUID_VCEK => Some(&mut found.vcek),
@@ -592,7 +708,7 @@ impl SnpPolicy {
     }
 
     /// The image whose measurement (and host data) the report has.
-    pub fn matching_image(&self, report: &SnpReport) -> Result<&SnpImage, String> {
+    pub fn matching_image(&self, report: &SnpReport) -> Result<&SnpImage, SnpError> {
         let measurement = hex::encode(report.measurement);
         let host_data = hex::encode(report.host_data);
         self.images
@@ -605,37 +721,34 @@ impl SnpPolicy {
                         .is_none_or(|wanted| wanted.eq_ignore_ascii_case(&host_data))
             })
             .ok_or_else(|| {
-                format!(
-                    "measurement {} is not one the policy trusts",
-                    crate::policy::short(&measurement)
-                )
+                SnpError::UntrustedMeasurement(crate::policy::short(&measurement).to_string())
             })
     }
 
     /// Checks a policy's values.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SnpError> {
         for image in &self.images {
+            let problem = |problem: String| SnpError::Image {
+                image: image.name.clone(),
+                problem,
+            };
             let bytes = hex::decode(&image.measurement)
-                .map_err(|_| format!("image `{}`: the measurement is not hex", image.name))?;
+                .map_err(|_| problem("the measurement is not hex".into()))?;
             if bytes.len() != 48 {
-                return Err(format!(
-                    "image `{}`: a measurement is 48 bytes, not {}",
-                    image.name,
+                return Err(problem(format!(
+                    "a measurement is 48 bytes, not {}",
                     bytes.len()
-                ));
+                )));
             }
             if let Some(host_data) = &image.host_data
                 && hex::decode(host_data).map(|bytes| bytes.len()) != Ok(32)
             {
-                return Err(format!(
-                    "image `{}`: host_data is not 32 bytes of hex",
-                    image.name
-                ));
+                return Err(problem("host_data is not 32 bytes of hex".into()));
             }
         }
         for pinned in &self.ark_sha256 {
             if pinned.len() != 64 || hex::decode(pinned).is_err() {
-                return Err("ark_sha256: each entry is 64 hex digits".into());
+                return Err(SnpError::ArkPin);
             }
         }
         Ok(())
@@ -731,11 +844,11 @@ pub fn verify(
                 [(&ark, "ARK"), (&ask, "ASK"), (&vcek, "VCEK")]
                     .into_iter()
                     .find(|(certificate, _)| !certificate.valid_at(now))
-                    .map_or(Ok(()), |(_, name)| {
-                        Err(format!(
-                            "the {name} is not valid at {}",
-                            crate::report::rfc3339(now)
-                        ))
+                    .map_or(Ok(()), |(_, what)| {
+                        Err(SnpError::Expired {
+                            what,
+                            at: crate::report::rfc3339(now),
+                        })
                     })
             });
         match chain {
@@ -796,21 +909,21 @@ pub fn verify(
     // chip, and no older than the policy's least.
     let tcb = vcek.vcek_tcb().and_then(|certified| {
         if certified != snp.reported_tcb {
-            return Err(format!(
-                "the report states TCB ({}) but the VCEK is for ({certified})",
-                snp.reported_tcb
-            ));
+            return Err(SnpError::TcbMismatch {
+                reported: snp.reported_tcb,
+                certified,
+            });
         }
         if snp.chip_id.iter().any(|byte| *byte != 0)
             && vcek.vcek_chip_id().is_some_and(|hwid| hwid != snp.chip_id)
         {
-            return Err("the VCEK was made for another chip".into());
+            return Err(SnpError::OtherChip);
         }
         match snp_policy.and_then(|policy| policy.min_tcb.as_ref()) {
-            Some(minimum) if !snp.reported_tcb.at_least(minimum) => Err(format!(
-                "TCB ({}) is older than the policy's least ({minimum})",
-                snp.reported_tcb
-            )),
+            Some(minimum) if !snp.reported_tcb.at_least(minimum) => Err(SnpError::TcbTooOld {
+                reported: snp.reported_tcb,
+                minimum: *minimum,
+            }),
             _ => Ok(()),
         }
     });

@@ -50,13 +50,54 @@ pub struct TdxDocument {
     pub issued_at: u64,
 }
 
+/// Why TDX evidence, or the policy's TDX part, is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TdxError {
+    /// The document is larger than [`MAX_DOCUMENT`].
+    #[error("{0} bytes, more than {MAX_DOCUMENT}")]
+    TooLarge(usize),
+    /// The document is not the CBOR map this module writes.
+    #[error("not a TDX document: {0}")]
+    NotDocument(String),
+    /// The quote is not a DCAP quote.
+    #[error("the quote does not parse: {0}")]
+    Quote(String),
+    /// The collateral is not PCCS's JSON.
+    #[error("the collateral is not PCCS's JSON: {0}")]
+    Collateral(String),
+    /// The pinned root is not 64 hex digits.
+    #[error("root_sha256: 64 hex digits")]
+    RootPin,
+    /// A policy image's measurement is not usable.
+    #[error("image `{image}`: {name} is not 48 bytes of hex")]
+    Image {
+        /// The image's name.
+        image: String,
+        /// Which measurement.
+        name: &'static str,
+    },
+    /// The policy lists no image.
+    #[error("the policy trusts no TD")]
+    NoImage,
+    /// The last image tried differs in this measurement.
+    #[error("{name} is {found}, not image `{image}`'s")]
+    Differs {
+        /// Which measurement.
+        name: &'static str,
+        /// Its value found, shortened, or `absent`.
+        found: String,
+        /// The image.
+        image: String,
+    },
+}
+
 impl TdxDocument {
     /// Reads a document.
-    pub fn parse(bytes: &[u8]) -> Result<TdxDocument, String> {
+    pub fn parse(bytes: &[u8]) -> Result<TdxDocument, TdxError> {
         if bytes.len() > MAX_DOCUMENT {
-            return Err(format!("{} bytes, more than {MAX_DOCUMENT}", bytes.len()));
+            return Err(TdxError::TooLarge(bytes.len()));
         }
-        ciborium::de::from_reader(bytes).map_err(|error| format!("not a TDX document: {error}"))
+        ciborium::de::from_reader(bytes).map_err(|error| TdxError::NotDocument(error.to_string()))
     }
 
     /// The document's bytes.
@@ -124,9 +165,9 @@ impl Default for TdxPolicy {
 
 impl TdxPolicy {
     /// Checks a policy's values.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), TdxError> {
         if self.root_sha256.len() != 64 || hex::decode(&self.root_sha256).is_err() {
-            return Err("root_sha256: 64 hex digits".into());
+            return Err(TdxError::RootPin);
         }
         for image in &self.images {
             let values = [
@@ -140,10 +181,10 @@ impl TdxPolicy {
                 if let Some(value) = value
                     && hex::decode(value).map(|bytes| bytes.len()) != Ok(48)
                 {
-                    return Err(format!(
-                        "image `{}`: {name} is not 48 bytes of hex",
-                        image.name
-                    ));
+                    return Err(TdxError::Image {
+                        image: image.name.clone(),
+                        name,
+                    });
                 }
             }
         }
@@ -151,8 +192,8 @@ impl TdxPolicy {
     }
 
     /// The image whose every measurement the TD has.
-    fn matching_image(&self, found: &BTreeMap<String, String>) -> Result<&TdxImage, String> {
-        let mut why = "the policy trusts no TD".to_owned();
+    fn matching_image(&self, found: &BTreeMap<String, String>) -> Result<&TdxImage, TdxError> {
+        let mut why = TdxError::NoImage;
         for image in &self.images {
             let wanted = [
                 ("mrtd", Some(&image.mrtd)),
@@ -171,13 +212,14 @@ impl TdxPolicy {
             match differs {
                 None => return Ok(image),
                 Some((name, _)) => {
-                    why = format!(
-                        "{name} is {}, not image `{}`'s",
-                        found
+                    why = TdxError::Differs {
+                        name,
+                        found: found
                             .get(name)
-                            .map_or("absent", |value| crate::policy::short(value)),
-                        image.name
-                    );
+                            .map_or("absent", |value| crate::policy::short(value))
+                            .to_owned(),
+                        image: image.name.clone(),
+                    };
                 }
             }
         }
@@ -257,9 +299,9 @@ pub fn verify(
     let mut report = crate::verify::start(crate::evidence::INTEL_TDX, now);
     let parsed = TdxDocument::parse(bytes).and_then(|document| {
         let quote = dcap_qvl::quote::Quote::parse(&document.quote)
-            .map_err(|error| format!("the quote does not parse: {error}"))?;
+            .map_err(|error| TdxError::Quote(error.to_string()))?;
         let collateral: dcap_qvl::QuoteCollateralV3 = serde_json::from_str(&document.collateral)
-            .map_err(|error| format!("the collateral is not PCCS's JSON: {error}"))?;
+            .map_err(|error| TdxError::Collateral(error.to_string()))?;
         Ok((document, quote, collateral))
     });
     let (document, quote, collateral) = match parsed {

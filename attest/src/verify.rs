@@ -232,7 +232,7 @@ fn check_signature(signed: &CoseSign1, document: &Document, report: &mut Report)
         Ok(()) => report.pass(CheckName::Signature, "signed by the document's certificate"),
         Err(error) => report.fail(
             CheckName::Signature,
-            format!("the signature does not verify with the document's certificate ({error})"),
+            format!("the signature does not verify with the document's certificate ({error:?})"),
         ),
     }
 }

@@ -77,6 +77,9 @@ pub enum TsmError {
     /// The pieces do not make a document.
     #[error("{0}")]
     Document(String),
+    /// The host's certificate table is not one.
+    #[error("{0}")]
+    CertificateTable(#[from] hearth_attest::snp::SnpError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TsmError + '_ {
@@ -159,7 +162,7 @@ pub fn snp_document(
     kept: Option<(HostCertificates, Option<Vec<u8>>)>,
 ) -> Result<SnpDocument, TsmError> {
     let from_host = match &output.auxblob {
-        Some(table) => certificate_table(table).map_err(TsmError::Document)?,
+        Some(table) => certificate_table(table)?,
         None => HostCertificates::default(),
     };
     let (kept, crl) = kept.unwrap_or_default();

@@ -34,20 +34,41 @@ pub enum Endpoint {
     Unix(PathBuf),
 }
 
-impl std::str::FromStr for Endpoint {
-    type Err = String;
+/// Why a text is not an [`Endpoint`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// `unix:` without a path.
+    #[error("unix: needs a path")]
+    NoPath,
+    /// A CID or port that is not a number.
+    #[error("{text}: `{part}` is not a number")]
+    NotANumber {
+        /// The whole endpoint.
+        text: String,
+        /// The part that is not a number.
+        part: String,
+    },
+    /// None of the three forms.
+    #[error("{0}: not tcp:ADDRESS:PORT, vsock:CID:PORT or unix:PATH")]
+    Unknown(String),
+}
 
-    fn from_str(text: &str) -> Result<Endpoint, String> {
+impl std::str::FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(text: &str) -> Result<Endpoint, EndpointError> {
         if let Some(path) = text.strip_prefix("unix:") {
             return match path {
-                "" => Err("unix: needs a path".into()),
+                "" => Err(EndpointError::NoPath),
                 path => Ok(Endpoint::Unix(path.into())),
             };
         }
         if let Some(rest) = text.strip_prefix("vsock:") {
             let number = |part: &str| {
-                part.parse::<u32>()
-                    .map_err(|_| format!("{text}: `{part}` is not a number"))
+                part.parse::<u32>().map_err(|_| EndpointError::NotANumber {
+                    text: text.to_owned(),
+                    part: part.to_owned(),
+                })
             };
             return match rest.split_once(':') {
                 Some((cid, port)) => Ok(Endpoint::Vsock {
@@ -64,7 +85,7 @@ impl std::str::FromStr for Endpoint {
         address
             .parse()
             .map(Endpoint::Tcp)
-            .map_err(|_| format!("{text}: not tcp:ADDRESS:PORT, vsock:CID:PORT or unix:PATH"))
+            .map_err(|_| EndpointError::Unknown(text.to_owned()))
     }
 }
 
