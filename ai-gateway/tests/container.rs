@@ -113,7 +113,7 @@ fn the_gateway_container_is_locked_down_and_answers_through_the_socket() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
     let up = wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        hearth_testkit::llama::port_answers(("127.0.0.1", port))
     });
     assert!(up.is_some(), "the gateway did not come up:\n{}", logs());
 

@@ -31,7 +31,7 @@ fn start_with_tailscale(dir: &std::path::Path, extra: &[&str]) -> (Server, Socke
     }
     let server = builder.start();
     hearth_testkit::wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(plain).is_ok()
+        hearth_testkit::llama::port_answers(plain)
     })
     .expect("the plain listener answers");
     (server, plain)

@@ -294,7 +294,7 @@ impl LoopbackRouter {
             dir,
         };
         wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            crate::llama::port_answers(("127.0.0.1", port))
         })
         .unwrap_or_else(|| panic!("the router did not start: {}", router.log_text()));
         router.token = std::fs::read_to_string(&router.token_file)

@@ -209,7 +209,7 @@ impl Server {
             // The socket file of a killed server stays behind: ready means it answers.
             let admin_ready =
                 std::os::unix::net::UnixStream::connect(self.state.join("admin.sock")).is_ok();
-            if admin_ready && std::net::TcpStream::connect(self.address).is_ok() {
+            if admin_ready && crate::llama::port_answers(self.address) {
                 return Ready::Yes;
             }
             if let Ok(Some(_status)) = self.child.try_wait() {

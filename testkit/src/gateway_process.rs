@@ -141,7 +141,7 @@ impl Gateway {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("the gateway exited ({status}): {}", self.log_text());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if crate::llama::port_answers(("127.0.0.1", self.port)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -164,6 +164,18 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Whether something listens at `address`: a connection is accepted, and
+/// not by the connecting socket itself. Ports from [`free_port`] are in
+/// the ephemeral range, so while nothing listens yet a connect can pick the
+/// very port as its source and "connect" to itself (TCP simultaneous open);
+/// a readiness wait that took that for an answer went on before the
+/// program had started (seen once in a full run).
+pub fn port_answers(address: impl std::net::ToSocketAddrs) -> bool {
+    std::net::TcpStream::connect(address).is_ok_and(|stream| {
+        matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local != peer)
+    })
+}
+
 /// A running `llama-server`; killed on drop.
 pub struct LlamaServer {
     child: Child,
@@ -348,6 +360,9 @@ impl LlamaServer {
         } else {
             let port = self.port?;
             let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            if stream.local_addr().ok()? == stream.peer_addr().ok()? {
+                return None; // connected to itself: see `port_answers`
+            }
             stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             stream.write_all(request.as_bytes()).ok()?;
             stream.read_to_end(&mut response).ok()?;

@@ -144,7 +144,7 @@ impl LoopbackServer {
             log,
         };
         wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            crate::llama::port_answers(("127.0.0.1", port))
         })
         .unwrap_or_else(|| panic!("{name} did not start: {}", server.log_text()));
         server

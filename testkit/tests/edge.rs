@@ -59,7 +59,7 @@ impl Drop for Started {
 
 fn wait_for_port(address: SocketAddr, what: &str) {
     wait_until(Duration::from_secs(30), || {
-        std::net::TcpStream::connect(address).is_ok()
+        hearth_testkit::llama::port_answers(address)
     })
     .unwrap_or_else(|| panic!("{what} did not start listening on {address}"));
 }
