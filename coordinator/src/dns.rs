@@ -20,6 +20,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use hearth_files::config::ConfigError;
+
 /// Checked DNS settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsSettings {
@@ -103,8 +105,8 @@ struct RecordEntry {
 }
 
 /// Reads DNS settings from `text`; the error names what is wrong and where.
-pub fn parse(text: &str) -> Result<DnsSettings, String> {
-    let file: File = serde_json::from_str(text).map_err(|error| error.to_string())?;
+pub fn parse(text: &str) -> Result<DnsSettings, ConfigError> {
+    let file: File = serde_json::from_str(text)?;
     let global = file
         .nameservers
         .global
@@ -116,14 +118,14 @@ pub fn parse(text: &str) -> Result<DnsSettings, String> {
         let place = format!("nameservers.split.{domain}");
         let domain = domain_name(domain, &place)?;
         if resolvers.is_empty() {
-            return Err(format!("{place}: no resolver"));
+            return Err(ConfigError::at(place, "no resolver"));
         }
         let resolvers = resolvers
             .iter()
             .map(|address| resolver(address, &place))
             .collect::<Result<_, _>>()?;
         if split.insert(domain.clone(), resolvers).is_some() {
-            return Err(format!("{place}: `{domain}` twice"));
+            return Err(ConfigError::at(place, format!("`{domain}` twice")));
         }
     }
     let search_domains = file
@@ -145,14 +147,14 @@ pub fn parse(text: &str) -> Result<DnsSettings, String> {
     })
 }
 
-fn resolver(text: &str, place: &str) -> Result<IpAddr, String> {
+fn resolver(text: &str, place: &str) -> Result<IpAddr, ConfigError> {
     text.parse()
-        .map_err(|_| format!("{place}: `{text}` is not an IP address"))
+        .map_err(|_| ConfigError::at(place, format!("`{text}` is not an IP address")))
 }
 
 /// A DNS name: labels of letters, digits and hyphens (not at either end),
 /// at most 63 bytes each and 253 in all; lower-cased, trailing dot dropped.
-pub(crate) fn domain_name(text: &str, place: &str) -> Result<String, String> {
+pub(crate) fn domain_name(text: &str, place: &str) -> Result<String, ConfigError> {
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     let label_ok = |label: &str| {
         !label.is_empty()
@@ -164,22 +166,28 @@ pub(crate) fn domain_name(text: &str, place: &str) -> Result<String, String> {
                 .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
     };
     if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(format!("{place}: `{text}` is not a DNS name"));
+        return Err(ConfigError::at(
+            place,
+            format!("`{text}` is not a DNS name"),
+        ));
     }
     Ok(name)
 }
 
-fn record(entry: &RecordEntry, place: &str) -> Result<ExtraRecord, String> {
+fn record(entry: &RecordEntry, place: &str) -> Result<ExtraRecord, ConfigError> {
     let name = domain_name(&entry.name, place)?;
     let address: IpAddr = entry
         .value
         .parse()
-        .map_err(|_| format!("{place}: `{}` is not an IP address", entry.value))?;
+        .map_err(|_| ConfigError::at(place, format!("`{}` is not an IP address", entry.value)))?;
     let record = ExtraRecord { name, address };
     if !entry.kind.eq_ignore_ascii_case(record.kind()) {
-        return Err(format!(
-            "{place}: type `{}` with value `{}` (A takes an IPv4 address, AAAA an IPv6 one)",
-            entry.kind, entry.value
+        return Err(ConfigError::at(
+            place,
+            format!(
+                "type `{}` with value `{}` (A takes an IPv4 address, AAAA an IPv6 one)",
+                entry.kind, entry.value
+            ),
         ));
     }
     Ok(record)
@@ -243,7 +251,7 @@ mod tests {
             ),
             (r#"{"magic_dns": false}"#, "unknown field `magic_dns`"),
         ] {
-            let error = parse(text).unwrap_err();
+            let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
     }

@@ -195,7 +195,7 @@ fn database_choice(
     password_file: Option<&PathBuf>,
 ) -> anyhow::Result<hearth_coordinator::db::url::DatabaseChoice> {
     use hearth_coordinator::db::url::{DatabaseChoice, parse};
-    let mut choice = parse(text, |name| std::env::var(name).ok()).map_err(anyhow::Error::msg)?;
+    let mut choice = parse(text, |name| std::env::var(name).ok())?;
     if let Some(path) = password_file {
         let DatabaseChoice::Postgres { password, .. } = &mut choice else {
             anyhow::bail!("--database-password-file goes with a postgres:// --database");

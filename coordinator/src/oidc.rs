@@ -76,6 +76,32 @@ pub struct Started {
     pub verifier: PkceCodeVerifier,
 }
 
+/// Why a sign-in could not begin or finish at the identity provider.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The issuer, the redirect or the token endpoint is not a usable URL.
+    #[error("{0}")]
+    Url(String),
+    /// The provider's discovery document could not be had.
+    #[error("cannot discover the identity provider: {0}")]
+    Discovery(String),
+    /// The token endpoint refused the code.
+    #[error("the identity provider refused the code: {0}")]
+    CodeRefused(String),
+    /// The token response held no ID token.
+    #[error("the identity provider sent no ID token")]
+    NoIdToken,
+    /// The ID token did not verify (signature, issuer, audience, nonce, time).
+    #[error("the ID token was refused: {0}")]
+    TokenRefused(String),
+    /// The ID token's claims are not a JSON object.
+    #[error("the ID token's claims are not an object")]
+    ClaimsNotAnObject,
+    /// The user-info endpoint failed.
+    #[error("the user-info endpoint failed: {0}")]
+    UserInfo(String),
+}
+
 /// The household's identity provider.
 pub struct Provider {
     config: SignInConfig,
@@ -145,24 +171,20 @@ impl Provider {
 
     /// Begins a sign-in whose browser comes back to `redirect`: discovers
     /// the provider (its keys may have rotated since the last sign-in).
-    pub async fn start(&self, redirect: &str) -> Result<Started, String> {
-        let issuer =
-            IssuerUrl::new(self.config.issuer.clone()).map_err(|error| error.to_string())?;
+    pub async fn start(&self, redirect: &str) -> Result<Started, ProviderError> {
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|error| ProviderError::Url(error.to_string()))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
-            .map_err(|error| {
-                format!(
-                    "cannot discover the identity provider: {}",
-                    hearth_runtime::error_chain(&error)
-                )
-            })?;
+            .map_err(|error| ProviderError::Discovery(hearth_runtime::error_chain(&error)))?;
         let client = ProviderClient::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
             Some(self.secret.clone()),
         )
         .set_redirect_uri(
-            RedirectUrl::new(redirect.to_owned()).map_err(|error| error.to_string())?,
+            RedirectUrl::new(redirect.to_owned())
+                .map_err(|error| ProviderError::Url(error.to_string()))?,
         );
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client.authorize_url(
@@ -192,38 +214,31 @@ impl Provider {
         code: String,
         nonce: &Nonce,
         verifier: PkceCodeVerifier,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
-            .map_err(|error| error.to_string())?
+            .map_err(|error| ProviderError::Url(error.to_string()))?
             .set_pkce_verifier(verifier)
             .request_async(&self.http)
             .await
-            .map_err(|error| {
-                format!(
-                    "the identity provider refused the code: {}",
-                    hearth_runtime::error_chain(&error)
-                )
-            })?;
+            .map_err(|error| ProviderError::CodeRefused(hearth_runtime::error_chain(&error)))?;
         let id_token = tokens
             .extra_fields()
             .id_token()
-            .ok_or("the identity provider sent no ID token")?;
+            .ok_or(ProviderError::NoIdToken)?;
         let now = hearth_runtime::clock::unix_seconds();
         let verifier = client
             .id_token_verifier()
             .set_issue_time_verifier_fn(move |issued| {
                 crate::sign_in::issued_in_time(issued.timestamp(), now)
+                    .map_err(|ahead| ahead.to_string())
             });
-        let verified = id_token.claims(&verifier, nonce).map_err(|error| {
-            format!(
-                "the ID token was refused: {}",
-                hearth_runtime::error_chain(&error)
-            )
-        })?;
+        let verified = id_token
+            .claims(&verifier, nonce)
+            .map_err(|error| ProviderError::TokenRefused(hearth_runtime::error_chain(&error)))?;
         let mut claims = match serde_json::to_value(verified) {
             Ok(Value::Object(claims)) => claims,
-            _ => return Err("the ID token's claims are not an object".into()),
+            _ => return Err(ProviderError::ClaimsNotAnObject),
         };
         let wanted = [
             Some(&self.config.user_claim),
@@ -239,13 +254,10 @@ impl Provider {
                 Some(verified.subject().clone()),
             )
         {
-            let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> =
-                request.request_async(&self.http).await.map_err(|error| {
-                    format!(
-                        "the user-info endpoint failed: {}",
-                        hearth_runtime::error_chain(&error)
-                    )
-                })?;
+            let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = request
+                .request_async(&self.http)
+                .await
+                .map_err(|error| ProviderError::UserInfo(hearth_runtime::error_chain(&error)))?;
             if let Ok(Value::Object(more)) = serde_json::to_value(&info) {
                 for (name, value) in more {
                     if name != "iss" && name != "sub" && name != "aud" {

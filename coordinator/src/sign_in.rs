@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use hearth_files::config::ConfigError;
+
 use crate::error::Result;
 
 /// The path the provider sends the browser back to.
@@ -81,29 +83,40 @@ fn default_user_claim() -> String {
 }
 
 /// Parses and checks `--oidc-config` (JSON).
-pub fn parse_config(text: &str) -> Result<SignInConfig, String> {
-    let config: SignInConfig = serde_json::from_str(text).map_err(|error| error.to_string())?;
+pub fn parse_config(text: &str) -> Result<SignInConfig, ConfigError> {
+    let config: SignInConfig = serde_json::from_str(text)?;
     if !config.issuer.starts_with("https://") {
-        return Err(format!(
-            "issuer: {:?} is not an https:// URL (ID tokens are checked against keys fetched from it)",
-            config.issuer
+        return Err(ConfigError::at(
+            "issuer",
+            format!(
+                "{:?} is not an https:// URL (ID tokens are checked against keys fetched from it)",
+                config.issuer
+            ),
         ));
     }
     if config.client_id.is_empty() {
-        return Err("client_id: empty".into());
+        return Err(ConfigError::at("client_id", "empty"));
     }
     if config.user_claim.is_empty() {
-        return Err("user_claim: empty".into());
+        return Err(ConfigError::at("user_claim", "empty"));
     }
     if config.groups_claim.as_deref() == Some("") {
-        return Err("groups_claim: empty (leave it out to not use groups)".into());
+        return Err(ConfigError::at(
+            "groups_claim",
+            "empty (leave it out to not use groups)",
+        ));
     }
     if !config.allowed_groups.is_empty() && config.groups_claim.is_none() {
-        return Err("allowed_groups needs groups_claim (which claim lists the groups)".into());
+        return Err(ConfigError::Unusable(
+            "allowed_groups needs groups_claim (which claim lists the groups)".into(),
+        ));
     }
     for scope in &config.scopes {
         if scope.is_empty() || scope.contains(char::is_whitespace) {
-            return Err(format!("scopes: {scope:?} is not a scope"));
+            return Err(ConfigError::at(
+                "scopes",
+                format!("{scope:?} is not a scope"),
+            ));
         }
     }
     Ok(config)
@@ -116,15 +129,17 @@ pub const CLOCK_SKEW: i64 = 5 * 60;
 /// issued by `now`: a token from the future was made ahead of its use (by
 /// a provider whose clock is wrong or whose signing key someone holds),
 /// and would stay valid past when a fresh one would have expired.
-pub fn issued_in_time(issued: i64, now: i64) -> Result<(), String> {
+pub fn issued_in_time(issued: i64, now: i64) -> Result<(), IssuedAhead> {
     if issued > now.saturating_add(CLOCK_SKEW) {
-        return Err(format!(
-            "it was issued {} s in the future (the provider's clock, or this machine's, is wrong)",
-            issued - now
-        ));
+        return Err(IssuedAhead(issued.saturating_sub(now)));
     }
     Ok(())
 }
+
+/// An ID token issued this many seconds ahead of this machine's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("it was issued {0} s in the future (the provider's clock, or this machine's, is wrong)")]
+pub struct IssuedAhead(pub i64);
 
 /// Who signed in, as this coordinator keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -492,7 +507,7 @@ mod tests {
         let config = config();
         assert_eq!(config.user_claim, "preferred_username");
         assert_eq!(config.scopes, ["profile", "email"]);
-        let refused = |text: &str| parse_config(text).unwrap_err();
+        let refused = |text: &str| parse_config(text).unwrap_err().to_string();
         assert!(
             refused(r#"{"issuer": "http://id", "client_id": "h", "client_secret_file": "/s"}"#)
                 .contains("https")

@@ -250,6 +250,37 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Why a public certificate is not served.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicCertificateError {
+    /// The chain is not PEM.
+    #[error("the chain is not PEM: {0}")]
+    ChainPem(String),
+    /// The chain is empty.
+    #[error("the chain holds no certificate")]
+    EmptyChain,
+    /// The leaf is not DER X.509.
+    #[error("the certificate does not parse: {0}")]
+    Leaf(String),
+    /// The leaf names other names.
+    #[error("the certificate names {names:?}, not {domain}")]
+    OtherNames {
+        /// Its DNS names.
+        names: Vec<String>,
+        /// The name wanted.
+        domain: String,
+    },
+    /// The leaf is not valid at the time of the check.
+    #[error("the certificate for {0} is not valid now")]
+    NotValidNow(String),
+    /// The key is not PEM.
+    #[error("the key is not PEM: {0}")]
+    KeyPem(String),
+    /// The key is not the certificate's.
+    #[error("the key is not the certificate's: {0}")]
+    KeyMismatch(String),
+}
+
 /// Which certificate each TLS handshake gets: the one an ACME CA issued
 /// for the coordinator's public name, when the client asks for that name
 /// (SNI: browsers, the Tailscale apps); else the coordinator's own, which
@@ -288,20 +319,20 @@ impl CertificateChoice {
         chain_pem: &[u8],
         key_pem: &[u8],
         now: i64,
-    ) -> Result<(i64, i64), String> {
+    ) -> Result<(i64, i64), PublicCertificateError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
             .collect::<Result<_, _>>()
-            .map_err(|error| format!("the chain is not PEM: {error}"))?;
-        let leaf = chain.first().ok_or("the chain holds no certificate")?;
+            .map_err(|error| PublicCertificateError::ChainPem(error.to_string()))?;
+        let leaf = chain.first().ok_or(PublicCertificateError::EmptyChain)?;
         let validity = public_leaf_validity(leaf, domain)?;
         if now < validity.0 || now >= validity.1 {
-            return Err(format!("the certificate for {domain} is not valid now"));
+            return Err(PublicCertificateError::NotValidNow(domain.to_owned()));
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|error| format!("the key is not PEM: {error}"))?;
+            .map_err(|error| PublicCertificateError::KeyPem(error.to_string()))?;
         let provider = hearth_control::tls::provider();
         let certified = CertifiedKey::from_der(chain, key, &provider)
-            .map_err(|error| format!("the key is not the certificate's: {error}"))?;
+            .map_err(|error| PublicCertificateError::KeyMismatch(error.to_string()))?;
         *hearth_runtime::write(&self.public) = Some(PublicCertificate {
             domain: domain.to_ascii_lowercase(),
             key: Arc::new(certified),
@@ -335,9 +366,9 @@ impl rustls::server::ResolvesServerCert for CertificateChoice {
 
 /// The validity (not before, not after) of `leaf`, if it names `domain`
 /// among its DNS names.
-fn public_leaf_validity(leaf: &[u8], domain: &str) -> Result<(i64, i64), String> {
+fn public_leaf_validity(leaf: &[u8], domain: &str) -> Result<(i64, i64), PublicCertificateError> {
     let (_, certificate) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|error| format!("the certificate does not parse: {error}"))?;
+        .map_err(|error| PublicCertificateError::Leaf(error.to_string()))?;
     let names: Vec<String> = certificate
         .subject_alternative_name()
         .ok()
@@ -360,7 +391,10 @@ fn public_leaf_validity(leaf: &[u8], domain: &str) -> Result<(i64, i64), String>
         .iter()
         .any(|name| name == &domain.to_ascii_lowercase())
     {
-        return Err(format!("the certificate names {names:?}, not {domain}"));
+        return Err(PublicCertificateError::OtherNames {
+            names,
+            domain: domain.to_owned(),
+        });
     }
     let validity = certificate.validity();
     Ok((

@@ -27,7 +27,32 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The values fit the schema one by one but not together (something
+    /// needed is missing, or two contradict): what to change.
+    #[error("{0}")]
+    Unusable(String),
 }
+
+impl ConfigError {
+    /// The value at `path` is not usable: `message` says why.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Schema {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for ConfigError {
+    fn from(error: serde_json::Error) -> ConfigError {
+        ConfigError::Syntax(error.to_string())
+    }
+}
+
+/// A `${NAME}` whose variable is not set.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the environment variable {0} is not set")]
+pub struct UnsetVariable(pub String);
 
 /// Replaces `${NAME}` in every string of `value` (`path` names where, for
 /// errors), looking names up with `lookup`.
@@ -38,9 +63,11 @@ pub fn substitute(
 ) -> Result<(), ConfigError> {
     match value {
         Value::String(text) => {
-            *text = expand(text, lookup).map_err(|name| ConfigError::MissingVariable {
-                path: path.to_owned(),
-                name,
+            *text = expand(text, lookup).map_err(|UnsetVariable(name)| {
+                ConfigError::MissingVariable {
+                    path: path.to_owned(),
+                    name,
+                }
             })?;
         }
         Value::Array(items) => {
@@ -65,7 +92,10 @@ pub fn substitute(
 
 /// `text` with each `${NAME}` replaced by `lookup(NAME)`; the name of the
 /// first unset variable on failure. An unclosed `${` is left as it is.
-pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, UnsetVariable> {
     let mut result = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -73,7 +103,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             break;
         };
         let name = &rest[start + 2..start + 2 + length];
-        let replacement = lookup(name).ok_or_else(|| name.to_owned())?;
+        let replacement = lookup(name).ok_or_else(|| UnsetVariable(name.to_owned()))?;
         result.push_str(&rest[..start]);
         result.push_str(&replacement);
         rest = &rest[start + 3 + length..];

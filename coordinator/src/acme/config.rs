@@ -19,6 +19,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use hearth_files::config::ConfigError;
+
 /// Checked ACME settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcmeConfig {
@@ -80,20 +82,19 @@ const PRIVATE_SUFFIXES: &[&str] = &[
 
 /// Parses and checks `--acme-config` for a coordinator whose MagicDNS names
 /// are under `base_domain`.
-pub fn parse(text: &str, base_domain: &str) -> Result<AcmeConfig, String> {
-    let file: File = serde_json::from_str(text).map_err(|error| error.to_string())?;
+pub fn parse(text: &str, base_domain: &str) -> Result<AcmeConfig, ConfigError> {
+    let file: File = serde_json::from_str(text)?;
     if !file.directory.starts_with("https://") {
-        return Err(format!(
-            "directory: {:?} is not an https:// URL",
-            file.directory
+        return Err(ConfigError::at(
+            "directory",
+            format!("{:?} is not an https:// URL", file.directory),
         ));
     }
     if !file.terms_of_service_agreed {
-        return Err(
-            "terms_of_service_agreed: read the CA's terms of service (its directory links them), \
-             then set this to true"
-                .into(),
-        );
+        return Err(ConfigError::at(
+            "terms_of_service_agreed",
+            "read the CA's terms of service (its directory links them), then set this to true",
+        ));
     }
     let contact = file
         .contact
@@ -104,7 +105,10 @@ pub fn parse(text: &str, base_domain: &str) -> Result<AcmeConfig, String> {
                 Some((local, host)) if !local.is_empty() && host.contains('.') => {
                     Ok(format!("mailto:{address}"))
                 }
-                _ => Err(format!("contact: {address:?} is not an email address")),
+                _ => Err(ConfigError::at(
+                    "contact",
+                    format!("{address:?} is not an email address"),
+                )),
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -114,34 +118,37 @@ pub fn parse(text: &str, base_domain: &str) -> Result<AcmeConfig, String> {
         .map(|name| crate::dns::domain_name(name, "domain"))
         .transpose()?;
     if domain.is_none() && !file.device_certificates {
-        return Err(
+        return Err(ConfigError::Unusable(
             "nothing to do: give a domain for the coordinator, or leave device_certificates on"
                 .into(),
-        );
+        ));
     }
     if file.device_certificates {
         let top = base_domain.rsplit('.').next().unwrap_or_default();
         if !base_domain.contains('.') || PRIVATE_SUFFIXES.contains(&top) {
-            return Err(format!(
-                "device_certificates: the MagicDNS domain {base_domain:?} is not one a CA \
-                 issues under; run with --base-domain set to a domain the household owns \
-                 (e.g. ts.home.example), delegated to this coordinator's DNS server"
+            return Err(ConfigError::at(
+                "device_certificates",
+                format!(
+                    "the MagicDNS domain {base_domain:?} is not one a CA issues under; run with \
+                     --base-domain set to a domain the household owns (e.g. ts.home.example), \
+                     delegated to this coordinator's DNS server"
+                ),
             ));
         }
     }
     if file.dns_listen.is_empty() {
-        return Err(
-            "dns_listen: where the DNS server answering the CA's challenges listens (e.g. 0.0.0.0:53)"
-                .into(),
-        );
+        return Err(ConfigError::at(
+            "dns_listen",
+            "where the DNS server answering the CA's challenges listens (e.g. 0.0.0.0:53)",
+        ));
     }
     let dns_listen = file
         .dns_listen
         .iter()
         .map(|address| {
-            address
-                .parse::<SocketAddr>()
-                .map_err(|_| format!("dns_listen: {address:?} is not an ADDRESS:PORT"))
+            address.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::at("dns_listen", format!("{address:?} is not an ADDRESS:PORT"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let nameserver = match file.nameserver.as_deref() {
@@ -167,7 +174,7 @@ mod tests {
 
     const BASE: &str = "ts.home.example";
 
-    fn config(extra: &str) -> Result<AcmeConfig, String> {
+    fn config(extra: &str) -> Result<AcmeConfig, ConfigError> {
         parse(
             &format!(
                 r#"{{"directory": "https://ca.example/dir", "terms_of_service_agreed": true,
@@ -196,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_config_says_what_is_wrong_with_it() {
-        let refused = |extra: &str| config(extra).unwrap_err();
+        let refused = |extra: &str| config(extra).unwrap_err().to_string();
         assert!(refused(r#", "contact": ["nobody"]"#).contains("contact"));
         assert!(refused(r##", "domain": "a b""##).contains("domain"));
         assert!(refused(r#", "device_certificates": false"#).contains("nothing to do"));
@@ -207,6 +214,7 @@ mod tests {
                 BASE
             )
             .unwrap_err()
+            .to_string()
             .contains("terms_of_service_agreed")
         );
         assert!(
@@ -215,6 +223,7 @@ mod tests {
                 BASE
             )
             .unwrap_err()
+            .to_string()
             .contains("https")
         );
         assert!(
@@ -223,6 +232,7 @@ mod tests {
                 BASE
             )
             .unwrap_err()
+            .to_string()
             .contains("ADDRESS:PORT")
         );
     }
@@ -234,6 +244,7 @@ mod tests {
         assert!(
             parse(text, "hearth.internal")
                 .unwrap_err()
+                .to_string()
                 .contains("--base-domain")
         );
         assert!(parse(text, "home").is_err());

@@ -441,7 +441,7 @@ impl Coordinator {
         let redirect = format!("{}{CALLBACK_PATH}", self.settings.public_url);
         let started = provider.start(&redirect).await.map_err(|error| {
             tracing::warn!(%error, "cannot begin a sign-in");
-            Error::SignIn(error)
+            Error::SignIn(error.to_string())
         })?;
         let pending = PendingSignIn {
             code: code.to_owned(),
@@ -494,7 +494,7 @@ impl Coordinator {
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "a sign-in failed at the identity provider");
-                Error::SignIn(error)
+                Error::SignIn(error.to_string())
             })?;
         let person = identity(provider.config(), &claims).map_err(|refusal| {
             tracing::warn!(%refusal, "a sign-in was refused");

@@ -40,21 +40,48 @@ impl fmt::Debug for DatabaseChoice {
     }
 }
 
+/// Why a `--database` text is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DatabaseUrlError {
+    /// Neither `sqlite` nor a URL.
+    #[error("--database takes `sqlite` or a postgres:// URL, not `{0}`")]
+    NotAUrl(String),
+    /// A URL of another scheme.
+    #[error("--database takes `sqlite` or a postgres:// URL; `{0}://` is not supported")]
+    Scheme(String),
+    /// A query parameter that carries a secret.
+    #[error(
+        "the --database URL holds a secret in `{0}=`, which any user could read in the process \
+         list (and which would be logged with the URL): give the password with \
+         --database-password-file, or as ${{VARIABLE}} in the URL's user part"
+    )]
+    SecretParameter(String),
+    /// A password written in the URL.
+    #[error(
+        "the --database URL holds a password, which any user could read in the process list: \
+         give it with --database-password-file, or as ${{VARIABLE}} naming an environment \
+         variable"
+    )]
+    Password,
+    /// A `${NAME}` whose variable is not set.
+    #[error(transparent)]
+    Unset(#[from] hearth_files::config::UnsetVariable),
+}
+
 /// Reads `--database` text, looking environment variables up with `env`.
-pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<DatabaseChoice, String> {
+pub fn parse(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<DatabaseChoice, DatabaseUrlError> {
     let text = text.trim();
     if text.is_empty() || text == "sqlite" {
         return Ok(DatabaseChoice::Sqlite);
     }
     let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(format!(
-            "--database takes `sqlite` or a postgres:// URL, not `{text}`"
-        ));
+        return Err(DatabaseUrlError::NotAUrl(text.to_owned()));
     };
     if scheme != "postgres" && scheme != "postgresql" {
-        return Err(format!(
-            "--database takes `sqlite` or a postgres:// URL; `{scheme}://` is not supported"
-        ));
+        return Err(DatabaseUrlError::Scheme(scheme.to_owned()));
     }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
@@ -64,11 +91,7 @@ pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Databas
                 .split_once('=')
                 .map_or(parameter, |(name, _)| name);
             if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(format!(
-                    "the --database URL holds a secret in `{name}=`, which any user could read in \
-                     the process list (and which would be logged with the URL): give the password \
-                     with --database-password-file, or as ${{VARIABLE}} in the URL's user part"
-                ));
+                return Err(DatabaseUrlError::SecretParameter(name.to_owned()));
             }
         }
     }
@@ -82,15 +105,10 @@ pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Databas
         match userinfo.split_once(':') {
             Some((name, secret)) => {
                 let Some(variable) = reference(secret) else {
-                    return Err(
-                        "the --database URL holds a password, which any user could read in the \
-                         process list: give it with --database-password-file, or as \
-                         ${VARIABLE} naming an environment variable"
-                            .into(),
-                    );
+                    return Err(DatabaseUrlError::Password);
                 };
                 let value = env(variable)
-                    .ok_or_else(|| format!("the environment variable {variable} is not set"))?;
+                    .ok_or_else(|| hearth_files::config::UnsetVariable(variable.to_owned()))?;
                 password = Some(Zeroizing::new(value));
                 user = Some(name);
             }
@@ -121,9 +139,11 @@ fn reference(text: &str) -> Option<&str> {
 }
 
 /// `text` with each `${NAME}` replaced by the variable's value.
-fn expand(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(
+    text: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<String, hearth_files::config::UnsetVariable> {
     hearth_files::config::expand(text, env)
-        .map_err(|name| format!("the environment variable {name} is not set"))
 }
 
 #[cfg(test)]
@@ -165,7 +185,9 @@ mod tests {
 
     #[test]
     fn a_literal_password_is_refused_and_not_echoed() {
-        let error = parse("postgres://hearth:hunter2@localhost/hearth", env).unwrap_err();
+        let error = parse("postgres://hearth:hunter2@localhost/hearth", env)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("--database-password-file"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
@@ -178,7 +200,7 @@ mod tests {
             "postgresql:///hearth?host=/run/postgresql&sslpassword=hunter2",
             "postgres://hearth@localhost/hearth?password=${PGPASSWORD}",
         ] {
-            let error = parse(url, env).unwrap_err();
+            let error = parse(url, env).unwrap_err().to_string();
             assert!(error.contains("--database-password-file"), "{error}");
             assert!(
                 !error.contains("hunter2") && !error.contains("s3cret"),
@@ -201,9 +223,13 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_named() {
-        let error = parse("postgres://hearth:${NOPE}@localhost/hearth", env).unwrap_err();
+        let error = parse("postgres://hearth:${NOPE}@localhost/hearth", env)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("NOPE"), "{error}");
-        let error = parse("postgres://${NOPE}/hearth", env).unwrap_err();
+        let error = parse("postgres://${NOPE}/hearth", env)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("NOPE"), "{error}");
     }
 
