@@ -232,9 +232,7 @@ pub fn render_file(
                 found = crate::system::agent_status(layout)
                     .as_ref()
                     .and_then(agent_address);
-                found
-                    .map(drop)
-                    .ok_or_else(|| "hearth-agent has no address".to_owned())
+                found.map(drop).context("hearth-agent has no address")
             })?;
             found.context("the agent has an address")?
         }

@@ -35,26 +35,56 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+/// Why a probe got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Reaching or talking to `what` failed.
+    #[error("{what}: {error}")]
+    Io {
+        /// The address, socket or namespace.
+        what: String,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// The thread that entered the namespace died.
+    #[error("the probe's thread failed")]
+    Thread,
+    /// The bytes are not an HTTP/1.x answer.
+    #[error("{0}")]
+    NotHttp(String),
+}
+
+impl From<std::io::Error> for ProbeError {
+    fn from(error: std::io::Error) -> ProbeError {
+        ProbeError::Io {
+            what: "the service".into(),
+            error,
+        }
+    }
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ProbeError {
+    move |error| ProbeError::Io {
+        what: what.to_string(),
+        error,
+    }
+}
+
 /// `GET path` at `target`.
-pub fn get(target: &Target, path: &str) -> Result<Answer, String> {
+pub fn get(target: &Target, path: &str) -> Result<Answer, ProbeError> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: hearth\r\n\r\n");
     let raw = match target {
         Target::Tcp(address) => {
-            let stream = TcpStream::connect_timeout(address, DEADLINE)
-                .map_err(|error| format!("{address}: {error}"))?;
+            let stream = TcpStream::connect_timeout(address, DEADLINE).map_err(io(address))?;
             exchange(stream, &request)?
         }
         Target::Unix(path) => {
-            let stream = UnixStream::connect(path)
-                .map_err(|error| format!("{}: {error}", path.display()))?;
+            let stream = UnixStream::connect(path).map_err(io(path.display()))?;
             stream
                 .set_read_timeout(Some(DEADLINE))
-                .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))
-                .map_err(|error| error.to_string())?;
+                .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))?;
             let mut stream = stream;
-            stream
-                .write_all(request.as_bytes())
-                .map_err(|error| error.to_string())?;
+            stream.write_all(request.as_bytes())?;
             read_all(&mut stream)?
         }
         Target::TcpIn(namespace, address) => {
@@ -64,51 +94,47 @@ pub fn get(target: &Target, path: &str) -> Result<Answer, String> {
             // A thread of its own enters the namespace (setns affects only
             // the calling thread) and is gone with it.
             std::thread::spawn(move || {
-                let file = std::fs::File::open(&namespace)
-                    .map_err(|error| format!("{}: {error}", namespace.display()))?;
+                let file = std::fs::File::open(&namespace).map_err(io(namespace.display()))?;
                 rustix::thread::move_into_link_name_space(
                     std::os::fd::AsFd::as_fd(&file),
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )
-                .map_err(|error| format!("cannot enter {}: {error}", namespace.display()))?;
-                let stream = TcpStream::connect_timeout(&address, DEADLINE)
-                    .map_err(|error| format!("{address}: {error}"))?;
+                .map_err(|error| {
+                    io(format!("cannot enter {}", namespace.display()))(error.into())
+                })?;
+                let stream = TcpStream::connect_timeout(&address, DEADLINE).map_err(io(address))?;
                 exchange(stream, &request)
             })
             .join()
-            .map_err(|_| "the probe's thread failed".to_owned())??
+            .map_err(|_| ProbeError::Thread)??
         }
     };
     parse(&raw)
 }
 
-fn exchange(mut stream: TcpStream, request: &str) -> Result<Vec<u8>, String> {
+fn exchange(mut stream: TcpStream, request: &str) -> Result<Vec<u8>, ProbeError> {
     stream
         .set_read_timeout(Some(DEADLINE))
-        .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))
-        .map_err(|error| error.to_string())?;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|error| error.to_string())?;
+        .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))?;
+    stream.write_all(request.as_bytes())?;
     read_all(&mut stream)
 }
 
-fn read_all(stream: &mut impl Read) -> Result<Vec<u8>, String> {
+fn read_all(stream: &mut impl Read) -> Result<Vec<u8>, ProbeError> {
     let mut raw = Vec::new();
-    stream
-        .take(MAX_ANSWER)
-        .read_to_end(&mut raw)
-        .map_err(|error| error.to_string())?;
+    stream.take(MAX_ANSWER).read_to_end(&mut raw)?;
     Ok(raw)
 }
 
 /// Splits an HTTP/1.x answer into its status and body.
-pub fn parse(raw: &[u8]) -> Result<Answer, String> {
+pub fn parse(raw: &[u8]) -> Result<Answer, ProbeError> {
+    let not_http = |why: &str| ProbeError::NotHttp(why.to_owned());
     let head_end = raw
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
-        .ok_or("no complete HTTP answer")?;
-    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| "an answer that is not text")?;
+        .ok_or_else(|| not_http("no complete HTTP answer"))?;
+    let head = std::str::from_utf8(&raw[..head_end])
+        .map_err(|_| not_http("an answer that is not text"))?;
     let status_line = head.lines().next().unwrap_or_default();
     let mut parts = status_line.split(' ');
     let version = parts.next().unwrap_or_default();
@@ -117,7 +143,9 @@ pub fn parse(raw: &[u8]) -> Result<Answer, String> {
         .and_then(|code| code.parse::<u16>().ok())
         .filter(|code| (100..600).contains(code));
     let (true, Some(status)) = (version.starts_with("HTTP/1."), status) else {
-        return Err(format!("not an HTTP answer: {status_line:?}"));
+        return Err(ProbeError::NotHttp(format!(
+            "not an HTTP answer: {status_line:?}"
+        )));
     };
     let chunked = head.lines().skip(1).any(|line| {
         line.split_once(':').is_some_and(|(name, value)| {
@@ -135,24 +163,29 @@ pub fn parse(raw: &[u8]) -> Result<Answer, String> {
 }
 
 /// A chunked body's data (a server may chunk its answer to HTTP/1.0).
-fn unchunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+fn unchunk(mut rest: &[u8]) -> Result<Vec<u8>, ProbeError> {
+    let not_http = |why: &str| ProbeError::NotHttp(why.to_owned());
     let mut body = Vec::new();
     loop {
         let line_end = rest
             .windows(2)
             .position(|window| window == b"\r\n")
-            .ok_or("a chunk without its size line")?;
+            .ok_or_else(|| not_http("a chunk without its size line"))?;
         let size = std::str::from_utf8(&rest[..line_end])
             .ok()
             .and_then(|line| usize::from_str_radix(line.split(';').next()?.trim(), 16).ok())
-            .ok_or("a chunk size that is not a number")?;
+            .ok_or_else(|| not_http("a chunk size that is not a number"))?;
         rest = &rest[line_end + 2..];
         if size == 0 {
             return Ok(body);
         }
-        let data = rest.get(..size).ok_or("a chunk cut short")?;
+        let data = rest
+            .get(..size)
+            .ok_or_else(|| not_http("a chunk cut short"))?;
         body.extend_from_slice(data);
-        rest = rest.get(size + 2..).ok_or("a chunk cut short")?;
+        rest = rest
+            .get(size + 2..)
+            .ok_or_else(|| not_http("a chunk cut short"))?;
     }
 }
 

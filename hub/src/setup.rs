@@ -235,18 +235,18 @@ fn hostname() -> String {
 }
 
 /// The models an Ollama at [`OLLAMA`] lists.
-pub fn ollama_models() -> Result<Vec<String>, String> {
+pub fn ollama_models() -> anyhow::Result<Vec<String>> {
     ollama_models_at(&Target::Tcp(OLLAMA))
 }
 
 /// The models an Ollama at `target` lists (`GET /api/tags`).
-pub fn ollama_models_at(target: &Target) -> Result<Vec<String>, String> {
+pub fn ollama_models_at(target: &Target) -> anyhow::Result<Vec<String>> {
     let answer = probe::get(target, "/api/tags")?;
     if answer.status != 200 {
-        return Err(format!("/api/tags answered {}", answer.status));
+        bail!("/api/tags answered {}", answer.status);
     }
-    let tags: serde_json::Value = serde_json::from_slice(&answer.body)
-        .map_err(|error| format!("/api/tags is not Ollama's answer: {error}"))?;
+    let tags: serde_json::Value =
+        serde_json::from_slice(&answer.body).context("/api/tags is not Ollama's answer")?;
     Ok(tags["models"]
         .as_array()
         .map(|models| {
@@ -342,7 +342,7 @@ fn check_machine(
         ModelChoice::Ollama { name } => {
             let models = ollama_models().map_err(|error| {
                 anyhow::anyhow!(
-                    "no Ollama answers at {OLLAMA} ({error}): start it, or choose another model"
+                    "no Ollama answers at {OLLAMA} ({error:#}): start it, or choose another model"
                 )
             })?;
             let chosen = if name.is_empty() {
@@ -733,15 +733,14 @@ fn start(
     undo.began(&layout.coordinator_state());
     undo.start(Unit::Coordinator, changed.coordinator)?;
     system::wait_for("the coordinator", Duration::from_secs(60), || {
-        system::output(system::coordinator(layout).args(["users", "list", "--output", "json"]))
-            .map_err(|error| error.to_string())
-            .and_then(|output| {
-                if output.status.success() {
-                    Ok(())
-                } else {
-                    Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-                }
-            })
+        let output = system::output(
+            system::coordinator(layout).args(["users", "list", "--output", "json"]),
+        )?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            bail!("{}", String::from_utf8_lossy(&output.stderr).trim())
+        }
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Coordinator)))?;
     let users: serde_json::Value = serde_json::from_str(&system::run(
@@ -793,7 +792,7 @@ fn start(
             .and_then(crate::pod::agent_address);
         mesh_address
             .map(drop)
-            .ok_or_else(|| "the agent has no address yet".to_owned())
+            .context("the agent has no address yet")
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
     let mesh_address = mesh_address.context("the agent has an address")?;
@@ -817,7 +816,7 @@ fn start(
         if answer.status == 200 {
             Ok(())
         } else {
-            Err(format!("it answered {} (loading?)", answer.status))
+            bail!("it answered {} (loading?)", answer.status)
         }
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::LlamaServer)))?;
@@ -948,7 +947,7 @@ fn same_file(one: &Path, other: &Path) -> bool {
 /// Waits until the pod's gateway is ready and messaging answers on the mesh.
 pub fn wait_for_pod(mesh_address: Ipv4Addr) -> anyhow::Result<()> {
     system::wait_for("the gateway", Duration::from_secs(180), || {
-        let namespace = pod_namespace().ok_or("the pod is not running yet")?;
+        let namespace = pod_namespace().context("the pod is not running yet")?;
         let answer = probe::get(
             &Target::TcpIn(
                 namespace,
@@ -959,15 +958,15 @@ pub fn wait_for_pod(mesh_address: Ipv4Addr) -> anyhow::Result<()> {
         if answer.status == 200 {
             Ok(())
         } else {
-            Err(format!("its health answered {}", answer.status))
+            bail!("its health answered {}", answer.status)
         }
     })?;
     system::wait_for("the household's chat", Duration::from_secs(60), || {
         probe::get(
             &Target::Tcp(SocketAddr::from((mesh_address, MESSAGING_PORT))),
             "/",
-        )
-        .map(drop)
+        )?;
+        Ok(())
     })
 }
 

@@ -101,7 +101,7 @@ fn model_state(layout: &Layout, model: &ModelChoice, id: &str) -> ModelState {
             false,
             format!("its health check answered {}", answer.status),
         ),
-        Err(error) => (false, error),
+        Err(error) => (false, error.to_string()),
     };
     ModelState {
         kind: kind.into(),

@@ -186,7 +186,7 @@ pub fn user(layout: &Layout, name: &str) -> anyhow::Result<u32> {
 pub fn wait_for(
     what: &str,
     limit: Duration,
-    mut ready: impl FnMut() -> Result<(), String>,
+    mut ready: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut said = false;
@@ -204,7 +204,7 @@ pub fn wait_for(
             if said {
                 eprintln!();
             }
-            bail!("{what} was not ready after {} s: {last}", limit.as_secs());
+            bail!("{what} was not ready after {} s: {last:#}", limit.as_secs());
         }
         if !said && start.elapsed() > Duration::from_secs(1) {
             eprint!("  waiting for {what}...");
