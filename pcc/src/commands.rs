@@ -12,6 +12,48 @@ use serde_json::json;
 
 use crate::client::JudgedNode;
 
+/// Why `verify` or `policy` cannot read what it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Neither a bundle nor a document (raw or base64).
+    #[error(transparent)]
+    Input(#[from] hearth_attest::evidence::BundleError),
+    /// A bundle's document is not base64.
+    #[error("the bundle's document is not base64: {0}")]
+    NotBase64(base64::DecodeError),
+    /// Not a COSE_Sign1 structure.
+    #[error(transparent)]
+    Cose(#[from] hearth_attest::cose::CoseError),
+    /// Not a Nitro attestation document.
+    #[error(transparent)]
+    Document(#[from] hearth_attest::document::DocumentError),
+    /// A bare SEV-SNP report given where a Nitro document goes.
+    #[error(
+        "this is a bare AMD SEV-SNP attestation report, not a Nitro document. SEV-SNP evidence \
+         is verified as an amd-sev-snp document: the report with its VCEK, ASK and ARK (and \
+         AMD's CRL), as a node sends it with `--evidence tsm` in an evidence bundle; see \
+         docs/private-compute.md, \"What a client checks\""
+    )]
+    BareSevSnpReport,
+    /// A bare TDX quote given where a Nitro document goes.
+    #[error(
+        "this is a bare Intel TDX quote, not a Nitro document. TDX evidence is verified as an \
+         intel-tdx document: the quote with its PCCS collateral, as a node sends it with \
+         `--evidence tsm` in an evidence bundle; see docs/private-compute.md, \"What a client \
+         checks\""
+    )]
+    BareTdxQuote,
+    /// A bundle without evidence.
+    #[error("the bundle holds no evidence")]
+    EmptyBundle,
+    /// nitro-cli's output, but not whole or not usable.
+    #[error("{0}")]
+    NitroCli(String),
+    /// The measurements found make no usable policy.
+    #[error("the measurements do not make a usable policy: {0}")]
+    Unusable(hearth_attest::PolicyError),
+}
+
 /// How to print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -23,34 +65,24 @@ pub enum Output {
 
 /// `hearth-pcc verify`: the report on `bytes` (a raw Nitro document, its
 /// base64, or a Hearth bundle) at `at`, and whether it passed.
+///
+/// Refused input is an [`InputError`]; evidence that is read but fails a
+/// check is a report that did not pass.
 pub fn verify(
     bytes: &[u8],
     at: Duration,
     policy: Option<&Policy>,
     nonce: Option<&[u8]>,
     output: Output,
-) -> Result<(bool, String), String> {
-    match read_input(bytes).map_err(|error| error.to_string())? {
+) -> Result<(bool, String), InputError> {
+    match read_input(bytes)? {
         Input::Document(document) => {
             match hearth_attest::evidence::raw_kind(&document) {
                 hearth_attest::evidence::RawEvidence::SevSnpReport => {
-                    return Err(
-                        "this is a bare AMD SEV-SNP attestation report, not a Nitro document. \
-                         SEV-SNP evidence is verified as an amd-sev-snp document: the report with \
-                         its VCEK, ASK and ARK (and AMD's CRL), as a node sends it with \
-                         `--evidence tsm` in an evidence bundle; see docs/private-compute.md, \
-                         \"What a client checks\""
-                            .into(),
-                    );
+                    return Err(InputError::BareSevSnpReport);
                 }
                 hearth_attest::evidence::RawEvidence::TdxQuote => {
-                    return Err(
-                        "this is a bare Intel TDX quote, not a Nitro document. TDX evidence is \
-                         verified as an intel-tdx document: the quote with its PCCS collateral, \
-                         as a node sends it with `--evidence tsm` in an evidence bundle; see \
-                         docs/private-compute.md, \"What a client checks\""
-                            .into(),
-                    );
+                    return Err(InputError::BareTdxQuote);
                 }
                 _ => {}
             }
@@ -100,7 +132,7 @@ pub fn verify(
 /// `Measurements`: PCR0, 1, 2, and 8 when the image is signed), or a Nitro
 /// document or bundle from an enclave the admin trusts (its PCR0, 1, 2 and
 /// 8). A document is not verified here: run `verify` on it first.
-pub fn policy_from(bytes: &[u8], name: &str) -> Result<String, String> {
+pub fn policy_from(bytes: &[u8], name: &str) -> Result<String, InputError> {
     let pcrs = match nitro_cli_measurements(bytes)? {
         Some(pcrs) => pcrs,
         None => document_pcrs(bytes)?,
@@ -112,15 +144,14 @@ pub fn policy_from(bytes: &[u8], name: &str) -> Result<String, String> {
         }],
         ..Policy::default()
     };
-    policy
-        .check()
-        .map_err(|error| format!("the measurements do not make a usable policy: {error}"))?;
+    policy.check().map_err(InputError::Unusable)?;
     Ok(serde_json::to_string_pretty(&policy).expect("policies serialize"))
 }
 
 /// The PCRs in nitro-cli's output (a line of text, then JSON with
 /// `Measurements`), or `None` when `bytes` is not that.
-fn nitro_cli_measurements(bytes: &[u8]) -> Result<Option<BTreeMap<u8, String>>, String> {
+fn nitro_cli_measurements(bytes: &[u8]) -> Result<Option<BTreeMap<u8, String>>, InputError> {
+    let nitro_cli = |why: String| InputError::NitroCli(why);
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Ok(None);
     };
@@ -128,20 +159,22 @@ fn nitro_cli_measurements(bytes: &[u8]) -> Result<Option<BTreeMap<u8, String>>, 
         return Ok(None);
     };
     let value: serde_json::Value = serde_json::from_str(text[start..].trim()).map_err(|error| {
-        format!("nitro-cli's output is not whole JSON after its first line: {error}")
+        nitro_cli(format!(
+            "nitro-cli's output is not whole JSON after its first line: {error}"
+        ))
     })?;
     let measurements = value
         .get("Measurements")
         .and_then(serde_json::Value::as_object)
-        .ok_or("nitro-cli's output has no Measurements object")?;
+        .ok_or_else(|| nitro_cli("nitro-cli's output has no Measurements object".into()))?;
     if let Some(algorithm) = measurements
         .get("HashAlgorithm")
         .and_then(serde_json::Value::as_str)
         && !algorithm.starts_with("Sha384")
     {
-        return Err(format!(
+        return Err(nitro_cli(format!(
             "the measurements use {algorithm}; Nitro documents use SHA-384"
-        ));
+        )));
     }
     let mut pcrs = BTreeMap::new();
     for index in [0u8, 1, 2, 8] {
@@ -149,35 +182,34 @@ fn nitro_cli_measurements(bytes: &[u8]) -> Result<Option<BTreeMap<u8, String>>, 
             let hex = value
                 .as_str()
                 .filter(|hex| hex.len() == 96 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
-                .ok_or(format!("PCR{index} is not 48 bytes of hex"))?;
+                .ok_or_else(|| nitro_cli(format!("PCR{index} is not 48 bytes of hex")))?;
             pcrs.insert(index, hex.to_ascii_lowercase());
         }
     }
     if !(0..=2).all(|index| pcrs.contains_key(&index)) {
-        return Err("nitro-cli's output lacks PCR0, PCR1 or PCR2".into());
+        return Err(nitro_cli(
+            "nitro-cli's output lacks PCR0, PCR1 or PCR2".into(),
+        ));
     }
     Ok(Some(pcrs))
 }
 
 /// PCR0, 1, 2 and 8 of the Nitro document in `bytes` (raw, base64 or the
 /// first evidence of a bundle).
-fn document_pcrs(bytes: &[u8]) -> Result<BTreeMap<u8, String>, String> {
-    let document = match read_input(bytes).map_err(|error| error.to_string())? {
+fn document_pcrs(bytes: &[u8]) -> Result<BTreeMap<u8, String>, InputError> {
+    let document = match read_input(bytes)? {
         Input::Document(document) => document,
         Input::Bundle(bundle) => {
-            let first = bundle
-                .evidence
-                .first()
-                .ok_or("the bundle holds no evidence")?;
+            let first = bundle.evidence.first().ok_or(InputError::EmptyBundle)?;
             base64::Engine::decode(
                 &base64::engine::general_purpose::URL_SAFE_NO_PAD,
                 &first.document,
             )
-            .map_err(|error| error.to_string())?
+            .map_err(InputError::NotBase64)?
         }
     };
-    let signed = cose::parse(&document).map_err(|error| error.to_string())?;
-    let parsed = Document::parse(&signed.payload).map_err(|error| error.to_string())?;
+    let signed = cose::parse(&document)?;
+    let parsed = Document::parse(&signed.payload)?;
     Ok([0u8, 1, 2, 8]
         .iter()
         .filter_map(|index| {

@@ -182,7 +182,7 @@ fn main() -> ExitCode {
         ),
         Command::Policy { file, name } => std::fs::read(&file)
             .with_context(|| format!("cannot read {}", file.display()))
-            .and_then(|bytes| commands::policy_from(&bytes, &name).map_err(anyhow::Error::msg))
+            .and_then(|bytes| commands::policy_from(&bytes, &name).map_err(anyhow::Error::from))
             .map(|text| {
                 println!("{text}");
                 true
@@ -240,8 +240,7 @@ fn verify(
     let nonce = nonce
         .map(|text| hex::decode(text).context("--nonce is not hex"))
         .transpose()?;
-    let (passed, text) = commands::verify(&bytes, at, policy.as_ref(), nonce.as_deref(), output)
-        .map_err(anyhow::Error::msg)?;
+    let (passed, text) = commands::verify(&bytes, at, policy.as_ref(), nonce.as_deref(), output)?;
     println!("{text}");
     Ok(passed)
 }
