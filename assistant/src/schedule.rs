@@ -287,9 +287,36 @@ fn ones(mask: u64) -> impl Iterator<Item = u32> {
     (0..64).filter(move |bit| mask & (1u64 << bit) != 0)
 }
 
+/// What is wrong with one field of a cron expression.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// Neither a number nor a name the field takes.
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    /// A number outside the field's range.
+    #[error("{number} is outside {low}-{high}")]
+    Outside {
+        /// The number.
+        number: u32,
+        /// The field's least.
+        low: u32,
+        /// The field's greatest.
+        high: u32,
+    },
+    /// A step of zero or not a number.
+    #[error("step `{0}` is not a positive number")]
+    Step(String),
+    /// A range whose end is before its start.
+    #[error("range {0}-{1} runs backwards")]
+    Backwards(u32, u32),
+    /// Nothing at all.
+    #[error("names no value")]
+    Empty,
+}
+
 /// The values one cron field names, as bits.
-fn bits(field: &str, low: u32, high: u32, names: &[&str]) -> Result<u64, String> {
-    let value = |text: &str| -> Result<u32, String> {
+fn bits(field: &str, low: u32, high: u32, names: &[&str]) -> Result<u64, FieldError> {
+    let value = |text: &str| -> Result<u32, FieldError> {
         if let Some(index) = names
             .iter()
             .position(|name| name.eq_ignore_ascii_case(text))
@@ -299,9 +326,9 @@ fn bits(field: &str, low: u32, high: u32, names: &[&str]) -> Result<u64, String>
         }
         let number: u32 = text
             .parse()
-            .map_err(|_| format!("`{text}` is not a number"))?;
+            .map_err(|_| FieldError::NotANumber(text.to_owned()))?;
         if number < low || number > high {
-            return Err(format!("{number} is outside {low}-{high}"));
+            return Err(FieldError::Outside { number, low, high });
         }
         Ok(number)
     };
@@ -313,7 +340,7 @@ fn bits(field: &str, low: u32, high: u32, names: &[&str]) -> Result<u64, String>
                     .parse()
                     .ok()
                     .filter(|step| *step > 0)
-                    .ok_or_else(|| format!("step `{step}` is not a positive number"))?;
+                    .ok_or_else(|| FieldError::Step(step.to_owned()))?;
                 (range, step)
             }
             None => (part, 1),
@@ -323,7 +350,7 @@ fn bits(field: &str, low: u32, high: u32, names: &[&str]) -> Result<u64, String>
         } else if let Some((first, last)) = range.split_once('-') {
             let (first, last) = (value(first)?, value(last)?);
             if first > last {
-                return Err(format!("range {first}-{last} runs backwards"));
+                return Err(FieldError::Backwards(first, last));
             }
             (first, last)
         } else {
@@ -338,7 +365,7 @@ fn bits(field: &str, low: u32, high: u32, names: &[&str]) -> Result<u64, String>
         }
     }
     if mask == 0 {
-        return Err("names no value".into());
+        return Err(FieldError::Empty);
     }
     Ok(mask)
 }

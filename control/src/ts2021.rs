@@ -27,15 +27,21 @@ pub const MIN_CAPABILITY: u16 = 113;
 
 /// Whether a client stating capability version `version` is served; the
 /// refusal names the minimum.
-pub fn check_capability(version: u16) -> Result<(), String> {
+pub fn check_capability(version: u16) -> Result<(), TooOld> {
     if version >= MIN_CAPABILITY {
         Ok(())
     } else {
-        Err(format!(
-            "this coordinator serves Tailscale clients of capability version {MIN_CAPABILITY} or later (1.66+); this client states {version}: update it"
-        ))
+        Err(TooOld(version))
     }
 }
+
+/// A Tailscale client older than [`MIN_CAPABILITY`]: the capability
+/// version it states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this coordinator serves Tailscale clients of capability version {MIN_CAPABILITY} or later (1.66+); this client states {0}: update it"
+)]
+pub struct TooOld(pub u16);
 
 /// A machine public key as Tailscale writes it: `mkey:` and 64 hex digits.
 pub fn machine_key_text(key: &[u8; 32]) -> String {

@@ -310,17 +310,28 @@ impl std::fmt::Display for PeerService {
     }
 }
 
+/// Why a text is not a [`PeerService`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerServiceError {
+    /// No `:`.
+    #[error("`{0}` is not proto:port")]
+    NotProtoPort(String),
+    /// The port is not a number up to 65535.
+    #[error("`{0}` is not a port")]
+    NotAPort(String),
+}
+
 impl std::str::FromStr for PeerService {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
+    type Err = PeerServiceError;
+    fn from_str(text: &str) -> Result<Self, PeerServiceError> {
         let (proto, port) = text
             .rsplit_once(':')
-            .ok_or_else(|| format!("`{text}` is not proto:port"))?;
+            .ok_or_else(|| PeerServiceError::NotProtoPort(text.to_owned()))?;
         Ok(PeerService {
             proto: proto.to_owned(),
             port: port
                 .parse()
-                .map_err(|_| format!("`{port}` is not a port"))?,
+                .map_err(|_| PeerServiceError::NotAPort(port.to_owned()))?,
         })
     }
 }

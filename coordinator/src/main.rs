@@ -886,8 +886,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let added = admin()?.add_device(&user, &name).await?;
             let config = zeroize::Zeroizing::new(added.config);
             let qr = || {
-                hearth_runtime::terminal::qr(&config)
-                    .map_err(|error| anyhow::anyhow!("the configuration: {error}"))
+                hearth_runtime::terminal::qr(&config).map_err(|error| {
+                    anyhow::anyhow!("the configuration: cannot encode it as a QR code: {error}")
+                })
             };
             match output {
                 DeviceOutput::Config => print!("{}", *config),

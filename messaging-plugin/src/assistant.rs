@@ -133,7 +133,7 @@ impl Assistant {
                         Ok(answer) => crate::commands::render(&answer),
                         Err(failure) => failure_text(failure),
                     },
-                    Err(sentence) => sentence,
+                    Err(not_done) => not_done.to_string(),
                 };
                 post_as_assistant(&messaging, &room, &text).await;
             });

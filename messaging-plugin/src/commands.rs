@@ -9,19 +9,39 @@ use hearth_assistant::api::{Answer, Op, Target};
 pub const HELP: &str = "/memory lists what I remember here, /forget N forgets entry N, \
 /reminders lists your reminders, /cancel N cancels reminder N, /documents lists the documents I can read here.";
 
+/// What the assistant says instead of doing a command: the help, or how
+/// to use a command used wrongly.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotDone {
+    /// `/help`: [`HELP`].
+    #[error("{HELP}")]
+    Help,
+    /// A command that needs the number of what it acts on.
+    #[error("Say which {what} by its number, e.g. /{command} 3.")]
+    WhichOne {
+        /// What it acts on (entry, reminder).
+        what: &'static str,
+        /// The command as typed, lower-cased.
+        command: String,
+    },
+}
+
 /// The assistant API request a message asks for, if it is a command;
-/// `Err` with a sentence when it is one used wrongly.
-pub fn command(text: &str) -> Option<Result<Op, String>> {
+/// [`NotDone`] when it is `/help` or a command used wrongly.
+pub fn command(text: &str) -> Option<Result<Op, NotDone>> {
     let text = text.trim();
     let rest = text.strip_prefix('/')?;
     let mut words = rest.split_whitespace();
     let name = words.next()?.to_lowercase();
     let argument = words.next();
-    let number = |what: &str| -> Result<i64, String> {
+    let number = |what: &'static str| -> Result<i64, NotDone> {
         argument
             .and_then(|word| word.trim_start_matches('#').parse::<i64>().ok())
             .filter(|id| *id > 0)
-            .ok_or_else(|| format!("Say which {what} by its number, e.g. /{name} 3."))
+            .ok_or_else(|| NotDone::WhichOne {
+                what,
+                command: name.clone(),
+            })
     };
     Some(match name.as_str() {
         "memory" | "memories" => Ok(Op::MemoryList {}),
@@ -29,7 +49,7 @@ pub fn command(text: &str) -> Option<Result<Op, String>> {
         "reminders" => Ok(Op::ReminderList {}),
         "cancel" => number("reminder").map(|id| Op::ReminderCancel { id }),
         "documents" | "docs" => Ok(Op::DocumentList {}),
-        "help" => Err(HELP.to_owned()),
+        "help" => Err(NotDone::Help),
         // `/new` and anything else go to the assistant as they are.
         _ => return None,
     })
@@ -115,9 +135,11 @@ mod tests {
             Some(Ok(Op::ReminderCancel { id: 12 }))
         );
         assert_eq!(command("/Documents"), Some(Ok(Op::DocumentList {})));
-        assert!(matches!(command("/forget"), Some(Err(why)) if why.contains("/forget 3")));
+        assert!(
+            matches!(command("/forget"), Some(Err(why)) if why.to_string().contains("/forget 3"))
+        );
         assert!(matches!(command("/cancel x"), Some(Err(_))));
-        assert!(matches!(command("/help"), Some(Err(help)) if help == HELP));
+        assert!(matches!(command("/help"), Some(Err(help)) if help.to_string() == HELP));
         assert_eq!(command("/new"), None);
         assert_eq!(command("what is a hearth?"), None);
     }

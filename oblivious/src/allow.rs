@@ -23,18 +23,40 @@ const METHODS: &[&[u8]] = &[b"GET", b"POST"];
 pub const FORWARDED_HEADERS: &[&str] =
     &["content-type", "accept", hearth_pcc::protocol::BADGE_HEADER];
 
+/// Why `--allow` is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AllowError {
+    /// Not `http://`.
+    #[error("{0}: an inner target is http://ADDRESS:PORT/PREFIX")]
+    NotHttp(String),
+    /// The authority is not an address and port (names are not resolved).
+    #[error("{entry}: `{authority}` is not ADDRESS:PORT")]
+    NotAnAddress {
+        /// The entry.
+        entry: String,
+        /// Its authority.
+        authority: String,
+    },
+    /// Nothing allowed.
+    #[error("no inner target is allowed: name the router with --allow")]
+    Empty,
+}
+
 impl AllowList {
     /// Parses entries like `http://10.0.0.2:3600/v1/`: an address (not a
     /// name: nothing is resolved), a port, and the path prefix allowed.
-    pub fn parse(entries: &[String]) -> Result<AllowList, String> {
+    pub fn parse(entries: &[String]) -> Result<AllowList, AllowError> {
         let mut targets = Vec::new();
         for entry in entries {
             let rest = entry
                 .strip_prefix("http://")
-                .ok_or_else(|| format!("{entry}: an inner target is http://ADDRESS:PORT/PREFIX"))?;
+                .ok_or_else(|| AllowError::NotHttp(entry.clone()))?;
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
             if authority.parse::<std::net::SocketAddr>().is_err() {
-                return Err(format!("{entry}: `{authority}` is not ADDRESS:PORT"));
+                return Err(AllowError::NotAnAddress {
+                    entry: entry.clone(),
+                    authority: authority.to_owned(),
+                });
             }
             targets.push(Target {
                 authority: authority.to_owned(),
@@ -42,7 +64,7 @@ impl AllowList {
             });
         }
         if targets.is_empty() {
-            return Err("no inner target is allowed: name the router with --allow".into());
+            return Err(AllowError::Empty);
         }
         Ok(AllowList { targets })
     }

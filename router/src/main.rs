@@ -95,7 +95,7 @@ fn main() -> ExitCode {
                 let networks = if node_networks.is_empty() {
                     NodeNetworks::default()
                 } else {
-                    NodeNetworks::parse(&node_networks).map_err(anyhow::Error::msg)?
+                    NodeNetworks::parse(&node_networks)?
                 };
                 let settings = Settings {
                     listen,

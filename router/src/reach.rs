@@ -45,6 +45,17 @@ pub enum Unreachable {
     NotAllowed(SocketAddr),
 }
 
+/// Why `--node-networks` is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NetworksError {
+    /// An entry that is neither a CIDR prefix nor an address.
+    #[error("--node-networks: `{0}` is not a network or address")]
+    NotANetwork(String),
+    /// No entry at all.
+    #[error("--node-networks lists no network")]
+    Empty,
+}
+
 /// The networks compute nodes may be reached in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeNetworks {
@@ -64,7 +75,7 @@ impl Default for NodeNetworks {
 
 impl NodeNetworks {
     /// The networks in `entries` (CIDR prefixes or single addresses).
-    pub fn parse(entries: &[String]) -> Result<NodeNetworks, String> {
+    pub fn parse(entries: &[String]) -> Result<NodeNetworks, NetworksError> {
         let allowed = entries
             .iter()
             .map(|entry| {
@@ -72,11 +83,11 @@ impl NodeNetworks {
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
                     .map(|network| network.trunc())
-                    .map_err(|_| format!("--node-networks: `{entry}` is not a network or address"))
+                    .map_err(|_| NetworksError::NotANetwork(entry.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if allowed.is_empty() {
-            return Err("--node-networks lists no network".into());
+            return Err(NetworksError::Empty);
         }
         Ok(NodeNetworks { allowed })
     }

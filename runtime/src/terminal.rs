@@ -2,9 +2,8 @@
 
 /// `text` as a QR code drawn with Unicode half blocks (light on dark, with
 /// its quiet zone), for a phone's camera to read off a terminal.
-pub fn qr(text: &str) -> Result<String, String> {
-    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
-        .map_err(|error| format!("cannot encode it as a QR code: {error}"))?;
+pub fn qr(text: &str) -> Result<String, qrcode::types::QrError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)?;
     Ok(code
         .render::<qrcode::render::unicode::Dense1x2>()
         .dark_color(qrcode::render::unicode::Dense1x2::Light)

@@ -37,6 +37,17 @@ pub enum Entry {
     },
 }
 
+/// Why a line is not a log entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// Longer than [`MAX_ENTRY`].
+    #[error("an entry of {0} bytes, more than {MAX_ENTRY}")]
+    TooLong(usize),
+    /// Not an entry's JSON.
+    #[error("not a log entry: {0}")]
+    NotAnEntry(#[from] serde_json::Error),
+}
+
 impl Entry {
     /// Its bytes in the log (one line, no newline).
     pub fn to_line(&self) -> String {
@@ -44,14 +55,11 @@ impl Entry {
     }
 
     /// Reads an entry's bytes.
-    pub fn parse(line: &str) -> Result<Entry, String> {
+    pub fn parse(line: &str) -> Result<Entry, EntryError> {
         if line.len() > MAX_ENTRY {
-            return Err(format!(
-                "an entry of {} bytes, more than {MAX_ENTRY}",
-                line.len()
-            ));
+            return Err(EntryError::TooLong(line.len()));
         }
-        serde_json::from_str(line).map_err(|error| format!("not a log entry: {error}"))
+        Ok(serde_json::from_str(line)?)
     }
 
     /// Whether this is an image entry for `evidence` with exactly these

@@ -119,7 +119,8 @@ impl LogProofs {
                     size: checkpoint.size,
                 });
             }
-            let entry = Entry::parse(&logged.entry).map_err(ProofError::Format)?;
+            let entry = Entry::parse(&logged.entry)
+                .map_err(|error| ProofError::Format(error.to_string()))?;
             entries.push((logged.index, entry));
         }
         Ok(Proven {

@@ -156,8 +156,8 @@ async fn upgrade(
     };
     match ts2021::initiation_version(&initiation) {
         Ok(version) => {
-            if let Err(message) = ts2021::check_capability(version) {
-                return (StatusCode::BAD_REQUEST, message).into_response();
+            if let Err(too_old) = ts2021::check_capability(version) {
+                return (StatusCode::BAD_REQUEST, too_old.to_string()).into_response();
             }
         }
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
@@ -816,8 +816,8 @@ async fn control_key(State((key, _, _)): State<Shared>, Query(query): Query<KeyQ
     let Some(version) = query.v else {
         return refused("ask /key?v=N with the client's capability version".into());
     };
-    if let Err(message) = ts2021::check_capability(version) {
-        return refused(message);
+    if let Err(too_old) = ts2021::check_capability(version) {
+        return refused(too_old.to_string());
     }
     Json(ts2021::key_response(&key.public())).into_response()
 }

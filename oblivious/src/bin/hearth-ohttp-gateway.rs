@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     hearth_runtime::init("info");
     hearth_runtime::run(hearth_runtime::Threads::PerCore, async move {
         let seeds = hearth_oblivious::seeds::load(seeds_file.as_deref())?;
-        let allow = AllowList::parse(&allow).map_err(anyhow::Error::msg)?;
+        let allow = AllowList::parse(&allow)?;
         let settings = Settings {
             listen,
             seeds,
