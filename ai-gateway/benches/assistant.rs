@@ -31,7 +31,9 @@ use hearth_assistant::scope::{Asker, Owner, RoomId};
 use hearth_assistant::search::{Index, Query};
 use hearth_chat_client::ChatClient;
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
-use hearth_gateway::assistant::store::{KnownDocument, NewPassage, Store};
+use hearth_gateway::assistant::store::{
+    Database, DocumentStore, KnownDocument, MemoryStore, NewPassage,
+};
 use hearth_testkit::bench::{median, percentile, tree_rss_mib};
 use hearth_testkit::llama::{LlamaServer, free_port};
 use serde_json::{Value, json};
@@ -561,15 +563,17 @@ async fn memory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let store = Store::open(&data, None).await.unwrap();
-    store
+    let database = Database::open(&data, None).await.unwrap();
+    database
         .embedding_model("vectors/all-MiniLM-L6-v2")
         .await
         .unwrap();
+    let memory = MemoryStore::new(database.clone());
+    let index = DocumentStore::new(database.clone());
     let members = ["ada", "ben", "cat", "dan"];
     for entry in 0..ENTRIES {
         let owner = Owner::Member(members[entry % members.len()].into());
-        store
+        memory
             .remember(
                 &owner,
                 &Layer::LongTerm,
@@ -617,9 +621,9 @@ async fn memory() {
             refused: None,
             passages: 10,
         };
-        store.index_document(&document, &passages, 0).await.unwrap();
+        index.index_document(&document, &passages, 0).await.unwrap();
     }
-    store.close().await;
+    database.close().await;
     let mut loaded_config = config(
         &model.base_url,
         Some("http://127.0.0.1:9/v1"),

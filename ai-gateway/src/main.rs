@@ -117,7 +117,7 @@ fn extract(format: &str) -> anyhow::Result<()> {
         .context("cannot limit the reader's memory")?;
     rlimit::setrlimit(rlimit::Resource::CPU, 30, 30)
         .context("cannot limit the reader's CPU time")?;
-    hearth_gateway::assistant::library::confine_reader().map_err(anyhow::Error::msg)?;
+    hearth_gateway::assistant::library::confine_reader()?;
     let mut bytes = Vec::new();
     std::io::stdin()
         .take(MAX_FILE_BYTES + 1)

@@ -160,40 +160,52 @@ pub fn unchanged(found: &Found, known: Option<&KnownDocument>) -> bool {
     })
 }
 
+/// Why a document was not read (stored as its refusal, shown to members).
+#[derive(Debug, thiserror::Error)]
+pub enum Unread {
+    /// Its content is refused (too large, not text, nothing in it).
+    #[error(transparent)]
+    Content(#[from] ExtractError),
+    /// Reading the file failed.
+    #[error("it cannot be read")]
+    Lost,
+    /// Reading the file failed, for this reason.
+    #[error("it cannot be read: {0}")]
+    Unreadable(String),
+    /// The PDF reader failed, or said why it could not read it.
+    #[error("{0}")]
+    Pdf(String),
+}
+
 /// The text of a found file, page by page: text and Markdown here, PDFs by
 /// a child process (`program extract pdf`).
-pub async fn extract_text(found: &Found, program: &Path) -> Result<Vec<String>, String> {
+pub async fn extract_text(found: &Found, program: &Path) -> Result<Vec<String>, Unread> {
+    let too_large = || ExtractError::TooLarge {
+        bytes: found.size,
+        max: extract::MAX_FILE_BYTES,
+    };
     if found.size > extract::MAX_FILE_BYTES {
-        return Err(ExtractError::TooLarge {
-            bytes: found.size,
-            max: extract::MAX_FILE_BYTES,
-        }
-        .to_string());
+        return Err(too_large().into());
     }
     let (folder, path) = (std::sync::Arc::clone(&found.folder), found.path.clone());
     let bytes =
         tokio::task::spawn_blocking(move || folder.read(Path::new(&path), extract::MAX_FILE_BYTES))
             .await
-            .map_err(|_| "it cannot be read".to_owned())?
+            .map_err(|_| Unread::Lost)?
             .map_err(|error| match error {
-                BeneathError::TooLarge { .. } => ExtractError::TooLarge {
-                    bytes: found.size,
-                    max: extract::MAX_FILE_BYTES,
-                }
-                .to_string(),
-                BeneathError::Io(error) => format!("it cannot be read: {}", error.kind()),
-                other => format!("it cannot be read: {other}"),
+                BeneathError::TooLarge { .. } => too_large().into(),
+                BeneathError::Io(error) => Unread::Unreadable(error.kind().to_string()),
+                other => Unread::Unreadable(other.to_string()),
             })?;
     match found.format {
-        Format::Text | Format::Markdown => extract::extract(found.format, &bytes)
-            .map(|extracted| extracted.pages)
-            .map_err(|error| error.to_string()),
+        Format::Text | Format::Markdown => Ok(extract::extract(found.format, &bytes)?.pages),
         Format::Pdf => extract_pdf(&bytes, program).await,
     }
 }
 
 /// A PDF's pages, read by a child process under limits.
-async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, String> {
+async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, Unread> {
+    let damaged = || Unread::Pdf("the PDF reader's answer is damaged".into());
     let mut child = tokio::process::Command::new(program)
         .args(["extract", "pdf"])
         .stdin(std::process::Stdio::piped())
@@ -201,27 +213,31 @@ async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, String
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| format!("the PDF reader could not start: {}", error.kind()))?;
-    let mut stdin = child.stdin.take().ok_or("the PDF reader has no input")?;
+        .map_err(|error| {
+            Unread::Pdf(format!("the PDF reader could not start: {}", error.kind()))
+        })?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| Unread::Pdf("the PDF reader has no input".into()))?;
     let input = bytes.to_vec();
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(&input).await;
     });
     let output = tokio::time::timeout(EXTRACT_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| "the PDF took too long to read".to_owned())?
-        .map_err(|error| format!("the PDF reader failed: {}", error.kind()))?;
+        .map_err(|_| Unread::Pdf("the PDF took too long to read".into()))?
+        .map_err(|error| Unread::Pdf(format!("the PDF reader failed: {}", error.kind())))?;
     writer.abort();
     let text = String::from_utf8_lossy(&output.stdout);
     let Some((_, answer)) = text.rsplit_once(&format!("{EXTRACT_MARKER}\n")) else {
-        return Err(
+        return Err(Unread::Pdf(
             "the PDF could not be read (the reader stopped: too large or malformed)".into(),
-        );
+        ));
     };
-    let answer: serde_json::Value =
-        serde_json::from_str(answer.trim()).map_err(|_| "the PDF reader's answer is damaged")?;
+    let answer: serde_json::Value = serde_json::from_str(answer.trim()).map_err(|_| damaged())?;
     if let Some(error) = answer.get("error").and_then(serde_json::Value::as_str) {
-        return Err(error.to_owned());
+        return Err(Unread::Pdf(error.to_owned()));
     }
     answer
         .get("pages")
@@ -232,7 +248,23 @@ async fn extract_pdf(bytes: &[u8], program: &Path) -> Result<Vec<String>, String
                 .map(|page| page.as_str().unwrap_or_default().to_owned())
                 .collect()
         })
-        .ok_or_else(|| "the PDF reader's answer is damaged".into())
+        .ok_or_else(damaged)
+}
+
+/// Why the reader could not be confined (it then reads nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// A step of the confinement failed.
+    #[error("{what}: {error}")]
+    Step {
+        /// The step.
+        what: String,
+        /// What the system said.
+        error: String,
+    },
+    /// No directory to mount the empty root on.
+    #[error("no folder to mount on")]
+    NoMountPoint,
 }
 
 /// The system calls a document reader may make once confined: it reads
@@ -288,7 +320,7 @@ enum Condition {
 /// system call filter that allows [`allowed_calls`] only and kills the
 /// process at any other. `hearth-gateway extract` calls it before reading
 /// its input.
-pub fn confine_reader() -> Result<(), String> {
+pub fn confine_reader() -> Result<(), ConfineError> {
     // Where user namespaces are off (a container's seccomp profile, a
     // sysctl) the filter below still holds.
     let _ = empty_filesystem();
@@ -304,8 +336,10 @@ pub fn confine_reader() -> Result<(), String> {
         (rustix::process::Resource::Nofile, three),
         (rustix::process::Resource::Nproc, none),
     ] {
-        rustix::process::setrlimit(resource, limit)
-            .map_err(|error| format!("cannot limit the reader ({resource:?}): {error}"))?;
+        rustix::process::setrlimit(resource, limit).map_err(|error| ConfineError::Step {
+            what: format!("cannot limit the reader ({resource:?})"),
+            error: error.to_string(),
+        })?;
     }
     install_filter()
 }
@@ -314,10 +348,13 @@ pub fn confine_reader() -> Result<(), String> {
 /// namespaces whose root is an empty tmpfs: no file of the machine has a
 /// path any more. Fails where unprivileged user namespaces are off.
 #[allow(unsafe_code)] // unshare(2): rustix's wrapper is unsafe too
-pub fn empty_filesystem() -> Result<(), String> {
+pub fn empty_filesystem() -> Result<(), ConfineError> {
     use rustix::mount::{MountFlags, MountPropagationFlags};
-    fn step(what: &'static str) -> impl Fn(rustix::io::Errno) -> String {
-        move |error| format!("{what}: {error}")
+    fn step(what: &'static str) -> impl Fn(rustix::io::Errno) -> ConfineError {
+        move |error| ConfineError::Step {
+            what: what.into(),
+            error: error.to_string(),
+        }
     }
     // SAFETY: the reader's process has one thread (`extract` runs before
     // any runtime), which is what unsharing these namespaces asks; no
@@ -336,7 +373,7 @@ pub fn empty_filesystem() -> Result<(), String> {
     let base = ["/tmp", "/proc", "/dev"]
         .into_iter()
         .find(|dir| Path::new(dir).is_dir())
-        .ok_or("no folder to mount on")?;
+        .ok_or(ConfineError::NoMountPoint)?;
     rustix::mount::mount(
         "none",
         base,
@@ -353,14 +390,21 @@ pub fn empty_filesystem() -> Result<(), String> {
 
 /// Installs the allowlist filter of [`allowed_calls`] (default: kill the
 /// process), on every thread of the process.
-fn install_filter() -> Result<(), String> {
+fn install_filter() -> Result<(), ConfineError> {
+    let invalid = |error: &dyn std::fmt::Display| ConfineError::Step {
+        what: "the system call filter is invalid".into(),
+        error: error.to_string(),
+    };
     use seccompiler::{
         BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
         SeccompRule,
     };
     let arch = std::env::consts::ARCH
         .try_into()
-        .map_err(|error| format!("no system call filter for this machine: {error}"))?;
+        .map_err(|error| ConfineError::Step {
+            what: "no system call filter for this machine".into(),
+            error: format!("{error}"),
+        })?;
     let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = Default::default();
     for (call, conditions) in allowed_calls() {
         let conditions = conditions
@@ -380,13 +424,10 @@ fn install_filter() -> Result<(), String> {
                 ),
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| format!("the system call filter is invalid: {error}"))?;
+            .map_err(|error| invalid(&error))?;
         let entry = rules.entry(call).or_default();
         if !conditions.is_empty() {
-            entry.push(
-                SeccompRule::new(conditions)
-                    .map_err(|error| format!("the system call filter is invalid: {error}"))?,
-            );
+            entry.push(SeccompRule::new(conditions).map_err(|error| invalid(&error))?);
         }
     }
     let filter = SeccompFilter::new(
@@ -395,12 +436,15 @@ fn install_filter() -> Result<(), String> {
         SeccompAction::Allow,
         arch,
     )
-    .map_err(|error| format!("the system call filter is invalid: {error}"))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|error| format!("the system call filter does not compile: {error}"))?;
-    seccompiler::apply_filter_all_threads(&program)
-        .map_err(|error| format!("the system call filter cannot be installed: {error}"))
+    .map_err(|error| invalid(&error))?;
+    let program: BpfProgram = filter.try_into().map_err(|error| ConfineError::Step {
+        what: "the system call filter does not compile".into(),
+        error: format!("{error}"),
+    })?;
+    seccompiler::apply_filter_all_threads(&program).map_err(|error| ConfineError::Step {
+        what: "the system call filter cannot be installed".into(),
+        error: error.to_string(),
+    })
 }
 
 /// What `hearth-gateway extract FORMAT` prints for `bytes` (after limiting
