@@ -207,7 +207,7 @@ impl ComputeClient {
             body: Box::pin(
                 response
                     .bytes_stream()
-                    .map(|piece| piece.map_err(|error| error.to_string())),
+                    .map(|piece| piece.map_err(crate::oblivious::BrokenOff::Direct)),
             ),
         })
     }
@@ -453,7 +453,7 @@ impl Reply {
                 },
                 Some(Err(error)) => {
                     self.ended = true;
-                    return Some(Err(self.cut(&error)));
+                    return Some(Err(self.cut(&error.to_string())));
                 }
                 None => {
                     self.ended = true;

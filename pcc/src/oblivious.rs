@@ -211,7 +211,30 @@ pub struct LinkResponse {
 
 /// Content as it arrives.
 pub type BodyStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, String>> + Send>>;
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, BrokenOff>> + Send>>;
+
+/// Why a response through the relay stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokenOff {
+    /// The relay's connection failed.
+    #[error("the relay's response broke off: {0}")]
+    Relay(reqwest::Error),
+    /// The router's connection failed (no relay between).
+    #[error("{0}")]
+    Direct(reqwest::Error),
+    /// A chunk does not open (altered, or not the gateway's).
+    #[error("{0}")]
+    Sealed(hearth_ohttp::Error),
+    /// The inner response is not Binary HTTP.
+    #[error("{0}")]
+    Inner(hearth_ohttp::Error),
+    /// The response ended in the middle.
+    #[error("the response was cut ({0})")]
+    Cut(hearth_ohttp::Error),
+    /// A second response head.
+    #[error("a second response head")]
+    SecondHead,
+}
 
 impl LinkResponse {
     /// The value of `name`.
@@ -226,7 +249,7 @@ impl LinkResponse {
     pub async fn collect(mut self, limit: usize) -> Result<Vec<u8>, PccError> {
         let mut out = Vec::new();
         while let Some(piece) = self.body.next().await {
-            out.extend_from_slice(&piece.map_err(PccError::Transport)?);
+            out.extend_from_slice(&piece.map_err(|error| PccError::Transport(error.to_string()))?);
             if out.len() > limit {
                 return Err(PccError::Protocol(
                     "the answer is larger than expected".into(),
@@ -340,7 +363,7 @@ impl ObliviousLink {
                     "content before the response head".into(),
                 ));
             }
-            Some(Err(error)) => return Err(PccError::Transport(error)),
+            Some(Err(error)) => return Err(PccError::Transport(error.to_string())),
             None => {
                 return Err(PccError::Transport(
                     "the response ended before its head".into(),
@@ -359,7 +382,7 @@ impl ObliviousLink {
         let body = futures_util::stream::unfold(reader, |mut reader| async move {
             let item = match reader.next_event().await? {
                 Ok(StreamEvent::Content(bytes)) => Ok(Bytes::from(bytes)),
-                Ok(StreamEvent::Head { .. }) => Err("a second response head".to_owned()),
+                Ok(StreamEvent::Head { .. }) => Err(BrokenOff::SecondHead),
                 Err(error) => Err(error),
             };
             Some((item, reader))
@@ -383,7 +406,7 @@ struct Opening {
 }
 
 impl Opening {
-    async fn next_event(&mut self) -> Option<Result<StreamEvent, String>> {
+    async fn next_event(&mut self) -> Option<Result<StreamEvent, BrokenOff>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(Ok(event));
@@ -392,25 +415,23 @@ impl Opening {
                 return None;
             }
             let plaintext = match self.body.next().await {
-                Some(Ok(bytes)) => self.chunks.push(&bytes).map_err(|error| error.to_string()),
-                Some(Err(error)) => Err(format!("the relay's response broke off: {error}")),
+                Some(Ok(bytes)) => self.chunks.push(&bytes).map_err(BrokenOff::Sealed),
+                Some(Err(error)) => Err(BrokenOff::Relay(error)),
                 None => {
                     self.ended = true;
                     match self.chunks.finish() {
                         Ok(last) => Ok(vec![last]),
-                        Err(error) => Err(format!("the response was cut ({error})")),
+                        Err(error) => Err(BrokenOff::Cut(error)),
                     }
                 }
             };
             let result = plaintext.and_then(|chunks| {
                 let mut events = Vec::new();
                 for chunk in chunks {
-                    events.extend(self.inner.push(&chunk).map_err(|error| error.to_string())?);
+                    events.extend(self.inner.push(&chunk).map_err(BrokenOff::Inner)?);
                 }
                 if self.ended {
-                    self.inner
-                        .finish()
-                        .map_err(|error| format!("the response was cut ({error})"))?;
+                    self.inner.finish().map_err(BrokenOff::Cut)?;
                 }
                 Ok(events)
             });

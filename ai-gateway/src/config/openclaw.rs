@@ -186,31 +186,75 @@ impl Context<'_> {
 
     /// The value `id` names in the file provider `provider` (`mode:
     /// "singleValue"`: the whole file; else the JSON pointer `id`).
-    fn file_secret(&self, provider: &str, id: &str) -> Result<String, String> {
+    fn file_secret(&self, provider: &str, id: &str) -> Result<String, NoSecret> {
         let entry = self
             .secrets
             .and_then(|providers| providers.get(provider))
-            .ok_or_else(|| format!("secrets.providers.{provider} is not configured"))?;
+            .ok_or_else(|| NoSecret::Provider(provider.to_owned()))?;
         let path = entry
             .get("path")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("secrets.providers.{provider} has no path"))?;
+            .ok_or_else(|| NoSecret::NoPath(provider.to_owned()))?;
         let path = home(path, self.sources);
+        let shown = path.display().to_string();
         let text = self
             .sources
             .read(&path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            .map_err(|error| NoSecret::Unreadable {
+                path: shown.clone(),
+                error: error.to_string(),
+            })?;
         if entry.get("mode").and_then(Value::as_str) == Some("singleValue") {
             return Ok(text.trim().to_owned());
         }
-        let document: Value = serde_json::from_str(&text)
-            .map_err(|error| format!("{} is not JSON: {error}", path.display()))?;
+        let document: Value = serde_json::from_str(&text).map_err(|error| NoSecret::NotJson {
+            path: shown.clone(),
+            error: error.to_string(),
+        })?;
         document
             .pointer(id)
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| format!("{} has no string at {id}", path.display()))
+            .ok_or_else(|| NoSecret::NoString {
+                path: shown,
+                id: id.to_owned(),
+            })
     }
+}
+
+/// Why a file provider's secret could not be had.
+#[derive(Debug, thiserror::Error)]
+enum NoSecret {
+    /// No such provider.
+    #[error("secrets.providers.{0} is not configured")]
+    Provider(String),
+    /// The provider names no file.
+    #[error("secrets.providers.{0} has no path")]
+    NoPath(String),
+    /// The file cannot be read.
+    #[error("cannot read {path}: {error}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// The file is not JSON (and not `singleValue`).
+    #[error("{path} is not JSON: {error}")]
+    NotJson {
+        /// The file.
+        path: String,
+        /// The parser's words.
+        error: String,
+    },
+    /// Nothing at the pointer.
+    #[error("{path} has no string at {id}")]
+    NoString {
+        /// The file.
+        path: String,
+        /// The JSON pointer.
+        id: String,
+    },
 }
 
 /// `~/…` under `$HOME`, as OpenClaw reads paths.
