@@ -19,7 +19,7 @@ use hearth_control::wire::{
 use hearth_runtime::clock::unix_seconds as unix_now;
 use ipnet::IpNet;
 
-use super::{Coordinator, State, Turn};
+use super::{Change, Coordinator, State, Turn};
 use crate::accounts::usage;
 use crate::acme::zone;
 use crate::admission::{NodeView, check_admitted};
@@ -292,8 +292,7 @@ impl Coordinator {
     /// Deletes node `id` at `now` in a writer's turn: from the database,
     /// then from every map and index.
     pub(super) async fn remove_node(&self, turn: &Turn<'_>, id: NodeId, now: i64) -> Result<()> {
-        self.db.delete_node(id, now).await?;
-        self.apply_removal(turn, id, now);
+        self.commit(turn, Change::Removed { id, now }).await?;
         Ok(())
     }
 }
@@ -349,7 +348,7 @@ impl Coordinator {
                 approved_under(state.policy.as_ref(), &record, &record.approved_routes);
             record
         };
-        self.store_changed(&turn, record).await?;
+        self.commit(&turn, Change::Decided(record)).await?;
         Ok(())
     }
 
@@ -372,7 +371,7 @@ impl Coordinator {
                 .collect()
         };
         for record in updates {
-            self.store_changed(turn, record).await?;
+            self.commit(turn, Change::Decided(record)).await?;
         }
         Ok(())
     }
@@ -467,7 +466,7 @@ impl Coordinator {
         record.wireguard_key = request.wireguard_key;
         record.cert_fingerprint = Some(fingerprint);
         record.renew_keys(now);
-        if !self.store_changed(&turn, record.clone()).await? {
+        if !self.commit(&turn, Change::Decided(record.clone())).await? {
             return Err(Error::UnknownNode);
         }
         tracing::info!(node = record.id, name = %record.name, "node keys rotated");
@@ -609,10 +608,15 @@ impl Coordinator {
                 .node(record.id)
                 .map(|known| known.state);
             let response = response_for(&record);
-            if !self
-                .store_changed_with_key(&turn, record.clone(), revived_with, now)
-                .await?
-            {
+            let change = match revived_with {
+                Some(key) => Change::Revived {
+                    record: record.clone(),
+                    key,
+                    now,
+                },
+                None => Change::Decided(record.clone()),
+            };
+            if !self.commit(&turn, change).await? {
                 return Err(Error::NotFound(format!("node {}", record.id)));
             }
             if before_state != Some(record.state) {
@@ -799,7 +803,7 @@ impl Coordinator {
             );
             return Ok(record);
         }
-        self.store_full_report(turn, changed.clone()).await?;
+        self.commit(turn, Change::Reported(changed.clone())).await?;
         Ok(changed)
     }
 

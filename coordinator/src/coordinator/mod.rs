@@ -20,9 +20,11 @@
 //! here, and a short shell here.
 //!
 //! The change path: in a writer's turn (`Coordinator::turn`) a change is
-//! decided on the state, written in one transaction (with the pre-auth key
-//! use it consumes, announced to other coordinators after the commit:
-//! [`Db::commit`]), then applied to the `Registry`, whose deltas are
+//! decided on the state into a typed [`Change`] (a node registered,
+//! decided, revived by a key, reported in full, removed), which
+//! [`Coordinator::commit`] writes in one transaction (with the pre-auth
+//! key use it consumes, announced to other coordinators after the commit:
+//! [`Db::commit`]) and then applies to the `Registry`, whose deltas are
 //! delivered, so streams see changes in the order they were committed. The
 //! state itself is held only for moments, never across IO, so readers never
 //! wait for the database.
@@ -38,7 +40,7 @@ use hearth_runtime::clock::unix_seconds as unix_now;
 use crate::admission::NodeView;
 use crate::db::Announcement;
 use crate::db::Db;
-use crate::db::nodes::{insert_node, lock_registrations, update_node};
+use crate::db::nodes::{delete_node, insert_node, lock_registrations, update_node};
 use crate::db::preauth_keys::consume_preauth_key;
 use crate::error::{Error, Result};
 use crate::health::Health;
@@ -53,6 +55,81 @@ use crate::tls::NodeAuthority;
 
 mod devices;
 mod people;
+
+/// A change to the network, decided by a use case and ready to go
+/// through [`Coordinator::commit`], the one path every change to a node
+/// takes: stored in one transaction with the pre-auth key use it consumes
+/// and its announcement, then applied to the registry and delivered.
+/// (Where a node is, reported often, takes a path of its own that waits
+/// for no writer: [`Coordinator::apply_reported`].)
+pub(super) enum Change {
+    /// A new node, consuming one use of pre-auth key `key` when it came
+    /// with one.
+    Registered {
+        /// The node.
+        record: NodeRecord,
+        /// The pre-auth key's id.
+        key: Option<i64>,
+        /// When (Unix seconds).
+        now: i64,
+    },
+    /// An existing node as a decision left it.
+    Decided(NodeRecord),
+    /// An expired node brought back by pre-auth key `key`.
+    Revived {
+        /// The node.
+        record: NodeRecord,
+        /// The pre-auth key's id.
+        key: i64,
+        /// When (Unix seconds).
+        now: i64,
+    },
+    /// What a Tailscale client reported of itself, where it is included.
+    Reported(NodeRecord),
+    /// Node `id` deleted at `now`.
+    Removed {
+        /// The node.
+        id: NodeId,
+        /// When (Unix seconds).
+        now: i64,
+    },
+}
+
+impl Change {
+    /// The node it changes.
+    fn node(&self) -> NodeId {
+        match self {
+            Change::Registered { record, .. }
+            | Change::Decided(record)
+            | Change::Revived { record, .. }
+            | Change::Reported(record) => record.id,
+            Change::Removed { id, .. } => *id,
+        }
+    }
+
+    /// The pre-auth key use it consumes, and when.
+    fn key_use(&self) -> Option<(i64, i64)> {
+        match self {
+            Change::Registered {
+                key: Some(key),
+                now,
+                ..
+            }
+            | Change::Revived { key, now, .. } => Some((*key, *now)),
+            _ => None,
+        }
+    }
+}
+
+/// What storing a change found.
+enum Stored {
+    /// Stored and announced.
+    Done,
+    /// The pre-auth key's use was gone: nothing stored.
+    KeyUsed,
+    /// The node was gone: nothing stored.
+    NodeGone,
+}
 
 /// What the use cases share: the nodes and the policy.
 struct State {
@@ -290,6 +367,86 @@ impl Coordinator {
         self.deliver(&deliveries);
     }
 
+    /// Stores `change` and applies it, in the writer's `turn`: one
+    /// transaction holds the node's write, the pre-auth key use it consumes
+    /// and its announcement ([`Coordinator::write`]); then the registry
+    /// takes it and each peer is told ([`Coordinator::apply_change`]).
+    /// [`Error::KeyUsed`] when the key's use was gone (nothing is stored);
+    /// `Ok(false)` when the node was gone.
+    async fn commit(&self, turn: &Turn<'_>, change: Change) -> Result<bool> {
+        let transaction = self.db.begin().await?;
+        match self.write(transaction, &change).await? {
+            Stored::Done => {}
+            Stored::KeyUsed => return Err(Error::KeyUsed),
+            Stored::NodeGone => {
+                if let Change::Removed { .. } = change {
+                    // Gone from the database already (another coordinator
+                    // deleted it): it goes from here too.
+                    self.apply_change(turn, change);
+                }
+                return Ok(false);
+            }
+        }
+        self.apply_change(turn, change);
+        Ok(true)
+    }
+
+    /// The database's part of `change`, in `transaction`, committed and
+    /// announced unless the key's use or the node was gone.
+    async fn write(
+        &self,
+        mut transaction: crate::db::Tx,
+        change: &Change,
+    ) -> std::result::Result<Stored, crate::db::DbError> {
+        if let Some((key, now)) = change.key_use()
+            && !consume_preauth_key(&mut transaction, key, now).await?
+        {
+            return Ok(Stored::KeyUsed);
+        }
+        let written = match change {
+            Change::Registered { record, key, .. } => {
+                insert_node(&mut transaction, record, *key).await?;
+                true
+            }
+            Change::Decided(record) | Change::Revived { record, .. } | Change::Reported(record) => {
+                update_node(&mut transaction, record).await?
+            }
+            Change::Removed { id, now } => delete_node(&mut transaction, *id, *now).await?,
+        };
+        if !written {
+            return Ok(Stored::NodeGone);
+        }
+        self.db
+            .commit(transaction, &Announcement::Node { id: change.node() })
+            .await?;
+        Ok(Stored::Done)
+    }
+
+    /// The in-memory part of a stored `change`: the registry, and what
+    /// each peer is told. Where a node is comes only from what it
+    /// reports, and reports take no writer's turn: a decided change keeps
+    /// the registry's whereabouts, newer than the ones it was decided on,
+    /// and they are stored again after what the change wrote.
+    fn apply_change(&self, turn: &Turn<'_>, change: Change) {
+        match change {
+            Change::Registered { record, .. } | Change::Reported(record) => {
+                self.apply(turn, record);
+            }
+            Change::Decided(mut record) | Change::Revived { mut record, .. } => {
+                let mut state = self.state();
+                if let Some(current) = state.registry.node(record.id).map(NodeRecord::whereabouts)
+                    && current != record.whereabouts()
+                {
+                    record.set_whereabouts(current);
+                    self.mark_unstored(record.id);
+                }
+                let deliveries = state.registry.upsert(record);
+                self.deliver(&deliveries);
+            }
+            Change::Removed { id, now } => self.apply_removal(turn, id, now),
+        }
+    }
+
     /// Stores the new node `build` makes from the state (its id, name and
     /// addresses), consuming one use of pre-auth key `key`, when it came
     /// with one, in the same transaction; indexes it and delivers it to its
@@ -307,7 +464,7 @@ impl Coordinator {
     ) -> Result<NodeRecord> {
         const ATTEMPTS: usize = 8;
         let mut attempt = 0;
-        let record = loop {
+        loop {
             attempt += 1;
             // On a shared database, registrations take turns, and one that
             // finds the database ahead of what it has heard reads it first.
@@ -320,106 +477,34 @@ impl Coordinator {
                 }
             }
             let record = build(&mut self.state().registry)?;
-            let stored = async {
-                if let Some(key) = key
-                    && !consume_preauth_key(&mut transaction, key, now).await?
-                {
-                    return Ok(false);
+            let address = record.ipv4;
+            let change = Change::Registered {
+                record: record.clone(),
+                key,
+                now,
+            };
+            match self.write(transaction, &change).await {
+                Ok(Stored::Done) => {
+                    self.apply_change(turn, change);
+                    return Ok(record);
                 }
-                insert_node(&mut transaction, &record, key).await?;
-                self.db
-                    .commit(transaction, &Announcement::Node { id: record.id })
-                    .await?;
-                Ok::<bool, crate::db::DbError>(true)
-            }
-            .await;
-            match stored {
-                Ok(true) => break record,
-                Ok(false) => {
-                    self.state().registry.unallocate(record.ipv4);
+                Ok(Stored::KeyUsed | Stored::NodeGone) => {
+                    self.state().registry.unallocate(address);
                     return Err(Error::KeyUsed);
                 }
                 Err(crate::db::DbError::Conflict(what))
                     if self.db.is_shared() && attempt < ATTEMPTS =>
                 {
                     tracing::debug!(%what, "another coordinator registered a node at the same moment; reading the database again");
-                    self.state().registry.unallocate(record.ipv4);
+                    self.state().registry.unallocate(address);
                     self.resync_state(turn).await?;
                 }
                 Err(error) => {
-                    self.state().registry.unallocate(record.ipv4);
+                    self.state().registry.unallocate(address);
                     return Err(error.into());
                 }
             }
-        };
-        self.apply(turn, record.clone());
-        Ok(record)
-    }
-
-    /// Stores a changed `record` of an existing node and delivers what
-    /// changes for its peers; false when the node no longer exists.
-    async fn store_changed(&self, turn: &Turn<'_>, record: NodeRecord) -> Result<bool> {
-        self.store_changed_with_key(turn, record, None, 0).await
-    }
-
-    /// [`Coordinator::store_changed`], consuming one use of pre-auth key
-    /// `key` (a node brought back by a key) in the same transaction: the
-    /// use is consumed only when the node is stored, and the node stored
-    /// only when the use was still there ([`Error::KeyUsed`]).
-    async fn store_changed_with_key(
-        &self,
-        _turn: &Turn<'_>,
-        record: NodeRecord,
-        key: Option<i64>,
-        now: i64,
-    ) -> Result<bool> {
-        self.write_change(record, key, now, false).await
-    }
-
-    /// [`Coordinator::store_changed`] for what a node reported of itself,
-    /// where it is included (a Tailscale client's map request reporting
-    /// more than that).
-    async fn store_full_report(&self, _turn: &Turn<'_>, record: NodeRecord) -> Result<bool> {
-        self.write_change(record, None, 0, true).await
-    }
-
-    /// Writes `record` (consuming a use of `key` at `now`), then applies
-    /// and delivers it. Where a node is comes only from what it reports,
-    /// and reports take no writer's turn: unless this change is a report
-    /// (`reported`), the registry's whereabouts are newer than the ones
-    /// this change was decided on, so they are kept, and stored again
-    /// after what this change wrote.
-    async fn write_change(
-        &self,
-        record: NodeRecord,
-        key: Option<i64>,
-        now: i64,
-        reported: bool,
-    ) -> Result<bool> {
-        let mut transaction = self.db.begin().await?;
-        if let Some(key) = key
-            && !consume_preauth_key(&mut transaction, key, now).await?
-        {
-            return Err(Error::KeyUsed);
         }
-        if !update_node(&mut transaction, &record).await? {
-            return Ok(false);
-        }
-        self.db
-            .commit(transaction, &Announcement::Node { id: record.id })
-            .await?;
-        let mut record = record;
-        let mut state = self.state();
-        if !reported
-            && let Some(current) = state.registry.node(record.id).map(NodeRecord::whereabouts)
-            && current != record.whereabouts()
-        {
-            record.set_whereabouts(current);
-            self.mark_unstored(record.id);
-        }
-        let deliveries = state.registry.upsert(record);
-        self.deliver(&deliveries);
-        Ok(true)
     }
 
     /// Applies `record`, which differs from the registry's only in where
@@ -506,7 +591,7 @@ impl Coordinator {
         if record == before {
             return Ok(self.view(&record));
         }
-        if !self.store_changed(&turn, record.clone()).await? {
+        if !self.commit(&turn, Change::Decided(record.clone())).await? {
             return Err(Error::NotFound(format!("node {id}")));
         }
         if record.state != before.state {

@@ -179,29 +179,11 @@ impl Db {
     /// Deletes a node and records its address as freed at `now`; false when absent.
     pub async fn delete_node(&self, id: u64, now: i64) -> Result<bool, DbError> {
         let mut transaction = self.begin().await?;
-        let deleted = on_transaction!(&mut transaction, |conn, dialect| {
-            let address: Option<(String,)> =
-                sqlx::query_as(&dialect.sql("DELETE FROM nodes WHERE id = ? RETURNING ipv4"))
-                    .bind(id as i64)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if let Some((ipv4,)) = &address {
-                sqlx::query(&dialect.sql(
-                    "INSERT INTO released_addresses (ipv4, released_at) VALUES (?, ?) \
-                     ON CONFLICT (ipv4) DO UPDATE SET released_at = excluded.released_at",
-                ))
-                .bind(ipv4)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
-            address.is_some()
-        });
-        transaction.commit().await?;
-        if deleted {
-            self.announce(&Announcement::Node { id }).await;
+        if !delete_node(&mut transaction, id, now).await? {
+            return Ok(false);
         }
-        Ok(deleted)
+        self.commit(transaction, &Announcement::Node { id }).await?;
+        Ok(true)
     }
 
     /// Every freed address and when it was freed.
@@ -303,6 +285,29 @@ pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bo
         .rows_affected()
         });
     Ok(affected == 1)
+}
+
+/// Deletes node `id` in `transaction` and records its address as freed at
+/// `now`; false when absent.
+pub async fn delete_node(transaction: &mut Tx, id: u64, now: i64) -> Result<bool, DbError> {
+    Ok(on_transaction!(transaction, |conn, dialect| {
+        let address: Option<(String,)> =
+            sqlx::query_as(&dialect.sql("DELETE FROM nodes WHERE id = ? RETURNING ipv4"))
+                .bind(id as i64)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some((ipv4,)) = &address {
+            sqlx::query(&dialect.sql(
+                "INSERT INTO released_addresses (ipv4, released_at) VALUES (?, ?) \
+                 ON CONFLICT (ipv4) DO UPDATE SET released_at = excluded.released_at",
+            ))
+            .bind(ipv4)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        address.is_some()
+    }))
 }
 
 /// Inserts a new node inside a registration transaction; the record's id is
