@@ -144,34 +144,45 @@ struct State {
 }
 
 impl State {
-    /// Puts `policy` (parsed from `text` with `groups`; `None`: no policy,
-    /// everything allowed) in force: what changes for each node is returned
-    /// for delivery.
-    fn put_policy(
-        &mut self,
-        text: Option<String>,
-        policy: Option<Policy>,
-        groups: ProviderGroups,
-    ) -> Vec<Delivery> {
-        let deliveries = self
-            .registry
-            .set_policy(Arc::new(effective_rules(policy.as_ref())));
-        self.policy_text = text;
-        self.policy = policy;
-        self.provider_groups = groups;
+    /// Puts `next` in force: what changes for each node is returned for
+    /// delivery. It was parsed and compiled before the state was taken
+    /// ([`NextPolicy`]), so the state is held only to swap it in.
+    fn put_policy(&mut self, next: NextPolicy) -> Vec<Delivery> {
+        let deliveries = self.registry.set_policy(next.compiled);
+        self.policy_text = next.text;
+        self.policy = next.policy;
+        self.provider_groups = next.groups;
         deliveries
     }
+}
 
-    /// Puts the stored policy `text` in force with the identity provider's
-    /// `groups` ([`policy_in_force`]): when another coordinator stored it,
-    /// when the groups changed.
-    fn adopt_stored_policy(
-        &mut self,
-        text: Option<String>,
-        groups: ProviderGroups,
-    ) -> Vec<Delivery> {
+/// A policy about to be put in force, parsed and compiled: the stored
+/// `text` (`None`: no policy, everything allowed), what it parsed to with
+/// the identity provider's `groups`, and the rules compiled from it.
+struct NextPolicy {
+    text: Option<String>,
+    policy: Option<Policy>,
+    compiled: Arc<hearth_acl::CompiledPolicy>,
+    groups: ProviderGroups,
+}
+
+impl NextPolicy {
+    /// `policy`, parsed from `text` with `groups`, compiled.
+    fn new(text: Option<String>, policy: Option<Policy>, groups: ProviderGroups) -> NextPolicy {
+        NextPolicy {
+            compiled: Arc::new(effective_rules(policy.as_ref())),
+            text,
+            policy,
+            groups,
+        }
+    }
+
+    /// The stored policy `text` with `groups`, as [`policy_in_force`]
+    /// reads it: when another coordinator stored it, when the groups
+    /// changed, at start-up.
+    fn stored(text: Option<String>, groups: ProviderGroups) -> NextPolicy {
         let policy = policy_in_force(text.as_deref(), &groups);
-        self.put_policy(text, policy, groups)
+        NextPolicy::new(text, policy, groups)
     }
 }
 
@@ -261,17 +272,17 @@ impl Coordinator {
             &db.list_users().await?,
             &db.list_provider_identities().await?,
         );
-        let policy = policy_in_force(policy_text.as_deref(), &groups);
+        let next = NextPolicy::stored(policy_text, groups);
         let mut state = State {
             registry: Registry::load(
-                Arc::new(effective_rules(policy.as_ref())),
+                next.compiled,
                 db.list_nodes().await?,
                 db.released_addresses().await?,
                 db.max_node_id().await?,
             ),
-            policy_text,
-            policy,
-            provider_groups: groups,
+            policy_text: next.text,
+            policy: next.policy,
+            provider_groups: next.groups,
         };
         let registry = &mut state.registry;
         let standalone = db.list_relays().await?;
@@ -722,9 +733,10 @@ impl Coordinator {
         let (topology, groups) = self.topology().await?;
         let policy = validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
         self.db.store_policy(text, unix_now()).await?;
+        let next = NextPolicy::new(Some(text.to_owned()), Some(policy), groups);
         let changed_nodes = {
             let mut state = self.state();
-            let deliveries = state.put_policy(Some(text.to_owned()), Some(policy), groups);
+            let deliveries = state.put_policy(next);
             self.deliver(&deliveries);
             deliveries.len()
         };
@@ -740,13 +752,22 @@ impl Coordinator {
     async fn refresh_provider_groups(&self, _turn: &Turn<'_>) -> Result<()> {
         let users = self.db.list_users().await?;
         let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
-        let mut state = self.state();
-        if state.provider_groups == groups {
-            return Ok(());
-        }
-        let text = state.policy_text.clone();
-        let deliveries = state.adopt_stored_policy(text, groups);
-        self.deliver(&deliveries);
+        let text = {
+            let state = self.state();
+            if state.provider_groups == groups {
+                return Ok(());
+            }
+            state.policy_text.clone()
+        };
+        // Only a writer changes the policy, and this is one: the state may
+        // be let go while the policy is compiled.
+        let next = NextPolicy::stored(text, groups);
+        let deliveries = {
+            let mut state = self.state();
+            let deliveries = state.put_policy(next);
+            self.deliver(&deliveries);
+            deliveries
+        };
         tracing::info!(
             changed_nodes = deliveries.len(),
             "policy groups updated from the identity provider"
@@ -760,14 +781,20 @@ impl Coordinator {
     pub(crate) async fn follow_policy(&self) -> Result<()> {
         let _turn = self.turn().await;
         let text = self.db.load_policy().await?;
-        let mut state = self.state();
-        if text == state.policy_text {
-            return Ok(());
-        }
-        let groups = state.provider_groups.clone();
-        let deliveries = state.adopt_stored_policy(text, groups);
-        self.deliver(&deliveries);
-        drop(state);
+        let groups = {
+            let state = self.state();
+            if text == state.policy_text {
+                return Ok(());
+            }
+            state.provider_groups.clone()
+        };
+        let next = NextPolicy::stored(text, groups);
+        let deliveries = {
+            let mut state = self.state();
+            let deliveries = state.put_policy(next);
+            self.deliver(&deliveries);
+            deliveries
+        };
         tracing::info!(
             changed_nodes = deliveries.len(),
             "policy updated by another coordinator"
