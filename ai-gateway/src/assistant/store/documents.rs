@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Database, StoreError, vector_bytes, vector_of};
+use super::database::{Database, StoreError, vector_bytes, vector_of};
 
 /// A stored document passage.
 #[derive(Clone, Debug)]

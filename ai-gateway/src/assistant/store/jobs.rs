@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Database, StoreError};
+use super::database::{Database, StoreError};
 
 /// Due jobs of one member read at once (the rest wait their turn).
 const DUE_PER_MEMBER: i64 = 40;

@@ -3,7 +3,7 @@
 use hearth_assistant::scope::Owner;
 use sqlx::Row;
 
-use super::{Database, StoreError};
+use super::database::{Database, StoreError};
 
 /// Where lists are kept.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use hearth_assistant::memory::{Entry, Layer, Source};
 use hearth_assistant::scope::Owner;
 use sqlx::Row;
 
-use super::{Database, StoreError, vector_bytes, vector_of};
+use super::database::{Database, StoreError, vector_bytes, vector_of};
 
 /// Where memory is kept.
 #[derive(Clone)]
