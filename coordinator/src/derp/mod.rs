@@ -262,14 +262,21 @@ impl<A: Admission> Relay<A> {
         let mut bucket = Bucket::new(self.limits.bytes_per_second, self.limits.burst_bytes);
         let started = Instant::now();
         loop {
-            let (kind, payload) = tokio::select! {
-                frame = read_frame(reader, derp::MAX_FRAME) => frame?,
-                _ = recheck.tick() => {
-                    if self.admission.admits(&client).await {
-                        continue;
+            // The read outlives the rechecks: dropping it half-way through
+            // a frame (a recheck firing between a frame's TCP segments)
+            // would lose the bytes it had read and put the connection out
+            // of step.
+            let frame = read_frame(reader, derp::MAX_FRAME);
+            tokio::pin!(frame);
+            let (kind, payload) = loop {
+                tokio::select! {
+                    frame = &mut frame => break frame?,
+                    _ = recheck.tick() => {
+                        if !self.admission.admits(&client).await {
+                            tracing::info!(key = %WireGuardKey(client), "a node lost admission; its relay connection is closed");
+                            return Ok(());
+                        }
                     }
-                    tracing::info!(key = %WireGuardKey(client), "a node lost admission; its relay connection is closed");
-                    return Ok(());
                 }
             };
             if let Some(wait) =
