@@ -266,6 +266,7 @@ impl Documents {
 mod tests {
     use super::*;
     use crate::assistant::store::Database;
+    use crate::assistant::testing::query;
 
     fn folder(name: &str, path: &std::path::Path, member: Option<&str>) -> DocumentFolder {
         DocumentFolder {
@@ -283,16 +284,6 @@ mod tests {
             room: None,
             capabilities: Default::default(),
             device: None,
-        }
-    }
-
-    fn query(text: &str) -> Query<'_> {
-        Query {
-            text,
-            vector: None,
-            today: jiff::civil::date(2026, 11, 26),
-            limit: 5,
-            min_score: 0.0,
         }
     }
 

@@ -273,22 +273,13 @@ fn failed(error: StoreError) -> NotRemembered {
 mod tests {
     use super::*;
     use crate::assistant::store::Database;
+    use crate::assistant::testing::query;
 
     async fn memories(dir: &std::path::Path) -> Memories {
         let db = Database::open(dir, None).await.unwrap();
         Memories::load(MemoryStore::new(db), Arc::new(Embedder::none()))
             .await
             .unwrap()
-    }
-
-    fn query(text: &str) -> Query<'_> {
-        Query {
-            text,
-            vector: None,
-            today: jiff::civil::date(2026, 11, 26),
-            limit: 5,
-            min_score: 0.0,
-        }
     }
 
     #[tokio::test]

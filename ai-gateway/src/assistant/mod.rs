@@ -18,6 +18,8 @@ pub mod library;
 pub mod memories;
 pub mod scheduler;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

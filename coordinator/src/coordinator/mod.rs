@@ -733,16 +733,20 @@ impl Coordinator {
         let (topology, groups) = self.topology().await?;
         let policy = validate(text, &topology, &groups).map_err(Error::PolicyInvalid)?;
         self.db.store_policy(text, unix_now()).await?;
-        let next = NextPolicy::new(Some(text.to_owned()), Some(policy), groups);
-        let changed_nodes = {
-            let mut state = self.state();
-            let deliveries = state.put_policy(next);
-            self.deliver(&deliveries);
-            deliveries.len()
-        };
+        let changed_nodes =
+            self.put_policy(NextPolicy::new(Some(text.to_owned()), Some(policy), groups));
         tracing::info!(changed_nodes, "policy updated");
         self.apply_auto_approvals(&turn).await?;
         Ok(())
+    }
+
+    /// Puts `next` in force and delivers what changes for each node, the
+    /// state held only for that; how many nodes it changed for.
+    fn put_policy(&self, next: NextPolicy) -> usize {
+        let mut state = self.state();
+        let deliveries = state.put_policy(next);
+        self.deliver(&deliveries);
+        deliveries.len()
     }
 
     /// The stored policy compiled again with the identity provider's groups
@@ -761,15 +765,9 @@ impl Coordinator {
         };
         // Only a writer changes the policy, and this is one: the state may
         // be let go while the policy is compiled.
-        let next = NextPolicy::stored(text, groups);
-        let deliveries = {
-            let mut state = self.state();
-            let deliveries = state.put_policy(next);
-            self.deliver(&deliveries);
-            deliveries
-        };
+        let changed_nodes = self.put_policy(NextPolicy::stored(text, groups));
         tracing::info!(
-            changed_nodes = deliveries.len(),
+            changed_nodes,
             "policy groups updated from the identity provider"
         );
         Ok(())
@@ -788,17 +786,8 @@ impl Coordinator {
             }
             state.provider_groups.clone()
         };
-        let next = NextPolicy::stored(text, groups);
-        let deliveries = {
-            let mut state = self.state();
-            let deliveries = state.put_policy(next);
-            self.deliver(&deliveries);
-            deliveries
-        };
-        tracing::info!(
-            changed_nodes = deliveries.len(),
-            "policy updated by another coordinator"
-        );
+        let changed_nodes = self.put_policy(NextPolicy::stored(text, groups));
+        tracing::info!(changed_nodes, "policy updated by another coordinator");
         Ok(())
     }
 }
