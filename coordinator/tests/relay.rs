@@ -45,6 +45,22 @@ fn node_id(server: &Server, name: &str) -> String {
         .to_string()
 }
 
+/// A coordinator with the user alice and a reusable, pre-approved key of
+/// hers.
+fn alices_coordinator(dir: &std::path::Path) -> (Server, JoinToken) {
+    let server = Server::start(dir);
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    (server, token)
+}
+
+/// Node `secret`'s connection to the coordinator's relay.
+async fn connect(token: &JoinToken, secret: &Zeroizing<[u8; 32]>) -> (RelayReader, RelayWriter) {
+    relay_client::connect(&token.url, token.fingerprint, secret, TIMEOUT)
+        .await
+        .unwrap()
+}
+
 /// The next packet a relay delivers (skipping keep-alives and pings).
 async fn next_packet(reader: &mut RelayReader) -> ([u8; 32], Vec<u8>) {
     loop {
@@ -358,16 +374,11 @@ impl WebSocketRelay {
 async fn derp_over_a_websocket_reaches_clients_of_plain_derp() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    server.cli_ok(&["users", "create", "alice"]);
-    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let (_server, token) = alices_coordinator(dir.path());
     let (a, b) = (node(&token, "a").await, node(&token, "b").await);
     let mut browser = WebSocketRelay::connect(&token).await;
     browser.login(&a).await;
-    let (mut b_reader, mut b_writer) =
-        relay_client::connect(&token.url, token.fingerprint, &b, TIMEOUT)
-            .await
-            .unwrap();
+    let (mut b_reader, mut b_writer) = connect(&token, &b).await;
 
     browser
         .send(derp::send_packet(&public(&b), b"from a WebSocket"))
@@ -452,25 +463,15 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 async fn a_flooding_client_does_not_hold_up_the_others() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    server.cli_ok(&["users", "create", "alice"]);
-    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let (_server, token) = alices_coordinator(dir.path());
     let (a, b, flooder, target) = (
         node(&token, "a").await,
         node(&token, "b").await,
         node(&token, "flooder").await,
         node(&token, "target").await,
     );
-    let connect = |secret: Zeroizing<[u8; 32]>| {
-        let token = token.clone();
-        async move {
-            relay_client::connect(&token.url, token.fingerprint, &secret, TIMEOUT)
-                .await
-                .unwrap()
-        }
-    };
-    let (mut a_reader, mut a_writer) = connect(a.clone()).await;
-    let (mut b_reader, mut b_writer) = connect(b.clone()).await;
+    let (mut a_reader, mut a_writer) = connect(&token, &a).await;
+    let (mut b_reader, mut b_writer) = connect(&token, &b).await;
     // b echoes whatever a sends.
     let a_key = public(&a);
     // (No deadline here: a pause between the test's phases is not a failure.)
@@ -488,7 +489,7 @@ async fn a_flooding_client_does_not_hold_up_the_others() {
 
     // The flood, from its own thread: 1 KiB packets as fast as the relay
     // takes them, to a connected node (which drains them) and to nobody.
-    let (target_reader, _target_writer) = connect(target.clone()).await;
+    let (target_reader, _target_writer) = connect(&token, &target).await;
     let draining = tokio::spawn(async move {
         let mut reader = target_reader;
         while reader.next().await.is_ok() {}
@@ -621,20 +622,10 @@ async fn a_relay_token_others_can_read_is_refused_and_add_writes_it_private() {
 async fn a_frame_split_across_the_relays_admission_recheck_arrives_whole() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    server.cli_ok(&["users", "create", "alice"]);
-    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let (_server, token) = alices_coordinator(dir.path());
     let (a, b) = (node(&token, "a").await, node(&token, "b").await);
-    let connect = |secret: Zeroizing<[u8; 32]>| {
-        let token = token.clone();
-        async move {
-            relay_client::connect(&token.url, token.fingerprint, &secret, TIMEOUT)
-                .await
-                .unwrap()
-        }
-    };
-    let (_a_reader, mut a_writer) = connect(a.clone()).await;
-    let (mut b_reader, _b_writer) = connect(b.clone()).await;
+    let (_a_reader, mut a_writer) = connect(&token, &a).await;
+    let (mut b_reader, _b_writer) = connect(&token, &b).await;
     for (index, text) in [&b"split across a recheck"[..], b"and the next one"]
         .into_iter()
         .enumerate()
