@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 /// Where the coordinator keeps its state.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum DatabaseChoice {
-    /// `hearth.db` in the state directory.
+    /// `coordinator.db` in the state directory.
     #[default]
     Sqlite,
     /// A PostgreSQL server.
