@@ -65,6 +65,8 @@ pub struct Entry {
     pub size: u64,
     /// Its modification time, Unix ms.
     pub modified_ms: i64,
+    /// A symbolic link (listed, never followed; its own size and time).
+    pub link: bool,
 }
 
 /// The names of `relative`, refused if it leaves the folder.
@@ -170,7 +172,8 @@ impl Folder {
 
     /// The regular files beneath this folder (at most `max_files`, folders
     /// at most `max_depth` deep), in path order, with `wanted` saying which
-    /// names to list; links are neither followed nor listed.
+    /// names to list; symbolic links whose names are wanted are listed as
+    /// links (so a caller can say why they are not read), never followed.
     pub fn walk(
         &self,
         max_files: usize,
@@ -203,15 +206,19 @@ impl Folder {
                     continue;
                 };
                 let path = relative.join(name);
-                match FileType::from_raw_mode(stat.st_mode) {
+                let kind = FileType::from_raw_mode(stat.st_mode);
+                match kind {
                     FileType::Directory if depth < max_depth => pending.push((path, depth + 1)),
-                    FileType::RegularFile if wanted(&path) => found.push(Entry {
-                        path,
-                        size: u64::try_from(stat.st_size).unwrap_or(0),
-                        modified_ms: stat.st_mtime.saturating_mul(1000).saturating_add(
-                            i64::try_from(stat.st_mtime_nsec).unwrap_or(0) / 1_000_000,
-                        ),
-                    }),
+                    FileType::RegularFile | FileType::Symlink if wanted(&path) => {
+                        found.push(Entry {
+                            path,
+                            size: u64::try_from(stat.st_size).unwrap_or(0),
+                            modified_ms: stat.st_mtime.saturating_mul(1000).saturating_add(
+                                i64::try_from(stat.st_mtime_nsec).unwrap_or(0) / 1_000_000,
+                            ),
+                            link: kind == FileType::Symlink,
+                        });
+                    }
                     _ => {}
                 }
             }
@@ -265,12 +272,21 @@ mod tests {
             folder.read(Path::new("kitchen"), 100),
             Err(BeneathError::NotAFile)
         ));
-        let listed: Vec<PathBuf> = folder
+        let listed: Vec<(PathBuf, bool)> = folder
             .walk(100, 16, |_| true)
             .into_iter()
-            .map(|entry| entry.path)
+            .map(|entry| (entry.path, entry.link))
             .collect();
-        assert_eq!(listed, [PathBuf::from("kitchen/oven.md")]);
+        // The links are listed as links (and not followed: nothing of the
+        // folder outside, and the linked folder's files are not walked).
+        assert_eq!(
+            listed,
+            [
+                (PathBuf::from("elsewhere"), true),
+                (PathBuf::from("kitchen/oven.md"), false),
+                (PathBuf::from("link.md"), true),
+            ]
+        );
     }
 
     #[test]

@@ -210,6 +210,13 @@ impl Documents {
             let _ = self.store.refuse_document(&document).await;
             Some(false)
         };
+        if file.link {
+            return refuse(
+                "it is a symbolic link, and links are not followed: put the document itself in the folder".into(),
+                document,
+            )
+            .await;
+        }
         let pages = match library::extract_text(file, &self.program).await {
             Ok(pages) => pages,
             Err(reason) => return refuse(reason.to_string(), document).await,
@@ -305,6 +312,9 @@ mod tests {
         )
         .unwrap();
         std::fs::write(house.join("broken.pdf"), "not a pdf at all").unwrap();
+        // A link in the household's folder to ada's diary: listed as
+        // refused, with why, and never read.
+        std::os::unix::fs::symlink(ada.join("diary.txt"), house.join("shortcut.txt")).unwrap();
         let db = Database::open(dir.path(), None).await.unwrap();
         let documents = Documents::load(
             DocumentStore::new(db),
@@ -340,9 +350,15 @@ mod tests {
 
         let (listed, refused) = documents.list(&asker("ben")).await.unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!(refused.len(), 1);
-        assert_eq!(refused[0].path, "broken.pdf");
-        assert!(!refused[0].reason.is_empty());
+        let refused: Vec<(&str, &str)> = refused
+            .iter()
+            .map(|document| (document.path.as_str(), document.reason.as_str()))
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert_eq!(refused[0].0, "broken.pdf");
+        assert!(!refused[0].1.is_empty());
+        assert_eq!(refused[1].0, "shortcut.txt");
+        assert!(refused[1].1.contains("symbolic link"), "{refused:?}");
         assert!(
             documents.readable(&asker("ben")).contains("house")
                 && !documents.readable(&asker("ben")).contains("ada")

@@ -124,6 +124,8 @@ pub struct Found {
     pub modified: i64,
     /// How it is read.
     pub format: Format,
+    /// A symbolic link: listed as refused, never read.
+    pub link: bool,
 }
 
 /// The readable files under `root`, in path order. The folder is opened
@@ -147,6 +149,7 @@ pub fn walk(root: &Path) -> Vec<Found> {
                 folder: std::sync::Arc::clone(&folder),
                 size: entry.size,
                 modified: entry.modified_ms,
+                link: entry.link,
             })
         })
         .collect()
@@ -492,8 +495,35 @@ mod tests {
         std::fs::write(outside.path().join("secret.md"), "not the household's").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret.md"), root.join("link.md")).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("elsewhere")).unwrap();
-        let found: Vec<String> = walk(root).into_iter().map(|found| found.path).collect();
-        assert_eq!(found, ["kitchen/appliances/oven.md", "notes.txt"]);
+        let found: Vec<(String, bool)> = walk(root)
+            .into_iter()
+            .map(|found| (found.path, found.link))
+            .collect();
+        // The link with a document's name is listed as a link (to be
+        // refused with why); the linked folder is not walked.
+        assert_eq!(
+            found,
+            [
+                ("kitchen/appliances/oven.md".to_owned(), false),
+                ("link.md".to_owned(), true),
+                ("notes.txt".to_owned(), false),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_link_is_never_read_even_if_asked_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("house");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(dir.path().join("secret.md"), "CANARY-SECRET").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.md"), root.join("link.md")).unwrap();
+        let [link] = &walk(&root)[..] else {
+            panic!("one entry");
+        };
+        assert!(link.link);
+        let read = extract_text(link, Path::new("/nonexistent-pdf-reader")).await;
+        assert!(matches!(read, Err(Unread::Unreadable(_))), "{read:?}");
     }
 
     /// Issue 41's review: a directory in a household folder swapped for a
