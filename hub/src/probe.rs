@@ -46,21 +46,15 @@ pub enum ProbeError {
         /// What the system said.
         error: std::io::Error,
     },
+    /// Talking to the service failed after it was reached.
+    #[error(transparent)]
+    Exchange(#[from] std::io::Error),
     /// The thread that entered the namespace died.
     #[error("the probe's thread failed")]
     Thread,
     /// The bytes are not an HTTP/1.x answer.
     #[error("{0}")]
     NotHttp(String),
-}
-
-impl From<std::io::Error> for ProbeError {
-    fn from(error: std::io::Error) -> ProbeError {
-        ProbeError::Io {
-            what: "the service".into(),
-            error,
-        }
-    }
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ProbeError {

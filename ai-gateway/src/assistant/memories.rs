@@ -14,7 +14,7 @@ use hearth_llm::Message;
 use jiff::Timestamp;
 
 use super::embedder::Embedder;
-use super::store::{MemoryStore, StoreError};
+use super::store::{MemoryStore, StoreError, Unavailable};
 
 /// Why an entry was not remembered.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,8 @@ pub enum NotRemembered {
     #[error(transparent)]
     Refused(#[from] MemoryError),
     /// The store failed (logged where it failed; nothing stored is said).
-    #[error("the assistant's memory could not be used just now")]
-    Store,
+    #[error(transparent)]
+    Store(#[from] Unavailable),
 }
 
 /// What is remembered, searchable: the entries themselves (opened from
@@ -106,7 +106,10 @@ impl Memories {
                 .collect()
         };
         for id in memory::making_room(&kept, memory::MAX_ENTRIES)? {
-            self.store.forget(owner, id).await.map_err(failed)?;
+            self.store
+                .forget(owner, id)
+                .await
+                .map_err(|error| error.logged())?;
             self.unindex(id);
         }
         let id = self
@@ -120,7 +123,7 @@ impl Memories {
                 now.as_millisecond(),
             )
             .await
-            .map_err(failed)?;
+            .map_err(|error| error.logged())?;
         let mut index = hearth_runtime::write(&self.index);
         index
             .index
@@ -261,12 +264,6 @@ impl Memories {
             .set_trimmed(session, i64::try_from(dropped).unwrap_or(i64::MAX))
             .await;
     }
-}
-
-/// A store failure, logged without any stored content.
-fn failed(error: StoreError) -> NotRemembered {
-    tracing::error!(%error, "the assistant's store failed");
-    NotRemembered::Store
 }
 
 #[cfg(test)]

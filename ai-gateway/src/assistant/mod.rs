@@ -42,7 +42,7 @@ use documents::Documents;
 use embedder::Embedder;
 use memories::Memories;
 use scheduler::{Scheduler, SchedulerSettings};
-use store::{Database, DocumentStore, JobStore, ListStore, MemoryStore, StoreError};
+use store::{Database, DocumentStore, JobStore, ListStore, MemoryStore};
 
 pub use scheduler::{Answerer, MAX_JOBS, target_key, target_of};
 
@@ -465,12 +465,12 @@ impl Assistant {
                     })
                     .collect::<Vec<_>>()
                     .join("\n"),
-                Err(error) => format!("error: {}", failed(&error)),
+                Err(error) => format!("error: {}", error.logged()),
             },
             Call::ReminderCancel { id } => match self.scheduler.cancel(&asker.member, id).await {
                 Ok(true) => format!("Reminder #{id} is cancelled."),
                 Ok(false) => format!("error: there is no reminder #{id} of yours"),
-                Err(error) => format!("error: {}", failed(&error)),
+                Err(error) => format!("error: {}", error.logged()),
             },
             Call::DocumentSearch { query, max_results } => {
                 if self.documents.readable(asker).is_empty() {
@@ -513,7 +513,7 @@ impl Assistant {
                         &name,
                         &items.into_iter().map(|(_, item)| item).collect::<Vec<_>>(),
                     ),
-                    Err(error) => format!("error: {}", failed(&error)),
+                    Err(error) => format!("error: {}", error.logged()),
                 },
                 Err(error) => format!("error: {error}"),
             },
@@ -524,7 +524,7 @@ impl Assistant {
                 };
                 let stored = match self.lists.list(&owner, &name).await {
                     Ok(stored) => stored,
-                    Err(error) => return format!("error: {}", failed(&error)),
+                    Err(error) => return format!("error: {}", error.logged()),
                 };
                 let mut removed = 0;
                 for asked in &items {
@@ -555,7 +555,7 @@ impl Assistant {
         };
         let existing = match self.lists.list(&owner, &name).await {
             Ok(existing) => existing,
-            Err(error) => return format!("error: {}", failed(&error)),
+            Err(error) => return format!("error: {}", error.logged()),
         };
         if existing.is_empty()
             && self.lists.list_count(&owner).await.unwrap_or(0)
@@ -612,25 +612,25 @@ impl Assistant {
                     message: format!("Forgotten (#{id})."),
                 },
                 Ok(false) => refused(format!("There is no memory #{id} here.")),
-                Err(error) => refused(failed(&error)),
+                Err(error) => refused(error.logged().to_string()),
             },
             Op::ReminderList {} => match self.scheduler.reminders(&asker.member).await {
                 Ok(reminders) => Answer::Reminders { reminders },
-                Err(error) => refused(failed(&error)),
+                Err(error) => refused(error.logged().to_string()),
             },
             Op::ReminderCancel { id } => match self.scheduler.cancel(&asker.member, id).await {
                 Ok(true) => Answer::Done {
                     message: format!("Reminder #{id} is cancelled."),
                 },
                 Ok(false) => refused(format!("There is no reminder #{id} of yours.")),
-                Err(error) => refused(failed(&error)),
+                Err(error) => refused(error.logged().to_string()),
             },
             Op::DocumentList {} => match self.documents.list(asker).await {
                 Ok((documents, refused_documents)) => Answer::Documents {
                     documents,
                     refused: refused_documents,
                 },
-                Err(error) => refused(failed(&error)),
+                Err(error) => refused(error.logged().to_string()),
             },
         }
     }
@@ -653,10 +653,4 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// How a store failure is told: without any stored content.
-fn failed(error: &StoreError) -> String {
-    tracing::error!(%error, "the assistant's store failed");
-    "the assistant's memory could not be used just now".into()
 }

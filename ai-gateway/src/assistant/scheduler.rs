@@ -19,7 +19,7 @@ use hearth_assistant::scope::{Asker, Owner};
 use jiff::Timestamp;
 
 use super::clock::Clock;
-use super::store::{Job, JobStore, StoreError};
+use super::store::{Job, JobStore, StoreError, Unavailable};
 
 /// Most reminders and scheduled questions one member keeps.
 pub const MAX_JOBS: i64 = 200;
@@ -65,8 +65,8 @@ pub enum NotScheduled {
     #[error(transparent)]
     Text(#[from] MemoryError),
     /// The store failed (logged where it failed).
-    #[error("the assistant's memory could not be used just now")]
-    Store,
+    #[error(transparent)]
+    Store(#[from] Unavailable),
 }
 
 /// The scheduler service.
@@ -110,7 +110,13 @@ impl Scheduler {
             .schedule
             .next_after(now)
             .ok_or(NotScheduled::Passed)?;
-        if self.store.job_count(&asker.member).await.map_err(failed)? >= MAX_JOBS {
+        if self
+            .store
+            .job_count(&asker.member)
+            .await
+            .map_err(|error| error.logged())?
+            >= MAX_JOBS
+        {
             return Err(NotScheduled::TooMany);
         }
         let (target, to_whom) = match (scheduled.audience, asker.owner()) {
@@ -136,7 +142,7 @@ impl Scheduler {
         self.store
             .schedule(&job, now.as_millisecond())
             .await
-            .map_err(failed)?;
+            .map_err(|error| error.logged())?;
         self.changed.notify_one();
         let when = phrases::describe(&scheduled.schedule, &self.settings.timezone);
         let when = if scheduled.schedule.recurs() {
@@ -206,7 +212,7 @@ impl Scheduler {
                 Ok(_) => {}
                 Err(error) => {
                     return Answer::Refused {
-                        message: failed(error).to_string(),
+                        message: error.logged().to_string(),
                     };
                 }
             }
@@ -341,12 +347,6 @@ impl Scheduler {
             }
         }
     }
-}
-
-/// A store failure, logged without any stored content.
-fn failed(error: StoreError) -> NotScheduled {
-    tracing::error!(%error, "the assistant's store failed");
-    NotScheduled::Store
 }
 
 /// The stored form of a delivery target.

@@ -499,6 +499,7 @@ impl Coordinator {
                     self.apply_change(turn, change);
                     return Ok(record);
                 }
+                // (An insert always writes its node: `NodeGone` is an update's.)
                 Ok(Stored::KeyUsed | Stored::NodeGone) => {
                     self.state().registry.unallocate(address);
                     return Err(Error::KeyUsed);

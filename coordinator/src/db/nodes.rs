@@ -176,16 +176,6 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes a node and records its address as freed at `now`; false when absent.
-    pub async fn delete_node(&self, id: u64, now: i64) -> Result<bool, DbError> {
-        let mut transaction = self.begin().await?;
-        if !delete_node(&mut transaction, id, now).await? {
-            return Ok(false);
-        }
-        self.commit(transaction, &Announcement::Node { id }).await?;
-        Ok(true)
-    }
-
     /// Every freed address and when it was freed.
     pub async fn released_addresses(&self) -> Result<Vec<(std::net::Ipv4Addr, i64)>, DbError> {
         let rows: Vec<(String, i64)> = on_pool!(self, |pool, _dialect| sqlx::query_as(

@@ -32,6 +32,20 @@ pub enum StoreError {
     Damaged(String),
 }
 
+/// A store failure as members are told of it: logged where it happened
+/// ([`StoreError::logged`]), said without any stored content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the assistant's memory could not be used just now")]
+pub struct Unavailable;
+
+impl StoreError {
+    /// Logs this failure and gives what is told instead.
+    pub fn logged(&self) -> Unavailable {
+        tracing::error!(error = %self, "the assistant's store failed");
+        Unavailable
+    }
+}
+
 const KEY_CHECK: &str = "key-check";
 const EMBEDDING_MODEL: &str = "embedding-model";
 /// Each connection's page cache: the store is read whole at start (into

@@ -10,7 +10,7 @@ pub mod jobs;
 pub mod lists;
 pub mod memory;
 
-pub use database::{Database, StoreError, vector_bytes, vector_of};
+pub use database::{Database, StoreError, Unavailable, vector_bytes, vector_of};
 pub use documents::{DocumentStore, KnownDocument, NewPassage, StoredPassage};
 pub use jobs::{Job, JobStore};
 pub use lists::ListStore;
