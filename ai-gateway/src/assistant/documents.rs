@@ -288,9 +288,7 @@ mod tests {
     fn asker(member: &str) -> Asker {
         Asker {
             member: member.into(),
-            room: None,
-            capabilities: Default::default(),
-            device: None,
+            ..Asker::default()
         }
     }
 
