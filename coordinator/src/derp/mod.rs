@@ -198,15 +198,24 @@ impl<A: Admission> Relay<A> {
             return Ok(());
         }
         self.metrics.logins.fetch_add(1, Ordering::Relaxed);
-        let nonce: [u8; derp::NONCE_LEN] = rand::random();
-        writer
-            .write_all(&derp::server_info(&self.secret, &client, &nonce))
-            .await?;
-        writer.flush().await?;
-
+        // Reachable before it is told it is in: a peer that hears the
+        // client is connected and sends at once must find it (registered
+        // after the greeting, such a packet was dropped as to nobody).
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (sender, mut receiver) = mpsc::channel::<Bytes>(QUEUE_DEPTH);
         self.lock().insert(client, (connection, sender.clone()));
+        let nonce: [u8; derp::NONCE_LEN] = rand::random();
+        let greeted = async {
+            writer
+                .write_all(&derp::server_info(&self.secret, &client, &nonce))
+                .await?;
+            writer.flush().await
+        }
+        .await;
+        if let Err(error) = greeted {
+            self.forget(client, connection);
+            return Err(error.into());
+        }
         tracing::debug!(key = %WireGuardKey(client), "relay client connected");
 
         let writing = tokio::spawn(async move {
@@ -236,18 +245,22 @@ impl<A: Admission> Relay<A> {
         });
 
         let outcome = self.relay_from(client, &mut reader, &sender).await;
-        {
-            let mut clients = self.lock();
-            if clients
-                .get(&client)
-                .is_some_and(|(id, _)| *id == connection)
-            {
-                clients.remove(&client);
-            }
-        }
+        self.forget(client, connection);
         writing.abort();
         tracing::debug!(key = %WireGuardKey(client), "relay client disconnected");
         outcome
+    }
+
+    /// Takes `client` out of the map, unless a newer connection of its
+    /// took its place.
+    fn forget(&self, client: [u8; 32], connection: u64) {
+        let mut clients = self.lock();
+        if clients
+            .get(&client)
+            .is_some_and(|(id, _)| *id == connection)
+        {
+            clients.remove(&client);
+        }
     }
 
     /// Reads `client`'s frames and relays its packets until it leaves or
