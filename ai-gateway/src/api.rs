@@ -44,7 +44,7 @@ pub struct Auth {
     pub same_origin: SameOrigin,
 }
 
-fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response {
+pub(crate) fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message}})),
@@ -52,7 +52,7 @@ fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response 
         .into_response()
 }
 
-fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
+pub(crate) fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
     let status = match &refusal {
         Refusal::Replay(hearth_e2ee::Rejection::Replayed) => StatusCode::CONFLICT,
         Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -83,55 +83,97 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn authenticate(
+pub(crate) async fn authenticate(
     State(auth): State<Arc<Auth>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let address = peer.ip().to_canonical();
-    let mut caller = Caller {
-        address,
-        user: None,
-        capabilities: Default::default(),
-        speaks_for_members: false,
-    };
     let token_ok = match (&auth.token, bearer(request.headers())) {
         (Some(expected), Some(given)) => same(expected, given),
         _ => false,
     };
+    let nobody = Caller {
+        address,
+        user: None,
+        tags: Vec::new(),
+        front_end: None,
+        capabilities: Default::default(),
+        speaks_for_members: false,
+    };
     // A mesh device is named by its tunnel address; this host's own address
     // is any local process, which only the token tells apart.
-    let allowed = if token_ok {
-        caller.speaks_for_members = true;
-        true
+    let (caller, device) = if token_ok {
+        let caller = Caller {
+            speaks_for_members: true,
+            ..nobody
+        };
+        (caller, "the token's holder".to_owned())
     } else if let Some(socket) = &auth.agent_socket
         && let Ok(Some(who)) = hearth_control::agent_api::whois(socket, address).await
         && !who.is_self
     {
-        caller.user = Some(who.user);
-        caller.capabilities = who.capabilities;
-        true
+        let name = who.name.clone();
+        (Caller::of_device(address, who), name)
+    } else if auth.token.is_none() && auth.loopback && address.is_loopback() {
+        let caller = Caller {
+            speaks_for_members: true,
+            ..nobody
+        };
+        (caller, "a local caller".to_owned())
     } else {
-        let local = auth.token.is_none() && auth.loopback && address.is_loopback();
-        caller.speaks_for_members = local;
-        local
-    };
-    if !allowed {
         return error_body(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "this gateway needs `Authorization: Bearer <token>` or a caller inside the mesh".into(),
         );
-    }
+    };
+    // A front end serving many people names the one it acts for.
+    let caller = match forwarded_user(request.headers()) {
+        Ok(None) => caller,
+        Ok(Some(named)) => match caller.acting_for(&named, &device) {
+            Ok(caller) => caller,
+            Err(refused) => {
+                return error_body(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::NotPermitted,
+                    refused.to_string(),
+                );
+            }
+        },
+        Err(why) => {
+            return error_body(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequestError, why);
+        }
+    };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// The person a front end names in its forwarded user header, if any: one
+/// value, text.
+fn forwarded_user(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let mut values = headers.get_all(crate::caller::FORWARDED_USER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(format!("{} is given twice", crate::caller::FORWARDED_USER));
+    }
+    match value.to_str() {
+        Ok(name) => Ok(Some(name.trim().to_owned())),
+        Err(_) => Err(format!("{} is not text", crate::caller::FORWARDED_USER)),
+    }
 }
 
 /// Refuses a request naming a host the gateway does not answer to (DNS
 /// rebinding) or sent by a web page of another origin (a cross-site POST of
 /// `text/plain` included).
-async fn same_origin(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+pub(crate) async fn same_origin(
+    State(auth): State<Arc<Auth>>,
+    request: Request,
+    next: Next,
+) -> Response {
     match auth.same_origin.check_request(&request) {
         Ok(()) => next.run(request).await,
         Err(refusal) => error_body(
@@ -221,6 +263,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     let limited = limited.layer(middleware::from_fn(json_only)).layer(limiter);
     let protected = Router::new()
         .route("/metrics", get(metrics))
+        .route("/v1/usage", get(usage))
         .route(
             "/api/pubkey",
             get(|State(gateway): State<Arc<Gateway>>| async move {
@@ -322,13 +365,35 @@ async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
         .into_response()
 }
 
+/// `GET /v1/usage`: tokens used in the last 31 days (UTC), per day and
+/// model: a member's or a device's own; everyone's for the token's holder
+/// (the household's admin). Counts only.
+async fn usage(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let since = crate::usage::day_of(unix_seconds() - 30 * 86_400);
+    let who = (!caller.speaks_for_members).then(|| caller.account());
+    match gateway.usage.list(who.as_deref(), &since).await {
+        Ok(rows) => Json(json!({"since": since, "usage": rows})).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "the usage store failed");
+            error_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the usage store failed".into(),
+            )
+        }
+    }
+}
+
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     let text = gateway.metrics.render(&gateway.router.status());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// An SSE response of `lines`, with a keep-alive comment whenever it is idle.
-fn sse(lines: BoxStream<'static, Bytes>, keepalive: std::time::Duration) -> Response {
+pub(crate) fn sse(lines: BoxStream<'static, Bytes>, keepalive: std::time::Duration) -> Response {
     let ticks = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     let stream =
         futures_util::stream::unfold((lines, ticks), |(mut lines, mut ticks)| async move {
@@ -428,10 +493,10 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// An error answer, before it becomes a response.
-struct ApiError {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -449,7 +514,7 @@ fn bad(message: impl Into<String>) -> ApiError {
     }
 }
 
-fn invalid(message: impl Into<String>) -> Response {
+pub(crate) fn invalid(message: impl Into<String>) -> Response {
     bad(message).into_response()
 }
 
@@ -457,12 +522,14 @@ fn invalid(message: impl Into<String>) -> Response {
 /// targets in `model` (`openclaw`, `openclaw/<id>`, …) or the
 /// `x-openclaw-agent-id` header; a backend model from `x-openclaw-model`,
 /// or (Hearth's own) a `provider/model` id of `/v1/models` in `model`.
-struct Selection {
+pub(crate) struct Selection {
     agent: String,
     route: Route,
+    /// What the access policy is asked about.
+    target: crate::access::Target,
 }
 
-fn select(
+pub(crate) fn select(
     gateway: &Gateway,
     model: Option<&str>,
     headers: &HeaderMap,
@@ -493,6 +560,10 @@ fn select(
     if let Some(name) = header_text(headers, "x-openclaw-model") {
         chosen = Some(gateway.model_named(name).ok_or_else(|| unknown(name))?);
     }
+    let target = match &chosen {
+        Some(model) => crate::access::Target::Model(model.to_string()),
+        None => crate::access::Target::Agent(agent.clone()),
+    };
     let chosen = chosen.or_else(|| {
         gateway
             .agents
@@ -502,6 +573,7 @@ fn select(
     Ok(Selection {
         agent,
         route: chosen.map_or(Route::Chain, Route::StartingWith),
+        target,
     })
 }
 
@@ -528,24 +600,128 @@ fn session_key(user: Option<&str>, headers: &HeaderMap) -> Result<Option<String>
 }
 
 /// What every OpenAI-style turn needs besides the conversation.
-struct Turn {
-    selection: Selection,
-    session: Option<String>,
+pub(crate) struct Turn {
+    pub(crate) selection: Selection,
+    pub(crate) session: Option<String>,
     /// More system prompt (`instructions`), after the agent's persona.
-    instructions: Option<String>,
-    max_tokens: Option<u32>,
-    temperature: Option<f32>,
-    tools: Option<serde_json::Value>,
-    tool_choice: Option<serde_json::Value>,
-    sampling: serde_json::Map<String, serde_json::Value>,
+    pub(crate) instructions: Option<String>,
+    pub(crate) max_tokens: Option<u32>,
+    pub(crate) temperature: Option<f32>,
+    pub(crate) tools: Option<serde_json::Value>,
+    pub(crate) tool_choice: Option<serde_json::Value>,
+    pub(crate) sampling: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Admits an OpenAI-style request (the caller's rate and a reply slot, as
-/// for the encrypted API) and opens its reply. Without a session the
-/// caller brings the whole conversation and the agent's persona is added
-/// unless it brought a system prompt; with one, the session's history
-/// comes first and the exchange is kept.
-async fn open_chat(
+/// The refusal of a caller the policy does not let use `target`, or whose
+/// daily budget is spent.
+pub(crate) async fn permitted(
+    gateway: &Gateway,
+    caller: &Caller,
+    target: &crate::access::Target,
+) -> Result<(), ApiError> {
+    let access = caller.access();
+    if !access.permits(target) {
+        let (crate::access::Target::Agent(name) | crate::access::Target::Model(name)) = target;
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: ErrorCode::NotPermitted,
+            message: format!(
+                "{} may not use {name}: the household's policy (grants of hearth.example/cap/ai) lets them use {}",
+                caller.account(),
+                access.allowed()
+            ),
+        });
+    }
+    if access.daily_tokens.is_some() {
+        let today = crate::usage::day_of(unix_seconds());
+        let used = gateway
+            .usage
+            .used(&caller.account(), &today)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "the usage store failed");
+                ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: ErrorCode::Internal,
+                    message: "the usage store failed".into(),
+                }
+            })?;
+        crate::access::within_budget(&caller.account(), &access, used).map_err(|over| {
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: ErrorCode::BudgetExhausted,
+                message: over.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// `events` with each completed reply's token counts added to `who`'s
+/// usage (counts only), before its end is passed on: the next request
+/// sees it. A model that reports no counts is counted by its pieces.
+fn metered(
+    gateway: &Arc<Gateway>,
+    who: String,
+    events: BoxStream<'static, ReplyEvent>,
+) -> BoxStream<'static, ReplyEvent> {
+    let usage = gateway.usage.clone();
+    let counted = Arc::new(std::sync::Mutex::new((String::new(), 0u64)));
+    events
+        .then(move |event| {
+            let (usage, who, counted) = (usage.clone(), who.clone(), Arc::clone(&counted));
+            async move {
+                let done = {
+                    let mut counted = hearth_runtime::lock(&counted);
+                    match &event {
+                        ReplyEvent::Meta { model, .. } => {
+                            counted.0.clone_from(model);
+                            None
+                        }
+                        ReplyEvent::Delta { .. } => {
+                            counted.1 += 1;
+                            None
+                        }
+                        ReplyEvent::Done { usage: counts, .. } => Some((
+                            counted.0.clone(),
+                            counts.unwrap_or(hearth_e2ee::ReplyUsage {
+                                prompt_tokens: 0,
+                                completion_tokens: counted.1,
+                            }),
+                        )),
+                        _ => None,
+                    }
+                };
+                if let Some((model, counts)) = done {
+                    let day = crate::usage::day_of(unix_seconds());
+                    if let Err(error) = usage
+                        .record(
+                            &day,
+                            &who,
+                            &model,
+                            counts.prompt_tokens,
+                            counts.completion_tokens,
+                        )
+                        .await
+                    {
+                        tracing::error!(%error, "usage was not recorded");
+                    }
+                }
+                event
+            }
+        })
+        .boxed()
+}
+
+/// Admits an OpenAI-style request (the policy's access and budget, the
+/// caller's rate and a reply slot, as for the encrypted API) and opens
+/// its reply. Without a session the caller brings the whole conversation
+/// and the agent's persona is added unless it brought a system prompt;
+/// with one, the session's history comes first and the exchange is kept.
+/// A member asking an agent gets the household assistant: what is
+/// remembered and what the documents say, everyday requests, and the
+/// household's tools beside the client's own.
+pub(crate) async fn open_chat(
     gateway: &Arc<Gateway>,
     caller: &Caller,
     mut messages: Vec<Message>,
@@ -556,6 +732,33 @@ async fn open_chat(
     let Some(last) = messages.pop() else {
         return Err(invalid("the conversation is empty"));
     };
+    permitted(gateway, caller, &turn.selection.target)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let assistant = match (&turn.selection.target, &gateway.assistant) {
+        (crate::access::Target::Agent(_), Some(assistant)) => match caller.asker(None) {
+            Ok(Some(asker)) => Some((Arc::clone(assistant), asker)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let household_tools = assistant
+        .as_ref()
+        .and_then(|(assistant, _)| assistant.tool_definitions());
+    let client_tools = crate::openai::check_tools(turn.tools.as_ref(), None).unwrap_or_default();
+    if let Some(household) = &household_tools
+        && let Some(clash) = client_tools.iter().find(|name| {
+            household
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|tool| tool["function"]["name"] == name.as_str())
+        })
+    {
+        return Err(invalid(format!(
+            "the tool {clash:?} is one of the household assistant's own; give yours another name"
+        )));
+    }
     let permit = gateway
         .admit_plain(caller.address)
         .map_err(|refused| refusal(gateway, refused))?;
@@ -577,7 +780,7 @@ async fn open_chat(
         persona: (!persona.is_empty()).then_some(persona),
         ..agent
     };
-    let (mut request, save) = match &turn.session {
+    let (history, save) = match &turn.session {
         Some(key) => {
             let (session, stored) = gateway
                 .history(&format!("openai:{key}"), &caller.session_owner())
@@ -590,16 +793,58 @@ async fn open_chat(
                     )
                 })?;
             let history: Vec<Message> = stored.iter().cloned().chain(messages).collect();
-            let request = gateway.request(
-                &speaking,
-                &history,
-                last.clone(),
-                turn.max_tokens,
-                turn.temperature,
-            );
-            (request, (last.role == "user").then_some((session, last)))
+            (
+                history,
+                Some((last.role == "user").then(|| (session, last.clone()))),
+            )
         }
-        None => {
+        None => (messages, None),
+    };
+    // `Some` with a session (and `Some(save)` when the exchange is kept).
+    let (kept, save) = (save.is_some(), save.flatten());
+    let who = caller.account();
+    if let Some((assistant, asker)) = assistant {
+        if last.role == "user"
+            && let Some(said) = assistant.intent(&asker, &last.content).await
+        {
+            return Ok(metered(gateway, who, gateway.said(said, save)));
+        }
+        let budget = gateway.context_budget(&speaking);
+        // After a client's tool ran, the question is still its last one.
+        let question = std::iter::once(&last)
+            .chain(history.iter().rev())
+            .find(|message| message.role == "user")
+            .map(|message| message.content.clone())
+            .unwrap_or_default();
+        let context = assistant.context(&asker, &question, budget).await;
+        let (mut request, _) = gateway.request_with(
+            &speaking,
+            &history,
+            last,
+            turn.max_tokens,
+            turn.temperature,
+            context.system.as_deref(),
+        );
+        request.tools = crate::openai::merge_tools(household_tools, turn.tools);
+        request.tool_choice = turn.tool_choice;
+        request.sampling = turn.sampling;
+        let events = gateway
+            .assistant_turn(
+                request,
+                asker,
+                context.citations,
+                save,
+                Some(permit),
+                turn.selection.route,
+                arrived,
+                client_tools,
+            )
+            .await;
+        return Ok(metered(gateway, who, events));
+    }
+    let mut request = match kept {
+        true => gateway.request(&speaking, &history, last, turn.max_tokens, turn.temperature),
+        false => {
             let mut request = gateway.request(
                 &crate::agents::Agent {
                     persona: None,
@@ -614,16 +859,16 @@ async fn open_chat(
                 .persona
                 .iter()
                 .map(|text| Message::new("system", text.clone()))
-                .chain(messages)
+                .chain(history)
                 .chain(std::iter::once(last))
                 .collect();
-            (request, None)
+            request
         }
     };
     request.tools = turn.tools;
     request.tool_choice = turn.tool_choice;
     request.sampling = turn.sampling;
-    Ok(gateway
+    let events = gateway
         .open_turn(
             &request,
             arrived,
@@ -632,7 +877,8 @@ async fn open_chat(
             Some(permit),
             turn.selection.route,
         )
-        .await)
+        .await;
+    Ok(metered(gateway, who, events))
 }
 
 /// The OpenAI model ids: the agents (as OpenClaw lists them), then the
@@ -643,7 +889,23 @@ fn model_ids(gateway: &Gateway) -> Vec<String> {
         .model_ids()
         .into_iter()
         .chain(gateway.models().iter().map(ToString::to_string))
+        .chain(gateway.embedding_model().map(|model| model.to_string()))
         .collect()
+}
+
+/// The model ids `caller` may use (what the policy grants it).
+pub(crate) fn permitted_model_ids(gateway: &Gateway, caller: &Caller) -> Vec<String> {
+    let access = caller.access();
+    let mut ids = model_ids(gateway);
+    ids.retain(|id| {
+        let target = match gateway.agents.target(id) {
+            Some(Ok(agent)) => crate::access::Target::Agent(agent.to_owned()),
+            _ => crate::access::Target::Model(id.clone()),
+        };
+        access.permits(&target)
+    });
+    ids.dedup();
+    ids
 }
 
 fn model_object(id: &str) -> serde_json::Value {
@@ -655,8 +917,11 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
 }
 
-async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
-    let data: Vec<_> = model_ids(&gateway)
+async fn models(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let data: Vec<_> = permitted_model_ids(&gateway, &caller)
         .iter()
         .map(|id| model_object(id))
         .collect();
@@ -665,9 +930,10 @@ async fn models(State(gateway): State<Arc<Gateway>>) -> Response {
 
 async fn model(
     State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if model_ids(&gateway).contains(&id) {
+    if permitted_model_ids(&gateway, &caller).contains(&id) {
         Json(model_object(&id)).into_response()
     } else {
         error_body(
@@ -707,7 +973,7 @@ struct CompletionRequest {
 
 /// The sampling settings of `rest` that pass through, range-checked as
 /// OpenClaw checks them.
-fn sampling(
+pub(crate) fn sampling(
     temperature: Option<f32>,
     rest: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
@@ -982,7 +1248,7 @@ fn hex_id() -> String {
 }
 
 /// The HTTP status of a failed reply on the OpenAI API.
-fn failure_status(code: ErrorCode) -> StatusCode {
+pub(crate) fn failure_status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::ContextOverflow | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
         ErrorCode::NoModel => StatusCode::SERVICE_UNAVAILABLE,
@@ -1028,43 +1294,94 @@ async fn embeddings(
             "`input` must hold 1 to {MAX_EMBEDDING_INPUTS} strings"
         ));
     }
-    let selection = match select(&gateway, request.model.as_deref(), &headers) {
-        Ok(selection) => selection,
-        Err(error) => return error.into_response(),
-    };
-    let _permit = match gateway.admit_plain(caller.address) {
-        Ok(permit) => permit,
-        Err(refused) => return refusal(&gateway, refused),
-    };
-    let first = match &selection.route {
-        Route::StartingWith(model) => Some(model),
-        Route::Chain => None,
-    };
-    match gateway
-        .router
-        .embed(first, &inputs, request.dimensions)
-        .await
+    match embed(
+        &gateway,
+        &caller,
+        request.model.as_deref(),
+        &headers,
+        &inputs,
+        request.dimensions,
+    )
+    .await
     {
         Ok((model, vectors)) => {
-            gateway.metrics.outcome("embeddings", "ok");
             let data: Vec<_> = vectors
                 .into_iter()
                 .enumerate()
                 .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
                 .collect();
-            Json(
-                json!({"object": "list", "model": model.to_string(), "data": data,
-                        "usage": {"prompt_tokens": 0, "total_tokens": 0}}),
-            )
+            Json(json!({"object": "list", "model": model, "data": data,
+                        "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
             .into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Embeds `inputs` with the model `model` names: the embedding model the
+/// configuration gives the assistant (`memory.search`), which is also the
+/// one used when none is named, or an agent's or a backend model, as for
+/// chat; after the policy's access and the caller's rate.
+pub(crate) async fn embed(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    model: Option<&str>,
+    headers: &HeaderMap,
+    inputs: &[String],
+    dimensions: Option<u32>,
+) -> Result<(String, Vec<Vec<f64>>), ApiError> {
+    let named = model.map(str::trim).filter(|name| !name.is_empty());
+    let embedding = gateway.embedding_model().filter(|embedding| match named {
+        None => true,
+        Some(name) => embedding.to_string() == name || embedding.model == name,
+    });
+    let (target, first) = match &embedding {
+        Some(embedding) => (crate::access::Target::Model(embedding.to_string()), None),
+        None => {
+            let selection = select(gateway, named, headers)?;
+            let first = match selection.route {
+                Route::StartingWith(model) => Some(model),
+                Route::Chain => None,
+            };
+            (selection.target, first)
+        }
+    };
+    permitted(gateway, caller, &target).await?;
+    let _permit = gateway.admit_plain(caller.address).map_err(|refused| {
+        let status = match refused {
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError {
+            status,
+            code: refused.code(),
+            message: refused.to_string(),
+        }
+    })?;
+    let embedded = match &embedding {
+        Some(model) => gateway
+            .router
+            .embed_with(model, inputs)
+            .await
+            .map(|vectors| (model.to_string(), vectors)),
+        None => gateway
+            .router
+            .embed(first.as_ref(), inputs, dimensions)
+            .await
+            .map(|(model, vectors)| (model.to_string(), vectors)),
+    };
+    match embedded {
+        Ok(embedded) => {
+            gateway.metrics.outcome("embeddings", "ok");
+            Ok(embedded)
         }
         Err(_) => {
             gateway.metrics.outcome("embeddings", "no_model");
-            error_body(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::NoModel,
-                "no model gave embeddings (a llama-server gives them when started with --embeddings --pooling mean)".into(),
-            )
+            Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: ErrorCode::NoModel,
+                message: "no model gave embeddings (a llama-server gives them when started with --embeddings --pooling mean)".into(),
+            })
         }
     }
 }

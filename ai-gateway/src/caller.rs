@@ -10,8 +10,14 @@ use std::net::IpAddr;
 pub struct Caller {
     /// The source address.
     pub address: IpAddr,
-    /// The mesh user, when the agent knew the address.
+    /// The member it is: the mesh user owning the device, or the person a
+    /// front end granted to name them names. `None` for a tagged device,
+    /// the token's holder, or a local caller.
     pub user: Option<String>,
+    /// A tagged device's tags (it acts as them, not as its owner).
+    pub tags: Vec<String>,
+    /// The front end (a device's name) that named [`Caller::user`].
+    pub front_end: Option<String>,
     /// The application capabilities the access policy gives the caller's
     /// node at this hub (from the agent's `whois`).
     pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
@@ -20,7 +26,69 @@ pub struct Caller {
     pub speaks_for_members: bool,
 }
 
+/// The header a front end names the person it acts for in: Open WebUI's
+/// (`ENABLE_FORWARD_USER_INFO_HEADERS`), its user's name.
+pub const FORWARDED_USER: &str = "x-openwebui-user-name";
+
+/// Why a front end may not name the person it acts for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotNamed {
+    /// The policy does not grant this device naming that member.
+    #[error(
+        "this device may not name whom it acts for ({FORWARDED_USER}: {0:?}): the access policy grants it no \
+         `hearth.example/cap/ai` `actFor` naming that member"
+    )]
+    NotGranted(String),
+    /// The name is no member's.
+    #[error("{FORWARDED_USER}: {0:?} is not a member's name")]
+    NotAMember(String),
+}
+
 impl Caller {
+    /// The caller a mesh device is, from its agent's `whois` answer: its
+    /// owner, or its tags when it has them.
+    pub fn of_device(address: IpAddr, who: hearth_control::agent_api::WhoIs) -> Caller {
+        let tagged = !who.tags.is_empty();
+        Caller {
+            address,
+            user: (!tagged).then_some(who.user),
+            tags: who.tags,
+            front_end: None,
+            capabilities: who.capabilities,
+            speaks_for_members: false,
+        }
+    }
+
+    /// This caller acting for `named` (a front end's forwarded user), as
+    /// `front_end`: a caller that speaks for members may name anyone; a
+    /// device only a member the policy grants it (`actFor`). The member
+    /// keeps the front end's model access and budget, not its document
+    /// grants (those are the member's own devices').
+    pub fn acting_for(self, named: &str, front_end: &str) -> Result<Caller, NotNamed> {
+        use hearth_roster::{ASSISTANT, valid_member};
+        if !valid_member(named) || named == ASSISTANT {
+            return Err(NotNamed::NotAMember(named.to_owned()));
+        }
+        let granted = self.speaks_for_members
+            || ((self.user.is_some() || !self.tags.is_empty()) && self.access().may_act_for(named));
+        if !granted {
+            return Err(NotNamed::NotGranted(named.to_owned()));
+        }
+        let capabilities = self
+            .capabilities
+            .into_iter()
+            .filter(|(name, _)| name == crate::access::AI_CAPABILITY)
+            .collect();
+        Ok(Caller {
+            address: self.address,
+            user: Some(named.to_owned()),
+            tags: Vec::new(),
+            front_end: Some(front_end.to_owned()),
+            capabilities,
+            speaks_for_members: false,
+        })
+    }
+
     /// Whose the OpenAI API's sessions are: a mesh member's own
     /// (`member:NAME`), or the token holder's (`operator`). A session key
     /// (`user`, `x-openclaw-session-key`) names a session within these
@@ -29,8 +97,24 @@ impl Caller {
     pub fn session_owner(&self) -> String {
         match &self.user {
             Some(user) => format!("member:{user}"),
+            None if !self.tags.is_empty() => format!("tags:{}", self.tags.join(",")),
             None => "operator".to_owned(),
         }
+    }
+
+    /// Whose usage and budget a request counts against: the member, a
+    /// tagged device's tags, or `operator` (the token's holder).
+    pub fn account(&self) -> String {
+        match &self.user {
+            Some(user) => user.clone(),
+            None if !self.tags.is_empty() => self.tags.join(","),
+            None => "operator".to_owned(),
+        }
+    }
+
+    /// What the access policy lets this caller do.
+    pub fn access(&self) -> crate::access::Access {
+        crate::access::Access::of(&self.capabilities)
     }
 
     /// Whom a request acts for: a mesh device for its own member (in a

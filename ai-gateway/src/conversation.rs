@@ -22,6 +22,9 @@ pub struct Conversation {
     said: String,
     fragments: Vec<serde_json::Value>,
     finished: Option<(String, Option<ReplyUsage>)>,
+    /// The tools the caller brought (an OpenAI client's): their calls
+    /// end the turn and go back to it.
+    client_tools: Vec<String>,
 }
 
 /// How a round ended.
@@ -39,6 +42,16 @@ pub enum RoundEnd {
     /// The model asked for these tools (id, name, arguments): run them,
     /// hand each result to [`Conversation::tool_result`], then go on.
     Tools(Vec<(String, String, String)>),
+    /// The model asked for tools the caller brought (id, name,
+    /// arguments): they go back to the caller, and the turn ends.
+    ClientTools {
+        /// The calls of the caller's tools.
+        calls: Vec<(String, String, String)>,
+        /// Why generation stopped.
+        finish_reason: String,
+        /// Token counts of this round.
+        usage: Option<ReplyUsage>,
+    },
 }
 
 impl Conversation {
@@ -54,7 +67,14 @@ impl Conversation {
             said: String::new(),
             fragments: Vec::new(),
             finished: None,
+            client_tools: Vec::new(),
         }
+    }
+
+    /// This turn with the caller's own tools, `names`, among the model's.
+    pub fn with_client_tools(mut self, names: Vec<String>) -> Conversation {
+        self.client_tools = names;
+        self
     }
 
     /// The request of the round that starts now: the last one is asked
@@ -122,6 +142,19 @@ impl Conversation {
                 usage,
             };
         }
+        let (theirs, ours): (Vec<_>, Vec<_>) = calls
+            .into_iter()
+            .partition(|(_, name, _)| self.client_tools.contains(name));
+        if !theirs.is_empty() {
+            // The household's calls of the same round are dropped: the
+            // caller carries the conversation on, and the model asks again.
+            return RoundEnd::ClientTools {
+                calls: theirs,
+                finish_reason: "tool_calls".into(),
+                usage,
+            };
+        }
+        let calls = ours;
         let mut asked = Message::new("assistant", said);
         asked.tool_calls = Some(serde_json::Value::Array(
             calls
@@ -247,6 +280,33 @@ mod tests {
         );
         turn.append("\n\nSources: list");
         assert_eq!(turn.answer(), "Milk and eggs.\n\nSources: list");
+    }
+
+    #[test]
+    fn a_call_of_the_callers_own_tool_goes_back_to_it_and_ends_the_turn() {
+        let mut turn = Conversation::new(request(), None).with_client_tools(vec!["weather".into()]);
+        turn.start_round();
+        turn.on_event(ReplyEvent::ToolCalls {
+            calls: serde_json::json!([
+                {"index": 0, "id": "h", "function": {"name": "list_show", "arguments": "{}"}},
+                {"index": 1, "id": "w", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
+            ]),
+        });
+        turn.on_event(done());
+        assert_eq!(
+            turn.end_round(),
+            RoundEnd::ClientTools {
+                calls: vec![("w".into(), "weather".into(), "{\"city\":\"Oslo\"}".into())],
+                finish_reason: "tool_calls".into(),
+                usage: None,
+            }
+        );
+        // Without the caller's tools, the same calls are the household's.
+        let mut turn = Conversation::new(request(), None);
+        turn.start_round();
+        turn.on_event(call("c"));
+        turn.on_event(done());
+        assert!(matches!(turn.end_round(), RoundEnd::Tools(_)));
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub struct Gateway {
     keys: KeyStore,
     replay: Mutex<Replay>,
     sessions: Sessions,
+    /// Tokens used, per day, caller and model.
+    pub usage: crate::usage::Usage,
     /// The agents (personas) callers can address.
     pub agents: Agents,
     /// The household assistant (memory, reminders, documents, tools), when on.
@@ -297,6 +299,7 @@ impl Gateway {
             metrics: Metrics::default(),
             router,
             keys,
+            usage: crate::usage::Usage::new(sessions.pool().clone()),
             sessions,
             agents,
             assistant,
@@ -574,7 +577,7 @@ impl Gateway {
         if let (Some(assistant), Some(asker)) = (&self.assistant, asker) {
             if let Some(said) = assistant.intent(&asker, &user.content).await {
                 self.metrics.outcome(endpoint, "ok");
-                return self.say(said, session, user);
+                return self.said(said, Some((session, user)));
             }
             let budget = self.context_budget(self.agents.default_agent());
             let context = assistant.context(&asker, &user.content, budget).await;
@@ -610,6 +613,7 @@ impl Gateway {
                     permit,
                     Route::Chain,
                     arrived,
+                    Vec::new(),
                 )
                 .await;
         }
@@ -711,12 +715,23 @@ impl Gateway {
     }
 
     /// The reply to a request the assistant carried out itself: the tool
-    /// it ran, its sentence; the exchange is saved like any other.
-    fn say(&self, said: Said, session: String, user: Message) -> BoxStream<'static, ReplyEvent> {
-        self.sessions.append(
-            &session,
-            vec![user, Message::new("assistant", said.text.clone())],
-        );
+    /// it ran, its sentence; with `save`, the exchange is saved in that
+    /// session like any other.
+    pub fn said(
+        &self,
+        said: Said,
+        save: Option<(String, Message)>,
+    ) -> BoxStream<'static, ReplyEvent> {
+        let session = save
+            .as_ref()
+            .map(|(session, _)| session.clone())
+            .unwrap_or_default();
+        if let Some((session, user)) = save {
+            self.sessions.append(
+                &session,
+                vec![user, Message::new("assistant", said.text.clone())],
+            );
+        }
         let events = [ReplyEvent::Meta {
             model: "hearth/assistant".into(),
             session,
@@ -737,7 +752,9 @@ impl Gateway {
     /// household's tools (each run for `asker`, and shown to the chat) for
     /// up to `MAX_ROUNDS` rounds, then answers; the answer names the
     /// documents it was given. With `save`, the question and the final
-    /// answer go into that session.
+    /// answer go into that session. A call of one of `client_tools` (the
+    /// tools an OpenAI client brought) ends the turn: those calls go back
+    /// to the client, which runs them and asks again.
     #[allow(clippy::too_many_arguments)]
     pub async fn assistant_turn(
         self: &Arc<Self>,
@@ -748,6 +765,7 @@ impl Gateway {
         permit: Option<OwnedSemaphorePermit>,
         route: Route,
         arrived: Instant,
+        client_tools: Vec<String>,
     ) -> BoxStream<'static, ReplyEvent> {
         let Some(assistant) = self.assistant.clone() else {
             return single(failure(ErrorCode::Internal));
@@ -758,7 +776,7 @@ impl Gateway {
             let _permit = permit;
             let mut route = Some(route);
             let session = save.as_ref().map(|(session, _)| session.clone());
-            let mut turn = Conversation::new(request, session);
+            let mut turn = Conversation::new(request, session).with_client_tools(client_tools);
             loop {
                 let this_route = route.take().unwrap_or(Route::Chain);
                 let mut events = gateway
@@ -789,6 +807,32 @@ impl Gateway {
                                 vec![user, Message::new("assistant", turn.answer())],
                             );
                         }
+                        let _ = sender
+                            .send(ReplyEvent::Done {
+                                finish_reason,
+                                usage,
+                            })
+                            .await;
+                        return;
+                    }
+                    RoundEnd::ClientTools {
+                        calls,
+                        finish_reason,
+                        usage,
+                    } => {
+                        let calls = calls
+                            .into_iter()
+                            .enumerate()
+                            .map(|(index, (id, name, arguments))| {
+                                serde_json::json!({"index": index, "id": id, "type": "function",
+                                    "function": {"name": name, "arguments": arguments}})
+                            })
+                            .collect();
+                        let _ = sender
+                            .send(ReplyEvent::ToolCalls {
+                                calls: serde_json::Value::Array(calls),
+                            })
+                            .await;
                         let _ = sender
                             .send(ReplyEvent::Done {
                                 finish_reason,
@@ -846,6 +890,7 @@ impl Gateway {
                 None,
                 Route::Chain,
                 Instant::now(),
+                Vec::new(),
             )
             .await;
         let mut text = String::new();
@@ -936,6 +981,15 @@ impl Gateway {
         models.sort_by_key(ToString::to_string);
         models.dedup();
         models
+    }
+
+    /// The model the assistant embeds with (`memory.search`'s), if any.
+    pub fn embedding_model(&self) -> Option<ModelRef> {
+        self.config
+            .assistant
+            .embeddings
+            .as_deref()
+            .and_then(|name| ModelRef::parse(name).ok())
     }
 
     /// The model an OpenAI client named: a `provider/model` id of

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+pub mod access;
 pub mod agents;
 pub mod api;
 pub mod assistant;
@@ -23,11 +24,14 @@ pub mod gateway;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod ollama;
+pub mod ollama_http;
 pub mod openai;
 pub mod persona;
 pub mod remote;
 pub mod server;
 pub mod sessions;
+pub mod usage;
 
 /// The model router for `config`; reads the attestation policies of
 /// `hearth-enclave` providers.

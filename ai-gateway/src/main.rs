@@ -72,6 +72,20 @@ enum Command {
         #[arg(long)]
         max_tokens: Option<u32>,
     },
+    /// Tokens used in the last 31 days, per day and model: yours from a
+    /// member's device, everyone's with the gateway's token.
+    Usage {
+        /// The gateway.
+        #[arg(long, default_value = "http://127.0.0.1:18789")]
+        url: String,
+        /// File holding the bearer token (as for `chat`); without one, the
+        /// mesh tells the gateway who you are.
+        #[arg(long, default_value = "/var/lib/hearth-gateway/gateway.token")]
+        token_file: PathBuf,
+        /// Print the gateway's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read a document from standard input and print its text (how the
     /// gateway reads PDFs: in a process of their own, with limits).
     #[command(hide = true)]
@@ -98,6 +112,63 @@ enum ConfigCommand {
 enum Output {
     Text,
     Json,
+}
+
+/// The token for `token_file`: `$HEARTH_GATEWAY_TOKEN`, else the file's,
+/// else none (a missing file is no token).
+fn read_token(token_file: &std::path::Path) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    if let Ok(token) = std::env::var("HEARTH_GATEWAY_TOKEN") {
+        return Ok(Some(token.into()));
+    }
+    match std::fs::read_to_string(token_file) {
+        Ok(text) => Ok(Some(text.trim().to_owned().into())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(anyhow::Error::new(error)
+            .context(format!("cannot read the token {}", token_file.display()))),
+    }
+}
+
+/// `hearth-gateway usage`: the gateway's `/v1/usage`, as a table.
+async fn usage(url: &str, token_file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let token = read_token(token_file)?;
+    let mut request = reqwest::Client::new().get(format!("{}/v1/usage", url.trim_end_matches('/')));
+    if let Some(token) = &token {
+        request = request.bearer_auth(token.as_str());
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("the gateway's answer is not JSON")?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the gateway answered {status}: {}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let rows: Vec<hearth_gateway::usage::UsageRow> = serde_json::from_value(body["usage"].clone())
+        .context("the gateway's usage is not readable")?;
+    println!(
+        "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}",
+        "DAY", "WHO", "MODEL", "REQUESTS", "PROMPT", "GENERATED"
+    );
+    for row in rows {
+        println!(
+            "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}",
+            row.day, row.who, row.model, row.requests, row.prompt_tokens, row.completion_tokens
+        );
+    }
+    Ok(())
 }
 
 /// `hearth-gateway extract FORMAT`: limits its own memory and CPU time
@@ -255,6 +326,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Usage {
+            url,
+            token_file,
+            json,
+        } => usage(&url, &token_file, json).await,
         Command::Chat {
             question,
             url,

@@ -52,6 +52,20 @@ pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<
     Ok(names)
 }
 
+/// The household's tools and a client's together, in chat form.
+pub fn merge_tools(household: Option<Value>, client: Option<Value>) -> Option<Value> {
+    let tools: Vec<Value> = [household, client]
+        .into_iter()
+        .flatten()
+        .filter_map(|tools| match tools {
+            Value::Array(tools) => Some(tools),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    (!tools.is_empty()).then_some(Value::Array(tools))
+}
+
 /// Whole tool calls from streamed fragments: the fragments of one call
 /// share an `index`; its id, type and name come once, its arguments in
 /// pieces.
@@ -359,7 +373,19 @@ impl ResponseStream {
                 self.calls.push(calls);
                 let after = self.calls.calls().len();
                 for index in before..after {
+                    // Clients (the official SDK among them) want an item
+                    // announced before any event about it.
+                    let output_index = self.items.len();
                     self.items.push(("call", index));
+                    let call = &self.calls.calls()[index];
+                    let item = json!({
+                        "type": "function_call", "id": format!("fc_{index}_{}", self.id), "status": "in_progress",
+                        "call_id": call["id"], "name": call["function"]["name"], "arguments": "",
+                    });
+                    out.push(self.event(
+                        "response.output_item.added",
+                        json!({"output_index": output_index, "item": item}),
+                    ));
                 }
                 for fragment in calls.as_array().map(Vec::as_slice).unwrap_or_default() {
                     let index = fragment["index"].as_u64().map_or(0, |index| index as usize);
@@ -547,6 +573,7 @@ mod tests {
                 "response.content_part.added",
                 "response.output_text.delta",
                 "response.output_text.delta",
+                "response.output_item.added",
                 "response.function_call_arguments.delta",
                 "response.output_text.done",
                 "response.output_item.done",

@@ -124,8 +124,41 @@ pub async fn serve(
             }
         }
     });
-    hearth_http::serve::serve_tcp(listener, gate, router(Arc::clone(&gateway), auth), shutdown)
-        .await?;
+    // Ollama's API, when on, listens beside the gateway and stops with it.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let ollama = if gateway.config.hearth.ollama.enabled {
+        let at = SocketAddr::new(address.ip(), gateway.config.hearth.ollama.port);
+        let listener = TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen on {at} for Ollama's API"))?;
+        let at = listener.local_addr().unwrap_or(at);
+        tracing::info!(address = %at, "Ollama's API serving");
+        let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
+            hearth_http::Scale::Household,
+        ));
+        let app = crate::ollama_http::router(Arc::clone(&gateway), auth.clone());
+        let mut stopped = stopped.clone();
+        Some(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await
+        }))
+    } else {
+        None
+    };
+    let served =
+        hearth_http::serve::serve_tcp(listener, gate, router(Arc::clone(&gateway), auth), shutdown)
+            .await;
+    let _ = stop.send(true);
+    if let Some(ollama) = ollama {
+        match ollama.await {
+            Ok(Err(error)) => tracing::error!(%error, "Ollama's API failed"),
+            Err(error) => tracing::error!(%error, "Ollama's API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    served?;
     rotation.abort();
     health.abort();
     gateway.close().await;

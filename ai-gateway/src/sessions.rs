@@ -97,6 +97,11 @@ impl Sessions {
         })
     }
 
+    /// The store's database (which keeps the usage table too).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         hearth_runtime::lock(&self.memory)
     }

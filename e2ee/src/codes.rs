@@ -53,6 +53,10 @@ pub enum ErrorCode {
     BadRequest,
     /// The gateway failed.
     Internal,
+    /// The access policy does not let this caller use what it asked for.
+    NotPermitted,
+    /// The caller's daily token budget is spent.
+    BudgetExhausted,
     /// A code this client does not know (from a newer gateway).
     #[serde(other)]
     Unknown,
@@ -84,6 +88,8 @@ impl ErrorCode {
             ErrorCode::BackendRefused => "backend_refused",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotPermitted => "not_permitted",
+            ErrorCode::BudgetExhausted => "budget_exhausted",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -122,21 +122,25 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/api/me", get(me))
         .route("/api/users", get(users))
         .route("/api/rooms", get(rooms).post(create_room))
-        .route("/api/rooms/{room}", axum::routing::delete(delete_room))
         .route("/api/dm", post(open_dm))
-        .route("/api/rooms/{room}/messages", get(history).post(send))
-        .route("/api/rooms/{room}/read", post(read))
-        .route("/api/assistant/memory", get(assistant_memory))
-        .route(
-            "/api/assistant/memory/{id}",
-            axum::routing::delete(assistant_forget),
+        .merge(
+            Router::new()
+                .route("/api/rooms/{room}", axum::routing::delete(delete_room))
+                .route("/api/rooms/{room}/messages", get(history).post(send))
+                .route("/api/rooms/{room}/read", post(read))
+                .route("/api/assistant/memory", get(assistant_memory))
+                .route(
+                    "/api/assistant/memory/{id}",
+                    axum::routing::delete(assistant_forget),
+                )
+                .route("/api/assistant/reminders", get(assistant_reminders))
+                .route(
+                    "/api/assistant/reminders/{id}",
+                    axum::routing::delete(assistant_cancel),
+                )
+                .route("/api/assistant/documents", get(assistant_documents))
+                .route_layer(middleware::from_fn(room_first)),
         )
-        .route("/api/assistant/reminders", get(assistant_reminders))
-        .route(
-            "/api/assistant/reminders/{id}",
-            axum::routing::delete(assistant_cancel),
-        )
-        .route("/api/assistant/documents", get(assistant_documents))
         .route("/ws", get(websocket))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -148,6 +152,27 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FRAME))
         .with_state(shared)
+}
+
+/// The room a request names (its path's `{room}`, or its `room` query
+/// parameter) is checked before the request's fields are read: another
+/// member's room is refused the same way however the request is wrong.
+async fn room_first(
+    Extension(caller): Extension<Caller>,
+    path: Option<Path<std::collections::HashMap<String, String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = path.map(|Path(path)| path).unwrap_or_default();
+    let query = Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri())
+        .map(|Query(query)| query)
+        .unwrap_or_default();
+    for room in [path.get("room"), query.get("room")].into_iter().flatten() {
+        if let Err(refused) = Messaging::check_access(&caller, room) {
+            return refused.into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn me(Extension(caller): Extension<Caller>) -> Response {
@@ -243,18 +268,20 @@ async fn assistant_forget(
 async fn assistant_reminders(
     State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
+    Query(place): Query<InRoom>,
 ) -> Result<Response, ServiceError> {
     use hearth_assistant::api::Op;
-    ask_assistant(&shared, &caller, None, Op::ReminderList {}).await
+    ask_assistant(&shared, &caller, place.room, Op::ReminderList {}).await
 }
 
 async fn assistant_cancel(
     State(shared): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
+    Query(place): Query<InRoom>,
 ) -> Result<Response, ServiceError> {
     use hearth_assistant::api::Op;
-    ask_assistant(&shared, &caller, None, Op::ReminderCancel { id }).await
+    ask_assistant(&shared, &caller, place.room, Op::ReminderCancel { id }).await
 }
 
 async fn assistant_documents(

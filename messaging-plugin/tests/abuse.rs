@@ -181,6 +181,50 @@ fn web_pages_local_users_and_floods_do_not_get_through() {
         "the hub's rooms need an admin"
     );
     assert_eq!(delete(&phone, "dm:ada,ben"), 403);
+
+    // Another's conversation is refused on every assistant endpoint, and
+    // before a request's fields are read (a wrong field answered 422 there).
+    let others = "dm%3Aben%2Ccy";
+    for path in [
+        format!("/api/assistant/reminders?room={others}"),
+        format!("/api/assistant/memory?room={others}"),
+        format!("/api/assistant/documents?room={others}"),
+        format!("/api/assistant/documents?room={others}&wrong=1"),
+        format!("/api/rooms/{others}/messages?wrong=1"),
+    ] {
+        let (status, body) = curl(
+            &household,
+            &laptop,
+            &[&format!("{}{path}", household.url())],
+        );
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    for (path, body) in [
+        (
+            format!("/api/rooms/{others}/messages"),
+            json!({"wrong": "field"}),
+        ),
+        (
+            format!("/api/rooms/{others}/read"),
+            json!({"id": "not a number"}),
+        ),
+    ] {
+        let (status, answer) = post_json(&household, &laptop, &path, &body, &[]);
+        assert_eq!(status, 403, "{path}: {answer}");
+    }
+    let (status, body) = curl(
+        &household,
+        &laptop,
+        &[
+            "-X",
+            "DELETE",
+            &format!(
+                "{}/api/assistant/reminders/1?room={others}",
+                household.url()
+            ),
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
     let (_, rooms) = curl(
         &household,
         &laptop,

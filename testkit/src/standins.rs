@@ -581,6 +581,19 @@ impl AgentStandIn {
             "capabilities": capabilities,
         })
     }
+
+    /// A `WhoIs` answer for a tagged device `name` (owned by `admin`).
+    pub fn tagged(name: &str, address: &str, tags: &[&str], capabilities: Value) -> Value {
+        json!({
+            "id": 9,
+            "name": name,
+            "user": "admin",
+            "tags": tags,
+            "addresses": [address],
+            "is_self": false,
+            "capabilities": capabilities,
+        })
+    }
 }
 
 impl Drop for AgentStandIn {

@@ -421,6 +421,35 @@ pub struct HearthSection {
     /// The household assistant's own settings.
     #[serde(default)]
     pub assistant: HearthAssistant,
+    /// Ollama's API, for apps made for Ollama.
+    #[serde(default)]
+    pub ollama: OllamaSection,
+}
+
+/// `hearth.ollama`: Ollama's API on its own port, on the gateway's
+/// address, with the gateway's callers and models.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OllamaSection {
+    /// Whether it is served (off unless set: the machine may run Ollama).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Its port (Ollama's own, 11434).
+    #[serde(default = "default_ollama_port")]
+    pub port: u16,
+}
+
+impl Default for OllamaSection {
+    fn default() -> Self {
+        OllamaSection {
+            enabled: false,
+            port: default_ollama_port(),
+        }
+    }
+}
+
+fn default_ollama_port() -> u16 {
+    11434
 }
 
 impl Default for HearthSection {

@@ -1,0 +1,319 @@
+//! Ollama's API over HTTP, on its own port (Ollama's 11434 by default):
+//! the same callers, access, assistant and models as the OpenAI API
+//! ([`crate::api`]), in Ollama's shapes ([`crate::ollama`]). Errors are
+//! Ollama's `{"error": "..."}`. Bodies need no JSON content type (Ollama's
+//! own examples send none); other sites' pages are still refused.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use hearth_e2ee::{ErrorCode, ReplyEvent};
+use serde_json::json;
+
+use crate::api::{
+    ApiError, Auth, Turn, authenticate, embed, error_body, failure_status, open_chat,
+    permitted_model_ids, same_origin, select,
+};
+use crate::caller::Caller;
+use crate::gateway::{Gateway, failure_message};
+use crate::ollama::{self, Kind, Reply};
+
+/// The Ollama API's routes.
+pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
+    let auth = Arc::new(auth);
+    let refused = || async {
+        error_body(
+            StatusCode::FORBIDDEN,
+            ErrorCode::NotPermitted,
+            ollama::REFUSED.into(),
+        )
+    };
+    let protected = Router::new()
+        .route("/api/tags", get(tags))
+        .route("/api/ps", get(ps))
+        .route("/api/show", post(show))
+        .route("/api/chat", post(chat))
+        .route("/api/generate", post(generate))
+        .route("/api/embed", post(embed_new))
+        .route("/api/embeddings", post(embed_legacy))
+        .route("/api/pull", any(refused))
+        .route("/api/push", any(refused))
+        .route("/api/create", any(refused))
+        .route("/api/copy", any(refused))
+        .route("/api/delete", any(refused))
+        .route("/api/blobs/{*digest}", any(refused))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&auth),
+            authenticate,
+        ));
+    Router::new()
+        .route("/", get(|| async { "Ollama is running" }))
+        .route(
+            "/api/version",
+            get(|| async { Json(json!({"version": ollama::VERSION})) }),
+        )
+        .merge(protected)
+        .fallback(|| async {
+            error_body(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint; see docs/gateway.md (Ollama's API)".into(),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this endpoint does not take that method".into(),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
+        .layer(middleware::from_fn_with_state(auth, same_origin))
+        .layer(middleware::from_fn(ollama_errors))
+        .with_state(gateway)
+}
+
+/// Every error as Ollama writes it: `{"error": "message"}`.
+async fn ollama_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|value| value["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    let body = json!({"error": message}).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn bad(message: String) -> Response {
+    error_body(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequestError,
+        message,
+    )
+}
+
+/// Now, as Ollama writes times.
+fn now_text() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+async fn tags(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let now = now_text();
+    let models: Vec<_> = permitted_model_ids(&gateway, &caller)
+        .iter()
+        .map(|name| ollama::tag(name, &now))
+        .collect();
+    Json(json!({"models": models})).into_response()
+}
+
+async fn ps(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    // The chain's models answer now; when they unload is the model
+    // server's business, so they are shown as staying a day.
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let permitted = permitted_model_ids(&gateway, &caller);
+    let models: Vec<_> = gateway
+        .models()
+        .iter()
+        .map(ToString::to_string)
+        .filter(|name| permitted.contains(name))
+        .map(|name| ollama::running(&name, &expires))
+        .collect();
+    Json(json!({"models": models})).into_response()
+}
+
+async fn show(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    let body: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(error) => return bad(format!("not a show request: {error}")),
+    };
+    let Some(name) = body["model"].as_str().or_else(|| body["name"].as_str()) else {
+        return bad("`model` must name a model".into());
+    };
+    let name = ollama::model_name(name);
+    if !permitted_model_ids(&gateway, &caller)
+        .iter()
+        .any(|id| id == name)
+    {
+        return error_body(
+            StatusCode::NOT_FOUND,
+            ErrorCode::ModelNotFound,
+            format!("model {name:?} not found; GET /api/tags lists what you can use"),
+        );
+    }
+    let embedding = gateway
+        .embedding_model()
+        .is_some_and(|model| model.to_string() == name);
+    Json(ollama::show(name, embedding, &now_text())).into_response()
+}
+
+async fn chat(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    match ollama::chat_request(&body) {
+        Ok(asked) => reply(gateway, caller, asked, Kind::Chat).await,
+        Err(why) => bad(why),
+    }
+}
+
+async fn generate(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    match ollama::generate_request(&body) {
+        Ok(asked) => reply(gateway, caller, asked, Kind::Generate).await,
+        Err(why) => bad(why),
+    }
+}
+
+/// Asks the model (or the assistant) as the OpenAI API does, and answers
+/// in Ollama's shape: NDJSON lines, or one object.
+async fn reply(
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    asked: ollama::Asked,
+    kind: Kind,
+) -> Response {
+    let arrived = Instant::now();
+    let selection = match select(&gateway, Some(&asked.model), &HeaderMap::new()) {
+        Ok(selection) => selection,
+        Err(error) => return error.into_response(),
+    };
+    let mut reply = Reply::new(kind, asked.model.clone(), now_text());
+    if asked.messages.is_empty() {
+        return Json(reply.loaded()).into_response();
+    }
+    let turn = Turn {
+        selection,
+        session: None,
+        instructions: None,
+        max_tokens: asked.options.max_tokens,
+        temperature: asked.options.temperature,
+        tools: asked.tools,
+        tool_choice: None,
+        sampling: asked.options.sampling,
+    };
+    let endpoint = match kind {
+        Kind::Chat => "ollama_chat",
+        Kind::Generate => "ollama_generate",
+    };
+    let mut events = match open_chat(&gateway, &caller, asked.messages, turn, endpoint).await {
+        Ok(events) => events,
+        Err(response) => return response,
+    };
+    let elapsed = move || u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    if !asked.stream {
+        while let Some(event) = events.next().await {
+            match &event {
+                ReplyEvent::Error { code, .. } => {
+                    return error_body(failure_status(*code), *code, failure_message(*code).into());
+                }
+                ReplyEvent::Done { .. } => {
+                    return Json(reply.whole(&event, elapsed())).into_response();
+                }
+                other => {
+                    reply.push(other, elapsed());
+                }
+            }
+        }
+        return error_body(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::BackendFailed,
+            failure_message(ErrorCode::BackendFailed).into(),
+        );
+    }
+    let lines = events.flat_map(move |event| {
+        let lines: Vec<Result<Bytes, std::convert::Infallible>> = reply
+            .push(&event, elapsed())
+            .into_iter()
+            .map(|line| Ok(Bytes::from(format!("{line}\n"))))
+            .collect();
+        futures_util::stream::iter(lines)
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(lines))
+        .expect("static headers are valid")
+}
+
+async fn embed_new(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    embedding(gateway, caller, body, false).await
+}
+
+async fn embed_legacy(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    embedding(gateway, caller, body, true).await
+}
+
+async fn embedding(gateway: Arc<Gateway>, caller: Caller, body: Bytes, legacy: bool) -> Response {
+    let arrived = Instant::now();
+    let asked = match ollama::embed_request(&body, legacy) {
+        Ok(asked) => asked,
+        Err(why) => return bad(why),
+    };
+    let embedded = embed(
+        &gateway,
+        &caller,
+        Some(&asked.model),
+        &HeaderMap::new(),
+        &asked.inputs,
+        asked.dimensions,
+    )
+    .await;
+    match embedded {
+        Ok((_, mut vectors)) if legacy => {
+            Json(json!({"embedding": vectors.pop().unwrap_or_default()})).into_response()
+        }
+        Ok((_, vectors)) => Json(json!({
+            "model": asked.model, "embeddings": vectors,
+            "total_duration": u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            "load_duration": 0, "prompt_eval_count": 0,
+        }))
+        .into_response(),
+        Err(ApiError {
+            status,
+            code,
+            message,
+        }) => error_body(status, code, message),
+    }
+}

@@ -1,0 +1,406 @@
+//! The member's assistant from the apps they already use, driven by the
+//! official clients no one here wrote: PyPI's `ollama` (against Hearth's
+//! Ollama API), `openai` (chat completions and responses) and the `llm`
+//! CLI. The caller is known by its address, as through the mesh: the
+//! node agent's local API is a stand-in here (`AgentStandIn`, naming the
+//! loopback address ada's, ben's or a front end's device in turn; the
+//! real agents' `whois` is tested in `mesh_identity.rs`). The model is the
+//! tool-calling stand-in (a real small model cannot be made to call a
+//! given tool); embeddings come from a real llama-server.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::household::EMBEDDING_MODEL;
+use hearth_testkit::llama::{LlamaServer, free_port, port_answers, python};
+use hearth_testkit::standins::{AgentStandIn, Turn, messages_of, tool_model_stand_in};
+use hearth_testkit::{skip, wait_until};
+use serde_json::{Value, json};
+
+/// What the model does: the weather question calls the household's clock
+/// and then the app's own weather tool, then answers with what the tool
+/// said; anything else is answered from what it was told is remembered.
+fn decide(request: &Value) -> Turn {
+    let messages = messages_of(request);
+    let last = messages.last().cloned().unwrap_or_default();
+    let called = |name: &str| {
+        messages.iter().any(|message| {
+            message["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|call| call["function"]["name"] == name)
+        })
+    };
+    let asked = messages
+        .iter()
+        .rev()
+        .find(|message| message["role"] == "user")
+        .and_then(|message| message["content"].as_str())
+        .unwrap_or("");
+    if asked.contains("weather") {
+        if last["role"] == "tool" && called("weather") {
+            return Turn::Say(format!(
+                "In Oslo it is {}",
+                last["content"].as_str().unwrap_or("")
+            ));
+        }
+        if !called("current_time") {
+            return Turn::Call(vec![("current_time".into(), json!({}))]);
+        }
+        return Turn::Call(vec![("weather".into(), json!({"city": "Oslo"}))]);
+    }
+    let system: String = messages
+        .iter()
+        .filter(|message| message["role"] == "system")
+        .filter_map(|message| message["content"].as_str())
+        .collect();
+    match system.split("tulip-").nth(1) {
+        Some(rest) => Turn::Say(format!(
+            "The wifi password is tulip-{}",
+            rest.split_whitespace().next().unwrap_or("")
+        )),
+        None => Turn::Say("I do not know that".into()),
+    }
+}
+
+struct Apps {
+    gateway: Gateway,
+    agent: AgentStandIn,
+    ollama_url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Apps {
+    /// The loopback address is now `who`'s device.
+    fn device_of(&self, who: Value) {
+        self.agent.set("127.0.0.1", Some(who));
+    }
+
+    /// Runs `script` with the official clients installed; its output.
+    fn python(&self, script: &str, env: &[(&str, &str)]) -> (bool, String) {
+        let output = Command::new(python())
+            .args(["-c", script])
+            .env("GATEWAY", format!("{}/v1", self.gateway.url))
+            .env("OLLAMA", &self.ollama_url)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+
+    /// The `llm` CLI with `model` configured as an OpenAI-compatible model
+    /// of the gateway (`responses`: over `/v1/responses`), sending
+    /// `headers`; its output.
+    fn llm(&self, prompt: &str, responses: bool, headers: &[(&str, &str)]) -> (bool, String) {
+        let home = self
+            .dir
+            .path()
+            .join(format!("llm-{responses}-{}", headers.len()));
+        std::fs::create_dir_all(&home).unwrap();
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), json!(value)))
+            .collect();
+        let models = json!([{"model_id": "hearth", "model_name": "openclaw",
+            "api_base": format!("{}/v1", self.gateway.url), "responses": responses,
+            "headers": headers}]);
+        // YAML is a superset of JSON.
+        std::fs::write(home.join("extra-openai-models.yaml"), models.to_string()).unwrap();
+        let llm = python().with_file_name("llm");
+        let output = Command::new(llm)
+            .args(["-m", "hearth", "--no-log", prompt])
+            .env("LLM_USER_PATH", &home)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+}
+
+fn start() -> Option<Apps> {
+    let check = Command::new(python())
+        .args(["-c", "import ollama, openai, llm"])
+        .output();
+    if !check.is_ok_and(|output| output.status.success()) {
+        return skip(
+            "the ollama, openai and llm clients are not installed: run scripts/python-env.sh",
+        );
+    }
+    let embeddings = LlamaServer::start_embeddings()?;
+    let model = tool_model_stand_in(decide);
+    let agent = AgentStandIn::start();
+    let mut config = hearth_testkit::gateway_process::config(&[(
+        "standin",
+        "openai-completions",
+        &format!("{}/v1", model.url()),
+    )]);
+    let ollama_port = free_port();
+    config["gateway"]["http"]["endpoints"]["responses"] = json!({"enabled": true});
+    config["gateway"]["auth"] = json!({"mode": "token"});
+    config["hearth"]["agentSocket"] = json!(agent.socket);
+    config["hearth"]["ollama"] = json!({"enabled": true, "port": ollama_port});
+    config["hearth"]["limits"] =
+        json!({"requestsPerMinutePerDevice": 100_000, "requestsPerMinutePerIp": 100_000});
+    config["hearth"]["assistant"] = json!({"timezone": "Europe/London"});
+    config["models"]["providers"]["vectors"] = json!({"baseUrl": embeddings.base_url,
+        "api": "openai-completions", "models": [{"id": EMBEDDING_MODEL}]});
+    config["memory"] = json!({"search": {"provider": "vectors", "model": EMBEDDING_MODEL}});
+    let gateway = Gateway::start(config);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || port_answers((
+            "127.0.0.1",
+            ollama_port
+        )))
+        .is_some(),
+        "Ollama's API listens: {}",
+        gateway.log_text()
+    );
+    // The model and the embedding server live as long as the test.
+    std::mem::forget(model);
+    std::mem::forget(embeddings);
+    Some(Apps {
+        gateway,
+        agent,
+        ollama_url: format!("http://127.0.0.1:{ollama_port}"),
+        dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+const OLLAMA_LIST_CHAT_EMBED: &str = r#"
+import os, sys, ollama
+client = ollama.Client(host=os.environ["OLLAMA"])
+names = [model.model for model in client.list().models]
+print("models:", " ".join(names))
+said = client.chat(model="openclaw", messages=[{"role": "user", "content": sys.argv[1] if len(sys.argv) > 1 else os.environ["SAY"]}])
+print("said:", said.message.content)
+streamed = "".join(part.message.content for part in client.chat(model="openclaw:latest", stream=True,
+    messages=[{"role": "user", "content": "what is the wifi password?"}]))
+print("streamed:", streamed)
+vectors = client.embed(model=os.environ["EMBEDDER"], input=["a cat", "a dog"]).embeddings
+print("embedded:", len(vectors), len(vectors[0]))
+"#;
+
+const OPENAI_ASK: &str = r#"
+import os, openai
+client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="no key: the mesh says who I am")
+said = client.chat.completions.create(model="openclaw", messages=[{"role": "user", "content": os.environ["SAY"]}])
+print("said:", said.choices[0].message.content)
+"#;
+
+const OPENAI_TOOLS: &str = r#"
+import os, json, openai
+client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="none")
+tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object",
+          "properties": {"city": {"type": "string"}}}}}]
+messages = [{"role": "user", "content": "what is the weather like?"}]
+first = client.chat.completions.create(model="openclaw", messages=messages, tools=tools)
+call = first.choices[0].message.tool_calls[0]
+print("called:", call.function.name, call.function.arguments)
+messages.append(first.choices[0].message.model_dump(exclude_none=True))
+messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny and 21 degrees"})
+second = client.chat.completions.create(model="openclaw", messages=messages, tools=tools)
+print("said:", second.choices[0].message.content)
+# The same over the Responses API, streamed, as the SDK reads it.
+rtools = [{"type": "function", "name": "weather", "parameters": tools[0]["function"]["parameters"]}]
+with client.responses.stream(model="openclaw", input="what is the weather like?", tools=rtools) as stream:
+    final = stream.get_final_response()
+calls = [item for item in final.output if item.type == "function_call"]
+print("responses called:", calls[0].name)
+"#;
+
+#[test]
+fn the_members_assistant_answers_in_every_app_and_only_them() {
+    let Some(apps) = start() else { return };
+    let ada = AgentStandIn::member("ada", "127.0.0.1", json!({}));
+    apps.device_of(ada.clone());
+
+    // Ada tells the assistant a fact through an Ollama app…
+    let (ok, out) = apps.python(
+        OLLAMA_LIST_CHAT_EMBED,
+        &[
+            ("SAY", "remember that the wifi password is tulip-42"),
+            ("EMBEDDER", EMBEDDING_MODEL),
+        ],
+    );
+    assert!(ok, "{out}\n{}", apps.gateway.log_text());
+    assert!(
+        out.contains("models: openclaw openclaw/default openclaw/main standin/tiny"),
+        "{out}"
+    );
+    assert!(out.contains("said: I'll remember that."), "{out}");
+    // …and it recalls it there, streamed…
+    assert!(
+        out.contains("streamed: The wifi password is tulip-42"),
+        "{out}"
+    );
+    assert!(out.contains("embedded: 2 384"), "{out}");
+    // …and through the OpenAI SDK and the llm CLI.
+    let (ok, out) = apps.python(OPENAI_ASK, &[("SAY", "what is the wifi password?")]);
+    assert!(
+        ok && out.contains("said: The wifi password is tulip-42"),
+        "{out}"
+    );
+    let (ok, out) = apps.llm("what is the wifi password?", true, &[]);
+    assert!(ok && out.contains("tulip-42"), "{out}");
+    let (ok, out) = apps.llm("what is the wifi password?", false, &[]);
+    assert!(ok && out.contains("tulip-42"), "{out}");
+
+    // A household tool and the app's own tool in one conversation.
+    let (ok, out) = apps.python(OPENAI_TOOLS, &[]);
+    assert!(ok, "{out}\n{}", apps.gateway.log_text());
+    assert!(out.contains("called: weather {\"city\":\"Oslo\"}"), "{out}");
+    assert!(
+        out.contains("said: In Oslo it is sunny and 21 degrees"),
+        "{out}"
+    );
+    assert!(out.contains("responses called: weather"), "{out}");
+
+    // Ben gets nothing of it, through any app.
+    apps.device_of(AgentStandIn::member("ben", "127.0.0.1", json!({})));
+    let (ok, out) = apps.python(OPENAI_ASK, &[("SAY", "what is the wifi password?")]);
+    assert!(ok && out.contains("said: I do not know that"), "{out}");
+    let (ok, out) = apps.llm("what is the wifi password?", true, &[]);
+    assert!(ok && !out.contains("tulip"), "{out}");
+
+    // A front end on one device names the people it serves, as Open WebUI
+    // does, only under the policy's grant and only for whom it names.
+    let grant = json!({"hearth.example/cap/ai": [{"actFor": ["ada", "ben"]}]});
+    apps.device_of(AgentStandIn::tagged(
+        "webui",
+        "127.0.0.1",
+        &["tag:webui"],
+        grant,
+    ));
+    let (ok, out) = apps.llm(
+        "what is the wifi password?",
+        false,
+        &[("X-OpenWebUI-User-Name", "ada")],
+    );
+    assert!(ok && out.contains("tulip-42"), "{out}");
+    let (ok, out) = apps.llm(
+        "what is the wifi password?",
+        false,
+        &[("X-OpenWebUI-User-Name", "ben")],
+    );
+    assert!(ok && out.contains("I do not know that"), "{out}");
+    let (ok, out) = apps.llm(
+        "what is the wifi password?",
+        false,
+        &[("X-OpenWebUI-User-Name", "cy")],
+    );
+    assert!(
+        !ok && out.contains("may not name whom it acts for"),
+        "{out}"
+    );
+    // The tagged device itself is nobody's: no one's memory.
+    let (ok, out) = apps.llm("what is the wifi password?", false, &[]);
+    assert!(ok && out.contains("I do not know that"), "{out}");
+    apps.device_of(AgentStandIn::tagged(
+        "other",
+        "127.0.0.1",
+        &["tag:other"],
+        json!({}),
+    ));
+    let (ok, out) = apps.llm(
+        "what is the wifi password?",
+        false,
+        &[("X-OpenWebUI-User-Name", "ada")],
+    );
+    assert!(
+        !ok && out.contains("may not name whom it acts for"),
+        "{out}"
+    );
+
+    // The policy's models and budget: a member granted the assistant with
+    // a small daily budget is refused the plain model, then told when the
+    // budget is spent.
+    let budget = json!({"hearth.example/cap/ai": [{"models": ["assistant"], "dailyTokens": 3}]});
+    apps.device_of(AgentStandIn::member("cy", "127.0.0.1", budget));
+    let (_, out) = apps.python(
+        r#"
+import os, ollama
+client = ollama.Client(host=os.environ["OLLAMA"])
+print("models:", " ".join(model.model for model in client.list().models))
+for model in ["standin/tiny", "openclaw", "openclaw"]:
+    try:
+        said = client.chat(model=model, messages=[{"role": "user", "content": "hello there"}])
+        print(model, "said:", said.message.content)
+    except ollama.ResponseError as error:
+        print(model, "refused:", error.status_code, error.error)
+"#,
+        &[],
+    );
+    assert!(
+        out.contains("models: openclaw openclaw/default openclaw/main\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("standin/tiny refused: 403 cy may not use standin/tiny"),
+        "{out}"
+    );
+    assert!(out.contains("openclaw said: I do not know that"), "{out}");
+    assert!(
+        out.contains("openclaw refused: 429 cy has used ") && out.contains(" of 3 tokens today"),
+        "{out}"
+    );
+
+    // Each member lists their own usage; the token's holder everyone's.
+    let usage = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hearth-gateway"));
+        command
+            .args(["usage", "--url", &apps.gateway.url, "--token-file"])
+            .arg(apps.dir.path().join("no-token"));
+        if let Some(token) = token {
+            command.env("HEARTH_GATEWAY_TOKEN", token);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let own = usage(None);
+    assert!(own.contains(" cy ") && !own.contains(" ada "), "{own}");
+    let everyone = usage(Some(&apps.gateway.token()));
+    assert!(
+        everyone.contains(" cy ") && everyone.contains(" ada ") && everyone.contains(" ben "),
+        "{everyone}"
+    );
+    // Never a word of what was said.
+    assert!(
+        !std::fs::read(apps.gateway.data_dir.join("sessions.db"))
+            .unwrap()
+            .windows(5)
+            .any(|window| window == b"tulip")
+    );
+
+    // Models are the admin's: Ollama's management endpoints are refused.
+    let (_, out) = apps.python(
+        r#"
+import os, ollama
+try:
+    ollama.Client(host=os.environ["OLLAMA"]).pull("llama3")
+except ollama.ResponseError as error:
+    print("refused:", error.status_code, error.error)
+"#,
+        &[],
+    );
+    assert!(
+        out.contains("refused: 403 models are managed by the household's admin"),
+        "{out}"
+    );
+    let _ = ada;
+}
