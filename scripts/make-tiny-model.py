@@ -13,7 +13,9 @@ That is done with a constant feature: dimension 0 of every token embedding is
 large and no layer writes to it, so after the final norm it is always
 positive, and the output rows of the unwanted tokens weigh it very negatively.
 
-Usage: scripts/make-tiny-model.py OUTPUT.gguf   (needs PyPI's gguf and numpy)
+Usage: scripts/make-tiny-model.py OUTPUT.gguf [CHAT_TEMPLATE.jinja]
+(needs PyPI's gguf and numpy). With a template file, the model carries that
+chat template instead of its own (the tests render real models' templates).
 """
 
 import sys
@@ -65,8 +67,16 @@ def vocabulary():
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
+    template = CHAT_TEMPLATE
+    context = CONTEXT
+    if len(sys.argv) == 3:
+        # Real templates come with real tool definitions, which this
+        # vocabulary spells nearly letter by letter: room for them.
+        context = 8 * CONTEXT
+        with open(sys.argv[2], encoding="utf-8") as file:
+            template = file.read()
     rng = np.random.default_rng(SEED)
     tokens, scores, types = vocabulary()
     vocab = len(tokens)
@@ -77,7 +87,7 @@ def main():
 
     writer = gguf.GGUFWriter(sys.argv[1], "llama")
     writer.add_name("hearth-tiny-random")
-    writer.add_context_length(CONTEXT)
+    writer.add_context_length(context)
     writer.add_embedding_length(EMBED)
     writer.add_block_count(LAYERS)
     writer.add_feed_forward_length(FEED_FORWARD)
@@ -95,7 +105,7 @@ def main():
     writer.add_eos_token_id(2)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
+    writer.add_chat_template(template)
 
     embeddings = random(vocab, EMBED, scale=1.0)
     embeddings[:, 0] = 10.0  # the constant feature

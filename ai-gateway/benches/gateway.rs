@@ -16,6 +16,12 @@
 //!    idle and after 50 requests, time to first token of 50 interleaved
 //!    streamed requests against asking llama-server directly, CPU.
 //!
+//! 5. the apps' APIs (`HEARTH_BENCH=apps`): time to first token through
+//!    the OpenAI API and Ollama's API, for a plain model (the token's
+//!    holder) and for a member's assistant (known by address through the
+//!    agent's local API, stood in for), against asking llama-server
+//!    directly, interleaved.
+//!
 //! `cargo bench -p hearth-gateway --bench gateway` (needs the cached
 //! llama-server build and the Python env: scripts/build-llama-server.sh,
 //! scripts/python-env.sh).
@@ -587,6 +593,9 @@ fn main() {
     if parts.contains("openclaw") {
         runtime.block_on(against_openclaw());
     }
+    if parts.contains("apps") {
+        runtime.block_on(apps());
+    }
     if parts.contains("streams") {
         // 20 tokens/s per stream (reading pace), then 50 (the machine saturates).
         runtime.block_on(concurrent_streams(Duration::from_millis(50)));
@@ -635,6 +644,177 @@ async fn first_token_ms(
         }
     }
     panic!("{url}: no content in the reply: {seen}");
+}
+
+/// Milliseconds from sending `body` to `url` to the first piece of text in
+/// its streamed reply, OpenAI's SSE or Ollama's NDJSON; the rest is read.
+async fn first_text_ms(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> f64 {
+    let started = Instant::now();
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while let Some(chunk) = stream.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        for line in seen.lines() {
+            let data = line.strip_prefix("data: ").unwrap_or(line);
+            let Ok(event) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            assert!(event.get("error").is_none(), "{url}: {data}");
+            let text = event["choices"][0]["delta"]["content"]
+                .as_str()
+                .or_else(|| event["message"]["content"].as_str());
+            if text.is_some_and(|text| !text.is_empty()) {
+                let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+                while stream.next().await.is_some() {}
+                return elapsed;
+            }
+        }
+    }
+    panic!("{url}: no text in the reply: {seen}");
+}
+
+/// Time to first token through the apps' APIs against llama-server asked
+/// directly, interleaved.
+async fn apps() {
+    const SAMPLES: usize = 300;
+    println!(
+        "## apps' APIs: time to first token, real llama-server (tiny model), {SAMPLES} samples each, interleaved"
+    );
+    let Some(llama) = LlamaServer::start_tcp() else {
+        println!("skipped: llama-server is not built");
+        return;
+    };
+    let agent = hearth_testkit::standins::AgentStandIn::start();
+    agent.set(
+        "127.0.0.1",
+        Some(hearth_testkit::standins::AgentStandIn::member(
+            "ada",
+            "127.0.0.1",
+            json!({}),
+        )),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (port, ollama_port) = (free_port(), free_port());
+    let config = json!({
+        "gateway": {"port": port, "auth": {"mode": "token"},
+                    "http": {"endpoints": {"chatCompletions": {"enabled": true}, "responses": {"enabled": true}}}},
+        "models": {"providers": {"local": {"baseUrl": llama.base_url, "api": "openai-completions",
+                         "models": [{"id": "tiny", "contextWindow": 2048, "maxTokens": 64}]}}},
+        "agents": {"defaults": {"model": {"primary": "local/tiny"}}},
+        "hearth": {"dataDir": dir.path().join("data"), "agentSocket": agent.socket,
+                   "ollama": {"enabled": true, "port": ollama_port},
+                   "limits": {"requestsPerMinutePerDevice": 1_000_000, "requestsPerMinutePerIp": 1_000_000}},
+    });
+    let path = dir.path().join("gateway.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth-gateway"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("HEARTH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !hearth_testkit::llama::port_answers(("127.0.0.1", ollama_port)) {
+        assert!(Instant::now() < deadline, "the gateway did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = std::fs::read_to_string(dir.path().join("data/gateway.token")).unwrap();
+    let token = token.trim();
+    let endpoint = Endpoint::parse(
+        &llama.base_url,
+        Api::OpenAiCompletions,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let openai_url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let ollama_url = format!("http://127.0.0.1:{ollama_port}/api/chat");
+    let openai = |model: &str| {
+        json!({"model": model, "stream": true, "max_tokens": 2,
+                                       "messages": [{"role": "user", "content": "hello"}]})
+    };
+    let ollama = |model: &str| {
+        json!({"model": model, "options": {"num_predict": 2},
+                                       "messages": [{"role": "user", "content": "hello"}]})
+    };
+    let paths: [(&str, &str, Option<&str>, Value); 4] = [
+        (
+            "OpenAI API, plain model",
+            &openai_url,
+            Some(token),
+            openai("local/tiny"),
+        ),
+        (
+            "Ollama's API, plain model",
+            &ollama_url,
+            Some(token),
+            ollama("local/tiny"),
+        ),
+        (
+            "OpenAI API, the member's assistant",
+            &openai_url,
+            None,
+            openai("openclaw"),
+        ),
+        (
+            "Ollama's API, the member's assistant",
+            &ollama_url,
+            None,
+            ollama("openclaw"),
+        ),
+    ];
+    for _ in 0..20 {
+        direct(&endpoint, "hello", 2).await;
+        for (_, url, token, body) in &paths {
+            first_text_ms(&http, url, *token, body).await;
+        }
+    }
+    let mut direct_ms = Vec::new();
+    let mut through: Vec<(Vec<f64>, Vec<f64>)> =
+        paths.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    for _ in 0..SAMPLES {
+        for (index, (_, url, token, body)) in paths.iter().enumerate() {
+            let one = direct(&endpoint, "hello", 2).await.0.as_secs_f64() * 1000.0;
+            let other = first_text_ms(&http, url, *token, body).await;
+            direct_ms.push(one);
+            through[index].0.push(other);
+            through[index].1.push(other - one);
+        }
+    }
+    println!("| | p50 / p90 | added, p50 of the paired differences (target < 5 ms) |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| direct to llama-server | {:.2} / {:.2} ms | |",
+        median(&mut direct_ms),
+        percentile(&mut direct_ms, 0.9)
+    );
+    for ((name, ..), (times, added)) in paths.iter().zip(through.iter_mut()) {
+        println!(
+            "| {name} | {:.2} / {:.2} ms | {:.2} ms |",
+            median(times),
+            percentile(times, 0.9),
+            median(added)
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Waits until no slot of the llama-server at `slots_url` is processing a

@@ -744,7 +744,7 @@ pub(crate) async fn open_chat(
     };
     let household_tools = assistant
         .as_ref()
-        .and_then(|(assistant, _)| assistant.tool_definitions());
+        .and_then(|_| gateway.household_tools(&turn.selection.route));
     let client_tools = crate::openai::check_tools(turn.tools.as_ref(), None).unwrap_or_default();
     if let Some(household) = &household_tools
         && let Some(clash) = client_tools.iter().find(|name| {

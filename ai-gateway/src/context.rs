@@ -37,9 +37,78 @@ pub fn fit(system: Option<&str>, history: &[Message], new: Message, budget: usiz
         .collect()
 }
 
+/// The line that opens the assistant's context in a member's message.
+pub const CONTEXT_OPENS: &str = "[Context from the household assistant, not written by the member]";
+/// The line between the context and what the member wrote.
+pub const CONTEXT_ENDS: &str = "[The member's message]";
+
+/// `messages` with the assistant's `context` (what is remembered, what the
+/// documents say) given with the newest user message, ahead of what the
+/// member wrote. Not a system message of its own: the chat templates of
+/// Gemma and Mistral refuse a system message after the first, and a
+/// system message at the start would change the conversation's opening
+/// every turn, so that the model server could no longer reuse what it
+/// computed for the history. Without a user message, it goes into the
+/// opening system message.
+pub fn with_context(messages: &mut Vec<Message>, context: &str) {
+    match messages
+        .iter_mut()
+        .rev()
+        .find(|message| message.role == "user")
+    {
+        Some(user) => {
+            user.content = format!(
+                "{CONTEXT_OPENS}\n{context}\n\n{CONTEXT_ENDS}\n{}",
+                user.content
+            );
+        }
+        None => match messages.first_mut().filter(|first| first.role == "system") {
+            Some(system) => system.content = format!("{}\n\n{context}", system.content),
+            None => messages.insert(0, Message::new("system", context)),
+        },
+    }
+}
+
+/// The assistant's context in a message `with_context` wrote, and what the
+/// member wrote; `None` when it holds none.
+pub fn split_context(content: &str) -> Option<(&str, &str)> {
+    let rest = content.strip_prefix(CONTEXT_OPENS)?.strip_prefix('\n')?;
+    let (context, said) = rest.split_once(&format!("\n\n{CONTEXT_ENDS}\n"))?;
+    Some((context, said))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_context_rides_with_the_newest_user_message() {
+        let mut messages = vec![
+            Message::new("system", "persona"),
+            Message::new("user", "hi"),
+            Message::new("assistant", "hello"),
+            Message::new("user", "what is on?"),
+        ];
+        with_context(&mut messages, "What you remember here:\n- tea at 4");
+        let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(
+            roles,
+            ["system", "user", "assistant", "user"],
+            "no system message mid-way"
+        );
+        assert_eq!(messages[1].content, "hi", "the history is as it was");
+        assert_eq!(
+            split_context(&messages[3].content),
+            Some(("What you remember here:\n- tea at 4", "what is on?"))
+        );
+        let mut after_a_tool = vec![Message::new("user", "q"), Message::new("tool", "42")];
+        with_context(&mut after_a_tool, "c");
+        assert_eq!(split_context(&after_a_tool[0].content), Some(("c", "q")));
+        let mut none = vec![Message::new("system", "persona")];
+        with_context(&mut none, "c");
+        assert_eq!(none[0].content, "persona\n\nc");
+        assert_eq!(split_context("plain"), None);
+    }
 
     #[test]
     fn the_oldest_history_goes_first_when_space_runs_out() {

@@ -603,7 +603,7 @@ impl Gateway {
                         .await;
                 });
             }
-            request.tools = assistant.tool_definitions();
+            request.tools = self.household_tools(&Route::Chain);
             return self
                 .assistant_turn(
                     request,
@@ -650,11 +650,9 @@ impl Gateway {
             .0
     }
 
-    /// [`Gateway::request`] with `extra` (the assistant's context) as a
-    /// system message just before the new message, out of the same budget
-    /// (after the persona and history, so that the model server's cache of
-    /// the conversation's start keeps serving); and how many messages of
-    /// `history` fitted.
+    /// [`Gateway::request`] with `extra` (the assistant's context) given
+    /// with the newest user message ([`context::with_context`]), out of the
+    /// same budget; and how many messages of `history` fitted.
     pub fn request_with(
         &self,
         agent: &Agent,
@@ -665,13 +663,15 @@ impl Gateway {
         extra: Option<&str>,
     ) -> (ChatRequest, usize) {
         let (context_window, max_tokens) = self.window(agent, max_tokens);
-        let extra = extra.map(|text| Message::new("system", text));
-        let budget = (context_window.saturating_sub(max_tokens) as usize)
-            .saturating_sub(extra.as_ref().map_or(0, context::estimate_tokens));
+        let extra_cost = extra.map_or(0, |text| {
+            context::estimate_tokens(&Message::new("user", text))
+        });
+        let budget =
+            (context_window.saturating_sub(max_tokens) as usize).saturating_sub(extra_cost);
         let mut messages = context::fit(agent.persona.as_deref(), history, new, budget);
         let kept = messages.len() - 1 - usize::from(agent.persona.is_some());
         if let Some(extra) = extra {
-            messages.insert(messages.len() - 1, extra);
+            context::with_context(&mut messages, extra);
         }
         (
             ChatRequest {
@@ -880,7 +880,7 @@ impl Gateway {
             None,
             context.system.as_deref(),
         );
-        request.tools = assistant.tool_definitions();
+        request.tools = self.household_tools(&Route::Chain);
         let mut events = self
             .assistant_turn(
                 request,
@@ -981,6 +981,21 @@ impl Gateway {
         models.sort_by_key(ToString::to_string);
         models.dedup();
         models
+    }
+
+    /// The household's tools for a turn on `route`: none when the assistant
+    /// is off or its tools are, or when the model's chat template renders
+    /// no tools (llama.cpp says so: SmolLM2's, for one).
+    pub fn household_tools(&self, route: &Route) -> Option<serde_json::Value> {
+        let assistant = self.assistant.as_ref()?;
+        let first = match route {
+            Route::StartingWith(model) => Some(model),
+            Route::Chain => None,
+        };
+        if !self.router.takes_tools(first) {
+            return None;
+        }
+        assistant.tool_definitions()
     }
 
     /// The model the assistant embeds with (`memory.search`'s), if any.

@@ -184,14 +184,7 @@ impl House {
             .iter()
             .rev()
             .find(|request| request.path == "/v1/chat/completions")
-            .map(|request| {
-                messages_of(&request.json())
-                    .iter()
-                    .filter(|message| message["role"] == "system")
-                    .filter_map(|message| message["content"].as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            .map(|request| context_of(&request.json()))
             .unwrap_or_default()
     }
 
@@ -249,14 +242,42 @@ fn tool_results(request: &Value) -> Vec<String> {
         .collect()
 }
 
+/// What the model was shown of the assistant's context (memory, document
+/// passages): its system messages and the context given with a member's
+/// message.
+fn context_of(request: &Value) -> String {
+    messages_of(request)
+        .iter()
+        .filter_map(|message| {
+            let content = message["content"].as_str()?;
+            if message["role"] == "system" {
+                Some(content.to_owned())
+            } else {
+                hearth_gateway::context::split_context(content)
+                    .map(|(context, _)| context.to_owned())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What the members said, without the context given with it.
+fn said_of(request: &Value) -> String {
+    messages_of(request)
+        .iter()
+        .filter(|message| message["role"] != "system")
+        .map(|message| {
+            let content = message["content"].as_str().unwrap_or("");
+            hearth_gateway::context::split_context(content)
+                .map_or(content, |(_, said)| said)
+                .to_owned()
+        })
+        .collect()
+}
+
 /// A model that answers with what it was shown of memory ("memo: …").
 fn echo_model(request: &Value) -> Turn {
-    let system: String = messages_of(request)
-        .iter()
-        .filter(|message| message["role"] == "system")
-        .filter_map(|message| message["content"].as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let system = context_of(request).replace('\n', " ");
     Turn::Say(format!("memo: {system}"))
 }
 
@@ -590,11 +611,7 @@ async fn documents_are_indexed_whole_or_refused_with_why_and_answers_cite_them()
     .unwrap();
     let house = House::start(
         |request| {
-            let system: String = messages_of(request)
-                .iter()
-                .filter(|message| message["role"] == "system")
-                .filter_map(|message| message["content"].as_str())
-                .collect();
+            let system = context_of(request);
             if system.contains("Hold the red button") {
                 Turn::Say("Hold the red button for ten seconds.".into())
             } else {
@@ -910,11 +927,7 @@ async fn turns_trimmed_from_a_long_conversation_become_a_daily_note() {
     // The conversation sent no longer holds the first turn (a note of it
     // may come back as memory, within the assistant's share of the context).
     let last = house.model.requests().last().unwrap().json();
-    let conversation: String = messages_of(&last)
-        .iter()
-        .filter(|message| message["role"] != "system")
-        .map(ToString::to_string)
-        .collect();
+    let conversation = said_of(&last);
     assert!(
         !conversation.contains("CANARY-TRIM-FIRST"),
         "not trimmed: {conversation}"
@@ -1017,11 +1030,7 @@ async fn a_scheduled_question_answers_with_the_grants_of_when_it_runs() {
     );
     let house = House::start_with_agent(
         |request| {
-            let system: String = messages_of(request)
-                .iter()
-                .filter(|message| message["role"] == "system")
-                .filter_map(|message| message["content"].as_str())
-                .collect();
+            let system = context_of(request);
             Turn::Say(if system.contains("CANARY-BUDGET") {
                 "SAW-THE-BUDGET".into()
             } else {

@@ -38,6 +38,9 @@ fn decide(request: &Value) -> Turn {
         .rev()
         .find(|message| message["role"] == "user")
         .and_then(|message| message["content"].as_str())
+        .map(|content| {
+            hearth_gateway::context::split_context(content).map_or(content, |(_, said)| said)
+        })
         .unwrap_or("");
     if asked.contains("weather") {
         if last["role"] == "tool" && called("weather") {
@@ -51,10 +54,13 @@ fn decide(request: &Value) -> Turn {
         }
         return Turn::Call(vec![("weather".into(), json!({"city": "Oslo"}))]);
     }
+    // What the assistant's context gave it (with the member's message).
     let system: String = messages
         .iter()
-        .filter(|message| message["role"] == "system")
         .filter_map(|message| message["content"].as_str())
+        .filter_map(|content| {
+            hearth_gateway::context::split_context(content).map(|(context, _)| context)
+        })
         .collect();
     match system.split("tulip-").nth(1) {
         Some(rest) => Turn::Say(format!(

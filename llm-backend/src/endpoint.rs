@@ -122,6 +122,13 @@ impl Endpoint {
         format!("{}{path}", self.base)
     }
 
+    /// The URL of `path` at the server's root, outside the API's prefix
+    /// (llama.cpp's `/props`).
+    pub fn root_url(&self, path: &str) -> String {
+        let root = self.base.strip_suffix(&self.prefix).unwrap_or(&self.base);
+        format!("{root}{path}")
+    }
+
     /// The request path of `path` (which starts with `/`) on this endpoint.
     pub(crate) fn path(&self, path: &str) -> String {
         format!("{}{path}", self.prefix)

@@ -79,6 +79,39 @@ pub async fn probe(endpoint: &Endpoint) -> bool {
     }
 }
 
+/// What a llama.cpp server says its model's chat template can render
+/// (`GET /props`, `chat_template_caps`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TemplateCaps {
+    /// Tool definitions and calls.
+    pub tools: bool,
+}
+
+/// The capabilities in llama-server's `/props` answer, if it states them
+/// (other servers do not answer `/props`).
+pub fn template_caps(props: &Value) -> Option<TemplateCaps> {
+    let caps = props.get("chat_template_caps")?.as_object()?;
+    Some(TemplateCaps {
+        tools: caps.get("supports_tools").and_then(Value::as_bool)?,
+    })
+}
+
+/// Asks a llama.cpp server what its chat template can render; `None` when
+/// it does not say (not llama.cpp, or down).
+pub async fn props(endpoint: &Endpoint) -> Option<TemplateCaps> {
+    let response = endpoint
+        .http
+        .get(endpoint.root_url("/props"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    template_caps(&response.json::<Value>().await.ok()?)
+}
+
 /// One chunk of a streamed completion; other fields are ignored.
 #[derive(Deserialize)]
 struct Chunk<'a> {
@@ -230,4 +263,23 @@ where
     E: std::fmt::Display,
 {
     crate::decoding::decode(bytes, Sse::default())
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    #[test]
+    fn llama_cpp_says_whether_its_template_takes_tools() {
+        let props =
+            json!({"chat_template_caps": {"supports_tools": false, "supports_system_role": true}});
+        assert_eq!(template_caps(&props), Some(TemplateCaps { tools: false }));
+        let props = json!({"chat_template_caps": {"supports_tools": true}});
+        assert_eq!(template_caps(&props), Some(TemplateCaps { tools: true }));
+        assert_eq!(
+            template_caps(&json!({"default_generation_settings": {}})),
+            None
+        );
+        assert_eq!(template_caps(&json!({"chat_template_caps": {}})), None);
+    }
 }

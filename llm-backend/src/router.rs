@@ -80,6 +80,9 @@ struct EndpointState {
     endpoint: Endpoint,
     healthy: AtomicBool,
     backend: Arc<dyn Backend>,
+    /// What its chat template renders, once llama.cpp said (forgotten when
+    /// it goes down: it may come back with another model).
+    caps: std::sync::Mutex<Option<crate::openai::TemplateCaps>>,
 }
 
 struct Provider {
@@ -227,6 +230,7 @@ impl Router {
                         endpoint: Endpoint::parse(&reached, config.api, config.connect_timeout)?,
                         healthy: AtomicBool::new(true),
                         backend,
+                        caps: std::sync::Mutex::new(None),
                     })
                 })
                 .collect::<Result<Vec<_>, SetupError>>()?;
@@ -455,6 +459,13 @@ impl Router {
                 if alive != state.healthy.swap(alive, Ordering::Relaxed) {
                     tracing::info!(provider = %provider.config.id, endpoint = %state.endpoint.label, healthy = alive, "endpoint health changed");
                 }
+                let known = hearth_runtime::lock(&state.caps).is_some();
+                if !alive {
+                    *hearth_runtime::lock(&state.caps) = None;
+                } else if !known && provider.config.api == Api::OpenAiCompletions {
+                    let caps = crate::openai::props(&state.endpoint).await;
+                    *hearth_runtime::lock(&state.caps) = caps;
+                }
                 answered += usize::from(alive);
             }
         }
@@ -474,6 +485,24 @@ impl Router {
                 tokio::time::sleep(period).await;
             }
         })
+    }
+
+    /// Whether `model` (the chain's first when `None`) can be sent tools:
+    /// no, when every endpoint of its provider that said what its chat
+    /// template renders said it has no tools (and one did); yes otherwise.
+    pub fn takes_tools(&self, model: Option<&ModelRef>) -> bool {
+        let Some(model) = model.or_else(|| self.chain.first()) else {
+            return true;
+        };
+        let Some(provider) = self.providers.get(&model.provider) else {
+            return true;
+        };
+        let said: Vec<bool> = provider
+            .endpoints
+            .iter()
+            .filter_map(|state| hearth_runtime::lock(&state.caps).map(|caps| caps.tools))
+            .collect();
+        said.is_empty() || said.iter().any(|tools| *tools)
     }
 
     /// Whether some endpoint of some model in the chain is healthy.

@@ -122,6 +122,47 @@ pub fn embedding_model() -> Option<PathBuf> {
     fetched_model("embedding-model.sh", "the embedding model")
 }
 
+/// The directory of real chat templates llama.cpp keeps beside its
+/// sources (`scripts/chat-templates.sh`); a skip when they cannot be had.
+pub fn chat_templates() -> Option<PathBuf> {
+    fetched_model("chat-templates.sh", "llama.cpp's chat templates")
+}
+
+/// The tiny model carrying `template` (a chat template file) as its own,
+/// made once per template into the test data directory.
+pub fn tiny_model_with_template(template: &Path) -> Option<PathBuf> {
+    let script = workspace_root().join("scripts/make-tiny-model.py");
+    let source = std::fs::read(&script).expect("scripts/make-tiny-model.py");
+    let text = std::fs::read(template).expect("the chat template");
+    let dir = target_dir().join("hearth-test-data");
+    std::fs::create_dir_all(&dir).expect("test data directory");
+    let path = dir.join(format!(
+        "tiny-{:016x}-{:016x}.gguf",
+        fnv1a(&source),
+        fnv1a(&text)
+    ));
+    if path.is_file() {
+        return Some(path);
+    }
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    let output = Command::new(python())
+        .arg(&script)
+        .arg(&partial)
+        .arg(template)
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {
+            std::fs::rename(&partial, &path).expect("model in place");
+            Some(path)
+        }
+        Ok(output) => skip(&format!(
+            "scripts/make-tiny-model.py failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(error) => skip(&format!("python3 cannot run: {error}")),
+    }
+}
+
 /// A model a script of `scripts/` fetches into the cache and names.
 fn fetched_model(script: &str, what: &str) -> Option<PathBuf> {
     let _guard = MODEL
