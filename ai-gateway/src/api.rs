@@ -735,6 +735,24 @@ pub(crate) async fn open_chat(
     permitted(gateway, caller, &turn.selection.target)
         .await
         .map_err(IntoResponse::into_response)?;
+    if (last.images.len()
+        + messages
+            .iter()
+            .map(|message| message.images.len())
+            .sum::<usize>())
+        > 0
+    {
+        let first = match &turn.selection.route {
+            Route::StartingWith(model) => Some(model),
+            Route::Chain => None,
+        };
+        if !gateway.router.reads_images(first) {
+            return Err(invalid(
+                "this model does not read images: no model here says it has vision (llama-server \
+                 started with a multimodal projector, --mmproj, says so)",
+            ));
+        }
+    }
     let assistant = match (&turn.selection.target, &gateway.assistant) {
         (crate::access::Target::Agent(_), Some(assistant)) => match caller.asker(None) {
             Ok(Some(asker)) => Some((Arc::clone(assistant), asker)),

@@ -118,8 +118,22 @@ struct OllamaMessage {
     tool_name: Option<String>,
 }
 
-const NO_IMAGES: &str =
-    "this household's models do not read images (none of them is declared with vision)";
+/// An Ollama image (base64, no prefix) as a `data:` URL, its type read
+/// from its first bytes.
+pub fn image_data_url(base64: &Value) -> Result<String, Invalid> {
+    let text = base64.as_str().ok_or("an image is base64 text")?.trim();
+    let kind = [
+        ("iVBOR", "png"),
+        ("/9j/", "jpeg"),
+        ("R0lGOD", "gif"),
+        ("UklGR", "webp"),
+    ]
+    .iter()
+    .find(|(start, _)| text.starts_with(start))
+    .map(|(_, kind)| *kind)
+    .ok_or("an image must be PNG, JPEG, GIF or WebP, base64-encoded")?;
+    Ok(format!("data:image/{kind};base64,{text}"))
+}
 
 /// Reads `POST /api/chat`.
 pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
@@ -127,13 +141,13 @@ pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
         serde_json::from_slice(body).map_err(|error| format!("not a chat request: {error}"))?;
     let mut messages = Vec::with_capacity(body.messages.len());
     for (index, message) in body.messages.into_iter().enumerate() {
-        if message
+        let images = message
             .images
-            .as_ref()
-            .is_some_and(|images| !images.is_empty())
-        {
-            return Err(format!("messages[{index}]: {NO_IMAGES}"));
-        }
+            .iter()
+            .flatten()
+            .map(image_data_url)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| format!("messages[{index}]: {why}"))?;
         if !matches!(
             message.role.as_str(),
             "system" | "user" | "assistant" | "tool"
@@ -162,6 +176,7 @@ pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
             read.tool_calls = Some(Value::Array(calls));
         }
         read.name = message.tool_name;
+        read.images = images;
         messages.push(read);
     }
     if !messages
@@ -202,13 +217,12 @@ struct GenerateBody {
 pub fn generate_request(body: &[u8]) -> Result<Asked, Invalid> {
     let body: GenerateBody =
         serde_json::from_slice(body).map_err(|error| format!("not a generate request: {error}"))?;
-    if body
+    let images = body
         .images
-        .as_ref()
-        .is_some_and(|images| !images.is_empty())
-    {
-        return Err(NO_IMAGES.into());
-    }
+        .iter()
+        .flatten()
+        .map(image_data_url)
+        .collect::<Result<Vec<_>, _>>()?;
     if body.raw {
         return Err(
             "raw prompts are not supported: the model server applies its chat template".into(),
@@ -221,7 +235,10 @@ pub fn generate_request(body: &[u8]) -> Result<Asked, Invalid> {
             .filter(|system| !system.is_empty())
             .map(|system| Message::new("system", system))
             .into_iter()
-            .chain(std::iter::once(Message::new("user", body.prompt)))
+            .chain(std::iter::once(Message {
+                images,
+                ..Message::new("user", body.prompt)
+            }))
             .collect()
     };
     Ok(Asked {
@@ -502,7 +519,7 @@ mod tests {
         for (body, says) in [
             (&br#"{"messages": []}"#[..], "model"),
             (br#"{"model": "m", "messages": []}"#, "must end"),
-            (br#"{"model": "m", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}"#, "images"),
+            (br#"{"model": "m", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}"#, "PNG, JPEG"),
             (br#"{"model": "m", "messages": [{"role": "robot", "content": "x"}]}"#, "robot"),
             (br#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": 9}}"#, "temperature"),
             (br#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web"}]}"#, "function"),
@@ -536,6 +553,14 @@ mod tests {
         assert_eq!((embed.model.as_str(), embed.inputs.len()), ("e", 2));
         let legacy = embed_request(br#"{"model": "e", "prompt": "a"}"#, true).unwrap();
         assert_eq!(legacy.inputs, ["a"]);
+        let seen = chat_request(
+            br#"{"model": "m", "messages": [{"role": "user", "content": "what?", "images": ["iVBORw0KGgo="]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            seen.messages[0].images,
+            ["data:image/png;base64,iVBORw0KGgo="]
+        );
     }
 
     #[test]

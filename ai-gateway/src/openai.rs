@@ -141,27 +141,29 @@ pub struct ResponsesChat {
     pub tool_choice: Option<Value>,
 }
 
-/// The text of an item's `content`: a string or parts (`input_text`,
-/// `output_text`, `text`); images and files are refused.
-fn item_text(content: &Value) -> Result<String, Invalid> {
+/// The text and images of an item's `content`: a string or parts
+/// (`input_text`, `output_text`, `text`, `input_image` inline); files are
+/// refused.
+fn item_content(content: &Value) -> Result<(String, Vec<String>), Invalid> {
     match content {
-        Value::Null => Ok(String::new()),
-        Value::String(text) => Ok(text.clone()),
+        Value::Null => Ok((String::new(), Vec::new())),
+        Value::String(text) => Ok((text.clone(), Vec::new())),
         Value::Array(parts) => {
-            let mut text = String::new();
+            let (mut text, mut images) = (String::new(), Vec::new());
             for part in parts {
                 match part["type"].as_str() {
                     Some("input_text" | "output_text" | "text") => {
                         text.push_str(part["text"].as_str().unwrap_or(""));
                     }
+                    Some("input_image") => images.push(hearth_llm::chat::image_url(part)?),
                     other => {
                         return Err(format!(
-                            "content parts of type {other:?} are not supported here (text only)"
+                            "content parts of type {other:?} are not supported here (text and images)"
                         ));
                     }
                 }
             }
-            Ok(text)
+            Ok((text, images))
         }
         _ => Err("content must be text or a list of parts".into()),
     }
@@ -185,10 +187,17 @@ pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invali
                 match item["type"].as_str().unwrap_or("message") {
                     "message" => {
                         let role = item["role"].as_str().unwrap_or("user");
-                        let text = item_text(&item["content"]).map_err(at)?;
+                        let (text, images) = item_content(&item["content"]).map_err(at)?;
                         match role {
-                            "system" | "developer" => system.push(text),
-                            "user" | "assistant" => messages.push(Message::new(role, text)),
+                            "system" | "developer" if images.is_empty() => system.push(text),
+                            "system" | "developer" => {
+                                return Err(at("images go in a user message".into()));
+                            }
+                            "user" | "assistant" => {
+                                let mut message = Message::new(role, text);
+                                message.images = images;
+                                messages.push(message);
+                            }
                             other => return Err(at(format!("role {other:?} is not supported"))),
                         }
                     }
@@ -205,7 +214,7 @@ pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invali
                     "function_call_output" => {
                         let output = match &item["output"] {
                             Value::String(text) => text.clone(),
-                            other => item_text(other).map_err(at)?,
+                            other => item_content(other).map_err(at)?.0,
                         };
                         let mut message = Message::new("tool", output);
                         message.tool_call_id = item["call_id"].as_str().map(str::to_owned);
@@ -529,7 +538,24 @@ mod tests {
         );
         assert!(
             responses_chat(
-                json!({"input": [{"role": "user", "content": [{"type": "input_image"}]}]})
+                json!({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/x.png"}]}]})
+                    .as_object()
+                    .unwrap()
+            )
+            .is_err(),
+            "nothing is fetched"
+        );
+        let seen = responses_chat(
+            json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "what?"},
+                {"type": "input_image", "image_url": "data:image/png;base64,iVBOR"}]}]})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(seen.messages[0].images, ["data:image/png;base64,iVBOR"]);
+        assert!(
+            responses_chat(
+                json!({"input": [{"role": "user", "content": [{"type": "input_file"}]}]})
                     .as_object()
                     .unwrap()
             )

@@ -221,13 +221,16 @@ fn ran(events: &[ReplyEvent]) -> Vec<String> {
 
 /// The last user message and, if the last message is a tool's, the tool
 /// results since the last user message.
+/// What the member last said (without the assistant's context given with it).
 fn last_user(request: &Value) -> String {
-    messages_of(request)
+    let content = messages_of(request)
         .iter()
         .rev()
         .find(|message| message["role"] == "user")
-        .and_then(|message| message["content"].as_str())
-        .unwrap_or_default()
+        .and_then(|message| message["content"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    hearth_gateway::context::split_context(&content)
+        .map_or(content.as_str(), |(_, said)| said)
         .to_owned()
 }
 

@@ -150,9 +150,15 @@ async fn the_assistants_prompt_renders_under_every_common_chat_template() {
 /// (or not), recording what it is asked: what the gateway sends a model is
 /// not visible from a real llama-server.
 fn server_saying_tools(tools: bool) -> ScriptedServer {
+    server_saying(tools, false)
+}
+
+/// [`server_saying_tools`], saying too whether it reads images.
+fn server_saying(tools: bool, vision: bool) -> ScriptedServer {
     ScriptedServer::start(move |request| {
         match request.path.as_str() {
-        "/props" => Script::json(200, &json!({"chat_template_caps": {"supports_tools": tools, "supports_system_role": true}})),
+        "/props" => Script::json(200, &json!({"chat_template_caps": {"supports_tools": tools, "supports_system_role": true},
+                                              "modalities": {"vision": vision}})),
         "/v1/models" => Script::json(200, &json!({"object": "list", "data": [{"id": "tiny"}]})),
         _ => Script::stream(
             "text/event-stream",
@@ -222,4 +228,93 @@ async fn household_tools_go_only_to_a_model_whose_template_renders_them() {
         "{}",
         sent(&without)
     );
+}
+
+/// A 1×1 PNG, base64.
+const PIXEL: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_go_only_to_a_model_that_reads_them() {
+    // A model with a multimodal projector cannot be had here (no model
+    // hub): stand-ins say in /props whether they read images.
+    let (eyes, blind) = (server_saying(false, true), server_saying(false, false));
+    let provider = |server: &ScriptedServer| {
+        json!({"baseUrl": format!("{}/v1", server.url()), "api": "openai-completions",
+               "models": [{"id": "tiny", "contextWindow": 8192, "maxTokens": 8}]})
+    };
+    let ollama_port = hearth_testkit::llama::free_port();
+    let gateway = Gateway::start(json!({
+        "gateway": {"bind": "loopback", "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
+        "models": {"providers": {"eyes": provider(&eyes), "blind": provider(&blind)}},
+        "agents": {"defaults": {"model": {"primary": "eyes/tiny", "fallbacks": ["blind/tiny"]}}},
+        "hearth": {"healthCheckSeconds": 1, "ollama": {"enabled": true, "port": ollama_port}},
+    }));
+    let asked = hearth_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        eyes.count("/props") > 0
+            && blind.count("/props") > 0
+            && hearth_testkit::llama::port_answers(("127.0.0.1", ollama_port))
+    });
+    assert!(asked.is_some(), "{}", gateway.log_text());
+    let http = gateway.http();
+    let url = format!("data:image/png;base64,{PIXEL}");
+    let chat = |model: &str| {
+        json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": url}}]}]})
+    };
+    let response = http
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(&chat("eyes/tiny"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let response = http
+        .post(format!("http://127.0.0.1:{ollama_port}/api/chat"))
+        .json(&json!({"model": "eyes/tiny", "stream": false,
+                      "messages": [{"role": "user", "content": "and this?", "images": [PIXEL]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let seen: Vec<Value> = eyes
+        .requests()
+        .into_iter()
+        .filter(|request| request.path == "/v1/chat/completions")
+        .map(|request| request.json()["messages"][0]["content"].clone())
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for content in &seen {
+        assert_eq!(content[1]["image_url"]["url"], url.as_str(), "{content}");
+    }
+    assert_eq!(seen[1][0]["text"], "and this?");
+
+    // A model that does not read images is not sent them, and says why.
+    let response = http
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(&chat("blind/tiny"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let said: Value = response.json().await.unwrap();
+    assert!(
+        said["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not read images"),
+        "{said}"
+    );
+    assert_eq!(blind.count("/v1/chat/completions"), 0);
+    // Nothing is fetched: an image by address is refused.
+    let response = http
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(
+            &json!({"model": "eyes/tiny", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
 }

@@ -293,6 +293,25 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
         out.contains("chat: ") && out.contains("responses: ") && !out.contains("refused"),
         "{out}"
     );
+    // The llm CLI on her laptop, over the Responses API, streamed.
+    let home = lab.dir.path().join("llm");
+    std::fs::create_dir_all(&home).unwrap();
+    let models = json!([{"model_id": "hearth", "model_name": "openclaw", "api_base": openai, "responses": true}]);
+    std::fs::write(home.join("extra-openai-models.yaml"), models.to_string()).unwrap();
+    let output = lab
+        .command(
+            &laptop,
+            hearth_testkit::llama::python().with_file_name("llm"),
+        )
+        .args(["-m", "hearth", "--no-log", "hello"])
+        .env("LLM_USER_PATH", &home)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && !output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // Ben's phone: the assistant only, within a budget of one token.
     let out = python_on(

@@ -8,51 +8,119 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One message of a conversation. `content` is read from OpenAI's forms
-/// (text, `null`, or a list of parts whose text parts are joined); the tool
-/// fields pass through as the client sent them.
+/// (text, `null`, or a list of parts: text parts are joined, image parts
+/// kept as `images`); the tool fields pass through as the client sent them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WireMessage", into = "WireMessage")]
 pub struct Message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text.
-    #[serde(default, deserialize_with = "content_text")]
     pub content: String,
     /// The calls an assistant message made (OpenAI's `tool_calls`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
     /// The call a `tool` message answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// A tool's or participant's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Images, as `data:image/…;base64,…` URLs (only a model that reads
+    /// images is sent them; the gateway refuses them otherwise).
+    pub images: Vec<String>,
 }
 
-/// OpenAI's `content`: a string, `null`, or parts (`{type: "text", text}`).
-fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    use serde::de::Error as _;
-    match Value::deserialize(deserializer)? {
-        Value::Null => Ok(String::new()),
-        Value::String(text) => Ok(text),
-        Value::Array(parts) => {
-            let mut text = String::new();
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text" | "input_text" | "output_text") => {
-                        text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
-                    }
-                    other => {
-                        return Err(D::Error::custom(format!(
-                            "content parts of type {other:?} are not supported (text only)"
-                        )));
+/// A message as it travels in OpenAI's form.
+#[derive(Serialize, Deserialize)]
+struct WireMessage {
+    role: String,
+    #[serde(default)]
+    content: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+/// An image part's URL (`image_url` as OpenAI's chat and Responses APIs
+/// write it): inline only (`data:image/…`), never one to fetch.
+pub fn image_url(part: &Value) -> Result<String, String> {
+    let url = match &part["image_url"] {
+        Value::String(url) => url.as_str(),
+        other => other["url"].as_str().unwrap_or(""),
+    };
+    if url.starts_with("data:image/") && url.contains(";base64,") {
+        Ok(url.to_owned())
+    } else {
+        Err(
+            "images are sent inline, as data:image/…;base64 URLs (the gateway fetches nothing)"
+                .into(),
+        )
+    }
+}
+
+impl TryFrom<WireMessage> for Message {
+    type Error = String;
+
+    /// OpenAI's `content`: a string, `null`, or parts (`text`, `image_url`,
+    /// the Responses API's `input_text`, `output_text` and `input_image`).
+    fn try_from(wire: WireMessage) -> Result<Message, String> {
+        let mut images = Vec::new();
+        let content = match wire.content {
+            Value::Null => String::new(),
+            Value::String(text) => text,
+            Value::Array(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("text" | "input_text" | "output_text") => {
+                            text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
+                        }
+                        Some("image_url" | "input_image") => images.push(image_url(&part)?),
+                        other => {
+                            return Err(format!(
+                                "content parts of type {other:?} are not supported (text and images)"
+                            ));
+                        }
                     }
                 }
+                text
             }
-            Ok(text)
+            _ => return Err("content must be text, null or a list of parts".into()),
+        };
+        Ok(Message {
+            role: wire.role,
+            content,
+            tool_calls: wire.tool_calls,
+            tool_call_id: wire.tool_call_id,
+            name: wire.name,
+            images,
+        })
+    }
+}
+
+impl From<Message> for WireMessage {
+    fn from(message: Message) -> WireMessage {
+        let content = if message.images.is_empty() {
+            Value::String(message.content)
+        } else {
+            let text = (!message.content.is_empty())
+                .then(|| serde_json::json!({"type": "text", "text": message.content}));
+            Value::Array(
+                text.into_iter()
+                    .chain(message.images.into_iter().map(
+                        |url| serde_json::json!({"type": "image_url", "image_url": {"url": url}}),
+                    ))
+                    .collect(),
+            )
+        };
+        WireMessage {
+            role: message.role,
+            content,
+            tool_calls: message.tool_calls,
+            tool_call_id: message.tool_call_id,
+            name: message.name,
         }
-        _ => Err(D::Error::custom(
-            "content must be text, null or a list of parts",
-        )),
     }
 }
 
@@ -65,6 +133,7 @@ impl Message {
             tool_calls: None,
             tool_call_id: None,
             name: None,
+            images: Vec::new(),
         }
     }
 }
@@ -308,6 +377,36 @@ pub fn send_error(error: &reqwest::Error, endpoint: &str) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_travel_inline_in_openais_parts_and_nothing_is_fetched() {
+        let read: Message = serde_json::from_value(serde_json::json!({"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
+        ]}))
+        .unwrap();
+        assert_eq!(read.content, "what is this?");
+        assert_eq!(read.images, ["data:image/png;base64,iVBORw0K"]);
+        let sent = serde_json::to_value(&read).unwrap();
+        assert_eq!(
+            sent["content"][1]["image_url"]["url"],
+            "data:image/png;base64,iVBORw0K"
+        );
+        assert_eq!(sent["content"][0]["text"], "what is this?");
+        // Without images a message is sent as before: content as text.
+        assert_eq!(
+            serde_json::to_value(Message::new("user", "hi")).unwrap()["content"],
+            "hi"
+        );
+        let remote =
+            serde_json::from_value::<Message>(serde_json::json!({"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://192.0.2.1/cat.png"}}]}));
+        assert!(remote.unwrap_err().to_string().contains("fetches nothing"));
+        let audio =
+            serde_json::from_value::<Message>(serde_json::json!({"role": "user", "content": [
+            {"type": "input_audio"}]}));
+        assert!(audio.unwrap_err().to_string().contains("input_audio"));
+    }
 
     #[test]
     fn statuses_are_classified() {

@@ -85,6 +85,8 @@ pub async fn probe(endpoint: &Endpoint) -> bool {
 pub struct TemplateCaps {
     /// Tool definitions and calls.
     pub tools: bool,
+    /// Images (a multimodal projector is loaded: `modalities.vision`).
+    pub vision: bool,
 }
 
 /// The capabilities in llama-server's `/props` answer, if it states them
@@ -93,6 +95,7 @@ pub fn template_caps(props: &Value) -> Option<TemplateCaps> {
     let caps = props.get("chat_template_caps")?.as_object()?;
     Some(TemplateCaps {
         tools: caps.get("supports_tools").and_then(Value::as_bool)?,
+        vision: props["modalities"]["vision"].as_bool().unwrap_or(false),
     })
 }
 
@@ -273,9 +276,22 @@ mod template_tests {
     fn llama_cpp_says_whether_its_template_takes_tools() {
         let props =
             json!({"chat_template_caps": {"supports_tools": false, "supports_system_role": true}});
-        assert_eq!(template_caps(&props), Some(TemplateCaps { tools: false }));
-        let props = json!({"chat_template_caps": {"supports_tools": true}});
-        assert_eq!(template_caps(&props), Some(TemplateCaps { tools: true }));
+        assert_eq!(
+            template_caps(&props),
+            Some(TemplateCaps {
+                tools: false,
+                vision: false
+            })
+        );
+        let props =
+            json!({"chat_template_caps": {"supports_tools": true}, "modalities": {"vision": true}});
+        assert_eq!(
+            template_caps(&props),
+            Some(TemplateCaps {
+                tools: true,
+                vision: true
+            })
+        );
         assert_eq!(
             template_caps(&json!({"default_generation_settings": {}})),
             None

@@ -505,6 +505,21 @@ impl Router {
         said.is_empty() || said.iter().any(|tools| *tools)
     }
 
+    /// Whether `model` (the chain's first when `None`) reads images: some
+    /// endpoint of its provider said so (llama.cpp with a multimodal
+    /// projector); unknown is no.
+    pub fn reads_images(&self, model: Option<&ModelRef>) -> bool {
+        let Some(model) = model.or_else(|| self.chain.first()) else {
+            return false;
+        };
+        self.providers.get(&model.provider).is_some_and(|provider| {
+            provider
+                .endpoints
+                .iter()
+                .any(|state| hearth_runtime::lock(&state.caps).is_some_and(|caps| caps.vision))
+        })
+    }
+
     /// Whether some endpoint of some model in the chain is healthy.
     pub fn ready(&self) -> bool {
         self.chain.iter().any(|model| {
