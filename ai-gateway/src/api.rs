@@ -619,98 +619,26 @@ pub(crate) async fn permitted(
     caller: &Caller,
     target: &crate::access::Target,
 ) -> Result<(), ApiError> {
-    let access = caller.access();
-    if !access.permits(target) {
-        let (crate::access::Target::Agent(name) | crate::access::Target::Model(name)) = target;
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: ErrorCode::NotPermitted,
-            message: format!(
-                "{} may not use {name}: the household's policy (grants of hearth.example/cap/ai) lets them use {}",
-                caller.account(),
-                access.allowed()
-            ),
-        });
-    }
-    if access.daily_tokens.is_some() {
-        let today = crate::usage::day_of(unix_seconds());
-        let used = gateway
-            .usage
-            .used(&caller.account(), &today)
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "the usage store failed");
-                ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: ErrorCode::Internal,
-                    message: "the usage store failed".into(),
-                }
-            })?;
-        crate::access::within_budget(&caller.account(), &access, used).map_err(|over| {
-            ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: ErrorCode::BudgetExhausted,
-                message: over.to_string(),
-            }
-        })?;
-    }
-    Ok(())
+    gateway
+        .permit(&caller.account(), &caller.access(), target)
+        .await
+        .map_err(|denied| ApiError {
+            status: match denied.code {
+                ErrorCode::NotPermitted => StatusCode::FORBIDDEN,
+                ErrorCode::BudgetExhausted => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            code: denied.code,
+            message: denied.message,
+        })
 }
 
-/// `events` with each completed reply's token counts added to `who`'s
-/// usage (counts only), before its end is passed on: the next request
-/// sees it. A model that reports no counts is counted by its pieces.
 fn metered(
     gateway: &Arc<Gateway>,
     who: String,
     events: BoxStream<'static, ReplyEvent>,
 ) -> BoxStream<'static, ReplyEvent> {
-    let usage = gateway.usage.clone();
-    let counted = Arc::new(std::sync::Mutex::new((String::new(), 0u64)));
-    events
-        .then(move |event| {
-            let (usage, who, counted) = (usage.clone(), who.clone(), Arc::clone(&counted));
-            async move {
-                let done = {
-                    let mut counted = hearth_runtime::lock(&counted);
-                    match &event {
-                        ReplyEvent::Meta { model, .. } => {
-                            counted.0.clone_from(model);
-                            None
-                        }
-                        ReplyEvent::Delta { .. } => {
-                            counted.1 += 1;
-                            None
-                        }
-                        ReplyEvent::Done { usage: counts, .. } => Some((
-                            counted.0.clone(),
-                            counts.unwrap_or(hearth_e2ee::ReplyUsage {
-                                prompt_tokens: 0,
-                                completion_tokens: counted.1,
-                            }),
-                        )),
-                        _ => None,
-                    }
-                };
-                if let Some((model, counts)) = done {
-                    let day = crate::usage::day_of(unix_seconds());
-                    if let Err(error) = usage
-                        .record(
-                            &day,
-                            &who,
-                            &model,
-                            counts.prompt_tokens,
-                            counts.completion_tokens,
-                        )
-                        .await
-                    {
-                        tracing::error!(%error, "usage was not recorded");
-                    }
-                }
-                event
-            }
-        })
-        .boxed()
+    gateway.metered(who, events)
 }
 
 /// Admits an OpenAI-style request (the policy's access and budget, the

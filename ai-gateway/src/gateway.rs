@@ -224,6 +224,15 @@ pub fn failure(code: ErrorCode) -> ReplyEvent {
     }
 }
 
+/// Why a caller may not start a turn: the code and the sentence it is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    /// `not_permitted`, `budget_exhausted`, or `internal`.
+    pub code: ErrorCode,
+    /// Why, for the caller.
+    pub message: String,
+}
+
 /// The running gateway.
 pub struct Gateway {
     /// The configuration.
@@ -439,8 +448,32 @@ impl Gateway {
                 drop(plaintext);
                 match caller.asker(payload.on_behalf_of.as_ref()) {
                     Ok(asker) => {
-                        self.begin(payload, &peer, arrived, Some(permit), asker)
-                            .await
+                        // The policy's models and budget: the member's (as
+                        // their device has them) or the caller's own.
+                        let (who, access) = match &asker {
+                            Some(asker) => (
+                                asker.member.clone(),
+                                crate::access::Access::of(&asker.capabilities),
+                            ),
+                            None => (caller.account(), caller.access()),
+                        };
+                        let target =
+                            crate::access::Target::Agent(self.agents.default_id().to_owned());
+                        match self.permit(&who, &access, &target).await {
+                            Ok(()) => {
+                                let events = self
+                                    .begin(payload, &peer, arrived, Some(permit), asker)
+                                    .await;
+                                self.metered(who, events)
+                            }
+                            Err(denied) => {
+                                self.metrics.outcome("chat", denied.code.as_str());
+                                single(ReplyEvent::Error {
+                                    code: denied.code,
+                                    message: denied.message,
+                                })
+                            }
+                        }
                     }
                     Err(why) => {
                         self.metrics.outcome("chat", "bad_request");
@@ -981,6 +1014,98 @@ impl Gateway {
         models.sort_by_key(ToString::to_string);
         models.dedup();
         models
+    }
+
+    /// Whether `who`, with `access` (the policy's, for its device), may
+    /// start a turn on `target` now: the model granted, the day's budget
+    /// not spent.
+    pub async fn permit(
+        &self,
+        who: &str,
+        access: &crate::access::Access,
+        target: &crate::access::Target,
+    ) -> Result<(), Denied> {
+        if !access.permits(target) {
+            let (crate::access::Target::Agent(name) | crate::access::Target::Model(name)) = target;
+            return Err(Denied {
+                code: ErrorCode::NotPermitted,
+                message: format!(
+                    "{who} may not use {name}: the household's policy (grants of hearth.example/cap/ai) lets them use {}",
+                    access.allowed()
+                ),
+            });
+        }
+        if access.daily_tokens.is_some() {
+            let today = crate::usage::day_of(hearth_runtime::clock::unix_seconds());
+            let used = self.usage.used(who, &today).await.map_err(|error| {
+                tracing::error!(%error, "the usage store failed");
+                Denied {
+                    code: ErrorCode::Internal,
+                    message: "the usage store failed".into(),
+                }
+            })?;
+            crate::access::within_budget(who, access, used).map_err(|over| Denied {
+                code: ErrorCode::BudgetExhausted,
+                message: over.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `events` with each completed reply's token counts added to `who`'s
+    /// usage (counts only), before its end is passed on: the next request
+    /// sees it. A model that reports no counts is counted by its pieces.
+    pub fn metered(
+        self: &Arc<Self>,
+        who: String,
+        events: BoxStream<'static, ReplyEvent>,
+    ) -> BoxStream<'static, ReplyEvent> {
+        let usage = self.usage.clone();
+        let counted = Arc::new(std::sync::Mutex::new((String::new(), 0u64)));
+        events
+            .then(move |event| {
+                let (usage, who, counted) = (usage.clone(), who.clone(), Arc::clone(&counted));
+                async move {
+                    let done = {
+                        let mut counted = hearth_runtime::lock(&counted);
+                        match &event {
+                            ReplyEvent::Meta { model, .. } => {
+                                counted.0.clone_from(model);
+                                None
+                            }
+                            ReplyEvent::Delta { .. } => {
+                                counted.1 += 1;
+                                None
+                            }
+                            ReplyEvent::Done { usage: counts, .. } => Some((
+                                counted.0.clone(),
+                                counts.unwrap_or(ReplyUsage {
+                                    prompt_tokens: 0,
+                                    completion_tokens: counted.1,
+                                }),
+                            )),
+                            _ => None,
+                        }
+                    };
+                    if let Some((model, counts)) = done {
+                        let day = crate::usage::day_of(hearth_runtime::clock::unix_seconds());
+                        if let Err(error) = usage
+                            .record(
+                                &day,
+                                &who,
+                                &model,
+                                counts.prompt_tokens,
+                                counts.completion_tokens,
+                            )
+                            .await
+                        {
+                            tracing::error!(%error, "usage was not recorded");
+                        }
+                    }
+                    event
+                }
+            })
+            .boxed()
     }
 
     /// The household's tools for a turn on `route`: none when the assistant

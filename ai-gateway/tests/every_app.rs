@@ -204,7 +204,8 @@ print("embedded:", len(vectors), len(vectors[0]))
 const OPENAI_ASK: &str = r#"
 import os, openai
 client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="no key: the mesh says who I am")
-said = client.chat.completions.create(model="openclaw", messages=[{"role": "user", "content": os.environ["SAY"]}])
+said = client.chat.completions.create(model=os.environ.get("MODEL", "openclaw"),
+    messages=[{"role": "user", "content": os.environ["SAY"]}])
 print("said:", said.choices[0].message.content)
 "#;
 
@@ -263,6 +264,15 @@ fn the_members_assistant_answers_in_every_app_and_only_them() {
     );
     let (ok, out) = apps.llm("what is the wifi password?", true, &[]);
     assert!(ok && out.contains("tulip-42"), "{out}");
+    // A plain model stays a plain gateway: no assistant, no memory.
+    let (ok, out) = apps.python(
+        OPENAI_ASK,
+        &[
+            ("SAY", "what is the wifi password?"),
+            ("MODEL", "standin/tiny"),
+        ],
+    );
+    assert!(ok && out.contains("said: I do not know that"), "{out}");
     let (ok, out) = apps.llm("what is the wifi password?", false, &[]);
     assert!(ok && out.contains("tulip-42"), "{out}");
 
@@ -363,6 +373,20 @@ for model in ["standin/tiny", "openclaw", "openclaw"]:
     assert!(
         out.contains("openclaw refused: 429 cy has used ") && out.contains(" of 3 tokens today"),
         "{out}"
+    );
+    // The same budget on Hearth's own encrypted API (its CLI, the web page).
+    let sealed = Command::new(env!("CARGO_BIN_EXE_hearth-gateway"))
+        .args(["chat", "--url", &apps.gateway.url, "--device-key"])
+        .arg(apps.dir.path().join("cy.key"))
+        .arg("--token-file")
+        .arg(apps.dir.path().join("no-token"))
+        .arg("hello")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&sealed.stderr);
+    assert!(
+        !sealed.status.success() && said.contains("budget_exhausted: cy has used "),
+        "{said}"
     );
 
     // Each member lists their own usage; the token's holder everyone's.

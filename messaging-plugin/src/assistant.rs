@@ -88,6 +88,12 @@ pub fn failure_text(failure: Failure) -> String {
         Failure::Gateway(ErrorCode::RateLimited | ErrorCode::Busy) => {
             "too many questions at once; try again in a minute"
         }
+        Failure::Gateway(ErrorCode::NotPermitted) => {
+            "the household's policy does not let you use the assistant"
+        }
+        Failure::Gateway(ErrorCode::BudgetExhausted) => {
+            "you have used today's share of the assistant; it renews at midnight UTC"
+        }
         Failure::Unreachable => "the gateway cannot be reached",
         Failure::NotUp => "the gateway did not come up within a minute; is it running?",
         Failure::CutShort => "the answer was cut short",
