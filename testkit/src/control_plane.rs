@@ -4,7 +4,7 @@
 // A test harness: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -22,11 +22,7 @@ pub fn coordinator_binary() -> PathBuf {
 
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::llama::free_port()
 }
 
 /// A free loopback UDP port (bound then released).

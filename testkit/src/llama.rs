@@ -198,11 +198,25 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// A free TCP port on loopback (free when asked; taken by whoever binds first).
+/// Never the same port twice in one test process: tests running side by
+/// side would otherwise be handed a port another was given and has not
+/// bound yet.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free loopback port");
+        if GIVEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 /// Whether something listens at `address`: a connection is accepted, and
