@@ -633,14 +633,6 @@ pub(crate) async fn permitted(
         })
 }
 
-fn metered(
-    gateway: &Arc<Gateway>,
-    who: String,
-    events: BoxStream<'static, ReplyEvent>,
-) -> BoxStream<'static, ReplyEvent> {
-    gateway.metered(who, events)
-}
-
 /// Admits an OpenAI-style request (the policy's access and budget, the
 /// caller's rate and a reply slot, as for the encrypted API) and opens
 /// its reply. Without a session the caller brings the whole conversation
@@ -753,7 +745,7 @@ pub(crate) async fn open_chat(
         if last.role == "user"
             && let Some(said) = assistant.intent(&asker, &last.content).await
         {
-            return Ok(metered(gateway, who, gateway.said(said, save)));
+            return Ok(gateway.metered(who, gateway.said(said, save)));
         }
         let budget = gateway.context_budget(&speaking);
         // After a client's tool ran, the question is still its last one.
@@ -786,30 +778,29 @@ pub(crate) async fn open_chat(
                 client_tools,
             )
             .await;
-        return Ok(metered(gateway, who, events));
+        return Ok(gateway.metered(who, events));
     }
-    let mut request = match kept {
-        true => gateway.request(&speaking, &history, last, turn.max_tokens, turn.temperature),
-        false => {
-            let mut request = gateway.request(
-                &crate::agents::Agent {
-                    persona: None,
-                    ..speaking.clone()
-                },
-                &[],
-                last.clone(),
-                turn.max_tokens,
-                turn.temperature,
-            );
-            request.messages = speaking
-                .persona
-                .iter()
-                .map(|text| Message::new("system", text.clone()))
-                .chain(history)
-                .chain(std::iter::once(last))
-                .collect();
-            request
-        }
+    let mut request = if kept {
+        gateway.request(&speaking, &history, last, turn.max_tokens, turn.temperature)
+    } else {
+        let mut request = gateway.request(
+            &crate::agents::Agent {
+                persona: None,
+                ..speaking.clone()
+            },
+            &[],
+            last.clone(),
+            turn.max_tokens,
+            turn.temperature,
+        );
+        request.messages = speaking
+            .persona
+            .iter()
+            .map(|text| Message::new("system", text.clone()))
+            .chain(history)
+            .chain(std::iter::once(last))
+            .collect();
+        request
     };
     request.tools = turn.tools;
     request.tool_choice = turn.tool_choice;
@@ -824,7 +815,7 @@ pub(crate) async fn open_chat(
             turn.selection.route,
         )
         .await;
-    Ok(metered(gateway, who, events))
+    Ok(gateway.metered(who, events))
 }
 
 /// The OpenAI model ids: the agents (as OpenClaw lists them), then the

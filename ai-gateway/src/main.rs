@@ -339,17 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             device_key: key_path,
             max_tokens,
         } => {
-            let token = match std::env::var("HEARTH_GATEWAY_TOKEN").ok() {
-                Some(token) => Some(token),
-                None => match std::fs::read_to_string(&token_file) {
-                    Ok(text) => Some(text.trim().to_owned()),
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(error) => {
-                        return Err(anyhow::Error::new(error)
-                            .context(format!("cannot read the token {}", token_file.display())));
-                    }
-                },
-            };
+            let token = read_token(&token_file)?.map(|token| token.as_str().to_owned());
             let key_path = match key_path {
                 Some(path) => path,
                 None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into()))
