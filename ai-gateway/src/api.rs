@@ -83,6 +83,16 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The caller the mesh names at `address` (a member's or a tagged device),
+/// if any: this host's own address is not one.
+pub(crate) async fn mesh_caller(auth: &Auth, address: std::net::IpAddr) -> Option<Caller> {
+    let socket = auth.agent_socket.as_ref()?;
+    match hearth_control::agent_api::whois(socket, address).await {
+        Ok(Some(who)) if !who.is_self => Some(Caller::of_device(address, who)),
+        _ => None,
+    }
+}
+
 pub(crate) async fn authenticate(
     State(auth): State<Arc<Auth>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -264,6 +274,9 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/usage", get(usage))
+        .route("/v1/devices", get(devices))
+        .route("/v1/devices/approve", post(approve_device))
+        .route("/v1/devices/remove", post(remove_device))
         .route(
             "/api/pubkey",
             get(|State(gateway): State<Arc<Gateway>>| async move {
@@ -287,7 +300,30 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
             Arc::clone(&auth),
             authenticate,
         ));
+    // OpenClaw's clients: a WebSocket on `/`, authenticated in its own
+    // handshake (the device's proof, its pairing, the mesh's word).
+    let claw = Arc::new(crate::claw::Claw::new(
+        gateway.database().clone(),
+        gateway.config.hearth.limits.requests_per_minute_per_device,
+    ));
+    let socket_auth = Arc::clone(&auth);
     Router::new()
+        .route(
+            "/",
+            get(
+                move |State(gateway): State<Arc<Gateway>>,
+                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      request: Request| {
+                    openclaw_socket(
+                        gateway,
+                        Arc::clone(&claw),
+                        Arc::clone(&socket_auth),
+                        peer,
+                        request,
+                    )
+                },
+            ),
+        )
         .route("/health", get(health))
         .route("/healthz", get(live))
         .route("/livez", get(live))
@@ -311,6 +347,37 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(auth, same_origin))
         .with_state(gateway)
+}
+
+/// `GET /`: OpenClaw's gateway protocol when it is a WebSocket upgrade.
+async fn openclaw_socket(
+    gateway: Arc<Gateway>,
+    claw: Arc<crate::claw::Claw>,
+    auth: Arc<Auth>,
+    peer: SocketAddr,
+    request: Request,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    let Ok(upgrade) = axum::extract::WebSocketUpgrade::from_request_parts(&mut parts, &()).await
+    else {
+        return error_body(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "this is Hearth's gateway: OpenClaw's clients connect here with a WebSocket; see docs/gateway.md".into(),
+        );
+    };
+    let address = peer.ip().to_canonical();
+    let peer = crate::claw::Peer {
+        address,
+        mesh: mesh_caller(&auth, address).await,
+        local_open: auth.token.is_none() && auth.loopback && address.is_loopback(),
+    };
+    let token = auth.token.clone().map(Arc::new);
+    upgrade
+        .max_message_size(crate::claw::wire::MAX_PAYLOAD_BYTES)
+        .max_frame_size(crate::claw::wire::MAX_PAYLOAD_BYTES)
+        .on_upgrade(move |socket| crate::claw::serve(socket, gateway, claw, peer, token))
 }
 
 /// An OpenAI-style endpoint the configuration leaves off.
@@ -384,6 +451,107 @@ async fn usage(
                 "the usage store failed".into(),
             )
         }
+    }
+}
+
+/// Only the gateway's token (the household's admin) manages devices: the
+/// refusal for anyone else.
+fn not_admin(caller: &Caller) -> Option<Response> {
+    if caller.speaks_for_members && caller.user.is_none() {
+        return None;
+    }
+    Some(error_body(
+        StatusCode::FORBIDDEN,
+        ErrorCode::NotPermitted,
+        "pairing devices is the household admin's: use the gateway's token".into(),
+    ))
+}
+
+fn device_store_failed(error: &sqlx::Error) -> Response {
+    tracing::error!(%error, "the device store failed");
+    error_body(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        "the device store failed".into(),
+    )
+}
+
+/// `GET /v1/devices`: OpenClaw clients' devices waiting and paired.
+async fn devices(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    if let Some(refused) = not_admin(&caller) {
+        return refused;
+    }
+    let pairing = crate::claw::pairing::Pairing::new(gateway.database().clone());
+    match (pairing.pending().await, pairing.devices().await) {
+        (Ok(pending), Ok(paired)) => {
+            Json(json!({"pending": pending, "paired": paired})).into_response()
+        }
+        (Err(error), _) | (_, Err(error)) => device_store_failed(&error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Approval {
+    request_id: String,
+    #[serde(default)]
+    member: Option<String>,
+}
+
+/// `POST /v1/devices/approve`: the device may connect, as the member.
+async fn approve_device(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Json(approval): Json<Approval>,
+) -> Response {
+    if let Some(refused) = not_admin(&caller) {
+        return refused;
+    }
+    let pairing = crate::claw::pairing::Pairing::new(gateway.database().clone());
+    let member = approval
+        .member
+        .as_deref()
+        .map(str::trim)
+        .filter(|member| !member.is_empty());
+    match pairing
+        .approve(approval.request_id.trim(), member, unix_seconds())
+        .await
+    {
+        Ok(paired) => {
+            tracing::info!(device = %paired.device_id, member = ?paired.member, "an OpenClaw client's device is paired");
+            Json(json!({"paired": paired})).into_response()
+        }
+        Err(crate::claw::pairing::ApproveError::Store(error)) => device_store_failed(&error),
+        Err(refused) => error_body(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequestError,
+            refused.to_string(),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Removal {
+    id: String,
+}
+
+/// `POST /v1/devices/remove`: a paired device (by id) or a request (by id) goes.
+async fn remove_device(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Json(removal): Json<Removal>,
+) -> Response {
+    if let Some(refused) = not_admin(&caller) {
+        return refused;
+    }
+    let pairing = crate::claw::pairing::Pairing::new(gateway.database().clone());
+    match pairing.remove(removal.id.trim()).await {
+        Ok(removed) => Json(json!({"removed": removed})).into_response(),
+        Err(error) => device_store_failed(&error),
     }
 }
 

@@ -46,6 +46,18 @@ pub enum NotNamed {
 
 impl Caller {
     /// The caller a mesh device is, from its agent's `whois` answer: its
+    /// A caller the mesh does not name, at `address`.
+    pub fn nobody(address: IpAddr) -> Caller {
+        Caller {
+            address,
+            user: None,
+            tags: Vec::new(),
+            front_end: None,
+            capabilities: Default::default(),
+            speaks_for_members: false,
+        }
+    }
+
     /// owner, or its tags when it has them.
     pub fn of_device(address: IpAddr, who: hearth_control::agent_api::WhoIs) -> Caller {
         let tagged = !who.tags.is_empty();

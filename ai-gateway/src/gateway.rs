@@ -1008,6 +1008,22 @@ impl Gateway {
         self.sessions.current(channel, peer).await
     }
 
+    /// `peer`'s session channels starting with `prefix`, with their
+    /// current session ids.
+    pub fn session_channels(&self, peer: &str, prefix: &str) -> Vec<(String, String)> {
+        self.sessions.channels_of(peer, prefix)
+    }
+
+    /// Starts a new session in (channel, peer); its id.
+    pub fn new_session(&self, channel: &str, peer: &str) -> String {
+        self.sessions.start(channel, peer)
+    }
+
+    /// The session store's database (usage and paired devices live there too).
+    pub fn database(&self) -> &sqlx::SqlitePool {
+        self.sessions.pool()
+    }
+
     /// The models that can answer (those of the chain), by name.
     pub fn models(&self) -> Vec<ModelRef> {
         let mut models = self.router.chain().to_vec();

@@ -16,6 +16,7 @@ pub mod agents;
 pub mod api;
 pub mod assistant;
 pub mod caller;
+pub mod claw;
 pub mod config;
 pub mod context;
 pub mod conversation;

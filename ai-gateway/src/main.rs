@@ -86,12 +86,53 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// OpenClaw clients' devices (its CLI, TUI, Control UI, apps): those
+    /// waiting for approval and those paired, and approving or removing one.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+        /// The gateway.
+        #[arg(long, default_value = "http://127.0.0.1:18789", global = true)]
+        url: String,
+        /// File holding the gateway's token (as for `chat`): managing
+        /// devices is the household admin's.
+        #[arg(
+            long,
+            default_value = "/var/lib/hearth-gateway/gateway.token",
+            global = true
+        )]
+        token_file: PathBuf,
+    },
     /// Read a document from standard input and print its text (how the
     /// gateway reads PDFs: in a process of their own, with limits).
     #[command(hide = true)]
     Extract {
         /// `pdf`, `text` or `markdown`.
         format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Devices waiting for approval, then those paired.
+    List {
+        /// Print the gateway's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a waiting device connect, as the member whose device asked (or
+    /// as `--member`).
+    Approve {
+        /// The request's id (`devices list`).
+        request_id: String,
+        /// The member it acts as, when it asked from no member's device.
+        #[arg(long)]
+        member: Option<String>,
+    },
+    /// Remove a paired device (by device id) or a waiting request.
+    Remove {
+        /// The device's or the request's id.
+        id: String,
     },
 }
 
@@ -126,6 +167,127 @@ fn read_token(token_file: &std::path::Path) -> anyhow::Result<Option<zeroize::Ze
         Err(error) => Err(anyhow::Error::new(error)
             .context(format!("cannot read the token {}", token_file.display()))),
     }
+}
+
+/// One admin call to the gateway's device endpoints: its JSON answer.
+async fn admin_call(
+    url: &str,
+    token_file: &std::path::Path,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let token = read_token(token_file)?.with_context(|| {
+        format!(
+            "managing devices needs the gateway's token: {} is missing (or set $HEARTH_GATEWAY_TOKEN)",
+            token_file.display()
+        )
+    })?;
+    let client = reqwest::Client::new();
+    let address = format!("{}{path}", url.trim_end_matches('/'));
+    let request = match body {
+        Some(body) => client.post(address).json(&body),
+        None => client.get(address),
+    };
+    let response = request
+        .bearer_auth(token.as_str())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("the gateway's answer is not JSON")?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the gateway answered {status}: {}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    Ok(body)
+}
+
+/// `hearth-gateway devices …`.
+async fn devices(
+    url: &str,
+    token_file: &std::path::Path,
+    command: DevicesCommand,
+) -> anyhow::Result<()> {
+    use hearth_gateway::claw::pairing::{Paired, Pending};
+    match command {
+        DevicesCommand::List { json } => {
+            let body = admin_call(url, token_file, "/v1/devices", None).await?;
+            if json {
+                println!("{body}");
+                return Ok(());
+            }
+            let pending: Vec<Pending> = serde_json::from_value(body["pending"].clone())
+                .context("the gateway's list is not readable")?;
+            let paired: Vec<Paired> = serde_json::from_value(body["paired"].clone())
+                .context("the gateway's list is not readable")?;
+            println!("Waiting for approval ({}):", pending.len());
+            for request in &pending {
+                println!(
+                    "  {}  {:<12}  {:<10}  from {:<15}  device {}",
+                    request.request_id,
+                    request
+                        .member
+                        .as_deref()
+                        .unwrap_or(if request.token_holder {
+                            "(admin)"
+                        } else {
+                            "(nobody)"
+                        }),
+                    request.client,
+                    request.address,
+                    &request.device_id[..request.device_id.len().min(16)],
+                );
+            }
+            println!("Paired ({}):", paired.len());
+            for device in &paired {
+                println!(
+                    "  {}  {:<12}  {:<10}  {}",
+                    device.device_id,
+                    device.member.as_deref().unwrap_or("(admin)"),
+                    device.client,
+                    device.scopes.join(" "),
+                );
+            }
+        }
+        DevicesCommand::Approve { request_id, member } => {
+            let body = admin_call(
+                url,
+                token_file,
+                "/v1/devices/approve",
+                Some(serde_json::json!({"requestId": request_id, "member": member})),
+            )
+            .await?;
+            let paired: Paired = serde_json::from_value(body["paired"].clone())
+                .context("the gateway's answer is not readable")?;
+            println!(
+                "Approved: device {} acts as {}.",
+                paired.device_id,
+                paired.member.as_deref().unwrap_or("the admin")
+            );
+        }
+        DevicesCommand::Remove { id } => {
+            let body = admin_call(
+                url,
+                token_file,
+                "/v1/devices/remove",
+                Some(serde_json::json!({"id": id})),
+            )
+            .await?;
+            if body["removed"].as_bool() == Some(true) {
+                println!("Removed {id}.");
+            } else {
+                anyhow::bail!("no paired device or waiting request is {id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `hearth-gateway usage`: the gateway's `/v1/usage`, as a table.
@@ -326,6 +488,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Devices {
+            command,
+            url,
+            token_file,
+        } => devices(&url, &token_file, command).await,
         Command::Usage {
             url,
             token_file,

@@ -149,6 +149,20 @@ impl Sessions {
         Ok((session, history))
     }
 
+    /// `peer`'s channels starting with `prefix` and their current session
+    /// ids, by channel.
+    pub fn channels_of(&self, peer: &str, prefix: &str) -> Vec<(String, String)> {
+        let memory = self.memory();
+        let mut channels: Vec<(String, String)> = memory
+            .current
+            .iter()
+            .filter(|((channel, owner), _)| owner == peer && channel.starts_with(prefix))
+            .map(|((channel, _), session)| (channel.clone(), session.clone()))
+            .collect();
+        channels.sort();
+        channels
+    }
+
     /// Starts a fresh session for (channel, peer); returns its id.
     pub fn start(&self, channel: &str, peer: &str) -> String {
         let session = new_id();

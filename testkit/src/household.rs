@@ -49,6 +49,10 @@ pub struct Options {
     pub instruct: bool,
     /// The household assistant's folders, clock and embeddings.
     pub assistant: AssistantSetup,
+    /// The gateway also serves the mesh (OpenClaw's clients on members'
+    /// devices): it listens on every address and names callers through the
+    /// hub's agent.
+    pub gateway_on_mesh: bool,
 }
 
 /// What the household assistant is given in a test.
@@ -77,6 +81,7 @@ impl Default for Options {
             gateway_streams: 64,
             instruct: false,
             assistant: AssistantSetup::default(),
+            gateway_on_mesh: false,
         }
     }
 }
@@ -212,6 +217,10 @@ impl Household {
                        "limits": {"maxConcurrentStreams": options.gateway_streams},
                        "assistant": {"rescanSeconds": 1}},
         });
+        if options.gateway_on_mesh {
+            config["gateway"] = json!({"bind": "lan"});
+            config["hearth"]["agentSocket"] = json!(hub_agent.state.join("agent.sock"));
+        }
         if let Some(documents) = &options.assistant.documents {
             config["hearth"]["assistant"]["documents"] =
                 json!([{"name": "house", "path": documents}]);

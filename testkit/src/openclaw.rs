@@ -48,7 +48,15 @@ impl OpenClaw {
     /// `openclaw ARGS…` with its home and state in `home` (OpenClaw keeps
     /// state there), the machine's environment otherwise left out.
     pub fn command(&self, home: &Path) -> Command {
-        let mut command = self.confined(home);
+        let mut command = self.confined(home, None);
+        command.arg(self.package().join("openclaw.mjs"));
+        command
+    }
+
+    /// [`OpenClaw::command`] inside the network namespace `namespace` (a
+    /// lab host's): a member's device running OpenClaw's CLI.
+    pub fn command_in(&self, home: &Path, namespace: &str) -> Command {
+        let mut command = self.confined(home, Some(namespace));
         command.arg(self.package().join("openclaw.mjs"));
         command
     }
@@ -61,11 +69,18 @@ impl OpenClaw {
     /// those holding the checkout and OpenClaw's installation when they are
     /// under `/tmp` too (a checkout in /tmp must still find its scripts).
     /// Nothing is left in the machine's `/tmp`. No update checks.
-    fn confined(&self, home: &Path) -> Command {
+    fn confined(&self, home: &Path, namespace: Option<&str>) -> Command {
         let private = home.join("tmp");
         std::fs::create_dir_all(&private).unwrap();
         let kept = under_tmp(&[home, &workspace_root(), &self.node()]);
-        let mut command = Command::new("unshare");
+        let mut command = match namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace, "unshare"]);
+                command
+            }
+            None => Command::new("unshare"),
+        };
         command
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(CONFINE)
@@ -127,7 +142,7 @@ impl OpenClaw {
             .collect();
         std::fs::write(&list, names.join("\n") + "\n").unwrap();
         let output = self
-            .confined(home)
+            .confined(home, None)
             .arg(workspace_root().join("scripts/openclaw-validate.mjs"))
             .arg(self.package())
             .arg(&list)

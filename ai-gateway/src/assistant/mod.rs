@@ -635,6 +635,11 @@ impl Assistant {
         }
     }
 
+    /// The scheduler of reminders and scheduled questions.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
     /// The deliveries after `after`, waiting up to `wait` for one.
     pub async fn deliveries(&self, after: i64, wait: Duration) -> Answer {
         self.scheduler.deliveries(after, wait).await

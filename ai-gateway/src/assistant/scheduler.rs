@@ -180,6 +180,16 @@ impl Scheduler {
             .collect())
     }
 
+    /// The household's time zone (cron expressions without one are read in it).
+    pub fn timezone(&self) -> &str {
+        &self.settings.timezone
+    }
+
+    /// `member`'s jobs as stored (schedule and action included).
+    pub async fn jobs(&self, member: &str) -> Result<Vec<super::store::jobs::Job>, StoreError> {
+        self.store.jobs_of(member).await
+    }
+
     /// Cancels `member`'s job `id`; whether there was one.
     pub async fn cancel(&self, member: &str, id: i64) -> Result<bool, StoreError> {
         let cancelled = self.store.cancel(member, id).await?;
@@ -187,6 +197,19 @@ impl Scheduler {
             self.changed.notify_one();
         }
         Ok(cancelled)
+    }
+
+    /// Runs `member`'s job `id` now (its schedule goes on from there);
+    /// whether it is theirs.
+    pub async fn run_now(&self, member: &str, id: i64) -> Result<bool, StoreError> {
+        let due = self
+            .store
+            .due_now(member, id, self.clock.now().as_millisecond())
+            .await?;
+        if due {
+            self.changed.notify_one();
+        }
+        Ok(due)
     }
 
     /// The deliveries after `after`, waiting up to `wait` for one.

@@ -140,6 +140,17 @@ impl JobStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Makes `member`'s job `id` due at `now_ms` (run now); whether it is theirs.
+    pub async fn due_now(&self, member: &str, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE jobs SET next_at = ? WHERE id = ? AND member = ?")
+            .bind(now_ms)
+            .bind(id)
+            .bind(member)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Job `id` fired: its delivery (if any) is queued and its next firing
     /// set (`None`: it is done), together, so a crash neither loses nor
     /// repeats it.

@@ -1,0 +1,700 @@
+//! The methods of OpenClaw's protocol a household uses, on Hearth: health
+//! and status, models, the agent and chat (the member's assistant answers,
+//! streamed as `agent` and `chat` events), sessions, automations (the
+//! assistant's reminders and scheduled questions), configuration (read,
+//! secrets redacted). Any other method is answered with a clear error.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use hearth_e2ee::chat::ReplyEvent;
+use hearth_llm::Message;
+use serde_json::{Value, json};
+
+use super::wire::{self, Code, ErrorShape, Request};
+use super::{Connection, now_ms};
+use crate::gateway::Gateway;
+
+/// Each method and the scope it needs.
+const METHODS: [(&str, &str); 19] = [
+    ("health", "operator.read"),
+    ("status", "operator.read"),
+    ("models.list", "operator.read"),
+    ("agents.list", "operator.read"),
+    ("agent", "operator.write"),
+    ("agent.wait", "operator.write"),
+    ("chat.send", "operator.write"),
+    ("chat.history", "operator.read"),
+    ("chat.abort", "operator.write"),
+    ("sessions.list", "operator.read"),
+    ("sessions.reset", "operator.write"),
+    ("cron.list", "operator.read"),
+    ("cron.status", "operator.read"),
+    ("cron.add", "operator.write"),
+    ("cron.remove", "operator.write"),
+    ("cron.run", "operator.write"),
+    ("config.get", "operator.admin"),
+    ("system-presence", "operator.read"),
+    ("last-heartbeat", "operator.read"),
+];
+
+/// The events this gateway sends.
+const EVENTS: [&str; 5] = ["connect.challenge", "agent", "chat", "tick", "health"];
+
+/// The `hello-ok` payload.
+pub(crate) fn hello(gateway: &Gateway, principal: &super::Principal, auth: Value) -> Value {
+    let agent = gateway.agents.default_id().to_owned();
+    json!({
+        "type": "hello-ok",
+        "protocol": wire::PROTOCOL,
+        "server": {"version": concat!("hearth-", env!("CARGO_PKG_VERSION")), "connId": super::pairing::uuid_like()},
+        "features": {"methods": METHODS.iter().map(|(name, _)| *name).collect::<Vec<_>>(), "events": EVENTS},
+        "snapshot": {
+            "presence": [],
+            "health": health(gateway),
+            "stateVersion": {"presence": 0, "health": 0},
+            "uptimeMs": 0,
+            "sessionDefaults": {
+                "defaultAgentId": agent, "mainKey": "main", "mainSessionKey": format!("agent:{agent}:main"),
+                "scope": "per-sender", "modelConfigured": true, "selectionRequired": false,
+            },
+        },
+        "auth": auth,
+        "policy": {
+            "maxPayload": wire::MAX_PAYLOAD_BYTES,
+            "maxBufferedBytes": wire::MAX_BUFFERED_BYTES,
+            "tickIntervalMs": wire::TICK_MS,
+        },
+        "member": principal.member,
+    })
+}
+
+/// Answers one request.
+pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
+    let Some((_, scope)) = METHODS.iter().find(|(name, _)| *name == request.method) else {
+        connection.send(wire::error(
+            &request.id,
+            &ErrorShape::unknown_method(&request.method),
+        ));
+        return;
+    };
+    if !connection.has(scope) {
+        connection.send(wire::error(&request.id, &ErrorShape::missing_scope(scope)));
+        return;
+    }
+    let id = request.id.clone();
+    let answer = match request.method.as_str() {
+        "health" => Ok(health(&connection.gateway)),
+        "status" => Ok(status(connection)),
+        "models.list" => Ok(models(connection)),
+        "agents.list" => Ok(agents(&connection.gateway)),
+        "agent" => return agent(connection, request).await,
+        "agent.wait" => Ok(json!({"status": "ok"})),
+        "chat.send" => return chat_send(connection, request).await,
+        "chat.history" => chat_history(connection, &request.params).await,
+        "chat.abort" => chat_abort(connection, &request.params),
+        "sessions.list" => Ok(sessions_list(connection)),
+        "sessions.reset" => sessions_reset(connection, &request.params),
+        "cron.list" => cron_list(connection, &request.params).await,
+        "cron.status" => cron_status(connection).await,
+        "cron.add" => cron_add(connection, &request.params).await,
+        "cron.remove" => cron_remove(connection, &request.params).await,
+        "cron.run" => cron_run(connection, &request.params).await,
+        "config.get" => Ok(config_get(&connection.gateway)),
+        "system-presence" => Ok(json!([])),
+        "last-heartbeat" => Ok(Value::Null),
+        other => Err(ErrorShape::unknown_method(other)),
+    };
+    connection.send(match answer {
+        Ok(payload) => wire::ok(&id, payload),
+        Err(error) => wire::error(&id, &error),
+    });
+}
+
+fn health(gateway: &Gateway) -> Value {
+    let default = gateway.agents.default_id();
+    let agents: Vec<Value> = gateway
+        .agents
+        .ids()
+        .map(|id| json!({"agentId": id, "isDefault": id == default, "heartbeat": {"enabled": false}, "sessions": {"path": "sessions.db", "count": 0, "recent": []}}))
+        .collect();
+    json!({
+        "ok": gateway.router.ready(),
+        "ts": now_ms(), "durationMs": 0,
+        "plugins": {"loaded": [], "errors": [], "unavailable": []},
+        "channels": {}, "channelOrder": [], "channelLabels": {},
+        "heartbeatSeconds": 0, "defaultAgentId": default, "agents": agents,
+        "sessions": {"path": "hearth", "count": 0, "recent": []},
+    })
+}
+
+fn status(connection: &Connection) -> Value {
+    json!({
+        "ok": true,
+        "server": concat!("hearth-", env!("CARGO_PKG_VERSION")),
+        "member": connection.principal.member,
+        "models": crate::api::permitted_model_ids(&connection.gateway, &connection.caller),
+    })
+}
+
+fn models(connection: &Connection) -> Value {
+    let models: Vec<Value> = connection
+        .gateway
+        .models()
+        .iter()
+        .filter(|model| {
+            connection
+                .caller
+                .access()
+                .permits(&crate::access::Target::Model(model.to_string()))
+        })
+        .map(|model| json!({"id": model.model, "name": model.model, "provider": model.provider}))
+        .collect();
+    json!({"models": models})
+}
+
+fn agents(gateway: &Gateway) -> Value {
+    let default = gateway.agents.default_id();
+    let agents: Vec<Value> = gateway
+        .agents
+        .ids()
+        .map(|id| json!({"id": id, "name": id, "default": id == default}))
+        .collect();
+    json!({"defaultId": default, "mainKey": "main", "scope": "per-sender", "agents": agents})
+}
+
+/// `agent:<id>:<rest>` (or a bare key, which is the default agent's), with
+/// `main` meaning the agent's main session.
+fn session_of(
+    gateway: &Gateway,
+    key: Option<&str>,
+    agent: Option<&str>,
+) -> Result<(String, String), ErrorShape> {
+    let default = gateway.agents.default_id().to_owned();
+    let key = key.map(str::trim).filter(|key| !key.is_empty());
+    let (agent, rest) = match key.and_then(|key| key.strip_prefix("agent:")) {
+        Some(scoped) => {
+            let (agent, rest) = scoped
+                .split_once(':')
+                .ok_or_else(|| ErrorShape::invalid("a session key reads agent:<agentId>:<key>"))?;
+            (agent.to_owned(), rest.to_owned())
+        }
+        None => (
+            agent.map_or(default, str::to_owned),
+            key.unwrap_or("main").to_owned(),
+        ),
+    };
+    if gateway.agents.get(&agent).is_none() {
+        return Err(ErrorShape::invalid(format!("no agent is called {agent:?}")));
+    }
+    if rest.is_empty() || rest.len() > 200 || rest.chars().any(char::is_control) {
+        return Err(ErrorShape::invalid(
+            "a session key has 1 to 200 printable characters",
+        ));
+    }
+    Ok((agent.clone(), format!("agent:{agent}:{rest}")))
+}
+
+fn text_param(params: &Value, name: &str) -> Result<String, ErrorShape> {
+    params[name]
+        .as_str()
+        .filter(|text| !text.trim().is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ErrorShape::invalid(format!("{name} must be non-empty text")))
+}
+
+fn run_id(params: &Value) -> String {
+    params["idempotencyKey"]
+        .as_str()
+        .filter(|key| !key.is_empty() && key.len() <= 128)
+        .map_or_else(super::pairing::uuid_like, str::to_owned)
+}
+
+/// What a run ended with.
+struct Ended {
+    text: String,
+    stop_reason: String,
+    error: Option<ErrorShape>,
+    aborted: bool,
+}
+
+/// Runs one turn of `agent` in `session_key` for the connection's member,
+/// streaming `agent` and `chat` events.
+async fn run(
+    connection: &Arc<Connection>,
+    run_id: &str,
+    agent: &str,
+    session_key: &str,
+    message: String,
+) -> Ended {
+    let gateway = &connection.gateway;
+    let stop = connection
+        .claw
+        .start_run(run_id, &connection.key, session_key);
+    let base = json!({"runId": run_id, "sessionKey": session_key, "agentId": agent});
+    let with = |extra: Value| {
+        let mut event = base.clone();
+        if let (Some(event), Some(extra)) = (event.as_object_mut(), extra.as_object()) {
+            event.extend(extra.clone());
+        }
+        event
+    };
+    connection.event("agent", with(json!({"stream": "lifecycle", "data": {"phase": "start", "startedAt": now_ms()}, "ts": now_ms()})));
+    let selection = match crate::api::select(
+        gateway,
+        Some(&format!("openclaw/{agent}")),
+        &axum::http::HeaderMap::new(),
+    ) {
+        Ok(selection) => selection,
+        Err(error) => {
+            connection.claw.end_run(run_id);
+            return Ended {
+                text: String::new(),
+                stop_reason: "error".into(),
+                error: Some(ErrorShape::invalid(error.message)),
+                aborted: false,
+            };
+        }
+    };
+    let turn = crate::api::Turn {
+        selection,
+        session: Some(session_key.to_owned()),
+        instructions: None,
+        max_tokens: None,
+        temperature: None,
+        tools: None,
+        tool_choice: None,
+        sampling: serde_json::Map::new(),
+    };
+    let opened = crate::api::open_chat(
+        gateway,
+        &connection.caller,
+        vec![Message::new("user", message)],
+        turn,
+        "openclaw",
+    )
+    .await;
+    let mut events = match opened {
+        Ok(events) => events,
+        Err(response) => {
+            connection.claw.end_run(run_id);
+            let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+                .await
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("the request was refused")
+                .to_owned();
+            let code = body["error"]["code"].as_str().unwrap_or("");
+            let shape = ErrorShape::new(
+                if code == "not_permitted" {
+                    Code::Forbidden
+                } else {
+                    Code::Unavailable
+                },
+                message,
+            )
+            .with_details(json!({"code": code}));
+            connection.event("agent", with(json!({"stream": "lifecycle", "data": {"phase": "error", "error": shape.message}, "ts": now_ms()})));
+            connection.event(
+                "chat",
+                with(json!({"state": "error", "errorMessage": shape.message})),
+            );
+            return Ended {
+                text: String::new(),
+                stop_reason: "error".into(),
+                error: Some(shape),
+                aborted: false,
+            };
+        }
+    };
+    let mut text = String::new();
+    let mut ended = Ended {
+        text: String::new(),
+        stop_reason: "stop".into(),
+        error: None,
+        aborted: false,
+    };
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => { ended.aborted = true; ended.stop_reason = "aborted".into(); break }
+            event = events.next() => event,
+        };
+        match event {
+            Some(ReplyEvent::Delta { text: delta }) => {
+                text.push_str(&delta);
+                connection.event("agent", with(json!({"stream": "assistant", "data": {"text": text, "delta": delta}, "ts": now_ms()})));
+                connection.event("chat", with(json!({"state": "delta", "deltaText": delta,
+                    "message": {"role": "assistant", "content": [{"type": "text", "text": text}], "timestamp": now_ms()}})));
+            }
+            Some(ReplyEvent::Tool { name }) => {
+                connection.event("agent", with(json!({"stream": "tool", "data": {"phase": "start", "name": name}, "ts": now_ms()})));
+            }
+            Some(ReplyEvent::Notice { text: notice }) => {
+                text.push_str(&notice);
+                connection.event("chat", with(json!({"state": "delta", "deltaText": notice,
+                    "message": {"role": "assistant", "content": [{"type": "text", "text": text}], "timestamp": now_ms()}})));
+            }
+            Some(ReplyEvent::Done {
+                finish_reason,
+                usage,
+            }) => {
+                ended.stop_reason = finish_reason;
+                if let Some(usage) = usage {
+                    connection.event("agent", with(json!({"stream": "usage", "data": {"inputTokens": usage.prompt_tokens, "outputTokens": usage.completion_tokens}, "ts": now_ms()})));
+                }
+                break;
+            }
+            Some(ReplyEvent::Error { code, message }) => {
+                ended.error = Some(
+                    ErrorShape::new(Code::Unavailable, message)
+                        .with_details(json!({"code": code.as_str()})),
+                );
+                ended.stop_reason = "error".into();
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    connection.claw.end_run(run_id);
+    ended.text = text.clone();
+    let state = if ended.aborted {
+        "aborted"
+    } else if ended.error.is_some() {
+        "error"
+    } else {
+        "final"
+    };
+    connection.event("agent", with(json!({"stream": "lifecycle", "data": {"phase": "end", "stopReason": ended.stop_reason, "aborted": ended.aborted, "endedAt": now_ms()}, "ts": now_ms()})));
+    let mut chat = with(json!({"state": state, "stopReason": ended.stop_reason,
+        "message": {"role": "assistant", "content": [{"type": "text", "text": text}], "timestamp": now_ms()}}));
+    if let Some(error) = &ended.error {
+        chat["errorMessage"] = json!(error.message);
+    }
+    connection.event("chat", chat);
+    ended
+}
+
+/// `agent`: accepted at once, then the final result under the same id.
+async fn agent(connection: &Arc<Connection>, request: Request) {
+    let params = &request.params;
+    let opened = text_param(params, "message").and_then(|message| {
+        session_of(
+            &connection.gateway,
+            params["sessionKey"].as_str(),
+            params["agentId"].as_str(),
+        )
+        .map(|(agent, key)| (message, agent, key))
+    });
+    let (message, agent, session_key) = match opened {
+        Ok(opened) => opened,
+        Err(error) => return connection.send(wire::error(&request.id, &error)),
+    };
+    let run_id = run_id(params);
+    connection.send(wire::ok(&request.id, json!({"runId": run_id, "sessionKey": session_key, "agentId": agent, "status": "accepted", "acceptedAt": now_ms()})));
+    let ended = run(connection, &run_id, &agent, &session_key, message).await;
+    let frame = match ended.error {
+        Some(error) => wire::error(&request.id, &error),
+        None => wire::ok(
+            &request.id,
+            json!({
+                "runId": run_id, "status": if ended.aborted { "aborted" } else { "ok" }, "summary": "completed",
+                "result": {"payloads": [{"text": ended.text, "mediaUrl": null}], "meta": {"stopReason": ended.stop_reason, "agentId": agent, "sessionKey": session_key}},
+            }),
+        ),
+    };
+    connection.send(frame);
+}
+
+/// `chat.send`: started at once; the reply comes as `chat` events.
+async fn chat_send(connection: &Arc<Connection>, request: Request) {
+    let params = &request.params;
+    let opened = text_param(params, "message").and_then(|message| {
+        session_of(&connection.gateway, params["sessionKey"].as_str(), None)
+            .map(|(agent, key)| (message, agent, key))
+    });
+    let (message, agent, session_key) = match opened {
+        Ok(opened) => opened,
+        Err(error) => return connection.send(wire::error(&request.id, &error)),
+    };
+    if params["attachments"]
+        .as_array()
+        .is_some_and(|list| !list.is_empty())
+    {
+        return connection.send(wire::error(
+            &request.id,
+            &ErrorShape::invalid(
+                "attachments are not taken here yet: share a document into your documents folder",
+            ),
+        ));
+    }
+    let run_id = run_id(params);
+    connection.send(wire::ok(
+        &request.id,
+        json!({"runId": run_id, "status": "started"}),
+    ));
+    run(connection, &run_id, &agent, &session_key, message).await;
+}
+
+async fn chat_history(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (_, key) = session_of(&connection.gateway, params["sessionKey"].as_str(), None)?;
+    let (session, history) = connection
+        .gateway
+        .history(&format!("openai:{key}"), &connection.caller.session_owner())
+        .await
+        .map_err(|_| ErrorShape::new(Code::Unavailable, "the session store failed"))?;
+    let limit = params["limit"].as_u64().map_or(200, |limit| {
+        usize::try_from(limit).unwrap_or(200).clamp(1, 1000)
+    });
+    let skip = history.len().saturating_sub(limit);
+    let messages: Vec<Value> = history
+        .iter()
+        .skip(skip)
+        .map(|message| json!({"role": message.role, "content": [{"type": "text", "text": message.content}]}))
+        .collect();
+    Ok(
+        json!({"sessionKey": key, "sessionId": session, "messages": messages, "thinkingLevel": "off"}),
+    )
+}
+
+fn chat_abort(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (_, key) = session_of(&connection.gateway, params["sessionKey"].as_str(), None)?;
+    let runs = connection
+        .claw
+        .abort(&connection.key, &key, params["runId"].as_str());
+    Ok(json!({"ok": true, "aborted": !runs.is_empty(), "runIds": runs}))
+}
+
+fn sessions_list(connection: &Connection) -> Value {
+    let owner = connection.caller.session_owner();
+    let sessions: Vec<Value> = connection
+        .gateway
+        .session_channels(&owner, "openai:agent:")
+        .into_iter()
+        .map(|(channel, session)| {
+            let key = channel.trim_start_matches("openai:").to_owned();
+            json!({"key": key, "kind": "direct", "sessionId": session, "displayName": key, "updatedAt": null})
+        })
+        .collect();
+    json!({"ts": now_ms(), "path": "hearth", "count": sessions.len(), "sessions": sessions,
+           "defaults": {"model": null, "contextTokens": null}})
+}
+
+fn sessions_reset(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let key = params["key"].as_str().or(params["sessionKey"].as_str());
+    let (_, key) = session_of(&connection.gateway, key, None)?;
+    let session = connection
+        .gateway
+        .new_session(&format!("openai:{key}"), &connection.caller.session_owner());
+    Ok(json!({"ok": true, "key": key, "entry": {"sessionId": session}}))
+}
+
+/// The assistant and the member a `cron.*` call acts for.
+fn scheduler_for(
+    connection: &Connection,
+) -> Result<(&crate::assistant::Assistant, hearth_roster::Asker), ErrorShape> {
+    let assistant = connection.gateway.assistant.as_deref().ok_or_else(|| {
+        ErrorShape::new(
+            Code::Unavailable,
+            "the household assistant is off on this hub",
+        )
+    })?;
+    match connection.caller.asker(None) {
+        Ok(Some(asker)) => Ok((assistant, asker)),
+        _ => Err(ErrorShape::new(
+            Code::Forbidden,
+            "automations belong to a member: connect from a member's paired device",
+        )),
+    }
+}
+
+fn store_failed<E>(_: E) -> ErrorShape {
+    ErrorShape::new(Code::Unavailable, "the assistant's store failed")
+}
+
+/// A page of the member's automations, as OpenClaw's clients check it
+/// (the offset and limit asked for, a snapshot revision, `nextOffset`).
+async fn cron_list(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (assistant, asker) = scheduler_for(connection)?;
+    let jobs = assistant
+        .scheduler()
+        .jobs(&asker.member)
+        .await
+        .map_err(store_failed)?;
+    let offset = params["offset"]
+        .as_u64()
+        .map_or(0, |offset| usize::try_from(offset).unwrap_or(usize::MAX));
+    let limit = params["limit"].as_u64().map_or(200, |limit| {
+        usize::try_from(limit).unwrap_or(200).clamp(1, 200)
+    });
+    let listed: Vec<Value> = jobs
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(super::cron::job)
+        .collect();
+    let next = offset.saturating_add(listed.len());
+    let has_more = next < jobs.len();
+    let revision = {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for job in &jobs {
+            hash.update(format!("{}:{};", job.id, job.next_at));
+        }
+        let digest = hash.finalize();
+        format!(
+            "hearth:{}",
+            digest
+                .iter()
+                .take(8)
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        )
+    };
+    Ok(
+        json!({"jobs": listed, "total": jobs.len(), "offset": offset, "limit": limit, "hasMore": has_more,
+              "nextOffset": if has_more { json!(next) } else { Value::Null }, "snapshotRevision": revision, "scope": "caller"}),
+    )
+}
+
+async fn cron_status(connection: &Connection) -> Result<Value, ErrorShape> {
+    let (assistant, asker) = scheduler_for(connection)?;
+    let jobs = assistant
+        .scheduler()
+        .jobs(&asker.member)
+        .await
+        .map_err(store_failed)?;
+    Ok(
+        json!({"enabled": assistant.scheduler().enabled(), "storage": "hearth", "jobs": jobs.len(),
+              "nextWakeAtMs": jobs.iter().map(|job| job.next_at).min()}),
+    )
+}
+
+async fn cron_add(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (assistant, asker) = scheduler_for(connection)?;
+    let scheduler = assistant.scheduler();
+    let scheduled = super::cron::scheduled(params, jiff::Timestamp::now(), scheduler.timezone())?;
+    let before: Vec<i64> = scheduler
+        .jobs(&asker.member)
+        .await
+        .map_err(store_failed)?
+        .iter()
+        .map(|job| job.id)
+        .collect();
+    scheduler
+        .create(&asker, scheduled)
+        .await
+        .map_err(|refused| ErrorShape::invalid(refused.to_string()))?;
+    let jobs = scheduler.jobs(&asker.member).await.map_err(store_failed)?;
+    let added = jobs
+        .iter()
+        .filter(|job| !before.contains(&job.id))
+        .max_by_key(|job| job.id)
+        .ok_or_else(|| ErrorShape::new(Code::Unavailable, "the automation was not kept"))?;
+    Ok(super::cron::job(added))
+}
+
+async fn cron_remove(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (assistant, asker) = scheduler_for(connection)?;
+    let id = super::cron::job_id(params)?;
+    let removed = assistant
+        .scheduler()
+        .cancel(&asker.member, id)
+        .await
+        .map_err(store_failed)?;
+    Ok(json!({"ok": true, "removed": removed}))
+}
+
+async fn cron_run(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (assistant, asker) = scheduler_for(connection)?;
+    let id = super::cron::job_id(params)?;
+    if !assistant
+        .scheduler()
+        .run_now(&asker.member, id)
+        .await
+        .map_err(store_failed)?
+    {
+        return Err(ErrorShape::invalid(format!(
+            "there is no automation {id} of yours"
+        )));
+    }
+    Ok(json!({"ok": true, "enqueued": true, "runId": format!("manual:{id}:{}", now_ms())}))
+}
+
+/// The configuration as the gateway runs it: where it listens, its
+/// providers and agents; secrets are never in it (and any key naming one
+/// is redacted besides).
+fn config_get(gateway: &Gateway) -> Value {
+    let config = &gateway.config;
+    let providers: serde_json::Map<String, Value> = config
+        .models
+        .providers
+        .iter()
+        .map(|(id, provider)| {
+            let urls: Vec<String> = provider.base_url.list().iter().map(ToString::to_string).collect();
+            (id.clone(), json!({"baseUrl": urls.first(), "baseUrls": urls, "api": format!("{:?}", provider.api)}))
+        })
+        .collect();
+    let mut view = json!({
+        "gateway": {"mode": "local", "port": config.gateway.port, "bind": format!("{:?}", config.gateway.bind).to_lowercase(),
+                    "auth": {"mode": if config.token_source() == crate::config::TokenSource::Off { "none" } else { "token" }}},
+        "models": {"providers": providers},
+        "agents": {"defaults": {"model": {"primary": config.chain().first()}}, "list": gateway.agents.ids().collect::<Vec<_>>()},
+    });
+    redact(&mut view);
+    json!({"exists": true, "valid": true, "config": view, "issues": []})
+}
+
+/// Replaces every value whose key names a secret.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                let lower = key.to_ascii_lowercase();
+                if ["token", "password", "secret", "apikey", "api_key", "key"]
+                    .iter()
+                    .any(|word| lower == *word || lower.ends_with(word))
+                    && !inner.is_object()
+                    && !inner.is_null()
+                {
+                    *inner = json!("__OPENCLAW_REDACTED__");
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_the_configuration_are_redacted_wherever_they_sit() {
+        let mut config = json!({"gateway": {"auth": {"mode": "token", "token": "s3cret"}},
+            "models": {"providers": {"x": {"apiKey": "sk-1", "baseUrl": "http://127.0.0.1"}}},
+            "list": [{"password": "p"}], "hearth": {"tokenFile": null}});
+        redact(&mut config);
+        let text = config.to_string();
+        for secret in ["s3cret", "sk-1", "\"p\""] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(config["gateway"]["auth"]["mode"], "token");
+        assert_eq!(
+            config["models"]["providers"]["x"]["baseUrl"],
+            "http://127.0.0.1"
+        );
+    }
+
+    #[test]
+    fn every_method_listed_has_a_scope_of_the_closed_set() {
+        for (method, scope) in METHODS {
+            assert!(super::super::pairing::SCOPES.contains(&scope), "{method}");
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! OpenClaw's own CLI (npm's `openclaw`, Node 24) on a member's device,
+//! against Hearth's gateway on the hub, between network namespaces: a real
+//! coordinator, agents and userspace WireGuard, llama-server, the messaging
+//! service. The device waits until the admin approves it with Hearth's CLI,
+//! then `openclaw health`, `openclaw agent` (the member's assistant
+//! answers) and `openclaw cron add/list/run/rm` (the reminder arrives in the
+//! member's DM in Hearth's chat) work; the paired key copied to another
+//! member's device is refused.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use hearth_testkit::household::{Household, Options, SECOND};
+use hearth_testkit::lab::{Host, binary, wait_until};
+use hearth_testkit::openclaw::{self, OpenClaw};
+use serde_json::json;
+
+/// A member's device running OpenClaw's CLI, configured for the hub.
+struct Device<'a> {
+    openclaw: &'a OpenClaw,
+    host: Host,
+    home: PathBuf,
+    config: PathBuf,
+}
+
+impl Device<'_> {
+    fn new<'a>(
+        openclaw: &'a OpenClaw,
+        household: &Household,
+        host: &Host,
+        home: &Path,
+    ) -> Device<'a> {
+        std::fs::create_dir_all(home).unwrap();
+        let config = home.join("openclaw.json");
+        // The mesh says who the device is: OpenClaw's CLI is told the
+        // gateway needs no shared secret (its own `auth.mode: "none"`).
+        std::fs::write(
+            &config,
+            json!({"gateway": {"mode": "remote", "remote": {"url": format!("ws://{}:18789", household.hub_mesh)},
+                               "auth": {"mode": "none"}},
+                   "update": {"checkOnStart": false}})
+            .to_string(),
+        )
+        .unwrap();
+        Device {
+            openclaw,
+            host: host.clone(),
+            home: home.to_owned(),
+            config,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.openclaw
+            .command_in(&self.home, &self.host.namespace)
+            .env("OPENCLAW_CONFIG_PATH", &self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `openclaw ARGS`, which must succeed: what it printed.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "openclaw {args:?} failed: {text}");
+        text
+    }
+
+    /// `openclaw ARGS`, which must fail: what it printed.
+    fn refused(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !output.status.success(),
+            "openclaw {args:?} was let through: {text}"
+        );
+        text
+    }
+}
+
+/// `hearth-gateway ARGS` on the hub, as its admin (the gateway's token file).
+fn admin(household: &Household, args: &[&str]) -> String {
+    let token = household.lab.dir.path().join("gateway-data/gateway.token");
+    let mut command = household
+        .lab
+        .command(&household.hub, binary("hearth-gateway"));
+    command
+        .args(args)
+        .args(["--url", "http://127.0.0.1:18789", "--token-file"])
+        .arg(&token);
+    let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "hearth-gateway {args:?}: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+/// The request id in OpenClaw's "device pairing required (requestId: …)".
+fn request_id(text: &str) -> String {
+    let rest = text
+        .split("requestId: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no pairing request in: {text}"));
+    rest.chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect()
+}
+
+fn assistant_lines(household: &Household, host: &Host) -> Vec<String> {
+    household
+        .cli_ok(
+            host,
+            &[
+                "tail",
+                "--count",
+                "0",
+                "--history",
+                "50",
+                "--dm",
+                "assistant",
+            ],
+        )
+        .lines()
+        .filter(|line| line.contains("] assistant: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assistant() {
+    let Some(openclaw) = openclaw::install() else {
+        return;
+    };
+    let Some(mut household) = Household::start(Options {
+        outsiders: false,
+        gateway_on_mesh: true,
+        ..Options::default()
+    }) else {
+        return;
+    };
+    household.start_messaging();
+    let homes = tempfile::tempdir().unwrap();
+    let laptop = household.laptop.clone();
+    let ada = Device::new(&openclaw, &household, &laptop, &homes.path().join("ada"));
+
+    // A new device waits for the admin; nothing is served to it meanwhile.
+    let waiting = ada.refused(&["cron", "list"]);
+    assert!(waiting.contains("device pairing required"), "{waiting}");
+    let request = request_id(&waiting);
+    let listed = admin(&household, &["devices", "list"]);
+    let line = listed
+        .lines()
+        .find(|line| line.contains(&request))
+        .unwrap_or_else(|| panic!("the request is not listed: {listed}"));
+    assert!(line.contains("ada") && line.contains("cli"), "{line}");
+    let approved = admin(&household, &["devices", "approve", &request]);
+    assert!(approved.contains("acts as ada"), "{approved}");
+
+    let health = ada.ok(&["health"]);
+    assert!(health.contains("Agents: main (default)"), "{health}");
+
+    // The member's assistant answers: an everyday request is carried out
+    // and is in her memory on Hearth's own chat too.
+    let said = ada.ok(&[
+        "agent",
+        "--message",
+        "Remember that the wifi password is tulip-42.",
+    ]);
+    assert!(said.contains("I'll remember that."), "{said}");
+    let memory = household.cli_ok(&laptop, &["memory"]);
+    assert!(memory.contains("tulip-42"), "{memory}");
+    let said = ada.ok(&["agent", "--message", "What should we cook tonight?"]);
+    assert!(!said.trim().is_empty(), "no answer");
+
+    // Automations are her reminders: added, listed, run now (it arrives in
+    // her DM in Hearth's chat), removed.
+    let added = ada.ok(&[
+        "cron",
+        "add",
+        "--name",
+        "tea",
+        "--at",
+        "20m",
+        "--system-event",
+        "Put the kettle on",
+    ]);
+    let job: serde_json::Value = serde_json::from_str(&added[added.find('{').unwrap()..]).unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let listed = ada.ok(&["cron", "list"]);
+    assert!(
+        listed.contains(&id) && listed.contains("Put the kettle on"),
+        "{listed}"
+    );
+    let reminders = household.cli_ok(&laptop, &["reminders"]);
+    assert!(reminders.contains("Put the kettle on"), "{reminders}");
+    ada.ok(&["cron", "run", &id]);
+    let arrived = wait_until(30 * SECOND, || {
+        assistant_lines(&household, &laptop)
+            .iter()
+            .any(|line| line.contains("Put the kettle on"))
+    });
+    assert!(
+        arrived.is_some(),
+        "the reminder did not arrive in ada's DM; messaging log:\n{}",
+        household.messaging_log()
+    );
+    let added = ada.ok(&[
+        "cron",
+        "add",
+        "--name",
+        "bins",
+        "--cron",
+        "0 7 * * 2",
+        "--system-event",
+        "Bins out",
+    ]);
+    let job: serde_json::Value = serde_json::from_str(&added[added.find('{').unwrap()..]).unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let removed = ada.ok(&["cron", "rm", &id]);
+    assert!(removed.contains("\"removed\": true"), "{removed}");
+    let listed = ada.ok(&["cron", "list"]);
+    assert!(!listed.contains("Bins out"), "{listed}");
+
+    // Ada's paired key copied to ben's phone is not ada there.
+    let phone = household.phone.clone();
+    let copied = homes.path().join("copied");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(homes.path().join("ada"))
+        .arg(&copied)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let thief = Device::new(&openclaw, &household, &phone, &copied);
+    let refused = thief.refused(&["cron", "list"]);
+    assert!(refused.contains("paired to ada"), "{refused}");
+}
