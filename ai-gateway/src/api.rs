@@ -330,13 +330,23 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .route("/readyz", get(ready))
         .route("/ready", get(ready))
         .merge(protected)
-        .fallback(|| async {
-            error_body(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "no such endpoint; see docs/gateway.md".into(),
-            )
-        })
+        .fallback(
+            |State(gateway): State<Arc<Gateway>>, method: axum::http::Method, uri: axum::http::Uri| async move {
+                // The Control UI's files and app routes, when it is served.
+                if let Some(root) = &gateway.config.hearth.control_ui
+                    && method == axum::http::Method::GET
+                    && !uri.path().starts_with("/v1/")
+                    && !uri.path().starts_with("/api/")
+                {
+                    return crate::control_ui::serve(root, uri.path()).await;
+                }
+                error_body(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    "no such endpoint; see docs/gateway.md".into(),
+                )
+            },
+        )
         .method_not_allowed_fallback(|| async {
             error_body(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -361,6 +371,9 @@ async fn openclaw_socket(
     let (mut parts, _) = request.into_parts();
     let Ok(upgrade) = axum::extract::WebSocketUpgrade::from_request_parts(&mut parts, &()).await
     else {
+        if let Some(root) = &gateway.config.hearth.control_ui {
+            return crate::control_ui::serve(root, "/").await;
+        }
         return error_body(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,

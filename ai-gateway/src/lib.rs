@@ -19,6 +19,7 @@ pub mod caller;
 pub mod claw;
 pub mod config;
 pub mod context;
+pub mod control_ui;
 pub mod conversation;
 pub mod doctor;
 pub mod gateway;

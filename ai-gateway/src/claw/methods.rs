@@ -16,7 +16,7 @@ use super::{Connection, now_ms};
 use crate::gateway::Gateway;
 
 /// Each method and the scope it needs.
-const METHODS: [(&str, &str); 19] = [
+const METHODS: [(&str, &str); 40] = [
     ("health", "operator.read"),
     ("status", "operator.read"),
     ("models.list", "operator.read"),
@@ -36,6 +36,27 @@ const METHODS: [(&str, &str); 19] = [
     ("config.get", "operator.admin"),
     ("system-presence", "operator.read"),
     ("last-heartbeat", "operator.read"),
+    ("sessions.subscribe", "operator.read"),
+    ("sessions.describe", "operator.read"),
+    ("commands.list", "operator.read"),
+    ("question.list", "operator.read"),
+    ("plugin.approval.list", "operator.read"),
+    ("taskSuggestions.list", "operator.read"),
+    ("chat.startup", "operator.read"),
+    ("chat.metadata", "operator.read"),
+    ("sessions.messages.subscribe", "operator.read"),
+    ("sessions.messages.unsubscribe", "operator.read"),
+    ("sessions.unsubscribe", "operator.read"),
+    ("sessions.branches.list", "operator.read"),
+    ("sessions.companion.state", "operator.read"),
+    ("sessions.observer.visibility", "operator.read"),
+    ("agent.identity.get", "operator.read"),
+    ("models.authStatus", "operator.read"),
+    ("tasks.list", "operator.read"),
+    ("exec.approval.list", "operator.read"),
+    ("openclaw.approval.list", "operator.read"),
+    ("progressCard.get", "operator.read"),
+    ("update.status", "operator.read"),
 ];
 
 /// The events this gateway sends.
@@ -71,6 +92,7 @@ pub(crate) fn hello(gateway: &Gateway, principal: &super::Principal, auth: Value
 
 /// Answers one request.
 pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
+    tracing::debug!(method = %request.method, "OpenClaw method");
     let Some((_, scope)) = METHODS.iter().find(|(name, _)| *name == request.method) else {
         connection.send(wire::error(
             &request.id,
@@ -103,6 +125,32 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
         "config.get" => Ok(config_get(&connection.gateway)),
         "system-presence" => Ok(json!([])),
         "last-heartbeat" => Ok(Value::Null),
+        // The session list is read again on each change a client sees;
+        // Hearth pushes no session events, so there is nothing to join.
+        "sessions.subscribe" => Ok(json!({"subscribed": true})),
+        "sessions.describe" => sessions_describe(connection, &request.params),
+        "commands.list" => Ok(commands()),
+        // Hearth's assistant asks no questions of its operators and has no
+        // plugin approvals or task suggestions: the lists are empty.
+        "question.list" => Ok(json!({"questions": []})),
+        "plugin.approval.list" => Ok(json!([])),
+        "taskSuggestions.list" => Ok(json!({"suggestions": []})),
+        "chat.startup" => chat_history(connection, &request.params).await,
+        "chat.metadata" => Ok(json!({"models": models(connection)["models"], "commands": commands()["commands"]})),
+        "sessions.messages.subscribe" => Ok(json!({"subscribed": true, "key": request.params["key"]})),
+        "sessions.messages.unsubscribe" | "sessions.unsubscribe" => Ok(json!({"subscribed": false})),
+        "sessions.branches.list" => Ok(json!({"branches": []})),
+        "sessions.companion.state" => Ok(json!({"exchanges": []})),
+        "sessions.observer.visibility" => Ok(json!({"ok": true})),
+        "agent.identity.get" => Ok(identity(&connection.gateway, request.params["agentId"].as_str())),
+        "models.authStatus" => Ok(auth_status(&connection.gateway)),
+        // Runs are not kept as tasks, nothing waits for approval, there
+        // are no progress cards, and Hearth is updated by its packages.
+        "tasks.list" => Ok(json!({"tasks": []})),
+        "exec.approval.list" | "openclaw.approval.list" => Ok(json!([])),
+        "progressCard.get" => Ok(json!({"card": null})),
+        "update.status" => Ok(json!({"sentinel": null, "updateAvailable": null, "effectiveChannel": "stable",
+                                     "schedule": {"channel": "stable", "autoEnabled": false}})),
         other => Err(ErrorShape::unknown_method(other)),
     };
     connection.send(match answer {
@@ -148,9 +196,43 @@ fn models(connection: &Connection) -> Value {
                 .access()
                 .permits(&crate::access::Target::Model(model.to_string()))
         })
-        .map(|model| json!({"id": model.model, "name": model.model, "provider": model.provider}))
+        .enumerate()
+        .map(|(index, model)| {
+            json!({"id": model.model, "name": model.model, "provider": model.provider, "reasoning": false,
+                   "tags": if index == 0 { json!(["default"]) } else { json!([]) },
+                   "thinkingLevels": [{"id": "off", "label": "off"}], "thinkingDefault": "off", "available": true})
+        })
         .collect();
     json!({"models": models})
+}
+
+/// An agent's name as the clients show it (its persona's file name is not
+/// a name; the household calls it the assistant).
+fn identity(gateway: &Gateway, agent: Option<&str>) -> Value {
+    let agent = agent.unwrap_or_else(|| gateway.agents.default_id());
+    json!({"agentId": agent, "name": "Assistant", "nameSource": "default", "avatar": "A"})
+}
+
+/// The providers' sign-in state: Hearth's come from its configuration.
+fn auth_status(gateway: &Gateway) -> Value {
+    let providers: Vec<Value> = gateway
+        .config
+        .models
+        .providers
+        .keys()
+        .map(|id| json!({"provider": id, "authProvider": id, "displayName": id, "status": "static", "profiles": [],
+                          "apiKey": {"source": "config"}}))
+        .collect();
+    json!({"ts": now_ms(), "providers": providers, "providerCapabilities": []})
+}
+
+/// The model an agent starts with (`provider/model`).
+fn primary_model(gateway: &Gateway, agent: &str) -> Option<String> {
+    gateway
+        .agents
+        .get(agent)
+        .and_then(|found| found.model.as_ref().map(ToString::to_string))
+        .or_else(|| gateway.models().first().map(ToString::to_string))
 }
 
 fn agents(gateway: &Gateway) -> Value {
@@ -158,9 +240,14 @@ fn agents(gateway: &Gateway) -> Value {
     let agents: Vec<Value> = gateway
         .agents
         .ids()
-        .map(|id| json!({"id": id, "name": id, "default": id == default}))
+        .map(|id| {
+            let name = gateway.agents.get(id).and_then(|agent| agent.name.clone()).unwrap_or_else(|| id.to_owned());
+            json!({"id": id, "kind": "agent", "name": name, "default": id == default,
+                   "model": {"primary": primary_model(gateway, id)}})
+        })
         .collect();
-    json!({"defaultId": default, "mainKey": "main", "scope": "per-sender", "agents": agents})
+    json!({"defaultId": default, "mainKey": "main", "scope": "per-sender", "ownership": "sole",
+           "selectionRequired": false, "agents": agents})
 }
 
 /// `agent:<id>:<rest>` (or a bare key, which is the default agent's), with
@@ -452,7 +539,13 @@ async fn chat_history(connection: &Connection, params: &Value) -> Result<Value, 
     let messages: Vec<Value> = history
         .iter()
         .skip(skip)
-        .map(|message| json!({"role": message.role, "content": [{"type": "text", "text": message.content}]}))
+        .map(|message| {
+            if message.role == "user" {
+                json!({"role": "user", "content": message.content})
+            } else {
+                json!({"role": message.role, "content": [{"type": "text", "text": message.content}]})
+            }
+        })
         .collect();
     Ok(
         json!({"sessionKey": key, "sessionId": session, "messages": messages, "thinkingLevel": "off"}),
@@ -475,11 +568,45 @@ fn sessions_list(connection: &Connection) -> Value {
         .into_iter()
         .map(|(channel, session)| {
             let key = channel.trim_start_matches("openai:").to_owned();
-            json!({"key": key, "kind": "direct", "sessionId": session, "displayName": key, "updatedAt": null})
+            let agent = key.split(':').nth(1).unwrap_or("main").to_owned();
+            session_entry(&key, &session, &agent)
         })
         .collect();
-    json!({"ts": now_ms(), "path": "hearth", "count": sessions.len(), "sessions": sessions,
-           "defaults": {"model": null, "contextTokens": null}})
+    json!({"ts": now_ms(), "path": "hearth", "count": sessions.len(), "totalCount": sessions.len(), "hasMore": false,
+           "nextOffset": null, "sessions": sessions, "defaults": session_defaults(&connection.gateway)})
+}
+
+fn session_entry(key: &str, session: &str, agent: &str) -> Value {
+    json!({"key": key, "kind": "direct", "chatType": "direct", "agentId": agent, "sessionId": session,
+           "displayName": key, "isMain": key.ends_with(":main"), "classification": if key.ends_with(":main") { "main" } else { "direct" },
+           "archived": false, "pinned": false, "unread": false, "visibility": "shared"})
+}
+
+fn sessions_describe(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (agent, key) = session_of(&connection.gateway, params["key"].as_str().or(params["sessionKey"].as_str()), None)?;
+    let session = connection
+        .gateway
+        .session_channels(&connection.caller.session_owner(), &format!("openai:{key}"))
+        .into_iter()
+        .find(|(channel, _)| channel == &format!("openai:{key}"))
+        .map(|(_, session)| session)
+        .unwrap_or_default();
+    Ok(json!({"session": session_entry(&key, &session, &agent)}))
+}
+
+/// The slash commands Hearth's assistant understands in a chat.
+fn commands() -> Value {
+    json!({"commands": [
+        {"name": "new", "nativeName": "new", "textAliases": ["/new"], "description": "Start a new session.",
+         "category": "session", "source": "native", "scope": "both", "acceptsArgs": false},
+    ]})
+}
+
+/// The model new sessions use, as `sessions.list` reports it.
+fn session_defaults(gateway: &Gateway) -> Value {
+    let primary = primary_model(gateway, gateway.agents.default_id()).unwrap_or_default();
+    let (provider, model) = primary.split_once('/').unwrap_or(("", primary.as_str()));
+    json!({"modelProvider": provider, "model": model, "contextTokens": null})
 }
 
 fn sessions_reset(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {

@@ -382,11 +382,36 @@ async fn handshake(
             "the device store failed",
         ))
     };
-    let paired = match &device {
+    let mut paired = match &device {
         Some(device) => claw.pairing.paired(device).await.map_err(store_failed)?,
         None => None,
     };
-    let principal = match pairing::admit(&origin, paired.as_ref(), device.is_some(), &requested) {
+    let mut decision = pairing::admit(&origin, paired.as_ref(), device.is_some(), &requested);
+    // As OpenClaw does, a device on this host holding the gateway's token
+    // is paired at once (as the admin's): only remote devices wait.
+    if decision == Admission::Pair
+        && origin.token_holder
+        && peer.address.is_loopback()
+        && let Some(device) = &device
+    {
+        let now = jiff::Timestamp::now().as_second();
+        let client = &connect.client.id;
+        let platform = connect.client.platform.as_deref().unwrap_or("");
+        let request_id = claw
+            .pairing
+            .request(device, &origin, &requested, client, platform, &peer.address.to_string(), now)
+            .await
+            .map_err(store_failed)?;
+        let admins = match claw.pairing.approve(&request_id, None, now).await {
+            Ok(paired) => paired,
+            Err(pairing::ApproveError::Store(error)) => return Err(store_failed(error)),
+            Err(other) => return Err(refuse(ErrorShape::invalid(other.to_string()))),
+        };
+        tracing::info!(device = %device.id, "a local OpenClaw client holding the token is paired as the admin's");
+        decision = pairing::admit(&origin, Some(&admins), true, &requested);
+        paired = Some(admins);
+    }
+    let principal = match decision {
         Admission::Admit(principal) => principal,
         Admission::Refuse(shape) => return Err(refuse(shape)),
         Admission::Pair => {

@@ -424,6 +424,11 @@ pub struct HearthSection {
     /// Ollama's API, for apps made for Ollama.
     #[serde(default)]
     pub ollama: OllamaSection,
+    /// OpenClaw's Control UI, served at `/` from an installed `openclaw`
+    /// package (`…/node_modules/openclaw/dist/control-ui`); Hearth ships none
+    /// of its files. Unset: no UI.
+    #[serde(default)]
+    pub control_ui: Option<PathBuf>,
 }
 
 /// `hearth.ollama`: Ollama's API on its own port, on the gateway's
