@@ -331,7 +331,9 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .route("/ready", get(ready))
         .merge(protected)
         .fallback(
-            |State(gateway): State<Arc<Gateway>>, method: axum::http::Method, uri: axum::http::Uri| async move {
+            |State(gateway): State<Arc<Gateway>>,
+             method: axum::http::Method,
+             uri: axum::http::Uri| async move {
                 // The Control UI's files and app routes, when it is served.
                 if let Some(root) = &gateway.config.hearth.control_ui
                     && method == axum::http::Method::GET

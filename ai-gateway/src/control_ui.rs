@@ -67,9 +67,18 @@ pub async fn serve(root: &Path, path: &str) -> Response {
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file)));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&file)),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Its own scripts and the gateway's WebSocket only; never framed.
     headers.insert(
@@ -92,11 +101,22 @@ mod tests {
     fn only_names_inside_the_folder_are_served() {
         let root = Path::new("/srv/ui");
         assert_eq!(file_for(root, "/"), Some(root.join("index.html")));
-        assert_eq!(file_for(root, "/assets/app.js"), Some(root.join("assets/app.js")));
-        for escape in ["/../etc/passwd", "/assets/../../x", "/a/./b", "/a\\..\\b", "//etc/passwd"] {
+        assert_eq!(
+            file_for(root, "/assets/app.js"),
+            Some(root.join("assets/app.js"))
+        );
+        for escape in [
+            "/../etc/passwd",
+            "/assets/../../x",
+            "/a/./b",
+            "/a\\..\\b",
+            "//etc/passwd",
+        ] {
             let served = file_for(root, escape);
             assert!(
-                served.as_ref().is_none_or(|path| path.starts_with(root) && !path.to_string_lossy().contains("..")),
+                served.as_ref().is_none_or(
+                    |path| path.starts_with(root) && !path.to_string_lossy().contains("..")
+                ),
                 "{escape}: {served:?}"
             );
         }

@@ -15,6 +15,7 @@ use std::process::Output;
 use hearth_testkit::household::{Household, Options, SECOND};
 use hearth_testkit::lab::{Host, binary, wait_until};
 use hearth_testkit::openclaw::{self, OpenClaw};
+use hearth_testkit::webdriver::{Session, start_driver};
 use serde_json::json;
 
 /// A member's device running OpenClaw's CLI, configured for the hub.
@@ -52,13 +53,14 @@ impl Device<'_> {
         }
     }
 
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = self.openclaw.command_in(&self.home, &self.host.namespace);
+        command.env("OPENCLAW_CONFIG_PATH", &self.config).args(args);
+        command
+    }
+
     fn run(&self, args: &[&str]) -> Output {
-        self.openclaw
-            .command_in(&self.home, &self.host.namespace)
-            .env("OPENCLAW_CONFIG_PATH", &self.config)
-            .args(args)
-            .output()
-            .unwrap()
+        self.command(args).output().unwrap()
     }
 
     /// `openclaw ARGS`, which must succeed: what it printed.
@@ -140,6 +142,113 @@ fn assistant_lines(household: &Household, host: &Host) -> Vec<String> {
         .collect()
 }
 
+/// `command` as one line of shell, its environment whole (it starts from
+/// an empty one).
+fn shell_line(command: &std::process::Command) -> String {
+    let quote =
+        |text: &std::ffi::OsStr| format!("'{}'", text.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = String::from("exec env -i");
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            line.push(' ');
+            line.push_str(&quote(&std::ffi::OsString::from(format!(
+                "{}={}",
+                key.to_string_lossy(),
+                value.to_string_lossy()
+            ))));
+        }
+    }
+    line.push(' ');
+    line.push_str(&quote(command.get_program()));
+    for arg in command.get_args() {
+        line.push(' ');
+        line.push_str(&quote(arg));
+    }
+    line
+}
+
+/// `find` polled until it finds something, for at most `limit`.
+fn poll<T>(limit: std::time::Duration, mut find: impl FnMut() -> Option<T>) -> Option<T> {
+    let mut found = None;
+    wait_until(limit, || {
+        found = find();
+        found.is_some()
+    });
+    found
+}
+
+/// A terminal (tmux, with a server of the test's own) running `command`.
+struct Terminal {
+    socket: PathBuf,
+}
+
+impl Terminal {
+    fn start(dir: &Path, command: &std::process::Command) -> Terminal {
+        let socket = dir.join("tmux.sock");
+        let script = dir.join("tui.sh");
+        std::fs::write(&script, format!("#!/bin/sh\n{}\n", shell_line(command))).unwrap();
+        let status = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                "sh",
+            ])
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux did not start");
+        Terminal { socket }
+    }
+
+    fn screen(&self) -> String {
+        let output = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("send-keys")
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        let seen = poll(60 * SECOND, || {
+            let screen = self.screen();
+            screen.contains(text).then_some(screen)
+        });
+        seen.unwrap_or_else(|| panic!("{text:?} never showed; the screen:\n{}", self.screen()))
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // Only the test's own tmux server.
+        let _ = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .status();
+    }
+}
+
 #[test]
 fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assistant() {
     let Some(openclaw) = openclaw::install() else {
@@ -148,6 +257,7 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
     let Some(mut household) = Household::start(Options {
         outsiders: false,
         gateway_on_mesh: true,
+        control_ui: Some(openclaw.package().join("dist/control-ui")),
         ..Options::default()
     }) else {
         return;
@@ -248,4 +358,85 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
     let thief = Device::new(&openclaw, &household, &phone, &copied);
     let refused = thief.refused(&["cron", "list"]);
     assert!(refused.contains("paired to ada"), "{refused}");
+
+    // `openclaw tui` on the same device, driven in a terminal: a question
+    // answered on screen.
+    let terminal = Terminal::start(homes.path(), &ada.command(&["tui"]));
+    terminal.wait_for("connected");
+    terminal.keys(&["Remember that the bike lock code is 4711.", "Enter"]);
+    let screen = terminal.wait_for("bike lock code is 4711");
+    assert!(!screen.contains("not connected"), "{screen}");
+    let remembered = wait_until(60 * SECOND, || {
+        household.cli_ok(&laptop, &["memory"]).contains("4711")
+    });
+    assert!(
+        remembered.is_some(),
+        "the TUI's request was not carried out:\n{}",
+        terminal.screen()
+    );
+    drop(terminal);
+
+    // The Control UI, served by Hearth from OpenClaw's package, in Chromium
+    // on ada's laptop. Its device identity needs a secure context (as with
+    // OpenClaw: HTTPS or this host): the hub's address is taken as one.
+    let origin = format!("http://{}:18789", household.hub_mesh);
+    let driver = start_driver(&mut household.lab, &laptop);
+    let browser = Session::chromium_with(
+        driver.forward.port,
+        &homes.path().join("chromium"),
+        1280,
+        900,
+        &[&format!(
+            "--unsafely-treat-insecure-origin-as-secure={origin}"
+        )],
+    )
+    .unwrap();
+    browser.open(&format!("{origin}/")).unwrap();
+    // The browser is a new device: it waits for the admin too.
+    let pending = poll(60 * SECOND, || {
+        admin(&household, &["devices", "list"])
+            .lines()
+            .find(|line| line.contains("openclaw-control-ui"))
+            .map(|line| line.split_whitespace().next().unwrap_or("").to_owned())
+    });
+    let request = pending.unwrap_or_else(|| panic!("the browser asked for no pairing"));
+    admin(&household, &["devices", "approve", &request]);
+    browser.open(&format!("{origin}/")).unwrap();
+    let composer = "textarea[aria-label='Chat composer']";
+    browser
+        .wait_for(
+            &format!("return document.querySelector(\"{composer}\")"),
+            60 * SECOND,
+        )
+        .unwrap();
+    browser
+        .type_into(composer, "Remember that the gate code is 2580.\u{E007}")
+        .unwrap();
+    browser
+        .wait_for("return document.body.innerText.includes('gate code is 2580') && document.body.innerText.split(\"I'll remember that.\").length > 3", 60 * SECOND)
+        .unwrap();
+    let memory = household.cli_ok(&laptop, &["memory"]);
+    assert!(memory.contains("2580"), "{memory}");
+    // After a reload the history is still there, and the sessions list
+    // has the one ada's CLI opened.
+    ada.ok(&[
+        "agent",
+        "--session-key",
+        "agent:main:groceries",
+        "--message",
+        "Remember that we need oat milk.",
+    ]);
+    browser.open(&format!("{origin}/")).unwrap();
+    browser
+        .wait_for(
+            "return document.body.innerText.includes('gate code is 2580')",
+            60 * SECOND,
+        )
+        .unwrap();
+    browser
+        .wait_for(
+            "return document.body.innerText.includes('groceries')",
+            60 * SECOND,
+        )
+        .unwrap();
 }

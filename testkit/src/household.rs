@@ -53,6 +53,9 @@ pub struct Options {
     /// devices): it listens on every address and names callers through the
     /// hub's agent.
     pub gateway_on_mesh: bool,
+    /// OpenClaw's Control UI (an installed package's `dist/control-ui`)
+    /// served by the gateway.
+    pub control_ui: Option<PathBuf>,
 }
 
 /// What the household assistant is given in a test.
@@ -82,6 +85,7 @@ impl Default for Options {
             instruct: false,
             assistant: AssistantSetup::default(),
             gateway_on_mesh: false,
+            control_ui: None,
         }
     }
 }
@@ -217,6 +221,9 @@ impl Household {
                        "limits": {"maxConcurrentStreams": options.gateway_streams},
                        "assistant": {"rescanSeconds": 1}},
         });
+        if let Some(control_ui) = &options.control_ui {
+            config["hearth"]["controlUi"] = json!(control_ui);
+        }
         if options.gateway_on_mesh {
             config["gateway"] = json!({"bind": "lan"});
             config["hearth"]["agentSocket"] = json!(hub_agent.state.join("agent.sock"));

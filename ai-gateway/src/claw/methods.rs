@@ -136,21 +136,32 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
         "plugin.approval.list" => Ok(json!([])),
         "taskSuggestions.list" => Ok(json!({"suggestions": []})),
         "chat.startup" => chat_history(connection, &request.params).await,
-        "chat.metadata" => Ok(json!({"models": models(connection)["models"], "commands": commands()["commands"]})),
-        "sessions.messages.subscribe" => Ok(json!({"subscribed": true, "key": request.params["key"]})),
-        "sessions.messages.unsubscribe" | "sessions.unsubscribe" => Ok(json!({"subscribed": false})),
+        "chat.metadata" => {
+            Ok(json!({"models": models(connection)["models"], "commands": commands()["commands"]}))
+        }
+        "sessions.messages.subscribe" => {
+            Ok(json!({"subscribed": true, "key": request.params["key"]}))
+        }
+        "sessions.messages.unsubscribe" | "sessions.unsubscribe" => {
+            Ok(json!({"subscribed": false}))
+        }
         "sessions.branches.list" => Ok(json!({"branches": []})),
         "sessions.companion.state" => Ok(json!({"exchanges": []})),
         "sessions.observer.visibility" => Ok(json!({"ok": true})),
-        "agent.identity.get" => Ok(identity(&connection.gateway, request.params["agentId"].as_str())),
+        "agent.identity.get" => Ok(identity(
+            &connection.gateway,
+            request.params["agentId"].as_str(),
+        )),
         "models.authStatus" => Ok(auth_status(&connection.gateway)),
         // Runs are not kept as tasks, nothing waits for approval, there
         // are no progress cards, and Hearth is updated by its packages.
         "tasks.list" => Ok(json!({"tasks": []})),
         "exec.approval.list" | "openclaw.approval.list" => Ok(json!([])),
         "progressCard.get" => Ok(json!({"card": null})),
-        "update.status" => Ok(json!({"sentinel": null, "updateAvailable": null, "effectiveChannel": "stable",
-                                     "schedule": {"channel": "stable", "autoEnabled": false}})),
+        "update.status" => Ok(
+            json!({"sentinel": null, "updateAvailable": null, "effectiveChannel": "stable",
+                                     "schedule": {"channel": "stable", "autoEnabled": false}}),
+        ),
         other => Err(ErrorShape::unknown_method(other)),
     };
     connection.send(match answer {
@@ -241,7 +252,11 @@ fn agents(gateway: &Gateway) -> Value {
         .agents
         .ids()
         .map(|id| {
-            let name = gateway.agents.get(id).and_then(|agent| agent.name.clone()).unwrap_or_else(|| id.to_owned());
+            let name = gateway
+                .agents
+                .get(id)
+                .and_then(|agent| agent.name.clone())
+                .unwrap_or_else(|| id.to_owned());
             json!({"id": id, "kind": "agent", "name": name, "default": id == default,
                    "model": {"primary": primary_model(gateway, id)}})
         })
@@ -583,7 +598,11 @@ fn session_entry(key: &str, session: &str, agent: &str) -> Value {
 }
 
 fn sessions_describe(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
-    let (agent, key) = session_of(&connection.gateway, params["key"].as_str().or(params["sessionKey"].as_str()), None)?;
+    let (agent, key) = session_of(
+        &connection.gateway,
+        params["key"].as_str().or(params["sessionKey"].as_str()),
+        None,
+    )?;
     let session = connection
         .gateway
         .session_channels(&connection.caller.session_owner(), &format!("openai:{key}"))

@@ -399,7 +399,15 @@ async fn handshake(
         let platform = connect.client.platform.as_deref().unwrap_or("");
         let request_id = claw
             .pairing
-            .request(device, &origin, &requested, client, platform, &peer.address.to_string(), now)
+            .request(
+                device,
+                &origin,
+                &requested,
+                client,
+                platform,
+                &peer.address.to_string(),
+                now,
+            )
             .await
             .map_err(store_failed)?;
         let admins = match claw.pairing.approve(&request_id, None, now).await {

@@ -1,0 +1,438 @@
+//! OpenClaw's gateway protocol on Hearth's gateway, spoken by a client of
+//! the test's own so that each attack can be made exactly: an unpaired
+//! device, a forged signature, a replayed challenge, a cross-site
+//! WebSocket, a copied key, oversized frames, a flood, a scope not granted.
+//! The mesh's `whois` is a stand-in (the loopback address is made ada's or
+//! ben's in turn) and so is the model (it says one fixed sentence, streamed
+//! in pieces), each named here; the real clients and mesh are in
+//! `openclaw_clients.rs`.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::{SinkExt, StreamExt};
+use hearth_gateway::claw::device::{Connect, device_id, signed_text};
+use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::standins::{AgentStandIn, Turn, tool_model_stand_in};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const ANSWER: &str = "The bins go out on Tuesday.";
+
+struct Client {
+    socket: Socket,
+    nonce: String,
+    ts: u64,
+}
+
+impl Client {
+    async fn open(url: &str, origin: Option<&str>) -> Result<Client, String> {
+        let mut request = url.into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        let (mut socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let challenge = next_json(&mut socket).await.unwrap();
+        assert_eq!(challenge["event"], "connect.challenge");
+        Ok(Client {
+            nonce: challenge["payload"]["nonce"].as_str().unwrap().to_owned(),
+            ts: challenge["payload"]["ts"].as_u64().unwrap(),
+            socket,
+        })
+    }
+
+    async fn send(&mut self, frame: &Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The response to request `id` (events before it are kept in `events`).
+    async fn response(&mut self, id: &str, events: &mut Vec<Value>) -> Option<Value> {
+        loop {
+            let frame = next_json(&mut self.socket).await?;
+            if frame["type"] == "res" && frame["id"] == id {
+                return Some(frame);
+            }
+            events.push(frame);
+        }
+    }
+
+    async fn call(&mut self, id: &str, method: &str, params: Value) -> Value {
+        self.send(&json!({"type": "req", "id": id, "method": method, "params": params}))
+            .await;
+        self.response(id, &mut Vec::new()).await.expect("an answer")
+    }
+}
+
+async fn next_json(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("the gateway answers")?;
+        match message {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `connect` as OpenClaw's CLI builds it, signed by `key` over `nonce`.
+fn connect(key: &Ed25519KeyPair, nonce: &str, at: u64, scopes: &[&str]) -> Value {
+    let raw: [u8; 32] = key.public_key().as_ref().try_into().unwrap();
+    let id = device_id(&raw);
+    let mut params = json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "mode": "cli", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux"},
+        "role": "operator", "scopes": scopes,
+        "device": {"id": id, "publicKey": URL_SAFE_NO_PAD.encode(raw), "signature": "", "signedAt": at, "nonce": nonce},
+    });
+    let parsed = Connect::parse(&params).unwrap();
+    let text = signed_text(&parsed, &id, at, nonce, true);
+    params["device"]["signature"] =
+        json!(URL_SAFE_NO_PAD.encode(key.sign(text.as_bytes()).as_ref()));
+    json!({"type": "req", "id": "c", "method": "connect", "params": params})
+}
+
+struct Setup {
+    gateway: Gateway,
+    agent: AgentStandIn,
+    _model: hearth_testkit::standins::ScriptedServer,
+    ws: String,
+}
+
+fn start(per_minute: u32) -> Setup {
+    // Stand-in model: one fixed answer (a real small model cannot be made
+    // to say a given sentence).
+    let model = tool_model_stand_in(|_| Turn::Say(ANSWER.into()));
+    let agent = AgentStandIn::start();
+    let mut config = hearth_testkit::gateway_process::config(&[(
+        "standin",
+        "openai-completions",
+        &format!("{}/v1", model.url()),
+    )]);
+    config["gateway"]["auth"] = json!({"mode": "token"});
+    config["hearth"]["agentSocket"] = json!(agent.socket);
+    config["hearth"]["limits"] =
+        json!({"requestsPerMinutePerDevice": per_minute, "requestsPerMinutePerIp": 100_000});
+    let gateway = Gateway::start(config);
+    let ws = gateway.url.replace("http://", "ws://");
+    Setup {
+        gateway,
+        agent,
+        _model: model,
+        ws,
+    }
+}
+
+impl Setup {
+    fn as_member(&self, member: &str) {
+        self.agent.set(
+            "127.0.0.1",
+            Some(AgentStandIn::member(member, "127.0.0.1", json!({}))),
+        );
+    }
+
+    async fn approve(&self, request_id: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/devices/approve", self.gateway.url))
+            .bearer_auth(self.gateway.token())
+            .json(&json!({"requestId": request_id}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// Pairs `key` as the member the loopback address is now; its hello.
+    async fn paired(&self, key: &Ed25519KeyPair, scopes: &[&str]) -> (Client, Value) {
+        let mut client = Client::open(&self.ws, None).await.unwrap();
+        client
+            .send(&connect(key, &client.nonce.clone(), client.ts, scopes))
+            .await;
+        let refused = client.response("c", &mut Vec::new()).await.unwrap();
+        assert_eq!(refused["error"]["code"], "NOT_PAIRED", "{refused}");
+        self.approve(refused["error"]["details"]["requestId"].as_str().unwrap())
+            .await;
+        let mut client = Client::open(&self.ws, None).await.unwrap();
+        client
+            .send(&connect(key, &client.nonce.clone(), client.ts, scopes))
+            .await;
+        let hello = client.response("c", &mut Vec::new()).await.unwrap();
+        assert_eq!(hello["ok"], true, "{hello}");
+        (client, hello)
+    }
+}
+
+fn key(seed: u8) -> Ed25519KeyPair {
+    Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap()
+}
+
+#[tokio::test]
+async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refused() {
+    let setup = start(10_000);
+    setup.as_member("ada");
+    let ada = key(1);
+
+    // Unpaired: refused with the request to approve, and the socket closes.
+    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    let first = connect(&ada, &client.nonce.clone(), client.ts, &["operator.read"]);
+    client.send(&first).await;
+    let refused = client.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(refused["error"]["code"], "NOT_PAIRED");
+    assert_eq!(refused["error"]["details"]["code"], "PAIRING_REQUIRED");
+    client
+        .send(&json!({"type": "req", "id": "h", "method": "health"}))
+        .await;
+    assert!(
+        client.response("h", &mut Vec::new()).await.is_none(),
+        "the socket stays closed"
+    );
+    let request_id = refused["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Only the admin approves.
+    let by_ada = reqwest::Client::new()
+        .post(format!("{}/v1/devices/approve", setup.gateway.url))
+        .json(&json!({"requestId": request_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_ada.status(), 403);
+    setup.approve(&request_id).await;
+
+    // A replay of the first connect (its old nonce) on a new connection.
+    let mut replay = Client::open(&setup.ws, None).await.unwrap();
+    replay.send(&first).await;
+    let refused = replay.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(
+        refused["error"]["details"]["code"], "DEVICE_AUTH_NONCE_MISMATCH",
+        "{refused}"
+    );
+
+    // Ada's device id and key with another key's signature.
+    let mut forged = Client::open(&setup.ws, None).await.unwrap();
+    let mut frame = connect(&ada, &forged.nonce.clone(), forged.ts, &["operator.read"]);
+    frame["params"]["device"]["signature"] = connect(
+        &key(9),
+        &forged.nonce.clone(),
+        forged.ts,
+        &["operator.read"],
+    )["params"]["device"]["signature"]
+        .clone();
+    forged.send(&frame).await;
+    let refused = forged.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(
+        refused["error"]["details"]["code"], "DEVICE_AUTH_SIGNATURE_INVALID",
+        "{refused}"
+    );
+
+    // Signed over other scopes than those claimed.
+    let mut widened = Client::open(&setup.ws, None).await.unwrap();
+    let mut frame = connect(&ada, &widened.nonce.clone(), widened.ts, &["operator.read"]);
+    frame["params"]["scopes"] = json!(["operator.admin"]);
+    widened.send(&frame).await;
+    let refused = widened.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "DEVICE_AUTH_SIGNATURE_INVALID"
+    );
+
+    // No device at all, and no token.
+    let mut bare = Client::open(&setup.ws, None).await.unwrap();
+    let mut frame = connect(&ada, &bare.nonce.clone(), bare.ts, &["operator.read"]);
+    frame["params"].as_object_mut().unwrap().remove("device");
+    bare.send(&frame).await;
+    let refused = bare.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "DEVICE_IDENTITY_REQUIRED"
+    );
+
+    // Approved, the genuine one is ada.
+    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    client
+        .send(&connect(
+            &ada,
+            &client.nonce.clone(),
+            client.ts,
+            &["operator.read"],
+        ))
+        .await;
+    let hello = client.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(hello["payload"]["member"], "ada", "{hello}");
+    assert!(
+        hello["payload"]["auth"]["deviceToken"]
+            .as_str()
+            .is_some_and(|token| token.len() >= 32)
+    );
+
+    // The same key from ben's device is not ada.
+    setup.as_member("ben");
+    let mut stolen = Client::open(&setup.ws, None).await.unwrap();
+    stolen
+        .send(&connect(
+            &ada,
+            &stolen.nonce.clone(),
+            stolen.ts,
+            &["operator.read"],
+        ))
+        .await;
+    let refused = stolen.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
+}
+
+#[tokio::test]
+async fn a_web_page_of_another_site_cannot_open_the_socket() {
+    let setup = start(10_000);
+    let refused = Client::open(&setup.ws, Some("http://evil.example")).await;
+    let error = refused.err().expect("refused");
+    assert!(error.contains("403"), "{error}");
+    // Its own origin is let in (to the challenge).
+    let port = setup.gateway.port;
+    assert!(
+        Client::open(&setup.ws, Some(&format!("http://127.0.0.1:{port}")))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_member_chats_streamed_keeps_history_and_is_held_to_her_scopes_and_rate() {
+    let setup = start(40);
+    setup.as_member("ada");
+    let (mut client, hello) = setup
+        .paired(
+            &key(3),
+            &["operator.read", "operator.write", "operator.admin"],
+        )
+        .await;
+    assert_eq!(
+        hello["payload"]["auth"]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
+    assert!(
+        hello["payload"]["features"]["methods"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("chat.send"))
+    );
+
+    // chat.send: started at once, the reply as chat events, pieces first.
+    client
+        .send(&json!({"type": "req", "id": "s", "method": "chat.send",
+                      "params": {"sessionKey": "agent:main:main", "message": "When do the bins go out?", "idempotencyKey": "run-1"}}))
+        .await;
+    let mut events = Vec::new();
+    let started = client.response("s", &mut events).await.unwrap();
+    assert_eq!(started["payload"]["status"], "started");
+    let mut deltas = 0;
+    let last = loop {
+        let frame = next_json(&mut client.socket).await.unwrap();
+        if frame["event"] == "chat" && frame["payload"]["state"] == "delta" {
+            deltas += 1;
+        }
+        if frame["event"] == "chat" && frame["payload"]["state"] == "final" {
+            break frame;
+        }
+    };
+    assert!(deltas >= 1, "streamed in pieces");
+    assert_eq!(last["payload"]["message"]["content"][0]["text"], ANSWER);
+    assert_eq!(last["payload"]["runId"], "run-1");
+    let history = client
+        .call(
+            "h",
+            "chat.history",
+            json!({"sessionKey": "agent:main:main"}),
+        )
+        .await;
+    let messages = history["payload"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{history}");
+    assert_eq!(messages[0]["content"], "When do the bins go out?");
+
+    // Ben sees none of ada's history.
+    setup.as_member("ben");
+    let (mut ben, _) = setup.paired(&key(4), &["operator.read"]).await;
+    let theirs = ben
+        .call(
+            "h",
+            "chat.history",
+            json!({"sessionKey": "agent:main:main"}),
+        )
+        .await;
+    assert_eq!(theirs["payload"]["messages"], json!([]), "{theirs}");
+    setup.as_member("ada");
+
+    // What she was not granted, and what is not served.
+    let config = client.call("g", "config.get", json!({})).await;
+    assert_eq!(config["error"]["code"], "FORBIDDEN");
+    assert_eq!(config["error"]["details"]["missingScope"], "operator.admin");
+    let unknown = client.call("n", "node.invoke", json!({})).await;
+    assert_eq!(unknown["error"]["code"], "INVALID_REQUEST");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown method: node.invoke")
+    );
+
+    // A flood from one device is slowed (40 a minute here).
+    let mut limited = None;
+    for index in 0..60 {
+        let answer = client.call(&format!("f{index}"), "health", json!({})).await;
+        if answer["ok"] == false {
+            limited = Some(answer);
+            break;
+        }
+    }
+    let limited = limited.expect("a flood is limited");
+    assert_eq!(limited["error"]["code"], "UNAVAILABLE");
+    assert_eq!(limited["error"]["retryable"], true);
+
+    // A frame over the limit ends the connection.
+    let huge = json!({"type": "req", "id": "x", "method": "health", "params": {"pad": "a".repeat(3 * 1024 * 1024)}});
+    let _ = client.socket.send(Message::text(huge.to_string())).await;
+    assert!(
+        next_json(&mut client.socket).await.is_none()
+            || next_json(&mut client.socket).await.is_none()
+    );
+}
+
+#[tokio::test]
+async fn before_connect_only_a_small_connect_is_taken() {
+    let setup = start(10_000);
+    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    client
+        .send(&json!({"type": "req", "id": "h", "method": "health"}))
+        .await;
+    let refused = client.response("h", &mut Vec::new()).await.unwrap();
+    assert_eq!(refused["ok"], false);
+    assert!(client.response("x", &mut Vec::new()).await.is_none());
+    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    let big = json!({"type": "req", "id": "c", "method": "connect", "params": {"pad": "a".repeat(70 * 1024)}});
+    let _ = client.socket.send(Message::text(big.to_string())).await;
+    assert!(
+        client.response("c", &mut Vec::new()).await.is_none(),
+        "closed without an answer"
+    );
+}
