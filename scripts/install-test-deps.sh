@@ -29,8 +29,8 @@ packages=(
     sqlite3 jq psmisc procps curl ca-certificates
     # llama.cpp's server, built from source
     cmake ninja-build g++
-    # the web chat test drives a real headless browser
-    chromium chromium-driver
+    # the web chat test drives a real headless browser; OpenClaw's TUI runs in a terminal
+    chromium chromium-driver tmux
     # deployment tests: Podman (rootful, runc), static musl images, systemd units
     podman runc netavark aardvark-dns catatonit iptables
     musl-tools file binutils systemd util-linux
