@@ -33,16 +33,25 @@ impl Device<'_> {
         host: &Host,
         home: &Path,
     ) -> Device<'a> {
-        std::fs::create_dir_all(home).unwrap();
-        let config = home.join("openclaw.json");
         // The mesh says who the device is: OpenClaw's CLI is told the
         // gateway needs no shared secret (its own `auth.mode: "none"`).
+        let gateway = json!({"mode": "remote", "remote": {"url": format!("ws://{}:18789", household.hub_mesh)},
+                             "auth": {"mode": "none"}});
+        Device::for_gateway(openclaw, host, home, gateway)
+    }
+
+    /// A device whose `openclaw.json` has this `gateway` section.
+    fn for_gateway<'a>(
+        openclaw: &'a OpenClaw,
+        host: &Host,
+        home: &Path,
+        gateway: serde_json::Value,
+    ) -> Device<'a> {
+        std::fs::create_dir_all(home).unwrap();
+        let config = home.join("openclaw.json");
         std::fs::write(
             &config,
-            json!({"gateway": {"mode": "remote", "remote": {"url": format!("ws://{}:18789", household.hub_mesh)},
-                               "auth": {"mode": "none"}},
-                   "update": {"checkOnStart": false}})
-            .to_string(),
+            json!({"gateway": gateway, "update": {"checkOnStart": false}}).to_string(),
         )
         .unwrap();
         Device {
@@ -439,4 +448,229 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
             60 * SECOND,
         )
         .unwrap();
+
+    drop(browser);
+    drop(driver);
+
+    // The same commands against the real OpenClaw gateway on the hub show
+    // the same outcomes.
+    let hearth = homes.path().join("same-hearth");
+    let hearth_device = Device::new(&openclaw, &household, &laptop, &hearth);
+    let on_hearth = outcomes(&hearth_device, |request| {
+        admin(&household, &["devices", "approve", request]);
+    });
+    let claw = RealOpenClaw::start(&openclaw, &mut household, homes.path());
+    let claw_device = Device::for_gateway(
+        &openclaw,
+        &laptop,
+        &homes.path().join("same-openclaw"),
+        json!({"mode": "remote", "remote": {"url": format!("ws://{}:{}", household.hub_mesh, RealOpenClaw::PORT),
+                                            "token": RealOpenClaw::TOKEN}}),
+    );
+    let on_openclaw = outcomes(&claw_device, |request| claw.approve(&household, request));
+    assert_eq!(
+        on_hearth, on_openclaw,
+        "the outcomes differ (left: Hearth, right: OpenClaw)"
+    );
+}
+
+/// The real OpenClaw gateway on the hub (its own llama-server: OpenClaw's
+/// prompt needs a long context).
+struct RealOpenClaw<'a> {
+    openclaw: &'a OpenClaw,
+    home: PathBuf,
+    config: PathBuf,
+}
+
+impl<'a> RealOpenClaw<'a> {
+    const PORT: u16 = 18799;
+    const TOKEN: &'static str = "openclaw-side-by-side-0123456789";
+
+    fn start(openclaw: &'a OpenClaw, household: &mut Household, dir: &Path) -> RealOpenClaw<'a> {
+        let hub = household.hub.clone();
+        // The tiny random model: OpenClaw's own prompt is some 8,600 tokens,
+        // which a real model here reads in about a minute.
+        let model = hearth_testkit::llama::tiny_model().expect("the tiny model");
+        let mut llama = household
+            .lab
+            .command(&hub, hearth_testkit::llama::llama_server_binary().unwrap());
+        llama
+            .arg("-m")
+            .arg(&model)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "18092",
+                "-c",
+                "32768",
+                "-t",
+                "2",
+                "--temp",
+                "0",
+                "--no-webui",
+            ])
+            .args(["--override-kv", "llama.context_length=int:32768"]);
+        let llama = household.lab.spawn(&hub, "openclaw-llama", llama);
+        let loaded = wait_until(60 * SECOND, || llama.log_text().contains("model loaded"));
+        assert!(loaded.is_some(), "llama-server: {}", llama.log_text());
+        std::mem::forget(llama); // stopped with the lab
+        let home = dir.join("openclaw-gateway");
+        let workspace = home.join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::fs::write(
+            workspace.join("SOUL.md"),
+            "You are the household's helpful assistant. Answer briefly.",
+        )
+        .unwrap();
+        let config = home.join("openclaw.json");
+        std::fs::write(
+            &config,
+            json!({
+                "gateway": {"mode": "local", "port": Self::PORT, "bind": "lan", "auth": {"mode": "token", "token": Self::TOKEN}},
+                "models": {"catalogRefresh": {"enabled": false}, "providers": {"local": {"baseUrl": "http://127.0.0.1:18092/v1",
+                           "api": "openai-completions", "apiKey": "none",
+                           "models": [{"id": "smollm2", "name": "SmolLM2-135M-Instruct", "contextWindow": 32768, "maxTokens": 8}]}}},
+                "agents": {"defaults": {"model": {"primary": "local/smollm2"}, "workspace": workspace}},
+                "update": {"checkOnStart": false},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let mut command = openclaw.command_in(&home, &hub.namespace);
+        command
+            .env("OPENCLAW_CONFIG_PATH", &config)
+            .args(["gateway", "run"]);
+        let gateway = household.lab.spawn(&hub, "openclaw-gateway", command);
+        let url = format!("http://127.0.0.1:{}/readyz", Self::PORT);
+        let ready = wait_until(120 * SECOND, || {
+            household
+                .lab
+                .try_exec(&hub, &["curl", "-sf", "-o", "/dev/null", &url])
+                .status
+                .success()
+        });
+        assert!(
+            ready.is_some(),
+            "OpenClaw's gateway did not start: {}",
+            gateway.log_text()
+        );
+        std::mem::forget(gateway); // stopped with the lab
+        RealOpenClaw {
+            openclaw,
+            home,
+            config,
+        }
+    }
+
+    /// `openclaw devices approve REQUEST` on the hub, as its owner.
+    fn approve(&self, household: &Household, request: &str) {
+        let output = self
+            .openclaw
+            .command_in(&self.home, &household.hub.namespace)
+            .env("OPENCLAW_CONFIG_PATH", &self.config)
+            .args(["devices", "approve", request])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openclaw devices approve: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// What a user sees of each command, reduced to what must be the same on
+/// either gateway (the texts of a model's answers differ). A command that
+/// asks for more than the device was approved for waits for the admin
+/// again (OpenClaw approves scopes as they are first asked for): it is
+/// approved and run again, and the outcome is the second run's.
+fn outcomes(device: &Device, approve: impl Fn(&str)) -> Vec<(String, bool, String)> {
+    let text = |output: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let run = |args: &[&str]| {
+        let output = device.run(args);
+        let shown = text(&output);
+        let waits = shown.contains("pairing required") || shown.contains("pending approval");
+        if !output.status.success() && waits && shown.contains("requestId") {
+            approve(&request_id(&shown));
+            let output = device.run(args);
+            let shown = text(&output);
+            return (output, shown);
+        }
+        (output, shown)
+    };
+    let mut seen = Vec::new();
+    let mut shown_all = String::new();
+    let mut note = |label: &str, output: &Output, shown: &str, outcome: bool| {
+        shown_all.push_str(&format!("--- {label}: {shown}\n"));
+        seen.push((
+            label.to_owned(),
+            output.status.success(),
+            outcome.to_string(),
+        ));
+    };
+    let waiting = device.run(&["cron", "list"]);
+    let shown = text(&waiting);
+    note(
+        "cron list, unpaired",
+        &waiting,
+        &shown,
+        shown.contains("device pairing required"),
+    );
+    approve(&request_id(&shown));
+    let (health, shown) = run(&["health"]);
+    note(
+        "health",
+        &health,
+        &shown,
+        shown.contains("Agents: main (default)"),
+    );
+    let (answered, shown) = run(&["agent", "--message", "Say hello."]);
+    note(
+        "agent",
+        &answered,
+        &shown,
+        !String::from_utf8_lossy(&answered.stdout).trim().is_empty(),
+    );
+    let (added, shown) = run(&[
+        "cron",
+        "add",
+        "--name",
+        "Put the kettle on",
+        "--at",
+        "20m",
+        "--system-event",
+        "Put the kettle on",
+    ]);
+    let id = shown
+        .find('{')
+        .and_then(|start| serde_json::from_str::<serde_json::Value>(&shown[start..]).ok())
+        .and_then(|job| job["id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    note("cron add", &added, &shown, !id.is_empty());
+    let (listed, shown) = run(&["cron", "list"]);
+    note(
+        "cron list",
+        &listed,
+        &shown,
+        shown.contains(&id) && shown.contains("Put the kettle on"),
+    );
+    let (removed, shown) = run(&["cron", "rm", &id]);
+    note(
+        "cron rm",
+        &removed,
+        &shown,
+        shown.contains("\"removed\": true"),
+    );
+    let (listed, shown) = run(&["cron", "list"]);
+    note("cron list after rm", &listed, &shown, !shown.contains(&id));
+    eprintln!("{shown_all}");
+    seen
 }
