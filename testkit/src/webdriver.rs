@@ -307,6 +307,17 @@ impl Session {
         .map(|_| ())
     }
 
+    /// Opens a new tab and makes it the current one.
+    pub fn new_tab(&self) -> Result<(), String> {
+        let value = self.call("POST", "/window/new", Some(json!({"type": "tab"})))?;
+        let handle = value["handle"]
+            .as_str()
+            .ok_or("no window handle")?
+            .to_owned();
+        self.call("POST", "/window", Some(json!({"handle": handle})))
+            .map(|_| ())
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Result<Vec<u8>, String> {
         use base64::Engine as _;
