@@ -119,12 +119,18 @@ fn start(per_minute: u32) -> Setup {
     // Stand-in model: one fixed answer (a real small model cannot be made
     // to say a given sentence).
     let model = tool_model_stand_in(|_| Turn::Say(ANSWER.into()));
+    let url = format!("{}/v1", model.url());
+    start_with(model, "openai-completions", &url, per_minute)
+}
+
+fn start_with(
+    model: hearth_testkit::standins::ScriptedServer,
+    api: &str,
+    url: &str,
+    per_minute: u32,
+) -> Setup {
     let agent = AgentStandIn::start();
-    let mut config = hearth_testkit::gateway_process::config(&[(
-        "standin",
-        "openai-completions",
-        &format!("{}/v1", model.url()),
-    )]);
+    let mut config = hearth_testkit::gateway_process::config(&[("standin", api, url)]);
     config["gateway"]["auth"] = json!({"mode": "token"});
     config["hearth"]["agentSocket"] = json!(agent.socket);
     config["hearth"]["limits"] =
@@ -435,4 +441,75 @@ async fn before_connect_only_a_small_connect_is_taken() {
         client.response("c", &mut Vec::new()).await.is_none(),
         "closed without an answer"
     );
+}
+
+#[tokio::test]
+async fn a_run_in_progress_is_stopped_and_a_session_starts_afresh() {
+    // Stand-in model: Ollama's API echoing the question a word every
+    // 300 ms, slow enough to be stopped midway.
+    let model = hearth_testkit::standins::ollama_stand_in(&["tiny"], Duration::from_millis(300));
+    let url = model.url();
+    let setup = start_with(model, "ollama", &url, 10_000);
+    setup.as_member("ada");
+    let (mut client, _) = setup
+        .paired(&key(5), &["operator.read", "operator.write"])
+        .await;
+    let question = "one two three four five six seven eight nine ten eleven twelve";
+    client
+        .send(&json!({"type": "req", "id": "s", "method": "chat.send",
+                      "params": {"sessionKey": "main", "message": question, "idempotencyKey": "slow-1"}}))
+        .await;
+    client.response("s", &mut Vec::new()).await.unwrap();
+    // The first piece arrives, then the run is stopped.
+    loop {
+        let frame = next_json(&mut client.socket).await.unwrap();
+        if frame["event"] == "chat" && frame["payload"]["state"] == "delta" {
+            break;
+        }
+    }
+    client
+        .send(&json!({"type": "req", "id": "a", "method": "chat.abort", "params": {"sessionKey": "main"}}))
+        .await;
+    let mut events = Vec::new();
+    let aborted = client.response("a", &mut events).await.unwrap();
+    assert_eq!(aborted["payload"]["aborted"], true, "{aborted}");
+    assert_eq!(aborted["payload"]["runIds"], json!(["slow-1"]));
+    let last = loop {
+        if let Some(frame) = events
+            .pop()
+            .filter(|frame| frame["event"] == "chat" && frame["payload"]["state"] != "delta")
+        {
+            break frame;
+        }
+        let frame = next_json(&mut client.socket).await.unwrap();
+        if frame["event"] == "chat" && frame["payload"]["state"] != "delta" {
+            break frame;
+        }
+    };
+    assert_eq!(last["payload"]["state"], "aborted", "{last}");
+    let text = last["payload"]["message"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.len() < question.len(), "stopped midway: {text}");
+
+    // A new session: the history starts empty, under a new id.
+    let before = client
+        .call("h", "chat.history", json!({"sessionKey": "main"}))
+        .await;
+    let reset = client
+        .call("r", "sessions.reset", json!({"key": "main"}))
+        .await;
+    assert_eq!(reset["payload"]["ok"], true);
+    assert_ne!(
+        reset["payload"]["entry"]["sessionId"],
+        before["payload"]["sessionId"]
+    );
+    let after = client
+        .call(
+            "h2",
+            "chat.history",
+            json!({"sessionKey": "agent:main:main"}),
+        )
+        .await;
+    assert_eq!(after["payload"]["messages"], json!([]), "{after}");
 }
