@@ -373,7 +373,15 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
     let terminal = Terminal::start(homes.path(), &ada.command(&["tui"]));
     terminal.wait_for("connected");
     terminal.keys(&["Remember that the bike lock code is 4711.", "Enter"]);
-    let screen = terminal.wait_for("bike lock code is 4711");
+    // The assistant's answer shows below the question.
+    let answered = poll(60 * SECOND, || {
+        let screen = terminal.screen();
+        screen
+            .rfind("bike lock code is 4711")
+            .is_some_and(|at| screen[at..].contains("I'll remember that."))
+            .then_some(screen)
+    });
+    let screen = answered.unwrap_or_else(|| panic!("no answer on screen:\n{}", terminal.screen()));
     assert!(!screen.contains("not connected"), "{screen}");
     let remembered = wait_until(60 * SECOND, || {
         household.cli_ok(&laptop, &["memory"]).contains("4711")

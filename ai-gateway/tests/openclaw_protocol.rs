@@ -376,7 +376,30 @@ async fn a_member_chats_streamed_keeps_history_and_is_held_to_her_scopes_and_rat
     assert_eq!(messages.len(), 2, "{history}");
     assert_eq!(messages[0]["content"], "When do the bins go out?");
 
-    // Ben sees none of ada's history.
+    // What her assistant remembers, searched through the protocol.
+    let told = client
+        .call("m", "agent", json!({"message": "Remember that the spare key is under the blue pot.", "idempotencyKey": "run-2"}))
+        .await;
+    assert_eq!(told["payload"]["status"], "accepted", "{told}");
+    let mut events = Vec::new();
+    let done = client.response("m", &mut events).await.unwrap();
+    assert_eq!(done["payload"]["status"], "ok", "{done}");
+    let found = client
+        .call(
+            "q",
+            "memory.search",
+            json!({"query": "where is the spare key"}),
+        )
+        .await;
+    let results = found["payload"]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|hit| hit["snippet"].as_str().unwrap_or("").contains("blue pot")),
+        "{found}"
+    );
+
+    // Ben sees none of ada's history or memory.
     setup.as_member("ben");
     let (mut ben, _) = setup.paired(&key(4), &["operator.read"]).await;
     let theirs = ben
@@ -387,6 +410,14 @@ async fn a_member_chats_streamed_keeps_history_and_is_held_to_her_scopes_and_rat
         )
         .await;
     assert_eq!(theirs["payload"]["messages"], json!([]), "{theirs}");
+    let theirs = ben
+        .call(
+            "q",
+            "memory.search",
+            json!({"query": "where is the spare key"}),
+        )
+        .await;
+    assert_eq!(theirs["payload"]["results"], json!([]), "{theirs}");
     setup.as_member("ada");
 
     // What she was not granted, and what is not served.

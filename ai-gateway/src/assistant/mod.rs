@@ -635,6 +635,17 @@ impl Assistant {
         }
     }
 
+    /// What `asker`'s conversation remembers that best answers `query`,
+    /// best first, at most `limit` (the search the assistant's context uses).
+    pub async fn search_memory(&self, asker: &Asker, query: &str, limit: usize) -> Vec<String> {
+        let now = self.now();
+        let vector = self.embedder.embed_one(query).await;
+        self.memories.recall(
+            &asker.owner(),
+            &self.query(query, vector.as_deref(), now, limit),
+        )
+    }
+
     /// The scheduler of reminders and scheduled questions.
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler

@@ -16,7 +16,7 @@ use super::{Connection, now_ms};
 use crate::gateway::Gateway;
 
 /// Each method and the scope it needs.
-const METHODS: [(&str, &str); 40] = [
+const METHODS: [(&str, &str); 41] = [
     ("health", "operator.read"),
     ("status", "operator.read"),
     ("models.list", "operator.read"),
@@ -57,6 +57,7 @@ const METHODS: [(&str, &str); 40] = [
     ("openclaw.approval.list", "operator.read"),
     ("progressCard.get", "operator.read"),
     ("update.status", "operator.read"),
+    ("memory.search", "operator.read"),
 ];
 
 /// The events this gateway sends.
@@ -158,6 +159,7 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
         "tasks.list" => Ok(json!({"tasks": []})),
         "exec.approval.list" | "openclaw.approval.list" => Ok(json!([])),
         "progressCard.get" => Ok(json!({"card": null})),
+        "memory.search" => memory_search(connection, &request.params).await,
         "update.status" => Ok(
             json!({"sentinel": null, "updateAvailable": null, "effectiveChannel": "stable",
                                      "schedule": {"channel": "stable", "autoEnabled": false}}),
@@ -637,7 +639,7 @@ fn sessions_reset(connection: &Connection, params: &Value) -> Result<Value, Erro
     Ok(json!({"ok": true, "key": key, "entry": {"sessionId": session}}))
 }
 
-/// The assistant and the member a `cron.*` call acts for.
+/// The assistant and the member a `cron.*` or `memory.search` call acts for.
 fn scheduler_for(
     connection: &Connection,
 ) -> Result<(&crate::assistant::Assistant, hearth_roster::Asker), ErrorShape> {
@@ -651,9 +653,36 @@ fn scheduler_for(
         Ok(Some(asker)) => Ok((assistant, asker)),
         _ => Err(ErrorShape::new(
             Code::Forbidden,
-            "automations belong to a member: connect from a member's paired device",
+            "automations and memory belong to a member: connect from a member's paired device",
         )),
     }
+}
+
+/// `memory.search`: what the member's assistant remembers for them that
+/// best answers `query` (OpenClaw's `maxResults`, 1 to 50, default 20).
+async fn memory_search(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let query = params["query"]
+        .as_str()
+        .map(str::trim)
+        .filter(|query| !query.is_empty())
+        .ok_or_else(|| ErrorShape::invalid("query must be a non-empty string"))?;
+    let limit = match &params["maxResults"] {
+        Value::Null => 20,
+        value => value
+            .as_f64()
+            .filter(|limit| limit.is_finite())
+            .ok_or_else(|| ErrorShape::invalid("maxResults must be a finite number when provided"))?
+            .clamp(1.0, 50.0) as usize,
+    };
+    let (assistant, asker) = scheduler_for(connection)?;
+    let found = assistant.search_memory(&asker, query, limit).await;
+    let results: Vec<Value> = found
+        .iter()
+        .map(|text| json!({"path": "memory", "source": "memory", "snippet": text}))
+        .collect();
+    Ok(
+        json!({"agentId": connection.gateway.agents.default_id(), "provider": "hearth", "searchMode": "hybrid", "results": results}),
+    )
 }
 
 fn store_failed<E>(_: E) -> ErrorShape {
