@@ -76,6 +76,10 @@ struct Apps {
     agent: AgentStandIn,
     ollama_url: String,
     dir: tempfile::TempDir,
+    // Live as long as the test and stop with it (the embedding server is a
+    // process: forgotten, it outlived the test).
+    _model: hearth_testkit::standins::ScriptedServer,
+    _embeddings: LlamaServer,
 }
 
 impl Apps {
@@ -176,14 +180,13 @@ fn start() -> Option<Apps> {
         "Ollama's API listens: {}",
         gateway.log_text()
     );
-    // The model and the embedding server live as long as the test.
-    std::mem::forget(model);
-    std::mem::forget(embeddings);
     Some(Apps {
         gateway,
         agent,
         ollama_url: format!("http://127.0.0.1:{ollama_port}"),
         dir: tempfile::tempdir().unwrap(),
+        _model: model,
+        _embeddings: embeddings,
     })
 }
 
