@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use hearth_testkit::bench::{Tree, tree_cpu_seconds, tree_rss_mib};
 use hearth_testkit::llama::{LlamaServer, free_port, tiny_model};
 use hearth_testkit::openclaw::OpenClaw;
+use hearth_testkit::terminal::Terminal;
 use hearth_testkit::webdriver::Session;
 use serde_json::json;
 
@@ -45,91 +46,24 @@ fn answers(url: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// A tmux server of the bench's own running `openclaw tui` for `port`.
-struct Terminal {
-    socket: std::path::PathBuf,
-}
-
-impl Terminal {
-    fn start(openclaw: &OpenClaw, dir: &Path, port: u16) -> Terminal {
-        let home = dir.join(format!("tui-{port}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let config = home.join("openclaw.json");
-        std::fs::write(
-            &config,
-            json!({"gateway": {"mode": "remote", "remote": {"url": format!("ws://127.0.0.1:{port}"), "token": TOKEN}},
-                   "update": {"checkOnStart": false}})
-            .to_string(),
-        )
-        .unwrap();
-        let mut command = openclaw.command(&home);
-        command.env("OPENCLAW_CONFIG_PATH", &config).arg("tui");
-        let quote =
-            |text: &std::ffi::OsStr| format!("'{}'", text.to_string_lossy().replace('\'', "'\\''"));
-        let mut line = String::from("exec env -i");
-        for (key, value) in command.get_envs() {
-            if let Some(value) = value {
-                line.push(' ');
-                line.push_str(&quote(std::ffi::OsStr::new(&format!(
-                    "{}={}",
-                    key.to_string_lossy(),
-                    value.to_string_lossy()
-                ))));
-            }
-        }
-        for part in std::iter::once(command.get_program()).chain(command.get_args()) {
-            line.push(' ');
-            line.push_str(&quote(part));
-        }
-        let script = home.join("tui.sh");
-        std::fs::write(&script, format!("#!/bin/sh\n{line}\n")).unwrap();
-        let socket = home.join("tmux.sock");
-        let status = Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args([
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-x",
-                "120",
-                "-y",
-                "40",
-                "sh",
-            ])
-            .arg(&script)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let terminal = Terminal { socket };
-        wait(
-            Duration::from_secs(60),
-            || terminal.screen().contains("connected |"),
-            "the TUI connecting",
-        );
-        terminal
-    }
-
-    fn screen(&self) -> String {
-        let output = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["capture-pane", "-p"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .status();
-    }
+/// `openclaw tui` for the gateway on `port`, in a terminal of the bench's
+/// own, once it says it is connected.
+fn start_tui(openclaw: &OpenClaw, dir: &Path, port: u16) -> Terminal {
+    let home = dir.join(format!("tui-{port}"));
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("openclaw.json");
+    std::fs::write(
+        &config,
+        json!({"gateway": {"mode": "remote", "remote": {"url": format!("ws://127.0.0.1:{port}"), "token": TOKEN}},
+               "update": {"checkOnStart": false}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut command = openclaw.command(&home);
+    command.env("OPENCLAW_CONFIG_PATH", &config).arg("tui");
+    let terminal = Terminal::start(&home.join("terminal"), &command);
+    terminal.wait_for("connected |", Duration::from_secs(60));
+    terminal
 }
 
 /// What one gateway cost.
@@ -163,7 +97,7 @@ fn measure(openclaw: &OpenClaw, driver_port: u16, dir: &Path, pid: u32, port: u1
             .wait_for(COMPOSER, Duration::from_secs(120))
             .unwrap();
     }
-    let terminal = Terminal::start(openclaw, dir, port);
+    let terminal = start_tui(openclaw, dir, port);
     let connect_cpu = tree_cpu_seconds(pid) - cpu_before;
     std::thread::sleep(Duration::from_secs(10));
     let cpu_start = tree_cpu_seconds(pid);

@@ -74,13 +74,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-/// Constant-time comparison of secrets.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// Constant-time comparison of secrets (the length is not secret).
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The caller the mesh names at `address` (a member's or a tagged device),
@@ -101,17 +97,10 @@ pub(crate) async fn authenticate(
 ) -> Response {
     let address = peer.ip().to_canonical();
     let token_ok = match (&auth.token, bearer(request.headers())) {
-        (Some(expected), Some(given)) => same(expected, given),
+        (Some(expected), Some(given)) => same(expected.as_bytes(), given.as_bytes()),
         _ => false,
     };
-    let nobody = Caller {
-        address,
-        user: None,
-        tags: Vec::new(),
-        front_end: None,
-        capabilities: Default::default(),
-        speaks_for_members: false,
-    };
+    let nobody = Caller::nobody(address);
     // A mesh device is named by its tunnel address; this host's own address
     // is any local process, which only the token tells apart.
     let (caller, device) = if token_ok {
@@ -388,11 +377,10 @@ async fn openclaw_socket(
         mesh: mesh_caller(&auth, address).await,
         local_open: auth.token.is_none() && auth.loopback && address.is_loopback(),
     };
-    let token = auth.token.clone().map(Arc::new);
     upgrade
         .max_message_size(crate::claw::wire::MAX_PAYLOAD_BYTES)
         .max_frame_size(crate::claw::wire::MAX_PAYLOAD_BYTES)
-        .on_upgrade(move |socket| crate::claw::serve(socket, gateway, claw, peer, token))
+        .on_upgrade(move |socket| crate::claw::serve(socket, gateway, claw, peer, auth))
 }
 
 /// An OpenAI-style endpoint the configuration leaves off.

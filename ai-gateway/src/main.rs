@@ -169,27 +169,24 @@ fn read_token(token_file: &std::path::Path) -> anyhow::Result<Option<zeroize::Ze
     }
 }
 
-/// One admin call to the gateway's device endpoints: its JSON answer.
-async fn admin_call(
+/// One call of the gateway's JSON API at `path` (a POST of `body`, else a
+/// GET), with the bearer `token` when there is one: its answer, or why not.
+async fn gateway_call(
     url: &str,
-    token_file: &std::path::Path,
+    token: Option<&str>,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    let token = read_token(token_file)?.with_context(|| {
-        format!(
-            "managing devices needs the gateway's token: {} is missing (or set $HEARTH_GATEWAY_TOKEN)",
-            token_file.display()
-        )
-    })?;
     let client = reqwest::Client::new();
     let address = format!("{}{path}", url.trim_end_matches('/'));
-    let request = match body {
+    let mut request = match body {
         Some(body) => client.post(address).json(&body),
         None => client.get(address),
     };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
     let response = request
-        .bearer_auth(token.as_str())
         .send()
         .await
         .with_context(|| format!("cannot reach the gateway at {url}"))?;
@@ -207,6 +204,22 @@ async fn admin_call(
         );
     }
     Ok(body)
+}
+
+/// A call of the gateway's device endpoints, which need its token.
+async fn admin_call(
+    url: &str,
+    token_file: &std::path::Path,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let token = read_token(token_file)?.with_context(|| {
+        format!(
+            "managing devices needs the gateway's token: {} is missing (or set $HEARTH_GATEWAY_TOKEN)",
+            token_file.display()
+        )
+    })?;
+    gateway_call(url, Some(token.as_str()), path, body).await
 }
 
 /// `hearth-gateway devices …`.
@@ -293,27 +306,7 @@ async fn devices(
 /// `hearth-gateway usage`: the gateway's `/v1/usage`, as a table.
 async fn usage(url: &str, token_file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let token = read_token(token_file)?;
-    let mut request = reqwest::Client::new().get(format!("{}/v1/usage", url.trim_end_matches('/')));
-    if let Some(token) = &token {
-        request = request.bearer_auth(token.as_str());
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {url}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .context("the gateway's answer is not JSON")?;
-    if !status.is_success() {
-        anyhow::bail!(
-            "the gateway answered {status}: {}",
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-        );
-    }
+    let body = gateway_call(url, token.as_deref().map(String::as_str), "/v1/usage", None).await?;
     if json {
         println!("{body}");
         return Ok(());

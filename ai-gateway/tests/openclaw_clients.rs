@@ -15,6 +15,7 @@ use std::process::Output;
 use hearth_testkit::household::{Household, Options, SECOND};
 use hearth_testkit::lab::{Host, binary, wait_until};
 use hearth_testkit::openclaw::{self, OpenClaw};
+use hearth_testkit::terminal::Terminal;
 use hearth_testkit::webdriver::{Session, start_driver};
 use serde_json::json;
 
@@ -151,31 +152,6 @@ fn assistant_lines(household: &Household, host: &Host) -> Vec<String> {
         .collect()
 }
 
-/// `command` as one line of shell, its environment whole (it starts from
-/// an empty one).
-fn shell_line(command: &std::process::Command) -> String {
-    let quote =
-        |text: &std::ffi::OsStr| format!("'{}'", text.to_string_lossy().replace('\'', "'\\''"));
-    let mut line = String::from("exec env -i");
-    for (key, value) in command.get_envs() {
-        if let Some(value) = value {
-            line.push(' ');
-            line.push_str(&quote(&std::ffi::OsString::from(format!(
-                "{}={}",
-                key.to_string_lossy(),
-                value.to_string_lossy()
-            ))));
-        }
-    }
-    line.push(' ');
-    line.push_str(&quote(command.get_program()));
-    for arg in command.get_args() {
-        line.push(' ');
-        line.push_str(&quote(arg));
-    }
-    line
-}
-
 /// `find` polled until it finds something, for at most `limit`.
 fn poll<T>(limit: std::time::Duration, mut find: impl FnMut() -> Option<T>) -> Option<T> {
     let mut found = None;
@@ -184,78 +160,6 @@ fn poll<T>(limit: std::time::Duration, mut find: impl FnMut() -> Option<T>) -> O
         found.is_some()
     });
     found
-}
-
-/// A terminal (tmux, with a server of the test's own) running `command`.
-struct Terminal {
-    socket: PathBuf,
-}
-
-impl Terminal {
-    fn start(dir: &Path, command: &std::process::Command) -> Terminal {
-        let socket = dir.join("tmux.sock");
-        let script = dir.join("tui.sh");
-        std::fs::write(&script, format!("#!/bin/sh\n{}\n", shell_line(command))).unwrap();
-        let status = std::process::Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args([
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-x",
-                "120",
-                "-y",
-                "40",
-                "sh",
-            ])
-            .arg(&script)
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux did not start");
-        Terminal { socket }
-    }
-
-    fn screen(&self) -> String {
-        let output = std::process::Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["capture-pane", "-p"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status = std::process::Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("send-keys")
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let seen = poll(60 * SECOND, || {
-            let screen = self.screen();
-            screen.contains(text).then_some(screen)
-        });
-        seen.unwrap_or_else(|| panic!("{text:?} never showed; the screen:\n{}", self.screen()))
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        // Only the test's own tmux server.
-        let _ = std::process::Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .status();
-    }
 }
 
 #[test]
@@ -370,18 +274,15 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
 
     // `openclaw tui` on the same device, driven in a terminal: a question
     // answered on screen.
-    let terminal = Terminal::start(homes.path(), &ada.command(&["tui"]));
-    terminal.wait_for("connected");
+    let terminal = Terminal::start(&homes.path().join("tui"), &ada.command(&["tui"]));
+    terminal.wait_for("connected", 60 * SECOND);
     terminal.keys(&["Remember that the bike lock code is 4711.", "Enter"]);
     // The assistant's answer shows below the question.
-    let answered = poll(60 * SECOND, || {
-        let screen = terminal.screen();
+    let screen = terminal.wait_until(60 * SECOND, |screen| {
         screen
             .rfind("bike lock code is 4711")
             .is_some_and(|at| screen[at..].contains("I'll remember that."))
-            .then_some(screen)
     });
-    let screen = answered.unwrap_or_else(|| panic!("no answer on screen:\n{}", terminal.screen()));
     assert!(!screen.contains("not connected"), "{screen}");
     let remembered = wait_until(60 * SECOND, || {
         household.cli_ok(&laptop, &["memory"]).contains("4711")

@@ -52,6 +52,7 @@ pub mod podman;
 pub mod postgres;
 pub mod research;
 pub mod standins;
+pub mod terminal;
 pub mod ts2021;
 pub mod webdriver;
 

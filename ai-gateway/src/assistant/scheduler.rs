@@ -101,6 +101,16 @@ impl Scheduler {
         asker: &Asker,
         scheduled: Scheduled,
     ) -> Result<String, NotScheduled> {
+        self.schedule(asker, scheduled).await.map(|(_, said)| said)
+    }
+
+    /// Makes `scheduled` for `asker`: the job as stored (with its id) and
+    /// what to tell them.
+    pub async fn schedule(
+        &self,
+        asker: &Asker,
+        scheduled: Scheduled,
+    ) -> Result<(Job, String), NotScheduled> {
         if !self.settings.enabled {
             return Err(NotScheduled::Off);
         }
@@ -129,7 +139,7 @@ impl Scheduler {
             Action::Ask(text) => ("ask", text.clone()),
         };
         let text = memory::check(&text)?;
-        let job = Job {
+        let mut job = Job {
             id: 0,
             member: asker.member.clone(),
             asker: serde_json::to_string(asker).expect("an asker serializes"),
@@ -139,7 +149,8 @@ impl Scheduler {
             text: text.clone(),
             next_at: next.as_millisecond(),
         };
-        self.store
+        job.id = self
+            .store
             .schedule(&job, now.as_millisecond())
             .await
             .map_err(|error| error.logged())?;
@@ -150,10 +161,11 @@ impl Scheduler {
         } else {
             format!("on {when}")
         };
-        Ok(match action {
+        let said = match action {
             "remind" => format!("I'll remind {to_whom} {when}: {text}"),
             _ => format!("I'll answer this {when}: {text}"),
-        })
+        };
+        Ok((job, said))
     }
 
     /// `member`'s jobs, as the assistant API lists them.
@@ -186,7 +198,7 @@ impl Scheduler {
     }
 
     /// `member`'s jobs as stored (schedule and action included).
-    pub async fn jobs(&self, member: &str) -> Result<Vec<super::store::jobs::Job>, StoreError> {
+    pub async fn jobs(&self, member: &str) -> Result<Vec<Job>, StoreError> {
         self.store.jobs_of(member).await
     }
 

@@ -689,15 +689,29 @@ fn store_failed<E>(_: E) -> ErrorShape {
     ErrorShape::new(Code::Unavailable, "the assistant's store failed")
 }
 
-/// A page of the member's automations, as OpenClaw's clients check it
-/// (the offset and limit asked for, a snapshot revision, `nextOffset`).
-async fn cron_list(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+/// The member's automations, with the assistant keeping them.
+async fn member_jobs(
+    connection: &Connection,
+) -> Result<
+    (
+        &crate::assistant::Assistant,
+        Vec<crate::assistant::store::Job>,
+    ),
+    ErrorShape,
+> {
     let (assistant, asker) = scheduler_for(connection)?;
     let jobs = assistant
         .scheduler()
         .jobs(&asker.member)
         .await
         .map_err(store_failed)?;
+    Ok((assistant, jobs))
+}
+
+/// A page of the member's automations, as OpenClaw's clients check it
+/// (the offset and limit asked for, a snapshot revision, `nextOffset`).
+async fn cron_list(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {
+    let (_, jobs) = member_jobs(connection).await?;
     let offset = params["offset"]
         .as_u64()
         .map_or(0, |offset| usize::try_from(offset).unwrap_or(usize::MAX));
@@ -735,12 +749,7 @@ async fn cron_list(connection: &Connection, params: &Value) -> Result<Value, Err
 }
 
 async fn cron_status(connection: &Connection) -> Result<Value, ErrorShape> {
-    let (assistant, asker) = scheduler_for(connection)?;
-    let jobs = assistant
-        .scheduler()
-        .jobs(&asker.member)
-        .await
-        .map_err(store_failed)?;
+    let (assistant, jobs) = member_jobs(connection).await?;
     Ok(
         json!({"enabled": assistant.scheduler().enabled(), "storage": "hearth", "jobs": jobs.len(),
               "nextWakeAtMs": jobs.iter().map(|job| job.next_at).min()}),
@@ -751,24 +760,11 @@ async fn cron_add(connection: &Connection, params: &Value) -> Result<Value, Erro
     let (assistant, asker) = scheduler_for(connection)?;
     let scheduler = assistant.scheduler();
     let scheduled = super::cron::scheduled(params, jiff::Timestamp::now(), scheduler.timezone())?;
-    let before: Vec<i64> = scheduler
-        .jobs(&asker.member)
-        .await
-        .map_err(store_failed)?
-        .iter()
-        .map(|job| job.id)
-        .collect();
-    scheduler
-        .create(&asker, scheduled)
+    let (added, _) = scheduler
+        .schedule(&asker, scheduled)
         .await
         .map_err(|refused| ErrorShape::invalid(refused.to_string()))?;
-    let jobs = scheduler.jobs(&asker.member).await.map_err(store_failed)?;
-    let added = jobs
-        .iter()
-        .filter(|job| !before.contains(&job.id))
-        .max_by_key(|job| job.id)
-        .ok_or_else(|| ErrorShape::new(Code::Unavailable, "the automation was not kept"))?;
-    Ok(super::cron::job(added))
+    Ok(super::cron::job(&added))
 }
 
 async fn cron_remove(connection: &Connection, params: &Value) -> Result<Value, ErrorShape> {

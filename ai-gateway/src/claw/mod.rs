@@ -172,7 +172,7 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     claw: Arc<Claw>,
     peer: Peer,
-    token: Option<Arc<zeroize::Zeroizing<String>>>,
+    auth: Arc<crate::api::Auth>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let nonce = pairing::uuid_like();
@@ -203,7 +203,15 @@ pub async fn serve(
             return;
         }
     };
-    let outcome = handshake(&gateway, &claw, &peer, token.as_deref(), &request, &nonce).await;
+    let outcome = handshake(
+        &gateway,
+        &claw,
+        &peer,
+        auth.token.as_ref(),
+        &request,
+        &nonce,
+    )
+    .await;
     let (principal, caller, key, hello) = match outcome {
         Ok(admitted) => admitted,
         Err((refused, reason)) => {
@@ -353,7 +361,9 @@ async fn handshake(
     let presented = [&auth.token, &auth.password]
         .into_iter()
         .flatten()
-        .any(|given| token.is_some_and(|expected| same(expected, given)));
+        .any(|given| {
+            token.is_some_and(|expected| crate::api::same(expected.as_bytes(), given.as_bytes()))
+        });
     let origin = Origin {
         token_holder: presented || peer.local_open,
         member: peer.mesh.as_ref().and_then(|caller| caller.user.clone()),
@@ -387,29 +397,31 @@ async fn handshake(
         None => None,
     };
     let mut decision = pairing::admit(&origin, paired.as_ref(), device.is_some(), &requested);
-    // As OpenClaw does, a device on this host holding the gateway's token
-    // is paired at once (as the admin's): only remote devices wait.
-    if decision == Admission::Pair
-        && origin.token_holder
-        && peer.address.is_loopback()
-        && let Some(device) = &device
-    {
+    if decision == Admission::Pair {
+        let device = device.as_ref().expect("only a proved device waits");
         let now = jiff::Timestamp::now().as_second();
-        let client = &connect.client.id;
-        let platform = connect.client.platform.as_deref().unwrap_or("");
         let request_id = claw
             .pairing
             .request(
                 device,
                 &origin,
                 &requested,
-                client,
-                platform,
+                &connect.client.id,
+                connect.client.platform.as_deref().unwrap_or(""),
                 &peer.address.to_string(),
                 now,
             )
             .await
             .map_err(store_failed)?;
+        // As OpenClaw does, a device on this host holding the gateway's
+        // token is paired at once (as the admin's): only others wait.
+        if !(origin.token_holder && peer.address.is_loopback()) {
+            tracing::info!(device = %device.id, %request_id, "an OpenClaw client's device waits for approval");
+            let shape = pairing::pairing_required(&request_id, &device.id);
+            let reason =
+                format!("pairing required: device is not approved yet (requestId: {request_id})");
+            return Err((shape, reason));
+        }
         let admins = match claw.pairing.approve(&request_id, None, now).await {
             Ok(paired) => paired,
             Err(pairing::ApproveError::Store(error)) => return Err(store_failed(error)),
@@ -422,26 +434,12 @@ async fn handshake(
     let principal = match decision {
         Admission::Admit(principal) => principal,
         Admission::Refuse(shape) => return Err(refuse(shape)),
+        // A paired device is never asked to pair again.
         Admission::Pair => {
-            let device = device.as_ref().expect("only a proved device waits");
-            let request_id = claw
-                .pairing
-                .request(
-                    device,
-                    &origin,
-                    &requested,
-                    &connect.client.id,
-                    connect.client.platform.as_deref().unwrap_or(""),
-                    &peer.address.to_string(),
-                    jiff::Timestamp::now().as_second(),
-                )
-                .await
-                .map_err(store_failed)?;
-            tracing::info!(device = %device.id, %request_id, "an OpenClaw client's device waits for approval");
-            let shape = pairing::pairing_required(&request_id, &device.id);
-            let reason =
-                format!("pairing required: device is not approved yet (requestId: {request_id})");
-            return Err((shape, reason));
+            return Err(refuse(ErrorShape::new(
+                wire::Code::Unavailable,
+                "the device could not be paired",
+            )));
         }
     };
     // A paired device's own token: checked when presented instead of the
@@ -499,13 +497,4 @@ async fn handshake(
     }
     let hello = methods::hello(gateway, &principal, auth_info);
     Ok((principal, caller, key, hello))
-}
-
-/// Constant-time comparison of secrets.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }

@@ -273,15 +273,9 @@ impl Pairing {
                 .bind(device_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.filter(|(stored,)| !stored.is_empty()).map(|(stored,)| {
-            let given = hash(token);
-            stored.len() == given.len()
-                && stored
-                    .iter()
-                    .zip(&given)
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        }))
+        Ok(row
+            .filter(|(stored,)| !stored.is_empty())
+            .map(|(stored,)| crate::api::same(&stored, &hash(token))))
     }
 
     /// Issues `device_id` a new token (the old one stops working).
