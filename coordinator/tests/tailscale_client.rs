@@ -1239,12 +1239,15 @@ fn sign_in_in_a_browser(
          return false";
     let mut restarts = 0;
     let mut logged_in = false;
+    // The pages seen so far, for the message when a step fails.
+    let mut seen: Vec<String> = Vec::new();
     browser.open(url).map_err(step("the device's link"))?;
     loop {
         let page = browser
             .wait_for(where_now, limit)
-            .map_err(step("no page this sign-in knows"))?;
+            .map_err(|error| format!("no page this sign-in knows after {seen:?}: {error}"))?;
         let page = page.as_str().unwrap_or_default().to_owned();
+        seen.push(page.clone());
         match page.as_str() {
             "network changed" if restarts < 2 => {
                 restarts += 1;

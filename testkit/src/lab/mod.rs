@@ -323,6 +323,18 @@ impl Lab {
             &host,
             &["ip", "addr", "add", &format!("{address}/24"), "dev", "eth0"],
         );
+        // Its IPv6 link-local address is usable at once, not tentative for
+        // a second or two: a browser in the host sees the address settle as
+        // its network changing and aborts the page it is loading
+        // (ERR_NETWORK_CHANGED). The setting is the namespace's own.
+        self.exec(
+            &host,
+            &[
+                "sh",
+                "-c",
+                "dad=/proc/sys/net/ipv6/conf/eth0/accept_dad; [ ! -e $dad ] || echo 0 > $dad",
+            ],
+        );
         self.exec(&host, &["ip", "link", "set", "eth0", "up"]);
         self.hosts.push(host.clone());
         host
