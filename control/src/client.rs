@@ -13,10 +13,10 @@ use crate::fingerprint::Fingerprint;
 use crate::secret::SecretString;
 use crate::tls::{ClientIdentity, TlsSetupError, client_config};
 use crate::wire::{
-    APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, EndpointReport, ErrorBody, MAP_PATH,
-    MapMessage, REGISTER_PATH, RELAY_HELLO_PATH, RELAY_KEYS_PATH, ROTATE_PATH, ROUTES_PATH,
-    RegisterRequest, RegisterResponse, RelayHello, RelayKeys, RelayRegion, RotateRequest,
-    RotateResponse, RoutesReport,
+    APPROVAL_PATH, ApprovalMessage, CERT_PATH, CertRequest, CertResponse, ENDPOINTS_PATH,
+    EndpointReport, ErrorBody, MAP_PATH, MapMessage, REGISTER_PATH, RELAY_HELLO_PATH,
+    RELAY_KEYS_PATH, ROTATE_PATH, ROUTES_PATH, RegisterRequest, RegisterResponse, RelayHello,
+    RelayKeys, RelayRegion, RotateRequest, RotateResponse, RoutesReport,
 };
 
 /// Largest single line accepted on a stream (a full map of many thousand peers fits).
@@ -158,6 +158,13 @@ impl ControlClient {
         self.post_json(ROTATE_PATH, request, None).await
     }
 
+    /// Asks for a certificate for the node's MagicDNS name (the CA is slow:
+    /// up to a few minutes).
+    pub async fn certificate(&self, request: &CertRequest) -> Result<CertResponse, ClientError> {
+        self.post_json_within(CERT_PATH, request, None, Duration::from_secs(300))
+            .await
+    }
+
     /// Reports the node's endpoints.
     pub async fn report_endpoints(&self, report: &EndpointReport) -> Result<(), ClientError> {
         self.report(ENDPOINTS_PATH, report).await
@@ -196,12 +203,24 @@ impl ControlClient {
         body: &impl serde::Serialize,
         bearer: Option<&SecretString>,
     ) -> Result<T, ClientError> {
+        self.post_json_within(path, body, bearer, Duration::from_secs(30))
+            .await
+    }
+
+    /// [`Self::post_json`], waiting at most `limit` for the answer.
+    async fn post_json_within<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        bearer: Option<&SecretString>,
+        limit: Duration,
+    ) -> Result<T, ClientError> {
         let mut request = self.http().post(self.url(path));
         if let Some(secret) = bearer {
             request = request.bearer_auth(secret.expose());
         }
         let response = request
-            .timeout(Duration::from_secs(30))
+            .timeout(limit)
             .json(body)
             .send()
             .await

@@ -4,6 +4,7 @@
 //! - [`token`]: the one-line join token,
 //! - [`client`]: the HTTPS client with certificate pinning and mutual TLS,
 //! - [`compression`]: zstd frames on the map stream,
+//! - [`certs`]: when a TLS certificate is renewed,
 //! - [`tls`]: key generation and TLS configuration for that client,
 //! - [`ts2021`], [`noise_stream`] and [`tailcfg`]: the Tailscale control
 //!   protocol the coordinator also serves, for the official Tailscale
@@ -12,6 +13,7 @@
 //!   messages nodes exchange (Tailscale's, spoken by `hearth-agent` too).
 
 pub mod agent_api;
+pub mod certs;
 pub mod client;
 pub mod compression;
 pub mod derp;

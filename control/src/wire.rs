@@ -37,6 +37,9 @@ pub const RELAY_HELLO_PATH: &str = "/api/v1/relay/hello";
 pub const RELAY_KEYS_PATH: &str = "/api/v1/relay/keys";
 /// Node key rotation (POST, client certificate).
 pub const ROTATE_PATH: &str = "/api/v1/rotate";
+/// A TLS certificate for the node's MagicDNS name from the coordinator's
+/// ACME CA (POST, client certificate).
+pub const CERT_PATH: &str = "/api/v1/cert";
 
 /// A node id.
 pub type NodeId = u64;
@@ -225,6 +228,32 @@ pub struct RotateRequest {
     pub wireguard_key: WireGuardKey,
     /// PKCS#10 request for the new client certificate (base64 DER).
     pub csr_der: String,
+}
+
+/// A node asks for a TLS certificate for its MagicDNS name (what `tailscale
+/// cert` gets): its certificate request names that one name and holds a key
+/// that never leaves the node; the coordinator proves the name to its ACME
+/// CA (it answers the DNS-01 challenge itself) and hands the CA's chain back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CertRequest {
+    /// PKCS#10 request for the name (base64 DER).
+    pub csr_der: String,
+}
+
+impl CertRequest {
+    /// The decoded certificate request, if the base64 is valid.
+    pub fn csr_bytes(&self) -> Option<Vec<u8>> {
+        decode_der(&self.csr_der)
+    }
+}
+
+/// The CA's answer to a [`CertRequest`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CertResponse {
+    /// The name the certificate is for.
+    pub domain: String,
+    /// The certificate and the CA's intermediates, PEM, leaf first.
+    pub chain_pem: String,
 }
 
 impl RotateRequest {

@@ -79,6 +79,9 @@ pub enum Error {
     /// Signing in through the identity provider failed or was refused.
     #[error("sign-in failed: {0}")]
     SignIn(String),
+    /// A service the coordinator relies on (the ACME CA) failed.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl Error {
@@ -103,6 +106,7 @@ impl Error {
             Error::Db(DbError::Conflict(_)) => "conflict",
             Error::Db(_) | Error::Tls(_) => "internal",
             Error::SignIn(_) => "sign_in_failed",
+            Error::Upstream(_) => "upstream_failed",
         }
     }
 }

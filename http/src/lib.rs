@@ -6,8 +6,10 @@
 //!   that a slow or flooding client cannot starve the others.
 //! - [`connection`]: one connection's deadlines (first request head, idle,
 //!   body) and its bodies' memory budget, and the driver that applies them.
-//! - [`serve`]: the accept loops that apply them, for plain TCP and TLS,
-//!   and for HTTP/2 carried inside another protocol (ts2021).
+//! - [`serve`]: the accept loops that apply them, for plain TCP and TLS
+//!   (and TLS with plain HTTP redirected on the same port), and for HTTP/2 carried inside another protocol (ts2021).
+//! - [`certificate_files`]: a certificate kept in PEM files that are
+//!   renewed in place, served as they are now.
 //! - [`origin`]: the same-origin rule that keeps web pages of other sites
 //!   (and DNS-rebinding names) away from services a browser can reach.
 //! - [`throttle`]: at most one log line per period for floods of the same
@@ -15,6 +17,7 @@
 //! - `probe` (feature `probe`): clients that misbehave on purpose, for the
 //!   tests of every server built on this edge.
 
+pub mod certificate_files;
 pub mod connection;
 pub mod forwarded;
 pub mod limits;

@@ -424,41 +424,114 @@ where
     let limits = *gate.limits();
     let (stop, listening) = Listening::new(app, gate);
     let tasks = accept_all(listener, &listening, shutdown, |tcp, remote, ticket| {
-        let activity = Activity::new();
         let (acceptor, peer, listening) = (acceptor.clone(), peer.clone(), listening.clone());
-        async move {
-            // The handshake gets its own timeout, and the deadline for the
-            // first request head counts from accept, the handshake included.
-            let within = limits.handshake_timeout.min(limits.header_timeout);
-            let handshake = acceptor.accept(Held::new(tcp, ticket));
-            let tls = match tokio::time::timeout(within, handshake).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(%remote, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let certificate = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| leaf.as_ref());
-            let extension = peer(remote, certificate);
-            let extend = move |extensions: &mut axum::http::Extensions| {
-                extensions.insert(extension.clone());
-                extensions.insert(ConnectInfo(remote));
-            };
-            serve_connection(tls, extend, activity, remote, listening).await;
-        }
+        let activity = Activity::new();
+        tls_connection(
+            Held::new(tcp, ticket),
+            remote,
+            acceptor,
+            peer,
+            limits,
+            activity,
+            listening,
+        )
     })
     .await;
     tracing::info!("shutting down");
     stopping();
+    drain(stop, tasks).await;
+    Ok(())
+}
+
+/// The TLS handshake on `tcp` from `remote`, then its requests (see
+/// [`serve_tls`]).
+async fn tls_connection<E, P>(
+    tcp: Held<TcpStream>,
+    remote: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: P,
+    limits: Limits,
+    activity: Activity,
+    listening: Listening,
+) where
+    E: Clone + Send + Sync + 'static,
+    P: Fn(SocketAddr, Option<&[u8]>) -> E + Clone + Send + Sync + 'static,
+{
+    // The handshake gets its own timeout, and the deadline for the first
+    // request head counts from accept, the handshake included.
+    let within = limits.handshake_timeout.min(limits.header_timeout);
+    let handshake = acceptor.accept(tcp);
+    let tls = match tokio::time::timeout(within, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    let certificate = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.as_ref());
+    let extension = peer(remote, certificate);
+    let extend = move |extensions: &mut axum::http::Extensions| {
+        extensions.insert(extension.clone());
+        extensions.insert(ConnectInfo(remote));
+    };
+    serve_connection(tls, extend, activity, remote, listening).await;
+}
+
+/// The first byte of a TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Serves `app` over TLS on `listener` as [`serve_tls`] does (requests
+/// carry `ConnectInfo<SocketAddr>`), and answers a connection that speaks
+/// plain HTTP to the same port with `plain` (a redirect to `https://`):
+/// whichever a client begins with decides, by its first byte.
+pub async fn serve_https(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    gate: Gate,
+    app: Router,
+    plain: Router,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let limits = *gate.limits();
+    let (stop, listening) = Listening::new(app, gate.clone());
+    let (_plain_stop, plain_listening) = Listening::new(plain, gate);
+    let plain_listening = Listening {
+        stop: listening.stop.clone(),
+        ..plain_listening
+    };
+    let tasks = accept_all(listener, &listening, shutdown, |tcp, remote, ticket| {
+        let (acceptor, listening, plain) =
+            (acceptor.clone(), listening.clone(), plain_listening.clone());
+        let activity = Activity::new();
+        async move {
+            let mut first = [0u8; 1];
+            let within = limits.handshake_timeout.min(limits.header_timeout);
+            match tokio::time::timeout(within, tcp.peek(&mut first)).await {
+                Ok(Ok(1)) => {}
+                _ => return,
+            }
+            let held = Held::new(tcp, ticket);
+            if first[0] == TLS_HANDSHAKE {
+                let peer = |_: SocketAddr, _: Option<&[u8]>| ();
+                tls_connection(held, remote, acceptor, peer, limits, activity, listening).await;
+            } else {
+                let extend = move |extensions: &mut axum::http::Extensions| {
+                    extensions.insert(ConnectInfo(remote));
+                };
+                serve_connection(held, extend, activity, remote, plain).await;
+            }
+        }
+    })
+    .await;
     drain(stop, tasks).await;
     Ok(())
 }

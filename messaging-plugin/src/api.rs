@@ -154,6 +154,42 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .with_state(shared)
 }
 
+/// What plain HTTP to an HTTPS service gets: a permanent redirect to the
+/// same host and path over `https://` (the host checked as every request's
+/// is: no redirect to a name the service does not answer to).
+pub fn redirect_to_https(same_origin: SameOrigin) -> Router {
+    Router::new().fallback(move |request: Request| {
+        let same_origin = same_origin.clone();
+        async move {
+            if let Err(refusal) = same_origin.check_request(&request) {
+                return error(StatusCode::FORBIDDEN, refusal.to_string());
+            }
+            // The check above found a host, in `Host` or the authority.
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .or_else(|| {
+                    request
+                        .uri()
+                        .authority()
+                        .map(|authority| authority.as_str())
+                })
+                .unwrap_or_default();
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |path| path.as_str());
+            let location = format!("https://{host}{path}");
+            (
+                StatusCode::PERMANENT_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response()
+        }
+    })
+}
+
 /// The room a request names (its path's `{room}`, or its `room` query
 /// parameter) is checked before the request's fields are read: another
 /// member's room is refused the same way however the request is wrong.

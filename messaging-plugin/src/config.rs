@@ -11,6 +11,7 @@
 //!   rooms: ["household"],              // created at start
 //!   admins: ["home"],                  // may delete any room
 //!   allowedHosts: ["hub.example.home"],   // names browsers may use (IP literals and localhost always)
+//!   tls: { certFile: "/var/lib/hearth/agent/certs/hub.ts.example.crt", keyFile: "/var/lib/hearth/agent/certs/hub.ts.example.key" },   // optional: HTTPS (plain HTTP redirected)
 //!   limits: { postsPerMinute: 60, postBurst: 20, roomsPerUser: 20, questionsAtOnce: 4, questionsWaitingPerUser: 4 },
 //!   assistant: { gatewayUrl: "http://127.0.0.1:18789", gatewayTokenFile: "/var/lib/hearth-gateway/gateway.token", maxTokens: 512 },   // optional
 //! }
@@ -53,12 +54,28 @@ pub struct Config {
     /// web page of another origin, are refused.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// HTTPS: the certificate and key files (PEM) to serve, e.g. the ones
+    /// `hearth-agent cert` keeps for the hub's MagicDNS name. Files renewed
+    /// in place are served from the next connection on; plain HTTP to the
+    /// same port is redirected to `https://`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Per-person limits.
     #[serde(default)]
     pub limits: crate::quota::Limits,
     /// The assistant, when there is a gateway to ask.
     #[serde(default)]
     pub assistant: Option<AssistantConfig>,
+}
+
+/// `tls`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM (0600).
+    pub key_file: PathBuf,
 }
 
 /// `assistant`.

@@ -184,7 +184,46 @@ fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30))
+        .use_preconfigured_tls(tls_config()?)
         .build()?)
+}
+
+/// The service's live connection (`/ws` with `query`), over TLS for an
+/// `https://` service.
+async fn live(
+    url: &str,
+    query: &str,
+) -> anyhow::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let websocket = url.replacen("http", "ws", 1);
+    let tls = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(tls_config()?));
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        format!("{websocket}/ws{query}"),
+        None,
+        false,
+        Some(tls),
+    )
+    .await
+    .with_context(|| format!("cannot open the live connection to {url}"))?;
+    Ok(socket)
+}
+
+/// TLS for an `https://` service (the hub's name, with a certificate from
+/// the household's CA): the system's authorities (`SSL_CERT_FILE` names
+/// others).
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(certificate);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn print(message: &Message) {
@@ -265,11 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 format!("?since={}", messages.last().map_or(0, |message| message.id))
             };
-            let websocket = url.replacen("http", "ws", 1);
-            let (mut socket, _) =
-                tokio_tungstenite::connect_async(format!("{websocket}/ws{query}"))
-                    .await
-                    .with_context(|| format!("cannot open the live connection to {url}"))?;
+            let mut socket = live(&url, &query).await?;
             let mut left = count;
             while left != Some(0) {
                 let Some(frame) = socket.next().await else {
@@ -407,11 +442,7 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
         .and_then(|messages| messages.last())
         .and_then(|message| message["id"].as_i64())
         .unwrap_or(0);
-    let websocket = url.replacen("http", "ws", 1);
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("{websocket}/ws?since={latest}"))
-            .await
-            .with_context(|| format!("cannot open the live connection to {url}"))?;
+    let mut socket = live(url, &format!("?since={latest}")).await?;
     let sent = check(
         http.post(format!("{url}/api/rooms/{}/messages", path(&room)))
             .json(&json!({"body": question_body(&room, question)}))

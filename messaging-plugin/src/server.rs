@@ -117,13 +117,36 @@ pub async fn serve(
     let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
         hearth_http::Scale::Household,
     ));
-    tracing::info!(%address, assistant = messaging.assistant.is_some(), "messaging serving");
-    hearth_http::serve::serve_tcp(listener, gate, router(shared), async move {
+    let stopping = async move {
         shutdown.await;
         // Live WebSockets would hold the graceful shutdown open: close them.
         let _ = closing.send(true);
-    })
-    .await?;
+    };
+    match &config.tls {
+        Some(tls) => {
+            let files = hearth_http::certificate_files::CertificateFiles::open(
+                &tls.cert_file,
+                &tls.key_file,
+            )
+            .context("tls")?;
+            let acceptor = Arc::new(files).acceptor();
+            let redirect = crate::api::redirect_to_https(same_origin(&config));
+            tracing::info!(%address, assistant = messaging.assistant.is_some(), "messaging serving HTTPS (plain HTTP redirected)");
+            hearth_http::serve::serve_https(
+                listener,
+                acceptor,
+                gate,
+                router(shared),
+                redirect,
+                stopping,
+            )
+            .await?;
+        }
+        None => {
+            tracing::info!(%address, assistant = messaging.assistant.is_some(), "messaging serving");
+            hearth_http::serve::serve_tcp(listener, gate, router(shared), stopping).await?;
+        }
+    }
     watcher.abort();
     if let Some(deliveries) = deliveries {
         deliveries.abort();

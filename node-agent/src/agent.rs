@@ -178,7 +178,12 @@ async fn run_with_plane(
         generation: tokio::sync::watch::channel(0).0,
         relays: Arc::default(),
         plane: Arc::clone(&plane),
+        certificates: Arc::new(crate::certs::Certificates::new(
+            state.certs_dir(),
+            client.clone(),
+        )),
     });
+    let renewal_task = tokio::spawn(Arc::clone(&shared.certificates).renew(Arc::clone(&shared)));
     // Relays and disco: only the userspace data plane can use them.
     let (regions, regions_seen) = watch::channel(Vec::new());
     let (home_sender, home) = watch::channel(None);
@@ -264,6 +269,7 @@ async fn run_with_plane(
         dns_task.abort();
     }
     rotation_task.abort();
+    renewal_task.abort();
     tracing::info!("stopping");
     let _ = stop_api.send(());
     let _ = api.await;

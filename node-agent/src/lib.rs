@@ -5,11 +5,13 @@
 //! the WireGuard interface ([`dataplane`]), its addresses and routes
 //! ([`netcfg`]) and the ACL firewall ([`firewall`]) in step. The view itself
 //! ([`mesh`]) and endpoint selection ([`endpoint`]) are pure. A local API
-//! ([`local_api`]) answers `status`, `ping` and `whois`. Keys are rotated
-//! before they expire ([`rotation`]).
+//! ([`local_api`]) answers `status`, `ping`, `whois` and `cert`. Keys are
+//! rotated before they expire ([`rotation`]); the node's TLS certificate for
+//! its MagicDNS name is renewed before it does ([`certs`]).
 
 pub mod agent;
 pub mod backoff;
+pub mod certs;
 pub mod control;
 pub mod dataplane;
 pub mod discovery;

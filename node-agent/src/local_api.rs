@@ -130,6 +130,8 @@ pub struct AgentState {
     pub relays: Arc<crate::relay::RelayStatus>,
     /// The data plane, for live paths.
     pub plane: Arc<crate::dataplane::DataPlane>,
+    /// The node's TLS certificates.
+    pub certificates: Arc<crate::certs::Certificates>,
 }
 
 impl AgentState {
@@ -220,7 +222,30 @@ pub fn router(shared: Arc<AgentState>) -> Router {
         .route(hearth_control::agent_api::WHOIS_PATH, get(whois))
         .route(hearth_control::agent_api::WATCH_PATH, get(watch))
         .route("/v1/ping", post(ping))
+        .route(CERT_PATH, post(certificate))
         .with_state(shared)
+}
+
+/// The local API's certificate request.
+pub const CERT_PATH: &str = "/v1/cert";
+
+/// `POST /v1/cert`: the certificate for this node's MagicDNS name (the kept
+/// one while it is not due, else a new one from the coordinator's CA).
+async fn certificate(State(shared): State<Arc<AgentState>>) -> Response {
+    let Some(domain) = crate::certs::own_name(&shared) else {
+        return error(
+            StatusCode::CONFLICT,
+            crate::certs::CertError::NoName.to_string(),
+        );
+    };
+    let now = hearth_runtime::clock::unix_seconds();
+    match shared.certificates.get(&domain, now).await {
+        Ok(certificate) => Json(certificate).into_response(),
+        Err(refusal @ crate::certs::CertError::Refused(_)) => {
+            error(StatusCode::BAD_GATEWAY, refusal.to_string())
+        }
+        Err(other) => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
 }
 
 async fn whois(State(shared): State<Arc<AgentState>>, Query(query): Query<WhoisQuery>) -> Response {
@@ -446,6 +471,15 @@ impl Client {
                 .query(&[("ip", address)]),
         )
         .await
+    }
+
+    /// `cert`: the certificate for this node's MagicDNS name.
+    pub async fn certificate(&self) -> Result<crate::certs::Certificate, ApiError> {
+        let request = self
+            .http
+            .post(format!("http://agent{CERT_PATH}"))
+            .timeout(Duration::from_secs(330));
+        self.send(request).await
     }
 
     /// `ping`.

@@ -42,6 +42,13 @@ enum Command {
         #[arg(long, short, default_value_t = 3)]
         count: u16,
     },
+    /// Get a TLS certificate for this node's MagicDNS name from the
+    /// coordinator's ACME CA (kept in the state directory's certs/, 0600, and
+    /// renewed by the agent from then on); prints where it is.
+    Cert {
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Tell which node, user and tags a mesh address belongs to.
     Whois {
         /// A mesh address.
@@ -300,6 +307,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             anyhow::ensure!(answered > 0, "{} did not answer", result.peer);
+        }
+        Command::Cert { output } => {
+            let certificate = client().certificate().await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&certificate)?),
+                Output::Text => println!(
+                    "certificate for {}: {} (key {}), valid until {} (Unix time); \
+                     the agent renews it from {}",
+                    certificate.domain,
+                    certificate.cert_file.display(),
+                    certificate.key_file.display(),
+                    certificate.not_after,
+                    certificate.renew_at,
+                ),
+            }
         }
         Command::Whois { ip, output } => {
             let who = client().whois(&ip).await?;

@@ -104,6 +104,11 @@ impl StateDir {
         StateDir { root: root.into() }
     }
 
+    /// Where the node's TLS certificates are kept (see [`crate::certs`]).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+
     /// The local API socket.
     pub fn socket(&self) -> PathBuf {
         self.root.join("agent.sock")

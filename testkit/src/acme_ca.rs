@@ -46,6 +46,17 @@ impl Pebble {
 /// checking DNS-01 challenges against the DNS server at `dns`; `None` (a
 /// skip, a failure under `CI=true`) without it.
 pub fn start(lab: &mut Lab, host: &Host, dns: SocketAddr) -> Option<Pebble> {
+    start_with_validity(lab, host, dns, None)
+}
+
+/// [`start`], issuing certificates valid for `validity` seconds (Pebble's
+/// own default, years, without).
+pub fn start_with_validity(
+    lab: &mut Lab,
+    host: &Host,
+    dns: SocketAddr,
+    validity: Option<u64>,
+) -> Option<Pebble> {
     require_tools(&["pebble", "curl"])?;
     let dir = lab.dir.path().join("pebble");
     std::fs::create_dir_all(&dir).expect("Pebble's directory");
@@ -53,9 +64,7 @@ pub fn start(lab: &mut Lab, host: &Host, dns: SocketAddr) -> Option<Pebble> {
     let listen = SocketAddr::from((host.address, 14000));
     let management = SocketAddr::from((host.address, 15000));
     let config = dir.join("pebble-config.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"pebble": {
+    let mut settings = serde_json::json!({"pebble": {
             "listenAddress": listen.to_string(),
             "managementListenAddress": management.to_string(),
             "certificate": tls_certificate,
@@ -64,10 +73,11 @@ pub fn start(lab: &mut Lab, host: &Host, dns: SocketAddr) -> Option<Pebble> {
             "tlsPort": 5001,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
-        }})
-        .to_string(),
-    )
-    .expect("Pebble's configuration");
+    }});
+    if let Some(seconds) = validity {
+        settings["pebble"]["certificateValidityPeriod"] = seconds.into();
+    }
+    std::fs::write(&config, settings.to_string()).expect("Pebble's configuration");
     let mut command = lab.command(host, "pebble");
     command
         .arg("-config")

@@ -56,6 +56,27 @@ pub struct Options {
     /// OpenClaw's Control UI (an installed package's `dist/control-ui`)
     /// served by the gateway.
     pub control_ui: Option<PathBuf>,
+    /// Serve the messaging service over HTTPS at the hub's MagicDNS name
+    /// ([`HUB_NAME`]) with a certificate the hub's agent gets from the
+    /// coordinator's ACME CA (Pebble in a host of its own), valid for this
+    /// many seconds (`Some(0)`: Pebble's own default, years).
+    pub https: Option<u64>,
+}
+
+/// The MagicDNS domain of a household served over HTTPS.
+pub const MAGIC_DOMAIN: &str = "ts.home.example";
+/// The hub's MagicDNS name there.
+pub const HUB_NAME: &str = "hub.ts.home.example";
+
+/// The household's certificate authority (with [`Options::https`]).
+pub struct Authority {
+    /// Its host.
+    pub host: Host,
+    /// Pebble.
+    pub pebble: crate::acme_ca::Pebble,
+    /// The root it issues from (PEM), for members' devices to trust, as
+    /// they trust Let's Encrypt's.
+    pub root: PathBuf,
 }
 
 /// What the household assistant is given in a test.
@@ -86,6 +107,7 @@ impl Default for Options {
             assistant: AssistantSetup::default(),
             gateway_on_mesh: false,
             control_ui: None,
+            https: None,
         }
     }
 }
@@ -126,6 +148,8 @@ pub struct Household {
     pub whois_dir: Option<PathBuf>,
     /// The options it was built with.
     pub options: Options,
+    /// The certificate authority, with [`Options::https`].
+    pub authority: Option<Authority>,
     /// The lab (last, so the processes above stop before it tears down).
     pub lab: Lab,
 }
@@ -157,8 +181,14 @@ impl Household {
         } else {
             (None, None)
         };
-        let coordinator = lab.start_coordinator(&hub);
         let dir = lab.dir.path().to_owned();
+        let (coordinator, authority) = match options.https {
+            None => (lab.start_coordinator(&hub), None),
+            Some(validity) => {
+                let (coordinator, authority) = with_authority(&mut lab, &hub, validity)?;
+                (coordinator, Some(authority))
+            }
+        };
         let policy = dir.join("policy.json");
         std::fs::write(&policy, POLICY).expect("policy file");
         coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
@@ -204,6 +234,24 @@ impl Household {
         let hub_mesh = hub_agent.wait_mesh_ipv4(15 * SECOND);
         for agent in &agents {
             agent.wait_mesh_ipv4(15 * SECOND);
+        }
+        if authority.is_some() {
+            // The hub's agent gets its certificate; programs started from
+            // now on find the hub by its name (as MagicDNS answers it).
+            let output = lab
+                .command(&hub, binary("hearth-agent"))
+                .arg("--state-dir")
+                .arg(&hub_agent.state)
+                .arg("cert")
+                .output()
+                .expect("hearth-agent cert runs");
+            assert!(
+                output.status.success(),
+                "hearth-agent cert: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                coordinator.process.log_text()
+            );
+            lab.name_hosts(&[(HUB_NAME, hub_mesh)]);
         }
 
         // The model and the gateway, on the hub's loopback.
@@ -272,6 +320,7 @@ impl Household {
             inference_dir,
             whois_dir,
             options,
+            authority,
             lab,
         };
         household.start_llama();
@@ -284,9 +333,33 @@ impl Household {
         Some(household)
     }
 
-    /// The messaging service's URL as mesh devices reach it.
+    /// The messaging service's URL as mesh devices reach it: its mesh
+    /// address, or with [`Options::https`] the hub's name.
     pub fn url(&self) -> String {
-        format!("http://{}:{MESSAGING_PORT}", self.hub_mesh)
+        match self.authority {
+            None => format!("http://{}:{MESSAGING_PORT}", self.hub_mesh),
+            Some(_) => format!("https://{HUB_NAME}:{MESSAGING_PORT}"),
+        }
+    }
+
+    /// `curl` on a member's device trusting the household's CA (with
+    /// [`Options::https`]).
+    pub fn curl(&self, host: &Host) -> std::process::Command {
+        let mut command = self.lab.command(host, "curl");
+        command.args(["-sS", "--max-time", "30"]);
+        if let Some(authority) = &self.authority {
+            command.arg("--cacert").arg(&authority.root);
+        }
+        command
+    }
+
+    /// The hub agent's certificate files for its name (with [`Options::https`]).
+    pub fn hub_certificate(&self) -> (PathBuf, PathBuf) {
+        let certs = self.hub_agent.state.join("certs");
+        (
+            certs.join(format!("{HUB_NAME}.crt")),
+            certs.join(format!("{HUB_NAME}.key")),
+        )
     }
 
     /// The messaging service's log so far.
@@ -301,6 +374,9 @@ impl Household {
     pub fn cli(&self, host: &Host, args: &[&str]) -> Output {
         let mut command = self.lab.command(host, binary("hearth-messaging"));
         command.args(args).env("HEARTH_MESSAGING_URL", self.url());
+        if let Some(authority) = &self.authority {
+            command.env("SSL_CERT_FILE", &authority.root);
+        }
         command.output().expect("hearth-messaging runs")
     }
 
@@ -338,6 +414,9 @@ impl Household {
     pub fn spawn_cli(&mut self, host: &Host, label: &str, args: &[&str]) -> Process {
         let mut command = self.lab.command(host, binary("hearth-messaging"));
         command.args(args).env("HEARTH_MESSAGING_URL", self.url());
+        if let Some(authority) = &self.authority {
+            command.env("SSL_CERT_FILE", &authority.root);
+        }
         let host = host.clone();
         self.lab.spawn(&host, label, command)
     }
@@ -377,13 +456,18 @@ impl Household {
     /// Starts the messaging service on the hub and waits until the laptop reaches it.
     pub fn start_messaging(&mut self) {
         let dir = self.lab.dir.path();
-        let config = json!({
+        let mut config = json!({
             "agentSocket": self.hub_agent.state.join("agent.sock"),
             "dataDir": dir.join("messaging-data"),
             "rooms": self.options.rooms,
             "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "maxTokens": self.options.max_tokens,
                           "gatewayTokenFile": dir.join("gateway-data/gateway.token")},
         });
+        if self.authority.is_some() {
+            let (cert_file, key_file) = self.hub_certificate();
+            config["tls"] = json!({"certFile": cert_file, "keyFile": key_file});
+            config["allowedHosts"] = json!([HUB_NAME]);
+        }
         // The gateway writes its token on its first start.
         let token = dir.join("gateway-data/gateway.token");
         let written = wait_until(10 * SECOND, || token.exists());
@@ -400,8 +484,7 @@ impl Household {
         let url = format!("{}/api/me", self.url());
         let laptop = self.laptop.clone();
         let ready = wait_until(10 * SECOND, || {
-            self.lab
-                .command(&laptop, "curl")
+            self.curl(&laptop)
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
                 .output()
                 .is_ok_and(|output| output.stdout == b"200")
@@ -509,6 +592,45 @@ fn group_dir(dir: &std::path::Path, group: u32) -> PathBuf {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
         .expect("socket directory mode");
     dir.to_owned()
+}
+
+/// A coordinator on `hub` whose devices get certificates from an ACME CA
+/// (Pebble on a host of its own, issuing for `validity` seconds; 0: its
+/// default) for their names under [`MAGIC_DOMAIN`]: it answers the CA's
+/// DNS-01 challenges on the hub's port 53, to which the household would
+/// delegate the domain.
+fn with_authority(lab: &mut Lab, hub: &Host, validity: u64) -> Option<(Coordinator, Authority)> {
+    let host = lab.host("ca");
+    let dns = std::net::SocketAddr::from((hub.address, 53));
+    let pebble =
+        crate::acme_ca::start_with_validity(lab, &host, dns, (validity > 0).then_some(validity))?;
+    let dir = lab.dir.path().to_owned();
+    let config = dir.join("acme.json");
+    std::fs::write(
+        &config,
+        json!({
+            "directory": pebble.directory,
+            "terms_of_service_agreed": true,
+            "contact": ["mailto:admin@home.example"],
+            "device_certificates": true,
+            "dns_listen": [dns.to_string()],
+            "ca_file": pebble.tls_certificate,
+        })
+        .to_string(),
+    )
+    .expect("ACME configuration");
+    let coordinator = lab.start_coordinator_with(
+        hub,
+        &[
+            "--base-domain",
+            MAGIC_DOMAIN,
+            "--acme-config",
+            config.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    let root = dir.join("household-ca.pem");
+    std::fs::write(&root, pebble.root(lab, &host)).expect("the CA's root");
+    Some((coordinator, Authority { host, pebble, root }))
 }
 
 /// Builds the household with the guest and the stranger; `None` when it

@@ -154,14 +154,36 @@ impl Issuer {
         let _ = std::fs::remove_file(account_file(dir, &config.directory));
     }
 
-    /// Gets a certificate for `domain`, whose DNS-01 challenge `publish`
-    /// makes this coordinator's DNS server answer (and `withdraw` stops).
+    /// Gets a certificate for `domain` with a key made here, whose DNS-01
+    /// challenge `publish` makes this coordinator's DNS server answer (and
+    /// `withdraw` stops).
     pub async fn obtain(
         &self,
         domain: &str,
         publish: &(dyn Fn(&str, &str) + Send + Sync),
         withdraw: &(dyn Fn(&str, &str) + Send + Sync),
     ) -> anyhow::Result<Issued> {
+        let key = rcgen::KeyPair::generate().context("cannot make a key")?;
+        let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key)?;
+        let chain_pem = self.certify(domain, csr.der(), publish, withdraw).await?;
+        Ok(Issued {
+            chain_pem,
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
+    }
+
+    /// Gets the CA to sign `csr` (DER, for `domain` alone, checked by the
+    /// caller): the order, its DNS-01 challenge published and withdrawn as
+    /// for [`Issuer::obtain`], then the chain, PEM.
+    pub async fn certify(
+        &self,
+        domain: &str,
+        csr: &[u8],
+        publish: &(dyn Fn(&str, &str) + Send + Sync),
+        withdraw: &(dyn Fn(&str, &str) + Send + Sync),
+    ) -> anyhow::Result<String> {
         let identifiers = [Identifier::Dns(domain.to_owned())];
         let mut order = self
             .account
@@ -202,23 +224,44 @@ impl Issuer {
                  {name} TXT from this coordinator's DNS server (is the name delegated to it?)"
             ),
         }
-        let key = rcgen::KeyPair::generate().context("cannot make a key")?;
-        let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        let csr = params.serialize_request(&key)?;
         order
-            .finalize_csr(csr.der())
+            .finalize_csr(csr)
             .await
             .context("the CA refused the certificate request")?;
-        let chain_pem = order
+        order
             .poll_certificate(&RetryPolicy::new().timeout(POLL_FOR))
             .await
-            .context("the CA did not issue the certificate")?;
-        Ok(Issued {
-            chain_pem,
-            key_pem: Zeroizing::new(key.serialize_pem()),
-        })
+            .context("the CA did not issue the certificate")
     }
+}
+
+/// Checks that `csr` (DER) is a well-signed request for `domain` and
+/// nothing else: one DNS name, no other subject name but that one. What a
+/// node sends is signed by the CA as it is, so it must not name more than
+/// the node may have.
+pub fn check_request(csr: &[u8], domain: &str) -> Result<(), String> {
+    let request = rcgen::CertificateSigningRequestParams::from_der(&csr.to_vec().into())
+        .map_err(|error| format!("not a certificate request: {error}"))?;
+    let names = &request.params.subject_alt_names;
+    let only_domain = matches!(names.as_slice(),
+        [rcgen::SanType::DnsName(name)] if name.as_str().eq_ignore_ascii_case(domain));
+    if !only_domain {
+        return Err(format!(
+            "the request must name {domain} alone (it names {} names)",
+            names.len()
+        ));
+    }
+    for (kind, value) in request.params.distinguished_name.iter() {
+        let text = match value {
+            rcgen::DnValue::PrintableString(text) => text.as_str().to_owned(),
+            rcgen::DnValue::Utf8String(text) => text.clone(),
+            _ => String::new(),
+        };
+        if *kind != rcgen::DnType::CommonName || !text.eq_ignore_ascii_case(domain) {
+            return Err(format!("the request's subject must be empty or {domain}"));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `error` says the CA no longer knows the account.
@@ -248,4 +291,55 @@ pub fn files(dir: &Path, domain: &str) -> (PathBuf, PathBuf) {
         dir.join(format!("{domain}.crt")),
         dir.join(format!("{domain}.key")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(names: &[&str], common_name: Option<&str>) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(
+            names
+                .iter()
+                .map(|name| name.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(name) = common_name {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+        }
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_device_request_names_its_own_name_alone() {
+        let own = "hub.ts.home.example";
+        check_request(&request(&[own], None), own).unwrap();
+        check_request(&request(&["HUB.ts.home.example"], Some(own)), own).unwrap();
+        for (names, common_name) in [
+            (vec!["laptop.ts.home.example"], None),
+            (vec![own, "coordinator.home.example"], None),
+            (vec![], Some(own)),
+            (vec![own], Some("bank.example")),
+        ] {
+            assert!(
+                check_request(&request(&names, common_name), own).is_err(),
+                "{names:?} {common_name:?}"
+            );
+        }
+        assert!(
+            check_request(b"not DER", own)
+                .unwrap_err()
+                .contains("not a certificate request")
+        );
+        // A request whose signature does not match its key is refused.
+        let mut tampered = request(&[own], None);
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(check_request(&tampered, own).is_err());
+    }
 }

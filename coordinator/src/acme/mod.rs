@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use config::AcmeConfig;
+use hearth_control::certs::{renew_at, retry_after};
 use tokio::sync::watch;
 use zone::{Authority, Challenges, Transport};
 
@@ -46,6 +47,8 @@ pub struct Acme {
     /// Where the account and the coordinator's certificate are kept.
     dir: PathBuf,
     certificates: Arc<CertificateChoice>,
+    /// Which devices are getting certificates, and when they got them.
+    issuance: Mutex<DeviceIssuance>,
 }
 
 impl std::fmt::Debug for Acme {
@@ -82,6 +85,7 @@ impl Acme {
             challenges: Mutex::default(),
             dir,
             certificates,
+            issuance: Mutex::default(),
         }
     }
 
@@ -134,6 +138,40 @@ impl Acme {
         }
     }
 
+    /// After `error`: a new account when it says the CA forgot the one
+    /// kept (a test CA restarted, or the account was closed), to try once
+    /// more; else the error.
+    async fn account_again(&self, error: anyhow::Error) -> anyhow::Result<issue::Issuer> {
+        if !issue::account_unknown(&error) {
+            return Err(error);
+        }
+        issue::Issuer::forget(&self.config, &self.dir);
+        issue::Issuer::open(&self.config, &self.dir).await
+    }
+
+    /// The devices' certificate requests.
+    pub fn issuance(&self) -> std::sync::MutexGuard<'_, DeviceIssuance> {
+        hearth_runtime::lock(&self.issuance)
+    }
+
+    /// Gets the CA to sign a device's request `csr` for its MagicDNS name
+    /// `domain` (checked by the caller): the chain, PEM.
+    pub async fn certify_device(&self, domain: &str, csr: &[u8]) -> anyhow::Result<String> {
+        std::fs::create_dir_all(&self.dir)?;
+        let publish = |name: &str, value: &str| self.publish(name, value);
+        let withdraw = |name: &str, value: &str| self.withdraw(name, value);
+        let issuer = issue::Issuer::open(&self.config, &self.dir).await?;
+        match issuer.certify(domain, csr, &publish, &withdraw).await {
+            Err(error) => {
+                self.account_again(error)
+                    .await?
+                    .certify(domain, csr, &publish, &withdraw)
+                    .await
+            }
+            ok => ok,
+        }
+    }
+
     /// Gets a certificate for the coordinator's own name and serves it.
     async fn renew(&self, domain: &str) -> anyhow::Result<(i64, i64)> {
         std::fs::create_dir_all(&self.dir)?;
@@ -141,14 +179,13 @@ impl Acme {
         let withdraw = |name: &str, value: &str| self.withdraw(name, value);
         let issuer = issue::Issuer::open(&self.config, &self.dir).await?;
         let issued = match issuer.obtain(domain, &publish, &withdraw).await {
-            Err(error) if issue::account_unknown(&error) => {
-                // The CA forgot the account (a test CA restarted, or the
-                // account was closed): make a new one, once.
-                issue::Issuer::forget(&self.config, &self.dir);
-                let issuer = issue::Issuer::open(&self.config, &self.dir).await?;
-                issuer.obtain(domain, &publish, &withdraw).await?
+            Err(error) => {
+                self.account_again(error)
+                    .await?
+                    .obtain(domain, &publish, &withdraw)
+                    .await?
             }
-            other => other?,
+            ok => ok?,
         };
         issue::save(&self.dir, domain, &issued)?;
         self.certificates
@@ -162,18 +199,43 @@ impl Acme {
     }
 }
 
-/// When a certificate valid from `not_before` to `not_after` is renewed:
-/// with a third of its life left (Let's Encrypt's advice).
-pub fn renew_at(validity: (i64, i64)) -> i64 {
-    let (not_before, not_after) = validity;
-    not_after - (not_after - not_before).max(0) / 3
+/// Certificates one device may get in a week: Let's Encrypt's own limit on
+/// the same name, so that one device cannot spend the household account's.
+pub const DEVICE_CERTIFICATES_PER_WEEK: usize = 5;
+const WEEK: i64 = 7 * 24 * 3600;
+
+/// Which devices are getting a certificate now, and when each got theirs:
+/// one request at a time per device, [`DEVICE_CERTIFICATES_PER_WEEK`].
+#[derive(Debug, Default)]
+pub struct DeviceIssuance {
+    in_flight: std::collections::HashSet<u64>,
+    issued: std::collections::HashMap<u64, Vec<i64>>,
 }
 
-/// How long to wait after the `failures`th failure in a row: a minute,
-/// doubling, at most six hours.
-pub fn retry_after(failures: u32) -> Duration {
-    let minutes = 1u64 << failures.saturating_sub(1).min(9);
-    Duration::from_secs((minutes * 60).min(6 * 3600))
+impl DeviceIssuance {
+    /// Device `node` begins asking at `now`, or is told why not.
+    pub fn begin(&mut self, node: u64, now: i64) -> Result<(), String> {
+        let times = self.issued.entry(node).or_default();
+        times.retain(|&at| now - at < WEEK);
+        if times.len() >= DEVICE_CERTIFICATES_PER_WEEK {
+            return Err(format!(
+                "this device got {DEVICE_CERTIFICATES_PER_WEEK} certificates this week, \
+                 the most it may; keep using the last one"
+            ));
+        }
+        if !self.in_flight.insert(node) {
+            return Err("this device is already getting a certificate".into());
+        }
+        Ok(())
+    }
+
+    /// Device `node`'s request ended at `now`; `issued` when it got one.
+    pub fn end(&mut self, node: u64, issued: bool, now: i64) {
+        self.in_flight.remove(&node);
+        if issued {
+            self.issued.entry(node).or_default().push(now);
+        }
+    }
 }
 
 /// Keeps the coordinator's own certificate current until `stop`: gets one
@@ -304,19 +366,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_certificate_is_renewed_with_a_third_of_its_life_left() {
-        let ninety_days = 90 * 86400;
-        assert_eq!(renew_at((0, ninety_days)), 60 * 86400);
-        assert_eq!(renew_at((1000, 1000 + 6 * 86400)), 1000 + 4 * 86400);
-        // Backwards dates renew at once (not after).
-        assert_eq!(renew_at((100, 50)), 50);
-    }
-
-    #[test]
-    fn failures_back_off_to_six_hours() {
-        assert_eq!(retry_after(1), Duration::from_secs(60));
-        assert_eq!(retry_after(2), Duration::from_secs(120));
-        assert_eq!(retry_after(5), Duration::from_secs(16 * 60));
-        assert_eq!(retry_after(40), Duration::from_secs(6 * 3600));
+    fn a_device_gets_one_certificate_at_a_time_and_a_few_a_week() {
+        let mut issuance = DeviceIssuance::default();
+        issuance.begin(7, 0).unwrap();
+        assert!(issuance.begin(7, 1).unwrap_err().contains("already"));
+        // Another device is not held up.
+        issuance.begin(8, 1).unwrap();
+        issuance.end(7, true, 2);
+        for at in 1..DEVICE_CERTIFICATES_PER_WEEK as i64 {
+            issuance.begin(7, at * 10).unwrap();
+            issuance.end(7, true, at * 10);
+        }
+        assert!(issuance.begin(7, 100).unwrap_err().contains("this week"));
+        // A failed request does not count; a week later the first are gone.
+        issuance.end(8, false, 3);
+        issuance.begin(8, 4).unwrap();
+        issuance.begin(7, WEEK + 20).unwrap();
     }
 }

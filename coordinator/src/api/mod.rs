@@ -46,6 +46,7 @@ impl Error {
             }
             Error::Exhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(_) | Error::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use hearth_control::compression::{self, Encoding};
 use hearth_control::wire::{
-    APPROVAL_PATH, ApprovalMessage, ENDPOINTS_PATH, MAP_PATH, MapMessage, REGISTER_PATH,
+    APPROVAL_PATH, ApprovalMessage, CERT_PATH, ENDPOINTS_PATH, MAP_PATH, MapMessage, REGISTER_PATH,
     ROTATE_PATH, ROUTES_PATH, RoutesReport,
 };
 use tower_governor::GovernorLayer;
@@ -74,6 +74,7 @@ pub fn router(coordinator: Arc<Coordinator>, limiter: RegisterLimiter) -> Router
         .route(ENDPOINTS_PATH, post(endpoints))
         .route(ROUTES_PATH, post(routes))
         .route(ROTATE_PATH, post(rotate))
+        .route(CERT_PATH, post(certificate))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&coordinator),
             known_node,
@@ -141,6 +142,21 @@ async fn rotate(
         .rotate_keys(peer.fingerprint.map(Credential::Certificate), &request)
         .await?;
     Ok(Json(response))
+}
+
+async fn certificate(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(peer): Extension<PeerInfo>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let request = parse_json(&body)?;
+    let credential = peer
+        .fingerprint
+        .map(Credential::Certificate)
+        .ok_or(Error::Unauthenticated)?;
+    Ok(Json(
+        coordinator.issue_certificate(credential, &request).await?,
+    ))
 }
 
 async fn routes(

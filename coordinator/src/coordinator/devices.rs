@@ -876,6 +876,57 @@ impl Coordinator {
 }
 
 impl Coordinator {
+    /// A certificate for the MagicDNS name of the node presenting
+    /// `credential` (a Hearth agent's `cert`): its request must name that
+    /// name alone; the coordinator answers the CA's challenge and hands
+    /// back the chain. One at a time per node, a few a week.
+    pub async fn issue_certificate(
+        &self,
+        credential: Credential,
+        request: &hearth_control::wire::CertRequest,
+    ) -> crate::error::Result<hearth_control::wire::CertResponse> {
+        use crate::error::Error;
+        let acme = self
+            .settings()
+            .acme
+            .clone()
+            .filter(|acme| acme.config.device_certificates);
+        let Some(acme) = acme else {
+            return Err(Error::NotFound(
+                "certificates: this coordinator gives none (see --acme-config)".into(),
+            ));
+        };
+        let record = self.identify(Some(credential)).await?;
+        crate::admission::check_admitted(&record)?;
+        let domain = acme
+            .device_domain(&record.name)
+            .expect("device certificates are on");
+        let csr = request
+            .csr_bytes()
+            .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
+        crate::acme::issue::check_request(&csr, &domain).map_err(Error::BadRequest)?;
+        acme.issuance()
+            .begin(record.id, unix_now())
+            .map_err(Error::TooManyPending)?;
+        tracing::info!(node = record.id, %domain, "getting a certificate for a device");
+        let chain = acme.certify_device(&domain, &csr).await;
+        acme.issuance().end(record.id, chain.is_ok(), unix_now());
+        match chain {
+            Ok(chain_pem) => {
+                tracing::info!(node = record.id, %domain, "certificate issued for a device");
+                Ok(hearth_control::wire::CertResponse { domain, chain_pem })
+            }
+            Err(error) => {
+                tracing::warn!(node = record.id, %domain, error = format!("{error:#}"), "no certificate for a device");
+                Err(Error::Upstream(format!(
+                    "the certificate authority did not issue one: {error:#}"
+                )))
+            }
+        }
+    }
+}
+
+impl Coordinator {
     pub(super) fn ssh_checks(&self) -> std::sync::MutexGuard<'_, SshChecks> {
         hearth_runtime::lock(&self.ssh_checks)
     }
