@@ -49,7 +49,11 @@ impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let status = match &self {
             ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ServiceError::NotYours(_) | ServiceError::NotCreator(_) => StatusCode::FORBIDDEN,
+            ServiceError::NotYours(_) | ServiceError::NotCreator(_) | ServiceError::NotWriter => {
+                StatusCode::FORBIDDEN
+            }
+            ServiceError::BadQuery => StatusCode::BAD_REQUEST,
+            ServiceError::NoSuchMessage(_) => StatusCode::NOT_FOUND,
             ServiceError::TooFast | ServiceError::TooManyRooms(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoSuchRoom(_) => StatusCode::NOT_FOUND,
             ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -123,10 +127,15 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/api/users", get(users))
         .route("/api/rooms", get(rooms).post(create_room))
         .route("/api/dm", post(open_dm))
+        .route("/api/search", get(search))
         .merge(
             Router::new()
                 .route("/api/rooms/{room}", axum::routing::delete(delete_room))
                 .route("/api/rooms/{room}/messages", get(history).post(send))
+                .route(
+                    "/api/rooms/{room}/messages/{id}",
+                    axum::routing::patch(edit).delete(delete_message),
+                )
                 .route("/api/rooms/{room}/read", post(read))
                 .route("/api/assistant/memory", get(assistant_memory))
                 .route(
@@ -433,6 +442,50 @@ async fn send(
         .post(&caller, &room, &post.body, post.client_id.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(message)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Edit {
+    body: String,
+}
+
+async fn edit(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path((room, id)): Path<(String, i64)>,
+    Json(edit): Json<Edit>,
+) -> Result<Response, ServiceError> {
+    let message = shared
+        .messaging
+        .edit(&caller, &room, id, &edit.body)
+        .await?;
+    Ok(Json(message).into_response())
+}
+
+async fn delete_message(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path((room, id)): Path<(String, i64)>,
+) -> Result<Response, ServiceError> {
+    let message = shared.messaging.delete_message(&caller, &room, id).await?;
+    Ok(Json(message).into_response())
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: String,
+}
+
+/// `GET /api/search?q=WORDS`: the newest messages of the caller's rooms
+/// holding every word.
+async fn search(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<SearchQuery>,
+) -> Result<Response, ServiceError> {
+    let messages = shared.messaging.search(&caller, &query.q).await?;
+    Ok(Json(json!({ "messages": messages })).into_response())
 }
 
 #[derive(Deserialize)]

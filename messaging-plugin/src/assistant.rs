@@ -396,6 +396,7 @@ fn update(message: &Message) -> ServerEvent {
         room: message.room.clone(),
         body: message.body.clone(),
         status: message.status,
+        edited_at: message.edited_at,
     }
 }
 

@@ -323,11 +323,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         print(&message);
                         true
                     }
+                    // The assistant's reply, complete (edits of people's
+                    // messages are not printed again).
                     Ok(ServerEvent::Update {
                         id,
                         room: in_room,
                         body,
                         status,
+                        edited_at: None,
                     }) if in_room == room && status != MessageStatus::Streaming => {
                         print(&Message {
                             id,
@@ -340,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .unwrap_or_default(),
                             status,
                             client_id: None,
+                            edited_at: None,
                         });
                         true
                     }

@@ -23,6 +23,8 @@ pub enum MessageStatus {
     Done,
     /// The assistant's reply, ended by a failure (its text says which).
     Error,
+    /// Deleted by its writer (the text is gone).
+    Deleted,
 }
 
 impl MessageStatus {
@@ -33,6 +35,7 @@ impl MessageStatus {
             MessageStatus::Streaming => "streaming",
             MessageStatus::Done => "done",
             MessageStatus::Error => "error",
+            MessageStatus::Deleted => "deleted",
         }
     }
 
@@ -43,6 +46,7 @@ impl MessageStatus {
             MessageStatus::Streaming,
             MessageStatus::Done,
             MessageStatus::Error,
+            MessageStatus::Deleted,
         ]
         .into_iter()
         .find(|status| status.as_str() == text)
@@ -74,6 +78,9 @@ pub struct Message {
     /// The sender's own id for it, echoed so the sender can match its copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// When its writer last changed (or deleted) it, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
 }
 
 /// What a client sends on the WebSocket.
@@ -127,7 +134,8 @@ pub enum ServerEvent {
         /// The message.
         message: Message,
     },
-    /// A message changed (the assistant's streaming reply).
+    /// A message changed (the assistant's streaming reply, or its writer
+    /// edited or deleted it).
     Update {
         /// Its id.
         id: i64,
@@ -137,6 +145,9 @@ pub enum ServerEvent {
         body: String,
         /// Its status.
         status: MessageStatus,
+        /// When its writer changed it (an edit or a deletion).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edited_at: Option<i64>,
     },
     /// Someone is typing (or stopped).
     Typing {
@@ -226,6 +237,27 @@ pub fn check_body(body: &str) -> Result<(), DecodeError> {
 /// Checks a room id ([`RoomId`]: a named room or the DM of two members).
 pub fn check_room(room: &str) -> Result<RoomId, DecodeError> {
     RoomId::parse(room).map_err(|error| DecodeError::BadRoom(error.0))
+}
+
+/// Longest search, in characters.
+pub const MAX_QUERY: usize = 200;
+
+/// The words of a search `query` (lower case): a message matches when it
+/// holds every one. `None` for a query with no word or too long.
+pub fn query_words(query: &str) -> Option<Vec<String>> {
+    if query.chars().count() > MAX_QUERY {
+        return None;
+    }
+    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    (!words.is_empty()).then_some(words)
+}
+
+/// Whether `body` holds every one of `words` ([`query_words`]), ignoring
+/// case: Korean and English alike (a word is found inside longer ones, as
+/// Korean particles attach to the word before them).
+pub fn matches_words(body: &str, words: &[String]) -> bool {
+    let body = body.to_lowercase();
+    words.iter().all(|word| body.contains(word.as_str()))
 }
 
 /// Whether `user` may see and post in `room`: named rooms are the
@@ -362,5 +394,15 @@ mod tests {
             "what is for dinner?"
         );
         assert_eq!(question_for_assistant("hey @Assistant: help"), "hey help");
+    }
+
+    #[test]
+    fn a_search_finds_messages_holding_every_word_in_either_language() {
+        let words = query_words("  Milk  빵 ").unwrap();
+        assert_eq!(words, ["milk", "빵"]);
+        assert!(matches_words("Buy MILK and 빵을 please", &words));
+        assert!(!matches_words("Buy milk", &words));
+        assert!(query_words("   ").is_none());
+        assert!(query_words(&"a".repeat(MAX_QUERY + 1)).is_none());
     }
 }

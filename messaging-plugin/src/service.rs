@@ -36,10 +36,24 @@ pub enum ServiceError {
     /// Only the room's creator or an admin may delete it.
     #[error("only whoever created {0} (or an admin) may delete it")]
     NotCreator(String),
+    /// No such message in the room.
+    #[error("there is no message {0} in this room")]
+    NoSuchMessage(i64),
+    /// Only its writer may change or delete a message, and only a sent one.
+    #[error("only its writer may change or delete a message")]
+    NotWriter,
+    /// A search with no word, or too long.
+    #[error("a search has 1 to {} characters", crate::protocol::MAX_QUERY)]
+    BadQuery,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Most messages a search returns.
+pub const SEARCH_RESULTS: usize = 50;
+/// Most messages a search reads (the newest first).
+pub const SEARCH_SCAN: usize = 20_000;
 
 /// The messaging service.
 pub struct Messaging {
@@ -112,16 +126,34 @@ impl Messaging {
     ) -> Result<Message, ServiceError> {
         Messaging::check_access(caller, room)?;
         check_body(body)?;
+        if client_id.is_some_and(|id| id.is_empty() || id.len() > 64) {
+            return Err(DecodeError::Invalid("client_id has 1 to 64 bytes".into()).into());
+        }
         let allowed =
             hearth_runtime::lock(&self.posts).allow(&caller.user, Instant::now(), &self.limits);
         if !allowed {
             return Err(ServiceError::TooFast);
         }
         self.open_room(caller, room).await?;
-        let message = self
-            .store
-            .post(room, &caller.user, body, MessageStatus::Sent, client_id)
-            .await?;
+        let message = match client_id {
+            Some(client_id) => {
+                let (message, fresh) = self
+                    .store
+                    .post_once(room, &caller.user, body, client_id)
+                    .await?;
+                if !fresh {
+                    // Sent before (a retry after a lost reply): the same
+                    // message, posted and answered once.
+                    return Ok(message);
+                }
+                message
+            }
+            None => {
+                self.store
+                    .post(room, &caller.user, body, MessageStatus::Sent, None)
+                    .await?
+            }
+        };
         self.hub.publish(
             room,
             &ServerEvent::Message {
@@ -156,6 +188,80 @@ impl Messaging {
             }
         }
         Ok(message)
+    }
+
+    /// The message `id` of `room` that `caller` wrote and may still change.
+    async fn own_message(
+        &self,
+        caller: &Caller,
+        room: &str,
+        id: i64,
+    ) -> Result<Message, ServiceError> {
+        Messaging::check_access(caller, room)?;
+        let message = self
+            .store
+            .message(id)
+            .await?
+            .filter(|message| message.room == room)
+            .ok_or(ServiceError::NoSuchMessage(id))?;
+        if message.sender != caller.user || message.status != MessageStatus::Sent {
+            return Err(ServiceError::NotWriter);
+        }
+        Ok(message)
+    }
+
+    /// `caller` changes their message `id` in `room` to `body`.
+    pub async fn edit(
+        &self,
+        caller: &Caller,
+        room: &str,
+        id: i64,
+        body: &str,
+    ) -> Result<Message, ServiceError> {
+        check_body(body)?;
+        let mut message = self.own_message(caller, room, id).await?;
+        message.body = body.to_owned();
+        self.change(message).await
+    }
+
+    /// `caller` deletes their message `id` in `room` (its text is gone; the
+    /// room shows that a message was deleted).
+    pub async fn delete_message(
+        &self,
+        caller: &Caller,
+        room: &str,
+        id: i64,
+    ) -> Result<Message, ServiceError> {
+        let mut message = self.own_message(caller, room, id).await?;
+        message.body = String::new();
+        message.status = MessageStatus::Deleted;
+        self.change(message).await
+    }
+
+    async fn change(&self, mut message: Message) -> Result<Message, ServiceError> {
+        let now = hearth_runtime::clock::unix_millis();
+        message.edited_at = Some(now);
+        self.store.edit(&message, now).await?;
+        self.hub.publish(
+            &message.room,
+            &ServerEvent::Update {
+                id: message.id,
+                room: message.room.clone(),
+                body: message.body.clone(),
+                status: message.status,
+                edited_at: message.edited_at,
+            },
+        );
+        Ok(message)
+    }
+
+    /// The newest messages `caller` may see holding every word of `query`.
+    pub async fn search(&self, caller: &Caller, query: &str) -> Result<Vec<Message>, ServiceError> {
+        let words = crate::protocol::query_words(query).ok_or(ServiceError::BadQuery)?;
+        Ok(self
+            .store
+            .search(&caller.user, &words, SEARCH_RESULTS, SEARCH_SCAN)
+            .await?)
     }
 
     /// Deletes `room`, if `caller` created it or is an admin.
@@ -209,5 +315,146 @@ impl Messaging {
             },
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(user: &str) -> Caller {
+        Caller {
+            user: user.into(),
+            node: format!("{user}-phone"),
+            node_id: 1,
+            address: std::net::IpAddr::from([100, 64, 0, 9]),
+            capabilities: Default::default(),
+        }
+    }
+
+    async fn service(dir: &std::path::Path) -> Arc<Messaging> {
+        let key = crate::atrest::AtRestKey::new(&[7; 32]);
+        let store = Store::open(dir, Some(key)).await.unwrap();
+        store.ensure_room("household", "hearth").await.unwrap();
+        Arc::new(Messaging::new(store, None, Limits::default(), Vec::new()))
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_again_with_its_id_is_posted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let messaging = service(dir.path()).await;
+        let mut live = messaging.hub.subscribe();
+        let ada = caller("ada");
+        let first = messaging
+            .post(&ada, "household", "buy milk", Some("c-1"))
+            .await
+            .unwrap();
+        // The offline queue retries after a lost reply.
+        let again = messaging
+            .post(&ada, "household", "buy milk", Some("c-1"))
+            .await
+            .unwrap();
+        assert_eq!(again.id, first.id);
+        let (page, _) = messaging
+            .store
+            .history("household", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert!(live.try_recv().is_ok(), "the first is published");
+        assert!(live.try_recv().is_err(), "the retry is not");
+        // Another member's id of the same text is another message.
+        let ben = messaging
+            .post(&caller("ben"), "household", "buy milk", Some("c-1"))
+            .await
+            .unwrap();
+        assert_ne!(ben.id, first.id);
+        assert!(
+            messaging
+                .post(&ada, "household", "x", Some(&"a".repeat(65)))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn only_its_writer_edits_or_deletes_a_message_and_search_sees_the_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let messaging = service(dir.path()).await;
+        let (ada, ben) = (caller("ada"), caller("ben"));
+        let message = messaging
+            .post(&ada, "household", "dinner at 6", None)
+            .await
+            .unwrap();
+        let secret = messaging
+            .post(&ada, "dm:ada,ben", "우유 사기 dinner", None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            messaging
+                .edit(&ben, "household", message.id, "mine now")
+                .await,
+            Err(ServiceError::NotWriter)
+        ));
+        assert!(matches!(
+            messaging
+                .delete_message(&ben, "household", message.id)
+                .await,
+            Err(ServiceError::NotWriter)
+        ));
+        // Named with another room, the message is not found there.
+        assert!(matches!(
+            messaging.edit(&ada, "garden", message.id, "x").await,
+            Err(ServiceError::NoSuchMessage(_))
+        ));
+        let edited = messaging
+            .edit(&ada, "household", message.id, "dinner at 7")
+            .await
+            .unwrap();
+        assert!(edited.edited_at.is_some());
+        let stored = messaging.store.message(message.id).await.unwrap().unwrap();
+        assert_eq!(stored.body, "dinner at 7");
+
+        // Search: the member's rooms only, every word, sealed bodies read.
+        let found = |user: &str, query: &str| {
+            let messaging = Arc::clone(&messaging);
+            let caller = caller(user);
+            let query = query.to_owned();
+            async move {
+                messaging
+                    .search(&caller, &query)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|message| message.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(found("ben", "DINNER").await, [secret.id, message.id]);
+        assert_eq!(
+            found("cy", "dinner").await,
+            [message.id],
+            "not another's DM"
+        );
+        assert_eq!(found("ada", "우유").await, [secret.id]);
+        assert!(
+            found("ada", "at 6").await.is_empty(),
+            "the old text is gone"
+        );
+
+        let deleted = messaging
+            .delete_message(&ada, "household", message.id)
+            .await
+            .unwrap();
+        assert_eq!(deleted.status, MessageStatus::Deleted);
+        assert!(found("ben", "dinner at").await.is_empty());
+        assert!(matches!(
+            messaging.edit(&ada, "household", message.id, "back").await,
+            Err(ServiceError::NotWriter)
+        ));
+        assert!(matches!(
+            messaging.search(&ada, " ").await,
+            Err(ServiceError::BadQuery)
+        ));
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::{Row, SqlitePool};
 
 use crate::atrest::{AtRestError, AtRestKey};
-use crate::protocol::{Message, MessageStatus, RoomId, may_access};
+use crate::protocol::{Message, MessageStatus, RoomId, matches_words, may_access};
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +220,119 @@ impl Store {
             created_at,
             status,
             client_id: client_id.map(str::to_owned),
+            edited_at: None,
         })
+    }
+
+    /// Stores a message `sender` identifies by `client_id` once: when one
+    /// with that id is already stored (a retry), that one, and `false`.
+    pub async fn post_once(
+        &self,
+        room: &str,
+        sender: &str,
+        body: &str,
+        client_id: &str,
+    ) -> Result<(Message, bool), StoreError> {
+        if let Some(stored) = self.by_client_id(sender, client_id).await? {
+            return Ok((stored, false));
+        }
+        match self
+            .post(room, sender, body, MessageStatus::Sent, Some(client_id))
+            .await
+        {
+            Ok(message) => Ok((message, true)),
+            // The same message arriving twice at once: the other is kept.
+            Err(StoreError::Database(sqlx::Error::Database(error)))
+                if error.is_unique_violation() =>
+            {
+                let stored = self.by_client_id(sender, client_id).await?;
+                stored.map(|stored| (stored, false)).ok_or_else(|| {
+                    StoreError::Corrupt("a message id clash without the message".into())
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn by_client_id(
+        &self,
+        sender: &str,
+        client_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query("SELECT * FROM messages WHERE sender = ? AND client_id = ?")
+            .bind(sender)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| self.message_of(row)).transpose()
+    }
+
+    /// The message `id`, if it exists.
+    pub async fn message(&self, id: i64) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| self.message_of(row)).transpose()
+    }
+
+    /// Its writer changed `message` (its body and status, as given) at
+    /// `edited_at`.
+    pub async fn edit(&self, message: &Message, edited_at: i64) -> Result<(), StoreError> {
+        let (stored, sealed) = self.seal(&message.room, &message.sender, &message.body);
+        sqlx::query(
+            "UPDATE messages SET body = ?, sealed = ?, status = ?, edited_at = ? WHERE id = ?",
+        )
+        .bind(stored)
+        .bind(sealed)
+        .bind(message.status.as_str())
+        .bind(edited_at)
+        .bind(message.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest messages `user` may see whose text holds every one of
+    /// `words`, newest first: at most `limit`, looking through at most
+    /// `scan` messages (bodies may be sealed, so they are read here).
+    pub async fn search(
+        &self,
+        user: &str,
+        words: &[String],
+        limit: usize,
+        scan: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        const BATCH: i64 = 500;
+        let mut found = Vec::new();
+        let mut before = i64::MAX;
+        let mut scanned = 0;
+        while found.len() < limit && scanned < scan {
+            let rows = sqlx::query(
+                "SELECT * FROM messages WHERE id < ? AND status != 'deleted' \
+                   AND (room NOT LIKE ? OR room LIKE ? OR room LIKE ?) ORDER BY id DESC LIMIT ?",
+            )
+            .bind(before)
+            .bind(format!("{}%", RoomId::DM_PREFIX))
+            .bind(format!("{}{user},%", RoomId::DM_PREFIX))
+            .bind(format!("{}%,{user}", RoomId::DM_PREFIX))
+            .bind(BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            before = last.try_get("id")?;
+            scanned += rows.len();
+            for row in &rows {
+                let message = self.message_of(row)?;
+                if may_access(user, &message.room) && matches_words(&message.body, words) {
+                    found.push(message);
+                    if found.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Replaces a message's body and status (the assistant's streaming reply).
@@ -253,6 +365,7 @@ impl Store {
                     .ok_or_else(|| StoreError::Corrupt(format!("messages.status: `{text}`")))?
             },
             client_id: row.try_get("client_id")?,
+            edited_at: row.try_get("edited_at")?,
         })
     }
 
