@@ -29,8 +29,10 @@ packages=(
     sqlite3 jq psmisc procps curl ca-certificates
     # llama.cpp's server, built from source
     cmake ninja-build g++
-    # the web chat test drives a real headless browser; OpenClaw's TUI runs in a terminal
-    chromium chromium-driver tmux
+    # the web chat test drives a real headless browser (which trusts the
+    # household's CA through its NSS database: certutil; Korean text needs a
+    # Korean font); OpenClaw's TUI runs in a terminal
+    chromium chromium-driver tmux libnss3-tools fonts-noto-cjk
     # deployment tests: Podman (rootful, runc), static musl images, systemd units
     podman runc netavark aardvark-dns catatonit iptables
     musl-tools file binutils systemd util-linux
@@ -81,3 +83,6 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/embedding-model.sh >/
 scripts/openclaw.sh >/dev/null
 # npm's oidc-provider (OpenID Certified) for the sign-in test.
 scripts/oidc-provider.sh >/dev/null
+# Lighthouse and axe-core (and their Node), from npm, for the household
+# app's test.
+scripts/web-audit.sh >/dev/null

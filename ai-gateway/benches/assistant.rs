@@ -347,6 +347,7 @@ async fn documents_indexed(gateway: &GatewayProcess, count: usize, limit: Durati
                     room: Some(RoomId::assistant_dm("ada").expect("a member's DM")),
                     capabilities: Default::default(),
                     device: None,
+                    language: None,
                 }),
                 op: Op::DocumentList {},
             })
@@ -472,6 +473,7 @@ async fn first_token(client: &ChatClient, question: &str) -> f64 {
             room: Some(RoomId::assistant_dm("ada").expect("a member's DM")),
             capabilities: Default::default(),
             device: None,
+            language: None,
         }),
     };
     let started = Instant::now();

@@ -144,12 +144,14 @@ impl Caller {
                 room: None,
                 capabilities: self.capabilities.clone(),
                 device: Some(self.address),
+                language: None,
             },
             (Some(user), Some(asked)) if asked.member == *user => Asker {
                 member: user.clone(),
                 room: asked.room.clone(),
                 capabilities: self.capabilities.clone(),
                 device: Some(self.address),
+                language: asked.language.clone(),
             },
             (Some(_), Some(_)) => return Err("a device speaks for its own member only"),
             (None, Some(asked)) if self.speaks_for_members => Asker {
@@ -157,6 +159,7 @@ impl Caller {
                 room: asked.room.clone(),
                 capabilities: asked.capabilities.clone(),
                 device: asked.device,
+                language: asked.language.clone(),
             },
             (None, Some(_)) => {
                 return Err("only a holder of the gateway's token speaks for members");

@@ -117,6 +117,20 @@ impl House {
         capabilities: std::collections::BTreeMap<String, Value>,
         device: Option<std::net::IpAddr>,
     ) -> (Vec<ReplyEvent>, String) {
+        self.ask_as(member, room, message, capabilities, device, None)
+            .await
+    }
+
+    /// [`House::ask_from`] by a member whose app reads `language`.
+    async fn ask_as(
+        &self,
+        member: &str,
+        room: Option<&str>,
+        message: &str,
+        capabilities: std::collections::BTreeMap<String, Value>,
+        device: Option<std::net::IpAddr>,
+        language: Option<&str>,
+    ) -> (Vec<ReplyEvent>, String) {
         let room = room.map_or_else(
             || RoomId::assistant_dm(member).expect("a member's DM"),
             |room| RoomId::parse(room).expect("a room"),
@@ -131,6 +145,7 @@ impl House {
                 room: Some(room),
                 capabilities,
                 device,
+                language: language.map(str::to_owned),
             }),
         };
         let mut events = Vec::new();
@@ -206,6 +221,7 @@ fn asker(member: &str, room: Option<&str>) -> Asker {
         )),
         capabilities: Default::default(),
         device: None,
+        language: None,
     }
 }
 
@@ -1127,6 +1143,7 @@ async fn a_member_named_assistant_cannot_speak_in_anyones_dm() {
                 room: Some(RoomId::parse(room).expect("a room")),
                 capabilities: Default::default(),
                 device: None,
+                language: None,
             }),
         };
         let mut events = Vec::new();
@@ -1265,4 +1282,42 @@ async fn one_members_jobs_neither_hold_up_anothers_reminder_nor_flood_a_room() {
         "carol's reminders flooded the room"
     );
     released.store(true, Ordering::Relaxed);
+}
+
+/// A member whose app is in Korean is answered in Korean: the model is
+/// told the member's language with the turn (and not told one when the app
+/// named none, or one the gateway does not know).
+#[tokio::test]
+async fn the_assistant_is_told_to_answer_in_the_members_language() {
+    let house = House::start(echo_model, json!({}));
+    let ask = |language: Option<&'static str>| {
+        house.ask_as(
+            "ada",
+            None,
+            "오늘 저녁 뭐 먹지?",
+            Default::default(),
+            None,
+            language,
+        )
+    };
+    ask(Some("ko-KR")).await;
+    assert!(
+        house
+            .last_context()
+            .contains("Answer in Korean: it is the language ada reads."),
+        "{}",
+        house.last_context()
+    );
+    ask(None).await;
+    assert!(
+        !house.last_context().contains("Answer in"),
+        "{}",
+        house.last_context()
+    );
+    ask(Some("x-klingon")).await;
+    assert!(
+        !house.last_context().contains("Answer in"),
+        "{}",
+        house.last_context()
+    );
 }

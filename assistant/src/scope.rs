@@ -99,6 +99,7 @@ mod tests {
             room: room.map(|room| RoomId::parse(room).expect("a room")),
             capabilities: BTreeMap::new(),
             device: None,
+            language: None,
         }
     }
 

@@ -1,5 +1,5 @@
--- Editing and deleting one's own messages, and sending a message exactly
--- once whatever a client retries.
+-- Editing and deleting one's own messages, sending a message exactly once
+-- whatever a client retries, and the language each member reads.
 --
 -- `edited_at`: Unix milliseconds of the last edit (or of the deletion).
 ALTER TABLE messages ADD COLUMN edited_at INTEGER;
@@ -13,3 +13,6 @@ UPDATE messages SET client_id = NULL
                   GROUP BY sender, client_id);
 CREATE UNIQUE INDEX messages_by_client_id ON messages(sender, client_id)
  WHERE client_id IS NOT NULL;
+
+-- The language a member's app chose (a BCP 47 tag): the assistant answers in it.
+ALTER TABLE users ADD COLUMN language TEXT;

@@ -24,10 +24,6 @@ use crate::protocol::{
 use crate::service::{Messaging, ServiceError};
 use hearth_http::SameOrigin;
 
-const INDEX: &str = include_str!("../web/index.html");
-const SCRIPT: &str = include_str!("../web/app.js");
-const STYLE: &str = include_str!("../web/style.css");
-
 /// What the HTTP handlers need: the service, caller identification, the
 /// stop signal and the same-origin rule.
 pub struct ApiState {
@@ -39,6 +35,8 @@ pub struct ApiState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The names and origin browsers may use.
     pub same_origin: SameOrigin,
+    /// The household app's files.
+    pub app: crate::web::WebApp,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -106,24 +104,11 @@ async fn identify(
 /// The routes.
 pub fn router(shared: Arc<ApiState>) -> Router {
     Router::new()
-        .route(
-            "/",
-            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    SCRIPT,
-                )
-            }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
-        )
+        .route("/", get(app_file))
+        .route("/{file}", get(app_file))
+        .route("/icons/{file}", get(app_file))
         .route("/api/me", get(me))
+        .route("/api/me/language", axum::routing::put(set_language))
         .route("/api/users", get(users))
         .route("/api/rooms", get(rooms).post(create_room))
         .route("/api/dm", post(open_dm))
@@ -220,6 +205,41 @@ async fn room_first(
     next.run(request).await
 }
 
+/// One of the household app's files.
+async fn app_file(
+    State(shared): State<Arc<ApiState>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    crate::web::serve(&shared.app, uri.path(), &headers)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Language {
+    language: String,
+}
+
+/// `PUT /api/me/language`: the language the member's app is in, which the
+/// assistant answers in.
+async fn set_language(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Json(choice): Json<Language>,
+) -> Result<Response, ServiceError> {
+    if !crate::protocol::valid_language(&choice.language) {
+        return Err(ServiceError::Invalid(
+            crate::protocol::DecodeError::Invalid("a language is a tag such as en or ko-KR".into()),
+        ));
+    }
+    shared
+        .messaging
+        .store
+        .set_language(&caller.user, &choice.language)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn me(Extension(caller): Extension<Caller>) -> Response {
     Json(json!({"user": caller.user, "node": caller.node})).into_response()
 }
@@ -278,6 +298,7 @@ async fn ask_assistant(
         room: Some(check_room(&room)?),
         capabilities: caller.capabilities.clone(),
         device: Some(caller.address),
+        language: None,
     };
     match assistant.manage(asker, op).await {
         Ok(hearth_assistant::api::Answer::Refused { message }) => {

@@ -26,6 +26,7 @@ struct Question {
     text: String,
     capabilities: std::collections::BTreeMap<String, serde_json::Value>,
     device: std::net::IpAddr,
+    language: Option<String>,
 }
 
 /// How often a growing answer is sent to the room.
@@ -116,13 +117,15 @@ impl Assistant {
         hearth_runtime::lock(&self.queue)
     }
 
-    /// Queues `question` of `caller` in `room`; it is answered in its turn.
+    /// Queues `question` of `caller` in `room`; it is answered in its turn,
+    /// in `language` when the member chose one.
     pub fn ask(
         &self,
         messaging: Arc<Messaging>,
         room: String,
         caller: &Caller,
         question: String,
+        language: Option<String>,
     ) -> Result<(), TooMany> {
         if let Some(command) = crate::commands::command(&question) {
             // What the assistant keeps is listed and changed at once, without the model.
@@ -131,6 +134,7 @@ impl Assistant {
                 room: RoomId::parse(&room).ok(),
                 capabilities: caller.capabilities.clone(),
                 device: Some(caller.address),
+                language,
             };
             let assistant = self.clone();
             tokio::spawn(async move {
@@ -152,6 +156,7 @@ impl Assistant {
                 text: question,
                 capabilities: caller.capabilities.clone(),
                 device: caller.address,
+                language,
             },
         )?;
         self.start_turns(&messaging);
@@ -172,6 +177,7 @@ impl Assistant {
                     room: RoomId::parse(&question.room).ok(),
                     capabilities: question.capabilities,
                     device: Some(question.device),
+                    language: question.language,
                 };
                 assistant
                     .clone()

@@ -6,7 +6,8 @@
 //! the agent). The assistant is a member of the chat: a message for it goes
 //! to the AI gateway over the end-to-end encrypted API and the answer grows
 //! in the room as it streams ([`assistant`]). A web page and a command-line
-//! client come with it. docs/messaging.md is the user's guide.
+//! client come with it; the page is an installable app ([`web`]).
+//! docs/messaging.md is the user's guide.
 
 pub mod api;
 pub mod assistant;
@@ -20,3 +21,4 @@ pub mod quota;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod web;

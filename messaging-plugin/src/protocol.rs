@@ -239,6 +239,20 @@ pub fn check_room(room: &str) -> Result<RoomId, DecodeError> {
     RoomId::parse(room).map_err(|error| DecodeError::BadRoom(error.0))
 }
 
+/// Whether `tag` looks like a BCP 47 language tag an app would send: a
+/// language of 2 or 3 letters, then subtags of letters and digits, at most
+/// 35 characters in all.
+pub fn valid_language(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let language = parts.next().unwrap_or_default();
+    tag.len() <= 35
+        && (2..=3).contains(&language.len())
+        && language.bytes().all(|byte| byte.is_ascii_alphabetic())
+        && parts.all(|part| {
+            (1..=8).contains(&part.len()) && part.bytes().all(|byte| byte.is_ascii_alphanumeric())
+        })
+}
+
 /// Longest search, in characters.
 pub const MAX_QUERY: usize = 200;
 
@@ -404,5 +418,23 @@ mod tests {
         assert!(!matches_words("Buy milk", &words));
         assert!(query_words("   ").is_none());
         assert!(query_words(&"a".repeat(MAX_QUERY + 1)).is_none());
+    }
+
+    #[test]
+    fn a_language_is_a_short_tag() {
+        for good in ["en", "ko", "ko-KR", "zh-Hant-TW", "yue"] {
+            assert!(valid_language(good), "{good}");
+        }
+        for bad in [
+            "",
+            "k",
+            "korean",
+            "ko_KR",
+            "ko-",
+            "ko-KR<script>",
+            &"en-".repeat(20),
+        ] {
+            assert!(!valid_language(bad), "{bad}");
+        }
     }
 }

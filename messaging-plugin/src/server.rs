@@ -102,6 +102,7 @@ pub async fn serve(
         identities: Identities::new(config.agent_socket.clone()),
         closing: closing_receiver,
         same_origin: same_origin(&config),
+        app: crate::web::WebApp::new(),
     });
     let watcher = tokio::spawn({
         let shared = Arc::clone(&shared);

@@ -161,6 +161,7 @@ impl Messaging {
             },
         );
         if calls_assistant(room, &caller.user, body) {
+            let language = self.store.language(&caller.user).await?;
             let refusal = match &self.assistant {
                 Some(assistant) => assistant
                     .ask(
@@ -168,6 +169,7 @@ impl Messaging {
                         room.to_owned(),
                         caller,
                         question_for_assistant(body),
+                        language,
                     )
                     .err()
                     .map(|too_many| {

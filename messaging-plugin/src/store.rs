@@ -540,6 +540,31 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the language `user` reads (their app's choice).
+    pub async fn set_language(&self, user: &str, language: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (name, last_seen, language) VALUES (?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET language = excluded.language",
+        )
+        .bind(user)
+        .bind(hearth_runtime::clock::unix_millis())
+        .bind(language)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The language `user` reads, when their app said.
+    pub async fn language(&self, user: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT language FROM users WHERE name = ?")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     /// Every user seen, by name.
     pub async fn users(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT name FROM users ORDER BY name")

@@ -1,11 +1,18 @@
-// Hearth's web chat: plain JavaScript, no build step. Talks to the
-// messaging service it was served by: JSON over HTTP for history and
-// rooms, a WebSocket for everything live.
+// Hearth's household app: plain JavaScript, no build step. Talks to the
+// messaging service it was served by: JSON over HTTP for history, rooms,
+// sending and search; a WebSocket for everything live. Installed (the
+// manifest and sw.js), it opens offline from its cache; a message typed
+// offline waits in an outbox and is sent once when the service answers
+// again (the service keeps one message per client id, so a retry after a
+// lost reply is not a second message).
 "use strict";
 
 const ASSISTANT = "assistant";
+const OUTBOX = "hearth.outbox";
+const MUTED = "hearth.muted";
 const state = {
   me: null,
+  lang: "en",
   room: "household",
   rooms: new Map(),          // id -> {id, unread, last_id}
   items: new Map(),          // message id -> <li>
@@ -15,13 +22,57 @@ const state = {
   retry: 1000,
   typing: new Map(),         // user -> timer
   lastTypingSent: 0,
+  status: "connecting",
+  flushing: false,
+  flushTimer: null,
+  muted: new Set(JSON.parse(localStorage.getItem(MUTED) || "[]")),
+  installPrompt: null,
 };
 const $ = (id) => document.getElementById(id);
+
+// ---- words -----------------------------------------------------------------
+
+function t(key, ...args) {
+  const words = STRINGS[state.lang] || STRINGS.en;
+  const value = key in words ? words[key] : STRINGS.en[key];
+  return typeof value === "function" ? value(...args) : value;
+}
+
+function applyLanguage(lang) {
+  state.lang = lang;
+  localStorage.setItem("hearth.lang", lang);
+  document.documentElement.lang = lang;
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  for (const element of document.querySelectorAll("[data-i18n-attr]")) {
+    for (const pair of element.dataset.i18nAttr.split(",")) {
+      const [attribute, key] = pair.split(":");
+      element.setAttribute(attribute, t(key));
+    }
+  }
+  $("language").value = lang;
+  if (state.status) $("status").textContent = t(state.status);
+  if (state.me) {
+    $("me").textContent = t("onDevice", state.me.user, state.me.node);
+    renderRooms();
+    renderPeople();
+    renderMute();
+    renderNotify();
+    for (const item of state.items.values()) item.dispatchEvent(new Event("relabel"));
+  }
+}
+
+// ---- the service -----------------------------------------------------------
 
 async function api(path, options = {}) {
   const response = await fetch(path, {headers: {"content-type": "application/json"}, ...options});
   const body = response.status === 204 ? null : await response.json().catch(() => null);
-  if (!response.ok) throw new Error(body && body.error ? body.error : response.statusText);
+  if (!response.ok) {
+    const error = new Error(body && body.error ? body.error : response.statusText);
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
@@ -32,11 +83,14 @@ function label(room) {
 }
 
 function clock(millis) {
-  return new Date(millis).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  return new Date(millis).toLocaleTimeString(state.lang, {hour: "2-digit", minute: "2-digit"});
 }
 
-function setStatus(text) {
-  $("status").textContent = text;
+// The status line: a word of ours (`key`, said again in another
+// language), or what the service said.
+function setStatus(text, key) {
+  state.status = key || null;
+  $("status").textContent = key ? t(key) : text;
 }
 
 function remember(id) {
@@ -46,11 +100,12 @@ function remember(id) {
   }
 }
 
-// ---- rooms and people ----------------------------------------------------
+// ---- rooms and people ------------------------------------------------------
 
 function renderRooms() {
   const list = $("rooms");
   list.replaceChildren();
+  let total = 0;
   for (const room of state.rooms.values()) {
     const item = document.createElement("li");
     const button = document.createElement("button");
@@ -59,16 +114,25 @@ function renderRooms() {
     button.dataset.room = room.id;
     if (room.id === state.room) button.setAttribute("aria-current", "true");
     if (room.unread > 0 && room.id !== state.room) {
+      total += room.unread;
       const badge = document.createElement("span");
       badge.className = "badge";
       badge.textContent = String(room.unread);
-      badge.setAttribute("aria-label", room.unread + " unread");
+      badge.setAttribute("aria-label", t("unread", room.unread));
       button.append(" ", badge);
+    }
+    if (state.muted.has(room.id)) {
+      const quiet = document.createElement("span");
+      quiet.className = "visually-hidden";
+      quiet.textContent = " (" + t("muted") + ")";
+      button.append(quiet);
     }
     button.addEventListener("click", () => openRoom(room.id));
     item.append(button);
     list.append(item);
   }
+  document.title = (total ? `(${total}) ` : "") + label(state.room) + " \u2013 Hearth";
+  if (navigator.setAppBadge) (total ? navigator.setAppBadge(total) : navigator.clearAppBadge()).catch(() => {});
 }
 
 async function loadRooms() {
@@ -78,15 +142,21 @@ async function loadRooms() {
   renderRooms();
 }
 
+let people = [];
+
 async function loadPeople() {
-  const answer = await api("/api/users");
+  people = (await api("/api/users")).users;
+  renderPeople();
+}
+
+function renderPeople() {
   const list = $("people");
   list.replaceChildren();
-  for (const user of answer.users.filter((user) => user !== state.me.user)) {
+  for (const user of people.filter((user) => user !== state.me.user)) {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = user === ASSISTANT ? "@assistant (AI)" : "@" + user;
+    button.textContent = user === ASSISTANT ? t("assistantPerson") : "@" + user;
     button.addEventListener("click", async () => {
       const dm = await api("/api/dm", {method: "POST", body: JSON.stringify({user})});
       if (!state.rooms.has(dm.room)) state.rooms.set(dm.room, {id: dm.room, unread: 0, last_id: 0});
@@ -105,13 +175,18 @@ function render(message) {
   if (fresh) {
     item = document.createElement("li");
     state.items.set(message.id, item);
+    item.addEventListener("relabel", () => render(item.message));
   }
+  item.message = message;
   item.className = "message";
-  if (message.sender === state.me.user) item.classList.add("mine");
+  const mine = message.sender === state.me.user;
+  if (mine) item.classList.add("mine");
   if (message.sender === ASSISTANT) item.classList.add("assistant");
   if (message.status === "error") item.classList.add("error");
+  if (message.status === "deleted") item.classList.add("deleted");
   item.dataset.id = String(message.id);
   item.dataset.status = message.status;
+  if (message.client_id) item.dataset.client = message.client_id;
   const meta = document.createElement("div");
   meta.className = "meta";
   const who = document.createElement("strong");
@@ -120,19 +195,84 @@ function render(message) {
   when.dateTime = new Date(message.created_at).toISOString();
   when.textContent = clock(message.created_at);
   meta.append(who, " ", when);
+  if (message.edited_at && message.status !== "deleted") {
+    const edited = document.createElement("span");
+    edited.className = "edited";
+    edited.textContent = " \u00b7 " + t("edited");
+    meta.append(edited);
+  }
   const body = document.createElement("div");
   body.className = "body";
-  body.textContent = message.body || (message.status === "streaming" ? "\u2026" : "");
+  body.textContent = message.status === "deleted" ? t("deleted")
+    : message.body || (message.status === "streaming" ? "\u2026" : "");
   item.replaceChildren(meta, body);
+  if (mine && message.status === "sent") item.append(actions(message));
   if (message.status === "streaming") item.setAttribute("aria-busy", "true");
   else item.removeAttribute("aria-busy");
   if (fresh) place(item, message.id);
 }
 
+// Edit and delete, for one's own sent messages.
+function actions(message) {
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  const edit = document.createElement("button");
+  edit.type = "button";
+  edit.className = "link";
+  edit.textContent = t("edit");
+  edit.addEventListener("click", () => startEdit(message));
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "link";
+  remove.textContent = t("delete");
+  remove.addEventListener("click", async () => {
+    if (!window.confirm(t("deleteConfirm"))) return;
+    try {
+      render(await api(`/api/rooms/${encodeURIComponent(message.room)}/messages/${message.id}`, {method: "DELETE"}));
+    } catch (error) {
+      setStatus(error.message);
+    }
+  });
+  bar.append(edit, " ", remove);
+  return bar;
+}
+
+function startEdit(message) {
+  const item = state.items.get(message.id);
+  const form = document.createElement("form");
+  form.className = "edit";
+  const field = document.createElement("textarea");
+  field.value = message.body;
+  field.maxLength = 8000;
+  field.required = true;
+  field.setAttribute("aria-label", t("editMessage"));
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.textContent = t("save");
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "link";
+  cancel.textContent = t("cancel");
+  cancel.addEventListener("click", () => render(message));
+  form.append(field, save, cancel);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      render(await api(`/api/rooms/${encodeURIComponent(message.room)}/messages/${message.id}`,
+        {method: "PATCH", body: JSON.stringify({body: field.value})}));
+    } catch (error) {
+      setStatus(error.message);
+    }
+  });
+  item.querySelector(".body").replaceWith(form);
+  item.querySelector(".actions").remove();
+  field.focus();
+}
+
 function place(item, id) {
   const list = $("messages");
   const later = [...list.children].find((other) => Number(other.dataset.id) > id);
-  list.insertBefore(item, later || null);
+  list.insertBefore(item, later || list.querySelector("li.pending"));
 }
 
 function scrollDown() {
@@ -159,8 +299,15 @@ async function openRoom(room) {
   $("messages").replaceChildren();
   $("typing").textContent = "";
   $("title").textContent = label(room);
-  document.title = label(room) + " \u2013 Hearth";
-  const messages = await loadHistory();
+  closeResults();
+  renderPending();
+  renderMute();
+  let messages = [];
+  try {
+    messages = await loadHistory();
+  } catch (error) {
+    setStatus(error.message);
+  }
   scrollDown();
   const entry = state.rooms.get(room);
   if (entry) entry.unread = 0;
@@ -172,7 +319,79 @@ async function openRoom(room) {
   $("text").focus();
 }
 
-// ---- what the assistant keeps ---------------------------------------------
+// ---- the outbox: messages typed offline ------------------------------------
+
+function outbox() {
+  return JSON.parse(localStorage.getItem(OUTBOX) || "[]");
+}
+
+function saveOutbox(items) {
+  localStorage.setItem(OUTBOX, JSON.stringify(items));
+}
+
+function newClientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// The open room's messages still in the outbox, after its history.
+function renderPending() {
+  const list = $("messages");
+  for (const old of list.querySelectorAll("li.pending")) old.remove();
+  for (const entry of outbox().filter((entry) => entry.room === state.room)) {
+    if (list.querySelector(`li[data-client="${CSS.escape(entry.client_id)}"]`)) continue;
+    const item = document.createElement("li");
+    item.className = "message mine pending";
+    item.dataset.client = entry.client_id;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const who = document.createElement("strong");
+    who.textContent = state.me.user;
+    const note = document.createElement("span");
+    note.className = "waiting";
+    note.textContent = " \u00b7 " + (entry.failed ? t("notSent") + ": " + entry.failed : t("waiting"));
+    meta.append(who, note);
+    const body = document.createElement("div");
+    body.className = "body";
+    body.textContent = entry.body;
+    item.append(meta, body);
+    list.append(item);
+  }
+}
+
+// Sends what waits in the outbox, in order, each once: a message the
+// service refuses is kept, marked, for the writer to copy.
+async function flush() {
+  if (state.flushing) return;
+  state.flushing = true;
+  try {
+    for (;;) {
+      const entry = outbox().find((entry) => !entry.failed);
+      if (!entry) break;
+      let failed = null;
+      try {
+        await api(`/api/rooms/${encodeURIComponent(entry.room)}/messages`,
+          {method: "POST", body: JSON.stringify({body: entry.body, client_id: entry.client_id})});
+      } catch (error) {
+        if (!error.status || error.status >= 500 || error.status === 429) {
+          // Unreachable or busy: tried again in a while (and when the
+          // live connection opens again).
+          clearTimeout(state.flushTimer);
+          state.flushTimer = setTimeout(flush, 3000);
+          break;
+        }
+        failed = error.message;
+      }
+      saveOutbox(outbox().flatMap((kept) => kept.client_id !== entry.client_id ? [kept]
+        : failed ? [{...kept, failed}] : []));
+    }
+  } finally {
+    state.flushing = false;
+    renderPending();
+  }
+}
+
+// ---- what the assistant keeps ----------------------------------------------
 
 function keptItem(text, action, onAction) {
   const item = document.createElement("li");
@@ -210,17 +429,17 @@ async function loadKept() {
   try {
     const memory = await api(`/api/assistant/memory?room=${room}`);
     fill($("memory"), memory.entries.map((entry) =>
-      keptItem(`${entry.text} (${entry.file})`, "Forget", () =>
-        api(`/api/assistant/memory/${entry.id}?room=${room}`, {method: "DELETE"}))), "Nothing yet.");
+      keptItem(`${entry.text} (${entry.file})`, t("forget"), () =>
+        api(`/api/assistant/memory/${entry.id}?room=${room}`, {method: "DELETE"}))), t("nothingYet"));
     const reminders = await api("/api/assistant/reminders");
     fill($("reminders"), reminders.reminders.map((reminder) =>
-      keptItem(`${reminder.text} \u2013 ${reminder.when}`, "Cancel", () =>
-        api(`/api/assistant/reminders/${reminder.id}`, {method: "DELETE"}))), "None.");
+      keptItem(`${reminder.text} \u2013 ${reminder.when}`, t("cancel"), () =>
+        api(`/api/assistant/reminders/${reminder.id}`, {method: "DELETE"}))), t("none"));
     const documents = await api(`/api/assistant/documents?room=${room}`);
     fill($("documents"), [
       ...documents.documents.map((file) => keptItem(`${file.folder}/${file.path}`)),
-      ...documents.refused.map((file) => keptItem(`${file.folder}/${file.path}: not read (${file.reason})`)),
-    ], "None readable here.");
+      ...documents.refused.map((file) => keptItem(`${file.folder}/${file.path}: ${file.reason}`)),
+    ], t("noneReadable"));
   } catch (error) {
     fill($("memory"), [keptItem(error.message)], "");
     $("reminders").replaceChildren();
@@ -239,10 +458,114 @@ function showTyping(user, active) {
   state.typing.delete(user);
   if (active) state.typing.set(user, setTimeout(() => showTyping(user, false), user === ASSISTANT ? 120000 : 4000));
   const names = [...state.typing.keys()];
-  $("typing").textContent = names.length ? names.join(", ") + (names.length > 1 ? " are" : " is") + " typing\u2026" : "";
+  $("typing").textContent = names.length ? t("typing", names) : "";
 }
 
-// ---- the live connection ---------------------------------------------------
+// ---- search ------------------------------------------------------------------
+
+function closeResults() {
+  $("results").hidden = true;
+  $("conversation").hidden = false;
+}
+
+$("search").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const query = $("search-text").value.trim();
+  if (!query) return;
+  try {
+    const answer = await api(`/api/search?q=${encodeURIComponent(query)}`);
+    const found = $("found");
+    found.replaceChildren();
+    for (const message of answer.messages) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "result";
+      const where = document.createElement("strong");
+      where.textContent = `${label(message.room)} \u00b7 ${message.sender} \u00b7 ${clock(message.created_at)}`;
+      const text = document.createElement("span");
+      text.textContent = message.body;
+      button.append(where, text);
+      button.addEventListener("click", () => openRoom(message.room));
+      item.append(button);
+      found.append(item);
+    }
+    if (!answer.messages.length) {
+      const none = document.createElement("li");
+      none.textContent = t("noResults");
+      found.append(none);
+    }
+    $("conversation").hidden = true;
+    $("results").hidden = false;
+    document.body.classList.remove("menu-open");
+    $("results-heading").focus();
+  } catch (error) {
+    setStatus(error.message);
+  }
+});
+$("results-heading").tabIndex = -1;
+$("close-results").addEventListener("click", () => {
+  closeResults();
+  $("text").focus();
+});
+
+// ---- notifications -----------------------------------------------------------
+
+function renderMute() {
+  const muted = state.muted.has(state.room);
+  const button = $("mute");
+  button.setAttribute("aria-pressed", String(muted));
+  button.setAttribute("aria-label", muted ? t("unmute") : t("mute"));
+  button.title = button.getAttribute("aria-label");
+}
+
+$("mute").addEventListener("click", () => {
+  if (state.muted.has(state.room)) state.muted.delete(state.room);
+  else state.muted.add(state.room);
+  localStorage.setItem(MUTED, JSON.stringify([...state.muted]));
+  renderMute();
+  renderRooms();
+});
+
+function renderNotify() {
+  const supported = "Notification" in window && "serviceWorker" in navigator;
+  const permission = supported ? Notification.permission : "denied";
+  $("notify").hidden = permission === "granted" || !supported;
+  $("notify-state").textContent = permission === "granted" ? t("notificationsAreOn")
+    : permission === "denied" && supported ? t("notificationsBlocked") : "";
+}
+
+$("notify").addEventListener("click", async () => {
+  await Notification.requestPermission();
+  renderNotify();
+});
+
+// Whether `message` calls for a notification: a DM to me (the assistant's
+// reminders come in mine), or my name mentioned; not my own, not in a muted
+// room, not in the room I am looking at.
+function notable(message) {
+  if (message.sender === state.me.user || state.muted.has(message.room)) return false;
+  if (message.room === state.room && document.visibilityState === "visible") return false;
+  if (message.room.startsWith("dm:")) return true;
+  const mention = new RegExp(`(^|[^\\w-])@${state.me.user.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\w-])`, "i");
+  return mention.test(message.body);
+}
+
+async function notify(message) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const registration = await navigator.serviceWorker.ready;
+  const fromAssistant = message.sender === ASSISTANT && message.room.startsWith("dm:");
+  await registration.showNotification(fromAssistant ? t("reminder") : t("newMessage", message.sender, label(message.room)), {
+    body: message.body.slice(0, 200),
+    tag: `room:${message.room}`,
+    renotify: true,
+    icon: "/icons/icon-192.png",
+    badge: "/icons/icon-192.png",
+    data: {room: message.room, id: message.id},
+  });
+}
+
+// ---- the live connection -----------------------------------------------------
 
 function send(event) {
   if (state.socket && state.socket.readyState === WebSocket.OPEN) {
@@ -258,7 +581,8 @@ function connect() {
   state.socket = socket;
   socket.addEventListener("open", () => {
     state.retry = 1000;
-    setStatus("connected");
+    setStatus(null, "connected");
+    flush();
   });
   socket.addEventListener("message", (frame) => {
     const event = JSON.parse(frame.data);
@@ -266,6 +590,10 @@ function connect() {
       case "message": {
         const message = event.message;
         remember(message.id);
+        if (message.client_id) {
+          const pending = $("messages").querySelector(`li.pending[data-client="${CSS.escape(message.client_id)}"]`);
+          if (pending) pending.remove();
+        }
         if (message.room === state.room) {
           render(message);
           scrollDown();
@@ -277,15 +605,13 @@ function connect() {
           state.rooms.set(message.room, room);
           renderRooms();
         }
+        if (notable(message) && message.status !== "streaming") notify(message).catch(() => {});
         break;
       }
       case "update":
         if (event.room === state.room && state.items.has(event.id)) {
-          const item = state.items.get(event.id);
-          render({
-            id: event.id, room: event.room, sender: ASSISTANT, body: event.body, status: event.status,
-            created_at: Date.parse(item.querySelector("time").dateTime),
-          });
+          const previous = state.items.get(event.id).message;
+          render({...previous, body: event.body, status: event.status, edited_at: event.edited_at || previous.edited_at});
           scrollDown();
         }
         break;
@@ -300,32 +626,27 @@ function connect() {
     }
   });
   socket.addEventListener("close", () => {
-    setStatus("offline, reconnecting\u2026");
+    setStatus(null, "offline");
     setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 10000);
   });
 }
 
-// ---- the page --------------------------------------------------------------
+// ---- the page ------------------------------------------------------------------
 
-$("composer").addEventListener("submit", async (event) => {
+$("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value.trim();
   if (!text) return;
   $("text").value = "";
-  const client_id = Math.random().toString(36).slice(2);
-  if (!send({type: "send", room: state.room, body: text, client_id})) {
-    try {
-      await api(`/api/rooms/${encodeURIComponent(state.room)}/messages`, {method: "POST", body: JSON.stringify({body: text, client_id})});
-    } catch (error) {
-      setStatus("not sent: " + error.message);
-      $("text").value = text;
-    }
-  }
+  saveOutbox([...outbox(), {client_id: newClientId(), room: state.room, body: text, at: Date.now()}]);
+  renderPending();
+  scrollDown();
+  flush();
 });
 
 $("text").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     $("composer").requestSubmit();
   }
@@ -360,15 +681,74 @@ $("menu").addEventListener("click", () => {
   $("menu").setAttribute("aria-expanded", String(open));
 });
 
+for (const [tag, name] of LANGUAGES) {
+  const option = document.createElement("option");
+  option.value = tag;
+  option.lang = tag;
+  option.textContent = name;
+  $("language").append(option);
+}
+$("language").addEventListener("change", () => {
+  applyLanguage($("language").value);
+  api("/api/me/language", {method: "PUT", body: JSON.stringify({language: state.lang})}).catch(() => {});
+});
+
+window.addEventListener("online", flush);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && state.me) {
+    const last = [...state.items.keys()].pop();
+    if (last) markRead(last);
+  }
+});
+
+window.addEventListener("beforeinstallprompt", (event) => {
+  event.preventDefault();
+  state.installPrompt = event;
+  $("install").hidden = false;
+});
+$("install").addEventListener("click", async () => {
+  if (!state.installPrompt) return;
+  state.installPrompt.prompt();
+  await state.installPrompt.userChoice;
+  state.installPrompt = null;
+  $("install").hidden = true;
+});
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").catch(() => {});
+  // A notification tapped: the worker asks this page to open its room.
+  navigator.serviceWorker.addEventListener("message", (event) => {
+    if (event.data && event.data.open && state.me) openRoom(event.data.open);
+  });
+}
+
 async function start() {
+  applyLanguage(chooseLanguage(localStorage.getItem("hearth.lang"), navigator.languages));
+  const wanted = new URLSearchParams(location.search).get("room");
+  if (wanted) state.room = wanted;
   try {
     state.me = await api("/api/me");
+    localStorage.setItem("hearth.me", JSON.stringify(state.me));
   } catch (error) {
+    const saved = JSON.parse(localStorage.getItem("hearth.me") || "null");
+    if (!error.status && saved) {
+      // Opened offline (from the installed app's cache): the outbox takes
+      // messages, sent once the service answers again.
+      state.me = saved;
+      applyLanguage(state.lang);
+      $("title").textContent = label(state.room);
+      renderPending();
+      setStatus(null, "offline");
+      setTimeout(start, 3000);
+      return;
+    }
     setStatus(error.message);
-    $("messages").textContent = "This page only works from a device of the household's network: " + error.message;
+    $("messages").textContent = t("onlyMesh") + error.message;
+    if (!error.status) setTimeout(start, 3000);
     return;
   }
-  $("me").textContent = `${state.me.user} on ${state.me.node}`;
+  applyLanguage(state.lang);
+  api("/api/me/language", {method: "PUT", body: JSON.stringify({language: state.lang})}).catch(() => {});
   await loadRooms();
   await loadPeople();
   await openRoom(state.room);

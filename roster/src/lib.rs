@@ -198,6 +198,10 @@ pub struct Asker {
     /// the grants the member has then, not those they had when it was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<std::net::IpAddr>,
+    /// The language the member reads (a BCP 47 tag their app chose, as
+    /// `ko`): the assistant answers in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// What the mesh says now of the device a question came from: its member,
@@ -325,6 +329,7 @@ mod tests {
             room: room.map(|room| RoomId::parse(room).expect("a room")),
             capabilities: BTreeMap::new(),
             device: None,
+            language: None,
         }
     }
 

