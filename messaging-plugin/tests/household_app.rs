@@ -329,8 +329,6 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
             "{own}.querySelector('.actions button').click(); return true"
         ))
         .unwrap();
-    keep(&browser, &artifacts, "edit-1280");
-    let edit_problems = accessibility_problems(&browser, &axe);
     browser
         .script("const field = document.querySelector('form.edit textarea'); field.value = 'dinner at 7'; \
                  field.form.requestSubmit(); return true")
@@ -350,8 +348,6 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
             10 * SECOND,
         )
         .unwrap();
-    keep(&browser, &artifacts, "search-1280");
-    let search_problems = accessibility_problems(&browser, &axe);
     browser.click("#close-results").unwrap();
     browser
         .script("window.confirm = () => true; const li = [...document.querySelectorAll('li.mine')].find(li => li.querySelector('.body').textContent === 'dinner at 7'); \
@@ -369,69 +365,16 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
             .contains("dinner at 7")
     );
 
-    // 6. Every view at 1280 px, then at 360 px, in English and in Korean:
-    // no serious or critical accessibility problem.
-    let mut problems: Vec<(String, Vec<String>)> = vec![
-        ("edit".into(), edit_problems),
-        ("search".into(), search_problems),
-    ];
-    browser
-        .script("document.getElementById('keeps').open = true; return true")
-        .unwrap();
-    browser
-        .wait_for(
-            "return document.querySelectorAll('#memory li').length > 0",
-            10 * SECOND,
-        )
-        .unwrap();
-    keep(&browser, &artifacts, "chat-1280");
-    problems.push(("chat 1280".into(), accessibility_problems(&browser, &axe)));
+    // 6. Every view at 1280 px, then on a 360-pixel phone, in English,
+    // Korean and the dark scheme: no serious or critical accessibility
+    // problem, nothing wider than the screen.
+    let mut problems = tour(&browser, &artifacts, "1280", &axe);
     drop(browser);
     let phone = Session::chromium(driver.forward.port, &profiles.join("ada"), 500, 800).unwrap();
     phone.emulate_phone(360, 740).unwrap();
     phone.open(&url).unwrap();
     connected(&phone, &household);
-    keep(&phone, &artifacts, "chat-360");
-    problems.push(("chat 360".into(), accessibility_problems(&phone, &axe)));
-    phone.click("#menu").unwrap();
-    phone
-        .wait_for(
-            "return document.body.classList.contains('menu-open')",
-            5 * SECOND,
-        )
-        .unwrap();
-    keep(&phone, &artifacts, "menu-360");
-    problems.push(("menu 360".into(), accessibility_problems(&phone, &axe)));
-    let wide = phone
-        .script("return document.documentElement.scrollWidth <= window.innerWidth")
-        .unwrap();
-    assert_eq!(wide, json!(true), "nothing wider than a 360-pixel screen");
-    // Korean, chosen in the app (and kept for the assistant's answers).
-    phone
-        .script(
-            "const pick = document.getElementById('language'); pick.value = 'ko'; \
-                 pick.dispatchEvent(new Event('change')); return true",
-        )
-        .unwrap();
-    phone
-        .wait_for(
-            "return document.documentElement.lang === 'ko' && document.getElementById('send').textContent === '보내기' \
-               && document.getElementById('status').textContent === '연결됨'",
-            5 * SECOND,
-        )
-        .unwrap();
-    keep(&phone, &artifacts, "menu-360-ko");
-    problems.push(("menu 360 ko".into(), accessibility_problems(&phone, &axe)));
-    phone.click("#menu").unwrap();
-    keep(&phone, &artifacts, "chat-360-ko");
-    problems.push(("chat 360 ko".into(), accessibility_problems(&phone, &axe)));
-    // The system's dark scheme.
-    phone.color_scheme("dark").unwrap();
-    keep(&phone, &artifacts, "chat-360-ko-dark");
-    problems.push((
-        "chat 360 ko dark".into(),
-        accessibility_problems(&phone, &axe),
-    ));
+    problems.extend(tour(&phone, &artifacts, "360", &axe));
     let font = std::process::Command::new("fc-match")
         .args(["-f", "%{family}", ":lang=ko"])
         .output()
@@ -446,4 +389,97 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         .filter(|(_, list)| !list.is_empty())
         .collect();
     assert!(found.is_empty(), "accessibility problems: {found:#?}");
+}
+
+/// Goes through every view of the app in `browser` (its screen `size`
+/// wide), keeping a screenshot of each (`app-VIEW-SIZE.png`): the
+/// conversation, the side panel with what the assistant keeps, search
+/// results, editing a message, the conversation in Korean and in the dark
+/// scheme. What axe-core finds in each, by view.
+fn tour(browser: &Session, artifacts: &Path, size: &str, axe: &str) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut view = |name: &str| {
+        keep(browser, artifacts, &format!("{name}-{size}"));
+        found.push((
+            format!("{name} at {size}"),
+            accessibility_problems(browser, axe),
+        ));
+        let wide = browser
+            .script("return document.documentElement.scrollWidth <= window.innerWidth")
+            .unwrap();
+        assert_eq!(wide, json!(true), "{name} at {size}: wider than the screen");
+    };
+    view("chat");
+    let phone = browser
+        .script("return getComputedStyle(document.getElementById('menu')).display !== 'none'")
+        .unwrap()
+        == json!(true);
+    if phone {
+        browser.click("#menu").unwrap();
+        browser
+            .wait_for(
+                "return document.body.classList.contains('menu-open')",
+                5 * SECOND,
+            )
+            .unwrap();
+    }
+    browser
+        .script("document.getElementById('keeps').open = true; return true")
+        .unwrap();
+    browser
+        .wait_for(
+            "return document.querySelectorAll('#memory li').length > 0",
+            10 * SECOND,
+        )
+        .unwrap();
+    view("panel");
+    browser
+        .script("document.getElementById('search-text').value = ''; return true")
+        .unwrap();
+    browser.type_into("#search-text", "umbrella").unwrap();
+    browser.click("#search button").unwrap();
+    browser
+        .wait_for(
+            "return !document.getElementById('results').hidden && document.getElementById('found').textContent.includes('umbrella')",
+            10 * SECOND,
+        )
+        .unwrap();
+    view("search");
+    browser.click("#close-results").unwrap();
+    browser
+        .script(
+            "const li = [...document.querySelectorAll('li.mine')].find(li => li.querySelector('.body').textContent === 'bring the umbrella'); \
+             li.querySelector('.actions button').click(); return true",
+        )
+        .unwrap();
+    browser
+        .wait_for("return !!document.querySelector('form.edit')", 5 * SECOND)
+        .unwrap();
+    view("edit");
+    browser
+        .script("document.querySelector('form.edit button.link').click(); return true")
+        .unwrap();
+    // Korean, chosen in the app (and kept for the assistant's answers).
+    let choose = |language: &str| {
+        browser
+            .script(&format!(
+                "const pick = document.getElementById('language'); pick.value = '{language}'; \
+                 pick.dispatchEvent(new Event('change')); return true"
+            ))
+            .unwrap();
+    };
+    choose("ko");
+    browser
+        .wait_for(
+            "return document.documentElement.lang === 'ko' && document.getElementById('send').textContent === '보내기' \
+               && document.getElementById('status').textContent === '연결됨'",
+            5 * SECOND,
+        )
+        .unwrap();
+    view("chat-ko");
+    browser.color_scheme("dark").unwrap();
+    view("chat-ko-dark");
+    browser.color_scheme("light").unwrap();
+    choose("en");
+    found
 }
