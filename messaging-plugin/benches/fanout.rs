@@ -9,6 +9,8 @@
 //!    time from the sender's write to the client's read; p50, p99, max.
 //! 2. throughput: a burst of messages sent back to back; messages per second
 //!    until every client has every message.
+//! 3. memory: the server's resident size idle, with 50 members connected
+//!    (each its own user), and with all 200.
 //!
 //! The agent is a stand-in that answers only `whois` (it names each loopback
 //! source address as a device of its own user): the mesh is not what is
@@ -55,7 +57,7 @@ fn main() {
         for target in [Target::Hearth, Target::Baseline] {
             let port = free_port();
             let mut server = start(target, port, dir.path()).await;
-            let result = measure(target, port).await;
+            let result = measure(target, port, server.id()).await;
             let _ = server.kill();
             let _ = server.wait();
             print_result(target, &result);
@@ -67,6 +69,10 @@ fn main() {
             hearth.p50.as_secs_f64() / floor.p50.as_secs_f64(),
             hearth.p99.as_secs_f64() / floor.p99.as_secs_f64(),
             hearth.burst_rate / floor.burst_rate,
+        );
+        println!(
+            "hearth/bare: memory with {MEMBERS} members {:.2}x",
+            hearth.memory[1] as f64 / floor.memory[1] as f64,
         );
         println!(
             "target p99 < 50 ms: {}",
@@ -92,6 +98,18 @@ struct Outcome {
     samples: usize,
     burst_rate: f64,
     burst_deliveries: f64,
+    /// Resident size (KiB): idle, with 50 members connected, with all.
+    memory: [u64; 3],
+}
+
+/// The resident size of process `pid`, KiB.
+fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 fn print_result(target: Target, outcome: &Outcome) {
@@ -108,7 +126,14 @@ fn print_result(target: Target, outcome: &Outcome) {
         outcome.burst_rate,
         outcome.burst_deliveries,
     );
+    let [idle, fifty, all] = outcome.memory.map(|kib| kib as f64 / 1024.0);
+    println!(
+        "{name:>16}: memory idle {idle:.1} MiB, {MEMBERS} members connected {fifty:.1} MiB, {CLIENTS} connected {all:.1} MiB"
+    );
 }
+
+/// Members connected when the memory is measured the second time.
+const MEMBERS: usize = 50;
 
 /// The source address of client `index` (the sender is index `CLIENTS`).
 fn source(index: usize) -> Ipv4Addr {
@@ -221,12 +246,19 @@ fn number(text: &str) -> Option<usize> {
     id.strip_prefix('b')?.parse().ok()
 }
 
-async fn measure(target: Target, port: u16) -> Outcome {
+async fn measure(target: Target, port: u16, pid: u32) -> Outcome {
     let arrivals: Arrivals = Arc::new(Mutex::new(vec![HashMap::new(); CLIENTS]));
     let total = PACED + BURST;
     let mut readers = Vec::new();
-    let mut ready = Vec::new();
+    let mut ready: Vec<tokio::sync::oneshot::Receiver<()>> = Vec::new();
+    let mut memory = [resident_kib(pid), 0, 0];
     for index in 0..CLIENTS {
+        if index == MEMBERS {
+            for receiver in ready.drain(..) {
+                receiver.await.unwrap();
+            }
+            memory[1] = resident_kib(pid);
+        }
         let mut socket = connect(index, port).await;
         let arrivals = Arc::clone(&arrivals);
         let (ready_sender, ready_receiver) = tokio::sync::oneshot::channel();
@@ -257,6 +289,7 @@ async fn measure(target: Target, port: u16) -> Outcome {
     for receiver in ready {
         receiver.await.unwrap();
     }
+    memory[2] = resident_kib(pid);
     let sender = connect(CLIENTS, port).await;
     let mut sent = HashMap::with_capacity(total);
     let frame = |number: usize| {
@@ -314,6 +347,7 @@ async fn measure(target: Target, port: u16) -> Outcome {
         samples: latencies.len(),
         burst_rate: BURST as f64 / burst,
         burst_deliveries: (BURST * CLIENTS) as f64 / burst,
+        memory,
     }
 }
 

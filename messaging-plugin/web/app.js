@@ -580,6 +580,8 @@ function connect() {
   const socket = new WebSocket(`${scheme}://${location.host}/ws?since=${state.lastId}`);
   state.socket = socket;
   socket.addEventListener("open", () => {
+    // When the app became usable (the household app's benchmark reads it).
+    if (!performance.getEntriesByName("hearth-connected").length) performance.mark("hearth-connected");
     state.retry = 1000;
     setStatus(null, "connected");
     flush();

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod issue;
+pub mod request;
 pub mod zone;
 
 use std::path::PathBuf;

@@ -904,7 +904,7 @@ impl Coordinator {
         let csr = request
             .csr_bytes()
             .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
-        crate::acme::issue::check_request(&csr, &domain).map_err(Error::BadRequest)?;
+        crate::acme::request::check_request(&csr, &domain).map_err(Error::BadRequest)?;
         acme.issuance()
             .begin(record.id, unix_now())
             .map_err(Error::TooManyPending)?;
