@@ -322,14 +322,16 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .fallback(
             |State(gateway): State<Arc<Gateway>>,
              method: axum::http::Method,
-             uri: axum::http::Uri| async move {
+             uri: axum::http::Uri,
+             headers: axum::http::HeaderMap| async move {
                 // The Control UI's files and app routes, when it is served.
                 if let Some(root) = &gateway.config.hearth.control_ui
                     && method == axum::http::Method::GET
                     && !uri.path().starts_with("/v1/")
                     && !uri.path().starts_with("/api/")
                 {
-                    return crate::control_ui::serve(root, uri.path()).await;
+                    let tag = hearth_http::etag::if_none_match(&headers);
+                    return crate::control_ui::serve(root, uri.path(), tag).await;
                 }
                 error_body(
                     StatusCode::NOT_FOUND,
@@ -363,7 +365,8 @@ async fn openclaw_socket(
     let Ok(upgrade) = axum::extract::WebSocketUpgrade::from_request_parts(&mut parts, &()).await
     else {
         if let Some(root) = &gateway.config.hearth.control_ui {
-            return crate::control_ui::serve(root, "/").await;
+            let tag = hearth_http::etag::if_none_match(&parts.headers);
+            return crate::control_ui::serve(root, "/", tag).await;
         }
         return error_body(
             StatusCode::NOT_FOUND,

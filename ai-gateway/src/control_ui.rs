@@ -48,8 +48,18 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// The Control UI's answer to `GET path`.
-pub async fn serve(root: &Path, path: &str) -> Response {
+/// The ETag of a file of `length` bytes last changed at `modified`: it
+/// changes when the installed package does.
+fn etag_of(length: u64, modified: Option<std::time::SystemTime>) -> String {
+    let nanos = modified
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos());
+    format!("\"{length:x}-{nanos:x}\"")
+}
+
+/// The Control UI's answer to `GET path` (`304` when the client's
+/// `If-None-Match` names the file as it is).
+pub async fn serve(root: &Path, path: &str, if_none_match: Option<&str>) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
     let Some(mut file) = file_for(root, path) else {
         return not_found();
@@ -62,11 +72,22 @@ pub async fn serve(root: &Path, path: &str) -> Response {
         }
         file = root.join("index.html");
     }
-    let Ok(body) = tokio::fs::read(&file).await else {
+    let Ok(meta) = tokio::fs::metadata(&file).await else {
         return not_found();
     };
-    let mut response = body.into_response();
+    let etag = etag_of(meta.len(), meta.modified().ok());
+    let mut response = if hearth_http::etag::not_modified(if_none_match, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let Ok(body) = tokio::fs::read(&file).await else {
+            return not_found();
+        };
+        body.into_response()
+    };
     let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(&file)),
@@ -121,5 +142,19 @@ mod tests {
             );
         }
         assert_eq!(file_for(root, "/../etc/passwd"), None);
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_file_is_answered_not_modified() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("index.html"), "<!doctype html>").unwrap();
+        let first = serve(root.path(), "/", None).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let again = serve(root.path(), "/chat", Some(&etag)).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        std::fs::write(root.path().join("index.html"), "<!doctype html><p>new").unwrap();
+        let changed = serve(root.path(), "/", Some(&etag)).await;
+        assert_eq!(changed.status(), StatusCode::OK, "a new version is sent");
     }
 }

@@ -10,6 +10,8 @@
 //!   (and TLS with plain HTTP redirected on the same port), and for HTTP/2 carried inside another protocol (ts2021).
 //! - [`certificate_files`]: a certificate kept in PEM files that are
 //!   renewed in place, served as they are now.
+//! - [`etag`]: conditional requests (`If-None-Match`), for files served
+//!   again unchanged.
 //! - [`origin`]: the same-origin rule that keeps web pages of other sites
 //!   (and DNS-rebinding names) away from services a browser can reach.
 //! - [`throttle`]: at most one log line per period for floods of the same
@@ -19,6 +21,7 @@
 
 pub mod certificate_files;
 pub mod connection;
+pub mod etag;
 pub mod forwarded;
 pub mod limits;
 pub mod origin;

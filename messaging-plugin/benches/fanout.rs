@@ -161,6 +161,9 @@ async fn start(target: Target, port: u16, dir: &std::path::Path) -> Child {
                     "agentSocket": socket,
                     "dataDir": data,
                     "rooms": [ROOM],
+                    // One sender posts every message: no per-person limit
+                    // is what is measured.
+                    "limits": {"postsPerMinute": 1_000_000, "postBurst": 100_000},
                 })
                 .to_string(),
             )
