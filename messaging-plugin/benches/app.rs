@@ -99,37 +99,7 @@ fn main() {
     household.start_messaging();
     let laptop = household.laptop.clone();
     let driver = webdriver::start_driver(&mut household.lab, &laptop);
-    let home = household
-        .lab
-        .dir
-        .path()
-        .join(format!("{}-browser-home", laptop.name));
-    let database = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&database).unwrap();
-    let database = format!("sql:{}", database.display());
-    let root = household.authority.as_ref().unwrap().root.clone();
-    for args in [
-        vec!["-d", &database, "-N", "--empty-password"],
-        vec![
-            "-d",
-            &database,
-            "-A",
-            "-t",
-            "C,,",
-            "-n",
-            "household-ca",
-            "-i",
-            root.to_str().unwrap(),
-        ],
-    ] {
-        assert!(
-            std::process::Command::new("certutil")
-                .args(&args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    driver.trust(&household.authority.as_ref().unwrap().root);
     let profiles = household.lab.dir.path().join("bench-profiles");
     let hearth = format!("{}/", household.url());
     let control_ui = format!("http://{}:18789/", household.hub_mesh);

@@ -117,6 +117,44 @@ pub struct Driver {
     pub process: crate::lab::Process,
     /// The forward to its port inside the host.
     pub forward: crate::lab::Forward,
+    /// The home of the browsers it starts (their NSS database is there).
+    pub home: std::path::PathBuf,
+}
+
+impl Driver {
+    /// Makes the browsers this driver starts trust the certificate
+    /// authority `root` (PEM), as a phone trusts Let's Encrypt: Chromium on
+    /// Linux reads the user's NSS database (Debian's `certutil` writes it).
+    pub fn trust(&self, root: &std::path::Path) {
+        let database = self.home.join(".pki/nssdb");
+        std::fs::create_dir_all(&database).expect("the NSS database's folder");
+        let database = format!("sql:{}", database.display());
+        let root = root.to_str().expect("a UTF-8 path");
+        for args in [
+            vec!["-d", &database, "-N", "--empty-password"],
+            vec![
+                "-d",
+                &database,
+                "-A",
+                "-t",
+                "C,,",
+                "-n",
+                "household-ca",
+                "-i",
+                root,
+            ],
+        ] {
+            let output = std::process::Command::new("certutil")
+                .args(&args)
+                .output()
+                .expect("certutil runs");
+            assert!(
+                output.status.success(),
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }
 
 /// Starts chromedriver in `host` (the browsers it starts live in that
@@ -138,7 +176,11 @@ pub fn start_driver(lab: &mut crate::lab::Lab, host: &crate::lab::Host) -> Drive
         "chromedriver did not start:\n{}",
         process.log_text()
     );
-    Driver { process, forward }
+    Driver {
+        process,
+        forward,
+        home,
+    }
 }
 
 /// Prints `html` to the PDF `out` with headless Chromium. Everything the

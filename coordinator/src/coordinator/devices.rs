@@ -834,34 +834,44 @@ impl Coordinator {
 }
 
 impl Coordinator {
+    /// For a device asking about a certificate with `credential`: the ACME
+    /// settings (when devices get certificates), its admitted record, and
+    /// the one name it may have a certificate for.
+    async fn certificate_name(
+        &self,
+        credential: Credential,
+    ) -> Result<(std::sync::Arc<crate::acme::Acme>, NodeRecord, String)> {
+        let acme = self
+            .settings()
+            .acme
+            .clone()
+            .filter(|acme| acme.config.device_certificates)
+            .ok_or_else(|| {
+                Error::NotFound(
+                    "certificates: this coordinator gives none (see --acme-config)".into(),
+                )
+            })?;
+        let record = self.identify(Some(credential)).await?;
+        check_admitted(&record)?;
+        let name = acme
+            .device_domain(&record.name)
+            .expect("device certificates are on");
+        Ok((acme, record, name))
+    }
+
     /// `/machine/set-dns` from the Tailscale client presenting
     /// `credential`: publishes its ACME challenge, for its own name only.
     pub async fn set_acme_challenge(
         &self,
         credential: Credential,
         request: &hearth_control::tailcfg::SetDnsRequest,
-    ) -> crate::error::Result<()> {
-        use crate::error::Error;
-        let acme = self
-            .settings()
-            .acme
-            .clone()
-            .filter(|acme| acme.config.device_certificates);
-        let Some(acme) = acme else {
-            return Err(Error::NotFound(
-                "certificates: this coordinator gives none (see --acme-config)".into(),
-            ));
-        };
-        let record = self.identify(Some(credential)).await?;
-        crate::admission::check_admitted(&record)?;
+    ) -> Result<()> {
+        let (acme, record, own) = self.certificate_name(credential).await?;
         if record.wireguard_key.0 != request.node_key.0 {
             return Err(Error::BadRequest(
                 "set-dns for a node key that is not the session's node's".into(),
             ));
         }
-        let own = acme
-            .device_domain(&record.name)
-            .expect("device certificates are on");
         let kept = self.settings().own_names();
         let (name, value) =
             zone::check_set_dns(&request.kind, &request.name, &request.value, &own, &kept)
@@ -884,23 +894,8 @@ impl Coordinator {
         &self,
         credential: Credential,
         request: &hearth_control::wire::CertRequest,
-    ) -> crate::error::Result<hearth_control::wire::CertResponse> {
-        use crate::error::Error;
-        let acme = self
-            .settings()
-            .acme
-            .clone()
-            .filter(|acme| acme.config.device_certificates);
-        let Some(acme) = acme else {
-            return Err(Error::NotFound(
-                "certificates: this coordinator gives none (see --acme-config)".into(),
-            ));
-        };
-        let record = self.identify(Some(credential)).await?;
-        crate::admission::check_admitted(&record)?;
-        let domain = acme
-            .device_domain(&record.name)
-            .expect("device certificates are on");
+    ) -> Result<hearth_control::wire::CertResponse> {
+        let (acme, record, domain) = self.certificate_name(credential).await?;
         let csr = request
             .csr_bytes()
             .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
