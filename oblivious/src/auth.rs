@@ -285,7 +285,8 @@ pub async fn serve(
     let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
         hearth_http::Scale::Household,
     ));
-    tracing::info!(address = %listen, "config server serving");
+    let address = listener.local_addr().unwrap_or(listen);
+    tracing::info!(%address, "config server serving");
     hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await?;
     tracing::info!("config server stopped");
     Ok(())

@@ -389,7 +389,8 @@ pub async fn serve(
     let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
         hearth_http::Scale::OHTTP_GATEWAY,
     ));
-    tracing::info!(address = %listen, keys = state.keys.len(), "OHTTP gateway serving");
+    let address = listener.local_addr().unwrap_or(listen);
+    tracing::info!(%address, keys = state.keys.len(), "OHTTP gateway serving");
     hearth_http::serve::serve_tcp(listener, gate, app(state), shutdown).await?;
     tracing::info!("OHTTP gateway stopped");
     Ok(())

@@ -161,7 +161,8 @@ pub async fn serve(
         total: 8192,
         per_source: settings.per_source_connections,
     }));
-    tracing::info!(address = %settings.listen, "OHTTP relay serving");
+    let address = listener.local_addr().unwrap_or(settings.listen);
+    tracing::info!(%address, "OHTTP relay serving");
     hearth_http::serve::serve_tcp(listener, gate, app, shutdown).await?;
     tracing::info!("OHTTP relay stopped");
     Ok(())

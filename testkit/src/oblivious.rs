@@ -116,17 +116,19 @@ pub struct LoopbackServer {
 }
 
 impl LoopbackServer {
-    /// Starts binary `name` with `serve --listen 127.0.0.1:PORT`, `args`,
-    /// and `OHTTP_SEEDS_JSON=seeds`; waits until it listens.
+    /// Starts binary `name` with `serve --listen 127.0.0.1:0`, `args`,
+    /// and `OHTTP_SEEDS_JSON=seeds`; waits until it says where it listens.
+    /// The server picks its own port: a port chosen here and bound there
+    /// later could be taken in between by another test's listener (CI saw
+    /// a gateway lose its port so, and the test talk to someone else).
     pub fn start(name: &str, args: &[&str], seeds: &str) -> LoopbackServer {
-        let port = crate::llama::free_port();
         let log =
             tempfile::NamedTempFile::new().unwrap_or_else(|error| panic!("a log file: {error}"));
         let output = log
             .reopen()
             .unwrap_or_else(|error| panic!("a log file: {error}"));
         let child = std::process::Command::new(binary(name))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("OHTTP_SEEDS_JSON", seeds)
             .stdin(std::process::Stdio::null())
@@ -138,15 +140,19 @@ impl LoopbackServer {
             .stderr(output)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
-        let server = LoopbackServer {
+        let mut server = LoopbackServer {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             log,
         };
+        let mut address = None;
         wait_until(Duration::from_secs(20), || {
-            crate::llama::port_answers(("127.0.0.1", port))
-        })
-        .unwrap_or_else(|| panic!("{name} did not start: {}", server.log_text()));
+            address = serving_address(&server.log_text());
+            address.is_some()
+        });
+        let address =
+            address.unwrap_or_else(|| panic!("{name} did not start: {}", server.log_text()));
+        server.url = format!("http://{address}");
         server
     }
 
@@ -179,6 +185,20 @@ impl LoopbackServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// The address in a server's "… serving address=ADDRESS …" log line.
+fn serving_address(log: &str) -> Option<std::net::SocketAddr> {
+    log.lines()
+        .filter(|line| line.contains("serving"))
+        .find_map(|line| {
+            line.split_once("address=")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 impl Drop for LoopbackServer {
