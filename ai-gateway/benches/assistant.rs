@@ -468,6 +468,7 @@ async fn first_token(client: &ChatClient, question: &str) -> f64 {
         channel: Some(format!("bench-{}", rand::random::<u64>())),
         max_tokens: Some(8),
         temperature: None,
+        images: Vec::new(),
         on_behalf_of: Some(Asker {
             member: "ada".into(),
             room: Some(RoomId::assistant_dm("ada").expect("a member's DM")),
@@ -623,7 +624,10 @@ async fn memory() {
             refused: None,
             passages: 10,
         };
-        index.index_document(&document, &passages, 0).await.unwrap();
+        index
+            .index_document(&document, &passages, false, 0)
+            .await
+            .unwrap();
     }
     database.close().await;
     let mut loaded_config = config(

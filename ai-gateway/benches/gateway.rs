@@ -257,6 +257,7 @@ fn seal(
         channel: Some(format!("bench-{}", rand::random::<u64>())),
         max_tokens: Some(max_tokens),
         temperature: None,
+        images: Vec::new(),
         on_behalf_of: None,
     };
     seal_request(

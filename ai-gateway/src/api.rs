@@ -232,9 +232,12 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     // either one brings the models and embeddings with it.
     let endpoints = gateway.config.gateway.http;
     let either = endpoints.chat_completions || endpoints.responses;
+    // The sealed routes carry a member's pictures and shared documents:
+    // a 10 MiB document is base64 in the request, sealed, and base64 again.
+    let sealed_limit = DefaultBodyLimit::max(SEALED_BODY_LIMIT);
     let mut limited = Router::new()
-        .route("/api/chat", post(chat))
-        .route("/api/assistant", post(assistant));
+        .route("/api/chat", post(chat).layer(sealed_limit))
+        .route("/api/assistant", post(assistant).layer(sealed_limit));
     limited = limited.route(
         "/v1/chat/completions",
         if endpoints.chat_completions {
@@ -351,6 +354,11 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .layer(middleware::from_fn_with_state(auth, same_origin))
         .with_state(gateway)
 }
+
+/// Largest body of the sealed routes (`/api/chat`, `/api/assistant`):
+/// room for a document as large as a folder's may be
+/// ([`hearth_assistant::extract::MAX_FILE_BYTES`]) encoded twice.
+pub const SEALED_BODY_LIMIT: usize = 24 * 1024 * 1024;
 
 /// `GET /`: OpenClaw's gateway protocol when it is a WebSocket upgrade.
 async fn openclaw_socket(

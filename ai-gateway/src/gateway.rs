@@ -606,7 +606,17 @@ impl Gateway {
                 });
             }
         };
-        let user = Message::new("user", payload.message);
+        let mut user = Message::new("user", payload.message);
+        if !payload.images.is_empty() {
+            if let Err(why) = check_images(&payload.images, self.router.reads_images(None)) {
+                self.metrics.outcome(endpoint, "bad_request");
+                return single(ReplyEvent::Error {
+                    code: ErrorCode::UnsupportedMediaType,
+                    message: why,
+                });
+            }
+            user.images = payload.images;
+        }
         if let (Some(assistant), Some(asker)) = (&self.assistant, asker) {
             if let Some(said) = assistant.intent(&asker, &user.content).await {
                 self.metrics.outcome(endpoint, "ok");
@@ -1236,5 +1246,60 @@ impl Answerer for ScheduledQuestions {
             let asker = gateway.with_current_grants(asker).await;
             gateway.answer_for(asker, question).await
         })
+    }
+}
+
+/// Most pictures one message may carry.
+pub const MAX_IMAGES: usize = 4;
+
+/// Whether `images` (data URLs) may go to the model: some model here reads
+/// images, and each is a picture in a form models take.
+pub fn check_images(images: &[String], vision: bool) -> Result<(), String> {
+    if !vision {
+        return Err(NO_VISION.into());
+    }
+    if images.len() > MAX_IMAGES {
+        return Err(format!("at most {MAX_IMAGES} pictures go with one message"));
+    }
+    let picture = |url: &str| {
+        ["png", "jpeg", "webp", "gif"]
+            .iter()
+            .any(|kind| url.starts_with(&format!("data:image/{kind};base64,")))
+    };
+    if images.iter().all(|url| picture(url)) {
+        Ok(())
+    } else {
+        Err("a picture is sent as a data:image/(png|jpeg|webp|gif);base64 URL".into())
+    }
+}
+
+/// Why a picture is not looked at when no model reads images.
+pub const NO_VISION: &str = "none of the household's models can look at pictures: a model that \
+     reads images is needed (llama-server started with its multimodal projector, --mmproj)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_go_to_a_model_only_when_one_reads_them_and_only_as_pictures() {
+        let png = "data:image/png;base64,iVBORw0KGgo=".to_owned();
+        assert_eq!(check_images(std::slice::from_ref(&png), true), Ok(()));
+        assert_eq!(
+            check_images(std::slice::from_ref(&png), false),
+            Err(NO_VISION.to_owned())
+        );
+        for other in [
+            "data:text/html;base64,PHNjcmlwdD4=",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            "https://example.com/cat.png",
+            "data:image/png,raw",
+        ] {
+            assert!(
+                check_images(&[png.clone(), other.to_owned()], true).is_err(),
+                "{other}"
+            );
+        }
+        assert!(check_images(&vec![png; MAX_IMAGES + 1], true).is_err());
     }
 }

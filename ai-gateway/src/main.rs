@@ -513,6 +513,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 channel: Some(channel),
                 max_tokens,
                 temperature: None,
+                images: Vec::new(),
                 on_behalf_of: None,
             };
             let mut failure = None;

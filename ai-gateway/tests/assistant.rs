@@ -140,6 +140,7 @@ impl House {
             channel: Some(format!("messaging:{room}:{member}")),
             max_tokens: Some(64),
             temperature: None,
+            images: Vec::new(),
             on_behalf_of: Some(Asker {
                 member: member.into(),
                 room: Some(room),
@@ -1138,6 +1139,7 @@ async fn a_member_named_assistant_cannot_speak_in_anyones_dm() {
             channel: Some(format!("messaging:{room}:assistant")),
             max_tokens: Some(16),
             temperature: None,
+            images: Vec::new(),
             on_behalf_of: Some(Asker {
                 member: "assistant".into(),
                 room: Some(RoomId::parse(room).expect("a room")),

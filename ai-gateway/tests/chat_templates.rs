@@ -317,4 +317,77 @@ async fn images_go_only_to_a_model_that_reads_them() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+
+    // The encrypted chat (household messaging's, with a picture shared in
+    // a member's conversation with the assistant): to the chain's first
+    // model, which reads images.
+    let before = eyes.count("/v1/chat/completions");
+    let client = gateway.client(hearth_e2ee::KeyPair::generate());
+    let payload = |images: Vec<String>| hearth_e2ee::ChatPayload {
+        message: "What is in this picture?".into(),
+        channel: Some("pictures".into()),
+        max_tokens: Some(8),
+        temperature: None,
+        images,
+        on_behalf_of: None,
+    };
+    let mut events = Vec::new();
+    client
+        .chat(&payload(vec![url.clone()]), |event| {
+            events.push(event.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(hearth_testkit::gateway_process::text_of(&events), "fine");
+    assert_eq!(eyes.count("/v1/chat/completions"), before + 1);
+    let sent = eyes.requests().pop().unwrap().json();
+    let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["content"][1]["image_url"]["url"],
+        url.as_str(),
+        "{last}"
+    );
+    // Something else called a picture is refused before any model sees it.
+    let refusal = |events: &[hearth_e2ee::ReplyEvent]| {
+        events.iter().find_map(|event| match event {
+            hearth_e2ee::ReplyEvent::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        })
+    };
+    let mut events = Vec::new();
+    client
+        .chat(
+            &payload(vec!["data:text/html;base64,PHNjcmlwdD4=".into()]),
+            |event| events.push(event.clone()),
+        )
+        .await
+        .unwrap();
+    let (code, message) = refusal(&events).expect("refused");
+    assert_eq!(code, hearth_e2ee::ErrorCode::UnsupportedMediaType);
+    assert!(message.contains("data:image/"), "{message}");
+    assert_eq!(eyes.count("/v1/chat/completions"), before + 1);
+
+    // A chain starting with a model that does not read images: refused
+    // with why, and nothing sent.
+    let blind_first = Gateway::start(json!({
+        "models": {"providers": {"eyes": provider(&eyes), "blind": provider(&blind)}},
+        "agents": {"defaults": {"model": {"primary": "blind/tiny", "fallbacks": ["eyes/tiny"]}}},
+        "hearth": {"healthCheckSeconds": 1},
+    }));
+    let asked = hearth_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        blind.count("/props") > 1
+    });
+    assert!(asked.is_some(), "{}", blind_first.log_text());
+    let mut events = Vec::new();
+    blind_first
+        .client(hearth_e2ee::KeyPair::generate())
+        .chat(&payload(vec![url.clone()]), |event| {
+            events.push(event.clone())
+        })
+        .await
+        .unwrap();
+    let (code, message) = refusal(&events).expect("refused");
+    assert_eq!(code, hearth_e2ee::ErrorCode::UnsupportedMediaType);
+    assert!(message.contains("can look at pictures"), "{message}");
+    assert_eq!(blind.count("/v1/chat/completions"), 0);
 }

@@ -129,6 +129,7 @@ async fn ask_result(client: &ChatClient, message: &str) -> Result<Vec<ReplyEvent
         channel: None,
         max_tokens: None,
         temperature: None,
+        images: Vec::new(),
         on_behalf_of: None,
     };
     let mut events = Vec::new();

@@ -51,6 +51,15 @@ pub enum Op {
     },
     /// The documents the asker's conversation can read, and those refused.
     DocumentList {},
+    /// Keep a document the asker shared with the assistant among their own
+    /// documents (read only in their conversations), replacing one of the
+    /// same name; `Done` once indexed, `Refused` with why otherwise.
+    DocumentAdd {
+        /// Its file name (`.pdf`, `.txt`, `.md`), without folders.
+        file_name: String,
+        /// Its bytes, base64 (standard alphabet).
+        content: String,
+    },
 }
 
 /// The longest a deliveries request is held.

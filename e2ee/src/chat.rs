@@ -24,6 +24,10 @@ pub struct ChatPayload {
     /// holding its token); a mesh device is the member the mesh names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<Asker>,
+    /// Pictures shown with the message, as `data:image/…;base64,…` URLs:
+    /// answered by a model that reads images, refused otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
 
 /// Token counts of a reply.

@@ -164,6 +164,7 @@ async fn first_token(client: &hearth_chat_client::ChatClient) -> f64 {
         channel: Some(format!("bench-{}", rand::random::<u64>())),
         max_tokens: Some(2),
         temperature: None,
+        images: Vec::new(),
         on_behalf_of: None,
     };
     let start = Instant::now();

@@ -117,6 +117,7 @@ fn payload(message: &str, max_tokens: u32) -> ChatPayload {
         channel: None,
         max_tokens: Some(max_tokens),
         temperature: None,
+        images: Vec::new(),
         on_behalf_of: None,
     }
 }

@@ -54,6 +54,12 @@ impl IntoResponse for ServiceError {
             ServiceError::NoSuchMessage(_) => StatusCode::NOT_FOUND,
             ServiceError::TooFast | ServiceError::TooManyRooms(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::NoSuchRoom(_) => StatusCode::NOT_FOUND,
+            ServiceError::File(crate::protocol::FileRefusal::Size) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::File(crate::protocol::FileRefusal::Kind(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ServiceError::File(crate::protocol::FileRefusal::Name) => StatusCode::BAD_REQUEST,
+            ServiceError::FileNotEdited => StatusCode::CONFLICT,
             ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -113,6 +119,7 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/api/rooms", get(rooms).post(create_room))
         .route("/api/dm", post(open_dm))
         .route("/api/search", get(search))
+        .route("/api/files/{id}", get(file))
         .merge(
             Router::new()
                 .route("/api/rooms/{room}", axum::routing::delete(delete_room))
@@ -122,6 +129,7 @@ pub fn router(shared: Arc<ApiState>) -> Router {
                     axum::routing::patch(edit).delete(delete_message),
                 )
                 .route("/api/rooms/{room}/read", post(read))
+                .route("/api/rooms/{room}/files", post(share_file))
                 .route("/api/assistant/memory", get(assistant_memory))
                 .route(
                     "/api/assistant/memory/{id}",
@@ -463,6 +471,64 @@ async fn send(
         .post(&caller, &room, &post.body, post.client_id.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(message)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileName {
+    name: String,
+}
+
+/// `POST /api/rooms/{room}/files?name=NAME`: the body is the file.
+async fn share_file(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(room): Path<String>,
+    Query(file): Query<FileName>,
+    body: axum::body::Body,
+) -> Result<Response, ServiceError> {
+    let limit = usize::try_from(crate::protocol::MAX_ATTACHMENT_BYTES).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| crate::protocol::FileRefusal::Size)?;
+    let message = shared
+        .messaging
+        .share_file(&caller, &room, &file.name, &bytes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(message)).into_response())
+}
+
+/// `GET /api/files/{id}`: the file message `id` shares, to whoever may read
+/// its room. A picture is shown in place; anything else is downloaded.
+async fn file(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Result<Response, ServiceError> {
+    let (message, content) = shared.messaging.file(&caller, id).await?;
+    let attachment = message.attachment.ok_or(ServiceError::NoSuchMessage(id))?;
+    let disposition = if attachment.media_type.starts_with("image/") {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let headers = [
+        (header::CONTENT_TYPE, attachment.media_type.clone()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!(
+                "{disposition}; filename*=UTF-8''{}",
+                crate::protocol::percent_encode(&attachment.name)
+            ),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox".into(),
+        ),
+        (header::CACHE_CONTROL, "private, max-age=86400".into()),
+    ];
+    Ok((headers, content.to_vec()).into_response())
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,9 @@ use hearth_chat_client::{ChatClient, ClientError};
 use hearth_e2ee::{ChatPayload, ErrorCode, ReplyEvent};
 
 use crate::identity::Caller;
-use crate::protocol::{ASSISTANT, Message, MessageStatus, RoomId, ServerEvent};
+use crate::protocol::{
+    ASSISTANT, Attachment, FileKind, Message, MessageStatus, RoomId, ServerEvent,
+};
 use crate::service::Messaging;
 use hearth_assistant::turns::{FairQueue, Limits, TooMany};
 
@@ -27,7 +29,12 @@ struct Question {
     capabilities: std::collections::BTreeMap<String, serde_json::Value>,
     device: std::net::IpAddr,
     language: Option<String>,
+    /// Pictures shown with it (data URLs).
+    images: Vec<String>,
 }
+
+/// What the assistant is asked about a picture shared with it.
+pub const PICTURE_QUESTION: &str = "What is in this picture?";
 
 /// How often a growing answer is sent to the room.
 const UPDATE_EVERY: Duration = Duration::from_millis(50);
@@ -91,6 +98,9 @@ pub fn failure_text(failure: Failure) -> String {
         }
         Failure::Gateway(ErrorCode::NotPermitted) => {
             "the household's policy does not let you use the assistant"
+        }
+        Failure::Gateway(ErrorCode::UnsupportedMediaType) => {
+            "none of the household's models can look at pictures (a model that reads images is needed)"
         }
         Failure::Gateway(ErrorCode::BudgetExhausted) => {
             "you have used today's share of the assistant; it renews at midnight UTC"
@@ -157,10 +167,66 @@ impl Assistant {
                 capabilities: caller.capabilities.clone(),
                 device: caller.address,
                 language,
+                images: Vec::new(),
             },
         )?;
         self.start_turns(&messaging);
         Ok(())
+    }
+
+    /// Takes a file `caller` shared in their conversation with the
+    /// assistant in `room`: a document is kept among their documents (the
+    /// assistant says so, or why not), a picture is a question in its turn.
+    pub fn take_file(
+        &self,
+        messaging: Arc<Messaging>,
+        room: String,
+        caller: &Caller,
+        (kind, attachment, bytes): (FileKind, &Attachment, &[u8]),
+        language: Option<String>,
+    ) -> Result<(), TooMany> {
+        use base64::Engine as _;
+        let content = base64::engine::general_purpose::STANDARD.encode(bytes);
+        match kind {
+            FileKind::Document => {
+                let asker = Asker {
+                    member: caller.user.clone(),
+                    room: RoomId::parse(&room).ok(),
+                    capabilities: caller.capabilities.clone(),
+                    device: Some(caller.address),
+                    language,
+                };
+                let op = Op::DocumentAdd {
+                    file_name: attachment.name.clone(),
+                    content,
+                };
+                let assistant = self.clone();
+                tokio::spawn(async move {
+                    let text = match assistant.manage(asker, op).await {
+                        Ok(Answer::Done { message } | Answer::Refused { message }) => message,
+                        Ok(_) => failure_text(Failure::Protocol),
+                        Err(failure) => failure_text(failure),
+                    };
+                    post_as_assistant(&messaging, &room, &text).await;
+                });
+                Ok(())
+            }
+            FileKind::Picture => {
+                self.queue().push(
+                    &caller.user,
+                    Question {
+                        room,
+                        text: PICTURE_QUESTION.into(),
+                        capabilities: caller.capabilities.clone(),
+                        device: caller.address,
+                        language,
+                        images: vec![format!("data:{};base64,{content}", attachment.media_type)],
+                    },
+                )?;
+                self.start_turns(&messaging);
+                Ok(())
+            }
+        }
     }
 
     /// Starts answering every question whose turn has come.
@@ -181,7 +247,12 @@ impl Assistant {
                 };
                 assistant
                     .clone()
-                    .answer(Arc::clone(&messaging), asker, question.text)
+                    .answer(
+                        Arc::clone(&messaging),
+                        asker,
+                        question.text,
+                        question.images,
+                    )
                     .await;
                 assistant.queue().done(&user);
                 assistant.start_turns(&messaging);
@@ -279,7 +350,13 @@ impl Assistant {
     /// Answers `question` of a member in a room (`asker`): the gateway
     /// is told for whom it answers, so it uses their memory, documents and
     /// reminders and no one else's.
-    pub async fn answer(self, messaging: Arc<Messaging>, asker: Asker, question: String) {
+    pub async fn answer(
+        self,
+        messaging: Arc<Messaging>,
+        asker: Asker,
+        question: String,
+        images: Vec<String>,
+    ) {
         let Some(room) = asker.room.as_ref().map(RoomId::to_string) else {
             tracing::warn!("a question asked in no room is not answered");
             return;
@@ -313,6 +390,7 @@ impl Assistant {
             channel: Some(channel_of(&room, &asker.member)),
             max_tokens: self.max_tokens,
             temperature: None,
+            images,
             on_behalf_of: Some(asker),
         };
         let mut failure: Option<Failure> = None;
@@ -373,7 +451,7 @@ impl Assistant {
 }
 
 /// Posts `text` as the assistant in `room` (made if it is a DM not yet opened).
-async fn post_as_assistant(messaging: &Messaging, room: &str, text: &str) {
+pub(crate) async fn post_as_assistant(messaging: &Messaging, room: &str, text: &str) {
     if let Err(error) = messaging.store.ensure_room(room, ASSISTANT).await {
         tracing::error!(%error, "cannot open a room for the assistant");
         return;

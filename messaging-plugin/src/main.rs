@@ -34,6 +34,15 @@ enum Command {
         /// The text.
         text: String,
     },
+    /// Share a file (a PDF, text or Markdown document, or a picture): in
+    /// your conversation with the assistant (`--dm assistant`) a document
+    /// goes to your documents and a picture is looked at.
+    Share {
+        #[command(flatten)]
+        conversation: Conversation,
+        /// The file.
+        file: PathBuf,
+    },
     /// Print a room's recent messages, then new ones as they arrive.
     Tail {
         #[command(flatten)]
@@ -228,7 +237,16 @@ fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
 
 fn print(message: &Message) {
     let time = time_of(message.created_at);
-    println!("[{time}] {}: {}", message.sender, message.body);
+    let body = match (&message.attachment, message.status) {
+        (_, MessageStatus::Deleted) => "(deleted)".to_owned(),
+        (Some(file), _) => format!(
+            "\u{1f4ce} {} ({} bytes, {})",
+            file.name, file.size, file.media_type
+        ),
+        (None, _) if message.edited_at.is_some() => format!("{} (edited)", message.body),
+        (None, _) => message.body.clone(),
+    };
+    println!("[{time}] {}: {body}", message.sender);
     let _ = std::io::stdout().flush();
 }
 
@@ -270,6 +288,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!("sent #{} to {room}", sent["id"]);
+            Ok(())
+        }
+        Command::Share { conversation, file } => {
+            let name = file
+                .file_name()
+                .and_then(|name| name.to_str())
+                .with_context(|| format!("{} names no file", file.display()))?
+                .to_owned();
+            let limit = hearth_messaging::protocol::MAX_ATTACHMENT_BYTES;
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .len();
+            if size > limit {
+                bail!(
+                    "{} has {size} bytes; a shared file has at most {limit}",
+                    file.display()
+                );
+            }
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (url, http, room) = conversation.open().await?;
+            let sent = check(
+                http.post(format!("{url}/api/rooms/{}/files", path(&room)))
+                    .query(&[("name", name.as_str())])
+                    .body(bytes)
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?,
+            )
+            .await?;
+            println!("shared {name} as #{} in {room}", sent["id"]);
             Ok(())
         }
         Command::Tail {
@@ -343,6 +392,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .unwrap_or_default(),
                             status,
                             client_id: None,
+                            attachment: None,
                             edited_at: None,
                         });
                         true

@@ -81,6 +81,114 @@ pub struct Message {
     /// When its writer last changed (or deleted) it, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<i64>,
+    /// The file it shares (its bytes at `GET /api/attachments/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// A file shared into a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its file name as shared.
+    pub name: String,
+    /// What it is, as found in its bytes (not as the sharer said).
+    #[serde(rename = "type")]
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Largest file shared into a room: the largest document the assistant reads.
+pub const MAX_ATTACHMENT_BYTES: u64 = hearth_assistant::extract::MAX_FILE_BYTES;
+/// Longest file name of a shared file, in bytes.
+pub const MAX_ATTACHMENT_NAME: usize = 200;
+
+/// What a shared file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A document the assistant reads (PDF, text, Markdown).
+    Document,
+    /// A picture (PNG, JPEG, WebP, GIF).
+    Picture,
+}
+
+/// Why a file is not taken.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FileRefusal {
+    /// Empty or too large.
+    #[error("a shared file has 1 byte to {} MiB", MAX_ATTACHMENT_BYTES / (1024 * 1024))]
+    Size,
+    /// A name that is no file name.
+    #[error(
+        "a shared file needs a name of 1 to {MAX_ATTACHMENT_NAME} bytes: no folders, no control characters"
+    )]
+    Name,
+    /// Neither a document nor a picture.
+    #[error("{0} is neither a document (PDF, text, Markdown) nor a picture (PNG, JPEG, WebP, GIF)")]
+    Kind(String),
+}
+
+/// `text` percent-encoded for a `filename*=UTF-8''…` parameter (RFC 8187):
+/// every byte but letters, digits and `!#$&+-.^_`|~` is escaped.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+/// What the file `name` with `bytes` is, judged by its bytes (a picture or
+/// a PDF by its signature, text by being UTF-8 and named `.txt` or `.md`),
+/// and the attachment it becomes; or why it is refused.
+pub fn check_file(name: &str, bytes: &[u8]) -> Result<(FileKind, Attachment), FileRefusal> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > MAX_ATTACHMENT_NAME
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+        || name.starts_with('.')
+    {
+        return Err(FileRefusal::Name);
+    }
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if size == 0 || size > MAX_ATTACHMENT_BYTES {
+        return Err(FileRefusal::Size);
+    }
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, extension)| extension.to_ascii_lowercase())
+        .unwrap_or_default();
+    let (kind, media_type) = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        (FileKind::Picture, "image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        (FileKind::Picture, "image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        (FileKind::Picture, "image/gif")
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        (FileKind::Picture, "image/webp")
+    } else if bytes.starts_with(b"%PDF-") && extension == "pdf" {
+        (FileKind::Document, "application/pdf")
+    } else if std::str::from_utf8(bytes).is_ok() && ["txt", "text"].contains(&extension.as_str()) {
+        (FileKind::Document, "text/plain; charset=utf-8")
+    } else if std::str::from_utf8(bytes).is_ok() && ["md", "markdown"].contains(&extension.as_str())
+    {
+        (FileKind::Document, "text/markdown; charset=utf-8")
+    } else {
+        return Err(FileRefusal::Kind(name.to_owned()));
+    };
+    Ok((
+        kind,
+        Attachment {
+            name: name.to_owned(),
+            media_type: media_type.to_owned(),
+            size,
+        },
+    ))
 }
 
 /// What a client sends on the WebSocket.
@@ -436,5 +544,62 @@ mod tests {
         ] {
             assert!(!valid_language(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_shared_file_is_what_its_bytes_say() {
+        let kind = |name: &str, bytes: &[u8]| {
+            check_file(name, bytes).map(|(kind, about)| (kind, about.media_type))
+        };
+        let picture = |media: &str| Ok((FileKind::Picture, media.to_owned()));
+        let document = |media: &str| Ok((FileKind::Document, media.to_owned()));
+        assert_eq!(
+            kind("a.png", b"\x89PNG\r\n\x1a\n...."),
+            picture("image/png")
+        );
+        // A picture is a picture whatever it is called.
+        assert_eq!(
+            kind("photo", &[0xff, 0xd8, 0xff, 0xe0]),
+            picture("image/jpeg")
+        );
+        assert_eq!(kind("a.gif", b"GIF89a..."), picture("image/gif"));
+        assert_eq!(
+            kind("a.webp", b"RIFF\x10\0\0\0WEBPVP8 "),
+            picture("image/webp")
+        );
+        assert_eq!(
+            kind("Boiler.PDF", b"%PDF-1.4 ..."),
+            document("application/pdf")
+        );
+        assert_eq!(
+            kind("notes.md", "# 메모".as_bytes()),
+            document("text/markdown; charset=utf-8")
+        );
+        assert_eq!(
+            kind("notes.txt", b"milk"),
+            document("text/plain; charset=utf-8")
+        );
+        // A page or a program calling itself a picture or a document is neither.
+        assert_eq!(
+            kind("page.html", b"<script>alert(1)</script>"),
+            Err(FileRefusal::Kind("page.html".into()))
+        );
+        assert!(matches!(
+            kind("fake.pdf", b"<html>"),
+            Err(FileRefusal::Kind(_))
+        ));
+        assert!(matches!(
+            kind("bin.txt", &[0xc3, 0x28]),
+            Err(FileRefusal::Kind(_))
+        ));
+        for name in ["", " ", "a/b.txt", "a\\b.txt", ".hidden.txt", "a\nb.txt"] {
+            assert_eq!(kind(name, b"x"), Err(FileRefusal::Name), "{name:?}");
+        }
+        assert_eq!(kind("empty.txt", b""), Err(FileRefusal::Size));
+        assert_eq!(
+            percent_encode("보일러 1.pdf"),
+            "%EB%B3%B4%EC%9D%BC%EB%9F%AC%201.pdf"
+        );
+        assert_eq!(percent_encode("a\"b;c.txt"), "a%22b%3Bc.txt");
     }
 }

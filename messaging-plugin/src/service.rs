@@ -9,8 +9,8 @@ use crate::assistant::Assistant;
 use crate::hub::Hub;
 use crate::identity::Caller;
 use crate::protocol::{
-    ASSISTANT, DecodeError, Message, MessageStatus, ServerEvent, calls_assistant, check_body,
-    check_room, may_access, question_for_assistant,
+    ASSISTANT, DecodeError, Message, MessageStatus, RoomId, ServerEvent, calls_assistant,
+    check_body, check_room, may_access, question_for_assistant,
 };
 use crate::quota::{Limits, PostBudget};
 use crate::store::{Store, StoreError};
@@ -45,6 +45,12 @@ pub enum ServiceError {
     /// A search with no word, or too long.
     #[error("a search has 1 to {} characters", crate::protocol::MAX_QUERY)]
     BadQuery,
+    /// A shared file that is not taken.
+    #[error(transparent)]
+    File(#[from] crate::protocol::FileRefusal),
+    /// A shared file's message is not edited.
+    #[error("a shared file is not edited: delete it and share it again")]
+    FileNotEdited,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -192,6 +198,87 @@ impl Messaging {
         Ok(message)
     }
 
+    /// `caller` shares the file `name` (`bytes`) into `room`: kept with
+    /// the room's history (sealed as bodies are). Shared with the
+    /// assistant (its conversation with the caller), a document goes to
+    /// the caller's documents and a picture is looked at.
+    pub async fn share_file(
+        self: &Arc<Self>,
+        caller: &Caller,
+        room: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Message, ServiceError> {
+        Messaging::check_access(caller, room)?;
+        let (kind, attachment) = crate::protocol::check_file(name, bytes)?;
+        let allowed =
+            hearth_runtime::lock(&self.posts).allow(&caller.user, Instant::now(), &self.limits);
+        if !allowed {
+            return Err(ServiceError::TooFast);
+        }
+        self.open_room(caller, room).await?;
+        let message = self
+            .store
+            .post_file(room, &caller.user, &attachment, bytes)
+            .await?;
+        self.hub.publish(
+            room,
+            &ServerEvent::Message {
+                message: message.clone(),
+            },
+        );
+        let with_assistant = RoomId::parse(room).is_ok_and(|id| id.is_dm() && id.with_assistant());
+        if with_assistant {
+            let language = self.store.language(&caller.user).await?;
+            match &self.assistant {
+                Some(assistant) => {
+                    let refused = assistant.take_file(
+                        Arc::clone(self),
+                        room.to_owned(),
+                        caller,
+                        (kind, &attachment, bytes),
+                        language,
+                    );
+                    if let Err(too_many) = refused {
+                        let notice = format!(
+                            "The assistant is still on {} earlier questions of yours; share it again once they are answered.",
+                            too_many.waiting
+                        );
+                        crate::assistant::post_as_assistant(self, room, &notice).await;
+                    }
+                }
+                None => {
+                    crate::assistant::post_as_assistant(
+                        self,
+                        room,
+                        "No assistant is set up on this hub.",
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(message)
+    }
+
+    /// The message `id` and its file's bytes, for `caller` (who may read
+    /// its room).
+    pub async fn file(
+        &self,
+        caller: &Caller,
+        id: i64,
+    ) -> Result<(Message, zeroize::Zeroizing<Vec<u8>>), ServiceError> {
+        let (message, content) = self
+            .store
+            .file(id)
+            .await?
+            .ok_or(ServiceError::NoSuchMessage(id))?;
+        // Another's conversation answers as a missing file does: nothing
+        // says a message of that number exists.
+        Messaging::check_access(caller, &message.room)
+            .map_err(|_| ServiceError::NoSuchMessage(id))?;
+        Ok((message, content))
+    }
+
     /// The message `id` of `room` that `caller` wrote and may still change.
     async fn own_message(
         &self,
@@ -222,6 +309,9 @@ impl Messaging {
     ) -> Result<Message, ServiceError> {
         check_body(body)?;
         let mut message = self.own_message(caller, room, id).await?;
+        if message.attachment.is_some() {
+            return Err(ServiceError::FileNotEdited);
+        }
         message.body = body.to_owned();
         self.change(message).await
     }
@@ -237,6 +327,7 @@ impl Messaging {
         let mut message = self.own_message(caller, room, id).await?;
         message.body = String::new();
         message.status = MessageStatus::Deleted;
+        message.attachment = None;
         self.change(message).await
     }
 
@@ -457,6 +548,101 @@ mod tests {
         assert!(matches!(
             messaging.search(&ada, " ").await,
             Err(ServiceError::BadQuery)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_shared_file_is_sealed_read_by_the_room_alone_and_goes_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let messaging = service(dir.path()).await;
+        let (ada, ben, cy) = (caller("ada"), caller("ben"), caller("cy"));
+        let pdf = b"%PDF-1.7\n the spare key is under the blue pot";
+        let message = messaging
+            .share_file(&ada, "dm:ada,ben", "key.pdf", pdf)
+            .await
+            .unwrap();
+        let about = message.attachment.clone().unwrap();
+        assert_eq!(
+            (about.name.as_str(), about.media_type.as_str(), about.size),
+            ("key.pdf", "application/pdf", pdf.len() as u64)
+        );
+        // History shows the file; ben (in the conversation) reads it, cy
+        // (not in it) is told there is no such message.
+        let (page, _) = messaging
+            .store
+            .history("dm:ada,ben", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page[0].attachment.as_ref(), Some(&about));
+        let (_, bytes) = messaging.file(&ben, message.id).await.unwrap();
+        assert_eq!(bytes.as_slice(), pdf);
+        assert!(matches!(
+            messaging.file(&cy, message.id).await,
+            Err(ServiceError::NoSuchMessage(_))
+        ));
+        // Sealed at rest: neither the name nor the bytes are in the file.
+        drop(page);
+        messaging.store.close().await;
+        let raw: Vec<u8> = ["messages.db", "messages.db-wal"]
+            .iter()
+            .flat_map(|name| std::fs::read(dir.path().join(name)).unwrap_or_default())
+            .collect();
+        let holds = |needle: &[u8]| raw.windows(needle.len()).any(|window| window == needle);
+        assert!(
+            holds(b"dm:ada,ben"),
+            "the room's name is stored as it is: the file is read"
+        );
+        assert!(!holds(b"spare key") && !holds(b"key.pdf"), "sealed at rest");
+
+        let messaging = service(dir.path()).await;
+        assert!(matches!(
+            messaging
+                .edit(&ada, "dm:ada,ben", message.id, "renamed")
+                .await,
+            Err(ServiceError::FileNotEdited)
+        ));
+        messaging
+            .delete_message(&ada, "dm:ada,ben", message.id)
+            .await
+            .unwrap();
+        assert!(matches!(
+            messaging.file(&ada, message.id).await,
+            Err(ServiceError::NoSuchMessage(_))
+        ));
+        let (page, _) = messaging
+            .store
+            .history("dm:ada,ben", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page[0].attachment, None);
+
+        // What is not taken: another kind, a disguised one, too large, no name.
+        for (name, bytes) in [
+            ("tool.exe", &b"MZ\x90\x00"[..]),
+            ("notes.pdf", &b"plain text calling itself a PDF"[..]),
+            ("", &b"hello"[..]),
+            ("../up.txt", &b"hello"[..]),
+        ] {
+            assert!(
+                matches!(
+                    messaging.share_file(&ada, "household", name, bytes).await,
+                    Err(ServiceError::File(_))
+                ),
+                "{name}"
+            );
+        }
+        let large = vec![b'a'; usize::try_from(crate::protocol::MAX_ATTACHMENT_BYTES).unwrap() + 1];
+        assert!(matches!(
+            messaging
+                .share_file(&ada, "household", "big.txt", &large)
+                .await,
+            Err(ServiceError::File(crate::protocol::FileRefusal::Size))
+        ));
+        assert!(matches!(
+            messaging
+                .share_file(&cy, "dm:ada,ben", "a.txt", b"hi")
+                .await,
+            Err(ServiceError::NotYours(_))
         ));
     }
 }

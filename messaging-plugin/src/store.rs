@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::{Row, SqlitePool};
 
 use crate::atrest::{AtRestError, AtRestKey};
-use crate::protocol::{Message, MessageStatus, RoomId, matches_words, may_access};
+use crate::protocol::{Attachment, Message, MessageStatus, RoomId, matches_words, may_access};
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +221,7 @@ impl Store {
             status,
             client_id: client_id.map(str::to_owned),
             edited_at: None,
+            attachment: None,
         })
     }
 
@@ -267,6 +268,98 @@ impl Store {
         row.as_ref().map(|row| self.message_of(row)).transpose()
     }
 
+    /// Stores a message of `sender` in `room` sharing the file
+    /// `attachment` (its `content`): the message, the file's description
+    /// and its bytes in one transaction, each sealed when bodies are.
+    pub async fn post_file(
+        &self,
+        room: &str,
+        sender: &str,
+        attachment: &Attachment,
+        content: &[u8],
+    ) -> Result<Message, StoreError> {
+        self.ensure_room(room, sender).await?;
+        let body = &attachment.name;
+        let (stored, sealed) = self.seal(room, sender, body);
+        let created_at = hearth_runtime::clock::unix_millis();
+        let mut transaction = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (room, sender, body, sealed, status, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(room)
+        .bind(sender)
+        .bind(stored)
+        .bind(sealed)
+        .bind(MessageStatus::Sent.as_str())
+        .bind(created_at)
+        .fetch_one(&mut *transaction)
+        .await?;
+        let about = serde_json::to_vec(attachment)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let seal = |part: &str, bytes: &[u8]| match &self.key {
+            Some(key) => crate::atrest::seal_file(key, part, room, sender, id, bytes),
+            None => bytes.to_vec(),
+        };
+        sqlx::query("UPDATE messages SET attachment = ? WHERE id = ?")
+            .bind(seal("about", &about))
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("INSERT INTO attachment_contents (message, content) VALUES (?, ?)")
+            .bind(id)
+            .bind(seal("content", content))
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(Message {
+            id,
+            room: room.to_owned(),
+            sender: sender.to_owned(),
+            body: body.clone(),
+            created_at,
+            status: MessageStatus::Sent,
+            client_id: None,
+            edited_at: None,
+            attachment: Some(attachment.clone()),
+        })
+    }
+
+    /// The message `id` and the bytes of the file it shares, if both exist.
+    pub async fn file(
+        &self,
+        id: i64,
+    ) -> Result<Option<(Message, zeroize::Zeroizing<Vec<u8>>)>, StoreError> {
+        let Some(message) = self.message(id).await? else {
+            return Ok(None);
+        };
+        let content: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT content FROM attachment_contents WHERE message = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(content) = content else {
+            return Ok(None);
+        };
+        let content = self.open_file("content", &message.room, &message.sender, id, content)?;
+        Ok(Some((message, content)))
+    }
+
+    fn open_file(
+        &self,
+        part: &str,
+        room: &str,
+        sender: &str,
+        id: i64,
+        stored: Vec<u8>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
+        match &self.key {
+            Some(key) => Ok(crate::atrest::open_file(
+                key, part, room, sender, id, &stored,
+            )?),
+            None => Ok(zeroize::Zeroizing::new(stored)),
+        }
+    }
+
     /// The message `id`, if it exists.
     pub async fn message(&self, id: i64) -> Result<Option<Message>, StoreError> {
         let row = sqlx::query("SELECT * FROM messages WHERE id = ?")
@@ -278,8 +371,10 @@ impl Store {
 
     /// Its writer changed `message` (its body and status, as given) at
     /// `edited_at`.
+    /// A deleted message's file goes with it.
     pub async fn edit(&self, message: &Message, edited_at: i64) -> Result<(), StoreError> {
         let (stored, sealed) = self.seal(&message.room, &message.sender, &message.body);
+        let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "UPDATE messages SET body = ?, sealed = ?, status = ?, edited_at = ? WHERE id = ?",
         )
@@ -288,8 +383,19 @@ impl Store {
         .bind(message.status.as_str())
         .bind(edited_at)
         .bind(message.id)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        if message.status == MessageStatus::Deleted {
+            sqlx::query("UPDATE messages SET attachment = NULL WHERE id = ?")
+                .bind(message.id)
+                .execute(&mut *transaction)
+                .await?;
+            sqlx::query("DELETE FROM attachment_contents WHERE message = ?")
+                .bind(message.id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -353,8 +459,21 @@ impl Store {
         let sender: String = row.try_get("sender")?;
         let body: Vec<u8> = row.try_get("body")?;
         let sealed: bool = row.try_get("sealed")?;
+        let id: i64 = row.try_get("id")?;
+        let attachment = match row.try_get::<Option<Vec<u8>>, _>("attachment")? {
+            Some(about) => {
+                let about = self.open_file("about", &room, &sender, id, about)?;
+                Some(
+                    serde_json::from_slice::<Attachment>(&about).map_err(|error| {
+                        StoreError::Corrupt(format!("messages.attachment: {error}"))
+                    })?,
+                )
+            }
+            None => None,
+        };
         Ok(Message {
-            id: row.try_get("id")?,
+            id,
+            attachment,
             body: self.open_body(&room, &sender, &body, sealed)?,
             room,
             sender,

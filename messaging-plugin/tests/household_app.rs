@@ -8,7 +8,10 @@
 //! notification (read through the DevTools protocol); a message typed
 //! while the hub is unreachable is kept (across a reload) and arrives
 //! exactly once when it is back; one's own messages are edited, deleted
-//! and found; axe-core (npm) finds no serious or critical problem in any
+//! and found; a PDF shared to the app (as the share sheet does) is read
+//! into the member's documents and cited in the assistant's next answer,
+//! and a picture is shown, with the assistant saying no model here looks
+//! at pictures; axe-core (npm) finds no serious or critical problem in any
 //! view, at 360 and 1280 pixels, in English and Korean (rendered with the
 //! Korean font Debian installs). Screenshots of each view are kept in
 //! target/…/hearth-test-artifacts/app-*.png (docs/messaging.md shows them).
@@ -69,6 +72,15 @@ fn keep(browser: &Session, artifacts: &Path, name: &str) {
     let png = browser.screenshot().unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000);
     std::fs::write(artifacts.join(format!("app-{name}.png")), png).unwrap();
+}
+
+/// `bytes` as a JavaScript `Uint8Array` expression.
+fn js_bytes(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "Uint8Array.from(atob('{}'), c => c.charCodeAt(0))",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 /// How many messages of `room`'s recent history (as ben's phone reads it)
@@ -322,10 +334,119 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
             .contains("dinner at 7")
     );
 
-    // 6. Every view at 1280 px, then on a 360-pixel phone, in English,
+    // 6. Sharing. A PDF from another app (the system's share sheet posts
+    // it to /share; the worker keeps it and opens the app, which sends it
+    // to the assistant): read into ada's documents, and cited in the
+    // assistant's next answer.
+    let pdf = household.lab.dir.path().join("boiler.pdf");
+    webdriver::print_pdf(
+        "<h1>Boiler</h1><p>The boiler's pressure should read 1.5 bar when the heating is cold.</p>",
+        &pdf,
+        &household.lab.dir.path().join("print"),
+    )
+    .unwrap();
+    let pdf = std::fs::read(&pdf).unwrap();
+    browser.open(&url).unwrap();
+    connected(&browser, &household);
+    browser
+        .script(&format!(
+            "const form = document.createElement('form'); \
+             form.method = 'POST'; form.action = '/share'; form.enctype = 'multipart/form-data'; \
+             const input = document.createElement('input'); input.type = 'file'; input.name = 'file'; \
+             const files = new DataTransfer(); files.items.add(new File([{}], 'boiler.pdf', {{type: 'application/pdf'}})); \
+             input.files = files.files; form.append(input); document.body.append(form); form.submit(); return true",
+            js_bytes(&pdf)
+        ))
+        .unwrap();
+    let read = "[...document.querySelectorAll('li.assistant .body')].some(b => b.textContent.includes('I have read boiler.pdf'))";
+    browser
+        .wait_for(
+            &format!("return new URLSearchParams(location.search).get('room') === 'dm:ada,assistant' \
+                      && !!document.querySelector('li.mine .file a[download=\"boiler.pdf\"]') && {read}"),
+            60 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}\nmessaging log:\n{}", household.messaging_log()));
+    let documents = browser
+        .evaluate("fetch('/api/assistant/documents').then(r => r.json())")
+        .unwrap();
+    assert!(
+        documents.to_string().contains("boiler.pdf"),
+        "among ada's documents: {documents}"
+    );
+    browser
+        .type_into("#text", "What should the boiler's pressure read?")
+        .unwrap();
+    browser.click("#send").unwrap();
+    let answer = browser
+        .wait_for(
+            "const last = [...document.querySelectorAll('li.assistant')].pop(); \
+             return last && last.dataset.status === 'done' && !last.querySelector('.body').textContent.includes('I have read') \
+               && last.querySelector('.body').textContent",
+            180 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}\nmessaging log:\n{}", household.messaging_log()));
+    assert!(
+        answer
+            .as_str()
+            .unwrap_or_default()
+            .contains("Sources: boiler.pdf, page 1"),
+        "the answer cites the shared PDF: {answer}"
+    );
+    // The file itself, to ada (who shared it) and not to ben.
+    let id = browser
+        .script("return Number(document.querySelector('li.mine .file a[download=\"boiler.pdf\"]').closest('li').dataset.id)")
+        .unwrap();
+    let got = browser
+        .evaluate(&format!(
+            "fetch('/api/files/{id}').then(async r => [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength])"
+        ))
+        .unwrap();
+    assert_eq!(got, json!([200, "application/pdf", pdf.len()]));
+    let output = household
+        .curl(&household.phone)
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/api/files/{id}", household.url()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "404",
+        "not ben's to read"
+    );
+
+    // A picture from the file picker: shown in place; no model here looks
+    // at pictures, and the assistant says so.
+    let png = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/web/icons/icon-192.png"
+    ))
+    .unwrap();
+    browser
+        .script(&format!(
+            "const files = new DataTransfer(); files.items.add(new File([{}], 'plant.png', {{type: 'image/png'}})); \
+             const input = document.getElementById('file'); input.files = files.files; \
+             input.dispatchEvent(new Event('change')); return true",
+            js_bytes(&png)
+        ))
+        .unwrap();
+    browser
+        .wait_for(
+            "const picture = document.querySelector('li.mine .file img'); \
+             return picture && picture.complete && picture.naturalWidth === 192 \
+               && [...document.querySelectorAll('li.assistant.error .body')].some(b => b.textContent.includes('look at pictures'))",
+            60 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}\nmessaging log:\n{}", household.messaging_log()));
+    keep(&browser, &artifacts, "files-1280");
+    let shared_view = accessibility_problems(&browser, &axe);
+    browser.open(&format!("{url}?room=household")).unwrap();
+    connected(&browser, &household);
+
+    // 7. Every view at 1280 px, then on a 360-pixel phone, in English,
     // Korean and the dark scheme: no serious or critical accessibility
     // problem, nothing wider than the screen.
     let mut problems = tour(&browser, &artifacts, "1280", &axe);
+    problems.push(("files-1280".into(), shared_view));
     drop(browser);
     let phone = Session::chromium(driver.forward.port, &profiles.join("ada"), 500, 800).unwrap();
     phone.emulate_phone(360, 740).unwrap();

@@ -155,6 +155,33 @@ fn the_chat_is_served_over_https_at_the_hubs_name_and_its_certificate_renews_its
     household.cli_ok(&laptop, &["send", "--room", "household", "over https"]);
     let history = household.history(&phone, "household", 5);
     assert!(history.contains("ada: over https"), "{history}");
+    // A file shared from the CLI, and read back by ben over HTTPS.
+    let notes = household.lab.dir.path().join("shopping.md");
+    std::fs::write(&notes, "# Shopping\n\n- milk\n").unwrap();
+    let said = household.cli_ok(
+        &laptop,
+        &["share", "--room", "household", notes.to_str().unwrap()],
+    );
+    assert!(said.starts_with("shared shopping.md as #"), "{said}");
+    let history = household.history(&phone, "household", 5);
+    assert!(
+        history.contains("ada: \u{1f4ce} shopping.md (19 bytes, text/markdown; charset=utf-8)"),
+        "{history}"
+    );
+    let id = said
+        .trim_start_matches("shared shopping.md as #")
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let output = household
+        .curl(&phone)
+        .arg(format!("{}/api/files/{id}", household.url()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "# Shopping\n\n- milk\n"
+    );
 
     // Renewal: the agent gets a new certificate with a third of its life
     // left; the service serves it from the next connection, unrestarted.

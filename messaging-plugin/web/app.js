@@ -10,6 +10,8 @@
 const ASSISTANT = "assistant";
 const OUTBOX = "hearth.outbox";
 const MUTED = "hearth.muted";
+// Where the worker keeps files shared to the app until the app sends them.
+const SHARED = "hearth-shared";
 const state = {
   me: null,
   lang: "en",
@@ -203,13 +205,84 @@ function render(message) {
   }
   const body = document.createElement("div");
   body.className = "body";
-  body.textContent = message.status === "deleted" ? t("deleted")
-    : message.body || (message.status === "streaming" ? "\u2026" : "");
+  if (message.attachment && message.status !== "deleted") {
+    body.append(fileView(message));
+  } else {
+    body.textContent = message.status === "deleted" ? t("deleted")
+      : message.body || (message.status === "streaming" ? "\u2026" : "");
+  }
   item.replaceChildren(meta, body);
   if (mine && message.status === "sent") item.append(actions(message));
   if (message.status === "streaming") item.setAttribute("aria-busy", "true");
   else item.removeAttribute("aria-busy");
   if (fresh) place(item, message.id);
+}
+
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// A shared file: a link that downloads it, and a picture shown in place.
+function fileView(message) {
+  const file = message.attachment;
+  const url = `/api/files/${message.id}`;
+  const view = document.createElement("div");
+  view.className = "file";
+  if (file.type.startsWith("image/")) {
+    const picture = document.createElement("img");
+    picture.src = url;
+    picture.alt = t("picture", file.name);
+    picture.loading = "lazy";
+    view.append(picture);
+  }
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = file.name;
+  link.textContent = t("download", file.name, size(file.size));
+  view.append(link);
+  return view;
+}
+
+// Shares `file` into `room`; the service answers with the message.
+async function shareFile(room, file) {
+  setStatus(t("sharing", file.name));
+  const response = await fetch(`/api/rooms/${encodeURIComponent(room)}/files?name=${encodeURIComponent(file.name)}`,
+    {method: "POST", body: file});
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(body && body.error ? body.error : response.statusText);
+  setStatus(null, "connected");
+  if (room === state.room) render(body);
+  return body;
+}
+
+// Files shared to the app from another (the system's share sheet): the
+// worker kept them; they go to the member's conversation with the
+// assistant, and what came with them as a message after them.
+async function takeShared() {
+  if (!("caches" in window)) return;
+  const cache = await caches.open(SHARED);
+  const kept = await cache.match("/shared/list");
+  if (!kept) return;
+  const list = await kept.json();
+  const room = assistantRoom();
+  for (const entry of list.files) {
+    const stored = await cache.match(entry.key);
+    if (!stored) continue;
+    const blob = await stored.blob();
+    await shareFile(room, new File([blob], entry.name, {type: blob.type}));
+    await cache.delete(entry.key);
+  }
+  if (list.text) {
+    saveOutbox([...outbox(), {client_id: newClientId(), room, body: list.text, at: Date.now()}]);
+  }
+  await cache.delete("/shared/list");
+  state.room = room;
+}
+
+function assistantRoom() {
+  return "dm:" + [state.me.user, ASSISTANT].sort().join(",");
 }
 
 // Edit and delete, for one's own sent messages.
@@ -233,7 +306,9 @@ function actions(message) {
       setStatus(error.message);
     }
   });
-  bar.append(edit, " ", remove);
+  // A shared file is deleted, not edited.
+  if (message.attachment) bar.append(remove);
+  else bar.append(edit, " ", remove);
   return bar;
 }
 
@@ -647,6 +722,19 @@ $("composer").addEventListener("submit", (event) => {
   flush();
 });
 
+$("attach").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", async () => {
+  const file = $("file").files[0];
+  $("file").value = "";
+  if (!file) return;
+  try {
+    await shareFile(state.room, file);
+    scrollDown();
+  } catch (error) {
+    setStatus(error.message);
+  }
+});
+
 $("text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
@@ -751,6 +839,14 @@ async function start() {
   }
   applyLanguage(state.lang);
   api("/api/me/language", {method: "PUT", body: JSON.stringify({language: state.lang})}).catch(() => {});
+  if (new URLSearchParams(location.search).has("shared")) {
+    try {
+      await takeShared();
+    } catch (error) {
+      setStatus(error.message);
+    }
+    history.replaceState(null, "", `/?room=${encodeURIComponent(state.room)}`);
+  }
   await loadRooms();
   await loadPeople();
   await openRoom(state.room);

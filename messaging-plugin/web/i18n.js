@@ -60,6 +60,11 @@ const STRINGS = {
     newMessage: (who, where) => `${who} in ${where}`,
     reminder: "Reminder from the assistant",
     install: "Install the app",
+    attach: "Share a file",
+    sharing: (name) => `Sharing ${name}\u2026`,
+    download: (name, size) => `${name} (${size})`,
+    picture: (name) => `Picture: ${name}`,
+    sharedIn: "Shared with the assistant",
   },
   ko: {
     skip: "메시지 입력란으로 건너뛰기",
@@ -117,6 +122,11 @@ const STRINGS = {
     newMessage: (who, where) => `${where}의 ${who}`,
     reminder: "도우미의 알림",
     install: "앱 설치",
+    attach: "파일 공유",
+    sharing: (name) => `${name} 공유 중\u2026`,
+    download: (name, size) => `${name} (${size})`,
+    picture: (name) => `사진: ${name}`,
+    sharedIn: "도우미와 공유함",
   },
 };
 

@@ -1,12 +1,15 @@
 // The household app's service worker: the app's shell (its page, script,
 // styles, words and icons) kept so the installed app opens at once and
-// offline; a notification tapped opens its conversation. Messages and
+// offline; a notification tapped opens its conversation; files shared to
+// the installed app from another (the share sheet: a POST to /share) are
+// kept for the page, which sends them to the assistant. Messages and
 // everything under /api/ always come from the service, never from here.
 // The service fills in VERSION (a hash of the shell), so a new version of
 // the app replaces the old shell.
 "use strict";
 
 const VERSION = "@VERSION@";
+const SHARED = "hearth-shared";
 const SHELL = [
   "/",
   "/app.js",
@@ -27,13 +30,36 @@ self.addEventListener("install", (event) => {
 self.addEventListener("activate", (event) => {
   event.waitUntil(
     caches.keys()
-      .then((names) => Promise.all(names.filter((name) => name !== VERSION).map((name) => caches.delete(name))))
+      .then((names) => Promise.all(names.filter((name) => name !== VERSION && name !== SHARED).map((name) => caches.delete(name))))
       .then(() => self.clients.claim()),
   );
 });
 
+// A share: its files (and any title, text or link) kept in a cache of
+// their own, then the page opened to send them.
+async function keepShared(request) {
+  const form = await request.formData();
+  const cache = await caches.open(SHARED);
+  const kept = await cache.match("/shared/list");
+  const list = kept ? await kept.json() : {files: [], text: ""};
+  for (const file of form.getAll("file")) {
+    if (!(file instanceof File) || !file.size) continue;
+    const key = `/shared/${Date.now()}-${list.files.length}`;
+    await cache.put(key, new Response(file, {headers: {"content-type": file.type || "application/octet-stream"}}));
+    list.files.push({key, name: file.name});
+  }
+  const words = ["title", "text", "url"].map((name) => form.get(name)).filter((value) => typeof value === "string" && value.trim());
+  if (words.length) list.text = [list.text, ...words].filter(Boolean).join("\n");
+  await cache.put("/shared/list", new Response(JSON.stringify(list), {headers: {"content-type": "application/json"}}));
+  return Response.redirect("/?shared=1", 303);
+}
+
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
+  if (event.request.method === "POST" && url.origin === self.location.origin && url.pathname === "/share") {
+    event.respondWith(keepShared(event.request));
+    return;
+  }
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (event.request.mode === "navigate") {
     // The page: from the service when it answers, else the kept shell.

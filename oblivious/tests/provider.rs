@@ -25,6 +25,7 @@ async fn ask(gateway: &Gateway) -> (String, String) {
         channel: None,
         max_tokens: Some(8),
         temperature: None,
+        images: Vec::new(),
         on_behalf_of: None,
     };
     gateway

@@ -308,6 +308,7 @@ pub fn seal(
         channel: Some("test".into()),
         max_tokens: Some(8),
         temperature: Some(0.0),
+        images: Vec::new(),
         on_behalf_of: None,
     };
     seal_request(
@@ -391,6 +392,7 @@ pub async fn ask(client: &ChatClient, channel: &str, message: &str) -> Vec<Reply
         channel: Some(channel.into()),
         max_tokens: Some(8),
         temperature: Some(0.0),
+        images: Vec::new(),
         on_behalf_of: None,
     };
     let mut events = Vec::new();

@@ -2,7 +2,10 @@
 //! passages (kept in the [`DocumentStore`], searchable in memory) and read
 //! only by the conversations their folder is for
 //! (`hearth_assistant::scope::Folder`). Files are walked and read beneath
-//! their folder ([`library`]); PDFs by a confined child process.
+//! their folder ([`library`]); PDFs by a confined child process. Besides the
+//! folders, each member has the documents they shared with the assistant
+//! (`shared:MEMBER`, read only in their own conversations), kept in the
+//! store alone: indexed or refused as a folder's file would be.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -18,6 +21,29 @@ use super::library::{self, Library, PassageInfo};
 use super::store::{DocumentStore, KnownDocument, StoreError, StoredPassage};
 use crate::config::DocumentFolder;
 
+/// The start of the name of a member's shared documents (`shared:ada`);
+/// no configured folder's name starts so.
+pub const SHARED_PREFIX: &str = "shared:";
+
+/// The folder of the documents `member` shared with the assistant.
+pub fn shared_folder(member: &str) -> Folder {
+    Folder {
+        name: format!("{SHARED_PREFIX}{member}"),
+        access: Access::Member(member.to_owned()),
+    }
+}
+
+/// What became of a document given to be indexed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Indexed {
+    /// Indexed into this many passages.
+    Passages(usize),
+    /// Refused, with why (stored, and listed).
+    Refused(String),
+    /// Not now: the embedding model did not answer.
+    Later,
+}
+
 /// The documents service.
 pub struct Documents {
     store: DocumentStore,
@@ -27,6 +53,8 @@ pub struct Documents {
     folders: Vec<(DocumentFolder, Folder)>,
     /// This gateway's executable, which reads PDFs (`extract pdf`).
     program: PathBuf,
+    /// Some member has shared a document (the document tool is offered).
+    any_shared: std::sync::atomic::AtomicBool,
 }
 
 impl Documents {
@@ -41,6 +69,11 @@ impl Documents {
         let mut library = Library::default();
         store.passages(|passage| library.add(passage)).await?;
         library.shrink_to_fit();
+        let any_shared = store
+            .documents()
+            .await?
+            .iter()
+            .any(|document| document.folder.starts_with(SHARED_PREFIX));
         let folders = folders
             .iter()
             .map(|folder| {
@@ -66,12 +99,13 @@ impl Documents {
             library: RwLock::new(library),
             folders,
             program,
+            any_shared: any_shared.into(),
         })
     }
 
-    /// Whether any folder is configured.
+    /// Whether any folder is configured, or any document shared.
     pub fn any_folders(&self) -> bool {
-        !self.folders.is_empty()
+        !self.folders.is_empty() || self.any_shared.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many passages are indexed.
@@ -81,11 +115,38 @@ impl Documents {
 
     /// The folders `asker`'s conversation may read.
     pub fn readable(&self, asker: &Asker) -> HashSet<String> {
+        let shared = shared_folder(&asker.member);
         self.folders
             .iter()
-            .filter(|(_, folder)| folder.readable_by(asker))
-            .map(|(_, folder)| folder.name.clone())
+            .map(|(_, folder)| folder)
+            .chain(std::iter::once(&shared))
+            .filter(|folder| folder.readable_by(asker))
+            .map(|folder| folder.name.clone())
             .collect()
+    }
+
+    /// Keeps the document `name` that `member` shared (`bytes`) among
+    /// their documents, replacing one of that name: read and indexed as a
+    /// folder's file would be, under the same limits, or refused with why.
+    pub async fn add_shared(&self, member: &str, name: &str, bytes: &[u8]) -> Indexed {
+        let (name, format) = match library::shared_name(name) {
+            Ok(found) => found,
+            Err(why) => return Indexed::Refused(why),
+        };
+        let document = KnownDocument {
+            folder: shared_folder(member).name,
+            path: name,
+            size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            modified: self.clock.now().as_millisecond(),
+            refused: None,
+            passages: 0,
+        };
+        self.any_shared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        match library::extract_bytes(format, bytes, &self.program).await {
+            Ok(pages) => self.index_pages(document, format, &pages).await,
+            Err(reason) => self.refuse(document, reason.to_string()).await,
+        }
     }
 
     /// The passages best matching `query` in the folders `asker`'s
@@ -164,13 +225,17 @@ impl Documents {
                     continue;
                 }
                 match self.index_one(&folder.name, &file).await {
-                    Some(true) => indexed += 1,
-                    Some(false) => refused += 1,
-                    None => {}
+                    Indexed::Passages(_) => indexed += 1,
+                    Indexed::Refused(_) => refused += 1,
+                    Indexed::Later => {}
                 }
             }
         }
-        for (key, _) in known.iter().filter(|(key, _)| !seen.contains(*key)) {
+        // Shared documents are in no folder: they stay until replaced.
+        let gone = known
+            .iter()
+            .filter(|(key, _)| !seen.contains(*key) && !key.0.starts_with(SHARED_PREFIX));
+        for (key, _) in gone {
             if let Ok(ids) = self.store.passage_ids(&key.0, &key.1).await {
                 hearth_runtime::write(&self.library).remove(&ids);
             }
@@ -186,11 +251,9 @@ impl Documents {
         }
     }
 
-    /// Indexes one document whole: `Some(true)` indexed, `Some(false)`
-    /// refused (with the reason stored), `None` to try again later (the
-    /// embedding model did not answer).
-    async fn index_one(&self, folder: &str, file: &library::Found) -> Option<bool> {
-        let mut document = KnownDocument {
+    /// Indexes one file of a folder whole.
+    async fn index_one(&self, folder: &str, file: &library::Found) -> Indexed {
+        let document = KnownDocument {
             folder: folder.to_owned(),
             path: file.path.clone(),
             size: i64::try_from(file.size).unwrap_or(i64::MAX),
@@ -198,36 +261,51 @@ impl Documents {
             refused: None,
             passages: 0,
         };
-        let refuse = |reason: String, mut document: KnownDocument| async move {
-            document.refused = Some(reason);
-            if let Ok(ids) = self
-                .store
-                .passage_ids(&document.folder, &document.path)
-                .await
-            {
-                hearth_runtime::write(&self.library).remove(&ids);
-            }
-            let _ = self.store.refuse_document(&document).await;
-            Some(false)
-        };
         if file.link {
-            return refuse(
-                "it is a symbolic link, and links are not followed: put the document itself in the folder".into(),
-                document,
-            )
-            .await;
+            return self
+                .refuse(
+                    document,
+                    "it is a symbolic link, and links are not followed: put the document itself in the folder".into(),
+                )
+                .await;
         }
-        let pages = match library::extract_text(file, &self.program).await {
-            Ok(pages) => pages,
-            Err(reason) => return refuse(reason.to_string(), document).await,
-        };
-        let mut passages = library::passages_of(&file.path, file.format, &pages);
+        match library::extract_text(file, &self.program).await {
+            Ok(pages) => self.index_pages(document, file.format, &pages).await,
+            Err(reason) => self.refuse(document, reason.to_string()).await,
+        }
+    }
+
+    /// Records `document` as refused for `reason`, dropping what was
+    /// indexed of an earlier version.
+    async fn refuse(&self, mut document: KnownDocument, reason: String) -> Indexed {
+        document.refused = Some(reason.clone());
+        if let Ok(ids) = self
+            .store
+            .passage_ids(&document.folder, &document.path)
+            .await
+        {
+            hearth_runtime::write(&self.library).remove(&ids);
+        }
+        let _ = self.store.refuse_document(&document).await;
+        Indexed::Refused(reason)
+    }
+
+    /// Cuts `pages` of `document` into passages, embeds them, and stores
+    /// them in place of an earlier version's, all or nothing.
+    async fn index_pages(
+        &self,
+        mut document: KnownDocument,
+        format: hearth_assistant::extract::Format,
+        pages: &[String],
+    ) -> Indexed {
+        let mut passages = library::passages_of(&document.path, format, pages);
         if passages.is_empty() {
-            return refuse(
-                hearth_assistant::extract::ExtractError::Empty.to_string(),
-                document,
-            )
-            .await;
+            return self
+                .refuse(
+                    document,
+                    hearth_assistant::extract::ExtractError::Empty.to_string(),
+                )
+                .await;
         }
         if self.embedder.model().is_some() {
             let texts: Vec<String> = passages
@@ -236,7 +314,10 @@ impl Documents {
                 .collect();
             let mut vectors = Vec::with_capacity(texts.len());
             for batch in library::batches(&texts) {
-                vectors.extend(self.embedder.embed(batch).await?);
+                match self.embedder.embed(batch).await {
+                    Some(batch) => vectors.extend(batch),
+                    None => return Indexed::Later,
+                }
             }
             for (passage, vector) in passages.iter_mut().zip(vectors) {
                 passage.vector = Some(vector);
@@ -244,28 +325,36 @@ impl Documents {
         }
         let old = self
             .store
-            .passage_ids(folder, &file.path)
+            .passage_ids(&document.folder, &document.path)
             .await
             .unwrap_or_default();
         document.passages = i64::try_from(passages.len()).unwrap_or(0);
-        let ids = self
+        let Ok(ids) = self
             .store
-            .index_document(&document, &passages, self.clock.now().as_millisecond())
+            .index_document(
+                &document,
+                &passages,
+                document.folder.starts_with(SHARED_PREFIX),
+                self.clock.now().as_millisecond(),
+            )
             .await
-            .ok()?;
+        else {
+            return Indexed::Later;
+        };
         let mut library = hearth_runtime::write(&self.library);
         library.remove(&old);
+        let count = passages.len();
         for (id, passage) in ids.into_iter().zip(passages) {
             library.add(StoredPassage {
                 id,
-                folder: folder.to_owned(),
-                path: file.path.clone(),
+                folder: document.folder.clone(),
+                path: document.path.clone(),
                 citation: passage.citation,
                 text: passage.text,
                 vector: passage.vector,
             });
         }
-        Some(true)
+        Indexed::Passages(count)
     }
 }
 
@@ -365,5 +454,135 @@ mod tests {
         std::fs::remove_file(house.join("boiler.md")).unwrap();
         documents.index_folders().await;
         assert!(found("ben").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_shared_document_is_its_members_alone_replaced_by_name_and_kept_through_rescans() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = || Some(hearth_files::sealed::AtRestKey::new(&[7; 32]));
+        let db = Database::open(dir.path(), key()).await.unwrap();
+        let documents = Documents::load(
+            DocumentStore::new(db.clone()),
+            &[],
+            dir.path().join("no-such-program"),
+            Arc::new(Embedder::none()),
+            Clock::System,
+        )
+        .await
+        .unwrap();
+        assert!(!documents.any_folders(), "nothing shared, no folders");
+        let said = documents
+            .add_shared(
+                "ada",
+                " boiler.md ",
+                b"# Boiler\n\nThe boiler's pressure should read 1.5 bar.\n",
+            )
+            .await;
+        assert_eq!(said, Indexed::Passages(1));
+        assert!(documents.any_folders(), "the document tool is offered now");
+        let found = |asker: Asker| {
+            let documents = &documents;
+            async move {
+                documents
+                    .find(&asker, &query("boiler pressure"))
+                    .await
+                    .len()
+            }
+        };
+        assert_eq!(
+            found(asker("ada")).await,
+            1,
+            "ada's own conversation reads it"
+        );
+        assert_eq!(found(asker("ben")).await, 0, "ben's does not");
+        let in_room = Asker {
+            room: Some(hearth_roster::RoomId::parse("household").unwrap()),
+            ..asker("ada")
+        };
+        assert_eq!(found(in_room).await, 0, "nor does a room ada asks in");
+
+        // Shared again under the same name: replaced, not added.
+        let said = documents
+            .add_shared("ada", "boiler.md", b"The boiler was serviced in May.\n")
+            .await;
+        assert_eq!(said, Indexed::Passages(1));
+        assert_eq!(documents.passages(), 1);
+        // Sealed at rest: the text is nowhere in the store's file.
+        db.close().await;
+        let stored: Vec<u8> = ["assistant.db", "assistant.db-wal"]
+            .iter()
+            .flat_map(|name| std::fs::read(dir.path().join(name)).unwrap_or_default())
+            .collect();
+        assert!(
+            stored.windows(10).any(|window| window == b"shared:ada"),
+            "the folder's name is stored as it is: the store is read"
+        );
+        assert!(
+            !stored.windows(8).any(|window| window == b"serviced"),
+            "a shared document's text is sealed"
+        );
+        let db = Database::open(dir.path(), key()).await.unwrap();
+        let documents = Documents::load(
+            DocumentStore::new(db.clone()),
+            &[],
+            dir.path().join("no-such-program"),
+            Arc::new(Embedder::none()),
+            Clock::System,
+        )
+        .await
+        .unwrap();
+        // In no folder, it stays through a rescan, and through a restart.
+        documents.index_folders().await;
+        assert!(
+            documents
+                .find(&asker("ada"), &query("pressure"))
+                .await
+                .is_empty(),
+            "the old text is gone"
+        );
+        let reloaded = Documents::load(
+            DocumentStore::new(db),
+            &[],
+            dir.path().join("no-such-program"),
+            Arc::new(Embedder::none()),
+            Clock::System,
+        )
+        .await
+        .unwrap();
+        assert!(reloaded.any_folders());
+        assert_eq!(
+            reloaded.find(&asker("ada"), &query("serviced")).await.len(),
+            1
+        );
+        let (listed, _) = reloaded.list(&asker("ada")).await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|item| (item.folder.as_str(), item.path.as_str()))
+                .collect::<Vec<_>>(),
+            [("shared:ada", "boiler.md")]
+        );
+
+        // Refused, with why: a folder in the name, another kind of file,
+        // nothing to read, a PDF that is none; each listed for ada.
+        for (name, bytes, why) in [
+            ("../ben/notes.md", &b"x"[..], "file name"),
+            ("photo.png", &b"x"[..], "PDF, text"),
+            ("empty.txt", &b"   "[..], ""),
+            ("broken.pdf", &b"not a pdf"[..], ""),
+        ] {
+            match reloaded.add_shared("ada", name, bytes).await {
+                Indexed::Refused(reason) => assert!(reason.contains(why), "{name}: {reason}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let (_, refused) = reloaded.list(&asker("ada")).await.unwrap();
+        let refused: Vec<&str> = refused.iter().map(|item| item.path.as_str()).collect();
+        assert_eq!(
+            refused,
+            ["broken.pdf", "empty.txt"],
+            "bad names are not stored"
+        );
+        assert!(reloaded.list(&asker("ben")).await.unwrap().1.is_empty());
     }
 }

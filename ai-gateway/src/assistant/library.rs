@@ -180,6 +180,33 @@ pub enum Unread {
     Pdf(String),
 }
 
+/// Longest name of a document a member shares, in bytes.
+pub const MAX_SHARED_NAME: usize = 200;
+
+/// The name a document a member shares is kept under, and how it is read:
+/// a file name of its own (no folders, no control characters) of a kind
+/// documents are read in; or why not, for the member.
+pub fn shared_name(name: &str) -> Result<(String, Format), String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_SHARED_NAME {
+        return Err(format!(
+            "a document needs a name of 1 to {MAX_SHARED_NAME} bytes"
+        ));
+    }
+    if name.contains(['/', '\\']) || name.chars().any(char::is_control) || name.starts_with('.') {
+        return Err(
+            "a document's name is a file name: no folders, no control characters, not hidden"
+                .into(),
+        );
+    }
+    let format = Format::of(Path::new(name)).ok_or_else(|| {
+        format!(
+            "{name} is not a document the assistant reads: PDF, text (.txt) and Markdown (.md) are"
+        )
+    })?;
+    Ok((name.to_owned(), format))
+}
+
 /// The text of a found file, page by page: text and Markdown here, PDFs by
 /// a child process (`program extract pdf`).
 pub async fn extract_text(found: &Found, program: &Path) -> Result<Vec<String>, Unread> {
@@ -200,9 +227,26 @@ pub async fn extract_text(found: &Found, program: &Path) -> Result<Vec<String>, 
                 BeneathError::Io(error) => Unread::Unreadable(error.kind().to_string()),
                 other => Unread::Unreadable(other.to_string()),
             })?;
-    match found.format {
-        Format::Text | Format::Markdown => Ok(extract::extract(found.format, &bytes)?.pages),
-        Format::Pdf => extract_pdf(&bytes, program).await,
+    extract_bytes(found.format, &bytes, program).await
+}
+
+/// The text of a document's `bytes` in `format`, page by page.
+pub async fn extract_bytes(
+    format: Format,
+    bytes: &[u8],
+    program: &Path,
+) -> Result<Vec<String>, Unread> {
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if size > extract::MAX_FILE_BYTES {
+        return Err(ExtractError::TooLarge {
+            bytes: size,
+            max: extract::MAX_FILE_BYTES,
+        }
+        .into());
+    }
+    match format {
+        Format::Text | Format::Markdown => Ok(extract::extract(format, bytes)?.pages),
+        Format::Pdf => extract_pdf(bytes, program).await,
     }
 }
 

@@ -38,7 +38,7 @@ use jiff::Timestamp;
 
 use crate::config::{AssistantSection, Citations};
 use clock::Clock;
-use documents::Documents;
+use documents::{Documents, Indexed};
 use embedder::Embedder;
 use memories::Memories;
 use scheduler::{Scheduler, SchedulerSettings};
@@ -638,6 +638,25 @@ impl Assistant {
                 },
                 Err(error) => refused(error.logged().to_string()),
             },
+            Op::DocumentAdd {
+                file_name: name,
+                content,
+            } => {
+                use base64::Engine as _;
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(content) else {
+                    return refused("the document's content is not base64".into());
+                };
+                match self.documents.add_shared(&asker.member, &name, &bytes).await {
+                    Indexed::Passages(passages) => Answer::Done {
+                        message: shared_read(name.trim(), passages),
+                    },
+                    Indexed::Refused(why) => refused(format!("I could not read {}: {why}.", name.trim())),
+                    Indexed::Later => refused(
+                        "The embedding model is not answering; share the document again in a minute."
+                            .into(),
+                    ),
+                }
+            }
         }
     }
 
@@ -675,6 +694,15 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// What the member is told once a document they shared is read.
+pub fn shared_read(name: &str, passages: usize) -> String {
+    let parts = if passages == 1 { "part" } else { "parts" };
+    format!(
+        "I have read {name} ({passages} {parts}) and keep it with your documents: ask me about it. \
+         Only your own conversations with me read it."
+    )
 }
 
 /// The English name of the language tagged `tag` (BCP 47, as `ko` or

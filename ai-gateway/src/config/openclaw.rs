@@ -1026,6 +1026,15 @@ fn assistant(reader: &mut Reader, memory: MemorySection, config: &mut Config) {
         if folder.name.trim().is_empty() || !names.insert(folder.name.clone()) {
             reader.problem(&child(&at, "name"), "each folder needs a name of its own");
         }
+        if folder
+            .name
+            .starts_with(crate::assistant::documents::SHARED_PREFIX)
+        {
+            reader.problem(
+                &child(&at, "name"),
+                "names starting with \"shared:\" are the documents members share with the assistant",
+            );
+        }
     }
     section.folders = own.documents;
     for (index, path) in memory.extra_paths.into_iter().enumerate() {

@@ -112,7 +112,7 @@ impl Database {
             .fetch_optional(&self.pool)
             .await?;
         let mut sealed = 0i64;
-        for table in ["memory", "jobs", "deliveries", "list_items"] {
+        for table in ["memory", "jobs", "deliveries", "list_items", "passages"] {
             let count: i64 =
                 sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE sealed = 1"))
                     .fetch_one(&self.pool)

@@ -97,13 +97,16 @@ impl DocumentStore {
     }
 
     /// Indexes a document whole: its old passages go and the new ones come
-    /// in one transaction. The new passages' ids.
+    /// in one transaction, their texts and embeddings sealed when `private`
+    /// (and the store has a key). The new passages' ids.
     pub async fn index_document(
         &self,
         document: &KnownDocument,
         passages: &[NewPassage],
+        private: bool,
         at_ms: i64,
     ) -> Result<Vec<i64>, StoreError> {
+        let owner = owner(&document.folder, &document.path);
         let mut transaction = self.db.pool.begin().await?;
         sqlx::query("DELETE FROM refused_documents WHERE folder = ? AND path = ?")
             .bind(&document.folder)
@@ -128,13 +131,26 @@ impl DocumentStore {
         .last_insert_rowid();
         let mut ids = Vec::with_capacity(passages.len());
         for passage in passages {
+            let (text, vector, sealed) = if private {
+                let (text, sealed) = self.db.seal(PASSAGE, &owner, passage.text.as_bytes());
+                let vector = passage.vector.as_deref().map(|vector| {
+                    self.db
+                        .seal(PASSAGE_VECTOR, &owner, &vector_bytes(vector))
+                        .0
+                });
+                (text, vector, sealed)
+            } else {
+                let vector = passage.vector.as_deref().map(vector_bytes);
+                (passage.text.as_bytes().to_vec(), vector, false)
+            };
             let passage_id = sqlx::query(
-                "INSERT INTO passages (document, citation, text, vector) VALUES (?, ?, ?, ?)",
+                "INSERT INTO passages (document, citation, text, vector, sealed) VALUES (?, ?, ?, ?, ?)",
             )
             .bind(id)
             .bind(&passage.citation)
-            .bind(&passage.text)
-            .bind(passage.vector.as_deref().map(vector_bytes))
+            .bind(text)
+            .bind(vector)
+            .bind(sealed)
             .execute(&mut *transaction)
             .await?
             .last_insert_rowid();
@@ -201,20 +217,30 @@ impl DocumentStore {
     pub async fn passages(&self, mut each: impl FnMut(StoredPassage)) -> Result<(), StoreError> {
         use futures_util::TryStreamExt as _;
         let mut rows = sqlx::query(
-            "SELECT passages.id, documents.folder, documents.path, passages.citation, passages.text, passages.vector \
+            "SELECT passages.id, documents.folder, documents.path, passages.citation, passages.text, passages.vector, passages.sealed \
              FROM passages JOIN documents ON documents.id = passages.document ORDER BY passages.id",
         )
         .fetch(&self.db.pool);
         while let Some(row) = rows.try_next().await? {
+            let (folder, path): (String, String) = (row.get("folder"), row.get("path"));
+            let sealed: bool = row.get("sealed");
+            let owner = owner(&folder, &path);
+            let text = self
+                .db
+                .open_text(PASSAGE, &owner, &raw(&row, "text")?, sealed)?;
+            let vector = match row.try_get_unchecked::<Option<Vec<u8>>, _>("vector")? {
+                Some(bytes) => {
+                    vector_of(&self.db.open_bytes(PASSAGE_VECTOR, &owner, &bytes, sealed)?)
+                }
+                None => None,
+            };
             each(StoredPassage {
                 id: row.get("id"),
-                folder: row.get("folder"),
-                path: row.get("path"),
+                folder,
+                path,
                 citation: row.get("citation"),
-                text: row.get("text"),
-                vector: row
-                    .get::<Option<Vec<u8>>, _>("vector")
-                    .and_then(|bytes| vector_of(&bytes)),
+                text,
+                vector,
             });
         }
         Ok(())
@@ -224,12 +250,40 @@ impl DocumentStore {
     pub async fn passage_texts(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
         let ids = format!("[{}]", ids.join(","));
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, text FROM passages WHERE id IN (SELECT value FROM json_each(?))",
+        let rows = sqlx::query(
+            "SELECT passages.id, passages.text, passages.sealed, documents.folder, documents.path \
+             FROM passages JOIN documents ON documents.id = passages.document \
+             WHERE passages.id IN (SELECT value FROM json_each(?))",
         )
         .bind(ids)
         .fetch_all(&self.db.pool)
         .await?;
-        Ok(rows.into_iter().collect())
+        let mut texts = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let owner = owner(
+                &row.get::<String, _>("folder"),
+                &row.get::<String, _>("path"),
+            );
+            let text =
+                self.db
+                    .open_text(PASSAGE, &owner, &raw(&row, "text")?, row.get("sealed"))?;
+            texts.insert(row.get("id"), text);
+        }
+        Ok(texts)
     }
+}
+
+/// What a sealed passage's text is sealed as.
+const PASSAGE: &str = "passage";
+/// What a sealed passage's embedding is sealed as.
+const PASSAGE_VECTOR: &str = "passage-vector";
+
+/// Whom a passage is sealed for: its document.
+fn owner(folder: &str, path: &str) -> String {
+    format!("{folder}\n{path}")
+}
+
+/// A column's bytes, whether SQLite keeps them as text or as a blob.
+fn raw(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Vec<u8>, StoreError> {
+    Ok(row.try_get_unchecked::<Vec<u8>, _>(column)?)
 }
