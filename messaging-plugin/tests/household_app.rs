@@ -233,6 +233,135 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         "the app was in the background: {seen}"
     );
 
+    // Unread counts, and a conversation muted on this device: ben's DMs
+    // arrive while ada looks at another room. (The app's calls to show a
+    // notification are recorded in the page, the notification still shown.)
+    browser.open(&url).unwrap();
+    connected(&browser, &household);
+    browser
+        .script(
+            "window.shown = []; const show = ServiceWorkerRegistration.prototype.showNotification; \
+             ServiceWorkerRegistration.prototype.showNotification = function (title, options) { \
+               window.shown.push(`${title}|${options.body}`); return show.call(this, title, options); }; return true",
+        )
+        .unwrap();
+    let bens_phone = household.phone.clone();
+    let dm = "#rooms button[data-room='dm:ada,ben']";
+    let badge = format!(
+        "const b = document.querySelector(\"{dm} .badge\"); return b ? b.textContent : '0'"
+    );
+    household.cli_ok(
+        &bens_phone,
+        &["send", "--dm", "ada", "the bins go out tonight"],
+    );
+    browser
+        .wait_for(
+            "return window.shown.includes('ben in @ben|the bins go out tonight')",
+            20 * SECOND,
+        )
+        .unwrap();
+    assert_eq!(browser.script(&badge).unwrap(), json!("1"));
+    assert!(
+        browser
+            .script("return document.title")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with('('),
+        "the title counts unread messages"
+    );
+    // Opened, it is read; muted there, then ada goes back to the household.
+    browser
+        .script(&format!(
+            "document.querySelector(\"{dm}\").click(); return true"
+        ))
+        .unwrap();
+    browser
+        .wait_for(&format!("return document.querySelector(\"{dm}\").getAttribute('aria-current') === 'true' && !document.querySelector(\"{dm} .badge\")"), 10 * SECOND)
+        .unwrap();
+    browser.click("#mute").unwrap();
+    assert_eq!(
+        browser
+            .script("return document.getElementById('mute').getAttribute('aria-pressed')")
+            .unwrap(),
+        json!("true")
+    );
+    let household_room = "#rooms button[data-room='household']";
+    browser
+        .script(&format!(
+            "document.querySelector(\"{household_room}\").click(); return true"
+        ))
+        .unwrap();
+    household.cli_ok(&bens_phone, &["send", "--dm", "ada", "and the recycling"]);
+    // It arrived (counted unread) without a notification.
+    browser
+        .wait_for(
+            &format!("return document.querySelector(\"{dm} .badge\")?.textContent === '1'"),
+            20 * SECOND,
+        )
+        .unwrap();
+    // Unmuted: notified again. The muted message never was.
+    browser
+        .script(&format!(
+            "document.querySelector(\"{dm}\").click(); return true"
+        ))
+        .unwrap();
+    browser
+        .wait_for(
+            &format!(
+                "return document.querySelector(\"{dm}\").getAttribute('aria-current') === 'true'"
+            ),
+            10 * SECOND,
+        )
+        .unwrap();
+    browser.click("#mute").unwrap();
+    browser
+        .script(&format!(
+            "document.querySelector(\"{household_room}\").click(); return true"
+        ))
+        .unwrap();
+    household.cli_ok(
+        &bens_phone,
+        &["send", "--dm", "ada", "and the garden waste"],
+    );
+    browser
+        .wait_for(
+            "return window.shown.includes('ben in @ben|and the garden waste')",
+            20 * SECOND,
+        )
+        .unwrap();
+    // A mention in a room ada is not looking at notifies; the room's other
+    // messages do not.
+    browser
+        .script(&format!(
+            "document.querySelector(\"{dm}\").click(); return true"
+        ))
+        .unwrap();
+    browser
+        .wait_for(
+            &format!(
+                "return document.querySelector(\"{dm}\").getAttribute('aria-current') === 'true'"
+            ),
+            10 * SECOND,
+        )
+        .unwrap();
+    household.cli_ok(
+        &bens_phone,
+        &["send", "--room", "household", "the kettle is on"],
+    );
+    household.cli_ok(&bens_phone, &["send", "--room", "household", "@ada tea?"]);
+    browser
+        .wait_for(
+            "return window.shown.includes('ben in #household|@ada tea?')",
+            20 * SECOND,
+        )
+        .unwrap();
+    let shown = browser.script("return window.shown").unwrap();
+    assert!(
+        !shown.to_string().contains("recycling") && !shown.to_string().contains("kettle"),
+        "a muted conversation, and a room's messages for no one, do not notify: {shown}"
+    );
+
     // 4. Typed while the hub is unreachable: kept, across a reload, and
     // sent exactly once when the hub is back.
     browser.open(&url).unwrap();
