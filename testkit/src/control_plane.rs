@@ -27,11 +27,7 @@ pub fn free_port() -> u16 {
 
 /// A free loopback UDP port (bound then released).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::llama::free_udp_port()
 }
 
 enum Ready {

@@ -198,33 +198,74 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// A free TCP port on loopback (free when asked; taken by whoever binds first).
-/// Never the same port twice in one test process: tests running side by
-/// side would otherwise be handed a port another was given and has not
-/// bound yet.
+/// Never the same port twice in one test process ([`unclaimed_port`]).
 pub fn free_port() -> u16 {
+    unclaimed_port(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// A free UDP port on loopback, as [`free_port`].
+pub fn free_udp_port() -> u16 {
+    unclaimed_port(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// How many ports below the kernel's ephemeral range tests choose from.
+const TEST_PORTS: u16 = 8192;
+
+/// A port that `bindable` finds free, for a program a test starts to bind
+/// later. It is chosen **below the kernel's ephemeral range**
+/// (`net.ipv4.ip_local_port_range`): the kernel hands ports of that range
+/// to every `bind` to port 0 and every outgoing connection, so a port
+/// taken from it could be given to another listener or connection of the
+/// test between this choice and the program's bind (CI saw an OHTTP
+/// gateway lose its port so). Below it, only an explicit bind can take
+/// it, and this process never gives the same port twice (tests running
+/// side by side).
+fn unclaimed_port(bindable: impl Fn(u16) -> bool) -> u16 {
     static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
         Mutex::new(std::collections::BTreeSet::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if low > TEST_PORTS + 1024 {
+        let start = {
+            use std::hash::{BuildHasher as _, Hasher as _};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
+        for step in 0..u64::from(TEST_PORTS) {
+            let offset =
+                u16::try_from((start.wrapping_add(step)) % u64::from(TEST_PORTS)).unwrap_or(0);
+            let port = low - 1 - offset;
+            if !given.contains(&port) && bindable(port) {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
+    // An unusual range (or every port below it taken): the kernel's choice.
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map(|address| address.port())
             .expect("a free loopback port");
-        if GIVEN
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(port)
-        {
+        if bindable(port) && given.insert(port) {
             return port;
         }
     }
 }
 
 /// Whether something listens at `address`: a connection is accepted, and
-/// not by the connecting socket itself. Ports from [`free_port`] are in
-/// the ephemeral range, so while nothing listens yet a connect can pick the
-/// very port as its source and "connect" to itself (TCP simultaneous open);
-/// a readiness wait that took that for an answer went on before the
-/// program had started (seen once in a full run).
+/// not by the connecting socket itself. A port in the ephemeral range
+/// (as [`free_port`]'s were once, and a configured one may be) can be
+/// picked by a connect as its own source while nothing listens yet, and
+/// "connect" to itself (TCP simultaneous open); a readiness wait that took
+/// that for an answer went on before the program had started (seen once in
+/// a full run).
 pub fn port_answers(address: impl std::net::ToSocketAddrs) -> bool {
     std::net::TcpStream::connect(address).is_ok_and(|stream| {
         matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local != peer)
