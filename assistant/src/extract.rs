@@ -18,6 +18,23 @@ pub const MAX_TEXT_CHARS: usize = 2_000_000;
 /// Most pages read from a PDF.
 pub const MAX_PAGES: usize = 2_000;
 
+/// Longest name of a file a member shares, in bytes.
+pub const MAX_SHARED_NAME: usize = 200;
+
+/// `name` (trimmed) when it names a file a member may share: 1 to
+/// [`MAX_SHARED_NAME`] bytes, no folder (`/`, `\`), no control character,
+/// not hidden (a leading `.`). Household messaging keeps shared files under
+/// it and the gateway the documents shared with the assistant.
+pub fn shared_file_name(name: &str) -> Option<&str> {
+    let name = name.trim();
+    let plain = !name.is_empty()
+        && name.len() <= MAX_SHARED_NAME
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+        && !name.starts_with('.');
+    plain.then_some(name)
+}
+
 /// The kinds of document indexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -225,5 +242,22 @@ mod tests {
             ),
             Err(ExtractError::Pdf(_))
         ));
+    }
+
+    #[test]
+    fn a_shared_file_is_named_by_a_plain_file_name() {
+        assert_eq!(shared_file_name(" boiler.pdf "), Some("boiler.pdf"));
+        assert_eq!(shared_file_name("보일러.md"), Some("보일러.md"));
+        for name in [
+            "",
+            "  ",
+            "a/b.txt",
+            "a\\b.txt",
+            ".hidden.txt",
+            "a\nb.txt",
+            &"a".repeat(201),
+        ] {
+            assert_eq!(shared_file_name(name), None, "{name:?}");
+        }
     }
 }

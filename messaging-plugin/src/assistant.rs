@@ -139,39 +139,59 @@ impl Assistant {
     ) -> Result<(), TooMany> {
         if let Some(command) = crate::commands::command(&question) {
             // What the assistant keeps is listed and changed at once, without the model.
-            let asker = Asker {
-                member: caller.user.clone(),
-                room: RoomId::parse(&room).ok(),
-                capabilities: caller.capabilities.clone(),
-                device: Some(caller.address),
-                language,
-            };
-            let assistant = self.clone();
-            tokio::spawn(async move {
-                let text = match command {
-                    Ok(op) => match assistant.manage(asker, op).await {
-                        Ok(answer) => crate::commands::render(&answer),
-                        Err(failure) => failure_text(failure),
-                    },
-                    Err(not_done) => not_done.to_string(),
-                };
-                post_as_assistant(&messaging, &room, &text).await;
-            });
+            match command {
+                Ok(op) => {
+                    let asker = asker_of(caller, &room, language);
+                    self.manage_then_post(messaging, room, asker, op);
+                }
+                Err(not_done) => {
+                    tokio::spawn(async move {
+                        post_as_assistant(&messaging, &room, &not_done.to_string()).await;
+                    });
+                }
+            }
             return Ok(());
         }
+        self.queue_question(&messaging, caller, room, question, language, Vec::new())
+    }
+
+    /// Queues `text` of `caller` in `room` (with `images`) and starts the
+    /// turns that have come.
+    fn queue_question(
+        &self,
+        messaging: &Arc<Messaging>,
+        caller: &Caller,
+        room: String,
+        text: String,
+        language: Option<String>,
+        images: Vec<String>,
+    ) -> Result<(), TooMany> {
         self.queue().push(
             &caller.user,
             Question {
                 room,
-                text: question,
+                text,
                 capabilities: caller.capabilities.clone(),
                 device: caller.address,
                 language,
-                images: Vec::new(),
+                images,
             },
         )?;
-        self.start_turns(&messaging);
+        self.start_turns(messaging);
         Ok(())
+    }
+
+    /// Asks the gateway's assistant API `op` for `asker`, then posts what
+    /// it answers (or why it could not) in `room`, in the background.
+    fn manage_then_post(&self, messaging: Arc<Messaging>, room: String, asker: Asker, op: Op) {
+        let assistant = self.clone();
+        tokio::spawn(async move {
+            let text = match assistant.manage(asker, op).await {
+                Ok(answer) => crate::commands::render(&answer),
+                Err(failure) => failure_text(failure),
+            };
+            post_as_assistant(&messaging, &room, &text).await;
+        });
     }
 
     /// Takes a file `caller` shared in their conversation with the
@@ -189,42 +209,24 @@ impl Assistant {
         let content = base64::engine::general_purpose::STANDARD.encode(bytes);
         match kind {
             FileKind::Document => {
-                let asker = Asker {
-                    member: caller.user.clone(),
-                    room: RoomId::parse(&room).ok(),
-                    capabilities: caller.capabilities.clone(),
-                    device: Some(caller.address),
-                    language,
-                };
                 let op = Op::DocumentAdd {
                     file_name: attachment.name.clone(),
                     content,
                 };
-                let assistant = self.clone();
-                tokio::spawn(async move {
-                    let text = match assistant.manage(asker, op).await {
-                        Ok(Answer::Done { message } | Answer::Refused { message }) => message,
-                        Ok(_) => failure_text(Failure::Protocol),
-                        Err(failure) => failure_text(failure),
-                    };
-                    post_as_assistant(&messaging, &room, &text).await;
-                });
+                let asker = asker_of(caller, &room, language);
+                self.manage_then_post(messaging, room, asker, op);
                 Ok(())
             }
             FileKind::Picture => {
-                self.queue().push(
-                    &caller.user,
-                    Question {
-                        room,
-                        text: PICTURE_QUESTION.into(),
-                        capabilities: caller.capabilities.clone(),
-                        device: caller.address,
-                        language,
-                        images: vec![format!("data:{};base64,{content}", attachment.media_type)],
-                    },
-                )?;
-                self.start_turns(&messaging);
-                Ok(())
+                let picture = format!("data:{};base64,{content}", attachment.media_type);
+                self.queue_question(
+                    &messaging,
+                    caller,
+                    room,
+                    PICTURE_QUESTION.into(),
+                    language,
+                    vec![picture],
+                )
             }
         }
     }
@@ -450,8 +452,19 @@ impl Assistant {
     }
 }
 
+/// Who asks: `caller`, in `room`, reading `language`.
+fn asker_of(caller: &Caller, room: &str, language: Option<String>) -> Asker {
+    Asker {
+        member: caller.user.clone(),
+        room: RoomId::parse(room).ok(),
+        capabilities: caller.capabilities.clone(),
+        device: Some(caller.address),
+        language,
+    }
+}
+
 /// Posts `text` as the assistant in `room` (made if it is a DM not yet opened).
-pub(crate) async fn post_as_assistant(messaging: &Messaging, room: &str, text: &str) {
+async fn post_as_assistant(messaging: &Messaging, room: &str, text: &str) {
     if let Err(error) = messaging.store.ensure_room(room, ASSISTANT).await {
         tracing::error!(%error, "cannot open a room for the assistant");
         return;

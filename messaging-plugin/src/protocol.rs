@@ -81,7 +81,7 @@ pub struct Message {
     /// When its writer last changed (or deleted) it, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<i64>,
-    /// The file it shares (its bytes at `GET /api/attachments/{id}`).
+    /// The file it shares (its bytes at `GET /api/files/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
 }
@@ -101,7 +101,7 @@ pub struct Attachment {
 /// Largest file shared into a room: the largest document the assistant reads.
 pub const MAX_ATTACHMENT_BYTES: u64 = hearth_assistant::extract::MAX_FILE_BYTES;
 /// Longest file name of a shared file, in bytes.
-pub const MAX_ATTACHMENT_NAME: usize = 200;
+pub const MAX_ATTACHMENT_NAME: usize = hearth_assistant::extract::MAX_SHARED_NAME;
 
 /// What a shared file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,15 +146,7 @@ pub fn percent_encode(text: &str) -> String {
 /// a PDF by its signature, text by being UTF-8 and named `.txt` or `.md`),
 /// and the attachment it becomes; or why it is refused.
 pub fn check_file(name: &str, bytes: &[u8]) -> Result<(FileKind, Attachment), FileRefusal> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.len() > MAX_ATTACHMENT_NAME
-        || name.contains(['/', '\\'])
-        || name.chars().any(char::is_control)
-        || name.starts_with('.')
-    {
-        return Err(FileRefusal::Name);
-    }
+    let name = hearth_assistant::extract::shared_file_name(name).ok_or(FileRefusal::Name)?;
     let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if size == 0 || size > MAX_ATTACHMENT_BYTES {
         return Err(FileRefusal::Size);

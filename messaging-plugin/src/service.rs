@@ -56,6 +56,9 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// What the assistant's place says when no assistant is set up.
+const NO_ASSISTANT: &str = "No assistant is set up on this hub.";
+
 /// Most messages a search returns.
 pub const SEARCH_RESULTS: usize = 50;
 /// Most messages a search reads (the newest first).
@@ -135,12 +138,7 @@ impl Messaging {
         if client_id.is_some_and(|id| id.is_empty() || id.len() > 64) {
             return Err(DecodeError::Invalid("client_id has 1 to 64 bytes".into()).into());
         }
-        let allowed =
-            hearth_runtime::lock(&self.posts).allow(&caller.user, Instant::now(), &self.limits);
-        if !allowed {
-            return Err(ServiceError::TooFast);
-        }
-        self.open_room(caller, room).await?;
+        self.admit_post(caller, room).await?;
         let message = match client_id {
             Some(client_id) => {
                 let (message, fresh) = self
@@ -184,15 +182,10 @@ impl Messaging {
                             too_many.waiting
                         )
                     }),
-                None => Some("No assistant is set up on this hub.".to_owned()),
+                None => Some(NO_ASSISTANT.to_owned()),
             };
             if let Some(notice) = refusal {
-                let notice = self
-                    .store
-                    .post(room, ASSISTANT, &notice, MessageStatus::Error, None)
-                    .await?;
-                self.hub
-                    .publish(room, &ServerEvent::Message { message: notice });
+                self.assistant_notice(room, &notice).await?;
             }
         }
         Ok(message)
@@ -211,12 +204,7 @@ impl Messaging {
     ) -> Result<Message, ServiceError> {
         Messaging::check_access(caller, room)?;
         let (kind, attachment) = crate::protocol::check_file(name, bytes)?;
-        let allowed =
-            hearth_runtime::lock(&self.posts).allow(&caller.user, Instant::now(), &self.limits);
-        if !allowed {
-            return Err(ServiceError::TooFast);
-        }
-        self.open_room(caller, room).await?;
+        self.admit_post(caller, room).await?;
         let message = self
             .store
             .post_file(room, &caller.user, &attachment, bytes)
@@ -230,34 +218,50 @@ impl Messaging {
         let with_assistant = RoomId::parse(room).is_ok_and(|id| id.is_dm() && id.with_assistant());
         if with_assistant {
             let language = self.store.language(&caller.user).await?;
-            match &self.assistant {
-                Some(assistant) => {
-                    let refused = assistant.take_file(
+            let refusal = match &self.assistant {
+                Some(assistant) => assistant
+                    .take_file(
                         Arc::clone(self),
                         room.to_owned(),
                         caller,
                         (kind, &attachment, bytes),
                         language,
-                    );
-                    if let Err(too_many) = refused {
-                        let notice = format!(
+                    )
+                    .err()
+                    .map(|too_many| {
+                        format!(
                             "The assistant is still on {} earlier questions of yours; share it again once they are answered.",
                             too_many.waiting
-                        );
-                        crate::assistant::post_as_assistant(self, room, &notice).await;
-                    }
-                }
-                None => {
-                    crate::assistant::post_as_assistant(
-                        self,
-                        room,
-                        "No assistant is set up on this hub.",
-                    )
-                    .await;
-                }
+                        )
+                    }),
+                None => Some(NO_ASSISTANT.to_owned()),
+            };
+            if let Some(notice) = refusal {
+                self.assistant_notice(room, &notice).await?;
             }
         }
         Ok(message)
+    }
+
+    /// Lets `caller` post in `room` (within their posting rate; a new room
+    /// made theirs).
+    async fn admit_post(&self, caller: &Caller, room: &str) -> Result<(), ServiceError> {
+        let allowed =
+            hearth_runtime::lock(&self.posts).allow(&caller.user, Instant::now(), &self.limits);
+        if !allowed {
+            return Err(ServiceError::TooFast);
+        }
+        self.open_room(caller, room).await
+    }
+
+    /// Why the assistant does not answer, posted in `room` as its message.
+    async fn assistant_notice(&self, room: &str, notice: &str) -> Result<(), ServiceError> {
+        let message = self
+            .store
+            .post(room, ASSISTANT, notice, MessageStatus::Error, None)
+            .await?;
+        self.hub.publish(room, &ServerEvent::Message { message });
+        Ok(())
     }
 
     /// The message `id` and its file's bytes, for `caller` (who may read
@@ -267,15 +271,20 @@ impl Messaging {
         caller: &Caller,
         id: i64,
     ) -> Result<(Message, zeroize::Zeroizing<Vec<u8>>), ServiceError> {
-        let (message, content) = self
+        let message = self
             .store
-            .file(id)
+            .message(id)
             .await?
             .ok_or(ServiceError::NoSuchMessage(id))?;
         // Another's conversation answers as a missing file does: nothing
-        // says a message of that number exists.
+        // says a message of that number exists (and nothing is opened).
         Messaging::check_access(caller, &message.room)
             .map_err(|_| ServiceError::NoSuchMessage(id))?;
+        let content = self
+            .store
+            .file(&message)
+            .await?
+            .ok_or(ServiceError::NoSuchMessage(id))?;
         Ok((message, content))
     }
 

@@ -324,24 +324,27 @@ impl Store {
         })
     }
 
-    /// The message `id` and the bytes of the file it shares, if both exist.
+    /// The bytes of the file `message` shares, if it shares one.
     pub async fn file(
         &self,
-        id: i64,
-    ) -> Result<Option<(Message, zeroize::Zeroizing<Vec<u8>>)>, StoreError> {
-        let Some(message) = self.message(id).await? else {
-            return Ok(None);
-        };
+        message: &Message,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
         let content: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT content FROM attachment_contents WHERE message = ?")
-                .bind(id)
+                .bind(message.id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(content) = content else {
-            return Ok(None);
-        };
-        let content = self.open_file("content", &message.room, &message.sender, id, content)?;
-        Ok(Some((message, content)))
+        content
+            .map(|content| {
+                self.open_file(
+                    "content",
+                    &message.room,
+                    &message.sender,
+                    message.id,
+                    content,
+                )
+            })
+            .transpose()
     }
 
     fn open_file(

@@ -58,6 +58,20 @@ fn accessibility_problems(browser: &Session, axe: &str) -> Vec<String> {
     serde_json::from_value(found).unwrap()
 }
 
+/// Opens `room` from the app's room list and waits until it is the one shown.
+fn open_room(browser: &Session, room: &str) {
+    let button = format!("document.querySelector(\"#rooms button[data-room='{room}']\")");
+    browser
+        .script(&format!("{button}.click(); return true"))
+        .unwrap();
+    browser
+        .wait_for(
+            &format!("return {button}.getAttribute('aria-current') === 'true'"),
+            10 * SECOND,
+        )
+        .unwrap();
+}
+
 fn connected(browser: &Session, household: &Household) {
     browser
         .wait_for(
@@ -271,13 +285,12 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         "the title counts unread messages"
     );
     // Opened, it is read; muted there, then ada goes back to the household.
+    open_room(&browser, "dm:ada,ben");
     browser
-        .script(&format!(
-            "document.querySelector(\"{dm}\").click(); return true"
-        ))
-        .unwrap();
-    browser
-        .wait_for(&format!("return document.querySelector(\"{dm}\").getAttribute('aria-current') === 'true' && !document.querySelector(\"{dm} .badge\")"), 10 * SECOND)
+        .wait_for(
+            &format!("return !document.querySelector(\"{dm} .badge\")"),
+            10 * SECOND,
+        )
         .unwrap();
     browser.click("#mute").unwrap();
     assert_eq!(
@@ -286,12 +299,7 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
             .unwrap(),
         json!("true")
     );
-    let household_room = "#rooms button[data-room='household']";
-    browser
-        .script(&format!(
-            "document.querySelector(\"{household_room}\").click(); return true"
-        ))
-        .unwrap();
+    open_room(&browser, "household");
     household.cli_ok(&bens_phone, &["send", "--dm", "ada", "and the recycling"]);
     // It arrived (counted unread) without a notification.
     browser
@@ -301,25 +309,9 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         )
         .unwrap();
     // Unmuted: notified again. The muted message never was.
-    browser
-        .script(&format!(
-            "document.querySelector(\"{dm}\").click(); return true"
-        ))
-        .unwrap();
-    browser
-        .wait_for(
-            &format!(
-                "return document.querySelector(\"{dm}\").getAttribute('aria-current') === 'true'"
-            ),
-            10 * SECOND,
-        )
-        .unwrap();
+    open_room(&browser, "dm:ada,ben");
     browser.click("#mute").unwrap();
-    browser
-        .script(&format!(
-            "document.querySelector(\"{household_room}\").click(); return true"
-        ))
-        .unwrap();
+    open_room(&browser, "household");
     household.cli_ok(
         &bens_phone,
         &["send", "--dm", "ada", "and the garden waste"],
@@ -332,19 +324,7 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         .unwrap();
     // A mention in a room ada is not looking at notifies; the room's other
     // messages do not.
-    browser
-        .script(&format!(
-            "document.querySelector(\"{dm}\").click(); return true"
-        ))
-        .unwrap();
-    browser
-        .wait_for(
-            &format!(
-                "return document.querySelector(\"{dm}\").getAttribute('aria-current') === 'true'"
-            ),
-            10 * SECOND,
-        )
-        .unwrap();
+    open_room(&browser, "dm:ada,ben");
     household.cli_ok(
         &bens_phone,
         &["send", "--room", "household", "the kettle is on"],

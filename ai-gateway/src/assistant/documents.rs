@@ -69,11 +69,7 @@ impl Documents {
         let mut library = Library::default();
         store.passages(|passage| library.add(passage)).await?;
         library.shrink_to_fit();
-        let any_shared = store
-            .documents()
-            .await?
-            .iter()
-            .any(|document| document.folder.starts_with(SHARED_PREFIX));
+        let any_shared = store.any_in_folders_starting(SHARED_PREFIX).await?;
         let folders = folders
             .iter()
             .map(|folder| {
@@ -456,20 +452,26 @@ mod tests {
         assert!(found("ben").await.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_shared_document_is_its_members_alone_replaced_by_name_and_kept_through_rescans() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = || Some(hearth_files::sealed::AtRestKey::new(&[7; 32]));
-        let db = Database::open(dir.path(), key()).await.unwrap();
+    /// The store in `dir` (sealed with a test key) read with no folders.
+    async fn shared_only(dir: &std::path::Path) -> (Database, Documents) {
+        let key = hearth_files::sealed::AtRestKey::new(&[7; 32]);
+        let db = Database::open(dir, Some(key)).await.unwrap();
         let documents = Documents::load(
             DocumentStore::new(db.clone()),
             &[],
-            dir.path().join("no-such-program"),
+            dir.join("no-such-program"),
             Arc::new(Embedder::none()),
             Clock::System,
         )
         .await
         .unwrap();
+        (db, documents)
+    }
+
+    #[tokio::test]
+    async fn a_shared_document_is_its_members_alone_replaced_by_name_and_kept_through_rescans() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, documents) = shared_only(dir.path()).await;
         assert!(!documents.any_folders(), "nothing shared, no folders");
         let said = documents
             .add_shared(
@@ -521,17 +523,9 @@ mod tests {
             !stored.windows(8).any(|window| window == b"serviced"),
             "a shared document's text is sealed"
         );
-        let db = Database::open(dir.path(), key()).await.unwrap();
-        let documents = Documents::load(
-            DocumentStore::new(db.clone()),
-            &[],
-            dir.path().join("no-such-program"),
-            Arc::new(Embedder::none()),
-            Clock::System,
-        )
-        .await
-        .unwrap();
-        // In no folder, it stays through a rescan, and through a restart.
+        // In no folder, it stays through a restart and a rescan.
+        let (_db, documents) = shared_only(dir.path()).await;
+        assert!(documents.any_folders());
         documents.index_folders().await;
         assert!(
             documents
@@ -540,21 +534,14 @@ mod tests {
                 .is_empty(),
             "the old text is gone"
         );
-        let reloaded = Documents::load(
-            DocumentStore::new(db),
-            &[],
-            dir.path().join("no-such-program"),
-            Arc::new(Embedder::none()),
-            Clock::System,
-        )
-        .await
-        .unwrap();
-        assert!(reloaded.any_folders());
         assert_eq!(
-            reloaded.find(&asker("ada"), &query("serviced")).await.len(),
+            documents
+                .find(&asker("ada"), &query("serviced"))
+                .await
+                .len(),
             1
         );
-        let (listed, _) = reloaded.list(&asker("ada")).await.unwrap();
+        let (listed, _) = documents.list(&asker("ada")).await.unwrap();
         assert_eq!(
             listed
                 .iter()
@@ -571,18 +558,18 @@ mod tests {
             ("empty.txt", &b"   "[..], ""),
             ("broken.pdf", &b"not a pdf"[..], ""),
         ] {
-            match reloaded.add_shared("ada", name, bytes).await {
+            match documents.add_shared("ada", name, bytes).await {
                 Indexed::Refused(reason) => assert!(reason.contains(why), "{name}: {reason}"),
                 other => panic!("{name}: {other:?}"),
             }
         }
-        let (_, refused) = reloaded.list(&asker("ada")).await.unwrap();
+        let (_, refused) = documents.list(&asker("ada")).await.unwrap();
         let refused: Vec<&str> = refused.iter().map(|item| item.path.as_str()).collect();
         assert_eq!(
             refused,
             ["broken.pdf", "empty.txt"],
             "bad names are not stored"
         );
-        assert!(reloaded.list(&asker("ben")).await.unwrap().1.is_empty());
+        assert!(documents.list(&asker("ben")).await.unwrap().1.is_empty());
     }
 }

@@ -180,25 +180,16 @@ pub enum Unread {
     Pdf(String),
 }
 
-/// Longest name of a document a member shares, in bytes.
-pub const MAX_SHARED_NAME: usize = 200;
-
 /// The name a document a member shares is kept under, and how it is read:
-/// a file name of its own (no folders, no control characters) of a kind
-/// documents are read in; or why not, for the member.
+/// a plain file name ([`extract::shared_file_name`]) of a kind documents
+/// are read in; or why not, for the member.
 pub fn shared_name(name: &str) -> Result<(String, Format), String> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > MAX_SHARED_NAME {
-        return Err(format!(
-            "a document needs a name of 1 to {MAX_SHARED_NAME} bytes"
-        ));
-    }
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) || name.starts_with('.') {
-        return Err(
-            "a document's name is a file name: no folders, no control characters, not hidden"
-                .into(),
-        );
-    }
+    let name = extract::shared_file_name(name).ok_or_else(|| {
+        format!(
+            "a document's name is a file name of 1 to {} bytes: no folders, no control characters, not hidden",
+            extract::MAX_SHARED_NAME
+        )
+    })?;
     let format = Format::of(Path::new(name)).ok_or_else(|| {
         format!(
             "{name} is not a document the assistant reads: PDF, text (.txt) and Markdown (.md) are"

@@ -96,6 +96,18 @@ impl DocumentStore {
         Ok(known)
     }
 
+    /// Whether any document (indexed or refused) is in a folder whose name
+    /// starts with `prefix`.
+    pub async fn any_in_folders_starting(&self, prefix: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM documents WHERE substr(folder, 1, length(?1)) = ?1) \
+                 OR EXISTS (SELECT 1 FROM refused_documents WHERE substr(folder, 1, length(?1)) = ?1)",
+        )
+        .bind(prefix)
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
     /// Indexes a document whole: its old passages go and the new ones come
     /// in one transaction, their texts and embeddings sealed when `private`
     /// (and the store has a key). The new passages' ids.
