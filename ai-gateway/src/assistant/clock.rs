@@ -6,6 +6,7 @@
 //! always uses the system clock.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -15,8 +16,9 @@ use jiff::Timestamp;
 pub enum Clock {
     /// The system clock.
     System,
-    /// A file a test writes (debug builds only).
-    File(PathBuf),
+    /// A file a test writes (debug builds only), and the last time read
+    /// from it.
+    File(PathBuf, Arc<Mutex<Option<Timestamp>>>),
 }
 
 /// The variable naming a test's clock file.
@@ -28,7 +30,7 @@ impl Clock {
         if cfg!(debug_assertions)
             && let Some(path) = std::env::var_os(TEST_CLOCK)
         {
-            return Clock::File(PathBuf::from(path));
+            return Clock::File(PathBuf::from(path), Arc::default());
         }
         Clock::System
     }
@@ -37,10 +39,24 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         match self {
             Clock::System => Timestamp::now(),
-            Clock::File(path) => std::fs::read_to_string(path)
-                .ok()
-                .and_then(|text| text.trim().parse().ok())
-                .unwrap_or_else(Timestamp::now),
+            // A test rewriting the file leaves it empty for a moment: the
+            // last time read stands until the new one is there. (Read as
+            // the system's time instead, a jump of days once made a daily
+            // job skip the day the test went on to.)
+            Clock::File(path, last) => {
+                let read = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok());
+                let mut last = hearth_runtime::lock(last);
+                match (read, *last) {
+                    (Some(now), _) => {
+                        *last = Some(now);
+                        now
+                    }
+                    (None, Some(before)) => before,
+                    (None, None) => Timestamp::now(),
+                }
+            }
         }
     }
 
@@ -49,7 +65,27 @@ impl Clock {
     pub fn longest_sleep(&self) -> Duration {
         match self {
             Clock::System => Duration::from_secs(60),
-            Clock::File(_) => Duration::from_millis(100),
+            Clock::File(..) => Duration::from_millis(100),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_clock_being_rewritten_keeps_the_last_time_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clock");
+        std::fs::write(&path, "2026-11-24T16:00:01Z").unwrap();
+        let clock = Clock::File(path.clone(), Arc::default());
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        assert_eq!(clock.now(), at("2026-11-24T16:00:01Z"));
+        // Truncated by a writer that has not written yet.
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(clock.now(), at("2026-11-24T16:00:01Z"));
+        std::fs::write(&path, "2026-11-25T16:00:01Z").unwrap();
+        assert_eq!(clock.now(), at("2026-11-25T16:00:01Z"));
     }
 }
