@@ -91,6 +91,26 @@ impl Access {
         }
     }
 
+    /// Whether a turn asking for `target` may be answered by the backend
+    /// model `model` (`provider/model`), as a fallback included: every
+    /// model when the policy limits none; for a model asked for by name,
+    /// only models granted by name; for an agent (the assistant), the
+    /// models granted by name when the grants name any, else whichever
+    /// the household's chain holds. A member limited to local models is
+    /// never answered (nor their prompt sent) elsewhere.
+    pub fn may_answer_with(&self, target: &Target, model: &str) -> bool {
+        let Some(models) = &self.models else {
+            return true;
+        };
+        let names_models = models
+            .iter()
+            .any(|name| name.contains('/') && !name.starts_with("openclaw/"));
+        match target {
+            Target::Model(_) => models.contains(model),
+            Target::Agent(_) => !names_models || models.contains(model),
+        }
+    }
+
     /// What it may use, as a sentence's end (for a refusal).
     pub fn allowed(&self) -> String {
         match &self.models {
@@ -106,30 +126,87 @@ impl Access {
     }
 }
 
-/// Why a turn may not start on the budget: `used` of `budget` tokens today.
+/// Why a turn may not start on the budget: `used` of `budget` tokens today,
+/// with `running` more promised to replies still streaming.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{who} has used {used} of {budget} tokens today (the household's policy sets the daily budget); \
-     it renews at midnight UTC"
+    "{who} has used {used} of {budget} tokens today{} (the household's policy sets the daily budget); \
+     it renews at midnight UTC",
+    running_note(*.running)
 )]
 pub struct OverBudget {
     /// Whose budget.
     pub who: String,
     /// Tokens used today.
     pub used: u64,
+    /// Tokens held by replies still streaming.
+    pub running: u64,
     /// The daily budget.
     pub budget: u64,
 }
 
+fn running_note(running: u64) -> String {
+    if running == 0 {
+        String::new()
+    } else {
+        format!(" and replies still streaming may use the {running} left")
+    }
+}
+
 /// Whether `who`, having used `used` tokens today, may start another turn.
 pub fn within_budget(who: &str, access: &Access, used: u64) -> Result<(), OverBudget> {
-    match access.daily_tokens {
-        Some(budget) if used >= budget => Err(OverBudget {
-            who: who.to_owned(),
-            used,
-            budget,
-        }),
-        _ => Ok(()),
+    Reservations::default()
+        .reserve(who, access, used, 1)
+        .map(drop)
+}
+
+/// Tokens promised to replies still streaming, per account: a turn
+/// reserves what it may use (its prompt and the most it may generate)
+/// before it starts, and gives it back once what it used is counted. So
+/// requests arriving together cannot all pass a check that only counts
+/// what is finished.
+#[derive(Debug, Default)]
+pub struct Reservations {
+    held: BTreeMap<String, u64>,
+}
+
+impl Reservations {
+    /// Reserves up to `wanted` tokens of `who`'s budget, `used` of it spent
+    /// today: refused when what is spent and promised already reaches the
+    /// budget; otherwise what was reserved (0 without a budget).
+    pub fn reserve(
+        &mut self,
+        who: &str,
+        access: &Access,
+        used: u64,
+        wanted: u64,
+    ) -> Result<u64, OverBudget> {
+        let Some(budget) = access.daily_tokens else {
+            return Ok(0);
+        };
+        let running = self.held.get(who).copied().unwrap_or(0);
+        let left = budget.saturating_sub(used.saturating_add(running));
+        if left == 0 {
+            return Err(OverBudget {
+                who: who.to_owned(),
+                used,
+                running: budget.saturating_sub(used).min(running),
+                budget,
+            });
+        }
+        let reserved = wanted.clamp(1, left);
+        *self.held.entry(who.to_owned()).or_default() += reserved;
+        Ok(reserved)
+    }
+
+    /// Gives back `tokens` reserved for `who`.
+    pub fn release(&mut self, who: &str, tokens: u64) {
+        if let Some(held) = self.held.get_mut(who) {
+            *held = held.saturating_sub(tokens);
+            if *held == 0 {
+                self.held.remove(who);
+            }
+        }
     }
 }
 
@@ -178,6 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn fallbacks_are_only_models_the_caller_may_use() {
+        let local = access(json!({"models": ["assistant", "local/tiny"]}));
+        let assistant = Target::Agent("main".into());
+        assert!(local.may_answer_with(&assistant, "local/tiny"));
+        assert!(!local.may_answer_with(&assistant, "enclave/big"));
+        let one = access(json!({"models": ["local/tiny"]}));
+        let tiny = Target::Model("local/tiny".into());
+        assert!(one.may_answer_with(&tiny, "local/tiny"));
+        assert!(!one.may_answer_with(&tiny, "local/other"));
+        let only_assistant = access(json!({"models": ["assistant"]}));
+        assert!(only_assistant.may_answer_with(&assistant, "enclave/big"));
+        assert!(Access::default().may_answer_with(&tiny, "anything/else"));
+    }
+
+    #[test]
     fn malformed_grants_give_nothing_they_do_not_say() {
         let odd =
             access(json!([7, "x", {"models": "assistant", "dailyTokens": -1, "actFor": "ada"}]));
@@ -198,5 +290,30 @@ mod tests {
                 .contains("ada has used 100 of 100 tokens today")
         );
         assert!(within_budget("ada", &Access::default(), u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn replies_running_hold_their_tokens_until_counted() {
+        let budgeted = access(json!({"dailyTokens": 100}));
+        let mut running = Reservations::default();
+        // Thirty requests at once: the first promises all that is left.
+        assert_eq!(running.reserve("ada", &budgeted, 0, 300), Ok(100));
+        let refused = running.reserve("ada", &budgeted, 0, 300).unwrap_err();
+        assert_eq!((refused.used, refused.running), (0, 100));
+        assert!(
+            refused.to_string().contains("replies still streaming"),
+            "{refused}"
+        );
+        assert!(
+            running.reserve("ben", &budgeted, 0, 10).is_ok(),
+            "ben's own"
+        );
+        // Counted at 40, given back: 60 are left for the next.
+        running.release("ada", 100);
+        assert_eq!(running.reserve("ada", &budgeted, 40, 300), Ok(60));
+        running.release("ada", 60);
+        assert_eq!(running.reserve("ada", &budgeted, 40, 5), Ok(5));
+        // No budget: nothing is held.
+        assert_eq!(running.reserve("cy", &Access::default(), 10, 300), Ok(0));
     }
 }

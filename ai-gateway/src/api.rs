@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,24 +24,10 @@ use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
+pub use crate::caller::Auth;
 use crate::caller::Caller;
-use crate::gateway::{Gateway, Refusal, Route, failure_message};
-use hearth_http::SameOrigin;
+use crate::gateway::{Ask, Gateway, Refusal, Refused, failure_message};
 use hearth_runtime::clock::unix_seconds;
-
-/// Who may call.
-#[derive(Clone, Debug)]
-pub struct Auth {
-    /// The bearer token; `None` only with `auth.mode: "none"`.
-    pub token: Option<zeroize::Zeroizing<String>>,
-    /// The node agent's socket, to accept mesh nodes by their tunnel address.
-    pub agent_socket: Option<PathBuf>,
-    /// Whether the gateway listens on loopback only (with `auth.mode:
-    /// "none"`, local callers are then trusted without a token).
-    pub loopback: bool,
-    /// The names and origins browsers may use.
-    pub same_origin: SameOrigin,
-}
 
 pub(crate) fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response {
     (
@@ -56,12 +41,10 @@ pub(crate) fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
     let status = match &refusal {
         Refusal::Replay(hearth_e2ee::Rejection::Replayed) => StatusCode::CONFLICT,
         Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        Refusal::Busy(_) | Refusal::Replay(hearth_e2ee::Rejection::Full) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Refusal::Replay(hearth_e2ee::Rejection::Full) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
-    gateway.metrics.outcome("chat", refusal.code().as_str());
+    gateway.metrics().outcome("chat", refusal.code().as_str());
     tracing::debug!(code = %refusal.code(), "request refused");
     error_body(status, refusal.code(), refusal.to_string())
 }
@@ -74,21 +57,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-/// Constant-time comparison of secrets (the length is not secret).
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The caller the mesh names at `address` (a member's or a tagged device),
-/// if any: this host's own address is not one.
-pub(crate) async fn mesh_caller(auth: &Auth, address: std::net::IpAddr) -> Option<Caller> {
-    let socket = auth.agent_socket.as_ref()?;
-    match hearth_control::agent_api::whois(socket, address).await {
-        Ok(Some(who)) if !who.is_self => Some(Caller::of_device(address, who)),
-        _ => None,
-    }
-}
-
 pub(crate) async fn authenticate(
     State(auth): State<Arc<Auth>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -96,10 +64,7 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     let address = peer.ip().to_canonical();
-    let token_ok = match (&auth.token, bearer(request.headers())) {
-        (Some(expected), Some(given)) => same(expected.as_bytes(), given.as_bytes()),
-        _ => false,
-    };
+    let token_ok = bearer(request.headers()).is_some_and(|given| auth.is_secret(given));
     let nobody = Caller::nobody(address);
     // A mesh device is named by its tunnel address; this host's own address
     // is any local process, which only the token tells apart.
@@ -142,26 +107,41 @@ pub(crate) async fn authenticate(
             }
         },
         Err(why) => {
-            return error_body(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequestError, why);
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequestError,
+                why.to_string(),
+            );
         }
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
+/// Why a front end's forwarded user header cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum ForwardedUser {
+    /// More than one.
+    #[error("{} is given twice", crate::caller::FORWARDED_USER)]
+    Twice,
+    /// Not text.
+    #[error("{} is not text", crate::caller::FORWARDED_USER)]
+    NotText,
+}
+
 /// The person a front end names in its forwarded user header, if any: one
 /// value, text.
-fn forwarded_user(headers: &HeaderMap) -> Result<Option<String>, String> {
+fn forwarded_user(headers: &HeaderMap) -> Result<Option<String>, ForwardedUser> {
     let mut values = headers.get_all(crate::caller::FORWARDED_USER).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(format!("{} is given twice", crate::caller::FORWARDED_USER));
+        return Err(ForwardedUser::Twice);
     }
     match value.to_str() {
         Ok(name) => Ok(Some(name.trim().to_owned())),
-        Err(_) => Err(format!("{} is not text", crate::caller::FORWARDED_USER)),
+        Err(_) => Err(ForwardedUser::NotText),
     }
 }
 
@@ -208,7 +188,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     let auth = Arc::new(auth);
     // Requests that reach a model are limited per source address.
     let per_ip = gateway
-        .config
+        .config()
         .hearth
         .limits
         .requests_per_minute_per_ip
@@ -221,7 +201,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .expect("period and burst are non-zero");
     let limited_gateway = Arc::clone(&gateway);
     let limiter = GovernorLayer::new(governor).error_handler(move |_| {
-        limited_gateway.metrics.outcome("http", "rate_limited");
+        limited_gateway.metrics().outcome("http", "rate_limited");
         error_body(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
@@ -230,7 +210,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
     });
     // The OpenAI-style endpoints are off unless enabled, as in OpenClaw;
     // either one brings the models and embeddings with it.
-    let endpoints = gateway.config.gateway.http;
+    let endpoints = gateway.config().gateway.http;
     let either = endpoints.chat_completions || endpoints.responses;
     // The sealed routes carry a member's pictures and shared documents:
     // a 10 MiB document is base64 in the request, sealed, and base64 again.
@@ -263,6 +243,16 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         },
     );
     let limited = limited.layer(middleware::from_fn(json_only)).layer(limiter);
+    // OpenClaw's clients: their pairings and connections, shared by the
+    // socket and the admin's device routes.
+    let claw = Arc::new(crate::claw::Claw::new(
+        gateway.database().clone(),
+        gateway
+            .config()
+            .hearth
+            .limits
+            .requests_per_minute_per_device,
+    ));
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/usage", get(usage))
@@ -288,16 +278,13 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
             if either { get(model) } else { get(not_enabled) },
         )
         .merge(limited)
+        .layer(axum::Extension(Arc::clone(&claw)))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&auth),
             authenticate,
         ));
     // OpenClaw's clients: a WebSocket on `/`, authenticated in its own
     // handshake (the device's proof, its pairing, the mesh's word).
-    let claw = Arc::new(crate::claw::Claw::new(
-        gateway.database().clone(),
-        gateway.config.hearth.limits.requests_per_minute_per_device,
-    ));
     let socket_auth = Arc::clone(&auth);
     Router::new()
         .route(
@@ -328,7 +315,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
              uri: axum::http::Uri,
              headers: axum::http::HeaderMap| async move {
                 // The Control UI's files and app routes, when it is served.
-                if let Some(root) = &gateway.config.hearth.control_ui
+                if let Some(root) = &gateway.config().hearth.control_ui
                     && method == axum::http::Method::GET
                     && !uri.path().starts_with("/v1/")
                     && !uri.path().starts_with("/api/")
@@ -360,7 +347,8 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
 /// ([`hearth_assistant::extract::MAX_FILE_BYTES`]) encoded twice.
 pub const SEALED_BODY_LIMIT: usize = 24 * 1024 * 1024;
 
-/// `GET /`: OpenClaw's gateway protocol when it is a WebSocket upgrade.
+/// `GET /`: OpenClaw's gateway protocol when it is a WebSocket upgrade;
+/// else the Control UI, when it is served.
 async fn openclaw_socket(
     gateway: Arc<Gateway>,
     claw: Arc<crate::claw::Claw>,
@@ -368,12 +356,9 @@ async fn openclaw_socket(
     peer: SocketAddr,
     request: Request,
 ) -> Response {
-    use axum::extract::FromRequestParts;
-    let (mut parts, _) = request.into_parts();
-    let Ok(upgrade) = axum::extract::WebSocketUpgrade::from_request_parts(&mut parts, &()).await
-    else {
-        if let Some(root) = &gateway.config.hearth.control_ui {
-            let tag = hearth_http::etag::if_none_match(&parts.headers);
+    if !crate::claw::socket::is_upgrade(request.method(), request.headers()) {
+        if let Some(root) = &gateway.config().hearth.control_ui {
+            let tag = hearth_http::etag::if_none_match(request.headers());
             return crate::control_ui::serve(root, "/", tag).await;
         }
         return error_body(
@@ -381,17 +366,16 @@ async fn openclaw_socket(
             ErrorCode::NotFound,
             "this is Hearth's gateway: OpenClaw's clients connect here with a WebSocket; see docs/gateway.md".into(),
         );
-    };
+    }
     let address = peer.ip().to_canonical();
     let peer = crate::claw::Peer {
         address,
-        mesh: mesh_caller(&auth, address).await,
+        mesh: auth.mesh_caller(address).await,
         local_open: auth.token.is_none() && auth.loopback && address.is_loopback(),
     };
-    upgrade
-        .max_message_size(crate::claw::wire::MAX_PAYLOAD_BYTES)
-        .max_frame_size(crate::claw::wire::MAX_PAYLOAD_BYTES)
-        .on_upgrade(move |socket| crate::claw::serve(socket, gateway, claw, peer, auth))
+    crate::claw::socket::accept(request, move |socket, budget| {
+        crate::claw::serve(socket, budget, gateway, claw, peer, auth)
+    })
 }
 
 /// An OpenAI-style endpoint the configuration leaves off.
@@ -413,7 +397,7 @@ async fn live() -> Response {
 /// OpenClaw's readiness probe: some model can answer (a backend of the
 /// chain answered its last probe).
 async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
-    if gateway.router.ready() {
+    if gateway.router().ready() {
         Json(json!({"ok": true, "status": "ready"})).into_response()
     } else {
         (
@@ -428,8 +412,8 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
 /// are up: nothing about where they are (that is in the authenticated
 /// `/metrics`).
 async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
-    let ready = gateway.router.ready();
-    let endpoints = gateway.router.status();
+    let ready = gateway.router().ready();
+    let endpoints = gateway.router().status();
     let healthy = endpoints.iter().filter(|status| status.healthy).count();
     let status = if ready {
         StatusCode::OK
@@ -455,7 +439,7 @@ async fn usage(
 ) -> Response {
     let since = crate::usage::day_of(unix_seconds() - 30 * 86_400);
     let who = (!caller.speaks_for_members).then(|| caller.account());
-    match gateway.usage.list(who.as_deref(), &since).await {
+    match gateway.usage().list(who.as_deref(), &since).await {
         Ok(rows) => Json(json!({"since": since, "usage": rows})).into_response(),
         Err(error) => {
             tracing::error!(%error, "the usage store failed");
@@ -492,13 +476,13 @@ fn device_store_failed(error: &sqlx::Error) -> Response {
 
 /// `GET /v1/devices`: OpenClaw clients' devices waiting and paired.
 async fn devices(
-    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(claw): axum::Extension<Arc<crate::claw::Claw>>,
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
     if let Some(refused) = not_admin(&caller) {
         return refused;
     }
-    let pairing = crate::claw::pairing::Pairing::new(gateway.database().clone());
+    let pairing = &claw.pairing;
     match (pairing.pending().await, pairing.devices().await) {
         (Ok(pending), Ok(paired)) => {
             Json(json!({"pending": pending, "paired": paired})).into_response()
@@ -517,14 +501,14 @@ struct Approval {
 
 /// `POST /v1/devices/approve`: the device may connect, as the member.
 async fn approve_device(
-    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(claw): axum::Extension<Arc<crate::claw::Claw>>,
     axum::Extension(caller): axum::Extension<Caller>,
     Json(approval): Json<Approval>,
 ) -> Response {
     if let Some(refused) = not_admin(&caller) {
         return refused;
     }
-    let pairing = crate::claw::pairing::Pairing::new(gateway.database().clone());
+    let pairing = &claw.pairing;
     let member = approval
         .member
         .as_deref()
@@ -536,6 +520,7 @@ async fn approve_device(
     {
         Ok(paired) => {
             tracing::info!(device = %paired.device_id, member = ?paired.member, "an OpenClaw client's device is paired");
+            claw.paired_changed();
             Json(json!({"paired": paired})).into_response()
         }
         Err(crate::claw::pairing::ApproveError::Store(error)) => device_store_failed(&error),
@@ -555,22 +540,25 @@ struct Removal {
 
 /// `POST /v1/devices/remove`: a paired device (by id) or a request (by id) goes.
 async fn remove_device(
-    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(claw): axum::Extension<Arc<crate::claw::Claw>>,
     axum::Extension(caller): axum::Extension<Caller>,
     Json(removal): Json<Removal>,
 ) -> Response {
     if let Some(refused) = not_admin(&caller) {
         return refused;
     }
-    let pairing = crate::claw::pairing::Pairing::new(gateway.database().clone());
-    match pairing.remove(removal.id.trim()).await {
-        Ok(removed) => Json(json!({"removed": removed})).into_response(),
+    match claw.pairing.remove(removal.id.trim()).await {
+        Ok(removed) => {
+            // Its open connections end with it.
+            claw.paired_changed();
+            Json(json!({"removed": removed})).into_response()
+        }
         Err(error) => device_store_failed(&error),
     }
 }
 
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    let text = gateway.metrics.render(&gateway.router.status());
+    let text = gateway.metrics().render(&gateway.router().status());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -610,18 +598,23 @@ async fn chat(
     // Connect to the model while the request is decrypted: the yield lets
     // the connecting task start before this one spends its time on the
     // cryptography, and the model server accepts meanwhile.
-    if gateway.router.prepare() {
+    if gateway.router().prepare() {
         tokio::task::yield_now().await;
     }
-    match gateway.admit_checked(&envelope, plausible, now) {
-        Ok(admitted) => {
+    let admitted = match gateway.admit_checked(&envelope, plausible, now) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refusal(&gateway, refused),
+    };
+    // A busy gateway says so before the answer's head, as before decryption.
+    match crate::sealed::read_chat(&gateway, &caller, admitted) {
+        Ok(turn) => {
             let keepalive = gateway.keepalive();
             // The reply runs in a task of its own from here, so the model is
             // asked while the head goes out; failures after admission are
             // sealed error events, the status is 200 either way. The task
             // is aborted if the client goes away first.
             let reply = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                gateway.reply(admitted, &caller).await
+                crate::sealed::chat(&gateway, turn, caller).await
             }));
             let lines = futures_util::stream::once(async move {
                 reply.await.unwrap_or_else(|error| {
@@ -633,8 +626,14 @@ async fn chat(
             .boxed();
             sse(lines, keepalive)
         }
-        Err(refused) => refusal(&gateway, refused),
+        Err(busy) => busy_response(&gateway, busy),
     }
+}
+
+/// A sealed request refused for want of a reply slot: `503 busy`.
+fn busy_response(gateway: &Gateway, busy: Refused) -> Response {
+    gateway.metrics().outcome("chat", busy.code.as_str());
+    error_body(StatusCode::SERVICE_UNAVAILABLE, busy.code, busy.message)
 }
 
 /// `POST /api/assistant`: a sealed assistant API request (deliveries,
@@ -652,16 +651,20 @@ async fn assistant(
     let admitted = gateway
         .precheck(&envelope, now, Instant::now())
         .and_then(|plausible| gateway.admit_checked(&envelope, plausible, now));
-    match admitted {
-        Ok(admitted) => {
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => return refusal(&gateway, refused),
+    };
+    match crate::sealed::read_assistant(&gateway, &caller, admitted) {
+        Ok(call) => {
             let keepalive = gateway.keepalive();
-            let reply = async move { gateway.assistant_reply(admitted, &caller).await };
+            let reply = async move { crate::sealed::assistant(&gateway, call, &caller).await };
             sse(
                 futures_util::stream::once(reply).flatten().boxed(),
                 keepalive,
             )
         }
-        Err(refused) => refusal(&gateway, refused),
+        Err(busy) => busy_response(&gateway, busy),
     }
 }
 
@@ -700,63 +703,29 @@ pub(crate) fn invalid(message: impl Into<String>) -> Response {
     bad(message).into_response()
 }
 
-/// Which agent answers and which model it starts with: OpenClaw's agent
-/// targets in `model` (`openclaw`, `openclaw/<id>`, …) or the
-/// `x-openclaw-agent-id` header; a backend model from `x-openclaw-model`,
-/// or (Hearth's own) a `provider/model` id of `/v1/models` in `model`.
-pub(crate) struct Selection {
-    agent: String,
-    route: Route,
-    /// What the access policy is asked about.
-    target: crate::access::Target,
-}
-
-pub(crate) fn select(
-    gateway: &Gateway,
+/// An OpenAI-style request as the conversation use case takes it: the
+/// agent or model in `model` or OpenClaw's headers, the session of `key`
+/// among the caller's own, the caller's address rate-limited.
+pub(crate) fn openai_ask(
+    caller: Caller,
     model: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Selection, ApiError> {
-    let unknown = |name: &str| ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: ErrorCode::ModelNotFound,
-        message: format!(
-            "no agent or model is called {name:?}; GET /v1/models lists them: {}",
-            model_ids(gateway).join(", ")
-        ),
-    };
-    let mut agent = gateway.agents.default_id().to_owned();
-    let mut chosen = None;
-    if let Some(name) = model.map(str::trim).filter(|name| !name.is_empty()) {
-        match gateway.agents.target(name) {
-            Some(Ok(id)) => agent = id.to_owned(),
-            Some(Err(())) => return Err(unknown(name)),
-            None => chosen = Some(gateway.model_named(name).ok_or_else(|| unknown(name))?),
-        }
-    }
-    if let Some(id) = header_text(headers, "x-openclaw-agent-id") {
-        if gateway.agents.get(id).is_none() {
-            return Err(unknown(id));
-        }
-        agent = id.to_owned();
-    }
-    if let Some(name) = header_text(headers, "x-openclaw-model") {
-        chosen = Some(gateway.model_named(name).ok_or_else(|| unknown(name))?);
-    }
-    let target = match &chosen {
-        Some(model) => crate::access::Target::Model(model.to_string()),
-        None => crate::access::Target::Agent(agent.clone()),
-    };
-    let chosen = chosen.or_else(|| {
-        gateway
-            .agents
-            .get(&agent)
-            .and_then(|found| found.model.clone())
+    key: Option<String>,
+    messages: Vec<Message>,
+    endpoint: &'static str,
+) -> Ask {
+    let session = key.map(|key| crate::gateway::Session {
+        channel: format!("openai:{key}"),
+        owner: caller.session_owner(),
     });
-    Ok(Selection {
-        agent,
-        route: chosen.map_or(Route::Chain, Route::StartingWith),
-        target,
-    })
+    Ask {
+        model: model.map(str::to_owned),
+        agent: header_text(headers, "x-openclaw-agent-id").map(str::to_owned),
+        backend_model: header_text(headers, "x-openclaw-model").map(str::to_owned),
+        session,
+        limit: crate::gateway::Limit::Address,
+        ..Ask::new(caller, messages, endpoint)
+    }
 }
 
 /// The session a request continues: `x-openclaw-session-key`, else the
@@ -781,252 +750,6 @@ fn session_key(user: Option<&str>, headers: &HeaderMap) -> Result<Option<String>
     }
 }
 
-/// What every OpenAI-style turn needs besides the conversation.
-pub(crate) struct Turn {
-    pub(crate) selection: Selection,
-    pub(crate) session: Option<String>,
-    /// More system prompt (`instructions`), after the agent's persona.
-    pub(crate) instructions: Option<String>,
-    pub(crate) max_tokens: Option<u32>,
-    pub(crate) temperature: Option<f32>,
-    pub(crate) tools: Option<serde_json::Value>,
-    pub(crate) tool_choice: Option<serde_json::Value>,
-    pub(crate) sampling: serde_json::Map<String, serde_json::Value>,
-}
-
-/// The refusal of a caller the policy does not let use `target`, or whose
-/// daily budget is spent.
-pub(crate) async fn permitted(
-    gateway: &Gateway,
-    caller: &Caller,
-    target: &crate::access::Target,
-) -> Result<(), ApiError> {
-    gateway
-        .permit(&caller.account(), &caller.access(), target)
-        .await
-        .map_err(|denied| ApiError {
-            status: match denied.code {
-                ErrorCode::NotPermitted => StatusCode::FORBIDDEN,
-                ErrorCode::BudgetExhausted => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            code: denied.code,
-            message: denied.message,
-        })
-}
-
-/// Admits an OpenAI-style request (the policy's access and budget, the
-/// caller's rate and a reply slot, as for the encrypted API) and opens
-/// its reply. Without a session the caller brings the whole conversation
-/// and the agent's persona is added unless it brought a system prompt;
-/// with one, the session's history comes first and the exchange is kept.
-/// A member asking an agent gets the household assistant: what is
-/// remembered and what the documents say, everyday requests, and the
-/// household's tools beside the client's own.
-pub(crate) async fn open_chat(
-    gateway: &Arc<Gateway>,
-    caller: &Caller,
-    mut messages: Vec<Message>,
-    turn: Turn,
-    endpoint: &'static str,
-) -> Result<BoxStream<'static, ReplyEvent>, Response> {
-    let arrived = Instant::now();
-    let Some(last) = messages.pop() else {
-        return Err(invalid("the conversation is empty"));
-    };
-    permitted(gateway, caller, &turn.selection.target)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    if (last.images.len()
-        + messages
-            .iter()
-            .map(|message| message.images.len())
-            .sum::<usize>())
-        > 0
-    {
-        let first = match &turn.selection.route {
-            Route::StartingWith(model) => Some(model),
-            Route::Chain => None,
-        };
-        if !gateway.router.reads_images(first) {
-            return Err(invalid(
-                "this model does not read images: no model here says it has vision (llama-server \
-                 started with a multimodal projector, --mmproj, says so)",
-            ));
-        }
-    }
-    let assistant = match (&turn.selection.target, &gateway.assistant) {
-        (crate::access::Target::Agent(_), Some(assistant)) => match caller.asker(None) {
-            Ok(Some(asker)) => Some((Arc::clone(assistant), asker)),
-            _ => None,
-        },
-        _ => None,
-    };
-    let household_tools = assistant
-        .as_ref()
-        .and_then(|_| gateway.household_tools(&turn.selection.route));
-    let client_tools = crate::openai::check_tools(turn.tools.as_ref(), None).unwrap_or_default();
-    if let Some(household) = &household_tools
-        && let Some(clash) = client_tools.iter().find(|name| {
-            household
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|tool| tool["function"]["name"] == name.as_str())
-        })
-    {
-        return Err(invalid(format!(
-            "the tool {clash:?} is one of the household assistant's own; give yours another name"
-        )));
-    }
-    let permit = gateway
-        .admit_plain(caller.address)
-        .map_err(|refused| refusal(gateway, refused))?;
-    let agent = gateway
-        .agents
-        .get(&turn.selection.agent)
-        .cloned()
-        .unwrap_or_default();
-    let brought_system = messages.iter().any(|message| message.role == "system");
-    let persona = [
-        agent.persona.clone().filter(|_| !brought_system),
-        turn.instructions.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join("\n\n");
-    let speaking = crate::agents::Agent {
-        persona: (!persona.is_empty()).then_some(persona),
-        ..agent
-    };
-    let (history, save) = match &turn.session {
-        Some(key) => {
-            let (session, stored) = gateway
-                .history(&format!("openai:{key}"), &caller.session_owner())
-                .await
-                .map_err(|_| {
-                    error_body(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        ErrorCode::Internal,
-                        "the session store failed".into(),
-                    )
-                })?;
-            let history: Vec<Message> = stored.iter().cloned().chain(messages).collect();
-            (
-                history,
-                Some((last.role == "user").then(|| (session, last.clone()))),
-            )
-        }
-        None => (messages, None),
-    };
-    // `Some` with a session (and `Some(save)` when the exchange is kept).
-    let (kept, save) = (save.is_some(), save.flatten());
-    let who = caller.account();
-    if let Some((assistant, asker)) = assistant {
-        if last.role == "user"
-            && let Some(said) = assistant.intent(&asker, &last.content).await
-        {
-            return Ok(gateway.metered(who, gateway.said(said, save)));
-        }
-        let budget = gateway.context_budget(&speaking);
-        // After a client's tool ran, the question is still its last one.
-        let question = std::iter::once(&last)
-            .chain(history.iter().rev())
-            .find(|message| message.role == "user")
-            .map(|message| message.content.clone())
-            .unwrap_or_default();
-        let context = assistant.context(&asker, &question, budget).await;
-        let (mut request, _) = gateway.request_with(
-            &speaking,
-            &history,
-            last,
-            turn.max_tokens,
-            turn.temperature,
-            context.system.as_deref(),
-        );
-        request.tools = crate::openai::merge_tools(household_tools, turn.tools);
-        request.tool_choice = turn.tool_choice;
-        request.sampling = turn.sampling;
-        let events = gateway
-            .assistant_turn(
-                request,
-                asker,
-                context.citations,
-                save,
-                Some(permit),
-                turn.selection.route,
-                arrived,
-                client_tools,
-            )
-            .await;
-        return Ok(gateway.metered(who, events));
-    }
-    let mut request = if kept {
-        gateway.request(&speaking, &history, last, turn.max_tokens, turn.temperature)
-    } else {
-        let mut request = gateway.request(
-            &crate::agents::Agent {
-                persona: None,
-                ..speaking.clone()
-            },
-            &[],
-            last.clone(),
-            turn.max_tokens,
-            turn.temperature,
-        );
-        request.messages = speaking
-            .persona
-            .iter()
-            .map(|text| Message::new("system", text.clone()))
-            .chain(history)
-            .chain(std::iter::once(last))
-            .collect();
-        request
-    };
-    request.tools = turn.tools;
-    request.tool_choice = turn.tool_choice;
-    request.sampling = turn.sampling;
-    let events = gateway
-        .open_turn(
-            &request,
-            arrived,
-            endpoint,
-            save,
-            Some(permit),
-            turn.selection.route,
-        )
-        .await;
-    Ok(gateway.metered(who, events))
-}
-
-/// The OpenAI model ids: the agents (as OpenClaw lists them), then the
-/// backend models as `provider/model` (Hearth's own addition).
-fn model_ids(gateway: &Gateway) -> Vec<String> {
-    gateway
-        .agents
-        .model_ids()
-        .into_iter()
-        .chain(gateway.models().iter().map(ToString::to_string))
-        .chain(gateway.embedding_model().map(|model| model.to_string()))
-        .collect()
-}
-
-/// The model ids `caller` may use (what the policy grants it).
-pub(crate) fn permitted_model_ids(gateway: &Gateway, caller: &Caller) -> Vec<String> {
-    let access = caller.access();
-    let mut ids = model_ids(gateway);
-    ids.retain(|id| {
-        let target = match gateway.agents.target(id) {
-            Some(Ok(agent)) => crate::access::Target::Agent(agent.to_owned()),
-            _ => crate::access::Target::Model(id.clone()),
-        };
-        access.permits(&target)
-    });
-    ids.dedup();
-    ids
-}
-
 fn model_object(id: &str) -> serde_json::Value {
     let owner = if id.starts_with("openclaw") {
         "openclaw"
@@ -1040,7 +763,8 @@ async fn models(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
-    let data: Vec<_> = permitted_model_ids(&gateway, &caller)
+    let data: Vec<_> = gateway
+        .permitted_model_ids(&caller)
         .iter()
         .map(|id| model_object(id))
         .collect();
@@ -1052,7 +776,7 @@ async fn model(
     axum::Extension(caller): axum::Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if permitted_model_ids(&gateway, &caller).contains(&id) {
+    if gateway.permitted_model_ids(&caller).contains(&id) {
         Json(model_object(&id)).into_response()
     } else {
         error_body(
@@ -1163,10 +887,6 @@ async fn completions(
         Ok(sampling) => sampling,
         Err(error) => return error.into_response(),
     };
-    let selection = match select(&gateway, request.model.as_deref(), &headers) {
-        Ok(selection) => selection,
-        Err(error) => return error.into_response(),
-    };
     let session = match session_key(request.user.as_deref(), &headers) {
         Ok(session) => session,
         Err(error) => return error.into_response(),
@@ -1175,20 +895,24 @@ async fn completions(
         .stream_options
         .as_ref()
         .is_some_and(|options| options["include_usage"] == true);
-    let turn = Turn {
-        selection,
-        session,
-        instructions: None,
+    let ask = Ask {
         max_tokens: request.max_completion_tokens.or(request.max_tokens),
         temperature: request.temperature,
         tools: request.tools,
         tool_choice: request.tool_choice,
         sampling,
+        ..openai_ask(
+            caller,
+            request.model.as_deref(),
+            &headers,
+            session,
+            request.messages,
+            "completions",
+        )
     };
-    let mut events = match open_chat(&gateway, &caller, request.messages, turn, "completions").await
-    {
+    let mut events = match gateway.ask(ask).await {
         Ok(events) => events,
-        Err(error) => return error.into_response(),
+        Err(refused) => return refused_response(refused),
     };
     let id = format!(
         "chatcmpl-{}",
@@ -1297,14 +1021,6 @@ async fn responses(
             .collect(),
         Err(error) => return error.into_response(),
     };
-    let selection = match select(
-        &gateway,
-        body.get("model").and_then(serde_json::Value::as_str),
-        &headers,
-    ) {
-        Ok(selection) => selection,
-        Err(error) => return error.into_response(),
-    };
     let session = match session_key(
         body.get("user").and_then(serde_json::Value::as_str),
         &headers,
@@ -1316,19 +1032,25 @@ async fn responses(
         .get("max_output_tokens")
         .and_then(serde_json::Value::as_u64)
         .map(|tokens| u32::try_from(tokens).unwrap_or(u32::MAX));
-    let turn = Turn {
-        selection,
-        session,
+    let ask = Ask {
         instructions: chat.system,
         max_tokens,
         temperature,
         tools: chat.tools,
         tool_choice: chat.tool_choice,
         sampling,
+        ..openai_ask(
+            caller,
+            body.get("model").and_then(serde_json::Value::as_str),
+            &headers,
+            session,
+            chat.messages,
+            "responses",
+        )
     };
-    let mut events = match open_chat(&gateway, &caller, chat.messages, turn, "responses").await {
+    let mut events = match gateway.ask(ask).await {
         Ok(events) => events,
-        Err(error) => return error.into_response(),
+        Err(refused) => return refused_response(refused),
     };
     let mut stream =
         crate::openai::ResponseStream::new(format!("resp_{}", hex_id()), unix_seconds());
@@ -1364,6 +1086,28 @@ fn hex_id() -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// The HTTP status of a turn the conversation use case refused.
+pub(crate) fn refused_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotPermitted => StatusCode::FORBIDDEN,
+        ErrorCode::BudgetExhausted | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Busy | ErrorCode::NoModel => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ModelNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidRequestError
+        | ErrorCode::BadRequest
+        | ErrorCode::UnsupportedMediaType
+        | ErrorCode::ContextOverflow => StatusCode::BAD_REQUEST,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// A refused turn as the OpenAI-style APIs answer it.
+pub(crate) fn refused_response(refused: Refused) -> Response {
+    error_body(refused_status(refused.code), refused.code, refused.message)
 }
 
 /// The HTTP status of a failed reply on the OpenAI API.
@@ -1413,16 +1157,19 @@ async fn embeddings(
             "`input` must hold 1 to {MAX_EMBEDDING_INPUTS} strings"
         ));
     }
-    match embed(
-        &gateway,
-        &caller,
-        request.model.as_deref(),
-        &headers,
-        &inputs,
-        request.dimensions,
-    )
-    .await
-    {
+    if let Err(refused) = gateway.admit_plain(caller.address) {
+        return refusal(&gateway, refused);
+    }
+    let embedded = gateway
+        .embed(
+            &caller,
+            request.model.as_deref(),
+            header_text(&headers, "x-openclaw-model"),
+            &inputs,
+            request.dimensions,
+        )
+        .await;
+    match embedded {
         Ok((model, vectors)) => {
             let data: Vec<_> = vectors
                 .into_iter()
@@ -1433,74 +1180,6 @@ async fn embeddings(
                         "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
             .into_response()
         }
-        Err(error) => error.into_response(),
-    }
-}
-
-/// Embeds `inputs` with the model `model` names: the embedding model the
-/// configuration gives the assistant (`memory.search`), which is also the
-/// one used when none is named, or an agent's or a backend model, as for
-/// chat; after the policy's access and the caller's rate.
-pub(crate) async fn embed(
-    gateway: &Arc<Gateway>,
-    caller: &Caller,
-    model: Option<&str>,
-    headers: &HeaderMap,
-    inputs: &[String],
-    dimensions: Option<u32>,
-) -> Result<(String, Vec<Vec<f64>>), ApiError> {
-    let named = model.map(str::trim).filter(|name| !name.is_empty());
-    let embedding = gateway.embedding_model().filter(|embedding| match named {
-        None => true,
-        Some(name) => embedding.to_string() == name || embedding.model == name,
-    });
-    let (target, first) = match &embedding {
-        Some(embedding) => (crate::access::Target::Model(embedding.to_string()), None),
-        None => {
-            let selection = select(gateway, named, headers)?;
-            let first = match selection.route {
-                Route::StartingWith(model) => Some(model),
-                Route::Chain => None,
-            };
-            (selection.target, first)
-        }
-    };
-    permitted(gateway, caller, &target).await?;
-    let _permit = gateway.admit_plain(caller.address).map_err(|refused| {
-        let status = match refused {
-            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError {
-            status,
-            code: refused.code(),
-            message: refused.to_string(),
-        }
-    })?;
-    let embedded = match &embedding {
-        Some(model) => gateway
-            .router
-            .embed_with(model, inputs)
-            .await
-            .map(|vectors| (model.to_string(), vectors)),
-        None => gateway
-            .router
-            .embed(first.as_ref(), inputs, dimensions)
-            .await
-            .map(|(model, vectors)| (model.to_string(), vectors)),
-    };
-    match embedded {
-        Ok(embedded) => {
-            gateway.metrics.outcome("embeddings", "ok");
-            Ok(embedded)
-        }
-        Err(_) => {
-            gateway.metrics.outcome("embeddings", "no_model");
-            Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: ErrorCode::NoModel,
-                message: "no model gave embeddings (a llama-server gives them when started with --embeddings --pooling mean)".into(),
-            })
-        }
+        Err(refused) => refused_response(refused),
     }
 }

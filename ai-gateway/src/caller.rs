@@ -4,6 +4,47 @@
 //! recognised.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+
+use hearth_http::SameOrigin;
+
+/// Who may call the gateway: its secret, and how the mesh is asked.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// The bearer token; `None` only with `auth.mode: "none"`.
+    pub token: Option<zeroize::Zeroizing<String>>,
+    /// The node agent's socket, to accept mesh nodes by their tunnel address.
+    pub agent_socket: Option<PathBuf>,
+    /// Whether the gateway listens on loopback only (with `auth.mode:
+    /// "none"`, local callers are then trusted without a token).
+    pub loopback: bool,
+    /// The names and origins browsers may use.
+    pub same_origin: SameOrigin,
+}
+
+impl Auth {
+    /// Whether `given` is the gateway's secret.
+    pub fn is_secret(&self, given: &str) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|expected| same(expected.as_bytes(), given.as_bytes()))
+    }
+
+    /// The caller the mesh names at `address` (a member's or a tagged
+    /// device), if any: this host's own address is not one.
+    pub async fn mesh_caller(&self, address: IpAddr) -> Option<Caller> {
+        let socket = self.agent_socket.as_ref()?;
+        match hearth_control::agent_api::whois(socket, address).await {
+            Ok(Some(who)) if !who.is_self => Some(Caller::of_device(address, who)),
+            _ => None,
+        }
+    }
+}
+
+/// Constant-time comparison of secrets (the length is not secret).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// Who called, once authenticated.
 #[derive(Clone, Debug)]
@@ -24,6 +65,10 @@ pub struct Caller {
     /// Whether it may speak for members (household messaging): it holds
     /// the gateway's token, or there is none and it is on this machine.
     pub speaks_for_members: bool,
+    /// The mesh device the call came from, as the agent named it when the
+    /// call was authenticated: a reply or connection that outlives the
+    /// mesh's word on it ends ([`crate::gateway::Gateway::still_named`]).
+    pub device: Option<hearth_control::agent_api::WhoIs>,
 }
 
 /// The header a front end names the person it acts for in: Open WebUI's
@@ -45,7 +90,6 @@ pub enum NotNamed {
 }
 
 impl Caller {
-    /// The caller a mesh device is, from its agent's `whois` answer: its
     /// A caller the mesh does not name, at `address`.
     pub fn nobody(address: IpAddr) -> Caller {
         Caller {
@@ -55,19 +99,31 @@ impl Caller {
             front_end: None,
             capabilities: Default::default(),
             speaks_for_members: false,
+            device: None,
         }
     }
 
+    /// The gateway's own scheduler asking for a member (a scheduled
+    /// question): it speaks for members, from nowhere on the mesh.
+    pub fn scheduler() -> Caller {
+        Caller {
+            speaks_for_members: true,
+            ..Caller::nobody(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+        }
+    }
+
+    /// The caller a mesh device is, from its agent's `whois` answer: its
     /// owner, or its tags when it has them.
     pub fn of_device(address: IpAddr, who: hearth_control::agent_api::WhoIs) -> Caller {
         let tagged = !who.tags.is_empty();
         Caller {
             address,
-            user: (!tagged).then_some(who.user),
-            tags: who.tags,
+            user: (!tagged).then(|| who.user.clone()),
+            tags: who.tags.clone(),
             front_end: None,
-            capabilities: who.capabilities,
+            capabilities: who.capabilities.clone(),
             speaks_for_members: false,
+            device: Some(who),
         }
     }
 
@@ -98,6 +154,7 @@ impl Caller {
             front_end: Some(front_end.to_owned()),
             capabilities,
             speaks_for_members: false,
+            device: self.device,
         })
     }
 

@@ -31,8 +31,10 @@ pub mod ollama_http;
 pub mod openai;
 pub mod persona;
 pub mod remote;
+pub mod sealed;
 pub mod server;
 pub mod sessions;
+pub mod slots;
 pub mod usage;
 
 /// The model router for `config`; reads the attestation policies of

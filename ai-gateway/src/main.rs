@@ -229,6 +229,9 @@ async fn devices(
     command: DevicesCommand,
 ) -> anyhow::Result<()> {
     use hearth_gateway::claw::pairing::{Paired, Pending};
+    // What a device chose (its client's id and platform) and what the mesh
+    // named reach the admin's terminal escaped.
+    use hearth_runtime::terminal::printable as shown;
     match command {
         DevicesCommand::List { json } => {
             let body = admin_call(url, token_file, "/v1/devices", None).await?;
@@ -244,28 +247,30 @@ async fn devices(
             for request in &pending {
                 println!(
                     "  {}  {:<12}  {:<10}  from {:<15}  device {}",
-                    request.request_id,
-                    request
-                        .member
-                        .as_deref()
-                        .unwrap_or(if request.token_holder {
-                            "(admin)"
-                        } else {
-                            "(nobody)"
-                        }),
-                    request.client,
-                    request.address,
-                    &request.device_id[..request.device_id.len().min(16)],
+                    shown(&request.request_id),
+                    shown(
+                        request
+                            .member
+                            .as_deref()
+                            .unwrap_or(if request.token_holder {
+                                "(admin)"
+                            } else {
+                                "(nobody)"
+                            })
+                    ),
+                    shown(&request.client),
+                    shown(&request.address),
+                    shown(&request.device_id.chars().take(16).collect::<String>()),
                 );
             }
             println!("Paired ({}):", paired.len());
             for device in &paired {
                 println!(
                     "  {}  {:<12}  {:<10}  {}",
-                    device.device_id,
-                    device.member.as_deref().unwrap_or("(admin)"),
-                    device.client,
-                    device.scopes.join(" "),
+                    shown(&device.device_id),
+                    shown(device.member.as_deref().unwrap_or("(admin)")),
+                    shown(&device.client),
+                    shown(&device.scopes.join(" ")),
                 );
             }
         }
@@ -281,8 +286,8 @@ async fn devices(
                 .context("the gateway's answer is not readable")?;
             println!(
                 "Approved: device {} acts as {}.",
-                paired.device_id,
-                paired.member.as_deref().unwrap_or("the admin")
+                shown(&paired.device_id),
+                shown(paired.member.as_deref().unwrap_or("the admin"))
             );
         }
         DevicesCommand::Remove { id } => {
@@ -320,7 +325,12 @@ async fn usage(url: &str, token_file: &std::path::Path, json: bool) -> anyhow::R
     for row in rows {
         println!(
             "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}",
-            row.day, row.who, row.model, row.requests, row.prompt_tokens, row.completion_tokens
+            row.day,
+            hearth_runtime::terminal::printable(&row.who),
+            hearth_runtime::terminal::printable(&row.model),
+            row.requests,
+            row.prompt_tokens,
+            row.completion_tokens
         );
     }
     Ok(())

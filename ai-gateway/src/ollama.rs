@@ -362,8 +362,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A reply of `kind` naming `model` (as the app asked), made at
-    /// `created_at` (RFC 3339).
+    /// A reply of `kind` naming `model` (as the app asked, until the
+    /// model that answers is known), made at `created_at` (RFC 3339).
     pub fn new(kind: Kind, model: String, created_at: String) -> Reply {
         Reply {
             kind,
@@ -459,10 +459,14 @@ impl Reply {
                 usage,
             } => vec![self.done("", finish_reason, *usage, elapsed_ns)],
             ReplyEvent::Error { message, .. } => vec![json!({"error": message})],
-            ReplyEvent::Meta { .. }
-            | ReplyEvent::Notice { .. }
-            | ReplyEvent::Tool { .. }
-            | ReplyEvent::Data { .. } => Vec::new(),
+            ReplyEvent::Meta { model, .. } => {
+                // The reply names the model that answers, not the one asked.
+                model.clone_into(&mut self.model);
+                Vec::new()
+            }
+            ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {
+                Vec::new()
+            }
         }
     }
 

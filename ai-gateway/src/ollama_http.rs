@@ -19,11 +19,11 @@ use hearth_e2ee::{ErrorCode, ReplyEvent};
 use serde_json::json;
 
 use crate::api::{
-    ApiError, Auth, Turn, authenticate, embed, error_body, failure_status, open_chat,
-    permitted_model_ids, same_origin, select,
+    Auth, authenticate, error_body, failure_status, openai_ask, refusal, refused_response,
+    same_origin,
 };
 use crate::caller::Caller;
-use crate::gateway::{Gateway, failure_message};
+use crate::gateway::{Ask, Gateway, failure_message};
 use crate::ollama::{self, Kind, Reply};
 
 /// The Ollama API's routes.
@@ -122,7 +122,8 @@ async fn tags(
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
     let now = now_text();
-    let models: Vec<_> = permitted_model_ids(&gateway, &caller)
+    let models: Vec<_> = gateway
+        .permitted_model_ids(&caller)
         .iter()
         .map(|name| ollama::tag(name, &now))
         .collect();
@@ -136,7 +137,7 @@ async fn ps(
     // The chain's models answer now; when they unload is the model
     // server's business, so they are shown as staying a day.
     let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
-    let permitted = permitted_model_ids(&gateway, &caller);
+    let permitted = gateway.permitted_model_ids(&caller);
     let models: Vec<_> = gateway
         .models()
         .iter()
@@ -160,7 +161,8 @@ async fn show(
         return bad("`model` must name a model".into());
     };
     let name = ollama::model_name(name);
-    if !permitted_model_ids(&gateway, &caller)
+    if !gateway
+        .permitted_model_ids(&caller)
         .iter()
         .any(|id| id == name)
     {
@@ -207,31 +209,36 @@ async fn reply(
     kind: Kind,
 ) -> Response {
     let arrived = Instant::now();
-    let selection = match select(&gateway, Some(&asked.model), &HeaderMap::new()) {
-        Ok(selection) => selection,
-        Err(error) => return error.into_response(),
-    };
     let mut reply = Reply::new(kind, asked.model.clone(), now_text());
     if asked.messages.is_empty() {
+        // An empty prompt "loads" the model: it must be one the caller may use.
+        if let Err(refused) = gateway.select(Some(&asked.model), None, None) {
+            return refused_response(refused);
+        }
         return Json(reply.loaded()).into_response();
     }
-    let turn = Turn {
-        selection,
-        session: None,
-        instructions: None,
-        max_tokens: asked.options.max_tokens,
-        temperature: asked.options.temperature,
-        tools: asked.tools,
-        tool_choice: None,
-        sampling: asked.options.sampling,
-    };
     let endpoint = match kind {
         Kind::Chat => "ollama_chat",
         Kind::Generate => "ollama_generate",
     };
-    let mut events = match open_chat(&gateway, &caller, asked.messages, turn, endpoint).await {
+    let ask = Ask {
+        max_tokens: asked.options.max_tokens,
+        temperature: asked.options.temperature,
+        tools: asked.tools,
+        sampling: asked.options.sampling,
+        arrived,
+        ..openai_ask(
+            caller,
+            Some(&asked.model),
+            &HeaderMap::new(),
+            None,
+            asked.messages,
+            endpoint,
+        )
+    };
+    let mut events = match gateway.ask(ask).await {
         Ok(events) => events,
-        Err(response) => return response,
+        Err(refused) => return refused_response(refused),
     };
     let elapsed = move || u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
     if !asked.stream {
@@ -291,15 +298,18 @@ async fn embedding(gateway: Arc<Gateway>, caller: Caller, body: Bytes, legacy: b
         Ok(asked) => asked,
         Err(why) => return bad(why),
     };
-    let embedded = embed(
-        &gateway,
-        &caller,
-        Some(&asked.model),
-        &HeaderMap::new(),
-        &asked.inputs,
-        asked.dimensions,
-    )
-    .await;
+    if let Err(refused) = gateway.admit_plain(caller.address) {
+        return refusal(&gateway, refused);
+    }
+    let embedded = gateway
+        .embed(
+            &caller,
+            Some(&asked.model),
+            None,
+            &asked.inputs,
+            asked.dimensions,
+        )
+        .await;
     match embedded {
         Ok((_, mut vectors)) if legacy => {
             Json(json!({"embedding": vectors.pop().unwrap_or_default()})).into_response()
@@ -310,10 +320,6 @@ async fn embedding(gateway: Arc<Gateway>, caller: Caller, body: Bytes, legacy: b
             "load_duration": 0, "prompt_eval_count": 0,
         }))
         .into_response(),
-        Err(ApiError {
-            status,
-            code,
-            message,
-        }) => error_body(status, code, message),
+        Err(refused) => refused_response(refused),
     }
 }

@@ -100,7 +100,7 @@ pub async fn serve(
         );
     }
     let gateway = Gateway::start(config, hearth_runtime::clock::unix_seconds()).await?;
-    gateway.spawn_assistant();
+    gateway.spawn_background();
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -109,8 +109,8 @@ pub async fn serve(
     ));
     let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, "gateway serving");
-    let health = gateway.router.spawn_health_checks(Duration::from_secs(
-        gateway.config.hearth.health_check_seconds.max(1),
+    let health = gateway.spawn_health_checks(Duration::from_secs(
+        gateway.config().hearth.health_check_seconds.max(1),
     ));
     let rotation = tokio::spawn({
         let gateway = Arc::clone(&gateway);
@@ -126,8 +126,8 @@ pub async fn serve(
     });
     // Ollama's API, when on, listens beside the gateway and stops with it.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let ollama = if gateway.config.hearth.ollama.enabled {
-        let at = SocketAddr::new(address.ip(), gateway.config.hearth.ollama.port);
+    let ollama = if gateway.config().hearth.ollama.enabled {
+        let at = SocketAddr::new(address.ip(), gateway.config().hearth.ollama.port);
         let listener = TcpListener::bind(at)
             .await
             .with_context(|| format!("cannot listen on {at} for Ollama's API"))?;

@@ -1111,6 +1111,105 @@ async fn a_scheduled_question_answers_with_the_grants_of_when_it_runs() {
     assert_eq!(last[0].text, "NO-BUDGET");
 }
 
+/// The fourth review: a member granted no model and no tokens ran answered
+/// scheduled questions (`cron.run`) that nothing counted. A scheduled
+/// question is a turn like any other: held to the access and budget the
+/// policy gives the member's device when it runs, and counted.
+#[tokio::test]
+async fn a_scheduled_question_is_held_to_the_members_model_access_and_budget() {
+    use hearth_testkit::standins::AgentStandIn;
+    const AI: &str = "hearth.example/cap/ai";
+    let agent = AgentStandIn::start();
+    let phone = "100.64.0.7";
+    let granted = json!({AI: [{"models": ["assistant"], "dailyTokens": 100_000}]});
+    agent.set(
+        phone,
+        Some(AgentStandIn::member("ada", phone, granted.clone())),
+    );
+    let house = House::start_with_agent(|_| Turn::Say("THE-ANSWER".into()), json!({}), &agent);
+    let asked = || {
+        house
+            .model
+            .requests()
+            .iter()
+            .filter(|request| request.path == "/v1/chat/completions")
+            .count()
+    };
+    let (_, said) = house
+        .ask_from(
+            "ada",
+            None,
+            "every day at 4 pm tell me what the weather is",
+            serde_json::from_value(granted).unwrap(),
+            Some(phone.parse().unwrap()),
+        )
+        .await;
+    assert!(
+        said.starts_with("I'll answer this every day at 16:00"),
+        "{said}"
+    );
+    let used = || async {
+        let usage = house.gateway.get_json("/v1/usage").await;
+        usage["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["who"] == "ada")
+            .map(|row| row["completion_tokens"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let before = used().await;
+
+    // Granted: answered, and what it used is ada's.
+    house.set_clock("2026-11-24T16:00:01Z");
+    let due = house.deliveries(0, 10_000).await;
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].text, "THE-ANSWER");
+    assert!(
+        used().await > before,
+        "the scheduled answer was not counted"
+    );
+
+    // The admin takes her models and tokens away: the next run is refused
+    // with why, and no model is asked.
+    agent.set(
+        phone,
+        Some(AgentStandIn::member(
+            "ada",
+            phone,
+            json!({AI: [{"models": [], "dailyTokens": 0}]}),
+        )),
+    );
+    let models_asked = asked();
+    house.set_clock("2026-11-25T16:00:01Z");
+    let next = house.deliveries(due[0].id, 10_000).await;
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert!(
+        next[0]
+            .text
+            .starts_with("I could not answer the scheduled question")
+            && next[0].text.contains("ada may not use"),
+        "{}",
+        next[0].text
+    );
+    assert_eq!(asked(), models_asked, "a model was asked for ada");
+
+    // Her models back, but no tokens: refused on the budget.
+    agent.set(
+        phone,
+        Some(AgentStandIn::member(
+            "ada",
+            phone,
+            json!({AI: [{"models": ["assistant"], "dailyTokens": 0}]}),
+        )),
+    );
+    house.set_clock("2026-11-26T16:00:01Z");
+    let last = house.deliveries(next[0].id, 10_000).await;
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert!(last[0].text.contains("tokens today"), "{}", last[0].text);
+    assert_eq!(asked(), models_asked, "a model was asked for ada");
+}
+
 /// Issue 41's review: a mesh user named `assistant` asked in
 /// `dm:ada,assistant` (a DM it is "a member" of by name) and scheduled a
 /// phishing reminder every minute into ada's private DM, which messaging

@@ -33,18 +33,45 @@ struct Client {
     ts: u64,
 }
 
+/// Each member's device has an address of its own on loopback (what the
+/// agent stand-in names).
+fn address_of(member: &str) -> &'static str {
+    match member {
+        "ada" => "127.0.0.1",
+        "ben" => "127.0.0.2",
+        _ => "127.0.0.3",
+    }
+}
+
 impl Client {
     async fn open(url: &str, origin: Option<&str>) -> Result<Client, String> {
+        Client::open_from(url, origin, "127.0.0.1").await
+    }
+
+    /// A connection from `local` (a member's device's address).
+    async fn open_from(url: &str, origin: Option<&str>, local: &str) -> Result<Client, String> {
         let mut request = url.into_client_request().unwrap();
         if let Some(origin) = origin {
             request
                 .headers_mut()
                 .insert("origin", origin.parse().unwrap());
         }
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        let server = request.uri().authority().unwrap().as_str().to_owned();
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.bind(format!("{local}:0").parse().unwrap()).unwrap();
+        let stream = tcp
+            .connect(server.parse().unwrap())
             .await
             .map_err(|error| error.to_string())?;
-        let challenge = next_json(&mut socket).await.unwrap();
+        let (mut socket, _) = tokio_tungstenite::client_async(
+            request,
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        let challenge = next_json(&mut socket)
+            .await
+            .ok_or("closed before the challenge")?;
         assert_eq!(challenge["event"], "connect.challenge");
         Ok(Client {
             nonce: challenge["payload"]["nonce"].as_str().unwrap().to_owned(),
@@ -113,6 +140,8 @@ struct Setup {
     agent: AgentStandIn,
     _model: hearth_testkit::standins::ScriptedServer,
     ws: String,
+    /// The address connections open from.
+    from: std::sync::Mutex<&'static str>,
 }
 
 fn start(per_minute: u32) -> Setup {
@@ -142,15 +171,25 @@ fn start_with(
         agent,
         _model: model,
         ws,
+        from: std::sync::Mutex::new("127.0.0.1"),
     }
 }
 
 impl Setup {
+    /// `member`'s device is at its address (and connections open from there).
     fn as_member(&self, member: &str) {
+        let address = address_of(member);
         self.agent.set(
-            "127.0.0.1",
-            Some(AgentStandIn::member(member, "127.0.0.1", json!({}))),
+            address,
+            Some(AgentStandIn::member(member, address, json!({}))),
         );
+        *self.from.lock().unwrap() = address;
+    }
+
+    /// A connection from the current member's device.
+    async fn open(&self) -> Result<Client, String> {
+        let from = *self.from.lock().unwrap();
+        Client::open_from(&self.ws, None, from).await
     }
 
     async fn approve(&self, request_id: &str) {
@@ -170,7 +209,7 @@ impl Setup {
 
     /// Pairs `key` as the member the loopback address is now; its hello.
     async fn paired(&self, key: &Ed25519KeyPair, scopes: &[&str]) -> (Client, Value) {
-        let mut client = Client::open(&self.ws, None).await.unwrap();
+        let mut client = self.open().await.unwrap();
         client
             .send(&connect(key, &client.nonce.clone(), client.ts, scopes))
             .await;
@@ -178,7 +217,7 @@ impl Setup {
         assert_eq!(refused["error"]["code"], "NOT_PAIRED", "{refused}");
         self.approve(refused["error"]["details"]["requestId"].as_str().unwrap())
             .await;
-        let mut client = Client::open(&self.ws, None).await.unwrap();
+        let mut client = self.open().await.unwrap();
         client
             .send(&connect(key, &client.nonce.clone(), client.ts, scopes))
             .await;
@@ -199,7 +238,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
     let ada = key(1);
 
     // Unpaired: refused with the request to approve, and the socket closes.
-    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    let mut client = setup.open().await.unwrap();
     let first = connect(&ada, &client.nonce.clone(), client.ts, &["operator.read"]);
     client.send(&first).await;
     let refused = client.response("c", &mut Vec::new()).await.unwrap();
@@ -228,7 +267,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
     setup.approve(&request_id).await;
 
     // A replay of the first connect (its old nonce) on a new connection.
-    let mut replay = Client::open(&setup.ws, None).await.unwrap();
+    let mut replay = setup.open().await.unwrap();
     replay.send(&first).await;
     let refused = replay.response("c", &mut Vec::new()).await.unwrap();
     assert_eq!(
@@ -237,7 +276,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
     );
 
     // Ada's device id and key with another key's signature.
-    let mut forged = Client::open(&setup.ws, None).await.unwrap();
+    let mut forged = setup.open().await.unwrap();
     let mut frame = connect(&ada, &forged.nonce.clone(), forged.ts, &["operator.read"]);
     frame["params"]["device"]["signature"] = connect(
         &key(9),
@@ -254,7 +293,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
     );
 
     // Signed over other scopes than those claimed.
-    let mut widened = Client::open(&setup.ws, None).await.unwrap();
+    let mut widened = setup.open().await.unwrap();
     let mut frame = connect(&ada, &widened.nonce.clone(), widened.ts, &["operator.read"]);
     frame["params"]["scopes"] = json!(["operator.admin"]);
     widened.send(&frame).await;
@@ -265,7 +304,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
     );
 
     // No device at all, and no token.
-    let mut bare = Client::open(&setup.ws, None).await.unwrap();
+    let mut bare = setup.open().await.unwrap();
     let mut frame = connect(&ada, &bare.nonce.clone(), bare.ts, &["operator.read"]);
     frame["params"].as_object_mut().unwrap().remove("device");
     bare.send(&frame).await;
@@ -276,7 +315,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
     );
 
     // Approved, the genuine one is ada.
-    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    let mut client = setup.open().await.unwrap();
     client
         .send(&connect(
             &ada,
@@ -295,7 +334,7 @@ async fn an_unpaired_device_a_forged_signature_and_a_replayed_challenge_are_refu
 
     // The same key from ben's device is not ada.
     setup.as_member("ben");
-    let mut stolen = Client::open(&setup.ws, None).await.unwrap();
+    let mut stolen = setup.open().await.unwrap();
     stolen
         .send(&connect(
             &ada,
@@ -458,14 +497,14 @@ async fn a_member_chats_streamed_keeps_history_and_is_held_to_her_scopes_and_rat
 #[tokio::test]
 async fn before_connect_only_a_small_connect_is_taken() {
     let setup = start(10_000);
-    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    let mut client = setup.open().await.unwrap();
     client
         .send(&json!({"type": "req", "id": "h", "method": "health"}))
         .await;
     let refused = client.response("h", &mut Vec::new()).await.unwrap();
     assert_eq!(refused["ok"], false);
     assert!(client.response("x", &mut Vec::new()).await.is_none());
-    let mut client = Client::open(&setup.ws, None).await.unwrap();
+    let mut client = setup.open().await.unwrap();
     let big = json!({"type": "req", "id": "c", "method": "connect", "params": {"pad": "a".repeat(70 * 1024)}});
     let _ = client.socket.send(Message::text(big.to_string())).await;
     assert!(
@@ -543,4 +582,255 @@ async fn a_run_in_progress_is_stopped_and_a_session_starts_afresh() {
         )
         .await;
     assert_eq!(after["payload"]["messages"], json!([]), "{after}");
+}
+
+/// The frame that ends a connection, or its end without one; the test
+/// fails when the connection is still open (ticks and all) after 20 s.
+async fn closed_with(socket: &mut Socket) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("the gateway ends the connection");
+        match message {
+            Some(Ok(Message::Close(frame))) => {
+                return Some(
+                    frame
+                        .map(|frame| frame.reason.to_string())
+                        .unwrap_or_default(),
+                );
+            }
+            None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_socket_ends_with_its_device_removed_or_no_longer_named_by_the_mesh() {
+    let setup = start(10_000);
+    setup.as_member("ada");
+    let (mut ada, _) = setup
+        .paired(&key(21), &["operator.read", "operator.write"])
+        .await;
+    let found = ada
+        .call("m", "memory.search", json!({"query": "spare key"}))
+        .await;
+    assert_eq!(found["ok"], true, "{found}");
+    let devices: Value = setup
+        .gateway
+        .http()
+        .get(format!("{}/v1/devices", setup.gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = devices["paired"][0]["deviceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The admin removes the device: its open socket ends, nothing more is
+    // answered on it.
+    let removed = setup
+        .gateway
+        .http()
+        .post(format!("{}/v1/devices/remove", setup.gateway.url))
+        .json(&json!({"id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    let reason = closed_with(&mut ada.socket).await;
+    assert!(
+        reason.as_deref().unwrap_or_default().contains("removed"),
+        "{reason:?}"
+    );
+
+    // Ben's device, paired and connected; then the mesh no longer names it
+    // at that address (the node removed, expired, or the address another's).
+    setup.as_member("ben");
+    let (mut ben, _) = setup
+        .paired(&key(22), &["operator.read", "operator.write"])
+        .await;
+    setup.agent.set(address_of("ben"), None);
+    let reason = closed_with(&mut ben.socket).await;
+    assert!(
+        reason.as_deref().unwrap_or_default().contains("mesh"),
+        "{reason:?}"
+    );
+    // And a new connection from there is not ben's.
+    let mut again = setup.open().await.unwrap();
+    again
+        .send(&connect(
+            &key(22),
+            &again.nonce.clone(),
+            again.ts,
+            &["operator.read"],
+        ))
+        .await;
+    let refused = again.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(refused["ok"], false, "{refused}");
+}
+
+#[tokio::test]
+async fn strangers_cannot_fill_the_pairing_queue_or_push_out_a_members_request() {
+    let setup = start(10_000);
+    // Not a device of the mesh: refused, and nothing is kept.
+    let mut stranger = setup.open().await.unwrap();
+    stranger
+        .send(&connect(
+            &key(31),
+            &stranger.nonce.clone(),
+            stranger.ts,
+            &["operator.read"],
+        ))
+        .await;
+    let refused = stranger.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
+    let devices = setup.gateway.get_json("/v1/devices").await;
+    assert_eq!(devices["pending"], json!([]), "{devices}");
+
+    // Ada's device asks to pair; then a flood of new keys from one address.
+    setup.as_member("ada");
+    let mut ada = setup.open().await.unwrap();
+    ada.send(&connect(
+        &key(32),
+        &ada.nonce.clone(),
+        ada.ts,
+        &["operator.read"],
+    ))
+    .await;
+    let waiting = ada.response("c", &mut Vec::new()).await.unwrap();
+    let request_id = waiting["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for seed in 0..150u8 {
+        let Ok(mut flood) = setup.open().await else {
+            continue;
+        };
+        let mut seed_bytes = [7u8; 32];
+        seed_bytes[0] = seed;
+        let frame = connect(
+            &Ed25519KeyPair::from_seed_unchecked(&seed_bytes).unwrap(),
+            &flood.nonce.clone(),
+            flood.ts,
+            &["operator.read"],
+        );
+        flood.send(&frame).await;
+        let _ = flood.response("c", &mut Vec::new()).await;
+    }
+    let devices = setup.gateway.get_json("/v1/devices").await;
+    let pending = devices["pending"].as_array().unwrap();
+    assert!(pending.len() <= 4, "{} waiting", pending.len());
+    assert_eq!(
+        pending[0]["requestId"],
+        request_id.as_str(),
+        "first in line still"
+    );
+    setup.approve(&request_id).await;
+}
+
+#[tokio::test]
+async fn a_devices_chosen_name_reaches_the_admins_terminal_escaped() {
+    let setup = start(10_000);
+    setup.as_member("ada");
+    let mut client = setup.open().await.unwrap();
+    let mut frame = connect(
+        &key(41),
+        &client.nonce.clone(),
+        client.ts,
+        &["operator.read"],
+    );
+    // OSC 52 (writes the clipboard) and a cursor move, as the client's id.
+    let hostile = "cli\u{1b}]52;c;aGVsbG8=\u{7}\u{1b}[2A\u{9b}31m";
+    frame["params"]["client"]["id"] = json!(hostile);
+    frame["params"]["client"]["platform"] = json!("linux\u{1b}[1K");
+    // The proof covers the client's id: sign again over the changed text.
+    let parsed = Connect::parse(&frame["params"]).unwrap();
+    let raw: [u8; 32] = key(41).public_key().as_ref().try_into().unwrap();
+    let text = signed_text(&parsed, &device_id(&raw), client.ts, &client.nonce, true);
+    frame["params"]["device"]["signature"] =
+        json!(URL_SAFE_NO_PAD.encode(key(41).sign(text.as_bytes()).as_ref()));
+    client.send(&frame).await;
+    let waiting = client.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(waiting["error"]["code"], "NOT_PAIRED", "{waiting}");
+    let token_file = setup.gateway.data_dir.join("gateway.token");
+    let output = std::process::Command::new(hearth_testkit::lab::binary("hearth-gateway"))
+        .args([
+            "devices",
+            "list",
+            "--url",
+            &setup.gateway.url,
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        !printed.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reach the terminal: {printed:?}"
+    );
+    assert!(
+        printed.contains("cli\\u{1b}]52;c;aGVsbG8=\\u{7}"),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
+async fn strangers_stalled_before_connect_cannot_make_the_gateway_hold_their_frames() {
+    use tokio::io::AsyncWriteExt as _;
+    let setup = start(10_000);
+    let pid = setup.gateway.pid();
+    let resident = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = resident();
+    // Each opens the socket and starts one 2 MiB frame before any connect,
+    // sends 1 MiB of it and stalls.
+    let mut held = Vec::new();
+    let payload = vec![b'a'; 64 * 1024];
+    for _ in 0..40 {
+        let Ok(client) = setup.open().await else {
+            continue;
+        };
+        let mut socket = client.socket;
+        let stream = match socket.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(stream) => stream,
+            _ => unreachable!("plain TCP"),
+        };
+        let mut head = vec![0x81, 0xFF];
+        head.extend_from_slice(&(2u64 * 1024 * 1024).to_be_bytes());
+        head.extend_from_slice(&[0, 0, 0, 0]); // a zero mask leaves the bytes as they are
+        let _ = stream.write_all(&head).await;
+        for _ in 0..16 {
+            if tokio::time::timeout(Duration::from_secs(2), stream.write_all(&payload))
+                .await
+                .map_or(true, |written| written.is_err())
+            {
+                break;
+            }
+        }
+        held.push(socket);
+    }
+    let grown_mib = resident().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 16,
+        "40 stalled connections made the gateway hold {grown_mib} MiB more"
+    );
+    drop(held);
 }

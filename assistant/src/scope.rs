@@ -43,6 +43,19 @@ fn granted_folders(asker: &Asker) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// The start of the name of a member's shared documents (`shared:ada`);
+/// no configured folder's name starts so.
+pub const SHARED_PREFIX: &str = "shared:";
+
+/// The folder of the documents `member` shared with the assistant: theirs
+/// alone.
+pub fn shared_folder(member: &str) -> Folder {
+    Folder {
+        name: format!("{SHARED_PREFIX}{member}"),
+        access: Access::Member(member.to_owned()),
+    }
+}
+
 /// A folder of household documents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Folder {

@@ -155,6 +155,74 @@ pub async fn watch(socket: &Path, mut changed: impl FnMut(u64)) -> Result<(), Ag
     Err(AgentApiError::FeedEnded)
 }
 
+/// The mesh's changes, as the agent's change feed tells them: a generation
+/// that moves whenever the mesh view changed (a node added, removed,
+/// expired or renamed, a grant changed) or the feed was lost. A service
+/// that remembered who is behind an address, or keeps a connection open as
+/// someone, checks again when it moves ([`Changes::subscribe`]); while the
+/// feed is not followed, nothing may be remembered ([`Changes::following`]).
+pub struct Changes {
+    socket: std::path::PathBuf,
+    following: std::sync::atomic::AtomicBool,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Changes {
+    /// The changes of the agent at `socket` (followed once [`Changes::follow`] runs).
+    pub fn new(socket: std::path::PathBuf) -> Changes {
+        Changes {
+            socket,
+            following: std::sync::atomic::AtomicBool::new(false),
+            generation: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// The agent's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// A receiver that sees every move of the generation.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The generation now.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Whether the feed is followed right now.
+    pub fn following(&self) -> bool {
+        self.following.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn moved(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// Follows the agent's change feed until the task is dropped: every
+    /// change moves the generation; while the feed is down it moves once
+    /// and the feed is asked for again every second.
+    pub async fn follow(&self) {
+        loop {
+            let ended = watch(&self.socket, |_| {
+                self.following
+                    .store(true, std::sync::atomic::Ordering::Release);
+                self.moved();
+            })
+            .await;
+            self.following
+                .store(false, std::sync::atomic::Ordering::Release);
+            self.moved();
+            if let Err(error) = ended {
+                tracing::debug!(%error, "the agent's change feed is down");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -311,7 +311,7 @@ impl Router {
 
     /// Starts a reply to `request` from the first model that can give one.
     pub async fn open(&self, request: &ChatRequest) -> Result<Opened, RouteError> {
-        self.open_in(request, None).await
+        self.open_within(request, None, &|_| true).await
     }
 
     /// [`Router::open`], trying `model` (a model of the chain) first, then
@@ -321,19 +321,27 @@ impl Router {
         request: &ChatRequest,
         model: &ModelRef,
     ) -> Result<Opened, RouteError> {
-        let first = self.chain.iter().position(|chained| chained == model);
-        self.open_in(request, first).await
+        self.open_within(request, Some(model), &|_| true).await
     }
 
-    async fn open_in(
+    /// [`Router::open`] over the models of the chain `allowed` accepts only
+    /// (those a caller may use: a fallback is never another), trying
+    /// `first` before the rest. No model allowed is [`RouteError::Exhausted`]
+    /// with no attempt.
+    pub async fn open_within(
         &self,
         request: &ChatRequest,
-        first: Option<usize>,
+        first: Option<&ModelRef>,
+        allowed: &(dyn Fn(&ModelRef) -> bool + Sync),
     ) -> Result<Opened, RouteError> {
+        let first = first.and_then(|model| self.chain.iter().position(|chained| chained == model));
         let order = self.order(first);
         let mut attempts = Vec::new();
         for index in order {
             let model = &self.chain[index];
+            if !allowed(model) {
+                continue;
+            }
             let provider = &self.providers[&model.provider];
             let mut rest_backend = false;
             for endpoint_index in provider.rotation() {
@@ -376,17 +384,21 @@ impl Router {
 
     /// Embeddings of `inputs` from the first model that gives them, trying
     /// `first` (a model of the chain) before the rest of the chain; the
-    /// model that answered.
+    /// model that answered. Only models `allowed` accepts are asked.
     pub async fn embed(
         &self,
         first: Option<&ModelRef>,
         inputs: &[String],
         dimensions: Option<u32>,
+        allowed: &(dyn Fn(&ModelRef) -> bool + Sync),
     ) -> Result<(ModelRef, Vec<Vec<f64>>), RouteError> {
         let first = first.and_then(|model| self.chain.iter().position(|chained| chained == model));
         let mut attempts = Vec::new();
         for index in self.order(first) {
             let model = &self.chain[index];
+            if !allowed(model) {
+                continue;
+            }
             let provider = &self.providers[&model.provider];
             for endpoint_index in provider.rotation() {
                 let state = &provider.endpoints[endpoint_index];

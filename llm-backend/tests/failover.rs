@@ -413,3 +413,33 @@ async fn an_unhealthy_endpoint_leaves_rotation_until_it_answers_again() {
         "back in rotation, it takes every other request"
     );
 }
+
+/// A caller allowed only the primary is never answered by the fallback:
+/// the router asks no model outside what it is allowed (the fourth
+/// review's allowlist bypass through failover), chat and embeddings alike.
+#[tokio::test]
+async fn a_fallback_the_caller_may_not_use_is_never_asked() {
+    let fallback = ollama_stand_in(&["tiny"], Duration::ZERO);
+    let down = scripted(Script::json(503, &json!({"error": "loading"})));
+    let router = router(&format!("{}/v1", down.url()), &fallback);
+    let primary = ModelRef::parse("local/tiny").unwrap();
+    let only_primary = |model: &ModelRef| *model == primary;
+    let refused = router
+        .open_within(&request(), None, &only_primary)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(refused, RouteError::Exhausted(_)), "{refused}");
+    let embedded = router
+        .embed(None, &["tea".to_owned()], None, &only_primary)
+        .await;
+    assert!(embedded.is_err());
+    assert_eq!(fallback.count("/api/chat"), 0, "the fallback was asked");
+    assert_eq!(fallback.count("/api/embed"), 0, "the fallback was asked");
+    // Allowed, it answers as before.
+    let opened = router
+        .open_within(&request(), None, &|_| true)
+        .await
+        .unwrap();
+    assert_eq!(opened.model.to_string(), "backup/tiny");
+}

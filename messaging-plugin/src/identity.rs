@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{ASSISTANT, valid_member};
@@ -61,17 +60,13 @@ pub enum Refusal {
     AgentDown(String),
 }
 
-/// A `whois` answer and when it came.
-type Answer = (Instant, Result<Caller, Refusal>);
+/// A `whois` answer, when it came and in which generation of the mesh.
+type Answer = (Instant, u64, Result<Caller, Refusal>);
 
 /// Identifies callers through the agent, remembering answers briefly.
 pub struct Identities {
-    socket: PathBuf,
+    changes: hearth_control::agent_api::Changes,
     known: Mutex<HashMap<IpAddr, Answer>>,
-    /// Whether the agent's change feed is followed right now (answers are
-    /// remembered only then).
-    watching: AtomicBool,
-    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// What an agent's `whois` answer means for messaging. Pure.
@@ -100,10 +95,8 @@ impl Identities {
     /// Asks the agent at `socket`.
     pub fn new(socket: PathBuf) -> Identities {
         Identities {
-            socket,
+            changes: hearth_control::agent_api::Changes::new(socket),
             known: Mutex::new(HashMap::new()),
-            watching: AtomicBool::new(false),
-            changes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -114,13 +107,16 @@ impl Identities {
     /// Who is behind `address`.
     pub async fn identify(&self, address: IpAddr) -> Result<Caller, Refusal> {
         let address = address.to_canonical();
-        if self.watching.load(Ordering::Acquire)
-            && let Some((when, answer)) = self.known().get(&address)
+        // Read before asking: a change meanwhile leaves this answer stale.
+        let generation = self.changes.generation();
+        if self.changes.following()
+            && let Some((when, of, answer)) = self.known().get(&address)
+            && *of == generation
             && when.elapsed() < REMEMBER
         {
             return answer.clone();
         }
-        let answer = match hearth_control::agent_api::whois(&self.socket, address).await {
+        let answer = match hearth_control::agent_api::whois(self.changes.socket(), address).await {
             Err(error) => return Err(Refusal::AgentDown(error.to_string())),
             Ok(answer) => caller_of(address, answer),
         };
@@ -128,7 +124,7 @@ impl Identities {
         if known.len() > 4096 {
             known.clear();
         }
-        known.insert(address, (Instant::now(), answer.clone()));
+        known.insert(address, (Instant::now(), generation, answer.clone()));
         answer
     }
 
@@ -138,28 +134,11 @@ impl Identities {
         self.changes.subscribe()
     }
 
-    fn forget(&self) {
-        self.known().clear();
-        self.changes.send_modify(|generation| *generation += 1);
-    }
-
     /// Follows the agent's change feed until the task is dropped: each
-    /// change forgets every answer; while the feed is down nothing is
-    /// remembered and the feed is asked for again every second.
+    /// change makes every remembered answer stale; while the feed is down
+    /// nothing is remembered.
     pub async fn follow_changes(&self) {
-        loop {
-            let ended = hearth_control::agent_api::watch(&self.socket, |_| {
-                self.forget();
-                self.watching.store(true, Ordering::Release);
-            })
-            .await;
-            self.watching.store(false, Ordering::Release);
-            self.forget();
-            if let Err(error) = ended {
-                tracing::debug!(%error, "the agent's change feed is down; not remembering callers");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        self.changes.follow().await;
     }
 }
 

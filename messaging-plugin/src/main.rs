@@ -246,7 +246,12 @@ fn print(message: &Message) {
         (None, _) if message.edited_at.is_some() => format!("{} (edited)", message.body),
         (None, _) => message.body.clone(),
     };
-    println!("[{time}] {}: {body}", message.sender);
+    // What members wrote reaches this terminal escaped.
+    println!(
+        "[{time}] {}: {}",
+        hearth_runtime::terminal::printable(&message.sender),
+        hearth_runtime::terminal::printable_lines(&body)
+    );
     let _ = std::io::stdout().flush();
 }
 
@@ -473,7 +478,10 @@ async fn assistant(url: &str, method: reqwest::Method, path: &str) -> anyhow::Re
     .await?;
     let answer: hearth_assistant::api::Answer =
         serde_json::from_value(answer).context("the service's answer is not the assistant's")?;
-    println!("{}", hearth_messaging::commands::render(&answer));
+    println!(
+        "{}",
+        hearth_runtime::terminal::printable_lines(&hearth_messaging::commands::render(&answer))
+    );
     Ok(())
 }
 

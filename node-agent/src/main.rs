@@ -183,6 +183,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hearth_agent::up(options, hearth_runtime::shutdown_signal()).await?;
         }
         Command::Status { output } => {
+            // Names the mesh gave reach the terminal escaped.
+            use hearth_runtime::terminal::printable;
             let status = client().status().await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
@@ -190,9 +192,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     match &status.node {
                         Some(node) => println!(
                             "{} (node {}, user {}) {} {}  [{} on {}, port {}]",
-                            node.name,
+                            printable(&node.name),
                             node.id,
-                            node.user,
+                            printable(&node.user),
                             node.ipv4,
                             node.ipv6,
                             serde_json::to_value(status.backend)?
@@ -265,7 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             peer.addresses.iter().map(ToString::to_string).collect();
                         println!(
                             "  {:<16} {:<36} {:<30} handshake {:<10} rx {} tx {}",
-                            peer.name,
+                            printable(&peer.name),
                             addresses.join(" "),
                             path_text(peer.path.as_ref(), &status.relays),
                             unix_age(peer.last_handshake),
@@ -324,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Whois { ip, output } => {
+            use hearth_runtime::terminal::printable;
             let who = client().whois(&ip).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&who)?),
@@ -331,13 +334,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let tags = if who.tags.is_empty() {
                         String::new()
                     } else {
-                        format!(" tags {}", who.tags.join(","))
+                        format!(" tags {}", printable(&who.tags.join(",")))
                     };
                     println!(
                         "{ip}: node {} ({}), user {}{tags}{}",
                         who.id,
-                        who.name,
-                        who.user,
+                        printable(&who.name),
+                        printable(&who.user),
                         if who.is_self { " (this node)" } else { "" }
                     );
                 }

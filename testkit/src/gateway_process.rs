@@ -195,6 +195,11 @@ impl Gateway {
         panic!("the gateway did not stop on SIGTERM: {}", self.log_text());
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway runs").id()
+    }
+
     /// Everything it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -517,12 +517,14 @@ pub fn messages_of(request: &Value) -> Vec<Value> {
 
 /// The node agent's local API standing in for a real agent (whose
 /// answers come from a coordinator's policy): `GET /v1/whois?ip=ADDRESS`
-/// answers what the test set for that address, else 404. On a UNIX socket
-/// in a directory of its own; stops on drop.
+/// answers what the test set for that address, else 404; `GET /v1/watch`
+/// is the change feed, a line whenever the test changes an answer. On a
+/// UNIX socket in a directory of its own; stops on drop.
 pub struct AgentStandIn {
     /// The socket's path (what `hearth.agentSocket` names).
     pub socket: std::path::PathBuf,
     answers: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    changes: Arc<(Mutex<u64>, std::sync::Condvar)>,
     stop: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
@@ -534,9 +536,11 @@ impl AgentStandIn {
         let socket = dir.path().join("agent.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket).expect("the socket binds");
         let answers: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
+        let changes: Arc<(Mutex<u64>, std::sync::Condvar)> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         {
             let answers = Arc::clone(&answers);
+            let changes = Arc::clone(&changes);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -545,13 +549,16 @@ impl AgentStandIn {
                     }
                     let Ok(stream) = stream else { continue };
                     let answers = Arc::clone(&answers);
-                    std::thread::spawn(move || answer_whois(stream, &answers));
+                    let changes = Arc::clone(&changes);
+                    let stop = Arc::clone(&stop);
+                    std::thread::spawn(move || answer_agent(stream, &answers, &changes, &stop));
                 }
             });
         }
         AgentStandIn {
             socket,
             answers,
+            changes,
             stop,
             _dir: dir,
         }
@@ -567,6 +574,12 @@ impl AgentStandIn {
             Some(who) => answers.insert(address.to_owned(), who),
             None => answers.remove(address),
         };
+        drop(answers);
+        let (generation, changed) = &*self.changes;
+        *generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+        changed.notify_all();
     }
 
     /// A `WhoIs` answer for a member's untagged device.
@@ -599,13 +612,56 @@ impl AgentStandIn {
 impl Drop for AgentStandIn {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.changes.1.notify_all();
         let _ = std::os::unix::net::UnixStream::connect(&self.socket);
     }
 }
 
-fn answer_whois(
+/// The change feed: a line at once, then one per change (and the same
+/// line again every 20 s, as the agent's keep-alive), until the reader or
+/// the stand-in goes.
+fn follow_changes(
+    stream: &std::os::unix::net::UnixStream,
+    changes: &(Mutex<u64>, std::sync::Condvar),
+    stop: &AtomicBool,
+) {
+    let mut writer = stream;
+    if write!(
+        writer,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return;
+    }
+    let (generation, changed) = changes;
+    let mut seen = *generation
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        if writeln!(writer, "{{\"generation\":{seen}}}").is_err() || writer.flush().is_err() {
+            return;
+        }
+        let guard = generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (guard, _) = changed
+            .wait_timeout_while(guard, Duration::from_secs(20), |now| {
+                *now == seen && !stop.load(Ordering::Relaxed)
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        seen = *guard;
+    }
+}
+
+fn answer_agent(
     stream: std::os::unix::net::UnixStream,
     answers: &Mutex<std::collections::HashMap<String, Value>>,
+    changes: &(Mutex<u64>, std::sync::Condvar),
+    stop: &AtomicBool,
 ) {
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
@@ -622,6 +678,9 @@ fn answer_whois(
         }
     }
     let target = line.split_whitespace().nth(1).unwrap_or_default();
+    if target == hearth_control::agent_api::WATCH_PATH {
+        return follow_changes(&stream, changes, stop);
+    }
     let address = target
         .strip_prefix(hearth_control::agent_api::WHOIS_PATH)
         .and_then(|rest| rest.strip_prefix("?ip="))

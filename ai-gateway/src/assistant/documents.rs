@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use hearth_assistant::api::{DocumentItem, RefusedDocument};
-use hearth_assistant::scope::{Access, Asker, Folder};
+use hearth_assistant::scope::{Access, Asker, Folder, SHARED_PREFIX, shared_folder};
 use hearth_assistant::search::Query;
 
 use super::clock::Clock;
@@ -20,18 +20,6 @@ use super::embedder::Embedder;
 use super::library::{self, Library, PassageInfo};
 use super::store::{DocumentStore, KnownDocument, StoreError, StoredPassage};
 use crate::config::DocumentFolder;
-
-/// The start of the name of a member's shared documents (`shared:ada`);
-/// no configured folder's name starts so.
-pub const SHARED_PREFIX: &str = "shared:";
-
-/// The folder of the documents `member` shared with the assistant.
-pub fn shared_folder(member: &str) -> Folder {
-    Folder {
-        name: format!("{SHARED_PREFIX}{member}"),
-        access: Access::Member(member.to_owned()),
-    }
-}
 
 /// What became of a document given to be indexed.
 #[derive(Debug, PartialEq, Eq)]

@@ -44,7 +44,7 @@ use memories::Memories;
 use scheduler::{Scheduler, SchedulerSettings};
 use store::{Database, DocumentStore, JobStore, ListStore, MemoryStore};
 
-pub use scheduler::{Answerer, MAX_JOBS, target_key, target_of};
+pub use scheduler::{Answerer, MAX_JOBS, NotAnswered, target_key, target_of};
 
 /// Memory entries recalled into a conversation without being asked for.
 const RECALLED: usize = 3;

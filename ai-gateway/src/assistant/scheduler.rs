@@ -29,9 +29,23 @@ pub const MAX_JOBS: i64 = 200;
 /// when the question runs. A trait, so the scheduler knows nothing of the
 /// gateway (and its tests ask a stand-in).
 pub trait Answerer: Send + Sync + 'static {
-    /// The model's answer to `question` asked by `asker`; `None` when no
-    /// model answered.
-    fn answer(&self, asker: Asker, question: String) -> BoxFuture<'static, Option<String>>;
+    /// The model's answer to `question` asked by `asker`, or why there is none.
+    fn answer(
+        &self,
+        asker: Asker,
+        question: String,
+    ) -> BoxFuture<'static, Result<String, NotAnswered>>;
+}
+
+/// Why a scheduled question has no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnswered {
+    /// No model answered.
+    #[error("no model answered.")]
+    NoModel,
+    /// The member may not ask it now (the household's policy, their budget).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What the scheduler goes by.
@@ -348,10 +362,13 @@ impl Scheduler {
             let asker: Option<Asker> = serde_json::from_str(&job.asker).ok();
             let said = match asker {
                 Some(asker) => answer.answer(asker, job.text.clone()).await,
-                None => None,
+                None => Err(NotAnswered::NoModel),
             };
-            Some(said.unwrap_or_else(|| {
-                format!("I could not answer the scheduled question \u{201c}{}\u{201d}: no model answered.", job.text)
+            Some(said.unwrap_or_else(|why| {
+                format!(
+                    "I could not answer the scheduled question \u{201c}{}\u{201d}: {why}",
+                    job.text
+                )
             }))
         } else {
             Some(format!("\u{23f0} Reminder: {}", job.text))
@@ -418,10 +435,14 @@ mod tests {
     }
 
     impl Answerer for StandInModel {
-        fn answer(&self, asker: Asker, question: String) -> BoxFuture<'static, Option<String>> {
+        fn answer(
+            &self,
+            asker: Asker,
+            question: String,
+        ) -> BoxFuture<'static, Result<String, NotAnswered>> {
             let text = format!("an answer for {}", asker.member);
             hearth_runtime::lock(&self.asked).push((asker, question));
-            Box::pin(async move { Some(text) })
+            Box::pin(async move { Ok(text) })
         }
     }
 

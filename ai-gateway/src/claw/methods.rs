@@ -65,7 +65,7 @@ const EVENTS: [&str; 5] = ["connect.challenge", "agent", "chat", "tick", "health
 
 /// The `hello-ok` payload.
 pub(crate) fn hello(gateway: &Gateway, principal: &super::Principal, auth: Value) -> Value {
-    let agent = gateway.agents.default_id().to_owned();
+    let agent = gateway.agents().default_id().to_owned();
     json!({
         "type": "hello-ok",
         "protocol": wire::PROTOCOL,
@@ -173,14 +173,14 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
 }
 
 fn health(gateway: &Gateway) -> Value {
-    let default = gateway.agents.default_id();
+    let default = gateway.agents().default_id();
     let agents: Vec<Value> = gateway
-        .agents
+        .agents()
         .ids()
         .map(|id| json!({"agentId": id, "isDefault": id == default, "heartbeat": {"enabled": false}, "sessions": {"path": "sessions.db", "count": 0, "recent": []}}))
         .collect();
     json!({
-        "ok": gateway.router.ready(),
+        "ok": gateway.router().ready(),
         "ts": now_ms(), "durationMs": 0,
         "plugins": {"loaded": [], "errors": [], "unavailable": []},
         "channels": {}, "channelOrder": [], "channelLabels": {},
@@ -194,7 +194,7 @@ fn status(connection: &Connection) -> Value {
         "ok": true,
         "server": concat!("hearth-", env!("CARGO_PKG_VERSION")),
         "member": connection.principal.member,
-        "models": crate::api::permitted_model_ids(&connection.gateway, &connection.caller),
+        "models": connection.gateway.permitted_model_ids(&connection.caller),
     })
 }
 
@@ -222,14 +222,14 @@ fn models(connection: &Connection) -> Value {
 /// An agent's name as the clients show it (its persona's file name is not
 /// a name; the household calls it the assistant).
 fn identity(gateway: &Gateway, agent: Option<&str>) -> Value {
-    let agent = agent.unwrap_or_else(|| gateway.agents.default_id());
+    let agent = agent.unwrap_or_else(|| gateway.agents().default_id());
     json!({"agentId": agent, "name": "Assistant", "nameSource": "default", "avatar": "A"})
 }
 
 /// The providers' sign-in state: Hearth's come from its configuration.
 fn auth_status(gateway: &Gateway) -> Value {
     let providers: Vec<Value> = gateway
-        .config
+        .config()
         .models
         .providers
         .keys()
@@ -242,20 +242,20 @@ fn auth_status(gateway: &Gateway) -> Value {
 /// The model an agent starts with (`provider/model`).
 fn primary_model(gateway: &Gateway, agent: &str) -> Option<String> {
     gateway
-        .agents
+        .agents()
         .get(agent)
         .and_then(|found| found.model.as_ref().map(ToString::to_string))
         .or_else(|| gateway.models().first().map(ToString::to_string))
 }
 
 fn agents(gateway: &Gateway) -> Value {
-    let default = gateway.agents.default_id();
+    let default = gateway.agents().default_id();
     let agents: Vec<Value> = gateway
-        .agents
+        .agents()
         .ids()
         .map(|id| {
             let name = gateway
-                .agents
+                .agents()
                 .get(id)
                 .and_then(|agent| agent.name.clone())
                 .unwrap_or_else(|| id.to_owned());
@@ -274,7 +274,7 @@ fn session_of(
     key: Option<&str>,
     agent: Option<&str>,
 ) -> Result<(String, String), ErrorShape> {
-    let default = gateway.agents.default_id().to_owned();
+    let default = gateway.agents().default_id().to_owned();
     let key = key.map(str::trim).filter(|key| !key.is_empty());
     let (agent, rest) = match key.and_then(|key| key.strip_prefix("agent:")) {
         Some(scoped) => {
@@ -288,7 +288,7 @@ fn session_of(
             key.unwrap_or("main").to_owned(),
         ),
     };
-    if gateway.agents.get(&agent).is_none() {
+    if gateway.agents().get(&agent).is_none() {
         return Err(ErrorShape::invalid(format!("no agent is called {agent:?}")));
     }
     if rest.is_empty() || rest.len() > 200 || rest.chars().any(char::is_control) {
@@ -334,7 +334,7 @@ async fn run(
     let gateway = &connection.gateway;
     let stop = connection
         .claw
-        .start_run(run_id, &connection.key, session_key);
+        .start_run(run_id, &connection.key, session_key, connection.id);
     let base = json!({"runId": run_id, "sessionKey": session_key, "agentId": agent});
     let with = |extra: Value| {
         let mut event = base.clone();
@@ -344,62 +344,32 @@ async fn run(
         event
     };
     connection.event("agent", with(json!({"stream": "lifecycle", "data": {"phase": "start", "startedAt": now_ms()}, "ts": now_ms()})));
-    let selection = match crate::api::select(
-        gateway,
-        Some(&format!("openclaw/{agent}")),
-        &axum::http::HeaderMap::new(),
-    ) {
-        Ok(selection) => selection,
-        Err(error) => {
-            connection.claw.end_run(run_id);
-            return Ended {
-                text: String::new(),
-                stop_reason: "error".into(),
-                error: Some(ErrorShape::invalid(error.message)),
-                aborted: false,
-            };
-        }
+    let ask = crate::gateway::Ask {
+        model: Some(format!("openclaw/{agent}")),
+        session: Some(crate::gateway::Session {
+            channel: format!("openai:{session_key}"),
+            owner: connection.caller.session_owner(),
+        }),
+        ..crate::gateway::Ask::new(
+            connection.caller.clone(),
+            vec![Message::new("user", message)],
+            "openclaw",
+        )
     };
-    let turn = crate::api::Turn {
-        selection,
-        session: Some(session_key.to_owned()),
-        instructions: None,
-        max_tokens: None,
-        temperature: None,
-        tools: None,
-        tool_choice: None,
-        sampling: serde_json::Map::new(),
-    };
-    let opened = crate::api::open_chat(
-        gateway,
-        &connection.caller,
-        vec![Message::new("user", message)],
-        turn,
-        "openclaw",
-    )
-    .await;
+    let opened = gateway.ask(ask).await;
     let mut events = match opened {
         Ok(events) => events,
-        Err(response) => {
+        Err(refused) => {
             connection.claw.end_run(run_id);
-            let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
-                .await
-                .unwrap_or_default();
-            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("the request was refused")
-                .to_owned();
-            let code = body["error"]["code"].as_str().unwrap_or("");
             let shape = ErrorShape::new(
-                if code == "not_permitted" {
+                if refused.code == hearth_e2ee::ErrorCode::NotPermitted {
                     Code::Forbidden
                 } else {
                     Code::Unavailable
                 },
-                message,
+                refused.message,
             )
-            .with_details(json!({"code": code}));
+            .with_details(json!({"code": refused.code.as_str()}));
             connection.event("agent", with(json!({"stream": "lifecycle", "data": {"phase": "error", "error": shape.message}, "ts": now_ms()})));
             connection.event(
                 "chat",
@@ -625,7 +595,7 @@ fn commands() -> Value {
 
 /// The model new sessions use, as `sessions.list` reports it.
 fn session_defaults(gateway: &Gateway) -> Value {
-    let primary = primary_model(gateway, gateway.agents.default_id()).unwrap_or_default();
+    let primary = primary_model(gateway, gateway.agents().default_id()).unwrap_or_default();
     let (provider, model) = primary.split_once('/').unwrap_or(("", primary.as_str()));
     json!({"modelProvider": provider, "model": model, "contextTokens": null})
 }
@@ -643,12 +613,16 @@ fn sessions_reset(connection: &Connection, params: &Value) -> Result<Value, Erro
 fn scheduler_for(
     connection: &Connection,
 ) -> Result<(&crate::assistant::Assistant, hearth_roster::Asker), ErrorShape> {
-    let assistant = connection.gateway.assistant.as_deref().ok_or_else(|| {
-        ErrorShape::new(
-            Code::Unavailable,
-            "the household assistant is off on this hub",
-        )
-    })?;
+    let assistant = connection
+        .gateway
+        .assistant()
+        .map(|assistant| assistant.as_ref())
+        .ok_or_else(|| {
+            ErrorShape::new(
+                Code::Unavailable,
+                "the household assistant is off on this hub",
+            )
+        })?;
     match connection.caller.asker(None) {
         Ok(Some(asker)) => Ok((assistant, asker)),
         _ => Err(ErrorShape::new(
@@ -681,7 +655,7 @@ async fn memory_search(connection: &Connection, params: &Value) -> Result<Value,
         .map(|text| json!({"path": "memory", "source": "memory", "snippet": text}))
         .collect();
     Ok(
-        json!({"agentId": connection.gateway.agents.default_id(), "provider": "hearth", "searchMode": "hybrid", "results": results}),
+        json!({"agentId": connection.gateway.agents().default_id(), "provider": "hearth", "searchMode": "hybrid", "results": results}),
     )
 }
 
@@ -798,7 +772,7 @@ async fn cron_run(connection: &Connection, params: &Value) -> Result<Value, Erro
 /// providers and agents; secrets are never in it (and any key naming one
 /// is redacted besides).
 fn config_get(gateway: &Gateway) -> Value {
-    let config = &gateway.config;
+    let config = &gateway.config();
     let providers: serde_json::Map<String, Value> = config
         .models
         .providers
@@ -812,7 +786,7 @@ fn config_get(gateway: &Gateway) -> Value {
         "gateway": {"mode": "local", "port": config.gateway.port, "bind": format!("{:?}", config.gateway.bind).to_lowercase(),
                     "auth": {"mode": if config.token_source() == crate::config::TokenSource::Off { "none" } else { "token" }}},
         "models": {"providers": providers},
-        "agents": {"defaults": {"model": {"primary": config.chain().first()}}, "list": gateway.agents.ids().collect::<Vec<_>>()},
+        "agents": {"defaults": {"model": {"primary": config.chain().first()}}, "list": gateway.agents().ids().collect::<Vec<_>>()},
     });
     redact(&mut view);
     json!({"exists": true, "valid": true, "config": view, "issues": []})

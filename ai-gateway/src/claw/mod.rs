@@ -11,6 +11,7 @@ pub mod cron;
 pub mod device;
 pub mod methods;
 pub mod pairing;
+pub mod socket;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -19,17 +20,18 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 
-use crate::caller::Caller;
+use crate::caller::{Auth, Caller};
 use crate::gateway::Gateway;
-use device::Connect;
-use pairing::{Admission, Origin, Pairing, Principal};
+use device::{Connect, Device};
+use pairing::{Admission, Origin, Paired, Pairing, Principal};
 use wire::{ErrorShape, Request};
 
 /// How long a client has to answer the challenge.
@@ -39,18 +41,26 @@ const OUTBOUND_FRAMES: usize = 4096;
 /// Requests running at once on one connection.
 const CONCURRENT_REQUESTS: usize = 16;
 
+/// Connections one address may open a minute (each may ask to pair).
+const CONNECTS_PER_MINUTE: u32 = 30;
+
 /// What every OpenClaw connection shares: the paired devices, the runs in
-/// progress (for `chat.abort`), the per-device rate.
+/// progress (for `chat.abort`), the per-device rate, the per-address rate
+/// of connections, and the pairings' changes (which end connections of a
+/// device removed or paired again).
 pub struct Claw {
     /// Paired devices and waiting requests.
     pub pairing: Pairing,
     runs: std::sync::Mutex<HashMap<String, Run>>,
     rate: DefaultKeyedRateLimiter<String>,
+    connects: DefaultKeyedRateLimiter<IpAddr>,
+    paired_changes: tokio::sync::watch::Sender<u64>,
 }
 
 struct Run {
     owner: String,
     session_key: String,
+    connection: u64,
     stop: CancellationToken,
 }
 
@@ -58,11 +68,26 @@ impl Claw {
     /// The protocol's state over `pool`, `per_minute` requests allowed per device.
     pub fn new(pool: sqlx::SqlitePool, per_minute: u32) -> Claw {
         let per_minute = NonZeroU32::new(per_minute.max(1)).expect("at least one");
+        let connects = NonZeroU32::new(CONNECTS_PER_MINUTE).expect("non-zero");
         Claw {
             pairing: Pairing::new(pool),
             runs: std::sync::Mutex::new(HashMap::new()),
             rate: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute)),
+            connects: DefaultKeyedRateLimiter::keyed(Quota::per_minute(connects)),
+            paired_changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// The paired devices changed (approved, removed): connections check
+    /// that their device is still paired as it was.
+    pub fn paired_changed(&self) {
+        self.paired_changes
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Whether `address` may open another connection now.
+    fn may_connect(&self, address: IpAddr) -> bool {
+        self.connects.check_key(&address.to_canonical()).is_ok()
     }
 
     /// Whether `device` may make another request now; if not, when.
@@ -77,17 +102,33 @@ impl Claw {
             })
     }
 
-    fn start_run(&self, run_id: &str, owner: &str, session_key: &str) -> CancellationToken {
+    fn start_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        session_key: &str,
+        connection: u64,
+    ) -> CancellationToken {
         let stop = CancellationToken::new();
         hearth_runtime::lock(&self.runs).insert(
             run_id.to_owned(),
             Run {
                 owner: owner.to_owned(),
                 session_key: session_key.to_owned(),
+                connection,
                 stop: stop.clone(),
             },
         );
         stop
+    }
+
+    /// Stops every run of connection `connection` (its device lost its standing).
+    fn stop_runs_of(&self, connection: u64) {
+        for run in hearth_runtime::lock(&self.runs).values() {
+            if run.connection == connection {
+                run.stop.cancel();
+            }
+        }
     }
 
     fn end_run(&self, run_id: &str) {
@@ -137,6 +178,8 @@ pub(crate) struct Connection {
     pub(crate) principal: Principal,
     /// Rate and runs are counted by this key (the device, or the admin).
     pub(crate) key: String,
+    /// This connection, among the runs.
+    pub(crate) id: u64,
     out: mpsc::Sender<String>,
     seq: std::sync::atomic::AtomicU64,
     closed: CancellationToken,
@@ -166,14 +209,51 @@ impl Connection {
     }
 }
 
+/// What a connection was admitted as, to be checked again when the
+/// pairings or the mesh change: it ends when they no longer say the same.
+struct Standing {
+    device: Option<(Device, Paired)>,
+    mesh_device: Option<hearth_control::agent_api::WhoIs>,
+    address: IpAddr,
+}
+
+impl Standing {
+    /// Why the connection may not go on, if it may not.
+    async fn lost(&self, gateway: &Gateway, claw: &Claw) -> Option<&'static str> {
+        if let Some((device, paired)) = &self.device {
+            match claw.pairing.paired(device).await {
+                Ok(Some(now)) if now == *paired => {}
+                Ok(_) => return Some("this device was removed or paired again"),
+                Err(error) => tracing::warn!(%error, "the device store failed"),
+            }
+        }
+        if let Some(mesh_device) = &self.mesh_device
+            && !gateway.still_named(self.address, mesh_device).await
+        {
+            return Some("the mesh no longer names this device at its address");
+        }
+        None
+    }
+}
+
 /// Serves one WebSocket until it closes.
 pub async fn serve(
-    socket: WebSocket,
+    mut socket: socket::Socket,
+    budget: socket::Budget,
     gateway: Arc<Gateway>,
     claw: Arc<Claw>,
     peer: Peer,
-    auth: Arc<crate::api::Auth>,
+    auth: Arc<Auth>,
 ) {
+    if !claw.may_connect(peer.address) {
+        let _ = socket
+            .send(close(
+                1013,
+                "too many connections from this address; retry later",
+            ))
+            .await;
+        return;
+    }
     let (mut sink, mut stream) = socket.split();
     let nonce = pairing::uuid_like();
     if sink
@@ -203,16 +283,8 @@ pub async fn serve(
             return;
         }
     };
-    let outcome = handshake(
-        &gateway,
-        &claw,
-        &peer,
-        auth.token.as_ref(),
-        &request,
-        &nonce,
-    )
-    .await;
-    let (principal, caller, key, hello) = match outcome {
+    let outcome = handshake(&gateway, &claw, &peer, &auth, &request, &nonce).await;
+    let (principal, caller, key, hello, device) = match outcome {
         Ok(admitted) => admitted,
         Err((refused, reason)) => {
             let _ = sink
@@ -229,20 +301,30 @@ pub async fn serve(
     {
         return;
     }
+    budget.lift();
+    let standing = Standing {
+        device,
+        mesh_device: caller.device.clone(),
+        address: peer.address,
+    };
     let (out, mut outbound) = mpsc::channel::<String>(OUTBOUND_FRAMES);
     let closed = CancellationToken::new();
+    // Why the server ended the connection, if it did: the close frame's reason.
+    let ended = Arc::new(std::sync::Mutex::new(None::<&'static str>));
     let connection = Arc::new(Connection {
-        gateway,
-        claw,
+        gateway: Arc::clone(&gateway),
+        claw: Arc::clone(&claw),
         caller,
         principal,
         key,
+        id: rand::random(),
         out,
         seq: std::sync::atomic::AtomicU64::new(0),
         closed: closed.clone(),
     });
     let writer = tokio::spawn({
         let closed = closed.clone();
+        let ended = Arc::clone(&ended);
         async move {
             let mut ticks = tokio::time::interval(Duration::from_millis(wire::TICK_MS));
             ticks.tick().await;
@@ -259,13 +341,42 @@ pub async fn serve(
                     }
                 }
             }
-            let _ = sink.send(close(1000, "")).await;
+            let reason = hearth_runtime::lock(&ended).take();
+            let _ = match reason {
+                Some(reason) => sink.send(close(1008, reason)).await,
+                None => sink.send(close(1000, "")).await,
+            };
         }
     });
+    let mut paired_changes = claw.paired_changes.subscribe();
+    let mut mesh_changes = gateway.mesh_changes();
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_REQUESTS));
     loop {
         let message = tokio::select! {
             () = closed.cancelled() => break,
+            changed = paired_changes.changed() => {
+                if changed.is_ok() && let Some(reason) = standing.lost(&gateway, &claw).await {
+                    tracing::info!(address = %peer.address, reason, "closing an OpenClaw connection");
+                    *hearth_runtime::lock(&ended) = Some(reason);
+                    break;
+                }
+                continue;
+            }
+            changed = async {
+                match &mut mesh_changes {
+                    Some(changes) => changes.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if changed.is_err() {
+                    mesh_changes = None;
+                } else if let Some(reason) = standing.lost(&gateway, &claw).await {
+                    tracing::info!(address = %peer.address, reason, "closing an OpenClaw connection");
+                    *hearth_runtime::lock(&ended) = Some(reason);
+                    break;
+                }
+                continue;
+            }
             message = stream.next() => message,
         };
         let text = match message {
@@ -278,7 +389,7 @@ pub async fn serve(
                 ));
                 continue;
             }
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
             _ => break,
         };
         let request = match wire::parse_request(&text, wire::MAX_PAYLOAD_BYTES) {
@@ -315,6 +426,11 @@ pub async fn serve(
             drop(slot);
         });
     }
+    // A connection ended for its device's standing stops its runs too (a
+    // client that only went away leaves them to finish into its session).
+    if hearth_runtime::lock(&ended).is_some() {
+        connection.claw.stop_runs_of(connection.id);
+    }
     closed.cancel();
     let _ = writer.await;
 }
@@ -326,19 +442,19 @@ fn close(code: u16, reason: &str) -> WsMessage {
         reason.pop();
     }
     WsMessage::Close(Some(CloseFrame {
-        code,
+        code: code.into(),
         reason: reason.into(),
     }))
 }
 
-type Admitted = (Principal, Caller, String, Value);
+type Admitted = (Principal, Caller, String, Value, Option<(Device, Paired)>);
 
 /// `connect`: the protocol, the secret, the device's proof, its pairing.
 async fn handshake(
     gateway: &Arc<Gateway>,
     claw: &Claw,
     peer: &Peer,
-    token: Option<&zeroize::Zeroizing<String>>,
+    secret: &Auth,
     request: &Request,
     nonce: &str,
 ) -> Result<Admitted, (ErrorShape, String)> {
@@ -361,9 +477,7 @@ async fn handshake(
     let presented = [&auth.token, &auth.password]
         .into_iter()
         .flatten()
-        .any(|given| {
-            token.is_some_and(|expected| crate::api::same(expected.as_bytes(), given.as_bytes()))
-        });
+        .any(|given| secret.is_secret(given));
     let origin = Origin {
         token_holder: presented || peer.local_open,
         member: peer.mesh.as_ref().and_then(|caller| caller.user.clone()),
@@ -412,7 +526,10 @@ async fn handshake(
                 now,
             )
             .await
-            .map_err(store_failed)?;
+            .map_err(|error| match error {
+                pairing::RequestError::Store(error) => store_failed(error),
+                refused => refuse(refused.shape()),
+            })?;
         // As OpenClaw does, a device on this host holding the gateway's
         // token is paired at once (as the admin's): only others wait.
         if !(origin.token_holder && peer.address.is_loopback()) {
@@ -428,6 +545,7 @@ async fn handshake(
             Err(other) => return Err(refuse(ErrorShape::invalid(other.to_string()))),
         };
         tracing::info!(device = %device.id, "a local OpenClaw client holding the token is paired as the admin's");
+        claw.paired_changed();
         decision = pairing::admit(&origin, Some(&admins), true, &requested);
         paired = Some(admins);
     }
@@ -496,5 +614,6 @@ async fn handshake(
         auth_info["deviceToken"] = json!(issued.as_str());
     }
     let hello = methods::hello(gateway, &principal, auth_info);
-    Ok((principal, caller, key, hello))
+    let standing = device.zip(paired);
+    Ok((principal, caller, key, hello, standing))
 }

@@ -27,8 +27,11 @@ pub const SCOPES: [&str; 8] = [
 /// What a member's device may be given: their own chats, sessions and
 /// automations; configuration, pairing and approvals are the admin's.
 pub const MEMBER_SCOPES: [&str; 2] = ["operator.read", "operator.write"];
-/// The most requests kept waiting (the oldest go first).
+/// The most requests kept waiting: when full, a new one is refused (none
+/// waiting is ever pushed out by another).
 pub const MAX_PENDING: i64 = 64;
+/// The most requests waiting from one address (one device of the mesh).
+pub const MAX_PENDING_PER_ADDRESS: i64 = 4;
 
 /// What the gateway knows of a connection before its device is looked up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,6 +119,17 @@ pub fn admit(
         };
     }
     let Some(paired) = device else {
+        // Only the household's devices (or the token's holder) may ask: a
+        // stranger reaching the port fills no queue.
+        if origin.member.is_none() && !origin.tagged && !origin.token_holder {
+            return Admission::Refuse(
+                ErrorShape::new(
+                    Code::Forbidden,
+                    "only devices of the household's mesh may ask to pair with this gateway",
+                )
+                .with_details(json!({"code": "AUTH_UNAUTHORIZED", "reason": "not-in-mesh"})),
+            );
+        }
         return Admission::Pair;
     };
     match &paired.member {
@@ -192,6 +206,35 @@ pub struct Pending {
     pub address: String,
     /// When (Unix seconds).
     pub requested_at: i64,
+}
+
+/// Why a device's request to pair was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Its address has as many requests waiting as it may.
+    #[error(
+        "{MAX_PENDING_PER_ADDRESS} pairing requests from this device already wait for the admin; ask them to approve or remove one"
+    )]
+    TooManyFromAddress,
+    /// As many requests wait as the gateway keeps.
+    #[error(
+        "{MAX_PENDING} pairing requests already wait for the admin; ask them to approve or remove some"
+    )]
+    Full,
+    /// The store failed.
+    #[error("the device store failed: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+impl RequestError {
+    /// As the protocol says it (retryable: the admin may make room).
+    pub fn shape(&self) -> ErrorShape {
+        ErrorShape {
+            retryable: Some(true),
+            ..ErrorShape::new(Code::Unavailable, self.to_string())
+                .with_details(json!({"code": "PAIRING_QUEUE_FULL"}))
+        }
+    }
 }
 
 /// Why an approval cannot be made.
@@ -275,7 +318,7 @@ impl Pairing {
                 .await?;
         Ok(row
             .filter(|(stored,)| !stored.is_empty())
-            .map(|(stored,)| crate::api::same(&stored, &hash(token))))
+            .map(|(stored,)| crate::caller::same(&stored, &hash(token))))
     }
 
     /// Issues `device_id` a new token (the old one stops working).
@@ -294,7 +337,10 @@ impl Pairing {
         Ok(token)
     }
 
-    /// Records (or renews) `device`'s request; its id.
+    /// Records (or renews) `device`'s request; its id. A renewed request
+    /// keeps its id and its place (the list's order is the order devices
+    /// first asked); a new one is refused when its address has
+    /// [`MAX_PENDING_PER_ADDRESS`] waiting, or the list is full.
     #[allow(clippy::too_many_arguments)] // one row's columns
     pub async fn request(
         &self,
@@ -305,48 +351,74 @@ impl Pairing {
         platform: &str,
         address: &str,
         now: i64,
-    ) -> Result<String, sqlx::Error> {
-        let existing: Option<(String,)> = sqlx::query_as(
-            "SELECT request_id FROM claw_requests WHERE device_id = ? AND public_key = ?",
-        )
-        .bind(&device.id)
-        .bind(device.public_key.as_slice())
-        .fetch_optional(&self.pool)
-        .await?;
-        let request_id = existing.map_or_else(uuid_like, |(id,)| id);
+    ) -> Result<String, RequestError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("DELETE FROM claw_requests WHERE device_id = ?")
-            .bind(&device.id)
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query(
-            "INSERT INTO claw_requests (request_id, device_id, public_key, member, scopes, client, platform, \
-             token_holder, address, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let existing: Option<(String, i64)> = sqlx::query_as(
+            "SELECT request_id, requested_at FROM claw_requests WHERE device_id = ? AND public_key = ?",
         )
-        .bind(&request_id)
         .bind(&device.id)
         .bind(device.public_key.as_slice())
-        .bind(origin.member.as_deref())
-        .bind(scopes_text(scopes))
-        .bind(client)
-        .bind(platform)
-        .bind(origin.token_holder)
-        .bind(address)
-        .bind(now)
-        .execute(&mut *transaction)
+        .fetch_optional(&mut *transaction)
         .await?;
-        sqlx::query(
-            "DELETE FROM claw_requests WHERE request_id NOT IN \
-             (SELECT request_id FROM claw_requests ORDER BY requested_at DESC LIMIT ?)",
-        )
-        .bind(MAX_PENDING)
-        .execute(&mut *transaction)
-        .await?;
+        if existing.is_none() {
+            let (from_address, all): (i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(SUM(address = ?), 0), COUNT(*) FROM claw_requests WHERE device_id != ?",
+            )
+            .bind(address)
+            .bind(&device.id)
+            .fetch_one(&mut *transaction)
+            .await?;
+            if from_address >= MAX_PENDING_PER_ADDRESS {
+                return Err(RequestError::TooManyFromAddress);
+            }
+            if all >= MAX_PENDING {
+                return Err(RequestError::Full);
+            }
+        }
+        let request_id = match existing {
+            // Renewed in place: its id, its time and its place in the list stay.
+            Some((request_id, _)) => {
+                sqlx::query(
+                    "UPDATE claw_requests SET member = ?, scopes = ?, client = ?, platform = ?, \
+                     token_holder = ?, address = ? WHERE request_id = ?",
+                )
+                .bind(origin.member.as_deref())
+                .bind(scopes_text(scopes))
+                .bind(client)
+                .bind(platform)
+                .bind(origin.token_holder)
+                .bind(address)
+                .bind(&request_id)
+                .execute(&mut *transaction)
+                .await?;
+                request_id
+            }
+            None => {
+                let request_id = uuid_like();
+                sqlx::query(
+                    "INSERT INTO claw_requests (request_id, device_id, public_key, member, scopes, client, \
+                     platform, token_holder, address, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&request_id)
+                .bind(&device.id)
+                .bind(device.public_key.as_slice())
+                .bind(origin.member.as_deref())
+                .bind(scopes_text(scopes))
+                .bind(client)
+                .bind(platform)
+                .bind(origin.token_holder)
+                .bind(address)
+                .bind(now)
+                .execute(&mut *transaction)
+                .await?;
+                request_id
+            }
+        };
         transaction.commit().await?;
         Ok(request_id)
     }
 
-    /// The requests waiting, oldest first.
+    /// The requests waiting, in the order their devices first asked.
     pub async fn pending(&self) -> Result<Vec<Pending>, sqlx::Error> {
         type Row = (
             String,
@@ -361,7 +433,7 @@ impl Pairing {
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT request_id, device_id, member, scopes, client, platform, token_holder, address, requested_at \
-             FROM claw_requests ORDER BY requested_at, request_id",
+             FROM claw_requests ORDER BY requested_at, rowid",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -594,6 +666,59 @@ mod tests {
                 scopes: asked
             })
         );
+    }
+
+    #[test]
+    fn a_stranger_to_the_mesh_may_not_ask_to_pair() {
+        let asked = strings(&["operator.read"]);
+        assert!(matches!(
+            admit(&from(None, false), None, true, &asked),
+            Admission::Refuse(shape) if shape.message.contains("household's mesh")
+        ));
+        let tagged = Origin {
+            tagged: true,
+            ..from(None, false)
+        };
+        assert_eq!(admit(&tagged, None, true, &asked), Admission::Pair);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_requests_evicts_nobody_and_the_order_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = crate::sessions::Sessions::open(dir.path()).await.unwrap();
+        let pairing = Pairing::new(sessions.pool().clone());
+        let device = |seed: u8| Device {
+            id: format!("device-{seed}"),
+            public_key: [seed; 32],
+        };
+        let ada = from(Some("ada"), false);
+        let first = pairing
+            .request(&device(1), &ada, &[], "cli", "linux", "100.64.0.1", 10)
+            .await
+            .unwrap();
+        // Another member's device asks many times with new keys.
+        let ben = from(Some("ben"), false);
+        let mut refused = 0;
+        for seed in 2..40 {
+            match pairing
+                .request(&device(seed), &ben, &[], "cli", "linux", "100.64.0.2", 20)
+                .await
+            {
+                Ok(_) => {}
+                Err(RequestError::TooManyFromAddress) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(refused, 38 - MAX_PENDING_PER_ADDRESS as usize);
+        // Ada asks again: the same request, still first.
+        let again = pairing
+            .request(&device(1), &ada, &[], "cli", "linux", "100.64.0.1", 30)
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        let pending = pairing.pending().await.unwrap();
+        assert_eq!(pending[0].request_id, first, "{pending:?}");
+        assert_eq!(pending.len(), 1 + MAX_PENDING_PER_ADDRESS as usize);
     }
 
     #[test]

@@ -1028,7 +1028,7 @@ fn assistant(reader: &mut Reader, memory: MemorySection, config: &mut Config) {
         }
         if folder
             .name
-            .starts_with(crate::assistant::documents::SHARED_PREFIX)
+            .starts_with(hearth_assistant::scope::SHARED_PREFIX)
         {
             reader.problem(
                 &child(&at, "name"),

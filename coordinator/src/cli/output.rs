@@ -4,8 +4,19 @@ use hearth_coordinator::accounts::KeyView;
 use hearth_coordinator::admission::NodeView;
 use hearth_coordinator::db::users::UserRow;
 
-/// Renders rows under a header as left-aligned columns.
+/// Renders rows under a header as left-aligned columns. Cells are what
+/// users and devices chose (names, a client's description): shown escaped,
+/// so none can act on the admin's terminal.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| hearth_runtime::terminal::printable(cell))
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

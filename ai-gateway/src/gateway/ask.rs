@@ -1,0 +1,925 @@
+//! The conversation use case every API shares: a caller asks an agent (the
+//! household's assistant) or a model, in plain values ([`Ask`]); the
+//! answer is a stream of [`ReplyEvent`]s or a typed refusal ([`Refused`]).
+//! The sealed chat, the OpenAI API, Ollama's API, OpenClaw's protocol and
+//! the scheduler's questions are adapters that translate their wire to an
+//! `Ask` and the events back; none of them decides anything below.
+//!
+//! Decided here, once, in this order: which agent or model was asked
+//! ([`Gateway::select`]); whom the turn is for, and so whose access and
+//! budget apply (the member asked for, else the caller); whether the policy
+//! lets them use it; which models may answer — a fallback is only ever a
+//! model they may use ([`crate::access::Access::may_answer_with`]); whether
+//! pictures may go to the model; their budget, with the tokens of replies
+//! still streaming reserved ([`crate::access::Reservations`]); a reply slot
+//! of their fair share ([`crate::slots`]). Then the reply streams, and what
+//! it used is counted however it ends — completed, cut, failed or dropped
+//! by the client — and it ends if the mesh stops naming the device it
+//! was asked from.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use hearth_e2ee::{ErrorCode, ReplyEvent, ReplyUsage};
+use hearth_llm::{Message, ModelRef};
+use hearth_roster::Asker;
+
+use super::turns::Route;
+use super::{Gateway, check_images};
+use crate::access::{Access, Target};
+use crate::caller::Caller;
+use crate::slots::Holder;
+
+/// What a caller asks, whatever the wire it came on.
+pub struct Ask {
+    /// Who called.
+    pub caller: Caller,
+    /// The member the caller asks for (household messaging's and the
+    /// scheduler's questions); a device asks for its own member.
+    pub on_behalf_of: Option<Asker>,
+    /// The agent target or model asked for (`openclaw`, `openclaw/<id>`,
+    /// `provider/model`, a bare model id); none is the default agent.
+    pub model: Option<String>,
+    /// The agent named apart from the model (OpenClaw's agent id).
+    pub agent: Option<String>,
+    /// The backend model named apart from the agent (OpenClaw's model override).
+    pub backend_model: Option<String>,
+    /// The session the exchange continues and is kept in; none: the
+    /// caller brings the whole conversation.
+    pub session: Option<Session>,
+    /// The conversation the caller brings, the newest message last.
+    pub messages: Vec<Message>,
+    /// More system prompt, after the agent's persona.
+    pub instructions: Option<String>,
+    /// The most tokens the reply may have (capped by the model and limits).
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Other sampling settings passed through.
+    pub sampling: serde_json::Map<String, serde_json::Value>,
+    /// The caller's own tools (OpenAI's shape).
+    pub tools: Option<serde_json::Value>,
+    /// Which tool the caller wants called.
+    pub tool_choice: Option<serde_json::Value>,
+    /// The API it came on, for the metrics.
+    pub endpoint: &'static str,
+    /// When the request arrived.
+    pub arrived: Instant,
+    /// The rate it is held to here.
+    pub limit: Limit,
+    /// A reply slot the adapter took already ([`Gateway::slot_for`]), to
+    /// say "busy" before its answer's head went out; else one is taken here.
+    pub slot: Option<SlotGuard>,
+}
+
+impl Ask {
+    /// `caller` asking the default agent about `messages` on `endpoint`,
+    /// nothing else set.
+    pub fn new(caller: Caller, messages: Vec<Message>, endpoint: &'static str) -> Ask {
+        Ask {
+            caller,
+            on_behalf_of: None,
+            model: None,
+            agent: None,
+            backend_model: None,
+            session: None,
+            messages,
+            instructions: None,
+            max_tokens: None,
+            temperature: None,
+            sampling: serde_json::Map::new(),
+            tools: None,
+            tool_choice: None,
+            endpoint,
+            arrived: Instant::now(),
+            limit: Limit::Adapter,
+            slot: None,
+        }
+    }
+}
+
+/// Which rate a turn is held to here, besides its adapter's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Limit {
+    /// None here: the adapter limits by what identifies the client better
+    /// (a sealed request's device key, an OpenClaw device).
+    #[default]
+    Adapter,
+    /// The caller's address, at the per-device rate (the OpenAI and
+    /// Ollama APIs, which carry no device key).
+    Address,
+}
+
+/// A kept conversation: a channel of an owner's (the same store serves a
+/// sealed device's channels and an API caller's session keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The channel (`default`, `openai:<key>`, …).
+    pub channel: String,
+    /// Whose channels: a device's key, or a caller's session owner.
+    pub owner: String,
+}
+
+/// Why a turn did not start: a stable code and a sentence for the caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    /// The code (`not_permitted`, `budget_exhausted`, `busy`, …).
+    pub code: ErrorCode,
+    /// Why, for the caller.
+    pub message: String,
+}
+
+impl Refused {
+    /// A refusal with `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refused {
+        Refused {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which agent answers and which model it starts with.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// The agent (its persona).
+    pub agent: String,
+    /// The model tried first, if one was named or the agent has one.
+    pub first: Option<ModelRef>,
+    /// What the access policy is asked about.
+    pub target: Target,
+}
+
+/// Whose turn it is: the account its usage and budget count against, what
+/// the policy lets it do, and whose slot it takes.
+struct Account {
+    who: String,
+    access: Access,
+    holder: Holder,
+}
+
+impl Account {
+    /// The member asked for, with the grants their device has; else the
+    /// caller itself.
+    fn of(caller: &Caller, asker: Option<&Asker>) -> Account {
+        match asker {
+            Some(asker) => Account {
+                who: asker.member.clone(),
+                access: Access::of(&asker.capabilities),
+                holder: Holder::Account(asker.member.clone()),
+            },
+            None => Account {
+                who: caller.account(),
+                access: caller.access(),
+                holder: if caller.speaks_for_members {
+                    Holder::Operator
+                } else {
+                    Holder::Account(caller.account())
+                },
+            },
+        }
+    }
+}
+
+/// A reply slot, given back when dropped.
+pub struct SlotGuard {
+    gateway: Arc<Gateway>,
+    holder: Holder,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        hearth_runtime::lock(&self.gateway.slots).give_back(&self.holder);
+    }
+}
+
+impl Gateway {
+    /// Which agent and model a request names: OpenClaw's agent targets in
+    /// `model` (`openclaw`, `openclaw/<id>`, …) or `agent`; a backend model
+    /// from `backend_model`, or a `provider/model` id (or a bare model id
+    /// naming exactly one) in `model`.
+    pub fn select(
+        &self,
+        model: Option<&str>,
+        agent: Option<&str>,
+        backend_model: Option<&str>,
+    ) -> Result<Selection, Refused> {
+        let unknown = |name: &str| {
+            Refused::new(
+                ErrorCode::ModelNotFound,
+                format!(
+                    "no agent or model is called {name:?}; GET /v1/models lists them: {}",
+                    self.model_ids().join(", ")
+                ),
+            )
+        };
+        let mut chosen_agent = self.agents.default_id().to_owned();
+        let mut chosen = None;
+        if let Some(name) = model.map(str::trim).filter(|name| !name.is_empty()) {
+            match self.agents.target(name) {
+                Some(Ok(id)) => id.clone_into(&mut chosen_agent),
+                Some(Err(())) => return Err(unknown(name)),
+                None => chosen = Some(self.model_named(name).ok_or_else(|| unknown(name))?),
+            }
+        }
+        if let Some(id) = agent.map(str::trim).filter(|id| !id.is_empty()) {
+            if self.agents.get(id).is_none() {
+                return Err(unknown(id));
+            }
+            id.clone_into(&mut chosen_agent);
+        }
+        if let Some(name) = backend_model.map(str::trim).filter(|name| !name.is_empty()) {
+            chosen = Some(self.model_named(name).ok_or_else(|| unknown(name))?);
+        }
+        let target = match &chosen {
+            Some(model) => Target::Model(model.to_string()),
+            None => Target::Agent(chosen_agent.clone()),
+        };
+        let first = chosen.or_else(|| {
+            self.agents
+                .get(&chosen_agent)
+                .and_then(|found| found.model.clone())
+        });
+        Ok(Selection {
+            agent: chosen_agent,
+            first,
+            target,
+        })
+    }
+
+    /// The model ids callers can name: the agents (as OpenClaw lists
+    /// them), then the backend models as `provider/model` (Hearth's own
+    /// addition), then the embedding model.
+    pub fn model_ids(&self) -> Vec<String> {
+        self.agents
+            .model_ids()
+            .into_iter()
+            .chain(self.models().iter().map(ToString::to_string))
+            .chain(self.embedding_model().map(|model| model.to_string()))
+            .collect()
+    }
+
+    /// The model ids `caller` may use (what the policy grants it).
+    pub fn permitted_model_ids(&self, caller: &Caller) -> Vec<String> {
+        let access = caller.access();
+        let mut ids = self.model_ids();
+        ids.retain(|id| {
+            let target = match self.agents.target(id) {
+                Some(Ok(agent)) => Target::Agent(agent.to_owned()),
+                _ => Target::Model(id.clone()),
+            };
+            access.permits(&target)
+        });
+        ids.dedup();
+        ids
+    }
+
+    /// A reply slot for `holder` (its fair share, [`crate::slots`]).
+    pub fn take_slot(self: &Arc<Self>, holder: Holder) -> Result<SlotGuard, Refused> {
+        hearth_runtime::lock(&self.slots)
+            .take(&holder)
+            .map_err(|full| Refused::new(ErrorCode::Busy, full.to_string()))?;
+        Ok(SlotGuard {
+            gateway: Arc::clone(self),
+            holder,
+        })
+    }
+
+    /// The reply slot a turn of `caller` asking for `on_behalf_of` takes
+    /// (none when it names someone it may not: the turn is refused anyway).
+    pub fn slot_for(
+        self: &Arc<Self>,
+        caller: &Caller,
+        on_behalf_of: Option<&Asker>,
+    ) -> Result<Option<SlotGuard>, Refused> {
+        let Ok(asker) = caller.asker(on_behalf_of) else {
+            return Ok(None);
+        };
+        let account = Account::of(caller, asker.as_ref());
+        self.take_slot(account.holder).map(Some)
+    }
+
+    /// Whether `account` may use `target`, and the route of the models
+    /// that may answer it: refused when the policy does not grant the
+    /// target, or grants no model that could answer it.
+    fn route_for(&self, account: &Account, selection: &Selection) -> Result<Route, Refused> {
+        let Account { who, access, .. } = account;
+        if !access.permits(&selection.target) {
+            let (Target::Agent(name) | Target::Model(name)) = &selection.target;
+            return Err(Refused::new(
+                ErrorCode::NotPermitted,
+                format!(
+                    "{who} may not use {name}: the household's policy (grants of hearth.example/cap/ai) lets them use {}",
+                    access.allowed()
+                ),
+            ));
+        }
+        let chain = self.router.chain();
+        let allowed: Vec<ModelRef> = chain
+            .iter()
+            .filter(|model| access.may_answer_with(&selection.target, &model.to_string()))
+            .cloned()
+            .collect();
+        if allowed.is_empty() && !chain.is_empty() {
+            return Err(Refused::new(
+                ErrorCode::NotPermitted,
+                format!(
+                    "none of the models that could answer may be used by {who}: the household's policy \
+                     (grants of hearth.example/cap/ai) lets them use {}",
+                    access.allowed()
+                ),
+            ));
+        }
+        Ok(Route {
+            first: selection.first.clone(),
+            allowed: Arc::new(allowed),
+        })
+    }
+
+    /// Reserves what a turn may use of `account`'s budget today.
+    async fn reserve(&self, account: &Account, wanted: u64) -> Result<Reservation, Refused> {
+        if account.access.daily_tokens.is_none() {
+            return Ok(Reservation::default());
+        }
+        // One at a time: a reply's usage is counted before its reservation
+        // is given back under the same lock, so none is seen twice or missed.
+        let mut reservations = self.reservations.lock().await;
+        let today = crate::usage::day_of(hearth_runtime::clock::unix_seconds());
+        let used = self
+            .usage
+            .used(&account.who, &today)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "the usage store failed");
+                Refused::new(ErrorCode::Internal, "the usage store failed")
+            })?;
+        let tokens = reservations
+            .reserve(&account.who, &account.access, used, wanted)
+            .map_err(|over| Refused::new(ErrorCode::BudgetExhausted, over.to_string()))?;
+        Ok(Reservation { tokens })
+    }
+
+    /// One conversation turn: see the module's documentation for what is
+    /// decided, in which order. The events are `meta` (the model that
+    /// answers), `delta`s, tool calls, then `done` or `error`.
+    pub async fn ask(
+        self: &Arc<Self>,
+        ask: Ask,
+    ) -> Result<BoxStream<'static, ReplyEvent>, Refused> {
+        let endpoint = ask.endpoint;
+        let outcome = self.admit_ask(ask).await;
+        if let Err(refused) = &outcome {
+            self.metrics.outcome(endpoint, refused.code.as_str());
+        }
+        outcome
+    }
+
+    async fn admit_ask(
+        self: &Arc<Self>,
+        ask: Ask,
+    ) -> Result<BoxStream<'static, ReplyEvent>, Refused> {
+        let Ask {
+            caller,
+            on_behalf_of,
+            model,
+            agent,
+            backend_model,
+            session,
+            mut messages,
+            instructions,
+            max_tokens,
+            temperature,
+            sampling,
+            tools,
+            tool_choice,
+            endpoint,
+            arrived,
+            limit,
+            slot,
+        } = ask;
+        let Some(last) = messages.pop() else {
+            return Err(Refused::new(
+                ErrorCode::InvalidRequestError,
+                "the conversation is empty",
+            ));
+        };
+        let selection =
+            self.select(model.as_deref(), agent.as_deref(), backend_model.as_deref())?;
+        // A member named by the caller must be one it may speak for; a
+        // device's own member is what it is, or nobody in particular.
+        let asker = match (caller.asker(on_behalf_of.as_ref()), &on_behalf_of) {
+            (Ok(asker), _) => asker,
+            (Err(why), Some(_)) => return Err(Refused::new(ErrorCode::BadRequest, why)),
+            (Err(_), None) => None,
+        };
+        let account = Account::of(&caller, asker.as_ref());
+        let route = self.route_for(&account, &selection)?;
+        let images = last.images.len() + messages.iter().map(|m| m.images.len()).sum::<usize>();
+        if images > 0 {
+            let vision = self.router.reads_images(route.leading());
+            for message in messages.iter().chain([&last]) {
+                if message.images.is_empty() {
+                    continue;
+                }
+                check_images(&message.images, vision).map_err(|refused| {
+                    let message = match (&refused, &selection.target) {
+                        (super::PictureRefused::NoVision, Target::Model(_)) => {
+                            "this model does not read images: no model here says it has vision \
+                             (llama-server started with a multimodal projector, --mmproj, says so)"
+                                .to_owned()
+                        }
+                        _ => refused.to_string(),
+                    };
+                    Refused::new(ErrorCode::UnsupportedMediaType, message)
+                })?;
+            }
+        }
+        // The household assistant answers a member who asks an agent.
+        let assistant = match (&selection.target, &self.assistant, asker) {
+            (Target::Agent(_), Some(assistant), Some(asker)) => {
+                Some((Arc::clone(assistant), asker))
+            }
+            _ => None,
+        };
+        let household_tools = assistant
+            .as_ref()
+            .and_then(|_| self.household_tools(&route));
+        let client_tools = crate::openai::check_tools(tools.as_ref(), None).unwrap_or_default();
+        if let Some(household) = &household_tools
+            && let Some(clash) = client_tools.iter().find(|name| {
+                household
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|tool| tool["function"]["name"] == name.as_str())
+            })
+        {
+            return Err(Refused::new(
+                ErrorCode::InvalidRequestError,
+                format!(
+                    "the tool {clash:?} is one of the household assistant's own; give yours another name"
+                ),
+            ));
+        }
+        let speaking = {
+            let agent = self
+                .agents
+                .get(&selection.agent)
+                .cloned()
+                .unwrap_or_default();
+            let brought_system = messages.iter().any(|message| message.role == "system");
+            let persona = [
+                agent.persona.clone().filter(|_| !brought_system),
+                instructions,
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n\n");
+            crate::agents::Agent {
+                persona: (!persona.is_empty()).then_some(persona),
+                ..agent
+            }
+        };
+        let (history, save) = match &session {
+            Some(session) => {
+                let (id, stored) = self
+                    .sessions
+                    .current(&session.channel, &session.owner)
+                    .await
+                    .map_err(|error| {
+                        tracing::error!(%error, "session store failed");
+                        Refused::new(ErrorCode::Internal, "the session store failed")
+                    })?;
+                let history: Vec<Message> = stored.iter().cloned().chain(messages).collect();
+                (history, (last.role == "user").then(|| (id, last.clone())))
+            }
+            None => (messages, None),
+        };
+        if limit == Limit::Address {
+            self.admit_plain(caller.address)
+                .map_err(|refused| Refused::new(refused.code(), refused.to_string()))?;
+        }
+        // What the turn may use: its prompt, and the most it may generate.
+        let prompt: usize = history
+            .iter()
+            .chain([&last])
+            .map(crate::context::estimate_tokens)
+            .sum();
+        let (_, most) = self.window(&speaking, max_tokens);
+        let prompt = u64::try_from(prompt).unwrap_or(u64::MAX);
+        let reservation = self
+            .reserve(&account, prompt.saturating_add(u64::from(most)))
+            .await?;
+        let released = ReleaseOnDrop {
+            gateway: Arc::clone(self),
+            who: account.who.clone(),
+            tokens: reservation.tokens,
+        };
+        let slot = match slot {
+            Some(slot) => slot,
+            None => self.take_slot(account.holder.clone())?,
+        };
+        let events = match assistant {
+            Some((assistant, asker)) => {
+                if last.role == "user"
+                    && let Some(said) = assistant.intent(&asker, &last.content).await
+                {
+                    self.metrics.outcome(endpoint, "ok");
+                    self.said(said, save)
+                } else {
+                    // After a client's tool ran, the question is still its last one.
+                    let question = std::iter::once(&last)
+                        .chain(history.iter().rev())
+                        .find(|message| message.role == "user")
+                        .map(|message| message.content.clone())
+                        .unwrap_or_default();
+                    let budget = self.context_budget(&speaking);
+                    let context = assistant.context(&asker, &question, budget).await;
+                    let (mut request, kept) = self.request_with(
+                        &speaking,
+                        &history,
+                        last,
+                        max_tokens,
+                        temperature,
+                        context.system.as_deref(),
+                    );
+                    let dropped = history.len().saturating_sub(kept);
+                    if let (Some((id, _)), true) = (&save, dropped > 0) {
+                        let (assistant, asker, id) =
+                            (Arc::clone(&assistant), asker.clone(), id.clone());
+                        tokio::spawn(async move {
+                            assistant.note_trimmed(&asker, &id, &history, dropped).await;
+                        });
+                    }
+                    request.tools = crate::openai::merge_tools(household_tools, tools);
+                    request.tool_choice = tool_choice;
+                    request.sampling = sampling;
+                    self.assistant_turn(
+                        request,
+                        asker,
+                        context.citations,
+                        save,
+                        route,
+                        arrived,
+                        endpoint,
+                        client_tools,
+                    )
+                }
+            }
+            None => {
+                let mut request = if session.is_some() {
+                    self.request(&speaking, &history, last, max_tokens, temperature)
+                } else {
+                    // The caller brings the whole conversation: it is sent
+                    // as it is, the persona first.
+                    let mut request = self.request(
+                        &crate::agents::Agent {
+                            persona: None,
+                            ..speaking.clone()
+                        },
+                        &[],
+                        last.clone(),
+                        max_tokens,
+                        temperature,
+                    );
+                    request.messages = speaking
+                        .persona
+                        .iter()
+                        .map(|text| Message::new("system", text.clone()))
+                        .chain(history)
+                        .chain(std::iter::once(last))
+                        .collect();
+                    request
+                };
+                request.tools = tools;
+                request.tool_choice = tool_choice;
+                request.sampling = sampling;
+                self.open_turn(&request, arrived, endpoint, save, &route)
+                    .await
+            }
+        };
+        let watch = match (&self.mesh, &caller.device) {
+            (Some(mesh), Some(device)) => Some(Watch {
+                changes: mesh.subscribe(),
+                address: caller.address,
+                device: device.clone(),
+            }),
+            _ => None,
+        };
+        let streaming = Streaming {
+            gateway: Arc::clone(self),
+            events,
+            meter: Meter {
+                who: account.who,
+                model: None,
+                prompt,
+                deltas: 0,
+                reservation: released,
+                counted: false,
+            },
+            watch,
+            _slot: slot,
+            ended: false,
+        };
+        Ok(
+            futures_util::stream::unfold(streaming, |mut streaming| async move {
+                let event = streaming.next().await?;
+                Some((event, streaming))
+            })
+            .boxed(),
+        )
+    }
+
+    /// Embeddings of `inputs` for `caller`: from the embedding model the
+    /// assistant uses (`memory.search`'s), also when none is named, or an
+    /// agent's or a backend model as for chat; after the policy's access,
+    /// from models the caller may use only.
+    pub async fn embed(
+        self: &Arc<Self>,
+        caller: &Caller,
+        model: Option<&str>,
+        backend_model: Option<&str>,
+        inputs: &[String],
+        dimensions: Option<u32>,
+    ) -> Result<(String, Vec<Vec<f64>>), Refused> {
+        let named = model.map(str::trim).filter(|name| !name.is_empty());
+        let embedding = self.embedding_model().filter(|embedding| match named {
+            None => true,
+            Some(name) => embedding.to_string() == name || embedding.model == name,
+        });
+        let account = Account::of(caller, None);
+        let _slot;
+        let embedded = match &embedding {
+            Some(embedding) => {
+                let target = Target::Model(embedding.to_string());
+                if !account.access.permits(&target) {
+                    return Err(Refused::new(
+                        ErrorCode::NotPermitted,
+                        format!(
+                            "{} may not use {embedding}: the household's policy (grants of hearth.example/cap/ai) lets them use {}",
+                            account.who,
+                            account.access.allowed()
+                        ),
+                    ));
+                }
+                _slot = self.take_slot(account.holder.clone())?;
+                self.router
+                    .embed_with(embedding, inputs)
+                    .await
+                    .map(|vectors| (embedding.to_string(), vectors))
+            }
+            None => {
+                let selection = self.select(named, None, backend_model)?;
+                let route = self.route_for(&account, &selection)?;
+                _slot = self.take_slot(account.holder.clone())?;
+                let allowed = Arc::clone(&route.allowed);
+                self.router
+                    .embed(route.first.as_ref(), inputs, dimensions, &move |model| {
+                        allowed.contains(model)
+                    })
+                    .await
+                    .map(|(model, vectors)| (model.to_string(), vectors))
+            }
+        };
+        match embedded {
+            Ok(embedded) => {
+                self.metrics.outcome("embeddings", "ok");
+                Ok(embedded)
+            }
+            Err(_) => {
+                self.metrics.outcome("embeddings", "no_model");
+                Err(Refused::new(
+                    ErrorCode::NoModel,
+                    "no model gave embeddings (a llama-server gives them when started with --embeddings --pooling mean)",
+                ))
+            }
+        }
+    }
+
+    /// Whether the mesh still names `device` at `address`: `false` only on
+    /// a clear answer that it does not (removed, expired, or another
+    /// device there now); an agent that cannot be asked changes nothing.
+    pub async fn still_named(
+        &self,
+        address: std::net::IpAddr,
+        device: &hearth_control::agent_api::WhoIs,
+    ) -> bool {
+        let Some(mesh) = &self.mesh else {
+            return true;
+        };
+        match hearth_control::agent_api::whois(mesh.socket(), address).await {
+            Ok(now) => now.as_ref() == Some(device),
+            Err(_) => true,
+        }
+    }
+
+    /// A receiver of the mesh's changes, when the agent's feed is followed.
+    pub fn mesh_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.mesh.as_ref().map(|mesh| mesh.subscribe())
+    }
+}
+
+/// Tokens reserved for a turn.
+#[derive(Default)]
+struct Reservation {
+    tokens: u64,
+}
+
+/// Gives a turn's reservation back (after its usage is counted).
+struct ReleaseOnDrop {
+    gateway: Arc<Gateway>,
+    who: String,
+    tokens: u64,
+}
+
+impl ReleaseOnDrop {
+    async fn release(&mut self) {
+        let tokens = std::mem::take(&mut self.tokens);
+        if tokens > 0 {
+            self.gateway
+                .reservations
+                .lock()
+                .await
+                .release(&self.who, tokens);
+        }
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let tokens = std::mem::take(&mut self.tokens);
+        if tokens == 0 {
+            return;
+        }
+        let (gateway, who) = (Arc::clone(&self.gateway), self.who.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                gateway.reservations.lock().await.release(&who, tokens);
+            });
+        }
+    }
+}
+
+/// What a reply used, counted however it ends.
+struct Meter {
+    who: String,
+    /// The model answering, once it said (`meta`).
+    model: Option<String>,
+    /// The prompt's estimated size, counted when the model gave no counts.
+    prompt: u64,
+    deltas: u64,
+    reservation: ReleaseOnDrop,
+    counted: bool,
+}
+
+impl Meter {
+    /// Follows `event`: at the reply's end, its counts are added to the
+    /// usage before the end is passed on (the next request sees them).
+    async fn see(&mut self, event: &ReplyEvent) {
+        match event {
+            ReplyEvent::Meta { model, .. } => self.model = Some(model.clone()),
+            ReplyEvent::Delta { .. } => self.deltas += 1,
+            ReplyEvent::Done { usage, .. } => {
+                let counts = usage.unwrap_or(ReplyUsage {
+                    prompt_tokens: 0,
+                    completion_tokens: self.deltas,
+                });
+                self.count(counts).await;
+            }
+            ReplyEvent::Error { .. } => self.cut().await,
+            _ => {}
+        }
+    }
+
+    /// A reply that ended before its end: what the model was given and
+    /// what came of it, when a model took it.
+    async fn cut(&mut self) {
+        let counts = ReplyUsage {
+            prompt_tokens: self.prompt,
+            completion_tokens: self.deltas,
+        };
+        self.count(counts).await;
+    }
+
+    async fn count(&mut self, counts: ReplyUsage) {
+        if self.counted {
+            return;
+        }
+        self.counted = true;
+        if let Some(model) = &self.model {
+            record(&self.reservation.gateway, &self.who, model, counts).await;
+        }
+        self.reservation.release().await;
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if self.counted {
+            return;
+        }
+        // Dropped before its end (the client went away): counted in a
+        // task of its own, the reservation given back after.
+        let Some(model) = self.model.take() else {
+            return;
+        };
+        let counts = ReplyUsage {
+            prompt_tokens: self.prompt,
+            completion_tokens: self.deltas,
+        };
+        let gateway = Arc::clone(&self.reservation.gateway);
+        let reservation = ReleaseOnDrop {
+            gateway: Arc::clone(&gateway),
+            who: self.who.clone(),
+            tokens: std::mem::take(&mut self.reservation.tokens),
+        };
+        let who = self.who.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut reservation = reservation;
+                record(&gateway, &who, &model, counts).await;
+                reservation.release().await;
+            });
+        }
+    }
+}
+
+async fn record(gateway: &Gateway, who: &str, model: &str, counts: ReplyUsage) {
+    let day = crate::usage::day_of(hearth_runtime::clock::unix_seconds());
+    if let Err(error) = gateway
+        .usage
+        .record(
+            &day,
+            who,
+            model,
+            counts.prompt_tokens,
+            counts.completion_tokens,
+        )
+        .await
+    {
+        tracing::error!(%error, "usage was not recorded");
+    }
+}
+
+/// The mesh's word on the device a reply was asked from.
+struct Watch {
+    changes: tokio::sync::watch::Receiver<u64>,
+    address: std::net::IpAddr,
+    device: hearth_control::agent_api::WhoIs,
+}
+
+/// A reply on its way: its events counted, its slot held, ended if the
+/// device it was asked from is no longer what the mesh names there.
+struct Streaming {
+    gateway: Arc<Gateway>,
+    events: BoxStream<'static, ReplyEvent>,
+    meter: Meter,
+    watch: Option<Watch>,
+    _slot: SlotGuard,
+    ended: bool,
+}
+
+impl Streaming {
+    async fn next(&mut self) -> Option<ReplyEvent> {
+        if self.ended {
+            return None;
+        }
+        let event = loop {
+            let Some(watch) = &mut self.watch else {
+                break self.events.next().await;
+            };
+            tokio::select! {
+                event = self.events.next() => break event,
+                changed = watch.changes.changed() => {
+                    if changed.is_err() {
+                        self.watch = None;
+                        continue;
+                    }
+                    if !self.gateway.still_named(watch.address, &watch.device).await {
+                        tracing::info!(address = %watch.address, "the device a reply streams to left the mesh; ending it");
+                        self.ended = true;
+                        self.meter.cut().await;
+                        return Some(ReplyEvent::Error {
+                            code: ErrorCode::Unauthenticated,
+                            message: "the device this reply was asked from is no longer the one the mesh names at its address".into(),
+                        });
+                    }
+                }
+            }
+        };
+        let Some(event) = event else {
+            self.ended = true;
+            self.meter.cut().await;
+            return None;
+        };
+        self.meter.see(&event).await;
+        if matches!(event, ReplyEvent::Done { .. } | ReplyEvent::Error { .. }) {
+            self.ended = true;
+        }
+        Some(event)
+    }
+}
