@@ -258,15 +258,45 @@ async function shareFile(room, file) {
 }
 
 // Files shared to the app from another (the system's share sheet): the
-// worker kept them; they go to the member's conversation with the
-// assistant, and what came with them as a message after them.
-async function takeShared() {
-  if (!("caches" in window)) return;
-  const cache = await caches.open(SHARED);
-  const kept = await cache.match("/shared/list");
-  if (!kept) return;
+// worker kept them. Any web page can make a browser post to /share, so a
+// share is shown and goes nowhere until the member sends it (or discards
+// it): then its files go to their conversation with the assistant, and the
+// words that came with them as a message after them.
+async function pendingShare() {
+  if (!("caches" in window)) return null;
+  const kept = await (await caches.open(SHARED)).match("/shared/list");
+  if (!kept) return null;
   const list = await kept.json();
+  return list.files.length || list.text ? list : null;
+}
+
+async function showShared() {
+  const list = await pendingShare();
+  $("shared").hidden = !list;
+  if (!list) return;
+  const files = $("shared-files");
+  files.replaceChildren(...list.files.map((entry) => {
+    const item = document.createElement("li");
+    item.textContent = entry.size ? `${entry.name} (${size(entry.size)})` : entry.name;
+    return item;
+  }));
+  $("shared-words").textContent = list.text || "";
+  $("shared-words").hidden = $("shared-words-label").hidden = !list.text;
+  $("shared-heading").focus();
+}
+
+async function discardShared() {
+  if ("caches" in window) await caches.delete(SHARED);
+  $("shared").hidden = true;
+}
+
+async function sendShared() {
+  const list = await pendingShare();
+  $("shared").hidden = true;
+  if (!list) return;
+  const cache = await caches.open(SHARED);
   const room = assistantRoom();
+  await openRoom(room);
   for (const entry of list.files) {
     const stored = await cache.match(entry.key);
     if (!stored) continue;
@@ -276,9 +306,10 @@ async function takeShared() {
   }
   if (list.text) {
     saveOutbox([...outbox(), {client_id: newClientId(), room, body: list.text, at: Date.now()}]);
+    renderPending();
+    flush();
   }
-  await cache.delete("/shared/list");
-  state.room = room;
+  await caches.delete(SHARED);
 }
 
 function assistantRoom() {
@@ -840,17 +871,21 @@ async function start() {
   applyLanguage(state.lang);
   api("/api/me/language", {method: "PUT", body: JSON.stringify({language: state.lang})}).catch(() => {});
   if (new URLSearchParams(location.search).has("shared")) {
-    try {
-      await takeShared();
-    } catch (error) {
-      setStatus(error.message);
-    }
     history.replaceState(null, "", `/?room=${encodeURIComponent(state.room)}`);
   }
   await loadRooms();
   await loadPeople();
   await openRoom(state.room);
   connect();
+  // A share waits for the member's word, across reloads, until decided.
+  await showShared().catch((error) => setStatus(error.message));
 }
+
+$("send-shared").addEventListener("click", () => {
+  sendShared().catch((error) => setStatus(error.message));
+});
+$("discard-shared").addEventListener("click", () => {
+  discardShared().catch((error) => setStatus(error.message));
+});
 
 start();

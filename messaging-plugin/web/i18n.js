@@ -65,6 +65,11 @@ const STRINGS = {
     download: (name, size) => `${name} (${size})`,
     picture: (name) => `Picture: ${name}`,
     sharedIn: "Shared with the assistant",
+    sharedTitle: "Shared with Hearth",
+    sharedAsk: "Another app shared this. Send it to your conversation with the assistant? Nothing is sent until you choose.",
+    sharedWords: "With these words:",
+    sendShared: "Send to the assistant",
+    discardShared: "Discard",
   },
   ko: {
     skip: "메시지 입력란으로 건너뛰기",
@@ -127,6 +132,11 @@ const STRINGS = {
     download: (name, size) => `${name} (${size})`,
     picture: (name) => `사진: ${name}`,
     sharedIn: "도우미와 공유함",
+    sharedTitle: "Hearth로 공유됨",
+    sharedAsk: "다른 앱에서 공유한 내용입니다. 도우미와의 대화로 보낼까요? 선택하기 전에는 아무것도 보내지 않습니다.",
+    sharedWords: "함께 온 글:",
+    sendShared: "도우미에게 보내기",
+    discardShared: "버리기",
   },
 };
 

@@ -2,7 +2,9 @@
 // styles, words and icons) kept so the installed app opens at once and
 // offline; a notification tapped opens its conversation; files shared to
 // the installed app from another (the share sheet: a POST to /share) are
-// kept for the page, which sends them to the assistant. Messages and
+// kept for the page, which shows them and sends them to the assistant only
+// when the member says so (any web page can make a browser POST to /share,
+// so a share is never sent by itself). Messages and
 // everything under /api/ always come from the service, never from here.
 // The service fills in VERSION (a hash of the shell), so a new version of
 // the app replaces the old shell.
@@ -35,21 +37,25 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// Most files one share keeps (the service takes each up to 10 MiB).
+const SHARED_FILES = 8;
+
 // A share: its files (and any title, text or link) kept in a cache of
-// their own, then the page opened to send them.
+// their own, in place of any share not yet decided on, then the page
+// opened to show them; it sends nothing by itself.
 async function keepShared(request) {
   const form = await request.formData();
+  await caches.delete(SHARED);
   const cache = await caches.open(SHARED);
-  const kept = await cache.match("/shared/list");
-  const list = kept ? await kept.json() : {files: [], text: ""};
+  const list = {files: [], text: ""};
   for (const file of form.getAll("file")) {
-    if (!(file instanceof File) || !file.size) continue;
+    if (!(file instanceof File) || !file.size || list.files.length >= SHARED_FILES) continue;
     const key = `/shared/${Date.now()}-${list.files.length}`;
     await cache.put(key, new Response(file, {headers: {"content-type": file.type || "application/octet-stream"}}));
-    list.files.push({key, name: file.name});
+    list.files.push({key, name: file.name, size: file.size});
   }
   const words = ["title", "text", "url"].map((name) => form.get(name)).filter((value) => typeof value === "string" && value.trim());
-  if (words.length) list.text = [list.text, ...words].filter(Boolean).join("\n");
+  if (words.length) list.text = words.join("\n").slice(0, 8000);
   await cache.put("/shared/list", new Response(JSON.stringify(list), {headers: {"content-type": "application/json"}}));
   return Response.redirect("/?shared=1", 303);
 }
