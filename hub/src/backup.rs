@@ -4,12 +4,19 @@
 //! the messaging service is snapshotted with `VACUUM INTO` (one
 //! transaction's view while the service keeps writing); the rest
 //! (configuration, secrets, keys, the agent's identity, the assistant's
-//! folders) is copied. What the archive holds and what a restore accepts is
-//! [`crate::archive`]'s.
+//! folders) is copied, each file opened once and copied aside as it is
+//! hashed, so a service rewriting or swapping it meanwhile cannot make the
+//! archive disagree with its manifest. What the archive holds and what a
+//! restore accepts is [`crate::archive`]'s.
 //!
-//! A restore reads and checks the whole archive into a private folder
-//! before it stops anything; the hub's folders it replaces are kept beside
-//! their places (`NAME.before-restore-TIME`), never deleted.
+//! A backup is authenticated ([`Seal`]): with the hub's own backup key
+//! (`/var/lib/hearth-hub/backup.key`, made at the first backup, 0600), or
+//! with a key derived from a passphrase the admin gives (Argon2id), which
+//! is what a restore on another machine needs. A restore ([`Opening`])
+//! checks the tag before it reads anything else, then reads and checks the
+//! whole archive into a private folder before it stops anything; the hub's
+//! folders it replaces are kept beside their places
+//! (`NAME.before-restore-TIME`), never deleted.
 
 use std::io::{Read, Write as _};
 use std::os::unix::fs::{
@@ -19,11 +26,181 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
-use crate::archive::{self, COORDINATOR, Entry, FOLDERS, FileRole, Kind, MANIFEST, Manifest};
+use crate::archive::{
+    self, COORDINATOR, Entry, FOLDERS, FileRole, Kind, MANIFEST, Manifest, Sealing, TAG,
+};
 use crate::health::BackupRecord;
 use crate::layout::{CONTAINER_USER, Layout, Unit};
 use crate::system::{self, Owner};
+
+/// What authenticates a backup being made.
+pub enum Seal {
+    /// The hub's own backup key (restores on this hub, or where a copy of
+    /// the key is given).
+    HubKey,
+    /// A key derived from the admin's passphrase (restores anywhere the
+    /// passphrase is given).
+    Passphrase(Zeroizing<String>),
+}
+
+/// What opens a backup being restored.
+pub enum Opening {
+    /// The key of the hub it was made on: this hub's own, or a copy given
+    /// as a file.
+    HubKey(Option<PathBuf>),
+    /// The passphrase it was made with.
+    Passphrase(Zeroizing<String>),
+}
+
+/// Argon2id's memory for a passphrase's key, KiB.
+const PASSPHRASE_MEMORY_KIB: u32 = 64 * 1024;
+/// Argon2id's passes for a passphrase's key.
+const PASSPHRASE_ITERATIONS: u32 = 3;
+/// The shortest passphrase taken.
+pub const MIN_PASSPHRASE: usize = 10;
+
+/// Reads a passphrase from `file` (its first line): never from the
+/// command line, where `ps` shows it.
+pub fn read_passphrase(file: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the passphrase in {}", file.display()))?,
+    );
+    let passphrase = Zeroizing::new(text.lines().next().unwrap_or_default().to_owned());
+    if passphrase.chars().count() < MIN_PASSPHRASE {
+        bail!(
+            "the passphrase in {} is shorter than {MIN_PASSPHRASE} characters",
+            file.display()
+        );
+    }
+    Ok(passphrase)
+}
+
+fn passphrase_key(
+    passphrase: &str,
+    salt: &[u8],
+    memory_kib: u32,
+    iterations: u32,
+) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let params = argon2::Params::new(memory_kib, iterations, 1, Some(32))
+        .map_err(|error| anyhow::anyhow!("the backup's key settings: {error}"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase.as_bytes(), salt, &mut key[..])
+        .map_err(|error| anyhow::anyhow!("cannot derive the backup's key: {error}"))?;
+    Ok(key)
+}
+
+/// The hub's backup key, made (0600, root) when `create` and there is none.
+fn hub_key(layout: &Layout, create: bool) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let path = layout.backup_key();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            key_of(&text).with_context(|| format!("{} is not a backup key", path.display()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            rand::fill(&mut key[..]);
+            system::make_folder(&layout.hub_state(), 0o755, Owner::ROOT)?;
+            let text = Zeroizing::new(format!("{}\n", hex::encode(&key[..])));
+            system::write_file(&path, text.as_bytes(), 0o600, Owner::ROOT)?;
+            Ok(key)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn key_of(text: &str) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let bytes = Zeroizing::new(hex::decode(text.trim()).context("not hex")?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    if bytes.len() != key.len() {
+        bail!("not 32 bytes");
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+/// The key and how the manifest names it, for a backup sealed by `seal`.
+fn sealing_key(layout: &Layout, seal: &Seal) -> anyhow::Result<(Sealing, Zeroizing<[u8; 32]>)> {
+    match seal {
+        Seal::HubKey => {
+            let key = hub_key(layout, true)?;
+            let key_id = archive::key_id(&key);
+            Ok((Sealing::HubKey { key_id }, key))
+        }
+        Seal::Passphrase(passphrase) => {
+            let salt: [u8; 16] = rand::random();
+            let key = passphrase_key(
+                passphrase,
+                &salt,
+                PASSPHRASE_MEMORY_KIB,
+                PASSPHRASE_ITERATIONS,
+            )?;
+            let sealing = Sealing::Passphrase {
+                salt: hex::encode(salt),
+                memory_kib: PASSPHRASE_MEMORY_KIB,
+                iterations: PASSPHRASE_ITERATIONS,
+            };
+            Ok((sealing, key))
+        }
+    }
+}
+
+/// The key that opens a backup sealed as `sealing`, from `opening`.
+fn opening_key(
+    layout: &Layout,
+    sealing: &Sealing,
+    opening: &Opening,
+) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    match (sealing, opening) {
+        (Sealing::HubKey { key_id }, Opening::HubKey(file)) => {
+            let key = match file {
+                Some(file) => key_of(
+                    &std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                )
+                .with_context(|| format!("{} is not a backup key", file.display()))?,
+                None => hub_key(layout, false).with_context(|| {
+                    "this backup was made with a hub's backup key and this machine has none: give \
+                     that hub's key with --key-file"
+                })?,
+            };
+            if archive::key_id(&key) != *key_id {
+                bail!(archive::ArchiveError::NotAuthentic(format!(
+                    "it was made with the backup key {key_id}, not this one; give that hub's \
+                     /var/lib/hearth-hub/backup.key with --key-file"
+                )));
+            }
+            Ok(key)
+        }
+        (
+            Sealing::Passphrase {
+                salt,
+                memory_kib,
+                iterations,
+            },
+            Opening::Passphrase(passphrase),
+        ) => {
+            if *memory_kib > 1024 * 1024 || *iterations > 64 {
+                bail!(archive::ArchiveError::Manifest(
+                    "its key settings are out of range".into()
+                ));
+            }
+            let salt = hex::decode(salt).context("the backup's salt is not hex")?;
+            passphrase_key(passphrase, &salt, *memory_kib, *iterations)
+        }
+        (Sealing::Passphrase { .. }, Opening::HubKey(_)) => {
+            bail!("this backup is sealed with a passphrase: give it with --passphrase-file")
+        }
+        (Sealing::HubKey { .. }, Opening::Passphrase(_)) => bail!(
+            "this backup is sealed with a hub's backup key, not a passphrase: restore it without \
+             --passphrase-file (on the hub that made it), or give that hub's key with --key-file"
+        ),
+    }
+}
 
 /// A private folder under the hub's state, removed when dropped.
 struct Staging {
@@ -50,14 +227,16 @@ impl Drop for Staging {
     }
 }
 
-/// One thing to put in the archive: where its bytes are now.
+/// One thing to put in the archive: where its bytes are now (a copy in the
+/// staging folder, made as it was hashed).
 struct Source {
     entry: Entry,
     from: Option<PathBuf>,
 }
 
-/// Writes the hub's backup to `file` (which must not exist); 0600.
-pub fn backup(layout: &Layout, file: &Path) -> anyhow::Result<Manifest> {
+/// Writes the hub's backup to `file` (which must not exist), sealed by
+/// `seal`; 0600.
+pub fn backup(layout: &Layout, file: &Path, seal: &Seal) -> anyhow::Result<Manifest> {
     if file.symlink_metadata().is_ok() {
         bail!(
             "{} exists; a backup never overwrites a file",
@@ -66,6 +245,7 @@ pub fn backup(layout: &Layout, file: &Path) -> anyhow::Result<Manifest> {
     }
     let record = crate::setup::read_record(layout)?
         .context("this hub is not set up: there is nothing to back up")?;
+    let (sealing, key) = sealing_key(layout, seal)?;
     let staging = Staging::new(layout, "backup")?;
     let mut sources = Vec::new();
     // The coordinator's own backup: its database snapshot and identity.
@@ -85,7 +265,7 @@ pub fn backup(layout: &Layout, file: &Path) -> anyhow::Result<Manifest> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut snapshot = 0;
+    let mut copies = 0;
     for (folder, _) in FOLDERS {
         let path = layout.beneath(folder);
         if path.is_dir() {
@@ -107,15 +287,15 @@ pub fn backup(layout: &Layout, file: &Path) -> anyhow::Result<Manifest> {
                     return Ok(());
                 }
                 let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+                copies += 1;
+                let copy = staging.path.join(format!("copy-{copies}"));
                 match archive::database_role(&file_name) {
                     FileRole::Skip => Ok(()),
                     FileRole::Copy => {
-                        sources.push(source_file(name, path, owner, mode)?);
+                        sources.push(copied_file(name, path, &copy, owner, mode)?);
                         Ok(())
                     }
                     FileRole::Database => {
-                        snapshot += 1;
-                        let copy = staging.path.join(format!("snapshot-{snapshot}.db"));
                         runtime.block_on(snapshot_database(path, &copy))?;
                         sources.push(source_file(name, &copy, owner, mode)?);
                         Ok(())
@@ -126,12 +306,13 @@ pub fn backup(layout: &Layout, file: &Path) -> anyhow::Result<Manifest> {
     }
     let manifest = Manifest {
         format: archive::FORMAT,
+        sealing,
         version: env!("CARGO_PKG_VERSION").into(),
         created_at: hearth_runtime::clock::unix_seconds(),
         household: record.answers.household.clone(),
         entries: sources.iter().map(|source| source.entry.clone()).collect(),
     };
-    write_archive(file, &manifest, &sources)?;
+    write_archive(file, &manifest, &key, &sources)?;
     let bytes = std::fs::metadata(file)?.len();
     let record = BackupRecord {
         at: manifest.created_at,
@@ -176,6 +357,57 @@ fn source_file(
         },
         from: Some(path.to_owned()),
     })
+}
+
+/// `path` copied to `copy` (a private file) as it is hashed, from one
+/// opening of it (never through a link): what the archive holds is what
+/// was hashed, however the service changes the file meanwhile.
+fn copied_file(
+    name: String,
+    path: &Path,
+    copy: &Path,
+    owner: archive::Owner,
+    mode: u32,
+) -> anyhow::Result<Source> {
+    let mut input = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut output = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(copy)
+        .with_context(|| format!("cannot write {}", copy.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let read = input.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        output.write_all(&buffer[..read])?;
+        bytes += read as u64;
+    }
+    output.sync_all()?;
+    Ok(Source {
+        entry: Entry {
+            name,
+            kind: Kind::File,
+            mode,
+            owner,
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
+        },
+        from: Some(copy.to_owned()),
+    })
+}
+
+fn libc_o_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 /// Calls `visit` for `path` and everything beneath it (folders before what
@@ -243,7 +475,12 @@ async fn snapshot_database(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// Writes the archive to a new temporary file beside `file`, then links it
 /// into place only if nothing took the name meanwhile.
-fn write_archive(file: &Path, manifest: &Manifest, sources: &[Source]) -> anyhow::Result<()> {
+fn write_archive(
+    file: &Path,
+    manifest: &Manifest,
+    key: &[u8; 32],
+    sources: &[Source],
+) -> anyhow::Result<()> {
     let dir = file
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -268,6 +505,15 @@ fn write_archive(file: &Path, manifest: &Manifest, sources: &[Source]) -> anyhow
             0o600,
             &mut text.as_slice(),
             text.len() as u64,
+        )?;
+        let tag = archive::tag(key, &text);
+        append(
+            &mut builder,
+            TAG,
+            Kind::File,
+            0o600,
+            &mut tag.as_bytes(),
+            tag.len() as u64,
         )?;
         for source in sources {
             let entry = &source.entry;
@@ -324,23 +570,42 @@ fn append(
     Ok(())
 }
 
-/// Reads and checks the archive `file` into `staging`: its manifest first,
-/// then every entry as the manifest names it, with its hash.
-fn unpack(file: &Path, staging: &Path) -> anyhow::Result<Manifest> {
+/// Reads and checks the archive `file` into `staging`: its manifest and its
+/// tag first (the key from `opening`; nothing else is read from an archive
+/// that is not authentic), then every entry as the manifest names it, with
+/// its hash, and only where Hearth puts such a file.
+fn unpack(
+    layout: &Layout,
+    file: &Path,
+    opening: &Opening,
+    staging: &Path,
+) -> anyhow::Result<Manifest> {
     let input =
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(input));
     let mut entries = archive.entries()?;
-    let mut first = entries
-        .next()
-        .ok_or(archive::ArchiveError::NoManifest)?
-        .map_err(|_| archive::ArchiveError::NoManifest)?;
-    if first.path()?.to_str() != Some(MANIFEST) || first.size() > archive::MAX_MANIFEST {
-        bail!(archive::ArchiveError::NoManifest);
+    let mut read_first = |name: &str, limit: u64| -> anyhow::Result<Vec<u8>> {
+        let mut entry = entries
+            .next()
+            .ok_or(archive::ArchiveError::NoManifest)?
+            .map_err(|_| archive::ArchiveError::NoManifest)?;
+        if entry.path()?.to_str() != Some(name) || entry.size() > limit {
+            bail!(archive::ArchiveError::NoManifest);
+        }
+        let mut text = Vec::new();
+        entry.read_to_end(&mut text)?;
+        Ok(text)
+    };
+    let text = read_first(MANIFEST, archive::MAX_MANIFEST)?;
+    if let Some(format) = archive::format_of(&text)
+        && format != archive::FORMAT
+    {
+        bail!(archive::ArchiveError::Format(format));
     }
-    let mut text = Vec::new();
-    first.read_to_end(&mut text)?;
+    let given = read_first(TAG, 1024)?;
     let manifest = archive::read_manifest(&text)?;
+    let key = opening_key(layout, &manifest.sealing, opening)?;
+    archive::check_tag(&key, &text, &given)?;
     let mut expected = manifest.entries.iter();
     for entry in entries {
         let mut entry = entry.context("the backup is damaged")?;
@@ -357,6 +622,9 @@ fn unpack(file: &Path, staging: &Path) -> anyhow::Result<Manifest> {
         };
         let next = expected.next();
         archive::expect(next, &name, kind, entry.size())?;
+        if name != COORDINATOR {
+            archive::placement(&name, kind)?;
+        }
         let target = staging.join(&name);
         if kind == Kind::Folder {
             std::fs::DirBuilder::new()
@@ -393,6 +661,12 @@ fn unpack(file: &Path, staging: &Path) -> anyhow::Result<Manifest> {
                 "its contents changed".into()
             ));
         }
+        // The one unit drop-in Hearth writes, word for word.
+        if name == archive::OLLAMA_DROPIN_NAME
+            && std::fs::read(&target)? != crate::render::OLLAMA_DROPIN.as_bytes()
+        {
+            bail!(archive::ArchiveError::NotHearths(name));
+        }
     }
     if let Some(missing) = expected.next() {
         bail!(archive::ArchiveError::Missing(missing.name.clone()));
@@ -400,15 +674,50 @@ fn unpack(file: &Path, staging: &Path) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-/// Restores the hub from `file`.
-pub fn restore(layout: &Layout, file: &Path) -> anyhow::Result<()> {
+/// Puts the checked entries of `manifest` from `staging` in their places,
+/// each with the mode and owner Hearth gives its path
+/// ([`archive::placement`]), whatever the archive said.
+fn place(layout: &Layout, manifest: &Manifest, staging: &Path) -> anyhow::Result<()> {
+    let socket_group = system::group(layout, crate::layout::SOCKET_GROUP).ok();
+    for entry in &manifest.entries {
+        if entry.name == COORDINATOR {
+            continue;
+        }
+        let placed = archive::placement(&entry.name, entry.kind)?;
+        let place = layout.beneath(&entry.name);
+        let owner = match placed.owner {
+            archive::Owner::Root => Owner::ROOT,
+            // A secret of the containers is readable by them and the group
+            // of the sockets, as setup makes it.
+            archive::Owner::Container => Owner {
+                uid: CONTAINER_USER,
+                gid: if entry.name.starts_with("etc/") {
+                    socket_group.unwrap_or(CONTAINER_USER)
+                } else {
+                    CONTAINER_USER
+                },
+            },
+        };
+        match entry.kind {
+            Kind::Folder => system::make_folder(&place, placed.mode, owner)?,
+            Kind::File => {
+                let contents = Zeroizing::new(std::fs::read(staging.join(&entry.name))?);
+                system::write_file(&place, &contents, placed.mode, owner)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Restores the hub from `file`, opened by `opening`.
+pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("hearth restore replaces system services' state: run it as root");
     }
     let staging = Staging::new(layout, "restore")?;
-    let manifest = unpack(file, &staging.path)?;
+    let manifest = unpack(layout, file, opening, &staging.path)?;
     eprintln!(
-        "The backup of {} ({} entries, Hearth {}) is whole; stopping the hub",
+        "The backup of {} ({} entries, Hearth {}) is whole and authentic; stopping the hub",
         manifest.household,
         manifest.entries.len(),
         manifest.version
@@ -425,11 +734,6 @@ pub fn restore(layout: &Layout, file: &Path) -> anyhow::Result<()> {
         let _ = system::systemctl(&["stop", unit.name()]);
     }
     let now = hearth_runtime::clock::unix_seconds();
-    let container = Owner {
-        uid: CONTAINER_USER,
-        gid: CONTAINER_USER,
-    };
-    let socket_group = system::group(layout, crate::layout::SOCKET_GROUP).ok();
     let mut kept = Vec::new();
     for (folder, _) in FOLDERS {
         if !manifest.entries.iter().any(|entry| entry.name == folder) {
@@ -443,33 +747,7 @@ pub fn restore(layout: &Layout, file: &Path) -> anyhow::Result<()> {
             kept.push(aside);
         }
     }
-    for entry in &manifest.entries {
-        if entry.name == COORDINATOR {
-            continue;
-        }
-        let place = layout.beneath(&entry.name);
-        let owner = match entry.owner {
-            archive::Owner::Root => Owner::ROOT,
-            // A secret of the containers is readable by them and the group
-            // of the sockets, as setup makes it.
-            archive::Owner::Container => Owner {
-                gid: if entry.name.starts_with("etc/") {
-                    socket_group.unwrap_or(CONTAINER_USER)
-                } else {
-                    CONTAINER_USER
-                },
-                ..container
-            },
-        };
-        match entry.kind {
-            Kind::Folder => system::make_folder(&place, entry.mode, owner)?,
-            Kind::File => {
-                let contents =
-                    zeroize::Zeroizing::new(std::fs::read(staging.path.join(&entry.name))?);
-                system::write_file(&place, &contents, entry.mode, owner)?;
-            }
-        }
-    }
+    place(layout, &manifest, &staging.path)?;
     // The coordinator's state, through its own restore, into an empty folder.
     let state = layout.coordinator_state();
     if state.symlink_metadata().is_ok() {
@@ -515,9 +793,14 @@ fn chown_tree(path: &Path, owner: Owner) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    const KEY: [u8; 32] = [7; 32];
+
     fn manifest_for(entries: Vec<Entry>) -> Manifest {
         Manifest {
             format: archive::FORMAT,
+            sealing: Sealing::HubKey {
+                key_id: archive::key_id(&KEY),
+            },
             version: "0.1.0".into(),
             created_at: 1,
             household: "Parks".into(),
@@ -536,21 +819,43 @@ mod tests {
         }
     }
 
-    /// An archive at `path` with `manifest` written first.
-    fn begun(path: &Path, manifest: &Manifest) -> tar::Builder<std::fs::File> {
+    /// A layout whose hub key is [`KEY`], in `dir`.
+    fn hub_with_key(dir: &Path) -> Layout {
+        let layout = Layout::under(dir);
+        std::fs::create_dir_all(layout.hub_state()).unwrap();
+        std::fs::write(layout.backup_key(), hex::encode(KEY)).unwrap();
+        layout
+    }
+
+    /// An archive at `path` with `text` as its manifest, tagged with `tag`.
+    fn begun_with(path: &Path, text: &[u8], tag: &str) -> tar::Builder<std::fs::File> {
         let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
-        let text = serde_json::to_vec(manifest).unwrap();
         let length = text.len() as u64;
         append(
             &mut builder,
             MANIFEST,
             Kind::File,
             0o600,
-            &mut text.as_slice(),
+            &mut &text[..],
             length,
         )
         .unwrap();
+        append(
+            &mut builder,
+            TAG,
+            Kind::File,
+            0o600,
+            &mut tag.as_bytes(),
+            tag.len() as u64,
+        )
+        .unwrap();
         builder
+    }
+
+    /// An archive at `path` with `manifest` first, tagged under [`KEY`].
+    fn begun(path: &Path, manifest: &Manifest) -> tar::Builder<std::fs::File> {
+        let text = serde_json::to_vec(manifest).unwrap();
+        begun_with(path, &text, &archive::tag(&KEY, &text))
     }
 
     /// An archive of `entries` (name, contents) with `manifest` first.
@@ -573,18 +878,25 @@ mod tests {
         path
     }
 
+    fn staging_in(dir: &Path) -> PathBuf {
+        let staging = dir.join(format!("s{:x}", rand::random::<u32>()));
+        std::fs::create_dir(&staging).unwrap();
+        staging
+    }
+
     #[test]
     fn an_archive_as_its_manifest_says_unpacks_whole() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
         let entries = [
             ("etc/hearth/setup.json", &b"{}"[..]),
             (COORDINATOR, &b"tar"[..]),
         ];
         let manifest = manifest_for(entries.iter().map(|(n, c)| file_entry(n, c)).collect());
         let file = archive_of(dir.path(), &manifest, &entries);
-        let staging = dir.path().join("staging");
-        std::fs::create_dir(&staging).unwrap();
-        assert_eq!(unpack(&file, &staging).unwrap(), manifest);
+        let staging = staging_in(dir.path());
+        let opened = unpack(&layout, &file, &Opening::HubKey(None), &staging).unwrap();
+        assert_eq!(opened, manifest);
         assert_eq!(
             std::fs::read(staging.join("etc/hearth/setup.json")).unwrap(),
             b"{}"
@@ -594,6 +906,7 @@ mod tests {
     #[test]
     fn a_changed_extra_missing_or_outside_entry_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
         let good = file_entry("etc/hearth/setup.json", b"{}");
         type Case<'a> = (Manifest, Vec<(&'a str, &'a [u8])>, &'a str);
         let cases: [Case; 4] = [
@@ -620,16 +933,325 @@ mod tests {
         ];
         for (manifest, entries, says) in cases {
             let file = archive_of(dir.path(), &manifest, &entries);
-            let staging = dir.path().join(format!("s{:x}", rand::random::<u32>()));
-            std::fs::create_dir(&staging).unwrap();
-            let refused = unpack(&file, &staging).unwrap_err().to_string();
+            let refused = unpack(
+                &layout,
+                &file,
+                &Opening::HubKey(None),
+                &staging_in(dir.path()),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(refused.contains(says), "{refused} (expected {says:?})");
         }
+    }
+
+    /// The review's attack: whoever can write the backup file rewrites an
+    /// entry and its sum together (a setuid file, a world-writable token).
+    /// The tag, made with a key the attacker does not have, no longer fits.
+    #[test]
+    fn a_backup_edited_entry_and_sum_together_is_not_authentic() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
+        let honest = b"#!/bin/sh\nexit 0\n";
+        let manifest = manifest_for(vec![file_entry("etc/hearth/hook", honest)]);
+        let text = serde_json::to_vec(&manifest).unwrap();
+        let tag = archive::tag(&KEY, &text);
+        let evil = b"#!/bin/sh\nid > /tmp/owned\n";
+        let mut edited = manifest.clone();
+        edited.entries[0] = Entry {
+            mode: 0o4755,
+            ..file_entry("etc/hearth/hook", evil)
+        };
+        let edited_text = serde_json::to_vec(&edited).unwrap();
+        let path = dir.path().join("edited.tar");
+        let mut builder = begun_with(&path, &edited_text, &tag);
+        append(
+            &mut builder,
+            "etc/hearth/hook",
+            Kind::File,
+            0o4755,
+            &mut &evil[..],
+            evil.len() as u64,
+        )
+        .unwrap();
+        builder.into_inner().unwrap();
+        let staging = staging_in(dir.path());
+        let refused = unpack(&layout, &path, &Opening::HubKey(None), &staging)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("not authentic"), "{refused}");
+        assert!(
+            !staging.join("etc/hearth/hook").exists(),
+            "nothing is unpacked from an archive that is not authentic"
+        );
+
+        // Made with another hub's key: refused too, and told which is needed.
+        let other = Layout::under(&dir.path().join("other"));
+        std::fs::create_dir_all(other.hub_state()).unwrap();
+        std::fs::write(other.backup_key(), hex::encode([9u8; 32])).unwrap();
+        let file = archive_of(dir.path(), &manifest, &[("etc/hearth/hook", honest)]);
+        let refused = unpack(
+            &other,
+            &file,
+            &Opening::HubKey(None),
+            &staging_in(dir.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("--key-file"), "{refused}");
+        // Given that hub's key as a file, it opens.
+        let key_file = dir.path().join("their.key");
+        std::fs::write(&key_file, hex::encode(KEY)).unwrap();
+        assert!(
+            unpack(
+                &other,
+                &file,
+                &Opening::HubKey(Some(key_file)),
+                &staging_in(dir.path())
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_passphrase_backup_opens_with_its_passphrase_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
+        let seal = Seal::Passphrase(Zeroizing::new("correct horse battery".into()));
+        let (sealing, key) = sealing_key(&layout, &seal).unwrap();
+        assert!(matches!(sealing, Sealing::Passphrase { .. }));
+        assert!(
+            !layout.backup_key().exists(),
+            "no hub key is needed or made"
+        );
+        let manifest = Manifest {
+            sealing,
+            ..manifest_for(vec![file_entry("etc/hearth/setup.json", b"{}")])
+        };
+        let text = serde_json::to_vec(&manifest).unwrap();
+        let path = dir.path().join("sealed.tar");
+        let mut builder = begun_with(&path, &text, &archive::tag(&key, &text));
+        append(
+            &mut builder,
+            "etc/hearth/setup.json",
+            Kind::File,
+            0o644,
+            &mut &b"{}"[..],
+            2,
+        )
+        .unwrap();
+        builder.into_inner().unwrap();
+        let right = Opening::Passphrase(Zeroizing::new("correct horse battery".into()));
+        assert!(unpack(&layout, &path, &right, &staging_in(dir.path())).is_ok());
+        let wrong = Opening::Passphrase(Zeroizing::new("correct horse battery!".into()));
+        let refused = unpack(&layout, &path, &wrong, &staging_in(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("not authentic"), "{refused}");
+        let refused = unpack(
+            &layout,
+            &path,
+            &Opening::HubKey(None),
+            &staging_in(dir.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("--passphrase-file"), "{refused}");
+    }
+
+    #[test]
+    fn a_backup_of_the_old_unauthenticated_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
+        let old =
+            br#"{"format":1,"version":"0.1.0","createdAt":1,"household":"Parks","entries":[]}"#;
+        let path = dir.path().join("old.tar");
+        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        append(
+            &mut builder,
+            MANIFEST,
+            Kind::File,
+            0o600,
+            &mut &old[..],
+            old.len() as u64,
+        )
+        .unwrap();
+        builder.into_inner().unwrap();
+        let refused = unpack(
+            &layout,
+            &path,
+            &Opening::HubKey(None),
+            &staging_in(dir.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("format 1"), "{refused}");
+    }
+
+    /// The review's attack, as the admin's own backup could carry it: modes
+    /// with special bits, a world-writable secret, a unit drop-in that runs
+    /// a command. A restore gives every path Hearth's own mode and owner,
+    /// and takes no drop-in but setup's own, word for word.
+    #[test]
+    fn a_restore_gives_hearths_modes_and_takes_no_foreign_unit_drop_in() {
+        if !rustix::process::geteuid().is_root() {
+            hearth_testdata::skip::<()>("placing files under their owners needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
+        let entries: [(&str, &[u8], u32); 3] = [
+            ("etc/hearth/setup.json", b"{}", 0o4755),
+            ("etc/hearth/gateway/gateway.token", b"secret", 0o666),
+            ("var/lib/hearth-gateway/sessions.db", b"db", 0o2777),
+        ];
+        let folders = ["etc/hearth", "etc/hearth/gateway", "var/lib/hearth-gateway"];
+        let manifest = manifest_for(
+            folders
+                .iter()
+                .map(|name| Entry {
+                    name: (*name).into(),
+                    kind: Kind::Folder,
+                    mode: 0o1777,
+                    owner: archive::Owner::Root,
+                    bytes: 0,
+                    sha256: String::new(),
+                })
+                .chain(entries.iter().map(|(name, contents, mode)| Entry {
+                    mode: *mode,
+                    ..file_entry(name, contents)
+                }))
+                .collect(),
+        );
+        let file = dir.path().join("modes.tar");
+        let mut builder = begun(&file, &manifest);
+        for name in folders {
+            append(
+                &mut builder,
+                name,
+                Kind::Folder,
+                0o1777,
+                &mut std::io::empty(),
+                0,
+            )
+            .unwrap();
+        }
+        for (name, contents, mode) in entries {
+            append(
+                &mut builder,
+                name,
+                Kind::File,
+                mode,
+                &mut &contents[..],
+                contents.len() as u64,
+            )
+            .unwrap();
+        }
+        builder.into_inner().unwrap();
+        let staging = staging_in(dir.path());
+        let opened = unpack(&layout, &file, &Opening::HubKey(None), &staging).unwrap();
+        place(&layout, &opened, &staging).unwrap();
+        let mode_of = |name: &str| {
+            let metadata = std::fs::metadata(layout.beneath(name)).unwrap();
+            (metadata.permissions().mode() & 0o7777, metadata.uid())
+        };
+        assert_eq!(mode_of("etc/hearth"), (0o755, 0));
+        assert_eq!(mode_of("etc/hearth/setup.json"), (0o644, 0));
+        assert_eq!(
+            mode_of("etc/hearth/gateway/gateway.token"),
+            (0o600, CONTAINER_USER)
+        );
+        assert_eq!(
+            mode_of("var/lib/hearth-gateway/sessions.db"),
+            (0o600, CONTAINER_USER)
+        );
+
+        // A drop-in of the attacker's, or setup's own name with other words.
+        let foreign = "etc/systemd/system/hearth-inference.socket.d/zz-exec.conf";
+        let exec = b"[Socket]\nExecStartPre=/bin/sh -c 'id > /tmp/owned'\n";
+        for (name, contents) in [
+            (foreign, &exec[..]),
+            (archive::OLLAMA_DROPIN_NAME, &exec[..]),
+        ] {
+            let manifest = manifest_for(vec![file_entry(name, contents)]);
+            let file = archive_of(dir.path(), &manifest, &[(name, contents)]);
+            let refused = unpack(
+                &layout,
+                &file,
+                &Opening::HubKey(None),
+                &staging_in(dir.path()),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(refused.contains("Hearth never writes"), "{refused}");
+        }
+        // Setup's own, word for word, is taken.
+        let ours = crate::render::OLLAMA_DROPIN.as_bytes();
+        let name = archive::OLLAMA_DROPIN_NAME;
+        let manifest = manifest_for(vec![file_entry(name, ours)]);
+        let file = archive_of(dir.path(), &manifest, &[(name, ours)]);
+        assert!(
+            unpack(
+                &layout,
+                &file,
+                &Opening::HubKey(None),
+                &staging_in(dir.path())
+            )
+            .is_ok()
+        );
+    }
+
+    /// The review saw a service rewrite a file between the backup hashing
+    /// it and reading it again: the archive disagreed with its manifest,
+    /// and the backup said it succeeded. What is archived is the copy made
+    /// as it was hashed.
+    #[test]
+    fn a_file_rewritten_while_it_is_backed_up_cannot_spoil_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
+        let original = dir.path().join("keys.json");
+        std::fs::write(&original, b"{\"key\": 1}").unwrap();
+        let source = copied_file(
+            "var/lib/hearth-gateway/keys.json".into(),
+            &original,
+            &dir.path().join("copy"),
+            archive::Owner::Container,
+            0o600,
+        )
+        .unwrap();
+        // The service rewrites it, then swaps another file in.
+        std::fs::write(&original, b"{\"key\": 2, \"more\": true}").unwrap();
+        let swapped = dir.path().join("swapped");
+        std::fs::write(&swapped, b"x").unwrap();
+        std::fs::rename(&swapped, &original).unwrap();
+        let manifest = manifest_for(vec![source.entry.clone()]);
+        let file = dir.path().join("hub.tar");
+        write_archive(&file, &manifest, &KEY, &[source]).unwrap();
+        let staging = staging_in(dir.path());
+        unpack(&layout, &file, &Opening::HubKey(None), &staging).unwrap();
+        assert_eq!(
+            std::fs::read(staging.join("var/lib/hearth-gateway/keys.json")).unwrap(),
+            b"{\"key\": 1}"
+        );
+        // Never through a link.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+        assert!(
+            copied_file(
+                "etc/hearth/x".into(),
+                &link,
+                &dir.path().join("copy2"),
+                archive::Owner::Root,
+                0o600
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn an_archive_without_a_manifest_first_is_not_a_backup() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
         let path = dir.path().join("other.tar");
         let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
         append(
@@ -642,13 +1264,16 @@ mod tests {
         )
         .unwrap();
         builder.into_inner().unwrap();
-        let refused = unpack(&path, dir.path()).unwrap_err().to_string();
+        let refused = unpack(&layout, &path, &Opening::HubKey(None), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("not a Hearth hub backup"), "{refused}");
     }
 
     #[test]
     fn a_link_in_the_archive_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = hub_with_key(dir.path());
         let manifest = manifest_for(vec![file_entry("etc/hearth/x", b"")]);
         let path = dir.path().join("link.tar");
         let mut builder = begun(&path, &manifest);
@@ -659,7 +1284,9 @@ mod tests {
             .append_link(&mut header, "etc/hearth/x", "/etc/shadow")
             .unwrap();
         builder.into_inner().unwrap();
-        let refused = unpack(&path, dir.path()).unwrap_err().to_string();
+        let refused = unpack(&layout, &path, &Opening::HubKey(None), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.contains("not a regular file or folder"),
             "{refused}"

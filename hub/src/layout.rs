@@ -192,6 +192,12 @@ impl Layout {
         self.at("/var/lib/hearth-hub/last-backup.json")
     }
 
+    /// The key that authenticates this hub's backups (0600, root; never
+    /// inside a backup).
+    pub fn backup_key(&self) -> PathBuf {
+        self.at("/var/lib/hearth-hub/backup.key")
+    }
+
     /// What the packages ship beside the binaries.
     pub fn share(&self) -> PathBuf {
         self.at("/usr/share/hearth")

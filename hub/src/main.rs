@@ -33,11 +33,27 @@ enum Command {
     },
     /// Write the whole hub (coordinator, agent, gateway keys, sessions,
     /// memory, reminders, messages, configuration) to FILE while it runs;
-    /// 0600, never overwritten.
-    Backup { file: PathBuf },
-    /// Put a backup back: stops the hub, keeps what was here beside its
-    /// place, restores, starts the hub.
-    Restore { file: PathBuf },
+    /// 0600, never overwritten. Authenticated with this hub's backup key,
+    /// or with a passphrase (what a restore on another machine needs).
+    Backup {
+        file: PathBuf,
+        /// A file whose first line is the passphrase that seals the
+        /// backup (at least 10 characters; never given on the command line).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Put a backup back: checks it is authentic and whole, stops the hub,
+    /// keeps what was here beside its place, restores, starts the hub.
+    Restore {
+        file: PathBuf,
+        /// The passphrase the backup was sealed with, in a file.
+        #[arg(long, conflicts_with = "key_file")]
+        passphrase_file: Option<PathBuf>,
+        /// The backup key of the hub that made it (its
+        /// /var/lib/hearth-hub/backup.key), on another machine.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
     /// The gateway and messaging pod.
     #[command(subcommand)]
     Pod(PodCommand),
@@ -152,15 +168,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Backup { file } => {
-            let manifest = hearth_hub::backup::backup(&layout, &file)?;
+        Command::Backup {
+            file,
+            passphrase_file,
+        } => {
+            use hearth_hub::backup::{Seal, read_passphrase};
+            let seal = match &passphrase_file {
+                Some(path) => Seal::Passphrase(read_passphrase(path)?),
+                None => Seal::HubKey,
+            };
+            let manifest = hearth_hub::backup::backup(&layout, &file, &seal)?;
             eprintln!(
                 "wrote {} ({} entries; keep it off this machine, it holds the hub's keys)",
                 file.display(),
-                manifest.entries.len() + 1
+                manifest.entries.len() + 2
             );
+            if passphrase_file.is_none() {
+                eprintln!(
+                    "sealed with this hub's backup key ({}): a restore on another machine needs a copy \
+                     of it (hearth restore --key-file), or back up with --passphrase-file",
+                    layout.backup_key().display()
+                );
+            }
         }
-        Command::Restore { file } => hearth_hub::backup::restore(&layout, &file)?,
+        Command::Restore {
+            file,
+            passphrase_file,
+            key_file,
+        } => {
+            use hearth_hub::backup::{Opening, read_passphrase};
+            let opening = match passphrase_file {
+                Some(path) => Opening::Passphrase(read_passphrase(&path)?),
+                None => Opening::HubKey(key_file),
+            };
+            hearth_hub::backup::restore(&layout, &file, &opening)?;
+        }
         Command::Pod(PodCommand::Render(args)) => {
             let overrides = hearth_hub::pod::Overrides {
                 template: args.template,

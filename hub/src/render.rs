@@ -16,6 +16,12 @@ pub const LLAMA_CONTEXT: u32 = 4096;
 /// The most tokens an answer may take.
 pub const ANSWER_TOKENS: u32 = 512;
 
+/// The unit drop-in setup writes when the model is an Ollama on this
+/// machine: the model's socket leads to Ollama's proxy. The only drop-in
+/// Hearth writes, and the only one a restore puts back.
+pub const OLLAMA_DROPIN: &str = "# Written by `hearth setup`: the model's socket leads to Ollama on this machine.\n\
+                                 [Socket]\nService=hearth-ollama-proxy.service\n";
+
 /// `setup.env`: the coordinator's settings from the answers (systemd reads
 /// it before the admin's `coordinator.env`, which may override each).
 pub fn setup_env(answers: &Answers) -> String {

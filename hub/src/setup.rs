@@ -903,8 +903,7 @@ fn place_model(
             }
         }
         None => {
-            let text = "# Written by `hearth setup`: the model's socket leads to Ollama on this machine.\n\
-                        [Socket]\nService=hearth-ollama-proxy.service\n";
+            let text = crate::render::OLLAMA_DROPIN;
             system::make_folder(
                 dropin.parent().context("a drop-in has a folder")?,
                 0o755,

@@ -369,8 +369,20 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     kept(&phone, "after the upgrade");
     assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
-    // A backup while it runs, then purge: nothing left behind.
-    machine.exec_ok(&["hearth", "backup", "/root/hub.tar"]);
+    // A backup while it runs, sealed with the admin's passphrase (the hub's
+    // own key goes with a purge), then purge: nothing left behind.
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        "umask 077 && printf 'the Parks keep their keys\\n' > /root/backup-passphrase",
+    ]);
+    machine.exec_ok(&[
+        "hearth",
+        "backup",
+        "--passphrase-file",
+        "/root/backup-passphrase",
+        "/root/hub.tar",
+    ]);
     assert_eq!(
         machine
             .exec_ok(&["stat", "-c", "%a", "/root/hub.tar"])
@@ -407,11 +419,16 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     ] {
         machine.exec_ok(&["test", "-s", kept]);
     }
+    // Another pod of the machine uses Podman's shared kube network: purging
+    // Hearth leaves it.
+    machine.exec_ok(&["podman", "network", "create", "podman-default-kube-network"]);
     machine.exec_ok(&[
         "bash",
         "-c",
         "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-llama-server hearth",
     ]);
+    machine.exec_ok(&["podman", "network", "exists", "podman-default-kube-network"]);
+    machine.exec_ok(&["podman", "network", "rm", "podman-default-kube-network"]);
     let left = machine.written(&owners);
     assert!(left.is_empty(), "purge left behind: {left:#?}");
     for (what, args) in [
@@ -457,7 +474,13 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     // A fresh install and the backup bring the household back.
     install("/srv/debs-2");
     machine.copy_in(&backup, "/root/hub.tar");
-    let restored = machine.exec(&["hearth", "restore", "/root/hub.tar"]);
+    let restored = machine.exec(&[
+        "hearth",
+        "restore",
+        "--passphrase-file",
+        "/root/backup-passphrase",
+        "/root/hub.tar",
+    ]);
     assert!(
         restored.status.success(),
         "hearth restore: {}\n{}",

@@ -108,15 +108,18 @@ fn the_pod_serves_the_household_from_containers() {
     let mut cleanup = Cleanup::default();
     cleanup.kube.push(rendered.clone());
     cleanup.pods.push(pod.clone());
-    let kube_network = "podman-default-kube-network";
-    if !podman::podman()
-        .args(["network", "exists", kube_network])
-        .status()
-        .unwrap()
-        .success()
-    {
-        cleanup.networks.push(kube_network.to_owned());
-    }
+    // The pod's own network, as hearth-pod.service makes one.
+    let network = format!("hearth-test-{}", std::process::id());
+    let made = podman::podman()
+        .args(["network", "create", &network])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "podman network create: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    cleanup.networks.push(network.clone());
     let render = Command::new(binary("hearth"))
         .args(["pod", "render", "--output"])
         .arg(&rendered)
@@ -164,12 +167,14 @@ fn the_pod_serves_the_household_from_containers() {
         command
             .arg(format!("--net=/run/netns/{}", household.hub.namespace))
             .arg("podman")
-            .args(["kube", action])
-            .arg(&rendered)
-            .env(
-                "CONTAINERS_CONF",
-                workspace_root().join("podman/test/containers.conf"),
-            );
+            .args(["kube", action]);
+        if action == "play" {
+            command.args(["--network", &network]);
+        }
+        command.arg(&rendered).env(
+            "CONTAINERS_CONF",
+            workspace_root().join("podman/test/containers.conf"),
+        );
         command.output().unwrap()
     };
     let played = deploy("play");
