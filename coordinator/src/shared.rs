@@ -59,6 +59,7 @@ pub async fn follow(coordinator: Arc<Coordinator>, mut stop: tokio::sync::watch:
                     Announcement::Node { id } => coordinator.follow_node(id).await,
                     Announcement::Policy => coordinator.follow_policy().await,
                     Announcement::Relays => coordinator.refresh_relays().await,
+                    Announcement::Users => coordinator.follow_users().await,
                 };
                 if let Err(error) = applied {
                     tracing::warn!(%error, "could not apply another coordinator's change");

@@ -873,3 +873,42 @@ async fn one_address_cannot_hold_every_dns_connection() {
     assert!(answered >= 1);
     drop(held);
 }
+
+/// The fourth review: a device's certificate orders were counted in memory
+/// only (a restart forgot them) and only when the CA issued one (a failed
+/// order, which costs the CA as much, was free), so a device could make the
+/// coordinator order without end. Every order counts, and the count is the
+/// database's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_certificate_orders_count_failed_or_not_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its CA is at a dead address: every order fails.
+    let (mut server, _plain, _dns) = start_with_acme(dir.path(), None, "ts.home.example");
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--pre-approved"]);
+    let laptop = hearth_testkit::control_plane::register(&token, "laptop").await;
+    let order = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["laptop.ts.home.example".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        hearth_control::wire::CertRequest {
+            csr_der: hearth_control::wire::encode_der(
+                params.serialize_request(&key).unwrap().der(),
+            ),
+        }
+    };
+    let week = hearth_coordinator::acme::DEVICE_CERTIFICATES_PER_WEEK;
+    for _ in 0..week - 1 {
+        let failed = laptop.client.certificate(&order()).await.unwrap_err();
+        assert!(!failed.to_string().contains("this week"), "{failed}");
+    }
+    // A restart forgets none of them.
+    server.sigterm();
+    let server = server.restart();
+    let failed = laptop.client.certificate(&order()).await.unwrap_err();
+    assert!(!failed.to_string().contains("this week"), "{failed}");
+    let refused = laptop.client.certificate(&order()).await.unwrap_err();
+    assert!(refused.to_string().contains("this week"), "{refused}");
+    drop(server);
+}

@@ -129,6 +129,54 @@ async fn two_coordinators_on_one_database_admit_a_single_use_key_once_and_follow
         .await;
 }
 
+/// The fourth review, reading the coordinator: users were never announced
+/// between coordinators sharing a database (only nodes, the policy and
+/// relays were), so a user renamed on one kept the old name on the other:
+/// in its node list, in whois, and in the policy its nodes' maps follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_renamed_on_one_coordinator_is_renamed_on_the_other() {
+    let Some(cluster) = hearth_testkit::postgres::available() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_on(&state_a, &url);
+    share_identity(&state_a, &state_b);
+    let b = start_on(&state_b, &url);
+    a.cli_ok(&["users", "create", "alice"]);
+    a.cli_ok(&["users", "create", "bob"]);
+    let alices = a.token(&["--user", "alice", "--pre-approved"]);
+    let bobs = a.token(&["--user", "bob", "--pre-approved"]);
+    let laptop = register(&alices, "laptop").await;
+    let server = register(&bobs, "server").await;
+    // The laptop follows its map from A; the policy names the new name.
+    let mut view = MapView::open(&laptop).await;
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["ada@"], "dst": ["bob@:*"]}]}"#,
+    )
+    .unwrap();
+    b.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    view.wait_until(Duration::from_secs(2), |view| view.peers.is_empty())
+        .await;
+
+    // Renamed on B: A names the laptop's user ada, and its map follows.
+    b.cli_ok(&["users", "rename", "alice", "ada"]);
+    let nodes = wait_for_nodes(&a, |nodes| {
+        nodes
+            .iter()
+            .any(|node| node["name"] == "laptop" && node["user"] == "ada")
+    });
+    assert!(
+        nodes.iter().all(|node| node["user"] != "alice"),
+        "{nodes:#?}"
+    );
+    view.wait_until(Duration::from_secs(2), |view| view.has_peer(server.id()))
+        .await;
+}
+
 /// Every node's map, as the node sees it: peers and filter, as JSON.
 async fn maps(
     devices: &[hearth_testkit::control_plane::Device],

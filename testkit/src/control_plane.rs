@@ -47,6 +47,8 @@ pub struct Server {
     pub child: Child,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// The extra arguments it was started with (a restart keeps them).
+    extra: Vec<String>,
 }
 
 /// A coordinator to start, with extra flags.
@@ -105,7 +107,7 @@ impl Server {
             matches!(self.child.try_wait(), Ok(Some(_))),
             "restart only a coordinator that has stopped (sigterm or kill9 first)"
         );
-        Server::launch(&self.state, &[], Some(self.address))
+        Server::launch(&self.state, &self.extra, Some(self.address))
     }
 
     /// Starts a coordinator on `state` with `extra` arguments to `serve`.
@@ -171,6 +173,7 @@ impl Server {
                 stun,
                 child,
                 log: log.clone(),
+                extra: extra.to_vec(),
             };
             match server.wait_ready(log_start) {
                 Ready::Yes => {

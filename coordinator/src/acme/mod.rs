@@ -205,39 +205,50 @@ impl Acme {
 pub const DEVICE_CERTIFICATES_PER_WEEK: usize = 5;
 const WEEK: i64 = 7 * 24 * 3600;
 
-/// Which devices are getting a certificate now, and when each got theirs:
-/// one request at a time per device, [`DEVICE_CERTIFICATES_PER_WEEK`].
+/// Which devices are getting a certificate now: one request at a time per
+/// device, and [`DEVICE_CERTIFICATES_PER_WEEK`] orders a week, counted from
+/// the database (so a restart forgets none) whether they succeeded or not
+/// (a failed order costs the CA as much). Pure, the week's count given.
 #[derive(Debug, Default)]
 pub struct DeviceIssuance {
     in_flight: std::collections::HashSet<u64>,
-    issued: std::collections::HashMap<u64, Vec<i64>>,
+}
+
+/// Why a device may not order a certificate now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotNow {
+    /// It ordered as many as it may this week.
+    #[error(
+        "this device ordered {DEVICE_CERTIFICATES_PER_WEEK} certificates this week, the most it may; \
+         keep using the last one"
+    )]
+    ThisWeek,
+    /// An order of its own is under way.
+    #[error("this device is already getting a certificate")]
+    UnderWay,
 }
 
 impl DeviceIssuance {
-    /// Device `node` begins asking at `now`, or is told why not.
-    pub fn begin(&mut self, node: u64, now: i64) -> Result<(), String> {
-        let times = self.issued.entry(node).or_default();
-        times.retain(|&at| now - at < WEEK);
-        if times.len() >= DEVICE_CERTIFICATES_PER_WEEK {
-            return Err(format!(
-                "this device got {DEVICE_CERTIFICATES_PER_WEEK} certificates this week, \
-                 the most it may; keep using the last one"
-            ));
+    /// Device `node`, which ordered `this_week` certificates in the last
+    /// seven days, begins an order, or is told why not.
+    pub fn begin(&mut self, node: u64, this_week: u64) -> Result<(), NotNow> {
+        if this_week >= DEVICE_CERTIFICATES_PER_WEEK as u64 {
+            return Err(NotNow::ThisWeek);
         }
         if !self.in_flight.insert(node) {
-            return Err("this device is already getting a certificate".into());
+            return Err(NotNow::UnderWay);
         }
         Ok(())
     }
 
-    /// Device `node`'s request ended at `now`; `issued` when it got one.
-    pub fn end(&mut self, node: u64, issued: bool, now: i64) {
+    /// Device `node`'s order ended.
+    pub fn end(&mut self, node: u64) {
         self.in_flight.remove(&node);
-        if issued {
-            self.issued.entry(node).or_default().push(now);
-        }
     }
 }
+
+/// How far back the weekly count of a device's orders looks.
+pub const ORDER_WINDOW_SECONDS: i64 = WEEK;
 
 /// Keeps the coordinator's own certificate current until `stop`: gets one
 /// when none is served, renews it when [`renew_at`] says, retries failures
@@ -370,18 +381,17 @@ mod tests {
     fn a_device_gets_one_certificate_at_a_time_and_a_few_a_week() {
         let mut issuance = DeviceIssuance::default();
         issuance.begin(7, 0).unwrap();
-        assert!(issuance.begin(7, 1).unwrap_err().contains("already"));
+        assert_eq!(issuance.begin(7, 1), Err(NotNow::UnderWay));
         // Another device is not held up.
         issuance.begin(8, 1).unwrap();
-        issuance.end(7, true, 2);
-        for at in 1..DEVICE_CERTIFICATES_PER_WEEK as i64 {
-            issuance.begin(7, at * 10).unwrap();
-            issuance.end(7, true, at * 10);
-        }
-        assert!(issuance.begin(7, 100).unwrap_err().contains("this week"));
-        // A failed request does not count; a week later the first are gone.
-        issuance.end(8, false, 3);
-        issuance.begin(8, 4).unwrap();
-        issuance.begin(7, WEEK + 20).unwrap();
+        issuance.end(7);
+        issuance
+            .begin(7, DEVICE_CERTIFICATES_PER_WEEK as u64 - 1)
+            .unwrap();
+        issuance.end(7);
+        assert_eq!(
+            issuance.begin(7, DEVICE_CERTIFICATES_PER_WEEK as u64),
+            Err(NotNow::ThisWeek)
+        );
     }
 }

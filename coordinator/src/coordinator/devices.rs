@@ -900,12 +900,28 @@ impl Coordinator {
             .csr_bytes()
             .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
         crate::acme::request::check_request(&csr, &domain).map_err(Error::BadRequest)?;
+        // Every order counts, whether the CA issues or not, and the count
+        // is the database's: a restart or another coordinator forgets none.
+        let now = unix_now();
+        let window = crate::acme::ORDER_WINDOW_SECONDS;
+        let this_week = self
+            .db
+            .certificate_orders_since(record.id, now - window)
+            .await?;
         acme.issuance()
-            .begin(record.id, unix_now())
-            .map_err(Error::TooManyPending)?;
+            .begin(record.id, this_week)
+            .map_err(|not_now| Error::TooManyPending(not_now.to_string()))?;
+        let recorded = self
+            .db
+            .record_certificate_order(record.id, now, now - window)
+            .await;
+        if let Err(error) = recorded {
+            acme.issuance().end(record.id);
+            return Err(error.into());
+        }
         tracing::info!(node = record.id, %domain, "getting a certificate for a device");
         let chain = acme.certify_device(&domain, &csr).await;
-        acme.issuance().end(record.id, chain.is_ok(), unix_now());
+        acme.issuance().end(record.id);
         match chain {
             Ok(chain_pem) => {
                 tracing::info!(node = record.id, %domain, "certificate issued for a device");

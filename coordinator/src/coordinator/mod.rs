@@ -685,6 +685,20 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Reads the users back from the database (another coordinator on it
+    /// renamed or deleted one, or a sign-in changed someone's provider
+    /// groups): their nodes' identities and the policy's groups follow.
+    pub(crate) async fn follow_users(&self) -> Result<()> {
+        let turn = self.turn().await;
+        self.resync_state(&turn).await?;
+        self.refresh_provider_groups(&turn).await
+    }
+
+    /// Tells the other coordinators on the database that users changed.
+    pub(super) async fn announce_users(&self) {
+        self.db.announce(&crate::db::Announcement::Users).await;
+    }
+
     /// `Coordinator::resync_state` in a writer's turn, then the policy
     /// and relays read again.
     pub async fn resync(&self) -> Result<()> {

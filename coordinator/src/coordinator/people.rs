@@ -118,6 +118,7 @@ impl Coordinator {
             };
         }
         tracing::info!(user = %user.name, "a user was linked to the identity provider");
+        self.announce_users().await;
         Ok(UserRow {
             email: email.map(str::to_owned).or(user.email.clone()),
             ..user
@@ -161,6 +162,7 @@ impl Coordinator {
             self.apply(&turn, record);
         }
         self.refresh_provider_groups(&turn).await?;
+        self.announce_users().await;
         Ok(UserRow {
             name: new.to_owned(),
             ..user
@@ -185,6 +187,7 @@ impl Coordinator {
         }
         self.db.delete_user(user.id).await?;
         self.refresh_provider_groups(&turn).await?;
+        self.announce_users().await;
         Ok(())
     }
 
@@ -542,6 +545,7 @@ impl Coordinator {
             .record_sign_in(user.id, &person.subject, &groups, now)
             .await?;
         self.refresh_provider_groups(&turn).await?;
+        self.announce_users().await;
         let node = self.register_login(&turn, &pending.code, &user).await?;
         tracing::info!(user = %user.name, node = node.id, "a device joined through sign-in");
         Ok(Joined {

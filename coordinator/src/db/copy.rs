@@ -100,6 +100,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
             ],
         ),
         (
+            "device_certificates",
+            &[("node_id", Int), ("ordered_at", Int)],
+        ),
+        (
             "policy",
             &[("id", Int), ("body", Text), ("updated_at", Int)],
         ),

@@ -21,6 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite, SqlitePool, Transaction};
 
+pub mod certificates;
 pub mod copy;
 pub mod nodes;
 pub mod policy;
@@ -180,6 +181,9 @@ pub enum Announcement {
     Policy,
     /// The standalone relays changed.
     Relays,
+    /// Users changed: renamed or deleted, or their identity provider's
+    /// groups (a sign-in, a link), which the policy's groups follow.
+    Users,
 }
 
 /// A connection pool to the coordinator's database.
