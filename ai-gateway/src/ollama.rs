@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::openai::ToolCalls;
 
 /// Why a request is refused (`400`, `{"error": "..."}`).
-pub type Invalid = String;
+pub use crate::openai::Invalid;
 
 /// The Ollama version this API follows (what `/api/version` says).
 pub const VERSION: &str = "0.12.6";
@@ -152,10 +152,10 @@ pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
             message.role.as_str(),
             "system" | "user" | "assistant" | "tool"
         ) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "messages[{index}]: the role {:?} is not one of system, user, assistant, tool",
                 message.role
-            ));
+            )));
         }
         let mut read = Message::new(&message.role, message.content);
         if let Some(calls) = message.tool_calls {
@@ -284,7 +284,9 @@ pub fn embed_request(body: &[u8], legacy: bool) -> Result<EmbedAsked, Invalid> {
         _ => return Err("`input` must be a string or a list of strings".into()),
     };
     if inputs.is_empty() || inputs.len() > MAX_EMBED_INPUTS {
-        return Err(format!("`{key}` must hold 1 to {MAX_EMBED_INPUTS} strings"));
+        return Err(Invalid(format!(
+            "`{key}` must hold 1 to {MAX_EMBED_INPUTS} strings"
+        )));
     }
     let dimensions = match body.get("dimensions") {
         None | Some(Value::Null) => None,
@@ -529,7 +531,7 @@ mod tests {
             (br#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web"}]}"#, "function"),
         ] {
             let why = chat_request(body).unwrap_err();
-            assert!(why.contains(says), "{why}");
+            assert!(why.0.contains(says), "{why}");
         }
         assert!(generate_request(br#"{"model": "m", "prompt": "x", "raw": true}"#).is_err());
         assert!(embed_request(br#"{"model": "m", "input": []}"#, false).is_err());

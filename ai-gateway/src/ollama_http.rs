@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -18,12 +18,12 @@ use futures_util::StreamExt as _;
 use hearth_e2ee::{ErrorCode, ReplyEvent};
 use serde_json::json;
 
-use crate::api::{
-    Auth, authenticate, error_body, failure_status, openai_ask, refusal, refused_response,
-    same_origin,
-};
+use crate::caller::Auth;
 use crate::caller::Caller;
-use crate::gateway::{Ask, Gateway, failure_message};
+use crate::edge::{
+    authenticate, error_body, failure_status, refusal, refused_response, same_origin,
+};
+use crate::gateway::{Ask, Gateway, Limit, failure_message};
 use crate::ollama::{self, Kind, Reply};
 
 /// The Ollama API's routes.
@@ -185,7 +185,7 @@ async fn chat(
 ) -> Response {
     match ollama::chat_request(&body) {
         Ok(asked) => reply(gateway, caller, asked, Kind::Chat).await,
-        Err(why) => bad(why),
+        Err(why) => bad(why.0),
     }
 }
 
@@ -196,7 +196,7 @@ async fn generate(
 ) -> Response {
     match ollama::generate_request(&body) {
         Ok(asked) => reply(gateway, caller, asked, Kind::Generate).await,
-        Err(why) => bad(why),
+        Err(why) => bad(why.0),
     }
 }
 
@@ -222,19 +222,14 @@ async fn reply(
         Kind::Generate => "ollama_generate",
     };
     let ask = Ask {
+        model: Some(asked.model.clone()),
         max_tokens: asked.options.max_tokens,
         temperature: asked.options.temperature,
         tools: asked.tools,
         sampling: asked.options.sampling,
+        limit: Limit::Address,
         arrived,
-        ..openai_ask(
-            caller,
-            Some(&asked.model),
-            &HeaderMap::new(),
-            None,
-            asked.messages,
-            endpoint,
-        )
+        ..Ask::new(caller, asked.messages, endpoint)
     };
     let mut events = match gateway.ask(ask).await {
         Ok(events) => events,
@@ -296,7 +291,7 @@ async fn embedding(gateway: Arc<Gateway>, caller: Caller, body: Bytes, legacy: b
     let arrived = Instant::now();
     let asked = match ollama::embed_request(&body, legacy) {
         Ok(asked) => asked,
-        Err(why) => return bad(why),
+        Err(why) => return bad(why.0),
     };
     if let Err(refused) = gateway.admit_plain(caller.address) {
         return refusal(&gateway, refused);

@@ -9,7 +9,27 @@ use hearth_llm::Message;
 use serde_json::{Map, Value, json};
 
 /// Why a request is refused (`400 invalid_request_error`).
-pub type Invalid = String;
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(why: String) -> Invalid {
+        Invalid(why)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(why: &str) -> Invalid {
+        Invalid(why.to_owned())
+    }
+}
+
+impl From<hearth_llm::chat::ContentRefused> for Invalid {
+    fn from(why: hearth_llm::chat::ContentRefused) -> Invalid {
+        Invalid(why.to_string())
+    }
+}
 
 /// Checks chat `tools` (`[{type: "function", function: {name, …}}]`) and
 /// `tool_choice`; returns the tools' names.
@@ -21,11 +41,13 @@ pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<
         };
         for (index, tool) in tools.iter().enumerate() {
             if tool["type"] != "function" {
-                return Err(format!("tools[{index}]: only function tools are supported"));
+                return Err(Invalid(format!(
+                    "tools[{index}]: only function tools are supported"
+                )));
             }
             match tool["function"]["name"].as_str() {
                 Some(name) if !name.is_empty() => names.push(name.to_owned()),
-                _ => return Err(format!("tools[{index}].function.name is missing")),
+                _ => return Err(Invalid(format!("tools[{index}].function.name is missing"))),
             }
         }
     }
@@ -38,15 +60,15 @@ pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<
                 .or_else(|| choice["name"].as_str())
                 .unwrap_or("");
             if !names.iter().any(|known| known == name) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "tool_choice names {name:?}, which is not among the tools"
-                ));
+                )));
             }
         }
         Some(other) => {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "tool_choice {other} is not supported (\"auto\", \"none\", \"required\" or a function)"
-            ));
+            )));
         }
     }
     Ok(names)
@@ -157,9 +179,9 @@ fn item_content(content: &Value) -> Result<(String, Vec<String>), Invalid> {
                     }
                     Some("input_image") => images.push(hearth_llm::chat::image_url(part)?),
                     other => {
-                        return Err(format!(
+                        return Err(Invalid(format!(
                             "content parts of type {other:?} are not supported here (text and images)"
-                        ));
+                        )));
                     }
                 }
             }
@@ -191,14 +213,19 @@ pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invali
                         match role {
                             "system" | "developer" if images.is_empty() => system.push(text),
                             "system" | "developer" => {
-                                return Err(at("images go in a user message".into()));
+                                return Err(Invalid(at("images go in a user message".into())));
                             }
                             "user" | "assistant" => {
                                 let mut message = Message::new(role, text);
                                 message.images = images;
                                 messages.push(message);
                             }
-                            other => return Err(at(format!("role {other:?} is not supported"))),
+                            other => {
+                                return Err(Invalid(at(format!(
+                                    "role {other:?} is not supported"
+                                )
+                                .into())));
+                            }
                         }
                     }
                     "function_call" => {
@@ -221,7 +248,12 @@ pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invali
                         messages.push(message);
                     }
                     "reasoning" | "item_reference" => {}
-                    other => return Err(at(format!("items of type {other:?} are not supported"))),
+                    other => {
+                        return Err(Invalid(at(format!(
+                            "items of type {other:?} are not supported"
+                        )
+                        .into())));
+                    }
                 }
             }
         }
@@ -241,9 +273,9 @@ pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invali
                 .enumerate()
                 .map(|(index, tool)| {
                     if tool["type"] != "function" || !tool["name"].is_string() {
-                        return Err(format!(
+                        return Err(Invalid(format!(
                             "tools[{index}]: only function tools with a name are supported"
-                        ));
+                        )));
                     }
                     let mut function = Map::new();
                     for key in ["name", "description", "parameters", "strict"] {

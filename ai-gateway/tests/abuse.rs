@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use hearth_e2ee::{KeyPair, ReplyEvent};
-use hearth_testkit::gateway_process::{Gateway, ask, config};
+use hearth_testkit::gateway_process::{GatewayProcess, ask, config};
 use hearth_testkit::standins::{Script, ScriptedServer, ollama_stand_in};
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ fn completion_body() -> String {
 #[tokio::test]
 async fn a_web_page_cannot_use_the_gateway_across_sites() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let anonymous = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", gateway.url);
 
@@ -107,7 +107,7 @@ async fn a_local_user_without_the_token_is_refused() {
         return;
     }
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     // `nobody` runs curl against the loopback gateway, as in the review.
     let status = hearth_testkit::http_status_as(
         std::process::Command::new("runuser"),
@@ -138,7 +138,7 @@ async fn the_openai_api_takes_the_same_stream_slots() {
     let backend = ollama_stand_in(&["tiny"], Duration::from_millis(100));
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     settings["hearth"]["limits"] = json!({"maxConcurrentStreams": 4});
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let body = json!({"stream": true, "messages": [{"role": "user", "content": "one two three four five six seven eight nine ten"}]});
     let mut requests = Vec::new();
     for _ in 0..12 {
@@ -196,7 +196,7 @@ async fn a_backends_error_text_never_reaches_the_client() {
         &format!("{}/v1", quoting.url()),
     )]);
     settings["agents"]["defaults"]["workspace"] = json!(workspace.path());
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let events = ask(&gateway.client(KeyPair::generate()), "c", "hello").await;
     let Some(ReplyEvent::Error { code, message }) = events.last() else {
         panic!("{events:?}")
@@ -237,7 +237,7 @@ async fn a_backends_error_text_never_reaches_the_client() {
 #[tokio::test]
 async fn the_openai_api_answers_only_for_models_it_serves() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let ask_model = |model: &'static str| {
         let http = gateway.http();
         let url = format!("{}/v1/chat/completions", gateway.url);

@@ -18,7 +18,7 @@ use hearth_assistant::scope::{Asker, DOCUMENTS_CAPABILITY};
 use hearth_chat_client::ChatClient;
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
 use hearth_roster::RoomId;
-use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::standins::{ScriptedServer, Turn, messages_of, tool_model_stand_in};
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 const NOW: &str = "2026-11-24T15:00:00Z";
 
 struct House {
-    gateway: Gateway,
+    gateway: GatewayProcess,
     model: ScriptedServer,
     clock: PathBuf,
     client: ChatClient,
@@ -65,7 +65,7 @@ impl House {
         config["hearth"]["assistant"]["timezone"] = json!("Europe/London");
         config["hearth"]["assistant"]["rescanSeconds"] = json!(1);
         config["models"]["providers"]["standin"]["models"][0]["contextWindow"] = json!(context);
-        let mut gateway = Gateway::prepare(config);
+        let mut gateway = GatewayProcess::prepare(config);
         let clock = gateway.dir().join("clock");
         std::fs::write(&clock, NOW).unwrap();
         gateway

@@ -9,7 +9,7 @@
 //! agent's local API stood in for).
 #![allow(clippy::unwrap_used)]
 
-use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::llama::{
     LlamaServer, chat_templates, instruct_model, tiny_model_with_template,
 };
@@ -97,7 +97,7 @@ async fn the_assistants_prompt_renders_under_every_common_chat_template() {
         "hearth": {"agentSocket": agent.socket, "assistant": {"timezone": "Europe/London"},
                    "healthCheckSeconds": 1},
     });
-    let gateway = Gateway::start(config);
+    let gateway = GatewayProcess::start(config);
     let http = reqwest::Client::new();
     let ask = |model: String, messages: Value| {
         let http = http.clone();
@@ -186,7 +186,7 @@ async fn household_tools_go_only_to_a_model_whose_template_renders_them() {
         json!({"baseUrl": format!("{}/v1", server.url()), "api": "openai-completions",
                "models": [{"id": "tiny", "contextWindow": 8192, "maxTokens": 8}]})
     };
-    let gateway = Gateway::start(json!({
+    let gateway = GatewayProcess::start(json!({
         "gateway": {"bind": "loopback", "auth": {"mode": "token"},
                     "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
         "models": {"providers": {"with": provider(&with), "without": provider(&without)}},
@@ -243,7 +243,7 @@ async fn images_go_only_to_a_model_that_reads_them() {
                "models": [{"id": "tiny", "contextWindow": 8192, "maxTokens": 8}]})
     };
     let ollama_port = hearth_testkit::llama::free_port();
-    let gateway = Gateway::start(json!({
+    let gateway = GatewayProcess::start(json!({
         "gateway": {"bind": "loopback", "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
         "models": {"providers": {"eyes": provider(&eyes), "blind": provider(&blind)}},
         "agents": {"defaults": {"model": {"primary": "eyes/tiny", "fallbacks": ["blind/tiny"]}}},
@@ -369,7 +369,7 @@ async fn images_go_only_to_a_model_that_reads_them() {
 
     // A chain starting with a model that does not read images: refused
     // with why, and nothing sent.
-    let blind_first = Gateway::start(json!({
+    let blind_first = GatewayProcess::start(json!({
         "models": {"providers": {"eyes": provider(&eyes), "blind": provider(&blind)}},
         "agents": {"defaults": {"model": {"primary": "blind/tiny", "fallbacks": ["eyes/tiny"]}}},
         "hearth": {"healthCheckSeconds": 1},

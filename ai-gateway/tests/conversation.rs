@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use hearth_e2ee::{KeyPair, ReplyEvent};
-use hearth_testkit::gateway_process::{Gateway, ask, config};
+use hearth_testkit::gateway_process::{GatewayProcess, ask, config};
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::standins::{ScriptedServer, ollama_stand_in};
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ fn turns(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn sessions_are_per_channel_and_device_survive_restarts_and_new_starts_afresh() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let mut gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let mut gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let device = KeyPair::generate();
     let alice = gateway.client(device.clone());
     let bob = gateway.client(KeyPair::generate());
@@ -133,7 +133,7 @@ async fn the_persona_comes_from_the_workspace_files_capped() {
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     settings["agents"]["defaults"]["workspace"] = json!(workspace.path());
     settings["models"]["providers"]["home"]["models"][0]["contextWindow"] = json!(32_768);
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     ask(&gateway.client(KeyPair::generate()), "c", "who are you").await;
     let sent = last_sent(&backend);
     assert_eq!(sent.len(), 2);
@@ -160,7 +160,7 @@ async fn long_history_is_trimmed_to_the_context_budget_oldest_first() {
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     // 400 tokens of context, 64 kept for the reply: about 1,000 characters of prompt.
     settings["models"]["providers"]["home"]["models"][0]["contextWindow"] = json!(400);
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let client = gateway.client(KeyPair::generate());
     for index in 0..12 {
         ask(
@@ -192,7 +192,8 @@ async fn a_prompt_longer_than_the_models_context_is_a_clear_error() {
     let Some(llama) = LlamaServer::start_tcp() else {
         return;
     };
-    let gateway = Gateway::start(config(&[("local", "openai-completions", &llama.base_url)]));
+    let gateway =
+        GatewayProcess::start(config(&[("local", "openai-completions", &llama.base_url)]));
     let events = ask(
         &gateway.client(KeyPair::generate()),
         "c",
@@ -215,7 +216,7 @@ async fn the_openai_compatible_api_serves_mesh_clients() {
         return;
     };
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[
+    let gateway = GatewayProcess::start(config(&[
         ("local", "openai-completions", &llama.base_url),
         ("home", "ollama", &backend.url()),
     ]));
@@ -324,7 +325,7 @@ async fn the_openai_compatible_api_serves_mesh_clients() {
 #[tokio::test]
 async fn the_chat_command_prints_the_streamed_answer() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let home = tempfile::tempdir().unwrap();
     let key = home.path().join("device.key");
     let url = gateway.url.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hearth_e2ee::envelope::{b64, request_aad};
 use hearth_e2ee::{ChunkError, KeyPair, ReplyEvent};
 use hearth_testkit::gateway_process::{
-    Gateway, ask, chunks, config, now, open_all, post_chat, seal, text_of,
+    GatewayProcess, ask, chunks, config, now, open_all, post_chat, seal, text_of,
 };
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::standins::{Ending, Script, ScriptedServer, ollama_stand_in};
@@ -18,7 +18,8 @@ async fn a_sealed_question_gets_a_sealed_streamed_answer_from_llama_server() {
     let Some(llama) = LlamaServer::start_tcp() else {
         return;
     };
-    let gateway = Gateway::start(config(&[("local", "openai-completions", &llama.base_url)]));
+    let gateway =
+        GatewayProcess::start(config(&[("local", "openai-completions", &llama.base_url)]));
     let key = gateway.current_key().await;
     let device = KeyPair::generate();
     let (envelope, mut opener) = seal(&key, &device, "hello hearth", now());
@@ -76,7 +77,7 @@ async fn a_sealed_question_gets_a_sealed_streamed_answer_from_llama_server() {
 #[tokio::test]
 async fn every_refusal_is_clear_and_never_reaches_the_backend() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let key = gateway.current_key().await;
     let device = KeyPair::generate();
     let post = |envelope: &hearth_e2ee::ChatEnvelope| {
@@ -209,7 +210,7 @@ async fn every_refusal_is_clear_and_never_reaches_the_backend() {
 #[tokio::test]
 async fn a_cut_or_altered_reply_is_detected_by_the_client() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let key = gateway.current_key().await;
     let device = KeyPair::generate();
 
@@ -266,7 +267,7 @@ async fn a_backend_failing_mid_reply_ends_with_a_sealed_error_not_a_cut() {
     );
     let primary = ScriptedServer::start(move |_| script.clone());
     let fallback = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[
+    let gateway = GatewayProcess::start(config(&[
         (
             "local",
             "openai-completions",
@@ -296,7 +297,7 @@ async fn a_failover_is_invisible_but_named() {
         )
     });
     let fallback = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[
+    let gateway = GatewayProcess::start(config(&[
         (
             "local",
             "openai-completions",

@@ -11,7 +11,7 @@
 
 use std::process::Command;
 
-use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::household::EMBEDDING_MODEL;
 use hearth_testkit::llama::{LlamaServer, free_port, port_answers, python};
 use hearth_testkit::standins::{AgentStandIn, Turn, messages_of, tool_model_stand_in};
@@ -72,7 +72,7 @@ fn decide(request: &Value) -> Turn {
 }
 
 struct Apps {
-    gateway: Gateway,
+    gateway: GatewayProcess,
     agent: AgentStandIn,
     ollama_url: String,
     dir: tempfile::TempDir,
@@ -170,7 +170,7 @@ fn start() -> Option<Apps> {
     config["models"]["providers"]["vectors"] = json!({"baseUrl": embeddings.base_url,
         "api": "openai-completions", "models": [{"id": EMBEDDING_MODEL}]});
     config["memory"] = json!({"search": {"provider": "vectors", "model": EMBEDDING_MODEL}});
-    let gateway = Gateway::start(config);
+    let gateway = GatewayProcess::start(config);
     assert!(
         wait_until(std::time::Duration::from_secs(10), || port_answers((
             "127.0.0.1",

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::standins::{AgentStandIn, Script, ScriptedServer, ollama_stand_in};
 use hearth_testkit::wait_until;
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ const QUESTION: &str = "one two three four five six seven eight nine ten eleven 
                         thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty";
 
 struct House {
-    gateway: Gateway,
+    gateway: GatewayProcess,
     agent: AgentStandIn,
     ollama: String,
 }
@@ -54,7 +54,7 @@ fn start(providers: &[(&str, &str)], streams: usize) -> House {
         "requestsPerMinutePerDevice": 100_000, "requestsPerMinutePerIp": 100_000,
         "maxConcurrentStreams": streams,
     });
-    let gateway = Gateway::start(config);
+    let gateway = GatewayProcess::start(config);
     let answers = wait_until(Duration::from_secs(10), || {
         hearth_testkit::llama::port_answers(("127.0.0.1", ollama_port))
     });

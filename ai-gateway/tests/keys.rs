@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use hearth_e2ee::envelope::b64;
 use hearth_e2ee::{KeyPair, KeyRing, PublishedKey, StoredKey};
-use hearth_testkit::gateway_process::{Gateway, config, now, open_all, post_chat, seal, text_of};
+use hearth_testkit::gateway_process::{
+    GatewayProcess, config, now, open_all, post_chat, seal, text_of,
+};
 use hearth_testkit::standins::ollama_stand_in;
 
 const HOUR: i64 = 3600;
@@ -35,7 +37,7 @@ fn published(key: &StoredKey) -> PublishedKey {
 }
 
 /// Sends one sealed question to `key`; the HTTP status and error code.
-async fn try_key(gateway: &Gateway, key: &PublishedKey) -> (u16, Option<String>) {
+async fn try_key(gateway: &GatewayProcess, key: &PublishedKey) -> (u16, Option<String>) {
     let (envelope, mut opener) = seal(key, &KeyPair::generate(), "is the kettle on", now());
     let answer = post_chat(&gateway.target(), serde_json::to_vec(&envelope).unwrap()).await;
     if answer.status == 200 {
@@ -52,7 +54,7 @@ async fn try_key(gateway: &Gateway, key: &PublishedKey) -> (u16, Option<String>)
 #[tokio::test]
 async fn keys_survive_a_restart_in_a_private_file() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let mut gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let mut gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let before = gateway.keys().await;
     assert_eq!(before.len(), 2, "a current and a next key: {before:?}");
     assert_eq!(
@@ -104,7 +106,7 @@ async fn keys_survive_a_restart_in_a_private_file() {
 #[tokio::test]
 async fn a_rotated_out_key_is_accepted_during_the_overlap_and_refused_after() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::prepare(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::prepare(config(&[("home", "ollama", &backend.url())]));
     let t = now();
     // Rotation 24 h, overlap 1 h: `previous` was current until half an hour
     // ago and is still accepted for another half hour; `expired` is gone.

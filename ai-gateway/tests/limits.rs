@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hearth_chat_client::{ChatClient, ClientError};
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
-use hearth_testkit::gateway_process::{Gateway, ask, config, now, post_chat, seal, text_of};
+use hearth_testkit::gateway_process::{GatewayProcess, ask, config, now, post_chat, seal, text_of};
 use hearth_testkit::standins::ollama_stand_in;
 use serde_json::{Value, json};
 
@@ -15,7 +15,7 @@ async fn each_device_is_limited_on_its_own() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     settings["hearth"]["limits"] = json!({"requestsPerMinutePerDevice": 3});
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let key = gateway.current_key().await;
     let (busy, calm) = (KeyPair::generate(), KeyPair::generate());
     for _ in 0..3 {
@@ -53,7 +53,7 @@ async fn each_address_is_limited_across_devices_and_apis() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     settings["hearth"]["limits"] = json!({"requestsPerMinutePerIp": 4});
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let key = gateway.current_key().await;
     for _ in 0..3 {
         let (envelope, _) = seal(&key, &KeyPair::generate(), "hi", now());
@@ -102,7 +102,7 @@ async fn concurrent_streams_are_capped() {
     let backend = ollama_stand_in(&["tiny"], Duration::from_millis(100));
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     settings["hearth"]["limits"] = json!({"maxConcurrentStreams": 1});
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let slow = gateway.client(KeyPair::generate());
     let first = tokio::spawn(async move {
         ask(&slow, "c", "one two three four five six seven eight nine").await
@@ -144,7 +144,7 @@ async fn max_tokens_is_capped_by_the_gateway() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
     let mut settings = config(&[("home", "ollama", &backend.url())]);
     settings["hearth"]["limits"] = json!({"maxTokens": 3});
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let events = ask(
         &gateway.client(KeyPair::generate()),
         "c",
@@ -164,7 +164,7 @@ async fn max_tokens_is_capped_by_the_gateway() {
 #[tokio::test]
 async fn health_follows_the_backends_and_metrics_count_without_payloads() {
     let backend = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let gateway = Gateway::start(config(&[("home", "ollama", &backend.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &backend.url())]));
     let health = gateway
         .http()
         .get(format!("{}/health", gateway.url))
@@ -224,7 +224,7 @@ async fn listening_beyond_loopback_needs_authentication() {
     let mut open = config(&[("home", "ollama", &backend.url())]);
     open["gateway"]["bind"] = json!("lan");
     open["gateway"]["auth"] = json!({"mode": "none"});
-    let gateway = Gateway::prepare(open.clone());
+    let gateway = GatewayProcess::prepare(open.clone());
     let (status, output) = gateway.refuse();
     assert!(!status.success());
     assert!(
@@ -234,7 +234,7 @@ async fn listening_beyond_loopback_needs_authentication() {
 
     let token = "a-long-household-token-0123456789";
     open["gateway"]["auth"] = json!({"mode": "token", "token": "${TEST_GATEWAY_TOKEN}"});
-    let mut gateway = Gateway::prepare(open);
+    let mut gateway = GatewayProcess::prepare(open);
     gateway
         .env
         .push(("TEST_GATEWAY_TOKEN".into(), token.into()));

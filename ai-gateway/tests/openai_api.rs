@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::standins::{Ending, Request, Script, ScriptedServer};
 use serde_json::{Value, json};
@@ -137,7 +137,7 @@ async fn the_openai_api_answers_as_openclaws_does() {
     let model = stand_in();
     let kitchen = workspace("You are the kitchen helper.");
     let homework = workspace("You help with homework.");
-    let gateway = Gateway::start(config(
+    let gateway = GatewayProcess::start(config(
         &model,
         &llama.base_url,
         kitchen.path(),
@@ -396,7 +396,7 @@ async fn embeddings_come_from_a_real_llama_server() {
     let Some(llama) = LlamaServer::start_tcp_with(&["--embeddings", "--pooling", "mean"]) else {
         return;
     };
-    let gateway = Gateway::start(json!({
+    let gateway = GatewayProcess::start(json!({
         "gateway": {"bind": "loopback", "http": {"endpoints": {"responses": {"enabled": true}}}},
         "models": {"providers": {"llamacpp": {"baseUrl": llama.base_url, "models": [{"id": "tiny"}]}}},
         "agents": {"defaults": {"model": "llamacpp/tiny"}},
@@ -464,7 +464,7 @@ async fn embeddings_come_from_a_real_llama_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_from_the_environment_is_the_bearer_secret() {
     let model = stand_in();
-    let mut gateway = Gateway::prepare(json!({
+    let mut gateway = GatewayProcess::prepare(json!({
         "gateway": {"bind": "loopback", "auth": {"mode": "password", "password": {"source": "env", "provider": "default", "id": "HOUSE_PASSWORD"}},
                     "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
         "models": {"providers": {"standin": {"baseUrl": format!("{}/v1", model.url()), "models": [{"id": "m"}]}}},
@@ -518,7 +518,7 @@ async fn a_session_key_never_opens_another_callers_history() {
         homework.path(),
     );
     settings["hearth"]["agentSocket"] = json!(agent.socket);
-    let gateway = Gateway::start(settings);
+    let gateway = GatewayProcess::start(settings);
     let url = &gateway.url;
     // One turn of session `kitchen-notes` from `client`.
     let say = |client: reqwest::Client, content: &'static str| {

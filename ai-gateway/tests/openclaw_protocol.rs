@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{SinkExt, StreamExt};
 use hearth_gateway::claw::device::{Connect, device_id, signed_text};
-use hearth_testkit::gateway_process::Gateway;
+use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::standins::{AgentStandIn, Turn, tool_model_stand_in};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -136,7 +136,7 @@ fn connect(key: &Ed25519KeyPair, nonce: &str, at: u64, scopes: &[&str]) -> Value
 }
 
 struct Setup {
-    gateway: Gateway,
+    gateway: GatewayProcess,
     agent: AgentStandIn,
     _model: hearth_testkit::standins::ScriptedServer,
     ws: String,
@@ -164,7 +164,7 @@ fn start_with(
     config["hearth"]["agentSocket"] = json!(agent.socket);
     config["hearth"]["limits"] =
         json!({"requestsPerMinutePerDevice": per_minute, "requestsPerMinutePerIp": 100_000});
-    let gateway = Gateway::start(config);
+    let gateway = GatewayProcess::start(config);
     let ws = gateway.url.replace("http://", "ws://");
     Setup {
         gateway,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hearth_e2ee::{KeyPair, ReplyEvent};
-use hearth_testkit::gateway_process::{Gateway, ask, config, text_of};
+use hearth_testkit::gateway_process::{GatewayProcess, ask, config, text_of};
 use hearth_testkit::standins::{Ending, Script, ScriptedServer, ollama_stand_in};
 use serde_json::{Value, json};
 
@@ -62,7 +62,7 @@ async fn a_canary_prompt_never_reaches_logs_or_files_outside_the_session_store()
         }
     });
     let fallback = ollama_stand_in(&["tiny"], Duration::ZERO);
-    let mut gateway = Gateway::start(config(&[
+    let mut gateway = GatewayProcess::start(config(&[
         (
             "quoting",
             "openai-completions",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use hearth_testkit::gateway_process::{Gateway, config};
+use hearth_testkit::gateway_process::{GatewayProcess, config};
 use hearth_testkit::llama::{LlamaServer, python, workspace_root};
 use hearth_testkit::skip;
 use hearth_testkit::standins::ollama_stand_in;
@@ -36,7 +36,7 @@ fn run(script: &PathBuf, args: &[&str], token: Option<&str>) -> Output {
 /// Runs the Python client's `chat` against `gateway` as the device in `key`;
 /// the token goes through the environment, never argv (a token starting
 /// with `-` once read as an option there).
-fn chat(script: &PathBuf, gateway: &Gateway, key: &str, rest: &[&str]) -> Output {
+fn chat(script: &PathBuf, gateway: &GatewayProcess, key: &str, rest: &[&str]) -> Output {
     let mut args = vec!["chat", "--url", &gateway.url, "--device-key", key];
     args.extend_from_slice(rest);
     run(script, &args, Some(&gateway.token()))
@@ -76,7 +76,7 @@ async fn the_python_client_chats_through_the_gateway() {
     let key = key.to_str().unwrap();
 
     // Exact text through the Ollama stand-in, multi-byte characters included.
-    let gateway = Gateway::start(config(&[("home", "ollama", &echo.url())]));
+    let gateway = GatewayProcess::start(config(&[("home", "ollama", &echo.url())]));
     let output = chat(&script, &gateway, key, &["hello from python \u{2615}"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "echo: hello from python \u{2615}\n");
@@ -88,7 +88,8 @@ async fn the_python_client_chats_through_the_gateway() {
     assert_eq!(last["messages"].as_array().unwrap().len(), 3, "{last}");
 
     // Real tokens from llama-server.
-    let gateway = Gateway::start(config(&[("local", "openai-completions", &llama.base_url)]));
+    let gateway =
+        GatewayProcess::start(config(&[("local", "openai-completions", &llama.base_url)]));
     let output = chat(
         &script,
         &gateway,

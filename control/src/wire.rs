@@ -118,15 +118,20 @@ impl fmt::Display for NodeState {
     }
 }
 
+/// A node state's name that is none of them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown node state `{0}`")]
+pub struct UnknownState(pub String);
+
 impl FromStr for NodeState {
-    type Err = String;
+    type Err = UnknownState;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "pending" => Ok(NodeState::Pending),
             "approved" => Ok(NodeState::Approved),
             "rejected" => Ok(NodeState::Rejected),
             "expired" => Ok(NodeState::Expired),
-            other => Err(format!("unknown node state `{other}`")),
+            other => Err(UnknownState(other.to_owned())),
         }
     }
 }

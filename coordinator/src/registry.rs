@@ -184,35 +184,6 @@ impl Registry {
             self.by_credential.remove(&credential);
         }
     }
-
-    /// Whether every index says what the nodes say (for tests).
-    #[cfg(test)]
-    pub(crate) fn consistent(&self) -> std::result::Result<(), String> {
-        let nodes: Vec<&NodeRecord> = self.network.nodes().collect();
-        let keys: HashMap<WireGuardKey, NodeId> = nodes
-            .iter()
-            .map(|record| (record.wireguard_key, record.id))
-            .collect();
-        if keys != self.by_wireguard_key {
-            return Err(format!("keys {:?} != {:?}", self.by_wireguard_key, keys));
-        }
-        let credentials: HashMap<Credential, NodeId> = nodes
-            .iter()
-            .filter_map(|record| Some((record.credential()?, record.id)))
-            .collect();
-        if credentials != self.by_credential {
-            return Err("credentials differ".into());
-        }
-        for record in &nodes {
-            if !self.names.contains(&record.name) {
-                return Err(format!("name {} not taken", record.name));
-            }
-            if record.id >= self.next_node_id {
-                return Err(format!("id {} not below the next", record.id));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -249,6 +220,37 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Whether every index of `registry` says what its nodes say.
+    fn consistent(registry: &Registry) -> std::result::Result<(), String> {
+        let nodes: Vec<&NodeRecord> = registry.network.nodes().collect();
+        let keys: HashMap<WireGuardKey, NodeId> = nodes
+            .iter()
+            .map(|record| (record.wireguard_key, record.id))
+            .collect();
+        if keys != registry.by_wireguard_key {
+            return Err(format!(
+                "keys {:?} != {:?}",
+                registry.by_wireguard_key, keys
+            ));
+        }
+        let credentials: HashMap<Credential, NodeId> = nodes
+            .iter()
+            .filter_map(|record| Some((record.credential()?, record.id)))
+            .collect();
+        if credentials != registry.by_credential {
+            return Err("credentials differ".into());
+        }
+        for record in &nodes {
+            if !registry.names.contains(&record.name) {
+                return Err(format!("name {} not taken", record.name));
+            }
+            if record.id >= registry.next_node_id {
+                return Err(format!("id {} not below the next", record.id));
+            }
+        }
+        Ok(())
+    }
 
     const ALICE: &str = "alice@example.com";
     const BOB: &str = "bob@example.com";
@@ -607,7 +609,7 @@ mod tests {
         }
 
         fn check(&self) -> std::result::Result<(), String> {
-            self.registry.consistent()?;
+            consistent(&self.registry)?;
             for record in self.nodes.values() {
                 let credential = record.credential();
                 if self.registry.presenting(credential).ok() != Some(record) {

@@ -157,32 +157,44 @@ mod tests {
     }
 }
 
+/// Why an admin's relay is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RelayRefused {
+    /// Not a name a relay may have.
+    #[error("a relay's name is 1 to 16 lowercase letters, digits and dashes, not `{0}`")]
+    Code(String),
+    /// The embedded relay's name.
+    #[error("`{EMBEDDED_CODE}` is the coordinator's own relay")]
+    Embedded,
+    /// Not `https://host[:port]`.
+    #[error("a relay's URL is https://host[:port], not `{0}`")]
+    Url(String),
+}
+
 /// Whether `code` may name a relay: 1 to 16 lowercase letters, digits and
 /// dashes, and not the embedded relay's.
-pub fn check_code(code: &str) -> Result<(), String> {
+pub fn check_code(code: &str) -> Result<(), RelayRefused> {
     let shaped = !code.is_empty()
         && code.len() <= 16
         && code
             .bytes()
             .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
     if !shaped {
-        return Err(format!(
-            "a relay's name is 1 to 16 lowercase letters, digits and dashes, not `{code}`"
-        ));
+        return Err(RelayRefused::Code(code.to_owned()));
     }
     if code == EMBEDDED_CODE {
-        return Err(format!("`{EMBEDDED_CODE}` is the coordinator's own relay"));
+        return Err(RelayRefused::Embedded);
     }
     Ok(())
 }
 
 /// Whether `url` may locate a relay: `https://host[:port]`, nothing after.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), RelayRefused> {
     let rest = url
         .strip_prefix("https://")
-        .ok_or_else(|| format!("a relay's URL is https://host[:port], not `{url}`"))?;
+        .ok_or_else(|| RelayRefused::Url(url.to_owned()))?;
     if rest.is_empty() || rest.contains('/') {
-        return Err(format!("a relay's URL is https://host[:port], not `{url}`"));
+        return Err(RelayRefused::Url(url.to_owned()));
     }
     Ok(())
 }

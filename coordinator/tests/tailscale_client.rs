@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hearth_testkit::llama::tailscale_client;
 use hearth_testkit::{Lab, wait_until};
 
-fn key(coordinator: &hearth_testkit::Coordinator, args: &[&str]) -> String {
+fn key(coordinator: &hearth_testkit::LabCoordinator, args: &[&str]) -> String {
     let mut all = vec!["preauthkeys", "create", "--user", "alice"];
     all.extend_from_slice(args);
     coordinator.cli_ok(&all).trim().to_owned()
@@ -22,7 +22,7 @@ fn key(coordinator: &hearth_testkit::Coordinator, args: &[&str]) -> String {
 /// A lab with a coordinator in host `hub` (plain HTTP on port 80 too when
 /// `http`) and user alice, and the official client; `None` (skipped)
 /// without root or the client.
-fn lab_with_alice(http: bool) -> Option<(Lab, std::path::PathBuf, hearth_testkit::Coordinator)> {
+fn lab_with_alice(http: bool) -> Option<(Lab, std::path::PathBuf, hearth_testkit::LabCoordinator)> {
     let mut lab = Lab::new()?;
     let client = tailscale_client()?;
     let hub = lab.host("hub");
@@ -43,7 +43,7 @@ fn join(
     lab: &mut Lab,
     name: &str,
     client: &std::path::Path,
-    coordinator: &hearth_testkit::Coordinator,
+    coordinator: &hearth_testkit::LabCoordinator,
     key: &str,
 ) -> hearth_testkit::TailscaleNode {
     let host = lab.host(name);
@@ -366,7 +366,7 @@ fn routes_reauth_and_logout_go_through_the_same_admission() {
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    let node = |coordinator: &hearth_testkit::Coordinator| {
+    let node = |coordinator: &hearth_testkit::LabCoordinator| {
         coordinator
             .nodes()
             .into_iter()
@@ -675,7 +675,7 @@ fn a_client_sees_its_key_expiry_and_asks_for_a_login_once_it_passes() {
         String::from_utf8_lossy(&up.stderr),
         coordinator.process.log_text()
     );
-    let node = |coordinator: &hearth_testkit::Coordinator| {
+    let node = |coordinator: &hearth_testkit::LabCoordinator| {
         coordinator
             .nodes()
             .into_iter()
@@ -1295,7 +1295,7 @@ fn sign_in_in_a_browser(
 struct SignInLab {
     lab: Lab,
     client: std::path::PathBuf,
-    coordinator: hearth_testkit::Coordinator,
+    coordinator: hearth_testkit::LabCoordinator,
     /// The coordinator's login URL base (`https://HUB:8443`).
     login: String,
     driver: hearth_testkit::webdriver::Driver,
@@ -1565,7 +1565,7 @@ fn another_site(lab: &mut Lab, name: &str, pages: &[(&str, String)]) -> String {
 }
 
 /// Whether a device (by name) has joined the network.
-fn joined(coordinator: &hearth_testkit::Coordinator, name: &str) -> bool {
+fn joined(coordinator: &hearth_testkit::LabCoordinator, name: &str) -> bool {
     coordinator.nodes().iter().any(|node| node["name"] == name)
 }
 

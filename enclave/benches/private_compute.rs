@@ -35,7 +35,7 @@ use hearth_attest::{
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
 use hearth_testkit::bench::{cpu_seconds, median, peak_rss_mib, per_call, percentile};
 use hearth_testkit::compute::{LoopbackRouter, dev_policy, stand_in_heartbeat};
-use hearth_testkit::gateway_process::{Gateway, config};
+use hearth_testkit::gateway_process::{GatewayProcess, config};
 use hearth_testkit::llama::{LlamaServer, free_port};
 use hearth_testkit::oblivious::LoopbackServer;
 use hearth_testkit::research::attestation_fixture;
@@ -139,7 +139,7 @@ impl Drop for Killed {
     }
 }
 
-fn gateway(providers: &[(&str, &str, &str)], policy: Option<&PathBuf>) -> Gateway {
+fn gateway(providers: &[(&str, &str, &str)], policy: Option<&PathBuf>) -> GatewayProcess {
     let mut config = config(providers);
     config["hearth"]["limits"] =
         json!({"requestsPerMinutePerDevice": 1_000_000, "requestsPerMinutePerIp": 1_000_000});
@@ -150,7 +150,7 @@ fn gateway(providers: &[(&str, &str, &str)], policy: Option<&PathBuf>) -> Gatewa
             provider["attestationPolicy"] = json!(policy.unwrap());
         }
     }
-    let mut gateway = Gateway::prepare(config);
+    let mut gateway = GatewayProcess::prepare(config);
     gateway.env.push(("HEARTH_LOG".into(), "warn".into()));
     gateway.launch();
     gateway

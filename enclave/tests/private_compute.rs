@@ -22,7 +22,7 @@ use hearth_pcc::ComputeClient;
 use hearth_testkit::compute::{
     IMAGE, Node, ROUTER_PORT, Router, dev_policy, listed_nodes, wait_for_nodes,
 };
-use hearth_testkit::gateway_process::{Gateway, config};
+use hearth_testkit::gateway_process::{GatewayProcess, config};
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::{
     Forward, Host, Lab, binary, contains, memory_contains, pcap_frames, wait_until,
@@ -85,7 +85,7 @@ impl Compute {
 
     /// A gateway whose providers are `providers` (`(id, api, url)`), the
     /// remote ones under the test's policy, replies up to `max_tokens`.
-    fn gateway(&self, providers: &[(&str, &str, &str)], max_tokens: u32) -> Gateway {
+    fn gateway(&self, providers: &[(&str, &str, &str)], max_tokens: u32) -> GatewayProcess {
         let mut config = config(providers);
         for (id, api, _) in providers {
             let provider = &mut config["models"]["providers"][*id];
@@ -95,7 +95,7 @@ impl Compute {
                 provider["attestationPolicy"] = json!(self.policy);
             }
         }
-        Gateway::start(config)
+        GatewayProcess::start(config)
     }
 
     fn node(&mut self, id: &str) -> &mut Node {
@@ -123,7 +123,11 @@ fn payload(message: &str, max_tokens: u32) -> ChatPayload {
 }
 
 /// Asks the gateway; the model that answered, the text, and the final event.
-async fn ask(gateway: &Gateway, message: &str, max_tokens: u32) -> (String, String, ReplyEvent) {
+async fn ask(
+    gateway: &GatewayProcess,
+    message: &str,
+    max_tokens: u32,
+) -> (String, String, ReplyEvent) {
     let (mut model, mut text, mut last) = (String::new(), String::new(), None);
     gateway
         .client(KeyPair::generate())
@@ -394,7 +398,7 @@ async fn the_remote_node_and_a_local_model_fail_over_to_each_other() {
         ("local", "openai-completions", &local.base_url),
     ]);
     config["models"]["providers"]["remote"]["attestationPolicy"] = json!(refusing);
-    let gateway = Gateway::start(config);
+    let gateway = GatewayProcess::start(config);
     let (model, _, last) = ask(&gateway, "hello", 8).await;
     assert_eq!(model, "local/tiny", "{}", gateway.log_text());
     assert!(matches!(last, ReplyEvent::Done { .. }));

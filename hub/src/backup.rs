@@ -243,7 +243,7 @@ pub fn backup(layout: &Layout, file: &Path, seal: &Seal) -> anyhow::Result<Manif
             file.display()
         );
     }
-    let record = crate::setup::read_record(layout)?
+    let record = crate::record::read_record(layout)?
         .context("this hub is not set up: there is nothing to back up")?;
     let (sealing, key) = sealing_key(layout, seal)?;
     let staging = Staging::new(layout, "backup")?;
@@ -769,9 +769,9 @@ pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Resul
     chown_tree(&state, coordinator_user)?;
     drop(staging);
     eprintln!("Starting the hub");
-    let record = crate::setup::read_record(layout)?
+    let record = crate::record::read_record(layout)?
         .context("the backup has no setup record (etc/hearth/setup.json)")?;
-    crate::setup::restart_after_restore(layout, &record.answers)?;
+    crate::services::restart_after_restore(layout, &record.answers)?;
     eprintln!("Restored. What was here before is kept beside it:");
     for aside in kept {
         eprintln!("  {}", aside.display());

@@ -54,7 +54,7 @@ pub struct Pending {
 
 /// The coordinator as it reports itself.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Coordinator {
+pub struct CoordinatorReport {
     /// Approved devices connected now.
     pub online: usize,
     /// Approved devices.
@@ -109,7 +109,7 @@ pub struct Observations {
     /// The model.
     pub model: Option<ModelState>,
     /// The coordinator's view (none: it did not answer).
-    pub coordinator: Option<Coordinator>,
+    pub coordinator: Option<CoordinatorReport>,
     /// Disk.
     pub disk: Option<Disk>,
     /// The last backup.
@@ -385,11 +385,11 @@ mod tests {
                 answers: true,
                 detail: "ready".into(),
             }),
-            coordinator: Some(Coordinator {
+            coordinator: Some(CoordinatorReport {
                 online: 2,
                 devices: 3,
                 certificates: vec![("server".into(), NOW + 300 * DAY)],
-                ..Coordinator::default()
+                ..CoordinatorReport::default()
             }),
             disk: Some(Disk {
                 path: "/var/lib".into(),

@@ -11,6 +11,9 @@ pub const CONTAINER_USER: u32 = 65_532;
 /// (the sysusers file creates it; the containers run with it).
 pub const SOCKET_GROUP: &str = "hearth-inference";
 
+/// The tag the hub's own node carries.
+pub const HUB_TAG: &str = "tag:hub";
+
 /// The pod's name (and its containers' prefix).
 pub const POD: &str = "hearth";
 

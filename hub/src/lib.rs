@@ -1,8 +1,11 @@
 //! The hub as an appliance: what `hearth` does on a machine where the
 //! Debian packages are installed.
 //!
-//! - [`setup`]: from an installed package to a running hub, in one command
-//!   (answers checked by [`answers`], files made by [`render`]).
+//! - [`setup`]: from an installed package to a running hub, in one command,
+//!   in parts: the answers checked by [`answers`], the machine by
+//!   [`machine`], the configuration written by [`configure`] (files made by
+//!   [`render`]), the services started by [`services`], every step taken
+//!   back by [`undo`] when a later one fails; what was told is [`record`].
 //! - [`status`]: one screen for the whole hub, judged by [`health`].
 //! - [`backup`]: the whole hub in one file and back ([`archive`] decides
 //!   what an archive may hold).
@@ -15,11 +18,16 @@
 pub mod answers;
 pub mod archive;
 pub mod backup;
+pub mod configure;
 pub mod health;
 pub mod layout;
+pub mod machine;
 pub mod pod;
 pub mod probe;
+pub mod record;
 pub mod render;
+pub mod services;
 pub mod setup;
 pub mod status;
 pub mod system;
+pub mod undo;

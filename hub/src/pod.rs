@@ -124,47 +124,9 @@ impl Settings {
     }
 }
 
-/// The group id of `name` in `/etc/group`'s text.
-pub fn group_id(etc_group: &str, name: &str) -> Option<u32> {
-    etc_group.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name)
-            .then(|| fields.nth(1)?.parse().ok())
-            .flatten()
-    })
-}
-
-/// The user id of `name` in `/etc/passwd`'s text.
-pub fn user_id(etc_passwd: &str, name: &str) -> Option<u32> {
-    group_id(etc_passwd, name)
-}
-
-/// This node's own mesh address in `hearth-agent status --output json`.
-pub fn agent_address(status: &serde_json::Value) -> Option<Ipv4Addr> {
-    status["node"]["ipv4"].as_str()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_read_from_the_account_files() {
-        let group = "root:x:0:\nhearth-inference:x:996:hearth-llama\nhearth:x:997:\n";
-        assert_eq!(group_id(group, "hearth-inference"), Some(996));
-        assert_eq!(group_id(group, "hearth"), Some(997));
-        assert_eq!(group_id(group, "hearth-inf"), None);
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nhearth-coordinator:x:998:998::/var/lib/hearth:/usr/sbin/nologin\n";
-        assert_eq!(user_id(passwd, "hearth-coordinator"), Some(998));
-    }
-
-    #[test]
-    fn the_agents_own_address_is_its_nodes() {
-        let status = serde_json::json!({"node": {"ipv4": "100.64.0.7", "name": "hub"},
-            "peers": [{"ipv4": "100.64.0.9"}]});
-        assert_eq!(agent_address(&status), Some(Ipv4Addr::new(100, 64, 0, 7)));
-        assert_eq!(agent_address(&serde_json::json!({"node": null})), None);
-    }
 
     #[test]
     fn images_are_named_by_the_package_or_the_build() {
@@ -231,7 +193,7 @@ pub fn render_file(
             crate::system::wait_for("the hub agent's mesh address", wait, || {
                 found = crate::system::agent_status(layout)
                     .as_ref()
-                    .and_then(agent_address);
+                    .and_then(crate::system::agent_address);
                 found.map(drop).context("hearth-agent has no address")
             })?;
             found.context("the agent has an address")?
@@ -251,7 +213,7 @@ pub fn render_file(
     };
     let admin = match overrides.admin {
         Some(admin) => admin,
-        None => crate::setup::read_record(layout)?
+        None => crate::record::read_record(layout)?
             .map(|record| record.answers.admin)
             .context("no admin: run `hearth setup` first (or pass --admin)")?,
     };

@@ -6,17 +6,18 @@ use std::path::Path;
 
 use crate::answers::ModelChoice;
 use crate::health::{
-    self, BackupRecord, Coordinator, Disk, ModelState, Observations, Pending, ServiceState,
+    self, BackupRecord, CoordinatorReport, Disk, ModelState, Observations, Pending, ServiceState,
 };
+use crate::layout::HUB_TAG;
 use crate::layout::{Layout, Unit};
 use crate::probe::{self, Target};
-use crate::setup::{self, HUB_TAG};
+use crate::record::read_record;
 use crate::system;
 
 /// Looks at the hub.
 pub fn observe(layout: &Layout) -> Observations {
     let now = hearth_runtime::clock::unix_seconds();
-    let record = setup::read_record(layout).ok().flatten();
+    let record = read_record(layout).ok().flatten();
     let answers = record.as_ref().map(|record| &record.answers);
     let hub_version = package_version("hearth");
     let llama_version = package_version("hearth-llama-server");
@@ -111,7 +112,7 @@ fn model_state(layout: &Layout, model: &ModelChoice, id: &str) -> ModelState {
     }
 }
 
-fn coordinator(layout: &Layout) -> Option<Coordinator> {
+fn coordinator(layout: &Layout) -> Option<CoordinatorReport> {
     let health =
         system::output(system::coordinator(layout).args(["health", "--output", "json"])).ok()?;
     let health: serde_json::Value = serde_json::from_slice(&health.stdout).ok()?;
@@ -135,7 +136,7 @@ fn coordinator(layout: &Layout) -> Option<Coordinator> {
             })
             .unwrap_or_default()
     };
-    Some(Coordinator {
+    Some(CoordinatorReport {
         online: approved
             .iter()
             .filter(|node| node["online"] == true)

@@ -168,7 +168,7 @@ pub fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
 /// The id of the group `name`.
 pub fn group(layout: &Layout, name: &str) -> anyhow::Result<u32> {
     let text = std::fs::read_to_string(layout.etc("group"))?;
-    crate::pod::group_id(&text, name).with_context(|| {
+    group_id(&text, name).with_context(|| {
         format!("there is no group {name}: is the hearth package installed (systemd-sysusers)?")
     })
 }
@@ -176,7 +176,7 @@ pub fn group(layout: &Layout, name: &str) -> anyhow::Result<u32> {
 /// The id of the user `name`.
 pub fn user(layout: &Layout, name: &str) -> anyhow::Result<u32> {
     let text = std::fs::read_to_string(layout.etc("passwd"))?;
-    crate::pod::user_id(&text, name).with_context(|| {
+    user_id(&text, name).with_context(|| {
         format!("there is no user {name}: is the hearth package installed (systemd-sysusers)?")
     })
 }
@@ -211,5 +211,51 @@ pub fn wait_for(
             said = true;
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The group id of `name` in `/etc/group`'s text.
+pub fn group_id(etc_group: &str, name: &str) -> Option<u32> {
+    etc_group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name)
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// The user id of `name` in `/etc/passwd`'s text.
+pub fn user_id(etc_passwd: &str, name: &str) -> Option<u32> {
+    group_id(etc_passwd, name)
+}
+
+/// This node's own mesh address in `hearth-agent status --output json`.
+pub fn agent_address(status: &serde_json::Value) -> Option<std::net::Ipv4Addr> {
+    status["node"]["ipv4"].as_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_from_the_account_files() {
+        let group = "root:x:0:\nhearth-inference:x:996:hearth-llama\nhearth:x:997:\n";
+        assert_eq!(group_id(group, "hearth-inference"), Some(996));
+        assert_eq!(group_id(group, "hearth"), Some(997));
+        assert_eq!(group_id(group, "hearth-inf"), None);
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nhearth-coordinator:x:998:998::/var/lib/hearth:/usr/sbin/nologin\n";
+        assert_eq!(user_id(passwd, "hearth-coordinator"), Some(998));
+    }
+
+    #[test]
+    fn the_agents_own_address_is_its_nodes() {
+        let status = serde_json::json!({"node": {"ipv4": "100.64.0.7", "name": "hub"},
+            "peers": [{"ipv4": "100.64.0.9"}]});
+        assert_eq!(
+            agent_address(&status),
+            Some(std::net::Ipv4Addr::new(100, 64, 0, 7))
+        );
+        assert_eq!(agent_address(&serde_json::json!({"node": null})), None);
     }
 }

@@ -42,9 +42,23 @@ struct WireMessage {
     name: Option<String>,
 }
 
+/// Why a message's content is not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ContentRefused {
+    /// An image to fetch rather than one sent inline.
+    #[error("images are sent inline, as data:image/…;base64 URLs (the gateway fetches nothing)")]
+    NotInline,
+    /// A part of another kind than text or an image.
+    #[error("content parts of type {0:?} are not supported (text and images)")]
+    Part(Option<String>),
+    /// Neither text, nor null, nor a list of parts.
+    #[error("content must be text, null or a list of parts")]
+    NotContent,
+}
+
 /// An image part's URL (`image_url` as OpenAI's chat and Responses APIs
 /// write it): inline only (`data:image/…`), never one to fetch.
-pub fn image_url(part: &Value) -> Result<String, String> {
+pub fn image_url(part: &Value) -> Result<String, ContentRefused> {
     let url = match &part["image_url"] {
         Value::String(url) => url.as_str(),
         other => other["url"].as_str().unwrap_or(""),
@@ -52,19 +66,16 @@ pub fn image_url(part: &Value) -> Result<String, String> {
     if url.starts_with("data:image/") && url.contains(";base64,") {
         Ok(url.to_owned())
     } else {
-        Err(
-            "images are sent inline, as data:image/…;base64 URLs (the gateway fetches nothing)"
-                .into(),
-        )
+        Err(ContentRefused::NotInline)
     }
 }
 
 impl TryFrom<WireMessage> for Message {
-    type Error = String;
+    type Error = ContentRefused;
 
     /// OpenAI's `content`: a string, `null`, or parts (`text`, `image_url`,
     /// the Responses API's `input_text`, `output_text` and `input_image`).
-    fn try_from(wire: WireMessage) -> Result<Message, String> {
+    fn try_from(wire: WireMessage) -> Result<Message, ContentRefused> {
         let mut images = Vec::new();
         let content = match wire.content {
             Value::Null => String::new(),
@@ -78,15 +89,13 @@ impl TryFrom<WireMessage> for Message {
                         }
                         Some("image_url" | "input_image") => images.push(image_url(&part)?),
                         other => {
-                            return Err(format!(
-                                "content parts of type {other:?} are not supported (text and images)"
-                            ));
+                            return Err(ContentRefused::Part(other.map(str::to_owned)));
                         }
                     }
                 }
                 text
             }
-            _ => return Err("content must be text, null or a list of parts".into()),
+            _ => return Err(ContentRefused::NotContent),
         };
         Ok(Message {
             role: wire.role,

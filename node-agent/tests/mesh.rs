@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth_testkit::{Coordinator, Host, Lab, wait_until};
+use hearth_testkit::{Host, Lab, LabCoordinator, wait_until};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -203,7 +203,7 @@ fn tunnels_survive_the_coordinator_and_agents_resync_when_it_returns() {
 
 /// A lab with a coordinator on host "hub", user alice, hosts "a" and "b",
 /// and a key file for alice with `flags`.
-fn alice_pair(flags: &[&str]) -> Option<(Lab, Coordinator, Host, Host, PathBuf)> {
+fn alice_pair(flags: &[&str]) -> Option<(Lab, LabCoordinator, Host, Host, PathBuf)> {
     let mut lab = Lab::new()?;
     let (hub, a, b) = (lab.host("hub"), lab.host("a"), lab.host("b"));
     let coordinator = lab.start_coordinator(&hub);
@@ -362,7 +362,7 @@ fn the_underlay_carries_only_wireguard_never_the_payload() {
 /// has an address and the coordinator has its endpoints.
 fn alices_agent(
     lab: &mut Lab,
-    coordinator: &Coordinator,
+    coordinator: &LabCoordinator,
     host: &Host,
 ) -> (hearth_testkit::Agent, IpAddr) {
     let key = coordinator.token_file(

@@ -82,7 +82,7 @@ fn wire(pcap: &[u8]) -> Wire {
 
 /// A lab with a coordinator on the internet bridge and user alice; the key
 /// file for pre-approved devices.
-fn internet() -> Option<(Lab, hearth_testkit::Coordinator, std::path::PathBuf)> {
+fn internet() -> Option<(Lab, hearth_testkit::LabCoordinator, std::path::PathBuf)> {
     let mut lab = Lab::new()?;
     hearth_testkit::require_tools(&["nft", "tcpdump"])?;
     let internet = lab.host("internet");
@@ -316,7 +316,10 @@ fn an_official_client_and_an_agent_find_a_direct_path_across_two_nats() {
 
 /// The UDP endpoint `coordinator` lists for node `name` on the lab bridge
 /// (`10.77.x.y:port`).
-fn bridge_endpoint(coordinator: &hearth_testkit::Coordinator, name: &str) -> std::net::SocketAddr {
+fn bridge_endpoint(
+    coordinator: &hearth_testkit::LabCoordinator,
+    name: &str,
+) -> std::net::SocketAddr {
     let nodes = coordinator.nodes();
     let node = nodes.iter().find(|node| node["name"] == name).unwrap();
     node["endpoints"]

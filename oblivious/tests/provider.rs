@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
 use hearth_testkit::compute::{IMAGE, LoopbackRouter, dev_policy};
-use hearth_testkit::gateway_process::{Gateway, config};
+use hearth_testkit::gateway_process::{GatewayProcess, config};
 use hearth_testkit::llama::LlamaServer;
 use hearth_testkit::oblivious::{LoopbackServer, seeds_json};
 use serde_json::json;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn ask(gateway: &Gateway) -> (String, String) {
+async fn ask(gateway: &GatewayProcess) -> (String, String) {
     let (mut model, mut text) = (String::new(), String::new());
     let payload = ChatPayload {
         message: "What is for dinner?".into(),
@@ -86,7 +86,7 @@ async fn the_gateway_reaches_a_remote_node_through_the_relay() {
     let mut settings = config(&[("remote", "hearth-enclave", &oblivious)]);
     settings["models"]["providers"]["remote"]["attestationPolicy"] = json!(policy);
     settings["models"]["providers"]["remote"]["timeoutSeconds"] = json!(20);
-    let chat = Gateway::start(settings);
+    let chat = GatewayProcess::start(settings);
     let (model, text) = ask(&chat).await;
     assert_eq!(model, "remote/tiny");
     assert!(!text.is_empty());
@@ -111,7 +111,7 @@ async fn the_gateway_reaches_a_remote_node_through_the_relay() {
         ("local", "openai-completions", &llama.base_url),
     ]);
     settings["models"]["providers"]["remote"]["attestationPolicy"] = json!(policy);
-    let chat = Gateway::start(settings);
+    let chat = GatewayProcess::start(settings);
     let (model, _) = ask(&chat).await;
     assert_eq!(
         model, "local/tiny",

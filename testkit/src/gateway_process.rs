@@ -64,7 +64,7 @@ impl Target {
 }
 
 /// A running gateway; stopped (SIGKILL) on drop.
-pub struct Gateway {
+pub struct GatewayProcess {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
@@ -79,17 +79,17 @@ pub struct Gateway {
     pub env: Vec<(String, String)>,
 }
 
-impl Gateway {
+impl GatewayProcess {
     /// Writes `config` (port and data dir filled in) and starts the gateway
     /// with `HEARTH_LOG=trace`; waits until it listens.
-    pub fn start(config: Value) -> Gateway {
-        let mut gateway = Gateway::prepare(config);
+    pub fn start(config: Value) -> GatewayProcess {
+        let mut gateway = GatewayProcess::prepare(config);
         gateway.launch();
         gateway
     }
 
     /// Writes the config without starting.
-    pub fn prepare(mut config: Value) -> Gateway {
+    pub fn prepare(mut config: Value) -> GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let data_dir = dir.path().join("data");
@@ -97,7 +97,7 @@ impl Gateway {
         config["hearth"]["dataDir"] = json!(data_dir);
         let config_path = dir.path().join("openclaw.json");
         std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-        Gateway {
+        GatewayProcess {
             child: None,
             url: format!("http://127.0.0.1:{port}"),
             data_dir,
@@ -280,7 +280,7 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
+impl Drop for GatewayProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::lab::{Agent, Coordinator, Host, Lab, Process, binary, wait_until};
+use crate::lab::{Agent, Host, Lab, LabCoordinator, Process, binary, wait_until};
 use crate::llama::{embedding_model, instruct_model, llama_server_binary, tiny_model};
 
 /// One second.
@@ -125,7 +125,7 @@ pub struct Household {
     /// The stranger (with [`Options::outsiders`]).
     pub stranger: Option<Host>,
     /// The coordinator (on the hub's namespace).
-    pub coordinator: Coordinator,
+    pub coordinator: LabCoordinator,
     /// The hub's mesh address.
     pub hub_mesh: Ipv4Addr,
     /// The hub's agent.
@@ -599,7 +599,7 @@ fn group_dir(dir: &std::path::Path, group: u32) -> PathBuf {
 /// default) for their names under [`MAGIC_DOMAIN`]: it answers the CA's
 /// DNS-01 challenges on the hub's port 53, to which the household would
 /// delegate the domain.
-fn with_authority(lab: &mut Lab, hub: &Host, validity: u64) -> Option<(Coordinator, Authority)> {
+fn with_authority(lab: &mut Lab, hub: &Host, validity: u64) -> Option<(LabCoordinator, Authority)> {
     let host = lab.host("ca");
     let dns = std::net::SocketAddr::from((hub.address, 53));
     let pebble =

@@ -287,3 +287,294 @@ fn a_cell_names_files_beside_each_other_and_the_names_after_them() {
     assert!(!defines("pub fn assessment()", "assess"));
     assert!(!defines("let a = reassess();", "assess"));
 }
+
+/// The production sources of the workspace: every `.rs` under a crate's
+/// `src/` but its unit-test files (`tests.rs`), with its `#[cfg(test)]`
+/// modules left out.
+fn production_sources(root: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("src"))
+        .filter(|src| src.is_dir() && !src.starts_with(root.join("testkit")))
+        .collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path()),
+            );
+        } else if path.extension().is_some_and(|extension| extension == "rs")
+            && path.file_name().is_some_and(|name| name != "tests.rs")
+        {
+            let text = std::fs::read_to_string(&path).unwrap();
+            found.push((path, without_test_modules(&text)));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `source` without its `#[cfg(test)] mod NAME { … }` blocks (braces in
+/// strings, characters and comments are not counted).
+fn without_test_modules(source: &str) -> String {
+    let mut kept = String::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        let after = &rest[at + "#[cfg(test)]".len()..];
+        let trimmed = after.trim_start();
+        let Some(open) = trimmed
+            .strip_prefix("mod ")
+            .and_then(|module| module.find(['{', ';']))
+            .filter(|open| trimmed["mod ".len() + open..].starts_with('{'))
+        else {
+            kept.push_str(&rest[..at + "#[cfg(test)]".len()]);
+            rest = after;
+            continue;
+        };
+        kept.push_str(&rest[..at]);
+        let body = &trimmed["mod ".len() + open..];
+        rest = &body[block_length(body)..];
+    }
+    kept.push_str(rest);
+    kept
+}
+
+/// The length of the block `text` starts with (at its `{`), to its `}`.
+fn block_length(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut index) = (0usize, 0usize);
+    while index < bytes.len() {
+        match bytes[index] {
+            b'/' if bytes.get(index + 1) == Some(&b'/') => {
+                while index < bytes.len() && bytes[index] != b'\n' {
+                    index += 1;
+                }
+            }
+            b'/' if bytes.get(index + 1) == Some(&b'*') => {
+                index += 2;
+                while index + 1 < bytes.len() && !(bytes[index] == b'*' && bytes[index + 1] == b'/')
+                {
+                    index += 1;
+                }
+                index += 1;
+            }
+            b'"' => {
+                // A raw string's hashes, if any, close it too.
+                let hashes = bytes[..index]
+                    .iter()
+                    .rev()
+                    .take_while(|byte| **byte == b'#')
+                    .count();
+                index += 1;
+                while index < bytes.len() {
+                    if bytes[index] == b'\\' && hashes == 0 {
+                        index += 2;
+                        continue;
+                    }
+                    if bytes[index] == b'"'
+                        && bytes[index + 1..]
+                            .iter()
+                            .take(hashes)
+                            .all(|byte| *byte == b'#')
+                    {
+                        index += hashes;
+                        break;
+                    }
+                    index += 1;
+                }
+            }
+            b'\'' if bytes.get(index + 2) == Some(&b'\'') => index += 2,
+            b'\'' if bytes.get(index + 1) == Some(&b'\\') => {
+                index += 2;
+                while index < bytes.len() && bytes[index] != b'\'' {
+                    index += 1;
+                }
+            }
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return index + 1;
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    bytes.len()
+}
+
+/// The error types of every `Result<T, E>` written in `source` (`E` as
+/// written, spaces removed).
+fn result_errors(source: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("Result<") {
+        let preceding = rest[..at].chars().next_back();
+        rest = &rest[at + "Result<".len()..];
+        // `SomethingResult<` is another type.
+        if preceding.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let (mut depth, mut comma, mut end) = (0i32, None, None);
+        for (index, character) in rest.char_indices() {
+            match character {
+                '<' | '(' | '[' => depth += 1,
+                ')' | ']' => depth -= 1,
+                '>' if depth == 0 => {
+                    end = Some(index);
+                    break;
+                }
+                '>' => depth -= 1,
+                ',' if depth == 0 => comma = Some(index),
+                _ => {}
+            }
+        }
+        if let (Some(comma), Some(end)) = (comma, end) {
+            errors.push(rest[comma + 1..end].split_whitespace().collect());
+        }
+    }
+    errors
+}
+
+/// Issue 54: errors are typed. A production `Result<_, String>` is a
+/// sentence where a caller needed a reason it can match on (and the
+/// count went from 67 to 0 and back to 12 within a week): none is written.
+#[test]
+fn no_production_code_returns_a_string_as_its_error() {
+    let root = hearth_testkit::llama::workspace_root();
+    let sources = production_sources(&root);
+    // A name given to `String` is `String` (`type Invalid = String;`), and
+    // so is a conversion's error (`type Error = String;`).
+    let mut strings_by_name = vec!["String".to_owned(), "std::string::String".to_owned()];
+    for (_, source) in &sources {
+        strings_by_name.extend(string_aliases(source));
+    }
+    let mut offenders = Vec::new();
+    for (path, source) in sources {
+        let strings = result_errors(&source)
+            .into_iter()
+            .filter(|error| strings_by_name.contains(error))
+            .count()
+            + source
+                .lines()
+                .map(|line| line.split_whitespace().collect::<String>())
+                .filter(|line| {
+                    ["typeError=", "typeErr="].iter().any(|start| {
+                        line.strip_prefix(start).is_some_and(|rest| {
+                            strings_by_name
+                                .iter()
+                                .any(|name| rest == format!("{name};"))
+                        })
+                    })
+                })
+                .count();
+        if strings > 0 {
+            offenders.push(format!(
+                "{} ({strings})",
+                path.strip_prefix(&root).unwrap().display()
+            ));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "production code returning `Result<_, String>` (give it an error type of its own, with \
+         thiserror): {offenders:#?}"
+    );
+}
+
+#[test]
+fn the_guard_leaves_out_test_modules_only() {
+    let source = "fn a() -> Result<(), E> {}\n#[cfg(test)]\nmod tests {\n fn t() -> Result<(), String> \
+                  { let s = \"}{\"; let c = '}'; // }\n }\n}\nfn b() -> Result<(), String> {}\n\
+                  #[cfg(test)]\nfn helper() -> Result<(), String> {}\n#[cfg(test)]\nmod other;\n";
+    let kept = without_test_modules(source);
+    assert_eq!(result_errors(&kept), ["E", "String", "String"], "{kept}");
+    assert!(kept.contains("mod other;") && !kept.contains("fn t()"));
+}
+
+/// The names `source` gives `String` (`type NAME = String;`).
+fn string_aliases(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .map(|line| line.split_whitespace().collect::<String>())
+        .filter_map(|line| {
+            let rest = line.strip_prefix("pub").unwrap_or(&line).to_owned();
+            let rest = rest.strip_prefix("(crate)").unwrap_or(&rest);
+            let (name, target) = rest.strip_prefix("type")?.split_once('=')?;
+            (["String;", "std::string::String;"].contains(&target)
+                && !["Error", "Err"].contains(&name))
+            .then(|| name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_guard_reads_result_types_as_written() {
+    let source = "fn a() -> Result<(), String> {}\nfn b() -> std::result::Result<Vec<(u8, String)>, \
+                  Error> {}\nfn c() -> Result<HashMap<i64, String>, StoreError>\n\
+                  fn d() -> io::Result<()>\nfn e() -> Result<Option<BTreeMap<u8, String>>, \n String>";
+    assert_eq!(
+        result_errors(source),
+        ["String", "Error", "StoreError", "String"]
+    );
+    assert_eq!(
+        string_aliases(
+            "pub type Invalid = String;\ntype Name = std::string::String;\ntype Error = String;"
+        ),
+        ["Invalid", "Name"]
+    );
+}
+
+/// Issue 54: a reader who meets `Coordinator` or `Gateway` should meet the
+/// service's own type. The harness's and the hub's pictures of them are
+/// named for what they are (`LabCoordinator`, `GatewayProcess`,
+/// `CoordinatorReport`).
+#[test]
+fn a_services_main_type_has_its_name_to_itself() {
+    let root = hearth_testkit::llama::workspace_root();
+    let owners = [
+        ("Coordinator", "coordinator/src/coordinator/mod.rs"),
+        ("Gateway", "ai-gateway/src/gateway/mod.rs"),
+        ("Messaging", "messaging-plugin/src/service.rs"),
+    ];
+    let mut sources = production_sources(&root);
+    let mut stack = vec![root.join("testkit/src")];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path()),
+            );
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            sources.push((path, text));
+        }
+    }
+    let mut twins = Vec::new();
+    for (path, source) in &sources {
+        let relative = path.strip_prefix(&root).unwrap();
+        for line in source.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for (name, owner) in owners {
+                let declares = words.windows(2).any(|pair| {
+                    ["struct", "enum", "type", "trait"].contains(&pair[0])
+                        && pair[1].trim_end_matches(['{', ';', '<', '(']) == name
+                });
+                if declares && relative != Path::new(owner) {
+                    twins.push(format!("{} declares {name}", relative.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        twins.is_empty(),
+        "a second type of a service's name: {twins:#?}"
+    );
+}

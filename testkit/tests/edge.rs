@@ -26,7 +26,7 @@ use std::time::Duration;
 use hearth_http::probe;
 use hearth_testkit::compute::{LoopbackRouter, dev_policy};
 use hearth_testkit::control_plane::{Server, free_port};
-use hearth_testkit::gateway_process::{Gateway, config};
+use hearth_testkit::gateway_process::{GatewayProcess, config};
 use hearth_testkit::oblivious::{LoopbackServer, seeds_json};
 use hearth_testkit::{binary, ts2021, wait_until};
 use tokio::io::AsyncWriteExt as _;
@@ -181,7 +181,7 @@ async fn connections_that_never_speak_are_closed_on_every_listener() {
     wait_for_port(plain, "the coordinator's plain listener");
     let pinned = hearth_control::tls::client_config(token.fingerprint, None).unwrap();
 
-    let gateway = Gateway::start(config(&[(
+    let gateway = GatewayProcess::start(config(&[(
         "local",
         "openai-completions",
         "http://127.0.0.1:9/v1",

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth_testkit::control_plane::{Server, free_port};
-use hearth_testkit::gateway_process::{Gateway, config};
+use hearth_testkit::gateway_process::{GatewayProcess, config};
 use hearth_testkit::llama::{LlamaServer, workspace_root};
 
 fn monitoring() -> PathBuf {
@@ -162,7 +162,7 @@ async fn dashboards_and_alerts_read_only_metrics_the_daemons_expose() {
     let coordinator_metrics =
         get_text(&format!("http://127.0.0.1:{metrics_port}/metrics"), None).await;
     drop(coordinator);
-    let gateway = Gateway::start(config(&[(
+    let gateway = GatewayProcess::start(config(&[(
         "home",
         "openai-completions",
         &format!("http://127.0.0.1:{}/v1", free_port()),
@@ -305,7 +305,7 @@ async fn prometheus_scraping_a_gateway_whose_backend_died_fires_no_healthy_backe
     let Some(mut llama) = LlamaServer::start_tcp() else {
         return;
     };
-    let gateway = Gateway::start(config(&[("home", "openai-completions", &llama.base_url)]));
+    let gateway = GatewayProcess::start(config(&[("home", "openai-completions", &llama.base_url)]));
     let dir = tempfile::tempdir().unwrap();
     // Prometheus reads the gateway's token from a file, as deployed.
     let token = dir.path().join("gateway.token");

@@ -115,7 +115,7 @@ impl Documents {
     pub async fn add_shared(&self, member: &str, name: &str, bytes: &[u8]) -> Indexed {
         let (name, format) = match library::shared_name(name) {
             Ok(found) => found,
-            Err(why) => return Indexed::Refused(why),
+            Err(why) => return Indexed::Refused(why.to_string()),
         };
         let document = KnownDocument {
             folder: shared_folder(member).name,

@@ -180,21 +180,27 @@ pub enum Unread {
     Pdf(String),
 }
 
+/// Why a shared document's name is not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SharedName {
+    /// Not a plain file name.
+    #[error(
+        "a document's name is a file name of 1 to {} bytes: no folders, no control characters, not hidden",
+        extract::MAX_SHARED_NAME
+    )]
+    NotAFileName,
+    /// Not a kind of document the assistant reads.
+    #[error("{0} is not a document the assistant reads: PDF, text (.txt) and Markdown (.md) are")]
+    NotADocument(String),
+}
+
 /// The name a document a member shares is kept under, and how it is read:
 /// a plain file name ([`extract::shared_file_name`]) of a kind documents
 /// are read in; or why not, for the member.
-pub fn shared_name(name: &str) -> Result<(String, Format), String> {
-    let name = extract::shared_file_name(name).ok_or_else(|| {
-        format!(
-            "a document's name is a file name of 1 to {} bytes: no folders, no control characters, not hidden",
-            extract::MAX_SHARED_NAME
-        )
-    })?;
-    let format = Format::of(Path::new(name)).ok_or_else(|| {
-        format!(
-            "{name} is not a document the assistant reads: PDF, text (.txt) and Markdown (.md) are"
-        )
-    })?;
+pub fn shared_name(name: &str) -> Result<(String, Format), SharedName> {
+    let name = extract::shared_file_name(name).ok_or(SharedName::NotAFileName)?;
+    let format =
+        Format::of(Path::new(name)).ok_or_else(|| SharedName::NotADocument(name.to_owned()))?;
     Ok((name.to_owned(), format))
 }
 

@@ -444,8 +444,15 @@ fn models(reader: &mut Reader, context: &Context<'_>, value: &Value, config: &mu
     reader.rest(map, "models", &["providers"], ignored::reason);
 }
 
+/// A provider's `api` Hearth does not speak.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ignored: Hearth does not speak {0:?} (it speaks openai-completions, openai-responses as completions, ollama and hearth-enclave)"
+)]
+struct UnknownApi(String);
+
 /// How Hearth speaks a provider's `api`, or why it cannot.
-fn api(name: &str) -> Result<(hearth_llm::Api, Option<&'static str>), String> {
+fn api(name: &str) -> Result<(hearth_llm::Api, Option<&'static str>), UnknownApi> {
     use hearth_llm::Api;
     match name {
         "openai-completions" => Ok((Api::OpenAiCompletions, None)),
@@ -457,9 +464,7 @@ fn api(name: &str) -> Result<(hearth_llm::Api, Option<&'static str>), String> {
                 "spoken to with chat completions (`/chat/completions`), which llama.cpp, vLLM and Ollama serve too",
             ),
         )),
-        other => Err(format!(
-            "ignored: Hearth does not speak {other:?} (it speaks openai-completions, openai-responses as completions, ollama and hearth-enclave)"
-        )),
+        other => Err(UnknownApi(other.to_owned())),
     }
 }
 
@@ -524,7 +529,7 @@ fn provider_section(
     let (api, remark) = match api(&api_name) {
         Ok(found) => found,
         Err(why) => {
-            reader.note(path, why);
+            reader.note(path, why.to_string());
             return None;
         }
     };

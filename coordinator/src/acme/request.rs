@@ -3,21 +3,40 @@
 //! DER in, a verdict out), and fuzzed with what a device may send
 //! (`control/fuzz`, target `device_csr`).
 
+/// Why a device's certificate request is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestRefused {
+    /// Not a well-signed PKCS#10 request.
+    #[error("not a certificate request: {0}")]
+    NotARequest(String),
+    /// It names other names than the device's own, or several.
+    #[error("the request must name {domain} alone (it names {names} names)")]
+    OtherNames {
+        /// The device's name.
+        domain: String,
+        /// How many names it named.
+        names: usize,
+    },
+    /// Its subject names something else.
+    #[error("the request's subject must be empty or {0}")]
+    OtherSubject(String),
+}
+
 /// Checks that `csr` (DER) is a well-signed request for `domain` and
 /// nothing else: one DNS name, no other subject name but that one. What a
 /// node sends is signed by the CA as it is, so it must not name more than
 /// the node may have.
-pub fn check_request(csr: &[u8], domain: &str) -> Result<(), String> {
+pub fn check_request(csr: &[u8], domain: &str) -> Result<(), RequestRefused> {
     let request = rcgen::CertificateSigningRequestParams::from_der(&csr.to_vec().into())
-        .map_err(|error| format!("not a certificate request: {error}"))?;
+        .map_err(|error| RequestRefused::NotARequest(error.to_string()))?;
     let names = &request.params.subject_alt_names;
     let only_domain = matches!(names.as_slice(),
         [rcgen::SanType::DnsName(name)] if name.as_str().eq_ignore_ascii_case(domain));
     if !only_domain {
-        return Err(format!(
-            "the request must name {domain} alone (it names {} names)",
-            names.len()
-        ));
+        return Err(RequestRefused::OtherNames {
+            domain: domain.to_owned(),
+            names: names.len(),
+        });
     }
     for (kind, value) in request.params.distinguished_name.iter() {
         let text = match value {
@@ -26,7 +45,7 @@ pub fn check_request(csr: &[u8], domain: &str) -> Result<(), String> {
             _ => String::new(),
         };
         if *kind != rcgen::DnType::CommonName || !text.eq_ignore_ascii_case(domain) {
-            return Err(format!("the request's subject must be empty or {domain}"));
+            return Err(RequestRefused::OtherSubject(domain.to_owned()));
         }
     }
     Ok(())
@@ -73,6 +92,7 @@ mod tests {
         assert!(
             check_request(b"not DER", own)
                 .unwrap_err()
+                .to_string()
                 .contains("not a certificate request")
         );
         // A request whose signature does not match its key is refused.

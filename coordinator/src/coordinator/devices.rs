@@ -899,7 +899,8 @@ impl Coordinator {
         let csr = request
             .csr_bytes()
             .ok_or_else(|| Error::BadRequest("csr_der is not base64".into()))?;
-        crate::acme::request::check_request(&csr, &domain).map_err(Error::BadRequest)?;
+        crate::acme::request::check_request(&csr, &domain)
+            .map_err(|refused| Error::BadRequest(refused.to_string()))?;
         // Every order counts, whether the CA issues or not, and the count
         // is the database's: a restart or another coordinator forgets none.
         let now = unix_now();

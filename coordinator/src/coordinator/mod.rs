@@ -865,8 +865,8 @@ impl Coordinator {
     /// Adds a standalone relay called `code` at `url`; returns it and the
     /// token it starts with.
     pub async fn add_relay(&self, code: &str, url: &str) -> crate::error::Result<CreatedRelay> {
-        check_code(code).map_err(crate::Error::BadRequest)?;
-        check_url(url).map_err(crate::Error::BadRequest)?;
+        check_code(code).map_err(|refused| crate::Error::BadRequest(refused.to_string()))?;
+        check_url(url).map_err(|refused| crate::Error::BadRequest(refused.to_string()))?;
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let row = self
             .db

@@ -22,7 +22,7 @@ pub fn unique_interface() -> String {
 }
 
 /// A coordinator running in a lab host.
-pub struct Coordinator {
+pub struct LabCoordinator {
     /// Its host.
     pub host: Host,
     /// Its state directory.
@@ -33,7 +33,7 @@ pub struct Coordinator {
     pub process: Process,
 }
 
-impl Coordinator {
+impl LabCoordinator {
     /// Runs the admin CLI against it (from the root namespace: the admin
     /// socket is a file).
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -177,12 +177,12 @@ impl Agent {
 
 impl Lab {
     /// Starts a coordinator in `host`, listening on the host's underlay address.
-    pub fn start_coordinator(&mut self, host: &Host) -> Coordinator {
+    pub fn start_coordinator(&mut self, host: &Host) -> LabCoordinator {
         self.start_coordinator_with(host, &[])
     }
 
     /// Starts a coordinator in `host` with `extra` arguments to `serve`.
-    pub fn start_coordinator_with(&mut self, host: &Host, extra: &[&str]) -> Coordinator {
+    pub fn start_coordinator_with(&mut self, host: &Host, extra: &[&str]) -> LabCoordinator {
         let state = self.dir.path().join(format!("{}-coordinator", host.name));
         let address = std::net::SocketAddr::from((host.address, 8443));
         let mut command = self.command(host, binary("hearth-coordinator"));
@@ -201,7 +201,7 @@ impl Lab {
             .args(extra)
             .env("HEARTH_LOG", "debug");
         let process = self.spawn(host, &format!("{}-coordinator", host.name), command);
-        let coordinator = Coordinator {
+        let coordinator = LabCoordinator {
             host: host.clone(),
             state,
             address,
@@ -222,7 +222,7 @@ impl Lab {
     }
 
     /// Restarts a stopped coordinator on the same state and address.
-    pub fn restart_coordinator(&mut self, mut old: Coordinator) -> Coordinator {
+    pub fn restart_coordinator(&mut self, mut old: LabCoordinator) -> LabCoordinator {
         let host = old.host.clone();
         old.process.kill();
         self.start_coordinator(&host)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use super::{Coordinator, Host, Lab, Process, wait_until};
+use super::{Host, Lab, LabCoordinator, Process, wait_until};
 
 /// A `tailscaled` in a lab host, and its CLI.
 pub struct TailscaleNode {
@@ -53,7 +53,7 @@ impl TailscaleNode {
 
     /// `tailscale up --login-server URL --authkey KEY --hostname NAME` with
     /// `extra` arguments.
-    pub fn up(&self, lab: &Lab, coordinator: &Coordinator, key: &str, extra: &[&str]) -> Output {
+    pub fn up(&self, lab: &Lab, coordinator: &LabCoordinator, key: &str, extra: &[&str]) -> Output {
         self.up_at(lab, &format!("https://{}", coordinator.address), key, extra)
     }
 
@@ -117,7 +117,7 @@ impl Lab {
     pub fn start_tailscaled(
         &mut self,
         host: &Host,
-        coordinator: &Coordinator,
+        coordinator: &LabCoordinator,
         client: &Path,
     ) -> TailscaleNode {
         let certificate = coordinator.state.join("tls/server.crt");

@@ -1,0 +1,476 @@
+//! OpenAI's API on the gateway's port, for the members' apps (the `openai`
+//! SDK, LangChain, LiteLLM, Open WebUI): chat completions, responses,
+//! embeddings and the model list, each translated to the conversation use
+//! case ([`Gateway::ask`], [`Gateway::embed`]) and its events back to
+//! OpenAI's shapes ([`crate::openai`]). OpenClaw's headers name an agent,
+//! a model or a session.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use hearth_e2ee::{ErrorCode, ReplyEvent};
+use hearth_llm::Message;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::edge::{
+    ApiError, bad, error_body, failure_status, header_text, invalid, refusal, refused_response, sse,
+};
+use crate::gateway::{Ask, Gateway, failure_message};
+use hearth_runtime::clock::unix_seconds;
+
+/// An OpenAI-style request as the conversation use case takes it: the
+/// agent or model in `model` or OpenClaw's headers, the session of `key`
+/// among the caller's own, the caller's address rate-limited.
+pub(crate) fn openai_ask(
+    caller: Caller,
+    model: Option<&str>,
+    headers: &HeaderMap,
+    key: Option<String>,
+    messages: Vec<Message>,
+    endpoint: &'static str,
+) -> Ask {
+    let session = key.map(|key| crate::gateway::Session {
+        channel: format!("openai:{key}"),
+        owner: caller.session_owner(),
+    });
+    Ask {
+        model: model.map(str::to_owned),
+        agent: header_text(headers, "x-openclaw-agent-id").map(str::to_owned),
+        backend_model: header_text(headers, "x-openclaw-model").map(str::to_owned),
+        session,
+        limit: crate::gateway::Limit::Address,
+        ..Ask::new(caller, messages, endpoint)
+    }
+}
+
+/// The session a request continues: `x-openclaw-session-key`, else the
+/// request's `user`; none means stateless. OpenClaw's internal namespaces
+/// are refused.
+fn session_key(user: Option<&str>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let key = header_text(headers, "x-openclaw-session-key")
+        .or(user.map(str::trim).filter(|user| !user.is_empty()));
+    match key {
+        Some(key)
+            if ["subagent:", "cron:", "acp:"]
+                .iter()
+                .any(|reserved| key.starts_with(reserved)) =>
+        {
+            Err(bad(format!(
+                "session keys starting with {:?} are reserved",
+                key.split(':').next().unwrap_or("")
+            )))
+        }
+        Some(key) if key.len() > 200 => Err(bad("a session key has at most 200 characters")),
+        key => Ok(key.map(str::to_owned)),
+    }
+}
+
+fn model_object(id: &str) -> serde_json::Value {
+    let owner = if id.starts_with("openclaw") {
+        "openclaw"
+    } else {
+        "hearth"
+    };
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+}
+
+pub(crate) async fn models(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    let data: Vec<_> = gateway
+        .permitted_model_ids(&caller)
+        .iter()
+        .map(|id| model_object(id))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+pub(crate) async fn model(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if gateway.permitted_model_ids(&caller).contains(&id) {
+        Json(model_object(&id)).into_response()
+    } else {
+        error_body(
+            StatusCode::NOT_FOUND,
+            ErrorCode::ModelNotFound,
+            format!("no model is called {id:?}; GET /v1/models lists them"),
+        )
+    }
+}
+
+/// An OpenAI chat completion request; other OpenAI fields are accepted
+/// and ignored.
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<Message>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<serde_json::Value>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    tools: Option<serde_json::Value>,
+    #[serde(default)]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The sampling settings of `rest` that pass through, range-checked as
+/// OpenClaw checks them.
+pub(crate) fn sampling(
+    temperature: Option<f32>,
+    rest: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if temperature.is_some_and(|value| !(0.0..=2.0).contains(&value)) {
+        return Err(bad("temperature must be from 0 to 2"));
+    }
+    let number = |key: &str, low: f64, high: f64| -> Result<(), ApiError> {
+        match rest.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(()),
+            Some(value)
+                if value
+                    .as_f64()
+                    .is_some_and(|value| (low..=high).contains(&value)) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(bad(format!("{key} must be a number from {low} to {high}"))),
+        }
+    };
+    number("top_p", 0.0, 1.0)?;
+    number("frequency_penalty", -2.0, 2.0)?;
+    number("presence_penalty", -2.0, 2.0)?;
+    match rest.get("seed") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(value) if value.is_i64() || value.is_u64() => {}
+        Some(_) => return Err(bad("seed must be a whole number")),
+    }
+    match rest.get("stop") {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::String(_)) => {}
+        Some(serde_json::Value::Array(stops))
+            if stops.len() <= 4
+                && stops
+                    .iter()
+                    .all(|stop| stop.as_str().is_some_and(|stop| !stop.is_empty())) => {}
+        Some(_) => {
+            return Err(bad("stop must be a string or up to 4 non-empty strings"));
+        }
+    }
+    Ok(hearth_llm::SAMPLING
+        .iter()
+        .filter_map(|key| {
+            rest.get(*key)
+                .filter(|value| !value.is_null())
+                .map(|value| ((*key).to_owned(), value.clone()))
+        })
+        .collect())
+}
+
+pub(crate) async fn completions(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: CompletionRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return invalid(format!("not a chat completion request: {error}")),
+    };
+    if request.messages.is_empty() {
+        return invalid("`messages` is empty");
+    }
+    if let Err(why) =
+        crate::openai::check_tools(request.tools.as_ref(), request.tool_choice.as_ref())
+    {
+        return invalid(why.0);
+    }
+    let sampling = match sampling(request.temperature, &request.rest) {
+        Ok(sampling) => sampling,
+        Err(error) => return error.into_response(),
+    };
+    let session = match session_key(request.user.as_deref(), &headers) {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
+    };
+    let include_usage = request
+        .stream_options
+        .as_ref()
+        .is_some_and(|options| options["include_usage"] == true);
+    let ask = Ask {
+        max_tokens: request.max_completion_tokens.or(request.max_tokens),
+        temperature: request.temperature,
+        tools: request.tools,
+        tool_choice: request.tool_choice,
+        sampling,
+        ..openai_ask(
+            caller,
+            request.model.as_deref(),
+            &headers,
+            session,
+            request.messages,
+            "completions",
+        )
+    };
+    let mut events = match gateway.ask(ask).await {
+        Ok(events) => events,
+        Err(refused) => return refused_response(refused),
+    };
+    let id = format!(
+        "chatcmpl-{}",
+        hearth_e2ee::envelope::b64(&rand::random::<[u8; 9]>())
+    );
+    let created = unix_seconds();
+
+    if !request.stream {
+        let (mut model, mut text, mut finish, mut usage) =
+            (String::new(), String::new(), None, None);
+        let mut calls = crate::openai::ToolCalls::default();
+        while let Some(event) = events.next().await {
+            match event {
+                ReplyEvent::Meta {
+                    model: answering, ..
+                } => model = answering,
+                ReplyEvent::Delta { text: more } => text.push_str(&more),
+                ReplyEvent::ToolCalls { calls: more } => calls.push(&more),
+                ReplyEvent::Done {
+                    finish_reason,
+                    usage: counts,
+                } => {
+                    finish = Some(finish_reason);
+                    usage = counts;
+                }
+                ReplyEvent::Error { code, .. } => {
+                    return error_body(failure_status(code), code, failure_message(code).into());
+                }
+                ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {}
+            }
+        }
+        let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
+        let message = if calls.is_empty() {
+            json!({"role": "assistant", "content": text})
+        } else {
+            json!({"role": "assistant", "content": if text.is_empty() { serde_json::Value::Null } else { json!(text) }, "tool_calls": calls.calls()})
+        };
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+
+    let mut model = String::new();
+    let lines = events
+        .flat_map(move |event| {
+            let chunk = |model: &str, delta: serde_json::Value, finish: Option<&str>| {
+                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            };
+            let lines = match event {
+                ReplyEvent::Meta { model: answering, .. } => {
+                    model = answering;
+                    vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)]
+                }
+                ReplyEvent::Delta { text } => vec![chunk(&model, json!({"content": text}), None)],
+                ReplyEvent::ToolCalls { calls } => vec![chunk(&model, json!({"tool_calls": calls}), None)],
+                // `[DONE]` only after a complete reply: an error ends the stream without it.
+                ReplyEvent::Done { finish_reason, usage } => {
+                    let mut lines = vec![chunk(&model, json!({}), Some(&finish_reason))];
+                    if include_usage {
+                        let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
+                        lines.push(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}));
+                    }
+                    lines.push(json!("[DONE]"));
+                    lines
+                }
+                ReplyEvent::Error { code, message } => vec![json!({"error": {"code": code, "message": message}})],
+                ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => Vec::new(),
+            };
+            futures_util::stream::iter(lines.into_iter().map(|line| match line {
+                serde_json::Value::String(done) => Bytes::from(format!("data: {done}\n\n")),
+                line => Bytes::from(format!("data: {line}\n\n")),
+            }))
+        })
+        .boxed();
+    sse(lines, gateway.keepalive())
+}
+
+/// `POST /v1/responses` (OpenResponses): `input` items and `instructions`
+/// read as a chat, the reply as a response object or its SSE events.
+pub(crate) async fn responses(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(error) => return invalid(format!("not a responses request: {error}")),
+    };
+    let chat = match crate::openai::responses_chat(&body) {
+        Ok(chat) => chat,
+        Err(why) => return invalid(why.0),
+    };
+    let temperature = body
+        .get("temperature")
+        .and_then(serde_json::Value::as_f64)
+        .map(|value| value as f32);
+    let sampling = match sampling(temperature, &body) {
+        Ok(sampling) => sampling
+            .into_iter()
+            .filter(|(key, _)| key == "top_p")
+            .collect(),
+        Err(error) => return error.into_response(),
+    };
+    let session = match session_key(
+        body.get("user").and_then(serde_json::Value::as_str),
+        &headers,
+    ) {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
+    };
+    let max_tokens = body
+        .get("max_output_tokens")
+        .and_then(serde_json::Value::as_u64)
+        .map(|tokens| u32::try_from(tokens).unwrap_or(u32::MAX));
+    let ask = Ask {
+        instructions: chat.system,
+        max_tokens,
+        temperature,
+        tools: chat.tools,
+        tool_choice: chat.tool_choice,
+        sampling,
+        ..openai_ask(
+            caller,
+            body.get("model").and_then(serde_json::Value::as_str),
+            &headers,
+            session,
+            chat.messages,
+            "responses",
+        )
+    };
+    let mut events = match gateway.ask(ask).await {
+        Ok(events) => events,
+        Err(refused) => return refused_response(refused),
+    };
+    let mut stream =
+        crate::openai::ResponseStream::new(format!("resp_{}", hex_id()), unix_seconds());
+    if body.get("stream") != Some(&serde_json::Value::Bool(true)) {
+        let mut failure = None;
+        while let Some(event) = events.next().await {
+            if let ReplyEvent::Error { code, .. } = &event {
+                failure = Some(*code);
+            }
+            stream.push(&event);
+        }
+        if let Some(code) = failure {
+            return error_body(failure_status(code), code, failure_message(code).into());
+        }
+        return Json(stream.response("completed")).into_response();
+    }
+    let lines = events
+        .flat_map(move |event| {
+            let lines: Vec<Bytes> = stream
+                .push(&event)
+                .into_iter()
+                .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+                .collect();
+            futures_util::stream::iter(lines)
+        })
+        .boxed();
+    sse(lines, gateway.keepalive())
+}
+
+/// A random id for responses.
+fn hex_id() -> String {
+    rand::random::<[u8; 12]>()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// An OpenAI embeddings request.
+#[derive(Debug, Deserialize)]
+struct EmbeddingRequest {
+    #[serde(default)]
+    model: Option<String>,
+    input: serde_json::Value,
+    #[serde(default)]
+    dimensions: Option<u32>,
+}
+
+/// Most inputs in one embeddings request.
+const MAX_EMBEDDING_INPUTS: usize = 256;
+
+/// `POST /v1/embeddings`: `input` a string or a list of them; `model` an
+/// agent target (its model, or `x-openclaw-model`) or a backend model.
+pub(crate) async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: EmbeddingRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return invalid(format!("not an embeddings request: {error}")),
+    };
+    let inputs: Vec<String> = match &request.input {
+        serde_json::Value::String(text) => vec![text.clone()],
+        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        _ => return invalid("`input` must be a string or a list of strings"),
+    };
+    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+        return invalid(format!(
+            "`input` must hold 1 to {MAX_EMBEDDING_INPUTS} strings"
+        ));
+    }
+    if let Err(refused) = gateway.admit_plain(caller.address) {
+        return refusal(&gateway, refused);
+    }
+    let embedded = gateway
+        .embed(
+            &caller,
+            request.model.as_deref(),
+            header_text(&headers, "x-openclaw-model"),
+            &inputs,
+            request.dimensions,
+        )
+        .await;
+    match embedded {
+        Ok((model, vectors)) => {
+            let data: Vec<_> = vectors
+                .into_iter()
+                .enumerate()
+                .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+                .collect();
+            Json(json!({"object": "list", "model": model, "data": data,
+                        "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
+            .into_response()
+        }
+        Err(refused) => refused_response(refused),
+    }
+}

@@ -1,0 +1,242 @@
+//! The machine's checks, made before setup writes anything: the package's
+//! parts, the model (the packaged file, a GGUF of the admin's, or an Ollama
+//! on the machine and its models), the ports the hub will take, the admin's
+//! name as the coordinator would take it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::answers::{Answers, ModelChoice};
+use crate::layout::{Layout, Unit};
+use crate::probe::{self, Target};
+use crate::record::Record;
+use crate::system;
+
+/// Where setup looks for Ollama.
+pub const OLLAMA: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 11_434);
+
+/// The machine's host name, as a mesh name (lower case).
+pub(crate) fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .to_lowercase()
+}
+
+/// The models an Ollama at [`OLLAMA`] lists.
+pub fn ollama_models() -> anyhow::Result<Vec<String>> {
+    ollama_models_at(&Target::Tcp(OLLAMA))
+}
+
+/// The models an Ollama at `target` lists (`GET /api/tags`).
+pub fn ollama_models_at(target: &Target) -> anyhow::Result<Vec<String>> {
+    let answer = probe::get(target, "/api/tags")?;
+    if answer.status != 200 {
+        bail!("/api/tags answered {}", answer.status);
+    }
+    let tags: serde_json::Value =
+        serde_json::from_slice(&answer.body).context("/api/tags is not Ollama's answer")?;
+    Ok(tags["models"]
+        .as_array()
+        .map(|models| {
+            models
+                .iter()
+                .filter_map(|model| model["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The GGUF file the model package installed.
+pub(crate) fn default_model_file(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let folder = layout.default_models();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| {
+                    path.extension()
+                        .is_some_and(|extension| extension == "gguf")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.into_iter().next().with_context(|| {
+        format!(
+            "the default model is not installed ({} is empty): install the hearth-model-smollm2 \
+             package, or choose --model ollama or --model FILE.gguf",
+            folder.display()
+        )
+    })
+}
+
+/// What the machine checks settled.
+pub(crate) struct Checked {
+    /// The model file llama-server will serve (none with Ollama).
+    pub(crate) model_file: Option<PathBuf>,
+    /// The model's id in the gateway.
+    pub(crate) model_id: String,
+}
+
+/// Everything that can be refused before anything is written.
+pub(crate) fn check_machine(
+    layout: &Layout,
+    answers: &Answers,
+    previous: Option<&Record>,
+) -> anyhow::Result<Checked> {
+    if let Some(previous) = previous {
+        let before = &previous.answers;
+        if before.url != answers.url || before.admin != answers.admin {
+            bail!(
+                "this hub was set up for {} with admin {}; its devices' keys name that URL. To \
+                 start over, back it up (hearth backup FILE), then `apt purge hearth` and install \
+                 it again",
+                before.url,
+                before.admin
+            );
+        }
+    }
+    let checked_name =
+        system::output(system::coordinator(layout).args(["users", "check", &answers.admin]))?;
+    if !checked_name.status.success() {
+        bail!(
+            "the admin's name: {}",
+            String::from_utf8_lossy(&checked_name.stderr)
+                .trim()
+                .trim_start_matches("Error: ")
+        );
+    }
+    for needed in [layout.pod_template(), layout.images_manifest()] {
+        if !needed.exists() {
+            bail!(
+                "{} is missing: is the hearth package installed?",
+                needed.display()
+            );
+        }
+    }
+    let (model_file, model_id) = match &answers.model {
+        ModelChoice::Default => {
+            let file = default_model_file(layout)?;
+            let id = answers
+                .model
+                .id(&file.file_name().unwrap_or_default().to_string_lossy());
+            (Some(file), id)
+        }
+        ModelChoice::File { path } => {
+            check_gguf(path)?;
+            (Some(path.clone()), answers.model.id(""))
+        }
+        ModelChoice::Ollama { name } => {
+            let models = ollama_models().map_err(|error| {
+                anyhow::anyhow!(
+                    "no Ollama answers at {OLLAMA} ({error:#}): start it, or choose another model"
+                )
+            })?;
+            let chosen = if name.is_empty() {
+                models.first().cloned().with_context(|| {
+                    format!("the Ollama at {OLLAMA} has no model: `ollama pull NAME` first")
+                })?
+            } else if models
+                .iter()
+                .any(|listed| listed == name || listed == &format!("{name}:latest"))
+            {
+                name.clone()
+            } else {
+                bail!(
+                    "the Ollama at {OLLAMA} has no model {name} (it has: {})",
+                    models.join(", ")
+                );
+            };
+            (None, chosen)
+        }
+    };
+    if model_file.is_some() && !layout.llama_server().exists() {
+        bail!(
+            "{} is missing: install the hearth-llama-server package, or choose --model ollama",
+            layout.llama_server().display()
+        );
+    }
+    // Units of this hub already running: their ports are theirs.
+    let running: Vec<Unit> = Unit::ALL
+        .into_iter()
+        .filter(|unit| system::unit_state(*unit).0 == "active")
+        .collect();
+    let mut ports = vec![(answers.url.port(), Protocol::Tcp, Unit::Coordinator)];
+    if let Some(port) = answers.http_port {
+        ports.push((port, Protocol::Tcp, Unit::Coordinator));
+    }
+    ports.push((3478, Protocol::Udp, Unit::Coordinator));
+    ports.push((41641, Protocol::Udp, Unit::Agent));
+    for (port, protocol, owner) in ports {
+        if running.contains(&owner) {
+            continue;
+        }
+        check_port(port, protocol)?;
+    }
+    Ok(Checked {
+        model_file,
+        model_id,
+    })
+}
+
+/// Whether `path` can be read and is a GGUF model.
+fn check_gguf(path: &Path) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the model file {}", path.display()))?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)
+        .with_context(|| format!("cannot read the model file {}", path.display()))?;
+    if &magic != b"GGUF" {
+        bail!(
+            "{} is not a GGUF model file (llama.cpp's format: a file ending in .gguf)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// Refuses a port another program holds, naming it when `ss` can.
+fn check_port(port: u16, protocol: Protocol) -> anyhow::Result<()> {
+    let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let free = match protocol {
+        Protocol::Tcp => {
+            std::net::TcpListener::bind(any).is_ok() && std::net::TcpListener::bind(any4).is_ok()
+        }
+        Protocol::Udp => {
+            std::net::UdpSocket::bind(any).is_ok() && std::net::UdpSocket::bind(any4).is_ok()
+        }
+    };
+    if free {
+        return Ok(());
+    }
+    let (name, flag) = match protocol {
+        Protocol::Tcp => ("tcp", "-ltnpH"),
+        Protocol::Udp => ("udp", "-lunpH"),
+    };
+    let holder =
+        system::output(std::process::Command::new("ss").args([flag, &format!("sport = :{port}")]))
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+    let holder = holder
+        .split("users:((")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .map(|who| format!(" ({who})"))
+        .unwrap_or_default();
+    bail!(
+        "port {port}/{name} is taken by another program{holder}: stop it, or give the hub another \
+         port (--url https://HOST:PORT, --http-port PORT|off)"
+    )
+}

@@ -1,0 +1,180 @@
+//! What a setup run made, to be taken back when a later step fails: files
+//! made or replaced (the old contents kept), units enabled or started, and
+//! on a first run the state folders the services began.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use zeroize::Zeroizing;
+
+use crate::layout::Unit;
+use crate::system::{self, Owner, write_file};
+
+/// What setup made, to be taken back if a later step fails.
+pub(crate) struct Undo {
+    first_run: bool,
+    steps: Vec<Step>,
+}
+
+enum Step {
+    Created(PathBuf),
+    Replaced(PathBuf, Zeroizing<Vec<u8>>, u32, Owner),
+    Enabled(Unit),
+    Started(Unit),
+    /// A state folder the services began on this (first) run.
+    Began(PathBuf),
+}
+
+impl Undo {
+    pub(crate) fn new(first_run: bool) -> Undo {
+        Undo {
+            first_run,
+            steps: Vec::new(),
+        }
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.steps.clear();
+    }
+
+    pub(crate) fn take_back(&mut self) {
+        while let Some(step) = self.steps.pop() {
+            let result = match &step {
+                Step::Enabled(unit) => {
+                    system::systemctl(&["disable", "--now", unit.name()]).map(drop)
+                }
+                Step::Started(unit) => system::systemctl(&["stop", unit.name()]).map(drop),
+                Step::Created(path) => std::fs::remove_file(path)
+                    .or_else(|error| match error.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(error),
+                    })
+                    .map_err(anyhow::Error::from),
+                Step::Replaced(path, contents, mode, owner) => {
+                    write_file(path, contents, *mode, *owner)
+                }
+                Step::Began(folder) => empty_folder(folder),
+            };
+            if let Err(error) = result {
+                eprintln!("  could not take back a step: {error:#}");
+            }
+        }
+    }
+
+    /// Writes `contents` unless the file already holds them; whether it wrote.
+    pub(crate) fn put(
+        &mut self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Owner,
+    ) -> anyhow::Result<bool> {
+        use std::os::unix::fs::MetadataExt as _;
+        match std::fs::read(path) {
+            Ok(old) if old == contents => return Ok(false),
+            Ok(old) => {
+                let metadata = std::fs::metadata(path)?;
+                self.steps.push(Step::Replaced(
+                    path.to_owned(),
+                    Zeroizing::new(old),
+                    metadata.permissions().mode() & 0o7777,
+                    Owner {
+                        uid: metadata.uid(),
+                        gid: metadata.gid(),
+                    },
+                ));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                self.steps.push(Step::Created(path.to_owned()));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        }
+        write_file(path, contents, mode, owner)?;
+        Ok(true)
+    }
+
+    /// Makes a secret file unless one exists (secrets are never replaced).
+    pub(crate) fn secret(
+        &mut self,
+        path: &Path,
+        make: impl FnOnce() -> Zeroizing<Vec<u8>>,
+        owner: Owner,
+    ) -> anyhow::Result<bool> {
+        if path.exists() {
+            return Ok(false);
+        }
+        self.steps.push(Step::Created(path.to_owned()));
+        write_file(path, &make(), 0o600, owner)?;
+        Ok(true)
+    }
+
+    /// Enables and starts `unit` unless it runs; restarts it when `changed`.
+    pub(crate) fn start(&mut self, unit: Unit, changed: bool) -> anyhow::Result<()> {
+        let (state, enabled) = system::unit_state(unit);
+        if !enabled {
+            system::systemctl(&["enable", unit.name()])?;
+            self.steps.push(Step::Enabled(unit));
+        }
+        if state != "active" {
+            system::systemctl(&["start", unit.name()]).with_context(|| {
+                format!("{} did not start:\n{}", unit.name(), system::journal(unit))
+            })?;
+            if enabled {
+                self.steps.push(Step::Started(unit));
+            }
+        } else if changed {
+            system::systemctl(&["restart", unit.name()]).with_context(|| {
+                format!(
+                    "{} did not restart:\n{}",
+                    unit.name(),
+                    system::journal(unit)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `path` was made by this run (it goes if a later step fails).
+    pub(crate) fn created(&mut self, path: &Path) {
+        self.steps.push(Step::Created(path.to_owned()));
+    }
+
+    /// `path` held `contents` (with `mode` and `owner`) before this run
+    /// removed or replaced it: put back if a later step fails.
+    pub(crate) fn replaced(
+        &mut self,
+        path: &Path,
+        contents: Zeroizing<Vec<u8>>,
+        mode: u32,
+        owner: Owner,
+    ) {
+        self.steps
+            .push(Step::Replaced(path.to_owned(), contents, mode, owner));
+    }
+
+    /// On a first run, `folder`'s contents are the services' to begin.
+    pub(crate) fn began(&mut self, folder: &Path) {
+        let empty = std::fs::read_dir(folder).map_or(true, |mut entries| entries.next().is_none());
+        if self.first_run && empty {
+            self.steps.push(Step::Began(folder.to_owned()));
+        }
+    }
+}
+
+fn empty_folder(folder: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
