@@ -248,8 +248,17 @@ async fn set_language(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn me(Extension(caller): Extension<Caller>) -> Response {
-    Json(json!({"user": caller.user, "node": caller.node})).into_response()
+async fn me(State(shared): State<Arc<ApiState>>, Extension(caller): Extension<Caller>) -> Response {
+    // The member's conversation with the assistant, as the server names it
+    // (the app never makes a room id itself).
+    let assistant_room = shared
+        .messaging
+        .assistant
+        .as_ref()
+        .and_then(|_| RoomId::assistant_dm(&caller.user).ok())
+        .map(|room| crate::store::RoomSummary::of(&room, &caller.user));
+    Json(json!({"user": caller.user, "node": caller.node, "assistant_room": assistant_room}))
+        .into_response()
 }
 
 async fn users(
@@ -378,14 +387,20 @@ async fn create_room(
     Extension(caller): Extension<Caller>,
     Json(room): Json<NewRoom>,
 ) -> Result<Response, ServiceError> {
-    if check_room(&room.name)?.is_dm() {
+    let id = check_room(&room.name)?;
+    if id.is_dm() {
         return Ok(error(
             StatusCode::BAD_REQUEST,
             "open a direct conversation with POST /api/dm".into(),
         ));
     }
     shared.messaging.open_room(&caller, &room.name).await?;
-    Ok((StatusCode::CREATED, Json(json!({"room": room.name}))).into_response())
+    let summary = crate::store::RoomSummary::of(&id, &caller.user);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"room": room.name, "summary": summary})),
+    )
+        .into_response())
 }
 
 async fn delete_room(
@@ -418,7 +433,10 @@ async fn open_dm(
         }
     };
     shared.messaging.open_room(&caller, &room).await?;
-    Ok(Json(json!({"room": room})).into_response())
+    let summary = RoomId::parse(&room)
+        .ok()
+        .map(|id| crate::store::RoomSummary::of(&id, &caller.user));
+    Ok(Json(json!({"room": room, "summary": summary})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -34,15 +34,48 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A room as listed to one user.
+/// What a room is: one with a name, or a direct conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    /// A named room (`#kitchen`).
+    Room,
+    /// A direct conversation of two members.
+    Dm,
+}
+
+/// A room as listed to one user: what it is, so that an app never reads
+/// room ids itself.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RoomSummary {
     /// Its id.
     pub id: String,
+    /// A named room or a DM.
+    pub kind: RoomKind,
+    /// In a DM, who the user talks to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
     /// Messages from others after the user's read marker.
     pub unread: i64,
     /// The latest message id (0 when empty).
     pub last_id: i64,
+}
+
+impl RoomSummary {
+    /// `room` as `user` sees it, with no message read.
+    pub fn of(room: &RoomId, user: &str) -> RoomSummary {
+        RoomSummary {
+            id: room.to_string(),
+            kind: if room.members().is_some() {
+                RoomKind::Dm
+            } else {
+                RoomKind::Room
+            },
+            with: room.other_member(user).map(str::to_owned),
+            unread: 0,
+            last_id: 0,
+        }
+    }
 }
 
 /// The store.
@@ -134,14 +167,23 @@ impl Store {
         }
     }
 
-    /// Makes sure `room` exists.
+    /// Makes sure `room` exists (a DM with its two members).
     pub async fn ensure_room(&self, room: &str, by: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO rooms (id, created_by, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING")
-            .bind(room)
-            .bind(by)
-            .bind(hearth_runtime::clock::unix_millis())
-            .execute(&self.pool)
-            .await?;
+        let members = RoomId::parse(room)
+            .ok()
+            .and_then(|id| id.members().map(|(a, b)| (a.to_owned(), b.to_owned())));
+        let (first, second) = members.unzip();
+        sqlx::query(
+            "INSERT INTO rooms (id, created_by, created_at, dm_first, dm_second) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(room)
+        .bind(by)
+        .bind(hearth_runtime::clock::unix_millis())
+        .bind(first)
+        .bind(second)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -157,13 +199,12 @@ impl Store {
 
     /// How many rooms (not direct conversations) `user` created.
     pub async fn rooms_created_by(&self, user: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE created_by = ? AND id NOT LIKE ?")
-                .bind(user)
-                .bind(format!("{}%", RoomId::DM_PREFIX))
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM rooms WHERE created_by = ? AND dm_first IS NULL",
         )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Deletes `room` with its messages and read markers; false when absent.
@@ -418,13 +459,14 @@ impl Store {
         let mut scanned = 0;
         while found.len() < limit && scanned < scan {
             let rows = sqlx::query(
-                "SELECT * FROM messages WHERE id < ? AND status != 'deleted' \
-                   AND (room NOT LIKE ? OR room LIKE ? OR room LIKE ?) ORDER BY id DESC LIMIT ?",
+                "SELECT m.* FROM messages m JOIN rooms r ON r.id = m.room \
+                 WHERE m.id < ? AND m.status != 'deleted' \
+                   AND (r.dm_first IS NULL OR r.dm_first = ? OR r.dm_second = ?) \
+                 ORDER BY m.id DESC LIMIT ?",
             )
             .bind(before)
-            .bind(format!("{}%", RoomId::DM_PREFIX))
-            .bind(format!("{}{user},%", RoomId::DM_PREFIX))
-            .bind(format!("{}%,{user}", RoomId::DM_PREFIX))
+            .bind(user)
+            .bind(user)
             .bind(BATCH)
             .fetch_all(&self.pool)
             .await?;
@@ -525,13 +567,14 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(
-            // LIKE narrows (`_` in a name is a wildcard there); may_access decides.
-            "SELECT * FROM messages WHERE id > ? AND (room NOT LIKE ? OR room LIKE ? OR room LIKE ?) ORDER BY id LIMIT ?",
+            // The rooms' columns narrow; may_access decides.
+            "SELECT m.* FROM messages m JOIN rooms r ON r.id = m.room \
+             WHERE m.id > ? AND (r.dm_first IS NULL OR r.dm_first = ? OR r.dm_second = ?) \
+             ORDER BY m.id LIMIT ?",
         )
         .bind(since)
-        .bind(format!("{}%", RoomId::DM_PREFIX))
-        .bind(format!("{}{user},%", RoomId::DM_PREFIX))
-        .bind(format!("{}%,{user}", RoomId::DM_PREFIX))
+        .bind(user)
+        .bind(user)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -561,8 +604,10 @@ impl Store {
                     COALESCE((SELECT MAX(id) FROM messages m WHERE m.room = r.id), 0) AS last_id, \
                     (SELECT COUNT(*) FROM messages m WHERE m.room = r.id AND m.sender != ? \
                        AND m.id > COALESCE((SELECT last_read FROM read_markers k WHERE k.room = r.id AND k.user = ?), 0)) AS unread \
-             FROM rooms r ORDER BY r.id",
+             FROM rooms r WHERE r.dm_first IS NULL OR r.dm_first = ? OR r.dm_second = ? ORDER BY r.id",
         )
+        .bind(user)
+        .bind(user)
         .bind(user)
         .bind(user)
         .fetch_all(&self.pool)
@@ -570,11 +615,14 @@ impl Store {
         let mut rooms = Vec::new();
         for row in rows {
             let id: String = row.try_get("id")?;
+            let Ok(room) = RoomId::parse(&id) else {
+                continue;
+            };
             if may_access(user, &id) {
                 rooms.push(RoomSummary {
-                    id,
                     unread: row.try_get("unread")?,
                     last_id: row.try_get("last_id")?,
+                    ..RoomSummary::of(&room, user)
                 });
             }
         }
@@ -746,6 +794,18 @@ mod tests {
             "cy does not see the DM"
         );
         assert_eq!(store.since("ben", 0, 100).await?.len(), 6);
+        // The service says what a room is: ben's DM with ada, by its members.
+        let bens = store.rooms("ben").await?;
+        let dm = bens.iter().find(|room| room.id == "dm:ada,ben").unwrap();
+        assert_eq!((dm.kind, dm.with.as_deref()), (RoomKind::Dm, Some("ada")));
+        assert_eq!(bens[1].kind, RoomKind::Room);
+        // A name with LIKE's wildcard in it matches nobody else's DMs.
+        assert_eq!(store.since("a_a", 0, 100).await?.len(), 5);
+        assert_eq!(
+            store.rooms_created_by("ada").await?,
+            1,
+            "the DM is not a room"
+        );
         let rooms = store.rooms("cy").await?;
         assert_eq!(
             rooms

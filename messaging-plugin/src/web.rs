@@ -16,7 +16,7 @@ struct File {
     bytes: &'static [u8],
 }
 
-const FILES: [File; 9] = [
+const FILES: [File; 10] = [
     File {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -26,6 +26,11 @@ const FILES: [File; 9] = [
         path: "/app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../web/app.js"),
+    },
+    File {
+        path: "/state.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../web/state.js"),
     },
     File {
         path: "/i18n.js",

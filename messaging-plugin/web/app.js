@@ -7,38 +7,23 @@
 // lost reply is not a second message).
 "use strict";
 
-const ASSISTANT = "assistant";
-const OUTBOX = "hearth.outbox";
-const MUTED = "hearth.muted";
-// Where the worker keeps files shared to the app until the app sends them.
-const SHARED = "hearth-shared";
-const state = {
-  me: null,
-  lang: "en",
-  room: "household",
-  rooms: new Map(),          // id -> {id, unread, last_id}
+// What the views draw from, beside the app's state (state.js): the
+// messages on screen, the live connection, the outbox's sender.
+const shown = {
   items: new Map(),          // message id -> <li>
   oldest: null,
-  lastId: Number(localStorage.getItem("hearth.lastId") || 0),
+  installPrompt: null,
+};
+const live = {
   socket: null,
   retry: 1000,
   typing: new Map(),         // user -> timer
   lastTypingSent: 0,
-  status: "connecting",
-  flushing: false,
-  flushTimer: null,
-  muted: new Set(JSON.parse(localStorage.getItem(MUTED) || "[]")),
-  installPrompt: null,
 };
+const sending = {flushing: false, flushTimer: null};
 const $ = (id) => document.getElementById(id);
 
 // ---- words -----------------------------------------------------------------
-
-function t(key, ...args) {
-  const words = STRINGS[state.lang] || STRINGS.en;
-  const value = key in words ? words[key] : STRINGS.en[key];
-  return typeof value === "function" ? value(...args) : value;
-}
 
 function applyLanguage(lang) {
   state.lang = lang;
@@ -61,7 +46,7 @@ function applyLanguage(lang) {
     renderPeople();
     renderMute();
     renderNotify();
-    for (const item of state.items.values()) item.dispatchEvent(new Event("relabel"));
+    for (const item of shown.items.values()) item.dispatchEvent(new Event("relabel"));
   }
 }
 
@@ -78,12 +63,6 @@ async function api(path, options = {}) {
   return body;
 }
 
-function label(room) {
-  if (!room.startsWith("dm:")) return "#" + room;
-  const [first, second] = room.slice(3).split(",");
-  return "@" + (first === state.me.user ? second : first);
-}
-
 function clock(millis) {
   return new Date(millis).toLocaleTimeString(state.lang, {hour: "2-digit", minute: "2-digit"});
 }
@@ -93,13 +72,6 @@ function clock(millis) {
 function setStatus(text, key) {
   state.status = key || null;
   $("status").textContent = key ? t(key) : text;
-}
-
-function remember(id) {
-  if (id > state.lastId) {
-    state.lastId = id;
-    localStorage.setItem("hearth.lastId", String(id));
-  }
 }
 
 // ---- rooms and people ------------------------------------------------------
@@ -123,7 +95,7 @@ function renderRooms() {
       badge.setAttribute("aria-label", t("unread", room.unread));
       button.append(" ", badge);
     }
-    if (state.muted.has(room.id)) {
+    if (isMuted(room.id)) {
       const quiet = document.createElement("span");
       quiet.className = "visually-hidden";
       quiet.textContent = " (" + t("muted") + ")";
@@ -139,8 +111,12 @@ function renderRooms() {
 
 async function loadRooms() {
   const answer = await api("/api/rooms");
-  state.rooms = new Map(answer.rooms.map((room) => [room.id, room]));
-  if (!state.rooms.has(state.room)) state.rooms.set(state.room, {id: state.room, unread: 0, last_id: 0});
+  setRooms(answer.rooms);
+  // Rooms with nothing in them yet: the household's, and mine with the
+  // assistant (the service described it).
+  if (!isKnown("household")) addRoom({id: "household", kind: "room", unread: 0, last_id: 0});
+  if (state.me.assistant_room && !isKnown(state.me.assistant_room.id)) addRoom(state.me.assistant_room);
+  if (!isKnown(state.room)) state.room = "household";
   renderRooms();
 }
 
@@ -161,7 +137,7 @@ function renderPeople() {
     button.textContent = user === ASSISTANT ? t("assistantPerson") : "@" + user;
     button.addEventListener("click", async () => {
       const dm = await api("/api/dm", {method: "POST", body: JSON.stringify({user})});
-      if (!state.rooms.has(dm.room)) state.rooms.set(dm.room, {id: dm.room, unread: 0, last_id: 0});
+      addRoom(dm.summary);
       openRoom(dm.room);
     });
     item.append(button);
@@ -172,11 +148,11 @@ function renderPeople() {
 // ---- messages --------------------------------------------------------------
 
 function render(message) {
-  let item = state.items.get(message.id);
+  let item = shown.items.get(message.id);
   const fresh = !item;
   if (fresh) {
     item = document.createElement("li");
-    state.items.set(message.id, item);
+    shown.items.set(message.id, item);
     item.addEventListener("relabel", () => render(item.message));
   }
   item.message = message;
@@ -296,6 +272,7 @@ async function sendShared() {
   if (!list) return;
   const cache = await caches.open(SHARED);
   const room = assistantRoom();
+  if (!room) throw new Error(t("noAssistant"));
   await openRoom(room);
   for (const entry of list.files) {
     const stored = await cache.match(entry.key);
@@ -310,10 +287,6 @@ async function sendShared() {
     flush();
   }
   await caches.delete(SHARED);
-}
-
-function assistantRoom() {
-  return "dm:" + [state.me.user, ASSISTANT].sort().join(",");
 }
 
 // Edit and delete, for one's own sent messages.
@@ -344,7 +317,7 @@ function actions(message) {
 }
 
 function startEdit(message) {
-  const item = state.items.get(message.id);
+  const item = shown.items.get(message.id);
   const form = document.createElement("form");
   form.className = "edit";
   const field = document.createElement("textarea");
@@ -393,15 +366,15 @@ async function loadHistory(before) {
     render(message);
     remember(message.id);
   }
-  if (page.messages.length) state.oldest = page.messages[0].id;
+  if (page.messages.length) shown.oldest = page.messages[0].id;
   $("older").hidden = !page.more;
   return page.messages;
 }
 
 async function openRoom(room) {
   state.room = room;
-  state.items.clear();
-  state.oldest = null;
+  shown.items.clear();
+  shown.oldest = null;
   $("messages").replaceChildren();
   $("typing").textContent = "";
   $("title").textContent = label(room);
@@ -415,8 +388,7 @@ async function openRoom(room) {
     setStatus(error.message);
   }
   scrollDown();
-  const entry = state.rooms.get(room);
-  if (entry) entry.unread = 0;
+  markRoomRead(room);
   renderRooms();
   markRead(messages.length ? messages[messages.length - 1].id : 0);
   loadKept();
@@ -426,14 +398,6 @@ async function openRoom(room) {
 }
 
 // ---- the outbox: messages typed offline ------------------------------------
-
-function outbox() {
-  return JSON.parse(localStorage.getItem(OUTBOX) || "[]");
-}
-
-function saveOutbox(items) {
-  localStorage.setItem(OUTBOX, JSON.stringify(items));
-}
 
 function newClientId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -468,8 +432,8 @@ function renderPending() {
 // Sends what waits in the outbox, in order, each once: a message the
 // service refuses is kept, marked, for the writer to copy.
 async function flush() {
-  if (state.flushing) return;
-  state.flushing = true;
+  if (sending.flushing) return;
+  sending.flushing = true;
   try {
     for (;;) {
       const entry = outbox().find((entry) => !entry.failed);
@@ -482,8 +446,8 @@ async function flush() {
         if (!error.status || error.status >= 500 || error.status === 429) {
           // Unreachable or busy: tried again in a while (and when the
           // live connection opens again).
-          clearTimeout(state.flushTimer);
-          state.flushTimer = setTimeout(flush, 3000);
+          clearTimeout(sending.flushTimer);
+          sending.flushTimer = setTimeout(flush, 3000);
           break;
         }
         failed = error.message;
@@ -492,7 +456,7 @@ async function flush() {
         : failed ? [{...kept, failed}] : []));
     }
   } finally {
-    state.flushing = false;
+    sending.flushing = false;
     renderPending();
   }
 }
@@ -560,10 +524,10 @@ function markRead(id) {
 }
 
 function showTyping(user, active) {
-  clearTimeout(state.typing.get(user));
-  state.typing.delete(user);
-  if (active) state.typing.set(user, setTimeout(() => showTyping(user, false), user === ASSISTANT ? 120000 : 4000));
-  const names = [...state.typing.keys()];
+  clearTimeout(live.typing.get(user));
+  live.typing.delete(user);
+  if (active) live.typing.set(user, setTimeout(() => showTyping(user, false), user === ASSISTANT ? 120000 : 4000));
+  const names = [...live.typing.keys()];
   $("typing").textContent = names.length ? t("typing", names) : "";
 }
 
@@ -618,7 +582,7 @@ $("close-results").addEventListener("click", () => {
 // ---- notifications -----------------------------------------------------------
 
 function renderMute() {
-  const muted = state.muted.has(state.room);
+  const muted = isMuted(state.room);
   const button = $("mute");
   button.setAttribute("aria-pressed", String(muted));
   button.setAttribute("aria-label", muted ? t("unmute") : t("mute"));
@@ -626,9 +590,7 @@ function renderMute() {
 }
 
 $("mute").addEventListener("click", () => {
-  if (state.muted.has(state.room)) state.muted.delete(state.room);
-  else state.muted.add(state.room);
-  localStorage.setItem(MUTED, JSON.stringify([...state.muted]));
+  toggleMute(state.room);
   renderMute();
   renderRooms();
 });
@@ -650,9 +612,9 @@ $("notify").addEventListener("click", async () => {
 // reminders come in mine), or my name mentioned; not my own, not in a muted
 // room, not in the room I am looking at.
 function notable(message) {
-  if (message.sender === state.me.user || state.muted.has(message.room)) return false;
+  if (message.sender === state.me.user || isMuted(message.room)) return false;
   if (message.room === state.room && document.visibilityState === "visible") return false;
-  if (message.room.startsWith("dm:")) return true;
+  if (isDirect(message.room)) return true;
   const mention = new RegExp(`(^|[^\\w-])@${state.me.user.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\w-])`, "i");
   return mention.test(message.body);
 }
@@ -660,7 +622,7 @@ function notable(message) {
 async function notify(message) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
   const registration = await navigator.serviceWorker.ready;
-  const fromAssistant = message.sender === ASSISTANT && message.room.startsWith("dm:");
+  const fromAssistant = message.sender === ASSISTANT && isDirect(message.room);
   await registration.showNotification(fromAssistant ? t("reminder") : t("newMessage", message.sender, label(message.room)), {
     body: message.body.slice(0, 200),
     tag: `room:${message.room}`,
@@ -674,8 +636,8 @@ async function notify(message) {
 // ---- the live connection -----------------------------------------------------
 
 function send(event) {
-  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-    state.socket.send(JSON.stringify(event));
+  if (live.socket && live.socket.readyState === WebSocket.OPEN) {
+    live.socket.send(JSON.stringify(event));
     return true;
   }
   return false;
@@ -684,11 +646,11 @@ function send(event) {
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws?since=${state.lastId}`);
-  state.socket = socket;
+  live.socket = socket;
   socket.addEventListener("open", () => {
     // When the app became usable (the household app's benchmark reads it).
     if (!performance.getEntriesByName("hearth-connected").length) performance.mark("hearth-connected");
-    state.retry = 1000;
+    live.retry = 1000;
     setStatus(null, "connected");
     flush();
   });
@@ -708,17 +670,19 @@ function connect() {
           if (document.visibilityState === "visible") markRead(message.id);
           if (message.sender !== ASSISTANT) showTyping(message.sender, false);
         } else {
-          const room = state.rooms.get(message.room) || {id: message.room, unread: 0, last_id: 0};
-          if (message.sender !== state.me.user) room.unread += 1;
-          state.rooms.set(message.room, room);
+          countUnread(message.room, message.sender);
           renderRooms();
         }
-        if (notable(message) && message.status !== "streaming") notify(message).catch(() => {});
+        // A room not listed yet (a new DM): the service says what it is first.
+        const known = isKnown(message.room) ? Promise.resolve() : loadRooms();
+        known.then(() => {
+          if (notable(message) && message.status !== "streaming") return notify(message);
+        }).catch(() => {});
         break;
       }
       case "update":
-        if (event.room === state.room && state.items.has(event.id)) {
-          const previous = state.items.get(event.id).message;
+        if (event.room === state.room && shown.items.has(event.id)) {
+          const previous = shown.items.get(event.id).message;
           render({...previous, body: event.body, status: event.status, edited_at: event.edited_at || previous.edited_at});
           scrollDown();
         }
@@ -735,8 +699,8 @@ function connect() {
   });
   socket.addEventListener("close", () => {
     setStatus(null, "offline");
-    setTimeout(connect, state.retry);
-    state.retry = Math.min(state.retry * 2, 10000);
+    setTimeout(connect, live.retry);
+    live.retry = Math.min(live.retry * 2, 10000);
   });
 }
 
@@ -774,13 +738,13 @@ $("text").addEventListener("keydown", (event) => {
 });
 
 $("text").addEventListener("input", () => {
-  if (Date.now() - state.lastTypingSent > 3000) {
-    state.lastTypingSent = Date.now();
+  if (Date.now() - live.lastTypingSent > 3000) {
+    live.lastTypingSent = Date.now();
     send({type: "typing", room: state.room});
   }
 });
 
-$("older").addEventListener("click", () => loadHistory(state.oldest));
+$("older").addEventListener("click", () => loadHistory(shown.oldest));
 $("keeps").addEventListener("toggle", loadKept);
 
 $("new-room").addEventListener("submit", async (event) => {
@@ -788,9 +752,9 @@ $("new-room").addEventListener("submit", async (event) => {
   const name = $("room-name").value.trim();
   if (!name) return;
   try {
-    await api("/api/rooms", {method: "POST", body: JSON.stringify({name})});
+    const made = await api("/api/rooms", {method: "POST", body: JSON.stringify({name})});
     $("room-name").value = "";
-    state.rooms.set(name, {id: name, unread: 0, last_id: 0});
+    addRoom(made.summary);
     openRoom(name);
   } catch (error) {
     setStatus(error.message);
@@ -817,21 +781,21 @@ $("language").addEventListener("change", () => {
 window.addEventListener("online", flush);
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible" && state.me) {
-    const last = [...state.items.keys()].pop();
+    const last = [...shown.items.keys()].pop();
     if (last) markRead(last);
   }
 });
 
 window.addEventListener("beforeinstallprompt", (event) => {
   event.preventDefault();
-  state.installPrompt = event;
+  shown.installPrompt = event;
   $("install").hidden = false;
 });
 $("install").addEventListener("click", async () => {
-  if (!state.installPrompt) return;
-  state.installPrompt.prompt();
-  await state.installPrompt.userChoice;
-  state.installPrompt = null;
+  if (!shown.installPrompt) return;
+  shown.installPrompt.prompt();
+  await shown.installPrompt.userChoice;
+  shown.installPrompt = null;
   $("install").hidden = true;
 });
 

@@ -15,6 +15,7 @@ const SHARED = "hearth-shared";
 const SHELL = [
   "/",
   "/app.js",
+  "/state.js",
   "/i18n.js",
   "/style.css",
   "/manifest.webmanifest",

@@ -83,6 +83,16 @@ impl RoomId {
         RoomId::dm(member, ASSISTANT)
     }
 
+    /// Who `member` talks to in this DM; `None` for a named room, or a DM
+    /// that is not theirs.
+    pub fn other_member(&self, member: &str) -> Option<&str> {
+        match self.members()? {
+            (first, second) if first == member => Some(second),
+            (first, second) if second == member => Some(first),
+            _ => None,
+        }
+    }
+
     /// The two members of a DM, sorted; `None` for a named room.
     pub fn members(&self) -> Option<(&str, &str)> {
         match &self.0 {
@@ -263,6 +273,10 @@ mod tests {
         assert_eq!(dm.to_string(), "dm:ada,ben");
         assert_eq!(dm.members(), Some(("ada", "ben")));
         assert_eq!(RoomId::parse("dm:ada,ben").unwrap(), dm);
+        assert_eq!(dm.other_member("ada"), Some("ben"));
+        assert_eq!(dm.other_member("ben"), Some("ada"));
+        assert_eq!(dm.other_member("cy"), None);
+        assert_eq!(RoomId::parse("kitchen").unwrap().other_member("ada"), None);
         for bad in [
             "",
             "Kitchen",
