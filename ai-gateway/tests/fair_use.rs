@@ -102,6 +102,11 @@ impl House {
     }
 }
 
+/// `body` posted to `url` by `client`.
+async fn post(client: &reqwest::Client, url: String, body: &Value) -> reqwest::Response {
+    client.post(url).json(body).send().await.unwrap()
+}
+
 /// A client calling from `address` (a member's device, as the agent says).
 fn device_client(address: &str) -> reqwest::Client {
     reqwest::Client::builder()
@@ -213,60 +218,51 @@ async fn a_member_is_never_answered_by_a_model_they_may_not_use() {
     // Ada may use the model that is down, and no other.
     house.device(ADA, "ada", json!({"models": ["down/tiny"]}));
     let ada = device_client(ADA);
-    let openai = ada
-        .post(format!("{}/v1/chat/completions", house.gateway.url))
-        .json(&json!({"model": "down/tiny", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let openai = post(
+        &ada,
+        format!("{}/v1/chat/completions", house.gateway.url),
+        &json!({"model": "down/tiny", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(openai.status(), 503, "{}", openai.text().await.unwrap());
-    let ollama = ada
-        .post(format!("{}/api/chat", house.ollama))
-        .json(&json!({"model": "down/tiny", "stream": false, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let ollama = post(&ada, format!("{}/api/chat", house.ollama), &json!({"model": "down/tiny", "stream": false, "messages": [{"role": "user", "content": "hi"}]})).await;
     assert_ne!(ollama.status(), 200, "{}", ollama.text().await.unwrap());
-    let embedded = ada
-        .post(format!("{}/v1/embeddings", house.gateway.url))
-        .json(&json!({"model": "down/tiny", "input": "hi"}))
-        .send()
-        .await
-        .unwrap();
+    let embedded = post(
+        &ada,
+        format!("{}/v1/embeddings", house.gateway.url),
+        &json!({"model": "down/tiny", "input": "hi"}),
+    )
+    .await;
     assert_eq!(embedded.status(), 503);
     assert_eq!(answered_by_up(), 0, "the fallback was asked for ada");
 
     // Ben may use the assistant and the model that is down: the assistant
     // answers him with that model only.
     house.device(ADA, "ben", json!({"models": ["assistant", "down/tiny"]}));
-    let ben = ada
-        .post(format!("{}/v1/chat/completions", house.gateway.url))
-        .json(&json!({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let ben = post(
+        &ada,
+        format!("{}/v1/chat/completions", house.gateway.url),
+        &json!({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(ben.status(), 503, "{}", ben.text().await.unwrap());
     assert_eq!(answered_by_up(), 0, "the fallback was asked for ben");
 
     // Cy may use the assistant, whichever model the household gives it: the
     // fallback answers, and the answer names it on both APIs.
     house.device(ADA, "cy", json!({"models": ["assistant"]}));
-    let cy: Value = ada
-        .post(format!("{}/v1/chat/completions", house.gateway.url))
-        .json(&json!({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cy: Value = post(
+        &ada,
+        format!("{}/v1/chat/completions", house.gateway.url),
+        &json!({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(cy["model"], "up/tiny", "{cy}");
-    let cy: Value = ada
-        .post(format!("{}/api/chat", house.ollama))
-        .json(&json!({"model": "openclaw", "stream": false, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
+    let cy: Value = post(&ada, format!("{}/api/chat", house.ollama), &json!({"model": "openclaw", "stream": false, "messages": [{"role": "user", "content": "hi"}]}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -309,12 +305,12 @@ async fn one_member_cannot_take_every_reply_slot() {
     }
     assert_eq!((held.len(), busy), (4, 4), "ada holds her share");
     // Ben is answered meanwhile.
-    let ben = device_client(BEN)
-        .post(format!("{}/v1/chat/completions", house.gateway.url))
-        .json(&json!({"model": "home/tiny", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let ben = post(
+        &device_client(BEN),
+        format!("{}/v1/chat/completions", house.gateway.url),
+        &json!({"model": "home/tiny", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(ben.status(), 200, "{}", ben.text().await.unwrap());
     drop(held);
 }

@@ -617,16 +617,7 @@ async fn a_socket_ends_with_its_device_removed_or_no_longer_named_by_the_mesh() 
         .call("m", "memory.search", json!({"query": "spare key"}))
         .await;
     assert_eq!(found["ok"], true, "{found}");
-    let devices: Value = setup
-        .gateway
-        .http()
-        .get(format!("{}/v1/devices", setup.gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let devices = setup.gateway.get_json("/v1/devices").await;
     let id = devices["paired"][0]["deviceId"]
         .as_str()
         .unwrap()
@@ -790,15 +781,7 @@ async fn a_devices_chosen_name_reaches_the_admins_terminal_escaped() {
 async fn strangers_stalled_before_connect_cannot_make_the_gateway_hold_their_frames() {
     use tokio::io::AsyncWriteExt as _;
     let setup = start(10_000);
-    let pid = setup.gateway.pid();
-    let resident = || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches(" kB").parse::<u64>().ok())
-            .unwrap()
-    };
+    let resident = || hearth_testkit::bench::tree_rss_mib(setup.gateway.pid());
     let before = resident();
     // Each opens the socket and starts one 2 MiB frame before any connect,
     // sends 1 MiB of it and stalls.
@@ -827,10 +810,10 @@ async fn strangers_stalled_before_connect_cannot_make_the_gateway_hold_their_fra
         }
         held.push(socket);
     }
-    let grown_mib = resident().saturating_sub(before) / 1024;
+    let grown_mib = resident() - before;
     assert!(
-        grown_mib < 16,
-        "40 stalled connections made the gateway hold {grown_mib} MiB more"
+        grown_mib < 16.0,
+        "40 stalled connections made the gateway hold {grown_mib:.1} MiB more"
     );
     drop(held);
 }

@@ -46,17 +46,26 @@ fn wait_for_nodes(
     }
 }
 
+/// Two coordinators sharing one fresh database (and an identity) in `dir`.
+fn two_on_one_database(
+    cluster: &hearth_testkit::postgres::Cluster,
+    dir: &Path,
+) -> (Server, Server) {
+    let url = cluster.fresh_database();
+    let (state_a, state_b) = (dir.join("a"), dir.join("b"));
+    let a = start_on(&state_a, &url);
+    share_identity(&state_a, &state_b);
+    let b = start_on(&state_b, &url);
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_coordinators_on_one_database_admit_a_single_use_key_once_and_follow_each_other() {
     let Some(cluster) = hearth_testkit::postgres::available() else {
         return;
     };
-    let url = cluster.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = start_on(&state_a, &url);
-    share_identity(&state_a, &state_b);
-    let b = start_on(&state_b, &url);
+    let (a, b) = two_on_one_database(cluster, dir.path());
     a.cli_ok(&["users", "create", "alice"]);
 
     // 50 racers on one single-use key, split between the two processes.
@@ -138,12 +147,8 @@ async fn a_user_renamed_on_one_coordinator_is_renamed_on_the_other() {
     let Some(cluster) = hearth_testkit::postgres::available() else {
         return;
     };
-    let url = cluster.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = start_on(&state_a, &url);
-    share_identity(&state_a, &state_b);
-    let b = start_on(&state_b, &url);
+    let (a, b) = two_on_one_database(cluster, dir.path());
     a.cli_ok(&["users", "create", "alice"]);
     a.cli_ok(&["users", "create", "bob"]);
     let alices = a.token(&["--user", "alice", "--pre-approved"]);

@@ -878,6 +878,13 @@ mod tests {
         path
     }
 
+    /// Why `unpack` refuses `file`, opened with `opening`, in `layout`.
+    fn refusal(layout: &Layout, file: &Path, opening: &Opening, dir: &Path) -> String {
+        unpack(layout, file, opening, &staging_in(dir))
+            .unwrap_err()
+            .to_string()
+    }
+
     fn staging_in(dir: &Path) -> PathBuf {
         let staging = dir.join(format!("s{:x}", rand::random::<u32>()));
         std::fs::create_dir(&staging).unwrap();
@@ -933,14 +940,7 @@ mod tests {
         ];
         for (manifest, entries, says) in cases {
             let file = archive_of(dir.path(), &manifest, &entries);
-            let refused = unpack(
-                &layout,
-                &file,
-                &Opening::HubKey(None),
-                &staging_in(dir.path()),
-            )
-            .unwrap_err()
-            .to_string();
+            let refused = refusal(&layout, &file, &Opening::HubKey(None), dir.path());
             assert!(refused.contains(says), "{refused} (expected {says:?})");
         }
     }
@@ -990,14 +990,7 @@ mod tests {
         std::fs::create_dir_all(other.hub_state()).unwrap();
         std::fs::write(other.backup_key(), hex::encode([9u8; 32])).unwrap();
         let file = archive_of(dir.path(), &manifest, &[("etc/hearth/hook", honest)]);
-        let refused = unpack(
-            &other,
-            &file,
-            &Opening::HubKey(None),
-            &staging_in(dir.path()),
-        )
-        .unwrap_err()
-        .to_string();
+        let refused = refusal(&other, &file, &Opening::HubKey(None), dir.path());
         assert!(refused.contains("--key-file"), "{refused}");
         // Given that hub's key as a file, it opens.
         let key_file = dir.path().join("their.key");
@@ -1044,18 +1037,9 @@ mod tests {
         let right = Opening::Passphrase(Zeroizing::new("correct horse battery".into()));
         assert!(unpack(&layout, &path, &right, &staging_in(dir.path())).is_ok());
         let wrong = Opening::Passphrase(Zeroizing::new("correct horse battery!".into()));
-        let refused = unpack(&layout, &path, &wrong, &staging_in(dir.path()))
-            .unwrap_err()
-            .to_string();
+        let refused = refusal(&layout, &path, &wrong, dir.path());
         assert!(refused.contains("not authentic"), "{refused}");
-        let refused = unpack(
-            &layout,
-            &path,
-            &Opening::HubKey(None),
-            &staging_in(dir.path()),
-        )
-        .unwrap_err()
-        .to_string();
+        let refused = refusal(&layout, &path, &Opening::HubKey(None), dir.path());
         assert!(refused.contains("--passphrase-file"), "{refused}");
     }
 
@@ -1077,14 +1061,7 @@ mod tests {
         )
         .unwrap();
         builder.into_inner().unwrap();
-        let refused = unpack(
-            &layout,
-            &path,
-            &Opening::HubKey(None),
-            &staging_in(dir.path()),
-        )
-        .unwrap_err()
-        .to_string();
+        let refused = refusal(&layout, &path, &Opening::HubKey(None), dir.path());
         assert!(refused.contains("format 1"), "{refused}");
     }
 
@@ -1175,14 +1152,7 @@ mod tests {
         ] {
             let manifest = manifest_for(vec![file_entry(name, contents)]);
             let file = archive_of(dir.path(), &manifest, &[(name, contents)]);
-            let refused = unpack(
-                &layout,
-                &file,
-                &Opening::HubKey(None),
-                &staging_in(dir.path()),
-            )
-            .unwrap_err()
-            .to_string();
+            let refused = refusal(&layout, &file, &Opening::HubKey(None), dir.path());
             assert!(refused.contains("Hearth never writes"), "{refused}");
         }
         // Setup's own, word for word, is taken.

@@ -292,13 +292,28 @@ fn a_cell_names_files_beside_each_other_and_the_names_after_them() {
 /// `src/` but its unit-test files (`tests.rs`), with its `#[cfg(test)]`
 /// modules left out.
 fn production_sources(root: &Path) -> Vec<(std::path::PathBuf, String)> {
-    let mut found = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+    let crates: Vec<std::path::PathBuf> = std::fs::read_dir(root)
         .unwrap()
         .filter_map(Result::ok)
         .map(|entry| entry.path().join("src"))
         .filter(|src| src.is_dir() && !src.starts_with(root.join("testkit")))
         .collect();
+    let mut found: Vec<(std::path::PathBuf, String)> = rust_files(crates)
+        .into_iter()
+        .filter(|path| path.file_name().is_some_and(|name| name != "tests.rs"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, without_test_modules(&text))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every `.rs` file beneath `roots`.
+fn rust_files(roots: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = roots;
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             stack.extend(
@@ -307,14 +322,10 @@ fn production_sources(root: &Path) -> Vec<(std::path::PathBuf, String)> {
                     .filter_map(Result::ok)
                     .map(|entry| entry.path()),
             );
-        } else if path.extension().is_some_and(|extension| extension == "rs")
-            && path.file_name().is_some_and(|name| name != "tests.rs")
-        {
-            let text = std::fs::read_to_string(&path).unwrap();
-            found.push((path, without_test_modules(&text)));
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            found.push(path);
         }
     }
-    found.sort();
     found
 }
 
@@ -543,20 +554,14 @@ fn a_services_main_type_has_its_name_to_itself() {
         ("Messaging", "messaging-plugin/src/service.rs"),
     ];
     let mut sources = production_sources(&root);
-    let mut stack = vec![root.join("testkit/src")];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            stack.extend(
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.path()),
-            );
-        } else if path.extension().is_some_and(|extension| extension == "rs") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            sources.push((path, text));
-        }
-    }
+    sources.extend(
+        rust_files(vec![root.join("testkit/src")])
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).unwrap();
+                (path, text)
+            }),
+    );
     let mut twins = Vec::new();
     for (path, source) in &sources {
         let relative = path.strip_prefix(&root).unwrap();
