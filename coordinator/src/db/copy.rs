@@ -279,14 +279,19 @@ mod tests {
     fn every_column_of_the_schema_is_copied() {
         // The PostgreSQL migrations name every column: each must be in
         // `TABLES`, and each of `TABLES` in them.
-        let schema = [
-            include_str!("../../migrations/postgres/0001_initial.sql"),
-            include_str!("../../migrations/postgres/0002_key_expiry.sql"),
-            include_str!("../../migrations/postgres/0003_peer_services.sql"),
-            include_str!("../../migrations/postgres/0004_sign_in.sql"),
-            include_str!("../../migrations/postgres/0005_user_email.sql"),
-        ]
-        .concat();
+        // Read from the folder, so a new migration cannot be left out.
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let mut files: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 6, "{files:?}");
+        let schema: String = files
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap())
+            .collect();
         let mut in_schema = Vec::new();
         let mut table = None;
         for line in schema.lines() {
