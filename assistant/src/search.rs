@@ -44,15 +44,224 @@ const STOP_WORDS: [&str; 48] = [
     "where", "which", "who", "why", "will", "with", "you",
 ];
 
-/// The search terms of `text`: lower-cased runs of letters and digits,
-/// without stop words, lightly stemmed.
+/// How text is cut into search terms. Korean attaches particles and
+/// endings to its words ("보일러를", "보일러는", "초기화하려면"), so a question's
+/// words rarely equal a passage's; the analysers below were measured on
+/// household documents with questions worded unlike them (docs/
+/// benchmarks.md, `cargo test -p hearth-assistant --test recall`), and
+/// [`ANALYSER`] is the one used. Latin letters and digits are cut the same
+/// way by all of them: lower-cased words without stop words, lightly
+/// stemmed ([`stem`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Analyser {
+    /// Hangul words whole, as written.
+    Words,
+    /// Overlapping pairs of Hangul syllables (Lucene's CJK analyser).
+    Bigrams,
+    /// Hangul words without their particles and endings ([`korean_stem`]).
+    Stems,
+    /// Pairs of syllables of the words without their particles and endings.
+    StemBigrams,
+    /// Both: the stems whole and their pairs of syllables.
+    StemsAndBigrams,
+}
+
+/// The analyser Hearth searches with.
+pub const ANALYSER: Analyser = Analyser::StemsAndBigrams;
+
+/// Korean words too common to say anything about a passage (questions'
+/// words, mostly), compared after [`korean_stem`].
+const KOREAN_STOP_WORDS: [&str; 30] = [
+    "뭐",
+    "뭐야",
+    "어떻게",
+    "어디",
+    "언제",
+    "얼마나",
+    "얼마",
+    "몇",
+    "왜",
+    "누가",
+    "누구",
+    "무슨",
+    "어느",
+    "어떤",
+    "있어",
+    "있",
+    "없어",
+    "돼",
+    "되",
+    "해",
+    "줘",
+    "알려",
+    "우리",
+    "이",
+    "그",
+    "저",
+    "좀",
+    "거",
+    "것",
+    "수",
+];
+
+/// The search terms of `text`, cut by [`ANALYSER`].
 pub fn terms(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty() && word.chars().count() <= MAX_TERM)
-        .map(str::to_lowercase)
-        .filter(|word| !STOP_WORDS.contains(&word.as_str()))
-        .map(|word| stem(&word))
-        .collect()
+    terms_as(text, ANALYSER)
+}
+
+/// The search terms of `text` cut by `analyser`: lower-cased runs of
+/// letters and digits, without stop words, lightly stemmed; Hangul as the
+/// analyser says.
+pub fn terms_as(text: &str, analyser: Analyser) -> Vec<String> {
+    let mut terms = Vec::new();
+    for run in text.split(|c: char| !c.is_alphanumeric()) {
+        if run.is_empty() || run.chars().count() > MAX_TERM {
+            continue;
+        }
+        // Hangul and other letters apart: "4711이야" is "4711" and "이야".
+        let mut start = 0;
+        let mut korean = None;
+        for (at, c) in run.char_indices() {
+            let is_korean = crate::language::is_syllable(c);
+            if korean.is_some_and(|was| was != is_korean) {
+                push_terms(&run[start..at], korean == Some(true), analyser, &mut terms);
+                start = at;
+            }
+            korean = Some(is_korean);
+        }
+        push_terms(&run[start..], korean == Some(true), analyser, &mut terms);
+    }
+    terms
+}
+
+fn push_terms(word: &str, korean: bool, analyser: Analyser, terms: &mut Vec<String>) {
+    if word.is_empty() {
+        return;
+    }
+    if !korean {
+        let word = word.to_lowercase();
+        if !STOP_WORDS.contains(&word.as_str()) {
+            terms.push(stem(&word));
+        }
+        return;
+    }
+    let bigrams = |word: &str, terms: &mut Vec<String>| {
+        let syllables: Vec<char> = word.chars().collect();
+        if syllables.len() == 1 {
+            terms.push(word.to_owned());
+        }
+        for pair in syllables.windows(2) {
+            terms.push(pair.iter().collect());
+        }
+    };
+    match analyser {
+        Analyser::Words => terms.push(word.to_owned()),
+        Analyser::Bigrams => bigrams(word, terms),
+        Analyser::Stems | Analyser::StemBigrams | Analyser::StemsAndBigrams => {
+            let stem = korean_stem(word);
+            if stem.is_empty() || KOREAN_STOP_WORDS.contains(&stem) {
+                return;
+            }
+            if analyser != Analyser::StemBigrams {
+                terms.push(stem.to_owned());
+            }
+            if analyser != Analyser::Stems && stem.chars().count() > 1 {
+                bigrams(stem, terms);
+            }
+        }
+    }
+}
+
+/// Particles and endings taken off a Korean word, longest first.
+const KOREAN_ENDINGS: [&str; 48] = [
+    "에서는",
+    "에게서",
+    "으로는",
+    "이라는",
+    "이라고",
+    "이에요",
+    "이었어",
+    "입니다",
+    "에서",
+    "에게",
+    "한테",
+    "께서",
+    "까지",
+    "부터",
+    "처럼",
+    "보다",
+    "으로",
+    "이나",
+    "이랑",
+    "하고",
+    "에는",
+    "에도",
+    "이야",
+    "이고",
+    "이면",
+    "예요",
+    "이요",
+    "은",
+    "는",
+    "이",
+    "가",
+    "을",
+    "를",
+    "에",
+    "의",
+    "도",
+    "로",
+    "와",
+    "과",
+    "만",
+    "나",
+    "랑",
+    "요",
+    "야",
+    "고",
+    "면",
+    "게",
+    "지",
+];
+
+/// Syllables that start a verb's or adjective's ending after a noun
+/// ("초기화하려면", "청소해야", "고장났어", "설치되어"): cut there.
+const VERB_STARTS: [char; 14] = [
+    '하', '해', '했', '할', '한', '합', '함', '되', '돼', '됐', '된', '될', '됩', '났',
+];
+
+/// A Korean word without its particle or ending: "보일러를" and "보일러는"
+/// are "보일러", "초기화하려면" is "초기화". A word is never cut to nothing,
+/// and a verb ending only after a noun of two syllables or more.
+pub fn korean_stem(word: &str) -> &str {
+    let syllables: Vec<(usize, char)> = word.char_indices().collect();
+    if let Some((at, _)) = syllables
+        .iter()
+        .skip(2)
+        .find(|(_, c)| VERB_STARTS.contains(c))
+    {
+        return &word[..*at];
+    }
+    for ending in KOREAN_ENDINGS {
+        if let Some(stem) = word.strip_suffix(ending)
+            && !stem.is_empty()
+        {
+            return stem;
+        }
+    }
+    word
+}
+
+/// Whether `text` says everything `asked` names: each of `asked`'s search
+/// terms is one of `text`'s (how "forget the bike lock code" finds the
+/// entry that says it). Nothing is said by an `asked` without terms.
+pub fn says_all(text: &str, asked: &str) -> bool {
+    let wanted = terms(asked);
+    if wanted.is_empty() {
+        return false;
+    }
+    let have = terms(text);
+    wanted.iter().all(|term| have.contains(term))
 }
 
 /// English endings taken off, the same for queries and passages, so that
@@ -171,6 +380,7 @@ struct Slot<K> {
 
 /// The searchable items, keyed by `K` (an entry id, a passage id).
 pub struct Index<K> {
+    analyser: Analyser,
     slots: Vec<Slot<K>>,
     at: HashMap<K, usize>,
     postings: HashMap<String, Vec<(u32, u16)>>,
@@ -180,7 +390,16 @@ pub struct Index<K> {
 
 impl<K> Default for Index<K> {
     fn default() -> Self {
+        Index::with_analyser(ANALYSER)
+    }
+}
+
+impl<K> Index<K> {
+    /// An empty index cutting text with `analyser` (measurements compare
+    /// them; Hearth uses [`ANALYSER`]).
+    pub fn with_analyser(analyser: Analyser) -> Index<K> {
         Index {
+            analyser,
             slots: Vec::new(),
             at: HashMap::new(),
             postings: HashMap::new(),
@@ -230,7 +449,7 @@ impl<K: Clone + Eq + Hash> Index<K> {
         self.remove(&key);
         let slot = self.slots.len();
         let slot_id = u32::try_from(slot).expect("fewer than 4 billion items");
-        let words = terms(text);
+        let words = terms_as(text, self.analyser);
         let mut counts: HashMap<&str, u16> = HashMap::new();
         for word in &words {
             let count = counts.entry(word.as_str()).or_insert(0);
@@ -316,7 +535,7 @@ impl<K: Clone + Eq + Hash> Index<K> {
             .collect();
 
         // Keyword scores, and how much of the query each item covers.
-        let mut query_terms = terms(query.text);
+        let mut query_terms = terms_as(query.text, self.analyser);
         query_terms.sort();
         query_terms.dedup();
         // Postings of removed items stay until the next compaction: count

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_assistant::api::{Answer, Op, Request, Target};
+use hearth_assistant::language::Language;
 use hearth_assistant::scope::Asker;
 use hearth_chat_client::{ChatClient, ClientError};
 use hearth_e2ee::{ChatPayload, ErrorCode, ReplyEvent};
@@ -139,14 +140,15 @@ impl Assistant {
     ) -> Result<(), TooMany> {
         if let Some(command) = crate::commands::command(&question) {
             // What the assistant keeps is listed and changed at once, without the model.
+            let speaks = Language::for_member(language.as_deref(), &question);
             match command {
                 Ok(op) => {
                     let asker = asker_of(caller, &room, language);
-                    self.manage_then_post(messaging, room, asker, op);
+                    self.manage_then_post(messaging, room, asker, op, speaks);
                 }
                 Err(not_done) => {
                     tokio::spawn(async move {
-                        post_as_assistant(&messaging, &room, &not_done.to_string()).await;
+                        post_as_assistant(&messaging, &room, &not_done.say(speaks)).await;
                     });
                 }
             }
@@ -183,11 +185,18 @@ impl Assistant {
 
     /// Asks the gateway's assistant API `op` for `asker`, then posts what
     /// it answers (or why it could not) in `room`, in the background.
-    fn manage_then_post(&self, messaging: Arc<Messaging>, room: String, asker: Asker, op: Op) {
+    fn manage_then_post(
+        &self,
+        messaging: Arc<Messaging>,
+        room: String,
+        asker: Asker,
+        op: Op,
+        language: Language,
+    ) {
         let assistant = self.clone();
         tokio::spawn(async move {
             let text = match assistant.manage(asker, op).await {
-                Ok(answer) => crate::commands::render(&answer),
+                Ok(answer) => crate::commands::render(&answer, language),
                 Err(failure) => failure_text(failure),
             };
             post_as_assistant(&messaging, &room, &text).await;
@@ -213,8 +222,9 @@ impl Assistant {
                     file_name: attachment.name.clone(),
                     content,
                 };
+                let speaks = Language::for_member(language.as_deref(), &attachment.name);
                 let asker = asker_of(caller, &room, language);
-                self.manage_then_post(messaging, room, asker, op);
+                self.manage_then_post(messaging, room, asker, op, speaks);
                 Ok(())
             }
             FileKind::Picture => {

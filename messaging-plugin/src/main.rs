@@ -480,7 +480,10 @@ async fn assistant(url: &str, method: reqwest::Method, path: &str) -> anyhow::Re
         serde_json::from_value(answer).context("the service's answer is not the assistant's")?;
     println!(
         "{}",
-        hearth_runtime::terminal::printable_lines(&hearth_messaging::commands::render(&answer))
+        hearth_runtime::terminal::printable_lines(&hearth_messaging::commands::render(
+            &answer,
+            hearth_assistant::language::Language::English,
+        ))
     );
     Ok(())
 }

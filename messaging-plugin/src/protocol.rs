@@ -356,13 +356,24 @@ pub fn valid_language(tag: &str) -> bool {
 /// Longest search, in characters.
 pub const MAX_QUERY: usize = 200;
 
-/// The words of a search `query` (lower case): a message matches when it
-/// holds every one. `None` for a query with no word or too long.
+/// The words of a search `query` (lower case; a Korean word without its
+/// particle or ending, so "보일러를" finds "보일러는"): a message matches when
+/// it holds every one. `None` for a query with no word or too long.
 pub fn query_words(query: &str) -> Option<Vec<String>> {
     if query.chars().count() > MAX_QUERY {
         return None;
     }
-    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    let words: Vec<String> = query
+        .split_whitespace()
+        .map(|word| {
+            let word = word.to_lowercase();
+            if word.chars().all(hearth_assistant::language::is_syllable) {
+                hearth_assistant::search::korean_stem(&word).to_owned()
+            } else {
+                word
+            }
+        })
+        .collect();
     (!words.is_empty()).then_some(words)
 }
 
@@ -516,6 +527,10 @@ mod tests {
         assert_eq!(words, ["milk", "빵"]);
         assert!(matches_words("Buy MILK and 빵을 please", &words));
         assert!(!matches_words("Buy milk", &words));
+        // A Korean word is found whatever particle it carries.
+        let words = query_words("보일러를 초기화하려면").unwrap();
+        assert_eq!(words, ["보일러", "초기화"]);
+        assert!(matches_words("보일러는 리셋 버튼으로 초기화해요", &words));
         assert!(query_words("   ").is_none());
         assert!(query_words(&"a".repeat(MAX_QUERY + 1)).is_none());
     }

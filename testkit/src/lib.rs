@@ -50,6 +50,7 @@ pub mod oblivious;
 pub mod openclaw;
 pub mod podman;
 pub mod postgres;
+pub mod recall;
 pub mod research;
 pub mod standins;
 pub mod terminal;

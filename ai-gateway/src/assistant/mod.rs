@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod documents;
 pub mod embedder;
+mod everyday;
 pub mod library;
 pub mod memories;
 pub mod scheduler;
@@ -26,13 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_assistant::api::{Answer, MemoryItem, Op};
+use hearth_assistant::language::Language;
 use hearth_assistant::memory::{self, Entry, Layer, Source};
-use hearth_assistant::phrases::{self, Action, Audience, Intent, Scheduled};
+use hearth_assistant::phrases::{self, Action, Audience, ListRequest, Scheduled};
 use hearth_assistant::schedule;
 use hearth_assistant::scope::Asker;
 use hearth_assistant::search::Query;
 use hearth_assistant::tools::{self, Call, Toolset};
-use hearth_assistant::{arithmetic, lists};
+use hearth_assistant::{arithmetic, say};
 use hearth_llm::{Message, ModelRef, Router};
 use jiff::Timestamp;
 
@@ -232,54 +234,6 @@ impl Assistant {
             .await;
     }
 
-    // Requests carried out without the model.
-
-    /// Carries out `message` if it is one of the everyday requests
-    /// ("remember that …", "remind me at 7 pm to …").
-    pub async fn intent(&self, asker: &Asker, message: &str) -> Option<Said> {
-        let now = self.now();
-        let recognized = phrases::recognize(message, now, &self.settings.timezone)?;
-        Some(match recognized {
-            Err(error) => Said {
-                tool: None,
-                text: error.to_string(),
-            },
-            Ok(Intent::Remember { text }) => {
-                let layer = Layer::LongTerm;
-                match self
-                    .memories
-                    .remember(&asker.owner(), layer, &text, Source::Asked, now)
-                    .await
-                {
-                    Ok(_) if asker.is_private() => Said {
-                        tool: Some("memory_write"),
-                        text: "I'll remember that.".into(),
-                    },
-                    Ok(_) => Said {
-                        tool: Some("memory_write"),
-                        text: "I'll remember that for everyone in this room.".into(),
-                    },
-                    Err(why) => Said {
-                        tool: None,
-                        text: why.to_string(),
-                    },
-                }
-            }
-            Ok(Intent::Schedule(scheduled)) => {
-                match self.scheduler.create(asker, scheduled).await {
-                    Ok(text) => Said {
-                        tool: Some("reminder_create"),
-                        text,
-                    },
-                    Err(why) => Said {
-                        tool: None,
-                        text: why.to_string(),
-                    },
-                }
-            }
-        })
-    }
-
     // What a turn is given.
 
     /// The date, the memory and the document passages that bear on
@@ -297,7 +251,12 @@ impl Assistant {
             today.strftime("%A %-d %B %Y"),
             self.settings.timezone
         );
-        if let Some(language) = asker.language.as_deref().and_then(language_name) {
+        let named = asker
+            .language
+            .as_deref()
+            .and_then(language_name)
+            .or_else(|| (Language::of_text(question) == Language::Korean).then_some("Korean"));
+        if let Some(language) = named {
             system.push_str(&format!(
                 " Answer in {language}: it is the language {} reads.",
                 asker.member
@@ -361,8 +320,9 @@ impl Assistant {
         }
     }
 
-    /// The footer naming the document sources an answer was given.
-    pub fn sources(&self, citations: &[String]) -> Option<String> {
+    /// The footer naming the document sources an answer was given, in
+    /// `language`.
+    pub fn sources(&self, citations: &[String], language: Language) -> Option<String> {
         if citations.is_empty() || self.settings.citations == Citations::Off {
             return None;
         }
@@ -372,7 +332,7 @@ impl Assistant {
                 unique.push(citation);
             }
         }
-        Some(format!("\n\nSources: {}", unique.join("; ")))
+        Some(say::sources(language, &unique))
     }
 
     // Tools.
@@ -457,12 +417,20 @@ impl Assistant {
                         Audience::Me
                     },
                 };
-                match self.scheduler.create(asker, scheduled).await {
+                match self
+                    .scheduler
+                    .create(asker, scheduled, Language::English)
+                    .await
+                {
                     Ok(said) => said,
-                    Err(why) => format!("error: {why}"),
+                    Err(why) => format!("error: {}", why.say(Language::English)),
                 }
             }
-            Call::ReminderList => match self.scheduler.reminders(&asker.member).await {
+            Call::ReminderList => match self
+                .scheduler
+                .reminders(&asker.member, Language::English)
+                .await
+            {
                 Ok(reminders) if reminders.is_empty() => "No reminders.".into(),
                 Ok(reminders) => reminders
                     .iter()
@@ -512,82 +480,19 @@ impl Assistant {
                 Ok(value) => arithmetic::format(value),
                 Err(error) => format!("error: {error}"),
             },
-            Call::ListAdd { list, items } => self.list_add(asker, &list, &items, now).await,
-            Call::ListShow { list } => match lists::name(&list) {
-                Ok(name) => match self.lists.list(&owner, &name).await {
-                    Ok(items) => lists::render(
-                        &name,
-                        &items.into_iter().map(|(_, item)| item).collect::<Vec<_>>(),
-                    ),
-                    Err(error) => format!("error: {}", error.logged()),
-                },
-                Err(error) => format!("error: {error}"),
-            },
-            Call::ListRemove { list, items } => {
-                let name = match lists::name(&list) {
-                    Ok(name) => name,
-                    Err(error) => return format!("error: {error}"),
-                };
-                let stored = match self.lists.list(&owner, &name).await {
-                    Ok(stored) => stored,
-                    Err(error) => return format!("error: {}", error.logged()),
-                };
-                let mut removed = 0;
-                for asked in &items {
-                    if let Some((id, _)) = stored
-                        .iter()
-                        .find(|(_, item)| lists::same_item(item, asked))
-                        && self.lists.remove_item(&owner, *id).await.is_ok()
-                    {
-                        removed += 1;
-                    }
-                }
-                format!("Removed {removed} of {} from the {name} list.", items.len())
-            }
-        }
-    }
-
-    async fn list_add(
-        &self,
-        asker: &Asker,
-        list: &str,
-        items: &[String],
-        now: Timestamp,
-    ) -> String {
-        let owner = asker.owner();
-        let name = match lists::name(list) {
-            Ok(name) => name,
-            Err(error) => return format!("error: {error}"),
-        };
-        let existing = match self.lists.list(&owner, &name).await {
-            Ok(existing) => existing,
-            Err(error) => return format!("error: {}", error.logged()),
-        };
-        if existing.is_empty()
-            && self.lists.list_count(&owner).await.unwrap_or(0)
-                >= i64::try_from(lists::MAX_LISTS).unwrap_or(i64::MAX)
-        {
-            return format!("error: {}", lists::ListError::TooMany);
-        }
-        let mut added = 0;
-        for item in items {
-            if existing.len() + added >= lists::MAX_ITEMS {
-                return format!("error: {}", lists::ListError::Full);
-            }
-            let item = match lists::item(item) {
-                Ok(item) => item,
-                Err(error) => return format!("error: {error}"),
-            };
-            if self
-                .lists
-                .add_item(&owner, &name, &item, &asker.member, now.as_millisecond())
+            Call::ListAdd { list, items } => self
+                .list(asker, ListRequest::Add { list, items }, now)
                 .await
-                .is_ok()
-            {
-                added += 1;
-            }
+                .for_model(),
+            Call::ListShow { list } => self
+                .list(asker, ListRequest::Show { list }, now)
+                .await
+                .for_model(),
+            Call::ListRemove { list, items } => self
+                .list(asker, ListRequest::Remove { list, items }, now)
+                .await
+                .for_model(),
         }
-        format!("Added {added} to the {name} list.")
     }
 
     // The assistant API.
@@ -597,6 +502,7 @@ impl Assistant {
     pub async fn answer(&self, asker: &Asker, op: Op) -> Answer {
         let refused = |message: String| Answer::Refused { message };
         let owner = asker.owner();
+        let language = Language::for_member(asker.language.as_deref(), "");
         match op {
             Op::Deliveries { .. } => refused("deliveries are asked for on their own".into()),
             Op::MemoryList {} => Answer::Memory {
@@ -615,20 +521,20 @@ impl Assistant {
             },
             Op::MemoryForget { id } => match self.memories.forget(&owner, id).await {
                 Ok(true) => Answer::Done {
-                    message: format!("Forgotten (#{id})."),
+                    message: say::forgotten(language, id),
                 },
-                Ok(false) => refused(format!("There is no memory #{id} here.")),
+                Ok(false) => refused(say::no_memory(language, id)),
                 Err(error) => refused(error.logged().to_string()),
             },
-            Op::ReminderList {} => match self.scheduler.reminders(&asker.member).await {
+            Op::ReminderList {} => match self.scheduler.reminders(&asker.member, language).await {
                 Ok(reminders) => Answer::Reminders { reminders },
                 Err(error) => refused(error.logged().to_string()),
             },
             Op::ReminderCancel { id } => match self.scheduler.cancel(&asker.member, id).await {
                 Ok(true) => Answer::Done {
-                    message: format!("Reminder #{id} is cancelled."),
+                    message: say::cancelled(language, id),
                 },
-                Ok(false) => refused(format!("There is no reminder #{id} of yours.")),
+                Ok(false) => refused(say::no_reminder(language, id)),
                 Err(error) => refused(error.logged().to_string()),
             },
             Op::DocumentList {} => match self.documents.list(asker).await {
@@ -648,7 +554,7 @@ impl Assistant {
                 };
                 match self.documents.add_shared(&asker.member, &name, &bytes).await {
                     Indexed::Passages(passages) => Answer::Done {
-                        message: shared_read(name.trim(), passages),
+                        message: say::shared_read(language, name.trim(), passages),
                     },
                     Indexed::Refused(why) => refused(format!("I could not read {}: {why}.", name.trim())),
                     Indexed::Later => refused(
@@ -694,15 +600,6 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// What the member is told once a document they shared is read.
-pub fn shared_read(name: &str, passages: usize) -> String {
-    let parts = if passages == 1 { "part" } else { "parts" };
-    format!(
-        "I have read {name} ({passages} {parts}) and keep it with your documents: ask me about it. \
-         Only your own conversations with me read it."
-    )
 }
 
 /// The English name of the language tagged `tag` (BCP 47, as `ko` or

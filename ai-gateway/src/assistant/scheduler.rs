@@ -12,8 +12,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use hearth_assistant::api::{Answer, Delivery, ReminderItem, Target};
 use hearth_assistant::dispatch::{Dispatcher, DueJob, Limits as DispatchLimits};
+use hearth_assistant::language::Language;
 use hearth_assistant::memory::{self, MemoryError};
 use hearth_assistant::phrases::{self, Action, Audience, Scheduled};
+use hearth_assistant::say;
 use hearth_assistant::schedule::{self, Schedule, ScheduleError};
 use hearth_assistant::scope::{Asker, Owner};
 use jiff::Timestamp;
@@ -83,6 +85,22 @@ pub enum NotScheduled {
     Store(#[from] Unavailable),
 }
 
+impl NotScheduled {
+    /// Why, as the member is told in `language`.
+    pub fn say(&self, language: Language) -> String {
+        match self {
+            NotScheduled::Off => say::reminders_off(language).into(),
+            NotScheduled::Schedule(error) => error.to_string(),
+            NotScheduled::Passed => {
+                say::phrase_error(language, &hearth_assistant::phrases::PhraseError::Past)
+            }
+            NotScheduled::TooMany => say::too_many_reminders(language, MAX_JOBS),
+            NotScheduled::Text(error) => say::memory_error(language, error),
+            NotScheduled::Store(_) => say::unavailable(language).into(),
+        }
+    }
+}
+
 /// The scheduler service.
 pub struct Scheduler {
     store: JobStore,
@@ -109,21 +127,26 @@ impl Scheduler {
         self.settings.enabled
     }
 
-    /// Makes `scheduled` for `asker`: what to tell them.
+    /// Makes `scheduled` for `asker`: what to tell them, in `language`.
     pub async fn create(
         &self,
         asker: &Asker,
         scheduled: Scheduled,
+        language: Language,
     ) -> Result<String, NotScheduled> {
-        self.schedule(asker, scheduled).await.map(|(_, said)| said)
+        self.schedule(asker, scheduled, language)
+            .await
+            .map(|(_, said)| said)
     }
 
     /// Makes `scheduled` for `asker`: the job as stored (with its id) and
-    /// what to tell them.
+    /// what to tell them, in `language` (the language its reminder and
+    /// answers are given in too).
     pub async fn schedule(
         &self,
         asker: &Asker,
         scheduled: Scheduled,
+        language: Language,
     ) -> Result<(Job, String), NotScheduled> {
         if !self.settings.enabled {
             return Err(NotScheduled::Off);
@@ -143,10 +166,10 @@ impl Scheduler {
         {
             return Err(NotScheduled::TooMany);
         }
-        let (target, to_whom) = match (scheduled.audience, asker.owner()) {
-            (Audience::Room, Owner::Room(room)) => (Target::Room(room), "everyone here"),
-            (Audience::Room, Owner::Member(member)) => (Target::Member(member), "you"),
-            (Audience::Me, _) => (Target::Member(asker.member.clone()), "you"),
+        let (target, to_room) = match (scheduled.audience, asker.owner()) {
+            (Audience::Room, Owner::Room(room)) => (Target::Room(room), true),
+            (Audience::Room, Owner::Member(member)) => (Target::Member(member), false),
+            (Audience::Me, _) => (Target::Member(asker.member.clone()), false),
         };
         let (action, text) = match &scheduled.action {
             Action::Remind(text) => ("remind", text.clone()),
@@ -156,7 +179,16 @@ impl Scheduler {
         let mut job = Job {
             id: 0,
             member: asker.member.clone(),
-            asker: serde_json::to_string(asker).expect("an asker serializes"),
+            // Kept with the language it was asked in, which its reminder
+            // and answers are given in.
+            asker: serde_json::to_string(&Asker {
+                language: asker
+                    .language
+                    .clone()
+                    .or_else(|| Some(language.tag().to_owned())),
+                ..asker.clone()
+            })
+            .expect("an asker serializes"),
             target: target_key(&target),
             schedule: serde_json::to_string(&scheduled.schedule).expect("a schedule serializes"),
             action: action.into(),
@@ -169,21 +201,22 @@ impl Scheduler {
             .await
             .map_err(|error| error.logged())?;
         self.changed.notify_one();
-        let when = phrases::describe(&scheduled.schedule, &self.settings.timezone);
-        let when = if scheduled.schedule.recurs() {
-            when
-        } else {
-            format!("on {when}")
-        };
+        let when = phrases::describe(&scheduled.schedule, &self.settings.timezone, language);
+        let recurs = scheduled.schedule.recurs();
         let said = match action {
-            "remind" => format!("I'll remind {to_whom} {when}: {text}"),
-            _ => format!("I'll answer this {when}: {text}"),
+            "remind" => say::reminder_made(language, to_room, &when, recurs, &text),
+            _ => say::question_made(language, &when, recurs, &text),
         };
         Ok((job, said))
     }
 
-    /// `member`'s jobs, as the assistant API lists them.
-    pub async fn reminders(&self, member: &str) -> Result<Vec<ReminderItem>, StoreError> {
+    /// `member`'s jobs, as the assistant API lists them (times said in
+    /// `language`).
+    pub async fn reminders(
+        &self,
+        member: &str,
+        language: Language,
+    ) -> Result<Vec<ReminderItem>, StoreError> {
         let jobs = self.store.jobs_of(member).await?;
         Ok(jobs
             .into_iter()
@@ -194,7 +227,7 @@ impl Scheduler {
                     text: job.text,
                     when: schedule.as_ref().map_or_else(
                         || "at an unreadable time".into(),
-                        |schedule| phrases::describe(schedule, &self.settings.timezone),
+                        |schedule| phrases::describe(schedule, &self.settings.timezone, language),
                     ),
                     next: Timestamp::from_millisecond(job.next_at)
                         .ok()
@@ -356,22 +389,27 @@ impl Scheduler {
         };
         let stored = Timestamp::from_millisecond(job.next_at).unwrap_or(now);
         let due = schedule::due(&schedule, stored, now, self.settings.skip_missed);
+        let asker: Option<Asker> = serde_json::from_str(&job.asker).ok();
+        let language = Language::for_member(
+            asker.as_ref().and_then(|asker| asker.language.as_deref()),
+            &job.text,
+        );
         let text = if !due.fire {
             None
         } else if job.action == "ask" {
-            let asker: Option<Asker> = serde_json::from_str(&job.asker).ok();
             let said = match asker {
                 Some(asker) => answer.answer(asker, job.text.clone()).await,
                 None => Err(NotAnswered::NoModel),
             };
             Some(said.unwrap_or_else(|why| {
-                format!(
-                    "I could not answer the scheduled question \u{201c}{}\u{201d}: {why}",
-                    job.text
-                )
+                let why = match why {
+                    NotAnswered::NoModel => say::no_model(language).to_owned(),
+                    NotAnswered::Refused(why) => why,
+                };
+                say::question_unanswered(language, &job.text, &why)
             }))
         } else {
-            Some(format!("\u{23f0} Reminder: {}", job.text))
+            Some(say::reminder(language, &job.text))
         };
         let delivery = text.as_deref().map(|text| (job.target.as_str(), text));
         match self
@@ -483,6 +521,7 @@ mod tests {
                     action: Action::Ask("what is for dinner?".into()),
                     audience: Audience::Me,
                 },
+                Language::English,
             )
             .await
             .expect("scheduled");
@@ -503,7 +542,12 @@ mod tests {
             scheduler.fire(job, at, &model).await;
         }
         let asked = hearth_runtime::lock(&model.asked).clone();
-        assert_eq!(asked, [(ada(), "what is for dinner?".to_owned())]);
+        // Asked with the language it was made in.
+        let made_by = Asker {
+            language: Some("en".into()),
+            ..ada()
+        };
+        assert_eq!(asked, [(made_by, "what is for dinner?".to_owned())]);
         let Answer::Deliveries { deliveries } = scheduler.deliveries(0, Duration::ZERO).await
         else {
             panic!("deliveries");
@@ -537,17 +581,32 @@ mod tests {
             audience: Audience::Me,
         };
         scheduler
-            .create(&ada(), remind("water the plants"))
+            .create(&ada(), remind("water the plants"), Language::English)
             .await
             .expect("scheduled");
-        let listed = scheduler.reminders("ada").await.expect("listed");
+        let listed = scheduler
+            .reminders("ada", Language::English)
+            .await
+            .expect("listed");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].text, "water the plants");
         assert_eq!(listed[0].target, Target::Member("ada".into()));
-        assert!(scheduler.reminders("ben").await.expect("listed").is_empty());
+        assert!(
+            scheduler
+                .reminders("ben", Language::English)
+                .await
+                .expect("listed")
+                .is_empty()
+        );
         assert!(!scheduler.cancel("ben", listed[0].id).await.expect("asked"));
         assert!(scheduler.cancel("ada", listed[0].id).await.expect("asked"));
-        assert!(scheduler.reminders("ada").await.expect("listed").is_empty());
+        assert!(
+            scheduler
+                .reminders("ada", Language::English)
+                .await
+                .expect("listed")
+                .is_empty()
+        );
 
         let past = Scheduled {
             schedule: Schedule::At {
@@ -556,14 +615,15 @@ mod tests {
             ..remind("too late")
         };
         assert!(matches!(
-            scheduler.create(&ada(), past).await,
+            scheduler.create(&ada(), past, Language::English).await,
             Err(NotScheduled::Passed)
         ));
 
         let off_dir = tempfile::tempdir().expect("a temporary directory");
         let (off, _) = open_scheduler(off_dir.path(), false).await;
         assert!(matches!(
-            off.create(&ada(), remind("anything")).await,
+            off.create(&ada(), remind("anything"), Language::English)
+                .await,
             Err(NotScheduled::Off)
         ));
     }

@@ -734,10 +734,11 @@ async fn cron_add(connection: &Connection, params: &Value) -> Result<Value, Erro
     let (assistant, asker) = scheduler_for(connection)?;
     let scheduler = assistant.scheduler();
     let scheduled = super::cron::scheduled(params, jiff::Timestamp::now(), scheduler.timezone())?;
+    let language = hearth_assistant::language::Language::for_member(asker.language.as_deref(), "");
     let (added, _) = scheduler
-        .schedule(&asker, scheduled)
+        .schedule(&asker, scheduled, language)
         .await
-        .map_err(|refused| ErrorShape::invalid(refused.to_string()))?;
+        .map_err(|refused| ErrorShape::invalid(refused.say(language)))?;
     Ok(super::cron::job(&added))
 }
 

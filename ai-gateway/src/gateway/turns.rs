@@ -347,6 +347,18 @@ impl Gateway {
             let mut route = Some(route);
             let later = route.as_ref().map(Route::again);
             let session = save.as_ref().map(|(session, _)| session.clone());
+            // The sources are named in the language the member asked in.
+            let question = request
+                .messages
+                .iter()
+                .rev()
+                .find(|message| message.role == "user")
+                .map(|message| message.content.clone())
+                .unwrap_or_default();
+            let language = hearth_assistant::language::Language::for_member(
+                asker.language.as_deref(),
+                &question,
+            );
             let mut turn = Conversation::new(request, session).with_client_tools(client_tools);
             loop {
                 let this_route = route
@@ -371,7 +383,7 @@ impl Gateway {
                         finish_reason,
                         usage,
                     } => {
-                        if let Some(footer) = assistant.sources(&citations) {
+                        if let Some(footer) = assistant.sources(&citations, language) {
                             turn.append(&footer);
                             let _ = sender.send(ReplyEvent::Delta { text: footer }).await;
                         }

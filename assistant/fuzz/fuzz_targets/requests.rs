@@ -1,12 +1,14 @@
 //! Fuzzes what members and the model send the assistant: a message read for
-//! an everyday request ("remind me at 7 pm to ..."), a time on its own, the
+//! an everyday request in English or Korean ("remind me at 7 pm to ...",
+//! "내일 오전 9시에 ... 알려줘"), a time on its own, the
 //! model's tool calls (any tool name, any arguments), arithmetic, and the
 //! assistant API's requests and answers. Any bytes give a value or an
 //! error, never a panic.
 #![no_main]
 
 use hearth_assistant::tools::{Toolset, read};
-use hearth_assistant::{api, arithmetic, phrases};
+use hearth_assistant::language::Language;
+use hearth_assistant::{api, arithmetic, phrases, search};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,12 +20,15 @@ fuzz_target!(|data: &[u8]| {
     for zone in ["Europe/London", "America/St_Johns", "UTC"] {
         if let Some(Ok(phrases::Intent::Schedule(scheduled))) = phrases::recognize(text, now, zone) {
             let _ = scheduled.schedule.next_after(now);
-            let _ = phrases::describe(&scheduled.schedule, zone);
+            for language in [Language::English, Language::Korean] {
+                let _ = phrases::describe(&scheduled.schedule, zone, language);
+            }
         }
         if let Ok(schedule) = phrases::time(text, now, zone) {
             let _ = schedule.next_after(now);
         }
     }
+    let _ = search::terms(text);
     if let Ok(value) = arithmetic::evaluate(text) {
         let _ = arithmetic::format(value);
     }

@@ -1,9 +1,4 @@
-//! What a member's message asks of the assistant when it is one of the
-//! household's everyday requests: "remember that …", "remind me at 7 pm to
-//! …", "every Monday at 8 tell the household …". Recognised without the
-//! model, so they work the same with any model (and with none); anything
-//! else goes to the model, which can still call the same tools. Pure: the
-//! time and the household's time zone are inputs.
+//! The English reading of the everyday requests.
 //!
 //! Times understood: `at 7`, `at 7pm`, `at 7:30 am`, `at 19:00`, `at noon`,
 //! `at midnight`; `today`, `tonight`, `tomorrow`, `this evening`, `tomorrow
@@ -11,96 +6,39 @@
 //! `on 2026-12-03`; `in 20 minutes`, `in an hour`, `in half an hour`, `in 3
 //! days`; and, recurring, `every day`, `every weekday`, `every weekend`,
 //! `every Monday`, `every Monday and Thursday`, `every morning`, `every
-//! hour`, `every 30 minutes`. A clock hour without am/pm and without a day
-//! is the next time it comes round (`at 7` at 3 pm is 7 pm); with a day,
-//! 1 to 6 are afternoon hours and 7 to 11 morning ones.
+//! hour`, `every 30 minutes`, `every month on the 1st`.
+//!
+//! Requests: `remember (that) …`; `forget #3`, `forget (that) …`; `remind
+//! me|us|the household …`; `every … tell|give|send|share|post|summarize
+//! …`; `list|show (me) my reminders`, `what are my reminders`; `cancel
+//! reminder 3`, `cancel the reminder about …`; `add … to the NAME list`,
+//! `put … on the NAME list`; `show|read (me) the NAME list`, `what's on
+//! the NAME list`; `remove … from the NAME list`, `take|cross … off the
+//! NAME list`.
 
-use jiff::civil::{Date, Time, Weekday};
+use jiff::civil::Weekday;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::schedule::{Schedule, ScheduleError, zone};
+use super::{
+    AFTERNOON, ALL_DAYS, Action, Audience, Clock, Day, EVENING, Every, Intent, ListRequest,
+    MORNING, Missing, NIGHT, PhraseError, Scheduled, WEEKDAYS, WEEKEND, When, Which, day_bit,
+    resolve, set,
+};
+use crate::schedule::zone;
 
-/// A request the assistant carries out without the model.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Intent {
-    /// Write this into the member's memory.
-    Remember {
-        /// What to remember, as they said it.
-        text: String,
-    },
-    /// Schedule something.
-    Schedule(Scheduled),
-}
-
-/// Something to do later.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scheduled {
-    /// When.
-    pub schedule: Schedule,
-    /// What happens then.
-    pub action: Action,
-    /// Who hears it.
-    pub audience: Audience,
-}
-
-/// What a scheduled job does when it fires.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Deliver this reminder, as written.
-    Remind(String),
-    /// Ask the assistant this, and deliver its answer (OpenClaw's agent turn).
-    Ask(String),
-}
-
-/// Who a scheduled message goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Audience {
-    /// The member who asked, in their conversation with the assistant.
-    Me,
-    /// The room it was asked in (the household's room when asked in a DM).
-    Room,
-}
-
-/// Why a request that looked like one could not be carried out.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PhraseError {
-    /// No time could be read.
-    #[error(
-        "I could not tell when. Say a time such as \"at 7 pm\", \"tomorrow at 8:30\", \"in 20 minutes\" or \"every Monday at 8\"."
-    )]
-    NoTime,
-    /// Two times were given.
-    #[error("I read two different times in that; say just one.")]
-    TwoTimes,
-    /// The time has passed.
-    #[error("That time has already passed.")]
-    Past,
-    /// Nothing to remind about, or nothing to remember.
-    #[error("I could not tell what to {0}.")]
-    Empty(&'static str),
-    /// A time that does not exist (31 February, 25:00).
-    #[error("{0} is not a time or date I know.")]
-    BadTime(String),
-    /// The household's time zone is wrong.
-    #[error(transparent)]
-    Schedule(#[from] ScheduleError),
-}
-
-/// Longest message looked at (longer ones go to the model as they are).
-const MAX_MESSAGE: usize = 2_000;
-
-/// The request in `message`, if it is one of the everyday ones, read at
-/// `now` in the household's time zone `tz`. `None`: not one of them.
-pub fn recognize(message: &str, now: Timestamp, tz: &str) -> Option<Result<Intent, PhraseError>> {
-    if message.len() > MAX_MESSAGE {
-        return None;
-    }
+/// The English request in `message`, if it is one.
+pub(super) fn recognize(
+    message: &str,
+    now: Timestamp,
+    tz: &str,
+) -> Option<Result<Intent, PhraseError>> {
     let words = words(message);
     let start = skip_preamble(&words);
     let words = &words[start..];
     let first = words.first()?;
     match first.norm.as_str() {
         "remember" => Some(remember(message, &words[1..])),
+        "forget" => Some(forget(message, &words[1..])),
         "remind" => {
             let (audience, used) = audience(&words[1..])?;
             Some(schedule(
@@ -127,8 +65,38 @@ pub fn recognize(message: &str, now: Timestamp, tz: &str) -> Option<Result<Inten
                 Some(schedule(message, words, Verb::Ask, audience, now, tz))
             }
         }
+        "cancel" | "delete" | "remove" | "stop" => {
+            if let Some(found) = list_request(message, words) {
+                return Some(found);
+            }
+            cancel(message, &words[1..])
+        }
+        "list" | "show" | "what" | "what's" | "whats" | "which" | "read" => {
+            let is_reminders = words.iter().take(6).any(|word| word.norm == "reminders")
+                && !words[1..].iter().any(|word| word.norm == "list");
+            if is_reminders {
+                return Some(Ok(Intent::Reminders));
+            }
+            list_request(message, words)
+        }
+        "add" | "put" | "take" | "cross" => list_request(message, words),
         _ => None,
     }
+}
+
+/// The time pieces of `text`, when it is nothing but a time phrase;
+/// `None` when something else is in it.
+pub(super) fn time_only(text: &str) -> Result<Option<When>, PhraseError> {
+    let words = words(text);
+    let mut when = When::default();
+    let mut index = 0;
+    while index < words.len() {
+        match time_phrase(&words[index..], &mut when)? {
+            0 => return Ok(None),
+            used => index += used,
+        }
+    }
+    Ok(Some(when))
 }
 
 /// Verbs that start the action of a recurring request.
@@ -223,9 +191,121 @@ fn remember(message: &str, rest: &[Word]) -> Result<Intent, PhraseError> {
     let text = text_of(message, rest);
     let text = text.trim_start_matches(':').trim().to_owned();
     if text.is_empty() {
-        return Err(PhraseError::Empty("remember"));
+        return Err(PhraseError::Empty(Missing::Remember));
     }
     Ok(Intent::Remember { text })
+}
+
+/// A number as a member writes it beside a request: `3`, `#3`.
+fn number(word: &str) -> Option<i64> {
+    word.trim_start_matches('#')
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+}
+
+/// `forget #3`, `forget number 3`, `forget that …`, `forget …`.
+fn forget(message: &str, rest: &[Word]) -> Result<Intent, PhraseError> {
+    let norms: Vec<&str> = rest.iter().map(|word| word.norm.as_str()).collect();
+    match norms.as_slice() {
+        [] => Err(PhraseError::Empty(Missing::Which)),
+        [id] | ["number" | "entry" | "memory", id] if number(id).is_some() => Ok(Intent::Forget(
+            Which::Number(number(id).unwrap_or_default()),
+        )),
+        ["that" | "about", ..] => which_text(message, &rest[1..]).map(Intent::Forget),
+        _ => which_text(message, rest).map(Intent::Forget),
+    }
+}
+
+fn which_text(message: &str, words: &[Word]) -> Result<Which, PhraseError> {
+    let text = text_of(message, words);
+    if text.is_empty() {
+        return Err(PhraseError::Empty(Missing::Which));
+    }
+    Ok(Which::Text(text))
+}
+
+/// `cancel reminder 3`, `cancel my reminder #3`, `cancel the reminder
+/// about …`, `cancel the dentist reminder`; `None` without "reminder".
+fn cancel(message: &str, rest: &[Word]) -> Option<Result<Intent, PhraseError>> {
+    let at = rest
+        .iter()
+        .position(|word| word.norm == "reminder" || word.norm == "reminders")?;
+    let after = &rest[at + 1..];
+    if let Some(id) = after.first().and_then(|word| number(&word.norm)) {
+        return Some(Ok(Intent::Cancel(Which::Number(id))));
+    }
+    let after = match after.first().map(|word| word.norm.as_str()) {
+        Some("about" | "to" | "for" | "of" | "that") => &after[1..],
+        _ => after,
+    };
+    if !after.is_empty() {
+        return Some(which_text(message, after).map(Intent::Cancel));
+    }
+    let before: Vec<Word> = rest[..at]
+        .iter()
+        .filter(|word| !matches!(word.norm.as_str(), "the" | "my" | "that" | "this"))
+        .cloned()
+        .collect();
+    Some(which_text(message, &before).map(Intent::Cancel))
+}
+
+/// A request about a list, when `words` end in "… the NAME list".
+fn list_request(message: &str, words: &[Word]) -> Option<Result<Intent, PhraseError>> {
+    let mut words = words;
+    while words
+        .last()
+        .is_some_and(|word| matches!(word.norm.as_str(), "please" | "thanks"))
+    {
+        words = &words[..words.len() - 1];
+    }
+    if words.last()?.norm != "list" || words.len() < 3 {
+        return None;
+    }
+    // Where the list's name starts: after the last "the", "my" or "our"
+    // before "list".
+    let owner_at = words[..words.len() - 1]
+        .iter()
+        .rposition(|word| matches!(word.norm.as_str(), "the" | "my" | "our"))?;
+    let name = text_of(message, &words[owner_at + 1..words.len() - 1]);
+    if name.is_empty() {
+        return None;
+    }
+    let verb = words[0].norm.as_str();
+    let before = &words[..owner_at];
+    let preposition = before.last()?.norm.as_str();
+    let items = |words: &[Word]| -> Result<Vec<String>, PhraseError> {
+        let items = split_items(&text_of(message, words));
+        if items.is_empty() {
+            return Err(PhraseError::Empty(Missing::Items));
+        }
+        Ok(items)
+    };
+    let request = match (verb, preposition) {
+        ("add", "to") | ("put", "on" | "in") => {
+            items(&before[1..before.len() - 1]).map(|items| ListRequest::Add { list: name, items })
+        }
+        ("remove" | "delete", "from") | ("take" | "cross", "off") => {
+            items(&before[1..before.len() - 1])
+                .map(|items| ListRequest::Remove { list: name, items })
+        }
+        ("show" | "read" | "list", _) if before.len() <= 2 => Ok(ListRequest::Show { list: name }),
+        ("what" | "what's" | "whats", "on" | "in") => Ok(ListRequest::Show { list: name }),
+        _ => return None,
+    };
+    Some(request.map(Intent::List))
+}
+
+/// Items as a member lists them: "eggs, oat milk and bread".
+pub(super) fn split_items(text: &str) -> Vec<String> {
+    text.split(',')
+        .flat_map(|part| part.split(" and "))
+        .flat_map(|part| part.split(" & "))
+        .map(str::trim)
+        .map(|item| item.trim_start_matches("and ").trim())
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Who a reminder is for, and how many words said so.
@@ -245,56 +325,12 @@ fn audience(words: &[Word]) -> Option<(Audience, usize)> {
 
 /// A part of the day without a clock time.
 const PARTS_OF_DAY: [(&str, i8); 5] = [
-    ("morning", 9),
-    ("afternoon", 15),
-    ("evening", 18),
-    ("tonight", 20),
-    ("night", 20),
+    ("morning", MORNING),
+    ("afternoon", AFTERNOON),
+    ("evening", EVENING),
+    ("tonight", NIGHT),
+    ("night", NIGHT),
 ];
-
-/// The time pieces read from a message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct When {
-    clock: Option<Clock>,
-    day: Option<Day>,
-    part_of_day: Option<i8>,
-    after: Option<SignedDuration>,
-    every: Option<Every>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Clock {
-    hour: i8,
-    minute: i8,
-    /// `Some(true)` for pm, `Some(false)` for am, `None` when not said.
-    pm: Option<bool>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Day {
-    Today,
-    Tomorrow,
-    /// The next such weekday (today counts if the time is still ahead).
-    Weekday(Weekday),
-    /// A calendar date; the year when given.
-    Date {
-        month: i8,
-        day: i8,
-        year: Option<i16>,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Every {
-    /// On these weekdays (bits, Sunday = 0).
-    Days(u8),
-    /// At this interval.
-    Interval(SignedDuration),
-}
-
-const ALL_DAYS: u8 = 0b111_1111;
-const WEEKDAYS: u8 = 0b011_1110;
-const WEEKEND: u8 = 0b100_0001;
 
 fn schedule(
     message: &str,
@@ -329,8 +365,8 @@ fn schedule(
     let text = text_of(message, kept);
     if text.is_empty() {
         return Err(PhraseError::Empty(match verb {
-            Verb::Remind => "remind you of",
-            Verb::Ask => "do then",
+            Verb::Remind => Missing::Remind,
+            Verb::Ask => Missing::Do,
         }));
     }
     let action = match verb {
@@ -345,49 +381,9 @@ fn schedule(
     }))
 }
 
-/// The schedule a time given on its own describes (the `when` of the
-/// `reminder_create` tool): a phrase such as "tomorrow at 8:30" or "every
-/// Monday at 8", or an ISO 8601 time (with an offset, or read in `tz`).
-pub fn time(text: &str, now: Timestamp, tz: &str) -> Result<Schedule, PhraseError> {
-    let zone = zone(tz)?;
-    let trimmed = text.trim();
-    if let Ok(at) = trimmed.parse::<Timestamp>() {
-        return if at > now {
-            Ok(Schedule::At { at })
-        } else {
-            Err(PhraseError::Past)
-        };
-    }
-    if let Ok(civil) = trimmed
-        .replacen(' ', "T", 1)
-        .parse::<jiff::civil::DateTime>()
-    {
-        let at = zone
-            .to_ambiguous_zoned_datetime(civil)
-            .compatible()
-            .map_err(|_| PhraseError::BadTime(trimmed.to_owned()))?
-            .timestamp();
-        return if at > now {
-            Ok(Schedule::At { at })
-        } else {
-            Err(PhraseError::Past)
-        };
-    }
-    let words = words(trimmed);
-    let mut when = When::default();
-    let mut index = 0;
-    while index < words.len() {
-        match time_phrase(&words[index..], &mut when)? {
-            0 => return Err(PhraseError::BadTime(text.chars().take(80).collect())),
-            used => index += used,
-        }
-    }
-    resolve(&when, now, &zone, tz)
-}
-
 /// What the assistant is asked when an "every Monday, tell the household
 /// the week's plan" fires: the request without its time, as a sentence.
-fn ask_text(rest: &str) -> String {
+pub(super) fn ask_text(rest: &str) -> String {
     let mut text = rest.to_owned();
     if let Some(first) = text.get(..1) {
         text = first.to_uppercase() + &text[1..];
@@ -396,15 +392,6 @@ fn ask_text(rest: &str) -> String {
         text.push('.');
     }
     text
-}
-
-/// Puts `value` in `slot`, unless the message already gave one.
-fn set<T>(slot: &mut Option<T>, value: T) -> Result<(), PhraseError> {
-    if slot.is_some() {
-        return Err(PhraseError::TwoTimes);
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 /// Reads a time phrase at the start of `words` into `when`; how many words it took.
@@ -419,11 +406,11 @@ fn time_phrase(words: &[Word], when: &mut When) -> Result<usize, PhraseError> {
             Ok(0)
         }
         Some("noon" | "midday") => {
-            set(&mut when.clock, noon())?;
+            set(&mut when.clock, Clock::noon())?;
             Ok(1)
         }
         Some("midnight") => {
-            set(&mut when.clock, midnight())?;
+            set(&mut when.clock, Clock::midnight())?;
             Ok(1)
         }
         Some("today") => {
@@ -432,7 +419,7 @@ fn time_phrase(words: &[Word], when: &mut When) -> Result<usize, PhraseError> {
         }
         Some("tonight") => {
             set(&mut when.day, Day::Today)?;
-            set(&mut when.part_of_day, 20)?;
+            set(&mut when.part_of_day, NIGHT)?;
             Ok(1)
         }
         Some("tomorrow") => {
@@ -505,22 +492,6 @@ fn time_phrase(words: &[Word], when: &mut When) -> Result<usize, PhraseError> {
     }
 }
 
-fn noon() -> Clock {
-    Clock {
-        hour: 12,
-        minute: 0,
-        pm: Some(true),
-    }
-}
-
-fn midnight() -> Clock {
-    Clock {
-        hour: 0,
-        minute: 0,
-        pm: Some(false),
-    }
-}
-
 fn part_of_day(word: &str) -> Option<i8> {
     PARTS_OF_DAY
         .iter()
@@ -532,20 +503,28 @@ fn part_of_day(word: &str) -> Option<i8> {
 fn clock(words: &[Word]) -> Option<(Clock, usize)> {
     let first = words.first()?.norm.as_str();
     match first {
-        "noon" | "midday" => return Some((noon(), 1)),
-        "midnight" => return Some((midnight(), 1)),
+        "noon" | "midday" => return Some((Clock::noon(), 1)),
+        "midnight" => return Some((Clock::midnight(), 1)),
         _ => {}
     }
-    let (digits, mut pm) = if let Some(digits) = first.strip_suffix("pm") {
+    let next = words.get(1).map(|word| word.norm.as_str());
+    let (clock, used) = clock_word(first, next)?;
+    Some((clock, used))
+}
+
+/// A clock time written as `word` (`7`, `7pm`, `7:30`, `19:00`), with
+/// `next` saying am or pm when it does; the clock, and 1 or 2 words used.
+pub(super) fn clock_word(word: &str, next: Option<&str>) -> Option<(Clock, usize)> {
+    let (digits, mut pm) = if let Some(digits) = word.strip_suffix("pm") {
         (digits, Some(true))
-    } else if let Some(digits) = first.strip_suffix("am") {
+    } else if let Some(digits) = word.strip_suffix("am") {
         (digits, Some(false))
     } else {
-        (first, None)
+        (word, None)
     };
     let mut used = 1;
     if pm.is_none() {
-        match words.get(1).map(|word| word.norm.as_str()) {
+        match next {
             Some("pm" | "p.m") => {
                 pm = Some(true);
                 used = 2;
@@ -693,7 +672,8 @@ fn day(words: &[Word]) -> Result<Option<(Day, usize)>, PhraseError> {
     Ok(None)
 }
 
-fn iso_date(word: &str) -> Option<Result<Day, PhraseError>> {
+/// `2026-12-03` as a day (an error when it looks like one but is not).
+pub(super) fn iso_date(word: &str) -> Option<Result<Day, PhraseError>> {
     let mut parts = word.split('-');
     let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || year.len() != 4 {
@@ -710,7 +690,7 @@ fn iso_date(word: &str) -> Option<Result<Day, PhraseError>> {
 }
 
 /// After `every`: `day`, `weekday`, `weekend`, `Monday`, `Monday and
-/// Thursday`, `morning`, `hour`, `30 minutes`, `2 hours`.
+/// Thursday`, `morning`, `hour`, `30 minutes`, `2 hours`, `month on the 1st`.
 fn every(words: &[Word]) -> Option<(Every, Option<i8>, usize)> {
     let norms: Vec<&str> = words
         .iter()
@@ -724,6 +704,18 @@ fn every(words: &[Word]) -> Option<(Every, Option<i8>, usize)> {
         "weekend" | "weekends" => return Some((Every::Days(WEEKEND), None, 1)),
         "minute" => return Some((Every::Interval(SignedDuration::from_mins(1)), None, 1)),
         "hour" => return Some((Every::Interval(SignedDuration::from_hours(1)), None, 1)),
+        "month" => {
+            // "every month on the 1st"
+            return match norms.get(1..4) {
+                Some(["on", "the", day, ..]) => {
+                    day_number(day).map(|day| (Every::MonthDay(day), None, 4))
+                }
+                _ => match norms.get(1..3) {
+                    Some(["on", day]) => day_number(day).map(|day| (Every::MonthDay(day), None, 3)),
+                    _ => None,
+                },
+            };
+        }
         _ => {}
     }
     if let Some(hour) = part_of_day(first) {
@@ -740,7 +732,7 @@ fn every(words: &[Word]) -> Option<(Every, Option<i8>, usize)> {
     let mut used = 0usize;
     for norm in &norms {
         if let Some(day) = weekday(norm) {
-            mask |= 1 << day.to_sunday_zero_offset();
+            mask |= day_bit(day);
             used += 1;
         } else if *norm == "and" && mask != 0 {
             used += 1;
@@ -754,235 +746,12 @@ fn every(words: &[Word]) -> Option<(Every, Option<i8>, usize)> {
     (mask != 0).then_some((Every::Days(mask), None, used))
 }
 
-/// The schedule `when` describes, at `now` in `zone` (named `tz`).
-fn resolve(
-    when: &When,
-    now: Timestamp,
-    zone: &jiff::tz::TimeZone,
-    tz: &str,
-) -> Result<Schedule, PhraseError> {
-    let local = now.to_zoned_datetime(zone.clone());
-    if let Some(after) = when.after {
-        if when.clock.is_some() || when.day.is_some() || when.every.is_some() {
-            return Err(PhraseError::TwoTimes);
-        }
-        let at = now
-            .checked_add(after)
-            .map_err(|_| PhraseError::BadTime("that".into()))?;
-        return Ok(Schedule::At { at });
-    }
-    if let Some(every) = when.every {
-        if when.day.is_some() {
-            return Err(PhraseError::TwoTimes);
-        }
-        return match every {
-            Every::Interval(interval) => {
-                if when.clock.is_some() {
-                    return Err(PhraseError::TwoTimes);
-                }
-                let every_ms = u64::try_from(interval.as_millis())
-                    .map_err(|_| PhraseError::BadTime("that interval".into()))?;
-                let anchor = now
-                    .checked_add(interval)
-                    .map_err(|_| PhraseError::BadTime("that interval".into()))?;
-                let schedule = Schedule::Every { every_ms, anchor };
-                schedule.check()?;
-                Ok(schedule)
-            }
-            Every::Days(mask) => {
-                let (hour, minute) = match (when.clock, when.part_of_day) {
-                    (Some(clock), part) => (day_hour(clock, part), clock.minute),
-                    (None, Some(hour)) => (hour, 0),
-                    (None, None) => return Err(PhraseError::NoTime),
-                };
-                let days = if mask == ALL_DAYS {
-                    "*".to_owned()
-                } else {
-                    (0..7)
-                        .filter(|day| mask & (1 << day) != 0)
-                        .map(|day| day.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                };
-                Ok(Schedule::Cron {
-                    expr: format!("{minute} {hour} * * {days}"),
-                    tz: tz.to_owned(),
-                })
-            }
-        };
-    }
-    let today = local.date();
-    let at = |date: Date, hour: i8, minute: i8| -> Result<Timestamp, PhraseError> {
-        let time = Time::new(hour, minute, 0, 0)
-            .map_err(|_| PhraseError::BadTime(format!("{hour}:{minute:02}")))?;
-        zone.to_ambiguous_zoned_datetime(date.to_datetime(time))
-            .compatible()
-            .map(|zoned| zoned.timestamp())
-            .map_err(|_| PhraseError::BadTime(format!("{date} {hour}:{minute:02}")))
-    };
-    let Some(day) = when.day else {
-        // A clock time alone: the next time it comes round.
-        let Some(clock) = when.clock else {
-            return match when.part_of_day {
-                Some(hour) => {
-                    let at = at(today, hour, 0)?;
-                    if at <= now {
-                        return Err(PhraseError::Past);
-                    }
-                    Ok(Schedule::At { at })
-                }
-                None => Err(PhraseError::NoTime),
-            };
-        };
-        let mut hours = vec![day_hour(clock, when.part_of_day)];
-        if clock.pm.is_none() && when.part_of_day.is_none() && (1..=11).contains(&clock.hour) {
-            hours = vec![clock.hour, clock.hour + 12];
-        }
-        for date in [today, today.tomorrow().map_err(|_| PhraseError::Past)?] {
-            for hour in &hours {
-                let candidate = at(date, *hour, clock.minute)?;
-                if candidate > now {
-                    return Ok(Schedule::At { at: candidate });
-                }
-            }
-        }
-        return Err(PhraseError::Past);
-    };
-    let (hour, minute) = match (when.clock, when.part_of_day) {
-        (Some(clock), part) => (day_hour(clock, part), clock.minute),
-        (None, Some(hour)) => (hour, 0),
-        (None, None) => (9, 0),
-    };
-    let date = match day {
-        Day::Today => today,
-        Day::Tomorrow => today.tomorrow().map_err(|_| PhraseError::Past)?,
-        Day::Weekday(weekday) => {
-            let ahead = (weekday.to_sunday_zero_offset() - today.weekday().to_sunday_zero_offset())
-                .rem_euclid(7);
-            let mut date = today
-                .checked_add(jiff::Span::new().days(i64::from(ahead)))
-                .map_err(|_| PhraseError::Past)?;
-            if at(date, hour, minute)? <= now {
-                date = date
-                    .checked_add(jiff::Span::new().days(7))
-                    .map_err(|_| PhraseError::Past)?;
-            }
-            date
-        }
-        Day::Date { month, day, year } => {
-            let given = year;
-            let year = year.unwrap_or(today.year());
-            let date = Date::new(year, month, day)
-                .map_err(|_| PhraseError::BadTime(format!("{year}-{month:02}-{day:02}")))?;
-            // "on 3 January" said in December is next year's.
-            if given.is_none() && at(date, hour, minute)? <= now {
-                Date::new(year + 1, month, day)
-                    .map_err(|_| PhraseError::BadTime(format!("{month}/{day}")))?
-            } else {
-                date
-            }
-        }
-    };
-    let instant = at(date, hour, minute)?;
-    if instant <= now {
-        return Err(PhraseError::Past);
-    }
-    Ok(Schedule::At { at: instant })
-}
-
-/// The 24-hour hour of `clock`: am/pm when said, else afternoon for 1 to 6
-/// (and in the evening or at night for any hour under 12).
-fn day_hour(clock: Clock, part: Option<i8>) -> i8 {
-    match clock.pm {
-        Some(true) if clock.hour < 12 => clock.hour + 12,
-        Some(false) if clock.hour == 12 => 0,
-        Some(_) => clock.hour,
-        None => match part {
-            Some(part) if part >= 15 && clock.hour < 12 => clock.hour + 12,
-            Some(_) => clock.hour,
-            None if (1..=6).contains(&clock.hour) => clock.hour + 12,
-            None => clock.hour,
-        },
-    }
-}
-
-/// How a schedule reads to people in time zone `tz`: "Tuesday 24 November
-/// at 19:00", "every Monday at 08:00", "every 30 minutes".
-pub fn describe(schedule: &Schedule, tz: &str) -> String {
-    match schedule {
-        Schedule::At { at } => match zone(tz) {
-            Ok(zone) => at
-                .to_zoned_datetime(zone)
-                .strftime("%A %-d %B %Y at %H:%M")
-                .to_string(),
-            Err(_) => at.to_string(),
-        },
-        Schedule::Every { every_ms, .. } => {
-            let minutes = every_ms / 60_000;
-            match minutes {
-                60 => "every hour".into(),
-                minutes if minutes % 60 == 0 => format!("every {} hours", minutes / 60),
-                1 => "every minute".into(),
-                minutes => format!("every {minutes} minutes"),
-            }
-        }
-        Schedule::Cron { expr, .. } => describe_cron(expr),
-    }
-}
-
-fn describe_cron(expr: &str) -> String {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    let [minute, hour, "*", "*", days] = fields.as_slice() else {
-        return format!("on the cron schedule `{expr}`");
-    };
-    let (Ok(minute), Ok(hour)) = (minute.parse::<u8>(), hour.parse::<u8>()) else {
-        return format!("on the cron schedule `{expr}`");
-    };
-    const NAMES: [&str; 7] = [
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-    ];
-    let on = match *days {
-        "*" => "every day".to_owned(),
-        "1,2,3,4,5" => "every weekday".to_owned(),
-        "0,6" => "every weekend day".to_owned(),
-        list => {
-            let names: Vec<&str> = list
-                .split(',')
-                .filter_map(|day| day.parse::<usize>().ok())
-                .filter_map(|day| NAMES.get(day).copied())
-                .collect();
-            match names.as_slice() {
-                [] => return format!("on the cron schedule `{expr}`"),
-                [one] => format!("every {one}"),
-                [rest @ .., last] => format!("every {} and {last}", rest.join(", ")),
-            }
-        }
-    };
-    format!("{on} at {hour:02}:{minute:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LONDON: &str = "Europe/London";
-
-    /// Tuesday 24 November 2026, 15:00 in London (GMT).
-    fn now() -> Timestamp {
-        "2026-11-24T15:00:00Z".parse().unwrap()
-    }
-
-    fn at(text: &str) -> Schedule {
-        Schedule::At {
-            at: text.parse().unwrap(),
-        }
-    }
+    use crate::phrases::tests::{LONDON, at, now};
+    use crate::phrases::{Action, Audience, ListRequest, Missing, Scheduled, Which, recognize};
+    use crate::schedule::{Schedule, ScheduleError};
 
     fn scheduled(message: &str) -> Scheduled {
         match recognize(message, now(), LONDON) {
@@ -1165,7 +934,7 @@ mod tests {
         );
         assert_eq!(
             recognize("remember", now(), LONDON),
-            Some(Err(PhraseError::Empty("remember")))
+            Some(Err(PhraseError::Empty(Missing::Remember)))
         );
     }
 
@@ -1201,7 +970,7 @@ mod tests {
         );
         assert_eq!(
             error("remind me at 7 pm"),
-            PhraseError::Empty("remind you of")
+            PhraseError::Empty(Missing::Remind)
         );
         assert!(matches!(
             error("remind me on 2027-02-30 to x"),
@@ -1214,82 +983,90 @@ mod tests {
     }
 
     #[test]
-    fn a_time_on_its_own_is_read_as_a_phrase_or_iso_8601() {
+    fn lists_reminders_and_forgetting_are_read_too() {
+        let intent = |message: &str| match recognize(message, now(), LONDON) {
+            Some(Ok(intent)) => intent,
+            other => panic!("{message:?}: {other:?}"),
+        };
         assert_eq!(
-            time("tomorrow at 8:30", now(), LONDON),
-            Ok(at("2026-11-25T08:30:00Z"))
+            intent("@assistant add eggs and oat milk to the shopping list"),
+            Intent::List(ListRequest::Add {
+                list: "shopping".into(),
+                items: vec!["eggs".into(), "oat milk".into()]
+            })
         );
         assert_eq!(
-            time("2026-11-24T19:00", now(), LONDON),
-            Ok(at("2026-11-24T19:00:00Z"))
+            intent("put bread, butter and jam on my shopping list please"),
+            Intent::List(ListRequest::Add {
+                list: "shopping".into(),
+                items: vec!["bread".into(), "butter".into(), "jam".into()]
+            })
+        );
+        let show = Intent::List(ListRequest::Show {
+            list: "shopping".into(),
+        });
+        assert_eq!(intent("what's on the shopping list?"), show);
+        assert_eq!(intent("what is on the shopping list?"), show);
+        assert_eq!(intent("show me the shopping list"), show);
+        assert_eq!(
+            intent("take eggs off the shopping list"),
+            Intent::List(ListRequest::Remove {
+                list: "shopping".into(),
+                items: vec!["eggs".into()]
+            })
         );
         assert_eq!(
-            time("2026-11-24 19:00", now(), LONDON),
-            Ok(at("2026-11-24T19:00:00Z"))
+            intent("remove eggs from the packing list"),
+            Intent::List(ListRequest::Remove {
+                list: "packing".into(),
+                items: vec!["eggs".into()]
+            })
+        );
+        assert_eq!(intent("list my reminders"), Intent::Reminders);
+        assert_eq!(intent("what are my reminders?"), Intent::Reminders);
+        assert_eq!(
+            intent("cancel reminder 3"),
+            Intent::Cancel(Which::Number(3))
         );
         assert_eq!(
-            time("2026-11-24T19:00:00+01:00", now(), LONDON),
-            Ok(at("2026-11-24T18:00:00Z"))
+            intent("cancel my reminder #12"),
+            Intent::Cancel(Which::Number(12))
         );
         assert_eq!(
-            time("2020-01-01T00:00:00Z", now(), LONDON),
-            Err(PhraseError::Past)
-        );
-        assert!(matches!(
-            time("every Monday at 8", now(), LONDON),
-            Ok(Schedule::Cron { .. })
-        ));
-        assert!(matches!(
-            time("whenever you like", now(), LONDON),
-            Err(PhraseError::BadTime(_))
-        ));
-    }
-
-    #[test]
-    fn schedules_read_as_sentences() {
-        assert_eq!(
-            describe(&at("2026-11-24T19:00:00Z"), LONDON),
-            "Tuesday 24 November 2026 at 19:00"
+            intent("cancel the reminder about the bins"),
+            Intent::Cancel(Which::Text("the bins".into()))
         );
         assert_eq!(
-            describe(
-                &Schedule::Cron {
-                    expr: "0 8 * * 1".into(),
-                    tz: LONDON.into()
-                },
-                LONDON
-            ),
-            "every Monday at 08:00"
+            intent("cancel the dentist reminder"),
+            Intent::Cancel(Which::Text("dentist".into()))
+        );
+        assert_eq!(intent("forget #2"), Intent::Forget(Which::Number(2)));
+        assert_eq!(
+            intent("forget that the bike lock code is 4711"),
+            Intent::Forget(Which::Text("the bike lock code is 4711".into()))
         );
         assert_eq!(
-            describe(
-                &Schedule::Cron {
-                    expr: "30 7 * * 1,2,3,4,5".into(),
-                    tz: LONDON.into()
-                },
-                LONDON
-            ),
-            "every weekday at 07:30"
+            recognize("add to the shopping list", now(), LONDON),
+            Some(Err(PhraseError::Empty(Missing::Items)))
         );
+        for message in [
+            "what is on the list?",
+            "add salt to taste",
+            "cancel the party",
+            "show me how to reset the boiler",
+        ] {
+            assert_eq!(recognize(message, now(), LONDON), None, "{message:?}");
+        }
+        let monthly = match intent("remind me every month on the 1st at 9 to pay rent") {
+            Intent::Schedule(Scheduled { schedule, .. }) => schedule,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(
-            describe(
-                &Schedule::Cron {
-                    expr: "0 18 * * 1,4".into(),
-                    tz: LONDON.into()
-                },
-                LONDON
-            ),
-            "every Monday and Thursday at 18:00"
-        );
-        assert_eq!(
-            describe(
-                &Schedule::Every {
-                    every_ms: 7_200_000,
-                    anchor: Timestamp::UNIX_EPOCH
-                },
-                LONDON
-            ),
-            "every 2 hours"
+            monthly,
+            Schedule::Cron {
+                expr: "0 9 1 * *".into(),
+                tz: LONDON.into()
+            }
         );
     }
 }
