@@ -5,11 +5,15 @@
 
 use std::path::PathBuf;
 
+use hearth_assistant::language::Language;
 use serde::{Deserialize, Serialize};
 
 /// A refused answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AnswerError {
+    /// The household's language.
+    #[error("the language {0:?} must be en (English) or ko (Korean)")]
+    Language(String),
     /// The household's name.
     #[error("the household's name {0:?} must be 1 to 64 visible characters")]
     Household(String),
@@ -272,6 +276,29 @@ pub struct Answers {
     pub http_port: Option<u16>,
     /// This hub's name in the mesh.
     pub hostname: String,
+    /// The household's language: what setup and `hearth status` speak,
+    /// and the assistant's persona is written in (English for a record
+    /// from before it was asked).
+    #[serde(default)]
+    pub language: Language,
+}
+
+/// The household's language from setup's answer: `en`, `ko`, or their names.
+pub fn parse_language(text: &str) -> Result<Language, AnswerError> {
+    match text.trim().to_lowercase().as_str() {
+        "en" | "english" | "영어" => Ok(Language::English),
+        "ko" | "kr" | "korean" | "한국어" | "ko-kr" => Ok(Language::Korean),
+        _ => Err(AnswerError::Language(text.into())),
+    }
+}
+
+/// The language of a locale as `LANG` names it (`ko_KR.UTF-8`): Korean for
+/// Korean, English for any other or none.
+pub fn language_of_locale(locale: Option<&str>) -> Language {
+    match locale {
+        Some(locale) if locale.to_lowercase().starts_with("ko") => Language::Korean,
+        _ => Language::English,
+    }
 }
 
 impl Answers {
@@ -426,6 +453,7 @@ mod tests {
             model: ModelChoice::Default,
             http_port: Some(8080),
             hostname: "hub".into(),
+            language: Language::English,
         };
         assert_eq!(answers.check(), Err(AnswerError::SamePort(8080)));
     }
@@ -441,6 +469,7 @@ mod tests {
             },
             http_port: Some(80),
             hostname: "hub".into(),
+            language: Language::English,
         };
         let text = serde_json::to_string(&answers).unwrap();
         assert!(text.contains(r#""url":"https://hub.example""#), "{text}");
@@ -448,5 +477,23 @@ mod tests {
         assert_eq!(answers.login_url(), "http://hub.example");
         let bad = text.replace("https://hub.example", "https://");
         assert!(serde_json::from_str::<Answers>(&bad).is_err());
+    }
+
+    #[test]
+    fn the_households_language_is_read_from_the_answer_or_the_locale() {
+        assert_eq!(parse_language("ko"), Ok(Language::Korean));
+        assert_eq!(parse_language(" 한국어 "), Ok(Language::Korean));
+        assert_eq!(parse_language("EN"), Ok(Language::English));
+        assert_eq!(
+            parse_language("fr"),
+            Err(AnswerError::Language("fr".into()))
+        );
+        assert_eq!(language_of_locale(Some("ko_KR.UTF-8")), Language::Korean);
+        assert_eq!(language_of_locale(Some("C.UTF-8")), Language::English);
+        assert_eq!(language_of_locale(None), Language::English);
+        // A record from before the language was asked reads as English.
+        let old = r#"{"household":"Parks","url":"https://hub","admin":"ada","model":{"kind":"default"},"httpPort":80,"hostname":"hub"}"#;
+        let answers: Answers = serde_json::from_str(old).unwrap();
+        assert_eq!(answers.language, Language::English);
     }
 }

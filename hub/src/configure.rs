@@ -114,7 +114,7 @@ pub(crate) fn write(
     if !identity.exists() {
         undo.put(
             &identity,
-            crate::render::identity(&answers.household).as_bytes(),
+            crate::render::identity(&answers.household, answers.language).as_bytes(),
             0o644,
             Owner::ROOT,
         )?;

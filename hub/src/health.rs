@@ -3,6 +3,7 @@
 //! things that need the admin, each with what to do. Pure: the time and
 //! the observations come in.
 
+use hearth_assistant::language::Language;
 use serde::Serialize;
 
 /// Days a certificate may have left before the admin is told.
@@ -42,7 +43,7 @@ pub struct ModelState {
 }
 
 /// A device waiting for an admin.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Pending {
     /// Its id (for `nodes approve`).
     pub id: u64,
@@ -116,15 +117,179 @@ pub struct Observations {
     pub last_backup: Option<BackupRecord>,
 }
 
+/// Something that needs the admin, with what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Setup has not run.
+    NotSetUp,
+    /// A unit is not running that should be, or failed.
+    Service {
+        /// The unit.
+        unit: String,
+        /// Its state.
+        state: String,
+    },
+    /// The model does not answer.
+    ModelSilent {
+        /// Its id.
+        id: String,
+        /// What the check saw.
+        detail: String,
+    },
+    /// The coordinator does not answer.
+    CoordinatorSilent,
+    /// A device waits for approval.
+    Pending(Pending),
+    /// A certificate has expired.
+    CertificateExpired {
+        /// Its name.
+        name: String,
+    },
+    /// A certificate expires soon.
+    CertificateExpiring {
+        /// Its name.
+        name: String,
+        /// Days left.
+        days: i64,
+    },
+    /// The hub's own node key expires soon and was not rotated.
+    HubKeyExpiring,
+    /// A problem the coordinator reports itself (its own words).
+    Coordinator(String),
+    /// The disk is nearly full.
+    DiskLow {
+        /// The folder measured.
+        path: String,
+        /// Free bytes.
+        free: u64,
+    },
+    /// The last backup is old.
+    BackupOld {
+        /// Its age in days.
+        days: i64,
+    },
+    /// There has never been a backup, a week after setup.
+    NeverBackedUp,
+}
+
+impl Problem {
+    /// What the admin is told, in `language`.
+    pub fn say(&self, language: Language) -> String {
+        let korean = language == Language::Korean;
+        match self {
+            Problem::NotSetUp if korean => {
+                "이 허브는 아직 설정되지 않았어요: `hearth setup`을 실행하세요".into()
+            }
+            Problem::NotSetUp => "this hub is not set up yet: run `hearth setup`".into(),
+            Problem::Service { unit, state } if korean => {
+                format!("{unit}의 상태가 {state}예요: `journalctl -u {unit}`을 보세요")
+            }
+            Problem::Service { unit, state } => {
+                format!("{unit} is {state}: see `journalctl -u {unit}`")
+            }
+            Problem::ModelSilent { id, detail } if korean => {
+                format!("모델({id})이 답하지 않아요: {detail}")
+            }
+            Problem::ModelSilent { id, detail } => {
+                format!("the model ({id}) does not answer: {detail}")
+            }
+            Problem::CoordinatorSilent if korean => "코디네이터가 관리 소켓에 답하지 않아요: `journalctl -u hearth-coordinator`를 보세요"
+                .into(),
+            Problem::CoordinatorSilent => "the coordinator does not answer its admin socket: see `journalctl -u hearth-coordinator`"
+                .into(),
+            Problem::Pending(pending) if korean => format!(
+                "{}의 기기 {}가 승인을 기다려요: `hearth-coordinator nodes approve {}` (또는 `reject`)",
+                pending.user, pending.name, pending.id
+            ),
+            Problem::Pending(pending) => format!(
+                "device {} ({}'s) waits for approval: `hearth-coordinator nodes approve {}` \
+                 (or `reject`)",
+                pending.name, pending.user, pending.id
+            ),
+            Problem::CertificateExpired { name } if korean => {
+                format!("{name} 인증서가 만료됐어요")
+            }
+            Problem::CertificateExpired { name } => format!("the {name} certificate has expired"),
+            Problem::CertificateExpiring { name, days } if korean => {
+                format!("{name} 인증서가 {days}일 뒤에 만료돼요")
+            }
+            Problem::CertificateExpiring { name, days } => {
+                format!("the {name} certificate expires in {days} days")
+            }
+            Problem::HubKeyExpiring if korean => "허브 자신의 노드 키가 곧 만료되는데 교체되지 \
+                                                  않았어요: `journalctl -u hearth-agent`를 보세요"
+                .into(),
+            Problem::HubKeyExpiring => "the hub's own node key is about to expire and has not \
+                                       been rotated: see `journalctl -u hearth-agent`"
+                .into(),
+            Problem::Coordinator(problem) if korean => format!("코디네이터: {problem}"),
+            Problem::Coordinator(problem) => format!("coordinator: {problem}"),
+            Problem::DiskLow { path, free } if korean => {
+                format!("{path}가 있는 디스크에 남은 공간이 {}뿐이에요", bytes(*free))
+            }
+            Problem::DiskLow { path, free } => {
+                format!("the disk holding {path} has only {} free", bytes(*free))
+            }
+            Problem::BackupOld { days } if korean => {
+                format!("마지막 백업이 {days}일 전이에요: `hearth backup 파일`")
+            }
+            Problem::BackupOld { days } => {
+                format!("the last backup is {days} days old: `hearth backup FILE`")
+            }
+            Problem::NeverBackedUp if korean => {
+                "백업을 한 번도 하지 않았어요: `hearth backup 파일` (이 컴퓨터 밖에 보관하세요)".into()
+            }
+            Problem::NeverBackedUp => {
+                "there has never been a backup: `hearth backup FILE` (keep it off this machine)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// In JSON a problem is its English sentence.
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.say(Language::English))
+    }
+}
+
+/// Worth knowing, not wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// No backup yet, within a week of setup.
+    NoBackupYet,
+}
+
+impl Note {
+    /// What the admin is told, in `language`.
+    pub fn say(self, language: Language) -> &'static str {
+        match (self, language) {
+            (Note::NoBackupYet, Language::English) => {
+                "no backup yet: `hearth backup FILE` (keep it off this machine)"
+            }
+            (Note::NoBackupYet, Language::Korean) => {
+                "아직 백업이 없어요: `hearth backup 파일` (이 컴퓨터 밖에 보관하세요)"
+            }
+        }
+    }
+}
+
+impl Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.say(Language::English))
+    }
+}
+
 /// What `hearth status` prints: the observations and what needs the admin.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// Nothing needs the admin.
     pub ok: bool,
     /// What needs the admin, each with what to do.
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
     /// Worth knowing, not wrong.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// What was seen.
     #[serde(flatten)]
     pub observed: Observations,
@@ -136,7 +301,7 @@ pub fn assess(observed: Observations) -> Report {
     let mut notes = Vec::new();
     let now = observed.now;
     let Some(set_up_at) = observed.set_up_at else {
-        problems.push("this hub is not set up yet: run `hearth setup`".to_owned());
+        problems.push(Problem::NotSetUp);
         return Report {
             ok: false,
             problems,
@@ -147,56 +312,48 @@ pub fn assess(observed: Observations) -> Report {
     for service in &observed.services {
         // A service started on demand may be idle, never failed.
         if (service.needed && service.state != "active") || service.state == "failed" {
-            problems.push(format!(
-                "{} is {}: see `journalctl -u {}`",
-                service.unit, service.state, service.unit
-            ));
+            problems.push(Problem::Service {
+                unit: service.unit.clone(),
+                state: service.state.clone(),
+            });
         }
     }
     match &observed.model {
-        Some(model) if !model.answers => problems.push(format!(
-            "the model ({}) does not answer: {}",
-            model.id, model.detail
-        )),
+        Some(model) if !model.answers => problems.push(Problem::ModelSilent {
+            id: model.id.clone(),
+            detail: model.detail.clone(),
+        }),
         _ => {}
     }
     match &observed.coordinator {
-        None => problems.push(
-            "the coordinator does not answer its admin socket: see `journalctl -u hearth-coordinator`"
-                .to_owned(),
-        ),
+        None => problems.push(Problem::CoordinatorSilent),
         Some(coordinator) => {
             for pending in &coordinator.pending {
-                problems.push(format!(
-                    "device {} ({}'s) waits for approval: `hearth-coordinator nodes approve {}` \
-                     (or `reject`)",
-                    pending.name, pending.user, pending.id
-                ));
+                problems.push(Problem::Pending(pending.clone()));
             }
             for (name, not_after) in &coordinator.certificates {
                 let days = (not_after - now).div_euclid(86_400);
                 if *not_after <= now {
-                    problems.push(format!("the {name} certificate has expired"));
+                    problems.push(Problem::CertificateExpired { name: name.clone() });
                 } else if days < CERTIFICATE_WARNING_DAYS {
-                    problems.push(format!(
-                        "the {name} certificate expires in {days} days"
-                    ));
+                    problems.push(Problem::CertificateExpiring {
+                        name: name.clone(),
+                        days,
+                    });
                 }
             }
             if let Some(expiry) = coordinator.hub_key_expiry
                 && expiry - now < CERTIFICATE_WARNING_DAYS * 86_400
             {
-                problems.push(
-                    "the hub's own node key is about to expire and has not been rotated: \
-                     see `journalctl -u hearth-agent`"
-                        .to_owned(),
-                );
+                problems.push(Problem::HubKeyExpiring);
             }
             for problem in &coordinator.problems {
-                if !problems.iter().any(|known| known == problem)
+                if !problems
+                    .iter()
+                    .any(|known| known.say(Language::English) == *problem)
                     && !problem.contains("certificate")
                 {
-                    problems.push(format!("coordinator: {problem}"));
+                    problems.push(Problem::Coordinator(problem.clone()));
                 }
             }
         }
@@ -205,23 +362,22 @@ pub fn assess(observed: Observations) -> Report {
         && disk.total > 0
         && (disk.free < LEAST_FREE_BYTES || disk.free * 100 / disk.total < LEAST_FREE_PERCENT)
     {
-        problems.push(format!(
-            "the disk holding {} has only {} free",
-            disk.path,
-            bytes(disk.free)
-        ));
+        problems.push(Problem::DiskLow {
+            path: disk.path.clone(),
+            free: disk.free,
+        });
     }
     match &observed.last_backup {
-        Some(backup) if now - backup.at > BACKUP_WARNING_DAYS * 86_400 => problems.push(format!(
-            "the last backup is {} days old: `hearth backup FILE`",
-            (now - backup.at) / 86_400
-        )),
+        Some(backup) if now - backup.at > BACKUP_WARNING_DAYS * 86_400 => {
+            problems.push(Problem::BackupOld {
+                days: (now - backup.at) / 86_400,
+            });
+        }
         Some(_) => {}
-        None if now - set_up_at > BACKUP_WARNING_DAYS * 86_400 => problems.push(
-            "there has never been a backup: `hearth backup FILE` (keep it off this machine)"
-                .to_owned(),
-        ),
-        None => notes.push("no backup yet: `hearth backup FILE` (keep it off this machine)".into()),
+        None if now - set_up_at > BACKUP_WARNING_DAYS * 86_400 => {
+            problems.push(Problem::NeverBackedUp);
+        }
+        None => notes.push(Note::NoBackupYet),
     }
     Report {
         ok: problems.is_empty(),
@@ -247,25 +403,39 @@ pub fn bytes(count: u64) -> String {
     }
 }
 
-/// The report as a screen for a person: problems first, then each part.
-pub fn render_text(report: &Report) -> String {
+/// The report as a screen for a person, in `language`: problems first,
+/// then each part.
+pub fn render_text(report: &Report, language: Language) -> String {
     use std::fmt::Write as _;
+    let korean = language == Language::Korean;
+    let say = |english: &str, korean_text: &str| -> String {
+        if korean {
+            korean_text.to_owned()
+        } else {
+            english.to_owned()
+        }
+    };
     let observed = &report.observed;
     let mut out = String::new();
-    let verdict = if report.ok { "all well" } else { "needs you" };
-    let household = if observed.household.is_empty() {
-        String::new()
-    } else {
-        format!(" for {}", observed.household)
+    let verdict = match (report.ok, korean) {
+        (true, false) => "all well",
+        (false, false) => "needs you",
+        (true, true) => "모두 괜찮아요",
+        (false, true) => "확인이 필요해요",
+    };
+    let household = match (observed.household.is_empty(), korean) {
+        (true, _) => String::new(),
+        (false, false) => format!(" for {}", observed.household),
+        (false, true) => format!(" ({})", observed.household),
     };
     let _ = writeln!(out, "Hearth {}{household}: {verdict}", observed.version);
     for problem in &report.problems {
-        let _ = writeln!(out, "  ! {problem}");
+        let _ = writeln!(out, "  ! {}", problem.say(language));
     }
     for note in &report.notes {
-        let _ = writeln!(out, "  - {note}");
+        let _ = writeln!(out, "  - {}", note.say(language));
     }
-    let _ = writeln!(out, "\nServices");
+    let _ = writeln!(out, "\n{}", say("Services", "서비스"));
     for service in &observed.services {
         let mark = if service.state == "active" || !service.needed {
             "ok"
@@ -279,16 +449,17 @@ pub fn render_text(report: &Report) -> String {
             service.state,
             service.version,
             if service.enabled {
-                ""
+                String::new()
             } else {
-                " (not enabled)"
+                say(" (not enabled)", " (사용 안 함)")
             }
         );
     }
     if let Some(model) = &observed.model {
         let _ = writeln!(
             out,
-            "\nModel\n  {}  {} ({}): {}",
+            "\n{}\n  {}  {} ({}): {}",
+            say("Model", "모델"),
             if model.answers { "ok" } else { "!!" },
             model.id,
             model.kind,
@@ -296,59 +467,89 @@ pub fn render_text(report: &Report) -> String {
         );
     }
     if let Some(coordinator) = &observed.coordinator {
-        let _ = writeln!(
-            out,
-            "\nDevices\n  {} of {} online, {} waiting for approval",
-            coordinator.online,
-            coordinator.devices,
-            coordinator.pending.len()
-        );
-        let _ = writeln!(out, "\nCertificates and keys");
+        let devices = if korean {
+            format!(
+                "기기 {}대 중 {}대 접속 중, {}대 승인 대기",
+                coordinator.devices,
+                coordinator.online,
+                coordinator.pending.len()
+            )
+        } else {
+            format!(
+                "{} of {} online, {} waiting for approval",
+                coordinator.online,
+                coordinator.devices,
+                coordinator.pending.len()
+            )
+        };
+        let _ = writeln!(out, "\n{}\n  {devices}", say("Devices", "기기"));
+        let _ = writeln!(out, "\n{}", say("Certificates and keys", "인증서와 키"));
         for (name, not_after) in &coordinator.certificates {
-            let _ = writeln!(
-                out,
-                "  {name}: {} days left",
-                (not_after - observed.now).div_euclid(86_400)
-            );
+            let days = (not_after - observed.now).div_euclid(86_400);
+            let left = if korean {
+                format!("{days}일 남음")
+            } else {
+                format!("{days} days left")
+            };
+            let _ = writeln!(out, "  {name}: {left}");
         }
-        match coordinator.hub_key_expiry {
+        let key = match coordinator.hub_key_expiry {
             Some(expiry) => {
-                let _ = writeln!(
-                    out,
-                    "  the hub's node key: {} days left (rotated by its agent)",
-                    (expiry - observed.now).div_euclid(86_400)
-                );
+                let days = (expiry - observed.now).div_euclid(86_400);
+                if korean {
+                    format!("허브의 노드 키: {days}일 남음 (에이전트가 교체해요)")
+                } else {
+                    format!("the hub's node key: {days} days left (rotated by its agent)")
+                }
             }
-            None => {
-                let _ = writeln!(out, "  the hub's node key: does not expire (tagged)");
-            }
-        }
+            None => say(
+                "the hub's node key: does not expire (tagged)",
+                "허브의 노드 키: 만료되지 않아요 (태그됨)",
+            ),
+        };
+        let _ = writeln!(out, "  {key}");
     }
     if let Some(disk) = &observed.disk {
-        let _ = writeln!(
-            out,
-            "\nDisk\n  the hub's data: {}; {} free of {} on {}",
-            bytes(disk.used_by_hub),
-            bytes(disk.free),
-            bytes(disk.total),
-            disk.path
-        );
+        let line = if korean {
+            format!(
+                "허브 데이터: {}; {}의 {} 중 {} 남음",
+                bytes(disk.used_by_hub),
+                disk.path,
+                bytes(disk.total),
+                bytes(disk.free)
+            )
+        } else {
+            format!(
+                "the hub's data: {}; {} free of {} on {}",
+                bytes(disk.used_by_hub),
+                bytes(disk.free),
+                bytes(disk.total),
+                disk.path
+            )
+        };
+        let _ = writeln!(out, "\n{}\n  {line}", say("Disk", "디스크"));
     }
-    let _ = writeln!(out, "\nBackup");
-    match &observed.last_backup {
+    let _ = writeln!(out, "\n{}", say("Backup", "백업"));
+    let line = match &observed.last_backup {
         Some(backup) => {
-            let _ = writeln!(
-                out,
-                "  last: {} ({}), {} days ago",
-                backup.file,
-                bytes(backup.bytes),
-                (observed.now - backup.at) / 86_400
-            );
+            let days = (observed.now - backup.at) / 86_400;
+            if korean {
+                format!(
+                    "마지막: {} ({}), {days}일 전",
+                    backup.file,
+                    bytes(backup.bytes)
+                )
+            } else {
+                format!(
+                    "last: {} ({}), {days} days ago",
+                    backup.file,
+                    bytes(backup.bytes)
+                )
+            }
         }
-        None => {
-            let _ = writeln!(out, "  none yet");
-        }
-    }
+        None => say("none yet", "아직 없음"),
+    };
+    let _ = writeln!(out, "  {line}");
     out
 }
 
@@ -357,6 +558,14 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+
+    fn texts(report: &Report) -> Vec<String> {
+        report
+            .problems
+            .iter()
+            .map(|problem| problem.say(Language::English))
+            .collect()
+    }
     const DAY: i64 = 86_400;
 
     fn service(unit: &str, state: &str) -> ServiceState {
@@ -406,7 +615,7 @@ mod tests {
         let report = assess(healthy());
         assert!(report.ok, "{:?}", report.problems);
         assert_eq!(report.notes.len(), 1);
-        let text = render_text(&report);
+        let text = render_text(&report, Language::English);
         assert!(
             text.starts_with("Hearth 0.1.0 for Parks: all well\n"),
             "{text}"
@@ -431,7 +640,7 @@ mod tests {
         observed.set_up_at = Some(NOW - 30 * DAY);
         let report = assess(observed);
         assert!(!report.ok);
-        let all = report.problems.join("\n");
+        let all = texts(&report).join("\n");
         for expected in [
             "hearth-pod.service is failed: see `journalctl -u hearth-pod.service`",
             "the model (smollm2) does not answer: connection refused",
@@ -442,7 +651,20 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert!(render_text(&report).contains("needs you"));
+        assert!(render_text(&report, Language::English).contains("needs you"));
+        let korean = render_text(&report, Language::Korean);
+        for expected in [
+            "확인이 필요해요",
+            "hearth-pod.service의 상태가 failed예요",
+            "`hearth-coordinator nodes approve 7`",
+            "server 인증서가 3일 뒤에 만료돼요",
+            "백업을 한 번도 하지 않았어요",
+        ] {
+            assert!(
+                korean.contains(expected),
+                "missing {expected:?} in\n{korean}"
+            );
+        }
     }
 
     #[test]
@@ -456,8 +678,11 @@ mod tests {
         observed.coordinator = None;
         let report = assess(observed);
         assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
-        assert!(report.problems[0].contains("does not answer its admin socket"));
-        assert!(report.problems[1].contains("9 days old"));
+        assert_eq!(
+            report.problems,
+            [Problem::CoordinatorSilent, Problem::BackupOld { days: 9 }]
+        );
+        assert!(texts(&report)[1].contains("9 days old"));
     }
 
     #[test]
@@ -466,7 +691,7 @@ mod tests {
         observed.set_up_at = None;
         let report = assess(observed);
         assert_eq!(
-            report.problems,
+            texts(&report),
             ["this hub is not set up yet: run `hearth setup`"]
         );
     }
@@ -481,7 +706,7 @@ mod tests {
         observed.services[2].state = "failed".into();
         let report = assess(observed);
         assert_eq!(
-            report.problems,
+            texts(&report),
             [
                 "hearth-llama-server.service is failed: see `journalctl -u hearth-llama-server.service`"
             ]
@@ -501,5 +726,9 @@ mod tests {
         assert_eq!(value["ok"], true);
         assert_eq!(value["services"][0]["unit"], "hearth-coordinator.service");
         assert_eq!(value["model"]["answers"], true);
+        assert_eq!(
+            value["notes"][0],
+            "no backup yet: `hearth backup FILE` (keep it off this machine)"
+        );
     }
 }

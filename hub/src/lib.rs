@@ -31,3 +31,4 @@ pub mod setup;
 pub mod status;
 pub mod system;
 pub mod undo;
+pub mod words;

@@ -25,6 +25,19 @@ pub(crate) fn hostname() -> String {
         .to_lowercase()
 }
 
+/// This machine's memory in bytes (`/proc/meminfo`'s MemTotal; 0 when it
+/// cannot be read).
+pub(crate) fn memory_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
 /// The models an Ollama at [`OLLAMA`] lists.
 pub fn ollama_models() -> anyhow::Result<Vec<String>> {
     ollama_models_at(&Target::Tcp(OLLAMA))

@@ -30,6 +30,9 @@ enum Command {
         /// `text` or `json`.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
+        /// `en` or `ko` [default: the household's, as setup recorded it].
+        #[arg(long)]
+        lang: Option<String>,
     },
     /// Write the whole hub (coordinator, agent, gateway keys, sessions,
     /// memory, reminders, messages, configuration) to FILE while it runs;
@@ -82,6 +85,11 @@ struct SetupArgs {
     /// This hub's name in the mesh [default: the machine's].
     #[arg(long)]
     hostname: Option<String>,
+    /// The household's language, `en` or `ko`: what setup and `hearth
+    /// status` speak and the assistant's persona is written in [default:
+    /// the last run's, else asked, offering the system's locale].
+    #[arg(long)]
+    lang: Option<String>,
     /// Ask nothing: a missing answer is an error.
     #[arg(long)]
     non_interactive: bool,
@@ -159,12 +167,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 model: args.model,
                 http_port: args.http_port,
                 hostname: args.hostname,
+                lang: args.lang,
                 non_interactive: args.non_interactive,
             };
             hearth_hub::setup::run(&layout, flags)?;
         }
-        Command::Status { output } => {
-            if !hearth_hub::status::run(&layout, output == "json")? {
+        Command::Status { output, lang } => {
+            let language = lang
+                .as_deref()
+                .map(hearth_hub::answers::parse_language)
+                .transpose()?;
+            if !hearth_hub::status::run(&layout, output == "json", language)? {
                 return Ok(ExitCode::from(1));
             }
         }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use hearth_assistant::language::Language;
+
 use crate::answers::{Answers, ModelChoice};
 
 /// The context llama-server is started with (`hearth-llama-server.service`
@@ -85,8 +87,20 @@ pub fn timezone(etc_timezone: Option<&str>) -> String {
         .to_owned()
 }
 
-/// `IDENTITY.md` in the assistant's workspace, when there is none yet.
-pub fn identity(household: &str) -> String {
+/// `IDENTITY.md` in the assistant's workspace, when there is none yet, in
+/// the household's `language` (the model reads it as its persona).
+pub fn identity(household: &str, language: Language) -> String {
+    if language == Language::Korean {
+        return format!(
+            "# Identity\n\n\
+             - Name: Hearth\n\
+             - Household: {household}\n\
+             - Role: {household} 가족의 집 허브에서 돌아가는 가족의 어시스턴트.\n\
+             - Language: 한국어. 가족이 다른 언어로 물으면 그 언어로 답해요.\n\
+             \n\
+             당신은 {household} 가족의 구성원들을 도와요. 가족이 말한 것은 집 안에만 머물러요. 한국어로 답하세요.\n"
+        );
+    }
     format!(
         "# Identity\n\n\
          - Name: Hearth\n\
@@ -166,6 +180,7 @@ mod tests {
             model,
             http_port,
             hostname: "hub".into(),
+            language: Language::English,
         }
     }
 

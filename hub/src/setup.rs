@@ -22,13 +22,20 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, bail};
+use anyhow::{anyhow, bail};
+use hearth_assistant::language::Language;
 
-use crate::answers::{Answers, ModelChoice, PublicUrl, check_household, parse_http_port};
+use crate::answers::{
+    AnswerError, Answers, ModelChoice, PublicUrl, check_household, language_of_locale,
+    parse_http_port, parse_language,
+};
 use crate::layout::{Layout, MESSAGING_PORT};
-use crate::machine::{Checked, OLLAMA, check_machine, default_model_file, hostname, ollama_models};
+use crate::machine::{
+    Checked, OLLAMA, check_machine, default_model_file, hostname, memory_total, ollama_models,
+};
 use crate::record::read_record;
 use crate::undo::Undo;
+use crate::words::{self, Question, Summary};
 
 /// Answers given as flags (the rest are asked, or taken from the last run).
 #[derive(Clone, Debug, Default)]
@@ -45,6 +52,8 @@ pub struct Flags {
     pub http_port: Option<String>,
     /// The hub's name in the mesh.
     pub hostname: Option<String>,
+    /// The household's language (`en`, `ko`).
+    pub lang: Option<String>,
     /// Never ask: a missing answer is an error.
     pub non_interactive: bool,
 }
@@ -52,7 +61,20 @@ pub struct Flags {
 /// Runs setup.
 pub fn run(layout: &Layout, flags: Flags) -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
-        bail!("hearth setup configures system services: run it as root (sudo hearth setup)");
+        let locale = language_of_locale(system_locale().as_deref());
+        let language = flags
+            .lang
+            .as_deref()
+            .and_then(|lang| parse_language(lang).ok())
+            .unwrap_or(locale);
+        bail!(match language {
+            Language::English => {
+                "hearth setup configures system services: run it as root (sudo hearth setup)"
+            }
+            Language::Korean => {
+                "hearth setup은 시스템 서비스를 설정해요: root로 실행하세요 (sudo hearth setup)"
+            }
+        });
     }
     let previous = read_record(layout)?;
     let answers = collect(
@@ -60,6 +82,7 @@ pub fn run(layout: &Layout, flags: Flags) -> anyhow::Result<()> {
         &flags,
         previous.as_ref().map(|record| &record.answers),
     )?;
+    let language = answers.language;
     let checked = check_machine(layout, &answers, previous.as_ref())?;
     let mut undo = Undo::new(previous.is_none());
     match apply(layout, &answers, &checked, &mut undo) {
@@ -69,27 +92,37 @@ pub fn run(layout: &Layout, flags: Flags) -> anyhow::Result<()> {
             Ok(())
         }
         Err(error) => {
-            eprintln!("setup failed; taking back what this run made");
+            eprintln!("{}", words::taking_back(language));
             undo.take_back();
             Err(error)
         }
     }
 }
 
-/// Each answer from its flag, else the last run's, else asked.
+/// The system's locale, as `LC_ALL`, `LC_MESSAGES` or `LANG` names it.
+fn system_locale() -> Option<String> {
+    ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.is_empty())
+}
+
+/// Each answer from its flag, else the last run's, else asked (in the
+/// household's language, asked first).
 fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow::Result<Answers> {
     let interactive = !flags.non_interactive && std::io::stdin().is_terminal();
-    let ask = |question: &str, default: Option<String>| -> anyhow::Result<String> {
+    let ask = |language: Language,
+               question: Question,
+               default: Option<String>|
+     -> anyhow::Result<String> {
         if !interactive {
-            return default.with_context(|| {
-                format!("{question}: no answer given (pass it as a flag; see hearth setup --help)")
-            });
+            return default.ok_or_else(|| anyhow!(words::no_answer(language, question)));
         }
         let shown = default
             .as_deref()
             .map(|value| format!(" [{value}]"))
             .unwrap_or_default();
-        eprint!("{question}{shown}: ");
+        eprint!("{}{shown}: ", question.ask(language));
         std::io::stderr().flush()?;
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -97,22 +130,35 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         match (line.is_empty(), default) {
             (false, _) => Ok(line),
             (true, Some(default)) => Ok(default),
-            (true, None) => bail!("{question}: an answer is needed"),
+            (true, None) => bail!(words::answer_needed(language, question)),
         }
     };
+    let language = match (&flags.lang, previous) {
+        (Some(lang), _) => parse_language(lang),
+        (None, Some(previous)) => Ok(previous.language),
+        (None, None) => {
+            let locale = language_of_locale(system_locale().as_deref());
+            let answer = ask(locale, Question::Language, Some(locale.tag().to_owned()))?;
+            parse_language(&answer)
+        }
+    }
+    .map_err(|error| anyhow!(words::answer_error(language_of_locale(None), &error)))?;
+    let refused = |error: AnswerError| anyhow!(words::answer_error(language, &error));
     let machine_name = hostname();
     let household = match &flags.household {
         Some(value) => value.clone(),
         None => ask(
-            "The household's name",
+            language,
+            Question::Household,
             previous.map(|answers| answers.household.clone()),
         )?,
     };
-    let household = check_household(&household)?;
+    let household = check_household(&household).map_err(refused)?;
     let url = match &flags.url {
         Some(value) => value.clone(),
         None => ask(
-            "The address members' devices reach this hub at",
+            language,
+            Question::Url,
             Some(
                 previous
                     .map(|answers| answers.url.to_string())
@@ -120,34 +166,39 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
             ),
         )?,
     };
-    let url = PublicUrl::parse(&url)?;
+    let url = PublicUrl::parse(&url).map_err(refused)?;
     let admin = match &flags.admin {
         Some(value) => value.clone(),
         None => ask(
-            "The first admin's user name (also the first member)",
+            language,
+            Question::Admin,
             previous.map(|answers| answers.admin.clone()),
         )?,
     };
     let model = match &flags.model {
         Some(value) => value.clone(),
         None => {
-            let offered = offer_model(layout);
+            let offered = offer_model(layout, language);
+            if language == Language::Korean && offered.as_deref() == Some("default") {
+                eprintln!("{}\n", words::korean_model_advice(memory_total()));
+            }
             ask(
-                "The model: default, ollama[:NAME], or a GGUF file's path",
+                language,
+                Question::Model,
                 previous
                     .map(|answers| model_text(&answers.model))
                     .or(offered),
             )?
         }
     };
-    let mut model = ModelChoice::parse(&model)?;
+    let mut model = ModelChoice::parse(&model).map_err(refused)?;
     if let ModelChoice::File { path } = &mut model
         && path.is_relative()
     {
         *path = std::env::current_dir()?.join(&*path);
     }
     let http_port = match &flags.http_port {
-        Some(value) => parse_http_port(value)?,
+        Some(value) => parse_http_port(value).map_err(refused)?,
         None => previous.map_or(Some(80), |answers| answers.http_port),
     };
     let hostname = flags
@@ -162,8 +213,9 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         model,
         http_port,
         hostname,
+        language,
     };
-    answers.check()?;
+    answers.check().map_err(refused)?;
     Ok(answers)
 }
 
@@ -178,18 +230,21 @@ fn model_text(model: &ModelChoice) -> String {
 
 /// Ollama first when one answers here (the design this comes from puts it
 /// first), else the packaged small model when installed.
-fn offer_model(layout: &Layout) -> Option<String> {
+fn offer_model(layout: &Layout, language: Language) -> Option<String> {
     if let Ok(models) = ollama_models()
         && !models.is_empty()
     {
-        eprintln!("An Ollama answers at {OLLAMA} with: {}", models.join(", "));
+        eprintln!(
+            "{}",
+            words::ollama_found(language, &OLLAMA.to_string(), &models.join(", "))
+        );
         return Some(format!("ollama:{}", models[0]));
     }
     default_model_file(layout).ok().map(|_| "default".into())
 }
 
-/// What the person is told at the end.
-struct Summary {
+/// What setup made that the person is told at the end.
+struct Made {
     mesh_address: Ipv4Addr,
     first_key: String,
 }
@@ -201,35 +256,30 @@ fn apply(
     answers: &Answers,
     checked: &Checked,
     undo: &mut Undo,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<Made> {
     let changed = crate::configure::write(layout, answers, checked, undo)?;
     let mesh_address = crate::services::start(layout, answers, changed, undo)?;
     let first_key = crate::services::first_member_key(layout, answers, undo)?;
-    Ok(Summary {
+    Ok(Made {
         mesh_address,
         first_key,
     })
 }
 
-fn print_summary(answers: &Answers, summary: &Summary) {
+fn print_summary(answers: &Answers, summary: &Made) {
     let login = answers.login_url();
     let qr = hearth_runtime::terminal::qr(&login).unwrap_or_default();
-    println!(
-        "\nHearth is ready: {household}.\n\n\
-         First member ({admin}): their join key (one device, valid 7 days):\n\n  {key}\n\n\
-         Official Tailscale apps: choose \"Use an alternate server\" (or --login-server) with\n\n  \
-         {login}\n\n\
-         and sign in with the key:\n\n  tailscale up --login-server {login} --authkey <the key above>\n\n\
-         {qr}\n\
-         Hearth's own agent: hearth-agent up --token-file FILE (the key in FILE).\n\n\
-         The household's chat, from a device in the mesh: http://{mesh}:{port}/\n\n\
-         More members: hearth-coordinator users create NAME, then\n  \
-         hearth-coordinator preauthkeys create --user NAME --expiration 7d\n\
-         How the hub is doing: hearth status. Back it up: hearth backup FILE.",
-        household = answers.household,
-        admin = answers.admin,
-        key = summary.first_key,
-        mesh = summary.mesh_address,
-        port = MESSAGING_PORT,
-    );
+    let chat = format!("http://{}:{MESSAGING_PORT}/", summary.mesh_address);
+    let text = Summary {
+        household: &answers.household,
+        admin: &answers.admin,
+        key: &summary.first_key,
+        login: &login,
+        qr: &qr,
+        chat: &chat,
+    };
+    println!("{}", text.say(answers.language));
+    if answers.language == Language::Korean && answers.model == ModelChoice::Default {
+        println!("\n{}", words::korean_model_advice(memory_total()));
+    }
 }

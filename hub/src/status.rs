@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use hearth_assistant::language::Language;
+
 use crate::answers::ModelChoice;
 use crate::health::{
     self, BackupRecord, CoordinatorReport, Disk, ModelState, Observations, Pending, ServiceState,
@@ -201,13 +203,21 @@ fn size_of(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Prints the report; whether all is well.
-pub fn run(layout: &Layout, json: bool) -> anyhow::Result<bool> {
+/// Prints the report, in `language` (else the household's); whether all
+/// is well.
+pub fn run(layout: &Layout, json: bool, language: Option<Language>) -> anyhow::Result<bool> {
+    let language = language.unwrap_or_else(|| {
+        read_record(layout)
+            .ok()
+            .flatten()
+            .map(|record| record.answers.language)
+            .unwrap_or_default()
+    });
     let report = health::assess(observe(layout));
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", health::render_text(&report));
+        print!("{}", health::render_text(&report, language));
     }
     Ok(report.ok)
 }

@@ -171,6 +171,12 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         "has no host",
     );
     nothing_half_made(&machine);
+    // A Korean household is refused in Korean.
+    refused(
+        &with(&["--lang", "ko", "--url", "https://", "--model", "default"]),
+        "호스트가 없어요",
+    );
+    nothing_half_made(&machine);
     refused(
         &with(&["--url", &url, "--model", "/root/nowhere.gguf"]),
         "cannot read the model file /root/nowhere.gguf",
@@ -200,8 +206,9 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     nothing_half_made(&machine);
     machine.exec_ok(&["systemctl", "stop", "squatter"]);
 
-    // Set up.
-    let output = with(&["--url", &url, "--model", "default"]);
+    // Set up, for a household that speaks Korean: told in Korean, and
+    // told that the packaged model speaks none and which Ollama model does.
+    let output = with(&["--lang", "ko", "--url", &url, "--model", "default"]);
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -220,8 +227,32 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         printed.contains('█') || printed.contains('▀'),
         "a QR code: {printed}"
     );
+    for korean in [
+        "Hearth가 준비됐어요: The Parks.",
+        "한국어를 하지 못해요",
+        "ollama pull exaone3.5:",
+    ] {
+        assert!(printed.contains(korean), "{korean:?} in {printed}");
+    }
+    let identity = machine.exec_ok(&["cat", "/var/lib/hearth-hub/workspace/IDENTITY.md"]);
+    assert!(identity.contains("한국어로 답하세요"), "{identity}");
 
     all_well(&machine);
+    // hearth status speaks the household's language (all well, or only
+    // this machine's own full disk: see all_well).
+    let status = |args: &[&str]| {
+        let mut all = vec!["hearth", "status"];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&machine.exec(&all).stdout).into_owned()
+    };
+    let korean = status(&[]);
+    assert!(
+        korean.contains(": 모두 괜찮아요") || korean.contains("디스크에 남은 공간이"),
+        "{korean}"
+    );
+    assert!(korean.contains("\n서비스\n"), "{korean}");
+    let english = status(&["--lang", "en"]);
+    assert!(english.contains("\nServices\n"), "{english}");
     let pids = || {
         ["hearth-coordinator", "hearth-agent", "hearth-pod"].map(|unit| {
             machine.exec_ok(&[

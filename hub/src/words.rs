@@ -1,0 +1,260 @@
+//! What `hearth setup` says to the admin, in English or Korean: its
+//! questions, why an answer was refused, the advice on a model that speaks
+//! Korean, and the summary at the end. Pure. (`hearth status` speaks
+//! through [`crate::health`].)
+
+use hearth_assistant::language::Language;
+
+use crate::answers::AnswerError;
+
+/// A question setup asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Question {
+    /// The household's language.
+    Language,
+    /// The household's name.
+    Household,
+    /// The public URL.
+    Url,
+    /// The first admin.
+    Admin,
+    /// The model.
+    Model,
+}
+
+impl Question {
+    /// The question, in `language`.
+    pub fn ask(self, language: Language) -> &'static str {
+        match (self, language) {
+            (Question::Language, _) => "The household's language / 가족의 언어 (en, ko)",
+            (Question::Household, Language::English) => "The household's name",
+            (Question::Household, Language::Korean) => "가족(집)의 이름",
+            (Question::Url, Language::English) => "The address members' devices reach this hub at",
+            (Question::Url, Language::Korean) => "가족의 기기가 이 허브에 접속할 주소",
+            (Question::Admin, Language::English) => {
+                "The first admin's user name (also the first member)"
+            }
+            (Question::Admin, Language::Korean) => {
+                "첫 관리자의 사용자 이름 (첫 번째 가족 구성원이기도 해요)"
+            }
+            (Question::Model, Language::English) => {
+                "The model: default, ollama[:NAME], or a GGUF file's path"
+            }
+            (Question::Model, Language::Korean) => {
+                "모델: default, ollama[:이름], 또는 GGUF 파일 경로"
+            }
+        }
+    }
+}
+
+/// When an answer was needed and none could be asked for.
+pub fn no_answer(language: Language, question: Question) -> String {
+    let question = question.ask(language);
+    match language {
+        Language::English => {
+            format!("{question}: no answer given (pass it as a flag; see hearth setup --help)")
+        }
+        Language::Korean => {
+            format!("{question}: 답이 없어요 (옵션으로 주세요. hearth setup --help 참고)")
+        }
+    }
+}
+
+/// When an empty answer has no default.
+pub fn answer_needed(language: Language, question: Question) -> String {
+    let question = question.ask(language);
+    match language {
+        Language::English => format!("{question}: an answer is needed"),
+        Language::Korean => format!("{question}: 답이 필요해요"),
+    }
+}
+
+/// Why an answer was refused, in `language`.
+pub fn answer_error(language: Language, error: &AnswerError) -> String {
+    match language {
+        Language::English => error.to_string(),
+        Language::Korean => match error {
+            AnswerError::Language(text) => {
+                format!("언어 {text:?}는 en(영어) 또는 ko(한국어)여야 해요")
+            }
+            AnswerError::Household(name) => {
+                format!("가족 이름 {name:?}는 보이는 글자 1~64자여야 해요")
+            }
+            AnswerError::Url(text) => format!(
+                "공개 주소 {text:?}는 URL이 아니에요: 가족의 기기가 허브에 접속할 주소를 주세요 (예: https://hub.home.example)"
+            ),
+            AnswerError::UrlHost(text) => format!(
+                "공개 주소 {text:?}에 호스트가 없어요: 가족의 기기가 허브에 접속할 이름이나 주소를 주세요 (예: https://hub.home.example)"
+            ),
+            AnswerError::UrlScheme(text) => format!(
+                "공개 주소 {text:?}는 https://로 시작해야 해요 (코디네이터는 HTTPS로 답해요. 인증서를 믿지 못하는 휴대폰은 일반 HTTP 포트를 써요: --http-port)"
+            ),
+            AnswerError::UrlExtra(text) => {
+                format!(
+                    "공개 주소 {text:?}는 https://호스트 또는 https://호스트:포트 만이어야 해요"
+                )
+            }
+            AnswerError::Admin => "첫 관리자의 사용자 이름이 없어요".into(),
+            AnswerError::Model(text) => format!(
+                "모델 {text:?}는 default (작은 모델 패키지), ollama 또는 ollama:이름 (이 컴퓨터의 Ollama), 또는 GGUF 파일 경로여야 해요"
+            ),
+            AnswerError::HttpPort(text) => {
+                format!("일반 HTTP 포트 {text:?}는 포트 번호(1-65535)나 off여야 해요")
+            }
+            AnswerError::SamePort(port) => {
+                format!("공개 주소의 포트 {port}와 일반 HTTP 포트가 같아요")
+            }
+        },
+    }
+}
+
+/// When an Ollama answers here: its models.
+pub fn ollama_found(language: Language, url: &str, models: &str) -> String {
+    match language {
+        Language::English => format!("An Ollama answers at {url} with: {models}"),
+        Language::Korean => format!("{url}의 Ollama에 있는 모델: {models}"),
+    }
+}
+
+/// When setup failed and takes back what it made.
+pub fn taking_back(language: Language) -> &'static str {
+    match language {
+        Language::English => "setup failed; taking back what this run made",
+        Language::Korean => "설정에 실패해서 이번에 만든 것을 되돌리고 있어요",
+    }
+}
+
+/// An Ollama model that speaks Korean for a machine with `memory` bytes:
+/// its name and download size. EXAONE 3.5 (LG AI Research) is trained on
+/// Korean and English.
+pub fn korean_model(memory: u64) -> (&'static str, &'static str) {
+    const GIB: u64 = 1 << 30;
+    if memory >= 12 * GIB {
+        ("exaone3.5:7.8b", "4.8 GB")
+    } else {
+        ("exaone3.5:2.4b", "1.6 GB")
+    }
+}
+
+/// What a Korean household is told about its model when the one chosen is
+/// the packaged small model, which speaks no Korean: the Ollama model to
+/// use instead, for this machine's `memory` bytes.
+pub fn korean_model_advice(memory: u64) -> String {
+    let (name, size) = korean_model(memory);
+    let gib = memory >> 30;
+    format!(
+        "기본 모델(SmolLM2-135M, 패키지 hearth-model-smollm2)은 한국어를 하지 못해요. 패키지 저장소에는 \
+         한국어를 하는 작은 대화 모델이 없어요. 한국어로 대화하려면 이 컴퓨터에 Ollama를 설치하고 \
+         (https://ollama.com) 메모리({gib} GB)에 맞는 모델을 받으세요:\n\n  \
+         ollama pull {name}    # {size}, LG AI Research의 EXAONE 3.5 (한국어·영어, 비상업 라이선스)\n\n\
+         또는 Apache 2.0 라이선스의 qwen2.5:3b (1.9 GB). 그다음 모델 질문에 ollama:{name} 라고 답하거나 \
+         hearth setup --model ollama:{name} 을 실행하세요. 한국어 기억과 문서 검색은 모델과 상관없이 \
+         한국어 형태(조사, 어미)를 알아봐요."
+    )
+}
+
+/// What the admin is told at the end, in `language`.
+pub struct Summary<'a> {
+    /// The household's name.
+    pub household: &'a str,
+    /// The first admin.
+    pub admin: &'a str,
+    /// Their join key.
+    pub key: &'a str,
+    /// The login URL for the official apps.
+    pub login: &'a str,
+    /// The login URL as a QR code.
+    pub qr: &'a str,
+    /// The chat's address on the mesh.
+    pub chat: &'a str,
+}
+
+impl Summary<'_> {
+    /// The text, in `language`.
+    pub fn say(&self, language: Language) -> String {
+        let Summary {
+            household,
+            admin,
+            key,
+            login,
+            qr,
+            chat,
+        } = self;
+        match language {
+            Language::English => format!(
+                "\nHearth is ready: {household}.\n\n\
+                 First member ({admin}): their join key (one device, valid 7 days):\n\n  {key}\n\n\
+                 Official Tailscale apps: choose \"Use an alternate server\" (or --login-server) with\n\n  \
+                 {login}\n\n\
+                 and sign in with the key:\n\n  tailscale up --login-server {login} --authkey <the key above>\n\n\
+                 {qr}\n\
+                 Hearth's own agent: hearth-agent up --token-file FILE (the key in FILE).\n\n\
+                 The household's chat, from a device in the mesh: {chat}\n\n\
+                 More members: hearth-coordinator users create NAME, then\n  \
+                 hearth-coordinator preauthkeys create --user NAME --expiration 7d\n\
+                 How the hub is doing: hearth status. Back it up: hearth backup FILE."
+            ),
+            Language::Korean => format!(
+                "\nHearth가 준비됐어요: {household}.\n\n\
+                 첫 번째 구성원({admin})의 가입 키 (기기 한 대, 7일 동안 유효):\n\n  {key}\n\n\
+                 공식 Tailscale 앱: \"Use an alternate server\"(또는 --login-server)를 고르고 이 주소를 넣으세요\n\n  \
+                 {login}\n\n\
+                 그리고 키로 로그인하세요:\n\n  tailscale up --login-server {login} --authkey <위의 키>\n\n\
+                 {qr}\n\
+                 Hearth 에이전트: hearth-agent up --token-file 파일 (파일에 키를 넣어 두세요).\n\n\
+                 가족 채팅 (메시 안의 기기에서): {chat}\n\n\
+                 구성원 추가: hearth-coordinator users create 이름, 그다음\n  \
+                 hearth-coordinator preauthkeys create --user 이름 --expiration 7d\n\
+                 허브 상태: hearth status. 백업: hearth backup 파일.\n\
+                 한국어 안내서: /usr/share/doc/hearth/ko/ (저장소의 docs/ko/)"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_korean_household_is_asked_and_told_in_korean() {
+        assert_eq!(Question::Household.ask(Language::Korean), "가족(집)의 이름");
+        assert_eq!(
+            answer_error(Language::Korean, &AnswerError::Admin),
+            "첫 관리자의 사용자 이름이 없어요"
+        );
+        assert_eq!(
+            answer_error(Language::English, &AnswerError::Admin),
+            "the first admin's user name is missing"
+        );
+        assert!(no_answer(Language::Korean, Question::Url).contains("답이 없어요"));
+        let summary = Summary {
+            household: "김씨네",
+            admin: "jisu",
+            key: "KEY",
+            login: "http://hub",
+            qr: "",
+            chat: "http://100.64.0.1:8080/",
+        };
+        assert!(
+            summary
+                .say(Language::Korean)
+                .starts_with("\nHearth가 준비됐어요: 김씨네.")
+        );
+        assert!(
+            summary
+                .say(Language::English)
+                .starts_with("\nHearth is ready: 김씨네.")
+        );
+    }
+
+    #[test]
+    fn the_korean_model_fits_the_machines_memory() {
+        assert_eq!(korean_model(4 << 30).0, "exaone3.5:2.4b");
+        assert_eq!(korean_model(8 << 30).0, "exaone3.5:2.4b");
+        assert_eq!(korean_model(16 << 30).0, "exaone3.5:7.8b");
+        let advice = korean_model_advice(16 << 30);
+        assert!(advice.contains("ollama pull exaone3.5:7.8b"), "{advice}");
+        assert!(advice.contains("16 GB"), "{advice}");
+    }
+}
