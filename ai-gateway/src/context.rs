@@ -2,9 +2,22 @@
 
 use hearth_llm::Message;
 
-/// A conservative token estimate: a token per three characters, plus framing.
+/// A conservative token estimate of a message: its text's
+/// ([`estimate_text_tokens`]), plus framing.
 pub fn estimate_tokens(message: &Message) -> usize {
-    message.content.chars().count().div_ceil(3) + 4
+    estimate_text_tokens(&message.content) + 4
+}
+
+/// A conservative token estimate of `text`: a token per three ASCII
+/// characters, and one per byte of every other character. Tokenizers
+/// trained mostly on English cut Hangul and other scripts into pieces of
+/// a byte or two (SmolLM2's gives 83 tokens to a Korean sentence of 38
+/// syllables, 94 bytes, and 13 to an English one of 57 characters); a
+/// tokenizer that knows Korean gives fewer, and the estimate only leaves
+/// room unused.
+pub fn estimate_text_tokens(text: &str) -> usize {
+    let ascii = text.bytes().filter(u8::is_ascii).count();
+    ascii.div_ceil(3) + (text.len() - ascii)
 }
 
 /// The messages to send: the system prompt, as much recent history as fits
@@ -153,5 +166,19 @@ mod tests {
             1,
         );
         assert_eq!(fitted.len(), 1);
+    }
+
+    #[test]
+    fn korean_text_is_not_taken_for_fewer_tokens_than_a_tokenizer_gives_it() {
+        // Counted by SmolLM2-135M's tokenizer (llama-server /tokenize).
+        let korean = "보일러를 초기화하려면 아래쪽의 빨간 리셋 버튼을 5초 동안 누르세요.";
+        assert!(
+            estimate_text_tokens(korean) >= 83,
+            "{}",
+            estimate_text_tokens(korean)
+        );
+        let english = "To reset the boiler, hold the red button for ten seconds.";
+        assert!(estimate_text_tokens(english) >= 13);
+        assert_eq!(estimate_text_tokens(english), 19);
     }
 }

@@ -40,7 +40,7 @@ pub fn forgotten(language: Language, id: i64) -> String {
 pub fn no_memory(language: Language, id: i64) -> String {
     match language {
         Language::English => format!("There is no memory #{id} here."),
-        Language::Korean => format!("여기에는 #{id}번 기억이 없어요."),
+        Language::Korean => format!("여기에는 {id}번 기억이 없어요."),
     }
 }
 
@@ -161,7 +161,7 @@ pub fn no_model(language: Language) -> &'static str {
 pub fn cancelled(language: Language, id: i64) -> String {
     match language {
         Language::English => format!("Reminder #{id} is cancelled."),
-        Language::Korean => format!("#{id}번 알림을 취소했어요."),
+        Language::Korean => format!("{id}번 알림을 취소했어요."),
     }
 }
 
@@ -169,7 +169,7 @@ pub fn cancelled(language: Language, id: i64) -> String {
 pub fn no_reminder(language: Language, id: i64) -> String {
     match language {
         Language::English => format!("There is no reminder #{id} of yours."),
-        Language::Korean => format!("#{id}번 알림은 없어요."),
+        Language::Korean => format!("{id}번 알림은 없어요."),
     }
 }
 

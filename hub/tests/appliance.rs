@@ -358,7 +358,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     let down = machine.exec(&["hearth", "status"]);
     assert_eq!(down.status.code(), Some(1), "status with the pod down");
     assert!(
-        String::from_utf8_lossy(&down.stdout).contains("hearth-pod.service is inactive"),
+        String::from_utf8_lossy(&down.stdout).contains("hearth-pod.service의 상태가 inactive예요"),
         "{}",
         String::from_utf8_lossy(&down.stdout)
     );

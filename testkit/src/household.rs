@@ -261,8 +261,12 @@ impl Household {
             "tiny"
         };
         let gateway_config = dir.join("gateway.json");
+        // The first token may take a while: on one thread llama-server reads
+        // about 140 tokens a second here, and a Korean question with its
+        // passages is a thousand tokens (SmolLM2's tokenizer gives Hangul
+        // two or three a syllable).
         let mut config = json!({
-            "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 5,
+            "models": {"providers": {"local": {"baseUrl": "http://127.0.0.1:18090/v1", "api": "openai-completions", "timeoutSeconds": 30,
                                                "models": [{"id": model_id, "contextWindow": 2048, "maxTokens": 256}]}}},
             "agents": {"defaults": {"model": {"primary": format!("local/{model_id}")}, "userTimezone": "Europe/London"}},
             "hearth": {"dataDir": dir.join("gateway-data"), "connectTimeoutSeconds": 1, "healthCheckSeconds": 1,

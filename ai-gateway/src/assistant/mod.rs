@@ -237,8 +237,9 @@ impl Assistant {
     // What a turn is given.
 
     /// The date, the memory and the document passages that bear on
-    /// `question` in `asker`'s conversation, in at most `budget`
-    /// characters (whole entries and passages, best first, until full).
+    /// `question` in `asker`'s conversation, in at most `budget` tokens as
+    /// `context::estimate_text_tokens` counts them (whole entries and
+    /// passages, best first, until full).
     pub async fn context(&self, asker: &Asker, question: &str, budget: usize) -> TurnContext {
         let now = self.now();
         let today = self.today(now);
@@ -262,13 +263,15 @@ impl Assistant {
                 asker.member
             ));
         }
-        let room = |system: &String, more: usize| system.chars().count() + more <= budget;
+        // Measured in estimated tokens: Korean takes several a syllable.
+        let tokens = crate::context::estimate_text_tokens;
+        let room = |system: &String, more: usize| tokens(system) + more <= budget;
         let memory_title = "\n\nWhat you remember here:";
         let mut remembered = false;
         for text in &recalled {
             let line = format!("\n- {text}");
-            let title = if remembered { 0 } else { memory_title.len() };
-            if !room(&system, line.chars().count() + title) {
+            let title = if remembered { 0 } else { tokens(memory_title) };
+            if !room(&system, tokens(&line) + title) {
                 continue;
             }
             if !remembered {
@@ -283,11 +286,11 @@ impl Assistant {
         for (passage, text) in &passages {
             let block = format!("\n\n[{}]\n{text}", passage.citation);
             let title = if citations.is_empty() {
-                documents_title.chars().count()
+                tokens(documents_title)
             } else {
                 0
             };
-            if !room(&system, block.chars().count() + title) {
+            if !room(&system, tokens(&block) + title) {
                 continue;
             }
             if citations.is_empty() {

@@ -255,12 +255,13 @@ impl Gateway {
         )
     }
 
-    /// Characters of the assistant's context (memory, passages) a turn of
-    /// `agent` may carry: a third of what the model's context leaves after
-    /// its reply (at three characters a token), so history still fits.
+    /// Tokens (as [`context::estimate_text_tokens`] counts them) of the
+    /// assistant's context (memory, passages) a turn of `agent` may carry:
+    /// a third of what the model's context leaves after its reply, so
+    /// history still fits.
     pub(super) fn context_budget(&self, agent: &Agent) -> usize {
         let (context_window, max_tokens) = self.window(agent, None);
-        context_window.saturating_sub(max_tokens) as usize
+        context_window.saturating_sub(max_tokens) as usize / 3
     }
 
     /// The context window of the model `agent` starts with, and the most

@@ -1,0 +1,203 @@
+//! A Korean household end to end, in network namespaces, on the real path:
+//! the members' devices over the mesh, household messaging, the gateway
+//! with a real llama-server (SmolLM2-135M-Instruct, which speaks no Korean:
+//! the everyday requests need no model) and a second one giving embeddings
+//! (all-MiniLM-L6-v2), on a test clock. A member does each kind of everyday
+//! request in Korean and it lands: remembered and listed; reminders listed
+//! at their times and delivered at them, the weekly one on its day and
+//! hour; one cancelled; a list kept. A Korean question finds its Korean
+//! passage whatever particle it carries and the reply cites it; the
+//! assistant's own sentences come back in Korean; nothing said reaches a
+//! log.
+// Tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use hearth_testkit::household::{AssistantSetup, Household, Options, SECOND};
+use hearth_testkit::lab::{Host, wait_until};
+
+/// Tuesday 24 November 2026, 15:00 in London.
+const NOW: &str = "2026-11-24T15:00:00Z";
+
+/// Asks the assistant as the device on `host`, in `room` (its DM with the
+/// assistant when `None`); the whole answer, once it is complete.
+fn ask(household: &Household, host: &Host, room: Option<&str>, text: &str) -> String {
+    let mut args = vec!["ask", "--timeout", "120"];
+    if let Some(room) = room {
+        args.extend_from_slice(&["--room", room]);
+    }
+    args.push(text);
+    household.cli_ok(host, &args)
+}
+
+/// What the assistant posted in the member's DM with it.
+fn delivered(household: &Household, host: &Host) -> String {
+    household.cli_ok(
+        host,
+        &[
+            "tail",
+            "--count",
+            "0",
+            "--history",
+            "50",
+            "--dm",
+            "assistant",
+        ],
+    )
+}
+
+#[test]
+fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
+    let dir = tempfile::tempdir().unwrap();
+    let documents = dir.path().join("house");
+    std::fs::create_dir(&documents).unwrap();
+    std::fs::write(
+        documents.join("boiler.md"),
+        "# 보일러\n\n보일러는 다용도실에 있어요.\n\n## 보일러 재시작\n\n\
+         보일러를 초기화하려면 아래쪽의 빨간 리셋 버튼을 5초 동안 누르세요.\n\n\
+         ## 물 보충\n\n압력계 바늘이 1 아래로 내려가면 보충 밸브를 천천히 여세요.\n",
+    )
+    .unwrap();
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, NOW).unwrap();
+    let options = Options {
+        outsiders: false,
+        rooms: vec!["household".into()],
+        max_tokens: 40,
+        instruct: true,
+        assistant: AssistantSetup {
+            documents: Some(documents),
+            clock: Some(clock.clone()),
+            embeddings: true,
+        },
+        ..Options::default()
+    };
+    let Some(household) = Household::start(options) else {
+        return;
+    };
+    let (laptop, phone) = (household.laptop.clone(), household.phone.clone());
+    let indexed = wait_until(60 * SECOND, || {
+        household
+            .cli_ok(&laptop, &["documents"])
+            .contains("house/boiler.md")
+    });
+    assert!(indexed.is_some(), "the documents were not indexed");
+
+    // Remembered, and listed.
+    let said = ask(
+        &household,
+        &laptop,
+        None,
+        "기억해 줘: 내 사물함 비밀번호는 4711이야",
+    );
+    assert!(said.contains("기억해 둘게요."), "{said}");
+    assert!(
+        said.contains("memory_write"),
+        "the chat shows the tool: {said}"
+    );
+    let listed = household.cli_ok(&laptop, &["memory"]);
+    assert!(listed.contains("내 사물함 비밀번호는 4711이야"), "{listed}");
+
+    // Reminders at Korean times, one weekly, one cancelled.
+    let said = ask(
+        &household,
+        &laptop,
+        None,
+        "내일 오전 9시에 할머니께 전화하라고 알려줘",
+    );
+    assert!(
+        said.contains("2026년 11월 25일 수요일 오전 9시에 알려 드릴게요: 할머니께 전화하기"),
+        "{said}"
+    );
+    let said = ask(
+        &household,
+        &laptop,
+        None,
+        "매주 월요일 아침 8시에 분리수거 내놓으라고 알려줘",
+    );
+    assert!(
+        said.contains("매주 월요일 오전 8시에 알려 드릴게요: 분리수거 내놓기"),
+        "{said}"
+    );
+    let said = ask(&household, &laptop, None, "30분 후에 빨래 꺼내라고 알려 줘");
+    assert!(said.contains("빨래 꺼내기"), "{said}");
+    let said = ask(&household, &laptop, None, "빨래 알림 취소해 줘");
+    assert!(said.contains("번 알림을 취소했어요."), "{said}");
+    let said = ask(&household, &laptop, None, "알림 목록 보여줘");
+    assert!(
+        said.contains("할머니께 전화하기 (2026년 11월 25일 수요일 오전 9시, 나에게)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("분리수거 내놓기 (매주 월요일 오전 8시, 나에게)"),
+        "{said}"
+    );
+    assert!(!said.contains("빨래"), "cancelled: {said}");
+
+    // The household room's shopping list, kept for everyone in it.
+    let said = ask(
+        &household,
+        &laptop,
+        Some("household"),
+        "@assistant 장보기 목록에 우유랑 계란 추가해 줘",
+    );
+    assert!(said.contains("장보기 목록에 2개를 추가했어요."), "{said}");
+    let said = ask(
+        &household,
+        &phone,
+        Some("household"),
+        "@assistant 장보기 목록 보여줘",
+    );
+    assert!(said.contains("장보기 목록:\n- 우유\n- 계란"), "{said}");
+
+    // A Korean question finds its Korean passage whatever particle it uses.
+    for question in [
+        "보일러를 어떻게 초기화해?",
+        "보일러는 초기화 어떻게 하지?",
+        "보일러 초기화하려면?",
+    ] {
+        let said = ask(&household, &laptop, None, question);
+        assert!(
+            said.contains("출처: boiler.md › 보일러 재시작"),
+            "{question}: {said}"
+        );
+    }
+
+    // Tomorrow at nine, and on Monday at eight, the reminders come.
+    std::fs::write(&clock, "2026-11-25T09:00:01Z").unwrap();
+    let arrived = wait_until(30 * SECOND, || {
+        delivered(&household, &laptop).contains("\u{23f0} 알림: 할머니께 전화하기")
+    });
+    assert!(
+        arrived.is_some(),
+        "no reminder: {}\n{}",
+        delivered(&household, &laptop),
+        household.messaging_log()
+    );
+    assert!(
+        !delivered(&household, &laptop).contains("\u{23f0} 알림: 분리수거"),
+        "not yet Monday: {}",
+        delivered(&household, &laptop)
+    );
+    std::fs::write(&clock, "2026-11-30T08:00:01Z").unwrap();
+    let weekly = wait_until(30 * SECOND, || {
+        delivered(&household, &laptop).contains("\u{23f0} 알림: 분리수거 내놓기")
+    });
+    assert!(weekly.is_some(), "{}", delivered(&household, &laptop));
+    assert!(
+        !delivered(&household, &phone).contains("\u{23f0} 알림"),
+        "ada's reminders are ada's"
+    );
+
+    // Nothing said, remembered, scheduled or read reached any log.
+    let logs = household.lab.logs();
+    for canary in [
+        "사물함",
+        "할머니",
+        "분리수거",
+        "장보기",
+        "보일러",
+        "리셋 버튼",
+    ] {
+        assert!(!logs.contains(canary), "{canary} reached a log:\n{logs}");
+    }
+}
