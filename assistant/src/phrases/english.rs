@@ -740,7 +740,7 @@ fn every(words: &[Word]) -> Option<(Every, Option<i8>, usize)> {
             break;
         }
     }
-    if norms.get(used.saturating_sub(1)) == Some(&"and") {
+    if used > 0 && norms.get(used - 1) == Some(&"and") {
         used -= 1;
     }
     (mask != 0).then_some((Every::Days(mask), None, used))
@@ -950,6 +950,12 @@ mod tests {
             assert_eq!(recognize(message, now(), LONDON), None, "{message:?}");
         }
         assert_eq!(recognize(&"remind me ".repeat(300), now(), LONDON), None);
+        // Found by the fuzzer: "every" then "and" before any weekday
+        // counted its words below zero.
+        assert!(matches!(
+            recognize("remind me every and Thursday at 6 pm to x", now(), LONDON),
+            Some(Ok(Intent::Schedule(_)))
+        ));
     }
 
     #[test]
