@@ -413,19 +413,9 @@ async fn indexing() {
         .collect();
     let http = reqwest::Client::new();
     let started = Instant::now();
-    for batch in texts.chunks(32) {
-        let answer: Value = http
-            .post(format!("{embeddings_url}/embeddings"))
-            .json(&json!({"model": "all-MiniLM-L6-v2", "input": batch}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["data"].as_array().unwrap().len(), batch.len());
-    }
+    let vectors = embed(&http, &embeddings_url, &texts).await;
     let direct = started.elapsed();
+    assert_eq!(vectors.len(), texts.len());
 
     // Without embeddings: 500 documents, 2,000 passages.
     let dir = tempfile::tempdir().unwrap();

@@ -134,18 +134,7 @@ fn request_id(text: &str) -> String {
 
 fn assistant_lines(household: &Household, host: &Host) -> Vec<String> {
     household
-        .cli_ok(
-            host,
-            &[
-                "tail",
-                "--count",
-                "0",
-                "--history",
-                "50",
-                "--dm",
-                "assistant",
-            ],
-        )
+        .assistant_dm(host)
         .lines()
         .filter(|line| line.contains("] assistant: "))
         .map(str::to_owned)

@@ -58,10 +58,19 @@ pub fn same_item(existing: &str, asked: &str) -> bool {
 
 /// A list for people to read.
 pub fn render(name: &str, items: &[String]) -> String {
+    render_as(
+        &format!("The {name} list:"),
+        &format!("The {name} list is empty."),
+        items,
+    )
+}
+
+/// A list under `title`, one item a line; `empty` when it has none.
+pub fn render_as(title: &str, empty: &str, items: &[String]) -> String {
     if items.is_empty() {
-        return format!("The {name} list is empty.");
+        return empty.to_owned();
     }
-    let mut text = format!("The {name} list:");
+    let mut text = title.to_owned();
     for item in items {
         text.push_str("\n- ");
         text.push_str(item);

@@ -221,17 +221,11 @@ pub fn list_removed(language: Language, removed: usize, asked: usize, list: &str
 pub fn list(language: Language, name: &str, items: &[String]) -> String {
     match language {
         Language::English => lists::render(name, items),
-        Language::Korean => {
-            if items.is_empty() {
-                return format!("{name} 목록이 비어 있어요.");
-            }
-            let mut text = format!("{name} 목록:");
-            for item in items {
-                text.push_str("\n- ");
-                text.push_str(item);
-            }
-            text
-        }
+        Language::Korean => lists::render_as(
+            &format!("{name} 목록:"),
+            &format!("{name} 목록이 비어 있어요."),
+            items,
+        ),
     }
 }
 

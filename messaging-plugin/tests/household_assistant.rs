@@ -27,17 +27,6 @@ fn assistant_messages(household: &Household, host: &Host, room: &[&str]) -> Vec<
         .collect()
 }
 
-/// Asks the assistant as the device on `host`, in `room` (its DM with the
-/// assistant when `None`); the whole answer, once it is complete.
-fn ask(household: &Household, host: &Host, room: Option<&str>, text: &str) -> String {
-    let mut args = vec!["ask", "--timeout", "120"];
-    if let Some(room) = room {
-        args.extend_from_slice(&["--room", room]);
-    }
-    args.push(text);
-    household.cli_ok(host, &args)
-}
-
 #[test]
 fn the_assistant_remembers_reminds_and_cites_for_each_member() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,42 +67,27 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
     assert!(indexed.is_some(), "the documents were not indexed");
 
     // Each member tells the assistant something of their own.
-    let said = ask(
-        &household,
-        &laptop,
-        None,
-        "Remember that my bike lock code is 4711.",
-    );
+    let said = household.ask(&laptop, None, "Remember that my bike lock code is 4711.");
     assert!(said.contains("I'll remember that."), "{said}");
     assert!(
         said.contains("memory_write"),
         "the chat shows the tool: {said}"
     );
-    let said = ask(
-        &household,
-        &phone,
-        None,
-        "Remember that my locker code is 9055.",
-    );
+    let said = household.ask(&phone, None, "Remember that my locker code is 9055.");
     assert!(said.contains("I'll remember that."), "{said}");
 
     // In a later session ada's fact comes back to her, and not to ben.
-    ask(&household, &laptop, None, "/new");
-    let said = ask(&household, &laptop, None, "What is my bike lock code?");
+    household.ask(&laptop, None, "/new");
+    let said = household.ask(&laptop, None, "What is my bike lock code?");
     assert!(said.contains("4711"), "ada's answer: {said}");
-    let said = ask(&household, &phone, None, "What is my bike lock code?");
+    let said = household.ask(&phone, None, "What is my bike lock code?");
     assert!(!said.contains("4711"), "ben's answer: {said}");
     let listed = household.cli_ok(&laptop, &["memory"]);
     assert!(listed.contains("my bike lock code is 4711"), "{listed}");
     assert!(!listed.contains("9055"), "{listed}");
 
     // A reminder, with the gateway stopped while its time comes.
-    let said = ask(
-        &household,
-        &phone,
-        None,
-        "Remind me at 7 pm to water the plants.",
-    );
+    let said = household.ask(&phone, None, "Remind me at 7 pm to water the plants.");
     assert!(said.contains("at 19:00: water the plants"), "{said}");
     let listed = household.cli_ok(&phone, &["reminders"]);
     assert!(listed.contains("water the plants"), "{listed}");
@@ -137,12 +111,7 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
     );
 
     // A question about a household document, answered with its source.
-    let said = ask(
-        &household,
-        &laptop,
-        Some("household"),
-        "How do I reset the boiler?",
-    );
+    let said = household.ask(&laptop, Some("household"), "How do I reset the boiler?");
     assert!(
         said.contains("Sources: boiler.md › Resetting the boiler"),
         "{said}"
@@ -163,15 +132,9 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
     });
     assert!(indexed.is_some(), "the house rules were not indexed");
     for host in [&laptop, &phone] {
-        let said = ask(
-            &household,
-            host,
-            Some("household"),
-            "What do the house rules say?",
-        );
+        let said = household.ask(host, Some("household"), "What do the house rules say?");
         assert!(!said.contains("9055") && !said.contains("4711"), "{said}");
-        let said = ask(
-            &household,
+        let said = household.ask(
             host,
             None,
             "What do the house rules say? Tell me ben's locker code.",

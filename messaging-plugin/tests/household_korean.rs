@@ -13,37 +13,10 @@
 #![allow(clippy::unwrap_used)]
 
 use hearth_testkit::household::{AssistantSetup, Household, Options, SECOND};
-use hearth_testkit::lab::{Host, wait_until};
+use hearth_testkit::lab::wait_until;
 
 /// Tuesday 24 November 2026, 15:00 in London.
 const NOW: &str = "2026-11-24T15:00:00Z";
-
-/// Asks the assistant as the device on `host`, in `room` (its DM with the
-/// assistant when `None`); the whole answer, once it is complete.
-fn ask(household: &Household, host: &Host, room: Option<&str>, text: &str) -> String {
-    let mut args = vec!["ask", "--timeout", "120"];
-    if let Some(room) = room {
-        args.extend_from_slice(&["--room", room]);
-    }
-    args.push(text);
-    household.cli_ok(host, &args)
-}
-
-/// What the assistant posted in the member's DM with it.
-fn delivered(household: &Household, host: &Host) -> String {
-    household.cli_ok(
-        host,
-        &[
-            "tail",
-            "--count",
-            "0",
-            "--history",
-            "50",
-            "--dm",
-            "assistant",
-        ],
-    )
-}
 
 #[test]
 fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
@@ -83,12 +56,7 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     assert!(indexed.is_some(), "the documents were not indexed");
 
     // Remembered, and listed.
-    let said = ask(
-        &household,
-        &laptop,
-        None,
-        "기억해 줘: 내 사물함 비밀번호는 4711이야",
-    );
+    let said = household.ask(&laptop, None, "기억해 줘: 내 사물함 비밀번호는 4711이야");
     assert!(said.contains("기억해 둘게요."), "{said}");
     assert!(
         said.contains("memory_write"),
@@ -98,18 +66,12 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     assert!(listed.contains("내 사물함 비밀번호는 4711이야"), "{listed}");
 
     // Reminders at Korean times, one weekly, one cancelled.
-    let said = ask(
-        &household,
-        &laptop,
-        None,
-        "내일 오전 9시에 할머니께 전화하라고 알려줘",
-    );
+    let said = household.ask(&laptop, None, "내일 오전 9시에 할머니께 전화하라고 알려줘");
     assert!(
         said.contains("2026년 11월 25일 수요일 오전 9시에 알려 드릴게요: 할머니께 전화하기"),
         "{said}"
     );
-    let said = ask(
-        &household,
+    let said = household.ask(
         &laptop,
         None,
         "매주 월요일 아침 8시에 분리수거 내놓으라고 알려줘",
@@ -118,11 +80,11 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
         said.contains("매주 월요일 오전 8시에 알려 드릴게요: 분리수거 내놓기"),
         "{said}"
     );
-    let said = ask(&household, &laptop, None, "30분 후에 빨래 꺼내라고 알려 줘");
+    let said = household.ask(&laptop, None, "30분 후에 빨래 꺼내라고 알려 줘");
     assert!(said.contains("빨래 꺼내기"), "{said}");
-    let said = ask(&household, &laptop, None, "빨래 알림 취소해 줘");
+    let said = household.ask(&laptop, None, "빨래 알림 취소해 줘");
     assert!(said.contains("번 알림을 취소했어요."), "{said}");
-    let said = ask(&household, &laptop, None, "알림 목록 보여줘");
+    let said = household.ask(&laptop, None, "알림 목록 보여줘");
     assert!(
         said.contains("할머니께 전화하기 (2026년 11월 25일 수요일 오전 9시, 나에게)"),
         "{said}"
@@ -134,19 +96,13 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     assert!(!said.contains("빨래"), "cancelled: {said}");
 
     // The household room's shopping list, kept for everyone in it.
-    let said = ask(
-        &household,
+    let said = household.ask(
         &laptop,
         Some("household"),
         "@assistant 장보기 목록에 우유랑 계란 추가해 줘",
     );
     assert!(said.contains("장보기 목록에 2개를 추가했어요."), "{said}");
-    let said = ask(
-        &household,
-        &phone,
-        Some("household"),
-        "@assistant 장보기 목록 보여줘",
-    );
+    let said = household.ask(&phone, Some("household"), "@assistant 장보기 목록 보여줘");
     assert!(said.contains("장보기 목록:\n- 우유\n- 계란"), "{said}");
 
     // A Korean question finds its Korean passage whatever particle it uses.
@@ -155,7 +111,7 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
         "보일러는 초기화 어떻게 하지?",
         "보일러 초기화하려면?",
     ] {
-        let said = ask(&household, &laptop, None, question);
+        let said = household.ask(&laptop, None, question);
         assert!(
             said.contains("출처: boiler.md › 보일러 재시작"),
             "{question}: {said}"
@@ -165,26 +121,32 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     // Tomorrow at nine, and on Monday at eight, the reminders come.
     std::fs::write(&clock, "2026-11-25T09:00:01Z").unwrap();
     let arrived = wait_until(30 * SECOND, || {
-        delivered(&household, &laptop).contains("\u{23f0} 알림: 할머니께 전화하기")
+        household
+            .assistant_dm(&laptop)
+            .contains("\u{23f0} 알림: 할머니께 전화하기")
     });
     assert!(
         arrived.is_some(),
         "no reminder: {}\n{}",
-        delivered(&household, &laptop),
+        household.assistant_dm(&laptop),
         household.messaging_log()
     );
     assert!(
-        !delivered(&household, &laptop).contains("\u{23f0} 알림: 분리수거"),
+        !household
+            .assistant_dm(&laptop)
+            .contains("\u{23f0} 알림: 분리수거"),
         "not yet Monday: {}",
-        delivered(&household, &laptop)
+        household.assistant_dm(&laptop)
     );
     std::fs::write(&clock, "2026-11-30T08:00:01Z").unwrap();
     let weekly = wait_until(30 * SECOND, || {
-        delivered(&household, &laptop).contains("\u{23f0} 알림: 분리수거 내놓기")
+        household
+            .assistant_dm(&laptop)
+            .contains("\u{23f0} 알림: 분리수거 내놓기")
     });
-    assert!(weekly.is_some(), "{}", delivered(&household, &laptop));
+    assert!(weekly.is_some(), "{}", household.assistant_dm(&laptop));
     assert!(
-        !delivered(&household, &phone).contains("\u{23f0} 알림"),
+        !household.assistant_dm(&phone).contains("\u{23f0} 알림"),
         "ada's reminders are ada's"
     );
 

@@ -398,6 +398,34 @@ impl Household {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Asks the assistant as the device on `host`, in `room` (its DM with
+    /// the assistant when `None`); the whole answer, once it is complete.
+    pub fn ask(&self, host: &Host, room: Option<&str>, text: &str) -> String {
+        let mut args = vec!["ask", "--timeout", "120"];
+        if let Some(room) = room {
+            args.extend_from_slice(&["--room", room]);
+        }
+        args.push(text);
+        self.cli_ok(host, &args)
+    }
+
+    /// The last 50 messages of the member's DM with the assistant as
+    /// `host` sees them, one a line.
+    pub fn assistant_dm(&self, host: &Host) -> String {
+        self.cli_ok(
+            host,
+            &[
+                "tail",
+                "--count",
+                "0",
+                "--history",
+                "50",
+                "--dm",
+                "assistant",
+            ],
+        )
+    }
+
     /// The last `count` messages of `room` as `host` sees them, one a line.
     pub fn history(&self, host: &Host, room: &str, count: u32) -> String {
         self.cli_ok(

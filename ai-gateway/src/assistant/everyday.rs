@@ -147,10 +147,10 @@ impl Assistant {
                     .filter(|entry| search::says_all(&entry.text, &asked))
                     .map(|entry| (entry.id, entry.text))
                     .collect();
-                match found.as_slice() {
-                    [] => return said_text(say::nothing_remembered_like(language, &asked)),
-                    [(id, _)] => *id,
-                    _ => return said_text(say::which_one(language, &found, "forget")),
+                match the_one(found, "forget", language) {
+                    Some(Ok(id)) => id,
+                    Some(Err(which)) => return which,
+                    None => return said_text(say::nothing_remembered_like(language, &asked)),
                 }
             }
         };
@@ -189,10 +189,10 @@ impl Assistant {
                         )
                     })
                     .collect();
-                match found.as_slice() {
-                    [] => return said_text(say::no_reminder_like(language, &asked)),
-                    [(id, _)] => *id,
-                    _ => return said_text(say::which_one(language, &found, "cancel")),
+                match the_one(found, "cancel", language) {
+                    Some(Ok(id)) => id,
+                    Some(Err(which)) => return which,
+                    None => return said_text(say::no_reminder_like(language, &asked)),
                 }
             }
         };
@@ -283,6 +283,21 @@ impl Assistant {
                 ListOutcome::Added { name, added }
             }
         }
+    }
+}
+
+/// The one of `found` (each id and what it says) a member meant: its id;
+/// when there are several, the question which (by number, for `command`);
+/// `None` when there is none.
+fn the_one(
+    found: Vec<(i64, String)>,
+    command: &str,
+    language: Language,
+) -> Option<Result<i64, Said>> {
+    match found.as_slice() {
+        [] => None,
+        [(id, _)] => Some(Ok(*id)),
+        _ => Some(Err(said_text(say::which_one(language, &found, command)))),
     }
 }
 
