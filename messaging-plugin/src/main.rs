@@ -243,6 +243,15 @@ fn print(message: &Message) {
             "\u{1f4ce} {} ({} bytes, {})",
             file.name, file.size, file.media_type
         ),
+        (None, MessageStatus::Interrupted) => {
+            let said = "(interrupted: the service stopped before the answer ended; ask again)";
+            [message.body.as_str(), said]
+                .iter()
+                .filter(|part| !part.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         (None, _) if message.edited_at.is_some() => format!("{} (edited)", message.body),
         (None, _) => message.body.clone(),
     };

@@ -11,7 +11,8 @@ pub const MAX_FRAME: usize = 64 * 1024;
 pub use hearth_roster::{ASSISTANT, RoomId, valid_member};
 
 /// Where a message stands: every person's message is `sent`; the
-/// assistant's reply is `streaming` while it grows, then `done` or `error`.
+/// assistant's reply is `streaming` while it grows, then `done` or `error`,
+/// or `interrupted` when the service stopped before it ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
@@ -23,6 +24,11 @@ pub enum MessageStatus {
     Done,
     /// The assistant's reply, ended by a failure (its text says which).
     Error,
+    /// The assistant's reply, cut off: the service stopped while it was
+    /// being written (a restart, a crash, a backup taken mid-answer). A
+    /// reply is stored whole when it ends, so an interrupted one is empty;
+    /// the member may ask again.
+    Interrupted,
     /// Deleted by its writer (the text is gone).
     Deleted,
 }
@@ -35,6 +41,7 @@ impl MessageStatus {
             MessageStatus::Streaming => "streaming",
             MessageStatus::Done => "done",
             MessageStatus::Error => "error",
+            MessageStatus::Interrupted => "interrupted",
             MessageStatus::Deleted => "deleted",
         }
     }
@@ -46,6 +53,7 @@ impl MessageStatus {
             MessageStatus::Streaming,
             MessageStatus::Done,
             MessageStatus::Error,
+            MessageStatus::Interrupted,
             MessageStatus::Deleted,
         ]
         .into_iter()

@@ -48,6 +48,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Messaging>> {
         None => None,
     };
     let store = Store::open(&config.data_dir, key).await?;
+    let ended = store.end_unfinished().await?;
+    if ended > 0 {
+        tracing::info!(
+            replies = ended,
+            "the assistant's replies cut off when the service last stopped are marked interrupted"
+        );
+    }
     for room in &config.rooms {
         store.ensure_room(room, "hearth").await?;
     }

@@ -486,6 +486,19 @@ impl Store {
         Ok(found)
     }
 
+    /// Ends the assistant's replies that were still being written when the
+    /// service stopped (it writes them only while it runs, so at start any
+    /// still `streaming` is cut off): they become `interrupted`, never stuck.
+    /// Returns how many.
+    pub async fn end_unfinished(&self) -> Result<u64, StoreError> {
+        let ended = sqlx::query("UPDATE messages SET status = ? WHERE status = ?")
+            .bind(MessageStatus::Interrupted.as_str())
+            .bind(MessageStatus::Streaming.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(ended.rows_affected())
+    }
+
     /// Replaces a message's body and status (the assistant's streaming reply).
     pub async fn update(&self, message: &Message) -> Result<(), StoreError> {
         let (stored, sealed) = self.seal(&message.room, &message.sender, &message.body);
@@ -751,9 +764,57 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ASSISTANT;
 
     async fn store(dir: &Path, key: Option<[u8; 32]>) -> Result<Store, StoreError> {
         Store::open(dir, key.map(|bytes| AtRestKey::new(&bytes))).await
+    }
+
+    #[tokio::test]
+    async fn a_reply_cut_off_by_a_stop_is_interrupted_when_the_store_is_next_opened()
+    -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|error| StoreError::Create {
+            path: "tmp".into(),
+            error,
+        })?;
+        let first = store(dir.path(), None).await?;
+        let question = first
+            .post(
+                "dm:ada,assistant",
+                "ada",
+                "what's for dinner?",
+                MessageStatus::Sent,
+                None,
+            )
+            .await?;
+        let reply = first
+            .post(
+                "dm:ada,assistant",
+                ASSISTANT,
+                "",
+                MessageStatus::Streaming,
+                None,
+            )
+            .await?;
+        let mut answered = first
+            .post("household", ASSISTANT, "", MessageStatus::Streaming, None)
+            .await?;
+        answered.body = "Soup.".into();
+        answered.status = MessageStatus::Done;
+        first.update(&answered).await?;
+        first.close().await;
+        // The service stopped with `reply` still being written.
+        let next = store(dir.path(), None).await?;
+        assert_eq!(next.end_unfinished().await?, 1);
+        let status = |id| {
+            let next = &next;
+            async move { Ok::<_, StoreError>(next.message(id).await?.unwrap().status) }
+        };
+        assert_eq!(status(reply.id).await?, MessageStatus::Interrupted);
+        assert_eq!(status(answered.id).await?, MessageStatus::Done);
+        assert_eq!(status(question.id).await?, MessageStatus::Sent);
+        assert_eq!(next.end_unfinished().await?, 0, "once");
+        Ok(())
     }
 
     #[tokio::test]

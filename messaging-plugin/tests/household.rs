@@ -212,6 +212,46 @@ fn a_household_chats_with_each_other_and_the_assistant_over_the_mesh() {
             && after.contains("ben: @assistant what is for dinner?"),
         "{after}"
     );
+
+    // A crash while an answer is being written (here: while it waits for
+    // the gateway) leaves the reply interrupted after the restart, never
+    // `streaming` for ever; the member can ask again.
+    household.stop_gateway();
+    household.cli_ok(&laptop, &["send", "--dm", "assistant", "still there?"]);
+    wait_until(20 * SECOND, || {
+        household
+            .messaging_log()
+            .matches("the question waits for it")
+            .count()
+            >= 2
+    })
+    .unwrap_or_else(|| panic!("the question did not wait: {}", household.messaging_log()));
+    household.messaging.as_mut().unwrap().kill();
+    household.start_messaging();
+    assert!(
+        household.messaging_log().contains("marked interrupted"),
+        "{}",
+        household.messaging_log()
+    );
+    let dm = household.cli_ok(
+        &laptop,
+        &[
+            "tail",
+            "--count",
+            "0",
+            "--history",
+            "5",
+            "--dm",
+            "assistant",
+        ],
+    );
+    let last = dm.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(
+            "assistant: (interrupted: the service stopped before the answer ended; ask again)"
+        ),
+        "{dm}"
+    );
 }
 
 #[test]

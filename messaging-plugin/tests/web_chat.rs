@@ -82,6 +82,7 @@ fn the_web_page_chats_with_the_assistant_over_the_tunnel() {
 
         if name == "desktop" {
             what_the_assistant_keeps_is_shown_and_forgotten_on_the_page(&browser, &household);
+            an_answer_cut_off_by_a_crash_is_shown_and_asked_again(&browser, &mut household);
         }
 
         let png = browser.screenshot().unwrap();
@@ -147,4 +148,74 @@ fn what_the_assistant_keeps_is_shown_and_forgotten_on_the_page(
     browser
         .script("document.getElementById('keeps').open = false; return true")
         .unwrap();
+}
+
+/// The messaging service dies while a reply is being written (here: while
+/// the question waits for the gateway): after its restart the page, which
+/// showed the reply as still coming, shows it cut off with "Ask again",
+/// and the button asks the same question again, which is answered.
+fn an_answer_cut_off_by_a_crash_is_shown_and_asked_again(
+    browser: &Session,
+    household: &mut hearth_testkit::household::Household,
+) {
+    let waits = |household: &hearth_testkit::household::Household| {
+        household
+            .messaging_log()
+            .matches("the question waits for it")
+            .count()
+    };
+    let before = waits(household);
+    household.stop_gateway();
+    let question = "@assistant are you still there?";
+    browser.type_into("#text", question).unwrap();
+    browser.click("#send").unwrap();
+    hearth_testkit::lab::wait_until(20 * SECOND, || waits(household) > before)
+        .unwrap_or_else(|| panic!("the question did not wait: {}", household.messaging_log()));
+    browser
+        .wait_for(
+            "return document.querySelector('li.assistant[data-status=\"streaming\"]') !== null",
+            10 * SECOND,
+        )
+        .unwrap();
+    household.messaging.as_mut().unwrap().kill();
+    household.start_messaging();
+    household.start_gateway();
+    let shown = browser
+        .wait_for(
+            "const cut = document.querySelector('li.assistant[data-status=\"interrupted\"]'); \
+             return cut && cut.querySelector('button') ? cut.textContent : null",
+            30 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}; messaging log:\n{}", household.messaging_log()));
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("This answer was cut off") && shown.contains("Ask again"),
+        "{shown}"
+    );
+    assert!(
+        browser
+            .script(
+                "return document.querySelector('li.assistant[data-status=\"streaming\"]') === null"
+            )
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+        "nothing is left growing"
+    );
+    let done = "return document.querySelectorAll('li.assistant[data-status=\"done\"]').length";
+    let answered = browser.script(done).unwrap().as_u64().unwrap();
+    browser
+        .click("li.assistant[data-status=\"interrupted\"] button")
+        .unwrap();
+    browser
+        .wait_for(
+            &format!(
+                "return [...document.querySelectorAll('li.mine .body')].filter(b => b.textContent === {question:?}).length === 2"
+            ),
+            10 * SECOND,
+        )
+        .unwrap_or_else(|error| panic!("{error}: Ask again sent nothing"));
+    browser
+        .wait_for(&format!("{done} > {answered} || null"), 30 * SECOND)
+        .unwrap_or_else(|error| panic!("{error}; messaging log:\n{}", household.messaging_log()));
 }

@@ -160,7 +160,7 @@ function render(message) {
   const mine = message.sender === state.me.user;
   if (mine) item.classList.add("mine");
   if (message.sender === ASSISTANT) item.classList.add("assistant");
-  if (message.status === "error") item.classList.add("error");
+  if (message.status === "error" || message.status === "interrupted") item.classList.add("error");
   if (message.status === "deleted") item.classList.add("deleted");
   item.dataset.id = String(message.id);
   item.dataset.status = message.status;
@@ -185,10 +185,15 @@ function render(message) {
     body.append(fileView(message));
   } else {
     body.textContent = message.status === "deleted" ? t("deleted")
+      : message.status === "interrupted" ? [message.body, t("interrupted")].filter(Boolean).join("\n\n")
       : message.body || (message.status === "streaming" ? "\u2026" : "");
   }
   item.replaceChildren(meta, body);
   if (mine && message.status === "sent") item.append(actions(message));
+  if (message.status === "interrupted") {
+    const question = askedBefore(message);
+    if (question) item.append(askAgainButton(question));
+  }
   if (message.status === "streaming") item.setAttribute("aria-busy", "true");
   else item.removeAttribute("aria-busy");
   if (fresh) place(item, message.id);
@@ -316,6 +321,36 @@ function actions(message) {
   return bar;
 }
 
+// The member's own message just before `message` in the open room: the
+// question an interrupted reply was answering.
+function askedBefore(message) {
+  const earlier = [...shown.items.entries()]
+    .filter(([id, item]) => id < message.id && item.message && item.message.room === message.room)
+    .sort(([a], [b]) => b - a);
+  for (const [, item] of earlier) {
+    const before = item.message;
+    if (before.sender === ASSISTANT) return null;
+    if (before.sender === state.me.user && before.status === "sent" && !before.attachment) return before.body;
+  }
+  return null;
+}
+
+// Asks `question` again, as if typed anew (through the outbox).
+function askAgainButton(question) {
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  const again = document.createElement("button");
+  again.type = "button";
+  again.className = "link";
+  again.textContent = t("askAgain");
+  again.addEventListener("click", () => {
+    again.disabled = true;
+    queue(question);
+  });
+  bar.append(again);
+  return bar;
+}
+
 function startEdit(message) {
   const item = shown.items.get(message.id);
   const form = document.createElement("form");
@@ -369,6 +404,22 @@ async function loadHistory(before) {
   if (page.messages.length) shown.oldest = page.messages[0].id;
   $("older").hidden = !page.more;
   return page.messages;
+}
+
+// Replies still being written when the connection dropped: the service
+// may have restarted since and ended them (`interrupted`), which no event
+// says, so the open room's latest page is read again for them.
+async function refreshUnfinished() {
+  const unfinished = [...shown.items.values()].some((item) => item.message && item.message.status === "streaming");
+  if (!unfinished || !state.room) return;
+  try {
+    const page = await api(`/api/rooms/${encodeURIComponent(state.room)}/messages?limit=50`);
+    for (const message of page.messages) {
+      if (shown.items.has(message.id)) render(message);
+    }
+  } catch (error) {
+    setStatus(error.message);
+  }
 }
 
 async function openRoom(room) {
@@ -653,6 +704,7 @@ function connect() {
     live.retry = 1000;
     setStatus(null, "connected");
     flush();
+    refreshUnfinished();
   });
   socket.addEventListener("message", (frame) => {
     const event = JSON.parse(frame.data);
@@ -711,11 +763,16 @@ $("composer").addEventListener("submit", (event) => {
   const text = $("text").value.trim();
   if (!text) return;
   $("text").value = "";
+  queue(text);
+});
+
+// Sends `text` to the open room: kept in the outbox until the service has it.
+function queue(text) {
   saveOutbox([...outbox(), {client_id: newClientId(), room: state.room, body: text, at: Date.now()}]);
   renderPending();
   scrollDown();
   flush();
-});
+}
 
 $("attach").addEventListener("click", () => $("file").click());
 $("file").addEventListener("change", async () => {
