@@ -220,6 +220,25 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// The page an official Tailscale app sends an admin to (`/admin`, and
+/// `/admin/machines` when a device waits for approval): this network has
+/// no admin console, so it says what to run on the hub.
+pub fn admin_page() -> String {
+    page(
+        "approving devices",
+        "<h1>Approving devices and adding people</h1>\n\
+         <p>This Hearth network is run from its hub's command line (as root). \
+         A device that waits for approval is listed as <code>pending</code>:</p>\n\
+         <pre>hearth-coordinator nodes list\nhearth-coordinator nodes approve ID</pre>\n\
+         <p>A new person, and a key for their devices that needs no approval \
+         (valid 7 days, one device):</p>\n\
+         <pre>hearth-coordinator users create NAME\n\
+         hearth-coordinator preauthkeys create --user NAME --expiration 7d --pre-approved</pre>\n\
+         <p>On a hub set up with <code>hearth setup</code>, <code>hearth status</code> \
+         names the devices that wait.</p>",
+    )
+}
+
 /// The page a person sees at the login URL: which device waits, and how it
 /// joins: signing in at the household's identity provider when there is
 /// one (`sign_in`: the page's form token, also set in its cookie), else the
@@ -256,16 +275,28 @@ pub fn login_page(waiting: Option<(&str, &WaitingLogin)>, sign_in: Option<&str>)
                  <p>It may have expired (after 30 minutes). Start the login on the device again.</p>"
             .to_owned(),
     };
+    page("joining a device", &body)
+}
+
+fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>Hearth: joining a device</title></head>\n<body>\n{body}\n</body></html>\n"
+         <title>Hearth: {title}</title></head>\n<body>\n{body}\n</body></html>\n"
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_page_names_the_commands_that_approve_and_add() {
+        let page = admin_page();
+        assert!(page.contains("hearth-coordinator nodes approve ID"));
+        assert!(page.contains("--pre-approved"));
+        assert!(page.starts_with("<!doctype html>"));
+    }
 
     fn login(machine: u8, since: i64) -> WaitingLogin {
         WaitingLogin {

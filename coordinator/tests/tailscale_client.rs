@@ -104,6 +104,27 @@ fn official_clients_and_an_agent_join_one_mesh() {
     let waiting = laptop.up(&lab, &coordinator, &pending, &["--timeout", "5s"]);
     assert!(!waiting.status.success(), "a pending device is not up yet");
     assert_eq!(laptop.backend_state(&lab), "NeedsMachineAuth");
+    // The official client sends the admin to a page of the login server;
+    // it says what to run instead of a 404.
+    let told = String::from_utf8_lossy(&waiting.stderr).into_owned()
+        + &String::from_utf8_lossy(&waiting.stdout);
+    let admin_url = told
+        .split_whitespace()
+        .find(|word| word.contains("/admin"))
+        .unwrap_or_else(|| panic!("tailscale up names no admin page: {told}"))
+        .to_owned();
+    let admin = lab
+        .command(&laptop_host, "curl")
+        .args(["-sk", "-w", "\n%{http_code}", &admin_url])
+        .output()
+        .unwrap();
+    let admin = String::from_utf8_lossy(&admin.stdout);
+    assert!(
+        admin.ends_with("\n200")
+            && admin.contains("hearth-coordinator nodes approve ID")
+            && admin.contains("--pre-approved"),
+        "{admin_url}: {admin}"
+    );
     let nodes = coordinator.nodes();
     let laptop_node = nodes.iter().find(|node| node["name"] == "laptop").unwrap();
     assert_eq!(laptop_node["state"], "pending");

@@ -191,7 +191,7 @@ impl Summary<'_> {
                  Hearth's own agent: hearth-agent up --token-file FILE (the key in FILE).\n\n\
                  The household's chat, from a device in the mesh: {chat}\n\n\
                  More members: hearth-coordinator users create NAME, then\n  \
-                 hearth-coordinator preauthkeys create --user NAME --expiration 7d\n\
+                 hearth-coordinator preauthkeys create --user NAME --expiration 7d --pre-approved\n\
                  How the hub is doing: hearth status. Back it up: hearth backup FILE."
             ),
             Language::Korean => format!(
@@ -204,7 +204,7 @@ impl Summary<'_> {
                  Hearth 에이전트: hearth-agent up --token-file 파일 (파일에 키를 넣어 두세요).\n\n\
                  가족 채팅 (메시 안의 기기에서): {chat}\n\n\
                  구성원 추가: hearth-coordinator users create 이름, 그다음\n  \
-                 hearth-coordinator preauthkeys create --user 이름 --expiration 7d\n\
+                 hearth-coordinator preauthkeys create --user 이름 --expiration 7d --pre-approved\n\
                  허브 상태: hearth status. 백업: hearth backup 파일.\n\
                  한국어 안내서: /usr/share/doc/hearth/ko/ (저장소의 docs/ko/)"
             ),

@@ -119,6 +119,8 @@ pub fn router(key: Arc<ControlKey>, coordinator: Arc<Coordinator>, sessions: Ses
             get(back_to_the_page).post(begin_sign_in),
         )
         .route(crate::sign_in::CALLBACK_PATH, get(finish_sign_in))
+        .route("/admin", get(admin_page))
+        .route("/admin/{*rest}", get(admin_page))
         .with_state((key, coordinator, sessions))
 }
 
@@ -618,6 +620,12 @@ fn secure_attribute(coordinator: &Coordinator) -> &'static str {
     } else {
         ""
     }
+}
+
+/// `GET /admin` and below: where an official Tailscale app sends an admin
+/// (to approve a device); the page says what to run on the hub.
+async fn admin_page() -> Response {
+    (StatusCode::OK, PAGE_HEADERS, crate::logins::admin_page()).into_response()
 }
 
 /// The page at a Tailscale client's login URL; with sign-in, its form's
