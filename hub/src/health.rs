@@ -40,6 +40,9 @@ pub struct ModelState {
     pub answers: bool,
     /// What the check saw.
     pub detail: String,
+    /// It said it is still loading the model (llama-server's `503 Loading
+    /// model` after a start): not answering yet, not broken.
+    pub loading: bool,
 }
 
 /// A device waiting for an admin.
@@ -255,29 +258,56 @@ impl Serialize for Problem {
 }
 
 /// Worth knowing, not wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// No backup yet, within a week of setup.
     NoBackupYet,
+    /// A unit is still starting (systemd says `activating`).
+    Starting {
+        /// The unit.
+        unit: String,
+    },
+    /// The model is still loading.
+    ModelLoading {
+        /// Its id.
+        id: String,
+    },
 }
 
 impl Note {
     /// What the admin is told, in `language`.
-    pub fn say(self, language: Language) -> &'static str {
+    pub fn say(&self, language: Language) -> String {
         match (self, language) {
             (Note::NoBackupYet, Language::English) => {
-                "no backup yet: `hearth backup FILE` (keep it off this machine)"
+                "no backup yet: `hearth backup FILE` (keep it off this machine)".into()
             }
             (Note::NoBackupYet, Language::Korean) => {
-                "아직 백업이 없어요: `hearth backup 파일` (이 컴퓨터 밖에 보관하세요)"
+                "아직 백업이 없어요: `hearth backup 파일` (이 컴퓨터 밖에 보관하세요)".into()
+            }
+            (Note::Starting { unit }, Language::English) => {
+                format!("{unit} is starting: ask again in a moment")
+            }
+            (Note::Starting { unit }, Language::Korean) => {
+                format!("{unit}이(가) 시작하는 중이에요: 잠시 뒤에 다시 확인하세요")
+            }
+            (Note::ModelLoading { id }, Language::English) => {
+                format!("the model ({id}) is still loading: ask again in a moment")
+            }
+            (Note::ModelLoading { id }, Language::Korean) => {
+                format!("모델({id})을 아직 불러오는 중이에요: 잠시 뒤에 다시 확인하세요")
             }
         }
+    }
+
+    /// Whether the hub is still coming up.
+    pub fn is_starting(&self) -> bool {
+        matches!(self, Note::Starting { .. } | Note::ModelLoading { .. })
     }
 }
 
 impl Serialize for Note {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.say(Language::English))
+        serializer.serialize_str(&self.say(Language::English))
     }
 }
 
@@ -310,6 +340,13 @@ pub fn assess(observed: Observations) -> Report {
         };
     };
     for service in &observed.services {
+        if service.needed && matches!(service.state.as_str(), "activating" | "reloading") {
+            // Coming up (after a boot, a restart): not yet wrong.
+            notes.push(Note::Starting {
+                unit: service.unit.clone(),
+            });
+            continue;
+        }
         // A service started on demand may be idle, never failed.
         if (service.needed && service.state != "active") || service.state == "failed" {
             problems.push(Problem::Service {
@@ -319,6 +356,9 @@ pub fn assess(observed: Observations) -> Report {
         }
     }
     match &observed.model {
+        Some(model) if !model.answers && model.loading => notes.push(Note::ModelLoading {
+            id: model.id.clone(),
+        }),
         Some(model) if !model.answers => problems.push(Problem::ModelSilent {
             id: model.id.clone(),
             detail: model.detail.clone(),
@@ -417,11 +457,14 @@ pub fn render_text(report: &Report, language: Language) -> String {
     };
     let observed = &report.observed;
     let mut out = String::new();
-    let verdict = match (report.ok, korean) {
-        (true, false) => "all well",
-        (false, false) => "needs you",
-        (true, true) => "모두 괜찮아요",
-        (false, true) => "확인이 필요해요",
+    let starting = report.notes.iter().any(Note::is_starting);
+    let verdict = match (report.ok, starting, korean) {
+        (true, false, false) => "all well",
+        (true, true, false) => "starting",
+        (false, _, false) => "needs you",
+        (true, false, true) => "모두 괜찮아요",
+        (true, true, true) => "시작하는 중이에요",
+        (false, _, true) => "확인이 필요해요",
     };
     let household = match (observed.household.is_empty(), korean) {
         (true, _) => String::new(),
@@ -593,6 +636,7 @@ mod tests {
                 id: "smollm2".into(),
                 answers: true,
                 detail: "ready".into(),
+                loading: false,
             }),
             coordinator: Some(CoordinatorReport {
                 online: 2,
@@ -621,6 +665,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("2 of 3 online, 0 waiting"), "{text}");
+    }
+
+    #[test]
+    fn a_hub_still_coming_up_is_starting_not_in_need() {
+        let mut observed = healthy();
+        observed.services[1].state = "activating".into();
+        let model = observed.model.as_mut().unwrap();
+        model.answers = false;
+        model.loading = true;
+        model.detail = "its health check answered 503".into();
+        let report = assess(observed);
+        assert!(report.ok, "{:?}", report.problems);
+        let text = render_text(&report, Language::English);
+        assert!(
+            text.starts_with("Hearth 0.1.0 for Parks: starting\n"),
+            "{text}"
+        );
+        assert!(text.contains("hearth-pod.service is starting"), "{text}");
+        assert!(text.contains("the model (smollm2) is still loading"), "{text}");
+        assert!(render_text(&report, Language::Korean).contains("시작하는 중이에요"));
+        // A model that does not answer and does not say it is loading is a problem.
+        let mut observed = healthy();
+        observed.model.as_mut().unwrap().answers = false;
+        assert!(!assess(observed).ok);
     }
 
     #[test]

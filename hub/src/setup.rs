@@ -69,10 +69,10 @@ pub fn run(layout: &Layout, flags: Flags) -> anyhow::Result<()> {
             .unwrap_or(locale);
         bail!(match language {
             Language::English => {
-                "hearth setup configures system services: run it as root (sudo hearth setup)"
+                "hearth setup configures system services: run it as root (su - first, or sudo hearth setup)"
             }
             Language::Korean => {
-                "hearth setup은 시스템 서비스를 설정해요: root로 실행하세요 (sudo hearth setup)"
+                "hearth setup은 시스템 서비스를 설정해요: root로 실행하세요 (먼저 su -, 또는 sudo hearth setup)"
             }
         });
     }

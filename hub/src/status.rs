@@ -98,19 +98,24 @@ fn model_state(layout: &Layout, model: &ModelChoice, id: &str) -> ModelState {
         ModelChoice::File { .. } => ("file", "/health"),
         ModelChoice::Ollama { .. } => ("ollama", "/api/version"),
     };
-    let (answers, detail) = match probe::get(&Target::Unix(layout.inference_socket()), path) {
-        Ok(answer) if answer.status == 200 => (true, "answers".to_owned()),
-        Ok(answer) => (
-            false,
-            format!("its health check answered {}", answer.status),
-        ),
-        Err(error) => (false, error.to_string()),
-    };
+    let (answers, detail, loading) =
+        match probe::get(&Target::Unix(layout.inference_socket()), path) {
+            Ok(answer) if answer.status == 200 => (true, "answers".to_owned(), false),
+            Ok(answer) => (
+                false,
+                format!("its health check answered {}", answer.status),
+                // llama-server's answer while it reads the model in.
+                answer.status == 503
+                    && String::from_utf8_lossy(&answer.body).contains("Loading model"),
+            ),
+            Err(error) => (false, error.to_string(), false),
+        };
     ModelState {
         kind: kind.into(),
         id: id.into(),
         answers,
         detail,
+        loading,
     }
 }
 
