@@ -683,7 +683,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hearth-pod.service is starting"), "{text}");
-        assert!(text.contains("the model (smollm2) is still loading"), "{text}");
+        assert!(
+            text.contains("the model (smollm2) is still loading"),
+            "{text}"
+        );
         assert!(render_text(&report, Language::Korean).contains("시작하는 중이에요"));
         // A model that does not answer and does not say it is loading is a problem.
         let mut observed = healthy();
