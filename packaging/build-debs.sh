@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the hub's Debian packages from this tree, with dpkg-deb:
 #
-#   hearth                the host binaries (hearth, hearth-coordinator,
-#                         hearth-agent; static), the systemd units, sysusers
+#   hearth                the hub's binaries (hearth, hearth-coordinator;
+#                         static), the systemd units, sysusers
 #                         and tmpfiles entries, the default configuration
 #                         under /etc/hearth (conffiles), and the gateway and
 #                         messaging images as OCI archives that postinst
 #                         loads into Podman
+#   hearth-agent          the node agent (static) and its unit, for any
+#                         Linux device of the household; the hub's too
+#                         (hearth adds a drop-in to its unit)
 #   hearth-llama-server   llama.cpp's server (scripts/build-llama-server.sh
 #                         builds it once) and its two units
 #   hearth-model-smollm2  the small default model (scripts/smollm2.sh)
@@ -94,14 +97,16 @@ finish() {
 root="$stage/hearth"
 install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" \
     "$root/usr/lib/tmpfiles.d" "$root/usr/share/hearth/images" "$root/usr/share/doc/hearth"
-for binary in hearth hearth-coordinator hearth-agent; do
+for binary in hearth hearth-coordinator; do
     objcopy --strip-debug "$musl/$binary" "$root/usr/bin/$binary"
     chmod 0755 "$root/usr/bin/$binary"
 done
-for unit in hearth-coordinator.service hearth-agent.service hearth-inference.socket \
+for unit in hearth-coordinator.service hearth-inference.socket \
     hearth-ollama-proxy.service hearth-pod.service; do
     install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
 done
+install -D -m 0644 systemd/hearth-agent.service.d/hub.conf \
+    "$root/lib/systemd/system/hearth-agent.service.d/hub.conf"
 install -m 0644 systemd/hearth.sysusers.conf "$root/usr/lib/sysusers.d/hearth.conf"
 install -m 0644 packaging/hearth/hearth.tmpfiles.conf "$root/usr/lib/tmpfiles.d/hearth.conf"
 (cd packaging/hearth && find etc -type f) | while read -r file; do
@@ -125,7 +130,7 @@ printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/
 install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
     packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
 control "$root" hearth "$arch" "private AI network for a household: the hub" \
-    "Depends: podman, systemd (>= 247), iproute2, nftables, passwd" \
+    "Depends: hearth-agent (= $version), podman, systemd (>= 247), iproute2, nftables, passwd" \
     "Recommends: hearth-llama-server (= $version), hearth-model-smollm2, wireguard-tools" \
     " Hearth joins a household's devices in a WireGuard mesh that only devices an" \
     " admin let in can join; inside it, people chat with each other and with an" \
@@ -133,6 +138,27 @@ control "$root" hearth "$arch" "private AI network for a household: the hub" \
     " coordinator, the hub's agent, and the gateway and messaging pod." \
     " After installing, run: hearth setup"
 finish "$root" "hearth_${version}_${arch}.deb"
+
+# --- hearth-agent ------------------------------------------------------------
+root="$stage/agent"
+install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-agent"
+objcopy --strip-debug "$musl/hearth-agent" "$root/usr/bin/hearth-agent"
+chmod 0755 "$root/usr/bin/hearth-agent"
+install -m 0644 systemd/hearth-agent.service "$root/lib/systemd/system/hearth-agent.service"
+install -m 0644 docs/agent.md "$root/usr/share/doc/hearth-agent/agent.md"
+printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
+    >"$root/usr/share/doc/hearth-agent/copyright"
+install -m 0755 packaging/hearth-agent/DEBIAN/postinst packaging/hearth-agent/DEBIAN/prerm \
+    packaging/hearth-agent/DEBIAN/postrm "$root/DEBIAN/"
+control "$root" hearth-agent "$arch" "joins a device to a Hearth household's network" \
+    "Depends: iproute2, nftables" \
+    "Replaces: hearth (<< $version)" \
+    "Breaks: hearth (<< $version)" \
+    " The node agent: joins this device to the household's WireGuard mesh with a" \
+    " key from the hub's admin (hearth members add, hearth invite), keeps it" \
+    " there, and lets in only what the household's policy allows. Put the key in" \
+    " /etc/hearth/join-token (root's, 0600), then: systemctl enable --now hearth-agent"
+finish "$root" "hearth-agent_${version}_${arch}.deb"
 
 # --- hearth-llama-server ----------------------------------------------------
 root="$stage/llama"

@@ -234,8 +234,10 @@ pub fn admin_page() -> String {
          (valid 7 days, one device):</p>\n\
          <pre>hearth-coordinator users create NAME\n\
          hearth-coordinator preauthkeys create --user NAME --expiration 7d --pre-approved</pre>\n\
-         <p>On a hub set up with <code>hearth setup</code>, <code>hearth status</code> \
-         names the devices that wait.</p>",
+         <p>On a hub set up with <code>hearth setup</code> the same is \
+         <code>hearth devices</code>, <code>hearth devices approve ID</code> and \
+         <code>hearth members add NAME</code>; <code>hearth status</code> names the \
+         devices that wait.</p>",
     )
 }
 

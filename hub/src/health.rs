@@ -201,12 +201,11 @@ impl Problem {
             Problem::CoordinatorSilent => "the coordinator does not answer its admin socket: see `journalctl -u hearth-coordinator`"
                 .into(),
             Problem::Pending(pending) if korean => format!(
-                "{}의 기기 {}가 승인을 기다려요: `hearth-coordinator nodes approve {}` (또는 `reject`)",
+                "{}의 기기 {}가 승인을 기다려요: `hearth devices approve {}` (또는 `remove`)",
                 pending.user, pending.name, pending.id
             ),
             Problem::Pending(pending) => format!(
-                "device {} ({}'s) waits for approval: `hearth-coordinator nodes approve {}` \
-                 (or `reject`)",
+                "device {} ({}'s) waits for approval: `hearth devices approve {}` (or `remove`)",
                 pending.name, pending.user, pending.id
             ),
             Problem::CertificateExpired { name } if korean => {
@@ -715,7 +714,7 @@ mod tests {
         for expected in [
             "hearth-pod.service is failed: see `journalctl -u hearth-pod.service`",
             "the model (smollm2) does not answer: connection refused",
-            "`hearth-coordinator nodes approve 7`",
+            "`hearth devices approve 7`",
             "the server certificate expires in 3 days",
             "has only 100.0 MiB free",
             "there has never been a backup",
@@ -727,7 +726,7 @@ mod tests {
         for expected in [
             "확인이 필요해요",
             "hearth-pod.service의 상태가 failed예요",
-            "`hearth-coordinator nodes approve 7`",
+            "`hearth devices approve 7`",
             "server 인증서가 3일 뒤에 만료돼요",
             "백업을 한 번도 하지 않았어요",
         ] {

@@ -22,6 +22,7 @@ pub mod configure;
 pub mod health;
 pub mod layout;
 pub mod machine;
+pub mod members;
 pub mod pod;
 pub mod probe;
 pub mod record;

@@ -57,9 +57,61 @@ enum Command {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+    /// The household's people: list them, or add one with a key for
+    /// their first device.
+    Members {
+        #[command(subcommand)]
+        command: Option<MembersCommand>,
+    },
+    /// A key for one more device of a member (one device, valid 7 days).
+    Invite {
+        /// The member.
+        name: String,
+        /// The device waits for `hearth devices approve` after joining.
+        #[arg(long)]
+        needs_approval: bool,
+    },
+    /// The household's devices: list them (waiting ones say `pending`),
+    /// approve, remove, rename or expire one.
+    Devices {
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
     /// The gateway and messaging pod.
     #[command(subcommand)]
     Pod(PodCommand),
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Every member, one a line.
+    List,
+    /// A new member, and a key for their first device (pre-approved).
+    Add {
+        /// Their user name.
+        name: String,
+        /// The device waits for `hearth devices approve` after joining.
+        #[arg(long)]
+        needs_approval: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Every device [the default].
+    List {
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+    /// Let a waiting device in.
+    Approve { id: u64 },
+    /// Take a device out of the household for good.
+    Remove { id: u64 },
+    /// Give a device another name.
+    Rename { id: u64, name: String },
+    /// Take a device out of the mesh until it is approved again.
+    Expire { id: u64 },
 }
 
 #[derive(Args)]
@@ -159,6 +211,39 @@ struct RenderArgs {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::system();
     match cli.command {
+        Command::Members { command } => {
+            use hearth_hub::members;
+            let text = match command.unwrap_or(MembersCommand::List) {
+                MembersCommand::List => members::list(&layout)?,
+                MembersCommand::Add {
+                    name,
+                    needs_approval,
+                } => members::add(&layout, &name, needs_approval)?,
+            };
+            print!("{text}");
+        }
+        Command::Invite {
+            name,
+            needs_approval,
+        } => print!(
+            "{}",
+            hearth_hub::members::invite(&layout, &name, needs_approval)?
+        ),
+        Command::Devices { command } => {
+            use hearth_hub::members::DeviceAction;
+            let action = match command.unwrap_or(DevicesCommand::List {
+                output: "text".into(),
+            }) {
+                DevicesCommand::List { output } => DeviceAction::List {
+                    json: output == "json",
+                },
+                DevicesCommand::Approve { id } => DeviceAction::Approve(id),
+                DevicesCommand::Remove { id } => DeviceAction::Remove(id),
+                DevicesCommand::Rename { id, name } => DeviceAction::Rename(id, name),
+                DevicesCommand::Expire { id } => DeviceAction::Expire(id),
+            };
+            print!("{}", hearth_hub::members::devices(&layout, &action)?);
+        }
         Command::Setup(args) => {
             let flags = hearth_hub::setup::Flags {
                 household: args.household,

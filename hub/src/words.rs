@@ -153,6 +153,64 @@ pub fn korean_model_advice(memory: u64) -> String {
     )
 }
 
+/// A member's key to join one device, as the admin hands it over: the
+/// key, where the official apps sign in, and Hearth's own agent.
+pub struct Invitation<'a> {
+    /// Whose devices it joins.
+    pub member: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// The login URL for the official apps.
+    pub login: &'a str,
+    /// The login URL as a QR code.
+    pub qr: &'a str,
+    /// Whether the device joins at once (else it waits for `hearth devices approve`).
+    pub pre_approved: bool,
+}
+
+impl Invitation<'_> {
+    /// The text, in `language`.
+    pub fn say(&self, language: Language) -> String {
+        let Invitation {
+            member,
+            key,
+            login,
+            qr,
+            pre_approved,
+        } = self;
+        match (language, pre_approved) {
+            (Language::English, _) => format!(
+                "{member}'s join key (one device, valid 7 days{}):\n\n  {key}\n\n\
+                 Official Tailscale apps: choose \"Use an alternate server\" (or --login-server) with\n\n  \
+                 {login}\n\n\
+                 and sign in with the key:\n\n  tailscale up --login-server {login} --authkey <the key above>\n\n\
+                 {qr}\n\
+                 A Linux computer, with the hearth-agent package: the key in /etc/hearth/join-token (root's, 0600), then\n  \
+                 systemctl enable --now hearth-agent\n",
+                if *pre_approved {
+                    ""
+                } else {
+                    "; the device then waits for `hearth devices approve ID`"
+                }
+            ),
+            (Language::Korean, _) => format!(
+                "{member}의 가입 키 (기기 한 대, 7일 동안 유효{}):\n\n  {key}\n\n\
+                 공식 Tailscale 앱: \"Use an alternate server\"(또는 --login-server)를 고르고 이 주소를 넣으세요\n\n  \
+                 {login}\n\n\
+                 그리고 키로 로그인하세요:\n\n  tailscale up --login-server {login} --authkey <위의 키>\n\n\
+                 {qr}\n\
+                 리눅스 컴퓨터 (hearth-agent 패키지): 키를 /etc/hearth/join-token (root 전용, 0600)에 넣고\n  \
+                 systemctl enable --now hearth-agent\n",
+                if *pre_approved {
+                    ""
+                } else {
+                    "; 그다음 기기는 `hearth devices approve 번호`를 기다려요"
+                }
+            ),
+        }
+    }
+}
+
 /// What the admin is told at the end, in `language`.
 pub struct Summary<'a> {
     /// The household's name.
@@ -180,31 +238,27 @@ impl Summary<'_> {
             qr,
             chat,
         } = self;
+        let invitation = Invitation {
+            member: admin,
+            key,
+            login,
+            qr,
+            pre_approved: true,
+        }
+        .say(language);
         match language {
             Language::English => format!(
                 "\nHearth is ready: {household}.\n\n\
-                 First member ({admin}): their join key (one device, valid 7 days):\n\n  {key}\n\n\
-                 Official Tailscale apps: choose \"Use an alternate server\" (or --login-server) with\n\n  \
-                 {login}\n\n\
-                 and sign in with the key:\n\n  tailscale up --login-server {login} --authkey <the key above>\n\n\
-                 {qr}\n\
-                 Hearth's own agent: hearth-agent up --token-file FILE (the key in FILE).\n\n\
+                 First member: {invitation}\n\
                  The household's chat, from a device in the mesh: {chat}\n\n\
-                 More members: hearth-coordinator users create NAME, then\n  \
-                 hearth-coordinator preauthkeys create --user NAME --expiration 7d --pre-approved\n\
+                 More members and devices: hearth members add NAME, hearth invite NAME, hearth devices.\n\
                  How the hub is doing: hearth status. Back it up: hearth backup FILE."
             ),
             Language::Korean => format!(
                 "\nHearth가 준비됐어요: {household}.\n\n\
-                 첫 번째 구성원({admin})의 가입 키 (기기 한 대, 7일 동안 유효):\n\n  {key}\n\n\
-                 공식 Tailscale 앱: \"Use an alternate server\"(또는 --login-server)를 고르고 이 주소를 넣으세요\n\n  \
-                 {login}\n\n\
-                 그리고 키로 로그인하세요:\n\n  tailscale up --login-server {login} --authkey <위의 키>\n\n\
-                 {qr}\n\
-                 Hearth 에이전트: hearth-agent up --token-file 파일 (파일에 키를 넣어 두세요).\n\n\
+                 첫 번째 구성원: {invitation}\n\
                  가족 채팅 (메시 안의 기기에서): {chat}\n\n\
-                 구성원 추가: hearth-coordinator users create 이름, 그다음\n  \
-                 hearth-coordinator preauthkeys create --user 이름 --expiration 7d --pre-approved\n\
+                 구성원과 기기 추가: hearth members add 이름, hearth invite 이름, hearth devices.\n\
                  허브 상태: hearth status. 백업: hearth backup 파일.\n\
                  한국어 안내서: /usr/share/doc/hearth/ko/ (저장소의 docs/ko/)"
             ),

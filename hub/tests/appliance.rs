@@ -19,7 +19,8 @@
 use std::time::{Duration, Instant};
 
 use hearth_testkit::appliance::{
-    Phone, Printed, QUESTION, all_well, build_debs, encode, join_phone, running, setup,
+    Phone, Printed, QUESTION, all_well, build_debs, encode, join_phone, printed_key, running,
+    running_as, setup, start_phone,
 };
 use hearth_testkit::bench::Tree;
 use hearth_testkit::lab::{Lab, require_tools};
@@ -107,7 +108,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         let tag = format!("localhost/hearth-{image}:{}", newer.replace('+', "-"));
         let _ = podman::podman().args(["untag", &tag, &tag]).output();
     }
-    assert_eq!(built_new.len(), 3, "{built_new:?}");
+    assert_eq!(built_new.len(), 4, "{built_new:?}");
     for deb in &built_old {
         println!(
             "package {}: {} bytes",
@@ -115,9 +116,11 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
             std::fs::metadata(deb).unwrap().len()
         );
     }
-    assert_eq!(built_old.len(), 3, "{built_old:?}");
+    assert_eq!(built_old.len(), 4, "{built_old:?}");
     let hub = lab.host("hub");
     let phone_host = lab.host("phone");
+    let bens_host = lab.host("ben");
+    let laptop_host = lab.host("laptop");
     let machine = Machine::boot(
         &lab.dir.path().join("machine"),
         &format!("hearth-appliance-{}", std::process::id()),
@@ -234,6 +237,9 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     ] {
         assert!(printed.contains(korean), "{korean:?} in {printed}");
     }
+    // The hub's agent is the hearth-agent package's unit with the hub's drop-in.
+    let agent_unit = machine.exec_ok(&["systemctl", "cat", "hearth-agent"]);
+    assert!(agent_unit.contains("--whois-socket"), "{agent_unit}");
     let identity = machine.exec_ok(&["cat", "/var/lib/hearth-hub/workspace/IDENTITY.md"]);
     assert!(identity.contains("한국어로 답하세요"), "{identity}");
 
@@ -278,6 +284,63 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
 
     // The phone joins with the printed key and asks the assistant.
     let node = join_phone(&mut lab, &phone_host, &client, &login, &key);
+    // A second member, added from `hearth` with a key whose device waits
+    // for the admin: told in the household's language.
+    let added = machine.exec_ok(&["hearth", "members", "add", "ben", "--needs-approval"]);
+    assert!(
+        added.contains("ben의 가입 키") && added.contains("hearth devices approve"),
+        "{added}"
+    );
+    assert!(
+        machine
+            .exec_ok(&["hearth", "members"])
+            .lines()
+            .any(|line| line == "ben"),
+        "ben is listed"
+    );
+    let bens_node = start_phone(&mut lab, &bens_host, &client);
+    let waiting = bens_node.up_at(&lab, &login, &printed_key(&added), &["--timeout", "10s"]);
+    assert!(!waiting.status.success(), "ben's phone waits for the admin");
+    // ada's Linux laptop joins with the hearth-agent package's own agent,
+    // with a key from `hearth invite`.
+    let invited = machine.exec_ok(&["hearth", "invite", "ada"]);
+    let laptop_key = lab.dir.path().join("laptop.token");
+    std::fs::write(&laptop_key, printed_key(&invited)).unwrap();
+    let package = built_old
+        .iter()
+        .find(|deb| {
+            deb.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hearth-agent_")
+        })
+        .expect("the hearth-agent package");
+    let unpacked = lab.dir.path().join("hearth-agent-package");
+    let extracted = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(package)
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(extracted.success());
+    for shipped in [
+        "usr/bin/hearth-agent",
+        "lib/systemd/system/hearth-agent.service",
+        "usr/share/doc/hearth-agent/agent.md",
+    ] {
+        assert!(
+            unpacked.join(shipped).exists(),
+            "{shipped} is in the package"
+        );
+    }
+    let laptop_agent = lab.start_agent_program(
+        &unpacked.join("usr/bin/hearth-agent"),
+        &laptop_host,
+        &laptop_key,
+        &[],
+        &[],
+    );
+    laptop_agent.wait_mesh_ipv4(Duration::from_secs(60));
     let phone = Phone {
         lab: &lab,
         machine: &machine,
@@ -286,6 +349,42 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         chat,
     };
     running(&phone);
+    // The admin approves ben's phone from `hearth devices`; it joins as his.
+    let devices: serde_json::Value =
+        serde_json::from_str(&machine.exec_ok(&["hearth", "devices", "list", "--output", "json"]))
+            .unwrap();
+    let bens = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|device| device["user"] == "ben")
+        .unwrap_or_else(|| panic!("ben's phone is not listed: {devices}"));
+    assert_eq!(bens["state"], "pending", "{bens}");
+    let status_text =
+        String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout).into_owned();
+    let approve = format!("hearth devices approve {}", bens["id"]);
+    assert!(status_text.contains(&approve), "{status_text}");
+    machine.exec_ok(&["hearth", "devices", "approve", &bens["id"].to_string()]);
+    let bens_phone = Phone {
+        lab: &lab,
+        machine: &machine,
+        host: bens_host.clone(),
+        node: bens_node,
+        chat: phone.chat.clone(),
+    };
+    running_as(&bens_phone, "ben");
+    // The laptop is ada's in the household's chat, over the mesh.
+    let me = lab
+        .command(&laptop_host, "curl")
+        .args(["-sS", "-m", "20", &format!("{}/api/me", phone.chat)])
+        .output()
+        .unwrap();
+    let me = String::from_utf8_lossy(&me.stdout);
+    let who: serde_json::Value = serde_json::from_str(&me)
+        .unwrap_or_else(|error| panic!("the laptop's /api/me: {error}: {me}"));
+    assert_eq!(who["user"], "ada", "{me}");
+    let listed = machine.exec_ok(&["hearth", "devices"]);
+    assert!(listed.contains("laptop"), "{listed}");
     let (status, page) = phone.http("GET", "/", None);
     assert_eq!(status, 200, "the web chat: {page}");
     assert!(
@@ -431,7 +530,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-llama-server hearth",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-llama-server hearth hearth-agent",
     ]);
     for unit in ["hearth-coordinator", "hearth-agent", "hearth-pod"] {
         assert!(
@@ -456,7 +555,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-llama-server hearth",
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-llama-server hearth hearth-agent",
     ]);
     machine.exec_ok(&["podman", "network", "exists", "podman-default-kube-network"]);
     machine.exec_ok(&["podman", "network", "rm", "podman-default-kube-network"]);

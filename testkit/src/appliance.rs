@@ -19,7 +19,7 @@ pub const SOCKS: &str = "127.0.0.1:1055";
 /// What the phone asks the assistant.
 pub const QUESTION: &str = "What should we cook tonight?";
 
-/// Builds the three packages at `version` into `out`; their paths.
+/// Builds the four packages at `version` into `out`; their paths.
 /// `quick`: compressed with zstd (the tests'), not xz (what is shipped).
 pub fn build_debs(version: &str, out: &Path, quick: bool) -> Vec<PathBuf> {
     let _guard = build_lock();
@@ -72,12 +72,7 @@ pub struct Printed {
 impl Printed {
     /// Reads setup's output.
     pub fn read(printed: &str) -> Printed {
-        let key = printed
-            .lines()
-            .map(str::trim)
-            .find(|line| line.starts_with("hearth-join-v1:"))
-            .unwrap_or_else(|| panic!("no join key printed: {printed}"))
-            .to_owned();
+        let key = printed_key(printed);
         let chat = printed
             .split_whitespace()
             .find(|word| word.starts_with("http://100."))
@@ -97,13 +92,7 @@ pub fn join_phone(
     login: &str,
     key: &str,
 ) -> TailscaleNode {
-    let node = lab.start_tailscaled_with(
-        host,
-        None,
-        client,
-        &[&format!("--socks5-server={SOCKS}")],
-        &[],
-    );
+    let node = start_phone(lab, host, client);
     let joined = node.up_at(lab, login, key, &[]);
     assert!(
         joined.status.success(),
@@ -112,6 +101,28 @@ pub fn join_phone(
         String::from_utf8_lossy(&joined.stderr)
     );
     node
+}
+
+/// A phone's official client in `host`, in userspace with its SOCKS5
+/// proxy at [`SOCKS`], not joined yet.
+pub fn start_phone(lab: &mut Lab, host: &Host, client: &Path) -> TailscaleNode {
+    lab.start_tailscaled_with(
+        host,
+        None,
+        client,
+        &[&format!("--socks5-server={SOCKS}")],
+        &[],
+    )
+}
+
+/// The join key in what `hearth setup` or `hearth members add` printed.
+pub fn printed_key(printed: &str) -> String {
+    printed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("hearth-join-v1:"))
+        .unwrap_or_else(|| panic!("no join key printed: {printed}"))
+        .to_owned()
 }
 
 /// The phone's view of the household, through its official client.
@@ -301,6 +312,11 @@ pub fn all_well(machine: &Machine) -> Value {
 /// Waits for the phone's official client to be in the mesh and to reach
 /// the household's chat through it, as ada.
 pub fn running(phone: &Phone<'_>) {
+    running_as(phone, "ada");
+}
+
+/// The phone is in the mesh and the household's chat knows it as `member`'s.
+pub fn running_as(phone: &Phone<'_>, member: &str) {
     let up = wait_until(Duration::from_secs(90), || {
         phone.node.backend_state(phone.lab) == "Running"
     });
@@ -321,7 +337,7 @@ pub fn running(phone: &Phone<'_>) {
         phone.node.daemon.log_text()
     );
     let me: Value = serde_json::from_str(&last).expect("/api/me answers JSON");
-    assert_eq!(me["user"], "ada", "{me}");
+    assert_eq!(me["user"], member, "{me}");
 }
 
 /// Whether this machine's disk under `/var/lib` is as full as `hearth

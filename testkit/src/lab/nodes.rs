@@ -241,9 +241,22 @@ impl Lab {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        self.start_agent_program(&binary("hearth-agent"), host, token_file, extra, env)
+    }
+
+    /// [`Lab::start_agent`] running `program` (a packaged build of the
+    /// agent, say) instead of the workspace's.
+    pub fn start_agent_program(
+        &mut self,
+        program: &Path,
+        host: &Host,
+        token_file: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let state = self.dir.path().join(format!("{}-agent", host.name));
         let interface = unique_interface();
-        let mut command = self.command(host, binary("hearth-agent"));
+        let mut command = self.command(host, program);
         command
             .arg("--state-dir")
             .arg(&state)

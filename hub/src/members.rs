@@ -1,0 +1,156 @@
+//! The admin's everyday tasks with people and devices: `hearth members`,
+//! `hearth invite` and `hearth devices`. A thin shell over the
+//! coordinator's admin command (its admin socket, as root), speaking the
+//! household's language and handing keys over the way setup does.
+
+use anyhow::{Context, bail};
+use hearth_assistant::language::Language;
+
+use crate::layout::Layout;
+use crate::record::read_record;
+use crate::system;
+use crate::words::Invitation;
+
+/// How long a key from `hearth members add` or `hearth invite` is valid.
+pub const KEY_LIFETIME: &str = "7d";
+
+/// What `hearth devices` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceAction {
+    /// List them (waiting ones say `pending`).
+    List {
+        /// As JSON.
+        json: bool,
+    },
+    /// Let a waiting device in.
+    Approve(u64),
+    /// Take a device out of the household for good.
+    Remove(u64),
+    /// Give a device another name.
+    Rename(u64, String),
+    /// Take a device out of the mesh until it is approved again.
+    Expire(u64),
+}
+
+impl DeviceAction {
+    /// The coordinator's words for it.
+    fn arguments(&self) -> Vec<String> {
+        let id = |id: &u64| id.to_string();
+        match self {
+            DeviceAction::List { json: true } => {
+                vec!["list".into(), "--output".into(), "json".into()]
+            }
+            DeviceAction::List { json: false } => vec!["list".into()],
+            DeviceAction::Approve(device) => vec!["approve".into(), id(device)],
+            DeviceAction::Remove(device) => vec!["delete".into(), id(device)],
+            DeviceAction::Rename(device, name) => vec!["rename".into(), id(device), name.clone()],
+            DeviceAction::Expire(device) => vec!["expire".into(), id(device)],
+        }
+    }
+}
+
+/// The household's language and login URL, as setup recorded them.
+fn household(layout: &Layout) -> anyhow::Result<(Language, String)> {
+    let record =
+        read_record(layout)?.context("this hub is not set up yet: run `hearth setup` first")?;
+    Ok((record.answers.language, record.answers.login_url()))
+}
+
+/// `hearth members`: the household's people, one a line.
+pub fn list(layout: &Layout) -> anyhow::Result<String> {
+    household(layout)?;
+    let names = member_names(layout)?;
+    Ok(names.iter().map(|name| format!("{name}\n")).collect())
+}
+
+fn member_names(layout: &Layout) -> anyhow::Result<Vec<String>> {
+    let users: serde_json::Value = serde_json::from_str(&system::run(
+        system::coordinator(layout).args(["users", "list", "--output", "json"]),
+    )?)?;
+    Ok(users
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|user| user["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// `hearth members add NAME`: a new member and a key for their first
+/// device (pre-approved unless `needs_approval`); the text to print.
+pub fn add(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Result<String> {
+    household(layout)?;
+    // The coordinator says whether `name` is a name it takes.
+    if member_names(layout)?.iter().any(|known| known == name) {
+        bail!("{name} is already a member: `hearth invite {name}` makes a key for another device");
+    }
+    system::run(system::coordinator(layout).args(["users", "create", name]))?;
+    invite(layout, name, needs_approval)
+}
+
+/// `hearth invite NAME`: a key for one more device of a member; the text
+/// to print.
+pub fn invite(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Result<String> {
+    let (language, login) = household(layout)?;
+    if !member_names(layout)?.iter().any(|known| known == name) {
+        bail!("{name} is not a member: `hearth members add {name}` first");
+    }
+    let mut command = system::coordinator(layout);
+    command.args([
+        "preauthkeys",
+        "create",
+        "--user",
+        name,
+        "--expiration",
+        KEY_LIFETIME,
+    ]);
+    if !needs_approval {
+        command.arg("--pre-approved");
+    }
+    command.args(["--output", "json"]);
+    let created: serde_json::Value = serde_json::from_str(&system::run(&mut command)?)?;
+    let key = zeroize::Zeroizing::new(
+        created["token"]
+            .as_str()
+            .context("the coordinator's key has no token")?
+            .to_owned(),
+    );
+    let qr = hearth_runtime::terminal::qr(&login).unwrap_or_default();
+    Ok(Invitation {
+        member: name,
+        key: &key,
+        login: &login,
+        qr: &qr,
+        pre_approved: !needs_approval,
+    }
+    .say(language))
+}
+
+/// `hearth devices …`: what the coordinator says back.
+pub fn devices(layout: &Layout, action: &DeviceAction) -> anyhow::Result<String> {
+    household(layout)?;
+    system::run(
+        system::coordinator(layout)
+            .arg("nodes")
+            .args(action.arguments()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_device_action_is_the_coordinators_nodes_command() {
+        assert_eq!(DeviceAction::Approve(3).arguments(), ["approve", "3"]);
+        assert_eq!(DeviceAction::Remove(3).arguments(), ["delete", "3"]);
+        assert_eq!(
+            DeviceAction::Rename(3, "bens-phone".into()).arguments(),
+            ["rename", "3", "bens-phone"]
+        );
+        assert_eq!(DeviceAction::Expire(4).arguments(), ["expire", "4"]);
+        assert_eq!(
+            DeviceAction::List { json: true }.arguments(),
+            ["list", "--output", "json"]
+        );
+    }
+}
