@@ -716,6 +716,7 @@ pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Resul
     }
     let staging = Staging::new(layout, "restore")?;
     let manifest = unpack(layout, file, opening, &staging.path)?;
+    crate::machine::ensure_system_bus(layout)?;
     eprintln!(
         "The backup of {} ({} entries, Hearth {}) is whole and authentic; stopping the hub",
         manifest.household,

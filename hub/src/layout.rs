@@ -105,6 +105,12 @@ impl Layout {
         self.at(relative)
     }
 
+    /// The system D-Bus's socket (Podman's systemd cgroup manager talks
+    /// to systemd over it).
+    pub fn system_bus(&self) -> PathBuf {
+        self.at("/run/dbus/system_bus_socket")
+    }
+
     /// A file of the machine's `/etc` (`group`, `passwd`, `timezone`).
     pub fn etc(&self, name: &str) -> PathBuf {
         self.at("/etc").join(name)

@@ -1,7 +1,7 @@
 //! The machine's checks, made before setup writes anything: the package's
 //! parts, the model (the packaged file, a GGUF of the admin's, or an Ollama
 //! on the machine and its models), the ports the hub will take, the admin's
-//! name as the coordinator would take it.
+//! name as the coordinator would take it, and the system's D-Bus running.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -190,10 +190,49 @@ pub(crate) fn check_machine(
         }
         check_port(port, protocol)?;
     }
+    // Last: the one check that changes the machine (it may start D-Bus).
+    ensure_system_bus(layout)?;
     Ok(Checked {
         model_file,
         model_id,
     })
+}
+
+/// Makes sure the system's D-Bus runs: the pod's containers are started
+/// through systemd, which crun reaches over it ("cannot open sd-bus"). A
+/// minimal, LXC or debootstrap server has dbus installed (Podman pulls it
+/// in) but nothing starts it until a reboot; this starts it, before
+/// anything of the hub is written, or says what to do.
+pub(crate) fn ensure_system_bus(layout: &Layout) -> anyhow::Result<()> {
+    if layout.system_bus().exists() {
+        return Ok(());
+    }
+    let started = system::systemctl(&["start", "dbus.socket", "dbus.service"]);
+    let up = started.is_ok()
+        && system::wait_for(
+            "the system's D-Bus",
+            std::time::Duration::from_secs(10),
+            || {
+                if layout.system_bus().exists() {
+                    Ok(())
+                } else {
+                    bail!("no {} yet", layout.system_bus().display())
+                }
+            },
+        )
+        .is_ok();
+    if !up {
+        bail!(
+            "the system's D-Bus is not running and did not start ({}): the pod needs it. \
+             Install and start it (apt install dbus; systemctl start dbus), then run this again",
+            started.err().map_or_else(
+                || format!("no {}", layout.system_bus().display()),
+                |error| format!("{error:#}")
+            )
+        );
+    }
+    eprintln!("Started the system's D-Bus (the pod's containers need it)");
+    Ok(())
 }
 
 /// Whether `path` can be read and is a GGUF model.

@@ -208,6 +208,16 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     );
     nothing_half_made(&machine);
     machine.exec_ok(&["systemctl", "stop", "squatter"]);
+    // A server where D-Bus is not running (minimal, LXC and debootstrap
+    // systems until a reboot): setup starts it before anything is written.
+    machine.exec_ok(&["systemctl", "stop", "dbus.socket", "dbus.service"]);
+    assert!(
+        !machine
+            .exec(&["test", "-e", "/run/dbus/system_bus_socket"])
+            .status
+            .success(),
+        "D-Bus stopped"
+    );
 
     // Set up, for a household that speaks Korean: told in Korean, and
     // told that the packaged model speaks none and which Ollama model does.
@@ -220,6 +230,11 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         machine.journal("hearth*")
     );
     println!("{printed}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Started the system's D-Bus"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let Printed { key, chat } = Printed::read(&printed);
     let login = format!("http://{}", hub.address);
     assert!(
