@@ -132,6 +132,12 @@ pub enum Problem {
         /// Its state.
         state: String,
     },
+    /// A unit the hub needs is stopped and disabled (as `apt remove`
+    /// leaves them): setup, which keeps everything, brings it back.
+    ServiceOff {
+        /// The unit.
+        unit: String,
+    },
     /// The model does not answer.
     ModelSilent {
         /// Its id.
@@ -190,6 +196,12 @@ impl Problem {
             Problem::Service { unit, state } => {
                 format!("{unit} is {state}: see `journalctl -u {unit}`")
             }
+            Problem::ServiceOff { unit } if korean => format!(
+                "{unit}이(가) 멈춰 있고 꺼져 있어요: `hearth setup`을 실행하면 (아무것도 지우지 않고) 허브가 다시 돌아와요"
+            ),
+            Problem::ServiceOff { unit } => format!(
+                "{unit} is stopped and disabled: `hearth setup` (which keeps everything) brings the hub back"
+            ),
             Problem::ModelSilent { id, detail } if korean => {
                 format!("모델({id})이 답하지 않아요: {detail}")
             }
@@ -342,6 +354,12 @@ pub fn assess(observed: Observations) -> Report {
         if service.needed && matches!(service.state.as_str(), "activating" | "reloading") {
             // Coming up (after a boot, a restart): not yet wrong.
             notes.push(Note::Starting {
+                unit: service.unit.clone(),
+            });
+            continue;
+        }
+        if service.needed && !service.enabled && service.state == "inactive" {
+            problems.push(Problem::ServiceOff {
                 unit: service.unit.clone(),
             });
             continue;
@@ -664,6 +682,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("2 of 3 online, 0 waiting"), "{text}");
+    }
+
+    #[test]
+    fn a_hub_whose_units_were_disabled_is_told_to_run_setup() {
+        let mut observed = healthy();
+        observed.services[1].state = "inactive".into();
+        observed.services[1].enabled = false;
+        let report = assess(observed);
+        assert!(!report.ok);
+        let all = texts(&report).join("\n");
+        assert!(
+            all.contains(
+                "hearth-pod.service is stopped and disabled: `hearth setup` (which keeps everything) brings the hub back"
+            ),
+            "{all}"
+        );
+        // Stopped but still enabled is something else: its journal says why.
+        let mut observed = healthy();
+        observed.services[1].state = "inactive".into();
+        let all = texts(&assess(observed)).join("\n");
+        assert!(all.contains("journalctl -u hearth-pod.service"), "{all}");
     }
 
     #[test]

@@ -564,6 +564,16 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     ] {
         machine.exec_ok(&["test", "-s", kept]);
     }
+    // Installed again, the set-up hub comes back by itself, as it was.
+    install("/srv/debs-2");
+    all_well(&machine);
+    running(&phone);
+    kept(&phone, "after a remove and a reinstall");
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-llama-server hearth hearth-agent",
+    ]);
     // Another pod of the machine uses Podman's shared kube network: purging
     // Hearth leaves it.
     machine.exec_ok(&["podman", "network", "create", "podman-default-kube-network"]);
