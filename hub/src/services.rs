@@ -137,6 +137,7 @@ pub(crate) fn start(
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::LlamaServer)))?;
 
     eprintln!("Starting the assistant and the household's chat");
+    undo.pod_starting();
     undo.start(Unit::Pod, changed.pod)?;
     wait_for_pod(mesh_address)
         .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Pod)))?;

@@ -1,6 +1,8 @@
 //! What a setup run made, to be taken back when a later step fails: files
-//! made or replaced (the old contents kept), units enabled or started, and
-//! on a first run the state folders the services began.
+//! made or replaced (the old contents kept), units enabled or started (and
+//! left failed), the pod and its network when this run made them, and on a
+//! first run the state folders the services began (gone if this run made
+//! them).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,15 @@ enum Step {
     Replaced(PathBuf, Zeroizing<Vec<u8>>, u32, Owner),
     Enabled(Unit),
     Started(Unit),
-    /// A state folder the services began on this (first) run.
-    Began(PathBuf),
+    /// A state folder the services began on this (first) run, and
+    /// whether it was there (empty) before.
+    Began(PathBuf, bool),
+    /// The pod was started for the first time: its containers, and the
+    /// network when it was not there before, go.
+    PodMade {
+        /// This run made the pod's network.
+        network: bool,
+    },
 }
 
 impl Undo {
@@ -41,10 +50,12 @@ impl Undo {
     pub(crate) fn take_back(&mut self) {
         while let Some(step) = self.steps.pop() {
             let result = match &step {
-                Step::Enabled(unit) => {
-                    system::systemctl(&["disable", "--now", unit.name()]).map(drop)
+                Step::Enabled(unit) => system::systemctl(&["disable", "--now", unit.name()])
+                    .and_then(|_| reset_failed(*unit)),
+                Step::Started(unit) => {
+                    system::systemctl(&["stop", unit.name()]).and_then(|_| reset_failed(*unit))
                 }
-                Step::Started(unit) => system::systemctl(&["stop", unit.name()]).map(drop),
+                Step::PodMade { network } => take_back_pod(*network),
                 Step::Created(path) => std::fs::remove_file(path)
                     .or_else(|error| match error.kind() {
                         std::io::ErrorKind::NotFound => Ok(()),
@@ -54,7 +65,13 @@ impl Undo {
                 Step::Replaced(path, contents, mode, owner) => {
                     write_file(path, contents, *mode, *owner)
                 }
-                Step::Began(folder) => empty_folder(folder),
+                Step::Began(folder, true) => empty_folder(folder),
+                Step::Began(folder, false) => std::fs::remove_dir_all(folder)
+                    .or_else(|error| match error.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(error),
+                    })
+                    .map_err(anyhow::Error::from),
             };
             if let Err(error) = result {
                 eprintln!("  could not take back a step: {error:#}");
@@ -159,9 +176,45 @@ impl Undo {
     pub(crate) fn began(&mut self, folder: &Path) {
         let empty = std::fs::read_dir(folder).map_or(true, |mut entries| entries.next().is_none());
         if self.first_run && empty {
-            self.steps.push(Step::Began(folder.to_owned()));
+            self.steps
+                .push(Step::Began(folder.to_owned(), folder.exists()));
         }
     }
+
+    /// The pod is about to start: if it has never run here, what starting
+    /// it makes (its containers; its network, when missing) is this run's.
+    pub(crate) fn pod_starting(&mut self) {
+        let exists = |args: &[&str]| {
+            system::output(std::process::Command::new("podman").args(args))
+                .is_ok_and(|output| output.status.success())
+        };
+        if !exists(&["pod", "exists", POD]) {
+            self.steps.push(Step::PodMade {
+                network: !exists(&["network", "exists", POD]),
+            });
+        }
+    }
+}
+
+/// The pod's name, and its network's (hearth-pod.service).
+const POD: &str = "hearth";
+
+/// A unit stopped after it failed is not left `failed`.
+fn reset_failed(unit: Unit) -> anyhow::Result<()> {
+    // Nothing to reset is not an error worth telling.
+    let _ = system::systemctl(&["reset-failed", unit.name()]);
+    Ok(())
+}
+
+/// The pod's containers, and its network when this run made it.
+fn take_back_pod(network: bool) -> anyhow::Result<()> {
+    system::run(
+        std::process::Command::new("podman").args(["pod", "rm", "--force", "--ignore", POD]),
+    )?;
+    if network {
+        system::run(std::process::Command::new("podman").args(["network", "rm", "--force", POD]))?;
+    }
+    Ok(())
 }
 
 fn empty_folder(folder: &Path) -> anyhow::Result<()> {

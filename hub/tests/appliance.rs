@@ -208,6 +208,52 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     );
     nothing_half_made(&machine);
     machine.exec_ok(&["systemctl", "stop", "squatter"]);
+    // A setup that fails midway (the pod cannot start: its gateway image is
+    // gone, after the coordinator, the agent and the model were started)
+    // leaves the machine as it found it.
+    let gateway_image = format!("localhost/hearth-gateway:{version}");
+    let image_id = machine.exec_ok(&["podman", "images", "--format", "{{.ID}}", &gateway_image]);
+    machine.exec_ok(&["podman", "untag", &gateway_image]);
+    let failed = with(&["--url", &url, "--model", "default"]);
+    assert!(
+        !failed.status.success(),
+        "setup without the gateway's image: {}",
+        String::from_utf8_lossy(&failed.stdout)
+    );
+    nothing_half_made(&machine);
+    for (what, args) in [
+        ("pods", vec!["podman", "pod", "ps", "--format", "{{.Name}}"]),
+        (
+            "containers",
+            vec!["podman", "ps", "--all", "--format", "{{.Names}}"],
+        ),
+        (
+            "networks",
+            vec!["podman", "network", "ls", "--format", "{{.Name}}"],
+        ),
+        (
+            "failed units",
+            vec![
+                "systemctl",
+                "list-units",
+                "--failed",
+                "--plain",
+                "--no-legend",
+                "hearth*",
+            ],
+        ),
+    ] {
+        let listed = machine.exec_ok(&args);
+        assert!(
+            !listed.contains("hearth"),
+            "a failed setup left {what}: {listed}"
+        );
+    }
+    for folder in ["/var/lib/hearth", "/var/lib/hearth-agent"] {
+        let there = machine.exec(&["test", "-e", folder]).status.success();
+        assert!(!there, "a failed setup left {folder}");
+    }
+    machine.exec_ok(&["podman", "tag", image_id.trim(), &gateway_image]);
     // A server where D-Bus is not running (minimal, LXC and debootstrap
     // systems until a reboot): setup starts it before anything is written.
     machine.exec_ok(&["systemctl", "stop", "dbus.socket", "dbus.service"]);
