@@ -95,6 +95,21 @@ pub(crate) struct Checked {
     pub(crate) model_id: String,
 }
 
+/// The admin's name as the coordinator would take it (asked of it,
+/// without a running coordinator).
+pub(crate) fn check_admin(layout: &Layout, name: &str) -> anyhow::Result<()> {
+    let checked = system::output(system::coordinator(layout).args(["users", "check", name]))?;
+    if !checked.status.success() {
+        bail!(
+            "the admin's name: {}",
+            String::from_utf8_lossy(&checked.stderr)
+                .trim()
+                .trim_start_matches("Error: ")
+        );
+    }
+    Ok(())
+}
+
 /// Everything that can be refused before anything is written.
 pub(crate) fn check_machine(
     layout: &Layout,
@@ -113,16 +128,7 @@ pub(crate) fn check_machine(
             );
         }
     }
-    let checked_name =
-        system::output(system::coordinator(layout).args(["users", "check", &answers.admin]))?;
-    if !checked_name.status.success() {
-        bail!(
-            "the admin's name: {}",
-            String::from_utf8_lossy(&checked_name.stderr)
-                .trim()
-                .trim_start_matches("Error: ")
-        );
-    }
+    check_admin(layout, &answers.admin)?;
     for needed in [layout.pod_template(), layout.images_manifest()] {
         if !needed.exists() {
             bail!(

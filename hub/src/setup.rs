@@ -31,7 +31,8 @@ use crate::answers::{
 };
 use crate::layout::{Layout, MESSAGING_PORT};
 use crate::machine::{
-    Checked, OLLAMA, check_machine, default_model_file, hostname, memory_total, ollama_models,
+    Checked, OLLAMA, check_admin, check_machine, default_model_file, hostname, memory_total,
+    ollama_models,
 };
 use crate::record::read_record;
 use crate::undo::Undo;
@@ -108,16 +109,11 @@ fn system_locale() -> Option<String> {
 }
 
 /// Each answer from its flag, else the last run's, else asked (in the
-/// household's language, asked first).
+/// household's language, asked first). Each is checked as it is given: a
+/// bad flag ends the run, a bad typed answer is said and asked again.
 fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow::Result<Answers> {
     let interactive = !flags.non_interactive && std::io::stdin().is_terminal();
-    let ask = |language: Language,
-               question: Question,
-               default: Option<String>|
-     -> anyhow::Result<String> {
-        if !interactive {
-            return default.ok_or_else(|| anyhow!(words::no_answer(language, question)));
-        }
+    let read_line = |language: Language, question: Question, default: &Option<String>| {
         let shown = default
             .as_deref()
             .map(|value| format!(" [{value}]"))
@@ -125,80 +121,85 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         eprint!("{}{shown}: ", question.ask(language));
         std::io::stderr().flush()?;
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        let line = line.trim().to_owned();
-        match (line.is_empty(), default) {
-            (false, _) => Ok(line),
-            (true, Some(default)) => Ok(default),
-            (true, None) => bail!(words::answer_needed(language, question)),
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            bail!(words::no_answer(language, question));
         }
+        Ok(line.trim().to_owned())
     };
     let language = match (&flags.lang, previous) {
-        (Some(lang), _) => parse_language(lang),
-        (None, Some(previous)) => Ok(previous.language),
+        (Some(lang), _) => parse_language(lang)
+            .map_err(|error| anyhow!(words::answer_error(language_of_locale(None), &error)))?,
+        (None, Some(previous)) => previous.language,
         (None, None) => {
             let locale = language_of_locale(system_locale().as_deref());
-            let answer = ask(locale, Question::Language, Some(locale.tag().to_owned()))?;
-            parse_language(&answer)
+            let asking = Asking {
+                interactive,
+                language: locale,
+                question: Question::Language,
+                read: &read_line,
+            };
+            asking.answer(None, Some(locale.tag().to_owned()), |text| {
+                parse_language(text).map_err(|error| words::answer_error(locale, &error))
+            })?
         }
-    }
-    .map_err(|error| anyhow!(words::answer_error(language_of_locale(None), &error)))?;
-    let refused = |error: AnswerError| anyhow!(words::answer_error(language, &error));
+    };
+    let refused = |error: AnswerError| words::answer_error(language, &error);
+    let asking = |question| Asking {
+        interactive,
+        language,
+        question,
+        read: &read_line,
+    };
     let machine_name = hostname();
-    let household = match &flags.household {
-        Some(value) => value.clone(),
-        None => ask(
-            language,
-            Question::Household,
-            previous.map(|answers| answers.household.clone()),
-        )?,
-    };
-    let household = check_household(&household).map_err(refused)?;
-    let url = match &flags.url {
-        Some(value) => value.clone(),
-        None => ask(
-            language,
-            Question::Url,
-            Some(
-                previous
-                    .map(|answers| answers.url.to_string())
-                    .unwrap_or_else(|| format!("https://{machine_name}")),
-            ),
-        )?,
-    };
-    let url = PublicUrl::parse(&url).map_err(refused)?;
-    let admin = match &flags.admin {
-        Some(value) => value.clone(),
-        None => ask(
-            language,
-            Question::Admin,
-            previous.map(|answers| answers.admin.clone()),
-        )?,
-    };
-    let model = match &flags.model {
-        Some(value) => value.clone(),
-        None => {
+    let household = asking(Question::Household).answer(
+        flags.household.as_deref(),
+        previous.map(|answers| answers.household.clone()),
+        |text| check_household(text).map_err(refused),
+    )?;
+    let url = asking(Question::Url).answer(
+        flags.url.as_deref(),
+        Some(
+            previous
+                .map(|answers| answers.url.to_string())
+                .unwrap_or_else(|| format!("https://{machine_name}")),
+        ),
+        |text| PublicUrl::parse(text).map_err(refused),
+    )?;
+    let admin = asking(Question::Admin).answer(
+        flags.admin.as_deref(),
+        previous.map(|answers| answers.admin.clone()),
+        |text| {
+            if text.trim().is_empty() {
+                return Err(refused(AnswerError::Admin));
+            }
+            check_admin(layout, text.trim())
+                .map(|()| text.trim().to_owned())
+                .map_err(|said| said.to_string())
+        },
+    )?;
+    let offered = match (&flags.model, previous) {
+        (None, None) => {
             let offered = offer_model(layout, language);
             if language == Language::Korean && offered.as_deref() == Some("default") {
                 eprintln!("{}\n", words::korean_model_advice(memory_total()));
             }
-            ask(
-                language,
-                Question::Model,
-                previous
-                    .map(|answers| model_text(&answers.model))
-                    .or(offered),
-            )?
+            offered
         }
+        (_, previous) => previous.map(|answers| model_text(&answers.model)),
     };
-    let mut model = ModelChoice::parse(&model).map_err(refused)?;
-    if let ModelChoice::File { path } = &mut model
-        && path.is_relative()
-    {
-        *path = std::env::current_dir()?.join(&*path);
-    }
+    let model = asking(Question::Model).answer(flags.model.as_deref(), offered, |text| {
+        let mut model = ModelChoice::parse(text).map_err(refused)?;
+        if let ModelChoice::File { path } = &mut model
+            && path.is_relative()
+        {
+            *path = std::env::current_dir()
+                .map_err(|error| error.to_string())?
+                .join(&*path);
+        }
+        Ok(model)
+    })?;
     let http_port = match &flags.http_port {
-        Some(value) => parse_http_port(value).map_err(refused)?,
+        Some(value) => parse_http_port(value).map_err(|error| anyhow!(refused(error)))?,
         None => previous.map_or(Some(80), |answers| answers.http_port),
     };
     let hostname = flags
@@ -209,14 +210,62 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
     let answers = Answers {
         household,
         url,
-        admin: admin.trim().to_owned(),
+        admin,
         model,
         http_port,
         hostname,
         language,
     };
-    answers.check().map_err(refused)?;
+    answers.check().map_err(|error| anyhow!(refused(error)))?;
     Ok(answers)
+}
+
+/// Asks a person `Question` in `Language` (the default shown) and reads
+/// their line.
+type ReadLine<'a> = &'a dyn Fn(Language, Question, &Option<String>) -> anyhow::Result<String>;
+
+/// One question of setup's.
+struct Asking<'a> {
+    interactive: bool,
+    language: Language,
+    question: Question,
+    read: ReadLine<'a>,
+}
+
+impl Asking<'_> {
+    /// The flag's value checked, else the answer typed (the default when
+    /// none) checked, asked again until it passes; without a person to
+    /// ask, the default or an error.
+    fn answer<T>(
+        &self,
+        flag: Option<&str>,
+        default: Option<String>,
+        check: impl Fn(&str) -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        if let Some(value) = flag {
+            return check(value).map_err(|said| anyhow!(said));
+        }
+        if !self.interactive {
+            let value =
+                default.ok_or_else(|| anyhow!(words::no_answer(self.language, self.question)))?;
+            return check(&value).map_err(|said| anyhow!(said));
+        }
+        loop {
+            let typed = (self.read)(self.language, self.question, &default)?;
+            let given = match (typed.is_empty(), &default) {
+                (false, _) => typed,
+                (true, Some(default)) => default.clone(),
+                (true, None) => {
+                    eprintln!("{}", words::answer_needed(self.language, self.question));
+                    continue;
+                }
+            };
+            match check(&given) {
+                Ok(value) => return Ok(value),
+                Err(said) => eprintln!("{said}"),
+            }
+        }
+    }
 }
 
 fn model_text(model: &ModelChoice) -> String {
@@ -281,5 +330,68 @@ fn print_summary(answers: &Answers, summary: &Made) {
     println!("{}", text.say(answers.language));
     if answers.language == Language::Korean && answers.model == ModelChoice::Default {
         println!("\n{}", words::korean_model_advice(memory_total()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Answers `lines` in turn, as a person typing them would.
+    fn typed(lines: &[&str]) -> (RefCell<Vec<String>>, RefCell<usize>) {
+        (
+            RefCell::new(lines.iter().rev().map(|line| (*line).to_owned()).collect()),
+            RefCell::new(0),
+        )
+    }
+
+    #[test]
+    fn a_bad_typed_answer_is_asked_again_and_a_bad_flag_ends_the_run() {
+        let (lines, asked) = typed(&["", "https://", "https://hub.home.example"]);
+        let read = |_: Language, _: Question, _: &Option<String>| {
+            *asked.borrow_mut() += 1;
+            lines
+                .borrow_mut()
+                .pop()
+                .ok_or_else(|| anyhow!("no more lines"))
+        };
+        let asking = Asking {
+            interactive: true,
+            language: Language::English,
+            question: Question::Url,
+            read: &read,
+        };
+        let check = |text: &str| PublicUrl::parse(text).map_err(|error| error.to_string());
+        let url = asking.answer(None, None, check).unwrap();
+        assert_eq!(url.to_string(), "https://hub.home.example");
+        assert_eq!(*asked.borrow(), 3, "empty, then bad, then good");
+        // An empty line takes the default.
+        let (lines, _) = typed(&[""]);
+        let read = |_: Language, _: Question, _: &Option<String>| {
+            lines
+                .borrow_mut()
+                .pop()
+                .ok_or_else(|| anyhow!("no more lines"))
+        };
+        let asking = Asking {
+            read: &read,
+            ..asking
+        };
+        let url = asking
+            .answer(None, Some("https://hub".into()), check)
+            .unwrap();
+        assert_eq!(url.to_string(), "https://hub");
+        // A flag is checked once: no one is asked.
+        let refused = asking.answer(Some("https://"), None, check).unwrap_err();
+        assert!(refused.to_string().contains("host"), "{refused}");
+        // Without a person, the default or an error, never a question.
+        let unattended = Asking {
+            interactive: false,
+            ..asking
+        };
+        let missing = unattended.answer(None, None, check).unwrap_err();
+        assert!(missing.to_string().contains("no answer"), "{missing}");
     }
 }
