@@ -131,7 +131,8 @@ install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
     packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
 control "$root" hearth "$arch" "private AI network for a household: the hub" \
     "Depends: hearth-agent (= $version), podman, systemd (>= 247), iproute2, nftables, passwd" \
-    "Recommends: hearth-llama-server (= $version), hearth-model-smollm2, wireguard-tools" \
+    "Recommends: hearth-llama-server (= $version), hearth-model-smollm2" \
+    "Suggests: wireguard-tools" \
     " Hearth joins a household's devices in a WireGuard mesh that only devices an" \
     " admin let in can join; inside it, people chat with each other and with an" \
     " assistant whose model runs on this machine. This package is the hub: the" \
