@@ -723,39 +723,119 @@ pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Resul
         manifest.entries.len(),
         manifest.version
     );
-    for unit in [
-        Unit::Pod,
-        Unit::Agent,
-        Unit::InferenceSocket,
-        Unit::LlamaProxy,
-        Unit::OllamaProxy,
-        Unit::LlamaServer,
-        Unit::Coordinator,
-    ] {
-        let _ = system::systemctl(&["stop", unit.name()]);
-    }
+    let running: Vec<Unit> = HUB_UNITS
+        .into_iter()
+        .filter(|unit| system::unit_state(*unit).0 == "active")
+        .collect();
+    stop_hub();
     let now = hearth_runtime::clock::unix_seconds();
-    let mut kept = Vec::new();
-    for (folder, _) in FOLDERS {
-        if !manifest.entries.iter().any(|entry| entry.name == folder) {
-            continue;
+    let mut moved = Moved::default();
+    match put_in_place(layout, &manifest, &staging.path, now, &mut moved) {
+        Ok(()) => {
+            drop(staging);
+            eprintln!("Restored. What was here before is kept beside it:");
+            for (_, aside) in moved.aside {
+                eprintln!("  {}", aside.display());
+            }
+            Ok(())
         }
-        let place = layout.beneath(folder);
+        Err(error) => {
+            eprintln!("The restore failed; putting the hub back as it was");
+            stop_hub();
+            moved.put_back();
+            for unit in running {
+                if let Err(again) = system::systemctl(&["start", unit.name()]) {
+                    eprintln!("  {} did not start again: {again:#}", unit.name());
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The hub's units, in the order they stop.
+const HUB_UNITS: [Unit; 7] = [
+    Unit::Pod,
+    Unit::Agent,
+    Unit::InferenceSocket,
+    Unit::LlamaProxy,
+    Unit::OllamaProxy,
+    Unit::LlamaServer,
+    Unit::Coordinator,
+];
+
+fn stop_hub() {
+    for unit in HUB_UNITS {
+        let _ = system::systemctl(&["stop", unit.name()]);
+        let _ = system::systemctl(&["reset-failed", unit.name()]);
+    }
+}
+
+/// What a restore moved: the folders it put aside (to put back if it
+/// fails) and the places it filled that were empty before.
+#[derive(Default)]
+struct Moved {
+    aside: Vec<(PathBuf, PathBuf)>,
+    filled: Vec<PathBuf>,
+}
+
+impl Moved {
+    /// Moves `place` aside, if it is there; either way it is the restore's.
+    fn set_aside(&mut self, place: &Path, now: i64) -> anyhow::Result<()> {
         if place.symlink_metadata().is_ok() {
             let aside = PathBuf::from(format!("{}.before-restore-{now}", place.display()));
-            std::fs::rename(&place, &aside)
+            std::fs::rename(place, &aside)
                 .with_context(|| format!("cannot move {} aside", place.display()))?;
-            kept.push(aside);
+            self.aside.push((place.to_owned(), aside));
+        } else {
+            self.filled.push(place.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The restore's folders go, and what was there comes back.
+    fn put_back(self) {
+        for (place, aside) in self.aside.into_iter().rev() {
+            let back = remove_tree(&place)
+                .and_then(|()| std::fs::rename(&aside, &place).map_err(anyhow::Error::from));
+            if let Err(error) = back {
+                eprintln!("  could not put back {}: {error:#}", place.display());
+            }
+        }
+        for place in self.filled {
+            if let Err(error) = remove_tree(&place) {
+                eprintln!("  could not remove {}: {error:#}", place.display());
+            }
         }
     }
-    place(layout, &manifest, &staging.path)?;
+}
+
+fn remove_tree(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Everything a restore does once the hub is stopped: the folders in the
+/// backup in place of the hub's, the coordinator's own restore, the hub
+/// started and waited for.
+fn put_in_place(
+    layout: &Layout,
+    manifest: &Manifest,
+    staging: &Path,
+    now: i64,
+    moved: &mut Moved,
+) -> anyhow::Result<()> {
+    for (folder, _) in FOLDERS {
+        if manifest.entries.iter().any(|entry| entry.name == folder) {
+            moved.set_aside(&layout.beneath(folder), now)?;
+        }
+    }
+    place(layout, manifest, staging)?;
     // The coordinator's state, through its own restore, into an empty folder.
     let state = layout.coordinator_state();
-    if state.symlink_metadata().is_ok() {
-        let aside = PathBuf::from(format!("{}.before-restore-{now}", state.display()));
-        std::fs::rename(&state, &aside)?;
-        kept.push(aside);
-    }
+    moved.set_aside(&state, now)?;
     let coordinator_user = Owner {
         uid: system::user(layout, "hearth-coordinator")?,
         gid: system::group(layout, "hearth-coordinator")?,
@@ -764,19 +844,14 @@ pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Resul
     system::run(
         system::coordinator(layout)
             .arg("restore")
-            .arg(staging.path.join(COORDINATOR)),
+            .arg(staging.join(COORDINATOR)),
     )
     .context("the coordinator's restore")?;
     chown_tree(&state, coordinator_user)?;
-    drop(staging);
     eprintln!("Starting the hub");
     let record = crate::record::read_record(layout)?
         .context("the backup has no setup record (etc/hearth/setup.json)")?;
     crate::services::restart_after_restore(layout, &record.answers)?;
-    eprintln!("Restored. What was here before is kept beside it:");
-    for aside in kept {
-        eprintln!("  {}", aside.display());
-    }
     Ok(())
 }
 

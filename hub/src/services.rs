@@ -149,15 +149,24 @@ pub(crate) fn start(
 pub fn restart_after_restore(layout: &Layout, answers: &Answers) -> anyhow::Result<Ipv4Addr> {
     let checked = check_machine(layout, answers, None)?;
     let mut undo = Undo::new(false);
-    place_model(layout, answers, &checked, &mut undo)?;
     let changed = Changed {
         coordinator: true,
         model: true,
         pod: true,
     };
-    let address = start(layout, answers, changed, &mut undo)?;
-    undo.forget();
-    Ok(address)
+    let started = place_model(layout, answers, &checked, &mut undo)
+        .and_then(|_| start(layout, answers, changed, &mut undo));
+    match started {
+        Ok(address) => {
+            undo.forget();
+            Ok(address)
+        }
+        Err(error) => {
+            // Units enabled, the pod made, the model placed: taken back.
+            undo.take_back();
+            Err(error)
+        }
+    }
 }
 
 /// Waits until the pod's gateway is ready and messaging answers on the mesh.

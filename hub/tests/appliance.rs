@@ -72,6 +72,47 @@ fn nothing_half_made(machine: &Machine) {
     );
 }
 
+/// No pod, container, network or failed unit of Hearth's, and no state
+/// folder, after `what` failed.
+fn nothing_left_running(machine: &Machine, what: &str) {
+    for (left, args) in [
+        ("pods", vec!["podman", "pod", "ps", "--format", "{{.Name}}"]),
+        (
+            "containers",
+            vec!["podman", "ps", "--all", "--format", "{{.Names}}"],
+        ),
+        (
+            "networks",
+            vec!["podman", "network", "ls", "--format", "{{.Name}}"],
+        ),
+        (
+            "failed units",
+            vec![
+                "systemctl",
+                "list-units",
+                "--failed",
+                "--plain",
+                "--no-legend",
+                "hearth*",
+            ],
+        ),
+    ] {
+        let listed = machine.exec_ok(&args);
+        assert!(!listed.contains("hearth"), "{what} left {left}: {listed}");
+    }
+    for folder in ["/var/lib/hearth", "/var/lib/hearth-agent"] {
+        let there = machine.exec(&["test", "-e", folder]).status.success();
+        assert!(!there, "{what} left {folder}");
+    }
+    let aside =
+        machine.shell("ls -d /etc/hearth.before-restore-* /var/lib/*.before-restore-* 2>/dev/null");
+    assert!(
+        String::from_utf8_lossy(&aside.stdout).trim().is_empty(),
+        "{what} left folders aside: {}",
+        String::from_utf8_lossy(&aside.stdout)
+    );
+}
+
 fn refused(output: &std::process::Output, says: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -221,38 +262,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         String::from_utf8_lossy(&failed.stdout)
     );
     nothing_half_made(&machine);
-    for (what, args) in [
-        ("pods", vec!["podman", "pod", "ps", "--format", "{{.Name}}"]),
-        (
-            "containers",
-            vec!["podman", "ps", "--all", "--format", "{{.Names}}"],
-        ),
-        (
-            "networks",
-            vec!["podman", "network", "ls", "--format", "{{.Name}}"],
-        ),
-        (
-            "failed units",
-            vec![
-                "systemctl",
-                "list-units",
-                "--failed",
-                "--plain",
-                "--no-legend",
-                "hearth*",
-            ],
-        ),
-    ] {
-        let listed = machine.exec_ok(&args);
-        assert!(
-            !listed.contains("hearth"),
-            "a failed setup left {what}: {listed}"
-        );
-    }
-    for folder in ["/var/lib/hearth", "/var/lib/hearth-agent"] {
-        let there = machine.exec(&["test", "-e", folder]).status.success();
-        assert!(!there, "a failed setup left {folder}");
-    }
+    nothing_left_running(&machine, "a failed setup");
     machine.exec_ok(&["podman", "tag", image_id.trim(), &gateway_image]);
     // A server where D-Bus is not running (minimal, LXC and debootstrap
     // systems until a reboot): setup starts it before anything is written.
@@ -672,9 +682,29 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     let units = String::from_utf8_lossy(&units.stdout);
     assert!(units.trim().is_empty(), "purge left units: {units}");
 
-    // A fresh install and the backup bring the household back.
+    // A fresh install and the backup bring the household back; a restore
+    // that fails midway (the pod cannot start: its gateway image untagged)
+    // first puts the machine back as it was, a fresh install.
     install("/srv/debs-2");
     machine.copy_in(&backup, "/root/hub.tar");
+    let newer_image = format!("localhost/hearth-gateway:{}", newer.replace('+', "-"));
+    let newer_id = machine.exec_ok(&["podman", "images", "--format", "{{.ID}}", &newer_image]);
+    machine.exec_ok(&["podman", "untag", &newer_image]);
+    let failed = machine.exec(&[
+        "hearth",
+        "restore",
+        "--passphrase-file",
+        "/root/backup-passphrase",
+        "/root/hub.tar",
+    ]);
+    assert!(
+        !failed.status.success(),
+        "restore without the gateway's image: {}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    nothing_half_made(&machine);
+    nothing_left_running(&machine, "a failed restore");
+    machine.exec_ok(&["podman", "tag", newer_id.trim(), &newer_image]);
     let restored = machine.exec(&[
         "hearth",
         "restore",
