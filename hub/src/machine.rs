@@ -210,7 +210,9 @@ pub(crate) fn check_machine(
 /// in) but nothing starts it until a reboot; this starts it, before
 /// anything of the hub is written, or says what to do.
 pub(crate) fn ensure_system_bus(layout: &Layout) -> anyhow::Result<()> {
-    if layout.system_bus().exists() {
+    // The socket's file outlives a stopped bus: it runs if it answers.
+    let answers = || std::os::unix::net::UnixStream::connect(layout.system_bus()).is_ok();
+    if answers() {
         return Ok(());
     }
     let started = system::systemctl(&["start", "dbus.socket", "dbus.service"]);
@@ -219,10 +221,10 @@ pub(crate) fn ensure_system_bus(layout: &Layout) -> anyhow::Result<()> {
             "the system's D-Bus",
             std::time::Duration::from_secs(10),
             || {
-                if layout.system_bus().exists() {
+                if answers() {
                     Ok(())
                 } else {
-                    bail!("no {} yet", layout.system_bus().display())
+                    bail!("nothing answers at {} yet", layout.system_bus().display())
                 }
             },
         )
@@ -232,7 +234,7 @@ pub(crate) fn ensure_system_bus(layout: &Layout) -> anyhow::Result<()> {
             "the system's D-Bus is not running and did not start ({}): the pod needs it. \
              Install and start it (apt install dbus; systemctl start dbus), then run this again",
             started.err().map_or_else(
-                || format!("no {}", layout.system_bus().display()),
+                || format!("nothing answers at {}", layout.system_bus().display()),
                 |error| format!("{error:#}")
             )
         );

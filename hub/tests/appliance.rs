@@ -269,7 +269,14 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&["systemctl", "stop", "dbus.socket", "dbus.service"]);
     assert!(
         !machine
-            .exec(&["test", "-e", "/run/dbus/system_bus_socket"])
+            .exec(&[
+                "dbus-send",
+                "--system",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.GetId",
+            ])
             .status
             .success(),
         "D-Bus stopped"
