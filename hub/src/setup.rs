@@ -139,11 +139,11 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
                 read: &read_line,
             };
             asking.answer(None, Some(locale.tag().to_owned()), |text| {
-                parse_language(text).map_err(|error| words::answer_error(locale, &error))
+                parse_language(text).map_err(|error| Refusal(words::answer_error(locale, &error)))
             })?
         }
     };
-    let refused = |error: AnswerError| words::answer_error(language, &error);
+    let refused = |error: AnswerError| Refusal(words::answer_error(language, &error));
     let asking = |question| Asking {
         interactive,
         language,
@@ -174,7 +174,7 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
             }
             check_admin(layout, text.trim())
                 .map(|()| text.trim().to_owned())
-                .map_err(|said| said.to_string())
+                .map_err(|said| Refusal(format!("{said:#}")))
         },
     )?;
     let offered = match (&flags.model, previous) {
@@ -193,13 +193,13 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
             && path.is_relative()
         {
             *path = std::env::current_dir()
-                .map_err(|error| error.to_string())?
+                .map_err(|error| Refusal(error.to_string()))?
                 .join(&*path);
         }
         Ok(model)
     })?;
     let http_port = match &flags.http_port {
-        Some(value) => parse_http_port(value).map_err(|error| anyhow!(refused(error)))?,
+        Some(value) => parse_http_port(value).map_err(refused)?,
         None => previous.map_or(Some(80), |answers| answers.http_port),
     };
     let hostname = flags
@@ -216,9 +216,14 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         hostname,
         language,
     };
-    answers.check().map_err(|error| anyhow!(refused(error)))?;
+    answers.check().map_err(refused)?;
     Ok(answers)
 }
+
+/// Why an answer was refused, as the person is told.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refusal(String);
 
 /// Asks a person `Question` in `Language` (the default shown) and reads
 /// their line.
@@ -240,15 +245,15 @@ impl Asking<'_> {
         &self,
         flag: Option<&str>,
         default: Option<String>,
-        check: impl Fn(&str) -> Result<T, String>,
+        check: impl Fn(&str) -> Result<T, Refusal>,
     ) -> anyhow::Result<T> {
         if let Some(value) = flag {
-            return check(value).map_err(|said| anyhow!(said));
+            return check(value).map_err(anyhow::Error::from);
         }
         if !self.interactive {
             let value =
                 default.ok_or_else(|| anyhow!(words::no_answer(self.language, self.question)))?;
-            return check(&value).map_err(|said| anyhow!(said));
+            return check(&value).map_err(anyhow::Error::from);
         }
         loop {
             let typed = (self.read)(self.language, self.question, &default)?;
@@ -363,7 +368,7 @@ mod tests {
             question: Question::Url,
             read: &read,
         };
-        let check = |text: &str| PublicUrl::parse(text).map_err(|error| error.to_string());
+        let check = |text: &str| PublicUrl::parse(text).map_err(|error| Refusal(error.to_string()));
         let url = asking.answer(None, None, check).unwrap();
         assert_eq!(url.to_string(), "https://hub.home.example");
         assert_eq!(*asked.borrow(), 3, "empty, then bad, then good");
