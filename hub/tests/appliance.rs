@@ -578,12 +578,30 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
     // A backup while it runs, sealed with the admin's passphrase (the hub's
-    // own key goes with a purge), then purge: nothing left behind.
+    // own key goes with a purge), then purge: nothing left behind. It is
+    // taken while an answer is being written (the question waits for the
+    // gateway, stopped for the while), so the backup holds it unfinished.
     machine.exec_ok(&[
         "bash",
         "-c",
         "umask 077 && printf 'the Parks keep their keys\\n' > /root/backup-passphrase",
     ]);
+    machine.exec_ok(&["podman", "stop", "hearth-gateway"]);
+    let unfinished_question = "what was I asking when the backup began?";
+    phone.json(
+        "POST",
+        &format!("/api/rooms/{}/messages", encode(&room)),
+        Some(&serde_json::json!({"body": unfinished_question})),
+    );
+    let streaming = |phone: &Phone<'_>| {
+        phone
+            .messages(&room)
+            .into_iter()
+            .filter(|message| message["sender"] == "assistant" && message["status"] == "streaming")
+            .count()
+    };
+    wait_until(Duration::from_secs(30), || streaming(&phone) == 1)
+        .unwrap_or_else(|| panic!("no answer being written: {:?}", phone.messages(&room)));
     machine.exec_ok(&[
         "hearth",
         "backup",
@@ -591,6 +609,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         "/root/backup-passphrase",
         "/root/hub.tar",
     ]);
+    machine.exec_ok(&["podman", "start", "hearth-gateway"]);
     assert_eq!(
         machine
             .exec_ok(&["stat", "-c", "%a", "/root/hub.tar"])
@@ -728,6 +747,15 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     all_well(&machine);
     running(&phone);
     kept(&phone, "after a purge and a restore");
+    // The answer the backup caught unfinished ended as interrupted, not
+    // streaming for ever.
+    let history = phone.messages(&room);
+    assert_eq!(streaming(&phone), 0, "{history:?}");
+    let asked = history
+        .iter()
+        .position(|message| message["body"] == unfinished_question)
+        .unwrap_or_else(|| panic!("the question is in the backup: {history:?}"));
+    assert_eq!(history[asked + 1]["status"], "interrupted", "{history:?}");
     assert!(!phone.ask(&room, QUESTION).trim().is_empty());
 
     // An Ollama on the hub is used instead when setup is given it. Ollama
