@@ -78,13 +78,13 @@ fn member_names(layout: &Layout) -> anyhow::Result<Vec<String>> {
 /// `hearth members add NAME`: a new member and a key for their first
 /// device (pre-approved unless `needs_approval`); the text to print.
 pub fn add(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Result<String> {
-    household(layout)?;
+    let (language, login) = household(layout)?;
     // The coordinator says whether `name` is a name it takes.
     if member_names(layout)?.iter().any(|known| known == name) {
         bail!("{name} is already a member: `hearth invite {name}` makes a key for another device");
     }
     system::run(system::coordinator(layout).args(["users", "create", name]))?;
-    invite(layout, name, needs_approval)
+    key_for(layout, language, &login, name, needs_approval)
 }
 
 /// `hearth invite NAME`: a key for one more device of a member; the text
@@ -94,6 +94,17 @@ pub fn invite(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Resu
     if !member_names(layout)?.iter().any(|known| known == name) {
         bail!("{name} is not a member: `hearth members add {name}` first");
     }
+    key_for(layout, language, &login, name, needs_approval)
+}
+
+/// A new key for one device of `name`'s, handed over as text.
+fn key_for(
+    layout: &Layout,
+    language: Language,
+    login: &str,
+    name: &str,
+    needs_approval: bool,
+) -> anyhow::Result<String> {
     let mut command = system::coordinator(layout);
     command.args([
         "preauthkeys",
@@ -114,11 +125,11 @@ pub fn invite(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Resu
             .context("the coordinator's key has no token")?
             .to_owned(),
     );
-    let qr = hearth_runtime::terminal::qr(&login).unwrap_or_default();
+    let qr = hearth_runtime::terminal::qr(login).unwrap_or_default();
     Ok(Invitation {
         member: name,
         key: &key,
-        login: &login,
+        login,
         qr: &qr,
         pre_approved: !needs_approval,
     }

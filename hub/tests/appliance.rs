@@ -428,15 +428,23 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     };
     running(&phone);
     // The admin approves ben's phone from `hearth devices`; it joins as his.
-    let devices: serde_json::Value =
-        serde_json::from_str(&machine.exec_ok(&["hearth", "devices", "list", "--output", "json"]))
-            .unwrap();
-    let bens = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|device| device["user"] == "ben")
-        .unwrap_or_else(|| panic!("ben's phone is not listed: {devices}"));
+    // Its registration is waited for, not assumed done when `up` gave up.
+    let mut devices = serde_json::Value::Null;
+    let mut bens = None;
+    wait_until(Duration::from_secs(60), || {
+        devices = serde_json::from_str(
+            &machine.exec_ok(&["hearth", "devices", "list", "--output", "json"]),
+        )
+        .unwrap();
+        bens = devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|device| device["user"] == "ben")
+            .cloned();
+        bens.is_some()
+    });
+    let bens = bens.unwrap_or_else(|| panic!("ben's phone is not listed: {devices}"));
     assert_eq!(bens["state"], "pending", "{bens}");
     let status_text =
         String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout).into_owned();
