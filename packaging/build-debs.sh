@@ -22,6 +22,8 @@
 # packages' paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=packaging/depends.sh
+source packaging/depends.sh
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 out=""
 while (($#)); do
@@ -43,16 +45,19 @@ tag="${version//[+~]/-}"
 arch=amd64
 musl="$target_dir/x86_64-unknown-linux-musl/release"
 
+# Every file in the packages, and the images, carry this time (the last
+# commit's), so a rebuild is the same and the images are not "created 56
+# years ago" (build-images.sh's own default, 0, is for the compute image).
+epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+
 # The static binaries (one build with the images'), then the two images.
 podman/build-images.sh --binaries gateway >&2
-HEARTH_IMAGE_TAG="$tag" podman/build-images.sh gateway messaging >&2
+HEARTH_IMAGE_EPOCH="$epoch" HEARTH_IMAGE_TAG="$tag" podman/build-images.sh gateway messaging >&2
 llama="$(scripts/build-llama-server.sh)"
 model="$(scripts/smollm2.sh)"
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
-# Every file in the packages carries this time, so a rebuild is the same.
-epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
 
 # control ROOT PACKAGE ARCH SUMMARY [FIELD... | " DESCRIPTION LINE"...]:
 # DEBIAN/control with the installed size of what is staged; arguments that
@@ -130,9 +135,9 @@ printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/
 install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
     packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
 control "$root" hearth "$arch" "private AI network for a household: the hub" \
-    "Depends: hearth-agent (= $version), podman, systemd (>= 247), iproute2, nftables, passwd" \
-    "Recommends: hearth-llama-server (= $version), hearth-model-smollm2" \
-    "Suggests: wireguard-tools" \
+    "Depends: ${hub_depends//VERSION/$version}" \
+    "Recommends: ${hub_recommends//VERSION/$version}" \
+    "Suggests: $hub_suggests" \
     " Hearth joins a household's devices in a WireGuard mesh that only devices an" \
     " admin let in can join; inside it, people chat with each other and with an" \
     " assistant whose model runs on this machine. This package is the hub: the" \
@@ -152,7 +157,7 @@ printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/
 install -m 0755 packaging/hearth-agent/DEBIAN/postinst packaging/hearth-agent/DEBIAN/prerm \
     packaging/hearth-agent/DEBIAN/postrm "$root/DEBIAN/"
 control "$root" hearth-agent "$arch" "joins a device to a Hearth household's network" \
-    "Depends: iproute2, nftables" \
+    "Depends: $agent_depends" \
     "Replaces: hearth (<< $version)" \
     "Breaks: hearth (<< $version)" \
     " The node agent: joins this device to the household's WireGuard mesh with a" \
@@ -174,11 +179,9 @@ printf 'llama.cpp (from PyPI llama-cpp-python %s, vendored sources)\nLicense: MI
 install -m 0755 packaging/hearth-llama-server/DEBIAN/postinst packaging/hearth-llama-server/DEBIAN/prerm \
     packaging/hearth-llama-server/DEBIAN/postrm "$root/DEBIAN/"
 # The Debian packages of the libraries it links.
-libraries="$(ldd "$llama" | awk '$3 ~ /^\// { print $3 }' | while read -r library; do
-    dpkg-query --search "$(realpath "$library")" 2>/dev/null || dpkg-query --search "$library"
-done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g')"
+libraries="$(linked_packages "$llama")"
 control "$root" hearth-llama-server "$arch" "llama.cpp's server for the Hearth hub" \
-    "Depends: hearth (= $version), ${libraries}" \
+    "Depends: ${llama_depends//VERSION/$version}, ${libraries}" \
     " llama-server behind the hub's model socket, started on the first question" \
     " and stopped when idle, with no network of its own."
 finish "$root" "hearth-llama-server_${version}_${arch}.deb"

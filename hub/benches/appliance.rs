@@ -1,5 +1,6 @@
 //! The hub as an appliance, measured (docs/benchmarks.md, "The hub as an
 //! appliance"): the packages' sizes as shipped (xz); from `apt-get install`
+//! on a clean Debian bookworm server (debootstrap's, Podman not installed)
 //! to the first answer on a phone (install, `hearth setup`, the official
 //! client joining, the assistant answering); and the hub's resident memory
 //! idle, every Hearth service without the model, against OpenClaw's
@@ -15,7 +16,7 @@ use hearth_testkit::appliance::{Phone, Printed, QUESTION, build_debs, join_phone
 use hearth_testkit::bench::{Tree, tree_rss_mib};
 use hearth_testkit::lab::{Lab, is_root};
 use hearth_testkit::llama::{LlamaServer, free_port, instruct_model, tailscale_client};
-use hearth_testkit::machine::Machine;
+use hearth_testkit::machine::{Machine, debian_root};
 use hearth_testkit::wait_until;
 use serde_json::json;
 
@@ -35,12 +36,15 @@ fn main() {
         println!("needs root (network namespaces, a machine in a container): skipped");
         return;
     }
-    let (Some(model), Some(client), Some(openclaw)) = (
+    let (Some(model), Some(client), Some(openclaw), Some(system)) = (
         instruct_model(),
         tailscale_client(),
         hearth_testkit::openclaw::install(),
+        debian_root(),
     ) else {
-        println!("the model, the Tailscale client or OpenClaw could not be had: skipped");
+        println!(
+            "the model, the Tailscale client, OpenClaw or a Debian root could not be had: skipped"
+        );
         return;
     };
     let mut lab = Lab::new().expect("a lab");
@@ -58,7 +62,8 @@ fn main() {
     }
     let hub = lab.host("hub");
     let phone_host = lab.host("phone");
-    let machine = Machine::boot(
+    let machine = Machine::boot_on(
+        &system,
         &lab.dir.path().join("machine"),
         &format!("hearth-bench-{}", std::process::id()),
         Some(&hub.namespace),
@@ -68,7 +73,7 @@ fn main() {
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /srv/debs/*.deb",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y /srv/debs/*.deb",
     ]);
     let installed = started.elapsed();
     let url = format!("https://{}", hub.address);
@@ -124,7 +129,16 @@ fn main() {
     let mut hearth_total = 0.0;
     let mut rows = Vec::new();
     for service in SERVICES {
-        let rss = machine.exec_ok(&["ps", "-C", service, "-o", "rss="]);
+        // From /proc: a server's minimal system has no `ps`.
+        let rss = machine.exec_ok(&[
+            "sh",
+            "-c",
+            "for process in /proc/[0-9]*; do \
+             [ \"$(basename \"$(readlink $process/exe)\")\" = \"$1\" ] && \
+             sed -n 's/^VmRSS:[[:space:]]*\\([0-9]*\\) kB/\\1/p' $process/status; done; true",
+            "rss",
+            service,
+        ]);
         let mib: f64 = rss
             .lines()
             .filter_map(|line| line.trim().parse::<f64>().ok())

@@ -292,7 +292,7 @@ pub fn backup(layout: &Layout, file: &Path, seal: &Seal) -> anyhow::Result<Manif
                 match archive::database_role(&file_name) {
                     FileRole::Skip => Ok(()),
                     FileRole::Copy => {
-                        sources.push(copied_file(name, path, &copy, owner, mode)?);
+                        sources.extend(copied_file(name, path, &copy, owner, mode)?);
                         Ok(())
                     }
                     FileRole::Database => {
@@ -368,12 +368,17 @@ fn copied_file(
     copy: &Path,
     owner: archive::Owner,
     mode: u32,
-) -> anyhow::Result<Source> {
-    let mut input = std::fs::OpenOptions::new()
+) -> anyhow::Result<Option<Source>> {
+    let mut input = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc_o_nofollow())
         .open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    {
+        Ok(input) => input,
+        // Removed since it was listed, as in `walk`.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
     let mut output = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -393,7 +398,7 @@ fn copied_file(
         bytes += read as u64;
     }
     output.sync_all()?;
-    Ok(Source {
+    Ok(Some(Source {
         entry: Entry {
             name,
             kind: Kind::File,
@@ -403,7 +408,7 @@ fn copied_file(
             sha256: hex::encode(hasher.finalize()),
         },
         from: Some(copy.to_owned()),
-    })
+    }))
 }
 
 fn libc_o_nofollow() -> i32 {
@@ -418,10 +423,19 @@ fn walk(
     name: &str,
     visit: &mut dyn FnMut(String, &Path, &std::fs::Metadata) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let metadata = path.symlink_metadata()?;
+    let metadata = match path.symlink_metadata() {
+        Ok(metadata) => metadata,
+        // Removed since its folder was listed (a live hub's temporary and
+        // journal files come and go): there is nothing of it to keep.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
     if metadata.is_dir() {
         visit(name.to_owned(), path, &metadata)?;
-        let mut children: Vec<_> = std::fs::read_dir(path)?
+        let mut children: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot list {}", path.display()))?
             .filter_map(Result::ok)
             .map(|entry| entry.file_name())
             .collect();
@@ -871,6 +885,49 @@ mod tests {
 
     const KEY: [u8; 32] = [7; 32];
 
+    /// A live hub's files come and go while a backup walks them (a
+    /// database's journal, a temporary file): one removed after its folder
+    /// was listed is left out, not the end of the backup (it was, on a
+    /// clean server: "hearth: No such file or directory").
+    #[test]
+    fn a_file_removed_while_the_backup_walks_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.db", "a.db-journal", "b.json"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let mut seen = Vec::new();
+        walk(
+            dir.path(),
+            "var/lib/hearth-gateway",
+            &mut |name, path, _| {
+                if name == "var/lib/hearth-gateway/a.db" {
+                    std::fs::remove_file(path.with_file_name("a.db-journal")).unwrap();
+                }
+                seen.push(name);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                "var/lib/hearth-gateway",
+                "var/lib/hearth-gateway/a.db",
+                "var/lib/hearth-gateway/b.json"
+            ]
+        );
+        let gone = dir.path().join("gone");
+        let copied = copied_file(
+            "var/lib/hearth-gateway/gone".into(),
+            &gone,
+            &dir.path().join("copy"),
+            archive::Owner::Root,
+            0o600,
+        )
+        .unwrap();
+        assert!(copied.is_none());
+    }
+
     fn manifest_for(entries: Vec<Entry>) -> Manifest {
         Manifest {
             format: archive::FORMAT,
@@ -1264,6 +1321,7 @@ mod tests {
             archive::Owner::Container,
             0o600,
         )
+        .unwrap()
         .unwrap();
         // The service rewrites it, then swaps another file in.
         std::fs::write(&original, b"{\"key\": 2, \"more\": true}").unwrap();

@@ -1,8 +1,9 @@
-//! The hub as an appliance, end to end, as an admin installs it: a Debian
-//! machine (systemd as PID 1 in a privileged container over this machine's
-//! own system, no image downloaded, Hearth's paths of this machine hidden)
-//! in a lab host's network namespace gets the packages this tree builds
-//! with `apt-get install ./*.deb`; `hearth setup` refuses bad answers with
+//! The hub as an appliance, end to end, as an admin installs it: a clean
+//! Debian bookworm server made by debootstrap (systemd as PID 1 in a
+//! privileged container, D-Bus and Podman not installed; apt's cache holds
+//! what the packages pull in, so no network is needed) in a lab host's
+//! network namespace gets the packages this tree builds with `apt-get
+//! install ./*.deb`, as the README says; `hearth setup` refuses bad answers with
 //! nothing half-made, then sets the hub up; the official Tailscale client on
 //! a phone in its own namespace joins with the key setup printed, reaches
 //! the web chat's service and gets the assistant's answer (llama-server with
@@ -13,7 +14,7 @@
 //! keeping its data, `apt-get purge` leaving nothing behind,
 //! and a restore onto a fresh install bring the household back. Real
 //! systemd, Podman, WireGuard, llama.cpp and Tailscale. Needs root, podman,
-//! the musl target, dpkg-deb; outside CI it skips without them.
+//! the musl target, dpkg-deb, debootstrap; outside CI it skips without them.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use hearth_testkit::appliance::{
 use hearth_testkit::bench::Tree;
 use hearth_testkit::lab::{Lab, require_tools};
 use hearth_testkit::llama::{instruct_model, llama_server_binary, tailscale_client};
-use hearth_testkit::machine::Machine;
+use hearth_testkit::machine::{Machine, debian_root};
 use hearth_testkit::{binary, podman, wait_until};
 
 /// Nothing of a refused setup is left: the package's own configuration
@@ -135,6 +136,9 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     else {
         return;
     };
+    let Some(system) = debian_root() else {
+        return;
+    };
     let Some(mut lab) = Lab::new() else {
         return;
     };
@@ -162,19 +166,19 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     let phone_host = lab.host("phone");
     let bens_host = lab.host("ben");
     let laptop_host = lab.host("laptop");
-    let machine = Machine::boot(
+    let machine = Machine::boot_on(
+        &system,
         &lab.dir.path().join("machine"),
         &format!("hearth-appliance-{}", std::process::id()),
         Some(&hub.namespace),
         &[(&old_debs, "/srv/debs-1"), (&new_debs, "/srv/debs-2")],
     );
+    // As the README says (apt's Recommends included).
     let install = |folder: &str| {
         let output = machine.exec(&[
             "bash",
             "-c",
-            &format!(
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {folder}/*.deb"
-            ),
+            &format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {folder}/*.deb"),
         ]);
         assert!(
             output.status.success(),
@@ -183,11 +187,73 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
             String::from_utf8_lossy(&output.stderr),
             machine.journal("hearth*")
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let system_bus_answers = || {
+        machine
+            .exec(&[
+                "dbus-send",
+                "--system",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.GetId",
+            ])
+            .status
+            .success()
     };
 
-    // Installed: nothing runs until setup.
+    // Installed on a server that had no Podman: what apt brought, and the
+    // room it took (docs/benchmarks.md). Nothing runs until setup.
+    // The system's files and Podman's storage (the images), not apt's
+    // cache of downloads.
+    let used = || -> u64 {
+        let total = machine.exec_ok(&["du", "-sbc", "/usr", "/var/lib", "/etc", "/opt"]);
+        let total = total.lines().last().unwrap().split_whitespace().next();
+        total.unwrap().parse().unwrap()
+    };
+    let before = used();
     let started = Instant::now();
-    install("/srv/debs-1");
+    let apt = install("/srv/debs-1");
+    let took = started.elapsed();
+    let grew = used() - before;
+    let said = |what: &str| {
+        apt.lines()
+            .find(|line| line.contains(what))
+            .unwrap_or_else(|| panic!("apt's {what:?}: {apt}"))
+            .to_owned()
+    };
+    println!(
+        "installed on a clean server in {:.0} s: {}; {}; the system grew by {:.0} MB",
+        took.as_secs_f64(),
+        said("newly installed"),
+        said("After this operation"),
+        grew as f64 / 1e6
+    );
+    for pulled in ["podman", "netavark", "catatonit", "dbus"] {
+        assert!(
+            apt.contains(&format!("Setting up {pulled} ")),
+            "apt installed {pulled}: {apt}"
+        );
+    }
+    assert!(
+        !apt.contains("Setting up linux-image") && !apt.contains("Setting up wireguard"),
+        "no kernel or WireGuard tools for a hub: {apt}"
+    );
+    // As on any fresh server: apt installed D-Bus, nothing started it.
+    assert!(!system_bus_answers(), "D-Bus runs before any reboot");
+    let created = machine.exec_ok(&[
+        "podman",
+        "image",
+        "inspect",
+        "--format",
+        "{{.Created.Year}}",
+        &format!("localhost/hearth-gateway:{version}"),
+    ]);
+    assert!(
+        created.trim().parse::<u32>().unwrap() >= 2024,
+        "the image was made with the tree's last commit, not in {created}"
+    );
     let images = machine.exec_ok(&["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(
         images.contains(&format!("localhost/hearth-gateway:{version}")),
@@ -266,21 +332,9 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&["podman", "tag", image_id.trim(), &gateway_image]);
     // A server where D-Bus is not running (minimal, LXC and debootstrap
     // systems until a reboot): setup starts it before anything is written.
+    // The failed setup above started it: stopped again, as it was.
     machine.exec_ok(&["systemctl", "stop", "dbus.socket", "dbus.service"]);
-    assert!(
-        !machine
-            .exec(&[
-                "dbus-send",
-                "--system",
-                "--print-reply",
-                "--dest=org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.GetId",
-            ])
-            .status
-            .success(),
-        "D-Bus stopped"
-    );
+    assert!(!system_bus_answers(), "D-Bus stopped");
 
     // Set up, for a household that speaks Korean: told in Korean, and
     // told that the packaged model speaks none and which Ollama model does.

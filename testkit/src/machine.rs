@@ -1,19 +1,39 @@
 //! A whole Debian machine for the appliance's tests: systemd as PID 1 in a
-//! privileged Podman container whose root is an overlay of this machine's
-//! own system (no image to download). The overlay's upper layer is the
-//! test's own folder, so everything the machine writes can be listed (what
-//! a package left behind) and survives a restart; Hearth's own paths of
-//! this machine (a hub that ran here) are hidden from it, and Podman inside
-//! gets storage of its own. It may live in a lab host's network namespace.
+//! privileged Podman container whose root is an overlay of a Debian system:
+//! a clean server's made by debootstrap (`debian_root`, what the appliance
+//! test installs on), or this machine's own (no download; Hearth's own
+//! paths of this machine, a hub that ran here, hidden from it). The
+//! overlay's upper layer is the test's own folder, so everything the
+//! machine writes can be listed (what a package left behind) and survives a
+//! restart, and the system beneath is never written; Podman inside gets
+//! storage of its own. It may live in a lab host's network namespace.
 //! Dropping it removes the container and unmounts the overlay.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::lab::run;
+use crate::lab::{run, skip};
+use crate::llama::workspace_root;
 use crate::podman::{self, podman_ok};
 use crate::wait_until;
+
+/// A clean Debian bookworm server's root (debootstrap's minimal system with
+/// systemd, and in apt's cache what the hub's packages install), made once
+/// by `scripts/debian-root.sh` into the cache; a skip when it cannot be
+/// made (a failure under `CI=true`).
+pub fn debian_root() -> Option<PathBuf> {
+    let output = Command::new(workspace_root().join("scripts/debian-root.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match output {
+        Ok(output) if output.status.success() => Some(PathBuf::from(
+            String::from_utf8_lossy(&output.stdout).trim(),
+        )),
+        Ok(_) => skip("scripts/debian-root.sh could not make a Debian root"),
+        Err(error) => skip(&format!("scripts/debian-root.sh cannot run: {error}")),
+    }
+}
 
 /// Paths of this machine a test machine must not see (they would be
 /// there if Hearth was ever installed here).
@@ -43,10 +63,22 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Boots a machine named `name` in `dir`, in the network namespace
-    /// `namespace` (none: loopback only), with `mounts` (host path,
-    /// machine path) read-only.
+    /// Boots a machine over this machine's own system, named `name` in
+    /// `dir`, in the network namespace `namespace` (none: loopback only),
+    /// with `mounts` (host path, machine path) read-only.
     pub fn boot(
+        dir: &Path,
+        name: &str,
+        namespace: Option<&str>,
+        mounts: &[(&Path, &str)],
+    ) -> Machine {
+        Machine::boot_on(Path::new("/"), dir, name, namespace, mounts)
+    }
+
+    /// Boots a machine over the Debian system at `system` (`/`, or a root
+    /// from `debian_root`), as `boot` does.
+    pub fn boot_on(
+        system: &Path,
         dir: &Path,
         name: &str,
         namespace: Option<&str>,
@@ -59,26 +91,30 @@ impl Machine {
         for made in [&upper, &work, &root, &storage] {
             std::fs::create_dir_all(made).expect("the machine's folders");
         }
-        // Whiteouts (character devices 0/0) hide this machine's Hearth.
-        for hidden in HIDDEN {
-            let path = upper.join(hidden);
-            std::fs::create_dir_all(path.parent().expect("a parent")).expect("a folder");
-            run(Command::new("mknod").arg(&path).args(["c", "0", "0"]));
+        // Over this machine's system, whiteouts (character devices 0/0)
+        // hide this machine's Hearth, and the machine gets its own Podman
+        // settings: systemd manages its cgroups (it is the machine's init,
+        // in a cgroup namespace of its own); runc, and events in a file, as
+        // on this project's machines. A clean server keeps Debian's own.
+        if system == Path::new("/") {
+            for hidden in HIDDEN {
+                let path = upper.join(hidden);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("a folder");
+                run(Command::new("mknod").arg(&path).args(["c", "0", "0"]));
+            }
+            std::fs::create_dir_all(upper.join("etc/containers")).expect("a folder");
+            std::fs::write(
+                upper.join("etc/containers/containers.conf"),
+                "[containers]\ndefault_ulimits=[\"nofile=20000:20000\",\"nproc=4096:4096\"]\n\
+                 [engine]\nruntime=\"runc\"\ncgroup_manager=\"systemd\"\nevents_logger=\"file\"\n",
+            )
+            .expect("containers.conf");
         }
-        // The machine's own Podman settings: systemd manages its cgroups
-        // (it is the machine's init, in a cgroup namespace of its own);
-        // runc, and events in a file, as on this project's machines.
-        std::fs::create_dir_all(upper.join("etc/containers")).expect("a folder");
-        std::fs::write(
-            upper.join("etc/containers/containers.conf"),
-            "[containers]\ndefault_ulimits=[\"nofile=20000:20000\",\"nproc=4096:4096\"]\n\
-             [engine]\nruntime=\"runc\"\ncgroup_manager=\"systemd\"\nevents_logger=\"file\"\n",
-        )
-        .expect("containers.conf");
         run(Command::new("mount")
             .args(["-t", "overlay", "overlay", "-o"])
             .arg(format!(
-                "lowerdir=/,upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={}",
+                system.display(),
                 upper.display(),
                 work.display()
             ))
