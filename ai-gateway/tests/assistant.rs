@@ -313,6 +313,15 @@ async fn what_a_member_asks_to_remember_is_recalled_for_them_and_no_one_else() {
         .await;
     assert_eq!(said, "I'll remember that.");
     assert_eq!(ran(&events), ["memory_write"]);
+    // Said again, it is acknowledged and kept once (the list below holds one).
+    let (_, said) = house
+        .ask(
+            "ada",
+            None,
+            "remember that my bike lock code is CANARY-ADA-4711",
+        )
+        .await;
+    assert_eq!(said, "I already remember that.");
     house
         .ask(
             "ben",

@@ -135,6 +135,21 @@ pub enum MemoryError {
     Full,
 }
 
+/// Whether `a` and `b` say the same thing as memory entries: equal once
+/// letter case, runs of white space and the sentence's closing marks are
+/// set aside ("The bike code is 4711." and "the bike code is  4711").
+/// Remembering it again keeps the one entry.
+pub fn same_fact(a: &str, b: &str) -> bool {
+    fn plain(text: &str) -> impl Iterator<Item = String> + '_ {
+        text.trim_end_matches(|c: char| {
+            c.is_whitespace() || matches!(c, '.' | '!' | '~' | '。' | '…')
+        })
+        .split_whitespace()
+        .map(str::to_lowercase)
+    }
+    plain(a).eq(plain(b))
+}
+
 /// The entries that give way so one more fits where `kept` (each entry's
 /// layer and id) are an owner's, at most `limit`: none while there is room;
 /// else the oldest daily notes (they fade anyway); [`MemoryError::Full`]
@@ -275,6 +290,24 @@ pub fn trimmed_note(turns: &[(String, String)]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_same_fact_is_the_same_whatever_its_case_spaces_and_full_stop() {
+        use super::same_fact;
+        assert!(same_fact(
+            "The bike lock code is 4711.",
+            "the bike lock code is  4711"
+        ));
+        assert!(same_fact(
+            "사물함 비밀번호는 4711이야~",
+            "사물함  비밀번호는 4711이야"
+        ));
+        assert!(!same_fact(
+            "the bike lock code is 4711",
+            "the bike lock code is 4712"
+        ));
+        assert!(!same_fact("the code is 4711", "is the code 4711?"));
+    }
+
     use super::*;
 
     fn entry(text: &str, layer: Layer) -> Entry {

@@ -20,6 +20,14 @@ pub fn remembered(language: Language, in_room: bool) -> &'static str {
     }
 }
 
+/// After "remember that …" of what is already remembered (kept once).
+pub fn already_remembered(language: Language) -> &'static str {
+    match language {
+        Language::English => "I already remember that.",
+        Language::Korean => "이미 기억하고 있어요.",
+    }
+}
+
 /// When the assistant's store failed (logged where it failed).
 pub fn unavailable(language: Language) -> &'static str {
     match language {

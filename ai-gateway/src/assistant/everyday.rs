@@ -15,7 +15,7 @@ use hearth_assistant::scope::Asker;
 use hearth_assistant::search;
 use jiff::Timestamp;
 
-use super::memories::NotRemembered;
+use super::memories::{NotRemembered, Remembered};
 use super::{Assistant, Said};
 
 /// What a list request came to.
@@ -91,9 +91,13 @@ impl Assistant {
                 .remember(&asker.owner(), Layer::LongTerm, &text, Source::Asked, now)
                 .await
             {
-                Ok(_) => said(
+                Ok(Remembered::New(_)) => said(
                     Some("memory_write"),
                     say::remembered(language, !asker.is_private()).into(),
+                ),
+                Ok(Remembered::Already(_)) => said(
+                    Some("memory_write"),
+                    say::already_remembered(language).into(),
                 ),
                 Err(NotRemembered::Refused(error)) => {
                     said(None, say::memory_error(language, &error))

@@ -16,6 +16,25 @@ use jiff::Timestamp;
 use super::embedder::Embedder;
 use super::store::{MemoryStore, StoreError, Unavailable};
 
+/// What remembering did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remembered {
+    /// A new entry, this one.
+    New(i64),
+    /// The owner's entry of that layer already said it (the same fact,
+    /// `memory::same_fact`): kept as it was, nothing stored twice.
+    Already(i64),
+}
+
+impl Remembered {
+    /// The entry's id.
+    pub fn id(self) -> i64 {
+        match self {
+            Remembered::New(id) | Remembered::Already(id) => id,
+        }
+    }
+}
+
 /// Why an entry was not remembered.
 #[derive(Debug, thiserror::Error)]
 pub enum NotRemembered {
@@ -81,9 +100,9 @@ impl Memories {
         self.len() == 0
     }
 
-    /// Remembers `text` for `owner` at `now`; the entry's id. At the
-    /// owner's limit the oldest entries give way as
-    /// [`memory::making_room`] decides.
+    /// Remembers `text` for `owner` at `now`, unless the owner's entry of
+    /// that layer already says it. At the owner's limit the oldest entries
+    /// give way as [`memory::making_room`] decides.
     pub async fn remember(
         &self,
         owner: &Owner,
@@ -91,20 +110,26 @@ impl Memories {
         text: &str,
         source: Source,
         now: Timestamp,
-    ) -> Result<i64, NotRemembered> {
+    ) -> Result<Remembered, NotRemembered> {
         let text = memory::check(text)?;
+        // Embedded before the writes' turn: a slow model holds up no one.
         let vector = self.embedder.embed_one(&text).await;
-        // One write at a time: two writers must not both see room for one.
+        // One write at a time: two writers must not both see room for one,
+        // nor both store the same fact.
         let _writing = self.writes.lock().await;
-        let kept: Vec<(Layer, i64)> = {
+        let (kept, already): (Vec<(Layer, i64)>, Option<i64>) = {
             let index = hearth_runtime::read(&self.index);
-            index
-                .entries
-                .values()
-                .filter(|entry| entry.owner == *owner)
-                .map(|entry| (entry.layer, entry.id))
-                .collect()
+            let owners = || index.entries.values().filter(|entry| entry.owner == *owner);
+            (
+                owners().map(|entry| (entry.layer, entry.id)).collect(),
+                owners()
+                    .find(|entry| entry.layer == layer && memory::same_fact(&entry.text, &text))
+                    .map(|entry| entry.id),
+            )
         };
+        if let Some(id) = already {
+            return Ok(Remembered::Already(id));
+        }
         for id in memory::making_room(&kept, memory::MAX_ENTRIES)? {
             self.store
                 .forget(owner, id)
@@ -139,7 +164,7 @@ impl Memories {
                 source,
             },
         );
-        Ok(id)
+        Ok(Remembered::New(id))
     }
 
     /// The texts of `owner`'s entries that best answer `query`, best first.
@@ -330,7 +355,8 @@ mod tests {
                 now,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .id();
         assert!(
             !memories
                 .forget(&Owner::Member("ben".into()), id)
@@ -341,6 +367,48 @@ mod tests {
         assert!(memories.forget(&ada, id).await.unwrap());
         assert!(memories.recall(&ada, &query("green tea")).is_empty());
         assert!(memories.entries_of(&ada).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fact_remembered_twice_is_kept_once_per_owner_and_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let memories = memories(dir.path()).await;
+        let ada = Owner::Member("ada".into());
+        let ben = Owner::Member("ben".into());
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let remember = |owner: &Owner, layer: Layer, text: &'static str| {
+            let owner = owner.clone();
+            let memories = &memories;
+            async move {
+                memories
+                    .remember(&owner, layer, text, Source::Asked, now)
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = remember(&ada, Layer::LongTerm, "The bike lock code is 4711.").await;
+        assert!(matches!(first, Remembered::New(_)));
+        assert_eq!(
+            remember(&ada, Layer::LongTerm, "the bike lock code is  4711").await,
+            Remembered::Already(first.id())
+        );
+        // Someone else's, another layer's, and another fact are their own.
+        assert!(matches!(
+            remember(&ben, Layer::LongTerm, "the bike lock code is 4711").await,
+            Remembered::New(_)
+        ));
+        let today = Layer::Daily(jiff::civil::date(2027, 1, 15));
+        assert!(matches!(
+            remember(&ada, today, "the bike lock code is 4711").await,
+            Remembered::New(_)
+        ));
+        assert!(matches!(
+            remember(&ada, Layer::LongTerm, "the bike lock code is 4712").await,
+            Remembered::New(_)
+        ));
+        assert_eq!(memories.entries_of(&ada).len(), 3);
+        let reopened = self::memories(dir.path()).await;
+        assert_eq!(reopened.len(), 4, "nothing stored twice");
     }
 
     #[tokio::test]

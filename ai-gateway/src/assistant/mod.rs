@@ -42,7 +42,7 @@ use crate::config::{AssistantSection, Citations};
 use clock::Clock;
 use documents::{Documents, Indexed};
 use embedder::Embedder;
-use memories::Memories;
+use memories::{Memories, Remembered};
 use scheduler::{Scheduler, SchedulerSettings};
 use store::{Database, DocumentStore, JobStore, ListStore, MemoryStore};
 
@@ -398,7 +398,8 @@ impl Assistant {
                     .remember(&owner, layer, &text, Source::Model, now)
                     .await
                 {
-                    Ok(_) => "Remembered.".into(),
+                    Ok(Remembered::New(_)) => "Remembered.".into(),
+                    Ok(Remembered::Already(_)) => "Already remembered (kept once).".into(),
                     Err(why) => format!("error: {why}"),
                 }
             }
