@@ -5,7 +5,7 @@
 //! [`crate::api::ollama_router`].
 
 use hearth_e2ee::ReplyEvent;
-use hearth_llm::Message;
+use hearth_llm::{Message, NamedSchema, StructuredOutput};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -89,6 +89,26 @@ pub struct Asked {
     pub stream: bool,
     /// What `options` set.
     pub options: Options,
+    /// `format`: the reply held to JSON, or to a JSON schema.
+    pub format: Option<StructuredOutput>,
+}
+
+/// Reads Ollama's `format`: `"json"`, a JSON schema (an object), or none
+/// (`""` too).
+pub fn format(value: Option<&Value>) -> Result<Option<StructuredOutput>, Invalid> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) if text == "json" => Ok(Some(StructuredOutput::JsonObject)),
+        Some(schema @ Value::Object(_)) => Ok(Some(StructuredOutput::JsonSchema {
+            json_schema: NamedSchema {
+                name: "format".into(),
+                schema: schema.clone(),
+                strict: None,
+            },
+        })),
+        Some(_) => Err("`format` must be \"json\" or a JSON schema (an object)".into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,7 +122,9 @@ struct ChatBody {
     stream: Option<bool>,
     #[serde(default)]
     options: Option<Value>,
-    // Accepted: `format`, `keep_alive`, `think` (the model server decides).
+    #[serde(default)]
+    format: Option<Value>,
+    // Accepted: `keep_alive`, `think` (the model server decides).
 }
 
 #[derive(Deserialize)]
@@ -192,6 +214,7 @@ pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
         tools: body.tools,
         stream: body.stream.unwrap_or(true),
         options: options(body.options.as_ref())?,
+        format: format(body.format.as_ref())?,
     })
 }
 
@@ -208,6 +231,8 @@ struct GenerateBody {
     stream: Option<bool>,
     #[serde(default)]
     options: Option<Value>,
+    #[serde(default)]
+    format: Option<Value>,
     #[serde(default)]
     raw: bool,
 }
@@ -247,6 +272,7 @@ pub fn generate_request(body: &[u8]) -> Result<Asked, Invalid> {
         tools: None,
         stream: body.stream.unwrap_or(true),
         options: options(body.options.as_ref())?,
+        format: format(body.format.as_ref())?,
     })
 }
 
@@ -518,6 +544,24 @@ mod tests {
         assert_eq!(asked.options.max_tokens, Some(8));
         assert_eq!(asked.options.sampling["top_p"], 0.9);
         assert!(!asked.options.sampling.contains_key("num_ctx"));
+        assert_eq!(asked.format, Some(StructuredOutput::JsonObject));
+    }
+
+    #[test]
+    fn format_is_json_a_schema_or_nothing() {
+        let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}});
+        let read = format(Some(&schema)).unwrap().unwrap();
+        assert_eq!(read.ollama_format(), schema, "passed on as it came");
+        assert_eq!(
+            format(Some(&json!("json"))).unwrap(),
+            Some(StructuredOutput::JsonObject)
+        );
+        assert_eq!(format(Some(&json!(""))).unwrap(), None);
+        assert_eq!(format(None).unwrap(), None);
+        let refused = format(Some(&json!("yaml"))).unwrap_err();
+        assert!(refused.0.contains("JSON schema"), "{}", refused.0);
+        let generate = generate_request(br#"{"model": "m", "prompt": "hi", "format": "json"}"#);
+        assert_eq!(generate.unwrap().format, Some(StructuredOutput::JsonObject));
     }
 
     #[test]

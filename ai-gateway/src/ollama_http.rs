@@ -227,6 +227,7 @@ async fn reply(
         temperature: asked.options.temperature,
         tools: asked.tools,
         sampling: asked.options.sampling,
+        response_format: asked.format,
         limit: Limit::Address,
         arrived,
         ..Ask::new(caller, asked.messages, endpoint)

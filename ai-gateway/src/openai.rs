@@ -5,7 +5,7 @@
 //! a reply's events to its response object and its SSE events.
 
 use hearth_e2ee::ReplyEvent;
-use hearth_llm::Message;
+use hearth_llm::{Message, NamedSchema, StructuredOutput};
 use serde_json::{Map, Value, json};
 
 /// Why a request is refused (`400 invalid_request_error`).
@@ -146,6 +146,56 @@ impl ToolCalls {
     pub fn is_empty(&self) -> bool {
         self.calls.is_empty()
     }
+}
+
+/// Reads OpenAI's `response_format` (chat completions): `text` (or none)
+/// is free text; `json_object` any JSON object; `json_schema` JSON
+/// matching `json_schema.schema`.
+pub fn response_format(value: Option<&Value>) -> Result<Option<StructuredOutput>, Invalid> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Ok(None);
+    };
+    match value["type"].as_str() {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(StructuredOutput::JsonObject)),
+        Some("json_schema") => named_schema(&value["json_schema"], "response_format.json_schema"),
+        _ => {
+            Err("response_format.type must be \"text\", \"json_object\" or \"json_schema\"".into())
+        }
+    }
+}
+
+/// Reads the Responses API's `text.format` (`{type: "json_schema", name,
+/// schema, strict}` flat, or `json_object`, or `text`).
+pub fn text_format(value: Option<&Value>) -> Result<Option<StructuredOutput>, Invalid> {
+    let Some(format) = value
+        .map(|text| &text["format"])
+        .filter(|format| !format.is_null())
+    else {
+        return Ok(None);
+    };
+    match format["type"].as_str() {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(StructuredOutput::JsonObject)),
+        Some("json_schema") => named_schema(format, "text.format"),
+        _ => Err("text.format.type must be \"text\", \"json_object\" or \"json_schema\"".into()),
+    }
+}
+
+/// `{name, schema, strict}` at `at`: the schema must be an object.
+fn named_schema(value: &Value, at: &str) -> Result<Option<StructuredOutput>, Invalid> {
+    if !value["schema"].is_object() {
+        return Err(Invalid(format!(
+            "{at}.schema must be a JSON schema (an object)"
+        )));
+    }
+    Ok(Some(StructuredOutput::JsonSchema {
+        json_schema: NamedSchema {
+            name: value["name"].as_str().unwrap_or("response").to_owned(),
+            schema: value["schema"].clone(),
+            strict: value["strict"].as_bool(),
+        },
+    }))
 }
 
 /// A `/v1/responses` request as a chat: the system prompt it adds
@@ -487,6 +537,55 @@ impl ResponseStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_formats_read_as_openai_and_the_responses_api_send_them() {
+        let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}});
+        let chat = response_format(Some(&json!({"type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": true}})))
+        .unwrap()
+        .unwrap();
+        let responses = text_format(Some(&json!({"format": {"type": "json_schema",
+            "name": "answer", "schema": schema, "strict": true}})))
+        .unwrap()
+        .unwrap();
+        assert_eq!(chat, responses, "the same structure from either API");
+        assert_eq!(chat.ollama_format(), schema);
+        assert_eq!(
+            response_format(Some(&json!({"type": "json_object"}))).unwrap(),
+            Some(StructuredOutput::JsonObject)
+        );
+        assert_eq!(
+            response_format(Some(&json!({"type": "text"}))).unwrap(),
+            None
+        );
+        assert_eq!(
+            text_format(Some(&json!({"verbosity": "low"}))).unwrap(),
+            None
+        );
+        assert_eq!(response_format(None).unwrap(), None);
+        for (refused, says) in [
+            (
+                response_format(Some(&json!({"type": "yaml"}))),
+                "response_format.type",
+            ),
+            (
+                response_format(Some(
+                    &json!({"type": "json_schema", "json_schema": {"name": "x"}}),
+                )),
+                "response_format.json_schema.schema",
+            ),
+            (
+                text_format(Some(
+                    &json!({"format": {"type": "json_schema", "schema": "no"}}),
+                )),
+                "text.format.schema",
+            ),
+        ] {
+            let why = refused.unwrap_err().0;
+            assert!(why.contains(says), "{why}");
+        }
+    }
 
     #[test]
     fn tools_and_choices_are_checked_as_openclaw_checks_them() {

@@ -209,6 +209,11 @@ pub(crate) async fn completions(
         Ok(sampling) => sampling,
         Err(error) => return error.into_response(),
     };
+    let response_format = match crate::openai::response_format(request.rest.get("response_format"))
+    {
+        Ok(format) => format,
+        Err(why) => return invalid(why.0),
+    };
     let session = match session_key(request.user.as_deref(), &headers) {
         Ok(session) => session,
         Err(error) => return error.into_response(),
@@ -223,6 +228,7 @@ pub(crate) async fn completions(
         tools: request.tools,
         tool_choice: request.tool_choice,
         sampling,
+        response_format,
         ..openai_ask(
             caller,
             request.model.as_deref(),
@@ -332,6 +338,10 @@ pub(crate) async fn responses(
         Ok(chat) => chat,
         Err(why) => return invalid(why.0),
     };
+    let response_format = match crate::openai::text_format(body.get("text")) {
+        Ok(format) => format,
+        Err(why) => return invalid(why.0),
+    };
     let temperature = body
         .get("temperature")
         .and_then(serde_json::Value::as_f64)
@@ -361,6 +371,7 @@ pub(crate) async fn responses(
         tools: chat.tools,
         tool_choice: chat.tool_choice,
         sampling,
+        response_format,
         ..openai_ask(
             caller,
             body.get("model").and_then(serde_json::Value::as_str),

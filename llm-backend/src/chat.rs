@@ -166,6 +166,47 @@ pub struct ChatRequest {
     /// `frequency_penalty`, `presence_penalty`).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub sampling: serde_json::Map<String, Value>,
+    /// The reply's structure, in OpenAI's `response_format` shape
+    /// ([`StructuredOutput`]): none is free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<StructuredOutput>,
+}
+
+/// A reply held to JSON: any JSON object, or JSON matching a schema. The
+/// model server constrains its sampling to it (llama.cpp by a grammar,
+/// Ollama by its `format`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching `json_schema.schema`.
+    JsonSchema {
+        /// The schema and its name.
+        json_schema: NamedSchema,
+    },
+}
+
+/// A JSON schema with the name OpenAI's API gives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedSchema {
+    /// Its name.
+    pub name: String,
+    /// The JSON schema.
+    pub schema: Value,
+    /// Whether the schema is to be followed strictly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+impl StructuredOutput {
+    /// As Ollama's `format`: `"json"`, or the schema itself.
+    pub fn ollama_format(&self) -> Value {
+        match self {
+            StructuredOutput::JsonObject => Value::String("json".into()),
+            StructuredOutput::JsonSchema { json_schema } => json_schema.schema.clone(),
+        }
+    }
 }
 
 /// The sampling settings a request may pass through to the model.

@@ -27,7 +27,8 @@ pub mod router;
 
 pub use backend::Backend;
 pub use chat::{
-    BackendError, ChatRequest, EventStream, Message, SAMPLING, SetupError, StreamEvent, Usage,
+    BackendError, ChatRequest, EventStream, Message, NamedSchema, SAMPLING, SetupError,
+    StreamEvent, StructuredOutput, Usage,
 };
 pub use endpoint::Api;
 pub use router::{ModelRef, Opened, ProviderConfig, RemoteEndpoint, Remotes, RouteError, Router};

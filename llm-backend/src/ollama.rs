@@ -66,6 +66,9 @@ pub fn request_body(model: &str, request: &ChatRequest) -> Value {
     for (key, value) in &request.sampling {
         body["options"][key] = value.clone();
     }
+    if let Some(format) = &request.response_format {
+        body["format"] = format.ollama_format();
+    }
     body
 }
 
@@ -242,4 +245,32 @@ where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
 {
     crate::decoding::decode(bytes, Ndjson::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{Message, NamedSchema, StructuredOutput};
+
+    #[test]
+    fn a_structure_goes_to_ollama_as_its_format() {
+        let schema =
+            serde_json::json!({"type": "object", "properties": {"ok": {"type": "boolean"}}});
+        let mut request = ChatRequest {
+            messages: vec![Message::new("user", "ok?")],
+            response_format: Some(StructuredOutput::JsonSchema {
+                json_schema: NamedSchema {
+                    name: "answer".into(),
+                    schema: schema.clone(),
+                    strict: None,
+                },
+            }),
+            ..Default::default()
+        };
+        assert_eq!(request_body("m", &request)["format"], schema);
+        request.response_format = Some(StructuredOutput::JsonObject);
+        assert_eq!(request_body("m", &request)["format"], "json");
+        request.response_format = None;
+        assert!(request_body("m", &request).get("format").is_none());
+    }
 }

@@ -45,6 +45,9 @@ pub async fn stream_chat(
     for (key, value) in &request.sampling {
         body[key] = value.clone();
     }
+    if let Some(format) = &request.response_format {
+        body["response_format"] = serde_json::to_value(format).expect("a format serializes");
+    }
     let body = serde_json::to_vec(&body).expect("a JSON value serializes");
     let response = link::post_json(
         endpoint.target(),

@@ -63,6 +63,44 @@ fn endpoint(server: &LlamaServer) -> Endpoint {
     .unwrap()
 }
 
+/// A reply held to a JSON schema is JSON matching it: llama-server turns
+/// the schema into a grammar, so even the tiny random model's reply is.
+#[tokio::test]
+async fn a_reply_held_to_a_json_schema_is_json_matching_it() {
+    let Some(server) = LlamaServer::start_tcp() else {
+        return;
+    };
+    let endpoint = endpoint(&server);
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"open": {"type": "boolean"}, "rooms": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["open", "rooms"],
+        "additionalProperties": false,
+    });
+    let held = ChatRequest {
+        response_format: Some(hearth_llm::StructuredOutput::JsonSchema {
+            json_schema: hearth_llm::NamedSchema {
+                name: "house".into(),
+                schema,
+                strict: Some(true),
+            },
+        }),
+        ..request("is the house open, and how many rooms?", 64)
+    };
+    let (text, _, end) =
+        collect(openai::stream_chat(&endpoint, "tiny", &held).await.unwrap()).await;
+    end.unwrap();
+    let reply: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|error| panic!("not JSON ({error}): {text:?}"));
+    let object = reply.as_object().unwrap_or_else(|| panic!("{reply}"));
+    assert!(object["open"].is_boolean(), "{reply}");
+    assert!(
+        (0..=9).contains(&object["rooms"].as_i64().unwrap()),
+        "{reply}"
+    );
+    assert_eq!(object.len(), 2, "{reply}");
+}
+
 #[tokio::test]
 async fn llama_server_streams_over_tcp() {
     let Some(server) = LlamaServer::start_tcp() else {

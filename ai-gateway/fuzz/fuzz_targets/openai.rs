@@ -1,11 +1,14 @@
 //! Fuzzes what the OpenAI-style API reads from a caller: chat messages
 //! (text, parts, tool calls), tool definitions and choices, OpenResponses
-//! input items, and tool-call fragments joined and streamed back as
+//! input items, structured-output formats (`response_format`,
+//! `text.format`), and tool-call fragments joined and streamed back as
 //! OpenResponses events. Any bytes give a value or an error, never a panic.
 #![no_main]
 
 use hearth_e2ee::ReplyEvent;
-use hearth_gateway::openai::{ResponseStream, ToolCalls, check_tools, responses_chat};
+use hearth_gateway::openai::{
+    ResponseStream, ToolCalls, check_tools, response_format, responses_chat, text_format,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -16,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = check_tools(body.get("tools"), body.get("tool_choice"));
     let _ = responses_chat(&body);
+    let _ = response_format(body.get("response_format"));
+    let _ = text_format(body.get("text"));
     if let Some(fragments) = body.get("tool_calls") {
         let mut calls = ToolCalls::default();
         calls.push(fragments);

@@ -23,7 +23,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use hearth_e2ee::{ErrorCode, ReplyEvent, ReplyUsage};
-use hearth_llm::{Message, ModelRef};
+use hearth_llm::{Message, ModelRef, StructuredOutput};
 use hearth_roster::Asker;
 
 use super::turns::Route;
@@ -63,6 +63,8 @@ pub struct Ask {
     pub tools: Option<serde_json::Value>,
     /// Which tool the caller wants called.
     pub tool_choice: Option<serde_json::Value>,
+    /// The reply's structure the caller asks for (none: free text).
+    pub response_format: Option<StructuredOutput>,
     /// The API it came on, for the metrics.
     pub endpoint: &'static str,
     /// When the request arrived.
@@ -92,6 +94,7 @@ impl Ask {
             sampling: serde_json::Map::new(),
             tools: None,
             tool_choice: None,
+            response_format: None,
             endpoint,
             arrived: Instant::now(),
             limit: Limit::Adapter,
@@ -395,6 +398,7 @@ impl Gateway {
             sampling,
             tools,
             tool_choice,
+            response_format,
             endpoint,
             arrived,
             limit,
@@ -555,9 +559,17 @@ impl Gateway {
                             assistant.note_trimmed(&asker, &id, &history, dropped).await;
                         });
                     }
-                    request.tools = crate::openai::merge_tools(household_tools, tools);
+                    // A reply held to a structure is the structure: the
+                    // household's tools are not offered then (the model
+                    // could not both call one and answer in the format).
+                    request.tools = if response_format.is_some() {
+                        tools
+                    } else {
+                        crate::openai::merge_tools(household_tools, tools)
+                    };
                     request.tool_choice = tool_choice;
                     request.sampling = sampling;
+                    request.response_format = response_format;
                     self.assistant_turn(
                         request,
                         asker,
@@ -598,6 +610,7 @@ impl Gateway {
                 request.tools = tools;
                 request.tool_choice = tool_choice;
                 request.sampling = sampling;
+                request.response_format = response_format;
                 self.open_turn(&request, arrived, endpoint, save, &route)
                     .await
             }

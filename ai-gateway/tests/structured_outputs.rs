@@ -1,0 +1,152 @@
+//! Structured outputs through every API, with the official clients no one
+//! here wrote: the `openai` SDK's `response_format` (a JSON schema, and
+//! `json_object`) on chat completions and the Responses API's
+//! `text.format`, the `ollama` client's `format` (a schema, and "json"),
+//! and LangChain's `with_structured_output` over Ollama's API. The model
+//! server is a real llama-server (the tiny random model: only the schema's
+//! grammar makes its reply JSON, so a format the gateway dropped shows as
+//! prose). Asked of a model, and of the member's assistant (the agent,
+//! which then offers none of the household's tools). The caller is known
+//! by its address as through the mesh (the node agent's API is a stand-in
+//! here, `AgentStandIn`; the real agents' `whois` is tested in
+//! `mesh_identity.rs`).
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use hearth_testkit::gateway_process::{GatewayProcess, config};
+use hearth_testkit::llama::{LlamaServer, free_port, port_answers, python};
+use hearth_testkit::standins::AgentStandIn;
+use hearth_testkit::{skip, wait_until};
+use serde_json::json;
+
+/// Each client asks for a house's state as JSON matching SCHEMA (and for
+/// any JSON object), from MODEL; prints each reply on its own line.
+const CLIENTS: &str = r#"
+import json, os, openai, ollama
+schema = json.loads(os.environ["SCHEMA"])
+model = os.environ["MODEL"]
+question = [{"role": "user", "content": "is the house open, and how many rooms?"}]
+client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="the mesh says who I am")
+said = client.chat.completions.create(model=model, messages=question, max_tokens=48,
+    response_format={"type": "json_schema", "json_schema": {"name": "house", "schema": schema, "strict": True}})
+print("openai schema:", said.choices[0].message.content)
+said = client.chat.completions.create(model=model, messages=question, max_tokens=48,
+    response_format={"type": "json_object"})
+print("openai object:", said.choices[0].message.content.replace("\n", " "))
+said = client.responses.create(model=model, input=question[0]["content"], max_output_tokens=48,
+    text={"format": {"type": "json_schema", "name": "house", "schema": schema, "strict": True}})
+print("responses schema:", said.output_text)
+ollama_client = ollama.Client(host=os.environ["OLLAMA"])
+said = ollama_client.chat(model=model, messages=question, format=schema, options={"num_predict": 48})
+print("ollama schema:", said.message.content)
+said = ollama_client.generate(model=model, prompt=question[0]["content"], format=schema,
+    options={"num_predict": 48})
+print("ollama generate:", said.response)
+from langchain_ollama import ChatOllama
+from pydantic import BaseModel, ConfigDict, Field
+class House(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    open: bool
+    rooms: int = Field(ge=0, le=9)
+chat = ChatOllama(model=model, base_url=os.environ["OLLAMA"], num_predict=48)
+print("langchain:", chat.with_structured_output(House).invoke(question[0]["content"]).model_dump_json())
+"#;
+
+const SCHEMA: &str = r#"{"type": "object",
+  "properties": {"open": {"type": "boolean"}, "rooms": {"type": "integer", "minimum": 0, "maximum": 9}},
+  "required": ["open", "rooms"], "additionalProperties": false}"#;
+
+/// The reply after `label` in `out`, as JSON matching SCHEMA.
+fn house(out: &str, label: &str) {
+    let line = out
+        .lines()
+        .find_map(|line| line.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} line: {out}"));
+    let reply: serde_json::Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|error| panic!("{label} is not JSON ({error}): {line:?}\n{out}"));
+    let object = reply
+        .as_object()
+        .unwrap_or_else(|| panic!("{label} {reply}"));
+    assert!(object["open"].is_boolean(), "{label} {reply}");
+    assert!(
+        (0..=9).contains(&object["rooms"].as_i64().unwrap()),
+        "{label} {reply}"
+    );
+    assert_eq!(object.len(), 2, "{label} {reply}");
+}
+
+#[test]
+fn every_api_holds_the_reply_to_the_format_asked_of_a_model_and_of_the_assistant() {
+    let check = Command::new(python())
+        .args(["-c", "import ollama, openai, langchain_ollama"])
+        .output();
+    if !check.is_ok_and(|output| output.status.success()) {
+        skip::<()>(
+            "the ollama, openai and langchain-ollama clients are not installed: run scripts/python-env.sh",
+        );
+        return;
+    }
+    let Some(llama) = LlamaServer::start_tcp() else {
+        return;
+    };
+    let agent = AgentStandIn::start();
+    agent.set(
+        "127.0.0.1",
+        Some(AgentStandIn::member("ada", "127.0.0.1", json!({}))),
+    );
+    let mut config = config(&[("local", "openai-completions", &llama.base_url)]);
+    let ollama_port = free_port();
+    config["gateway"]["http"]["endpoints"]["responses"] = json!({"enabled": true});
+    config["gateway"]["auth"] = json!({"mode": "token"});
+    config["hearth"]["agentSocket"] = json!(agent.socket);
+    config["hearth"]["ollama"] = json!({"enabled": true, "port": ollama_port});
+    // The member's assistant answers the agent (memory, the household's tools).
+    config["hearth"]["assistant"] = json!({"timezone": "Europe/London"});
+    let gateway = GatewayProcess::start(config);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || port_answers((
+            "127.0.0.1",
+            ollama_port
+        )))
+        .is_some(),
+        "Ollama's API listens: {}",
+        gateway.log_text()
+    );
+    for model in ["local/tiny", "openclaw"] {
+        let output = Command::new(python())
+            .args(["-c", CLIENTS])
+            .env("GATEWAY", format!("{}/v1", gateway.url))
+            .env("OLLAMA", format!("http://127.0.0.1:{ollama_port}"))
+            .env("MODEL", model)
+            .env("SCHEMA", SCHEMA)
+            .output()
+            .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "{model}: {out}\n{}",
+            gateway.log_text()
+        );
+        for label in [
+            "openai schema:",
+            "responses schema:",
+            "ollama schema:",
+            "ollama generate:",
+            "langchain:",
+        ] {
+            house(&out, label);
+        }
+        // Any JSON object: llama.cpp's grammar holds it to one (the tiny
+        // model may run out of tokens inside it, so only its start is sure).
+        let object = out
+            .lines()
+            .find_map(|line| line.strip_prefix("openai object:"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(object.trim_start().starts_with('{'), "{model}: {out}");
+    }
+}
