@@ -13,9 +13,9 @@ use std::process::Command;
 
 use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::household::EMBEDDING_MODEL;
-use hearth_testkit::llama::{LlamaServer, free_port, port_answers, python};
+use hearth_testkit::llama::{LlamaServer, python};
+use hearth_testkit::skip;
 use hearth_testkit::standins::{AgentStandIn, Turn, messages_of, tool_model_stand_in};
-use hearth_testkit::{skip, wait_until};
 use serde_json::{Value, json};
 
 /// What the model does: the weather question calls the household's clock
@@ -159,31 +159,18 @@ fn start() -> Option<Apps> {
         "openai-completions",
         &format!("{}/v1", model.url()),
     )]);
-    let ollama_port = free_port();
     config["gateway"]["http"]["endpoints"]["responses"] = json!({"enabled": true});
-    config["gateway"]["auth"] = json!({"mode": "token"});
-    config["hearth"]["agentSocket"] = json!(agent.socket);
-    config["hearth"]["ollama"] = json!({"enabled": true, "port": ollama_port});
     config["hearth"]["limits"] =
         json!({"requestsPerMinutePerDevice": 100_000, "requestsPerMinutePerIp": 100_000});
     config["hearth"]["assistant"] = json!({"timezone": "Europe/London"});
     config["models"]["providers"]["vectors"] = json!({"baseUrl": embeddings.base_url,
         "api": "openai-completions", "models": [{"id": EMBEDDING_MODEL}]});
     config["memory"] = json!({"search": {"provider": "vectors", "model": EMBEDDING_MODEL}});
-    let gateway = GatewayProcess::start(config);
-    assert!(
-        wait_until(std::time::Duration::from_secs(10), || port_answers((
-            "127.0.0.1",
-            ollama_port
-        )))
-        .is_some(),
-        "Ollama's API listens: {}",
-        gateway.log_text()
-    );
+    let (gateway, ollama_url) = GatewayProcess::start_for_apps(config, &agent.socket);
     Some(Apps {
         gateway,
         agent,
-        ollama_url: format!("http://127.0.0.1:{ollama_port}"),
+        ollama_url,
         dir: tempfile::tempdir().unwrap(),
         _model: model,
         _embeddings: embeddings,

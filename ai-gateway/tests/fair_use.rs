@@ -19,7 +19,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::standins::{AgentStandIn, Script, ScriptedServer, ollama_stand_in};
-use hearth_testkit::wait_until;
 use serde_json::{Value, json};
 
 const AI: &str = "hearth.example/cap/ai";
@@ -46,23 +45,15 @@ fn start(providers: &[(&str, &str)], streams: usize) -> House {
         .map(|(id, url)| (*id, "ollama", *url))
         .collect();
     let mut config = hearth_testkit::gateway_process::config(&listed);
-    let ollama_port = hearth_testkit::llama::free_port();
-    config["gateway"]["auth"] = json!({"mode": "token"});
-    config["hearth"]["agentSocket"] = json!(agent.socket);
-    config["hearth"]["ollama"] = json!({"enabled": true, "port": ollama_port});
     config["hearth"]["limits"] = json!({
         "requestsPerMinutePerDevice": 100_000, "requestsPerMinutePerIp": 100_000,
         "maxConcurrentStreams": streams,
     });
-    let gateway = GatewayProcess::start(config);
-    let answers = wait_until(Duration::from_secs(10), || {
-        hearth_testkit::llama::port_answers(("127.0.0.1", ollama_port))
-    });
-    assert!(answers.is_some(), "{}", gateway.log_text());
+    let (gateway, ollama) = GatewayProcess::start_for_apps(config, &agent.socket);
     House {
         gateway,
         agent,
-        ollama: format!("http://127.0.0.1:{ollama_port}"),
+        ollama,
     }
 }
 

@@ -15,9 +15,9 @@
 use std::process::Command;
 
 use hearth_testkit::gateway_process::{GatewayProcess, config};
-use hearth_testkit::llama::{LlamaServer, free_port, port_answers, python};
+use hearth_testkit::llama::{LlamaServer, python};
+use hearth_testkit::skip;
 use hearth_testkit::standins::AgentStandIn;
-use hearth_testkit::{skip, wait_until};
 use serde_json::json;
 
 /// Each client asks for a house's state as JSON matching SCHEMA (and for
@@ -96,28 +96,15 @@ fn every_api_holds_the_reply_to_the_format_asked_of_a_model_and_of_the_assistant
         Some(AgentStandIn::member("ada", "127.0.0.1", json!({}))),
     );
     let mut config = config(&[("local", "openai-completions", &llama.base_url)]);
-    let ollama_port = free_port();
     config["gateway"]["http"]["endpoints"]["responses"] = json!({"enabled": true});
-    config["gateway"]["auth"] = json!({"mode": "token"});
-    config["hearth"]["agentSocket"] = json!(agent.socket);
-    config["hearth"]["ollama"] = json!({"enabled": true, "port": ollama_port});
     // The member's assistant answers the agent (memory, the household's tools).
     config["hearth"]["assistant"] = json!({"timezone": "Europe/London"});
-    let gateway = GatewayProcess::start(config);
-    assert!(
-        wait_until(std::time::Duration::from_secs(10), || port_answers((
-            "127.0.0.1",
-            ollama_port
-        )))
-        .is_some(),
-        "Ollama's API listens: {}",
-        gateway.log_text()
-    );
+    let (gateway, ollama) = GatewayProcess::start_for_apps(config, &agent.socket);
     for model in ["local/tiny", "openclaw"] {
         let output = Command::new(python())
             .args(["-c", CLIENTS])
             .env("GATEWAY", format!("{}/v1", gateway.url))
-            .env("OLLAMA", format!("http://127.0.0.1:{ollama_port}"))
+            .env("OLLAMA", &ollama)
             .env("MODEL", model)
             .env("SCHEMA", SCHEMA)
             .output()

@@ -290,9 +290,10 @@ pub fn trimmed_note(turns: &[(String, String)]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_same_fact_is_the_same_whatever_its_case_spaces_and_full_stop() {
-        use super::same_fact;
         assert!(same_fact(
             "The bike lock code is 4711.",
             "the bike lock code is  4711"
@@ -307,8 +308,6 @@ mod tests {
         ));
         assert!(!same_fact("the code is 4711", "is the code 4711?"));
     }
-
-    use super::*;
 
     fn entry(text: &str, layer: Layer) -> Entry {
         Entry {

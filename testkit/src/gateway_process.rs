@@ -88,6 +88,27 @@ impl GatewayProcess {
         gateway
     }
 
+    /// Starts the gateway with `config` as members' apps reach it: callers
+    /// named by the node agent at `agent_socket` (the token's holder
+    /// otherwise), and Ollama's API on a free port; waits until that API
+    /// answers. The gateway, and Ollama's API's URL.
+    pub fn start_for_apps(mut config: Value, agent_socket: &Path) -> (GatewayProcess, String) {
+        let ollama_port = free_port();
+        config["gateway"]["auth"] = json!({"mode": "token"});
+        config["hearth"]["agentSocket"] = json!(agent_socket);
+        config["hearth"]["ollama"] = json!({"enabled": true, "port": ollama_port});
+        let gateway = GatewayProcess::start(config);
+        let answers = crate::wait_until(Duration::from_secs(10), || {
+            crate::llama::port_answers(("127.0.0.1", ollama_port))
+        });
+        assert!(
+            answers.is_some(),
+            "Ollama's API listens: {}",
+            gateway.log_text()
+        );
+        (gateway, format!("http://127.0.0.1:{ollama_port}"))
+    }
+
     /// Writes the config without starting.
     pub fn prepare(mut config: Value) -> GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
