@@ -79,6 +79,16 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
             post(not_enabled)
         },
     );
+    // Anthropic's Messages API, with the OpenAI API's switches (OpenClaw
+    // has none of its own for it).
+    limited = limited.route(
+        "/v1/messages",
+        if either {
+            post(crate::anthropic_http::messages)
+        } else {
+            post(not_enabled)
+        },
+    );
     limited = limited.route(
         "/v1/embeddings",
         if either {
@@ -353,21 +363,13 @@ async fn approve_device(
     if let Some(refused) = not_admin(&caller) {
         return refused;
     }
-    let pairing = &claw.pairing;
     let member = approval
         .member
         .as_deref()
         .map(str::trim)
         .filter(|member| !member.is_empty());
-    match pairing
-        .approve(approval.request_id.trim(), member, unix_seconds())
-        .await
-    {
-        Ok(paired) => {
-            tracing::info!(device = %paired.device_id, member = ?paired.member, "an OpenClaw client's device is paired");
-            claw.paired_changed();
-            Json(json!({"paired": paired})).into_response()
-        }
+    match claw.approve(approval.request_id.trim(), member).await {
+        Ok(paired) => Json(json!({"paired": paired})).into_response(),
         Err(crate::claw::pairing::ApproveError::Store(error)) => device_store_failed(&error),
         Err(refused) => error_body(
             StatusCode::BAD_REQUEST,
@@ -392,12 +394,8 @@ async fn remove_device(
     if let Some(refused) = not_admin(&caller) {
         return refused;
     }
-    match claw.pairing.remove(removal.id.trim()).await {
-        Ok(removed) => {
-            // Its open connections end with it.
-            claw.paired_changed();
-            Json(json!({"removed": removed})).into_response()
-        }
+    match claw.remove(removal.id.trim()).await {
+        Ok(removed) => Json(json!({"removed": removed})).into_response(),
         Err(error) => device_store_failed(&error),
     }
 }

@@ -20,6 +20,10 @@ pub struct Auth {
     pub loopback: bool,
     /// The names and origins browsers may use.
     pub same_origin: SameOrigin,
+    /// The secret a front end's signed user header is checked with
+    /// (`hearth.openWebUi.userJwtSecretFile`); set, only that header names
+    /// whom it acts for.
+    pub signed_user_secret: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Auth {

@@ -43,12 +43,14 @@ pub(crate) fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
     error_body(status, refusal.code(), refusal.to_string())
 }
 
+/// The secret a caller presents: `Authorization: Bearer …`, or the
+/// `x-api-key` Anthropic's SDKs send.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    authorization.or_else(|| headers.get("x-api-key")?.to_str().ok())
 }
 
 pub(crate) async fn authenticate(
@@ -88,7 +90,12 @@ pub(crate) async fn authenticate(
         );
     };
     // A front end serving many people names the one it acts for.
-    let caller = match forwarded_user(request.headers()) {
+    let named = forwarded_user(
+        request.headers(),
+        auth.signed_user_secret.as_deref().map(String::as_bytes),
+        hearth_runtime::clock::unix_seconds(),
+    );
+    let caller = match named {
         Ok(None) => caller,
         Ok(Some(named)) => match caller.acting_for(&named, &device) {
             Ok(caller) => caller,
@@ -100,6 +107,15 @@ pub(crate) async fn authenticate(
                 );
             }
         },
+        // A signed header that does not check out names no one: refused
+        // as not permitted, as a name the policy does not grant is.
+        Err(why @ ForwardedUser::Signed(_)) => {
+            return error_body(
+                StatusCode::FORBIDDEN,
+                ErrorCode::NotPermitted,
+                why.to_string(),
+            );
+        }
         Err(why) => {
             return error_body(
                 StatusCode::BAD_REQUEST,
@@ -116,26 +132,62 @@ pub(crate) async fn authenticate(
 #[derive(Debug, thiserror::Error)]
 enum ForwardedUser {
     /// More than one.
-    #[error("{} is given twice", crate::caller::FORWARDED_USER)]
-    Twice,
+    #[error("{0} is given twice")]
+    Twice(&'static str),
     /// Not text.
-    #[error("{} is not text", crate::caller::FORWARDED_USER)]
-    NotText,
+    #[error("{0} is not text")]
+    NotText(&'static str),
+    /// The signed header, refused.
+    #[error(transparent)]
+    Signed(#[from] crate::forwarded::Refused),
+    /// The signed header, with no secret here to check it.
+    #[error(
+        "{} is sent, but this gateway has no hearth.openWebUi.userJwtSecretFile to check it with",
+        crate::forwarded::SIGNED_USER
+    )]
+    NoSecret,
+    /// The plain header, where only the signed one is taken.
+    #[error(
+        "{} is not taken here: this gateway checks Open WebUI's signed {} (hearth.openWebUi.userJwtSecretFile)",
+        crate::caller::FORWARDED_USER,
+        crate::forwarded::SIGNED_USER
+    )]
+    Unsigned,
 }
 
-/// The person a front end names in its forwarded user header, if any: one
-/// value, text.
-fn forwarded_user(headers: &HeaderMap) -> Result<Option<String>, ForwardedUser> {
-    let mut values = headers.get_all(crate::caller::FORWARDED_USER).iter();
+/// The one text value of header `name`, if any.
+fn one_header<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a str>, ForwardedUser> {
+    let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ForwardedUser::Twice);
+        return Err(ForwardedUser::Twice(name));
     }
-    match value.to_str() {
-        Ok(name) => Ok(Some(name.trim().to_owned())),
-        Err(_) => Err(ForwardedUser::NotText),
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| ForwardedUser::NotText(name))
+}
+
+/// The person a front end names, if any: in Open WebUI's signed user
+/// header, checked with `secret` at `now`; else, when no secret is set, in
+/// its plain name header (one value, text).
+fn forwarded_user(
+    headers: &HeaderMap,
+    secret: Option<&[u8]>,
+    now: i64,
+) -> Result<Option<String>, ForwardedUser> {
+    let signed = one_header(headers, crate::forwarded::SIGNED_USER)?;
+    let plain = one_header(headers, crate::caller::FORWARDED_USER)?;
+    match (signed, secret) {
+        (Some(token), Some(secret)) => Ok(Some(crate::forwarded::verify(token, secret, now)?)),
+        (Some(_), None) => Err(ForwardedUser::NoSecret),
+        (None, Some(_)) if plain.is_some() => Err(ForwardedUser::Unsigned),
+        (None, _) => Ok(plain.map(|name| name.trim().to_owned())),
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub mod access;
 pub mod agents;
+pub mod anthropic;
+pub mod anthropic_http;
 pub mod api;
 pub mod assistant;
 pub mod caller;
@@ -23,6 +25,7 @@ pub mod control_ui;
 pub mod conversation;
 pub mod doctor;
 pub mod edge;
+pub mod forwarded;
 pub mod gateway;
 pub mod journal;
 pub mod keys;
@@ -56,17 +59,11 @@ pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, heart
             connect_timeout: Duration::from_secs(config.hearth.connect_timeout_seconds.max(1)),
         });
     }
-    // Agents' own models follow the default chain, so that a request for an
-    // agent can start with its model (and fall back along the chain).
-    let mut names = config.chain();
-    for entry in config.agents.entries.values() {
-        for name in entry.model.iter().flat_map(config::ModelChain::list) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    let chain = names
+    // Every chat model, the failover chain first: the gateway keeps replies
+    // to that chain (`Config::failover_chain`), a model named by a caller
+    // starts there.
+    let chain = config
+        .chat_models()
         .iter()
         .map(|text| hearth_llm::ModelRef::parse(text))
         .collect::<Result<Vec<_>, _>>()?;

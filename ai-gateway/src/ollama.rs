@@ -5,7 +5,7 @@
 //! [`crate::api::ollama_router`].
 
 use hearth_e2ee::ReplyEvent;
-use hearth_llm::{Message, NamedSchema, StructuredOutput};
+use hearth_llm::{Message, NamedSchema, StructuredOutput, Think};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -91,6 +91,21 @@ pub struct Asked {
     pub options: Options,
     /// `format`: the reply held to JSON, or to a JSON schema.
     pub format: Option<StructuredOutput>,
+    /// `think`: whether, and how much, a thinking model thinks.
+    pub think: Option<Think>,
+}
+
+/// Reads Ollama's `think`: `true`, `false`, `"low"`, `"medium"`, `"high"`
+/// or `"max"` (as Ollama takes them), or none.
+pub fn think(value: Option<&Value>) -> Result<Option<Think>, Invalid> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Think::from_ollama(value).map(Some).ok_or_else(|| {
+            Invalid(format!(
+                "invalid think value {value}: one of true, false, \"low\", \"medium\", \"high\", \"max\""
+            ))
+        }),
+    }
 }
 
 /// Reads Ollama's `format`: `"json"`, a JSON schema (an object), or none
@@ -124,7 +139,9 @@ struct ChatBody {
     options: Option<Value>,
     #[serde(default)]
     format: Option<Value>,
-    // Accepted: `keep_alive`, `think` (the model server decides).
+    #[serde(default)]
+    think: Option<Value>,
+    // Accepted: `keep_alive` (the model server decides).
 }
 
 #[derive(Deserialize)]
@@ -215,6 +232,7 @@ pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
         stream: body.stream.unwrap_or(true),
         options: options(body.options.as_ref())?,
         format: format(body.format.as_ref())?,
+        think: think(body.think.as_ref())?,
     })
 }
 
@@ -233,6 +251,8 @@ struct GenerateBody {
     options: Option<Value>,
     #[serde(default)]
     format: Option<Value>,
+    #[serde(default)]
+    think: Option<Value>,
     #[serde(default)]
     raw: bool,
 }
@@ -273,6 +293,7 @@ pub fn generate_request(body: &[u8]) -> Result<Asked, Invalid> {
         stream: body.stream.unwrap_or(true),
         options: options(body.options.as_ref())?,
         format: format(body.format.as_ref())?,
+        think: think(body.think.as_ref())?,
     })
 }
 
@@ -357,13 +378,9 @@ pub fn running(name: &str, expires_at: &str) -> Value {
            "expires_at": expires_at, "size_vram": 0})
 }
 
-/// `/api/show`'s answer for `name`, which embeds (`embedding`) or chats.
-pub fn show(name: &str, embedding: bool, modified_at: &str) -> Value {
-    let capabilities = if embedding {
-        json!(["embedding"])
-    } else {
-        json!(["completion", "tools"])
-    };
+/// `/api/show`'s answer for `name`, which can do what `capabilities` says
+/// (`completion`, `tools`, `vision`; or `embedding`).
+pub fn show(name: &str, capabilities: &[&str], modified_at: &str) -> Value {
     json!({"modelfile": format!("# {name}: served by the household's Hearth gateway\n"),
            "parameters": "", "template": "", "details": details(), "model_info": {},
            "capabilities": capabilities, "modified_at": modified_at})
@@ -545,6 +562,19 @@ mod tests {
         assert_eq!(asked.options.sampling["top_p"], 0.9);
         assert!(!asked.options.sampling.contains_key("num_ctx"));
         assert_eq!(asked.format, Some(StructuredOutput::JsonObject));
+    }
+
+    #[test]
+    fn think_is_a_switch_or_a_level() {
+        assert_eq!(think(Some(&json!(true))).unwrap(), Some(Think::On));
+        assert_eq!(think(Some(&json!(false))).unwrap(), Some(Think::Off));
+        assert_eq!(think(Some(&json!("low"))).unwrap(), Some(Think::Low));
+        assert_eq!(think(Some(&json!("max"))).unwrap(), Some(Think::Max));
+        assert_eq!(think(None).unwrap(), None);
+        let refused = think(Some(&json!("extreme"))).unwrap_err();
+        assert!(refused.0.contains("invalid think value"), "{}", refused.0);
+        let asked = chat_request(br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}], "think": "medium"}"#);
+        assert_eq!(asked.unwrap().think, Some(Think::Medium));
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .route("/api/generate", post(generate))
         .route("/api/embed", post(embed_new))
         .route("/api/embeddings", post(embed_legacy))
+        .route("/v1/messages", post(crate::anthropic_http::messages))
         .route("/api/pull", any(refused))
         .route("/api/push", any(refused))
         .route("/api/create", any(refused))
@@ -59,6 +60,12 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .route(
             "/api/version",
             get(|| async { Json(json!({"version": ollama::VERSION})) }),
+        )
+        // Ollama's status: whether its cloud models are off. Hearth has
+        // none: the household's models answer, on its own machines.
+        .route(
+            "/api/status",
+            get(|| async { Json(json!({"cloud": {"disabled": true, "source": "config"}})) }),
         )
         .merge(protected)
         .fallback(|| async {
@@ -81,10 +88,12 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .with_state(gateway)
 }
 
-/// Every error as Ollama writes it: `{"error": "message"}`.
+/// Every error as Ollama writes it: `{"error": "message"}` (the Messages
+/// API's as Anthropic writes them, as Ollama's own server does).
 async fn ollama_errors(request: Request, next: Next) -> Response {
+    let anthropic = request.uri().path() == "/v1/messages";
     let response = next.run(request).await;
-    if response.status().is_success() {
+    if response.status().is_success() || anthropic {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -172,10 +181,8 @@ async fn show(
             format!("model {name:?} not found; GET /api/tags lists what you can use"),
         );
     }
-    let embedding = gateway
-        .embedding_model()
-        .is_some_and(|model| model.to_string() == name);
-    Json(ollama::show(name, embedding, &now_text())).into_response()
+    let capabilities = gateway.capabilities(name);
+    Json(ollama::show(name, &capabilities, &now_text())).into_response()
 }
 
 async fn chat(
@@ -228,6 +235,7 @@ async fn reply(
         tools: asked.tools,
         sampling: asked.options.sampling,
         response_format: asked.format,
+        think: asked.think,
         limit: Limit::Address,
         arrived,
         ..Ask::new(caller, asked.messages, endpoint)

@@ -96,16 +96,31 @@ pub struct ToolCalls {
     calls: Vec<Value>,
 }
 
+/// The most tool calls one reply may make; fragments of more are dropped.
+pub const MAX_TOOL_CALLS: usize = 64;
+
+/// Where fragment `index` (none: a new call) goes among `count` calls: an
+/// existing call, or the next one; anything else (a model server naming
+/// call 4,000,000,000, which would have the gateway make room for all
+/// before it) is `None`, and the fragment is dropped. At most
+/// [`MAX_TOOL_CALLS`].
+pub fn call_slot(index: Option<u64>, count: usize) -> Option<usize> {
+    let index = match index {
+        Some(index) => usize::try_from(index).ok()?,
+        None => count,
+    };
+    (index <= count && index < MAX_TOOL_CALLS).then_some(index)
+}
+
 impl ToolCalls {
     /// Adds `fragments` (a list).
     pub fn push(&mut self, fragments: &Value) {
         for fragment in fragments.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let index = fragment["index"]
-                .as_u64()
-                .map_or(self.calls.len(), |index| index as usize);
-            if index >= self.calls.len() {
-                self.calls.resize(
-                    index + 1,
+            let Some(index) = call_slot(fragment["index"].as_u64(), self.calls.len()) else {
+                continue;
+            };
+            if index == self.calls.len() {
+                self.calls.push(
                     json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}),
                 );
             }
@@ -537,6 +552,30 @@ impl ResponseStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attack: a model server (or a remote node) streams a tool-call
+    /// fragment naming call 4,000,000,000; making room for every call
+    /// before it took the gateway's memory (found by the openai fuzz
+    /// target). The fragment is dropped; real calls still join.
+    #[test]
+    fn a_tool_call_index_far_past_the_calls_made_is_dropped() {
+        let mut calls = ToolCalls::default();
+        calls.push(&json!([{"index": 4_000_000_000u64, "id": "x", "function": {"name": "boom", "arguments": "{}"}}]));
+        calls.push(&json!([{"index": 1, "function": {"name": "skip"}}]));
+        assert!(calls.is_empty(), "{:?}", calls.calls());
+        calls.push(&json!([{"index": 0, "id": "a", "function": {"name": "weather", "arguments": "{\"ci"}}]));
+        calls.push(&json!([{"index": 0, "function": {"arguments": "ty\":1}"}}]));
+        calls.push(&json!([{"id": "b", "function": {"name": "time", "arguments": "{}"}}]));
+        let made = calls.calls();
+        assert_eq!(made.len(), 2);
+        assert_eq!(made[0]["function"]["arguments"], "{\"city\":1}");
+        assert_eq!(made[1]["id"], "b");
+        for index in 0..(MAX_TOOL_CALLS as u64 + 10) {
+            calls.push(&json!([{"index": index, "function": {"name": "n"}}]));
+        }
+        assert_eq!(calls.calls().len(), MAX_TOOL_CALLS);
+        assert_eq!(call_slot(Some(u64::MAX), 0), None);
+    }
 
     #[test]
     fn response_formats_read_as_openai_and_the_responses_api_send_them() {

@@ -72,13 +72,24 @@ fn session_key(user: Option<&str>, headers: &HeaderMap) -> Result<Option<String>
     }
 }
 
-fn model_object(id: &str) -> serde_json::Value {
+/// One model as OpenAI lists it, with what it can do (Hearth's addition:
+/// `type` is `embedding` for the embedding model, else `chat`, and
+/// `capabilities` as `/api/show` gives them), so an app need not offer the
+/// embedding model for chat.
+fn model_object(gateway: &Gateway, id: &str) -> serde_json::Value {
     let owner = if id.starts_with("openclaw") {
         "openclaw"
     } else {
         "hearth"
     };
-    json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+    let capabilities = gateway.capabilities(id);
+    let kind = if capabilities.contains(&"embedding") {
+        "embedding"
+    } else {
+        "chat"
+    };
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owner,
+           "type": kind, "capabilities": capabilities})
 }
 
 pub(crate) async fn models(
@@ -88,7 +99,7 @@ pub(crate) async fn models(
     let data: Vec<_> = gateway
         .permitted_model_ids(&caller)
         .iter()
-        .map(|id| model_object(id))
+        .map(|id| model_object(&gateway, id))
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
@@ -99,7 +110,7 @@ pub(crate) async fn model(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
     if gateway.permitted_model_ids(&caller).contains(&id) {
-        Json(model_object(&id)).into_response()
+        Json(model_object(&gateway, &id)).into_response()
     } else {
         error_body(
             StatusCode::NOT_FOUND,

@@ -87,6 +87,12 @@ pub async fn serve(
             std::iter::once("localhost")
                 .chain(config.hearth.allowed_hosts.iter().map(String::as_str)),
         ),
+        signed_user_secret: match &config.hearth.open_web_ui.user_jwt_secret_file {
+            Some(path) => Some(hearth_files::token::read(path).with_context(
+                || "hearth.openWebUi.userJwtSecretFile: cannot read Open WebUI's signing secret",
+            )?),
+            None => None,
+        },
     };
     if !loopback && auth.token.is_none() && auth.agent_socket.is_none() {
         bail!(

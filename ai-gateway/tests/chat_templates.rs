@@ -144,6 +144,29 @@ async fn the_assistants_prompt_renders_under_every_common_chat_template() {
         }
     }
     assert!(failed.is_empty(), "{failed:#?}\n{}", gateway.log_text());
+
+    // What each model can do is what its llama-server says of its template:
+    // SmolLM2's renders no tools, Qwen 2.5's does.
+    let listed: Value = http
+        .get(format!("{}/v1/models", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let capabilities = |id: &str| {
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|model| model["id"] == id)
+            .map(|model| model["capabilities"].clone())
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
+    };
+    assert_eq!(capabilities("smollm2/tiny"), json!(["completion"]));
+    assert_eq!(capabilities("openclaw/smollm2"), json!(["completion"]));
+    assert_eq!(capabilities("qwen25/tiny"), json!(["completion", "tools"]));
 }
 
 /// A llama-server stand-in whose `/props` says its template renders tools

@@ -78,7 +78,7 @@ struct Apps {
     dir: tempfile::TempDir,
     // Live as long as the test and stop with it (the embedding server is a
     // process: forgotten, it outlived the test).
-    _model: hearth_testkit::standins::ScriptedServer,
+    model: hearth_testkit::standins::ScriptedServer,
     _embeddings: LlamaServer,
 }
 
@@ -93,6 +93,7 @@ impl Apps {
         let output = Command::new(python())
             .args(["-c", script])
             .env("GATEWAY", format!("{}/v1", self.gateway.url))
+            .env("ROOT", &self.gateway.url)
             .env("OLLAMA", &self.ollama_url)
             .envs(env.iter().copied())
             .output()
@@ -143,6 +144,12 @@ impl Apps {
 }
 
 fn start() -> Option<Apps> {
+    start_with(|_, _| {})
+}
+
+/// [`start`], with `tweak` changing the gateway's configuration (given a
+/// folder of the test's own).
+fn start_with(tweak: impl FnOnce(&mut Value, &std::path::Path)) -> Option<Apps> {
     let check = Command::new(python())
         .args(["-c", "import ollama, openai, llm"])
         .output();
@@ -163,16 +170,23 @@ fn start() -> Option<Apps> {
     config["hearth"]["limits"] =
         json!({"requestsPerMinutePerDevice": 100_000, "requestsPerMinutePerIp": 100_000});
     config["hearth"]["assistant"] = json!({"timezone": "Europe/London"});
+    // A second model no agent uses: listed and answering when named.
+    config["models"]["providers"]["standin"]["models"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "second", "contextWindow": 2048, "maxTokens": 64}));
     config["models"]["providers"]["vectors"] = json!({"baseUrl": embeddings.base_url,
         "api": "openai-completions", "models": [{"id": EMBEDDING_MODEL}]});
     config["memory"] = json!({"search": {"provider": "vectors", "model": EMBEDDING_MODEL}});
+    let dir = tempfile::tempdir().unwrap();
+    tweak(&mut config, dir.path());
     let (gateway, ollama_url) = GatewayProcess::start_for_apps(config, &agent.socket);
     Some(Apps {
         gateway,
         agent,
         ollama_url,
-        dir: tempfile::tempdir().unwrap(),
-        _model: model,
+        dir,
+        model,
         _embeddings: embeddings,
     })
 }
@@ -191,12 +205,67 @@ vectors = client.embed(model=os.environ["EMBEDDER"], input=["a cat", "a dog"]).e
 print("embedded:", len(vectors), len(vectors[0]))
 "#;
 
+const OLLAMA_THINK: &str = r#"
+import os, json, urllib.request, ollama
+client = ollama.Client(host=os.environ["OLLAMA"])
+said = client.chat(model="standin/tiny", think="high", messages=[{"role": "user", "content": "why is the sky blue?"}])
+print("thought:", said.message.content)
+try:
+    client.chat(model="standin/tiny", think="extreme", messages=[{"role": "user", "content": "hi"}])
+except ollama.ResponseError as error:
+    print("refused:", error.status_code, error.error)
+print("status:", json.load(urllib.request.urlopen(os.environ["OLLAMA"] + "/api/status")))
+"#;
+
 const OPENAI_ASK: &str = r#"
 import os, openai
 client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="no key: the mesh says who I am")
 said = client.chat.completions.create(model=os.environ.get("MODEL", "openclaw"),
     messages=[{"role": "user", "content": os.environ["SAY"]}])
 print("said:", said.choices[0].message.content)
+"#;
+
+const OPENAI_MODELS: &str = r#"
+import os, openai
+client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="none", max_retries=0)
+for model in client.models.list().data:
+    print("listed:", model.id, model.type, ",".join(model.capabilities))
+said = client.chat.completions.create(model="standin/second", messages=[{"role": "user", "content": "hello"}])
+print("second said:", said.model, said.choices[0].message.content)
+try:
+    client.chat.completions.create(model=os.environ["EMBEDDER"], messages=[{"role": "user", "content": "hello"}])
+    print("embedder chatted")
+except openai.BadRequestError as error:
+    print("embedder refused:", error.status_code, error)
+vectors = client.embeddings.create(model="openclaw", input=["a cat"]).data
+print("agent embedded:", len(vectors[0].embedding))
+"#;
+
+const ANTHROPIC_APP: &str = r#"
+import os, json, anthropic
+client = anthropic.Anthropic(base_url=os.environ["BASE"], api_key="no key: the mesh says who I am", max_retries=0)
+ask = [{"role": "user", "content": "what is the wifi password?"}]
+said = client.messages.create(model="openclaw", max_tokens=64, messages=ask)
+print("said:", said.content[0].text, said.stop_reason)
+with client.messages.stream(model="openclaw", max_tokens=64, messages=ask) as stream:
+    print("streamed:", "".join(stream.text_stream))
+tools = [{"name": "weather", "description": "The weather in a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+messages = [{"role": "user", "content": "what is the weather like?"}]
+first = client.messages.create(model="openclaw", max_tokens=64, messages=messages, tools=tools)
+use = [block for block in first.content if block.type == "tool_use"][0]
+print("called:", use.name, json.dumps(use.input), first.stop_reason)
+messages.append({"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]})
+messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny and 21 degrees"}]})
+second = client.messages.create(model="openclaw", max_tokens=64, messages=messages, tools=tools)
+print("answered:", second.content[0].text)
+with client.messages.stream(model="openclaw", max_tokens=64, messages=messages[:1], tools=tools) as stream:
+    final = stream.get_final_message()
+print("streamed called:", [(block.name, block.input) for block in final.content if block.type == "tool_use"])
+try:
+    client.messages.create(model="nobody/nothing", max_tokens=8, messages=ask)
+except anthropic.NotFoundError as error:
+    print("unknown model:", error.status_code, error.body["error"]["type"])
 "#;
 
 const OPENAI_TOOLS: &str = r#"
@@ -236,7 +305,9 @@ fn the_members_assistant_answers_in_every_app_and_only_them() {
     );
     assert!(ok, "{out}\n{}", apps.gateway.log_text());
     assert!(
-        out.contains("models: openclaw openclaw/default openclaw/main standin/tiny"),
+        out.contains(&format!(
+            "models: openclaw openclaw/default openclaw/main standin/second standin/tiny vectors/{EMBEDDING_MODEL}"
+        )),
         "{out}"
     );
     assert!(out.contains("said: I'll remember that."), "{out}");
@@ -266,6 +337,40 @@ fn the_members_assistant_answers_in_every_app_and_only_them() {
     let (ok, out) = apps.llm("what is the wifi password?", false, &[]);
     assert!(ok && out.contains("tulip-42"), "{out}");
 
+    // Every configured model is listed for what it is: a second chat model
+    // answers when named; the embedding model is refused for chat in one
+    // sentence, and gives the agent's embeddings.
+    let (ok, out) = apps.python(OPENAI_MODELS, &[("EMBEDDER", EMBEDDING_MODEL)]);
+    assert!(ok, "{out}\n{}", apps.gateway.log_text());
+    assert!(
+        out.contains("listed: standin/second chat completion,tools"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "listed: vectors/{EMBEDDING_MODEL} embedding embedding"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("second said: standin/second I do not know that"),
+        "{out}"
+    );
+    let asked_second = apps
+        .model
+        .requests()
+        .iter()
+        .any(|request| request.json()["model"] == "second");
+    assert!(asked_second, "standin/second was not the model asked");
+    assert!(
+        out.contains("embedder refused: 400")
+            && out.contains(&format!(
+                "vectors/{EMBEDDING_MODEL} is an embedding model: it gives embeddings (/v1/embeddings"
+            )),
+        "{out}"
+    );
+    assert!(out.contains("agent embedded: 384"), "{out}");
+
     // A household tool and the app's own tool in one conversation.
     let (ok, out) = apps.python(OPENAI_TOOLS, &[]);
     assert!(ok, "{out}\n{}", apps.gateway.log_text());
@@ -275,6 +380,58 @@ fn the_members_assistant_answers_in_every_app_and_only_them() {
         "{out}"
     );
     assert!(out.contains("responses called: weather"), "{out}");
+
+    // Ollama's think levels reach the model server (llama-server's template
+    // switch and effort); an unknown level is refused; /api/status says
+    // no cloud model is used.
+    let (ok, out) = apps.python(OLLAMA_THINK, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("thought: I do not know that"), "{out}");
+    assert!(
+        out.contains("refused: 400 invalid think value \"extreme\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("status: {'cloud': {'disabled': True, 'source': 'config'}}"),
+        "{out}"
+    );
+    let thought = apps
+        .model
+        .requests()
+        .into_iter()
+        .map(|request| request.json())
+        .find(|body| body["reasoning_effort"] == "high")
+        .expect("the think level reached the model server");
+    assert_eq!(thought["chat_template_kwargs"]["enable_thinking"], true);
+
+    // Anthropic's SDK, on the gateway's port and on Ollama's (which serves
+    // the Messages API too): her assistant, streamed or not, and a tool of
+    // the app's own called and answered.
+    for base in [apps.gateway.url.clone(), apps.ollama_url.clone()] {
+        let (ok, out) = apps.python(ANTHROPIC_APP, &[("BASE", &base)]);
+        assert!(ok, "{base}: {out}\n{}", apps.gateway.log_text());
+        assert!(
+            out.contains("said: The wifi password is tulip-42") && out.contains("end_turn"),
+            "{out}"
+        );
+        assert!(
+            out.contains("streamed: The wifi password is tulip-42"),
+            "{out}"
+        );
+        assert!(
+            out.contains("called: weather {\"city\": \"Oslo\"} tool_use"),
+            "{out}"
+        );
+        assert!(
+            out.contains("answered: In Oslo it is sunny and 21 degrees"),
+            "{out}"
+        );
+        assert!(
+            out.contains("streamed called: [('weather', {'city': 'Oslo'})]"),
+            "{out}"
+        );
+        assert!(out.contains("unknown model: 404 not_found_error"), "{out}");
+    }
 
     // Ben gets nothing of it, through any app.
     apps.device_of(AgentStandIn::member("ben", "127.0.0.1", json!({})));
@@ -423,4 +580,97 @@ except ollama.ResponseError as error:
         "{out}"
     );
     let _ = ada;
+}
+
+const OPENAI_SIGNED: &str = r#"
+import os, openai
+headers = {"X-OpenWebUI-User-Jwt": os.environ["JWT"]} if os.environ.get("JWT") else {"X-OpenWebUI-User-Name": os.environ["AS"]}
+client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="none", default_headers=headers, max_retries=0)
+try:
+    said = client.chat.completions.create(model="openclaw", messages=[{"role": "user", "content": os.environ["SAY"]}])
+    print("said:", said.choices[0].message.content)
+except openai.APIStatusError as error:
+    print("refused:", error.status_code, error.body)
+"#;
+
+/// An HS256 token as Open WebUI mints it for its user `name`, signed with
+/// `secret`, issued at `issued` (Unix seconds), valid five minutes.
+fn open_webui_token(secret: &[u8], name: &str, issued: i64) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let claims = json!({"sub": format!("id-{name}"), "email": format!("{name}@home.test"), "name": name,
+                        "role": "user", "iss": "open-webui", "iat": issued, "exp": issued + 300});
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(signed.as_bytes());
+    format!("{signed}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+#[test]
+fn open_webuis_signed_user_header_names_the_member_and_a_forged_one_is_refused() {
+    const SECRET: &str = "open-webui-and-the-hub-share-this-one";
+    let Some(apps) = start_with(|config, dir| {
+        let file = dir.join("openwebui-user-jwt.secret");
+        hearth_files::private::write_private(&file, SECRET.as_bytes()).unwrap();
+        config["hearth"]["openWebUi"] = json!({"userJwtSecretFile": file});
+    }) else {
+        return;
+    };
+    // Open WebUI's device, granted to act for ada only.
+    apps.device_of(AgentStandIn::tagged(
+        "webui",
+        "127.0.0.1",
+        &["tag:webui"],
+        json!({"hearth.example/cap/ai": [{"actFor": ["ada"]}]}),
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .cast_signed();
+    let ask = |jwt: &str, say: &str| {
+        let (ok, out) = apps.python(OPENAI_SIGNED, &[("JWT", jwt), ("SAY", say)]);
+        assert!(ok, "{out}");
+        out
+    };
+    let ada = open_webui_token(SECRET.as_bytes(), "ada", now);
+    let out = ask(&ada, "remember that the wifi password is tulip-99");
+    assert!(out.contains("said: I'll remember that."), "{out}");
+    let out = ask(&ada, "what is the wifi password?");
+    assert!(out.contains("said: The wifi password is tulip-99"), "{out}");
+    // Signed for someone the grant does not name: refused as before.
+    let ben = open_webui_token(SECRET.as_bytes(), "ben", now);
+    let out = ask(&ben, "what is the wifi password?");
+    assert!(
+        out.contains("refused: 403") && out.contains("may not name whom it acts for"),
+        "{out}"
+    );
+    // Forged (another secret), expired, or the plain name header: refused.
+    let forged = open_webui_token(b"not-the-secret-open-webui-has", "ada", now);
+    let out = ask(&forged, "what is the wifi password?");
+    assert!(
+        out.contains("refused: 403") && out.contains("not signed with this gateway's secret"),
+        "{out}"
+    );
+    assert!(!out.contains("tulip-99"), "{out}");
+    let expired = open_webui_token(SECRET.as_bytes(), "ada", now - 3600);
+    let out = ask(&expired, "what is the wifi password?");
+    assert!(
+        out.contains("refused: 403") && out.contains("has expired"),
+        "{out}"
+    );
+    let (ok, out) = apps.python(
+        OPENAI_SIGNED,
+        &[("AS", "ada"), ("SAY", "what is the wifi password?")],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("refused: 400") && out.contains("is not taken here"),
+        "{out}"
+    );
 }

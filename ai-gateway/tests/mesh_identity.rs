@@ -152,12 +152,13 @@ import os, ollama
 client = ollama.Client(host=os.environ["OLLAMA"])
 try:
     print("models:", " ".join(model.model for model in client.list().models))
-    for stream in [False, True, False]:
+    asked = [(False, os.environ["SAY"]), (True, "hello"), (False, os.environ["SAY"]), (False, os.environ.get("UPDATE"))]
+    for stream, text in [(stream, text) for stream, text in asked if text]:
         if stream:
             said = "".join(part.message.content for part in client.chat(model="openclaw", stream=True,
-                messages=[{"role": "user", "content": "hello"}], options={"num_predict": 4}))
+                messages=[{"role": "user", "content": text}], options={"num_predict": 4}))
         else:
-            said = client.chat(model="openclaw", messages=[{"role": "user", "content": os.environ["SAY"]}],
+            said = client.chat(model="openclaw", messages=[{"role": "user", "content": text}],
                 options={"num_predict": 4}).message.content
         print("said:" if said else "said nothing", said)
 except ollama.ResponseError as error:
@@ -277,7 +278,11 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
             &lab,
             &laptop,
             OLLAMA_APP,
-            &[("OLLAMA", &ollama), ("SAY", "remember that the code is 7")],
+            &[
+                ("OLLAMA", &ollama),
+                ("SAY", "remember that the code is 7"),
+                ("UPDATE", "remember that the code is 8"),
+            ],
         );
         out.contains("models:")
     });
@@ -290,6 +295,13 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
     assert_eq!(out.matches("said: I'll remember that.").count(), 1, "{out}");
     assert_eq!(
         out.matches("said: I already remember that.").count(),
+        1,
+        "{out}"
+    );
+    // A new value for the same thing replaces it, and says what it was.
+    assert_eq!(
+        out.matches("said: I've updated that (it was: the code is 7).")
+            .count(),
         1,
         "{out}"
     );

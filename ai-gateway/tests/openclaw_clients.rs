@@ -121,6 +121,17 @@ fn admin(household: &Household, args: &[&str]) -> String {
     text
 }
 
+/// OpenClaw's CLI on the hub as its admin: `gateway.remote.token` is the
+/// gateway's token (read from its file), as the admin configures it.
+fn hub_admin<'a>(openclaw: &'a OpenClaw, household: &Household, home: &Path) -> Device<'a> {
+    let token =
+        std::fs::read_to_string(household.lab.dir.path().join("gateway-data/gateway.token"))
+            .unwrap();
+    let gateway =
+        json!({"mode": "remote", "remote": {"url": "ws://127.0.0.1:18789", "token": token.trim()}});
+    Device::for_gateway(openclaw, &household.hub, home, gateway)
+}
+
 /// The request id in OpenClaw's "device pairing required (requestId: …)".
 fn request_id(text: &str) -> String {
     let rest = text
@@ -184,6 +195,9 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
 
     let health = ada.ok(&["health"]);
     assert!(health.contains("Agents: main (default)"), "{health}");
+    // The models her grants allow, from the gateway's published catalog.
+    let models = ada.ok(&["models", "list"]);
+    assert!(models.contains("local/tiny"), "{models}");
 
     // The member's assistant answers: an everyday request is carried out
     // and is in her memory on Hearth's own chat too.
@@ -307,7 +321,22 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
             .map(|line| line.split_whitespace().next().unwrap_or("").to_owned())
     });
     let request = pending.unwrap_or_else(|| panic!("the browser asked for no pairing"));
-    admin(&household, &["devices", "approve", &request]);
+    // As the Control UI tells the admin: `openclaw devices approve` on the
+    // gateway's host, with OpenClaw's own CLI.
+    let hub = hub_admin(&openclaw, &household, &homes.path().join("hub-admin"));
+    let listed = hub.ok(&["devices", "list", "--json"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&listed[listed.find('{').unwrap()..]).unwrap();
+    let waiting = listed["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pending| pending["requestId"] == request.as_str())
+        .unwrap_or_else(|| panic!("openclaw devices list does not show {request}: {listed}"));
+    assert_eq!(waiting["clientId"], "openclaw-control-ui", "{waiting}");
+    assert_eq!(waiting["member"], "ada", "{waiting}");
+    let approved = hub.ok(&["devices", "approve", &request]);
+    assert!(approved.contains("Approved"), "{approved}");
     browser.open(&format!("{origin}/")).unwrap();
     let composer = "textarea[aria-label='Chat composer']";
     browser
@@ -355,7 +384,8 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
     let hearth = homes.path().join("same-hearth");
     let hearth_device = Device::new(&openclaw, &household, &laptop, &hearth);
     let on_hearth = outcomes(&hearth_device, |request| {
-        admin(&household, &["devices", "approve", request]);
+        let approved = hub.ok(&["devices", "approve", request]);
+        assert!(approved.contains("Approved"), "{approved}");
     });
     let claw = RealOpenClaw::start(&openclaw, &mut household, homes.path());
     let claw_device = Device::for_gateway(

@@ -817,3 +817,136 @@ async fn strangers_stalled_before_connect_cannot_make_the_gateway_hold_their_fra
     );
     drop(held);
 }
+
+/// The admin's connection: the gateway's token, no device (as `openclaw
+/// devices …` on the hub may connect).
+async fn admin(setup: &Setup) -> Client {
+    let mut admin = Client::open(&setup.ws, None).await.unwrap();
+    admin
+        .send(
+            &json!({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "cli", "mode": "cli", "version": "2026.9.6", "platform": "linux"},
+            "role": "operator", "scopes": ["operator.pairing", "operator.read"],
+            "auth": {"token": setup.gateway.token()}}}),
+        )
+        .await;
+    let hello = admin.response("c", &mut Vec::new()).await.unwrap();
+    assert_eq!(hello["ok"], true, "{hello}");
+    admin
+}
+
+#[tokio::test]
+async fn the_admin_pairs_devices_with_openclaws_own_methods_and_a_member_cannot() {
+    let setup = start(10_000);
+    // A member's paired device may not manage pairing.
+    setup.as_member("ada");
+    let (mut ada, hello) = setup
+        .paired(&key(41), &["operator.read", "operator.write"])
+        .await;
+    assert!(
+        hello["payload"]["features"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("published-model-catalog")),
+        "{hello}"
+    );
+    for (method, params) in [
+        ("device.pair.list", json!({})),
+        ("device.pair.approve", json!({"requestId": "x"})),
+        ("device.pair.remove", json!({"deviceId": "x"})),
+    ] {
+        let refused = ada.call("p", method, params).await;
+        assert_eq!(refused["error"]["code"], "FORBIDDEN", "{method}: {refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("operator.pairing"),
+            "{refused}"
+        );
+    }
+
+    // Ben's device waits; the admin lists, approves it, and it acts as ben.
+    setup.as_member("ben");
+    let ask = |seed: u8| {
+        let setup = &setup;
+        async move {
+            let mut ben = setup.open().await.unwrap();
+            ben.send(&connect(
+                &key(seed),
+                &ben.nonce.clone(),
+                ben.ts,
+                &["operator.read", "operator.write"],
+            ))
+            .await;
+            let answer = ben.response("c", &mut Vec::new()).await.unwrap();
+            (ben, answer)
+        }
+    };
+    let (_, waiting) = ask(42).await;
+    assert_eq!(waiting["error"]["code"], "NOT_PAIRED", "{waiting}");
+    let request = waiting["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        waiting["error"]["details"]["remediationHint"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("openclaw devices approve {request}")),
+        "{waiting}"
+    );
+    let mut admin = admin(&setup).await;
+    let listed = admin.call("l", "device.pair.list", json!({})).await;
+    let pending = &listed["payload"]["pending"];
+    assert_eq!(pending[0]["requestId"], request.as_str(), "{listed}");
+    assert_eq!(pending[0]["member"], "ben", "{listed}");
+    assert_eq!(pending[0]["remoteIp"], address_of("ben"), "{listed}");
+    let approved = admin
+        .call("a", "device.pair.approve", json!({"requestId": request}))
+        .await;
+    assert_eq!(approved["ok"], true, "{approved}");
+    assert_eq!(approved["payload"]["device"]["member"], "ben");
+    let (mut ben, hello) = ask(42).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(hello["payload"]["member"], "ben");
+
+    // Another request is rejected: gone from the list, not approvable.
+    let (_, waiting) = ask(43).await;
+    let other = waiting["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rejected = admin
+        .call("r", "device.pair.reject", json!({"requestId": other}))
+        .await;
+    assert_eq!(rejected["ok"], true, "{rejected}");
+    let listed = admin.call("l2", "device.pair.list", json!({})).await;
+    assert_eq!(listed["payload"]["pending"], json!([]), "{listed}");
+    let late = admin
+        .call("a2", "device.pair.approve", json!({"requestId": other}))
+        .await;
+    assert!(
+        late["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown requestId"),
+        "{late}"
+    );
+
+    // Removing ben's device ends his connection.
+    let device = approved["payload"]["device"]["deviceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let removed = admin
+        .call("x", "device.pair.remove", json!({"deviceId": device}))
+        .await;
+    assert_eq!(removed["ok"], true, "{removed}");
+    let reason = closed_with(&mut ben.socket).await;
+    assert!(
+        reason.as_deref().unwrap_or_default().contains("removed"),
+        "{reason:?}"
+    );
+}

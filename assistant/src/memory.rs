@@ -150,6 +150,52 @@ pub fn same_fact(a: &str, b: &str) -> bool {
     plain(a).eq(plain(b))
 }
 
+/// What a fact is about, when it says so plainly: the words before its
+/// first "is"/"are"/"was"/"were" (English, a leading "the", "our" or "my"
+/// set aside), or up to the first word ending in the topic particle 은/는
+/// (Korean), in lower case. None for a fact about "it", "this", "that" or
+/// "there", or one without such a verb: those are never taken for an
+/// update of another.
+pub fn subject(fact: &str) -> Option<String> {
+    let words: Vec<String> = fact.split_whitespace().map(str::to_lowercase).collect();
+    let english = words
+        .iter()
+        .position(|word| matches!(word.as_str(), "is" | "are" | "was" | "were"))
+        .map(|at| {
+            let start = usize::from(
+                words
+                    .first()
+                    .is_some_and(|first| matches!(first.as_str(), "the" | "our" | "my")),
+            );
+            words[start.min(at)..at].to_vec()
+        });
+    let korean = || {
+        let at = words
+            .iter()
+            .position(|word| word.chars().count() > 1 && word.ends_with(['은', '는']))?;
+        let mut said = words[..=at].to_vec();
+        let last = said.last_mut()?;
+        last.pop();
+        Some(said)
+    };
+    let said = english.or_else(korean)?;
+    let vague = [
+        "it", "this", "that", "there", "he", "she", "they", "we", "i", "you",
+    ];
+    match said.as_slice() {
+        [] => None,
+        [only] if vague.contains(&only.as_str()) => None,
+        _ => Some(said.join(" ")),
+    }
+}
+
+/// Whether `new` updates `old`: about the same thing ([`subject`]) and not
+/// [`same_fact`] ("the wifi password is rose-7" after "The wifi password
+/// is tulip-42."). Remembering it replaces the old entry.
+pub fn updates(old: &str, new: &str) -> bool {
+    !same_fact(old, new) && subject(old).is_some_and(|about| subject(new) == Some(about))
+}
+
 /// The entries that give way so one more fits where `kept` (each entry's
 /// layer and id) are an owner's, at most `limit`: none while there is room;
 /// else the oldest daily notes (they fade anyway); [`MemoryError::Full`]
@@ -291,6 +337,37 @@ pub fn trimmed_note(turns: &[(String, String)]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_value_for_the_same_thing_updates_it() {
+        assert!(updates(
+            "The wifi password is tulip-42.",
+            "the wifi password is rose-7"
+        ));
+        assert!(updates(
+            "our wifi password is tulip-42",
+            "The WiFi password was rose-7"
+        ));
+        assert!(updates(
+            "와이파이 비밀번호는 tulip-42야",
+            "와이파이 비밀번호는 rose-7이야"
+        ));
+        assert_eq!(
+            subject("우리 집 와이파이 비밀번호는 tulip-42야").as_deref(),
+            Some("우리 집 와이파이 비밀번호")
+        );
+        // The same fact is not an update; another thing is not either.
+        assert!(!updates("the code is 4711", "The code is 4711."));
+        assert!(!updates(
+            "the bike lock code is 4711",
+            "the gate code is 2580"
+        ));
+        // Nothing said plainly about one thing: never an update.
+        assert!(!updates("it is raining", "it is sunny"));
+        assert!(!updates("ben likes tea", "ben likes coffee"));
+        assert_eq!(subject("is it raining"), None);
+        assert_eq!(subject("는"), None);
+    }
 
     #[test]
     fn the_same_fact_is_the_same_whatever_its_case_spaces_and_full_stop() {

@@ -28,6 +28,15 @@ pub fn already_remembered(language: Language) -> &'static str {
     }
 }
 
+/// After "remember that …" of a new value for something remembered: the
+/// old entry is replaced, and what it said is shown once more.
+pub fn updated(language: Language, was: &str) -> String {
+    match language {
+        Language::English => format!("I've updated that (it was: {was})."),
+        Language::Korean => format!("기억을 고쳤어요 (전에는: {was})."),
+    }
+}
+
 /// When the assistant's store failed (logged where it failed).
 pub fn unavailable(language: Language) -> &'static str {
     match language {

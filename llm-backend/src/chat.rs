@@ -170,6 +170,72 @@ pub struct ChatRequest {
     /// ([`StructuredOutput`]): none is free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<StructuredOutput>,
+    /// Whether (and how much) a thinking model thinks first; none: as the
+    /// model server does by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<Think>,
+}
+
+/// How much a thinking model thinks before it answers (Ollama's `think`:
+/// a switch or a level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Think {
+    /// No thinking.
+    Off,
+    /// Thinking, at the model's own level.
+    On,
+    /// Thinking a little.
+    Low,
+    /// Thinking some.
+    Medium,
+    /// Thinking a lot.
+    High,
+    /// Thinking as much as the model can.
+    Max,
+}
+
+impl Think {
+    /// Reads Ollama's `think`: `true`, `false`, `"low"`, `"medium"`,
+    /// `"high"` or `"max"`; anything else is `None`.
+    pub fn from_ollama(value: &Value) -> Option<Think> {
+        match value {
+            Value::Bool(true) => Some(Think::On),
+            Value::Bool(false) => Some(Think::Off),
+            Value::String(level) => match level.as_str() {
+                "low" => Some(Think::Low),
+                "medium" => Some(Think::Medium),
+                "high" => Some(Think::High),
+                "max" => Some(Think::Max),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the model thinks at all.
+    pub fn enabled(self) -> bool {
+        self != Think::Off
+    }
+
+    /// The level asked for, if one was.
+    pub fn level(self) -> Option<&'static str> {
+        match self {
+            Think::Low => Some("low"),
+            Think::Medium => Some("medium"),
+            Think::High => Some("high"),
+            Think::Max => Some("max"),
+            Think::Off | Think::On => None,
+        }
+    }
+
+    /// As Ollama takes it.
+    pub fn ollama(self) -> Value {
+        self.level().map_or_else(
+            || Value::Bool(self.enabled()),
+            |level| Value::String(level.into()),
+        )
+    }
 }
 
 /// A reply held to JSON: any JSON object, or JSON matching a schema. The

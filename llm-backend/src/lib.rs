@@ -28,7 +28,7 @@ pub mod router;
 pub use backend::Backend;
 pub use chat::{
     BackendError, ChatRequest, EventStream, Message, NamedSchema, SAMPLING, SetupError,
-    StreamEvent, StructuredOutput, Usage,
+    StreamEvent, StructuredOutput, Think, Usage,
 };
 pub use endpoint::Api;
 pub use router::{ModelRef, Opened, ProviderConfig, RemoteEndpoint, Remotes, RouteError, Router};

@@ -69,6 +69,9 @@ pub fn request_body(model: &str, request: &ChatRequest) -> Value {
     if let Some(format) = &request.response_format {
         body["format"] = format.ollama_format();
     }
+    if let Some(think) = request.think {
+        body["think"] = think.ollama();
+    }
     body
 }
 
@@ -272,5 +275,19 @@ mod tests {
         assert_eq!(request_body("m", &request)["format"], "json");
         request.response_format = None;
         assert!(request_body("m", &request).get("format").is_none());
+    }
+
+    #[test]
+    fn thinking_goes_to_ollama_as_its_think() {
+        let mut request = ChatRequest {
+            messages: vec![Message::new("user", "why?")],
+            think: Some(crate::Think::High),
+            ..Default::default()
+        };
+        assert_eq!(request_body("m", &request)["think"], "high");
+        request.think = Some(crate::Think::Off);
+        assert_eq!(request_body("m", &request)["think"], false);
+        request.think = None;
+        assert!(request_body("m", &request).get("think").is_none());
     }
 }

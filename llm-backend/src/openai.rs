@@ -48,6 +48,9 @@ pub async fn stream_chat(
     if let Some(format) = &request.response_format {
         body["response_format"] = serde_json::to_value(format).expect("a format serializes");
     }
+    if let Some(think) = request.think {
+        think_for_llama_cpp(&mut body, think);
+    }
     let body = serde_json::to_vec(&body).expect("a JSON value serializes");
     let response = link::post_json(
         endpoint.target(),
@@ -79,6 +82,17 @@ pub async fn probe(endpoint: &Endpoint) -> bool {
     {
         Ok(response) => response.status().is_success(),
         Err(_) => false,
+    }
+}
+
+/// Thinking as llama-server takes it: the chat template's `enable_thinking`
+/// (Qwen 3's, DeepSeek's and others' templates read it) and, for a level,
+/// OpenAI's `reasoning_effort` (which it gives templates that take one;
+/// "max" is its "high").
+pub fn think_for_llama_cpp(body: &mut Value, think: crate::chat::Think) {
+    body["chat_template_kwargs"]["enable_thinking"] = json!(think.enabled());
+    if let Some(level) = think.level() {
+        body["reasoning_effort"] = json!(if level == "max" { "high" } else { level });
     }
 }
 
@@ -300,5 +314,20 @@ mod template_tests {
             None
         );
         assert_eq!(template_caps(&json!({"chat_template_caps": {}})), None);
+    }
+
+    #[test]
+    fn thinking_goes_to_llama_cpp_as_template_switch_and_effort() {
+        let mut body = json!({});
+        think_for_llama_cpp(&mut body, crate::Think::Low);
+        assert_eq!(body["chat_template_kwargs"]["enable_thinking"], true);
+        assert_eq!(body["reasoning_effort"], "low");
+        let mut body = json!({});
+        think_for_llama_cpp(&mut body, crate::Think::Off);
+        assert_eq!(body["chat_template_kwargs"]["enable_thinking"], false);
+        assert!(body.get("reasoning_effort").is_none());
+        let mut body = json!({});
+        think_for_llama_cpp(&mut body, crate::Think::Max);
+        assert_eq!(body["reasoning_effort"], "high");
     }
 }

@@ -1,8 +1,10 @@
 //! Fuzzes what the OpenAI-style API reads from a caller: chat messages
 //! (text, parts, tool calls), tool definitions and choices, OpenResponses
 //! input items, structured-output formats (`response_format`,
-//! `text.format`), and tool-call fragments joined and streamed back as
-//! OpenResponses events. Any bytes give a value or an error, never a panic.
+//! `text.format`), Anthropic's Messages requests, Open WebUI's signed user
+//! header, and tool-call fragments
+//! joined and streamed back as OpenResponses and Messages events. Any bytes
+//! give a value or an error, never a panic.
 #![no_main]
 
 use hearth_e2ee::ReplyEvent;
@@ -14,6 +16,10 @@ use serde_json::{Map, Value};
 
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<Vec<hearth_llm::Message>>(data);
+    let _ = hearth_gateway::anthropic::messages_request(data);
+    if let Ok(token) = std::str::from_utf8(data) {
+        let _ = hearth_gateway::forwarded::verify(token, b"a-secret-of-sixteen-bytes", 0);
+    }
     let Ok(body) = serde_json::from_slice::<Map<String, Value>>(data) else {
         return;
     };
@@ -30,5 +36,11 @@ fuzz_target!(|data: &[u8]| {
         stream.push(&ReplyEvent::ToolCalls { calls: fragments.clone() });
         stream.push(&ReplyEvent::Delta { text: "x".into() });
         stream.push(&ReplyEvent::Done { finish_reason: "stop".into(), usage: None });
+        let mut message = hearth_gateway::anthropic::Reply::new("msg_fuzz".into(), "m".into());
+        message.push(&ReplyEvent::ToolCalls { calls: fragments.clone() });
+        message.push(&ReplyEvent::Delta { text: "x".into() });
+        let done = ReplyEvent::Done { finish_reason: "stop".into(), usage: None };
+        message.push(&done);
+        let _ = message.whole(&done);
     }
 });

@@ -99,6 +99,9 @@ impl Assistant {
                     Some("memory_write"),
                     say::already_remembered(language).into(),
                 ),
+                Ok(Remembered::Updated { was, .. }) => {
+                    said(Some("memory_write"), say::updated(language, &was))
+                }
                 Err(NotRemembered::Refused(error)) => {
                     said(None, say::memory_error(language, &error))
                 }

@@ -17,20 +17,28 @@ use super::embedder::Embedder;
 use super::store::{MemoryStore, StoreError, Unavailable};
 
 /// What remembering did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Remembered {
     /// A new entry, this one.
     New(i64),
     /// The owner's entry of that layer already said it (the same fact,
     /// `memory::same_fact`): kept as it was, nothing stored twice.
     Already(i64),
+    /// The owner's entry of that layer about the same thing
+    /// (`memory::updates`) was replaced by this one.
+    Updated {
+        /// The new entry.
+        id: i64,
+        /// What the replaced entry said.
+        was: String,
+    },
 }
 
 impl Remembered {
     /// The entry's id.
-    pub fn id(self) -> i64 {
+    pub fn id(&self) -> i64 {
         match self {
-            Remembered::New(id) | Remembered::Already(id) => id,
+            Remembered::New(id) | Remembered::Already(id) | Remembered::Updated { id, .. } => *id,
         }
     }
 }
@@ -117,38 +125,62 @@ impl Memories {
         // One write at a time: two writers must not both see room for one,
         // nor both store the same fact.
         let _writing = self.writes.lock().await;
-        let (kept, already): (Vec<(Layer, i64)>, Option<i64>) = {
+        let (kept, already, replaced) = {
             let index = hearth_runtime::read(&self.index);
             let owners = || index.entries.values().filter(|entry| entry.owner == *owner);
-            (
-                owners().map(|entry| (entry.layer, entry.id)).collect(),
-                owners()
-                    .find(|entry| entry.layer == layer && memory::same_fact(&entry.text, &text))
-                    .map(|entry| entry.id),
-            )
+            let same_layer = || owners().filter(|entry| entry.layer == layer);
+            let kept: Vec<(Layer, i64)> = owners().map(|entry| (entry.layer, entry.id)).collect();
+            let already = same_layer()
+                .find(|entry| memory::same_fact(&entry.text, &text))
+                .map(|entry| entry.id);
+            // The newest entry about the same thing, if several were kept.
+            let replaced = same_layer()
+                .filter(|entry| memory::updates(&entry.text, &text))
+                .max_by_key(|entry| entry.id)
+                .map(|entry| (entry.id, entry.text.clone()));
+            (kept, already, replaced)
         };
         if let Some(id) = already {
             return Ok(Remembered::Already(id));
         }
-        for id in memory::making_room(&kept, memory::MAX_ENTRIES)? {
-            self.store
-                .forget(owner, id)
-                .await
-                .map_err(|error| error.logged())?;
-            self.unindex(id);
+        let stored = match &replaced {
+            Some((old, _)) => {
+                self.store
+                    .replace(
+                        *old,
+                        owner,
+                        &layer,
+                        &text,
+                        vector.as_deref(),
+                        source,
+                        now.as_millisecond(),
+                    )
+                    .await
+            }
+            None => {
+                for id in memory::making_room(&kept, memory::MAX_ENTRIES)? {
+                    self.store
+                        .forget(owner, id)
+                        .await
+                        .map_err(|error| error.logged())?;
+                    self.unindex(id);
+                }
+                self.store
+                    .remember(
+                        owner,
+                        &layer,
+                        &text,
+                        vector.as_deref(),
+                        source,
+                        now.as_millisecond(),
+                    )
+                    .await
+            }
+        };
+        let id = stored.map_err(|error| error.logged())?;
+        if let Some((old, _)) = &replaced {
+            self.unindex(*old);
         }
-        let id = self
-            .store
-            .remember(
-                owner,
-                &layer,
-                &text,
-                vector.as_deref(),
-                source,
-                now.as_millisecond(),
-            )
-            .await
-            .map_err(|error| error.logged())?;
         let mut index = hearth_runtime::write(&self.index);
         index
             .index
@@ -164,7 +196,10 @@ impl Memories {
                 source,
             },
         );
-        Ok(Remembered::New(id))
+        Ok(match replaced {
+            Some((_, was)) => Remembered::Updated { id, was },
+            None => Remembered::New(id),
+        })
     }
 
     /// The texts of `owner`'s entries that best answer `query`, best first.
@@ -403,12 +438,68 @@ mod tests {
             Remembered::New(_)
         ));
         assert!(matches!(
-            remember(&ada, Layer::LongTerm, "the bike lock code is 4712").await,
+            remember(&ada, Layer::LongTerm, "the gate code is 2580").await,
             Remembered::New(_)
         ));
         assert_eq!(memories.entries_of(&ada).len(), 3);
         let reopened = self::memories(dir.path()).await;
         assert_eq!(reopened.len(), 4, "nothing stored twice");
+    }
+
+    #[tokio::test]
+    async fn a_new_value_for_the_same_thing_replaces_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let memories = memories(dir.path()).await;
+        let ada = Owner::Member("ada".into());
+        let ben = Owner::Member("ben".into());
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        for (owner, text) in [
+            (&ada, "The wifi password is tulip-42."),
+            (&ada, "the gate code is 2580"),
+            (&ben, "the wifi password is daisy-1"),
+        ] {
+            memories
+                .remember(owner, Layer::LongTerm, text, Source::Asked, now)
+                .await
+                .unwrap();
+        }
+        let updated = memories
+            .remember(
+                &ada,
+                Layer::LongTerm,
+                "the wifi password is rose-7",
+                Source::Asked,
+                now,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(&updated, Remembered::Updated { was, .. } if was == "The wifi password is tulip-42."),
+            "{updated:?}"
+        );
+        let texts = |memories: &Memories, owner: &Owner| -> Vec<String> {
+            memories
+                .entries_of(owner)
+                .into_iter()
+                .map(|entry| entry.text)
+                .collect()
+        };
+        assert_eq!(
+            texts(&memories, &ada),
+            ["the gate code is 2580", "the wifi password is rose-7"]
+        );
+        let recalled = memories.recall(&ada, &query("wifi password"));
+        assert!(
+            !recalled.iter().any(|text| text.contains("tulip")),
+            "{recalled:?}"
+        );
+        // Ben's is his own; after a restart the old value stays gone.
+        let reopened = self::memories(dir.path()).await;
+        assert_eq!(
+            texts(&reopened, &ada),
+            ["the gate code is 2580", "the wifi password is rose-7"]
+        );
+        assert_eq!(texts(&reopened, &ben), ["the wifi password is daisy-1"]);
     }
 
     #[tokio::test]

@@ -400,6 +400,9 @@ impl Assistant {
                 {
                     Ok(Remembered::New(_)) => "Remembered.".into(),
                     Ok(Remembered::Already(_)) => "Already remembered (kept once).".into(),
+                    Ok(Remembered::Updated { was, .. }) => {
+                        format!("Remembered, in place of what was kept: {was}")
+                    }
                     Err(why) => format!("error: {why}"),
                 }
             }

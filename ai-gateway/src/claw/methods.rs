@@ -16,7 +16,7 @@ use super::{Connection, now_ms};
 use crate::gateway::Gateway;
 
 /// Each method and the scope it needs.
-const METHODS: [(&str, &str); 41] = [
+const METHODS: [(&str, &str); 45] = [
     ("health", "operator.read"),
     ("status", "operator.read"),
     ("models.list", "operator.read"),
@@ -58,7 +58,15 @@ const METHODS: [(&str, &str); 41] = [
     ("progressCard.get", "operator.read"),
     ("update.status", "operator.read"),
     ("memory.search", "operator.read"),
+    ("device.pair.list", "operator.pairing"),
+    ("device.pair.approve", "operator.pairing"),
+    ("device.pair.reject", "operator.pairing"),
+    ("device.pair.remove", "operator.pairing"),
 ];
+
+/// What this gateway's answers promise beyond the methods: `models.list`
+/// gives the published catalog (`openclaw models list` requires it).
+const CAPABILITIES: [&str; 1] = ["published-model-catalog"];
 
 /// The events this gateway sends.
 const EVENTS: [&str; 5] = ["connect.challenge", "agent", "chat", "tick", "health"];
@@ -70,7 +78,8 @@ pub(crate) fn hello(gateway: &Gateway, principal: &super::Principal, auth: Value
         "type": "hello-ok",
         "protocol": wire::PROTOCOL,
         "server": {"version": concat!("hearth-", env!("CARGO_PKG_VERSION")), "connId": super::pairing::uuid_like()},
-        "features": {"methods": METHODS.iter().map(|(name, _)| *name).collect::<Vec<_>>(), "events": EVENTS},
+        "features": {"methods": METHODS.iter().map(|(name, _)| *name).collect::<Vec<_>>(), "events": EVENTS,
+                     "capabilities": CAPABILITIES},
         "snapshot": {
             "presence": [],
             "health": health(gateway),
@@ -160,6 +169,10 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
         "exec.approval.list" | "openclaw.approval.list" => Ok(json!([])),
         "progressCard.get" => Ok(json!({"card": null})),
         "memory.search" => memory_search(connection, &request.params).await,
+        "device.pair.list" => super::devices::list(&connection.claw).await,
+        "device.pair.approve" => super::devices::approve(&connection.claw, &request.params).await,
+        "device.pair.reject" => super::devices::reject(&connection.claw, &request.params).await,
+        "device.pair.remove" => super::devices::remove(&connection.claw, &request.params).await,
         "update.status" => Ok(
             json!({"sentinel": null, "updateAvailable": null, "effectiveChannel": "stable",
                                      "schedule": {"channel": "stable", "autoEnabled": false}}),
@@ -211,9 +224,31 @@ fn models(connection: &Connection) -> Value {
         })
         .enumerate()
         .map(|(index, model)| {
-            json!({"id": model.model, "name": model.model, "provider": model.provider, "reasoning": false,
+            let gateway = &connection.gateway;
+            let settings = gateway.config().model(&model.provider, &model.model);
+            let name = settings
+                .and_then(|settings| settings.name.clone())
+                .unwrap_or_else(|| model.model.clone());
+            let context = settings.map(|settings| settings.context_window);
+            // Private compute's nodes answer from elsewhere.
+            let local = gateway
+                .config()
+                .models
+                .providers
+                .get(&model.provider)
+                .is_none_or(|provider| provider.api != hearth_llm::Api::HearthEnclave);
+            let capabilities = gateway.capabilities(&model.to_string());
+            let input = if capabilities.contains(&"vision") {
+                json!(["text", "image"])
+            } else {
+                json!(["text"])
+            };
+            // The published catalog (`openclaw models list`): each chat
+            // model the member may use.
+            json!({"id": model.model, "name": name, "provider": model.provider, "reasoning": false,
+                   "input": input, "contextWindow": context, "local": local, "available": true,
                    "tags": if index == 0 { json!(["default"]) } else { json!([]) },
-                   "thinkingLevels": [{"id": "off", "label": "off"}], "thinkingDefault": "off", "available": true})
+                   "thinkingLevels": [{"id": "off", "label": "off"}], "thinkingDefault": "off"})
         })
         .collect();
     json!({"models": models})

@@ -9,6 +9,7 @@
 
 pub mod cron;
 pub mod device;
+pub mod devices;
 pub mod methods;
 pub mod pairing;
 pub mod socket;
@@ -83,6 +84,40 @@ impl Claw {
     pub fn paired_changed(&self) {
         self.paired_changes
             .send_modify(|generation| *generation += 1);
+    }
+
+    /// Approves the waiting request `request_id`, bound to `member` (else
+    /// the member whose device asked): the one use case behind Hearth's
+    /// `hearth-gateway devices approve` and OpenClaw's `device.pair.approve`.
+    /// Connections of that device check their standing again.
+    pub async fn approve(
+        &self,
+        request_id: &str,
+        member: Option<&str>,
+    ) -> Result<Paired, pairing::ApproveError> {
+        let now = jiff::Timestamp::now().as_second();
+        let paired = self.pairing.approve(request_id, member, now).await?;
+        tracing::info!(device = %paired.device_id, member = ?paired.member, "an OpenClaw client's device is paired");
+        self.paired_changed();
+        Ok(paired)
+    }
+
+    /// Refuses the waiting request `request_id`: the device it was for, if
+    /// there was one (it may ask again, and waits again).
+    pub async fn reject(&self, request_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let device = self.pairing.reject(request_id).await?;
+        if let Some(device) = &device {
+            tracing::info!(%device, "an OpenClaw client's pairing request is refused");
+        }
+        Ok(device)
+    }
+
+    /// Removes a paired device (by its id) or a waiting request (by its
+    /// id); whether there was one. Its open connections end with it.
+    pub async fn remove(&self, id: &str) -> Result<bool, sqlx::Error> {
+        let removed = self.pairing.remove(id).await?;
+        self.paired_changed();
+        Ok(removed)
     }
 
     /// Whether `address` may open another connection now.
@@ -539,13 +574,12 @@ async fn handshake(
                 format!("pairing required: device is not approved yet (requestId: {request_id})");
             return Err((shape, reason));
         }
-        let admins = match claw.pairing.approve(&request_id, None, now).await {
+        let admins = match claw.approve(&request_id, None).await {
             Ok(paired) => paired,
             Err(pairing::ApproveError::Store(error)) => return Err(store_failed(error)),
             Err(other) => return Err(refuse(ErrorShape::invalid(other.to_string()))),
         };
         tracing::info!(device = %device.id, "a local OpenClaw client holding the token is paired as the admin's");
-        claw.paired_changed();
         decision = pairing::admit(&origin, Some(&admins), true, &requested);
         paired = Some(admins);
     }

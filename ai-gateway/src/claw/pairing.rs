@@ -176,7 +176,7 @@ pub fn pairing_required(request_id: &str, device_id: &str) -> ErrorShape {
         details: Some(json!({
             "code": "PAIRING_REQUIRED", "reason": "not-paired", "requestId": request_id,
             "deviceId": device_id, "recommendedNextStep": "wait_then_retry",
-            "remediationHint": format!("The household's admin approves it with: hearth-gateway devices approve {request_id}"),
+            "remediationHint": format!("The household's admin approves it on the hub with: openclaw devices approve {request_id} (or hearth-gateway devices approve {request_id})"),
             "retryable": true, "pauseReconnect": false,
         })),
         retryable: Some(true),
@@ -548,6 +548,16 @@ impl Pairing {
             token_holder,
             approved_at: now,
         })
+    }
+
+    /// Deletes the waiting request `request_id`; the device it was for.
+    pub async fn reject(&self, request_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row: Option<(String,)> =
+            sqlx::query_as("DELETE FROM claw_requests WHERE request_id = ? RETURNING device_id")
+                .bind(request_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(device,)| device))
     }
 
     /// Removes a paired device or a waiting request; whether there was one.

@@ -429,6 +429,23 @@ pub struct HearthSection {
     /// of its files. Unset: no UI.
     #[serde(default)]
     pub control_ui: Option<PathBuf>,
+    /// Open WebUI as a front end acting for members.
+    #[serde(default)]
+    pub open_web_ui: OpenWebUiSection,
+}
+
+/// `hearth.openWebUi`: Open WebUI acting for members (under the policy's
+/// `actFor`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OpenWebUiSection {
+    /// The file holding the secret Open WebUI signs its user header with
+    /// (its `FORWARD_USER_INFO_HEADER_JWT_SECRET`; not readable by every
+    /// user, 16 characters at least). Set: only the signed
+    /// `X-OpenWebUI-User-Jwt` names whom it acts for, the plain name
+    /// header is refused.
+    #[serde(default)]
+    pub user_jwt_secret_file: Option<PathBuf>,
 }
 
 /// `hearth.ollama`: Ollama's API on its own port, on the gateway's
@@ -627,6 +644,39 @@ impl Config {
     /// The default model chain, primary first.
     pub fn chain(&self) -> Vec<String> {
         self.agents.defaults.model.list()
+    }
+
+    /// The models a reply may fail over along: the default chain, then the
+    /// agents' own models (so that a request for an agent can start with
+    /// its model and fall back along the chain).
+    pub fn failover_chain(&self) -> Vec<String> {
+        let mut names = self.chain();
+        for entry in self.agents.entries.values() {
+            for name in entry.model.iter().flat_map(ModelChain::list) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// Every chat model callers can name: the failover chain, then every
+    /// other model the providers list (askable by name, never a fallback
+    /// for another), leaving out the assistant's embedding model.
+    pub fn chat_models(&self) -> Vec<String> {
+        let mut names = self.failover_chain();
+        for (provider, section) in &self.models.providers {
+            for model in &section.models {
+                let name = format!("{provider}/{}", model.id);
+                if self.assistant.embeddings.as_deref() != Some(name.as_str())
+                    && !names.contains(&name)
+                {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 
     /// The settings of `provider/model`, if configured.

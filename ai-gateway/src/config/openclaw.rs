@@ -87,6 +87,7 @@ pub fn read(
     }
     usable_chains(&mut reader, &mut config);
     assistant(&mut reader, memory_section, &mut config);
+    reachable_models(&mut reader, &config);
     if let Some(port) = overrides.port {
         config.gateway.port = port;
     }
@@ -806,6 +807,39 @@ fn usable_chains(reader: &mut Reader, config: &mut Config) {
                 "models.providers",
                 "warning: no model Hearth can reach is configured: the gateway starts, and answers that no model is available",
             ),
+        }
+    }
+}
+
+/// Warns about a chosen model no caller would get an answer from as the
+/// configuration means: the embedding model named for chat (asking it to
+/// chat is refused), or one its provider does not list (asked under that
+/// id anyway, with the default context).
+fn reachable_models(reader: &mut Reader, config: &Config) {
+    let mut chains = vec![(
+        "agents.defaults.model".to_owned(),
+        &config.agents.defaults.model,
+    )];
+    for (id, entry) in &config.agents.entries {
+        if let Some(model) = &entry.model {
+            chains.push((format!("agents.entries.{id}.model"), model));
+        }
+    }
+    for (path, chain) in chains {
+        for model in chain.list() {
+            if config.assistant.embeddings.as_deref() == Some(model.as_str()) {
+                reader.note(
+                    &path,
+                    format!("warning: {model:?} is memory.search's embedding model: chat asked of it is refused, so no one can reach it here"),
+                );
+            } else if let Some((provider, name)) = model.split_once('/')
+                && config.model(provider, name).is_none()
+            {
+                reader.note(
+                    &path,
+                    format!("warning: {model:?} is not one of models.providers.{provider}.models: it is asked under that id, with a context of {DEFAULT_CONTEXT} tokens"),
+                );
+            }
         }
     }
 }

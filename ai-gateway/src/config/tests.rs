@@ -490,3 +490,54 @@ fn openclaw_values_hearth_cannot_use_are_noted_and_its_own_are_checked() {
         "OPENCLAW_SKIP_CRON=1"
     );
 }
+
+#[test]
+fn every_chat_model_is_listed_and_only_the_chain_is_a_fallback() {
+    let loaded = parse(
+        r#"{
+        models: { providers: {
+          local: { baseUrl: "http://127.0.0.1:8080/v1", api: "openai-completions",
+                   models: [{ id: "tiny" }, { id: "second" }] },
+          vectors: { baseUrl: "http://127.0.0.1:8081/v1", api: "openai-completions", models: [{ id: "minilm" }] },
+        } },
+        agents: { defaults: { model: { primary: "local/tiny" } } },
+        memory: { search: { provider: "vectors", model: "minilm" } },
+    }"#,
+    );
+    let config = &loaded.config;
+    assert_eq!(config.failover_chain(), ["local/tiny"]);
+    // The second model is listed (askable by name); the embedding model is not a chat model.
+    assert_eq!(config.chat_models(), ["local/tiny", "local/second"]);
+    assert!(
+        loaded
+            .notes
+            .iter()
+            .all(|note| !note.note.contains("warning")),
+        "{:?}",
+        loaded.notes
+    );
+}
+
+#[test]
+fn a_chosen_model_no_one_can_reach_is_warned_about() {
+    let loaded = parse(
+        r#"{
+        models: { providers: {
+          local: { baseUrl: "http://127.0.0.1:8080/v1", api: "openai-completions", models: [{ id: "tiny" }] },
+          vectors: { baseUrl: "http://127.0.0.1:8081/v1", api: "openai-completions", models: [{ id: "minilm" }] },
+        } },
+        agents: { defaults: { model: { primary: "local/tiny", fallbacks: ["local/tyni", "vectors/minilm"] } } },
+        memory: { search: { provider: "vectors", model: "minilm" } },
+    }"#,
+    );
+    let said = note(&loaded, "agents.defaults.model");
+    assert!(
+        said.contains("\"local/tyni\" is not one of models.providers.local.models"),
+        "{said}"
+    );
+    assert!(
+        said.contains("\"vectors/minilm\" is memory.search's embedding model"),
+        "{said}"
+    );
+    assert!(!said.contains("local/tiny\""), "{said}");
+}

@@ -65,6 +65,8 @@ pub struct Ask {
     pub tool_choice: Option<serde_json::Value>,
     /// The reply's structure the caller asks for (none: free text).
     pub response_format: Option<StructuredOutput>,
+    /// Whether (and how much) a thinking model thinks first.
+    pub think: Option<hearth_llm::Think>,
     /// The API it came on, for the metrics.
     pub endpoint: &'static str,
     /// When the request arrived.
@@ -95,6 +97,7 @@ impl Ask {
             tools: None,
             tool_choice: None,
             response_format: None,
+            think: None,
             endpoint,
             arrived: Instant::now(),
             limit: Limit::Adapter,
@@ -219,6 +222,22 @@ impl Gateway {
                 ),
             )
         };
+        let embedding = |name: &str| {
+            let model = self.embedding_model()?;
+            (model.to_string() == name || model.model == name).then(|| {
+                Refused::new(
+                    ErrorCode::InvalidRequestError,
+                    format!(
+                        "{model} is an embedding model: it gives embeddings (/v1/embeddings, Ollama's /api/embed), not chat replies; choose a chat model from GET /v1/models"
+                    ),
+                )
+            })
+        };
+        for name in [model, backend_model].into_iter().flatten().map(str::trim) {
+            if let Some(refused) = embedding(name) {
+                return Err(refused);
+            }
+        }
         let mut chosen_agent = self.agents.default_id().to_owned();
         let mut chosen = None;
         if let Some(name) = model.map(str::trim).filter(|name| !name.is_empty()) {
@@ -321,8 +340,12 @@ impl Gateway {
             ));
         }
         let chain = self.router.chain();
+        // Along the failover chain, or the model asked for by name.
         let allowed: Vec<ModelRef> = chain
             .iter()
+            .filter(|model| {
+                self.failover.contains(model) || selection.first.as_ref() == Some(model)
+            })
             .filter(|model| access.may_answer_with(&selection.target, &model.to_string()))
             .cloned()
             .collect();
@@ -399,6 +422,7 @@ impl Gateway {
             tools,
             tool_choice,
             response_format,
+            think,
             endpoint,
             arrived,
             limit,
@@ -570,6 +594,7 @@ impl Gateway {
                     request.tool_choice = tool_choice;
                     request.sampling = sampling;
                     request.response_format = response_format;
+                    request.think = think;
                     self.assistant_turn(
                         request,
                         asker,
@@ -611,6 +636,7 @@ impl Gateway {
                 request.tool_choice = tool_choice;
                 request.sampling = sampling;
                 request.response_format = response_format;
+                request.think = think;
                 self.open_turn(&request, arrived, endpoint, save, &route)
                     .await
             }
@@ -660,9 +686,15 @@ impl Gateway {
         dimensions: Option<u32>,
     ) -> Result<(String, Vec<Vec<f64>>), Refused> {
         let named = model.map(str::trim).filter(|name| !name.is_empty());
+        // The embedding model answers for itself, when none is named, and
+        // for an agent (what apps pick first: its memory's embeddings).
         let embedding = self.embedding_model().filter(|embedding| match named {
             None => true,
-            Some(name) => embedding.to_string() == name || embedding.model == name,
+            Some(name) => {
+                embedding.to_string() == name
+                    || embedding.model == name
+                    || matches!(self.agents.target(name), Some(Ok(_)))
+            }
         });
         let account = Account::of(caller, None);
         let _slot;

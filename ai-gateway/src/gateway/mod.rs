@@ -134,6 +134,9 @@ pub struct Gateway {
     /// Tokens promised to replies still streaming.
     reservations: tokio::sync::Mutex<crate::access::Reservations>,
     agents: Agents,
+    /// The models replies fail over along (the router's chain also has
+    /// the models only asked by name).
+    failover: Vec<ModelRef>,
     assistant: Option<Arc<Assistant>>,
     device_limiter: DefaultKeyedRateLimiter<[u8; 32]>,
     caller_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
@@ -164,6 +167,11 @@ impl Gateway {
             .with_context(|| "cannot open the session store")?;
         let agents = load_agents(&config)?;
         let router = Arc::new(crate::build_router(&config)?);
+        let failover = config
+            .failover_chain()
+            .iter()
+            .map(|name| ModelRef::parse(name))
+            .collect::<Result<Vec<_>, _>>()?;
         let assistant = if config.assistant.enabled {
             let program = std::env::current_exe()
                 .with_context(|| "cannot find the gateway's own executable")?;
@@ -204,6 +212,7 @@ impl Gateway {
             usage: crate::usage::Usage::new(sessions.pool().clone()),
             sessions,
             agents,
+            failover,
             assistant,
             config,
         }))
@@ -398,6 +407,33 @@ impl Gateway {
         models.sort_by_key(ToString::to_string);
         models.dedup();
         models
+    }
+
+    /// What `id` (an agent, a chat model or the embedding model) can do, in
+    /// Ollama's words (`/api/show`'s `capabilities`): the embedding model
+    /// only `embedding`; a chat model (an agent's: the model it starts
+    /// with) `completion`, with `tools` and `vision` as its model server
+    /// says (llama.cpp's `/props`; a server that does not say is taken to
+    /// render tools and to read no images).
+    pub fn capabilities(&self, id: &str) -> Vec<&'static str> {
+        if self
+            .embedding_model()
+            .is_some_and(|model| model.to_string() == id)
+        {
+            return vec!["embedding"];
+        }
+        let model = match self.agents.target(id) {
+            Some(Ok(agent)) => self.agents.get(agent).and_then(|found| found.model.clone()),
+            _ => ModelRef::parse(id).ok(),
+        };
+        let mut capabilities = vec!["completion"];
+        if self.router.takes_tools(model.as_ref()) {
+            capabilities.push("tools");
+        }
+        if self.router.reads_images(model.as_ref()) {
+            capabilities.push("vision");
+        }
+        capabilities
     }
 
     /// The model the assistant embeds with (`memory.search`'s), if any.

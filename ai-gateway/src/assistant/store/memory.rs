@@ -43,10 +43,43 @@ impl MemoryStore {
         source: Source,
         at_ms: i64,
     ) -> Result<i64, StoreError> {
+        self.store(None, owner, layer, text, vector, source, at_ms)
+            .await
+    }
+
+    /// Stores an entry in place of `owner`'s entry `old`, both or neither
+    /// (one transaction); the new entry's id.
+    #[allow(clippy::too_many_arguments)] // the entry's fields, as `remember`'s
+    pub async fn replace(
+        &self,
+        old: i64,
+        owner: &Owner,
+        layer: &Layer,
+        text: &str,
+        vector: Option<&[f32]>,
+        source: Source,
+        at_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.store(Some(old), owner, layer, text, vector, source, at_ms)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &self,
+        replacing: Option<i64>,
+        owner: &Owner,
+        layer: &Layer,
+        text: &str,
+        vector: Option<&[f32]>,
+        source: Source,
+        at_ms: i64,
+    ) -> Result<i64, StoreError> {
         let key = owner.key();
         let (text, sealed) = self.db.seal("memory", &key, text.as_bytes());
         let vector =
             vector.map(|vector| self.db.seal("memory-vector", &key, &vector_bytes(vector)).0);
+        let mut transaction = self.db.pool.begin().await?;
         let id = sqlx::query(
             "INSERT INTO memory (owner, layer, text, vector, sealed, source, written_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -57,9 +90,17 @@ impl MemoryStore {
         .bind(sealed)
         .bind(source.as_str())
         .bind(at_ms)
-        .execute(&self.db.pool)
+        .execute(&mut *transaction)
         .await?
         .last_insert_rowid();
+        if let Some(old) = replacing {
+            sqlx::query("DELETE FROM memory WHERE id = ? AND owner = ?")
+                .bind(old)
+                .bind(&key)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
         Ok(id)
     }
 
