@@ -155,15 +155,7 @@ async fn the_assistants_prompt_renders_under_every_common_chat_template() {
         .json()
         .await
         .unwrap();
-    let capabilities = |id: &str| {
-        listed["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|model| model["id"] == id)
-            .map(|model| model["capabilities"].clone())
-            .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
-    };
+    let capabilities = |id: &str| capabilities_of(&listed, id);
     assert_eq!(capabilities("smollm2/tiny"), json!(["completion"]));
     assert_eq!(capabilities("openclaw/smollm2"), json!(["completion"]));
     assert_eq!(capabilities("qwen25/tiny"), json!(["completion", "tools"]));
@@ -413,4 +405,65 @@ async fn images_go_only_to_a_model_that_reads_them() {
     assert_eq!(code, hearth_e2ee::ErrorCode::UnsupportedMediaType);
     assert!(message.contains("can look at pictures"), "{message}");
     assert_eq!(blind.count("/v1/chat/completions"), 0);
+}
+
+/// What `/v1/models` (its answer `listed`) says model `id` can do.
+fn capabilities_of(listed: &Value, id: &str) -> Value {
+    listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["id"] == id)
+        .map(|model| model["capabilities"].clone())
+        .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
+}
+
+/// An Ollama stand-in whose `/api/show` says what each model can do
+/// (no real Ollama runs here).
+fn ollama_saying(capabilities: Value) -> ScriptedServer {
+    ScriptedServer::start(move |request| match request.path.as_str() {
+        "/api/tags" => Script::json(200, &json!({"models": []})),
+        "/api/show" => Script::json(200, &json!({"capabilities": capabilities})),
+        _ => Script::json(404, &json!({"error": "not here"})),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_an_ollama_model_can_do_is_what_ollama_says() {
+    let thinker = ollama_saying(json!(["completion", "vision", "thinking"]));
+    let plain = ollama_saying(json!(["completion"]));
+    let agent = AgentStandIn::start();
+    let provider = |server: &ScriptedServer, model: &str| {
+        json!({"baseUrl": server.url(), "api": "ollama",
+               "models": [{"id": model, "contextWindow": 8192, "maxTokens": 8}]})
+    };
+    let gateway = GatewayProcess::start(json!({
+        "gateway": {"bind": "loopback", "auth": {"mode": "token"},
+                    "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
+        "models": {"providers": {"thinker": provider(&thinker, "qwen3-vl"), "plain": provider(&plain, "llama3.2")}},
+        "agents": {"defaults": {"model": {"primary": "thinker/qwen3-vl"}}},
+        "hearth": {"agentSocket": agent.socket, "healthCheckSeconds": 1},
+    }));
+    let asked = hearth_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        thinker.count("/api/show") > 0 && plain.count("/api/show") > 0
+    });
+    assert!(asked.is_some(), "{}", gateway.log_text());
+    let shown = thinker
+        .requests()
+        .into_iter()
+        .find(|request| request.path == "/api/show")
+        .unwrap();
+    assert_eq!(
+        shown.json()["model"],
+        "qwen3-vl",
+        "asked about its own model"
+    );
+    let listed: Value = gateway.get_json("/v1/models").await;
+    let capabilities = |id: &str| capabilities_of(&listed, id);
+    assert_eq!(
+        capabilities("thinker/qwen3-vl"),
+        json!(["completion", "vision", "thinking"])
+    );
+    // The other model says no tools: none are claimed for it.
+    assert_eq!(capabilities("plain/llama3.2"), json!(["completion"]));
 }

@@ -50,6 +50,9 @@ pub enum AnswerError {
     /// The plain-HTTP port.
     #[error("the plain-HTTP port {0:?} must be a port number (1-65535) or off")]
     HttpPort(String),
+    /// Not a yes or a no.
+    #[error("{0:?} is not yes or no")]
+    YesNo(String),
     /// Two answers want one port.
     #[error("the public URL's port {0} and the plain-HTTP port are the same")]
     SamePort(u16),
@@ -281,6 +284,29 @@ pub struct Answers {
     /// from before it was asked).
     #[serde(default)]
     pub language: Language,
+    /// Whether members' apps may use the hub as their Ollama and OpenAI
+    /// server, on the mesh only (yes for a record from before it was asked).
+    #[serde(default = "yes")]
+    pub apps: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `yes` or `no`, as setup shows an answer.
+pub fn yes_no(answer: bool) -> &'static str {
+    if answer { "yes" } else { "no" }
+}
+
+/// A yes or no: `yes`, `y`, `no`, `n` (any case), `true`, `false`, `on`,
+/// `off`, or Korean's 예/네/응 and 아니요/아니오/아니.
+pub fn parse_yes_no(text: &str) -> Result<bool, AnswerError> {
+    match text.trim().to_lowercase().as_str() {
+        "yes" | "y" | "true" | "on" | "예" | "네" | "응" => Ok(true),
+        "no" | "n" | "false" | "off" | "아니요" | "아니오" | "아니" => Ok(false),
+        _ => Err(AnswerError::YesNo(text.into())),
+    }
 }
 
 /// The household's language from setup's answer: `en`, `ko`, or their names.
@@ -454,6 +480,7 @@ mod tests {
             http_port: Some(8080),
             hostname: "hub".into(),
             language: Language::English,
+            apps: true,
         };
         assert_eq!(answers.check(), Err(AnswerError::SamePort(8080)));
     }
@@ -470,6 +497,7 @@ mod tests {
             http_port: Some(80),
             hostname: "hub".into(),
             language: Language::English,
+            apps: true,
         };
         let text = serde_json::to_string(&answers).unwrap();
         assert!(text.contains(r#""url":"https://hub.example""#), "{text}");

@@ -137,6 +137,11 @@ struct SetupArgs {
     /// This hub's name in the mesh [default: the machine's].
     #[arg(long)]
     hostname: Option<String>,
+    /// Whether members' apps (Open WebUI, an Ollama app, the OpenAI or
+    /// Anthropic SDKs) may use the hub as their Ollama and OpenAI server,
+    /// on the mesh only: `yes` or `no` [default: the last run's, else yes].
+    #[arg(long)]
+    apps: Option<String>,
     /// The household's language, `en` or `ko`: what setup and `hearth
     /// status` speak and the assistant's persona is written in [default:
     /// the last run's, else asked, offering the system's locale].
@@ -176,6 +181,10 @@ struct RenderArgs {
     /// An admin of the household's rooms [default: setup's].
     #[arg(long)]
     admin: Option<String>,
+    /// Publish the gateway's ports for members' apps, `yes` or `no`
+    /// [default: setup's answer].
+    #[arg(long)]
+    apps: Option<String>,
     /// The gateway's image [default: the installed package's].
     #[arg(long)]
     gateway_image: Option<String>,
@@ -252,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 model: args.model,
                 http_port: args.http_port,
                 hostname: args.hostname,
+                apps: args.apps,
                 lang: args.lang,
                 non_interactive: args.non_interactive,
             };
@@ -308,6 +318,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mesh_address: args.mesh_address,
                 group: args.group,
                 admin: args.admin,
+                apps: args
+                    .apps
+                    .as_deref()
+                    .map(hearth_hub::answers::parse_yes_no)
+                    .transpose()?,
                 gateway_image: args.gateway_image,
                 messaging_image: args.messaging_image,
                 gateway_config: args.gateway_config,

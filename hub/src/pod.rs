@@ -59,6 +59,9 @@ pub struct Settings {
     pub gateway_data: PathBuf,
     /// The messaging service's data folder.
     pub messaging_data: PathBuf,
+    /// Whether members' apps reach the gateway: its ports (OpenAI's and
+    /// Ollama's APIs) are published on the mesh address.
+    pub apps: bool,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
             whois: layout.whois_dir(),
             gateway_data: layout.gateway_data(),
             messaging_data: layout.messaging_data(),
+            apps: false,
         }
     }
 
@@ -100,6 +104,11 @@ impl Settings {
             },
             "ada",
         )
+    }
+
+    /// The template's switches (`# only with NAME` lines).
+    pub fn switches(&self) -> BTreeMap<&'static str, bool> {
+        BTreeMap::from([("APPS", self.apps)])
     }
 
     /// The template's placeholders and their values.
@@ -155,6 +164,9 @@ pub struct Overrides {
     pub group: Option<String>,
     /// The admin [default: setup's].
     pub admin: Option<String>,
+    /// Whether members' apps reach the gateway [default: setup's answer;
+    /// no with `admin` given].
+    pub apps: Option<bool>,
     /// The gateway's image [default: images.json's].
     pub gateway_image: Option<String>,
     /// The messaging service's image [default: images.json's].
@@ -211,13 +223,18 @@ pub fn render_file(
             .with_context(|| format!("{} is damaged", layout.images_manifest().display()))?,
         None => Images::default(),
     };
-    let admin = match overrides.admin {
-        Some(admin) => admin,
-        None => crate::record::read_record(layout)?
-            .map(|record| record.answers.admin)
-            .context("no admin: run `hearth setup` first (or pass --admin)")?,
+    // Setup's answers, unless given (then nothing of this machine's is read).
+    let (admin, apps) = match overrides.admin {
+        Some(admin) => (admin, overrides.apps.unwrap_or(false)),
+        None => {
+            let answers = crate::record::read_record(layout)?
+                .map(|record| record.answers)
+                .context("no admin: run `hearth setup` first (or pass --admin)")?;
+            (answers.admin, overrides.apps.unwrap_or(answers.apps))
+        }
     };
     let mut settings = Settings::for_hub(layout, mesh_address, group, images, &admin);
+    settings.apps = apps;
     let replace = |slot: &mut PathBuf, value: Option<PathBuf>| {
         if let Some(value) = value {
             *slot = value;
@@ -243,6 +260,7 @@ pub fn render_file(
     let template_path = overrides.template.unwrap_or_else(|| layout.pod_template());
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("cannot read the pod's template {}", template_path.display()))?;
+    let template = crate::render::only_with(&template, &settings.switches());
     let filled = crate::render::pod(&template, &settings.values())?;
     if let Some(parent) = output.parent() {
         std::fs::create_dir_all(parent)?;

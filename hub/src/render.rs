@@ -15,6 +15,9 @@ use crate::answers::{Answers, ModelChoice};
 /// `--ctx-size`): the gateway must not plan for more.
 pub const LLAMA_CONTEXT: u32 = 4096;
 
+/// The port Ollama's API is served on for members' apps (Ollama's own).
+pub const OLLAMA_PORT: u16 = 11434;
+
 /// The most tokens an answer may take.
 pub const ANSWER_TOKENS: u32 = 512;
 
@@ -43,7 +46,12 @@ pub fn setup_env(answers: &Answers) -> String {
 }
 
 /// `gateway/hub.json5`: which model answers, through the model's socket,
-/// and the household's time zone (reminders are read in it).
+/// the household's time zone (reminders are read in it), and whether
+/// members' apps reach the gateway: then it listens on the pod's network
+/// (the pod publishes its ports on the hub's mesh address only), knows
+/// callers through the agent's whois socket, and serves the OpenAI,
+/// Anthropic and Ollama APIs; else it listens on the pod's loopback, for
+/// the messaging service beside it only.
 pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> String {
     let provider = match &answers.model {
         ModelChoice::Ollama { .. } => json!({
@@ -59,17 +67,29 @@ pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> Strin
             "models": [{"id": model_id, "contextWindow": LLAMA_CONTEXT, "maxTokens": ANSWER_TOKENS}],
         }),
     };
-    let document = json!({
+    let mut document = json!({
+        "gateway": {"bind": "loopback"},
         "models": {"providers": {"hub": provider}},
         "agents": {"defaults": {
             "model": {"primary": format!("hub/{model_id}")},
             "userTimezone": timezone,
         }},
     });
+    if answers.apps {
+        document["gateway"] = json!({
+            "bind": "lan",
+            "http": {"endpoints": {"chatCompletions": {"enabled": true}, "responses": {"enabled": true}}},
+        });
+        document["hearth"] = json!({
+            "agentSocket": "/run/hearth-whois/whois.sock",
+            "ollama": {"enabled": true, "port": OLLAMA_PORT},
+        });
+    }
     let body = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     format!(
-        "// Written by `hearth setup`: which model answers. Run setup again to change\n\
-         // it; gateway.json5 (yours to edit) includes this file.\n{body}\n"
+        "// Written by `hearth setup`: which model answers, and whether members' apps\n\
+         // reach the gateway. Run setup again to change them; gateway.json5 (yours to\n\
+         // edit) includes this file.\n{body}\n"
     )
 }
 
@@ -124,6 +144,26 @@ pub enum PodError {
     /// A given value is not in the template (a stale template).
     #[error("the pod's template has no @{0}@ (an older template?)")]
     Unused(String),
+}
+
+/// The marker of a template line kept only when a switch is on:
+/// `# only with NAME` at the line's end.
+const ONLY_WITH: &str = "# only with ";
+
+/// The pod's template with each line marked `# only with NAME` kept when
+/// `switches` turns NAME on and left out otherwise (an unknown NAME is
+/// off).
+pub fn only_with(template: &str, switches: &BTreeMap<&str, bool>) -> String {
+    template
+        .lines()
+        .filter(|line| {
+            line.rfind(ONLY_WITH).is_none_or(|at| {
+                let name = line[at + ONLY_WITH.len()..].trim();
+                switches.get(name).copied().unwrap_or(false)
+            })
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 /// The pod's template (`podman/hearth-pod.yaml`) with every `@NAME@`
@@ -181,6 +221,7 @@ mod tests {
             http_port,
             hostname: "hub".into(),
             language: Language::English,
+            apps: true,
         }
     }
 
@@ -238,6 +279,42 @@ mod tests {
             ollama["agents"]["defaults"]["model"]["primary"],
             "hub/llama3.2"
         );
+    }
+
+    #[test]
+    fn members_apps_reach_the_gateway_only_when_setup_says_so() {
+        let mut asked = answers(ModelChoice::Default, None);
+        let served = body(&gateway_model(&asked, "smollm2", "UTC"));
+        assert_eq!(served["gateway"]["bind"], "lan");
+        assert_eq!(
+            served["gateway"]["http"]["endpoints"]["chatCompletions"]["enabled"],
+            true
+        );
+        assert_eq!(
+            served["hearth"]["ollama"],
+            json!({"enabled": true, "port": 11434})
+        );
+        assert_eq!(
+            served["hearth"]["agentSocket"],
+            "/run/hearth-whois/whois.sock"
+        );
+        asked.apps = false;
+        let closed = body(&gateway_model(&asked, "smollm2", "UTC"));
+        assert_eq!(closed["gateway"], json!({"bind": "loopback"}));
+        assert!(closed.get("hearth").is_none(), "{closed}");
+    }
+
+    #[test]
+    fn a_marked_line_is_kept_only_with_its_switch_on() {
+        let template =
+            "a\nports:   # only with APPS\n  - 1   # only with APPS\nb   # only with OTHER\nc\n";
+        let on = only_with(template, &BTreeMap::from([("APPS", true)]));
+        assert_eq!(
+            on,
+            "a\nports:   # only with APPS\n  - 1   # only with APPS\nc\n"
+        );
+        let off = only_with(template, &BTreeMap::from([("APPS", false)]));
+        assert_eq!(off, "a\nc\n");
     }
 
     #[test]
@@ -300,7 +377,21 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../podman/hearth-pod.yaml"),
         )
         .unwrap();
-        let filled = pod(&template, &crate::pod::Settings::example().values()).unwrap();
+        let mut settings = crate::pod::Settings::example();
+        let closed = only_with(&template, &settings.switches());
+        let filled = pod(&closed, &settings.values()).unwrap();
+        assert!(!filled.contains("containerPort: 11434"), "{filled}");
+        settings.apps = true;
+        let open = only_with(&template, &settings.switches());
+        let filled = pod(&open, &settings.values()).unwrap();
+        for port in [18789, 11434] {
+            assert!(
+                filled.contains(&format!(
+                    "{{ containerPort: {port}, hostPort: {port}, hostIP: \"100.64.0.1\", protocol: TCP }}"
+                )),
+                "{filled}"
+            );
+        }
         assert!(!filled.contains("@"), "{filled}");
         assert!(filled.contains("hostIP: \"100.64.0.1\""), "{filled}");
         assert!(

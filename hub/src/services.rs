@@ -139,7 +139,7 @@ pub(crate) fn start(
     eprintln!("Starting the assistant and the household's chat");
     undo.pod_starting();
     undo.start(Unit::Pod, changed.pod)?;
-    wait_for_pod(mesh_address)
+    wait_for_pod(mesh_address, answers.apps)
         .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Pod)))?;
     Ok(mesh_address)
 }
@@ -169,8 +169,9 @@ pub fn restart_after_restore(layout: &Layout, answers: &Answers) -> anyhow::Resu
     }
 }
 
-/// Waits until the pod's gateway is ready and messaging answers on the mesh.
-pub fn wait_for_pod(mesh_address: Ipv4Addr) -> anyhow::Result<()> {
+/// Waits until the pod's gateway is ready and messaging answers on the
+/// mesh (and, when members' apps may use the hub, Ollama's API there too).
+pub fn wait_for_pod(mesh_address: Ipv4Addr, apps: bool) -> anyhow::Result<()> {
     system::wait_for("the gateway", Duration::from_secs(180), || {
         let namespace = pod_namespace().context("the pod is not running yet")?;
         let answer = probe::get(
@@ -192,7 +193,19 @@ pub fn wait_for_pod(mesh_address: Ipv4Addr) -> anyhow::Result<()> {
             "/",
         )?;
         Ok(())
-    })
+    })?;
+    if apps {
+        system::wait_for("the API for members' apps", Duration::from_secs(60), || {
+            let target = Target::Tcp(SocketAddr::from((mesh_address, crate::render::OLLAMA_PORT)));
+            let answer = probe::get(&target, "/api/version")?;
+            if answer.status == 200 {
+                Ok(())
+            } else {
+                bail!("it answered {}", answer.status)
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// The pod's network namespace (`/proc/PID/ns/net` of its infra container).

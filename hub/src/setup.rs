@@ -27,7 +27,7 @@ use hearth_assistant::language::Language;
 
 use crate::answers::{
     AnswerError, Answers, ModelChoice, PublicUrl, check_household, language_of_locale,
-    parse_http_port, parse_language,
+    parse_http_port, parse_language, parse_yes_no, yes_no,
 };
 use crate::layout::{Layout, MESSAGING_PORT};
 use crate::machine::{
@@ -53,6 +53,8 @@ pub struct Flags {
     pub http_port: Option<String>,
     /// The hub's name in the mesh.
     pub hostname: Option<String>,
+    /// Whether members' apps may use the hub (`yes`, `no`).
+    pub apps: Option<String>,
     /// The household's language (`en`, `ko`).
     pub lang: Option<String>,
     /// Never ask: a missing answer is an error.
@@ -198,6 +200,11 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         }
         Ok(model)
     })?;
+    let apps = asking(Question::Apps).answer(
+        flags.apps.as_deref(),
+        Some(yes_no(previous.is_none_or(|answers| answers.apps)).into()),
+        |text| parse_yes_no(text).map_err(refused),
+    )?;
     let http_port = match &flags.http_port {
         Some(value) => parse_http_port(value).map_err(refused)?,
         None => previous.map_or(Some(80), |answers| answers.http_port),
@@ -215,6 +222,7 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         http_port,
         hostname,
         language,
+        apps,
     };
     answers.check().map_err(refused)?;
     Ok(answers)
@@ -324,7 +332,11 @@ fn print_summary(answers: &Answers, summary: &Made) {
     let login = answers.login_url();
     let qr = hearth_runtime::terminal::qr(&login).unwrap_or_default();
     let chat = format!("http://{}:{MESSAGING_PORT}/", summary.mesh_address);
+    let apps = answers
+        .apps
+        .then(|| crate::words::AppsAt::new(summary.mesh_address));
     let text = Summary {
+        apps,
         household: &answers.household,
         admin: &answers.admin,
         key: &summary.first_key,

@@ -20,6 +20,8 @@ pub enum Question {
     Admin,
     /// The model.
     Model,
+    /// Whether members' apps may use the hub.
+    Apps,
 }
 
 impl Question {
@@ -42,6 +44,14 @@ impl Question {
             }
             (Question::Model, Language::Korean) => {
                 "모델: default, ollama[:이름], 또는 GGUF 파일 경로"
+            }
+            (Question::Apps, Language::English) => {
+                "May members' apps (Open WebUI, an Ollama app, the OpenAI SDK) use this hub as \
+                 their Ollama and OpenAI server, on the mesh only? yes or no"
+            }
+            (Question::Apps, Language::Korean) => {
+                "가족의 앱(Open WebUI, Ollama 앱, OpenAI SDK)이 이 허브를 Ollama·OpenAI 서버로 \
+                 쓰게 할까요? 메시 안에서만 열려요. yes 또는 no"
             }
         }
     }
@@ -101,6 +111,7 @@ pub fn answer_error(language: Language, error: &AnswerError) -> String {
             AnswerError::HttpPort(text) => {
                 format!("일반 HTTP 포트 {text:?}는 포트 번호(1-65535)나 off여야 해요")
             }
+            AnswerError::YesNo(text) => format!("{text:?}는 yes(예)나 no(아니요)여야 해요"),
             AnswerError::SamePort(port) => {
                 format!("공개 주소의 포트 {port}와 일반 HTTP 포트가 같아요")
             }
@@ -225,6 +236,43 @@ pub struct Summary<'a> {
     pub qr: &'a str,
     /// The chat's address on the mesh.
     pub chat: &'a str,
+    /// Where members' apps reach the hub, when they may.
+    pub apps: Option<AppsAt>,
+}
+
+/// Where members' apps reach the hub on the mesh: Ollama's API and the
+/// OpenAI (and Anthropic) API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppsAt {
+    /// `http://MESH:11434`.
+    pub ollama: String,
+    /// `http://MESH:18789/v1`.
+    pub openai: String,
+}
+
+impl AppsAt {
+    /// The addresses on the hub's mesh address.
+    pub fn new(mesh_address: std::net::Ipv4Addr) -> AppsAt {
+        AppsAt {
+            ollama: format!("http://{mesh_address}:{}", crate::render::OLLAMA_PORT),
+            openai: format!("http://{mesh_address}:{}/v1", crate::layout::GATEWAY_PORT),
+        }
+    }
+
+    /// The line setup prints, in `language`.
+    pub fn say(&self, language: Language) -> String {
+        let AppsAt { ollama, openai } = self;
+        match language {
+            Language::English => format!(
+                "Members' apps (Open WebUI, Ollama apps, the OpenAI SDK), from a device in the mesh: \
+                 Ollama at {ollama}, OpenAI at {openai} (any API key)\n"
+            ),
+            Language::Korean => format!(
+                "가족의 앱 (Open WebUI, Ollama 앱, OpenAI SDK), 메시 안의 기기에서: \
+                 Ollama는 {ollama}, OpenAI는 {openai} (API 키는 아무거나)\n"
+            ),
+        }
+    }
 }
 
 impl Summary<'_> {
@@ -237,7 +285,11 @@ impl Summary<'_> {
             login,
             qr,
             chat,
+            apps,
         } = self;
+        let apps = apps
+            .as_ref()
+            .map_or_else(String::new, |apps| apps.say(language));
         let invitation = Invitation {
             member: admin,
             key,
@@ -250,14 +302,14 @@ impl Summary<'_> {
             Language::English => format!(
                 "\nHearth is ready: {household}.\n\n\
                  First member: {invitation}\n\
-                 The household's chat, from a device in the mesh: {chat}\n\n\
+                 The household's chat, from a device in the mesh: {chat}\n{apps}\n\
                  More members and devices: hearth members add NAME, hearth invite NAME, hearth devices.\n\
                  How the hub is doing: hearth status. Back it up: hearth backup FILE."
             ),
             Language::Korean => format!(
                 "\nHearth가 준비됐어요: {household}.\n\n\
                  첫 번째 구성원: {invitation}\n\
-                 가족 채팅 (메시 안의 기기에서): {chat}\n\n\
+                 가족 채팅 (메시 안의 기기에서): {chat}\n{apps}\n\
                  구성원과 기기 추가: hearth members add 이름, hearth invite 이름, hearth devices.\n\
                  허브 상태: hearth status. 백업: hearth backup 파일.\n\
                  한국어 안내서: /usr/share/doc/hearth/ko/ (저장소의 docs/ko/)"
@@ -289,11 +341,17 @@ mod tests {
             login: "http://hub",
             qr: "",
             chat: "http://100.64.0.1:8080/",
+            apps: Some(AppsAt::new(std::net::Ipv4Addr::new(100, 64, 0, 1))),
         };
         assert!(
             summary
                 .say(Language::Korean)
                 .starts_with("\nHearth가 준비됐어요: 김씨네.")
+        );
+        assert!(
+            summary
+                .say(Language::Korean)
+                .contains("Ollama는 http://100.64.0.1:11434, OpenAI는 http://100.64.0.1:18789/v1")
         );
         assert!(
             summary

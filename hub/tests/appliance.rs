@@ -114,6 +114,16 @@ fn nothing_left_running(machine: &Machine, what: &str) {
     );
 }
 
+/// A member's Ollama app on the phone: the models listed, one question.
+const OLLAMA_APP: &str = r#"
+import os, ollama
+client = ollama.Client(host=os.environ["OLLAMA"], timeout=300, proxy=os.environ["PROXY"])
+print("models:", " ".join(model.model for model in client.list().models))
+said = client.chat(model="openclaw", messages=[{"role": "user", "content": "Say hello."}],
+                   options={"num_predict": 16})
+print("said:", said.message.content.strip())
+"#;
+
 fn refused(output: &std::process::Output, says: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -364,6 +374,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     );
     for korean in [
         "Hearth가 준비됐어요: The Parks.",
+        "가족의 앱 (Open WebUI, Ollama 앱, OpenAI SDK), 메시 안의 기기에서: Ollama는 http://",
         "한국어를 하지 못해요",
         "ollama pull exaone3.5:",
     ] {
@@ -481,6 +492,29 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         chat,
     };
     running(&phone);
+    // After the default setup, the phone's own apps use the hub: the
+    // official `ollama` client lists the household's models and ada's
+    // assistant answers (her device is known through the mesh). The
+    // official client runs in userspace here: apps reach the mesh through
+    // its SOCKS5 proxy, as the phone's VPN would carry them.
+    let ollama = phone.chat.trim_end_matches('/').replace(":18790", ":11434");
+    let app = lab
+        .command(&phone_host, hearth_testkit::llama::python())
+        .args(["-c", OLLAMA_APP])
+        .env("OLLAMA", &ollama)
+        .env(
+            "PROXY",
+            format!("socks5://{}", hearth_testkit::appliance::SOCKS),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&app.stdout);
+    assert!(
+        app.status.success() && said.contains("models: openclaw") && said.contains("said: "),
+        "the phone's ollama client at {ollama}: {said}{}",
+        String::from_utf8_lossy(&app.stderr)
+    );
+    assert!(!said.contains("said: \n"), "an empty answer: {said}");
     // The admin approves ben's phone from `hearth devices`; it joins as his.
     // Its registration is waited for, not assumed done when `up` gave up.
     let mut devices = serde_json::Value::Null;

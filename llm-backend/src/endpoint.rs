@@ -174,6 +174,20 @@ impl Endpoint {
     }
 }
 
+/// The JSON a model server answers `request` with (within 3 s, a success);
+/// `None` otherwise: for what a server says of itself, which it may not.
+pub(crate) async fn json_answer(request: reqwest::RequestBuilder) -> Option<serde_json::Value> {
+    let response = request
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,6 +139,31 @@ pub async fn stream_chat(
     Ok(decode(response.bytes_stream()))
 }
 
+/// What Ollama's `/api/show` says `model` can do (`capabilities`:
+/// `tools`, `vision`, `thinking`), if it says.
+pub fn show_caps(show: &Value) -> Option<crate::openai::TemplateCaps> {
+    let listed: Vec<&str> = show
+        .get("capabilities")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    Some(crate::openai::TemplateCaps {
+        tools: listed.contains(&"tools"),
+        vision: listed.contains(&"vision"),
+        thinking: listed.contains(&"thinking"),
+    })
+}
+
+/// Asks an Ollama what `model` can do; `None` when it does not say.
+pub async fn caps(endpoint: &Endpoint, model: &str) -> Option<crate::openai::TemplateCaps> {
+    let request = endpoint
+        .http
+        .post(endpoint.url("/api/show"))
+        .json(&serde_json::json!({"model": model}));
+    show_caps(&crate::endpoint::json_answer(request).await?)
+}
+
 /// Whether `endpoint` answers (ollama-rs's model listing, `/api/tags`).
 pub async fn probe(endpoint: &Endpoint) -> bool {
     let Ok(url) = reqwest::Url::parse(&endpoint.url("/")) else {
@@ -275,6 +300,21 @@ mod tests {
         assert_eq!(request_body("m", &request)["format"], "json");
         request.response_format = None;
         assert!(request_body("m", &request).get("format").is_none());
+    }
+
+    #[test]
+    fn ollama_says_what_a_model_can_do() {
+        let caps =
+            show_caps(&serde_json::json!({"capabilities": ["completion", "vision", "thinking"]}));
+        assert_eq!(
+            caps,
+            Some(crate::openai::TemplateCaps {
+                tools: false,
+                vision: true,
+                thinking: true
+            })
+        );
+        assert_eq!(show_caps(&serde_json::json!({"modelfile": ""})), None);
     }
 
     #[test]

@@ -96,14 +96,18 @@ pub fn think_for_llama_cpp(body: &mut Value, think: crate::chat::Think) {
     }
 }
 
-/// What a llama.cpp server says its model's chat template can render
-/// (`GET /props`, `chat_template_caps`).
+/// What a model server says a model can do: llama.cpp of its model's chat
+/// template (`GET /props`, `chat_template_caps`, `modalities`), Ollama of
+/// each model (`/api/show`'s `capabilities`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TemplateCaps {
     /// Tool definitions and calls.
     pub tools: bool,
     /// Images (a multimodal projector is loaded: `modalities.vision`).
     pub vision: bool,
+    /// Thinking before answering (Ollama's `thinking` capability;
+    /// llama.cpp's `/props` does not say).
+    pub thinking: bool,
 }
 
 /// The capabilities in llama-server's `/props` answer, if it states them
@@ -113,23 +117,16 @@ pub fn template_caps(props: &Value) -> Option<TemplateCaps> {
     Some(TemplateCaps {
         tools: caps.get("supports_tools").and_then(Value::as_bool)?,
         vision: props["modalities"]["vision"].as_bool().unwrap_or(false),
+        thinking: false,
     })
 }
 
 /// Asks a llama.cpp server what its chat template can render; `None` when
 /// it does not say (not llama.cpp, or down).
 pub async fn props(endpoint: &Endpoint) -> Option<TemplateCaps> {
-    let response = endpoint
-        .http
-        .get(endpoint.root_url("/props"))
-        .timeout(std::time::Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    template_caps(&response.json::<Value>().await.ok()?)
+    let answer =
+        crate::endpoint::json_answer(endpoint.http.get(endpoint.root_url("/props"))).await?;
+    template_caps(&answer)
 }
 
 /// One chunk of a streamed completion; other fields are ignored.
@@ -297,7 +294,8 @@ mod template_tests {
             template_caps(&props),
             Some(TemplateCaps {
                 tools: false,
-                vision: false
+                vision: false,
+                thinking: false,
             })
         );
         let props =
@@ -306,7 +304,8 @@ mod template_tests {
             template_caps(&props),
             Some(TemplateCaps {
                 tools: true,
-                vision: true
+                vision: true,
+                thinking: false,
             })
         );
         assert_eq!(

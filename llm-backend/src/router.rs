@@ -80,9 +80,10 @@ struct EndpointState {
     endpoint: Endpoint,
     healthy: AtomicBool,
     backend: Arc<dyn Backend>,
-    /// What its chat template renders, once llama.cpp said (forgotten when
-    /// it goes down: it may come back with another model).
-    caps: std::sync::Mutex<Option<crate::openai::TemplateCaps>>,
+    /// What its models can do, once the server said: llama.cpp's for the
+    /// one model it serves (under ""), Ollama's per model (forgotten when
+    /// it goes down: it may come back with other models).
+    caps: std::sync::Mutex<HashMap<String, crate::openai::TemplateCaps>>,
 }
 
 struct Provider {
@@ -230,7 +231,7 @@ impl Router {
                         endpoint: Endpoint::parse(&reached, config.api, config.connect_timeout)?,
                         healthy: AtomicBool::new(true),
                         backend,
-                        caps: std::sync::Mutex::new(None),
+                        caps: std::sync::Mutex::default(),
                     })
                 })
                 .collect::<Result<Vec<_>, SetupError>>()?;
@@ -471,17 +472,72 @@ impl Router {
                 if alive != state.healthy.swap(alive, Ordering::Relaxed) {
                     tracing::info!(provider = %provider.config.id, endpoint = %state.endpoint.label, healthy = alive, "endpoint health changed");
                 }
-                let known = hearth_runtime::lock(&state.caps).is_some();
                 if !alive {
-                    *hearth_runtime::lock(&state.caps) = None;
-                } else if !known && provider.config.api == Api::OpenAiCompletions {
-                    let caps = crate::openai::props(&state.endpoint).await;
-                    *hearth_runtime::lock(&state.caps) = caps;
+                    hearth_runtime::lock(&state.caps).clear();
+                } else {
+                    self.learn_caps(provider, state).await;
                 }
                 answered += usize::from(alive);
             }
         }
         answered
+    }
+
+    /// Asks an endpoint that answers what its models can do, once: llama.cpp
+    /// its template (`/props`), Ollama each of the provider's models in
+    /// the chain (`/api/show`).
+    async fn learn_caps(&self, provider: &Provider, state: &EndpointState) {
+        let known = |key: &str| hearth_runtime::lock(&state.caps).contains_key(key);
+        match provider.config.api {
+            Api::OpenAiCompletions if !known("") => {
+                if let Some(caps) = crate::openai::props(&state.endpoint).await {
+                    hearth_runtime::lock(&state.caps).insert(String::new(), caps);
+                }
+            }
+            Api::Ollama => {
+                let models = self
+                    .chain
+                    .iter()
+                    .filter(|model| model.provider == provider.config.id)
+                    .map(|model| model.model.clone());
+                for model in models {
+                    if known(&model) {
+                        continue;
+                    }
+                    if let Some(caps) = crate::ollama::caps(&state.endpoint, &model).await {
+                        hearth_runtime::lock(&state.caps).insert(model, caps);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What the endpoints of `model`'s provider said it can do (its own
+    /// entry, else its server's), one per endpoint that said.
+    fn said_caps(&self, model: &ModelRef) -> Vec<crate::openai::TemplateCaps> {
+        self.providers
+            .get(&model.provider)
+            .map(|provider| {
+                provider
+                    .endpoints
+                    .iter()
+                    .filter_map(|state| {
+                        let caps = hearth_runtime::lock(&state.caps);
+                        caps.get(&model.model).or_else(|| caps.get("")).copied()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `model` (the chain's first when `None`) thinks before it
+    /// answers: some endpoint of its provider said so (Ollama's
+    /// `thinking`); unknown is no.
+    pub fn thinks(&self, model: Option<&ModelRef>) -> bool {
+        model
+            .or_else(|| self.chain.first())
+            .is_some_and(|model| self.said_caps(model).iter().any(|caps| caps.thinking))
     }
 
     /// Probes endpoints every `period` until the router is dropped.
@@ -506,30 +562,17 @@ impl Router {
         let Some(model) = model.or_else(|| self.chain.first()) else {
             return true;
         };
-        let Some(provider) = self.providers.get(&model.provider) else {
-            return true;
-        };
-        let said: Vec<bool> = provider
-            .endpoints
-            .iter()
-            .filter_map(|state| hearth_runtime::lock(&state.caps).map(|caps| caps.tools))
-            .collect();
-        said.is_empty() || said.iter().any(|tools| *tools)
+        let said = self.said_caps(model);
+        said.is_empty() || said.iter().any(|caps| caps.tools)
     }
 
     /// Whether `model` (the chain's first when `None`) reads images: some
     /// endpoint of its provider said so (llama.cpp with a multimodal
     /// projector); unknown is no.
     pub fn reads_images(&self, model: Option<&ModelRef>) -> bool {
-        let Some(model) = model.or_else(|| self.chain.first()) else {
-            return false;
-        };
-        self.providers.get(&model.provider).is_some_and(|provider| {
-            provider
-                .endpoints
-                .iter()
-                .any(|state| hearth_runtime::lock(&state.caps).is_some_and(|caps| caps.vision))
-        })
+        model
+            .or_else(|| self.chain.first())
+            .is_some_and(|model| self.said_caps(model).iter().any(|caps| caps.vision))
     }
 
     /// Whether some endpoint of some model in the chain is healthy.

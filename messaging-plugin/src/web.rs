@@ -1,7 +1,8 @@
 //! The household app's files (`web/`, built into the binary): the page,
 //! its script, words, styles, manifest, icons and service worker. Each is
 //! served with a strong ETag (a reload sends nothing again that did not
-//! change) and the page with a strict content security policy. The service
+//! change), the text ones gzipped once at start for a browser that takes
+//! it, and the page with a strict content security policy. The service
 //! worker carries the version of the whole shell, so an installed app
 //! notices a new one. The table is pure; [`serve`] is the HTTP shell.
 
@@ -87,6 +88,39 @@ pub struct Served {
     pub body: bytes::Bytes,
     /// Its strong ETag (quoted).
     pub etag: String,
+    /// The same, gzipped, with its own ETag (text files only).
+    pub gzipped: Option<(bytes::Bytes, String)>,
+}
+
+/// `bytes` gzipped (the best compression: done once, at start).
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .expect("writing to memory does not fail")
+}
+
+/// Whether `headers` take a gzipped body (`Accept-Encoding` naming gzip,
+/// or `*`, without `q=0`).
+pub fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|parameter| {
+                parameter
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 /// The app's files, ready to serve.
@@ -119,10 +153,17 @@ impl WebApp {
                 } else {
                     bytes::Bytes::from_static(file.bytes)
                 };
+                let text = !file.content_type.starts_with("image/");
+                let gzipped = text.then(|| {
+                    let packed = bytes::Bytes::from(gzip(&body));
+                    let etag = tag_of(&packed);
+                    (packed, etag)
+                });
                 let served = Served {
                     content_type: file.content_type,
                     etag: tag_of(&body),
                     body,
+                    gzipped,
                 };
                 (file.path, served)
             })
@@ -155,20 +196,25 @@ pub fn serve(app: &WebApp, path: &str, headers: &HeaderMap) -> Response {
     let Some(served) = app.file(path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let (body, etag, gzipped) = match &served.gzipped {
+        Some((packed, etag)) if takes_gzip(headers) => (packed, etag, true),
+        _ => (&served.body, &served.etag, false),
+    };
     let mut response =
-        if hearth_http::etag::not_modified(hearth_http::etag::if_none_match(headers), &served.etag)
-        {
+        if hearth_http::etag::not_modified(hearth_http::etag::if_none_match(headers), etag) {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            (
-                [(header::CONTENT_TYPE, served.content_type)],
-                served.body.clone(),
-            )
-                .into_response()
+            ([(header::CONTENT_TYPE, served.content_type)], body.clone()).into_response()
         };
     let out = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&served.etag) {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
         out.insert(header::ETAG, etag);
+    }
+    if gzipped {
+        out.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if served.gzipped.is_some() {
+        out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     // Asked again each time (a 304 when unchanged): a new version is seen
     // at once; the installed app's worker keeps its own copy for offline.
@@ -218,5 +264,48 @@ mod tests {
         for icon in manifest["icons"].as_array().unwrap() {
             assert!(app.file(icon["src"].as_str().unwrap()).is_some());
         }
+    }
+
+    #[test]
+    fn text_files_go_gzipped_to_a_browser_that_takes_it() {
+        use std::io::Read as _;
+        let app = WebApp::new();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br"),
+        );
+        let response = serve(&app, "/app.js", &headers);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(response.headers()[header::VARY], "accept-encoding");
+        let (packed, etag) = app.file("/app.js").unwrap().gzipped.clone().unwrap();
+        assert_eq!(response.headers()[header::ETAG], etag.as_str());
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, app.file("/app.js").unwrap().body);
+        assert!(packed.len() * 2 < unpacked.len(), "compressed well");
+        // Not taken, refused with q=0, or an image: sent as it is.
+        for accepted in ["", "identity", "gzip;q=0, br"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(accepted).unwrap(),
+            );
+            let response = serve(&app, "/app.js", &headers);
+            assert!(
+                response.headers().get(header::CONTENT_ENCODING).is_none(),
+                "{accepted}"
+            );
+        }
+        let icon = serve(&app, "/icons/icon-192.png", &headers);
+        assert!(icon.headers().get(header::CONTENT_ENCODING).is_none());
+        // The gzipped copy's own ETag answers a revalidation with 304.
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&etag).unwrap());
+        assert_eq!(
+            serve(&app, "/app.js", &headers).status(),
+            StatusCode::NOT_MODIFIED
+        );
     }
 }

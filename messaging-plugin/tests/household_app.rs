@@ -149,6 +149,17 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         .evaluate("navigator.serviceWorker.ready.then(r => r.active && r.active.scriptURL)")
         .unwrap();
     assert_eq!(worker, json!(format!("{url}sw.js")));
+    // The script came compressed (Lighthouse's "text compression").
+    let sizes = browser
+        .evaluate(
+            "performance.getEntriesByType('resource').filter(e => e.name.endsWith('/app.js'))                .map(e => [e.encodedBodySize, e.decodedBodySize])[0]",
+        )
+        .unwrap();
+    let (encoded, decoded) = (sizes[0].as_u64().unwrap(), sizes[1].as_u64().unwrap());
+    assert!(
+        encoded > 0 && encoded * 2 < decoded,
+        "app.js not compressed: {sizes}"
+    );
 
     // 2. Lighthouse, with a Chromium of its own on the laptop.
     let report = household.lab.dir.path().join("lighthouse.json");
@@ -660,6 +671,17 @@ fn tour(browser: &Session, artifacts: &Path, size: &str, axe: &str) -> Vec<(Stri
             .script("return document.documentElement.scrollWidth <= window.innerWidth")
             .unwrap();
         assert_eq!(wide, json!(true), "{name} at {size}: wider than the screen");
+        // The composer's hint is read whole, not clipped (measured in the
+        // placeholder's own font against the box's inner width).
+        let hint = browser
+            .script(
+                "const box = document.getElementById('text');                  if (!box || box.offsetParent === null) return 'hidden';                  const style = getComputedStyle(box); const hint = getComputedStyle(box, '::placeholder');                  const pen = document.createElement('canvas').getContext('2d');                  pen.font = `${hint.fontStyle} ${hint.fontWeight} ${hint.fontSize} ${hint.fontFamily}`;                  const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);                  const need = pen.measureText(box.placeholder).width;                  return need <= room ? 'fits' : `${box.placeholder}: ${need} px in ${room} px`",
+            )
+            .unwrap();
+        assert!(
+            hint == json!("fits") || hint == json!("hidden"),
+            "{name} at {size}: the composer's hint is clipped: {hint}"
+        );
     };
     view("chat");
     let phone = browser

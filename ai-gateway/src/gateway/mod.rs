@@ -412,9 +412,10 @@ impl Gateway {
     /// What `id` (an agent, a chat model or the embedding model) can do, in
     /// Ollama's words (`/api/show`'s `capabilities`): the embedding model
     /// only `embedding`; a chat model (an agent's: the model it starts
-    /// with) `completion`, with `tools` and `vision` as its model server
-    /// says (llama.cpp's `/props`; a server that does not say is taken to
-    /// render tools and to read no images).
+    /// with) `completion`, with `tools`, `vision` and `thinking` as its
+    /// model server says (llama.cpp's `/props`, Ollama's `/api/show`; a
+    /// server that does not say is taken to render tools, and to read no
+    /// images and think not).
     pub fn capabilities(&self, id: &str) -> Vec<&'static str> {
         if self
             .embedding_model()
@@ -432,6 +433,9 @@ impl Gateway {
         }
         if self.router.reads_images(model.as_ref()) {
             capabilities.push("vision");
+        }
+        if self.router.thinks(model.as_ref()) {
+            capabilities.push("thinking");
         }
         capabilities
     }
