@@ -314,6 +314,11 @@ pub struct Peer {
     /// for it are sent until a direct path works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_relay: Option<u16>,
+    /// A Tailscale client's capability version (0: an agent or a static
+    /// device): its peers use features, such as peer relays, only with a
+    /// peer new enough for them.
+    #[serde(default, skip_serializing_if = "is_zero_version")]
+    pub capability_version: u16,
     /// When its keys expire (Unix seconds); `None`: never. A Tailscale
     /// client shows it for each peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -569,6 +574,11 @@ pub struct ErrorBody {
     pub error: String,
     /// What happened and what to do, for people.
     pub message: String,
+}
+
+/// Whether a capability version is unset (agents, static devices).
+fn is_zero_version(version: &u16) -> bool {
+    *version == 0
 }
 
 #[cfg(test)]

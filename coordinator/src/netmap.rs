@@ -71,6 +71,10 @@ pub struct NodeRecord {
     /// The client software and version (`tailscale 1.96.4`); empty for
     /// `hearth-agent` nodes and static devices.
     pub client: String,
+    /// A Tailscale client's capability version (its map request's
+    /// `Version`), which its peers are told; 0 for agents and static
+    /// devices.
+    pub capability_version: u16,
     /// Where it can be reached.
     pub endpoints: Vec<SocketAddr>,
     /// Routes it advertises.
@@ -191,6 +195,7 @@ impl NodeRecord {
                 None => self.disco_key.map(|key| WireGuardKey(key.0)),
             },
             home_relay: self.home_relay,
+            capability_version: self.capability_version,
             key_expiry: self.key_expiry,
             services: self.services.clone(),
             ssh_host_keys: self.ssh_host_keys.clone(),
@@ -971,6 +976,7 @@ pub(crate) mod tests {
             disco_key: None,
             home_relay: None,
             client: String::new(),
+            capability_version: 0,
             endpoints: Vec::new(),
             advertised_routes: Vec::new(),
             approved_routes: Vec::new(),

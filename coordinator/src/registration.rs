@@ -137,6 +137,7 @@ pub fn new_record(
         disco_key: None,
         home_relay: None,
         client: device.client,
+        capability_version: 0,
         ipv4: addresses.0,
         ipv6: addresses.1,
         endpoints: Vec::new(),

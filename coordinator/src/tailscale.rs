@@ -180,6 +180,9 @@ pub(crate) fn reported(
     if !request.disco_key.is_zero() {
         changed.disco_key = Some(request.disco_key);
     }
+    if request.version > 0 {
+        changed.capability_version = request.version;
+    }
     if !request.endpoints.is_empty() {
         changed.endpoints = endpoints_from(&request.endpoints);
     }
@@ -239,6 +242,25 @@ mod tests {
             kept,
             ["peerapi-dns-proxy:1", "peerapi4:40000", "peerapi6:41000"]
         );
+    }
+
+    /// Peers learn a client's capability version from the map: without
+    /// it, official clients never use a peer relay (they do from 121).
+    #[test]
+    fn a_clients_capability_version_is_kept_and_reaches_its_peers() {
+        let record = crate::netmap::tests::record(7, "ada", NodeState::Approved);
+        let request = MapRequest {
+            version: 133,
+            ..MapRequest::default()
+        };
+        let changed = reported(&record, &request, &[], None);
+        assert_eq!(changed.capability_version, 133);
+        // A request without a version (a stream's keep-alive) keeps it.
+        let kept = reported(&changed, &MapRequest::default(), &[], None);
+        assert_eq!(kept.capability_version, 133);
+        let peer = changed.as_peer();
+        assert_eq!(peer.capability_version, 133);
+        assert_eq!(crate::tsmap::peer_node("hearth.test", &peer, true).cap, 133);
     }
 
     #[test]

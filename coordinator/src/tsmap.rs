@@ -629,6 +629,7 @@ pub fn peer_node(domain: &str, peer: &Peer, online: bool) -> Node {
         computed_name: peer.name.clone(),
         computed_name_with_host: peer.name.clone(),
         is_wireguard_only: peer.disco_key.is_none(),
+        cap: peer.capability_version,
         home_derp: peer.home_relay.unwrap_or(0),
         legacy_derp: peer
             .home_relay
@@ -736,6 +737,7 @@ mod tests {
             os: "linux".into(),
             disco_key: disco.then_some(WireGuardKey([0xd0 + id as u8; 32])),
             home_relay: disco.then_some(crate::relays::EMBEDDED_REGION),
+            capability_version: 0,
             key_expiry: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),

@@ -69,6 +69,7 @@ mod tests {
             disco_key: None,
             home_relay: None,
             client: String::new(),
+            capability_version: 0,
             endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
             advertised_routes: Vec::new(),
             approved_routes: vec![

@@ -293,6 +293,7 @@ mod tests {
             os: String::new(),
             disco_key: None,
             home_relay: None,
+            capability_version: 0,
             key_expiry: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),

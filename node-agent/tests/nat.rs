@@ -18,6 +18,11 @@
 //!   a direct path is now trusted only while WireGuard flows over it, so
 //!   traffic is back through the relay within seconds and stays there.
 //!
+//! - Two official clients behind symmetric NATs meet through a third's
+//!   peer relay (the policy's `tailscale.com/cap/relay` grant, the relay's
+//!   `tailscale set --relay-server-port`): `tailscale ping` goes
+//!   `via peer-relay(…)` and `tailscale status` shows it.
+//!
 //! Needs root, `nft` and `tcpdump` (and the cached Tailscale client for the
 //! first test); outside CI the tests skip without them.
 
@@ -689,4 +694,67 @@ fn paths_inside_another_tunnel_or_too_narrow_for_full_packets_are_never_used() {
         "direct, but not over the bridge: {path}"
     );
     assert_eq!(lab.send_tcp(&a, b_mesh, 7000, size, 30 * SECOND), Ok(size));
+}
+
+#[test]
+fn two_official_clients_behind_symmetric_nats_meet_through_a_third_ones_peer_relay() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let Some(client) = hearth_testkit::llama::tailscale_client() else {
+        return;
+    };
+    // Anyone may relay for anyone (the relay is the grant's destination).
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+            "grants": [{"src": ["*"], "dst": ["*"], "app": {"tailscale.com/cap/relay": []}}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
+    let token = std::fs::read_to_string(&key).unwrap();
+    let one = lab.nat_site("mobile", 2, Nat::Symmetric);
+    let two = lab.nat_site("cafe", 3, Nat::Symmetric);
+    let mut nodes = Vec::new();
+    for host in [
+        lab.host("relay"),
+        lab.site_host(&one, "alpha"),
+        lab.site_host(&two, "beta"),
+    ] {
+        let node = lab.start_tailscaled(&host, &coordinator, &client);
+        let up = node.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        nodes.push(node);
+    }
+    let set = nodes[0].cli(&lab, &["set", "--relay-server-port=40000"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let beta = nodes[2].ipv4(&lab).unwrap().to_string();
+    let mut said = String::new();
+    wait_until(60 * SECOND, || {
+        let ping = nodes[1].cli(&lab, &["ping", "--timeout", "3s", "--c", "3", &beta]);
+        said = String::from_utf8_lossy(&ping.stdout).into_owned();
+        said.contains("via peer-relay(")
+    });
+    let status = nodes[1].cli(&lab, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        said.contains("via peer-relay("),
+        "alpha -> beta: {said}\n{status}\nrelay: {}",
+        nodes[0].daemon.log_text()
+    );
+    // Its status shows the peer relay for beta, not DERP.
+    let line = status
+        .lines()
+        .find(|line| line.contains(" beta "))
+        .unwrap_or_else(|| panic!("beta is not in the status: {status}"));
+    assert!(line.contains("peer-relay"), "{line}");
 }

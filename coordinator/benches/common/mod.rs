@@ -50,6 +50,7 @@ pub fn record(id: u64) -> NodeRecord {
         disco_key: None,
         home_relay: None,
         client: String::new(),
+        capability_version: 0,
         endpoints: vec![SocketAddr::from(([192, 0, 2, (id % 250) as u8], 41641))],
         advertised_routes: Vec::new(),
         approved_routes: Vec::new(),

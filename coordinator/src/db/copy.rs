@@ -92,6 +92,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
                 ("machine_key", OptionalText),
                 ("disco_key", OptionalText),
                 ("client", Text),
+                ("capability_version", Int),
                 ("home_relay", OptionalInt),
                 ("key_expiry", OptionalInt),
                 ("key_lifetime", OptionalInt),

@@ -27,6 +27,7 @@ struct RawNode {
     disco_key: Option<String>,
     home_relay: Option<i64>,
     client: String,
+    capability_version: i64,
     endpoints: String,
     advertised_routes: String,
     approved_routes: String,
@@ -69,6 +70,8 @@ impl TryFrom<RawNode> for NodeRecord {
                 })
                 .transpose()?,
             client: raw.client,
+            capability_version: u16::try_from(raw.capability_version)
+                .map_err(|_| corrupt("capability_version", &raw.capability_version.to_string()))?,
             id: u64::try_from(raw.id).map_err(|_| corrupt("id", &raw.id.to_string()))?,
             user_id: raw.user_id,
             wireguard_key: raw
@@ -112,7 +115,7 @@ impl TryFrom<RawNode> for NodeRecord {
 
 const SELECT: &str = "SELECT n.id, n.user_id, u.name AS user, n.name, n.hostname, n.os, \
      n.wireguard_key, n.state, n.ipv4, n.ipv6, n.tags, n.ephemeral, n.static_device, \
-     n.cert_fingerprint, n.machine_key, n.disco_key, n.home_relay, n.client, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
+     n.cert_fingerprint, n.machine_key, n.disco_key, n.home_relay, n.client, n.capability_version, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
      n.last_seen, n.key_expiry, n.key_lifetime, n.services, n.ssh_host_keys FROM nodes n JOIN users u ON u.id = n.user_id";
 
 impl Db {
@@ -243,12 +246,11 @@ pub async fn lock_registrations(transaction: &mut Tx) -> Result<(), DbError> {
 /// Writes every mutable field of `record` inside `transaction` (see
 /// [`Db::update_node`]); false when the node no longer exists.
 pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bool, DbError> {
-    let affected =
-        on_transaction!(transaction, |conn, dialect| {
-            sqlx::query(&dialect.sql(
+    let affected = on_transaction!(transaction, |conn, dialect| {
+        sqlx::query(&dialect.sql(
             "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
              approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
-             client = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
+             client = ?, capability_version = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
              key_lifetime = ?, services = ?, ssh_host_keys = ? WHERE id = ?",
         ))
         .bind(&record.name)
@@ -262,6 +264,7 @@ pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bo
         .bind(record.disco_key.map(|key| key.to_string()))
         .bind(record.home_relay.map(i64::from))
         .bind(&record.client)
+        .bind(i64::from(record.capability_version))
         .bind(&record.os)
         .bind(&record.hostname)
         .bind(record.cert_fingerprint.map(|fingerprint| fingerprint.to_hex()))
@@ -273,7 +276,7 @@ pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bo
         .execute(conn)
         .await?
         .rows_affected()
-        });
+    });
     Ok(affected == 1)
 }
 
@@ -310,9 +313,9 @@ pub async fn insert_node(
     on_transaction!(transaction, |conn, dialect| {
         sqlx::query(&dialect.sql(
         "INSERT INTO nodes (id, user_id, name, hostname, os, wireguard_key, state, ipv4, ipv6, tags, \
-         ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, static_device, \
-         endpoints, advertised_routes, approved_routes, created_at, last_seen, key_expiry, \
-         key_lifetime, services, ssh_host_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, capability_version, \
+         static_device, endpoints, advertised_routes, approved_routes, created_at, last_seen, key_expiry, \
+         key_lifetime, services, ssh_host_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ))
     .bind(record.id as i64)
     .bind(record.user_id)
@@ -330,6 +333,7 @@ pub async fn insert_node(
     .bind(record.machine_key.map(|key| key.to_string()))
     .bind(record.disco_key.map(|key| key.to_string()))
     .bind(&record.client)
+    .bind(i64::from(record.capability_version))
     .bind(record.static_device)
     .bind(json_list(&record.endpoints))
     .bind(json_list(&record.advertised_routes))
