@@ -572,6 +572,7 @@ async fn memory() {
         let owner = Owner::Member(members[entry % members.len()].into());
         memory
             .remember(
+                None,
                 &owner,
                 &Layer::LongTerm,
                 &random.text(20),

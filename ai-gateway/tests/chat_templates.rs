@@ -147,14 +147,7 @@ async fn the_assistants_prompt_renders_under_every_common_chat_template() {
 
     // What each model can do is what its llama-server says of its template:
     // SmolLM2's renders no tools, Qwen 2.5's does.
-    let listed: Value = http
-        .get(format!("{}/v1/models", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = gateway.get_json("/v1/models").await;
     let capabilities = |id: &str| capabilities_of(&listed, id);
     assert_eq!(capabilities("smollm2/tiny"), json!(["completion"]));
     assert_eq!(capabilities("openclaw/smollm2"), json!(["completion"]));

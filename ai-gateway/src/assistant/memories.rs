@@ -143,43 +143,32 @@ impl Memories {
         if let Some(id) = already {
             return Ok(Remembered::Already(id));
         }
-        let stored = match &replaced {
-            Some((old, _)) => {
+        let replacing = replaced.as_ref().map(|(old, _)| *old);
+        // A replacement takes its entry's place: room is made only for a new one.
+        if replacing.is_none() {
+            for id in memory::making_room(&kept, memory::MAX_ENTRIES)? {
                 self.store
-                    .replace(
-                        *old,
-                        owner,
-                        &layer,
-                        &text,
-                        vector.as_deref(),
-                        source,
-                        now.as_millisecond(),
-                    )
+                    .forget(owner, id)
                     .await
+                    .map_err(|error| error.logged())?;
+                self.unindex(id);
             }
-            None => {
-                for id in memory::making_room(&kept, memory::MAX_ENTRIES)? {
-                    self.store
-                        .forget(owner, id)
-                        .await
-                        .map_err(|error| error.logged())?;
-                    self.unindex(id);
-                }
-                self.store
-                    .remember(
-                        owner,
-                        &layer,
-                        &text,
-                        vector.as_deref(),
-                        source,
-                        now.as_millisecond(),
-                    )
-                    .await
-            }
-        };
-        let id = stored.map_err(|error| error.logged())?;
-        if let Some((old, _)) = &replaced {
-            self.unindex(*old);
+        }
+        let id = self
+            .store
+            .remember(
+                replacing,
+                owner,
+                &layer,
+                &text,
+                vector.as_deref(),
+                source,
+                now.as_millisecond(),
+            )
+            .await
+            .map_err(|error| error.logged())?;
+        if let Some(old) = replacing {
+            self.unindex(old);
         }
         let mut index = hearth_runtime::write(&self.index);
         index

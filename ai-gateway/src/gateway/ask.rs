@@ -222,20 +222,14 @@ impl Gateway {
                 ),
             )
         };
-        let embedding = |name: &str| {
-            let model = self.embedding_model()?;
-            (model.to_string() == name || model.model == name).then(|| {
-                Refused::new(
+        for name in [model, backend_model].into_iter().flatten().map(str::trim) {
+            if let Some(model) = self.embedding_named(name) {
+                return Err(Refused::new(
                     ErrorCode::InvalidRequestError,
                     format!(
                         "{model} is an embedding model: it gives embeddings (/v1/embeddings, Ollama's /api/embed), not chat replies; choose a chat model from GET /v1/models"
                     ),
-                )
-            })
-        };
-        for name in [model, backend_model].into_iter().flatten().map(str::trim) {
-            if let Some(refused) = embedding(name) {
-                return Err(refused);
+                ));
             }
         }
         let mut chosen_agent = self.agents.default_id().to_owned();
@@ -688,14 +682,11 @@ impl Gateway {
         let named = model.map(str::trim).filter(|name| !name.is_empty());
         // The embedding model answers for itself, when none is named, and
         // for an agent (what apps pick first: its memory's embeddings).
-        let embedding = self.embedding_model().filter(|embedding| match named {
-            None => true,
-            Some(name) => {
-                embedding.to_string() == name
-                    || embedding.model == name
-                    || matches!(self.agents.target(name), Some(Ok(_)))
-            }
-        });
+        let embedding = match named {
+            None => self.embedding_model(),
+            Some(name) if matches!(self.agents.target(name), Some(Ok(_))) => self.embedding_model(),
+            Some(name) => self.embedding_named(name),
+        };
         let account = Account::of(caller, None);
         let _slot;
         let embedded = match &embedding {

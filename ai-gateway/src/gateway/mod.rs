@@ -417,10 +417,7 @@ impl Gateway {
     /// server that does not say is taken to render tools, and to read no
     /// images and think not).
     pub fn capabilities(&self, id: &str) -> Vec<&'static str> {
-        if self
-            .embedding_model()
-            .is_some_and(|model| model.to_string() == id)
-        {
+        if self.embedding_named(id).is_some() {
             return vec!["embedding"];
         }
         let model = match self.agents.target(id) {
@@ -438,6 +435,13 @@ impl Gateway {
             capabilities.push("thinking");
         }
         capabilities
+    }
+
+    /// The embedding model, when `name` names it (`provider/model`, or its
+    /// bare model id).
+    pub fn embedding_named(&self, name: &str) -> Option<ModelRef> {
+        self.embedding_model()
+            .filter(|model| model.to_string() == name || model.model == name)
     }
 
     /// The model the assistant embeds with (`memory.search`'s), if any.

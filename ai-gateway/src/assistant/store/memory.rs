@@ -33,39 +33,10 @@ impl MemoryStore {
         MemoryStore { db }
     }
 
-    /// Stores an entry; its id.
+    /// Stores an entry, in place of `owner`'s entry `replacing` when one is
+    /// given (both or neither: one transaction); the new entry's id.
+    #[allow(clippy::too_many_arguments)] // the entry's fields, and what it replaces
     pub async fn remember(
-        &self,
-        owner: &Owner,
-        layer: &Layer,
-        text: &str,
-        vector: Option<&[f32]>,
-        source: Source,
-        at_ms: i64,
-    ) -> Result<i64, StoreError> {
-        self.store(None, owner, layer, text, vector, source, at_ms)
-            .await
-    }
-
-    /// Stores an entry in place of `owner`'s entry `old`, both or neither
-    /// (one transaction); the new entry's id.
-    #[allow(clippy::too_many_arguments)] // the entry's fields, as `remember`'s
-    pub async fn replace(
-        &self,
-        old: i64,
-        owner: &Owner,
-        layer: &Layer,
-        text: &str,
-        vector: Option<&[f32]>,
-        source: Source,
-        at_ms: i64,
-    ) -> Result<i64, StoreError> {
-        self.store(Some(old), owner, layer, text, vector, source, at_ms)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn store(
         &self,
         replacing: Option<i64>,
         owner: &Owner,
@@ -234,6 +205,7 @@ mod tests {
         let ada = Owner::Member("ada".into());
         let id = store
             .remember(
+                None,
                 &ada,
                 &Layer::LongTerm,
                 "CANARY-lock-4711",
