@@ -37,6 +37,7 @@ fn node(id: u64) -> NodeIdentity {
         ],
         advertised_routes: Vec::new(),
         approved_routes: Vec::new(),
+        services: Vec::new(),
     }
 }
 

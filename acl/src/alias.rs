@@ -38,6 +38,8 @@ pub enum Alias {
     Host(String),
     /// An IP address or prefix literal.
     Prefix(IpNet),
+    /// `svc:name`: a Tailscale Service (destinations only), named in full.
+    Service(String),
 }
 
 /// Why an alias or port list could not be read.
@@ -60,6 +62,11 @@ pub enum AliasError {
     /// A malformed prefix.
     #[error("{0:?} is not a valid IP prefix")]
     BadPrefix(String),
+    /// A service whose name is not a DNS label.
+    #[error(
+        "{0:?} is not a service name (svc: then 1-63 lowercase letters, digits and hyphens, not at either end)"
+    )]
+    BadService(String),
 }
 
 impl Alias {
@@ -87,6 +94,9 @@ impl Alias {
         if text.starts_with("tag:") {
             return Ok(Alias::Tag(text.to_owned()));
         }
+        if text.starts_with("svc:") {
+            return service_name(text).map(Alias::Service);
+        }
         if let Some(prefix) = parse_prefix(text)? {
             return Ok(Alias::Prefix(prefix));
         }
@@ -97,6 +107,24 @@ impl Alias {
             return Ok(Alias::User(login.to_owned()));
         }
         Ok(Alias::Host(text.to_owned()))
+    }
+}
+
+/// `text` as a service's name, `svc:` and a DNS label (the name under
+/// which MagicDNS answers for it).
+pub fn service_name(text: &str) -> Result<String, AliasError> {
+    let bad = || AliasError::BadService(text.to_owned());
+    let label = text.strip_prefix("svc:").ok_or_else(bad)?;
+    let fits = (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if fits {
+        Ok(text.to_owned())
+    } else {
+        Err(bad())
     }
 }
 

@@ -34,6 +34,9 @@ pub enum Principal {
     Internet,
     /// `autogroup:self`: the source user's own untagged devices (destinations only).
     SelfDevices,
+    /// `svc:name`: the addresses of a service, on the device hosting it
+    /// (destinations only).
+    Service(String),
 }
 
 /// One destination entry of a rule: a principal and the ports opened on it.
@@ -157,7 +160,7 @@ impl CompiledPolicy {
             for destination in &rule.destinations {
                 match destination {
                     Principal::SelfDevices if tags.is_empty() => same_user = true,
-                    Principal::SelfDevices | Principal::Internet => {}
+                    Principal::SelfDevices | Principal::Internet | Principal::Service(_) => {}
                     other => {
                         named |= crate::principals::source_of(other)
                             .is_some_and(|source| source.names_node(user, tags, addresses));

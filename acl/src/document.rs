@@ -137,6 +137,10 @@ pub struct AutoApprovers {
     /// Who may become an exit node automatically.
     #[serde(default)]
     pub exit_node: Vec<String>,
+    /// Service (`svc:name`) -> whose devices that advertise it may host it
+    /// without the admin choosing them.
+    #[serde(default)]
+    pub services: BTreeMap<String, Vec<String>>,
 }
 
 /// One entry of `tests`.

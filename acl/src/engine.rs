@@ -43,6 +43,8 @@ struct ClassKey {
     /// Advertised routes other than exit routes, sorted (a subnet router may
     /// send from them, so a source prefix covering one names the router).
     advertised: Vec<IpNet>,
+    /// The services hosted, sorted.
+    services: Vec<crate::node::HostedService>,
 }
 
 #[derive(Debug)]
@@ -420,11 +422,15 @@ impl Engine {
             .collect();
         advertised.sort();
         advertised.dedup();
+        let mut services = identity.services.clone();
+        services.sort();
+        services.dedup();
         ClassKey {
             owner,
             prefix_hits,
             routes,
             advertised,
+            services,
         }
     }
 
@@ -566,6 +572,10 @@ impl Engine {
             }
             // Handled per user in `visibility_of` and `filter_for`.
             Principal::SelfDevices => Naming::No,
+            // A service is reached at its host, whoever that is now.
+            Principal::Service(name) => by_identity(
+                side == Side::Destination && key.services.iter().any(|hosted| hosted.name == *name),
+            ),
         }
     }
 
@@ -594,7 +604,11 @@ impl Engine {
                     }
                     continue;
                 }
-                for target in targets(&destination.principal) {
+                let targets = match &destination.principal {
+                    Principal::Service(name) => service_targets(key, name),
+                    principal => targets(principal),
+                };
+                for target in targets {
                     for ports in &destination.ports {
                         destinations.push(Destination {
                             target: target.clone(),
@@ -656,6 +670,16 @@ impl Engine {
         }
         filter
     }
+}
+
+/// A hosted service's addresses, as the targets of a rule naming it.
+fn service_targets(key: &ClassKey, name: &str) -> Vec<Target> {
+    key.services
+        .iter()
+        .filter(|hosted| hosted.name == name)
+        .flat_map(|hosted| &hosted.addresses)
+        .map(|address| Target::Prefix(IpNet::from(*address)))
+        .collect()
 }
 
 /// How a destination principal names a node.

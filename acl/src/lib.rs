@@ -25,7 +25,7 @@ pub use filter::{
     CapabilityRule, Destination, Filter, FilterRule, Packet, PeerIdentity, PortRange, Source,
     Target,
 };
-pub use node::{NodeId, NodeIdentity};
+pub use node::{HostedService, NodeId, NodeIdentity};
 pub use policy::{Policy, PolicyError, ProviderGroups, Topology};
 
 /// Parses and validates policy text into what the engine evaluates (without

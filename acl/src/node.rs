@@ -25,6 +25,20 @@ pub struct NodeIdentity {
     /// Routes the node advertises and an admin (or `autoApprovers`) approved,
     /// including `0.0.0.0/0` and `::/0` for an exit node.
     pub approved_routes: Vec<IpNet>,
+    /// The services (`svc:name`) the node hosts now, with their addresses.
+    pub services: Vec<HostedService>,
+}
+
+/// A service a node hosts: its name and its own addresses (one IPv4, one
+/// IPv6), which go with the service from host to host.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct HostedService {
+    /// `svc:name`.
+    pub name: String,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
 }
 
 impl NodeIdentity {

@@ -37,7 +37,7 @@ pub(crate) fn source_of(principal: &Principal) -> Option<Source> {
         Principal::Member => Some(Source::Member),
         Principal::Tagged => Some(Source::Tagged),
         Principal::Prefix(prefix) => Some(Source::Prefix(*prefix)),
-        Principal::Internet | Principal::SelfDevices => None,
+        Principal::Internet | Principal::SelfDevices | Principal::Service(_) => None,
     }
 }
 
@@ -57,7 +57,8 @@ pub(crate) fn targets(principal: &Principal) -> Vec<Target> {
             .into_iter()
             .map(Target::Prefix)
             .collect(),
-        Principal::SelfDevices => Vec::new(),
+        // The host's addresses for it: `Engine::filter_for` knows them.
+        Principal::SelfDevices | Principal::Service(_) => Vec::new(),
     }
 }
 

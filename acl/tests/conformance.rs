@@ -339,6 +339,7 @@ fn check_case(case: &Value) -> Result<(), String> {
                 .iter()
                 .map(|route| route.parse().unwrap())
                 .collect(),
+            services: Vec::new(),
         });
     }
     let topology = Topology {

@@ -86,6 +86,7 @@ fn random_node(random: &mut Random, id: u64) -> NodeIdentity {
         } else {
             Vec::new()
         },
+        services: Vec::new(),
     }
 }
 

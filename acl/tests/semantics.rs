@@ -34,6 +34,7 @@ fn node(id: u64, user: &str, tags: &[&str], routes: &[&str]) -> NodeIdentity {
         ],
         advertised_routes: routes.clone(),
         approved_routes: routes,
+        services: Vec::new(),
     }
 }
 
@@ -632,4 +633,78 @@ fn ssh_rules_go_to_the_nodes_they_name_and_ssh_tests_check_them() {
         let error = Policy::parse(text).unwrap_err().to_string();
         assert!(error.contains(expected), "{text}: {error}");
     }
+}
+
+/// The household with svc:chat (100.100.0.1, fd7a:115c:a1e0::6464:1)
+/// hosted by `host`.
+fn world_with_chat_on(host: u64, text: &str) -> World {
+    let policy = Policy::parse(text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    let mut nodes = household();
+    for node in &mut nodes {
+        if node.id == host {
+            node.services = vec![hearth_acl::HostedService {
+                name: "svc:chat".into(),
+                addresses: vec![
+                    "100.100.0.1".parse().unwrap(),
+                    "fd7a:115c:a1e0::6464:1".parse().unwrap(),
+                ],
+            }];
+        }
+    }
+    let mut engine = Engine::new(Arc::new(policy.compiled));
+    engine.load(nodes.clone());
+    World { engine, nodes }
+}
+
+#[test]
+fn a_service_is_reached_at_its_own_address_on_whichever_device_hosts_it() {
+    let text = format!(
+        r#"{{{HEADER} "grants": [{{"src": ["group:parents"], "dst": ["svc:chat"], "ip": ["tcp:80"]}}],
+            "autoApprovers": {{"services": {{"svc:chat": ["tag:server"]}}}}}}"#
+    );
+    let chat: IpAddr = "100.100.0.1".parse().unwrap();
+    for host in [SERVER, ALICE_SERVER] {
+        let world = world_with_chat_on(host, &text);
+        // alice reaches the service's address on its host, and sees the host.
+        assert!(world.accepts_at(ALICE_LAPTOP, host, chat, proto::TCP, 80));
+        assert!(world.peers(ALICE_LAPTOP).contains(&host));
+        // Only the port granted, only at the service's address.
+        assert!(!world.accepts_at(ALICE_LAPTOP, host, chat, proto::TCP, 22));
+        assert!(!world.reaches(ALICE_LAPTOP, host, 80));
+        // bob is not granted the service.
+        assert!(!world.accepts_at(BOB_LAPTOP, host, chat, proto::TCP, 80));
+    }
+    // No device hosts it: the grant opens nothing anywhere.
+    let world = world_from(&text);
+    assert!(!world.accepts_at(ALICE_LAPTOP, SERVER, chat, proto::TCP, 80));
+    assert!(!world.peers(ALICE_LAPTOP).contains(&SERVER));
+
+    let policy = Policy::parse(&text).unwrap();
+    let tags =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|tag| tag.to_string()).collect() };
+    assert_eq!(
+        policy.service_names().into_iter().collect::<Vec<_>>(),
+        vec!["svc:chat".to_owned()]
+    );
+    assert!(policy.may_host("svc:chat", "bob", &tags(&["tag:server"])));
+    assert!(!policy.may_host("svc:chat", "bob", &BTreeSet::new()));
+    assert!(!policy.may_host("svc:other", "bob", &tags(&["tag:server"])));
+}
+
+#[test]
+fn a_service_is_only_a_destination_and_its_name_a_dns_label() {
+    let as_source = rejected(&format!(
+        r#"{{{HEADER} "grants": [{{"src": ["svc:chat"], "dst": ["*"], "ip": ["*"]}}]}}"#
+    ));
+    assert!(as_source.contains("src side"), "{as_source}");
+    for name in ["svc:Chat", "svc:", "svc:-chat", "svc:chat.home"] {
+        let error = rejected(&format!(
+            r#"{{{HEADER} "grants": [{{"src": ["*"], "dst": ["{name}"], "ip": ["*"]}}]}}"#
+        ));
+        assert!(error.contains("not a service name"), "{name}: {error}");
+    }
+    let approver = rejected(&format!(
+        r#"{{{HEADER} "autoApprovers": {{"services": {{"svc:chat": ["tag:nobody"]}}}}}}"#
+    ));
+    assert!(approver.contains("autoApprovers.services"), "{approver}");
 }

@@ -13,6 +13,7 @@
 //!   messages nodes exchange (Tailscale's, spoken by `hearth-agent` too).
 
 pub mod agent_api;
+pub mod c2n;
 pub mod certs;
 pub mod client;
 pub mod compression;

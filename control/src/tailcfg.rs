@@ -132,6 +132,11 @@ pub struct Hostinfo {
     /// Its Tailscale SSH server's host keys (OpenSSH public key lines).
     #[serde(rename = "sshHostKeys", skip_serializing_if = "Vec::is_empty")]
     pub ssh_host_keys: Vec<String>,
+    /// A hash of the Tailscale Services it serves (`tailscale serve
+    /// --service`); when it changes, the coordinator asks it for the list
+    /// (`GET /vip-services`, [`crate::c2n`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub services_hash: String,
 }
 
 /// A service a client offers (a subset of Tailscale's `Service`).
@@ -151,6 +156,11 @@ pub const CAP_SSH: &str = "https://tailscale.com/cap/ssh";
 /// The node capability that lets a client send and receive files with
 /// Taildrop (in its own node's `CapMap`).
 pub const CAP_FILE_SHARING: &str = "https://tailscale.com/cap/file-sharing";
+
+/// The node capability that tells a client which Tailscale Services it
+/// hosts and at which addresses: one value, an object of service name to
+/// addresses.
+pub const CAP_SERVICE_HOST: &str = "service-host";
 
 /// The node capability that says the network gives certificates
 /// (`tailscale cert`), which `tailscale serve --https` asks for.
@@ -546,6 +556,56 @@ pub struct MapResponse {
     /// Who may log in to this node with Tailscale SSH (replaces the last).
     #[serde(rename = "SSHPolicy", skip_serializing_if = "Option::is_none", default)]
     pub ssh_policy: Option<SshPolicy>,
+    /// A request for the client to answer (here: an HTTP request to its
+    /// own handlers, [`crate::c2n`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ping_request: Option<PingRequest>,
+}
+
+/// What the coordinator asks a client to do and where to send the answer.
+/// With `Types: "c2n"`, `Payload` is an HTTP/1.1 request the client runs
+/// against its own handlers; it posts the HTTP response, over the control
+/// connection, to `URL`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PingRequest {
+    /// Where the answer goes (a path of the coordinator's).
+    #[serde(rename = "URL")]
+    pub url: String,
+    /// Whether the answer goes over the control connection.
+    #[serde(
+        rename = "URLIsNoise",
+        skip_serializing_if = "std::ops::Not::not",
+        default
+    )]
+    pub url_is_noise: bool,
+    /// Whether the client logs it.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub log: bool,
+    /// The kind of request: `c2n`.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub types: String,
+    /// The HTTP request (base64 in JSON, as Go writes bytes).
+    #[serde(with = "base64_bytes", skip_serializing_if = "Vec::is_empty", default)]
+    pub payload: Vec<u8>,
+}
+
+/// Bytes as Go's `encoding/json` writes `[]byte`: standard base64.
+mod base64_bytes {
+    use base64::Engine;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Tailscale SSH's rules for one node, first match wins.

@@ -206,6 +206,10 @@ pub struct NodeInfo {
     /// clients' SSH server enforces them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh: Vec<hearth_acl::NodeSshRule>,
+    /// The services (Tailscale Services) the node hosts now, with their
+    /// addresses: it answers at them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosted: Vec<hearth_acl::HostedService>,
 }
 
 impl NodeInfo {
@@ -331,6 +335,10 @@ pub struct Peer {
     /// the peers' `known_hosts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_host_keys: Vec<String>,
+    /// The services it hosts now (their addresses are among its allowed
+    /// IPs): what MagicDNS answers for their names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosted: Vec<hearth_acl::HostedService>,
 }
 
 /// A service a peer offers (its peer API's port, for Taildrop).

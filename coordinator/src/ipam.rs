@@ -3,7 +3,8 @@
 //! IPv4 addresses come from 100.64.0.0/10 (the CGNAT range Tailscale also
 //! uses), skipping the network and broadcast addresses, 100.100.100.100
 //! (Tailscale's service address, kept free for compatibility) and
-//! 100.115.92.0/23 (which ChromeOS claims). Each node's IPv6 address is its
+//! 100.115.92.0/23 (which ChromeOS claims) and 100.100.0.0/24 (the
+//! addresses of Tailscale Services, [`service_address`]). Each node's IPv6 address is its
 //! IPv4 address embedded in fd7a:115c:a1e0::/48, so the pair is always unique.
 //!
 //! An address is a node's identity to the services on the mesh (`whois`),
@@ -22,6 +23,9 @@ const LAST: u32 = u32::from_be_bytes([100, 127, 255, 254]);
 const RESERVED_SINGLE: u32 = u32::from_be_bytes([100, 100, 100, 100]);
 const CHROMEOS_FIRST: u32 = u32::from_be_bytes([100, 115, 92, 0]);
 const CHROMEOS_LAST: u32 = u32::from_be_bytes([100, 115, 93, 255]);
+/// The block services take their addresses from (never a node's).
+const SERVICES_FIRST: u32 = u32::from_be_bytes([100, 100, 0, 1]);
+const SERVICES_LAST: u32 = u32::from_be_bytes([100, 100, 0, 254]);
 
 /// How long a freed address rests before another node may get it.
 pub const QUARANTINE_SECONDS: i64 = 24 * 60 * 60;
@@ -70,7 +74,9 @@ pub struct AddressPool {
 pub struct Exhausted;
 
 fn reserved(address: u32) -> bool {
-    address == RESERVED_SINGLE || (CHROMEOS_FIRST..=CHROMEOS_LAST).contains(&address)
+    address == RESERVED_SINGLE
+        || (CHROMEOS_FIRST..=CHROMEOS_LAST).contains(&address)
+        || (SERVICES_FIRST - 1..=SERVICES_LAST + 1).contains(&address)
 }
 
 impl AddressPool {
@@ -141,6 +147,15 @@ impl AddressPool {
             })
             .ok_or(Exhausted)
     }
+}
+
+/// The lowest service address (100.100.0.1 to 100.100.0.254) not in
+/// `taken`, with its IPv6 twin; `None` when all 254 are taken.
+pub fn service_address(taken: &BTreeSet<Ipv4Addr>) -> Option<(Ipv4Addr, Ipv6Addr)> {
+    (SERVICES_FIRST..=SERVICES_LAST)
+        .map(Ipv4Addr::from)
+        .find(|address| !taken.contains(address))
+        .map(|address| (address, ipv6_for(address)))
 }
 
 /// The IPv6 mesh address paired with an IPv4 mesh address.

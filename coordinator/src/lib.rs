@@ -35,6 +35,7 @@ mod registry;
 pub mod relays;
 pub mod routes;
 pub mod server;
+pub mod services;
 pub mod settings;
 pub mod shared;
 pub mod sign_in;

@@ -15,6 +15,7 @@ use cli::nodes::NodesCommand;
 use cli::policy::PolicyCommand;
 use cli::relays::RelaysCommand;
 use cli::serve::{RelayArgs, ServeArgs};
+use cli::services::ServicesCommand;
 use cli::ssh::SshCommand;
 use cli::state::DbCommand;
 use cli::users::UsersCommand;
@@ -54,6 +55,10 @@ enum Command {
     /// Manage standalone relays (beside the one inside the coordinator).
     #[command(subcommand)]
     Relays(RelaysCommand),
+    /// Tailscale Services: a name (svc:chat) with its own addresses and
+    /// MagicDNS name (chat.<tailnet>), served by whichever device hosts it.
+    #[command(subcommand)]
+    Services(ServicesCommand),
     /// Tailscale SSH sessions a `check` rule holds until an admin decides.
     #[command(subcommand)]
     Ssh(SshCommand),
@@ -93,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(command) => cli::devices::run(state_dir, command).await,
         Command::Policy(command) => cli::policy::run(state_dir, command).await,
         Command::Relays(command) => cli::relays::run(state_dir, command).await,
+        Command::Services(command) => cli::services::run(state_dir, command).await,
         Command::Ssh(command) => cli::ssh::run(state_dir, command).await,
         Command::Health { output } => cli::health::run(state_dir, output).await,
         Command::Backup { file, database } => cli::state::backup(state_dir, file, database).await,

@@ -93,6 +93,36 @@ pub struct NodeRecord {
     pub services: Vec<PeerService>,
     /// Its Tailscale SSH server's host keys.
     pub ssh_host_keys: Vec<String>,
+    /// The Tailscale Services it says it serves.
+    pub service_ads: ServiceAds,
+    /// The services it hosts now: not stored, but placed by the
+    /// coordinator ([`crate::services::placement`]) from the services, the
+    /// admin's choices, the policy and what nodes advertise.
+    pub hosted: Vec<hearth_acl::HostedService>,
+}
+
+/// What a Tailscale client says it serves (Tailscale Services): the hash
+/// of its list it last reported in its host information, and the list as
+/// it answered `GET /vip-services` (with that answer's hash). When the two
+/// hashes differ, the coordinator asks again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceAds {
+    /// `Hostinfo.ServicesHash`, as last reported.
+    #[serde(default)]
+    pub reported: String,
+    /// The hash of [`ServiceAds::names`], as the client gave it.
+    #[serde(default)]
+    pub fetched: String,
+    /// The services (`svc:name`) it serves, active ones only.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl ServiceAds {
+    /// Whether the list is older than what the client reported.
+    pub fn stale(&self) -> bool {
+        self.reported != self.fetched
+    }
 }
 
 /// Where a node is to be reached, as it last reported: what endpoint reports
@@ -166,6 +196,7 @@ impl NodeRecord {
             key_lifetime: self.key_lifetime,
             attrs: BTreeSet::new(),
             ssh: Vec::new(),
+            hosted: self.hosted.clone(),
         }
     }
 
@@ -176,6 +207,12 @@ impl NodeRecord {
             IpNet::from(IpAddr::V6(self.ipv6)),
         ];
         allowed_ips.extend(self.approved_routes.iter().copied());
+        allowed_ips.extend(
+            self.hosted
+                .iter()
+                .flat_map(|service| &service.addresses)
+                .map(|address| IpNet::from(*address)),
+        );
         Peer {
             id: self.id,
             name: self.name.clone(),
@@ -199,6 +236,7 @@ impl NodeRecord {
             key_expiry: self.key_expiry,
             services: self.services.clone(),
             ssh_host_keys: self.ssh_host_keys.clone(),
+            hosted: self.hosted.clone(),
         }
     }
 
@@ -211,6 +249,7 @@ impl NodeRecord {
             addresses: self.addresses(),
             advertised_routes: self.advertised_routes.clone(),
             approved_routes: self.approved_routes.clone(),
+            services: self.hosted.clone(),
         }
     }
 }
@@ -986,6 +1025,8 @@ pub(crate) mod tests {
             key_lifetime: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),
+            service_ads: Default::default(),
+            hosted: Vec::new(),
         }
     }
 

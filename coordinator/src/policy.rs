@@ -160,6 +160,7 @@ pub fn preview(
             addresses: vec![node.ipv4.into(), node.ipv6.into()],
             advertised_routes: node.routable_ips.clone(),
             approved_routes: node.approved_routes.clone(),
+            services: Vec::new(),
         });
     }
     let users = topology

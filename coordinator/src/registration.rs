@@ -149,6 +149,8 @@ pub fn new_record(
         key_lifetime: owner.key_lifetime,
         services: Vec::new(),
         ssh_host_keys: Vec::new(),
+        service_ads: Default::default(),
+        hosted: Vec::new(),
     }
 }
 

@@ -5,11 +5,11 @@
 //! rename, a key rotation or a deletion cannot leave an index pointing at
 //! the wrong node. Pure: no IO, no clock (callers pass `now`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use hearth_acl::CompiledPolicy;
+use hearth_acl::{CompiledPolicy, HostedService};
 use hearth_control::wire::{NodeId, RelayRegion, WireGuardKey};
 
 use crate::error::{Error, Result};
@@ -27,6 +27,9 @@ pub(crate) struct Registry {
     next_node_id: NodeId,
     by_credential: HashMap<Credential, NodeId>,
     by_wireguard_key: HashMap<WireGuardKey, NodeId>,
+    /// The services each node hosts ([`crate::services::placement`]): a
+    /// record coming in takes its node's, whatever it carried.
+    hosting: BTreeMap<NodeId, Vec<HostedService>>,
 }
 
 impl Registry {
@@ -50,6 +53,7 @@ impl Registry {
             next_node_id: highest_stored_id + 1,
             by_credential: HashMap::new(),
             by_wireguard_key: HashMap::new(),
+            hosting: BTreeMap::new(),
         };
         for record in &records {
             registry.index(record);
@@ -121,7 +125,8 @@ impl Registry {
     /// Stores `record` (a new node or a change to one: renamed, rekeyed,
     /// approved, moved) with every index moved along, and returns what
     /// each affected node must hear. An unchanged record changes nothing.
-    pub(crate) fn upsert(&mut self, record: NodeRecord) -> Vec<Delivery> {
+    pub(crate) fn upsert(&mut self, mut record: NodeRecord) -> Vec<Delivery> {
+        record.hosted = self.hosting.get(&record.id).cloned().unwrap_or_default();
         match self.network.node(record.id) {
             Some(old) if *old == record => return Vec::new(),
             Some(old) => {
@@ -143,6 +148,30 @@ impl Registry {
         self.unindex(&record);
         self.addresses.release(record.ipv4, now);
         Some((record, deliveries))
+    }
+
+    /// Puts services where `hosting` says (node -> the services it hosts);
+    /// returns what changes for each node.
+    pub(crate) fn set_hosting(
+        &mut self,
+        hosting: BTreeMap<NodeId, Vec<HostedService>>,
+    ) -> Vec<Delivery> {
+        let moved: Vec<NodeRecord> = self
+            .network
+            .nodes()
+            .filter(|record| {
+                record.hosted.as_slice()
+                    != hosting
+                        .get(&record.id)
+                        .map_or(&[][..], |hosted| hosted.as_slice())
+            })
+            .cloned()
+            .collect();
+        self.hosting = hosting;
+        moved
+            .into_iter()
+            .flat_map(|record| self.upsert(record))
+            .collect()
     }
 
     /// Replaces the policy; returns each node's changes.

@@ -195,6 +195,7 @@ pub(crate) fn reported(
                 .then_some(region);
         }
         changed.client = client_name(hostinfo);
+        changed.service_ads.reported = hostinfo.services_hash.chars().take(128).collect();
         changed.services = peer_services(&hostinfo.services);
         changed.ssh_host_keys = ssh_host_keys(&hostinfo.ssh_host_keys);
         if !hostinfo.os.is_empty() {
@@ -261,6 +262,72 @@ mod tests {
         let peer = changed.as_peer();
         assert_eq!(peer.capability_version, 133);
         assert_eq!(crate::tsmap::peer_node("hearth.test", &peer, true).cap, 133);
+    }
+
+    #[test]
+    fn a_hosted_service_reaches_its_host_and_peers_as_tailscale_expects() {
+        let mut host = crate::netmap::tests::record(7, "ada", NodeState::Approved);
+        // What the client reports: the hash of the services it serves.
+        let request = MapRequest {
+            hostinfo: Some(Hostinfo {
+                services_hash: "h1".into(),
+                ..Hostinfo::default()
+            }),
+            ..MapRequest::default()
+        };
+        host = reported(&host, &request, &[], None);
+        assert_eq!(host.service_ads.reported, "h1");
+        assert!(
+            host.service_ads.stale(),
+            "the coordinator asks for the list"
+        );
+        let chat = hearth_acl::HostedService {
+            name: "svc:chat".into(),
+            addresses: vec![
+                "100.100.0.1".parse().unwrap(),
+                "fd7a:115c:a1e0::6464:1".parse().unwrap(),
+            ],
+        };
+        host.hosted = vec![chat];
+        // Peers route the service's addresses to the host; they are not
+        // subnet routes.
+        let peer = host.as_peer();
+        assert!(
+            peer.allowed_ips
+                .contains(&"100.100.0.1/32".parse().unwrap())
+        );
+        let node = crate::tsmap::peer_node("hearth.test", &peer, true);
+        assert!(node.primary_routes.is_empty(), "{:?}", node.primary_routes);
+        // The host is told what to answer at (Tailscale's service-host).
+        let mut view = crate::tsmap::TsMapView::new("hearth.test", Vec::new(), Default::default());
+        let map = hearth_control::wire::NetworkMap {
+            node: host.info(),
+            peers: Vec::new(),
+            filter: hearth_acl::Filter::default(),
+            relays: Vec::new(),
+            dns: None,
+        };
+        let full = view
+            .apply(hearth_control::wire::MapMessage::Full { map: Box::new(map) })
+            .unwrap();
+        let own = full.node.unwrap();
+        assert_eq!(
+            own.cap_map[hearth_control::tailcfg::CAP_SERVICE_HOST],
+            vec![serde_json::json!({"svc:chat": ["100.100.0.1", "fd7a:115c:a1e0::6464:1"]})]
+        );
+        // MagicDNS answers chat.<tailnet> with the service's addresses.
+        let records = full.dns_config.unwrap().extra_records;
+        let chat: Vec<(&str, &str)> = records
+            .iter()
+            .map(|record| (record.name.as_str(), record.value.as_str()))
+            .collect();
+        assert_eq!(
+            chat,
+            vec![
+                ("chat.hearth.test", "100.100.0.1"),
+                ("chat.hearth.test", "fd7a:115c:a1e0::6464:1")
+            ]
+        );
     }
 
     #[test]

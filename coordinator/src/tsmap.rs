@@ -225,7 +225,7 @@ impl TsMapView {
             node: Some(self.self_node(&map.node, true)),
             derp_map: Some(derp_map(&self.relays, self.public_name.as_deref())),
             peers: Some(map.peers.iter().map(|peer| self.peer_node(peer)).collect()),
-            dns_config: Some(self.dns_config(&map.node)),
+            dns_config: Some(self.dns_config(&map.node, &map.peers)),
             domain: self.domain.clone(),
             collect_services: Some(false),
             packet_filter: Some(packet_filter(&map.filter, &map.node, &map.peers)),
@@ -240,6 +240,8 @@ impl TsMapView {
         let mut response = MapResponse::default();
         let mut peers_moved = false;
         let mut filter_changed = false;
+        let mut dns_changed = false;
+        let services_before = service_records(&self.domain, &map.node, &map.peers);
         for change in changes {
             match change {
                 MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
@@ -290,15 +292,8 @@ impl TsMapView {
                     filter_changed |= node.ipv4 != map.node.ipv4 || node.ipv6 != map.node.ipv6;
                     let renamed = node.name != map.node.name;
                     map.node = node;
-                    if renamed && self.certificates {
-                        // Its certificate name follows its name.
-                        response.dns_config = Some(dns_config(
-                            &self.domain,
-                            &self.dns,
-                            self.certificates,
-                            &map.node,
-                        ));
-                    }
+                    // Its certificate name follows its name.
+                    dns_changed |= renamed && self.certificates;
                     response.node = Some(own_node(
                         &self.domain,
                         &self.keys,
@@ -313,6 +308,18 @@ impl TsMapView {
                     self.relays = relays;
                 }
             }
+        }
+        // The names of services follow their hosts.
+        dns_changed |= service_records(&self.domain, &map.node, &map.peers) != services_before;
+        if dns_changed {
+            let services = service_records(&self.domain, &map.node, &map.peers);
+            response.dns_config = Some(dns_config(
+                &self.domain,
+                &self.dns,
+                self.certificates,
+                &map.node,
+                services,
+            ));
         }
         if peers_moved || filter_changed {
             response.packet_filter = Some(packet_filter(&map.filter, &map.node, &map.peers));
@@ -340,15 +347,22 @@ impl TsMapView {
 
     /// MagicDNS and the coordinator's DNS settings, for the client whose
     /// node is `node`.
-    fn dns_config(&self, node: &NodeInfo) -> DnsConfig {
-        dns_config(&self.domain, &self.dns, self.certificates, node)
+    fn dns_config(&self, node: &NodeInfo, peers: &[Peer]) -> DnsConfig {
+        let services = service_records(&self.domain, node, peers);
+        dns_config(&self.domain, &self.dns, self.certificates, node, services)
     }
 }
 
 /// MagicDNS for the nodes' names under `domain` (answered from the map,
 /// and searched first), then `dns`, the coordinator's settings; with
 /// `certificates`, the name `node` may get a certificate for.
-fn dns_config(domain: &str, dns: &DnsSettings, certificates: bool, node: &NodeInfo) -> DnsConfig {
+fn dns_config(
+    domain: &str,
+    dns: &DnsSettings,
+    certificates: bool,
+    node: &NodeInfo,
+    services: Vec<DnsRecord>,
+) -> DnsConfig {
     let resolvers = |addresses: &[IpAddr]| {
         addresses
             .iter()
@@ -376,6 +390,7 @@ fn dns_config(domain: &str, dns: &DnsSettings, certificates: bool, node: &NodeIn
                 kind: record.kind().to_owned(),
                 value: record.address.to_string(),
             })
+            .chain(services)
             .collect(),
         cert_domains: if certificates {
             vec![format!("{}.{domain}", node.name.to_ascii_lowercase())]
@@ -564,9 +579,46 @@ fn own_node(
             .iter()
             .chain(&node.attrs)
             .map(|capability| (capability.clone(), Vec::new()))
+            .chain(service_host(&node.hosted))
             .collect(),
         ..Node::default()
     }
+}
+
+/// Tailscale's `service-host` capability for a node hosting `hosted`:
+/// each service's name and addresses, which its client then answers at.
+fn service_host(hosted: &[hearth_acl::HostedService]) -> Option<(String, Vec<serde_json::Value>)> {
+    (!hosted.is_empty()).then(|| {
+        let mappings: BTreeMap<&str, &[IpAddr]> = hosted
+            .iter()
+            .map(|service| (service.name.as_str(), service.addresses.as_slice()))
+            .collect();
+        (
+            hearth_control::tailcfg::CAP_SERVICE_HOST.to_owned(),
+            vec![serde_json::json!(mappings)],
+        )
+    })
+}
+
+/// MagicDNS records for the services `node` and its `peers` host:
+/// `svc:chat` is `chat.` under `domain`, at the service's addresses.
+fn service_records(domain: &str, node: &NodeInfo, peers: &[Peer]) -> Vec<DnsRecord> {
+    let mut records: Vec<DnsRecord> = node
+        .hosted
+        .iter()
+        .chain(peers.iter().flat_map(|peer| &peer.hosted))
+        .flat_map(|service| {
+            let label = service.name.trim_start_matches("svc:");
+            service.addresses.iter().map(move |address| DnsRecord {
+                name: format!("{label}.{domain}"),
+                kind: if address.is_ipv4() { "A" } else { "AAAA" }.to_owned(),
+                value: address.to_string(),
+            })
+        })
+        .collect();
+    records.sort_by(|a, b| (&a.name, &a.kind, &a.value).cmp(&(&b.name, &b.kind, &b.value)));
+    records.dedup();
+    records
 }
 
 /// A Unix time as Go's `time.Time` reads it from JSON (RFC 3339, UTC).
@@ -617,12 +669,7 @@ pub fn peer_node(domain: &str, peer: &Peer, online: bool) -> Node {
             ..Hostinfo::default()
         },
         tags: peer.tags.iter().cloned().collect(),
-        primary_routes: peer
-            .allowed_ips
-            .iter()
-            .filter(|route| !mesh.contains(route))
-            .copied()
-            .collect(),
+        primary_routes: approved_routes(peer),
         machine_authorized: true,
         online: Some(online),
         key_expiry: peer.key_expiry.map(go_time).unwrap_or_default(),
@@ -680,13 +727,19 @@ pub fn packet_filter(filter: &Filter, node: &NodeInfo, peers: &[Peer]) -> Vec<Fi
     hearth_acl::tailscale::packet_filter(filter, &own, &members)
 }
 
-/// A peer's approved routes: its allowed IPs besides its own addresses.
+/// A peer's approved routes: its allowed IPs besides its own addresses and
+/// those of the services it hosts.
 fn approved_routes(peer: &Peer) -> Vec<IpNet> {
+    let hosted = |address: &IpAddr| {
+        peer.hosted
+            .iter()
+            .any(|service| service.addresses.contains(address))
+    };
     peer.allowed_ips
         .iter()
         .filter(|prefix| {
             !(prefix.prefix_len() == prefix.max_prefix_len()
-                && peer.addresses.contains(&prefix.addr()))
+                && (peer.addresses.contains(&prefix.addr()) || hosted(&prefix.addr())))
         })
         .copied()
         .collect()
@@ -716,6 +769,7 @@ mod tests {
             key_lifetime: None,
             attrs: BTreeSet::new(),
             ssh: Vec::new(),
+            hosted: Vec::new(),
         }
     }
 
@@ -741,6 +795,7 @@ mod tests {
             key_expiry: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),
+            hosted: Vec::new(),
         }
     }
 

@@ -82,6 +82,8 @@ mod tests {
             key_lifetime: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),
+            service_ads: Default::default(),
+            hosted: Vec::new(),
         }
     }
 

@@ -2018,3 +2018,196 @@ fn the_coordinator_and_its_devices_get_certificates_from_an_acme_ca() {
     });
     assert_eq!(String::from_utf8_lossy(&fetched), "served by the laptop\n");
 }
+
+/// A web server in `device`'s namespace on 127.0.0.1:8080 whose
+/// `/hello.txt` says `text`.
+fn web_server(lab: &mut Lab, device: &hearth_testkit::TailscaleNode, text: &str) {
+    let site = lab.dir.path().join(format!("{}-site", device.host.name));
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), text).unwrap();
+    let mut server = lab.command(&device.host, "python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&site);
+    let label = format!("{}-web", device.host.name);
+    let web = lab.spawn(&device.host, &label, server);
+    wait_until(Duration::from_secs(20), || {
+        lab.try_exec(
+            &device.host,
+            &["curl", "-sf", "http://127.0.0.1:8080/hello.txt"],
+        )
+        .status
+        .success()
+    })
+    .unwrap_or_else(|| panic!("{label} did not start:\n{}", web.log_text()));
+}
+
+/// What an app on `device` gets at `http://chat.hearth.internal/hello.txt`:
+/// the name resolved by the device's MagicDNS (`tailscale dns query`),
+/// then fetched from that address through its client (SOCKS5: userspace
+/// networking here; v1.96.4's proxy itself resolves only devices' names,
+/// not the extra records services are published as). `None` when the name
+/// does not resolve or nothing answers.
+fn reach_chat(lab: &Lab, device: &hearth_testkit::TailscaleNode) -> Option<String> {
+    let query = device.cli(lab, &["dns", "query", "chat.hearth.internal", "A"]);
+    let answer = String::from_utf8_lossy(&query.stdout).into_owned();
+    let address = answer
+        .split_whitespace()
+        .find(|word| word.parse::<std::net::Ipv4Addr>().is_ok())?;
+    fetch_through(lab, device, &format!("http://{address}/hello.txt"))
+}
+
+/// What `url` gives `device` through its client's SOCKS5 proxy; `None`
+/// when it cannot fetch it.
+fn fetch_through(lab: &Lab, device: &hearth_testkit::TailscaleNode, url: &str) -> Option<String> {
+    let output = lab.try_exec(
+        &device.host,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "--socks5-hostname",
+            "127.0.0.1:1055",
+            url,
+        ],
+    );
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_hosts_it() {
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    coordinator.cli_ok(&["users", "create", "bob"]);
+    // alice's devices may reach svc:chat on port 80; bob's may not. Hub
+    // devices (tag:hub) may host it when they advertise it.
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"tagOwners": {"tag:hub": ["alice@"]},
+            "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
+            "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    // Setting the policy created the service, with its own addresses.
+    let listed = |coordinator: &hearth_testkit::LabCoordinator| -> serde_json::Value {
+        serde_json::from_str(&coordinator.cli_ok(&["services", "list", "-o", "json"])).unwrap()
+    };
+    let services = listed(&coordinator);
+    assert_eq!(services[0]["name"], "svc:chat", "{services}");
+    assert_eq!(services[0]["dns_name"], "chat.hearth.internal");
+    assert_eq!(services[0]["placed"], "none");
+    let addresses = services[0]["addresses"].clone();
+    assert_eq!(addresses[0], "100.100.0.1", "{services}");
+
+    let hub_key = key(&coordinator, &["--pre-approved", "--tags", "tag:hub"]);
+    let den_key = key(&coordinator, &["--pre-approved", "--tags", "tag:hub"]);
+    let phone_key = key(&coordinator, &["--pre-approved"]);
+    let guest_key = coordinator
+        .cli_ok(&["preauthkeys", "create", "--user", "bob", "--pre-approved"])
+        .trim()
+        .to_owned();
+    let hub = join(&mut lab, "hub-device", &client, &coordinator, &hub_key);
+    let den = join(&mut lab, "den", &client, &coordinator, &den_key);
+    let login = format!("https://{}", coordinator.address);
+    let socks = ["--socks5-server=127.0.0.1:1055"];
+    let mut phones = Vec::new();
+    for (name, key) in [("phone", &phone_key), ("guest", &guest_key)] {
+        let host = lab.host(name);
+        let certificate = coordinator.state.join("tls/server.crt");
+        let device = lab.start_tailscaled_with(&host, Some(certificate), &client, &socks, &[]);
+        up_ok(&lab, &device, &login, key);
+        phones.push(device);
+    }
+    let [phone, guest] = &phones[..] else {
+        unreachable!("two phones")
+    };
+    web_server(&mut lab, &hub, "served by the hub\n");
+    web_server(&mut lab, &den, "served by the den\n");
+
+    // The hub serves the household's chat as svc:chat.
+    let serve = |device: &hearth_testkit::TailscaleNode| {
+        let output = device.cli(
+            &lab,
+            &[
+                "serve",
+                "--service=svc:chat",
+                "--bg",
+                "--http=80",
+                "http://127.0.0.1:8080",
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "tailscale serve on {}: {}{}",
+            device.host.name,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    serve(&hub);
+    let mut said = None;
+    wait_until(Duration::from_secs(60), || {
+        said = reach_chat(&lab, phone);
+        said.is_some()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the phone never reached chat.hearth.internal: {}\nhub:\n{}\nphone:\n{}",
+            listed(&coordinator),
+            hub.daemon.log_text(),
+            phone.daemon.log_text(),
+        )
+    });
+    assert_eq!(said.as_deref(), Some("served by the hub\n"));
+    let services = listed(&coordinator);
+    assert_eq!(services[0]["host"], "hub-device", "{services}");
+    assert_eq!(services[0]["placed"], "approved");
+    // At the service's own address too, not the hub's.
+    assert_eq!(
+        fetch_through(&lab, phone, "http://100.100.0.1/hello.txt").as_deref(),
+        Some("served by the hub\n")
+    );
+    // bob's phone is not granted the service: neither its name nor its
+    // address reaches it.
+    assert_eq!(reach_chat(&lab, guest), None);
+    assert_eq!(
+        fetch_through(&lab, guest, "http://100.100.0.1/hello.txt"),
+        None
+    );
+
+    // The den advertises it too; the admin moves it there. The phone
+    // changes nothing and reaches the den at the same name and address.
+    serve(&den);
+    wait_until(Duration::from_secs(30), || {
+        listed(&coordinator)[0]["advertised_by"]
+            .as_array()
+            .is_some_and(|devices| devices.len() == 2)
+    })
+    .unwrap_or_else(|| panic!("the den never advertised it: {}", listed(&coordinator)));
+    coordinator.cli_ok(&["services", "move", "svc:chat", "--to", "den"]);
+    let services = listed(&coordinator);
+    assert_eq!(services[0]["host"], "den", "{services}");
+    assert_eq!(services[0]["placed"], "chosen");
+    assert_eq!(services[0]["addresses"], addresses);
+    let mut said = None;
+    wait_until(Duration::from_secs(60), || {
+        said = reach_chat(&lab, phone);
+        said.as_deref() == Some("served by the den\n")
+    })
+    .unwrap_or_else(|| panic!("the phone never reached the den: {said:?}"));
+    assert_eq!(reach_chat(&lab, guest), None);
+}

@@ -297,6 +297,7 @@ mod tests {
             key_expiry: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),
+            hosted: Vec::new(),
         }
     }
 

@@ -289,6 +289,7 @@ pub(crate) mod tests {
             key_expiry: None,
             key_lifetime: None,
             attrs: Default::default(),
+            hosted: Vec::new(),
             ssh: Vec::new(),
         }
     }
@@ -312,6 +313,7 @@ pub(crate) mod tests {
             key_expiry: None,
             services: Vec::new(),
             ssh_host_keys: Vec::new(),
+            hosted: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             addresses: vec!["100.64.0.1".parse().unwrap()],
             advertised_routes: Vec::new(),
             approved_routes: Vec::new(),
+            services: Vec::new(),
         };
         engine.upsert(node);
         let _ = engine.filter_of(1);

@@ -215,7 +215,9 @@ fn probes(alias: &Alias, names: &Names, topology: &Topology) -> Result<Vec<Probe
             vec![address_probe(prefix.addr())]
         }
         Alias::Prefix(prefix) => vec![address_probe(prefix.addr())],
-        Alias::Wildcard | Alias::AutoGroup(_) => return Err(invalid("cannot be used in a test")),
+        Alias::Wildcard | Alias::AutoGroup(_) | Alias::Service(_) => {
+            return Err(invalid("cannot be used in a test"));
+        }
     })
 }
 

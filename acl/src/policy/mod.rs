@@ -178,6 +178,14 @@ impl Names {
                 )?)]
             }
             Alias::Prefix(prefix) => vec![Principal::Prefix(*prefix)],
+            Alias::Service(name) if side == Side::Destination => {
+                vec![Principal::Service(name.clone())]
+            }
+            Alias::Service(name) => {
+                return Err(invalid(format!(
+                    "{name:?} not valid on the src side of a rule (a service is only a destination)"
+                )));
+            }
             Alias::AutoGroup(group) => match (group, side) {
                 (AutoGroup::Member, _) => vec![Principal::Member],
                 (AutoGroup::Tagged, _) => vec![Principal::Tagged],
@@ -467,6 +475,15 @@ impl Policy {
                 .check_owner(approver)
                 .map_err(|reason| invalid(format!("autoApprovers.exitNode: {reason}")))?;
         }
+        for (service, approvers) in &document.auto_approvers.services {
+            crate::alias::service_name(service)
+                .map_err(|error| invalid(format!("autoApprovers.services: {error}")))?;
+            for approver in approvers {
+                names.check_owner(approver).map_err(|reason| {
+                    invalid(format!("autoApprovers.services[{service}]: {reason}"))
+                })?;
+            }
+        }
         let node_attrs = document
             .node_attrs
             .iter()
@@ -546,6 +563,34 @@ impl Policy {
                 }
             })
             .collect()
+    }
+
+    /// The services (`svc:name`) the policy names: as destinations of
+    /// `acls` and `grants`, and in `autoApprovers.services`. The
+    /// coordinator gives each an address.
+    pub fn service_names(&self) -> BTreeSet<String> {
+        let rules = self.compiled.rules.iter().flat_map(|rule| &rule.dst);
+        rules
+            .filter_map(|destination| match &destination.principal {
+                Principal::Service(name) => Some(name.clone()),
+                _ => None,
+            })
+            .chain(self.document.auto_approvers.services.keys().cloned())
+            .collect()
+    }
+
+    /// Whether `autoApprovers.services` lets a device owned by `user` with
+    /// `tags` host `service` when it advertises it.
+    pub fn may_host(&self, service: &str, user: &str, tags: &BTreeSet<String>) -> bool {
+        self.document
+            .auto_approvers
+            .services
+            .get(service)
+            .is_some_and(|approvers| {
+                approvers
+                    .iter()
+                    .any(|approver| self.approver_names(approver, user, tags))
+            })
     }
 
     fn approver_names(&self, approver: &str, user: &str, tags: &BTreeSet<String>) -> bool {

@@ -2,7 +2,9 @@
 //! inside a ts2021 session: `/machine/register`, `/machine/map`,
 //! `/machine/set-dns` and `/machine/feature/query` bodies,
 //! and map frames (length-prefixed, zstd or plain) as a client would read
-//! them back. Every input is decoded or refused, never a panic.
+//! them back, and a client's answer to a control-to-node request
+//! (`GET /vip-services`, posted back as a raw HTTP response). Every input
+//! is decoded or refused, never a panic.
 #![no_main]
 
 use hearth_control::tailcfg::{self, MapRequest, QueryFeatureRequest, RegisterRequest, SetDnsRequest};
@@ -21,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = request.node_key.to_string();
     }
     let _ = serde_json::from_slice::<QueryFeatureRequest>(data);
+    if let Ok(services) = hearth_control::c2n::parse_vip_services(data) {
+        assert!(services.active.len() <= hearth_control::c2n::MAX_SERVICES);
+    }
     for compressed in [false, true] {
         let mut rest = data;
         while let Ok(Some((message, next))) = tailcfg::read_frame(rest, compressed) {

@@ -60,6 +60,8 @@ pub fn record(id: u64) -> NodeRecord {
         key_lifetime: None,
         services: Vec::new(),
         ssh_host_keys: Vec::new(),
+        service_ads: Default::default(),
+        hosted: Vec::new(),
     }
 }
 

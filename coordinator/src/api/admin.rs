@@ -124,6 +124,9 @@ pub fn router(coordinator: Arc<Coordinator>, relay_clients: RelayClients) -> Rou
         .route("/v1/logins/{code}/register", post(register_login))
         .route("/v1/relays", get(list_relays).post(add_relay))
         .route("/v1/relays/{code}", delete(remove_relay))
+        .route("/v1/services", get(list_services).post(create_service))
+        .route("/v1/services/{name}", delete(delete_service))
+        .route("/v1/services/{name}/move", post(move_service))
         .route("/v1/policy", get(get_policy).put(set_policy))
         .route("/v1/policy/check", post(check_policy))
         .route("/v1/ssh/checks", get(list_ssh_checks))
@@ -166,6 +169,48 @@ async fn decide_ssh_check(
         other => return Err(Error::BadRequest(format!("{other}: approve or deny"))),
     };
     Ok(Json(coordinator.decide_ssh_check(id, approve)?))
+}
+
+/// Body of `services create`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewServiceBody {
+    /// `svc:name`.
+    pub name: String,
+}
+
+async fn list_services(State(coordinator): Shared) -> impl IntoResponse {
+    Json(coordinator.list_services().await)
+}
+
+async fn create_service(
+    State(coordinator): Shared,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: NewServiceBody = parse_json(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(coordinator.create_service(&body.name).await?),
+    ))
+}
+
+async fn move_service(
+    State(coordinator): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let body: crate::coordinator::MoveBody = parse_json(&body)?;
+    Ok(Json(
+        coordinator.move_service(&name, body.to.as_deref()).await?,
+    ))
+}
+
+async fn delete_service(
+    State(coordinator): Shared,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    coordinator.delete_service(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_relays(State(coordinator): Shared) -> Result<impl IntoResponse, Error> {

@@ -252,6 +252,7 @@ fn session_router(
         .route("/machine/ssh/action/from/{from}/to/{to}", get(ssh_action))
         .route("/machine/set-dns", post(set_dns))
         .route("/machine/feature/query", post(query_feature))
+        .route("/machine/c2n/vip-services/{ask}", post(vip_services))
         .fallback(|request: Request| async move {
             tracing::info!(path = %request.uri().path(), "ts2021 request for a path not served");
             (StatusCode::NOT_FOUND, "not served by this coordinator")
@@ -259,6 +260,50 @@ fn session_router(
         .layer(DefaultBodyLimit::max(tailcfg::MAX_REQUEST))
         .layer(Extension(session))
         .with_state(coordinator)
+}
+
+/// Where a client posts its answer to `GET /vip-services` (asked in its
+/// map stream, [`stream_map`]): the raw HTTP response. Each ask has a URL
+/// of its own: a client answers a URL once.
+const VIP_SERVICES_REPLY: &str = "https://unused/machine/c2n/vip-services/";
+
+/// Asks so far (for their URLs).
+static ASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `/machine/c2n/vip-services`: which Tailscale Services the client says
+/// it serves.
+async fn vip_services(
+    State(coordinator): State<Arc<Coordinator>>,
+    Extension(session): Extension<Session>,
+    body: axum::body::Bytes,
+) -> Response {
+    match coordinator
+        .report_vip_services(session.machine, &body)
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => {
+            tracing::info!(machine = %session.machine, %error, "a client's list of services was refused");
+            error.into_response()
+        }
+    }
+}
+
+/// The map message that asks a client which services it serves.
+fn ask_for_services() -> tailcfg::MapResponse {
+    tailcfg::MapResponse {
+        ping_request: Some(tailcfg::PingRequest {
+            url: format!(
+                "{VIP_SERVICES_REPLY}{}",
+                ASKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            url_is_noise: true,
+            log: false,
+            types: "c2n".to_owned(),
+            payload: hearth_control::c2n::vip_services_request(),
+        }),
+        ..tailcfg::MapResponse::default()
+    }
 }
 
 /// `/machine/register`. Refusals a person must act on (a bad, used or
@@ -507,6 +552,7 @@ async fn stream_map(
         keep_alive: true,
         ..tailcfg::MapResponse::default()
     };
+    let mut service_asks = coordinator.service_asks();
     loop {
         let Ok(record) = coordinator.identify(Some(credential)).await else {
             return;
@@ -545,10 +591,24 @@ async fn stream_map(
             mut receiver,
             guard,
         } = subscription;
+        let mut ask_now = approved && record.service_ads.stale();
+        let mut map_sent = false;
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         loop {
+            // Asked once its map went out.
+            if map_sent && std::mem::take(&mut ask_now) && !feed.send(&ask_for_services()).await {
+                return;
+            }
             let line = tokio::select! {
+                asked = service_asks.recv() => {
+                    ask_now = approved && match asked {
+                        Ok(node) => node == id,
+                        Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    continue;
+                }
                 line = receiver.recv() => line,
                 _ = ticks.tick() => {
                     if !feed.send(&keepalive_response).await {
@@ -588,6 +648,7 @@ async fn stream_map(
                 if !feed.send(&response).await {
                     return;
                 }
+                map_sent = true;
             }
         }
         drop(guard);

@@ -209,6 +209,43 @@ impl AdminClient {
         .await
     }
 
+    /// `services list`.
+    pub async fn list_services(
+        &self,
+    ) -> Result<Vec<hearth_coordinator::coordinator::ServiceView>, AdminError> {
+        self.fetch(Method::GET, "/v1/services", None::<&()>).await
+    }
+
+    /// `services create`.
+    pub async fn create_service(
+        &self,
+        name: &str,
+    ) -> Result<hearth_coordinator::coordinator::ServiceView, AdminError> {
+        let body = hearth_coordinator::api::admin::NewServiceBody {
+            name: name.to_owned(),
+        };
+        self.fetch(Method::POST, "/v1/services", Some(&body)).await
+    }
+
+    /// `services move`.
+    pub async fn move_service(
+        &self,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<hearth_coordinator::coordinator::ServiceView, AdminError> {
+        let body = hearth_coordinator::coordinator::MoveBody {
+            to: to.map(str::to_owned),
+        };
+        let path = format!("/v1/services/{}/move", encode(name));
+        self.fetch(Method::POST, &path, Some(&body)).await
+    }
+
+    /// `services delete`.
+    pub async fn delete_service(&self, name: &str) -> Result<(), AdminError> {
+        let path = format!("/v1/services/{}", encode(name));
+        self.send(Method::DELETE, &path, None::<&()>).await
+    }
+
     /// `health`.
     pub async fn health(&self) -> Result<hearth_coordinator::health::Health, AdminError> {
         self.fetch(Method::GET, "/v1/health", None::<&()>).await

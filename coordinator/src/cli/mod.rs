@@ -15,6 +15,7 @@ pub mod output;
 pub mod policy;
 pub mod relays;
 pub mod serve;
+pub mod services;
 pub mod ssh;
 pub mod state;
 pub mod users;

@@ -804,6 +804,12 @@ impl Coordinator {
             return Ok(record);
         }
         self.commit(turn, Change::Reported(changed.clone())).await?;
+        if changed.service_ads.stale()
+            && changed.service_ads.reported != record.service_ads.reported
+        {
+            // It serves other services now: its map stream asks which.
+            self.ask_for_services(changed.id);
+        }
         Ok(changed)
     }
 

@@ -55,6 +55,9 @@ use crate::tls::NodeAuthority;
 
 mod devices;
 mod people;
+mod services;
+
+pub use services::{MoveBody, ServiceView};
 
 /// A change to the network, decided by a use case and ready to go
 /// through [`Coordinator::commit`], the one path every change to a node
@@ -141,6 +144,8 @@ struct State {
     policy: Option<Policy>,
     /// The identity provider's groups the policy was compiled with.
     provider_groups: hearth_acl::ProviderGroups,
+    /// Tailscale Services, as stored.
+    services: Vec<crate::services::Service>,
 }
 
 impl State {
@@ -253,6 +258,9 @@ pub struct Coordinator {
     unstored: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
     /// Wakes the report writer.
     reported: tokio::sync::Notify,
+    /// Nodes whose clients are to be asked which services they serve
+    /// (their map streams ask).
+    service_asks: tokio::sync::broadcast::Sender<NodeId>,
 }
 
 /// Endpoint and route reports one node may send at once, then one per second.
@@ -283,13 +291,14 @@ impl Coordinator {
             policy_text: next.text,
             policy: next.policy,
             provider_groups: next.groups,
+            services: services::services_of(&db.list_services().await?),
         };
         let registry = &mut state.registry;
         let standalone = db.list_relays().await?;
         let _ = registry.set_relays(crate::relays::regions(&settings.relay, &standalone));
         registry.set_dns(Some(settings.dns.for_mesh(&settings.base_domain)));
         registry.reserve_names(&settings.own_node_labels());
-        Ok(Arc::new(Coordinator {
+        let coordinator = Arc::new(Coordinator {
             db,
             authority,
             settings,
@@ -315,7 +324,13 @@ impl Coordinator {
                 governor::Quota::per_second(std::num::NonZeroU32::MIN)
                     .allow_burst(std::num::NonZeroU32::new(REPORT_BURST).expect("non-zero")),
             ),
-        }))
+            service_asks: tokio::sync::broadcast::channel(64).0,
+        });
+        {
+            let turn = coordinator.turn().await;
+            coordinator.create_policy_services(&turn).await?;
+        }
+        Ok(coordinator)
     }
 
     /// The settings.
@@ -399,6 +414,8 @@ impl Coordinator {
             }
         }
         self.apply_change(turn, change);
+        // A node that came, went or changed may take or leave a service.
+        self.place_services(turn);
         Ok(true)
     }
 
@@ -751,6 +768,7 @@ impl Coordinator {
         let changed_nodes =
             self.put_policy(NextPolicy::new(Some(text.to_owned()), Some(policy), groups));
         tracing::info!(changed_nodes, "policy updated");
+        self.create_policy_services(&turn).await?;
         self.apply_auto_approvals(&turn).await?;
         Ok(())
     }
@@ -768,7 +786,7 @@ impl Coordinator {
     /// as they are now (a user signed in with other groups, or was renamed):
     /// each node's changes are delivered. `tests` are not run again: a
     /// sign-in is not refused because the policy's tests name old members.
-    async fn refresh_provider_groups(&self, _turn: &Turn<'_>) -> Result<()> {
+    async fn refresh_provider_groups(&self, turn: &Turn<'_>) -> Result<()> {
         let users = self.db.list_users().await?;
         let groups = provider_groups(&users, &self.db.list_provider_identities().await?);
         let text = {
@@ -785,6 +803,7 @@ impl Coordinator {
             changed_nodes,
             "policy groups updated from the identity provider"
         );
+        self.place_services(turn);
         Ok(())
     }
 
@@ -792,18 +811,18 @@ impl Coordinator {
     /// database set it) and delivers what changes; a policy that stopped
     /// parsing denies everything, as at start-up.
     pub(crate) async fn follow_policy(&self) -> Result<()> {
-        let _turn = self.turn().await;
+        let turn = self.turn().await;
         let text = self.db.load_policy().await?;
         let groups = {
             let state = self.state();
-            if text == state.policy_text {
-                return Ok(());
-            }
-            state.provider_groups.clone()
+            (text != state.policy_text).then(|| state.provider_groups.clone())
         };
-        let changed_nodes = self.put_policy(NextPolicy::stored(text, groups));
-        tracing::info!(changed_nodes, "policy updated by another coordinator");
-        Ok(())
+        if let Some(groups) = groups {
+            let changed_nodes = self.put_policy(NextPolicy::stored(text, groups));
+            tracing::info!(changed_nodes, "policy updated by another coordinator");
+        }
+        // Services are announced with the policy.
+        self.reload_services(&turn).await
     }
 }
 

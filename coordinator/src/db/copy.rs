@@ -98,6 +98,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
                 ("key_lifetime", OptionalInt),
                 ("services", Text),
                 ("ssh_host_keys", Text),
+                ("service_ads", Text),
             ],
         ),
         (
@@ -121,6 +122,16 @@ const TABLES: &[(&str, &[(&str, Kind)])] = {
                 ("secret_hash", Text),
                 ("fingerprint", OptionalText),
                 ("stun_port", OptionalInt),
+                ("created_at", Int),
+            ],
+        ),
+        (
+            "services",
+            &[
+                ("name", Text),
+                ("ipv4", Text),
+                ("ipv6", Text),
+                ("host", OptionalInt),
                 ("created_at", Int),
             ],
         ),

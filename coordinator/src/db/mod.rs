@@ -27,6 +27,7 @@ pub mod nodes;
 pub mod policy;
 pub mod preauth_keys;
 pub mod relays;
+pub mod services;
 pub mod url;
 pub mod users;
 

@@ -37,6 +37,11 @@ struct RawNode {
     key_lifetime: Option<i64>,
     services: String,
     ssh_host_keys: String,
+    service_ads: String,
+}
+
+fn service_ads_json(ads: &crate::netmap::ServiceAds) -> String {
+    serde_json::to_string(ads).expect("service advertisements serialize")
 }
 
 fn corrupt(column: &str, value: &str) -> DbError {
@@ -90,6 +95,9 @@ impl TryFrom<RawNode> for NodeRecord {
             endpoints: parse_list("nodes.endpoints", &raw.endpoints)?,
             services: parse_list("nodes.services", &raw.services)?,
             ssh_host_keys: parse_list("nodes.ssh_host_keys", &raw.ssh_host_keys)?,
+            service_ads: serde_json::from_str(&raw.service_ads)
+                .map_err(|_| corrupt("service_ads", &raw.service_ads))?,
+            hosted: Vec::new(),
             advertised_routes: parse_list("nodes.advertised_routes", &raw.advertised_routes)?,
             approved_routes: parse_list("nodes.approved_routes", &raw.approved_routes)?,
             cert_fingerprint,
@@ -116,7 +124,7 @@ impl TryFrom<RawNode> for NodeRecord {
 const SELECT: &str = "SELECT n.id, n.user_id, u.name AS user, n.name, n.hostname, n.os, \
      n.wireguard_key, n.state, n.ipv4, n.ipv6, n.tags, n.ephemeral, n.static_device, \
      n.cert_fingerprint, n.machine_key, n.disco_key, n.home_relay, n.client, n.capability_version, n.endpoints, n.advertised_routes, n.approved_routes, n.created_at, \
-     n.last_seen, n.key_expiry, n.key_lifetime, n.services, n.ssh_host_keys FROM nodes n JOIN users u ON u.id = n.user_id";
+     n.last_seen, n.key_expiry, n.key_lifetime, n.services, n.ssh_host_keys, n.service_ads FROM nodes n JOIN users u ON u.id = n.user_id";
 
 impl Db {
     /// Every node, by id.
@@ -251,7 +259,7 @@ pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bo
             "UPDATE nodes SET name = ?, state = ?, tags = ?, endpoints = ?, advertised_routes = ?, \
              approved_routes = ?, last_seen = ?, wireguard_key = ?, disco_key = ?, home_relay = ?, \
              client = ?, capability_version = ?, os = ?, hostname = ?, cert_fingerprint = ?, key_expiry = ?, \
-             key_lifetime = ?, services = ?, ssh_host_keys = ? WHERE id = ?",
+             key_lifetime = ?, services = ?, ssh_host_keys = ?, service_ads = ? WHERE id = ?",
         ))
         .bind(&record.name)
         .bind(record.state.as_str())
@@ -272,6 +280,7 @@ pub async fn update_node(transaction: &mut Tx, record: &NodeRecord) -> Result<bo
         .bind(record.key_lifetime.map(|seconds| seconds as i64))
         .bind(json_list(&record.services))
         .bind(json_list(&record.ssh_host_keys))
+        .bind(service_ads_json(&record.service_ads))
         .bind(record.id as i64)
         .execute(conn)
         .await?
@@ -315,7 +324,7 @@ pub async fn insert_node(
         "INSERT INTO nodes (id, user_id, name, hostname, os, wireguard_key, state, ipv4, ipv6, tags, \
          ephemeral, preauth_key_id, cert_fingerprint, machine_key, disco_key, client, capability_version, \
          static_device, endpoints, advertised_routes, approved_routes, created_at, last_seen, key_expiry, \
-         key_lifetime, services, ssh_host_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         key_lifetime, services, ssh_host_keys, service_ads) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ))
     .bind(record.id as i64)
     .bind(record.user_id)
@@ -344,6 +353,7 @@ pub async fn insert_node(
     .bind(record.key_lifetime.map(|seconds| seconds as i64))
     .bind(json_list(&record.services))
     .bind(json_list(&record.ssh_host_keys))
+    .bind(service_ads_json(&record.service_ads))
     .execute(conn)
     .await?
     .rows_affected()
