@@ -539,6 +539,10 @@ pub struct EndpointReport {
 pub struct RoutesReport {
     /// Advertised routes; an admin or `autoApprovers` approves them.
     pub advertised: Vec<IpNet>,
+    /// Tailscale Services (`svc:name`) the node serves; the admin or
+    /// `autoApprovers.services` makes it their host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 /// What a standalone relay tells the coordinator when it starts.

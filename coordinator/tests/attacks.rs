@@ -236,6 +236,7 @@ async fn nodes_not_admitted_cannot_write_endpoints_or_routes() {
     };
     let routes = RoutesReport {
         advertised: vec!["192.168.5.0/24".parse().unwrap()],
+        services: Vec::new(),
     };
     assert_eq!(
         refusal_code(pending.client.report_endpoints(&report).await),
@@ -290,6 +291,7 @@ async fn routes_over_other_members_addresses_are_refused() {
     for bad in ["100.64.0.0/24", "100.64.0.2/32", "fd7a:115c:a1e0::/48"] {
         let routes = RoutesReport {
             advertised: vec![bad.parse().unwrap()],
+            services: Vec::new(),
         };
         let error = router.client.report_routes(&routes).await.err().unwrap();
         assert_eq!(error.code(), Some("bad_request"), "{bad}: {error}");
@@ -300,6 +302,7 @@ async fn routes_over_other_members_addresses_are_refused() {
             "192.168.5.0/24".parse().unwrap(),
             "0.0.0.0/0".parse().unwrap(),
         ],
+        services: Vec::new(),
     };
     router.client.report_routes(&fine).await.unwrap();
     let node = &server.nodes_json()[0];

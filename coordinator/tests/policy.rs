@@ -170,6 +170,7 @@ async fn advertised_routes_are_approved_by_auto_approvers_or_an_admin() {
                 "192.168.1.0/24".parse().unwrap(),
                 "10.9.0.0/16".parse().unwrap(),
             ],
+            services: Vec::new(),
         })
         .await
         .unwrap();

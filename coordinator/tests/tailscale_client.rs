@@ -2211,3 +2211,141 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
     .unwrap_or_else(|| panic!("the phone never reached the den: {said:?}"));
     assert_eq!(reach_chat(&lab, guest), None);
 }
+
+#[test]
+fn a_hub_agent_hosts_the_households_chat_for_official_clients_and_agents() {
+    if hearth_testkit::require_tools(&["dig"]).is_none() {
+        return;
+    }
+    let Some((mut lab, client, coordinator)) = lab_with_alice(false) else {
+        return;
+    };
+    coordinator.cli_ok(&["users", "create", "bob"]);
+    let policy = lab.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"tagOwners": {"tag:hub": ["alice@"]},
+            "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
+            "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    let token = |name: &str, user: &str, extra: &[&str]| {
+        let mut args = vec!["preauthkeys", "create", "--user", user, "--pre-approved"];
+        args.extend_from_slice(extra);
+        let path = lab.dir.path().join(format!("{name}.token"));
+        std::fs::write(&path, coordinator.cli_ok(&args).trim()).unwrap();
+        path
+    };
+    let hub_token = token("hub", "alice", &["--tags", "tag:hub"]);
+    let laptop_token = token("laptop", "alice", &[]);
+    let phone_token = token("phone", "alice", &[]);
+    let guest_token = token("guest", "bob", &[]);
+
+    // The hub's agent serves svc:chat: a web server on every address of
+    // its own, and the agent advertising the service.
+    let hub_host = lab.host("hub-agent");
+    let site = lab.dir.path().join("hub-site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), "served by the hub's agent\n").unwrap();
+    let mut server = lab.command(&hub_host, "python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+        ])
+        .arg(&site);
+    let _web = lab.spawn(&hub_host, "hub-web", server);
+    let hub = lab.start_agent(
+        &hub_host,
+        &hub_token,
+        &["--backend", "userspace", "--advertise-services", "svc:chat"],
+    );
+    hub.wait_mesh_ipv4(Duration::from_secs(30));
+    let placed = wait_until(Duration::from_secs(20), || {
+        let list = coordinator.cli_ok(&["services", "list", "-o", "json"]);
+        let services: serde_json::Value = serde_json::from_str(&list).unwrap();
+        services[0]["host"] == "hub-agent"
+    });
+    assert!(placed.is_some(), "the hub never hosted svc:chat");
+    wait_until(Duration::from_secs(20), || {
+        hub.process.log_text().contains("hosting services")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the agent never took the address:\n{}",
+            hub.process.log_text()
+        )
+    });
+
+    // alice's phone (the official client) reaches it by name.
+    let phone_host = lab.host("phone");
+    let certificate = coordinator.state.join("tls/server.crt");
+    let socks = ["--socks5-server=127.0.0.1:1055"];
+    let phone = lab.start_tailscaled_with(&phone_host, Some(certificate), &client, &socks, &[]);
+    let login = format!("https://{}", coordinator.address);
+    let phone_key = std::fs::read_to_string(&phone_token).unwrap();
+    up_ok(&lab, &phone, &login, &phone_key);
+    let mut said = None;
+    wait_until(Duration::from_secs(60), || {
+        said = reach_chat(&lab, &phone);
+        said.is_some()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the phone never reached the hub's chat\nhub:\n{}\nphone:\n{}",
+            hub.process.log_text(),
+            phone.daemon.log_text()
+        )
+    });
+    assert_eq!(said.as_deref(), Some("served by the hub's agent\n"));
+
+    // alice's laptop (an agent) too: its MagicDNS answers the name.
+    let dig_and_fetch = |lab: &Lab, host: &hearth_testkit::Host| -> (String, Option<String>) {
+        let dig = lab
+            .command(host, "dig")
+            .args(["@100.100.100.100", "+short", "+time=2", "+tries=1"])
+            .args(["chat.hearth.internal", "A"])
+            .output()
+            .unwrap();
+        let address = String::from_utf8_lossy(&dig.stdout).trim().to_owned();
+        let fetched = lab.try_exec(
+            host,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "--resolve",
+                "chat.hearth.internal:80:100.100.0.1",
+                "http://chat.hearth.internal/hello.txt",
+            ],
+        );
+        let body = fetched
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&fetched.stdout).into_owned());
+        (address, body)
+    };
+    let laptop_host = lab.host("laptop");
+    let laptop = lab.start_agent(&laptop_host, &laptop_token, &["--backend", "userspace"]);
+    laptop.wait_mesh_ipv4(Duration::from_secs(30));
+    let mut seen = (String::new(), None);
+    wait_until(Duration::from_secs(30), || {
+        seen = dig_and_fetch(&lab, &laptop_host);
+        seen.1.is_some()
+    })
+    .unwrap_or_else(|| panic!("the laptop never reached the hub's chat: {seen:?}"));
+    assert_eq!(seen.0, "100.100.0.1");
+    assert_eq!(seen.1.as_deref(), Some("served by the hub's agent\n"));
+
+    // bob's agent is not granted it: no name, and nothing at the address.
+    let guest_host = lab.host("guest");
+    let guest = lab.start_agent(&guest_host, &guest_token, &["--backend", "userspace"]);
+    guest.wait_mesh_ipv4(Duration::from_secs(30));
+    assert_eq!(dig_and_fetch(&lab, &guest_host), (String::new(), None));
+}

@@ -59,6 +59,8 @@ pub struct UpOptions {
     pub advertise_routes: Vec<IpNet>,
     /// Offer this node as an exit node.
     pub advertise_exit_node: bool,
+    /// Tailscale Services it serves (`svc:name`).
+    pub advertise_services: Vec<String>,
     /// STUN server choice.
     pub stun: StunChoice,
     /// A second socket that answers only `whois`, mode 0660 with this group
@@ -250,6 +252,7 @@ async fn run_with_plane(
         firewall,
         choices: HashMap::new(),
         routes: BTreeSet::new(),
+        service_addresses: BTreeSet::new(),
         addresses: None,
         regions,
         system_dns: None,
@@ -286,7 +289,8 @@ async fn start_resolver(
     interface: &str,
     shared: Arc<AgentState>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if let Err(error) = netcfg::add_local_address(interface, crate::dns::ADDRESS).await {
+    if let Err(error) = netcfg::add_local_address(interface, IpAddr::V4(crate::dns::ADDRESS)).await
+    {
         tracing::warn!(%error, "MagicDNS is off: cannot take its address");
         return None;
     }
@@ -326,7 +330,15 @@ async fn run(
         }
         if !advertised.is_empty() {
             enable_forwarding();
-            client.report_routes(&RoutesReport { advertised }).await?;
+        }
+        if !advertised.is_empty() || !options.advertise_services.is_empty() {
+            let services = options.advertise_services.clone();
+            client
+                .report_routes(&RoutesReport {
+                    advertised,
+                    services,
+                })
+                .await?;
         }
 
         let (messages, mut received) = mpsc::channel(1024);
@@ -474,6 +486,9 @@ struct Sync {
     choices: HashMap<NodeId, EndpointChoice>,
     routes: BTreeSet<IpNet>,
     addresses: Option<(Ipv4Addr, Ipv6Addr)>,
+    /// The addresses of the Tailscale Services this node hosts, on the
+    /// interface.
+    service_addresses: BTreeSet<IpAddr>,
     /// The relay regions, for the relay client.
     regions: watch::Sender<Vec<RelayRegion>>,
     /// What the system resolver was last told to send to MagicDNS.
@@ -568,6 +583,7 @@ impl Sync {
             netcfg::set_addresses(self.plane.interface(), ipv4, ipv6).await?;
             self.addresses = Some((ipv4, ipv6));
         }
+        self.host_services(node.as_ref()).await;
         self.execute(planned.remove.into_iter().map(Operation::Remove).collect())
             .await;
         if planned.filter {
@@ -598,6 +614,29 @@ impl Sync {
             "mesh updated"
         );
         Ok(())
+    }
+
+    /// Answers at the addresses of the services the node hosts now, and no
+    /// longer at those of the services it stopped hosting.
+    async fn host_services(&mut self, node: Option<&hearth_control::wire::NodeInfo>) {
+        let wanted: BTreeSet<IpAddr> = node
+            .into_iter()
+            .flat_map(|node| &node.hosted)
+            .flat_map(|service| service.addresses.iter().copied())
+            .collect();
+        let interface = self.plane.interface().to_owned();
+        for address in wanted.difference(&self.service_addresses) {
+            if let Err(error) = netcfg::add_local_address(&interface, *address).await {
+                tracing::warn!(%error, %address, "cannot answer at a service's address");
+            }
+        }
+        for address in self.service_addresses.difference(&wanted) {
+            let _ = netcfg::remove_local_address(&interface, *address).await;
+        }
+        if wanted != self.service_addresses {
+            tracing::info!(addresses = ?wanted, "hosting services");
+        }
+        self.service_addresses = wanted;
     }
 
     /// Runs data-plane operations off the async runtime; failures are logged.

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Join the mesh (the first time with a token) and stay in it until stopped.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Show this node, its peers, handshakes and traffic.
     Status {
         #[arg(long, short, value_enum, default_value_t)]
@@ -87,6 +87,11 @@ struct UpArgs {
     /// Offer this node as an exit node.
     #[arg(long)]
     advertise_exit_node: bool,
+    /// Tailscale Services this node serves (svc:NAME), comma-separated:
+    /// once the admin or the policy's autoApprovers.services makes it
+    /// their host, it answers at their addresses too.
+    #[arg(long, value_delimiter = ',', env = "HEARTH_ADVERTISE_SERVICES")]
+    advertise_services: Vec<String>,
     /// STUN server (ADDR:PORT), `coordinator` (port 3478 of its host) or `off`.
     #[arg(long, default_value = "coordinator")]
     stun: String,
@@ -174,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 port: args.port,
                 mtu: args.mtu,
                 advertise_routes: args.advertise_routes,
+                advertise_services: args.advertise_services,
                 advertise_exit_node: args.advertise_exit_node,
                 stun,
                 whois_socket,

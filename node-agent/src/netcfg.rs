@@ -1,7 +1,7 @@
 //! Addresses, link state and routes of the mesh interface, through iproute2,
 //! and the system resolver's view of it (through systemd-resolved).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -85,22 +85,24 @@ pub async fn remove_route(interface: &str, prefix: IpNet) -> Result<(), NetError
     ip(&["route", "del", &prefix.to_string(), "dev", interface]).await
 }
 
-/// Adds `address` (as a /32) to the interface: a local address for a
-/// service the device answers itself (MagicDNS at 100.100.100.100). Its
-/// scope is the host's, so the kernel never picks it as the source of a
-/// packet into the mesh (which peers would drop: it is not the node's).
-pub async fn add_local_address(interface: &str, address: Ipv4Addr) -> Result<(), NetError> {
+/// Adds `address` (as a host prefix) to the interface: a local address for
+/// a service the device answers itself (MagicDNS at 100.100.100.100, the
+/// addresses of a Tailscale Service it hosts). Its scope is the host's, so
+/// the kernel never picks it as the source of a packet into the mesh
+/// (which peers would drop: it is not the node's); answers to packets sent
+/// to it still come from it.
+pub async fn add_local_address(interface: &str, address: IpAddr) -> Result<(), NetError> {
+    let prefix = IpNet::from(address).to_string();
     ip(&[
-        "-4",
-        "addr",
-        "replace",
-        &format!("{address}/32"),
-        "dev",
-        interface,
-        "scope",
-        "host",
+        "addr", "replace", &prefix, "dev", interface, "scope", "host",
     ])
     .await
+}
+
+/// Takes away an address [`add_local_address`] added.
+pub async fn remove_local_address(interface: &str, address: IpAddr) -> Result<(), NetError> {
+    let prefix = IpNet::from(address).to_string();
+    ip(&["addr", "del", &prefix, "dev", interface]).await
 }
 
 /// Points the system resolver at `resolver` for `domains` on `interface`

@@ -169,6 +169,7 @@ async fn routes(
         .report_routes(
             peer.fingerprint.map(Credential::Certificate),
             report.advertised,
+            report.services,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

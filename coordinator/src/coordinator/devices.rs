@@ -332,13 +332,28 @@ impl Coordinator {
 
 impl Coordinator {
     /// Records the routes the node presenting `credential` advertises; those the
-    /// policy's `autoApprovers` allow are approved at once.
+    /// policy's `autoApprovers` allow are approved at once. And the
+    /// services it serves (`svc:name`), which it may then host.
     pub async fn report_routes(
         &self,
         credential: Option<Credential>,
         advertised: Vec<IpNet>,
+        services: Vec<String>,
     ) -> Result<()> {
         let advertised = check_advertised(advertised)?;
+        if services.len() > hearth_control::c2n::MAX_SERVICES {
+            return Err(Error::BadRequest(format!(
+                "at most {} services",
+                hearth_control::c2n::MAX_SERVICES
+            )));
+        }
+        let mut services = services
+            .iter()
+            .map(|name| hearth_acl::alias::service_name(name))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|error| Error::BadRequest(error.to_string()))?;
+        services.sort();
+        services.dedup();
         let turn = self.turn().await;
         let record = {
             let state = self.state();
@@ -346,6 +361,7 @@ impl Coordinator {
             record.advertised_routes = advertised;
             record.approved_routes =
                 approved_under(state.policy.as_ref(), &record, &record.approved_routes);
+            record.service_ads.names = services;
             record
         };
         self.commit(&turn, Change::Decided(record)).await?;

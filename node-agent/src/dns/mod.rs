@@ -138,7 +138,9 @@ fn in_domain(name: &str, domain: &str) -> bool {
             .is_some_and(|rest| rest.ends_with('.'))
 }
 
-/// The mesh addresses of the node named `host` (this one or a peer).
+/// The mesh addresses of the node named `host` (this one or a peer), or
+/// of the Tailscale Service called `host` (`chat` for `svc:chat`) hosted
+/// by either.
 fn node_addresses(mesh: &Mesh, host: &str) -> Vec<IpAddr> {
     let own = mesh
         .node
@@ -150,7 +152,19 @@ fn node_addresses(mesh: &Mesh, host: &str) -> Vec<IpAddr> {
         .values()
         .filter(|peer| peer.name.eq_ignore_ascii_case(host))
         .flat_map(|peer| peer.addresses.iter().copied());
-    own.chain(peers).collect()
+    let hosted = mesh
+        .node
+        .iter()
+        .flat_map(|node| &node.hosted)
+        .chain(mesh.peers.values().flat_map(|peer| &peer.hosted))
+        .filter(|service| {
+            service
+                .name
+                .strip_prefix("svc:")
+                .is_some_and(|label| label.eq_ignore_ascii_case(host))
+        })
+        .flat_map(|service| service.addresses.iter().copied());
+    own.chain(peers).chain(hosted).collect()
 }
 
 /// Records for the addresses of the family the query asks for.
@@ -246,7 +260,15 @@ mod tests {
     /// 2 (`phone`, 100.64.0.2), and DNS settings.
     fn mesh() -> Mesh {
         let node = crate::mesh::tests::node();
-        let peer = crate::mesh::tests::peer(2, "phone");
+        let mut peer = crate::mesh::tests::peer(2, "phone");
+        // The phone hosts svc:chat.
+        peer.hosted = vec![hearth_acl::HostedService {
+            name: "svc:chat".into(),
+            addresses: vec![
+                "100.100.0.1".parse().unwrap(),
+                "fd7a:115c:a1e0::6464:1".parse().unwrap(),
+            ],
+        }];
         let mut mesh = Mesh::default();
         mesh.node = Some(node);
         mesh.dns = Some(MeshDns {
@@ -286,6 +308,19 @@ mod tests {
             Decision::Reply(packet) => read_reply(&packet),
             Decision::Forward(to) => panic!("{name} forwarded to {to:?}"),
         }
+    }
+
+    #[test]
+    fn a_service_is_answered_at_its_own_addresses_wherever_it_is_hosted() {
+        assert_eq!(
+            answer("chat.hearth.internal", TYPE_A),
+            (NOERROR, vec!["100.100.0.1".parse().unwrap()])
+        );
+        assert_eq!(
+            answer("Chat.hearth.internal", TYPE_AAAA),
+            (NOERROR, vec!["fd7a:115c:a1e0::6464:1".parse().unwrap()])
+        );
+        assert_eq!(answer("files.hearth.internal", TYPE_A), (NXDOMAIN, vec![]));
     }
 
     #[test]
