@@ -150,6 +150,11 @@ impl Registry {
         Some((record, deliveries))
     }
 
+    /// Whether any node hosts a service.
+    pub(crate) fn hosts_any(&self) -> bool {
+        !self.hosting.is_empty()
+    }
+
     /// Puts services where `hosting` says (node -> the services it hosts);
     /// returns what changes for each node.
     pub(crate) fn set_hosting(

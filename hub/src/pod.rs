@@ -62,6 +62,12 @@ pub struct Settings {
     /// Whether members' apps reach the gateway: its ports (OpenAI's and
     /// Ollama's APIs) are published on the mesh address.
     pub apps: bool,
+    /// The address of `svc:chat` while the hub hosts it: the messaging
+    /// port is published there too.
+    pub chat_address: Option<Ipv4Addr>,
+    /// The address of `svc:assistant` while the hub hosts it: with `apps`,
+    /// the gateway's ports are published there too.
+    pub assistant_address: Option<Ipv4Addr>,
 }
 
 impl Settings {
@@ -88,6 +94,8 @@ impl Settings {
             gateway_data: layout.gateway_data(),
             messaging_data: layout.messaging_data(),
             apps: false,
+            chat_address: None,
+            assistant_address: None,
         }
     }
 
@@ -108,7 +116,14 @@ impl Settings {
 
     /// The template's switches (`# only with NAME` lines).
     pub fn switches(&self) -> BTreeMap<&'static str, bool> {
-        BTreeMap::from([("APPS", self.apps)])
+        BTreeMap::from([
+            ("APPS", self.apps),
+            ("CHAT_SERVICE", self.chat_address.is_some()),
+            (
+                "ASSISTANT_SERVICE",
+                self.apps && self.assistant_address.is_some(),
+            ),
+        ])
     }
 
     /// The template's placeholders and their values.
@@ -130,6 +145,17 @@ impl Settings {
             ("GATEWAY_DATA", path(&self.gateway_data)),
             ("MESSAGING_DATA", path(&self.messaging_data)),
         ])
+        .into_iter()
+        .chain(
+            self.chat_address
+                .map(|address| ("CHAT_ADDRESS", address.to_string())),
+        )
+        .chain(
+            self.assistant_address
+                .filter(|_| self.apps)
+                .map(|address| ("ASSISTANT_ADDRESS", address.to_string())),
+        )
+        .collect()
     }
 }
 
@@ -211,6 +237,14 @@ pub fn render_file(
             found.context("the agent has an address")?
         }
     };
+    // The services the hub's agent hosts now (none when told the address).
+    let status = overrides
+        .mesh_address
+        .is_none()
+        .then(|| crate::system::agent_status(layout))
+        .flatten()
+        .unwrap_or_default();
+    let hosted = |service| crate::system::hosted_address(&status, service);
     let group = match overrides.group {
         Some(group) => match group.parse() {
             Ok(id) => id,
@@ -235,6 +269,8 @@ pub fn render_file(
     };
     let mut settings = Settings::for_hub(layout, mesh_address, group, images, &admin);
     settings.apps = apps;
+    settings.chat_address = hosted(crate::services::CHAT_SERVICE);
+    settings.assistant_address = hosted(crate::services::ASSISTANT_SERVICE);
     let replace = |slot: &mut PathBuf, value: Option<PathBuf>| {
         if let Some(value) = value {
             *slot = value;

@@ -402,5 +402,32 @@ mod tests {
             filled.contains("path: \"/var/lib/hearth-gateway\""),
             "{filled}"
         );
+        assert!(
+            !filled.contains("100.100.0."),
+            "no service hosted yet: {filled}"
+        );
+        // Hosting svc:chat and svc:assistant: their ports at their addresses too.
+        settings.chat_address = Some(std::net::Ipv4Addr::new(100, 100, 0, 1));
+        settings.assistant_address = Some(std::net::Ipv4Addr::new(100, 100, 0, 2));
+        let hosting = only_with(&template, &settings.switches());
+        let filled = pod(&hosting, &settings.values()).unwrap();
+        for (port, address) in [
+            (18790, "100.100.0.1"),
+            (18789, "100.100.0.2"),
+            (11434, "100.100.0.2"),
+        ] {
+            assert!(
+                filled.contains(&format!(
+                    "{{ containerPort: {port}, hostPort: {port}, hostIP: \"{address}\", protocol: TCP }}"
+                )),
+                "{port}: {filled}"
+            );
+        }
+        // Without members' apps, the assistant's service publishes nothing.
+        settings.apps = false;
+        let chat_only = only_with(&template, &settings.switches());
+        let filled = pod(&chat_only, &settings.values()).unwrap();
+        assert!(filled.contains("hostIP: \"100.100.0.1\""), "{filled}");
+        assert!(!filled.contains("100.100.0.2"), "{filled}");
     }
 }

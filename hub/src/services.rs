@@ -35,14 +35,79 @@ impl Drop for FirstKey {
     }
 }
 
+/// Where members reach the hub's services: its mesh address, and the
+/// MagicDNS names of the Tailscale Services it hosts (the household's chat,
+/// `svc:chat`; the assistant's API for members' apps, `svc:assistant`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reached {
+    /// The hub's own mesh address.
+    pub mesh_address: Ipv4Addr,
+    /// `chat.<tailnet>`, and its address.
+    pub chat: (String, Ipv4Addr),
+    /// `assistant.<tailnet>` and its address, when members' apps may use
+    /// the hub.
+    pub assistant: Option<(String, Ipv4Addr)>,
+}
+
+/// The Tailscale Services the hub hosts: the chat, and the assistant's API
+/// when members' apps may use it.
+pub fn hub_services(apps: bool) -> Vec<&'static str> {
+    let mut services = vec![CHAT_SERVICE];
+    if apps {
+        services.push(ASSISTANT_SERVICE);
+    }
+    services
+}
+
+/// The household's chat as a Tailscale Service.
+pub const CHAT_SERVICE: &str = "svc:chat";
+/// The assistant's API (OpenAI's and Ollama's) as a Tailscale Service.
+pub const ASSISTANT_SERVICE: &str = "svc:assistant";
+
+/// Makes the hub the host of `services` (created if the coordinator has
+/// none by that name), the hub's node being `node`; their MagicDNS names.
+fn host_services(layout: &Layout, node: &str, services: &[&str]) -> anyhow::Result<Vec<String>> {
+    let listed: serde_json::Value = serde_json::from_str(&system::run(
+        system::coordinator(layout).args(["services", "list", "--output", "json"]),
+    )?)?;
+    let mut names = Vec::new();
+    for service in services {
+        let known = listed
+            .as_array()
+            .and_then(|all| all.iter().find(|known| known["name"] == *service));
+        if known.is_none() {
+            system::run(system::coordinator(layout).args(["services", "create", service]))?;
+        }
+        let hosted_here =
+            known.is_some_and(|known| known["host"] == node && known["placed"] == "chosen");
+        if !hosted_here {
+            system::run(
+                system::coordinator(layout).args(["services", "move", service, "--to", node]),
+            )?;
+        }
+        let listed: serde_json::Value = serde_json::from_str(&system::run(
+            system::coordinator(layout).args(["services", "list", "--output", "json"]),
+        )?)?;
+        let name = listed
+            .as_array()
+            .and_then(|all| all.iter().find(|known| known["name"] == *service))
+            .and_then(|known| known["dns_name"].as_str())
+            .with_context(|| format!("the coordinator lists no {service}"))?
+            .to_owned();
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// Starts the hub's services in order, each waited for, joining the hub's
-/// agent to its mesh on the first run; the hub's mesh address.
+/// agent to its mesh on the first run and making it the host of the
+/// household's services; where members reach them.
 pub(crate) fn start(
     layout: &Layout,
     answers: &Answers,
     changed: Changed,
     undo: &mut Undo,
-) -> anyhow::Result<Ipv4Addr> {
+) -> anyhow::Result<Reached> {
     system::systemctl(&["daemon-reload"])?;
     eprintln!("Starting the coordinator");
     undo.began(&layout.coordinator_state());
@@ -92,9 +157,15 @@ pub(crate) fn start(
             .context("the coordinator's key has no token")?;
         undo.put(&layout.join_token(), token.as_bytes(), 0o600, Owner::ROOT)?;
     }
+    let services = hub_services(answers.apps);
     let agent_changed = undo.put(
         &layout.agent_env(),
-        format!("HEARTH_HOSTNAME={}\n", answers.hostname).as_bytes(),
+        format!(
+            "HEARTH_HOSTNAME={}\nHEARTH_ADVERTISE_SERVICES={}\n",
+            answers.hostname,
+            services.join(",")
+        )
+        .as_bytes(),
         0o644,
         Owner::ROOT,
     )?;
@@ -111,6 +182,36 @@ pub(crate) fn start(
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
     let mesh_address = mesh_address.context("the agent has an address")?;
+
+    eprintln!("Hosting the household's services");
+    let node = system::agent_status(layout)
+        .and_then(|status| status["node"]["name"].as_str().map(str::to_owned))
+        .context("the agent's status names no node")?;
+    let names = host_services(layout, &node, &services)?;
+    // The pod publishes its ports at the services' addresses: the agent
+    // must answer at them first.
+    system::wait_for("the services' addresses", Duration::from_secs(60), || {
+        let status = system::agent_status(layout).context("no agent status")?;
+        for service in &services {
+            let address = system::hosted_address(&status, service)
+                .with_context(|| format!("the agent does not host {service} yet"))?;
+            if !system::has_address(address) {
+                bail!("{address} ({service}) is not on the mesh interface yet");
+            }
+        }
+        Ok(())
+    })
+    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
+    let status = system::agent_status(layout).context("no agent status")?;
+    let place = |index: usize| -> Option<(String, Ipv4Addr)> {
+        let name = names.get(index)?.clone();
+        Some((name, system::hosted_address(&status, services[index])?))
+    };
+    let reached = Reached {
+        mesh_address,
+        chat: place(0).context("the hub does not host the chat")?,
+        assistant: place(1),
+    };
 
     eprintln!("Starting the model");
     if changed.model {
@@ -139,14 +240,52 @@ pub(crate) fn start(
     eprintln!("Starting the assistant and the household's chat");
     undo.pod_starting();
     undo.start(Unit::Pod, changed.pod)?;
+    let assistant = reached.assistant.as_ref().map(|(_, address)| *address);
     wait_for_pod(mesh_address, answers.apps)
+        .and_then(|()| wait_for_services(Some(reached.chat.1), assistant))
         .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Pod)))?;
-    Ok(mesh_address)
+    Ok(reached)
+}
+
+/// Waits until the chat answers at its service's address and, when the
+/// hub hosts the assistant's API, Ollama's API at that one's.
+fn wait_for_services(chat: Option<Ipv4Addr>, assistant: Option<Ipv4Addr>) -> anyhow::Result<()> {
+    if let Some(address) = chat {
+        wait_for_chat("the chat at its service address", address)?;
+    }
+    if let Some(address) = assistant {
+        wait_for_apps_api("the assistant at its service address", address)?;
+    }
+    Ok(())
+}
+
+/// Waits until the household's chat answers at `address`.
+fn wait_for_chat(what: &str, address: Ipv4Addr) -> anyhow::Result<()> {
+    system::wait_for(what, Duration::from_secs(60), || {
+        probe::get(
+            &Target::Tcp(SocketAddr::from((address, MESSAGING_PORT))),
+            "/",
+        )?;
+        Ok(())
+    })
+}
+
+/// Waits until Ollama's API for members' apps answers at `address`.
+fn wait_for_apps_api(what: &str, address: Ipv4Addr) -> anyhow::Result<()> {
+    system::wait_for(what, Duration::from_secs(60), || {
+        let target = Target::Tcp(SocketAddr::from((address, crate::render::OLLAMA_PORT)));
+        let answer = probe::get(&target, "/api/version")?;
+        if answer.status == 200 {
+            Ok(())
+        } else {
+            bail!("it answered {}", answer.status)
+        }
+    })
 }
 
 /// After a restore put the hub's files back: the model in place, every
 /// service started and waited for.
-pub fn restart_after_restore(layout: &Layout, answers: &Answers) -> anyhow::Result<Ipv4Addr> {
+pub fn restart_after_restore(layout: &Layout, answers: &Answers) -> anyhow::Result<Reached> {
     let checked = check_machine(layout, answers, None)?;
     let mut undo = Undo::new(false);
     let changed = Changed {
@@ -157,9 +296,9 @@ pub fn restart_after_restore(layout: &Layout, answers: &Answers) -> anyhow::Resu
     let started = place_model(layout, answers, &checked, &mut undo)
         .and_then(|_| start(layout, answers, changed, &mut undo));
     match started {
-        Ok(address) => {
+        Ok(reached) => {
             undo.forget();
-            Ok(address)
+            Ok(reached)
         }
         Err(error) => {
             // Units enabled, the pod made, the model placed: taken back.
@@ -187,23 +326,9 @@ pub fn wait_for_pod(mesh_address: Ipv4Addr, apps: bool) -> anyhow::Result<()> {
             bail!("its health answered {}", answer.status)
         }
     })?;
-    system::wait_for("the household's chat", Duration::from_secs(60), || {
-        probe::get(
-            &Target::Tcp(SocketAddr::from((mesh_address, MESSAGING_PORT))),
-            "/",
-        )?;
-        Ok(())
-    })?;
+    wait_for_chat("the household's chat", mesh_address)?;
     if apps {
-        system::wait_for("the API for members' apps", Duration::from_secs(60), || {
-            let target = Target::Tcp(SocketAddr::from((mesh_address, crate::render::OLLAMA_PORT)));
-            let answer = probe::get(&target, "/api/version")?;
-            if answer.status == 200 {
-                Ok(())
-            } else {
-                bail!("it answered {}", answer.status)
-            }
-        })?;
+        wait_for_apps_api("the API for members' apps", mesh_address)?;
     }
     Ok(())
 }

@@ -20,7 +20,6 @@
 //! step failed and what its service logged.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::net::Ipv4Addr;
 
 use anyhow::{anyhow, bail};
 use hearth_assistant::language::Language;
@@ -307,7 +306,7 @@ fn offer_model(layout: &Layout, language: Language) -> Option<String> {
 
 /// What setup made that the person is told at the end.
 struct Made {
-    mesh_address: Ipv4Addr,
+    reached: crate::services::Reached,
     first_key: String,
 }
 
@@ -320,21 +319,22 @@ fn apply(
     undo: &mut Undo,
 ) -> anyhow::Result<Made> {
     let changed = crate::configure::write(layout, answers, checked, undo)?;
-    let mesh_address = crate::services::start(layout, answers, changed, undo)?;
+    let reached = crate::services::start(layout, answers, changed, undo)?;
     let first_key = crate::services::first_member_key(layout, answers, undo)?;
-    Ok(Made {
-        mesh_address,
-        first_key,
-    })
+    Ok(Made { reached, first_key })
 }
 
 fn print_summary(answers: &Answers, summary: &Made) {
     let login = answers.login_url();
     let qr = hearth_runtime::terminal::qr(&login).unwrap_or_default();
-    let chat = format!("http://{}:{MESSAGING_PORT}/", summary.mesh_address);
-    let apps = answers
-        .apps
-        .then(|| crate::words::AppsAt::new(summary.mesh_address));
+    let (chat_name, chat_address) = &summary.reached.chat;
+    let chat =
+        format!("http://{chat_name}:{MESSAGING_PORT}/ (http://{chat_address}:{MESSAGING_PORT}/)");
+    let apps = summary
+        .reached
+        .assistant
+        .as_ref()
+        .map(|(name, address)| crate::words::AppsAt::new(name, *address));
     let text = Summary {
         apps,
         household: &answers.household,

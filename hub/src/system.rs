@@ -234,9 +234,54 @@ pub fn agent_address(status: &serde_json::Value) -> Option<std::net::Ipv4Addr> {
     status["node"]["ipv4"].as_str()?.parse().ok()
 }
 
+/// The IPv4 address of Tailscale Service `name` (`svc:chat`) when this
+/// node hosts it, in `hearth-agent status --output json`.
+pub fn hosted_address(status: &serde_json::Value, name: &str) -> Option<std::net::Ipv4Addr> {
+    status["node"]["hosted"]
+        .as_array()?
+        .iter()
+        .find(|service| service["name"] == name)?["addresses"]
+        .as_array()?
+        .iter()
+        .filter_map(|address| address.as_str()?.parse().ok())
+        .next()
+}
+
+/// Whether this machine answers at `address` (an interface carries it).
+pub fn has_address(address: std::net::Ipv4Addr) -> bool {
+    output(Command::new("ip").args(["-o", "-4", "addr", "show"]))
+        .map(|shown| {
+            String::from_utf8_lossy(&shown.stdout)
+                .split_whitespace()
+                .any(|word| word.split('/').next() == Some(&address.to_string()))
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hosted_services_address_is_read_from_the_agents_status() {
+        let status = serde_json::json!({"node": {"ipv4": "100.64.0.1", "hosted": [
+            {"name": "svc:chat", "addresses": ["100.100.0.1", "fd7a:115c:a1e0::6464:1"]},
+            {"name": "svc:assistant", "addresses": ["fd7a:115c:a1e0::6464:2", "100.100.0.2"]}
+        ]}});
+        assert_eq!(
+            hosted_address(&status, "svc:chat"),
+            Some(std::net::Ipv4Addr::new(100, 100, 0, 1))
+        );
+        assert_eq!(
+            hosted_address(&status, "svc:assistant"),
+            Some(std::net::Ipv4Addr::new(100, 100, 0, 2))
+        );
+        assert_eq!(hosted_address(&status, "svc:files"), None);
+        assert_eq!(
+            hosted_address(&serde_json::json!({"node": {}}), "svc:chat"),
+            None
+        );
+    }
 
     #[test]
     fn ids_are_read_from_the_account_files() {

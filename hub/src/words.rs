@@ -244,18 +244,19 @@ pub struct Summary<'a> {
 /// OpenAI (and Anthropic) API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppsAt {
-    /// `http://MESH:11434`.
+    /// `http://assistant.<tailnet>:11434 (ADDRESS)`.
     pub ollama: String,
-    /// `http://MESH:18789/v1`.
+    /// `http://assistant.<tailnet>:18789/v1`.
     pub openai: String,
 }
 
 impl AppsAt {
-    /// The addresses on the hub's mesh address.
-    pub fn new(mesh_address: std::net::Ipv4Addr) -> AppsAt {
+    /// The addresses at `host` (the assistant's service name), which is
+    /// at `address`.
+    pub fn new(host: &str, address: std::net::Ipv4Addr) -> AppsAt {
         AppsAt {
-            ollama: format!("http://{mesh_address}:{}", crate::render::OLLAMA_PORT),
-            openai: format!("http://{mesh_address}:{}/v1", crate::layout::GATEWAY_PORT),
+            ollama: format!("http://{host}:{} ({address})", crate::render::OLLAMA_PORT),
+            openai: format!("http://{host}:{}/v1", crate::layout::GATEWAY_PORT),
         }
     }
 
@@ -340,8 +341,11 @@ mod tests {
             key: "KEY",
             login: "http://hub",
             qr: "",
-            chat: "http://100.64.0.1:8080/",
-            apps: Some(AppsAt::new(std::net::Ipv4Addr::new(100, 64, 0, 1))),
+            chat: "http://chat.hearth.internal:18790/ (http://100.100.0.1:18790/)",
+            apps: Some(AppsAt::new(
+                "assistant.hearth.internal",
+                std::net::Ipv4Addr::new(100, 100, 0, 2),
+            )),
         };
         assert!(
             summary
@@ -351,7 +355,7 @@ mod tests {
         assert!(
             summary
                 .say(Language::Korean)
-                .contains("Ollama는 http://100.64.0.1:11434, OpenAI는 http://100.64.0.1:18789/v1")
+                .contains("Ollama는 http://assistant.hearth.internal:11434 (100.100.0.2), OpenAI는 http://assistant.hearth.internal:18789/v1")
         );
         assert!(
             summary

@@ -497,7 +497,23 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     // assistant answers (her device is known through the mesh). The
     // official client runs in userspace here: apps reach the mesh through
     // its SOCKS5 proxy, as the phone's VPN would carry them.
-    let ollama = phone.chat.trim_end_matches('/').replace(":18790", ":11434");
+    // The hub hosts the household's Tailscale Services: the phone's
+    // MagicDNS answers chat.<tailnet> with the address setup printed, and
+    // assistant.<tailnet> with the one its apps use.
+    let resolve = |name: &str| -> String {
+        let query = phone.node.cli(&lab, &["dns", "query", name, "A"]);
+        let answer = String::from_utf8_lossy(&query.stdout).into_owned();
+        answer
+            .split_whitespace()
+            .find(|word| word.parse::<std::net::Ipv4Addr>().is_ok())
+            .unwrap_or_else(|| panic!("{name} does not resolve on the phone: {answer}"))
+            .to_owned()
+    };
+    assert_eq!(
+        format!("http://{}:18790", resolve("chat.hearth.internal")),
+        phone.chat
+    );
+    let ollama = format!("http://{}:11434", resolve("assistant.hearth.internal"));
     let app = lab
         .command(&phone_host, hearth_testkit::llama::python())
         .args(["-c", OLLAMA_APP])

@@ -65,7 +65,8 @@ pub fn setup(machine: &Machine, args: &[&str]) -> std::process::Output {
 pub struct Printed {
     /// The first member's join key.
     pub key: String,
-    /// The household's chat on the mesh (`http://100.x.y.z:18790`).
+    /// The household's chat at its service's address
+    /// (`http://100.100.0.x:18790`; setup prints its name beside it).
     pub chat: String,
 }
 
@@ -75,6 +76,7 @@ impl Printed {
         let key = printed_key(printed);
         let chat = printed
             .split_whitespace()
+            .map(|word| word.trim_matches(['(', ')']))
             .find(|word| word.starts_with("http://100."))
             .unwrap_or_else(|| panic!("no web chat address: {printed}"))
             .trim_end_matches('/')

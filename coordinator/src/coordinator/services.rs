@@ -239,6 +239,10 @@ impl Coordinator {
     /// changes.
     pub(super) fn place_services(&self, _turn: &Turn<'_>) {
         let mut state = self.state();
+        if state.services.is_empty() && !state.registry.hosts_any() {
+            // Nothing to place (most tailnets): no pass over every node.
+            return;
+        }
         let nodes: Vec<&NodeRecord> = state.registry.network().nodes().collect();
         let hosting = placement(&state.services, nodes, state.policy.as_ref());
         let deliveries = state.registry.set_hosting(hosting);
