@@ -2212,8 +2212,46 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
     assert_eq!(reach_chat(&lab, guest), None);
 }
 
+/// A device `name` whose agent (joined with `token`) advertises svc:chat,
+/// and a web server on every address of its own whose `/hello.txt` says
+/// "served by the {who}".
+fn chat_host_agent(
+    lab: &mut Lab,
+    name: &str,
+    token: &std::path::Path,
+    who: &str,
+) -> (
+    hearth_testkit::Host,
+    hearth_testkit::Process,
+    hearth_testkit::Agent,
+) {
+    let host = lab.host(name);
+    let site = lab.dir.path().join(format!("{name}-site"));
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), format!("served by the {who}\n")).unwrap();
+    let mut server = lab.command(&host, "python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+        ])
+        .arg(&site);
+    let web = lab.spawn(&host, &format!("{name}-web"), server);
+    let agent = lab.start_agent(
+        &host,
+        token,
+        &["--backend", "userspace", "--advertise-services", "svc:chat"],
+    );
+    agent.wait_mesh_ipv4(Duration::from_secs(30));
+    (host, web, agent)
+}
+
 #[test]
-fn a_hub_agent_hosts_the_households_chat_for_official_clients_and_agents() {
+fn hub_agents_host_the_households_chat_for_official_clients_and_agents_and_hand_it_on() {
     if hearth_testkit::require_tools(&["dig"]).is_none() {
         return;
     }
@@ -2241,31 +2279,10 @@ fn a_hub_agent_hosts_the_households_chat_for_official_clients_and_agents() {
     let laptop_token = token("laptop", "alice", &[]);
     let phone_token = token("phone", "alice", &[]);
     let guest_token = token("guest", "bob", &[]);
+    let new_token = token("new-hub", "alice", &["--tags", "tag:hub"]);
 
-    // The hub's agent serves svc:chat: a web server on every address of
-    // its own, and the agent advertising the service.
-    let hub_host = lab.host("hub-agent");
-    let site = lab.dir.path().join("hub-site");
-    std::fs::create_dir_all(&site).unwrap();
-    std::fs::write(site.join("hello.txt"), "served by the hub's agent\n").unwrap();
-    let mut server = lab.command(&hub_host, "python3");
-    server
-        .args([
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-        ])
-        .arg(&site);
-    let _web = lab.spawn(&hub_host, "hub-web", server);
-    let hub = lab.start_agent(
-        &hub_host,
-        &hub_token,
-        &["--backend", "userspace", "--advertise-services", "svc:chat"],
-    );
-    hub.wait_mesh_ipv4(Duration::from_secs(30));
+    // The hub's agent serves svc:chat.
+    let (hub_host, _web, hub) = chat_host_agent(&mut lab, "hub-agent", &hub_token, "hub's agent");
     let placed = wait_until(Duration::from_secs(20), || {
         let list = coordinator.cli_ok(&["services", "list", "-o", "json"]);
         let services: serde_json::Value = serde_json::from_str(&list).unwrap();
@@ -2348,4 +2365,37 @@ fn a_hub_agent_hosts_the_households_chat_for_official_clients_and_agents() {
     let guest = lab.start_agent(&guest_host, &guest_token, &["--backend", "userspace"]);
     guest.wait_mesh_ipv4(Duration::from_secs(30));
     assert_eq!(dig_and_fetch(&lab, &guest_host), (String::new(), None));
+
+    // A new hub joins and advertises it too; the admin moves the service
+    // there. The old hub stops answering at its address, and the phone and
+    // the laptop reach the new one by the same name and address.
+    let (new_host, _new_web, new_hub) = chat_host_agent(&mut lab, "new-hub", &new_token, "new hub");
+    coordinator.cli_ok(&["services", "move", "svc:chat", "--to", "new-hub"]);
+    let answers_at = |host: &hearth_testkit::Host| {
+        let shown = lab.try_exec(host, &["ip", "-o", "-4", "addr", "show"]);
+        String::from_utf8_lossy(&shown.stdout).contains(" 100.100.0.1/32 ")
+    };
+    wait_until(Duration::from_secs(20), || {
+        answers_at(&new_host) && !answers_at(&hub_host)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the address did not move: old {} new {}\nnew hub:\n{}",
+            answers_at(&hub_host),
+            answers_at(&new_host),
+            new_hub.process.log_text()
+        )
+    });
+    let mut said = None;
+    wait_until(Duration::from_secs(30), || {
+        said = reach_chat(&lab, &phone);
+        said.as_deref() == Some("served by the new hub\n")
+    })
+    .unwrap_or_else(|| panic!("the phone never reached the new hub: {said:?}"));
+    wait_until(Duration::from_secs(30), || {
+        seen = dig_and_fetch(&lab, &laptop_host);
+        seen.1.as_deref() == Some("served by the new hub\n")
+    })
+    .unwrap_or_else(|| panic!("the laptop never reached the new hub: {seen:?}"));
+    assert_eq!(seen.0, "100.100.0.1");
 }
