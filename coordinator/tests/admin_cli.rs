@@ -325,3 +325,85 @@ fn a_dns_config_with_a_mistake_stops_the_start_saying_where() {
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_come_from_the_policy_and_the_admin_and_keep_their_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"tagOwners": {"tag:hub": ["alice@"]},
+            "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
+            "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#,
+    )
+    .unwrap();
+    server.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    let listed = |server: &Server| -> Vec<serde_json::Value> {
+        serde_json::from_str(&server.cli_ok(&["services", "list", "--output", "json"])).unwrap()
+    };
+    let services = listed(&server);
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert_eq!(services[0]["name"], "svc:chat");
+    assert_eq!(services[0]["addresses"][0], "100.100.0.1");
+    assert_eq!(services[0]["in_policy"], true);
+    assert_eq!(services[0]["placed"], "none");
+
+    let created = server.cli_ok(&["services", "create", "svc:files"]);
+    assert!(
+        created.contains("files.hearth.internal at 100.100.0.2"),
+        "{created}"
+    );
+    let refused = |args: &[&str]| String::from_utf8_lossy(&server.cli(args).stderr).into_owned();
+    assert!(refused(&["services", "create", "svc:files"]).contains("already exists"));
+    assert!(refused(&["services", "create", "svc:Files"]).contains("not a service name"));
+    assert!(refused(&["services", "create", "files"]).contains("not a service name"));
+    assert!(
+        refused(&["services", "delete", "svc:chat"]).contains("the policy names svc:chat"),
+        "a service the policy names stays"
+    );
+    assert!(refused(&["services", "move", "svc:chat", "--to", "nosuch"]).contains("nosuch"));
+    assert!(refused(&["services", "move", "svc:nosuch", "--to", "1"]).contains("not found"));
+
+    // A hub (tag:hub) advertises svc:chat: autoApprovers make it the host.
+    let hub_token = server.token(&["--user", "alice", "--tags", "tag:hub", "--pre-approved"]);
+    let hub = register(&hub_token, "hub").await;
+    let report = |services: &[&str]| hearth_control::wire::RoutesReport {
+        advertised: Vec::new(),
+        services: services.iter().map(|name| name.to_string()).collect(),
+    };
+    let bad = hub.client.report_routes(&report(&["svc:Bad"])).await;
+    assert_eq!(bad.err().unwrap().code(), Some("bad_request"));
+    hub.client
+        .report_routes(&report(&["svc:chat"]))
+        .await
+        .unwrap();
+    let chat = listed(&server)[0].clone();
+    assert_eq!(chat["host"], "hub", "{chat}");
+    assert_eq!(chat["placed"], "approved");
+    assert_eq!(chat["advertised_by"][0], "hub");
+    // An untagged device advertising it is not allowed to host it.
+    let laptop_token = server.token(&["--user", "alice", "--pre-approved"]);
+    let laptop = register(&laptop_token, "laptop").await;
+    laptop
+        .client
+        .report_routes(&report(&["svc:chat"]))
+        .await
+        .unwrap();
+    assert_eq!(listed(&server)[0]["host"], "hub");
+    // Unless the admin chooses it.
+    let moved = server.cli_ok(&["services", "move", "svc:chat", "--to", "laptop"]);
+    assert!(moved.contains("laptop (chosen)"), "{moved}");
+    server.cli_ok(&["services", "delete", "svc:files"]);
+
+    // After a restart: the service, its address and the admin's choice.
+    server.sigterm();
+    let server = server.restart();
+    let services = listed(&server);
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert_eq!(services[0]["addresses"][0], "100.100.0.1");
+    assert_eq!(services[0]["host"], "laptop");
+    server.cli_ok(&["services", "move", "svc:chat", "--auto"]);
+    assert_eq!(listed(&server)[0]["host"], "hub");
+}
