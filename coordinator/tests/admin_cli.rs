@@ -332,13 +332,7 @@ async fn services_come_from_the_policy_and_the_admin_and_keep_their_addresses() 
     let mut server = Server::start(&dir.path().join("state"));
     server.cli_ok(&["users", "create", "alice"]);
     let policy = dir.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"tagOwners": {"tag:hub": ["alice@"]},
-            "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
-            "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#,
-    )
-    .unwrap();
+    std::fs::write(&policy, hearth_testkit::CHAT_SERVICE_POLICY).unwrap();
     server.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
     let listed = |server: &Server| -> Vec<serde_json::Value> {
         serde_json::from_str(&server.cli_ok(&["services", "list", "--output", "json"])).unwrap()

@@ -2094,13 +2094,7 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
     // alice's devices may reach svc:chat on port 80; bob's may not. Hub
     // devices (tag:hub) may host it when they advertise it.
     let policy = lab.dir.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"tagOwners": {"tag:hub": ["alice@"]},
-            "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
-            "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#,
-    )
-    .unwrap();
+    std::fs::write(&policy, hearth_testkit::CHAT_SERVICE_POLICY).unwrap();
     coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
     // Setting the policy created the service, with its own addresses.
     let listed = |coordinator: &hearth_testkit::LabCoordinator| -> serde_json::Value {
@@ -2260,13 +2254,7 @@ fn hub_agents_host_the_households_chat_for_official_clients_and_agents_and_hand_
     };
     coordinator.cli_ok(&["users", "create", "bob"]);
     let policy = lab.dir.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"tagOwners": {"tag:hub": ["alice@"]},
-            "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
-            "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#,
-    )
-    .unwrap();
+    std::fs::write(&policy, hearth_testkit::CHAT_SERVICE_POLICY).unwrap();
     coordinator.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
     let token = |name: &str, user: &str, extra: &[&str]| {
         let mut args = vec!["preauthkeys", "create", "--user", user, "--pre-approved"];

@@ -58,3 +58,10 @@ pub mod ts2021;
 pub mod webdriver;
 
 pub use lab::*;
+
+/// A household's policy for Tailscale Services: alice's devices may reach
+/// `svc:chat` on port 80; devices tagged `tag:hub` (alice's to tag) may
+/// host it when they advertise it.
+pub const CHAT_SERVICE_POLICY: &str = r#"{"tagOwners": {"tag:hub": ["alice@"]},
+    "grants": [{"src": ["alice@"], "dst": ["svc:chat"], "ip": ["tcp:80"]}],
+    "autoApprovers": {"services": {"svc:chat": ["tag:hub"]}}}"#;
