@@ -128,6 +128,12 @@ pub fn service_name(text: &str) -> Result<String, AliasError> {
     }
 }
 
+/// The DNS label of service `name` (`chat` for `svc:chat`): MagicDNS
+/// answers for it as `chat.<tailnet>`.
+pub fn service_label(name: &str) -> &str {
+    name.strip_prefix("svc:").unwrap_or(name)
+}
+
 /// An IP address (as a host prefix) or a CIDR prefix; `None` when `text` is
 /// not shaped like an address at all, an error when it is but is invalid.
 pub fn parse_prefix(text: &str) -> Result<Option<IpNet>, AliasError> {

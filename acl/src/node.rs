@@ -41,6 +41,13 @@ pub struct HostedService {
     pub addresses: Vec<IpAddr>,
 }
 
+impl HostedService {
+    /// Its DNS label ([`crate::alias::service_label`]).
+    pub fn label(&self) -> &str {
+        crate::alias::service_label(&self.name)
+    }
+}
+
 impl NodeIdentity {
     /// Whether the node is tagged (and so not a member acting as its user).
     pub fn is_tagged(&self) -> bool {

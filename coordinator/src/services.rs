@@ -53,7 +53,7 @@ impl Service {
     /// The label MagicDNS answers for it under the tailnet's domain
     /// (`chat` for `svc:chat`).
     pub fn label(&self) -> &str {
-        self.name.trim_start_matches("svc:")
+        hearth_acl::alias::service_label(&self.name)
     }
 }
 
@@ -122,32 +122,37 @@ pub fn placement(
     hosting
 }
 
+/// A new service `name` beside `services`, at the next free address;
+/// `None` when every service address is taken.
+pub fn allocate<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    name: String,
+) -> Option<Service> {
+    let taken: BTreeSet<Ipv4Addr> = services.into_iter().map(|service| service.ipv4).collect();
+    let (ipv4, ipv6) = crate::ipam::service_address(&taken)?;
+    Some(Service {
+        name,
+        ipv4,
+        ipv6,
+        host: None,
+    })
+}
+
 /// The services `policy` names that `services` lack, each with the next
 /// free address: what the coordinator creates when a policy is set.
 pub fn missing(services: &[Service], policy: Option<&Policy>) -> Vec<Service> {
     let Some(policy) = policy else {
         return Vec::new();
     };
-    let known: BTreeSet<&str> = services
-        .iter()
-        .map(|service| service.name.as_str())
-        .collect();
-    let mut taken: BTreeSet<Ipv4Addr> = services.iter().map(|service| service.ipv4).collect();
-    let mut created = Vec::new();
+    let mut created: Vec<Service> = Vec::new();
     for name in policy.service_names() {
-        if known.contains(name.as_str()) {
+        if services.iter().any(|service| service.name == name) {
             continue;
         }
-        let Some((ipv4, ipv6)) = crate::ipam::service_address(&taken) else {
+        let Some(service) = allocate(services.iter().chain(&created), name) else {
             break;
         };
-        taken.insert(ipv4);
-        created.push(Service {
-            name,
-            ipv4,
-            ipv6,
-            host: None,
-        });
+        created.push(service);
     }
     created
 }

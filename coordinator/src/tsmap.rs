@@ -240,8 +240,9 @@ impl TsMapView {
         let mut response = MapResponse::default();
         let mut peers_moved = false;
         let mut filter_changed = false;
+        // The names of services follow their hosts: MagicDNS changes when a
+        // hosting peer comes, goes or hosts otherwise.
         let mut dns_changed = false;
-        let services_before = service_records(&self.domain, &map.node, &map.peers);
         for change in changes {
             match change {
                 MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
@@ -251,12 +252,14 @@ impl TsMapView {
                     let patch = match map.peers.iter_mut().find(|known| known.id == peer.id) {
                         Some(known) => {
                             peers_moved |= identity_changed(known, &peer);
+                            dns_changed |= known.hosted != peer.hosted;
                             let patch = (!already_full).then(|| patch_of(known, &peer)).flatten();
                             *known = peer.clone();
                             patch
                         }
                         None => {
                             peers_moved = true;
+                            dns_changed |= !peer.hosted.is_empty();
                             map.peers.push(peer.clone());
                             None
                         }
@@ -276,6 +279,10 @@ impl TsMapView {
                     }
                 }
                 MapChange::PeerRemoved { id } => {
+                    dns_changed |= map
+                        .peers
+                        .iter()
+                        .any(|peer| peer.id == id && !peer.hosted.is_empty());
                     map.peers.retain(|peer| peer.id != id);
                     response.peers_changed.retain(|node| node.id != id as i64);
                     response
@@ -291,9 +298,9 @@ impl TsMapView {
                 MapChange::SelfChanged { node } => {
                     filter_changed |= node.ipv4 != map.node.ipv4 || node.ipv6 != map.node.ipv6;
                     let renamed = node.name != map.node.name;
-                    map.node = node;
                     // Its certificate name follows its name.
-                    dns_changed |= renamed && self.certificates;
+                    dns_changed |= renamed && self.certificates || node.hosted != map.node.hosted;
+                    map.node = node;
                     response.node = Some(own_node(
                         &self.domain,
                         &self.keys,
@@ -309,8 +316,6 @@ impl TsMapView {
                 }
             }
         }
-        // The names of services follow their hosts.
-        dns_changed |= service_records(&self.domain, &map.node, &map.peers) != services_before;
         if dns_changed {
             let services = service_records(&self.domain, &map.node, &map.peers);
             response.dns_config = Some(dns_config(
@@ -608,7 +613,7 @@ fn service_records(domain: &str, node: &NodeInfo, peers: &[Peer]) -> Vec<DnsReco
         .iter()
         .chain(peers.iter().flat_map(|peer| &peer.hosted))
         .flat_map(|service| {
-            let label = service.name.trim_start_matches("svc:");
+            let label = service.label();
             service.addresses.iter().map(move |address| DnsRecord {
                 name: format!("{label}.{domain}"),
                 kind: if address.is_ipv4() { "A" } else { "AAAA" }.to_owned(),

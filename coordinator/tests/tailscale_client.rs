@@ -1959,30 +1959,13 @@ fn the_coordinator_and_its_devices_get_certificates_from_an_acme_ca() {
 
     // `tailscale serve` over HTTPS with that certificate; the phone
     // fetches through the mesh, checking it against Pebble's root.
-    let site = lab.dir.path().join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    std::fs::write(site.join("hello.txt"), "served by the laptop\n").unwrap();
-    let mut server = lab.command(&laptop.host, "python3");
-    server
-        .args([
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(&site);
-    let web = lab.spawn(&laptop.host, "laptop-web", server);
-    wait_until(Duration::from_secs(20), || {
-        lab.try_exec(
-            &laptop.host,
-            &["curl", "-sf", "http://127.0.0.1:8080/hello.txt"],
-        )
-        .status
-        .success()
-    })
-    .unwrap_or_else(|| panic!("the laptop's web server did not start:\n{}", web.log_text()));
+    web_server(
+        &mut lab,
+        &laptop.host,
+        "127.0.0.1",
+        8080,
+        "served by the laptop\n",
+    );
     let serve = laptop.cli(&lab, &["serve", "--bg", "http://127.0.0.1:8080"]);
     assert!(
         serve.status.success(),
@@ -2019,32 +2002,22 @@ fn the_coordinator_and_its_devices_get_certificates_from_an_acme_ca() {
     assert_eq!(String::from_utf8_lossy(&fetched), "served by the laptop\n");
 }
 
-/// A web server in `device`'s namespace on 127.0.0.1:8080 whose
-/// `/hello.txt` says `text`.
-fn web_server(lab: &mut Lab, device: &hearth_testkit::TailscaleNode, text: &str) {
-    let site = lab.dir.path().join(format!("{}-site", device.host.name));
+/// A web server in `host`'s namespace on `bind`, port `port`, whose
+/// `/hello.txt` says `text`; waited for until it answers.
+fn web_server(lab: &mut Lab, host: &hearth_testkit::Host, bind: &str, port: u16, text: &str) {
+    let site = lab.dir.path().join(format!("{}-site", host.name));
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("hello.txt"), text).unwrap();
-    let mut server = lab.command(&device.host, "python3");
+    let mut server = lab.command(host, "python3");
     server
-        .args([
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
+        .args(["-m", "http.server", &port.to_string(), "--bind", bind])
+        .arg("--directory")
         .arg(&site);
-    let label = format!("{}-web", device.host.name);
-    let web = lab.spawn(&device.host, &label, server);
+    let label = format!("{}-web", host.name);
+    let web = lab.spawn(host, &label, server);
+    let url = format!("http://127.0.0.1:{port}/hello.txt");
     wait_until(Duration::from_secs(20), || {
-        lab.try_exec(
-            &device.host,
-            &["curl", "-sf", "http://127.0.0.1:8080/hello.txt"],
-        )
-        .status
-        .success()
+        lab.try_exec(host, &["curl", "-sf", &url]).status.success()
     })
     .unwrap_or_else(|| panic!("{label} did not start:\n{}", web.log_text()));
 }
@@ -2129,8 +2102,20 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
     let [phone, guest] = &phones[..] else {
         unreachable!("two phones")
     };
-    web_server(&mut lab, &hub, "served by the hub\n");
-    web_server(&mut lab, &den, "served by the den\n");
+    web_server(
+        &mut lab,
+        &hub.host,
+        "127.0.0.1",
+        8080,
+        "served by the hub\n",
+    );
+    web_server(
+        &mut lab,
+        &den.host,
+        "127.0.0.1",
+        8080,
+        "served by the den\n",
+    );
 
     // The hub serves the household's chat as svc:chat.
     let serve = |device: &hearth_testkit::TailscaleNode| {
@@ -2207,41 +2192,23 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
 }
 
 /// A device `name` whose agent (joined with `token`) advertises svc:chat,
-/// and a web server on every address of its own whose `/hello.txt` says
-/// "served by the {who}".
+/// and a web server on every address of its own (the lab stops it) whose
+/// `/hello.txt` says "served by the {who}".
 fn chat_host_agent(
     lab: &mut Lab,
     name: &str,
     token: &std::path::Path,
     who: &str,
-) -> (
-    hearth_testkit::Host,
-    hearth_testkit::Process,
-    hearth_testkit::Agent,
-) {
+) -> (hearth_testkit::Host, hearth_testkit::Agent) {
     let host = lab.host(name);
-    let site = lab.dir.path().join(format!("{name}-site"));
-    std::fs::create_dir_all(&site).unwrap();
-    std::fs::write(site.join("hello.txt"), format!("served by the {who}\n")).unwrap();
-    let mut server = lab.command(&host, "python3");
-    server
-        .args([
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-        ])
-        .arg(&site);
-    let web = lab.spawn(&host, &format!("{name}-web"), server);
+    web_server(lab, &host, "0.0.0.0", 80, &format!("served by the {who}\n"));
     let agent = lab.start_agent(
         &host,
         token,
         &["--backend", "userspace", "--advertise-services", "svc:chat"],
     );
     agent.wait_mesh_ipv4(Duration::from_secs(30));
-    (host, web, agent)
+    (host, agent)
 }
 
 #[test]
@@ -2270,7 +2237,7 @@ fn hub_agents_host_the_households_chat_for_official_clients_and_agents_and_hand_
     let new_token = token("new-hub", "alice", &["--tags", "tag:hub"]);
 
     // The hub's agent serves svc:chat.
-    let (hub_host, _web, hub) = chat_host_agent(&mut lab, "hub-agent", &hub_token, "hub's agent");
+    let (hub_host, hub) = chat_host_agent(&mut lab, "hub-agent", &hub_token, "hub's agent");
     let placed = wait_until(Duration::from_secs(20), || {
         let list = coordinator.cli_ok(&["services", "list", "-o", "json"]);
         let services: serde_json::Value = serde_json::from_str(&list).unwrap();
@@ -2357,7 +2324,7 @@ fn hub_agents_host_the_households_chat_for_official_clients_and_agents_and_hand_
     // A new hub joins and advertises it too; the admin moves the service
     // there. The old hub stops answering at its address, and the phone and
     // the laptop reach the new one by the same name and address.
-    let (new_host, _new_web, new_hub) = chat_host_agent(&mut lab, "new-hub", &new_token, "new hub");
+    let (new_host, new_hub) = chat_host_agent(&mut lab, "new-hub", &new_token, "new hub");
     coordinator.cli_ok(&["services", "move", "svc:chat", "--to", "new-hub"]);
     let answers_at = |host: &hearth_testkit::Host| {
         let shown = lab.try_exec(host, &["ip", "-o", "-4", "addr", "show"]);

@@ -224,26 +224,16 @@ pub fn render_file(
     wait: std::time::Duration,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let mesh_address = match overrides.mesh_address {
-        Some(address) => address,
+    // The agent's status: its address, and the services it hosts now
+    // (none when told the address).
+    let (mesh_address, status) = match overrides.mesh_address {
+        Some(address) => (address, serde_json::Value::Null),
         None => {
-            let mut found = None;
-            crate::system::wait_for("the hub agent's mesh address", wait, || {
-                found = crate::system::agent_status(layout)
-                    .as_ref()
-                    .and_then(crate::system::agent_address);
-                found.map(drop).context("hearth-agent has no address")
-            })?;
-            found.context("the agent has an address")?
+            let status = crate::system::wait_for_agent(layout, wait)?;
+            let address = crate::system::agent_address(&status).context("an address")?;
+            (address, status)
         }
     };
-    // The services the hub's agent hosts now (none when told the address).
-    let status = overrides
-        .mesh_address
-        .is_none()
-        .then(|| crate::system::agent_status(layout))
-        .flatten()
-        .unwrap_or_default();
     let hosted = |service| crate::system::hosted_address(&status, service);
     let group = match overrides.group {
         Some(group) => match group.parse() {

@@ -67,14 +67,20 @@ pub const ASSISTANT_SERVICE: &str = "svc:assistant";
 /// Makes the hub the host of `services` (created if the coordinator has
 /// none by that name), the hub's node being `node`; their MagicDNS names.
 fn host_services(layout: &Layout, node: &str, services: &[&str]) -> anyhow::Result<Vec<String>> {
-    let listed: serde_json::Value = serde_json::from_str(&system::run(
-        system::coordinator(layout).args(["services", "list", "--output", "json"]),
-    )?)?;
-    let mut names = Vec::new();
+    let list = || -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(serde_json::from_str(&system::run(
+            system::coordinator(layout).args(["services", "list", "--output", "json"]),
+        )?)?)
+    };
+    let find = |listed: &[serde_json::Value], service: &str| {
+        listed
+            .iter()
+            .find(|known| known["name"] == service)
+            .cloned()
+    };
+    let listed = list()?;
     for service in services {
-        let known = listed
-            .as_array()
-            .and_then(|all| all.iter().find(|known| known["name"] == *service));
+        let known = find(&listed, service);
         if known.is_none() {
             system::run(system::coordinator(layout).args(["services", "create", service]))?;
         }
@@ -85,18 +91,16 @@ fn host_services(layout: &Layout, node: &str, services: &[&str]) -> anyhow::Resu
                 system::coordinator(layout).args(["services", "move", service, "--to", node]),
             )?;
         }
-        let listed: serde_json::Value = serde_json::from_str(&system::run(
-            system::coordinator(layout).args(["services", "list", "--output", "json"]),
-        )?)?;
-        let name = listed
-            .as_array()
-            .and_then(|all| all.iter().find(|known| known["name"] == *service))
-            .and_then(|known| known["dns_name"].as_str())
-            .with_context(|| format!("the coordinator lists no {service}"))?
-            .to_owned();
-        names.push(name);
     }
-    Ok(names)
+    let listed = list()?;
+    services
+        .iter()
+        .map(|service| {
+            find(&listed, service)
+                .and_then(|known| known["dns_name"].as_str().map(str::to_owned))
+                .with_context(|| format!("the coordinator lists no {service}"))
+        })
+        .collect()
 }
 
 /// Starts the hub's services in order, each waited for, joining the hub's
@@ -171,46 +175,41 @@ pub(crate) fn start(
     )?;
     undo.began(&layout.agent_state());
     undo.start(Unit::Agent, agent_changed)?;
-    let mut mesh_address = None;
-    system::wait_for("the hub's mesh address", Duration::from_secs(60), || {
-        mesh_address = system::agent_status(layout)
-            .as_ref()
-            .and_then(system::agent_address);
-        mesh_address
-            .map(drop)
-            .context("the agent has no address yet")
-    })
-    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
-    let mesh_address = mesh_address.context("the agent has an address")?;
+    let status = system::wait_for_agent(layout, Duration::from_secs(60))
+        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
+    let mesh_address = system::agent_address(&status).context("the agent has an address")?;
 
     eprintln!("Hosting the household's services");
-    let node = system::agent_status(layout)
-        .and_then(|status| status["node"]["name"].as_str().map(str::to_owned))
+    let node = status["node"]["name"]
+        .as_str()
         .context("the agent's status names no node")?;
-    let names = host_services(layout, &node, &services)?;
+    let names = host_services(layout, node, &services)?;
     // The pod publishes its ports at the services' addresses: the agent
     // must answer at them first.
+    let mut addresses = Vec::new();
     system::wait_for("the services' addresses", Duration::from_secs(60), || {
         let status = system::agent_status(layout).context("no agent status")?;
-        for service in &services {
-            let address = system::hosted_address(&status, service)
-                .with_context(|| format!("the agent does not host {service} yet"))?;
-            if !system::has_address(address) {
-                bail!("{address} ({service}) is not on the mesh interface yet");
-            }
+        addresses = services
+            .iter()
+            .map(|service| {
+                system::hosted_address(&status, service)
+                    .with_context(|| format!("the agent does not host {service} yet"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(missing) = addresses
+            .iter()
+            .find(|address| !system::has_address(**address))
+        {
+            bail!("{missing} is not on the mesh interface yet");
         }
         Ok(())
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
-    let status = system::agent_status(layout).context("no agent status")?;
-    let place = |index: usize| -> Option<(String, Ipv4Addr)> {
-        let name = names.get(index)?.clone();
-        Some((name, system::hosted_address(&status, services[index])?))
-    };
+    let mut placed = names.into_iter().zip(addresses);
     let reached = Reached {
         mesh_address,
-        chat: place(0).context("the hub does not host the chat")?,
-        assistant: place(1),
+        chat: placed.next().context("the hub does not host the chat")?,
+        assistant: placed.next(),
     };
 
     eprintln!("Starting the model");

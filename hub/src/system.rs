@@ -234,6 +234,20 @@ pub fn agent_address(status: &serde_json::Value) -> Option<std::net::Ipv4Addr> {
     status["node"]["ipv4"].as_str()?.parse().ok()
 }
 
+/// Waits up to `limit` for the hub's agent to have a mesh address; its
+/// status (`hearth-agent status --output json`) then.
+pub fn wait_for_agent(layout: &Layout, limit: Duration) -> anyhow::Result<serde_json::Value> {
+    let mut status = None;
+    wait_for("the hub agent's mesh address", limit, || {
+        status = agent_status(layout).filter(|status| agent_address(status).is_some());
+        status
+            .as_ref()
+            .map(drop)
+            .context("hearth-agent has no address yet")
+    })?;
+    status.context("the agent has an address")
+}
+
 /// The IPv4 address of Tailscale Service `name` (`svc:chat`) when this
 /// node hosts it, in `hearth-agent status --output json`.
 pub fn hosted_address(status: &serde_json::Value, name: &str) -> Option<std::net::Ipv4Addr> {

@@ -57,14 +57,7 @@ fn pings(lab: &Lab, from: &Host, address: IpAddr) -> Vec<f64> {
 fn main() {
     let mut lab = Lab::new().expect("root and ip(8)");
     hearth_testkit::require_tools(&["nft", "iperf3", "ping"]).expect("tools");
-    let internet = lab.host("internet");
-    let coordinator = lab.start_coordinator(&internet);
-    coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--reusable", "--pre-approved"],
-    );
+    let (_coordinator, key) = lab.start_internet_coordinator();
     let home = lab.nat_site("home", 1, Nat::EndpointIndependent);
     let cafe = lab.nat_site("cafe", 3, Nat::EndpointIndependent);
     let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);

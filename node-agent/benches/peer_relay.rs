@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hearth_testkit::bench::median;
-use hearth_testkit::{Lab, Nat, TailscaleNode, wait_until};
+use hearth_testkit::{Lab, TailscaleNode, wait_until};
 
 const ROUNDS: usize = 3;
 const SECONDS: u64 = 5;
@@ -116,72 +116,47 @@ fn main() {
     let mut lab = Lab::new().expect("root and ip(8)");
     hearth_testkit::require_tools(&["nft"]).expect("tools");
     let client = hearth_testkit::llama::tailscale_client().expect("the official client");
-    let internet = lab.host("internet");
-    let coordinator = lab.start_coordinator(&internet);
-    coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--reusable", "--pre-approved"],
-    );
-    let policy = lab.dir.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
-            "grants": [{"src": ["*"], "dst": ["*"], "app": {"tailscale.com/cap/relay": []}}]}"#,
-    )
-    .expect("the policy file");
-    coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
-    let token = std::fs::read_to_string(&key).expect("the key file");
-    let one = lab.nat_site("mobile", 2, Nat::Symmetric);
-    let two = lab.nat_site("cafe", 3, Nat::Symmetric);
-    let mut nodes = Vec::new();
-    for host in [
-        lab.host("relay"),
-        lab.site_host(&one, "alpha"),
-        lab.site_host(&two, "beta"),
-    ] {
-        let node = lab.start_tailscaled(&host, &coordinator, &client);
-        let up = node.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
-        assert!(
-            up.status.success(),
-            "{}",
-            String::from_utf8_lossy(&up.stderr)
-        );
-        nodes.push(node);
-    }
+    let (coordinator, key) = lab.start_internet_coordinator();
+    let nodes = lab.official_clients_around_a_peer_relay(&coordinator, &client, &key);
     let beta = IpAddr::from(nodes[2].ipv4(&lab).expect("beta's address"));
 
-    let (mut derp_mbit, mut relay_mbit) = (Vec::new(), Vec::new());
-    let (mut derp_ms, mut relay_ms) = (Vec::new(), Vec::new());
+    // Each path: the relay port that makes alpha take it, what `tailscale
+    // ping` says of it, and what was measured on it.
+    let mut paths = [
+        (
+            "derp",
+            "--relay-server-port=",
+            "via DERP(",
+            Vec::new(),
+            Vec::new(),
+        ),
+        (
+            "relay",
+            "--relay-server-port=40000",
+            "via peer-relay(",
+            Vec::new(),
+            Vec::new(),
+        ),
+    ];
     for round in 0..ROUNDS {
-        let closed = nodes[0].cli(&lab, &["set", "--relay-server-port="]);
-        assert!(closed.status.success(), "{closed:?}");
-        derp_ms.extend(pings_via(&lab, &nodes[1], beta, "via DERP("));
-        derp_mbit.push(throughput(
-            &mut lab,
-            &format!("sink-derp-{round}"),
-            &nodes[1],
-            &nodes[2],
-            beta,
-        ));
-        let opened = nodes[0].cli(&lab, &["set", "--relay-server-port=40000"]);
-        assert!(opened.status.success(), "{opened:?}");
-        relay_ms.extend(pings_via(&lab, &nodes[1], beta, "via peer-relay("));
-        relay_mbit.push(throughput(
-            &mut lab,
-            &format!("sink-relay-{round}"),
-            &nodes[1],
-            &nodes[2],
-            beta,
-        ));
+        for (path, port, via, mbit, ms) in &mut paths {
+            let set = nodes[0].cli(&lab, &["set", port]);
+            assert!(set.status.success(), "{set:?}");
+            ms.extend(pings_via(&lab, &nodes[1], beta, via));
+            let label = format!("sink-{path}-{round}");
+            mbit.push(throughput(&mut lab, &label, &nodes[1], &nodes[2], beta));
+        }
         println!(
             "round {round}: DERP {:.0} Mbit/s, peer relay {:.0} Mbit/s",
-            derp_mbit[round], relay_mbit[round]
+            paths[0].3[round], paths[1].3[round]
         );
     }
-    let (derp, relay) = (median(&mut derp_mbit), median(&mut relay_mbit));
-    let (derp_p50, relay_p50) = (median(&mut derp_ms), median(&mut relay_ms));
+    let [
+        (_, _, _, derp_mbit, derp_ms),
+        (_, _, _, relay_mbit, relay_ms),
+    ] = &mut paths;
+    let (derp, relay) = (median(derp_mbit), median(relay_mbit));
+    let (derp_p50, relay_p50) = (median(derp_ms), median(relay_ms));
     println!("| | DERP (coordinator, TCP) | peer relay (UDP) | peer relay / DERP |");
     println!("| --- | --- | --- | --- |");
     println!(

@@ -90,14 +90,7 @@ fn wire(pcap: &[u8]) -> Wire {
 fn internet() -> Option<(Lab, hearth_testkit::LabCoordinator, std::path::PathBuf)> {
     let mut lab = Lab::new()?;
     hearth_testkit::require_tools(&["nft", "tcpdump"])?;
-    let internet = lab.host("internet");
-    let coordinator = lab.start_coordinator(&internet);
-    coordinator.cli_ok(&["users", "create", "alice"]);
-    let key = coordinator.token_file(
-        lab.dir.path(),
-        "key.token",
-        &["--user", "alice", "--reusable", "--pre-approved"],
-    );
+    let (coordinator, key) = lab.start_internet_coordinator();
     Some((lab, coordinator, key))
 }
 
@@ -705,32 +698,7 @@ fn two_official_clients_behind_symmetric_nats_meet_through_a_third_ones_peer_rel
         return;
     };
     // Anyone may relay for anyone (the relay is the grant's destination).
-    let policy = lab.dir.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
-            "grants": [{"src": ["*"], "dst": ["*"], "app": {"tailscale.com/cap/relay": []}}]}"#,
-    )
-    .unwrap();
-    coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
-    let token = std::fs::read_to_string(&key).unwrap();
-    let one = lab.nat_site("mobile", 2, Nat::Symmetric);
-    let two = lab.nat_site("cafe", 3, Nat::Symmetric);
-    let mut nodes = Vec::new();
-    for host in [
-        lab.host("relay"),
-        lab.site_host(&one, "alpha"),
-        lab.site_host(&two, "beta"),
-    ] {
-        let node = lab.start_tailscaled(&host, &coordinator, &client);
-        let up = node.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
-        assert!(
-            up.status.success(),
-            "{}",
-            String::from_utf8_lossy(&up.stderr)
-        );
-        nodes.push(node);
-    }
+    let nodes = lab.official_clients_around_a_peer_relay(&coordinator, &client, &key);
     let set = nodes[0].cli(&lab, &["set", "--relay-server-port=40000"]);
     assert!(
         set.status.success(),

@@ -3,8 +3,6 @@
 //! each service on its host ([`crate::services`] decides; this stores and
 //! delivers).
 
-use std::collections::BTreeSet;
-
 use hearth_control::tailcfg::MachineKey;
 use hearth_control::wire::NodeId;
 use serde::{Deserialize, Serialize};
@@ -13,7 +11,7 @@ use super::{Change, Coordinator, Turn, unix_now};
 use crate::db::services::ServiceRow;
 use crate::error::{Error, Result};
 use crate::netmap::{Credential, NodeRecord};
-use crate::services::{Host, Service, host_of, missing, placement};
+use crate::services::{Host, Service, allocate, host_of, missing, placement};
 
 /// A service as `services list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,16 +100,9 @@ impl Coordinator {
             {
                 return Err(Error::BadRequest(format!("{name} already exists")));
             }
-            let taken: BTreeSet<_> = self.state().services.iter().map(|s| s.ipv4).collect();
-            let (ipv4, ipv6) = crate::ipam::service_address(&taken).ok_or_else(|| {
+            let service = allocate(&self.state().services, name.clone()).ok_or_else(|| {
                 Error::BadRequest("all 254 service addresses (100.100.0.x) are taken".into())
             })?;
-            let service = Service {
-                name: name.clone(),
-                ipv4,
-                ipv6,
-                host: None,
-            };
             self.db.insert_service(&row_of(&service)).await?;
             self.state().services.push(service);
             self.place_services(&turn);
@@ -129,16 +120,12 @@ impl Coordinator {
                 None => None,
             };
             if !self
-                .state()
-                .services
-                .iter()
-                .any(|service| service.name == name)
+                .db
+                .set_service_host(name, host.map(|id| id as i64))
+                .await?
             {
                 return Err(Error::NotFound(format!("service {name}")));
             }
-            self.db
-                .set_service_host(name, host.map(|id| id as i64))
-                .await?;
             if let Some(service) = self
                 .state()
                 .services
@@ -206,20 +193,21 @@ impl Coordinator {
     }
 
     /// Creates the services the policy in force names and lacks (stored,
-    /// then placed).
+    /// then read back), and places them all.
     pub(super) async fn create_policy_services(&self, turn: &Turn<'_>) -> Result<()> {
         let created = {
             let state = self.state();
             missing(&state.services, state.policy.as_ref())
         };
-        let now = unix_now();
+        if created.is_empty() {
+            self.place_services(turn);
+            return Ok(());
+        }
         for service in created {
-            let mut row = row_of(&service);
-            row.created_at = now;
-            match self.db.insert_service(&row).await {
-                Ok(()) => self.state().services.push(service),
-                // Another coordinator on the database created it first.
-                Err(crate::db::DbError::Conflict(_)) => {}
+            match self.db.insert_service(&row_of(&service)).await {
+                // Another coordinator on the database created it first:
+                // its row is read back below.
+                Ok(()) | Err(crate::db::DbError::Conflict(_)) => {}
                 Err(error) => return Err(error.into()),
             }
         }

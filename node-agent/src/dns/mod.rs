@@ -157,12 +157,7 @@ fn node_addresses(mesh: &Mesh, host: &str) -> Vec<IpAddr> {
         .iter()
         .flat_map(|node| &node.hosted)
         .chain(mesh.peers.values().flat_map(|peer| &peer.hosted))
-        .filter(|service| {
-            service
-                .name
-                .strip_prefix("svc:")
-                .is_some_and(|label| label.eq_ignore_ascii_case(host))
-        })
+        .filter(|service| service.label().eq_ignore_ascii_case(host))
         .flat_map(|service| service.addresses.iter().copied());
     own.chain(peers).chain(hosted).collect()
 }

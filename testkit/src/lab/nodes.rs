@@ -176,6 +176,21 @@ impl Agent {
 }
 
 impl Lab {
+    /// A coordinator on a new "internet" host (the bridge every NAT site's
+    /// outside is on) with user alice, and the file of a reusable key for
+    /// her pre-approved devices.
+    pub fn start_internet_coordinator(&mut self) -> (LabCoordinator, PathBuf) {
+        let internet = self.host("internet");
+        let coordinator = self.start_coordinator(&internet);
+        coordinator.cli_ok(&["users", "create", "alice"]);
+        let key = coordinator.token_file(
+            self.dir.path(),
+            "key.token",
+            &["--user", "alice", "--reusable", "--pre-approved"],
+        );
+        (coordinator, key)
+    }
+
     /// Starts a coordinator in `host`, listening on the host's underlay address.
     pub fn start_coordinator(&mut self, host: &Host) -> LabCoordinator {
         self.start_coordinator_with(host, &[])

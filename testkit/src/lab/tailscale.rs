@@ -111,6 +111,46 @@ impl TailscaleNode {
 }
 
 impl Lab {
+    /// Three official clients joined with `key` (a file): "relay" on the
+    /// internet side, "alpha" and "beta" behind symmetric NATs (so they
+    /// cannot meet directly), under a policy that lets anyone reach anyone
+    /// and relay for anyone (`tailscale.com/cap/relay`). The relay's port
+    /// is left closed (`tailscale set --relay-server-port=40000` opens it).
+    pub fn official_clients_around_a_peer_relay(
+        &mut self,
+        coordinator: &LabCoordinator,
+        client: &Path,
+        key: &Path,
+    ) -> [TailscaleNode; 3] {
+        let policy = self.dir.path().join("relay-policy.json");
+        std::fs::write(
+            &policy,
+            r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+                "grants": [{"src": ["*"], "dst": ["*"], "app": {"tailscale.com/cap/relay": []}}]}"#,
+        )
+        .expect("the policy file");
+        coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
+        let token = std::fs::read_to_string(key).expect("the key file");
+        let one = self.nat_site("mobile", 2, super::Nat::Symmetric);
+        let two = self.nat_site("cafe", 3, super::Nat::Symmetric);
+        let hosts = [
+            self.host("relay"),
+            self.site_host(&one, "alpha"),
+            self.site_host(&two, "beta"),
+        ];
+        hosts.map(|host| {
+            let node = self.start_tailscaled(&host, coordinator, client);
+            let up = node.up(self, coordinator, token.trim(), &["--timeout", "30s"]);
+            assert!(
+                up.status.success(),
+                "tailscale up on {}: {}",
+                host.name,
+                String::from_utf8_lossy(&up.stderr)
+            );
+            node
+        })
+    }
+
     /// Starts `tailscaled` (userspace networking, logs off) in `host`,
     /// trusting `coordinator`'s certificate; `client` is the directory
     /// holding the official binaries.
