@@ -45,7 +45,58 @@ pub mod kind {
     pub const PONG: u8 = 0x02;
     /// Please ping me at these addresses (sent through a relay).
     pub const CALL_ME_MAYBE: u8 = 0x03;
+    /// A client asks a peer relay's endpoint to bind it at this address.
+    pub const BIND_RELAY: u8 = 0x04;
+    /// The peer relay's challenge to a bind.
+    pub const BIND_RELAY_CHALLENGE: u8 = 0x05;
+    /// The client's answer to the challenge: the bind holds.
+    pub const BIND_RELAY_ANSWER: u8 = 0x06;
+    /// Meet me through this peer relay's endpoint (sent through DERP).
+    pub const CALL_ME_MAYBE_VIA: u8 = 0x07;
+    /// Please make an endpoint for these two clients (to a peer relay,
+    /// through DERP).
+    pub const ALLOCATE_RELAY: u8 = 0x08;
+    /// The endpoint made (from a peer relay, through DERP).
+    pub const ALLOCATE_RELAY_ANSWER: u8 = 0x09;
 }
+
+/// The body the three bind messages share (Tailscale's
+/// `BindUDPRelayEndpointCommon`, 72 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// The endpoint's virtual network id (what the Geneve header carries).
+    pub vni: u32,
+    /// The client's handshake generation: new and nonzero at each bind.
+    pub generation: u32,
+    /// The disco key of the other client on the endpoint.
+    pub remote: [u8; 32],
+    /// The relay's challenge (zeros in a bind), echoed in the answer.
+    pub challenge: [u8; 32],
+}
+
+/// An endpoint on a peer relay for two clients (Tailscale's
+/// `UDPRelayEndpoint`), as the relay allocated it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayEndpoint {
+    /// The relay server's own disco key (binds are sealed to it).
+    pub server: [u8; 32],
+    /// The two clients' disco keys.
+    pub clients: [[u8; 32]; 2],
+    /// Orders allocations of one relay: a higher one is newer.
+    pub lamport: u64,
+    /// The endpoint's virtual network id.
+    pub vni: u32,
+    /// How long the relay waits for both clients to bind.
+    pub bind_lifetime: Duration,
+    /// How long a bound endpoint lives without traffic.
+    pub steady_lifetime: Duration,
+    /// Where the relay listens.
+    pub addresses: Vec<SocketAddr>,
+}
+
+/// A relay endpoint's fixed part: server and client keys, Lamport id,
+/// VNI and two lifetimes.
+const RELAY_ENDPOINT_FIXED: usize = 32 * 3 + 8 + 4 + 8 + 8;
 
 /// A ping's transaction id.
 pub type TxId = [u8; TX_LEN];
@@ -72,6 +123,28 @@ pub enum Message {
         /// Candidate endpoints.
         endpoints: Vec<SocketAddr>,
     },
+    /// A client to a peer relay: bind me on this endpoint.
+    BindRelay(Bind),
+    /// The peer relay's challenge.
+    BindRelayChallenge(Bind),
+    /// The client's answer.
+    BindRelayAnswer(Bind),
+    /// Meet me through this endpoint.
+    CallMeMaybeVia(RelayEndpoint),
+    /// To a peer relay: an endpoint for these two clients, please.
+    AllocateRelay {
+        /// The two clients' disco keys (the sender's among them).
+        clients: [[u8; 32]; 2],
+        /// Echoed in the answer.
+        generation: u32,
+    },
+    /// The peer relay's endpoint.
+    AllocateRelayAnswer {
+        /// The request's generation.
+        generation: u32,
+        /// The endpoint.
+        endpoint: RelayEndpoint,
+    },
 }
 
 /// What is wrong with a disco packet.
@@ -89,6 +162,9 @@ pub enum DiscoError {
     /// A message type this version does not know.
     #[error("unknown disco message type {0:#04x}")]
     Unknown(u8),
+    /// A version of a message this version does not read.
+    #[error("disco message type {0:#04x} of version {1}")]
+    Version(u8, u8),
 }
 
 /// Whether `packet` starts like a disco packet (the magic, and room for the
@@ -121,6 +197,73 @@ fn endpoint_at(bytes: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(Ipv6Addr::from(ip).to_canonical(), port))
 }
 
+/// A fixed-size piece of a body being read.
+fn take<const N: usize>(body: &mut &[u8]) -> Result<[u8; N], DiscoError> {
+    let (head, rest) = body.split_first_chunk::<N>().ok_or(DiscoError::Short)?;
+    *body = rest;
+    Ok(*head)
+}
+
+impl Bind {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.vni.to_be_bytes());
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        out.extend_from_slice(&self.remote);
+        out.extend_from_slice(&self.challenge);
+    }
+
+    fn read(mut body: &[u8]) -> Result<Bind, DiscoError> {
+        Ok(Bind {
+            vni: u32::from_be_bytes(take(&mut body)?),
+            generation: u32::from_be_bytes(take(&mut body)?),
+            remote: take(&mut body)?,
+            challenge: take(&mut body)?,
+        })
+    }
+}
+
+/// A lifetime as Go's `time.Duration` carries it: nanoseconds.
+fn nanoseconds(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl RelayEndpoint {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.server);
+        out.extend_from_slice(&self.clients[0]);
+        out.extend_from_slice(&self.clients[1]);
+        out.extend_from_slice(&self.lamport.to_be_bytes());
+        out.extend_from_slice(&self.vni.to_be_bytes());
+        out.extend_from_slice(&nanoseconds(self.bind_lifetime).to_be_bytes());
+        out.extend_from_slice(&nanoseconds(self.steady_lifetime).to_be_bytes());
+        for address in self.addresses.iter().take(MAX_ENDPOINTS) {
+            put_endpoint(out, address);
+        }
+    }
+
+    /// As Tailscale reads it: at least one address, and whole ones.
+    fn read(mut body: &[u8]) -> Result<RelayEndpoint, DiscoError> {
+        if body.len() < RELAY_ENDPOINT_FIXED + ENDPOINT_LEN
+            || !(body.len() - RELAY_ENDPOINT_FIXED).is_multiple_of(ENDPOINT_LEN)
+        {
+            return Err(DiscoError::Short);
+        }
+        Ok(RelayEndpoint {
+            server: take(&mut body)?,
+            clients: [take(&mut body)?, take(&mut body)?],
+            lamport: u64::from_be_bytes(take(&mut body)?),
+            vni: u32::from_be_bytes(take(&mut body)?),
+            bind_lifetime: Duration::from_nanos(u64::from_be_bytes(take(&mut body)?)),
+            steady_lifetime: Duration::from_nanos(u64::from_be_bytes(take(&mut body)?)),
+            addresses: body
+                .chunks_exact(ENDPOINT_LEN)
+                .take(MAX_ENDPOINTS)
+                .filter_map(endpoint_at)
+                .collect(),
+        })
+    }
+}
+
 impl Message {
     /// The plaintext inside the box: type, version 0, body.
     pub fn encode(&self) -> Vec<u8> {
@@ -143,6 +286,39 @@ impl Message {
                 for endpoint in endpoints.iter().take(MAX_ENDPOINTS) {
                     put_endpoint(&mut out, endpoint);
                 }
+            }
+            Message::BindRelay(bind) => {
+                out.extend_from_slice(&[kind::BIND_RELAY, 0]);
+                bind.put(&mut out);
+            }
+            Message::BindRelayChallenge(bind) => {
+                out.extend_from_slice(&[kind::BIND_RELAY_CHALLENGE, 0]);
+                bind.put(&mut out);
+            }
+            Message::BindRelayAnswer(bind) => {
+                out.extend_from_slice(&[kind::BIND_RELAY_ANSWER, 0]);
+                bind.put(&mut out);
+            }
+            Message::CallMeMaybeVia(endpoint) => {
+                out.extend_from_slice(&[kind::CALL_ME_MAYBE_VIA, 0]);
+                endpoint.put(&mut out);
+            }
+            Message::AllocateRelay {
+                clients,
+                generation,
+            } => {
+                out.extend_from_slice(&[kind::ALLOCATE_RELAY, 0]);
+                out.extend_from_slice(&clients[0]);
+                out.extend_from_slice(&clients[1]);
+                out.extend_from_slice(&generation.to_be_bytes());
+            }
+            Message::AllocateRelayAnswer {
+                generation,
+                endpoint,
+            } => {
+                out.extend_from_slice(&[kind::ALLOCATE_RELAY_ANSWER, 0]);
+                out.extend_from_slice(&generation.to_be_bytes());
+                endpoint.put(&mut out);
             }
         }
         out
@@ -185,6 +361,30 @@ impl Message {
                     Vec::new()
                 };
                 Ok(Message::CallMeMaybe { endpoints })
+            }
+            kind::BIND_RELAY => Ok(Message::BindRelay(Bind::read(body)?)),
+            kind::BIND_RELAY_CHALLENGE => Ok(Message::BindRelayChallenge(Bind::read(body)?)),
+            kind::BIND_RELAY_ANSWER => Ok(Message::BindRelayAnswer(Bind::read(body)?)),
+            kind::CALL_ME_MAYBE_VIA | kind::ALLOCATE_RELAY | kind::ALLOCATE_RELAY_ANSWER
+                if *version != 0 =>
+            {
+                Err(DiscoError::Version(*kind, *version))
+            }
+            kind::CALL_ME_MAYBE_VIA => Ok(Message::CallMeMaybeVia(RelayEndpoint::read(body)?)),
+            kind::ALLOCATE_RELAY => {
+                let mut body = body;
+                Ok(Message::AllocateRelay {
+                    clients: [take(&mut body)?, take(&mut body)?],
+                    generation: u32::from_be_bytes(take(&mut body)?),
+                })
+            }
+            kind::ALLOCATE_RELAY_ANSWER => {
+                let mut body = body;
+                let generation = u32::from_be_bytes(take(&mut body)?);
+                Ok(Message::AllocateRelayAnswer {
+                    generation,
+                    endpoint: RelayEndpoint::read(body)?,
+                })
             }
             other => Err(DiscoError::Unknown(other)),
         }
@@ -322,6 +522,93 @@ mod tests {
         assert_eq!(replays.order.len(), replays.seen.len());
     }
 
+    fn bind() -> Bind {
+        Bind {
+            vni: 0x00ab_cdef,
+            generation: 3,
+            remote: [6; 32],
+            challenge: [7; 32],
+        }
+    }
+
+    fn relay_endpoint() -> RelayEndpoint {
+        RelayEndpoint {
+            server: [1; 32],
+            clients: [[2; 32], [3; 32]],
+            lamport: 9,
+            vni: 42,
+            bind_lifetime: Duration::from_secs(30),
+            steady_lifetime: Duration::from_secs(300),
+            addresses: vec![
+                "198.18.0.3:40000".parse().unwrap(),
+                "[2001:db8::3]:40000".parse().unwrap(),
+            ],
+        }
+    }
+
+    /// The layouts Tailscale's `disco` package writes (read from its
+    /// source, tailscale de9ec7e, disco/disco.go), field by field.
+    #[test]
+    fn peer_relay_messages_are_laid_out_as_tailscale_reads_them() {
+        let bind = Message::BindRelayAnswer(bind()).encode();
+        assert_eq!(bind.len(), 2 + 72);
+        assert_eq!(bind[..2], [kind::BIND_RELAY_ANSWER, 0]);
+        assert_eq!(bind[2..6], 0x00ab_cdef_u32.to_be_bytes());
+        assert_eq!(bind[6..10], 3u32.to_be_bytes());
+        assert_eq!(bind[10..42], [6; 32]);
+        assert_eq!(bind[42..74], [7; 32]);
+
+        let request = Message::AllocateRelay {
+            clients: [[4; 32], [5; 32]],
+            generation: 0x0102_0304,
+        }
+        .encode();
+        assert_eq!(request.len(), 2 + 68);
+        assert_eq!(request[2..34], [4; 32]);
+        assert_eq!(request[66..70], [1, 2, 3, 4]);
+
+        let answer = Message::AllocateRelayAnswer {
+            generation: 5,
+            endpoint: relay_endpoint(),
+        }
+        .encode();
+        assert_eq!(answer[..2], [kind::ALLOCATE_RELAY_ANSWER, 0]);
+        assert_eq!(answer[2..6], 5u32.to_be_bytes());
+        let endpoint = &answer[6..];
+        assert_eq!(endpoint.len(), 96 + 8 + 4 + 8 + 8 + 2 * 18);
+        assert_eq!(endpoint[..32], [1; 32], "the server's disco key");
+        assert_eq!(endpoint[96..104], 9u64.to_be_bytes(), "the Lamport id");
+        assert_eq!(endpoint[104..108], 42u32.to_be_bytes(), "the VNI");
+        assert_eq!(
+            endpoint[108..116],
+            30_000_000_000u64.to_be_bytes(),
+            "the bind lifetime, in nanoseconds"
+        );
+        assert_eq!(
+            endpoint[124..140],
+            "::ffff:198.18.0.3".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(endpoint[140..142], 40000u16.to_be_bytes());
+
+        // An endpoint without an address, or with part of one, is refused.
+        let mut bare = Message::CallMeMaybeVia(RelayEndpoint {
+            addresses: Vec::new(),
+            ..relay_endpoint()
+        })
+        .encode();
+        assert_eq!(Message::decode(&bare), Err(DiscoError::Short));
+        bare.extend_from_slice(&[0; 17]);
+        assert_eq!(Message::decode(&bare), Err(DiscoError::Short));
+        // A short bind, and a version not read, are refused with why.
+        assert_eq!(Message::decode(&bind[..73]), Err(DiscoError::Short));
+        let mut newer = request.clone();
+        newer[1] = 1;
+        assert_eq!(
+            Message::decode(&newer),
+            Err(DiscoError::Version(kind::ALLOCATE_RELAY, 1))
+        );
+    }
+
     fn pair() -> (Boxer, Boxer) {
         let (a, b) = ([1u8; 32], [2u8; 32]);
         (
@@ -355,6 +642,18 @@ mod tests {
                     "10.0.0.2:41641".parse().unwrap(),
                     "[fd00::2]:41641".parse().unwrap(),
                 ],
+            },
+            Message::BindRelay(bind()),
+            Message::BindRelayChallenge(bind()),
+            Message::BindRelayAnswer(bind()),
+            Message::CallMeMaybeVia(relay_endpoint()),
+            Message::AllocateRelay {
+                clients: [[4; 32], [5; 32]],
+                generation: 77,
+            },
+            Message::AllocateRelayAnswer {
+                generation: 77,
+                endpoint: relay_endpoint(),
             },
         ] {
             let packet = a.seal(&[3; NONCE_LEN], &message);

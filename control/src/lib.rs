@@ -21,6 +21,7 @@ pub mod derp;
 pub mod disco;
 pub mod dns;
 pub mod fingerprint;
+pub mod geneve;
 pub mod noise_stream;
 pub mod relay_client;
 pub mod secret;

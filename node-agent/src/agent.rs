@@ -61,6 +61,8 @@ pub struct UpOptions {
     pub advertise_exit_node: bool,
     /// Tailscale Services it serves (`svc:name`).
     pub advertise_services: Vec<String>,
+    /// Be a peer relay on this UDP port.
+    pub relay_server_port: Option<u16>,
     /// STUN server choice.
     pub stun: StunChoice,
     /// A second socket that answers only `whois`, mode 0660 with this group
@@ -191,6 +193,15 @@ async fn run_with_plane(
     let (home_sender, home) = watch::channel(None);
     // The relay login's secret, replaced when the keys rotate.
     let (secrets, secrets_seen) = watch::channel(relay_secret.clone().unwrap_or_default());
+    match (plane.device(), options.relay_server_port) {
+        (Some(device), Some(port)) => {
+            device.serve_peer_relay(port)?;
+        }
+        (None, Some(_)) => {
+            tracing::warn!("a peer relay needs the userspace data plane; not relaying")
+        }
+        _ => {}
+    }
     let relay_task = match (plane.device(), relay_secret) {
         (Some(device), Some(_)) => {
             let (packets, outgoing) = mpsc::channel(4096);
@@ -381,6 +392,28 @@ async fn run(
     }
 }
 
+/// Who the policy offers us as peer relays, and who may use ours.
+fn peer_relays(mesh: &crate::mesh::Mesh) -> crate::userspace::PeerRelays {
+    crate::userspace::PeerRelays {
+        candidates: mesh
+            .relay_candidates()
+            .into_iter()
+            .filter_map(|peer| {
+                Some(crate::userspace::RelayCandidate {
+                    key: peer.wireguard_key.0,
+                    disco: peer.disco_key?.0,
+                    region: peer.home_relay?,
+                })
+            })
+            .collect(),
+        clients: mesh
+            .relay_clients()
+            .into_iter()
+            .map(|peer| peer.wireguard_key.0)
+            .collect(),
+    }
+}
+
 /// Lets the kernel forward packets (for subnet routers and exit nodes).
 fn enable_forwarding() {
     for path in [
@@ -460,6 +493,18 @@ async fn report_endpoints(
         };
         if let Some(device) = plane.device() {
             device.set_own_endpoints(local.iter().copied().chain(observed).collect());
+            if let Some(relay_port) = device.peer_relay_port() {
+                // The relay's port at each address of ours: behind a NAT
+                // that keeps ports (or a forwarded port), the public one
+                // works too.
+                let mut addresses: Vec<SocketAddr> = local
+                    .iter()
+                    .chain(observed.iter())
+                    .map(|endpoint| SocketAddr::new(endpoint.ip(), relay_port))
+                    .collect();
+                addresses.dedup();
+                device.set_peer_relay_addresses(addresses);
+            }
         }
         let report = EndpointReport {
             listen_port: port,
@@ -597,6 +642,9 @@ impl Sync {
         }
         self.execute(planned.set.into_iter().map(Operation::Set).collect())
             .await;
+        if let Some(device) = self.plane.device() {
+            device.set_peer_relays(peer_relays(&hearth_runtime::read(&self.shared.mesh)));
+        }
         for route in &planned.add_routes {
             if let Err(error) = netcfg::add_route(self.plane.interface(), *route).await {
                 tracing::warn!(%error, "cannot add a subnet route");

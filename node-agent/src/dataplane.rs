@@ -93,6 +93,16 @@ pub enum PathStatus {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rtt_us: Option<u64>,
     },
+    /// Through a peer relay's endpoint.
+    PeerRelay {
+        /// The relay's address.
+        relay: SocketAddr,
+        /// The endpoint's id there.
+        vni: u32,
+        /// The last disco round trip through it, in microseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_us: Option<u64>,
+    },
     /// Through the peer's home relay.
     Relay {
         /// The region.

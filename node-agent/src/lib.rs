@@ -24,6 +24,7 @@ pub mod local_api;
 pub mod mesh;
 pub mod netcfg;
 pub mod paths;
+pub mod peer_relay;
 pub mod ping;
 pub mod plan;
 pub mod relay;

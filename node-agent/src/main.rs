@@ -92,6 +92,11 @@ struct UpArgs {
     /// their host, it answers at their addresses too.
     #[arg(long, value_delimiter = ',', env = "HEARTH_ADVERTISE_SERVICES")]
     advertise_services: Vec<String>,
+    /// Be a peer relay on this UDP port (userspace data plane): devices the
+    /// policy lets use it (a `tailscale.com/cap/relay` grant naming this
+    /// one) meet through it when they cannot reach each other directly.
+    #[arg(long, env = "HEARTH_RELAY_SERVER_PORT")]
+    relay_server_port: Option<u16>,
     /// STUN server (ADDR:PORT), `coordinator` (port 3478 of its host) or `off`.
     #[arg(long, default_value = "coordinator")]
     stun: String,
@@ -181,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 advertise_routes: args.advertise_routes,
                 advertise_services: args.advertise_services,
                 advertise_exit_node: args.advertise_exit_node,
+                relay_server_port: args.relay_server_port,
                 stun,
                 whois_socket,
                 magic_dns: !args.no_magic_dns,
@@ -356,11 +362,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A path as people read it: `direct 198.18.1.2:41641` or `relay hub (12 ms)`.
+/// A path as people read it: `direct 198.18.1.2:41641`, `peer-relay
+/// 198.18.0.3:40000 vni 7` or `relay hub (12 ms)`.
 fn path_text(path: Option<&PathStatus>, relays: &[RegionStatus]) -> String {
     match path {
         None => "-".into(),
         Some(PathStatus::Direct { endpoint, .. }) => format!("direct {endpoint}"),
+        Some(PathStatus::PeerRelay { relay, vni, .. }) => format!("peer-relay {relay} vni {vni}"),
         Some(PathStatus::Relay { region }) => {
             let relay = relays.iter().find(|relay| relay.region == *region);
             let name = relay.map_or_else(|| region.to_string(), |relay| relay.code.clone());

@@ -256,6 +256,43 @@ impl Mesh {
         })
     }
 
+    /// Whether `peer` has capability `name` at this node (a grant's
+    /// `app` names it, from the peer to us).
+    fn peer_has(&self, peer: &Peer, name: &str) -> bool {
+        let own = self.own_addresses();
+        let (Some(at), Some(from)) = (own.first(), peer.addresses.first()) else {
+            return false;
+        };
+        let identity = hearth_acl::PeerIdentity {
+            user: &peer.user,
+            tags: &peer.tags,
+        };
+        self.filter
+            .capabilities_of(&identity, *from, *at, &own)
+            .contains_key(name)
+    }
+
+    /// The peers the policy offers this node as peer relays (a
+    /// `tailscale.com/cap/relay` grant from us to them gives them
+    /// `relay-target` here), reached through DERP with disco: agents, and
+    /// official clients at a capability version that relays (121 on).
+    pub fn relay_candidates(&self) -> Vec<&Peer> {
+        self.peers
+            .values()
+            .filter(|peer| peer.disco_key.is_some() && peer.home_relay.is_some())
+            .filter(|peer| peer.capability_version == 0 || peer.capability_version >= 121)
+            .filter(|peer| self.peer_has(peer, crate::peer_relay::CAP_RELAY_TARGET))
+            .collect()
+    }
+
+    /// The peers the policy lets use this node as their peer relay.
+    pub fn relay_clients(&self) -> Vec<&Peer> {
+        self.peers
+            .values()
+            .filter(|peer| self.peer_has(peer, crate::peer_relay::CAP_RELAY))
+            .collect()
+    }
+
     /// A peer named `name` or holding address `name`.
     pub fn find_peer(&self, name: &str) -> Option<&Peer> {
         if let Ok(address) = name.parse::<IpAddr>() {
@@ -393,6 +430,56 @@ pub(crate) mod tests {
         let tv = mesh.whois("100.64.0.2".parse().unwrap()).unwrap();
         assert_eq!((tv.id, tv.user.as_str(), tv.is_self), (2, "bob", false));
         assert_eq!(mesh.whois("192.0.2.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn peer_relays_are_the_peers_the_policy_names_that_can_be_reached_with_disco() {
+        let with_disco = |id: NodeId, name: &str, tags: &[&str], version: u16| Peer {
+            tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            disco_key: Some(WireGuardKey([id as u8 + 100; 32])),
+            home_relay: Some(1),
+            capability_version: version,
+            ..peer(id, name)
+        };
+        let mut mesh = Mesh::default();
+        mesh.apply(full(vec![
+            with_disco(2, "hub", &["tag:relay"], 0),
+            with_disco(3, "old-phone", &["tag:relay"], 120),
+            with_disco(4, "new-phone", &["tag:relay"], 131),
+            Peer {
+                disco_key: None,
+                ..with_disco(5, "kernel-agent", &["tag:relay"], 0)
+            },
+            with_disco(6, "tv", &[], 0),
+        ]));
+        let capability = |name: &str, source: hearth_acl::Source| hearth_acl::CapabilityRule {
+            src: vec![source],
+            dst: vec![hearth_acl::Target::SelfAddresses],
+            capabilities: [(name.to_owned(), serde_json::json!([]))].into(),
+        };
+        mesh.filter.capabilities = vec![
+            capability(
+                crate::peer_relay::CAP_RELAY_TARGET,
+                hearth_acl::Source::Tag("tag:relay".into()),
+            ),
+            capability(
+                crate::peer_relay::CAP_RELAY,
+                hearth_acl::Source::User("bob".into()),
+            ),
+        ];
+        let names = |peers: Vec<&Peer>| {
+            peers
+                .iter()
+                .map(|peer| peer.name.clone())
+                .collect::<Vec<_>>()
+        };
+        // Too old a Tailscale client, and a peer without disco, are not
+        // offered; an untagged one is not named.
+        assert_eq!(names(mesh.relay_candidates()), ["hub", "new-phone"]);
+        // Bob's untagged device may use our relay; tagged ones are not his.
+        assert_eq!(names(mesh.relay_clients()), ["tv"]);
+        mesh.filter.capabilities.clear();
+        assert!(mesh.relay_candidates().is_empty() && mesh.relay_clients().is_empty());
     }
 
     #[test]

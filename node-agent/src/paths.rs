@@ -1,5 +1,6 @@
 //! Which path packets to a disco peer take: a direct UDP address that disco
-//! proved, or the peer's home relay. Pure: the data plane tells it what
+//! proved, else an endpoint on a peer relay that carried a pong
+//! ([`crate::peer_relay::client`]), else the peer's home (DERP) relay. Pure: the data plane tells it what
 //! happened (traffic, pongs, pings, call-me-maybe) with the time, and it
 //! answers with the route and the disco messages to send.
 //!
@@ -31,11 +32,18 @@
 //!   that got into the path by replaying a captured ping, say) cannot keep
 //!   a path that loses everything looking alive. A path that lost both at
 //!   once was cut, not hijacked, and comes back as soon as it heals.
+//! - Without a direct path, a peer relay's endpoint carries packets while
+//!   its pongs keep coming (the same [`TRUST`], heartbeats every second);
+//!   discovery of a direct path goes on meanwhile, and wins when it
+//!   succeeds. A relay that answers pings and drops WireGuard is passed
+//!   over like a direct address that does.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hearth_control::disco::TxId;
+
+use crate::peer_relay::client::{RelayAction, RelayPaths};
 
 /// How long a pong keeps a direct path in use.
 pub const TRUST: Duration = Duration::from_millis(2_500);
@@ -86,12 +94,19 @@ const MAX_DISTRUSTED: usize = 16;
 pub enum Route {
     /// Straight to this address.
     Direct(SocketAddr),
+    /// Through a peer relay's endpoint.
+    PeerRelay {
+        /// The relay's address.
+        address: SocketAddr,
+        /// The endpoint.
+        vni: u32,
+    },
     /// Through the peer's home relay.
     Relay,
 }
 
 /// A disco message to send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// A ping to this address, over UDP.
     Ping {
@@ -102,6 +117,8 @@ pub enum Action {
     },
     /// Our endpoints, through the relay: ping me there.
     CallMeMaybe,
+    /// For a path through a peer relay.
+    PeerRelay(RelayAction),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,8 +152,13 @@ pub struct WireguardCounts {
     pub sent: u64,
     /// Authenticated WireGuard packets received from the direct path's address.
     pub heard: u64,
-    /// Authenticated WireGuard packets received through the relay.
+    /// Authenticated WireGuard packets received through the relay (DERP
+    /// or a peer relay).
     pub relayed: u64,
+    /// Data sent through a peer relay.
+    pub peer_relay_sent: u64,
+    /// Authenticated WireGuard packets received through a peer relay.
+    pub peer_relay_heard: u64,
 }
 
 /// The path state of one peer. Times are durations since any fixed origin.
@@ -170,6 +192,10 @@ pub struct Paths {
     /// was answered: disco crosses the path while WireGuard does not.
     disco_answered_in_silence: bool,
     distrusted: Vec<Distrusted>,
+    /// Paths through peer relays.
+    relays: RelayPaths,
+    /// Whether the policy offers us any peer relay for this peer.
+    relays_offered: bool,
 }
 
 impl Paths {
@@ -189,7 +215,49 @@ impl Paths {
             Some(best) if !self.silent(now) && self.trusted(best, now) => {
                 Route::Direct(best.address)
             }
-            _ => Route::Relay,
+            _ => match self.relays.chosen() {
+                Some(proven)
+                    if self.trusted(
+                        Best {
+                            address: proven.address,
+                            rtt: proven.rtt,
+                            confirmed: proven.confirmed,
+                        },
+                        now,
+                    ) =>
+                {
+                    Route::PeerRelay {
+                        address: proven.address,
+                        vni: proven.vni,
+                    }
+                }
+                _ => Route::Relay,
+            },
+        }
+    }
+
+    /// Whether the policy offers us a peer relay for this peer.
+    pub fn set_relays_offered(&mut self, offered: bool) {
+        self.relays_offered = offered;
+    }
+
+    /// The peer relay paths, for the messages they answer.
+    pub fn relays(&mut self) -> &mut RelayPaths {
+        &mut self.relays
+    }
+
+    /// [`RelayPaths::on_pong`]; true when the route changed.
+    pub fn on_relay_pong(&mut self, tx: TxId, from: SocketAddr, vni: u32, now: Duration) -> bool {
+        let before = self.route(now);
+        self.relays.on_pong(tx, from, vni, now);
+        self.route(now) != before
+    }
+
+    /// The round trip of the peer relay path in use.
+    pub fn peer_relay_rtt(&self, now: Duration) -> Option<Duration> {
+        match self.route(now) {
+            Route::PeerRelay { .. } => self.relays.chosen().map(|proven| proven.rtt),
+            _ => None,
         }
     }
 
@@ -263,6 +331,13 @@ impl Paths {
                 self.unanswered_since = Some(now);
             }
         }
+        let on_peer_relay = matches!(self.route(now), Route::PeerRelay { .. });
+        self.relays.note_wireguard(
+            (counts.peer_relay_sent, counts.peer_relay_heard),
+            on_peer_relay,
+            now,
+            (WIREGUARD_SILENCE, DISTRUST_FOR),
+        );
         self.counts = counts;
     }
 
@@ -401,7 +476,7 @@ impl Paths {
                     actions.push(self.ping(address, now, next_tx()));
                 }
             }
-            Route::Relay => {
+            Route::Relay | Route::PeerRelay { .. } => {
                 if due(self.last_discovery, DISCOVERY_EVERY) {
                     self.last_discovery = Some(now);
                     for candidate in self.candidates() {
@@ -414,6 +489,15 @@ impl Paths {
                 }
             }
         }
+        let route = self.route(now);
+        let allocate = self.relays_offered && route == Route::Relay;
+        let try_paths = !matches!(route, Route::Direct(_));
+        actions.extend(
+            self.relays
+                .tick(now, allocate, try_paths, next_tx)
+                .into_iter()
+                .map(Action::PeerRelay),
+        );
         actions
     }
 
@@ -533,7 +617,7 @@ mod tests {
             .iter()
             .filter_map(|action| match action {
                 Action::Ping { to, tx } => Some((*to, *tx)),
-                Action::CallMeMaybe => None,
+                _ => None,
             })
             .collect()
     }
@@ -741,6 +825,96 @@ mod tests {
             paths.on_pong(id, to, base + rtt);
         }
         assert_eq!(paths.route(base + ms(25)), Route::Direct(fast));
+    }
+
+    /// Issue 58: direct first, then a peer relay, then DERP, and no
+    /// switching back and forth while each keeps answering.
+    #[test]
+    fn a_peer_relay_carries_packets_until_a_direct_path_works_and_after_it_is_cut() {
+        use hearth_control::disco::{Bind, RelayEndpoint};
+        let direct = address("198.18.2.2:41641");
+        let relay = address("198.18.0.3:40000");
+        let mut paths = in_use(&["198.18.2.2:41641"]);
+        paths.set_relays_offered(true);
+        let mut tx = ids();
+        let mut routes = vec![paths.route(ms(0))];
+        // The relay as the peer and the relay server answer: an endpoint
+        // for an allocation, a challenge for each bind, a pong for each
+        // ping through it. The direct path answers only from 60 s to 120 s.
+        let mut now = ms(0);
+        while now < ms(180_000) {
+            paths.note_traffic(now);
+            let mut actions = paths.tick(now, &mut tx);
+            while let Some(action) = actions.pop() {
+                match action {
+                    Action::Ping { to, tx: id } if (ms(60_000)..ms(120_000)).contains(&now) => {
+                        paths.on_pong(id, to, now + ms(1));
+                    }
+                    Action::PeerRelay(RelayAction::Allocate { generation }) => {
+                        let endpoint = RelayEndpoint {
+                            server: [9; 32],
+                            clients: [[1; 32], [2; 32]],
+                            lamport: 1,
+                            vni: 7,
+                            bind_lifetime: Duration::from_secs(30),
+                            steady_lifetime: Duration::from_secs(300),
+                            addresses: vec![relay],
+                        };
+                        actions.extend(
+                            paths
+                                .relays()
+                                .on_allocated(generation, endpoint, now)
+                                .into_iter()
+                                .map(Action::PeerRelay),
+                        );
+                    }
+                    Action::PeerRelay(RelayAction::Bind {
+                        server,
+                        to,
+                        vni,
+                        generation,
+                    }) => {
+                        let bind = Bind {
+                            vni,
+                            generation,
+                            remote: [2; 32],
+                            challenge: [3; 32],
+                        };
+                        actions.extend(
+                            paths
+                                .relays()
+                                .on_challenge(server, to, bind, now, &mut tx)
+                                .into_iter()
+                                .map(Action::PeerRelay),
+                        );
+                    }
+                    Action::PeerRelay(RelayAction::Ping { to, vni, tx: id }) => {
+                        paths.on_relay_pong(id, to, vni, now + ms(2));
+                    }
+                    _ => {}
+                }
+            }
+            let route = paths.route(now + ms(2));
+            if routes.last() != Some(&route) {
+                routes.push(route);
+            }
+            now += ms(100);
+        }
+        let through_relay = Route::PeerRelay {
+            address: relay,
+            vni: 7,
+        };
+        assert_eq!(
+            routes,
+            [
+                Route::Relay,
+                through_relay,
+                Route::Direct(direct),
+                Route::Relay,
+                through_relay
+            ],
+            "DERP only until the relay answered, and for the moment between the direct path's cut and the relay's next pong"
+        );
     }
 
     /// A peer in use with a direct path to `direct` confirmed at 0 ms.

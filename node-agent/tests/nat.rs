@@ -23,6 +23,11 @@
 //!   `tailscale set --relay-server-port`): `tailscale ping` goes
 //!   `via peer-relay(…)` and `tailscale status` shows it.
 //!
+//! - Two agents behind symmetric NATs meet the same way through a hub
+//!   agent's peer relay (`--relay-server-port`): DERP before the hub
+//!   joins, the peer relay once it does (its UDP port on the wire, DERP's
+//!   TLS no more), staying there while it works, DERP again when it stops.
+//!
 //! Needs root, `nft` and `tcpdump` (and the cached Tailscale client for the
 //! first test); outside CI the tests skip without them.
 
@@ -725,4 +730,124 @@ fn two_official_clients_behind_symmetric_nats_meet_through_a_third_ones_peer_rel
         .find(|line| line.contains(" beta "))
         .unwrap_or_else(|| panic!("beta is not in the status: {status}"));
     assert!(line.contains("peer-relay"), "{line}");
+}
+
+/// Bytes of UDP to `port` in a capture (with UDP GSO a captured frame
+/// may hold a run of datagrams: bytes tell, frames do not).
+fn udp_bytes_to_port(pcap: &[u8], port: u16) -> usize {
+    pcap_frames(pcap)
+        .into_iter()
+        .filter(|frame| u16::from_be_bytes([frame[12], frame[13]]) == 0x0800)
+        .map(|frame| {
+            let ip = &frame[14..];
+            let payload = &ip[usize::from(ip[0] & 0x0f) * 4..];
+            if ip[9] == 17 && u16::from_be_bytes([payload[2], payload[3]]) == port {
+                payload.len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    // The policy lets anyone relay for anyone.
+    let policy = lab.dir.path().join("relay-policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+            "grants": [{"src": ["*"], "dst": ["*"], "app": {"tailscale.com/cap/relay": []}}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
+    let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
+    let cafe = lab.nat_site("cafe", 3, Nat::Symmetric);
+    let (alpha, _) = start(&mut lab, &mobile, "alpha", &key);
+    let (beta, beta_ip) = start(&mut lab, &cafe, "beta", &key);
+    let _server = lab.serve_tcp(&beta.host, 7000);
+    // No relay yet: DERP.
+    wait_until(20 * SECOND, || lab.ping(&alpha.host, beta_ip, SECOND))
+        .unwrap_or_else(|| panic!("alpha -> beta\n{}", lab.logs()));
+    assert_eq!(alpha.path_kind("beta").as_deref(), Some("relay"));
+
+    // The hub, on the internet side, relays on UDP port 40000.
+    let hub_host = lab.host("hub");
+    let mut hub = lab.start_agent(
+        &hub_host,
+        &key,
+        &["--backend", "userspace", "--relay-server-port", "40000"],
+    );
+    hub.wait_mesh_ipv4(20 * SECOND);
+    let started = Instant::now();
+    wait_until(30 * SECOND, || {
+        lab.send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
+            .is_ok()
+            && alpha.path_kind("beta").as_deref() == Some("peer_relay")
+            && beta.path_kind("alpha").as_deref() == Some("peer_relay")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "alpha -> beta: {:?}, beta -> alpha: {:?}\n{}",
+            alpha.path("beta"),
+            beta.path("alpha"),
+            lab.logs()
+        )
+    });
+    eprintln!(
+        "through the peer relay {:?} after the hub joined",
+        started.elapsed()
+    );
+    let status = alpha.cli(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let line = status
+        .lines()
+        .find(|line| line.contains("beta"))
+        .unwrap_or_else(|| panic!("beta is not in the status: {status}"));
+    assert!(
+        line.contains("peer-relay ") && line.contains(":40000"),
+        "{line}"
+    );
+
+    // 1 MiB crosses over UDP to the relay's port; no longer DERP's TLS.
+    let capture = lab.capture(&mobile.router, "mobile-wan", &[]);
+    assert_eq!(
+        lab.send_tcp(&alpha.host, beta_ip, 7000, 1 << 20, 5 * SECOND),
+        Ok(1 << 20)
+    );
+    let pcap = capture.stop();
+    let seen = wire(&pcap);
+    let relayed = udp_bytes_to_port(&pcap, 40000);
+    eprintln!("mobile site's wire: {seen:?}, {relayed} bytes to the relay's port");
+    assert!(!seen.clear_payload, "the payload appeared in clear");
+    // (A capture may miss some frames under load: half is plenty to tell.)
+    assert!(
+        relayed > 512 << 10,
+        "the transfer went to the peer relay: {relayed}"
+    );
+    assert!(
+        seen.tls_bytes < 256 << 10,
+        "not through DERP's TLS: {seen:?}"
+    );
+    // It stays there while it works: no switching back and forth.
+    for _ in 0..10 {
+        assert_eq!(
+            lab.send_tcp(&alpha.host, beta_ip, 7000, 64 << 10, 2 * SECOND),
+            Ok(64 << 10)
+        );
+        assert_eq!(alpha.path_kind("beta").as_deref(), Some("peer_relay"));
+    }
+
+    // The hub stops: back to DERP, and the mesh still works.
+    hub.process.terminate(10 * SECOND);
+    wait_until(20 * SECOND, || {
+        alpha.path_kind("beta").as_deref() == Some("relay")
+            && lab
+                .send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
+                .is_ok()
+    })
+    .unwrap_or_else(|| panic!("back on DERP\n{}", lab.logs()));
 }

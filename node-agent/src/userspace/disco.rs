@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hearth_control::disco::{self, Boxer, Message, Replays};
+use hearth_control::disco::{self, Bind, Boxer, Message, RelayEndpoint, Replays};
+use hearth_control::geneve;
 
 use super::{DeviceState, PeerState, PeerTable, Source};
 use crate::dataplane::PeerConfig;
 use crate::paths::{Action, Paths, Route, WireguardCounts};
+use crate::peer_relay::client::RelayAction;
 
 /// A packet for a relay: which region, which node, what.
 #[derive(Debug)]
@@ -29,6 +31,7 @@ pub struct RelayPacket {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Target {
     Udp(SocketAddr),
+    PeerRelay { address: SocketAddr, vni: u32 },
     Relay { region: u16 },
     Nowhere,
 }
@@ -80,6 +83,12 @@ pub(super) fn configure(
             }
             let mut paths = hearth_runtime::lock(&peer.paths);
             paths.set_candidates(&config.candidates);
+            paths.set_relays_offered(
+                hearth_runtime::read(&shared.peer_relays)
+                    .candidates
+                    .iter()
+                    .any(|candidate| candidate.key != peer.key),
+            );
             let route = route_of(shared, current.as_ref(), &paths, shared.now());
             *hearth_runtime::write(&peer.route) = route;
         }
@@ -102,6 +111,7 @@ fn route_of(
 ) -> Target {
     match paths.route(now) {
         Route::Direct(address) => Target::Udp(address),
+        Route::PeerRelay { address, vni } => Target::PeerRelay { address, vni },
         Route::Relay => match disco.and_then(|disco| disco.home_relay) {
             Some(region) if shared.relay_attached() => Target::Relay { region },
             _ => paths
@@ -121,8 +131,13 @@ fn send(shared: &DeviceState, peer: &PeerState, boxer: &Boxer, message: &Message
     let packet = match message {
         Message::Ping { .. } => {
             let size = shared.probe_size.load(Ordering::Relaxed);
-            if let Source::Udp(to) = via
-                && !fits_full_size(size, to)
+            let (to, room) = match via {
+                Source::Udp(to) => (Some(to), size),
+                Source::PeerRelay { address, .. } => (Some(address), size + geneve::HEADER_LEN),
+                Source::Relay { .. } => (None, size),
+            };
+            if let Some(to) = to
+                && !fits_full_size(room, to)
             {
                 tracing::debug!(peer = %hearth_control::wire::WireGuardKey(peer.key), %to, "not probed: this machine's route there is smaller than a full WireGuard packet");
                 return;
@@ -134,7 +149,113 @@ fn send(shared: &DeviceState, peer: &PeerState, boxer: &Boxer, message: &Message
     tracing::trace!(peer = %hearth_control::wire::WireGuardKey(peer.key), ?message, ?via, "disco sent");
     match via {
         Source::Udp(address) => shared.send(&packet, address),
+        Source::PeerRelay { address, vni } => {
+            shared.send_geneve(address, vni, geneve::PROTOCOL_DISCO, false, &packet)
+        }
         Source::Relay { region, .. } => shared.send_relayed(region, peer.key, &packet),
+    }
+}
+
+/// Sends `message` to a peer relay's server `server` (our bind handshake)
+/// at `to`, for endpoint `vni`.
+fn send_to_relay_server(
+    shared: &DeviceState,
+    server: [u8; 32],
+    to: SocketAddr,
+    vni: u32,
+    message: &Message,
+) {
+    let nonce: [u8; disco::NONCE_LEN] = rand::random();
+    let packet = Boxer::new(&shared.disco_secret, &server).seal(&nonce, message);
+    shared.send_geneve(to, vni, geneve::PROTOCOL_DISCO, true, &packet);
+}
+
+/// Carries out a peer relay action for `peer`.
+fn perform_relay(
+    shared: &DeviceState,
+    peer: &Arc<PeerState>,
+    boxer: &Boxer,
+    home: Option<u16>,
+    action: RelayAction,
+) {
+    let Some(peer_disco) = hearth_runtime::read(&peer.disco)
+        .as_ref()
+        .map(|disco| disco.key)
+    else {
+        return;
+    };
+    match action {
+        RelayAction::Allocate { generation } => {
+            let request = Message::AllocateRelay {
+                clients: [shared.disco_public, peer_disco],
+                generation,
+            };
+            let candidates = hearth_runtime::read(&shared.peer_relays).candidates.clone();
+            for candidate in candidates
+                .iter()
+                .filter(|candidate| candidate.key != peer.key)
+            {
+                let nonce: [u8; disco::NONCE_LEN] = rand::random();
+                let packet =
+                    Boxer::new(&shared.disco_secret, &candidate.disco).seal(&nonce, &request);
+                shared.send_relayed(candidate.region, candidate.key, &packet);
+            }
+        }
+        RelayAction::CallMeMaybeVia(endpoint) => {
+            if let Some(region) = home.filter(|_| shared.relay_attached()) {
+                let message = Message::CallMeMaybeVia(endpoint);
+                send(
+                    shared,
+                    peer,
+                    boxer,
+                    &message,
+                    Source::Relay {
+                        region,
+                        key: peer.key,
+                    },
+                );
+            }
+        }
+        RelayAction::Bind {
+            server,
+            to,
+            vni,
+            generation,
+        } => {
+            let bind = Bind {
+                vni,
+                generation,
+                remote: peer_disco,
+                challenge: [0; 32],
+            };
+            let mut binds = hearth_runtime::lock(&shared.relay_binds);
+            binds.retain(|_, bound| Arc::strong_count(bound) > 1);
+            binds.insert((server, vni), Arc::clone(peer));
+            drop(binds);
+            send_to_relay_server(shared, server, to, vni, &Message::BindRelay(bind));
+        }
+        RelayAction::Answer { server, to, bind } => {
+            send_to_relay_server(
+                shared,
+                server,
+                to,
+                bind.vni,
+                &Message::BindRelayAnswer(bind),
+            );
+        }
+        RelayAction::Ping { to, vni, tx } => {
+            let ping = Message::Ping {
+                tx,
+                node_key: Some(shared.keys().public.to_bytes()),
+            };
+            send(
+                shared,
+                peer,
+                boxer,
+                &ping,
+                Source::PeerRelay { address: to, vni },
+            );
+        }
     }
 }
 
@@ -148,7 +269,7 @@ fn fits_full_size(size: usize, to: std::net::SocketAddr) -> bool {
 }
 
 /// Carries out what [`Paths`] asked for.
-fn perform(shared: &DeviceState, peer: &PeerState, actions: Vec<Action>) {
+fn perform(shared: &DeviceState, peer: &Arc<PeerState>, actions: Vec<Action>) {
     if actions.is_empty() {
         return;
     }
@@ -188,13 +309,14 @@ fn perform(shared: &DeviceState, peer: &PeerState, actions: Vec<Action>) {
                     },
                 );
             }
+            Action::PeerRelay(action) => perform_relay(shared, peer, &boxer, home, action),
         }
     }
 }
 
 /// Keeps `peer`'s route current and sends what its paths ask for; called
 /// every timer tick.
-pub(super) fn tick(shared: &DeviceState, peer: &PeerState) {
+pub(super) fn tick(shared: &DeviceState, peer: &Arc<PeerState>) {
     let now = shared.now();
     let actions = {
         let disco = hearth_runtime::read(&peer.disco);
@@ -211,6 +333,8 @@ pub(super) fn tick(shared: &DeviceState, peer: &PeerState) {
                 sent: peer.direct_sent.load(Ordering::Relaxed),
                 heard: peer.direct_heard.load(Ordering::Relaxed),
                 relayed: peer.relayed_heard.load(Ordering::Relaxed),
+                peer_relay_sent: peer.peer_relay_sent.load(Ordering::Relaxed),
+                peer_relay_heard: peer.peer_relay_heard.load(Ordering::Relaxed),
             },
             now,
         );
@@ -256,6 +380,9 @@ fn update_route(
         let key = hearth_control::wire::WireGuardKey(peer.key);
         match route {
             Target::Udp(address) => tracing::info!(peer = %key, path = %address, "direct path"),
+            Target::PeerRelay { address, vni } => {
+                tracing::info!(peer = %key, relay = %address, vni, "path through a peer relay")
+            }
             Target::Relay { region } => {
                 tracing::info!(peer = %key, region, "path through the relay")
             }
@@ -308,7 +435,7 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
                 return;
             }
             let seen = match source {
-                Source::Udp(address) => address,
+                Source::Udp(address) | Source::PeerRelay { address, .. } => address,
                 Source::Relay { region, .. } => relay_address(region),
             };
             send(
@@ -318,20 +445,32 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
                 &Message::Pong { tx, source: seen },
                 source,
             );
-            if let Source::Udp(address) = source {
-                let actions = hearth_runtime::lock(&peer.paths).on_ping(address, now, tx_id);
-                perform(shared, &peer, actions);
-            }
+            let actions = match source {
+                Source::Udp(address) => {
+                    hearth_runtime::lock(&peer.paths).on_ping(address, now, tx_id)
+                }
+                Source::PeerRelay { address, vni } => hearth_runtime::lock(&peer.paths)
+                    .relays()
+                    .on_ping(address, vni, now, tx_id)
+                    .into_iter()
+                    .map(Action::PeerRelay)
+                    .collect(),
+                Source::Relay { .. } => Vec::new(),
+            };
+            perform(shared, &peer, actions);
         }
         Message::Pong { tx, .. } => {
-            let Source::Udp(address) = source else {
-                return;
-            };
             let direct_now = {
                 let disco = hearth_runtime::read(&peer.disco);
                 let mut paths = hearth_runtime::lock(&peer.paths);
-                paths.on_pong(tx, address, now)
-                    && update_route(shared, &peer, disco.as_ref(), &paths, now)
+                let changed = match source {
+                    Source::Udp(address) => paths.on_pong(tx, address, now),
+                    Source::PeerRelay { address, vni } => {
+                        paths.on_relay_pong(tx, address, vni, now)
+                    }
+                    Source::Relay { .. } => false,
+                };
+                changed && update_route(shared, &peer, disco.as_ref(), &paths, now)
             };
             if direct_now {
                 resend_handshake(shared, &peer);
@@ -345,5 +484,172 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
                 hearth_runtime::lock(&peer.paths).on_call_me_maybe(&endpoints, now, tx_id);
             perform(shared, &peer, actions);
         }
+        Message::CallMeMaybeVia(endpoint) => {
+            // Only ever sent through DERP, and only for the two of us.
+            let Source::Relay { .. } = source else {
+                return;
+            };
+            if !for_us_and(shared, &endpoint, sender) {
+                return;
+            }
+            let actions = hearth_runtime::lock(&peer.paths)
+                .relays()
+                .on_endpoint(endpoint, now);
+            perform(
+                shared,
+                &peer,
+                actions.into_iter().map(Action::PeerRelay).collect(),
+            );
+        }
+        Message::AllocateRelay {
+            clients,
+            generation,
+        } => {
+            let Source::Relay { region, key } = source else {
+                return;
+            };
+            allocate(
+                shared,
+                &peer,
+                &boxer,
+                (region, key),
+                sender,
+                clients,
+                generation,
+            );
+        }
+        Message::AllocateRelayAnswer {
+            generation,
+            endpoint,
+        } => {
+            let Source::Relay { .. } = source else {
+                return;
+            };
+            allocated(shared, &peer, generation, endpoint, now);
+        }
+        Message::BindRelay(_) | Message::BindRelayChallenge(_) | Message::BindRelayAnswer(_) => {}
     }
+}
+
+/// Whether `endpoint` is for this node and the peer with disco key `peer`.
+fn for_us_and(shared: &DeviceState, endpoint: &RelayEndpoint, peer: [u8; 32]) -> bool {
+    let mut wanted = [shared.disco_public, peer];
+    wanted.sort();
+    let mut named = endpoint.clients;
+    named.sort();
+    named == wanted
+}
+
+/// `peer` (its disco key `sender`), through DERP region `region` with node
+/// key `key`, asks our peer relay for an endpoint for `clients`: made if
+/// the policy lets the peer use our relay and it is one of the two.
+fn allocate(
+    shared: &DeviceState,
+    peer: &Arc<PeerState>,
+    boxer: &Boxer,
+    (region, key): (u16, [u8; 32]),
+    sender: [u8; 32],
+    clients: [[u8; 32]; 2],
+    generation: u32,
+) {
+    let relay = hearth_runtime::read(&shared.relay_server).clone();
+    let Some(relay) = relay else {
+        return;
+    };
+    if !hearth_runtime::read(&shared.peer_relays)
+        .clients
+        .contains(&peer.key)
+    {
+        tracing::debug!(peer = %hearth_control::wire::WireGuardKey(peer.key), "a peer the policy does not let use our relay asked for an endpoint");
+        return;
+    }
+    if !clients.contains(&sender) {
+        return;
+    }
+    let allocated =
+        hearth_runtime::lock(&relay.server).allocate(clients[0], clients[1], relay.now());
+    match allocated {
+        Ok(endpoint) => {
+            let answer = Message::AllocateRelayAnswer {
+                generation,
+                endpoint,
+            };
+            send(shared, peer, boxer, &answer, Source::Relay { region, key });
+        }
+        Err(error) => tracing::debug!(%error, "no peer relay endpoint"),
+    }
+}
+
+/// Peer relay `relay` answered our request `generation` with `endpoint`:
+/// it goes to the paths of the peer it is for.
+fn allocated(
+    shared: &DeviceState,
+    relay: &Arc<PeerState>,
+    generation: u32,
+    endpoint: RelayEndpoint,
+    now: Duration,
+) {
+    let offered = hearth_runtime::read(&shared.peer_relays)
+        .candidates
+        .iter()
+        .any(|candidate| candidate.key == relay.key);
+    if !offered {
+        return;
+    }
+    let Some(other) = endpoint
+        .clients
+        .iter()
+        .find(|client| **client != shared.disco_public)
+        .copied()
+    else {
+        return;
+    };
+    if !for_us_and(shared, &endpoint, other) {
+        return;
+    }
+    let Some(peer) = shared.peers().by_disco.get(&other).cloned() else {
+        return;
+    };
+    let actions = hearth_runtime::lock(&peer.paths)
+        .relays()
+        .on_allocated(generation, endpoint, now);
+    perform(
+        shared,
+        &peer,
+        actions.into_iter().map(Action::PeerRelay).collect(),
+    );
+}
+
+/// A control message from a peer relay's server (the challenge to our
+/// bind) for endpoint `vni`, from `from`.
+pub(super) fn receive_challenge(shared: &DeviceState, packet: &[u8], from: SocketAddr, vni: u32) {
+    let Some(server) = disco::sender(packet) else {
+        return;
+    };
+    let Some(peer) = hearth_runtime::lock(&shared.relay_binds)
+        .get(&(server, vni))
+        .cloned()
+    else {
+        return;
+    };
+    let Ok(Message::BindRelayChallenge(bind)) =
+        Boxer::new(&shared.disco_secret, &server).open(packet)
+    else {
+        return;
+    };
+    let peer_disco = hearth_runtime::read(&peer.disco)
+        .as_ref()
+        .map(|disco| disco.key);
+    if bind.vni != vni || Some(bind.remote) != peer_disco {
+        return;
+    }
+    let now = shared.now();
+    let actions = hearth_runtime::lock(&peer.paths)
+        .relays()
+        .on_challenge(server, from, bind, now, tx_id);
+    perform(
+        shared,
+        &peer,
+        actions.into_iter().map(Action::PeerRelay).collect(),
+    );
 }

@@ -33,6 +33,7 @@
 mod disco;
 mod io;
 pub mod offload;
+mod relay_server;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ use defguard_boringtun::noise::handshake::parse_handshake_anon;
 use defguard_boringtun::noise::rate_limiter::RateLimiter;
 use defguard_boringtun::noise::{Packet, Tunn, TunnResult};
 use defguard_boringtun::x25519::{PublicKey, StaticSecret};
+use hearth_control::geneve::{self, Geneve};
 use hearth_control::stun;
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -119,8 +121,13 @@ struct PeerState {
     /// trusted only while both move: [`crate::paths`]).
     direct_sent: AtomicU64,
     direct_heard: AtomicU64,
-    /// For a disco peer: authenticated WireGuard packets through the relay.
+    /// For a disco peer: authenticated WireGuard packets through the relay
+    /// (DERP or a peer relay).
     relayed_heard: AtomicU64,
+    /// For a disco peer: data sent through a peer relay, and authenticated
+    /// WireGuard packets received through one.
+    peer_relay_sent: AtomicU64,
+    peer_relay_heard: AtomicU64,
 }
 
 /// A peer's previous tunnel after a key change. Sessions do not depend on
@@ -268,6 +275,36 @@ struct DeviceState {
     /// interface's MTU and WireGuard's 32 bytes): disco pings are padded to
     /// it, so that a path is used only once it carried one that large.
     probe_size: std::sync::atomic::AtomicUsize,
+    /// The peer relays the policy offers us, and which peers may use ours.
+    peer_relays: RwLock<PeerRelays>,
+    /// Our own peer relay, when this device is one.
+    relay_server: RwLock<Option<Arc<relay_server::RelayServer>>>,
+    /// Which peer a peer relay's endpoint (relay key, VNI) is for: where
+    /// its challenges go.
+    relay_binds: Mutex<HashMap<RelayEndpointId, Arc<PeerState>>>,
+}
+
+/// A peer relay's endpoint: the relay's disco key and the VNI.
+type RelayEndpointId = ([u8; 32], u32);
+
+/// A peer the policy offers us as a peer relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayCandidate {
+    /// Its node key.
+    pub key: [u8; 32],
+    /// Its disco key, which allocation requests are sealed to.
+    pub disco: [u8; 32],
+    /// Its home relay, through which they go.
+    pub region: u16,
+}
+
+/// Who relays for us, and for whom we relay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerRelays {
+    /// Peers offered to us as peer relays.
+    pub candidates: Vec<RelayCandidate>,
+    /// Node keys of peers that may ask our relay for endpoints.
+    pub clients: std::collections::HashSet<[u8; 32]>,
 }
 
 impl DeviceState {
@@ -322,9 +359,27 @@ impl DeviceState {
     fn send_to_target(&self, peer: &PeerState, target: Target, datagram: &[u8]) {
         match target {
             Target::Udp(endpoint) => self.send(datagram, endpoint),
+            Target::PeerRelay { address, vni } => {
+                self.send_geneve(address, vni, geneve::PROTOCOL_WIREGUARD, false, datagram)
+            }
             Target::Relay { region } => self.send_relayed(region, peer.key, datagram),
             Target::Nowhere => {}
         }
+    }
+
+    /// Sends `payload` through a peer relay's endpoint `vni` at `to`.
+    fn send_geneve(&self, to: SocketAddr, vni: u32, protocol: u16, control: bool, payload: &[u8]) {
+        let mut packet = Vec::with_capacity(geneve::HEADER_LEN + payload.len());
+        packet.extend_from_slice(
+            &Geneve {
+                control,
+                protocol,
+                vni,
+            }
+            .encode(),
+        );
+        packet.extend_from_slice(payload);
+        self.send(&packet, to);
     }
 
     fn relay_attached(&self) -> bool {
@@ -343,6 +398,8 @@ impl DeviceState {
 enum Source {
     /// A UDP address.
     Udp(SocketAddr),
+    /// A peer relay's endpoint `vni` at `address`.
+    PeerRelay { address: SocketAddr, vni: u32 },
     /// A relay region, from the node with this key.
     Relay { region: u16, key: [u8; 32] },
 }
@@ -450,6 +507,9 @@ impl Device {
             own_endpoints: RwLock::new(Vec::new()),
             stun: Mutex::new(None),
             probe_size: std::sync::atomic::AtomicUsize::new(full_size(DEFAULT_MTU)),
+            peer_relays: RwLock::default(),
+            relay_server: RwLock::new(None),
+            relay_binds: Mutex::default(),
         });
         let mut threads = Vec::new();
         for queue in 0..shared.tuns.len() {
@@ -545,6 +605,8 @@ impl Device {
                     direct_sent: AtomicU64::new(0),
                     direct_heard: AtomicU64::new(0),
                     relayed_heard: AtomicU64::new(0),
+                    peer_relay_sent: AtomicU64::new(0),
+                    peer_relay_heard: AtomicU64::new(0),
                 });
                 for prefix in &config.allowed_ips {
                     table.by_address.insert(
@@ -753,6 +815,55 @@ impl Device {
         });
     }
 
+    /// Makes this device a peer relay on UDP `port` (0: any); returns the
+    /// port. Which peers may use it is [`Device::set_peer_relays`]'s.
+    pub fn serve_peer_relay(&self, port: u16) -> Result<u16, DataPlaneError> {
+        let relay = Arc::new(relay_server::RelayServer::bind(port).map_err(|error| {
+            device_error(format!(
+                "cannot bind the peer relay's UDP port {port}: {error}"
+            ))
+        })?);
+        let port = relay.port;
+        *hearth_runtime::write(&self.shared.relay_server) = Some(Arc::clone(&relay));
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("peer-relay".into())
+            .spawn(move || relay_server::run(shared, relay))
+            .map_err(device_error)?;
+        tracing::info!(port, "peer relay listening");
+        Ok(port)
+    }
+
+    /// The addresses our peer relay is reached at (its port at each of this
+    /// node's addresses), told to clients in each endpoint.
+    pub fn set_peer_relay_addresses(&self, addresses: Vec<SocketAddr>) {
+        if let Some(relay) = hearth_runtime::read(&self.shared.relay_server).as_ref() {
+            hearth_runtime::lock(&relay.server).set_addresses(addresses);
+        }
+    }
+
+    /// The port of our peer relay, when this device is one.
+    pub fn peer_relay_port(&self) -> Option<u16> {
+        hearth_runtime::read(&self.shared.relay_server)
+            .as_ref()
+            .map(|relay| relay.port)
+    }
+
+    /// The peer relays the policy offers us, and the peers that may use
+    /// ours.
+    pub fn set_peer_relays(&self, relays: PeerRelays) {
+        let table = self.shared.peers();
+        for peer in table.by_key.values() {
+            let offered = relays
+                .candidates
+                .iter()
+                .any(|candidate| candidate.key != peer.key);
+            hearth_runtime::lock(&peer.paths).set_relays_offered(offered);
+        }
+        drop(table);
+        *hearth_runtime::write(&self.shared.peer_relays) = relays;
+    }
+
     /// This node's endpoints, told to peers asked to call back.
     pub fn set_own_endpoints(&self, endpoints: Vec<SocketAddr>) {
         *hearth_runtime::write(&self.shared.own_endpoints) = endpoints;
@@ -778,6 +889,13 @@ fn path_status(shared: &DeviceState, peer: &PeerState) -> Option<PathStatus> {
             endpoint,
             rtt_us: hearth_runtime::lock(&peer.paths)
                 .direct_rtt(shared.now())
+                .map(|rtt| rtt.as_micros() as u64),
+        }),
+        Target::PeerRelay { address, vni } => Some(PathStatus::PeerRelay {
+            relay: address,
+            vni,
+            rtt_us: hearth_runtime::lock(&peer.paths)
+                .peer_relay_rtt(shared.now())
                 .map(|rtt| rtt.as_micros() as u64),
         }),
         Target::Relay { region } => Some(PathStatus::Relay { region }),
@@ -883,8 +1001,24 @@ fn encrypt_and_send(
         Target::Udp(_) => {
             peer.direct_sent.fetch_add(1, Ordering::Relaxed);
         }
+        Target::PeerRelay { .. } => {
+            peer.peer_relay_sent.fetch_add(1, Ordering::Relaxed);
+        }
         Target::Relay { .. } => {}
     }
+    // Through a peer relay, each datagram goes after a Geneve header.
+    let (offset, geneve_header) = match target {
+        Target::PeerRelay { vni, .. } => (
+            geneve::HEADER_LEN,
+            Geneve {
+                control: false,
+                protocol: geneve::PROTOCOL_WIREGUARD,
+                vni,
+            }
+            .encode(),
+        ),
+        _ => (0, [0; geneve::HEADER_LEN]),
+    };
     let mut tunnel = hearth_runtime::lock(&peer.tunnel);
     if !has_session(&tunnel) {
         // After a key change, the old session carries the packet while the
@@ -910,14 +1044,22 @@ fn encrypt_and_send(
         }
     }
     offload::segment(header, packet, scratch, |segment| {
-        if batch.needs_flush(segment.len() + 64) {
+        if batch.needs_flush(segment.len() + 64 + offset) {
             batch.flush(&shared.udp, shared.dual_stack);
         }
-        if let TunnResult::WriteToNetwork(datagram) = tunnel.encapsulate(segment, batch.room()) {
+        let room = batch.room();
+        room[..offset].copy_from_slice(&geneve_header[..offset]);
+        if let TunnResult::WriteToNetwork(datagram) =
+            tunnel.encapsulate(segment, &mut room[offset..])
+        {
             match target {
                 Target::Udp(endpoint) => {
                     let length = datagram.len();
                     batch.commit(length, endpoint);
+                }
+                Target::PeerRelay { address, .. } => {
+                    let length = datagram.len();
+                    batch.commit(offset + length, address);
                 }
                 Target::Relay { region } => shared.send_relayed(region, peer.key, datagram),
                 Target::Nowhere => {}
@@ -976,7 +1118,30 @@ fn run_udp(shared: Arc<DeviceState>) {
                 segment
             };
             for datagram in bytes.chunks(size) {
-                if hearth_control::disco::looks_like_disco(datagram) {
+                let (carried, header) = geneve::classify(datagram);
+                if let Some(header) = header {
+                    // Through a peer relay's endpoint.
+                    let payload = &datagram[geneve::HEADER_LEN..];
+                    let via = Source::PeerRelay {
+                        address: source,
+                        vni: header.vni,
+                    };
+                    match carried {
+                        geneve::Carried::Disco if header.control => {
+                            disco::receive_challenge(&shared, payload, source, header.vni);
+                        }
+                        geneve::Carried::Disco => disco::receive(&shared, payload, via),
+                        geneve::Carried::WireGuard if !header.control => {
+                            if deliver.needs_flush(payload.len()) {
+                                deliver.flush(&shared);
+                            }
+                            if let Some(length) = decrypt(&shared, payload, via, deliver.room()) {
+                                deliver.commit(length);
+                            }
+                        }
+                        _ => {}
+                    }
+                } else if carried == geneve::Carried::Disco {
                     disco::receive(&shared, datagram, Source::Udp(source));
                 } else if looks_like_stun_answer(datagram) {
                     answer_stun(&shared, datagram);
@@ -1095,13 +1260,13 @@ fn answer_stun(shared: &DeviceState, packet: &[u8]) {
 fn decrypt(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]) -> Option<usize> {
     let address = match source {
         Source::Udp(address) => Some(address.ip()),
-        Source::Relay { .. } => None,
+        Source::Relay { .. } | Source::PeerRelay { .. } => None,
     };
     // MAC1 first (and a cookie under load): a forged handshake costs a hash.
     let keys = shared.keys();
     let limiter = match source {
         Source::Udp(_) => &keys.handshakes,
-        Source::Relay { .. } => &keys.relayed_handshakes,
+        Source::Relay { .. } | Source::PeerRelay { .. } => &keys.relayed_handshakes,
     };
     let parsed = match limiter.verify_packet(address, datagram, out) {
         Ok(parsed) => parsed,
@@ -1154,6 +1319,9 @@ fn decrypt(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]
     }
     let reply_to = |datagram: &[u8]| match source {
         Source::Udp(address) => shared.send(datagram, address),
+        Source::PeerRelay { address, vni } => {
+            shared.send_geneve(address, vni, geneve::PROTOCOL_WIREGUARD, false, datagram)
+        }
         Source::Relay { region, key } => shared.send_relayed(region, key, datagram),
     };
     let mut tunnel = hearth_runtime::lock(&peer.tunnel);
@@ -1190,6 +1358,10 @@ fn decrypt(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]
             } else if *hearth_runtime::read(&peer.route) == Target::Udp(address) {
                 peer.direct_heard.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        Source::PeerRelay { .. } => {
+            peer.relayed_heard.fetch_add(1, Ordering::Relaxed);
+            peer.peer_relay_heard.fetch_add(1, Ordering::Relaxed);
         }
         Source::Relay { .. } => {
             peer.relayed_heard.fetch_add(1, Ordering::Relaxed);
