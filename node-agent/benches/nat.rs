@@ -17,42 +17,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hearth_testkit::bench::median;
-use hearth_testkit::{Host, Lab, Nat, wait_until};
+use hearth_testkit::{Lab, Nat, wait_until};
 
 const ROUNDS: usize = 5;
-
-fn iperf(lab: &mut Lab, from: &Host, to: &Host, address: IpAddr) -> f64 {
-    let mut server = lab.command(to, "iperf3");
-    server.args(["-s", "-1"]);
-    let mut server = lab.spawn(to, "iperf3-server", server);
-    std::thread::sleep(Duration::from_millis(300));
-    let output = lab
-        .command(from, "iperf3")
-        .args(["-c", &address.to_string(), "-t", "5", "-J"])
-        .output()
-        .expect("iperf3 runs");
-    let _ = server.wait(Duration::from_secs(5));
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("iperf3 prints JSON");
-    report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("a rate")
-        / 1e6
-}
-
-fn pings(lab: &Lab, from: &Host, address: IpAddr) -> Vec<f64> {
-    let output = lab
-        .command(from, "ping")
-        .args(["-c", "50", "-i", "0.02", "-W", "1", &address.to_string()])
-        .output()
-        .expect("ping runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split("time=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .filter_map(|ms| ms.parse().ok())
-        .collect()
-}
 
 fn main() {
     let mut lab = Lab::new().expect("root and ip(8)");
@@ -93,10 +60,10 @@ fn main() {
         .expect("the phone reaches the hub");
         assert_eq!(phone.path_kind("hub").as_deref(), Some("relay"));
 
-        direct_mbit.push(iperf(&mut lab, &hosts[1], &hosts[0], hub_ip));
-        relay_mbit.push(iperf(&mut lab, &hosts[2], &hosts[0], hub_ip));
-        direct_rtt.extend(pings(&lab, &hosts[1], hub_ip));
-        relay_rtt.extend(pings(&lab, &hosts[2], hub_ip));
+        direct_mbit.push(lab.iperf(&hosts[1], &hosts[0], hub_ip, 5));
+        relay_mbit.push(lab.iperf(&hosts[2], &hosts[0], hub_ip, 5));
+        direct_rtt.extend(lab.ping_times(&hosts[1], hub_ip, 50));
+        relay_rtt.extend(lab.ping_times(&hosts[2], hub_ip, 50));
         println!(
             "round {round}: direct after {:.0} ms; direct {:.0} Mbit/s, relay {:.0} Mbit/s",
             upgrades[round], direct_mbit[round], relay_mbit[round]

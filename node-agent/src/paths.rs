@@ -236,8 +236,12 @@ impl Paths {
         }
     }
 
-    /// Whether the policy offers us a peer relay for this peer.
+    /// Whether the policy offers us a peer relay for this peer; when it
+    /// stops, the peer relay paths go at once.
     pub fn set_relays_offered(&mut self, offered: bool) {
+        if !offered && self.relays_offered {
+            self.relays = RelayPaths::default();
+        }
         self.relays_offered = offered;
     }
 

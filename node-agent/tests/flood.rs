@@ -20,46 +20,17 @@ fn within(limit: Duration, what: &str, condition: impl FnMut() -> bool) -> Durat
     wait_until(limit, condition).unwrap_or_else(|| panic!("{what} did not happen within {limit:?}"))
 }
 
-/// `ping -c COUNT -i INTERVAL` from `from` to `to`: the loss in percent and
+/// `count` pings 20 ms apart from `from` to `to`: the loss in percent and
 /// the average and maximum round trip in milliseconds.
 fn ping_stats(lab: &Lab, from: &hearth_testkit::Host, to: IpAddr, count: u32) -> (f64, f64, f64) {
-    let output = lab.try_exec(
-        from,
-        &[
-            "ping",
-            "-q",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.02",
-            "-W",
-            "1",
-            &to.to_string(),
-        ],
-    );
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let loss: f64 = text
-        .split(", ")
-        .find_map(|part| part.strip_suffix("% packet loss"))
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no loss in ping's output: {text}"));
-    // rtt min/avg/max/mdev = 0.061/0.084/0.141/0.020 ms
-    let times: Vec<f64> = text
-        .lines()
-        .find(|line| line.starts_with("rtt"))
-        .and_then(|line| line.split(" = ").nth(1))
-        .map(|values| {
-            values
-                .trim_end_matches(" ms")
-                .split('/')
-                .filter_map(|value| value.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let (average, maximum) = match times.as_slice() {
-        [_, average, maximum, ..] => (*average, *maximum),
-        _ => (f64::INFINITY, f64::INFINITY),
-    };
+    let times = lab.ping_times(from, to, count);
+    let answered = u32::try_from(times.len()).unwrap_or(u32::MAX);
+    let loss = 100.0 * f64::from(count.saturating_sub(answered)) / f64::from(count);
+    if times.is_empty() {
+        return (loss, f64::INFINITY, f64::INFINITY);
+    }
+    let average = times.iter().sum::<f64>() / times.len() as f64;
+    let maximum = times.iter().copied().fold(0.0, f64::max);
     (loss, average, maximum)
 }
 

@@ -26,7 +26,10 @@
 //! - Two agents behind symmetric NATs meet the same way through a hub
 //!   agent's peer relay (`--relay-server-port`): DERP before the hub
 //!   joins, the peer relay once it does (its UDP port on the wire, DERP's
-//!   TLS no more), staying there while it works, DERP again when it stops.
+//!   TLS no more), staying there while it works, DERP while the policy
+//!   stops offering relays, and again when the hub stops.
+//!
+//! - And two agents through an official client's peer relay: one protocol.
 //!
 //! Needs root, `nft` and `tcpdump` (and the cached Tailscale client for the
 //! first test); outside CI the tests skip without them.
@@ -750,12 +753,13 @@ fn udp_bytes_to_port(pcap: &[u8], port: u16) -> usize {
         .sum()
 }
 
-#[test]
-fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
-    let Some((mut lab, coordinator, key)) = internet() else {
-        return;
-    };
-    // The policy lets anyone relay for anyone.
+/// Under a policy that lets anyone relay for anyone: agents alpha and
+/// beta behind symmetric NATs, reaching each other through DERP.
+fn agents_that_need_a_relay(
+    lab: &mut Lab,
+    coordinator: &hearth_testkit::LabCoordinator,
+    key: &std::path::Path,
+) -> (Site, Agent, Agent, IpAddr) {
     let policy = lab.dir.path().join("relay-policy.json");
     std::fs::write(
         &policy,
@@ -766,13 +770,21 @@ fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
     coordinator.cli_ok(&["policy", "set", &policy.to_string_lossy()]);
     let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
     let cafe = lab.nat_site("cafe", 3, Nat::Symmetric);
-    let (alpha, _) = start(&mut lab, &mobile, "alpha", &key);
-    let (beta, beta_ip) = start(&mut lab, &cafe, "beta", &key);
-    let _server = lab.serve_tcp(&beta.host, 7000);
-    // No relay yet: DERP.
+    let (alpha, _) = start(lab, &mobile, "alpha", key);
+    let (beta, beta_ip) = start(lab, &cafe, "beta", key);
     wait_until(20 * SECOND, || lab.ping(&alpha.host, beta_ip, SECOND))
         .unwrap_or_else(|| panic!("alpha -> beta\n{}", lab.logs()));
     assert_eq!(alpha.path_kind("beta").as_deref(), Some("relay"));
+    (mobile, alpha, beta, beta_ip)
+}
+
+#[test]
+fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let (mobile, alpha, beta, beta_ip) = agents_that_need_a_relay(&mut lab, &coordinator, &key);
+    let _server = lab.serve_tcp(&beta.host, 7000);
 
     // The hub, on the internet side, relays on UDP port 40000.
     let hub_host = lab.host("hub");
@@ -841,6 +853,29 @@ fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
         assert_eq!(alpha.path_kind("beta").as_deref(), Some("peer_relay"));
     }
 
+    // The policy stops offering relays: DERP at once; offered again, the
+    // peer relay again.
+    let no_relay = lab.dir.path().join("no-relay-policy.json");
+    std::fs::write(
+        &no_relay,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#,
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", &no_relay.to_string_lossy()]);
+    wait_until(10 * SECOND, || {
+        alpha.path_kind("beta").as_deref() == Some("relay")
+            && beta.path_kind("alpha").as_deref() == Some("relay")
+    })
+    .unwrap_or_else(|| panic!("DERP once relays are not offered: {:?}", alpha.path("beta")));
+    let relay_policy = lab.dir.path().join("relay-policy.json");
+    coordinator.cli_ok(&["policy", "set", &relay_policy.to_string_lossy()]);
+    wait_until(30 * SECOND, || {
+        lab.send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
+            .is_ok()
+            && alpha.path_kind("beta").as_deref() == Some("peer_relay")
+    })
+    .unwrap_or_else(|| panic!("the peer relay again: {:?}", alpha.path("beta")));
+
     // The hub stops: back to DERP, and the mesh still works.
     hub.process.terminate(10 * SECOND);
     wait_until(20 * SECOND, || {
@@ -850,4 +885,55 @@ fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
                 .is_ok()
     })
     .unwrap_or_else(|| panic!("back on DERP\n{}", lab.logs()));
+}
+
+/// Tailscale's relay and Hearth's agents speak the same protocol: two
+/// agents meet through an official client's peer relay.
+#[test]
+fn two_agents_meet_through_an_official_clients_peer_relay() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let Some(client) = hearth_testkit::llama::tailscale_client() else {
+        return;
+    };
+    let (_, alpha, beta, beta_ip) = agents_that_need_a_relay(&mut lab, &coordinator, &key);
+    let relay_host = lab.host("relay");
+    let relay = lab.start_tailscaled(&relay_host, &coordinator, &client);
+    let token = std::fs::read_to_string(&key).unwrap();
+    let up = relay.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let set = relay.cli(&lab, &["set", "--relay-server-port=40000"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let _server = lab.serve_tcp(&beta.host, 7000);
+    wait_until(60 * SECOND, || {
+        lab.send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
+            .is_ok()
+            && alpha.path_kind("beta").as_deref() == Some("peer_relay")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "alpha -> beta: {:?}\nrelay: {}\n{}",
+            alpha.path("beta"),
+            relay.daemon.log_text(),
+            lab.logs()
+        )
+    });
+    assert_eq!(
+        lab.send_tcp(&alpha.host, beta_ip, 7000, 1 << 20, 5 * SECOND),
+        Ok(1 << 20)
+    );
+    let path = alpha.path("beta").unwrap();
+    assert!(
+        path["relay"].as_str().unwrap().ends_with(":40000"),
+        "{path}"
+    );
 }

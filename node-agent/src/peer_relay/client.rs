@@ -29,6 +29,9 @@ const TRY_FOR: Duration = Duration::from_secs(30);
 const MAX_HELD: usize = 4;
 /// Pings waiting for a pong, at most.
 const MAX_PENDING: usize = 16;
+/// Addresses of one relay bound to, at most: a peer names the endpoint in
+/// its call-me-maybe-via, and is not to make us send binds to many.
+const MAX_BIND_ADDRESSES: usize = 4;
 
 /// Something to send for a peer relay path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,7 +282,8 @@ impl RelayPaths {
             held.endpoint.server == server
                 && held.endpoint.vni == bind.vni
                 && held.generation == bind.generation
-                && held.endpoint.addresses.contains(&from)
+                && held.endpoint.addresses[..held.endpoint.addresses.len().min(MAX_BIND_ADDRESSES)]
+                    .contains(&from)
         }) else {
             return Vec::new();
         };
@@ -430,6 +434,7 @@ fn bind_actions(held: &Held) -> Vec<RelayAction> {
     held.endpoint
         .addresses
         .iter()
+        .take(MAX_BIND_ADDRESSES)
         .map(|to| RelayAction::Bind {
             server: held.endpoint.server,
             to: *to,
@@ -600,6 +605,18 @@ mod tests {
             2,
             "newer"
         );
+    }
+
+    #[test]
+    fn binds_go_to_a_few_of_the_addresses_a_peer_names() {
+        let mut paths = RelayPaths::default();
+        let many = RelayEndpoint {
+            addresses: (1..=64)
+                .map(|port| format!("198.18.0.9:{port}").parse().unwrap())
+                .collect(),
+            ..endpoint(9, 7, 1)
+        };
+        assert_eq!(paths.on_endpoint(many, ms(0)).len(), MAX_BIND_ADDRESSES);
     }
 
     #[test]

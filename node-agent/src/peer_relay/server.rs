@@ -196,6 +196,19 @@ impl Server {
         }
     }
 
+    /// Forgets the endpoints of which neither client may use the relay any
+    /// more (`allowed` says which disco keys may).
+    pub fn forget_unless(&mut self, allowed: impl Fn(&[u8; 32]) -> bool) {
+        let by_pair = &mut self.by_pair;
+        self.endpoints.retain(|_, endpoint| {
+            let keep = endpoint.clients.iter().any(&allowed);
+            if !keep {
+                by_pair.remove(&endpoint.clients);
+            }
+            keep
+        });
+    }
+
     /// Forgets endpoints whose clients did not bind in time or went quiet.
     pub fn expire(&mut self, now: Duration) {
         if now.saturating_sub(self.mac_since) >= MAC_ROTATE_EVERY {
@@ -446,6 +459,20 @@ mod tests {
             server.handle(a.address, &data(vni + 1), at(2)),
             Verdict::Drop
         );
+        // The policy takes the relay from one of them: it still serves the
+        // pair (Tailscale's relay checks the client that asks); from both:
+        // the endpoint goes at once.
+        server.forget_unless(|key| *key == b.public);
+        assert_eq!(
+            server.handle(a.address, &data(vni), at(2)),
+            Verdict::Forward(b.address)
+        );
+        server.forget_unless(|_| false);
+        assert_eq!(server.handle(a.address, &data(vni), at(2)), Verdict::Drop);
+        assert_eq!(server.endpoints(), 0);
+        let vni = server.allocate(a.public, b.public, at(2)).unwrap().vni;
+        bind(&mut server, &a, &b, vni, a.address);
+        bind(&mut server, &b, &a, vni, b.address);
         // Quiet for the steady lifetime: the endpoint goes.
         server.expire(at(2) + STEADY_LIFETIME + at(1));
         assert_eq!(server.endpoints(), 0);

@@ -853,14 +853,23 @@ impl Device {
     /// ours.
     pub fn set_peer_relays(&self, relays: PeerRelays) {
         let table = self.shared.peers();
+        let mut allowed = std::collections::HashSet::new();
         for peer in table.by_key.values() {
             let offered = relays
                 .candidates
                 .iter()
                 .any(|candidate| candidate.key != peer.key);
             hearth_runtime::lock(&peer.paths).set_relays_offered(offered);
+            if relays.clients.contains(&peer.key)
+                && let Some(disco) = hearth_runtime::read(&peer.disco).as_ref()
+            {
+                allowed.insert(disco.key);
+            }
         }
         drop(table);
+        if let Some(relay) = hearth_runtime::read(&self.shared.relay_server).as_ref() {
+            hearth_runtime::lock(&relay.server).forget_unless(|key| allowed.contains(key));
+        }
         *hearth_runtime::write(&self.shared.peer_relays) = relays;
     }
 

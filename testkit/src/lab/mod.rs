@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod capture;
+mod measure;
 mod nat;
 mod nodes;
 mod tailscale;
