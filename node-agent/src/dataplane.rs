@@ -110,6 +110,17 @@ pub enum PathStatus {
     },
 }
 
+/// This device as a peer relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerRelayStatus {
+    /// Its UDP port.
+    pub port: u16,
+    /// Endpoints it holds for pairs of devices.
+    pub endpoints: usize,
+    /// Peers the policy lets use it.
+    pub clients: usize,
+}
+
 /// Live counters of one peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStats {
@@ -210,6 +221,14 @@ impl DataPlane {
     pub fn offloads(&self) -> Option<String> {
         match &self.api {
             Api::Userspace(device) => Some(device.offloads().describe()),
+            Api::Kernel(_) => None,
+        }
+    }
+
+    /// This device's peer relay, when it is one.
+    pub fn peer_relay(&self) -> Option<PeerRelayStatus> {
+        match &self.api {
+            Api::Userspace(device) => device.peer_relay_status(),
             Api::Kernel(_) => None,
         }
     }

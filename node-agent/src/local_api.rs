@@ -79,6 +79,9 @@ pub struct Status {
     /// Relay connections (userspace data plane).
     #[serde(default)]
     pub relays: Vec<crate::relay::RegionStatus>,
+    /// This node as a peer relay, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_relay: Option<crate::dataplane::PeerRelayStatus>,
 }
 
 /// Request of `ping`.
@@ -181,6 +184,7 @@ impl AgentState {
                 .values()
                 .cloned()
                 .collect(),
+            peer_relay: self.plane.peer_relay(),
         }
     }
 

@@ -223,6 +223,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     if let Some(offloads) = &status.offloads {
                         println!("data plane offloads: {offloads}");
                     }
+                    if let Some(relay) = &status.peer_relay {
+                        let plural = |count: usize, one: &str, many: &str| {
+                            format!("{count} {}", if count == 1 { one } else { many })
+                        };
+                        println!(
+                            "peer relay on UDP port {}: {}, {} may use it",
+                            relay.port,
+                            plural(relay.endpoints, "endpoint", "endpoints"),
+                            plural(relay.clients, "peer", "peers")
+                        );
+                    }
                     if let Some(node) = &status.node {
                         match node.key_expiry {
                             Some(expiry) => {

@@ -813,6 +813,22 @@ fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
         "through the peer relay {:?} after the hub joined",
         started.elapsed()
     );
+    let relaying = hub.status().unwrap()["peer_relay"].clone();
+    assert_eq!(relaying["port"], 40000, "{relaying}");
+    assert_eq!(
+        relaying["endpoints"], 1,
+        "one endpoint for the pair: {relaying}"
+    );
+    assert_eq!(
+        relaying["clients"], 2,
+        "alpha and beta may use it: {relaying}"
+    );
+    let text = hub.cli(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("peer relay on UDP port 40000: 1 endpoint, 2 peers may use it"),
+        "{text}"
+    );
     let status = alpha.cli(&["status"]);
     let status = String::from_utf8_lossy(&status.stdout);
     let line = status

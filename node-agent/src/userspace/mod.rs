@@ -849,6 +849,18 @@ impl Device {
             .map(|relay| relay.port)
     }
 
+    /// Our peer relay, when this device is one: its port, the endpoints it
+    /// holds and how many peers may use it.
+    pub fn peer_relay_status(&self) -> Option<crate::dataplane::PeerRelayStatus> {
+        let relay = hearth_runtime::read(&self.shared.relay_server).clone()?;
+        let endpoints = hearth_runtime::lock(&relay.server).endpoints();
+        Some(crate::dataplane::PeerRelayStatus {
+            port: relay.port,
+            endpoints,
+            clients: hearth_runtime::read(&self.shared.peer_relays).clients.len(),
+        })
+    }
+
     /// The peer relays the policy offers us, and the peers that may use
     /// ours.
     pub fn set_peer_relays(&self, relays: PeerRelays) {
