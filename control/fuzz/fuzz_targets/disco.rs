@@ -28,8 +28,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Message::decode(&encoded), Ok(message.clone()));
         match &message {
             Message::CallMeMaybe { endpoints } => assert!(endpoints.len() <= disco::MAX_ENDPOINTS),
-            Message::CallMeMaybeVia(endpoint)
-            | Message::AllocateRelayAnswer { endpoint, .. } => {
+            Message::CallMeMaybeVia(endpoint) | Message::AllocateRelayAnswer { endpoint, .. } => {
                 assert!(!endpoint.addresses.is_empty());
                 assert!(endpoint.addresses.len() <= disco::MAX_ENDPOINTS);
             }

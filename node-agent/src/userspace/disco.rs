@@ -16,6 +16,10 @@ use crate::dataplane::PeerConfig;
 use crate::paths::{Action, Paths, Route, WireguardCounts};
 use crate::peer_relay::client::RelayAction;
 
+/// Peer relay endpoints bound at once, at most (each is one peer's with
+/// one relay).
+const MAX_RELAY_BINDS: usize = 8192;
+
 /// A packet for a relay: which region, which node, what.
 #[derive(Debug)]
 pub struct RelayPacket {
@@ -228,9 +232,15 @@ fn perform_relay(
                 remote: peer_disco,
                 challenge: [0; 32],
             };
+            // One endpoint per relay and peer is bound at a time; peers
+            // that are gone take theirs with them.
             let mut binds = hearth_runtime::lock(&shared.relay_binds);
-            binds.retain(|_, bound| Arc::strong_count(bound) > 1);
-            binds.insert((server, vni), Arc::clone(peer));
+            binds.retain(|(relay, _), bound| {
+                Arc::strong_count(bound) > 1 && !(*relay == server && Arc::ptr_eq(bound, peer))
+            });
+            if binds.len() < MAX_RELAY_BINDS {
+                binds.insert((server, vni), Arc::clone(peer));
+            }
             drop(binds);
             send_to_relay_server(shared, server, to, vni, &Message::BindRelay(bind));
         }
