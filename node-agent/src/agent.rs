@@ -497,12 +497,13 @@ async fn report_endpoints(
                 // The relay's port at each address of ours: behind a NAT
                 // that keeps ports (or a forwarded port), the public one
                 // works too.
-                let mut addresses: Vec<SocketAddr> = local
-                    .iter()
-                    .chain(observed.iter())
-                    .map(|endpoint| SocketAddr::new(endpoint.ip(), relay_port))
-                    .collect();
-                addresses.dedup();
+                let mut addresses: Vec<SocketAddr> = Vec::new();
+                for endpoint in local.iter().chain(observed.iter()) {
+                    let address = SocketAddr::new(endpoint.ip(), relay_port);
+                    if !addresses.contains(&address) {
+                        addresses.push(address);
+                    }
+                }
                 device.set_peer_relay_addresses(addresses);
             }
         }

@@ -232,19 +232,7 @@ impl Mesh {
             });
         }
         let peer = self.peers.get(self.by_address.get(&address)?)?;
-        let own = self.own_addresses();
-        let capabilities = match own.first() {
-            Some(at) => self.filter.capabilities_of(
-                &hearth_acl::PeerIdentity {
-                    user: &peer.user,
-                    tags: &peer.tags,
-                },
-                address,
-                *at,
-                &own,
-            ),
-            None => Default::default(),
-        };
+        let capabilities = self.capabilities_of(peer, address);
         Some(WhoIs {
             id: peer.id,
             name: peer.name.clone(),
@@ -256,20 +244,25 @@ impl Mesh {
         })
     }
 
-    /// Whether `peer` has capability `name` at this node (a grant's
-    /// `app` names it, from the peer to us).
-    fn peer_has(&self, peer: &Peer, name: &str) -> bool {
+    /// The application capabilities `peer`, sending from `from`, has at
+    /// this node (what the policy's grants name in `app`).
+    fn capabilities_of(&self, peer: &Peer, from: IpAddr) -> hearth_acl::Capabilities {
         let own = self.own_addresses();
-        let (Some(at), Some(from)) = (own.first(), peer.addresses.first()) else {
-            return false;
+        let Some(at) = own.first() else {
+            return Default::default();
         };
         let identity = hearth_acl::PeerIdentity {
             user: &peer.user,
             tags: &peer.tags,
         };
-        self.filter
-            .capabilities_of(&identity, *from, *at, &own)
-            .contains_key(name)
+        self.filter.capabilities_of(&identity, from, *at, &own)
+    }
+
+    /// Whether `peer` has capability `name` at this node.
+    fn peer_has(&self, peer: &Peer, name: &str) -> bool {
+        peer.addresses
+            .first()
+            .is_some_and(|from| self.capabilities_of(peer, *from).contains_key(name))
     }
 
     /// The peers the policy offers this node as peer relays (a

@@ -1,8 +1,9 @@
 //! Which path packets to a disco peer take: a direct UDP address that disco
 //! proved, else an endpoint on a peer relay that carried a pong
-//! ([`crate::peer_relay::client`]), else the peer's home (DERP) relay. Pure: the data plane tells it what
-//! happened (traffic, pongs, pings, call-me-maybe) with the time, and it
-//! answers with the route and the disco messages to send.
+//! ([`crate::peer_relay::client`]), else the peer's home (DERP) relay.
+//! Pure: the data plane tells it what happened (traffic, pongs, pings,
+//! call-me-maybe) with the time, and it answers with the route and the
+//! disco messages to send.
 //!
 //! The rules, close to Tailscale's magicsock but with shorter timers so a
 //! cut path is noticed within 3 s:
@@ -212,25 +213,14 @@ impl Paths {
     /// must answer within [`TRUST`] again or the relay takes over.
     pub fn route(&self, now: Duration) -> Route {
         match self.best {
-            Some(best) if !self.silent(now) && self.trusted(best, now) => {
+            Some(best) if !self.silent(now) && self.trusted(best.confirmed, now) => {
                 Route::Direct(best.address)
             }
             _ => match self.relays.chosen() {
-                Some(proven)
-                    if self.trusted(
-                        Best {
-                            address: proven.address,
-                            rtt: proven.rtt,
-                            confirmed: proven.confirmed,
-                        },
-                        now,
-                    ) =>
-                {
-                    Route::PeerRelay {
-                        address: proven.address,
-                        vni: proven.vni,
-                    }
-                }
+                Some(proven) if self.trusted(proven.confirmed, now) => Route::PeerRelay {
+                    address: proven.address,
+                    vni: proven.vni,
+                },
                 _ => Route::Relay,
             },
         }
@@ -266,13 +256,13 @@ impl Paths {
     }
 
     /// Whether `best` is still trusted at `now` (see [`Paths::route`]).
-    fn trusted(&self, best: Best, now: Duration) -> bool {
+    fn trusted(&self, confirmed: Duration, now: Duration) -> bool {
         if !self.active(now) {
             return true;
         }
         let since = self
             .resumed_at
-            .map_or(best.confirmed, |resumed| resumed.max(best.confirmed));
+            .map_or(confirmed, |resumed| resumed.max(confirmed));
         now < since + TRUST
     }
 
@@ -391,7 +381,7 @@ impl Paths {
     /// The measured round trip of the direct path in use.
     pub fn direct_rtt(&self, now: Duration) -> Option<Duration> {
         self.best
-            .filter(|best| self.trusted(*best, now))
+            .filter(|best| self.trusted(best.confirmed, now))
             .map(|best| best.rtt)
     }
 
@@ -523,7 +513,7 @@ impl Paths {
         let replace = match self.best {
             None => true,
             Some(best) if best.address == from => true,
-            Some(best) if !self.trusted(best, now) => true,
+            Some(best) if !self.trusted(best.confirmed, now) => true,
             // Another working address: take it only if clearly faster.
             Some(best) => rtt * 3 / 2 < best.rtt,
         };

@@ -100,6 +100,10 @@ struct Held {
     proven: Option<Proven>,
 }
 
+/// A ping through a relay waiting for its pong: its id, the relay's
+/// address, the endpoint, and when it went.
+type Pending = (TxId, SocketAddr, u32, Duration);
+
 /// A relay passed over, and until when.
 #[derive(Clone, Copy, Debug)]
 struct Distrusted {
@@ -116,7 +120,7 @@ pub struct RelayPaths {
     allocation: u32,
     last_allocate: Option<Duration>,
     binds: u32,
-    pending: Vec<(TxId, SocketAddr, u32, Duration)>,
+    pending: Vec<Pending>,
     distrusted: Vec<Distrusted>,
     /// WireGuard through the chosen relay: the counts last seen, since when
     /// data went unanswered, and when data last went.
@@ -184,14 +188,7 @@ impl RelayPaths {
                     actions.extend(bind_actions(held));
                 }
                 Some(to) if due(held.last_ping, BIND_EVERY, now) => {
-                    held.last_ping = Some(now);
-                    let tx = next_tx();
-                    actions.push(RelayAction::Ping {
-                        to,
-                        vni: held.endpoint.vni,
-                        tx,
-                    });
-                    remember(&mut self.pending, (tx, to, held.endpoint.vni, now));
+                    actions.push(ping(held, to, &mut self.pending, now, next_tx()));
                 }
                 _ => {}
             }
@@ -293,20 +290,13 @@ impl RelayPaths {
             return Vec::new();
         }
         held.bound = Some(from);
-        held.last_ping = Some(now);
-        let tx = next_tx();
-        remember(&mut self.pending, (tx, from, bind.vni, now));
         vec![
             RelayAction::Answer {
                 server,
                 to: from,
                 bind,
             },
-            RelayAction::Ping {
-                to: from,
-                vni: bind.vni,
-                tx,
-            },
+            ping(held, from, &mut self.pending, now, next_tx()),
         ]
     }
 
@@ -333,10 +323,7 @@ impl RelayPaths {
         if proven || !due(held.last_ping, BIND_EVERY / 5, now) {
             return Vec::new();
         }
-        held.last_ping = Some(now);
-        let tx = next_tx();
-        remember(&mut self.pending, (tx, from, vni, now));
-        vec![RelayAction::Ping { to: from, vni, tx }]
+        vec![ping(held, from, &mut self.pending, now, next_tx())]
     }
 
     /// A pong for `tx` came through the relay at `from`, endpoint `vni`;
@@ -444,14 +431,22 @@ fn bind_actions(held: &Held) -> Vec<RelayAction> {
         .collect()
 }
 
-fn remember(
-    pending: &mut Vec<(TxId, SocketAddr, u32, Duration)>,
-    ping: (TxId, SocketAddr, u32, Duration),
-) {
+/// A ping to the peer through `held`'s relay at `to`, kept in `pending`
+/// until its pong.
+fn ping(
+    held: &mut Held,
+    to: SocketAddr,
+    pending: &mut Vec<Pending>,
+    now: Duration,
+    tx: TxId,
+) -> RelayAction {
+    held.last_ping = Some(now);
     if pending.len() == MAX_PENDING {
         pending.remove(0);
     }
-    pending.push(ping);
+    let vni = held.endpoint.vni;
+    pending.push((tx, to, vni, now));
+    RelayAction::Ping { to, vni, tx }
 }
 
 #[cfg(test)]

@@ -384,34 +384,42 @@ mod tests {
         packet
     }
 
-    /// Runs `client`'s side of the bind handshake from `from`; returns
-    /// the challenge it answered.
-    fn bind(server: &mut Server, client: &Client, other: &Client, vni: u32, from: SocketAddr) {
+    /// `client`'s bind (from its address, naming `other`), and the
+    /// relay's challenge to it, opened.
+    fn challenge(
+        server: &mut Server,
+        client: &Client,
+        other: &Client,
+        vni: u32,
+        now: Duration,
+    ) -> Bind {
         let bind = Bind {
             vni,
             generation: 5,
             remote: other.public,
             challenge: [0; 32],
         };
-        let Verdict::Reply(reply, to) = server.handle(
-            from,
-            &control(client, server, vni, &Message::BindRelay(bind)),
-            at(1),
-        ) else {
+        let sent = control(client, server, vni, &Message::BindRelay(bind));
+        let Verdict::Reply(reply, to) = server.handle(client.address, &sent, now) else {
             panic!("no challenge");
         };
-        assert_eq!(to, from);
-        let header = Geneve::decode(&reply).unwrap();
-        assert!(header.control);
-        let opened = Boxer::new(&client.secret, &server.public())
-            .open(&reply[geneve::HEADER_LEN..])
-            .unwrap();
-        let Message::BindRelayChallenge(challenge) = opened else {
-            panic!("not a challenge: {opened:?}");
-        };
-        let answer = Message::BindRelayAnswer(challenge);
+        assert_eq!(to, client.address);
+        assert!(Geneve::decode(&reply).unwrap().control);
+        match Boxer::new(&client.secret, &server.public()).open(&reply[geneve::HEADER_LEN..]) {
+            Ok(Message::BindRelayChallenge(challenge)) => challenge,
+            other => panic!("not a challenge: {other:?}"),
+        }
+    }
+
+    /// Runs `client`'s side of the bind handshake from its address.
+    fn bind(server: &mut Server, client: &Client, other: &Client, vni: u32) {
+        let answer = Message::BindRelayAnswer(challenge(server, client, other, vni, at(1)));
         assert_eq!(
-            server.handle(from, &control(client, server, vni, &answer), at(1)),
+            server.handle(
+                client.address,
+                &control(client, server, vni, &answer),
+                at(1)
+            ),
             Verdict::Drop
         );
     }
@@ -440,10 +448,10 @@ mod tests {
             "the other client asking gets the same endpoint"
         );
         let vni = endpoint.vni;
-        bind(&mut server, &a, &b, vni, a.address);
+        bind(&mut server, &a, &b, vni);
         // Only one side bound: nothing is forwarded yet.
         assert_eq!(server.handle(a.address, &data(vni), at(2)), Verdict::Drop);
-        bind(&mut server, &b, &a, vni, b.address);
+        bind(&mut server, &b, &a, vni);
         assert_eq!(
             server.handle(a.address, &data(vni), at(2)),
             Verdict::Forward(b.address)
@@ -471,8 +479,8 @@ mod tests {
         assert_eq!(server.handle(a.address, &data(vni), at(2)), Verdict::Drop);
         assert_eq!(server.endpoints(), 0);
         let vni = server.allocate(a.public, b.public, at(2)).unwrap().vni;
-        bind(&mut server, &a, &b, vni, a.address);
-        bind(&mut server, &b, &a, vni, b.address);
+        bind(&mut server, &a, &b, vni);
+        bind(&mut server, &b, &a, vni);
         // Quiet for the steady lifetime: the endpoint goes.
         server.expire(at(2) + STEADY_LIFETIME + at(1));
         assert_eq!(server.endpoints(), 0);
@@ -502,18 +510,7 @@ mod tests {
         );
         // A's challenge answered from another address (a replay of the
         // answer by someone on the path) binds nothing.
-        let Verdict::Reply(reply, _) = server.handle(
-            a.address,
-            &control(&a, &server, vni, &Message::BindRelay(bind)),
-            at(1),
-        ) else {
-            panic!("no challenge");
-        };
-        let Ok(Message::BindRelayChallenge(challenge)) =
-            Boxer::new(&a.secret, &server.public()).open(&reply[geneve::HEADER_LEN..])
-        else {
-            panic!("not a challenge");
-        };
+        let challenge = challenge(&mut server, &a, &b, vni, at(1));
         let answer = control(&a, &server, vni, &Message::BindRelayAnswer(challenge));
         server.handle(mallory.address, &answer, at(1));
         bind_b_and_check(&mut server, &a, &b, vni, None);
@@ -540,7 +537,7 @@ mod tests {
         vni: u32,
         a_bound: Option<SocketAddr>,
     ) {
-        bind(server, b, a, vni, b.address);
+        bind(server, b, a, vni);
         let expected = a_bound.map_or(Verdict::Drop, Verdict::Forward);
         assert_eq!(server.handle(b.address, &data(vni), at(1)), expected);
     }
@@ -570,27 +567,6 @@ mod tests {
         assert_ne!(second.vni, first.vni, "VNIs are not reused at once");
     }
 
-    /// A's challenge, opened.
-    fn challenge(server: &mut Server, a: &Client, b: &Client, vni: u32, now: Duration) -> Bind {
-        let bind = Bind {
-            vni,
-            generation: 2,
-            remote: b.public,
-            challenge: [0; 32],
-        };
-        let Verdict::Reply(reply, _) = server.handle(
-            a.address,
-            &control(a, server, vni, &Message::BindRelay(bind)),
-            now,
-        ) else {
-            panic!("no challenge");
-        };
-        match Boxer::new(&a.secret, &server.public()).open(&reply[geneve::HEADER_LEN..]) {
-            Ok(Message::BindRelayChallenge(challenge)) => challenge,
-            other => panic!("not a challenge: {other:?}"),
-        }
-    }
-
     #[test]
     fn a_challenge_answers_across_one_key_rotation_and_not_two() {
         let (a, b) = (client(1, "198.18.1.2:1"), client(2, "198.18.2.2:1"));
@@ -605,7 +581,7 @@ mod tests {
             let now = at(1) + MAC_ROTATE_EVERY * rotations;
             let answer = control(&a, &server, vni, &Message::BindRelayAnswer(challenge));
             server.handle(a.address, &answer, now);
-            bind(&mut server, &b, &a, vni, b.address);
+            bind(&mut server, &b, &a, vni);
             let expected = if binds {
                 Verdict::Forward(a.address)
             } else {

@@ -88,10 +88,7 @@ pub(super) fn configure(
             let mut paths = hearth_runtime::lock(&peer.paths);
             paths.set_candidates(&config.candidates);
             paths.set_relays_offered(
-                hearth_runtime::read(&shared.peer_relays)
-                    .candidates
-                    .iter()
-                    .any(|candidate| candidate.key != peer.key),
+                hearth_runtime::read(&shared.peer_relays).offered_for(&peer.key),
             );
             let route = route_of(shared, current.as_ref(), &paths, shared.now());
             *hearth_runtime::write(&peer.route) = route;
@@ -174,8 +171,17 @@ fn send_to_relay_server(
     shared.send_geneve(to, vni, geneve::PROTOCOL_DISCO, true, &packet);
 }
 
-/// Carries out a peer relay action for `peer`.
-fn perform_relay(
+/// Carries out what [`crate::peer_relay::client::RelayPaths`] asked for.
+fn perform_relay(shared: &DeviceState, peer: &Arc<PeerState>, actions: Vec<RelayAction>) {
+    perform(
+        shared,
+        peer,
+        actions.into_iter().map(Action::PeerRelay).collect(),
+    );
+}
+
+/// Carries out one peer relay action for `peer`.
+fn perform_relay_action(
     shared: &DeviceState,
     peer: &Arc<PeerState>,
     boxer: &Boxer,
@@ -319,7 +325,7 @@ fn perform(shared: &DeviceState, peer: &Arc<PeerState>, actions: Vec<Action>) {
                     },
                 );
             }
-            Action::PeerRelay(action) => perform_relay(shared, peer, &boxer, home, action),
+            Action::PeerRelay(action) => perform_relay_action(shared, peer, &boxer, home, action),
         }
     }
 }
@@ -455,19 +461,19 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
                 &Message::Pong { tx, source: seen },
                 source,
             );
-            let actions = match source {
+            match source {
                 Source::Udp(address) => {
-                    hearth_runtime::lock(&peer.paths).on_ping(address, now, tx_id)
+                    let actions = hearth_runtime::lock(&peer.paths).on_ping(address, now, tx_id);
+                    perform(shared, &peer, actions);
                 }
-                Source::PeerRelay { address, vni } => hearth_runtime::lock(&peer.paths)
-                    .relays()
-                    .on_ping(address, vni, now, tx_id)
-                    .into_iter()
-                    .map(Action::PeerRelay)
-                    .collect(),
-                Source::Relay { .. } => Vec::new(),
-            };
-            perform(shared, &peer, actions);
+                Source::PeerRelay { address, vni } => {
+                    let actions = hearth_runtime::lock(&peer.paths)
+                        .relays()
+                        .on_ping(address, vni, now, tx_id);
+                    perform_relay(shared, &peer, actions);
+                }
+                Source::Relay { .. } => {}
+            }
         }
         Message::Pong { tx, .. } => {
             let direct_now = {
@@ -505,11 +511,7 @@ pub(super) fn receive(shared: &DeviceState, packet: &[u8], source: Source) {
             let actions = hearth_runtime::lock(&peer.paths)
                 .relays()
                 .on_endpoint(endpoint, now);
-            perform(
-                shared,
-                &peer,
-                actions.into_iter().map(Action::PeerRelay).collect(),
-            );
+            perform_relay(shared, &peer, actions);
         }
         Message::AllocateRelay {
             clients,
@@ -562,8 +564,7 @@ fn allocate(
     clients: [[u8; 32]; 2],
     generation: u32,
 ) {
-    let relay = hearth_runtime::read(&shared.relay_server).clone();
-    let Some(relay) = relay else {
+    let Some(relay) = hearth_runtime::read(&shared.relay_server).clone() else {
         return;
     };
     if !hearth_runtime::read(&shared.peer_relays)
@@ -623,11 +624,7 @@ fn allocated(
     let actions = hearth_runtime::lock(&peer.paths)
         .relays()
         .on_allocated(generation, endpoint, now);
-    perform(
-        shared,
-        &peer,
-        actions.into_iter().map(Action::PeerRelay).collect(),
-    );
+    perform_relay(shared, &peer, actions);
 }
 
 /// A control message from a peer relay's server (the challenge to our
@@ -657,9 +654,5 @@ pub(super) fn receive_challenge(shared: &DeviceState, packet: &[u8], from: Socke
     let actions = hearth_runtime::lock(&peer.paths)
         .relays()
         .on_challenge(server, from, bind, now, tx_id);
-    perform(
-        shared,
-        &peer,
-        actions.into_iter().map(Action::PeerRelay).collect(),
-    );
+    perform_relay(shared, &peer, actions);
 }

@@ -635,7 +635,7 @@ impl ReceiveBatch {
 
     /// Message `index` of the last receive: its bytes, where it came from,
     /// and the size of the datagrams coalesced into it (0: one datagram).
-    pub fn message(&self, index: usize) -> Option<(&[u8], SocketAddr, usize)> {
+    fn message(&self, index: usize) -> Option<(&[u8], SocketAddr, usize)> {
         if index >= self.received {
             return None;
         }
@@ -665,5 +665,19 @@ impl ReceiveBatch {
             }
         }
         Some((bytes, from, segment))
+    }
+
+    /// The datagrams of message `index` (a run coalesced by GRO cut back
+    /// into its datagrams) and where they came from (an IPv4-mapped
+    /// address given as IPv4).
+    pub fn datagrams(&self, index: usize) -> Option<(std::slice::Chunks<'_, u8>, SocketAddr)> {
+        let (bytes, from, segment) = self.message(index)?;
+        let size = if segment == 0 {
+            bytes.len().max(1)
+        } else {
+            segment
+        };
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        Some((bytes.chunks(size), from))
     }
 }

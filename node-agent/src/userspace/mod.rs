@@ -307,6 +307,16 @@ pub struct PeerRelays {
     pub clients: std::collections::HashSet<[u8; 32]>,
 }
 
+impl PeerRelays {
+    /// Whether a relay is offered for reaching the peer with node key
+    /// `peer` (one other than that peer itself).
+    fn offered_for(&self, peer: &[u8; 32]) -> bool {
+        self.candidates
+            .iter()
+            .any(|candidate| candidate.key != *peer)
+    }
+}
+
 impl DeviceState {
     /// The queue to write `packet` through: always the same one for a
     /// flow, so that the kernel, which remembers the queue a flow last
@@ -867,11 +877,7 @@ impl Device {
         let table = self.shared.peers();
         let mut allowed = std::collections::HashSet::new();
         for peer in table.by_key.values() {
-            let offered = relays
-                .candidates
-                .iter()
-                .any(|candidate| candidate.key != peer.key);
-            hearth_runtime::lock(&peer.paths).set_relays_offered(offered);
+            hearth_runtime::lock(&peer.paths).set_relays_offered(relays.offered_for(&peer.key));
             if relays.clients.contains(&peer.key)
                 && let Some(disco) = hearth_runtime::read(&peer.disco).as_ref()
             {
@@ -1129,50 +1135,38 @@ fn run_udp(shared: Arc<DeviceState>) {
             }
         };
         for index in 0..count {
-            let Some((bytes, source, segment)) = receive.message(index) else {
+            let Some((datagrams, source)) = receive.datagrams(index) else {
                 continue;
             };
-            let source = SocketAddr::new(source.ip().to_canonical(), source.port());
-            let size = if segment == 0 {
-                bytes.len().max(1)
-            } else {
-                segment
-            };
-            for datagram in bytes.chunks(size) {
+            for datagram in datagrams {
                 let (carried, header) = geneve::classify(datagram);
-                if let Some(header) = header {
-                    // Through a peer relay's endpoint.
-                    let payload = &datagram[geneve::HEADER_LEN..];
-                    let via = Source::PeerRelay {
-                        address: source,
-                        vni: header.vni,
-                    };
-                    match carried {
-                        geneve::Carried::Disco if header.control => {
-                            disco::receive_challenge(&shared, payload, source, header.vni);
-                        }
-                        geneve::Carried::Disco => disco::receive(&shared, payload, via),
-                        geneve::Carried::WireGuard if !header.control => {
-                            if deliver.needs_flush(payload.len()) {
-                                deliver.flush(&shared);
-                            }
-                            if let Some(length) = decrypt(&shared, payload, via, deliver.room()) {
-                                deliver.commit(length);
-                            }
-                        }
-                        _ => {}
+                // Through a peer relay's endpoint: after its Geneve header.
+                let (payload, via) = match header {
+                    Some(header) => (
+                        &datagram[geneve::HEADER_LEN..],
+                        Source::PeerRelay {
+                            address: source,
+                            vni: header.vni,
+                        },
+                    ),
+                    None => (datagram, Source::Udp(source)),
+                };
+                match (carried, header) {
+                    // A relay's challenge to our bind.
+                    (geneve::Carried::Disco, Some(header)) if header.control => {
+                        disco::receive_challenge(&shared, payload, source, header.vni);
                     }
-                } else if carried == geneve::Carried::Disco {
-                    disco::receive(&shared, datagram, Source::Udp(source));
-                } else if looks_like_stun_answer(datagram) {
-                    answer_stun(&shared, datagram);
-                } else {
-                    if deliver.needs_flush(datagram.len()) {
-                        deliver.flush(&shared);
-                    }
-                    let room = deliver.room();
-                    if let Some(length) = decrypt(&shared, datagram, Source::Udp(source), room) {
-                        deliver.commit(length);
+                    (geneve::Carried::Disco, _) => disco::receive(&shared, payload, via),
+                    // Control messages are for relays, never WireGuard.
+                    (_, Some(header)) if header.control => {}
+                    (_, None) if looks_like_stun_answer(datagram) => answer_stun(&shared, datagram),
+                    _ => {
+                        if deliver.needs_flush(payload.len()) {
+                            deliver.flush(&shared);
+                        }
+                        if let Some(length) = decrypt(&shared, payload, via, deliver.room()) {
+                            deliver.commit(length);
+                        }
                     }
                 }
             }

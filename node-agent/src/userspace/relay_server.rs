@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::peer_relay::server::Server;
+use crate::peer_relay::server::{Server, Verdict};
 
 use super::io::{self, ReceiveBatch, SendBatch};
 use super::{BUFFER, DeviceState, RECEIVE_MESSAGES, SEND_ARENA};
@@ -73,26 +73,20 @@ pub(super) fn run(shared: Arc<DeviceState>, relay: Arc<RelayServer>) {
         };
         let mut server = hearth_runtime::lock(&relay.server);
         for index in 0..count {
-            let Some((bytes, source, segment)) = receive.message(index) else {
+            let Some((datagrams, source)) = receive.datagrams(index) else {
                 continue;
             };
-            let source = SocketAddr::new(source.ip().to_canonical(), source.port());
-            let size = if segment == 0 {
-                bytes.len().max(1)
-            } else {
-                segment
-            };
-            for datagram in bytes.chunks(size) {
+            for datagram in datagrams {
                 match server.handle(source, datagram, now) {
-                    crate::peer_relay::server::Verdict::Forward(to) => {
+                    Verdict::Forward(to) => {
                         if send.needs_flush(datagram.len()) {
                             send.flush(&relay.socket, relay.dual_stack);
                         }
                         send.room()[..datagram.len()].copy_from_slice(datagram);
                         send.commit(datagram.len(), to);
                     }
-                    crate::peer_relay::server::Verdict::Reply(reply, to) => relay.send(&reply, to),
-                    crate::peer_relay::server::Verdict::Drop => {}
+                    Verdict::Reply(reply, to) => relay.send(&reply, to),
+                    Verdict::Drop => {}
                 }
             }
         }
