@@ -20,10 +20,29 @@ pub struct Auth {
     pub loopback: bool,
     /// The names and origins browsers may use.
     pub same_origin: SameOrigin,
-    /// The secret a front end's signed user header is checked with
-    /// (`hearth.openWebUi.userJwtSecretFile`); set, only that header names
-    /// whom it acts for.
-    pub signed_user_secret: Option<zeroize::Zeroizing<String>>,
+    /// How a front end's signed user header is checked
+    /// (`hearth.openWebUi`); set, only that header names whom it acts for.
+    pub signed_users: Option<SignedUsers>,
+}
+
+/// Open WebUI's signed user header: the secret it is checked with
+/// (`userJwtSecretFile`) and the accounts that are members (`members`).
+#[derive(Clone)]
+pub struct SignedUsers {
+    /// The shared secret.
+    pub secret: zeroize::Zeroizing<String>,
+    /// Which account is which member.
+    pub members: crate::forwarded::Members,
+}
+
+impl std::fmt::Debug for SignedUsers {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SignedUsers")
+            .field("secret", &"(hidden)")
+            .field("members", &self.members)
+            .finish()
+    }
 }
 
 impl Auth {

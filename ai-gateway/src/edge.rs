@@ -92,7 +92,7 @@ pub(crate) async fn authenticate(
     // A front end serving many people names the one it acts for.
     let named = forwarded_user(
         request.headers(),
-        auth.signed_user_secret.as_deref().map(String::as_bytes),
+        auth.signed_users.as_ref(),
         hearth_runtime::clock::unix_seconds(),
     );
     let caller = match named {
@@ -173,18 +173,23 @@ fn one_header<'a>(
         .map_err(|_| ForwardedUser::NotText(name))
 }
 
-/// The person a front end names, if any: in Open WebUI's signed user
-/// header, checked with `secret` at `now`; else, when no secret is set, in
-/// its plain name header (one value, text).
+/// The person a front end names, if any: the member Open WebUI's signed
+/// user header is for, checked with `signed` at `now`; else, when no
+/// secret is set, its plain name header (one value, text).
 fn forwarded_user(
     headers: &HeaderMap,
-    secret: Option<&[u8]>,
+    signed_users: Option<&crate::caller::SignedUsers>,
     now: i64,
 ) -> Result<Option<String>, ForwardedUser> {
     let signed = one_header(headers, crate::forwarded::SIGNED_USER)?;
     let plain = one_header(headers, crate::caller::FORWARDED_USER)?;
-    match (signed, secret) {
-        (Some(token), Some(secret)) => Ok(Some(crate::forwarded::verify(token, secret, now)?)),
+    match (signed, signed_users) {
+        (Some(token), Some(users)) => Ok(Some(crate::forwarded::member(
+            token,
+            users.secret.as_bytes(),
+            &users.members,
+            now,
+        )?)),
         (Some(_), None) => Err(ForwardedUser::NoSecret),
         (None, Some(_)) if plain.is_some() => Err(ForwardedUser::Unsigned),
         (None, _) => Ok(plain.map(|name| name.trim().to_owned())),

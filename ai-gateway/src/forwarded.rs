@@ -1,8 +1,15 @@
 //! Whom a front end says it acts for, signed: Open WebUI's
 //! `X-OpenWebUI-User-Jwt` (`FORWARD_USER_INFO_HEADER_JWT_SECRET` set on its
 //! side), an HS256 JSON Web Token naming its user, checked here with the
-//! same shared secret. Pure: the token, the secret and the clock in; the
-//! user's name, or why not, out. Only HS256 is taken (a token naming
+//! same shared secret. Pure: the token, the secret, the configured members
+//! and the clock in; the member, or why not, out.
+//!
+//! The member is found by what an Open WebUI user cannot change about
+//! themselves: their account's id (`sub`), or their email (set at sign-up
+//! and changed only by Open WebUI's admin), mapped to members in the
+//! gateway's configuration (`hearth.openWebUi.members`). Never by `name`,
+//! which every user edits on their own profile: a correctly signed token of
+//! ben's account with `name: "ada"` is still ben's. Only HS256 is taken (a token naming
 //! another algorithm, `none` included, is refused whatever it says), the
 //! signature is compared in constant time, and the token must come from
 //! Open WebUI (`iss`) and be within its lifetime (`exp`, `iat`, a minute's
@@ -40,9 +47,90 @@ pub enum Refused {
     /// Issued in the future.
     #[error("{SIGNED_USER} is issued in the future")]
     NotYet,
-    /// No user's name in it.
-    #[error("{SIGNED_USER} names no user")]
+    /// No account id in it.
+    #[error("{SIGNED_USER} names no Open WebUI account (`sub`)")]
     NoName,
+    /// An account no member is mapped to.
+    #[error(
+        "Open WebUI's account {id}{} is no member's: map its id or email to a member in hearth.openWebUi.members",
+        email.as_deref().map(|email| format!(" ({email})")).unwrap_or_default()
+    )]
+    NotAMember {
+        /// The account's id (`sub`).
+        id: String,
+        /// Its email, when the token has one.
+        email: Option<String>,
+    },
+}
+
+/// The Open WebUI account a token is signed for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedUser {
+    /// The account's id (`sub`).
+    pub id: String,
+    /// Its email, lower-cased, when the token has one.
+    pub email: Option<String>,
+}
+
+/// Open WebUI's accounts and the members they are: each key an account id
+/// or an email (emails compared without regard to letter case).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    by_account: std::collections::BTreeMap<String, String>,
+}
+
+impl Members {
+    /// From the configuration's map of account ids or emails to members.
+    pub fn new(map: &std::collections::BTreeMap<String, String>) -> Members {
+        Members {
+            by_account: map
+                .iter()
+                .map(|(account, member)| (key(account), member.trim().to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Whether no account is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.by_account.is_empty()
+    }
+
+    /// The member `user` is: by account id first, then by email.
+    pub fn member(&self, user: &SignedUser) -> Result<String, Refused> {
+        std::iter::once(&user.id)
+            .chain(user.email.as_ref())
+            .find_map(|account| self.by_account.get(&key(account)))
+            .cloned()
+            .ok_or_else(|| Refused::NotAMember {
+                id: shown(&user.id),
+                email: user.email.as_deref().map(shown),
+            })
+    }
+}
+
+/// Text from a token as it may be shown in an error: escapes written out,
+/// at most 128 characters.
+fn shown(text: &str) -> String {
+    text.chars()
+        .take(128)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// How an account id or email is looked up.
+fn key(account: &str) -> String {
+    let account = account.trim();
+    if account.contains('@') {
+        account.to_lowercase()
+    } else {
+        account.to_owned()
+    }
+}
+
+/// The member `token` names, if it is Open WebUI's, signed with `secret`,
+/// current at `now` (Unix seconds), and its account is one of `members`.
+pub fn member(token: &str, secret: &[u8], members: &Members, now: i64) -> Result<String, Refused> {
+    members.member(&verify(token, secret, now)?)
 }
 
 fn part(text: &str) -> Result<Vec<u8>, Refused> {
@@ -55,10 +143,10 @@ fn json(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Refused> {
     serde_json::from_slice(bytes).map_err(|_| Refused::Malformed)
 }
 
-/// The user `token` names (its `name` claim, which must be the member's
-/// name in the household), if it is Open WebUI's, signed with `secret` and
-/// current at `now` (Unix seconds).
-pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, Refused> {
+/// The Open WebUI account `token` is signed for (its `sub`, and its
+/// `email`), if it is Open WebUI's, signed with `secret` and current at
+/// `now` (Unix seconds). Its `name` is not read: the user sets it.
+pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<SignedUser, Refused> {
     let token = token.trim();
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Refused::Malformed);
@@ -93,13 +181,18 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, Refused> {
     if time("iat").is_some_and(|iat| iat > now.saturating_add(LEEWAY_SECONDS)) {
         return Err(Refused::NotYet);
     }
-    claims
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .map(str::to_owned)
-        .ok_or(Refused::NoName)
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
+    };
+    Ok(SignedUser {
+        id: text("sub").ok_or(Refused::NoName)?,
+        email: text("email").map(|email| email.to_lowercase()),
+    })
 }
 
 #[cfg(test)]
@@ -131,12 +224,66 @@ mod tests {
         format!("{signed}.{}", b64(&mac.finalize().into_bytes()))
     }
 
+    fn members() -> Members {
+        Members::new(&std::collections::BTreeMap::from([
+            ("u-1".to_owned(), "ada".to_owned()),
+            ("Ben@Example.test".to_owned(), "ben".to_owned()),
+        ]))
+    }
+
     #[test]
-    fn open_webuis_token_names_its_user() {
+    fn open_webuis_token_names_its_account() {
         let good = token(SECRET, "HS256", json!({}));
-        assert_eq!(verify(&good, SECRET, NOW), Ok("ada".to_owned()));
+        let ada = SignedUser {
+            id: "u-1".into(),
+            email: Some("ada@example.test".into()),
+        };
+        assert_eq!(verify(&good, SECRET, NOW), Ok(ada.clone()));
+        assert_eq!(member(&good, SECRET, &members(), NOW), Ok("ada".to_owned()));
         // Within the minute's leeway of its expiry, still taken.
-        assert_eq!(verify(&good, SECRET, NOW + 330), Ok("ada".to_owned()));
+        assert_eq!(verify(&good, SECRET, NOW + 330), Ok(ada));
+        // An account mapped by its email (any letter case).
+        let ben = token(
+            SECRET,
+            "HS256",
+            json!({"sub": "u-2", "email": "BEN@example.test", "name": "Ben"}),
+        );
+        assert_eq!(member(&ben, SECRET, &members(), NOW), Ok("ben".to_owned()));
+    }
+
+    /// Attack (hardening round five, finding 4): ben sets his Open WebUI
+    /// profile's name to "ada"; Open WebUI signs his token correctly with
+    /// `name: "ada"`, and the gateway took him for ada. The name is not
+    /// read: his account is his.
+    #[test]
+    fn a_name_a_user_gave_themselves_names_no_one() {
+        let ben_as_ada = token(
+            SECRET,
+            "HS256",
+            json!({"sub": "u-2", "email": "ben@example.test", "name": "ada"}),
+        );
+        assert_eq!(
+            member(&ben_as_ada, SECRET, &members(), NOW),
+            Ok("ben".to_owned())
+        );
+        let stranger = token(
+            SECRET,
+            "HS256",
+            json!({"sub": "u-9", "email": "cy@example.test", "name": "ada"}),
+        );
+        let refused = member(&stranger, SECRET, &members(), NOW).unwrap_err();
+        assert_eq!(
+            refused,
+            Refused::NotAMember {
+                id: "u-9".into(),
+                email: Some("cy@example.test".into())
+            }
+        );
+        assert!(
+            refused.to_string().contains("hearth.openWebUi.members"),
+            "{refused}"
+        );
+        assert!(member(&stranger, SECRET, &Members::default(), NOW).is_err());
     }
 
     #[test]
@@ -197,7 +344,7 @@ mod tests {
             Err(Refused::NotYet)
         );
         assert_eq!(
-            verify(&token(SECRET, "HS256", json!({"name": " "})), SECRET, NOW),
+            verify(&token(SECRET, "HS256", json!({"sub": " "})), SECRET, NOW),
             Err(Refused::NoName)
         );
         assert_eq!(verify("a.b", SECRET, NOW), Err(Refused::Malformed));

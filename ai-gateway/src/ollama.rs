@@ -115,13 +115,11 @@ pub fn format(value: Option<&Value>) -> Result<Option<StructuredOutput>, Invalid
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.is_empty() => Ok(None),
         Some(Value::String(text)) if text == "json" => Ok(Some(StructuredOutput::JsonObject)),
-        Some(schema @ Value::Object(_)) => Ok(Some(StructuredOutput::JsonSchema {
-            json_schema: NamedSchema {
-                name: "format".into(),
-                schema: schema.clone(),
-                strict: None,
-            },
-        })),
+        Some(schema @ Value::Object(_)) => {
+            let json_schema = NamedSchema::new("format".into(), schema.clone(), None)
+                .map_err(|too_large| Invalid(format!("`format`: {too_large}")))?;
+            Ok(Some(StructuredOutput::JsonSchema { json_schema }))
+        }
         Some(_) => Err("`format` must be \"json\" or a JSON schema (an object)".into()),
     }
 }

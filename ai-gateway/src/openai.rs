@@ -204,13 +204,13 @@ fn named_schema(value: &Value, at: &str) -> Result<Option<StructuredOutput>, Inv
             "{at}.schema must be a JSON schema (an object)"
         )));
     }
-    Ok(Some(StructuredOutput::JsonSchema {
-        json_schema: NamedSchema {
-            name: value["name"].as_str().unwrap_or("response").to_owned(),
-            schema: value["schema"].clone(),
-            strict: value["strict"].as_bool(),
-        },
-    }))
+    let json_schema = NamedSchema::new(
+        value["name"].as_str().unwrap_or("response").to_owned(),
+        value["schema"].clone(),
+        value["strict"].as_bool(),
+    )
+    .map_err(|too_large| Invalid(format!("{at}.schema: {too_large}")))?;
+    Ok(Some(StructuredOutput::JsonSchema { json_schema }))
 }
 
 /// A `/v1/responses` request as a chat: the system prompt it adds

@@ -87,13 +87,25 @@ pub async fn serve(
             std::iter::once("localhost")
                 .chain(config.hearth.allowed_hosts.iter().map(String::as_str)),
         ),
-        signed_user_secret: match &config.hearth.open_web_ui.user_jwt_secret_file {
-            Some(path) => Some(hearth_files::token::read(path).with_context(
-                || "hearth.openWebUi.userJwtSecretFile: cannot read Open WebUI's signing secret",
-            )?),
+        signed_users: match &config.hearth.open_web_ui.user_jwt_secret_file {
+            Some(path) => Some(crate::caller::SignedUsers {
+                secret: hearth_files::token::read(path).with_context(|| {
+                    "hearth.openWebUi.userJwtSecretFile: cannot read Open WebUI's signing secret"
+                })?,
+                members: crate::forwarded::Members::new(&config.hearth.open_web_ui.members),
+            }),
             None => None,
         },
     };
+    if auth
+        .signed_users
+        .as_ref()
+        .is_some_and(|signed| signed.members.is_empty())
+    {
+        tracing::warn!(
+            "hearth.openWebUi.members maps no Open WebUI account to a member: Open WebUI can act for no one"
+        );
+    }
     if !loopback && auth.token.is_none() && auth.agent_socket.is_none() {
         bail!(
             "refusing to listen on {address} without caller authentication: set gateway.auth (mode \"token\") \

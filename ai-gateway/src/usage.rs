@@ -30,6 +30,17 @@ pub struct UsageRow {
     pub completion_tokens: u64,
 }
 
+/// What one charge adds to a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Added {
+    /// Replies ended (0 for a prompt charged when the model is asked).
+    pub requests: u64,
+    /// Prompt tokens; negative to correct an estimate charged before.
+    pub prompt_tokens: i64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+}
+
 /// The usage table (in the session store's database).
 #[derive(Clone, Debug)]
 pub struct Usage {
@@ -54,27 +65,32 @@ impl Usage {
         Ok(u64::try_from(total).unwrap_or(0))
     }
 
-    /// Adds one reply of `model` to `who`'s `day`.
+    /// Adds `added` to `who`'s `day` with `model`. A prompt charged
+    /// when the model was asked is corrected at the reply's end by the
+    /// model's own count (`prompt_tokens` may be negative then); no count
+    /// goes below zero.
     pub async fn record(
         &self,
         day: &str,
         who: &str,
         model: &str,
-        prompt_tokens: u64,
-        completion_tokens: u64,
+        added: Added,
     ) -> Result<(), sqlx::Error> {
         let clamp = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
         sqlx::query(
-            "INSERT INTO usage (day, who, model, requests, prompt_tokens, completion_tokens) VALUES (?, ?, ?, 1, ?, ?) \
-             ON CONFLICT (day, who, model) DO UPDATE SET requests = requests + 1, \
-             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+            "INSERT INTO usage (day, who, model, requests, prompt_tokens, completion_tokens) \
+             VALUES (?, ?, ?, ?, MAX(0, ?), ?) \
+             ON CONFLICT (day, who, model) DO UPDATE SET requests = requests + excluded.requests, \
+             prompt_tokens = MAX(0, prompt_tokens + ?), \
              completion_tokens = completion_tokens + excluded.completion_tokens",
         )
         .bind(day)
         .bind(who)
         .bind(model)
-        .bind(clamp(prompt_tokens))
-        .bind(clamp(completion_tokens))
+        .bind(clamp(added.requests))
+        .bind(added.prompt_tokens)
+        .bind(clamp(added.completion_tokens))
+        .bind(added.prompt_tokens)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -123,20 +139,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sessions = crate::sessions::Sessions::open(dir.path()).await.unwrap();
         let usage = Usage::new(sessions.pool().clone());
+        let reply = |prompt_tokens, completion_tokens| Added {
+            requests: 1,
+            prompt_tokens,
+            completion_tokens,
+        };
         usage
-            .record("2026-11-26", "ada", "local/tiny", 10, 5)
+            .record("2026-11-26", "ada", "local/tiny", reply(10, 5))
             .await
             .unwrap();
         usage
-            .record("2026-11-26", "ada", "local/tiny", 1, 2)
+            .record("2026-11-26", "ada", "local/tiny", reply(1, 2))
             .await
             .unwrap();
         usage
-            .record("2026-11-25", "ada", "local/tiny", 100, 0)
+            .record("2026-11-25", "ada", "local/tiny", reply(100, 0))
             .await
             .unwrap();
         usage
-            .record("2026-11-26", "ben", "hearth/assistant", 7, 0)
+            .record("2026-11-26", "ben", "hearth/assistant", reply(7, 0))
             .await
             .unwrap();
         assert_eq!(usage.used("ada", "2026-11-26").await.unwrap(), 18);
@@ -147,5 +168,31 @@ mod tests {
         let everyone = usage.list(None, "2026-11-01").await.unwrap();
         assert_eq!(everyone.len(), 3);
         assert_eq!(everyone[2].day, "2026-11-25");
+        // A prompt charged when the model was asked (no request yet), then
+        // corrected by the model's own count at the end; never below zero.
+        let charged = Added {
+            requests: 0,
+            prompt_tokens: 50,
+            completion_tokens: 0,
+        };
+        usage
+            .record("2026-11-27", "cy", "m", charged)
+            .await
+            .unwrap();
+        assert_eq!(usage.used("cy", "2026-11-27").await.unwrap(), 50);
+        usage
+            .record("2026-11-27", "cy", "m", reply(-20, 4))
+            .await
+            .unwrap();
+        let cy = usage.list(Some("cy"), "2026-11-27").await.unwrap();
+        assert_eq!(
+            (cy[0].requests, cy[0].prompt_tokens, cy[0].completion_tokens),
+            (1, 30, 4)
+        );
+        usage
+            .record("2026-11-27", "cy", "m", reply(-100, 0))
+            .await
+            .unwrap();
+        assert_eq!(usage.used("cy", "2026-11-27").await.unwrap(), 4);
     }
 }

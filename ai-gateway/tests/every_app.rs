@@ -593,13 +593,15 @@ except openai.APIStatusError as error:
     print("refused:", error.status_code, error.body)
 "#;
 
-/// An HS256 token as Open WebUI mints it for its user `name`, signed with
-/// `secret`, issued at `issued` (Unix seconds), valid five minutes.
-fn open_webui_token(secret: &[u8], name: &str, issued: i64) -> String {
+/// An HS256 token as Open WebUI mints it for its account `account`
+/// (`sub`; email `ACCOUNT@home.test`) whose profile's name is `name`,
+/// signed with `secret`, issued at `issued` (Unix seconds), valid five
+/// minutes.
+fn open_webui_token(secret: &[u8], account: &str, name: &str, issued: i64) -> String {
     use base64::Engine as _;
     use hmac::Mac as _;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let claims = json!({"sub": format!("id-{name}"), "email": format!("{name}@home.test"), "name": name,
+    let claims = json!({"sub": format!("id-{account}"), "email": format!("{account}@home.test"), "name": name,
                         "role": "user", "iss": "open-webui", "iat": issued, "exp": issued + 300});
     let signed = format!(
         "{}.{}",
@@ -617,7 +619,9 @@ fn open_webuis_signed_user_header_names_the_member_and_a_forged_one_is_refused()
     let Some(apps) = start_with(|config, dir| {
         let file = dir.join("openwebui-user-jwt.secret");
         hearth_files::private::write_private(&file, SECRET.as_bytes()).unwrap();
-        config["hearth"]["openWebUi"] = json!({"userJwtSecretFile": file});
+        // Ada's account by its id, ben's by its email.
+        config["hearth"]["openWebUi"] = json!({"userJwtSecretFile": file,
+            "members": {"id-ada": "ada", "Ben@home.test": "ben"}});
     }) else {
         return;
     };
@@ -638,27 +642,45 @@ fn open_webuis_signed_user_header_names_the_member_and_a_forged_one_is_refused()
         assert!(ok, "{out}");
         out
     };
-    let ada = open_webui_token(SECRET.as_bytes(), "ada", now);
+    let ada = open_webui_token(SECRET.as_bytes(), "ada", "Ada", now);
     let out = ask(&ada, "remember that the wifi password is tulip-99");
     assert!(out.contains("said: I'll remember that."), "{out}");
     let out = ask(&ada, "what is the wifi password?");
     assert!(out.contains("said: The wifi password is tulip-99"), "{out}");
+    // Attack (hardening round five, finding 4): ben names himself "ada" on
+    // his Open WebUI profile; Open WebUI signs his token correctly. It is
+    // still ben's account: refused (the grant names ada only), and never
+    // given ada's memory.
+    let ben_as_ada = open_webui_token(SECRET.as_bytes(), "ben", "ada", now);
+    let out = ask(&ben_as_ada, "what is the wifi password?");
+    assert!(
+        out.contains("refused: 403") && out.contains("may not name whom it acts for"),
+        "{out}"
+    );
+    assert!(!out.contains("tulip-99"), "{out}");
+    // An account no member is mapped to: refused, saying how to map it.
+    let stranger = open_webui_token(SECRET.as_bytes(), "cy", "ada", now);
+    let out = ask(&stranger, "what is the wifi password?");
+    assert!(
+        out.contains("refused: 403") && out.contains("hearth.openWebUi.members"),
+        "{out}"
+    );
     // Signed for someone the grant does not name: refused as before.
-    let ben = open_webui_token(SECRET.as_bytes(), "ben", now);
+    let ben = open_webui_token(SECRET.as_bytes(), "ben", "Ben", now);
     let out = ask(&ben, "what is the wifi password?");
     assert!(
         out.contains("refused: 403") && out.contains("may not name whom it acts for"),
         "{out}"
     );
     // Forged (another secret), expired, or the plain name header: refused.
-    let forged = open_webui_token(b"not-the-secret-open-webui-has", "ada", now);
+    let forged = open_webui_token(b"not-the-secret-open-webui-has", "ada", "Ada", now);
     let out = ask(&forged, "what is the wifi password?");
     assert!(
         out.contains("refused: 403") && out.contains("not signed with this gateway's secret"),
         "{out}"
     );
     assert!(!out.contains("tulip-99"), "{out}");
-    let expired = open_webui_token(SECRET.as_bytes(), "ada", now - 3600);
+    let expired = open_webui_token(SECRET.as_bytes(), "ada", "Ada", now - 3600);
     let out = ask(&expired, "what is the wifi password?");
     assert!(
         out.contains("refused: 403") && out.contains("has expired"),

@@ -161,6 +161,65 @@ async fn a_reply_cut_short_by_its_client_is_counted_against_the_budget() {
     assert!(cut >= 2, "refused after {cut}: {refused}");
 }
 
+/// Attack (hardening round five, finding 2): a member with a 300-token
+/// day sent long prompts to a model slow to its first token and closed
+/// each request before that token; the model began every one and nothing
+/// was counted. The prompt is charged when the model is asked: after one
+/// such request the next is refused, on the OpenAI and the Ollama API.
+/// (The model is the echo stand-in, 3 s before each token: a real one
+/// cannot be held at its first token on cue.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_before_the_first_token_costs_its_prompt() {
+    let model = ollama_stand_in(&["tiny"], Duration::from_secs(3));
+    let house = start(&[("home", &model.url())], 16);
+    house.device(ADA, "ada", json!({"dailyTokens": 300}));
+    house.device(BEN, "ben", json!({"dailyTokens": 300}));
+    let long_prompt = "the quick brown fox jumps over the lazy dog ".repeat(330);
+    for (address, member, url) in [
+        (
+            ADA,
+            "ada",
+            format!("{}/v1/chat/completions", house.gateway.url),
+        ),
+        (BEN, "ben", format!("{}/api/chat", house.ollama)),
+    ] {
+        let body = json!({"model": "home/tiny", "stream": true,
+                          "messages": [{"role": "user", "content": long_prompt}]});
+        let asked = model.count("/api/chat");
+        let client = device_client(address);
+        let request = tokio::spawn({
+            let (url, body) = (url.clone(), body.clone());
+            async move { client.post(url).json(&body).send().await }
+        });
+        // The model has the prompt: the client goes away before its first token.
+        for _ in 0..200 {
+            if model.count("/api/chat") > asked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            model.count("/api/chat") > asked,
+            "the model was never asked"
+        );
+        request.abort();
+        let used = house.used_beyond(member, 0).await;
+        assert!(
+            used.is_some_and(|used| used >= 2_000),
+            "{member}: a prompt of ~3,000 words cost {used:?}"
+        );
+        let again = post(&device_client(address), url, &body).await;
+        assert_eq!(again.status(), 429, "{member}");
+        let text = again.text().await.unwrap();
+        assert!(text.contains("has used"), "{text}");
+        assert_eq!(
+            model.count("/api/chat"),
+            asked + 1,
+            "{member}: the model was asked again"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_arriving_together_cannot_all_pass_the_budget() {
     let model = ollama_stand_in(&["tiny"], Duration::from_millis(100));

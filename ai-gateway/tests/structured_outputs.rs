@@ -137,3 +137,107 @@ fn every_api_holds_the_reply_to_the_format_asked_of_a_model_and_of_the_assistant
         assert!(object.trim_start().starts_with('{'), "{model}: {out}");
     }
 }
+
+/// Attack (hardening round five, finding 3): a member's schema of
+/// thousands of optional properties was forwarded to llama-server, whose
+/// conversion to a grammar then ran for tens of seconds (charged to no
+/// one) only to end in an error. Such a schema gets a 400 naming the limit
+/// on every API, and the model server is not asked; a schema at the limit
+/// still holds a real llama-server's reply, and its size counts against
+/// the member's day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_past_the_limits_is_refused_before_the_model_server_sees_it() {
+    let Some(llama) = LlamaServer::start_tcp() else {
+        return;
+    };
+    let agent = AgentStandIn::start();
+    agent.set(
+        "127.0.0.1",
+        Some(AgentStandIn::member("ada", "127.0.0.1", json!({}))),
+    );
+    let mut config = config(&[("local", "openai-completions", &llama.base_url)]);
+    config["gateway"]["http"]["endpoints"]["responses"] = json!({"enabled": true});
+    let (gateway, ollama) = GatewayProcess::start_for_apps(config, &agent.socket);
+    let schema = |count: usize| {
+        let properties: serde_json::Map<String, serde_json::Value> = (0..count)
+            .map(|index| (format!("field_{index}"), json!({"type": "string"})))
+            .collect();
+        json!({"type": "object", "properties": properties})
+    };
+    let question = json!([{"role": "user", "content": "describe the house"}]);
+    let huge = schema(3_000);
+    let client = reqwest::Client::new();
+    let asked = [
+        (
+            format!("{}/v1/chat/completions", gateway.url),
+            json!({"model": "local/tiny", "messages": question, "max_tokens": 8,
+                   "response_format": {"type": "json_schema",
+                                       "json_schema": {"name": "house", "schema": huge}}}),
+        ),
+        (
+            format!("{}/v1/responses", gateway.url),
+            json!({"model": "local/tiny", "input": "describe the house", "max_output_tokens": 8,
+                   "text": {"format": {"type": "json_schema", "name": "house", "schema": huge}}}),
+        ),
+        (
+            format!("{ollama}/api/chat"),
+            json!({"model": "local/tiny", "messages": question, "stream": false,
+                   "format": huge, "options": {"num_predict": 8}}),
+        ),
+    ];
+    let posts_before = posts(&llama);
+    for (url, body) in &asked {
+        let response = client.post(url).json(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "{url}: {text}");
+        assert!(
+            text.contains("3000 properties") && text.contains("at most 256"),
+            "{url}: {text}"
+        );
+    }
+    assert_eq!(
+        posts(&llama),
+        posts_before,
+        "the model server was given a refused schema: {}",
+        llama.log_text()
+    );
+    // At the limit: taken, and the real model server's reply holds to it.
+    let at_limit = json!({"model": "local/tiny", "messages": question, "max_tokens": 8,
+        "response_format": {"type": "json_schema",
+                            "json_schema": {"name": "house", "schema": schema(256)}}});
+    let response = client
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(&at_limit)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let reply: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let content = reply["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.trim_start().starts_with('{'), "{content}");
+    // What the schema weighs is counted: far more than the question alone.
+    let usage = gateway.get_json("/v1/usage").await;
+    let ada: u64 = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["who"] == "ada")
+        .map(|row| row["prompt_tokens"].as_u64().unwrap())
+        .sum();
+    let weighed = schema(256).to_string().len() as u64 / 3;
+    assert!(
+        ada >= weighed,
+        "{ada} prompt tokens for a schema of ~{weighed}: {usage}"
+    );
+}
+
+/// Requests llama-server logged having been sent (`POST`s).
+fn posts(llama: &LlamaServer) -> usize {
+    llama
+        .log_text()
+        .lines()
+        .filter(|line| line.contains("POST /"))
+        .count()
+}

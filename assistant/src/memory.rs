@@ -180,7 +180,8 @@ pub fn subject(fact: &str) -> Option<String> {
     };
     let said = english.or_else(korean)?;
     let vague = [
-        "it", "this", "that", "there", "he", "she", "they", "we", "i", "you",
+        "it", "this", "that", "there", "he", "she", "they", "we", "i", "you", "저", "나", "제",
+        "우리", "그", "그녀", "이것", "그것", "저것", "여기", "거기",
     ];
     match said.as_slice() {
         [] => None,
@@ -189,11 +190,190 @@ pub fn subject(fact: &str) -> Option<String> {
     }
 }
 
-/// Whether `new` updates `old`: about the same thing ([`subject`]) and not
-/// [`same_fact`] ("the wifi password is rose-7" after "The wifi password
-/// is tulip-42."). Remembering it replaces the old entry.
+/// How a new entry stands to one kept before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// It says the same ([`same_fact`]): keep the one entry.
+    Same,
+    /// A new value of the same attribute ("the wifi password is rose-7"
+    /// after "The wifi password is tulip-42."): it replaces the old one.
+    Replaces,
+    /// About the same person or thing but not plainly the same attribute
+    /// ("Ben is at soccer practice until 5" beside "Ben is allergic to
+    /// peanuts"), or the old one is about health or safety: both are kept,
+    /// and the member is told what else is kept.
+    Beside,
+    /// About something else.
+    Unrelated,
+}
+
+/// How `new` stands to `old`. A replacement needs more than the same
+/// grammatical subject: the subject must name an attribute (a code, a
+/// password, a time, an address…, [`names_an_attribute`]), and the old
+/// entry must not be about health or safety ([`about_health_or_safety`]),
+/// which is never given up for another entry.
+pub fn relation(old: &str, new: &str) -> Relation {
+    if same_fact(old, new) {
+        return Relation::Same;
+    }
+    let (Some(about), Some(new_about)) = (subject(old), subject(new)) else {
+        return Relation::Unrelated;
+    };
+    if about != new_about {
+        return Relation::Unrelated;
+    }
+    if names_an_attribute(&about) && !about_health_or_safety(old) {
+        Relation::Replaces
+    } else {
+        Relation::Beside
+    }
+}
+
+/// Whether `new` replaces `old` ([`relation`] says [`Relation::Replaces`]).
 pub fn updates(old: &str, new: &str) -> bool {
-    !same_fact(old, new) && subject(old).is_some_and(|about| subject(new) == Some(about))
+    relation(old, new) == Relation::Replaces
+}
+
+/// Words that name an attribute of someone or something, which has one
+/// value at a time: the last word of a subject that is one of these (or,
+/// in Korean, ends in one) is about a value that a new one replaces.
+const ATTRIBUTES: &[&str] = &[
+    "code",
+    "codes",
+    "password",
+    "passcode",
+    "passphrase",
+    "pin",
+    "combination",
+    "number",
+    "phone",
+    "email",
+    "address",
+    "time",
+    "date",
+    "day",
+    "birthday",
+    "anniversary",
+    "appointment",
+    "name",
+    "username",
+    "login",
+    "size",
+    "spot",
+    "location",
+    "colour",
+    "color",
+    "plate",
+    "model",
+    "height",
+    "weight",
+    "price",
+    "deadline",
+    "schedule",
+    "ssid",
+    "비밀번호",
+    "비번",
+    "암호",
+    "번호",
+    "코드",
+    "시간",
+    "날짜",
+    "주소",
+    "생일",
+    "이름",
+];
+
+/// More Korean attribute words (a subject's last word ending in one).
+const KOREAN_ATTRIBUTES: &[&str] = &[
+    "시각",
+    "요일",
+    "기념일",
+    "아이디",
+    "이메일",
+    "위치",
+    "자리",
+    "사이즈",
+    "치수",
+    "색깔",
+    "약속",
+    "예약",
+];
+
+/// Whether `subject` (as [`subject`] gives it) names an attribute: its
+/// last word, without a possessive `'s`, is an attribute word ("wifi
+/// password", "ben's bike code", "우리 집 와이파이 비밀번호", "현관비번").
+pub fn names_an_attribute(subject: &str) -> bool {
+    let Some(last) = subject.split_whitespace().last() else {
+        return false;
+    };
+    let last = last.trim_end_matches("'s").trim_end_matches('\'');
+    ATTRIBUTES.contains(&last)
+        || ATTRIBUTES
+            .iter()
+            .chain(KOREAN_ATTRIBUTES.iter())
+            .filter(|word| !word.is_ascii())
+            .any(|word| last.ends_with(word))
+}
+
+/// Whether `fact` is about someone's health or safety (an allergy, a
+/// medicine, a condition, what to do in an emergency), in English or
+/// Korean: such an entry is never replaced by another.
+pub fn about_health_or_safety(fact: &str) -> bool {
+    const ENGLISH: &[&str] = &[
+        "allerg",
+        "anaphyla",
+        "asthma",
+        "diabet",
+        "epipen",
+        "epi-pen",
+        "inhaler",
+        "insulin",
+        "medication",
+        "medicine",
+        "meds",
+        "pill",
+        "dose",
+        "seizure",
+        "epilep",
+        "blood type",
+        "pacemaker",
+        "emergency",
+        "poison",
+        "intoleran",
+        "heart condition",
+        "celiac",
+    ];
+    const KOREAN: &[&str] = &[
+        "알레르기",
+        "알러지",
+        "천식",
+        "당뇨",
+        "인슐린",
+        "에피펜",
+        "복용",
+        "발작",
+        "응급",
+        "혈액형",
+        "처방",
+        "지병",
+        "심장",
+        "독성",
+    ];
+    let lower = fact.to_lowercase();
+    if ENGLISH
+        .iter()
+        .chain(KOREAN.iter())
+        .any(|word| lower.contains(word))
+    {
+        return true;
+    }
+    // 약 (medicine) as a word of its own, with or without a particle; not
+    // the first syllable of 약속 (an appointment).
+    lower.split_whitespace().any(|word| {
+        word.strip_prefix('약').is_some_and(|rest| {
+            ["", "을", "은", "이", "도", "만", "는", "과", "하고"].contains(&rest)
+        })
+    })
 }
 
 /// The entries that give way so one more fits where `kept` (each entry's
@@ -364,9 +544,79 @@ mod tests {
         ));
         // Nothing said plainly about one thing: never an update.
         assert!(!updates("it is raining", "it is sunny"));
+        assert_eq!(
+            relation("저는 채식주의자예요", "저는 7시에 퇴근해요"),
+            Relation::Unrelated
+        );
         assert!(!updates("ben likes tea", "ben likes coffee"));
         assert_eq!(subject("is it raining"), None);
         assert_eq!(subject("는"), None);
+    }
+
+    /// Hardening round five, finding 5: "Ben is at soccer practice until
+    /// 5" replaced "Ben is allergic to peanuts", and three facts about "the
+    /// car is …" collapsed into the last. The same subject is not enough:
+    /// the subject must name an attribute, and health or safety facts are
+    /// never replaced.
+    #[test]
+    fn a_new_fact_about_someone_keeps_the_others() {
+        for (old, new) in [
+            (
+                "Ben is allergic to peanuts",
+                "Ben is at soccer practice until 5",
+            ),
+            ("Mom is diabetic", "Mom is visiting on Sunday"),
+            (
+                "The car is in the garage",
+                "The car is due for a service in May",
+            ),
+            ("the car is blue", "The car is in the garage"),
+            ("벤은 땅콩 알레르기가 있어", "벤은 5시까지 축구 연습이야"),
+            ("엄마는 매일 아침 혈압약을 드셔", "엄마는 일요일에 오셔"),
+        ] {
+            assert_eq!(relation(old, new), Relation::Beside, "{old} / {new}");
+            assert!(!updates(old, new), "{old} / {new}");
+        }
+        // A vague subject relates nothing.
+        for (old, new) in [
+            ("저는 땅콩 알레르기가 있어요", "저는 7시에 퇴근해요"),
+            ("I am allergic to shellfish", "I am at the office until 6"),
+        ] {
+            assert_eq!(relation(old, new), Relation::Unrelated, "{old} / {new}");
+        }
+        // An attribute's new value still replaces it...
+        for (old, new) in [
+            ("Ben's bike code is 4711", "ben's bike code is 2580"),
+            ("The garage code is 1234", "the garage code is 9876"),
+            (
+                "The dentist appointment is on Monday",
+                "the dentist appointment is on Friday",
+            ),
+            ("현관 비밀번호는 1234야", "현관 비밀번호는 5678이야"),
+            ("현관비번은 1234야", "현관비번은 5678이야"),
+            ("치과 예약은 월요일이야", "치과 예약은 금요일이야"),
+        ] {
+            assert_eq!(relation(old, new), Relation::Replaces, "{old} / {new}");
+        }
+        // ...unless the old one is about health or safety.
+        for (old, new) in [
+            (
+                "Ben's allergy medicine time is 8 am",
+                "ben's allergy medicine time is 9 am",
+            ),
+            (
+                "Mia's inhaler spot is the kitchen drawer",
+                "Mia's inhaler spot is her backpack",
+            ),
+            ("할머니 약 시간은 8시야", "할머니 약 시간은 9시야"),
+        ] {
+            assert_eq!(relation(old, new), Relation::Beside, "{old} / {new}");
+        }
+        assert!(about_health_or_safety("벤은 약을 먹어야 해"));
+        assert!(
+            !about_health_or_safety("치과 약속은 월요일이야"),
+            "약속 is no medicine"
+        );
     }
 
     #[test]

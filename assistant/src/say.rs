@@ -28,6 +28,18 @@ pub fn already_remembered(language: Language) -> &'static str {
     }
 }
 
+/// After "remember that …" of something new about a person or thing the
+/// member's memory already holds other facts about (`kept`, newest first):
+/// both are kept, and the member sees what else is kept.
+pub fn remembered_beside(language: Language, in_room: bool, kept: &[String]) -> String {
+    let list = kept.join(" / ");
+    let first = remembered(language, in_room);
+    match language {
+        Language::English => format!("{first} I kept what I already knew about that too: {list}."),
+        Language::Korean => format!("{first} 전에 기억한 것도 그대로 두었어요: {list}."),
+    }
+}
+
 /// After "remember that …" of a new value for something remembered: the
 /// old entry is replaced, and what it said is shown once more.
 pub fn updated(language: Language, was: &str) -> String {

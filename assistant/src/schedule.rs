@@ -6,7 +6,8 @@
 //! Cron expressions have five fields (minute, hour, day of month, month, day
 //! of week) or six (seconds first); each field takes `*`, numbers, ranges
 //! `a-b`, lists `a,b`, steps `*/n` and `a-b/n`, and months and weekdays by
-//! name (`JAN`, `MON`). Day of month and day of week combine with OR when
+//! name (`JAN`, `MON`); the day of month also takes `L`, the month's last
+//! day (as OpenClaw's croner reads it). Day of month and day of week combine with OR when
 //! both are restricted, as in Vixie cron and OpenClaw. A wall-clock time that
 //! a daylight-saving change skips fires at the first instant after the gap;
 //! one that happens twice fires once, the first time.
@@ -162,6 +163,8 @@ pub struct Cron {
     minutes: u64,
     hours: u32,
     days: u32,
+    /// The month's last day (`L` in the day of month).
+    last_day: bool,
     months: u16,
     weekdays: u8,
     days_restricted: bool,
@@ -202,7 +205,19 @@ impl Cron {
         let seconds_bits = field(seconds, "seconds", 0, 59, &[])?;
         let minutes = field(rest[0], "minute", 0, 59, &[])?;
         let hours = field(rest[1], "hour", 0, 23, &[])?;
-        let days = field(rest[2], "day of month", 1, 31, &[])?;
+        // `L` (the month's last day) among the days of the month.
+        let last_day = rest[2]
+            .split(',')
+            .any(|part| part.eq_ignore_ascii_case("L"));
+        let other_days: Vec<&str> = rest[2]
+            .split(',')
+            .filter(|part| !part.eq_ignore_ascii_case("L"))
+            .collect();
+        let days = if other_days.is_empty() {
+            0
+        } else {
+            field(&other_days.join(","), "day of month", 1, 31, &[])?
+        };
         let months = field(rest[3], "month", 1, 12, &MONTHS)?;
         // 7 is Sunday too.
         let mut weekdays = field(rest[4], "day of week", 0, 7, &WEEKDAYS)?;
@@ -214,6 +229,7 @@ impl Cron {
             minutes,
             hours: u32::try_from(hours).expect("hours are 0-23"),
             days: u32::try_from(days).expect("days are 1-31"),
+            last_day,
             months: u16::try_from(months).expect("months are 1-12"),
             weekdays: u8::try_from(weekdays).expect("weekdays are 0-6 here"),
             days_restricted: !is_star(rest[2]),
@@ -222,7 +238,8 @@ impl Cron {
     }
 
     fn day_matches(&self, date: Date) -> bool {
-        let day = self.days & (1 << date.day()) != 0;
+        let day = self.days & (1 << date.day()) != 0
+            || (self.last_day && date.day() == date.days_in_month());
         let weekday = self.weekdays & (1 << date.weekday().to_sunday_zero_offset()) != 0;
         match (self.days_restricted, self.weekdays_restricted) {
             (true, true) => day || weekday,
@@ -383,6 +400,31 @@ mod tests {
             expr: expr.into(),
             tz: tz.into(),
         }
+    }
+
+    #[test]
+    fn the_last_day_of_the_month_is_l() {
+        let last = cron("0 9 L * *", "Asia/Seoul");
+        // 2026-11-28 in Seoul: the 30th of November, then the 31st of
+        // December, the 31st of January, the 28th of February.
+        let mut fired = Vec::new();
+        let mut after = at("2026-11-28T00:00:00Z");
+        for _ in 0..4 {
+            after = last.next_after(after).unwrap();
+            fired.push(
+                after
+                    .to_zoned_datetime(zone("Asia/Seoul").unwrap())
+                    .date()
+                    .to_string(),
+            );
+        }
+        assert_eq!(
+            fired,
+            ["2026-11-30", "2026-12-31", "2027-01-31", "2027-02-28"]
+        );
+        assert!(Cron::parse("0 9 15,L * *").is_ok());
+        assert!(Cron::parse("0 9 LL * *").is_err());
+        assert!(Cron::parse("0 L * * *").is_err(), "only the day of month");
     }
 
     #[test]

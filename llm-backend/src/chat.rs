@@ -265,6 +265,22 @@ pub struct NamedSchema {
     pub strict: Option<bool>,
 }
 
+impl NamedSchema {
+    /// A schema named `name`, held to [`crate::schema`]'s limits.
+    pub fn new(
+        name: String,
+        schema: Value,
+        strict: Option<bool>,
+    ) -> Result<NamedSchema, crate::schema::SchemaTooLarge> {
+        crate::schema::check(&schema)?;
+        Ok(NamedSchema {
+            name,
+            schema,
+            strict,
+        })
+    }
+}
+
 impl StructuredOutput {
     /// As Ollama's `format`: `"json"`, or the schema itself.
     pub fn ollama_format(&self) -> Value {

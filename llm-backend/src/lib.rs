@@ -24,6 +24,7 @@ pub mod ndjson;
 pub mod ollama;
 pub mod openai;
 pub mod router;
+pub mod schema;
 
 pub use backend::Backend;
 pub use chat::{

@@ -102,6 +102,10 @@ impl Assistant {
                 Ok(Remembered::Updated { was, .. }) => {
                     said(Some("memory_write"), say::updated(language, &was))
                 }
+                Ok(Remembered::Beside { kept, .. }) => said(
+                    Some("memory_write"),
+                    say::remembered_beside(language, !asker.is_private(), &kept),
+                ),
                 Err(NotRemembered::Refused(error)) => {
                     said(None, say::memory_error(language, &error))
                 }

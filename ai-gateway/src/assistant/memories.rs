@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use hearth_assistant::memory::{self, Entry, Layer, MemoryError, Source};
+use hearth_assistant::memory::{self, Entry, Layer, MemoryError, Relation, Source};
 use hearth_assistant::scope::Owner;
 use hearth_assistant::search::{Index, Query};
 use hearth_llm::Message;
@@ -21,6 +21,15 @@ use super::store::{MemoryStore, StoreError, Unavailable};
 pub enum Remembered {
     /// A new entry, this one.
     New(i64),
+    /// A new entry, kept beside the owner's entries about the same person
+    /// or thing (`memory::Relation::Beside`), which the member is shown so
+    /// that nothing is lost or doubled silently.
+    Beside {
+        /// The new entry.
+        id: i64,
+        /// What the entries kept beside it say, newest first (at most 3).
+        kept: Vec<String>,
+    },
     /// The owner's entry of that layer already said it (the same fact,
     /// `memory::same_fact`): kept as it was, nothing stored twice.
     Already(i64),
@@ -38,7 +47,10 @@ impl Remembered {
     /// The entry's id.
     pub fn id(&self) -> i64 {
         match self {
-            Remembered::New(id) | Remembered::Already(id) | Remembered::Updated { id, .. } => *id,
+            Remembered::New(id)
+            | Remembered::Already(id)
+            | Remembered::Beside { id, .. }
+            | Remembered::Updated { id, .. } => *id,
         }
     }
 }
@@ -125,20 +137,29 @@ impl Memories {
         // One write at a time: two writers must not both see room for one,
         // nor both store the same fact.
         let _writing = self.writes.lock().await;
-        let (kept, already, replaced) = {
+        let (kept, already, replaced, beside) = {
             let index = hearth_runtime::read(&self.index);
             let owners = || index.entries.values().filter(|entry| entry.owner == *owner);
             let same_layer = || owners().filter(|entry| entry.layer == layer);
             let kept: Vec<(Layer, i64)> = owners().map(|entry| (entry.layer, entry.id)).collect();
-            let already = same_layer()
-                .find(|entry| memory::same_fact(&entry.text, &text))
-                .map(|entry| entry.id);
-            // The newest entry about the same thing, if several were kept.
-            let replaced = same_layer()
-                .filter(|entry| memory::updates(&entry.text, &text))
-                .max_by_key(|entry| entry.id)
+            let related = |wanted: Relation| {
+                let mut entries: Vec<&Entry> = same_layer()
+                    .filter(|entry| memory::relation(&entry.text, &text) == wanted)
+                    .collect();
+                entries.sort_by_key(|entry| std::cmp::Reverse(entry.id));
+                entries
+            };
+            let already = related(Relation::Same).first().map(|entry| entry.id);
+            // The newest entry of the same attribute, if several were kept.
+            let replaced = related(Relation::Replaces)
+                .first()
                 .map(|entry| (entry.id, entry.text.clone()));
-            (kept, already, replaced)
+            let beside: Vec<String> = related(Relation::Beside)
+                .iter()
+                .take(3)
+                .map(|entry| entry.text.clone())
+                .collect();
+            (kept, already, replaced, beside)
         };
         if let Some(id) = already {
             return Ok(Remembered::Already(id));
@@ -187,6 +208,7 @@ impl Memories {
         );
         Ok(match replaced {
             Some((_, was)) => Remembered::Updated { id, was },
+            None if !beside.is_empty() => Remembered::Beside { id, kept: beside },
             None => Remembered::New(id),
         })
     }
@@ -489,6 +511,62 @@ mod tests {
             ["the gate code is 2580", "the wifi password is rose-7"]
         );
         assert_eq!(texts(&reopened, &ben), ["the wifi password is daisy-1"]);
+    }
+
+    /// Attack (hardening round five, finding 5): "Ben is at soccer
+    /// practice until 5" replaced "Ben is allergic to peanuts" and recall
+    /// lost the allergy; three facts about the car collapsed into the last.
+    /// Now each is kept, the member is shown what else is kept, and recall
+    /// still finds the allergy.
+    #[tokio::test]
+    async fn a_new_fact_about_someone_keeps_the_allergy() {
+        let dir = tempfile::tempdir().unwrap();
+        let memories = memories(dir.path()).await;
+        let ada = Owner::Member("ada".into());
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let remember = |text: &'static str| {
+            let ada = ada.clone();
+            let memories = &memories;
+            async move {
+                memories
+                    .remember(&ada, Layer::LongTerm, text, Source::Asked, now)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(matches!(
+            remember("Ben is allergic to peanuts").await,
+            Remembered::New(_)
+        ));
+        let practice = remember("Ben is at soccer practice until 5").await;
+        assert!(
+            matches!(&practice, Remembered::Beside { kept, .. } if kept == &["Ben is allergic to peanuts"]),
+            "{practice:?}"
+        );
+        for text in [
+            "the car is in the garage",
+            "the car is due for a service in May",
+            "the car is blue",
+            "벤은 땅콩 알레르기가 있어",
+            "벤은 5시까지 축구 연습이야",
+        ] {
+            assert!(
+                !matches!(remember(text).await, Remembered::Updated { .. }),
+                "{text}"
+            );
+        }
+        assert_eq!(memories.entries_of(&ada).len(), 7, "nothing replaced");
+        let recalled = memories.recall(&ada, &query("is ben allergic to anything"));
+        assert!(
+            recalled.iter().any(|text| text.contains("peanuts")),
+            "{recalled:?}"
+        );
+        // An attribute's new value still replaces the old one.
+        remember("Ben's bike code is 4711").await;
+        assert!(matches!(
+            remember("ben's bike code is 2580").await,
+            Remembered::Updated { .. }
+        ));
     }
 
     #[tokio::test]

@@ -403,6 +403,10 @@ impl Assistant {
                     Ok(Remembered::Updated { was, .. }) => {
                         format!("Remembered, in place of what was kept: {was}")
                     }
+                    Ok(Remembered::Beside { kept, .. }) => format!(
+                        "Remembered, beside what is kept about the same: {}",
+                        kept.join(" | ")
+                    ),
                     Err(why) => format!("error: {why}"),
                 }
             }

@@ -446,6 +446,12 @@ pub struct OpenWebUiSection {
     /// header is refused.
     #[serde(default)]
     pub user_jwt_secret_file: Option<PathBuf>,
+    /// Which Open WebUI account is which member: each key an account's id
+    /// (the signed header's `sub`, shown in Open WebUI's admin panel) or
+    /// its email, each value a member's name. The signed header's `name`,
+    /// which users edit on their own profile, is never read.
+    #[serde(default)]
+    pub members: std::collections::BTreeMap<String, String>,
 }
 
 /// `hearth.ollama`: Ollama's API on its own port, on the gateway's

@@ -526,20 +526,45 @@ impl Gateway {
                 .map_err(|refused| Refused::new(refused.code(), refused.to_string()))?;
         }
         // What the turn may use: its prompt, and the most it may generate.
+        // A schema the reply is held to is sent to the model too (and costs
+        // it a grammar's conversion): it counts with the prompt.
+        let schema = response_format.as_ref().map_or(0, |format| {
+            crate::context::estimate_text_tokens(&format.ollama_format().to_string())
+        });
         let prompt: usize = history
             .iter()
             .chain([&last])
             .map(crate::context::estimate_tokens)
-            .sum();
+            .sum::<usize>();
+        let schema = u64::try_from(schema).unwrap_or(u64::MAX);
         let (_, most) = self.window(&speaking, max_tokens);
         let prompt = u64::try_from(prompt).unwrap_or(u64::MAX);
         let reservation = self
-            .reserve(&account, prompt.saturating_add(u64::from(most)))
+            .reserve(
+                &account,
+                prompt
+                    .saturating_add(schema)
+                    .saturating_add(u64::from(most)),
+            )
             .await?;
-        let released = ReleaseOnDrop {
-            gateway: Arc::clone(self),
+        // What the turn uses is counted however it ends; its prompt as soon
+        // as a model is asked (`Meter::charge_prompt`).
+        let mut meter = Meter {
             who: account.who.clone(),
-            tokens: reservation.tokens,
+            leading: route
+                .leading()
+                .map_or_else(|| ASSISTANT_MODEL.to_owned(), ToString::to_string),
+            model: None,
+            prompt,
+            schema,
+            charged: false,
+            deltas: 0,
+            reservation: ReleaseOnDrop {
+                gateway: Arc::clone(self),
+                who: account.who.clone(),
+                tokens: reservation.tokens,
+            },
+            counted: false,
         };
         let slot = match slot {
             Some(slot) => slot,
@@ -553,6 +578,7 @@ impl Gateway {
                     self.metrics.outcome(endpoint, "ok");
                     self.said(said, save)
                 } else {
+                    meter.charge_prompt().await;
                     // After a client's tool ran, the question is still its last one.
                     let question = std::iter::once(&last)
                         .chain(history.iter().rev())
@@ -631,6 +657,7 @@ impl Gateway {
                 request.sampling = sampling;
                 request.response_format = response_format;
                 request.think = think;
+                meter.charge_prompt().await;
                 self.open_turn(&request, arrived, endpoint, save, &route)
                     .await
             }
@@ -646,14 +673,7 @@ impl Gateway {
         let streaming = Streaming {
             gateway: Arc::clone(self),
             events,
-            meter: Meter {
-                who: account.who,
-                model: None,
-                prompt,
-                deltas: 0,
-                reservation: released,
-                counted: false,
-            },
+            meter,
             watch,
             _slot: slot,
             ended: false,
@@ -800,19 +820,59 @@ impl Drop for ReleaseOnDrop {
     }
 }
 
-/// What a reply used, counted however it ends.
+/// The model usage is counted under when none was asked (the household
+/// assistant answered an everyday request itself).
+pub(super) const ASSISTANT_MODEL: &str = "hearth/assistant";
+
+/// What a reply used, counted however it ends: its prompt as soon as a
+/// model is asked, so a request cut before the model's first word costs
+/// what the model was given; the rest at its end, or when it was cut.
 struct Meter {
     who: String,
+    /// The model the turn starts with: the prompt is charged to it.
+    leading: String,
     /// The model answering, once it said (`meta`).
     model: Option<String>,
-    /// The prompt's estimated size, counted when the model gave no counts.
+    /// The prompt's estimated size.
     prompt: u64,
+    /// The estimated size of the schema the reply is held to: sent to the
+    /// model beside the prompt, and in no count a model gives.
+    schema: u64,
+    /// Whether the estimate was charged when the model was asked.
+    charged: bool,
     deltas: u64,
     reservation: ReleaseOnDrop,
     counted: bool,
 }
 
 impl Meter {
+    /// A model is about to be asked: its prompt is charged now, and the
+    /// reservation gives back what it held for the prompt (under the
+    /// reservations' lock, so no request sees it twice or not at all).
+    async fn charge_prompt(&mut self) {
+        if self.charged || self.counted {
+            return;
+        }
+        self.charged = true;
+        let charged = self.prompt.saturating_add(self.schema);
+        let gateway = Arc::clone(&self.reservation.gateway);
+        let mut reservations = gateway.reservations.lock().await;
+        record(
+            &gateway,
+            &self.who,
+            &self.leading,
+            Charge {
+                requests: 0,
+                prompt_tokens: i64::try_from(charged).unwrap_or(i64::MAX),
+                completion_tokens: 0,
+            },
+        )
+        .await;
+        let given_back = charged.min(self.reservation.tokens);
+        self.reservation.tokens -= given_back;
+        reservations.release(&self.who, given_back);
+    }
+
     /// Follows `event`: at the reply's end, its counts are added to the
     /// usage before the end is passed on (the next request sees them).
     async fn see(&mut self, event: &ReplyEvent) {
@@ -820,8 +880,10 @@ impl Meter {
             ReplyEvent::Meta { model, .. } => self.model = Some(model.clone()),
             ReplyEvent::Delta { .. } => self.deltas += 1,
             ReplyEvent::Done { usage, .. } => {
+                // Without the model's counts: the estimate, when a model
+                // was given the prompt at all.
                 let counts = usage.unwrap_or(ReplyUsage {
-                    prompt_tokens: 0,
+                    prompt_tokens: if self.charged { self.prompt } else { 0 },
                     completion_tokens: self.deltas,
                 });
                 self.count(counts).await;
@@ -832,13 +894,40 @@ impl Meter {
     }
 
     /// A reply that ended before its end: what the model was given and
-    /// what came of it, when a model took it.
+    /// what came of it.
     async fn cut(&mut self) {
-        let counts = ReplyUsage {
+        let counts = self.cut_counts();
+        self.count(counts).await;
+    }
+
+    fn cut_counts(&self) -> ReplyUsage {
+        ReplyUsage {
             prompt_tokens: self.prompt,
             completion_tokens: self.deltas,
+        }
+    }
+
+    /// What is still to be added for `counts`, and under which model.
+    fn charge(&self, counts: ReplyUsage) -> Option<(String, Charge)> {
+        let model = self
+            .model
+            .clone()
+            .or_else(|| self.charged.then(|| self.leading.clone()))?;
+        let signed = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+        let already = if self.charged {
+            self.prompt.saturating_add(self.schema)
+        } else {
+            0
         };
-        self.count(counts).await;
+        let prompt = signed(counts.prompt_tokens.saturating_add(self.schema)) - signed(already);
+        Some((
+            model,
+            Charge {
+                requests: 1,
+                prompt_tokens: prompt,
+                completion_tokens: counts.completion_tokens,
+            },
+        ))
     }
 
     async fn count(&mut self, counts: ReplyUsage) {
@@ -846,8 +935,8 @@ impl Meter {
             return;
         }
         self.counted = true;
-        if let Some(model) = &self.model {
-            record(&self.reservation.gateway, &self.who, model, counts).await;
+        if let Some((model, charge)) = self.charge(counts) {
+            record(&self.reservation.gateway, &self.who, &model, charge).await;
         }
         self.reservation.release().await;
     }
@@ -860,12 +949,8 @@ impl Drop for Meter {
         }
         // Dropped before its end (the client went away): counted in a
         // task of its own, the reservation given back after.
-        let Some(model) = self.model.take() else {
+        let Some((model, charge)) = self.charge(self.cut_counts()) else {
             return;
-        };
-        let counts = ReplyUsage {
-            prompt_tokens: self.prompt,
-            completion_tokens: self.deltas,
         };
         let gateway = Arc::clone(&self.reservation.gateway);
         let reservation = ReleaseOnDrop {
@@ -877,14 +962,23 @@ impl Drop for Meter {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let mut reservation = reservation;
-                record(&gateway, &who, &model, counts).await;
+                record(&gateway, &who, &model, charge).await;
                 reservation.release().await;
             });
         }
     }
 }
 
-async fn record(gateway: &Gateway, who: &str, model: &str, counts: ReplyUsage) {
+/// Tokens and requests added to a member's usage at once.
+#[derive(Clone, Copy, Debug)]
+struct Charge {
+    requests: u64,
+    /// Signed: the model's own count may be below the estimate charged.
+    prompt_tokens: i64,
+    completion_tokens: u64,
+}
+
+async fn record(gateway: &Gateway, who: &str, model: &str, charge: Charge) {
     let day = crate::usage::day_of(hearth_runtime::clock::unix_seconds());
     if let Err(error) = gateway
         .usage
@@ -892,8 +986,11 @@ async fn record(gateway: &Gateway, who: &str, model: &str, counts: ReplyUsage) {
             &day,
             who,
             model,
-            counts.prompt_tokens,
-            counts.completion_tokens,
+            crate::usage::Added {
+                requests: charge.requests,
+                prompt_tokens: charge.prompt_tokens,
+                completion_tokens: charge.completion_tokens,
+            },
         )
         .await
     {

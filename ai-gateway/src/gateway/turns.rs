@@ -305,7 +305,7 @@ impl Gateway {
             );
         }
         let events = [ReplyEvent::Meta {
-            model: "hearth/assistant".into(),
+            model: super::ask::ASSISTANT_MODEL.into(),
             session,
         }]
         .into_iter()

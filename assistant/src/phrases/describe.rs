@@ -136,6 +136,10 @@ fn describe_cron(expr: &str, language: Language) -> String {
                 }
             }
         }
+        ("L", "*") => match language {
+            Language::English => "every month on the last day".to_owned(),
+            Language::Korean => "매달 말일".to_owned(),
+        },
         (month_day, "*") => {
             let Ok(day) = month_day.parse::<u8>() else {
                 return unreadable();
@@ -143,10 +147,17 @@ fn describe_cron(expr: &str, language: Language) -> String {
             if !(1..=31).contains(&day) {
                 return unreadable();
             }
-            match language {
-                Language::English => format!("every month on the {}", ordinal(day)),
-                Language::Korean => format!("매달 {day}일"),
-            }
+            let at = match language {
+                Language::English => format!(
+                    "every month on the {} at {hour:02}:{minute:02}",
+                    ordinal(day)
+                ),
+                Language::Korean => format!("매달 {day}일 {}", korean_clock(hour, minute)),
+            };
+            return match skipped_months(day, language) {
+                Some(skipped) => format!("{at} {skipped}"),
+                None => at,
+            };
         }
         _ => return unreadable(),
     };
@@ -154,6 +165,57 @@ fn describe_cron(expr: &str, language: Language) -> String {
         Language::English => format!("{on} at {hour:02}:{minute:02}"),
         Language::Korean => format!("{on} {}", korean_clock(hour, minute)),
     }
+}
+
+/// For a monthly day that some months lack (29 to 31): which months it
+/// skips, and how to have the month's last day instead.
+fn skipped_months(day: u8, language: Language) -> Option<String> {
+    const ENGLISH_MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let lengths = [31u8, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let months: Vec<usize> = (0..12).filter(|month| lengths[*month] < day).collect();
+    if months.is_empty() {
+        return None;
+    }
+    let leap = day == 29;
+    Some(match language {
+        Language::English => {
+            let names: Vec<&str> = months.iter().map(|month| ENGLISH_MONTHS[*month]).collect();
+            let names = match names.as_slice() {
+                [one] => (*one).to_owned(),
+                [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+                [] => String::new(),
+            };
+            let except = if leap { " (except in leap years)" } else { "" };
+            format!(
+                "(skipping {names}{except}, which have no {}; say \"every month on the last day\" to have it on each month's last day)",
+                ordinal(day)
+            )
+        }
+        Language::Korean => {
+            let names: Vec<String> = months
+                .iter()
+                .map(|month| format!("{}월", month + 1))
+                .collect();
+            let except = if leap { "(윤년 제외)" } else { "" };
+            format!(
+                "({day}일이 없는 {}{except}은 건너뜁니다. 매달 마지막 날에 받으려면 \"매달 말일\"이라고 해 주세요)",
+                names.join("·")
+            )
+        }
+    })
 }
 
 /// `1st`, `2nd`, `3rd`, `11th`, `21st`.
@@ -209,6 +271,16 @@ mod tests {
             "every 2 hours"
         );
         assert_eq!(
+            english(&cron("30 7 31 * *")),
+            "every month on the 31st at 07:30 (skipping February, April, June, September \
+             and November, which have no 31st; say \"every month on the last day\" to have \
+             it on each month's last day)"
+        );
+        assert_eq!(
+            english(&cron("0 9 L * *")),
+            "every month on the last day at 09:00"
+        );
+        assert_eq!(
             english(&cron("0 8 * 1 1")),
             "on the cron schedule `0 8 * 1 1`"
         );
@@ -234,6 +306,17 @@ mod tests {
         assert_eq!(korean(&cron("30 7 * * 1,2,3,4,5")), "평일 오전 7시 30분");
         assert_eq!(korean(&cron("0 0 * * *")), "매일 자정");
         assert_eq!(korean(&cron("0 9 15 * *")), "매달 15일 오전 9시");
+        assert_eq!(korean(&cron("0 9 L * *")), "매달 말일 오전 9시");
+        assert_eq!(
+            korean(&cron("0 9 31 * *")),
+            "매달 31일 오전 9시 (31일이 없는 2월·4월·6월·9월·11월은 건너뜁니다. \
+             매달 마지막 날에 받으려면 \"매달 말일\"이라고 해 주세요)"
+        );
+        assert_eq!(
+            korean(&cron("0 9 29 * *")),
+            "매달 29일 오전 9시 (29일이 없는 2월(윤년 제외)은 건너뜁니다. \
+             매달 마지막 날에 받으려면 \"매달 말일\"이라고 해 주세요)"
+        );
         let every = |minutes: u64| Schedule::Every {
             every_ms: minutes * 60_000,
             anchor: Timestamp::UNIX_EPOCH,

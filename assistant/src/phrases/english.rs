@@ -705,14 +705,19 @@ fn every(words: &[Word]) -> Option<(Every, Option<i8>, usize)> {
         "minute" => return Some((Every::Interval(SignedDuration::from_mins(1)), None, 1)),
         "hour" => return Some((Every::Interval(SignedDuration::from_hours(1)), None, 1)),
         "month" => {
-            // "every month on the 1st"
-            return match norms.get(1..4) {
-                Some(["on", "the", day, ..]) => {
-                    day_number(day).map(|day| (Every::MonthDay(day), None, 4))
-                }
-                _ => match norms.get(1..3) {
-                    Some(["on", day]) => day_number(day).map(|day| (Every::MonthDay(day), None, 3)),
-                    _ => None,
+            // "every month on the 1st", "every month on the last day"
+            return match norms.get(1..5) {
+                Some(["on", "the", "last", "day"]) => Some((Every::LastDayOfMonth, None, 5)),
+                _ => match norms.get(1..4) {
+                    Some(["on", "the", day, ..]) => {
+                        day_number(day).map(|day| (Every::MonthDay(day), None, 4))
+                    }
+                    _ => match norms.get(1..3) {
+                        Some(["on", day]) => {
+                            day_number(day).map(|day| (Every::MonthDay(day), None, 3))
+                        }
+                        _ => None,
+                    },
                 },
             };
         }

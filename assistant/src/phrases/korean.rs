@@ -673,7 +673,7 @@ fn particle_after(lexemes: &[Lexeme], at: usize) -> usize {
 struct Reading {
     when: When,
     /// Days of a "3일 후": a day when a clock time is given too.
-    after_days: Option<i8>,
+    after_days: Option<i32>,
 }
 
 impl Reading {
@@ -759,8 +759,12 @@ impl Reading {
                 if !TIME_PARTICLES.contains(&rest.as_str()) {
                     return Ok(0);
                 }
-                let clock = if value == 24 || (value == 0 && minute == 0) {
-                    Clock::midnight()
+                // 24시 is midnight, 24시 30분 the half hour after it.
+                let clock = if value == 24 || value == 0 {
+                    Clock {
+                        minute: i8::try_from(minute).unwrap_or_default(),
+                        ..Clock::midnight()
+                    }
                 } else {
                     Clock {
                         hour: i8::try_from(value).unwrap_or_default(),
@@ -823,7 +827,7 @@ impl Reading {
                         set(&mut self.when.after, amount)?;
                         if matches!(unit, Unit::Days | Unit::Weeks) {
                             let days = amount.as_hours() / 24;
-                            self.after_days = i8::try_from(days).ok();
+                            self.after_days = i32::try_from(days).ok();
                         }
                         Ok(used)
                     }
@@ -919,7 +923,7 @@ impl Reading {
             return match found {
                 Some(Marker::After) => {
                     set(&mut self.when.after, amount)?;
-                    self.after_days = i8::try_from(days).ok();
+                    self.after_days = i32::try_from(days).ok();
                     Ok(used)
                 }
                 Some(Marker::Every) => {
@@ -1049,8 +1053,23 @@ impl Reading {
             }
             return Ok(0);
         }
-        // 매달 1일, 매월 15일에
+        // 매달 1일, 매월 15일에; 매달 말일, 매달 마지막 날
         if word == "매달" || word == "매월" {
+            if let Some(next) = lexemes.get(at + 1)
+                && is_word(&next.norm, "말일", &TIME_PARTICLES)
+            {
+                set(&mut self.when.every, Every::LastDayOfMonth)?;
+                return Ok(2);
+            }
+            if lexemes
+                .get(at + 1)
+                .is_some_and(|next| next.norm == "마지막")
+                && let Some(day) = lexemes.get(at + 2)
+                && is_word(&day.norm, "날", &TIME_PARTICLES)
+            {
+                set(&mut self.when.every, Every::LastDayOfMonth)?;
+                return Ok(3);
+            }
             if let Some(day) = quantity(lexemes, at + 1)
                 && day.unit == Unit::Days
                 && (1..=31).contains(&day.value)
@@ -1942,6 +1961,56 @@ mod tests {
         assert_eq!(every("30분마다 스트레칭하라고 알려줘"), 30);
         assert_eq!(every("2시간마다 환기하라고 알려줘"), 120);
         assert_eq!(every("한 시간마다 자세 바로 하라고 알려줘"), 60);
+    }
+
+    /// Hardening round five, finding 14: `24시 30분` fired at midnight,
+    /// `128일 후 3시` was read as two times (the day count overflowed), and
+    /// `매달 31일` was taken without a word about the months that have no
+    /// 31st. Now: 00:30; day 128 at 3; the months it skips are said, and
+    /// `매달 말일` fires on each month's last day.
+    #[test]
+    fn korean_times_past_midnight_far_days_and_month_ends() {
+        // Now: Tuesday 24 November 2026, 15:00 in London.
+        assert_eq!(
+            when("24시 30분에 불 끄라고 알려줘"),
+            at("2026-11-25T00:30:00Z")
+        );
+        assert_eq!(
+            when("0시 30분에 불 끄라고 알려줘"),
+            at("2026-11-25T00:30:00Z")
+        );
+        assert_eq!(when("24시에 불 끄라고 알려줘"), at("2026-11-25T00:00:00Z"));
+        assert_eq!(
+            when("127일 후 3시에 검진 받으라고 알려줘"),
+            at("2027-03-31T14:00:00Z")
+        );
+        assert_eq!(
+            when("128일 후 3시에 검진 받으라고 알려줘"),
+            at("2027-04-01T14:00:00Z"),
+            "15:00 in London, summer time"
+        );
+        assert_eq!(
+            when("1000일 후 오전 9시에 기념일 챙기라고 알려줘"),
+            at("2029-08-20T08:00:00Z")
+        );
+        assert_eq!(
+            cron("매달 31일 오전 9시에 관리비 내라고 알려줘"),
+            "0 9 31 * *"
+        );
+        let said = crate::phrases::describe(
+            &when("매달 31일 오전 9시에 관리비 내라고 알려줘"),
+            LONDON,
+            crate::language::Language::Korean,
+        );
+        assert!(said.contains("2월·4월·6월·9월·11월은 건너뜁니다"), "{said}");
+        assert!(said.contains("매달 말일"), "{said}");
+        for message in [
+            "매달 말일 오전 9시에 관리비 내라고 알려줘",
+            "매월 말일에 9시 관리비 내라고 알려줘",
+            "매달 마지막 날 오전 9시에 관리비 내라고 알려줘",
+        ] {
+            assert_eq!(cron(message), "0 9 L * *", "{message}");
+        }
     }
 
     #[test]

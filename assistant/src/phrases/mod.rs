@@ -266,7 +266,7 @@ enum Day {
     Today,
     Tomorrow,
     /// This many days from today (모레: 2).
-    InDays(i8),
+    InDays(i32),
     /// The next such weekday (today counts if the time is still ahead).
     Weekday(Weekday),
     /// That weekday of this week (0) or a later one, weeks starting on
@@ -287,8 +287,10 @@ enum Day {
 enum Every {
     /// On these weekdays (bits, Sunday = 0).
     Days(u8),
-    /// On this day of every month.
+    /// On this day of every month (months without it are skipped).
     MonthDay(i8),
+    /// On the last day of every month.
+    LastDayOfMonth,
     /// At this interval.
     Interval(SignedDuration),
 }
@@ -355,6 +357,13 @@ fn resolve(
                 let (hour, minute) = time_of_day()?;
                 Ok(Schedule::Cron {
                     expr: format!("{minute} {hour} {day} * *"),
+                    tz: tz.to_owned(),
+                })
+            }
+            Every::LastDayOfMonth => {
+                let (hour, minute) = time_of_day()?;
+                Ok(Schedule::Cron {
+                    expr: format!("{minute} {hour} L * *"),
                     tz: tz.to_owned(),
                 })
             }

@@ -26,6 +26,13 @@ pub const STEADY_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// Endpoints held at once, at most: a client that asks for more is
 /// refused until some expire.
 pub const MAX_ENDPOINTS: usize = 4096;
+/// Endpoints one client may be in at once: a client asking for endpoints
+/// with made-up partners cannot take the relay from everyone else.
+pub const MAX_ENDPOINTS_PER_CLIENT: usize = 128;
+/// Bind messages of one handshake (one generation) a client may send: a
+/// client resends its bind to each of the relay's addresses until it is
+/// challenged (4 addresses, every second, for 30 s, is 120).
+const MAX_BINDS_PER_GENERATION: usize = 128;
 /// How often the key that makes challenges changes (the previous one
 /// still answers, so a challenge is good for 10 to 20 s).
 const MAC_ROTATE_EVERY: Duration = Duration::from_secs(10);
@@ -42,6 +49,9 @@ pub enum AllocateError {
     /// Too many endpoints are held.
     #[error("the relay holds {MAX_ENDPOINTS} endpoints already")]
     Full,
+    /// One of the clients is in too many endpoints already.
+    #[error("a client may hold {MAX_ENDPOINTS_PER_CLIENT} endpoints at once")]
+    ClientFull,
 }
 
 /// What to do with a datagram that arrived.
@@ -62,6 +72,8 @@ struct Endpoint {
     allocated: Duration,
     /// Each client's bind in progress (0: none).
     generation: [u32; 2],
+    /// Each client's binds seen: replays are refused.
+    binds: [BindsSeen; 2],
     bound: [Option<SocketAddr>; 2],
     last_seen: [Duration; 2],
 }
@@ -82,6 +94,37 @@ impl Endpoint {
     }
 }
 
+/// The bind messages one client of an endpoint sent: the newest
+/// generation, and the nonces of its messages. A bind copied off the wire
+/// and sent again from another address (spoofed) would otherwise make the
+/// relay send a challenge there each time: a reflector. Generations only
+/// grow (Tailscale's clients count them up per handshake), and within one
+/// each message has a fresh random nonce.
+#[derive(Default)]
+struct BindsSeen {
+    newest: u32,
+    nonces: Vec<[u8; disco::NONCE_LEN]>,
+}
+
+impl BindsSeen {
+    /// Whether a bind of `generation` sealed under `nonce` is new; records
+    /// it if so.
+    fn fresh(&mut self, generation: u32, nonce: [u8; disco::NONCE_LEN]) -> bool {
+        if generation < self.newest {
+            return false;
+        }
+        if generation > self.newest {
+            self.newest = generation;
+            self.nonces.clear();
+        }
+        if self.nonces.contains(&nonce) || self.nonces.len() >= MAX_BINDS_PER_GENERATION {
+            return false;
+        }
+        self.nonces.push(nonce);
+        true
+    }
+}
+
 /// A peer relay's endpoints.
 pub struct Server {
     secret: Zeroizing<[u8; 32]>,
@@ -91,6 +134,8 @@ pub struct Server {
     mac_since: Duration,
     endpoints: HashMap<u32, Endpoint>,
     by_pair: HashMap<[[u8; 32]; 2], u32>,
+    /// How many endpoints each client is in.
+    per_client: HashMap<[u8; 32], usize>,
     next_vni: u32,
     lamport: u64,
     addresses: Vec<SocketAddr>,
@@ -113,6 +158,7 @@ impl Server {
             mac_since: Duration::ZERO,
             endpoints: HashMap::new(),
             by_pair: HashMap::new(),
+            per_client: HashMap::new(),
             next_vni: 1,
             lamport: 0,
             addresses: Vec::new(),
@@ -155,6 +201,16 @@ impl Server {
                 if self.endpoints.len() >= MAX_ENDPOINTS {
                     return Err(AllocateError::Full);
                 }
+                let held = |client| self.per_client.get(client).copied().unwrap_or(0);
+                if clients
+                    .iter()
+                    .any(|client| held(client) >= MAX_ENDPOINTS_PER_CLIENT)
+                {
+                    return Err(AllocateError::ClientFull);
+                }
+                for client in clients {
+                    *self.per_client.entry(client).or_default() += 1;
+                }
                 let vni = self.free_vni();
                 self.lamport += 1;
                 self.endpoints.insert(
@@ -165,6 +221,7 @@ impl Server {
                         lamport: self.lamport,
                         allocated: now,
                         generation: [0; 2],
+                        binds: Default::default(),
                         bound: [None; 2],
                         last_seen: [now; 2],
                     },
@@ -199,14 +256,31 @@ impl Server {
     /// Forgets the endpoints of which neither client may use the relay any
     /// more (`allowed` says which disco keys may).
     pub fn forget_unless(&mut self, allowed: impl Fn(&[u8; 32]) -> bool) {
-        let by_pair = &mut self.by_pair;
-        self.endpoints.retain(|_, endpoint| {
-            let keep = endpoint.clients.iter().any(&allowed);
-            if !keep {
-                by_pair.remove(&endpoint.clients);
+        let gone: Vec<u32> = self
+            .endpoints
+            .iter()
+            .filter(|(_, endpoint)| !endpoint.clients.iter().any(&allowed))
+            .map(|(vni, _)| *vni)
+            .collect();
+        self.remove(&gone);
+    }
+
+    /// Forgets the endpoints `vnis`.
+    fn remove(&mut self, vnis: &[u32]) {
+        for vni in vnis {
+            let Some(endpoint) = self.endpoints.remove(vni) else {
+                continue;
+            };
+            self.by_pair.remove(&endpoint.clients);
+            for client in endpoint.clients {
+                if let Some(count) = self.per_client.get_mut(&client) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_client.remove(&client);
+                    }
+                }
             }
-            keep
-        });
+        }
     }
 
     /// Forgets endpoints whose clients did not bind in time or went quiet.
@@ -228,11 +302,7 @@ impl Server {
             .filter(|(_, endpoint)| endpoint.expired(now))
             .map(|(vni, _)| *vni)
             .collect();
-        for vni in expired {
-            if let Some(endpoint) = self.endpoints.remove(&vni) {
-                self.by_pair.remove(&endpoint.clients);
-            }
-        }
+        self.remove(&expired);
     }
 
     /// What to do with `packet`, which came from `from`.
@@ -277,13 +347,17 @@ impl Server {
         let Some(side) = endpoint.clients.iter().position(|client| *client == sender) else {
             return Verdict::Drop;
         };
-        let Ok(message) = endpoint.boxes[side].open(sealed) else {
+        let Ok((message, nonce)) = endpoint.boxes[side].open_with_nonce(sealed) else {
             return Verdict::Drop;
         };
         let other = endpoint.clients[1 - side];
         let fits = |bind: &Bind| bind.vni == vni && bind.remote == other;
         match message {
-            Message::BindRelay(bind) if fits(&bind) && bind.generation != 0 => {
+            Message::BindRelay(bind)
+                if fits(&bind)
+                    && bind.generation != 0
+                    && endpoint.binds[side].fresh(bind.generation, nonce) =>
+            {
                 endpoint.generation[side] = bind.generation;
                 let challenge = Bind {
                     challenge: mac(&self.macs[0], from, &bind),
@@ -380,7 +454,8 @@ mod tests {
         .encode()
         .to_vec();
         let boxer = Boxer::new(&client.secret, &server.public());
-        packet.extend(boxer.seal(&[1; disco::NONCE_LEN], message));
+        // A fresh nonce per message, as a client picks.
+        packet.extend(boxer.seal(&rand::random(), message));
         packet
     }
 
@@ -593,5 +668,105 @@ mod tests {
                 "{rotations}"
             );
         }
+    }
+
+    /// Attack (hardening round five, finding 12): someone on the path
+    /// copies a client's bind and sends it again and again with a spoofed
+    /// source address; the relay used to send a challenge there for every
+    /// copy, a reflector aimed at that address. A copy is refused, and so
+    /// is an older generation's bind; the client's own fresh binds still
+    /// work.
+    #[test]
+    fn a_copied_bind_sent_from_a_spoofed_address_gets_no_challenge() {
+        let mut server = server();
+        let (a, b) = (client(1, "198.18.1.2:41641"), client(2, "198.18.2.2:41641"));
+        let vni = server.allocate(a.public, b.public, at(0)).unwrap().vni;
+        let bind = |generation| Bind {
+            vni,
+            generation,
+            remote: b.public,
+            challenge: [0; 32],
+        };
+        let captured = control(&a, &server, vni, &Message::BindRelay(bind(5)));
+        assert!(matches!(
+            server.handle(a.address, &captured, at(1)),
+            Verdict::Reply(_, to) if to == a.address
+        ));
+        let victim: SocketAddr = "203.0.113.77:53".parse().unwrap();
+        let reflected = (0..50)
+            .filter(|_| server.handle(victim, &captured, at(2)) != Verdict::Drop)
+            .count();
+        assert_eq!(reflected, 0, "challenges sent to the spoofed address");
+        // The client resends its bind (a fresh nonce): answered; a newer
+        // generation too, and then the older one's copies are not.
+        let resent = control(&a, &server, vni, &Message::BindRelay(bind(5)));
+        assert!(matches!(
+            server.handle(a.address, &resent, at(3)),
+            Verdict::Reply(..)
+        ));
+        let newer = control(&a, &server, vni, &Message::BindRelay(bind(6)));
+        assert!(matches!(
+            server.handle(a.address, &newer, at(3)),
+            Verdict::Reply(..)
+        ));
+        let older = control(&a, &server, vni, &Message::BindRelay(bind(5)));
+        assert_eq!(server.handle(victim, &older, at(3)), Verdict::Drop);
+        // And the handshake still completes, answering the newest one.
+        bind_b_and_check(&mut server, &a, &b, vni, None);
+        let sent = control(&a, &server, vni, &Message::BindRelay(bind(7)));
+        let Verdict::Reply(reply, _) = server.handle(a.address, &sent, at(4)) else {
+            panic!("no challenge");
+        };
+        let Ok(Message::BindRelayChallenge(challenge)) =
+            Boxer::new(&a.secret, &server.public()).open(&reply[geneve::HEADER_LEN..])
+        else {
+            panic!("not a challenge");
+        };
+        let answer = control(&a, &server, vni, &Message::BindRelayAnswer(challenge));
+        server.handle(a.address, &answer, at(4));
+        assert_eq!(
+            server.handle(b.address, &data(vni), at(4)),
+            Verdict::Forward(a.address)
+        );
+    }
+
+    /// Attack (hardening round five, finding 13): one client the policy
+    /// lets use the relay asked for endpoints with made-up partners until
+    /// the relay held its maximum, and no one else got one. A client is
+    /// held to its share; others are still served, and its share comes
+    /// back as its endpoints expire.
+    #[test]
+    fn one_client_cannot_hold_every_endpoint() {
+        let mut server = server();
+        let greedy = client(1, "198.18.1.2:1");
+        let made_up = |index: usize| {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(index as u64 + 1000).to_le_bytes());
+            key
+        };
+        let granted = (0..MAX_ENDPOINTS)
+            .filter(|index| {
+                server
+                    .allocate(greedy.public, made_up(*index), at(0))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(granted, MAX_ENDPOINTS_PER_CLIENT);
+        assert_eq!(
+            server.allocate(greedy.public, made_up(MAX_ENDPOINTS), at(0)),
+            Err(AllocateError::ClientFull)
+        );
+        let (a, b) = (client(2, "198.18.2.2:1"), client(3, "198.18.3.2:1"));
+        assert!(server.allocate(a.public, b.public, at(0)).is_ok());
+        assert_eq!(
+            server.allocate(b.public, greedy.public, at(0)),
+            Err(AllocateError::ClientFull),
+            "the limit counts the greedy client whoever asks"
+        );
+        server.expire(BIND_LIFETIME + at(1));
+        assert_eq!(server.endpoints(), 0);
+        assert!(server.allocate(greedy.public, made_up(0), at(40)).is_ok());
+        server.forget_unless(|_| false);
+        assert!(server.per_client.is_empty(), "counts go with the endpoints");
     }
 }
