@@ -553,3 +553,56 @@ async fn a_session_key_never_opens_another_callers_history() {
         "{sent}"
     );
 }
+
+/// Anthropic's Messages API where the docs say it is (hardening round
+/// five: docs/gateway.md said it followed the OpenAI API's switches, and on
+/// Ollama's port it answered with them off). On the gateway's port it is
+/// off with them; on Ollama's port it is there whenever Ollama's API is
+/// (Ollama serves it too). The caller is a member's device by its address
+/// (the agent's API is the `AgentStandIn` stand-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_api_is_off_with_the_openai_switches_and_on_with_ollamas_port() {
+    let model = stand_in();
+    let agent = hearth_testkit::standins::AgentStandIn::start();
+    agent.set(
+        "127.0.0.1",
+        Some(hearth_testkit::standins::AgentStandIn::member(
+            "ada",
+            "127.0.0.1",
+            json!({}),
+        )),
+    );
+    let config = json!({
+        "gateway": {"bind": "loopback"},
+        "models": {"providers": {"standin": {"baseUrl": format!("{}/v1", model.url()), "models": [{"id": "m"}]}}},
+        "agents": {"defaults": {"model": "standin/m"}},
+    });
+    let (gateway, ollama) = GatewayProcess::start_for_apps(config, &agent.socket);
+    let ask = json!({"model": "standin/m", "max_tokens": 16,
+                     "messages": [{"role": "user", "content": "hello"}]});
+    let client = reqwest::Client::new();
+    let off = client
+        .post(format!("{}/v1/messages", gateway.url))
+        .json(&ask)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 404);
+    assert!(
+        off.text()
+            .await
+            .unwrap()
+            .contains("chatCompletions.enabled")
+    );
+    let on: Value = client
+        .post(format!("{ollama}/v1/messages"))
+        .json(&ask)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(on["type"], "message", "{on}");
+    assert_eq!(on["content"][0]["text"], "echo: hello", "{on}");
+}

@@ -339,7 +339,10 @@ impl Pairing {
 
     /// Records (or renews) `device`'s request; its id. A renewed request
     /// keeps its id and its place (the list's order is the order devices
-    /// first asked); a new one is refused when its address has
+    /// first asked), but only when it comes from the same member (or the
+    /// token's holder again): asked from another member's device it is a
+    /// new request, with a new id, so the admin never approves for ben what
+    /// they saw listed as ada's. A new one is refused when its address has
     /// [`MAX_PENDING_PER_ADDRESS`] waiting, or the list is full.
     #[allow(clippy::too_many_arguments)] // one row's columns
     pub async fn request(
@@ -353,13 +356,30 @@ impl Pairing {
         now: i64,
     ) -> Result<String, RequestError> {
         let mut transaction = self.pool.begin().await?;
-        let existing: Option<(String, i64)> = sqlx::query_as(
-            "SELECT request_id, requested_at FROM claw_requests WHERE device_id = ? AND public_key = ?",
+        let found: Option<(String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT request_id, member, token_holder FROM claw_requests WHERE device_id = ? AND public_key = ?",
         )
         .bind(&device.id)
         .bind(device.public_key.as_slice())
         .fetch_optional(&mut *transaction)
         .await?;
+        let existing = match found {
+            Some((request_id, member, token_holder))
+                if member == origin.member && token_holder == origin.token_holder =>
+            {
+                Some(request_id)
+            }
+            Some((request_id, ..)) => {
+                // Asked by someone else now: the old request goes, and
+                // this one waits as new.
+                sqlx::query("DELETE FROM claw_requests WHERE request_id = ?")
+                    .bind(&request_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                None
+            }
+            None => None,
+        };
         if existing.is_none() {
             let (from_address, all): (i64, i64) = sqlx::query_as(
                 "SELECT COALESCE(SUM(address = ?), 0), COUNT(*) FROM claw_requests WHERE device_id != ?",
@@ -376,17 +396,16 @@ impl Pairing {
             }
         }
         let request_id = match existing {
-            // Renewed in place: its id, its time and its place in the list stay.
-            Some((request_id, _)) => {
+            // Renewed in place by the same asker: its id, its time and its
+            // place in the list stay.
+            Some(request_id) => {
                 sqlx::query(
-                    "UPDATE claw_requests SET member = ?, scopes = ?, client = ?, platform = ?, \
-                     token_holder = ?, address = ? WHERE request_id = ?",
+                    "UPDATE claw_requests SET scopes = ?, client = ?, platform = ?, address = ? \
+                     WHERE request_id = ?",
                 )
-                .bind(origin.member.as_deref())
                 .bind(scopes_text(scopes))
                 .bind(client)
                 .bind(platform)
-                .bind(origin.token_holder)
                 .bind(address)
                 .bind(&request_id)
                 .execute(&mut *transaction)
@@ -479,7 +498,9 @@ impl Pairing {
     }
 
     /// Approves request `request_id`, bound to `member` (else the member
-    /// whose device asked): the device may connect.
+    /// whose device asked): the device may connect. Decided in one
+    /// transaction that takes the request off the list first, so an
+    /// approval and a rejection of one request cannot both succeed.
     pub async fn approve(
         &self,
         request_id: &str,
@@ -495,12 +516,14 @@ impl Pairing {
             String,
             bool,
         );
+        let mut transaction = self.pool.begin().await?;
+        // Taken off the list at once: whoever takes it decides it.
         let row: Option<Row> = sqlx::query_as(
-            "SELECT device_id, public_key, member, scopes, client, platform, token_holder \
-             FROM claw_requests WHERE request_id = ?",
+            "DELETE FROM claw_requests WHERE request_id = ? \
+             RETURNING device_id, public_key, member, scopes, client, platform, token_holder",
         )
         .bind(request_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *transaction)
         .await?;
         let Some((device_id, public_key, asked_by, _asked_scopes, client, platform, token_holder)) =
             row
@@ -519,7 +542,6 @@ impl Pairing {
         } else {
             SCOPES.iter().map(|scope| (*scope).to_owned()).collect()
         };
-        let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "INSERT OR REPLACE INTO claw_devices (device_id, public_key, member, scopes, client, platform, \
              token_holder, token_hash, approved_at) VALUES (?, ?, ?, ?, ?, ?, ?, x'', ?)",
@@ -534,10 +556,6 @@ impl Pairing {
         .bind(now)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query("DELETE FROM claw_requests WHERE request_id = ?")
-            .bind(request_id)
-            .execute(&mut *transaction)
-            .await?;
         transaction.commit().await?;
         Ok(Paired {
             device_id,
@@ -729,6 +747,117 @@ mod tests {
         let pending = pairing.pending().await.unwrap();
         assert_eq!(pending[0].request_id, first, "{pending:?}");
         assert_eq!(pending.len(), 1 + MAX_PENDING_PER_ADDRESS as usize);
+    }
+
+    /// Attack (hardening round five, finding 10): the admin lists "ada's
+    /// cli"; ben's device renews that request (the same device key) and
+    /// the admin's approval bound the device to ben. Renewed by another
+    /// member it is a new request: the id the admin saw approves nothing.
+    #[tokio::test]
+    async fn a_request_renewed_by_another_member_is_a_new_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = crate::sessions::Sessions::open(dir.path()).await.unwrap();
+        let pairing = Pairing::new(sessions.pool().clone());
+        let device = Device {
+            id: "device-1".into(),
+            public_key: [1; 32],
+        };
+        let listed = pairing
+            .request(
+                &device,
+                &from(Some("ada"), false),
+                &[],
+                "cli",
+                "linux",
+                "100.64.0.1",
+                10,
+            )
+            .await
+            .unwrap();
+        let renewed_by_ben = pairing
+            .request(
+                &device,
+                &from(Some("ben"), false),
+                &[],
+                "cli",
+                "linux",
+                "100.64.0.2",
+                20,
+            )
+            .await
+            .unwrap();
+        assert_ne!(renewed_by_ben, listed);
+        assert!(matches!(
+            pairing.approve(&listed, None, 30).await,
+            Err(ApproveError::NoRequest(_))
+        ));
+        assert!(pairing.paired(&device).await.unwrap().is_none());
+        let pending = pairing.pending().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].member.as_deref(), Some("ben"), "listed as ben's");
+        // The same member again: renewed in place, as before.
+        let again = pairing
+            .request(
+                &device,
+                &from(Some("ben"), false),
+                &[],
+                "cli",
+                "linux",
+                "100.64.0.2",
+                40,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, renewed_by_ben);
+    }
+
+    /// Attack (hardening round five, finding 11): an approval and a
+    /// rejection of one request raced; both said they succeeded and the
+    /// device ended paired. One of them wins, the other finds no request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn approve_and_reject_of_one_request_cannot_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = crate::sessions::Sessions::open(dir.path()).await.unwrap();
+        let pairing = Pairing::new(sessions.pool().clone());
+        for round in 0..20u8 {
+            let device = Device {
+                id: format!("device-{round}"),
+                public_key: [round; 32],
+            };
+            let request = pairing
+                .request(
+                    &device,
+                    &from(Some("ada"), false),
+                    &[],
+                    "cli",
+                    "linux",
+                    "100.64.0.1",
+                    10,
+                )
+                .await
+                .unwrap();
+            let (approved, rejected) = tokio::join!(
+                {
+                    let (pairing, request) = (pairing.clone(), request.clone());
+                    tokio::spawn(async move { pairing.approve(&request, None, 20).await })
+                },
+                {
+                    let (pairing, request) = (pairing.clone(), request.clone());
+                    tokio::spawn(async move { pairing.reject(&request).await })
+                }
+            );
+            let approved = approved.unwrap().is_ok();
+            let rejected = rejected.unwrap().unwrap().is_some();
+            assert!(
+                approved != rejected,
+                "round {round}: approved {approved}, rejected {rejected}"
+            );
+            assert_eq!(
+                pairing.paired(&device).await.unwrap().is_some(),
+                approved,
+                "round {round}"
+            );
+        }
     }
 
     #[test]
