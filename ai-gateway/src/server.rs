@@ -83,9 +83,15 @@ pub async fn serve(
         token,
         agent_socket: config.hearth.agent_socket.clone(),
         loopback,
+        // The configured names, and those the hub's pod gives.
         same_origin: SameOrigin::new(
-            std::iter::once("localhost")
-                .chain(config.hearth.allowed_hosts.iter().map(String::as_str)),
+            std::iter::once("localhost".to_owned())
+                .chain(config.hearth.allowed_hosts.iter().cloned())
+                .chain(
+                    std::env::var(hearth_http::origin::ALLOWED_HOSTS_VARIABLE)
+                        .map(|value| hearth_http::origin::names_in(&value))
+                        .unwrap_or_default(),
+                ),
         ),
         signed_users: match &config.hearth.open_web_ui.user_jwt_secret_file {
             Some(path) => Some(crate::caller::SignedUsers {

@@ -480,8 +480,10 @@ pub struct DnsConfig {
 pub struct DnsRecord {
     /// Its fully qualified name.
     pub name: String,
-    /// `A` or `AAAA`.
-    #[serde(rename = "Type")]
+    /// `A` or `AAAA`, or empty: an address record whose family is its
+    /// value's (what Tailscale's userspace dialer reads; it skips typed
+    /// records).
+    #[serde(rename = "Type", default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// The address.
     pub value: String,

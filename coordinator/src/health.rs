@@ -57,42 +57,83 @@ pub struct Health {
     pub certificates: Vec<(String, i64)>,
 }
 
+/// What kind of problem a health problem is: in `health --output json`
+/// as `problem_kinds` (beside `problems`, in the same order), so that a
+/// program reading it (`hearth status`, which names each waiting device
+/// itself) tells them apart without reading sentences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The database fails its check.
+    Database,
+    /// A certificate has expired.
+    CertificateExpired,
+    /// A certificate is near its end.
+    CertificateExpiring,
+    /// Tagged nodes (servers) are not connected.
+    ServersOffline,
+    /// Nodes' keys are near their end and have not rotated.
+    KeysOverdue,
+    /// Nodes wait for an admin's approval.
+    NodesPending,
+}
+
 impl Health {
     /// What needs a person's attention at `now`, most serious first; empty
     /// when all is well.
     pub fn problems(&self, now: i64) -> Vec<String> {
+        self.problems_of_kind(now)
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect()
+    }
+
+    /// [`Health::problems`], each with its kind.
+    pub fn problems_of_kind(&self, now: i64) -> Vec<(ProblemKind, String)> {
         let mut problems = Vec::new();
         if self.database_check != "ok" {
-            problems.push(format!(
-                "the database fails its check: {}",
-                self.database_check
+            problems.push((
+                ProblemKind::Database,
+                format!("the database fails its check: {}", self.database_check),
             ));
         }
         for (name, not_after) in &self.certificates {
             let left = not_after - now;
             if left <= 0 {
-                problems.push(format!("the {name} certificate has expired"));
+                problems.push((
+                    ProblemKind::CertificateExpired,
+                    format!("the {name} certificate has expired"),
+                ));
             } else if left < EXPIRY_WARNING_SECONDS {
-                problems.push(format!("the {name} certificate expires in {}", days(left)));
+                problems.push((
+                    ProblemKind::CertificateExpiring,
+                    format!("the {name} certificate expires in {}", days(left)),
+                ));
             }
         }
         let offline_servers = self.tagged - self.tagged_connected;
         if offline_servers > 0 {
-            problems.push(format!(
-                "{offline_servers} of {} tagged nodes (servers) are not connected",
-                self.tagged
+            problems.push((
+                ProblemKind::ServersOffline,
+                format!(
+                    "{offline_servers} of {} tagged nodes (servers) are not connected",
+                    self.tagged
+                ),
             ));
         }
         if self.keys_overdue > 0 {
-            problems.push(format!(
-                "{} nodes' keys are near their end and have not rotated",
-                self.keys_overdue
+            problems.push((
+                ProblemKind::KeysOverdue,
+                format!(
+                    "{} nodes' keys are near their end and have not rotated",
+                    self.keys_overdue
+                ),
             ));
         }
         if self.nodes.pending > 0 {
-            problems.push(format!(
-                "{} nodes wait for `nodes approve`",
-                self.nodes.pending
+            problems.push((
+                ProblemKind::NodesPending,
+                format!("{} nodes wait for `nodes approve`", self.nodes.pending),
             ));
         }
         problems

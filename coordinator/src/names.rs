@@ -182,13 +182,34 @@ fn base_name(hostname: &str) -> String {
 pub struct NameIndex {
     taken: std::collections::HashSet<String>,
     reserved: std::collections::HashSet<String>,
+    /// The labels of the household's Tailscale Services (`chat` for
+    /// `svc:chat`): MagicDNS answers `chat.<tailnet>` with the service
+    /// alone, so no device may be called so.
+    services: std::collections::HashSet<String>,
     next_suffix: std::collections::HashMap<String, u64>,
 }
 
 impl NameIndex {
-    /// Whether `name` is taken: a node is called so, or it is reserved.
+    /// Whether `name` is taken: a node is called so, or it is reserved
+    /// (the coordinator's own names, the services' labels).
     pub fn contains(&self, name: &str) -> bool {
-        self.taken.contains(name) || self.reserved.contains(name)
+        self.taken.contains(name) || self.is_reserved(name)
+    }
+
+    /// Whether no node may be called `name`, whoever has it now.
+    pub fn is_reserved(&self, name: &str) -> bool {
+        self.reserved.contains(name) || self.services.contains(name)
+    }
+
+    /// Whether `name` is a service's label.
+    pub fn is_service_label(&self, name: &str) -> bool {
+        self.services.contains(name)
+    }
+
+    /// The services' labels from now on (they change as services are
+    /// created and deleted).
+    pub fn set_service_labels(&mut self, labels: impl IntoIterator<Item = String>) {
+        self.services = labels.into_iter().collect();
     }
 
     /// Keeps `name` from every node: a name the coordinator answers to
@@ -221,7 +242,10 @@ impl NameIndex {
         loop {
             let candidate = format!("{base}-{next}");
             *next += 1;
-            if !self.taken.contains(&candidate) && !self.reserved.contains(&candidate) {
+            if !self.taken.contains(&candidate)
+                && !self.reserved.contains(&candidate)
+                && !self.services.contains(&candidate)
+            {
                 return candidate;
             }
         }
@@ -325,6 +349,20 @@ mod tests {
         assert!(
             names.contains("hub"),
             "freeing a node's name frees no reservation"
+        );
+    }
+
+    #[test]
+    fn a_services_label_goes_to_no_device_while_the_service_is_there() {
+        let mut names = NameIndex::default();
+        names.set_service_labels(["chat".to_owned(), "assistant".to_owned()]);
+        assert!(names.contains("chat") && names.is_service_label("chat"));
+        assert_eq!(names.unique("chat"), "chat-2");
+        assert_eq!(names.unique("Assistant"), "assistant-2");
+        names.set_service_labels(["assistant".to_owned()]);
+        assert!(
+            !names.contains("chat"),
+            "the service is gone: the name is free"
         );
     }
 

@@ -91,6 +91,22 @@ impl Registry {
         self.names.contains(name)
     }
 
+    /// Whether `name` is a service's label (no node may have it).
+    pub(crate) fn is_service_label(&self, name: &str) -> bool {
+        self.names.is_service_label(name)
+    }
+
+    /// The services' labels from now on; the nodes called so now, which
+    /// are to be renamed away.
+    pub(crate) fn set_service_labels(&mut self, labels: Vec<String>) -> Vec<NodeId> {
+        self.names.set_service_labels(labels);
+        self.network
+            .nodes()
+            .filter(|record| self.names.is_service_label(&record.name))
+            .map(|record| record.id)
+            .collect()
+    }
+
     /// Keeps `names` from every node (see [`NameIndex::reserve`]).
     pub(crate) fn reserve_names(&mut self, names: &[String]) {
         for name in names {

@@ -315,18 +315,26 @@ mod tests {
             own.cap_map[hearth_control::tailcfg::CAP_SERVICE_HOST],
             vec![serde_json::json!({"svc:chat": ["100.100.0.1", "fd7a:115c:a1e0::6464:1"]})]
         );
-        // MagicDNS answers chat.<tailnet> with the service's addresses.
+        // MagicDNS answers chat.<tailnet> with the service's IPv4 address,
+        // untyped (hardening round five, findings 16 and 17: tailscaled's
+        // userspace dialer skips typed records, and the pod publishes on
+        // IPv4 only).
         let records = full.dns_config.unwrap().extra_records;
-        let chat: Vec<(&str, &str)> = records
+        let chat: Vec<(&str, &str, &str)> = records
             .iter()
-            .map(|record| (record.name.as_str(), record.value.as_str()))
+            .map(|record| {
+                (
+                    record.name.as_str(),
+                    record.kind.as_str(),
+                    record.value.as_str(),
+                )
+            })
             .collect();
+        assert_eq!(chat, vec![("chat.hearth.test", "", "100.100.0.1")]);
+        let wire = serde_json::to_value(&records).unwrap();
         assert_eq!(
-            chat,
-            vec![
-                ("chat.hearth.test", "100.100.0.1"),
-                ("chat.hearth.test", "fd7a:115c:a1e0::6464:1")
-            ]
+            wire[0],
+            serde_json::json!({"Name": "chat.hearth.test", "Value": "100.100.0.1"})
         );
     }
 

@@ -387,12 +387,14 @@ fn dns_config(
         routes,
         domains,
         proxied: true,
+        // Untyped, as Tailscale's userspace dialer reads them (the
+        // resolver infers the family from the value either way).
         extra_records: dns
             .extra_records
             .iter()
             .map(|record| DnsRecord {
                 name: record.name.clone(),
-                kind: record.kind().to_owned(),
+                kind: String::new(),
                 value: record.address.to_string(),
             })
             .chain(services)
@@ -614,11 +616,19 @@ fn service_records(domain: &str, node: &NodeInfo, peers: &[Peer]) -> Vec<DnsReco
         .chain(peers.iter().flat_map(|peer| &peer.hosted))
         .flat_map(|service| {
             let label = service.label();
-            service.addresses.iter().map(move |address| DnsRecord {
-                name: format!("{label}.{domain}"),
-                kind: if address.is_ipv4() { "A" } else { "AAAA" }.to_owned(),
-                value: address.to_string(),
-            })
+            // Untyped (the userspace dialer of the Tailscale app, which
+            // carries other apps through its SOCKS5 and HTTP proxies, reads
+            // only those), and IPv4 only: one address per name, the one
+            // the hub's pod publishes on (the IPv6 address is routed).
+            service
+                .addresses
+                .iter()
+                .filter(|address| address.is_ipv4())
+                .map(move |address| DnsRecord {
+                    name: format!("{label}.{domain}"),
+                    kind: String::new(),
+                    value: address.to_string(),
+                })
         })
         .collect();
     records.sort_by(|a, b| (&a.name, &a.kind, &a.value).cmp(&(&b.name, &b.kind, &b.value)));

@@ -401,3 +401,59 @@ async fn services_come_from_the_policy_and_the_admin_and_keep_their_addresses() 
     server.cli_ok(&["services", "move", "svc:chat", "--auto"]);
     assert_eq!(listed(&server)[0]["host"], "hub");
 }
+
+/// Attack (hardening round five, finding 1): a member's device registered
+/// as `chat` (or renamed so) took over `chat.<tailnet>`, where members'
+/// apps reach the household's chat. The services' names are reserved: a
+/// registration called so gets another name, a rename to it is refused
+/// saying why, and a device already called so when a service of that name
+/// is created is renamed away, also after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_cannot_take_a_services_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    server.cli_ok(&["users", "create", "bob"]);
+    // Before any service: bob's device is called "assistant".
+    let token = server.token(&["--user", "bob", "--pre-approved", "--reusable"]);
+    let early = register(&token, "assistant").await;
+    assert_eq!(early.response.node.name, "assistant");
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, hearth_testkit::CHAT_SERVICE_POLICY).unwrap();
+    server.cli_ok(&["policy", "set", policy.to_str().unwrap()]);
+    // svc:chat exists now: a device registering as "chat" is another name.
+    let impostor = register(&token, "chat").await;
+    assert_eq!(impostor.response.node.name, "chat-2");
+    let nodes = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&server.cli_ok(&["nodes", "list", "--output", "json"])).unwrap()
+    };
+    let name_of = |id: u64| {
+        nodes()
+            .into_iter()
+            .find(|node| node["id"] == id)
+            .map(|node| node["name"].as_str().unwrap().to_owned())
+    };
+    let refused = server.cli(&["nodes", "rename", &impostor.id().to_string(), "chat"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("name of the household's service svc:chat"),
+        "{said}"
+    );
+    assert_eq!(name_of(impostor.id()).as_deref(), Some("chat-2"));
+    // The admin creates svc:assistant: bob's device called so is renamed.
+    server.cli_ok(&["services", "create", "svc:assistant"]);
+    assert_eq!(name_of(early.id()).as_deref(), Some("assistant-2"));
+    assert!(
+        server
+            .log_text()
+            .contains("had the name of the household's service"),
+        "the log says it: {}",
+        server.log_text()
+    );
+    let refused = server.cli(&["nodes", "rename", &early.id().to_string(), "assistant"]);
+    assert!(!refused.status.success());
+    // Another name stays free to take.
+    server.cli_ok(&["nodes", "rename", &early.id().to_string(), "bobs-box"]);
+    assert_eq!(name_of(early.id()).as_deref(), Some("bobs-box"));
+}

@@ -2025,9 +2025,9 @@ fn web_server(lab: &mut Lab, host: &hearth_testkit::Host, bind: &str, port: u16,
 /// What an app on `device` gets at `http://chat.hearth.internal/hello.txt`:
 /// the name resolved by the device's MagicDNS (`tailscale dns query`),
 /// then fetched from that address through its client (SOCKS5: userspace
-/// networking here; v1.96.4's proxy itself resolves only devices' names,
-/// not the extra records services are published as). `None` when the name
-/// does not resolve or nothing answers.
+/// networking here; the proxy resolves the name itself too, see the
+/// test's use of `fetch_through` by name). `None` when the name does not
+/// resolve or nothing answers.
 fn reach_chat(lab: &Lab, device: &hearth_testkit::TailscaleNode) -> Option<String> {
     let query = device.cli(lab, &["dns", "query", "chat.hearth.internal", "A"]);
     let answer = String::from_utf8_lossy(&query.stdout).into_owned();
@@ -2096,7 +2096,15 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
         let host = lab.host(name);
         let certificate = coordinator.state.join("tls/server.crt");
         let device = lab.start_tailscaled_with(&host, Some(certificate), &client, &socks, &[]);
-        up_ok(&lab, &device, &login, key);
+        // Attack (hardening round five, finding 1): bob's device asks to
+        // be called "chat", the household's chat's name.
+        let hostname = if name == "guest" { "chat" } else { name };
+        let up = device.up_as(&lab, &login, key, hostname, &["--timeout", "30s"]);
+        assert!(
+            up.status.success(),
+            "tailscale up {name}: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
         phones.push(device);
     }
     let [phone, guest] = &phones[..] else {
@@ -2152,6 +2160,27 @@ fn a_phone_reaches_the_households_chat_by_its_service_name_wherever_the_admin_ho
         )
     });
     assert_eq!(said.as_deref(), Some("served by the hub\n"));
+    // Bob's device asked for "chat" and is "chat-2": the name is the
+    // service's, and the phone's resolver answers it with the service's
+    // address alone, on IPv4 (finding 17: the hub's pod publishes there).
+    let bobs = guest.status(&lab).unwrap();
+    assert_eq!(bobs["Self"]["DNSName"], "chat-2.hearth.internal.", "{bobs}");
+    let answered = |kind: &str| {
+        let query = phone.cli(&lab, &["dns", "query", "chat.hearth.internal", kind]);
+        String::from_utf8_lossy(&query.stdout)
+            .split_whitespace()
+            .filter(|word| word.parse::<std::net::IpAddr>().is_ok())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answered("A"), ["100.100.0.1"]);
+    assert!(answered("AAAA").is_empty(), "{:?}", answered("AAAA"));
+    // Finding 16: an app the client carries through its SOCKS5 proxy
+    // reaches the service by its name (the proxy resolves it too).
+    assert_eq!(
+        fetch_through(&lab, phone, "http://chat.hearth.internal/hello.txt").as_deref(),
+        Some("served by the hub\n")
+    );
     let services = listed(&coordinator);
     assert_eq!(services[0]["host"], "hub-device", "{services}");
     assert_eq!(services[0]["placed"], "approved");

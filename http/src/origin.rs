@@ -30,6 +30,23 @@ pub enum CrossSite {
     ForeignOrigin(String),
 }
 
+/// The environment variable the hub's pod names the hub and its services
+/// in (`hub.<tailnet>,chat.<tailnet>,assistant.<tailnet>`): names a
+/// service answers to beside its configuration's, so that the names
+/// `hearth setup` prints work without the admin editing a file.
+pub const ALLOWED_HOSTS_VARIABLE: &str = "HEARTH_ALLOWED_HOSTS";
+
+/// The names in `value` (the [`ALLOWED_HOSTS_VARIABLE`]'s text): comma or
+/// space separated.
+pub fn names_in(value: &str) -> Vec<String> {
+    value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The names a service answers to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SameOrigin {
@@ -170,6 +187,19 @@ mod tests {
         ] {
             assert_eq!(hub.check(Some(host), None), Ok(()), "{host}");
         }
+    }
+
+    #[test]
+    fn the_pods_names_are_read_from_its_variable() {
+        assert_eq!(
+            names_in("hub.hearth.internal, chat.hearth.internal,,assistant.hearth.internal "),
+            [
+                "hub.hearth.internal",
+                "chat.hearth.internal",
+                "assistant.hearth.internal"
+            ]
+        );
+        assert!(names_in("").is_empty());
     }
 
     #[test]

@@ -68,10 +68,7 @@ pub enum ArchiveError {
     )]
     Format(u32),
     /// The tag does not match: edited, or made with another key.
-    #[error(
-        "the backup is not authentic: it was changed after it was made, or it was made with another \
-         key ({0})"
-    )]
+    #[error("the backup is not authentic: {0}")]
     NotAuthentic(String),
     /// A file Hearth does not put there (a unit drop-in setup never writes).
     #[error("the backup holds {0:?}, which Hearth never writes there")]
@@ -197,6 +194,103 @@ pub fn check_name(name: &str) -> Result<(), ArchiveError> {
     }
 }
 
+/// `text` from an archive as it may be printed on a terminal: control and
+/// other hidden characters (escape sequences that write to the clipboard,
+/// clear the screen or forge a line) written out as `\u{…}`, at most 200
+/// characters.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(200) {
+        let hidden = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if hidden {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How a manifest says it is sealed, read before its tag is checked (the
+/// tag's key depends on it): nothing else of an unauthenticated manifest
+/// is read.
+pub fn sealing_of(text: &[u8]) -> Result<Sealing, ArchiveError> {
+    #[derive(Deserialize)]
+    struct Sealed {
+        sealing: Sealing,
+    }
+    serde_json::from_slice::<Sealed>(text)
+        .map(|sealed| sealed.sealing)
+        .map_err(|_| {
+            ArchiveError::Manifest(
+                "it does not say how it is sealed in a way this Hearth reads".into(),
+            )
+        })
+}
+
+/// The Argon2id settings Hearth seals a passphrase backup with; a manifest
+/// asking for more (an edited one can ask for a gigabyte and hours, all
+/// spent before its tag can be checked) is refused.
+pub const PASSPHRASE_MEMORY_KIB: u32 = 64 * 1024;
+/// Argon2id's passes for a passphrase's key.
+pub const PASSPHRASE_ITERATIONS: u32 = 3;
+
+/// Whether a passphrase backup's key settings are ones Hearth writes (at
+/// most [`PASSPHRASE_MEMORY_KIB`] and [`PASSPHRASE_ITERATIONS`]), and its
+/// salt 16 bytes of hex.
+pub fn check_passphrase_settings(
+    salt: &str,
+    memory_kib: u32,
+    iterations: u32,
+) -> Result<(), ArchiveError> {
+    if memory_kib > PASSPHRASE_MEMORY_KIB || iterations > PASSPHRASE_ITERATIONS || iterations == 0 {
+        return Err(ArchiveError::Manifest(format!(
+            "its key settings ({memory_kib} KiB, {iterations} passes) are not ones Hearth makes \
+             (at most {PASSPHRASE_MEMORY_KIB} KiB and {PASSPHRASE_ITERATIONS} passes)"
+        )));
+    }
+    if salt.len() != 32 || !salt.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(ArchiveError::Manifest(
+            "its salt is not 16 bytes of hex".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a restore tells of a backup's age, and of the hub it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Age {
+    /// When the backup was made, in UTC and how long ago ("2026-11-20
+    /// 10:00 UTC, 8 days ago").
+    pub made: String,
+    /// When this hub last changed, if after the backup was made: a restore
+    /// would replace what changed since, so it asks first.
+    pub hub_newer: Option<String>,
+}
+
+/// The age of a backup made at `created_at`, restored at `now` onto a hub
+/// whose state last changed at `hub_changed_at` (none: a hub not set up).
+pub fn age(created_at: i64, hub_changed_at: Option<i64>, now: i64) -> Age {
+    let when = |at: i64| {
+        jiff::Timestamp::from_second(at)
+            .map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|_| format!("{at} (Unix seconds)"))
+    };
+    let ago = match now.saturating_sub(created_at) {
+        seconds if seconds < 0 => "in the future by this machine's clock".to_owned(),
+        seconds if seconds < 3_600 => format!("{} minutes ago", seconds / 60),
+        seconds if seconds < 2 * 86_400 => format!("{} hours ago", seconds / 3_600),
+        seconds => format!("{} days ago", seconds / 86_400),
+    };
+    Age {
+        made: format!("{}, {ago}", when(created_at)),
+        hub_newer: hub_changed_at
+            .filter(|changed| *changed > created_at)
+            .map(when),
+    }
+}
+
 /// The format a manifest says it is, before it is read as this version's.
 pub fn format_of(text: &[u8]) -> Option<u32> {
     #[derive(Deserialize)]
@@ -219,7 +313,12 @@ pub fn tag(key: &[u8; 32], manifest: &[u8]) -> String {
 /// Whether `given` is the manifest's tag under `key` (compared in constant
 /// time): a backup edited after it was made, or made with another key, is not.
 pub fn check_tag(key: &[u8; 32], manifest: &[u8], given: &[u8]) -> Result<(), ArchiveError> {
-    let refused = || ArchiveError::NotAuthentic("its tag does not match".into());
+    let refused = || {
+        ArchiveError::NotAuthentic(
+            "its tag does not match (it was changed after it was made, or made with another key)"
+                .into(),
+        )
+    };
     let given = std::str::from_utf8(given)
         .ok()
         .and_then(|text| hex::decode(text.trim()).ok())
@@ -243,8 +342,8 @@ pub fn read_manifest(text: &[u8]) -> Result<Manifest, ArchiveError> {
     {
         return Err(ArchiveError::Format(format));
     }
-    let manifest: Manifest =
-        serde_json::from_slice(text).map_err(|error| ArchiveError::Manifest(error.to_string()))?;
+    let manifest: Manifest = serde_json::from_slice(text)
+        .map_err(|error| ArchiveError::Manifest(escaped(&error.to_string())))?;
     if manifest.format != FORMAT {
         return Err(ArchiveError::Format(manifest.format));
     }
@@ -309,10 +408,30 @@ pub struct Placement {
 /// Ollama on the machine), by its name in a backup.
 pub const OLLAMA_DROPIN_NAME: &str = "etc/systemd/system/hearth-inference.socket.d/ollama.conf";
 
+/// The configuration files Hearth writes under `/etc/hearth` (setup's and
+/// the packages'), readable by all; its secrets there are named by
+/// [`placement`]'s rules. Any other file there is the admin's own.
+pub const HEARTHS_CONFIGURATION: [&str; 7] = [
+    "etc/hearth/setup.json",
+    "etc/hearth/setup.env",
+    "etc/hearth/agent.env",
+    "etc/hearth/coordinator.env",
+    "etc/hearth/gateway/gateway.json5",
+    "etc/hearth/gateway/hub.json5",
+    "etc/hearth/messaging/messaging.json5",
+];
+
 /// The mode and owner Hearth gives `name` (as setup and the services make
 /// it), whatever the archive says; a file under the units' drop-in folder
-/// other than [`OLLAMA_DROPIN_NAME`] is refused.
-pub fn placement(name: &str, kind: Kind) -> Result<Placement, ArchiveError> {
+/// other than [`OLLAMA_DROPIN_NAME`] is refused. A file of the admin's own
+/// under `/etc/hearth` (one Hearth does not write, such as Open WebUI's
+/// signing secret the docs tell them to keep there at 0600) keeps its
+/// archived owner and mode, never wider than 0600: it lies beside secrets.
+pub fn placement(
+    name: &str,
+    kind: Kind,
+    archived: (u32, Owner),
+) -> Result<Placement, ArchiveError> {
     check_name(name)?;
     let under = |folder: &str| {
         name == folder
@@ -335,6 +454,10 @@ pub fn placement(name: &str, kind: Kind) -> Result<Placement, ArchiveError> {
                     && (file_name.ends_with(".token") || file_name.ends_with(".key")) =>
             {
                 (0o755, 0o600, Owner::Container)
+            }
+            Kind::File if !HEARTHS_CONFIGURATION.contains(&name) => {
+                let (mode, owner) = archived;
+                (0o755, mode & 0o600, owner)
             }
             _ => (0o755, 0o644, Owner::Root),
         }
@@ -487,7 +610,8 @@ mod tests {
 
     #[test]
     fn every_path_gets_the_mode_and_owner_hearth_gives_it() {
-        let placed = |name: &str, kind| placement(name, kind).unwrap();
+        // What the archive says of a file of Hearth's own is not read.
+        let placed = |name: &str, kind| placement(name, kind, (0o777, Owner::Container)).unwrap();
         assert_eq!(
             placed("etc/hearth/gateway/gateway.token", Kind::File),
             Placement {
@@ -521,13 +645,13 @@ mod tests {
             "etc/systemd/system/hearth-inference.socket.d/ollama.conf.d",
         ] {
             assert!(matches!(
-                placement(name, Kind::File),
+                placement(name, Kind::File, (0o644, Owner::Root)),
                 Err(ArchiveError::NotHearths(_))
             ));
         }
         // No mode Hearth gives has a special bit.
         for name in [
-            "etc/hearth/x",
+            "etc/hearth/setup.json",
             "etc/hearth/gateway/assistant.key",
             "var/lib/hearth-messaging/m.db",
             "var/lib/hearth-hub/workspace/SOUL.md",
@@ -536,6 +660,128 @@ mod tests {
                 assert_eq!(placed(name, kind).mode & 0o7000, 0, "{name}");
             }
         }
+    }
+
+    /// Attack (hardening round five, finding 6): the admin keeps Open
+    /// WebUI's signing secret at 0600 under /etc/hearth/gateway, as the
+    /// docs say; a restore gave it 0644 (readable by every user, and the
+    /// gateway then refused to start on it). A file Hearth does not write
+    /// keeps its archived owner and mode, never wider than 0600.
+    #[test]
+    fn the_admins_own_files_beside_secrets_keep_their_mode_and_never_widen() {
+        let secret = "etc/hearth/gateway/openwebui-user-jwt.secret";
+        assert_eq!(
+            placement(secret, Kind::File, (0o600, Owner::Container)),
+            Ok(Placement {
+                mode: 0o600,
+                owner: Owner::Container
+            })
+        );
+        for (archived, kept) in [
+            (0o644, 0o600),
+            (0o4777, 0o600),
+            (0o400, 0o400),
+            (0o640, 0o600),
+        ] {
+            assert_eq!(
+                placement(secret, Kind::File, (archived, Owner::Root)).map(|placed| placed.mode),
+                Ok(kept),
+                "{archived:o}"
+            );
+            assert_eq!(
+                placement(
+                    "etc/hearth/admins-notes.txt",
+                    Kind::File,
+                    (archived, Owner::Root)
+                )
+                .map(|placed| placed.mode),
+                Ok(kept)
+            );
+        }
+        // Hearth's own configuration stays readable by the containers.
+        for name in HEARTHS_CONFIGURATION {
+            assert_eq!(
+                placement(name, Kind::File, (0o600, Owner::Container)),
+                Ok(Placement {
+                    mode: 0o644,
+                    owner: Owner::Root
+                }),
+                "{name}"
+            );
+        }
+    }
+
+    /// Attack (hardening round five, finding 7): an edited manifest with an
+    /// unknown field whose name holds terminal escapes (a clipboard write,
+    /// a clear screen, a forged "verified OK" line) was echoed raw in the
+    /// refusal. Nothing of the manifest but how it is sealed is read before
+    /// its tag, and whatever is printed is escaped.
+    #[test]
+    fn an_edited_manifest_cannot_write_escapes_to_the_terminal() {
+        let evil = "\u{1b}]52;c;ZWNobyBvd25lZA==\u{7}\u{1b}[2J\rbackup verified OK\n";
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&manifest(vec![entry("etc/hearth/setup.json")])).unwrap();
+        value[evil] = serde_json::json!(1);
+        let text = serde_json::to_vec(&value).unwrap();
+        // Before the tag: only the sealing is read, which says nothing of it.
+        assert_eq!(
+            sealing_of(&text),
+            Ok(Sealing::HubKey {
+                key_id: key_id(&[1; 32])
+            })
+        );
+        // Read (an authentic manifest of another version, say): escaped.
+        let said = read_manifest(&text).unwrap_err().to_string();
+        assert!(!said.chars().any(char::is_control), "{said:?}");
+        assert!(said.contains("\\u{1b}"), "{said}");
+        assert_eq!(escaped("tab\there"), "tab\\u{9}here");
+        assert_eq!(escaped("우리 집"), "우리 집");
+        assert_eq!(escaped("a\u{202e}b"), "a\\u{202e}b");
+    }
+
+    /// Attack (hardening round five, finding 8): an edited manifest asked
+    /// for Argon2id with 1 GiB and 64 passes, all spent before its tag
+    /// could be checked (minutes; a genuine backup opens in about 2 s).
+    /// Only settings Hearth writes, or less, are taken.
+    #[test]
+    fn a_manifest_asking_for_more_key_work_than_hearth_does_is_refused() {
+        let salt = "00112233445566778899aabbccddeeff";
+        assert_eq!(
+            check_passphrase_settings(salt, PASSPHRASE_MEMORY_KIB, PASSPHRASE_ITERATIONS),
+            Ok(())
+        );
+        for (memory, passes) in [
+            (1024 * 1024, 64),
+            (PASSPHRASE_MEMORY_KIB + 1, 3),
+            (65_536, 4),
+            (65_536, 0),
+        ] {
+            let refused = check_passphrase_settings(salt, memory, passes).unwrap_err();
+            assert!(
+                refused.to_string().contains("not ones Hearth makes"),
+                "{refused}"
+            );
+        }
+        assert!(check_passphrase_settings("zz", 65_536, 3).is_err());
+        assert!(check_passphrase_settings(&"0".repeat(100_000), 65_536, 3).is_err());
+    }
+
+    /// Hardening round five, finding 9: a restore says when its backup was
+    /// made, and whether the hub changed after it.
+    #[test]
+    fn a_backups_age_is_told_and_a_newer_hub_is_noticed() {
+        let made = 1_795_000_000; // 2026-11-18 11:06:40 UTC
+        let age = age(made, Some(made + 10 * 86_400), made + 10 * 86_400 + 60);
+        assert_eq!(age.made, "2026-11-18 11:06 UTC, 10 days ago");
+        assert_eq!(age.hub_newer.as_deref(), Some("2026-11-28 11:06 UTC"));
+        assert_eq!(
+            super::age(made, Some(made - 5), made + 7_200).hub_newer,
+            None
+        );
+        assert_eq!(
+            super::age(made, None, made + 120).made,
+            "2026-11-18 11:06 UTC, 2 minutes ago"
+        );
     }
 
     #[test]

@@ -54,10 +54,7 @@ pub enum Opening {
     Passphrase(Zeroizing<String>),
 }
 
-/// Argon2id's memory for a passphrase's key, KiB.
-const PASSPHRASE_MEMORY_KIB: u32 = 64 * 1024;
-/// Argon2id's passes for a passphrase's key.
-const PASSPHRASE_ITERATIONS: u32 = 3;
+use archive::{PASSPHRASE_ITERATIONS, PASSPHRASE_MEMORY_KIB};
 /// The shortest passphrase taken.
 pub const MIN_PASSPHRASE: usize = 10;
 
@@ -170,8 +167,9 @@ fn opening_key(
             };
             if archive::key_id(&key) != *key_id {
                 bail!(archive::ArchiveError::NotAuthentic(format!(
-                    "it was made with the backup key {key_id}, not this one; give that hub's \
-                     /var/lib/hearth-hub/backup.key with --key-file"
+                    "it was made with the backup key {}, not this one; give that hub's \
+                     /var/lib/hearth-hub/backup.key with --key-file",
+                    archive::escaped(key_id)
                 )));
             }
             Ok(key)
@@ -184,11 +182,7 @@ fn opening_key(
             },
             Opening::Passphrase(passphrase),
         ) => {
-            if *memory_kib > 1024 * 1024 || *iterations > 64 {
-                bail!(archive::ArchiveError::Manifest(
-                    "its key settings are out of range".into()
-                ));
-            }
+            archive::check_passphrase_settings(salt, *memory_kib, *iterations)?;
             let salt = hex::decode(salt).context("the backup's salt is not hex")?;
             passphrase_key(passphrase, &salt, *memory_kib, *iterations)
         }
@@ -617,9 +611,19 @@ fn unpack(
         bail!(archive::ArchiveError::Format(format));
     }
     let given = read_first(TAG, 1024)?;
+    // Only how it is sealed is read before the tag is checked: nothing
+    // else an edited manifest says reaches the admin's terminal or costs
+    // the machine anything.
+    let sealing = archive::sealing_of(&text)?;
+    let key = opening_key(layout, &sealing, opening)?;
+    archive::check_tag(&key, &text, &given).map_err(|refused| match opening {
+        Opening::Passphrase(_) => archive::ArchiveError::NotAuthentic(
+            "the passphrase is not the one it was made with, or it was changed after it was made"
+                .into(),
+        ),
+        Opening::HubKey(_) => refused,
+    })?;
     let manifest = archive::read_manifest(&text)?;
-    let key = opening_key(layout, &manifest.sealing, opening)?;
-    archive::check_tag(&key, &text, &given)?;
     let mut expected = manifest.entries.iter();
     for entry in entries {
         let mut entry = entry.context("the backup is damaged")?;
@@ -636,8 +640,10 @@ fn unpack(
         };
         let next = expected.next();
         archive::expect(next, &name, kind, entry.size())?;
-        if name != COORDINATOR {
-            archive::placement(&name, kind)?;
+        if let Some(expected) = next
+            && name != COORDINATOR
+        {
+            archive::placement(&name, kind, (expected.mode, expected.owner))?;
         }
         let target = staging.join(&name);
         if kind == Kind::Folder {
@@ -697,7 +703,7 @@ fn place(layout: &Layout, manifest: &Manifest, staging: &Path) -> anyhow::Result
         if entry.name == COORDINATOR {
             continue;
         }
-        let placed = archive::placement(&entry.name, entry.kind)?;
+        let placed = archive::placement(&entry.name, entry.kind, (entry.mode, entry.owner))?;
         let place = layout.beneath(&entry.name);
         let owner = match placed.owner {
             archive::Owner::Root => Owner::ROOT,
@@ -723,20 +729,117 @@ fn place(layout: &Layout, manifest: &Manifest, staging: &Path) -> anyhow::Result
     Ok(())
 }
 
-/// Restores the hub from `file`, opened by `opening`.
-pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Result<()> {
+/// Whether a restore may replace a hub that changed after the backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Ask the admin at the terminal (refused without one).
+    Ask,
+    /// Replace it (`--yes`).
+    Yes,
+}
+
+/// When this hub's state last changed, if it is set up: its setup record
+/// and its services' databases and identities (a hub not set up has
+/// nothing a restore would lose).
+fn hub_changed_at(layout: &Layout) -> Option<i64> {
+    let changed = |path: &Path| {
+        path.metadata()
+            .ok()
+            .and_then(|metadata| metadata.modified().ok())
+            .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|since| i64::try_from(since.as_secs()).ok())
+    };
+    let mut newest = changed(&layout.setup_file())?;
+    for folder in [
+        layout.coordinator_state(),
+        layout.agent_state(),
+        layout.gateway_data(),
+        layout.messaging_data(),
+    ] {
+        let Ok(files) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for file in files.flatten() {
+            if let Some(at) = changed(&file.path()) {
+                newest = newest.max(at);
+            }
+        }
+    }
+    Some(newest)
+}
+
+/// Says how old the backup is and, when this hub changed after it was
+/// made, asks before replacing it: at the terminal (`input`), or refused
+/// without one unless `confirm` is [`Confirm::Yes`].
+fn confirm_replacing(
+    layout: &Layout,
+    manifest: &Manifest,
+    confirm: Confirm,
+    now: i64,
+    terminal: Option<&mut dyn std::io::BufRead>,
+) -> anyhow::Result<()> {
+    let age = archive::age(manifest.created_at, hub_changed_at(layout), now);
+    eprintln!(
+        "The backup of {} made {} ({} entries, Hearth {}) is whole and authentic",
+        archive::escaped(&manifest.household),
+        age.made,
+        manifest.entries.len(),
+        archive::escaped(&manifest.version)
+    );
+    let Some(changed) = age.hub_newer else {
+        return Ok(());
+    };
+    let warning = format!(
+        "this hub changed after the backup was made (last at {changed}): restoring it replaces \
+         what changed since (devices, messages, memory, reminders) with the backup's"
+    );
+    if confirm == Confirm::Yes {
+        eprintln!("Note: {warning}; going ahead (--yes)");
+        return Ok(());
+    }
+    let Some(input) = terminal else {
+        bail!("{warning}. Run it again with --yes to do that, or at a terminal to be asked");
+    };
+    eprint!("Note: {warning}.\nRestore it anyway? [y/N] ");
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    if matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        bail!("not restored: the hub is as it was")
+    }
+}
+
+/// Restores the hub from `file`, opened by `opening`; when the hub changed
+/// after the backup was made, only as `confirm` says.
+pub fn restore(
+    layout: &Layout,
+    file: &Path,
+    opening: &Opening,
+    confirm: Confirm,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     if !rustix::process::geteuid().is_root() {
         bail!("hearth restore replaces system services' state: run it as root");
     }
     let staging = Staging::new(layout, "restore")?;
     let manifest = unpack(layout, file, opening, &staging.path)?;
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    let terminal: Option<&mut dyn std::io::BufRead> = if stdin.is_terminal() {
+        Some(&mut lock)
+    } else {
+        None
+    };
+    confirm_replacing(
+        layout,
+        &manifest,
+        confirm,
+        hearth_runtime::clock::unix_seconds(),
+        terminal,
+    )?;
     crate::machine::ensure_system_bus(layout)?;
-    eprintln!(
-        "The backup of {} ({} entries, Hearth {}) is whole and authentic; stopping the hub",
-        manifest.household,
-        manifest.entries.len(),
-        manifest.version
-    );
+    eprintln!("Stopping the hub");
     let running: Vec<Unit> = HUB_UNITS
         .into_iter()
         .filter(|unit| system::unit_state(*unit).0 == "active")
@@ -747,10 +850,21 @@ pub fn restore(layout: &Layout, file: &Path, opening: &Opening) -> anyhow::Resul
     match put_in_place(layout, &manifest, &staging.path, now, &mut moved) {
         Ok(()) => {
             drop(staging);
-            eprintln!("Restored. What was here before is kept beside it:");
-            for (_, aside) in moved.aside {
-                eprintln!("  {}", aside.display());
+            if moved.aside.is_empty() {
+                eprintln!("Restored.");
+                return Ok(());
             }
+            eprintln!(
+                "Restored. What was here before is kept beside it, readable by root only: it \
+                 holds the old hub's secrets and keys (join keys, the gateway's token, the \
+                 agent's identity). Once the hub works, remove it:"
+            );
+            let mut paths = Vec::new();
+            for (_, aside) in &moved.aside {
+                eprintln!("  {}", aside.display());
+                paths.push(aside.display().to_string());
+            }
+            eprintln!("  rm -rf {}", paths.join(" "));
             Ok(())
         }
         Err(error) => {
@@ -1172,8 +1286,100 @@ mod tests {
         let wrong = Opening::Passphrase(Zeroizing::new("correct horse battery!".into()));
         let refused = refusal(&layout, &path, &wrong, dir.path());
         assert!(refused.contains("not authentic"), "{refused}");
+        // Hardening round five, finding 19: a wrong passphrase says so.
+        assert!(
+            refused.contains("the passphrase is not the one it was made with"),
+            "{refused}"
+        );
         let refused = refusal(&layout, &path, &Opening::HubKey(None), dir.path());
         assert!(refused.contains("--passphrase-file"), "{refused}");
+    }
+
+    /// Attacks (hardening round five, findings 7 and 8) on the whole
+    /// unpacking: an edited manifest's unknown field full of terminal
+    /// escapes, and Argon2id settings of 1 GiB and 64 passes. Both are
+    /// refused before any key work or any of their text is printed: the
+    /// refusal holds no control character, and comes at once.
+    #[test]
+    fn an_edited_manifest_is_refused_before_its_words_or_its_key_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
+        let passphrase = Opening::Passphrase(Zeroizing::new("correct horse battery".into()));
+        let mut value = serde_json::to_value(manifest_for(vec![])).unwrap();
+        value["sealing"] = serde_json::json!({"kind": "passphrase",
+            "salt": "00112233445566778899aabbccddeeff", "memoryKib": 1_048_576, "iterations": 64});
+        let text = serde_json::to_vec(&value).unwrap();
+        let path = dir.path().join("costly.tar");
+        begun_with(&path, &text, "00").into_inner().unwrap();
+        let started = std::time::Instant::now();
+        let refused = refusal(&layout, &path, &passphrase, dir.path());
+        assert!(refused.contains("not ones Hearth makes"), "{refused}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let evil = "\u{1b}]52;c;b3duZWQ=\u{7}\u{1b}[2J\rbackup verified OK";
+        let mut value = serde_json::to_value(manifest_for(vec![])).unwrap();
+        value[evil] = serde_json::json!(1);
+        let text = serde_json::to_vec(&value).unwrap();
+        let layout = hub_with_key(dir.path());
+        // Tagged with another key (an edit): refused as not authentic, and
+        // nothing of the field was read.
+        let path = dir.path().join("evil.tar");
+        begun_with(&path, &text, &archive::tag(&[9; 32], &text))
+            .into_inner()
+            .unwrap();
+        let refused = refusal(&layout, &path, &Opening::HubKey(None), dir.path());
+        assert!(refused.contains("not authentic"), "{refused}");
+        assert!(!refused.contains("verified OK"), "{refused}");
+        // Even tagged right, what is printed is escaped.
+        let path = dir.path().join("tagged.tar");
+        begun_with(&path, &text, &archive::tag(&KEY, &text))
+            .into_inner()
+            .unwrap();
+        let refused = refusal(&layout, &path, &Opening::HubKey(None), dir.path());
+        assert!(!refused.chars().any(char::is_control), "{refused:?}");
+    }
+
+    /// Hardening round five, finding 9: an older backup restored onto a
+    /// hub that changed since is not taken without the admin's word: said
+    /// how old it is, refused without a terminal unless `--yes`, asked at
+    /// one. A hub not set up (a fresh install) is not asked about.
+    #[test]
+    fn an_older_backup_asks_before_replacing_a_newer_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
+        let manifest = Manifest {
+            created_at: hearth_runtime::clock::unix_seconds() - 8 * 86_400,
+            ..manifest_for(vec![])
+        };
+        let now = hearth_runtime::clock::unix_seconds();
+        // A fresh install: nothing to lose.
+        assert!(confirm_replacing(&layout, &manifest, Confirm::Ask, now, None).is_ok());
+        std::fs::create_dir_all(layout.config_dir()).unwrap();
+        std::fs::write(layout.setup_file(), "{}").unwrap();
+        std::fs::create_dir_all(layout.gateway_data()).unwrap();
+        std::fs::write(layout.gateway_data().join("sessions.db"), "db").unwrap();
+        let refused = confirm_replacing(&layout, &manifest, Confirm::Ask, now, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("changed after the backup was made") && refused.contains("--yes"),
+            "{refused}"
+        );
+        let mut no = std::io::Cursor::new(b"n\n".to_vec());
+        assert!(confirm_replacing(&layout, &manifest, Confirm::Ask, now, Some(&mut no)).is_err());
+        let mut yes = std::io::Cursor::new(b"y\n".to_vec());
+        assert!(confirm_replacing(&layout, &manifest, Confirm::Ask, now, Some(&mut yes)).is_ok());
+        assert!(confirm_replacing(&layout, &manifest, Confirm::Yes, now, None).is_ok());
+        // A backup newer than every change here: nothing to ask.
+        let newer = Manifest {
+            created_at: now + 60,
+            ..manifest.clone()
+        };
+        assert!(confirm_replacing(&layout, &newer, Confirm::Ask, now, None).is_ok());
     }
 
     #[test]

@@ -70,7 +70,52 @@ pub struct CoordinatorReport {
     /// When the hub's own node key expires (none: never).
     pub hub_key_expiry: Option<i64>,
     /// Its own list of problems.
-    pub problems: Vec<String>,
+    pub problems: Vec<CoordinatorProblem>,
+}
+
+/// A problem the coordinator reports (`health --output json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CoordinatorProblem {
+    /// Its kind (`problem_kinds`).
+    pub kind: CoordinatorProblemKind,
+    /// What it says.
+    pub text: String,
+}
+
+/// The coordinator's kinds of problem (its `ProblemKind`, as the stable
+/// strings it writes); one this Hearth does not know is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinatorProblemKind {
+    /// The database fails its check.
+    Database,
+    /// A certificate has expired.
+    CertificateExpired,
+    /// A certificate is near its end.
+    CertificateExpiring,
+    /// Tagged nodes are not connected.
+    ServersOffline,
+    /// Keys are near their end.
+    KeysOverdue,
+    /// Devices wait for approval.
+    NodesPending,
+    /// Something newer.
+    #[serde(other)]
+    Other,
+}
+
+impl CoordinatorProblemKind {
+    /// Whether `hearth status` reports this itself, in its own words (each
+    /// waiting device with the command that approves it; each certificate
+    /// with its days), so the coordinator's sentence would say it twice.
+    fn said_by_the_hub(self) -> bool {
+        matches!(
+            self,
+            CoordinatorProblemKind::NodesPending
+                | CoordinatorProblemKind::CertificateExpired
+                | CoordinatorProblemKind::CertificateExpiring
+        )
+    }
 }
 
 /// Disk use of the hub's state.
@@ -187,9 +232,15 @@ impl Problem {
         let korean = language == Language::Korean;
         match self {
             Problem::NotSetUp if korean => {
-                "이 허브는 아직 설정되지 않았어요: `hearth setup`을 실행하세요".into()
+                "이 허브는 아직 설정되지 않았어요: `hearth setup`을 실행하거나, 백업에서 허브를 \
+                 되살리려면 `hearth restore 파일`을 실행하세요"
+                    .into()
             }
-            Problem::NotSetUp => "this hub is not set up yet: run `hearth setup`".into(),
+            Problem::NotSetUp => {
+                "this hub is not set up yet: run `hearth setup`, or `hearth restore FILE` to \
+                 bring back a hub from its backup"
+                    .into()
+            }
             Problem::Service { unit, state } if korean => {
                 format!("{unit}의 상태가 {state}예요: `journalctl -u {unit}`을 보세요")
             }
@@ -405,12 +456,8 @@ pub fn assess(observed: Observations) -> Report {
                 problems.push(Problem::HubKeyExpiring);
             }
             for problem in &coordinator.problems {
-                if !problems
-                    .iter()
-                    .any(|known| known.say(Language::English) == *problem)
-                    && !problem.contains("certificate")
-                {
-                    problems.push(Problem::Coordinator(problem.clone()));
+                if !problem.kind.said_by_the_hub() {
+                    problems.push(Problem::Coordinator(problem.text.clone()));
                 }
             }
         }
@@ -776,6 +823,45 @@ mod tests {
         }
     }
 
+    /// Hardening round five, finding 19: a waiting device was shown twice
+    /// (`hearth devices approve 2`, and the coordinator's "1 nodes wait
+    /// for `nodes approve`"). The hub names each waiting device once; the
+    /// coordinator's other problems still show.
+    #[test]
+    fn a_waiting_device_is_named_once() {
+        let mut observed = healthy();
+        let coordinator = observed.coordinator.as_mut().unwrap();
+        coordinator.pending.push(Pending {
+            id: 2,
+            name: "bens-phone".into(),
+            user: "ben".into(),
+        });
+        coordinator.problems = vec![
+            CoordinatorProblem {
+                kind: CoordinatorProblemKind::NodesPending,
+                text: "1 nodes wait for `nodes approve`".into(),
+            },
+            CoordinatorProblem {
+                kind: CoordinatorProblemKind::KeysOverdue,
+                text: "2 nodes' keys are near their end and have not rotated".into(),
+            },
+        ];
+        let all = texts(&assess(observed)).join("\n");
+        assert_eq!(all.matches("approve").count(), 1, "{all}");
+        assert!(all.contains("`hearth devices approve 2`"), "{all}");
+        assert!(all.contains("keys are near their end"), "{all}");
+        let kinds: Vec<CoordinatorProblemKind> =
+            serde_json::from_str(r#"["nodes_pending", "keys_overdue", "something_new"]"#).unwrap();
+        assert_eq!(
+            kinds,
+            [
+                CoordinatorProblemKind::NodesPending,
+                CoordinatorProblemKind::KeysOverdue,
+                CoordinatorProblemKind::Other
+            ]
+        );
+    }
+
     #[test]
     fn an_old_backup_and_a_silent_coordinator_need_the_admin() {
         let mut observed = healthy();
@@ -799,9 +885,14 @@ mod tests {
         let mut observed = healthy();
         observed.set_up_at = None;
         let report = assess(observed);
+        // Hardening round five, finding 19: a fresh server is offered a
+        // restore too, not setup alone.
         assert_eq!(
             texts(&report),
-            ["this hub is not set up yet: run `hearth setup`"]
+            [
+                "this hub is not set up yet: run `hearth setup`, or `hearth restore FILE` to bring \
+                 back a hub from its backup"
+            ]
         );
     }
 

@@ -137,17 +137,48 @@ pub(crate) fn check_machine(
             );
         }
     }
-    let (model_file, model_id) = match &answers.model {
+    let (model_file, model_id) = check_model(layout, &answers.model)?;
+    // Units of this hub already running: their ports are theirs.
+    let running: Vec<Unit> = Unit::ALL
+        .into_iter()
+        .filter(|unit| system::unit_state(*unit).0 == "active")
+        .collect();
+    let mut ports = vec![(answers.url.port(), Protocol::Tcp, Unit::Coordinator)];
+    if let Some(port) = answers.http_port {
+        ports.push((port, Protocol::Tcp, Unit::Coordinator));
+    }
+    ports.push((3478, Protocol::Udp, Unit::Coordinator));
+    ports.push((41641, Protocol::Udp, Unit::Agent));
+    for (port, protocol, owner) in ports {
+        if running.contains(&owner) {
+            continue;
+        }
+        check_port(port, protocol)?;
+    }
+    // Last: the one check that changes the machine (it may start D-Bus).
+    ensure_system_bus(layout)?;
+    Ok(Checked {
+        model_file,
+        model_id,
+    })
+}
+
+/// Checks the model `model` on this machine (setup checks it as the answer
+/// is given, so a bad path is asked again at once): the file llama-server
+/// will serve and the model's id in the gateway, or why it cannot be used.
+pub(crate) fn check_model(
+    layout: &Layout,
+    model: &ModelChoice,
+) -> anyhow::Result<(Option<PathBuf>, String)> {
+    let (model_file, model_id) = match model {
         ModelChoice::Default => {
             let file = default_model_file(layout)?;
-            let id = answers
-                .model
-                .id(&file.file_name().unwrap_or_default().to_string_lossy());
+            let id = model.id(&file.file_name().unwrap_or_default().to_string_lossy());
             (Some(file), id)
         }
         ModelChoice::File { path } => {
             check_gguf(path)?;
-            (Some(path.clone()), answers.model.id(""))
+            (Some(path.clone()), model.id(""))
         }
         ModelChoice::Ollama { name } => {
             let models = ollama_models().map_err(|error| {
@@ -179,29 +210,7 @@ pub(crate) fn check_machine(
             layout.llama_server().display()
         );
     }
-    // Units of this hub already running: their ports are theirs.
-    let running: Vec<Unit> = Unit::ALL
-        .into_iter()
-        .filter(|unit| system::unit_state(*unit).0 == "active")
-        .collect();
-    let mut ports = vec![(answers.url.port(), Protocol::Tcp, Unit::Coordinator)];
-    if let Some(port) = answers.http_port {
-        ports.push((port, Protocol::Tcp, Unit::Coordinator));
-    }
-    ports.push((3478, Protocol::Udp, Unit::Coordinator));
-    ports.push((41641, Protocol::Udp, Unit::Agent));
-    for (port, protocol, owner) in ports {
-        if running.contains(&owner) {
-            continue;
-        }
-        check_port(port, protocol)?;
-    }
-    // Last: the one check that changes the machine (it may start D-Bus).
-    ensure_system_bus(layout)?;
-    Ok(Checked {
-        model_file,
-        model_id,
-    })
+    Ok((model_file, model_id))
 }
 
 /// Makes sure the system's D-Bus runs: the pod's containers are started

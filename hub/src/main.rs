@@ -56,6 +56,10 @@ enum Command {
         /// /var/lib/hearth-hub/backup.key), on another machine.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Replace this hub even when it changed after the backup was
+        /// made (otherwise asked at the terminal, or refused without one).
+        #[arg(long)]
+        yes: bool,
     },
     /// The household's people: list them, or add one with a key for
     /// their first device.
@@ -303,13 +307,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             passphrase_file,
             key_file,
+            yes,
         } => {
-            use hearth_hub::backup::{Opening, read_passphrase};
+            use hearth_hub::backup::{Confirm, Opening, read_passphrase};
             let opening = match passphrase_file {
                 Some(path) => Opening::Passphrase(read_passphrase(&path)?),
                 None => Opening::HubKey(key_file),
             };
-            hearth_hub::backup::restore(&layout, &file, &opening)?;
+            let confirm = if yes { Confirm::Yes } else { Confirm::Ask };
+            hearth_hub::backup::restore(&layout, &file, &opening, confirm)?;
         }
         Command::Pod(PodCommand::Render(args)) => {
             let overrides = hearth_hub::pod::Overrides {

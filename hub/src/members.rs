@@ -136,19 +136,81 @@ fn key_for(
     .say(language))
 }
 
-/// `hearth devices …`: what the coordinator says back.
+/// `hearth devices …`: what the coordinator says back; when it refuses,
+/// its reason in the hub's words and what to do next (never the
+/// coordinator's command line).
 pub fn devices(layout: &Layout, action: &DeviceAction) -> anyhow::Result<String> {
     household(layout)?;
-    system::run(
+    let output = system::output(
         system::coordinator(layout)
             .arg("nodes")
             .args(action.arguments()),
+    )?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    bail!(
+        "{}",
+        refused(action, &String::from_utf8_lossy(&output.stderr))
     )
+}
+
+/// What the admin is told when the coordinator refuses `action` with
+/// `stderr`: its reason (a device where it says node), and the next step.
+fn refused(action: &DeviceAction, stderr: &str) -> String {
+    let reason = stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("the coordinator refused it");
+    let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+    let device = match action {
+        DeviceAction::Approve(id)
+        | DeviceAction::Remove(id)
+        | DeviceAction::Rename(id, _)
+        | DeviceAction::Expire(id) => Some(*id),
+        DeviceAction::List { .. } => None,
+    };
+    let listed = "`hearth devices` lists the household's devices with their numbers";
+    match device {
+        Some(id) if reason.contains("not found") => {
+            format!("there is no device {id} in this household: {listed}")
+        }
+        _ => format!("{}: {listed}", reason.replace("node ", "device ")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hardening round five, finding 19: ``hearth: `hearth-coordinator
+    /// --state-dir /var/lib/hearth nodes approve 9` failed (exit status:
+    /// 1): error: node 9 not found``. Now: the reason in the hub's words,
+    /// and where to look next.
+    #[test]
+    fn a_refusal_says_why_and_what_next_without_the_internal_command() {
+        let said = refused(&DeviceAction::Approve(9), "error: node 9 not found\n");
+        assert_eq!(
+            said,
+            "there is no device 9 in this household: `hearth devices` lists the household's \
+             devices with their numbers"
+        );
+        let said = refused(
+            &DeviceAction::Rename(3, "chat".into()),
+            "error: `chat` is the name of the household's service svc:chat\n",
+        );
+        assert!(
+            said.starts_with("`chat` is the name of the household's service"),
+            "{said}"
+        );
+        for said in [said, refused(&DeviceAction::Remove(4), "")] {
+            assert!(
+                !said.contains("hearth-coordinator") && !said.contains("--state-dir"),
+                "{said}"
+            );
+        }
+    }
 
     #[test]
     fn each_device_action_is_the_coordinators_nodes_command() {

@@ -68,6 +68,10 @@ pub struct Settings {
     /// The address of `svc:assistant` while the hub hosts it: with `apps`,
     /// the gateway's ports are published there too.
     pub assistant_address: Option<Ipv4Addr>,
+    /// The MagicDNS names members use for the hub and the services it
+    /// hosts (`hub.<tailnet>`, `chat.<tailnet>`, `assistant.<tailnet>`):
+    /// the gateway and messaging answer to them.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -96,6 +100,7 @@ impl Settings {
             apps: false,
             chat_address: None,
             assistant_address: None,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -144,6 +149,14 @@ impl Settings {
             ("WHOIS", path(&self.whois)),
             ("GATEWAY_DATA", path(&self.gateway_data)),
             ("MESSAGING_DATA", path(&self.messaging_data)),
+            // Never empty (a value is required): localhost, always taken.
+            (
+                "ALLOWED_HOSTS",
+                std::iter::once("localhost")
+                    .chain(self.allowed_hosts.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ])
         .into_iter()
         .chain(
@@ -261,6 +274,7 @@ pub fn render_file(
     settings.apps = apps;
     settings.chat_address = hosted(crate::services::CHAT_SERVICE);
     settings.assistant_address = hosted(crate::services::ASSISTANT_SERVICE);
+    settings.allowed_hosts = crate::system::magic_dns_names(&status);
     let replace = |slot: &mut PathBuf, value: Option<PathBuf>| {
         if let Some(value) = value {
             *slot = value;

@@ -406,7 +406,9 @@ mod tests {
             !filled.contains("100.100.0."),
             "no service hosted yet: {filled}"
         );
-        // Hosting svc:chat and svc:assistant: their ports at their addresses too.
+        // Hosting svc:chat and svc:assistant: their ports at their addresses
+        // too, and both containers answer to their names.
+        settings.allowed_hosts = vec!["hub.hearth.internal".into(), "chat.hearth.internal".into()];
         settings.chat_address = Some(std::net::Ipv4Addr::new(100, 100, 0, 1));
         settings.assistant_address = Some(std::net::Ipv4Addr::new(100, 100, 0, 2));
         let hosting = only_with(&template, &settings.switches());
@@ -423,6 +425,13 @@ mod tests {
                 "{port}: {filled}"
             );
         }
+        assert_eq!(
+            filled
+                .matches("{ name: HEARTH_ALLOWED_HOSTS, value: \"localhost,hub.hearth.internal,chat.hearth.internal\" }")
+                .count(),
+            2,
+            "the gateway and messaging: {filled}"
+        );
         // Without members' apps, the assistant's service publishes nothing.
         settings.apps = false;
         let chat_only = only_with(&template, &settings.switches());

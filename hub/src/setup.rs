@@ -189,15 +189,7 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         (_, previous) => previous.map(|answers| model_text(&answers.model)),
     };
     let model = asking(Question::Model).answer(flags.model.as_deref(), offered, |text| {
-        let mut model = ModelChoice::parse(text).map_err(refused)?;
-        if let ModelChoice::File { path } = &mut model
-            && path.is_relative()
-        {
-            *path = std::env::current_dir()
-                .map_err(|error| Refusal(error.to_string()))?
-                .join(&*path);
-        }
-        Ok(model)
+        model_answer(layout, language, text)
     })?;
     let apps = asking(Question::Apps).answer(
         flags.apps.as_deref(),
@@ -278,6 +270,23 @@ impl Asking<'_> {
             }
         }
     }
+}
+
+/// The model answer `text`, read and checked on this machine as it is
+/// given (the file there and a GGUF model, the Ollama answering with that
+/// model): a bad one is said at once and asked again.
+fn model_answer(layout: &Layout, language: Language, text: &str) -> Result<ModelChoice, Refusal> {
+    let mut model =
+        ModelChoice::parse(text).map_err(|error| Refusal(words::answer_error(language, &error)))?;
+    if let ModelChoice::File { path } = &mut model
+        && path.is_relative()
+    {
+        *path = std::env::current_dir()
+            .map_err(|error| Refusal(error.to_string()))?
+            .join(&*path);
+    }
+    crate::machine::check_model(layout, &model).map_err(|error| Refusal(format!("{error:#}")))?;
+    Ok(model)
 }
 
 fn model_text(model: &ModelChoice) -> String {
@@ -362,6 +371,59 @@ mod tests {
             RefCell::new(lines.iter().rev().map(|line| (*line).to_owned()).collect()),
             RefCell::new(0),
         )
+    }
+
+    /// Hardening round five, finding 18: a model path that is no model was
+    /// found only after the last question, and every answer had to be
+    /// typed again. It is checked as it is given, and asked again.
+    #[test]
+    fn a_bad_model_path_is_refused_when_given_and_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
+        std::fs::create_dir_all(layout.llama_server().parent().unwrap()).unwrap();
+        std::fs::write(layout.llama_server(), "").unwrap();
+        let model = dir.path().join("tiny.gguf");
+        std::fs::write(&model, b"GGUF\x03\x00\x00\x00").unwrap();
+        let not_a_model = dir.path().join("notes.txt");
+        std::fs::write(&not_a_model, b"not a model").unwrap();
+        let missing = dir.path().join("missing.gguf");
+        let paths = [
+            missing.display().to_string(),
+            not_a_model.display().to_string(),
+        ];
+        let (lines, asked) = typed(&[&paths[0], &paths[1], &model.display().to_string()]);
+        let read = |_: Language, _: Question, _: &Option<String>| {
+            *asked.borrow_mut() += 1;
+            lines
+                .borrow_mut()
+                .pop()
+                .ok_or_else(|| anyhow!("no more lines"))
+        };
+        let asking = Asking {
+            interactive: true,
+            language: Language::English,
+            question: Question::Model,
+            read: &read,
+        };
+        let check = |text: &str| model_answer(&layout, Language::English, text);
+        let chosen = asking.answer(None, None, check).unwrap();
+        assert_eq!(
+            chosen,
+            ModelChoice::File {
+                path: model.clone()
+            }
+        );
+        assert_eq!(
+            *asked.borrow(),
+            3,
+            "missing, then not a model, then a model"
+        );
+        // Given as a flag: refused at once, before any other question.
+        let refused = asking
+            .answer(Some(&paths[1]), None, check)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("is not a GGUF model file"), "{refused}");
     }
 
     #[test]

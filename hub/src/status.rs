@@ -8,7 +8,8 @@ use hearth_assistant::language::Language;
 
 use crate::answers::ModelChoice;
 use crate::health::{
-    self, BackupRecord, CoordinatorReport, Disk, ModelState, Observations, Pending, ServiceState,
+    self, BackupRecord, CoordinatorProblem, CoordinatorProblemKind, CoordinatorReport, Disk,
+    ModelState, Observations, Pending, ServiceState,
 };
 use crate::layout::HUB_TAG;
 use crate::layout::{Layout, Unit};
@@ -171,7 +172,15 @@ fn coordinator(layout: &Layout) -> Option<CoordinatorReport> {
             .iter()
             .find(|node| strings(&node["tags"]).iter().any(|tag| tag == HUB_TAG))
             .and_then(|node| node["key_expiry"].as_i64()),
-        problems: strings(&health["problems"]),
+        problems: strings(&health["problems"])
+            .into_iter()
+            .enumerate()
+            .map(|(index, text)| CoordinatorProblem {
+                kind: serde_json::from_value(health["problem_kinds"][index].clone())
+                    .unwrap_or(CoordinatorProblemKind::Other),
+                text,
+            })
+            .collect(),
     })
 }
 

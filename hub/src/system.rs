@@ -261,6 +261,28 @@ pub fn hosted_address(status: &serde_json::Value, name: &str) -> Option<std::net
         .next()
 }
 
+/// The MagicDNS names of the hub (its node) and of the services it hosts,
+/// from its agent's `status`: `hub.<tailnet>`, `chat.<tailnet>`…; none
+/// before the coordinator gave a domain.
+pub fn magic_dns_names(status: &serde_json::Value) -> Vec<String> {
+    let Some(domain) = status["dns_domain"]
+        .as_str()
+        .filter(|domain| !domain.is_empty())
+    else {
+        return Vec::new();
+    };
+    let node = status["node"]["name"].as_str();
+    let services = status["node"]["hosted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|service| service["name"].as_str()?.strip_prefix("svc:"));
+    node.into_iter()
+        .chain(services)
+        .map(|label| format!("{label}.{domain}"))
+        .collect()
+}
+
 /// Whether this machine answers at `address` (an interface carries it).
 pub fn has_address(address: std::net::Ipv4Addr) -> bool {
     output(Command::new("ip").args(["-o", "-4", "addr", "show"]))
@@ -295,6 +317,24 @@ mod tests {
             hosted_address(&serde_json::json!({"node": {}}), "svc:chat"),
             None
         );
+    }
+
+    /// Hardening round five, finding 15: the names setup prints are the
+    /// ones the gateway and messaging answer to; the pod gives them.
+    #[test]
+    fn the_hubs_and_its_services_names_come_from_the_agents_status() {
+        let status = serde_json::json!({"dns_domain": "hearth.internal", "node": {"name": "hub",
+            "hosted": [{"name": "svc:chat", "addresses": []}, {"name": "svc:assistant", "addresses": []}]}});
+        assert_eq!(
+            magic_dns_names(&status),
+            [
+                "hub.hearth.internal",
+                "chat.hearth.internal",
+                "assistant.hearth.internal"
+            ]
+        );
+        assert!(magic_dns_names(&serde_json::json!({"node": {"name": "hub"}})).is_empty());
+        assert!(magic_dns_names(&serde_json::Value::Null).is_empty());
     }
 
     #[test]

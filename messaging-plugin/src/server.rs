@@ -27,10 +27,17 @@ pub fn listen_address(config: &Config) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, config.port))
 }
 
-/// The names browsers may reach the service by: `localhost` and the configured ones.
+/// The names browsers may reach the service by: `localhost`, the
+/// configured ones, and those the hub's pod gives
+/// ([`hearth_http::origin::ALLOWED_HOSTS_VARIABLE`]).
 pub fn same_origin(config: &Config) -> hearth_http::SameOrigin {
+    let from_pod = std::env::var(hearth_http::origin::ALLOWED_HOSTS_VARIABLE)
+        .map(|value| hearth_http::origin::names_in(&value))
+        .unwrap_or_default();
     hearth_http::SameOrigin::new(
-        std::iter::once("localhost").chain(config.allowed_hosts.iter().map(String::as_str)),
+        std::iter::once("localhost".to_owned())
+            .chain(config.allowed_hosts.iter().cloned())
+            .chain(from_pod),
     )
 }
 

@@ -82,6 +82,10 @@ pub struct Status {
     /// This node as a peer relay, when it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_relay: Option<crate::dataplane::PeerRelayStatus>,
+    /// The MagicDNS domain (`<node>.<domain>`, `<service>.<domain>`), once
+    /// the coordinator gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
 }
 
 /// Request of `ping`.
@@ -173,6 +177,7 @@ impl AgentState {
             })
             .collect();
         Status {
+            dns_domain: mesh.dns.as_ref().map(|dns| dns.domain.clone()),
             node: mesh.node.clone(),
             backend: self.backend,
             offloads: self.plane.offloads(),

@@ -18,7 +18,10 @@ pub async fn run(state_dir: &Path, output: Output) -> anyhow::Result<()> {
         Output::Json => {
             // What the text form lists first, for scripts (`hearth status`).
             let mut value = serde_json::to_value(&health)?;
-            value["problems"] = serde_json::json!(health.problems(now));
+            let (kinds, problems): (Vec<_>, Vec<_>) =
+                health.problems_of_kind(now).into_iter().unzip();
+            value["problems"] = serde_json::json!(problems);
+            value["problem_kinds"] = serde_json::json!(kinds);
             print_json(&value)?;
         }
     }

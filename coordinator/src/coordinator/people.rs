@@ -593,6 +593,12 @@ impl Coordinator {
         names::check_node_name(name)?;
         // Checked and written in one writer's turn: two renames cannot both take a name.
         self.change_node(id, |state, record| {
+            if state.registry.is_service_label(name) {
+                return Err(Error::Conflict(format!(
+                    "`{name}` is the name of the household's service svc:{name}: no device may \
+                     take it (members' apps reach the service by it)"
+                )));
+            }
             if record.name != name && state.registry.name_taken(name) {
                 return Err(Error::Conflict(format!(
                     "a node is already called `{name}`"

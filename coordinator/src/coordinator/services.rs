@@ -105,6 +105,7 @@ impl Coordinator {
             })?;
             self.db.insert_service(&row_of(&service)).await?;
             self.state().services.push(service);
+            self.claim_service_names(&turn).await?;
             self.place_services(&turn);
         }
         self.service_view(&name).await
@@ -156,6 +157,7 @@ impl Coordinator {
             return Err(Error::NotFound(format!("service {name}")));
         }
         self.state().services.retain(|service| service.name != name);
+        self.claim_service_names(&turn).await?;
         self.place_services(&turn);
         Ok(())
     }
@@ -200,6 +202,7 @@ impl Coordinator {
             missing(&state.services, state.policy.as_ref())
         };
         if created.is_empty() {
+            self.claim_service_names(turn).await?;
             self.place_services(turn);
             return Ok(());
         }
@@ -219,7 +222,59 @@ impl Coordinator {
     pub(super) async fn reload_services(&self, turn: &Turn<'_>) -> Result<()> {
         let rows = self.db.list_services().await?;
         self.state().services = services_of(&rows);
+        self.claim_service_names(turn).await?;
         self.place_services(turn);
+        Ok(())
+    }
+
+    /// Keeps the services' names from every device: their labels are
+    /// reserved (a registration called `chat` becomes `chat-2`, a rename
+    /// to it is refused), and a device already called so is renamed away,
+    /// which the log says. Without it, a member's device called `chat`
+    /// answered `chat.<tailnet>` before the household's chat did, and
+    /// members' apps sent their prompts to it.
+    pub(super) async fn claim_service_names(&self, turn: &Turn<'_>) -> Result<()> {
+        let renamed: Vec<NodeRecord> = {
+            let mut state = self.state();
+            let labels: Vec<String> = state
+                .services
+                .iter()
+                .map(|service| service.label().to_owned())
+                .chain(
+                    state
+                        .policy
+                        .as_ref()
+                        .map(hearth_acl::Policy::service_names)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|name| hearth_acl::alias::service_label(name).to_owned()),
+                )
+                .collect();
+            let holders = state.registry.set_service_labels(labels);
+            holders
+                .into_iter()
+                .filter_map(|id| {
+                    let mut record = state.registry.node(id).cloned()?;
+                    record.name = state.registry.unique_name(&record.name);
+                    Some(record)
+                })
+                .collect()
+        };
+        for record in renamed {
+            let label = self
+                .state()
+                .registry
+                .node(record.id)
+                .map(|before| before.name.clone())
+                .unwrap_or_default();
+            tracing::warn!(
+                node = record.id,
+                was = %label,
+                now = %record.name,
+                "a device had the name of the household's service svc:{label}; renamed (members reach the service by that name)"
+            );
+            self.commit(turn, Change::Decided(record)).await?;
+        }
         Ok(())
     }
 

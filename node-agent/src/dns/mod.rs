@@ -138,10 +138,28 @@ fn in_domain(name: &str, domain: &str) -> bool {
             .is_some_and(|rest| rest.ends_with('.'))
 }
 
-/// The mesh addresses of the node named `host` (this one or a peer), or
-/// of the Tailscale Service called `host` (`chat` for `svc:chat`) hosted
-/// by either.
+/// The IPv4 address of the Tailscale Service called `host` (`chat` for
+/// `svc:chat`) hosted by this node or a peer, else the mesh addresses of
+/// the node named `host`. A service's name answers with the service alone:
+/// a device that had the name (the coordinator renames such a device
+/// away) is never answered before it, so members' apps reach the
+/// household's chat and assistant, not a device called so. Only its IPv4
+/// address is announced, as the coordinator announces it to official
+/// clients: the hub's pod publishes its ports on IPv4 (the IPv6 address
+/// is routed, for those who use it by number).
 fn node_addresses(mesh: &Mesh, host: &str) -> Vec<IpAddr> {
+    let hosted: Vec<IpAddr> = mesh
+        .node
+        .iter()
+        .flat_map(|node| &node.hosted)
+        .chain(mesh.peers.values().flat_map(|peer| &peer.hosted))
+        .filter(|service| service.label().eq_ignore_ascii_case(host))
+        .flat_map(|service| service.addresses.iter().copied())
+        .filter(IpAddr::is_ipv4)
+        .collect();
+    if !hosted.is_empty() {
+        return hosted;
+    }
     let own = mesh
         .node
         .iter()
@@ -152,14 +170,7 @@ fn node_addresses(mesh: &Mesh, host: &str) -> Vec<IpAddr> {
         .values()
         .filter(|peer| peer.name.eq_ignore_ascii_case(host))
         .flat_map(|peer| peer.addresses.iter().copied());
-    let hosted = mesh
-        .node
-        .iter()
-        .flat_map(|node| &node.hosted)
-        .chain(mesh.peers.values().flat_map(|peer| &peer.hosted))
-        .filter(|service| service.label().eq_ignore_ascii_case(host))
-        .flat_map(|service| service.addresses.iter().copied());
-    own.chain(peers).chain(hosted).collect()
+    own.chain(peers).collect()
 }
 
 /// Records for the addresses of the family the query asks for.
@@ -311,11 +322,35 @@ mod tests {
             answer("chat.hearth.internal", TYPE_A),
             (NOERROR, vec!["100.100.0.1".parse().unwrap()])
         );
-        assert_eq!(
-            answer("Chat.hearth.internal", TYPE_AAAA),
-            (NOERROR, vec!["fd7a:115c:a1e0::6464:1".parse().unwrap()])
-        );
+        // Announced on IPv4 only (hardening round five, finding 17: names
+        // answered IPv6 first, and the hub's pod publishes on IPv4).
+        assert_eq!(answer("Chat.hearth.internal", TYPE_AAAA), (NOERROR, vec![]));
         assert_eq!(answer("files.hearth.internal", TYPE_A), (NXDOMAIN, vec![]));
+    }
+
+    /// Attack (hardening round five, finding 1): a member's device called
+    /// `chat` was answered first for `chat.<tailnet>`, the service second,
+    /// and curl went to the device. A service's name answers with the
+    /// service alone.
+    #[test]
+    fn a_device_called_as_a_service_is_never_answered_for_its_name() {
+        let mut mesh = mesh();
+        let mut impostor = crate::mesh::tests::peer(3, "chat");
+        impostor.addresses = vec!["100.64.0.3".parse().unwrap()];
+        mesh.peers.insert(3, impostor);
+        for kind in [TYPE_A, TYPE_ANY] {
+            let Decision::Reply(packet) = decide(
+                &parse_query(&query("chat.hearth.internal", kind)).unwrap(),
+                &mesh,
+            ) else {
+                panic!("forwarded");
+            };
+            assert_eq!(
+                read_reply(&packet),
+                (NOERROR, vec!["100.100.0.1".parse().unwrap()]),
+                "{kind}"
+            );
+        }
     }
 
     #[test]

@@ -59,6 +59,18 @@ impl TailscaleNode {
 
     /// `tailscale up` against the login server at `login`.
     pub fn up_at(&self, lab: &Lab, login: &str, key: &str, extra: &[&str]) -> Output {
+        self.up_as(lab, login, key, &self.host.name, extra)
+    }
+
+    /// [`TailscaleNode::up_at`] asking to be called `hostname`.
+    pub fn up_as(
+        &self,
+        lab: &Lab,
+        login: &str,
+        key: &str,
+        hostname: &str,
+        extra: &[&str],
+    ) -> Output {
         let mut args = vec![
             "up",
             "--login-server",
@@ -66,7 +78,7 @@ impl TailscaleNode {
             "--authkey",
             key,
             "--hostname",
-            &self.host.name,
+            hostname,
         ];
         args.extend_from_slice(extra);
         self.cli(lab, &args)
