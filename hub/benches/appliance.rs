@@ -99,7 +99,7 @@ fn main() {
     );
     let set_up = started.elapsed();
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
-    let Printed { key, chat } = Printed::read(&printed);
+    let Printed { key, chat, .. } = Printed::read(&printed);
     let login = format!("http://{}", hub.address);
     let node = join_phone(&mut lab, &phone_host, &client, &login, &key);
     let phone = Phone {

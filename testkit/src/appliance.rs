@@ -66,22 +66,33 @@ pub struct Printed {
     /// The first member's join key.
     pub key: String,
     /// The household's chat at its service's address
-    /// (`http://100.100.0.x:18790`; setup prints its name beside it).
+    /// (`http://100.100.0.x:18790`, printed in parentheses).
     pub chat: String,
+    /// The household's chat by the name setup prints
+    /// (`http://chat.<tailnet>:18790`), which members use.
+    pub chat_name: String,
 }
 
 impl Printed {
     /// Reads setup's output.
     pub fn read(printed: &str) -> Printed {
         let key = printed_key(printed);
-        let chat = printed
-            .split_whitespace()
-            .map(|word| word.trim_matches(['(', ')']))
-            .find(|word| word.starts_with("http://100."))
-            .unwrap_or_else(|| panic!("no web chat address: {printed}"))
-            .trim_end_matches('/')
-            .to_owned();
-        Printed { key, chat }
+        let url = |starts: &dyn Fn(&str) -> bool| {
+            printed
+                .split_whitespace()
+                .map(|word| word.trim_matches(['(', ')']))
+                .find(|word| starts(word))
+                .unwrap_or_else(|| panic!("no web chat address: {printed}"))
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        let chat = url(&|word| word.starts_with("http://100."));
+        let chat_name = url(&|word| word.starts_with("http://chat."));
+        Printed {
+            key,
+            chat,
+            chat_name,
+        }
     }
 }
 
@@ -137,7 +148,9 @@ pub struct Phone<'a> {
     pub host: Host,
     /// Its official client.
     pub node: TailscaleNode,
-    /// The household's chat (`http://MESH:18790`).
+    /// The household's chat (`http://chat.<tailnet>:18790` as setup
+    /// prints it, or an address), reached through the phone's proxy,
+    /// which resolves the name.
     pub chat: String,
 }
 
@@ -151,7 +164,8 @@ impl Phone<'_> {
             "-sS",
             "-m",
             "20",
-            "--socks5",
+            // The proxy resolves names (the service names setup prints).
+            "--socks5-hostname",
             SOCKS,
             "-X",
             method,

@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = hearth_gateway::anthropic::messages_request(data);
     if let Ok(token) = std::str::from_utf8(data) {
         let _ = hearth_gateway::forwarded::verify(token, b"a-secret-of-sixteen-bytes", 0);
+        let members = hearth_gateway::forwarded::Members::new(&[("u-1".to_owned(), "ada".to_owned())].into());
+        let _ = hearth_gateway::forwarded::member(token, b"a-secret-of-sixteen-bytes", &members, 0);
     }
     let Ok(body) = serde_json::from_slice::<Map<String, Value>>(data) else {
         return;

@@ -1,6 +1,7 @@
 //! Fuzzes what members and the model send the assistant: a message read for
 //! an everyday request in English or Korean ("remind me at 7 pm to ...",
-//! "내일 오전 9시에 ... 알려줘"), a time on its own, the
+//! "내일 오전 9시에 ... 알려줘"), a time on its own, two facts remembered
+//! one after the other (whether the second replaces the first), the
 //! model's tool calls (any tool name, any arguments), arithmetic, and the
 //! assistant API's requests and answers. Any bytes give a value or an
 //! error, never a panic.
@@ -29,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = search::terms(text);
+    // Two facts remembered one after the other: a replacement is always
+    // about one subject, and never of a health or safety fact.
+    let (old, new) = text.split_once('|').unwrap_or((text, text));
+    if hearth_assistant::memory::relation(old, new) == hearth_assistant::memory::Relation::Replaces {
+        assert!(hearth_assistant::memory::subject(old).is_some());
+        assert!(!hearth_assistant::memory::about_health_or_safety(old));
+    }
     if let Ok(value) = arithmetic::evaluate(text) {
         let _ = arithmetic::format(value);
     }

@@ -5,8 +5,9 @@
 //! and answers sealed with the clients' keys so that the handshake is
 //! reached. Invariants: nothing panics; a datagram is forwarded only from
 //! one bound address to the other (never back to its sender, never to an
-//! address that did not answer a challenge), and a reply goes only to the
-//! datagram's sender.
+//! address that did not answer a challenge); a reply goes only to the
+//! datagram's sender, and never twice to the same datagram (a copied bind
+//! sent again, from anywhere, gets nothing).
 #![no_main]
 
 // Pure, and depends only on hearth-control, blake2, rand, zeroize and
@@ -43,6 +44,8 @@ fuzz_target!(|data: &[u8]| {
     // fuzzer could never guess the keyed hash).
     let mut last_challenge: [Option<Bind>; 2] = [None, None];
     let mut now = Duration::ZERO;
+    let mut sealed = 0u64;
+    let mut replied: HashSet<Vec<u8>> = HashSet::new();
     let mut rest = data;
     while let [control, length, tail @ ..] = rest {
         let length = usize::from(*length).min(tail.len());
@@ -81,14 +84,25 @@ fuzz_target!(|data: &[u8]| {
                 }
                 .encode()
                 .to_vec();
-                packet
-                    .extend(Boxer::new(&secrets[side], &endpoint.server).seal(&[7; 24], &message));
+                // A fresh nonce per message, as a client picks; an input
+                // may still send a datagram twice (a copy).
+                sealed += 1;
+                let mut nonce = [7u8; 24];
+                nonce[..8].copy_from_slice(&sealed.to_le_bytes());
+                packet.extend(Boxer::new(&secrets[side], &endpoint.server).seal(&nonce, &message));
                 packet
             }
+        };
+        // Sometimes the last datagram again, from this address: a copy.
+        let datagram = if control & 0xc0 == 0xc0 && !body.is_empty() {
+            replied.iter().next().cloned().unwrap_or(datagram)
+        } else {
+            datagram
         };
         match server.handle(from, &datagram, now) {
             Verdict::Reply(reply, to) => {
                 assert_eq!(to, from, "a reply goes to the sender");
+                assert!(replied.insert(datagram.clone()), "a copy was answered again");
                 challenged.insert(from);
                 let opened =
                     Boxer::new(&secrets[side], &endpoint.server).open(&reply[geneve::HEADER_LEN..]);
