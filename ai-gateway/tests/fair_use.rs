@@ -285,6 +285,13 @@ async fn a_member_is_never_answered_by_a_model_they_may_not_use() {
     .await;
     assert_eq!(embedded.status(), 503);
     assert_eq!(answered_by_up(), 0, "the fallback was asked for ada");
+    // No model answered: the prompts charged when they were asked were
+    // given back.
+    assert_eq!(
+        house.used("ada").await,
+        0,
+        "charged though no model answered"
+    );
 
     // Ben may use the assistant and the model that is down: the assistant
     // answers him with that model only.

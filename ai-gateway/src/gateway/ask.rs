@@ -888,6 +888,17 @@ impl Meter {
                 });
                 self.count(counts).await;
             }
+            // No model answered at all (none could be reached, each
+            // refused): the prompt charged when it was asked is given back
+            // (what a schema weighs stays). A member pays for what a model
+            // began, not for the household's backends being down.
+            ReplyEvent::Error { .. } if self.model.is_none() => {
+                let nothing = ReplyUsage {
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                };
+                self.count(nothing).await;
+            }
             ReplyEvent::Error { .. } => self.cut().await,
             _ => {}
         }
