@@ -355,7 +355,9 @@ impl Pairing {
         address: &str,
         now: i64,
     ) -> Result<String, RequestError> {
-        let mut transaction = self.pool.begin().await?;
+        // Writes follow the read: the write lock is taken at once, so a
+        // writer beside it makes this one wait rather than fail.
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let found: Option<(String, Option<String>, bool)> = sqlx::query_as(
             "SELECT request_id, member, token_holder FROM claw_requests WHERE device_id = ? AND public_key = ?",
         )
@@ -516,7 +518,7 @@ impl Pairing {
             String,
             bool,
         );
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Taken off the list at once: whoever takes it decides it.
         let row: Option<Row> = sqlx::query_as(
             "DELETE FROM claw_requests WHERE request_id = ? \
@@ -528,10 +530,14 @@ impl Pairing {
         let Some((device_id, public_key, asked_by, _asked_scopes, client, platform, token_holder)) =
             row
         else {
+            // Given back now, not when the connection is next used: the
+            // write lock is held until then.
+            transaction.rollback().await?;
             return Err(ApproveError::NoRequest(request_id.to_owned()));
         };
         let member = member.map(str::to_owned).or(asked_by);
         if member.is_none() && !token_holder {
+            transaction.rollback().await?;
             return Err(ApproveError::NoMember(request_id.to_owned()));
         }
         let allowed: Vec<String> = if member.is_some() {
