@@ -72,7 +72,7 @@ build_hub=false
 build_compute=false
 for component in "${components[@]}"; do
     case "$component" in
-        gateway | messaging | coordinator | router | ohttp-gateway | relay | auth) build_hub=true ;;
+        gateway | messaging | coordinator | router | ohttp-gateway | relay | auth | hub) build_hub=true ;;
         compute)
             build_compute=true
             $binaries_only && continue
@@ -82,7 +82,7 @@ for component in "${components[@]}"; do
             [[ -x "$llama" ]] ||
                 { echo "build-images: no llama-server at $llama: run scripts/build-llama-server.sh or set HEARTH_LLAMA_SERVER" >&2; exit 2; }
             ;;
-        *) echo "build-images: unknown component $component (gateway, messaging, coordinator, router, compute, ohttp-gateway, relay, auth)" >&2; exit 2 ;;
+        *) echo "build-images: unknown component $component (gateway, messaging, coordinator, hub, router, compute, ohttp-gateway, relay, auth)" >&2; exit 2 ;;
     esac
 done
 rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
@@ -114,6 +114,7 @@ for component in "${components[@]}"; do
     trap 'rm -rf "$context"' EXIT
     mkdir -p "$context/bin" "$context/data"
     case "$component" in
+        hub) binary=hearth ;;
         compute) binary=hearth-enclave ;;
         ohttp-gateway) binary=hearth-ohttp-gateway ;;
         relay) binary=hearth-ohttp-relay ;;
@@ -125,6 +126,28 @@ for component in "${components[@]}"; do
     if ! file "$context/bin/$binary" | grep -q "static"; then
         echo "build-images: $binary is not statically linked" >&2
         exit 1
+    fi
+    if [[ "$component" == hub ]]; then
+        # The coordinator and the agent beside `hearth`; the agent's `ip`
+        # and `nft`, with the libraries they link (ldd's resolved paths,
+        # kept at those paths) and the loader.
+        for more in hearth-coordinator hearth-agent; do
+            objcopy --strip-debug "$target_dir/$target/release/$more" "$context/bin/$more"
+        done
+        mkdir -p "$context/sbin" "$context/lib" "$context/lib64" "$context/etc" "$context/share/images"
+        for program in /usr/sbin/ip /usr/sbin/nft; do
+            cp -L "$program" "$context/sbin/"
+            ldd "$program" | awk '$3 ~ /^\// { print $3 }'
+        done | sort -u | while read -r library; do
+            cp -L "$library" "$context/lib/"
+        done
+        loader="$(ldd /usr/sbin/nft | awk '$1 ~ /^\/lib/ { print $1 }')"
+        mkdir -p "$context/$(dirname "${loader#/}")"
+        cp -L "$loader" "$context/${loader#/}"
+        cp /etc/protocols /etc/services "$context/etc/" 2>/dev/null || true
+        image_tag="${HEARTH_IMAGE_TAG:-$version}"
+        printf '{"gateway": "localhost/hearth-gateway:%s", "messaging": "localhost/hearth-messaging:%s", "hub": "localhost/hearth-hub:%s"}\n' \
+            "$image_tag" "$image_tag" "$image_tag" >"$context/share/images/images.json"
     fi
     if [[ "$component" == compute ]]; then
         mkdir -p "$context/lib" "$context/lib64" "$context/models"

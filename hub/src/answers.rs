@@ -153,10 +153,17 @@ pub enum ModelChoice {
         /// Where the admin keeps it (setup copies it).
         path: PathBuf,
     },
-    /// An Ollama on this machine (127.0.0.1:11434).
+    /// An Ollama on this machine (127.0.0.1:11434; for the hub in Podman
+    /// alone, the machine's own at `host.containers.internal:11434`).
     Ollama {
         /// The model's name there (empty: the first it lists).
         name: String,
+    },
+    /// An OpenAI-compatible model server (llama-server) at `url`, for the
+    /// hub in Podman alone (`server:http://host.containers.internal:8080`).
+    Server {
+        /// `http://HOST:PORT`.
+        url: String,
     },
 }
 
@@ -178,6 +185,11 @@ impl ModelChoice {
                         Err(AnswerError::Model(text.into()))
                     };
                 }
+                if let Some(url) = text.strip_prefix("server:") {
+                    return server_url(url)
+                        .map(|url| ModelChoice::Server { url })
+                        .ok_or_else(|| AnswerError::Model(text.into()));
+                }
                 if text.chars().any(char::is_control) {
                     return Err(AnswerError::Model(text.into()));
                 }
@@ -194,13 +206,28 @@ impl ModelChoice {
                 model_id(&path.file_name().unwrap_or_default().to_string_lossy())
             }
             ModelChoice::Ollama { name } => name.clone(),
+            ModelChoice::Server { .. } => model_id(default_model_file),
         }
     }
 
-    /// Whether llama-server serves it (rather than Ollama).
+    /// Whether the packaged llama-server serves it (rather than Ollama or
+    /// a server of the admin's).
     pub fn uses_llama_server(&self) -> bool {
-        !matches!(self, ModelChoice::Ollama { .. })
+        matches!(self, ModelChoice::Default | ModelChoice::File { .. })
     }
+}
+
+/// `http://HOST:PORT` (a host name or an address, and a port), without a
+/// trailing `/`.
+fn server_url(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("http://")?.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':')?;
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c));
+    let port_ok = port.parse::<u16>().is_ok_and(|port| port > 0);
+    (host_ok && port_ok).then(|| format!("http://{host}:{port}"))
 }
 
 /// Whether `name` reads as an Ollama model name (`llama3.2`, `qwen2.5:7b`,
@@ -211,6 +238,11 @@ fn ollama_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._:/-".contains(c))
+}
+
+/// A model id as the gateway names it, from a server's own name for it.
+pub fn model_id_of(name: &str) -> String {
+    model_id(name.rsplit('/').next().unwrap_or(name))
 }
 
 /// A model id from a GGUF file's name: lower-case letters, digits, `.`
@@ -439,6 +471,20 @@ mod tests {
         assert!(ModelChoice::parse("ollama:bad name").is_err());
         assert!(ModelChoice::parse("").is_err());
         assert!(ModelChoice::parse("/srv/a\nb").is_err());
+        assert_eq!(
+            ModelChoice::parse("server:http://host.containers.internal:8080/"),
+            Ok(ModelChoice::Server {
+                url: "http://host.containers.internal:8080".into()
+            })
+        );
+        for bad in [
+            "server:https://x:1",
+            "server:http://x",
+            "server:http://:80",
+            "server:http://a b:1",
+        ] {
+            assert!(ModelChoice::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -838,11 +838,14 @@ pub fn restore(
         hearth_runtime::clock::unix_seconds(),
         terminal,
     )?;
-    crate::machine::ensure_system_bus(layout)?;
+    if !crate::manager::in_podman() {
+        crate::machine::ensure_system_bus(layout)?;
+    }
     eprintln!("Stopping the hub");
+    let manager = crate::manager::current();
     let running: Vec<Unit> = HUB_UNITS
         .into_iter()
-        .filter(|unit| system::unit_state(*unit).0 == "active")
+        .filter(|unit| manager.state(*unit).0 == "active")
         .collect();
     stop_hub();
     let now = hearth_runtime::clock::unix_seconds();
@@ -872,7 +875,7 @@ pub fn restore(
             stop_hub();
             moved.put_back();
             for unit in running {
-                if let Err(again) = system::systemctl(&["start", unit.name()]) {
+                if let Err(again) = manager.start(unit) {
                     eprintln!("  {} did not start again: {again:#}", unit.name());
                 }
             }
@@ -893,9 +896,9 @@ const HUB_UNITS: [Unit; 7] = [
 ];
 
 fn stop_hub() {
+    let manager = crate::manager::current();
     for unit in HUB_UNITS {
-        let _ = system::systemctl(&["stop", unit.name()]);
-        let _ = system::systemctl(&["reset-failed", unit.name()]);
+        let _ = manager.stop(unit);
     }
 }
 
@@ -909,33 +912,154 @@ struct Moved {
 
 impl Moved {
     /// Moves `place` aside, if it is there; either way it is the restore's.
-    fn set_aside(&mut self, place: &Path, now: i64) -> anyhow::Result<()> {
-        if place.symlink_metadata().is_ok() {
-            let aside = PathBuf::from(format!("{}.before-restore-{now}", place.display()));
-            std::fs::rename(place, &aside)
-                .with_context(|| format!("cannot move {} aside", place.display()))?;
-            self.aside.push((place.to_owned(), aside));
-        } else {
+    /// A folder that is a mount point (a volume of the hub in Podman
+    /// alone) cannot move: its contents are copied aside under the hub's
+    /// own state (`/var/lib/hearth-hub/before-restore-TIME/...`, which no
+    /// backup replaces) and it is emptied in place.
+    fn set_aside(&mut self, layout: &Layout, place: &Path, now: i64) -> anyhow::Result<()> {
+        if place.symlink_metadata().is_err() {
             self.filled.push(place.to_owned());
+            return Ok(());
         }
+        if is_mount_point(place) {
+            let relative = place.strip_prefix("/").unwrap_or(place);
+            let aside = layout
+                .hub_state()
+                .join(format!("before-restore-{now}"))
+                .join(relative);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&aside)?;
+            copy_tree(place, &aside)
+                .with_context(|| format!("cannot copy {} aside", place.display()))?;
+            empty_tree(place)?;
+            self.aside.push((place.to_owned(), aside));
+            return Ok(());
+        }
+        let aside = PathBuf::from(format!("{}.before-restore-{now}", place.display()));
+        std::fs::rename(place, &aside)
+            .with_context(|| format!("cannot move {} aside", place.display()))?;
+        self.aside.push((place.to_owned(), aside));
         Ok(())
     }
 
     /// The restore's folders go, and what was there comes back.
     fn put_back(self) {
         for (place, aside) in self.aside.into_iter().rev() {
-            let back = remove_tree(&place)
-                .and_then(|()| std::fs::rename(&aside, &place).map_err(anyhow::Error::from));
+            let back = if is_mount_point(&place) {
+                empty_tree(&place).and_then(|()| copy_tree(&aside, &place))
+            } else {
+                remove_tree(&place)
+                    .and_then(|()| std::fs::rename(&aside, &place).map_err(anyhow::Error::from))
+            };
             if let Err(error) = back {
                 eprintln!("  could not put back {}: {error:#}", place.display());
             }
         }
         for place in self.filled {
-            if let Err(error) = remove_tree(&place) {
+            let removed = if is_mount_point(&place) {
+                empty_tree(&place)
+            } else {
+                remove_tree(&place)
+            };
+            if let Err(error) = removed {
                 eprintln!("  could not remove {}: {error:#}", place.display());
             }
         }
     }
+}
+
+/// Whether `path` is a mount point: listed as one in this process's
+/// mount table (two volumes on one disk share a device, so the device
+/// alone cannot tell), else on another device than its parent.
+fn is_mount_point(path: &Path) -> bool {
+    if let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") {
+        return mount_points(&table).any(|point| Path::new(&point) == path);
+    }
+    let device = |path: &Path| path.symlink_metadata().map(|metadata| metadata.dev()).ok();
+    match (device(path), path.parent().and_then(device)) {
+        (Some(own), Some(parent)) => own != parent,
+        _ => false,
+    }
+}
+
+/// The mount points in `/proc/self/mountinfo`'s text (its fifth field,
+/// with the kernel's octal escapes read back).
+fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
+    table.lines().filter_map(|line| {
+        let field = line.split(' ').nth(4)?;
+        let mut point = Vec::with_capacity(field.len());
+        let bytes = field.as_bytes();
+        let mut index = 0;
+        while index < bytes.len() {
+            let escaped = bytes.get(index + 1..index + 4).and_then(|digits| {
+                std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|digits| u8::from_str_radix(digits, 8).ok())
+            });
+            match (bytes[index], escaped) {
+                (b'\\', Some(byte)) => {
+                    point.push(byte);
+                    index += 4;
+                }
+                (byte, _) => {
+                    point.push(byte);
+                    index += 1;
+                }
+            }
+        }
+        String::from_utf8(point).ok()
+    })
+}
+
+/// Removes everything inside `path`, leaving the folder.
+fn empty_tree(path: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?.path();
+        if entry.symlink_metadata()?.is_dir() && !is_mount_point(&entry) {
+            std::fs::remove_dir_all(&entry)?;
+        } else if entry.symlink_metadata()?.is_dir() {
+            empty_tree(&entry)?;
+        } else {
+            std::fs::remove_file(&entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies what is inside `from` into `to` (an existing folder): folders,
+/// regular files and links, each with its mode and owner.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let metadata = source.symlink_metadata()?;
+        if metadata.is_dir() {
+            std::fs::DirBuilder::new()
+                .mode(metadata.permissions().mode() & 0o7777)
+                .create(&target)
+                .or_else(|error| match error.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(error),
+                })?;
+            copy_tree(&source, &target)?;
+        } else if metadata.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if metadata.is_file() {
+            std::fs::copy(&source, &target)?;
+            std::fs::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(metadata.permissions().mode() & 0o7777),
+            )?;
+        } else {
+            // A socket or a FIFO (a service's): made again when it starts.
+            continue;
+        }
+        std::os::unix::fs::lchown(&target, Some(metadata.uid()), Some(metadata.gid()))?;
+    }
+    Ok(())
 }
 
 fn remove_tree(path: &Path) -> anyhow::Result<()> {
@@ -957,16 +1081,24 @@ fn put_in_place(
 ) -> anyhow::Result<()> {
     for (folder, _) in FOLDERS {
         if manifest.entries.iter().any(|entry| entry.name == folder) {
-            moved.set_aside(&layout.beneath(folder), now)?;
+            moved.set_aside(layout, &layout.beneath(folder), now)?;
         }
     }
     place(layout, manifest, staging)?;
     // The coordinator's state, through its own restore, into an empty folder.
     let state = layout.coordinator_state();
-    moved.set_aside(&state, now)?;
-    let coordinator_user = Owner {
-        uid: system::user(layout, "hearth-coordinator")?,
-        gid: system::group(layout, "hearth-coordinator")?,
+    moved.set_aside(layout, &state, now)?;
+    // In Podman alone the coordinator's container runs as the pod's user.
+    let coordinator_user = if crate::manager::in_podman() {
+        Owner {
+            uid: CONTAINER_USER,
+            gid: CONTAINER_USER,
+        }
+    } else {
+        Owner {
+            uid: system::user(layout, "hearth-coordinator")?,
+            gid: system::group(layout, "hearth-coordinator")?,
+        }
     };
     system::make_folder(&state, 0o700, coordinator_user)?;
     system::run(
@@ -1293,6 +1425,16 @@ mod tests {
         );
         let refused = refusal(&layout, &path, &Opening::HubKey(None), dir.path());
         assert!(refused.contains("--passphrase-file"), "{refused}");
+    }
+
+    #[test]
+    fn mount_points_are_read_from_the_mount_table() {
+        let table = "36 35 98:0 /mnt1 /etc/hearth rw,noatime master:1 - ext3 /dev/root rw\n\
+                     37 35 98:0 /a /var/lib/my\\040docs rw - ext4 /dev/vda rw\n";
+        let points: Vec<String> = mount_points(table).collect();
+        assert_eq!(points, ["/etc/hearth", "/var/lib/my docs"]);
+        assert!(is_mount_point(Path::new("/proc")));
+        assert!(!is_mount_point(Path::new("/proc/self")));
     }
 
     /// Attacks (hardening round five, findings 7 and 8) on the whole

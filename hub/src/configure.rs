@@ -45,14 +45,24 @@ pub(crate) fn write(
     checked: &Checked,
     undo: &mut Undo,
 ) -> anyhow::Result<Changed> {
+    let podman = crate::manager::in_podman();
+    // In Podman alone every container of the pod runs as the pod's user
+    // and group; on a Debian hub the containers' group is the sockets'.
     let container = Owner {
         uid: CONTAINER_USER,
-        gid: system::group(layout, SOCKET_GROUP)?,
+        gid: if podman {
+            CONTAINER_USER
+        } else {
+            system::group(layout, SOCKET_GROUP)?
+        },
     };
     let now = hearth_runtime::clock::unix_seconds();
     eprintln!("Writing the configuration");
     for folder in [layout.gateway_config(), layout.messaging_config()] {
         system::make_folder(&folder, 0o755, Owner::ROOT)?;
+    }
+    if podman {
+        write_podman_defaults(layout, undo)?;
     }
     for folder in [layout.workspace(), layout.documents()] {
         system::make_folder(&folder, 0o755, Owner::ROOT)?;
@@ -80,7 +90,12 @@ pub(crate) fn write(
     )?;
     let coordinator_changed = undo.put(
         &layout.setup_env(),
-        crate::render::setup_env(answers).as_bytes(),
+        if podman {
+            crate::render::setup_env_in_pod(answers)
+        } else {
+            crate::render::setup_env(answers)
+        }
+        .as_bytes(),
         0o644,
         Owner::ROOT,
     )?;
@@ -88,7 +103,17 @@ pub(crate) fn write(
         crate::render::timezone(system::read_optional(&layout.etc("timezone"))?.as_deref());
     let mut pod_changed = undo.put(
         &layout.gateway_config().join("hub.json5"),
-        crate::render::gateway_model(answers, &checked.model_id, &timezone).as_bytes(),
+        crate::render::gateway_model_in(
+            answers,
+            &checked.model_id,
+            &timezone,
+            if crate::manager::in_podman() {
+                crate::render::Form::Podman
+            } else {
+                crate::render::Form::Debian
+            },
+        )
+        .as_bytes(),
         0o644,
         Owner::ROOT,
     )?;
@@ -119,7 +144,11 @@ pub(crate) fn write(
             Owner::ROOT,
         )?;
     }
-    let model_changed = place_model(layout, answers, checked, undo)?;
+    let model_changed = if podman {
+        false
+    } else {
+        place_model(layout, answers, checked, undo)?
+    };
     pod_changed |= model_changed;
     let changed = Changed {
         coordinator: coordinator_changed,
@@ -127,6 +156,47 @@ pub(crate) fn write(
         pod: pod_changed,
     };
     Ok(changed)
+}
+
+/// What the Debian packages install under `/etc/hearth` (conffiles, the
+/// admin's to edit), for the hub in Podman alone, where no package put
+/// them: written when missing, never over the admin's. And the state
+/// folders systemd would make: the coordinator's, the pod user's; the
+/// agent's, root's.
+fn write_podman_defaults(layout: &Layout, undo: &mut Undo) -> anyhow::Result<()> {
+    const DEFAULTS: [(&str, &str); 2] = [
+        (
+            "gateway/gateway.json5",
+            include_str!("../../packaging/hearth/etc/hearth/gateway/gateway.json5"),
+        ),
+        (
+            "messaging/messaging.json5",
+            include_str!("../../packaging/hearth/etc/hearth/messaging/messaging.json5"),
+        ),
+    ];
+    for (name, text) in DEFAULTS {
+        let path = layout.config_dir().join(name);
+        if !path.exists() {
+            undo.put(&path, text.as_bytes(), 0o644, Owner::ROOT)?;
+        }
+    }
+    let pod_user = Owner {
+        uid: CONTAINER_USER,
+        gid: CONTAINER_USER,
+    };
+    system::make_folder(&layout.coordinator_state(), 0o700, pod_user)?;
+    system::make_folder(&layout.agent_state(), 0o700, Owner::ROOT)?;
+    // The agent (root, without the right to override permissions) makes
+    // its whois socket here; the pod's services may enter and use it.
+    system::make_folder(
+        &layout.whois_dir(),
+        0o750,
+        Owner {
+            uid: 0,
+            gid: CONTAINER_USER,
+        },
+    )?;
+    Ok(())
 }
 
 /// Puts the model where its services look: llama-server's file (the

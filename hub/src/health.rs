@@ -27,6 +27,9 @@ pub struct ServiceState {
     pub needed: bool,
     /// The version running it (the package's).
     pub version: String,
+    /// How its log is read (`journalctl -u UNIT`; `podman logs NAME` for
+    /// the hub in Podman alone).
+    pub log: String,
 }
 
 /// Whether the model answers.
@@ -176,6 +179,8 @@ pub enum Problem {
         unit: String,
         /// Its state.
         state: String,
+        /// How its log is read.
+        log: String,
     },
     /// A unit the hub needs is stopped and disabled (as `apt remove`
     /// leaves them): setup, which keeps everything, brings it back.
@@ -241,12 +246,10 @@ impl Problem {
                  bring back a hub from its backup"
                     .into()
             }
-            Problem::Service { unit, state } if korean => {
-                format!("{unit}의 상태가 {state}예요: `journalctl -u {unit}`을 보세요")
+            Problem::Service { unit, state, log } if korean => {
+                format!("{unit}의 상태가 {state}예요: `{log}`을 보세요")
             }
-            Problem::Service { unit, state } => {
-                format!("{unit} is {state}: see `journalctl -u {unit}`")
-            }
+            Problem::Service { unit, state, log } => format!("{unit} is {state}: see `{log}`"),
             Problem::ServiceOff { unit } if korean => format!(
                 "{unit}이(가) 멈춰 있고 꺼져 있어요: `hearth setup`을 실행하면 (아무것도 지우지 않고) 허브가 다시 돌아와요"
             ),
@@ -420,6 +423,7 @@ pub fn assess(observed: Observations) -> Report {
             problems.push(Problem::Service {
                 unit: service.unit.clone(),
                 state: service.state.clone(),
+                log: service.log.clone(),
             });
         }
     }
@@ -682,6 +686,7 @@ mod tests {
             enabled: true,
             needed: true,
             version: "0.1.0".into(),
+            log: format!("journalctl -u {unit}"),
         }
     }
 

@@ -9,7 +9,10 @@
 //! - [`status`]: one screen for the whole hub, judged by [`health`].
 //! - [`backup`]: the whole hub in one file and back ([`archive`] decides
 //!   what an archive may hold).
-//! - [`pod`]: the gateway and messaging pod filled in for this hub.
+//! - [`pod`]: the gateway and messaging pod filled in for this hub, and the
+//!   whole hub as one pod for a machine without systemd ([`manager`] runs
+//!   the hub's services under systemd or through [`podman`]'s API;
+//!   [`launch`] starts a service in a container as its unit would).
 //!
 //! Pure decisions ([`answers`], [`render`], [`health`], [`archive`]) take
 //! their inputs and return text or verdicts; the shells ([`setup`],
@@ -20,10 +23,13 @@ pub mod archive;
 pub mod backup;
 pub mod configure;
 pub mod health;
+pub mod launch;
 pub mod layout;
 pub mod machine;
+pub mod manager;
 pub mod members;
 pub mod pod;
+pub mod podman;
 pub mod probe;
 pub mod record;
 pub mod render;

@@ -38,6 +38,38 @@ pub(crate) fn memory_total() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where the hub in Podman alone finds the machine's own Ollama.
+pub const OLLAMA_FROM_PODMAN: &str = "host.containers.internal:11434";
+
+/// Where the model server the hub asks answers whether it is up (its
+/// address, resolved now, and the path): Ollama's `/api/version`,
+/// llama-server's `/health`. For the packaged llama-server, its socket.
+pub fn host_model_probe(model: &ModelChoice) -> anyhow::Result<(Target, &'static str)> {
+    use std::net::ToSocketAddrs as _;
+    let resolve = |host_port: &str| -> anyhow::Result<Target> {
+        let address = host_port
+            .to_socket_addrs()
+            .with_context(|| format!("{host_port} does not resolve"))?
+            .next()
+            .with_context(|| format!("{host_port} has no address"))?;
+        Ok(Target::Tcp(address))
+    };
+    match model {
+        ModelChoice::Ollama { .. } if crate::manager::in_podman() => {
+            Ok((resolve(OLLAMA_FROM_PODMAN)?, "/api/version"))
+        }
+        ModelChoice::Ollama { .. } => Ok((Target::Tcp(OLLAMA), "/api/version")),
+        ModelChoice::Server { url } => {
+            let host_port = url.strip_prefix("http://").unwrap_or(url);
+            Ok((resolve(host_port)?, "/health"))
+        }
+        ModelChoice::Default | ModelChoice::File { .. } => Ok((
+            Target::Unix(crate::layout::Layout::system().inference_socket()),
+            "/health",
+        )),
+    }
+}
+
 /// The models an Ollama at [`OLLAMA`] lists.
 pub fn ollama_models() -> anyhow::Result<Vec<String>> {
     ollama_models_at(&Target::Tcp(OLLAMA))
@@ -129,6 +161,16 @@ pub(crate) fn check_machine(
         }
     }
     check_admin(layout, &answers.admin)?;
+    let (model_file, model_id) = check_model(layout, &answers.model)?;
+    if let crate::manager::Manager::Podman(hub) = crate::manager::current() {
+        // The pod's template is in this program; the machine's ports are
+        // Podman's to give (it says which is taken when the pod plays).
+        hub.api.ping()?;
+        return Ok(Checked {
+            model_file,
+            model_id,
+        });
+    }
     for needed in [layout.pod_template(), layout.images_manifest()] {
         if !needed.exists() {
             bail!(
@@ -137,7 +179,6 @@ pub(crate) fn check_machine(
             );
         }
     }
-    let (model_file, model_id) = check_model(layout, &answers.model)?;
     // Units of this hub already running: their ports are theirs.
     let running: Vec<Unit> = Unit::ALL
         .into_iter()
@@ -170,7 +211,29 @@ pub(crate) fn check_model(
     layout: &Layout,
     model: &ModelChoice,
 ) -> anyhow::Result<(Option<PathBuf>, String)> {
+    let in_podman = crate::manager::in_podman();
+    if in_podman && model.uses_llama_server() {
+        bail!(
+            "the hub in Podman alone asks a model server on this machine: choose `ollama` \
+             (Ollama at host.containers.internal:11434) or `server:http://HOST:PORT` (llama-server)"
+        );
+    }
     let (model_file, model_id) = match model {
+        ModelChoice::Server { url } => {
+            let (target, _) = host_model_probe(model)?;
+            let answer = probe::get(&target, "/v1/models")
+                .map_err(|error| anyhow::anyhow!("nothing answers at {url} ({error}): start the model server, or choose another model"))?;
+            let listed: serde_json::Value = serde_json::from_slice(&answer.body)
+                .ok()
+                .filter(|_| answer.status == 200)
+                .with_context(|| {
+                    format!("{url}/v1/models did not answer as an OpenAI-compatible server")
+                })?;
+            let id = listed["data"][0]["id"]
+                .as_str()
+                .with_context(|| format!("the model server at {url} lists no model"))?;
+            (None, crate::answers::model_id_of(id))
+        }
         ModelChoice::Default => {
             let file = default_model_file(layout)?;
             let id = model.id(&file.file_name().unwrap_or_default().to_string_lossy());
@@ -181,14 +244,20 @@ pub(crate) fn check_model(
             (Some(path.clone()), model.id(""))
         }
         ModelChoice::Ollama { name } => {
-            let models = ollama_models().map_err(|error| {
+            let (target, _) = host_model_probe(model)?;
+            let at = if in_podman {
+                OLLAMA_FROM_PODMAN.to_owned()
+            } else {
+                OLLAMA.to_string()
+            };
+            let models = ollama_models_at(&target).map_err(|error| {
                 anyhow::anyhow!(
-                    "no Ollama answers at {OLLAMA} ({error:#}): start it, or choose another model"
+                    "no Ollama answers at {at} ({error:#}): start it, or choose another model"
                 )
             })?;
             let chosen = if name.is_empty() {
                 models.first().cloned().with_context(|| {
-                    format!("the Ollama at {OLLAMA} has no model: `ollama pull NAME` first")
+                    format!("the Ollama at {at} has no model: `ollama pull NAME` first")
                 })?
             } else if models
                 .iter()
@@ -197,7 +266,7 @@ pub(crate) fn check_model(
                 name.clone()
             } else {
                 bail!(
-                    "the Ollama at {OLLAMA} has no model {name} (it has: {})",
+                    "the Ollama at {at} has no model {name} (it has: {})",
                     models.join(", ")
                 );
             };

@@ -12,6 +12,26 @@ use hearth_hub::layout::Layout;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// The hub lives in Podman alone (no systemd): its services are one
+    /// pod's containers, asked through the Podman service's socket. The
+    /// hub's image sets it (HEARTH_PODMAN=true).
+    #[arg(long, global = true, env = "HEARTH_PODMAN")]
+    podman: bool,
+    /// The Podman service's socket.
+    #[arg(
+        long,
+        global = true,
+        env = "HEARTH_PODMAN_SOCKET",
+        default_value = "/run/podman/podman.sock"
+    )]
+    podman_socket: PathBuf,
+    /// The hub's pod in Podman (its containers' and volumes' names begin
+    /// with it).
+    #[arg(long, global = true, env = "HEARTH_POD", default_value = "hearth")]
+    pod: String,
+    /// The Podman network the hub's pod plays on [default: the pod's name].
+    #[arg(long, global = true, env = "HEARTH_PODMAN_NETWORK")]
+    podman_network: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +104,13 @@ enum Command {
     /// The gateway and messaging pod.
     #[command(subcommand)]
     Pod(PodCommand),
+    /// Runs one of the hub's services in this process's place, as its unit
+    /// would (the containers of the hub in Podman alone).
+    #[command(hide = true)]
+    Service {
+        /// `coordinator` or `agent`.
+        service: hearth_hub::launch::Service,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,7 +250,22 @@ struct RenderArgs {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::system();
+    if cli.podman {
+        use hearth_hub::manager::{Manager, PodHub, use_manager};
+        use_manager(Manager::Podman(PodHub {
+            api: hearth_hub::podman::Podman::at(cli.podman_socket.clone()),
+            network: cli
+                .podman_network
+                .clone()
+                .unwrap_or_else(|| cli.pod.clone()),
+            pod: cli.pod.clone(),
+            layout: layout.clone(),
+        }));
+    }
     match cli.command {
+        Command::Service { service } => {
+            hearth_hub::launch::run(&layout, service)?;
+        }
         Command::Members { command } => {
             use hearth_hub::members;
             let text = match command.unwrap_or(MembersCommand::List) {

@@ -6,18 +6,22 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layout::{Layout, POD};
 
 /// The images the installed package loaded (`images.json`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Images {
     /// The gateway's image reference.
     pub gateway: String,
     /// The messaging service's image reference.
     pub messaging: String,
+    /// The hub's own image (`hearth`, the coordinator and the agent), for
+    /// the hub in Podman alone; none in the Debian package's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
 }
 
 impl Default for Images {
@@ -26,6 +30,7 @@ impl Default for Images {
         Images {
             gateway: "localhost/hearth-gateway:latest".into(),
             messaging: "localhost/hearth-messaging:latest".into(),
+            hub: Some("localhost/hearth-hub:latest".into()),
         }
     }
 }
@@ -114,6 +119,7 @@ impl Settings {
             Images {
                 gateway: "localhost/hearth-gateway:0.1.0".into(),
                 messaging: "localhost/hearth-messaging:0.1.0".into(),
+                hub: None,
             },
             "ada",
         )
@@ -306,4 +312,158 @@ pub fn render_file(
         std::fs::create_dir_all(parent)?;
     }
     crate::system::write_file(output, filled.as_bytes(), 0o644, crate::system::Owner::ROOT)
+}
+
+/// The images this hub uses: the package's `images.json` (the hub's image
+/// carries one too), else what `podman/build-images.sh` tags.
+pub fn images(layout: &Layout) -> anyhow::Result<Images> {
+    use anyhow::Context as _;
+    match crate::system::read_optional(&layout.images_manifest())? {
+        Some(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged", layout.images_manifest().display())),
+        None => Ok(Images::default()),
+    }
+}
+
+/// What the hub's pod in Podman alone (`podman/hearth-hub-pod.yaml`) is
+/// filled in with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubPod {
+    /// The pod's name, which its volumes' names begin with.
+    pub pod: String,
+    /// The images.
+    pub images: Images,
+    /// The hub's first admin.
+    pub admin: String,
+    /// The machine's port for the coordinator's HTTPS (the setup URL's).
+    pub url_port: u16,
+    /// The machine's port for its plain HTTP, if any.
+    pub http_port: Option<u16>,
+    /// Where members' devices reach the agent beside its own addresses
+    /// (the machine's address when setup's URL names it by number).
+    pub endpoints: Vec<std::net::SocketAddr>,
+    /// The names the gateway and messaging answer to.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl HubPod {
+    /// The template's switches.
+    pub fn switches(&self) -> BTreeMap<&'static str, bool> {
+        BTreeMap::from([
+            ("HTTP", self.http_port.is_some()),
+            ("ENDPOINTS", !self.endpoints.is_empty()),
+        ])
+    }
+
+    /// The template's placeholders and their values.
+    pub fn values(&self) -> BTreeMap<&'static str, String> {
+        let hub = self
+            .images
+            .hub
+            .clone()
+            .unwrap_or_else(|| "localhost/hearth-hub:latest".into());
+        let mut values = BTreeMap::from([
+            ("POD", self.pod.clone()),
+            ("HUB_IMAGE", hub),
+            ("GATEWAY_IMAGE", self.images.gateway.clone()),
+            ("MESSAGING_IMAGE", self.images.messaging.clone()),
+            ("ADMIN", self.admin.clone()),
+            ("URL_PORT", self.url_port.to_string()),
+            (
+                "ALLOWED_HOSTS",
+                std::iter::once("localhost")
+                    .chain(self.allowed_hosts.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ]);
+        if let Some(port) = self.http_port {
+            values.insert("HTTP_PORT", port.to_string());
+        }
+        if !self.endpoints.is_empty() {
+            values.insert(
+                "ENDPOINTS",
+                self.endpoints
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        values
+    }
+
+    /// The kube file, from `template`.
+    pub fn fill(&self, template: &str) -> anyhow::Result<String> {
+        let template = crate::render::only_with(template, &self.switches());
+        Ok(crate::render::pod(&template, &self.values())?)
+    }
+}
+
+/// The template of the hub's pod in Podman alone (compiled in: the hub's
+/// image is the program).
+pub const HUB_POD_TEMPLATE: &str = include_str!("../../podman/hearth-hub-pod.yaml");
+
+/// The hub's pod in Podman alone, named `pod`, for this hub as setup left
+/// it: its answers, its images, the names its agent has (or will have).
+pub fn render_hub(layout: &Layout, pod: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let answers = crate::record::read_record(layout)?
+        .map(|record| record.answers)
+        .context("this hub is not set up: run `hearth setup --podman` first")?;
+    let endpoints = answers
+        .url
+        .host()
+        .parse::<std::net::IpAddr>()
+        .map(|address| vec![std::net::SocketAddr::new(address, 41641)])
+        .unwrap_or_default();
+    let status = crate::system::agent_status(layout).unwrap_or(serde_json::Value::Null);
+    let mut allowed_hosts = crate::system::magic_dns_names(&status);
+    if allowed_hosts.is_empty() {
+        allowed_hosts = predicted_names(layout, &answers);
+    }
+    HubPod {
+        pod: pod.into(),
+        images: images(layout)?,
+        admin: answers.admin.clone(),
+        url_port: answers.url.port(),
+        http_port: answers.http_port,
+        endpoints,
+        allowed_hosts,
+    }
+    .fill(HUB_POD_TEMPLATE)
+}
+
+/// The names the hub and its services will have before its agent runs:
+/// its host name and the services' labels under the MagicDNS domain the
+/// coordinator's settings give (`HEARTH_BASE_DOMAIN`, else its default).
+fn predicted_names(layout: &Layout, answers: &crate::answers::Answers) -> Vec<String> {
+    let mut domain = "hearth.internal".to_owned();
+    for file in [
+        layout.setup_env(),
+        layout.config_dir().join("coordinator.env"),
+    ] {
+        let text = crate::system::read_optional(&file)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for (key, value) in crate::launch::environment_file(&text).unwrap_or_default() {
+            if key == "HEARTH_BASE_DOMAIN" && !value.is_empty() {
+                domain = value;
+            }
+        }
+    }
+    std::iter::once(answers.hostname.as_str())
+        .chain(
+            crate::services::hub_services(answers.apps)
+                .into_iter()
+                .map(hearth_acl_label),
+        )
+        .map(|label| format!("{label}.{domain}"))
+        .collect()
+}
+
+/// `chat` for `svc:chat`.
+fn hearth_acl_label(service: &str) -> &str {
+    service.strip_prefix("svc:").unwrap_or(service)
 }

@@ -1,7 +1,7 @@
-//! Asking a local service whether it answers: one HTTP/1.0 `GET` over TCP
-//! or a UNIX socket, optionally from inside another network namespace (the
-//! pod's loopback), with a deadline. Only for the hub's own services, on
-//! loopback, sockets and the pod.
+//! Asking a local service: one HTTP/1.0 request over TCP or a UNIX socket
+//! (a `GET` whether it answers; the Podman service's API), optionally from
+//! inside another network namespace (the pod's loopback), with a deadline.
+//! Only for the hub's own services, on loopback, sockets and the pod.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The most read of an answer.
-const MAX_ANSWER: u64 = 1 << 20;
+const MAX_ANSWER: u64 = 16 << 20;
 /// How long a probe may take.
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -66,19 +66,46 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ProbeError
 
 /// `GET path` at `target`.
 pub fn get(target: &Target, path: &str) -> Result<Answer, ProbeError> {
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: hearth\r\n\r\n");
+    request(target, "GET", path, None, DEADLINE)
+}
+
+/// `method path` at `target`, with `body` (its content type and bytes)
+/// when given, waiting up to `deadline` for the whole answer.
+pub fn request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    deadline: Duration,
+) -> Result<Answer, ProbeError> {
+    let mut request =
+        format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: hearth\r\n")
+            .into_bytes();
+    match body {
+        Some((content_type, bytes)) => {
+            request.extend_from_slice(
+                format!(
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    bytes.len()
+                )
+                .as_bytes(),
+            );
+            request.extend_from_slice(bytes);
+        }
+        None => request.extend_from_slice(b"\r\n"),
+    }
     let raw = match target {
         Target::Tcp(address) => {
             let stream = TcpStream::connect_timeout(address, DEADLINE).map_err(io(address))?;
-            exchange(stream, &request)?
+            exchange(stream, &request, deadline)?
         }
         Target::Unix(path) => {
             let stream = UnixStream::connect(path).map_err(io(path.display()))?;
             stream
-                .set_read_timeout(Some(DEADLINE))
-                .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))?;
+                .set_read_timeout(Some(deadline))
+                .and_then(|()| stream.set_write_timeout(Some(deadline)))?;
             let mut stream = stream;
-            stream.write_all(request.as_bytes())?;
+            stream.write_all(&request)?;
             read_all(&mut stream)?
         }
         Target::TcpIn(namespace, address) => {
@@ -97,7 +124,7 @@ pub fn get(target: &Target, path: &str) -> Result<Answer, ProbeError> {
                     io(format!("cannot enter {}", namespace.display()))(error.into())
                 })?;
                 let stream = TcpStream::connect_timeout(&address, DEADLINE).map_err(io(address))?;
-                exchange(stream, &request)
+                exchange(stream, &request, deadline)
             })
             .join()
             .map_err(|_| ProbeError::Thread)??
@@ -106,11 +133,15 @@ pub fn get(target: &Target, path: &str) -> Result<Answer, ProbeError> {
     parse(&raw)
 }
 
-fn exchange(mut stream: TcpStream, request: &str) -> Result<Vec<u8>, ProbeError> {
+fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+    deadline: Duration,
+) -> Result<Vec<u8>, ProbeError> {
     stream
-        .set_read_timeout(Some(DEADLINE))
-        .and_then(|()| stream.set_write_timeout(Some(DEADLINE)))?;
-    stream.write_all(request.as_bytes())?;
+        .set_read_timeout(Some(deadline))
+        .and_then(|()| stream.set_write_timeout(Some(deadline)))?;
+    stream.write_all(request)?;
     read_all(&mut stream)
 }
 

@@ -45,6 +45,24 @@ pub fn setup_env(answers: &Answers) -> String {
     )
 }
 
+/// `setup.env` for the hub in Podman alone: the coordinator listens on
+/// unprivileged ports inside its pod (8443, 8080), which the pod publishes
+/// at the URL's port and the plain-HTTP one on the machine.
+pub fn setup_env_in_pod(answers: &Answers) -> String {
+    let http = match answers.http_port {
+        Some(_) => "[::]:8080",
+        None => "off",
+    };
+    format!(
+        "# Written by `hearth setup --podman` from its answers; change them by running it again.\n\
+         # Settings of your own go in coordinator.env, which is read after this file.\n\
+         HEARTH_PUBLIC_URL={}\n\
+         HEARTH_LISTEN=[::]:8443\n\
+         HEARTH_HTTP_LISTEN={http}\n",
+        answers.url,
+    )
+}
+
 /// `gateway/hub.json5`: which model answers, through the model's socket,
 /// the household's time zone (reminders are read in it), and whether
 /// members' apps reach the gateway: then it listens on the pod's network
@@ -53,20 +71,39 @@ pub fn setup_env(answers: &Answers) -> String {
 /// Anthropic and Ollama APIs; else it listens on the pod's loopback, for
 /// the messaging service beside it only.
 pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> String {
-    let provider = match &answers.model {
-        ModelChoice::Ollama { .. } => json!({
-            "baseUrl": "unix:/run/hearth-inference/inference.sock",
-            "api": "ollama",
-            "timeoutSeconds": 300,
-            "models": [{"id": model_id, "contextWindow": LLAMA_CONTEXT, "maxTokens": ANSWER_TOKENS}],
-        }),
-        ModelChoice::Default | ModelChoice::File { .. } => json!({
-            "baseUrl": "unix:/run/hearth-inference/inference.sock",
-            "api": "openai-completions",
-            "timeoutSeconds": 300,
-            "models": [{"id": model_id, "contextWindow": LLAMA_CONTEXT, "maxTokens": ANSWER_TOKENS}],
-        }),
+    gateway_model_in(answers, model_id, timezone, Form::Debian)
+}
+
+/// Which hub the configuration is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// The Debian packages under systemd: the model behind its socket.
+    Debian,
+    /// Podman alone: the model a server on the machine, reached from the
+    /// pod at `host.containers.internal`.
+    Podman,
+}
+
+/// [`gateway_model`] for the hub in `form`.
+pub fn gateway_model_in(answers: &Answers, model_id: &str, timezone: &str, form: Form) -> String {
+    let socket = "unix:/run/hearth-inference/inference.sock";
+    let (base_url, api) = match (&answers.model, form) {
+        (ModelChoice::Ollama { .. }, Form::Debian) => (socket.to_owned(), "ollama"),
+        (ModelChoice::Ollama { .. }, Form::Podman) => (
+            format!("http://{}", crate::machine::OLLAMA_FROM_PODMAN),
+            "ollama",
+        ),
+        (ModelChoice::Server { url }, _) => (url.clone(), "openai-completions"),
+        (ModelChoice::Default | ModelChoice::File { .. }, _) => {
+            (socket.to_owned(), "openai-completions")
+        }
     };
+    let provider = json!({
+        "baseUrl": base_url,
+        "api": api,
+        "timeoutSeconds": 300,
+        "models": [{"id": model_id, "contextWindow": LLAMA_CONTEXT, "maxTokens": ANSWER_TOKENS}],
+    });
     let mut document = json!({
         "gateway": {"bind": "loopback"},
         "models": {"providers": {"hub": provider}},

@@ -112,7 +112,8 @@ pub(crate) fn start(
     changed: Changed,
     undo: &mut Undo,
 ) -> anyhow::Result<Reached> {
-    system::systemctl(&["daemon-reload"])?;
+    let manager = crate::manager::current();
+    manager.reload()?;
     eprintln!("Starting the coordinator");
     undo.began(&layout.coordinator_state());
     undo.start(Unit::Coordinator, changed.coordinator)?;
@@ -126,7 +127,7 @@ pub(crate) fn start(
             bail!("{}", String::from_utf8_lossy(&output.stderr).trim())
         }
     })
-    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Coordinator)))?;
+    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Coordinator)))?;
     let users: serde_json::Value = serde_json::from_str(&system::run(
         system::coordinator(layout).args(["users", "list", "--output", "json"]),
     )?)?;
@@ -176,7 +177,7 @@ pub(crate) fn start(
     undo.began(&layout.agent_state());
     undo.start(Unit::Agent, agent_changed)?;
     let status = system::wait_for_agent(layout, Duration::from_secs(60))
-        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
+        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Agent)))?;
     let mesh_address = system::agent_address(&status).context("the agent has an address")?;
 
     eprintln!("Hosting the household's services");
@@ -196,15 +197,17 @@ pub(crate) fn start(
                     .with_context(|| format!("the agent does not host {service} yet"))
             })
             .collect::<anyhow::Result<_>>()?;
+        // In Podman the mesh interface is the pod's, not this container's:
+        // the agent saying it hosts them is what can be seen.
         if let Some(missing) = addresses
             .iter()
-            .find(|address| !system::has_address(**address))
+            .find(|address| !crate::manager::in_podman() && !system::has_address(**address))
         {
             bail!("{missing} is not on the mesh interface yet");
         }
         Ok(())
     })
-    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Agent)))?;
+    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Agent)))?;
     let mut placed = names.into_iter().zip(addresses);
     let reached = Reached {
         mesh_address,
@@ -212,12 +215,15 @@ pub(crate) fn start(
         assistant: placed.next(),
     };
 
+    if crate::manager::in_podman() {
+        return start_pod_in_podman(layout, answers, reached, undo, changed);
+    }
     eprintln!("Starting the model");
     if changed.model {
         // The proxy and the server start again on the next connection,
         // with the new model.
         for unit in [Unit::LlamaProxy, Unit::LlamaServer, Unit::OllamaProxy] {
-            let _ = system::systemctl(&["stop", unit.name()]);
+            let _ = manager.stop(unit);
         }
     }
     undo.start(Unit::InferenceSocket, changed.model)?;
@@ -234,7 +240,7 @@ pub(crate) fn start(
             bail!("it answered {} (loading?)", answer.status)
         }
     })
-    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::LlamaServer)))?;
+    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::LlamaServer)))?;
 
     eprintln!("Starting the assistant and the household's chat");
     undo.pod_starting();
@@ -242,7 +248,50 @@ pub(crate) fn start(
     let assistant = reached.assistant.as_ref().map(|(_, address)| *address);
     wait_for_pod(mesh_address, answers.apps)
         .and_then(|()| wait_for_services(Some(reached.chat.1), assistant))
-        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", system::journal(Unit::Pod)))?;
+        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Pod)))?;
+    Ok(reached)
+}
+
+/// The last steps of the hub in Podman alone: the model is a server on the
+/// machine (asked whether it answers), and the pod, played again when the
+/// names its agent now has change what its services answer to, is waited
+/// for through the agent: the chat must answer at the hub's mesh address.
+fn start_pod_in_podman(
+    layout: &Layout,
+    answers: &Answers,
+    reached: Reached,
+    undo: &mut Undo,
+    changed: Changed,
+) -> anyhow::Result<Reached> {
+    let manager = crate::manager::current();
+    eprintln!("Asking the model on this machine");
+    let (target, path) = crate::machine::host_model_probe(&answers.model)?;
+    system::wait_for("the model", Duration::from_secs(120), || {
+        let answer = probe::get(&target, path)?;
+        if answer.status == 200 {
+            Ok(())
+        } else {
+            bail!("it answered {}", answer.status)
+        }
+    })?;
+    eprintln!("Starting the assistant and the household's chat");
+    undo.start(Unit::Pod, changed.pod)?;
+    // Its names are known now: the pod answers to them (played again if
+    // they were not the ones predicted).
+    manager.restart(Unit::Pod)?;
+    system::wait_for("the household's chat", Duration::from_secs(120), || {
+        let (state, _) = manager.state(Unit::Pod);
+        if state != "active" {
+            bail!("the gateway and messaging are {state}");
+        }
+        let status = system::agent_status(layout).context("no agent status")?;
+        if status["node"]["name"].is_null() {
+            bail!("the agent has no node yet");
+        }
+        Ok(())
+    })
+    .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Pod)))?;
+    let _ = layout;
     Ok(reached)
 }
 

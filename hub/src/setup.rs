@@ -151,7 +151,10 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
         question,
         read: &read_line,
     };
-    let machine_name = hostname();
+    // In Podman alone this runs in a container, whose host name is no
+    // one's: the hub is `hub`, and the URL is asked.
+    let podman = crate::manager::in_podman();
+    let machine_name = if podman { "hub".to_owned() } else { hostname() };
     let household = asking(Question::Household).answer(
         flags.household.as_deref(),
         previous.map(|answers| answers.household.clone()),
@@ -159,11 +162,9 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
     )?;
     let url = asking(Question::Url).answer(
         flags.url.as_deref(),
-        Some(
-            previous
-                .map(|answers| answers.url.to_string())
-                .unwrap_or_else(|| format!("https://{machine_name}")),
-        ),
+        previous
+            .map(|answers| answers.url.to_string())
+            .or_else(|| (!podman).then(|| format!("https://{machine_name}"))),
         |text| PublicUrl::parse(text).map_err(refused),
     )?;
     let admin = asking(Question::Admin).answer(
@@ -295,18 +296,29 @@ fn model_text(model: &ModelChoice) -> String {
         ModelChoice::File { path } => path.display().to_string(),
         ModelChoice::Ollama { name } if name.is_empty() => "ollama".into(),
         ModelChoice::Ollama { name } => format!("ollama:{name}"),
+        ModelChoice::Server { url } => format!("server:{url}"),
     }
 }
 
 /// Ollama first when one answers here (the design this comes from puts it
 /// first), else the packaged small model when installed.
 fn offer_model(layout: &Layout, language: Language) -> Option<String> {
-    if let Ok(models) = ollama_models()
+    let ollama = ModelChoice::Ollama {
+        name: String::new(),
+    };
+    let (where_, found) = match crate::machine::host_model_probe(&ollama) {
+        Ok((target, _)) if crate::manager::in_podman() => (
+            crate::machine::OLLAMA_FROM_PODMAN.to_owned(),
+            crate::machine::ollama_models_at(&target),
+        ),
+        _ => (OLLAMA.to_string(), ollama_models()),
+    };
+    if let Ok(models) = found
         && !models.is_empty()
     {
         eprintln!(
             "{}",
-            words::ollama_found(language, &OLLAMA.to_string(), &models.join(", "))
+            words::ollama_found(language, &where_, &models.join(", "))
         );
         return Some(format!("ollama:{}", models[0]));
     }

@@ -25,6 +25,7 @@ pub fn observe(layout: &Layout) -> Observations {
     let hub_version = package_version("hearth");
     let llama_version = package_version("hearth-llama-server");
     let llama = answers.is_none_or(|answers| answers.model.uses_llama_server());
+    let manager = crate::manager::current();
     let services = Unit::ALL
         .into_iter()
         .filter(|unit| match unit {
@@ -32,18 +33,20 @@ pub fn observe(layout: &Layout) -> Observations {
             Unit::OllamaProxy => !llama,
             _ => true,
         })
-        .map(|unit| {
-            let (state, enabled) = system::unit_state(unit);
-            ServiceState {
-                unit: unit.name().into(),
-                state,
-                enabled,
-                needed: record.is_some() && unit.always_on(),
-                version: match unit {
-                    Unit::LlamaServer | Unit::LlamaProxy => llama_version.clone(),
-                    _ => hub_version.clone(),
-                },
-            }
+        .filter_map(|unit| {
+            let (state, enabled) = manager.state(unit);
+            (state != "absent").then_some((unit, state, enabled))
+        })
+        .map(|(unit, state, enabled)| ServiceState {
+            unit: unit.name().into(),
+            state,
+            enabled,
+            needed: record.is_some() && unit.always_on(),
+            version: match unit {
+                Unit::LlamaServer | Unit::LlamaProxy => llama_version.clone(),
+                _ => hub_version.clone(),
+            },
+            log: manager.log_command(unit),
         })
         .collect();
     let model =
@@ -94,23 +97,39 @@ fn record_model_id(layout: &Layout) -> String {
 }
 
 fn model_state(layout: &Layout, model: &ModelChoice, id: &str) -> ModelState {
-    let (kind, path) = match model {
-        ModelChoice::Default => ("default", "/health"),
-        ModelChoice::File { .. } => ("file", "/health"),
-        ModelChoice::Ollama { .. } => ("ollama", "/api/version"),
+    let kind = match model {
+        ModelChoice::Default => "default",
+        ModelChoice::File { .. } => "file",
+        ModelChoice::Ollama { .. } => "ollama",
+        ModelChoice::Server { .. } => "server",
     };
-    let (answers, detail, loading) =
-        match probe::get(&Target::Unix(layout.inference_socket()), path) {
-            Ok(answer) if answer.status == 200 => (true, "answers".to_owned(), false),
-            Ok(answer) => (
-                false,
-                format!("its health check answered {}", answer.status),
-                // llama-server's answer while it reads the model in.
-                answer.status == 503
-                    && String::from_utf8_lossy(&answer.body).contains("Loading model"),
-            ),
-            Err(error) => (false, error.to_string(), false),
-        };
+    let (target, path) = match model {
+        ModelChoice::Default | ModelChoice::File { .. } => {
+            (Some(Target::Unix(layout.inference_socket())), "/health")
+        }
+        ModelChoice::Ollama { .. } if !crate::manager::in_podman() => (
+            Some(Target::Unix(layout.inference_socket())),
+            "/api/version",
+        ),
+        _ => match crate::machine::host_model_probe(model) {
+            Ok((target, path)) => (Some(target), path),
+            Err(_) => (None, "/"),
+        },
+    };
+    let probed = match target {
+        Some(target) => probe::get(&target, path).map_err(|error| error.to_string()),
+        None => Err("its address does not resolve".to_owned()),
+    };
+    let (answers, detail, loading) = match probed {
+        Ok(answer) if answer.status == 200 => (true, "answers".to_owned(), false),
+        Ok(answer) => (
+            false,
+            format!("its health check answered {}", answer.status),
+            // llama-server's answer while it reads the model in.
+            answer.status == 503 && String::from_utf8_lossy(&answer.body).contains("Loading model"),
+        ),
+        Err(error) => (false, error, false),
+    };
     ModelState {
         kind: kind.into(),
         id: id.into(),

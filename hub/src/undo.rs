@@ -50,11 +50,8 @@ impl Undo {
     pub(crate) fn take_back(&mut self) {
         while let Some(step) = self.steps.pop() {
             let result = match &step {
-                Step::Enabled(unit) => system::systemctl(&["disable", "--now", unit.name()])
-                    .and_then(|_| reset_failed(*unit)),
-                Step::Started(unit) => {
-                    system::systemctl(&["stop", unit.name()]).and_then(|_| reset_failed(*unit))
-                }
+                Step::Enabled(unit) => crate::manager::current().disable(*unit),
+                Step::Started(unit) => crate::manager::current().stop(*unit),
                 Step::PodMade { network } => take_back_pod(*network),
                 Step::Created(path) => std::fs::remove_file(path)
                     .or_else(|error| match error.kind() {
@@ -128,28 +125,21 @@ impl Undo {
         Ok(true)
     }
 
-    /// Enables and starts `unit` unless it runs; restarts it when `changed`.
+    /// Enables and starts `unit` unless it runs; restarts it when `changed`
+    /// (through [`crate::manager`]: systemd, or the hub's pod in Podman).
     pub(crate) fn start(&mut self, unit: Unit, changed: bool) -> anyhow::Result<()> {
-        let (state, enabled) = system::unit_state(unit);
+        let manager = crate::manager::current();
+        let (state, enabled) = manager.state(unit);
         if !enabled {
-            system::systemctl(&["enable", unit.name()])?;
+            manager.enable_and_start(unit)?;
             self.steps.push(Step::Enabled(unit));
+            return Ok(());
         }
         if state != "active" {
-            system::systemctl(&["start", unit.name()]).with_context(|| {
-                format!("{} did not start:\n{}", unit.name(), system::journal(unit))
-            })?;
-            if enabled {
-                self.steps.push(Step::Started(unit));
-            }
+            manager.start(unit)?;
+            self.steps.push(Step::Started(unit));
         } else if changed {
-            system::systemctl(&["restart", unit.name()]).with_context(|| {
-                format!(
-                    "{} did not restart:\n{}",
-                    unit.name(),
-                    system::journal(unit)
-                )
-            })?;
+            manager.restart(unit)?;
         }
         Ok(())
     }
@@ -198,13 +188,6 @@ impl Undo {
 
 /// The pod's name, and its network's (hearth-pod.service).
 const POD: &str = "hearth";
-
-/// A unit stopped after it failed is not left `failed`.
-fn reset_failed(unit: Unit) -> anyhow::Result<()> {
-    // Nothing to reset is not an error worth telling.
-    let _ = system::systemctl(&["reset-failed", unit.name()]);
-    Ok(())
-}
 
 /// The pod's containers, and its network when this run made it.
 fn take_back_pod(network: bool) -> anyhow::Result<()> {

@@ -63,6 +63,12 @@ pub struct UpOptions {
     pub advertise_services: Vec<String>,
     /// Be a peer relay on this UDP port.
     pub relay_server_port: Option<u16>,
+    /// Addresses it is reached at besides its interfaces' (a published or
+    /// forwarded port), reported with them.
+    pub endpoints: Vec<SocketAddr>,
+    /// Where the coordinator is dialed instead of its URL's address
+    /// ([`crate::dial`]).
+    pub coordinator_address: Option<SocketAddr>,
     /// STUN server choice.
     pub stun: StunChoice,
     /// A second socket that answers only `whois`, mode 0660 with this group
@@ -106,12 +112,22 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
         None => {
             let text = options.token.as_ref().ok_or(AgentError::NoToken)?;
             let token = JoinToken::decode(text)?;
+            if let Some(address) = options.coordinator_address {
+                crate::dial::set(&token.url, address);
+            }
             let hostname = options.hostname.clone().unwrap_or_else(hostname);
             register(&state, &token, &hostname, public_key).await?
         }
     };
+    if let Some(address) = options.coordinator_address {
+        crate::dial::set(&identity.url, address);
+    }
     let fingerprint = identity.fingerprint()?;
-    let client = ControlClient::new(&identity.url, fingerprint, Some(&state.tls()?))?;
+    let client = ControlClient::new(
+        &crate::dial::url(&identity.url),
+        fingerprint,
+        Some(&state.tls()?),
+    )?;
 
     let plane = {
         let (interface, backend, port) = (options.interface.clone(), options.backend, options.port);
@@ -371,6 +387,7 @@ async fn run(
         let reporter = tokio::spawn(report_endpoints(
             client.clone(),
             options.interface.clone(),
+            options.endpoints.clone(),
             Arc::clone(&sync.plane),
             stun_server(&options.stun, &identity.url).await,
             connections,
@@ -467,6 +484,7 @@ async fn observed_address(plane: &Arc<DataPlane>, server: SocketAddr) -> Option<
 async fn report_endpoints(
     client: ControlClient,
     interface: String,
+    extra: Vec<SocketAddr>,
     plane: Arc<DataPlane>,
     stun: Option<SocketAddr>,
     mut connections: mpsc::Receiver<()>,
@@ -486,7 +504,12 @@ async fn report_endpoints(
             changed = home.changed() => changed.is_ok(),
             _ = every.tick() => false,
         };
-        let local = local_endpoints(port, &interface);
+        let mut local = local_endpoints(port, &interface);
+        for endpoint in &extra {
+            if !local.contains(endpoint) {
+                local.push(*endpoint);
+            }
+        }
         let observed = match stun {
             Some(server) => observed_address(&plane, server).await,
             None => None,

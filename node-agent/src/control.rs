@@ -23,7 +23,7 @@ pub async fn register(
     hostname: &str,
     wireguard_key: WireGuardKey,
 ) -> Result<Identity, AgentError> {
-    let client = ControlClient::new(&token.url, token.fingerprint, None)?;
+    let client = ControlClient::new(&crate::dial::url(&token.url), token.fingerprint, None)?;
     let key_request =
         generate_key_request(hostname).map_err(|error| AgentError::Setup(error.to_string()))?;
     let response = client

@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod certs;
 pub mod control;
 pub mod dataplane;
+pub mod dial;
 pub mod discovery;
 pub mod dns;
 pub mod endpoint;

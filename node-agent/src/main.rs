@@ -97,6 +97,17 @@ struct UpArgs {
     /// one) meet through it when they cannot reach each other directly.
     #[arg(long, env = "HEARTH_RELAY_SERVER_PORT")]
     relay_server_port: Option<u16>,
+    /// Addresses (IP:PORT) this node is reached at besides its own
+    /// interfaces', told to peers: a port published to it by a container
+    /// runtime or forwarded by a router (`hearth setup --podman` gives the
+    /// hub's address and its published WireGuard port). Comma-separated.
+    #[arg(long, value_delimiter = ',', env = "HEARTH_ENDPOINTS")]
+    endpoint: Vec<std::net::SocketAddr>,
+    /// Dial the coordinator (and its own relay) at ADDR:PORT instead of
+    /// its URL's address, still requiring its pinned certificate: for an
+    /// agent beside the coordinator in one pod (`hearth setup --podman`).
+    #[arg(long, env = "HEARTH_COORDINATOR_ADDRESS")]
+    coordinator_address: Option<std::net::SocketAddr>,
     /// STUN server (ADDR:PORT), `coordinator` (port 3478 of its host) or `off`.
     #[arg(long, default_value = "coordinator")]
     stun: String,
@@ -187,6 +198,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 advertise_services: args.advertise_services,
                 advertise_exit_node: args.advertise_exit_node,
                 relay_server_port: args.relay_server_port,
+                endpoints: args.endpoint,
+                coordinator_address: args.coordinator_address,
                 stun,
                 whois_socket,
                 magic_dns: !args.no_magic_dns,

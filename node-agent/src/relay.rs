@@ -216,7 +216,8 @@ async fn keep_connected(
     // have only it cannot reach this node.
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
-        match relay_client::connect(&region.url, fingerprint, &secret, STEP_TIMEOUT).await {
+        let url = crate::dial::url(&region.url);
+        match relay_client::connect(&url, fingerprint, &secret, STEP_TIMEOUT).await {
             Ok((reader, writer)) => {
                 backoff.reset();
                 tracing::info!(region = region.id, code = %region.code, "relay connected");

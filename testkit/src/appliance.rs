@@ -138,12 +138,36 @@ pub fn printed_key(printed: &str) -> String {
         .to_owned()
 }
 
+/// Where a test reads what the hub's services logged.
+pub trait HubLogs {
+    /// The last lines the container of the hub's pod named `name`
+    /// (`hearth-gateway`, `hearth-messaging`) logged.
+    fn container_logs(&self, name: &str) -> String;
+    /// What every service of the hub logged lately.
+    fn service_logs(&self) -> String;
+}
+
+impl HubLogs for Machine {
+    fn container_logs(&self, name: &str) -> String {
+        let output = self.exec(&["podman", "logs", "--tail", "30", name]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    fn service_logs(&self) -> String {
+        self.journal("hearth*")
+    }
+}
+
 /// The phone's view of the household, through its official client.
 pub struct Phone<'a> {
     /// The lab.
     pub lab: &'a Lab,
-    /// The hub's machine.
-    pub machine: &'a Machine,
+    /// The hub's machine (a Debian one, or Podman alone), for its logs.
+    pub machine: &'a dyn HubLogs,
     /// The phone's host.
     pub host: Host,
     /// Its official client.
@@ -207,14 +231,7 @@ impl Phone<'_> {
 
     /// The last lines a container of the hub's pod logged.
     fn logs(&self, container: &str) -> String {
-        let output = self
-            .machine
-            .exec(&["podman", "logs", "--tail", "30", container]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
+        self.machine.container_logs(container)
     }
 
     /// The DM with the assistant, opened.
@@ -280,7 +297,7 @@ impl Phone<'_> {
             answered.is_some(),
             "no answer to {text:?}: {:?}\n{}",
             self.messages(room),
-            self.machine.journal("hearth*")
+            self.machine.service_logs()
         );
         answer
     }

@@ -1,0 +1,279 @@
+//! Who runs the hub's services: systemd on a Debian hub (its units), or
+//! Podman alone (one pod whose containers take the units' places, for a
+//! machine without systemd: a Mac's `podman machine`, a NAS). The rest of
+//! the hub asks this module to start, stop or look at a [`Unit`] and does
+//! not care which.
+//!
+//! In Podman the coordinator and the agent are containers of their own,
+//! the gateway and messaging are the `Pod` unit's two; the model's units
+//! have no container (the model is a server on the host, reached at
+//! `host.containers.internal`). The whole pod is played from its kube file
+//! the first time any of it starts, and again when that file changes.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::Context;
+
+use crate::layout::{Layout, Unit};
+use crate::podman::Podman;
+use crate::system;
+
+/// The hub's services' manager.
+#[derive(Clone, Debug)]
+pub enum Manager {
+    /// systemd, with `systemctl` and `journalctl`.
+    Systemd,
+    /// One Podman pod, through the Podman service's socket.
+    Podman(PodHub),
+}
+
+/// The hub in Podman alone.
+#[derive(Clone, Debug)]
+pub struct PodHub {
+    /// The Podman service.
+    pub api: Podman,
+    /// The pod's name (its containers are `POD-coordinator`…, its volumes
+    /// `POD-etc`…).
+    pub pod: String,
+    /// The Podman network it plays on.
+    pub network: String,
+    /// The hub's paths (the volumes, mounted where a Debian hub keeps them).
+    pub layout: Layout,
+}
+
+static CURRENT: OnceLock<Manager> = OnceLock::new();
+
+/// Makes `manager` the one this process uses (once, at start).
+pub fn use_manager(manager: Manager) {
+    let _ = CURRENT.set(manager);
+}
+
+/// The manager in use: systemd unless [`use_manager`] said otherwise.
+pub fn current() -> &'static Manager {
+    CURRENT.get_or_init(|| Manager::Systemd)
+}
+
+/// Whether the hub lives in Podman alone.
+pub fn in_podman() -> bool {
+    matches!(current(), Manager::Podman(_))
+}
+
+impl PodHub {
+    /// The containers that are `unit` here (none: the unit has no place
+    /// in this form).
+    pub fn containers(&self, unit: Unit) -> Vec<String> {
+        let names: &[&str] = match unit {
+            Unit::Coordinator => &["coordinator"],
+            Unit::Agent => &["agent"],
+            Unit::Pod => &["gateway", "messaging"],
+            Unit::InferenceSocket | Unit::LlamaServer | Unit::LlamaProxy | Unit::OllamaProxy => &[],
+        };
+        names
+            .iter()
+            .map(|name| format!("{}-{name}", self.pod))
+            .collect()
+    }
+
+    /// Where the pod's kube file last played is kept: with the hub's
+    /// configuration, so that a restore brings it back with the pod's
+    /// settings and does not play an unchanged pod again.
+    fn played_file(&self) -> PathBuf {
+        self.layout.config_dir().join("hearth-hub-pod.yaml")
+    }
+
+    /// Plays the pod when it is not there, or again when its kube file
+    /// (rendered now) is not the one it was played from; whether it did.
+    pub fn play(&self) -> anyhow::Result<bool> {
+        let rendered = crate::pod::render_hub(&self.layout, &self.pod)?;
+        let exists = self.api.pod_exists(&self.pod)?;
+        let played = system::read_optional(&self.played_file())?;
+        if exists && played.as_deref() == Some(rendered.as_str()) {
+            return Ok(false);
+        }
+        if exists {
+            eprintln!("The pod's settings changed: playing it again (its volumes stay)");
+            self.api.remove_pod(&self.pod)?;
+        }
+        self.api
+            .play(&rendered, &self.network)
+            .context("the hub's pod did not start")?;
+        system::write_file(
+            &self.played_file(),
+            rendered.as_bytes(),
+            0o644,
+            system::Owner::ROOT,
+        )?;
+        Ok(true)
+    }
+}
+
+impl Manager {
+    /// The unit's state as systemd says it (`active`, `failed`,
+    /// `inactive`…; `absent` where it has no place) and whether it is
+    /// enabled (in Podman: whether the pod is there).
+    pub fn state(&self, unit: Unit) -> (String, bool) {
+        match self {
+            Manager::Systemd => system::unit_state(unit),
+            Manager::Podman(hub) => {
+                let containers = hub.containers(unit);
+                if containers.is_empty() {
+                    return ("absent".into(), false);
+                }
+                let mut worst = "active";
+                for name in &containers {
+                    let state = match hub.api.state(name) {
+                        Ok(Some(state)) => state.as_unit_state(),
+                        Ok(None) => return ("inactive".into(), false),
+                        Err(_) => "unknown",
+                    };
+                    if state != "active" {
+                        worst = state;
+                    }
+                }
+                (worst.into(), true)
+            }
+        }
+    }
+
+    /// Enables and starts `unit` (in Podman: plays the pod when missing,
+    /// starts the unit's containers).
+    pub fn enable_and_start(&self, unit: Unit) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd => {
+                system::systemctl(&["enable", unit.name()])?;
+                self.start(unit)
+            }
+            Manager::Podman(_) => self.start(unit),
+        }
+    }
+
+    /// Starts `unit`.
+    pub fn start(&self, unit: Unit) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd => system::systemctl(&["start", unit.name()])
+                .map(drop)
+                .with_context(|| format!("{} did not start:\n{}", unit.name(), self.logs(unit))),
+            Manager::Podman(hub) => {
+                hub.play()?;
+                for name in hub.containers(unit) {
+                    hub.api.act(&name, "start")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Restarts `unit` (in Podman: plays the pod again first when its
+    /// kube file changed, which restarts it all).
+    pub fn restart(&self, unit: Unit) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd => system::systemctl(&["restart", unit.name()])
+                .map(drop)
+                .with_context(|| format!("{} did not restart:\n{}", unit.name(), self.logs(unit))),
+            Manager::Podman(hub) => {
+                if hub.play()? {
+                    return Ok(());
+                }
+                for name in hub.containers(unit) {
+                    hub.api.act(&name, "restart")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops `unit` and forgets that it failed.
+    pub fn stop(&self, unit: Unit) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd => {
+                let stopped = system::systemctl(&["stop", unit.name()]).map(drop);
+                let _ = system::systemctl(&["reset-failed", unit.name()]);
+                stopped
+            }
+            Manager::Podman(hub) => {
+                for name in hub.containers(unit) {
+                    if hub.api.state(&name)?.is_some() {
+                        hub.api.act(&name, "stop")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops and disables `unit` (in Podman: removes the pod, never its
+    /// volumes).
+    pub fn disable(&self, unit: Unit) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd => {
+                let disabled = system::systemctl(&["disable", "--now", unit.name()]).map(drop);
+                let _ = system::systemctl(&["reset-failed", unit.name()]);
+                disabled
+            }
+            Manager::Podman(hub) => {
+                hub.api.remove_pod(&hub.pod)?;
+                let _ = std::fs::remove_file(hub.played_file());
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the manager its units' files changed (systemd's
+    /// `daemon-reload`; nothing in Podman).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        match self {
+            Manager::Systemd => system::systemctl(&["daemon-reload"]).map(drop),
+            Manager::Podman(_) => Ok(()),
+        }
+    }
+
+    /// The last lines `unit` logged, for an error message.
+    pub fn logs(&self, unit: Unit) -> String {
+        match self {
+            Manager::Systemd => system::journal(unit),
+            Manager::Podman(hub) => hub
+                .containers(unit)
+                .iter()
+                .map(|name| format!("{name}:\n{}", hub.api.logs(name)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// How to read `unit`'s log, as told to the admin.
+    pub fn log_command(&self, unit: Unit) -> String {
+        match self {
+            Manager::Systemd => format!("journalctl -u {}", unit.name()),
+            Manager::Podman(hub) => hub
+                .containers(unit)
+                .iter()
+                .map(|name| format!("podman logs {name}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_unit_is_its_containers_in_podman() {
+        let hub = PodHub {
+            api: Podman::at("/run/podman/podman.sock".into()),
+            pod: "hearth".into(),
+            network: "hearth".into(),
+            layout: Layout::system(),
+        };
+        assert_eq!(hub.containers(Unit::Coordinator), ["hearth-coordinator"]);
+        assert_eq!(hub.containers(Unit::Agent), ["hearth-agent"]);
+        assert_eq!(
+            hub.containers(Unit::Pod),
+            ["hearth-gateway", "hearth-messaging"]
+        );
+        assert!(hub.containers(Unit::InferenceSocket).is_empty());
+        assert!(hub.containers(Unit::LlamaServer).is_empty());
+    }
+}
