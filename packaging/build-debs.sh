@@ -14,22 +14,33 @@
 #                         builds it once) and its two units
 #   hearth-model-smollm2  the small default model (scripts/smollm2.sh)
 #
-#   packaging/build-debs.sh [--version VERSION] [--out DIR]
+#   packaging/build-debs.sh [--version VERSION] [--out DIR] [--arch ARCH]
 #
 # VERSION defaults to the workspace's; a higher one builds an upgrade of the
-# same tree. DIR defaults to target/debs. Needs what podman/build-images.sh
-# needs (the musl target, musl-gcc, podman) and dpkg-deb. Prints the
-# packages' paths.
+# same tree. DIR defaults to target/debs. ARCH is amd64 (the default), arm64
+# (cross-compiled: scripts/cross-toolchain.sh for the static binaries, Debian's
+# g++-aarch64-linux-gnu for llama-server, qemu-user-static to read the arm64
+# `ip` and `nft` the hub image carries) or all (both; the model package once).
+# Needs what podman/build-images.sh needs (the musl target, musl-gcc, podman)
+# and dpkg-deb. Prints the packages' paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=packaging/depends.sh
 source packaging/depends.sh
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 out=""
+arches=(amd64)
 while (($#)); do
     case "$1" in
         --version) version="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
+        --arch)
+            case "$2" in
+                amd64 | arm64) arches=("$2") ;;
+                all) arches=(amd64 arm64) ;;
+                *) echo "build-debs: --arch is amd64, arm64 or all, not $2" >&2; exit 2 ;;
+            esac
+            shift 2 ;;
         *) echo "build-debs: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -42,20 +53,13 @@ out="${out:-$target_dir/debs}"
 mkdir -p "$out"
 # Image tags cannot hold a Debian version's + or ~.
 tag="${version//[+~]/-}"
-arch=amd64
-musl="$target_dir/x86_64-unknown-linux-musl/release"
 
 # Every file in the packages, and the images, carry this time (the last
 # commit's), so a rebuild is the same and the images are not "created 56
 # years ago" (build-images.sh's own default, 0, is for the compute image).
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 
-# The static binaries (one build with the images'), then the two images.
-podman/build-images.sh --binaries gateway >&2
-HEARTH_IMAGE_EPOCH="$epoch" HEARTH_IMAGE_TAG="$tag" podman/build-images.sh gateway messaging >&2
-llama="$(scripts/build-llama-server.sh)"
 model="$(scripts/smollm2.sh)"
-
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
@@ -98,93 +102,114 @@ finish() {
     echo "$out/$file"
 }
 
-# --- hearth --------------------------------------------------------------
-root="$stage/hearth"
-install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" \
-    "$root/usr/lib/tmpfiles.d" "$root/usr/share/hearth/images" "$root/usr/share/doc/hearth"
-for binary in hearth hearth-coordinator; do
-    objcopy --strip-debug "$musl/$binary" "$root/usr/bin/$binary"
-    chmod 0755 "$root/usr/bin/$binary"
-done
-for unit in hearth-coordinator.service hearth-inference.socket \
-    hearth-ollama-proxy.service hearth-pod.service; do
-    install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
-done
-install -D -m 0644 systemd/hearth-agent.service.d/hub.conf \
-    "$root/lib/systemd/system/hearth-agent.service.d/hub.conf"
-install -m 0644 systemd/hearth.sysusers.conf "$root/usr/lib/sysusers.d/hearth.conf"
-install -m 0644 packaging/hearth/hearth.tmpfiles.conf "$root/usr/lib/tmpfiles.d/hearth.conf"
-(cd packaging/hearth && find etc -type f) | while read -r file; do
-    install -D -m 0644 "packaging/hearth/$file" "$root/$file"
-done
-install -m 0644 podman/hearth-pod.yaml "$root/usr/share/hearth/hearth-pod.yaml"
-for image in gateway messaging; do
-    podman save --quiet --format oci-archive --output "$root/usr/share/hearth/images/hearth-$image.oci.tar" \
-        "localhost/hearth-$image:$tag"
-    chmod 0644 "$root/usr/share/hearth/images/hearth-$image.oci.tar"
-done
-printf '{"gateway": "localhost/hearth-gateway:%s", "messaging": "localhost/hearth-messaging:%s"}\n' \
-    "$tag" "$tag" >"$root/usr/share/hearth/images/images.json"
-for doc in README.md docs/deploy.md docs/gateway.md docs/messaging.md docs/assistant.md docs/agent.md \
-    docs/coordinator.md docs/tailscale-clients.md docs/acl.md; do
-    install -m 0644 "$doc" "$root/usr/share/doc/hearth/$(basename "$doc")"
-done
-printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
-    >"$root/usr/share/doc/hearth/copyright"
-(cd "$root" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$root/DEBIAN/conffiles"
-install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
-    packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
-control "$root" hearth "$arch" "private AI network for a household: the hub" \
-    "Depends: ${hub_depends//VERSION/$version}" \
-    "Recommends: ${hub_recommends//VERSION/$version}" \
-    "Suggests: $hub_suggests" \
-    " Hearth joins a household's devices in a WireGuard mesh that only devices an" \
-    " admin let in can join; inside it, people chat with each other and with an" \
-    " assistant whose model runs on this machine. This package is the hub: the" \
-    " coordinator, the hub's agent, and the gateway and messaging pod." \
-    " After installing, run: hearth setup"
-finish "$root" "hearth_${version}_${arch}.deb"
+# build_for ARCH: the static binaries (one build with the images'), the two
+# images, llama-server, then the three packages of ARCH.
+build_for() {
+    local arch="$1" target objcopy suffix musl llama libraries root binary unit image doc
+    case "$arch" in
+        amd64) target=x86_64-unknown-linux-musl; objcopy=objcopy; suffix="" ;;
+        # Debian's binutils-aarch64-linux-gnu: the host's objcopy reads no
+        # arm64 files.
+        arm64) target=aarch64-unknown-linux-musl; objcopy=aarch64-linux-gnu-objcopy; suffix="-arm64" ;;
+    esac
+    musl="$target_dir/$target/release"
+    HEARTH_ARCH="$arch" podman/build-images.sh --binaries gateway >&2
+    HEARTH_ARCH="$arch" HEARTH_IMAGE_EPOCH="$epoch" HEARTH_IMAGE_TAG="$tag" \
+        podman/build-images.sh gateway messaging >&2
+    llama="$(HEARTH_ARCH="$arch" scripts/build-llama-server.sh)"
 
-# --- hearth-agent ------------------------------------------------------------
-root="$stage/agent"
-install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-agent"
-objcopy --strip-debug "$musl/hearth-agent" "$root/usr/bin/hearth-agent"
-chmod 0755 "$root/usr/bin/hearth-agent"
-install -m 0644 systemd/hearth-agent.service "$root/lib/systemd/system/hearth-agent.service"
-install -m 0644 docs/agent.md "$root/usr/share/doc/hearth-agent/agent.md"
-printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
-    >"$root/usr/share/doc/hearth-agent/copyright"
-install -m 0755 packaging/hearth-agent/DEBIAN/postinst packaging/hearth-agent/DEBIAN/prerm \
-    packaging/hearth-agent/DEBIAN/postrm "$root/DEBIAN/"
-control "$root" hearth-agent "$arch" "joins a device to a Hearth household's network" \
-    "Depends: $agent_depends" \
-    "Replaces: hearth (<< $version)" \
-    "Breaks: hearth (<< $version)" \
-    " The node agent: joins this device to the household's WireGuard mesh with a" \
-    " key from the hub's admin (hearth members add, hearth invite), keeps it" \
-    " there, and lets in only what the household's policy allows. Put the key in" \
-    " /etc/hearth/join-token (root's, 0600), then: systemctl enable --now hearth-agent"
-finish "$root" "hearth-agent_${version}_${arch}.deb"
+    # --- hearth --------------------------------------------------------------
+    root="$stage/$arch/hearth"
+    install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" \
+        "$root/usr/lib/tmpfiles.d" "$root/usr/share/hearth/images" "$root/usr/share/doc/hearth"
+    for binary in hearth hearth-coordinator; do
+        "$objcopy" --strip-debug "$musl/$binary" "$root/usr/bin/$binary"
+        chmod 0755 "$root/usr/bin/$binary"
+    done
+    for unit in hearth-coordinator.service hearth-inference.socket \
+        hearth-ollama-proxy.service hearth-pod.service; do
+        install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
+    done
+    install -D -m 0644 systemd/hearth-agent.service.d/hub.conf \
+        "$root/lib/systemd/system/hearth-agent.service.d/hub.conf"
+    install -m 0644 systemd/hearth.sysusers.conf "$root/usr/lib/sysusers.d/hearth.conf"
+    install -m 0644 packaging/hearth/hearth.tmpfiles.conf "$root/usr/lib/tmpfiles.d/hearth.conf"
+    (cd packaging/hearth && find etc -type f) | while read -r file; do
+        install -D -m 0644 "packaging/hearth/$file" "$root/$file"
+    done
+    install -m 0644 podman/hearth-pod.yaml "$root/usr/share/hearth/hearth-pod.yaml"
+    for image in gateway messaging; do
+        podman save --quiet --format oci-archive --output "$root/usr/share/hearth/images/hearth-$image.oci.tar" \
+            "localhost/hearth-$image:$tag$suffix"
+        chmod 0644 "$root/usr/share/hearth/images/hearth-$image.oci.tar"
+    done
+    printf '{"gateway": "localhost/hearth-gateway:%s", "messaging": "localhost/hearth-messaging:%s"}\n' \
+        "$tag$suffix" "$tag$suffix" >"$root/usr/share/hearth/images/images.json"
+    for doc in README.md docs/deploy.md docs/gateway.md docs/messaging.md docs/assistant.md docs/agent.md \
+        docs/coordinator.md docs/tailscale-clients.md docs/acl.md; do
+        install -m 0644 "$doc" "$root/usr/share/doc/hearth/$(basename "$doc")"
+    done
+    printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
+        >"$root/usr/share/doc/hearth/copyright"
+    (cd "$root" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$root/DEBIAN/conffiles"
+    install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
+        packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
+    control "$root" hearth "$arch" "private AI network for a household: the hub" \
+        "Depends: ${hub_depends//VERSION/$version}" \
+        "Recommends: ${hub_recommends//VERSION/$version}" \
+        "Suggests: $hub_suggests" \
+        " Hearth joins a household's devices in a WireGuard mesh that only devices an" \
+        " admin let in can join; inside it, people chat with each other and with an" \
+        " assistant whose model runs on this machine. This package is the hub: the" \
+        " coordinator, the hub's agent, and the gateway and messaging pod." \
+        " After installing, run: hearth setup"
+    finish "$root" "hearth_${version}_${arch}.deb"
 
-# --- hearth-llama-server ----------------------------------------------------
-root="$stage/llama"
-install -d "$root/DEBIAN" "$root/usr/lib/hearth" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-llama-server"
-objcopy --strip-debug "$llama" "$root/usr/lib/hearth/llama-server"
-chmod 0755 "$root/usr/lib/hearth/llama-server"
-for unit in hearth-llama-server.service hearth-llama-proxy.service; do
-    install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
+    # --- hearth-agent ------------------------------------------------------------
+    root="$stage/$arch/agent"
+    install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-agent"
+    "$objcopy" --strip-debug "$musl/hearth-agent" "$root/usr/bin/hearth-agent"
+    chmod 0755 "$root/usr/bin/hearth-agent"
+    install -m 0644 systemd/hearth-agent.service "$root/lib/systemd/system/hearth-agent.service"
+    install -m 0644 docs/agent.md "$root/usr/share/doc/hearth-agent/agent.md"
+    printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
+        >"$root/usr/share/doc/hearth-agent/copyright"
+    install -m 0755 packaging/hearth-agent/DEBIAN/postinst packaging/hearth-agent/DEBIAN/prerm \
+        packaging/hearth-agent/DEBIAN/postrm "$root/DEBIAN/"
+    control "$root" hearth-agent "$arch" "joins a device to a Hearth household's network" \
+        "Depends: $agent_depends" \
+        "Replaces: hearth (<< $version)" \
+        "Breaks: hearth (<< $version)" \
+        " The node agent: joins this device to the household's WireGuard mesh with a" \
+        " key from the hub's admin (hearth members add, hearth invite), keeps it" \
+        " there, and lets in only what the household's policy allows. Put the key in" \
+        " /etc/hearth/join-token (root's, 0600), then: systemctl enable --now hearth-agent"
+    finish "$root" "hearth-agent_${version}_${arch}.deb"
+
+    # --- hearth-llama-server ----------------------------------------------------
+    root="$stage/$arch/llama"
+    install -d "$root/DEBIAN" "$root/usr/lib/hearth" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-llama-server"
+    "$objcopy" --strip-debug "$llama" "$root/usr/lib/hearth/llama-server"
+    chmod 0755 "$root/usr/lib/hearth/llama-server"
+    for unit in hearth-llama-server.service hearth-llama-proxy.service; do
+        install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
+    done
+    printf 'llama.cpp (from PyPI llama-cpp-python %s, vendored sources)\nLicense: MIT\n' \
+        "$(cat scripts/llama-cpp-python.version)" >"$root/usr/share/doc/hearth-llama-server/copyright"
+    install -m 0755 packaging/hearth-llama-server/DEBIAN/postinst packaging/hearth-llama-server/DEBIAN/prerm \
+        packaging/hearth-llama-server/DEBIAN/postrm "$root/DEBIAN/"
+    # The Debian packages of the libraries it links.
+    libraries="$(linked_packages "$llama" "$arch")"
+    control "$root" hearth-llama-server "$arch" "llama.cpp's server for the Hearth hub" \
+        "Depends: ${llama_depends//VERSION/$version}, ${libraries}" \
+        " llama-server behind the hub's model socket, started on the first question" \
+        " and stopped when idle, with no network of its own."
+    finish "$root" "hearth-llama-server_${version}_${arch}.deb"
+}
+
+for arch in "${arches[@]}"; do
+    build_for "$arch"
 done
-printf 'llama.cpp (from PyPI llama-cpp-python %s, vendored sources)\nLicense: MIT\n' \
-    "$(cat scripts/llama-cpp-python.version)" >"$root/usr/share/doc/hearth-llama-server/copyright"
-install -m 0755 packaging/hearth-llama-server/DEBIAN/postinst packaging/hearth-llama-server/DEBIAN/prerm \
-    packaging/hearth-llama-server/DEBIAN/postrm "$root/DEBIAN/"
-# The Debian packages of the libraries it links.
-libraries="$(linked_packages "$llama")"
-control "$root" hearth-llama-server "$arch" "llama.cpp's server for the Hearth hub" \
-    "Depends: ${llama_depends//VERSION/$version}, ${libraries}" \
-    " llama-server behind the hub's model socket, started on the first question" \
-    " and stopped when idle, with no network of its own."
-finish "$root" "hearth-llama-server_${version}_${arch}.deb"
 
 # --- hearth-model-smollm2 ----------------------------------------------------
 root="$stage/model"

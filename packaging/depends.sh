@@ -24,10 +24,21 @@ agent_depends="iproute2, nftables"
 # shellcheck disable=SC2034
 llama_depends="hearth (= VERSION)"
 
-# linked_packages BINARY: the Debian packages of the shared libraries BINARY
-# links, comma-separated ("libc6, libgomp1, ...").
+# linked_packages BINARY [ARCH]: the Debian packages of the shared libraries
+# BINARY links, comma-separated ("libc6, libgomp1, ..."). For arm64 (built
+# with Debian's cross compiler) the libraries are the cross packages'
+# (libstdc++6-arm64-cross), whose names less the suffix are the board's.
 linked_packages() {
-    ldd "$1" | awk '$3 ~ /^\// { print $3 }' | while read -r library; do
+    local binary="$1" arch="${2:-amd64}"
+    if [[ "$arch" == arm64 ]]; then
+        aarch64-linux-gnu-readelf --dynamic "$binary" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' |
+            while read -r library; do
+                dpkg-query --search "$(realpath "/usr/aarch64-linux-gnu/lib/$library")" 2>/dev/null ||
+                    dpkg-query --search "/usr/aarch64-linux-gnu/lib/$library"
+            done | cut -d: -f1 | sed 's/-arm64-cross$//' | sort -u | paste -sd, | sed 's/,/, /g'
+        return
+    fi
+    ldd "$binary" | awk '$3 ~ /^\// { print $3 }' | while read -r library; do
         dpkg-query --search "$(realpath "$library")" 2>/dev/null || dpkg-query --search "$library"
     done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g'
 }

@@ -54,7 +54,16 @@ if ((${#components[@]} == 0)); then
         components=(gateway messaging coordinator)
     fi
 fi
-target=x86_64-unknown-linux-musl
+# HEARTH_ARCH: amd64 (the default) or arm64 (cross-compiled with Zig,
+# scripts/cross-toolchain.sh; images tagged VERSION-arm64 and latest-arm64).
+arch="${HEARTH_ARCH:-amd64}"
+case "$arch" in
+    amd64) target=x86_64-unknown-linux-musl; suffix=""; objcopy=objcopy ;;
+    # Debian's binutils-aarch64-linux-gnu (the host's objcopy reads no
+    # arm64 files).
+    arm64) target=aarch64-unknown-linux-musl; suffix="-arm64"; objcopy=aarch64-linux-gnu-objcopy ;;
+    *) echo "build-images: HEARTH_ARCH is amd64 or arm64, not $arch" >&2; exit 2 ;;
+esac
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 
 # The images of the hub (the pod, the coordinator) and of private
@@ -74,6 +83,7 @@ for component in "${components[@]}"; do
     case "$component" in
         gateway | messaging | coordinator | router | ohttp-gateway | relay | auth | hub) build_hub=true ;;
         compute)
+            [[ "$arch" == amd64 ]] || { echo "build-images: the compute image is amd64 only (its TEEs are)" >&2; exit 2; }
             build_compute=true
             $binaries_only && continue
             [[ -f "${HEARTH_COMPUTE_MODEL:-}" ]] ||
@@ -85,7 +95,9 @@ for component in "${components[@]}"; do
         *) echo "build-images: unknown component $component (gateway, messaging, coordinator, hub, router, compute, ohttp-gateway, relay, auth)" >&2; exit 2 ;;
     esac
 done
-rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+if [[ "$arch" == amd64 ]]; then
+    rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+fi
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 # The last matching remapping wins: the target directory may sit inside
@@ -99,6 +111,14 @@ epoch="${HEARTH_IMAGE_EPOCH:-${SOURCE_DATE_EPOCH:-0}}"
 # No debug info: the images carry none (it is stripped below), and not
 # making it saves a good part of the build.
 release_build() {
+    if [[ "$arch" == arm64 ]]; then
+        PATH="$(scripts/cross-toolchain.sh):$PATH" \
+            CARGO_PROFILE_RELEASE_DEBUG=false \
+            RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$remap" \
+            CFLAGS_aarch64_unknown_linux_musl="${CFLAGS_aarch64_unknown_linux_musl:+$CFLAGS_aarch64_unknown_linux_musl }$c_remap" \
+            cargo zigbuild --release --locked --target "$target" "$@" --bins
+        return
+    fi
     CARGO_PROFILE_RELEASE_DEBUG=false \
         RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$remap" \
         CFLAGS_x86_64_unknown_linux_musl="${CFLAGS_x86_64_unknown_linux_musl:+$CFLAGS_x86_64_unknown_linux_musl }$c_remap" \
@@ -122,7 +142,7 @@ for component in "${components[@]}"; do
         *) binary="hearth-$component" ;;
     esac
     # Static, and without debug info: the image is the binary.
-    objcopy --strip-debug "$target_dir/$target/release/$binary" "$context/bin/$binary"
+    "$objcopy" --strip-debug "$target_dir/$target/release/$binary" "$context/bin/$binary"
     if ! file "$context/bin/$binary" | grep -q "static"; then
         echo "build-images: $binary is not statically linked" >&2
         exit 1
@@ -132,20 +152,35 @@ for component in "${components[@]}"; do
         # and `nft`, with the libraries they link (ldd's resolved paths,
         # kept at those paths) and the loader.
         for more in hearth-coordinator hearth-agent; do
-            objcopy --strip-debug "$target_dir/$target/release/$more" "$context/bin/$more"
+            "$objcopy" --strip-debug "$target_dir/$target/release/$more" "$context/bin/$more"
         done
         mkdir -p "$context/sbin" "$context/lib" "$context/lib64" "$context/etc" "$context/share/images"
-        for program in /usr/sbin/ip /usr/sbin/nft; do
-            cp -L "$program" "$context/sbin/"
-            ldd "$program" | awk '$3 ~ /^\// { print $3 }'
-        done | sort -u | while read -r library; do
-            cp -L "$library" "$context/lib/"
-        done
-        loader="$(ldd /usr/sbin/nft | awk '$1 ~ /^\/lib/ { print $1 }')"
-        mkdir -p "$context/$(dirname "${loader#/}")"
-        cp -L "$loader" "$context/${loader#/}"
+        if [[ "$arch" == arm64 ]]; then
+            # Debian's arm64 `ip` and `nft`, from their packages
+            # (scripts/arm64-sysroot.sh), and what they link, asked of the
+            # arm64 loader under emulation.
+            sysroot="$(scripts/arm64-sysroot.sh iproute2 nftables)"
+            list() { qemu-aarch64-static -L "$sysroot" "$sysroot/lib/ld-linux-aarch64.so.1" --list "$1"; }
+            for program in bin/ip usr/sbin/nft; do
+                cp -L "$sysroot/$program" "$context/sbin/"
+                list "$sysroot/$program" | awk '$3 ~ /^\// && $1 !~ /ld-linux/ { print $3 }'
+            done | sort -u | while read -r library; do
+                cp -L "$sysroot$library" "$context/lib/"
+            done
+            cp -L "$sysroot/lib/ld-linux-aarch64.so.1" "$context/lib/"
+        else
+            for program in /usr/sbin/ip /usr/sbin/nft; do
+                cp -L "$program" "$context/sbin/"
+                ldd "$program" | awk '$3 ~ /^\// { print $3 }'
+            done | sort -u | while read -r library; do
+                cp -L "$library" "$context/lib/"
+            done
+            loader="$(ldd /usr/sbin/nft | awk '$1 ~ /^\/lib/ { print $1 }')"
+            mkdir -p "$context/$(dirname "${loader#/}")"
+            cp -L "$loader" "$context/${loader#/}"
+        fi
         cp /etc/protocols /etc/services "$context/etc/" 2>/dev/null || true
-        image_tag="${HEARTH_IMAGE_TAG:-$version}"
+        image_tag="${HEARTH_IMAGE_TAG:-$version}$suffix"
         printf '{"gateway": "localhost/hearth-gateway:%s", "messaging": "localhost/hearth-messaging:%s", "hub": "localhost/hearth-hub:%s"}\n' \
             "$image_tag" "$image_tag" "$image_tag" >"$context/share/images/images.json"
     fi
@@ -160,14 +195,14 @@ for component in "${components[@]}"; do
         cp "$HEARTH_COMPUTE_MODEL" "$context/models/model.gguf"
     fi
     if [[ -n "${HEARTH_IMAGE_TAG:-}" ]]; then
-        tags=(--tag "localhost/hearth-$component:$HEARTH_IMAGE_TAG")
+        tags=(--tag "localhost/hearth-$component:$HEARTH_IMAGE_TAG$suffix")
     else
-        tags=(--tag "localhost/hearth-$component:$version" --tag "localhost/hearth-$component:latest")
+        tags=(--tag "localhost/hearth-$component:$version$suffix" --tag "localhost/hearth-$component:latest$suffix")
     fi
     # Files in the context carry this build's times; the image's are all
     # the epoch's. No layer cache: its key leaves out the epoch, so a
     # cached layer would bring an earlier build's date.
-    podman build --quiet --no-cache --timestamp "$epoch" --file "podman/Containerfile.$component" \
+    podman build --quiet --no-cache --arch "$arch" --timestamp "$epoch" --file "podman/Containerfile.$component" \
         "${tags[@]}" "$context"
     if [[ "$component" == compute ]]; then
         echo "build-images: compute measurements: image $(podman image inspect --format '{{.Id}}' "${tags[1]}"), hearth-enclave sha384 $(sha384sum "$context/bin/hearth-enclave" | cut -d' ' -f1)" >&2

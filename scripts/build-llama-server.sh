@@ -5,6 +5,12 @@
 #
 #   scripts/build-llama-server.sh            # build if missing, print path
 #   LLAMA_CPP_PYTHON_VERSION=0.3.36 scripts/build-llama-server.sh
+#   HEARTH_ARCH=arm64 scripts/build-llama-server.sh   # for arm64 boards
+#
+# arm64 is cross-compiled with Debian's g++-aarch64-linux-gnu against its
+# arm64 glibc (the binary links libstdc++6, libgomp1, libgcc-s1 and libc6 of
+# the board's Debian, which packaging/depends.sh names from the cross
+# packages); cached beside the x86-64 build as llama-server-VERSION-arm64.
 #
 # The default version is in scripts/llama-cpp-python.version, which the test
 # harness (testkit/src/llama.rs) reads too.
@@ -13,7 +19,23 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-$(cat "$here/llama-cpp-python.version")}"
 cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
-dest="$cache_root/llama-server-$version"
+arch="${HEARTH_ARCH:-amd64}"
+case "$arch" in
+    amd64) dest="$cache_root/llama-server-$version"; compilers=(cc c++); cross=() ;;
+    arm64)
+        dest="$cache_root/llama-server-$version-arm64"
+        compilers=(aarch64-linux-gnu-gcc aarch64-linux-gnu-g++)
+        # No -mcpu=native (GGML_NATIVE is off): armv8.2-a with dot products
+        # and half floats, what a Raspberry Pi 5 (Cortex-A76) and every
+        # recent ARM board run; llama.cpp picks the rest at run time.
+        cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
+            -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++
+            -DCMAKE_FIND_ROOT_PATH=/usr/aarch64-linux-gnu
+            -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER -DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY
+            -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16)
+        ;;
+    *) echo "build-llama-server: HEARTH_ARCH is amd64 or arm64, not $arch" >&2; exit 2 ;;
+esac
 binary="$dest/llama-server"
 
 if [[ -x "$binary" ]]; then
@@ -21,8 +43,8 @@ if [[ -x "$binary" ]]; then
     exit 0
 fi
 
-for tool in cmake ninja python3 cc c++; do
-    command -v "$tool" >/dev/null || { echo "build-llama-server: $tool is missing" >&2; exit 1; }
+for tool in cmake ninja python3 "${compilers[@]}"; do
+    command -v "$tool" >/dev/null || { echo "build-llama-server: $tool is missing${cross:+ (apt-get install g++-aarch64-linux-gnu)}" >&2; exit 1; }
 done
 
 work="$(mktemp -d)"
@@ -37,7 +59,7 @@ echo "build-llama-server: configuring (this takes 10-25 minutes on 2 cores)" >&2
 cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
     -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF >&2
+    -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF "${cross[@]}" >&2
 cmake --build "$work/build" --target llama-server -j"$(nproc)" >&2
 
 mkdir -p "$dest"

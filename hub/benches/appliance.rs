@@ -5,7 +5,9 @@
 //! client joining, the assistant answering); and the hub's resident memory
 //! idle, every Hearth service without the model, against OpenClaw's
 //! gateway (npm's `openclaw` on Node 24, run as its docs' daemon runs it,
-//! `openclaw gateway`) idle in the same run.
+//! `openclaw gateway`) idle in the same run; and the same hub in Podman
+//! alone (`podman/hearth-podman setup`, no systemd, the model a server on
+//! the machine), its phone answered, idle beside the Debian form's figures.
 //!
 //!   cargo bench -p hearth-hub --bench appliance      # as root
 
@@ -15,9 +17,12 @@ use std::time::{Duration, Instant};
 use hearth_testkit::appliance::{Phone, Printed, QUESTION, build_debs, join_phone, running, setup};
 use hearth_testkit::bench::{Tree, tree_rss_mib};
 use hearth_testkit::lab::{Lab, is_root};
-use hearth_testkit::llama::{LlamaServer, free_port, instruct_model, tailscale_client};
+use hearth_testkit::llama::{
+    LlamaServer, free_port, instruct_model, llama_server_binary, tailscale_client,
+};
 use hearth_testkit::machine::{Machine, debian_root};
-use hearth_testkit::wait_until;
+use hearth_testkit::podman_hub::{MODEL_PORT, PodmanMachine, model_server};
+use hearth_testkit::{podman, wait_until};
 use serde_json::json;
 
 /// How long a service sits without a request before its memory is read.
@@ -36,11 +41,12 @@ fn main() {
         println!("needs root (network namespaces, a machine in a container): skipped");
         return;
     }
-    let (Some(model), Some(client), Some(openclaw), Some(system)) = (
+    let (Some(model), Some(client), Some(openclaw), Some(system), Some(llama)) = (
         instruct_model(),
         tailscale_client(),
         hearth_testkit::openclaw::install(),
         debian_root(),
+        llama_server_binary(),
     ) else {
         println!(
             "the model, the Tailscale client, OpenClaw or a Debian root could not be had: skipped"
@@ -60,8 +66,11 @@ fn main() {
             bytes as f64 / 1e6
         );
     }
+    podman::build_images(&["hub", "gateway", "messaging"]);
     let hub = lab.host("hub");
     let phone_host = lab.host("phone");
+    let alone_host = lab.host("alone");
+    let alone_phone_host = lab.host("phone2");
     let machine = Machine::boot_on(
         &system,
         &lab.dir.path().join("machine"),
@@ -129,24 +138,83 @@ fn main() {
     let mut hearth_total = 0.0;
     let mut rows = Vec::new();
     for service in SERVICES {
-        // From /proc: a server's minimal system has no `ps`.
-        let rss = machine.exec_ok(&[
-            "sh",
-            "-c",
-            "for process in /proc/[0-9]*; do \
-             [ \"$(basename \"$(readlink $process/exe)\")\" = \"$1\" ] && \
-             sed -n 's/^VmRSS:[[:space:]]*\\([0-9]*\\) kB/\\1/p' $process/status; done; true",
-            "rss",
-            service,
-        ]);
-        let mib: f64 = rss
-            .lines()
-            .filter_map(|line| line.trim().parse::<f64>().ok())
-            .sum::<f64>()
-            / 1024.0;
+        let mib = machine_rss_of(&machine, service);
         hearth_total += mib;
         rows.push((service, mib));
     }
+    // Podman's part in the Debian form: the pod's infra process and a
+    // conmon for each container.
+    let debian_podman = machine_rss_of(&machine, "conmon") + machine_rss_of(&machine, "catatonit");
+    drop(phone);
+    drop(machine);
+
+    // The same household's hub in Podman alone, in the same run.
+    let (alone, _service) = PodmanMachine::start(&mut lab, &alone_host);
+    let _server = model_server(&mut lab, &alone_host, &llama, &model);
+    let printed = alone.hearth_ok(&[
+        "setup",
+        "--non-interactive",
+        "--household",
+        "Bench",
+        "--admin",
+        "ada",
+        "--hostname",
+        "hub",
+        "--url",
+        &format!("https://{}", alone_host.address),
+        "--model",
+        &format!("server:http://host.containers.internal:{MODEL_PORT}"),
+    ]);
+    let Printed { key, chat, .. } = Printed::read(&printed);
+    let node = join_phone(
+        &mut lab,
+        &alone_phone_host,
+        &client,
+        &format!("http://{}", alone_host.address),
+        &key,
+    );
+    let phone = Phone {
+        lab: &lab,
+        machine: &alone,
+        host: alone_phone_host.clone(),
+        node,
+        chat,
+    };
+    running(&phone);
+    let room = phone.assistant_room();
+    phone.ask(&room, QUESTION);
+    std::thread::sleep(IDLE);
+    let mut alone_total = 0.0;
+    let mut alone_podman = 0.0;
+    let mut alone_rows = Vec::new();
+    for (service, container) in
+        SERVICES
+            .iter()
+            .zip(["coordinator", "agent", "gateway", "messaging"])
+    {
+        let (pid, conmon) = alone.pids(container);
+        let mib = tree_rss_mib(pid);
+        alone_total += mib;
+        alone_podman += tree_rss_mib(conmon) - mib;
+        alone_rows.push((*service, mib));
+    }
+    let infra = alone
+        .podman()
+        .args([
+            "pod",
+            "inspect",
+            "--format",
+            "{{.InfraContainerID}}",
+            &alone.pod,
+        ])
+        .output()
+        .expect("podman runs");
+    let infra = String::from_utf8_lossy(&infra.stdout).trim().to_owned();
+    // The infra process is its conmon's child.
+    let (_, conmon) = alone.pids_of(&infra);
+    alone_podman += tree_rss_mib(conmon);
+    drop(phone);
+    drop(alone);
 
     // OpenClaw's gateway, as its daemon runs it, with a model to name.
     let llama = LlamaServer::start_model(&model, &["-c", "4096"]).expect("llama-server");
@@ -189,7 +257,7 @@ fn main() {
         "\n| resident memory, idle {} s | MiB |\n| --- | --- |",
         IDLE.as_secs()
     );
-    for (service, mib) in rows {
+    for (service, mib) in &rows {
         println!("| {service} | {mib:.1} |");
     }
     println!("| **the hub, every Hearth service** | **{hearth_total:.1}** |");
@@ -199,6 +267,38 @@ fn main() {
         claw_mib / hearth_total.max(0.1)
     );
     drop(claw);
-    drop(phone);
-    drop(machine);
+
+    println!(
+        "\n| resident memory, idle {} s, MiB | Debian form (systemd) | Podman alone |\n| --- | --- | --- |",
+        IDLE.as_secs()
+    );
+    for ((service, debian), (_, podman)) in rows.iter().zip(&alone_rows) {
+        println!("| {service} | {debian:.1} | {podman:.1} |");
+    }
+    println!("| **every Hearth service** | **{hearth_total:.1}** | **{alone_total:.1}** |");
+    println!(
+        "| Podman's processes for the pod (conmon, the infra process) | {debian_podman:.1} | {alone_podman:.1} |"
+    );
+    println!(
+        "| ratio Podman alone / Debian form, with Podman's processes | | {:.2}x |",
+        (alone_total + alone_podman) / (hearth_total + debian_podman).max(0.1)
+    );
+}
+
+/// The resident memory of `machine`'s processes whose program is `name`.
+fn machine_rss_of(machine: &Machine, name: &str) -> f64 {
+    // From /proc: a server's minimal system has no `ps`.
+    let rss = machine.exec_ok(&[
+        "sh",
+        "-c",
+        "for process in /proc/[0-9]*; do \
+         [ \"$(basename \"$(readlink $process/exe)\")\" = \"$1\" ] && \
+         sed -n 's/^VmRSS:[[:space:]]*\\([0-9]*\\) kB/\\1/p' $process/status; done; true",
+        "rss",
+        name,
+    ]);
+    rss.lines()
+        .filter_map(|line| line.trim().parse::<f64>().ok())
+        .sum::<f64>()
+        / 1024.0
 }

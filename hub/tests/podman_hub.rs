@@ -15,141 +15,13 @@
 //! skips without them.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use hearth_testkit::appliance::{HubLogs, Phone, Printed, QUESTION, start_phone};
 use hearth_testkit::lab::{Lab, require_tools};
-use hearth_testkit::llama::{
-    instruct_model, llama_server_binary, tailscale_client, workspace_root,
-};
+use hearth_testkit::llama::{instruct_model, llama_server_binary, tailscale_client};
+use hearth_testkit::podman_hub::{MODEL_PORT, PodmanMachine, model_server};
 use hearth_testkit::{podman, wait_until};
-
-/// The hub's volumes, by what follows the pod's name.
-const VOLUMES: [&str; 15] = [
-    "etc",
-    "etc-gateway",
-    "etc-messaging",
-    "coordinator",
-    "agent",
-    "gateway",
-    "messaging",
-    "hub",
-    "workspace",
-    "documents",
-    "whois",
-    "tmp-coordinator",
-    "tmp-agent",
-    "tmp-gateway",
-    "tmp-messaging",
-];
-
-/// The machine: Podman's service in the lab host `hub`'s namespace, and
-/// everything the test made through it, removed when dropped.
-struct PodmanMachine {
-    socket: PathBuf,
-    pod: String,
-    dir: PathBuf,
-}
-
-impl PodmanMachine {
-    /// `podman` talking to the machine's service.
-    fn podman(&self) -> Command {
-        let mut command = podman::podman();
-        command
-            .arg("--url")
-            .arg(format!("unix://{}", self.socket.display()));
-        command
-    }
-
-    /// `podman/hearth-podman ARGS` on the machine, from the lab's folder.
-    fn hearth(&self, args: &[&str]) -> std::process::Output {
-        Command::new(workspace_root().join("podman/hearth-podman"))
-            .args(args)
-            .env(
-                "PODMAN",
-                format!("podman --url unix://{}", self.socket.display()),
-            )
-            .env("HEARTH_POD", &self.pod)
-            .env("HEARTH_PODMAN_SOCKET", &self.socket)
-            .current_dir(&self.dir)
-            .output()
-            .unwrap()
-    }
-
-    /// [`PodmanMachine::hearth`], which must succeed; what it printed.
-    fn hearth_ok(&self, args: &[&str]) -> String {
-        let output = self.hearth(args);
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success(),
-            "hearth-podman {args:?}: {said}\n{}",
-            self.service_logs()
-        );
-        said
-    }
-
-    /// Removes the pod and the hub's volumes (what a lost machine loses).
-    fn wipe(&self) {
-        let _ = self
-            .podman()
-            .args(["pod", "rm", "--force", &self.pod])
-            .output();
-        for volume in VOLUMES {
-            let _ = self
-                .podman()
-                .args(["volume", "rm", "--force", &format!("{}-{volume}", self.pod)])
-                .output();
-        }
-    }
-}
-
-impl HubLogs for PodmanMachine {
-    fn container_logs(&self, name: &str) -> String {
-        let name = name.replace("hearth-", &format!("{}-", self.pod));
-        let output = self.podman().args(["logs", "--tail", "30", &name]).output();
-        output
-            .map(|output| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-            .unwrap_or_default()
-    }
-
-    fn service_logs(&self) -> String {
-        ["coordinator", "agent", "gateway", "messaging"]
-            .iter()
-            .map(|name| {
-                format!(
-                    "--- {name}\n{}",
-                    self.container_logs(&format!("hearth-{name}"))
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for PodmanMachine {
-    fn drop(&mut self) {
-        if std::env::var_os("HEARTH_TEST_KEEP_POD").is_some() {
-            eprintln!("kept: pod {} at {}", self.pod, self.socket.display());
-            return;
-        }
-        self.wipe();
-        let _ = self
-            .podman()
-            .args(["network", "rm", "--force", &self.pod])
-            .output();
-    }
-}
 
 #[test]
 fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
@@ -165,54 +37,10 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
     let mut lab = Lab::new().unwrap();
     let hub = lab.host("hub");
     let phone_host = lab.host("phone");
-    // Podman's service, the machine's only service, in the hub's namespace:
-    // its pods' bridges and published ports are the namespace's.
-    let socket = lab.dir.path().join("podman.sock");
-    // `ip netns exec` would mount a /sys of its own, and with it lose the
-    // cgroup file system the runtime needs: only the network is entered.
-    let mut service = Command::new("nsenter");
-    service
-        .arg(format!("--net=/run/netns/{}", hub.namespace))
-        .arg("podman")
-        .env(
-            "CONTAINERS_CONF",
-            workspace_root().join("podman/test/containers.conf"),
-        )
-        .args(["system", "service", "--time=0"])
-        .arg(format!("unix://{}", socket.display()));
-    let service = lab.spawn(&hub, "podman-service", service);
-    let machine = PodmanMachine {
-        socket: socket.clone(),
-        pod: format!("hth{}", std::process::id() % 100_000),
-        dir: lab.dir.path().to_owned(),
-    };
-    wait_until(Duration::from_secs(30), || {
-        machine
-            .podman()
-            .args(["info"])
-            .output()
-            .is_ok_and(|out| out.status.success())
-    })
-    .unwrap_or_else(|| panic!("Podman's service did not answer: {}", service.log_text()));
-    // The model server on the machine, outside the pod.
-    let mut server = lab.command(&hub, &llama);
-    server.arg("-m").arg(&model).args([
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "18080",
-        "-c",
-        "8192",
-        "--parallel",
-        "1",
-    ]);
-    let server = lab.spawn(&hub, "llama-server", server);
-    wait_until(Duration::from_secs(60), || {
-        lab.try_exec(&hub, &["curl", "-sf", "http://127.0.0.1:18080/health"])
-            .status
-            .success()
-    })
-    .unwrap_or_else(|| panic!("llama-server: {}", server.log_text()));
+    // Podman's service, the machine's only service, and the model server
+    // on the machine, outside the pod.
+    let (machine, _service) = PodmanMachine::start(&mut lab, &hub);
+    let _server = model_server(&mut lab, &hub, &llama, &model);
 
     let url = format!("https://{}", hub.address);
     let printed = machine.hearth_ok(&[
@@ -225,7 +53,7 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
         "--admin",
         "ada",
         "--model",
-        "server:http://host.containers.internal:18080",
+        &format!("server:http://host.containers.internal:{MODEL_PORT}"),
         "--lang",
         "en",
     ]);

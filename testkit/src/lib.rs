@@ -49,6 +49,7 @@ pub mod machine;
 pub mod oblivious;
 pub mod openclaw;
 pub mod podman;
+pub mod podman_hub;
 pub mod postgres;
 pub mod recall;
 pub mod research;
