@@ -155,11 +155,18 @@ for component in "${components[@]}"; do
             "$objcopy" --strip-debug "$target_dir/$target/release/$more" "$context/bin/$more"
         done
         mkdir -p "$context/sbin" "$context/lib" "$context/lib64" "$context/etc" "$context/share/images"
+        # llama-server (the hearth-llama-server package's, for the model in
+        # the pod: `hearth service llama`) and the packaged small model.
+        hub_llama="$(HEARTH_ARCH="$arch" scripts/build-llama-server.sh)"
+        mkdir -p "$context/libexec" "$context/share/models"
+        "$objcopy" --strip-debug "$hub_llama" "$context/libexec/llama-server"
+        cp "$(scripts/smollm2.sh)" "$context/share/models/"
         if [[ "$arch" == arm64 ]]; then
             # Debian's arm64 `ip` and `nft`, from their packages
-            # (scripts/arm64-sysroot.sh), and what they link, asked of the
-            # arm64 loader under emulation.
-            sysroot="$(scripts/arm64-sysroot.sh iproute2 nftables)"
+            # (scripts/arm64-sysroot.sh), and what they and llama-server
+            # link (the C++ runtime and OpenMP of the same Debian, so one
+            # glibc), asked of the arm64 loader under emulation.
+            sysroot="$(scripts/arm64-sysroot.sh iproute2 nftables libstdc++6 libgomp1)"
             list() { qemu-aarch64-static -L "$sysroot" "$sysroot/lib/ld-linux-aarch64.so.1" --list "$1"; }
             for program in bin/ip usr/sbin/nft; do
                 cp -L "$sysroot/$program" "$context/sbin/"
@@ -167,10 +174,14 @@ for component in "${components[@]}"; do
             done | sort -u | while read -r library; do
                 cp -L "$sysroot$library" "$context/lib/"
             done
+            list "$context/libexec/llama-server" | awk '$3 ~ /^\// && $1 !~ /ld-linux/ { print $3 }' |
+                while read -r library; do
+                    cp -L "$sysroot$library" "$context/lib/"
+                done
             cp -L "$sysroot/lib/ld-linux-aarch64.so.1" "$context/lib/"
         else
-            for program in /usr/sbin/ip /usr/sbin/nft; do
-                cp -L "$program" "$context/sbin/"
+            for program in /usr/sbin/ip /usr/sbin/nft "$hub_llama"; do
+                [[ "$program" == "$hub_llama" ]] || cp -L "$program" "$context/sbin/"
                 ldd "$program" | awk '$3 ~ /^\// { print $3 }'
             done | sort -u | while read -r library; do
                 cp -L "$library" "$context/lib/"

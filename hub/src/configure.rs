@@ -144,7 +144,8 @@ pub(crate) fn write(
             Owner::ROOT,
         )?;
     }
-    let model_changed = if podman {
+    let model_changed = if podman && checked.model_file.is_none() {
+        // A server on the machine: nothing of it is the hub's.
         false
     } else {
         place_model(layout, answers, checked, undo)?
@@ -218,9 +219,21 @@ pub(crate) fn place_model(
                 undo.replaced(&dropin, Zeroizing::new(old), 0o644, Owner::ROOT);
                 changed = true;
             }
-            let llama = Owner {
-                uid: system::user(layout, "hearth-llama")?,
-                gid: system::group(layout, "hearth-llama")?,
+            // In Podman alone llama-server's container runs as the pod's
+            // user, and the model's socket's folder is a volume it makes
+            // its socket in.
+            let llama = if crate::manager::in_podman() {
+                let pod_user = Owner {
+                    uid: CONTAINER_USER,
+                    gid: CONTAINER_USER,
+                };
+                system::make_folder(&layout.inference_dir(), 0o750, pod_user)?;
+                pod_user
+            } else {
+                Owner {
+                    uid: system::user(layout, "hearth-llama")?,
+                    gid: system::group(layout, "hearth-llama")?,
+                }
             };
             system::make_folder(&layout.llama_state(), 0o750, llama)?;
             let target = layout.model_file();

@@ -25,7 +25,13 @@ pub enum Service {
     /// `hearth-agent up`, with `agent.env`, once a join key or the node's
     /// identity is there.
     Agent,
+    /// llama-server on the model's socket, once setup placed the model.
+    Llama,
 }
+
+/// Where the hub's image keeps llama-server (where the
+/// hearth-llama-server package puts it on a Debian hub).
+pub const LLAMA_SERVER: &str = "/usr/lib/hearth/llama-server";
 
 /// What a service is started with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +45,9 @@ pub struct Launch {
     pub program: &'static str,
     /// Its arguments.
     pub arguments: Vec<String>,
+    /// A socket the last run left, removed first (a volume keeps it; the
+    /// program cannot bind over it).
+    pub stale_socket: Option<PathBuf>,
 }
 
 /// How `service` is started on `layout`'s hub (the same as its unit's
@@ -61,6 +70,7 @@ pub fn launch(layout: &Layout, service: Service) -> Launch {
                 path(layout.coordinator_state()),
                 "serve".into(),
             ],
+            stale_socket: None,
         },
         Service::Agent => Launch {
             environment: vec![layout.agent_env()],
@@ -89,6 +99,25 @@ pub fn launch(layout: &Layout, service: Service) -> Launch {
                 "--stun".into(),
                 "off".into(),
             ],
+            stale_socket: None,
+        },
+        // As `hearth-llama-server.service` runs it, but listening on the
+        // model's socket itself (no socket unit to hand it over) and with
+        // every core the machine gives the pod.
+        Service::Llama => Launch {
+            environment: Vec::new(),
+            needs_one_of: vec![layout.model_file()],
+            program: LLAMA_SERVER,
+            arguments: vec![
+                "--model".into(),
+                path(layout.model_file()),
+                "--host".into(),
+                path(layout.inference_socket()),
+                "--ctx-size".into(),
+                crate::render::LLAMA_CONTEXT.to_string(),
+                "--no-webui".into(),
+            ],
+            stale_socket: Some(layout.inference_socket()),
         },
     }
 }
@@ -139,6 +168,13 @@ pub fn run(layout: &Layout, service: Service) -> anyhow::Result<()> {
     let launch = launch(layout, service);
     if !launch.needs_one_of.is_empty() {
         wait_for_any(&launch.needs_one_of);
+    }
+    if let Some(socket) = &launch.stale_socket {
+        use std::os::unix::fs::FileTypeExt as _;
+        if std::fs::symlink_metadata(socket).is_ok_and(|meta| meta.file_type().is_socket()) {
+            std::fs::remove_file(socket)
+                .with_context(|| format!("cannot remove the old {}", socket.display()))?;
+        }
     }
     let mut command = std::process::Command::new(launch.program);
     command.args(&launch.arguments);
@@ -250,6 +286,41 @@ mod tests {
             agent
                 .needs_one_of
                 .contains(&PathBuf::from("/etc/hearth/join-token"))
+        );
+        // llama-server: the unit's program, model and context, on the
+        // model's socket itself (the stale one removed first), with the
+        // pod's cores.
+        let unit = include_str!("../../systemd/hearth-llama-server.service");
+        let exec: Vec<&str> = unit
+            .lines()
+            .find_map(|line| line.strip_prefix("ExecStart="))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let llama = launch(&layout, Service::Llama);
+        assert_eq!(llama.program, exec[0]);
+        let value_of = |words: &[&str], flag: &str| {
+            words
+                .iter()
+                .position(|word| *word == flag)
+                .map(|at| words[at + 1].to_owned())
+        };
+        let arguments: Vec<&str> = llama.arguments.iter().map(String::as_str).collect();
+        for flag in ["--model", "--ctx-size"] {
+            assert_eq!(value_of(&arguments, flag), value_of(&exec, flag), "{flag}");
+        }
+        assert!(exec.contains(&"--no-webui") && arguments.contains(&"--no-webui"));
+        assert_eq!(
+            value_of(&arguments, "--host").as_deref(),
+            Some("/run/hearth-inference/inference.sock")
+        );
+        assert_eq!(
+            llama.stale_socket.as_deref(),
+            Some(Path::new("/run/hearth-inference/inference.sock"))
+        );
+        assert_eq!(
+            llama.needs_one_of,
+            [PathBuf::from("/var/lib/hearth-llama/model.gguf")]
         );
     }
 }

@@ -212,12 +212,6 @@ pub(crate) fn check_model(
     model: &ModelChoice,
 ) -> anyhow::Result<(Option<PathBuf>, String)> {
     let in_podman = crate::manager::in_podman();
-    if in_podman && model.uses_llama_server() {
-        bail!(
-            "the hub in Podman alone asks a model server on this machine: choose `ollama` \
-             (Ollama at host.containers.internal:11434) or `server:http://HOST:PORT` (llama-server)"
-        );
-    }
     let (model_file, model_id) = match model {
         ModelChoice::Server { url } => {
             let (target, _) = host_model_probe(model)?;

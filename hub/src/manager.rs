@@ -5,9 +5,10 @@
 //! not care which.
 //!
 //! In Podman the coordinator and the agent are containers of their own,
-//! the gateway and messaging are the `Pod` unit's two; the model's units
-//! have no container (the model is a server on the host, reached at
-//! `host.containers.internal`). The whole pod is played from its kube file
+//! the gateway and messaging are the `Pod` unit's two; llama-server, when
+//! the model is its, is a container of the pod listening on the model's
+//! socket (no socket unit, no proxy); otherwise the model is a server on
+//! the host, reached at `host.containers.internal`. The whole pod is played from its kube file
 //! the first time any of it starts, and again when that file changes.
 
 use std::path::PathBuf;
@@ -67,7 +68,10 @@ impl PodHub {
             Unit::Coordinator => &["coordinator"],
             Unit::Agent => &["agent"],
             Unit::Pod => &["gateway", "messaging"],
-            Unit::InferenceSocket | Unit::LlamaServer | Unit::LlamaProxy | Unit::OllamaProxy => &[],
+            // In the pod when the model is llama-server's (else the pod
+            // has no such container and it is inactive).
+            Unit::LlamaServer => &["llama"],
+            Unit::InferenceSocket | Unit::LlamaProxy | Unit::OllamaProxy => &[],
         };
         names
             .iter()
@@ -136,15 +140,12 @@ impl Manager {
         }
     }
 
-    /// Enables and starts `unit` (in Podman: plays the pod when missing,
-    /// starts the unit's containers).
-    pub fn enable_and_start(&self, unit: Unit) -> anyhow::Result<()> {
+    /// Enables `unit`: it starts with the machine (systemd's `enable`; in
+    /// Podman nothing: the pod runs while it is played).
+    pub fn enable(&self, unit: Unit) -> anyhow::Result<()> {
         match self {
-            Manager::Systemd => {
-                system::systemctl(&["enable", unit.name()])?;
-                self.start(unit)
-            }
-            Manager::Podman(_) => self.start(unit),
+            Manager::Systemd => system::systemctl(&["enable", unit.name()]).map(drop),
+            Manager::Podman(_) => Ok(()),
         }
     }
 
@@ -274,6 +275,7 @@ mod tests {
             ["hearth-gateway", "hearth-messaging"]
         );
         assert!(hub.containers(Unit::InferenceSocket).is_empty());
-        assert!(hub.containers(Unit::LlamaServer).is_empty());
+        assert_eq!(hub.containers(Unit::LlamaServer), ["hearth-llama"]);
+        assert!(hub.containers(Unit::LlamaProxy).is_empty());
     }
 }

@@ -194,6 +194,91 @@ mod tests {
             "localhost/hearth-messaging:latest"
         );
     }
+
+    fn hub_pod(llama: bool) -> HubPod {
+        HubPod {
+            pod: "hearth".into(),
+            images: Images {
+                hub: Some("localhost/hearth-hub:0.1.0-arm64".into()),
+                ..Images::default()
+            },
+            admin: "ada".into(),
+            url_port: 8443,
+            http_port: Some(8080),
+            endpoints: vec!["192.168.1.20:41641".parse().unwrap()],
+            allowed_hosts: vec!["chat.hearth.internal".into()],
+            llama,
+        }
+    }
+
+    /// The containers of a rendered hub pod: each one's name and its lines
+    /// (the kube file's containers are the items under `containers:`).
+    fn containers(rendered: &str) -> Vec<(String, String)> {
+        let listed = rendered
+            .split_once("\n  containers:\n")
+            .unwrap()
+            .1
+            .split_once("\n  volumes:\n")
+            .unwrap()
+            .0;
+        listed
+            .split("\n    - name: ")
+            .map(|block| block.trim_start_matches("    - name: "))
+            .map(|block| {
+                let (name, rest) = block.split_once('\n').unwrap();
+                (
+                    name.split('#').next().unwrap().trim().to_owned(),
+                    rest.to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hub_pod_runs_llama_server_only_when_the_model_is_its() {
+        let rendered = hub_pod(false).fill(HUB_POD_TEMPLATE).unwrap();
+        let without = containers(&rendered);
+        let names: Vec<&str> = without.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["coordinator", "agent", "gateway", "messaging"]);
+        assert!(!rendered.contains("inference"), "{rendered}");
+
+        let rendered = hub_pod(true).fill(HUB_POD_TEMPLATE).unwrap();
+        let with = containers(&rendered);
+        let names: Vec<&str> = with.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["coordinator", "agent", "llama", "gateway", "messaging"]
+        );
+        let (_, llama) = &with[2];
+        // The hub's image, as `hearth service llama`, unprivileged and
+        // read-only, on no port: the gateway reaches it on the socket
+        // volume they share, read-only on its side.
+        for line in [
+            "image: \"localhost/hearth-hub:0.1.0-arm64\"",
+            "args: [\"service\", \"llama\"]",
+            "runAsUser: 65532",
+            "runAsNonRoot: true",
+            "allowPrivilegeEscalation: false",
+            "readOnlyRootFilesystem: true",
+            "drop: [\"ALL\"]",
+            "- { name: llama, mountPath: /var/lib/hearth-llama, readOnly: true }",
+            "- { name: inference, mountPath: /run/hearth-inference }",
+        ] {
+            assert!(llama.contains(line), "{line} in {llama}");
+        }
+        assert!(
+            !llama.contains("add:") && !llama.contains("ports:"),
+            "{llama}"
+        );
+        let (_, gateway) = &with[3];
+        assert!(
+            gateway.contains(
+                "- { name: inference, mountPath: /run/hearth-inference, readOnly: true }"
+            )
+        );
+        assert!(rendered.contains("claimName: \"hearth-inference\""));
+        assert!(rendered.contains("claimName: \"hearth-llama\""));
+    }
 }
 
 /// What `hearth pod render` may be told instead of looking it up.
@@ -344,6 +429,9 @@ pub struct HubPod {
     pub endpoints: Vec<std::net::SocketAddr>,
     /// The names the gateway and messaging answer to.
     pub allowed_hosts: Vec<String>,
+    /// Whether the model is llama-server in the pod (else a server on the
+    /// machine).
+    pub llama: bool,
 }
 
 impl HubPod {
@@ -352,6 +440,7 @@ impl HubPod {
         BTreeMap::from([
             ("HTTP", self.http_port.is_some()),
             ("ENDPOINTS", !self.endpoints.is_empty()),
+            ("LLAMA", self.llama),
         ])
     }
 
@@ -430,6 +519,7 @@ pub fn render_hub(layout: &Layout, pod: &str) -> anyhow::Result<String> {
         http_port: answers.http_port,
         endpoints,
         allowed_hosts,
+        llama: answers.model.uses_llama_server(),
     }
     .fill(HUB_POD_TEMPLATE)
 }

@@ -252,10 +252,11 @@ pub(crate) fn start(
     Ok(reached)
 }
 
-/// The last steps of the hub in Podman alone: the model is a server on the
-/// machine (asked whether it answers), and the pod, played again when the
-/// names its agent now has change what its services answer to, is waited
-/// for through the agent: the chat must answer at the hub's mesh address.
+/// The last steps of the hub in Podman alone: the model (llama-server in
+/// the pod, or a server on the machine) is asked whether it answers, and
+/// the pod, played again when the names its agent now has change what its
+/// services answer to, is waited for through the agent: the chat must
+/// answer at the hub's mesh address.
 fn start_pod_in_podman(
     layout: &Layout,
     answers: &Answers,
@@ -264,14 +265,35 @@ fn start_pod_in_podman(
     changed: Changed,
 ) -> anyhow::Result<Reached> {
     let manager = crate::manager::current();
-    eprintln!("Asking the model on this machine");
+    let in_pod = answers.model.uses_llama_server();
+    if in_pod {
+        // llama-server in the pod (played with it), on the model's socket.
+        eprintln!("Starting the model");
+        if changed.model {
+            manager.restart(Unit::LlamaServer)?;
+        } else {
+            // Played with the pod if it is not; started if it was stopped.
+            manager.start(Unit::LlamaServer)?;
+        }
+    } else {
+        eprintln!("Asking the model on this machine");
+    }
     let (target, path) = crate::machine::host_model_probe(&answers.model)?;
-    system::wait_for("the model", Duration::from_secs(120), || {
+    // A big model takes a while to read in; a server elsewhere is up or not.
+    let limit = Duration::from_secs(if in_pod { 600 } else { 120 });
+    system::wait_for("the model", limit, || {
         let answer = probe::get(&target, path)?;
         if answer.status == 200 {
             Ok(())
         } else {
             bail!("it answered {}", answer.status)
+        }
+    })
+    .map_err(|error| {
+        if in_pod {
+            anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::LlamaServer))
+        } else {
+            error
         }
     })?;
     eprintln!("Starting the assistant and the household's chat");

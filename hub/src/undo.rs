@@ -131,9 +131,10 @@ impl Undo {
         let manager = crate::manager::current();
         let (state, enabled) = manager.state(unit);
         if !enabled {
-            manager.enable_and_start(unit)?;
+            manager.enable(unit)?;
+            // Taken back (disabled) even when it then fails to start.
             self.steps.push(Step::Enabled(unit));
-            return Ok(());
+            return manager.start(unit);
         }
         if state != "active" {
             manager.start(unit)?;

@@ -40,7 +40,7 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
     // Podman's service, the machine's only service, and the model server
     // on the machine, outside the pod.
     let (machine, _service) = PodmanMachine::start(&mut lab, &hub);
-    let _server = model_server(&mut lab, &hub, &llama, &model);
+    let mut server = model_server(&mut lab, &hub, &llama, &model);
 
     let url = format!("https://{}", hub.address);
     let printed = machine.hearth_ok(&[
@@ -81,8 +81,8 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
     let room = wait_for_room(&phone);
     let answer = phone.ask(&room, QUESTION);
     assert!(!answer.trim().is_empty());
-    let status = machine.hearth_ok(&["status"]);
-    assert!(status.contains("Parks"), "{status}");
+    let report = machine.all_well();
+    assert_eq!(report["household"], "Parks", "{report}");
 
     // A backup while it runs; the machine loses the pod and every volume;
     // the backup brings the household back.
@@ -106,6 +106,33 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
     );
     let again = phone.ask(&room, "And for dessert?");
     assert!(!again.trim().is_empty());
+
+    // The household moves its model into the pod: setup again, with the
+    // packaged small model, which llama-server serves in the pod on the
+    // model's socket. The machine's own model server is gone: the next
+    // answer can only come from the pod.
+    server.terminate(Duration::from_secs(10));
+    let moved = machine.hearth_ok(&["setup", "--non-interactive", "--model", "default"]);
+    assert!(moved.contains("Starting the model"), "{moved}");
+    let report = machine.all_well();
+    assert_eq!(report["model"]["kind"], "default", "{report}");
+    assert_eq!(report["model"]["answers"], true, "{report}");
+    let llama = machine.podman_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.EffectiveCaps}}",
+        &format!("{}-llama", machine.pod),
+    ]);
+    assert!(
+        llama.trim() == "65532:65532 true []" || llama.trim() == "65532 true []",
+        "llama-server's container is unprivileged, read-only, without capabilities: {llama}"
+    );
+    // (A new container in the pod plays it again: the phone's client
+    // finds the hub's agent again first.)
+    assert_eq!(wait_for_room(&phone), room);
+    let third = phone.ask(&room, "What shall we cook tomorrow?");
+    assert!(!third.trim().is_empty());
 }
 
 /// The DM with the assistant, once the phone reaches the chat (its client

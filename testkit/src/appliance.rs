@@ -318,10 +318,30 @@ pub fn encode(room: &str) -> String {
 /// (under 10 % or 1 GiB free), that one warning is expected and the rest
 /// must be well.
 pub fn all_well(machine: &Machine) -> Value {
+    well_reported(
+        || machine.exec(&["hearth", "status", "--output", "json"]),
+        || {
+            format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout),
+                machine.journal("hearth*")
+            )
+        },
+    )
+}
+
+/// Waits (two minutes at most) for the report `status` prints (`hearth
+/// status --output json`, in whichever form the hub runs) to be all well,
+/// or to speak only of this machine's own full disk; the report. On
+/// failure, says what `diagnose` gathers.
+pub fn well_reported(
+    status: impl Fn() -> std::process::Output,
+    diagnose: impl FnOnce() -> String,
+) -> Value {
     let disk_low = host_disk_low();
     let mut report = Value::Null;
     let well = wait_until(Duration::from_secs(120), || {
-        let output = machine.exec(&["hearth", "status", "--output", "json"]);
+        let output = status();
         report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
         let only_the_disk = disk_low
             && report["problems"].as_array().is_some_and(|problems| {
@@ -335,9 +355,8 @@ pub fn all_well(machine: &Machine) -> Value {
     });
     assert!(
         well.is_some(),
-        "hearth status is not all well: {report:#}\n{}\n{}",
-        String::from_utf8_lossy(&machine.exec(&["hearth", "status"]).stdout),
-        machine.journal("hearth*")
+        "hearth status is not all well: {report:#}\n{}",
+        diagnose()
     );
     report
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::appliance::HubLogs;
+use crate::appliance::{HubLogs, well_reported};
 use crate::lab::{Host, Lab, Process};
 use crate::llama::workspace_root;
 use crate::{podman, wait_until};
@@ -18,7 +18,7 @@ use crate::{podman, wait_until};
 pub const MODEL_PORT: u16 = 18080;
 
 /// The hub's volumes, by what follows the pod's name.
-pub const VOLUMES: [&str; 15] = [
+pub const VOLUMES: [&str; 17] = [
     "etc",
     "etc-gateway",
     "etc-messaging",
@@ -30,6 +30,8 @@ pub const VOLUMES: [&str; 15] = [
     "workspace",
     "documents",
     "whois",
+    "llama",
+    "inference",
     "tmp-coordinator",
     "tmp-agent",
     "tmp-gateway",
@@ -57,6 +59,17 @@ impl PodmanMachine {
         command
     }
 
+    /// `podman ARGS` on the machine, which must succeed; its output.
+    pub fn podman_ok(&self, args: &[&str]) -> String {
+        let output = self.podman().args(args).output().expect("podman runs");
+        assert!(
+            output.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// `podman/hearth-podman ARGS` on the machine, from the lab's folder.
     pub fn hearth(&self, args: &[&str]) -> std::process::Output {
         Command::new(workspace_root().join("podman/hearth-podman"))
@@ -70,6 +83,15 @@ impl PodmanMachine {
             .current_dir(&self.dir)
             .output()
             .expect("hearth-podman runs")
+    }
+
+    /// `hearth status` once all is well (or only this machine's own disk is
+    /// full): its report.
+    pub fn all_well(&self) -> serde_json::Value {
+        well_reported(
+            || self.hearth(&["status", "--output", "json"]),
+            || self.service_logs(),
+        )
     }
 
     /// [`PodmanMachine::hearth`], which must succeed; what it printed.

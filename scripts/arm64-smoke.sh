@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs the arm64 images' programs on this x86-64 machine under the kernel's
-# binfmt emulation (qemu-aarch64 from Debian's qemu-user-static, registered
-# with the F flag): `hearth`, the coordinator and the agent of the hub image,
-# the gateway and messaging images, and the hub image's `ip`; each must start
-# and say its version, and each image must say it is arm64.
+# Runs the arm64 builds on this x86-64 machine under the kernel's binfmt
+# emulation (qemu-aarch64 from Debian's qemu-user-static, registered with
+# the F flag): `hearth`, the coordinator and the agent of the hub image, the
+# gateway and messaging images, and the hub image's `ip` must start and say
+# their version, and each image must say it is arm64; the arm64 llama-server
+# (the hearth-llama-server package's) must load the small SmolLM2 model and
+# answer a chat completion, on loopback.
 #
 #   HEARTH_ARCH=arm64 podman/build-images.sh hub gateway messaging
-#   scripts/arm64-images-smoke.sh
+#   scripts/arm64-smoke.sh
 #
 # The hub's pod itself does not come up under qemu-user: qemu translates only
 # the route, audit and uevent netlink families, so the emulated `nft` cannot
@@ -18,12 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/podman/test/containers.conf}"
 if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
-    echo "arm64-images-smoke: qemu-aarch64 is not registered with binfmt_misc" >&2
+    echo "arm64-smoke: qemu-aarch64 is not registered with binfmt_misc" >&2
     echo "  apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-aarch64" >&2
     exit 1
 fi
 grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 ||
-    { echo "arm64-images-smoke: qemu-aarch64 lacks the F flag (containers cannot see the emulator)" >&2; exit 1; }
+    { echo "arm64-smoke: qemu-aarch64 lacks the F flag (containers cannot see the emulator)" >&2; exit 1; }
 tag="${HEARTH_IMAGE_TAG:-latest}-arm64"
 failed=0
 # run IMAGE PROGRAM ARGS...: the program's output, in a container without
@@ -54,5 +56,28 @@ if said="$(run hearth-hub /usr/sbin/nft list tables)"; then
     echo "     the hub's pod may come up under emulation (hub/tests/podman_hub.rs with these images)"
 else
     echo "note hearth-hub: nft cannot run under qemu-user (as expected: $said)"
+fi
+
+# llama-server for arm64, against the cross packages' arm64 glibc.
+llama="$(HEARTH_ARCH=arm64 scripts/build-llama-server.sh)"
+model="$(scripts/smollm2.sh)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+log="$(mktemp)"
+QEMU_LD_PREFIX=/usr/aarch64-linux-gnu "$llama" -m "$model" --host 127.0.0.1 --port "$port" -c 2048 >"$log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null; rm -f "$log"' EXIT
+for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+    kill -0 "$server" 2>/dev/null || break
+    sleep 1
+done
+if answer="$(curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
+    -d '{"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}')" &&
+    text="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])' <<<"$answer")" &&
+    [[ -n "$text" ]]; then
+    echo "ok   llama-server (arm64, $(file -b "$llama" | cut -d, -f2 | xargs)): answered \"$text\""
+else
+    echo "FAIL llama-server (arm64) did not answer: $(tail -5 "$log")" >&2
+    failed=1
 fi
 exit "$failed"
