@@ -122,11 +122,30 @@ pub fn launch(layout: &Layout, service: Service) -> Launch {
     }
 }
 
+/// A line of an environment file that is not a variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvironmentError {
+    /// No `=` on the line.
+    #[error("line {line}: not KEY=VALUE")]
+    NotAssignment {
+        /// Its number, from 1.
+        line: usize,
+    },
+    /// What stands before the `=` is not a variable's name.
+    #[error("line {line}: {key:?} is not a variable name")]
+    BadName {
+        /// Its number, from 1.
+        line: usize,
+        /// What stood there.
+        key: String,
+    },
+}
+
 /// The variables of an environment file as systemd reads one: `KEY=VALUE`
 /// lines, `#` and `;` comments, blank lines, a value in single or double
 /// quotes taken without them. A line that is none of these is an error
 /// naming it.
-pub fn environment_file(text: &str) -> Result<Vec<(String, String)>, String> {
+pub fn environment_file(text: &str) -> Result<Vec<(String, String)>, EnvironmentError> {
     let mut variables = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -134,7 +153,7 @@ pub fn environment_file(text: &str) -> Result<Vec<(String, String)>, String> {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("line {}: not KEY=VALUE", index + 1));
+            return Err(EnvironmentError::NotAssignment { line: index + 1 });
         };
         let key = key.trim();
         let valid = key
@@ -143,10 +162,10 @@ pub fn environment_file(text: &str) -> Result<Vec<(String, String)>, String> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!(
-                "line {}: {key:?} is not a variable name",
-                index + 1
-            ));
+            return Err(EnvironmentError::BadName {
+                line: index + 1,
+                key: key.to_owned(),
+            });
         }
         let value = value.trim();
         let unquoted = ['"', '\'']
@@ -233,12 +252,17 @@ mod tests {
                 ("QUOTED".to_owned(), "a b".to_owned()),
             ]
         );
-        assert!(
-            environment_file("just words\n")
-                .unwrap_err()
-                .contains("line 1")
+        assert_eq!(
+            environment_file("just words\n").unwrap_err().to_string(),
+            "line 1: not KEY=VALUE"
         );
-        assert!(environment_file("1BAD=x").is_err());
+        assert_eq!(
+            environment_file("A=1\n1BAD=x"),
+            Err(EnvironmentError::BadName {
+                line: 2,
+                key: "1BAD".into()
+            })
+        );
     }
 
     #[test]
