@@ -102,6 +102,22 @@ finish() {
     echo "$out/$file"
 }
 
+# program OBJCOPY FROM TO: the binary FROM, without its debug sections, as
+# the program TO.
+program() {
+    "$1" --strip-debug "$2" "$3"
+    chmod 0755 "$3"
+}
+
+# maintainer_scripts PACKAGE ROOT: packaging/PACKAGE's postinst, prerm and
+# postrm into the package's DEBIAN folder.
+maintainer_scripts() {
+    local script
+    for script in postinst prerm postrm; do
+        install -m 0755 "packaging/$1/DEBIAN/$script" "$2/DEBIAN/$script"
+    done
+}
+
 # build_for ARCH: the static binaries (one build with the images'), the two
 # images, llama-server, then the three packages of ARCH.
 build_for() {
@@ -123,8 +139,7 @@ build_for() {
     install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" \
         "$root/usr/lib/tmpfiles.d" "$root/usr/share/hearth/images" "$root/usr/share/doc/hearth"
     for binary in hearth hearth-coordinator; do
-        "$objcopy" --strip-debug "$musl/$binary" "$root/usr/bin/$binary"
-        chmod 0755 "$root/usr/bin/$binary"
+        program "$objcopy" "$musl/$binary" "$root/usr/bin/$binary"
     done
     for unit in hearth-coordinator.service hearth-inference.socket \
         hearth-ollama-proxy.service hearth-pod.service; do
@@ -152,8 +167,7 @@ build_for() {
     printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
         >"$root/usr/share/doc/hearth/copyright"
     (cd "$root" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$root/DEBIAN/conffiles"
-    install -m 0755 packaging/hearth/DEBIAN/postinst packaging/hearth/DEBIAN/prerm \
-        packaging/hearth/DEBIAN/postrm "$root/DEBIAN/"
+    maintainer_scripts hearth "$root"
     control "$root" hearth "$arch" "private AI network for a household: the hub" \
         "Depends: ${hub_depends//VERSION/$version}" \
         "Recommends: ${hub_recommends//VERSION/$version}" \
@@ -168,14 +182,12 @@ build_for() {
     # --- hearth-agent ------------------------------------------------------------
     root="$stage/$arch/agent"
     install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-agent"
-    "$objcopy" --strip-debug "$musl/hearth-agent" "$root/usr/bin/hearth-agent"
-    chmod 0755 "$root/usr/bin/hearth-agent"
+    program "$objcopy" "$musl/hearth-agent" "$root/usr/bin/hearth-agent"
     install -m 0644 systemd/hearth-agent.service "$root/lib/systemd/system/hearth-agent.service"
     install -m 0644 docs/agent.md "$root/usr/share/doc/hearth-agent/agent.md"
     printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
         >"$root/usr/share/doc/hearth-agent/copyright"
-    install -m 0755 packaging/hearth-agent/DEBIAN/postinst packaging/hearth-agent/DEBIAN/prerm \
-        packaging/hearth-agent/DEBIAN/postrm "$root/DEBIAN/"
+    maintainer_scripts hearth-agent "$root"
     control "$root" hearth-agent "$arch" "joins a device to a Hearth household's network" \
         "Depends: $agent_depends" \
         "Replaces: hearth (<< $version)" \
@@ -189,15 +201,13 @@ build_for() {
     # --- hearth-llama-server ----------------------------------------------------
     root="$stage/$arch/llama"
     install -d "$root/DEBIAN" "$root/usr/lib/hearth" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-llama-server"
-    "$objcopy" --strip-debug "$llama" "$root/usr/lib/hearth/llama-server"
-    chmod 0755 "$root/usr/lib/hearth/llama-server"
+    program "$objcopy" "$llama" "$root/usr/lib/hearth/llama-server"
     for unit in hearth-llama-server.service hearth-llama-proxy.service; do
         install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
     done
     printf 'llama.cpp (from PyPI llama-cpp-python %s, vendored sources)\nLicense: MIT\n' \
         "$(cat scripts/llama-cpp-python.version)" >"$root/usr/share/doc/hearth-llama-server/copyright"
-    install -m 0755 packaging/hearth-llama-server/DEBIAN/postinst packaging/hearth-llama-server/DEBIAN/prerm \
-        packaging/hearth-llama-server/DEBIAN/postrm "$root/DEBIAN/"
+    maintainer_scripts hearth-llama-server "$root"
     # The Debian packages of the libraries it links.
     libraries="$(linked_packages "$llama" "$arch")"
     control "$root" hearth-llama-server "$arch" "llama.cpp's server for the Hearth hub" \

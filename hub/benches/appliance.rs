@@ -11,12 +11,15 @@
 //!
 //!   cargo bench -p hearth-hub --bench appliance      # as root
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hearth_testkit::appliance::{Phone, Printed, QUESTION, build_debs, join_phone, running, setup};
+use hearth_testkit::appliance::{
+    HubLogs, Phone, Printed, QUESTION, build_debs, join_phone, running, setup,
+};
 use hearth_testkit::bench::{Tree, tree_rss_mib};
-use hearth_testkit::lab::{Lab, is_root};
+use hearth_testkit::lab::{Host, Lab, is_root};
 use hearth_testkit::llama::{
     LlamaServer, free_port, instruct_model, llama_server_binary, tailscale_client,
 };
@@ -86,21 +89,7 @@ fn main() {
     ]);
     let installed = started.elapsed();
     let url = format!("https://{}", hub.address);
-    let output = setup(
-        &machine,
-        &[
-            "--household",
-            "Bench",
-            "--admin",
-            "ada",
-            "--hostname",
-            "hub",
-            "--url",
-            &url,
-            "--model",
-            "default",
-        ],
-    );
+    let output = setup(&machine, &household(&url, "default"));
     assert!(
         output.status.success(),
         "setup: {}",
@@ -108,19 +97,7 @@ fn main() {
     );
     let set_up = started.elapsed();
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
-    let Printed { key, chat, .. } = Printed::read(&printed);
-    let login = format!("http://{}", hub.address);
-    let node = join_phone(&mut lab, &phone_host, &client, &login, &key);
-    let phone = Phone {
-        lab: &lab,
-        machine: &machine,
-        host: phone_host.clone(),
-        node,
-        chat,
-    };
-    running(&phone);
-    let room = phone.assistant_room();
-    phone.ask(&room, QUESTION);
+    let phone = answered_phone(&mut lab, &machine, &phone_host, &client, &hub, &printed);
     let answered = started.elapsed();
     println!("\n| from `apt-get install` | seconds |\n| --- | --- |");
     println!("| packages installed | {:.1} |", installed.as_secs_f64());
@@ -151,38 +128,19 @@ fn main() {
     // The same household's hub in Podman alone, in the same run.
     let (alone, _service) = PodmanMachine::start(&mut lab, &alone_host);
     let _server = model_server(&mut lab, &alone_host, &llama, &model);
-    let printed = alone.hearth_ok(&[
-        "setup",
-        "--non-interactive",
-        "--household",
-        "Bench",
-        "--admin",
-        "ada",
-        "--hostname",
-        "hub",
-        "--url",
-        &format!("https://{}", alone_host.address),
-        "--model",
-        &format!("server:http://host.containers.internal:{MODEL_PORT}"),
-    ]);
-    let Printed { key, chat, .. } = Printed::read(&printed);
-    let node = join_phone(
+    let mut answers = vec!["setup", "--non-interactive"];
+    let alone_url = format!("https://{}", alone_host.address);
+    let host_model = format!("server:http://host.containers.internal:{MODEL_PORT}");
+    answers.extend(household(&alone_url, &host_model));
+    let printed = alone.hearth_ok(&answers);
+    let phone = answered_phone(
         &mut lab,
+        &alone,
         &alone_phone_host,
         &client,
-        &format!("http://{}", alone_host.address),
-        &key,
+        &alone_host,
+        &printed,
     );
-    let phone = Phone {
-        lab: &lab,
-        machine: &alone,
-        host: alone_phone_host.clone(),
-        node,
-        chat,
-    };
-    running(&phone);
-    let room = phone.assistant_room();
-    phone.ask(&room, QUESTION);
     std::thread::sleep(IDLE);
     let mut alone_total = 0.0;
     let mut alone_podman = 0.0;
@@ -301,4 +259,47 @@ fn machine_rss_of(machine: &Machine, name: &str) -> f64 {
         .filter_map(|line| line.trim().parse::<f64>().ok())
         .sum::<f64>()
         / 1024.0
+}
+
+/// The bench household's answers to setup (both forms), with its `url`
+/// and `model`.
+fn household<'a>(url: &'a str, model: &'a str) -> [&'a str; 10] {
+    [
+        "--household",
+        "Bench",
+        "--admin",
+        "ada",
+        "--hostname",
+        "hub",
+        "--url",
+        url,
+        "--model",
+        model,
+    ]
+}
+
+/// A phone on `host` joined with the key setup `printed`, once the
+/// assistant answered its first question in their DM.
+fn answered_phone<'a>(
+    lab: &'a mut Lab,
+    machine: &'a dyn HubLogs,
+    host: &Host,
+    client: &Path,
+    hub: &Host,
+    printed: &str,
+) -> Phone<'a> {
+    let Printed { key, chat, .. } = Printed::read(printed);
+    let login = format!("http://{}", hub.address);
+    let node = join_phone(lab, host, client, &login, &key);
+    let phone = Phone {
+        lab,
+        machine,
+        host: host.clone(),
+        node,
+        chat,
+    };
+    running(&phone);
+    let room = phone.assistant_room();
+    phone.ask(&room, QUESTION);
+    phone
 }
