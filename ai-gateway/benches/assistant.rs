@@ -14,14 +14,13 @@
 //!    member, interleaved, one llama-server with the tiny model;
 //! 4. the gateway's resident memory with 10,000 passages and 10,000
 //!    memory entries loaded (vectors included), against the same gateway
-//!    with none;
-//! 5. recall: how often the passage that answers a household question
-//!    (the English and Korean sets of `assistant/tests/recall`) comes first
-//!    and among the six given, with keywords alone, with the embedding
-//!    model's vectors alone and with both (Hearth's hybrid search).
+//!    with none.
+//!
+//! How often search finds the right passage is measured by
+//! `cargo test -p hearth-assistant --test recall`.
 //!
 //! `cargo bench -p hearth-gateway --bench assistant` (parts:
-//! `HEARTH_BENCH=search,indexing,ttft,memory,recall`; needs the cached
+//! `HEARTH_BENCH=search,indexing,ttft,memory`; needs the cached
 //! llama-server build and the models: scripts/install-test-deps.sh).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -197,6 +196,7 @@ async fn search() {
             today,
             limit: 6,
             min_score: 0.35,
+            scoring: hearth_assistant::search::E5_SCORING,
         };
         let started = Instant::now();
         let found = index.search(&query, |_| true);
@@ -411,9 +411,13 @@ async fn indexing() {
                 .map(|passage| passage.text)
         })
         .collect();
-    let http = reqwest::Client::new();
     let started = Instant::now();
-    let vectors = embed(&http, &embeddings_url, &texts).await;
+    let (_embeddings, texts, vectors) = tokio::task::spawn_blocking(move || {
+        let vectors = embeddings.embed(&texts);
+        (embeddings, texts, vectors)
+    })
+    .await
+    .unwrap();
     let direct = started.elapsed();
     assert_eq!(vectors.len(), texts.len());
 
@@ -657,95 +661,9 @@ async fn memory() {
     println!("| with none | {empty_rss:.1} MiB |");
 }
 
-/// The embeddings `server` gives `texts`, in order.
-async fn embed(http: &reqwest::Client, server: &str, texts: &[String]) -> Vec<Vec<f32>> {
-    let mut vectors = Vec::new();
-    for batch in texts.chunks(32) {
-        let answer: Value = http
-            .post(format!("{server}/embeddings"))
-            .json(&json!({"model": "embed", "input": batch}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for item in answer["data"].as_array().unwrap() {
-            vectors.push(
-                item["embedding"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|value| value.as_f64().unwrap() as f32)
-                    .collect(),
-            );
-        }
-    }
-    vectors
-}
-
-/// Part 5.
-async fn recall() {
-    use hearth_testkit::recall::{Recall, recall_set};
-    let Some(embeddings) = LlamaServer::start_embeddings() else {
-        println!("the embedding model is missing (scripts/embedding-model.sh): skipped");
-        return;
-    };
-    let http = reqwest::Client::new();
-    println!("| set | search | right passage first | among the six given |");
-    println!("|---|---|---|---|");
-    for language in ["en", "ko"] {
-        let set = recall_set(language);
-        let mut texts = Vec::new();
-        let mut places = Vec::new();
-        for (name, text) in &set.documents {
-            for passage in
-                hearth_assistant::chunk::passages(std::slice::from_ref(text), true, false)
-            {
-                texts.push(format!("{}\n{}", passage.citation(name), passage.text));
-                places.push((name.clone(), passage.heading.unwrap_or_default()));
-            }
-        }
-        let vectors = embed(&http, &embeddings.base_url, &texts).await;
-        let questions: Vec<String> = set.questions.iter().map(|q| q.text.clone()).collect();
-        let asked = embed(&http, &embeddings.base_url, &questions).await;
-        for (label, words, meaning) in [
-            ("keywords", true, false),
-            ("vectors (all-MiniLM-L6-v2)", false, true),
-            ("hybrid (0.3 keywords + 0.7 vectors)", true, true),
-        ] {
-            let mut index = Index::default();
-            for (key, text) in texts.iter().enumerate() {
-                let vector = meaning.then(|| vectors[key].as_slice());
-                index.insert(key, if words { text } else { "" }, vector, None);
-            }
-            let mut recall = Recall::default();
-            for (question, vector) in set.questions.iter().zip(&asked) {
-                let hits = index.search(
-                    &Query {
-                        text: if words { &question.text } else { "" },
-                        vector: meaning.then_some(vector.as_slice()),
-                        today: "2026-11-24".parse().unwrap(),
-                        limit: hearth_assistant::search::MAX_RESULTS,
-                        min_score: 0.0,
-                    },
-                    |_| true,
-                );
-                let ranked: Vec<(String, String)> =
-                    hits.iter().map(|hit| places[hit.key].clone()).collect();
-                recall.count(question, &ranked);
-            }
-            println!(
-                "| {language} | {label} | {} |",
-                recall.summary().replace(", ", " | ")
-            );
-        }
-    }
-}
-
 fn main() {
-    let parts = std::env::var("HEARTH_BENCH")
-        .unwrap_or_else(|_| "search,indexing,ttft,memory,recall".into());
+    let parts =
+        std::env::var("HEARTH_BENCH").unwrap_or_else(|_| "search,indexing,ttft,memory".into());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -756,8 +674,7 @@ fn main() {
             "indexing" => runtime.block_on(indexing()),
             "ttft" => runtime.block_on(time_to_first_token()),
             "memory" => runtime.block_on(memory()),
-            "recall" => runtime.block_on(recall()),
-            other => panic!("no part {other:?}: search, indexing, ttft, memory, recall"),
+            other => panic!("no part {other:?}: search, indexing, ttft, memory"),
         }
     }
 }

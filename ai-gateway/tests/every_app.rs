@@ -12,7 +12,9 @@
 use std::process::Command;
 
 use hearth_testkit::gateway_process::GatewayProcess;
-use hearth_testkit::household::EMBEDDING_MODEL;
+use hearth_testkit::household::Embeddings;
+
+const EMBEDDING_MODEL: &str = Embeddings::MiniLm.id();
 use hearth_testkit::llama::{LlamaServer, python};
 use hearth_testkit::skip;
 use hearth_testkit::standins::{AgentStandIn, Turn, messages_of, tool_model_stand_in};

@@ -18,13 +18,15 @@ use std::hash::Hash;
 
 use jiff::civil::Date;
 
+use crate::language::is_hangul;
+
 /// OpenClaw's default number of results.
 pub const MAX_RESULTS: usize = 6;
 /// OpenClaw's default minimum score.
 pub const MIN_SCORE: f32 = 0.35;
-/// Weight of the vector score in the hybrid score.
+/// Weight of the vector score in OpenClaw's hybrid score.
 pub const VECTOR_WEIGHT: f32 = 0.7;
-/// Weight of the keyword score in the hybrid score.
+/// Weight of the keyword score in OpenClaw's hybrid score.
 pub const TEXT_WEIGHT: f32 = 0.3;
 /// Days over which a dated note's score halves.
 pub const HALF_LIFE_DAYS: f32 = 30.0;
@@ -409,6 +411,106 @@ impl<K> Index<K> {
     }
 }
 
+/// How an item's meaning (cosine) and keyword scores become one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scoring {
+    /// Weight of the cosine.
+    pub vector_weight: f32,
+    /// Weight of the keyword score.
+    pub text_weight: f32,
+    /// Cosines are first spread over 0 to 1 for each query, from this
+    /// one, the model's "unrelated", to the highest among the items
+    /// searched: a model whose cosines bunch together (multilingual-e5's
+    /// lie between 0.7 and 0.9 for any two household texts) would otherwise
+    /// add nearly the same amount to every item and leave the order to the
+    /// keywords. The floor is the model's, not the query's, so that among
+    /// a few items (a member's handful of memories, a folder of two notes)
+    /// an unrelated one is not made to look like the best of matches.
+    pub cosine_floor: f32,
+    /// The spread ends at the highest cosine, or at this one when no item
+    /// reaches it.
+    pub cosine_ceiling: f32,
+    /// Whether the model's vectors mean anything for Korean: a question
+    /// with Hangul in it is searched by keywords alone when they do not.
+    pub reads_hangul: bool,
+}
+
+impl Scoring {
+    /// OpenClaw's: 0.7 of the cosine and 0.3 of the keyword score.
+    pub const OPENCLAW: Scoring = Scoring {
+        vector_weight: VECTOR_WEIGHT,
+        text_weight: TEXT_WEIGHT,
+        cosine_floor: 0.0,
+        cosine_ceiling: 1.0,
+        reads_hangul: true,
+    };
+
+    /// `cosine` spread over 0 to 1 when the items' best is `highest`
+    /// (see [`Scoring::cosine_floor`]).
+    pub fn spread(&self, cosine: f32, highest: f32) -> f32 {
+        let ceiling = highest.max(self.cosine_ceiling);
+        let width = (ceiling - self.cosine_floor).max(f32::EPSILON);
+        ((cosine - self.cosine_floor) / width).clamp(0.0, 1.0)
+    }
+}
+
+/// What an embedding model needs from its caller and how its scores are
+/// read, by the model's kind (from its name).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelProfile {
+    /// Put before a question (the E5 family: "query: ").
+    pub query_prefix: &'static str,
+    /// Put before a passage or memory entry (the E5 family: "passage: ").
+    pub passage_prefix: &'static str,
+    /// How its cosines join the keyword scores.
+    pub scoring: Scoring,
+}
+
+/// The profile of the embedding model `name` (a model id such as
+/// `multilingual-e5-small` or `all-MiniLM-L6-v2`, with or without its
+/// provider). The E5 family was trained with "query: " and "passage: "
+/// before its inputs and gives poor vectors without them. Both kinds'
+/// cosines are spread per query and weighed as measured on the household
+/// sets (docs/benchmarks.md, `cargo test -p hearth-assistant --test
+/// recall`); a model of another kind is taken to know English only.
+pub fn profile(name: &str) -> ModelProfile {
+    let id = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+    let e5 = id
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|part| part == "e5");
+    if e5 {
+        ModelProfile {
+            query_prefix: "query: ",
+            passage_prefix: "passage: ",
+            scoring: E5_SCORING,
+        }
+    } else {
+        ModelProfile {
+            query_prefix: "",
+            passage_prefix: "",
+            scoring: ENGLISH_SCORING,
+        }
+    }
+}
+
+/// The E5 family's: OpenClaw's weights over cosines spread from 0.75
+/// (measured: docs/benchmarks.md).
+pub const E5_SCORING: Scoring = Scoring {
+    cosine_floor: 0.75,
+    cosine_ceiling: 0.8,
+    ..Scoring::OPENCLAW
+};
+
+/// Other models' (all-MiniLM-L6-v2 measured): OpenClaw's weights over
+/// cosines spread from 0.1; English-only vectors, so Korean questions go
+/// by keywords.
+pub const ENGLISH_SCORING: Scoring = Scoring {
+    cosine_floor: 0.1,
+    cosine_ceiling: 0.5,
+    reads_hangul: false,
+    ..Scoring::OPENCLAW
+};
+
 /// What to search for.
 #[derive(Clone, Debug)]
 pub struct Query<'a> {
@@ -422,6 +524,8 @@ pub struct Query<'a> {
     pub limit: usize,
     /// Lowest hybrid score kept (keyword matches pass when nothing does).
     pub min_score: f32,
+    /// How meaning and keywords are weighed.
+    pub scoring: Scoring,
 }
 
 /// One result.
@@ -591,17 +695,34 @@ impl<K: Clone + Eq + Hash> Index<K> {
         };
 
         // Hybrid scores for every admitted item that matched either way.
-        let query_vector = query.vector.and_then(normalized);
+        let scoring = query.scoring;
+        let query_vector = query
+            .vector
+            .filter(|_| scoring.reads_hangul || !query.text.chars().any(is_hangul))
+            .and_then(normalized);
+        let cosines: Vec<Option<f32>> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(slot, item)| {
+                let query = query_vector.as_ref().filter(|_| admitted[slot])?;
+                Some(item.vector.as_ref()?.dot(query))
+            })
+            .collect();
+        let highest = cosines
+            .iter()
+            .flatten()
+            .fold(f32::MIN, |high, cosine| high.max(*cosine));
         let mut candidates: Vec<(usize, f32, f32)> = Vec::new();
         for (slot, item) in self.slots.iter().enumerate() {
             if !admitted[slot] {
                 continue;
             }
             let text = text_score(slot);
-            let score = match (&query_vector, &item.vector) {
-                (Some(query), Some(vector)) => {
-                    let cosine = vector.dot(query).max(0.0);
-                    VECTOR_WEIGHT * cosine + TEXT_WEIGHT * text
+            let score = match cosines[slot] {
+                Some(cosine) => {
+                    let meaning = scoring.spread(cosine, highest);
+                    scoring.vector_weight * meaning + scoring.text_weight * text
                 }
                 // Without embeddings on both sides, keywords alone.
                 _ => text,
@@ -695,6 +816,7 @@ mod tests {
             today: today(),
             limit: MAX_RESULTS,
             min_score: MIN_SCORE,
+            scoring: Scoring::OPENCLAW,
         }
     }
 
@@ -865,5 +987,73 @@ mod tests {
         assert_eq!(index.len(), 51);
         assert!(normalized(&[0.0, 0.0]).is_none());
         assert!(normalized(&[f32::NAN]).is_none());
+    }
+
+    #[test]
+    fn the_e5_family_gets_its_prefixes_and_other_models_none() {
+        for name in [
+            "multilingual-e5-small",
+            "vectors/multilingual-e5-small",
+            "intfloat/e5-base-v2",
+        ] {
+            let profile = profile(name);
+            assert_eq!(profile.query_prefix, "query: ", "{name}");
+            assert_eq!(profile.passage_prefix, "passage: ", "{name}");
+            assert!(profile.scoring.reads_hangul, "{name}");
+        }
+        for name in ["all-MiniLM-L6-v2", "vectors/nomic-embed-text", "e5x"] {
+            let profile = profile(name);
+            assert_eq!(profile.query_prefix, "", "{name}");
+            assert!(!profile.scoring.reads_hangul, "{name}");
+        }
+    }
+
+    /// Unit vectors at a chosen cosine to the first axis.
+    fn at_cosine(cosine: f32) -> Vec<f32> {
+        vec![cosine, (1.0 - cosine * cosine).sqrt(), 0.0]
+    }
+
+    #[test]
+    fn bunched_cosines_are_spread_but_a_lone_unrelated_item_is_not_lifted() {
+        let axis = [1.0, 0.0, 0.0];
+        let search = |index: &Index<u32>| {
+            index.search(
+                &Query {
+                    vector: Some(&axis),
+                    scoring: E5_SCORING,
+                    ..query("")
+                },
+                |_| true,
+            )
+        };
+        // e5-like cosines: all between 0.7 and 0.9; the best comes first
+        // and clears the minimum, the lowest does not.
+        let mut index = Index::default();
+        for (key, cosine) in [(1, 0.72), (2, 0.88), (3, 0.80)] {
+            index.insert(key, "", Some(&at_cosine(cosine)), None);
+        }
+        let hits = search(&index);
+        assert_eq!(keys(&hits)[0], 2);
+        assert!(!keys(&hits).contains(&1), "{hits:?}");
+        // Two notes, both unrelated (0.69 and 0.77, as e5 gives two boiler
+        // notes for a question about a bike lock): the spread starts at the
+        // model's floor, not at the lower of them, so neither passes.
+        let mut few = Index::default();
+        few.insert(8, "", Some(&at_cosine(0.69)), None);
+        few.insert(9, "", Some(&at_cosine(0.77)), None);
+        assert!(search(&few).is_empty(), "{:?}", search(&few));
+        // A Korean question to an English-only model goes by keywords.
+        let mut korean = Index::default();
+        korean.insert(1, "보일러 재시작", Some(&at_cosine(0.1)), None);
+        korean.insert(2, "쓰레기 버리는 날", Some(&at_cosine(0.99)), None);
+        let hits = korean.search(
+            &Query {
+                vector: Some(&axis),
+                scoring: ENGLISH_SCORING,
+                ..query("보일러 리셋")
+            },
+            |_| true,
+        );
+        assert_eq!(keys(&hits), vec![1]);
     }
 }

@@ -10,7 +10,7 @@
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use hearth_testkit::household::{AssistantSetup, Household, Options, SECOND};
+use hearth_testkit::household::{AssistantSetup, Embeddings, Household, Options, SECOND};
 use hearth_testkit::lab::{Host, wait_until};
 
 /// Tuesday 24 November 2026, 15:00 in London.
@@ -47,7 +47,7 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
         assistant: AssistantSetup {
             documents: Some(documents.clone()),
             clock: Some(clock.clone()),
-            embeddings: true,
+            embeddings: Some(Embeddings::MiniLm),
         },
         ..Options::default()
     };

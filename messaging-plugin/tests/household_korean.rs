@@ -2,7 +2,7 @@
 //! the members' devices over the mesh, household messaging, the gateway
 //! with a real llama-server (SmolLM2-135M-Instruct, which speaks no Korean:
 //! the everyday requests need no model) and a second one giving embeddings
-//! (all-MiniLM-L6-v2), on a test clock. A member does each kind of everyday
+//! (multilingual-e5-small, the hub's), on a test clock. A member does each kind of everyday
 //! request in Korean and it lands: remembered and listed; reminders listed
 //! at their times and delivered at them, the weekly one on its day and
 //! hour; one cancelled; a list kept. A Korean question finds its Korean
@@ -12,7 +12,7 @@
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use hearth_testkit::household::{AssistantSetup, Household, Options, SECOND};
+use hearth_testkit::household::{AssistantSetup, Embeddings, Household, Options, SECOND};
 use hearth_testkit::lab::wait_until;
 
 /// Tuesday 24 November 2026, 15:00 in London.
@@ -40,7 +40,7 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
         assistant: AssistantSetup {
             documents: Some(documents),
             clock: Some(clock.clone()),
-            embeddings: true,
+            embeddings: Some(Embeddings::E5),
         },
         ..Options::default()
     };

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::lab::{Agent, Host, Lab, LabCoordinator, Process, binary, wait_until};
-use crate::llama::{embedding_model, instruct_model, llama_server_binary, tiny_model};
+use crate::llama::{e5_model, embedding_model, instruct_model, llama_server_binary, tiny_model};
 
 /// One second.
 pub const SECOND: Duration = Duration::from_secs(1);
@@ -86,13 +86,37 @@ pub struct AssistantSetup {
     pub documents: Option<PathBuf>,
     /// A clock file the gateway goes by (`HEARTH_TEST_CLOCK`).
     pub clock: Option<PathBuf>,
-    /// Serve embeddings (all-MiniLM-L6-v2, a second llama-server on the
-    /// hub's port 18091) and search memory and documents by them.
-    pub embeddings: bool,
+    /// Serve embeddings by this model (a second llama-server on the hub's
+    /// port 18091) and search memory and documents by them.
+    pub embeddings: Option<Embeddings>,
 }
 
-/// The id the gateway gives the embedding model.
-pub const EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
+/// An embedding model a test household searches with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Embeddings {
+    /// all-MiniLM-L6-v2 (English).
+    MiniLm,
+    /// multilingual-e5-small (Korean, English and more; the hub's).
+    E5,
+}
+
+impl Embeddings {
+    /// The id the gateway gives it (its kind is read from it).
+    pub const fn id(self) -> &'static str {
+        match self {
+            Embeddings::MiniLm => "all-MiniLM-L6-v2",
+            Embeddings::E5 => "multilingual-e5-small",
+        }
+    }
+
+    /// Its GGUF, fetched and converted into the cache if missing.
+    pub fn model(self) -> Option<PathBuf> {
+        match self {
+            Embeddings::MiniLm => embedding_model(),
+            Embeddings::E5 => e5_model(),
+        }
+    }
+}
 
 impl Default for Options {
     fn default() -> Options {
@@ -170,8 +194,8 @@ impl Household {
         } else {
             tiny_model()?;
         }
-        if options.assistant.embeddings {
-            embedding_model()?;
+        if let Some(embeddings) = options.assistant.embeddings {
+            embeddings.model()?;
         }
         let hub = lab.host("hub");
         let laptop = lab.host("laptop");
@@ -284,11 +308,11 @@ impl Household {
             config["hearth"]["assistant"]["documents"] =
                 json!([{"name": "house", "path": documents}]);
         }
-        if options.assistant.embeddings {
+        if let Some(embeddings) = options.assistant.embeddings {
             config["models"]["providers"]["vectors"] = json!({
                 "baseUrl": "http://127.0.0.1:18091/v1", "api": "openai-completions", "timeoutSeconds": 10,
-                "models": [{"id": EMBEDDING_MODEL}]});
-            config["memory"] = json!({"search": {"provider": "vectors", "model": EMBEDDING_MODEL}});
+                "models": [{"id": embeddings.id()}]});
+            config["memory"] = json!({"search": {"provider": "vectors", "model": embeddings.id()}});
         }
         std::fs::write(&gateway_config, config.to_string()).expect("gateway config");
         let gateway_env: Vec<(String, PathBuf)> = options
@@ -328,7 +352,7 @@ impl Household {
             lab,
         };
         household.start_llama();
-        if household.options.assistant.embeddings {
+        if household.options.assistant.embeddings.is_some() {
             household.start_embeddings();
         }
         if household.options.services {
@@ -530,7 +554,12 @@ impl Household {
 
     /// Starts the embedding llama-server on the hub's loopback, port 18091.
     pub fn start_embeddings(&mut self) {
-        let (Some(llama), Some(model)) = (llama_server_binary(), embedding_model()) else {
+        let model = self
+            .options
+            .assistant
+            .embeddings
+            .and_then(Embeddings::model);
+        let (Some(llama), Some(model)) = (llama_server_binary(), model) else {
             panic!("llama-server and the embedding model were checked at the start")
         };
         let mut command = self.lab.command(&self.hub, &llama);

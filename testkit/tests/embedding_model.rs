@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use hearth_testkit::llama::{LlamaServer, embedding_model, python, workspace_root};
-use serde_json::{Value, json};
 
 fn cosine(one: &[f64], other: &[f64]) -> f64 {
     let dot: f64 = one.iter().zip(other).map(|(a, b)| a * b).sum();
@@ -15,31 +14,11 @@ fn cosine(one: &[f64], other: &[f64]) -> f64 {
 }
 
 fn served(server: &LlamaServer, inputs: &[&str]) -> Vec<Vec<f64>> {
-    let port = server.port.unwrap();
-    let request = json!({"model": "all-MiniLM-L6-v2", "input": inputs});
-    let answer: Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/embeddings"))
-            .json(&request)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    answer["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| {
-            item["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|value| value.as_f64().unwrap())
-                .collect()
-        })
+    let inputs: Vec<String> = inputs.iter().map(|text| (*text).to_owned()).collect();
+    server
+        .embed(&inputs)
+        .into_iter()
+        .map(|vector| vector.into_iter().map(f64::from).collect())
         .collect()
 }
 

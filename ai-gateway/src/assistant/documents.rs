@@ -298,7 +298,7 @@ impl Documents {
                 .collect();
             let mut vectors = Vec::with_capacity(texts.len());
             for batch in library::batches(&texts) {
-                match self.embedder.embed(batch).await {
+                match self.embedder.embed_passages(batch).await {
                     Some(batch) => vectors.extend(batch),
                     None => return Indexed::Later,
                 }

@@ -133,7 +133,7 @@ impl Memories {
     ) -> Result<Remembered, NotRemembered> {
         let text = memory::check(text)?;
         // Embedded before the writes' turn: a slow model holds up no one.
-        let vector = self.embedder.embed_one(&text).await;
+        let vector = self.embedder.embed_passage(&text).await;
         // One write at a time: two writers must not both see room for one,
         // nor both store the same fact.
         let _writing = self.writes.lock().await;
@@ -273,7 +273,7 @@ impl Memories {
             return;
         }
         for entry in unembedded {
-            let Some(vector) = self.embedder.embed_one(&entry.text).await else {
+            let Some(vector) = self.embedder.embed_passage(&entry.text).await else {
                 return;
             };
             if self

@@ -112,12 +112,12 @@ impl Assistant {
             Some(text) => Some(ModelRef::parse(text).context("memory.search.provider/model")?),
             None => None,
         };
-        if let Some(model) = &model
-            && database.embedding_model(&model.to_string()).await?
-        {
-            tracing::info!(model = %model, "a new embedding model: memory and documents are embedded again");
-        }
         let embedder = Arc::new(Embedder::new(model, router));
+        if let Some(stored_as) = embedder.stored_as()
+            && database.embedding_model(&stored_as).await?
+        {
+            tracing::info!(model = %stored_as, "a new embedding model: memory and documents are embedded again");
+        }
         let clock = Clock::from_env();
         let memories =
             Memories::load(MemoryStore::new(database.clone()), Arc::clone(&embedder)).await?;
@@ -243,7 +243,7 @@ impl Assistant {
     pub async fn context(&self, asker: &Asker, question: &str, budget: usize) -> TurnContext {
         let now = self.now();
         let today = self.today(now);
-        let vector = self.embedder.embed_one(question).await;
+        let vector = self.embedder.embed_query(question).await;
         let query = |limit| self.query(question, vector.as_deref(), now, limit);
         let recalled = self.memories.recall(&asker.owner(), &query(RECALLED));
         let passages = self.documents.find(asker, &query(PASSAGES)).await;
@@ -320,6 +320,7 @@ impl Assistant {
             today: self.today(now),
             limit,
             min_score: self.settings.min_score,
+            scoring: self.embedder.scoring(),
         }
     }
 
@@ -361,7 +362,7 @@ impl Assistant {
         let limit = |asked: Option<usize>| asked.unwrap_or(self.settings.max_results).clamp(1, 20);
         match call {
             Call::MemorySearch { query, max_results } => {
-                let vector = self.embedder.embed_one(&query).await;
+                let vector = self.embedder.embed_query(&query).await;
                 let texts = self.memories.recall(
                     &owner,
                     &self.query(&query, vector.as_deref(), now, limit(max_results)),
@@ -461,7 +462,7 @@ impl Assistant {
                 if self.documents.readable(asker).is_empty() {
                     return "No documents are readable here.".into();
                 }
-                let vector = self.embedder.embed_one(&query).await;
+                let vector = self.embedder.embed_query(&query).await;
                 let found = self
                     .documents
                     .find(
@@ -581,7 +582,7 @@ impl Assistant {
     /// best first, at most `limit` (the search the assistant's context uses).
     pub async fn search_memory(&self, asker: &Asker, query: &str, limit: usize) -> Vec<String> {
         let now = self.now();
-        let vector = self.embedder.embed_one(query).await;
+        let vector = self.embedder.embed_query(query).await;
         self.memories.recall(
             &asker.owner(),
             &self.query(query, vector.as_deref(), now, limit),
