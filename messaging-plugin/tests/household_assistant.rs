@@ -1,7 +1,7 @@
 //! The household assistant end to end, in network namespaces, on the real
 //! path: the members' devices over the mesh, household messaging, the
 //! gateway with a real llama-server (SmolLM2-135M-Instruct) and a second one
-//! giving embeddings (all-MiniLM-L6-v2), the gateway on a test clock. A
+//! giving embeddings (multilingual-e5-small, the hub's), the gateway on a test clock. A
 //! member's fact is recalled in a later session for them and not for
 //! another; a reminder arrives in the member's DM at its time with the
 //! gateway restarted in between; a document question is answered with its
@@ -47,7 +47,7 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
         assistant: AssistantSetup {
             documents: Some(documents.clone()),
             clock: Some(clock.clone()),
-            embeddings: Some(Embeddings::MiniLm),
+            embeddings: Some(Embeddings::E5),
         },
         ..Options::default()
     };
