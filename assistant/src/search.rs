@@ -317,6 +317,112 @@ pub fn stem(word: &str) -> String {
     word.to_owned()
 }
 
+/// Most characters an embedding model is given at once. Models of the
+/// BERT kind read at most 512 tokens (the E5 family's and MiniLM's
+/// position tables end there, and llama-server refuses a longer input
+/// rather than cut it); a character gives at most one of multilingual-e5's
+/// tokens, about one for a Hangul syllable and a quarter for English, so a
+/// window of 480 leaves room for the prefix and the markers.
+pub const WINDOW_CHARS: usize = 480;
+
+/// `text` cut into windows of at most `most` characters, each ending at a
+/// space or line end where there is one in its last quarter, in order;
+/// the whole text when it fits. Each window is embedded on its own and
+/// the vectors pooled ([`pooled`]), as a model reading a long text in
+/// windows would: the mean of the windows' vectors, each weighed by its
+/// length.
+pub fn windows(text: &str, most: usize) -> Vec<&str> {
+    let most = most.max(1);
+    let mut windows = Vec::new();
+    let mut rest = text.trim();
+    while rest.chars().count() > most {
+        let end = rest
+            .char_indices()
+            .nth(most)
+            .map_or(rest.len(), |(at, _)| at);
+        let earliest = rest
+            .char_indices()
+            .nth(most - most / 4)
+            .map_or(0, |(at, _)| at);
+        let cut = rest[..end]
+            .rfind(char::is_whitespace)
+            .filter(|at| *at >= earliest && *at > 0)
+            .unwrap_or(end);
+        windows.push(rest[..cut].trim_end());
+        rest = rest[cut..].trim_start();
+    }
+    if !rest.is_empty() || windows.is_empty() {
+        windows.push(rest);
+    }
+    windows
+}
+
+/// The mean of `vectors` weighed by `weights` (the windows' lengths),
+/// scaled to length one; `None` when there is nothing to pool.
+pub fn pooled(vectors: &[Vec<f32>], weights: &[usize]) -> Option<Vec<f32>> {
+    let width = vectors.first()?.len();
+    let mut sum = vec![0.0_f32; width];
+    for (vector, weight) in vectors.iter().zip(weights) {
+        if vector.len() != width {
+            return None;
+        }
+        for (total, value) in sum.iter_mut().zip(vector) {
+            *total += value * (*weight).max(1) as f32;
+        }
+    }
+    normalized(&sum).map(Vec::from)
+}
+
+/// Texts as an embedding model is asked for them: each with its prefix,
+/// long ones in windows ([`windows`]); and their vectors again from the
+/// windows' ([`Windowed::pool`]).
+#[derive(Clone, Debug)]
+pub struct Windowed {
+    /// What to embed, in order.
+    pub inputs: Vec<String>,
+    /// Each input's text and length.
+    owners: Vec<(usize, usize)>,
+    texts: usize,
+}
+
+impl Windowed {
+    /// `texts`, each window after `prefix`.
+    pub fn of(texts: &[String], prefix: &str) -> Windowed {
+        let mut inputs = Vec::new();
+        let mut owners = Vec::new();
+        for (owner, text) in texts.iter().enumerate() {
+            for window in windows(text, WINDOW_CHARS) {
+                inputs.push(format!("{prefix}{window}"));
+                owners.push((owner, window.chars().count()));
+            }
+        }
+        Windowed {
+            inputs,
+            owners,
+            texts: texts.len(),
+        }
+    }
+
+    /// One vector a text from the inputs' `vectors` (in order); `None`
+    /// when they do not fit.
+    pub fn pool(&self, vectors: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
+        if vectors.len() != self.inputs.len() {
+            return None;
+        }
+        (0..self.texts)
+            .map(|owner| {
+                let (mine, weights): (Vec<Vec<f32>>, Vec<usize>) = vectors
+                    .iter()
+                    .zip(&self.owners)
+                    .filter(|(_, (of, _))| *of == owner)
+                    .map(|(vector, (_, weight))| (vector.clone(), *weight))
+                    .unzip();
+                pooled(&mine, &weights)
+            })
+            .collect()
+    }
+}
+
 /// `vector` scaled to length one (so a dot product is the cosine);
 /// `None` for an empty or zero vector, or one with a non-finite value.
 pub fn normalized(vector: &[f32]) -> Option<Box<[f32]>> {
@@ -1055,5 +1161,32 @@ mod tests {
             |_| true,
         );
         assert_eq!(keys(&hits), vec![1]);
+    }
+
+    #[test]
+    fn long_texts_are_cut_into_windows_at_spaces_and_pooled() {
+        let short = "보일러 리셋은 어떻게 해?";
+        assert_eq!(windows(short, WINDOW_CHARS), vec![short]);
+        assert_eq!(windows("", 10), vec![""]);
+        let long = "가나다 ".repeat(300);
+        let cut = windows(&long, WINDOW_CHARS);
+        assert!(cut.len() >= 3, "{}", cut.len());
+        for window in &cut {
+            assert!(window.chars().count() <= WINDOW_CHARS);
+            assert!(window.ends_with('다'), "cut inside a word: {window:?}");
+        }
+        let rejoined: String = cut.join(" ");
+        assert_eq!(rejoined, long.trim());
+        // A run with no space is cut at the limit.
+        let unbroken = "a".repeat(1000);
+        let cut = windows(&unbroken, 480);
+        assert_eq!(
+            cut.iter().map(|window| window.len()).collect::<Vec<_>>(),
+            vec![480, 480, 40]
+        );
+        let mean = pooled(&[vec![1.0, 0.0], vec![0.0, 1.0]], &[3, 1]).unwrap();
+        assert!((mean[0] - 0.9487).abs() < 1e-3 && (mean[1] - 0.3162).abs() < 1e-3);
+        assert!(pooled(&[], &[]).is_none());
+        assert!(pooled(&[vec![1.0], vec![1.0, 2.0]], &[1, 1]).is_none());
     }
 }

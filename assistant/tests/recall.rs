@@ -15,7 +15,8 @@
 
 use hearth_assistant::chunk;
 use hearth_assistant::search::{
-    ANALYSER, Analyser, Index, MAX_RESULTS, MIN_SCORE, ModelProfile, Query, Scoring, profile,
+    ANALYSER, Analyser, Index, MAX_RESULTS, MIN_SCORE, ModelProfile, Query, Scoring, Windowed,
+    profile,
 };
 use hearth_testkit::llama::{LlamaServer, e5_model, embedding_model};
 use hearth_testkit::recall::{Recall, RecallSet, recall_set};
@@ -131,6 +132,13 @@ fn keyword_search_finds_the_passage_in_english_and_korean() {
     }
 }
 
+/// The embeddings `server` gives `texts` with `prefix`, as the gateway
+/// asks for them: long texts in windows, pooled.
+fn embed(server: &LlamaServer, prefix: &str, texts: &[String]) -> Vec<Vec<f32>> {
+    let windowed = Windowed::of(texts, prefix);
+    windowed.pool(&server.embed(&windowed.inputs)).unwrap()
+}
+
 /// The embeddings of a set's passages and questions by `server`, with the
 /// prefixes `profile` asks for.
 fn embedded(
@@ -139,16 +147,15 @@ fn embedded(
     profile: &ModelProfile,
 ) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let (texts, _) = passages(set);
-    let texts: Vec<String> = texts
-        .iter()
-        .map(|text| format!("{}{text}", profile.passage_prefix))
-        .collect();
     let questions: Vec<String> = set
         .questions
         .iter()
-        .map(|question| format!("{}{}", profile.query_prefix, question.text))
+        .map(|question| question.text.clone())
         .collect();
-    (server.embed(&texts), server.embed(&questions))
+    (
+        embed(server, profile.passage_prefix, &texts),
+        embed(server, profile.query_prefix, &questions),
+    )
 }
 
 /// `RECALL_SCORING=vector,text,floor,ceiling`: weights and a spread of

@@ -30,6 +30,16 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
          ## 물 보충\n\n압력계 바늘이 1 아래로 내려가면 보충 밸브를 천천히 여세요.\n",
     )
     .unwrap();
+    // A section longer than the embedding model reads at once (512
+    // tokens): embedded in windows, or never indexed.
+    let long: String = (1..=40)
+        .map(|day| format!("{day}일차에는 베란다 화분에 물을 주고 잎의 먼지를 닦아 주세요. "))
+        .collect();
+    std::fs::write(
+        documents.join("plants.md"),
+        format!("# 화분 관리\n\n## 한 달 계획\n\n{long}\n"),
+    )
+    .unwrap();
     let clock = dir.path().join("clock");
     std::fs::write(&clock, NOW).unwrap();
     let options = Options {
@@ -49,9 +59,8 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     };
     let (laptop, phone) = (household.laptop.clone(), household.phone.clone());
     let indexed = wait_until(60 * SECOND, || {
-        household
-            .cli_ok(&laptop, &["documents"])
-            .contains("house/boiler.md")
+        let listed = household.cli_ok(&laptop, &["documents"]);
+        listed.contains("house/boiler.md") && listed.contains("house/plants.md")
     });
     assert!(indexed.is_some(), "the documents were not indexed");
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hearth_assistant::search::{ModelProfile, Scoring, profile};
+use hearth_assistant::search::{self, ModelProfile, Scoring, profile};
 use hearth_llm::{ModelRef, Router};
 
 /// The embedding model, if one is configured.
@@ -70,18 +70,15 @@ impl Embedder {
             .pop()
     }
 
+    /// Embeddings of `texts` with `prefix` before each: a text longer than
+    /// the model reads at once is embedded in windows, pooled.
     async fn embed(&self, prefix: &str, texts: &[String]) -> Option<Vec<Vec<f32>>> {
+        let windowed = search::Windowed::of(texts, prefix);
+        windowed.pool(&self.ask(&windowed.inputs).await?)
+    }
+
+    async fn ask(&self, texts: &[String]) -> Option<Vec<Vec<f32>>> {
         let (model, router) = self.model.as_ref()?;
-        let prefixed: Vec<String>;
-        let texts = if prefix.is_empty() {
-            texts
-        } else {
-            prefixed = texts
-                .iter()
-                .map(|text| format!("{prefix}{}", text.trim()))
-                .collect();
-            &prefixed
-        };
         match router.embed_with(model, texts).await {
             Ok(vectors) => Some(
                 vectors
