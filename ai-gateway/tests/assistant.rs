@@ -370,14 +370,15 @@ async fn what_a_member_asks_to_remember_is_recalled_for_them_and_no_one_else() {
     );
 
     // Members list and delete what is remembered about them, only theirs.
-    let Answer::Memory { entries } = house.api(Some(asker("ada", None)), Op::MemoryList {}).await
+    let Answer::Memory { entries, .. } =
+        house.api(Some(asker("ada", None)), Op::MemoryList {}).await
     else {
         panic!("a memory list");
     };
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].file, "MEMORY.md");
     assert!(entries[0].text.contains("CANARY-ADA-4711"));
-    let Answer::Memory { entries: bens } =
+    let Answer::Memory { entries: bens, .. } =
         house.api(Some(asker("ben", None)), Op::MemoryList {}).await
     else {
         panic!("a memory list");
@@ -567,7 +568,9 @@ async fn wait_for_documents(
 ) -> (Vec<String>, Vec<(String, String)>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Answer::Documents { documents, refused } = house
+        if let Answer::Documents {
+            documents, refused, ..
+        } = house
             .api(Some(asker(member, None)), Op::DocumentList {})
             .await
             && documents.len() + refused.len() >= count
@@ -789,7 +792,7 @@ async fn a_reminder_arrives_at_its_time_even_across_a_restart() {
         .ask("ada", None, "remind me at 6 pm to CANARY-CANCELLED")
         .await;
     assert!(cancelled.contains("18:00"), "{cancelled}");
-    let Answer::Reminders { reminders } = house
+    let Answer::Reminders { reminders, .. } = house
         .api(Some(asker("ada", None)), Op::ReminderList {})
         .await
     else {
@@ -836,7 +839,7 @@ async fn a_reminder_arrives_at_its_time_even_across_a_restart() {
     assert_eq!(due[0].text, "\u{23f0} Reminder: call Grandma CANARY-REMIND");
     // Handled: not given again, and the one-off is gone.
     assert!(house.deliveries(due[0].id, 0).await.is_empty());
-    let Answer::Reminders { reminders } = house
+    let Answer::Reminders { reminders, .. } = house
         .api(Some(asker("ada", None)), Op::ReminderList {})
         .await
     else {
@@ -854,7 +857,7 @@ async fn a_reminder_arrives_at_its_time_even_across_a_restart() {
         due[0].text,
         "This week: Tell the household the week's plan."
     );
-    let Answer::Reminders { reminders } = house
+    let Answer::Reminders { reminders, .. } = house
         .api(Some(asker("ben", None)), Op::ReminderList {})
         .await
     else {
@@ -972,7 +975,7 @@ async fn turns_trimmed_from_a_long_conversation_become_a_daily_note() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let Answer::Memory { entries } =
+        let Answer::Memory { entries, .. } =
             house.api(Some(asker("ada", None)), Op::MemoryList {}).await
         else {
             panic!("memory");
@@ -1313,7 +1316,8 @@ async fn a_member_cannot_grow_memory_past_its_limit() {
     assert_eq!(remembered, limit, "{:?}", refused.first());
     assert_eq!(refused.len(), 20);
     assert!(refused[0].contains("memory is full"), "{}", refused[0]);
-    let Answer::Memory { entries } = house.api(Some(asker("ada", None)), Op::MemoryList {}).await
+    let Answer::Memory { entries, .. } =
+        house.api(Some(asker("ada", None)), Op::MemoryList {}).await
     else {
         panic!("memory");
     };
@@ -1498,7 +1502,7 @@ async fn a_korean_members_everyday_requests_land_without_the_model() {
     let (tools, text) = said(house.ask("jisu", None, "빨래 알림 취소해 줘").await);
     assert_eq!(tools, ["reminder_cancel"], "{text}");
     assert!(text.ends_with("번 알림을 취소했어요."), "{text}");
-    let Answer::Reminders { reminders } = house
+    let Answer::Reminders { reminders, .. } = house
         .api(Some(asker("jisu", None)), Op::ReminderList {})
         .await
     else {
@@ -1538,7 +1542,7 @@ async fn a_korean_members_everyday_requests_land_without_the_model() {
     // Forgotten by what it says.
     let (tools, text) = said(house.ask("jisu", None, "사물함 비밀번호는 잊어버려").await);
     assert_eq!(tools, ["memory_forget"], "{text}");
-    let Answer::Memory { entries } = house
+    let Answer::Memory { entries, .. } = house
         .api(Some(asker("jisu", None)), Op::MemoryList {})
         .await
     else {

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::language::Language;
+
 use crate::scope::Asker;
 
 /// A request.
@@ -78,11 +80,18 @@ pub enum Answer {
     Memory {
         /// Them.
         entries: Vec<MemoryItem>,
+        /// The language the list is said in (the member's, else the
+        /// household's: `Language::for_member`).
+        #[serde(default)]
+        language: Language,
     },
     /// Reminders, soonest first.
     Reminders {
-        /// Them.
+        /// Them (their times written in `language`).
         reminders: Vec<ReminderItem>,
+        /// The language the list is said in.
+        #[serde(default)]
+        language: Language,
     },
     /// Documents.
     Documents {
@@ -90,6 +99,9 @@ pub enum Answer {
         documents: Vec<DocumentItem>,
         /// Refused, with why.
         refused: Vec<RefusedDocument>,
+        /// The language the list is said in.
+        #[serde(default)]
+        language: Language,
     },
     /// Done, with a sentence for the member.
     Done {

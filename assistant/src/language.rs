@@ -1,9 +1,12 @@
 //! The language the assistant speaks to a member in: Korean or English.
 //! The member's app says which it is in (the household app's language, a
 //! BCP 47 tag); when it does not, the message's own script decides (any
-//! Hangul: Korean). The household's first members write Korean; every
-//! other language gets English, which the model is still told to answer in
-//! the member's own language (`Asker::language`).
+//! Hangul: Korean; Latin letters: English); when the message has no words
+//! of either (a bare `/reminders`, a listing asked from the CLI), the
+//! household's language (`hearth setup --lang`). The household's first
+//! members write Korean; every other language gets English, which the
+//! model is still told to answer in the member's own language
+//! (`Asker::language`).
 
 use serde::{Deserialize, Serialize};
 
@@ -39,12 +42,26 @@ impl Language {
         }
     }
 
+    /// The language `text` says it is in: Korean with any Hangul, English
+    /// with Latin letters, none without words (a slash command's own name
+    /// and an @mention are not the member's words).
+    pub fn said_in(text: &str) -> Option<Language> {
+        if text.chars().any(is_hangul) {
+            return Some(Language::Korean);
+        }
+        text.split_whitespace()
+            .filter(|word| !word.starts_with('/') && !word.starts_with('@'))
+            .any(|word| word.chars().any(|c| c.is_ascii_alphabetic()))
+            .then_some(Language::English)
+    }
+
     /// The language to answer `text` in for a member whose app said `tag`
-    /// (its choice wins; without one, the message's script).
-    pub fn for_member(tag: Option<&str>, text: &str) -> Language {
+    /// in a household that speaks `household`: the app's choice, else the
+    /// message's words, else the household's.
+    pub fn for_member(tag: Option<&str>, text: &str, household: Language) -> Language {
         match tag {
             Some(tag) if !tag.trim().is_empty() => Language::from_tag(tag),
-            _ => Language::of_text(text),
+            _ => Language::said_in(text).unwrap_or(household),
         }
     }
 
@@ -87,12 +104,30 @@ mod tests {
         assert_eq!(Language::of_text("내일 9시에 알려줘"), Language::Korean);
         assert_eq!(Language::of_text("remind me 내일"), Language::Korean);
         assert_eq!(Language::of_text("remind me at 7"), Language::English);
+        let english = Language::English;
+        let korean = Language::Korean;
         assert_eq!(
-            Language::for_member(Some("en"), "내일 알려줘"),
-            Language::English
+            Language::for_member(Some("en"), "내일 알려줘", korean),
+            english
         );
-        assert_eq!(Language::for_member(None, "내일 알려줘"), Language::Korean);
-        assert_eq!(Language::for_member(Some(" "), "내일"), Language::Korean);
+        assert_eq!(Language::for_member(None, "내일 알려줘", english), korean);
+        assert_eq!(Language::for_member(Some(" "), "내일", english), korean);
+        // Without words of its own, the household's language.
+        assert_eq!(Language::for_member(None, "/reminders", korean), korean);
+        assert_eq!(Language::for_member(None, "", korean), korean);
+        assert_eq!(
+            Language::for_member(None, "@assistant /forget 3", korean),
+            korean
+        );
+        assert_eq!(Language::for_member(None, "/forget 3", english), english);
+        assert_eq!(
+            Language::for_member(None, "what time is it", korean),
+            english
+        );
+        assert_eq!(
+            Language::for_member(Some("ko"), "/reminders", english),
+            korean
+        );
     }
 
     #[test]

@@ -371,17 +371,25 @@ pub fn which_number(language: Language, what: Missing, command: &str) -> String 
     }
 }
 
-/// An assistant API answer as the assistant says it in a chat.
+/// An assistant API answer as the assistant says it in a chat: a list in
+/// the language it was made in (its dates are written in it), anything
+/// else in `language`.
 pub fn answer(language: Language, answer: &Answer) -> String {
+    let language = match answer {
+        Answer::Memory { language, .. }
+        | Answer::Reminders { language, .. }
+        | Answer::Documents { language, .. } => *language,
+        _ => language,
+    };
     let korean = language == Language::Korean;
     match answer {
-        Answer::Memory { entries } if entries.is_empty() => if korean {
+        Answer::Memory { entries, .. } if entries.is_empty() => if korean {
             "여기서는 아직 기억하는 것이 없어요. \u{201c}기억해 줘: …\u{201d}라고 말해 보세요."
         } else {
             "I remember nothing here yet. Say \u{201c}remember that \u{2026}\u{201d} to change that."
         }
         .into(),
-        Answer::Memory { entries } => {
+        Answer::Memory { entries, .. } => {
             let mut text = String::from(if korean {
                 "여기서 기억하는 것:"
             } else {
@@ -397,13 +405,13 @@ pub fn answer(language: Language, answer: &Answer) -> String {
             });
             text
         }
-        Answer::Reminders { reminders } if reminders.is_empty() => if korean {
+        Answer::Reminders { reminders, .. } if reminders.is_empty() => if korean {
             "알림이 없어요."
         } else {
             "You have no reminders."
         }
         .into(),
-        Answer::Reminders { reminders } => {
+        Answer::Reminders { reminders, .. } => {
             let mut text = String::from(if korean { "내 알림:" } else { "Your reminders:" });
             for reminder in reminders {
                 let place = match (&reminder.target, korean) {
@@ -424,7 +432,9 @@ pub fn answer(language: Language, answer: &Answer) -> String {
             });
             text
         }
-        Answer::Documents { documents, refused } => {
+        Answer::Documents {
+            documents, refused, ..
+        } => {
             if documents.is_empty() && refused.is_empty() {
                 return if korean {
                     "여기서 읽을 수 있는 문서가 없어요."
@@ -534,7 +544,7 @@ mod tests {
 
     #[test]
     fn answers_read_as_sentences() {
-        let memory = Answer::Memory {
+        let memory = |language| Answer::Memory {
             entries: vec![MemoryItem {
                 id: 4,
                 file: "MEMORY.md".into(),
@@ -542,13 +552,16 @@ mod tests {
                 written_at: "2026-11-24T15:00:00Z".into(),
                 source: "asked".into(),
             }],
+            language,
         };
         assert_eq!(
-            answer(Language::English, &memory),
+            answer(Language::English, &memory(Language::English)),
             "What I remember here:\n#4 MEMORY.md: Ben is allergic to peanuts\n(/forget N forgets one.)"
         );
+        // A list is said in the language it was made in, whatever the
+        // caller would speak.
         assert_eq!(
-            answer(Language::Korean, &memory),
+            answer(Language::English, &memory(Language::Korean)),
             "여기서 기억하는 것:\n#4 MEMORY.md: Ben is allergic to peanuts\n(/forget 번호 로 하나를 잊어요.)"
         );
         let documents = Answer::Documents {
@@ -558,9 +571,10 @@ mod tests {
                 path: "scan.pdf".into(),
                 reason: "it has no text".into(),
             }],
+            language: Language::English,
         };
         assert_eq!(
-            answer(Language::English, &documents),
+            answer(Language::Korean, &documents),
             "Not read:\nhouse/scan.pdf: it has no text"
         );
         let reminders = Answer::Reminders {
@@ -571,10 +585,20 @@ mod tests {
                 next: None,
                 target: Target::Member("지수".into()),
             }],
+            language: Language::Korean,
         };
         assert_eq!(
             answer(Language::Korean, &reminders),
             "내 알림:\n#7 약 먹기 (매일 오후 10시, 나에게)\n(/cancel 번호 로 하나를 취소해요.)"
+        );
+        assert_eq!(
+            answer(
+                Language::Korean,
+                &Answer::Done {
+                    message: "done".into()
+                }
+            ),
+            "done"
         );
     }
 }

@@ -885,13 +885,16 @@ pub fn restore(
 }
 
 /// The hub's units, in the order they stop.
-const HUB_UNITS: [Unit; 7] = [
+const HUB_UNITS: [Unit; 10] = [
     Unit::Pod,
     Unit::Agent,
     Unit::InferenceSocket,
     Unit::LlamaProxy,
     Unit::OllamaProxy,
     Unit::LlamaServer,
+    Unit::EmbeddingsSocket,
+    Unit::EmbeddingsProxy,
+    Unit::EmbeddingsServer,
     Unit::Coordinator,
 ];
 

@@ -112,6 +112,7 @@ pub(crate) fn write(
             } else {
                 crate::render::Form::Debian
             },
+            search_model(layout),
         )
         .as_bytes(),
         0o644,
@@ -304,4 +305,11 @@ fn same_file(one: &Path, other: &Path) -> bool {
             return false;
         }
     }
+}
+
+/// The search model's id when its package is installed and the hub runs
+/// under systemd (the Podman form has none yet: search by keywords).
+pub fn search_model(layout: &Layout) -> Option<&'static str> {
+    (!crate::manager::in_podman() && layout.embedding_model().exists())
+        .then_some(crate::render::SEARCH_MODEL)
 }

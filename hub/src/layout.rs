@@ -38,19 +38,28 @@ pub enum Unit {
     LlamaProxy,
     /// The proxy from the socket to an Ollama on this machine.
     OllamaProxy,
+    /// The search model's socket (starts its proxy on first use).
+    EmbeddingsSocket,
+    /// The embedding llama-server behind it.
+    EmbeddingsServer,
+    /// The proxy from that socket to the embedding llama-server.
+    EmbeddingsProxy,
     /// The gateway and messaging pod.
     Pod,
 }
 
 impl Unit {
     /// Every unit.
-    pub const ALL: [Unit; 7] = [
+    pub const ALL: [Unit; 10] = [
         Unit::Coordinator,
         Unit::Agent,
         Unit::InferenceSocket,
         Unit::LlamaServer,
         Unit::LlamaProxy,
         Unit::OllamaProxy,
+        Unit::EmbeddingsSocket,
+        Unit::EmbeddingsServer,
+        Unit::EmbeddingsProxy,
         Unit::Pod,
     ];
 
@@ -63,6 +72,9 @@ impl Unit {
             Unit::LlamaServer => "hearth-llama-server.service",
             Unit::LlamaProxy => "hearth-llama-proxy.service",
             Unit::OllamaProxy => "hearth-ollama-proxy.service",
+            Unit::EmbeddingsSocket => "hearth-embeddings.socket",
+            Unit::EmbeddingsServer => "hearth-embeddings.service",
+            Unit::EmbeddingsProxy => "hearth-embeddings-proxy.service",
             Unit::Pod => "hearth-pod.service",
         }
     }
@@ -72,7 +84,11 @@ impl Unit {
     pub fn always_on(self) -> bool {
         matches!(
             self,
-            Unit::Coordinator | Unit::Agent | Unit::InferenceSocket | Unit::Pod
+            Unit::Coordinator
+                | Unit::Agent
+                | Unit::InferenceSocket
+                | Unit::EmbeddingsSocket
+                | Unit::Pod
         )
     }
 }
@@ -235,6 +251,17 @@ impl Layout {
     /// The model file llama-server serves.
     pub fn model_file(&self) -> PathBuf {
         self.at("/var/lib/hearth-llama/model.gguf")
+    }
+
+    /// The search model the hearth-model-e5 package installs.
+    pub fn embedding_model(&self) -> PathBuf {
+        self.at("/usr/share/hearth/embeddings/multilingual-e5-small.q4_0.gguf")
+    }
+
+    /// The search model's socket (beside the model's, in the folder the
+    /// pod mounts).
+    pub fn embeddings_socket(&self) -> PathBuf {
+        self.at("/run/hearth-inference/embeddings.sock")
     }
 
     /// The model's socket's folder.

@@ -71,7 +71,13 @@ impl PodHub {
             // In the pod when the model is llama-server's (else the pod
             // has no such container and it is inactive).
             Unit::LlamaServer => &["llama"],
-            Unit::InferenceSocket | Unit::LlamaProxy | Unit::OllamaProxy => &[],
+            // The search model runs under systemd only (docs/deploy.md).
+            Unit::InferenceSocket
+            | Unit::LlamaProxy
+            | Unit::OllamaProxy
+            | Unit::EmbeddingsSocket
+            | Unit::EmbeddingsServer
+            | Unit::EmbeddingsProxy => &[],
         };
         names
             .iter()

@@ -71,8 +71,12 @@ pub fn setup_env_in_pod(answers: &Answers) -> String {
 /// Anthropic and Ollama APIs; else it listens on the pod's loopback, for
 /// the messaging service beside it only.
 pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> String {
-    gateway_model_in(answers, model_id, timezone, Form::Debian)
+    gateway_model_in(answers, model_id, timezone, Form::Debian, None)
 }
+
+/// The search model's id as the gateway names it (its kind, E5, is read
+/// from it: the gateway adds the prefixes the model needs).
+pub const SEARCH_MODEL: &str = "multilingual-e5-small";
 
 /// Which hub the configuration is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +88,16 @@ pub enum Form {
     Podman,
 }
 
-/// [`gateway_model`] for the hub in `form`.
-pub fn gateway_model_in(answers: &Answers, model_id: &str, timezone: &str, form: Form) -> String {
+/// [`gateway_model`] for the hub in `form`, with the search model behind
+/// its socket when `search` names it (memory and documents are then
+/// searched by meaning and keywords, else by keywords alone).
+pub fn gateway_model_in(
+    answers: &Answers,
+    model_id: &str,
+    timezone: &str,
+    form: Form,
+    search: Option<&str>,
+) -> String {
     let socket = "unix:/run/hearth-inference/inference.sock";
     let (base_url, api) = match (&answers.model, form) {
         (ModelChoice::Ollama { .. }, Form::Debian) => (socket.to_owned(), "ollama"),
@@ -112,6 +124,15 @@ pub fn gateway_model_in(answers: &Answers, model_id: &str, timezone: &str, form:
             "userTimezone": timezone,
         }},
     });
+    if let Some(search) = search {
+        document["models"]["providers"]["search"] = json!({
+            "baseUrl": "unix:/run/hearth-inference/embeddings.sock",
+            "api": "openai-completions",
+            "timeoutSeconds": 30,
+            "models": [{"id": search}],
+        });
+        document["memory"] = json!({"search": {"provider": "search", "model": search}});
+    }
     if answers.apps {
         document["gateway"] = json!({
             "bind": "lan",
@@ -122,11 +143,14 @@ pub fn gateway_model_in(answers: &Answers, model_id: &str, timezone: &str, form:
             "ollama": {"enabled": true, "port": OLLAMA_PORT},
         });
     }
+    // The household's language: what the assistant speaks when neither a
+    // member's app nor their message says (a listing from the CLI).
+    document["hearth"]["assistant"]["language"] = json!(answers.language.tag());
     let body = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     format!(
-        "// Written by `hearth setup`: which model answers, and whether members' apps\n\
-         // reach the gateway. Run setup again to change them; gateway.json5 (yours to\n\
-         // edit) includes this file.\n{body}\n"
+        "// Written by `hearth setup`: which model answers, which one searches, and\n\
+         // whether members' apps reach the gateway. Run setup again to change them;\n\
+         // gateway.json5 (yours to edit) includes this file.\n{body}\n"
     )
 }
 
@@ -301,6 +325,25 @@ mod tests {
             "hub/smollm2"
         );
         assert_eq!(llama["agents"]["defaults"]["userTimezone"], "Asia/Seoul");
+        assert!(llama.get("memory").is_none(), "no search model: keywords");
+        assert_eq!(llama["hearth"]["assistant"]["language"], "en");
+        let searching = body(&gateway_model_in(
+            &answers(ModelChoice::Default, None),
+            "smollm2",
+            "Asia/Seoul",
+            Form::Debian,
+            Some(SEARCH_MODEL),
+        ));
+        let search = &searching["models"]["providers"]["search"];
+        assert_eq!(
+            search["baseUrl"],
+            "unix:/run/hearth-inference/embeddings.sock"
+        );
+        assert_eq!(search["models"][0]["id"], "multilingual-e5-small");
+        assert_eq!(
+            searching["memory"]["search"],
+            serde_json::json!({"provider": "search", "model": "multilingual-e5-small"})
+        );
         let ollama = body(&gateway_model(
             &answers(
                 ModelChoice::Ollama {
@@ -338,7 +381,15 @@ mod tests {
         asked.apps = false;
         let closed = body(&gateway_model(&asked, "smollm2", "UTC"));
         assert_eq!(closed["gateway"], json!({"bind": "loopback"}));
-        assert!(closed.get("hearth").is_none(), "{closed}");
+        assert_eq!(
+            closed["hearth"],
+            json!({"assistant": {"language": "en"}}),
+            "{closed}"
+        );
+        asked.language = Language::Korean;
+        let korean = body(&gateway_model(&asked, "smollm2", "UTC"));
+        assert_eq!(korean["hearth"]["assistant"]["language"], "ko");
+        assert_eq!(korean["hearth"]["agentSocket"], serde_json::Value::Null);
     }
 
     #[test]

@@ -241,6 +241,19 @@ pub(crate) fn start(
         }
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::LlamaServer)))?;
+    if crate::configure::search_model(layout).is_some() {
+        eprintln!("Starting the search model");
+        undo.start(Unit::EmbeddingsSocket, false)?;
+        system::wait_for("the search model", Duration::from_secs(120), || {
+            let answer = probe::get(&Target::Unix(layout.embeddings_socket()), "/health")?;
+            if answer.status == 200 {
+                Ok(())
+            } else {
+                bail!("it answered {} (loading?)", answer.status)
+            }
+        })
+        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::EmbeddingsServer)))?;
+    }
 
     eprintln!("Starting the assistant and the household's chat");
     undo.pod_starting();

@@ -25,12 +25,14 @@ pub fn observe(layout: &Layout) -> Observations {
     let hub_version = package_version("hearth");
     let llama_version = package_version("hearth-llama-server");
     let llama = answers.is_none_or(|answers| answers.model.uses_llama_server());
+    let searching = layout.embedding_model().exists();
     let manager = crate::manager::current();
     let services = Unit::ALL
         .into_iter()
         .filter(|unit| match unit {
             Unit::LlamaServer | Unit::LlamaProxy => llama,
             Unit::OllamaProxy => !llama,
+            Unit::EmbeddingsSocket | Unit::EmbeddingsServer | Unit::EmbeddingsProxy => searching,
             _ => true,
         })
         .filter_map(|unit| {
@@ -43,7 +45,11 @@ pub fn observe(layout: &Layout) -> Observations {
             enabled,
             needed: record.is_some() && unit.always_on(),
             version: match unit {
-                Unit::LlamaServer | Unit::LlamaProxy => llama_version.clone(),
+                Unit::LlamaServer
+                | Unit::LlamaProxy
+                | Unit::EmbeddingsSocket
+                | Unit::EmbeddingsServer
+                | Unit::EmbeddingsProxy => llama_version.clone(),
                 _ => hub_version.clone(),
             },
             log: manager.log_command(unit),

@@ -51,6 +51,7 @@ fn nothing_half_made(machine: &Machine) {
         "hearth-agent.service",
         "hearth-pod.service",
         "hearth-inference.socket",
+        "hearth-embeddings.socket",
     ] {
         let enabled = machine.exec(&["systemctl", "is-enabled", unit]);
         assert_ne!(
@@ -171,7 +172,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
             std::fs::metadata(deb).unwrap().len()
         );
     }
-    assert_eq!(built_old.len(), 4, "{built_old:?}");
+    assert_eq!(built_old.len(), 5, "{built_old:?}");
     let hub = lab.host("hub");
     let phone_host = lab.host("phone");
     let bens_host = lab.host("ben");
@@ -609,6 +610,33 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         "install to answer: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // The hub searches by meaning (the search model, hearth-model-e5):
+    // a Korean note in the household's documents is found by a question
+    // that shares no word with its passage but 물 ("water"), which the
+    // neighbouring section says more often, and the answer cites it.
+    let hub_json = machine.exec_ok(&["cat", "/etc/hearth/gateway/hub.json5"]);
+    assert!(hub_json.contains("multilingual-e5-small"), "{hub_json}");
+    let boiler = std::fs::read_to_string(
+        hearth_testkit::llama::workspace_root().join("assistant/tests/recall/ko/boiler.md"),
+    )
+    .unwrap();
+    machine.exec_ok(&[
+        "bash",
+        "-c",
+        &format!("cat > /var/lib/hearth-hub/documents/boiler.md <<'EOF'\n{boiler}EOF"),
+    ]);
+    let documents = format!("/api/assistant/documents?room={}", encode(&room));
+    let listed = wait_until(Duration::from_secs(180), || {
+        phone
+            .json("GET", &documents, None)
+            .to_string()
+            .contains("boiler.md")
+    });
+    assert!(listed.is_some(), "the document was not indexed");
+    let said = phone.ask(&room, "씻을 때 물이 차가워, 어떻게 해?");
+    assert!(said.contains("출처: boiler.md › 온수"), "{said}");
+    let state = machine.exec(&["systemctl", "is-active", "hearth-embeddings.service"]);
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "active");
     phone.ask(&room, "remember that the bike lock code is 4711");
     phone.ask(&room, "remind me tomorrow at 9 to water the plants");
     let kept = |phone: &Phone<'_>, when: &str| {
@@ -750,7 +778,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-llama-server hearth hearth-agent",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-model-e5 hearth-llama-server hearth hearth-agent",
     ]);
     for unit in ["hearth-coordinator", "hearth-agent", "hearth-pod"] {
         assert!(
@@ -777,7 +805,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-llama-server hearth hearth-agent",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-model-e5 hearth-llama-server hearth hearth-agent",
     ]);
     // Another pod of the machine uses Podman's shared kube network: purging
     // Hearth leaves it.
@@ -785,7 +813,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-llama-server hearth hearth-agent",
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-model-e5 hearth-llama-server hearth hearth-agent",
     ]);
     machine.exec_ok(&["podman", "network", "exists", "podman-default-kube-network"]);
     machine.exec_ok(&["podman", "network", "rm", "podman-default-kube-network"]);

@@ -140,7 +140,10 @@ impl Assistant {
     ) -> Result<(), TooMany> {
         if let Some(command) = crate::commands::command(&question) {
             // What the assistant keeps is listed and changed at once, without the model.
-            let speaks = Language::for_member(language.as_deref(), &question);
+            // Lists come in the language the gateway chose (the household's
+            // when neither the app nor the words say); messaging's own
+            // lines follow the app or the words.
+            let speaks = Language::for_member(language.as_deref(), &question, Language::English);
             match command {
                 Ok(op) => {
                     let asker = asker_of(caller, &room, language);
@@ -222,7 +225,8 @@ impl Assistant {
                     file_name: attachment.name.clone(),
                     content,
                 };
-                let speaks = Language::for_member(language.as_deref(), &attachment.name);
+                let speaks =
+                    Language::for_member(language.as_deref(), &attachment.name, Language::English);
                 let asker = asker_of(caller, &room, language);
                 self.manage_then_post(messaging, room, asker, op, speaks);
                 Ok(())

@@ -48,6 +48,7 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
             documents: Some(documents.clone()),
             clock: Some(clock.clone()),
             embeddings: Some(Embeddings::E5),
+            language: None,
         },
         ..Options::default()
     };

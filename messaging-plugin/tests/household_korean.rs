@@ -51,6 +51,7 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
             documents: Some(documents),
             clock: Some(clock.clone()),
             embeddings: Some(Embeddings::E5),
+            language: Some("ko"),
         },
         ..Options::default()
     };
@@ -103,6 +104,18 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
         "{said}"
     );
     assert!(!said.contains("빨래"), "cancelled: {said}");
+    // From the CLI, whose request says no language: the household's, with
+    // its dates.
+    let listed = household.cli_ok(&laptop, &["reminders"]);
+    assert!(
+        listed.contains("내 알림:")
+            && listed.contains("할머니께 전화하기 (2026년 11월 25일 수요일 오전 9시, 나에게)"),
+        "{listed}"
+    );
+    let listed = household.cli_ok(&laptop, &["memory"]);
+    assert!(listed.starts_with("여기서 기억하는 것:"), "{listed}");
+    let listed = household.cli_ok(&laptop, &["documents"]);
+    assert!(listed.contains("여기서 읽을 수 있는 문서:"), "{listed}");
 
     // The household room's shopping list, kept for everyone in it.
     let said = household.ask(

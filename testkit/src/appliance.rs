@@ -19,7 +19,7 @@ pub const SOCKS: &str = "127.0.0.1:1055";
 /// What the phone asks the assistant.
 pub const QUESTION: &str = "What should we cook tonight?";
 
-/// Builds the four packages at `version` into `out`; their paths.
+/// Builds the five packages at `version` into `out`; their paths.
 /// `quick`: compressed with zstd (the tests'), not xz (what is shipped).
 pub fn build_debs(version: &str, out: &Path, quick: bool) -> Vec<PathBuf> {
     let _guard = build_lock();

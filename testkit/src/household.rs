@@ -89,6 +89,9 @@ pub struct AssistantSetup {
     /// Serve embeddings by this model (a second llama-server on the hub's
     /// port 18091) and search memory and documents by them.
     pub embeddings: Option<Embeddings>,
+    /// The household's language (`hearth.assistant.language`, as `hearth
+    /// setup --lang` writes it).
+    pub language: Option<&'static str>,
 }
 
 /// An embedding model a test household searches with.
@@ -303,6 +306,9 @@ impl Household {
         if options.gateway_on_mesh {
             config["gateway"] = json!({"bind": "lan"});
             config["hearth"]["agentSocket"] = json!(hub_agent.state.join("agent.sock"));
+        }
+        if let Some(language) = options.assistant.language {
+            config["hearth"]["assistant"]["language"] = json!(language);
         }
         if let Some(documents) = &options.assistant.documents {
             config["hearth"]["assistant"]["documents"] =

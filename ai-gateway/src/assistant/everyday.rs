@@ -81,7 +81,7 @@ impl Assistant {
     /// `asker`; what it says back, in their language.
     pub async fn intent(&self, asker: &Asker, message: &str) -> Option<Said> {
         let now = self.now();
-        let language = Language::for_member(asker.language.as_deref(), message);
+        let language = self.language_for(asker, message);
         let recognized = phrases::recognize(message, now, &self.settings.timezone)?;
         let said = |tool: Option<&'static str>, text: String| Said { tool, text };
         Some(match recognized {
@@ -122,7 +122,13 @@ impl Assistant {
                 match self.scheduler.reminders(&asker.member, language).await {
                     Ok(reminders) => said(
                         Some("reminder_list"),
-                        say::answer(language, &Answer::Reminders { reminders }),
+                        say::answer(
+                            language,
+                            &Answer::Reminders {
+                                reminders,
+                                language,
+                            },
+                        ),
                     ),
                     Err(error) => {
                         error.logged();

@@ -136,6 +136,7 @@ impl Assistant {
                 enabled: settings.cron_enabled,
                 timezone: settings.timezone.clone(),
                 skip_missed: settings.skip_missed,
+                language: settings.language,
             },
             clock.clone(),
         );
@@ -303,6 +304,12 @@ impl Assistant {
             system: Some(system),
             citations,
         }
+    }
+
+    /// The language to answer `text` from `asker` in: their app's, the
+    /// text's, else the household's.
+    pub fn language_for(&self, asker: &Asker, text: &str) -> Language {
+        Language::for_member(asker.language.as_deref(), text, self.settings.language)
     }
 
     /// A search for `text` (with its embedding, when there is one) as of
@@ -514,7 +521,7 @@ impl Assistant {
     pub async fn answer(&self, asker: &Asker, op: Op) -> Answer {
         let refused = |message: String| Answer::Refused { message };
         let owner = asker.owner();
-        let language = Language::for_member(asker.language.as_deref(), "");
+        let language = self.language_for(asker, "");
         match op {
             Op::Deliveries { .. } => refused("deliveries are asked for on their own".into()),
             Op::MemoryList {} => Answer::Memory {
@@ -530,6 +537,7 @@ impl Assistant {
                         source: entry.source.as_str().into(),
                     })
                     .collect(),
+                language,
             },
             Op::MemoryForget { id } => match self.memories.forget(&owner, id).await {
                 Ok(true) => Answer::Done {
@@ -539,7 +547,10 @@ impl Assistant {
                 Err(error) => refused(error.logged().to_string()),
             },
             Op::ReminderList {} => match self.scheduler.reminders(&asker.member, language).await {
-                Ok(reminders) => Answer::Reminders { reminders },
+                Ok(reminders) => Answer::Reminders {
+                    reminders,
+                    language,
+                },
                 Err(error) => refused(error.logged().to_string()),
             },
             Op::ReminderCancel { id } => match self.scheduler.cancel(&asker.member, id).await {
@@ -553,6 +564,7 @@ impl Assistant {
                 Ok((documents, refused_documents)) => Answer::Documents {
                     documents,
                     refused: refused_documents,
+                    language,
                 },
                 Err(error) => refused(error.logged().to_string()),
             },

@@ -60,6 +60,8 @@ pub struct SchedulerSettings {
     /// Whether a recurring job's firings missed while the hub was down are
     /// skipped (else the last one fires once).
     pub skip_missed: bool,
+    /// The household's language (when a job's member and text say none).
+    pub language: Language,
 }
 
 /// Why a reminder or scheduled question was not made.
@@ -393,6 +395,7 @@ impl Scheduler {
         let language = Language::for_member(
             asker.as_ref().and_then(|asker| asker.language.as_deref()),
             &job.text,
+            self.settings.language,
         );
         let text = if !due.fire {
             None
@@ -490,6 +493,7 @@ mod tests {
             enabled,
             timezone: "UTC".into(),
             skip_missed: false,
+            language: Language::English,
         };
         (
             Scheduler::new(store.clone(), settings, Clock::System),

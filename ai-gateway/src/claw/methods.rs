@@ -769,7 +769,7 @@ async fn cron_add(connection: &Connection, params: &Value) -> Result<Value, Erro
     let (assistant, asker) = scheduler_for(connection)?;
     let scheduler = assistant.scheduler();
     let scheduled = super::cron::scheduled(params, jiff::Timestamp::now(), scheduler.timezone())?;
-    let language = hearth_assistant::language::Language::for_member(asker.language.as_deref(), "");
+    let language = assistant.language_for(&asker, "");
     let (added, _) = scheduler
         .schedule(&asker, scheduled, language)
         .await

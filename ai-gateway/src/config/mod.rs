@@ -101,6 +101,11 @@ pub struct AssistantSection {
     pub encryption_key_file: Option<PathBuf>,
     /// Seconds between looks at the document folders for changes.
     pub rescan_seconds: u64,
+    /// The household's language (`hearth.assistant.language`, a BCP 47
+    /// tag such as `ko`; `hearth setup --lang` writes it): what the
+    /// assistant speaks when neither the member's app nor the message says
+    /// (a listing asked from the CLI, a bare `/reminders`).
+    pub language: hearth_assistant::language::Language,
 }
 
 impl Default for AssistantSection {
@@ -118,6 +123,7 @@ impl Default for AssistantSection {
             folders: Vec::new(),
             encryption_key_file: None,
             rescan_seconds: 60,
+            language: hearth_assistant::language::Language::English,
         }
     }
 }
@@ -175,6 +181,9 @@ pub struct HearthAssistant {
     /// See [`AssistantSection::rescan_seconds`].
     #[serde(default = "default_rescan")]
     pub rescan_seconds: u64,
+    /// See [`AssistantSection::language`].
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 impl Default for HearthAssistant {

@@ -1012,6 +1012,11 @@ fn assistant(reader: &mut Reader, memory: MemorySection, config: &mut Config) {
     section.tools = own.tools;
     section.encryption_key_file = own.encryption_key_file;
     section.rescan_seconds = own.rescan_seconds.max(1);
+    section.language = own
+        .language
+        .as_deref()
+        .map(hearth_assistant::language::Language::from_tag)
+        .unwrap_or_default();
     if let Some(most) = memory.max_results {
         section.max_results = usize::try_from(most).unwrap_or(50);
     }

@@ -356,10 +356,7 @@ impl Gateway {
                 .find(|message| message.role == "user")
                 .map(|message| message.content.clone())
                 .unwrap_or_default();
-            let language = hearth_assistant::language::Language::for_member(
-                asker.language.as_deref(),
-                &question,
-            );
+            let language = assistant.language_for(&asker, &question);
             let mut turn = Conversation::new(request, session).with_client_tools(client_tools);
             loop {
                 let this_route = route
