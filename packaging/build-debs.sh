@@ -168,6 +168,9 @@ build_for() {
         docs/coordinator.md docs/tailscale-clients.md docs/acl.md; do
         install -m 0644 "$doc" "$root/usr/share/doc/hearth/$(basename "$doc")"
     done
+    # The Korean guides, where setup's Korean summary points.
+    install -d "$root/usr/share/doc/hearth/ko"
+    install -m 0644 docs/ko/*.md "$root/usr/share/doc/hearth/ko/"
     printf 'Hearth\nLicense: Apache-2.0\nOn Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
         >"$root/usr/share/doc/hearth/copyright"
     (cd "$root" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$root/DEBIAN/conffiles"

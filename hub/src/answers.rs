@@ -41,6 +41,14 @@ pub enum AnswerError {
     /// The admin's name is empty.
     #[error("the first admin's user name is missing")]
     Admin,
+    /// The admin's name is not a user name.
+    #[error(
+        "the first admin's user name {0:?} must be 1 to 64 of a-z, A-Z, 0-9 and . _ @ + - \
+         (Latin letters only: the name is written as it is into the access policy, the \
+         household chat's room addresses and SSH's user names, which take no other \
+         letters; for example jisoo)"
+    )]
+    AdminName(String),
     /// The model answer.
     #[error(
         "the model {0:?} is not one of: default (the small model's package), ollama or \
@@ -366,6 +374,9 @@ impl Answers {
         if self.admin.trim().is_empty() {
             return Err(AnswerError::Admin);
         }
+        if !hearth_roster::valid_member(&self.admin) {
+            return Err(AnswerError::AdminName(self.admin.clone()));
+        }
         if self.http_port == Some(self.url.port()) {
             return Err(AnswerError::SamePort(self.url.port()));
         }
@@ -529,6 +540,26 @@ mod tests {
             apps: true,
         };
         assert_eq!(answers.check(), Err(AnswerError::SamePort(8080)));
+        // A Hangul admin name is refused, saying why (the policy, room
+        // addresses and SSH take only Latin letters), in either language.
+        let hangul = Answers {
+            admin: "지수".into(),
+            http_port: None,
+            ..answers
+        };
+        let refused = hangul.check().unwrap_err();
+        assert_eq!(refused, AnswerError::AdminName("지수".into()));
+        assert!(
+            refused.to_string().contains("Latin letters only"),
+            "{refused}"
+        );
+        let korean = crate::words::answer_error(Language::Korean, &refused);
+        assert!(korean.contains("한글 이름은 쓸 수 없어요"), "{korean}");
+        let fine = Answers {
+            admin: "jisoo".into(),
+            ..hangul
+        };
+        assert_eq!(fine.check(), Ok(()));
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub fn answer_error(language: Language, error: &AnswerError) -> String {
                 )
             }
             AnswerError::Admin => "첫 관리자의 사용자 이름이 없어요".into(),
+            AnswerError::AdminName(name) => format!(
+                "첫 관리자의 사용자 이름 {name:?}는 로마자(a-z, A-Z)와 숫자, . _ @ + - 로 1~64자여야 해요. \
+                 한글 이름은 쓸 수 없어요: 사용자 이름은 접근 정책, 가족 채팅방 주소, SSH 사용자 이름에 \
+                 그대로 들어가는데 그곳들이 다른 글자를 받지 않기 때문이에요 (예: jisoo)"
+            ),
             AnswerError::Model(text) => format!(
                 "모델 {text:?}는 default (작은 모델 패키지), ollama 또는 ollama:이름 (이 컴퓨터의 Ollama), 또는 GGUF 파일 경로여야 해요"
             ),
