@@ -164,7 +164,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         let tag = format!("localhost/hearth-{image}:{}", newer.replace('+', "-"));
         let _ = podman::podman().args(["untag", &tag, &tag]).output();
     }
-    assert_eq!(built_new.len(), 4, "{built_new:?}");
+    assert_eq!(built_new.len(), 5, "{built_new:?}");
     for deb in &built_old {
         println!(
             "package {}: {} bytes",
