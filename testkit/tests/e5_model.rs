@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use hearth_testkit::llama::{LlamaServer, e5_model, python, workspace_root};
+use hearth_testkit::llama::{LlamaServer, cosine, e5_model, python, run_script, workspace_root};
 use serde_json::{Value, json};
 
 /// Korean, English and mixed, as household members write them, and the
@@ -41,12 +41,6 @@ const TEXTS: [&str; 22] = [
     "tab\tand\nnewline  and   spaces",
     "짧은 글",
 ];
-
-fn cosine(one: &[f64], other: &[f64]) -> f64 {
-    let dot: f64 = one.iter().zip(other).map(|(a, b)| a * b).sum();
-    let norm = |vector: &[f64]| vector.iter().map(|value| value * value).sum::<f64>().sqrt();
-    dot / (norm(one) * norm(other))
-}
 
 fn numbers(value: &Value) -> Vec<f64> {
     value
@@ -143,18 +137,15 @@ fn a_wrong_conversion_fails_the_check() {
     let dir = tempfile::tempdir().unwrap();
     for broken in ["tensor", "vocab", "charsmap"] {
         let path = dir.path().join(format!("{broken}.gguf"));
-        let output = Command::new(python())
-            .arg(workspace_root().join("scripts/make-e5-model.py"))
-            .arg("convert")
-            .arg(&source)
-            .arg(&path)
-            .args(["--break", broken])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        run_script(
+            "make-e5-model.py",
+            &[
+                "convert".as_ref(),
+                source.as_os_str(),
+                path.as_os_str(),
+                "--break".as_ref(),
+                broken.as_ref(),
+            ],
         );
         let problems = differences(&path, &expected);
         assert!(

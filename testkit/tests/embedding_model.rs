@@ -5,13 +5,7 @@
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use hearth_testkit::llama::{LlamaServer, embedding_model, python, workspace_root};
-
-fn cosine(one: &[f64], other: &[f64]) -> f64 {
-    let dot: f64 = one.iter().zip(other).map(|(a, b)| a * b).sum();
-    let norm = |vector: &[f64]| vector.iter().map(|value| value * value).sum::<f64>().sqrt();
-    dot / (norm(one) * norm(other))
-}
+use hearth_testkit::llama::{LlamaServer, cosine, embedding_model, run_script};
 
 fn served(server: &LlamaServer, inputs: &[&str]) -> Vec<Vec<f64>> {
     let inputs: Vec<String> = inputs.iter().map(|text| (*text).to_owned()).collect();
@@ -38,19 +32,11 @@ fn the_converted_model_gives_the_original_embeddings() {
     let vectors = served(&server, &sentences);
     for (sentence, vector) in sentences.iter().zip(&vectors) {
         assert_eq!(vector.len(), 384);
-        let output = std::process::Command::new(python())
-            .arg(workspace_root().join("scripts/make-embedding-model.py"))
-            .arg("reference")
-            .arg(&source)
-            .arg(sentence)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let output = run_script(
+            "make-embedding-model.py",
+            &["reference".as_ref(), source.as_os_str(), sentence.as_ref()],
         );
-        let reference: Vec<f64> = serde_json::from_slice(&output.stdout).unwrap();
+        let reference: Vec<f64> = serde_json::from_slice(&output).unwrap();
         let similarity = cosine(vector, &reference);
         assert!(similarity > 0.999, "{sentence:?}: cosine {similarity}");
     }
