@@ -1,6 +1,7 @@
 //! Finding memory entries and document passages again: keyword search
 //! (BM25) and vector search (cosine similarity of embeddings) merged with
-//! OpenClaw's weights (0.7 vector, 0.3 keyword), dated notes fading with a
+//! OpenClaw's weights (0.7 vector, 0.3 keyword) over cosines spread as
+//! each embedding model's profile says ([`profile`]), dated notes fading with a
 //! 30-day half-life, a minimum score that still lets exact keyword matches
 //! through when nothing else passes, and maximal marginal relevance (λ 0.7)
 //! so near-duplicates do not crowd out the rest. Only items the caller's
