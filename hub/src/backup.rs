@@ -33,6 +33,7 @@ use crate::archive::{
 };
 use crate::health::BackupRecord;
 use crate::layout::{CONTAINER_USER, Layout, Unit};
+use crate::steps::{Step, announce};
 use crate::system::{self, Owner};
 
 /// What authenticates a backup being made.
@@ -437,10 +438,7 @@ fn walk(
         for child in children {
             let child_name = format!("{name}/{}", child.to_string_lossy());
             if child.to_str().is_none() || archive::check_name(&child_name).is_err() {
-                eprintln!(
-                    "  left out {} (a name a backup cannot carry)",
-                    path.join(&child).display()
-                );
+                announce(Step::LeftOut(&path.join(&child)));
                 continue;
             }
             walk(&path.join(&child), &child_name, visit)?;
@@ -779,34 +777,35 @@ fn confirm_replacing(
     terminal: Option<&mut dyn std::io::BufRead>,
 ) -> anyhow::Result<()> {
     let age = archive::age(manifest.created_at, hub_changed_at(layout), now);
-    eprintln!(
-        "The backup of {} made {} ({} entries, Hearth {}) is whole and authentic",
-        archive::escaped(&manifest.household),
-        age.made,
-        manifest.entries.len(),
-        archive::escaped(&manifest.version)
-    );
+    let language = crate::steps::language();
+    announce(Step::BackupAuthentic {
+        household: &archive::escaped(&manifest.household),
+        made: &age.made,
+        entries: manifest.entries.len(),
+        version: &archive::escaped(&manifest.version),
+    });
     let Some(changed) = age.hub_newer else {
         return Ok(());
     };
-    let warning = format!(
-        "this hub changed after the backup was made (last at {changed}): restoring it replaces \
-         what changed since (devices, messages, memory, reminders) with the backup's"
-    );
+    let warning = Step::HubNewer(&changed).say(language);
+    let note = crate::steps::note(language, &warning);
     if confirm == Confirm::Yes {
-        eprintln!("Note: {warning}; going ahead (--yes)");
+        eprintln!("{note}; {}", Step::GoingAhead.say(language));
         return Ok(());
     }
     let Some(input) = terminal else {
-        bail!("{warning}. Run it again with --yes to do that, or at a terminal to be asked");
+        bail!("{warning}. {}", Step::AskYes.say(language));
     };
-    eprint!("Note: {warning}.\nRestore it anyway? [y/N] ");
+    eprint!("{note}.\n{}", Step::RestoreAnyway.say(language));
     let mut answer = String::new();
     input.read_line(&mut answer)?;
-    if matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+    if matches!(
+        answer.trim().to_lowercase().as_str(),
+        "y" | "yes" | "예" | "네" | "응"
+    ) {
         Ok(())
     } else {
-        bail!("not restored: the hub is as it was")
+        bail!("{}", Step::NotRestored.say(language))
     }
 }
 
@@ -820,7 +819,7 @@ pub fn restore(
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     if !rustix::process::geteuid().is_root() {
-        bail!("hearth restore replaces system services' state: run it as root");
+        bail!("{}", Step::RestoreNeedsRoot.say(crate::steps::language()));
     }
     let staging = Staging::new(layout, "restore")?;
     let manifest = unpack(layout, file, opening, &staging.path)?;
@@ -841,7 +840,7 @@ pub fn restore(
     if !crate::manager::in_podman() {
         crate::machine::ensure_system_bus(layout)?;
     }
-    eprintln!("Stopping the hub");
+    announce(Step::StoppingHub);
     let manager = crate::manager::current();
     let running: Vec<Unit> = HUB_UNITS
         .into_iter()
@@ -854,14 +853,10 @@ pub fn restore(
         Ok(()) => {
             drop(staging);
             if moved.aside.is_empty() {
-                eprintln!("Restored.");
+                announce(Step::Restored);
                 return Ok(());
             }
-            eprintln!(
-                "Restored. What was here before is kept beside it, readable by root only: it \
-                 holds the old hub's secrets and keys (join keys, the gateway's token, the \
-                 agent's identity). Once the hub works, remove it:"
-            );
+            announce(Step::RestoredAside);
             let mut paths = Vec::new();
             for (_, aside) in &moved.aside {
                 eprintln!("  {}", aside.display());
@@ -871,7 +866,7 @@ pub fn restore(
             Ok(())
         }
         Err(error) => {
-            eprintln!("The restore failed; putting the hub back as it was");
+            announce(Step::RestoreFailed);
             stop_hub();
             moved.put_back();
             for unit in running {
@@ -1111,7 +1106,7 @@ fn put_in_place(
     )
     .context("the coordinator's restore")?;
     chown_tree(&state, coordinator_user)?;
-    eprintln!("Starting the hub");
+    announce(Step::StartingHub);
     let record = crate::record::read_record(layout)?
         .context("the backup has no setup record (etc/hearth/setup.json)")?;
     crate::services::restart_after_restore(layout, &record.answers)?;

@@ -57,7 +57,7 @@ pub(crate) fn write(
         },
     };
     let now = hearth_runtime::clock::unix_seconds();
-    eprintln!("Writing the configuration");
+    crate::steps::announce(crate::steps::Step::WritingConfiguration);
     for folder in [layout.gateway_config(), layout.messaging_config()] {
         system::make_folder(&folder, 0o755, Owner::ROOT)?;
     }
@@ -252,7 +252,7 @@ pub(crate) fn place_model(
                 if matches!(answers.model, ModelChoice::Default) {
                     std::os::unix::fs::symlink(file, &target)?;
                 } else {
-                    eprintln!("  copying {} (once)", file.display());
+                    crate::steps::announce(crate::steps::Step::CopyingModel(file));
                     let partial = target.with_extension("gguf.partial");
                     std::fs::copy(file, &partial)
                         .with_context(|| format!("cannot copy {}", file.display()))?;

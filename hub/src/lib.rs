@@ -36,6 +36,7 @@ pub mod render;
 pub mod services;
 pub mod setup;
 pub mod status;
+pub mod steps;
 pub mod system;
 pub mod undo;
 pub mod words;

@@ -7,12 +7,99 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use hearth_assistant::language::Language;
 
 use crate::answers::{Answers, ModelChoice};
 use crate::layout::{Layout, Unit};
 use crate::probe::{self, Target};
 use crate::record::Record;
 use crate::system;
+
+/// Why the machine cannot host the hub as answered: said in this run's
+/// language ([`crate::steps::language`]) wherever it is shown, by
+/// [`MachineError::say`] in a given one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineError {
+    /// The hub was set up with another URL or admin.
+    SetUpFor {
+        /// The URL it was set up for.
+        url: String,
+        /// Its admin.
+        admin: String,
+    },
+    /// The coordinator refuses the admin's name (its reason).
+    AdminName(String),
+    /// A file of the package is missing.
+    PackagePart(PathBuf),
+    /// A port is held by another program (named when `ss` could).
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// `tcp` or `udp`.
+        protocol: &'static str,
+        /// ` (program)` or nothing.
+        holder: String,
+    },
+    /// D-Bus is not running and did not start (why).
+    NoSystemBus(String),
+    /// The model package is not installed (its folder).
+    NoDefaultModel(PathBuf),
+    /// The model file cannot be read (why).
+    UnreadableModel {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The model file is not a GGUF.
+    NotGguf(PathBuf),
+    /// llama-server is missing (its path).
+    NoLlamaServer(PathBuf),
+    /// Nothing answers at a model server's URL (why).
+    ServerSilent {
+        /// The URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// A model server answered, not as an OpenAI-compatible one.
+    ServerNotOpenAi(String),
+    /// A model server lists no model.
+    ServerEmpty(String),
+    /// No Ollama answers (where, why).
+    OllamaSilent {
+        /// Where it was asked.
+        at: String,
+        /// Why.
+        detail: String,
+    },
+    /// The Ollama has no model.
+    OllamaEmpty(String),
+    /// The Ollama lacks the model named.
+    OllamaLacks {
+        /// Where it was asked.
+        at: String,
+        /// The model asked for.
+        name: String,
+        /// What it has.
+        has: String,
+    },
+}
+
+impl MachineError {
+    /// The refusal in `language`, with the next step.
+    pub fn say(&self, language: Language) -> String {
+        crate::words::machine_error(language, self)
+    }
+}
+
+impl std::fmt::Display for MachineError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.say(crate::steps::language()))
+    }
+}
+
+impl std::error::Error for MachineError {}
 
 /// Where setup looks for Ollama.
 pub const OLLAMA: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 11_434);
@@ -110,13 +197,11 @@ pub(crate) fn default_model_file(layout: &Layout) -> anyhow::Result<PathBuf> {
         })
         .unwrap_or_default();
     found.sort();
-    found.into_iter().next().with_context(|| {
-        format!(
-            "the default model is not installed ({} is empty): install the hearth-model-smollm2 \
-             package, or choose --model ollama or --model FILE.gguf",
-            folder.display()
-        )
-    })
+    found
+        .into_iter()
+        .next()
+        .ok_or(MachineError::NoDefaultModel(folder))
+        .map_err(anyhow::Error::from)
 }
 
 /// What the machine checks settled.
@@ -132,12 +217,9 @@ pub(crate) struct Checked {
 pub(crate) fn check_admin(layout: &Layout, name: &str) -> anyhow::Result<()> {
     let checked = system::output(system::coordinator(layout).args(["users", "check", name]))?;
     if !checked.status.success() {
-        bail!(
-            "the admin's name: {}",
-            String::from_utf8_lossy(&checked.stderr)
-                .trim()
-                .trim_start_matches("Error: ")
-        );
+        let reason = String::from_utf8_lossy(&checked.stderr);
+        let reason = reason.trim().trim_start_matches("Error: ");
+        return Err(MachineError::AdminName(reason.to_owned()).into());
     }
     Ok(())
 }
@@ -151,13 +233,11 @@ pub(crate) fn check_machine(
     if let Some(previous) = previous {
         let before = &previous.answers;
         if before.url != answers.url || before.admin != answers.admin {
-            bail!(
-                "this hub was set up for {} with admin {}; its devices' keys name that URL. To \
-                 start over, back it up (hearth backup FILE), then `apt purge hearth` and install \
-                 it again",
-                before.url,
-                before.admin
-            );
+            return Err(MachineError::SetUpFor {
+                url: before.url.to_string(),
+                admin: before.admin.clone(),
+            }
+            .into());
         }
     }
     check_admin(layout, &answers.admin)?;
@@ -173,10 +253,7 @@ pub(crate) fn check_machine(
     }
     for needed in [layout.pod_template(), layout.images_manifest()] {
         if !needed.exists() {
-            bail!(
-                "{} is missing: is the hearth package installed?",
-                needed.display()
-            );
+            return Err(MachineError::PackagePart(needed).into());
         }
     }
     // Units of this hub already running: their ports are theirs.
@@ -215,17 +292,18 @@ pub(crate) fn check_model(
     let (model_file, model_id) = match model {
         ModelChoice::Server { url } => {
             let (target, _) = host_model_probe(model)?;
-            let answer = probe::get(&target, "/v1/models")
-                .map_err(|error| anyhow::anyhow!("nothing answers at {url} ({error}): start the model server, or choose another model"))?;
+            let answer =
+                probe::get(&target, "/v1/models").map_err(|error| MachineError::ServerSilent {
+                    url: url.clone(),
+                    detail: format!("{error:#}"),
+                })?;
             let listed: serde_json::Value = serde_json::from_slice(&answer.body)
                 .ok()
                 .filter(|_| answer.status == 200)
-                .with_context(|| {
-                    format!("{url}/v1/models did not answer as an OpenAI-compatible server")
-                })?;
+                .ok_or_else(|| MachineError::ServerNotOpenAi(url.clone()))?;
             let id = listed["data"][0]["id"]
                 .as_str()
-                .with_context(|| format!("the model server at {url} lists no model"))?;
+                .ok_or_else(|| MachineError::ServerEmpty(url.clone()))?;
             (None, crate::answers::model_id_of(id))
         }
         ModelChoice::Default => {
@@ -244,34 +322,33 @@ pub(crate) fn check_model(
             } else {
                 OLLAMA.to_string()
             };
-            let models = ollama_models_at(&target).map_err(|error| {
-                anyhow::anyhow!(
-                    "no Ollama answers at {at} ({error:#}): start it, or choose another model"
-                )
+            let models = ollama_models_at(&target).map_err(|error| MachineError::OllamaSilent {
+                at: at.clone(),
+                detail: format!("{error:#}"),
             })?;
             let chosen = if name.is_empty() {
-                models.first().cloned().with_context(|| {
-                    format!("the Ollama at {at} has no model: `ollama pull NAME` first")
-                })?
+                models
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| MachineError::OllamaEmpty(at.clone()))?
             } else if models
                 .iter()
                 .any(|listed| listed == name || listed == &format!("{name}:latest"))
             {
                 name.clone()
             } else {
-                bail!(
-                    "the Ollama at {at} has no model {name} (it has: {})",
-                    models.join(", ")
-                );
+                return Err(MachineError::OllamaLacks {
+                    at,
+                    name: name.clone(),
+                    has: models.join(", "),
+                }
+                .into());
             };
             (None, chosen)
         }
     };
     if model_file.is_some() && !layout.llama_server().exists() {
-        bail!(
-            "{} is missing: install the hearth-llama-server package, or choose --model ollama",
-            layout.llama_server().display()
-        );
+        return Err(MachineError::NoLlamaServer(layout.llama_server()).into());
     }
     Ok((model_file, model_id))
 }
@@ -290,7 +367,7 @@ pub(crate) fn ensure_system_bus(layout: &Layout) -> anyhow::Result<()> {
     let started = system::systemctl(&["start", "dbus.socket", "dbus.service"]);
     let up = started.is_ok()
         && system::wait_for(
-            "the system's D-Bus",
+            crate::steps::Awaited::SystemBus,
             std::time::Duration::from_secs(10),
             || {
                 if answers() {
@@ -302,32 +379,28 @@ pub(crate) fn ensure_system_bus(layout: &Layout) -> anyhow::Result<()> {
         )
         .is_ok();
     if !up {
-        bail!(
-            "the system's D-Bus is not running and did not start ({}): the pod needs it. \
-             Install and start it (apt install dbus; systemctl start dbus), then run this again",
-            started.err().map_or_else(
-                || format!("nothing answers at {}", layout.system_bus().display()),
-                |error| format!("{error:#}")
-            )
-        );
+        return Err(MachineError::NoSystemBus(started.err().map_or_else(
+            || format!("nothing answers at {}", layout.system_bus().display()),
+            |error| format!("{error:#}"),
+        ))
+        .into());
     }
-    eprintln!("Started the system's D-Bus (the pod's containers need it)");
+    crate::steps::announce(crate::steps::Step::StartedSystemBus);
     Ok(())
 }
 
 /// Whether `path` can be read and is a GGUF model.
 fn check_gguf(path: &Path) -> anyhow::Result<()> {
     use std::io::Read as _;
-    let mut file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read the model file {}", path.display()))?;
+    let unreadable = |error: std::io::Error| MachineError::UnreadableModel {
+        path: path.to_owned(),
+        detail: error.to_string(),
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
     let mut magic = [0u8; 4];
-    file.read_exact(&mut magic)
-        .with_context(|| format!("cannot read the model file {}", path.display()))?;
+    file.read_exact(&mut magic).map_err(unreadable)?;
     if &magic != b"GGUF" {
-        bail!(
-            "{} is not a GGUF model file (llama.cpp's format: a file ending in .gguf)",
-            path.display()
-        );
+        return Err(MachineError::NotGguf(path.to_owned()).into());
     }
     Ok(())
 }
@@ -367,8 +440,10 @@ fn check_port(port: u16, protocol: Protocol) -> anyhow::Result<()> {
         .and_then(|rest| rest.split(')').next())
         .map(|who| format!(" ({who})"))
         .unwrap_or_default();
-    bail!(
-        "port {port}/{name} is taken by another program{holder}: stop it, or give the hub another \
-         port (--url https://HOST:PORT, --http-port PORT|off)"
-    )
+    Err(MachineError::PortTaken {
+        port,
+        protocol: name,
+        holder,
+    }
+    .into())
 }

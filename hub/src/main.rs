@@ -250,6 +250,7 @@ struct RenderArgs {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::system();
+    hearth_hub::steps::use_language(hearth_hub::record::household_language(&layout));
     if cli.podman {
         use hearth_hub::manager::{Manager, PodHub, use_manager};
         use_manager(Manager::Podman(PodHub {
@@ -331,18 +332,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => Seal::Passphrase(read_passphrase(path)?),
                 None => Seal::HubKey,
             };
+            use hearth_hub::steps::{Step, announce};
             let manifest = hearth_hub::backup::backup(&layout, &file, &seal)?;
-            eprintln!(
-                "wrote {} ({} entries; keep it off this machine, it holds the hub's keys)",
-                file.display(),
-                manifest.entries.len() + 2
-            );
+            announce(Step::BackupWritten {
+                file: &file,
+                entries: manifest.entries.len() + 2,
+            });
             if passphrase_file.is_none() {
-                eprintln!(
-                    "sealed with this hub's backup key ({}): a restore on another machine needs a copy \
-                     of it (hearth restore --key-file), or back up with --passphrase-file",
-                    layout.backup_key().display()
-                );
+                announce(Step::SealedWithHubKey(&layout.backup_key()));
             }
         }
         Command::Restore {

@@ -102,7 +102,7 @@ impl PodHub {
             return Ok(false);
         }
         if exists {
-            eprintln!("The pod's settings changed: playing it again (its volumes stay)");
+            crate::steps::announce(crate::steps::Step::PodChanged);
             self.api.remove_pod(&self.pod)?;
         }
         self.api

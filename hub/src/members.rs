@@ -51,8 +51,10 @@ impl DeviceAction {
 
 /// The household's language and login URL, as setup recorded them.
 fn household(layout: &Layout) -> anyhow::Result<(Language, String)> {
-    let record =
-        read_record(layout)?.context("this hub is not set up yet: run `hearth setup` first")?;
+    let record = read_record(layout)?.with_context(|| match crate::steps::language() {
+        Language::English => "this hub is not set up yet: run `hearth setup` first",
+        Language::Korean => "이 허브는 아직 설정되지 않았어요: 먼저 `hearth setup`을 실행하세요",
+    })?;
     Ok((record.answers.language, record.answers.login_url()))
 }
 
@@ -81,7 +83,14 @@ pub fn add(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Result<
     let (language, login) = household(layout)?;
     // The coordinator says whether `name` is a name it takes.
     if member_names(layout)?.iter().any(|known| known == name) {
-        bail!("{name} is already a member: `hearth invite {name}` makes a key for another device");
+        bail!(match language {
+            Language::English => format!(
+                "{name} is already a member: `hearth invite {name}` makes a key for another device"
+            ),
+            Language::Korean => format!(
+                "{name}은(는) 이미 가족 구성원이에요: 다른 기기의 키는 `hearth invite {name}`로 만들어요"
+            ),
+        });
     }
     system::run(system::coordinator(layout).args(["users", "create", name]))?;
     key_for(layout, language, &login, name, needs_approval)
@@ -92,7 +101,13 @@ pub fn add(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Result<
 pub fn invite(layout: &Layout, name: &str, needs_approval: bool) -> anyhow::Result<String> {
     let (language, login) = household(layout)?;
     if !member_names(layout)?.iter().any(|known| known == name) {
-        bail!("{name} is not a member: `hearth members add {name}` first");
+        bail!(match language {
+            Language::English =>
+                format!("{name} is not a member: `hearth members add {name}` first"),
+            Language::Korean => format!(
+                "{name}은(는) 가족 구성원이 아니에요: 먼저 `hearth members add {name}`을 하세요"
+            ),
+        });
     }
     key_for(layout, language, &login, name, needs_approval)
 }
@@ -140,7 +155,7 @@ fn key_for(
 /// its reason in the hub's words and what to do next (never the
 /// coordinator's command line).
 pub fn devices(layout: &Layout, action: &DeviceAction) -> anyhow::Result<String> {
-    household(layout)?;
+    let (language, _) = household(layout)?;
     let output = system::output(
         system::coordinator(layout)
             .arg("nodes")
@@ -151,18 +166,23 @@ pub fn devices(layout: &Layout, action: &DeviceAction) -> anyhow::Result<String>
     }
     bail!(
         "{}",
-        refused(action, &String::from_utf8_lossy(&output.stderr))
+        refused(language, action, &String::from_utf8_lossy(&output.stderr))
     )
 }
 
 /// What the admin is told when the coordinator refuses `action` with
 /// `stderr`: its reason (a device where it says node), and the next step.
-fn refused(action: &DeviceAction, stderr: &str) -> String {
+fn refused(language: Language, action: &DeviceAction, stderr: &str) -> String {
+    let korean = language == Language::Korean;
     let reason = stderr
         .lines()
         .map(str::trim)
         .find(|line| !line.is_empty())
-        .unwrap_or("the coordinator refused it");
+        .unwrap_or(if korean {
+            "코디네이터가 거절했어요"
+        } else {
+            "the coordinator refused it"
+        });
     let reason = reason.strip_prefix("error: ").unwrap_or(reason);
     let device = match action {
         DeviceAction::Approve(id)
@@ -171,11 +191,19 @@ fn refused(action: &DeviceAction, stderr: &str) -> String {
         | DeviceAction::Expire(id) => Some(*id),
         DeviceAction::List { .. } => None,
     };
-    let listed = "`hearth devices` lists the household's devices with their numbers";
+    let listed = if korean {
+        "`hearth devices`가 가족의 기기를 번호와 함께 보여 줘요"
+    } else {
+        "`hearth devices` lists the household's devices with their numbers"
+    };
     match device {
+        Some(id) if reason.contains("not found") && korean => {
+            format!("이 가족에는 {id}번 기기가 없어요: {listed}")
+        }
         Some(id) if reason.contains("not found") => {
             format!("there is no device {id} in this household: {listed}")
         }
+        // The coordinator's own reason stays as it said it (in English).
         _ => format!("{}: {listed}", reason.replace("node ", "device ")),
     }
 }
@@ -190,13 +218,18 @@ mod tests {
     /// and where to look next.
     #[test]
     fn a_refusal_says_why_and_what_next_without_the_internal_command() {
-        let said = refused(&DeviceAction::Approve(9), "error: node 9 not found\n");
+        let said = refused(
+            Language::English,
+            &DeviceAction::Approve(9),
+            "error: node 9 not found\n",
+        );
         assert_eq!(
             said,
             "there is no device 9 in this household: `hearth devices` lists the household's \
              devices with their numbers"
         );
         let said = refused(
+            Language::English,
             &DeviceAction::Rename(3, "chat".into()),
             "error: `chat` is the name of the household's service svc:chat\n",
         );
@@ -204,7 +237,20 @@ mod tests {
             said.starts_with("`chat` is the name of the household's service"),
             "{said}"
         );
-        for said in [said, refused(&DeviceAction::Remove(4), "")] {
+        let korean = refused(
+            Language::Korean,
+            &DeviceAction::Approve(9),
+            "error: node 9 not found\n",
+        );
+        assert_eq!(
+            korean,
+            "이 가족에는 9번 기기가 없어요: `hearth devices`가 가족의 기기를 번호와 함께 보여 줘요"
+        );
+        for said in [
+            said,
+            korean,
+            refused(Language::English, &DeviceAction::Remove(4), ""),
+        ] {
             assert!(
                 !said.contains("hearth-coordinator") && !said.contains("--state-dir"),
                 "{said}"

@@ -18,6 +18,18 @@ pub struct Record {
     pub completed_at: i64,
 }
 
+/// The language the hub's commands speak: the household's as setup
+/// recorded it, else the terminal's locale's.
+pub fn household_language(layout: &Layout) -> hearth_assistant::language::Language {
+    read_record(layout)
+        .ok()
+        .flatten()
+        .map(|record| record.answers.language)
+        .unwrap_or_else(|| {
+            crate::answers::language_of_locale(hearth_runtime::terminal::locale().as_deref())
+        })
+}
+
 /// The last completed setup's record, if any.
 pub fn read_record(layout: &Layout) -> anyhow::Result<Option<Record>> {
     let Some(text) = system::read_optional(&layout.setup_file())? else {

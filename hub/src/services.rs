@@ -16,6 +16,7 @@ use crate::configure::{Changed, place_model};
 use crate::layout::{HUB_TAG, Layout, MESSAGING_PORT, Unit};
 use crate::machine::check_machine;
 use crate::probe::{self, Target};
+use crate::steps::{Awaited, Step, announce};
 use crate::system::{self, Owner};
 use crate::undo::Undo;
 
@@ -114,10 +115,10 @@ pub(crate) fn start(
 ) -> anyhow::Result<Reached> {
     let manager = crate::manager::current();
     manager.reload()?;
-    eprintln!("Starting the coordinator");
+    announce(Step::StartingCoordinator);
     undo.began(&layout.coordinator_state());
     undo.start(Unit::Coordinator, changed.coordinator)?;
-    system::wait_for("the coordinator", Duration::from_secs(60), || {
+    system::wait_for(Awaited::Coordinator, Duration::from_secs(60), || {
         let output = system::output(
             system::coordinator(layout).args(["users", "list", "--output", "json"]),
         )?;
@@ -140,7 +141,7 @@ pub(crate) fn start(
         system::run(system::coordinator(layout).args(["users", "create", &answers.admin]))?;
     }
 
-    eprintln!("Joining this hub to its mesh");
+    announce(Step::Joining);
     let joined = layout.agent_state().join("identity.json").exists();
     if !joined {
         let created: serde_json::Value =
@@ -180,7 +181,7 @@ pub(crate) fn start(
         .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Agent)))?;
     let mesh_address = system::agent_address(&status).context("the agent has an address")?;
 
-    eprintln!("Hosting the household's services");
+    announce(Step::Hosting);
     let node = status["node"]["name"]
         .as_str()
         .context("the agent's status names no node")?;
@@ -188,7 +189,7 @@ pub(crate) fn start(
     // The pod publishes its ports at the services' addresses: the agent
     // must answer at them first.
     let mut addresses = Vec::new();
-    system::wait_for("the services' addresses", Duration::from_secs(60), || {
+    system::wait_for(Awaited::ServicesAddresses, Duration::from_secs(60), || {
         let status = system::agent_status(layout).context("no agent status")?;
         addresses = services
             .iter()
@@ -218,7 +219,7 @@ pub(crate) fn start(
     if crate::manager::in_podman() {
         return start_pod_in_podman(layout, answers, reached, undo, changed);
     }
-    eprintln!("Starting the model");
+    announce(Step::StartingModel);
     if changed.model {
         // The proxy and the server start again on the next connection,
         // with the new model.
@@ -232,7 +233,7 @@ pub(crate) fn start(
     } else {
         "/api/version"
     };
-    system::wait_for("the model", Duration::from_secs(600), || {
+    system::wait_for(Awaited::Model, Duration::from_secs(600), || {
         let answer = probe::get(&Target::Unix(layout.inference_socket()), health)?;
         if answer.status == 200 {
             Ok(())
@@ -242,9 +243,9 @@ pub(crate) fn start(
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::LlamaServer)))?;
     if crate::configure::search_model(layout).is_some() {
-        eprintln!("Starting the search model");
+        announce(Step::StartingSearchModel);
         undo.start(Unit::EmbeddingsSocket, false)?;
-        system::wait_for("the search model", Duration::from_secs(120), || {
+        system::wait_for(Awaited::SearchModel, Duration::from_secs(120), || {
             let answer = probe::get(&Target::Unix(layout.embeddings_socket()), "/health")?;
             if answer.status == 200 {
                 Ok(())
@@ -255,7 +256,7 @@ pub(crate) fn start(
         .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::EmbeddingsServer)))?;
     }
 
-    eprintln!("Starting the assistant and the household's chat");
+    announce(Step::StartingAssistant);
     undo.pod_starting();
     undo.start(Unit::Pod, changed.pod)?;
     let assistant = reached.assistant.as_ref().map(|(_, address)| *address);
@@ -281,7 +282,7 @@ fn start_pod_in_podman(
     let in_pod = answers.model.uses_llama_server();
     if in_pod {
         // llama-server in the pod (played with it), on the model's socket.
-        eprintln!("Starting the model");
+        announce(Step::StartingModel);
         if changed.model {
             manager.restart(Unit::LlamaServer)?;
         } else {
@@ -289,12 +290,12 @@ fn start_pod_in_podman(
             manager.start(Unit::LlamaServer)?;
         }
     } else {
-        eprintln!("Asking the model on this machine");
+        announce(Step::AskingModel);
     }
     let (target, path) = crate::machine::host_model_probe(&answers.model)?;
     // A big model takes a while to read in; a server elsewhere is up or not.
     let limit = Duration::from_secs(if in_pod { 600 } else { 120 });
-    system::wait_for("the model", limit, || {
+    system::wait_for(Awaited::Model, limit, || {
         let answer = probe::get(&target, path)?;
         if answer.status == 200 {
             Ok(())
@@ -309,12 +310,12 @@ fn start_pod_in_podman(
             error
         }
     })?;
-    eprintln!("Starting the assistant and the household's chat");
+    announce(Step::StartingAssistant);
     undo.start(Unit::Pod, changed.pod)?;
     // Its names are known now: the pod answers to them (played again if
     // they were not the ones predicted).
     manager.restart(Unit::Pod)?;
-    system::wait_for("the household's chat", Duration::from_secs(120), || {
+    system::wait_for(Awaited::Chat, Duration::from_secs(120), || {
         let (state, _) = manager.state(Unit::Pod);
         if state != "active" {
             bail!("the gateway and messaging are {state}");
@@ -334,16 +335,16 @@ fn start_pod_in_podman(
 /// hub hosts the assistant's API, Ollama's API at that one's.
 fn wait_for_services(chat: Option<Ipv4Addr>, assistant: Option<Ipv4Addr>) -> anyhow::Result<()> {
     if let Some(address) = chat {
-        wait_for_chat("the chat at its service address", address)?;
+        wait_for_chat(Awaited::ChatService, address)?;
     }
     if let Some(address) = assistant {
-        wait_for_apps_api("the assistant at its service address", address)?;
+        wait_for_apps_api(Awaited::AssistantService, address)?;
     }
     Ok(())
 }
 
 /// Waits until the household's chat answers at `address`.
-fn wait_for_chat(what: &str, address: Ipv4Addr) -> anyhow::Result<()> {
+fn wait_for_chat(what: Awaited, address: Ipv4Addr) -> anyhow::Result<()> {
     system::wait_for(what, Duration::from_secs(60), || {
         probe::get(
             &Target::Tcp(SocketAddr::from((address, MESSAGING_PORT))),
@@ -354,7 +355,7 @@ fn wait_for_chat(what: &str, address: Ipv4Addr) -> anyhow::Result<()> {
 }
 
 /// Waits until Ollama's API for members' apps answers at `address`.
-fn wait_for_apps_api(what: &str, address: Ipv4Addr) -> anyhow::Result<()> {
+fn wait_for_apps_api(what: Awaited, address: Ipv4Addr) -> anyhow::Result<()> {
     system::wait_for(what, Duration::from_secs(60), || {
         let target = Target::Tcp(SocketAddr::from((address, crate::render::OLLAMA_PORT)));
         let answer = probe::get(&target, "/api/version")?;
@@ -394,7 +395,7 @@ pub fn restart_after_restore(layout: &Layout, answers: &Answers) -> anyhow::Resu
 /// Waits until the pod's gateway is ready and messaging answers on the
 /// mesh (and, when members' apps may use the hub, Ollama's API there too).
 pub fn wait_for_pod(mesh_address: Ipv4Addr, apps: bool) -> anyhow::Result<()> {
-    system::wait_for("the gateway", Duration::from_secs(180), || {
+    system::wait_for(Awaited::Gateway, Duration::from_secs(180), || {
         let namespace = pod_namespace().context("the pod is not running yet")?;
         let answer = probe::get(
             &Target::TcpIn(
@@ -409,9 +410,9 @@ pub fn wait_for_pod(mesh_address: Ipv4Addr, apps: bool) -> anyhow::Result<()> {
             bail!("its health answered {}", answer.status)
         }
     })?;
-    wait_for_chat("the household's chat", mesh_address)?;
+    wait_for_chat(Awaited::Chat, mesh_address)?;
     if apps {
-        wait_for_apps_api("the API for members' apps", mesh_address)?;
+        wait_for_apps_api(Awaited::AppsApi, mesh_address)?;
     }
     Ok(())
 }

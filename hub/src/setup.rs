@@ -63,7 +63,7 @@ pub struct Flags {
 /// Runs setup.
 pub fn run(layout: &Layout, flags: Flags) -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
-        let locale = language_of_locale(system_locale().as_deref());
+        let locale = language_of_locale(hearth_runtime::terminal::locale().as_deref());
         let language = flags
             .lang
             .as_deref()
@@ -101,14 +101,6 @@ pub fn run(layout: &Layout, flags: Flags) -> anyhow::Result<()> {
     }
 }
 
-/// The system's locale, as `LC_ALL`, `LC_MESSAGES` or `LANG` names it.
-fn system_locale() -> Option<String> {
-    ["LC_ALL", "LC_MESSAGES", "LANG"]
-        .into_iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .find(|value| !value.is_empty())
-}
-
 /// Each answer from its flag, else the last run's, else asked (in the
 /// household's language, asked first). Each is checked as it is given: a
 /// bad flag ends the run, a bad typed answer is said and asked again.
@@ -132,7 +124,7 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
             .map_err(|error| anyhow!(words::answer_error(language_of_locale(None), &error)))?,
         (None, Some(previous)) => previous.language,
         (None, None) => {
-            let locale = language_of_locale(system_locale().as_deref());
+            let locale = language_of_locale(hearth_runtime::terminal::locale().as_deref());
             let asking = Asking {
                 interactive,
                 language: locale,
@@ -144,6 +136,7 @@ fn collect(layout: &Layout, flags: &Flags, previous: Option<&Answers>) -> anyhow
             })?
         }
     };
+    crate::steps::use_language(language);
     let refused = |error: AnswerError| Refusal(words::answer_error(language, &error));
     let asking = |question| Asking {
         interactive,

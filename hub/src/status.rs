@@ -245,13 +245,7 @@ fn size_of(path: &Path) -> u64 {
 /// Prints the report, in `language` (else the household's); whether all
 /// is well.
 pub fn run(layout: &Layout, json: bool, language: Option<Language>) -> anyhow::Result<bool> {
-    let language = language.unwrap_or_else(|| {
-        read_record(layout)
-            .ok()
-            .flatten()
-            .map(|record| record.answers.language)
-            .unwrap_or_default()
-    });
+    let language = language.unwrap_or_else(|| crate::record::household_language(layout));
     let report = health::assess(observe(layout));
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -184,7 +184,7 @@ pub fn user(layout: &Layout, name: &str) -> anyhow::Result<u32> {
 /// Waits until `ready` holds, saying what it waits for; the last thing
 /// `ready` saw when it gives up after `limit`.
 pub fn wait_for(
-    what: &str,
+    what: crate::steps::Awaited,
     limit: Duration,
     mut ready: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -194,7 +194,7 @@ pub fn wait_for(
         let last = match ready() {
             Ok(()) => {
                 if said {
-                    eprintln!(" ready ({} s)", start.elapsed().as_secs());
+                    crate::steps::announce(crate::steps::Step::Ready(start.elapsed().as_secs()));
                 }
                 return Ok(());
             }
@@ -204,10 +204,20 @@ pub fn wait_for(
             if said {
                 eprintln!();
             }
-            bail!("{what} was not ready after {} s: {last:#}", limit.as_secs());
+            bail!(
+                "{}",
+                what.not_ready(
+                    crate::steps::language(),
+                    limit.as_secs(),
+                    &format!("{last:#}")
+                )
+            );
         }
         if !said && start.elapsed() > Duration::from_secs(1) {
-            eprint!("  waiting for {what}...");
+            eprint!(
+                "{}",
+                crate::steps::Step::Waiting(what).say(crate::steps::language())
+            );
             said = true;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -238,7 +248,7 @@ pub fn agent_address(status: &serde_json::Value) -> Option<std::net::Ipv4Addr> {
 /// status (`hearth-agent status --output json`) then.
 pub fn wait_for_agent(layout: &Layout, limit: Duration) -> anyhow::Result<serde_json::Value> {
     let mut status = None;
-    wait_for("the hub agent's mesh address", limit, || {
+    wait_for(crate::steps::Awaited::MeshAddress, limit, || {
         status = agent_status(layout).filter(|status| agent_address(status).is_some());
         status
             .as_ref()

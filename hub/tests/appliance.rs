@@ -302,6 +302,18 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         &with(&["--url", &url, "--model", "/root/nowhere.gguf"]),
         "cannot read the model file /root/nowhere.gguf",
     );
+    // The machine's checks speak the household's language too.
+    refused(
+        &with(&[
+            "--lang",
+            "ko",
+            "--url",
+            &url,
+            "--model",
+            "/root/nowhere.gguf",
+        ]),
+        "모델 파일 /root/nowhere.gguf을(를) 읽을 수 없어요",
+    );
     machine.exec_ok(&["bash", "-c", "echo 'not a model' > /root/notes.gguf"]);
     refused(
         &with(&["--url", &url, "--model", "/root/notes.gguf"]),
@@ -358,11 +370,24 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         machine.journal("hearth*")
     );
     println!("{printed}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("Started the system's D-Bus"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // Its progress is said in Korean, the D-Bus it started among it.
+    let progress = String::from_utf8_lossy(&output.stderr);
+    for step in [
+        "시스템 D-Bus를 시작했어요",
+        "설정을 쓰고 있어요",
+        "코디네이터를 시작해요",
+        "검색 모델을 시작해요",
+        "비서와 가족 채팅을 시작해요",
+    ] {
+        assert!(progress.contains(step), "{step} not in {progress}");
+    }
+    for english in [
+        "Started the system's D-Bus",
+        "Writing the configuration",
+        "waiting for",
+    ] {
+        assert!(!progress.contains(english), "{english} in {progress}");
+    }
     let Printed {
         key,
         chat,
@@ -756,13 +781,19 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     };
     wait_until(Duration::from_secs(30), || streaming(&phone) == 1)
         .unwrap_or_else(|| panic!("no answer being written: {:?}", phone.messages(&room)));
-    machine.exec_ok(&[
+    let backed_up = machine.exec(&[
         "hearth",
         "backup",
         "--passphrase-file",
         "/root/backup-passphrase",
         "/root/hub.tar",
     ]);
+    // Said in the household's language.
+    let said = String::from_utf8_lossy(&backed_up.stderr);
+    assert!(
+        backed_up.status.success() && said.contains("/root/hub.tar을(를) 썼어요"),
+        "hearth backup: {said}"
+    );
     machine.exec_ok(&["podman", "start", "hearth-gateway"]);
     assert_eq!(
         machine

@@ -21,4 +21,5 @@ pub mod quota;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod terminal;
 pub mod web;

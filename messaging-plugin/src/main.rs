@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use hearth_messaging::config::{Config, FileConfig};
 use hearth_messaging::protocol::{Message, MessageStatus, ServerEvent};
+use hearth_messaging::terminal::Said;
 use serde_json::{Value, json};
 
 /// Household messaging over the Hearth mesh, with the assistant as a member.
@@ -154,12 +155,32 @@ impl Conversation {
     }
 }
 
+/// The language the client's own lines are said in: the terminal's.
+fn language() -> hearth_assistant::language::Language {
+    static LANGUAGE: std::sync::OnceLock<hearth_assistant::language::Language> =
+        std::sync::OnceLock::new();
+    *LANGUAGE.get_or_init(|| {
+        hearth_messaging::terminal::language_of(hearth_runtime::terminal::locale().as_deref())
+    })
+}
+
+/// `said` in the terminal's language.
+fn say(said: Said<'_>) -> String {
+    said.say(language())
+}
+
 async fn check(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         let message = body["error"].as_str().unwrap_or("no explanation");
-        bail!("the messaging service refused ({status}): {message}");
+        bail!(
+            "{}",
+            say(Said::Refused {
+                status: status.as_u16(),
+                message
+            })
+        );
     }
     Ok(body)
 }
@@ -185,7 +206,7 @@ async fn room_of(
                 .map(str::to_owned)
                 .context("no room in the answer")
         }
-        (None, None) => bail!("--room or --dm"),
+        (None, None) => bail!("{}", say(Said::RoomOrDm)),
     }
 }
 
@@ -238,21 +259,23 @@ fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
 fn print(message: &Message) {
     let time = time_of(message.created_at);
     let body = match (&message.attachment, message.status) {
-        (_, MessageStatus::Deleted) => "(deleted)".to_owned(),
+        (_, MessageStatus::Deleted) => say(Said::Deleted),
         (Some(file), _) => format!(
             "\u{1f4ce} {} ({} bytes, {})",
             file.name, file.size, file.media_type
         ),
         (None, MessageStatus::Interrupted) => {
-            let said = "(interrupted: the service stopped before the answer ended; ask again)";
-            [message.body.as_str(), said]
+            let said = say(Said::Interrupted);
+            [message.body.as_str(), said.as_str()]
                 .iter()
                 .filter(|part| !part.is_empty())
                 .copied()
                 .collect::<Vec<_>>()
                 .join(" ")
         }
-        (None, _) if message.edited_at.is_some() => format!("{} (edited)", message.body),
+        (None, _) if message.edited_at.is_some() => {
+            format!("{} {}", message.body, say(Said::Edited))
+        }
         (None, _) => message.body.clone(),
     };
     // What members wrote reaches this terminal escaped.
@@ -298,10 +321,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .json(&json!({"body": text}))
                     .send()
                     .await
-                    .with_context(|| format!("cannot reach {url}"))?,
+                    .with_context(|| say(Said::CannotReach(&url)))?,
             )
             .await?;
-            println!("sent #{} to {room}", sent["id"]);
+            println!(
+                "{}",
+                say(Said::Sent {
+                    id: sent["id"].as_i64().unwrap_or_default(),
+                    room: &room
+                })
+            );
             Ok(())
         }
         Command::Share { conversation, file } => {
@@ -312,16 +341,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .to_owned();
             let limit = hearth_messaging::protocol::MAX_ATTACHMENT_BYTES;
             let size = std::fs::metadata(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?
+                .with_context(|| say(Said::CannotRead(&file.display().to_string())))?
                 .len();
             if size > limit {
                 bail!(
-                    "{} has {size} bytes; a shared file has at most {limit}",
-                    file.display()
+                    "{}",
+                    say(Said::TooBig {
+                        file: &file.display().to_string(),
+                        size,
+                        limit
+                    })
                 );
             }
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes = std::fs::read(&file)
+                .with_context(|| say(Said::CannotRead(&file.display().to_string())))?;
             let (url, http, room) = conversation.open().await?;
             let sent = check(
                 http.post(format!("{url}/api/rooms/{}/files", path(&room)))
@@ -329,10 +362,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .body(bytes)
                     .send()
                     .await
-                    .with_context(|| format!("cannot reach {url}"))?,
+                    .with_context(|| say(Said::CannotReach(&url)))?,
             )
             .await?;
-            println!("shared {name} as #{} in {room}", sent["id"]);
+            println!(
+                "{}",
+                say(Said::Shared {
+                    name: &name,
+                    id: sent["id"].as_i64().unwrap_or_default(),
+                    room: &room
+                })
+            );
             Ok(())
         }
         Command::Tail {
@@ -354,7 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ))
                     .send()
                     .await
-                    .with_context(|| format!("cannot reach {url}"))?,
+                    .with_context(|| say(Said::CannotReach(&url)))?,
                 )
                 .await?;
                 let messages: Vec<Message> =
@@ -371,7 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut left = count;
             while left != Some(0) {
                 let Some(frame) = socket.next().await else {
-                    bail!("the service closed the connection")
+                    bail!("{}", say(Said::Closed))
                 };
                 let tokio_tungstenite::tungstenite::Message::Text(text) = frame? else {
                     continue;
@@ -482,7 +522,7 @@ async fn assistant(url: &str, method: reqwest::Method, path: &str) -> anyhow::Re
             .request(method, format!("{url}{path}"))
             .send()
             .await
-            .with_context(|| format!("cannot reach {url}"))?,
+            .with_context(|| say(Said::CannotReach(url)))?,
     )
     .await?;
     let answer: hearth_assistant::api::Answer =
@@ -491,7 +531,7 @@ async fn assistant(url: &str, method: reqwest::Method, path: &str) -> anyhow::Re
         "{}",
         hearth_runtime::terminal::printable_lines(&hearth_messaging::commands::render(
             &answer,
-            hearth_assistant::language::Language::English,
+            language(),
         ))
     );
     Ok(())
@@ -508,7 +548,7 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
         http.get(format!("{url}/api/rooms/{}/messages?limit=1", path(&room)))
             .send()
             .await
-            .with_context(|| format!("cannot reach {url}"))?,
+            .with_context(|| say(Said::CannotReach(url)))?,
     )
     .await?;
     let latest = page["messages"]
@@ -522,7 +562,7 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
             .json(&json!({"body": question_body(&room, question)}))
             .send()
             .await
-            .with_context(|| format!("cannot reach {url}"))?,
+            .with_context(|| say(Said::CannotReach(url)))?,
     )
     .await?;
     let asked = sent["id"].as_i64().context("no message id in the answer")?;
@@ -532,9 +572,9 @@ async fn ask(url: &str, room: Option<String>, question: &str, limit: u64) -> any
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())
             .await
-            .map_err(|_| anyhow::anyhow!("no complete answer within {limit} s"))?;
+            .map_err(|_| anyhow::anyhow!(say(Said::NoAnswerWithin(limit))))?;
         let Some(frame) = frame else {
-            bail!("the service closed the connection")
+            bail!("{}", say(Said::Closed))
         };
         let tokio_tungstenite::tungstenite::Message::Text(text) = frame? else {
             continue;

@@ -116,6 +116,28 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     assert!(listed.starts_with("여기서 기억하는 것:"), "{listed}");
     let listed = household.cli_ok(&laptop, &["documents"]);
     assert!(listed.contains("여기서 읽을 수 있는 문서:"), "{listed}");
+    // The client's own lines follow the terminal's locale.
+    let sent = household.cli_in(
+        &laptop,
+        "ko_KR.UTF-8",
+        &["send", "--room", "household", "저녁은 일곱 시에 먹어요"],
+    );
+    let said = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success() && said.starts_with("household에 #") && said.contains("보냈어요"),
+        "{said} {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let refused = household.cli_in(
+        &laptop,
+        "ko_KR.UTF-8",
+        &["send", "--room", "dm:someone,else", "몰래 보기"],
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("메시징 서비스가 거절했어요 ("),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 
     // The household room's shopping list, kept for everyone in it.
     let said = household.ask(

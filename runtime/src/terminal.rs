@@ -1,5 +1,14 @@
 //! What command-line tools show a person at a terminal.
 
+/// The terminal's locale as the environment names it (`LC_ALL`, else
+/// `LC_MESSAGES`, else `LANG`; `ko_KR.UTF-8`), if any.
+pub fn locale() -> Option<String> {
+    ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.is_empty())
+}
+
 /// `text` someone else chose (a device's name, a client's id, a member's
 /// message) made safe to print on one line of a terminal: every control
 /// character (escape sequences, OSC 52 clipboard writes, cursor moves, bell,

@@ -406,8 +406,19 @@ impl Household {
 
     /// Runs `hearth-messaging ARGS` on `host` against the hub.
     pub fn cli(&self, host: &Host, args: &[&str]) -> Output {
+        self.cli_in(host, "C.UTF-8", args)
+    }
+
+    /// Like [`Household::cli`], at a terminal whose locale is `locale`
+    /// (`ko_KR.UTF-8`: the client's own lines in Korean).
+    pub fn cli_in(&self, host: &Host, locale: &str, args: &[&str]) -> Output {
         let mut command = self.lab.command(host, binary("hearth-messaging"));
-        command.args(args).env("HEARTH_MESSAGING_URL", self.url());
+        command
+            .args(args)
+            .env("HEARTH_MESSAGING_URL", self.url())
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", locale);
         if let Some(authority) = &self.authority {
             command.env("SSL_CERT_FILE", &authority.root);
         }
