@@ -14,6 +14,7 @@
 //!   tls: { certFile: "/var/lib/hearth/agent/certs/hub.ts.example.crt", keyFile: "/var/lib/hearth/agent/certs/hub.ts.example.key" },   // optional: HTTPS (plain HTTP redirected)
 //!   limits: { postsPerMinute: 60, postBurst: 20, roomsPerUser: 20, questionsAtOnce: 4, questionsWaitingPerUser: 4 },
 //!   assistant: { gatewayUrl: "http://127.0.0.1:18789", gatewayTokenFile: "/var/lib/hearth-gateway/gateway.token", maxTokens: 512 },   // optional
+//!   search: { embeddings: "unix:/run/hearth-inference/embeddings.sock", model: "multilingual-e5-small" },   // optional: search by meaning
 //! }
 //! ```
 
@@ -66,6 +67,23 @@ pub struct Config {
     /// The assistant, when there is a gateway to ask.
     #[serde(default)]
     pub assistant: Option<AssistantConfig>,
+    /// Search by meaning, when there is an embedding model to ask (else
+    /// searches go by words).
+    #[serde(default)]
+    pub search: Option<SearchConfig>,
+}
+
+/// `search`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SearchConfig {
+    /// The embedding model's server: llama-server's OpenAI API on a UNIX
+    /// socket (`unix:/run/hearth-inference/embeddings.sock`) or at
+    /// `http://HOST:PORT/v1`.
+    pub embeddings: String,
+    /// The model's name (its kind decides what goes before a query and a
+    /// message: `hearth_assistant::search::profile`).
+    pub model: String,
 }
 
 /// `tls`.

@@ -77,6 +77,15 @@ enum Command {
         /// The question.
         question: String,
     },
+    /// Search the messages you may read: by meaning where the hub has a
+    /// search model (closest first), and by every word.
+    Search {
+        /// The service.
+        #[arg(long, env = "HEARTH_MESSAGING_URL")]
+        url: String,
+        /// What to look for.
+        query: String,
+    },
     /// What the assistant remembers in your conversation with it (or in a
     /// room); `--forget N` forgets entry N.
     Memory {
@@ -465,6 +474,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             question,
         } => ask(url.trim_end_matches('/'), room, &question, timeout).await,
+        Command::Search { url, query } => {
+            let url = url.trim_end_matches('/');
+            let found = check(
+                client()?
+                    .get(format!("{url}/api/search"))
+                    .query(&[("q", query.as_str())])
+                    .send()
+                    .await
+                    .with_context(|| say(Said::CannotReach(url)))?,
+            )
+            .await?;
+            let messages: Vec<Message> =
+                serde_json::from_value(found["messages"].clone()).unwrap_or_default();
+            for message in &messages {
+                print!("{} ", hearth_runtime::terminal::printable(&message.room));
+                print(message);
+            }
+            Ok(())
+        }
         Command::Memory { url, room, forget } => {
             let query = room_query(room.as_deref());
             let (method, path) = match forget {

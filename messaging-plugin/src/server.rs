@@ -95,12 +95,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Messaging>> {
         }
         _ => None,
     };
-    Ok(Arc::new(Messaging::new(
-        store,
-        assistant,
-        config.limits,
-        config.admins.clone(),
-    )))
+    let meaning = config
+        .search
+        .as_ref()
+        .map(crate::meaning::Meaning::new)
+        .transpose()?
+        .map(Arc::new);
+    Ok(Arc::new(
+        Messaging::new(store, assistant, config.limits, config.admins.clone())
+            .with_meaning(meaning),
+    ))
 }
 
 /// Serves `config` until `shutdown` completes.
@@ -126,6 +130,12 @@ pub async fn serve(
         .assistant
         .clone()
         .map(|assistant| tokio::spawn(assistant.deliver(Arc::clone(&messaging))));
+    // Subscribed before the first request, so that no message is missed.
+    let indexer = messaging.meaning.clone().map(|meaning| {
+        let events = messaging.hub.subscribe();
+        let messaging = Arc::clone(&messaging);
+        tokio::spawn(async move { meaning.follow(&messaging.store, events).await })
+    });
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -163,8 +173,8 @@ pub async fn serve(
         }
     }
     watcher.abort();
-    if let Some(deliveries) = deliveries {
-        deliveries.abort();
+    for task in [deliveries, indexer].into_iter().flatten() {
+        task.abort();
     }
     messaging.store.close().await;
     tracing::info!("messaging stopped");

@@ -76,6 +76,8 @@ pub struct Messaging {
     pub limits: Limits,
     /// Users who may delete any room.
     pub admins: Vec<String>,
+    /// Search by meaning, when an embedding model is configured.
+    pub meaning: Option<Arc<crate::meaning::Meaning>>,
     posts: Mutex<PostBudget>,
 }
 
@@ -93,8 +95,16 @@ impl Messaging {
             assistant,
             limits,
             admins,
+            meaning: None,
             posts: Mutex::default(),
         }
+    }
+
+    /// The service searching by meaning with `meaning` (by words alone
+    /// without).
+    pub fn with_meaning(mut self, meaning: Option<Arc<crate::meaning::Meaning>>) -> Messaging {
+        self.meaning = meaning;
+        self
     }
 
     /// Checks that `caller` may use `room`.
@@ -357,13 +367,36 @@ impl Messaging {
         Ok(message)
     }
 
-    /// The newest messages `caller` may see holding every word of `query`.
+    /// The messages `caller` may see that answer `query`: with a search
+    /// model, the recent ones closest in meaning first (best first), then
+    /// the newest holding every word of it; without, those alone.
     pub async fn search(&self, caller: &Caller, query: &str) -> Result<Vec<Message>, ServiceError> {
         let words = crate::protocol::query_words(query).ok_or(ServiceError::BadQuery)?;
-        Ok(self
+        let mut found: Vec<Message> = Vec::new();
+        if let Some(meaning) = &self.meaning {
+            for id in meaning.search(&caller.user, query, SEARCH_RESULTS).await {
+                // Read again: what the index holds may have changed since.
+                if let Some(message) = self.store.message(id).await?
+                    && message.status != MessageStatus::Deleted
+                    && may_access(&caller.user, &message.room)
+                {
+                    found.push(message);
+                }
+            }
+        }
+        let by_words = self
             .store
             .search(&caller.user, &words, SEARCH_RESULTS, SEARCH_SCAN)
-            .await?)
+            .await?;
+        for message in by_words {
+            if found.len() >= SEARCH_RESULTS {
+                break;
+            }
+            if !found.iter().any(|known| known.id == message.id) {
+                found.push(message);
+            }
+        }
+        Ok(found)
     }
 
     /// Deletes `room`, if `caller` created it or is an admin.

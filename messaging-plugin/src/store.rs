@@ -546,6 +546,24 @@ impl Store {
         })
     }
 
+    /// The newest `limit` messages of every room that are not deleted,
+    /// oldest first (what a search by meaning holds: [`crate::recent`]).
+    pub async fn newest(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE status NOT IN ('deleted', 'streaming') \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = rows
+            .iter()
+            .map(|row| self.message_of(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
     /// A page of `room`'s history: up to `limit` messages before `before`
     /// (the newest when `None`), oldest first; and whether older ones exist.
     pub async fn history(

@@ -145,9 +145,37 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
         }
     }
 
+    // The household's chat is searched by meaning: a question sharing no
+    // word with a message finds it first; no one finds what they may not
+    // read.
+    household.cli_ok(
+        &phone,
+        &[
+            "send",
+            "--room",
+            "household",
+            "The plumber visits on Thursday afternoon.",
+        ],
+    );
+    let question = "when is someone repairing the pipes?";
+    let mut found = String::new();
+    let seen = wait_until(60 * SECOND, || {
+        found = household.cli_ok(&laptop, &["search", question]);
+        found.contains("plumber")
+    });
+    assert!(seen.is_some(), "not found by meaning: {found}");
+    assert!(
+        found.lines().next().unwrap_or_default().contains("plumber"),
+        "{found}"
+    );
+    let found = household.cli_ok(&laptop, &["search", "what is the locker code?"]);
+    assert!(!found.contains("9055"), "ben's DM reached ada: {found}");
+
     // Nothing said, remembered, scheduled or read reached any log.
     let logs = household.lab.logs();
     for canary in [
+        "plumber",
+        "repairing the pipes",
         "bike lock",
         "locker code",
         "water the plants",

@@ -116,6 +116,27 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
     assert!(listed.starts_with("여기서 기억하는 것:"), "{listed}");
     let listed = household.cli_ok(&laptop, &["documents"]);
     assert!(listed.contains("여기서 읽을 수 있는 문서:"), "{listed}");
+    // The household's chat is searched by meaning: a question sharing no
+    // word with a message finds it first.
+    household.cli_ok(
+        &phone,
+        &["send", "--room", "household", "강아지 사료가 다 떨어졌어요"],
+    );
+    let question = "반려견 밥 남아 있어?";
+    let mut found = String::new();
+    let seen = wait_until(60 * SECOND, || {
+        found = household.cli_ok(&laptop, &["search", question]);
+        found.contains("강아지 사료")
+    });
+    assert!(seen.is_some(), "not found by meaning: {found}");
+    assert!(
+        found
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("강아지 사료"),
+        "{found}"
+    );
     // The client's own lines follow the terminal's locale.
     let sent = household.cli_in(
         &laptop,

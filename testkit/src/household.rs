@@ -536,6 +536,10 @@ impl Household {
             "assistant": {"gatewayUrl": "http://127.0.0.1:18789", "maxTokens": self.options.max_tokens,
                           "gatewayTokenFile": dir.join("gateway-data/gateway.token")},
         });
+        if let Some(embeddings) = self.options.assistant.embeddings {
+            config["search"] =
+                json!({"embeddings": "http://127.0.0.1:18091/v1", "model": embeddings.id()});
+        }
         if self.authority.is_some() {
             let (cert_file, key_file) = self.hub_certificate();
             config["tls"] = json!({"certFile": cert_file, "keyFile": key_file});
