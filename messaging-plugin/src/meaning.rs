@@ -5,6 +5,7 @@
 //! every connection is told of is a message it indexes. When the model
 //! does not answer, messages are still found by their words.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Meaning {
     model: String,
     profile: ModelProfile,
     recent: Mutex<Recent>,
+    /// Whether the model answered last time (its silence is logged once).
+    answering: AtomicBool,
 }
 
 /// Why the search model's configuration is refused.
@@ -52,6 +55,7 @@ impl Meaning {
             model: config.model.clone(),
             profile: profile(&config.model),
             recent: Mutex::new(Recent::new(WINDOW)),
+            answering: AtomicBool::new(true),
         })
     }
 
@@ -191,6 +195,9 @@ impl Meaning {
         .await;
         match vectors {
             Ok(vectors) => {
+                if !self.answering.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the search model answers again; searching by meaning");
+                }
                 let vectors: Vec<Vec<f32>> = vectors
                     .into_iter()
                     .map(|vector| vector.into_iter().map(|value| value as f32).collect())
@@ -198,7 +205,9 @@ impl Meaning {
                 windowed.pool(&vectors)
             }
             Err(error) => {
-                tracing::warn!(%error, "the search model did not answer; searching by words");
+                if self.answering.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(%error, "the search model does not answer; searching by words");
+                }
                 None
             }
         }
