@@ -161,6 +161,10 @@ for component in "${components[@]}"; do
         mkdir -p "$context/libexec" "$context/share/models"
         "$objcopy" --strip-debug "$hub_llama" "$context/libexec/llama-server"
         cp "$(scripts/smollm2.sh)" "$context/share/models/"
+        # The search model (the hearth-model-e5 package's, at its path):
+        # `hearth service embeddings` serves it in the pod.
+        mkdir -p "$context/share/embeddings"
+        cp "$(scripts/e5-model.sh)" "$context/share/embeddings/multilingual-e5-small.q4_0.gguf"
         if [[ "$arch" == arm64 ]]; then
             # Debian's arm64 `ip` and `nft`, from their packages
             # (scripts/arm64-sysroot.sh), and what they and llama-server

@@ -307,9 +307,11 @@ fn same_file(one: &Path, other: &Path) -> bool {
     }
 }
 
-/// The search model's id when its package is installed and the hub runs
-/// under systemd (the Podman form has none yet: search by keywords).
+/// The search model's id when it is there: installed by its package on a
+/// Debian hub, carried by the hub's image in Podman alone.
 pub fn search_model(layout: &Layout) -> Option<&'static str> {
-    (!crate::manager::in_podman() && layout.embedding_model().exists())
+    layout
+        .embedding_model()
+        .exists()
         .then_some(crate::render::SEARCH_MODEL)
 }

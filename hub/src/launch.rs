@@ -27,6 +27,9 @@ pub enum Service {
     Agent,
     /// llama-server on the model's socket, once setup placed the model.
     Llama,
+    /// llama-server serving the search model's embeddings on its socket
+    /// (the image carries the model).
+    Embeddings,
 }
 
 /// Where the hub's image keeps llama-server (where the
@@ -118,6 +121,36 @@ pub fn launch(layout: &Layout, service: Service) -> Launch {
                 "--no-webui".into(),
             ],
             stale_socket: Some(layout.inference_socket()),
+        },
+        // As `hearth-embeddings.service` runs it, on the search model's
+        // socket itself.
+        Service::Embeddings => Launch {
+            environment: Vec::new(),
+            needs_one_of: vec![layout.embedding_model()],
+            program: LLAMA_SERVER,
+            arguments: [
+                "--model",
+                &path(layout.embedding_model()),
+                "--embeddings",
+                "--pooling",
+                "mean",
+                "--host",
+                &path(layout.embeddings_socket()),
+                "--threads",
+                "1",
+                "--ctx-size",
+                "2048",
+                "--parallel",
+                "4",
+                "--batch-size",
+                "512",
+                "--ubatch-size",
+                "512",
+                "--no-webui",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            stale_socket: Some(layout.embeddings_socket()),
         },
     }
 }
@@ -345,6 +378,33 @@ mod tests {
         assert_eq!(
             llama.needs_one_of,
             [PathBuf::from("/var/lib/hearth-llama/model.gguf")]
+        );
+        // The search model: the unit's command but for the socket, which
+        // it listens on itself.
+        let unit = include_str!("../../systemd/hearth-embeddings.service");
+        let exec: Vec<&str> = unit
+            .lines()
+            .find_map(|line| line.strip_prefix("ExecStart="))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let embeddings = launch(&layout, Service::Embeddings);
+        let arguments: Vec<&str> = embeddings.arguments.iter().map(String::as_str).collect();
+        let host = |words: &[&str]| -> Vec<String> {
+            let mut words: Vec<String> = words.iter().map(|word| (*word).to_owned()).collect();
+            let at = words.iter().position(|word| word == "--host").unwrap();
+            words.drain(at..=at + 1);
+            words
+        };
+        assert_eq!(embeddings.program, exec[0]);
+        assert_eq!(host(&arguments), host(&exec[1..]));
+        assert_eq!(
+            value_of(&arguments, "--host").as_deref(),
+            Some("/run/hearth-inference/embeddings.sock")
+        );
+        assert_eq!(
+            embeddings.stale_socket.as_deref(),
+            Some(Path::new("/run/hearth-inference/embeddings.sock"))
         );
     }
 }

@@ -71,12 +71,12 @@ impl PodHub {
             // In the pod when the model is llama-server's (else the pod
             // has no such container and it is inactive).
             Unit::LlamaServer => &["llama"],
-            // The search model runs under systemd only (docs/deploy.md).
+            // In the pod when the image carries the search model.
+            Unit::EmbeddingsServer => &["embeddings"],
             Unit::InferenceSocket
             | Unit::LlamaProxy
             | Unit::OllamaProxy
             | Unit::EmbeddingsSocket
-            | Unit::EmbeddingsServer
             | Unit::EmbeddingsProxy => &[],
         };
         names

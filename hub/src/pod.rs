@@ -196,6 +196,10 @@ mod tests {
     }
 
     fn hub_pod(llama: bool) -> HubPod {
+        hub_pod_searching(llama, false)
+    }
+
+    fn hub_pod_searching(llama: bool, search: bool) -> HubPod {
         HubPod {
             pod: "hearth".into(),
             images: Images {
@@ -208,6 +212,7 @@ mod tests {
             endpoints: vec!["192.168.1.20:41641".parse().unwrap()],
             allowed_hosts: vec!["chat.hearth.internal".into()],
             llama,
+            search,
         }
     }
 
@@ -278,6 +283,55 @@ mod tests {
         );
         assert!(rendered.contains("claimName: \"hearth-inference\""));
         assert!(rendered.contains("claimName: \"hearth-llama\""));
+        assert!(!messaging_reaches_the_sockets(&with[4].1));
+    }
+
+    fn messaging_reaches_the_sockets(messaging: &str) -> bool {
+        messaging
+            .contains("- { name: inference, mountPath: /run/hearth-inference, readOnly: true }")
+    }
+
+    /// The search model in the pod (the image carries it): its own
+    /// container, as unprivileged as llama's, on the models' socket
+    /// volume, which the gateway and messaging then reach read-only, with
+    /// or without the chat model in the pod (an Ollama on the machine).
+    #[test]
+    fn the_hub_pod_runs_the_search_model_when_the_image_carries_it() {
+        for llama in [false, true] {
+            let rendered = hub_pod_searching(llama, true)
+                .fill(HUB_POD_TEMPLATE)
+                .unwrap();
+            let listed = containers(&rendered);
+            let names: Vec<&str> = listed.iter().map(|(name, _)| name.as_str()).collect();
+            let expected: &[&str] = if llama {
+                &[
+                    "coordinator",
+                    "agent",
+                    "llama",
+                    "embeddings",
+                    "gateway",
+                    "messaging",
+                ]
+            } else {
+                &["coordinator", "agent", "embeddings", "gateway", "messaging"]
+            };
+            assert_eq!(names, expected);
+            let of = |name: &str| &listed.iter().find(|(named, _)| named == name).unwrap().1;
+            for line in [
+                "args: [\"service\", \"embeddings\"]",
+                "runAsNonRoot: true",
+                "readOnlyRootFilesystem: true",
+                "drop: [\"ALL\"]",
+                "- { name: inference, mountPath: /run/hearth-inference }",
+            ] {
+                assert!(of("embeddings").contains(line), "{line}");
+            }
+            assert!(!of("embeddings").contains("ports:"));
+            assert!(messaging_reaches_the_sockets(of("messaging")));
+            assert!(messaging_reaches_the_sockets(of("gateway")));
+            assert!(rendered.contains("claimName: \"hearth-inference\""));
+            assert_eq!(rendered.contains("claimName: \"hearth-llama\""), llama);
+        }
     }
 }
 
@@ -432,6 +486,8 @@ pub struct HubPod {
     /// Whether the model is llama-server in the pod (else a server on the
     /// machine).
     pub llama: bool,
+    /// Whether the search model runs in the pod (the image carries it).
+    pub search: bool,
 }
 
 impl HubPod {
@@ -441,6 +497,9 @@ impl HubPod {
             ("HTTP", self.http_port.is_some()),
             ("ENDPOINTS", !self.endpoints.is_empty()),
             ("LLAMA", self.llama),
+            ("SEARCH", self.search),
+            // The models' sockets' volume, for either.
+            ("INFERENCE", self.llama || self.search),
         ])
     }
 
@@ -520,6 +579,7 @@ pub fn render_hub(layout: &Layout, pod: &str) -> anyhow::Result<String> {
         endpoints,
         allowed_hosts,
         llama: answers.model.uses_llama_server(),
+        search: crate::configure::search_model(layout).is_some(),
     }
     .fill(HUB_POD_TEMPLATE)
 }

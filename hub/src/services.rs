@@ -245,15 +245,7 @@ pub(crate) fn start(
     if crate::configure::search_model(layout).is_some() {
         announce(Step::StartingSearchModel);
         undo.start(Unit::EmbeddingsSocket, false)?;
-        system::wait_for(Awaited::SearchModel, Duration::from_secs(120), || {
-            let answer = probe::get(&Target::Unix(layout.embeddings_socket()), "/health")?;
-            if answer.status == 200 {
-                Ok(())
-            } else {
-                bail!("it answered {} (loading?)", answer.status)
-            }
-        })
-        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::EmbeddingsServer)))?;
+        wait_for_search_model(layout)?;
     }
 
     announce(Step::StartingAssistant);
@@ -310,6 +302,12 @@ fn start_pod_in_podman(
             error
         }
     })?;
+    if crate::configure::search_model(layout).is_some() {
+        // In the pod (played with it) on its socket, from the image.
+        announce(Step::StartingSearchModel);
+        manager.start(Unit::EmbeddingsServer)?;
+        wait_for_search_model(layout)?;
+    }
     announce(Step::StartingAssistant);
     undo.start(Unit::Pod, changed.pod)?;
     // Its names are known now: the pod answers to them (played again if
@@ -329,6 +327,22 @@ fn start_pod_in_podman(
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::Pod)))?;
     let _ = layout;
     Ok(reached)
+}
+
+/// Waits until the search model answers on its socket.
+fn wait_for_search_model(layout: &Layout) -> anyhow::Result<()> {
+    system::wait_for(Awaited::SearchModel, Duration::from_secs(120), || {
+        let answer = probe::get(&Target::Unix(layout.embeddings_socket()), "/health")?;
+        if answer.status == 200 {
+            Ok(())
+        } else {
+            bail!("it answered {} (loading?)", answer.status)
+        }
+    })
+    .map_err(|error| {
+        let logs = crate::manager::current().logs(Unit::EmbeddingsServer);
+        anyhow::anyhow!("{error:#}\n{logs}")
+    })
 }
 
 /// Waits until the chat answers at its service's address and, when the

@@ -667,18 +667,9 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "active");
     // The household's chat is searched by meaning with the same model: a
     // question sharing no word with the message finds it.
-    phone.json(
-        "POST",
-        "/api/rooms/household/messages",
-        Some(&serde_json::json!({"body": "강아지 사료가 다 떨어졌어요"})),
-    );
-    let search = format!("/api/search?q={}", encode("반려견 밥 남아 있어?"));
-    let mut found = String::new();
-    let seen = wait_until(Duration::from_secs(60), || {
-        found = phone.json("GET", &search, None)["messages"][0]["body"].to_string();
-        found.contains("강아지 사료")
-    });
-    assert!(seen.is_some(), "chat search by meaning: {found}");
+    if let Err(first) = phone.chat_finds_by_meaning() {
+        panic!("chat search by meaning: {first}");
+    }
     phone.ask(&room, "remember that the bike lock code is 4711");
     phone.ask(&room, "remind me tomorrow at 9 to water the plants");
     let kept = |phone: &Phone<'_>, when: &str| {

@@ -83,6 +83,12 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
     assert!(!answer.trim().is_empty());
     let report = machine.all_well();
     assert_eq!(report["household"], "Parks", "{report}");
+    // The image's search model runs in the pod, as locked down as
+    // llama-server's; the chat (and the assistant) search by meaning.
+    unprivileged(&machine, "embeddings");
+    if let Err(first) = phone.chat_finds_by_meaning() {
+        panic!("chat search by meaning in the pod: {first}");
+    }
 
     // A backup while it runs; the machine loses the pod and every volume;
     // the backup brings the household back.
@@ -117,22 +123,28 @@ fn the_hub_in_podman_alone_answers_a_phone_and_comes_back_from_a_backup() {
     let report = machine.all_well();
     assert_eq!(report["model"]["kind"], "default", "{report}");
     assert_eq!(report["model"]["answers"], true, "{report}");
-    let llama = machine.podman_ok(&[
-        "container",
-        "inspect",
-        "--format",
-        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.EffectiveCaps}}",
-        &format!("{}-llama", machine.pod),
-    ]);
-    assert!(
-        llama.trim() == "65532:65532 true []" || llama.trim() == "65532 true []",
-        "llama-server's container is unprivileged, read-only, without capabilities: {llama}"
-    );
+    unprivileged(&machine, "llama");
     // (A new container in the pod plays it again: the phone's client
     // finds the hub's agent again first.)
     assert_eq!(wait_for_room(&phone), room);
     let third = phone.ask(&room, "What shall we cook tomorrow?");
     assert!(!third.trim().is_empty());
+}
+
+/// Asserts that the pod's container `name` runs unprivileged, read-only,
+/// without capabilities.
+fn unprivileged(machine: &PodmanMachine, name: &str) {
+    let seen = machine.podman_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.EffectiveCaps}}",
+        &format!("{}-{name}", machine.pod),
+    ]);
+    assert!(
+        seen.trim() == "65532:65532 true []" || seen.trim() == "65532 true []",
+        "{name}'s container is unprivileged, read-only, without capabilities: {seen}"
+    );
 }
 
 /// The DM with the assistant, once the phone reaches the chat (its client

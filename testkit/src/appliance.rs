@@ -234,6 +234,25 @@ impl Phone<'_> {
         self.machine.container_logs(container)
     }
 
+    /// Posts a message to the household room, then searches the chat
+    /// with a question sharing no word with it, as the hub's search model
+    /// is ready to embed it: `Err` with the last first result when the
+    /// message did not come first within a minute.
+    pub fn chat_finds_by_meaning(&self) -> Result<(), String> {
+        self.json(
+            "POST",
+            "/api/rooms/household/messages",
+            Some(&serde_json::json!({"body": "강아지 사료가 다 떨어졌어요"})),
+        );
+        let search = format!("/api/search?q={}", query_value("반려견 밥 남아 있어?"));
+        let mut first = String::new();
+        let found = wait_until(Duration::from_secs(60), || {
+            first = self.json("GET", &search, None)["messages"][0]["body"].to_string();
+            first.contains("강아지 사료")
+        });
+        found.map(|_| ()).ok_or(first)
+    }
+
     /// The DM with the assistant, opened.
     pub fn assistant_room(&self) -> String {
         let opened = self.json(
@@ -306,6 +325,19 @@ impl Phone<'_> {
 /// The path of `room`'s recent history.
 fn history_path(room: &str) -> String {
     format!("/api/rooms/{}/messages?limit=200", encode(room))
+}
+
+/// `text` as a URL's query value (every byte but the unreserved ones
+/// percent-encoded).
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// A room's id as a path segment (`dm:ada,assistant`).
