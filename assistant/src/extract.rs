@@ -60,6 +60,13 @@ impl Format {
     }
 }
 
+/// Why a symbolic link in a folder is listed and not read.
+pub const LINK_REFUSAL: &str =
+    "it is a symbolic link, and links are not followed: put the document itself in the folder";
+
+/// Why a file could not be read at all (`: why` may follow).
+pub const UNREADABLE: &str = "it cannot be read";
+
 /// Why a document was not indexed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExtractError {

@@ -10,6 +10,53 @@ use crate::lists::{self, ListError};
 use crate::memory::{MAX_ENTRIES, MAX_ENTRY_CHARS, MemoryError};
 use crate::phrases::{Missing, PhraseError};
 
+/// Why a document was not read, in `language`: the reason as the gateway
+/// stored it (an [`ExtractError`](crate::extract::ExtractError) or the
+/// folder's own, in English), said again in Korean; one it does not know
+/// (a PDF reader's own words) is kept as it is after a Korean lead.
+pub fn document_refusal(language: Language, reason: &str) -> String {
+    use crate::extract::{LINK_REFUSAL, MAX_PAGES, MAX_TEXT_CHARS, UNREADABLE};
+    if language == Language::English {
+        return reason.to_owned();
+    }
+    let between = |before: &str, after: &str| -> Option<String> {
+        Some(reason.strip_prefix(before)?.strip_suffix(after)?.to_owned())
+    };
+    if let Some(sizes) = between("it is ", " a document may have")
+        && let Some((bytes, max)) = sizes.split_once(" bytes, over the ")
+    {
+        return format!("{bytes}바이트로, 문서 하나의 한도({max}바이트)를 넘어요");
+    }
+    if let Some(offset) = between("it is not UTF-8 text (invalid byte at offset ", ")") {
+        return format!("UTF-8 글이 아니에요 ({offset}번째 바이트가 잘못됐어요)");
+    }
+    if let Some(offset) = between("it holds binary data (a NUL byte at offset ", ")") {
+        return format!("글이 아닌 데이터가 들어 있어요 ({offset}번째 바이트가 NUL이에요)");
+    }
+    if let Some(why) = reason.strip_prefix("the PDF cannot be read: ") {
+        return format!("PDF를 읽을 수 없어요: {why}");
+    }
+    if reason == crate::extract::ExtractError::Empty.to_string() {
+        return "글이 없어요 (스캔한 PDF는 먼저 글자 인식이 필요해요)".into();
+    }
+    if reason == format!("it holds more than {MAX_TEXT_CHARS} characters of text") {
+        return format!("글이 {MAX_TEXT_CHARS}자를 넘어요");
+    }
+    if reason == format!("it has more than {MAX_PAGES} pages") {
+        return format!("{MAX_PAGES}쪽을 넘어요");
+    }
+    if reason == LINK_REFUSAL {
+        return "심볼릭 링크예요. 링크는 따라가지 않으니 문서 자체를 폴더에 넣어 주세요".into();
+    }
+    if reason == UNREADABLE {
+        return "파일을 읽을 수 없어요".into();
+    }
+    if let Some(why) = reason.strip_prefix(&format!("{UNREADABLE}: ")) {
+        return format!("파일을 읽을 수 없어요: {why}");
+    }
+    format!("읽지 못했어요: {reason}")
+}
+
 /// After "remember that …": in the member's own conversation, or in a room.
 pub fn remembered(language: Language, in_room: bool) -> &'static str {
     match (language, in_room) {
@@ -466,7 +513,9 @@ pub fn answer(language: Language, answer: &Answer) -> String {
                 for document in refused {
                     text.push_str(&format!(
                         "\n{}/{}: {}",
-                        document.folder, document.path, document.reason
+                        document.folder,
+                        document.path,
+                        document_refusal(language, &document.reason)
                     ));
                 }
             }
@@ -486,6 +535,61 @@ pub fn answer(language: Language, answer: &Answer) -> String {
 mod tests {
     use super::*;
     use crate::api::{MemoryItem, RefusedDocument, ReminderItem};
+
+    /// Issue 67's item 4: every reason a document is not read, as the
+    /// gateway stores it, is said in Korean with its numbers.
+    #[test]
+    fn each_documents_refusal_is_said_in_korean() {
+        use crate::extract::{ExtractError, LINK_REFUSAL, MAX_PAGES, MAX_TEXT_CHARS, UNREADABLE};
+        let reasons = [
+            (
+                ExtractError::TooLarge {
+                    bytes: 12_000_000,
+                    max: 10_485_760,
+                }
+                .to_string(),
+                vec!["12000000".to_owned(), "10485760".to_owned()],
+            ),
+            (ExtractError::NotUtf8(17).to_string(), vec!["17".to_owned()]),
+            (ExtractError::Binary(4).to_string(), vec!["4".to_owned()]),
+            (
+                ExtractError::Pdf("xref damaged".into()).to_string(),
+                vec!["xref damaged".to_owned()],
+            ),
+            (ExtractError::Empty.to_string(), Vec::new()),
+            (
+                ExtractError::TooMuchText.to_string(),
+                vec![MAX_TEXT_CHARS.to_string()],
+            ),
+            (
+                ExtractError::TooManyPages.to_string(),
+                vec![MAX_PAGES.to_string()],
+            ),
+            (LINK_REFUSAL.to_owned(), Vec::new()),
+            (UNREADABLE.to_owned(), Vec::new()),
+            (
+                format!("{UNREADABLE}: Permission denied"),
+                vec!["Permission denied".to_owned()],
+            ),
+        ];
+        for (reason, facts) in reasons {
+            assert_eq!(document_refusal(Language::English, &reason), reason);
+            let korean = document_refusal(Language::Korean, &reason);
+            assert!(korean.chars().any(crate::language::is_hangul), "{korean}");
+            assert!(
+                !korean.contains("it "),
+                "{reason} was not said again: {korean}"
+            );
+            for fact in facts {
+                assert!(korean.contains(&fact), "{fact} in {korean}");
+            }
+        }
+        // A reason it does not know is kept, after a Korean lead.
+        assert_eq!(
+            document_refusal(Language::Korean, "pdftotext: broken"),
+            "읽지 못했어요: pdftotext: broken"
+        );
+    }
 
     #[test]
     fn acknowledgements_read_naturally_in_both_languages() {

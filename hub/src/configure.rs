@@ -212,6 +212,16 @@ pub(crate) fn place_model(
 ) -> anyhow::Result<bool> {
     let dropin = layout.ollama_dropin();
     let mut changed = false;
+    // In Podman alone the models' containers (llama-server's, the search
+    // model's) run as the pod's user and make their sockets in this
+    // folder, a volume: theirs, whatever the model.
+    let pod_user = Owner {
+        uid: CONTAINER_USER,
+        gid: CONTAINER_USER,
+    };
+    if crate::manager::in_podman() {
+        system::make_folder(&layout.inference_dir(), 0o750, pod_user)?;
+    }
     match &checked.model_file {
         Some(file) => {
             if dropin.exists() {
@@ -220,15 +230,7 @@ pub(crate) fn place_model(
                 undo.replaced(&dropin, Zeroizing::new(old), 0o644, Owner::ROOT);
                 changed = true;
             }
-            // In Podman alone llama-server's container runs as the pod's
-            // user, and the model's socket's folder is a volume it makes
-            // its socket in.
             let llama = if crate::manager::in_podman() {
-                let pod_user = Owner {
-                    uid: CONTAINER_USER,
-                    gid: CONTAINER_USER,
-                };
-                system::make_folder(&layout.inference_dir(), 0o750, pod_user)?;
                 pod_user
             } else {
                 Owner {

@@ -247,10 +247,7 @@ impl Documents {
         };
         if file.link {
             return self
-                .refuse(
-                    document,
-                    "it is a symbolic link, and links are not followed: put the document itself in the folder".into(),
-                )
+                .refuse(document, hearth_assistant::extract::LINK_REFUSAL.into())
                 .await;
         }
         match library::extract_text(file, &self.program).await {

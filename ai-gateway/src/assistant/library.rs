@@ -524,6 +524,19 @@ pub fn batches(texts: &[String]) -> impl Iterator<Item = &[String]> {
 mod tests {
     use super::*;
 
+    /// The reasons a file is not read are the ones the assistant's words
+    /// know (`hearth_assistant::say::document_refusal` says them in
+    /// Korean).
+    #[test]
+    fn unreadable_files_are_refused_in_the_words_the_assistant_knows() {
+        use hearth_assistant::extract::UNREADABLE;
+        assert_eq!(Unread::Lost.to_string(), UNREADABLE);
+        assert_eq!(
+            Unread::Unreadable("Permission denied".into()).to_string(),
+            format!("{UNREADABLE}: Permission denied")
+        );
+    }
+
     #[test]
     fn folders_are_walked_without_following_links() {
         let dir = tempfile::tempdir().unwrap();
