@@ -160,6 +160,20 @@ pub(crate) fn write(
     Ok(changed)
 }
 
+/// The pod's user and group in Podman alone.
+const POD_USER: Owner = Owner {
+    uid: CONTAINER_USER,
+    gid: CONTAINER_USER,
+};
+
+/// In Podman alone the models' containers (llama-server's, the search
+/// model's) run as the pod's user and make their sockets in this folder, a
+/// volume: theirs, whatever the model (a server on the machine too, when
+/// the search model runs in the pod).
+fn pod_models_folder(layout: &Layout) -> anyhow::Result<()> {
+    system::make_folder(&layout.inference_dir(), 0o750, POD_USER)
+}
+
 /// What the Debian packages install under `/etc/hearth` (conffiles, the
 /// admin's to edit), for the hub in Podman alone, where no package put
 /// them: written when missing, never over the admin's. And the state
@@ -182,11 +196,8 @@ fn write_podman_defaults(layout: &Layout, undo: &mut Undo) -> anyhow::Result<()>
             undo.put(&path, text.as_bytes(), 0o644, Owner::ROOT)?;
         }
     }
-    let pod_user = Owner {
-        uid: CONTAINER_USER,
-        gid: CONTAINER_USER,
-    };
-    system::make_folder(&layout.coordinator_state(), 0o700, pod_user)?;
+    system::make_folder(&layout.coordinator_state(), 0o700, POD_USER)?;
+    pod_models_folder(layout)?;
     system::make_folder(&layout.agent_state(), 0o700, Owner::ROOT)?;
     // The agent (root, without the right to override permissions) makes
     // its whois socket here; the pod's services may enter and use it.
@@ -212,15 +223,8 @@ pub(crate) fn place_model(
 ) -> anyhow::Result<bool> {
     let dropin = layout.ollama_dropin();
     let mut changed = false;
-    // In Podman alone the models' containers (llama-server's, the search
-    // model's) run as the pod's user and make their sockets in this
-    // folder, a volume: theirs, whatever the model.
-    let pod_user = Owner {
-        uid: CONTAINER_USER,
-        gid: CONTAINER_USER,
-    };
     if crate::manager::in_podman() {
-        system::make_folder(&layout.inference_dir(), 0o750, pod_user)?;
+        pod_models_folder(layout)?;
     }
     match &checked.model_file {
         Some(file) => {
@@ -231,7 +235,7 @@ pub(crate) fn place_model(
                 changed = true;
             }
             let llama = if crate::manager::in_podman() {
-                pod_user
+                POD_USER
             } else {
                 Owner {
                     uid: system::user(layout, "hearth-llama")?,
