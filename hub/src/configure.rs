@@ -112,7 +112,7 @@ pub(crate) fn write(
             } else {
                 crate::render::Form::Debian
             },
-            search_model(layout),
+            layout.search_model(),
         )
         .as_bytes(),
         0o644,
@@ -311,13 +311,4 @@ fn same_file(one: &Path, other: &Path) -> bool {
             return false;
         }
     }
-}
-
-/// The search model's id when it is there: installed by its package on a
-/// Debian hub, carried by the hub's image in Podman alone.
-pub fn search_model(layout: &Layout) -> Option<&'static str> {
-    layout
-        .embedding_model()
-        .exists()
-        .then_some(crate::render::SEARCH_MODEL)
 }

@@ -11,6 +11,10 @@ pub const CONTAINER_USER: u32 = 65_532;
 /// (the sysusers file creates it; the containers run with it).
 pub const SOCKET_GROUP: &str = "hearth-inference";
 
+/// The search model's id as the gateway and messaging name it (its kind,
+/// E5, is read from it: they add the prefixes the model needs).
+pub const SEARCH_MODEL: &str = "multilingual-e5-small";
+
 /// The tag the hub's own node carries.
 pub const HUB_TAG: &str = "tag:hub";
 
@@ -253,9 +257,16 @@ impl Layout {
         self.at("/var/lib/hearth-llama/model.gguf")
     }
 
-    /// The search model the hearth-model-e5 package installs.
+    /// The search model the hearth-model-e5 package installs (the hub's
+    /// image carries it at the same path).
     pub fn embedding_model(&self) -> PathBuf {
         self.at("/usr/share/hearth/embeddings/multilingual-e5-small.q4_0.gguf")
+    }
+
+    /// The search model's id when it is there: installed by its package on
+    /// a Debian hub, carried by the hub's image in Podman alone.
+    pub fn search_model(&self) -> Option<&'static str> {
+        self.embedding_model().exists().then_some(SEARCH_MODEL)
     }
 
     /// The search model's socket (beside the model's, in the folder the

@@ -21,6 +21,7 @@
 pub mod answers;
 pub mod archive;
 pub mod backup;
+pub mod checks;
 pub mod configure;
 pub mod health;
 pub mod launch;

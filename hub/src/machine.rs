@@ -7,99 +7,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use hearth_assistant::language::Language;
 
 use crate::answers::{Answers, ModelChoice};
+pub use crate::checks::MachineError;
 use crate::layout::{Layout, Unit};
 use crate::probe::{self, Target};
 use crate::record::Record;
 use crate::system;
-
-/// Why the machine cannot host the hub as answered: said in this run's
-/// language ([`crate::steps::language`]) wherever it is shown, by
-/// [`MachineError::say`] in a given one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MachineError {
-    /// The hub was set up with another URL or admin.
-    SetUpFor {
-        /// The URL it was set up for.
-        url: String,
-        /// Its admin.
-        admin: String,
-    },
-    /// The coordinator refuses the admin's name (its reason).
-    AdminName(String),
-    /// A file of the package is missing.
-    PackagePart(PathBuf),
-    /// A port is held by another program (named when `ss` could).
-    PortTaken {
-        /// The port.
-        port: u16,
-        /// `tcp` or `udp`.
-        protocol: &'static str,
-        /// ` (program)` or nothing.
-        holder: String,
-    },
-    /// D-Bus is not running and did not start (why).
-    NoSystemBus(String),
-    /// The model package is not installed (its folder).
-    NoDefaultModel(PathBuf),
-    /// The model file cannot be read (why).
-    UnreadableModel {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        detail: String,
-    },
-    /// The model file is not a GGUF.
-    NotGguf(PathBuf),
-    /// llama-server is missing (its path).
-    NoLlamaServer(PathBuf),
-    /// Nothing answers at a model server's URL (why).
-    ServerSilent {
-        /// The URL.
-        url: String,
-        /// Why.
-        detail: String,
-    },
-    /// A model server answered, not as an OpenAI-compatible one.
-    ServerNotOpenAi(String),
-    /// A model server lists no model.
-    ServerEmpty(String),
-    /// No Ollama answers (where, why).
-    OllamaSilent {
-        /// Where it was asked.
-        at: String,
-        /// Why.
-        detail: String,
-    },
-    /// The Ollama has no model.
-    OllamaEmpty(String),
-    /// The Ollama lacks the model named.
-    OllamaLacks {
-        /// Where it was asked.
-        at: String,
-        /// The model asked for.
-        name: String,
-        /// What it has.
-        has: String,
-    },
-}
-
-impl MachineError {
-    /// The refusal in `language`, with the next step.
-    pub fn say(&self, language: Language) -> String {
-        crate::words::machine_error(language, self)
-    }
-}
-
-impl std::fmt::Display for MachineError {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(&self.say(crate::steps::language()))
-    }
-}
-
-impl std::error::Error for MachineError {}
 
 /// Where setup looks for Ollama.
 pub const OLLAMA: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 11_434);

@@ -579,7 +579,7 @@ pub fn render_hub(layout: &Layout, pod: &str) -> anyhow::Result<String> {
         endpoints,
         allowed_hosts,
         llama: answers.model.uses_llama_server(),
-        search: crate::configure::search_model(layout).is_some(),
+        search: layout.search_model().is_some(),
     }
     .fill(HUB_POD_TEMPLATE)
 }

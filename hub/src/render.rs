@@ -74,10 +74,6 @@ pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> Strin
     gateway_model_in(answers, model_id, timezone, Form::Debian, None)
 }
 
-/// The search model's id as the gateway names it (its kind, E5, is read
-/// from it: the gateway adds the prefixes the model needs).
-pub const SEARCH_MODEL: &str = "multilingual-e5-small";
-
 /// Which hub the configuration is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
@@ -332,7 +328,7 @@ mod tests {
             "smollm2",
             "Asia/Seoul",
             Form::Debian,
-            Some(SEARCH_MODEL),
+            Some(crate::layout::SEARCH_MODEL),
         ));
         let search = &searching["models"]["providers"]["search"];
         assert_eq!(

@@ -242,7 +242,7 @@ pub(crate) fn start(
         }
     })
     .map_err(|error| anyhow::anyhow!("{error:#}\n{}", manager.logs(Unit::LlamaServer)))?;
-    if crate::configure::search_model(layout).is_some() {
+    if layout.search_model().is_some() {
         announce(Step::StartingSearchModel);
         undo.start(Unit::EmbeddingsSocket, false)?;
         wait_for_search_model(layout)?;
@@ -302,7 +302,7 @@ fn start_pod_in_podman(
             error
         }
     })?;
-    if crate::configure::search_model(layout).is_some() {
+    if layout.search_model().is_some() {
         // In the pod (played with it) on its socket, from the image.
         announce(Step::StartingSearchModel);
         manager.start(Unit::EmbeddingsServer)?;
