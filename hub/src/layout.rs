@@ -11,6 +11,24 @@ pub const CONTAINER_USER: u32 = 65_532;
 /// (the sysusers file creates it; the containers run with it).
 pub const SOCKET_GROUP: &str = "hearth-inference";
 
+/// The Tailscale Services the hub hosts: the chat, and the assistant's API
+/// when members' apps may use it.
+pub fn hub_services(apps: bool) -> Vec<&'static str> {
+    let mut services = vec![CHAT_SERVICE];
+    if apps {
+        services.push(ASSISTANT_SERVICE);
+    }
+    services
+}
+
+/// The household's chat as a Tailscale Service.
+pub const CHAT_SERVICE: &str = "svc:chat";
+/// The assistant's API (OpenAI's and Ollama's) as a Tailscale Service.
+pub const ASSISTANT_SERVICE: &str = "svc:assistant";
+
+/// Where the hub in Podman alone finds the machine's own Ollama.
+pub const OLLAMA_FROM_PODMAN: &str = "host.containers.internal:11434";
+
 /// The search model's id as the gateway and messaging name it (its kind,
 /// E5, is read from it: they add the prefixes the model needs).
 pub const SEARCH_MODEL: &str = "multilingual-e5-small";

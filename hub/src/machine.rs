@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::answers::{Answers, ModelChoice};
-pub use crate::checks::MachineError;
+use crate::checks::MachineError;
+use crate::layout::OLLAMA_FROM_PODMAN;
 use crate::layout::{Layout, Unit};
 use crate::probe::{self, Target};
 use crate::record::Record;
@@ -38,9 +39,6 @@ pub(crate) fn memory_total() -> u64 {
         })
         .unwrap_or(0)
 }
-
-/// Where the hub in Podman alone finds the machine's own Ollama.
-pub const OLLAMA_FROM_PODMAN: &str = "host.containers.internal:11434";
 
 /// Where the model server the hub asks answers whether it is up (its
 /// address, resolved now, and the path): Ollama's `/api/version`,

@@ -417,8 +417,8 @@ pub fn render_file(
     };
     let mut settings = Settings::for_hub(layout, mesh_address, group, images, &admin);
     settings.apps = apps;
-    settings.chat_address = hosted(crate::services::CHAT_SERVICE);
-    settings.assistant_address = hosted(crate::services::ASSISTANT_SERVICE);
+    settings.chat_address = hosted(crate::layout::CHAT_SERVICE);
+    settings.assistant_address = hosted(crate::layout::ASSISTANT_SERVICE);
     settings.allowed_hosts = crate::system::magic_dns_names(&status);
     let replace = |slot: &mut PathBuf, value: Option<PathBuf>| {
         if let Some(value) = value {
@@ -605,7 +605,7 @@ fn predicted_names(layout: &Layout, answers: &crate::answers::Answers) -> Vec<St
     }
     std::iter::once(answers.hostname.as_str())
         .chain(
-            crate::services::hub_services(answers.apps)
+            crate::layout::hub_services(answers.apps)
                 .into_iter()
                 .map(hearth_acl_label),
         )

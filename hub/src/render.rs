@@ -98,7 +98,7 @@ pub fn gateway_model_in(
     let (base_url, api) = match (&answers.model, form) {
         (ModelChoice::Ollama { .. }, Form::Debian) => (socket.to_owned(), "ollama"),
         (ModelChoice::Ollama { .. }, Form::Podman) => (
-            format!("http://{}", crate::machine::OLLAMA_FROM_PODMAN),
+            format!("http://{}", crate::layout::OLLAMA_FROM_PODMAN),
             "ollama",
         ),
         (ModelChoice::Server { url }, _) => (url.clone(), "openai-completions"),

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::answers::Answers;
 use crate::configure::{Changed, place_model};
-use crate::layout::{HUB_TAG, Layout, MESSAGING_PORT, Unit};
+use crate::layout::{HUB_TAG, Layout, MESSAGING_PORT, Unit, hub_services};
 use crate::machine::check_machine;
 use crate::probe::{self, Target};
 use crate::steps::{Awaited, Step, announce};
@@ -49,21 +49,6 @@ pub struct Reached {
     /// the hub.
     pub assistant: Option<(String, Ipv4Addr)>,
 }
-
-/// The Tailscale Services the hub hosts: the chat, and the assistant's API
-/// when members' apps may use it.
-pub fn hub_services(apps: bool) -> Vec<&'static str> {
-    let mut services = vec![CHAT_SERVICE];
-    if apps {
-        services.push(ASSISTANT_SERVICE);
-    }
-    services
-}
-
-/// The household's chat as a Tailscale Service.
-pub const CHAT_SERVICE: &str = "svc:chat";
-/// The assistant's API (OpenAI's and Ollama's) as a Tailscale Service.
-pub const ASSISTANT_SERVICE: &str = "svc:assistant";
 
 /// Makes the hub the host of `services` (created if the coordinator has
 /// none by that name), the hub's node being `node`; their MagicDNS names.

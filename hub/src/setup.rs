@@ -301,7 +301,7 @@ fn offer_model(layout: &Layout, language: Language) -> Option<String> {
     };
     let (where_, found) = match crate::machine::host_model_probe(&ollama) {
         Ok((target, _)) if crate::manager::in_podman() => (
-            crate::machine::OLLAMA_FROM_PODMAN.to_owned(),
+            crate::layout::OLLAMA_FROM_PODMAN.to_owned(),
             crate::machine::ollama_models_at(&target),
         ),
         _ => (OLLAMA.to_string(), ollama_models()),

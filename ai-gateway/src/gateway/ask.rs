@@ -26,7 +26,7 @@ use hearth_e2ee::{ErrorCode, ReplyEvent, ReplyUsage};
 use hearth_llm::{Message, ModelRef, StructuredOutput};
 use hearth_roster::Asker;
 
-use super::turns::Route;
+use super::turns::{ASSISTANT_MODEL, Route};
 use super::{Gateway, check_images};
 use crate::access::{Access, Target};
 use crate::caller::Caller;
@@ -819,10 +819,6 @@ impl Drop for ReleaseOnDrop {
         }
     }
 }
-
-/// The model usage is counted under when none was asked (the household
-/// assistant answered an everyday request itself).
-pub(super) const ASSISTANT_MODEL: &str = "hearth/assistant";
 
 /// What a reply used, counted however it ends: its prompt as soon as a
 /// model is asked, so a request cut before the model's first word costs

@@ -13,6 +13,10 @@ use hearth_e2ee::{ErrorCode, ReplyEvent, ReplyUsage};
 use hearth_llm::{ChatRequest, Message, ModelRef, RouteError, StreamEvent};
 
 use super::{Gateway, failure};
+
+/// The model usage is counted under when none was asked (the household
+/// assistant answered an everyday request itself).
+pub(super) const ASSISTANT_MODEL: &str = "hearth/assistant";
 use crate::agents::Agent;
 use crate::assistant::Said;
 use crate::context;
@@ -305,7 +309,7 @@ impl Gateway {
             );
         }
         let events = [ReplyEvent::Meta {
-            model: super::ask::ASSISTANT_MODEL.into(),
+            model: ASSISTANT_MODEL.into(),
             session,
         }]
         .into_iter()
