@@ -1,6 +1,5 @@
 //! Where a backend listens: `http://host:port[/prefix]`, or `unix:/path.sock`.
 
-use crate::chat::SetupError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,63 @@ pub enum Api {
     /// (docs/private-compute.md).
     #[serde(rename = "hearth-enclave")]
     HearthEnclave,
+}
+
+/// Why a router or an endpoint could not be set up from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// A model reference is not `provider/model`.
+    #[error("model `{0}` must be written provider/model")]
+    BadModelRef(String),
+    /// A provider lists no base URL.
+    #[error("provider `{0}` has no baseUrl")]
+    NoBaseUrl(String),
+    /// A model of the chain names a provider that is not configured.
+    #[error("model `{model}` names provider `{provider}`, which is not configured")]
+    UnknownProvider {
+        /// The model.
+        model: String,
+        /// The provider it names.
+        provider: String,
+    },
+    /// An https:// base URL.
+    #[error(
+        "`{0}`: https is not supported; reach a model on another machine over the mesh with http:// (WireGuard encrypts it)"
+    )]
+    Https(String),
+    /// Not http:// nor unix:.
+    #[error("`{0}` is not an http:// URL or unix:/path")]
+    NotAUrl(String),
+    /// A URL that does not parse, or a client that cannot be built for it.
+    #[error("`{url}`: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A URL without a host.
+    #[error("`{0}` names no host")]
+    NoHost(String),
+    /// A `hearth-enclave` provider without an attestation policy.
+    #[error("provider `{0}` (api hearth-enclave) needs an attestation policy")]
+    NoPolicy(String),
+    /// Its attestation policy cannot be read or used.
+    #[error("provider `{provider}`: the attestation policy {reason}")]
+    Policy {
+        /// The provider.
+        provider: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A provider whose API this process does not implement.
+    #[error("provider `{provider}`: api {api:?} is not available here")]
+    Unsupported {
+        /// The provider.
+        provider: String,
+        /// Its API.
+        api: Api,
+    },
 }
 
 /// One reachable instance of a backend.

@@ -28,8 +28,8 @@ pub mod schema;
 
 pub use backend::Backend;
 pub use chat::{
-    BackendError, ChatRequest, EventStream, Message, NamedSchema, SAMPLING, SetupError,
-    StreamEvent, StructuredOutput, Think, Usage,
+    BackendError, ChatRequest, EventStream, Message, NamedSchema, SAMPLING, StreamEvent,
+    StructuredOutput, Think, Usage,
 };
-pub use endpoint::Api;
+pub use endpoint::{Api, SetupError};
 pub use router::{ModelRef, Opened, ProviderConfig, RemoteEndpoint, Remotes, RouteError, Router};

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::backend::Backend;
-use crate::chat::{BackendError, ChatRequest, EventStream, SetupError, StreamEvent};
+use crate::chat::{BackendError, ChatRequest, EventStream, StreamEvent};
+use crate::endpoint::SetupError;
 use crate::endpoint::{Api, Endpoint};
 use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
 
