@@ -137,7 +137,7 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
             .map_err(|error| AgentError::Setup(error.to_string()))??
     };
     // The relay login proves the node key: the relay client keeps a copy.
-    let relay_secret = relay_secret(&private_key);
+    let relay_secret = crate::rotation::relay_secret(&private_key);
     drop(private_key);
     let plane = Arc::new(plane);
     let result = run_with_plane(
@@ -154,17 +154,6 @@ pub async fn up(options: UpOptions, shutdown: impl Future<Output = ()>) -> Resul
         let _ = tokio::task::spawn_blocking(move || plane.destroy()).await;
     }
     result
-}
-
-/// The private key's 32 bytes, for the relay login.
-pub(crate) fn relay_secret(private_key: &Zeroizing<String>) -> Option<Zeroizing<[u8; 32]>> {
-    use base64::Engine as _;
-    let bytes = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(private_key.as_bytes())
-            .ok()?,
-    );
-    Some(Zeroizing::new(bytes.as_slice().try_into().ok()?))
 }
 
 async fn run_with_plane(
@@ -203,7 +192,13 @@ async fn run_with_plane(
             client.clone(),
         )),
     });
-    let renewal_task = tokio::spawn(Arc::clone(&shared.certificates).renew(Arc::clone(&shared)));
+    let renewal_task = tokio::spawn({
+        let named = Arc::clone(&shared);
+        Arc::clone(&shared.certificates).renew(
+            move || crate::certs::own_name(&hearth_runtime::read(&named.mesh)),
+            shared.generation.subscribe(),
+        )
+    });
     // Relays and disco: only the userspace data plane can use them.
     let (regions, regions_seen) = watch::channel(Vec::new());
     let (home_sender, home) = watch::channel(None);

@@ -18,7 +18,7 @@ use hearth_control::wire::CertRequest;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::local_api::AgentState;
+use crate::mesh::Mesh;
 
 /// The files of a certificate, and until when it is valid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,9 +71,8 @@ pub fn files(dir: &Path, domain: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// This node's MagicDNS name, once its map says it.
-pub fn own_name(shared: &AgentState) -> Option<String> {
-    let mesh = hearth_runtime::read(&shared.mesh);
+/// This node's MagicDNS name, once its map (`mesh`) says it.
+pub fn own_name(mesh: &Mesh) -> Option<String> {
     let node = mesh.node.as_ref()?;
     let dns = mesh.dns.as_ref()?;
     Some(format!("{}.{}", node.name, dns.domain).to_ascii_lowercase())
@@ -160,12 +159,17 @@ impl Certificates {
     /// Renews this node's kept certificate when it comes due, until the
     /// task is dropped; failures are tried again after [`retry_after`].
     /// Only a certificate asked for once (`hearth-agent cert`) is kept.
-    pub async fn renew(self: Arc<Self>, shared: Arc<AgentState>) {
+    /// `name` is this node's name as its map says it now; `changes` tells
+    /// when the map changed.
+    pub async fn renew(
+        self: Arc<Self>,
+        name: impl Fn() -> Option<String>,
+        mut changes: tokio::sync::watch::Receiver<u64>,
+    ) {
         let mut failures = 0;
-        let mut changes = shared.generation.subscribe();
         loop {
             let now = hearth_runtime::clock::unix_seconds();
-            let kept = own_name(&shared).and_then(|domain| self.kept(&domain));
+            let kept = name().and_then(|domain| self.kept(&domain));
             let wait = match kept {
                 // Looked at again when the map changes (it brings the name).
                 None => Duration::from_secs(12 * 3600),
@@ -189,7 +193,7 @@ impl Certificates {
             tokio::select! {
                 () = self.got.notified() => {}
                 () = tokio::time::sleep(wait) => {}
-                changed = changes.changed(), if own_name(&shared).is_none() => {
+                changed = changes.changed(), if name().is_none() => {
                     if changed.is_err() {
                         return; // the agent is stopping
                     }

@@ -241,7 +241,7 @@ pub const CERT_PATH: &str = "/v1/cert";
 /// `POST /v1/cert`: the certificate for this node's MagicDNS name (the kept
 /// one while it is not due, else a new one from the coordinator's CA).
 async fn certificate(State(shared): State<Arc<AgentState>>) -> Response {
-    let Some(domain) = crate::certs::own_name(&shared) else {
+    let Some(domain) = crate::certs::own_name(&hearth_runtime::read(&shared.mesh)) else {
         return error(
             StatusCode::CONFLICT,
             crate::certs::CertError::NoName.to_string(),

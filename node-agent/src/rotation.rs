@@ -100,7 +100,7 @@ impl Rotator {
         tokio::task::spawn_blocking(move || plane.set_private_key(&key))
             .await
             .map_err(|error| AgentError::Setup(error.to_string()))??;
-        if let Some(secret) = crate::agent::relay_secret(&private_key) {
+        if let Some(secret) = relay_secret(&private_key) {
             let _ = self.relay_secret.send(secret);
         }
         tracing::info!(expires = ?response.node.key_expiry, "node keys rotated");
@@ -110,6 +110,17 @@ impl Rotator {
         }
         Ok(())
     }
+}
+
+/// The private key's 32 bytes, for the relay login.
+pub(crate) fn relay_secret(private_key: &Zeroizing<String>) -> Option<Zeroizing<[u8; 32]>> {
+    use base64::Engine as _;
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(private_key.as_bytes())
+            .ok()?,
+    );
+    Some(Zeroizing::new(bytes.as_slice().try_into().ok()?))
 }
 
 #[cfg(test)]
