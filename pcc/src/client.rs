@@ -12,13 +12,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
 use hearth_attest::{BundleReport, EvidenceBundle, Judgement, Policy, VerifiedKeys};
-use hearth_chat_client::{ClientError, SealedReply};
+use hearth_chat_client::SealedReply;
 use hearth_e2ee::envelope::{COMPUTE_INFO, seal_request_to};
 use hearth_e2ee::{ChunkOpener, KeyPair, ReplyEvent};
 use zeroize::Zeroizing;
 
 use crate::choice::candidates;
+pub use crate::error::PccError;
 use crate::oblivious::{BodyStream, LinkResponse, ObliviousLink};
+pub use crate::protocol::key_id;
 use crate::protocol::{
     AttestRequest, BADGE_HEADER, Candidate, ComputeRequest, Forward, NODE_HEADER, NodeEntry,
     NodeList, RouterCode,
@@ -30,55 +32,6 @@ pub const MAX_NODE_LIST: usize = 8 * 1024 * 1024;
 
 /// How long a fetched node list is used before it is fetched again.
 pub const NODE_LIST_TTL: Duration = Duration::from_secs(5);
-
-/// What can go wrong for a client.
-#[derive(Debug, thiserror::Error)]
-pub enum PccError {
-    /// The router could not be reached or the connection broke.
-    #[error("cannot reach the router: {0}")]
-    Transport(String),
-    /// The router or the node refused, before any reply.
-    #[error("refused ({status}, {code}): {message}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// The code (a router code or a node's e2ee code).
-        code: String,
-        /// Explanation.
-        message: String,
-    },
-    /// No node serving the model passed verification.
-    #[error("no verified node serves `{model}`{}", refusals(.refused))]
-    NoVerifiedNode {
-        /// The model asked for.
-        model: String,
-        /// Nodes refused, and the checks they failed.
-        refused: Vec<(String, String)>,
-    },
-    /// The reply was altered, out of order, or cut short.
-    #[error("the reply failed: {0}")]
-    Reply(String),
-    /// The node answered with something else than the protocol.
-    #[error("unexpected answer: {0}")]
-    Protocol(String),
-}
-
-fn refusals(refused: &[(String, String)]) -> String {
-    if refused.is_empty() {
-        return String::new();
-    }
-    let listed: Vec<String> = refused
-        .iter()
-        .map(|(node, why)| format!("{node}: {why}"))
-        .collect();
-    format!(" (refused: {})", listed.join("; "))
-}
-
-impl From<ClientError> for PccError {
-    fn from(error: ClientError) -> PccError {
-        PccError::Reply(error.to_string())
-    }
-}
 
 /// The node list, fetched at most every [`NODE_LIST_TTL`].
 #[derive(Default)]
@@ -366,13 +319,6 @@ impl ComputeClient {
             ended: false,
         })
     }
-}
-
-/// The key id a node's envelopes carry: the first 16 hex digits of the
-/// SHA-256 of its REK.
-pub fn key_id(rek: &[u8; 32]) -> String {
-    use sha2::Digest as _;
-    format!("rek-{}", &hex::encode(sha2::Sha256::digest(rek))[..16])
 }
 
 fn failed_checks(report: &BundleReport) -> String {

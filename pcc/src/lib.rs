@@ -14,6 +14,8 @@
 pub mod choice;
 pub mod client;
 pub mod commands;
+pub mod config;
+pub mod error;
 pub mod oblivious;
 pub mod protocol;
 pub mod transparency;

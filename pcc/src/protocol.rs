@@ -208,6 +208,13 @@ pub fn check_forward(forward: &Forward) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The key id a node's envelopes carry: the first 16 hex digits of the
+/// SHA-256 of its REK.
+pub fn key_id(rek: &[u8; 32]) -> String {
+    use sha2::Digest as _;
+    format!("rek-{}", &hex::encode(sha2::Sha256::digest(rek))[..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,8 @@ use hearth_ohttp::KeyConfig;
 use hearth_transparency::proofs::{ConsistencyProof, Proven, hashes};
 use hearth_transparency::{Checkpoint, Entry, Verifier, Witness};
 
-use crate::client::PccError;
-use crate::oblivious::ApiConfig;
+use crate::config::ApiConfig;
+use crate::error::PccError;
 
 /// The entry family of Nitro and dev images (PCRs).
 pub const PCRS: &str = "pcrs";
