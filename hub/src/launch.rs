@@ -347,13 +347,14 @@ mod tests {
         // llama-server: the unit's program, model and context, on the
         // model's socket itself (the stale one removed first), with the
         // pod's cores.
-        let unit = include_str!("../../systemd/hearth-llama-server.service");
-        let exec: Vec<&str> = unit
-            .lines()
-            .find_map(|line| line.strip_prefix("ExecStart="))
-            .unwrap()
-            .split_whitespace()
-            .collect();
+        let exec_start = |unit: &'static str| -> Vec<&'static str> {
+            unit.lines()
+                .find_map(|line| line.strip_prefix("ExecStart="))
+                .unwrap()
+                .split_whitespace()
+                .collect()
+        };
+        let exec = exec_start(include_str!("../../systemd/hearth-llama-server.service"));
         let llama = launch(&layout, Service::Llama);
         assert_eq!(llama.program, exec[0]);
         let value_of = |words: &[&str], flag: &str| {
@@ -381,13 +382,7 @@ mod tests {
         );
         // The search model: the unit's command but for the socket, which
         // it listens on itself.
-        let unit = include_str!("../../systemd/hearth-embeddings.service");
-        let exec: Vec<&str> = unit
-            .lines()
-            .find_map(|line| line.strip_prefix("ExecStart="))
-            .unwrap()
-            .split_whitespace()
-            .collect();
+        let exec = exec_start(include_str!("../../systemd/hearth-embeddings.service"));
         let embeddings = launch(&layout, Service::Embeddings);
         let arguments: Vec<&str> = embeddings.arguments.iter().map(String::as_str).collect();
         let host = |words: &[&str]| -> Vec<String> {
