@@ -659,7 +659,7 @@ fn named_paths(source: &str, in_module: &[String]) -> Vec<Vec<String>> {
         .collect::<Vec<_>>()
         .join("\n");
     let mut at = 0;
-    while let Some(offset) = code[at..].find(|c: char| c == 'c' || c == 's') {
+    while let Some(offset) = code[at..].find(['c', 's']) {
         at += offset;
         let before = code[..at].chars().next_back();
         let starts_word =
