@@ -15,11 +15,11 @@ use hearth_assistant::scope::Asker;
 use hearth_chat_client::{ChatClient, ClientError};
 use hearth_e2ee::{ChatPayload, ErrorCode, ReplyEvent};
 
+use crate::chat::Chat;
 use crate::identity::Caller;
 use crate::protocol::{
     ASSISTANT, Attachment, FileKind, Message, MessageStatus, RoomId, ServerEvent,
 };
-use crate::service::Messaging;
 use hearth_assistant::turns::{FairQueue, Limits, TooMany};
 
 /// A question waiting for the assistant.
@@ -132,7 +132,7 @@ impl Assistant {
     /// in `language` when the member chose one.
     pub fn ask(
         &self,
-        messaging: Arc<Messaging>,
+        chat: Chat,
         room: String,
         caller: &Caller,
         question: String,
@@ -147,24 +147,24 @@ impl Assistant {
             match command {
                 Ok(op) => {
                     let asker = asker_of(caller, &room, language);
-                    self.manage_then_post(messaging, room, asker, op, speaks);
+                    self.manage_then_post(chat, room, asker, op, speaks);
                 }
                 Err(not_done) => {
                     tokio::spawn(async move {
-                        post_as_assistant(&messaging, &room, &not_done.say(speaks)).await;
+                        post_as_assistant(&chat, &room, &not_done.say(speaks)).await;
                     });
                 }
             }
             return Ok(());
         }
-        self.queue_question(&messaging, caller, room, question, language, Vec::new())
+        self.queue_question(&chat, caller, room, question, language, Vec::new())
     }
 
     /// Queues `text` of `caller` in `room` (with `images`) and starts the
     /// turns that have come.
     fn queue_question(
         &self,
-        messaging: &Arc<Messaging>,
+        chat: &Chat,
         caller: &Caller,
         room: String,
         text: String,
@@ -182,27 +182,20 @@ impl Assistant {
                 images,
             },
         )?;
-        self.start_turns(messaging);
+        self.start_turns(chat);
         Ok(())
     }
 
     /// Asks the gateway's assistant API `op` for `asker`, then posts what
     /// it answers (or why it could not) in `room`, in the background.
-    fn manage_then_post(
-        &self,
-        messaging: Arc<Messaging>,
-        room: String,
-        asker: Asker,
-        op: Op,
-        language: Language,
-    ) {
+    fn manage_then_post(&self, chat: Chat, room: String, asker: Asker, op: Op, language: Language) {
         let assistant = self.clone();
         tokio::spawn(async move {
             let text = match assistant.manage(asker, op).await {
                 Ok(answer) => crate::commands::render(&answer, language),
                 Err(failure) => failure_text(failure),
             };
-            post_as_assistant(&messaging, &room, &text).await;
+            post_as_assistant(&chat, &room, &text).await;
         });
     }
 
@@ -211,7 +204,7 @@ impl Assistant {
     /// assistant says so, or why not), a picture is a question in its turn.
     pub fn take_file(
         &self,
-        messaging: Arc<Messaging>,
+        chat: Chat,
         room: String,
         caller: &Caller,
         (kind, attachment, bytes): (FileKind, &Attachment, &[u8]),
@@ -228,13 +221,13 @@ impl Assistant {
                 let speaks =
                     Language::for_member(language.as_deref(), &attachment.name, Language::English);
                 let asker = asker_of(caller, &room, language);
-                self.manage_then_post(messaging, room, asker, op, speaks);
+                self.manage_then_post(chat, room, asker, op, speaks);
                 Ok(())
             }
             FileKind::Picture => {
                 let picture = format!("data:{};base64,{content}", attachment.media_type);
                 self.queue_question(
-                    &messaging,
+                    &chat,
                     caller,
                     room,
                     PICTURE_QUESTION.into(),
@@ -246,13 +239,13 @@ impl Assistant {
     }
 
     /// Starts answering every question whose turn has come.
-    fn start_turns(&self, messaging: &Arc<Messaging>) {
+    fn start_turns(&self, chat: &Chat) {
         loop {
             let Some((user, question)) = self.queue().take_turn() else {
                 return;
             };
             let assistant = self.clone();
-            let messaging = Arc::clone(messaging);
+            let chat = chat.clone();
             tokio::spawn(async move {
                 let asker = Asker {
                     member: user.clone(),
@@ -263,15 +256,10 @@ impl Assistant {
                 };
                 assistant
                     .clone()
-                    .answer(
-                        Arc::clone(&messaging),
-                        asker,
-                        question.text,
-                        question.images,
-                    )
+                    .answer(chat.clone(), asker, question.text, question.images)
                     .await;
                 assistant.queue().done(&user);
-                assistant.start_turns(&messaging);
+                assistant.start_turns(&chat);
             });
         }
     }
@@ -296,9 +284,9 @@ impl Assistant {
     /// or the room; runs until the service stops. Each delivery is posted
     /// before the next is asked for, and the last one posted is kept, so a
     /// restart of either side loses none.
-    pub async fn deliver(self, messaging: Arc<Messaging>) {
+    pub async fn deliver(self, chat: Chat) {
         loop {
-            let after = match messaging.store.meta_number(DELIVERED).await {
+            let after = match chat.store.meta_number(DELIVERED).await {
                 Ok(after) => after.unwrap_or(0),
                 Err(error) => {
                     tracing::error!(%error, "cannot read the assistant's deliveries cursor");
@@ -338,18 +326,15 @@ impl Assistant {
                             },
                             Target::Room(room) => room.clone(),
                         };
-                        let exists = messaging.store.room_creator(&room).await.ok().flatten();
+                        let exists = chat.store.room_creator(&room).await.ok().flatten();
                         if exists.is_none() && matches!(delivery.target, Target::Room(_)) {
                             tracing::info!(
                                 "a delivery for a room that no longer exists is dropped"
                             );
                         } else {
-                            post_as_assistant(&messaging, &room, &delivery.text).await;
+                            post_as_assistant(&chat, &room, &delivery.text).await;
                         }
-                        if let Err(error) = messaging
-                            .store
-                            .set_meta_number(DELIVERED, delivery.id)
-                            .await
+                        if let Err(error) = chat.store.set_meta_number(DELIVERED, delivery.id).await
                         {
                             tracing::error!(%error, "cannot record a delivery");
                         }
@@ -366,18 +351,12 @@ impl Assistant {
     /// Answers `question` of a member in a room (`asker`): the gateway
     /// is told for whom it answers, so it uses their memory, documents and
     /// reminders and no one else's.
-    pub async fn answer(
-        self,
-        messaging: Arc<Messaging>,
-        asker: Asker,
-        question: String,
-        images: Vec<String>,
-    ) {
+    pub async fn answer(self, chat: Chat, asker: Asker, question: String, images: Vec<String>) {
         let Some(room) = asker.room.as_ref().map(RoomId::to_string) else {
             tracing::warn!("a question asked in no room is not answered");
             return;
         };
-        let mut message = match messaging
+        let mut message = match chat
             .store
             .post(&room, ASSISTANT, "", MessageStatus::Streaming, None)
             .await
@@ -388,7 +367,7 @@ impl Assistant {
                 return;
             }
         };
-        let hub = &messaging.hub;
+        let hub = &chat.hub;
         hub.publish(
             &room,
             &ServerEvent::Message {
@@ -458,7 +437,7 @@ impl Assistant {
             }
             None => message.status = MessageStatus::Done,
         }
-        if let Err(error) = messaging.store.update(&message).await {
+        if let Err(error) = chat.store.update(&message).await {
             tracing::error!(%error, "cannot store the assistant's answer");
         }
         hub.publish(&room, &update(&message));
@@ -478,19 +457,17 @@ fn asker_of(caller: &Caller, room: &str, language: Option<String>) -> Asker {
 }
 
 /// Posts `text` as the assistant in `room` (made if it is a DM not yet opened).
-async fn post_as_assistant(messaging: &Messaging, room: &str, text: &str) {
-    if let Err(error) = messaging.store.ensure_room(room, ASSISTANT).await {
+async fn post_as_assistant(chat: &Chat, room: &str, text: &str) {
+    if let Err(error) = chat.store.ensure_room(room, ASSISTANT).await {
         tracing::error!(%error, "cannot open a room for the assistant");
         return;
     }
-    match messaging
+    match chat
         .store
         .post(room, ASSISTANT, text, MessageStatus::Done, None)
         .await
     {
-        Ok(message) => messaging
-            .hub
-            .publish(room, &ServerEvent::Message { message }),
+        Ok(message) => chat.hub.publish(room, &ServerEvent::Message { message }),
         Err(error) => tracing::error!(%error, "cannot store the assistant's message"),
     }
 }

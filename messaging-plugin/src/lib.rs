@@ -12,6 +12,7 @@
 pub mod api;
 pub mod assistant;
 pub mod atrest;
+pub mod chat;
 pub mod commands;
 pub mod config;
 pub mod hub;

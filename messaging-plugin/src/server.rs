@@ -129,7 +129,7 @@ pub async fn serve(
     let deliveries = messaging
         .assistant
         .clone()
-        .map(|assistant| tokio::spawn(assistant.deliver(Arc::clone(&messaging))));
+        .map(|assistant| tokio::spawn(assistant.deliver(messaging.chat())));
     // Subscribed before the first request, so that no message is missed.
     let indexer = messaging.meaning.clone().map(|meaning| {
         let events = messaging.hub.subscribe();

@@ -107,6 +107,14 @@ impl Messaging {
         self
     }
 
+    /// The store and the fan-out, as the assistant writes through them.
+    pub fn chat(&self) -> crate::chat::Chat {
+        crate::chat::Chat {
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+        }
+    }
+
     /// Checks that `caller` may use `room`.
     pub fn check_access(caller: &Caller, room: &str) -> Result<(), ServiceError> {
         check_room(room)?;
@@ -179,7 +187,7 @@ impl Messaging {
             let refusal = match &self.assistant {
                 Some(assistant) => assistant
                     .ask(
-                        Arc::clone(self),
+                        self.chat(),
                         room.to_owned(),
                         caller,
                         question_for_assistant(body),
@@ -231,7 +239,7 @@ impl Messaging {
             let refusal = match &self.assistant {
                 Some(assistant) => assistant
                     .take_file(
-                        Arc::clone(self),
+                        self.chat(),
                         room.to_owned(),
                         caller,
                         (kind, &attachment, bytes),

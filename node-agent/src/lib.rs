@@ -28,6 +28,7 @@ pub mod paths;
 pub mod peer_relay;
 pub mod ping;
 pub mod plan;
+pub mod plane;
 pub mod relay;
 pub mod rotation;
 pub mod state;

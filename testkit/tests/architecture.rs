@@ -852,15 +852,6 @@ const KNOWN_CIRCLES: &[&[&str]] = &[
         "attest/src/tdx.rs",
         "attest/src/verify.rs",
     ],
-    &[
-        "messaging-plugin/src/assistant.rs",
-        "messaging-plugin/src/service.rs",
-    ],
-    // Goes with the sans-IO disco plane (issue 68, item 1).
-    &[
-        "node-agent/src/dataplane.rs",
-        "node-agent/src/userspace/mod.rs",
-    ],
 ];
 
 #[test]

@@ -12,9 +12,9 @@ use hearth_control::disco::{self, Bind, Boxer, Message, RelayEndpoint, Replays};
 use hearth_control::geneve;
 
 use super::{DeviceState, PeerState, PeerTable, Source};
-use crate::dataplane::PeerConfig;
 use crate::paths::{Action, Paths, Route, WireguardCounts};
 use crate::peer_relay::client::RelayAction;
+use crate::plane::PeerConfig;
 
 /// Peer relay endpoints bound at once, at most (each is one peer's with
 /// one relay).

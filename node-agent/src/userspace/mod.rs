@@ -55,9 +55,9 @@ use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 use zeroize::Zeroizing;
 
-use crate::dataplane::{DataPlaneError, PathStatus, PeerConfig, PeerStats};
 use crate::handshakes::SourceBudget;
 use crate::paths::Paths;
+use crate::plane::{DataPlaneError, PathStatus, PeerConfig, PeerStats};
 use hearth_control::wire::WireGuardKey;
 
 pub use disco::RelayPacket;
@@ -861,10 +861,10 @@ impl Device {
 
     /// Our peer relay, when this device is one: its port, the endpoints it
     /// holds and how many peers may use it.
-    pub fn peer_relay_status(&self) -> Option<crate::dataplane::PeerRelayStatus> {
+    pub fn peer_relay_status(&self) -> Option<crate::plane::PeerRelayStatus> {
         let relay = hearth_runtime::read(&self.shared.relay_server).clone()?;
         let endpoints = hearth_runtime::lock(&relay.server).endpoints();
-        Some(crate::dataplane::PeerRelayStatus {
+        Some(crate::plane::PeerRelayStatus {
             port: relay.port,
             endpoints,
             clients: hearth_runtime::read(&self.shared.peer_relays).clients.len(),
