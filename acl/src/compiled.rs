@@ -7,37 +7,9 @@ use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 
+pub use crate::filter::Capabilities;
 use crate::filter::{PortRange, proto};
-
-/// Who a rule names on either side, after groups and hosts are expanded.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Principal {
-    /// `*`: every node, every approved route, any address.
-    Any,
-    /// `autogroup:danger-all` as a source: any address at all, inside the
-    /// tailnet or not (sources only).
-    All,
-    /// Untagged devices of every user whose login is in this domain
-    /// (`user:*@example.com`).
-    Domain(String),
-    /// Untagged devices of a user, by login.
-    User(String),
-    /// Devices carrying a tag.
-    Tag(String),
-    /// `autogroup:member`: every untagged device.
-    Member,
-    /// `autogroup:tagged`: every tagged device.
-    Tagged,
-    /// An address or prefix (literal, or from `hosts`).
-    Prefix(IpNet),
-    /// `autogroup:internet`: traffic leaving through exit nodes (destinations only).
-    Internet,
-    /// `autogroup:self`: the source user's own untagged devices (destinations only).
-    SelfDevices,
-    /// `svc:name`: the addresses of a service, on the device hosting it
-    /// (destinations only).
-    Service(String),
-}
+pub use crate::principals::Principal;
 
 /// One destination entry of a rule: a principal and the ports opened on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,10 +19,6 @@ pub struct RuleDestination {
     /// Port ranges opened; `[0-65535]` for `*`.
     pub ports: Vec<PortRange>,
 }
-
-/// Application capabilities: name -> the values granted, as written (a JSON
-/// list; `null` for the companions Tailscale grants back, like drive-sharer).
-pub type Capabilities = std::collections::BTreeMap<String, serde_json::Value>;
 
 /// One accept rule: a network rule (packets of `protocols` to the
 /// destinations' ports) or, with `capabilities`, an application capability

@@ -12,6 +12,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+/// Application capabilities: name -> the values granted, as written (a JSON
+/// list; `null` for the companions Tailscale grants back, like drive-sharer).
+pub type Capabilities = std::collections::BTreeMap<String, serde_json::Value>;
+
 /// IANA protocol numbers used in filters.
 pub mod proto {
     /// ICMP for IPv4.
@@ -54,7 +58,7 @@ pub struct CapabilityRule {
     /// At which of the node's addresses (or routes).
     pub dst: Vec<Target>,
     /// Capability name -> granted values.
-    pub capabilities: crate::compiled::Capabilities,
+    pub capabilities: Capabilities,
 }
 
 /// One accept rule: traffic from any of `src` to any of `dst` over any of `protocols`.
@@ -237,8 +241,8 @@ impl Filter {
         from: IpAddr,
         at: IpAddr,
         own: &[IpAddr],
-    ) -> crate::compiled::Capabilities {
-        let mut granted = crate::compiled::Capabilities::new();
+    ) -> Capabilities {
+        let mut granted = Capabilities::new();
         for rule in &self.capabilities {
             let named = rule
                 .src

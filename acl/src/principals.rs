@@ -4,8 +4,37 @@
 
 use ipnet::IpNet;
 
-use crate::compiled::Principal;
 use crate::filter::{Source, Target};
+
+/// Who a rule names on either side, after groups and hosts are expanded.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Principal {
+    /// `*`: every node, every approved route, any address.
+    Any,
+    /// `autogroup:danger-all` as a source: any address at all, inside the
+    /// tailnet or not (sources only).
+    All,
+    /// Untagged devices of every user whose login is in this domain
+    /// (`user:*@example.com`).
+    Domain(String),
+    /// Untagged devices of a user, by login.
+    User(String),
+    /// Devices carrying a tag.
+    Tag(String),
+    /// `autogroup:member`: every untagged device.
+    Member,
+    /// `autogroup:tagged`: every tagged device.
+    Tagged,
+    /// An address or prefix (literal, or from `hosts`).
+    Prefix(IpNet),
+    /// `autogroup:internet`: traffic leaving through exit nodes (destinations only).
+    Internet,
+    /// `autogroup:self`: the source user's own untagged devices (destinations only).
+    SelfDevices,
+    /// `svc:name`: the addresses of a service, on the device hosting it
+    /// (destinations only).
+    Service(String),
+}
 
 /// Whether a source principal names the untagged devices of `user`.
 pub(crate) fn names_user(principal: &Principal, user: &str) -> bool {
