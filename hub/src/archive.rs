@@ -270,17 +270,28 @@ pub struct Age {
 }
 
 /// The age of a backup made at `created_at`, restored at `now` onto a hub
-/// whose state last changed at `hub_changed_at` (none: a hub not set up).
-pub fn age(created_at: i64, hub_changed_at: Option<i64>, now: i64) -> Age {
+/// whose state last changed at `hub_changed_at` (none: a hub not set up),
+/// told in `language`.
+pub fn age(
+    created_at: i64,
+    hub_changed_at: Option<i64>,
+    now: i64,
+    language: hearth_assistant::language::Language,
+) -> Age {
+    let korean = language == hearth_assistant::language::Language::Korean;
     let when = |at: i64| {
         jiff::Timestamp::from_second(at)
             .map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_else(|_| format!("{at} (Unix seconds)"))
     };
     let ago = match now.saturating_sub(created_at) {
+        seconds if seconds < 0 && korean => "이 컴퓨터의 시계로는 미래".to_owned(),
         seconds if seconds < 0 => "in the future by this machine's clock".to_owned(),
+        seconds if seconds < 3_600 && korean => format!("{}분 전", seconds / 60),
         seconds if seconds < 3_600 => format!("{} minutes ago", seconds / 60),
+        seconds if seconds < 2 * 86_400 && korean => format!("{}시간 전", seconds / 3_600),
         seconds if seconds < 2 * 86_400 => format!("{} hours ago", seconds / 3_600),
+        seconds if korean => format!("{}일 전", seconds / 86_400),
         seconds => format!("{} days ago", seconds / 86_400),
     };
     Age {
@@ -771,16 +782,31 @@ mod tests {
     #[test]
     fn a_backups_age_is_told_and_a_newer_hub_is_noticed() {
         let made = 1_795_000_000; // 2026-11-18 11:06:40 UTC
-        let age = age(made, Some(made + 10 * 86_400), made + 10 * 86_400 + 60);
+        let english = hearth_assistant::language::Language::English;
+        let age = age(
+            made,
+            Some(made + 10 * 86_400),
+            made + 10 * 86_400 + 60,
+            english,
+        );
         assert_eq!(age.made, "2026-11-18 11:06 UTC, 10 days ago");
         assert_eq!(age.hub_newer.as_deref(), Some("2026-11-28 11:06 UTC"));
         assert_eq!(
-            super::age(made, Some(made - 5), made + 7_200).hub_newer,
+            super::age(made, Some(made - 5), made + 7_200, english).hub_newer,
             None
         );
         assert_eq!(
-            super::age(made, None, made + 120).made,
+            super::age(made, None, made + 120, english).made,
             "2026-11-18 11:06 UTC, 2 minutes ago"
+        );
+        let korean = hearth_assistant::language::Language::Korean;
+        assert_eq!(
+            super::age(made, None, made + 3 * 86_400, korean).made,
+            "2026-11-18 11:06 UTC, 3일 전"
+        );
+        assert_eq!(
+            super::age(made, None, made + 7_200, korean).made,
+            "2026-11-18 11:06 UTC, 2시간 전"
         );
     }
 

@@ -776,8 +776,8 @@ fn confirm_replacing(
     now: i64,
     terminal: Option<&mut dyn std::io::BufRead>,
 ) -> anyhow::Result<()> {
-    let age = archive::age(manifest.created_at, hub_changed_at(layout), now);
     let language = crate::steps::language();
+    let age = archive::age(manifest.created_at, hub_changed_at(layout), now, language);
     announce(Step::BackupAuthentic {
         household: &archive::escaped(&manifest.household),
         made: &age.made,
