@@ -102,16 +102,19 @@ impl Unit {
     }
 
     /// Whether it runs all the time once enabled (the model's services
-    /// start on the socket's first connection and stop when idle).
-    pub fn always_on(self) -> bool {
-        matches!(
-            self,
+    /// start on the socket's first connection and stop when idle), under
+    /// systemd; in Podman alone (`podman`) the models' servers are
+    /// containers of the pod, always running when they are there.
+    pub fn always_on(self, podman: bool) -> bool {
+        match self {
             Unit::Coordinator
-                | Unit::Agent
-                | Unit::InferenceSocket
-                | Unit::EmbeddingsSocket
-                | Unit::Pod
-        )
+            | Unit::Agent
+            | Unit::InferenceSocket
+            | Unit::EmbeddingsSocket
+            | Unit::Pod => true,
+            Unit::LlamaServer | Unit::EmbeddingsServer => podman,
+            Unit::LlamaProxy | Unit::OllamaProxy | Unit::EmbeddingsProxy => false,
+        }
     }
 }
 
@@ -334,6 +337,20 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model's server stopped is a problem in Podman alone, where it is
+    /// a container that always runs; under systemd it starts on its
+    /// socket's first connection and stops when idle.
+    #[test]
+    fn the_models_servers_are_always_on_in_podman_alone_only() {
+        for unit in [Unit::LlamaServer, Unit::EmbeddingsServer] {
+            assert!(unit.always_on(true) && !unit.always_on(false), "{unit:?}");
+        }
+        for unit in [Unit::Coordinator, Unit::EmbeddingsSocket, Unit::Pod] {
+            assert!(unit.always_on(false), "{unit:?}");
+        }
+        assert!(!Unit::EmbeddingsProxy.always_on(true));
+    }
 
     #[test]
     fn paths_hang_under_the_root() {

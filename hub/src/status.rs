@@ -43,7 +43,7 @@ pub fn observe(layout: &Layout) -> Observations {
             unit: unit.name().into(),
             state,
             enabled,
-            needed: record.is_some() && unit.always_on(),
+            needed: record.is_some() && unit.always_on(crate::manager::in_podman()),
             version: match unit {
                 Unit::LlamaServer
                 | Unit::LlamaProxy
