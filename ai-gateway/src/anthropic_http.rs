@@ -7,16 +7,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use hearth_e2ee::ReplyEvent;
 
 use crate::anthropic::{self, Reply};
 use crate::caller::Caller;
-use crate::edge::{failure_status, refused_status};
+use crate::edge::{failure_status, refused_status, sse};
 use crate::gateway::{Gateway, failure_message};
 use crate::openai_http::openai_ask;
 
@@ -94,16 +94,13 @@ pub(crate) async fn messages(
         }
         pushed
     }));
-    let bytes = frames.flat_map(|pushed| {
-        futures_util::stream::iter(pushed.into_iter().map(|(name, data)| {
-            Ok::<_, std::convert::Infallible>(Bytes::from(format!(
-                "event: {name}\ndata: {data}\n\n"
-            )))
-        }))
+    let lines = frames.flat_map(|pushed| {
+        futures_util::stream::iter(
+            pushed
+                .into_iter()
+                .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))),
+        )
     });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from_stream(bytes))
-        .expect("static headers are valid")
+    // The edge's SSE, with its keep-alive comment while the model is silent.
+    sse(lines.boxed(), gateway.keepalive())
 }
