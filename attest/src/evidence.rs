@@ -217,7 +217,7 @@ pub fn raw_kind(bytes: &[u8]) -> RawEvidence {
         None => return RawEvidence::Unknown,
         _ => {}
     }
-    if crate::snp::parse_report(bytes).is_ok() {
+    if crate::snp::format::parse_report(bytes).is_ok() {
         return RawEvidence::SevSnpReport;
     }
     let u16_at = |at: usize| {

@@ -10,8 +10,10 @@
 //! a person can read. Everything here is pure: the time is an argument.
 //! docs/private-compute.md specifies the formats.
 
+mod bytes;
 pub mod cache;
 pub mod chain;
+pub mod claims;
 pub mod cose;
 #[cfg(feature = "dev-signer")]
 pub mod dev;
@@ -25,8 +27,9 @@ pub mod tee;
 pub mod verify;
 
 pub use cache::{Judgement, VerifiedKeys};
+pub use claims::Expected;
 pub use document::Document;
 pub use evidence::{EvidenceBundle, Input, read_input, rek_binding};
 pub use policy::{Image, Policy, PolicyError};
 pub use report::{CheckName, Outcome, Report};
-pub use verify::{BundleReport, Expected, verify_bundle, verify_nitro, verify_typed};
+pub use verify::{BundleReport, verify_bundle, verify_nitro, verify_typed};

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::AWS_NITRO_ROOT_SHA256;
+use crate::report::short;
 
 /// Default largest age of evidence: an hour (a Nitro leaf certificate lives
 /// about three).
@@ -64,10 +65,10 @@ pub struct Policy {
     pub root_sha256: String,
     /// What AMD SEV-SNP evidence must show.
     #[serde(default, skip_serializing_if = "is_default")]
-    pub sev_snp: crate::snp::SnpPolicy,
+    pub sev_snp: crate::snp::policy::SnpPolicy,
     /// What Intel TDX evidence must show.
     #[serde(default, skip_serializing_if = "is_default")]
-    pub tdx: crate::tdx::TdxPolicy,
+    pub tdx: crate::tdx::policy::TdxPolicy,
     /// When set, the transparency log every trusted image and OHTTP key
     /// must be in: images and keys without a proof from it are not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,8 +110,8 @@ impl Default for Policy {
             allow_debug: false,
             allow_dev_evidence: false,
             root_sha256: default_root(),
-            sev_snp: crate::snp::SnpPolicy::default(),
-            tdx: crate::tdx::TdxPolicy::default(),
+            sev_snp: crate::snp::policy::SnpPolicy::default(),
+            tdx: crate::tdx::policy::TdxPolicy::default(),
             transparency: None,
         }
     }
@@ -155,10 +156,10 @@ pub enum PolicyError {
     Root,
     /// The SEV-SNP part is not usable.
     #[error("sev_snp: {0}")]
-    SevSnp(crate::snp::SnpError),
+    SevSnp(crate::snp::format::SnpError),
     /// The TDX part is not usable.
     #[error("tdx: {0}")]
-    Tdx(crate::tdx::TdxError),
+    Tdx(crate::tdx::format::TdxError),
     /// The transparency part is not usable.
     #[error("transparency: {0}")]
     Transparency(String),
@@ -243,11 +244,6 @@ impl Policy {
         }
         Err(closest.map_or(ImageMismatch::NoImage, |(_, difference)| difference))
     }
-}
-
-/// The first sixteen hex digits of a long value, enough to tell values apart.
-pub fn short(hex: &str) -> &str {
-    if hex.len() <= 16 { hex } else { &hex[..16] }
 }
 
 #[cfg(test)]

@@ -233,6 +233,20 @@ pub fn parse_rfc3339(text: &str) -> Option<Duration> {
     Some(Duration::from_nanos(nanos))
 }
 
+/// A report of evidence of `kind`, checked at `now`, with no check yet.
+pub(crate) fn start(kind: &str, now: Duration) -> Report {
+    Report {
+        evidence_type: kind.to_owned(),
+        checked_at: rfc3339(now),
+        ..Report::default()
+    }
+}
+
+/// The first sixteen hex digits of a long value, enough to tell values apart.
+pub fn short(hex: &str) -> &str {
+    if hex.len() <= 16 { hex } else { &hex[..16] }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

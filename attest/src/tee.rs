@@ -2,6 +2,7 @@
 //! time and the verifier's nonce are bound into the 64 bytes of report
 //! data a TEE signs, and the checks of that binding.
 
+use crate::claims::Expected;
 use crate::report::{CheckName, Report};
 
 /// The 64 bytes of report data a node's TEE report carries: SHA-512 of the
@@ -10,32 +11,10 @@ use crate::report::{CheckName, Report};
 pub fn report_data(rek: &[u8; 32], issued_at: u64, nonce: Option<&[u8]>) -> [u8; 64] {
     use sha2::{Digest as _, Sha512};
     let mut hash = Sha512::new();
-    hash.update(crate::rek_binding(rek));
+    hash.update(crate::evidence::rek_binding(rek));
     hash.update(issued_at.to_be_bytes());
     hash.update(nonce.unwrap_or_default());
     hash.finalize().into()
-}
-
-/// The debug-mode check of a TEE whose report says debugging is `debug`
-/// (`what`: how its report says so).
-pub(crate) fn check_debug(
-    policy: Option<&crate::Policy>,
-    debug: bool,
-    what: &str,
-    report: &mut Report,
-) {
-    match policy {
-        None => report.skip(CheckName::DebugMode, "no policy"),
-        Some(policy) if debug && policy.allow_debug => report.pass(
-            CheckName::DebugMode,
-            format!("{what}, allowed by the policy"),
-        ),
-        Some(_) if debug => report.fail(
-            CheckName::DebugMode,
-            format!("{what}: its memory can be read from outside"),
-        ),
-        Some(_) => report.pass(CheckName::DebugMode, "not debuggable"),
-    }
 }
 
 /// The key-binding and nonce checks of a report whose report data is
@@ -43,7 +22,7 @@ pub(crate) fn check_debug(
 pub(crate) fn check_binding(
     found: &[u8; 64],
     issued_at: u64,
-    expected: crate::Expected<'_>,
+    expected: Expected<'_>,
     report: &mut Report,
 ) {
     let Some(rek) = expected.rek else {
@@ -79,45 +58,9 @@ pub(crate) fn check_binding(
     }
 }
 
-/// Byte strings as CBOR byte strings.
-pub(crate) mod cbor_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        ciborium::value::Value::deserialize(deserializer)?
-            .into_bytes()
-            .map_err(|_| serde::de::Error::custom("expected a byte string"))
-    }
-}
-
-pub(crate) mod cbor_bytes_option {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        bytes: &Option<Vec<u8>>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(bytes) => serializer.serialize_bytes(bytes),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
-        super::cbor_bytes::deserialize(deserializer).map(Some)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Expected;
     use std::time::Duration;
 
     fn checked(found: &[u8; 64], rek: Option<&[u8; 32]>, nonce: Option<&[u8]>) -> Report {

@@ -7,33 +7,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::chain::{self, AWS_NITRO_ROOT_SHA256};
+use crate::claims::{Expected, check_freshness};
 use crate::cose::{self, CoseSign1};
 use crate::document::Document;
 use crate::evidence::{AMD_SEV_SNP, AWS_NITRO, EvidenceBundle, HEARTH_DEV, INTEL_TDX, rek_binding};
-use crate::policy::{CLOCK_SKEW_SECONDS, Policy, short};
-use crate::report::{CheckName, Report, rfc3339};
-
-/// What the verifier knows besides the evidence.
-#[derive(Clone, Copy, Debug)]
-pub struct Expected<'a> {
-    /// The time to verify at, since the Unix epoch.
-    pub now: Duration,
-    /// The nonce the verifier asked the node to include, if it asked.
-    pub nonce: Option<&'a [u8]>,
-    /// The REK the document must bind, if known (from a bundle).
-    pub rek: Option<&'a [u8; 32]>,
-}
-
-impl Expected<'_> {
-    /// Only the time: no nonce, no key.
-    pub fn at(now: Duration) -> Expected<'static> {
-        Expected {
-            now,
-            nonce: None,
-            rek: None,
-        }
-    }
-}
+use crate::policy::Policy;
+use crate::report::{CheckName, Report, rfc3339, short, start};
 
 /// The outcome for a whole bundle: one report per piece of evidence.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -105,14 +84,6 @@ pub fn verify_typed(
             );
             report.conclude()
         }
-    }
-}
-
-pub(crate) fn start(kind: &str, now: Duration) -> Report {
-    Report {
-        evidence_type: kind.to_owned(),
-        checked_at: rfc3339(now),
-        ..Report::default()
     }
 }
 
@@ -234,40 +205,6 @@ fn check_signature(signed: &CoseSign1, document: &Document, report: &mut Report)
             CheckName::Signature,
             format!("the signature does not verify with the document's certificate ({error:?})"),
         ),
-    }
-}
-
-/// Whether evidence issued at `issued` is recent enough at `now`.
-pub(crate) fn check_freshness(
-    issued: Duration,
-    policy: Option<&Policy>,
-    now: Duration,
-    report: &mut Report,
-) {
-    if issued > now + Duration::from_secs(CLOCK_SKEW_SECONDS) {
-        report.fail(
-            CheckName::Freshness,
-            format!("issued {} s in the future", (issued - now).as_secs()),
-        );
-        return;
-    }
-    let age = now.saturating_sub(issued).as_secs();
-    match policy {
-        Some(policy) if age > policy.max_age_seconds => report.fail(
-            CheckName::Freshness,
-            format!(
-                "{age} s old, the policy allows {} s",
-                policy.max_age_seconds
-            ),
-        ),
-        Some(policy) => report.pass(
-            CheckName::Freshness,
-            format!(
-                "{age} s old (the policy allows {} s)",
-                policy.max_age_seconds
-            ),
-        ),
-        None => report.pass(CheckName::Freshness, format!("{age} s old")),
     }
 }
 

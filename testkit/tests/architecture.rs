@@ -834,33 +834,13 @@ fn circles(root: &Path) -> BTreeSet<BTreeSet<String>> {
     found
 }
 
-/// The circles inside a crate still to be undone (issue 68): each is a set
-/// of files naming each other's modules. One undone is taken off this
-/// list; none may be added.
-const KNOWN_CIRCLES: &[&[&str]] = &[
-    // The policy holds each TEE's policy; each TEE's check takes the policy.
-    &[
-        "attest/src/evidence.rs",
-        "attest/src/policy.rs",
-        "attest/src/snp.rs",
-        "attest/src/tdx.rs",
-        "attest/src/verify.rs",
-    ],
-];
-
 #[test]
-fn no_crate_has_a_circle_among_its_files_but_the_known_ones() {
+fn no_crate_has_a_circle_among_its_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let found = circles(root);
-    let known: BTreeSet<BTreeSet<String>> = KNOWN_CIRCLES
-        .iter()
-        .map(|files| files.iter().map(|file| (*file).to_owned()).collect())
-        .collect();
-    let new: Vec<&BTreeSet<String>> = found.difference(&known).collect();
-    let gone: Vec<&BTreeSet<String>> = known.difference(&found).collect();
     assert!(
-        new.is_empty() && gone.is_empty(),
-        "circles among a crate's files: new {new:#?}; undone (take them off KNOWN_CIRCLES) {gone:#?}"
+        found.is_empty(),
+        "circles among a crate's files (move the vocabulary they share down into a module of its own): {found:#?}"
     );
 }
 

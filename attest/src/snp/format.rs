@@ -1,27 +1,7 @@
-//! AMD SEV-SNP evidence: an attestation report signed by the chip's VCEK,
-//! the VCEK signed by AMD's ASK, the ASK by the pinned ARK (one per
-//! product: Milan, Genoa, Turin), optionally AMD's CRL for that ARK.
-//!
-//! The evidence document (type [`AMD_SEV_SNP`](crate::evidence::AMD_SEV_SNP))
-//! is a CBOR map:
-//!
-//! ```text
-//! { "report": bstr (the 1184-byte report), "vcek": bstr (DER),
-//!   "ask": bstr (DER), "ark": bstr (DER), ? "crl": bstr (DER),
-//!   "issued_at": uint (Unix seconds) }
-//! ```
-//!
-//! The report's 64 bytes of `report_data` are
-//! [`tee::report_data`](crate::tee::report_data) of the node's REK,
-//! `issued_at` and the verifier's nonce: the REK is bound, and the chip
-//! vouches for the time the node claims (a report carries no time of its
-//! own).
-//!
-//! Reading and checking are pure: the time is an argument. The checks
-//! (root, chain, revocation, signature, TCB, measurement, debug, key)
-//! each land in the [`Report`](crate::Report) by name.
+//! The SEV-SNP evidence document and what it carries: the attestation
+//! report, the VCEK, ASK and ARK certificates, AMD's CRL and the host's
+//! certificate table. Parsing only; the checks are in [`super::verify`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -189,21 +169,21 @@ pub const AMD_ARKS_SHA256: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct SnpDocument {
     /// The attestation report.
-    #[serde(with = "crate::tee::cbor_bytes")]
+    #[serde(with = "crate::bytes::cbor_bytes")]
     pub report: Vec<u8>,
     /// The chip's VCEK (DER).
-    #[serde(with = "crate::tee::cbor_bytes")]
+    #[serde(with = "crate::bytes::cbor_bytes")]
     pub vcek: Vec<u8>,
     /// AMD's signing key for the product (DER).
-    #[serde(with = "crate::tee::cbor_bytes")]
+    #[serde(with = "crate::bytes::cbor_bytes")]
     pub ask: Vec<u8>,
     /// AMD's root key for the product (DER).
-    #[serde(with = "crate::tee::cbor_bytes")]
+    #[serde(with = "crate::bytes::cbor_bytes")]
     pub ark: Vec<u8>,
     /// AMD's certificate revocation list for the product (DER).
     #[serde(
         default,
-        with = "crate::tee::cbor_bytes_option",
+        with = "crate::bytes::cbor_bytes_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub crl: Option<Vec<u8>>,
@@ -662,303 +642,6 @@ pub fn amd_product(ark_sha256: &str) -> Option<&'static str> {
 /// SHA-256 of `der`, hex.
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
-}
-
-/// A launch measurement a client trusts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnpImage {
-    /// A name for people.
-    pub name: String,
-    /// The launch measurement, 96 hex digits.
-    pub measurement: String,
-    /// When set, the host data the guest must have been launched with.
-    #[serde(default)]
-    pub host_data: Option<String>,
-}
-
-/// The policy's SEV-SNP part.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnpPolicy {
-    /// Measurements trusted.
-    #[serde(default)]
-    pub images: Vec<SnpImage>,
-    /// The least TCB accepted (none: any the chain vouches for).
-    #[serde(default)]
-    pub min_tcb: Option<Tcb>,
-    /// SHA-256 of the ARKs trusted (empty: AMD's, [`AMD_ARKS_SHA256`]).
-    #[serde(default)]
-    pub ark_sha256: Vec<String>,
-    /// Refuse evidence that carries no current CRL.
-    #[serde(default)]
-    pub require_crl: bool,
-}
-
-impl SnpPolicy {
-    /// Whether the ARK with this fingerprint is trusted.
-    pub fn trusts_ark(&self, fingerprint: &str) -> bool {
-        if self.ark_sha256.is_empty() {
-            amd_product(fingerprint).is_some()
-        } else {
-            self.ark_sha256
-                .iter()
-                .any(|pinned| pinned.eq_ignore_ascii_case(fingerprint))
-        }
-    }
-
-    /// The image whose measurement (and host data) the report has.
-    pub fn matching_image(&self, report: &SnpReport) -> Result<&SnpImage, SnpError> {
-        let measurement = hex::encode(report.measurement);
-        let host_data = hex::encode(report.host_data);
-        self.images
-            .iter()
-            .find(|image| {
-                image.measurement.eq_ignore_ascii_case(&measurement)
-                    && image
-                        .host_data
-                        .as_ref()
-                        .is_none_or(|wanted| wanted.eq_ignore_ascii_case(&host_data))
-            })
-            .ok_or_else(|| {
-                SnpError::UntrustedMeasurement(crate::policy::short(&measurement).to_string())
-            })
-    }
-
-    /// Checks a policy's values.
-    pub fn check(&self) -> Result<(), SnpError> {
-        for image in &self.images {
-            let problem = |problem: String| SnpError::Image {
-                image: image.name.clone(),
-                problem,
-            };
-            let bytes = hex::decode(&image.measurement)
-                .map_err(|_| problem("the measurement is not hex".into()))?;
-            if bytes.len() != 48 {
-                return Err(problem(format!(
-                    "a measurement is 48 bytes, not {}",
-                    bytes.len()
-                )));
-            }
-            if let Some(host_data) = &image.host_data
-                && hex::decode(host_data).map(|bytes| bytes.len()) != Ok(32)
-            {
-                return Err(problem("host_data is not 32 bytes of hex".into()));
-            }
-        }
-        for pinned in &self.ark_sha256 {
-            if pinned.len() != 64 || hex::decode(pinned).is_err() {
-                return Err(SnpError::ArkPin);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Measurements as a report shows them.
-pub fn shown(report: &SnpReport) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("measurement".to_owned(), hex::encode(report.measurement)),
-        ("host_data".to_owned(), hex::encode(report.host_data)),
-        ("report_data".to_owned(), hex::encode(report.report_data)),
-        ("chip_id".to_owned(), hex::encode(report.chip_id)),
-    ])
-}
-
-/// Verifies an SEV-SNP evidence document.
-pub fn verify(
-    bytes: &[u8],
-    policy: Option<&crate::Policy>,
-    expected: crate::Expected<'_>,
-) -> crate::Report {
-    use crate::report::CheckName;
-    let now = expected.now;
-    let mut report = crate::verify::start(crate::evidence::AMD_SEV_SNP, now);
-    let document = match SnpDocument::parse(bytes) {
-        Ok(document) => document,
-        Err(error) => {
-            report.fail(CheckName::Format, error);
-            return report.conclude();
-        }
-    };
-    let parts = parse_report(&document.report).and_then(|snp| {
-        let vcek = Certificate::parse(&document.vcek, "VCEK")?;
-        let ask = Certificate::parse(&document.ask, "ASK")?;
-        let ark = Certificate::parse(&document.ark, "ARK")?;
-        Ok((snp, vcek, ask, ark))
-    });
-    let (snp, vcek, ask, ark) = match parts {
-        Ok(parts) => parts,
-        Err(error) => {
-            report.fail(CheckName::Format, error);
-            return report.conclude();
-        }
-    };
-    report.pass(
-        CheckName::Format,
-        format!(
-            "an SEV-SNP report (version {}) with its VCEK, ASK and ARK",
-            snp.version
-        ),
-    );
-    report.timestamp = Some(crate::report::rfc3339(Duration::from_secs(
-        document.issued_at,
-    )));
-    report.measurements = shown(&snp);
-    report.tcb = Some(snp.reported_tcb.to_string());
-    report.pass(CheckName::EvidenceType, "AMD SEV-SNP attestation report");
-    let snp_policy = policy.map(|policy| &policy.sev_snp);
-    let default_policy = SnpPolicy::default();
-
-    // Root: the ARK is AMD's (or the policy's), and signs itself.
-    let ark_sha256 = fingerprint(&document.ark);
-    let trusted = snp_policy
-        .unwrap_or(&default_policy)
-        .trusts_ark(&ark_sha256);
-    let root_ok = trusted && ark.signed_by(&ark).is_ok();
-    if !trusted {
-        report.fail(
-            CheckName::Root,
-            format!(
-                "the ARK (SHA-256 {}) is not a root the policy trusts",
-                crate::policy::short(&ark_sha256)
-            ),
-        );
-        report.skip(CheckName::Chain, "no trusted root to chain to");
-    } else if let Err(why) = ark.signed_by(&ark) {
-        report.fail(
-            CheckName::Root,
-            format!("the ARK does not sign itself: {why}"),
-        );
-        report.skip(CheckName::Chain, "no trusted root to chain to");
-    } else {
-        let product = amd_product(&ark_sha256).unwrap_or("pinned by the policy");
-        report.pass(
-            CheckName::Root,
-            format!("{} ({product})", ark.common_name()),
-        );
-        let chain = ask
-            .signed_by(&ark)
-            .and_then(|()| vcek.signed_by(&ask))
-            .and_then(|()| {
-                [(&ark, "ARK"), (&ask, "ASK"), (&vcek, "VCEK")]
-                    .into_iter()
-                    .find(|(certificate, _)| !certificate.valid_at(now))
-                    .map_or(Ok(()), |(_, what)| {
-                        Err(SnpError::Expired {
-                            what,
-                            at: crate::report::rfc3339(now),
-                        })
-                    })
-            });
-        match chain {
-            Ok(()) => report.pass(
-                CheckName::Chain,
-                format!(
-                    "ARK signs ASK signs VCEK, valid at {}",
-                    crate::report::rfc3339(now)
-                ),
-            ),
-            Err(why) => report.fail(CheckName::Chain, why),
-        }
-    }
-
-    // Revocation: AMD's CRL, when the evidence carries one.
-    match (&document.crl, root_ok) {
-        (None, _) if snp_policy.is_some_and(|policy| policy.require_crl) => report.fail(
-            CheckName::Revocation,
-            "the policy requires AMD's CRL; the evidence carries none",
-        ),
-        (None, _) => report.skip(CheckName::Revocation, "the evidence carries no CRL"),
-        (Some(_), false) => report.skip(
-            CheckName::Revocation,
-            "no trusted root to check the CRL with",
-        ),
-        (Some(crl), true) => match read_crl(crl, &ark, now) {
-            Ok(revocations) => {
-                let revoked =
-                    [(&ask, "ASK"), (&vcek, "VCEK")]
-                        .into_iter()
-                        .find(|(certificate, _)| {
-                            revocations
-                                .serials
-                                .iter()
-                                .any(|serial| serial == certificate.serial())
-                        });
-                match revoked {
-                    Some((_, name)) => report.fail(
-                        CheckName::Revocation,
-                        format!("AMD's CRL revokes the {name}"),
-                    ),
-                    None => report.pass(
-                        CheckName::Revocation,
-                        "neither ASK nor VCEK is on AMD's current CRL",
-                    ),
-                }
-            }
-            Err(why) => report.fail(CheckName::Revocation, why),
-        },
-    }
-
-    match snp.verify_signature(vcek.public_key()) {
-        Ok(()) => report.pass(CheckName::Signature, "signed by the VCEK (ECDSA P-384)"),
-        Err(why) => report.fail(CheckName::Signature, why),
-    }
-
-    // TCB: what the report states is what the VCEK was made for, on that
-    // chip, and no older than the policy's least.
-    let tcb = vcek.vcek_tcb().and_then(|certified| {
-        if certified != snp.reported_tcb {
-            return Err(SnpError::TcbMismatch {
-                reported: snp.reported_tcb,
-                certified,
-            });
-        }
-        if snp.chip_id.iter().any(|byte| *byte != 0)
-            && vcek.vcek_chip_id().is_some_and(|hwid| hwid != snp.chip_id)
-        {
-            return Err(SnpError::OtherChip);
-        }
-        match snp_policy.and_then(|policy| policy.min_tcb.as_ref()) {
-            Some(minimum) if !snp.reported_tcb.at_least(minimum) => Err(SnpError::TcbTooOld {
-                reported: snp.reported_tcb,
-                minimum: *minimum,
-            }),
-            _ => Ok(()),
-        }
-    });
-    match tcb {
-        Ok(()) => report.pass(CheckName::Tcb, snp.reported_tcb.to_string()),
-        Err(why) => report.fail(CheckName::Tcb, why),
-    }
-
-    crate::verify::check_freshness(
-        Duration::from_secs(document.issued_at),
-        policy,
-        now,
-        &mut report,
-    );
-
-    crate::tee::check_debug(
-        policy,
-        snp.debug_allowed(),
-        "the guest policy lets the hypervisor debug the guest",
-        &mut report,
-    );
-
-    match snp_policy {
-        None => report.skip(
-            CheckName::Measurements,
-            "no policy: the measurement is printed below",
-        ),
-        Some(snp_policy) => match snp_policy.matching_image(&snp) {
-            Ok(image) => report.pass(CheckName::Measurements, format!("image `{}`", image.name)),
-            Err(why) => report.fail(CheckName::Measurements, why),
-        },
-    }
-
-    crate::tee::check_binding(&snp.report_data, document.issued_at, expected, &mut report);
-    report.conclude()
 }
 
 #[cfg(test)]
