@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use ipnet::IpNet;
 
 pub use crate::filter::Capabilities;
-use crate::filter::{PortRange, proto};
+use crate::filter::{PortRange, Source, proto};
 pub use crate::principals::Principal;
 
 /// One destination entry of a rule: a principal and the ports opened on it.
@@ -26,7 +26,7 @@ pub struct RuleDestination {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Sources.
-    pub src: Vec<Principal>,
+    pub src: Vec<Source>,
     /// Destinations.
     pub dst: Vec<RuleDestination>,
     /// IANA protocol numbers; never empty for a network rule, empty for a
@@ -45,7 +45,7 @@ pub struct Rule {
 
 impl Rule {
     /// A network rule.
-    pub fn network(src: Vec<Principal>, dst: Vec<RuleDestination>, protocols: Vec<u8>) -> Rule {
+    pub fn network(src: Vec<Source>, dst: Vec<RuleDestination>, protocols: Vec<u8>) -> Rule {
         Rule {
             src,
             dst,
@@ -77,7 +77,7 @@ pub struct CompiledPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SshRule {
     /// Who may connect.
-    pub sources: Vec<crate::filter::Source>,
+    pub sources: Vec<Source>,
     /// Which nodes it lets them into.
     pub destinations: Vec<Principal>,
     /// The rule as the nodes it names get it.
@@ -89,7 +89,7 @@ pub struct SshRule {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeSshRule {
     /// Who may connect.
-    pub sources: Vec<crate::filter::Source>,
+    pub sources: Vec<Source>,
     /// Only the node's own user's untagged devices (`autogroup:self`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub same_user: bool,
@@ -107,7 +107,7 @@ pub struct NodeSshRule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeAttrs {
     /// Who: a node named by any of these.
-    pub targets: Vec<crate::filter::Source>,
+    pub targets: Vec<Source>,
     /// The attributes.
     pub attrs: BTreeSet<String>,
 }
@@ -128,11 +128,10 @@ impl CompiledPolicy {
             for destination in &rule.destinations {
                 match destination {
                     Principal::SelfDevices if tags.is_empty() => same_user = true,
-                    Principal::SelfDevices | Principal::Internet | Principal::Service(_) => {}
-                    other => {
-                        named |= crate::principals::source_of(other)
-                            .is_some_and(|source| source.names_node(user, tags, addresses));
+                    Principal::Named(source) => {
+                        named |= source.names_node(user, tags, addresses);
                     }
+                    Principal::SelfDevices | Principal::Internet | Principal::Service(_) => {}
                 }
             }
             if named || same_user {
@@ -169,9 +168,9 @@ impl CompiledPolicy {
     pub fn allow_all() -> CompiledPolicy {
         CompiledPolicy {
             rules: vec![Rule::network(
-                vec![Principal::Any],
+                vec![Source::Any],
                 vec![RuleDestination {
-                    principal: Principal::Any,
+                    principal: Principal::Named(Source::Any),
                     ports: vec![PortRange::ALL],
                 }],
                 proto::DEFAULT.to_vec(),
@@ -184,19 +183,24 @@ impl CompiledPolicy {
     /// Every distinct prefix the rules mention, in a stable order; a node's
     /// class records which of them contain its addresses.
     pub fn prefixes(&self) -> Vec<IpNet> {
-        let mut prefixes: Vec<IpNet> = self
-            .rules
-            .iter()
-            .flat_map(|rule| {
-                rule.src
-                    .iter()
-                    .chain(rule.dst.iter().map(|destination| &destination.principal))
-            })
-            .filter_map(|principal| match principal {
-                Principal::Prefix(prefix) => Some(*prefix),
-                _ => None,
-            })
-            .collect();
+        let mut prefixes: Vec<IpNet> =
+            self.rules
+                .iter()
+                .flat_map(|rule| {
+                    rule.src
+                        .iter()
+                        .chain(rule.dst.iter().filter_map(
+                            |destination| match &destination.principal {
+                                Principal::Named(source) => Some(source),
+                                _ => None,
+                            },
+                        ))
+                })
+                .filter_map(|source| match source {
+                    Source::Prefix(prefix) => Some(*prefix),
+                    _ => None,
+                })
+                .collect();
         prefixes.sort();
         prefixes.dedup();
         prefixes

@@ -21,7 +21,7 @@ use crate::bitset::BitSet;
 use crate::compiled::{CompiledPolicy, Principal, Rule};
 use crate::filter::{CapabilityRule, Destination, Filter, FilterRule, Source, Target};
 use crate::node::{NodeId, NodeIdentity};
-use crate::principals::{names_identity, names_user, source_of, targets};
+use crate::principals::targets;
 
 type ClassId = usize;
 
@@ -238,7 +238,7 @@ impl Engine {
                         rule.dst
                             .iter()
                             .any(|destination| match &destination.principal {
-                                Principal::Prefix(prefix) => overlaps(prefix, route),
+                                Principal::Named(Source::Prefix(prefix)) => overlaps(prefix, route),
                                 _ => false,
                             })
                     })
@@ -441,15 +441,18 @@ impl Engine {
         }
         let class = self.classes.len();
         for (rule_index, rule) in self.policy.rules.iter().enumerate() {
-            if rule.src.iter().any(|principal| {
-                self.naming(principal, &key, Side::Source, Some(rule)) != Naming::No
-            }) {
+            if rule
+                .src
+                .iter()
+                .any(|source| self.naming_named(source, &key, Side::Source, rule) != Naming::No)
+            {
                 self.rule_src[rule_index].insert(class);
             }
-            if rule.dst.iter().any(|destination| {
-                self.naming(&destination.principal, &key, Side::Destination, Some(rule))
-                    != Naming::No
-            }) {
+            if rule
+                .dst
+                .iter()
+                .any(|destination| self.naming(&destination.principal, &key, rule) != Naming::No)
+            {
                 self.rule_dst[rule_index].insert(class);
             }
         }
@@ -506,76 +509,69 @@ impl Engine {
         visible
     }
 
-    /// How `principal` names members of the class with `key` on the given
-    /// side: by what they are, or as routers of what it names. `via`: the
-    /// tags a router must have to carry a destination's routes (none: any).
-    fn naming(
-        &self,
-        principal: &Principal,
-        key: &ClassKey,
-        side: Side,
-        rule: Option<&Rule>,
-    ) -> Naming {
-        let via: &[String] = rule.map_or(&[], |rule| &rule.via);
-        let approved_only = rule.is_some_and(|rule| rule.grant);
-        let by_identity = |named: bool| if named { Naming::Itself } else { Naming::No };
-        let router_allowed = via.is_empty()
-            || matches!(&key.owner, Owner::Tags(tags) if via.iter().any(|tag| tags.contains(tag)));
+    /// How a rule's destination `principal` names members of the class with
+    /// `key`: by what they are, or as routers of what it names.
+    fn naming(&self, principal: &Principal, key: &ClassKey, rule: &Rule) -> Naming {
         match principal {
-            Principal::Any
-            | Principal::All
-            | Principal::User(_)
-            | Principal::Domain(_)
-            | Principal::Tag(_)
-            | Principal::Member
-            | Principal::Tagged => by_identity(match &key.owner {
-                Owner::User(user) => names_identity(principal, user, &crate::filter::UNTAGGED),
-                Owner::Tags(tags) => names_identity(principal, "", tags),
-            }),
-            Principal::Prefix(prefix) => {
-                let address_hit = self
-                    .prefix_index
-                    .get(prefix)
-                    .is_some_and(|index| key.prefix_hits.contains(index));
-                let routed = match side {
-                    // Traffic from inside an advertised subnet comes through its router.
-                    // (Tailscale counts advertised routes for `acls`,
-                    // approved ones for `grants`.)
-                    Side::Source if approved_only => key
-                        .routes
-                        .iter()
-                        .any(|route| route.prefix_len() != 0 && overlaps(route, prefix)),
-                    Side::Source => key.advertised.iter().any(|route| overlaps(route, prefix)),
-                    // Traffic to an approved subnet goes to its router; an exit
-                    // node's default route only carries `autogroup:internet`.
-                    Side::Destination => {
-                        router_allowed
-                            && key
-                                .routes
-                                .iter()
-                                .any(|route| route.prefix_len() != 0 && overlaps(route, prefix))
-                    }
-                };
-                if address_hit {
-                    Naming::Itself
-                } else if routed {
-                    Naming::Router
-                } else {
-                    Naming::No
-                }
-            }
+            Principal::Named(source) => self.naming_named(source, key, Side::Destination, rule),
             Principal::Internet => {
-                let exit = side == Side::Destination
-                    && router_allowed
+                let exit = router_allowed(&rule.via, key)
                     && key.routes.iter().any(|route| route.prefix_len() == 0);
                 if exit { Naming::Router } else { Naming::No }
             }
             // Handled per user in `visibility_of` and `filter_for`.
             Principal::SelfDevices => Naming::No,
             // A service is reached at its host, whoever that is now.
-            Principal::Service(name) => by_identity(
-                side == Side::Destination && key.services.iter().any(|hosted| hosted.name == *name),
-            ),
+            Principal::Service(name) => {
+                if key.services.iter().any(|hosted| hosted.name == *name) {
+                    Naming::Itself
+                } else {
+                    Naming::No
+                }
+            }
+        }
+    }
+
+    /// How `source` (a rule's source, or what a destination names as a
+    /// source would) names members of the class with `key` on the given
+    /// side: by who they are, by their addresses, or as routers of them.
+    fn naming_named(&self, source: &Source, key: &ClassKey, side: Side, rule: &Rule) -> Naming {
+        let Source::Prefix(prefix) = source else {
+            let named = match &key.owner {
+                Owner::User(user) => source.names(user, &crate::filter::UNTAGGED),
+                Owner::Tags(tags) => source.names("", tags),
+            };
+            return if named { Naming::Itself } else { Naming::No };
+        };
+        let address_hit = self
+            .prefix_index
+            .get(prefix)
+            .is_some_and(|index| key.prefix_hits.contains(index));
+        let routed = match side {
+            // Traffic from inside an advertised subnet comes through its router.
+            // (Tailscale counts advertised routes for `acls`,
+            // approved ones for `grants`.)
+            Side::Source if rule.grant => key
+                .routes
+                .iter()
+                .any(|route| route.prefix_len() != 0 && overlaps(route, prefix)),
+            Side::Source => key.advertised.iter().any(|route| overlaps(route, prefix)),
+            // Traffic to an approved subnet goes to its router; an exit
+            // node's default route only carries `autogroup:internet`.
+            Side::Destination => {
+                router_allowed(&rule.via, key)
+                    && key
+                        .routes
+                        .iter()
+                        .any(|route| route.prefix_len() != 0 && overlaps(route, prefix))
+            }
+        };
+        if address_hit {
+            Naming::Itself
+        } else if routed {
+            Naming::Router
+        } else {
+            Naming::No
         }
     }
 
@@ -591,8 +587,7 @@ impl Engine {
                     self_ports.extend(destination.ports.iter().copied());
                     continue;
                 }
-                let naming =
-                    self.naming(&destination.principal, key, Side::Destination, Some(rule));
+                let naming = self.naming(&destination.principal, key, rule);
                 if naming == Naming::No {
                     continue;
                 }
@@ -617,11 +612,14 @@ impl Engine {
                     }
                 }
             }
-            let sources: Vec<Source> = rule.src.iter().filter_map(source_of).collect();
+            let sources = rule.src.clone();
             let own_user = match &key.owner {
                 Owner::User(user)
                     if !self_ports.is_empty()
-                        && rule.src.iter().any(|principal| names_user(principal, user)) =>
+                        && rule
+                            .src
+                            .iter()
+                            .any(|source| source.names(user, &crate::filter::UNTAGGED)) =>
                 {
                     Some(user.clone())
                 }
@@ -697,6 +695,13 @@ enum Naming {
 enum Side {
     Source,
     Destination,
+}
+
+/// Whether a member of the class with `key` may carry a rule's routes: any
+/// router when the rule names no `via` tags, else one carrying one of them.
+fn router_allowed(via: &[String], key: &ClassKey) -> bool {
+    via.is_empty()
+        || matches!(&key.owner, Owner::Tags(tags) if via.iter().any(|tag| tags.contains(tag)))
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {

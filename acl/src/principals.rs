@@ -1,87 +1,43 @@
-//! What a compiled rule's principals mean in a node's filter: the sources
-//! and targets they become, and the address space `autogroup:internet`
+//! What a compiled rule's destinations name and what they mean in a node's
+//! filter: the targets they become, and the address space `autogroup:internet`
 //! stands for. Pure.
 
 use ipnet::IpNet;
 
 use crate::filter::{Source, Target};
 
-/// Who a rule names on either side, after groups and hosts are expanded.
+/// What a rule's destination names, after groups and hosts are expanded:
+/// what a source can name too (a [`Source`]: identities and addresses), or
+/// what only a destination can.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Principal {
-    /// `*`: every node, every approved route, any address.
-    Any,
-    /// `autogroup:danger-all` as a source: any address at all, inside the
-    /// tailnet or not (sources only).
-    All,
-    /// Untagged devices of every user whose login is in this domain
-    /// (`user:*@example.com`).
-    Domain(String),
-    /// Untagged devices of a user, by login.
-    User(String),
-    /// Devices carrying a tag.
-    Tag(String),
-    /// `autogroup:member`: every untagged device.
-    Member,
-    /// `autogroup:tagged`: every tagged device.
-    Tagged,
-    /// An address or prefix (literal, or from `hosts`).
-    Prefix(IpNet),
-    /// `autogroup:internet`: traffic leaving through exit nodes (destinations only).
+    /// Nodes by who they are, or addresses, as a source names them (`*` is
+    /// every node, every approved route, any address).
+    Named(Source),
+    /// `autogroup:internet`: traffic leaving through exit nodes.
     Internet,
-    /// `autogroup:self`: the source user's own untagged devices (destinations only).
+    /// `autogroup:self`: the source user's own untagged devices.
     SelfDevices,
-    /// `svc:name`: the addresses of a service, on the device hosting it
-    /// (destinations only).
+    /// `svc:name`: the addresses of a service, on the device hosting it.
     Service(String),
 }
 
-/// Whether a source principal names the untagged devices of `user`.
-pub(crate) fn names_user(principal: &Principal, user: &str) -> bool {
-    names_identity(principal, user, &crate::filter::UNTAGGED)
-}
-
-/// Whether `principal`, as a source, names a node owned by `user` carrying
-/// `tags` by who it is ([`Source::names`]); prefixes, `autogroup:internet`
-/// and `autogroup:self` name no one this way.
-pub(crate) fn names_identity(
-    principal: &Principal,
-    user: &str,
-    tags: &std::collections::BTreeSet<String>,
-) -> bool {
-    !matches!(principal, Principal::Prefix(_))
-        && source_of(principal).is_some_and(|source| source.names(user, tags))
-}
-
-/// The filter source a principal becomes; `None` for destination-only
-/// principals. `Source` is `Principal`'s source side, and this the one
-/// mapping between them.
-pub(crate) fn source_of(principal: &Principal) -> Option<Source> {
-    match principal {
-        Principal::Any => Some(Source::Any),
-        Principal::All => Some(Source::All),
-        Principal::Domain(domain) => Some(Source::Domain(domain.clone())),
-        Principal::User(login) => Some(Source::User(login.clone())),
-        Principal::Tag(tag) => Some(Source::Tag(tag.clone())),
-        Principal::Member => Some(Source::Member),
-        Principal::Tagged => Some(Source::Tagged),
-        Principal::Prefix(prefix) => Some(Source::Prefix(*prefix)),
-        Principal::Internet | Principal::SelfDevices | Principal::Service(_) => None,
+impl Principal {
+    /// Whether the principal names a node owned by `user` (counted only when
+    /// untagged) carrying `tags` by who it is ([`Source::names`]); prefixes,
+    /// `autogroup:internet`, `autogroup:self` and services name no one this
+    /// way.
+    pub fn names(&self, user: &str, tags: &std::collections::BTreeSet<String>) -> bool {
+        matches!(self, Principal::Named(source) if source.names(user, tags))
     }
 }
 
 /// The filter targets a destination principal stands for on a node it names.
 pub(crate) fn targets(principal: &Principal) -> Vec<Target> {
     match principal {
-        Principal::Any | Principal::All => vec![Target::Any],
-        Principal::User(_)
-        | Principal::Domain(_)
-        | Principal::Tag(_)
-        | Principal::Member
-        | Principal::Tagged => {
-            vec![Target::SelfAddresses]
-        }
-        Principal::Prefix(prefix) => vec![Target::Prefix(*prefix)],
+        Principal::Named(Source::Any | Source::All) => vec![Target::Any],
+        Principal::Named(Source::Prefix(prefix)) => vec![Target::Prefix(*prefix)],
+        Principal::Named(_) => vec![Target::SelfAddresses],
         Principal::Internet => internet_prefixes()
             .into_iter()
             .map(Target::Prefix)

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_acl::filter::proto;
-use hearth_acl::{CompiledPolicy, PortRange, Principal, Rule, RuleDestination};
+use hearth_acl::{CompiledPolicy, PortRange, Principal, Rule, RuleDestination, Source};
 use hearth_control::compression::Encoding;
 use hearth_control::tailcfg;
 use hearth_control::wire::MapMessage;
@@ -33,7 +33,7 @@ use common::{NODES, TAGGED, TAGS, median, record, serialize, timed};
 /// groups to tags on ports, tags to tags, self access, a few open ports.
 fn fifty_rules() -> CompiledPolicy {
     let mut rules = Vec::new();
-    let rule = |src: Vec<Principal>, dst: Principal, ports: Vec<PortRange>| {
+    let rule = |src: Vec<Source>, dst: Principal, ports: Vec<PortRange>| {
         Rule::network(
             src,
             vec![RuleDestination {
@@ -45,18 +45,18 @@ fn fifty_rules() -> CompiledPolicy {
     };
     for index in 0..20 {
         let users = (0..10)
-            .map(|k| Principal::User(format!("user{}", index * 10 + k)))
+            .map(|k| Source::User(format!("user{}", index * 10 + k)))
             .collect();
         rules.push(rule(
             users,
-            Principal::Tag(format!("tag:t{index}")),
+            Principal::Named(Source::Tag(format!("tag:t{index}"))),
             vec![PortRange::single(443), PortRange::single(22)],
         ));
     }
     for index in 0..20 {
         rules.push(rule(
-            vec![Principal::Tag(format!("tag:t{index}"))],
-            Principal::Tag(format!("tag:t{}", (index + 1) % 20)),
+            vec![Source::Tag(format!("tag:t{index}"))],
+            Principal::Named(Source::Tag(format!("tag:t{}", (index + 1) % 20))),
             vec![PortRange {
                 first: 8000,
                 last: 8999,
@@ -64,14 +64,14 @@ fn fifty_rules() -> CompiledPolicy {
         ));
     }
     rules.push(rule(
-        vec![Principal::Member],
+        vec![Source::Member],
         Principal::SelfDevices,
         vec![PortRange::ALL],
     ));
     for index in 0..9 {
         rules.push(rule(
-            vec![Principal::User(format!("user{}", 500 + index))],
-            Principal::User(format!("user{}", 600 + index)),
+            vec![Source::User(format!("user{}", 500 + index))],
+            Principal::Named(Source::User(format!("user{}", 600 + index))),
             vec![PortRange::ALL],
         ));
     }

@@ -990,7 +990,7 @@ fn full_map_tail(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use hearth_acl::{PortRange, Principal, Rule, RuleDestination};
+    use hearth_acl::{PortRange, Principal, Rule, RuleDestination, Source};
 
     /// A plain node for tests: `user`'s Linux machine, its address and
     /// key made from `id`.
@@ -1184,9 +1184,9 @@ pub(crate) mod tests {
         // alice may reach bob's port 22 and nothing else is allowed.
         let policy = CompiledPolicy {
             rules: vec![Rule::network(
-                vec![Principal::User("alice".into())],
+                vec![Source::User("alice".into())],
                 vec![RuleDestination {
-                    principal: Principal::User("bob".into()),
+                    principal: Principal::Named(Source::User("bob".into())),
                     ports: vec![PortRange::single(22)],
                 }],
                 hearth_acl::filter::proto::DEFAULT.to_vec(),

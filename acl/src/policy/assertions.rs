@@ -9,11 +9,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{Names, PolicyError, Side, Topology, invalid, normalize_login, protocols};
+use super::{Names, PolicyError, Topology, invalid, normalize_login, protocols};
 use crate::alias::{Alias, AutoGroup, parse_ports, split_destination};
 use crate::compiled::{CompiledPolicy, Principal, Rule, SshRule};
 use crate::document::{PolicyTest, SshTest};
-use crate::filter::proto;
+use crate::filter::{Source, proto};
 
 /// One concrete sender or receiver a test is evaluated for.
 #[derive(Clone, Debug)]
@@ -29,20 +29,16 @@ impl Probe {
         !self.tags.is_empty()
     }
 
-    fn named_by(&self, principal: &Principal) -> bool {
-        match principal {
-            Principal::Any | Principal::All => true,
-            Principal::Prefix(prefix) => self
+    fn named_by(&self, source: &Source) -> bool {
+        match source {
+            Source::Any | Source::All => true,
+            Source::Prefix(prefix) => self
                 .addresses
                 .iter()
                 .any(|address| prefix.contains(address)),
             // A bare address is no one: only `*` and prefixes name it.
             _ if self.user.is_none() && !self.tagged() => false,
-            _ => crate::principals::names_identity(
-                principal,
-                self.user.as_deref().unwrap_or_default(),
-                &self.tags,
-            ),
+            _ => source.names(self.user.as_deref().unwrap_or_default(), &self.tags),
         }
     }
 }
@@ -106,7 +102,7 @@ pub(crate) fn validate(tests: &[PolicyTest], names: &Names) -> Result<(), Policy
             ));
         }
         names
-            .resolve(&alias, Side::Source)
+            .resolve_source(&alias)
             .map_err(|error| shape_error(index, format!("src={src:?}: {error}")))?;
         if test.accept.is_empty() && test.deny.is_empty() {
             return Err(shape_error(index, "a test needs accept or deny entries"));
@@ -115,11 +111,11 @@ pub(crate) fn validate(tests: &[PolicyTest], names: &Names) -> Result<(), Policy
         for entry in test.accept.iter().chain(&test.deny) {
             let (alias, _) = destination(entry).map_err(|error| shape_error(index, error))?;
             let resolved = names
-                .resolve(&alias, Side::Destination)
+                .resolve_destination(&alias)
                 .map_err(|error| shape_error(index, format!("{entry:?}: {error}")))?;
             if resolved
                 .iter()
-                .any(|principal| matches!(principal, Principal::Prefix(prefix) if prefix.prefix_len() != prefix.max_prefix_len()))
+                .any(|principal| matches!(principal, Principal::Named(Source::Prefix(prefix)) if prefix.prefix_len() != prefix.max_prefix_len()))
             {
                 return Err(shape_error(index, format!("{entry:?}: names a prefix, not an address")));
             }
@@ -238,7 +234,8 @@ fn destination_names(destination: &Principal, source: &Probe, target: &Probe) ->
                 && target.user.is_some()
                 && target.user == source.user
         }
-        principal => target.named_by(principal),
+        Principal::Named(named) => target.named_by(named),
+        Principal::Internet | Principal::Service(_) => false,
     }
 }
 
@@ -335,7 +332,7 @@ pub(crate) fn validate_ssh(tests: &[SshTest], names: &Names) -> Result<(), Polic
             ));
         }
         names
-            .resolve(&alias, Side::Source)
+            .resolve_source(&alias)
             .map_err(|error| ssh_shape_error(index, format!("src={:?}: {error}", test.src)))?;
         if test.dst.is_empty() {
             return Err(ssh_shape_error(index, "dst names no node"));
@@ -344,7 +341,7 @@ pub(crate) fn validate_ssh(tests: &[SshTest], names: &Names) -> Result<(), Polic
             let alias = Alias::parse(dst)
                 .map_err(|error| ssh_shape_error(index, format!("dst={dst:?}: {error}")))?;
             names
-                .resolve(&alias, Side::Destination)
+                .resolve_destination(&alias)
                 .map_err(|error| ssh_shape_error(index, format!("dst={dst:?}: {error}")))?;
         }
         if test.accept.is_empty() && test.check.is_empty() && test.deny.is_empty() {

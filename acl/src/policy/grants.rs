@@ -7,7 +7,7 @@ use crate::compiled::{Capabilities, Principal, Rule, RuleDestination};
 use crate::document::{Grant, Protocol};
 use crate::filter::{PortRange, proto};
 
-use super::{Names, PolicyError, Side, check_self_sources, invalid, protocols, sources};
+use super::{Names, PolicyError, check_self_sources, invalid, protocols, sources};
 
 /// `tailscale.com` capabilities a policy may grant (Tailscale reserves the
 /// rest of its domain for itself).
@@ -61,7 +61,7 @@ pub(super) fn compile(names: &Names, grant: &Grant) -> Result<Vec<Rule>, PolicyE
         }
         destinations.extend(
             names
-                .resolve(&alias, Side::Destination)
+                .resolve_destination(&alias)
                 .map_err(|error| invalid(format!("dst={entry:?}: {error}")))?,
         );
     }
@@ -99,12 +99,21 @@ pub(super) fn compile(names: &Names, grant: &Grant) -> Result<Vec<Rule>, PolicyE
             } else {
                 let back = src
                     .iter()
-                    .map(|principal| RuleDestination {
-                        principal: principal.clone(),
+                    .map(|source| RuleDestination {
+                        principal: Principal::Named(source.clone()),
                         ports: vec![PortRange::ALL],
                     })
                     .collect();
-                (destinations.clone(), back)
+                // Destinations only a destination can be (services, the
+                // internet) send nothing back.
+                let back_src = destinations
+                    .iter()
+                    .filter_map(|principal| match principal {
+                        Principal::Named(source) => Some(source.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                (back_src, back)
             };
             rules.push(Rule {
                 src: back_src,

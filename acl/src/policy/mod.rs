@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use crate::alias::{Alias, AutoGroup, parse_ports, parse_prefix, split_destination};
 use crate::compiled::{CompiledPolicy, Principal, Rule, RuleDestination};
 use crate::document::{Document, ParseError, Protocol};
-use crate::filter::proto;
+use crate::filter::{Source, proto};
 use crate::node::NodeIdentity;
 
 /// Why a policy was refused.
@@ -69,13 +69,6 @@ pub(crate) struct Names {
     pub hosts: BTreeMap<String, IpNet>,
     /// Tags declared in `tagOwners`.
     pub tags: BTreeSet<String>,
-}
-
-/// Where an alias appears, for resolution and error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Side {
-    Source,
-    Destination,
 }
 
 /// A user login as the engine compares it: `alice@` (Headscale's form for a
@@ -150,60 +143,68 @@ impl Names {
         }
     }
 
-    /// Resolves an alias to the principals it names.
-    pub(crate) fn resolve(&self, alias: &Alias, side: Side) -> Result<Vec<Principal>, PolicyError> {
+    /// Resolves an alias on a rule's source side to the sources it names.
+    pub(crate) fn resolve_source(&self, alias: &Alias) -> Result<Vec<Source>, PolicyError> {
         Ok(match alias {
-            Alias::Wildcard => vec![Principal::Any],
+            Alias::Wildcard => vec![Source::Any],
             Alias::User(login) => match login.strip_prefix("*@") {
-                Some(domain) if !domain.is_empty() => vec![Principal::Domain(domain.to_owned())],
+                Some(domain) if !domain.is_empty() => vec![Source::Domain(domain.to_owned())],
                 Some(_) => return Err(invalid(format!("{login:?} names no domain"))),
-                None => vec![Principal::User(normalize_login(login))],
+                None => vec![Source::User(normalize_login(login))],
             },
             Alias::Group(group) => self
                 .groups
                 .get(group)
                 .ok_or_else(|| invalid(format!("group not found: {group:?}")))?
                 .iter()
-                .map(|login| Principal::User(login.clone()))
+                .map(|login| Source::User(login.clone()))
                 .collect(),
-            Alias::Tag(tag) if self.tags.contains(tag) => vec![Principal::Tag(tag.clone())],
+            Alias::Tag(tag) if self.tags.contains(tag) => vec![Source::Tag(tag.clone())],
             Alias::Tag(tag) => {
                 return Err(invalid(format!(
                     "tag not found: {tag:?} (declare it in tagOwners)"
                 )));
             }
             Alias::Host(host) => {
-                vec![Principal::Prefix(*self.hosts.get(host).ok_or_else(
-                    || invalid(format!("host not found: {host:?} (declare it in hosts)")),
-                )?)]
+                vec![Source::Prefix(*self.hosts.get(host).ok_or_else(|| {
+                    invalid(format!("host not found: {host:?} (declare it in hosts)"))
+                })?)]
             }
-            Alias::Prefix(prefix) => vec![Principal::Prefix(*prefix)],
-            Alias::Service(name) if side == Side::Destination => {
-                vec![Principal::Service(name.clone())]
-            }
+            Alias::Prefix(prefix) => vec![Source::Prefix(*prefix)],
+            Alias::AutoGroup(AutoGroup::Member) => vec![Source::Member],
+            Alias::AutoGroup(AutoGroup::Tagged) => vec![Source::Tagged],
+            Alias::AutoGroup(AutoGroup::DangerAll) => vec![Source::All],
             Alias::Service(name) => {
                 return Err(invalid(format!(
                     "{name:?} not valid on the src side of a rule (a service is only a destination)"
                 )));
             }
-            Alias::AutoGroup(group) => match (group, side) {
-                (AutoGroup::Member, _) => vec![Principal::Member],
-                (AutoGroup::Tagged, _) => vec![Principal::Tagged],
-                (AutoGroup::DangerAll, Side::Source) => vec![Principal::All],
-                (AutoGroup::DangerAll, Side::Destination) => vec![Principal::Any],
-                (AutoGroup::SelfDevices, Side::Destination) => vec![Principal::SelfDevices],
-                (AutoGroup::Internet, Side::Destination) => vec![Principal::Internet],
-                (AutoGroup::SelfDevices, Side::Source) => {
-                    return Err(invalid(
-                        "\"autogroup:self\" not valid on the src side of a rule",
-                    ));
-                }
-                (AutoGroup::Internet, Side::Source) => {
-                    return Err(invalid(
-                        "\"autogroup:internet\" not valid on the src side of a rule",
-                    ));
-                }
-            },
+            Alias::AutoGroup(AutoGroup::SelfDevices) => {
+                return Err(invalid(
+                    "\"autogroup:self\" not valid on the src side of a rule",
+                ));
+            }
+            Alias::AutoGroup(AutoGroup::Internet) => {
+                return Err(invalid(
+                    "\"autogroup:internet\" not valid on the src side of a rule",
+                ));
+            }
+        })
+    }
+
+    /// Resolves an alias on a rule's destination side to what it names:
+    /// what a source names too, or what only a destination can.
+    pub(crate) fn resolve_destination(&self, alias: &Alias) -> Result<Vec<Principal>, PolicyError> {
+        Ok(match alias {
+            Alias::Service(name) => vec![Principal::Service(name.clone())],
+            Alias::AutoGroup(AutoGroup::DangerAll) => vec![Principal::Named(Source::Any)],
+            Alias::AutoGroup(AutoGroup::SelfDevices) => vec![Principal::SelfDevices],
+            Alias::AutoGroup(AutoGroup::Internet) => vec![Principal::Internet],
+            _ => self
+                .resolve_source(alias)?
+                .into_iter()
+                .map(Principal::Named)
+                .collect(),
         })
     }
 }
@@ -219,12 +220,11 @@ fn filter_sources(
     for entry in entries {
         let alias =
             Alias::parse(entry).map_err(|error| invalid(format!("{field}={entry:?}: {error}")))?;
-        for principal in names
-            .resolve(&alias, Side::Source)
-            .map_err(|error| invalid(format!("{field}={entry:?}: {error}")))?
-        {
-            sources.extend(crate::principals::source_of(&principal));
-        }
+        sources.extend(
+            names
+                .resolve_source(&alias)
+                .map_err(|error| invalid(format!("{field}={entry:?}: {error}")))?,
+        );
     }
     Ok(sources)
 }
@@ -279,7 +279,7 @@ fn ssh_rule(
         }
         destinations.extend(
             names
-                .resolve(&alias, Side::Destination)
+                .resolve_destination(&alias)
                 .map_err(|error| invalid(format!("dst={dst:?}: {error}")))?,
         );
     }
@@ -440,7 +440,7 @@ impl Policy {
                     .map_err(|error| context(&format!("dst={entry:?}: {error}")))?;
                 let alias = Alias::parse(alias)
                     .map_err(|error| context(&format!("dst={entry:?}: {error}")))?;
-                for principal in names.resolve(&alias, Side::Destination).map_err(|error| {
+                for principal in names.resolve_destination(&alias).map_err(|error| {
                     context(&format!("dst={alias_text:?}: {error}", alias_text = entry))
                 })? {
                     dst.push(RuleDestination {
@@ -617,7 +617,7 @@ impl Policy {
 pub(crate) fn sources(
     names: &Names,
     entries: &[String],
-) -> Result<(Vec<Principal>, Vec<Alias>), PolicyError> {
+) -> Result<(Vec<Source>, Vec<Alias>), PolicyError> {
     let mut principals = Vec::new();
     let mut aliases = Vec::new();
     for entry in entries {
@@ -625,7 +625,7 @@ pub(crate) fn sources(
             Alias::parse(entry).map_err(|error| invalid(format!("src={entry:?}: {error}")))?;
         principals.extend(
             names
-                .resolve(&alias, Side::Source)
+                .resolve_source(&alias)
                 .map_err(|error| invalid(format!("src={entry:?}: {error}")))?,
         );
         aliases.push(alias);
