@@ -114,7 +114,16 @@ impl Meaning {
             }
         };
         let messages: Vec<Message> = messages.into_iter().filter(searchable).collect();
-        for batch in messages.chunks(BATCH) {
+        // What is held already, with the same text and its embedding (after
+        // falling behind, most of it), is not embedded again.
+        let missing: Vec<&Message> = {
+            let recent = self.recent.lock().expect("the index is whole");
+            messages
+                .iter()
+                .filter(|message| !recent.holds(message.id, &message.body))
+                .collect()
+        };
+        for batch in missing.chunks(BATCH) {
             let texts: Vec<String> = batch.iter().map(|message| message.body.clone()).collect();
             let vectors = self
                 .embed(self.profile.passage_prefix, &texts, BATCH_TIMEOUT)
@@ -127,6 +136,7 @@ impl Meaning {
         }
         tracing::info!(
             messages = messages.len(),
+            embedded = missing.len(),
             "recent messages indexed for search by meaning"
         );
     }

@@ -19,9 +19,26 @@ pub const WINDOW: usize = 2_000;
 /// The recent messages, searchable.
 pub struct Recent {
     index: Index<i64>,
-    /// Each message's room, by id (ascending: the first is the oldest).
-    rooms: BTreeMap<i64, String>,
+    /// Each message's room and what was indexed, by id (ascending: the
+    /// first is the oldest).
+    rooms: BTreeMap<i64, Held>,
     capacity: usize,
+}
+
+/// What is held of one message besides the index's words and vector.
+struct Held {
+    room: String,
+    /// A digest of the text indexed (to tell an edit from the same text).
+    text: u64,
+    /// Whether the model's embedding came with it.
+    embedded: bool,
+}
+
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Recent {
@@ -58,13 +75,28 @@ impl Recent {
             return;
         }
         self.index.insert(id, text, vector, None);
-        self.rooms.insert(id, room.to_owned());
+        self.rooms.insert(
+            id,
+            Held {
+                room: room.to_owned(),
+                text: digest(text),
+                embedded: vector.is_some(),
+            },
+        );
         while self.rooms.len() > self.capacity {
             let Some((oldest, _)) = self.rooms.pop_first() else {
                 break;
             };
             self.index.remove(&oldest);
         }
+    }
+
+    /// Whether message `id` is held with this `text` and an embedding (so
+    /// catching up need not embed it again).
+    pub fn holds(&self, id: i64, text: &str) -> bool {
+        self.rooms
+            .get(&id)
+            .is_some_and(|held| held.embedded && held.text == digest(text))
     }
 
     /// Removes message `id` (deleted).
@@ -79,7 +111,7 @@ impl Recent {
         let gone: Vec<i64> = self
             .rooms
             .iter()
-            .filter(|(_, of)| of.as_str() == room)
+            .filter(|(_, held)| held.room == room)
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -109,13 +141,13 @@ impl Recent {
         let readable: HashMap<&str, bool> = self
             .rooms
             .values()
-            .map(|room| (room.as_str(), may_access(user, room)))
+            .map(|held| (held.room.as_str(), may_access(user, &held.room)))
             .collect();
         self.index
             .search(&query, |id| {
                 self.rooms
                     .get(id)
-                    .is_some_and(|room| readable.get(room.as_str()) == Some(&true))
+                    .is_some_and(|held| readable.get(held.room.as_str()) == Some(&true))
             })
             .into_iter()
             .map(|hit| hit.key)
@@ -188,6 +220,26 @@ mod tests {
         let mut bens = found("ben");
         bens.sort();
         assert_eq!(bens, [1, 2]);
+    }
+
+    #[test]
+    fn it_knows_which_messages_it_holds_embedded_with_their_text() {
+        let mut recent = Recent::new(10);
+        recent.insert(
+            1,
+            "household",
+            "the plumber comes on Thursday",
+            Some(&[1.0, 0.0]),
+        );
+        recent.insert(2, "household", "dinner at seven", None);
+        assert!(recent.holds(1, "the plumber comes on Thursday"));
+        // An edit since, a message indexed without the model, one never seen:
+        // each is embedded again when catching up.
+        assert!(!recent.holds(1, "the plumber comes on Friday"));
+        assert!(!recent.holds(2, "dinner at seven"));
+        assert!(!recent.holds(3, "anything"));
+        recent.remove(1);
+        assert!(!recent.holds(1, "the plumber comes on Thursday"));
     }
 
     #[test]

@@ -382,15 +382,12 @@ impl Messaging {
         let words = crate::protocol::query_words(query).ok_or(ServiceError::BadQuery)?;
         let mut found: Vec<Message> = Vec::new();
         if let Some(meaning) = &self.meaning {
-            for id in meaning.search(&caller.user, query, SEARCH_RESULTS).await {
-                // Read again: what the index holds may have changed since.
-                if let Some(message) = self.store.message(id).await?
-                    && message.status != MessageStatus::Deleted
-                    && may_access(&caller.user, &message.room)
-                {
-                    found.push(message);
-                }
-            }
+            let ids = meaning.search(&caller.user, query, SEARCH_RESULTS).await;
+            // Read again: what the index holds may have changed since.
+            found = self.store.messages(&ids).await?;
+            found.retain(|message| {
+                message.status != MessageStatus::Deleted && may_access(&caller.user, &message.room)
+            });
         }
         let by_words = self
             .store

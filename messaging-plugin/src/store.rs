@@ -413,6 +413,25 @@ impl Store {
         row.as_ref().map(|row| self.message_of(row)).transpose()
     }
 
+    /// The messages of `ids` that exist, in the order of `ids`.
+    pub async fn messages(&self, ids: &[i64]) -> Result<Vec<Message>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = format!("SELECT * FROM messages WHERE id IN ({marks})");
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let mut found: std::collections::HashMap<i64, Message> = std::collections::HashMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let message = self.message_of(&row)?;
+            found.insert(message.id, message);
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
     /// Its writer changed `message` (its body and status, as given) at
     /// `edited_at`.
     /// A deleted message's file goes with it.
@@ -867,6 +886,16 @@ mod tests {
         let (older, more) = store.history("household", Some(page[0].id), 10).await?;
         assert_eq!(older.len(), 3);
         assert!(!more);
+        // Read together, in the order asked, an unknown id left out.
+        let ids = [page[1].id, 9_999, older[0].id];
+        let read = store.messages(&ids).await?;
+        assert_eq!(
+            read.iter()
+                .map(|message| message.body.as_str())
+                .collect::<Vec<_>>(),
+            ["m4", "m0"]
+        );
+        assert!(store.messages(&[]).await?.is_empty());
         assert_eq!(
             store.since("cy", 0, 100).await?.len(),
             5,
