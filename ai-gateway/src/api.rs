@@ -24,7 +24,7 @@ use tower_governor::key_extractor::PeerIpKeyExtractor;
 pub use crate::caller::Auth;
 use crate::caller::Caller;
 use crate::edge::{authenticate, error_body, json_only, refusal, same_origin, sse};
-use crate::gateway::{Gateway, Refusal, Refused};
+use crate::gateway::{Gateway, Refused};
 use crate::openai_http::{completions, embeddings, model, models, responses};
 use hearth_runtime::clock::unix_seconds;
 
@@ -412,7 +412,7 @@ async fn chat(
 ) -> Response {
     let envelope: ChatEnvelope = match hearth_e2ee::envelope::parse_envelope(&body) {
         Ok(envelope) => envelope,
-        Err(error) => return refusal(&gateway, Refusal::Envelope(error)),
+        Err(error) => return refusal(&gateway, Refused::from(error)),
     };
     let now = unix_seconds();
     let plausible = match gateway.precheck(&envelope, now, Instant::now()) {
@@ -469,7 +469,7 @@ async fn assistant(
 ) -> Response {
     let envelope: ChatEnvelope = match hearth_e2ee::envelope::parse_envelope(&body) {
         Ok(envelope) => envelope,
-        Err(error) => return refusal(&gateway, Refusal::Envelope(error)),
+        Err(error) => return refusal(&gateway, Refused::from(error)),
     };
     let now = unix_seconds();
     let admitted = gateway

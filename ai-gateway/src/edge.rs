@@ -21,7 +21,7 @@ use hearth_e2ee::ErrorCode;
 use serde_json::json;
 
 use crate::caller::{Auth, Caller};
-use crate::gateway::{Gateway, Refusal, Refused};
+use crate::gateway::{Gateway, Refused};
 
 pub(crate) fn error_body(status: StatusCode, code: ErrorCode, message: String) -> Response {
     (
@@ -31,16 +31,11 @@ pub(crate) fn error_body(status: StatusCode, code: ErrorCode, message: String) -
         .into_response()
 }
 
-pub(crate) fn refusal(gateway: &Gateway, refusal: Refusal) -> Response {
-    let status = match &refusal {
-        Refusal::Replay(hearth_e2ee::Rejection::Replayed) => StatusCode::CONFLICT,
-        Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        Refusal::Replay(hearth_e2ee::Rejection::Full) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    gateway.metrics().outcome("chat", refusal.code().as_str());
-    tracing::debug!(code = %refusal.code(), "request refused");
-    error_body(status, refusal.code(), refusal.to_string())
+/// A request refused before its turn (a sealed envelope, a rate), counted.
+pub(crate) fn refusal(gateway: &Gateway, refused: Refused) -> Response {
+    gateway.metrics().outcome("chat", refused.code.as_str());
+    tracing::debug!(code = %refused.code, "request refused");
+    refused_response(refused)
 }
 
 /// The secret a caller presents: `Authorization: Bearer …`, or the
@@ -288,9 +283,16 @@ pub(crate) fn invalid(message: impl Into<String>) -> Response {
     bad(message).into_response()
 }
 
-/// The HTTP status of a turn the conversation use case refused.
+/// The HTTP status of a refusal.
 pub(crate) fn refused_status(code: ErrorCode) -> StatusCode {
     match code {
+        ErrorCode::ReplayedRequest => StatusCode::CONFLICT,
+        ErrorCode::Malformed
+        | ErrorCode::Tampered
+        | ErrorCode::DecryptionFailed
+        | ErrorCode::StaleRequest
+        | ErrorCode::FutureRequest
+        | ErrorCode::UnknownKey => StatusCode::BAD_REQUEST,
         ErrorCode::NotPermitted => StatusCode::FORBIDDEN,
         ErrorCode::BudgetExhausted | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Busy | ErrorCode::NoModel => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,6 +1,6 @@
 //! The conversation use case every API shares: a caller asks an agent (the
 //! household's assistant) or a model, in plain values ([`Ask`]); the
-//! answer is a stream of [`ReplyEvent`]s or a typed refusal ([`Refused`]).
+//! answer is a stream of [`ReplyEvent`]s or a refusal ([`Refused`]).
 //! The sealed chat, the OpenAI API, Ollama's API, OpenClaw's protocol and
 //! the scheduler's questions are adapters that translate their wire to an
 //! `Ask` and the events back; none of them decides anything below.
@@ -26,6 +26,7 @@ use hearth_e2ee::{ErrorCode, ReplyEvent, ReplyUsage};
 use hearth_llm::{Message, ModelRef, StructuredOutput};
 use hearth_roster::Asker;
 
+use super::refused::Refused;
 use super::turns::{ASSISTANT_MODEL, Route};
 use super::{Gateway, check_images};
 use crate::access::{Access, Target};
@@ -126,26 +127,6 @@ pub struct Session {
     pub channel: String,
     /// Whose channels: a device's key, or a caller's session owner.
     pub owner: String,
-}
-
-/// Why a turn did not start: a stable code and a sentence for the caller.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Refused {
-    /// The code (`not_permitted`, `budget_exhausted`, `busy`, …).
-    pub code: ErrorCode,
-    /// Why, for the caller.
-    pub message: String,
-}
-
-impl Refused {
-    /// A refusal with `code`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refused {
-        Refused {
-            code,
-            message: message.into(),
-        }
-    }
 }
 
 /// Which agent answers and which model it starts with.
@@ -522,8 +503,7 @@ impl Gateway {
             None => (messages, None),
         };
         if limit == Limit::Address {
-            self.admit_plain(caller.address)
-                .map_err(|refused| Refused::new(refused.code(), refused.to_string()))?;
+            self.admit_plain(caller.address)?;
         }
         // What the turn may use: its prompt, and the most it may generate.
         // A schema the reply is held to is sent to the model too (and costs

@@ -5,9 +5,11 @@
 //! every API shares is [`ask`]; a turn's reply is [`turns`].
 
 mod ask;
+mod refused;
 mod turns;
 
-pub use ask::{Ask, Limit, Refused, Selection, Session, SlotGuard};
+pub use ask::{Ask, Limit, Selection, Session, SlotGuard};
+pub use refused::Refused;
 pub use turns::Route;
 
 use std::num::NonZeroU32;
@@ -16,10 +18,7 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hearth_e2ee::envelope::{SUITE, b64, check_shape, open_request_with};
-use hearth_e2ee::{
-    ChatEnvelope, ChunkSealer, EnvelopeError, ErrorCode, PublishedKey, Rejection, ReplayWindow,
-    ReplyEvent,
-};
+use hearth_e2ee::{ChatEnvelope, ChunkSealer, ErrorCode, PublishedKey, ReplayWindow, ReplyEvent};
 use hearth_llm::{Message, ModelRef, Router};
 use serde::Serialize;
 
@@ -30,38 +29,6 @@ use crate::journal::Journal;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
-
-/// Why a request was refused before any backend call.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// The key id is unknown or retired.
-    #[error("key `{0}` is not accepted (unknown or retired); fetch /api/pubkey again")]
-    UnknownKey(String),
-    /// Outside the time window, or replayed.
-    #[error(transparent)]
-    Replay(#[from] Rejection),
-    /// The envelope does not decrypt or was altered.
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-    /// Too many requests from this device or address.
-    #[error("too many requests; slow down")]
-    RateLimited,
-}
-
-impl Refusal {
-    /// The stable error code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Refusal::UnknownKey(_) => ErrorCode::UnknownKey,
-            Refusal::Replay(Rejection::Stale { .. }) => ErrorCode::StaleRequest,
-            Refusal::Replay(Rejection::Future { .. }) => ErrorCode::FutureRequest,
-            Refusal::Replay(Rejection::Replayed) => ErrorCode::ReplayedRequest,
-            Refusal::Replay(Rejection::Full) => ErrorCode::Busy,
-            Refusal::Envelope(error) => error.code(),
-            Refusal::RateLimited => ErrorCode::RateLimited,
-        }
-    }
-}
 
 /// `GET /api/pubkey`.
 #[derive(Clone, Debug, Serialize)]
@@ -327,7 +294,7 @@ impl Gateway {
         envelope: &ChatEnvelope,
         now: i64,
         arrived: Instant,
-    ) -> Result<Plausible, Refusal> {
+    ) -> Result<Plausible, Refused> {
         check_shape(envelope)?;
         // Checked again, with memory, in part two; this spares the decryption.
         hearth_runtime::lock(&self.replay)
@@ -336,7 +303,7 @@ impl Gateway {
         let key = self
             .keys
             .accepted(&envelope.key_id, now)
-            .ok_or_else(|| Refusal::UnknownKey(envelope.key_id.clone()))?;
+            .ok_or_else(|| Refused::unknown_key(&envelope.key_id))?;
         Ok(Plausible { key, arrived })
     }
 
@@ -347,7 +314,7 @@ impl Gateway {
         envelope: &ChatEnvelope,
         plausible: Plausible,
         now: i64,
-    ) -> Result<Admitted, Refusal> {
+    ) -> Result<Admitted, Refused> {
         let Plausible { key, arrived } = plausible;
         let opened = open_request_with(envelope, &key)?;
         {
@@ -359,7 +326,7 @@ impl Gateway {
         }
         self.device_limiter
             .check_key(&opened.device_key)
-            .map_err(|_| Refusal::RateLimited)?;
+            .map_err(|_| Refused::rate_limited())?;
         Ok(Admitted {
             plaintext: opened.plaintext,
             peer: b64(&opened.device_key),
@@ -370,10 +337,10 @@ impl Gateway {
 
     /// Admission on the OpenAI-compatible and Ollama APIs, which have no
     /// device key: the caller's address within the same per-device rate.
-    pub fn admit_plain(&self, caller: std::net::IpAddr) -> Result<(), Refusal> {
+    pub fn admit_plain(&self, caller: std::net::IpAddr) -> Result<(), Refused> {
         self.caller_limiter
             .check_key(&caller.to_canonical())
-            .map_err(|_| Refusal::RateLimited)
+            .map_err(|_| Refused::rate_limited())
     }
 
     /// The current session of (channel, peer) and its history.
