@@ -120,11 +120,10 @@ async fn chat_events(
         }),
         max_tokens: payload.max_tokens,
         temperature: payload.temperature,
-        slot,
         arrived,
         ..Ask::new(caller, vec![user], "chat")
     };
-    match gateway.ask(ask).await {
+    match gateway.ask_holding(ask, slot).await {
         Ok(events) => events,
         Err(refused) => single(ReplyEvent::Error {
             code: refused.code,

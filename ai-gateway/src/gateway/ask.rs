@@ -18,158 +18,20 @@
 //! was asked from.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use hearth_e2ee::{ErrorCode, ReplyEvent, ReplyUsage};
-use hearth_llm::{Message, ModelRef, StructuredOutput};
+use hearth_llm::Message;
 use hearth_roster::Asker;
 
+use super::Gateway;
+use super::admit::{Account, Admission, Ask, Limit, Selection, admit};
 use super::refused::Refused;
-use super::turns::{ASSISTANT_MODEL, Route};
-use super::{Gateway, check_images};
-use crate::access::{Access, Target};
+use super::turns::ASSISTANT_MODEL;
+use crate::access::Target;
 use crate::caller::Caller;
 use crate::slots::Holder;
-
-/// What a caller asks, whatever the wire it came on.
-pub struct Ask {
-    /// Who called.
-    pub caller: Caller,
-    /// The member the caller asks for (household messaging's and the
-    /// scheduler's questions); a device asks for its own member.
-    pub on_behalf_of: Option<Asker>,
-    /// The agent target or model asked for (`openclaw`, `openclaw/<id>`,
-    /// `provider/model`, a bare model id); none is the default agent.
-    pub model: Option<String>,
-    /// The agent named apart from the model (OpenClaw's agent id).
-    pub agent: Option<String>,
-    /// The backend model named apart from the agent (OpenClaw's model override).
-    pub backend_model: Option<String>,
-    /// The session the exchange continues and is kept in; none: the
-    /// caller brings the whole conversation.
-    pub session: Option<Session>,
-    /// The conversation the caller brings, the newest message last.
-    pub messages: Vec<Message>,
-    /// More system prompt, after the agent's persona.
-    pub instructions: Option<String>,
-    /// The most tokens the reply may have (capped by the model and limits).
-    pub max_tokens: Option<u32>,
-    /// Sampling temperature.
-    pub temperature: Option<f32>,
-    /// Other sampling settings passed through.
-    pub sampling: serde_json::Map<String, serde_json::Value>,
-    /// The caller's own tools (OpenAI's shape).
-    pub tools: Option<serde_json::Value>,
-    /// Which tool the caller wants called.
-    pub tool_choice: Option<serde_json::Value>,
-    /// The reply's structure the caller asks for (none: free text).
-    pub response_format: Option<StructuredOutput>,
-    /// Whether (and how much) a thinking model thinks first.
-    pub think: Option<hearth_llm::Think>,
-    /// The API it came on, for the metrics.
-    pub endpoint: &'static str,
-    /// When the request arrived.
-    pub arrived: Instant,
-    /// The rate it is held to here.
-    pub limit: Limit,
-    /// A reply slot the adapter took already ([`Gateway::slot_for`]), to
-    /// say "busy" before its answer's head went out; else one is taken here.
-    pub slot: Option<SlotGuard>,
-}
-
-impl Ask {
-    /// `caller` asking the default agent about `messages` on `endpoint`,
-    /// nothing else set.
-    pub fn new(caller: Caller, messages: Vec<Message>, endpoint: &'static str) -> Ask {
-        Ask {
-            caller,
-            on_behalf_of: None,
-            model: None,
-            agent: None,
-            backend_model: None,
-            session: None,
-            messages,
-            instructions: None,
-            max_tokens: None,
-            temperature: None,
-            sampling: serde_json::Map::new(),
-            tools: None,
-            tool_choice: None,
-            response_format: None,
-            think: None,
-            endpoint,
-            arrived: Instant::now(),
-            limit: Limit::Adapter,
-            slot: None,
-        }
-    }
-}
-
-/// Which rate a turn is held to here, besides its adapter's own.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Limit {
-    /// None here: the adapter limits by what identifies the client better
-    /// (a sealed request's device key, an OpenClaw device).
-    #[default]
-    Adapter,
-    /// The caller's address, at the per-device rate (the OpenAI and
-    /// Ollama APIs, which carry no device key).
-    Address,
-}
-
-/// A kept conversation: a channel of an owner's (the same store serves a
-/// sealed device's channels and an API caller's session keys).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Session {
-    /// The channel (`default`, `openai:<key>`, …).
-    pub channel: String,
-    /// Whose channels: a device's key, or a caller's session owner.
-    pub owner: String,
-}
-
-/// Which agent answers and which model it starts with.
-#[derive(Clone, Debug)]
-pub struct Selection {
-    /// The agent (its persona).
-    pub agent: String,
-    /// The model tried first, if one was named or the agent has one.
-    pub first: Option<ModelRef>,
-    /// What the access policy is asked about.
-    pub target: Target,
-}
-
-/// Whose turn it is: the account its usage and budget count against, what
-/// the policy lets it do, and whose slot it takes.
-struct Account {
-    who: String,
-    access: Access,
-    holder: Holder,
-}
-
-impl Account {
-    /// The member asked for, with the grants their device has; else the
-    /// caller itself.
-    fn of(caller: &Caller, asker: Option<&Asker>) -> Account {
-        match asker {
-            Some(asker) => Account {
-                who: asker.member.clone(),
-                access: Access::of(&asker.capabilities),
-                holder: Holder::Account(asker.member.clone()),
-            },
-            None => Account {
-                who: caller.account(),
-                access: caller.access(),
-                holder: if caller.speaks_for_members {
-                    Holder::Operator
-                } else {
-                    Holder::Account(caller.account())
-                },
-            },
-        }
-    }
-}
 
 /// A reply slot, given back when dropped.
 pub struct SlotGuard {
@@ -184,79 +46,21 @@ impl Drop for SlotGuard {
 }
 
 impl Gateway {
-    /// Which agent and model a request names: OpenClaw's agent targets in
-    /// `model` (`openclaw`, `openclaw/<id>`, …) or `agent`; a backend model
-    /// from `backend_model`, or a `provider/model` id (or a bare model id
-    /// naming exactly one) in `model`.
+    /// Which agent and model a request names ([`Book::select`]).
     pub fn select(
         &self,
         model: Option<&str>,
         agent: Option<&str>,
         backend_model: Option<&str>,
     ) -> Result<Selection, Refused> {
-        let unknown = |name: &str| {
-            Refused::new(
-                ErrorCode::ModelNotFound,
-                format!(
-                    "no agent or model is called {name:?}; GET /v1/models lists them: {}",
-                    self.model_ids().join(", ")
-                ),
-            )
-        };
-        for name in [model, backend_model].into_iter().flatten().map(str::trim) {
-            if let Some(model) = self.embedding_named(name) {
-                return Err(Refused::new(
-                    ErrorCode::InvalidRequestError,
-                    format!(
-                        "{model} is an embedding model: it gives embeddings (/v1/embeddings, Ollama's /api/embed), not chat replies; choose a chat model from GET /v1/models"
-                    ),
-                ));
-            }
-        }
-        let mut chosen_agent = self.agents.default_id().to_owned();
-        let mut chosen = None;
-        if let Some(name) = model.map(str::trim).filter(|name| !name.is_empty()) {
-            match self.agents.target(name) {
-                Some(Ok(id)) => id.clone_into(&mut chosen_agent),
-                Some(Err(())) => return Err(unknown(name)),
-                None => chosen = Some(self.model_named(name).ok_or_else(|| unknown(name))?),
-            }
-        }
-        if let Some(id) = agent.map(str::trim).filter(|id| !id.is_empty()) {
-            if self.agents.get(id).is_none() {
-                return Err(unknown(id));
-            }
-            id.clone_into(&mut chosen_agent);
-        }
-        if let Some(name) = backend_model.map(str::trim).filter(|name| !name.is_empty()) {
-            chosen = Some(self.model_named(name).ok_or_else(|| unknown(name))?);
-        }
-        let target = match &chosen {
-            Some(model) => Target::Model(model.to_string()),
-            None => Target::Agent(chosen_agent.clone()),
-        };
-        let first = chosen.or_else(|| {
-            self.agents
-                .get(&chosen_agent)
-                .and_then(|found| found.model.clone())
-        });
-        Ok(Selection {
-            agent: chosen_agent,
-            first,
-            target,
-        })
+        self.book().select(model, agent, backend_model)
     }
 
     /// The model ids callers can name: the agents (as OpenClaw lists
     /// them), then the backend models as `provider/model` (Hearth's own
     /// addition), then the embedding model.
     pub fn model_ids(&self) -> Vec<String> {
-        self.agents
-            .model_ids()
-            .into_iter()
-            .chain(self.models().iter().map(ToString::to_string))
-            .chain(self.embedding_model().map(|model| model.to_string()))
-            .collect()
+        self.book().model_ids()
     }
 
     /// The model ids `caller` may use (what the policy grants it).
@@ -299,47 +103,6 @@ impl Gateway {
         self.take_slot(account.holder).map(Some)
     }
 
-    /// Whether `account` may use `target`, and the route of the models
-    /// that may answer it: refused when the policy does not grant the
-    /// target, or grants no model that could answer it.
-    fn route_for(&self, account: &Account, selection: &Selection) -> Result<Route, Refused> {
-        let Account { who, access, .. } = account;
-        if !access.permits(&selection.target) {
-            let (Target::Agent(name) | Target::Model(name)) = &selection.target;
-            return Err(Refused::new(
-                ErrorCode::NotPermitted,
-                format!(
-                    "{who} may not use {name}: the household's policy (grants of hearth.example/cap/ai) lets them use {}",
-                    access.allowed()
-                ),
-            ));
-        }
-        let chain = self.router.chain();
-        // Along the failover chain, or the model asked for by name.
-        let allowed: Vec<ModelRef> = chain
-            .iter()
-            .filter(|model| {
-                self.failover.contains(model) || selection.first.as_ref() == Some(model)
-            })
-            .filter(|model| access.may_answer_with(&selection.target, &model.to_string()))
-            .cloned()
-            .collect();
-        if allowed.is_empty() && !chain.is_empty() {
-            return Err(Refused::new(
-                ErrorCode::NotPermitted,
-                format!(
-                    "none of the models that could answer may be used by {who}: the household's policy \
-                     (grants of hearth.example/cap/ai) lets them use {}",
-                    access.allowed()
-                ),
-            ));
-        }
-        Ok(Route {
-            first: selection.first.clone(),
-            allowed: Arc::new(allowed),
-        })
-    }
-
     /// Reserves what a turn may use of `account`'s budget today.
     async fn reserve(&self, account: &Account, wanted: u64) -> Result<Reservation, Refused> {
         if account.access.daily_tokens.is_none() {
@@ -370,8 +133,19 @@ impl Gateway {
         self: &Arc<Self>,
         ask: Ask,
     ) -> Result<BoxStream<'static, ReplyEvent>, Refused> {
+        self.ask_holding(ask, None).await
+    }
+
+    /// [`Gateway::ask`] with a reply slot the adapter took already
+    /// ([`Gateway::slot_for`], to say "busy" before its answer's head went
+    /// out); without one, one is taken here.
+    pub async fn ask_holding(
+        self: &Arc<Self>,
+        ask: Ask,
+        slot: Option<SlotGuard>,
+    ) -> Result<BoxStream<'static, ReplyEvent>, Refused> {
         let endpoint = ask.endpoint;
-        let outcome = self.admit_ask(ask).await;
+        let outcome = self.admit_ask(ask, slot).await;
         if let Err(refused) = &outcome {
             self.metrics.outcome(endpoint, refused.code.as_str());
         }
@@ -381,13 +155,19 @@ impl Gateway {
     async fn admit_ask(
         self: &Arc<Self>,
         ask: Ask,
+        slot: Option<SlotGuard>,
     ) -> Result<BoxStream<'static, ReplyEvent>, Refused> {
+        let Admission {
+            selection,
+            asker,
+            account,
+            route,
+            assistant,
+            household_tools,
+            client_tools,
+        } = admit(&ask, &self.book())?;
         let Ask {
             caller,
-            on_behalf_of,
-            model,
-            agent,
-            backend_model,
             session,
             mut messages,
             instructions,
@@ -401,72 +181,16 @@ impl Gateway {
             endpoint,
             arrived,
             limit,
-            slot,
+            ..
         } = ask;
-        let Some(last) = messages.pop() else {
-            return Err(Refused::new(
-                ErrorCode::InvalidRequestError,
-                "the conversation is empty",
-            ));
-        };
-        let selection =
-            self.select(model.as_deref(), agent.as_deref(), backend_model.as_deref())?;
-        // A member named by the caller must be one it may speak for; a
-        // device's own member is what it is, or nobody in particular.
-        let asker = match (caller.asker(on_behalf_of.as_ref()), &on_behalf_of) {
-            (Ok(asker), _) => asker,
-            (Err(why), Some(_)) => return Err(Refused::new(ErrorCode::BadRequest, why)),
-            (Err(_), None) => None,
-        };
-        let account = Account::of(&caller, asker.as_ref());
-        let route = self.route_for(&account, &selection)?;
-        let images = last.images.len() + messages.iter().map(|m| m.images.len()).sum::<usize>();
-        if images > 0 {
-            let vision = self.router.reads_images(route.leading());
-            for message in messages.iter().chain([&last]) {
-                if message.images.is_empty() {
-                    continue;
-                }
-                check_images(&message.images, vision).map_err(|refused| {
-                    let message = match (&refused, &selection.target) {
-                        (super::PictureRefused::NoVision, Target::Model(_)) => {
-                            "this model does not read images: no model here says it has vision \
-                             (llama-server started with a multimodal projector, --mmproj, says so)"
-                                .to_owned()
-                        }
-                        _ => refused.to_string(),
-                    };
-                    Refused::new(ErrorCode::UnsupportedMediaType, message)
-                })?;
-            }
-        }
+        let last = messages
+            .pop()
+            .expect("admitted: the conversation is not empty");
         // The household assistant answers a member who asks an agent.
-        let assistant = match (&selection.target, &self.assistant, asker) {
-            (Target::Agent(_), Some(assistant), Some(asker)) => {
-                Some((Arc::clone(assistant), asker))
-            }
+        let assistant = match (assistant, &self.assistant, asker) {
+            (true, Some(household), Some(asker)) => Some((Arc::clone(household), asker)),
             _ => None,
         };
-        let household_tools = assistant
-            .as_ref()
-            .and_then(|_| self.household_tools(&route));
-        let client_tools = crate::openai::check_tools(tools.as_ref(), None).unwrap_or_default();
-        if let Some(household) = &household_tools
-            && let Some(clash) = client_tools.iter().find(|name| {
-                household
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|tool| tool["function"]["name"] == name.as_str())
-            })
-        {
-            return Err(Refused::new(
-                ErrorCode::InvalidRequestError,
-                format!(
-                    "the tool {clash:?} is one of the household assistant's own; give yours another name"
-                ),
-            ));
-        }
         let speaking = {
             let agent = self
                 .agents
@@ -710,7 +434,7 @@ impl Gateway {
             }
             None => {
                 let selection = self.select(named, None, backend_model)?;
-                let route = self.route_for(&account, &selection)?;
+                let route = self.book().route(&account, &selection)?;
                 _slot = self.take_slot(account.holder.clone())?;
                 let allowed = Arc::clone(&route.allowed);
                 self.router

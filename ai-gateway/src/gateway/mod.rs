@@ -4,11 +4,15 @@
 //! ([`Gateway::precheck`], [`Gateway::admit_checked`]). The conversation
 //! every API shares is [`ask`]; a turn's reply is [`turns`].
 
+mod admit;
 mod ask;
 mod refused;
 mod turns;
 
-pub use ask::{Ask, Limit, Selection, Session, SlotGuard};
+pub use admit::{
+    Ask, Limit, MAX_IMAGES, NO_VISION, PictureRefused, Selection, Session, check_images,
+};
+pub use ask::SlotGuard;
 pub use refused::Refused;
 pub use turns::Route;
 
@@ -370,10 +374,23 @@ impl Gateway {
 
     /// The models that can answer (those of the chain), by name.
     pub fn models(&self) -> Vec<ModelRef> {
-        let mut models = self.router.chain().to_vec();
-        models.sort_by_key(ToString::to_string);
-        models.dedup();
-        models
+        self.book().models()
+    }
+
+    /// What admission decides with: the agents and models as they are now
+    /// ([`admit::Book`]).
+    pub(crate) fn book(&self) -> admit::Book<'_> {
+        admit::Book {
+            agents: &self.agents,
+            chain: self.router.chain(),
+            failover: &self.failover,
+            embedding: self.embedding_model(),
+            abilities: self.router.as_ref(),
+            assistant: self
+                .assistant
+                .as_deref()
+                .map(|assistant| assistant as &dyn admit::Household),
+        }
     }
 
     /// What `id` (an agent, a chat model or the embedding model) can do, in
@@ -407,8 +424,7 @@ impl Gateway {
     /// The embedding model, when `name` names it (`provider/model`, or its
     /// bare model id).
     pub fn embedding_named(&self, name: &str) -> Option<ModelRef> {
-        self.embedding_model()
-            .filter(|model| model.to_string() == name || model.model == name)
+        self.book().embedding_named(name)
     }
 
     /// The model the assistant embeds with (`memory.search`'s), if any.
@@ -423,15 +439,7 @@ impl Gateway {
     /// The model an OpenAI client named: a `provider/model` id of
     /// `/v1/models`, or a bare model id that names exactly one of them.
     pub fn model_named(&self, name: &str) -> Option<ModelRef> {
-        let models = self.models();
-        if let Some(found) = models.iter().find(|model| model.to_string() == name) {
-            return Some(found.clone());
-        }
-        let mut bare = models.iter().filter(|model| model.model == name);
-        match (bare.next(), bare.next()) {
-            (Some(only), None) => Some(only.clone()),
-            _ => None,
-        }
+        self.book().model_named(name)
     }
 
     /// Closes the session store and the assistant's.
@@ -533,48 +541,6 @@ impl Answerer for ScheduledQuestions {
         })
     }
 }
-
-/// Most pictures one message may carry.
-pub const MAX_IMAGES: usize = 4;
-
-/// Why pictures may not go to the model.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PictureRefused {
-    /// No model that would answer reads images.
-    #[error("{NO_VISION}")]
-    NoVision,
-    /// Too many with one message.
-    #[error("at most {MAX_IMAGES} pictures go with one message")]
-    TooMany,
-    /// Not a picture in a form models take.
-    #[error("a picture is sent as a data:image/(png|jpeg|webp|gif);base64 URL")]
-    NotAPicture,
-}
-
-/// Whether `images` (data URLs) may go to the model: some model here reads
-/// images, and each is a picture in a form models take.
-pub fn check_images(images: &[String], vision: bool) -> Result<(), PictureRefused> {
-    if !vision {
-        return Err(PictureRefused::NoVision);
-    }
-    if images.len() > MAX_IMAGES {
-        return Err(PictureRefused::TooMany);
-    }
-    let picture = |url: &str| {
-        ["png", "jpeg", "webp", "gif"]
-            .iter()
-            .any(|kind| url.starts_with(&format!("data:image/{kind};base64,")))
-    };
-    if images.iter().all(|url| picture(url)) {
-        Ok(())
-    } else {
-        Err(PictureRefused::NotAPicture)
-    }
-}
-
-/// Why a picture is not looked at when no model reads images.
-pub const NO_VISION: &str = "none of the household's models can look at pictures: a model that \
-     reads images is needed (llama-server started with its multimodal projector, --mmproj)";
 
 #[cfg(test)]
 mod tests {

@@ -448,15 +448,4 @@ impl Gateway {
         });
         tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
     }
-
-    /// The household's tools for a turn on `route`: none when the assistant
-    /// is off or its tools are, or when the model's chat template renders
-    /// no tools (llama.cpp says so: SmolLM2's, for one).
-    pub(super) fn household_tools(&self, route: &Route) -> Option<serde_json::Value> {
-        let assistant = self.assistant.as_ref()?;
-        if !self.router.takes_tools(route.leading()) {
-            return None;
-        }
-        assistant.tool_definitions()
-    }
 }
