@@ -16,9 +16,8 @@ use hearth_e2ee::ReplyEvent;
 
 use crate::anthropic::{self, Reply};
 use crate::caller::Caller;
-use crate::edge::{failure_status, refused_status, sse};
+use crate::edge::{failure_status, http_ask, refused_status, sse};
 use crate::gateway::{Gateway, failure_message};
-use crate::openai_http::openai_ask;
 
 /// An error in Anthropic's shape.
 fn error(status: StatusCode, message: &str) -> Response {
@@ -48,7 +47,7 @@ pub(crate) async fn messages(
         tools: asked.tools,
         tool_choice: asked.tool_choice,
         arrived: Instant::now(),
-        ..openai_ask(
+        ..http_ask(
             caller,
             Some(&asked.model),
             &headers,

@@ -248,6 +248,31 @@ pub(crate) fn sse(lines: BoxStream<'static, Bytes>, keepalive: std::time::Durati
         .expect("static headers are valid")
 }
 
+/// A request of an HTTP API (OpenAI's, Anthropic's) as the conversation
+/// use case takes it: the agent or model in `model` or OpenClaw's headers, the session of `key`
+/// among the caller's own, the caller's address rate-limited.
+pub(crate) fn http_ask(
+    caller: Caller,
+    model: Option<&str>,
+    headers: &HeaderMap,
+    key: Option<String>,
+    messages: Vec<hearth_llm::Message>,
+    endpoint: &'static str,
+) -> crate::gateway::Ask {
+    let session = key.map(|key| crate::gateway::Session {
+        channel: format!("openai:{key}"),
+        owner: caller.session_owner(),
+    });
+    crate::gateway::Ask {
+        model: model.map(str::to_owned),
+        agent: header_text(headers, "x-openclaw-agent-id").map(str::to_owned),
+        backend_model: header_text(headers, "x-openclaw-model").map(str::to_owned),
+        session,
+        limit: crate::gateway::Limit::Address,
+        ..crate::gateway::Ask::new(caller, messages, endpoint)
+    }
+}
+
 /// A header's text, if present and readable.
 pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

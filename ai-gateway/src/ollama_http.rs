@@ -26,8 +26,9 @@ use crate::edge::{
 use crate::gateway::{Ask, Gateway, Limit, failure_message};
 use crate::ollama::{self, Kind, Reply};
 
-/// The Ollama API's routes.
-pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
+/// The Ollama API's routes, and `others` (Anthropic's Messages API, which
+/// Ollama serves too) behind the same checks.
+pub fn router(gateway: Arc<Gateway>, auth: Auth, others: Router<Arc<Gateway>>) -> Router {
     let auth = Arc::new(auth);
     let refused = || async {
         error_body(
@@ -44,13 +45,13 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
         .route("/api/generate", post(generate))
         .route("/api/embed", post(embed_new))
         .route("/api/embeddings", post(embed_legacy))
-        .route("/v1/messages", post(crate::anthropic_http::messages))
         .route("/api/pull", any(refused))
         .route("/api/push", any(refused))
         .route("/api/create", any(refused))
         .route("/api/copy", any(refused))
         .route("/api/delete", any(refused))
         .route("/api/blobs/{*digest}", any(refused))
+        .merge(others)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&auth),
             authenticate,

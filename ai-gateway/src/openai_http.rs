@@ -20,35 +20,11 @@ use serde_json::json;
 
 use crate::caller::Caller;
 use crate::edge::{
-    ApiError, bad, error_body, failure_status, header_text, invalid, refusal, refused_response, sse,
+    ApiError, bad, error_body, failure_status, header_text, http_ask, invalid, refusal,
+    refused_response, sse,
 };
 use crate::gateway::{Ask, Gateway, failure_message};
 use hearth_runtime::clock::unix_seconds;
-
-/// An OpenAI-style request as the conversation use case takes it: the
-/// agent or model in `model` or OpenClaw's headers, the session of `key`
-/// among the caller's own, the caller's address rate-limited.
-pub(crate) fn openai_ask(
-    caller: Caller,
-    model: Option<&str>,
-    headers: &HeaderMap,
-    key: Option<String>,
-    messages: Vec<Message>,
-    endpoint: &'static str,
-) -> Ask {
-    let session = key.map(|key| crate::gateway::Session {
-        channel: format!("openai:{key}"),
-        owner: caller.session_owner(),
-    });
-    Ask {
-        model: model.map(str::to_owned),
-        agent: header_text(headers, "x-openclaw-agent-id").map(str::to_owned),
-        backend_model: header_text(headers, "x-openclaw-model").map(str::to_owned),
-        session,
-        limit: crate::gateway::Limit::Address,
-        ..Ask::new(caller, messages, endpoint)
-    }
-}
 
 /// The session a request continues: `x-openclaw-session-key`, else the
 /// request's `user`; none means stateless. OpenClaw's internal namespaces
@@ -240,7 +216,7 @@ pub(crate) async fn completions(
         tool_choice: request.tool_choice,
         sampling,
         response_format,
-        ..openai_ask(
+        ..http_ask(
             caller,
             request.model.as_deref(),
             &headers,
@@ -383,7 +359,7 @@ pub(crate) async fn responses(
         tool_choice: chat.tool_choice,
         sampling,
         response_format,
-        ..openai_ask(
+        ..http_ask(
             caller,
             body.get("model").and_then(serde_json::Value::as_str),
             &headers,

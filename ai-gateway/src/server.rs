@@ -160,7 +160,13 @@ pub async fn serve(
         let gate = hearth_http::Gate::new(hearth_http::Limits::for_scale(
             hearth_http::Scale::Household,
         ));
-        let app = crate::ollama_http::router(Arc::clone(&gateway), auth.clone());
+        // Ollama serves Anthropic's Messages API too: the same adapter as
+        // on the gateway's port, behind Ollama's port's checks.
+        let anthropic = axum::Router::new().route(
+            "/v1/messages",
+            axum::routing::post(crate::anthropic_http::messages),
+        );
+        let app = crate::ollama_http::router(Arc::clone(&gateway), auth.clone(), anthropic);
         let mut stopped = stopped.clone();
         Some(tokio::spawn(async move {
             let shutdown = async move {

@@ -844,6 +844,48 @@ fn no_crate_has_a_circle_among_its_files() {
     );
 }
 
+/// The gateway's doors: each translates its wire to the conversation use
+/// case and back, on one floor; none calls another (what two share lives
+/// below them, in `edge.rs` or the use case).
+const GATEWAY_ADAPTERS: &[&str] = &[
+    "openai_http",
+    "anthropic_http",
+    "ollama_http",
+    "sealed",
+    "claw",
+];
+
+#[test]
+fn no_gateway_adapter_calls_another() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let src = root.join("ai-gateway/src");
+    let mut calls = Vec::new();
+    for (path, text) in production_sources(root) {
+        if !path.starts_with(&src) {
+            continue;
+        }
+        let own = module_of(&src, &path);
+        let Some(adapter) = own
+            .first()
+            .filter(|first| GATEWAY_ADAPTERS.contains(&first.as_str()))
+        else {
+            continue;
+        };
+        for named in named_paths(&text, &own) {
+            if let Some(other) = named.first()
+                && other != adapter
+                && GATEWAY_ADAPTERS.contains(&other.as_str())
+            {
+                calls.push(format!("{} names {}", path.display(), named.join("::")));
+            }
+        }
+    }
+    assert!(
+        calls.is_empty(),
+        "a gateway adapter calls another: {calls:#?}"
+    );
+}
+
 #[test]
 fn paths_are_read_from_use_groups_and_relative_names() {
     let own = vec!["gateway".to_owned(), "ask".to_owned()];
