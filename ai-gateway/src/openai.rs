@@ -549,9 +549,194 @@ impl ResponseStream {
     }
 }
 
+/// A chat completion, as the Chat Completions API writes it: one
+/// `chat.completion` at the end ([`Completion::gather`], then
+/// [`Completion::whole`]), or its `chat.completion.chunk`s as the events
+/// come ([`Completion::chunks`]).
+#[derive(Clone, Debug)]
+pub struct Completion {
+    id: String,
+    created: i64,
+    include_usage: bool,
+    model: String,
+    text: String,
+    calls: ToolCalls,
+    finish: Option<String>,
+    usage: Option<hearth_e2ee::ReplyUsage>,
+}
+
+fn usage_json(usage: Option<hearth_e2ee::ReplyUsage>) -> Value {
+    usage.map_or(Value::Null, |usage| {
+        json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+               "total_tokens": usage.prompt_tokens + usage.completion_tokens})
+    })
+}
+
+impl Completion {
+    /// A completion `id` (`chatcmpl-…`) made at `created` (Unix seconds);
+    /// streamed, a last chunk carries the usage when `include_usage`
+    /// (`stream_options.include_usage`).
+    pub fn new(id: String, created: i64, include_usage: bool) -> Completion {
+        Completion {
+            id,
+            created,
+            include_usage,
+            model: String::new(),
+            text: String::new(),
+            calls: ToolCalls::default(),
+            finish: None,
+            usage: None,
+        }
+    }
+
+    /// Takes in one event of a reply given whole.
+    pub fn gather(&mut self, event: &ReplyEvent) {
+        match event {
+            ReplyEvent::Meta { model, .. } => model.clone_into(&mut self.model),
+            ReplyEvent::Delta { text } => self.text.push_str(text),
+            ReplyEvent::ToolCalls { calls } => self.calls.push(calls),
+            ReplyEvent::Done {
+                finish_reason,
+                usage,
+            } => {
+                self.finish = Some(finish_reason.clone());
+                self.usage = *usage;
+            }
+            ReplyEvent::Error { .. }
+            | ReplyEvent::Notice { .. }
+            | ReplyEvent::Tool { .. }
+            | ReplyEvent::Data { .. } => {}
+        }
+    }
+
+    /// The whole `chat.completion`.
+    pub fn whole(&self) -> Value {
+        let message = if self.calls.is_empty() {
+            json!({"role": "assistant", "content": self.text})
+        } else {
+            let content = if self.text.is_empty() {
+                Value::Null
+            } else {
+                json!(self.text)
+            };
+            json!({"role": "assistant", "content": content, "tool_calls": self.calls.calls()})
+        };
+        json!({
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": self.finish}],
+            "usage": usage_json(self.usage),
+        })
+    }
+
+    /// The data of the SSE frames one event of a streamed reply becomes:
+    /// chunks, and `[DONE]` only after a complete reply (an error ends the
+    /// stream without it).
+    pub fn chunks(&mut self, event: ReplyEvent) -> Vec<String> {
+        let chunk = |model: &str, delta: Value, finish: Option<&str>| {
+            json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                   "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            .to_string()
+        };
+        match event {
+            ReplyEvent::Meta { model, .. } => {
+                let first = chunk(&model, json!({"role": "assistant", "content": ""}), None);
+                self.model = model;
+                vec![first]
+            }
+            ReplyEvent::Delta { text } => vec![chunk(&self.model, json!({"content": text}), None)],
+            ReplyEvent::ToolCalls { calls } => {
+                vec![chunk(&self.model, json!({"tool_calls": calls}), None)]
+            }
+            ReplyEvent::Done {
+                finish_reason,
+                usage,
+            } => {
+                let mut lines = vec![chunk(&self.model, json!({}), Some(&finish_reason))];
+                if self.include_usage {
+                    lines.push(
+                        json!({"id": self.id, "object": "chat.completion.chunk",
+                               "created": self.created, "model": self.model, "choices": [],
+                               "usage": usage_json(usage)})
+                        .to_string(),
+                    );
+                }
+                lines.push("[DONE]".to_owned());
+                lines
+            }
+            ReplyEvent::Error { code, message } => {
+                vec![json!({"error": {"code": code, "message": message}}).to_string()]
+            }
+            ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {
+                Vec::new()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reply() -> Vec<ReplyEvent> {
+        vec![
+            ReplyEvent::Meta {
+                model: "local/small".into(),
+                session: "s1".into(),
+            },
+            ReplyEvent::Delta { text: "Hel".into() },
+            ReplyEvent::Delta { text: "lo".into() },
+            ReplyEvent::ToolCalls {
+                calls: json!([{"index": 0, "id": "call_1", "function": {"name": "remember", "arguments": "{}"}}]),
+            },
+            ReplyEvent::Done {
+                finish_reason: "tool_calls".into(),
+                usage: Some(hearth_e2ee::ReplyUsage {
+                    prompt_tokens: 7,
+                    completion_tokens: 3,
+                }),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_completion_given_whole_carries_the_answering_model_text_calls_and_usage() {
+        let mut completion = Completion::new("chatcmpl-1".into(), 1_700_000_000, false);
+        for event in &reply() {
+            completion.gather(event);
+        }
+        let whole = completion.whole();
+        assert_eq!(whole["model"], "local/small");
+        assert_eq!(whole["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(
+            whole["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+            "remember"
+        );
+        assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(whole["usage"]["total_tokens"], 10);
+    }
+
+    #[test]
+    fn a_streamed_completion_ends_with_done_only_when_whole() {
+        let mut completion = Completion::new("chatcmpl-1".into(), 1, true);
+        let frames: Vec<String> = reply()
+            .into_iter()
+            .flat_map(|event| completion.chunks(event))
+            .collect();
+        let first: Value = serde_json::from_str(&frames[0]).unwrap();
+        assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(first["model"], "local/small");
+        let usage: Value = serde_json::from_str(&frames[frames.len() - 2]).unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 7);
+        assert_eq!(frames.last().unwrap(), "[DONE]");
+        // A reply that fails ends with its error, and no `[DONE]`.
+        let mut failed = Completion::new("chatcmpl-2".into(), 1, false);
+        let frames = failed.chunks(ReplyEvent::Error {
+            code: hearth_e2ee::ErrorCode::BackendFailed,
+            message: "the model failed".into(),
+        });
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].contains("backend_failed"), "{}", frames[0]);
+    }
 
     /// The attack: a model server (or a remote node) streams a tool-call
     /// fragment naming call 4,000,000,000; making room for every call

@@ -235,75 +235,24 @@ pub(crate) async fn completions(
     );
     let created = unix_seconds();
 
+    let mut completion = crate::openai::Completion::new(id, created, include_usage);
     if !request.stream {
-        let (mut model, mut text, mut finish, mut usage) =
-            (String::new(), String::new(), None, None);
-        let mut calls = crate::openai::ToolCalls::default();
         while let Some(event) = events.next().await {
-            match event {
-                ReplyEvent::Meta {
-                    model: answering, ..
-                } => model = answering,
-                ReplyEvent::Delta { text: more } => text.push_str(&more),
-                ReplyEvent::ToolCalls { calls: more } => calls.push(&more),
-                ReplyEvent::Done {
-                    finish_reason,
-                    usage: counts,
-                } => {
-                    finish = Some(finish_reason);
-                    usage = counts;
-                }
-                ReplyEvent::Error { code, .. } => {
-                    return error_body(failure_status(code), code, failure_message(code).into());
-                }
-                ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => {}
+            if let ReplyEvent::Error { code, .. } = event {
+                return error_body(failure_status(code), code, failure_message(code).into());
             }
+            completion.gather(&event);
         }
-        let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
-        let message = if calls.is_empty() {
-            json!({"role": "assistant", "content": text})
-        } else {
-            json!({"role": "assistant", "content": if text.is_empty() { serde_json::Value::Null } else { json!(text) }, "tool_calls": calls.calls()})
-        };
-        return Json(json!({
-            "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": usage,
-        }))
-        .into_response();
+        return Json(completion.whole()).into_response();
     }
-
-    let mut model = String::new();
     let lines = events
         .flat_map(move |event| {
-            let chunk = |model: &str, delta: serde_json::Value, finish: Option<&str>| {
-                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-            };
-            let lines = match event {
-                ReplyEvent::Meta { model: answering, .. } => {
-                    model = answering;
-                    vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)]
-                }
-                ReplyEvent::Delta { text } => vec![chunk(&model, json!({"content": text}), None)],
-                ReplyEvent::ToolCalls { calls } => vec![chunk(&model, json!({"tool_calls": calls}), None)],
-                // `[DONE]` only after a complete reply: an error ends the stream without it.
-                ReplyEvent::Done { finish_reason, usage } => {
-                    let mut lines = vec![chunk(&model, json!({}), Some(&finish_reason))];
-                    if include_usage {
-                        let usage = usage.map(|usage| json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens}));
-                        lines.push(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}));
-                    }
-                    lines.push(json!("[DONE]"));
-                    lines
-                }
-                ReplyEvent::Error { code, message } => vec![json!({"error": {"code": code, "message": message}})],
-                ReplyEvent::Notice { .. } | ReplyEvent::Tool { .. } | ReplyEvent::Data { .. } => Vec::new(),
-            };
-            futures_util::stream::iter(lines.into_iter().map(|line| match line {
-                serde_json::Value::String(done) => Bytes::from(format!("data: {done}\n\n")),
-                line => Bytes::from(format!("data: {line}\n\n")),
-            }))
+            let frames = completion.chunks(event);
+            futures_util::stream::iter(
+                frames
+                    .into_iter()
+                    .map(|data| Bytes::from(format!("data: {data}\n\n"))),
+            )
         })
         .boxed();
     sse(lines, gateway.keepalive())
