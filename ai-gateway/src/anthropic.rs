@@ -27,7 +27,7 @@ pub struct Asked {
     /// `temperature` (0-1 here, as Anthropic takes it).
     pub temperature: Option<f32>,
     /// `top_p` and `stop_sequences` (as `stop`), passed on.
-    pub sampling: Map<String, Value>,
+    pub sampling: hearth_llm::Sampling,
     /// The caller's tools, as chat tools.
     pub tools: Option<Value>,
     /// `tool_choice`, as chat's.
@@ -258,23 +258,28 @@ pub fn messages_request(body: &[u8]) -> Result<Asked, Invalid> {
             Some(value as f32)
         }
     };
-    let mut sampling = Map::new();
-    if let Some(top_p) = body.get("top_p").filter(|value| !value.is_null()) {
-        let top_p = top_p
-            .as_f64()
-            .filter(|value| (0.0..=1.0).contains(value))
-            .ok_or_else(|| Invalid("`top_p` must be between 0 and 1".into()))?;
-        sampling.insert("top_p".into(), json!(top_p));
-    }
-    if let Some(stops) = body.get("stop_sequences").filter(|value| !value.is_null()) {
-        let stops = stops
-            .as_array()
-            .filter(|stops| stops.len() <= 4 && stops.iter().all(Value::is_string))
-            .ok_or_else(|| Invalid("`stop_sequences` must be at most 4 texts".into()))?;
-        if !stops.is_empty() {
-            sampling.insert("stop".into(), json!(stops));
+    // Anthropic's names for the settings every API shares.
+    let mut fields = Map::new();
+    for (theirs, ours) in [("top_p", "top_p"), ("stop_sequences", "stop")] {
+        if let Some(value) = body.get(theirs).filter(|value| !value.is_null()) {
+            fields.insert(ours.to_owned(), value.clone());
         }
     }
+    if fields
+        .get("stop")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        fields.remove("stop");
+    }
+    let sampling = hearth_llm::Sampling::read(&fields).map_err(|refused| {
+        let field = if refused.field == "stop" {
+            "stop_sequences"
+        } else {
+            refused.field
+        };
+        Invalid(format!("`{field}` must be {}", refused.rule))
+    })?;
     let tools = tools(body.get("tools"))?;
     let tool_choice = tool_choice(body.get("tool_choice"))?;
     crate::openai::check_tools(tools.as_ref(), tool_choice.as_ref())?;
@@ -535,7 +540,7 @@ mod tests {
         assert_eq!(asked.messages[3].content, "And tomorrow?");
         assert_eq!(asked.tools.unwrap()[0]["function"]["name"], "weather");
         assert_eq!(asked.tool_choice, Some(json!("required")));
-        assert_eq!(asked.sampling["stop"], json!(["END"]));
+        assert_eq!(asked.sampling.stop, ["END"]);
     }
 
     #[test]

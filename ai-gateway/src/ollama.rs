@@ -36,7 +36,7 @@ pub struct Options {
     /// `temperature`.
     pub temperature: Option<f32>,
     /// `top_p`, `stop`, `seed`, `frequency_penalty`, `presence_penalty`.
-    pub sampling: Map<String, Value>,
+    pub sampling: hearth_llm::Sampling,
 }
 
 /// Reads `options` (other keys, such as `num_ctx`, are accepted and left
@@ -67,11 +67,8 @@ pub fn options(value: Option<&Value>) -> Result<Options, Invalid> {
             _ => return Err("options.temperature must be a number from 0 to 2".into()),
         },
     }
-    for key in hearth_llm::SAMPLING {
-        if let Some(value) = map.get(key).filter(|value| !value.is_null()) {
-            options.sampling.insert(key.to_owned(), value.clone());
-        }
-    }
+    options.sampling =
+        hearth_llm::Sampling::read(map).map_err(|refused| Invalid(format!("options.{refused}")))?;
     Ok(options)
 }
 
@@ -538,6 +535,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn options_out_of_range_are_refused_as_the_other_apis_refuse_them() {
+        for (given, said) in [
+            (
+                json!({"top_p": 5}),
+                "options.top_p must be a number from 0 to 1",
+            ),
+            (json!({"seed": "x"}), "options.seed must be a whole number"),
+            (
+                json!({"stop": [""]}),
+                "options.stop must be a text or up to 4 texts, none empty",
+            ),
+        ] {
+            assert_eq!(options(Some(&given)).unwrap_err().0, said);
+        }
+        assert_eq!(
+            options(Some(&json!({"stop": ["\n\n"], "num_ctx": 4096})))
+                .unwrap()
+                .sampling
+                .stop,
+            ["\n\n"]
+        );
+    }
+
+    #[test]
     fn a_chat_request_reads_as_ollama_apps_send_it() {
         let asked = chat_request(
             br#"{"model": "openclaw:latest", "messages": [
@@ -557,8 +578,7 @@ mod tests {
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
         assert_eq!(asked.messages[3].name.as_deref(), Some("weather"));
         assert_eq!(asked.options.max_tokens, Some(8));
-        assert_eq!(asked.options.sampling["top_p"], 0.9);
-        assert!(!asked.options.sampling.contains_key("num_ctx"));
+        assert_eq!(asked.options.sampling.top_p, Some(0.9));
         assert_eq!(asked.format, Some(StructuredOutput::JsonObject));
     }
 

@@ -123,55 +123,15 @@ struct CompletionRequest {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The sampling settings of `rest` that pass through, range-checked as
-/// OpenClaw checks them.
+/// The sampling settings of `rest`, range-checked as OpenClaw checks them.
 pub(crate) fn sampling(
     temperature: Option<f32>,
     rest: &serde_json::Map<String, serde_json::Value>,
-) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+) -> Result<hearth_llm::Sampling, ApiError> {
     if temperature.is_some_and(|value| !(0.0..=2.0).contains(&value)) {
         return Err(bad("temperature must be from 0 to 2"));
     }
-    let number = |key: &str, low: f64, high: f64| -> Result<(), ApiError> {
-        match rest.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(()),
-            Some(value)
-                if value
-                    .as_f64()
-                    .is_some_and(|value| (low..=high).contains(&value)) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(bad(format!("{key} must be a number from {low} to {high}"))),
-        }
-    };
-    number("top_p", 0.0, 1.0)?;
-    number("frequency_penalty", -2.0, 2.0)?;
-    number("presence_penalty", -2.0, 2.0)?;
-    match rest.get("seed") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(value) if value.is_i64() || value.is_u64() => {}
-        Some(_) => return Err(bad("seed must be a whole number")),
-    }
-    match rest.get("stop") {
-        None | Some(serde_json::Value::Null) | Some(serde_json::Value::String(_)) => {}
-        Some(serde_json::Value::Array(stops))
-            if stops.len() <= 4
-                && stops
-                    .iter()
-                    .all(|stop| stop.as_str().is_some_and(|stop| !stop.is_empty())) => {}
-        Some(_) => {
-            return Err(bad("stop must be a string or up to 4 non-empty strings"));
-        }
-    }
-    Ok(hearth_llm::SAMPLING
-        .iter()
-        .filter_map(|key| {
-            rest.get(*key)
-                .filter(|value| !value.is_null())
-                .map(|value| ((*key).to_owned(), value.clone()))
-        })
-        .collect())
+    hearth_llm::Sampling::read(rest).map_err(|refused| bad(refused.to_string()))
 }
 
 pub(crate) async fn completions(
@@ -283,10 +243,11 @@ pub(crate) async fn responses(
         .and_then(serde_json::Value::as_f64)
         .map(|value| value as f32);
     let sampling = match sampling(temperature, &body) {
-        Ok(sampling) => sampling
-            .into_iter()
-            .filter(|(key, _)| key == "top_p")
-            .collect(),
+        // The Responses API has `top_p` only.
+        Ok(sampling) => hearth_llm::Sampling {
+            top_p: sampling.top_p,
+            ..hearth_llm::Sampling::default()
+        },
         Err(error) => return error.into_response(),
     };
     let session = match session_key(

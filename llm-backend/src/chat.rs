@@ -162,10 +162,10 @@ pub struct ChatRequest {
     /// OpenAI's `tool_choice`, passed through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
-    /// Other sampling settings passed through (`top_p`, `stop`, `seed`,
-    /// `frequency_penalty`, `presence_penalty`).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub sampling: serde_json::Map<String, Value>,
+    /// Other sampling settings (`top_p`, `stop`, `seed`,
+    /// `frequency_penalty`, `presence_penalty`), checked.
+    #[serde(default, skip_serializing_if = "crate::Sampling::is_empty")]
+    pub sampling: crate::Sampling,
     /// The reply's structure, in OpenAI's `response_format` shape
     /// ([`StructuredOutput`]): none is free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,15 +290,6 @@ impl StructuredOutput {
         }
     }
 }
-
-/// The sampling settings a request may pass through to the model.
-pub const SAMPLING: [&str; 5] = [
-    "top_p",
-    "stop",
-    "seed",
-    "frequency_penalty",
-    "presence_penalty",
-];
 
 /// Token counts of a finished reply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

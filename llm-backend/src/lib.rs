@@ -24,12 +24,14 @@ pub mod ndjson;
 pub mod ollama;
 pub mod openai;
 pub mod router;
+pub mod sampling;
 pub mod schema;
 
 pub use backend::Backend;
 pub use chat::{
-    BackendError, ChatRequest, EventStream, Message, NamedSchema, SAMPLING, StreamEvent,
-    StructuredOutput, Think, Usage,
+    BackendError, ChatRequest, EventStream, Message, NamedSchema, StreamEvent, StructuredOutput,
+    Think, Usage,
 };
 pub use endpoint::{Api, SetupError};
 pub use router::{ModelRef, Opened, ProviderConfig, RemoteEndpoint, Remotes, RouteError, Router};
+pub use sampling::{Sampling, SamplingError};

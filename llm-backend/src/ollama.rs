@@ -63,8 +63,8 @@ pub fn request_body(model: &str, request: &ChatRequest) -> Value {
             }
         }
     }
-    for (key, value) in &request.sampling {
-        body["options"][key] = value.clone();
+    for (key, value) in request.sampling.fields() {
+        body["options"][key] = value;
     }
     if let Some(format) = &request.response_format {
         body["format"] = format.ollama_format();

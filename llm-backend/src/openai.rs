@@ -42,8 +42,8 @@ pub async fn stream_chat(
     if let Some(choice) = &request.tool_choice {
         body["tool_choice"] = choice.clone();
     }
-    for (key, value) in &request.sampling {
-        body[key] = value.clone();
+    for (key, value) in request.sampling.fields() {
+        body[key] = value;
     }
     if let Some(format) = &request.response_format {
         body["response_format"] = serde_json::to_value(format).expect("a format serializes");

@@ -1,99 +1,197 @@
-//! Two `hearth-agent`s behind symmetric NATs (the lab of `tests/nat.rs`):
-//! the path through a hub agent's peer relay (UDP) against the path
-//! through the coordinator's DERP relay (TCP), measured in the same run,
-//! round by round: the policy offers no relay (DERP), then offers the hub
-//! (`tailscale.com/cap/relay`), the agents on the userspace data plane.
+//! Two `hearth-agent`s behind symmetric NATs (the lab of `tests/nat.rs`),
+//! measured in the same run, round by round, on three paths: through the
+//! coordinator's DERP relay (TCP; the policy offers no peer relay), through
+//! a hub agent's peer relay (UDP; `--relay-server-port`), and through the
+//! official `tailscaled`'s peer relay (`tailscale set --relay-server-port`),
+//! the anchor. The policy's `tailscale.com/cap/relay` grant names one relay
+//! at a time (by its mesh address), so the same two agents meet through
+//! each in turn; the agents run the userspace data plane.
 //!
-//! Each round, on each path: iperf3 TCP alpha → beta for 5 s, and 50 pings.
+//! Each round, on each path: iperf3 TCP alpha → beta for 5 s (and the CPU
+//! time the relay process spent meanwhile), and 50 pings.
 //!
 //! Run (root): `cargo bench -p hearth-agent --bench peer_relay_agents`
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hearth_testkit::bench::{median, percentile};
+use hearth_testkit::bench::{cpu_seconds, median, percentile};
 use hearth_testkit::{Lab, Nat, wait_until};
 
 const ROUNDS: usize = 3;
+const SECONDS: u32 = 5;
+
+/// One path measured: its name, its policy, the relay port alpha's path
+/// must show (none: DERP), the relay's process, and what was measured.
+struct Path {
+    name: &'static str,
+    policy: String,
+    port: Option<u16>,
+    relay_pid: Option<u32>,
+    mbit: Vec<f64>,
+    cpu_per_gbit: Vec<f64>,
+    ms: Vec<f64>,
+}
 
 fn main() {
     let mut lab = Lab::new().expect("root and ip(8)");
     hearth_testkit::require_tools(&["nft", "iperf3", "ping"]).expect("tools");
+    let client = hearth_testkit::llama::tailscale_client()
+        .expect("the official Tailscale client (scripts/tailscale-client.sh)");
     let (coordinator, key) = lab.start_internet_coordinator();
+    let dir = lab.dir.path().to_owned();
     let write = |name: &str, text: &str| {
-        let path = lab.dir.path().join(name);
+        let path = dir.join(name);
         std::fs::write(&path, text).expect("a policy file");
         path.to_string_lossy().into_owned()
     };
     let open = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]"#;
-    let policies = [
-        write("derp.json", &format!("{open}}}")),
-        write(
-            "relay.json",
-            &format!(
-                r#"{open}, "grants": [{{"src": ["*"], "dst": ["*"], "app": {{"tailscale.com/cap/relay": []}}}}]}}"#
-            ),
-        ),
-    ];
+    let relay_through = |relay: IpAddr| {
+        format!(
+            r#"{open}, "grants": [{{"src": ["*"], "dst": ["{relay}"], "app": {{"tailscale.com/cap/relay": []}}}}]}}"#
+        )
+    };
     let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
     let cafe = lab.nat_site("cafe", 3, Nat::Symmetric);
     let hosts = [
         lab.host("hub"),
+        lab.host("tsrelay"),
         lab.site_host(&mobile, "alpha"),
         lab.site_host(&cafe, "beta"),
     ];
+    coordinator.cli_ok(&["policy", "set", &write("derp.json", &format!("{open}}}"))]);
     let userspace = ["--backend", "userspace"];
     let hub = lab.start_agent(
         &hosts[0],
         &key,
         &["--backend", "userspace", "--relay-server-port", "40000"],
     );
-    let alpha = lab.start_agent(&hosts[1], &key, &userspace);
-    let beta = lab.start_agent(&hosts[2], &key, &userspace);
-    for agent in [&hub, &alpha] {
-        agent.wait_mesh_ipv4(Duration::from_secs(30));
-    }
+    let official = lab.start_tailscaled(&hosts[1], &coordinator, &client);
+    let token = std::fs::read_to_string(&key).expect("the key file");
+    let up = official.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let set = official.cli(&lab, &["set", "--relay-server-port=40001"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let alpha = lab.start_agent(&hosts[2], &key, &userspace);
+    let beta = lab.start_agent(&hosts[3], &key, &userspace);
+    let hub_ip = IpAddr::from(hub.wait_mesh_ipv4(Duration::from_secs(30)));
+    let official_ip = IpAddr::from(official.ipv4(&lab).expect("tailscaled's address"));
+    alpha.wait_mesh_ipv4(Duration::from_secs(30));
     let beta_ip = IpAddr::from(beta.wait_mesh_ipv4(Duration::from_secs(30)));
 
-    // Each path: its policy, the path kind alpha's status shows on it, and
-    // what was measured.
+    let path = |name, policy, port, relay_pid| Path {
+        name,
+        policy,
+        port,
+        relay_pid,
+        mbit: Vec::new(),
+        cpu_per_gbit: Vec::new(),
+        ms: Vec::new(),
+    };
     let mut paths = [
-        (&policies[0], "relay", Vec::new(), Vec::new()),
-        (&policies[1], "peer_relay", Vec::new(), Vec::new()),
+        path("DERP", write("derp.json", &format!("{open}}}")), None, None),
+        path(
+            "hub agent's peer relay",
+            write("hub.json", &relay_through(hub_ip)),
+            Some(40000),
+            Some(hub.process.child.id()),
+        ),
+        path(
+            "tailscaled's peer relay",
+            write("official.json", &relay_through(official_ip)),
+            Some(40001),
+            Some(official.daemon.child.id()),
+        ),
     ];
+    // Where alpha's packets to beta go now: a peer relay's port, or none.
+    let relay_port = || {
+        let path = alpha.path("beta")?;
+        match path["kind"].as_str()? {
+            "peer_relay" => path["relay"]
+                .as_str()?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|relay| Some(relay.port())),
+            "relay" => Some(None),
+            _ => None,
+        }
+    };
     for round in 0..ROUNDS {
-        for (policy, kind, mbit, ms) in &mut paths {
-            coordinator.cli_ok(&["policy", "set", policy]);
-            wait_until(Duration::from_secs(60), || {
-                lab.ping(&hosts[1], beta_ip, Duration::from_millis(500))
-                    && alpha.path_kind("beta").as_deref() == Some(*kind)
+        for path in &mut paths {
+            coordinator.cli_ok(&["policy", "set", &path.policy]);
+            wait_until(Duration::from_secs(90), || {
+                lab.ping(&hosts[2], beta_ip, Duration::from_millis(500))
+                    && relay_port() == Some(path.port)
             })
-            .unwrap_or_else(|| panic!("not on {kind}: {:?}", alpha.path("beta")));
-            mbit.push(lab.iperf(&hosts[1], &hosts[2], beta_ip, 5));
-            assert_eq!(
-                alpha.path_kind("beta").as_deref(),
-                Some(*kind),
-                "the path held"
-            );
-            ms.extend(lab.ping_times(&hosts[1], beta_ip, 50));
+            .unwrap_or_else(|| {
+                panic!(
+                    "not through {}: {:?}\ntailscaled: {}",
+                    path.name,
+                    alpha.path("beta"),
+                    official.daemon.log_text()
+                )
+            });
+            let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_seconds);
+            let before = cpu(path.relay_pid);
+            let mbit = lab.iperf(&hosts[2], &hosts[3], beta_ip, SECONDS);
+            let spent = cpu(path.relay_pid) - before;
+            assert_eq!(relay_port(), Some(path.port), "the path held");
+            path.mbit.push(mbit);
+            path.cpu_per_gbit
+                .push(spent / (mbit * f64::from(SECONDS) / 1000.0));
+            path.ms.extend(lab.ping_times(&hosts[2], beta_ip, 50));
         }
         println!(
-            "round {round}: DERP {:.0} Mbit/s, peer relay {:.0} Mbit/s",
-            paths[0].2[round], paths[1].2[round]
+            "round {round}: DERP {:.0} Mbit/s, hub agent's relay {:.0} Mbit/s ({:.2} CPU s/Gbit), \
+             tailscaled's relay {:.0} Mbit/s ({:.2} CPU s/Gbit)",
+            paths[0].mbit[round],
+            paths[1].mbit[round],
+            paths[1].cpu_per_gbit[round],
+            paths[2].mbit[round],
+            paths[2].cpu_per_gbit[round]
         );
     }
-    let [(_, _, derp_mbit, derp_ms), (_, _, relay_mbit, relay_ms)] = &mut paths;
-    let (derp, relay) = (median(derp_mbit), median(relay_mbit));
-    let (derp_p50, relay_p50) = (median(derp_ms), median(relay_ms));
-    let (derp_p99, relay_p99) = (percentile(derp_ms, 0.99), percentile(relay_ms, 0.99));
-    println!("| | DERP (coordinator, TCP) | hub agent's peer relay (UDP) | peer relay / DERP |");
-    println!("| --- | --- | --- | --- |");
+    let [derp, hub_relay, official_relay] = &mut paths;
     println!(
-        "| iperf3 TCP, median of {ROUNDS} × 5 s | {derp:.0} Mbit/s | {relay:.0} Mbit/s | {:.2} |",
-        relay / derp
+        "| | DERP (coordinator, TCP) | hub agent's peer relay (UDP) | tailscaled's peer relay (UDP) | hub / tailscaled |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    let (derp_mbit, hub_mbit, official_mbit) = (
+        median(&mut derp.mbit),
+        median(&mut hub_relay.mbit),
+        median(&mut official_relay.mbit),
     );
     println!(
-        "| ping RTT p50 / p99 | {derp_p50:.2} / {derp_p99:.2} ms | {relay_p50:.2} / {relay_p99:.2} ms | {:+.2} ms (p50) |",
-        relay_p50 - derp_p50
+        "| iperf3 TCP, median of {ROUNDS} × {SECONDS} s | {derp_mbit:.0} Mbit/s | {hub_mbit:.0} Mbit/s | {official_mbit:.0} Mbit/s | {:.2} |",
+        hub_mbit / official_mbit
+    );
+    let (hub_cpu, official_cpu) = (
+        median(&mut hub_relay.cpu_per_gbit),
+        median(&mut official_relay.cpu_per_gbit),
+    );
+    println!(
+        "| relay process CPU per Gbit, median | | {hub_cpu:.2} s | {official_cpu:.2} s | {:.2} |",
+        hub_cpu / official_cpu
+    );
+    let p50 = |ms: &mut Vec<f64>| (median(ms), percentile(ms, 0.99));
+    let (derp_p50, derp_p99) = p50(&mut derp.ms);
+    let (hub_p50, hub_p99) = p50(&mut hub_relay.ms);
+    let (official_p50, official_p99) = p50(&mut official_relay.ms);
+    println!(
+        "| ping RTT p50 / p99 | {derp_p50:.2} / {derp_p99:.2} ms | {hub_p50:.2} / {hub_p99:.2} ms | {official_p50:.2} / {official_p99:.2} ms | {:+.2} ms (p50) |",
+        hub_p50 - official_p50
+    );
+    println!(
+        "peer relay / DERP: hub {:.2}, tailscaled {:.2}",
+        hub_mbit / derp_mbit,
+        official_mbit / derp_mbit
     );
 }

@@ -44,8 +44,8 @@ pub struct Ask {
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     pub temperature: Option<f32>,
-    /// Other sampling settings passed through.
-    pub sampling: serde_json::Map<String, serde_json::Value>,
+    /// Other sampling settings, checked.
+    pub sampling: hearth_llm::Sampling,
     /// The caller's own tools (OpenAI's shape).
     pub tools: Option<serde_json::Value>,
     /// Which tool the caller wants called.
@@ -77,7 +77,7 @@ impl Ask {
             instructions: None,
             max_tokens: None,
             temperature: None,
-            sampling: serde_json::Map::new(),
+            sampling: hearth_llm::Sampling::default(),
             tools: None,
             tool_choice: None,
             response_format: None,
