@@ -28,10 +28,8 @@ pub struct Asked {
     pub temperature: Option<f32>,
     /// `top_p` and `stop_sequences` (as `stop`), passed on.
     pub sampling: hearth_llm::Sampling,
-    /// The caller's tools, as chat tools.
-    pub tools: Option<Value>,
-    /// `tool_choice`, as chat's.
-    pub tool_choice: Option<Value>,
+    /// The caller's tools and `tool_choice`, as chat's, checked.
+    pub tools: crate::openai::Tools,
 }
 
 fn text_of(blocks: &Value, at: &str) -> Result<String, Invalid> {
@@ -282,7 +280,7 @@ pub fn messages_request(body: &[u8]) -> Result<Asked, Invalid> {
     })?;
     let tools = tools(body.get("tools"))?;
     let tool_choice = tool_choice(body.get("tool_choice"))?;
-    crate::openai::check_tools(tools.as_ref(), tool_choice.as_ref())?;
+    let tools = crate::openai::check_tools(tools.as_ref(), tool_choice.as_ref())?;
     Ok(Asked {
         model,
         messages,
@@ -292,7 +290,6 @@ pub fn messages_request(body: &[u8]) -> Result<Asked, Invalid> {
         temperature,
         sampling,
         tools,
-        tool_choice,
     })
 }
 
@@ -538,8 +535,8 @@ mod tests {
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
         assert_eq!(asked.messages[2].tool_call_id.as_deref(), Some("toolu_1"));
         assert_eq!(asked.messages[3].content, "And tomorrow?");
-        assert_eq!(asked.tools.unwrap()[0]["function"]["name"], "weather");
-        assert_eq!(asked.tool_choice, Some(json!("required")));
+        assert_eq!(asked.tools.names(), ["weather"]);
+        assert_eq!(asked.tools.choice(), Some(json!("required")));
         assert_eq!(asked.sampling.stop, ["END"]);
     }
 

@@ -45,7 +45,6 @@ pub(crate) async fn messages(
         temperature: asked.temperature,
         sampling: asked.sampling,
         tools: asked.tools,
-        tool_choice: asked.tool_choice,
         arrived: Instant::now(),
         ..http_ask(
             caller,

@@ -80,8 +80,8 @@ pub struct Asked {
     /// The conversation, the current message last (empty: a generate
     /// request that only loads the model).
     pub messages: Vec<Message>,
-    /// Chat tools, in OpenAI's form.
-    pub tools: Option<Value>,
+    /// Chat tools, in OpenAI's form, checked.
+    pub tools: crate::openai::Tools,
     /// Whether to stream (Ollama's default: yes).
     pub stream: bool,
     /// What `options` set.
@@ -219,11 +219,11 @@ pub fn chat_request(body: &[u8]) -> Result<Asked, Invalid> {
     {
         return Err("`messages` must end with a user message or a tool result".into());
     }
-    crate::openai::check_tools(body.tools.as_ref(), None)?;
+    let tools = crate::openai::check_tools(body.tools.as_ref(), None)?;
     Ok(Asked {
         model: model_name(&body.model).to_owned(),
         messages,
-        tools: body.tools,
+        tools,
         stream: body.stream.unwrap_or(true),
         options: options(body.options.as_ref())?,
         format: format(body.format.as_ref())?,
@@ -284,7 +284,7 @@ pub fn generate_request(body: &[u8]) -> Result<Asked, Invalid> {
     Ok(Asked {
         model: model_name(&body.model).to_owned(),
         messages,
-        tools: None,
+        tools: crate::openai::Tools::default(),
         stream: body.stream.unwrap_or(true),
         options: options(body.options.as_ref())?,
         format: format(body.format.as_ref())?,

@@ -31,11 +31,38 @@ impl From<hearth_llm::chat::ContentRefused> for Invalid {
     }
 }
 
+/// A caller's own tools, checked ([`check_tools`]): their definitions in
+/// chat form, their names, and which the caller wants called.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tools {
+    definitions: Vec<Value>,
+    names: Vec<String>,
+    choice: Option<Value>,
+}
+
+impl Tools {
+    /// The tools' names, in the order given.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The definitions, as a model server reads them (none: no tools).
+    pub fn definitions(&self) -> Option<Value> {
+        (!self.definitions.is_empty()).then(|| Value::Array(self.definitions.clone()))
+    }
+
+    /// The `tool_choice`, as a model server reads it.
+    pub fn choice(&self) -> Option<Value> {
+        self.choice.clone()
+    }
+}
+
 /// Checks chat `tools` (`[{type: "function", function: {name, …}}]`) and
-/// `tool_choice`; returns the tools' names.
-pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<String>, Invalid> {
+/// `tool_choice`, as OpenClaw checks them.
+pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Tools, Invalid> {
     let mut names = Vec::new();
-    if let Some(tools) = tools {
+    let mut definitions = Vec::new();
+    if let Some(tools) = tools.filter(|tools| !tools.is_null()) {
         let Some(tools) = tools.as_array() else {
             return Err("`tools` must be a list".into());
         };
@@ -49,11 +76,14 @@ pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<
                 Some(name) if !name.is_empty() => names.push(name.to_owned()),
                 _ => return Err(Invalid(format!("tools[{index}].function.name is missing"))),
             }
+            definitions.push(tool.clone());
         }
     }
-    match choice {
-        None | Some(Value::Null) => {}
-        Some(Value::String(choice)) if matches!(choice.as_str(), "auto" | "none" | "required") => {}
+    let choice = match choice {
+        None | Some(Value::Null) => None,
+        Some(Value::String(choice)) if matches!(choice.as_str(), "auto" | "none" | "required") => {
+            Some(json!(choice))
+        }
         Some(choice @ Value::Object(_)) if choice["type"] == "function" => {
             let name = choice["function"]["name"]
                 .as_str()
@@ -64,26 +94,31 @@ pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Vec<
                     "tool_choice names {name:?}, which is not among the tools"
                 )));
             }
+            Some(choice.clone())
         }
         Some(other) => {
             return Err(Invalid(format!(
                 "tool_choice {other} is not supported (\"auto\", \"none\", \"required\" or a function)"
             )));
         }
-    }
-    Ok(names)
+    };
+    Ok(Tools {
+        definitions,
+        names,
+        choice,
+    })
 }
 
 /// The household's tools and a client's together, in chat form.
-pub fn merge_tools(household: Option<Value>, client: Option<Value>) -> Option<Value> {
-    let tools: Vec<Value> = [household, client]
+pub fn merge_tools(household: Option<Value>, client: &Tools) -> Option<Value> {
+    let tools: Vec<Value> = household
         .into_iter()
-        .flatten()
         .filter_map(|tools| match tools {
             Value::Array(tools) => Some(tools),
             _ => None,
         })
         .flatten()
+        .chain(client.definitions.iter().cloned())
         .collect();
     (!tools.is_empty()).then_some(Value::Array(tools))
 }
@@ -222,10 +257,8 @@ pub struct ResponsesChat {
     pub system: Option<String>,
     /// The conversation, the current message last.
     pub messages: Vec<Message>,
-    /// Chat tools (`[{type: "function", function: {…}}]`).
-    pub tools: Option<Value>,
-    /// Chat `tool_choice`.
-    pub tool_choice: Option<Value>,
+    /// The caller's tools and its choice, checked.
+    pub tools: Tools,
 }
 
 /// The text and images of an item's `content`: a string or parts
@@ -360,12 +393,11 @@ pub fn responses_chat(body: &Map<String, Value>) -> Result<ResponsesChat, Invali
         }
         other => other.cloned(),
     };
-    check_tools(tools.as_ref(), tool_choice.as_ref())?;
+    let tools = check_tools(tools.as_ref(), tool_choice.as_ref())?;
     Ok(ResponsesChat {
         system: (!system.is_empty()).then(|| system.join("\n\n")),
         messages,
         tools,
-        tool_choice,
     })
 }
 
@@ -815,10 +847,11 @@ mod tests {
     fn tools_and_choices_are_checked_as_openclaw_checks_them() {
         let tools =
             json!([{"type": "function", "function": {"name": "weather", "parameters": {}}}]);
-        assert_eq!(
-            check_tools(Some(&tools), Some(&json!("auto"))).unwrap(),
-            ["weather"]
-        );
+        let checked = check_tools(Some(&tools), Some(&json!("auto"))).unwrap();
+        assert_eq!(checked.names(), ["weather"]);
+        assert_eq!(checked.definitions(), Some(tools.clone()));
+        assert_eq!(checked.choice(), Some(json!("auto")));
+        assert_eq!(check_tools(None, None).unwrap().definitions(), None);
         assert!(
             check_tools(
                 Some(&tools),
@@ -879,8 +912,8 @@ mod tests {
         );
         assert_eq!(chat.messages[2].role, "tool");
         assert_eq!(chat.messages[2].tool_call_id.as_deref(), Some("c1"));
-        assert_eq!(chat.tools.unwrap()[0]["function"]["name"], "weather");
-        assert_eq!(chat.tool_choice.unwrap()["function"]["name"], "weather");
+        assert_eq!(chat.tools.names(), ["weather"]);
+        assert_eq!(chat.tools.choice().unwrap()["function"]["name"], "weather");
         let plain = responses_chat(json!({"input": "hi"}).as_object().unwrap()).unwrap();
         assert_eq!(plain.messages, [Message::new("user", "hi")]);
         assert!(

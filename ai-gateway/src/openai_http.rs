@@ -147,11 +147,11 @@ pub(crate) async fn completions(
     if request.messages.is_empty() {
         return invalid("`messages` is empty");
     }
-    if let Err(why) =
-        crate::openai::check_tools(request.tools.as_ref(), request.tool_choice.as_ref())
-    {
-        return invalid(why.0);
-    }
+    let tools =
+        match crate::openai::check_tools(request.tools.as_ref(), request.tool_choice.as_ref()) {
+            Ok(tools) => tools,
+            Err(why) => return invalid(why.0),
+        };
     let sampling = match sampling(request.temperature, &request.rest) {
         Ok(sampling) => sampling,
         Err(error) => return error.into_response(),
@@ -172,8 +172,7 @@ pub(crate) async fn completions(
     let ask = Ask {
         max_tokens: request.max_completion_tokens.or(request.max_tokens),
         temperature: request.temperature,
-        tools: request.tools,
-        tool_choice: request.tool_choice,
+        tools,
         sampling,
         response_format,
         ..http_ask(
@@ -266,7 +265,6 @@ pub(crate) async fn responses(
         max_tokens,
         temperature,
         tools: chat.tools,
-        tool_choice: chat.tool_choice,
         sampling,
         response_format,
         ..http_ask(

@@ -46,10 +46,8 @@ pub struct Ask {
     pub temperature: Option<f32>,
     /// Other sampling settings, checked.
     pub sampling: hearth_llm::Sampling,
-    /// The caller's own tools (OpenAI's shape).
-    pub tools: Option<serde_json::Value>,
-    /// Which tool the caller wants called.
-    pub tool_choice: Option<serde_json::Value>,
+    /// The caller's own tools and which it wants called, checked.
+    pub tools: crate::openai::Tools,
     /// The reply's structure the caller asks for (none: free text).
     pub response_format: Option<StructuredOutput>,
     /// Whether (and how much) a thinking model thinks first.
@@ -78,8 +76,7 @@ impl Ask {
             max_tokens: None,
             temperature: None,
             sampling: hearth_llm::Sampling::default(),
-            tools: None,
-            tool_choice: None,
+            tools: crate::openai::Tools::default(),
             response_format: None,
             think: None,
             endpoint,
@@ -427,7 +424,7 @@ pub fn admit(ask: &Ask, book: &Book<'_>) -> Result<Admission, Refused> {
         }
         _ => None,
     };
-    let client_tools = crate::openai::check_tools(ask.tools.as_ref(), None).unwrap_or_default();
+    let client_tools = ask.tools.names().to_vec();
     if let Some(household) = &household_tools
         && let Some(clash) = client_tools.iter().find(|name| {
             household
@@ -656,7 +653,11 @@ mod tests {
         );
         // The caller's tool named as the assistant's own.
         let mut clash = asks(anyone(), None);
-        clash.tools = Some(json!([{"type": "function", "function": {"name": "remember"}}]));
+        clash.tools = crate::openai::check_tools(
+            Some(&json!([{"type": "function", "function": {"name": "remember"}}])),
+            None,
+        )
+        .unwrap();
         let refused = admit(&clash, &house.book()).unwrap_err();
         assert!(refused.message.contains("\"remember\""), "{refused}");
     }

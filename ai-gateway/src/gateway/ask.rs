@@ -175,7 +175,6 @@ impl Gateway {
             temperature,
             sampling,
             tools,
-            tool_choice,
             response_format,
             think,
             endpoint,
@@ -311,11 +310,11 @@ impl Gateway {
                     // household's tools are not offered then (the model
                     // could not both call one and answer in the format).
                     request.tools = if response_format.is_some() {
-                        tools
+                        tools.definitions()
                     } else {
-                        crate::openai::merge_tools(household_tools, tools)
+                        crate::openai::merge_tools(household_tools, &tools)
                     };
-                    request.tool_choice = tool_choice;
+                    request.tool_choice = tools.choice();
                     request.sampling = sampling;
                     request.response_format = response_format;
                     request.think = think;
@@ -356,8 +355,8 @@ impl Gateway {
                         .collect();
                     request
                 };
-                request.tools = tools;
-                request.tool_choice = tool_choice;
+                request.tools = tools.definitions();
+                request.tool_choice = tools.choice();
                 request.sampling = sampling;
                 request.response_format = response_format;
                 request.think = think;
