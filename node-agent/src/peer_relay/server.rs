@@ -139,6 +139,21 @@ pub struct Server {
     next_vni: u32,
     lamport: u64,
     addresses: Vec<SocketAddr>,
+    /// The nonces of the messages it seals: a prefix of its own and a
+    /// count, so none repeats under its key (the server draws no
+    /// randomness: its keys are given).
+    nonce_prefix: [u8; 16],
+    sealed: u64,
+}
+
+/// The nonce after `sealed` messages under the prefix `prefix`: never one
+/// used before under the server's key.
+fn next_nonce(prefix: &[u8; 16], sealed: &mut u64) -> [u8; disco::NONCE_LEN] {
+    *sealed += 1;
+    let mut nonce = [0; disco::NONCE_LEN];
+    nonce[..16].copy_from_slice(prefix);
+    nonce[16..].copy_from_slice(&sealed.to_be_bytes());
+    nonce
 }
 
 /// The two keys in a fixed order: one endpoint per pair.
@@ -149,8 +164,16 @@ fn sorted(mut pair: [[u8; 32]; 2]) -> [[u8; 32]; 2] {
 
 impl Server {
     /// A relay with disco key `secret` (its own, not the node's) and a
-    /// first challenge key `mac`.
+    /// first challenge key `mac`, both drawn by the caller.
     pub fn new(secret: [u8; 32], mac: [u8; 32]) -> Server {
+        let prefix: [u8; 32] = blake2::Blake2s256::new()
+            .chain_update(b"hearth peer relay: nonces")
+            .chain_update(mac)
+            .chain_update(secret)
+            .finalize()
+            .into();
+        let mut nonce_prefix = [0; 16];
+        nonce_prefix.copy_from_slice(&prefix[..16]);
         Server {
             public: disco::public_key(&secret),
             secret: Zeroizing::new(secret),
@@ -162,6 +185,8 @@ impl Server {
             next_vni: 1,
             lamport: 0,
             addresses: Vec::new(),
+            nonce_prefix,
+            sealed: 0,
         }
     }
 
@@ -363,7 +388,7 @@ impl Server {
                     challenge: mac(&self.macs[0], from, &bind),
                     ..bind
                 };
-                let nonce: [u8; disco::NONCE_LEN] = rand::random();
+                let nonce = next_nonce(&self.nonce_prefix, &mut self.sealed);
                 let mut reply = Geneve {
                     control: true,
                     protocol: geneve::PROTOCOL_DISCO,
@@ -509,6 +534,20 @@ mod tests {
         .to_vec();
         packet.extend_from_slice(&[4, 0, 0, 0, 1, 2, 3, 4]);
         packet
+    }
+
+    #[test]
+    fn the_servers_nonces_never_repeat_and_take_no_randomness() {
+        let mut server = server();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let nonce = next_nonce(&server.nonce_prefix, &mut server.sealed);
+            assert_eq!(nonce[..16], server.nonce_prefix);
+            assert!(seen.insert(nonce), "a nonce came twice");
+        }
+        // Another server's keys, another prefix.
+        let other = Server::new([1; 32], [2; 32]);
+        assert_ne!(other.nonce_prefix, server.nonce_prefix);
     }
 
     #[test]
