@@ -1,14 +1,13 @@
 //! Two `hearth-agent`s behind symmetric NATs (the lab of `tests/nat.rs`),
-//! measured in the same run, round by round, on three paths: through the
-//! coordinator's DERP relay (TCP; the policy offers no peer relay), through
-//! a hub agent's peer relay (UDP; `--relay-server-port`), and through the
-//! official `tailscaled`'s peer relay (`tailscale set --relay-server-port`),
-//! the anchor. The policy's `tailscale.com/cap/relay` grant names one relay
-//! at a time (by its mesh address), so the same two agents meet through
-//! each in turn; the agents run the userspace data plane.
+//! measured in the same run, round by round, on two paths: through the
+//! coordinator's DERP relay (TCP; the policy offers no peer relay) and
+//! through a hub agent's peer relay (UDP; `--relay-server-port`, the
+//! policy's `tailscale.com/cap/relay` grant naming the hub by its mesh
+//! address); the agents run the userspace data plane.
 //!
 //! Each round, on each path: iperf3 TCP alpha → beta for 5 s (and the CPU
-//! time the relay process spent meanwhile), and 50 pings.
+//! time the relay's process spent meanwhile: the coordinator for DERP, the
+//! hub agent for the peer relay), and 50 pings.
 //!
 //! Run (root): `cargo bench -p hearth-agent --bench peer_relay_agents`
 
@@ -36,8 +35,6 @@ struct Path {
 fn main() {
     let mut lab = Lab::new().expect("root and ip(8)");
     hearth_testkit::require_tools(&["nft", "iperf3", "ping"]).expect("tools");
-    let client = hearth_testkit::llama::tailscale_client()
-        .expect("the official Tailscale client (scripts/tailscale-client.sh)");
     let (coordinator, key) = lab.start_internet_coordinator();
     let dir = lab.dir.path().to_owned();
     let write = |name: &str, text: &str| {
@@ -55,7 +52,6 @@ fn main() {
     let cafe = lab.nat_site("cafe", 3, Nat::Symmetric);
     let hosts = [
         lab.host("hub"),
-        lab.host("tsrelay"),
         lab.site_host(&mobile, "alpha"),
         lab.site_host(&cafe, "beta"),
     ];
@@ -66,24 +62,9 @@ fn main() {
         &key,
         &["--backend", "userspace", "--relay-server-port", "40000"],
     );
-    let official = lab.start_tailscaled(&hosts[1], &coordinator, &client);
-    let token = std::fs::read_to_string(&key).expect("the key file");
-    let up = official.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let set = official.cli(&lab, &["set", "--relay-server-port=40001"]);
-    assert!(
-        set.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set.stderr)
-    );
-    let alpha = lab.start_agent(&hosts[2], &key, &userspace);
-    let beta = lab.start_agent(&hosts[3], &key, &userspace);
+    let alpha = lab.start_agent(&hosts[1], &key, &userspace);
+    let beta = lab.start_agent(&hosts[2], &key, &userspace);
     let hub_ip = IpAddr::from(hub.wait_mesh_ipv4(Duration::from_secs(30)));
-    let official_ip = IpAddr::from(official.ipv4(&lab).expect("tailscaled's address"));
     alpha.wait_mesh_ipv4(Duration::from_secs(30));
     let beta_ip = IpAddr::from(beta.wait_mesh_ipv4(Duration::from_secs(30)));
 
@@ -97,18 +78,17 @@ fn main() {
         ms: Vec::new(),
     };
     let mut paths = [
-        path("DERP", write("derp.json", &format!("{open}}}")), None, None),
+        path(
+            "DERP",
+            write("derp.json", &format!("{open}}}")),
+            None,
+            Some(coordinator.process.child.id()),
+        ),
         path(
             "hub agent's peer relay",
             write("hub.json", &relay_through(hub_ip)),
             Some(40000),
             Some(hub.process.child.id()),
-        ),
-        path(
-            "tailscaled's peer relay",
-            write("official.json", &relay_through(official_ip)),
-            Some(40001),
-            Some(official.daemon.child.id()),
         ),
     ];
     // Where alpha's packets to beta go now: a peer relay's port, or none.
@@ -128,70 +108,48 @@ fn main() {
         for path in &mut paths {
             coordinator.cli_ok(&["policy", "set", &path.policy]);
             wait_until(Duration::from_secs(90), || {
-                lab.ping(&hosts[2], beta_ip, Duration::from_millis(500))
+                lab.ping(&hosts[1], beta_ip, Duration::from_millis(500))
                     && relay_port() == Some(path.port)
             })
-            .unwrap_or_else(|| {
-                panic!(
-                    "not through {}: {:?}\ntailscaled: {}",
-                    path.name,
-                    alpha.path("beta"),
-                    official.daemon.log_text()
-                )
-            });
+            .unwrap_or_else(|| panic!("not through {}: {:?}", path.name, alpha.path("beta")));
             let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_seconds);
             let before = cpu(path.relay_pid);
-            let mbit = lab.iperf(&hosts[2], &hosts[3], beta_ip, SECONDS);
+            let mbit = lab.iperf(&hosts[1], &hosts[2], beta_ip, SECONDS);
             let spent = cpu(path.relay_pid) - before;
             assert_eq!(relay_port(), Some(path.port), "the path held");
             path.mbit.push(mbit);
             path.cpu_per_gbit
                 .push(spent / (mbit * f64::from(SECONDS) / 1000.0));
-            path.ms.extend(lab.ping_times(&hosts[2], beta_ip, 50));
+            path.ms.extend(lab.ping_times(&hosts[1], beta_ip, 50));
         }
         println!(
-            "round {round}: DERP {:.0} Mbit/s, hub agent's relay {:.0} Mbit/s ({:.2} CPU s/Gbit), \
-             tailscaled's relay {:.0} Mbit/s ({:.2} CPU s/Gbit)",
+            "round {round}: DERP {:.0} Mbit/s ({:.2} CPU s/Gbit), hub agent's relay {:.0} Mbit/s ({:.2} CPU s/Gbit)",
             paths[0].mbit[round],
+            paths[0].cpu_per_gbit[round],
             paths[1].mbit[round],
             paths[1].cpu_per_gbit[round],
-            paths[2].mbit[round],
-            paths[2].cpu_per_gbit[round]
         );
     }
-    let [derp, hub_relay, official_relay] = &mut paths;
+    let [derp, relay] = &mut paths;
+    let (derp_mbit, relay_mbit) = (median(&mut derp.mbit), median(&mut relay.mbit));
+    let (derp_cpu, relay_cpu) = (
+        median(&mut derp.cpu_per_gbit),
+        median(&mut relay.cpu_per_gbit),
+    );
+    let (derp_p50, derp_p99) = (median(&mut derp.ms), percentile(&mut derp.ms, 0.99));
+    let (relay_p50, relay_p99) = (median(&mut relay.ms), percentile(&mut relay.ms, 0.99));
+    println!("| | DERP (coordinator, TCP) | hub agent's peer relay (UDP) | peer relay / DERP |");
+    println!("| --- | --- | --- | --- |");
     println!(
-        "| | DERP (coordinator, TCP) | hub agent's peer relay (UDP) | tailscaled's peer relay (UDP) | hub / tailscaled |"
-    );
-    println!("| --- | --- | --- | --- | --- |");
-    let (derp_mbit, hub_mbit, official_mbit) = (
-        median(&mut derp.mbit),
-        median(&mut hub_relay.mbit),
-        median(&mut official_relay.mbit),
-    );
-    println!(
-        "| iperf3 TCP, median of {ROUNDS} × {SECONDS} s | {derp_mbit:.0} Mbit/s | {hub_mbit:.0} Mbit/s | {official_mbit:.0} Mbit/s | {:.2} |",
-        hub_mbit / official_mbit
-    );
-    let (hub_cpu, official_cpu) = (
-        median(&mut hub_relay.cpu_per_gbit),
-        median(&mut official_relay.cpu_per_gbit),
+        "| iperf3 TCP, median of {ROUNDS} × {SECONDS} s | {derp_mbit:.0} Mbit/s | {relay_mbit:.0} Mbit/s | {:.2} |",
+        relay_mbit / derp_mbit
     );
     println!(
-        "| relay process CPU per Gbit, median | | {hub_cpu:.2} s | {official_cpu:.2} s | {:.2} |",
-        hub_cpu / official_cpu
-    );
-    let p50 = |ms: &mut Vec<f64>| (median(ms), percentile(ms, 0.99));
-    let (derp_p50, derp_p99) = p50(&mut derp.ms);
-    let (hub_p50, hub_p99) = p50(&mut hub_relay.ms);
-    let (official_p50, official_p99) = p50(&mut official_relay.ms);
-    println!(
-        "| ping RTT p50 / p99 | {derp_p50:.2} / {derp_p99:.2} ms | {hub_p50:.2} / {hub_p99:.2} ms | {official_p50:.2} / {official_p99:.2} ms | {:+.2} ms (p50) |",
-        hub_p50 - official_p50
+        "| the relay's process, CPU per Gbit (median) | {derp_cpu:.2} s | {relay_cpu:.2} s | {:.2} |",
+        relay_cpu / derp_cpu
     );
     println!(
-        "peer relay / DERP: hub {:.2}, tailscaled {:.2}",
-        hub_mbit / derp_mbit,
-        official_mbit / derp_mbit
+        "| ping RTT p50 / p99 | {derp_p50:.2} / {derp_p99:.2} ms | {relay_p50:.2} / {relay_p99:.2} ms | {:+.2} ms (p50) |",
+        relay_p50 - derp_p50
     );
 }
