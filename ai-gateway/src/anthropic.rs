@@ -263,12 +263,9 @@ pub fn messages_request(body: &[u8]) -> Result<Asked, Invalid> {
             fields.insert(ours.to_owned(), value.clone());
         }
     }
-    if fields
-        .get("stop")
-        .and_then(Value::as_array)
-        .is_some_and(Vec::is_empty)
-    {
-        fields.remove("stop");
+    // Anthropic takes a list only (a bare text is OpenAI's form).
+    if fields.get("stop").is_some_and(|stop| !stop.is_array()) {
+        return Err(Invalid("`stop_sequences` must be at most 4 texts".into()));
     }
     let sampling = hearth_llm::Sampling::read(&fields).map_err(|refused| {
         let field = if refused.field == "stop" {
@@ -560,6 +557,20 @@ mod tests {
         assert!(refused(r#"{"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": [
                           {"type": "image", "source": {"type": "url", "url": "http://x/y.png"}}]}]}"#).contains("fetches nothing"));
         assert!(refused("not json").contains("not a Messages request"));
+        for sampling in [
+            r#""stop_sequences": "END""#,
+            r#""stop_sequences": ["a", "b", "c", "d", "e"]"#,
+        ] {
+            let body = format!(
+                r#"{{"model": "m", "max_tokens": 8, "messages": [{{"role": "user", "content": "x"}}], {sampling}}}"#
+            );
+            assert!(
+                refused(&body).starts_with("`stop_sequences` must be"),
+                "{sampling}"
+            );
+        }
+        let top_p = r#"{"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "top_p": 2}"#;
+        assert!(refused(top_p).starts_with("`top_p` must be"));
     }
 
     #[test]

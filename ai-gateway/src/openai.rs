@@ -62,7 +62,7 @@ impl Tools {
 pub fn check_tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Tools, Invalid> {
     let mut names = Vec::new();
     let mut definitions = Vec::new();
-    if let Some(tools) = tools.filter(|tools| !tools.is_null()) {
+    if let Some(tools) = tools {
         let Some(tools) = tools.as_array() else {
             return Err("`tools` must be a list".into());
         };

@@ -26,7 +26,7 @@ struct Path {
     name: &'static str,
     policy: String,
     port: Option<u16>,
-    relay_pid: Option<u32>,
+    relay_pid: u32,
     mbit: Vec<f64>,
     cpu_per_gbit: Vec<f64>,
     ms: Vec<f64>,
@@ -55,7 +55,8 @@ fn main() {
         lab.site_host(&mobile, "alpha"),
         lab.site_host(&cafe, "beta"),
     ];
-    coordinator.cli_ok(&["policy", "set", &write("derp.json", &format!("{open}}}"))]);
+    let derp = write("derp.json", &format!("{open}}}"));
+    coordinator.cli_ok(&["policy", "set", &derp]);
     let userspace = ["--backend", "userspace"];
     let hub = lab.start_agent(
         &hosts[0],
@@ -78,17 +79,12 @@ fn main() {
         ms: Vec::new(),
     };
     let mut paths = [
-        path(
-            "DERP",
-            write("derp.json", &format!("{open}}}")),
-            None,
-            Some(coordinator.process.child.id()),
-        ),
+        path("DERP", derp, None, coordinator.process.child.id()),
         path(
             "hub agent's peer relay",
             write("hub.json", &relay_through(hub_ip)),
             Some(40000),
-            Some(hub.process.child.id()),
+            hub.process.child.id(),
         ),
     ];
     // Where alpha's packets to beta go now: a peer relay's port, or none.
@@ -112,10 +108,9 @@ fn main() {
                     && relay_port() == Some(path.port)
             })
             .unwrap_or_else(|| panic!("not through {}: {:?}", path.name, alpha.path("beta")));
-            let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_seconds);
-            let before = cpu(path.relay_pid);
+            let before = cpu_seconds(path.relay_pid);
             let mbit = lab.iperf(&hosts[1], &hosts[2], beta_ip, SECONDS);
-            let spent = cpu(path.relay_pid) - before;
+            let spent = cpu_seconds(path.relay_pid) - before;
             assert_eq!(relay_port(), Some(path.port), "the path held");
             path.mbit.push(mbit);
             path.cpu_per_gbit
