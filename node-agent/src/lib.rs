@@ -15,6 +15,7 @@ pub mod certs;
 pub mod control;
 pub mod dataplane;
 pub mod dial;
+pub mod disco_plane;
 pub mod discovery;
 pub mod dns;
 pub mod endpoint;

@@ -681,3 +681,21 @@ impl ReceiveBatch {
         Some((bytes.chunks(size), from))
     }
 }
+
+/// Waits up to `timeout` for either of `fds` to be readable (a negative
+/// one is left out); which are.
+pub fn wait_either(fds: [std::os::fd::RawFd; 2], timeout: std::time::Duration) -> [bool; 2] {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let millis = libc::c_int::try_from(timeout.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `polled` is an array of two pollfd, the length given; poll(2)
+    // ignores a negative fd.
+    let ready = unsafe { libc::poll(polled.as_mut_ptr(), 2, millis) };
+    if ready <= 0 {
+        return [false; 2];
+    }
+    polled.map(|fd| fd.revents != 0)
+}

@@ -4,8 +4,11 @@
 //! behind NATs ([`paths`]).
 //!
 //! Threads: one per TUN queue (TUN → cut super-packets → encrypt → UDP
-//! batches or relay), one for UDP → decrypt → coalesce → TUN, and the
-//! timers (handshakes, keep-alives, re-keying, disco pings). The kernel
+//! batches or relay), one for UDP → decrypt → coalesce → TUN, the
+//! WireGuard timers (handshakes, keep-alives, re-keying), and the disco
+//! plane's ([`crate::disco_plane`], driven by [`disco`]: disco, paths,
+//! peer relays, our own relay's socket), which alone decides each peer's
+//! route; the packet threads only read it. The kernel
 //! offloads that make this fast (virtio-net headers and TSO on the TUN,
 //! UDP GSO and GRO, `sendmmsg`/`recvmmsg`) are probed at start and each
 //! falls back on its own ([`io`], [`offload`]). Packets
@@ -33,7 +36,6 @@
 mod disco;
 mod io;
 pub mod offload;
-mod relay_server;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,13 +57,14 @@ use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 use zeroize::Zeroizing;
 
+use crate::disco_plane::{Plane, Target, Via as Source};
 use crate::handshakes::SourceBudget;
-use crate::paths::Paths;
 use crate::plane::{DataPlaneError, PathStatus, PeerConfig, PeerStats};
 use hearth_control::wire::WireGuardKey;
 
+pub use crate::disco_plane::{PeerRelays, RelayCandidate};
 pub use disco::RelayPacket;
-use disco::{DiscoPeer, Target};
+use disco::{Input, PlaneHandle, RelaySocket};
 pub use io::Offloads;
 use io::{ReceiveBatch, SendBatch, Tun};
 use offload::{GroPlan, MAX_PACKET, OffloadError, VNET_HDR_LEN, VnetHeader, Write};
@@ -107,12 +110,14 @@ struct PeerState {
     /// For a plain WireGuard peer: where to send (set, or roamed to).
     endpoint: RwLock<Option<SocketAddr>>,
     allowed: RwLock<Vec<IpNet>>,
-    /// For a disco peer: its key and home relay.
-    disco: RwLock<Option<DiscoPeer>>,
-    /// For a disco peer: which path works.
-    paths: Mutex<Paths>,
-    /// For a disco peer: where packets go now (kept by the timers).
+    /// Whether it speaks disco (its path is then the disco plane's).
+    disco: AtomicBool,
+    /// For a disco peer: where packets go now (published by the disco
+    /// plane's thread).
     route: RwLock<Target>,
+    /// For a disco peer: the round trip of its path, in microseconds
+    /// (`u64::MAX`: unknown), published with the route.
+    rtt_us: AtomicU64,
     /// When data last went to or came from the peer (ms since the device
     /// started, 0: never): disco keeps paths of peers in use.
     last_traffic: AtomicU64,
@@ -191,7 +196,7 @@ impl PeerState {
 
     /// Where a packet for this peer goes now.
     fn target(&self) -> Target {
-        if hearth_runtime::read(&self.disco).is_some() {
+        if self.disco.load(Ordering::Relaxed) {
             return *hearth_runtime::read(&self.route);
         }
         match *hearth_runtime::read(&self.endpoint) {
@@ -204,7 +209,6 @@ impl PeerState {
 struct PeerTable {
     by_key: HashMap<[u8; 32], Arc<PeerState>>,
     by_index: HashMap<u32, Arc<PeerState>>,
-    by_disco: HashMap<[u8; 32], Arc<PeerState>>,
     by_address: AllowedIps<Arc<PeerState>>,
     next_index: u32,
 }
@@ -261,60 +265,17 @@ struct DeviceState {
     /// When the device started: disco's clock.
     origin: Instant,
     /// This node's disco key, new at each start.
-    disco_secret: Zeroizing<[u8; 32]>,
     disco_public: [u8; 32],
+    /// The disco plane's queue.
+    plane: PlaneHandle,
     /// Where packets for a relay go (the agent's relay client), once attached.
     relay: RwLock<Option<tokio::sync::mpsc::Sender<RelayPacket>>>,
     /// Packets for the relay dropped because its queue was full.
     relay_drops: AtomicU64,
-    /// This node's endpoints, told to peers in call-me-maybe.
-    own_endpoints: RwLock<Vec<SocketAddr>>,
     /// A STUN question waiting for its answer on the WireGuard socket.
     stun: Mutex<Option<StunWaiter>>,
-    /// The size of the largest WireGuard packet this device sends (the
-    /// interface's MTU and WireGuard's 32 bytes): disco pings are padded to
-    /// it, so that a path is used only once it carried one that large.
-    probe_size: std::sync::atomic::AtomicUsize,
-    /// The peer relays the policy offers us, and which peers may use ours.
-    peer_relays: RwLock<PeerRelays>,
-    /// Our own peer relay, when this device is one.
-    relay_server: RwLock<Option<Arc<relay_server::RelayServer>>>,
-    /// Which peer a peer relay's endpoint (relay key, VNI) is for: where
-    /// its challenges go.
-    relay_binds: Mutex<HashMap<RelayEndpointId, Arc<PeerState>>>,
-}
-
-/// A peer relay's endpoint: the relay's disco key and the VNI.
-type RelayEndpointId = ([u8; 32], u32);
-
-/// A peer the policy offers us as a peer relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RelayCandidate {
-    /// Its node key.
-    pub key: [u8; 32],
-    /// Its disco key, which allocation requests are sealed to.
-    pub disco: [u8; 32],
-    /// Its home relay, through which they go.
-    pub region: u16,
-}
-
-/// Who relays for us, and for whom we relay.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PeerRelays {
-    /// Peers offered to us as peer relays.
-    pub candidates: Vec<RelayCandidate>,
-    /// Node keys of peers that may ask our relay for endpoints.
-    pub clients: std::collections::HashSet<[u8; 32]>,
-}
-
-impl PeerRelays {
-    /// Whether a relay is offered for reaching the peer with node key
-    /// `peer` (one other than that peer itself).
-    fn offered_for(&self, peer: &[u8; 32]) -> bool {
-        self.candidates
-            .iter()
-            .any(|candidate| candidate.key != *peer)
-    }
+    /// The port of our own peer relay, when this device is one.
+    relay_port: Mutex<Option<u16>>,
 }
 
 impl DeviceState {
@@ -392,26 +353,11 @@ impl DeviceState {
         self.send(&packet, to);
     }
 
-    fn relay_attached(&self) -> bool {
-        hearth_runtime::read(&self.relay).is_some()
-    }
-
     fn note_traffic(&self, peer: &PeerState) {
         // +1 so that traffic in the first millisecond is not "never".
         let now = self.now().as_millis() as u64 + 1;
         peer.last_traffic.store(now, Ordering::Relaxed);
     }
-}
-
-/// Where a datagram came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    /// A UDP address.
-    Udp(SocketAddr),
-    /// A peer relay's endpoint `vni` at `address`.
-    PeerRelay { address: SocketAddr, vni: u32 },
-    /// A relay region, from the node with this key.
-    Relay { region: u16, key: [u8; 32] },
 }
 
 /// A running userspace WireGuard device.
@@ -492,8 +438,11 @@ impl Device {
         let local = udp.local_addr().map_err(device_error)?;
         let (listen_port, dual_stack) = (local.port(), local.is_ipv6());
         let keys = StaticKeys::new(StaticSecret::from(private_key));
-        let disco_secret = Zeroizing::new(rand::random::<[u8; 32]>());
-        let disco_public = hearth_control::disco::public_key(&disco_secret);
+        // The plane's randomness, drawn here at its edge.
+        let seed = Zeroizing::new(rand::random::<[u8; 32]>());
+        let plane = Plane::new(keys.public.to_bytes(), full_size(DEFAULT_MTU), *seed);
+        let disco_public = plane.disco_public();
+        let (handle, inbox) = disco::channel().map_err(device_error)?;
         let shared = Arc::new(DeviceState {
             tuns,
             offloads,
@@ -503,23 +452,18 @@ impl Device {
             peers: RwLock::new(PeerTable {
                 by_key: HashMap::new(),
                 by_index: HashMap::new(),
-                by_disco: HashMap::new(),
                 by_address: AllowedIps::new(),
                 next_index: rand::random::<u32>() & 0x00ff_ffff,
             }),
             budget: Mutex::new(SourceBudget::default()),
             stop: AtomicBool::new(false),
             origin: Instant::now(),
-            disco_secret,
             disco_public,
+            plane: handle,
             relay: RwLock::new(None),
             relay_drops: AtomicU64::new(0),
-            own_endpoints: RwLock::new(Vec::new()),
             stun: Mutex::new(None),
-            probe_size: std::sync::atomic::AtomicUsize::new(full_size(DEFAULT_MTU)),
-            peer_relays: RwLock::default(),
-            relay_server: RwLock::new(None),
-            relay_binds: Mutex::default(),
+            relay_port: Mutex::new(None),
         });
         let mut threads = Vec::new();
         for queue in 0..shared.tuns.len() {
@@ -543,6 +487,13 @@ impl Device {
                     .map_err(device_error)?,
             );
         }
+        let plane_shared = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("wg-disco".into())
+                .spawn(move || disco::run(plane_shared, plane, inbox))
+                .map_err(device_error)?,
+        );
         Ok(Device {
             shared,
             threads,
@@ -595,9 +546,6 @@ impl Device {
                     if endpoint.is_none() {
                         endpoint = *hearth_runtime::read(&old.endpoint);
                     }
-                    if let Some(disco) = hearth_runtime::read(&old.disco).as_ref() {
-                        table.by_disco.remove(&disco.key);
-                    }
                     retiring
                 });
                 let peer = Arc::new(PeerState {
@@ -608,9 +556,9 @@ impl Device {
                     keepalive: config.keepalive,
                     endpoint: RwLock::new(endpoint),
                     allowed: RwLock::new(config.allowed_ips.clone()),
-                    disco: RwLock::new(None),
-                    paths: Mutex::new(Paths::default()),
+                    disco: AtomicBool::new(false),
                     route: RwLock::new(Target::Nowhere),
+                    rtt_us: AtomicU64::new(u64::MAX),
                     last_traffic: AtomicU64::new(0),
                     direct_sent: AtomicU64::new(0),
                     direct_heard: AtomicU64::new(0),
@@ -636,7 +584,14 @@ impl Device {
                 peer
             }
         };
-        disco::configure(&self.shared, &mut table, &peer, config);
+        drop(table);
+        // The plane publishes the peer's route before this returns (the
+        // device's locks are not held while it does).
+        self.shared
+            .plane
+            .tell(Input::SetPeer(Box::new(config.clone())));
+        self.shared.plane.settle();
+        peer.disco.store(config.disco.is_some(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -679,18 +634,17 @@ impl Device {
             if let Some(retiring) = hearth_runtime::lock(&peer.retiring).take() {
                 table.by_index.remove(&retiring.index);
             }
-            if let Some(disco) = hearth_runtime::read(&peer.disco).as_ref() {
-                table.by_disco.remove(&disco.key);
-            }
             table.rebuild_routes();
         }
+        drop(table);
+        self.shared.plane.tell(Input::RemovePeer(key.0));
         Ok(())
     }
 
     /// The path to the peer with `key` now.
     pub fn path_of(&self, key: &WireGuardKey) -> Option<PathStatus> {
         let peer = self.shared.peers().by_key.get(&key.0).cloned()?;
-        path_status(&self.shared, &peer)
+        path_status(&peer)
     }
 
     /// Every peer's counters.
@@ -703,7 +657,7 @@ impl Device {
             .map(|(key, peer)| {
                 let (since_handshake, tx_bytes, rx_bytes, _, _) =
                     hearth_runtime::lock(&peer.tunnel).stats();
-                let path = path_status(&self.shared, peer);
+                let path = path_status(peer);
                 PeerStats {
                     key: WireGuardKey(*key),
                     endpoint: match path {
@@ -730,6 +684,9 @@ impl Device {
     pub fn set_private_key(&self, private_key: [u8; 32]) {
         let keys = Arc::new(StaticKeys::new(StaticSecret::from(private_key)));
         *hearth_runtime::write(&self.shared.keys) = Arc::clone(&keys);
+        self.shared
+            .plane
+            .tell(Input::NodeKey(keys.public.to_bytes()));
         // New receiver indexes first (under the table's lock), tunnels
         // after (without it: the packet path takes a tunnel, then the table).
         let peers: Vec<(Arc<PeerState>, u32)> = {
@@ -782,9 +739,7 @@ impl Device {
     /// The interface's MTU is `mtu`: paths are probed with packets as
     /// large as the WireGuard packets it makes.
     pub fn set_mtu(&self, mtu: u32) {
-        self.shared
-            .probe_size
-            .store(full_size(mtu), Ordering::Relaxed);
+        self.shared.plane.tell(Input::ProbeSize(full_size(mtu)));
     }
 
     /// This device's disco key (new at each start).
@@ -795,6 +750,7 @@ impl Device {
     /// Sends packets for relays into `relay` from now on.
     pub fn attach_relay(&self, relay: tokio::sync::mpsc::Sender<RelayPacket>) {
         *hearth_runtime::write(&self.shared.relay) = Some(relay);
+        self.shared.plane.tell(Input::RelayAttached);
     }
 
     /// Packets for the relay dropped because its queue was full.
@@ -809,7 +765,10 @@ impl Device {
         }
         let source = Source::Relay { region, key };
         if hearth_control::disco::looks_like_disco(packet) {
-            disco::receive(&self.shared, packet, source);
+            self.shared.plane.offer(Input::Disco {
+                via: source,
+                packet: packet.to_vec(),
+            });
             return;
         }
         SCRATCH.with(|scratch| {
@@ -828,18 +787,14 @@ impl Device {
     /// Makes this device a peer relay on UDP `port` (0: any); returns the
     /// port. Which peers may use it is [`Device::set_peer_relays`]'s.
     pub fn serve_peer_relay(&self, port: u16) -> Result<u16, DataPlaneError> {
-        let relay = Arc::new(relay_server::RelayServer::bind(port).map_err(|error| {
+        let socket = RelaySocket::bind(port).map_err(|error| {
             device_error(format!(
                 "cannot bind the peer relay's UDP port {port}: {error}"
             ))
-        })?);
-        let port = relay.port;
-        *hearth_runtime::write(&self.shared.relay_server) = Some(Arc::clone(&relay));
-        let shared = Arc::clone(&self.shared);
-        std::thread::Builder::new()
-            .name("peer-relay".into())
-            .spawn(move || relay_server::run(shared, relay))
-            .map_err(device_error)?;
+        })?;
+        let port = socket.port;
+        *hearth_runtime::lock(&self.shared.relay_port) = Some(port);
+        self.shared.plane.tell(Input::ServeRelay(socket));
         tracing::info!(port, "peer relay listening");
         Ok(port)
     }
@@ -847,53 +802,35 @@ impl Device {
     /// The addresses our peer relay is reached at (its port at each of this
     /// node's addresses), told to clients in each endpoint.
     pub fn set_peer_relay_addresses(&self, addresses: Vec<SocketAddr>) {
-        if let Some(relay) = hearth_runtime::read(&self.shared.relay_server).as_ref() {
-            hearth_runtime::lock(&relay.server).set_addresses(addresses);
-        }
+        self.shared.plane.tell(Input::RelayAddresses(addresses));
     }
 
     /// The port of our peer relay, when this device is one.
     pub fn peer_relay_port(&self) -> Option<u16> {
-        hearth_runtime::read(&self.shared.relay_server)
-            .as_ref()
-            .map(|relay| relay.port)
+        *hearth_runtime::lock(&self.shared.relay_port)
     }
 
     /// Our peer relay, when this device is one: its port, the endpoints it
     /// holds and how many peers may use it.
     pub fn peer_relay_status(&self) -> Option<crate::plane::PeerRelayStatus> {
-        let relay = hearth_runtime::read(&self.shared.relay_server).clone()?;
-        let endpoints = hearth_runtime::lock(&relay.server).endpoints();
+        let port = self.peer_relay_port()?;
+        let (endpoints, clients) = self.shared.plane.relay_status()?;
         Some(crate::plane::PeerRelayStatus {
-            port: relay.port,
+            port,
             endpoints,
-            clients: hearth_runtime::read(&self.shared.peer_relays).clients.len(),
+            clients,
         })
     }
 
     /// The peer relays the policy offers us, and the peers that may use
     /// ours.
     pub fn set_peer_relays(&self, relays: PeerRelays) {
-        let table = self.shared.peers();
-        let mut allowed = std::collections::HashSet::new();
-        for peer in table.by_key.values() {
-            hearth_runtime::lock(&peer.paths).set_relays_offered(relays.offered_for(&peer.key));
-            if relays.clients.contains(&peer.key)
-                && let Some(disco) = hearth_runtime::read(&peer.disco).as_ref()
-            {
-                allowed.insert(disco.key);
-            }
-        }
-        drop(table);
-        if let Some(relay) = hearth_runtime::read(&self.shared.relay_server).as_ref() {
-            hearth_runtime::lock(&relay.server).forget_unless(|key| allowed.contains(key));
-        }
-        *hearth_runtime::write(&self.shared.peer_relays) = relays;
+        self.shared.plane.tell(Input::PeerRelays(relays));
     }
 
     /// This node's endpoints, told to peers asked to call back.
     pub fn set_own_endpoints(&self, endpoints: Vec<SocketAddr>) {
-        *hearth_runtime::write(&self.shared.own_endpoints) = endpoints;
+        self.shared.plane.tell(Input::OwnEndpoints(endpoints));
     }
 
     /// Asks the STUN server at `server` from the WireGuard socket itself,
@@ -910,20 +847,14 @@ impl Device {
     }
 }
 
-fn path_status(shared: &DeviceState, peer: &PeerState) -> Option<PathStatus> {
+fn path_status(peer: &PeerState) -> Option<PathStatus> {
+    let rtt_us = Some(peer.rtt_us.load(Ordering::Relaxed)).filter(|rtt| *rtt != u64::MAX);
     match peer.target() {
-        Target::Udp(endpoint) => Some(PathStatus::Direct {
-            endpoint,
-            rtt_us: hearth_runtime::lock(&peer.paths)
-                .direct_rtt(shared.now())
-                .map(|rtt| rtt.as_micros() as u64),
-        }),
+        Target::Udp(endpoint) => Some(PathStatus::Direct { endpoint, rtt_us }),
         Target::PeerRelay { address, vni } => Some(PathStatus::PeerRelay {
             relay: address,
             vni,
-            rtt_us: hearth_runtime::lock(&peer.paths)
-                .peer_relay_rtt(shared.now())
-                .map(|rtt| rtt.as_micros() as u64),
+            rtt_us,
         }),
         Target::Relay { region } => Some(PathStatus::Relay { region }),
         Target::Nowhere => None,
@@ -1154,9 +1085,16 @@ fn run_udp(shared: Arc<DeviceState>) {
                 match (carried, header) {
                     // A relay's challenge to our bind.
                     (geneve::Carried::Disco, Some(header)) if header.control => {
-                        disco::receive_challenge(&shared, payload, source, header.vni);
+                        shared.plane.offer(Input::Challenge {
+                            from: source,
+                            vni: header.vni,
+                            packet: payload.to_vec(),
+                        });
                     }
-                    (geneve::Carried::Disco, _) => disco::receive(&shared, payload, via),
+                    (geneve::Carried::Disco, _) => shared.plane.offer(Input::Disco {
+                        via,
+                        packet: payload.to_vec(),
+                    }),
                     // Control messages are for relays, never WireGuard.
                     (_, Some(header)) if header.control => {}
                     (_, None) if looks_like_stun_answer(datagram) => answer_stun(&shared, datagram),
@@ -1366,7 +1304,7 @@ fn decrypt(shared: &DeviceState, datagram: &[u8], source: Source, out: &mut [u8]
     // that came over the direct path shows that path carries WireGuard.
     match source {
         Source::Udp(address) => {
-            if hearth_runtime::read(&peer.disco).is_none() {
+            if !peer.disco.load(Ordering::Relaxed) {
                 if *hearth_runtime::read(&peer.endpoint) != Some(address) {
                     *hearth_runtime::write(&peer.endpoint) = Some(address);
                 }
@@ -1423,7 +1361,7 @@ fn owns_source<T>(routes: &AllowedIps<Arc<T>>, peer: &Arc<T>, source: IpAddr) ->
         .is_some_and(|owner| Arc::ptr_eq(owner, peer))
 }
 
-/// Runs the protocol timers and disco of every peer.
+/// Runs every peer's WireGuard timers (disco's are the plane's).
 fn run_timers(shared: Arc<DeviceState>) {
     let mut out = vec![0u8; BUFFER];
     while !shared.stop.load(Ordering::Relaxed) {
@@ -1434,7 +1372,6 @@ fn run_timers(shared: Arc<DeviceState>) {
         let peers: Vec<Arc<PeerState>> = shared.peers().by_key.values().cloned().collect();
         let mut retired = Vec::new();
         for peer in peers {
-            disco::tick(&shared, &peer);
             let mut tunnel = hearth_runtime::lock(&peer.tunnel);
             if let TunnResult::WriteToNetwork(datagram) = tunnel.update_timers(&mut out) {
                 shared.send_to_peer(&peer, datagram);
@@ -1446,14 +1383,17 @@ fn run_timers(shared: Arc<DeviceState>) {
                 .is_some_and(|old| has_session(&tunnel) || old.since.elapsed() > RETIRING_FOR)
                 && let Some(old) = retiring.take()
             {
-                retired.push(old.index);
+                retired.push((old.index, peer.key));
             }
         }
         if !retired.is_empty() {
             let mut table = hearth_runtime::write(&shared.peers);
-            for index in retired {
-                table.by_index.remove(&index);
+            for (index, _) in &retired {
+                table.by_index.remove(index);
             }
+        }
+        for (_, key) in retired {
+            shared.plane.tell(Input::RetireKey(key));
         }
     }
 }
