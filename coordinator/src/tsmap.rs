@@ -78,6 +78,9 @@ pub struct TsMapView {
     /// relay is not pinned.
     public_name: Option<String>,
     map: Option<NetworkMap>,
+    /// What to send right after the last response (see
+    /// [`TsMapView::take_follow_up`]).
+    follow_up: Option<MapResponse>,
 }
 
 impl TsMapView {
@@ -95,6 +98,7 @@ impl TsMapView {
             certificates: false,
             public_name: None,
             map: None,
+            follow_up: None,
         }
     }
 
@@ -154,7 +158,12 @@ impl TsMapView {
         } else {
             self.online.remove(&node)
         };
-        let is_peer = self.map.as_ref()?.peers.iter().any(|peer| peer.id == node);
+        let is_peer = self
+            .map
+            .as_ref()?
+            .peers
+            .iter()
+            .any(|peer| peer.id == node && shown(peer));
         (changed && is_peer).then(|| MapResponse {
             peers_changed_patch: vec![PeerChange {
                 node_id: node as i64,
@@ -199,8 +208,16 @@ impl TsMapView {
         }
     }
 
+    /// A response to send right after the last one [`TsMapView::apply`]
+    /// returned: peers that changed kind, added anew once the client has
+    /// dropped them.
+    pub fn take_follow_up(&mut self) -> Option<MapResponse> {
+        self.follow_up.take()
+    }
+
     /// The response for one message of the node's map stream; `None` when
     /// there is nothing to send (a revocation ends the stream instead).
+    /// [`TsMapView::take_follow_up`] may hold another to send after it.
     pub fn apply(&mut self, message: MapMessage) -> Option<MapResponse> {
         match message {
             MapMessage::Full { map } => {
@@ -224,7 +241,13 @@ impl TsMapView {
         MapResponse {
             node: Some(self.self_node(&map.node, true)),
             derp_map: Some(derp_map(&self.relays, self.public_name.as_deref())),
-            peers: Some(map.peers.iter().map(|peer| self.peer_node(peer)).collect()),
+            peers: Some(
+                map.peers
+                    .iter()
+                    .filter(|peer| shown(peer))
+                    .map(|peer| self.peer_node(peer))
+                    .collect(),
+            ),
             dns_config: Some(self.dns_config(&map.node, &map.peers)),
             domain: self.domain.clone(),
             collect_services: Some(false),
@@ -243,17 +266,31 @@ impl TsMapView {
         // The names of services follow their hosts: MagicDNS changes when a
         // hosting peer comes, goes or hosts otherwise.
         let mut dns_changed = false;
+        // Peers whose kind changed, sent as removed and added anew.
+        let mut recreated: Vec<i64> = Vec::new();
         for change in changes {
             match change {
                 MapChange::PeerAdded { peer } | MapChange::PeerChanged { peer } => {
                     let id = peer.id as i64;
                     response.peers_removed.retain(|removed| *removed != id);
                     let already_full = response.peers_changed.iter().any(|node| node.id == id);
+                    let mut was_shown = false;
                     let patch = match map.peers.iter_mut().find(|known| known.id == peer.id) {
                         Some(known) => {
+                            was_shown = shown(known);
+                            // A client never changes a peer's kind in
+                            // place (magicsock keeps `IsWireGuardOnly` and
+                            // would ignore its disco for good): one that
+                            // starts or stops speaking disco (a backend
+                            // change) is removed and added anew.
+                            if was_shown && known.disco_key.is_some() != peer.disco_key.is_some() {
+                                recreated.push(id);
+                            }
                             peers_moved |= identity_changed(known, &peer);
                             dns_changed |= known.hosted != peer.hosted;
-                            let patch = (!already_full).then(|| patch_of(known, &peer)).flatten();
+                            let patch = (!already_full && was_shown)
+                                .then(|| patch_of(known, &peer))
+                                .flatten();
                             *known = peer.clone();
                             patch
                         }
@@ -267,6 +304,13 @@ impl TsMapView {
                     response
                         .peers_changed_patch
                         .retain(|change| change.node_id != id);
+                    if !shown(&peer) {
+                        response.peers_changed.retain(|node| node.id != id);
+                        if was_shown {
+                            response.peers_removed.push(id);
+                        }
+                        continue;
+                    }
                     match patch {
                         Some(patch) => response.peers_changed_patch.push(patch),
                         None => {
@@ -315,6 +359,24 @@ impl TsMapView {
                     self.relays = relays;
                 }
             }
+        }
+        // Removed now, added in the next response: a client rebuilds its
+        // map after each (Tailscale 1.96 does for any peer added or
+        // removed), and only a map without the peer drops its endpoint.
+        let mut added_anew = Vec::new();
+        for id in recreated {
+            if let Some(at) = response.peers_changed.iter().position(|node| node.id == id) {
+                added_anew.push(response.peers_changed.remove(at));
+                if !response.peers_removed.contains(&id) {
+                    response.peers_removed.push(id);
+                }
+            }
+        }
+        if !added_anew.is_empty() {
+            self.follow_up = Some(MapResponse {
+                peers_changed: added_anew,
+                ..MapResponse::default()
+            });
         }
         if dns_changed {
             let services = service_records(&self.domain, &map.node, &map.peers);
@@ -432,6 +494,18 @@ pub fn feature_answer(feature: &str, certificates: bool) -> QueryFeatureResponse
         ),
         other => refused(&format!("{other} is not offered by this network.")),
     }
+}
+
+/// Whether a Tailscale client is told of `peer`. One with neither a
+/// disco key nor an endpoint cannot be reached by it (and cannot reach it:
+/// magicsock takes plain WireGuard only from a peer's listed endpoints);
+/// it is most likely an agent that has not reported yet, whose kind, disco
+/// or plain WireGuard, is not known. A client told too early would keep it
+/// as plain WireGuard and ignore its disco for good (magicsock never
+/// changes a peer's kind in place, and a removal followed at once by the
+/// peer again is merged into one map by the client).
+fn shown(peer: &Peer) -> bool {
+    peer.disco_key.is_some() || !peer.endpoints.is_empty()
 }
 
 /// The change from `before` to `after` as a patch, when only the endpoints
@@ -1073,6 +1147,7 @@ mod tests {
                 changes: vec![MapChange::PeerRemoved { id: 2 }],
             })
             .unwrap();
+        eprintln!("{}", serde_json::to_string(&response).unwrap());
         assert_eq!(response.peers_removed, [2]);
         let filter = response.packet_filter.unwrap();
         assert!(!filter[0].src_ips.contains(&"100.64.0.2".to_owned()));
@@ -1186,5 +1261,87 @@ mod tests {
         let response = view().waiting(&info(1, "phone"));
         assert!(!response.node.as_ref().unwrap().machine_authorized);
         assert_eq!(response.peers, Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_peer_that_starts_speaking_disco_is_removed_and_added_anew() {
+        // Tailscale's magicsock never changes a peer's kind in place: an
+        // agent first sent as plain WireGuard (before its first report)
+        // and later with its disco key would have its disco ignored.
+        let mut view = view();
+        let map = NetworkMap {
+            node: info(1, "phone"),
+            peers: vec![peer(2, "alice", &[], false)],
+            filter: only_alice_to_port_22(),
+            relays: Vec::new(),
+            dns: None,
+        };
+        view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
+        let speaking = peer(2, "alice", &[], true);
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged {
+                    peer: speaking.clone(),
+                }],
+            })
+            .unwrap();
+        assert_eq!(response.peers_removed, [2]);
+        assert!(response.peers_changed.is_empty(), "not in the same map");
+        assert!(response.peers_changed_patch.is_empty());
+        let again = view
+            .take_follow_up()
+            .expect("added in a response of its own");
+        assert_eq!(again.peers_changed.len(), 1);
+        assert_eq!(again.peers_changed[0].id, 2);
+        assert!(!again.peers_changed[0].is_wireguard_only);
+        assert!(again.peers_removed.is_empty());
+        assert!(view.take_follow_up().is_none());
+
+        // Its later moves are patches again, with nothing removed.
+        let mut moved = speaking;
+        moved.endpoints = vec!["10.9.9.9:1".parse().unwrap()];
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged { peer: moved }],
+            })
+            .unwrap();
+        assert!(response.peers_removed.is_empty());
+        assert_eq!(response.peers_changed_patch.len(), 1);
+        assert!(view.take_follow_up().is_none());
+    }
+
+    #[test]
+    fn an_agent_that_has_not_reported_is_shown_once_its_kind_is_known() {
+        let mut view = view();
+        let mut silent = peer(2, "alice", &[], false);
+        silent.endpoints.clear();
+        let map = NetworkMap {
+            node: info(1, "phone"),
+            peers: vec![silent.clone(), peer(3, "alice", &[], false)],
+            filter: only_alice_to_port_22(),
+            relays: Vec::new(),
+            dns: None,
+        };
+        let full = view.apply(MapMessage::Full { map: Box::new(map) }).unwrap();
+        let ids: Vec<i64> = full.peers.unwrap().iter().map(|node| node.id).collect();
+        assert_eq!(
+            ids,
+            [3],
+            "a plain peer with endpoints is shown, a silent one not"
+        );
+        assert!(view.presence(2, true).is_none(), "nor its presence");
+
+        // Its first report: a disco peer from the start, never plain.
+        let response = view
+            .apply(MapMessage::Delta {
+                changes: vec![MapChange::PeerChanged {
+                    peer: peer(2, "alice", &[], true),
+                }],
+            })
+            .unwrap();
+        assert!(response.peers_removed.is_empty());
+        assert_eq!(response.peers_changed.len(), 1);
+        assert!(!response.peers_changed[0].is_wireguard_only);
+        assert!(view.take_follow_up().is_none());
     }
 }

@@ -953,3 +953,73 @@ fn two_agents_meet_through_an_official_clients_peer_relay() {
         "{path}"
     );
 }
+
+/// An official client that joined before the agents: it first hears of
+/// each agent without a disco key (before the agent's first report), then
+/// with one. Its magicsock never changes a peer's kind in place, so the
+/// coordinator removes and re-adds such a peer; otherwise the client
+/// ignores the agents' disco for good and never relays for them (it did).
+#[test]
+fn an_official_client_that_joined_first_relays_for_agents_that_join_later() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let Some(client) = hearth_testkit::llama::tailscale_client() else {
+        return;
+    };
+    let open = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]"#;
+    let derp = lab.dir.path().join("derp.json");
+    std::fs::write(&derp, format!("{open}}}")).unwrap();
+    coordinator.cli_ok(&["policy", "set", &derp.to_string_lossy()]);
+    let relay_host = lab.host("relay");
+    let relay = lab.start_tailscaled(&relay_host, &coordinator, &client);
+    let token = std::fs::read_to_string(&key).unwrap();
+    let up = relay.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let set = relay.cli(&lab, &["set", "--relay-server-port=40000"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
+    let cafe = lab.nat_site("cafe", 3, Nat::Symmetric);
+    let (alpha, _) = start(&mut lab, &mobile, "alpha", &key);
+    let (beta, beta_ip) = start(&mut lab, &cafe, "beta", &key);
+    wait_until(20 * SECOND, || lab.ping(&alpha.host, beta_ip, SECOND))
+        .unwrap_or_else(|| panic!("alpha -> beta\n{}", lab.logs()));
+    // Only now is the official client granted as the agents' relay.
+    let relay_ip = relay.ipv4(&lab).expect("the official client's address");
+    let granted = lab.dir.path().join("granted.json");
+    std::fs::write(
+        &granted,
+        format!(
+            r#"{open}, "grants": [{{"src": ["*"], "dst": ["{relay_ip}"], "app": {{"tailscale.com/cap/relay": []}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    coordinator.cli_ok(&["policy", "set", &granted.to_string_lossy()]);
+    let _server = lab.serve_tcp(&beta.host, 7000);
+    wait_until(30 * SECOND, || {
+        lab.send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
+            .is_ok()
+            && alpha.path_kind("beta").as_deref() == Some("peer_relay")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "alpha -> beta: {:?}\nrelay: {}\n{}",
+            alpha.path("beta"),
+            relay.daemon.log_text(),
+            lab.logs()
+        )
+    });
+    let path = alpha.path("beta").unwrap();
+    assert!(
+        path["relay"].as_str().unwrap().ends_with(":40000"),
+        "{path}"
+    );
+}
