@@ -1,15 +1,18 @@
 //! Two `hearth-agent`s behind symmetric NATs (the lab of `tests/nat.rs`),
-//! measured in the same run, round by round, on two paths: through the
-//! coordinator's DERP relay (TCP; the policy offers no peer relay) and
-//! through a hub agent's peer relay (UDP; `--relay-server-port`, the
-//! policy's `tailscale.com/cap/relay` grant naming the hub by its mesh
-//! address); the agents run the userspace data plane.
+//! measured in the same run, round by round, on three paths: through the
+//! coordinator's DERP relay (TCP; the policy offers no peer relay), through
+//! a hub agent's peer relay (UDP; `--relay-server-port`) and, the anchor,
+//! through the official `tailscaled`'s peer relay (`tailscale set
+//! --relay-server-port`). The policy's `tailscale.com/cap/relay` grant
+//! names one relay at a time, by its mesh address; the agents run the
+//! userspace data plane.
 //!
 //! Each round, on each path: iperf3 TCP alpha → beta for 5 s (and the CPU
 //! time the relay's process spent meanwhile: the coordinator for DERP, the
-//! hub agent for the peer relay), and 50 pings.
+//! hub agent or `tailscaled` for a peer relay), and 50 pings.
 //!
 //! Run (root): `cargo bench -p hearth-agent --bench peer_relay_agents`
+//! (needs `scripts/tailscale-client.sh`)
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -35,6 +38,8 @@ struct Path {
 fn main() {
     let mut lab = Lab::new().expect("root and ip(8)");
     hearth_testkit::require_tools(&["nft", "iperf3", "ping"]).expect("tools");
+    let client = hearth_testkit::llama::tailscale_client()
+        .expect("the official Tailscale client (scripts/tailscale-client.sh)");
     let (coordinator, key) = lab.start_internet_coordinator();
     let dir = lab.dir.path().to_owned();
     let write = |name: &str, text: &str| {
@@ -54,6 +59,7 @@ fn main() {
         lab.host("hub"),
         lab.site_host(&mobile, "alpha"),
         lab.site_host(&cafe, "beta"),
+        lab.host("tsrelay"),
     ];
     let derp = write("derp.json", &format!("{open}}}"));
     coordinator.cli_ok(&["policy", "set", &derp]);
@@ -63,6 +69,21 @@ fn main() {
         &key,
         &["--backend", "userspace", "--relay-server-port", "40000"],
     );
+    let official = lab.start_tailscaled(&hosts[3], &coordinator, &client);
+    let token = std::fs::read_to_string(&key).expect("the key file");
+    let up = official.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let set = official.cli(&lab, &["set", "--relay-server-port=40001"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let official_ip = IpAddr::from(official.ipv4(&lab).expect("tailscaled's address"));
     let alpha = lab.start_agent(&hosts[1], &key, &userspace);
     let beta = lab.start_agent(&hosts[2], &key, &userspace);
     let hub_ip = IpAddr::from(hub.wait_mesh_ipv4(Duration::from_secs(30)));
@@ -85,6 +106,12 @@ fn main() {
             write("hub.json", &relay_through(hub_ip)),
             Some(40000),
             hub.process.child.id(),
+        ),
+        path(
+            "tailscaled's peer relay",
+            write("official.json", &relay_through(official_ip)),
+            Some(40001),
+            official.daemon.child.id(),
         ),
     ];
     // Where alpha's packets to beta go now: a peer relay's port, or none.
@@ -118,33 +145,44 @@ fn main() {
             path.ms.extend(lab.ping_times(&hosts[1], beta_ip, 50));
         }
         println!(
-            "round {round}: DERP {:.0} Mbit/s ({:.2} CPU s/Gbit), hub agent's relay {:.0} Mbit/s ({:.2} CPU s/Gbit)",
-            paths[0].mbit[round],
-            paths[0].cpu_per_gbit[round],
-            paths[1].mbit[round],
-            paths[1].cpu_per_gbit[round],
+            "round {round}: {}",
+            paths
+                .iter()
+                .map(|path| format!(
+                    "{} {:.0} Mbit/s ({:.2} CPU s/Gbit)",
+                    path.name, path.mbit[round], path.cpu_per_gbit[round]
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    let [derp, relay] = &mut paths;
-    let (derp_mbit, relay_mbit) = (median(&mut derp.mbit), median(&mut relay.mbit));
-    let (derp_cpu, relay_cpu) = (
-        median(&mut derp.cpu_per_gbit),
-        median(&mut relay.cpu_per_gbit),
-    );
-    let (derp_p50, derp_p99) = (median(&mut derp.ms), percentile(&mut derp.ms, 0.99));
-    let (relay_p50, relay_p99) = (median(&mut relay.ms), percentile(&mut relay.ms, 0.99));
-    println!("| | DERP (coordinator, TCP) | hub agent's peer relay (UDP) | peer relay / DERP |");
-    println!("| --- | --- | --- | --- |");
+    let [derp, hub_relay, official_relay] = &mut paths;
+    let mbit = |path: &mut Path| median(&mut path.mbit);
+    let (derp_mbit, hub_mbit, official_mbit) = (mbit(derp), mbit(hub_relay), mbit(official_relay));
+    let cpu = |path: &mut Path| median(&mut path.cpu_per_gbit);
+    let (derp_cpu, hub_cpu, official_cpu) = (cpu(derp), cpu(hub_relay), cpu(official_relay));
+    let rtt = |path: &mut Path| (median(&mut path.ms), percentile(&mut path.ms, 0.99));
+    let (derp_rtt, hub_rtt, official_rtt) = (rtt(derp), rtt(hub_relay), rtt(official_relay));
     println!(
-        "| iperf3 TCP, median of {ROUNDS} × {SECONDS} s | {derp_mbit:.0} Mbit/s | {relay_mbit:.0} Mbit/s | {:.2} |",
-        relay_mbit / derp_mbit
+        "| | DERP (coordinator, TCP) | hub agent's peer relay (UDP) | tailscaled's peer relay (UDP) | hub / tailscaled |"
     );
+    println!("| --- | --- | --- | --- | --- |");
     println!(
-        "| the relay's process, CPU per Gbit (median) | {derp_cpu:.2} s | {relay_cpu:.2} s | {:.2} |",
-        relay_cpu / derp_cpu
+        "| iperf3 TCP, median of {ROUNDS} × {SECONDS} s | {derp_mbit:.0} Mbit/s | {hub_mbit:.0} Mbit/s | {official_mbit:.0} Mbit/s | {:.2} |",
+        hub_mbit / official_mbit
     );
     println!(
-        "| ping RTT p50 / p99 | {derp_p50:.2} / {derp_p99:.2} ms | {relay_p50:.2} / {relay_p99:.2} ms | {:+.2} ms (p50) |",
-        relay_p50 - derp_p50
+        "| the relay's process, CPU per Gbit (median) | {derp_cpu:.2} s | {hub_cpu:.2} s | {official_cpu:.2} s | {:.2} |",
+        hub_cpu / official_cpu
+    );
+    println!(
+        "| ping RTT p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:+.2} ms (p50) |",
+        derp_rtt.0,
+        derp_rtt.1,
+        hub_rtt.0,
+        hub_rtt.1,
+        official_rtt.0,
+        official_rtt.1,
+        hub_rtt.0 - official_rtt.0
     );
 }

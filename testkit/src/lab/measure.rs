@@ -12,9 +12,16 @@ impl Lab {
     pub fn iperf(&mut self, from: &Host, to: &Host, address: IpAddr, seconds: u32) -> f64 {
         let mut server = self.command(to, "iperf3");
         server.args(["-s", "-1", "--forceflush"]);
-        let mut server = self.spawn(to, "iperf3-server", server);
+        // The log is appended to by each server: this one listens once it
+        // has said so one more time (the words of an earlier one say
+        // nothing, and a client let go too soon was refused).
+        let label = format!("iperf3-server-{}", to.name);
+        let log = self.dir.path().join(format!("{label}.log"));
+        let listening = |text: &str| text.matches("Server listening").count();
+        let before = listening(&std::fs::read_to_string(&log).unwrap_or_default());
+        let mut server = self.spawn(to, &label, server);
         crate::wait_until(Duration::from_secs(5), || {
-            server.log_text().contains("listening")
+            listening(&server.log_text()) > before
         })
         .expect("iperf3 listens");
         let output = self
@@ -27,7 +34,13 @@ impl Lab {
             serde_json::from_slice(&output.stdout).expect("iperf3 prints JSON");
         report["end"]["sum_received"]["bits_per_second"]
             .as_f64()
-            .expect("a rate")
+            .unwrap_or_else(|| {
+                panic!(
+                    "iperf3 measured no rate: {}\nthe server said: {}",
+                    report["error"],
+                    server.log_text()
+                )
+            })
             / 1e6
     }
 
