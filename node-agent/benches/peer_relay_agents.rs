@@ -69,20 +69,7 @@ fn main() {
         &key,
         &["--backend", "userspace", "--relay-server-port", "40000"],
     );
-    let official = lab.start_tailscaled(&hosts[3], &coordinator, &client);
-    let token = std::fs::read_to_string(&key).expect("the key file");
-    let up = official.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let set = official.cli(&lab, &["set", "--relay-server-port=40001"]);
-    assert!(
-        set.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set.stderr)
-    );
+    let official = lab.start_tailscale_relay(&hosts[3], &coordinator, &client, &key, 40001);
     let official_ip = IpAddr::from(official.ipv4(&lab).expect("tailscaled's address"));
     let alpha = lab.start_agent(&hosts[1], &key, &userspace);
     let beta = lab.start_agent(&hosts[2], &key, &userspace);

@@ -903,34 +903,17 @@ fn two_agents_behind_symmetric_nats_meet_through_a_hub_agents_peer_relay() {
     .unwrap_or_else(|| panic!("back on DERP\n{}", lab.logs()));
 }
 
-/// Tailscale's relay and Hearth's agents speak the same protocol: two
-/// agents meet through an official client's peer relay.
-#[test]
-fn two_agents_meet_through_an_official_clients_peer_relay() {
-    let Some((mut lab, coordinator, key)) = internet() else {
-        return;
-    };
-    let Some(client) = hearth_testkit::llama::tailscale_client() else {
-        return;
-    };
-    let (_, alpha, beta, beta_ip) = agents_that_need_a_relay(&mut lab, &coordinator, &key);
-    let relay_host = lab.host("relay");
-    let relay = lab.start_tailscaled(&relay_host, &coordinator, &client);
-    let token = std::fs::read_to_string(&key).unwrap();
-    let up = relay.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let set = relay.cli(&lab, &["set", "--relay-server-port=40000"]);
-    assert!(
-        set.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set.stderr)
-    );
-    let _server = lab.serve_tcp(&beta.host, 7000);
-    wait_until(60 * SECOND, || {
+/// Waits until TCP from `alpha` reaches port 7000 at `beta_ip` and alpha's
+/// path to beta goes through a peer relay (the official client `relay`'s,
+/// whose log a failure shows).
+fn through_official_relay(
+    lab: &Lab,
+    alpha: &Agent,
+    beta_ip: IpAddr,
+    relay: &hearth_testkit::TailscaleNode,
+    within: Duration,
+) {
+    wait_until(within, || {
         lab.send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
             .is_ok()
             && alpha.path_kind("beta").as_deref() == Some("peer_relay")
@@ -943,6 +926,23 @@ fn two_agents_meet_through_an_official_clients_peer_relay() {
             lab.logs()
         )
     });
+}
+
+/// Tailscale's relay and Hearth's agents speak the same protocol: two
+/// agents meet through an official client's peer relay.
+#[test]
+fn two_agents_meet_through_an_official_clients_peer_relay() {
+    let Some((mut lab, coordinator, key)) = internet() else {
+        return;
+    };
+    let Some(client) = hearth_testkit::llama::tailscale_client() else {
+        return;
+    };
+    let (_, alpha, beta, beta_ip) = agents_that_need_a_relay(&mut lab, &coordinator, &key);
+    let relay_host = lab.host("relay");
+    let relay = lab.start_tailscale_relay(&relay_host, &coordinator, &client, &key, 40000);
+    let _server = lab.serve_tcp(&beta.host, 7000);
+    through_official_relay(&lab, &alpha, beta_ip, &relay, 60 * SECOND);
     assert_eq!(
         lab.send_tcp(&alpha.host, beta_ip, 7000, 1 << 20, 5 * SECOND),
         Ok(1 << 20)
@@ -972,20 +972,7 @@ fn an_official_client_that_joined_first_relays_for_agents_that_join_later() {
     std::fs::write(&derp, format!("{open}}}")).unwrap();
     coordinator.cli_ok(&["policy", "set", &derp.to_string_lossy()]);
     let relay_host = lab.host("relay");
-    let relay = lab.start_tailscaled(&relay_host, &coordinator, &client);
-    let token = std::fs::read_to_string(&key).unwrap();
-    let up = relay.up(&lab, &coordinator, token.trim(), &["--timeout", "30s"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let set = relay.cli(&lab, &["set", "--relay-server-port=40000"]);
-    assert!(
-        set.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set.stderr)
-    );
+    let relay = lab.start_tailscale_relay(&relay_host, &coordinator, &client, &key, 40000);
     let mobile = lab.nat_site("mobile", 2, Nat::Symmetric);
     let cafe = lab.nat_site("cafe", 3, Nat::Symmetric);
     let (alpha, _) = start(&mut lab, &mobile, "alpha", &key);
@@ -1004,19 +991,7 @@ fn an_official_client_that_joined_first_relays_for_agents_that_join_later() {
     .unwrap();
     coordinator.cli_ok(&["policy", "set", &granted.to_string_lossy()]);
     let _server = lab.serve_tcp(&beta.host, 7000);
-    wait_until(30 * SECOND, || {
-        lab.send_tcp(&alpha.host, beta_ip, 7000, 4096, SECOND)
-            .is_ok()
-            && alpha.path_kind("beta").as_deref() == Some("peer_relay")
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "alpha -> beta: {:?}\nrelay: {}\n{}",
-            alpha.path("beta"),
-            relay.daemon.log_text(),
-            lab.logs()
-        )
-    });
+    through_official_relay(&lab, &alpha, beta_ip, &relay, 30 * SECOND);
     let path = alpha.path("beta").unwrap();
     assert!(
         path["relay"].as_str().unwrap().ends_with(":40000"),

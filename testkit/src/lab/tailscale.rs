@@ -163,6 +163,34 @@ impl Lab {
         })
     }
 
+    /// An official client in `host` joined with the pre-approved key in
+    /// `key_file` and serving as a peer relay on UDP `port` (`tailscale
+    /// set --relay-server-port`).
+    pub fn start_tailscale_relay(
+        &mut self,
+        host: &Host,
+        coordinator: &LabCoordinator,
+        client: &Path,
+        key_file: &Path,
+        port: u16,
+    ) -> TailscaleNode {
+        let relay = self.start_tailscaled(host, coordinator, client);
+        let token = std::fs::read_to_string(key_file).expect("the key file");
+        let up = relay.up(self, coordinator, token.trim(), &["--timeout", "30s"]);
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let set = relay.cli(self, &["set", &format!("--relay-server-port={port}")]);
+        assert!(
+            set.status.success(),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
+        relay
+    }
+
     /// Starts `tailscaled` (userspace networking, logs off) in `host`,
     /// trusting `coordinator`'s certificate; `client` is the directory
     /// holding the official binaries.
