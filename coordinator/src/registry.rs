@@ -542,12 +542,7 @@ mod tests {
                     }
                     if let Some((view, client)) = self.tailscale.get_mut(recipient) {
                         match view.apply(delivery.message.clone()) {
-                            Some(response) => {
-                                client.apply(response);
-                                if let Some(next) = view.take_follow_up() {
-                                    client.apply(next);
-                                }
-                            }
+                            Some(response) => client.apply(response),
                             None => {
                                 self.tailscale.remove(recipient);
                             }

@@ -78,9 +78,6 @@ pub struct TsMapView {
     /// relay is not pinned.
     public_name: Option<String>,
     map: Option<NetworkMap>,
-    /// What to send right after the last response (see
-    /// [`TsMapView::take_follow_up`]).
-    follow_up: Option<MapResponse>,
 }
 
 impl TsMapView {
@@ -98,7 +95,6 @@ impl TsMapView {
             certificates: false,
             public_name: None,
             map: None,
-            follow_up: None,
         }
     }
 
@@ -208,16 +204,8 @@ impl TsMapView {
         }
     }
 
-    /// A response to send right after the last one [`TsMapView::apply`]
-    /// returned: peers that changed kind, added anew once the client has
-    /// dropped them.
-    pub fn take_follow_up(&mut self) -> Option<MapResponse> {
-        self.follow_up.take()
-    }
-
     /// The response for one message of the node's map stream; `None` when
     /// there is nothing to send (a revocation ends the stream instead).
-    /// [`TsMapView::take_follow_up`] may hold another to send after it.
     pub fn apply(&mut self, message: MapMessage) -> Option<MapResponse> {
         match message {
             MapMessage::Full { map } => {
@@ -360,23 +348,13 @@ impl TsMapView {
                 }
             }
         }
-        // Removed now, added in the next response: a client rebuilds its
-        // map after each (Tailscale 1.96 does for any peer added or
-        // removed), and only a map without the peer drops its endpoint.
-        let mut added_anew = Vec::new();
+        // Removed, then added anew: a client that takes the response as
+        // changes drops the peer's endpoint before it makes the new one.
         for id in recreated {
-            if let Some(at) = response.peers_changed.iter().position(|node| node.id == id) {
-                added_anew.push(response.peers_changed.remove(at));
-                if !response.peers_removed.contains(&id) {
-                    response.peers_removed.push(id);
-                }
+            let sent_whole = response.peers_changed.iter().any(|node| node.id == id);
+            if sent_whole && !response.peers_removed.contains(&id) {
+                response.peers_removed.push(id);
             }
-        }
-        if !added_anew.is_empty() {
-            self.follow_up = Some(MapResponse {
-                peers_changed: added_anew,
-                ..MapResponse::default()
-            });
         }
         if dns_changed {
             let services = service_records(&self.domain, &map.node, &map.peers);
@@ -502,8 +480,8 @@ pub fn feature_answer(feature: &str, certificates: bool) -> QueryFeatureResponse
 /// it is most likely an agent that has not reported yet, whose kind, disco
 /// or plain WireGuard, is not known. A client told too early would keep it
 /// as plain WireGuard and ignore its disco for good (magicsock never
-/// changes a peer's kind in place, and a removal followed at once by the
-/// peer again is merged into one map by the client).
+/// changes a peer's kind in place, and Tailscale 1.96 rebuilds one map
+/// from a response that removes and adds the peer again, keeping it).
 fn shown(peer: &Peer) -> bool {
     peer.disco_key.is_some() || !peer.endpoints.is_empty()
 }
@@ -1147,7 +1125,6 @@ mod tests {
                 changes: vec![MapChange::PeerRemoved { id: 2 }],
             })
             .unwrap();
-        eprintln!("{}", serde_json::to_string(&response).unwrap());
         assert_eq!(response.peers_removed, [2]);
         let filter = response.packet_filter.unwrap();
         assert!(!filter[0].src_ips.contains(&"100.64.0.2".to_owned()));
@@ -1265,9 +1242,9 @@ mod tests {
 
     #[test]
     fn a_peer_that_starts_speaking_disco_is_removed_and_added_anew() {
-        // Tailscale's magicsock never changes a peer's kind in place: an
-        // agent first sent as plain WireGuard (before its first report)
-        // and later with its disco key would have its disco ignored.
+        // Tailscale's magicsock never changes a peer's kind in place: a
+        // plain WireGuard peer (an agent on kernel WireGuard) that later
+        // speaks disco (moved to userspace) is removed and added anew.
         let mut view = view();
         let map = NetworkMap {
             node: info(1, "phone"),
@@ -1286,16 +1263,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(response.peers_removed, [2]);
-        assert!(response.peers_changed.is_empty(), "not in the same map");
+        assert_eq!(response.peers_changed.len(), 1, "and sent whole again");
+        assert_eq!(response.peers_changed[0].id, 2);
+        assert!(!response.peers_changed[0].is_wireguard_only);
         assert!(response.peers_changed_patch.is_empty());
-        let again = view
-            .take_follow_up()
-            .expect("added in a response of its own");
-        assert_eq!(again.peers_changed.len(), 1);
-        assert_eq!(again.peers_changed[0].id, 2);
-        assert!(!again.peers_changed[0].is_wireguard_only);
-        assert!(again.peers_removed.is_empty());
-        assert!(view.take_follow_up().is_none());
 
         // Its later moves are patches again, with nothing removed.
         let mut moved = speaking;
@@ -1307,7 +1278,6 @@ mod tests {
             .unwrap();
         assert!(response.peers_removed.is_empty());
         assert_eq!(response.peers_changed_patch.len(), 1);
-        assert!(view.take_follow_up().is_none());
     }
 
     #[test]
@@ -1342,6 +1312,5 @@ mod tests {
         assert!(response.peers_removed.is_empty());
         assert_eq!(response.peers_changed.len(), 1);
         assert!(!response.peers_changed[0].is_wireguard_only);
-        assert!(view.take_follow_up().is_none());
     }
 }

@@ -648,11 +648,6 @@ async fn stream_map(
                 if !feed.send(&response).await {
                     return;
                 }
-                if let Some(next) = view.take_follow_up()
-                    && !feed.send(&next).await
-                {
-                    return;
-                }
                 map_sent = true;
             }
         }
