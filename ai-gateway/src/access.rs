@@ -5,8 +5,10 @@
 //! policy's `grants` give the caller's device at this hub. Pure.
 //!
 //! A grant's value is an object:
-//! `{"models": ["assistant", "local/tiny"], "dailyTokens": 20000,
-//! "actFor": ["ada", "ben"]}`, every key optional. Grants add up, as in
+//! `{"models": ["assistant", "local/tiny", "gaming-pc/*"], "dailyTokens": 20000,
+//! "actFor": ["ada", "ben"]}`, every key optional; `provider/*` is every
+//! model of a provider (a model server on the mesh: every model of that
+//! device; `models/*`: any model server's). Grants add up, as in
 //! Tailscale: the models are every grant's together (`"*"` is all of
 //! them), the budget the largest stated, the members every grant's.
 //! A caller no grant of this capability reaches keeps the whole gateway
@@ -87,7 +89,7 @@ impl Access {
             Target::Agent(id) => {
                 models.contains(ASSISTANT_MODEL) || models.contains(&format!("openclaw/{id}"))
             }
-            Target::Model(name) => models.contains(name),
+            Target::Model(name) => grants(models, name),
         }
     }
 
@@ -106,8 +108,8 @@ impl Access {
             .iter()
             .any(|name| name.contains('/') && !name.starts_with("openclaw/"));
         match target {
-            Target::Model(_) => models.contains(model),
-            Target::Agent(_) => !names_models || models.contains(model),
+            Target::Model(_) => grants(models, model),
+            Target::Agent(_) => !names_models || grants(models, model),
         }
     }
 
@@ -124,6 +126,15 @@ impl Access {
     pub fn may_act_for(&self, member: &str) -> bool {
         self.act_for.contains(member)
     }
+}
+
+/// Whether `models` (a grant's list) names `model` (`provider/model`), by
+/// itself or as `provider/*`.
+fn grants(models: &BTreeSet<String>, model: &str) -> bool {
+    models.contains(model)
+        || model
+            .split_once('/')
+            .is_some_and(|(provider, _)| models.contains(&format!("{provider}/*")))
 }
 
 /// Why a turn may not start on the budget: `used` of `budget` tokens today,
@@ -267,6 +278,21 @@ mod tests {
         let only_assistant = access(json!({"models": ["assistant"]}));
         assert!(only_assistant.may_answer_with(&assistant, "enclave/big"));
         assert!(Access::default().may_answer_with(&tiny, "anything/else"));
+    }
+
+    #[test]
+    fn a_model_server_is_granted_whole_by_its_name_and_a_star() {
+        let gamer = access(json!({"models": ["assistant", "gaming-pc/*"]}));
+        assert!(gamer.permits(&Target::Model("gaming-pc/qwen3:8b".into())));
+        assert!(!gamer.permits(&Target::Model("mac/qwen3:8b".into())));
+        assert!(
+            !gamer.permits(&Target::Model("models/qwen3:8b".into())),
+            "the pool is any server: granted only as models/*"
+        );
+        let assistant = Target::Agent("main".into());
+        assert!(gamer.may_answer_with(&assistant, "gaming-pc/qwen3:8b"));
+        assert!(!gamer.may_answer_with(&assistant, "mac/qwen3:8b"));
+        assert!(!gamer.permits(&Target::Model("gaming-pc*/x".into())));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod gateway;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod model_servers;
 pub mod ollama;
 pub mod ollama_http;
 pub mod openai;
@@ -67,9 +68,17 @@ pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, heart
         .iter()
         .map(|text| hearth_llm::ModelRef::parse(text))
         .collect::<Result<Vec<_>, _>>()?;
-    hearth_llm::Router::with_remote(providers, chain, &|url, provider| {
-        remote::endpoint(url, provider, policies.get(&provider.id))
-    })
+    // The household's model servers, found on the mesh while they answer.
+    let mesh = config.hearth.model_servers.as_ref().map(|servers| {
+        let timeout = Duration::from_secs(servers.section().timeout_seconds.max(1));
+        std::sync::Arc::new(hearth_llm::mesh::MeshModels::new(&servers.pool(), timeout))
+    });
+    hearth_llm::Router::with_mesh(
+        providers,
+        chain,
+        &|url, provider| remote::endpoint(url, provider, policies.get(&provider.id)),
+        mesh,
+    )
 }
 
 fn read_policy(

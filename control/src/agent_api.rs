@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Path of `whois` on the agent's socket (`?ip=ADDRESS`).
 pub const WHOIS_PATH: &str = "/v1/whois";
+/// Path of the peer list on the agent's socket (`?tag=TAG`: those with
+/// that tag): a JSON array of [`WhoIs`].
+pub const PEERS_PATH: &str = "/v1/peers";
 /// Path of the change feed on the agent's socket: JSON lines
 /// `{"generation": N}`, one at once and one whenever the mesh view changes.
 pub const WATCH_PATH: &str = "/v1/watch";
@@ -33,6 +36,10 @@ pub struct WhoIs {
     /// with `app`): capability name -> granted values.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub capabilities: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Whether it is connected to the coordinator now, as the coordinator
+    /// last said (`None`: it has not said; the node itself is online).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
 }
 
 /// Whether `address` is in the mesh's IPv4 range, 100.64.0.0/10.
@@ -114,6 +121,29 @@ pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, Agen
             .map(Some)
             .map_err(|error| AgentApiError::Unreadable(error.to_string())),
         404 => Ok(None),
+        status => Err(AgentApiError::Status(status)),
+    }
+}
+
+/// The mesh's nodes tagged `tag` that the agent on `socket` sees, as
+/// `whois` would name them (with whether each is connected now).
+pub async fn peers_tagged(socket: &Path, tag: &str) -> Result<Vec<WhoIs>, AgentApiError> {
+    let http = reqwest::Client::builder()
+        .unix_socket(socket)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|error| unreachable(socket, error))?;
+    let response = http
+        .get(format!("http://agent{PEERS_PATH}"))
+        .query(&[("tag", tag)])
+        .send()
+        .await
+        .map_err(|error| unreachable(socket, error))?;
+    match response.status().as_u16() {
+        200 => response
+            .json()
+            .await
+            .map_err(|error| AgentApiError::Unreadable(error.to_string())),
         status => Err(AgentApiError::Status(status)),
     }
 }

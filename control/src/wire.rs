@@ -477,6 +477,18 @@ pub enum MapChange {
         /// Every region, as it is now.
         relays: Vec<RelayRegion>,
     },
+    /// Peers connected to the coordinator (their map stream is open) or
+    /// not: sent after every full map for all its peers, then as they come
+    /// and go. A peer named in neither list keeps what was last said
+    /// (none said: unknown).
+    Presence {
+        /// Peers connected now.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        online: Vec<NodeId>,
+        /// Peers not connected now.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        offline: Vec<NodeId>,
+    },
 }
 
 /// One line of the map stream (newline-delimited JSON).

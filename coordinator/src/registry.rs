@@ -411,7 +411,7 @@ mod tests {
                             }
                             MapChange::FilterChanged { filter } => self.filter = filter.clone(),
                             MapChange::SelfChanged { node } => self.node = node.clone(),
-                            MapChange::RelaysChanged { .. } => {}
+                            MapChange::RelaysChanged { .. } | MapChange::Presence { .. } => {}
                         }
                     }
                 }

@@ -439,6 +439,7 @@ impl Server {
             )));
         }
         let expiry_task = tokio::spawn(Arc::clone(&self.coordinator).run_key_expiry(stop.clone()));
+        let presence_task = tokio::spawn(Arc::clone(&self.coordinator).run_presence(stop.clone()));
         let report_task =
             tokio::spawn(Arc::clone(&self.coordinator).run_report_writer(stop.clone()));
         // On a shared database, the other coordinators' writes are followed.
@@ -511,6 +512,7 @@ impl Server {
             let _ = task.await;
         }
         let _ = expiry_task.await;
+        let _ = presence_task.await;
         // What was reported last is stored before the database closes.
         let _ = report_task.await;
         if let Some(task) = follow_task {

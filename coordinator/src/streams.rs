@@ -168,19 +168,53 @@ impl Drop for StreamGuard {
     }
 }
 
+impl Registry {
+    /// `peers` split into those connected now and the rest.
+    fn presence_of(&self, peers: &[NodeId]) -> (Vec<NodeId>, Vec<NodeId>) {
+        peers.iter().partition(|peer| {
+            self.activity
+                .get(peer)
+                .is_some_and(|activity| activity.open_maps > 0)
+        })
+    }
+}
+
 impl Streams {
+    /// `peers` split into those connected now and the rest.
+    pub fn presence_of(&self, peers: &[NodeId]) -> (Vec<NodeId>, Vec<NodeId>) {
+        self.lock().presence_of(peers)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding this lock cannot leave the registry inconsistent
         // in a way that matters more than losing every stream, so recover.
         hearth_runtime::lock(&self.registry)
     }
 
-    fn subscribe(self: &Arc<Self>, kind: Kind, node: NodeId, first: Line) -> Subscription {
+    fn subscribe(
+        self: &Arc<Self>,
+        kind: Kind,
+        node: NodeId,
+        first: Line,
+        peers: &[NodeId],
+    ) -> Subscription {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         sender
             .try_send(first)
             .expect("a new channel has room for one message");
         let mut registry = self.lock();
+        if kind == Kind::Map {
+            // Who of its peers is connected, read under the lock that every
+            // presence change is announced under: a change after this line
+            // reaches the stream after it.
+            let (online, offline) = registry.presence_of(peers);
+            let presence = MapMessage::Delta {
+                changes: vec![hearth_control::wire::MapChange::Presence { online, offline }],
+            };
+            sender
+                .try_send(Line::whole(encode_line(&presence)))
+                .expect("a new channel has room for two messages");
+        }
         registry.next_id += 1;
         let id = registry.next_id;
         let list = registry.subscribers.entry((kind, node)).or_default();
@@ -208,10 +242,15 @@ impl Streams {
         }
     }
 
-    /// Opens a map stream whose first line is `full`, in pieces (in the
-    /// stream's encoding).
-    pub fn subscribe_map(self: &Arc<Self>, node: NodeId, full: Vec<Bytes>) -> Subscription {
-        self.subscribe(Kind::Map, node, Line::Pieces(full))
+    /// Opens a map stream whose first line is `full`, in (in the stream's encoding), then which of `peers` are
+    /// connected ([`hearth_control::wire::MapChange::Presence`]).
+    pub fn subscribe_map(
+        self: &Arc<Self>,
+        node: NodeId,
+        full: Vec<Bytes>,
+        peers: &[NodeId],
+    ) -> Subscription {
+        self.subscribe(Kind::Map, node, Line::Pieces(full), peers)
     }
 
     /// Opens an approval stream whose first line is the node's current state.
@@ -220,6 +259,7 @@ impl Streams {
             Kind::Approval,
             node,
             Line::whole(encode_line(&ApprovalMessage::State { state })),
+            &[],
         )
     }
 

@@ -346,6 +346,9 @@ impl TsMapView {
                     map.relays = relays.clone();
                     self.relays = relays;
                 }
+                // Tailscale clients hear of presence from the streams'
+                // own feed (`TsMapView::presence`).
+                MapChange::Presence { .. } => {}
             }
         }
         // Removed, then added anew: a client that takes the response as

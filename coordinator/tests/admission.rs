@@ -63,6 +63,44 @@ async fn approved_nodes_see_each_other_within_a_second_and_deletion_removes_them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peers_are_told_when_a_node_connects_and_when_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"));
+    server.cli_ok(&["users", "create", "alice"]);
+    let token = server.token(&["--user", "alice", "--reusable", "--pre-approved"]);
+    let hub = register(&token, "hub").await;
+    let gpu = register(&token, "gpu").await;
+    let gpu_id = gpu.id();
+    let mut hub_map = MapView::open(&hub).await;
+    // Right after its full map: the gpu has not connected.
+    hub_map
+        .wait_until(Duration::from_secs(5), |view| {
+            view.online.get(&gpu_id) == Some(&false)
+        })
+        .await;
+    let mut gpu_map = MapView::open(&gpu).await;
+    let hub_id = hub.id();
+    gpu_map
+        .wait_until(Duration::from_secs(5), |view| {
+            view.online.get(&hub_id) == Some(&true)
+        })
+        .await;
+    hub_map
+        .wait_until(Duration::from_secs(5), |view| {
+            view.online.get(&gpu_id) == Some(&true)
+        })
+        .await;
+    // Its stream closes (the agent stopped): the hub hears at once.
+    drop(gpu_map);
+    let elapsed = hub_map
+        .wait_until(Duration::from_secs(5), |view| {
+            view.online.get(&gpu_id) == Some(&false)
+        })
+        .await;
+    println!("the hub heard the gpu went {elapsed:?} after its stream closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn single_use_key_admits_exactly_one_racer() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::builder(&dir.path().join("state"))

@@ -371,6 +371,10 @@ pub enum BackendError {
     /// was sent.
     #[error("no attested node could be verified: {0}")]
     Unverified(String),
+    /// The model's server is a machine of the mesh that is not there now
+    /// (asleep, off, or its agent down): nothing was sent, nothing waited.
+    #[error("{0} is not on the mesh now (asleep, off, or its agent is down)")]
+    Away(String),
 }
 
 impl BackendError {
@@ -384,7 +388,8 @@ impl BackendError {
             | BackendError::IdleTimeout(_)
             | BackendError::EndedEarly
             | BackendError::Transport(_)
-            | BackendError::Unverified(_) => self.to_string(),
+            | BackendError::Unverified(_)
+            | BackendError::Away(_) => self.to_string(),
             BackendError::Server { status, .. } => format!("the backend answered {status}"),
             BackendError::RateLimited(_) => "the backend is rate limiting (429)".into(),
             BackendError::ContextOverflow(_) => {

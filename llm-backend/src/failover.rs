@@ -42,7 +42,11 @@ pub fn verdict(error: &BackendError, output_sent: bool) -> Verdict {
     }
     match error {
         BackendError::ContextOverflow(_) => Verdict::Stop,
-        BackendError::Rejected { .. } => Verdict::FailOver { cool_down: false },
+        // Nothing to rest: it is simply not there, and is asked again
+        // the moment it is.
+        BackendError::Rejected { .. } | BackendError::Away(_) => {
+            Verdict::FailOver { cool_down: false }
+        }
         BackendError::Refused(_)
         | BackendError::ConnectTimeout(_)
         | BackendError::FirstTokenTimeout(_)

@@ -20,6 +20,8 @@ pub mod embed;
 pub mod endpoint;
 pub mod failover;
 pub mod link;
+pub mod mesh;
+mod model_ref;
 pub mod ndjson;
 pub mod ollama;
 pub mod openai;

@@ -164,6 +164,28 @@ pub async fn caps(endpoint: &Endpoint, model: &str) -> Option<crate::openai::Tem
     show_caps(&crate::endpoint::json_answer(request).await?)
 }
 
+/// The models an Ollama has (`GET /api/tags`); `None` when it does not
+/// answer so.
+pub async fn models(endpoint: &Endpoint) -> Option<Vec<String>> {
+    tags_models(&crate::endpoint::json_answer(endpoint.http.get(endpoint.url("/api/tags"))).await?)
+}
+
+/// The models in an `/api/tags` answer (`models[].model`, or `.name` as
+/// older Ollamas say); `None` when it is not one.
+pub fn tags_models(answer: &Value) -> Option<Vec<String>> {
+    Some(
+        answer
+            .get("models")?
+            .as_array()?
+            .iter()
+            .filter_map(|model| {
+                let name = model.get("model").or_else(|| model.get("name"))?;
+                name.as_str().map(str::to_owned)
+            })
+            .collect(),
+    )
+}
+
 /// Whether `endpoint` answers (ollama-rs's model listing, `/api/tags`).
 pub async fn probe(endpoint: &Endpoint) -> bool {
     let Ok(url) = reqwest::Url::parse(&endpoint.url("/")) else {

@@ -85,6 +85,25 @@ pub async fn probe(endpoint: &Endpoint) -> bool {
     }
 }
 
+/// The model ids an OpenAI-style server lists (`GET /models`); `None`
+/// when it does not answer so.
+pub async fn models(endpoint: &Endpoint) -> Option<Vec<String>> {
+    listed_models(&crate::endpoint::json_answer(endpoint.http.get(endpoint.url("/models"))).await?)
+}
+
+/// The model ids in a `GET /models` answer (`data[].id`); `None` when it
+/// is not one.
+pub fn listed_models(answer: &Value) -> Option<Vec<String>> {
+    Some(
+        answer
+            .get("data")?
+            .as_array()?
+            .iter()
+            .filter_map(|model| model.get("id")?.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
 /// Thinking as llama-server takes it: the chat template's `enable_thinking`
 /// (Qwen 3's, DeepSeek's and others' templates read it) and, for a level,
 /// OpenAI's `reasoning_effort` (which it gives templates that take one;

@@ -8,7 +8,6 @@
 //! rotation when it answers again.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,34 +19,8 @@ use crate::chat::{BackendError, ChatRequest, EventStream, StreamEvent};
 use crate::endpoint::SetupError;
 use crate::endpoint::{Api, Endpoint};
 use crate::failover::{Cooldowns, Verdict, endpoint_unhealthy, verdict};
-
-/// `provider/model`, split at the first `/`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ModelRef {
-    /// Provider id.
-    pub provider: String,
-    /// Model id at that provider.
-    pub model: String,
-}
-
-impl ModelRef {
-    /// Parses `provider/model`.
-    pub fn parse(text: &str) -> Result<ModelRef, SetupError> {
-        match text.split_once('/') {
-            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(ModelRef {
-                provider: provider.to_owned(),
-                model: model.to_owned(),
-            }),
-            _ => Err(SetupError::BadModelRef(text.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for ModelRef {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}/{}", self.provider, self.model)
-    }
-}
+use crate::mesh::MeshModels;
+pub use crate::model_ref::ModelRef;
 
 /// A provider as configured.
 #[derive(Clone, Debug)]
@@ -185,6 +158,8 @@ pub struct EndpointStatus {
 pub struct Router {
     providers: HashMap<String, Provider>,
     chain: Vec<ModelRef>,
+    /// The model servers found on the mesh, when the gateway looks for them.
+    mesh: Option<Arc<MeshModels>>,
     cooldowns: Mutex<Cooldowns>,
     origin: Instant,
 }
@@ -208,6 +183,18 @@ impl Router {
         providers: Vec<ProviderConfig>,
         chain: Vec<ModelRef>,
         remote: Remotes<'_>,
+    ) -> Result<Router, SetupError> {
+        Router::with_mesh(providers, chain, remote, None)
+    }
+
+    /// [`Router::with_remote`], with the model servers found on the mesh:
+    /// a model of the chain may then name a device (or the pool) instead of
+    /// a configured provider, and is asked there while it is on the mesh.
+    pub fn with_mesh(
+        providers: Vec<ProviderConfig>,
+        chain: Vec<ModelRef>,
+        remote: Remotes<'_>,
+        mesh: Option<Arc<MeshModels>>,
     ) -> Result<Router, SetupError> {
         let mut built = HashMap::new();
         for config in providers {
@@ -245,7 +232,7 @@ impl Router {
                 },
             );
         }
-        for model in &chain {
+        for model in chain.iter().filter(|_| mesh.is_none()) {
             if !built.contains_key(&model.provider) {
                 return Err(SetupError::UnknownProvider {
                     model: model.to_string(),
@@ -256,6 +243,7 @@ impl Router {
         Ok(Router {
             providers: built,
             chain,
+            mesh,
             cooldowns: Mutex::new(Cooldowns::default()),
             origin: Instant::now(),
         })
@@ -264,6 +252,34 @@ impl Router {
     /// The configured chain, primary first.
     pub fn chain(&self) -> &[ModelRef] {
         &self.chain
+    }
+
+    /// The model servers found on the mesh, when they are looked for.
+    pub fn mesh(&self) -> Option<&Arc<MeshModels>> {
+        self.mesh.as_ref()
+    }
+
+    /// The models of the chain on mesh servers that are not there now
+    /// (asleep, off): not listed, failed over at once.
+    pub fn away(&self) -> Vec<ModelRef> {
+        let Some(mesh) = &self.mesh else {
+            return Vec::new();
+        };
+        self.chain
+            .iter()
+            .filter(|model| !self.providers.contains_key(&model.provider))
+            .filter(|model| mesh.servers_for(model).is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// The models of the mesh's servers that can be asked now (none when
+    /// they are not looked for).
+    pub fn mesh_models(&self) -> Vec<ModelRef> {
+        self.mesh
+            .as_ref()
+            .map(|mesh| mesh.listed())
+            .unwrap_or_default()
     }
 
     fn now(&self) -> Duration {
@@ -303,7 +319,9 @@ impl Router {
         let Some(first) = self.order(None).first().copied() else {
             return false;
         };
-        let provider = &self.providers[&self.chain[first].provider];
+        let Some(provider) = self.providers.get(&self.chain[first].provider) else {
+            return false;
+        };
         let Some(endpoint) = provider.next_in_rotation() else {
             return false;
         };
@@ -336,19 +354,43 @@ impl Router {
         first: Option<&ModelRef>,
         allowed: &(dyn Fn(&ModelRef) -> bool + Sync),
     ) -> Result<Opened, RouteError> {
-        let first = first.and_then(|model| self.chain.iter().position(|chained| chained == model));
-        let order = self.order(first);
+        let in_chain =
+            first.and_then(|model| self.chain.iter().position(|chained| chained == model));
+        let mut models: Vec<&ModelRef> = self
+            .order(in_chain)
+            .into_iter()
+            .map(|index| &self.chain[index])
+            .collect();
+        // A mesh model asked for by name that is not in the chain.
+        if let (Some(first), None, Some(mesh)) = (first, in_chain, &self.mesh)
+            && !self.providers.contains_key(&first.provider)
+            && mesh.names(first)
+        {
+            models.insert(0, first);
+        }
         let mut attempts = Vec::new();
-        for index in order {
-            let model = &self.chain[index];
+        for model in models {
             if !allowed(model) {
                 continue;
             }
-            let provider = &self.providers[&model.provider];
+            let Some(provider) = self.providers.get(&model.provider) else {
+                match self.open_on_mesh(model, request, &mut attempts).await {
+                    Ok(Some(opened)) => return Ok(opened),
+                    Ok(None) => continue,
+                    Err(error) => return Err(RouteError::Stopped { error, attempts }),
+                }
+            };
             let mut rest_backend = false;
             for endpoint_index in provider.rotation() {
                 let state = &provider.endpoints[endpoint_index];
-                match attempt(provider, state, &model.model, request).await {
+                let answering = attempt(
+                    provider.config.timeout,
+                    &state.endpoint,
+                    state.backend.as_ref(),
+                    &model.model,
+                    request,
+                );
+                match answering.await {
                     Ok(events) => {
                         self.cooldowns().succeed(&model.provider);
                         state.healthy.store(true, Ordering::Relaxed);
@@ -384,6 +426,83 @@ impl Router {
         Err(RouteError::Exhausted(attempts))
     }
 
+    /// Starts `model`'s reply on the mesh's servers of it, least busy
+    /// first: `Ok(None)` when none is there or none answered (each try in
+    /// `attempts`, a model whose device is away among them, at once);
+    /// `Err` for an error no other model can help.
+    async fn open_on_mesh(
+        &self,
+        model: &ModelRef,
+        request: &ChatRequest,
+        attempts: &mut Vec<Attempt>,
+    ) -> Result<Option<Opened>, BackendError> {
+        let servers = self
+            .mesh
+            .as_ref()
+            .map(|mesh| mesh.servers_for(model))
+            .unwrap_or_default();
+        if servers.is_empty() {
+            if let Some(mesh) = self
+                .mesh
+                .as_ref()
+                .filter(|mesh| model.provider != mesh.pool())
+            {
+                mesh.want(&model.provider);
+            }
+            attempts.push(Attempt {
+                model: model.to_string(),
+                endpoint: model.provider.clone(),
+                error: BackendError::Away(model.provider.clone()),
+            });
+            return Ok(None);
+        }
+        for server in servers {
+            let claim = server.claim();
+            let timeout = self
+                .mesh
+                .as_ref()
+                .map_or(Duration::from_secs(30), |mesh| mesh.timeout());
+            match attempt(
+                timeout,
+                &server.endpoint,
+                server.backend.as_ref(),
+                &model.model,
+                request,
+            )
+            .await
+            {
+                Ok(events) => {
+                    // The claim lasts as long as the reply's events.
+                    let events = after_output(events, model.clone());
+                    let held: EventStream = Box::pin(events.map(move |event| {
+                        let _held = &claim;
+                        event
+                    }));
+                    return Ok(Some(Opened {
+                        model: ModelRef {
+                            provider: server.device.clone(),
+                            model: model.model.clone(),
+                        },
+                        events: held,
+                        attempts: std::mem::take(attempts),
+                    }));
+                }
+                Err(error) => {
+                    tracing::warn!(model = %model, device = %server.device, error = %error.summary(), "model attempt failed");
+                    attempts.push(Attempt {
+                        model: model.to_string(),
+                        endpoint: server.endpoint.label.clone(),
+                        error: error.clone(),
+                    });
+                    if verdict(&error, false) == Verdict::Stop {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Embeddings of `inputs` from the first model that gives them, trying
     /// `first` (a model of the chain) before the rest of the chain; the
     /// model that answered. Only models `allowed` accepts are asked.
@@ -401,7 +520,9 @@ impl Router {
             if !allowed(model) {
                 continue;
             }
-            let provider = &self.providers[&model.provider];
+            let Some(provider) = self.providers.get(&model.provider) else {
+                continue;
+            };
             for endpoint_index in provider.rotation() {
                 let state = &provider.endpoints[endpoint_index];
                 match crate::embed::embed(
@@ -517,6 +638,11 @@ impl Router {
     /// What the endpoints of `model`'s provider said it can do (its own
     /// entry, else its server's), one per endpoint that said.
     fn said_caps(&self, model: &ModelRef) -> Vec<crate::openai::TemplateCaps> {
+        if !self.providers.contains_key(&model.provider)
+            && let Some(mesh) = &self.mesh
+        {
+            return mesh.caps(model);
+        }
         self.providers
             .get(&model.provider)
             .map(|provider| {
@@ -578,12 +704,18 @@ impl Router {
 
     /// Whether some endpoint of some model in the chain is healthy.
     pub fn ready(&self) -> bool {
-        self.chain.iter().any(|model| {
-            self.providers[&model.provider]
-                .endpoints
-                .iter()
-                .any(|state| state.healthy.load(Ordering::Relaxed))
-        })
+        self.chain
+            .iter()
+            .any(|model| match self.providers.get(&model.provider) {
+                Some(provider) => provider
+                    .endpoints
+                    .iter()
+                    .any(|state| state.healthy.load(Ordering::Relaxed)),
+                None => self
+                    .mesh
+                    .as_ref()
+                    .is_some_and(|mesh| !mesh.servers_for(model).is_empty()),
+            })
     }
 
     /// Health and rest of every endpoint.
@@ -605,22 +737,34 @@ impl Router {
                 })
             })
             .collect();
+        // The mesh's servers that answer now (those that do not are gone).
+        if let Some(mesh) = &self.mesh {
+            status.extend(mesh.devices().into_iter().filter_map(|device| {
+                let server = mesh.server(&device)?;
+                Some(EndpointStatus {
+                    provider: device,
+                    endpoint: server.endpoint.label.clone(),
+                    healthy: true,
+                    cooldown_seconds: 0,
+                })
+            }));
+        }
         status.sort_by(|a, b| (&a.provider, &a.endpoint).cmp(&(&b.provider, &b.endpoint)));
         status
     }
 }
 
-/// One try: connect and wait for the first event, within the provider timeout.
+/// One try: connect and wait for the first event, within `budget` (the
+/// provider's timeout).
 async fn attempt(
-    provider: &Provider,
-    state: &EndpointState,
+    budget: Duration,
+    endpoint: &Endpoint,
+    backend: &dyn Backend,
     model: &str,
     request: &ChatRequest,
 ) -> Result<EventStream, BackendError> {
-    let budget = provider.config.timeout;
     let started = Instant::now();
-    let endpoint = &state.endpoint;
-    let starting = state.backend.stream_chat(endpoint, model, request);
+    let starting = backend.stream_chat(endpoint, model, request);
     let mut events = tokio::time::timeout(budget, starting)
         .await
         .map_err(|_| BackendError::FirstTokenTimeout(budget.as_secs()))??;
@@ -674,17 +818,6 @@ fn with_idle_timeout(events: EventStream, idle: Duration) -> EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_refs_split_at_the_first_slash() {
-        let reference = ModelRef::parse("openrouter/meta/llama-3").unwrap();
-        assert_eq!(
-            (reference.provider.as_str(), reference.model.as_str()),
-            ("openrouter", "meta/llama-3")
-        );
-        assert!(ModelRef::parse("llama").is_err());
-        assert!(ModelRef::parse("/x").is_err());
-    }
 
     #[test]
     fn a_chain_must_name_configured_providers_and_may_be_empty() {

@@ -443,3 +443,70 @@ async fn a_fallback_the_caller_may_not_use_is_never_asked() {
         .unwrap();
     assert_eq!(opened.model.to_string(), "backup/tiny");
 }
+
+/// A model server found on the mesh: asked while it is in, and the moment
+/// it is taken out (its device asleep) the fallback answers, no wait.
+#[tokio::test]
+async fn a_mesh_model_whose_device_is_away_fails_over_at_once() {
+    let gpu = ollama_stand_in(&["smollm"], Duration::ZERO);
+    let mac = ollama_stand_in(&["smollm"], Duration::ZERO);
+    let backup = ollama_stand_in(&["tiny"], Duration::ZERO);
+    let mesh = Arc::new(hearth_llm::mesh::MeshModels::new("models", TIMEOUT));
+    for (device, server) in [("gpu", &gpu), ("mac", &mac)] {
+        let address: std::net::SocketAddr =
+            server.url().trim_start_matches("http://").parse().unwrap();
+        let found = hearth_llm::mesh::identify(device, address.ip(), &[address.port()], TIMEOUT)
+            .await
+            .expect("the stand-in says it is an Ollama");
+        assert_eq!(found.api, Api::Ollama);
+        assert_eq!(found.models.keys().collect::<Vec<_>>(), ["smollm"]);
+        mesh.put(found);
+    }
+    let router = Router::with_mesh(
+        vec![provider("backup", Api::Ollama, &[&backup.url()])],
+        vec![
+            ModelRef::parse("gpu/smollm").unwrap(),
+            ModelRef::parse("backup/tiny").unwrap(),
+        ],
+        &|_, config| {
+            Err(hearth_llm::SetupError::Unsupported {
+                provider: config.id.clone(),
+                api: config.api,
+            })
+        },
+        Some(Arc::clone(&mesh)),
+    )
+    .unwrap();
+    assert!(router.ready());
+    let opened = router.open(&request()).await.unwrap();
+    assert_eq!(opened.model.to_string(), "gpu/smollm");
+    drop(opened);
+    // The pool: one after another, the two servers take turns.
+    let pool = ModelRef::parse("models/smollm").unwrap();
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let opened = router
+            .open_within(&request(), Some(&pool), &|model| model == &pool)
+            .await
+            .unwrap();
+        answered.push(opened.model.provider.clone());
+    }
+    answered.sort();
+    assert_eq!(answered, ["gpu", "mac"]);
+
+    assert!(router.away().is_empty());
+    assert!(mesh.remove("gpu"));
+    assert_eq!(router.away(), [ModelRef::parse("gpu/smollm").unwrap()]);
+    let started = Instant::now();
+    let opened = router.open(&request()).await.unwrap();
+    assert_eq!(opened.model.to_string(), "backup/tiny");
+    assert_eq!(opened.attempts.len(), 1);
+    assert_eq!(
+        opened.attempts[0].error,
+        BackendError::Away("gpu".into()),
+        "{}",
+        opened.attempts[0].error
+    );
+    assert!(started.elapsed() < TIMEOUT, "no wait on the device away");
+    assert_eq!(gpu.count("/api/chat"), 2, "nothing more went to the gpu");
+}

@@ -212,6 +212,7 @@ async fn whois_stand_in(Query(query): Query<WhoisQuery>) -> Response {
                 addresses: vec![query.ip],
                 is_self: false,
                 capabilities: Default::default(),
+                online: None,
             })
             .into_response()
         }

@@ -156,6 +156,7 @@ mod tests {
             addresses: vec!["100.64.0.7".parse().unwrap()],
             is_self,
             capabilities: Default::default(),
+            online: None,
         }
     }
 

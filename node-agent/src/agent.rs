@@ -605,6 +605,10 @@ impl Sync {
             }
         }
         if changes.is_empty() {
+            if changes.presence_changed {
+                // Services that follow who is connected look again.
+                self.shared.changed();
+            }
             return Ok(());
         }
         // Services forget who they thought held an address, at once.

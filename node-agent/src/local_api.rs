@@ -230,6 +230,7 @@ pub fn router(shared: Arc<AgentState>) -> Router {
         )
         .route(hearth_control::agent_api::WHOIS_PATH, get(whois))
         .route(hearth_control::agent_api::WATCH_PATH, get(watch))
+        .route(hearth_control::agent_api::PEERS_PATH, get(peers))
         .route("/v1/ping", post(ping))
         .route(CERT_PATH, post(certificate))
         .with_state(shared)
@@ -271,6 +272,18 @@ async fn whois(State(shared): State<Arc<AgentState>>, Query(query): Query<WhoisQ
             format!("no node of this mesh has address {address}"),
         ),
     }
+}
+
+/// Query of the peer list.
+#[derive(Debug, Deserialize)]
+struct PeersQuery {
+    tag: String,
+}
+
+/// The peers with a tag (the gateway finds the household's model servers
+/// so), as `whois` names them, with whether each is connected.
+async fn peers(State(shared): State<Arc<AgentState>>, Query(query): Query<PeersQuery>) -> Response {
+    Json(hearth_runtime::read(&shared.mesh).tagged(&query.tag)).into_response()
 }
 
 /// The mesh view's generation as a stream of JSON lines: the current one at
@@ -387,6 +400,7 @@ pub async fn serve_whois(
     let router = Router::new()
         .route(hearth_control::agent_api::WHOIS_PATH, get(whois))
         .route(hearth_control::agent_api::WATCH_PATH, get(watch))
+        .route(hearth_control::agent_api::PEERS_PATH, get(peers))
         .with_state(shared);
     axum::serve(listener, router).await
 }

@@ -29,6 +29,9 @@ pub struct MeshChanges {
     /// Upserted peers whose WireGuard key changed (they rotated), with the
     /// key the data plane knows them by.
     pub rekeyed: BTreeMap<NodeId, WireGuardKey>,
+    /// Some peer connected to the coordinator or left it (nothing for the
+    /// data plane; services that follow the mesh look again).
+    pub presence_changed: bool,
 }
 
 impl MeshChanges {
@@ -63,6 +66,7 @@ impl MeshChanges {
         self.filter_changed |= later.filter_changed;
         self.self_changed |= later.self_changed;
         self.relays_changed |= later.relays_changed;
+        self.presence_changed |= later.presence_changed;
     }
 }
 
@@ -95,6 +99,8 @@ pub struct Mesh {
     pub dns: Option<MeshDns>,
     /// Peers by mesh address, for `whois`.
     by_address: BTreeMap<IpAddr, NodeId>,
+    /// Whether each peer is connected to the coordinator, as it last said.
+    online: BTreeMap<NodeId, bool>,
 }
 
 impl Mesh {
@@ -163,6 +169,15 @@ impl Mesh {
                             one.relays_changed = self.relays != relays;
                             self.relays = relays;
                         }
+                        MapChange::Presence { online, offline } => {
+                            let said = online
+                                .into_iter()
+                                .map(|id| (id, true))
+                                .chain(offline.into_iter().map(|id| (id, false)));
+                            for (id, now) in said {
+                                one.presence_changed |= self.online.insert(id, now) != Some(now);
+                            }
+                        }
                     }
                     changes.merge(one);
                 }
@@ -201,6 +216,7 @@ impl Mesh {
     }
 
     fn remove_peer(&mut self, id: NodeId) -> Option<Peer> {
+        self.online.remove(&id);
         let peer = self.peers.remove(&id)?;
         for address in &peer.addresses {
             self.by_address.remove(address);
@@ -229,19 +245,33 @@ impl Mesh {
                 addresses: self.own_addresses(),
                 is_self: true,
                 capabilities: Default::default(),
+                online: Some(true),
             });
         }
         let peer = self.peers.get(self.by_address.get(&address)?)?;
-        let capabilities = self.capabilities_of(peer, address);
-        Some(WhoIs {
+        Some(self.named(peer, address))
+    }
+
+    fn named(&self, peer: &Peer, from: IpAddr) -> WhoIs {
+        WhoIs {
             id: peer.id,
             name: peer.name.clone(),
             user: peer.user.clone(),
             tags: peer.tags.iter().cloned().collect(),
             addresses: peer.addresses.clone(),
             is_self: false,
-            capabilities,
-        })
+            capabilities: self.capabilities_of(peer, from),
+            online: self.online.get(&peer.id).copied(),
+        }
+    }
+
+    /// The peers tagged `tag`, as `whois` names them, by id.
+    pub fn tagged(&self, tag: &str) -> Vec<WhoIs> {
+        self.peers
+            .values()
+            .filter(|peer| peer.tags.contains(tag))
+            .filter_map(|peer| Some(self.named(peer, *peer.addresses.first()?)))
+            .collect()
     }
 
     /// The application capabilities `peer`, sending from `from`, has at
@@ -357,6 +387,53 @@ pub(crate) mod tests {
                 filter: Filter::default(),
             }),
         }
+    }
+
+    #[test]
+    fn presence_is_kept_per_peer_and_tagged_peers_are_listed_with_it() {
+        let mut mesh = Mesh::default();
+        let mut gpu = peer(2, "gaming-pc");
+        gpu.tags.insert("tag:models".into());
+        mesh.apply(full(vec![gpu, peer(3, "tv")]));
+        let tagged = mesh.tagged("tag:models");
+        assert_eq!(tagged.len(), 1);
+        assert_eq!(
+            (tagged[0].name.as_str(), tagged[0].online),
+            ("gaming-pc", None)
+        );
+        let presence = |online: Vec<NodeId>, offline: Vec<NodeId>| MapMessage::Delta {
+            changes: vec![MapChange::Presence { online, offline }],
+        };
+        let Applied::Changed(changes) = mesh.apply(presence(vec![2, 3], vec![])) else {
+            panic!()
+        };
+        assert!(changes.presence_changed, "new presence is a change");
+        assert!(changes.is_empty(), "but nothing for the data plane");
+        assert_eq!(mesh.tagged("tag:models")[0].online, Some(true));
+        let Applied::Changed(again) = mesh.apply(presence(vec![2], vec![])) else {
+            panic!()
+        };
+        assert!(
+            !again.presence_changed,
+            "the same presence again is no change"
+        );
+        mesh.apply(presence(vec![], vec![2]));
+        assert_eq!(mesh.tagged("tag:models")[0].online, Some(false));
+        assert_eq!(
+            mesh.whois("100.64.0.2".parse().unwrap()).unwrap().online,
+            Some(false)
+        );
+        assert!(mesh.tagged("tag:other").is_empty());
+        // A peer that leaves takes its presence with it.
+        mesh.apply(MapMessage::Delta {
+            changes: vec![MapChange::PeerRemoved { id: 2 }],
+        });
+        let mut back = peer(2, "gaming-pc");
+        back.tags.insert("tag:models".into());
+        mesh.apply(MapMessage::Delta {
+            changes: vec![MapChange::PeerAdded { peer: back }],
+        });
+        assert_eq!(mesh.tagged("tag:models")[0].online, None);
     }
 
     #[test]

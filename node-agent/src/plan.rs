@@ -194,6 +194,7 @@ mod tests {
             self_changed: false,
             relays_changed: false,
             rekeyed: BTreeMap::new(),
+            presence_changed: false,
         };
         let mut choices = HashMap::new();
         choices.insert(4, EndpointChoice::new(Vec::new()));

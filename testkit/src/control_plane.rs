@@ -397,6 +397,8 @@ pub struct MapView {
     pub revoked: bool,
     /// The relay regions.
     pub relays: Vec<hearth_control::wire::RelayRegion>,
+    /// Whether each peer is connected to the coordinator, as it said.
+    pub online: std::collections::BTreeMap<u64, bool>,
 }
 
 impl MapView {
@@ -411,6 +413,7 @@ impl MapView {
             filter_changes: 0,
             revoked: false,
             relays: Vec::new(),
+            online: Default::default(),
         };
         view.next().await;
         view
@@ -448,6 +451,11 @@ impl MapView {
                         }
                         MapChange::SelfChanged { .. } => {}
                         MapChange::RelaysChanged { relays } => self.relays = relays,
+                        MapChange::Presence { online, offline } => {
+                            self.online.extend(online.into_iter().map(|id| (id, true)));
+                            self.online
+                                .extend(offline.into_iter().map(|id| (id, false)));
+                        }
                         MapChange::FilterChanged { filter } => {
                             self.filter = filter;
                             self.filter_changes += 1;

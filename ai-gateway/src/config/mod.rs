@@ -441,6 +441,83 @@ pub struct HearthSection {
     /// Open WebUI as a front end acting for members.
     #[serde(default)]
     pub open_web_ui: OpenWebUiSection,
+    /// The household's other computers that lend their models: found on
+    /// the mesh by a tag (needs `agentSocket`). Unset: none.
+    #[serde(default)]
+    pub model_servers: Option<ModelServers>,
+}
+
+/// `hearth.modelServers`: model servers found on the mesh, written as the
+/// tag alone (`"tag:models"`) or as an object.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ModelServers {
+    /// Just the tag; the rest as by default.
+    Tag(String),
+    /// Every setting.
+    Full(ModelServersSection),
+}
+
+/// `hearth.modelServers` written out.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelServersSection {
+    /// The tag the policy gives model servers' devices.
+    pub tag: String,
+    /// The ports asked on each, in order: Ollama's, then llama-server's.
+    #[serde(default = "default_model_ports")]
+    pub ports: Vec<u16>,
+    /// Seconds a server has to start a reply, and between its tokens.
+    #[serde(default = "default_model_timeout")]
+    pub timeout_seconds: u64,
+    /// Devices the hub may wake with Wake-on-LAN when one of their models
+    /// is asked for while they sleep: device name -> MAC address
+    /// (`aa:bb:cc:dd:ee:ff`).
+    #[serde(default)]
+    pub wake: BTreeMap<String, String>,
+    /// Where the magic packets go: the hub's LAN's broadcast address and
+    /// the discard port.
+    #[serde(default = "default_wake_address")]
+    pub wake_address: std::net::SocketAddrV4,
+}
+
+fn default_wake_address() -> std::net::SocketAddrV4 {
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::BROADCAST, 9)
+}
+
+fn default_model_ports() -> Vec<u16> {
+    vec![11434, 8080]
+}
+
+fn default_model_timeout() -> u64 {
+    60
+}
+
+impl ModelServers {
+    /// Every setting, the defaults filled in.
+    pub fn section(&self) -> ModelServersSection {
+        match self {
+            ModelServers::Tag(tag) => ModelServersSection {
+                tag: tag.clone(),
+                ports: default_model_ports(),
+                timeout_seconds: default_model_timeout(),
+                wake: BTreeMap::new(),
+                wake_address: default_wake_address(),
+            },
+            ModelServers::Full(section) => section.clone(),
+        }
+    }
+
+    /// The pool's name, the tag's without `tag:` (`models/<model>` is any
+    /// server's `<model>`).
+    pub fn pool(&self) -> String {
+        let section = self.section();
+        section
+            .tag
+            .strip_prefix("tag:")
+            .unwrap_or(&section.tag)
+            .to_owned()
+    }
 }
 
 /// `hearth.openWebUi`: Open WebUI acting for members (under the policy's

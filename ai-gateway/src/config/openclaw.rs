@@ -754,11 +754,21 @@ pub fn agent_id(id: &str) -> bool {
 /// first provider configured.
 fn usable_chains(reader: &mut Reader, config: &mut Config) {
     let providers = &config.models.providers;
+    // With model servers on the mesh, any other provider is a device's
+    // name (or the pool's): asked while it is there.
+    let on_mesh = config.hearth.model_servers.is_some();
     let mut keep = |chain: &mut ModelChain, path: &str| {
         let mut kept = Vec::new();
         for model in chain.list() {
             match model.split_once('/') {
                 Some((provider, name)) if providers.contains_key(provider) && !name.is_empty() => {
+                    kept.push(model);
+                }
+                Some((provider, name)) if on_mesh && !provider.is_empty() && !name.is_empty() => {
+                    reader.note(
+                        path,
+                        format!("{model:?}: asked of the mesh's model server {provider:?} while it is there"),
+                    );
                     kept.push(model);
                 }
                 Some((provider, _)) if !provider.is_empty() => reader.note(
@@ -833,6 +843,7 @@ fn reachable_models(reader: &mut Reader, config: &Config) {
                     format!("warning: {model:?} is memory.search's embedding model: chat asked of it is refused, so no one can reach it here"),
                 );
             } else if let Some((provider, name)) = model.split_once('/')
+                && config.models.providers.contains_key(provider)
                 && config.model(provider, name).is_none()
             {
                 reader.note(
@@ -846,7 +857,38 @@ fn reachable_models(reader: &mut Reader, config: &Config) {
 
 fn hearth(reader: &mut Reader, value: &Value, config: &mut Config) {
     match serde_path_to_error::deserialize::<_, HearthSection>(value.clone()) {
-        Ok(section) => config.hearth = section,
+        Ok(section) => {
+            if let Some(servers) = &section.model_servers {
+                let servers = servers.section();
+                if !servers.tag.starts_with("tag:") || servers.tag.len() < 5 {
+                    reader.problem(
+                        "hearth.modelServers",
+                        format!(
+                            "{:?} is not a tag: write it as the policy does, \"tag:models\"",
+                            servers.tag
+                        ),
+                    );
+                }
+                if servers.ports.is_empty() {
+                    reader.problem("hearth.modelServers.ports", "names no port to ask");
+                }
+                for (device, mac) in &servers.wake {
+                    if let Err(why) = crate::model_servers::parse_mac(mac) {
+                        reader.problem(
+                            &format!("hearth.modelServers.wake.{device}"),
+                            why.to_string(),
+                        );
+                    }
+                }
+                if section.agent_socket.is_none() {
+                    reader.problem(
+                        "hearth.modelServers",
+                        "model servers are found through this node's agent: set hearth.agentSocket",
+                    );
+                }
+            }
+            config.hearth = section;
+        }
         Err(error) => {
             let inner = error.path().to_string();
             let path = if inner == "." {

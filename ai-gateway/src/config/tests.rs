@@ -541,3 +541,55 @@ fn a_chosen_model_no_one_can_reach_is_warned_about() {
     );
     assert!(!said.contains("local/tiny\""), "{said}");
 }
+
+#[test]
+fn model_servers_on_the_mesh_are_one_line_and_their_models_may_lead_a_chain() {
+    let loaded = parse(
+        r#"{
+  models: { providers: { local: { baseUrl: "http://127.0.0.1:8080/v1", api: "openai-completions", models: [{ id: "tiny" }] } } },
+  agents: { defaults: { model: { primary: "gaming-pc/qwen3:8b", fallbacks: ["local/tiny"] } } },
+  hearth: { agentSocket: "/run/hearth/agent.sock", modelServers: "tag:models" },
+}"#,
+    );
+    let servers = loaded.config.hearth.model_servers.as_ref().unwrap();
+    assert_eq!(servers.pool(), "models");
+    assert_eq!(servers.section().ports, [11434, 8080]);
+    assert_eq!(
+        loaded.config.agents.defaults.model.list(),
+        ["gaming-pc/qwen3:8b", "local/tiny"],
+        "a device's model is kept, asked while the device is there"
+    );
+    assert!(note(&loaded, "agents.defaults.model").contains("model server \"gaming-pc\""));
+
+    let written_out = parse(
+        r#"{ hearth: { agentSocket: "/a.sock", modelServers: { tag: "tag:gpu", ports: [11434], timeoutSeconds: 90 } } }"#,
+    );
+    let section = written_out.config.hearth.model_servers.unwrap().section();
+    assert_eq!((section.ports, section.timeout_seconds), (vec![11434], 90));
+
+    let waking = parse(
+        r#"{ hearth: { agentSocket: "/a.sock", modelServers: { tag: "tag:models", wake: { "gaming-pc": "AA:bb:cc:00:11:22" }, wakeAddress: "192.168.1.255:9" } } }"#,
+    );
+    let section = waking.config.hearth.model_servers.unwrap().section();
+    assert_eq!(section.wake["gaming-pc"], "AA:bb:cc:00:11:22");
+    assert_eq!(section.wake_address.to_string(), "192.168.1.255:9");
+    let bad_mac = problems(
+        r#"{ hearth: { agentSocket: "/a.sock", modelServers: { tag: "tag:models", wake: { "pc": "aa:bb" } } } }"#,
+    );
+    assert_eq!(
+        bad_mac[0].path, "hearth.modelServers.wake.pc",
+        "{bad_mac:?}"
+    );
+
+    let wrong = problems(r#"{ hearth: { modelServers: "models" } }"#);
+    let text: Vec<String> = wrong.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter().any(|problem| problem.contains("is not a tag")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|problem| problem.contains("hearth.agentSocket")),
+        "{text:?}"
+    );
+}

@@ -156,6 +156,14 @@ pub struct Book<'a> {
     pub agents: &'a Agents,
     /// The models in failover order (the router's chain).
     pub chain: &'a [ModelRef],
+    /// The models of the mesh's model servers that answer now
+    /// (`device/model`, `POOL/model`).
+    pub discovered: Vec<ModelRef>,
+    /// The chain's models whose mesh server is not there now: not listed,
+    /// nor asked for by name.
+    pub away: Vec<ModelRef>,
+    /// Devices the hub may wake (Wake-on-LAN) that are not there now.
+    pub wakeable: Vec<String>,
     /// The models a turn may fall over to.
     pub failover: &'a [ModelRef],
     /// The model the assistant embeds with, if any.
@@ -224,7 +232,13 @@ pub struct Admission {
 impl Book<'_> {
     /// The backend models, by id, once each.
     pub fn models(&self) -> Vec<ModelRef> {
-        let mut models = self.chain.to_vec();
+        let mut models: Vec<ModelRef> = self
+            .chain
+            .iter()
+            .filter(|model| !self.away.contains(model))
+            .cloned()
+            .collect();
+        models.extend(self.discovered.iter().cloned());
         models.sort_by_key(ToString::to_string);
         models.dedup();
         models
@@ -239,6 +253,26 @@ impl Book<'_> {
             .chain(self.models().iter().map(ToString::to_string))
             .chain(self.embedding.iter().map(ToString::to_string))
             .collect()
+    }
+
+    /// The sleeping device `ask` names a model of (`device/model`, in
+    /// `model` or `backend_model`), when the hub may wake it and the asker
+    /// may use it: admission then says it is waking, and the gateway wakes
+    /// it. A member who may not use it wakes nothing.
+    pub fn waking(&self, ask: &Ask) -> Option<String> {
+        let asker = ask.caller.asker(ask.on_behalf_of.as_ref()).ok().flatten();
+        let account = Account::of(&ask.caller, asker.as_ref());
+        [ask.model.as_deref(), ask.backend_model.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .find_map(|name| {
+                let (device, model) = name.split_once('/')?;
+                (!model.is_empty()
+                    && self.wakeable.iter().any(|wakeable| wakeable == device)
+                    && account.access.permits(&Target::Model(name.to_owned())))
+                .then(|| device.to_owned())
+            })
     }
 
     /// The embedding model, if `name` names it.
@@ -341,7 +375,7 @@ impl Book<'_> {
             ));
         }
         // Along the failover chain, or the model asked for by name.
-        let allowed: Vec<ModelRef> = self
+        let mut allowed: Vec<ModelRef> = self
             .chain
             .iter()
             .filter(|model| {
@@ -350,6 +384,14 @@ impl Book<'_> {
             .filter(|model| access.may_answer_with(&selection.target, &model.to_string()))
             .cloned()
             .collect();
+        // A mesh server's model asked for by name, outside the chain.
+        if let Some(first) = &selection.first
+            && !self.chain.contains(first)
+            && self.discovered.contains(first)
+            && access.may_answer_with(&selection.target, &first.to_string())
+        {
+            allowed.insert(0, first.clone());
+        }
         if allowed.is_empty() && !self.chain.is_empty() {
             return Err(Refused::new(
                 ErrorCode::NotPermitted,
@@ -378,11 +420,22 @@ pub fn admit(ask: &Ask, book: &Book<'_>) -> Result<Admission, Refused> {
             "the conversation is empty",
         ));
     }
-    let selection = book.select(
-        ask.model.as_deref(),
-        ask.agent.as_deref(),
-        ask.backend_model.as_deref(),
-    )?;
+    let selection = book
+        .select(
+            ask.model.as_deref(),
+            ask.agent.as_deref(),
+            ask.backend_model.as_deref(),
+        )
+        .map_err(|refused| match book.waking(ask) {
+            Some(device) => Refused::new(
+                ErrorCode::NoModel,
+                format!(
+                    "{device} is asleep: the hub is waking it (Wake-on-LAN); its models are back \
+                     once it is up, in a minute or two: ask again then, or ask another model"
+                ),
+            ),
+            None => refused,
+        })?;
     // A member named by the caller must be one it may speak for; a
     // device's own member is what it is, or nobody in particular.
     let asker = match (
@@ -536,6 +589,8 @@ mod tests {
     struct House {
         agents: Agents,
         chain: Vec<ModelRef>,
+        discovered: Vec<ModelRef>,
+        away: Vec<ModelRef>,
         said: Said,
     }
 
@@ -544,6 +599,8 @@ mod tests {
             House {
                 agents: Agents::new(BTreeMap::new(), None, Agent::default()),
                 chain: vec![model("local/small"), model("cloud/big")],
+                discovered: Vec::new(),
+                away: Vec::new(),
                 said: Said {
                     vision: vec![model("cloud/big")],
                     tools: vec![model("local/small")],
@@ -555,6 +612,9 @@ mod tests {
             Book {
                 agents: &self.agents,
                 chain: &self.chain,
+                discovered: self.discovered.clone(),
+                away: self.away.clone(),
+                wakeable: vec!["gaming-pc".to_owned()],
                 failover: &self.chain,
                 embedding: Some(model("local/e5")),
                 abilities: &self.said,
@@ -577,6 +637,76 @@ mod tests {
             model: model.map(str::to_owned),
             ..Ask::new(caller, vec![Message::new("user", "hello")], "test")
         }
+    }
+
+    #[test]
+    fn a_model_server_on_the_mesh_is_listed_asked_by_name_and_granted_by_device() {
+        let mut house = House::new();
+        house.discovered = vec![model("gaming-pc/qwen3:8b"), model("models/qwen3:8b")];
+        let book = house.book();
+        assert!(book.model_ids().contains(&"gaming-pc/qwen3:8b".to_owned()));
+        // Granted the device: its model first, then the chain's fallbacks
+        // they may use.
+        let gamer = member("ada", json!({"models": ["gaming-pc/*", "local/small"]}));
+        let admitted = admit(&asks(gamer.clone(), Some("gaming-pc/qwen3:8b")), &book).unwrap();
+        assert_eq!(
+            admitted.route.allowed.as_slice(),
+            [model("gaming-pc/qwen3:8b"), model("local/small")]
+        );
+        assert_eq!(admitted.route.leading(), Some(&model("gaming-pc/qwen3:8b")));
+        // The pool is another grant; a member without the device's is refused.
+        let refused = admit(&asks(gamer, Some("models/qwen3:8b")), &book).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::NotPermitted);
+        let other = member("ben", json!({"models": ["local/small"]}));
+        let refused = admit(&asks(other, Some("gaming-pc/qwen3:8b")), &book).unwrap_err();
+        assert!(
+            refused.message.contains("may not use gaming-pc/qwen3:8b"),
+            "{}",
+            refused.message
+        );
+        // Asleep: not listed, so not a model anyone can name now, even
+        // one the chain holds.
+        house.discovered.clear();
+        house.chain.insert(0, model("gaming-pc/qwen3:8b"));
+        house.away = vec![model("gaming-pc/qwen3:8b")];
+        assert!(
+            !house
+                .book()
+                .model_ids()
+                .contains(&"gaming-pc/qwen3:8b".to_owned())
+        );
+        let asleep = admit(
+            &asks(
+                member("ada", json!({"models": ["*"]})),
+                Some("gaming-pc/qwen3:8b"),
+            ),
+            &house.book(),
+        )
+        .unwrap_err();
+        assert_eq!(asleep.code, ErrorCode::NoModel);
+        assert!(
+            asleep
+                .message
+                .contains("gaming-pc is asleep: the hub is waking it")
+        );
+        assert_eq!(
+            house.book().waking(&asks(
+                member("ada", json!({"models": ["*"]})),
+                Some("gaming-pc/x")
+            )),
+            Some("gaming-pc".to_owned())
+        );
+        // Not granted the device: not woken, and not told more than that
+        // there is no such model.
+        let ben = asks(
+            member("ben", json!({"models": ["local/small"]})),
+            Some("gaming-pc/x"),
+        );
+        assert_eq!(house.book().waking(&ben), None);
+        assert_eq!(
+            admit(&ben, &house.book()).unwrap_err().code,
+            ErrorCode::ModelNotFound
+        );
     }
 
     #[test]

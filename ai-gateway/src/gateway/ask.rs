@@ -157,6 +157,17 @@ impl Gateway {
         ask: Ask,
         slot: Option<SlotGuard>,
     ) -> Result<BoxStream<'static, ReplyEvent>, Refused> {
+        let admitted = {
+            let book = self.book();
+            let admitted = admit(&ask, &book);
+            // A sleeping model server the asker may use is woken.
+            if admitted.is_err()
+                && let (Some(device), Some(mesh)) = (book.waking(&ask), self.router().mesh())
+            {
+                mesh.want(&device);
+            }
+            admitted
+        };
         let Admission {
             selection,
             asker,
@@ -165,7 +176,7 @@ impl Gateway {
             assistant,
             household_tools,
             client_tools,
-        } = admit(&ask, &self.book())?;
+        } = admitted?;
         let Ask {
             caller,
             session,

@@ -195,8 +195,18 @@ impl Gateway {
     /// indexer).
     pub fn spawn_background(self: &Arc<Self>) {
         if let Some(mesh) = &self.mesh {
-            let mesh = Arc::clone(mesh);
-            tokio::spawn(async move { mesh.follow().await });
+            let changes = Arc::clone(mesh);
+            tokio::spawn(async move { changes.follow().await });
+            if let (Some(models), Some(servers)) =
+                (self.router.mesh(), &self.config.hearth.model_servers)
+            {
+                tokio::spawn(crate::model_servers::follow(
+                    Arc::clone(mesh),
+                    Arc::clone(models),
+                    servers.section(),
+                    Duration::from_secs(self.config.hearth.connect_timeout_seconds.max(1)),
+                ));
+            }
         }
         let Some(assistant) = &self.assistant else {
             return;
@@ -383,6 +393,9 @@ impl Gateway {
         admit::Book {
             agents: &self.agents,
             chain: self.router.chain(),
+            discovered: self.router.mesh_models(),
+            away: self.router.away(),
+            wakeable: self.wakeable(),
             failover: &self.failover,
             embedding: self.embedding_model(),
             abilities: self.router.as_ref(),
@@ -391,6 +404,22 @@ impl Gateway {
                 .as_deref()
                 .map(|assistant| assistant as &dyn admit::Household),
         }
+    }
+
+    /// The devices the hub may wake (`hearth.modelServers.wake`) that are
+    /// not on the mesh now.
+    fn wakeable(&self) -> Vec<String> {
+        let (Some(servers), Some(mesh)) = (&self.config.hearth.model_servers, self.router.mesh())
+        else {
+            return Vec::new();
+        };
+        let here = mesh.devices();
+        servers
+            .section()
+            .wake
+            .into_keys()
+            .filter(|device| !here.contains(device))
+            .collect()
     }
 
     /// What `id` (an agent, a chat model or the embedding model) can do, in

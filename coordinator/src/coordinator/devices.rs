@@ -211,12 +211,12 @@ impl Coordinator {
         if self.map_opens.check_key(&record.id).is_err() {
             return Err(Error::RateLimited);
         }
-        let line = state
-            .registry
-            .network()
+        let network = state.registry.network();
+        let line = network
             .full_map_line(record.id, encoding)
             .ok_or(Error::UnknownNode)?;
-        Ok(self.streams.subscribe_map(record.id, line))
+        let peers = network.peers_of(record.id);
+        Ok(self.streams.subscribe_map(record.id, line, &peers))
     }
 
     /// Opens the approval stream of the node presenting `credential`.
@@ -1038,6 +1038,60 @@ impl Coordinator {
     /// Takes nodes whose keys expired out of the mesh as each expiry comes:
     /// it sleeps until the soonest one, or until a node changes (its deadline
     /// may be sooner now), instead of scanning every node four times a second.
+    /// Tells each node's agents when its peers connect to the coordinator
+    /// or leave it ([`MapChange::Presence`](hearth_control::wire::MapChange)),
+    /// until `stop`: a model server whose agent is down leaves the
+    /// gateway's lists at once. A listener that fell behind tells every
+    /// node the whole picture again.
+    pub(crate) async fn run_presence(
+        self: std::sync::Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use hearth_control::wire::{MapChange, MapMessage};
+        use tokio::sync::broadcast::error::RecvError;
+        let mut changes = self.presence_changes();
+        loop {
+            let change = tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                change = changes.recv() => change,
+            };
+            let deliveries = match change {
+                Ok((node, online)) => {
+                    let (online, offline) = if online {
+                        (vec![node], Vec::new())
+                    } else {
+                        (Vec::new(), vec![node])
+                    };
+                    vec![crate::netmap::Delivery {
+                        recipients: self.state().registry.network().peers_of(node),
+                        message: MapMessage::Delta {
+                            changes: vec![MapChange::Presence { online, offline }],
+                        },
+                    }]
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let state = self.state();
+                    let network = state.registry.network();
+                    self.online_nodes()
+                        .into_iter()
+                        .map(|node| {
+                            let (online, offline) =
+                                self.streams.presence_of(&network.peers_of(node));
+                            crate::netmap::Delivery {
+                                recipients: vec![node],
+                                message: MapMessage::Delta {
+                                    changes: vec![MapChange::Presence { online, offline }],
+                                },
+                            }
+                        })
+                        .collect()
+                }
+                Err(RecvError::Closed) => return,
+            };
+            self.deliver(&deliveries);
+        }
+    }
+
     pub(crate) async fn run_key_expiry(
         self: std::sync::Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
