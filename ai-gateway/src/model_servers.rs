@@ -101,10 +101,12 @@ pub struct Plan {
     pub identify: Vec<(String, IpAddr)>,
 }
 
-/// What to do, given the tagged devices the agent sees and the devices
-/// whose servers are in now.
-pub fn plan(tagged: &[WhoIs], known: &[String]) -> Plan {
-    let here = |who: &&WhoIs| who.online != Some(false) && !who.is_self;
+/// What to do, given the tagged devices the agent sees, the devices whose
+/// servers are in now, and the names no device may take (the configured
+/// providers' and the pool's: `local/x` must stay the configured `local`).
+pub fn plan(tagged: &[WhoIs], known: &[String], reserved: &[String]) -> Plan {
+    let here =
+        |who: &&WhoIs| who.online != Some(false) && !who.is_self && !reserved.contains(&who.name);
     let mut plan = Plan::default();
     for device in known {
         if tagged.iter().filter(here).any(|who| &who.name == device) {
@@ -136,11 +138,12 @@ pub async fn follow(
     models: Arc<MeshModels>,
     section: ModelServersSection,
     connect_timeout: Duration,
+    reserved: Vec<String>,
 ) {
     let mut moved = changes.subscribe();
     let mut wakes = Wakes::default();
     loop {
-        look(&changes, &models, &section, connect_timeout).await;
+        look(&changes, &models, &section, connect_timeout, &reserved).await;
         tokio::select! {
             _ = moved.changed() => {}
             () = tokio::time::sleep(LOOK_EVERY) => {}
@@ -180,6 +183,7 @@ async fn look(
     models: &MeshModels,
     section: &ModelServersSection,
     connect_timeout: Duration,
+    reserved: &[String],
 ) {
     let tagged = match hearth_control::agent_api::peers_tagged(changes.socket(), &section.tag).await
     {
@@ -190,7 +194,10 @@ async fn look(
             Vec::new()
         }
     };
-    let plan = plan(&tagged, &models.devices());
+    for who in tagged.iter().filter(|who| reserved.contains(&who.name)) {
+        tracing::warn!(device = %who.name, "a model server's device has a configured provider's name: it is not used");
+    }
+    let plan = plan(&tagged, &models.devices(), reserved);
     for device in &plan.drop {
         if models.remove(device) {
             tracing::info!(%device, "a model server left the mesh");
@@ -259,7 +266,7 @@ mod tests {
             who("nas", None),
         ];
         let known = ["gaming-pc".to_owned(), "mac".to_owned(), "old".to_owned()];
-        let plan = plan(&tagged, &known);
+        let plan = plan(&tagged, &known, &[]);
         assert_eq!(plan.check, ["gaming-pc"]);
         assert_eq!(plan.drop, ["mac", "old"], "away, and no longer tagged");
         assert_eq!(
@@ -311,6 +318,19 @@ mod tests {
     fn the_hub_itself_is_not_its_own_model_server() {
         let mut hub = who("hub", Some(true));
         hub.is_self = true;
-        assert_eq!(plan(&[hub], &[]), Plan::default());
+        assert_eq!(plan(&[hub], &[], &[]), Plan::default());
+    }
+
+    #[test]
+    fn a_device_named_like_a_configured_provider_is_not_used() {
+        let local = who("local", Some(true));
+        let reserved = ["local".to_owned(), "models".to_owned()];
+        assert_eq!(
+            plan(&[local], &["local".to_owned()], &reserved),
+            Plan {
+                drop: vec!["local".to_owned()],
+                ..Plan::default()
+            }
+        );
     }
 }

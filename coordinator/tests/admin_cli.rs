@@ -140,7 +140,8 @@ async fn endpoint_reports_reach_peers_and_stun_answers() {
     let laptop = register(&token, "laptop").await;
     let phone = register(&token, "phone").await;
     let mut stream = laptop.client.map_stream().await.unwrap();
-    stream.next().await.unwrap().unwrap();
+    stream.next().await.unwrap().unwrap(); // the full map
+    stream.next().await.unwrap().unwrap(); // who of its peers is connected
 
     phone
         .client

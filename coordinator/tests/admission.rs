@@ -437,19 +437,23 @@ async fn a_map_stream_is_zstd_frames_for_a_client_that_takes_them_and_plain_json
     assert_eq!(refused.headers().get("content-encoding"), None);
     assert_eq!(zstd.headers()["content-encoding"], "zstd");
 
-    // A change after the full maps: a second line on every stream.
+    // After the full map, who of the peers is connected (none); then a
+    // change: a third line on every stream.
     let newcomer = register(&token, "newcomer").await;
     let [plain, refused, zstd] = [(plain, false), (refused, false), (zstd, true)]
-        .map(|(response, compressed)| first_lines(response, compressed, 2));
+        .map(|(response, compressed)| first_lines(response, compressed, 3));
     let (plain, refused, zstd) = (plain.await, refused.await, zstd.await);
     assert_eq!(zstd, plain, "the same lines, compressed or not");
     assert_eq!(refused, plain);
     let full: serde_json::Value = serde_json::from_str(&plain[0]).unwrap();
     assert_eq!(full["type"], "full");
     assert_eq!(full["map"]["peers"].as_array().unwrap().len(), 40);
+    let presence: serde_json::Value = serde_json::from_str(&plain[1]).unwrap();
+    assert_eq!(presence["changes"][0]["change"], "presence");
+    assert_eq!(presence["changes"][0]["offline"].as_array().unwrap().len(), 40);
     assert!(
-        plain[1].contains(&format!("\"id\":{}", newcomer.id())),
+        plain[2].contains(&format!("\"id\":{}", newcomer.id())),
         "{}",
-        plain[1]
+        plain[2]
     );
 }

@@ -336,6 +336,7 @@ async fn one_member_cannot_rotate_keys_or_open_map_streams_without_limit() {
     let watcher = register(&token, "watcher").await;
     let mut watching = watcher.client.map_stream().await.unwrap();
     watching.next().await.unwrap().unwrap(); // the full map
+    watching.next().await.unwrap().unwrap(); // who of its peers is connected
 
     // Rotating in a loop, as the review did (1,234 times in 15 s).
     let mut rotated = 0;

@@ -261,6 +261,16 @@ impl MeshModels {
     }
 }
 
+/// The most models one server is taken at its word for (Ollama's
+/// `/api/show` is asked of each).
+pub const MOST_MODELS: usize = 64;
+
+/// Whether a name a server gave its model may be listed: some text, not
+/// too long, no control characters.
+pub fn listable(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 200 && !name.chars().any(char::is_control)
+}
+
 /// A model's name as the gateway lists it: a llama.cpp server names its
 /// model by the file it loaded unless given an alias; only the file's name
 /// is kept (the server answers whatever name it is asked by).
@@ -332,7 +342,8 @@ async fn identify_at(
             .unwrap_or_default()
             .iter()
             .map(|listed| (model_name(listed), caps))
-            .filter(|(name, _)| !name.is_empty())
+            .filter(|(name, _)| listable(name))
+            .take(MOST_MODELS)
             .collect();
         return (!models.is_empty())
             .then(|| Server::new(device, Api::OpenAiCompletions, llama, models));
@@ -344,7 +355,12 @@ async fn identify_at(
     )
     .ok()?;
     let mut models = BTreeMap::new();
-    for name in crate::ollama::models(&ollama).await? {
+    let names = crate::ollama::models(&ollama).await?;
+    for name in names
+        .into_iter()
+        .filter(|name| listable(name))
+        .take(MOST_MODELS)
+    {
         let caps = crate::ollama::caps(&ollama, &name)
             .await
             .unwrap_or(TemplateCaps {
@@ -443,6 +459,12 @@ mod tests {
         assert_eq!(mesh.servers_for(&pooled)[0].device, first.device);
         drop(held);
         assert_eq!(first.outstanding(), 0, "a claim ends with its reply");
+    }
+
+    #[test]
+    fn only_names_fit_to_show_are_listed() {
+        assert!(listable("qwen3:8b") && listable("hf.co/user/model:Q4_K_M"));
+        assert!(!listable("") && !listable("evil\u{1b}[2J") && !listable(&"x".repeat(201)));
     }
 
     #[test]

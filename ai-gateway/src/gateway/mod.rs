@@ -200,11 +200,21 @@ impl Gateway {
             if let (Some(models), Some(servers)) =
                 (self.router.mesh(), &self.config.hearth.model_servers)
             {
+                // No device may take a configured provider's name, nor the pool's.
+                let reserved = self
+                    .config
+                    .models
+                    .providers
+                    .keys()
+                    .cloned()
+                    .chain([servers.pool()])
+                    .collect();
                 tokio::spawn(crate::model_servers::follow(
                     Arc::clone(mesh),
                     Arc::clone(models),
                     servers.section(),
                     Duration::from_secs(self.config.hearth.connect_timeout_seconds.max(1)),
+                    reserved,
                 ));
             }
         }

@@ -21,7 +21,7 @@ use futures_util::StreamExt as _;
 use hearth_control::compression::Encoding;
 use hearth_control::tailcfg::{self, MachineKey};
 use hearth_control::ts2021;
-use hearth_control::wire::{ErrorBody, MapMessage, NodeState};
+use hearth_control::wire::{ErrorBody, MapChange, MapMessage, NodeState};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{broadcast, mpsc};
 
@@ -642,6 +642,15 @@ async fn stream_map(
                     tracing::warn!(node = id, "an unreadable map line; ending the stream");
                     return;
                 };
+                // Presence reaches Tailscale clients from the streams' own
+                // feed above, as `online` patches.
+                if let MapMessage::Delta { changes } = &message
+                    && changes
+                        .iter()
+                        .all(|change| matches!(change, MapChange::Presence { .. }))
+                {
+                    continue;
+                }
                 let Some(response) = view.apply(message) else {
                     return; // revoked
                 };
