@@ -126,24 +126,10 @@ fn main() {
     let mut gpu_agent = lab.start_agent(&gpu, &gpu_token, &["--backend", "userspace"]);
     hub_agent.wait_mesh_ipv4(Duration::from_secs(15));
     let gpu_mesh = gpu_agent.wait_mesh_ipv4(Duration::from_secs(15));
-    let mut servers = Vec::new();
-    for (host, address, port) in [(&gpu, "0.0.0.0", "8080"), (&hub, "127.0.0.1", "18090")] {
-        let mut command = lab.command(host, &llama);
-        command.arg("-m").arg(&model).args([
-            "--host",
-            address,
-            "--port",
-            port,
-            "--alias",
-            "tiny",
-            "-c",
-            "512",
-            "-t",
-            "1",
-            "--no-webui",
-        ]);
-        servers.push(lab.spawn(host, &format!("{}-llama-server", host.name), command));
-    }
+    let servers = [
+        lab.start_llama_server(&gpu, &llama, &model, ("0.0.0.0", 8080), "tiny", 512),
+        lab.start_llama_server(&hub, &llama, &model, ("127.0.0.1", 18090), "tiny", 512),
+    ];
     let data = lab.dir.path().join("gateway-data");
     let config = json!({
         "gateway": {"port": 18789, "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},

@@ -132,21 +132,6 @@ fn mesh_nodes_are_let_in_by_tunnel_address_and_strangers_are_not() {
     assert_eq!(status, "401", "a local user is not the hub's user");
 }
 
-/// Runs `script` with the official Python clients on `host`; its output.
-fn python_on(lab: &Lab, host: &hearth_testkit::Host, script: &str, env: &[(&str, &str)]) -> String {
-    let output = lab
-        .command(host, hearth_testkit::llama::python())
-        .args(["-c", script])
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 const OLLAMA_APP: &str = r#"
 import os, ollama
 client = ollama.Client(host=os.environ["OLLAMA"])
@@ -191,13 +176,7 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
     let (Some(llama), Some(model)) = (llama_server_binary(), tiny_model()) else {
         return;
     };
-    let check = std::process::Command::new(hearth_testkit::llama::python())
-        .args(["-c", "import ollama, openai"])
-        .output();
-    if !check.is_ok_and(|output| output.status.success()) {
-        hearth_testkit::skip::<()>(
-            "the ollama and openai clients are not installed: run scripts/python-env.sh",
-        );
+    if hearth_testkit::llama::official_clients().is_none() {
         return;
     }
     let hosts: Vec<_> = ["hub", "laptop", "phone", "webui", "other", "stranger"]
@@ -274,8 +253,7 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
     // Ada's laptop: every model, the assistant remembering what she says.
     let mut out = String::new();
     let ready = wait_until(Duration::from_secs(30), || {
-        out = python_on(
-            &lab,
+        out = lab.python_on(
             &laptop,
             OLLAMA_APP,
             &[
@@ -306,7 +284,7 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
         "{out}"
     );
     assert!(!out.contains("said nothing"), "{out}");
-    let out = python_on(&lab, &laptop, OPENAI_APP, &[("GATEWAY", &openai)]);
+    let out = lab.python_on(&laptop, OPENAI_APP, &[("GATEWAY", &openai)]);
     assert!(
         out.contains("chat: ") && out.contains("responses: ") && !out.contains("refused"),
         "{out}"
@@ -332,12 +310,7 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
     );
 
     // Ben's phone: the assistant only, within a budget of one token.
-    let out = python_on(
-        &lab,
-        &phone,
-        OLLAMA_APP,
-        &[("OLLAMA", &ollama), ("SAY", "hello")],
-    );
+    let out = lab.python_on(&phone, OLLAMA_APP, &[("OLLAMA", &ollama), ("SAY", "hello")]);
     assert!(
         out.contains("models: openclaw openclaw/default openclaw/main\n"),
         "{out}"
@@ -348,31 +321,16 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
     );
 
     // The front end names ada (granted), not ben; an ungranted one nobody.
-    let out = python_on(
-        &lab,
-        &webui,
-        OPENAI_APP,
-        &[("GATEWAY", &openai), ("AS", "ada")],
-    );
+    let out = lab.python_on(&webui, OPENAI_APP, &[("GATEWAY", &openai), ("AS", "ada")]);
     assert!(out.contains("chat: ") && !out.contains("refused"), "{out}");
-    let out = python_on(
-        &lab,
-        &webui,
-        OPENAI_APP,
-        &[("GATEWAY", &openai), ("AS", "ben")],
-    );
+    let out = lab.python_on(&webui, OPENAI_APP, &[("GATEWAY", &openai), ("AS", "ben")]);
     assert!(
         out.contains("refused: 403") && out.contains("may not name whom it acts for"),
         "{out}"
     );
-    let out = python_on(
-        &lab,
-        &other,
-        OPENAI_APP,
-        &[("GATEWAY", &openai), ("AS", "ada")],
-    );
+    let out = lab.python_on(&other, OPENAI_APP, &[("GATEWAY", &openai), ("AS", "ada")]);
     assert!(out.contains("refused: 403"), "{out}");
-    let out = python_on(&lab, &other, OPENAI_APP, &[("GATEWAY", &openai)]);
+    let out = lab.python_on(&other, OPENAI_APP, &[("GATEWAY", &openai)]);
     assert!(
         out.contains("chat: "),
         "a tagged device is served as its tags: {out}"
@@ -407,8 +365,7 @@ fn every_api_knows_the_member_by_their_device_and_the_policy_decides() {
         (&stranger, "a host outside the mesh"),
         (&laptop, "a mesh device over the LAN"),
     ] {
-        let out = python_on(
-            &lab,
+        let out = lab.python_on(
             host,
             OLLAMA_APP,
             &[

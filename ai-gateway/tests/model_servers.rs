@@ -13,21 +13,6 @@ use hearth_testkit::llama::{llama_server_binary, tiny_model};
 use hearth_testkit::{Host, Lab, wait_until};
 use serde_json::json;
 
-/// Runs `script` with the official Python clients on `host`; its output.
-fn python_on(lab: &Lab, host: &Host, script: &str, env: &[(&str, &str)]) -> String {
-    let output = lab
-        .command(host, hearth_testkit::llama::python())
-        .args(["-c", script])
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// Lists the models (OpenAI's and Ollama's APIs), then asks `MODEL` (if
 /// set) once: prints `listed:`, `ollama:`, `answered: MODEL-THAT-ANSWERED
 /// SECONDS` or `refused: STATUS ...`.
@@ -46,6 +31,19 @@ if os.environ.get("MODEL"):
         print("refused:", error.status_code, json.dumps(error.body))
 "#;
 
+/// Asserts that `asked` was answered by `model`.
+fn assert_answered_by(asked: &Asked, model: &str) {
+    assert_eq!(
+        asked
+            .answered
+            .as_ref()
+            .map(|(answered, _)| answered.as_str()),
+        Some(model),
+        "{}",
+        asked.text
+    );
+}
+
 struct Asked {
     listed: Vec<String>,
     ollama: Vec<String>,
@@ -54,8 +52,7 @@ struct Asked {
 }
 
 fn ask(lab: &Lab, host: &Host, hub_mesh: &str, model: &str) -> Asked {
-    let text = python_on(
-        lab,
+    let text = lab.python_on(
         host,
         APP,
         &[
@@ -93,13 +90,7 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
     let (Some(llama), Some(model)) = (llama_server_binary(), tiny_model()) else {
         return;
     };
-    let check = std::process::Command::new(hearth_testkit::llama::python())
-        .args(["-c", "import ollama, openai"])
-        .output();
-    if !check.is_ok_and(|output| output.status.success()) {
-        hearth_testkit::skip::<()>(
-            "the ollama and openai clients are not installed: run scripts/python-env.sh",
-        );
+    if hearth_testkit::llama::official_clients().is_none() {
         return;
     }
     let hosts: Vec<_> = ["hub", "gpu", "mac", "laptop", "phone"]
@@ -158,29 +149,14 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
     // The model servers: llama-server on the gpu (every interface, as a
     // model server on a household's LAN listens), the Ollama stand-in on
     // the mac, both serving "smollm".
-    let llama_server = |lab: &mut Lab, host: &Host, address: &str, port: &str, alias: &str| {
-        let mut command = lab.command(host, &llama);
-        command.arg("-m").arg(&model).args([
-            "--host",
-            address,
-            "--port",
-            port,
-            "--alias",
-            alias,
-            "-c",
-            "1024",
-            "-t",
-            "1",
-            "--no-webui",
-        ]);
-        lab.spawn(host, &format!("{}-llama-server", host.name), command)
-    };
-    let _gpu_model = llama_server(&mut lab, &gpu, "0.0.0.0", "8080", "smollm");
+    let _gpu_model =
+        lab.start_llama_server(&gpu, &llama, &model, ("0.0.0.0", 8080), "smollm", 1024);
     let mut stand_in = lab.command(&mac, hearth_testkit::lab::binary("hearth-probe"));
     stand_in.args(["ollama", "0.0.0.0:11434", "smollm"]);
     let _mac_model = lab.spawn(&mac, "mac-ollama-stand-in", stand_in);
     // The hub's own small model, the fallback.
-    let _hub_model = llama_server(&mut lab, &hub, "127.0.0.1", "18090", "tiny");
+    let _hub_model =
+        lab.start_llama_server(&hub, &llama, &model, ("127.0.0.1", 18090), "tiny", 1024);
 
     // The gpu may be woken: its LAN card's address, the LAN's broadcast.
     let mac = lab
@@ -252,12 +228,7 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
 
     // Asked by name, the gpu answers; the pool takes turns between the two.
     let answer = ask(&lab, &laptop, &hub_mesh, "gpu/smollm");
-    assert_eq!(
-        answer.answered.as_ref().map(|(model, _)| model.as_str()),
-        Some("gpu/smollm"),
-        "{}",
-        answer.text
-    );
+    assert_answered_by(&answer, "gpu/smollm");
     let pooled: Vec<String> = (0..2)
         .map(|_| {
             let answer = ask(&lab, &laptop, &hub_mesh, "models/smollm");
@@ -273,12 +244,7 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
     );
     // The assistant starts on the gpu while it is awake.
     let answer = ask(&lab, &laptop, &hub_mesh, "openclaw");
-    assert_eq!(
-        answer.answered.as_ref().map(|(model, _)| model.as_str()),
-        Some("gpu/smollm"),
-        "{}",
-        answer.text
-    );
+    assert_answered_by(&answer, "gpu/smollm");
 
     // Ben is not granted the gpu: not listed, refused by name, and the
     // mesh does not let his phone reach it either.
@@ -346,12 +312,7 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
         "answered by the fallback without waiting out the gpu's connection (20 s): {seconds} s"
     );
     let answer = ask(&lab, &laptop, &hub_mesh, "models/smollm");
-    assert_eq!(
-        answer.answered.as_ref().map(|(model, _)| model.as_str()),
-        Some("mac/smollm"),
-        "{}",
-        answer.text
-    );
+    assert_answered_by(&answer, "mac/smollm");
     let asleep = ask(&lab, &laptop, &hub_mesh, "gpu/smollm");
     assert!(
         asleep.text.contains("refused: 503")
@@ -390,11 +351,6 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
     });
     assert!(back.is_some(), "{}", gateway.log_text());
     let answer = ask(&lab, &laptop, &hub_mesh, "gpu/smollm");
-    assert_eq!(
-        answer.answered.as_ref().map(|(model, _)| model.as_str()),
-        Some("gpu/smollm"),
-        "{}",
-        answer.text
-    );
+    assert_answered_by(&answer, "gpu/smollm");
     drop(gpu_agent);
 }

@@ -100,15 +100,19 @@ fn unreachable(socket: &Path, error: impl std::fmt::Display) -> AgentApiError {
     }
 }
 
-/// Asks the agent listening on `socket` who holds `address`: `Ok(None)` when
-/// no node of the mesh does, `Err` when the agent cannot be asked.
-pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, AgentApiError> {
-    let http = reqwest::Client::builder()
+/// A client for one short question to the agent on `socket`.
+fn asking(socket: &Path) -> Result<reqwest::Client, AgentApiError> {
+    reqwest::Client::builder()
         .unix_socket(socket)
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|error| unreachable(socket, error))?;
-    let response = http
+        .map_err(|error| unreachable(socket, error))
+}
+
+/// Asks the agent listening on `socket` who holds `address`: `Ok(None)` when
+/// no node of the mesh does, `Err` when the agent cannot be asked.
+pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, AgentApiError> {
+    let response = asking(socket)?
         .get(format!("http://agent{WHOIS_PATH}"))
         .query(&[("ip", address.to_string())])
         .send()
@@ -128,12 +132,7 @@ pub async fn whois(socket: &Path, address: IpAddr) -> Result<Option<WhoIs>, Agen
 /// The mesh's nodes tagged `tag` that the agent on `socket` sees, as
 /// `whois` would name them (with whether each is connected now).
 pub async fn peers_tagged(socket: &Path, tag: &str) -> Result<Vec<WhoIs>, AgentApiError> {
-    let http = reqwest::Client::builder()
-        .unix_socket(socket)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|error| unreachable(socket, error))?;
-    let response = http
+    let response = asking(socket)?
         .get(format!("http://agent{PEERS_PATH}"))
         .query(&[("tag", tag)])
         .send()

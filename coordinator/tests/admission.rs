@@ -450,7 +450,10 @@ async fn a_map_stream_is_zstd_frames_for_a_client_that_takes_them_and_plain_json
     assert_eq!(full["map"]["peers"].as_array().unwrap().len(), 40);
     let presence: serde_json::Value = serde_json::from_str(&plain[1]).unwrap();
     assert_eq!(presence["changes"][0]["change"], "presence");
-    assert_eq!(presence["changes"][0]["offline"].as_array().unwrap().len(), 40);
+    assert_eq!(
+        presence["changes"][0]["offline"].as_array().unwrap().len(),
+        40
+    );
     assert!(
         plain[2].contains(&format!("\"id\":{}", newcomer.id())),
         "{}",

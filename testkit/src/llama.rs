@@ -43,6 +43,19 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// Whether the official `ollama` and `openai` Python clients can be
+/// imported by [`python`]; a skip (a failure under `CI=true`) when not.
+pub fn official_clients() -> Option<()> {
+    let check = std::process::Command::new(python())
+        .args(["-c", "import ollama, openai"])
+        .output();
+    if check.is_ok_and(|output| output.status.success()) {
+        Some(())
+    } else {
+        skip("the ollama and openai clients are not installed: run scripts/python-env.sh")
+    }
+}
+
 /// Where `scripts/build-llama-server.sh` caches its build.
 fn cached_binary() -> PathBuf {
     let version = std::env::var("LLAMA_CPP_PYTHON_VERSION").unwrap_or_else(|_| {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 mod capture;
 mod measure;
+mod models;
 mod nat;
 mod nodes;
 mod tailscale;
