@@ -31,6 +31,8 @@ pub const LOOK_EVERY: Duration = Duration::from_secs(2);
 pub const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
 /// How long a new server has to say what it serves.
 const IDENTIFY_WITHIN: Duration = Duration::from_secs(5);
+/// How often a server that is in is asked again what it serves.
+pub const RELIST_EVERY: Duration = Duration::from_secs(30);
 /// The shortest time between two wakes of one device.
 pub const WAKE_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
@@ -212,15 +214,29 @@ async fn look(
             (server.device.clone(), answers)
         })
     });
-    let identified = plan.identify.iter().map(|(device, address)| async move {
-        tokio::time::timeout(
-            IDENTIFY_WITHIN,
-            hearth_llm::mesh::identify(device, *address, &section.ports, connect_timeout),
-        )
-        .await
-        .ok()
-        .flatten()
-    });
+    // Servers in for a while are asked again what they serve (a model
+    // pulled or removed since), at the address they were found at.
+    let relist: Vec<(String, IpAddr)> = plan
+        .check
+        .iter()
+        .filter_map(|device| {
+            let server = models.server(device)?;
+            (server.found.elapsed() >= RELIST_EVERY).then(|| (device.clone(), server.address))
+        })
+        .collect();
+    let identified = plan
+        .identify
+        .iter()
+        .chain(&relist)
+        .map(|(device, address)| async move {
+            tokio::time::timeout(
+                IDENTIFY_WITHIN,
+                hearth_llm::mesh::identify(device, *address, &section.ports, connect_timeout),
+            )
+            .await
+            .ok()
+            .flatten()
+        });
     let (checked, identified) = futures_util::future::join(
         futures_util::future::join_all(checks),
         futures_util::future::join_all(identified),
@@ -233,7 +249,15 @@ async fn look(
     }
     for server in identified.into_iter().flatten() {
         let names: Vec<&String> = server.models.keys().collect();
-        tracing::info!(device = %server.device, models = ?names, "a model server joined");
+        match models.server(&server.device) {
+            Some(known) if known.models.keys().eq(server.models.keys()) => {}
+            Some(_) => {
+                tracing::info!(device = %server.device, models = ?names, "a model server's models changed")
+            }
+            None => {
+                tracing::info!(device = %server.device, models = ?names, "a model server joined")
+            }
+        }
         models.put(server);
     }
 }

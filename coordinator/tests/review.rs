@@ -403,8 +403,9 @@ async fn one_member_cannot_rotate_keys_or_open_map_streams_without_limit() {
     assert_eq!(refused, 10);
     let mut ended = 0;
     for stream in &mut streams {
-        // Each begins with its full map; the ones the coordinator let go
-        // end right after it.
+        // Each begins with its full map and who of its peers is
+        // connected; the ones the coordinator let go end right after.
+        stream.next().await.unwrap().unwrap();
         stream.next().await.unwrap().unwrap();
         if tokio::time::timeout(Duration::from_millis(300), stream.next())
             .await

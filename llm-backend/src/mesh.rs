@@ -35,6 +35,10 @@ pub struct Server {
     pub backend: Arc<dyn Backend>,
     /// Its models by name, with what each can do.
     pub models: BTreeMap<String, TemplateCaps>,
+    /// The mesh address it was found at.
+    pub address: IpAddr,
+    /// When it said what it serves.
+    pub found: std::time::Instant,
     /// Replies in progress on it.
     outstanding: AtomicUsize,
     /// Replies it has started since it was found.
@@ -45,6 +49,7 @@ impl Server {
     /// A server of `device` at `endpoint` serving `models`.
     pub fn new(
         device: &str,
+        address: IpAddr,
         api: Api,
         endpoint: Endpoint,
         models: BTreeMap<String, TemplateCaps>,
@@ -59,6 +64,8 @@ impl Server {
             endpoint,
             backend,
             models,
+            address,
+            found: std::time::Instant::now(),
             outstanding: AtomicUsize::new(0),
             served: AtomicU64::new(0),
         }
@@ -301,14 +308,10 @@ pub async fn identify(
     ports: &[u16],
     connect_timeout: Duration,
 ) -> Option<Server> {
-    let host = match address {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
     use futures_util::StreamExt as _;
     let mut asked: futures_util::stream::FuturesUnordered<_> = ports
         .iter()
-        .map(|port| identify_at(device, &host, *port, connect_timeout))
+        .map(|port| identify_at(device, address, *port, connect_timeout))
         .collect();
     while let Some(answer) = asked.next().await {
         if answer.is_some() {
@@ -320,10 +323,14 @@ pub async fn identify(
 
 async fn identify_at(
     device: &str,
-    host: &str,
+    address: IpAddr,
     port: u16,
     connect_timeout: Duration,
 ) -> Option<Server> {
+    let host = match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
     let llama = Endpoint::parse(
         &format!("http://{host}:{port}/v1"),
         Api::OpenAiCompletions,
@@ -346,7 +353,7 @@ async fn identify_at(
             .take(MOST_MODELS)
             .collect();
         return (!models.is_empty())
-            .then(|| Server::new(device, Api::OpenAiCompletions, llama, models));
+            .then(|| Server::new(device, address, Api::OpenAiCompletions, llama, models));
     }
     let ollama = Endpoint::parse(
         &format!("http://{host}:{port}"),
@@ -369,7 +376,7 @@ async fn identify_at(
             });
         models.insert(name, caps);
     }
-    (!models.is_empty()).then(|| Server::new(device, Api::Ollama, ollama, models))
+    (!models.is_empty()).then(|| Server::new(device, address, Api::Ollama, ollama, models))
 }
 
 #[cfg(test)]
@@ -385,6 +392,7 @@ mod tests {
         .unwrap();
         Server::new(
             device,
+            "100.64.0.9".parse().unwrap(),
             Api::OpenAiCompletions,
             endpoint,
             models

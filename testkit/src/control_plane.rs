@@ -402,7 +402,8 @@ pub struct MapView {
 }
 
 impl MapView {
-    /// Opens `device`'s map stream and reads its first (full) map.
+    /// Opens `device`'s map stream and reads its first (full) map and the
+    /// line after it (which of its peers are connected).
     pub async fn open(device: &Device) -> MapView {
         let stream = device.client.map_stream().await.expect("map stream opens");
         let mut view = MapView {
@@ -415,6 +416,7 @@ impl MapView {
             relays: Vec::new(),
             online: Default::default(),
         };
+        view.next().await;
         view.next().await;
         view
     }
