@@ -70,7 +70,7 @@ pub fn build_router(config: &config::Config) -> Result<hearth_llm::Router, heart
         .collect::<Result<Vec<_>, _>>()?;
     // The household's model servers, found on the mesh while they answer.
     let mesh = config.hearth.model_servers.as_ref().map(|servers| {
-        let timeout = Duration::from_secs(servers.section().timeout_seconds.max(1));
+        let timeout = Duration::from_secs(servers.timeout_seconds.max(1));
         std::sync::Arc::new(hearth_llm::mesh::MeshModels::new(&servers.pool(), timeout))
     });
     hearth_llm::Router::with_mesh(

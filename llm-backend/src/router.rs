@@ -374,7 +374,12 @@ impl Router {
                 continue;
             }
             let Some(provider) = self.providers.get(&model.provider) else {
-                match self.open_on_mesh(model, request, &mut attempts).await {
+                // Not configured: a device's (the chain allows it only
+                // when the mesh's servers are looked for).
+                let Some(mesh) = &self.mesh else {
+                    continue;
+                };
+                match open_on_mesh(mesh, model, request, &mut attempts).await {
                     Ok(Some(opened)) => return Ok(opened),
                     Ok(None) => continue,
                     Err(error) => return Err(RouteError::Stopped { error, attempts }),
@@ -424,83 +429,6 @@ impl Router {
             }
         }
         Err(RouteError::Exhausted(attempts))
-    }
-
-    /// Starts `model`'s reply on the mesh's servers of it, least busy
-    /// first: `Ok(None)` when none is there or none answered (each try in
-    /// `attempts`, a model whose device is away among them, at once);
-    /// `Err` for an error no other model can help.
-    async fn open_on_mesh(
-        &self,
-        model: &ModelRef,
-        request: &ChatRequest,
-        attempts: &mut Vec<Attempt>,
-    ) -> Result<Option<Opened>, BackendError> {
-        let servers = self
-            .mesh
-            .as_ref()
-            .map(|mesh| mesh.servers_for(model))
-            .unwrap_or_default();
-        if servers.is_empty() {
-            if let Some(mesh) = self
-                .mesh
-                .as_ref()
-                .filter(|mesh| model.provider != mesh.pool())
-            {
-                mesh.want(&model.provider);
-            }
-            attempts.push(Attempt {
-                model: model.to_string(),
-                endpoint: model.provider.clone(),
-                error: BackendError::Away(model.provider.clone()),
-            });
-            return Ok(None);
-        }
-        for server in servers {
-            let claim = server.claim();
-            let timeout = self
-                .mesh
-                .as_ref()
-                .map_or(Duration::from_secs(30), |mesh| mesh.timeout());
-            match attempt(
-                timeout,
-                &server.endpoint,
-                server.backend.as_ref(),
-                &model.model,
-                request,
-            )
-            .await
-            {
-                Ok(events) => {
-                    // The claim lasts as long as the reply's events.
-                    let events = after_output(events, model.clone());
-                    let held: EventStream = Box::pin(events.map(move |event| {
-                        let _held = &claim;
-                        event
-                    }));
-                    return Ok(Some(Opened {
-                        model: ModelRef {
-                            provider: server.device.clone(),
-                            model: model.model.clone(),
-                        },
-                        events: held,
-                        attempts: std::mem::take(attempts),
-                    }));
-                }
-                Err(error) => {
-                    tracing::warn!(model = %model, device = %server.device, error = %error.summary(), "model attempt failed");
-                    attempts.push(Attempt {
-                        model: model.to_string(),
-                        endpoint: server.endpoint.label.clone(),
-                        error: error.clone(),
-                    });
-                    if verdict(&error, false) == Verdict::Stop {
-                        return Err(error);
-                    }
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Embeddings of `inputs` from the first model that gives them, trying
@@ -752,6 +680,71 @@ impl Router {
         status.sort_by(|a, b| (&a.provider, &a.endpoint).cmp(&(&b.provider, &b.endpoint)));
         status
     }
+}
+
+/// Starts `model`'s reply on the mesh's servers of it, least busy
+/// first: `Ok(None)` when none is there or none answered (each try in
+/// `attempts`, a model whose device is away among them, at once);
+/// `Err` for an error no other model can help.
+async fn open_on_mesh(
+    mesh: &MeshModels,
+    model: &ModelRef,
+    request: &ChatRequest,
+    attempts: &mut Vec<Attempt>,
+) -> Result<Option<Opened>, BackendError> {
+    let servers = mesh.servers_for(model);
+    if servers.is_empty() {
+        if model.provider != mesh.pool() {
+            mesh.want(&model.provider);
+        }
+        attempts.push(Attempt {
+            model: model.to_string(),
+            endpoint: model.provider.clone(),
+            error: BackendError::Away(model.provider.clone()),
+        });
+        return Ok(None);
+    }
+    for server in servers {
+        let claim = server.claim();
+        match attempt(
+            mesh.timeout(),
+            &server.endpoint,
+            server.backend.as_ref(),
+            &model.model,
+            request,
+        )
+        .await
+        {
+            Ok(events) => {
+                // The claim lasts as long as the reply's events.
+                let events = after_output(events, model.clone());
+                let held: EventStream = Box::pin(events.map(move |event| {
+                    let _held = &claim;
+                    event
+                }));
+                return Ok(Some(Opened {
+                    model: ModelRef {
+                        provider: server.device.clone(),
+                        model: model.model.clone(),
+                    },
+                    events: held,
+                    attempts: std::mem::take(attempts),
+                }));
+            }
+            Err(error) => {
+                tracing::warn!(model = %model, device = %server.device, error = %error.summary(), "model attempt failed");
+                attempts.push(Attempt {
+                    model: model.to_string(),
+                    endpoint: server.endpoint.label.clone(),
+                    error: error.clone(),
+                });
+                if verdict(&error, false) == Verdict::Stop {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One try: connect and wait for the first event, within `budget` (the

@@ -443,15 +443,15 @@ pub struct HearthSection {
     pub open_web_ui: OpenWebUiSection,
     /// The household's other computers that lend their models: found on
     /// the mesh by a tag (needs `agentSocket`). Unset: none.
-    #[serde(default)]
-    pub model_servers: Option<ModelServers>,
+    #[serde(default, deserialize_with = "model_servers")]
+    pub model_servers: Option<ModelServersSection>,
 }
 
-/// `hearth.modelServers`: model servers found on the mesh, written as the
-/// tag alone (`"tag:models"`) or as an object.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// `hearth.modelServers` as written: the tag alone (`"tag:models"`) or an
+/// object; read into a [`ModelServersSection`] with the defaults filled in.
+#[derive(Deserialize)]
 #[serde(untagged)]
-pub enum ModelServers {
+enum ModelServers {
     /// Just the tag; the rest as by default.
     Tag(String),
     /// Every setting.
@@ -493,29 +493,30 @@ fn default_model_timeout() -> u64 {
     60
 }
 
-impl ModelServers {
-    /// Every setting, the defaults filled in.
-    pub fn section(&self) -> ModelServersSection {
-        match self {
+fn model_servers<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ModelServersSection>, D::Error> {
+    Ok(
+        Option::<ModelServers>::deserialize(deserializer)?.map(|written| match written {
             ModelServers::Tag(tag) => ModelServersSection {
-                tag: tag.clone(),
+                tag,
                 ports: default_model_ports(),
                 timeout_seconds: default_model_timeout(),
                 wake: BTreeMap::new(),
                 wake_address: default_wake_address(),
             },
-            ModelServers::Full(section) => section.clone(),
-        }
-    }
+            ModelServers::Full(section) => section,
+        }),
+    )
+}
 
+impl ModelServersSection {
     /// The pool's name, the tag's without `tag:` (`models/<model>` is any
     /// server's `<model>`).
     pub fn pool(&self) -> String {
-        let section = self.section();
-        section
-            .tag
+        self.tag
             .strip_prefix("tag:")
-            .unwrap_or(&section.tag)
+            .unwrap_or(&self.tag)
             .to_owned()
     }
 }

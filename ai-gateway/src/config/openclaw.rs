@@ -859,7 +859,6 @@ fn hearth(reader: &mut Reader, value: &Value, config: &mut Config) {
     match serde_path_to_error::deserialize::<_, HearthSection>(value.clone()) {
         Ok(section) => {
             if let Some(servers) = &section.model_servers {
-                let servers = servers.section();
                 if !servers.tag.starts_with("tag:") || servers.tag.len() < 5 {
                     reader.problem(
                         "hearth.modelServers",

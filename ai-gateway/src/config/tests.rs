@@ -553,7 +553,7 @@ fn model_servers_on_the_mesh_are_one_line_and_their_models_may_lead_a_chain() {
     );
     let servers = loaded.config.hearth.model_servers.as_ref().unwrap();
     assert_eq!(servers.pool(), "models");
-    assert_eq!(servers.section().ports, [11434, 8080]);
+    assert_eq!(servers.ports, [11434, 8080]);
     assert_eq!(
         loaded.config.agents.defaults.model.list(),
         ["gaming-pc/qwen3:8b", "local/tiny"],
@@ -564,13 +564,13 @@ fn model_servers_on_the_mesh_are_one_line_and_their_models_may_lead_a_chain() {
     let written_out = parse(
         r#"{ hearth: { agentSocket: "/a.sock", modelServers: { tag: "tag:gpu", ports: [11434], timeoutSeconds: 90 } } }"#,
     );
-    let section = written_out.config.hearth.model_servers.unwrap().section();
+    let section = written_out.config.hearth.model_servers.unwrap();
     assert_eq!((section.ports, section.timeout_seconds), (vec![11434], 90));
 
     let waking = parse(
         r#"{ hearth: { agentSocket: "/a.sock", modelServers: { tag: "tag:models", wake: { "gaming-pc": "AA:bb:cc:00:11:22" }, wakeAddress: "192.168.1.255:9" } } }"#,
     );
-    let section = waking.config.hearth.model_servers.unwrap().section();
+    let section = waking.config.hearth.model_servers.unwrap();
     assert_eq!(section.wake["gaming-pc"], "AA:bb:cc:00:11:22");
     assert_eq!(section.wake_address.to_string(), "192.168.1.255:9");
     let bad_mac = problems(

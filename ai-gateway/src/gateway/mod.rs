@@ -212,7 +212,7 @@ impl Gateway {
                 tokio::spawn(crate::model_servers::follow(
                     Arc::clone(mesh),
                     Arc::clone(models),
-                    servers.section(),
+                    servers.clone(),
                     Duration::from_secs(self.config.hearth.connect_timeout_seconds.max(1)),
                     reserved,
                 ));
@@ -425,10 +425,10 @@ impl Gateway {
         };
         let here = mesh.devices();
         servers
-            .section()
             .wake
-            .into_keys()
+            .keys()
             .filter(|device| !here.contains(device))
+            .cloned()
             .collect()
     }
 
