@@ -21,6 +21,10 @@ for path in glob.glob('../shared/conformance/tailscale-policy/*/*.json'):
         open(name, 'w').write(json.dumps(json.load(open(path))['policy']))
 PY
 fi
+# Recordings in every format an app sends (the speech tests' fixtures).
+if [[ "$target" == audio ]]; then
+    cp -n speech/tests/fixtures/* "$corpus"/ 2>/dev/null || true
+fi
 # The real attestation documents from ../shared (read there, never committed).
 if [[ "$target" == evidence && -d ../shared/research/attestation-fixtures ]]; then
     find ../shared/research/attestation-fixtures -type f \( -name '*.b64' -o -name '*.report' \

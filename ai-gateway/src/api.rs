@@ -97,7 +97,17 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth) -> Router {
             post(not_enabled)
         },
     );
-    let limited = limited.layer(middleware::from_fn(json_only)).layer(limiter);
+    // Speech: a multipart form (not JSON), as large as hearth.speech allows.
+    let heard = Router::new().route(
+        "/v1/audio/transcriptions",
+        post(crate::speech_http::transcriptions).layer(DefaultBodyLimit::max(
+            crate::gateway::max_upload(gateway.config().hearth.speech.as_ref()),
+        )),
+    );
+    let limited = limited
+        .layer(middleware::from_fn(json_only))
+        .merge(heard)
+        .layer(limiter);
     // OpenClaw's clients: their pairings and connections, shared by the
     // socket and the admin's device routes.
     let claw = Arc::new(crate::claw::Claw::new(

@@ -41,6 +41,7 @@ pub mod sealed;
 pub mod server;
 pub mod sessions;
 pub mod slots;
+pub mod speech_http;
 pub mod usage;
 
 /// The model router for `config`; reads the attestation policies of

@@ -319,18 +319,19 @@ async fn usage(url: &str, token_file: &std::path::Path, json: bool) -> anyhow::R
     let rows: Vec<hearth_gateway::usage::UsageRow> = serde_json::from_value(body["usage"].clone())
         .context("the gateway's usage is not readable")?;
     println!(
-        "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}",
-        "DAY", "WHO", "MODEL", "REQUESTS", "PROMPT", "GENERATED"
+        "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}  {:>8}",
+        "DAY", "WHO", "MODEL", "REQUESTS", "PROMPT", "GENERATED", "AUDIO_S"
     );
     for row in rows {
         println!(
-            "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}",
+            "{:<10}  {:<20}  {:<28}  {:>8}  {:>10}  {:>10}  {:>8.1}",
             row.day,
             hearth_runtime::terminal::printable(&row.who),
             hearth_runtime::terminal::printable(&row.model),
             row.requests,
             row.prompt_tokens,
-            row.completion_tokens
+            row.completion_tokens,
+            row.audio_seconds
         );
     }
     Ok(())

@@ -45,6 +45,13 @@ pub fn router(gateway: Arc<Gateway>, auth: Auth, others: Router<Arc<Gateway>>) -
         .route("/api/generate", post(generate))
         .route("/api/embed", post(embed_new))
         .route("/api/embeddings", post(embed_legacy))
+        // Ollama's OpenAI-compatible speech endpoint.
+        .route(
+            "/v1/audio/transcriptions",
+            post(crate::speech_http::transcriptions).layer(axum::extract::DefaultBodyLimit::max(
+                crate::gateway::max_upload(gateway.config().hearth.speech.as_ref()),
+            )),
+        )
         .route("/api/pull", any(refused))
         .route("/api/push", any(refused))
         .route("/api/create", any(refused))

@@ -14,7 +14,7 @@ pub fn day_of(unix: i64) -> String {
 }
 
 /// One row of usage.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UsageRow {
     /// The UTC day.
     pub day: String,
@@ -28,6 +28,9 @@ pub struct UsageRow {
     pub prompt_tokens: u64,
     /// Generated tokens.
     pub completion_tokens: u64,
+    /// Seconds of speech transcribed.
+    #[serde(default)]
+    pub audio_seconds: f64,
 }
 
 /// What one charge adds to a row.
@@ -65,6 +68,41 @@ impl Usage {
         Ok(u64::try_from(total).unwrap_or(0))
     }
 
+    /// Milliseconds of audio `who` had transcribed on `day`.
+    pub async fn used_audio_ms(&self, who: &str, day: &str) -> Result<u64, sqlx::Error> {
+        let (total,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(audio_ms), 0) FROM usage WHERE day = ? AND who = ?",
+        )
+        .bind(day)
+        .bind(who)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// Adds one transcription of `audio_ms` to `who`'s `day` with `model`.
+    pub async fn record_audio(
+        &self,
+        day: &str,
+        who: &str,
+        model: &str,
+        audio_ms: u64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO usage (day, who, model, requests, prompt_tokens, completion_tokens, audio_ms) \
+             VALUES (?, ?, ?, 1, 0, 0, ?) \
+             ON CONFLICT (day, who, model) DO UPDATE SET requests = requests + 1, \
+             audio_ms = audio_ms + excluded.audio_ms",
+        )
+        .bind(day)
+        .bind(who)
+        .bind(model)
+        .bind(i64::try_from(audio_ms).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Adds `added` to `who`'s `day` with `model`. A prompt charged
     /// when the model was asked is corrected at the reply's end by the
     /// model's own count (`prompt_tokens` may be negative then); no count
@@ -99,8 +137,8 @@ impl Usage {
     /// The rows since `since` (a day, inclusive), of `who` only or of
     /// everyone, newest day first.
     pub async fn list(&self, who: Option<&str>, since: &str) -> Result<Vec<UsageRow>, sqlx::Error> {
-        let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT day, who, model, requests, prompt_tokens, completion_tokens FROM usage \
+        let rows: Vec<(String, String, String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT day, who, model, requests, prompt_tokens, completion_tokens, audio_ms FROM usage \
              WHERE day >= ? AND (? IS NULL OR who = ?) ORDER BY day DESC, who, model",
         )
         .bind(since)
@@ -111,14 +149,17 @@ impl Usage {
         let count = |value: i64| u64::try_from(value).unwrap_or(0);
         Ok(rows
             .into_iter()
-            .map(|(day, who, model, requests, prompt, completion)| UsageRow {
-                day,
-                who,
-                model,
-                requests: count(requests),
-                prompt_tokens: count(prompt),
-                completion_tokens: count(completion),
-            })
+            .map(
+                |(day, who, model, requests, prompt, completion, audio_ms)| UsageRow {
+                    day,
+                    who,
+                    model,
+                    requests: count(requests),
+                    prompt_tokens: count(prompt),
+                    completion_tokens: count(completion),
+                    audio_seconds: count(audio_ms) as f64 / 1000.0,
+                },
+            )
             .collect())
     }
 }

@@ -950,3 +950,46 @@ async fn the_admin_pairs_devices_with_openclaws_own_methods_and_a_member_cannot(
         "{reason:?}"
     );
 }
+
+/// OpenClaw's voice methods answer honestly: `tts.status` names the one
+/// voice there is (the device's own), `tts.speak` and the talk mode's
+/// realtime session are refused with why, never a silent empty audio.
+#[tokio::test]
+async fn openclaws_voice_methods_say_the_device_reads_aloud_and_the_hub_only_hears() {
+    let setup = start(40);
+    setup.as_member("ada");
+    let (mut client, hello) = setup
+        .paired(&key(7), &["operator.read", "operator.write"])
+        .await;
+    let methods = hello["payload"]["features"]["methods"].as_array().unwrap();
+    assert!(methods.contains(&json!("tts.speak")) && methods.contains(&json!("talk.config")));
+    let status = client.call("t", "tts.status", json!({})).await;
+    assert_eq!(status["ok"], true, "{status}");
+    assert_eq!(status["payload"]["provider"], "device");
+    assert_eq!(status["payload"]["enabled"], false);
+    let spoken = client
+        .call(
+            "s",
+            "tts.speak",
+            json!({"text": "The bins go out on Tuesday."}),
+        )
+        .await;
+    assert_eq!(spoken["ok"], false, "{spoken}");
+    assert_eq!(spoken["error"]["code"], "UNAVAILABLE", "{spoken}");
+    let why = spoken["error"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("read aloud by the device's own voices"),
+        "{why}"
+    );
+    let talk = client.call("k", "talk.config", json!({})).await;
+    assert_eq!(talk["payload"], json!({"config": {}}), "{talk}");
+    let session = client.call("r", "talk.session.create", json!({})).await;
+    assert_eq!(session["ok"], false, "{session}");
+    assert!(
+        session["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/audio/transcriptions"),
+        "{session}"
+    );
+}

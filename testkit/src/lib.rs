@@ -53,6 +53,7 @@ pub mod podman_hub;
 pub mod postgres;
 pub mod recall;
 pub mod research;
+pub mod speech;
 pub mod standins;
 pub mod terminal;
 pub mod ts2021;

@@ -210,7 +210,7 @@ pub fn tiny_model_with_template(template: &Path) -> Option<PathBuf> {
 }
 
 /// A model a script of `scripts/` fetches into the cache and names.
-fn fetched_model(script: &str, what: &str) -> Option<PathBuf> {
+pub(crate) fn fetched_model(script: &str, what: &str) -> Option<PathBuf> {
     let _guard = MODEL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -16,7 +16,7 @@ use super::{Connection, now_ms};
 use crate::gateway::Gateway;
 
 /// Each method and the scope it needs.
-const METHODS: [(&str, &str); 45] = [
+const METHODS: [(&str, &str); 51] = [
     ("health", "operator.read"),
     ("status", "operator.read"),
     ("models.list", "operator.read"),
@@ -62,6 +62,12 @@ const METHODS: [(&str, &str); 45] = [
     ("device.pair.approve", "operator.pairing"),
     ("device.pair.reject", "operator.pairing"),
     ("device.pair.remove", "operator.pairing"),
+    ("tts.status", "operator.read"),
+    ("tts.speak", "operator.write"),
+    ("talk.config", "operator.read"),
+    ("talk.catalog", "operator.read"),
+    ("talk.session.create", "operator.write"),
+    ("talk.speak", "operator.write"),
 ];
 
 /// What this gateway's answers promise beyond the methods: `models.list`
@@ -173,6 +179,12 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
         "device.pair.approve" => super::devices::approve(&connection.claw, &request.params).await,
         "device.pair.reject" => super::devices::reject(&connection.claw, &request.params).await,
         "device.pair.remove" => super::devices::remove(&connection.claw, &request.params).await,
+        "tts.status" => Ok(tts_status()),
+        "talk.config" => Ok(json!({"config": {}})),
+        "tts.speak" | "talk.speak" => Err(ErrorShape::new(Code::Unavailable, NO_SPEECH_OUT)),
+        "talk.catalog" | "talk.session.create" => {
+            Err(ErrorShape::new(Code::Unavailable, NO_REALTIME_VOICE))
+        }
         "update.status" => Ok(
             json!({"sentinel": null, "updateAvailable": null, "effectiveChannel": "stable",
                                      "schedule": {"channel": "stable", "autoEnabled": false}}),
@@ -183,6 +195,26 @@ pub(crate) async fn call(connection: &Arc<Connection>, request: Request) {
         Ok(payload) => wire::ok(&id, payload),
         Err(error) => wire::error(&id, &error),
     });
+}
+
+/// Why `tts.speak` makes no audio: replies are read aloud on the device.
+const NO_SPEECH_OUT: &str = "the hub makes no speech: replies are read aloud by the device's own voices \
+     (the household app's read-aloud, Web Speech synthesis on the phone), so no reply is turned into audio \
+     on the hub or sent to a voice service";
+
+/// Why the talk mode's realtime session is not offered.
+const NO_REALTIME_VOICE: &str = "Hearth has no realtime voice session: members hold to talk in the household \
+     app, the hub hears the recording (POST /v1/audio/transcriptions, whisper.cpp on the hub) and the \
+     device reads the reply aloud";
+
+/// `tts.status` as OpenClaw gives it, with the one provider there is: the
+/// device's own voices.
+fn tts_status() -> Value {
+    json!({
+        "enabled": false, "auto": "off", "provider": "device", "persona": null, "personas": [],
+        "fallbackProvider": null, "fallbackProviders": [], "prefsPath": null,
+        "providerStates": [{"id": "device", "label": "The device's own voices (Web Speech; read aloud on the device)", "configured": true}],
+    })
 }
 
 fn health(gateway: &Gateway) -> Value {

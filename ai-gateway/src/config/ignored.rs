@@ -64,7 +64,12 @@ const SECTIONS: &[(&str, Option<&str>)] = &[
     ("broadcast", Some("channels are hearth-messaging's rooms")),
     ("attachments", Some("Hearth's chat carries text")),
     ("messages", Some("channels are hearth-messaging's rooms")),
-    ("tts", Some("Hearth has no speech output")),
+    (
+        "tts",
+        Some(
+            "the hub makes no speech: replies are read aloud by the device's own voices (tts.speak says so)",
+        ),
+    ),
     ("commands", Some("channels are hearth-messaging's rooms")),
     (
         "approvals",
@@ -88,7 +93,12 @@ const SECTIONS: &[(&str, Option<&str>)] = &[
         "discovery",
         Some("Hearth's devices find each other through the mesh"),
     ),
-    ("talk", Some("Hearth has no voice mode")),
+    (
+        "talk",
+        Some(
+            "Hearth has no realtime voice: members hold to talk in the household app and the hub hears them (hearth.speech)",
+        ),
+    ),
     ("cloudWorkers", Some("Hearth keeps everything in the house")),
     ("desktop", Some("Hearth has no desktop app of its own")),
     ("memory", None),

@@ -445,6 +445,49 @@ pub struct HearthSection {
     /// the mesh by a tag (needs `agentSocket`). Unset: none.
     #[serde(default, deserialize_with = "model_servers")]
     pub model_servers: Option<ModelServersSection>,
+    /// Speech recognition on the hub: whisper.cpp's server the gateway
+    /// sends members' recordings to (`/v1/audio/transcriptions`). Unset:
+    /// the hub hears nothing.
+    #[serde(default)]
+    pub speech: Option<SpeechSection>,
+}
+
+/// `hearth.speech`: where the hub's speech recognition runs, and how much
+/// one request may hold.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SpeechSection {
+    /// whisper.cpp's server (`whisper-server`), on the hub itself.
+    pub url: String,
+    /// The model's name, listed as `speech/<model>` (what grants name);
+    /// OpenAI's `whisper-1` is taken to mean it.
+    #[serde(default = "default_speech_model")]
+    pub model: String,
+    /// The longest recording one request may hold, in seconds.
+    #[serde(default = "default_speech_seconds")]
+    pub max_seconds: u32,
+    /// The largest upload, in megabytes (OpenAI's limit is 25).
+    #[serde(default = "default_speech_megabytes")]
+    pub max_megabytes: u32,
+}
+
+fn default_speech_model() -> String {
+    "whisper-base".to_owned()
+}
+
+fn default_speech_seconds() -> u32 {
+    300
+}
+
+fn default_speech_megabytes() -> u32 {
+    25
+}
+
+impl SpeechSection {
+    /// The name grants and lists give the speech model.
+    pub fn model_id(&self) -> String {
+        format!("speech/{}", self.model)
+    }
 }
 
 /// `hearth.modelServers` as written: the tag alone (`"tag:models"`) or an

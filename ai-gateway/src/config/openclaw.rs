@@ -855,6 +855,34 @@ fn reachable_models(reader: &mut Reader, config: &Config) {
     }
 }
 
+fn speech_problems(reader: &mut Reader, speech: &super::SpeechSection) {
+    let url = reqwest::Url::parse(&speech.url);
+    if !url
+        .as_ref()
+        .is_ok_and(|url| url.scheme() == "http" && url.host().is_some())
+    {
+        reader.problem(
+            "hearth.speech.url",
+            format!(
+                "{:?} is not an http:// URL of whisper.cpp's server (\"http://127.0.0.1:8178\")",
+                speech.url
+            ),
+        );
+    }
+    if speech.model.is_empty() || speech.model.contains('/') || speech.model.len() > 100 {
+        reader.problem(
+            "hearth.speech.model",
+            "a name of 1 to 100 characters without '/' (it is listed as speech/<model>)",
+        );
+    }
+    if !(1..=3600).contains(&speech.max_seconds) {
+        reader.problem("hearth.speech.maxSeconds", "from 1 to 3600 seconds");
+    }
+    if !(1..=100).contains(&speech.max_megabytes) {
+        reader.problem("hearth.speech.maxMegabytes", "from 1 to 100 megabytes");
+    }
+}
+
 fn hearth(reader: &mut Reader, value: &Value, config: &mut Config) {
     match serde_path_to_error::deserialize::<_, HearthSection>(value.clone()) {
         Ok(section) => {
@@ -885,6 +913,9 @@ fn hearth(reader: &mut Reader, value: &Value, config: &mut Config) {
                         "model servers are found through this node's agent: set hearth.agentSocket",
                     );
                 }
+            }
+            if let Some(speech) = &section.speech {
+                speech_problems(reader, speech);
             }
             config.hearth = section;
         }

@@ -593,3 +593,28 @@ fn model_servers_on_the_mesh_are_one_line_and_their_models_may_lead_a_chain() {
         "{text:?}"
     );
 }
+
+#[test]
+fn speech_is_one_line_with_limits_written_out_and_bad_values_named() {
+    let loaded = parse(r#"{ hearth: { speech: { url: "http://127.0.0.1:8178" } } }"#);
+    let speech = loaded.config.hearth.speech.as_ref().unwrap();
+    assert_eq!(speech.model_id(), "speech/whisper-base");
+    assert_eq!((speech.max_seconds, speech.max_megabytes), (300, 25));
+    let wrong = problems(
+        r#"{ hearth: { speech: { url: "unix:/run/whisper.sock", model: "a/b", maxSeconds: 0, maxMegabytes: 500 } } }"#,
+    );
+    let paths: Vec<&str> = wrong.iter().map(|problem| problem.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "hearth.speech.url",
+            "hearth.speech.model",
+            "hearth.speech.maxSeconds",
+            "hearth.speech.maxMegabytes"
+        ],
+        "{wrong:?}"
+    );
+    let unknown =
+        problems(r#"{ hearth: { speech: { url: "http://127.0.0.1:8178", voice: "x" } } }"#);
+    assert!(unknown[0].to_string().contains("voice"), "{unknown:?}");
+}

@@ -7,6 +7,7 @@
 mod admit;
 mod ask;
 mod refused;
+mod speech;
 mod turns;
 
 pub use admit::{
@@ -14,6 +15,7 @@ pub use admit::{
 };
 pub use ask::SlotGuard;
 pub use refused::Refused;
+pub use speech::{Heard, Hearing, Speech, max_upload};
 pub use turns::Route;
 
 use std::num::NonZeroU32;
@@ -114,6 +116,8 @@ pub struct Gateway {
     slots: Mutex<crate::slots::Slots>,
     /// The mesh's changes, when callers are identified through the agent.
     mesh: Option<Arc<hearth_control::agent_api::Changes>>,
+    /// Speech recognition on the hub, when configured.
+    speech: Option<speech::Speech>,
 }
 
 fn per_minute(count: u32) -> Quota {
@@ -177,6 +181,7 @@ impl Gateway {
                 .clone()
                 .map(|socket| Arc::new(hearth_control::agent_api::Changes::new(socket))),
             replay: Mutex::new(Replay { window, journal }),
+            speech: config.hearth.speech.clone().map(speech::Speech::new),
             metrics: Metrics::default(),
             router,
             keys,
