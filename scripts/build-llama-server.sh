@@ -7,10 +7,10 @@
 #   LLAMA_CPP_PYTHON_VERSION=0.3.36 scripts/build-llama-server.sh
 #   HEARTH_ARCH=arm64 scripts/build-llama-server.sh   # for arm64 boards
 #
-# arm64 is cross-compiled with Debian's g++-aarch64-linux-gnu against its
-# arm64 glibc (the binary links libstdc++6, libgomp1, libgcc-s1 and libc6 of
-# the board's Debian, which packaging/depends.sh names from the cross
-# packages); cached beside the x86-64 build as llama-server-VERSION-arm64.
+# arm64 is cross-compiled (scripts/ggml-arch.sh; the binary links
+# libstdc++6, libgomp1, libgcc-s1 and libc6 of the board's Debian, which
+# packaging/depends.sh names from the cross packages); cached beside the
+# x86-64 build as llama-server-VERSION-arm64.
 #
 # The default version is in scripts/llama-cpp-python.version, which the test
 # harness (testkit/src/llama.rs) reads too.
@@ -18,24 +18,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-$(cat "$here/llama-cpp-python.version")}"
-cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
-arch="${HEARTH_ARCH:-amd64}"
-case "$arch" in
-    amd64) dest="$cache_root/llama-server-$version"; compilers=(cc c++); cross=() ;;
-    arm64)
-        dest="$cache_root/llama-server-$version-arm64"
-        compilers=(aarch64-linux-gnu-gcc aarch64-linux-gnu-g++)
-        # No -mcpu=native (GGML_NATIVE is off): armv8.2-a with dot products
-        # and half floats, what a Raspberry Pi 5 (Cortex-A76) and every
-        # recent ARM board run; llama.cpp picks the rest at run time.
-        cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
-            -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++
-            -DCMAKE_FIND_ROOT_PATH=/usr/aarch64-linux-gnu
-            -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER -DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY
-            -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16)
-        ;;
-    *) echo "build-llama-server: HEARTH_ARCH is amd64 or arm64, not $arch" >&2; exit 2 ;;
-esac
+# shellcheck source=scripts/ggml-arch.sh
+source "$here/ggml-arch.sh"
+ggml_arch llama-server "$version"
 binary="$dest/llama-server"
 
 if [[ -x "$binary" ]]; then

@@ -14,20 +14,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="${PYWHISPERCPP_VERSION:-$(cat "$here/pywhispercpp.version")}"
 cache_root="${HEARTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
-arch="${HEARTH_ARCH:-amd64}"
-case "$arch" in
-    amd64) dest="$cache_root/whisper-server-$version"; compilers=(cc c++); cross=() ;;
-    arm64)
-        dest="$cache_root/whisper-server-$version-arm64"
-        compilers=(aarch64-linux-gnu-gcc aarch64-linux-gnu-g++)
-        cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
-            -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++
-            -DCMAKE_FIND_ROOT_PATH=/usr/aarch64-linux-gnu
-            -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER -DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY
-            -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16)
-        ;;
-    *) echo "build-whisper-server: HEARTH_ARCH is amd64 or arm64, not $arch" >&2; exit 2 ;;
-esac
+# shellcheck source=scripts/ggml-arch.sh
+source "$here/ggml-arch.sh"
+ggml_arch whisper-server "$version"
 binary="$dest/whisper-server"
 if [[ -x "$binary" ]]; then
     echo "$binary"

@@ -139,11 +139,7 @@ fn main() {
         "hearth": {"dataDir": data, "agentSocket": hub_agent.state.join("agent.sock"), "modelServers": "tag:models",
                    "limits": {"requestsPerMinutePerDevice": 1_000_000, "requestsPerMinutePerIp": 1_000_000}},
     });
-    let config_path = lab.dir.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut command = lab.command(&hub, env!("CARGO_BIN_EXE_hearth-gateway"));
-    command.args(["serve", "--config"]).arg(&config_path);
-    let gateway = lab.spawn(&hub, "gateway", command);
+    let gateway = lab.serve_gateway(&hub, env!("CARGO_BIN_EXE_hearth-gateway"), &config);
     let env = vec![
         ("TOKEN", data.join("gateway.token").display().to_string()),
         ("GATEWAY", "http://127.0.0.1:18789".to_owned()),

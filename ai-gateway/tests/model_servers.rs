@@ -177,14 +177,7 @@ fn models_of_the_households_other_computers_answer_while_they_are_awake() {
                    "ollama": {"enabled": true}, "modelServers": {"tag": "tag:models", "wake": {"gpu": mac}, "wakeAddress": broadcast},
                    "connectTimeoutSeconds": 20},
     });
-    let config_path = lab.dir.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut command = lab.command(&hub, env!("CARGO_BIN_EXE_hearth-gateway"));
-    command
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("HEARTH_LOG", "info");
-    let gateway = lab.spawn(&hub, "gateway", command);
+    let gateway = lab.serve_gateway(&hub, env!("CARGO_BIN_EXE_hearth-gateway"), &config);
 
     // Both servers are found and their models listed, by device and pooled,
     // in OpenAI's and Ollama's lists: those Ada is granted (the gpu's and

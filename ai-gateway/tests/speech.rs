@@ -16,25 +16,25 @@ use hearth_testkit::speech::{speak, whisper_model, whisper_server, word_error_ra
 use hearth_testkit::{Host, Lab, wait_until};
 use serde_json::{Value, json};
 
-/// Sends `FILE` with the official SDK; prints `heard: {json}` (the
+/// Sends each of `JOBS` (`[{"file", "format", "language"}]`) with the
+/// official SDK, in one process; prints for each `heard: {json}` (the
 /// verbose answer, or the text answer as `{"text": ...}`) or
 /// `refused: STATUS {body}`.
 const APP: &str = r#"
 import json, os, openai
 client = openai.OpenAI(base_url=os.environ["GATEWAY"], api_key="none", max_retries=0, timeout=120)
-options = {}
-if os.environ.get("LANGUAGE"):
-    options["language"] = os.environ["LANGUAGE"]
-try:
-    with open(os.environ["FILE"], "rb") as recording:
-        answer = client.audio.transcriptions.create(model=os.environ.get("MODEL", "whisper-1"),
-            file=recording, response_format=os.environ.get("FORMAT", "verbose_json"), **options)
-    if isinstance(answer, str):
-        print("heard:", json.dumps({"text": answer}))
-    else:
-        print("heard:", json.dumps(answer.model_dump()))
-except openai.APIStatusError as error:
-    print("refused:", error.status_code, json.dumps(error.body))
+for job in json.loads(os.environ["JOBS"]):
+    options = {"language": job["language"]} if job.get("language") else {}
+    try:
+        with open(job["file"], "rb") as recording:
+            answer = client.audio.transcriptions.create(model="whisper-1", file=recording,
+                response_format=job.get("format") or "verbose_json", **options)
+        if isinstance(answer, str):
+            print("heard:", json.dumps({"text": answer}), flush=True)
+        else:
+            print("heard:", json.dumps(answer.model_dump()), flush=True)
+    except openai.APIStatusError as error:
+        print("refused:", error.status_code, json.dumps(error.body), flush=True)
 "#;
 
 /// What one transcription came to.
@@ -44,20 +44,34 @@ enum Heard {
     Refused(u16, String),
 }
 
-fn transcribe(lab: &Lab, host: &Host, base: &str, file: &Path, env: &[(&str, &str)]) -> Heard {
-    let mut all = vec![("GATEWAY", base), ("FILE", file.to_str().unwrap())];
-    all.extend_from_slice(env);
-    let text = lab.python_on(host, APP, &all);
-    for line in text.lines() {
-        if let Some(json) = line.strip_prefix("heard: ") {
-            return Heard::Words(serde_json::from_str(json).unwrap());
-        }
-        if let Some(rest) = line.strip_prefix("refused: ") {
-            let (status, body) = rest.split_once(' ').unwrap();
-            return Heard::Refused(status.parse().unwrap(), body.to_owned());
-        }
-    }
-    panic!("the app printed neither: {text}");
+/// One recording to send: the file, the response format, the language.
+type Job<'a> = (&'a Path, &'a str, &'a str);
+
+/// Sends `jobs` from `host` to `base` with the official SDK.
+fn transcribe_all(lab: &Lab, host: &Host, base: &str, jobs: &[Job<'_>]) -> Vec<Heard> {
+    let listed: Vec<Value> = jobs
+        .iter()
+        .map(|(file, format, language)| json!({"file": file, "format": format, "language": language}))
+        .collect();
+    let listed = Value::Array(listed).to_string();
+    let text = lab.python_on(host, APP, &[("GATEWAY", base), ("JOBS", &listed)]);
+    let heard: Vec<Heard> = text
+        .lines()
+        .filter_map(|line| {
+            if let Some(json) = line.strip_prefix("heard: ") {
+                return Some(Heard::Words(serde_json::from_str(json).unwrap()));
+            }
+            let (status, body) = line.strip_prefix("refused: ")?.split_once(' ')?;
+            Some(Heard::Refused(status.parse().unwrap(), body.to_owned()))
+        })
+        .collect();
+    assert_eq!(heard.len(), jobs.len(), "the app's output: {text}");
+    heard
+}
+
+/// Sends one recording (verbose JSON, the language detected).
+fn transcribe(lab: &Lab, host: &Host, base: &str, file: &Path) -> Heard {
+    transcribe_all(lab, host, base, &[(file, "", "")]).remove(0)
 }
 
 /// How far `heard`'s words are from the question asked: whisper base
@@ -146,14 +160,7 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
                    "ollama": {"enabled": true},
                    "speech": {"url": "http://127.0.0.1:18400", "maxSeconds": 12, "maxMegabytes": 1}},
     });
-    let config_path = lab.dir.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut command = lab.command(&hub, env!("CARGO_BIN_EXE_hearth-gateway"));
-    command
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("HEARTH_LOG", "info");
-    let gateway = lab.spawn(&hub, "gateway", command);
+    let gateway = lab.serve_gateway(&hub, env!("CARGO_BIN_EXE_hearth-gateway"), &config);
     let base = format!("http://{hub_mesh}:18789/v1");
 
     // English, spoken: heard word for word, with its language and length.
@@ -162,7 +169,7 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
     speak("What is the capital of France?", "en-us", 150, &question).unwrap();
     let mut first = None;
     let ready = wait_until(Duration::from_secs(60), || {
-        let heard = transcribe(&lab, &laptop, &base, &question, &[]);
+        let heard = transcribe(&lab, &laptop, &base, &question);
         let done = matches!(heard, Heard::Words(_));
         first = Some(heard);
         done
@@ -177,13 +184,22 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
 
     // The formats apps record in: a browser's WebM/Opus, Ogg/Opus, a
     // phone's M4A/AAC, MP3; as plain text, the way the SDK asks for it.
-    for name in [
+    let names = [
         "question.webm",
         "question.opus.ogg",
         "question.m4a",
         "question.mp3",
-    ] {
-        match transcribe(&lab, &laptop, &base, &fixture(name), &[("FORMAT", "text")]) {
+    ];
+    let files: Vec<_> = names.iter().map(|name| fixture(name)).collect();
+    let jobs: Vec<Job<'_>> = files
+        .iter()
+        .map(|file| (file.as_path(), "text", ""))
+        .collect();
+    for (name, heard) in names
+        .iter()
+        .zip(transcribe_all(&lab, &laptop, &base, &jobs))
+    {
+        match heard {
             Heard::Words(heard) => assert_the_question(&heard, name),
             refused => panic!("{name}: {refused:?}"),
         }
@@ -194,7 +210,7 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
     // measured in docs/benchmarks.md, not asserted here.)
     let korean = dir.join("korean.wav");
     speak("내일 아침 일곱 시에 깨워 줘", "ko", 130, &korean).unwrap();
-    match transcribe(&lab, &laptop, &base, &korean, &[("LANGUAGE", "ko")]) {
+    match transcribe_all(&lab, &laptop, &base, &[(&korean, "", "ko")]).remove(0) {
         Heard::Words(heard) => {
             let text = heard["text"].as_str().unwrap_or_default();
             assert!(
@@ -208,14 +224,14 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
 
     // Ollama's port hears too (Ollama serves OpenAI's speech endpoint).
     let ollama = format!("http://{hub_mesh}:11434/v1");
-    match transcribe(&lab, &laptop, &ollama, &question, &[("FORMAT", "json")]) {
+    match transcribe_all(&lab, &laptop, &ollama, &[(&question, "json", "")]).remove(0) {
         Heard::Words(heard) => assert_the_question(&heard, "Ollama's port"),
         refused => panic!("{refused:?}"),
     }
 
     // Ben is not granted speech: refused on both ports, and told why.
     for url in [&base, &ollama] {
-        match transcribe(&lab, &phone, url, &question, &[]) {
+        match transcribe(&lab, &phone, url, &question) {
             Heard::Refused(403, body) => {
                 assert!(body.contains("may not use speech/whisper-base"), "{body}")
             }
@@ -224,11 +240,14 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
     }
 
     // Cy has five seconds a day: one question fits, the second does not.
-    assert!(matches!(
-        transcribe(&lab, &tablet, &base, &question, &[]),
-        Heard::Words(_)
-    ));
-    match transcribe(&lab, &tablet, &base, &question, &[]) {
+    let cy = transcribe_all(
+        &lab,
+        &tablet,
+        &base,
+        &[(&question, "", ""), (&question, "", "")],
+    );
+    assert!(matches!(cy[0], Heard::Words(_)), "{cy:?}");
+    match &cy[1] {
         Heard::Refused(429, body) => {
             assert!(
                 body.contains("seconds of speech transcribed today"),
@@ -261,24 +280,29 @@ fn members_speak_to_the_hub_and_it_hears_them_on_the_hub() {
         .status()
         .unwrap();
     assert!(grown.success());
-    for (file, status, says) in [
+    let bad = [
         (&not_audio, 400, "not audio Hearth can read"),
         (&truncated, 400, "the file ends early"),
         (&long, 400, "longer than 12 seconds"),
         (&large, 413, "larger than 1 MB"),
-    ] {
-        match transcribe(&lab, &laptop, &base, file, &[]) {
+    ];
+    let mut jobs: Vec<Job<'_>> = bad
+        .iter()
+        .map(|(file, _, _)| (file.as_path(), "", ""))
+        .collect();
+    jobs.push((&question, "text", ""));
+    let mut heard = transcribe_all(&lab, &laptop, &base, &jobs);
+    // After all of it, the hub still hears.
+    assert!(matches!(heard.pop(), Some(Heard::Words(_))));
+    for ((file, status, says), heard) in bad.iter().zip(heard) {
+        match heard {
             Heard::Refused(got, body) => {
-                assert_eq!(got, status, "{}: {body}", file.display());
+                assert_eq!(got, *status, "{}: {body}", file.display());
                 assert!(body.contains(says), "{}: {body}", file.display());
             }
             other => panic!("{}: {other:?}", file.display()),
         }
     }
-    assert!(matches!(
-        transcribe(&lab, &laptop, &base, &question, &[("FORMAT", "text")]),
-        Heard::Words(_)
-    ));
     // What was said is never in the gateway's log.
     let log = gateway.log_text();
     assert!(!log.to_lowercase().contains("capital"), "{log}");

@@ -31,8 +31,8 @@ pub struct Limits {
 pub struct Audio {
     /// The samples, in [-1, 1].
     pub samples: Vec<f32>,
-    /// The container's name, as Symphonia's reader gives it (`wav`,
-    /// `matroska`, `ogg`, `isomp4`, `mp3`, …) and the codec's.
+    /// The codec's short name (`opus`, `aac`, `mp3`, `vorbis`,
+    /// `pcm_s16le`, …).
     pub format: String,
 }
 
@@ -231,7 +231,10 @@ fn decode_symphonia(
         };
         let spec = *decoded.spec();
         let channels = spec.channels.count().max(1);
-        if spec.rate != sink.from_rate {
+        if sink.is_empty() && spec.rate != sink.from_rate && spec.rate > 0 {
+            // The header's rate was missing or wrong: the stream's own wins.
+            sink.at_rate(spec.rate);
+        } else if spec.rate != sink.from_rate {
             return Err(AudioError::Undecodable(
                 "the sample rate changes mid-stream".to_owned(),
             ));
@@ -323,7 +326,7 @@ impl Opus {
         }
         let decoder = opus_decoder::OpusDecoder::new(RATE, channels)
             .map_err(|error| AudioError::Undecodable(error.to_string()))?;
-        sink.from_rate = RATE;
+        sink.at_rate(RATE);
         Ok(Opus {
             decoder,
             channels,
@@ -375,11 +378,14 @@ pub fn opus_head(bytes: &[u8]) -> Option<OpusHead> {
     })
 }
 
-/// Where decoded samples go: mixed to one channel, counted against the
-/// limit, and resampled to [`RATE`] at the end.
+/// Where decoded samples go: mixed to one channel, brought to [`RATE`] as
+/// they come, and counted against the limit.
 struct Sink {
     from_rate: u32,
     max_seconds: u32,
+    resampler: Resampler,
+    /// Input samples taken (at `from_rate`).
+    taken: usize,
     mono: Vec<f32>,
 }
 
@@ -388,31 +394,43 @@ impl Sink {
         Sink {
             from_rate,
             max_seconds: limits.max_seconds,
+            resampler: Resampler::new(from_rate, RATE),
+            taken: 0,
             mono: Vec::new(),
         }
     }
 
+    /// The samples come at `rate` from now on (before any came).
+    fn at_rate(&mut self, rate: u32) {
+        self.from_rate = rate;
+        self.resampler = Resampler::new(rate, RATE);
+    }
+
     fn is_empty(&self) -> bool {
-        self.mono.is_empty()
+        self.taken == 0
     }
 
     fn push(&mut self, interleaved: &[f32], channels: usize) -> Result<(), AudioError> {
         let channels = channels.max(1);
-        self.mono.extend(
-            interleaved
-                .chunks(channels)
-                .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32),
-        );
-        if self.mono.len() > self.max_seconds as usize * self.from_rate as usize {
+        let mixed: Vec<f32> = interleaved
+            .chunks(channels)
+            .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
+            .collect();
+        self.taken += mixed.len();
+        if self.taken > self.max_seconds as usize * self.from_rate as usize {
             return Err(AudioError::TooLong {
                 max: self.max_seconds,
             });
         }
+        let resampled = self.resampler.push(&mixed);
+        self.mono.extend(resampled);
         Ok(())
     }
 
-    fn finish(self) -> Vec<f32> {
-        let mut samples = resample(&self.mono, self.from_rate, RATE);
+    fn finish(mut self) -> Vec<f32> {
+        let rest = self.resampler.finish();
+        let mut samples = self.mono;
+        samples.extend(rest);
         for sample in &mut samples {
             *sample = if sample.is_finite() {
                 sample.clamp(-1.0, 1.0)
@@ -432,37 +450,107 @@ const TAPS: i64 = 16;
 /// rate's band edge (so nothing above 8 kHz folds into speech when going
 /// down to 16 kHz), evaluated at each output instant.
 pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
-    if from == to || input.is_empty() || from == 0 || to == 0 {
-        return input.to_vec();
+    let mut resampler = Resampler::new(from, to);
+    let mut out = resampler.push(input);
+    out.extend(resampler.finish());
+    out
+}
+
+/// [`resample`] a piece at a time: it keeps only the input its filter
+/// still needs, so a long recording at 48 kHz is never held whole before
+/// it is brought down to 16 kHz. The same samples as [`resample`] of the
+/// whole.
+#[derive(Clone, Debug)]
+pub struct Resampler {
+    /// Input samples per output sample; 1 passes the input through.
+    ratio: f64,
+    /// The filter's cutoff, in cycles per input sample.
+    cutoff: f64,
+    /// Half the filter's width, in input samples.
+    half: i64,
+    /// The input still needed, starting at input index `offset`.
+    kept: Vec<f32>,
+    offset: i64,
+    /// Input samples pushed in all.
+    pushed: i64,
+    /// The next output's index.
+    next: i64,
+}
+
+impl Resampler {
+    /// A resampler from `from` Hz to `to` Hz.
+    pub fn new(from: u32, to: u32) -> Resampler {
+        let ratio = if from == 0 || to == 0 {
+            1.0
+        } else {
+            f64::from(from) / f64::from(to)
+        };
+        Resampler {
+            ratio,
+            // A little under the band edge.
+            cutoff: 0.5 * ratio.recip().min(1.0) * 0.95,
+            half: (TAPS as f64 * ratio.max(1.0)).ceil() as i64,
+            kept: Vec::new(),
+            offset: 0,
+            pushed: 0,
+            next: 0,
+        }
     }
-    let ratio = f64::from(from) / f64::from(to);
-    // The filter's cutoff, in cycles per input sample (a little under
-    // the band edge).
-    let cutoff = 0.5 * (f64::from(to) / f64::from(from)).min(1.0) * 0.95;
-    let half = (TAPS as f64 * ratio.max(1.0)).ceil() as i64;
-    let length = ((input.len() as f64) / ratio).floor() as usize;
-    let last = input.len() as i64 - 1;
-    (0..length)
-        .map(|index| {
-            let center = index as f64 * ratio;
-            let first = (center.floor() as i64 - half).max(0);
-            let end = (center.floor() as i64 + half).min(last);
-            let (mut sum, mut weights) = (0.0f64, 0.0f64);
-            for at in first..=end {
-                let distance = center - at as f64;
-                let window =
-                    0.5 + 0.5 * (std::f64::consts::PI * distance / (half as f64 + 1.0)).cos();
-                let weight = 2.0 * cutoff * sinc(2.0 * cutoff * distance) * window;
-                sum += f64::from(input[at as usize]) * weight;
-                weights += weight;
-            }
-            if weights.abs() > f64::EPSILON {
-                (sum / weights) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect()
+
+    /// The output `input` completes.
+    pub fn push(&mut self, input: &[f32]) -> Vec<f32> {
+        if self.ratio == 1.0 {
+            return input.to_vec();
+        }
+        self.kept.extend_from_slice(input);
+        self.pushed += input.len() as i64;
+        let mut out = Vec::new();
+        while (self.next as f64 * self.ratio).floor() as i64 + self.half < self.pushed {
+            out.push(self.sample(self.next));
+            self.next += 1;
+        }
+        // What the next output's window starts at is all that is kept.
+        let keep_from = ((self.next as f64 * self.ratio).floor() as i64 - self.half).max(0);
+        let drop = (keep_from - self.offset).clamp(0, self.kept.len() as i64);
+        self.kept.drain(..drop as usize);
+        self.offset += drop;
+        out
+    }
+
+    /// The rest of the output, the input having ended.
+    pub fn finish(&mut self) -> Vec<f32> {
+        if self.ratio == 1.0 {
+            return Vec::new();
+        }
+        let length = (self.pushed as f64 / self.ratio).floor() as i64;
+        let mut out = Vec::new();
+        while self.next < length {
+            out.push(self.sample(self.next));
+            self.next += 1;
+        }
+        out
+    }
+
+    /// Output `index`, from the input kept (clamped to what was pushed).
+    fn sample(&self, index: i64) -> f32 {
+        let center = index as f64 * self.ratio;
+        let first = (center.floor() as i64 - self.half).max(self.offset);
+        let end = (center.floor() as i64 + self.half).min(self.pushed - 1);
+        let (mut sum, mut weights) = (0.0f64, 0.0f64);
+        for at in first..=end {
+            let distance = center - at as f64;
+            let window =
+                0.5 + 0.5 * (std::f64::consts::PI * distance / (self.half as f64 + 1.0)).cos();
+            let weight = 2.0 * self.cutoff * sinc(2.0 * self.cutoff * distance) * window;
+            sum += f64::from(self.kept[(at - self.offset) as usize]) * weight;
+            weights += weight;
+        }
+        if weights.abs() > f64::EPSILON {
+            (sum / weights) as f32
+        } else {
+            0.0
+        }
+    }
 }
 
 fn sinc(x: f64) -> f64 {
@@ -566,6 +654,24 @@ mod tests {
         let up = resample(&tone(8_000, 0.5, 1_000.0), 8_000, RATE);
         assert_eq!(up.len(), 8_000);
         assert!(strength(&up, 1_000.0) > 0.45);
+    }
+
+    #[test]
+    fn resampling_a_piece_at_a_time_gives_the_same_samples_and_keeps_little() {
+        let input = tone(44_100, 1.3, 523.0);
+        let whole = resample(&input, 44_100, RATE);
+        let mut resampler = Resampler::new(44_100, RATE);
+        let mut pieces = Vec::new();
+        for chunk in input.chunks(1_000) {
+            pieces.extend(resampler.push(chunk));
+            assert!(resampler.kept.len() < 1_200, "{}", resampler.kept.len());
+        }
+        pieces.extend(resampler.finish());
+        assert_eq!(pieces, whole);
+        assert_eq!(
+            whole.len(),
+            (input.len() as f64 / (44_100.0 / 16_000.0)) as usize
+        );
     }
 
     #[test]

@@ -36,6 +36,24 @@ impl Lab {
         self.spawn(host, &format!("{}-llama-server-{port}", host.name), command)
     }
 
+    /// Starts `gateway` (the hearth-gateway binary) in `host` serving
+    /// `config` (written to the lab's `gateway.json`), logging at info.
+    pub fn serve_gateway(
+        &mut self,
+        host: &Host,
+        gateway: impl AsRef<std::ffi::OsStr>,
+        config: &serde_json::Value,
+    ) -> Process {
+        let path = self.dir.path().join("gateway.json");
+        std::fs::write(&path, config.to_string()).expect("the gateway's configuration is written");
+        let mut command = self.command(host, gateway);
+        command
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("HEARTH_LOG", "info");
+        self.spawn(host, "gateway", command)
+    }
+
     /// Runs `script` with the test environment's Python (the official
     /// clients) in `host`, with `env` set; its output and errors, joined.
     pub fn python_on(&self, host: &Host, script: &str, env: &[(&str, &str)]) -> String {
