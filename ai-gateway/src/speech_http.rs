@@ -105,9 +105,9 @@ async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<Form, R
                         "`language` is an ISO 639-1 code (\"ko\", \"en\"), not {value:?}"
                     )));
                 }
-                form.hearing.language = Some(code);
+                form.hearing.hints.language = Some(code);
             }
-            "prompt" if !value.is_empty() => form.hearing.prompt = Some(value),
+            "prompt" if !value.is_empty() => form.hearing.hints.prompt = Some(value),
             "response_format" => form.format = Some(value),
             "temperature" if !value.is_empty() => {
                 let temperature = value
@@ -117,7 +117,7 @@ async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<Form, R
                 let Some(temperature) = temperature else {
                     return Err(invalid("`temperature` is a number from 0 to 1"));
                 };
-                form.hearing.temperature = Some(temperature);
+                form.hearing.hints.temperature = Some(temperature);
             }
             // OpenAI's other fields (timestamp_granularities[], stream,
             // chunking_strategy, include[]) change nothing here.

@@ -117,7 +117,7 @@ fn decode_unguarded(bytes: Bytes, limits: Limits) -> Result<Audio, AudioError> {
         .find(|track| track.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| AudioError::NoTrack(String::new()))?;
     let (track_id, params) = (track.id, track.codec_params.clone());
-    let container = container_name(&params);
+    let codec = codec_name(&params);
     let rate = params.sample_rate.unwrap_or(48_000);
     if rate == 0 || rate > 384_000 {
         return Err(AudioError::NoTrack(format!(
@@ -154,11 +154,11 @@ fn decode_unguarded(bytes: Bytes, limits: Limits) -> Result<Audio, AudioError> {
     }
     Ok(Audio {
         samples,
-        format: container,
+        format: codec,
     })
 }
 
-fn container_name(params: &CodecParameters) -> String {
+fn codec_name(params: &CodecParameters) -> String {
     symphonia::default::get_codecs()
         .get_codec(params.codec)
         .map(|codec| codec.short_name.to_owned())

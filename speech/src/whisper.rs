@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// What one transcription asks.
-#[derive(Clone, Debug, Default)]
-pub struct Request {
-    /// A 16 kHz mono WAV file ([`crate::audio::wav`]).
-    pub wav: Vec<u8>,
+/// What a transcription says of the audio besides the audio itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hints {
     /// The spoken language (ISO 639-1, `ko`, `en`), or `None` to detect it.
     pub language: Option<String>,
     /// Text that came before (names, spellings), as Whisper's prompt.
@@ -152,18 +150,13 @@ impl Whisper {
         }
     }
 
-    /// Where it is.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// What `request`'s audio says.
-    pub async fn transcribe(&self, request: Request) -> Result<Transcript, WhisperError> {
+    /// What `wav` (a 16 kHz mono WAV file, [`crate::audio::wav`]) says.
+    pub async fn transcribe(&self, wav: Vec<u8>, hints: Hints) -> Result<Transcript, WhisperError> {
         let unreachable = |error: reqwest::Error| WhisperError::Unreachable {
             url: self.url.clone(),
             reason: error.to_string(),
         };
-        let file = reqwest::multipart::Part::bytes(request.wav)
+        let file = reqwest::multipart::Part::bytes(wav)
             .file_name("audio.wav")
             .mime_str("audio/wav")
             .map_err(unreachable)?;
@@ -172,17 +165,13 @@ impl Whisper {
             .text("response_format", "verbose_json")
             .text(
                 "language",
-                request.language.unwrap_or_else(|| "auto".to_owned()),
+                hints.language.unwrap_or_else(|| "auto".to_owned()),
             )
             .text(
                 "temperature",
-                request
-                    .temperature
-                    .unwrap_or(0.0)
-                    .clamp(0.0, 1.0)
-                    .to_string(),
+                hints.temperature.unwrap_or(0.0).clamp(0.0, 1.0).to_string(),
             );
-        if let Some(prompt) = request.prompt.filter(|prompt| !prompt.trim().is_empty()) {
+        if let Some(prompt) = hints.prompt.filter(|prompt| !prompt.trim().is_empty()) {
             form = form.text("prompt", prompt);
         }
         let response = self
@@ -201,16 +190,6 @@ impl Whisper {
             });
         }
         read_answer(&body)
-    }
-
-    /// Whether it answers (its page, `GET /`).
-    pub async fn ready(&self) -> bool {
-        self.http
-            .get(format!("{}/", self.url))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .is_ok_and(|response| response.status().is_success())
     }
 }
 

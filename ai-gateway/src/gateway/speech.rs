@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hearth_e2ee::ErrorCode;
 use hearth_speech::audio::{self, Limits};
-use hearth_speech::whisper::{Request, Transcript, Whisper};
+use hearth_speech::whisper::{Hints, Transcript, Whisper};
 
 use super::admit::Account;
 use super::{Gateway, Refused};
@@ -24,12 +24,8 @@ use crate::config::SpeechSection;
 pub struct Hearing {
     /// The model named (`whisper-1`, `speech/whisper-base`, `whisper-base`).
     pub model: Option<String>,
-    /// The spoken language (ISO 639-1), or none to detect it.
-    pub language: Option<String>,
-    /// Text that came before, as Whisper's prompt.
-    pub prompt: Option<String>,
-    /// Sampling temperature.
-    pub temperature: Option<f32>,
+    /// The language, prompt and temperature, passed to the server.
+    pub hints: Hints,
 }
 
 /// What was heard, and by which model.
@@ -169,17 +165,16 @@ impl Gateway {
             crate::access::within_audio_budget(&account.who, &account.access, used, asked_ms)
                 .map_err(|over| Refused::new(ErrorCode::BudgetExhausted, over.to_string()))?;
         }
-        let request = Request {
-            wav: audio::wav(&decoded.samples),
-            language: hearing.language,
-            prompt: hearing.prompt,
-            temperature: hearing.temperature,
-        };
+        let wav = audio::wav(&decoded.samples);
         drop(decoded);
-        let transcript = speech.whisper.transcribe(request).await.map_err(|error| {
-            tracing::warn!(%error, "speech recognition failed");
-            Refused::new(ErrorCode::BackendFailed, error.to_string())
-        })?;
+        let transcript = speech
+            .whisper
+            .transcribe(wav, hearing.hints)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "speech recognition failed");
+                Refused::new(ErrorCode::BackendFailed, error.to_string())
+            })?;
         self.usage
             .record_audio(&today, &account.who, &model, asked_ms)
             .await
