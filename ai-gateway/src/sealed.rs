@@ -179,6 +179,39 @@ pub async fn assistant(
     let refused = |message: &str| Answer::Refused {
         message: message.to_owned(),
     };
+    if let Ok(hearth_assistant::api::Request {
+        asker,
+        op: Op::Transcribe { audio, language },
+    }) = &request
+    {
+        // The speech use case takes the member's reply slot itself.
+        drop(_slot);
+        let outcome = match caller.asker(asker.as_ref()) {
+            Ok(Some(asker)) => transcribe(gateway, caller, &asker, audio, language.clone()).await,
+            Ok(None) => Err(Refused::new(
+                ErrorCode::InvalidRequestError,
+                "name the member this is for",
+            )),
+            Err(why) => Err(Refused::new(ErrorCode::NotPermitted, why)),
+        };
+        // A refusal is the reply's final chunk, as a chat's is.
+        let events = match outcome {
+            Ok(answer) => vec![
+                ReplyEvent::Data {
+                    data: serde_json::to_value(&answer).unwrap_or_default(),
+                },
+                ReplyEvent::Done {
+                    finish_reason: "stop".into(),
+                    usage: None,
+                },
+            ],
+            Err(refused) => vec![ReplyEvent::Error {
+                code: refused.code,
+                message: refused.message,
+            }],
+        };
+        return sealed(futures_util::stream::iter(events).boxed(), sealer);
+    }
     let answer = match (gateway.assistant(), request) {
         (None, _) => {
             refused("the household assistant is off on this gateway (hearth.assistant.enabled)")
@@ -214,6 +247,36 @@ pub async fn assistant(
         },
     ];
     sealed(futures_util::stream::iter(events).boxed(), sealer)
+}
+
+/// What `asker`'s recording (`audio`, base64) says, for household
+/// messaging's app: the speech use case's answer as the assistant API's.
+async fn transcribe(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    asker: &hearth_assistant::scope::Asker,
+    audio: &str,
+    language: Option<String>,
+) -> Result<hearth_assistant::api::Answer, Refused> {
+    use base64::Engine as _;
+    let audio = base64::engine::general_purpose::STANDARD
+        .decode(audio)
+        .map_err(|_| Refused::new(ErrorCode::InvalidRequestError, "the audio is not base64"))?;
+    let hearing = crate::gateway::Hearing {
+        model: None,
+        hints: hearth_speech::whisper::Hints {
+            language,
+            ..Default::default()
+        },
+    };
+    let heard = gateway
+        .transcribe(caller, Some(asker), Bytes::from(audio), hearing)
+        .await?;
+    Ok(hearth_assistant::api::Answer::Heard {
+        text: heard.transcript.text,
+        language: Some(heard.transcript.language).filter(|language| !language.is_empty()),
+        duration_ms: (heard.seconds * 1000.0).round() as u64,
+    })
 }
 
 /// `events` sealed for the device, each an SSE line.

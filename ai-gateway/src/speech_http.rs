@@ -63,10 +63,7 @@ async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<Form, R
         error_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::InvalidRequestError,
-            format!(
-                "the upload is larger than {} MB, the most this hub takes (hearth.speech.maxMegabytes); send a shorter or more compressed recording",
-                max_bytes / (1024 * 1024)
-            ),
+            crate::gateway::too_large(max_bytes),
         )
     };
     let broken = |error: axum::extract::multipart::MultipartError| {
@@ -98,15 +95,7 @@ async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<Form, R
         let value = value.trim().to_owned();
         match name.as_str() {
             "model" => form.hearing.model = Some(value),
-            "language" if !value.is_empty() => {
-                let code = value.to_ascii_lowercase();
-                if !(2..=3).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_lowercase()) {
-                    return Err(invalid(format!(
-                        "`language` is an ISO 639-1 code (\"ko\", \"en\"), not {value:?}"
-                    )));
-                }
-                form.hearing.hints.language = Some(code);
-            }
+            "language" if !value.is_empty() => form.hearing.hints.language = Some(value),
             "prompt" if !value.is_empty() => form.hearing.hints.prompt = Some(value),
             "response_format" => form.format = Some(value),
             "temperature" if !value.is_empty() => {
@@ -155,7 +144,7 @@ pub(crate) async fn transcriptions(
     let Some(file) = form.file.filter(|file| !file.is_empty()) else {
         return invalid("the form has no `file`: send the recording as the `file` field");
     };
-    match gateway.transcribe(&caller, file, form.hearing).await {
+    match gateway.transcribe(&caller, None, file, form.hearing).await {
         Ok(heard) => answer(&heard, format),
         Err(refused) => refused_response(refused),
     }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use hearth_assistant::api::{Answer, Op, Request, Target};
 use hearth_assistant::scope::{Asker, DOCUMENTS_CAPABILITY};
-use hearth_chat_client::ChatClient;
-use hearth_e2ee::{ChatPayload, KeyPair, ReplyEvent};
+use hearth_chat_client::{ChatClient, ClientError};
+use hearth_e2ee::{ChatPayload, ErrorCode, KeyPair, ReplyEvent};
 use hearth_roster::RoomId;
 use hearth_testkit::gateway_process::GatewayProcess;
 use hearth_testkit::standins::{ScriptedServer, Turn, messages_of, tool_model_stand_in};
@@ -1037,6 +1037,32 @@ async fn only_the_token_s_holder_collects_deliveries_or_speaks_for_members() {
         house.api(Some(asker("ada", Some("dm:ben,zoe"))), Op::MemoryList {}).await,
         Answer::Refused { message } if message.contains("cannot talk in that room")
     ));
+    // A member's recording, on a hub without speech recognition: the
+    // speech use case's refusal, with its code and how to set it up.
+    let spoken = |asker: Option<Asker>| Request {
+        asker,
+        op: Op::Transcribe {
+            audio: "UklGRg==".into(),
+            language: Some("en".into()),
+        },
+    };
+    let refused = house
+        .client
+        .assistant(&spoken(Some(asker("ada", None))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { code, message, .. }
+            if *code == ErrorCode::NoModel && message.contains("hearth.speech")),
+        "{refused:?}\n{}",
+        house.gateway.log_text()
+    );
+    let refused = house.client.assistant(&spoken(None)).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { code, message, .. }
+            if *code == ErrorCode::InvalidRequestError && message.contains("name the member")),
+        "{refused:?}"
+    );
 }
 
 /// Issue 41's review: a scheduled question kept the document grants its

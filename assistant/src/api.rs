@@ -62,6 +62,17 @@ pub enum Op {
         /// Its bytes, base64 (standard alphabet).
         content: String,
     },
+    /// What a recording the asker made says (heard by the hub's speech
+    /// recognition, under their policy and daily seconds): `Heard`, or
+    /// the gateway's error with why. The words are not kept.
+    Transcribe {
+        /// The recording as the app made it (WebM/Opus, Ogg, M4A, MP3,
+        /// WAV), base64 (standard alphabet).
+        audio: String,
+        /// The language spoken (ISO 639-1, as `ko`), when the member's is known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+    },
 }
 
 /// The longest a deliveries request is held.
@@ -107,6 +118,16 @@ pub enum Answer {
     Done {
         /// The sentence.
         message: String,
+    },
+    /// What a recording said.
+    Heard {
+        /// The words.
+        text: String,
+        /// The language heard (`korean`, `english`), when the model says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        /// The recording's length, in milliseconds.
+        duration_ms: u64,
     },
     /// Not done, with why.
     Refused {
@@ -228,6 +249,34 @@ mod tests {
             serde_json::to_value(&answer).unwrap(),
             serde_json::json!({"type": "deliveries", "deliveries": [
                 {"id": 8, "target": {"kind": "member", "name": "ada"}, "text": "Reminder: call Grandma"}]})
+        );
+        // A recording, and what it said: the shapes the app's words travel in.
+        let spoken: Request = serde_json::from_str(
+            r#"{"asker":{"member":"ada"},"op":{"name":"transcribe","audio":"UklGRg==","language":"ko"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spoken.op,
+            Op::Transcribe {
+                audio: "UklGRg==".into(),
+                language: Some("ko".into())
+            }
+        );
+        assert!(
+            serde_json::from_str::<Request>(
+                r#"{"op":{"name":"transcribe","audio":"","model":"other"}}"#
+            )
+            .is_err(),
+            "no field beyond the recording and its language"
+        );
+        let heard = Answer::Heard {
+            text: "내일 아침 7시에 깨워 줘".into(),
+            language: Some("korean".into()),
+            duration_ms: 2100,
+        };
+        assert_eq!(
+            serde_json::to_value(&heard).unwrap(),
+            serde_json::json!({"type": "heard", "text": "내일 아침 7시에 깨워 줘", "language": "korean", "duration_ms": 2100})
         );
     }
 }

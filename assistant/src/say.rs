@@ -527,6 +527,7 @@ pub fn answer(language: Language, answer: &Answer) -> String {
             "Nothing to show."
         }
         .into(),
+        Answer::Heard { text, .. } => text.trim().to_owned(),
         Answer::Done { message } | Answer::Refused { message } => message.clone(),
     }
 }

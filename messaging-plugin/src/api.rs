@@ -120,6 +120,7 @@ pub fn router(shared: Arc<ApiState>) -> Router {
         .route("/api/dm", post(open_dm))
         .route("/api/search", get(search))
         .route("/api/files/{id}", get(file))
+        .route("/api/speech", post(speech))
         .merge(
             Router::new()
                 .route("/api/rooms/{room}", axum::routing::delete(delete_room))
@@ -326,6 +327,59 @@ async fn ask_assistant(
             StatusCode::BAD_GATEWAY,
             crate::assistant::failure_text(failure),
         )),
+    }
+}
+
+/// The most a recording sent to `POST /api/speech` may be (a quarter of
+/// an hour of the app's Opus; the hub's own limits apply after).
+pub const MAX_RECORDING_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spoken {
+    language: Option<String>,
+}
+
+/// `POST /api/speech?language=ko`: the body is a recording the app made;
+/// the answer is what the hub heard (`{"type": "heard", "text": …}`), for
+/// the member to read and send. Nothing is posted or kept.
+async fn speech(
+    State(shared): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(spoken): Query<Spoken>,
+    body: axum::body::Body,
+) -> Response {
+    let Ok(audio) = axum::body::to_bytes(body, MAX_RECORDING_BYTES).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a recording may be at most {} MiB; speak in shorter parts",
+                MAX_RECORDING_BYTES / (1024 * 1024)
+            ),
+        );
+    };
+    if audio.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the recording is empty".into());
+    }
+    let Some(assistant) = &shared.messaging.assistant else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no assistant is set up on this hub".into(),
+        );
+    };
+    let asker = hearth_assistant::scope::Asker {
+        member: caller.user.clone(),
+        room: None,
+        capabilities: caller.capabilities.clone(),
+        device: Some(caller.address),
+        language: spoken.language.clone(),
+    };
+    match assistant.transcribe(asker, &audio, spoken.language).await {
+        Ok(heard) => Json(heard).into_response(),
+        Err(not_heard) => error(
+            StatusCode::from_u16(not_heard.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            not_heard.message,
+        ),
     }
 }
 

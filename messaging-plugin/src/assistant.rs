@@ -87,6 +87,27 @@ impl From<&ClientError> for Failure {
     }
 }
 
+/// Why a recording was not heard: the status the app is answered with,
+/// and the gateway's sentence.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotHeard {
+    /// The HTTP status.
+    pub status: u16,
+    /// Why, for the member.
+    pub message: String,
+}
+
+/// The HTTP status for a recording the gateway refused with `code`. Pure.
+pub fn not_heard_status(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::NotPermitted => 403,
+        ErrorCode::BudgetExhausted | ErrorCode::RateLimited | ErrorCode::Busy => 429,
+        ErrorCode::InvalidRequestError | ErrorCode::BadRequest => 400,
+        ErrorCode::NoModel | ErrorCode::ModelNotFound => 503,
+        _ => 502,
+    }
+}
+
 /// What the room sees when the gateway could not answer.
 pub fn failure_text(failure: Failure) -> String {
     let why = match failure {
@@ -277,6 +298,46 @@ impl Assistant {
             .await
             .map_err(|error| Failure::from(&error))?;
         serde_json::from_value(value).map_err(|_| Failure::Protocol)
+    }
+
+    /// What `asker`'s recording `audio` says, in `language` when given:
+    /// heard by the hub (the gateway's speech recognition, under the
+    /// member's policy and daily seconds), given back to the app only.
+    pub async fn transcribe(
+        &self,
+        asker: Asker,
+        audio: &[u8],
+        language: Option<String>,
+    ) -> Result<Answer, NotHeard> {
+        use base64::Engine as _;
+        let request = Request {
+            asker: Some(asker),
+            op: Op::Transcribe {
+                audio: base64::engine::general_purpose::STANDARD.encode(audio),
+                language,
+            },
+        };
+        match self.client.assistant(&request).await {
+            Ok(value) => match serde_json::from_value(value) {
+                Ok(heard @ Answer::Heard { .. }) => Ok(heard),
+                Ok(Answer::Refused { message }) => Err(NotHeard {
+                    status: 502,
+                    message,
+                }),
+                Ok(_) | Err(_) => Err(NotHeard {
+                    status: 502,
+                    message: failure_text(Failure::Protocol),
+                }),
+            },
+            Err(ClientError::Refused { code, message, .. }) => Err(NotHeard {
+                status: not_heard_status(code),
+                message,
+            }),
+            Err(error) => Err(NotHeard {
+                status: 502,
+                message: failure_text(Failure::from(&error)),
+            }),
+        }
     }
 
     /// Posts what the gateway's assistant delivers (reminders, scheduled
@@ -503,5 +564,14 @@ mod tests {
         );
         assert_eq!(channel_of("household", "ada"), "messaging:household:ada");
         assert!(failure_text(Failure::NotUp).contains("did not come up"));
+    }
+
+    #[test]
+    fn a_refused_recording_answers_the_app_with_its_kind_of_status() {
+        assert_eq!(not_heard_status(ErrorCode::NotPermitted), 403);
+        assert_eq!(not_heard_status(ErrorCode::BudgetExhausted), 429);
+        assert_eq!(not_heard_status(ErrorCode::InvalidRequestError), 400);
+        assert_eq!(not_heard_status(ErrorCode::NoModel), 503);
+        assert_eq!(not_heard_status(ErrorCode::BackendFailed), 502);
     }
 }

@@ -76,6 +76,11 @@ pub const PAGE_POLICY: &str = "default-src 'self'; img-src 'self' data:; connect
      script-src 'self'; style-src 'self'; worker-src 'self'; manifest-src 'self'; \
      base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'";
 
+/// What the page may ask the device for: its own microphone, no camera,
+/// place or payment, and nothing for frames.
+pub const PAGE_PERMISSIONS: &str =
+    "microphone=(self), camera=(), geolocation=(), payment=(), usb=()";
+
 /// The placeholder in `sw.js` the version replaces.
 const VERSION_MARK: &str = "@VERSION@";
 
@@ -232,6 +237,12 @@ pub fn serve(app: &WebApp, path: &str, headers: &HeaderMap) -> Response {
         out.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
+        );
+        // The microphone for the page itself (hold-to-talk); nothing else
+        // it does not use.
+        out.insert(
+            header::HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PAGE_PERMISSIONS),
         );
     }
     response

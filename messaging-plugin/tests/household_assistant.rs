@@ -49,6 +49,7 @@ fn the_assistant_remembers_reminds_and_cites_for_each_member() {
             clock: Some(clock.clone()),
             embeddings: Some(Embeddings::E5),
             language: None,
+            speech: false,
         },
         ..Options::default()
     };

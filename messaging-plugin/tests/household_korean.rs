@@ -52,6 +52,7 @@ fn a_korean_member_asks_remembers_reminds_and_finds_in_korean() {
             clock: Some(clock.clone()),
             embeddings: Some(Embeddings::E5),
             language: Some("ko"),
+            ..AssistantSetup::default()
         },
         ..Options::default()
     };

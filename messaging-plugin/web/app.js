@@ -39,6 +39,7 @@ function applyLanguage(lang) {
     }
   }
   $("language").value = lang;
+  if ("speechSynthesis" in window) renderVoice();
   if (state.status) $("status").textContent = t(state.status);
   if (state.me) {
     $("me").textContent = t("onDevice", state.me.user, state.me.node);
@@ -190,6 +191,8 @@ function render(message) {
   }
   item.replaceChildren(meta, body);
   if (mine && message.status === "sent") item.append(actions(message));
+  if (message.sender === ASSISTANT && message.status === "done" && message.body && !message.attachment
+      && "speechSynthesis" in window) item.append(readButton(message));
   if (message.status === "interrupted") {
     const question = askedBefore(message);
     if (question) item.append(askAgainButton(question));
@@ -718,6 +721,7 @@ function connect() {
         }
         if (message.room === state.room) {
           render(message);
+          readIfTalking(message, null);
           scrollDown();
           if (document.visibilityState === "visible") markRead(message.id);
           if (message.sender !== ASSISTANT) showTyping(message.sender, false);
@@ -735,7 +739,9 @@ function connect() {
       case "update":
         if (event.room === state.room && shown.items.has(event.id)) {
           const previous = shown.items.get(event.id).message;
-          render({...previous, body: event.body, status: event.status, edited_at: event.edited_at || previous.edited_at});
+          const message = {...previous, body: event.body, status: event.status, edited_at: event.edited_at || previous.edited_at};
+          render(message);
+          readIfTalking(message, previous);
           scrollDown();
         }
         break;
@@ -755,6 +761,165 @@ function connect() {
     live.retry = Math.min(live.retry * 2, 10000);
   });
 }
+
+// ---- speaking to the assistant, and hearing it --------------------------------
+// The microphone records in the app (MediaRecorder); the hub hears it
+// (POST /api/speech: the household's own speech recognition, never the
+// browser's, which sends audio to its maker). Replies are read aloud by the
+// device's own voices (Web Speech synthesis), on request or in talk mode.
+
+const talk = {recorder: null, chunks: [], started: 0, ticker: null, held: false, swallowClick: false, stream: null};
+
+function canTalk() {
+  return window.isSecureContext && !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)
+    && typeof MediaRecorder !== "undefined";
+}
+
+function talkState(text) {
+  $("talk-state").textContent = text || "";
+}
+
+async function startTalking() {
+  if (talk.recorder) return;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({audio: {channelCount: 1, echoCancellation: true, noiseSuppression: true}});
+  } catch (error) {
+    talkState(t("noMicrophone"));
+    return;
+  }
+  const type = recordingType((candidate) => MediaRecorder.isTypeSupported(candidate));
+  const recorder = new MediaRecorder(stream, type ? {mimeType: type} : {});
+  talk.recorder = recorder;
+  talk.stream = stream;
+  talk.chunks = [];
+  talk.started = Date.now();
+  recorder.addEventListener("dataavailable", (event) => {
+    if (event.data && event.data.size) talk.chunks.push(event.data);
+  });
+  recorder.addEventListener("stop", () => hearRecording(recorder.mimeType || type));
+  recorder.start();
+  $("talk").setAttribute("aria-pressed", "true");
+  $("talk").setAttribute("aria-label", t("talkStop"));
+  $("talk").classList.add("recording");
+  const tick = () => {
+    const elapsed = Date.now() - talk.started;
+    talkState(t("recording", Math.floor(elapsed / 1000)));
+    if (elapsed >= LONGEST_RECORDING_MS) stopTalking();
+  };
+  tick();
+  talk.ticker = setInterval(tick, 250);
+}
+
+function stopTalking() {
+  if (!talk.recorder) return;
+  clearInterval(talk.ticker);
+  const recorder = talk.recorder;
+  talk.recorder = null;
+  if (recorder.state !== "inactive") recorder.stop();
+  for (const track of talk.stream.getTracks()) track.stop();
+  $("talk").setAttribute("aria-pressed", "false");
+  $("talk").setAttribute("aria-label", t("talk"));
+  $("talk").classList.remove("recording");
+}
+
+// Sends what was recorded to the hub; the words land in the message box
+// for the member to check (or, with the setting, are sent at once).
+async function hearRecording(type) {
+  const audio = new Blob(talk.chunks, {type: type || "audio/webm"});
+  talk.chunks = [];
+  talkState(t("hearing"));
+  $("talk").disabled = true;
+  try {
+    const response = await fetch(`/api/speech?language=${encodeURIComponent(state.lang)}`,
+      {method: "POST", headers: {"content-type": audio.type}, body: audio});
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new Error(body && body.error ? body.error : response.statusText);
+    const words = (body.text || "").trim();
+    if (!words) {
+      talkState(t("heardNothing"));
+    } else if (setting(TALK_SENDS)) {
+      talkState("");
+      queue(words);
+    } else {
+      const box = $("text");
+      box.value = box.value.trim() ? `${box.value.trim()} ${words}` : words;
+      box.focus();
+      talkState(t("heardCheck"));
+    }
+  } catch (error) {
+    talkState(error.message);
+  } finally {
+    $("talk").disabled = false;
+  }
+}
+
+// Hold to talk (let go to stop), or tap to start and tap again to stop;
+// the keyboard's Enter and Space are taps.
+$("talk").addEventListener("pointerdown", (event) => {
+  if (event.button !== 0 || talk.recorder) return;
+  talk.held = true;
+  talk.swallowClick = true;
+  startTalking();
+});
+$("talk").addEventListener("pointerup", () => {
+  if (!talk.held) return;
+  talk.held = false;
+  if (talk.recorder && Date.now() - talk.started >= HOLD_MS) stopTalking();
+});
+$("talk").addEventListener("click", () => {
+  if (talk.swallowClick) {
+    talk.swallowClick = false;
+    return;
+  }
+  if (talk.recorder) stopTalking();
+  else startTalking();
+});
+
+// Reads `text` aloud in the member's language with a voice of the device.
+function readAloud(text) {
+  if (!("speechSynthesis" in window) || !text) return false;
+  const {voice, remote} = chooseVoice(speechSynthesis.getVoices(), state.lang);
+  if (remote) {
+    $("voice-state").textContent = t("voiceRemote");
+    return false;
+  }
+  const utterance = new SpeechSynthesisUtterance(text);
+  utterance.lang = state.lang;
+  if (voice) utterance.voice = voice;
+  speechSynthesis.cancel();
+  speechSynthesis.speak(utterance);
+  return true;
+}
+
+function readButton(message) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "link";
+  button.textContent = t("readThis");
+  button.addEventListener("click", () => readAloud(message.body));
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  bar.append(button);
+  return bar;
+}
+
+function renderVoice() {
+  if (!("speechSynthesis" in window)) return;
+  const {voice, remote} = chooseVoice(speechSynthesis.getVoices(), state.lang);
+  $("voice-state").textContent = remote ? t("voiceRemote") : voice ? t("voiceLocal", voice.name) : t("voiceDefault");
+}
+
+// In talk mode, an answer of the assistant that has just finished in the
+// open room is read aloud.
+function readIfTalking(message, before) {
+  if (!setting(READ_ALOUD) || message.sender !== ASSISTANT || message.room !== state.room) return;
+  if (message.status === "done" && (!before || before.status === "streaming")) readAloud(message.body);
+}
+
+$("talk-sends").addEventListener("change", () => setSetting(TALK_SENDS, $("talk-sends").checked));
+$("read-aloud").addEventListener("change", () => setSetting(READ_ALOUD, $("read-aloud").checked));
+if ("speechSynthesis" in window) speechSynthesis.addEventListener("voiceschanged", renderVoice);
 
 // ---- the page ------------------------------------------------------------------
 
@@ -866,6 +1031,10 @@ if ("serviceWorker" in navigator) {
 
 async function start() {
   applyLanguage(chooseLanguage(localStorage.getItem("hearth.lang"), navigator.languages));
+  $("talk").hidden = !canTalk();
+  $("voice-settings").hidden = !canTalk() && !("speechSynthesis" in window);
+  $("talk-sends").checked = setting(TALK_SENDS);
+  $("read-aloud").checked = setting(READ_ALOUD);
   const wanted = new URLSearchParams(location.search).get("room");
   if (wanted) state.room = wanted;
   try {

@@ -102,3 +102,44 @@ function outbox() {
 function saveOutbox(items) {
   localStorage.setItem(OUTBOX, JSON.stringify(items));
 }
+
+// ---- speaking and listening ---------------------------------------------------
+
+const TALK_SENDS = "hearth.talkSends";
+const READ_ALOUD = "hearth.readAloud";
+// The longest recording the app makes (the hub may allow less).
+const LONGEST_RECORDING_MS = 120000;
+// Held at least this long, the microphone button records while held;
+// shorter, it was a tap: recording goes on until the next tap.
+const HOLD_MS = 600;
+
+// The first recording format `supported` (MediaRecorder.isTypeSupported)
+// takes, as the hub decodes them all; "" lets the browser choose.
+function recordingType(supported) {
+  for (const type of ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"]) {
+    if (supported(type)) return type;
+  }
+  return "";
+}
+
+// The voice replies are read with in `lang`, from the device's `voices`:
+// one on the device (a voice's `localService`), never an online one
+// (which would send the words to the browser's maker). `{voice}` when
+// there is one; `{voice: null, remote: true}` when only online voices
+// speak the language; `{voice: null, remote: false}` when the browser
+// names none (its own engine then reads, on the device).
+function chooseVoice(voices, lang) {
+  const base = String(lang).toLowerCase().split("-")[0];
+  const speaking = voices.filter((voice) => String(voice.lang).toLowerCase().replace("_", "-").split("-")[0] === base);
+  const local = speaking.filter((voice) => voice.localService);
+  if (local.length) return {voice: local.find((voice) => voice.default) || local[0], remote: false};
+  return {voice: null, remote: speaking.length > 0};
+}
+
+function setting(key) {
+  return localStorage.getItem(key) === "true";
+}
+
+function setSetting(key, on) {
+  localStorage.setItem(key, String(on));
+}

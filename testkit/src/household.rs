@@ -92,7 +92,13 @@ pub struct AssistantSetup {
     /// The household's language (`hearth.assistant.language`, as `hearth
     /// setup --lang` writes it).
     pub language: Option<&'static str>,
+    /// Hear recordings: whisper.cpp's server with Whisper base on the
+    /// hub's port [`SPEECH_PORT`] (`hearth.speech`).
+    pub speech: bool,
 }
+
+/// Where the hub's speech recognition listens, with [`AssistantSetup::speech`].
+pub const SPEECH_PORT: u16 = 18178;
 
 /// An embedding model a test household searches with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +169,8 @@ pub struct Household {
     pub llama: Option<Process>,
     /// The embedding llama-server, with [`AssistantSetup::embeddings`].
     pub embeddings: Option<Process>,
+    /// whisper-server, with [`AssistantSetup::speech`].
+    pub speech: Option<Process>,
     /// The AI gateway (with [`Options::services`]).
     pub gateway: Option<Process>,
     /// Its configuration (with [`Options::services`]).
@@ -200,6 +208,13 @@ impl Household {
         if let Some(embeddings) = options.assistant.embeddings {
             embeddings.model()?;
         }
+        let speech = match options.assistant.speech {
+            true => Some((
+                crate::speech::whisper_server()?,
+                crate::speech::whisper_model()?,
+            )),
+            false => None,
+        };
         let hub = lab.host("hub");
         let laptop = lab.host("laptop");
         let phone = lab.host("phone");
@@ -320,6 +335,10 @@ impl Household {
                 "models": [{"id": embeddings.id()}]});
             config["memory"] = json!({"search": {"provider": "vectors", "model": embeddings.id()}});
         }
+        let speech = speech.map(|(server, model)| {
+            config["hearth"]["speech"] = json!({"url": format!("http://127.0.0.1:{SPEECH_PORT}")});
+            lab.start_whisper_server(&hub, &server, &model, ("127.0.0.1", SPEECH_PORT))
+        });
         std::fs::write(&gateway_config, config.to_string()).expect("gateway config");
         let gateway_env: Vec<(String, PathBuf)> = options
             .assistant
@@ -348,6 +367,7 @@ impl Household {
             messaging: None,
             llama: None,
             embeddings: None,
+            speech,
             gateway,
             gateway_config,
             agents,
@@ -360,6 +380,18 @@ impl Household {
         household.start_llama();
         if household.options.assistant.embeddings.is_some() {
             household.start_embeddings();
+        }
+        if household.speech.is_some() {
+            let hub = household.hub.clone();
+            let url = format!("http://127.0.0.1:{SPEECH_PORT}/");
+            let up = wait_until(60 * SECOND, || {
+                household
+                    .lab
+                    .try_exec(&hub, &["curl", "-sf", "-o", "/dev/null", &url])
+                    .status
+                    .success()
+            });
+            assert!(up.is_some(), "whisper-server did not come up");
         }
         if household.options.services {
             household.start_messaging();

@@ -46,6 +46,29 @@ pub fn speak(text: &str, voice: &str, words_per_minute: u32, out: &Path) -> Opti
     Some(())
 }
 
+/// `text` spoken by espeak-ng as a browser's fake microphone plays it
+/// (Chromium's `--use-file-for-fake-audio-capture`, which loops the file):
+/// 48 kHz mono WAV at `out`, the words then three seconds of silence, so
+/// that a recording stopped within the silence holds them once. The
+/// words' length (with the little silence before them), in milliseconds.
+pub fn microphone(text: &str, voice: &str, words_per_minute: u32, out: &Path) -> Option<u64> {
+    let spoken = out.with_extension("16k.wav");
+    speak(text, voice, words_per_minute, &spoken)?;
+    let converted = Command::new("sox")
+        .arg(&spoken)
+        .args(["-r", "48000"])
+        .arg(out)
+        .args(["pad", "0", "3"])
+        .status();
+    if !converted.is_ok_and(|status| status.success()) {
+        return skip("sox cannot convert (apt-get install sox)");
+    }
+    let length = std::fs::metadata(&spoken).ok()?.len().saturating_sub(44);
+    let _ = std::fs::remove_file(spoken);
+    // 16-bit samples at 16 kHz.
+    Some(length * 1000 / (2 * 16_000))
+}
+
 impl Lab {
     /// Starts `server` (whisper-server) in `host` with `model` at
     /// `address:port`, on two threads.

@@ -524,6 +524,9 @@ impl Assistant {
         let language = self.language_for(asker, "");
         match op {
             Op::Deliveries { .. } => refused("deliveries are asked for on their own".into()),
+            Op::Transcribe { .. } => {
+                refused("recordings are heard by the gateway's speech use case".into())
+            }
             Op::MemoryList {} => Answer::Memory {
                 entries: self
                     .memories

@@ -18,6 +18,7 @@ use super::{Gateway, Refused};
 use crate::access::Target;
 use crate::caller::Caller;
 use crate::config::SpeechSection;
+use hearth_assistant::scope::Asker;
 
 /// What a transcription asks, beside the audio.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +79,30 @@ impl Speech {
     }
 }
 
+/// A `language` that is not an ISO 639-1 code.
+#[derive(Debug, thiserror::Error)]
+#[error("`language` is an ISO 639-1 code (\"ko\", \"en\"), not {0:?}")]
+pub struct NotALanguage(pub String);
+
+/// `language` as whisper takes it: an ISO 639-1 code (`ko`, `EN`), in
+/// lower case; anything else is refused with why. Pure.
+pub fn language_code(language: &str) -> Result<String, NotALanguage> {
+    let code = language.trim().to_ascii_lowercase();
+    if (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(code)
+    } else {
+        Err(NotALanguage(language.to_owned()))
+    }
+}
+
+/// Why a recording of more than `max_bytes` is refused.
+pub fn too_large(max_bytes: usize) -> String {
+    format!(
+        "the recording is larger than {} MB, the most this hub takes (hearth.speech.maxMegabytes); send a shorter or more compressed one",
+        max_bytes / (1024 * 1024)
+    )
+}
+
 /// The largest upload `section` allows, in bytes.
 pub fn max_upload(section: Option<&SpeechSection>) -> usize {
     section.map_or(25, |section| section.max_megabytes as usize) * 1024 * 1024
@@ -90,14 +115,17 @@ impl Gateway {
     }
 
     /// What `audio` (a whole recording, as an app sent it) says, for
-    /// `caller`: see the module's documentation for the order.
+    /// `caller` (or the member it speaks for, `asker`: household messaging
+    /// hearing a member's recording): see the module's documentation for
+    /// the order.
     pub async fn transcribe(
         self: &Arc<Self>,
         caller: &Caller,
+        asker: Option<&Asker>,
         audio: Bytes,
         hearing: Hearing,
     ) -> Result<Heard, Refused> {
-        let outcome = self.hear(caller, audio, hearing).await;
+        let outcome = self.hear(caller, asker, audio, hearing).await;
         let label = match &outcome {
             Ok(_) => "ok",
             Err(refused) => refused.code.as_str(),
@@ -109,8 +137,9 @@ impl Gateway {
     async fn hear(
         self: &Arc<Self>,
         caller: &Caller,
+        asker: Option<&Asker>,
         audio: Bytes,
-        hearing: Hearing,
+        mut hearing: Hearing,
     ) -> Result<Heard, Refused> {
         let Some(speech) = &self.speech else {
             return Err(Refused::new(
@@ -128,7 +157,19 @@ impl Gateway {
                 ),
             ));
         }
-        let account = Account::of(caller, None);
+        if let Some(language) = &hearing.hints.language {
+            let code = language_code(language)
+                .map_err(|why| Refused::new(ErrorCode::InvalidRequestError, why.to_string()))?;
+            hearing.hints.language = Some(code);
+        }
+        let max_bytes = max_upload(Some(&speech.section));
+        if audio.len() > max_bytes {
+            return Err(Refused::new(
+                ErrorCode::InvalidRequestError,
+                too_large(max_bytes),
+            ));
+        }
+        let account = Account::of(caller, asker);
         if !account.access.permits(&Target::Model(model.clone())) {
             return Err(Refused::new(
                 ErrorCode::NotPermitted,
@@ -184,5 +225,21 @@ impl Gateway {
             transcript,
             seconds,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_language_is_a_short_code_in_lower_case_or_refused_with_why() {
+        assert_eq!(language_code("ko").unwrap(), "ko");
+        assert_eq!(language_code(" EN ").unwrap(), "en");
+        assert_eq!(language_code("haw").unwrap(), "haw");
+        for bad in ["korean", "k", "ko-KR", "e1", ""] {
+            let error = language_code(bad).unwrap_err();
+            assert!(error.to_string().contains("ISO 639-1"), "{bad}: {error}");
+        }
     }
 }
