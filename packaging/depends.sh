@@ -16,13 +16,15 @@
 # shellcheck disable=SC2034 # read by the scripts that source this file
 hub_depends="hearth-agent (= VERSION), netavark, iptables, catatonit, dbus, podman, systemd (>= 247), iproute2, nftables, passwd"
 # shellcheck disable=SC2034
-hub_recommends="hearth-llama-server (= VERSION), hearth-model-smollm2, hearth-model-e5"
+hub_recommends="hearth-llama-server (= VERSION), hearth-model-smollm2, hearth-model-e5, hearth-speech (= VERSION)"
 # shellcheck disable=SC2034
 hub_suggests="wireguard-tools"
 # shellcheck disable=SC2034
 agent_depends="iproute2, nftables"
 # shellcheck disable=SC2034
 llama_depends="hearth (= VERSION)"
+# shellcheck disable=SC2034
+speech_depends="hearth (= VERSION), hearth-model-whisper-base"
 
 # linked_packages BINARY [ARCH]: the Debian packages of the shared libraries
 # BINARY links, comma-separated ("libc6, libgomp1, ..."). For arm64 (built
@@ -60,8 +62,9 @@ stand_in() {
     rm -rf "$stage"
 }
 
-# stand_ins DIR LIBRARIES: stand-ins of the five packages in DIR, with
-# LIBRARIES (linked_packages of llama-server) as llama-server's.
+# stand_ins DIR LIBRARIES: stand-ins of the seven packages in DIR, with
+# LIBRARIES (linked_packages of llama-server) as llama-server's and
+# whisper-server's (both built the same way: the same libraries).
 stand_ins() {
     local dir="$1" libraries="$2"
     mkdir -p "$dir"
@@ -71,4 +74,6 @@ stand_ins() {
     stand_in "$dir/hearth-llama-server.deb" hearth-llama-server "Depends: $llama_depends, $libraries"
     stand_in "$dir/hearth-model-smollm2.deb" hearth-model-smollm2
     stand_in "$dir/hearth-model-e5.deb" hearth-model-e5
+    stand_in "$dir/hearth-speech.deb" hearth-speech "Depends: $speech_depends, $libraries"
+    stand_in "$dir/hearth-model-whisper-base.deb" hearth-model-whisper-base
 }

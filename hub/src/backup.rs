@@ -880,7 +880,7 @@ pub fn restore(
 }
 
 /// The hub's units, in the order they stop.
-const HUB_UNITS: [Unit; 10] = [
+const HUB_UNITS: [Unit; 13] = [
     Unit::Pod,
     Unit::Agent,
     Unit::InferenceSocket,
@@ -890,6 +890,9 @@ const HUB_UNITS: [Unit; 10] = [
     Unit::EmbeddingsSocket,
     Unit::EmbeddingsProxy,
     Unit::EmbeddingsServer,
+    Unit::SpeechSocket,
+    Unit::SpeechProxy,
+    Unit::SpeechServer,
     Unit::Coordinator,
 ];
 

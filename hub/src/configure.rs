@@ -112,7 +112,10 @@ pub(crate) fn write(
             } else {
                 crate::render::Form::Debian
             },
-            layout.search_model(),
+            crate::render::Beside {
+                search: layout.search_model(),
+                speech: layout.speech_model(),
+            },
         )
         .as_bytes(),
         0o644,

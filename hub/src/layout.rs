@@ -33,6 +33,9 @@ pub const OLLAMA_FROM_PODMAN: &str = "host.containers.internal:11434";
 /// E5, is read from it: they add the prefixes the model needs).
 pub const SEARCH_MODEL: &str = "multilingual-e5-small";
 
+/// The speech model's name (the gateway lists it as `speech/whisper-base`).
+pub const SPEECH_MODEL: &str = "whisper-base";
+
 /// The tag the hub's own node carries.
 pub const HUB_TAG: &str = "tag:hub";
 
@@ -66,13 +69,19 @@ pub enum Unit {
     EmbeddingsServer,
     /// The proxy from that socket to the embedding llama-server.
     EmbeddingsProxy,
+    /// The speech model's socket (starts its proxy on first use).
+    SpeechSocket,
+    /// whisper-server behind it.
+    SpeechServer,
+    /// The proxy from that socket to whisper-server.
+    SpeechProxy,
     /// The gateway and messaging pod.
     Pod,
 }
 
 impl Unit {
     /// Every unit.
-    pub const ALL: [Unit; 10] = [
+    pub const ALL: [Unit; 13] = [
         Unit::Coordinator,
         Unit::Agent,
         Unit::InferenceSocket,
@@ -82,6 +91,9 @@ impl Unit {
         Unit::EmbeddingsSocket,
         Unit::EmbeddingsServer,
         Unit::EmbeddingsProxy,
+        Unit::SpeechSocket,
+        Unit::SpeechServer,
+        Unit::SpeechProxy,
         Unit::Pod,
     ];
 
@@ -97,6 +109,9 @@ impl Unit {
             Unit::EmbeddingsSocket => "hearth-embeddings.socket",
             Unit::EmbeddingsServer => "hearth-embeddings.service",
             Unit::EmbeddingsProxy => "hearth-embeddings-proxy.service",
+            Unit::SpeechSocket => "hearth-speech.socket",
+            Unit::SpeechServer => "hearth-speech.service",
+            Unit::SpeechProxy => "hearth-speech-proxy.service",
             Unit::Pod => "hearth-pod.service",
         }
     }
@@ -111,9 +126,14 @@ impl Unit {
             | Unit::Agent
             | Unit::InferenceSocket
             | Unit::EmbeddingsSocket
+            | Unit::SpeechSocket
             | Unit::Pod => true,
             Unit::LlamaServer | Unit::EmbeddingsServer => podman,
-            Unit::LlamaProxy | Unit::OllamaProxy | Unit::EmbeddingsProxy => false,
+            Unit::LlamaProxy
+            | Unit::OllamaProxy
+            | Unit::EmbeddingsProxy
+            | Unit::SpeechServer
+            | Unit::SpeechProxy => false,
         }
     }
 }
@@ -288,6 +308,24 @@ impl Layout {
     /// a Debian hub, carried by the hub's image in Podman alone.
     pub fn search_model(&self) -> Option<&'static str> {
         self.embedding_model().exists().then_some(SEARCH_MODEL)
+    }
+
+    /// The speech model the hearth-model-whisper-base package installs.
+    pub fn speech_model_file(&self) -> PathBuf {
+        self.at("/usr/share/hearth/speech/ggml-base.bin")
+    }
+
+    /// The speech model's name when it is there and whisper-server with it
+    /// (the hearth-speech package): a Debian hub's only.
+    pub fn speech_model(&self) -> Option<&'static str> {
+        (self.speech_model_file().exists() && self.at("/usr/lib/hearth/whisper-server").exists())
+            .then_some(SPEECH_MODEL)
+    }
+
+    /// The speech model's socket (beside the others, in the folder the
+    /// pod mounts).
+    pub fn speech_socket(&self) -> PathBuf {
+        self.at("/run/hearth-inference/speech.sock")
     }
 
     /// The search model's socket (beside the model's, in the folder the

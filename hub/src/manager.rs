@@ -77,7 +77,10 @@ impl PodHub {
             | Unit::LlamaProxy
             | Unit::OllamaProxy
             | Unit::EmbeddingsSocket
-            | Unit::EmbeddingsProxy => &[],
+            | Unit::EmbeddingsProxy
+            | Unit::SpeechSocket
+            | Unit::SpeechServer
+            | Unit::SpeechProxy => &[],
         };
         names
             .iter()

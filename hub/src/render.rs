@@ -71,7 +71,7 @@ pub fn setup_env_in_pod(answers: &Answers) -> String {
 /// Anthropic and Ollama APIs; else it listens on the pod's loopback, for
 /// the messaging service beside it only.
 pub fn gateway_model(answers: &Answers, model_id: &str, timezone: &str) -> String {
-    gateway_model_in(answers, model_id, timezone, Form::Debian, None)
+    gateway_model_in(answers, model_id, timezone, Form::Debian, Beside::default())
 }
 
 /// Which hub the configuration is for.
@@ -84,15 +84,24 @@ pub enum Form {
     Podman,
 }
 
-/// [`gateway_model`] for the hub in `form`, with the search model behind
-/// its socket when `search` names it (memory and documents are then
-/// searched by meaning and keywords, else by keywords alone).
+/// The models beside the one that answers, each behind its socket when
+/// installed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Beside<'a> {
+    /// The search model: memory and documents are then searched by
+    /// meaning and keywords, else by keywords alone.
+    pub search: Option<&'a str>,
+    /// The speech model: members' recordings are heard on the hub.
+    pub speech: Option<&'a str>,
+}
+
+/// [`gateway_model`] for the hub in `form`, with the models `beside` it.
 pub fn gateway_model_in(
     answers: &Answers,
     model_id: &str,
     timezone: &str,
     form: Form,
-    search: Option<&str>,
+    beside: Beside<'_>,
 ) -> String {
     let socket = "unix:/run/hearth-inference/inference.sock";
     let (base_url, api) = match (&answers.model, form) {
@@ -120,7 +129,7 @@ pub fn gateway_model_in(
             "userTimezone": timezone,
         }},
     });
-    if let Some(search) = search {
+    if let Some(search) = beside.search {
         document["models"]["providers"]["search"] = json!({
             "baseUrl": "unix:/run/hearth-inference/embeddings.sock",
             "api": "openai-completions",
@@ -142,6 +151,12 @@ pub fn gateway_model_in(
     // The household's language: what the assistant speaks when neither a
     // member's app nor their message says (a listing from the CLI).
     document["hearth"]["assistant"]["language"] = json!(answers.language.tag());
+    if let Some(speech) = beside.speech {
+        document["hearth"]["speech"] = json!({
+            "url": "unix:/run/hearth-inference/speech.sock",
+            "model": speech,
+        });
+    }
     let body = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     format!(
         "// Written by `hearth setup`: which model answers, which one searches, and\n\
@@ -328,7 +343,10 @@ mod tests {
             "smollm2",
             "Asia/Seoul",
             Form::Debian,
-            Some(crate::layout::SEARCH_MODEL),
+            Beside {
+                search: Some(crate::layout::SEARCH_MODEL),
+                speech: Some(crate::layout::SPEECH_MODEL),
+            },
         ));
         let search = &searching["models"]["providers"]["search"];
         assert_eq!(
@@ -339,6 +357,11 @@ mod tests {
         assert_eq!(
             searching["memory"]["search"],
             serde_json::json!({"provider": "search", "model": "multilingual-e5-small"})
+        );
+        assert!(llama["hearth"].get("speech").is_none(), "no speech model");
+        assert_eq!(
+            searching["hearth"]["speech"],
+            serde_json::json!({"url": "unix:/run/hearth-inference/speech.sock", "model": "whisper-base"})
         );
         let ollama = body(&gateway_model(
             &answers(

@@ -232,6 +232,10 @@ pub(crate) fn start(
         undo.start(Unit::EmbeddingsSocket, false)?;
         wait_for_search_model(layout)?;
     }
+    if layout.speech_model().is_some() {
+        // whisper-server starts on the first recording.
+        undo.start(Unit::SpeechSocket, false)?;
+    }
 
     announce(Step::StartingAssistant);
     undo.pod_starting();

@@ -26,6 +26,8 @@ pub fn observe(layout: &Layout) -> Observations {
     let llama_version = package_version("hearth-llama-server");
     let llama = answers.is_none_or(|answers| answers.model.uses_llama_server());
     let searching = layout.embedding_model().exists();
+    let hearing = layout.speech_model().is_some();
+    let speech_version = package_version("hearth-speech");
     let manager = crate::manager::current();
     let services = Unit::ALL
         .into_iter()
@@ -33,6 +35,7 @@ pub fn observe(layout: &Layout) -> Observations {
             Unit::LlamaServer | Unit::LlamaProxy => llama,
             Unit::OllamaProxy => !llama,
             Unit::EmbeddingsSocket | Unit::EmbeddingsServer | Unit::EmbeddingsProxy => searching,
+            Unit::SpeechSocket | Unit::SpeechServer | Unit::SpeechProxy => hearing,
             _ => true,
         })
         .filter_map(|unit| {
@@ -50,6 +53,9 @@ pub fn observe(layout: &Layout) -> Observations {
                 | Unit::EmbeddingsSocket
                 | Unit::EmbeddingsServer
                 | Unit::EmbeddingsProxy => llama_version.clone(),
+                Unit::SpeechSocket | Unit::SpeechServer | Unit::SpeechProxy => {
+                    speech_version.clone()
+                }
                 _ => hub_version.clone(),
             },
             log: manager.log_command(unit),

@@ -52,6 +52,7 @@ fn nothing_half_made(machine: &Machine) {
         "hearth-pod.service",
         "hearth-inference.socket",
         "hearth-embeddings.socket",
+        "hearth-speech.socket",
     ] {
         let enabled = machine.exec(&["systemctl", "is-enabled", unit]);
         assert_ne!(
@@ -164,7 +165,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
         let tag = format!("localhost/hearth-{image}:{}", newer.replace('+', "-"));
         let _ = podman::podman().args(["untag", &tag, &tag]).output();
     }
-    assert_eq!(built_new.len(), 5, "{built_new:?}");
+    assert_eq!(built_new.len(), 7, "{built_new:?}");
     for deb in &built_old {
         println!(
             "package {}: {} bytes",
@@ -172,7 +173,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
             std::fs::metadata(deb).unwrap().len()
         );
     }
-    assert_eq!(built_old.len(), 5, "{built_old:?}");
+    assert_eq!(built_old.len(), 7, "{built_old:?}");
     let hub = lab.host("hub");
     let phone_host = lab.host("phone");
     let bens_host = lab.host("ben");
@@ -672,6 +673,35 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     assert!(said.contains("출처: boiler.md › 온수"), "{said}");
     let state = machine.exec(&["systemctl", "is-active", "hearth-embeddings.service"]);
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "active");
+    // The hub hears (hearth-speech, hearth-model-whisper-base): a spoken
+    // question from the phone's app, heard by whisper-server, which its
+    // socket started in a network of its own.
+    assert!(hub_json.contains("speech.sock"), "{hub_json}");
+    let spoken = lab.dir.path().join("question.wav");
+    hearth_testkit::speech::speak("What is the capital of France?", "en-us", 150, &spoken).unwrap();
+    let heard = phone.upload("POST", "/api/speech?language=en", &spoken, "audio/wav");
+    assert_eq!(
+        heard.0,
+        200,
+        "{}\ngateway: {}\n{}",
+        heard.1,
+        machine.container_logs("hearth-gateway"),
+        machine.journal("hearth-speech*")
+    );
+    let heard: serde_json::Value = serde_json::from_str(&heard.1).unwrap();
+    let words = heard["text"].as_str().unwrap_or_default();
+    assert!(
+        hearth_testkit::speech::word_error_rate("What is the capital of France?", words) <= 0.34,
+        "{heard}"
+    );
+    for unit in ["hearth-speech-proxy.service", "hearth-speech.service"] {
+        let state = machine.exec(&["systemctl", "is-active", unit]);
+        assert_eq!(
+            String::from_utf8_lossy(&state.stdout).trim(),
+            "active",
+            "{unit}"
+        );
+    }
     phone.ask(&room, "remember that the bike lock code is 4711");
     phone.ask(&room, "remind me tomorrow at 9 to water the plants");
     let kept = |phone: &Phone<'_>, when: &str| {
@@ -819,7 +849,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-model-e5 hearth-llama-server hearth hearth-agent",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-model-e5 hearth-model-whisper-base hearth-speech hearth-llama-server hearth hearth-agent",
     ]);
     for unit in ["hearth-coordinator", "hearth-agent", "hearth-pod"] {
         assert!(
@@ -846,7 +876,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-model-e5 hearth-llama-server hearth hearth-agent",
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hearth-model-smollm2 hearth-model-e5 hearth-model-whisper-base hearth-speech hearth-llama-server hearth hearth-agent",
     ]);
     // Another pod of the machine uses Podman's shared kube network: purging
     // Hearth leaves it.
@@ -854,7 +884,7 @@ fn the_hub_installs_sets_up_restarts_upgrades_backs_up_and_purges_as_a_debian_se
     machine.exec_ok(&[
         "bash",
         "-c",
-        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-model-e5 hearth-llama-server hearth hearth-agent",
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y hearth-model-smollm2 hearth-model-e5 hearth-model-whisper-base hearth-speech hearth-llama-server hearth hearth-agent",
     ]);
     machine.exec_ok(&["podman", "network", "exists", "podman-default-kube-network"]);
     machine.exec_ok(&["podman", "network", "rm", "podman-default-kube-network"]);

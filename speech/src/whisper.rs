@@ -126,37 +126,80 @@ fn cut(text: &str) -> String {
     text.chars().take(300).collect()
 }
 
-/// whisper.cpp's server at a URL (`http://127.0.0.1:8178`).
+/// whisper.cpp's server at a URL (`http://127.0.0.1:8178`), or behind a
+/// UNIX socket (`unix:/run/hearth-inference/speech.sock`, as a packaged
+/// hub's gateway reaches it from its pod).
 #[derive(Clone, Debug)]
 pub struct Whisper {
     http: reqwest::Client,
     url: String,
 }
 
+/// Where a speech server is, read from its configured URL. Pure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `http://host:port`, the base the paths go after.
+    Http(String),
+    /// A UNIX socket's path.
+    Unix(String),
+}
+
+impl Place {
+    /// `url` read: `unix:` and a path, else an `http://` URL (refused
+    /// otherwise, with `None`).
+    pub fn of(url: &str) -> Option<Place> {
+        if let Some(path) = url.strip_prefix("unix:") {
+            let path = format!("/{}", path.trim_start_matches('/'));
+            return (path.len() > 1).then_some(Place::Unix(path));
+        }
+        let parsed = reqwest::Url::parse(url).ok()?;
+        (parsed.scheme() == "http" && parsed.host().is_some())
+            .then(|| Place::Http(url.trim_end_matches('/').to_owned()))
+    }
+}
+
 impl Whisper {
-    /// A client of the server at `url`, waiting at most `timeout` for a
-    /// transcript (recognition takes a fraction of the audio's length on
-    /// a hub's CPU).
+    /// A client of the server at `url` (see [`Place`]), waiting at most
+    /// `timeout` for a transcript (recognition takes a fraction of the
+    /// audio's length on a hub's CPU).
     pub fn new(url: &str, timeout: Duration) -> Whisper {
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
+            .no_proxy();
+        let (builder, base) = match Place::of(url) {
+            Some(Place::Unix(path)) => (builder.unix_socket(path), "http://localhost".to_owned()),
+            Some(Place::Http(base)) => (builder, base),
+            None => (builder, url.trim_end_matches('/').to_owned()),
+        };
         Whisper {
-            http,
-            url: url.trim_end_matches('/').to_owned(),
+            http: builder.build().unwrap_or_default(),
+            url: base,
         }
     }
 
     /// What `wav` (a 16 kHz mono WAV file, [`crate::audio::wav`]) says.
+    /// A server that is starting (socket-activated: its socket answers
+    /// before it does) is asked again until [`STARTING`] has passed.
     pub async fn transcribe(&self, wav: Vec<u8>, hints: Hints) -> Result<Transcript, WhisperError> {
+        let wav = bytes::Bytes::from(wav);
+        let deadline = tokio::time::Instant::now() + STARTING;
+        loop {
+            match self.ask(wav.clone(), &hints).await {
+                Err(WhisperError::Unreachable { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn ask(&self, wav: bytes::Bytes, hints: &Hints) -> Result<Transcript, WhisperError> {
         let unreachable = |error: reqwest::Error| WhisperError::Unreachable {
             url: self.url.clone(),
             reason: error.to_string(),
         };
-        let file = reqwest::multipart::Part::bytes(wav)
+        let file = reqwest::multipart::Part::bytes(wav.to_vec())
             .file_name("audio.wav")
             .mime_str("audio/wav")
             .map_err(unreachable)?;
@@ -165,13 +208,17 @@ impl Whisper {
             .text("response_format", "verbose_json")
             .text(
                 "language",
-                hints.language.unwrap_or_else(|| "auto".to_owned()),
+                hints.language.clone().unwrap_or_else(|| "auto".to_owned()),
             )
             .text(
                 "temperature",
                 hints.temperature.unwrap_or(0.0).clamp(0.0, 1.0).to_string(),
             );
-        if let Some(prompt) = hints.prompt.filter(|prompt| !prompt.trim().is_empty()) {
+        if let Some(prompt) = hints
+            .prompt
+            .clone()
+            .filter(|prompt| !prompt.trim().is_empty())
+        {
             form = form.text("prompt", prompt);
         }
         let response = self
@@ -193,9 +240,37 @@ impl Whisper {
     }
 }
 
+/// How long a server that does not answer yet is given to start (whisper
+/// base loads in about a second; a small board takes longer).
+pub const STARTING: Duration = Duration::from_secs(30);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_is_reached_over_http_or_a_unix_socket() {
+        assert_eq!(
+            Place::of("http://127.0.0.1:8178/"),
+            Some(Place::Http("http://127.0.0.1:8178".into()))
+        );
+        assert_eq!(
+            Place::of("unix:/run/hearth-inference/speech.sock"),
+            Some(Place::Unix("/run/hearth-inference/speech.sock".into()))
+        );
+        assert_eq!(
+            Place::of("unix:///run/speech.sock"),
+            Some(Place::Unix("/run/speech.sock".into()))
+        );
+        for bad in [
+            "https://127.0.0.1:8178",
+            "127.0.0.1:8178",
+            "unix:",
+            "ftp://x",
+        ] {
+            assert_eq!(Place::of(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn whisper_servers_verbose_answer_is_read() {

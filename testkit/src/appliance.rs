@@ -19,7 +19,7 @@ pub const SOCKS: &str = "127.0.0.1:1055";
 /// What the phone asks the assistant.
 pub const QUESTION: &str = "What should we cook tonight?";
 
-/// Builds the five packages at `version` into `out`; their paths.
+/// Builds the seven packages at `version` into `out`; their paths.
 /// `quick`: compressed with zstd (the tests'), not xz (what is shipped).
 pub fn build_debs(version: &str, out: &Path, quick: bool) -> Vec<PathBuf> {
     let _guard = build_lock();
@@ -215,6 +215,36 @@ impl Phone<'_> {
             return (0, format!("curl: {} {stderr}", output.status));
         }
         (status, body.to_owned())
+    }
+
+    /// `method path` with the file `body` of `content_type`: the status
+    /// and the answer's text.
+    pub fn upload(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Path,
+        content_type: &str,
+    ) -> (u16, String) {
+        let output = self
+            .lab
+            .command(&self.host, "curl")
+            .args(["-sS", "-m", "60", "--socks5-hostname", SOCKS, "-X", method])
+            .args(["-w", "\n%{http_code}", "-H"])
+            .arg(format!("Content-Type: {content_type}"))
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg(format!("{}{path}", self.chat))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (answer, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        let status = status.trim().parse().unwrap_or(0);
+        if status == 0 {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return (0, format!("curl: {} {stderr}", output.status));
+        }
+        (status, answer.to_owned())
     }
 
     /// `method path` answered with a success: its JSON.

@@ -80,6 +80,10 @@ fn units_verify_cleanly_and_stay_within_their_thresholds() {
         std::os::unix::fs::symlink(binary(name), bin.join(name)).unwrap();
     }
     std::os::unix::fs::symlink(llama, bin.join("llama-server")).unwrap();
+    let Some(whisper) = hearth_testkit::speech::whisper_server() else {
+        return;
+    };
+    std::os::unix::fs::symlink(whisper, bin.join("whisper-server")).unwrap();
 
     let units = units();
     assert!(units.len() >= 7, "the shipped units: {units:?}");

@@ -856,15 +856,11 @@ fn reachable_models(reader: &mut Reader, config: &Config) {
 }
 
 fn speech_problems(reader: &mut Reader, speech: &super::SpeechSection) {
-    let url = reqwest::Url::parse(&speech.url);
-    if !url
-        .as_ref()
-        .is_ok_and(|url| url.scheme() == "http" && url.host().is_some())
-    {
+    if hearth_speech::whisper::Place::of(&speech.url).is_none() {
         reader.problem(
             "hearth.speech.url",
             format!(
-                "{:?} is not an http:// URL of whisper.cpp's server (\"http://127.0.0.1:8178\")",
+                "{:?} is not an http:// URL of whisper.cpp's server (\"http://127.0.0.1:8178\") nor its socket (\"unix:/run/hearth-inference/speech.sock\")",
                 speech.url
             ),
         );
