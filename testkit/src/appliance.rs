@@ -19,6 +19,19 @@ pub const SOCKS: &str = "127.0.0.1:1055";
 /// What the phone asks the assistant.
 pub const QUESTION: &str = "What should we cook tonight?";
 
+/// The status and body of curl's `output` (run with `-w "\n%{http_code}"`);
+/// status 0 with curl's own failure when nothing answered.
+fn answered(output: &std::process::Output) -> (u16, String) {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let status = status.trim().parse().unwrap_or(0);
+    if status == 0 {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return (0, format!("curl: {} {stderr}", output.status));
+    }
+    (status, body.to_owned())
+}
+
 /// Builds the seven packages at `version` into `out`; their paths.
 /// `quick`: compressed with zstd (the tests'), not xz (what is shipped).
 pub fn build_debs(version: &str, out: &Path, quick: bool) -> Vec<PathBuf> {
@@ -205,16 +218,7 @@ impl Phone<'_> {
             ]);
         }
         command.arg(format!("{}{path}", self.chat));
-        let output = command.output().expect("curl runs");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        let status = status.trim().parse().unwrap_or(0);
-        if status == 0 {
-            // curl's own failure, for the message.
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return (0, format!("curl: {} {stderr}", output.status));
-        }
-        (status, body.to_owned())
+        answered(&command.output().expect("curl runs"))
     }
 
     /// `method path` with the file `body` of `content_type`: the status
@@ -237,14 +241,7 @@ impl Phone<'_> {
             .arg(format!("{}{path}", self.chat))
             .output()
             .expect("curl runs");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (answer, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        let status = status.trim().parse().unwrap_or(0);
-        if status == 0 {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return (0, format!("curl: {} {stderr}", output.status));
-        }
-        (status, answer.to_owned())
+        answered(&output)
     }
 
     /// `method path` answered with a success: its JSON.

@@ -599,9 +599,13 @@ fn speech_is_one_line_with_limits_written_out_and_bad_values_named() {
     let loaded = parse(r#"{ hearth: { speech: { url: "http://127.0.0.1:8178" } } }"#);
     let speech = loaded.config.hearth.speech.as_ref().unwrap();
     assert_eq!(speech.model_id(), "speech/whisper-base");
+    // A packaged hub's: the socket its pod mounts.
+    let packaged =
+        parse(r#"{ hearth: { speech: { url: "unix:/run/hearth-inference/speech.sock" } } }"#);
+    assert!(packaged.config.hearth.speech.is_some());
     assert_eq!((speech.max_seconds, speech.max_megabytes), (300, 25));
     let wrong = problems(
-        r#"{ hearth: { speech: { url: "unix:/run/whisper.sock", model: "a/b", maxSeconds: 0, maxMegabytes: 500 } } }"#,
+        r#"{ hearth: { speech: { url: "https://127.0.0.1:8178", model: "a/b", maxSeconds: 0, maxMegabytes: 500 } } }"#,
     );
     let paths: Vec<&str> = wrong.iter().map(|problem| problem.path.as_str()).collect();
     assert_eq!(
