@@ -27,7 +27,12 @@ pub fn observe(layout: &Layout) -> Observations {
     let llama = answers.is_none_or(|answers| answers.model.uses_llama_server());
     let searching = layout.embedding_model().exists();
     let hearing = layout.speech_model().is_some();
-    let speech_version = package_version("hearth-speech");
+    // Asked of dpkg only where the speech units are shown.
+    let speech_version = if hearing {
+        package_version("hearth-speech")
+    } else {
+        String::new()
+    };
     let manager = crate::manager::current();
     let services = Unit::ALL
         .into_iter()

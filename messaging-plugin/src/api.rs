@@ -367,14 +367,7 @@ async fn speech(
             "no assistant is set up on this hub".into(),
         );
     };
-    let asker = hearth_assistant::scope::Asker {
-        member: caller.user.clone(),
-        room: None,
-        capabilities: caller.capabilities.clone(),
-        device: Some(caller.address),
-        language: spoken.language.clone(),
-    };
-    match assistant.transcribe(asker, &audio, spoken.language).await {
+    match assistant.transcribe(&caller, &audio, spoken.language).await {
         Ok(heard) => Json(heard).into_response(),
         Err(not_heard) => error(
             StatusCode::from_u16(not_heard.status).unwrap_or(StatusCode::BAD_GATEWAY),

@@ -300,18 +300,22 @@ impl Assistant {
         serde_json::from_value(value).map_err(|_| Failure::Protocol)
     }
 
-    /// What `asker`'s recording `audio` says, in `language` when given:
+    /// What `caller`'s recording `audio` says, in `language` when given:
     /// heard by the hub (the gateway's speech recognition, under the
-    /// member's policy and daily seconds), given back to the app only.
+    /// member's policy and daily seconds, asked from their conversation
+    /// with the assistant), given back to the app only.
     pub async fn transcribe(
         &self,
-        asker: Asker,
+        caller: &Caller,
         audio: &[u8],
         language: Option<String>,
     ) -> Result<Answer, NotHeard> {
         use base64::Engine as _;
+        let room = RoomId::assistant_dm(&caller.user)
+            .map(|room| room.to_string())
+            .unwrap_or_default();
         let request = Request {
-            asker: Some(asker),
+            asker: Some(asker_of(caller, &room, language.clone())),
             op: Op::Transcribe {
                 audio: base64::engine::general_purpose::STANDARD.encode(audio),
                 language,

@@ -208,12 +208,13 @@ impl Household {
         if let Some(embeddings) = options.assistant.embeddings {
             embeddings.model()?;
         }
-        let speech = match options.assistant.speech {
-            true => Some((
+        let speech = if options.assistant.speech {
+            Some((
                 crate::speech::whisper_server()?,
                 crate::speech::whisper_model()?,
-            )),
-            false => None,
+            ))
+        } else {
+            None
         };
         let hub = lab.host("hub");
         let laptop = lab.host("laptop");

@@ -15,7 +15,7 @@ pub use admit::{
 };
 pub use ask::SlotGuard;
 pub use refused::Refused;
-pub use speech::{Heard, Hearing, Speech, language_code, max_upload, too_large};
+pub use speech::{Heard, Hearing, Speech, max_upload, too_large};
 pub use turns::Route;
 
 use std::num::NonZeroU32;
