@@ -26,28 +26,40 @@ pub fn estimate_text_tokens(text: &str) -> usize {
 /// conversation that opens with a lone assistant reply confuses models and
 /// breaks chat templates that require alternating roles.
 pub fn fit(system: Option<&str>, history: &[Message], new: Message, budget: usize) -> Vec<Message> {
-    let system = system.map(|text| Message::new("system", text));
-    let mut used = system.iter().map(estimate_tokens).sum::<usize>() + estimate_tokens(&new);
-    let mut kept = Vec::new();
+    let (start, _) = fitting(system, history, &new, budget);
+    system
+        .map(|text| Message::new("system", text))
+        .into_iter()
+        .chain(history[start..].iter().cloned())
+        .chain(std::iter::once(new))
+        .collect()
+}
+
+/// What [`fit`] sends of `history`: where the messages it keeps start, and
+/// the tokens the request takes (the system prompt's, theirs and `new`'s).
+/// Reads back from the newest message only as far as the budget goes: a
+/// session keeps every turn, a request costs what it sends.
+pub fn fitting(
+    system: Option<&str>,
+    history: &[Message],
+    new: &Message,
+    budget: usize,
+) -> (usize, usize) {
+    let mut used = system.map_or(0, |text| estimate_text_tokens(text) + 4) + estimate_tokens(new);
+    let mut start = history.len();
     for message in history.iter().rev() {
         let cost = estimate_tokens(message);
         if used + cost > budget {
             break;
         }
         used += cost;
-        kept.push(message.clone());
+        start -= 1;
     }
-    kept.reverse();
-    let orphans = kept
-        .iter()
-        .take_while(|message| message.role != "user")
-        .count();
-    kept.drain(..orphans);
-    system
-        .into_iter()
-        .chain(kept)
-        .chain(std::iter::once(new))
-        .collect()
+    while let Some(orphan) = history.get(start).filter(|message| message.role != "user") {
+        used -= estimate_tokens(orphan);
+        start += 1;
+    }
+    (start, used)
 }
 
 /// The line that opens the assistant's context in a member's message.
@@ -155,6 +167,32 @@ mod tests {
         let roles: Vec<&str> = fitted.iter().map(|message| message.role.as_str()).collect();
         assert_eq!(roles, ["user", "assistant", "user"]);
         assert_eq!(fitted[0].content, "b");
+        // What is counted is what is sent: the orphan answer is not.
+        let now = Message::new("user", "now");
+        let sent =
+            estimate_tokens(&now) + estimate_tokens(&history[2]) + estimate_tokens(&history[3]);
+        assert_eq!(fitting(None, &history, &now, budget), (2, sent));
+    }
+
+    /// A member's long conversation with the assistant was charged (and
+    /// reserved from their budget) as its whole history on every request,
+    /// though the model is sent only what fits its window.
+    #[test]
+    fn a_long_session_costs_what_fits_the_window() {
+        let history: Vec<Message> = (0..10_000)
+            .map(|index| {
+                let role = if index % 2 == 0 { "user" } else { "assistant" };
+                Message::new(role, format!("turn {index} of a long chat"))
+            })
+            .collect();
+        let new = Message::new("user", "and now?");
+        let (start, used) = fitting(Some("be kind"), &history, &new, 2_000);
+        assert!(used <= 2_000, "{used}");
+        assert!(used > 1_900, "{used}");
+        assert_eq!(history[start].role, "user");
+        let fitted = fit(Some("be kind"), &history, new, 2_000);
+        assert_eq!(fitted.len(), 1 + (history.len() - start) + 1);
+        assert_eq!(fitted.iter().map(estimate_tokens).sum::<usize>(), used);
     }
 
     #[test]

@@ -186,12 +186,9 @@ impl Sessions {
     pub fn append(&self, session: &str, messages: Vec<Message>) {
         {
             let mut memory = self.memory();
-            if let Some(history) = memory.histories.get(session) {
-                let mut longer = Vec::clone(history);
-                longer.extend(messages.iter().cloned());
-                memory
-                    .histories
-                    .insert(session.to_owned(), Arc::new(longer));
+            // Copied only while a reply still reads the history as it was.
+            if let Some(history) = memory.histories.get_mut(session) {
+                Arc::make_mut(history).extend(messages.iter().cloned());
             }
         }
         self.queue(Write::Append {

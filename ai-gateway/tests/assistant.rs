@@ -1309,6 +1309,56 @@ async fn a_member_named_assistant_cannot_speak_in_anyones_dm() {
     );
 }
 
+/// Found while timing CI: every request in a member's conversation with
+/// the assistant was charged (and reserved from their daily budget) as the
+/// whole conversation so far, though the model is sent only what fits its
+/// window. Twenty questions of about 300 tokens, with a window of 2,048:
+/// the whole history each time would be some 63,000 prompt tokens; what
+/// was sent is at most a window a request. The turns that left the window
+/// are still kept in a daily note.
+#[tokio::test]
+async fn a_long_conversation_costs_each_request_what_the_model_is_sent() {
+    let house = House::start_with(|_| Turn::Say("Noted.".into()), json!({}), 2048);
+    let question = "Tell me more about the plants in the garden this spring. ".repeat(16);
+    for _ in 0..20 {
+        let (_, said) = house.ask("ada", None, &question).await;
+        assert_eq!(said, "Noted.");
+    }
+    let usage = house.gateway.get_json("/v1/usage").await;
+    let prompt: u64 = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["who"] == "ada")
+        .map(|row| row["prompt_tokens"].as_u64().unwrap())
+        .sum();
+    assert!(
+        (20 * 300..=20 * 2048).contains(&prompt),
+        "twenty requests of a window of 2,048 cost {prompt} prompt tokens: {usage}"
+    );
+    // The turns that left the window, in a daily note all the same (the
+    // note's mark counts the session's turns from its first).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let Answer::Memory { entries, .. } =
+            house.api(Some(asker("ada", None)), Op::MemoryList {}).await
+        else {
+            panic!("memory");
+        };
+        if entries
+            .iter()
+            .any(|entry| entry.source == "trimmed" && entry.text.contains("plants in the garden"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no daily note of the trimmed turns: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Issue 41's review: `MAX_ENTRIES` was never enforced, and one member kept
 /// 5,300 entries (the gateway's memory grew from 30 to 87 MB). Past it,
 /// the oldest daily notes give way, and a memory of long-term entries only

@@ -140,14 +140,14 @@ pub enum MemoryError {
 /// set aside ("The bike code is 4711." and "the bike code is  4711").
 /// Remembering it again keeps the one entry.
 pub fn same_fact(a: &str, b: &str) -> bool {
-    fn plain(text: &str) -> impl Iterator<Item = String> + '_ {
-        text.trim_end_matches(|c: char| {
-            c.is_whitespace() || matches!(c, '.' | '!' | '~' | '。' | '…')
-        })
+    plain_words(a).eq(plain_words(b))
+}
+
+/// A fact's words as [`same_fact`] compares them.
+fn plain_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '.' | '!' | '~' | '。' | '…'))
         .split_whitespace()
         .map(str::to_lowercase)
-    }
-    plain(a).eq(plain(b))
 }
 
 /// What a fact is about, when it says so plainly: the words before its
@@ -213,19 +213,44 @@ pub enum Relation {
 /// entry must not be about health or safety ([`about_health_or_safety`]),
 /// which is never given up for another entry.
 pub fn relation(old: &str, new: &str) -> Relation {
-    if same_fact(old, new) {
-        return Relation::Same;
+    NewFact::read(new).relation_to(old)
+}
+
+/// A new entry read once, to be set beside each entry kept before
+/// ([`relation`] for many: an owner may keep [`MAX_ENTRIES`]).
+pub struct NewFact {
+    plain: Vec<String>,
+    subject: Option<String>,
+}
+
+impl NewFact {
+    /// `new`, read.
+    pub fn read(new: &str) -> NewFact {
+        NewFact {
+            plain: plain_words(new).collect(),
+            subject: subject(new),
+        }
     }
-    let (Some(about), Some(new_about)) = (subject(old), subject(new)) else {
-        return Relation::Unrelated;
-    };
-    if about != new_about {
-        return Relation::Unrelated;
-    }
-    if names_an_attribute(&about) && !about_health_or_safety(old) {
-        Relation::Replaces
-    } else {
-        Relation::Beside
+
+    /// How it stands to `old` ([`relation`]).
+    pub fn relation_to(&self, old: &str) -> Relation {
+        if plain_words(old).eq(self.plain.iter().cloned()) {
+            return Relation::Same;
+        }
+        let Some(new_about) = &self.subject else {
+            return Relation::Unrelated;
+        };
+        let Some(about) = subject(old) else {
+            return Relation::Unrelated;
+        };
+        if about != *new_about {
+            return Relation::Unrelated;
+        }
+        if names_an_attribute(&about) && !about_health_or_safety(old) {
+            Relation::Replaces
+        } else {
+            Relation::Beside
+        }
     }
 }
 

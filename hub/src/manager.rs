@@ -95,17 +95,28 @@ impl PodHub {
         self.layout.config_dir().join("hearth-hub-pod.yaml")
     }
 
-    /// Plays the pod when it is not there, or again when its kube file
-    /// (rendered now) is not the one it was played from; whether it did.
+    /// Plays the pod when it is not there, again when its kube file
+    /// (rendered now) is not the one it was played from or when one of
+    /// its containers is missing; whether it did.
     pub fn play(&self) -> anyhow::Result<bool> {
         let rendered = crate::pod::render_hub(&self.layout, &self.pod)?;
-        let exists = self.api.pod_exists(&self.pod)?;
+        let present = self.api.pod_containers(&self.pod)?;
         let played = system::read_optional(&self.played_file())?;
-        if exists && played.as_deref() == Some(rendered.as_str()) {
-            return Ok(false);
+        let verdict = playing(
+            present.as_deref(),
+            played.as_deref(),
+            &crate::pod::container_names(&rendered, &self.pod),
+            &rendered,
+        );
+        match verdict {
+            Playing::Not => return Ok(false),
+            Playing::Afresh => {}
+            Playing::Changed => crate::steps::announce(crate::steps::Step::PodChanged),
+            Playing::Incomplete(missing) => {
+                crate::steps::announce(crate::steps::Step::PodIncomplete(&missing));
+            }
         }
-        if exists {
-            crate::steps::announce(crate::steps::Step::PodChanged);
+        if present.is_some() {
             self.api.remove_pod(&self.pod)?;
         }
         self.api
@@ -118,6 +129,41 @@ impl PodHub {
             system::Owner::ROOT,
         )?;
         Ok(true)
+    }
+}
+
+/// Whether (and why) the hub's pod is played.
+#[derive(Debug, PartialEq, Eq)]
+enum Playing {
+    /// It is there as `rendered` makes it.
+    Not,
+    /// It is not there.
+    Afresh,
+    /// It was played from another kube file.
+    Changed,
+    /// It lacks this container (removed by hand, or left so by a removal
+    /// that stopped half way): starting it would be refused.
+    Incomplete(String),
+}
+
+/// Whether the pod whose containers are `present` (`None`: no pod), last
+/// played from `played`, is played from `rendered`, which makes the
+/// containers `expected`.
+fn playing(
+    present: Option<&[String]>,
+    played: Option<&str>,
+    expected: &[String],
+    rendered: &str,
+) -> Playing {
+    let Some(present) = present else {
+        return Playing::Afresh;
+    };
+    if played != Some(rendered) {
+        return Playing::Changed;
+    }
+    match expected.iter().find(|name| !present.contains(name)) {
+        Some(missing) => Playing::Incomplete(missing.clone()),
+        None => Playing::Not,
     }
 }
 
@@ -286,5 +332,39 @@ mod tests {
         assert!(hub.containers(Unit::InferenceSocket).is_empty());
         assert_eq!(hub.containers(Unit::LlamaServer), ["hearth-llama"]);
         assert!(hub.containers(Unit::LlamaProxy).is_empty());
+    }
+
+    /// The CI run that found it: a removal of the pod stopped half way
+    /// (its containers gone, the pod left), and the restore then started
+    /// the coordinator's container in the pod it found, which Podman
+    /// refused (404), as the kube file was the one played.
+    #[test]
+    fn a_pod_is_played_when_missing_changed_or_missing_a_container() {
+        let kube = "kind: Pod\n";
+        let expected = ["hth7-coordinator".to_owned(), "hth7-agent".to_owned()];
+        let all = [
+            "9f3a-infra".to_owned(),
+            "hth7-coordinator".to_owned(),
+            "hth7-agent".to_owned(),
+        ];
+        assert_eq!(playing(None, Some(kube), &expected, kube), Playing::Afresh);
+        assert_eq!(playing(None, None, &expected, kube), Playing::Afresh);
+        assert_eq!(
+            playing(Some(&all), Some(kube), &expected, kube),
+            Playing::Not
+        );
+        assert_eq!(
+            playing(Some(&all), Some("kind: Pod\n# old\n"), &expected, kube),
+            Playing::Changed
+        );
+        assert_eq!(playing(Some(&all), None, &expected, kube), Playing::Changed);
+        assert_eq!(
+            playing(Some(&all[..1]), Some(kube), &expected, kube),
+            Playing::Incomplete("hth7-coordinator".into())
+        );
+        assert_eq!(
+            playing(Some(&all[..2]), Some(kube), &expected, kube),
+            Playing::Incomplete("hth7-agent".into())
+        );
     }
 }

@@ -246,6 +246,16 @@ mod tests {
         let names: Vec<&str> = without.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["coordinator", "agent", "gateway", "messaging"]);
         assert!(!rendered.contains("inference"), "{rendered}");
+        // As Podman names them once played (the manager looks for them).
+        assert_eq!(
+            container_names(&rendered, "hth7"),
+            [
+                "hth7-coordinator",
+                "hth7-agent",
+                "hth7-gateway",
+                "hth7-messaging"
+            ]
+        );
 
         let rendered = hub_pod(true).fill(HUB_POD_TEMPLATE).unwrap();
         let with = containers(&rendered);
@@ -254,6 +264,7 @@ mod tests {
             names,
             ["coordinator", "agent", "llama", "gateway", "messaging"]
         );
+        assert_eq!(container_names(&rendered, "hth7")[2], "hth7-llama");
         let (_, llama) = &with[2];
         // The hub's image, as `hearth service llama`, unprivileged and
         // read-only, on no port: the gateway reaches it on the socket
@@ -546,6 +557,22 @@ impl HubPod {
         let template = crate::render::only_with(template, &self.switches());
         Ok(crate::render::pod(&template, &self.values())?)
     }
+}
+
+/// The names of a rendered kube file's containers (the items under its
+/// `containers:`), as Podman names them when it plays the file for pod
+/// `pod`: `POD-NAME`.
+pub fn container_names(kube: &str, pod: &str) -> Vec<String> {
+    kube.lines()
+        .skip_while(|line| line.trim_end() != "  containers:")
+        .skip(1)
+        .take_while(|line| line.trim().is_empty() || line.starts_with("   "))
+        .filter_map(|line| line.strip_prefix("    - name: "))
+        .map(|name| {
+            let name = name.split('#').next().unwrap_or_default().trim();
+            format!("{pod}-{}", name.trim_matches('"'))
+        })
+        .collect()
 }
 
 /// The template of the hub's pod in Podman alone (compiled in: the hub's

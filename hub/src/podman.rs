@@ -107,15 +107,20 @@ impl Podman {
         self.ok("POST", "/play/kube", &answer)
     }
 
-    /// Whether pod `pod` exists.
-    pub fn pod_exists(&self, pod: &str) -> anyhow::Result<bool> {
+    /// The names of pod `pod`'s containers (its infra container among
+    /// them), or `None` when there is no such pod.
+    pub fn pod_containers(&self, pod: &str) -> anyhow::Result<Option<Vec<String>>> {
         let answer = self.call(
             "GET",
-            &format!("/pods/{}/exists", query(pod)),
+            &format!("/pods/{}/json", query(pod)),
             None,
             CALL_DEADLINE,
         )?;
-        Ok(answer.status == 204)
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        self.ok("GET", "/pods/…/json", &answer)?;
+        pod_members(&answer.body).map(Some)
     }
 
     /// Removes pod `pod` and its containers (never its volumes): stopped
@@ -211,6 +216,31 @@ fn query(text: &str) -> String {
         .collect()
 }
 
+/// The names of the containers in Podman's answer about a pod
+/// (`{"Containers": [{"Name": …}, …], …}`; a pod without containers may
+/// leave the list out or null).
+fn pod_members(body: &[u8]) -> anyhow::Result<Vec<String>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Inspected {
+        #[serde(default)]
+        containers: Option<Vec<Member>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Member {
+        name: String,
+    }
+    let inspected: Inspected =
+        serde_json::from_slice(body).context("Podman's answer about a pod does not read")?;
+    Ok(inspected
+        .containers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|member| member.name)
+        .collect())
+}
+
 /// The message of a Podman error answer (`{"message": …}`), or its text.
 fn api_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
@@ -245,6 +275,20 @@ pub fn demultiplex(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pods_containers_are_read_from_its_inspection() {
+        let body = br#"{"Id":"4f1c","Name":"hth7","State":"Degraded","Containers":[
+            {"Id":"aa","Name":"4f1c5d2e-infra","State":"running"},
+            {"Id":"bb","Name":"hth7-agent","State":"running"}]}"#;
+        assert_eq!(pod_members(body).unwrap(), ["4f1c5d2e-infra", "hth7-agent"]);
+        assert!(
+            pod_members(br#"{"Name":"hth7","Containers":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(pod_members(b"<html>").is_err());
+    }
 
     #[test]
     fn a_containers_state_reads_as_a_units() {

@@ -123,6 +123,8 @@ pub enum Step<'a> {
     StartedSystemBus,
     /// The pod is played again.
     PodChanged,
+    /// The pod is played again: it lacks the named container.
+    PodIncomplete(&'a str),
     /// Begins waiting (printed without an end of line).
     Waiting(Awaited),
     /// Ends a wait after `seconds`.
@@ -200,6 +202,9 @@ impl Step<'_> {
             Step::PodChanged => {
                 "The pod's settings changed: playing it again (its volumes stay)".into()
             }
+            Step::PodIncomplete(name) => {
+                format!("The pod has no {name} container: playing it again (its volumes stay)")
+            }
             Step::Waiting(awaited) => {
                 format!("  waiting for {}...", awaited.name(Language::English))
             }
@@ -267,6 +272,9 @@ impl Step<'_> {
                 "시스템 D-Bus를 시작했어요 (파드의 컨테이너에 필요해요)".into()
             }
             Step::PodChanged => "파드 설정이 바뀌어서 다시 띄워요 (볼륨은 그대로예요)".into(),
+            Step::PodIncomplete(name) => {
+                format!("파드에 {name} 컨테이너가 없어서 다시 띄워요 (볼륨은 그대로예요)")
+            }
             Step::Waiting(awaited) => {
                 format!("  {}을(를) 기다리는 중...", awaited.name(Language::Korean))
             }
@@ -349,6 +357,7 @@ mod tests {
             Step::StartingAssistant,
             Step::StartedSystemBus,
             Step::PodChanged,
+            Step::PodIncomplete("hth7-coordinator"),
             Step::Waiting(Awaited::SearchModel),
             Step::Ready(12),
             Step::LeftOut(file),
@@ -377,7 +386,14 @@ mod tests {
             let (english, korean) = (step.say(Language::English), step.say(Language::Korean));
             assert!(!hangul(&english), "{english}");
             assert!(hangul(&korean), "{step:?} is not said in Korean: {korean}");
-            for fact in ["/srv/backups/hub.hearth", "41", "12", "The Parks", "0.9.0"] {
+            for fact in [
+                "/srv/backups/hub.hearth",
+                "41",
+                "12",
+                "The Parks",
+                "0.9.0",
+                "hth7-coordinator",
+            ] {
                 assert_eq!(
                     english.contains(fact),
                     korean.contains(fact),

@@ -110,8 +110,30 @@ impl PodmanMachine {
         said
     }
 
-    /// Removes the pod and the hub's volumes (what a lost machine loses).
+    /// Removes the pod and the hub's volumes (what a lost machine loses);
+    /// panics when they are still there after a minute of trying (Podman
+    /// 4.3 refuses to remove a container that is between running and
+    /// exited, and says so by leaving the pod).
     pub fn wipe(&self) {
+        let gone = wait_until(Duration::from_secs(60), || {
+            self.remove_all();
+            let pod = self.podman().args(["pod", "exists", &self.pod]).status();
+            let volumes = self
+                .podman_ok(&["volume", "ls", "--quiet"])
+                .lines()
+                .any(|volume| volume.starts_with(&format!("{}-", self.pod)));
+            pod.is_ok_and(|status| !status.success()) && !volumes
+        });
+        assert!(
+            gone.is_some(),
+            "the pod {} or its volumes are still there: {}",
+            self.pod,
+            self.podman_ok(&["pod", "ps", "--all"])
+        );
+    }
+
+    /// One try at removing the pod and the hub's volumes.
+    fn remove_all(&self) {
         let _ = self
             .podman()
             .args(["pod", "rm", "--force", &self.pod])
@@ -159,7 +181,7 @@ impl Drop for PodmanMachine {
             eprintln!("kept: pod {} at {}", self.pod, self.socket.display());
             return;
         }
-        self.wipe();
+        self.remove_all();
         let _ = self
             .podman()
             .args(["network", "rm", "--force", &self.pod])

@@ -139,23 +139,33 @@ impl Memories {
         let _writing = self.writes.lock().await;
         let (kept, already, replaced, beside) = {
             let index = hearth_runtime::read(&self.index);
-            let owners = || index.entries.values().filter(|entry| entry.owner == *owner);
-            let same_layer = || owners().filter(|entry| entry.layer == layer);
-            let kept: Vec<(Layer, i64)> = owners().map(|entry| (entry.layer, entry.id)).collect();
-            let related = |wanted: Relation| {
-                let mut entries: Vec<&Entry> = same_layer()
-                    .filter(|entry| memory::relation(&entry.text, &text) == wanted)
-                    .collect();
-                entries.sort_by_key(|entry| std::cmp::Reverse(entry.id));
-                entries
+            // One pass over the owner's entries, the new one read once:
+            // an owner may keep thousands.
+            let fact = memory::NewFact::read(&text);
+            let mut kept: Vec<(Layer, i64)> = Vec::new();
+            let mut related: Vec<(Relation, &Entry)> = Vec::new();
+            for entry in index.entries.values().filter(|entry| entry.owner == *owner) {
+                kept.push((entry.layer, entry.id));
+                if entry.layer == layer {
+                    let relation = fact.relation_to(&entry.text);
+                    if relation != Relation::Unrelated {
+                        related.push((relation, entry));
+                    }
+                }
+            }
+            related.sort_by_key(|(_, entry)| std::cmp::Reverse(entry.id));
+            let newest = |wanted: Relation| {
+                related
+                    .iter()
+                    .filter(move |(relation, _)| *relation == wanted)
+                    .map(|(_, entry)| *entry)
             };
-            let already = related(Relation::Same).first().map(|entry| entry.id);
+            let already = newest(Relation::Same).next().map(|entry| entry.id);
             // The newest entry of the same attribute, if several were kept.
-            let replaced = related(Relation::Replaces)
-                .first()
+            let replaced = newest(Relation::Replaces)
+                .next()
                 .map(|entry| (entry.id, entry.text.clone()));
-            let beside: Vec<String> = related(Relation::Beside)
-                .iter()
+            let beside: Vec<String> = newest(Relation::Beside)
                 .take(3)
                 .map(|entry| entry.text.clone())
                 .collect();

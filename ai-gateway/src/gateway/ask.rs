@@ -221,7 +221,13 @@ impl Gateway {
                 ..agent
             }
         };
-        let (history, save) = match &session {
+        // What the model is sent: as much of the conversation as its window
+        // leaves beside the reply ([`crate::context::fitting`]).
+        let (context_window, most) = self.window(&speaking, max_tokens);
+        let budget = context_window.saturating_sub(most) as usize;
+        // With a session: its turns as stored, and where `history` starts
+        // in them (what trimmed turns are noted from).
+        let (history, save, stored) = match &session {
             Some(session) => {
                 let (id, stored) = self
                     .sessions
@@ -231,10 +237,15 @@ impl Gateway {
                         tracing::error!(%error, "session store failed");
                         Refused::new(ErrorCode::Internal, "the session store failed")
                     })?;
-                let history: Vec<Message> = stored.iter().cloned().chain(messages).collect();
-                (history, (last.role == "user").then(|| (id, last.clone())))
+                // A session keeps every turn; only those that may be sent are read on.
+                let (from, _) =
+                    crate::context::fitting(speaking.persona.as_deref(), &stored, &last, budget);
+                let history: Vec<Message> =
+                    stored[from..].iter().cloned().chain(messages).collect();
+                let save = (last.role == "user").then(|| (id, last.clone()));
+                (history, save, Some((stored, from)))
             }
-            None => (messages, None),
+            None => (messages, None, None),
         };
         if limit == Limit::Address {
             self.admit_plain(caller.address)?;
@@ -245,13 +256,9 @@ impl Gateway {
         let schema = response_format.as_ref().map_or(0, |format| {
             crate::context::estimate_text_tokens(&format.ollama_format().to_string())
         });
-        let prompt: usize = history
-            .iter()
-            .chain([&last])
-            .map(crate::context::estimate_tokens)
-            .sum::<usize>();
+        let (_, prompt) =
+            crate::context::fitting(speaking.persona.as_deref(), &history, &last, budget);
         let schema = u64::try_from(schema).unwrap_or(u64::MAX);
-        let (_, most) = self.window(&speaking, max_tokens);
         let prompt = u64::try_from(prompt).unwrap_or(u64::MAX);
         let reservation = self
             .reserve(
@@ -309,12 +316,21 @@ impl Gateway {
                         temperature,
                         context.system.as_deref(),
                     );
-                    let dropped = history.len().saturating_sub(kept);
-                    if let (Some((id, _)), true) = (&save, dropped > 0) {
-                        let (assistant, asker, id) =
-                            (Arc::clone(&assistant), asker.clone(), id.clone());
+                    // The session's turns out of the model's window, counted
+                    // from its first (as the note's mark is).
+                    let dropped = stored.as_ref().map_or(0, |(stored, from)| {
+                        (from + history.len().saturating_sub(kept)).min(stored.len())
+                    });
+                    if let (Some((id, _)), Some((stored, _)), true) = (&save, &stored, dropped > 0)
+                    {
+                        let (assistant, asker, id, stored) = (
+                            Arc::clone(&assistant),
+                            asker.clone(),
+                            id.clone(),
+                            Arc::clone(stored),
+                        );
                         tokio::spawn(async move {
-                            assistant.note_trimmed(&asker, &id, &history, dropped).await;
+                            assistant.note_trimmed(&asker, &id, &stored, dropped).await;
                         });
                     }
                     // A reply held to a structure is the structure: the
