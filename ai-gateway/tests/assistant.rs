@@ -163,6 +163,31 @@ impl House {
         serde_json::from_value(value).unwrap()
     }
 
+    /// The first of `member`'s memory entries `wanted` picks, once there
+    /// is one (a daily note is written after the reply).
+    async fn memory_entry(
+        &self,
+        member: &str,
+        wanted: impl Fn(&hearth_assistant::api::MemoryItem) -> bool,
+    ) -> hearth_assistant::api::MemoryItem {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let Answer::Memory { entries, .. } =
+                self.api(Some(asker(member, None)), Op::MemoryList {}).await
+            else {
+                panic!("memory");
+            };
+            if let Some(entry) = entries.iter().find(|entry| wanted(entry)) {
+                return entry.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such entry in {member}'s memory: {entries:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The deliveries after `after`, waiting up to `wait_ms` for one.
     async fn deliveries(&self, after: i64, wait_ms: u64) -> Vec<hearth_assistant::api::Delivery> {
         match self.api(None, Op::Deliveries { after, wait_ms }).await {
@@ -973,31 +998,15 @@ async fn turns_trimmed_from_a_long_conversation_become_a_daily_note() {
         "the assistant's context kept to its share: {}",
         house.last_context()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let Answer::Memory { entries, .. } =
-            house.api(Some(asker("ada", None)), Op::MemoryList {}).await
-        else {
-            panic!("memory");
-        };
-        if let Some(note) = entries
-            .iter()
-            .find(|entry| entry.text.contains("CANARY-TRIM-FIRST"))
-        {
-            assert_eq!(note.source, "trimmed");
-            assert!(
-                note.file.starts_with("memory/20"),
-                "a daily note: {}",
-                note.file
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no daily note of the trimmed turn"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let note = house
+        .memory_entry("ada", |entry| entry.text.contains("CANARY-TRIM-FIRST"))
+        .await;
+    assert_eq!(note.source, "trimmed");
+    assert!(
+        note.file.starts_with("memory/20"),
+        "a daily note: {}",
+        note.file
+    );
 }
 
 #[tokio::test]
@@ -1324,39 +1333,18 @@ async fn a_long_conversation_costs_each_request_what_the_model_is_sent() {
         let (_, said) = house.ask("ada", None, &question).await;
         assert_eq!(said, "Noted.");
     }
-    let usage = house.gateway.get_json("/v1/usage").await;
-    let prompt: u64 = usage["usage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|row| row["who"] == "ada")
-        .map(|row| row["prompt_tokens"].as_u64().unwrap())
-        .sum();
+    let prompt = house.gateway.prompt_tokens("ada").await;
     assert!(
         (20 * 300..=20 * 2048).contains(&prompt),
-        "twenty requests of a window of 2,048 cost {prompt} prompt tokens: {usage}"
+        "twenty requests of a window of 2,048 cost {prompt} prompt tokens"
     );
     // The turns that left the window, in a daily note all the same (the
     // note's mark counts the session's turns from its first).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let Answer::Memory { entries, .. } =
-            house.api(Some(asker("ada", None)), Op::MemoryList {}).await
-        else {
-            panic!("memory");
-        };
-        if entries
-            .iter()
-            .any(|entry| entry.source == "trimmed" && entry.text.contains("plants in the garden"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no daily note of the trimmed turns: {entries:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    house
+        .memory_entry("ada", |entry| {
+            entry.source == "trimmed" && entry.text.contains("plants in the garden")
+        })
+        .await;
 }
 
 /// Issue 41's review: `MAX_ENTRIES` was never enforced, and one member kept

@@ -182,6 +182,7 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         .arg(format!("--output-path={}", report.display()))
         .env("CHROME_PATH", "/usr/bin/chromium")
         .env("HOME", &driver.home)
+        .env("TMPDIR", driver.home.join("tmp"))
         .output()
         .unwrap();
     assert!(

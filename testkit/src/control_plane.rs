@@ -47,6 +47,10 @@ pub struct Server {
     pub child: Child,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// The folder of its log, a restart's too (never beside the state:
+    /// a state that is itself a temporary folder would leave its log in
+    /// the machine's `/tmp`).
+    logs: std::sync::Arc<tempfile::TempDir>,
     /// The extra arguments it was started with (a restart keeps them).
     extra: Vec<String>,
 }
@@ -80,7 +84,13 @@ impl ServerBuilder {
 
     /// Starts it (on fresh ports unless [`ServerBuilder::address`] fixed one).
     pub fn start(self) -> Server {
-        Server::launch_limited(&self.state, &self.extra, self.address, self.descriptors)
+        Server::launch_limited(
+            &self.state,
+            &self.extra,
+            self.address,
+            self.descriptors,
+            None,
+        )
     }
 }
 
@@ -107,30 +117,37 @@ impl Server {
             matches!(self.child.try_wait(), Ok(Some(_))),
             "restart only a coordinator that has stopped (sigterm or kill9 first)"
         );
-        Server::launch(&self.state, &self.extra, Some(self.address))
+        Server::launch_limited(
+            &self.state,
+            &self.extra,
+            Some(self.address),
+            None,
+            Some(std::sync::Arc::clone(&self.logs)),
+        )
     }
 
     /// Starts a coordinator on `state` with `extra` arguments to `serve`.
     pub fn start_with(state: &Path, extra: &[String]) -> Server {
-        Server::launch(state, extra, None)
+        Server::launch_limited(state, extra, None, None, None)
     }
 
     /// Starts a coordinator. Ports are picked free just before the launch, so
     /// another process can still take one in between; when the server exits
     /// because an address is in use, it is launched again on fresh ports
-    /// (the HTTPS address stays fixed when the caller chose it).
-    fn launch(state: &Path, extra: &[String], address: Option<SocketAddr>) -> Server {
-        Server::launch_limited(state, extra, address, None)
-    }
-
+    /// (the HTTPS address stays fixed when the caller chose it). Its log
+    /// goes on in `logs` (a restart's) or starts in a folder of its own.
     fn launch_limited(
         state: &Path,
         extra: &[String],
         address: Option<SocketAddr>,
         descriptors: Option<u64>,
+        logs: Option<std::sync::Arc<tempfile::TempDir>>,
     ) -> Server {
         std::fs::create_dir_all(state).unwrap();
-        let log = state.with_extension("log");
+        let logs = logs.unwrap_or_else(|| {
+            std::sync::Arc::new(tempfile::tempdir().expect("a folder for the log"))
+        });
+        let log = logs.path().join("coordinator.log");
         for _attempt in 0..5 {
             let listen =
                 address.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
@@ -173,6 +190,7 @@ impl Server {
                 stun,
                 child,
                 log: log.clone(),
+                logs: std::sync::Arc::clone(&logs),
                 extra: extra.to_vec(),
             };
             match server.wait_ready(log_start) {

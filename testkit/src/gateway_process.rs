@@ -280,6 +280,19 @@ impl GatewayProcess {
         serde_json::from_str(&self.get_text(path).await).unwrap()
     }
 
+    /// The prompt tokens `who` was charged, over every model and day of
+    /// the usage the admin reads (`/v1/usage`).
+    pub async fn prompt_tokens(&self, who: &str) -> u64 {
+        let usage = self.get_json("/v1/usage").await;
+        usage["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["who"] == who)
+            .map(|row| row["prompt_tokens"].as_u64().unwrap())
+            .sum()
+    }
+
     /// A client as `device`.
     pub fn client(&self, device: KeyPair) -> ChatClient {
         ChatClient::new(&self.url, Some(self.token()), device)

@@ -158,13 +158,17 @@ impl Driver {
 }
 
 /// Starts chromedriver in `host` (the browsers it starts live in that
-/// host's namespace); Chromium's home, crash reports and caches go under
+/// host's namespace); Chromium's home, crash reports, caches and
+/// temporary files (its singleton socket, PulseAudio's folder) go under
 /// the lab's directory.
 pub fn start_driver(lab: &mut crate::lab::Lab, host: &crate::lab::Host) -> Driver {
     let mut command = lab.command(host, "chromedriver");
     command.args(["--port=9515", "--allowed-ips=127.0.0.1"]);
     let home = lab.dir.path().join(format!("{}-browser-home", host.name));
+    let temporary = home.join("tmp");
+    std::fs::create_dir_all(&temporary).expect("the browser's temporary folder");
     command
+        .env("TMPDIR", &temporary)
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_CACHE_HOME", home.join("cache"));
@@ -208,6 +212,7 @@ pub fn print_pdf(
         .arg(format!("--print-to-pdf={}", out.display()))
         .arg(&page)
         .env("HOME", scratch)
+        .env("TMPDIR", scratch)
         .env("XDG_CONFIG_HOME", scratch.join("config"))
         .env("XDG_CACHE_HOME", scratch.join("cache"))
         .stderr(std::process::Stdio::null())
