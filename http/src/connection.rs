@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -171,23 +172,33 @@ pub enum BodyError {
 
 /// A request body that must arrive whole within a deadline and within its
 /// source's budget of unfinished bodies; the bytes it took are given back
-/// when it ends or is dropped.
+/// when it ends or is dropped. Says whether it was read to its end
+/// ([`LimitedBody::read_whole`]).
 pub struct LimitedBody<B> {
     inner: B,
     timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     charge: BodyCharge,
+    whole: Arc<AtomicBool>,
 }
 
-impl<B> LimitedBody<B> {
+impl<B: http_body::Body> LimitedBody<B> {
     /// `inner`, due within `timeout` from now, charged to `charge`.
     pub fn new(inner: B, timeout: Duration, charge: BodyCharge) -> LimitedBody<B> {
+        let whole = Arc::new(AtomicBool::new(inner.is_end_stream()));
         LimitedBody {
             inner,
             timeout,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             charge,
+            whole,
         }
+    }
+
+    /// Turns true once the body has been read to its end (at once for a
+    /// request without one); readable after the body is gone.
+    pub fn read_whole(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.whole)
     }
 }
 
@@ -210,6 +221,7 @@ where
             Poll::Ready(None) => {
                 this.deadline = None;
                 this.charge.release();
+                this.whole.store(true, Ordering::Relaxed);
                 return Poll::Ready(None);
             }
             Poll::Pending => {
@@ -226,6 +238,9 @@ where
             && let Err(full) = this.charge.take(data.len())
         {
             return Poll::Ready(Some(Err(full.into())));
+        }
+        if this.inner.is_end_stream() {
+            this.whole.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -318,14 +333,32 @@ where
         let limits = self.gate.limits();
         let charge = self.gate.body_charge(self.source);
         let timeout = limits.body_timeout;
-        let mut request = request.map(|body| Body::new(LimitedBody::new(body, timeout, charge)));
+        let http1 = request.version() < http::Version::HTTP_2;
+        let limited = request.map(|body| LimitedBody::new(body, timeout, charge));
+        let read_whole = limited.body().read_whole();
+        let mut request = limited.map(Body::new);
         (self.extend)(request.extensions_mut());
         // A clone that is ready takes the request (tower's rule for
         // services called from spawned futures).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = inner.call(request).await?;
+            let mut response = inner.call(request).await?;
+            // Answered before its body was read whole (refused for its size,
+            // its caller, its form): the rest of the body is still on the
+            // connection, which hyper then closes rather than reads. Said in
+            // the answer, so that a client does not send its next request on
+            // a connection that is closing (the official `openai` SDK did,
+            // and lost the request: "Server disconnected").
+            if http1
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                && !read_whole.load(Ordering::Relaxed)
+            {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             Ok(response.map(|body| {
                 Body::new(TrackedBody {
                     inner: body,

@@ -591,6 +591,14 @@ mod tests {
                 ),
             )
             .route(
+                "/small",
+                axum::routing::post(
+                    |body: axum::body::Bytes| async move { body.len().to_string() },
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(16)),
+            )
+            .route("/ignore", axum::routing::post(|| async { "not read" }))
+            .route(
                 "/slow",
                 axum::routing::get(|| async {
                     // A response streaming for longer than the idle timeout.
@@ -965,5 +973,64 @@ mod tests {
         assert!(closed.is_ok(), "a silent connection is closed");
         let _ = stop.send(());
         server.await.unwrap().unwrap();
+    }
+
+    /// What came back on `stream` up to the end of its head, and the head
+    /// in lower case.
+    async fn head_of(stream: &mut tokio::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+                .await
+                .unwrap_or_else(|_| panic!("no whole head in 10 s: {head:?}"))
+                .unwrap();
+            assert!(read == 1, "closed before a whole head: {head:?}");
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).to_lowercase()
+    }
+
+    /// CI lost a transcription to this: the gateway refused a recording
+    /// for its size before reading it, hyper then closed the connection
+    /// (the rest of the body was still on it) without a word, and the
+    /// official `openai` SDK sent its next request on that connection:
+    /// "Server disconnected without sending a response". An answer given
+    /// before the body was read whole now says `Connection: close`; one
+    /// whose body was read keeps the connection for the next request.
+    #[tokio::test]
+    async fn an_answer_before_the_body_was_read_whole_says_the_connection_closes() {
+        let (address, _, _stop) = start(limits(16, 16, Duration::from_secs(10))).await;
+        let mut kept = tokio::net::TcpStream::connect(address).await.unwrap();
+        for _ in 0..2 {
+            kept.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+                .await
+                .unwrap();
+            let head = head_of(&mut kept).await;
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(!head.contains("connection: close"), "{head}");
+            let mut body = [0u8; 1];
+            kept.read_exact(&mut body).await.unwrap();
+        }
+        for path in ["/ignore", "/small"] {
+            let mut refused = tokio::net::TcpStream::connect(address).await.unwrap();
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{}",
+                "x".repeat(1000)
+            );
+            refused.write_all(request.as_bytes()).await.unwrap();
+            let head = head_of(&mut refused).await;
+            let status = if path == "/small" { "413" } else { "200" };
+            assert!(
+                head.starts_with(&format!("http/1.1 {status}")),
+                "{path}: {head}"
+            );
+            assert!(head.contains("connection: close"), "{path}: {head}");
+            // And it does close (its slot and the body's share come back).
+            within(
+                probe::until_closed(&mut refused, Duration::from_secs(5)).await,
+                Duration::from_secs(5),
+            );
+        }
     }
 }
