@@ -855,18 +855,23 @@ async function hearRecording(type) {
 }
 
 // Hold to talk (let go to stop), or tap to start and tap again to stop;
-// the keyboard's Enter and Space are taps.
+// the keyboard's Enter and Space are taps. The button keeps the pointer
+// while it is held: a finger that slides off it before letting go still
+// stops the recording.
 $("talk").addEventListener("pointerdown", (event) => {
   if (event.button !== 0 || talk.recorder) return;
+  event.currentTarget.setPointerCapture(event.pointerId);
   talk.held = true;
   talk.swallowClick = true;
   startTalking();
 });
-$("talk").addEventListener("pointerup", () => {
+function letGo() {
   if (!talk.held) return;
   talk.held = false;
   if (talk.recorder && Date.now() - talk.started >= HOLD_MS) stopTalking();
-});
+}
+$("talk").addEventListener("pointerup", letGo);
+$("talk").addEventListener("pointercancel", letGo);
 $("talk").addEventListener("click", () => {
   if (talk.swallowClick) {
     talk.swallowClick = false;
