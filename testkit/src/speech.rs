@@ -25,10 +25,18 @@ pub fn whisper_model() -> Option<PathBuf> {
 /// little silence on either side as a recording has.
 pub fn speak(text: &str, voice: &str, words_per_minute: u32, out: &Path) -> Option<()> {
     let raw = out.with_extension("espeak.wav");
+    // espeak-ng's audio library starts a PulseAudio client even when it
+    // writes a file, which leaves a folder in the temporary directory and a
+    // link in the home's configuration: both go beside `out`.
+    let scratch = out.parent().unwrap_or(Path::new("."));
     let spoken = Command::new("espeak-ng")
         .args(["-v", voice, "-s", &words_per_minute.to_string(), "-w"])
         .arg(&raw)
         .arg(text)
+        .env("TMPDIR", scratch)
+        .env("HOME", scratch)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME")
         .status();
     if !spoken.is_ok_and(|status| status.success()) {
         return skip("espeak-ng cannot speak (apt-get install espeak-ng)");
