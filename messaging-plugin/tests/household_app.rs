@@ -657,9 +657,8 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
         connected(&session, &household);
         (session, length)
     };
-    // Tap the microphone, let the words play, tap again.
-    let record = |session: &Session, length: u64| {
-        session.click("#talk").unwrap();
+    // Waits until the microphone has recorded the words (of `length` ms).
+    let words_recorded = |session: &Session, length: u64| {
         session
             .wait_for(
                 &format!(
@@ -670,6 +669,11 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
                 30 * SECOND,
             )
             .unwrap();
+    };
+    // Tap the microphone, let the words play, tap again.
+    let record = |session: &Session, length: u64| {
+        session.click("#talk").unwrap();
+        words_recorded(session, length);
         session.click("#talk").unwrap();
     };
     // Hold the microphone, let the words play, slide off it and let go
@@ -691,16 +695,7 @@ fn the_household_app_installs_notifies_keeps_offline_messages_and_speaks_korean(
                 .unwrap();
         };
         mouse("mousePressed", y, 1);
-        session
-            .wait_for(
-                &format!(
-                    "return document.getElementById('talk').getAttribute('aria-pressed') === 'true' \
-                       && talk.recorder && Date.now() - talk.started > {}",
-                    length + 800
-                ),
-                30 * SECOND,
-            )
-            .unwrap();
+        words_recorded(session, length);
         mouse("mouseMoved", y - 300.0, 1);
         mouse("mouseReleased", y - 300.0, 0);
     };
