@@ -176,9 +176,12 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
         return;
     };
     household.start_messaging();
-    let homes = tempfile::tempdir().unwrap();
+    // In the lab's folder, which goes after its processes have stopped (a
+    // temporary folder of its own went first, while OpenClaw's processes
+    // still wrote into it, and was left behind).
+    let homes = household.lab.dir.path().join("homes");
     let laptop = household.laptop.clone();
-    let ada = Device::new(&openclaw, &household, &laptop, &homes.path().join("ada"));
+    let ada = Device::new(&openclaw, &household, &laptop, &homes.join("ada"));
 
     // A new device waits for the admin; nothing is served to it meanwhile.
     let waiting = ada.refused(&["cron", "list"]);
@@ -263,10 +266,10 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
 
     // Ada's paired key copied to ben's phone is not ada there.
     let phone = household.phone.clone();
-    let copied = homes.path().join("copied");
+    let copied = homes.join("copied");
     let status = std::process::Command::new("cp")
         .arg("-a")
-        .arg(homes.path().join("ada"))
+        .arg(homes.join("ada"))
         .arg(&copied)
         .status()
         .unwrap();
@@ -277,7 +280,7 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
 
     // `openclaw tui` on the same device, driven in a terminal: a question
     // answered on screen.
-    let terminal = Terminal::start(&homes.path().join("tui"), &ada.command(&["tui"]));
+    let terminal = Terminal::start(&homes.join("tui"), &ada.command(&["tui"]));
     terminal.wait_for("connected", 60 * SECOND);
     terminal.keys(&["Remember that the bike lock code is 4711.", "Enter"]);
     // The assistant's answer shows below the question.
@@ -304,7 +307,7 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
     let driver = start_driver(&mut household.lab, &laptop);
     let browser = Session::chromium_with(
         driver.forward.port,
-        &homes.path().join("chromium"),
+        &homes.join("chromium"),
         1280,
         900,
         &[&format!(
@@ -323,7 +326,7 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
     let request = pending.unwrap_or_else(|| panic!("the browser asked for no pairing"));
     // As the Control UI tells the admin: `openclaw devices approve` on the
     // gateway's host, with OpenClaw's own CLI.
-    let hub = hub_admin(&openclaw, &household, &homes.path().join("hub-admin"));
+    let hub = hub_admin(&openclaw, &household, &homes.join("hub-admin"));
     let listed = hub.ok(&["devices", "list", "--json"]);
     let listed: serde_json::Value =
         serde_json::from_str(&listed[listed.find('{').unwrap()..]).unwrap();
@@ -381,17 +384,17 @@ fn openclaws_cli_on_a_members_device_pairs_through_hearth_and_reaches_her_assist
 
     // The same commands against the real OpenClaw gateway on the hub show
     // the same outcomes.
-    let hearth = homes.path().join("same-hearth");
+    let hearth = homes.join("same-hearth");
     let hearth_device = Device::new(&openclaw, &household, &laptop, &hearth);
     let on_hearth = outcomes(&hearth_device, |request| {
         let approved = hub.ok(&["devices", "approve", request]);
         assert!(approved.contains("Approved"), "{approved}");
     });
-    let claw = RealOpenClaw::start(&openclaw, &mut household, homes.path());
+    let claw = RealOpenClaw::start(&openclaw, &mut household, &homes);
     let claw_device = Device::for_gateway(
         &openclaw,
         &laptop,
-        &homes.path().join("same-openclaw"),
+        &homes.join("same-openclaw"),
         json!({"mode": "remote", "remote": {"url": format!("ws://{}:{}", household.hub_mesh, RealOpenClaw::PORT),
                                             "token": RealOpenClaw::TOKEN}}),
     );
