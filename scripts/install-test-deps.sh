@@ -72,8 +72,8 @@ install_system() {
 # keeps the processor busy, and what is only downloaded (wheels, npm
 # packages, a Debian root), which waits on the network. Each step says how
 # long it took (scripts/test.sh prints it when a run ends).
-scripts/python-env.sh >/dev/null
-PATH="$(dirname "$(scripts/python-env.sh)"):$PATH"
+python="$(scripts/python-env.sh)"
+PATH="$(dirname "$python"):$PATH"
 export PATH
 
 # step SCRIPT: runs it (its path on stdout is not wanted), timed.

@@ -35,6 +35,9 @@ enum Ready {
     AddressInUse,
 }
 
+/// The coordinator's log in its folder.
+const LOG: &str = "coordinator.log";
+
 /// A running coordinator process.
 pub struct Server {
     /// Its state directory.
@@ -45,11 +48,9 @@ pub struct Server {
     pub stun: SocketAddr,
     /// The process.
     pub child: Child,
-    /// Where its stderr goes.
-    pub log: PathBuf,
-    /// The folder of its log, a restart's too (never beside the state:
-    /// a state that is itself a temporary folder would leave its log in
-    /// the machine's `/tmp`).
+    /// The folder its stderr goes to ([`LOG`]), a restart's too (never
+    /// beside the state: a state that is itself a temporary folder would
+    /// leave its log in the machine's `/tmp`).
     logs: std::sync::Arc<tempfile::TempDir>,
     /// The extra arguments it was started with (a restart keeps them).
     extra: Vec<String>,
@@ -147,7 +148,7 @@ impl Server {
         let logs = logs.unwrap_or_else(|| {
             std::sync::Arc::new(tempfile::tempdir().expect("a folder for the log"))
         });
-        let log = logs.path().join("coordinator.log");
+        let log = logs.path().join(LOG);
         for _attempt in 0..5 {
             let listen =
                 address.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
@@ -189,7 +190,6 @@ impl Server {
                 address: listen,
                 stun,
                 child,
-                log: log.clone(),
                 logs: std::sync::Arc::clone(&logs),
                 extra: extra.to_vec(),
             };
@@ -245,7 +245,7 @@ impl Server {
 
     /// Everything it logged so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.logs.path().join(LOG)).unwrap_or_default()
     }
 
     /// Runs the CLI against this server's state dir.
